@@ -1,0 +1,17 @@
+# The two entry points for a fresh machine (see README.md).
+.PHONY: deps up down test bench lint
+
+deps:
+	./scripts/install-deps.sh
+
+up: deps
+	.venv/bin/pkctl cluster up
+
+down:
+	.venv/bin/pkctl cluster down
+
+test: deps
+	./scripts/run-tests.sh
+
+lint:
+	.venv/bin/lint-imports

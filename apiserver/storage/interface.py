@@ -1,0 +1,93 @@
+"""The narrow, revision-aware storage interface under the API server.
+
+Keys are strings such as `/registry/pods/default/web-1`. Values are object
+dicts; the backend serialises them. Every revision is the store's global
+revision (etcd's), which the API server exposes as `metadata.resourceVersion`.
+Backends: `etcd.EtcdStorage` (the real one) and `memory.MemoryStorage` (unit tests).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Protocol
+
+
+class StorageError(Exception):
+    pass
+
+
+class KeyExistsError(StorageError):
+    """create() of a key that already exists."""
+
+
+class KeyNotFoundError(StorageError):
+    """get/update/delete of a key that does not exist."""
+
+
+class RevisionConflictError(StorageError):
+    """update/delete whose expected revision is not the key's current one."""
+
+
+class CompactedError(StorageError):
+    """watch from a revision that was compacted away (→ 410 Gone)."""
+
+    def __init__(self, compact_revision: int = 0):
+        super().__init__(f"revision compacted (oldest available {compact_revision})")
+        self.compact_revision = compact_revision
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    value: dict[str, Any]
+    mod_revision: int
+    create_revision: int = 0
+
+
+@dataclass(frozen=True)
+class ListResult:
+    entries: list[Entry]
+    revision: int  # the store revision the list was read at
+    more: bool  # True when `limit` cut the list short
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    type: str  # "PUT" (create or update) | "DELETE"
+    key: str
+    value: dict[str, Any] | None  # the new value; for DELETE the last value before deletion
+    mod_revision: int
+    is_create: bool = False
+
+
+class Storage(Protocol):
+    async def get(self, key: str) -> Entry | None: ...
+
+    async def list(self, prefix: str, *, start_key: str | None = None, limit: int = 0,
+                   revision: int = 0) -> ListResult:
+        """Keys under prefix in key order, from start_key (inclusive) on; at `revision` if > 0."""
+        ...
+
+    async def create(self, key: str, value: dict[str, Any]) -> int:
+        """Writes only if the key is absent; returns the new revision. KeyExistsError otherwise."""
+        ...
+
+    async def update(self, key: str, value: dict[str, Any], expected_revision: int) -> int:
+        """Writes only if the key's mod revision is expected_revision; returns the new revision."""
+        ...
+
+    async def delete(self, key: str, expected_revision: int = 0) -> Entry:
+        """Removes the key (if expected_revision > 0, only at that revision); returns the deleted entry
+        with mod_revision set to the revision of the delete."""
+        ...
+
+    def watch(self, prefix: str, from_revision: int) -> AsyncIterator[WatchEvent]:
+        """Events for keys under prefix with revision >= from_revision, in revision order, forever."""
+        ...
+
+    async def current_revision(self) -> int: ...
+
+    async def compact(self, revision: int) -> None: ...
+
+    async def healthy(self) -> bool: ...
+
+    async def close(self) -> None: ...

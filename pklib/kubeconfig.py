@@ -1,0 +1,125 @@
+"""Reading and writing standard kubeconfig files."""
+from __future__ import annotations
+
+import base64
+import os
+import ssl
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_HOME = "/var/lib/pkube"
+
+
+def pkube_home() -> Path:
+    return Path(os.environ.get("PKUBE_HOME") or DEFAULT_HOME)
+
+
+def default_kubeconfig_path() -> Path | None:
+    """$KUBECONFIG (first entry), then <pkube home>/kubeconfig, then ~/.kube/config."""
+    env = os.environ.get("KUBECONFIG")
+    if env:
+        return Path(env.split(os.pathsep)[0])
+    for p in (pkube_home() / "kubeconfig", Path.home() / ".kube" / "config"):
+        if p.exists():
+            return p
+    return None
+
+
+@dataclass
+class ClusterAccess:
+    server: str
+    token: str | None = None
+    ca_file: str | None = None
+    ca_data: bytes | None = None
+    insecure: bool = False
+    client_cert: str | None = None
+    client_key: str | None = None
+
+    def ssl_context(self) -> ssl.SSLContext | bool | None:
+        if not self.server.startswith("https"):
+            return None
+        if self.insecure:
+            return False
+        ctx = ssl.create_default_context(cafile=self.ca_file,
+                                         cadata=self.ca_data.decode() if self.ca_data else None)
+        if self.client_cert:
+            ctx.load_cert_chain(self.client_cert, self.client_key)
+        return ctx
+
+
+class KubeconfigError(Exception):
+    pass
+
+
+def load(path: str | os.PathLike[str] | None = None, context: str | None = None) -> ClusterAccess:
+    p = Path(path) if path else default_kubeconfig_path()
+    if p is None:
+        raise KubeconfigError("no kubeconfig found: pass --kubeconfig or --server, set $KUBECONFIG, "
+                              "or start a local cluster with `pkctl cluster up`")
+    try:
+        doc = yaml.safe_load(p.read_text()) or {}
+    except OSError as e:
+        raise KubeconfigError(f"cannot read kubeconfig {p}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise KubeconfigError(f"kubeconfig {p} is not valid YAML: {e}") from None
+    ctx_name = context or doc.get("current-context")
+    ctx = _named(doc.get("contexts"), ctx_name, "context", p)
+    cluster = _named(doc.get("clusters"), ctx.get("cluster"), "cluster", p)
+    user: dict[str, Any] = {}
+    if ctx.get("user"):
+        user = _named(doc.get("users"), ctx.get("user"), "user", p)
+    server = cluster.get("server")
+    if not server:
+        raise KubeconfigError(f"kubeconfig {p}: cluster {ctx.get('cluster')!r} has no server")
+    token = user.get("token")
+    if not token and user.get("tokenFile"):
+        token = Path(user["tokenFile"]).read_text().strip()
+    ca_data = base64.b64decode(cluster["certificate-authority-data"]) if cluster.get("certificate-authority-data") else None
+    cert, key = user.get("client-certificate"), user.get("client-key")
+    if user.get("client-certificate-data"):
+        cert = _tmpfile(base64.b64decode(user["client-certificate-data"]))
+        key = _tmpfile(base64.b64decode(user["client-key-data"]))
+    return ClusterAccess(server=server.rstrip("/"), token=token, ca_file=cluster.get("certificate-authority"),
+                         ca_data=ca_data, insecure=bool(cluster.get("insecure-skip-tls-verify")),
+                         client_cert=cert, client_key=key)
+
+
+def _named(items: Any, name: Any, what: str, p: Path) -> dict[str, Any]:
+    for item in items or []:
+        if item.get("name") == name:
+            return item.get(what) or {}
+    raise KubeconfigError(f"kubeconfig {p}: no {what} named {name!r}")
+
+
+def _tmpfile(data: bytes) -> str:
+    fd, path = tempfile.mkstemp(prefix="pkube-kubeconfig-")
+    os.write(fd, data)
+    os.close(fd)
+    return path
+
+
+def build(server: str, token: str | None, name: str = "pkube", namespace: str = "default") -> dict[str, Any]:
+    """A kubeconfig document with one cluster, user and context, all called `name`."""
+    user: dict[str, Any] = {"token": token} if token else {}
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": name, "cluster": {"server": server}}],
+        "users": [{"name": name, "user": user}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name, "namespace": namespace}}],
+        "current-context": name,
+        "preferences": {},
+    }
+
+
+def write(path: str | os.PathLike[str], doc: dict[str, Any]) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, p)

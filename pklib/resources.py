@@ -1,0 +1,115 @@
+"""The table of built-in API resources: one row per kind.
+
+Every component resolves kinds, plurals and short names through this table
+(the apiserver for routing and discovery, pkctl for `get po`, controllers for
+paths), so that a kind is described exactly once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+
+
+@dataclass(frozen=True)
+class Resource:
+    group: str  # "" for core
+    version: str
+    kind: str
+    plural: str
+    namespaced: bool
+    short_names: tuple[str, ...] = ()
+    # Subresource names, e.g. ("status", "scale").
+    subresources: tuple[str, ...] = ()
+    verbs: tuple[str, ...] = ALL_VERBS
+    categories: tuple[str, ...] = ()
+    list_kind: str = field(default="", compare=False)
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def group_version(self) -> str:
+        return self.api_version
+
+    def path(self, namespace: str | None = None, name: str | None = None, subresource: str | None = None) -> str:
+        """The REST path of a collection or an object, e.g. /apis/apps/v1/namespaces/ns/deployments/x/scale."""
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        if name:
+            base += f"/{name}"
+            if subresource:
+                base += f"/{subresource}"
+        return base
+
+
+def _r(group: str, version: str, kind: str, plural: str, namespaced: bool, short: tuple[str, ...] = (),
+       sub: tuple[str, ...] = (), cats: tuple[str, ...] = ()) -> Resource:
+    return Resource(group, version, kind, plural, namespaced, short, sub, ALL_VERBS, cats, kind + "List")
+
+
+RESOURCES: tuple[Resource, ...] = (
+    _r("", "v1", "Namespace", "namespaces", False, ("ns",), ("status", "finalize")),
+    _r("", "v1", "Pod", "pods", True, ("po",), ("status", "binding", "log", "exec"), ("all",)),
+    _r("", "v1", "Service", "services", True, ("svc",), ("status",), ("all",)),
+    _r("", "v1", "Endpoints", "endpoints", True, ("ep",)),
+    _r("", "v1", "Node", "nodes", False, ("no",), ("status",)),
+    _r("", "v1", "ConfigMap", "configmaps", True, ("cm",)),
+    _r("", "v1", "Secret", "secrets", True),
+    _r("", "v1", "PersistentVolume", "persistentvolumes", False, ("pv",), ("status",)),
+    _r("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, ("pvc",), ("status",)),
+    _r("", "v1", "Event", "events", True, ("ev",)),
+    _r("", "v1", "ServiceAccount", "serviceaccounts", True, ("sa",)),
+    _r("apps", "v1", "Deployment", "deployments", True, ("deploy",), ("status", "scale"), ("all",)),
+    _r("apps", "v1", "ReplicaSet", "replicasets", True, ("rs",), ("status", "scale"), ("all",)),
+    _r("apps", "v1", "DaemonSet", "daemonsets", True, ("ds",), ("status",), ("all",)),
+    _r("apps", "v1", "StatefulSet", "statefulsets", True, ("sts",), ("status", "scale"), ("all",)),
+    _r("coordination.k8s.io", "v1", "Lease", "leases", True),
+    _r("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", True),
+    _r("storage.k8s.io", "v1", "StorageClass", "storageclasses", False, ("sc",)),
+)
+
+
+def groups() -> dict[str, list[str]]:
+    """group name -> versions, in table order ("" is the core group)."""
+    out: dict[str, list[str]] = {}
+    for r in RESOURCES:
+        versions = out.setdefault(r.group, [])
+        if r.version not in versions:
+            versions.append(r.version)
+    return out
+
+
+def for_path(group: str, version: str, plural: str) -> Resource | None:
+    for r in RESOURCES:
+        if r.group == group and r.version == version and r.plural == plural:
+            return r
+    return None
+
+
+def for_kind(api_version: str, kind: str) -> Resource | None:
+    for r in RESOURCES:
+        if r.api_version == api_version and r.kind == kind:
+            return r
+    return None
+
+
+def lookup(name: str) -> Resource | None:
+    """Resolve what a user types: plural, singular, short name, kind, or `plural.group`."""
+    n = name.lower()
+    group = None
+    if "." in n:
+        n, group = n.split(".", 1)
+    for r in RESOURCES:
+        if group is not None and r.group != group:
+            continue
+        if n in (r.plural, r.singular, r.kind.lower()) or n in r.short_names:
+            return r
+    return None

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs everything pkube needs on a fresh Debian machine: system packages
+# (etcd, runc, conmon, nftables, busybox-static, registry for tests) and a
+# Python venv with pkube installed in editable mode. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES="etcd-server runc conmon nftables busybox-static docker-registry conntrack iproute2 util-linux"
+missing=""
+for p in $APT_PACKAGES; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  echo ">> installing system packages:$missing"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq $missing >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo ">> creating .venv"
+  python3 -m venv .venv
+fi
+echo ">> installing pkube into .venv"
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
