@@ -1,0 +1,151 @@
+"""Shared fixtures: a real etcd and a real `pkube apiserver` process, started once per test session.
+
+Tests share one control plane and isolate themselves by working in a fresh namespace
+(`namespace` fixture) and with unique names.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import AsyncIterator, Iterator
+
+import pytest
+
+from tests.util import free_port, unique
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.geteuid() == 0:
+        return
+    skip = pytest.mark.skip(reason="needs root")
+    for item in items:
+        if "root" in item.keywords:
+            item.add_marker(skip)
+
+
+@dataclass
+class Etcd:
+    url: str
+    data_dir: str
+    proc: subprocess.Popen[bytes]
+
+
+@dataclass
+class ApiServer:
+    url: str
+    token: str
+    proc: subprocess.Popen[bytes]
+    log_path: str
+    kubeconfig: str
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], what: str, log: str, timeout: float = 30.0,
+               headers: dict[str, str] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{Path(log).read_text()[-4000:]}")
+        try:
+            req = urllib.request.Request(url, headers=headers or {})
+            with urllib.request.urlopen(req, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} not healthy after {timeout}s:\n{Path(log).read_text()[-4000:]}")
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def start_etcd(tmp: str) -> Etcd:
+    if not shutil.which("etcd"):
+        pytest.fail("etcd is not installed: run ./scripts/install-deps.sh")
+    client, peer = free_port(), free_port()
+    data = os.path.join(tmp, "etcd")
+    log = os.path.join(tmp, "etcd.log")
+    url = f"http://127.0.0.1:{client}"
+    proc = subprocess.Popen(
+        ["etcd", "--name", "pkt", "--data-dir", data,
+         "--listen-client-urls", url, "--advertise-client-urls", url,
+         "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+         "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+         "--initial-cluster", f"pkt=http://127.0.0.1:{peer}",
+         "--quota-backend-bytes", str(2 * 1024**3), "--log-level", "warn"],
+        stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    _wait_http(url + "/health", proc, "etcd", log)
+    return Etcd(url, data, proc)
+
+
+def start_apiserver(tmp: str, etcd_url: str, extra: list[str] | None = None) -> ApiServer:
+    port = free_port()
+    token = unique("token")
+    token_file = os.path.join(tmp, f"tokens-{port}.csv")
+    Path(token_file).write_text(f"{token},admin,admin,system:masters\n")
+    log = os.path.join(tmp, f"apiserver-{port}.log")
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "launcher", "apiserver", "--etcd-servers", etcd_url,
+         "--bind-address", "127.0.0.1", "--port", str(port), "--token-auth-file", token_file,
+         "--etcd-prefix", "/" + unique("reg"), *(extra or [])],
+        cwd=ROOT, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    _wait_http(url + "/readyz", proc, "apiserver", log, headers={"Authorization": f"Bearer {token}"})
+    from pklib import kubeconfig
+    kc = os.path.join(tmp, f"kubeconfig-{port}")
+    kubeconfig.write(kc, kubeconfig.build(url, token))
+    return ApiServer(url, token, proc, log, kc)
+
+
+@pytest.fixture(scope="session")
+def session_tmp() -> Iterator[str]:
+    d = tempfile.mkdtemp(prefix="pkt-")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def etcd(session_tmp: str) -> Iterator[Etcd]:
+    e = start_etcd(session_tmp)
+    yield e
+    _stop(e.proc)
+
+
+@pytest.fixture(scope="session")
+def apiserver(session_tmp: str, etcd: Etcd) -> Iterator[ApiServer]:
+    a = start_apiserver(session_tmp, etcd.url)
+    yield a
+    _stop(a.proc)
+
+
+@pytest.fixture
+async def client(apiserver: ApiServer) -> AsyncIterator["Client"]:  # noqa: F821
+    from pklib.client import Client
+    c = Client(apiserver.url, apiserver.token)
+    yield c
+    await c.close()
+
+
+@pytest.fixture
+async def namespace(client: "Client") -> AsyncIterator[str]:  # noqa: F821
+    from pklib.resources import lookup
+    name = unique("ns")
+    await client.create(lookup("namespaces"), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    yield name
