@@ -6,6 +6,7 @@ deps:
 
 up: deps
 	.venv/bin/pkctl cluster up
+	.venv/bin/pkctl --kubeconfig "$${PKUBE_HOME:-/var/lib/pkube}/kubeconfig" apply -f manifests/examples/web.yaml
 
 down:
 	.venv/bin/pkctl cluster down

@@ -1,0 +1,102 @@
+"""The aiohttp application: middlewares, routes, and the lifecycle of the watch cache."""
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator
+
+from aiohttp import web
+
+from pklib import resources
+
+from . import auth, bodies
+from .handlers import Api
+from .handlers_objects import Objects
+from .metrics import Metrics
+from .status import json_response, status_middleware
+from .storage.interface import Storage
+from .watchcache import WatchCache
+
+log = logging.getLogger("apiserver")
+
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+@dataclass
+class Config:
+    etcd_servers: list[str] = field(default_factory=lambda: ["http://127.0.0.1:2379"])
+    etcd_prefix: str = "/registry"
+    bind_address: str = "127.0.0.1"
+    port: int = 6443
+    token_auth_file: str | None = None
+    service_cluster_ip_range: str = "10.96.0.0/12"
+    service_node_port_range: str = "30000-32767"
+    watch_bookmark_interval: float = 10.0
+
+
+async def _health(_: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+def build_app(config: Config, storage: Storage) -> web.Application:
+    metrics = Metrics()
+    cache = WatchCache(storage)
+    api = Api(storage, cache, metrics, config.watch_bookmark_interval)
+    middlewares: list[Any] = [metrics.middleware()]
+    if config.token_auth_file:
+        # Authentication answers 401 itself; put it inside metrics so refused requests are counted too.
+        middlewares.append(auth.middleware(auth.load_tokens(config.token_auth_file)))
+    middlewares.append(status_middleware)
+    app = web.Application(middlewares=middlewares, client_max_size=bodies.MAX_BODY + 1)
+
+    async def readyz(_: web.Request) -> web.Response:
+        if not await storage.healthy():
+            return web.Response(status=503, text="etcd: not reachable")
+        if not cache.ready:
+            return web.Response(status=503, text="watch cache: not synced")
+        return web.Response(text="ok")
+
+    async def metrics_handler(_: web.Request) -> web.Response:
+        return metrics.render()
+
+    app.router.add_get("/healthz", _health)
+    app.router.add_get("/livez", _health)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler)
+    _add_discovery(app)
+    app.router.add_routes(api.routes())
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await cache.start()
+        await _ensure_namespaces(api.objects)
+        yield
+        await cache.stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    app["api"] = api
+    return app
+
+
+async def _ensure_namespaces(objects: Objects) -> None:
+    ns = resources.lookup("namespaces")
+    assert ns is not None
+    for name in SYSTEM_NAMESPACES:
+        await objects.ensure(ns, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+
+
+def _add_discovery(app: web.Application) -> None:
+    """Discovery documents come from apiserver/discovery.py (the object model's pure functions)."""
+    try:
+        discovery = importlib.import_module("apiserver.discovery")
+    except ModuleNotFoundError:
+        log.warning("apiserver.discovery is not available: discovery endpoints are not served")
+        return
+    app.router.add_routes(discovery_routes(discovery))
+
+
+def discovery_routes(discovery: Any) -> list[web.RouteDef]:
+    async def version(_: web.Request) -> web.Response:
+        return json_response(discovery.version())
+
+    return [web.get("/version", version)]

@@ -1,0 +1,87 @@
+"""Request body decoding: JSON or YAML objects, patch documents, size and type limits."""
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import yaml
+from aiohttp import web
+
+from .status import StatusError, bad_request
+
+MAX_BODY = 3 * 1024 * 1024  # Kubernetes' request size limit
+
+JSON_TYPES = {"application/json", ""}
+YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml"}
+PATCH_TYPES = {
+    "application/merge-patch+json": "merge",
+    "application/json-patch+json": "json",
+    "application/strategic-merge-patch+json": "strategic",
+}
+
+
+def too_large() -> StatusError:
+    return StatusError(413, "RequestEntityTooLarge", "the request body is too large (limit 3 MiB)")
+
+
+def unsupported(content_type: str, allowed: list[str]) -> StatusError:
+    return StatusError(415, "UnsupportedMediaType",
+                       f'the body of the request was in an unknown format - accepted media types include: '
+                       f'{", ".join(allowed)} (got "{content_type}")')
+
+
+async def read_raw(request: web.Request) -> bytes:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise too_large()
+    data = bytearray()
+    # Read in chunks so a body without Content-Length cannot grow past the limit either.
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        data += chunk
+        if len(data) > MAX_BODY:
+            raise too_large()
+    return bytes(data)
+
+
+def _parse(raw: bytes, content_type: str) -> Any:
+    if content_type in YAML_TYPES:
+        try:
+            return yaml.safe_load(raw.decode())
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise bad_request(f"error decoding YAML: {str(e).splitlines()[0] if str(e) else e}") from None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise bad_request(f"error decoding JSON body: {e}") from None
+
+
+async def read_object(request: web.Request, *, optional: bool = False) -> dict[str, Any] | None:
+    """The request body as an object dict (JSON or YAML). Empty body → None if optional, else 400."""
+    content_type = request.content_type if request.headers.get("Content-Type") else ""
+    if content_type not in JSON_TYPES and content_type not in YAML_TYPES:
+        raise unsupported(content_type, ["application/json", "application/yaml"])
+    raw = await read_raw(request)
+    if not raw.strip():
+        if optional:
+            return None
+        raise bad_request("the request body is empty; an object is required")
+    body = _parse(raw, content_type)
+    if body is None and optional:
+        return None
+    if not isinstance(body, dict):
+        raise bad_request(f"the request body must be an object, got {type(body).__name__}")
+    return body
+
+
+async def read_patch(request: web.Request) -> tuple[str, Any]:
+    """(patch type, decoded patch document) for PATCH requests."""
+    content_type = request.content_type if request.headers.get("Content-Type") else ""
+    kind = PATCH_TYPES.get(content_type)
+    if kind is None:
+        raise unsupported(content_type, list(PATCH_TYPES))
+    raw = await read_raw(request)
+    patch = _parse(raw, "application/json")
+    if kind == "json" and not isinstance(patch, list):
+        raise bad_request("a JSON patch must be a list of operations")
+    if kind != "json" and not isinstance(patch, dict):
+        raise bad_request("a merge patch must be a JSON object")
+    return kind, patch

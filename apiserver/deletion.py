@@ -1,0 +1,143 @@
+"""DELETE semantics: preconditions, finalizers, graceful pod deletion, propagation policy, namespaces.
+
+As in Kubernetes, a DELETE removes an object at once only when nothing has to
+happen first. Otherwise it is marked (deletionTimestamp) and kept:
+- while it has finalizers (Orphan / Foreground propagation add "orphan" /
+  "foregroundDeletion" for the garbage collector);
+- a scheduled pod for its grace period, until the kubelet deletes it with
+  gracePeriodSeconds=0;
+- a namespace until the namespace controller has emptied it and cleared
+  spec.finalizers through /finalize.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from pklib.objects import now_rfc3339
+from pklib.resources import Resource
+
+from . import kinds
+from .handlers_objects import Objects, finished_deleting, object_key
+from .status import StatusError, bad_request, conflict, not_found
+from .storage.interface import Entry, KeyNotFoundError, RevisionConflictError
+from .watchcache import with_rv
+
+POLICIES = {"Orphan": "orphan", "Foreground": "foregroundDeletion", "Background": None}
+DEFAULT_POD_GRACE = 30
+
+
+@dataclass
+class DeleteOptions:
+    grace_period_seconds: int | None = None
+    propagation_policy: str | None = None
+    precondition_uid: str | None = None
+    precondition_rv: str | None = None
+
+    @classmethod
+    def parse(cls, body: dict[str, Any] | None, query: Any) -> "DeleteOptions":
+        body = body or {}
+        if body.get("kind") not in (None, "DeleteOptions"):
+            raise bad_request(f"expected a DeleteOptions body, got kind {body.get('kind')!r}")
+        grace = body.get("gracePeriodSeconds", query.get("gracePeriodSeconds"))
+        policy = body.get("propagationPolicy", query.get("propagationPolicy"))
+        if body.get("orphanDependents") is not None and policy is None:
+            policy = "Orphan" if body["orphanDependents"] else "Background"
+        pre = body.get("preconditions") or {}
+        try:
+            grace_int = None if grace in (None, "") else int(grace)
+        except (TypeError, ValueError):
+            raise bad_request(f"gracePeriodSeconds must be an integer, got {grace!r}") from None
+        if grace_int is not None and grace_int < 0:
+            grace_int = 0  # Kubernetes treats a negative grace period as "now"
+        if policy not in (None, *POLICIES):
+            raise StatusError(422, "Invalid", f'DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: '
+                                              f'Unsupported value: "{policy}": supported values: '
+                                              f'"Foreground", "Background", "Orphan"',
+                              {"kind": "DeleteOptions", "causes": [{"reason": "FieldValueNotSupported",
+                                                                    "field": "propagationPolicy",
+                                                                    "message": f'Unsupported value: "{policy}"'}]})
+        return cls(grace_int, policy, pre.get("uid"), pre.get("resourceVersion"))
+
+
+def _check_preconditions(res: Resource, entry: Entry, opts: DeleteOptions) -> None:
+    meta = entry.value.get("metadata") or {}
+    name = meta.get("name", "")
+    if opts.precondition_uid and opts.precondition_uid != meta.get("uid"):
+        raise conflict(res.plural, name, res.group,
+                       f"Precondition failed: UID in precondition: {opts.precondition_uid}, "
+                       f"UID in object meta: {meta.get('uid')}")
+    if opts.precondition_rv and opts.precondition_rv != str(entry.mod_revision):
+        raise conflict(res.plural, name, res.group,
+                       f"Precondition failed: ResourceVersion in precondition: {opts.precondition_rv}, "
+                       f"ResourceVersion in object meta: {entry.mod_revision}")
+
+
+def _pod_grace(obj: dict[str, Any], opts: DeleteOptions) -> int:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    # An unscheduled or finished pod has nothing running to stop: it goes at once.
+    if not spec.get("nodeName") or status.get("phase") in ("Succeeded", "Failed"):
+        return 0
+    if opts.grace_period_seconds is not None:
+        return opts.grace_period_seconds
+    grace = spec.get("terminationGracePeriodSeconds")
+    return DEFAULT_POD_GRACE if grace is None else int(grace)
+
+
+def _marked(res: Resource, obj: dict[str, Any], opts: DeleteOptions) -> dict[str, Any] | None:
+    """The object marked for deletion, or None if it can be removed now."""
+    new = copy.deepcopy(obj)
+    meta = new.setdefault("metadata", {})
+    finalizers = list(meta.get("finalizers") or [])
+    policy_finalizer = POLICIES.get(opts.propagation_policy or "")
+    if policy_finalizer:
+        # One propagation finalizer at a time: the latest request's policy wins, as in Kubernetes.
+        finalizers = [f for f in finalizers if f not in ("orphan", "foregroundDeletion")] + [policy_finalizer]
+    elif opts.propagation_policy == "Background":
+        finalizers = [f for f in finalizers if f not in ("orphan", "foregroundDeletion")]
+    if finalizers:
+        meta["finalizers"] = finalizers
+    else:
+        meta.pop("finalizers", None)
+    grace = 0
+    if res.kind == "Pod":
+        grace = _pod_grace(new, opts)
+        current = meta.get("deletionGracePeriodSeconds")
+        if current is not None:
+            grace = min(grace, int(current))  # a grace period can only be shortened
+    if res.kind == "Namespace":
+        new.setdefault("status", {})["phase"] = "Terminating"
+    if not meta.get("deletionTimestamp") or res.kind == "Pod" and grace != meta.get("deletionGracePeriodSeconds"):
+        meta["deletionTimestamp"] = now_rfc3339(grace)
+        meta["deletionGracePeriodSeconds"] = grace
+    if finished_deleting(res, new):
+        return None
+    return new
+
+
+async def delete(objects: Objects, res: Resource, namespace: str | None, name: str,
+                 opts: DeleteOptions) -> tuple[dict[str, Any], bool]:
+    """(the object's last state, whether it is gone now)."""
+    storage = objects.storage
+    key = object_key(res, namespace, name)
+    for _ in range(16):
+        entry = await storage.get(key)
+        if entry is None:
+            raise not_found(res.plural, name, res.group)
+        _check_preconditions(res, entry, opts)
+        marked = _marked(res, entry.value, opts)
+        try:
+            if marked is None:
+                deleted = await storage.delete(key, entry.mod_revision)
+                await kinds.strategy_for(res).after_delete(deleted.value, storage)
+                return with_rv(deleted.value, deleted.mod_revision), True
+            if marked == entry.value:
+                return with_rv(marked, entry.mod_revision), False
+            revision = await storage.update(key, marked, entry.mod_revision)
+            return with_rv(marked, revision), False
+        except RevisionConflictError:
+            continue
+        except KeyNotFoundError:
+            raise not_found(res.plural, name, res.group) from None
+    raise conflict(res.plural, name, res.group, "too many concurrent writers; try again")

@@ -1,0 +1,163 @@
+"""LIST: selectors, pagination, and choosing between the watch cache and etcd.
+
+- resourceVersion unset, no limit: a consistent list. Served from the watch
+  cache once it has caught up with etcd's current revision (it normally has,
+  within a millisecond), else read from etcd.
+- `limit`/`continue`: pages read from etcd, every page at the revision of the first
+  (the continue token carries it, with the last key returned).
+- resourceVersion "0" or N: from the cache (N: once the cache has reached it), as
+  Kubernetes does; `limit` is then ignored.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from pklib.resources import Resource
+from pklib.selectors import (FieldSelector, LabelSelector, SelectorError, field_value, parse_field_selector,
+                             parse_label_selector)
+
+from .handlers_objects import collection_prefix
+from .status import StatusError, bad_request, gone, timeout
+from .storage.interface import CompactedError, Storage
+from .watchcache import WatchCache, resource_prefix, with_rv
+
+# Field selectors each kind supports beyond metadata.name / metadata.namespace (as Kubernetes).
+KIND_FIELDS: dict[str, tuple[str, ...]] = {
+    "Pod": ("spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
+            "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName"),
+    "Event": ("involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
+              "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath",
+              "reason", "reportingComponent", "source", "type"),
+    "Secret": ("type",),
+    "Namespace": ("status.phase",),
+    "Node": ("spec.unschedulable",),
+    "ReplicaSet": ("status.replicas",),
+    "PersistentVolumeClaim": (),
+}
+CACHE_CATCH_UP = 0.05  # how long a consistent list waits for the cache before reading etcd
+RV_WAIT = 3.0  # how long a list/watch at a future resourceVersion waits (then 504, like Kubernetes)
+
+
+@dataclass(frozen=True)
+class Filters:
+    labels: LabelSelector
+    fields: FieldSelector
+    kind_fields: tuple[str, ...]
+
+    def matches(self, obj: dict[str, Any]) -> bool:
+        if not self.labels.matches((obj.get("metadata") or {}).get("labels")):
+            return False
+        if not self.fields.requirements:
+            return True
+        return self.fields.matches({f: _field(obj, f) for f in self.fields.fields()})
+
+    @property
+    def trivial(self) -> bool:
+        return self.labels.empty() and not self.fields.requirements
+
+
+def _field(obj: dict[str, Any], path: str) -> str:
+    if path == "source":  # Events: `source` means the reporting component
+        return field_value(obj, "source.component") or field_value(obj, "reportingComponent")
+    return field_value(obj, path)
+
+
+def parse_filters(res: Resource, query: Any) -> Filters:
+    try:
+        labels = parse_label_selector(query.get("labelSelector"))
+        fields = parse_field_selector(query.get("fieldSelector"))
+    except SelectorError as e:
+        raise bad_request(f"unable to parse requirement: {e}") from None
+    allowed = ("metadata.name", "metadata.namespace", *KIND_FIELDS.get(res.kind, ()))
+    for f in fields.fields():
+        if f not in allowed:
+            raise bad_request(f'field label not supported: {f}')
+    return Filters(labels, fields, KIND_FIELDS.get(res.kind, ()))
+
+
+def _encode_continue(revision: int, start_key: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps({"rv": revision, "start": start_key})).decode()
+
+
+def _decode_continue(token: str, prefix: str) -> tuple[int, str]:
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(token.encode()))
+        revision, start = int(data["rv"]), str(data["start"])
+    except (binascii.Error, ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+        raise bad_request("continue key is not valid: the token is malformed") from None
+    if not start.startswith(prefix) or revision <= 0:
+        raise bad_request("continue key is not valid: it does not belong to this list")
+    return revision, start
+
+
+def list_body(res: Resource, raws: list[bytes], revision: int, cont: str | None = None) -> bytes:
+    meta: dict[str, Any] = {"resourceVersion": str(revision)}
+    if cont:
+        meta["continue"] = cont
+    head = orjson.dumps({"kind": res.list_kind, "apiVersion": res.api_version, "metadata": meta})
+    # Items are already serialised in the cache: splice them in instead of re-encoding every object.
+    return head[:-1] + b',"items":[' + b",".join(raws) + b"]}"
+
+
+async def list_objects(storage: Storage, cache: WatchCache, res: Resource, namespace: str | None,
+                       query: Any) -> bytes:
+    filters = parse_filters(res, query)
+    ns = namespace or filters.fields.value_of("metadata.namespace") if res.namespaced else None
+    prefix = collection_prefix(res, ns)
+    rv = query.get("resourceVersion") or ""
+    try:
+        limit = int(query.get("limit") or 0)
+    except ValueError:
+        raise bad_request(f"limit must be an integer, got {query.get('limit')!r}") from None
+    token = query.get("continue") or ""
+    if token or (limit > 0 and not rv):
+        return await _list_from_store(storage, res, prefix, filters, limit, token)
+    if rv:
+        try:
+            wanted = int(rv)
+        except ValueError:
+            raise bad_request(f"resourceVersion must be an integer, got {rv!r}") from None
+        if not await cache.wait_for_revision(wanted, RV_WAIT):
+            raise timeout(f"Too large resource version: {wanted}, current: {cache.revision}")
+    elif not await cache.wait_for_revision(await storage.current_revision(), CACHE_CATCH_UP):
+        return await _list_from_store(storage, res, prefix, filters, 0, "")
+    items = cache.for_prefix(resource_prefix(res.group, res.plural)).items(
+        prefix, None if filters.trivial else filters.matches)
+    return list_body(res, [c.raw for c in items], cache.revision)
+
+
+async def _list_from_store(storage: Storage, res: Resource, prefix: str, filters: Filters, limit: int,
+                           token: str) -> bytes:
+    revision, start = _decode_continue(token, prefix) if token else (0, None)
+    raws: list[bytes] = []
+    # With a selector, keep reading pages until `limit` matching items are found (Kubernetes does the same).
+    for _ in range(10_000):
+        try:
+            page = await storage.list(prefix, start_key=start, limit=limit + 1 if limit else 0, revision=revision)
+        except CompactedError:
+            raise gone("The provided continue parameter is too old to display a consistent list result. You can "
+                       "start a new list without the continue parameter.") from None
+        revision = page.revision
+        entries = page.entries
+        has_more = bool(limit) and len(entries) > limit
+        if has_more:
+            entries = entries[:limit]
+        for e in entries:
+            obj = with_rv(e.value, e.mod_revision)
+            if filters.trivial or filters.matches(obj):
+                raws.append(orjson.dumps(obj))
+                if limit and len(raws) == limit:
+                    last = e.key
+                    more = has_more or e is not entries[-1]
+                    cont = _encode_continue(revision, last + "\x00") if more else None
+                    return list_body(res, raws, revision, cont)
+        if not has_more:
+            return list_body(res, raws, revision)
+        start = entries[-1].key + "\x00"
+    raise StatusError(500, "InternalError", "list did not terminate")
+

@@ -1,0 +1,309 @@
+"""Generic object semantics over storage: create, get, update, patch (no HTTP here).
+
+What every kind shares lives here, as in Kubernetes' generic registry store:
+uid, creationTimestamp, generation, resourceVersion (the etcd mod revision,
+never stored in the value), the split between the main resource and its status
+subresource, and finishing the deletion of an object whose last finalizer is
+removed. Per-kind defaulting, validation and allocations come from
+`apiserver.kinds.strategy_for`.
+"""
+from __future__ import annotations
+
+import copy
+import random
+import uuid
+from typing import Any, Awaitable, Callable
+
+from pklib import patch as patching
+from pklib.objects import now_rfc3339
+from pklib.resources import Resource
+
+from . import kinds
+from .status import StatusError, already_exists, bad_request, conflict, forbidden, invalid, not_found
+from .storage.interface import Entry, KeyExistsError, KeyNotFoundError, RevisionConflictError, Storage
+from .watchcache import WatchCache, resource_prefix, with_rv
+
+MAX_RETRIES = 16  # internal retries of unconditional updates and patches on write conflicts
+_GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' generateName alphabet (no vowels)
+# Metadata that only the server sets: what a client sends for these is ignored.
+_SERVER_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation",
+                "resourceVersion", "selfLink", "managedFields")
+NAMESPACES_PREFIX = resource_prefix("", "namespaces")
+
+
+def object_key(res: Resource, namespace: str | None, name: str) -> str:
+    base = resource_prefix(res.group, res.plural)
+    return f"{base}{namespace}/{name}" if res.namespaced else f"{base}{name}"
+
+
+def collection_prefix(res: Resource, namespace: str | None) -> str:
+    base = resource_prefix(res.group, res.plural)
+    return f"{base}{namespace}/" if res.namespaced and namespace else base
+
+
+def _spec_part(obj: dict[str, Any]) -> dict[str, Any]:
+    """Everything that counts as desired state for `generation` (all but metadata and status)."""
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+
+
+def _without_rv(obj: dict[str, Any]) -> dict[str, Any]:
+    out = dict(obj, metadata=dict(obj.get("metadata") or {}))
+    out["metadata"].pop("resourceVersion", None)
+    return out
+
+
+def finished_deleting(res: Resource, obj: dict[str, Any]) -> bool:
+    """A deleting object whose finalizers are all gone is removed (namespaces also wait for spec.finalizers)."""
+    meta = obj.get("metadata") or {}
+    if not meta.get("deletionTimestamp") or meta.get("finalizers"):
+        return False
+    if res.kind == "Namespace" and (obj.get("spec") or {}).get("finalizers"):
+        return False
+    if res.kind == "Pod" and (meta.get("deletionGracePeriodSeconds") or 0) > 0:
+        return False  # the kubelet still has to stop the containers
+    return True
+
+
+def apply_patch(patch_type: str, obj: dict[str, Any], patch: Any) -> dict[str, Any]:
+    """obj with a merge / json / strategic patch applied (422 if the patch does not apply)."""
+    appliers = {"merge": patching.merge_patch, "json": patching.json_patch,
+                "strategic": patching.strategic_merge_patch}
+    try:
+        patched = appliers[patch_type](obj, patch)
+    except patching.PatchError as e:
+        raise StatusError(422, "Invalid", f"the patch could not be applied: {e}") from None
+    if not isinstance(patched, dict):
+        raise bad_request("the patched document is not an object")
+    return patched
+
+
+class Objects:
+    def __init__(self, storage: Storage, cache: WatchCache):
+        self.storage = storage
+        self.cache = cache
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def read(self, res: Resource, namespace: str | None, name: str) -> Entry:
+        entry = await self.storage.get(object_key(res, namespace, name))
+        if entry is None:
+            raise not_found(res.plural, name, res.group)
+        return entry
+
+    async def get(self, res: Resource, namespace: str | None, name: str) -> dict[str, Any]:
+        entry = await self.read(res, namespace, name)
+        return with_rv(entry.value, entry.mod_revision)
+
+    # -- checks ------------------------------------------------------------------------------
+
+    @staticmethod
+    def check_identity(res: Resource, body: dict[str, Any], namespace: str | None) -> None:
+        """The body must be of the URL's kind, in the URL's namespace (400 otherwise)."""
+        api_version, kind = body.get("apiVersion"), body.get("kind")
+        if kind and kind != res.kind or api_version and api_version != res.api_version:
+            raise bad_request(f"the API version in the data ({api_version or ''}) and the kind ({kind or ''}) do not "
+                              f"match the request's resource {res.api_version} {res.kind}")
+        meta = body.get("metadata")
+        if meta is not None and not isinstance(meta, dict):
+            raise bad_request("metadata must be an object")
+        body_ns = (meta or {}).get("namespace")
+        if res.namespaced and body_ns and namespace and body_ns != namespace:
+            raise bad_request("the namespace of the provided object does not match the namespace sent on the "
+                              "request")
+        if not res.namespaced and body_ns:
+            raise bad_request(f"{res.kind} is cluster-scoped: metadata.namespace must not be set")
+
+    async def check_namespace(self, namespace: str) -> None:
+        cached = self.cache.for_prefix(NAMESPACES_PREFIX).objects.get(NAMESPACES_PREFIX + namespace)
+        ns = cached.obj if cached is not None else None
+        if ns is None or (ns.get("metadata") or {}).get("deletionTimestamp") is None:
+            # The cache may lag a namespace created or deleted a moment ago: ask the store.
+            entry = await self.storage.get(NAMESPACES_PREFIX + namespace)
+            ns = entry.value if entry else None
+        if ns is None:
+            raise not_found("namespaces", namespace)
+        if (ns.get("metadata") or {}).get("deletionTimestamp"):
+            raise forbidden(f"unable to create new content in namespace {namespace} because it is being terminated")
+
+    @staticmethod
+    def validate(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        causes = kinds.strategy_for(res).validate(obj, old)
+        if causes:
+            status_causes = [{"reason": c.get("type") or c.get("reason") or "FieldValueInvalid",
+                              "message": c.get("message", ""), "field": c.get("field", "")} for c in causes]
+            raise invalid(res.kind, (obj.get("metadata") or {}).get("name") or "", status_causes, res.group)
+
+    # -- create ------------------------------------------------------------------------------
+
+    async def create(self, res: Resource, namespace: str | None, body: dict[str, Any]) -> dict[str, Any]:
+        self.check_identity(res, body, namespace)
+        obj = copy.deepcopy(body)
+        obj["apiVersion"], obj["kind"] = res.api_version, res.kind
+        meta = obj.setdefault("metadata", {})
+        for k in _SERVER_META:
+            meta.pop(k, None)
+        if res.namespaced:
+            if not namespace:
+                raise bad_request(f"{res.kind} is namespaced: create it under /namespaces/<namespace>/")
+            meta["namespace"] = namespace
+        if not meta.get("name"):
+            if meta.get("generateName"):
+                meta["name"] = meta["generateName"] + "".join(random.choices(_GENERATE_CHARS, k=5))
+            else:
+                raise invalid(res.kind, "", [{"reason": "FieldValueRequired", "field": "metadata.name",
+                                              "message": "Required value: name or generateName is required"}],
+                              res.group)
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = now_rfc3339()
+        meta["generation"] = 1
+        self._reset_status(res, obj)
+        strategy = kinds.strategy_for(res)
+        strategy.default(obj)
+        self.validate(res, obj, None)
+        if res.namespaced:
+            await self.check_namespace(namespace or "")
+        key = object_key(res, namespace, meta["name"])
+        rollback = await strategy.prepare_create(obj, self.storage)
+        try:
+            revision = await self.storage.create(key, obj)
+        except KeyExistsError:
+            await rollback()
+            raise already_exists(res.plural, meta["name"], res.group) from None
+        except BaseException:
+            await rollback()
+            raise
+        return with_rv(obj, revision)
+
+    @staticmethod
+    def _reset_status(res: Resource, obj: dict[str, Any]) -> None:
+        """Status is the system's to write: a create starts from the kind's initial status (as Kubernetes)."""
+        if res.kind == "Namespace":
+            obj["status"] = {"phase": "Active"}
+            obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+        elif res.kind in ("Pod", "PersistentVolume", "PersistentVolumeClaim"):
+            obj["status"] = {"phase": "Pending"}
+        elif "status" in res.subresources and res.kind != "Node":  # kubelets register nodes with status
+            obj["status"] = {}
+
+    # -- update ------------------------------------------------------------------------------
+
+    def merge_for_update(self, res: Resource, old: dict[str, Any], body: dict[str, Any],
+                         subresource: str | None) -> dict[str, Any]:
+        """The object to store for a PUT of `body` over `old` on the main resource or a subresource."""
+        old_meta = old.get("metadata") or {}
+        if subresource in ("status", "finalize"):
+            # Status updates change status only (finalize: spec.finalizers only); metadata stays.
+            new = copy.deepcopy(old)
+            if subresource == "status":
+                new["status"] = copy.deepcopy(body.get("status") or {})
+            else:
+                new.setdefault("spec", {})["finalizers"] = list((body.get("spec") or {}).get("finalizers") or [])
+            return new
+        new = copy.deepcopy(body)
+        new["apiVersion"], new["kind"] = res.api_version, res.kind
+        meta = new.setdefault("metadata", {})
+        for k in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace",
+                  "generateName"):
+            if k in old_meta:
+                meta[k] = old_meta[k]
+            else:
+                meta.pop(k, None)
+        meta.pop("resourceVersion", None)
+        meta.pop("managedFields", None)
+        if "status" in res.subresources:
+            if "status" in old:
+                new["status"] = copy.deepcopy(old["status"])
+            else:
+                new.pop("status", None)
+        if res.kind == "Namespace":
+            # spec.finalizers changes only through /finalize.
+            new.setdefault("spec", {})["finalizers"] = list((old.get("spec") or {}).get("finalizers") or [])
+        return new
+
+    async def write_update(self, res: Resource, entry: Entry, new: dict[str, Any]) -> dict[str, Any]:
+        """Stores `new` over `entry` if the store still holds entry's revision (RevisionConflictError otherwise)."""
+        old = entry.value
+        meta = new.setdefault("metadata", {})
+        old_meta = old.get("metadata") or {}
+        meta.pop("resourceVersion", None)
+        meta["generation"] = old_meta.get("generation", 1)
+        if _spec_part(new) != _spec_part(old):
+            meta["generation"] = meta["generation"] + 1
+        strategy = kinds.strategy_for(res)
+        strategy.default(new)
+        self.validate(res, new, with_rv(copy.deepcopy(old), entry.mod_revision))
+        if new == _without_rv(old):
+            return with_rv(new, entry.mod_revision)  # a no-op update writes nothing, like Kubernetes
+        if finished_deleting(res, new):
+            deleted = await self.storage.delete(entry.key, entry.mod_revision)
+            await strategy.after_delete(deleted.value, self.storage)
+            return with_rv(new, deleted.mod_revision)
+        rollback = await strategy.prepare_update(new, copy.deepcopy(old), self.storage)
+        try:
+            revision = await self.storage.update(entry.key, new, entry.mod_revision)
+        except BaseException:
+            await rollback()
+            raise
+        return with_rv(new, revision)
+
+    async def update(self, res: Resource, namespace: str | None, name: str, body: dict[str, Any],
+                     subresource: str | None = None) -> dict[str, Any]:
+        self.check_identity(res, body, namespace)
+        meta = body.get("metadata") or {}
+        if meta.get("name") and meta["name"] != name:
+            raise bad_request(f"the name of the object ({meta['name']}) does not match the name on the URL ({name})")
+        wanted = str(meta.get("resourceVersion") or "")
+        for _ in range(MAX_RETRIES):
+            entry = await self.read(res, namespace, name)
+            if wanted and wanted != str(entry.mod_revision):
+                raise conflict(res.plural, name, res.group)
+            try:
+                return await self.write_update(res, entry, self.merge_for_update(res, entry.value, body, subresource))
+            except RevisionConflictError:
+                if wanted:
+                    raise conflict(res.plural, name, res.group) from None
+            except KeyNotFoundError:
+                raise not_found(res.plural, name, res.group) from None
+        raise conflict(res.plural, name, res.group, "too many concurrent writers; try again")
+
+    async def guaranteed_update(self, res: Resource, namespace: str | None, name: str,
+                                mutate: Callable[[Entry], Awaitable[dict[str, Any]] | dict[str, Any]],
+                                ) -> dict[str, Any]:
+        """Read, mutate, write at the read revision; on a write conflict re-read and mutate again.
+
+        `mutate` returns the full new object (it may raise StatusError to refuse)."""
+        for _ in range(MAX_RETRIES):
+            entry = await self.read(res, namespace, name)
+            new = mutate(entry)
+            if not isinstance(new, dict):
+                new = await new
+            try:
+                return await self.write_update(res, entry, new)
+            except RevisionConflictError:
+                continue
+            except KeyNotFoundError:
+                raise not_found(res.plural, name, res.group) from None
+        raise conflict(res.plural, name, res.group, "too many concurrent writers; try again")
+
+    async def patch(self, res: Resource, namespace: str | None, name: str, patch_type: str, patch: Any,
+                    subresource: str | None = None) -> dict[str, Any]:
+        def mutate(entry: Entry) -> dict[str, Any]:
+            current = with_rv(copy.deepcopy(entry.value), entry.mod_revision)
+            patched = apply_patch(patch_type, current, patch)
+            wanted = str((patched.get("metadata") or {}).get("resourceVersion") or "")
+            if wanted and wanted != str(entry.mod_revision):
+                raise conflict(res.plural, name, res.group)
+            self.check_identity(res, patched, namespace)
+            if (patched.get("metadata") or {}).get("name") != name:
+                raise bad_request("metadata.name cannot be changed by a patch")
+            return self.merge_for_update(res, entry.value, patched, subresource)
+
+        return await self.guaranteed_update(res, namespace, name, mutate)
+
+    async def ensure(self, res: Resource, body: dict[str, Any]) -> None:
+        """Creates a cluster-scoped object if it does not exist yet (startup namespaces)."""
+        try:
+            await self.create(res, None, body)
+        except StatusError as e:
+            if e.code != 409:
+                raise

@@ -1,0 +1,94 @@
+"""Subresources beyond status: scale (autoscaling/v1 Scale) and pods/binding."""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from pklib.objects import now_rfc3339
+from pklib.resources import Resource
+from pklib.selectors import SelectorError, selector_from_match
+
+from .handlers_objects import Objects
+from .status import StatusError, bad_request, conflict
+from .storage.interface import Entry
+from .watchcache import with_rv
+
+
+def to_scale(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj.get("metadata") or {}
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    try:
+        selector = str(selector_from_match(spec.get("selector")))
+    except SelectorError:
+        selector = ""
+    return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+            "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                         if k in meta},
+            "spec": {"replicas": int(spec.get("replicas", 1))},
+            "status": {"replicas": int(status.get("replicas") or 0), "selector": selector}}
+
+
+def _replicas_from(scale: dict[str, Any], res: Resource) -> int:
+    if scale.get("kind") not in (None, "Scale"):
+        raise bad_request(f"expected a Scale object, got kind {scale.get('kind')!r}")
+    replicas = (scale.get("spec") or {}).get("replicas")
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+        name = (scale.get("metadata") or {}).get("name", "")
+        cause = {"reason": "FieldValueInvalid", "field": "spec.replicas",
+                 "message": f"Invalid value: {replicas!r}: must be greater than or equal to 0"}
+        raise StatusError(422, "Invalid", f'Scale.autoscaling "{name}" is invalid: spec.replicas: '
+                                          f'{cause["message"]}',
+                          {"name": name, "group": "autoscaling", "kind": "Scale", "causes": [cause]})
+    return replicas
+
+
+async def update_scale(objects: Objects, res: Resource, namespace: str | None, name: str,
+                       scale_of: Any) -> dict[str, Any]:
+    """`scale_of(current_scale) -> wanted Scale`; writes spec.replicas, retrying on conflicts."""
+    def mutate(entry: Entry) -> dict[str, Any]:
+        current = with_rv(copy.deepcopy(entry.value), entry.mod_revision)
+        wanted = scale_of(to_scale(current))
+        wanted_rv = str((wanted.get("metadata") or {}).get("resourceVersion") or "")
+        if wanted_rv and wanted_rv != str(entry.mod_revision):
+            raise conflict(res.plural, name, res.group)
+        new = copy.deepcopy(entry.value)
+        new.setdefault("spec", {})["replicas"] = _replicas_from(wanted, res)
+        return new
+
+    return to_scale(await objects.guaranteed_update(res, namespace, name, mutate))
+
+
+async def bind(objects: Objects, res: Resource, namespace: str | None, name: str,
+               binding: dict[str, Any]) -> dict[str, Any]:
+    if binding.get("kind") not in (None, "Binding"):
+        raise bad_request(f"expected a Binding object, got kind {binding.get('kind')!r}")
+    target = binding.get("target") or {}
+    node = target.get("name")
+    if not node:
+        raise StatusError(422, "Invalid", f'Binding "{name}" is invalid: target.name: Required value',
+                          {"name": name, "kind": "Binding", "causes": [
+                              {"reason": "FieldValueRequired", "field": "target.name", "message": "Required value"}]})
+    if target.get("kind") not in (None, "", "Node"):
+        raise bad_request(f"a pod can only be bound to a Node, not to a {target.get('kind')}")
+
+    def mutate(entry: Entry) -> dict[str, Any]:
+        pod = copy.deepcopy(entry.value)
+        meta, spec = pod.get("metadata") or {}, pod.setdefault("spec", {})
+        uid = (binding.get("metadata") or {}).get("uid")
+        if uid and uid != meta.get("uid"):
+            raise conflict("pods", name, "", f"Precondition failed: UID in precondition: {uid}, "
+                                             f"UID in object meta: {meta.get('uid')}")
+        if meta.get("deletionTimestamp"):
+            raise conflict("pods", name, "", f"pod {name} is being deleted, cannot be assigned to a host")
+        if spec.get("nodeName"):
+            raise conflict("pods", name, "", f'pod {name} is already assigned to node "{spec["nodeName"]}"')
+        spec["nodeName"] = node
+        conditions = [c for c in (pod.setdefault("status", {}).get("conditions") or [])
+                      if c.get("type") != "PodScheduled"]
+        conditions.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                           "lastTransitionTime": now_rfc3339()})
+        pod["status"]["conditions"] = conditions
+        return pod
+
+    await objects.guaranteed_update(res, namespace, name, mutate)
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}

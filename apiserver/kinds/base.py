@@ -1,0 +1,55 @@
+"""The KindStrategy interface (see docs/DEVELOPING.md "Kind behaviour") and its common part.
+
+Every kind validates in two steps: its JSON Schema (structure, types, required fields),
+then — only when the structure is sound, so that rules can trust types — the metadata
+rules and the kind's own semantic rules.
+"""
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable
+
+from pklib import validation as v
+
+from . import schema
+from .fields import Cause, invalid
+from .meta import validate_meta
+
+Rollback = Callable[[], Awaitable[None]]
+
+
+async def nothing() -> None:
+    return None
+
+
+class KindStrategy:
+    kind = ""  # "" = no schema (kinds without a module of their own)
+    namespaced = True
+
+    def name_errors(self, name: str) -> list[str]:
+        """What is wrong with a name for this kind (most kinds: a DNS-1123 subdomain)."""
+        return v.is_dns1123_subdomain(name)
+
+    def default(self, obj: dict[str, Any]) -> None:
+        return None
+
+    def validate(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
+        if not isinstance(obj, dict):
+            return [invalid("", obj, "must be an object")]
+        causes = schema.check(self.kind, obj) if self.kind else []
+        if causes:
+            return causes
+        causes = validate_meta(obj, old, self.name_errors, self.namespaced)
+        return causes + self.validate_object(obj, old)
+
+    def validate_object(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
+        """The kind's semantic rules; the schema has accepted `obj` (and `old`, when stored)."""
+        return []
+
+    async def prepare_create(self, obj: dict[str, Any], storage: Any) -> Rollback:
+        return nothing
+
+    async def prepare_update(self, obj: dict[str, Any], old: dict[str, Any], storage: Any) -> Rollback:
+        return nothing
+
+    async def after_delete(self, obj: dict[str, Any], storage: Any) -> None:
+        return None

@@ -1,0 +1,67 @@
+"""Pod: PodSpec defaults and rules, plus what may change on a running Pod."""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from .base import KindStrategy
+from .fields import Cause, Path, forbidden, invalid
+from .meta import as_dict, as_list
+from .podspec import default_pod_spec, qos_class, validate_pod_spec
+
+# Kubernetes' own message, so that users recognise it.
+POD_UPDATE_FORBIDDEN = (
+    "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,"
+    "`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),"
+    "`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)")
+
+
+class PodStrategy(KindStrategy):
+    kind = "Pod"
+
+    def default(self, obj: dict[str, Any]) -> None:
+        spec = obj.get("spec")
+        default_pod_spec(spec, is_pod=True)
+        status = obj.get("status")
+        if isinstance(spec, dict) and isinstance(status, dict):
+            status.setdefault("qosClass", qos_class(spec))
+
+    def validate_object(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
+        causes = validate_pod_spec(obj["spec"], Path("spec"))
+        if old is not None:
+            causes += validate_pod_update(obj["spec"], as_dict(old.get("spec")))
+        return causes
+
+
+def validate_pod_update(new: dict[str, Any], old: dict[str, Any]) -> list[Cause]:
+    """Only images, a shorter activeDeadlineSeconds and added tolerations may change on a Pod.
+
+    The binding subresource sets spec.nodeName through an update too, so an unset nodeName
+    may be set once."""
+    causes: list[Cause] = []
+    path = Path("spec")
+    munged = copy.deepcopy(new)
+    for field in ("containers", "initContainers"):
+        old_list, new_list = as_list(old.get(field)), as_list(munged.get(field))
+        if len(old_list) == len(new_list):
+            for o, n in zip(old_list, new_list):
+                if isinstance(o, dict) and isinstance(n, dict) and "image" in o:
+                    n["image"] = o["image"]
+    old_deadline, new_deadline = old.get("activeDeadlineSeconds"), new.get("activeDeadlineSeconds")
+    if old_deadline is not None and (new_deadline is None or new_deadline > old_deadline):
+        causes.append(invalid(path.child("activeDeadlineSeconds"), new_deadline,
+                              "must be less than or equal to previous value"))
+    munged.pop("activeDeadlineSeconds", None)
+    old_tolerations, new_tolerations = as_list(old.get("tolerations")), as_list(new.get("tolerations"))
+    if any(t not in new_tolerations for t in old_tolerations):
+        causes.append(forbidden(path.child("tolerations"),
+                                "existing toleration can not be modified except its tolerationSeconds"))
+    munged.pop("tolerations", None)
+    if not old.get("nodeName"):
+        munged.pop("nodeName", None)
+    comparable = {k: v for k, v in old.items() if k not in ("activeDeadlineSeconds", "tolerations")}
+    if not old.get("nodeName"):
+        comparable.pop("nodeName", None)
+    if munged != comparable:
+        causes.append(forbidden(path, POD_UPDATE_FORBIDDEN))
+    return causes

@@ -1,0 +1,111 @@
+"""`pkube apiserver`: flags, startup order (etcd reachable → kinds configured → serve), clean shutdown."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import signal
+import sys
+
+from aiohttp import web
+
+from . import kinds
+from .app import Config, build_app
+from .auth import TokenFileError, load_tokens
+from .storage.etcd import EtcdStorage
+
+log = logging.getLogger("apiserver")
+
+
+def parse_args(argv: list[str]) -> Config:
+    p = argparse.ArgumentParser(prog="pkube apiserver", description="The pkube API server.")
+    p.add_argument("--etcd-servers", default="http://127.0.0.1:2379", help="etcd client URLs, comma-separated")
+    p.add_argument("--etcd-prefix", default="/registry", help="prefix of every key in etcd")
+    p.add_argument("--bind-address", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=6443)
+    p.add_argument("--token-auth-file", help='CSV of token,user,uid,"group1,group2": requires bearer tokens')
+    p.add_argument("--service-cluster-ip-range", default="10.96.0.0/12")
+    p.add_argument("--service-node-port-range", default="30000-32767")
+    p.add_argument("--watch-bookmark-interval", type=float, default=10.0,
+                   help="seconds between BOOKMARK events on watches that allow them")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    a = p.parse_args(argv)
+    servers = [s.strip() for s in a.etcd_servers.split(",") if s.strip()]
+    if not servers:
+        p.error("--etcd-servers must name at least one URL")
+    try:
+        ipaddress.ip_network(a.service_cluster_ip_range)
+    except ValueError as e:
+        p.error(f"--service-cluster-ip-range: {e}")
+    lo, _, hi = a.service_node_port_range.partition("-")
+    if not (lo.isdigit() and hi.isdigit() and 0 < int(lo) <= int(hi) < 65536):
+        p.error(f"--service-node-port-range must be LOW-HIGH, got {a.service_node_port_range!r}")
+    if a.token_auth_file:
+        try:
+            load_tokens(a.token_auth_file)
+        except TokenFileError as e:
+            p.error(str(e))
+    if not a.etcd_prefix.startswith("/"):
+        p.error("--etcd-prefix must start with /")
+    logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return Config(servers, a.etcd_prefix, a.bind_address, a.port, a.token_auth_file, a.service_cluster_ip_range,
+                  a.service_node_port_range, a.watch_bookmark_interval)
+
+
+def _configure_kinds(config: Config) -> None:
+    configure = getattr(kinds, "configure", None)
+    if configure is not None:
+        lo, _, hi = config.service_node_port_range.partition("-")
+        configure(service_cidr=config.service_cluster_ip_range, node_port_range=(int(lo), int(hi)))
+
+
+async def run(config: Config, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
+    """Serve until `stop` is set (or the task is cancelled); sets `ready` once requests are answered."""
+    _configure_kinds(config)
+    storage = EtcdStorage(config.etcd_servers, config.etcd_prefix)
+    # Wait for etcd (it may start at the same time as we do), bounded.
+    for _ in range(300):
+        if await storage.healthy():
+            break
+        await asyncio.sleep(0.1)
+    else:
+        await storage.close()
+        raise RuntimeError(f"etcd at {','.join(config.etcd_servers)} is not reachable")
+    runner = web.AppRunner(build_app(config, storage), access_log=None, handle_signals=False,
+                           shutdown_timeout=2.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.bind_address, config.port, reuse_address=True)
+        await site.start()
+        log.info("serving on http://%s:%d (etcd %s, prefix %s)", config.bind_address, config.port,
+                 ",".join(config.etcd_servers), config.etcd_prefix)
+        if ready is not None:
+            ready.set()
+        await (stop or asyncio.Event()).wait()
+    finally:
+        await runner.cleanup()
+        await storage.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(sys.argv[1:] if argv is None else argv)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run(config, None, stop)
+
+    try:
+        asyncio.run(serve())
+    except RuntimeError as e:
+        print(f"pkube apiserver: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"pkube apiserver: cannot listen on {config.bind_address}:{config.port}: {e.strerror}",
+              file=sys.stderr)
+        return 1
+    return 0

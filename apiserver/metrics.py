@@ -1,0 +1,46 @@
+"""Prometheus metrics of the API server (served as text at /metrics) and the middleware recording them."""
+from __future__ import annotations
+
+import time
+from typing import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# Request attributes the router fills in, so metrics name the resource and verb like Kubernetes does.
+VERB = "pkube.verb"
+RESOURCE = "pkube.resource"
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("apiserver_request_total", "API requests by verb, resource and HTTP code.",
+                                ["verb", "resource", "code"], registry=self.registry)
+        self.duration = Histogram("apiserver_request_duration_seconds", "API request latency (watches excluded).",
+                                  ["verb", "resource"], registry=self.registry,
+                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+                                           10, 30))
+        self.watchers = Gauge("apiserver_registered_watchers", "Open watches by resource.", ["resource"],
+                              registry=self.registry)
+
+    def render(self) -> web.Response:
+        return web.Response(body=generate_latest(self.registry),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    def middleware(self) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+        @web.middleware
+        async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
+            start = time.perf_counter()
+            resp = await handler(request)  # the Status middleware inside turns errors into responses
+            verb = request.get(VERB) or request.method
+            resource = request.get(RESOURCE) or ""
+            self.requests.labels(verb, resource, str(resp.status)).inc()
+            if verb != "WATCH":
+                self.duration.labels(verb, resource).observe(time.perf_counter() - start)
+            return resp
+        return record
+

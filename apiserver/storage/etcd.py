@@ -1,0 +1,219 @@
+"""The real storage backend: etcd v3 through `aetcd`'s gRPC stubs.
+
+aetcd's high-level helpers cannot express ranged reads with a limit or at a
+revision, so reads and transactions build the etcd protobuf requests directly
+(`aetcd.rpc`); watches use aetcd's multiplexing watcher (one gRPC stream for all
+prefixes). Values are JSON (orjson). Every key is put under `prefix`, so that
+several API servers (tests) can share one etcd without seeing each other.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, AsyncIterator
+from urllib.parse import urlparse
+
+import aetcd
+import orjson
+from aetcd import rpc
+from aetcd.exceptions import ClientError, RevisionCompactedError
+
+from .interface import (CompactedError, Entry, KeyExistsError, KeyNotFoundError, ListResult,
+                        RevisionConflictError, StorageError, WatchEvent)
+
+log = logging.getLogger("apiserver.storage")
+
+# Keys in the interface are logical (`/registry/core/pods/ns/x`); this root is replaced by the
+# configured prefix, so `--etcd-prefix /pkt-1` stores that pod at `/pkt-1/core/pods/ns/x`.
+ROOT = "/registry"
+
+# etcd answers reads at a compacted revision with this gRPC error text.
+_COMPACTED_TEXT = "required revision has been compacted"
+
+
+def _range_end(prefix: bytes) -> bytes:
+    """The smallest key greater than every key starting with prefix (etcd's prefix range)."""
+    end = bytearray(prefix)
+    for i in range(len(end) - 1, -1, -1):
+        if end[i] < 0xFF:
+            end[i] += 1
+            return bytes(end[: i + 1])
+    return b"\0"
+
+
+def _compare(key: bytes, target: str, value: int) -> Any:
+    c = rpc.Compare()
+    c.key = key
+    c.result = rpc.Compare.EQUAL
+    if target == "create":
+        c.target = rpc.Compare.CREATE
+        c.create_revision = value
+    else:
+        c.target = rpc.Compare.MOD
+        c.mod_revision = value
+    return c
+
+
+class EtcdStorage:
+    def __init__(self, servers: list[str], prefix: str = "/registry", timeout: float = 10.0):
+        if not servers:
+            raise ValueError("at least one etcd server is required")
+        self._servers = servers
+        self._timeout = timeout
+        self._prefix = prefix.rstrip("/")
+        self._pb = self._prefix.encode()
+        self._client: aetcd.Client | None = None
+        self._index = 0
+
+    # -- connection --------------------------------------------------------------------------
+
+    async def _kv(self) -> Any:
+        client = await self._connect()
+        return client.kvstub
+
+    async def _connect(self) -> aetcd.Client:
+        if self._client is None:
+            # aetcd speaks to one endpoint; with several, try them in order until one connects.
+            last: Exception | None = None
+            for _ in range(len(self._servers)):
+                url = urlparse(self._servers[self._index % len(self._servers)])
+                client = aetcd.Client(host=url.hostname or "127.0.0.1", port=url.port or 2379,
+                                      timeout=self._timeout)
+                try:
+                    await client.connect()
+                    self._client = client
+                    break
+                except ClientError as e:
+                    last = e
+                    self._index += 1
+            if self._client is None:
+                raise StorageError(f"cannot connect to etcd {self._servers}: {last}")
+        return self._client
+
+    def _full(self, key: str) -> bytes:
+        if key.startswith(ROOT):
+            key = key[len(ROOT):]
+        return self._pb + key.encode()
+
+    def _strip(self, key: bytes) -> str:
+        return ROOT + key[len(self._pb):].decode()
+
+    async def _call(self, method: str, request: Any) -> Any:
+        kv = await self._kv()
+        try:
+            return await getattr(kv, method)(request, timeout=self._timeout)
+        except rpc.AioRpcError as e:
+            details = e.details() or ""
+            if _COMPACTED_TEXT in details:
+                raise CompactedError() from None
+            raise StorageError(f"etcd {method} failed: {e.code().name}: {details}") from None
+
+    def _entry(self, kv: Any) -> Entry:
+        return Entry(self._strip(kv.key), orjson.loads(kv.value), kv.mod_revision, kv.create_revision)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def get(self, key: str) -> Entry | None:
+        resp = await self._call("Range", rpc.RangeRequest(key=self._full(key)))
+        return self._entry(resp.kvs[0]) if resp.kvs else None
+
+    async def list(self, prefix: str, *, start_key: str | None = None, limit: int = 0,
+                   revision: int = 0) -> ListResult:
+        full = self._full(prefix)
+        req = rpc.RangeRequest(key=self._full(start_key) if start_key else full, range_end=_range_end(full),
+                               limit=limit, revision=revision)
+        resp = await self._call("Range", req)
+        # etcd's header carries the current revision even for a read in the past: report the one read at.
+        return ListResult([self._entry(kv) for kv in resp.kvs], revision or resp.header.revision, bool(resp.more))
+
+    async def current_revision(self) -> int:
+        # A count-only read of an empty range costs nothing and carries the store revision.
+        resp = await self._call("Range", rpc.RangeRequest(key=self._pb + b"/\0", count_only=True))
+        return int(resp.header.revision)
+
+    async def check_revision(self, revision: int) -> None:
+        """Raises CompactedError if `revision` is older than etcd's compaction point."""
+        await self._call("Range", rpc.RangeRequest(key=self._pb + b"/\0", count_only=True, revision=revision))
+
+    # -- writes ------------------------------------------------------------------------------
+
+    async def create(self, key: str, value: dict[str, Any]) -> int:
+        k = self._full(key)
+        txn = rpc.TxnRequest(compare=[_compare(k, "create", 0)],
+                             success=[rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=orjson.dumps(value)))])
+        resp = await self._call("Txn", txn)
+        if not resp.succeeded:
+            raise KeyExistsError(key)
+        return int(resp.header.revision)
+
+    async def update(self, key: str, value: dict[str, Any], expected_revision: int) -> int:
+        k = self._full(key)
+        txn = rpc.TxnRequest(
+            compare=[_compare(k, "mod", expected_revision)],
+            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=orjson.dumps(value)))],
+            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k, count_only=True))])
+        resp = await self._call("Txn", txn)
+        if not resp.succeeded:
+            if resp.responses and resp.responses[0].response_range.count == 0:
+                raise KeyNotFoundError(key)
+            raise RevisionConflictError(key)
+        return int(resp.header.revision)
+
+    async def delete(self, key: str, expected_revision: int = 0) -> Entry:
+        k = self._full(key)
+        op = rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=k, prev_kv=True))
+        if expected_revision:
+            txn = rpc.TxnRequest(
+                compare=[_compare(k, "mod", expected_revision)], success=[op],
+                failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k, count_only=True))])
+        else:
+            txn = rpc.TxnRequest(success=[op])
+        resp = await self._call("Txn", txn)
+        if not resp.succeeded:
+            if resp.responses and resp.responses[0].response_range.count == 0:
+                raise KeyNotFoundError(key)
+            raise RevisionConflictError(key)
+        deleted = resp.responses[0].response_delete_range
+        if deleted.deleted < 1:
+            raise KeyNotFoundError(key)
+        prev = deleted.prev_kvs[0]
+        return Entry(key, orjson.loads(prev.value), int(resp.header.revision), prev.create_revision)
+
+    async def compact(self, revision: int) -> None:
+        await self._call("Compact", rpc.CompactionRequest(revision=revision, physical=True))
+
+    # -- watch -------------------------------------------------------------------------------
+
+    async def watch(self, prefix: str, from_revision: int) -> AsyncIterator[WatchEvent]:
+        client = await self._connect()
+        full = self._full(prefix)
+        try:
+            w = await client.watch(full, range_end=_range_end(full), start_revision=from_revision or None,
+                                   prev_kv=True)
+        except RevisionCompactedError as e:
+            raise CompactedError(e.compacted_revision) from None
+        try:
+            async for ev in w:
+                kv = ev.kv
+                if ev.kind == "DELETE":
+                    prev = orjson.loads(ev.prev_kv.value) if ev.prev_kv is not None else None
+                    yield WatchEvent("DELETE", self._strip(kv.key), prev, kv.mod_revision)
+                else:
+                    yield WatchEvent("PUT", self._strip(kv.key), orjson.loads(kv.value), kv.mod_revision,
+                                     is_create=kv.version == 1)
+        except RevisionCompactedError as e:
+            raise CompactedError(e.compacted_revision) from None
+        finally:
+            await asyncio.shield(w.cancel())
+
+    async def healthy(self) -> bool:
+        try:
+            await asyncio.wait_for(self.current_revision(), 2.0)
+            return True
+        except (StorageError, asyncio.TimeoutError, ClientError):
+            return False
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None

@@ -1,0 +1,147 @@
+"""WATCH over HTTP: newline-delimited JSON events streamed from the watch cache.
+
+resourceVersion unset or "0": synthetic ADDED events for the current objects,
+then changes. resourceVersion N: every change after N (replayed from the cache's
+history), then live ones; N older than the history or than etcd's compaction
+point gets an ERROR event carrying a 410 Expired Status, as in Kubernetes.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from pklib.resources import Resource
+
+from .handlers_list import RV_WAIT, parse_filters
+from .handlers_objects import collection_prefix
+from .metrics import Metrics
+from .status import StatusError, bad_request
+from .storage.interface import CompactedError, Storage
+from .watchcache import WATCHER_QUEUE, TooOld, WatchCache, Watcher, event_line, resource_prefix
+
+log = logging.getLogger("apiserver.watch")
+
+DEFAULT_TIMEOUT = 1800  # Kubernetes' --min-request-timeout; spread by up to 2x like it does
+MAX_BATCH = 256  # events written per socket write when a watcher has a backlog
+
+
+def is_watch(query: Any) -> bool:
+    return str(query.get("watch", "")).lower() in ("1", "true")
+
+
+def _error_line(err: StatusError) -> bytes:
+    return orjson.dumps({"type": "ERROR", "object": err.status()}) + b"\n"
+
+
+def _bookmark(res: Resource, revision: int) -> bytes:
+    return orjson.dumps({"type": "BOOKMARK", "object": {"kind": res.kind, "apiVersion": res.api_version,
+                                                        "metadata": {"resourceVersion": str(revision)}}}) + b"\n"
+
+
+async def _start(request: web.Request) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"Content-Type": "application/json", "Cache-Control": "no-cache"})
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    return resp
+
+
+async def serve_watch(request: web.Request, storage: Storage, cache: WatchCache, metrics: Metrics,
+                      res: Resource, namespace: str | None, name: str | None, bookmark_interval: float
+                      ) -> web.StreamResponse:
+    query = request.query
+    filters = parse_filters(res, query)
+    by_labels_fields = filters.matches
+    matches = by_labels_fields if name is None else (
+        lambda obj: (obj.get("metadata") or {}).get("name") == name and by_labels_fields(obj))
+    try:
+        timeout = int(query.get("timeoutSeconds") or 0) or int(DEFAULT_TIMEOUT * (1 + random.random()))
+    except ValueError:
+        raise bad_request(f"timeoutSeconds must be an integer, got {query.get('timeoutSeconds')!r}") from None
+    bookmarks = str(query.get("allowWatchBookmarks", "")).lower() in ("1", "true")
+    rv_text = query.get("resourceVersion") or ""
+    try:
+        rv = int(rv_text) if rv_text else 0
+    except ValueError:
+        raise bad_request(f"resourceVersion must be an integer, got {rv_text!r}") from None
+
+    failure: StatusError | None = None
+    if rv:
+        try:
+            await storage.check_revision(rv)  # type: ignore[attr-defined]
+        except CompactedError as e:
+            failure = StatusError(410, "Expired", f"too old resource version: {rv} ({e.compact_revision})")
+        else:
+            if not await cache.wait_for_revision(rv, RV_WAIT):
+                failure = StatusError(504, "Timeout", f"Too large resource version: {rv}, current: {cache.revision}")
+
+    ns_prefix = collection_prefix(res, namespace)
+    rc = cache.for_prefix(resource_prefix(res.group, res.plural))
+    initial: list[bytes] = []
+    if failure is None:
+        # From here to registering the watcher nothing awaits, so no event can fall in between.
+        if rv:
+            try:
+                probe = Watcher(ns_prefix, matches, asyncio.Queue())
+                for ev in rc.since(rv):
+                    probe.offer(ev)
+                initial = [probe.queue.get_nowait() or b"" for _ in range(probe.queue.qsize())]
+            except TooOld as e:
+                failure = StatusError(410, "Expired", str(e))
+        else:
+            initial = [event_line("ADDED", c.raw) for c in rc.items(ns_prefix, matches)]
+    resp = await _start(request)
+    if failure is not None:
+        await resp.write(_error_line(failure))
+        return resp
+
+    watcher = Watcher(ns_prefix, matches, asyncio.Queue(WATCHER_QUEUE))
+    rc.watchers.add(watcher)
+    metrics.watchers.labels(res.plural).inc()
+    try:
+        if initial:
+            await resp.write(b"".join(initial))
+        await _pump(resp, watcher, res, cache, time.monotonic() + timeout, bookmarks, bookmark_interval)
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass  # the client went away
+    finally:
+        rc.watchers.discard(watcher)
+        metrics.watchers.labels(res.plural).dec()
+    return resp
+
+
+async def _pump(resp: web.StreamResponse, watcher: Watcher, res: Resource, cache: WatchCache, deadline: float,
+                bookmarks: bool, bookmark_interval: float) -> None:
+    next_bookmark = time.monotonic() + bookmark_interval
+    while True:
+        now = time.monotonic()
+        if now >= deadline:
+            return
+        wait = min(deadline, next_bookmark) - now if bookmarks else deadline - now
+        try:
+            line = await asyncio.wait_for(watcher.queue.get(), max(wait, 0.001))
+        except asyncio.TimeoutError:
+            if bookmarks and time.monotonic() >= next_bookmark:
+                await resp.write(_bookmark(res, cache.revision))
+                next_bookmark = time.monotonic() + bookmark_interval
+            continue
+        if line is None:
+            if watcher.dropped:
+                await resp.write(_error_line(StatusError(
+                    410, "Expired", "the watch fell too far behind and was closed; re-list and watch again")))
+            return
+        batch = [line]
+        while len(batch) < MAX_BATCH and not watcher.queue.empty():
+            more = watcher.queue.get_nowait()
+            if more is None:
+                await resp.write(b"".join(batch))
+                if watcher.dropped:
+                    await resp.write(_error_line(StatusError(410, "Expired", "the watch fell too far behind")))
+                return
+            batch.append(more)
+        await resp.write(b"".join(batch))

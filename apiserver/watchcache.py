@@ -1,0 +1,242 @@
+"""The watch cache: one storage watch feeds every watcher and serves lists from memory.
+
+A single storage watch over the whole key space (one etcd watch, not one per
+client) updates a per-resource map of current objects, each kept together with
+its serialised JSON, and a bounded history of recent events per resource so a
+watcher can resume from a recent resourceVersion. Because one watch sees every
+write in revision order, `revision` is the store revision the whole cache
+reflects, which lets a consistent list be answered from memory once the cache
+has caught up with etcd's current revision.
+
+Watchers get a bounded queue each; one that falls too far behind is dropped with
+a 410 ERROR event (it must re-list) so it can never slow the others down.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import orjson
+
+from .storage.interface import CompactedError, Storage, StorageError, WatchEvent
+
+log = logging.getLogger("apiserver.watchcache")
+
+ROOT = "/registry/"
+HISTORY = 10_000  # events kept per resource for resuming watches
+WATCHER_QUEUE = 10_000  # events a watcher may lag behind before it is dropped
+
+
+def resource_prefix(group: str, plural: str) -> str:
+    return f"{ROOT}{group or 'core'}/{plural}/"
+
+
+def with_rv(obj: dict[str, Any], revision: int) -> dict[str, Any]:
+    obj.setdefault("metadata", {})["resourceVersion"] = str(revision)
+    return obj
+
+
+@dataclass
+class Cached:
+    obj: dict[str, Any]  # never mutated after caching; readers deep-copy if they must change it
+    raw: bytes
+    revision: int
+
+
+@dataclass
+class Event:
+    type: str  # ADDED | MODIFIED | DELETED
+    key: str
+    obj: Cached
+    prev: Cached | None  # the object before this event (selector transitions)
+
+
+# A watcher's filter: (object) -> bool.
+Filter = Callable[[dict[str, Any]], bool]
+
+
+def event_line(type_: str, raw: bytes) -> bytes:
+    return b'{"type":"' + type_.encode() + b'","object":' + raw + b"}\n"
+
+
+@dataclass(eq=False)
+class Watcher:
+    namespace_prefix: str  # the key prefix this watcher sees (a namespace, or the whole resource)
+    matches: Filter
+    queue: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(WATCHER_QUEUE))
+    dropped: bool = False
+
+    def offer(self, ev: Event) -> None:
+        if self.dropped or not ev.key.startswith(self.namespace_prefix):
+            return
+        now = self.matches(ev.obj.obj)
+        before = ev.prev is not None and self.matches(ev.prev.obj)
+        if ev.type == "DELETED":
+            line = event_line("DELETED", ev.obj.raw) if before or now else None
+        elif now:
+            line = event_line("MODIFIED" if before else "ADDED", ev.obj.raw)
+        elif before:
+            # The object left this watcher's selector: to the watcher it is gone.
+            line = event_line("DELETED", ev.obj.raw)
+        else:
+            line = None
+        if line is None:
+            return
+        try:
+            self.queue.put_nowait(line)
+        except asyncio.QueueFull:
+            self.drop()
+
+    def drop(self) -> None:
+        self.dropped = True
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(None)
+
+
+class TooOld(Exception):
+    def __init__(self, requested: int, oldest: int):
+        super().__init__(f"too old resource version: {requested} ({oldest})")
+
+
+class ResourceCache:
+    def __init__(self, oldest: int) -> None:
+        self.objects: dict[str, Cached] = {}
+        self.history: collections.deque[tuple[int, Event]] = collections.deque(maxlen=HISTORY)
+        self.oldest = oldest  # events with revision > oldest are all in history
+        self.watchers: set[Watcher] = set()
+
+    def apply(self, ev: WatchEvent, revision: int) -> None:
+        prev = self.objects.get(ev.key)
+        if ev.type == "DELETE":
+            if prev is None:
+                return
+            # Kubernetes reports a deleted object at the revision of the deletion.
+            obj = with_rv(dict(prev.obj, metadata=dict(prev.obj.get("metadata") or {})), revision)
+            cached = Cached(obj, orjson.dumps(obj), revision)
+            del self.objects[ev.key]
+            event = Event("DELETED", ev.key, cached, prev)
+        else:
+            assert ev.value is not None
+            obj = with_rv(ev.value, revision)
+            cached = Cached(obj, orjson.dumps(obj), revision)
+            self.objects[ev.key] = cached
+            event = Event("MODIFIED" if prev is not None else "ADDED", ev.key, cached, prev)
+        if len(self.history) == self.history.maxlen:
+            self.oldest = self.history[0][0]
+        self.history.append((revision, event))
+        for w in list(self.watchers):
+            w.offer(event)
+
+    def items(self, key_prefix: str, matches: Filter | None) -> list[Cached]:
+        found = [c for k, c in self.objects.items() if k.startswith(key_prefix)]
+        found.sort(key=lambda c: (c.obj["metadata"].get("namespace") or "", c.obj["metadata"]["name"]))
+        return [c for c in found if matches is None or matches(c.obj)]
+
+    def since(self, revision: int) -> list[Event]:
+        if revision < self.oldest:
+            raise TooOld(revision, self.oldest + 1)
+        return [ev for rev, ev in self.history if rev > revision]
+
+
+class WatchCache:
+    def __init__(self, storage: Storage):
+        self.storage = storage
+        self.revision = 0
+        self.loaded_at = 0  # the revision of the last full list
+        self.caches: dict[str, ResourceCache] = {}
+        self._advanced = asyncio.Condition()
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def for_prefix(self, prefix: str) -> ResourceCache:
+        cache = self.caches.get(prefix)
+        if cache is None:
+            # No object of this resource existed at the last list: its history starts there.
+            cache = self.caches[prefix] = ResourceCache(self.loaded_at)
+        return cache
+
+    @staticmethod
+    def _prefix_of(key: str) -> str | None:
+        # /registry/<group>/<plural>/... → /registry/<group>/<plural>/
+        parts = key.split("/", 4)
+        if len(parts) < 5 or parts[2] == "allocations":
+            return None
+        return "/".join(parts[:4]) + "/"
+
+    async def start(self) -> None:
+        await self._load()
+        self._task = asyncio.create_task(self._run(), name="watchcache")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        for cache in self.caches.values():
+            for w in list(cache.watchers):
+                w.queue.put_nowait(None)
+
+    async def _load(self) -> None:
+        listed = await self.storage.list(ROOT)
+        caches: dict[str, ResourceCache] = {}
+        for entry in listed.entries:
+            prefix = self._prefix_of(entry.key)
+            if prefix is None:
+                continue
+            obj = with_rv(entry.value, entry.mod_revision)
+            cache = caches.setdefault(prefix, ResourceCache(listed.revision))
+            cache.objects[entry.key] = Cached(obj, orjson.dumps(obj), entry.mod_revision)
+        # Watchers of the previous generation missed events: they must re-list (410), as in Kubernetes.
+        for old in self.caches.values():
+            for w in list(old.watchers):
+                w.drop()
+        self.caches = caches
+        self.revision = self.loaded_at = listed.revision
+        self._ready.set()
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                async for ev in self.storage.watch(ROOT, self.revision + 1):
+                    backoff = 0.1
+                    prefix = self._prefix_of(ev.key)
+                    if prefix is not None:
+                        self.for_prefix(prefix).apply(ev, ev.mod_revision)
+                    self.revision = ev.mod_revision
+                    async with self._advanced:
+                        self._advanced.notify_all()
+            except asyncio.CancelledError:
+                raise
+            except (StorageError, CompactedError, OSError) as e:
+                log.warning("storage watch failed (%s); re-listing in %.1fs", e, backoff)
+            except Exception:
+                log.exception("watch cache loop failed; re-listing in %.1fs", backoff)
+            self._ready.clear()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+            try:
+                await self._load()
+            except Exception as e:  # the store is down: keep trying, readiness reports it
+                log.warning("re-list failed: %s", e)
+
+    async def wait_for_revision(self, revision: int, timeout: float) -> bool:
+        """True once the cache reflects `revision` (False after `timeout` s)."""
+        if self.revision >= revision:
+            return True
+        try:
+            async with self._advanced:
+                await asyncio.wait_for(self._advanced.wait_for(lambda: self.revision >= revision), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False

@@ -1,0 +1,82 @@
+"""Local cluster benchmark: `pkctl cluster up` wall time (cold and warm), memory, idle CPU.
+
+    .venv/bin/python bench/cluster.py [--idle-seconds 10]
+
+Prints one JSON document. Figures only; nothing passes or fails on time. Uses a temporary
+home with its own ports, and removes it (`cluster down --purge`) at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pkctl.cluster.components import COMPONENTS  # noqa: E402
+from pkctl.cluster.home import Home  # noqa: E402
+from pkctl.cluster.procs import ProcRecord  # noqa: E402
+
+
+def pkctl(*argv: str) -> float:
+    began = time.monotonic()
+    p = subprocess.run([sys.executable, "-m", "pkctl.main", *argv], cwd=ROOT, capture_output=True, text=True,
+                       timeout=180)
+    if p.returncode != 0:
+        raise SystemExit(f"pkctl {' '.join(argv)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    return round(time.monotonic() - began, 3)
+
+
+def processes(home: Home) -> dict[str, ProcRecord]:
+    out = {}
+    for name in ["supervisor", *(c.name for c in COMPONENTS)]:
+        rec = ProcRecord.from_state(home.read_state(name))
+        if rec and rec.alive():
+            out[name] = rec
+    return out
+
+
+def ready_after(home: Home) -> dict[str, Any]:
+    return {c.name: (home.read_state(c.name) or {}).get("ready_after") for c in COMPONENTS
+            if (home.read_state(c.name) or {}).get("state") == "Running"}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--idle-seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    home = Home(Path(tempfile.mkdtemp(prefix="pkbench-home-")))
+    result: dict[str, Any] = {"benchmark": "cluster"}
+    try:
+        result["up_cold_s"] = pkctl("cluster", "up", "--home", str(home.root))
+        result["ready_after_cold_s"] = ready_after(home)
+        result["down_s"] = pkctl("cluster", "down", "--home", str(home.root))
+        result["up_warm_s"] = pkctl("cluster", "up", "--home", str(home.root))
+        result["ready_after_warm_s"] = ready_after(home)
+        result["waited_for"] = sorted(ready_after(home))
+        procs = processes(home)
+        cpu0 = {n: r.cpu_seconds() or 0.0 for n, r in procs.items()}
+        time.sleep(args.idle_seconds)  # measuring idle CPU over a fixed window, not synchronising
+        cpu1 = {n: r.cpu_seconds() or 0.0 for n, r in procs.items()}
+        rss = {n: round((r.rss_bytes() or 0) / 2**20, 1) for n, r in procs.items()}
+        result["rss_mb"] = rss
+        result["rss_total_mb"] = round(sum(rss.values()), 1)
+        result["idle_cpu_percent_of_one_core"] = round(100 * sum(cpu1[n] - cpu0[n] for n in procs)
+                                                       / args.idle_seconds, 2)
+        result["idle_cpu_percent_by_process"] = {n: round(100 * (cpu1[n] - cpu0[n]) / args.idle_seconds, 2)
+                                                 for n in procs}
+    finally:
+        if home.exists():
+            pkctl("cluster", "down", "--purge", "--home", str(home.root))
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

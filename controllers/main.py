@@ -1,0 +1,184 @@
+"""`pkube controller-manager`: runs the workload controllers against the API server.
+
+    pkube controller-manager --kubeconfig FILE | --server URL --token T
+                             [--leader-elect] [--controllers '*,-daemonset'] [--concurrent-syncs N]
+
+Controllers are listed in REGISTRY (a Controller subclass each, with a unique
+`name`); other areas append theirs there. With --leader-elect only the holder of
+the kube-system/pkube-controller-manager Lease runs controllers; losing the Lease
+exits the process (the supervisor restarts it as a standby), like Kubernetes.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from typing import Sequence
+
+from pklib.client import Client
+from pklib.controller import Controller, ControllerContext
+from pklib.errors import ConnectionFailed
+from pklib.events import EventRecorder
+from pklib.informer import InformerFactory
+from pklib.kubeconfig import KubeconfigError
+from pklib.leaderelection import LeaderElector
+
+from .nodeipam import NodeIpamController
+from .nodelifecycle import NodeLifecycleController
+from .deployment import DeploymentController
+from .endpoints import EndpointsController
+from .garbagecollector import GarbageCollector
+from .namespace import NamespaceController
+from .replicaset import ReplicaSetController
+
+log = logging.getLogger("controller-manager")
+
+# Every controller this binary knows; `--controllers` picks among them by name.
+REGISTRY: list[type[Controller]] = [
+    ReplicaSetController,
+    DeploymentController,
+    GarbageCollector,
+    NamespaceController,
+    EndpointsController,
+    NodeIpamController,
+    NodeLifecycleController,
+]
+
+LEASE_NAME = "pkube-controller-manager"
+
+
+class ConfigError(Exception):
+    pass
+
+
+def select_controllers(spec: str, registry: Sequence[type[Controller]] | None = None) -> list[type[Controller]]:
+    """Kubernetes' --controllers syntax: `*` = all, `name` enables, `-name` disables."""
+    registry = list(REGISTRY if registry is None else registry)
+    by_name = {c.name: c for c in registry}
+    wanted: set[str] = set()
+    for item in (s.strip() for s in spec.split(",")):
+        if not item:
+            continue
+        name = item[1:] if item.startswith("-") else item
+        if name != "*" and name not in by_name:
+            raise ConfigError(f"unknown controller {name!r}; known: {', '.join(sorted(by_name))}")
+        if item == "*":
+            wanted |= set(by_name)
+        elif item.startswith("-"):
+            wanted.discard(name)
+        else:
+            wanted.add(name)
+    return [c for c in registry if c.name in wanted]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pkube controller-manager", description="Runs the pkube controllers.")
+    p.add_argument("--kubeconfig", help="kubeconfig file to reach the API server")
+    p.add_argument("--server", help="API server URL (instead of --kubeconfig)")
+    p.add_argument("--token", help="bearer token for --server")
+    p.add_argument("--controllers", default="*", help="'*' for all, 'name' to enable, '-name' to disable")
+    p.add_argument("--concurrent-syncs", type=int, default=5, help="workers per controller")
+    p.add_argument("--leader-elect", action="store_true", help="run only while holding the leader Lease")
+    p.add_argument("--leader-elect-lease-duration", type=float, default=15.0)
+    p.add_argument("--leader-elect-renew-deadline", type=float, default=10.0)
+    p.add_argument("--leader-elect-retry-period", type=float, default=2.0)
+    p.add_argument("--leader-elect-identity", default=None, help="defaults to <hostname>_<uuid>")
+    p.add_argument("--min-resync-period", type=float, default=0,
+                   help="seconds between informer resyncs (0 = none; the controllers are level-triggered)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    for c in REGISTRY:
+        c.add_flags(p)
+    return p
+
+
+def make_client(config: argparse.Namespace) -> Client:
+    if config.server:
+        return Client(config.server, config.token, user_agent="pkube-controller-manager")
+    if config.token:
+        raise ConfigError("--token needs --server")
+    return Client.from_kubeconfig(config.kubeconfig, user_agent="pkube-controller-manager")
+
+
+async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
+    """Run until cancelled. `ready` is set once this instance leads (or without election) and caches synced."""
+    classes = select_controllers(config.controllers)
+    client = make_client(config)
+    elector: LeaderElector | None = None
+    informers: InformerFactory | None = None
+    try:
+        if config.leader_elect:
+            elector = LeaderElector(client, LEASE_NAME, "kube-system", config.leader_elect_identity,
+                                    config.leader_elect_lease_duration, config.leader_elect_renew_deadline,
+                                    config.leader_elect_retry_period)
+            await elector.acquire()
+        informers = InformerFactory(client, config.min_resync_period or None)
+        recorder = EventRecorder(client, "controller-manager")
+        ctx = ControllerContext(client, informers, recorder, config, config.concurrent_syncs)
+        controllers = [cls(ctx) for cls in classes]
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(recorder.run(), name="events")
+            informers.start()
+            for c in controllers:
+                tg.create_task(c.run(), name=f"controller:{c.name}")
+            await informers.wait_synced()
+            log.info("running controllers: %s", ", ".join(c.name for c in controllers))
+            ready.set()
+            if elector is not None:
+                await elector.keep_renewing()
+                raise LostLeadership()
+    finally:
+        if elector is not None:
+            await elector.release()
+        if informers is not None:
+            await informers.stop()
+        await client.close()
+
+
+class LostLeadership(Exception):
+    pass
+
+
+def _leaf_errors(e: BaseException) -> list[BaseException]:
+    if isinstance(e, BaseExceptionGroup):
+        return [leaf for sub in e.exceptions for leaf in _leaf_errors(sub)]
+    return [e]
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if config.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        select_controllers(config.controllers)
+        if not config.server and not config.kubeconfig:
+            make_client(config)  # falls back to $KUBECONFIG / defaults, or says what is missing
+    except (ConfigError, KubeconfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    async def serve() -> int:
+        task = asyncio.create_task(run(config, asyncio.Event()))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            return 0
+        except Exception as e:  # noqa: BLE001 - turned into one line + exit code below
+            for leaf in _leaf_errors(e):
+                if isinstance(leaf, LostLeadership):
+                    return 1
+                if isinstance(leaf, ConnectionFailed):
+                    print(f"error: {leaf}", file=sys.stderr)
+                    return 1
+            raise
+        return 0
+
+    try:
+        return asyncio.run(serve())
+    except (ConfigError, KubeconfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

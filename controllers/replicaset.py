@@ -1,0 +1,235 @@
+"""ReplicaSet controller: keep `spec.replicas` active pods matching the selector.
+
+sync(rs): claim pods (adopt orphans, release non-matching), then, if the
+expectations from the previous round were met, create or delete the difference,
+then write status. Creates go out in slow-start batches (1, 2, 4, ...) so that a
+template the API rejects costs one failed call, not hundreds.
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import random
+from typing import Any
+
+from pklib.controller import Controller, ControllerContext, Expectations
+from pklib.errors import ApiError, is_not_found
+from pklib.informer import Obj, key_of
+from pklib.resources import lookup
+
+from .claims import claim
+from .util import (_SAFE, available_in, controller_ref, is_pod_active, is_pod_ready, meta, parse_time,
+                   pod_from_template, selector_of)
+
+PODS = lookup("pods")
+REPLICASETS = lookup("replicasets")
+assert PODS is not None and REPLICASETS is not None
+
+BURST_REPLICAS = 500  # at most this many creates/deletes per sync, as in Kubernetes
+SLOW_START_INITIAL_BATCH = 1
+
+
+class ReplicaSetController(Controller):
+    name = "replicaset"
+
+    def __init__(self, ctx: ControllerContext):
+        super().__init__(ctx)
+        self.expectations = Expectations()
+        self.rs_informer = self.watch(REPLICASETS, self.enqueue, self._rs_updated, self._rs_deleted)
+        self.pod_informer = self.watch(PODS, self._pod_added, self._pod_updated, self._pod_deleted)
+
+    # -- event handlers: only bookkeeping and enqueueing ----------------------------------------
+
+    def _rs_updated(self, old: Obj, new: Obj) -> None:
+        self.enqueue(new)
+
+    def _rs_deleted(self, rs: Obj) -> None:
+        self.expectations.forget(key_of(rs))
+        self.enqueue(rs)
+
+    def _owner_key(self, pod: Obj) -> str | None:
+        ref = controller_ref(pod)
+        if ref is None or ref.get("kind") != "ReplicaSet":
+            return None
+        key = f"{meta(pod)['namespace']}/{ref['name']}"
+        rs = self.rs_informer.store.get(key)
+        if rs is None or meta(rs).get("uid") != ref.get("uid"):
+            return None
+        return key
+
+    def _enqueue_matching(self, pod: Obj) -> None:
+        labels = meta(pod).get("labels")
+        for rs in self.rs_informer.store.by_index("namespace", meta(pod)["namespace"]):
+            sel = selector_of(rs)
+            if sel is not None and sel.matches(labels):
+                self.enqueue(rs)
+
+    def _pod_added(self, pod: Obj) -> None:
+        key = self._owner_key(pod)
+        if key is not None:
+            self.expectations.creation_observed(key)
+            if meta(pod).get("deletionTimestamp"):
+                self.expectations.deletion_observed(key, key_of(pod))
+            self.queue.add(key)
+        elif controller_ref(pod) is None:
+            self._enqueue_matching(pod)
+
+    def _pod_updated(self, old: Obj, new: Obj) -> None:
+        key = self._owner_key(new)
+        if key is not None and meta(new).get("deletionTimestamp"):
+            self.expectations.deletion_observed(key, key_of(new))
+        old_key = self._owner_key(old)
+        if old_key is not None and old_key != key:
+            self.queue.add(old_key)
+        if key is not None:
+            self.queue.add(key)
+            rs = self.rs_informer.store.get(key)
+            mrs = int(((rs or {}).get("spec") or {}).get("minReadySeconds") or 0)
+            if mrs and not is_pod_ready(old) and is_pod_ready(new):
+                # Becomes available only later; look again then.
+                self.queue.add_after(key, mrs + 1)
+        elif controller_ref(new) is None:
+            self._enqueue_matching(new)
+
+    def _pod_deleted(self, pod: Obj) -> None:
+        key = self._owner_key(pod)
+        if key is not None:
+            self.expectations.deletion_observed(key, key_of(pod))
+            self.queue.add(key)
+
+    # -- reconcile ------------------------------------------------------------------------------
+
+    async def sync(self, key: str) -> None:
+        rs = self.rs_informer.store.get(key)
+        if rs is None:
+            self.expectations.forget(key)
+            return
+        ns = meta(rs)["namespace"]
+        selector = selector_of(rs)
+        candidates = [p for p in self.pod_informer.store.by_index("namespace", ns) if is_pod_active(p)]
+        pods = await claim(self.client, PODS, rs, candidates, selector)
+        error: Exception | None = None
+        if self.expectations.satisfied(key) and not meta(rs).get("deletionTimestamp") and selector is not None:
+            try:
+                await self._manage(rs, key, pods)
+            except ApiError as e:
+                error = e
+        await self._update_status(rs, pods, error)
+        if error is not None:
+            raise error
+
+    async def _manage(self, rs: Obj, key: str, pods: list[Obj]) -> None:
+        want = int((rs.get("spec") or {}).get("replicas", 1))
+        diff = len(pods) - want
+        if diff < 0:
+            await self._create(rs, key, min(-diff, BURST_REPLICAS))
+        elif diff > 0:
+            victims = sorted(pods, key=deletion_rank)[:min(diff, BURST_REPLICAS)]
+            await self._delete(rs, key, victims)
+
+    async def _create(self, rs: Obj, key: str, count: int) -> None:
+        self.expectations.expect_creations(key, count)
+        template = (rs.get("spec") or {}).get("template") or {}
+        done = 0
+        batch = SLOW_START_INITIAL_BATCH
+        first_error: ApiError | None = None
+        while done < count and first_error is None:
+            batch = min(batch, count - done)
+            results = await asyncio.gather(*(self._create_pod(rs, template) for _ in range(batch)),
+                                           return_exceptions=True)
+            failed = [r for r in results if isinstance(r, BaseException)]
+            done += batch
+            for r in failed:
+                # This creation will never be observed.
+                self.expectations.creation_observed(key)
+                if first_error is None:
+                    first_error = r if isinstance(r, ApiError) else ApiError(
+                        {"code": 500, "reason": "InternalError", "message": str(r)})
+            batch *= 2
+        # Skipped creations will not be observed either.
+        for _ in range(count - done):
+            self.expectations.creation_observed(key)
+        if first_error is not None:
+            self.recorder.warning(rs, "FailedCreate", f"Error creating: {first_error.message}")
+            raise first_error
+        self.recorder.normal(rs, "SuccessfulCreate", f"Created {count} pod(s)")
+
+    async def _create_pod(self, rs: Obj, template: Obj) -> Obj:
+        name = meta(rs)["name"]
+        pod = pod_from_template(template, rs, name=f"{name}-{''.join(random.choices(_SAFE, k=5))}",
+                                generate_name=f"{name}-")
+        return await self.client.create(PODS, pod)
+
+    async def _delete(self, rs: Obj, key: str, victims: list[Obj]) -> None:
+        self.expectations.expect_deletions(key, [key_of(p) for p in victims])
+        results = await asyncio.gather(*(self.client.delete(PODS, meta(p)["name"], meta(p)["namespace"])
+                                         for p in victims), return_exceptions=True)
+        first_error: ApiError | None = None
+        for pod, r in zip(victims, results):
+            if isinstance(r, BaseException):
+                self.expectations.deletion_observed(key, key_of(pod))
+                if not is_not_found(r) and first_error is None:
+                    first_error = r if isinstance(r, ApiError) else ApiError(
+                        {"code": 500, "reason": "InternalError", "message": str(r)})
+        if first_error is not None:
+            self.recorder.warning(rs, "FailedDelete", f"Error deleting: {first_error.message}")
+            raise first_error
+        self.recorder.normal(rs, "SuccessfulDelete", f"Deleted {len(victims)} pod(s): "
+                             + ", ".join(meta(p)["name"] for p in victims[:5]))
+
+    async def _update_status(self, rs: Obj, pods: list[Obj], error: ApiError | None) -> None:
+        status = compute_status(rs, pods)
+        old = rs.get("status") or {}
+        conditions = [c for c in old.get("conditions") or [] if c.get("type") != "ReplicaFailure"]
+        if error is not None and error.code in (403, 422):
+            conditions.append({"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                               "message": error.message})
+        if conditions:
+            status["conditions"] = conditions
+        mrs = int((rs.get("spec") or {}).get("minReadySeconds") or 0)
+        if mrs and status["readyReplicas"] > status["availableReplicas"]:
+            waits = [w for w in (available_in(p, mrs) for p in pods) if w]
+            if waits:
+                self.queue.add_after(key_of(rs), min(waits) + 0.1)
+        if status == {k: v for k, v in old.items() if k in status or k == "conditions"}:
+            return
+        body = copy.deepcopy(rs)
+        body["status"] = status
+        try:
+            await self.client.update_status(REPLICASETS, body)
+        except ApiError as e:
+            if not is_not_found(e):
+                raise
+
+
+def compute_status(rs: Obj, pods: list[Obj]) -> dict[str, Any]:
+    spec = rs.get("spec") or {}
+    template_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+    mrs = int(spec.get("minReadySeconds") or 0)
+    fully = sum(1 for p in pods if template_labels.items() <= (meta(p).get("labels") or {}).items())
+    ready = [p for p in pods if is_pod_ready(p)]
+    available = sum(1 for p in ready if available_in(p, mrs) == 0)
+    return {"replicas": len(pods), "fullyLabeledReplicas": fully, "readyReplicas": len(ready),
+            "availableReplicas": available, "observedGeneration": meta(rs).get("generation", 0)}
+
+
+_PHASE_RANK = {"Pending": 0, "Unknown": 1, "Running": 2}
+
+
+def deletion_rank(pod: Obj) -> tuple[Any, ...]:
+    """Sort key: pods to delete first come first (Kubernetes' ActivePods ordering)."""
+    status = pod.get("status") or {}
+    spec = pod.get("spec") or {}
+    ready = is_pod_ready(pod)
+    cond = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    ready_since = parse_time(cond.get("lastTransitionTime")) if ready else None
+    created = parse_time(meta(pod).get("creationTimestamp"))
+    restarts = sum(int(c.get("restartCount") or 0) for c in status.get("containerStatuses") or [])
+    return (
+        bool(spec.get("nodeName")),                    # unscheduled first
+        _PHASE_RANK.get(status.get("phase", "Pending"), 0),  # pending, unknown, then running
+        ready,                                          # not ready first
+        -(ready_since.timestamp() if ready_since else 0),  # ready for less time first
+        -restarts,                                      # more restarts first
+        -(created.timestamp() if created else 0),       # newest first
+    )

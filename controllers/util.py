@@ -1,0 +1,156 @@
+"""Helpers the workload controllers share: pod state, owner references, pods from templates.
+
+Mirrors the parts of Kubernetes' controller_utils.go / podutil that decide what a
+controller counts (active, ready, available) so that every controller agrees.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+from pklib.informer import Obj
+from pklib.selectors import LabelSelector, SelectorError, selector_from_match
+
+# Kubernetes' rand.SafeEncodeString alphabet: no vowels (no words), no confusable 0/1/3.
+_SAFE = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def parse_time(ts: str | None) -> datetime | None:
+    if not ts:
+        return None
+    try:
+        return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def now_rfc3339() -> str:
+    return now().strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# -- pods -------------------------------------------------------------------------------------
+
+def meta(obj: Obj) -> dict[str, Any]:
+    return obj.get("metadata") or {}
+
+
+def is_terminating(obj: Obj) -> bool:
+    return bool(meta(obj).get("deletionTimestamp"))
+
+
+def is_pod_active(pod: Obj) -> bool:
+    """Counts toward replicas: not finished and not being deleted."""
+    phase = (pod.get("status") or {}).get("phase")
+    return phase not in ("Succeeded", "Failed") and not is_terminating(pod)
+
+
+def pod_ready_condition(pod: Obj) -> dict[str, Any] | None:
+    for c in (pod.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready":
+            return c
+    return None
+
+
+def is_pod_ready(pod: Obj) -> bool:
+    c = pod_ready_condition(pod)
+    return c is not None and c.get("status") == "True"
+
+
+def available_in(pod: Obj, min_ready_seconds: int, at: datetime | None = None) -> float | None:
+    """Seconds until the pod counts as available: 0 if it is, None if it is not ready at all."""
+    c = pod_ready_condition(pod)
+    if c is None or c.get("status") != "True":
+        return None
+    if min_ready_seconds <= 0:
+        return 0.0
+    since = parse_time(c.get("lastTransitionTime"))
+    if since is None:
+        return 0.0
+    left = min_ready_seconds - ((at or now()) - since).total_seconds()
+    return max(0.0, left)
+
+
+def is_pod_available(pod: Obj, min_ready_seconds: int, at: datetime | None = None) -> bool:
+    return available_in(pod, min_ready_seconds, at) == 0.0
+
+
+# -- selectors and owners -------------------------------------------------------------------------
+
+def selector_of(obj: Obj) -> LabelSelector | None:
+    """The object's spec.selector; None if missing or invalid (such an object selects nothing)."""
+    sel = (obj.get("spec") or {}).get("selector")
+    if not sel:
+        return None
+    try:
+        parsed = selector_from_match(sel)
+    except SelectorError:
+        return None
+    return None if parsed.empty() else parsed
+
+
+def controller_ref(obj: Obj) -> dict[str, Any] | None:
+    for ref in meta(obj).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return ref
+    return None
+
+
+def owner_reference(owner: Obj, block_owner_deletion: bool = True) -> dict[str, Any]:
+    m = meta(owner)
+    return {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": m["name"], "uid": m["uid"],
+            "controller": True, "blockOwnerDeletion": block_owner_deletion}
+
+
+def pod_from_template(template: Obj, owner: Obj, name: str | None = None,
+                      generate_name: str | None = None) -> Obj:
+    """A Pod body from a pod template, owned (controller=true) by `owner`."""
+    tmpl = copy.deepcopy(template or {})
+    tmeta = tmpl.get("metadata") or {}
+    pmeta: dict[str, Any] = {
+        "namespace": meta(owner)["namespace"],
+        "labels": dict(tmeta.get("labels") or {}),
+        "annotations": dict(tmeta.get("annotations") or {}),
+        "ownerReferences": [owner_reference(owner)],
+    }
+    if name:
+        pmeta["name"] = name
+    else:
+        pmeta["generateName"] = generate_name or f"{meta(owner)['name']}-"
+    if tmeta.get("finalizers"):
+        pmeta["finalizers"] = list(tmeta["finalizers"])
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": pmeta, "spec": tmpl.get("spec") or {}}
+
+
+def template_hash(template: Obj, collision_count: int = 0) -> str:
+    """A short, stable, label-safe hash of a pod template (the pod-template-hash label)."""
+    data = orjson.dumps(template or {}, option=orjson.OPT_SORT_KEYS)
+    if collision_count:
+        data += str(collision_count).encode()
+    n = int.from_bytes(hashlib.sha256(data).digest()[:8], "big")
+    out = []
+    for _ in range(10):
+        n, r = divmod(n, len(_SAFE))
+        out.append(_SAFE[r])
+    return "".join(out)
+
+
+def int_or_percent(value: Any, total: int, round_up: bool) -> int:
+    """Resolve maxSurge / maxUnavailable style values: 2 or "25%" of total."""
+    if value is None:
+        return 0
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    if text.endswith("%"):
+        pct = int(text[:-1])
+        whole, rest = divmod(pct * total, 100)
+        return whole + (1 if round_up and rest else 0)
+    return int(text)

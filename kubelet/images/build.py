@@ -1,0 +1,417 @@
+"""Building images from a Dockerfile.
+
+Every filesystem-changing step (RUN, COPY, ADD, WORKDIR) runs over an overlay of
+the layers so far with a fresh upper dir; the upper dir becomes the step's layer
+(diff.py). Each step has a cache key chained from its parent's key, the
+instruction text (after variable expansion) and a hash of its inputs (context
+files, build args), so an unchanged rebuild reuses every layer — and because the
+creation time is cached too, it yields the very same image digest.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+import orjson
+
+from kubelet.images import buildrun, dockerfile
+from kubelet.images.context import (IgnoreRules, Owner, context_sources, copy_entry, makedirs_in_root,
+                                    resolve_in_root)
+from kubelet.images.diff import is_empty, write_layer
+from kubelet.images.dockerfile import Instruction
+from kubelet.images.errors import BuildError, ImageError
+from kubelet.images.image import Image, Layer, now_rfc3339
+from kubelet.images.rootfs import mount_overlay, unmount
+from kubelet.images.unpack import decompressed, extract
+
+if TYPE_CHECKING:
+    from kubelet.images.store import ImageStore
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Stage:
+    name: str | None
+    layers: list[Layer]
+    config: dict[str, Any]           # the full OCI config document (runtime settings under "config")
+    key: str                         # cache chain key after the last instruction
+    created: str                     # creation time of the newest layer (or the base)
+    args: dict[str, str] = field(default_factory=dict)
+    cmd_from_base: bool = True
+
+    @property
+    def runtime(self) -> dict[str, Any]:
+        return self.config.setdefault("config", {})
+
+    def env(self) -> dict[str, str]:
+        out = {}
+        for item in self.runtime.get("Env") or []:
+            k, _, v = item.partition("=")
+            out[k] = v
+        return out
+
+    def vars(self) -> dict[str, str]:
+        """What ${VAR} expands to: build args, overridden by ENV."""
+        return {**self.args, **self.env()}
+
+
+def _h(*parts: Any) -> str:
+    return hashlib.sha256(orjson.dumps(parts)).hexdigest()
+
+
+class Builder:
+    def __init__(self, store: "ImageStore", context: Path, dockerfile_text: str, build_args: dict[str, str],
+                 progress: Progress = print, no_cache: bool = False):
+        self.store = store
+        self.context = context.resolve()
+        self.instructions = dockerfile.parse(dockerfile_text)
+        self.build_args = build_args
+        self.progress = progress
+        self.no_cache = no_cache
+        self.ignore = IgnoreRules.for_context(self.context)
+        self.cache_dir = store.root / "build-cache"
+        self.cache_dir.mkdir(exist_ok=True)
+        self.stages: list[Stage] = []
+        self.global_args: dict[str, str] = {}
+
+    def build(self, tag: str | None = None, target: str | None = None) -> Image:
+        with self.store.layout.using():
+            total = len(self.instructions)
+            stage: Stage | None = None
+            for i, inst in enumerate(self.instructions, 1):
+                self.progress(f"STEP {i}/{total}: {inst}")
+                if inst.cmd == "FROM":
+                    stage = self._from(inst)
+                    self.stages.append(stage)
+                    if target and stage.name == target.lower():
+                        break
+                elif stage is None:
+                    self._global_arg(inst)
+                else:
+                    self._step(stage, inst)
+            assert stage is not None
+            if target and stage.name != target.lower():
+                raise BuildError(f"target stage {target!r} not found in the Dockerfile")
+            stage.config["created"] = stage.created
+            stage.config.pop("rootfs", None)
+            img = self.store.commit(stage.config, stage.layers, tag)
+            self.progress(f"COMMIT {img.name or ''}".rstrip())
+            self.progress(f"--> {img.id.split(':', 1)[1][:12]}")
+            return img
+
+    # ---- instructions --------------------------------------------------------
+    def _global_arg(self, inst: Instruction) -> None:
+        if inst.cmd != "ARG":
+            raise inst.error("only ARG may come before the first FROM")
+        for name, value in self._arg_defs(inst, self.global_args):
+            self.global_args[name] = self.build_args.get(name, value if value is not None else "")
+
+    def _arg_defs(self, inst: Instruction, env: dict[str, str]) -> list[tuple[str, str | None]]:
+        out: list[tuple[str, str | None]] = []
+        for w in dockerfile.words(inst.args, env, inst.lineno):
+            name, eq, value = w.partition("=")
+            if not dockerfile._VAR_NAME.fullmatch(name):
+                raise inst.error(f"invalid argument name {name!r}")
+            out.append((name, value if eq else None))
+        return out
+
+    def _from(self, inst: Instruction) -> Stage:
+        parts = dockerfile.words(inst.args, self.global_args, inst.lineno)
+        if len(parts) == 3 and parts[1].upper() == "AS":
+            base, name = parts[0], parts[2].lower()
+        elif len(parts) == 1:
+            base, name = parts[0], None
+        else:
+            raise inst.error("expected FROM IMAGE [AS NAME]")
+        named = self._stage(base)
+        if base == "scratch":
+            stage = Stage(name, [], {"config": {}}, _h("scratch"), "1970-01-01T00:00:00Z")
+        elif named is not None:
+            stage = Stage(name, list(named.layers), copy.deepcopy(named.config), _h("stage", named.key), named.created)
+        else:
+            try:
+                img = self.store.get(base)
+            except ImageError:
+                raise inst.error(f"base image {base!r} is not in the local store; pull or load it first") from None
+            stage = Stage(name, list(img.layers), copy.deepcopy(img.config), _h("image", img.manifest_digest),
+                          img.created or "1970-01-01T00:00:00Z")
+        stage.config.pop("rootfs", None)
+        stage.config.setdefault("history", [])
+        return stage
+
+    def _stage(self, ref: str) -> Stage | None:
+        for s in self.stages:
+            if s.name == ref.lower():
+                return s
+        if ref.isdigit() and int(ref) < len(self.stages):
+            return self.stages[int(ref)]
+        return None
+
+    def _step(self, stage: Stage, inst: Instruction) -> None:
+        rt = stage.runtime
+        env = stage.vars()
+        if inst.cmd == "ARG":
+            for name, value in self._arg_defs(inst, env):
+                default = value if value is not None else self.global_args.get(name, "")
+                stage.args[name] = self.build_args.get(name, default)
+            self._meta(stage, inst, str(sorted(stage.args.items())))
+        elif inst.cmd == "ENV":
+            current = stage.env()
+            current.update(dockerfile.key_values(inst, env))
+            rt["Env"] = [f"{k}={v}" for k, v in current.items()]
+            self._meta(stage, inst)
+        elif inst.cmd == "LABEL":
+            rt.setdefault("Labels", {}).update(dict(dockerfile.key_values(inst, env)))
+            self._meta(stage, inst)
+        elif inst.cmd == "WORKDIR":
+            path = dockerfile.expand(inst.args, env, inst.lineno)
+            rt["WorkingDir"] = os.path.normpath(os.path.join(rt.get("WorkingDir") or "/", path))
+            workdir = rt["WorkingDir"]
+
+            def mkdir(root: Path, _bundle: Path) -> None:
+                makedirs_in_root(root, workdir)
+            self._layer(stage, inst, "", mkdir)
+        elif inst.cmd == "USER":
+            rt["User"] = dockerfile.expand(inst.args, env, inst.lineno)
+            self._meta(stage, inst)
+        elif inst.cmd == "EXPOSE":
+            for port in dockerfile.words(inst.args, env, inst.lineno):
+                number, _, proto = port.partition("/")
+                if not number.isdigit() or not 0 < int(number) < 65536 or proto.lower() not in ("", "tcp", "udp", "sctp"):
+                    raise inst.error(f"invalid port {port!r}")
+                rt.setdefault("ExposedPorts", {})[f"{int(number)}/{(proto or 'tcp').lower()}"] = {}
+            self._meta(stage, inst)
+        elif inst.cmd == "VOLUME":
+            for v in dockerfile.json_form(inst.args) or dockerfile.words(inst.args, env, inst.lineno):
+                rt.setdefault("Volumes", {})[v] = {}
+            self._meta(stage, inst)
+        elif inst.cmd in ("CMD", "ENTRYPOINT"):
+            value = self._command(stage, inst)
+            if inst.cmd == "ENTRYPOINT":
+                rt["Entrypoint"] = value
+                if stage.cmd_from_base:  # Docker: a new ENTRYPOINT drops the CMD inherited from the base
+                    rt.pop("Cmd", None)
+            else:
+                rt["Cmd"] = value
+                stage.cmd_from_base = False
+            self._meta(stage, inst)
+        elif inst.cmd == "SHELL":
+            shell = dockerfile.json_form(inst.args)
+            if not shell:
+                raise inst.error('SHELL needs the JSON form, e.g. SHELL ["/bin/sh", "-c"]')
+            rt["Shell"] = shell
+            self._meta(stage, inst)
+        elif inst.cmd == "STOPSIGNAL":
+            rt["StopSignal"] = dockerfile.expand(inst.args, env, inst.lineno)
+            self._meta(stage, inst)
+        elif inst.cmd == "MAINTAINER":
+            stage.config["author"] = inst.args
+            self._meta(stage, inst)
+        elif inst.cmd == "RUN":
+            self._run(stage, inst)
+        elif inst.cmd in ("COPY", "ADD"):
+            self._copy(stage, inst)
+        elif inst.cmd == "FROM":  # pragma: no cover - handled by build()
+            raise AssertionError
+
+    def _command(self, stage: Stage, inst: Instruction) -> list[str] | None:
+        exec_form = dockerfile.json_form(inst.args)
+        if exec_form is not None:
+            return exec_form
+        if not inst.args:
+            return None
+        return [*(stage.runtime.get("Shell") or ["/bin/sh", "-c"]), inst.args]
+
+    def _run(self, stage: Stage, inst: Instruction) -> None:
+        args = self._command(stage, inst)
+        assert args
+        rt = stage.runtime
+        env = buildrun.environment({**stage.args, **stage.env()})
+        cwd = rt.get("WorkingDir") or "/"
+        user = rt.get("User") or ""
+
+        def action(root: Path, bundle: Path) -> None:
+            makedirs_in_root(root, cwd)
+            buildrun.run(bundle, root, args, env, cwd, user, lambda line: self.progress(line))
+        self._layer(stage, inst, _h(env, user, cwd), action)
+
+    def _copy(self, stage: Stage, inst: Instruction) -> None:
+        env = stage.vars()
+        parts = dockerfile.json_form(inst.args) or dockerfile.words(inst.args, env, inst.lineno)
+        if len(parts) < 2:
+            raise inst.error("needs at least one source and a destination")
+        *sources, dest = parts
+        workdir = stage.runtime.get("WorkingDir") or "/"
+        dest_abs = dest if dest.startswith("/") else os.path.join(workdir, dest)
+        if dest.endswith("/") and not dest_abs.endswith("/"):
+            dest_abs += "/"
+        chown = inst.flags.get("chown")
+        from_ref = inst.flags.get("from")
+        if inst.cmd == "ADD" and any(s.startswith(("http://", "https://", "git@")) for s in sources):
+            raise inst.error("ADD from a URL is not supported; download it in a RUN step")
+        if from_ref is not None:
+            with self._source_rootfs(from_ref, inst) as (src_root, inputs):
+                self._layer(stage, inst, inputs, lambda root, _b: self._copy_into(
+                    root, [resolve_in_root(src_root, s) for s in sources], dest_abs, chown, None, inst, keep=True))
+            return
+        paths = [p for s in sources for p in context_sources(self.context, s, self.ignore, inst.lineno)]
+        multi = len(paths) > 1 or any(dockerfile_glob(s) for s in sources)
+        if multi and not dest_abs.endswith("/"):
+            raise inst.error("with several sources the destination must be a directory ending in /")
+        self._layer(stage, inst, self._hash_inputs(paths),
+                    lambda root, _b: self._copy_into(root, paths, dest_abs, chown, self.context, inst,
+                                                 extract_tars=inst.cmd == "ADD"))
+
+    def _copy_into(self, root: Path, paths: list[Path], dest: str, chown: str | None, ctx: Path | None,
+                   inst: Instruction, keep: bool = False, extract_tars: bool = False) -> None:
+        if chown:
+            uid, gid = buildrun.resolve_user(root, chown)
+            owner = Owner(uid, gid)
+        else:
+            owner = Owner(None, None) if keep else Owner(0, 0)
+        mkdir_uid, mkdir_gid = (owner.uid or 0, owner.gid or 0) if chown else (0, 0)
+        for src in paths:
+            if not os.path.lexists(src):
+                raise inst.error(f"source {src.name!r} not found")
+            if src.is_dir() and not src.is_symlink():
+                makedirs_in_root(root, dest, mkdir_uid, mkdir_gid)
+                copy_entry(src, root, dest, owner, self.ignore if ctx else None, ctx)
+            elif extract_tars and _is_archive(src):
+                target = makedirs_in_root(root, dest, mkdir_uid, mkdir_gid)
+                with open(src, "rb") as f:
+                    extract(decompressed(f), target, self.store.limits, whiteouts=False)
+            else:
+                into_dir = dest.endswith("/") or resolve_in_root(root, dest).is_dir()
+                target = os.path.join(dest, src.name) if into_dir else dest
+                makedirs_in_root(root, os.path.dirname(target.rstrip("/")), mkdir_uid, mkdir_gid)
+                copy_entry(src, root, target, owner)
+
+    def _hash_inputs(self, paths: list[Path]) -> str:
+        h = hashlib.sha256()
+        for top in paths:
+            walk = [top] if not top.is_dir() or top.is_symlink() else sorted(
+                Path(d) / f for d, dirs, files in os.walk(top) for f in dirs + files)
+            for p in [top, *walk]:
+                rel = p.relative_to(self.context).as_posix()
+                if rel != "." and self.ignore.excluded(rel):
+                    continue
+                st = os.lstat(p)
+                h.update(f"{rel}\0{st.st_mode}\0".encode())
+                if p.is_symlink():
+                    h.update(os.readlink(p).encode())
+                elif p.is_file():
+                    with open(p, "rb") as f:
+                        while chunk := f.read(1 << 20):
+                            h.update(chunk)
+        return h.hexdigest()
+
+    @contextlib.contextmanager
+    def _source_rootfs(self, ref: str, inst: Instruction) -> Iterator[tuple[Path, str]]:
+        """The rootfs of a stage or image for COPY --from, mounted for the duration."""
+        stage = self._stage(ref)
+        if stage is not None:
+            layers, inputs = stage.layers, stage.key
+        else:
+            try:
+                img = self.store.get(ref)
+            except ImageError:
+                raise inst.error(f"--from={ref}: no such stage, and no such image in the local store") from None
+            layers, inputs = img.layers, img.manifest_digest
+        with self._mounted(layers) as (root, _upper, _bundle):
+            yield root, inputs
+
+    # ---- layers --------------------------------------------------------------
+    def _meta(self, stage: Stage, inst: Instruction, extra: str = "") -> None:
+        stage.key = _h(stage.key, str(inst), extra)
+        stage.config["history"].append({"created": stage.created, "created_by": str(inst), "empty_layer": True})
+
+    def _layer(self, stage: Stage, inst: Instruction, inputs: str, action: Callable[[Path, Path], None]) -> None:
+        key = _h(stage.key, str(inst), inputs)
+        entry = None if self.no_cache else self._cache_get(key)
+        if entry is not None:
+            self.progress("--> Using cache " + key[:12])
+            layer = Layer(**entry["layer"]) if entry["layer"] else None
+            created = entry["created"]
+        else:
+            with self._mounted(stage.layers) as (root, upper, bundle):
+                action(root, bundle)
+                unmount(root)
+                layer = None if is_empty(upper) else write_layer(self.store.layout, upper)
+            created = now_rfc3339()
+            self._cache_put(key, layer, created)
+        stage.key = key
+        stage.created = created
+        hist: dict[str, Any] = {"created": created, "created_by": str(inst)}
+        if layer:
+            stage.layers.append(layer)
+            self.progress("--> " + layer.diff_id.split(":", 1)[1][:12])
+        else:
+            hist["empty_layer"] = True
+        stage.config["history"].append(hist)
+
+    @contextlib.contextmanager
+    def _mounted(self, layers: list[Layer]) -> Iterator[tuple[Path, Path, Path]]:
+        work_dir = self.store.layout.temp_path("build")
+        root, upper, work, bundle = (work_dir / d for d in ("rootfs", "upper", "work", "bundle"))
+        try:
+            for d in (root, upper, work):
+                d.mkdir(parents=True)
+            mount_overlay(self.store.layer_dirs(layers), upper, work, root)
+            try:
+                yield root, upper, bundle
+            finally:
+                unmount(root)
+        finally:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+    def _cache_get(self, key: str) -> dict[str, Any] | None:
+        try:
+            entry = orjson.loads((self.cache_dir / key).read_bytes())
+        except (OSError, ValueError):
+            return None
+        layer = entry.get("layer")
+        if layer and not self.store.layout.has_blob(layer["digest"]):
+            return None  # the layer was garbage-collected since
+        return entry
+
+    def _cache_put(self, key: str, layer: Layer | None, created: str) -> None:
+        doc = {"layer": layer.__dict__ if layer else None, "created": created}
+        tmp = self.cache_dir / f".{key}.tmp"
+        tmp.write_bytes(orjson.dumps(doc))
+        os.replace(tmp, self.cache_dir / key)
+
+
+def dockerfile_glob(src: str) -> bool:
+    return any(c in src for c in "*?[")
+
+
+def _is_archive(path: Path) -> bool:
+    import tarfile
+    try:
+        return tarfile.is_tarfile(path)
+    except OSError:
+        return False
+
+
+def build(store: "ImageStore", context: Path, dockerfile_path: Path | None = None, tag: str | None = None,
+          build_args: dict[str, str] | None = None, target: str | None = None, progress: Progress = print,
+          no_cache: bool = False) -> Image:
+    context = Path(context)
+    if not context.is_dir():
+        raise BuildError(f"build context {context} is not a directory")
+    path = Path(dockerfile_path) if dockerfile_path else context / "Dockerfile"
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise BuildError(f"cannot read Dockerfile {path}: {e.strerror}") from None
+    if tag:
+        from kubelet.images import reference
+        reference.parse(tag)  # a bad tag fails before any work is done
+    return Builder(store, context, text, build_args or {}, progress, no_cache).build(tag, target)

@@ -1,0 +1,204 @@
+"""Dockerfile parsing: lines → instructions, and Docker's word/variable rules.
+
+Only the syntax lives here; what each instruction does is build.py's business.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from kubelet.images.errors import BuildError
+
+SUPPORTED = {"FROM", "RUN", "COPY", "ADD", "ENV", "ARG", "WORKDIR", "USER", "EXPOSE", "LABEL", "ENTRYPOINT",
+             "CMD", "VOLUME", "SHELL", "STOPSIGNAL", "MAINTAINER"}
+_FLAGS_ALLOWED = {"FROM": {"platform"}, "COPY": {"from", "chown", "chmod"}, "ADD": {"chown", "chmod"}}
+_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass
+class Instruction:
+    lineno: int
+    cmd: str                      # upper-case instruction name
+    args: str                     # the rest of the line, continuation lines joined
+    flags: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        flags = "".join(f"--{k}={v} " for k, v in self.flags.items())
+        return f"{self.cmd} {flags}{self.args}".rstrip()
+
+    def error(self, message: str) -> BuildError:
+        return BuildError(f"Dockerfile line {self.lineno}: {self.cmd}: {message}")
+
+
+def parse(text: str) -> list[Instruction]:
+    out: list[Instruction] = []
+    pending: list[str] = []
+    start = 0
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue  # comments and parser directives
+        if pending and line.startswith("#"):
+            continue  # Docker drops comment lines inside a continued instruction
+        if not pending:
+            start = lineno
+        if line.endswith("\\"):
+            pending.append(line[:-1])
+            continue
+        pending.append(line)
+        out.append(_instruction(start, " ".join(p.strip() for p in pending if p.strip())))
+        pending = []
+    if pending:
+        out.append(_instruction(start, " ".join(p.strip() for p in pending if p.strip())))
+    if not out:
+        raise BuildError("Dockerfile has no instructions")
+    if out[0].cmd not in ("FROM", "ARG"):
+        raise out[0].error("a Dockerfile must begin with FROM (optionally preceded by ARG)")
+    return out
+
+
+def _instruction(lineno: int, line: str) -> Instruction:
+    word, _, rest = line.partition(" ")
+    cmd = word.upper()
+    if cmd not in SUPPORTED:
+        raise BuildError(f"Dockerfile line {lineno}: unsupported instruction {word!r}")
+    inst = Instruction(lineno, cmd, rest.strip())
+    allowed = _FLAGS_ALLOWED.get(cmd, set())
+    while inst.args.startswith("--"):
+        flag, _, inst.args = inst.args.partition(" ")
+        inst.args = inst.args.strip()
+        name, eq, value = flag[2:].partition("=")
+        if name not in allowed or not eq:
+            raise BuildError(f"Dockerfile line {lineno}: {cmd}: unsupported flag {flag!r}")
+        inst.flags[name] = value
+    if not inst.args and cmd not in ("CMD", "ENTRYPOINT"):
+        raise inst.error("missing arguments")
+    return inst
+
+
+def json_form(args: str) -> list[str] | None:
+    """The exec form `["a", "b"]`, or None for the shell form."""
+    if not args.startswith("["):
+        return None
+    try:
+        value = json.loads(args)
+    except ValueError:
+        return None
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    return None
+
+
+def words(text: str, env: Mapping[str, str], lineno: int = 0) -> list[str]:
+    """Split into words with shell-like quoting, expanding $VAR/${VAR}/${VAR:-x}/${VAR:+x} in each word.
+
+    Expansion happens inside a word, so a value containing spaces stays one word (as in Docker).
+    """
+    out: list[str] = []
+    cur: list[str] = []
+    have_word = False
+    i, n = 0, len(text)
+    quote: str | None = None
+    while i < n:
+        c = text[i]
+        if quote == "'":
+            if c == "'":
+                quote = None
+            else:
+                cur.append(c)
+            i += 1
+            continue
+        if c == "\\" and i + 1 < n and (quote is None or text[i + 1] in '"\\$'):
+            cur.append(text[i + 1])
+            have_word = True
+            i += 2
+            continue
+        if c == "$":
+            value, i = _expand_at(text, i, env, lineno)
+            cur.append(value)
+            have_word = True
+            continue
+        if quote == '"':
+            if c == '"':
+                quote = None
+            else:
+                cur.append(c)
+            i += 1
+            continue
+        if c in "'\"":
+            quote = c
+            have_word = True
+        elif c.isspace():
+            if have_word:
+                out.append("".join(cur))
+                cur, have_word = [], False
+        else:
+            cur.append(c)
+            have_word = True
+        i += 1
+    if quote:
+        raise BuildError(f"Dockerfile line {lineno}: unterminated {quote} quote in {text!r}")
+    if have_word:
+        out.append("".join(cur))
+    return out
+
+
+def expand(text: str, env: Mapping[str, str], lineno: int = 0) -> str:
+    """Expand variables in a whole string (no word splitting, quotes kept)."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] == "$":
+            out.append("$")
+            i += 2
+        elif text[i] == "$":
+            value, i = _expand_at(text, i, env, lineno)
+            out.append(value)
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def _expand_at(text: str, i: int, env: Mapping[str, str], lineno: int) -> tuple[str, int]:
+    """Expand the variable starting at text[i] == '$'; returns (value, index after it)."""
+    if i + 1 < len(text) and text[i + 1] == "{":
+        end = text.find("}", i + 2)
+        if end < 0:
+            raise BuildError(f"Dockerfile line {lineno}: missing '}}' in {text!r}")
+        body = text[i + 2:end]
+        m = _VAR_NAME.match(body)
+        if not m:
+            raise BuildError(f"Dockerfile line {lineno}: bad variable substitution ${{{body}}}")
+        name, rest = m.group(0), body[m.end():]
+        value = env.get(name)
+        if rest.startswith(":-"):
+            value = value if value else expand(rest[2:], env, lineno)
+        elif rest.startswith(":+"):
+            value = expand(rest[2:], env, lineno) if value else ""
+        elif rest:
+            raise BuildError(f"Dockerfile line {lineno}: unsupported substitution ${{{body}}}")
+        return value or "", end + 1
+    m = _VAR_NAME.match(text, i + 1)
+    if not m:
+        return "$", i + 1
+    return env.get(m.group(0), ""), m.end()
+
+
+def key_values(inst: Instruction, env: Mapping[str, str]) -> list[tuple[str, str]]:
+    """ENV/LABEL arguments: `k=v k2="v 2"` or the legacy `ENV k v w`."""
+    parts = words(inst.args, env, inst.lineno)
+    if inst.cmd == "ENV" and parts and "=" not in parts[0]:
+        if len(parts) < 2:
+            raise inst.error("needs a value: ENV NAME=VALUE")
+        key, _, value = inst.args.partition(" ")
+        return [(key, " ".join(words(value.strip(), env, inst.lineno)))]
+    pairs = []
+    for p in parts:
+        key, eq, value = p.partition("=")
+        if not eq or not key:
+            raise inst.error(f"expected KEY=VALUE, got {p!r}")
+        pairs.append((key, value))
+    return pairs

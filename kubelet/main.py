@@ -1,0 +1,124 @@
+"""`pkube kubelet`: the node agent.
+
+    pkube kubelet --hollow --count N [--name-prefix hollow-node] [--cpu 4] [--memory 16Gi] [--max-pods 110]
+                  --kubeconfig FILE | --server URL --token T
+
+Modes are chosen here: `--hollow` runs N fake nodes in this process (kubemark-style, for
+scale tests). The real kubelet (runc runtime, pod networking) plugs in as another mode
+next to it.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from pklib.client import Client
+from pklib.errors import ApiError, ConnectionFailed
+from pklib.kubeconfig import KubeconfigError
+from pklib.quantity import QuantityError, parse_quantity
+
+from .hollow import HollowConfig, HollowKubelet
+
+log = logging.getLogger("kubelet")
+
+
+class ConfigError(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pkube kubelet", description="The pkube node agent.")
+    p.add_argument("--kubeconfig", help="kubeconfig file to reach the API server")
+    p.add_argument("--server", help="API server URL (instead of --kubeconfig)")
+    p.add_argument("--token", help="bearer token for --server")
+    hollow = p.add_argument_group("hollow nodes (scale testing)")
+    hollow.add_argument("--hollow", action="store_true", help="run fake nodes that start no containers")
+    hollow.add_argument("--count", type=int, default=1, help="how many hollow nodes")
+    hollow.add_argument("--name-prefix", default="hollow-node", help="nodes are named PREFIX-0 .. PREFIX-(N-1)")
+    hollow.add_argument("--cpu", default="4", help="cpu capacity of each node")
+    hollow.add_argument("--memory", default="16Gi", help="memory capacity of each node")
+    hollow.add_argument("--max-pods", type=int, default=110, help="pods capacity of each node")
+    hollow.add_argument("--node-lease-duration-seconds", type=int, default=40)
+    hollow.add_argument("--node-lease-renew-interval", type=float, default=10.0,
+                        help="seconds between two renewals of one node's Lease")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def hollow_config(config: argparse.Namespace) -> HollowConfig:
+    if config.count < 1:
+        raise ConfigError("--count must be at least 1")
+    if config.max_pods < 1:
+        raise ConfigError("--max-pods must be at least 1")
+    for flag, value in (("--cpu", config.cpu), ("--memory", config.memory)):
+        try:
+            if parse_quantity(value).value <= 0:
+                raise ConfigError(f"{flag} must be positive")
+        except QuantityError as e:
+            raise ConfigError(f"{flag} {value!r}: {e}") from None
+    if config.node_lease_renew_interval <= 0 or config.node_lease_duration_seconds <= 0:
+        raise ConfigError("lease duration and renew interval must be positive")
+    return HollowConfig(count=config.count, name_prefix=config.name_prefix, cpu=config.cpu, memory=config.memory,
+                        max_pods=config.max_pods, lease_duration=config.node_lease_duration_seconds,
+                        renew_interval=config.node_lease_renew_interval)
+
+
+def make_client(config: argparse.Namespace) -> Client:
+    if config.server:
+        return Client(config.server, config.token, user_agent="pkube-kubelet")
+    if config.token:
+        raise ConfigError("--token needs --server")
+    return Client.from_kubeconfig(config.kubeconfig, user_agent="pkube-kubelet")
+
+
+async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
+    if not config.hollow:
+        raise ConfigError("only --hollow nodes are available in this build")
+    cfg = hollow_config(config)
+    client = make_client(config)
+    try:
+        await HollowKubelet(client, cfg).run(ready)
+    finally:
+        await client.close()
+
+
+def _leaf_errors(e: BaseException) -> list[BaseException]:
+    if isinstance(e, BaseExceptionGroup):
+        return [leaf for sub in e.exceptions for leaf in _leaf_errors(sub)]
+    return [e]
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if config.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if not config.hollow:
+            raise ConfigError("only --hollow nodes are available in this build")
+        hollow_config(config)
+        make_client(config)
+    except (ConfigError, KubeconfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    async def serve() -> int:
+        task = asyncio.create_task(run(config, asyncio.Event()))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            return 0
+        except Exception as e:  # noqa: BLE001 - an unreachable/refusing API server is one line, not a traceback
+            for leaf in _leaf_errors(e):
+                if isinstance(leaf, (ApiError, ConnectionFailed)):
+                    print(f"error: {leaf}", file=sys.stderr)
+                    return 1
+            raise
+        return 0
+
+    return asyncio.run(serve())

@@ -1,0 +1,57 @@
+"""The node bridge that every pod's host-side veth joins (pyroute2 netlink, no `ip` shell-outs)."""
+from __future__ import annotations
+
+import errno
+import ipaddress
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+DEFAULT_MTU = 1500
+
+
+def host_mtu(ipr: IPRoute) -> int:
+    """MTU of the interface carrying the host's default route (pods must not send bigger frames), else 1500."""
+    for route in ipr.get_default_routes(family=2):
+        oif = route.get_attr("RTA_OIF")
+        if oif:
+            links = ipr.get_links(oif)
+            if links:
+                return int(links[0].get_attr("IFLA_MTU"))
+    return DEFAULT_MTU
+
+
+def ensure_bridge(ipr: IPRoute, name: str, gateway: ipaddress.IPv4Interface) -> int:
+    """Create the bridge with the gateway address if missing and bring it up; returns its index.
+
+    Idempotent and safe against a concurrent creator (EEXIST is success)."""
+    idx = ipr.link_lookup(ifname=name)
+    if not idx:
+        try:
+            ipr.link("add", ifname=name, kind="bridge")
+        except NetlinkError as e:
+            if e.code != errno.EEXIST:
+                raise
+        idx = ipr.link_lookup(ifname=name)
+    index = idx[0]
+    have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=index, family=2)}
+    if (str(gateway.ip), gateway.network.prefixlen) not in have:
+        try:
+            ipr.addr("add", index=index, address=str(gateway.ip), prefixlen=gateway.network.prefixlen)
+        except NetlinkError as e:
+            if e.code != errno.EEXIST:
+                raise
+    ipr.link("set", index=index, state="up")
+    return index
+
+
+def delete_bridge(name: str) -> None:
+    """Remove the bridge (node teardown; idempotent)."""
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=name)
+        if idx:
+            try:
+                ipr.link("del", index=idx[0])
+            except NetlinkError as e:
+                if e.code != errno.ENODEV:
+                    raise

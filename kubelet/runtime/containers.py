@@ -1,0 +1,209 @@
+"""Containers: an OCI bundle per container, created by conmon+runc, its state in `<state>/containers/<id>/`.
+
+`meta.json` holds what only pkube knows (sandbox, name, image, times, cgroup directories, final reason);
+runc's state and conmon's exit/oom files hold the rest. A fresh object on the same state directory therefore
+finds every container again, running or exited.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import resource
+import shutil
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from kubelet.runtime import cgroups
+from kubelet.runtime.interface import (ContainerConfig, ContainerState, ContainerStatus, ImageService, InvalidConfig,
+                                       NotFound, RuntimeError_)
+from kubelet.runtime.monitor import MonitorPaths, conmon_alive, create_with_conmon, read_exit
+from kubelet.runtime.oci import SandboxRefs, build_spec
+from kubelet.runtime.runccli import Runc
+
+EXIT_WAIT = 10.0  # after SIGKILL, how long the kernel + conmon may take to report the exit
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def _ts(value: str | float | None) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, timezone.utc)
+    return datetime.fromisoformat(value)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return ""
+
+
+class Containers:
+    def __init__(self, state_dir: Path, runc: Runc, images: ImageService) -> None:
+        self.dir = state_dir / "containers"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.runc = runc
+        self.images = images
+
+    def _cdir(self, cid: str) -> Path:
+        if not (len(cid) == 32 and all(c in "0123456789abcdef" for c in cid)):
+            raise NotFound(f"container {cid!r} not found")
+        return self.dir / cid
+
+    def paths(self, cid: str) -> MonitorPaths:
+        return MonitorPaths(self._cdir(cid))
+
+    def meta(self, cid: str) -> dict[str, Any]:
+        try:
+            return json.loads((self._cdir(cid) / "meta.json").read_text())
+        except FileNotFoundError:
+            raise NotFound(f"container {cid} not found") from None
+
+    def _save(self, meta: dict[str, Any]) -> None:
+        path = self._cdir(meta["id"]) / "meta.json"
+        tmp = path.with_name("meta.json.tmp")
+        tmp.write_text(json.dumps(meta))
+        os.replace(tmp, path)
+
+    def ids(self, sandbox_id: str | None = None) -> list[str]:
+        out = []
+        for p in sorted(self.dir.iterdir()):
+            try:
+                meta = json.loads((p / "meta.json").read_text())
+            except (FileNotFoundError, NotADirectoryError, ValueError):
+                continue  # half-created or half-removed
+            if sandbox_id is None or meta["sandbox_id"] == sandbox_id:
+                out.append(p.name)
+        return out
+
+    async def create(self, sandbox: dict[str, Any], config: ContainerConfig, cgroup_parent_rel: str) -> str:
+        cid = uuid.uuid4().hex
+        cdir = self._cdir(cid)
+        cdir.mkdir(parents=True)
+        try:
+            rootfs = Path(await asyncio.to_thread(self.images.prepare_rootfs, config.image, cid))
+            image_config = await asyncio.to_thread(self.images.config, config.image)
+            refs = SandboxRefs(netns=sandbox["netns"], ipc_ns=sandbox["ipc"], uts_ns=sandbox["uts"],
+                               hostname=sandbox["hostname"], pod_files=sandbox["pod_files"])
+            cgroups_path = f"{cgroup_parent_rel}/{cid}"
+            spec = build_spec(config, image_config, str(rootfs), refs, cgroups_path,
+                              passwd=_read_text(rootfs / "etc/passwd"), group=_read_text(rootfs / "etc/group"),
+                              host_nofile_hard=resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+            for m in config.mounts:
+                if not os.path.exists(m.host_path):
+                    raise InvalidConfig(f"volume mount {m.container_path}: host path {m.host_path} does not exist")
+            (cdir / "config.json").write_text(json.dumps(spec, indent=1))
+            meta = {"id": cid, "sandbox_id": sandbox["id"], "name": config.name, "image": config.image,
+                    "labels": config.labels, "config": dataclasses.asdict(config), "created_at": _now(),
+                    "cgroups_path": cgroups_path}
+            self._save(meta)
+            await create_with_conmon(cid, config.name, cdir, MonitorPaths(cdir), self.runc.binary, self.runc.root,
+                                     config.tty)
+        except BaseException:
+            await self._destroy(cid)
+            raise
+        return cid
+
+    async def start(self, cid: str) -> None:
+        meta = self.meta(cid)
+        state = await self.runc.state(cid)
+        if state is None or state["status"] != "created":
+            raise RuntimeError_(f"container {meta['name']} cannot be started: it is "
+                                f"{state['status'] if state else 'gone'}")
+        await self.runc.start(cid)
+        meta["started_at"] = _now()
+        # remember the real cgroup directories while the process exists; needed after it exits (OOM, stats)
+        meta["cgroups"] = cgroups.owned(cgroups.process_cgroups(state["pid"]), meta["cgroups_path"])
+        self._save(meta)
+
+    async def stop(self, cid: str, timeout: float) -> None:
+        """SIGTERM, wait up to `timeout` seconds, then SIGKILL (CRI StopContainer)."""
+        self.meta(cid)
+        paths = self.paths(cid)
+        state = await self.runc.state(cid)
+        if state is None or state["status"] == "stopped" or read_exit(paths):
+            return
+        if state["status"] == "created":
+            # never started: nothing to signal gracefully; deleting it makes conmon record the exit
+            await self.runc.delete(cid)
+            return
+        if timeout > 0:
+            await self.runc.kill(cid, "TERM")
+            if await self._wait_exit(paths, timeout):
+                return
+        await self.runc.kill(cid, "KILL")
+        if not await self._wait_exit(paths, EXIT_WAIT):
+            raise RuntimeError_(f"container {cid} did not exit after SIGKILL")
+
+    @staticmethod
+    async def _wait_exit(paths: MonitorPaths, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if read_exit(paths) or not conmon_alive(paths):
+                return True
+            await asyncio.sleep(0.02)
+        return bool(read_exit(paths))
+
+    async def remove(self, cid: str) -> None:
+        """Kill if needed and delete everything of the container (CRI RemoveContainer); idempotent."""
+        try:
+            self.meta(cid)
+        except NotFound:
+            if not self._cdir(cid).exists():
+                return
+        await self._destroy(cid)
+
+    async def _destroy(self, cid: str) -> None:
+        paths = self.paths(cid)
+        await self.runc.delete(cid)  # --force: kills a running container, removes its cgroups
+        await self._wait_exit(paths, EXIT_WAIT)  # let conmon write the log tail and exit
+        await asyncio.to_thread(self.images.release_rootfs, cid)
+        shutil.rmtree(paths.dir, ignore_errors=True)
+
+    async def status(self, cid: str) -> ContainerStatus:
+        meta = self.meta(cid)
+        paths = self.paths(cid)
+        state = await self.runc.state(cid)
+        exited = read_exit(paths)
+        pid = 0
+        if exited:
+            cstate = ContainerState.EXITED
+        elif state is None:
+            cstate = ContainerState.UNKNOWN
+        elif state["status"] == "running":
+            cstate, pid = ContainerState.RUNNING, int(state["pid"])
+        elif state["status"] == "created":
+            cstate, pid = ContainerState.CREATED, int(state["pid"])
+        else:
+            cstate = ContainerState.EXITED if not conmon_alive(paths) else ContainerState.RUNNING
+        status = ContainerStatus(id=cid, sandbox_id=meta["sandbox_id"], name=meta["name"], image=meta["image"],
+                                 state=cstate, pid=pid, created_at=_ts(meta["created_at"]),
+                                 started_at=_ts(meta.get("started_at")), log_path=str(paths.log),
+                                 labels=meta.get("labels", {}))
+        if exited:
+            status.exit_code, finished = exited
+            status.finished_at = _ts(finished)
+            if "reason" not in meta:
+                meta["reason"] = self._reason(meta, paths, status.exit_code)
+                self._save(meta)
+            status.reason = meta["reason"]
+        return status
+
+    @staticmethod
+    def _reason(meta: dict[str, Any], paths: MonitorPaths, exit_code: int) -> str:
+        # conmon watches the cgroup's OOM events; the cgroup's own counter covers a monitor that missed it
+        if paths.oom_file.exists() or cgroups.oom_kills(meta.get("cgroups", {})) > 0:
+            return "OOMKilled"
+        return "Completed" if exit_code == 0 else "Error"
+
+    def spec(self, cid: str) -> dict[str, Any]:
+        return json.loads((self._cdir(cid) / "config.json").read_text())

@@ -1,0 +1,174 @@
+"""The runc runtime: sandbox + container services over runc, conmon, pyroute2 and the image store."""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import AsyncIterator
+
+from pklib.kubeconfig import pkube_home
+
+from kubelet.network.manager import NetworkConfig, NodeNetwork
+from kubelet.runtime import cgroups, stats
+from kubelet.runtime.containers import Containers
+from kubelet.runtime.exec import run_exec
+from kubelet.runtime.interface import (ContainerConfig, ContainerState, ContainerStats, ContainerStatus, ExecResult,
+                                       ImageService, LogLine, LogOptions, NotFound, PodStats, RuntimeError_,
+                                       SandboxConfig, SandboxState, SandboxStatus)
+from kubelet.runtime.logs import read_logs
+from kubelet.runtime.runccli import Runc
+from kubelet.runtime.sandbox import Sandboxes
+
+STOP_SANDBOX_GRACE = 0.0  # CRI StopPodSandbox kills; graceful stops are the kubelet's job before it
+
+
+@dataclass
+class RuntimeConfig:
+    state_dir: Path = field(default_factory=lambda: pkube_home() / "runtime")
+    pod_cidr: str = "10.244.0.0/24"
+    bridge: str = "pkube0"
+    nat_table: str = "pkube-nat"
+    netns_prefix: str = "pkube-"
+    veth_prefix: str = "pkv"
+    cgroup_parent: str = "pkube"
+    runc_root: Path | None = None          # default <state_dir>/runc, so `runc list` there shows only ours
+    enable_forwarding: bool = True
+
+
+class RuncRuntime:
+    """Implements SandboxService and ContainerService (kubelet.runtime.interface)."""
+
+    def __init__(self, config: RuntimeConfig, images: ImageService) -> None:
+        self.config = config
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        runc_root = config.runc_root or config.state_dir / "runc"
+        runc_root.mkdir(parents=True, exist_ok=True)
+        self.runc = Runc(str(runc_root))
+        self.network = NodeNetwork(NetworkConfig(
+            pod_cidr=config.pod_cidr, ipam_dir=config.state_dir / "ipam", bridge=config.bridge,
+            nat_table=config.nat_table, netns_prefix=config.netns_prefix, veth_prefix=config.veth_prefix,
+            enable_forwarding=config.enable_forwarding))
+        self.sandboxes = Sandboxes(config.state_dir, self.network, config.cgroup_parent)
+        self.containers = Containers(config.state_dir, self.runc, images)
+
+    # --- node ---------------------------------------------------------------------------------------------
+
+    async def ensure_node(self) -> None:
+        """Bridge, NAT, and reclaim network resources of sandboxes that no longer exist (crash leftovers)."""
+        await asyncio.to_thread(self.network.ensure)
+        await asyncio.to_thread(self.network.gc, set(self.sandboxes.ids()))
+
+    async def destroy_node(self) -> None:
+        """Remove every sandbox and the node's bridge and NAT table."""
+        for sid in self.sandboxes.ids():
+            await self.remove_sandbox(sid)
+        parent = self.config.cgroup_parent
+        try:
+            cgroups.remove_tree(cgroups.nested_dirs(parent), parent)
+        except OSError as e:
+            raise RuntimeError_(f"removing cgroup parent {parent}: {e}") from None
+        await asyncio.to_thread(self.network.destroy)
+
+    # --- sandboxes ----------------------------------------------------------------------------------------
+
+    async def run_sandbox(self, config: SandboxConfig) -> str:
+        return (await self.sandboxes.create(config))["id"]
+
+    async def stop_sandbox(self, sandbox_id: str) -> None:
+        self.sandboxes.load(sandbox_id)
+        for cid in self.containers.ids(sandbox_id):
+            await self.containers.stop(cid, STOP_SANDBOX_GRACE)
+        await self.sandboxes.release(sandbox_id)
+
+    async def remove_sandbox(self, sandbox_id: str) -> None:
+        """Everything of the pod goes: containers, netns, IP, UTS/IPC, cgroup parent, files. Idempotent."""
+        try:
+            state = self.sandboxes.load(sandbox_id)
+        except NotFound:
+            return
+        cids = self.containers.ids(sandbox_id)
+        pod_rel = self.sandboxes.cgroup_rel(state["config"]["uid"])
+        dirs = stats.pod_dirs([self.containers.meta(c).get("cgroups", {}) for c in cids], pod_rel)
+        for cid in cids:
+            await self.containers.remove(cid)
+        await self.sandboxes.release(sandbox_id)
+        try:
+            cgroups.remove_tree({**cgroups.nested_dirs(pod_rel), **dirs}, pod_rel)
+        except OSError as e:
+            raise RuntimeError_(f"removing the pod cgroup of sandbox {sandbox_id}: {e}") from None
+        self.sandboxes.remove(sandbox_id)
+
+    async def sandbox_status(self, sandbox_id: str) -> SandboxStatus:
+        return self.sandboxes.status(self.sandboxes.load(sandbox_id))
+
+    async def list_sandboxes(self) -> list[SandboxStatus]:
+        out = []
+        for sid in self.sandboxes.ids():
+            try:
+                out.append(await self.sandbox_status(sid))
+            except NotFound:
+                continue  # removed meanwhile
+        return out
+
+    # --- containers ---------------------------------------------------------------------------------------
+
+    async def create_container(self, sandbox_id: str, config: ContainerConfig) -> str:
+        state = self.sandboxes.load(sandbox_id)
+        if state["state"] != SandboxState.READY.value:
+            raise RuntimeError_(f"sandbox {sandbox_id} is not ready")
+        return await self.containers.create(state, config, self.sandboxes.cgroup_rel(state["config"]["uid"]))
+
+    async def start_container(self, container_id: str) -> None:
+        await self.containers.start(container_id)
+
+    async def stop_container(self, container_id: str, timeout: float) -> None:
+        await self.containers.stop(container_id, timeout)
+
+    async def remove_container(self, container_id: str) -> None:
+        await self.containers.remove(container_id)
+
+    async def container_status(self, container_id: str) -> ContainerStatus:
+        return await self.containers.status(container_id)
+
+    async def list_containers(self, sandbox_id: str | None = None) -> list[ContainerStatus]:
+        out = []
+        for cid in self.containers.ids(sandbox_id):
+            try:
+                out.append(await self.containers.status(cid))
+            except NotFound:
+                continue
+        return out
+
+    async def exec(self, container_id: str, cmd: list[str], stdin: bytes | None = None, tty: bool = False,
+                   timeout: float | None = None) -> ExecResult:
+        status = await self.containers.status(container_id)
+        if status.state != ContainerState.RUNNING:
+            raise RuntimeError_(f"container {status.name} is not running")
+        return await run_exec(self.runc, container_id, cmd, stdin, tty, timeout)
+
+    async def logs(self, container_id: str, options: LogOptions) -> AsyncIterator[LogLine]:
+        paths = self.containers.paths(container_id)
+        self.containers.meta(container_id)
+
+        async def finished() -> bool:
+            try:
+                return (await self.containers.status(container_id)).state not in (ContainerState.RUNNING,
+                                                                                   ContainerState.CREATED)
+            except NotFound:
+                return True
+
+        async for line in read_logs(paths.log, options, finished):
+            yield line
+
+    async def container_stats(self, container_id: str) -> ContainerStats:
+        return stats.container_stats(container_id, self.containers.meta(container_id).get("cgroups", {}))
+
+    async def pod_stats(self, sandbox_id: str) -> PodStats:
+        state = self.sandboxes.load(sandbox_id)
+        cids = self.containers.ids(sandbox_id)
+        metas = [self.containers.meta(c) for c in cids]
+        dirs = stats.pod_dirs([m.get("cgroups", {}) for m in metas], self.sandboxes.cgroup_rel(state["config"]["uid"]))
+        per_container = [stats.container_stats(m["id"], m.get("cgroups", {})) for m in metas]
+        pod = stats.container_stats(sandbox_id, dirs)
+        return PodStats(sandbox_id=sandbox_id, timestamp=pod.timestamp, cpu_usage_ns=pod.cpu_usage_ns,
+                        memory_working_set_bytes=pod.memory_working_set_bytes, containers=per_container)

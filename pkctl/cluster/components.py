@@ -1,0 +1,166 @@
+"""The components of a local cluster: command lines, health checks and start order.
+
+Availability is decided by looking for the component's module (importlib.util.find_spec),
+so a component that lands in the tree is picked up by the next `up` with no change here.
+The module names mirror launcher.main.COMPONENTS (pkctl may not import the launcher;
+tests/e2e/test_cluster_logic.py checks the two agree).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import ssl
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Callable
+
+from pkctl.cluster.home import ClusterConfig, Home
+
+# (healthy, one-line detail) — detail is shown by `cluster status` and in `up`'s error messages.
+Health = tuple[bool, str]
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    module: str | None          # python module run through `python -m launcher`; None: external binary
+    binary: str | None          # executable looked up on PATH when module is None
+    after: tuple[str, ...]      # started only once these are healthy
+    argv: Callable[[Home, ClusterConfig], list[str]]
+    probe: Callable[[Home, ClusterConfig, float], Health]  # (home, config, seconds running)
+    # Hook for `cluster down`: undo node-level state the component may leave behind when it was
+    # killed uncleanly (runc containers, netns, nft tables); returns what could not be removed.
+    # The runc kubelet and the nftables proxy plug their cleanup in here.
+    cleanup: Callable[[Home, ClusterConfig], list[str]] | None = None
+
+    def available(self) -> bool:
+        if self.module is None:
+            return shutil.which(self.binary or self.name) is not None
+        try:
+            return importlib.util.find_spec(self.module) is not None
+        except ModuleNotFoundError:  # the parent package itself is missing
+            return False
+
+    def command(self, home: Home, cfg: ClusterConfig) -> list[str]:
+        if self.module is None:
+            return [shutil.which(self.binary or self.name) or self.name, *self.argv(home, cfg)]
+        return [sys.executable, "-m", "launcher", self.name, *self.argv(home, cfg)]
+
+
+def _tls_context(home: Home, cfg: ClusterConfig) -> ssl.SSLContext | None:
+    return ssl.create_default_context(cafile=str(home.pki.ca_cert)) if cfg.tls else None
+
+
+def _http_ok(url: str, token: str | None = None, timeout: float = 1.0, tls: ssl.SSLContext | None = None) -> Health:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout, context=tls) as r:
+            return r.status == 200, f"{url}: {r.status}"
+    except urllib.error.HTTPError as e:
+        return False, f"{url}: HTTP {e.code}"
+    except OSError as e:
+        return False, f"{url}: {getattr(e, 'reason', e)}"
+
+
+def api_get(home: Home, cfg: ClusterConfig, path: str, timeout: float = 2.0) -> dict | None:  # type: ignore[type-arg]
+    """A GET against the cluster's own apiserver with the admin token; None if it fails."""
+    req = urllib.request.Request(cfg.api_url + path, headers={"Authorization": f"Bearer {home.token()}"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout, context=_tls_context(home, cfg)) as r:
+            return json.loads(r.read())  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return None
+
+
+def node_ready(node: dict) -> bool:  # type: ignore[type-arg]
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in node.get("status", {}).get("conditions", []))
+
+
+def _probe_etcd(home: Home, cfg: ClusterConfig, running: float) -> Health:
+    return _http_ok(cfg.etcd_url + "/health")
+
+
+def _probe_apiserver(home: Home, cfg: ClusterConfig, running: float) -> Health:
+    return _http_ok(cfg.api_url + "/readyz", home.token(), tls=_tls_context(home, cfg))
+
+
+# Components without a health endpoint yet count as healthy once they survived their
+# start-up (flag parsing, connecting to the API): a crash there is by far the common failure.
+SETTLE_SECONDS = 1.5
+
+
+def _probe_settled(home: Home, cfg: ClusterConfig, running: float) -> Health:
+    return running >= SETTLE_SECONDS, f"running for {running:.0f}s"
+
+
+def _probe_node(home: Home, cfg: ClusterConfig, running: float) -> Health:
+    nodes = api_get(home, cfg, "/api/v1/nodes")
+    if nodes is None:
+        return False, "cannot list nodes"
+    mine = [n for n in nodes.get("items", []) if n["metadata"]["name"].startswith(cfg.node_name)]
+    if not mine:
+        return False, f"node {cfg.node_name} not registered yet"
+    ready = [n["metadata"]["name"] for n in mine if node_ready(n)]
+    return bool(ready), f"node {', '.join(ready)} Ready" if ready else "node not Ready"
+
+
+def _client_flags(home: Home, cfg: ClusterConfig) -> list[str]:
+    return ["--kubeconfig", str(home.kubeconfig)]
+
+
+def _etcd_flags(home: Home, cfg: ClusterConfig) -> list[str]:
+    peer = f"http://127.0.0.1:{cfg.etcd_peer_port}"
+    return ["--name", "pkube", "--data-dir", str(home.etcd_data),
+            "--listen-client-urls", cfg.etcd_url, "--advertise-client-urls", cfg.etcd_url,
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"pkube={peer}", "--initial-cluster-state", "new",
+            # A lone member still waits one election timeout on restart before it serves;
+            # the default 1 s would dominate a warm `up`, and there are no peers to misjudge.
+            "--heartbeat-interval", "50", "--election-timeout", "300",
+            "--quota-backend-bytes", str(2 * 1024**3), "--log-level", "warn"]
+
+
+def _apiserver_flags(home: Home, cfg: ClusterConfig) -> list[str]:
+    return ["--etcd-servers", cfg.etcd_url, "--etcd-prefix", "/registry",
+            "--bind-address", "127.0.0.1", "--port", str(cfg.api_port),
+            "--token-auth-file", str(home.tokens_file), "--service-cluster-ip-range", cfg.service_cidr,
+            *(["--tls-cert-file", str(home.pki.serving_cert), "--tls-private-key-file", str(home.pki.serving_key)]
+              if cfg.tls else [])]
+
+
+def apiserver_serves_tls() -> bool:
+    """Whether this build's apiserver takes Kubernetes' --tls-cert-file flag (asked, not assumed)."""
+    try:
+        out = subprocess.run([sys.executable, "-m", "launcher", "apiserver", "--help"], capture_output=True,
+                             text=True, timeout=30).stdout
+    except subprocess.TimeoutExpired:
+        return False
+    return "--tls-cert-file" in out and "--tls-private-key-file" in out
+
+
+def _controller_flags(home: Home, cfg: ClusterConfig) -> list[str]:
+    return [*_client_flags(home, cfg), "--cluster-cidr", cfg.cluster_cidr]
+
+
+def _kubelet_flags(home: Home, cfg: ClusterConfig) -> list[str]:
+    # Until the runc-backed kubelet lands, the node is a hollow one (pods marked Running, no containers).
+    return [*_client_flags(home, cfg), "--hollow", "--count", "1", "--name-prefix", cfg.node_name]
+
+
+# Dependency order: etcd → apiserver → controller-manager, scheduler → kubelet → proxy, dns.
+COMPONENTS: tuple[Component, ...] = (
+    Component("etcd", None, "etcd", (), _etcd_flags, _probe_etcd),
+    Component("apiserver", "apiserver.main", None, ("etcd",), _apiserver_flags, _probe_apiserver),
+    Component("controller-manager", "controllers.main", None, ("apiserver",), _controller_flags, _probe_settled),
+    Component("scheduler", "scheduler.main", None, ("apiserver",), _client_flags, _probe_settled),
+    Component("kubelet", "kubelet.main", None, ("apiserver",), _kubelet_flags, _probe_node),
+    Component("proxy", "proxy.main", None, ("kubelet",), _client_flags, _probe_settled),
+    Component("dns", "proxy.dns_main", None, ("apiserver",), _client_flags, _probe_settled),
+)
+
+BY_NAME = {c.name: c for c in COMPONENTS}

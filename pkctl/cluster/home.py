@@ -1,0 +1,173 @@
+"""The pkube home: every file a local cluster owns lives under one directory.
+
+    <home>/config.json      ports and ranges chosen at the first `up` (kept so restarts reuse them)
+    <home>/tokens.csv       static bearer tokens for the apiserver (a random admin token)
+    <home>/kubeconfig       admin kubeconfig, usable by pkctl and kubectl
+    <home>/pki/             the cluster's CA and the apiserver's serving certificate
+    <home>/etcd/            etcd data (survives `down`, removed by `down --purge`)
+    <home>/images/          node image store (bundled busybox)
+    <home>/logs/<c>.log     stdout/stderr of each component and of the supervisor
+    <home>/run/<c>.json     state the supervisor publishes for each component
+    <home>/run/supervisor.json  the supervisor's own pid record; run/supervisor.lock held while it lives
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import socket
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pkctl.cluster import pki
+from pklib import kubeconfig
+
+DEFAULT_PORTS = {"etcd_client_port": 2379, "etcd_peer_port": 2380, "api_port": 6443}
+DEFAULT_SERVICE_CIDR = "10.96.0.0/12"
+DEFAULT_CLUSTER_CIDR = "10.244.0.0/16"
+
+
+class HomeError(Exception):
+    """A problem with the home the user must fix (printed as one line)."""
+
+
+def resolve(arg: str | None) -> Path:
+    """--home, else $PKUBE_HOME, else /var/lib/pkube; always absolute (the supervisor changes cwd)."""
+    return (Path(arg) if arg else kubeconfig.pkube_home()).expanduser().absolute()
+
+
+@dataclass
+class ClusterConfig:
+    etcd_client_port: int
+    etcd_peer_port: int
+    api_port: int
+    service_cidr: str = DEFAULT_SERVICE_CIDR
+    cluster_cidr: str = DEFAULT_CLUSTER_CIDR
+    node_name: str = field(default_factory=lambda: socket.gethostname().lower())
+    tls: bool = False  # the API is served over HTTPS (decided at each `up` by what the apiserver supports)
+
+    @property
+    def etcd_url(self) -> str:
+        return f"http://127.0.0.1:{self.etcd_client_port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.api_port}"
+
+
+class Home:
+    def __init__(self, root: Path):
+        self.root = root
+        self.config_file = root / "config.json"
+        self.tokens_file = root / "tokens.csv"
+        self.kubeconfig = root / "kubeconfig"
+        self.pki = pki.Pki(root / "pki")
+        self.etcd_data = root / "etcd"
+        self.images = root / "images"
+        self.logs = root / "logs"
+        self.run = root / "run"
+        self.supervisor_lock = self.run / "supervisor.lock"
+
+    def log(self, component: str) -> Path:
+        return self.logs / f"{component}.log"
+
+    def state_file(self, component: str) -> Path:
+        return self.run / f"{component}.json"
+
+    def exists(self) -> bool:
+        return self.config_file.exists()
+
+    def load_config(self) -> ClusterConfig:
+        try:
+            return ClusterConfig(**json.loads(self.config_file.read_text()))
+        except FileNotFoundError:
+            raise HomeError(f"no pkube cluster at {self.root}: run `pkctl cluster up --home {self.root}`") from None
+        except (ValueError, TypeError) as e:
+            raise HomeError(f"{self.config_file} is damaged ({e}); remove the home with "
+                            f"`pkctl cluster down --purge --home {self.root}`") from None
+
+    def token(self) -> str:
+        return self.tokens_file.read_text().split(",", 1)[0].strip()
+
+    def read_state(self, component: str) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.state_file(component).read_text())  # type: ignore[no-any-return]
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def write_state(self, component: str, state: dict[str, Any]) -> None:
+        write_json(self.state_file(component), state)
+
+    def prepare(self, api_port: int | None, default_home: bool, tls: bool) -> ClusterConfig:
+        """Create the layout on the first `up`; later calls reuse what was recorded.
+
+        Ports: the default home prefers Kubernetes' well-known ports; any other home (tests,
+        a second cluster) takes free ones, so two clusters never collide.
+        """
+        for d in (self.root, self.etcd_data, self.images, self.logs, self.run):
+            d.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)  # holds the admin token
+        if self.exists():
+            cfg = self.load_config()
+            if api_port is not None and api_port != cfg.api_port:
+                raise HomeError(f"the cluster at {self.root} uses API port {cfg.api_port}; to change it, "
+                                f"remove it first with `pkctl cluster down --purge --home {self.root}`")
+        else:
+            taken: set[int] = set()
+
+            def choose(default: int, wanted: int | None = None) -> int:
+                port = wanted or pick_port(default if default_home else None, taken)
+                taken.add(port)
+                return port
+            # the API port first: an explicit --api-port must not be handed to etcd
+            api = choose(DEFAULT_PORTS["api_port"], api_port)
+            cfg = ClusterConfig(etcd_client_port=choose(DEFAULT_PORTS["etcd_client_port"]),
+                                etcd_peer_port=choose(DEFAULT_PORTS["etcd_peer_port"]), api_port=api)
+        cfg.tls = tls
+        write_json(self.config_file, asdict(cfg))
+        if not self.tokens_file.exists():
+            write_private(self.tokens_file, f"{secrets.token_hex(32)},admin,admin,system:masters\n")
+        doc = kubeconfig.build(cfg.api_url, self.token())
+        if tls:
+            pki.ensure(self.pki.dir)
+            doc["clusters"][0]["cluster"]["certificate-authority-data"] = \
+                base64.b64encode(self.pki.ca_cert.read_bytes()).decode()
+        kubeconfig.write(self.kubeconfig, doc)
+        return cfg
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def pick_port(preferred: int | None, taken: set[int]) -> int:
+    if preferred is not None and preferred not in taken and port_free(preferred):
+        return preferred
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in taken:
+            return port
+    raise HomeError("could not find a free loopback port")
+
+
+def write_json(path: Path, doc: dict[str, Any]) -> None:
+    """Atomic replace, so readers never see half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=1))
+    os.replace(tmp, path)
+
+
+def write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)

@@ -1,0 +1,100 @@
+"""What `cluster status` and the end of `cluster up` print."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from pkctl.cluster import procs
+from pkctl.cluster.components import COMPONENTS, api_get, node_ready
+from pkctl.cluster.home import ClusterConfig, Home
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def human_duration(seconds: float | None) -> str:
+    """kubectl-style ages: 45s, 3m2s, 4h5m, 2d3h."""
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60}s" if s % 60 else f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60}m" if s % 3600 // 60 else f"{s // 3600}h"
+    return f"{s // 86400}d{s % 86400 // 3600}h" if s % 86400 // 3600 else f"{s // 86400}d"
+
+
+def dir_size(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                # allocated blocks, like du: etcd preallocates its WAL files
+                total += os.lstat(os.path.join(root, f)).st_blocks * 512
+            except FileNotFoundError:
+                pass  # etcd rotates WAL/snap files while we walk
+    return total
+
+
+def table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def status_report(home: Home, cfg: ClusterConfig, supervisor: procs.ProcRecord | None) -> bool:
+    """Print the status table; True when the cluster runs and every available component is healthy."""
+    healthy = supervisor is not None
+    rows = [["COMPONENT", "STATE", "PID", "RSS", "UPTIME", "HEALTH"]]
+    now = time.time()
+    for c in COMPONENTS:
+        st = home.read_state(c.name) or {}
+        rec = procs.ProcRecord.from_state(st)
+        if st.get("state") == "NotAvailable" or (not st and not c.available()):
+            rows.append([c.name, "Not available", "-", "-", "-", st.get("detail") or "not in this build"])
+            continue
+        if supervisor is None or rec is None or not rec.alive():
+            if supervisor is None:
+                rows.append([c.name, "Stopped", "-", "-", "-", "-"])
+            else:
+                rows.append([c.name, st.get("state", "Waiting"), "-", "-", "-", st.get("detail") or "-"])
+            healthy = False
+            continue
+        uptime = now - st["started"]
+        ok, detail = c.probe(home, cfg, uptime)
+        healthy = healthy and ok
+        state = "Running" if st.get("state") in ("Running", "Starting") else st.get("state", "?")
+        rows.append([c.name, state, str(rec.pid), human_bytes(rec.rss_bytes()), human_duration(uptime),
+                     ("ok" if ok else "FAILING") + f" ({detail})"])
+    sup = f"running (pid {supervisor.pid})" if supervisor else "not running"
+    print(f"pkube cluster in {home.root}: supervisor {sup}")
+    print(f"API server: {cfg.api_url}   kubeconfig: {home.kubeconfig}\n")
+    print(table(rows))
+    nodes = api_get(home, cfg, "/api/v1/nodes") if supervisor else None
+    if nodes is not None:
+        items = nodes.get("items", [])
+        print("\nNODES: " + (", ".join(f"{n['metadata']['name']} {'Ready' if node_ready(n) else 'NotReady'}"
+                                       for n in items) or "none registered"))
+    print(f"etcd data: {human_bytes(dir_size(home.etcd_data))}")
+    return healthy
+
+
+def print_next_steps(home: Home, cfg: ClusterConfig) -> None:
+    flag = "" if home.root == Path("/var/lib/pkube") else f" --home {home.root}"
+    print(f"""
+pkube is running. API server {cfg.api_url}, data in {home.root}. Try:
+  export KUBECONFIG={home.kubeconfig}
+  pkctl get nodes
+  pkctl apply -f manifests/examples/web.yaml
+  kubectl --kubeconfig {home.kubeconfig} get pods -A
+  pkctl cluster status{flag}    pkctl cluster logs apiserver{flag}    pkctl cluster down{flag}""")

@@ -1,0 +1,132 @@
+"""`pkctl apply -f FILE|DIR|- [-R]`: client-side apply, as kubectl does it.
+
+Each object is created if missing; otherwise a three-way strategic merge patch is sent,
+computed from the configuration applied last time (kept in the
+`kubectl.kubernetes.io/last-applied-configuration` annotation), the new file and the live
+object. So a field removed from the file is removed from the object, while fields others
+set (controllers, `pkctl scale`) stay.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+from typing import Any
+
+from pklib.errors import ApiError, is_not_found
+from pklib.patch import PatchError, three_way_strategic_patch
+
+from ..connect import Connection, run
+from ..errors import CommandError, ServerError, api_error_line
+from ..manifests import ManifestError, Placed, place, read_all
+from ..printers import kind_name
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("apply", help="create or update objects from files",
+                       description="Create or update the objects described in files (YAML or JSON).")
+    add_file_flags(p, required=True)
+    p.set_defaults(func=command)
+
+
+def add_file_flags(p: argparse.ArgumentParser, required: bool) -> None:
+    p.add_argument("-f", "--filename", action="append", default=[], required=required, metavar="FILE",
+                   help="file, directory or - (stdin) holding the objects; may be repeated")
+    p.add_argument("-R", "--recursive", action="store_true", help="descend into directories given with -f")
+
+
+def command(args: argparse.Namespace) -> int:
+    try:
+        manifests = read_all(args.filename, args.recursive)
+    except ManifestError as e:
+        raise CommandError(str(e)) from None
+    if not manifests:
+        raise CommandError("no objects passed to apply")
+    return run(args, lambda conn: apply_all(conn, manifests))
+
+
+def with_last_applied(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object carrying the annotation kubectl writes: the object itself as JSON, minus that annotation.
+
+    Like kubectl, the recorded JSON keeps an empty `annotations: {}`, has sorted keys and ends in a newline.
+    """
+    modified = copy.deepcopy(obj)
+    meta = modified.setdefault("metadata", {})
+    annotations = dict(meta.get("annotations") or {})
+    annotations.pop(LAST_APPLIED, None)
+    meta["annotations"] = annotations
+    recorded = json.dumps(modified, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
+    meta["annotations"] = {**annotations, LAST_APPLIED: recorded}
+    return modified
+
+
+def last_applied_of(live: dict[str, Any]) -> dict[str, Any] | None:
+    text = ((live.get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED)
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+async def apply_all(conn: Connection, manifests: list[Any]) -> int:
+    failed = False
+    for m in manifests:
+        try:
+            placed = place(m, conn.namespace, conn.namespace_given)
+            print(f"{kind_name(placed.res)}/{placed.name} {await apply_one(conn, placed)}")
+        except ManifestError as e:
+            failed = True
+            print(f"error: {e}", file=sys.stderr)
+        except CommandError as e:
+            failed = True
+            print(e.line(), file=sys.stderr)
+        sys.stdout.flush()
+    return 1 if failed else 0
+
+
+async def apply_one(conn: Connection, p: Placed) -> str:
+    """Create or patch one object; returns created, configured or unchanged."""
+    if not p.name:
+        if (p.obj.get("metadata") or {}).get("generateName"):
+            raise CommandError(f"from {p.manifest.source}: cannot use generate name with apply")
+        raise CommandError(f'error validating "{p.manifest.source}": a {p.res.kind} needs metadata.name')
+    modified = with_last_applied(p.obj)
+    client = conn.client
+    try:
+        live = await client.get(p.res, p.name, p.namespace)
+    except ApiError as e:
+        if not is_not_found(e):
+            raise _contextual(e, f"error when retrieving current configuration of {kind_name(p.res)}/{p.name} "
+                                 f'from "{p.manifest.source}"') from None
+        try:
+            await client.create(p.res, modified, p.namespace)
+        except ApiError as create_error:
+            raise _contextual(create_error, f'error when creating "{p.manifest.source}"') from None
+        return "created"
+    original = last_applied_of(live)
+    if original is None:
+        print(f"Warning: resource {p.res.plural}/{p.name} is missing the {LAST_APPLIED} annotation which is "
+              "required by pkctl apply. The missing annotation will be patched automatically.", file=sys.stderr)
+    try:
+        patch = three_way_strategic_patch(original, modified, live)
+    except PatchError as e:
+        raise CommandError(f'from "{p.manifest.source}": cannot compute the patch for '
+                           f"{kind_name(p.res)}/{p.name}: {e}") from None
+    if not patch:
+        return "unchanged"
+    try:
+        await client.patch(p.res, p.name, patch, p.namespace, patch_type="strategic")
+    except ApiError as e:
+        raise _contextual(e, f'error when patching "{p.manifest.source}"') from None
+    return "configured"
+
+
+def _contextual(e: ApiError, context: str) -> ServerError:
+    """The server's error, worded by kubectl's rules and saying which file it came from."""
+    return ServerError(api_error_line(e, context))

@@ -1,0 +1,246 @@
+"""`pkctl cluster up|down|status|logs`: a local single-node cluster (like minikube, kind, k3s)."""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pkctl.cluster import images, procs
+from pkctl.cluster import prereqs as prereq_checks
+from pkctl.cluster.components import BY_NAME, COMPONENTS, apiserver_serves_tls
+from pkctl.cluster.home import Home, HomeError, resolve
+from pkctl.cluster.report import print_next_steps, status_report
+from pkctl.main import CommandError
+
+DEFAULT_WAIT = 120.0
+DOWN_TIMEOUT = 90.0  # the supervisor gives each component 10 s of grace, in reverse order
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("cluster", help="run a local single-node pkube cluster")
+    csub = p.add_subparsers(dest="cluster_command", metavar="SUBCOMMAND", required=True)
+
+    def home_arg(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--home", help="directory the cluster lives in (default $PKUBE_HOME or /var/lib/pkube)")
+
+    up = csub.add_parser("up", help="start the cluster (no-op when it is running)")
+    home_arg(up)
+    up.add_argument("--api-port", type=_port, help="API server port (default 6443 if free, for the default home)")
+    up.add_argument("--install-deps", action="store_true", help="apt-get install missing system packages")
+    up.add_argument("--wait-timeout", type=float, default=DEFAULT_WAIT, metavar="S",
+                    help=f"seconds to wait for every component to be healthy (default {DEFAULT_WAIT:.0f})")
+    up.set_defaults(func=cmd_up)
+
+    down = csub.add_parser("down", help="stop the cluster, keeping its data unless --purge")
+    home_arg(down)
+    down.add_argument("--purge", action="store_true", help="also delete the home: data, credentials, logs")
+    down.set_defaults(func=cmd_down)
+
+    st = csub.add_parser("status", help="components, their health, node readiness")
+    home_arg(st)
+    st.set_defaults(func=cmd_status)
+
+    lg = csub.add_parser("logs", help="print a component's log")
+    home_arg(lg)
+    lg.add_argument("component", choices=[*BY_NAME, "supervisor"], metavar="COMPONENT",
+                    help="one of: " + ", ".join([*BY_NAME, "supervisor"]))
+    lg.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    lg.add_argument("--tail", type=int, default=-1, help="only the last N lines")
+    lg.set_defaults(func=cmd_logs)
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (1-65535)")
+    return port
+
+
+def _home(args: argparse.Namespace) -> Home:
+    return Home(resolve(args.home))
+
+
+def supervisor(home: Home) -> procs.ProcRecord | None:
+    """The live supervisor of this home, if any."""
+    rec = procs.ProcRecord.from_state(home.read_state("supervisor"))
+    return rec if rec and rec.alive() else None
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    home = _home(args)
+    running = supervisor(home)
+    if running:
+        print(f"pkube cluster at {home.root} is already running (supervisor pid {running.pid}); nothing to do.")
+        print(f"  pkctl cluster status --home {home.root}")
+        return 0
+    problems = prereq_checks.check()
+    if problems and args.install_deps:
+        print("Installing missing packages ...")
+        try:
+            prereq_checks.install(problems)
+        except (subprocess.CalledProcessError, FileNotFoundError) as e:
+            raise CommandError(f"installing packages failed: {e}") from None
+        problems = prereq_checks.check()
+    if problems:
+        _print_problems(problems)
+        raise CommandError("this machine is missing what a pkube cluster needs (see above)")
+    tls = BY_NAME["apiserver"].available() and apiserver_serves_tls()
+    try:
+        cfg = home.prepare(args.api_port, default_home=home.root == resolve(None) and args.api_port is None, tls=tls)
+    except (HomeError, OSError) as e:
+        raise CommandError(str(e)) from None
+    busy = prereq_checks.busy_ports({"etcd client": cfg.etcd_client_port, "etcd peer": cfg.etcd_peer_port,
+                                     "apiserver": cfg.api_port})
+    if busy:
+        _print_problems(busy)
+        raise CommandError(f"ports the cluster at {home.root} uses are taken (see above)")
+    print(f"Starting pkube cluster in {home.root}")
+    if not tls:
+        print("  - TLS: this build's apiserver serves plain HTTP; pkctl works, kubectl will not "
+              "(it sends no token over HTTP)", flush=True)
+    images.ensure_bundled(home)
+    sup = _start_supervisor(home)
+    if not _wait_ready(home, sup, args.wait_timeout):
+        return 1
+    print_next_steps(home, cfg)
+    return 0
+
+
+def _print_problems(problems: list[prereq_checks.Problem]) -> None:
+    for p in problems:
+        print(f"  ✗ {p.what}\n      fix: {p.fix}", file=sys.stderr)
+
+
+def _start_supervisor(home: Home) -> subprocess.Popen[bytes]:
+    with open(home.log("supervisor"), "ab") as logf:
+        # A new session: the cluster outlives this command and the terminal it ran in.
+        return subprocess.Popen([sys.executable, "-m", "pkctl.cluster.supervisor", "--home", str(home.root)],
+                                stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                                cwd=home.root, start_new_session=True)
+
+
+def _wait_ready(home: Home, sup: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Print each component as it becomes healthy; False (with the reason) on failure or timeout."""
+    deadline = time.monotonic() + timeout
+    shown: dict[str, str] = {}
+    while True:
+        pending = []
+        for c in COMPONENTS:
+            st = home.read_state(c.name) or {}
+            state = st.get("state", "Waiting")
+            key = f"{state}/{st.get('restarts', 0)}"
+            if shown.get(c.name) != key:
+                if state == "Running":
+                    print(f"  ✓ {c.name} ready ({st.get('ready_after', 0):.1f}s)", flush=True)
+                elif state == "NotAvailable":
+                    print(f"  - {c.name}: {st.get('detail')}", flush=True)
+                elif state == "Restarting":
+                    print(f"  ! {c.name} {st.get('detail')} (see `pkctl cluster logs {c.name} "
+                          f"--home {home.root}`)", flush=True)
+                shown[c.name] = key
+            if state not in ("Running", "NotAvailable"):
+                pending.append((c.name, st))
+        if not pending:
+            return True
+        if sup.poll() is not None:
+            print(f"error: the supervisor exited with {sup.returncode}:\n{_tail(home.log('supervisor'), 15)}",
+                  file=sys.stderr)
+            return False
+        if time.monotonic() > deadline:
+            name, st = pending[0]
+            print(f"error: {name} is not healthy after {timeout:.0f}s ({st.get('detail') or 'waiting'}); "
+                  f"the cluster keeps trying. Last lines of its log:\n{_tail(home.log(name), 15)}\n"
+                  f"Inspect: pkctl cluster status --home {home.root}; stop: pkctl cluster down --home {home.root}",
+                  file=sys.stderr)
+            return False
+        time.sleep(0.1)
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        return "\n".join("    " + line for line in path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "    (no log yet)"
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    home = _home(args)
+    if not home.exists():
+        raise CommandError(f"no pkube cluster at {home.root}")
+    sup = supervisor(home)
+    if sup:
+        print(f"Stopping pkube cluster in {home.root} ...", flush=True)
+        sup.signal(15)
+        if procs.wait_gone([sup], DOWN_TIMEOUT):
+            raise CommandError(f"the supervisor (pid {sup.pid}) did not stop within {DOWN_TIMEOUT:.0f}s; "
+                               f"see {home.log('supervisor')}")
+    else:
+        print(f"pkube cluster in {home.root} is not running.")
+    left = leftovers(home)
+    if left:
+        raise CommandError("still running after stop: " + ", ".join(left))
+    if args.purge:
+        shutil.rmtree(home.root)
+        print(f"✓ removed {home.root}")
+    elif sup:
+        print(f"✓ stopped; data kept in {home.root} (`pkctl cluster up` brings it back, `--purge` deletes it)")
+    return 0
+
+
+def leftovers(home: Home) -> list[str]:
+    """Stop recorded component processes that outlived their supervisor, then report what could not be stopped.
+
+    Node-level state (containers, netns, nft tables) is undone by each component's `cleanup` hook.
+    """
+    cfg = home.load_config()
+    problems = []
+    recs = {c.name: r for c in COMPONENTS if (r := procs.ProcRecord.from_state(home.read_state(c.name)))}
+    stale = [r for r in recs.values() if r.alive()]
+    if stale:
+        print(f"  stopping leftover processes: {', '.join(str(r.pid) for r in stale)}")
+    for r in procs.terminate(stale, 10.0):
+        problems.append(f"pid {r.pid}")
+    for c in COMPONENTS:
+        if c.cleanup is not None:
+            problems += c.cleanup(home, cfg)
+    return problems
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    home = _home(args)
+    try:
+        cfg = home.load_config()
+    except HomeError as e:
+        raise CommandError(str(e)) from None
+    ok = status_report(home, cfg, supervisor(home))
+    return 0 if ok else 1
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    home = _home(args)
+    if not home.exists():
+        raise CommandError(f"no pkube cluster at {home.root}")
+    path = home.log(args.component)
+    if not path.exists():
+        raise CommandError(f"{args.component} has no log yet in {home.logs}")
+    with open(path, "rb") as f:
+        data = f.read()
+        if args.tail >= 0:
+            data = b"".join(data.splitlines(keepends=True)[-args.tail:]) if args.tail else b""
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        while args.follow:  # until Ctrl-C, like `tail -f`
+            chunk = f.read()
+            if chunk:
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
+            else:
+                time.sleep(0.2)
+    return 0
+

@@ -1,0 +1,180 @@
+"""`pkctl get KIND[,KIND] [NAME...] [-n NS | -A] [-l SEL] [--field-selector SEL] [-o FORMAT] [--show-labels] [-w]`."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+from pklib.errors import ApiError, is_gone
+
+from .. import columns
+from ..connect import Connection, run
+from ..errors import CommandError, api_error_line
+from ..printers import as_list, format_rows, labels_cell, object_ref, to_json, to_yaml, utcnow, with_type
+from ..targets import Target, parse_targets
+
+OUTPUTS = ("wide", "yaml", "json", "name")
+# A watch stream the server ends (its timeout) is resumed; this bounds how fast we retry a failing one.
+WATCH_RETRY_SECONDS = 1.0
+
+Found = tuple[Any, dict[str, Any]]  # (Resource, object)
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("get", help="display one or many resources",
+                       description="Display one or many resources, by kind (plural, singular, short name or "
+                                   "kind), optionally by name (KIND NAME... or KIND/NAME...).")
+    p.add_argument("targets", nargs="*", metavar="KIND[,KIND] [NAME...] | KIND/NAME...")
+    p.add_argument("-A", "--all-namespaces", action="store_true", help="list across all namespaces")
+    p.add_argument("-l", "--selector", help="label selector, e.g. app=web,tier!=db")
+    p.add_argument("--field-selector", help="field selector, e.g. status.phase=Running")
+    p.add_argument("-o", "--output", help="output format: " + "|".join(OUTPUTS))
+    p.add_argument("--show-labels", action="store_true", help="add a LABELS column")
+    p.add_argument("-w", "--watch", action="store_true", help="after listing, watch for changes")
+    p.add_argument("--ignore-not-found", action="store_true", help="treat a missing named object as no error")
+    p.set_defaults(func=lambda args: run(args, lambda conn: get(conn, args)))
+
+
+def _check(args: argparse.Namespace, targets: list[Target]) -> None:
+    if not targets:
+        raise CommandError('You must specify the type of resource to get. Use "pkctl get --help" for the forms. '
+                           "Kinds: pods, deployments, services, nodes, namespaces, ...")
+    if args.output and args.output not in OUTPUTS:
+        raise CommandError(f'unable to match a printer suitable for the output format "{args.output}", '
+                           f"allowed formats are: {','.join(sorted(OUTPUTS))}")
+    if any(t.names for t in targets) and (args.selector or args.field_selector):
+        raise CommandError("selectors cannot be used when passing resource/name arguments")
+    if args.watch and len(targets) > 1:
+        raise CommandError(f"watch is only supported on individual resources and resource collections, "
+                           f"but {len(targets)} resources were found")
+
+
+async def get(conn: Connection, args: argparse.Namespace) -> int:
+    targets = parse_targets(args.targets)
+    _check(args, targets)
+    found: list[Found] = []
+    errors: list[str] = []
+    list_rv: dict[int, str] = {}
+    for i, t in enumerate(targets):
+        ns = None if (args.all_namespaces or not t.res.namespaced) else conn.namespace
+        if t.names:
+            for name in t.names:
+                try:
+                    found.append((t.res, await conn.client.get(t.res, name, ns)))
+                except ApiError as e:
+                    if not (args.ignore_not_found and e.code == 404):
+                        errors.append(api_error_line(e))
+        else:
+            result = await conn.client.list_all(t.res, ns, label_selector=args.selector,
+                                                field_selector=args.field_selector)
+            list_rv[i] = str((result.get("metadata") or {}).get("resourceVersion") or "")
+            found.extend((t.res, item) for item in result.get("items") or [])
+    single = len(targets) == 1 and len(targets[0].names) == 1
+    widths = print_found(found, args, single, conn.namespace, targets)
+    sys.stdout.flush()
+    for line in errors:
+        print(line, file=sys.stderr)
+    if args.watch and not errors:
+        await watch(conn, args, targets[0], list_rv.get(0), widths, found)
+    return 1 if errors else 0
+
+
+def print_found(found: list[Found], args: argparse.Namespace, single: bool, namespace: str,
+                targets: list[Target]) -> list[int]:
+    """Print the objects in the chosen format; returns the table's column widths (for watch rows)."""
+    out = args.output
+    if out == "name":
+        for res, obj in found:
+            print(object_ref(res, obj))
+        return []
+    if out in ("yaml", "json"):
+        if found:
+            doc = with_type(*found[0]) if single and len(found) == 1 else as_list(with_type(r, o) for r, o in found)
+            sys.stdout.write(to_yaml(doc) if out == "yaml" else to_json(doc))
+        return []
+    if not found:
+        if not any(t.names for t in targets):
+            cluster_scoped = all(not t.res.namespaced for t in targets)
+            where = "" if (args.all_namespaces or cluster_scoped) else f" in {namespace} namespace"
+            print(f"No resources found{where}.", file=sys.stderr)
+        return []
+    kinds = list(dict.fromkeys(res for res, _ in found))
+    prefix = len(kinds) > 1
+    widths: list[int] = []
+    for n, res in enumerate(kinds):
+        if n:
+            print()
+        objs = [o for r, o in found if r == res]
+        rows = [table_headers(res, args)] + [table_row(res, o, args, prefix) for o in objs]
+        widths = []
+        print("\n".join(format_rows(rows, widths)))
+    return widths
+
+
+def table_headers(res: Any, args: argparse.Namespace) -> list[str]:
+    head = columns.headers(res, args.output == "wide")
+    if args.all_namespaces and res.namespaced:
+        head = ["NAMESPACE", *head]
+    if args.show_labels:
+        head.append("LABELS")
+    return head
+
+
+def table_row(res: Any, obj: dict[str, Any], args: argparse.Namespace, prefix: bool) -> list[str]:
+    name = object_ref(res, obj) if prefix else None
+    row = columns.cells(res, obj, utcnow(), args.output == "wide", name)
+    if args.all_namespaces and res.namespaced:
+        row = [(obj.get("metadata") or {}).get("namespace", ""), *row]
+    if args.show_labels:
+        row.append(labels_cell(obj))
+    return row
+
+
+async def watch(conn: Connection, args: argparse.Namespace, target: Target, rv: str | None, widths: list[int],
+                found: list[Found]) -> None:
+    """Stream changes as rows (or documents) until interrupted, resuming when the server ends a stream."""
+    res = target.res
+    ns = None if (args.all_namespaces or not res.namespaced) else conn.namespace
+    field_selector = args.field_selector
+    if target.names:
+        field_selector = f"metadata.name={target.names[0]}"
+        rv = max((str((o.get("metadata") or {}).get("resourceVersion") or "") for _, o in found), key=_rv_key,
+                 default=None)
+    header_printed = bool(found) and not args.output
+    while True:
+        try:
+            async for event in conn.client.watch(res, ns, resource_version=rv or None, label_selector=args.selector,
+                                                 field_selector=field_selector):
+                obj = event.get("object") or {}
+                rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
+                if event.get("type") == "BOOKMARK":
+                    continue
+                if target.names and (obj.get("metadata") or {}).get("name") not in target.names:
+                    continue
+                if not args.output and not header_printed:
+                    print(format_rows([table_headers(res, args)], widths)[0])
+                    header_printed = True
+                _print_event(res, obj, args, widths)
+        except ApiError as e:
+            if not is_gone(e):
+                raise
+            rv = None  # too old to resume: start again from now
+        await asyncio.sleep(WATCH_RETRY_SECONDS)
+
+
+def _print_event(res: Any, obj: dict[str, Any], args: argparse.Namespace, widths: list[int]) -> None:
+    if args.output == "name":
+        print(object_ref(res, obj))
+    elif args.output == "yaml":
+        sys.stdout.write("---\n" + to_yaml(with_type(res, obj)))
+    elif args.output == "json":
+        sys.stdout.write(to_json(with_type(res, obj)))
+    else:
+        print(format_rows([table_row(res, obj, args, False)], widths)[0])
+    sys.stdout.flush()
+
+
+def _rv_key(rv: str) -> int:
+    return int(rv) if rv.isdigit() else -1
+

@@ -1,0 +1,386 @@
+"""`pkctl describe` text: kubectl's sections (Name, Namespace, Labels, Annotations, the essentials of spec
+and status per kind, Events), aligned the way Go's tabwriter aligns kubectl's output. Pure: objects in, text out.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Callable
+
+from pklib.resources import Resource
+
+from .columns import map_string, pod_status_and_restarts, selector_string
+from .printers import NONE, parse_time, since
+
+Obj = dict[str, Any]
+
+
+class Out:
+    """Lines whose cells are separated by tabs, indented by level (2 spaces each), aligned at the end."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def w(self, level: int, *cells: Any) -> None:
+        self.lines.append("  " * level + "\t".join(str(c) for c in cells))
+
+    def multi(self, level: int, title: str, items: list[str]) -> None:
+        """`Labels:  a=b` with the next items under the first one, like kubectl's multi-line fields."""
+        if not items:
+            self.w(level, title, NONE)
+            return
+        self.w(level, title, items[0])
+        for item in items[1:]:
+            self.w(level, "", item)
+
+    def text(self) -> str:
+        return "\n".join(tabwrite(self.lines)) + "\n"
+
+
+def tabwrite(lines: list[str], padding: int = 2) -> list[str]:
+    """Go text/tabwriter alignment: a column is as wide as its widest cell among the adjacent lines having it."""
+    rows = [line.split("\t") for line in lines]
+    widths = [[0] * (len(r) - 1) for r in rows]
+
+    def fmt(start: int, end: int, col: int) -> None:
+        i = start
+        while i < end:
+            if len(rows[i]) - 1 <= col:
+                i += 1
+                continue
+            j = i
+            while j < end and len(rows[j]) - 1 > col:
+                j += 1
+            width = max(len(rows[k][col]) for k in range(i, j)) + padding
+            for k in range(i, j):
+                widths[k][col] = width
+            fmt(i, j, col + 1)
+            i = j
+
+    fmt(0, len(rows), 0)
+    return ["".join(c.ljust(widths[k][n]) if n < len(r) - 1 else c for n, c in enumerate(r)).rstrip()
+            for k, r in enumerate(rows)]
+
+
+def timestamp(value: str | None) -> str:
+    """RFC 1123 with numeric zone, as kubectl prints times: `Sun, 22 Nov 2026 02:37:34 +0000`."""
+    t = parse_time(value)
+    return t.strftime("%a, %d %b %Y %H:%M:%S %z") if t else "<unset>"
+
+
+def _kv(m: Obj | None, sep: str = "=") -> list[str]:
+    return [f"{k}{sep}{v}" for k, v in sorted((m or {}).items())]
+
+
+def _meta(o: Obj) -> Obj:
+    return o.get("metadata") or {}
+
+
+def _common(out: Out, o: Obj, namespaced: bool, now: datetime, created: bool = True) -> None:
+    meta = _meta(o)
+    out.w(0, "Name:", meta.get("name", ""))
+    if namespaced:
+        out.w(0, "Namespace:", meta.get("namespace", ""))
+    if created:
+        out.w(0, "CreationTimestamp:", timestamp(meta.get("creationTimestamp")))
+    out.multi(0, "Labels:", _kv(meta.get("labels")))
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
+                   if k != "kubectl.kubernetes.io/last-applied-configuration"}
+    out.multi(0, "Annotations:", _kv(annotations, ": "))
+    if meta.get("deletionTimestamp"):
+        out.w(0, "Status:", f"Terminating (lasts {since(meta['deletionTimestamp'], now)})")
+    owners = [r for r in meta.get("ownerReferences") or [] if r.get("controller")]
+    if owners:
+        out.w(0, "Controlled By:", f"{owners[0].get('kind')}/{owners[0].get('name')}")
+
+
+def _ports(c: Obj) -> list[str]:
+    return [f"{p.get('containerPort')}/{p.get('protocol') or 'TCP'}" for p in c.get("ports") or []]
+
+
+def _env(c: Obj) -> list[str]:
+    out = []
+    for e in c.get("env") or []:
+        if "value" in e or not e.get("valueFrom"):
+            out.append(f"{e.get('name')}:\t{e.get('value', '')}")
+        else:
+            src = e["valueFrom"]
+            ref = next(iter(src.items()), ("", {}))
+            detail = ref[1] if isinstance(ref[1], dict) else {}
+            what = detail.get("key") or detail.get("fieldPath") or detail.get("resource") or ""
+            out.append(f"{e.get('name')}:\t<set to the key '{what}' of {ref[0]} '{detail.get('name', '')}'>"
+                       if detail.get("name") else f"{e.get('name')}:\t({ref[0]} {what})")
+    return out
+
+
+def _state(out: Out, level: int, title: str, state: Obj | None) -> None:
+    if not state:
+        out.w(level, title, "Waiting")
+        return
+    kind, detail = next(iter(state.items()))
+    detail = detail or {}
+    out.w(level, title, kind.capitalize())
+    if detail.get("reason"):
+        out.w(level + 1, "Reason:", detail["reason"])
+    if detail.get("message"):
+        out.w(level + 1, "Message:", detail["message"])
+    if "exitCode" in detail:
+        out.w(level + 1, "Exit Code:", detail["exitCode"])
+    if detail.get("startedAt"):
+        out.w(level + 1, "Started:", timestamp(detail["startedAt"]))
+    if detail.get("finishedAt"):
+        out.w(level + 1, "Finished:", timestamp(detail["finishedAt"]))
+
+
+def _containers(out: Out, level: int, title: str, containers: list[Obj], statuses: list[Obj] | None) -> None:
+    if not containers:
+        return
+    out.w(level, title)
+    by_name = {s.get("name"): s for s in statuses or []}
+    for c in containers:
+        out.w(level + 1, f"{c.get('name')}:")
+        s = by_name.get(c.get("name"))
+        inner = level + 2
+        if s is not None and s.get("containerID"):
+            out.w(inner, "Container ID:", s["containerID"])
+        out.w(inner, "Image:", c.get("image", ""))
+        if s is not None:
+            out.w(inner, "Image ID:", s.get("imageID", ""))
+        ports = _ports(c)
+        out.w(inner, "Port:" if len(ports) < 2 else "Ports:", ", ".join(ports) or NONE)
+        if c.get("command"):
+            out.multi(inner, "Command:", [str(x) for x in c["command"]])
+        if c.get("args"):
+            out.multi(inner, "Args:", [str(x) for x in c["args"]])
+        if s is not None:
+            _state(out, inner, "State:", s.get("state"))
+            if s.get("lastState"):
+                _state(out, inner, "Last State:", s.get("lastState"))
+            out.w(inner, "Ready:", str(bool(s.get("ready"))))
+            out.w(inner, "Restart Count:", s.get("restartCount", 0))
+        resources = c.get("resources") or {}
+        for part in ("limits", "requests"):
+            if resources.get(part):
+                out.w(inner, f"{part.capitalize()}:")
+                for k, v in sorted(resources[part].items()):
+                    out.w(inner + 1, f"{k}:", v)
+        env = _env(c)
+        if env:
+            out.w(inner, "Environment:")
+            for line in env:
+                out.w(inner + 1, *line.split("\t", 1))
+        else:
+            out.w(inner, "Environment:", NONE)
+        mounts = [f"{m.get('mountPath')} from {m.get('name')} ({'ro' if m.get('readOnly') else 'rw'})"
+                  for m in c.get("volumeMounts") or []]
+        out.multi(inner, "Mounts:", mounts)
+
+
+def _volumes(out: Out, level: int, volumes: list[Obj]) -> None:
+    if not volumes:
+        out.w(level, "Volumes:", NONE)
+        return
+    out.w(level, "Volumes:")
+    for v in volumes:
+        out.w(level + 1, f"{v.get('name')}:")
+        kind = next((k for k in v if k != "name"), "")
+        out.w(level + 2, "Type:", kind)
+        for k, val in sorted((v.get(kind) or {}).items()):
+            if not isinstance(val, (dict, list)):
+                out.w(level + 2, f"{k}:", val)
+
+
+def _conditions(out: Out, conditions: list[Obj], with_reason: bool) -> None:
+    if not conditions:
+        return
+    out.w(0, "Conditions:")
+    out.w(1, "Type", "Status", *(["Reason"] if with_reason else []))
+    out.w(1, "----", "------", *(["------"] if with_reason else []))
+    for c in conditions:
+        out.w(1, c.get("type", ""), c.get("status", ""), *([c.get("reason", "")] if with_reason else []))
+
+
+def _pod(out: Out, o: Obj, now: datetime) -> None:
+    spec, status = o.get("spec") or {}, o.get("status") or {}
+    out.w(0, "Service Account:", spec.get("serviceAccountName") or "default")
+    node = spec.get("nodeName")
+    out.w(0, "Node:", f"{node}/{status.get('hostIP')}" if node and status.get("hostIP") else (node or NONE))
+    if status.get("startTime"):
+        out.w(0, "Start Time:", timestamp(status["startTime"]))
+    out.w(0, "Status:", pod_status_and_restarts(o, now)[2] if _meta(o).get("deletionTimestamp")
+          else status.get("phase", ""))
+    out.w(0, "IP:", status.get("podIP", ""))
+    _containers(out, 0, "Init Containers:", spec.get("initContainers") or [], status.get("initContainerStatuses"))
+    _containers(out, 0, "Containers:", spec.get("containers") or [], status.get("containerStatuses"))
+    _conditions(out, status.get("conditions") or [], False)
+    _volumes(out, 0, spec.get("volumes") or [])
+    out.w(0, "QoS Class:", status.get("qosClass", ""))
+    out.multi(0, "Node-Selectors:", _kv(spec.get("nodeSelector")))
+    tolerations = [f"{t.get('key', '')}{'=' + t['value'] if t.get('value') else ''}"
+                   f"{':' + t['effect'] if t.get('effect') else ''}" for t in spec.get("tolerations") or []]
+    out.multi(0, "Tolerations:", tolerations)
+
+
+def _pod_template(out: Out, template: Obj) -> None:
+    out.w(0, "Pod Template:")
+    out.multi(1, "Labels:", _kv((template.get("metadata") or {}).get("labels")))
+    spec = template.get("spec") or {}
+    _containers(out, 1, "Containers:", spec.get("containers") or [], None)
+    _volumes(out, 1, spec.get("volumes") or [])
+
+
+def _deployment(out: Out, o: Obj, now: datetime) -> None:
+    spec, status = o.get("spec") or {}, o.get("status") or {}
+    out.w(0, "Selector:", selector_string(spec.get("selector")))
+    out.w(0, "Replicas:", f"{spec.get('replicas', 0)} desired | {status.get('updatedReplicas', 0)} updated | "
+                          f"{status.get('replicas', 0)} total | {status.get('availableReplicas', 0)} available | "
+                          f"{status.get('unavailableReplicas', 0)} unavailable")
+    strategy = spec.get("strategy") or {}
+    out.w(0, "StrategyType:", strategy.get("type", ""))
+    out.w(0, "MinReadySeconds:", spec.get("minReadySeconds", 0))
+    rolling = strategy.get("rollingUpdate")
+    if rolling:
+        out.w(0, "RollingUpdateStrategy:", f"{rolling.get('maxUnavailable')} max unavailable, "
+                                           f"{rolling.get('maxSurge')} max surge")
+    _pod_template(out, spec.get("template") or {})
+    _conditions(out, status.get("conditions") or [], True)
+
+
+def _replicated(out: Out, o: Obj, now: datetime) -> None:
+    spec, status = o.get("spec") or {}, o.get("status") or {}
+    out.w(0, "Selector:", selector_string(spec.get("selector")))
+    if "replicas" in spec:
+        out.w(0, "Replicas:", f"{status.get('replicas', 0)} current / {spec['replicas']} desired")
+    else:
+        out.w(0, "Desired Number of Nodes Scheduled:", status.get("desiredNumberScheduled", 0))
+        out.w(0, "Current Number of Nodes Scheduled:", status.get("currentNumberScheduled", 0))
+        out.w(0, "Number of Nodes Scheduled with Up-to-date Pods:", status.get("updatedNumberScheduled", 0))
+        out.w(0, "Number of Nodes Scheduled with Available Pods:", status.get("numberAvailable", 0))
+    out.w(0, "Ready Replicas:" if "replicas" in spec else "Ready Pods:",
+          status.get("readyReplicas", status.get("numberReady", 0)))
+    _pod_template(out, spec.get("template") or {})
+
+
+def _service(out: Out, o: Obj, now: datetime) -> None:
+    spec = o.get("spec") or {}
+    out.w(0, "Selector:", map_string(spec.get("selector")))
+    out.w(0, "Type:", spec.get("type") or "ClusterIP")
+    out.w(0, "IP:", spec.get("clusterIP") or NONE)
+    for p in spec.get("ports") or []:
+        proto = p.get("protocol") or "TCP"
+        out.w(0, "Port:", p.get("name") or "<unset>", f"{p.get('port')}/{proto}")
+        out.w(0, "TargetPort:", f"{p.get('targetPort', p.get('port'))}/{proto}")
+        if p.get("nodePort"):
+            out.w(0, "NodePort:", p.get("name") or "<unset>", f"{p['nodePort']}/{proto}")
+    out.w(0, "Session Affinity:", spec.get("sessionAffinity") or "None")
+
+
+def _node(out: Out, o: Obj, now: datetime) -> None:
+    spec, status = o.get("spec") or {}, o.get("status") or {}
+    taints = [f"{t.get('key')}{'=' + t['value'] if t.get('value') else ''}:{t.get('effect')}"
+              for t in spec.get("taints") or []]
+    out.multi(0, "Taints:", taints)
+    out.w(0, "Unschedulable:", str(bool(spec.get("unschedulable"))).lower())
+    _conditions(out, status.get("conditions") or [], True)
+    out.multi(0, "Addresses:", [f"{a.get('type')}: {a.get('address')}" for a in status.get("addresses") or []])
+    for title, key in (("Capacity:", "capacity"), ("Allocatable:", "allocatable")):
+        if status.get(key):
+            out.w(0, title)
+            for k, v in sorted(status[key].items()):
+                out.w(1, f"{k}:", v)
+    info = status.get("nodeInfo") or {}
+    if info:
+        out.w(0, "System Info:")
+        for k, v in sorted(info.items()):
+            out.w(1, f"{k[0].upper()}{k[1:]}:", v)
+    out.w(0, "PodCIDR:", spec.get("podCIDR") or "")
+
+
+def _namespace(out: Out, o: Obj, now: datetime) -> None:
+    out.w(0, "Status:", (o.get("status") or {}).get("phase", ""))
+
+
+def _secret(out: Out, o: Obj, now: datetime) -> None:
+    out.w(0, "")
+    out.w(0, "Type:", o.get("type") or "Opaque")
+    out.w(0, "")
+    out.w(0, "Data")
+    out.w(0, "====")
+    for k, v in sorted((o.get("data") or {}).items()):
+        # Secret values are base64; kubectl shows their decoded size, never the value.
+        out.w(0, f"{k}:", f"{len(v) * 3 // 4 - v.count('=')} bytes")
+
+
+def _configmap(out: Out, o: Obj, now: datetime) -> None:
+    out.w(0, "")
+    out.w(0, "Data")
+    out.w(0, "====")
+    for k, v in sorted((o.get("data") or {}).items()):
+        out.w(0, f"{k}:")
+        out.w(0, "----")
+        out.lines.extend(str(v).splitlines())
+        out.w(0, "")
+
+
+def _generic(out: Out, o: Obj, now: datetime) -> None:
+    for section in ("spec", "status"):
+        if isinstance(o.get(section), dict) and o[section]:
+            out.w(0, f"{section.capitalize()}:")
+            _nested(out, 1, o[section])
+
+
+def _nested(out: Out, level: int, value: Any) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(v, (dict, list)) and v:
+                out.w(level, f"{k}:")
+                _nested(out, level + 1, v)
+            else:
+                out.w(level, f"{k}:", v if v not in ({}, []) else NONE)
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, (dict, list)):
+                out.w(level, "-")
+                _nested(out, level + 1, item)
+            else:
+                out.w(level, f"- {item}")
+
+
+_KINDS: dict[str, Callable[[Out, Obj, datetime], None]] = {
+    "Pod": _pod, "Deployment": _deployment, "ReplicaSet": _replicated, "StatefulSet": _replicated,
+    "DaemonSet": _replicated, "Service": _service, "Node": _node, "Namespace": _namespace,
+    "ConfigMap": _configmap, "Secret": _secret,
+}
+
+
+def events_section(out: Out, events: list[Obj], now: datetime) -> None:
+    if not events:
+        out.w(0, "Events:", NONE)
+        return
+    out.w(0, "Events:")
+    out.w(1, "Type", "Reason", "Age", "From", "Message")
+    out.w(1, "----", "------", "----", "----", "-------")
+    for e in sorted(events, key=event_time):
+        age = since(event_time(e) or None, now)
+        count = int(e.get("count") or 1)
+        if count > 1 and e.get("firstTimestamp"):
+            age = f"{age} (x{count} over {since(e['firstTimestamp'], now)})"
+        source = e.get("source") or {}
+        origin = e.get("reportingComponent") or source.get("component") or ""
+        if source.get("host"):
+            origin += f", {source['host']}"
+        out.w(1, e.get("type", ""), e.get("reason", ""), age, origin, (e.get("message") or "").strip())
+
+
+def event_time(e: Obj) -> str:
+    return str(e.get("lastTimestamp") or e.get("eventTime") or e.get("firstTimestamp")
+               or _meta(e).get("creationTimestamp") or "")
+
+
+def describe(res: Resource, obj: Obj, events: list[Obj] | None, now: datetime) -> str:
+    """The describe text of one object; `events` None leaves the Events section out (kinds without events)."""
+    out = Out()
+    _common(out, obj, res.namespaced, now, created=res.kind not in ("Pod", "ConfigMap", "Secret"))
+    _KINDS.get(res.kind, _generic)(out, obj, now)
+    if events is not None:
+        events_section(out, events, now)
+    return out.text()

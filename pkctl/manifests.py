@@ -1,0 +1,156 @@
+"""Reading the objects behind `-f FILE|DIR|-` (multi-document YAML, JSON, List kinds, `-R`).
+
+Every source is parsed before anything is sent to the server: a typo in the third
+file must not leave the first two applied and the rest not (nothing half-written).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from pklib.resources import Resource, for_kind
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+STDIN = "STDIN"
+
+
+class ManifestError(Exception):
+    """A source that cannot be read or parsed; the message is what the user sees after `error: `."""
+
+
+@dataclass
+class Manifest:
+    source: str  # the file name as the user gave it, or STDIN
+    obj: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str((self.obj.get("metadata") or {}).get("name") or "")
+
+    @property
+    def namespace(self) -> str:
+        return str((self.obj.get("metadata") or {}).get("namespace") or "")
+
+
+def expand_paths(filenames: list[str], recursive: bool) -> list[str]:
+    """The files behind -f arguments: directories give their manifest files (descending with -R)."""
+    out: list[str] = []
+    for name in filenames:
+        if name == "-":
+            out.append(name)
+            continue
+        p = Path(name)
+        if p.is_dir():
+            pattern = "**/*" if recursive else "*"
+            out.extend(str(f) for f in sorted(p.glob(pattern)) if f.is_file() and f.suffix in MANIFEST_SUFFIXES)
+        elif p.exists():
+            out.append(name)
+        else:
+            raise ManifestError(f'the path "{name}" does not exist')
+    return out
+
+
+def read_all(filenames: list[str], recursive: bool = False, stdin: TextIO | None = None) -> list[Manifest]:
+    """Every object of every source, in order; raises ManifestError on the first bad source."""
+    if not filenames:
+        raise ManifestError("must specify one of -f and -k")
+    manifests: list[Manifest] = []
+    for path in expand_paths(filenames, recursive):
+        if path == "-":
+            text, source = (stdin or sys.stdin).read(), STDIN
+        else:
+            try:
+                text, source = Path(path).read_text(), path
+            except (OSError, UnicodeDecodeError) as e:
+                raise ManifestError(f"error reading {path}: {getattr(e, 'strerror', None) or e}") from None
+        manifests.extend(parse(text, source))
+    return manifests
+
+
+def parse(text: str, source: str) -> list[Manifest]:
+    """The objects of one source; empty documents are skipped, List kinds are flattened."""
+    docs: list[Any]
+    if source.endswith(".json") or text.lstrip().startswith("{"):
+        try:
+            docs = [json.loads(text)] if text.strip() else []
+        except json.JSONDecodeError as e:
+            raise ManifestError(f"error parsing {source}: invalid JSON: line {e.lineno}: {e.msg}") from None
+    else:
+        try:
+            docs = list(yaml.safe_load_all(text))
+        except yaml.MarkedYAMLError as e:
+            line = f"line {e.problem_mark.line + 1}: " if e.problem_mark else ""
+            raise ManifestError(f"error parsing {source}: yaml: {line}{e.problem}") from None
+        except yaml.YAMLError as e:
+            raise ManifestError(f"error parsing {source}: yaml: {e}") from None
+    out: list[Manifest] = []
+    for doc in docs:
+        if doc is None:
+            continue
+        out.extend(_flatten(doc, source))
+    return out
+
+
+def _flatten(doc: Any, source: str) -> list[Manifest]:
+    if not isinstance(doc, dict):
+        raise ManifestError(f'error validating "{source}": error validating data: '
+                            f"expected an object, got {type(doc).__name__}")
+    missing = [f for f in ("apiVersion", "kind") if not doc.get(f)]
+    if missing:
+        raise ManifestError(f'error validating "{source}": error validating data: '
+                            f"[{', '.join(f'{f} not set' for f in missing)}]")
+    kind = str(doc["kind"])
+    if kind.endswith("List") and isinstance(doc.get("items"), list):
+        out = []
+        # Items of a typed list (PodList) may leave out their own apiVersion/kind.
+        defaults = {} if kind == "List" else {"apiVersion": doc["apiVersion"], "kind": kind[:-len("List")]}
+        for item in doc["items"]:
+            if isinstance(item, dict):
+                item = {**defaults, **item}
+            out.extend(_flatten(item, source))
+        return out
+    if not isinstance(doc.get("metadata") or {}, dict):
+        raise ManifestError(f'error validating "{source}": error validating data: metadata must be an object')
+    return [Manifest(source, doc)]
+
+
+@dataclass
+class Placed:
+    """A manifest resolved to its API resource and the namespace it goes to."""
+    manifest: Manifest
+    res: Resource
+    obj: dict[str, Any]  # a copy, with metadata.namespace filled in for namespaced kinds
+    namespace: str | None
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+
+def place(m: Manifest, namespace: str, namespace_given: bool) -> Placed:
+    """Resolve the kind and the namespace: the object's own, else -n / the context's (`namespace`).
+
+    With -n given, an object naming another namespace is an error, as kubectl makes it.
+    """
+    api_version, kind = str(m.obj.get("apiVersion")), str(m.obj.get("kind"))
+    res = for_kind(api_version, kind)
+    if res is None:
+        raise ManifestError(f'resource mapping not found for name: "{m.name}" namespace: "{m.namespace}" '
+                            f'from "{m.source}": no matches for kind "{kind}" in version "{api_version}"')
+    obj = copy.deepcopy(m.obj)
+    meta = obj.setdefault("metadata", {})
+    ns: str | None = None
+    if res.namespaced:
+        own = meta.get("namespace")
+        if own and namespace_given and own != namespace:
+            raise ManifestError(f'the namespace from the provided object "{own}" does not match the namespace '
+                                f'"{namespace}". You must pass \'--namespace={own}\' to perform this operation.')
+        ns = own or namespace
+        meta["namespace"] = ns
+    return Placed(m, res, obj, ns)

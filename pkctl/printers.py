@@ -1,0 +1,152 @@
+"""Output formats of `pkctl get` and friends: aligned tables, yaml, json and name.
+
+Everything here is pure (objects in, text out) so that it is unit-tested with
+plain dicts. The per-kind table columns live in pkctl/columns.py.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any, Iterable, Sequence
+
+import yaml
+
+from pklib.resources import Resource
+
+NONE = "<none>"
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """An RFC 3339 timestamp as the API writes it (`2026-11-22T02:37:34Z`, maybe with fractions)."""
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def human_duration(seconds: float) -> str:
+    """kubectl's duration.HumanDuration: precise when recent, coarse when old (`5s`, `3m2s`, `4h`, `2d`)."""
+    s = int(seconds)
+    # Clocks of different machines disagree a little; a second in the future still reads as "now".
+    if s < -1:
+        return "<invalid>"
+    if s < 0:
+        return "0s"
+    if s < 120:
+        return f"{s}s"
+    minutes = s // 60
+    if minutes < 10:
+        return f"{minutes}m{s % 60}s" if s % 60 else f"{minutes}m"
+    if minutes < 180:
+        return f"{minutes}m"
+    hours = minutes // 60
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    days = hours // 24
+    if hours < 24 * 8:
+        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
+    if hours < 24 * 365 * 2:
+        return f"{days}d"
+    years = days // 365
+    if hours < 24 * 365 * 8:
+        return f"{years}y{days % 365}d" if days % 365 else f"{years}y"
+    return f"{years}y"
+
+
+def since(timestamp: str | None, now: datetime) -> str:
+    """Age of a timestamp as kubectl prints it; `<unknown>` when there is none."""
+    t = parse_time(timestamp)
+    if t is None:
+        return "<unknown>"
+    return human_duration((now - t).total_seconds())
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def format_rows(rows: Sequence[Sequence[str]], widths: list[int] | None = None) -> list[str]:
+    """Align cells like kubectl's tabwriter: each column but the last padded to its widest cell + 3.
+
+    `widths` (if given) holds minimum widths and is updated in place, so that rows printed
+    later (`get -w`) line up with the table printed first.
+    """
+    if not rows:
+        return []
+    ncols = max(len(r) for r in rows)
+    if widths is None:
+        widths = []
+    while len(widths) < ncols:
+        widths.append(0)
+    for r in rows:
+        for i, cell in enumerate(r):
+            widths[i] = max(widths[i], len(cell))
+    lines = []
+    for r in rows:
+        cells = [cell.ljust(widths[i] + 3) if i < len(r) - 1 else cell for i, cell in enumerate(r)]
+        lines.append("".join(cells))
+    return lines
+
+
+def kind_name(res: Resource) -> str:
+    """`deployment.apps`, `pod`: how kubectl names a kind in `KIND/NAME` and messages."""
+    return f"{res.singular}.{res.group}" if res.group else res.singular
+
+
+def plural_name(res: Resource) -> str:
+    """`deployments.apps`, `pods`: the resource as the API server names it in errors."""
+    return f"{res.plural}.{res.group}" if res.group else res.plural
+
+
+def object_ref(res: Resource, obj: dict[str, Any]) -> str:
+    """`deployment.apps/web`: the -o name form."""
+    return f"{kind_name(res)}/{(obj.get('metadata') or {}).get('name', '')}"
+
+
+def with_type(res: Resource, obj: dict[str, Any]) -> dict[str, Any]:
+    """List items come without apiVersion/kind; printed objects always carry them."""
+    out = dict(obj)
+    out.setdefault("apiVersion", res.api_version)
+    out.setdefault("kind", res.kind)
+    # Keep apiVersion and kind first as the API serves them (the printers sort anyway).
+    return out
+
+
+def as_list(items: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The `kind: List` kubectl prints for -o yaml/json of several objects."""
+    return {"apiVersion": "v1", "items": list(items), "kind": "List", "metadata": {"resourceVersion": ""}}
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style, list items level with their key, double quotes: the layout of kubectl's (go-yaml) output."""
+
+    def choose_scalar_style(self) -> str:
+        style: str = super().choose_scalar_style()
+        return '"' if style == "'" else style
+
+
+def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    # Multi-line strings (scripts, certificates, last-applied JSON) read best as literal blocks.
+    if "\n" in data and all(line == line.rstrip() for line in data.splitlines()):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data)
+
+
+_Dumper.add_representer(str, _str_presenter)
+
+
+def to_yaml(obj: Any) -> str:
+    return yaml.dump(obj, Dumper=_Dumper, sort_keys=True, default_flow_style=False, allow_unicode=True, width=1 << 16)
+
+
+def to_json(obj: Any) -> str:
+    return json.dumps(obj, indent=4, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def labels_cell(obj: dict[str, Any]) -> str:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or NONE

@@ -1,0 +1,55 @@
+"""What users name on the command line: `KIND[,KIND] [NAME...]` or `KIND/NAME...`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pklib.resources import Resource, lookup
+
+from .errors import CommandError
+
+
+@dataclass
+class Target:
+    res: Resource
+    names: list[str] = field(default_factory=list)
+
+
+def resolve_kind(name: str) -> Resource:
+    res = lookup(name)
+    if res is None:
+        raise CommandError(f'the server doesn\'t have a resource type "{name}"')
+    return res
+
+
+def parse_targets(args: list[str]) -> list[Target]:
+    """kubectl's two forms: a kind list then names, or every argument as KIND/NAME (never mixed)."""
+    if not args:
+        return []
+    if "/" in args[0]:
+        targets: list[Target] = []
+        for arg in args:
+            kind, sep, name = arg.partition("/")
+            if not sep or not kind or not name or "/" in name:
+                raise CommandError(f'arguments in resource/name form must have a single resource and name, got "{arg}"')
+            res = resolve_kind(kind)
+            for t in targets:
+                if t.res == res:
+                    t.names.append(name)
+                    break
+            else:
+                targets.append(Target(res, [name]))
+        return targets
+    if any("/" in a for a in args[1:]):
+        raise CommandError("there is no need to specify a resource type as a separate argument when passing "
+                           "arguments in resource/name form (e.g. 'pkctl get resource/<resource_name>' instead "
+                           "of 'pkctl get resource resource/<resource_name>'")
+    kinds: list[Resource] = []
+    for kind in args[0].split(","):
+        if not kind:
+            continue
+        res = resolve_kind(kind)
+        if res not in kinds:
+            kinds.append(res)
+    if not kinds:
+        raise CommandError(f'the server doesn\'t have a resource type "{args[0]}"')
+    return [Target(res, list(args[1:])) for res in kinds]

@@ -1,0 +1,318 @@
+"""Informers: list + watch one resource into a local, indexed cache.
+
+The cache is what controllers read; the API server is only written to. An
+informer lists once, then watches from the list's resourceVersion. A dropped
+stream resumes from the last resourceVersion seen (no relist); a 410 Gone (the
+server compacted past us) relists and replays the difference as events. Handlers
+run synchronously in the informer task and must only enqueue keys: the cache
+already holds the new state when they run.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Protocol
+
+from .errors import ApiError, ConnectionFailed, is_gone
+from .resources import Resource
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+IndexFunc = Callable[[Obj], Iterable[str]]
+
+
+def key_of(obj: Obj) -> str:
+    """`namespace/name`, or `name` for cluster-scoped objects (client-go's MetaNamespaceKeyFunc)."""
+    meta = obj.get("metadata") or {}
+    ns = meta.get("namespace")
+    return f"{ns}/{meta['name']}" if ns else str(meta["name"])
+
+
+def split_key(key: str) -> tuple[str | None, str]:
+    ns, _, name = key.rpartition("/")
+    return (ns or None), name
+
+
+# -- standard indexes ---------------------------------------------------------------------------
+
+def index_namespace(obj: Obj) -> list[str]:
+    ns = (obj.get("metadata") or {}).get("namespace")
+    return [ns] if ns else []
+
+
+def index_owner_uid(obj: Obj) -> list[str]:
+    return [r["uid"] for r in (obj.get("metadata") or {}).get("ownerReferences") or [] if r.get("uid")]
+
+
+def index_node_name(obj: Obj) -> list[str]:
+    node = (obj.get("spec") or {}).get("nodeName")
+    return [node] if node else []
+
+
+def index_label(obj: Obj) -> list[str]:
+    return [f"{k}={v}" for k, v in ((obj.get("metadata") or {}).get("labels") or {}).items()]
+
+
+DEFAULT_INDEXES: dict[str, IndexFunc] = {
+    "namespace": index_namespace,
+    "owner": index_owner_uid,
+    "node": index_node_name,
+    "label": index_label,
+}
+
+
+class Store:
+    """Objects by key, plus inverted indexes name -> value -> keys."""
+
+    def __init__(self, indexes: dict[str, IndexFunc] | None = None):
+        self._items: dict[str, Obj] = {}
+        self._index_funcs = dict(DEFAULT_INDEXES if indexes is None else indexes)
+        self._indices: dict[str, dict[str, set[str]]] = {n: {} for n in self._index_funcs}
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: str) -> Obj | None:
+        return self._items.get(key)
+
+    def list(self) -> list[Obj]:
+        return list(self._items.values())
+
+    def keys(self) -> list[str]:
+        return list(self._items)
+
+    def by_index(self, index: str, value: str) -> list[Obj]:
+        return [self._items[k] for k in self._indices[index].get(value, ())]
+
+    def add_index(self, name: str, func: IndexFunc) -> None:
+        self._index_funcs[name] = func
+        idx: dict[str, set[str]] = {}
+        for key, obj in self._items.items():
+            for v in func(obj):
+                idx.setdefault(v, set()).add(key)
+        self._indices[name] = idx
+
+    def put(self, obj: Obj) -> Obj | None:
+        key = key_of(obj)
+        old = self._items.get(key)
+        if old is not None:
+            self._unindex(key, old)
+        self._items[key] = obj
+        for name, func in self._index_funcs.items():
+            for v in func(obj):
+                self._indices[name].setdefault(v, set()).add(key)
+        return old
+
+    def remove(self, key: str) -> Obj | None:
+        old = self._items.pop(key, None)
+        if old is not None:
+            self._unindex(key, old)
+        return old
+
+    def _unindex(self, key: str, obj: Obj) -> None:
+        for name, func in self._index_funcs.items():
+            idx = self._indices[name]
+            for v in func(obj):
+                keys = idx.get(v)
+                if keys is not None:
+                    keys.discard(key)
+                    if not keys:
+                        del idx[v]
+
+
+@dataclass
+class Handler:
+    on_add: Callable[[Obj], None] | None = None
+    on_update: Callable[[Obj, Obj], None] | None = None
+    on_delete: Callable[[Obj], None] | None = None
+
+
+class ListWatchClient(Protocol):
+    """The part of pklib.client.Client an informer uses (a fake implements it in unit tests)."""
+
+    async def list_all(self, res: Resource, namespace: str | None = None, page: int = 500,
+                       **kw: Any) -> dict[str, Any]: ...
+
+    def watch(self, res: Resource, namespace: str | None = None, **kw: Any) -> Any: ...
+
+
+class Informer:
+    def __init__(self, client: ListWatchClient, resource: Resource, namespace: str | None = None, *,
+                 label_selector: str | None = None, field_selector: str | None = None,
+                 resync_period: float | None = None, indexes: dict[str, IndexFunc] | None = None,
+                 retry_delay: float = 1.0):
+        self.client = client
+        self.resource = resource
+        self.namespace = namespace
+        self.label_selector = label_selector
+        self.field_selector = field_selector
+        self.resync_period = resync_period
+        self.store = Store(indexes)
+        self.synced = asyncio.Event()
+        self.resource_version: str | None = None
+        self._handlers: list[Handler] = []
+        self._retry_delay = retry_delay
+        self.relists = 0  # observable for tests/metrics: how often we had to list again
+
+    @property
+    def has_synced(self) -> bool:
+        return self.synced.is_set()
+
+    def add_handler(self, handler: Handler) -> None:
+        """Register handlers; if the cache is already filled, the new handler sees every object as added."""
+        self._handlers.append(handler)
+        if handler.on_add and self.has_synced:
+            for obj in self.store.list():
+                handler.on_add(obj)
+
+    async def wait_synced(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(self.synced.wait(), timeout)
+
+    async def run(self) -> None:
+        """List, then watch forever (until cancelled)."""
+        resync = asyncio.create_task(self._resync_loop()) if self.resync_period else None
+        try:
+            need_list = True
+            failures = 0
+            loop = asyncio.get_running_loop()
+            while True:
+                started = loop.time()
+                try:
+                    if need_list:
+                        await self._list()
+                        need_list = False
+                    await self._watch()
+                    # A server that ends every watch at once must not make us spin.
+                    failures = failures + 1 if loop.time() - started < 1 else 0
+                except ApiError as e:
+                    if is_gone(e):
+                        log.info("%s: watch expired (%s); relisting", self.resource.plural, e.message)
+                        need_list = True
+                        continue
+                    failures += 1
+                    log.warning("%s: list/watch failed: %s", self.resource.plural, e.message)
+                except ConnectionFailed as e:
+                    failures += 1
+                    log.info("%s: %s", self.resource.plural, e)
+                except (asyncio.CancelledError, KeyboardInterrupt):
+                    raise
+                except Exception:  # noqa: BLE001 - e.g. a truncated stream; a relist is always safe
+                    failures += 1
+                    need_list = True
+                    log.exception("%s: watch broke; relisting", self.resource.plural)
+                if failures:
+                    # Capped, jittered backoff so that many informers do not reconnect in lockstep.
+                    await asyncio.sleep(min(30.0, self._retry_delay * 2 ** min(failures - 1, 5))
+                                        * random.uniform(0.5, 1))
+        finally:
+            if resync is not None:
+                resync.cancel()
+
+    async def _list(self) -> None:
+        result = await self.client.list_all(self.resource, self.namespace, label_selector=self.label_selector,
+                                            field_selector=self.field_selector)
+        self.relists += 1
+        items = result.get("items") or []
+        kind = self.resource.kind
+        fresh: dict[str, Obj] = {}
+        for item in items:
+            # List items carry no kind; handlers and owner-ref code expect one.
+            item.setdefault("kind", kind)
+            item.setdefault("apiVersion", self.resource.api_version)
+            fresh[key_of(item)] = item
+        for key in self.store.keys():
+            if key not in fresh:
+                old = self.store.remove(key)
+                if old is not None:
+                    self._dispatch("DELETED", old, None)
+        for item in fresh.values():
+            old = self.store.put(item)
+            self._dispatch("MODIFIED" if old is not None else "ADDED", old, item)
+        self.resource_version = (result.get("metadata") or {}).get("resourceVersion")
+        self.synced.set()
+
+    async def _watch(self) -> None:
+        # The server ends each watch after timeoutSeconds; we then resume from the last
+        # resourceVersion. A random timeout spreads the reconnects of many informers.
+        stream = self.client.watch(self.resource, self.namespace, resource_version=self.resource_version,
+                                   label_selector=self.label_selector, field_selector=self.field_selector,
+                                   timeout_seconds=random.randint(300, 600))
+        async for event in stream:
+            etype, obj = event.get("type"), event.get("object") or {}
+            rv = (obj.get("metadata") or {}).get("resourceVersion")
+            if etype == "BOOKMARK":
+                self.resource_version = rv or self.resource_version
+                continue
+            obj.setdefault("kind", self.resource.kind)
+            obj.setdefault("apiVersion", self.resource.api_version)
+            if etype in ("ADDED", "MODIFIED"):
+                old = self.store.put(obj)
+                self._dispatch("MODIFIED" if old is not None else "ADDED", old, obj)
+            elif etype == "DELETED":
+                old = self.store.remove(key_of(obj))
+                self._dispatch("DELETED", old or obj, None)
+            if rv:
+                self.resource_version = rv
+
+    async def _resync_loop(self) -> None:
+        assert self.resync_period
+        while True:
+            await asyncio.sleep(self.resync_period)
+            if self.has_synced:
+                for obj in self.store.list():
+                    self._dispatch("MODIFIED", obj, obj)
+
+    def _dispatch(self, etype: str, old: Obj | None, new: Obj | None) -> None:
+        for h in self._handlers:
+            try:
+                if etype == "ADDED" and h.on_add and new is not None:
+                    h.on_add(new)
+                elif etype == "MODIFIED" and h.on_update and new is not None:
+                    h.on_update(old or new, new)
+                elif etype == "DELETED" and h.on_delete and old is not None:
+                    h.on_delete(old)
+            except Exception:  # noqa: BLE001 - one bad handler must not stop the cache
+                log.exception("%s: event handler failed", self.resource.plural)
+
+
+class InformerFactory:
+    """One shared informer per resource (cluster-wide), so that controllers share caches."""
+
+    def __init__(self, client: ListWatchClient, resync_period: float | None = None):
+        self.client = client
+        self.resync_period = resync_period
+        self._informers: dict[Resource, Informer] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def informer(self, resource: Resource) -> Informer:
+        inf = self._informers.get(resource)
+        if inf is None:
+            inf = self._informers[resource] = Informer(self.client, resource, resync_period=self.resync_period)
+        return inf
+
+    def start(self) -> None:
+        """Start every informer requested so far that is not running yet."""
+        running = {t.get_name() for t in self._tasks}
+        for res, inf in self._informers.items():
+            name = f"informer:{res.group}/{res.plural}"
+            if name not in running:
+                task = asyncio.create_task(inf.run(), name=name)
+                task.add_done_callback(_log_death)
+                self._tasks.append(task)
+
+    async def wait_synced(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(asyncio.gather(*(i.synced.wait() for i in self._informers.values())), timeout)
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+
+def _log_death(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s died: %r", task.get_name(), task.exception(), exc_info=task.exception())

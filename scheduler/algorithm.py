@@ -1,0 +1,168 @@
+"""One scheduling decision: filter the nodes, score the feasible ones, pick the best.
+
+Like Kubernetes, we stop filtering once enough feasible nodes were found
+(percentageOfNodesToScore) and start the next search where the last one stopped, so
+that a cycle costs O(a few hundred nodes) however big the cluster is, and every node
+gets its turn.
+"""
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from .framework import NodeInfo, PodInfo
+from .plugins import (nodeaffinity, nodeports, noderesources, nodeunschedulable, ownerspread,
+                      tainttoleration, volumebinding)
+
+FilterFn = Callable[[PodInfo, NodeInfo], "list[str] | None"]
+ScoreFn = Callable[[PodInfo, NodeInfo], float]
+
+MIN_FEASIBLE_NODES_TO_FIND = 100
+MIN_FEASIBLE_NODES_PERCENTAGE = 5
+MAX_SCORE = 100
+
+
+@dataclass(frozen=True)
+class FilterPlugin:
+    name: str
+    fn: FilterFn
+    # Skips the plugin for pods it cannot reject (no selector, no host ports, ...), which
+    # is most pods; a cheap pre-check saves a call per node.
+    relevant: Callable[[PodInfo], bool] = lambda pod: True
+
+
+@dataclass(frozen=True)
+class ScorePlugin:
+    name: str
+    fn: ScoreFn
+    # Raw scores where lower is better (counts of bad things) are normalised against the
+    # worst feasible node; the others already are 0..100, higher is better.
+    lower_is_better: bool = False
+
+
+FILTERS: tuple[FilterPlugin, ...] = (
+    FilterPlugin("NodeUnschedulable", nodeunschedulable.filter),
+    FilterPlugin("NodeAffinity", nodeaffinity.filter, nodeaffinity.relevant),
+    FilterPlugin("NodePorts", nodeports.filter, lambda pod: bool(pod.host_ports)),
+    FilterPlugin("NodeResourcesFit", noderesources.fit),
+    FilterPlugin("TaintToleration", tainttoleration.filter),
+    FilterPlugin("VolumeBinding", volumebinding.filter,
+                 lambda pod: bool(pod.volume_node_affinities or pod.volume_problem)),
+)
+
+SCORES: dict[str, ScorePlugin] = {p.name: p for p in (
+    ScorePlugin("least-allocated", noderesources.least_allocated),
+    ScorePlugin("balanced-allocation", noderesources.balanced_allocation),
+    ScorePlugin("taint-toleration", tainttoleration.intolerable_preferences, lower_is_better=True),
+    ScorePlugin("owner-spread", ownerspread.same_owner_pods, lower_is_better=True),
+)}
+
+# Kubernetes' defaults: TaintToleration 3, PodTopologySpread (our owner spread) 2, the rest 1.
+DEFAULT_WEIGHTS: dict[str, int] = {"least-allocated": 1, "balanced-allocation": 1, "taint-toleration": 3,
+                                   "owner-spread": 2}
+
+
+def parse_weights(text: str) -> dict[str, int]:
+    """`least-allocated=1,owner-spread=5` on top of the defaults; raises ValueError on nonsense."""
+    weights = dict(DEFAULT_WEIGHTS)
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or name not in SCORES:
+            raise ValueError(f"invalid score weight {item!r}: expected NAME=INT with NAME one of "
+                             f"{', '.join(SCORES)}")
+        try:
+            weights[name] = int(value)
+        except ValueError:
+            raise ValueError(f"invalid score weight {item!r}: {value!r} is not an integer") from None
+        if weights[name] < 0:
+            raise ValueError(f"invalid score weight {item!r}: must not be negative")
+    return weights
+
+
+def num_feasible_nodes_to_find(num_nodes: int, percentage: int = 0) -> int:
+    """How many feasible nodes are enough; percentage 0 means adaptive (50% at 100 nodes, 5% floor)."""
+    if num_nodes < MIN_FEASIBLE_NODES_TO_FIND or percentage >= 100:
+        return num_nodes
+    if percentage <= 0:
+        percentage = max(MIN_FEASIBLE_NODES_PERCENTAGE, 50 - num_nodes // 125)
+    return max(num_nodes * percentage // 100, MIN_FEASIBLE_NODES_TO_FIND)
+
+
+@dataclass
+class Decision:
+    node: str | None
+    # reason -> number of nodes that failed with it (only when node is None, or partially filled)
+    reasons: Counter[str] = field(default_factory=Counter)
+    num_nodes: int = 0
+    evaluated: int = 0
+
+
+def run_filters(pod: PodInfo, node: NodeInfo, filters: Sequence[FilterPlugin]) -> list[str] | None:
+    for plugin in filters:
+        reasons = plugin.fn(pod, node)
+        if reasons:
+            return reasons
+    return None
+
+
+def schedule(pod: PodInfo, nodes: Sequence[NodeInfo], weights: dict[str, int], start: int = 0,
+             percentage: int = 0, rng: random.Random | None = None) -> Decision:
+    """Choose a node for `pod` among `nodes`, starting the feasibility search at index `start`."""
+    n = len(nodes)
+    decision = Decision(node=None, num_nodes=n)
+    if n == 0:
+        return decision
+    filters = [f for f in FILTERS if f.relevant(pod)]
+    wanted = num_feasible_nodes_to_find(n, percentage)
+    feasible: list[NodeInfo] = []
+    for i in range(n):
+        node = nodes[(start + i) % n]
+        reasons = run_filters(pod, node, filters)
+        if reasons:
+            decision.reasons.update(reasons)
+        else:
+            feasible.append(node)
+            if len(feasible) >= wanted:
+                break
+    decision.evaluated = i + 1
+    if not feasible:
+        return decision
+    if len(feasible) == 1:
+        decision.node = feasible[0].name
+        return decision
+    decision.node = _best(pod, feasible, weights, rng or random)
+    return decision
+
+
+def _best(pod: PodInfo, feasible: list[NodeInfo], weights: dict[str, int], rng: random.Random) -> str:
+    totals = [0.0] * len(feasible)
+    for name, weight in weights.items():
+        plugin = SCORES[name]
+        if weight == 0:
+            continue
+        raw = [plugin.fn(pod, node) for node in feasible]
+        if plugin.lower_is_better:
+            worst = max(raw)
+            if worst == 0:
+                raw = [float(MAX_SCORE)] * len(raw)
+            else:
+                raw = [MAX_SCORE - r * MAX_SCORE / worst for r in raw]
+        for i, r in enumerate(raw):
+            totals[i] += weight * r
+    best = max(totals)
+    # Ties are broken at random so that equal nodes share the load.
+    candidates = [i for i, t in enumerate(totals) if t == best]
+    return feasible[rng.choice(candidates)].name
+
+
+def unschedulable_message(decision: Decision) -> str:
+    """Kubernetes' FitError text: '0/3 nodes are available: 1 Insufficient cpu, 2 ... preemption: ...'."""
+    if decision.num_nodes == 0:
+        return "no nodes available to schedule pods"
+    histogram = sorted(f"{count} {reason}" for reason, count in decision.reasons.items())
+    n = decision.num_nodes
+    # We do not preempt; say so the way Kubernetes does when preemption cannot help.
+    return (f"0/{n} nodes are available: {', '.join(histogram)}. "
+            f"preemption: 0/{n} nodes are available: {n} Preemption is not helpful for scheduling.")

@@ -1,0 +1,95 @@
+"""The scheduler's view of the cluster: NodeInfos with the pods on them, bound or assumed.
+
+A pod is *assumed* on its chosen node the moment the decision is made, before the
+binding reaches the API server, so that the next decision (made while the binding is
+still in flight) already sees the node's resources as used. The informer later
+confirms it (the pod arrives with spec.nodeName); a failed binding forgets it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .framework import NodeInfo, PodInfo, node_info, pod_info
+
+
+class Cache:
+    def __init__(self) -> None:
+        self._nodes: dict[str, NodeInfo] = {}
+        # Pods whose node the cache has not seen (yet): attached when the node appears.
+        self._orphans: dict[str, dict[str, PodInfo]] = {}
+        self._pod_node: dict[str, str] = {}  # pod key -> node name
+        self.assumed: set[str] = set()
+        self._list: list[NodeInfo] | None = None
+
+    # -- nodes --------------------------------------------------------------------------------
+
+    def set_node(self, node: dict[str, Any]) -> None:
+        name = node["metadata"]["name"]
+        info = self._nodes.get(name)
+        if info is None:
+            info = self._nodes[name] = node_info(node)
+            for p in self._orphans.pop(name, {}).values():
+                info.add_pod(p)
+            self._list = None
+        else:
+            info.set_node(node)
+
+    def remove_node(self, name: str) -> None:
+        info = self._nodes.pop(name, None)
+        if info is not None:
+            self._list = None
+            if info.pods:
+                self._orphans[name] = dict(info.pods)
+
+    def nodes(self) -> list[NodeInfo]:
+        """All known nodes, in a stable order (the round-robin start index relies on it)."""
+        if self._list is None:
+            self._list = [self._nodes[n] for n in sorted(self._nodes)]
+        return self._list
+
+    def node(self, name: str) -> NodeInfo | None:
+        return self._nodes.get(name)
+
+    # -- pods ---------------------------------------------------------------------------------
+
+    def assume(self, p: PodInfo, node_name: str) -> None:
+        self._place(p, node_name)
+        self.assumed.add(p.key)
+
+    def forget(self, key: str) -> None:
+        """The binding failed: the pod no longer takes room on the node we picked."""
+        if key in self.assumed:
+            self.assumed.discard(key)
+            self.remove_pod(key)
+
+    def set_pod(self, pod: dict[str, Any]) -> None:
+        """A pod with spec.nodeName as the API server has it (confirms an assumed pod)."""
+        p = pod_info(pod)
+        self.assumed.discard(p.key)
+        self._place(p, pod["spec"]["nodeName"])
+
+    def remove_pod(self, key: str) -> None:
+        node_name = self._pod_node.pop(key, None)
+        if node_name is None:
+            return
+        self.assumed.discard(key)
+        info = self._nodes.get(node_name)
+        if info is not None:
+            p = info.pods.get(key)
+            if p is not None:
+                info.remove_pod(p)
+        else:
+            self._orphans.get(node_name, {}).pop(key, None)
+
+    def is_placed(self, key: str) -> bool:
+        return key in self._pod_node
+
+    def _place(self, p: PodInfo, node_name: str) -> None:
+        if self._pod_node.get(p.key) not in (None, node_name):
+            self.remove_pod(p.key)
+        self._pod_node[p.key] = node_name
+        info = self._nodes.get(node_name)
+        if info is not None:
+            info.add_pod(p)
+        else:
+            self._orphans.setdefault(node_name, {})[p.key] = p

@@ -1,0 +1,152 @@
+"""What the plugins see: a pod's scheduling-relevant facts and a node's running totals.
+
+Both are computed once (a PodInfo per scheduling attempt, a NodeInfo kept up to date
+incrementally by the cache) so that each plugin call is a handful of comparisons; that is
+what keeps one scheduling cycle cheap with a thousand nodes.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from pklib.quantity import parse_quantity, to_bytes, to_millicores
+
+# What Kubernetes assumes a container without requests uses, for scoring only (filtering
+# uses the real requests): schedutil.DefaultMilliCPURequest / DefaultMemoryRequest.
+DEFAULT_MILLI_CPU = 100
+DEFAULT_MEMORY = 200 * 1024 * 1024
+
+HostPort = tuple[str, str, int]  # (hostIP, protocol, hostPort)
+
+
+def milli_cpu(value: Any) -> int:
+    return to_millicores(value)
+
+
+def memory_bytes(value: Any) -> int:
+    return to_bytes(value)
+
+
+@dataclass
+class PodInfo:
+    key: str  # namespace/name
+    uid: str
+    pod: dict[str, Any]
+    cpu: int = 0  # milli-CPU requested
+    memory: int = 0  # bytes requested
+    nonzero_cpu: int = 0
+    nonzero_memory: int = 0
+    host_ports: list[HostPort] = field(default_factory=list)
+    owner_uid: str | None = None
+    priority: int = 0
+    # Filled in by the scheduler from its PVC/PV caches before filtering: the required
+    # nodeAffinity of each bound PV the pod mounts, or why the volumes cannot be resolved.
+    volume_node_affinities: list[dict[str, Any]] = field(default_factory=list)
+    volume_problem: str | None = None
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return self.pod.get("spec") or {}
+
+
+def pod_info(pod: dict[str, Any]) -> PodInfo:
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    cpu = mem = nz_cpu = nz_mem = 0
+    ports: list[HostPort] = []
+    for c in spec.get("containers") or []:
+        req = (c.get("resources") or {}).get("requests") or {}
+        c_cpu = milli_cpu(req["cpu"]) if "cpu" in req else 0
+        c_mem = memory_bytes(req["memory"]) if "memory" in req else 0
+        cpu += c_cpu
+        mem += c_mem
+        nz_cpu += c_cpu if "cpu" in req else DEFAULT_MILLI_CPU
+        nz_mem += c_mem if "memory" in req else DEFAULT_MEMORY
+        for p in c.get("ports") or []:
+            if p.get("hostPort"):
+                ports.append((p.get("hostIP") or "0.0.0.0", p.get("protocol") or "TCP", int(p["hostPort"])))
+    # Init containers run one at a time before the app containers, so the pod needs the
+    # larger of the biggest init container and the sum of the app containers.
+    for c in spec.get("initContainers") or []:
+        req = (c.get("resources") or {}).get("requests") or {}
+        if "cpu" in req:
+            cpu = max(cpu, milli_cpu(req["cpu"]))
+        if "memory" in req:
+            mem = max(mem, memory_bytes(req["memory"]))
+    overhead = spec.get("overhead") or {}
+    if "cpu" in overhead:
+        cpu += milli_cpu(overhead["cpu"])
+        nz_cpu += milli_cpu(overhead["cpu"])
+    if "memory" in overhead:
+        mem += memory_bytes(overhead["memory"])
+        nz_mem += memory_bytes(overhead["memory"])
+    owner = next((o.get("uid") for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
+    return PodInfo(key=f"{meta.get('namespace')}/{meta.get('name')}", uid=meta.get("uid") or "", pod=pod,
+                   cpu=cpu, memory=mem, nonzero_cpu=nz_cpu, nonzero_memory=nz_mem, host_ports=ports,
+                   owner_uid=owner, priority=int(spec.get("priority") or 0))
+
+
+@dataclass
+class NodeInfo:
+    """A node plus the sums over the pods on it (bound or assumed), updated incrementally."""
+    name: str
+    node: dict[str, Any]
+    labels: dict[str, str] = field(default_factory=dict)
+    taints: list[dict[str, Any]] = field(default_factory=list)
+    unschedulable: bool = False
+    alloc_cpu: int = 0
+    alloc_memory: int = 0
+    alloc_pods: int = 0
+    requested_cpu: int = 0
+    requested_memory: int = 0
+    nonzero_cpu: int = 0
+    nonzero_memory: int = 0
+    pods: dict[str, PodInfo] = field(default_factory=dict)
+    used_ports: Counter[HostPort] = field(default_factory=Counter)
+    owner_counts: Counter[str] = field(default_factory=Counter)
+
+    def set_node(self, node: dict[str, Any]) -> None:
+        self.node = node
+        meta = node.get("metadata") or {}
+        spec = node.get("spec") or {}
+        status = node.get("status") or {}
+        self.labels = meta.get("labels") or {}
+        self.taints = spec.get("taints") or []
+        self.unschedulable = bool(spec.get("unschedulable"))
+        alloc = status.get("allocatable") or status.get("capacity") or {}
+        self.alloc_cpu = milli_cpu(alloc["cpu"]) if "cpu" in alloc else 0
+        self.alloc_memory = memory_bytes(alloc["memory"]) if "memory" in alloc else 0
+        self.alloc_pods = parse_quantity(alloc["pods"]).int_value() if "pods" in alloc else 0
+
+    def add_pod(self, p: PodInfo) -> None:
+        if p.key in self.pods:
+            self.remove_pod(self.pods[p.key])
+        self.pods[p.key] = p
+        self.requested_cpu += p.cpu
+        self.requested_memory += p.memory
+        self.nonzero_cpu += p.nonzero_cpu
+        self.nonzero_memory += p.nonzero_memory
+        self.used_ports.update(p.host_ports)
+        if p.owner_uid:
+            self.owner_counts[p.owner_uid] += 1
+
+    def remove_pod(self, p: PodInfo) -> None:
+        if self.pods.pop(p.key, None) is None:
+            return
+        self.requested_cpu -= p.cpu
+        self.requested_memory -= p.memory
+        self.nonzero_cpu -= p.nonzero_cpu
+        self.nonzero_memory -= p.nonzero_memory
+        self.used_ports.subtract(p.host_ports)
+        self.used_ports = +self.used_ports  # drop ports whose count fell to zero
+        if p.owner_uid:
+            self.owner_counts[p.owner_uid] -= 1
+            if self.owner_counts[p.owner_uid] <= 0:
+                del self.owner_counts[p.owner_uid]
+
+
+def node_info(node: dict[str, Any]) -> NodeInfo:
+    info = NodeInfo(name=(node.get("metadata") or {}).get("name") or "", node=node)
+    info.set_node(node)
+    return info

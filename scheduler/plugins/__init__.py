@@ -1,0 +1,7 @@
+"""Filter and score plugins: small pure functions over (PodInfo, NodeInfo).
+
+A filter returns None when the pod fits the node, otherwise the reasons it does not (the
+strings Kubernetes uses, so that the aggregated "0/N nodes are available: ..." message
+reads the same). A score returns a raw number; the framework normalises to 0..100 and
+applies the configured weights.
+"""

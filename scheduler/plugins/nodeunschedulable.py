@@ -1,0 +1,14 @@
+"""NodeUnschedulable: cordoned nodes take no new pods unless the pod tolerates the unschedulable taint."""
+from __future__ import annotations
+
+from ..framework import NodeInfo, PodInfo
+from .tainttoleration import tolerated
+
+REASON = "node(s) were unschedulable"
+_TAINT = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}
+
+
+def filter(pod: PodInfo, node: NodeInfo) -> list[str] | None:  # noqa: A001 - the plugin's verb
+    if node.unschedulable and not tolerated(pod.spec.get("tolerations") or [], _TAINT):
+        return [REASON]
+    return None

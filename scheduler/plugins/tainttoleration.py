@@ -1,0 +1,40 @@
+"""TaintToleration: NoSchedule/NoExecute taints filter, PreferNoSchedule taints lower the score."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..framework import NodeInfo, PodInfo
+
+
+def tolerates(toleration: dict[str, Any], taint: dict[str, Any]) -> bool:
+    effect = toleration.get("effect") or ""
+    if effect and effect != taint.get("effect"):
+        return False
+    key = toleration.get("key") or ""
+    # An empty key with operator Exists tolerates every taint.
+    if key and key != taint.get("key"):
+        return False
+    op = toleration.get("operator") or "Equal"
+    if op == "Exists":
+        return True
+    return op == "Equal" and (toleration.get("value") or "") == (taint.get("value") or "")
+
+
+def tolerated(tolerations: list[dict[str, Any]], taint: dict[str, Any]) -> bool:
+    return any(tolerates(t, taint) for t in tolerations)
+
+
+def filter(pod: PodInfo, node: NodeInfo) -> list[str] | None:  # noqa: A001 - the plugin's verb
+    tolerations = pod.spec.get("tolerations") or []
+    for taint in node.taints:
+        if taint.get("effect") in ("NoSchedule", "NoExecute") and not tolerated(tolerations, taint):
+            return [f"node(s) had untolerated taint {{{taint.get('key')}: {taint.get('value') or ''}}}"]
+    return None
+
+
+def intolerable_preferences(pod: PodInfo, node: NodeInfo) -> float:
+    """Raw score: how many PreferNoSchedule taints the pod does not tolerate (lower is better)."""
+    tolerations = [t for t in pod.spec.get("tolerations") or []
+                   if not t.get("effect") or t.get("effect") == "PreferNoSchedule"]
+    return float(sum(1 for taint in node.taints
+                     if taint.get("effect") == "PreferNoSchedule" and not tolerated(tolerations, taint)))

@@ -1,0 +1,20 @@
+"""VolumeBinding (the part we need): a pod must land where its bound PersistentVolumes are reachable.
+
+The scheduler resolves the pod's claims to PVs before filtering (PodInfo.volume_*); this
+plugin only compares each PV's required nodeAffinity with the node.
+"""
+from __future__ import annotations
+
+from ..framework import NodeInfo, PodInfo
+from .nodeaffinity import node_selector_matches
+
+REASON = "node(s) had volume node affinity conflict"
+
+
+def filter(pod: PodInfo, node: NodeInfo) -> list[str] | None:  # noqa: A001 - the plugin's verb
+    if pod.volume_problem:
+        return [pod.volume_problem]
+    for required in pod.volume_node_affinities:
+        if not node_selector_matches(required, node):
+            return [REASON]
+    return None

@@ -1,0 +1,295 @@
+"""The scheduling loop: pop a pending pod, decide, assume, bind in the background.
+
+Informers keep the cache (nodes, pods on nodes) and the queue (pending pods) current;
+the loop never waits for a binding to finish before deciding the next pod, because
+the pod it just placed is already *assumed* in the cache. A bounded number of bindings
+is in flight at once, which is what makes hundreds of pods per second possible.
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from pklib.client import Client
+from pklib.errors import ApiError, ConnectionFailed, is_conflict, is_not_found
+from pklib.events import EventRecorder
+from pklib.informer import Handler, InformerFactory, Obj, key_of
+from pklib.objects import now_rfc3339
+from pklib.quantity import QuantityError
+from pklib.resources import lookup
+
+from .algorithm import DEFAULT_WEIGHTS, schedule, unschedulable_message
+from .cache import Cache
+from .framework import PodInfo, pod_info
+from .queue import SchedulingQueue
+
+log = logging.getLogger("scheduler")
+
+PODS = lookup("pods")
+NODES = lookup("nodes")
+PVCS = lookup("persistentvolumeclaims")
+PVS = lookup("persistentvolumes")
+assert PODS and NODES and PVCS and PVS
+
+DEFAULT_SCHEDULER_NAME = "default-scheduler"
+# The annotation through which Kubernetes' scheduler tells the volume provisioner where a
+# pod with a not-yet-bound (WaitForFirstConsumer) claim is going.
+SELECTED_NODE_ANNOTATION = "volume.kubernetes.io/selected-node"
+
+
+@dataclass
+class Options:
+    weights: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    percentage_of_nodes_to_score: int = 0
+    scheduler_name: str = DEFAULT_SCHEDULER_NAME
+    parallel_bindings: int = 64
+
+
+def _is_terminal(pod: Obj) -> bool:
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+class Scheduler:
+    def __init__(self, client: Client, recorder: EventRecorder, informers: InformerFactory,
+                 options: Options | None = None):
+        self.client = client
+        self.recorder = recorder
+        self.options = options or Options()
+        self.cache = Cache()
+        self.queue = SchedulingQueue()
+        self.pods = informers.informer(PODS)
+        self.nodes = informers.informer(NODES)
+        self.pvcs = informers.informer(PVCS)
+        self.pvs = informers.informer(PVS)
+        self.pods.add_handler(Handler(self._pod_added, self._pod_updated, self._pod_deleted))
+        self.nodes.add_handler(Handler(self._node_changed, lambda old, new: self._node_changed(new),
+                                       self._node_deleted))
+        retry = Handler(lambda obj: self.queue.move_all_to_active(),
+                        lambda old, new: self.queue.move_all_to_active())
+        self.pvcs.add_handler(retry)
+        self.pvs.add_handler(retry)
+        self._bindings = asyncio.Semaphore(self.options.parallel_bindings)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._next_start = 0
+        self._rng = random.Random()
+        self.scheduled = 0  # pods bound, for metrics and the benchmark
+
+    # -- informer handlers: keep cache and queue current, nothing else -------------------------
+
+    def _responsible_for(self, pod: Obj) -> bool:
+        spec = pod.get("spec") or {}
+        return ((spec.get("schedulerName") or DEFAULT_SCHEDULER_NAME) == self.options.scheduler_name
+                and not (pod.get("metadata") or {}).get("deletionTimestamp") and not _is_terminal(pod))
+
+    def _pod_added(self, pod: Obj) -> None:
+        if (pod.get("spec") or {}).get("nodeName"):
+            if not _is_terminal(pod):
+                self.cache.set_pod(pod)
+        elif self._responsible_for(pod):
+            self.queue.add(key_of(pod), int((pod.get("spec") or {}).get("priority") or 0))
+
+    def _pod_updated(self, old: Obj, pod: Obj) -> None:
+        key = key_of(pod)
+        if (pod.get("spec") or {}).get("nodeName"):
+            self.queue.delete(key)
+            if _is_terminal(pod):
+                # A finished pod no longer uses its node's resources.
+                self.cache.remove_pod(key)
+                self.queue.move_all_to_active()
+            else:
+                self.cache.set_pod(pod)
+        elif self._responsible_for(pod):
+            self.queue.update(key, int((pod.get("spec") or {}).get("priority") or 0))
+        else:
+            self.queue.delete(key)
+
+    def _pod_deleted(self, pod: Obj) -> None:
+        key = key_of(pod)
+        self.queue.delete(key)
+        if self.cache.is_placed(key):
+            self.cache.remove_pod(key)
+            self.queue.move_all_to_active()
+
+    def _node_changed(self, node: Obj) -> None:
+        try:
+            self.cache.set_node(node)
+        except QuantityError as e:
+            log.warning("node %s: bad allocatable (%s); ignoring it", key_of(node), e)
+            return
+        self.queue.move_all_to_active()
+
+    def _node_deleted(self, node: Obj) -> None:
+        self.cache.remove_node(key_of(node))
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        flusher = asyncio.create_task(self.queue.run_flusher(), name="scheduler:queue-flusher")
+        try:
+            while True:
+                key = await self.queue.pop()
+                # Back-pressure: decide the next pod only while a binding slot is free.
+                await self._bindings.acquire()
+                binding = False
+                try:
+                    binding = await self.schedule_one(key)
+                finally:
+                    if not binding:
+                        self._bindings.release()
+        finally:
+            flusher.cancel()
+            for t in list(self._tasks):
+                t.cancel()
+            await asyncio.gather(flusher, *self._tasks, return_exceptions=True)
+
+    async def schedule_one(self, key: str) -> bool:
+        """Decide for one pod; True when its binding was started (it then owns a binding slot)."""
+        pod = self.pods.store.get(key)
+        if pod is None or (pod.get("spec") or {}).get("nodeName") or not self._responsible_for(pod):
+            self.queue.done(key)
+            return False
+        try:
+            info = pod_info(pod)
+        except QuantityError as e:
+            self.queue.unschedulable(key)
+            await self._report_unschedulable(pod, f"invalid resource request: {e}")
+            return False
+        self._resolve_volumes(info)
+        nodes = self.cache.nodes()
+        start = self._next_start % len(nodes) if nodes else 0
+        decision = schedule(info, nodes, self.options.weights, start, self.options.percentage_of_nodes_to_score,
+                            self._rng)
+        if nodes:
+            self._next_start = (start + decision.evaluated) % len(nodes)
+        if decision.node is None:
+            self.queue.unschedulable(key)
+            await self._report_unschedulable(pod, unschedulable_message(decision))
+            return False
+        self.cache.assume(info, decision.node)
+        task = asyncio.create_task(self._bind(info, decision.node), name=key)
+        self._tasks.add(task)
+        task.add_done_callback(self._binding_finished)
+        return True
+
+    def _binding_finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._bindings.release()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("binding %s crashed", task.get_name(), exc_info=task.exception())
+
+    def _resolve_volumes(self, info: PodInfo) -> None:
+        ns = info.key.split("/", 1)[0]
+        for vol in info.spec.get("volumes") or []:
+            claim = (vol.get("persistentVolumeClaim") or {}).get("claimName")
+            if not claim:
+                continue
+            pvc = self.pvcs.store.get(f"{ns}/{claim}")
+            if pvc is None:
+                info.volume_problem = f'persistentvolumeclaim "{claim}" not found'
+                return
+            if (pvc.get("metadata") or {}).get("deletionTimestamp"):
+                info.volume_problem = f'persistentvolumeclaim "{claim}" is being deleted'
+                return
+            volume_name = (pvc.get("spec") or {}).get("volumeName")
+            if not volume_name:
+                continue  # provisioned where the pod lands (WaitForFirstConsumer)
+            pv = self.pvs.store.get(volume_name)
+            if pv is None:
+                info.volume_problem = (f'persistentvolumeclaim "{claim}" bound to non-existent '
+                                       f'persistentvolume "{volume_name}"')
+                return
+            required = ((pv.get("spec") or {}).get("nodeAffinity") or {}).get("required")
+            if required:
+                info.volume_node_affinities.append(required)
+
+    async def _bind(self, info: PodInfo, node_name: str) -> None:
+        ns, name = info.key.split("/", 1)
+        try:
+            await self._select_node_for_unbound_claims(info, node_name)
+            await self.client.create(PODS, {
+                "apiVersion": "v1", "kind": "Binding",
+                "metadata": {"name": name, "namespace": ns, "uid": info.uid},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": node_name},
+            }, ns, subresource="binding", name=name)
+        except (ApiError, ConnectionFailed) as e:
+            self.cache.forget(info.key)
+            if isinstance(e, ApiError) and (is_not_found(e) or is_conflict(e)):
+                # Deleted meanwhile, or bound by someone else: the informer will tell us.
+                self.queue.done(info.key)
+                return
+            log.warning("binding %s to %s failed: %s", info.key, node_name, e)
+            self.queue.unschedulable(info.key)
+            self.queue.move_all_to_active()
+            return
+        self.queue.done(info.key)
+        self.scheduled += 1
+        self.recorder.normal(info.pod, "Scheduled", f"Successfully assigned {info.key} to {node_name}")
+
+    async def _select_node_for_unbound_claims(self, info: PodInfo, node_name: str) -> None:
+        ns = info.key.split("/", 1)[0]
+        for vol in info.spec.get("volumes") or []:
+            claim = (vol.get("persistentVolumeClaim") or {}).get("claimName")
+            pvc = self.pvcs.store.get(f"{ns}/{claim}") if claim else None
+            if pvc is None or (pvc.get("spec") or {}).get("volumeName"):
+                continue
+            if ((pvc.get("metadata") or {}).get("annotations") or {}).get(SELECTED_NODE_ANNOTATION) == node_name:
+                continue
+            await self.client.patch(PVCS, claim, {"metadata": {"annotations": {SELECTED_NODE_ANNOTATION: node_name}}},
+                                    ns)
+
+    async def _report_unschedulable(self, pod: Obj, message: str) -> None:
+        """PodScheduled=False/Unschedulable (written only when it changed) and a FailedScheduling Event."""
+        self.recorder.warning(pod, "FailedScheduling", message)
+        if _has_condition(pod, message):
+            return
+        ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+        for _ in range(3):
+            try:
+                await self.client.update_status(PODS, _with_condition(pod, message))
+                return
+            except ApiError as e:
+                if is_not_found(e):
+                    return
+                if not is_conflict(e):
+                    log.warning("could not report %s/%s unschedulable: %s", ns, name, e.message)
+                    return
+            except ConnectionFailed as e:
+                log.warning("could not report %s/%s unschedulable: %s", ns, name, e)
+                return
+            try:
+                pod = await self.client.get(PODS, name, ns)
+            except (ApiError, ConnectionFailed):
+                return
+            if (pod.get("spec") or {}).get("nodeName") or _has_condition(pod, message):
+                return
+
+
+def _scheduled_condition(pod: Obj) -> dict[str, Any] | None:
+    for c in (pod.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "PodScheduled":
+            return c
+    return None
+
+
+def _has_condition(pod: Obj, message: str) -> bool:
+    c = _scheduled_condition(pod)
+    return bool(c and c.get("status") == "False" and c.get("reason") == "Unschedulable"
+                and c.get("message") == message)
+
+
+def _with_condition(pod: Obj, message: str) -> Obj:
+    updated = copy.deepcopy(pod)
+    status = updated.setdefault("status", {})
+    status.setdefault("phase", "Pending")
+    previous = _scheduled_condition(pod)
+    # Like Kubernetes, the transition time moves only when the condition's status does.
+    since = previous.get("lastTransitionTime") if previous and previous.get("status") == "False" else None
+    conditions = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+    conditions.append({"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
+                       "lastProbeTime": None, "lastTransitionTime": since or now_rfc3339()})
+    status["conditions"] = conditions
+    return updated

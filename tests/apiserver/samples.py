@@ -1,0 +1,50 @@
+"""A minimal valid object of every kind in pklib.resources, as a user would write it."""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from pklib.resources import Resource
+
+POD_SPEC = {"containers": [{"name": "app", "image": "busybox:1.36", "command": ["sleep", "3600"]}]}
+_SELECTOR = {"matchLabels": {"app": "web"}}
+_TEMPLATE = {"metadata": {"labels": {"app": "web"}}, "spec": POD_SPEC}
+
+
+def _body(kind: str) -> dict[str, Any]:
+    bodies: dict[str, dict[str, Any]] = {
+        "Namespace": {},
+        "Pod": {"spec": POD_SPEC},
+        "Service": {"spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}},
+        "Endpoints": {"subsets": [{"addresses": [{"ip": "10.244.0.5"}], "ports": [{"port": 8080}]}]},
+        "Node": {"spec": {"podCIDR": "10.244.1.0/24"}},
+        "ConfigMap": {"data": {"key": "value"}},
+        "Secret": {"type": "Opaque", "data": {"password": "c2VjcmV0"}},
+        "PersistentVolume": {"spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                                      "hostPath": {"path": "/tmp/pv"}}},
+        "PersistentVolumeClaim": {"spec": {"accessModes": ["ReadWriteOnce"],
+                                           "resources": {"requests": {"storage": "1Gi"}}}},
+        "Event": {"involvedObject": {"kind": "Pod", "name": "web", "namespace": "default"},
+                  "reason": "Started", "message": "started", "type": "Normal"},
+        "ServiceAccount": {},
+        "Deployment": {"spec": {"replicas": 2, "selector": _SELECTOR, "template": _TEMPLATE}},
+        "ReplicaSet": {"spec": {"replicas": 2, "selector": _SELECTOR, "template": _TEMPLATE}},
+        "DaemonSet": {"spec": {"selector": _SELECTOR, "template": _TEMPLATE}},
+        "StatefulSet": {"spec": {"replicas": 1, "serviceName": "web", "selector": _SELECTOR,
+                                 "template": _TEMPLATE}},
+        "Lease": {"spec": {"holderIdentity": "me", "leaseDurationSeconds": 15}},
+        "EndpointSlice": {"addressType": "IPv4", "endpoints": [{"addresses": ["10.244.0.5"]}],
+                          "ports": [{"port": 8080, "protocol": "TCP"}]},
+        "StorageClass": {"provisioner": "pkube.io/hostpath"},
+    }
+    return bodies[kind]
+
+
+def sample(res: Resource, name: str, namespace: str | None = None, labels: dict[str, str] | None = None
+           ) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if res.namespaced and namespace:
+        meta["namespace"] = namespace
+    if labels:
+        meta["labels"] = labels
+    return {"apiVersion": res.api_version, "kind": res.kind, "metadata": meta, **copy.deepcopy(_body(res.kind))}

@@ -1,0 +1,169 @@
+"""Create / get / list / update / patch / delete for every kind, and optimistic concurrency."""
+from __future__ import annotations
+
+import asyncio
+import copy
+
+import pytest
+
+from pklib.client import Client
+from pklib.errors import ApiError
+from pklib.resources import RESOURCES, Resource, lookup
+from tests.apiserver.samples import sample
+from tests.util import unique
+
+
+@pytest.mark.parametrize("res", RESOURCES, ids=lambda r: r.kind)
+async def test_crud_round_trip(client: Client, namespace: str, res: Resource) -> None:
+    ns = namespace if res.namespaced else None
+    name = unique(res.singular[:10])
+    created = await client.create(res, sample(res, name, ns), namespace=ns)
+    meta = created["metadata"]
+    assert meta["name"] == name and meta["uid"] and meta["creationTimestamp"].endswith("Z")
+    assert int(meta["resourceVersion"]) > 0
+    assert created["kind"] == res.kind and created["apiVersion"] == res.api_version
+
+    got = await client.get(res, name, ns)
+    assert got["metadata"]["uid"] == meta["uid"] and got["metadata"]["resourceVersion"] == meta["resourceVersion"]
+
+    listed = await client.list(res, ns)
+    assert listed["kind"] == res.list_kind
+    assert name in [i["metadata"]["name"] for i in listed["items"]]
+
+    edited = copy.deepcopy(got)
+    edited["metadata"]["labels"] = {"edited": "yes"}
+    updated = await client.update(res, edited)
+    assert updated["metadata"]["labels"] == {"edited": "yes"}
+    assert int(updated["metadata"]["resourceVersion"]) > int(meta["resourceVersion"])
+
+    patched = await client.patch(res, name, {"metadata": {"annotations": {"note": "hi"}}}, ns)
+    assert patched["metadata"]["annotations"] == {"note": "hi"} and patched["metadata"]["labels"] == {"edited": "yes"}
+
+    deleted = await client.delete(res, name, ns)
+    assert deleted["metadata"]["name"] == name
+    if res.kind == "Namespace":
+        # A namespace is only marked: the namespace controller empties and finalizes it.
+        assert (await client.get(res, name))["status"]["phase"] == "Terminating"
+    else:
+        with pytest.raises(ApiError) as e:
+            await client.get(res, name, ns)
+        assert e.value.code == 404 and e.value.reason == "NotFound"
+
+
+async def test_create_existing_name_is_409_already_exists(client: Client, namespace: str) -> None:
+    cm = lookup("configmaps")
+    await client.create(cm, sample(cm, "dup", namespace))
+    with pytest.raises(ApiError) as e:
+        await client.create(cm, sample(cm, "dup", namespace))
+    assert e.value.code == 409 and e.value.reason == "AlreadyExists"
+    assert e.value.message == 'configmaps "dup" already exists'
+
+
+async def test_generate_name(client: Client, namespace: str) -> None:
+    cm = lookup("configmaps")
+    body = sample(cm, "", namespace)
+    body["metadata"] = {"generateName": "web-", "namespace": namespace}
+    a = await client.create(cm, body)
+    b = await client.create(cm, body)
+    assert a["metadata"]["name"].startswith("web-") and len(a["metadata"]["name"]) == len("web-") + 5
+    assert a["metadata"]["name"] != b["metadata"]["name"]
+    del body["metadata"]["generateName"]
+    with pytest.raises(ApiError) as e:
+        await client.create(cm, body)
+    assert e.value.code == 422 and e.value.causes[0]["field"] == "metadata.name"
+
+
+async def test_stale_resource_version_is_409_conflict(client: Client, namespace: str) -> None:
+    cm = lookup("configmaps")
+    first = await client.create(cm, sample(cm, "cfg", namespace))
+    newer = copy.deepcopy(first)
+    newer["data"] = {"key": "v2"}
+    await client.update(cm, newer)
+    stale = copy.deepcopy(first)
+    stale["data"] = {"key": "stale"}
+    with pytest.raises(ApiError) as e:
+        await client.update(cm, stale)
+    assert e.value.code == 409 and e.value.reason == "Conflict"
+    assert e.value.message == ('Operation cannot be fulfilled on configmaps "cfg": the object has been modified; '
+                               'please apply your changes to the latest version and try again')
+    assert (await client.get(cm, "cfg", namespace))["data"] == {"key": "v2"}
+    # An update without resourceVersion is unconditional.
+    del stale["metadata"]["resourceVersion"]
+    assert (await client.update(cm, stale))["data"] == {"key": "stale"}
+
+
+async def test_racing_updates_exactly_one_wins(client: Client, namespace: str) -> None:
+    cm = lookup("configmaps")
+    base = await client.create(cm, sample(cm, "race", namespace))
+
+    async def write(i: int) -> dict | ApiError:
+        body = copy.deepcopy(base)
+        body["data"] = {"writer": str(i)}
+        try:
+            return await client.update(cm, body)
+        except ApiError as e:
+            return e
+
+    results = await asyncio.gather(*(write(i) for i in range(8)))
+    wins = [r for r in results if isinstance(r, dict)]
+    losses = [r for r in results if isinstance(r, ApiError)]
+    assert len(wins) == 1 and all(e.code == 409 for e in losses)
+    assert (await client.get(cm, "race", namespace))["data"] == wins[0]["data"]
+
+
+async def test_generation_bumps_only_on_spec_change(client: Client, namespace: str) -> None:
+    deploy = lookup("deployments")
+    d = await client.create(deploy, sample(deploy, "gen", namespace))
+    assert d["metadata"]["generation"] == 1
+    d = await client.patch(deploy, "gen", {"metadata": {"labels": {"x": "y"}}}, namespace)
+    assert d["metadata"]["generation"] == 1
+    d = await client.patch(deploy, "gen", {"spec": {"replicas": 5}}, namespace)
+    assert d["metadata"]["generation"] == 2
+
+
+async def test_server_owned_metadata_is_kept_on_update(client: Client, namespace: str) -> None:
+    cm = lookup("configmaps")
+    created = await client.create(cm, sample(cm, "meta", namespace))
+    body = copy.deepcopy(created)
+    body["metadata"]["uid"] = "forged"
+    body["metadata"]["creationTimestamp"] = "2000-01-01T00:00:00Z"
+    updated = await client.update(cm, body)
+    assert updated["metadata"]["uid"] == created["metadata"]["uid"]
+    assert updated["metadata"]["creationTimestamp"] == created["metadata"]["creationTimestamp"]
+
+
+async def test_strategic_merge_patch_merges_containers_and_env(client: Client, namespace: str) -> None:
+    pods = lookup("pods")
+    body = sample(pods, "smp", namespace)
+    body["spec"]["containers"].append({"name": "side", "image": "busybox:1.36",
+                                       "env": [{"name": "A", "value": "1"}]})
+    await client.create(pods, body)
+    patch = {"spec": {"containers": [{"name": "side", "env": [{"name": "B", "value": "2"}]}]}}
+    patched = await client.patch(pods, "smp", patch, namespace, patch_type="strategic")
+    containers = {c["name"]: c for c in patched["spec"]["containers"]}
+    assert set(containers) == {"app", "side"}
+    assert {e["name"]: e["value"] for e in containers["side"]["env"]} == {"A": "1", "B": "2"}
+
+
+async def test_json_patch_and_patch_precondition(client: Client, namespace: str) -> None:
+    cm = lookup("configmaps")
+    created = await client.create(cm, sample(cm, "jp", namespace))
+    patched = await client.patch(cm, "jp", [{"op": "add", "path": "/data/extra", "value": "x"}], namespace,
+                                 patch_type="json")
+    assert patched["data"] == {"key": "value", "extra": "x"}
+    with pytest.raises(ApiError) as e:
+        await client.patch(cm, "jp", {"metadata": {"resourceVersion": created["metadata"]["resourceVersion"]},
+                                      "data": {"key": "late"}}, namespace)
+    assert e.value.code == 409
+    with pytest.raises(ApiError) as e:
+        await client.patch(cm, "jp", [{"op": "test", "path": "/data/key", "value": "nope"}], namespace,
+                           patch_type="json")
+    assert e.value.code == 422
+    assert (await client.get(cm, "jp", namespace))["data"] == {"key": "value", "extra": "x"}
+
+
+async def test_yaml_body(client: Client, namespace: str) -> None:
+    cm = lookup("configmaps")
+    text = f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  a: b\n"
+    created = await client.request("POST", cm.path(namespace), body=text, content_type="application/yaml")
+    assert created["metadata"]["namespace"] == namespace and created["data"] == {"a": "b"}

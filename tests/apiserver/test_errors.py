@@ -1,0 +1,118 @@
+"""Errors are Kubernetes Status objects with the right code; nothing is written when a request fails.
+Also authentication, health endpoints and metrics."""
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from pklib.client import Client
+from pklib.errors import ApiError
+from pklib.resources import lookup
+from tests.apiserver.samples import sample
+
+CM = lookup("configmaps")
+
+
+async def raw(apiserver, method: str, path: str, *, token: str | None = "default", data: bytes | None = None,
+              content_type: str | None = None) -> tuple[int, dict | str]:
+    headers = {}
+    if token:
+        headers["Authorization"] = f"Bearer {apiserver.token if token == 'default' else token}"
+    if content_type:
+        headers["Content-Type"] = content_type
+    async with aiohttp.ClientSession() as s:
+        async with s.request(method, apiserver.url + path, data=data, headers=headers) as r:
+            body = await r.json() if r.content_type == "application/json" else await r.text()
+            return r.status, body
+
+
+async def _count(client: Client, namespace: str) -> int:
+    return len((await client.list(CM, namespace))["items"])
+
+
+@pytest.mark.parametrize("token", [None, "wrong-token"])
+async def test_requests_without_a_valid_token_are_401(apiserver, token: str | None) -> None:
+    code, body = await raw(apiserver, "GET", "/api/v1/namespaces", token=token)
+    assert code == 401 and body["kind"] == "Status" and body["reason"] == "Unauthorized"
+
+
+async def test_health_endpoints_need_no_token(apiserver) -> None:
+    for path in ("/healthz", "/livez", "/readyz"):
+        code, body = await raw(apiserver, "GET", path, token=None)
+        assert (code, body) == (200, "ok"), path
+
+
+async def test_malformed_bodies_are_400_and_write_nothing(apiserver, client: Client, namespace: str) -> None:
+    path = CM.path(namespace)
+    for data, ctype in [(b'{"apiVersion": "v1", "kind": ', "application/json"),
+                        (b"kind: [unclosed", "application/yaml"), (b"[1, 2]", "application/json"),
+                        (b"", "application/json")]:
+        code, body = await raw(apiserver, "POST", path, data=data, content_type=ctype)
+        assert code == 400 and body["reason"] == "BadRequest", data
+    assert await _count(client, namespace) == 0
+
+
+async def test_unknown_content_type_is_415(apiserver, namespace: str) -> None:
+    code, body = await raw(apiserver, "POST", CM.path(namespace), data=b"<xml/>", content_type="application/xml")
+    assert code == 415 and body["reason"] == "UnsupportedMediaType"
+    code, body = await raw(apiserver, "PATCH", CM.path(namespace, "x"), data=b"{}", content_type="application/json")
+    assert code == 415
+
+
+async def test_body_over_3mib_is_413(apiserver, client: Client, namespace: str) -> None:
+    big = b'{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"big"},"data":{"k":"' + b"x" * (3 * 1024 * 1024) + b'"}}'
+    code, body = await raw(apiserver, "POST", CM.path(namespace), data=big, content_type="application/json")
+    assert code == 413 and body["kind"] == "Status"
+    assert await _count(client, namespace) == 0
+
+
+async def test_kind_and_namespace_mismatches_are_400(client: Client, namespace: str) -> None:
+    wrong_kind = sample(lookup("secrets"), "s", namespace)
+    with pytest.raises(ApiError) as e:
+        await client.request("POST", CM.path(namespace), body=wrong_kind)
+    assert e.value.code == 400
+    other_ns = sample(CM, "c", "some-other-namespace")
+    with pytest.raises(ApiError) as e:
+        await client.request("POST", CM.path(namespace), body=other_ns)
+    assert e.value.code == 400 and "namespace" in e.value.message
+    created = await client.create(CM, sample(CM, "named", namespace))
+    created["metadata"]["name"] = "renamed"
+    with pytest.raises(ApiError) as e:
+        await client.request("PUT", CM.path(namespace, "named"), body=created)
+    assert e.value.code == 400
+    assert await _count(client, namespace) == 1
+
+
+async def test_unknown_paths_and_methods(apiserver, namespace: str) -> None:
+    for path in ("/api/v1/widgets", "/apis/apps/v2/deployments", "/api/v1/namespaces/x/pods/p/nonsense",
+                 "/apis/example.com/v1/things", f"/api/v1/namespaces/{namespace}/configmaps/a/b/c/d"):
+        code, body = await raw(apiserver, "GET", path)
+        assert code == 404 and body["kind"] == "Status" and body["reason"] == "NotFound", path
+    code, body = await raw(apiserver, "POST", CM.path(namespace, "x"), data=b"{}", content_type="application/json")
+    assert code == 405 and body["reason"] == "MethodNotAllowed"
+    code, body = await raw(apiserver, "GET", CM.path(namespace, "missing"))
+    assert code == 404 and body["message"] == 'configmaps "missing" not found'
+    assert body["details"] == {"kind": "configmaps", "name": "missing"}
+
+
+async def test_missing_name_is_422_invalid(client: Client, namespace: str) -> None:
+    body = sample(CM, "", namespace)
+    body["metadata"] = {}
+    with pytest.raises(ApiError) as e:
+        await client.create(CM, body, namespace=namespace)
+    assert e.value.code == 422 and e.value.reason == "Invalid"
+    assert e.value.status["details"]["kind"] == "ConfigMap"
+    assert e.value.causes == [{"reason": "FieldValueRequired", "field": "metadata.name",
+                               "message": "Required value: name or generateName is required"}]
+
+
+async def test_metrics(apiserver, client: Client, namespace: str) -> None:
+    await client.create(CM, sample(CM, "m", namespace))
+    with pytest.raises(ApiError):
+        await client.get(CM, "absent", namespace)
+    code, text = await raw(apiserver, "GET", "/metrics")
+    assert code == 200
+    assert 'apiserver_request_total{code="201",resource="configmaps",verb="POST"}' in text
+    assert 'apiserver_request_total{code="404",resource="configmaps",verb="GET"}' in text
+    assert "apiserver_request_duration_seconds_bucket" in text
+    assert "apiserver_registered_watchers" in text

@@ -1,0 +1,71 @@
+"""Test helpers standing in for a node: mark pods Running/Ready through /status, as a kubelet would."""
+from __future__ import annotations
+
+import asyncio
+import copy
+import ipaddress
+import itertools
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from pklib.client import Client
+from pklib.errors import ApiError
+from pklib.resources import lookup
+
+PODS = lookup("pods")
+assert PODS is not None
+_ips = itertools.count(1)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def set_pod_ready(client: Client, pod: dict[str, Any], ready: bool = True) -> dict[str, Any]:
+    """Write pod status Running with Ready=<ready> and a pod IP (from TEST-NET 10.250/16, never routed)."""
+    body = copy.deepcopy(pod)
+    status = body.setdefault("status", {})
+    status["phase"] = "Running"
+    status.setdefault("podIP", str(ipaddress.ip_address("10.250.0.0") + next(_ips)))
+    status.setdefault("startTime", _now())
+    flag = "True" if ready else "False"
+    status["conditions"] = [{"type": t, "status": flag if t in ("Ready", "ContainersReady") else "True",
+                             "lastTransitionTime": _now()}
+                            for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")]
+    return await client.update_status(PODS, body)
+
+
+async def list_pods(client: Client, namespace: str, selector: str | None = None) -> list[dict[str, Any]]:
+    return (await client.list(PODS, namespace, label_selector=selector)).get("items") or []
+
+
+class FakeKubelet:
+    """Marks every new pod in a namespace Running+Ready (optionally only those `accept` allows),
+    following a watch: a stand-in for hollow nodes in tests that need ready pods."""
+
+    def __init__(self, client: Client, namespace: str, accept: Callable[[dict[str, Any]], bool] | None = None):
+        self.client, self.namespace = client, namespace
+        self.accept = accept or (lambda pod: True)
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> "FakeKubelet":
+        self._task = asyncio.create_task(self._loop())
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _loop(self) -> None:
+        async for event in self.client.watch(PODS, self.namespace):
+            pod = event.get("object") or {}
+            if event.get("type") not in ("ADDED", "MODIFIED") or pod["metadata"].get("deletionTimestamp"):
+                continue
+            ready = any(c.get("type") == "Ready" and c.get("status") == "True"
+                        for c in (pod.get("status") or {}).get("conditions") or [])
+            if not ready and self.accept(pod):
+                try:
+                    await set_pod_ready(self.client, pod)
+                except ApiError:
+                    pass  # changed or deleted meanwhile; its next event brings the new state

@@ -1,0 +1,209 @@
+"""Deployment controller against the real apiserver, with a fake kubelet marking pods ready."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pklib.client import Client
+from pklib.resources import lookup
+from tests.controllers.helpers import PODS, FakeKubelet, list_pods
+from tests.util import wait_for
+
+DEPLOY = lookup("deployments")
+RS = lookup("replicasets")
+
+
+def deploy_body(name: str, replicas: int, image: str = "busybox:1", strategy: dict[str, Any] | None = None,
+                **spec: Any) -> dict[str, Any]:
+    labels = {"app": name}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                     "strategy": strategy or {"type": "RollingUpdate",
+                                              "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}},
+                     "template": {"metadata": {"labels": labels},
+                                  "spec": {"containers": [{"name": "c", "image": image}]}}, **spec}}
+
+
+def images(pods: list[dict[str, Any]]) -> list[str]:
+    return sorted(p["spec"]["containers"][0]["image"] for p in pods)
+
+
+async def status_is(client: Client, ns: str, name: str, **want: int) -> Any:
+    d = await client.get(DEPLOY, name, ns)
+    s = d.get("status") or {}
+    if all(s.get(k, 0) == v for k, v in want.items()) and s.get("observedGeneration") == d["metadata"]["generation"]:
+        return d
+    return None
+
+
+def condition(d: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in d["status"]["conditions"] if c["type"] == type_)
+
+
+class PodWatcher:
+    """Follows every pod of a namespace through a watch and records the extremes seen during a rollout."""
+
+    def __init__(self, client: Client, namespace: str):
+        self.client, self.namespace = client, namespace
+        self.pods: dict[str, dict[str, Any]] = {}
+        self.max_total = 0
+        self.min_ready: int | None = None
+        self.events = 0
+        self.mixed = False  # were pods of two templates alive at the same moment?
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, resource_version: str) -> None:
+        self._task = asyncio.create_task(self._run(resource_version))
+
+    async def stop(self) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self, rv: str) -> None:
+        async for ev in self.client.watch(PODS, self.namespace, resource_version=rv):
+            pod = ev["object"]
+            if ev["type"] == "BOOKMARK":
+                continue
+            self.events += 1
+            if ev["type"] == "DELETED" or pod["metadata"].get("deletionTimestamp"):
+                self.pods.pop(pod["metadata"]["name"], None)
+            else:
+                self.pods[pod["metadata"]["name"]] = pod
+            ready = sum(1 for p in self.pods.values()
+                        if any(c["type"] == "Ready" and c["status"] == "True"
+                               for c in (p.get("status") or {}).get("conditions") or []))
+            self.max_total = max(self.max_total, len(self.pods))
+            self.mixed = self.mixed or len(set(images(list(self.pods.values())))) > 1
+            self.min_ready = ready if self.min_ready is None else min(self.min_ready, ready)
+
+
+async def test_rolling_update_respects_surge_and_unavailability(client: Client, namespace: str,
+                                                                start_manager: Any) -> None:
+    await start_manager("replicaset,deployment")
+    async with FakeKubelet(client, namespace):
+        await client.create(DEPLOY, deploy_body("web", 4), namespace)
+        d = await wait_for(lambda: status_is(client, namespace, "web", replicas=4, availableReplicas=4,
+                                             updatedReplicas=4), message="4 available")
+        assert d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "1"
+        assert condition(d, "Available")["status"] == "True"
+        rss = (await client.list(RS, namespace))["items"]
+        assert len(rss) == 1 and rss[0]["metadata"]["name"].startswith("web-")
+        assert rss[0]["metadata"]["labels"]["pod-template-hash"] in rss[0]["metadata"]["name"]
+
+        watcher = PodWatcher(client, namespace)
+        listed = await client.list(PODS, namespace)
+        for p in listed["items"]:
+            watcher.pods[p["metadata"]["name"]] = p
+        await watcher.start(listed["metadata"]["resourceVersion"])
+        await client.patch(DEPLOY, "web", {"spec": {"template": {"spec": {"containers": [
+            {"name": "c", "image": "busybox:2"}]}}}}, namespace, patch_type="merge")
+
+        async def rolled() -> Any:
+            pods = await list_pods(client, namespace)
+            d = await status_is(client, namespace, "web", replicas=4, updatedReplicas=4, availableReplicas=4)
+            return d if d and images(pods) == ["busybox:2"] * 4 else None
+        d = await wait_for(rolled, timeout=30, message="rollout to busybox:2")
+        await watcher.stop()
+        assert watcher.events > 8
+        assert watcher.max_total <= 4 + 1, f"surge exceeded: {watcher.max_total} pods at once"
+        assert watcher.min_ready is not None and watcher.min_ready >= 4 - 1, \
+            f"availability dropped to {watcher.min_ready}"
+        assert d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"
+        assert condition(d, "Progressing")["reason"] == "NewReplicaSetAvailable"
+        rss = (await client.list(RS, namespace))["items"]
+        assert sorted(rs["spec"]["replicas"] for rs in rss) == [0, 4], "the old ReplicaSet is kept, scaled to 0"
+
+        # Rollback = the old template again: the old ReplicaSet comes back as revision 3.
+        old_rs = next(rs for rs in rss if rs["spec"]["replicas"] == 0)
+        await client.patch(DEPLOY, "web", {"spec": {"template": {"spec": {"containers": [
+            {"name": "c", "image": "busybox:1"}]}}}}, namespace)
+
+        async def rolled_back() -> Any:
+            pods = await list_pods(client, namespace)
+            d = await status_is(client, namespace, "web", updatedReplicas=4, availableReplicas=4, replicas=4)
+            return d if d and images(pods) == ["busybox:1"] * 4 else None
+        await wait_for(rolled_back, timeout=30, message="rollback to busybox:1")
+        back = await client.get(RS, old_rs["metadata"]["name"], namespace)
+        assert back["spec"]["replicas"] == 4
+        assert back["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
+        assert len((await client.list(RS, namespace))["items"]) == 2, "no third ReplicaSet for a rollback"
+
+
+async def test_scale_and_recreate(client: Client, namespace: str, start_manager: Any) -> None:
+    await start_manager("replicaset,deployment")
+    async with FakeKubelet(client, namespace):
+        await client.create(DEPLOY, deploy_body("db", 2, strategy={"type": "Recreate"}), namespace)
+        await wait_for(lambda: status_is(client, namespace, "db", availableReplicas=2), message="2 available")
+        await client.patch(DEPLOY, "db", {"spec": {"replicas": 3}}, namespace)
+        await wait_for(lambda: status_is(client, namespace, "db", availableReplicas=3, replicas=3),
+                       message="scaled to 3")
+
+        watcher = PodWatcher(client, namespace)
+        listed = await client.list(PODS, namespace)
+        for p in listed["items"]:
+            watcher.pods[p["metadata"]["name"]] = p
+        await watcher.start(listed["metadata"]["resourceVersion"])
+        await client.patch(DEPLOY, "db", {"spec": {"template": {"spec": {"containers": [
+            {"name": "c", "image": "busybox:2"}]}}}}, namespace)
+
+        async def recreated() -> Any:
+            imgs = images(await list_pods(client, namespace))
+            d = await status_is(client, namespace, "db", updatedReplicas=3, availableReplicas=3, replicas=3)
+            return d if d and imgs == ["busybox:2"] * 3 else None
+        await wait_for(recreated, timeout=30, message="recreate to busybox:2")
+        await watcher.stop()
+        assert not watcher.mixed, "Recreate must kill all old pods before creating new ones"
+        assert watcher.max_total <= 3
+
+
+async def test_progress_deadline_and_pause(client: Client, namespace: str, start_manager: Any) -> None:
+    await start_manager("replicaset,deployment")
+    # No kubelet: pods never become ready, so the rollout cannot progress.
+    await client.create(DEPLOY, deploy_body("stuck", 2, progressDeadlineSeconds=2), namespace)
+
+    async def timed_out() -> Any:
+        d = await client.get(DEPLOY, "stuck", namespace)
+        c = [c for c in (d.get("status") or {}).get("conditions") or [] if c["type"] == "Progressing"]
+        return d if c and c[0]["reason"] == "ProgressDeadlineExceeded" and c[0]["status"] == "False" else None
+    d = await wait_for(timed_out, timeout=15, message="ProgressDeadlineExceeded")
+    assert condition(d, "Available")["status"] == "False"
+
+    await client.patch(DEPLOY, "stuck", {"spec": {"paused": True}}, namespace)
+    await client.patch(DEPLOY, "stuck", {"spec": {"template": {"spec": {"containers": [
+        {"name": "c", "image": "busybox:2"}]}}}}, namespace)
+
+    async def paused() -> Any:
+        d = await client.get(DEPLOY, "stuck", namespace)
+        c = [c for c in (d.get("status") or {}).get("conditions") or [] if c["type"] == "Progressing"]
+        return c and c[0]["reason"] == "DeploymentPaused" and \
+            d["status"]["observedGeneration"] == d["metadata"]["generation"]
+    await wait_for(paused, message="DeploymentPaused")
+    assert len((await client.list(RS, namespace))["items"]) == 1, "a paused Deployment rolls nothing out"
+    await client.patch(DEPLOY, "stuck", {"spec": {"paused": False}}, namespace)
+
+    async def two_rs() -> Any:
+        return len((await client.list(RS, namespace))["items"]) == 2
+    await wait_for(two_rs, message="rollout after resume")
+
+
+async def test_restarted_at_and_history_limit(client: Client, namespace: str, start_manager: Any) -> None:
+    await start_manager("replicaset,deployment")
+    async with FakeKubelet(client, namespace):
+        await client.create(DEPLOY, deploy_body("api", 1, revisionHistoryLimit=1), namespace)
+        await wait_for(lambda: status_is(client, namespace, "api", availableReplicas=1), message="available")
+        for i in range(3):
+            await client.patch(DEPLOY, "api", {"spec": {"template": {"metadata": {"annotations": {
+                "kubectl.kubernetes.io/restartedAt": f"2026-01-01T00:00:0{i}Z"}}}}}, namespace)
+
+            async def restarted() -> Any:
+                d = await status_is(client, namespace, "api", updatedReplicas=1, availableReplicas=1, replicas=1)
+                return d and d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == str(i + 2)
+            await wait_for(restarted, timeout=20, message=f"restart {i}")
+
+        async def pruned() -> Any:
+            rss = (await client.list(RS, namespace))["items"]
+            return rss if len(rss) == 2 else None
+        rss = await wait_for(pruned, message="history pruned to 1 old ReplicaSet")
+        revisions = sorted(int(rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]) for rs in rss)
+        assert revisions == [3, 4]

@@ -1,0 +1,97 @@
+"""Endpoints follow pod readiness, labels and named ports."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pklib.client import Client
+from pklib.errors import ApiError
+from pklib.resources import lookup
+from tests.controllers.helpers import set_pod_ready
+from tests.util import wait_for
+
+SVC = lookup("services")
+EP = lookup("endpoints")
+PODS = lookup("pods")
+
+
+def pod(name: str, labels: dict[str, str], port_name: str, port: int) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
+            "spec": {"containers": [{"name": "c", "image": "busybox",
+                                     "ports": [{"name": port_name, "containerPort": port}]}]}}
+
+
+async def endpoints(client: Client, ns: str, name: str) -> dict[str, Any] | None:
+    try:
+        return await client.get(EP, name, ns)
+    except ApiError as e:
+        if e.code == 404:
+            return None
+        raise
+
+
+def ips(ep: dict[str, Any] | None, field: str) -> list[str]:
+    return sorted(a["ip"] for s in (ep or {}).get("subsets") or [] for a in s.get(field) or [])
+
+
+async def test_endpoints_follow_readiness_and_named_ports(client: Client, namespace: str,
+                                                          start_manager: Any) -> None:
+    await start_manager("endpoints")
+    await client.create(SVC, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                              "spec": {"selector": {"app": "web"},
+                                       "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}, namespace)
+    a = await client.create(PODS, pod("a", {"app": "web"}, "http", 8080), namespace)
+    b = await client.create(PODS, pod("b", {"app": "web"}, "http", 9090), namespace)
+    await client.create(PODS, pod("other", {"app": "db"}, "http", 8080), namespace)
+    a = await set_pod_ready(client, a, ready=True)
+    b = await set_pod_ready(client, b, ready=False)
+
+    async def split() -> Any:
+        ep = await endpoints(client, namespace, "web")
+        return ep if ips(ep, "addresses") == [a["status"]["podIP"]] \
+            and ips(ep, "notReadyAddresses") == [b["status"]["podIP"]] else None
+    ep = await wait_for(split, message="a ready, b not ready")
+    by_ip = {addr["ip"]: s for s in ep["subsets"] for addr in s.get("addresses", []) + s.get("notReadyAddresses", [])}
+    assert by_ip[a["status"]["podIP"]]["ports"] == [{"name": "http", "port": 8080, "protocol": "TCP"}]
+    assert by_ip[b["status"]["podIP"]]["ports"] == [{"name": "http", "port": 9090, "protocol": "TCP"}], \
+        "the named targetPort resolves per pod"
+    ref = next(addr for s in ep["subsets"] for addr in s.get("addresses", []))["targetRef"]
+    assert ref == {"kind": "Pod", "namespace": namespace, "name": "a", "uid": a["metadata"]["uid"]}
+
+    started = time.monotonic()
+    await set_pod_ready(client, b, ready=True)
+
+    async def both_ready() -> Any:
+        ep = await endpoints(client, namespace, "web")
+        return len(ips(ep, "addresses")) == 2 and not ips(ep, "notReadyAddresses")
+    await wait_for(both_ready, message="b ready")
+    assert time.monotonic() - started < 1.0, "endpoints must follow within the second"
+
+    await client.patch(PODS, "a", {"metadata": {"labels": {"app": "gone"}}}, namespace)
+
+    async def only_b() -> Any:
+        return ips(await endpoints(client, namespace, "web"), "addresses") == [b["status"]["podIP"]]
+    await wait_for(only_b, message="relabelled pod leaves the endpoints")
+
+    await client.delete(SVC, "web", namespace)
+
+    async def ep_gone() -> Any:
+        return await endpoints(client, namespace, "web") is None
+    await wait_for(ep_gone, message="endpoints deleted with the service")
+
+
+async def test_headless_service_publishes_hostnames(client: Client, namespace: str, start_manager: Any) -> None:
+    await start_manager("endpoints")
+    await client.create(SVC, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db"},
+                              "spec": {"clusterIP": "None", "selector": {"app": "db"}}}, namespace)
+    body = pod("db-0", {"app": "db"}, "sql", 5432)
+    body["spec"].update({"hostname": "db-0", "subdomain": "db"})
+    p = await set_pod_ready(client, await client.create(PODS, body, namespace))
+
+    async def published() -> Any:
+        ep = await endpoints(client, namespace, "db")
+        addrs = [a for s in (ep or {}).get("subsets") or [] for a in s.get("addresses") or []]
+        return ep if addrs and addrs[0]["ip"] == p["status"]["podIP"] else None
+    ep = await wait_for(published, message="headless endpoints")
+    assert ep["subsets"][0]["addresses"][0]["hostname"] == "db-0"
+    assert "ports" not in ep["subsets"][0]

@@ -1,0 +1,130 @@
+"""The controller-manager as a process: leader election fail-over, SIGKILL mid-scale, CLI errors."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from pklib.client import Client
+from pklib.errors import ApiError
+from pklib.resources import lookup
+from tests.conftest import ROOT, ApiServer
+from tests.controllers.helpers import list_pods
+from tests.controllers.test_replicaset import rs_body
+from tests.util import unique, wait_for
+
+RS = lookup("replicasets")
+LEASES = lookup("leases")
+
+
+class Managers:
+    """Starts `pkube controller-manager` processes and stops them by PID at the end."""
+
+    def __init__(self, apiserver: ApiServer, tmp: str):
+        self.apiserver, self.tmp = apiserver, tmp
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *flags: str) -> subprocess.Popen[bytes]:
+        log = open(os.path.join(self.tmp, f"cm-{len(self.procs)}.log"), "wb")
+        proc = subprocess.Popen([sys.executable, "-m", "launcher", "controller-manager", "--server", self.apiserver.url,
+                                 "--token", self.apiserver.token, *flags],
+                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        return proc
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text()[-3000:] for p in sorted(Path(self.tmp).glob("cm-*.log")))
+
+    def stop_all(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+
+
+@pytest.fixture
+def managers(apiserver: ApiServer) -> Iterator[Managers]:
+    with tempfile.TemporaryDirectory(prefix="pkt-cm-") as tmp:
+        m = Managers(apiserver, tmp)
+        try:
+            yield m
+        finally:
+            m.stop_all()
+
+
+async def test_no_duplicate_pods_when_killed_mid_scale(client: Client, namespace: str, managers: Managers) -> None:
+    first = managers.start("--controllers", "replicaset")
+    await client.create(RS, rs_body("big", 40), namespace)
+
+    async def some_pods() -> Any:
+        return len(await list_pods(client, namespace)) >= 3
+    await wait_for(some_pods, timeout=20, message=f"first pods\n{managers.logs()}")
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    partial = len(await list_pods(client, namespace))
+    managers.start("--controllers", "replicaset")
+
+    async def settled() -> Any:
+        rs = await client.get(RS, "big", namespace)
+        return (rs.get("status") or {}).get("replicas") == 40
+    await wait_for(settled, timeout=30, message=f"40 replicas after restart\n{managers.logs()}")
+    pods = await list_pods(client, namespace)
+    assert len(pods) == 40, f"{len(pods)} pods after a restart at {partial}: duplicates or losses"
+
+
+async def test_leader_election_hands_over_when_leader_dies(client: Client, namespace: str,
+                                                           managers: Managers) -> None:
+    flags = ["--controllers", "replicaset", "--leader-elect", "--leader-elect-lease-duration", "3",
+             "--leader-elect-renew-deadline", "2", "--leader-elect-retry-period", "0.5"]
+    procs = {name: managers.start(*flags, "--leader-elect-identity", name) for name in (unique("a"), unique("b"))}
+
+    async def holder() -> Any:
+        try:
+            lease = await client.get(LEASES, "pkube-controller-manager", "kube-system")
+        except ApiError:
+            return None
+        h = lease["spec"].get("holderIdentity")
+        return h if h in procs else None
+    leader = await wait_for(holder, timeout=20, message=f"a leader\n{managers.logs()}")
+    await client.create(RS, rs_body("ha", 2), namespace)
+
+    async def pods(n: int) -> Any:
+        return len(await list_pods(client, namespace)) == n
+    await wait_for(lambda: pods(2), timeout=15, message="the leader acts")
+
+    procs[leader].send_signal(signal.SIGKILL)
+    procs[leader].wait()
+
+    async def new_holder() -> Any:
+        h = await holder()
+        return h if h and h != leader else None
+    # lease 3 s + retry 0.5 s; allow generous scheduling slack on a shared machine
+    successor = await wait_for(new_holder, timeout=15, message=f"fail-over\n{managers.logs()}")
+    assert procs[successor].poll() is None
+    await client.patch(RS, "ha", {"spec": {"replicas": 3}}, namespace)
+    await wait_for(lambda: pods(3), timeout=15, message="the successor acts")
+
+
+def test_cli_rejects_unknown_controller_and_missing_server() -> None:
+    bad = subprocess.run([sys.executable, "-m", "launcher", "controller-manager", "--server", "http://127.0.0.1:1",
+                          "--controllers", "replicaset,bogus"], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == ["error: unknown controller 'bogus'; known: "
+                                               + bad.stderr.split("known: ")[1].strip()]
+    assert "Traceback" not in bad.stderr
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    env["HOME"] = tempfile.gettempdir()
+    env["PKUBE_HOME"] = os.path.join(tempfile.gettempdir(), unique("nohome"))
+    none = subprocess.run([sys.executable, "-m", "launcher", "controller-manager"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=30, env=env)
+    assert none.returncode == 2 and none.stderr.startswith("error: ") and "Traceback" not in none.stderr

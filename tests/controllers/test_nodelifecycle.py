@@ -1,0 +1,92 @@
+"""Node lifecycle with hollow nodes: a silent node becomes Ready=Unknown and tainted, its pods
+are evicted after their toleration and recreated elsewhere by their ReplicaSet; when the node
+heartbeats again it is Ready and untainted."""
+from __future__ import annotations
+
+from typing import Any
+
+from pklib.client import Client
+from pklib.resources import lookup
+from tests.scheduler.cluster import (NODES, PODS, Cluster, cclient, cluster, cns, condition,  # noqa: F401
+                                     delete_nodes, pod_body, start_hollow)
+from tests.util import unique, wait_for
+
+RS = lookup("replicasets")
+assert RS is not None
+UNREACHABLE = "node.kubernetes.io/unreachable"
+
+
+def running_ready(pod: dict[str, Any]) -> bool:
+    return (pod.get("status") or {}).get("phase") == "Running" and condition(pod, "Ready") == "True"
+
+
+def unreachable_taint(node: dict[str, Any]) -> dict[str, Any] | None:
+    return next((t for t in (node.get("spec") or {}).get("taints") or [] if t.get("key") == UNREACHABLE), None)
+
+
+async def test_silent_node_pods_are_recreated_elsewhere(cluster: Cluster, cclient: Client,  # noqa: F811
+                                                       cns: str) -> None:  # noqa: F811
+    cluster.start("controller-manager", "--controllers", "nodeipam,nodelifecycle,replicaset",
+                  "--node-monitor-grace-period", "3", "--default-unreachable-toleration-seconds", "2")
+    cluster.start("scheduler")
+    renew = ("--node-lease-renew-interval", "0.5")
+    prefix = unique("silent")
+    silent, (doomed,) = await start_hollow(cluster, cclient, 1, *renew, prefix=prefix)
+    healthy, (survivor,) = await start_hollow(cluster, cclient, 1, *renew)
+    try:
+        labels = {"app": "web"}
+        await cclient.create(RS, {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web"},
+                                  "spec": {"replicas": 4, "selector": {"matchLabels": labels},
+                                           "template": {"metadata": {"labels": labels},
+                                                        "spec": pod_body("x")["spec"]}}}, cns)
+        # A pod that tolerates the unreachable taint forever must stay where it is.
+        forever = [{"key": UNREACHABLE, "operator": "Exists", "effect": "NoExecute"}]
+        await cclient.create(PODS, pod_body("stays", tolerations=forever,
+                                            nodeSelector={"kubernetes.io/hostname": doomed}), cns)
+
+        async def web_pods() -> list[dict[str, Any]]:
+            return (await cclient.list(PODS, cns, label_selector="app=web")).get("items") or []
+
+        async def all_running() -> list[dict[str, Any]] | None:
+            pods = [p for p in await web_pods() if not p["metadata"].get("deletionTimestamp")]
+            return pods if len(pods) == 4 and all(running_ready(p) for p in pods) else None
+
+        pods = await wait_for(all_running, 20, message="4 web pods Running")
+        on_doomed = {p["metadata"]["name"] for p in pods if p["spec"]["nodeName"] == doomed}
+        assert on_doomed, "spreading puts replicas on both nodes"
+
+        silent.kill()
+        # Grace period 3 s: the node is marked unknown and tainted NoExecute.
+
+        async def marked() -> bool:
+            node = await cclient.get(NODES, doomed)
+            taint = unreachable_taint(node)
+            return condition(node, "Ready") == "Unknown" and taint is not None and taint["effect"] == "NoExecute"
+
+        await wait_for(marked, 15, message=f"{doomed} Ready=Unknown with the unreachable taint")
+        assert condition(await cclient.get(NODES, survivor), "Ready") == "True"
+
+        # Default toleration 2 s: the pods are evicted and their replacements run on the survivor.
+        async def recreated() -> bool:
+            pods = await web_pods()
+            live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+            evicted = {p["metadata"]["name"] for p in pods if p["metadata"].get("deletionTimestamp")}
+            return (on_doomed <= evicted and len(live) == 4
+                    and all(running_ready(p) and p["spec"]["nodeName"] == survivor for p in live))
+
+        await wait_for(recreated, 20, message="replacement pods Running on the healthy node")
+        stays = await cclient.get(PODS, "stays", cns)
+        assert not stays["metadata"].get("deletionTimestamp")
+
+        # The node comes back: Ready again, taint gone.
+        silent, _ = await start_hollow(cluster, cclient, 1, *renew, prefix=prefix)
+
+        async def recovered() -> bool:
+            node = await cclient.get(NODES, doomed)
+            return condition(node, "Ready") == "True" and unreachable_taint(node) is None
+
+        await wait_for(recovered, 15, message=f"{doomed} Ready and untainted again")
+    finally:
+        silent.kill()
+        healthy.kill()
+        await delete_nodes(cclient, [doomed, survivor])

@@ -1,0 +1,86 @@
+"""ReplicaSet controller against the real apiserver: scale, adoption/orphaning, status, expectations."""
+from __future__ import annotations
+
+from typing import Any
+
+from pklib.client import Client
+from pklib.resources import lookup
+from tests.controllers.helpers import FakeKubelet, list_pods, set_pod_ready
+from tests.util import wait_for
+
+RS = lookup("replicasets")
+PODS = lookup("pods")
+
+
+def rs_body(name: str, replicas: int, labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+    labels = labels or {"app": name}
+    return {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": name},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels},
+                                  "spec": {"containers": [{"name": "c", "image": "busybox"}]}}, **spec}}
+
+
+def bare_pod(name: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+
+
+async def test_scale_up_and_down_with_status(client: Client, namespace: str, start_manager: Any) -> None:
+    await start_manager("replicaset")
+    rs = await client.create(RS, rs_body("web", 3), namespace)
+    pods = await wait_for(lambda: _pods_if(client, namespace, "app=web", 3), message="3 pods")
+    for p in pods:
+        ref = p["metadata"]["ownerReferences"][0]
+        assert ref["uid"] == rs["metadata"]["uid"] and ref["controller"] is True
+        assert p["metadata"]["name"].startswith("web-")
+    await set_pod_ready(client, pods[0])
+
+    async def status_ok() -> Any:
+        s = (await client.get(RS, "web", namespace)).get("status") or {}
+        return s if (s.get("replicas"), s.get("readyReplicas"), s.get("availableReplicas"),
+                     s.get("fullyLabeledReplicas")) == (3, 1, 1, 3) else None
+    status = await wait_for(status_ok, message="status 3 replicas, 1 ready")
+    assert status["observedGeneration"] == rs["metadata"]["generation"]
+
+    await client.patch(RS, "web", {"spec": {"replicas": 1}}, namespace)
+    left = await wait_for(lambda: _pods_if(client, namespace, "app=web", 1), message="scaled down to 1")
+    assert left[0]["metadata"]["name"] == pods[0]["metadata"]["name"], "the ready pod is kept, unready go first"
+
+
+async def test_adopts_orphans_and_releases_relabelled_pods(client: Client, namespace: str,
+                                                           start_manager: Any) -> None:
+    await client.create(PODS, bare_pod("orphan", {"app": "db"}), namespace)
+    await start_manager("replicaset")
+    rs = await client.create(RS, rs_body("db", 2), namespace)
+    await wait_for(lambda: _pods_if(client, namespace, "app=db", 2), message="2 pods")
+    orphan = await client.get(PODS, "orphan", namespace)
+    assert orphan["metadata"]["ownerReferences"][0]["uid"] == rs["metadata"]["uid"], "the orphan was adopted"
+
+    # Relabel one pod out of the selector: it is released and replaced.
+    await client.patch(PODS, "orphan", {"metadata": {"labels": {"app": "debug"}}}, namespace)
+
+    async def released() -> Any:
+        p = await client.get(PODS, "orphan", namespace)
+        return not p["metadata"].get("ownerReferences")
+    await wait_for(released, message="relabelled pod released")
+    await wait_for(lambda: _pods_if(client, namespace, "app=db", 2), message="replacement created")
+
+
+async def test_min_ready_seconds_delays_availability(client: Client, namespace: str, start_manager: Any) -> None:
+    await start_manager("replicaset")
+    await client.create(RS, rs_body("slow", 1, minReadySeconds=2), namespace)
+    async with FakeKubelet(client, namespace):
+        async def ready_not_available() -> Any:
+            s = (await client.get(RS, "slow", namespace)).get("status") or {}
+            return s.get("readyReplicas") == 1 and s.get("availableReplicas", 0) == 0
+        await wait_for(ready_not_available, message="ready but not yet available")
+
+        async def available() -> Any:
+            s = (await client.get(RS, "slow", namespace)).get("status") or {}
+            return s.get("availableReplicas") == 1
+        await wait_for(available, timeout=10, message="available after minReadySeconds")
+
+
+async def _pods_if(client: Client, namespace: str, selector: str, n: int) -> list[dict[str, Any]] | None:
+    pods = [p for p in await list_pods(client, namespace, selector) if not p["metadata"].get("deletionTimestamp")]
+    return pods if len(pods) == n else None

@@ -1,0 +1,241 @@
+"""End to end: `pkctl cluster up` in a temporary home, used exactly as a user would.
+
+One cluster serves the whole module (starting one takes seconds); the tests run in file
+order and the last ones stop and restart it. The fixture always ends with `down --purge`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import ssl
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from pkctl.cluster.components import BY_NAME
+from pkctl.cluster.procs import ProcRecord
+from tests.util import unique, wait_for_sync
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "manifests" / "examples"
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(not BY_NAME["apiserver"].available(), reason="the apiserver has not landed in this build"),
+]
+
+
+@dataclass
+class Cluster:
+    home: Path
+    kubeconfig: Path
+    up_output: str
+
+    def state(self, component: str) -> dict:  # type: ignore[type-arg]
+        return json.loads((self.home / "run" / f"{component}.json").read_text())
+
+    def record(self, component: str) -> ProcRecord | None:
+        return ProcRecord.from_state(self.state(component))
+
+    def config(self) -> dict:  # type: ignore[type-arg]
+        return json.loads((self.home / "config.json").read_text())
+
+    def token(self) -> str:
+        return (self.home / "tokens.csv").read_text().split(",")[0]
+
+    def api_url(self) -> str:
+        return f"{'https' if self.config()['tls'] else 'http'}://127.0.0.1:{self.config()['api_port']}"
+
+    def api(self, path: str, body: dict | None = None) -> tuple[int, dict]:  # type: ignore[type-arg]
+        """A raw request with the admin token: a client independent of pkctl."""
+        req = urllib.request.Request(self.api_url() + path, data=json.dumps(body).encode() if body else None,
+                                     method="POST" if body else "GET",
+                                     headers={"Authorization": f"Bearer {self.token()}",
+                                              "Content-Type": "application/json"})
+        ctx = ssl.create_default_context(cafile=str(self.home / "pki" / "ca.crt")) if self.config()["tls"] else None
+        try:
+            with urllib.request.urlopen(req, timeout=5, context=ctx) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"{}")
+
+    def names(self, path: str) -> set[str]:
+        code, body = self.api(path)
+        assert code == 200, body
+        return {item["metadata"]["name"] for item in body["items"]}
+
+
+def run(*argv: str, check: bool = True, env: dict[str, str] | None = None,
+        timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "pkctl.main", *argv], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"pkctl {' '.join(argv)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def kubectl(c: Cluster, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["kubectl", "--kubeconfig", str(c.kubeconfig), *argv], capture_output=True, text=True,
+                          timeout=30)
+
+
+def no_traceback(p: subprocess.CompletedProcess[str]) -> bool:
+    return "Traceback" not in p.stdout + p.stderr
+
+
+def recorded_processes(c: Cluster) -> list[ProcRecord]:
+    names = ["supervisor", *(n for n in BY_NAME if (c.home / "run" / f"{n}.json").exists())]
+    return [r for n in names if (r := c.record(n))]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    home = Path(tempfile.mkdtemp(prefix="pkt-home-"))
+    try:
+        up = run("cluster", "up", "--home", str(home), "--wait-timeout", "60", check=False)
+        assert up.returncode == 0, f"cluster up failed:\n{up.stdout}\n{up.stderr}"
+        yield Cluster(home, home / "kubeconfig", up.stdout)
+    finally:
+        if (home / "config.json").exists():
+            down = run("cluster", "down", "--purge", "--home", str(home), check=False)
+            assert down.returncode == 0, f"cluster down failed:\n{down.stdout}\n{down.stderr}"
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_up_shows_progress_and_what_to_try_next(cluster: Cluster) -> None:
+    out = cluster.up_output
+    assert "✓ etcd ready" in out and "✓ apiserver ready" in out
+    for comp in BY_NAME.values():
+        # every component is either reported ready or said to be missing from this build
+        assert f"✓ {comp.name} ready" in out or f"- {comp.name}: " in out, out
+    assert f"export KUBECONFIG={cluster.kubeconfig}" in out
+
+
+def test_status_lists_running_components(cluster: Cluster) -> None:
+    st = run("cluster", "status", "--home", str(cluster.home))
+    table = st.stdout.split("COMPONENT", 1)[1].split("\n\n", 1)[0]
+    rows = {line.split()[0]: line for line in table.splitlines()[1:]}
+    for name in ("etcd", "apiserver"):
+        pid = cluster.state(name)["pid"]
+        assert rows[name].split()[1:3] == ["Running", str(pid)], st.stdout
+        assert "ok (" in rows[name]
+    assert "etcd data:" in st.stdout
+
+
+def make_namespace(cluster: Cluster) -> str:
+    ns = unique("ns")
+    code, body = cluster.api("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    assert code == 201, body
+    return ns
+
+
+def test_kubeconfig_works_for_pkctl(cluster: Cluster) -> None:
+    ns = make_namespace(cluster)
+    ours = run("--kubeconfig", str(cluster.kubeconfig), "get", "namespaces")
+    assert ns in ours.stdout.split()
+
+
+def test_kubeconfig_works_for_kubectl(cluster: Cluster) -> None:
+    if not cluster.config()["tls"]:
+        pytest.skip("kubectl sends no bearer token over plain HTTP, and this build's apiserver has no TLS flags")
+    ns = make_namespace(cluster)
+    theirs = kubectl(cluster, "get", "namespaces", ns, "-o", "name")
+    assert theirs.returncode == 0, theirs.stderr
+    assert theirs.stdout.strip() == f"namespace/{ns}"
+
+
+def test_every_example_is_accepted(cluster: Cluster) -> None:
+    ns = make_namespace(cluster)
+    applied = run("--kubeconfig", str(cluster.kubeconfig), "apply", "-n", ns, "-f", str(EXAMPLES))
+    assert {line.split()[0] for line in applied.stdout.splitlines()} == {
+        "deployment.apps/web", "service/web", "service/web-internal", "pod/hello", "daemonset.apps/node-agent",
+        "service/db", "statefulset.apps/db", "configmap/app-config", "pod/configured", "service/web-lb",
+        "pod/once"}, applied.stdout
+    assert cluster.names(f"/apis/apps/v1/namespaces/{ns}/deployments") == {"web"}
+    assert cluster.names(f"/apis/apps/v1/namespaces/{ns}/statefulsets") == {"db"}
+    assert cluster.names(f"/apis/apps/v1/namespaces/{ns}/daemonsets") == {"node-agent"}
+    assert cluster.names(f"/api/v1/namespaces/{ns}/services") == {"web", "web-internal", "db", "web-lb"}
+    assert {"hello", "configured", "once"} <= cluster.names(f"/api/v1/namespaces/{ns}/pods")
+    assert "app-config" in cluster.names(f"/api/v1/namespaces/{ns}/configmaps")
+    code, web = cluster.api(f"/api/v1/namespaces/{ns}/services/web")
+    assert web["spec"]["ports"][0]["nodePort"] == 30080
+
+
+@pytest.mark.parametrize("name,text,message", [
+    ("malformed", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: [unclosed\n", "error parsing"),
+    ("unknown-kind", "apiVersion: v1\nkind: Gizmo\nmetadata: {name: g}\n", "Gizmo"),
+    ("invalid-field", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: bad}\nspec:\n  replicas: -1\n"
+                      "  selector: {matchLabels: {app: bad}}\n  template:\n    metadata: {labels: {app: bad}}\n"
+                      "    spec: {containers: [{name: c, image: pkube.local/busybox:latest}]}\n", "spec.replicas"),
+])
+def test_bad_input_is_refused_and_changes_nothing(cluster: Cluster, tmp_path: Path, name: str, text: str,
+                                                  message: str) -> None:
+    ns = make_namespace(cluster)
+    f = tmp_path / f"{name}.yaml"
+    f.write_text(text)
+    p = run("--kubeconfig", str(cluster.kubeconfig), "apply", "-n", ns, "-f", str(f), check=False)
+    assert p.returncode != 0 and message in p.stderr and no_traceback(p), p.stderr
+    assert cluster.names(f"/apis/apps/v1/namespaces/{ns}/deployments") == set()
+    # only what Kubernetes itself puts in every namespace may be there
+    assert cluster.names(f"/api/v1/namespaces/{ns}/configmaps") - {"kube-root-ca.crt"} == set()
+
+
+def test_cluster_command_errors_are_one_line(cluster: Cluster, tmp_path: Path) -> None:
+    missing = run("cluster", "status", "--home", str(tmp_path / "nothing"), check=False)
+    assert missing.returncode == 1 and missing.stderr.startswith("error: no pkube cluster at") and no_traceback(missing)
+    # a machine without the prerequisites: told what is missing and how to get it, nothing created
+    bare = run("cluster", "up", "--home", str(tmp_path / "new"), check=False, env={**os.environ, "PATH": "/nonexistent"})
+    assert bare.returncode == 1 and "`etcd` not found" in bare.stderr and "install-deps" in bare.stderr
+    assert not (tmp_path / "new").exists()
+    taken = run("cluster", "up", "--home", str(tmp_path / "other"), "--api-port",
+                cluster.api_url().rsplit(":", 1)[1], check=False)
+    assert taken.returncode == 1 and "already in use" in taken.stderr and no_traceback(taken)
+
+
+def test_up_again_is_a_no_op(cluster: Cluster) -> None:
+    before = recorded_processes(cluster)
+    again = run("cluster", "up", "--home", str(cluster.home))
+    assert "already running" in again.stdout
+    assert recorded_processes(cluster) == before and all(r.alive() for r in before)
+
+
+def test_killed_component_is_restarted(cluster: Cluster) -> None:
+    old = cluster.record("apiserver")
+    assert old is not None
+    restarts = cluster.state("apiserver")["restarts"]
+    os.kill(old.pid, signal.SIGKILL)
+    wait_for_sync(lambda: cluster.state("apiserver")["state"] == "Running"
+                  and cluster.state("apiserver")["pid"] != old.pid, timeout=30, message="apiserver restarted")
+    assert cluster.state("apiserver")["restarts"] == restarts + 1
+    assert cluster.api("/api/v1/namespaces")[0] == 200
+
+
+def test_down_then_up_keeps_objects_and_leaves_no_process(cluster: Cluster) -> None:
+    ns = make_namespace(cluster)
+    code, made = cluster.api(f"/api/v1/namespaces/{ns}/configmaps", {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kept"}, "data": {"k": "v"}})
+    assert code == 201, made
+    before = recorded_processes(cluster)
+    assert len(before) >= 3  # supervisor, etcd, apiserver at least
+
+    down = run("cluster", "down", "--home", str(cluster.home))
+    assert "stopped" in down.stdout
+    assert [r.pid for r in before if r.alive()] == []
+    st = run("cluster", "status", "--home", str(cluster.home), check=False)
+    assert st.returncode != 0 and "supervisor not running" in st.stdout
+    with pytest.raises(urllib.error.URLError):  # really unreachable
+        cluster.api("/api/v1/namespaces")
+
+    up = run("cluster", "up", "--home", str(cluster.home), "--wait-timeout", "60")
+    assert "✓ apiserver ready" in up.stdout
+    code, got = cluster.api(f"/api/v1/namespaces/{ns}/configmaps/kept")
+    assert code == 200 and got["data"] == {"k": "v"}

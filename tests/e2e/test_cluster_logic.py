@@ -1,0 +1,173 @@
+"""Pure parts of the local cluster: prerequisite checks, the home layout, process records, formatting."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from launcher.main import COMPONENTS as LAUNCHER_COMPONENTS
+from pkctl.cluster import pki, prereqs, procs
+from pkctl.cluster.components import COMPONENTS
+from pkctl.cluster.home import Home, HomeError
+from pkctl.cluster.report import human_bytes, human_duration
+from pklib import kubeconfig
+
+ALL_BINARIES = {b: f"/usr/bin/{b}" for b in prereqs.BINARIES}
+FILESYSTEMS = "nodev\tproc\nnodev\toverlay\n\text4\n"
+MOUNTS = "cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n/dev/sda1 / ext4 rw 0 0\n"
+
+
+def test_component_modules_match_the_launcher() -> None:
+    # pkctl may not import the launcher, so the table repeats its module names; this keeps them in step.
+    ours = {c.name: c.module for c in COMPONENTS if c.module is not None}
+    assert ours == LAUNCHER_COMPONENTS
+
+
+def test_components_start_after_their_dependencies() -> None:
+    seen: set[str] = set()
+    for c in COMPONENTS:
+        assert set(c.after) <= seen, f"{c.name} is listed before {set(c.after) - seen}"
+        seen.add(c.name)
+
+
+def test_complete_machine_has_no_problems() -> None:
+    assert prereqs.check(ALL_BINARIES.get, euid=0, filesystems=FILESYSTEMS, mounts=MOUNTS) == []
+
+
+def test_each_missing_prerequisite_is_named_with_its_fix() -> None:
+    which = {b: p for b, p in ALL_BINARIES.items() if b not in ("conmon", "etcd")}.get
+    problems = prereqs.check(which, euid=1000, filesystems="nodev\tproc\n", mounts="/dev/sda1 / ext4 rw 0 0\n")
+    text = "\n".join(f"{p.what} | {p.fix}" for p in problems)
+    assert "not running as root" in text
+    assert "`conmon` not found" in text and "apt-get install conmon" in text
+    assert "`etcd` not found" in text and "apt-get install etcd-server" in text
+    assert "overlay" in text and "modprobe overlay" in text
+    assert "cgroup" in text
+    assert sorted(p.package for p in problems if p.package) == ["conmon", "etcd-server"]
+
+
+def test_cgroup_v1_mounts_count() -> None:
+    v1 = "cgroup /sys/fs/cgroup/memory cgroup rw,memory 0 0\n"
+    assert prereqs.check(ALL_BINARIES.get, euid=0, filesystems=FILESYSTEMS, mounts=v1) == []
+
+
+def test_busy_ports_are_reported() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        problems = prereqs.busy_ports({"apiserver": port})
+    assert len(problems) == 1 and f"port {port} (apiserver)" in problems[0].what
+
+
+def test_home_prepare_picks_distinct_ports_and_keeps_them(tmp_path: Path) -> None:
+    home = Home(tmp_path / "h")
+    cfg = home.prepare(None, default_home=False, tls=False)
+    ports = {cfg.etcd_client_port, cfg.etcd_peer_port, cfg.api_port}
+    assert len(ports) == 3
+    token = home.token()
+    assert len(token) == 64
+    access = kubeconfig.load(home.kubeconfig)
+    assert access.server == f"http://127.0.0.1:{cfg.api_port}" and access.token == token
+    assert oct(os.stat(home.tokens_file).st_mode & 0o777) == "0o600"
+    # a second `up` reuses everything the first one chose
+    again = home.prepare(None, default_home=False, tls=False)
+    assert again == cfg and home.token() == token
+    assert json.loads(home.config_file.read_text())["api_port"] == cfg.api_port
+
+
+def test_home_refuses_to_change_the_api_port(tmp_path: Path) -> None:
+    home = Home(tmp_path / "h")
+    cfg = home.prepare(None, default_home=False, tls=False)
+    with pytest.raises(HomeError, match=f"uses API port {cfg.api_port}"):
+        home.prepare(cfg.api_port + 1, default_home=False, tls=False)
+
+
+def test_tls_kubeconfig_trusts_the_clusters_own_ca(tmp_path: Path) -> None:
+    home = Home(tmp_path / "h")
+    cfg = home.prepare(None, default_home=False, tls=True)
+    access = kubeconfig.load(home.kubeconfig)
+    assert access.server == f"https://127.0.0.1:{cfg.api_port}"
+    assert access.ca_data == home.pki.ca_cert.read_bytes() and not access.insecure
+    assert oct(os.stat(home.pki.serving_key).st_mode & 0o777) == "0o600"
+    # the next `up` keeps the certificates (clients keep trusting them)
+    before = home.pki.serving_cert.read_bytes()
+    home.prepare(None, default_home=False, tls=True)
+    assert home.pki.serving_cert.read_bytes() == before
+
+
+def test_serving_certificate_verifies_for_loopback_names(tmp_path: Path) -> None:
+    ca = pki.ensure(tmp_path / "pki", hostnames=["node-a"])
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(ca.serving_cert, ca.serving_key)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        port = listener.getsockname()[1]
+
+        def serve(n: int) -> None:
+            for _ in range(n):
+                conn, _addr = listener.accept()
+                with conn:
+                    try:
+                        with server_ctx.wrap_socket(conn, server_side=True) as tls:
+                            tls.sendall(b"ok")
+                    except ssl.SSLError:
+                        pass  # the client refused us: that is what the last case checks
+
+        names = ["127.0.0.1", "localhost", "node-a", "elsewhere.example"]
+        t = threading.Thread(target=serve, args=(len(names),), daemon=True)
+        t.start()
+        client_ctx = ssl.create_default_context(cafile=str(ca.ca_cert))
+        results = {}
+        for name in names:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+                try:
+                    with client_ctx.wrap_socket(raw, server_hostname=name) as tls:
+                        results[name] = tls.recv(2) == b"ok"
+                except ssl.SSLCertVerificationError:
+                    results[name] = False
+        t.join(5)
+    assert results == {"127.0.0.1": True, "localhost": True, "node-a": True, "elsewhere.example": False}
+
+
+def test_damaged_config_is_a_clear_error(tmp_path: Path) -> None:
+    home = Home(tmp_path)
+    home.config_file.write_text("{not json")
+    with pytest.raises(HomeError, match="damaged"):
+        home.load_config()
+
+
+def test_proc_record_survives_pid_reuse() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        rec = procs.ProcRecord.of(child.pid)
+        assert rec is not None and rec.alive()
+        assert rec.rss_bytes() and rec.rss_bytes() > 0  # type: ignore[operator]
+        impostor = procs.ProcRecord(child.pid, rec.ticks + 1)  # same PID, another process
+        assert not impostor.alive() and not impostor.signal(9)
+        assert child.poll() is None
+        assert procs.terminate([rec], grace=5) == []
+        child.wait(5)
+        assert not rec.alive()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+@pytest.mark.parametrize("seconds,text", [(None, "-"), (5, "5s"), (62, "1m2s"), (120, "2m"), (3 * 3600 + 60, "3h1m"),
+                                          (2 * 86400 + 3600, "2d1h")])
+def test_human_duration(seconds: float | None, text: str) -> None:
+    assert human_duration(seconds) == text
+
+
+def test_human_bytes() -> None:
+    assert (human_bytes(None), human_bytes(512), human_bytes(3 * 1024 * 1024)) == ("-", "512B", "3.0MiB")

@@ -1,0 +1,165 @@
+"""Dockerfile builds with real runc RUN steps over overlay mounts."""
+from __future__ import annotations
+
+import io
+import os
+import stat
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from kubelet.images.build import build
+from kubelet.images.busybox import BUSYBOX_IMAGE
+from kubelet.images.errors import BuildError
+from kubelet.images.store import ImageStore
+from tests.util import unique
+
+pytestmark = pytest.mark.root
+
+TWO_STAGE = f"""\
+ARG BASE={BUSYBOX_IMAGE}
+FROM $BASE AS builder
+ARG GREETING=hello
+WORKDIR /src
+COPY app.sh ./
+RUN echo "$GREETING from the builder" > /src/out.txt && chmod 755 app.sh
+
+FROM ${{BASE}}
+ENV APP_HOME=/opt/app \\
+    MODE="production mode"
+WORKDIR $APP_HOME
+COPY --from=builder /src/out.txt /src/app.sh ./
+COPY --chown=nobody:nobody conf/ conf/
+RUN rm /etc/group && mkdir -p /var/data && chown nobody /var/data
+LABEL org.example.team="images" version=1
+EXPOSE 8080 53/udp
+VOLUME /var/data
+USER nobody
+ENTRYPOINT ["/opt/app/app.sh"]
+CMD ["--serve"]
+"""
+
+
+@pytest.fixture
+def context(tmp_path: Path) -> Path:
+    ctx = tmp_path / "ctx"
+    (ctx / "conf").mkdir(parents=True)
+    (ctx / "app.sh").write_text("#!/bin/sh\necho app \"$@\"\n")
+    (ctx / "conf" / "app.conf").write_text("port=8080\n")
+    (ctx / "conf" / "secret.key").write_text("do not ship")
+    (ctx / ".dockerignore").write_text("# keep secrets out\n**/*.key\n")
+    (ctx / "Dockerfile").write_text(TWO_STAGE)
+    return ctx
+
+
+def test_two_stage_build_produces_config_and_files(busybox_store: ImageStore, context: Path) -> None:
+    tag = f"pkube.local/{unique('app')}:1"
+    lines: list[str] = []
+    img = build(busybox_store, context, tag=tag, build_args={"GREETING": "hi"}, progress=lines.append)
+    assert lines[0] == "STEP 1/18: ARG BASE=pkube.local/busybox:latest"
+    assert any(line.startswith("STEP 6/18: RUN echo") for line in lines)
+    cfg = busybox_store.config(tag)["config"]
+    assert cfg["Entrypoint"] == ["/opt/app/app.sh"] and cfg["Cmd"] == ["--serve"]
+    assert cfg["WorkingDir"] == "/opt/app" and cfg["User"] == "nobody"
+    assert "APP_HOME=/opt/app" in cfg["Env"] and "MODE=production mode" in cfg["Env"]
+    assert not any(e.startswith("GREETING=") for e in cfg["Env"])  # ARGs are not persisted
+    assert cfg["ExposedPorts"] == {"8080/tcp": {}, "53/udp": {}}
+    assert cfg["Volumes"] == {"/var/data": {}}
+    assert cfg["Labels"] == {"org.example.team": "images", "version": "1"}
+    base_layers = len(busybox_store.get(BUSYBOX_IMAGE).layers)
+    assert len(img.layers) == base_layers + 4  # WORKDIR, COPY --from, COPY conf, RUN
+
+    cid = unique()
+    root = busybox_store.prepare_rootfs(tag, cid)
+    try:
+        assert (root / "opt/app/out.txt").read_text() == "hi from the builder\n"
+        assert stat.S_IMODE(os.stat(root / "opt/app/app.sh").st_mode) == 0o755
+        conf = root / "opt/app/conf"
+        assert sorted(os.listdir(conf)) == ["app.conf"]  # .dockerignore kept the key out
+        assert (os.stat(conf / "app.conf").st_uid, os.stat(conf).st_uid) == (65534, 65534)
+        assert not os.path.lexists(root / "etc/group")  # deleted by RUN in an upper layer
+        assert os.stat(root / "var/data").st_uid == 65534
+        assert not (root / "src").exists()  # the builder stage is not in the final image
+    finally:
+        busybox_store.release_rootfs(cid)
+
+
+def test_rebuild_with_nothing_changed_hits_the_cache(busybox_store: ImageStore, context: Path) -> None:
+    first = build(busybox_store, context, tag=f"pkube.local/{unique('c')}:1", progress=lambda _: None)
+    lines: list[str] = []
+    second = build(busybox_store, context, tag=f"pkube.local/{unique('c')}:2", progress=lines.append)
+    assert second.manifest_digest == first.manifest_digest
+    assert sum(line.startswith("--> Using cache") for line in lines) == 7
+    assert not any("from the builder" in line for line in lines if not line.startswith("STEP"))
+
+    (context / "conf" / "app.conf").write_text("port=9090\n")  # a changed input invalidates from there on
+    lines.clear()
+    third = build(busybox_store, context, tag=f"pkube.local/{unique('c')}:3", progress=lines.append)
+    assert third.manifest_digest != first.manifest_digest
+    assert sum(line.startswith("--> Using cache") for line in lines) == 5
+    # A changed file that .dockerignore excludes does not invalidate anything.
+    (context / "conf" / "secret.key").write_text("rotated")
+    fourth = build(busybox_store, context, tag=f"pkube.local/{unique('c')}:4", progress=lambda _: None)
+    assert fourth.manifest_digest == third.manifest_digest
+
+
+def test_add_extracts_local_tars_and_copy_keeps_files(busybox_store: ImageStore, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        info = tarfile.TarInfo("www/index.html")
+        data = b"<h1>hi</h1>"
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    (ctx / "site.tar.gz").write_bytes(buf.getvalue())
+    (ctx / "Dockerfile").write_text(f"FROM {BUSYBOX_IMAGE}\nADD site.tar.gz /srv/\nCOPY site.tar.gz /copied/\n")
+    tag = f"pkube.local/{unique('add')}:1"
+    build(busybox_store, ctx, tag=tag, progress=lambda _: None)
+    cid = unique()
+    root = busybox_store.prepare_rootfs(tag, cid)
+    try:
+        assert (root / "srv/www/index.html").read_bytes() == b"<h1>hi</h1>"
+        assert (root / "copied/site.tar.gz").read_bytes() == buf.getvalue()
+    finally:
+        busybox_store.release_rootfs(cid)
+
+
+@pytest.mark.parametrize("dockerfile, message", [
+    (f"FROM {BUSYBOX_IMAGE}\nRUN true\nHEALTHCHECK CMD true\n", r"line 3: unsupported instruction 'HEALTHCHECK'"),
+    ("RUN true\n", r"line 1: RUN: a Dockerfile must begin with FROM"),
+    ("FROM pkube.local/nosuch:1\n", r"line 1: FROM: base image 'pkube.local/nosuch:1' is not in the local store"),
+    (f"FROM {BUSYBOX_IMAGE}\nCOPY missing.txt /\n", r"line 2: source 'missing.txt' not found"),
+    (f"FROM {BUSYBOX_IMAGE}\nCOPY ../etc/passwd /\n", r"outside the build context"),
+    (f"FROM {BUSYBOX_IMAGE}\nRUN echo failing step && exit 3\n", r"returned a non-zero code: 3"),
+    (f"FROM {BUSYBOX_IMAGE}\nUSER ghost\nRUN true\n", r"user 'ghost' not found"),
+    (f"FROM {BUSYBOX_IMAGE}\nEXPOSE 99999\n", r"line 2: EXPOSE: invalid port '99999'"),
+])
+def test_bad_dockerfiles_fail_clearly_and_leave_nothing(busybox_store: ImageStore, tmp_path: Path,
+                                                        dockerfile: str, message: str) -> None:
+    (tmp_path / "Dockerfile").write_text(dockerfile)
+    names = set(busybox_store.layout.names())
+    with pytest.raises(BuildError, match=message):
+        build(busybox_store, tmp_path, tag=f"pkube.local/{unique('bad')}:1", progress=lambda _: None)
+    assert set(busybox_store.layout.names()) == names
+    assert [p for p in os.listdir(busybox_store.layout.tmp) if p.startswith("build-")] == []
+    with open("/proc/self/mountinfo") as f:
+        assert str(busybox_store.root) not in f.read()
+
+
+def test_copy_cannot_write_through_an_image_symlink_to_the_host(busybox_store: ImageStore, tmp_path: Path) -> None:
+    victim = tmp_path / "host-dir"
+    victim.mkdir()
+    (tmp_path / "f.txt").write_text("x")
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {BUSYBOX_IMAGE}\nRUN ln -s {victim} /trap\nCOPY f.txt /trap/\n")
+    tag = f"pkube.local/{unique('trap')}:1"
+    build(busybox_store, tmp_path, tag=tag, progress=lambda _: None)
+    assert os.listdir(victim) == []  # the symlink resolved inside the image, not on the host
+    cid = unique()
+    root = busybox_store.prepare_rootfs(tag, cid)
+    try:
+        assert (root / str(victim).lstrip("/") / "f.txt").read_text() == "x"
+    finally:
+        busybox_store.release_rootfs(cid)

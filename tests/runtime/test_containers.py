@@ -1,0 +1,163 @@
+"""Container lifecycle, limits, process settings, exec and logs with real runc + conmon + the busybox image."""
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from kubelet.runtime.interface import (ContainerConfig, ContainerState, InvalidConfig, LogOptions, Resources,
+                                       SandboxConfig, SecurityContext)
+from kubelet.runtime.runc import RuncRuntime
+from tests.util import wait_for
+
+pytestmark = pytest.mark.root
+
+CRI_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}[+-]\d\d:\d\d (stdout|stderr) [FP] .*$")
+
+
+@pytest.fixture
+async def sandbox(runtime: RuncRuntime) -> str:
+    return await runtime.run_sandbox(SandboxConfig(name="pod", namespace="default", uid="uid-pod"))
+
+
+async def start(rt: RuncRuntime, sandbox: str, config: ContainerConfig) -> str:
+    cid = await rt.create_container(sandbox, config)
+    await rt.start_container(cid)
+    return cid
+
+
+async def exited(rt: RuncRuntime, cid: str, timeout: float = 15):
+    async def done():
+        s = await rt.container_status(cid)
+        return s if s.state == ContainerState.EXITED else None
+    return await wait_for(done, timeout=timeout, message=f"container {cid} to exit")
+
+
+async def log_text(rt: RuncRuntime, cid: str) -> list[str]:
+    return [line.text async for line in rt.logs(cid, LogOptions())]
+
+
+async def test_memory_hog_is_oom_killed(runtime: RuncRuntime, sandbox: str, busybox: str) -> None:
+    cid = await start(runtime, sandbox, ContainerConfig(
+        name="hog", image=busybox, command=["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
+        resources=Resources(memory_limit_bytes=32 * 1024 * 1024)))
+    status = await exited(runtime, cid)
+    assert (status.reason, status.exit_code) == ("OOMKilled", 137)
+
+
+async def test_same_allocation_without_limit_completes(runtime: RuncRuntime, sandbox: str, busybox: str) -> None:
+    cid = await start(runtime, sandbox, ContainerConfig(
+        name="fits", image=busybox, command=["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
+        resources=Resources(memory_limit_bytes=256 * 1024 * 1024)))
+    status = await exited(runtime, cid)
+    assert (status.reason, status.exit_code) == ("Completed", 0)
+
+
+async def test_cpu_limit_throttles_a_busy_loop(runtime: RuncRuntime, sandbox: str, busybox: str) -> None:
+    cid = await start(runtime, sandbox, ContainerConfig(
+        name="spin", image=busybox, command=["sh", "-c", "while :; do :; done"],
+        resources=Resources(cpu_limit_millis=200, cpu_request_millis=100)))
+
+    async def throttled():
+        return (await runtime.container_stats(cid)).cpu_throttled_periods > 0
+    await wait_for(throttled, timeout=10, message="cgroup nr_throttled > 0")
+    before, t0 = (await runtime.container_stats(cid)).cpu_usage_ns, time.monotonic()
+    await wait_for(lambda: asyncio.sleep(0.05, time.monotonic() - t0 > 1.0), timeout=5, message="1 s")
+    used = ((await runtime.container_stats(cid)).cpu_usage_ns - before) / 1e9 / (time.monotonic() - t0)
+    assert used < 0.35, f"a 200m limit let the loop use {used:.2f} CPUs"
+    spec = runtime.containers.spec(cid)["linux"]["resources"]["cpu"]
+    assert (spec["quota"], spec["period"], spec["shares"]) == (20000, 100000, 102)
+
+
+async def test_env_args_working_dir_and_user(runtime: RuncRuntime, sandbox: str, busybox: str) -> None:
+    cid = await start(runtime, sandbox, ContainerConfig(
+        name="proc", image=busybox, command=["sh", "-c"],
+        args=['echo "foo=$FOO path=$PATH"; pwd; id; echo "arg0=$0"', "zero"],
+        env=[("FOO", "bar"), ("PATH", "/bin")], working_dir="/tmp",
+        security=SecurityContext(run_as_user=65534, run_as_non_root=True)))
+    status = await exited(runtime, cid)
+    assert status.exit_code == 0 and status.reason == "Completed"
+    assert await log_text(runtime, cid) == ["foo=bar path=/bin", "/tmp", "uid=65534(nobody) gid=65534(nogroup)",
+                                            "arg0=zero"]
+
+
+async def test_run_as_non_root_refuses_a_root_image_and_leaves_nothing(runtime: RuncRuntime, sandbox: str,
+                                                                       busybox: str) -> None:
+    with pytest.raises(InvalidConfig, match="runAsNonRoot and image will run as root"):
+        await runtime.create_container(sandbox, ContainerConfig(
+            name="root", image=busybox, command=["true"], security=SecurityContext(run_as_non_root=True)))
+    assert await runtime.list_containers(sandbox) == []
+    assert list(Path(runtime.containers.dir).iterdir()) == []
+
+
+async def test_exec_returns_output_and_exit_code(runtime: RuncRuntime, sandbox: str, busybox: str) -> None:
+    cid = await start(runtime, sandbox, ContainerConfig(
+        name="idle", image=busybox, command=["sleep", "3600"], env=[("GREETING", "hi")]))
+    r = await runtime.exec(cid, ["sh", "-c", 'echo "$GREETING out"; echo err >&2; exit 3'])
+    assert (r.exit_code, r.stdout, r.stderr) == (3, b"hi out\n", b"err\n")
+    r = await runtime.exec(cid, ["cat"], stdin=b"from stdin")
+    assert (r.exit_code, r.stdout) == (0, b"from stdin")
+    r = await runtime.exec(cid, ["sh", "-c", "tty"], tty=True)
+    assert r.exit_code == 0 and r.stdout.startswith(b"/dev/pts/")
+
+
+async def test_logs_are_cri_formatted_and_follow_sees_new_lines(runtime: RuncRuntime, sandbox: str,
+                                                                 busybox: str) -> None:
+    cid = await start(runtime, sandbox, ContainerConfig(
+        name="talk", image=busybox, command=["sh", "-c", "echo one; echo two >&2; echo three; exec sleep 3600"]))
+    status = await runtime.container_status(cid)
+
+    async def three_lines():
+        return len(await log_text(runtime, cid)) == 3
+    await wait_for(three_lines, message="three log lines")
+    raw = Path(status.log_path).read_text().splitlines()
+    assert all(CRI_LINE.match(line) for line in raw), raw
+    # stdout and stderr are separate pipes, so only the order within one stream is defined
+    assert sorted(line.split(" ", 3)[1:] for line in raw) == [["stderr", "F", "two"], ["stdout", "F", "one"],
+                                                              ["stdout", "F", "three"]]
+    tail = [line async for line in runtime.logs(cid, LogOptions(tail=1, timestamps=True))]
+    ts, stream, _, text = raw[-1].split(" ", 3)
+    assert [(line.stream, line.format(timestamps=True)) for line in tail] == [(stream, f"{ts} {text}")]
+
+    seen: list[str] = []
+
+    async def follow() -> None:
+        async for line in runtime.logs(cid, LogOptions(follow=True)):
+            seen.append(line.text)
+            if line.text == "late":
+                return
+    task = asyncio.create_task(follow())
+    await wait_for(lambda: asyncio.sleep(0, len(seen) == 3), message="existing lines")
+    await runtime.exec(cid, ["sh", "-c", "echo late > /proc/1/fd/1"])
+    await asyncio.wait_for(task, 10)
+    assert sorted(seen[:3]) == ["one", "three", "two"] and seen[3:] == ["late"]
+
+
+async def test_stop_sends_sigterm_first(runtime: RuncRuntime, sandbox: str, busybox: str) -> None:
+    cid = await start(runtime, sandbox, ContainerConfig(
+        name="polite", image=busybox,
+        command=["sh", "-c", "trap 'echo got TERM; exit 0' TERM; echo ready; while :; do sleep 0.1; done"]))
+    await wait_for(lambda: log_text(runtime, cid), message="trap installed")
+    t0 = time.monotonic()
+    await runtime.stop_container(cid, timeout=10)
+    assert time.monotonic() - t0 < 5
+    status = await runtime.container_status(cid)
+    assert (status.state, status.exit_code, status.reason) == (ContainerState.EXITED, 0, "Completed")
+    assert await log_text(runtime, cid) == ["ready", "got TERM"]
+
+
+async def test_stop_kills_after_the_timeout(runtime: RuncRuntime, sandbox: str, busybox: str) -> None:
+    cid = await start(runtime, sandbox, ContainerConfig(
+        name="stubborn", image=busybox,
+        command=["sh", "-c", "trap 'echo got TERM' TERM; echo ready; while :; do sleep 0.1; done"]))
+    await wait_for(lambda: log_text(runtime, cid), message="trap installed")
+    t0 = time.monotonic()
+    await runtime.stop_container(cid, timeout=1)
+    elapsed = time.monotonic() - t0
+    status = await runtime.container_status(cid)
+    assert (status.exit_code, status.reason) == (137, "Error")
+    assert 1 <= elapsed < 8
+    assert "got TERM" in await log_text(runtime, cid)

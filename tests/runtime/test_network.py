@@ -1,0 +1,74 @@
+"""Pod networking with real netns, veth, bridge and busybox containers under runc."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from kubelet.runtime.interface import ContainerConfig, SandboxConfig
+from kubelet.runtime.runc import RuncRuntime
+from tests.util import wait_for
+
+pytestmark = pytest.mark.root
+
+HTTPD = ["sh", "-c", "mkdir -p /tmp/www && echo hello-from-a > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www"]
+IDLE = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+
+
+async def run(rt: RuncRuntime, sandbox: str, name: str, image: str, command: list[str]) -> str:
+    cid = await rt.create_container(sandbox, ContainerConfig(name=name, image=image, command=command))
+    await rt.start_container(cid)
+    return cid
+
+
+async def fetch(rt: RuncRuntime, cid: str, url: str) -> str:
+    """wget from inside the container, retried until the server answers (it may still be starting)."""
+    async def get() -> str:
+        # (busybox wget crashes with -T here; the exec timeout bounds it instead)
+        r = await rt.exec(cid, ["wget", "-O", "-", url], timeout=10)
+        return r.stdout.decode() if r.exit_code == 0 else ""
+    return await wait_for(get, timeout=10, interval=0.1, message=f"{url} answering")
+
+
+async def test_containers_of_a_pod_share_localhost_and_hostname(runtime: RuncRuntime, busybox: str) -> None:
+    sid = await runtime.run_sandbox(SandboxConfig(name="web-0", namespace="default", uid="uid-web"))
+    a = await run(runtime, sid, "a", busybox, HTTPD)
+    b = await run(runtime, sid, "b", busybox, IDLE)
+
+    assert await fetch(runtime, b, "http://127.0.0.1:8080/index.html") == "hello-from-a\n"
+    names = [(await runtime.exec(c, ["hostname"])).stdout.decode().strip() for c in (a, b)]
+    assert names == ["web-0", "web-0"]
+    ip = (await runtime.sandbox_status(sid)).ip
+    hosts = (await runtime.exec(b, ["cat", "/etc/hosts"])).stdout.decode()
+    assert f"{ip}\tweb-0" in hosts
+    addr = (await runtime.exec(b, ["ip", "-4", "-o", "addr", "show", "eth0"])).stdout.decode()
+    assert f"inet {ip}/24" in addr
+
+
+async def test_pod_reaches_another_pod_by_ip_through_the_bridge(runtime: RuncRuntime, busybox: str) -> None:
+    s1 = await runtime.run_sandbox(SandboxConfig(name="server", namespace="default", uid="uid-server"))
+    s2 = await runtime.run_sandbox(SandboxConfig(name="client", namespace="default", uid="uid-client"))
+    await run(runtime, s1, "httpd", busybox, HTTPD)
+    client = await run(runtime, s2, "client", busybox, IDLE)
+    ip1, ip2 = (await runtime.sandbox_status(s1)).ip, (await runtime.sandbox_status(s2)).ip
+    assert ip1 != ip2
+
+    assert await fetch(runtime, client, f"http://{ip1}:8080/index.html") == "hello-from-a\n"
+    route = (await runtime.exec(client, ["ip", "route"])).stdout.decode()
+    assert f"default via {runtime.network.gateway.ip}" in route
+
+
+def nft_rules(table: str) -> list[dict]:
+    out = subprocess.run(["nft", "-j", "list", "table", "ip", table], capture_output=True, text=True, check=True)
+    return [item["rule"] for item in json.loads(out.stdout)["nftables"] if "rule" in item]
+
+
+async def test_nat_table_masquerades_pod_egress_and_is_idempotent(runtime: RuncRuntime) -> None:
+    table, cidr = runtime.config.nat_table, runtime.config.pod_cidr
+    await runtime.ensure_node()  # a second time: still exactly one rule
+    rules = nft_rules(table)
+    assert len(rules) == 1
+    text = json.dumps(rules[0])
+    assert "masquerade" in text and cidr.split("/")[0] in text
+    assert rules[0]["chain"] == "postrouting"

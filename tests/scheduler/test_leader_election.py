@@ -1,0 +1,46 @@
+"""Two schedulers with --leader-elect: only the Lease holder schedules; killing it hands over."""
+from __future__ import annotations
+
+from pklib.client import Client
+from pklib.errors import ApiError
+from tests.scheduler.cluster import (LEASES, PODS, Cluster, cclient, cluster, cns, delete_nodes,  # noqa: F401
+                                     pod_body, start_hollow, wait_bound)
+from tests.util import wait_for
+
+ELECTION = ["--leader-elect", "--leader-elect-lease-duration", "4", "--leader-elect-renew-deadline", "3",
+            "--leader-elect-retry-period", "0.5"]
+
+
+async def test_leader_killed_standby_takes_over(cluster: Cluster, cclient: Client, cns: str) -> None:  # noqa: F811
+    cluster.start("controller-manager", "--controllers", "nodeipam")
+    comp, names = await start_hollow(cluster, cclient, 2)
+    schedulers = {ident: cluster.start("scheduler", *ELECTION, "--leader-elect-identity", ident)
+                  for ident in ("sched-a", "sched-b")}
+
+    leader = await wait_for(lambda: holder(cclient), 20, message="a scheduler holding the lease")
+    assert leader in schedulers
+    await cclient.create(PODS, pod_body("before"), cns)
+    assert await wait_bound(cclient, cns, "before") in names
+
+    schedulers[leader].kill()
+    standby = next(i for i in schedulers if i != leader)
+    # Lease duration 4 s: the standby must take over within a few seconds of the leader dying.
+    await wait_for(lambda: holder_is(cclient, standby), 15, message=f"{standby} taking the lease")
+    await cclient.create(PODS, pod_body("after"), cns)
+    assert await wait_bound(cclient, cns, "after", timeout=10) in names
+    assert schedulers[standby].proc.poll() is None
+    comp.kill()
+    await delete_nodes(cclient, names)
+
+
+async def holder(client: Client) -> str | None:
+    try:
+        lease = await client.get(LEASES, "kube-scheduler", "kube-system")
+    except ApiError:
+        return None  # not created yet
+    ident: str | None = (lease.get("spec") or {}).get("holderIdentity")
+    return ident
+
+
+async def holder_is(client: Client, expected: str) -> bool:
+    return await holder(client) == expected

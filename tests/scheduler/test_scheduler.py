@@ -1,0 +1,141 @@
+"""The scheduler against a real apiserver + etcd, with hollow nodes: resources, selectors, taints,
+spreading, unschedulable reporting (condition + event) and retry when the cluster changes."""
+from __future__ import annotations
+
+from typing import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from pklib.client import Client
+from tests.scheduler.cluster import (NODES, PODS, Cluster, Component, cclient, cluster, cns, condition,  # noqa: F401
+                                     delete_nodes, events_for, node_of, pod_body, start_hollow, wait_bound)
+from tests.util import wait_for
+
+NodesFactory = Callable[..., Awaitable[list[str]]]
+
+PREEMPTION = "preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
+
+
+@pytest.fixture(scope="module")
+def control_plane(cluster: Cluster) -> Cluster:  # noqa: F811
+    cluster.start("controller-manager", "--controllers", "nodeipam")
+    cluster.start("scheduler")
+    return cluster
+
+
+@pytest.fixture
+async def nodes(control_plane: Cluster, cclient: Client) -> AsyncIterator[NodesFactory]:  # noqa: F811
+    """nodes(3, "--cpu", "2") starts hollow nodes for this test; they are removed afterwards."""
+    started: list[tuple[Component, list[str]]] = []
+
+    async def make(count: int, *flags: str) -> list[str]:
+        comp, names = await start_hollow(control_plane, cclient, count, *flags)
+        started.append((comp, names))
+        return names
+
+    yield make
+    for comp, names in started:
+        comp.kill()
+        await delete_nodes(cclient, names)
+
+
+async def wait_unschedulable(client: Client, ns: str, name: str, message: str) -> None:
+    async def reported() -> bool:
+        pod = await client.get(PODS, name, ns)
+        return (condition(pod, "PodScheduled") == "False"
+                and condition(pod, "PodScheduled", "reason") == "Unschedulable"
+                and condition(pod, "PodScheduled", "message") == message)
+
+    await wait_for(reported, 15, message=f"{name} reported unschedulable with {message!r}")
+    events = await wait_for(lambda: events_for(client, ns, name, "FailedScheduling"), 10,
+                            message="a FailedScheduling event")
+    assert events[0]["type"] == "Warning" and events[0]["message"] == message
+
+
+async def test_resources_fit_and_unschedulable_pod_is_reported_then_retried(
+        nodes: NodesFactory, cclient: Client, cns: str) -> None:  # noqa: F811
+    names = await nodes(3, "--cpu", "2", "--memory", "4Gi")
+    for i in range(3):
+        await cclient.create(PODS, pod_body(f"big-{i}", cpu="1500m"), cns)
+    placed = {await wait_bound(cclient, cns, f"big-{i}") for i in range(3)}
+    assert placed == set(names), "each 1.5-cpu pod needs a node of its own"
+
+    await cclient.create(PODS, pod_body("one-too-many", cpu="1500m"), cns)
+    await wait_unschedulable(cclient, cns, "one-too-many",
+                             f"0/3 nodes are available: 3 Insufficient cpu. {PREEMPTION}")
+    await cclient.create(PODS, pod_body("too-much-memory", memory="5Gi"), cns)
+    await wait_unschedulable(cclient, cns, "too-much-memory",
+                             f"0/3 nodes are available: 3 Insufficient memory. {PREEMPTION}")
+
+    # Freeing a node's cpu makes the waiting pod fit: it is retried without any change to itself.
+    freed = await node_of(cclient, cns, "big-0")
+    await cclient.delete(PODS, "big-0", cns, grace_period_seconds=0)
+    assert await wait_bound(cclient, cns, "one-too-many") == freed
+    pod = await cclient.get(PODS, "too-much-memory", cns)
+    assert not pod["spec"].get("nodeName")
+
+
+async def test_node_selector_and_affinity(nodes: NodesFactory, cclient: Client, cns: str) -> None:  # noqa: F811
+    names = await nodes(3)
+    await cclient.patch(NODES, names[1], {"metadata": {"labels": {"disktype": "ssd"}}})
+    await cclient.create(PODS, pod_body("ssd", nodeSelector={"disktype": "ssd"}), cns)
+    assert await wait_bound(cclient, cns, "ssd") == names[1]
+
+    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "NotIn", "values": names[:2]}]}]}}}
+    await cclient.create(PODS, pod_body("not-first-two", affinity=affinity), cns)
+    assert await wait_bound(cclient, cns, "not-first-two") == names[2]
+
+    await cclient.create(PODS, pod_body("nvme", nodeSelector={"disktype": "nvme"}), cns)
+    await wait_unschedulable(cclient, cns, "nvme",
+                             f"0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector. "
+                             f"{PREEMPTION}")
+    # Labelling a node is a cluster change: the pod is tried again and lands there.
+    await cclient.patch(NODES, names[0], {"metadata": {"labels": {"disktype": "nvme"}}})
+    assert await wait_bound(cclient, cns, "nvme") == names[0]
+
+
+async def test_taints_and_tolerations(nodes: NodesFactory, cclient: Client, cns: str) -> None:  # noqa: F811
+    names = await nodes(3)
+    for n in names[:2]:
+        await cclient.patch(NODES, n, {"spec": {"taints": [{"key": "dedicated", "value": "db",
+                                                           "effect": "NoSchedule"}]}})
+    for i in range(4):
+        await cclient.create(PODS, pod_body(f"plain-{i}"), cns)
+    assert {await wait_bound(cclient, cns, f"plain-{i}") for i in range(4)} == {names[2]}
+
+    toleration = [{"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}]
+    await cclient.patch(NODES, names[2], {"spec": {"unschedulable": True}})
+    await cclient.create(PODS, pod_body("db", tolerations=toleration), cns)
+    assert await wait_bound(cclient, cns, "db") in names[:2]
+
+    await cclient.create(PODS, pod_body("nowhere"), cns)
+    await wait_unschedulable(cclient, cns, "nowhere",
+                             "0/3 nodes are available: 1 node(s) were unschedulable, "
+                             f"2 node(s) had untolerated taint {{dedicated: db}}. {PREEMPTION}")
+
+
+async def test_replicas_of_one_owner_spread_across_nodes(nodes: NodesFactory, cclient: Client,
+                                                        cns: str) -> None:  # noqa: F811
+    names = await nodes(3)
+    # A controller reference is all spreading looks at; the owner need not exist for the scheduler.
+    owner = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web", "uid": "3c9e1e0e-0000-4000-8000-000000000001",
+              "controller": True}]
+    for i in range(6):
+        await cclient.create(PODS, pod_body(f"web-{i}", owner_references=owner), cns)
+    placed = [await wait_bound(cclient, cns, f"web-{i}") for i in range(6)]
+    assert sorted(placed.count(n) for n in names) == [2, 2, 2]
+
+
+async def test_host_port_conflicts(nodes: NodesFactory, cclient: Client, cns: str) -> None:  # noqa: F811
+    await nodes(3)
+    port_pod = pod_body("p")
+    port_pod["spec"]["containers"][0]["ports"] = [{"containerPort": 80, "hostPort": 8080}]
+    for i in range(3):
+        port_pod["metadata"]["name"] = f"port-{i}"
+        await cclient.create(PODS, port_pod, cns)
+    assert len({await wait_bound(cclient, cns, f"port-{i}") for i in range(3)}) == 3
+    port_pod["metadata"]["name"] = "port-3"
+    await cclient.create(PODS, port_pod, cns)
+    await wait_unschedulable(cclient, cns, "port-3", "0/3 nodes are available: 3 node(s) didn't have free ports "
+                                                     f"for the requested pod ports. {PREEMPTION}")

@@ -1,0 +1,134 @@
+"""Informer behaviour against a scripted fake API (the real one is exercised in tests/controllers)."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator
+
+from pklib.errors import ApiError, ConnectionFailed
+from pklib.informer import Handler, Informer, Store, key_of
+from pklib.resources import lookup
+
+PODS = lookup("pods")
+
+
+def pod(name: str, rv: int, node: str | None = None, labels: dict[str, str] | None = None,
+        owner: str | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": "ns", "resourceVersion": str(rv), "labels": labels or {}}
+    if owner:
+        meta["ownerReferences"] = [{"uid": owner, "kind": "ReplicaSet", "name": "rs", "apiVersion": "apps/v1"}]
+    return {"metadata": meta, "spec": {"nodeName": node} if node else {}}
+
+
+class FakeApi:
+    """Scripted list results and watch streams; records the resourceVersion each watch started from."""
+
+    def __init__(self) -> None:
+        self.lists: list[dict[str, Any]] = []
+        self.streams: list[list[Any]] = []  # events, or an exception to raise at that point
+        self.watch_rvs: list[str | None] = []
+        self.exhausted = asyncio.Event()
+
+    async def list_all(self, res: Any, namespace: str | None = None, page: int = 500, **kw: Any) -> dict[str, Any]:
+        return self.lists.pop(0)
+
+    async def watch(self, res: Any, namespace: str | None = None, **kw: Any) -> AsyncIterator[dict[str, Any]]:
+        self.watch_rvs.append(kw.get("resource_version"))
+        if not self.streams:
+            self.exhausted.set()
+            await asyncio.Event().wait()  # block like an idle watch
+        for item in self.streams.pop(0):
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+
+async def run_until_exhausted(inf: Informer, api: FakeApi) -> None:
+    task = asyncio.create_task(inf.run())
+    try:
+        await asyncio.wait_for(api.exhausted.wait(), 5)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_list_then_watch_events_reach_store_and_handlers() -> None:
+    api = FakeApi()
+    api.lists = [{"metadata": {"resourceVersion": "10"}, "items": [pod("a", 5)]}]
+    api.streams = [[
+        {"type": "ADDED", "object": pod("b", 11)},
+        {"type": "MODIFIED", "object": pod("a", 12, node="n1")},
+        {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "13"}}},
+        {"type": "DELETED", "object": pod("b", 14)},
+    ]]
+    seen: list[tuple[str, str]] = []
+    inf = Informer(api, PODS)
+    inf.add_handler(Handler(on_add=lambda o: seen.append(("add", key_of(o))),
+                            on_update=lambda old, new: seen.append(("update", key_of(new))),
+                            on_delete=lambda o: seen.append(("delete", key_of(o)))))
+    await run_until_exhausted(inf, api)
+    assert seen == [("add", "ns/a"), ("add", "ns/b"), ("update", "ns/a"), ("delete", "ns/b")]
+    assert inf.has_synced
+    assert [key_of(o) for o in inf.store.list()] == ["ns/a"]
+    assert inf.store.get("ns/a")["kind"] == "Pod"  # list items get their kind back
+    assert [key_of(o) for o in inf.store.by_index("node", "n1")] == ["ns/a"]
+    assert api.watch_rvs == ["10", "14"], "the second watch resumes after the last event"
+
+
+async def test_dropped_connection_resumes_without_relisting() -> None:
+    api = FakeApi()
+    api.lists = [{"metadata": {"resourceVersion": "10"}, "items": []}]
+    api.streams = [[{"type": "ADDED", "object": pod("a", 11)}, ConnectionFailed("reset")]]
+    inf = Informer(api, PODS, retry_delay=0.001)
+    await run_until_exhausted(inf, api)
+    assert inf.relists == 1
+    assert api.watch_rvs == ["10", "11"]
+
+
+async def test_gone_relists_and_replays_the_difference() -> None:
+    api = FakeApi()
+    api.lists = [
+        {"metadata": {"resourceVersion": "10"}, "items": [pod("a", 5), pod("b", 6)]},
+        # after compaction: b was deleted and c created while we were not watching
+        {"metadata": {"resourceVersion": "50"}, "items": [pod("a", 5), pod("c", 40)]},
+    ]
+    gone = ApiError({"kind": "Status", "code": 410, "reason": "Expired", "message": "too old resource version"})
+    api.streams = [[gone]]
+    deleted: list[str] = []
+    added: list[str] = []
+    inf = Informer(api, PODS)
+    inf.add_handler(Handler(on_add=lambda o: added.append(key_of(o)), on_delete=lambda o: deleted.append(key_of(o))))
+    await run_until_exhausted(inf, api)
+    assert inf.relists == 2
+    assert deleted == ["ns/b"] and added == ["ns/a", "ns/b", "ns/c"]
+    assert sorted(inf.store.keys()) == ["ns/a", "ns/c"]
+    assert api.watch_rvs == ["10", "50"]
+
+
+async def test_resync_redelivers_cached_objects() -> None:
+    api = FakeApi()
+    api.lists = [{"metadata": {"resourceVersion": "1"}, "items": [pod("a", 1)]}]
+    updates: list[str] = []
+    inf = Informer(api, PODS, resync_period=0.01)
+    inf.add_handler(Handler(on_update=lambda old, new: updates.append(key_of(new))))
+    task = asyncio.create_task(inf.run())
+    for _ in range(200):
+        if len(updates) >= 2:
+            break
+        await asyncio.sleep(0.005)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert updates[:2] == ["ns/a", "ns/a"]
+
+
+def test_store_indexes_follow_updates() -> None:
+    s = Store()
+    s.put(pod("a", 1, node="n1", labels={"app": "web"}, owner="u1"))
+    s.put(pod("b", 1, node="n1", labels={"app": "db"}))
+    assert {key_of(o) for o in s.by_index("node", "n1")} == {"ns/a", "ns/b"}
+    s.put(pod("a", 2, node="n2", labels={"app": "db"}))
+    assert [key_of(o) for o in s.by_index("node", "n1")] == ["ns/b"]
+    assert {key_of(o) for o in s.by_index("label", "app=db")} == {"ns/a", "ns/b"}
+    assert s.by_index("owner", "u1") == [], "the owner ref went away with the update"
+    assert s.by_index("label", "app=web") == []
+    s.remove("ns/b")
+    assert [key_of(o) for o in s.by_index("namespace", "ns")] == ["ns/a"]

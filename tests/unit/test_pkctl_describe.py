@@ -1,0 +1,61 @@
+"""describe text layout: kubectl's tabwriter alignment, sections, events."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from pkctl.describe import describe, tabwrite
+from pklib.resources import lookup
+
+NOW = datetime(2026, 11, 22, 3, 0, 0, tzinfo=timezone.utc)
+
+
+def test_tabwrite_aligns_adjacent_lines_only() -> None:
+    assert tabwrite(["Name:\tweb", "Namespace:\tdefault", "Containers:", "  c:\tx", "  Image:\tbusybox"]) == [
+        "Name:       web", "Namespace:  default", "Containers:", "  c:      x", "  Image:  busybox"]
+
+
+def test_describe_pod_with_events() -> None:
+    pod = {"metadata": {"name": "web-1", "namespace": "ns1", "uid": "u1", "labels": {"b": "2", "a": "1"},
+                        "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}", "note": "hi"}},
+           "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox",
+                                                      "env": [{"name": "MODE", "value": "fast"}],
+                                                      "ports": [{"containerPort": 80}]}]},
+           "status": {"phase": "Running", "podIP": "10.244.0.9", "hostIP": "10.0.0.1",
+                      "containerStatuses": [{"name": "c", "ready": True, "restartCount": 1,
+                                             "state": {"running": {"startedAt": "2026-11-22T02:59:00Z"}}}]}}
+    events = [{"type": "Normal", "reason": "Pulled", "message": "pulled", "count": 3,
+               "firstTimestamp": "2026-11-22T02:50:00Z", "lastTimestamp": "2026-11-22T02:58:00Z",
+               "source": {"component": "kubelet", "host": "n1"}}]
+    text = describe(lookup("pods"), pod, events, NOW)
+    lines = text.splitlines()
+    assert lines[0] == "Name:             web-1"
+    assert "Labels:           a=1" in lines and "                  b=2" in lines
+    assert "Annotations:      note: hi" in lines, "last-applied is not shown"
+    assert "Node:             n1/10.0.0.1" in lines
+    assert "    Port:           80/TCP" in lines
+    assert "      MODE:      fast" in lines
+    assert "    State:          Running" in lines and "    Restart Count:  1" in lines
+    assert lines[-4:] == ["Events:",
+                          "  Type    Reason  Age               From         Message",
+                          "  ----    ------  ----              ----         -------",
+                          "  Normal  Pulled  2m (x3 over 10m)  kubelet, n1  pulled"]
+
+
+def test_describe_deployment_and_no_events() -> None:
+    d = {"metadata": {"name": "web", "namespace": "ns1", "creationTimestamp": "2026-11-22T02:00:00Z"},
+         "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                  "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}},
+                  "template": {"metadata": {"labels": {"app": "web"}},
+                               "spec": {"containers": [{"name": "c", "image": "busybox"}]}}},
+         "status": {"replicas": 3, "updatedReplicas": 3, "availableReplicas": 2, "unavailableReplicas": 1}}
+    lines = describe(lookup("deploy"), d, [], NOW).splitlines()
+    assert "CreationTimestamp:      Sun, 22 Nov 2026 02:00:00 +0000" in lines
+    assert "Replicas:               3 desired | 3 updated | 3 total | 2 available | 1 unavailable" in lines
+    assert "RollingUpdateStrategy:  25% max unavailable, 25% max surge" in lines
+    assert lines[-1].split() == ["Events:", "<none>"]
+
+
+def test_describe_secret_shows_sizes_not_values() -> None:
+    s = {"metadata": {"name": "s", "namespace": "n"}, "type": "Opaque", "data": {"password": "aHVudGVyMg=="}}
+    text = describe(lookup("secrets"), s, [], NOW)
+    assert "password:  7 bytes" in text and "aHVudGVyMg" not in text

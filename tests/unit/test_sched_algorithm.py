@@ -1,0 +1,80 @@
+"""The scheduling decision over many nodes: filtering, sampling, scoring, the unschedulable message."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from scheduler.algorithm import (DEFAULT_WEIGHTS, num_feasible_nodes_to_find, parse_weights, schedule,
+                                 unschedulable_message)
+from tests.unit.test_sched_plugins import make_node, make_pod
+
+
+def test_picks_the_only_node_that_fits() -> None:
+    nodes = [make_node("a", memory="1Gi"), make_node("b", memory="8Gi"), make_node("c", memory="1Gi")]
+    d = schedule(make_pod(memory="4Gi"), nodes, DEFAULT_WEIGHTS)
+    assert d.node == "b"
+
+
+def test_kubernetes_style_message_counts_reasons_per_node() -> None:
+    nodes = [make_node("a", memory="1Gi"), make_node("b", memory="1Gi"),
+             make_node("c", taints=[{"key": "k", "value": "v", "effect": "NoSchedule"}])]
+    d = schedule(make_pod(memory="4Gi"), nodes, DEFAULT_WEIGHTS)
+    assert d.node is None
+    assert unschedulable_message(d) == (
+        "0/3 nodes are available: 1 node(s) had untolerated taint {k: v}, 2 Insufficient memory. "
+        "preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.")
+
+
+def test_no_nodes_at_all() -> None:
+    d = schedule(make_pod(), [], DEFAULT_WEIGHTS)
+    assert d.node is None and unschedulable_message(d) == "no nodes available to schedule pods"
+
+
+def test_spreads_replicas_of_one_owner() -> None:
+    nodes = [make_node(f"n{i}") for i in range(3)]
+    nodes[0].add_pod(make_pod("a", owner="rs"))
+    nodes[1].add_pod(make_pod("b", owner="rs"))
+    d = schedule(make_pod("c", owner="rs"), nodes, DEFAULT_WEIGHTS, rng=random.Random(1))
+    assert d.node == "n2"
+
+
+def test_prefers_nodes_without_prefer_no_schedule_taints() -> None:
+    nodes = [make_node("soft", taints=[{"key": "k", "effect": "PreferNoSchedule"}]), make_node("clean")]
+    for seed in range(5):
+        assert schedule(make_pod(), nodes, DEFAULT_WEIGHTS, rng=random.Random(seed)).node == "clean"
+
+
+def test_weights_change_the_outcome() -> None:
+    # "busy" holds another replica of the owner but has the most room; "full" has none of them.
+    busy, full = make_node("busy", cpu="64", memory="256Gi"), make_node("full", cpu="4", memory="16Gi")
+    busy.add_pod(make_pod("a", owner="rs"))
+    full.add_pod(make_pod("x", cpu="3", memory="12Gi"))
+    pod = make_pod("b", owner="rs", cpu="100m", memory="100Mi")
+    resources_only = parse_weights("owner-spread=0,taint-toleration=0,balanced-allocation=0")
+    spread_only = parse_weights("least-allocated=0,balanced-allocation=0,owner-spread=1")
+    assert schedule(pod, [busy, full], resources_only).node == "busy"
+    assert schedule(pod, [busy, full], spread_only).node == "full"
+
+
+@pytest.mark.parametrize("text", ["nope=1", "least-allocated", "least-allocated=x", "owner-spread=-1"])
+def test_bad_weights_are_rejected(text: str) -> None:
+    with pytest.raises(ValueError, match="invalid score weight"):
+        parse_weights(text)
+
+
+def test_feasible_nodes_to_find_is_adaptive() -> None:
+    assert num_feasible_nodes_to_find(50) == 50
+    assert num_feasible_nodes_to_find(1000) == 420  # 50% - 1000/125
+    assert num_feasible_nodes_to_find(5000) == 500  # 10%
+    assert num_feasible_nodes_to_find(100_000) == 5000  # 5% floor
+    assert num_feasible_nodes_to_find(1000, percentage=5) == 100  # never fewer than 100
+    assert num_feasible_nodes_to_find(1000, percentage=100) == 1000
+
+
+def test_sampling_stops_early_and_rotates_through_the_nodes() -> None:
+    nodes = [make_node(f"n{i:04}") for i in range(1000)]
+    d = schedule(make_pod(), nodes, DEFAULT_WEIGHTS, start=900, percentage=10)
+    assert d.evaluated == 100
+    # The chosen node is among the evaluated window 900..999.
+    assert d.node is not None and int(d.node[1:]) >= 900

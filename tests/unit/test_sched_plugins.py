@@ -1,0 +1,215 @@
+"""Each scheduler plugin as a pure function over hand-built pods and nodes."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from scheduler.framework import NodeInfo, PodInfo, node_info, pod_info
+from scheduler.plugins import (nodeaffinity, nodeports, noderesources, nodeunschedulable, ownerspread,
+                               tainttoleration, volumebinding)
+
+
+def make_node(name: str = "n1", cpu: str = "4", memory: str = "16Gi", pods: str = "110",
+              labels: dict[str, str] | None = None, taints: list[dict[str, Any]] | None = None,
+              unschedulable: bool = False) -> NodeInfo:
+    return node_info({"metadata": {"name": name, "labels": labels or {}},
+                      "spec": {"taints": taints or [], "unschedulable": unschedulable},
+                      "status": {"allocatable": {"cpu": cpu, "memory": memory, "pods": pods}}})
+
+
+def make_pod(name: str = "p", cpu: str | None = None, memory: str | None = None, **spec: Any) -> PodInfo:
+    requests = {k: v for k, v in (("cpu", cpu), ("memory", memory)) if v is not None}
+    container: dict[str, Any] = {"name": "c", "image": "busybox", "resources": {"requests": requests}}
+    if "ports" in spec:
+        container["ports"] = spec.pop("ports")
+    owner = spec.pop("owner", None)
+    meta: dict[str, Any] = {"name": name, "namespace": "ns", "uid": f"uid-{name}"}
+    if owner:
+        meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": owner,
+                                    "controller": True}]
+    return pod_info({"metadata": meta, "spec": {"containers": [container], **spec}})
+
+
+# -- resources ---------------------------------------------------------------------------------
+
+def test_pod_requests_sum_containers_and_take_the_largest_init_container() -> None:
+    p = pod_info({"metadata": {"name": "p", "namespace": "ns"}, "spec": {
+        "containers": [{"name": "a", "resources": {"requests": {"cpu": "250m", "memory": "64Mi"}}},
+                       {"name": "b", "resources": {"requests": {"cpu": "0.5"}}}],
+        "initContainers": [{"name": "i", "resources": {"requests": {"cpu": "2", "memory": "1Mi"}}}]}})
+    assert p.cpu == 2000
+    assert p.memory == 64 * 1024 * 1024
+    # Container b has no memory request: scoring assumes the default 200Mi for it.
+    assert p.nonzero_memory == 64 * 1024 * 1024 + 200 * 1024 * 1024
+
+
+def test_fit_sums_requests_already_on_the_node() -> None:
+    node = make_node(cpu="1", memory="1Gi")
+    node.add_pod(make_pod("a", cpu="600m", memory="512Mi"))
+    assert noderesources.fit(make_pod("b", cpu="400m", memory="512Mi"), node) is None
+    assert noderesources.fit(make_pod("b", cpu="401m"), node) == ["Insufficient cpu"]
+    assert noderesources.fit(make_pod("b", cpu="500m", memory="600Mi"), node) == \
+        ["Insufficient cpu", "Insufficient memory"]
+
+
+def test_fit_frees_resources_when_a_pod_leaves() -> None:
+    node = make_node(cpu="1")
+    a = make_pod("a", cpu="1")
+    node.add_pod(a)
+    assert noderesources.fit(make_pod("b", cpu="1"), node) == ["Insufficient cpu"]
+    node.remove_pod(a)
+    assert noderesources.fit(make_pod("b", cpu="1"), node) is None
+
+
+def test_fit_counts_pods_against_allocatable_pods() -> None:
+    node = make_node(pods="2")
+    node.add_pod(make_pod("a"))
+    assert noderesources.fit(make_pod("b"), node) is None
+    node.add_pod(make_pod("b"))
+    assert noderesources.fit(make_pod("c"), node) == ["Too many pods"]
+
+
+def test_least_allocated_prefers_the_emptier_node() -> None:
+    busy, idle = make_node("busy"), make_node("idle")
+    busy.add_pod(make_pod("a", cpu="3", memory="12Gi"))
+    pod = make_pod("p", cpu="500m", memory="1Gi")
+    assert noderesources.least_allocated(pod, idle) > noderesources.least_allocated(pod, busy)
+    assert 0 <= noderesources.least_allocated(pod, busy) <= 100
+
+
+def test_balanced_allocation_prefers_even_cpu_and_memory_use() -> None:
+    cpu_heavy, balanced = make_node("cpu-heavy"), make_node("balanced")
+    cpu_heavy.add_pod(make_pod("a", cpu="3", memory="1Gi"))
+    balanced.add_pod(make_pod("b", cpu="2", memory="8Gi"))
+    pod = make_pod("p", cpu="100m", memory="100Mi")
+    assert noderesources.balanced_allocation(pod, balanced) > noderesources.balanced_allocation(pod, cpu_heavy)
+
+
+# -- node affinity -----------------------------------------------------------------------------
+
+def test_node_selector_needs_every_label() -> None:
+    node = make_node(labels={"disk": "ssd", "zone": "a"})
+    assert nodeaffinity.filter(make_pod(nodeSelector={"disk": "ssd"}), node) is None
+    assert nodeaffinity.filter(make_pod(nodeSelector={"disk": "ssd", "zone": "b"}), node) == \
+        [nodeaffinity.REASON]
+
+
+def _affinity(*terms: dict[str, Any]) -> dict[str, Any]:
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": list(terms)}}}
+
+
+@pytest.mark.parametrize("expr,fits", [
+    ({"key": "zone", "operator": "In", "values": ["a", "b"]}, True),
+    ({"key": "zone", "operator": "In", "values": ["c"]}, False),
+    ({"key": "zone", "operator": "NotIn", "values": ["c"]}, True),
+    ({"key": "missing", "operator": "NotIn", "values": ["c"]}, True),
+    ({"key": "zone", "operator": "Exists"}, True),
+    ({"key": "missing", "operator": "Exists"}, False),
+    ({"key": "missing", "operator": "DoesNotExist"}, True),
+    ({"key": "cores", "operator": "Gt", "values": ["8"]}, True),
+    ({"key": "cores", "operator": "Gt", "values": ["16"]}, False),
+    ({"key": "cores", "operator": "Lt", "values": ["17"]}, True),
+    ({"key": "zone", "operator": "Lt", "values": ["17"]}, False),  # not an integer: no match
+])
+def test_required_affinity_operators(expr: dict[str, Any], fits: bool) -> None:
+    node = make_node(labels={"zone": "a", "cores": "16"})
+    pod = make_pod(affinity=_affinity({"matchExpressions": [expr]}))
+    assert (nodeaffinity.filter(pod, node) is None) is fits
+
+
+def test_affinity_terms_are_ored_and_expressions_anded() -> None:
+    node = make_node("n7", labels={"zone": "a"})
+    both = {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]},
+                                 {"key": "gpu", "operator": "Exists"}]}
+    assert nodeaffinity.filter(make_pod(affinity=_affinity(both)), node) == [nodeaffinity.REASON]
+    by_name = {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n7"]}]}
+    assert nodeaffinity.filter(make_pod(affinity=_affinity(both, by_name)), node) is None
+    other = {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n8"]}]}
+    assert nodeaffinity.filter(make_pod(affinity=_affinity(other)), node) == [nodeaffinity.REASON]
+
+
+def test_empty_term_matches_nothing() -> None:
+    assert nodeaffinity.filter(make_pod(affinity=_affinity({})), make_node()) == [nodeaffinity.REASON]
+
+
+# -- taints ------------------------------------------------------------------------------------
+
+def test_untolerated_noschedule_taint_rejects_with_the_taint_in_the_reason() -> None:
+    node = make_node(taints=[{"key": "dedicated", "value": "db", "effect": "NoSchedule"}])
+    assert tainttoleration.filter(make_pod(), node) == ["node(s) had untolerated taint {dedicated: db}"]
+    equal = [{"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}]
+    assert tainttoleration.filter(make_pod(tolerations=equal), node) is None
+    wrong_value = [{"key": "dedicated", "value": "web"}]
+    assert tainttoleration.filter(make_pod(tolerations=wrong_value), node) is not None
+    exists_all = [{"operator": "Exists"}]
+    assert tainttoleration.filter(make_pod(tolerations=exists_all), node) is None
+
+
+def test_noexecute_rejects_and_prefernoschedule_only_scores() -> None:
+    node = make_node(taints=[{"key": "k", "effect": "NoExecute"}])
+    assert tainttoleration.filter(make_pod(), node) == ["node(s) had untolerated taint {k: }"]
+    wrong_effect = [{"key": "k", "operator": "Exists", "effect": "NoSchedule"}]
+    assert tainttoleration.filter(make_pod(tolerations=wrong_effect), node) is not None
+    soft = make_node(taints=[{"key": "a", "effect": "PreferNoSchedule"}, {"key": "b", "effect": "PreferNoSchedule"}])
+    assert tainttoleration.filter(make_pod(), soft) is None
+    assert tainttoleration.intolerable_preferences(make_pod(), soft) == 2
+    assert tainttoleration.intolerable_preferences(make_pod(tolerations=[{"key": "a", "operator": "Exists"}]),
+                                                   soft) == 1
+
+
+def test_unschedulable_node_rejects_unless_tolerated() -> None:
+    node = make_node(unschedulable=True)
+    assert nodeunschedulable.filter(make_pod(), node) == [nodeunschedulable.REASON]
+    tol = [{"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}]
+    assert nodeunschedulable.filter(make_pod(tolerations=tol), node) is None
+    assert nodeunschedulable.filter(make_pod(), make_node()) is None
+
+
+# -- host ports --------------------------------------------------------------------------------
+
+def test_host_ports_conflict_per_ip_and_protocol() -> None:
+    node = make_node()
+    node.add_pod(make_pod("a", ports=[{"containerPort": 80, "hostPort": 8080, "hostIP": "10.0.0.1"}]))
+    same = make_pod("b", ports=[{"containerPort": 80, "hostPort": 8080, "hostIP": "10.0.0.1"}])
+    other_ip = make_pod("c", ports=[{"containerPort": 80, "hostPort": 8080, "hostIP": "10.0.0.2"}])
+    any_ip = make_pod("d", ports=[{"containerPort": 80, "hostPort": 8080}])
+    udp = make_pod("e", ports=[{"containerPort": 80, "hostPort": 8080, "protocol": "UDP"}])
+    assert nodeports.filter(same, node) == [nodeports.REASON]
+    assert nodeports.filter(other_ip, node) is None
+    assert nodeports.filter(any_ip, node) == [nodeports.REASON]
+    assert nodeports.filter(udp, node) is None
+
+
+def test_host_port_is_free_again_after_the_pod_leaves() -> None:
+    node = make_node()
+    a = make_pod("a", ports=[{"containerPort": 80, "hostPort": 80}])
+    node.add_pod(a)
+    node.remove_pod(a)
+    assert nodeports.filter(make_pod("b", ports=[{"containerPort": 80, "hostPort": 80}]), node) is None
+
+
+# -- volumes -----------------------------------------------------------------------------------
+
+def test_volume_node_affinity() -> None:
+    pod = make_pod()
+    pod.volume_node_affinities = [{"nodeSelectorTerms": [{"matchExpressions": [
+        {"key": "kubernetes.io/hostname", "operator": "In", "values": ["n1"]}]}]}]
+    assert volumebinding.filter(pod, make_node("n1", labels={"kubernetes.io/hostname": "n1"})) is None
+    assert volumebinding.filter(pod, make_node("n2", labels={"kubernetes.io/hostname": "n2"})) == \
+        [volumebinding.REASON]
+    missing = make_pod()
+    missing.volume_problem = 'persistentvolumeclaim "data" not found'
+    assert volumebinding.filter(missing, make_node()) == ['persistentvolumeclaim "data" not found']
+
+
+# -- spreading ---------------------------------------------------------------------------------
+
+def test_owner_spread_counts_only_pods_of_the_same_controller() -> None:
+    node = make_node()
+    node.add_pod(make_pod("a", owner="rs1"))
+    node.add_pod(make_pod("b", owner="rs1"))
+    node.add_pod(make_pod("c", owner="rs2"))
+    assert ownerspread.same_owner_pods(make_pod("x", owner="rs1"), node) == 2
+    assert ownerspread.same_owner_pods(make_pod("y", owner="rs3"), node) == 0
+    assert ownerspread.same_owner_pods(make_pod("z"), node) == 0

@@ -1,0 +1,137 @@
+"""The storage contract, run against the in-memory fake and the real etcd backend alike.
+
+If both pass the same tests, unit tests that use MemoryStorage exercise the semantics
+the API server gets from etcd.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator
+
+import pytest
+
+from apiserver.storage.etcd import EtcdStorage
+from apiserver.storage.interface import (CompactedError, KeyExistsError, KeyNotFoundError, RevisionConflictError,
+                                         Storage, WatchEvent)
+from apiserver.storage.memory import MemoryStorage
+from tests.util import unique
+
+
+@pytest.fixture(params=["memory", "etcd"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Storage]:
+    if request.param == "memory":
+        s: Storage = MemoryStorage()
+    else:
+        etcd = request.getfixturevalue("etcd")
+        s = EtcdStorage([etcd.url], "/" + unique("st"))
+    yield s
+    await s.close()
+
+
+async def test_create_get_and_duplicate(store: Storage) -> None:
+    rev = await store.create("/registry/core/pods/ns/a", {"n": 1})
+    got = await store.get("/registry/core/pods/ns/a")
+    assert got is not None and got.value == {"n": 1} and got.mod_revision == rev == got.create_revision
+    with pytest.raises(KeyExistsError):
+        await store.create("/registry/core/pods/ns/a", {"n": 2})
+    assert (await store.get("/registry/core/pods/ns/a")).value == {"n": 1}  # type: ignore[union-attr]
+    assert await store.get("/registry/core/pods/ns/missing") is None
+
+
+async def test_update_compares_revision(store: Storage) -> None:
+    rev1 = await store.create("/registry/k", {"v": 1})
+    rev2 = await store.update("/registry/k", {"v": 2}, rev1)
+    assert rev2 > rev1
+    with pytest.raises(RevisionConflictError):
+        await store.update("/registry/k", {"v": 3}, rev1)
+    assert (await store.get("/registry/k")).value == {"v": 2}  # type: ignore[union-attr]
+    with pytest.raises(KeyNotFoundError):
+        await store.update("/registry/nope", {"v": 1}, rev1)
+
+
+async def test_racing_updates_exactly_one_wins(store: Storage) -> None:
+    rev = await store.create("/registry/race", {"v": 0})
+    results = await asyncio.gather(*(store.update("/registry/race", {"v": i}, rev) for i in range(1, 6)),
+                                   return_exceptions=True)
+    winners = [r for r in results if isinstance(r, int)]
+    assert len(winners) == 1
+    assert all(isinstance(r, RevisionConflictError) for r in results if not isinstance(r, int))
+
+
+async def test_delete_returns_last_value_and_checks_revision(store: Storage) -> None:
+    rev = await store.create("/registry/d", {"v": 1})
+    with pytest.raises(RevisionConflictError):
+        await store.delete("/registry/d", rev + 100)
+    deleted = await store.delete("/registry/d", rev)
+    assert deleted.value == {"v": 1} and deleted.mod_revision > rev
+    assert await store.get("/registry/d") is None
+    with pytest.raises(KeyNotFoundError):
+        await store.delete("/registry/d")
+
+
+async def test_list_prefix_order_limit_and_revision(store: Storage) -> None:
+    for name in ("c", "a", "b"):
+        await store.create(f"/registry/core/cm/ns/{name}", {"name": name})
+    await store.create("/registry/core/cm/other/z", {"name": "z"})
+    first = await store.list("/registry/core/cm/ns/")
+    assert [e.value["name"] for e in first.entries] == ["a", "b", "c"] and not first.more
+    page = await store.list("/registry/core/cm/ns/", limit=2)
+    assert [e.value["name"] for e in page.entries] == ["a", "b"] and page.more
+    # A later write is invisible when listing at the earlier revision.
+    await store.create("/registry/core/cm/ns/aa", {"name": "aa"})
+    rest = await store.list("/registry/core/cm/ns/", start_key="/registry/core/cm/ns/b", revision=page.revision)
+    assert [e.value["name"] for e in rest.entries] == ["b", "c"]
+    now = await store.list("/registry/core/cm/ns/")
+    assert [e.value["name"] for e in now.entries] == ["a", "aa", "b", "c"]
+
+
+async def _collect(it: AsyncIterator[WatchEvent], n: int) -> list[WatchEvent]:
+    out: list[WatchEvent] = []
+    async for ev in it:
+        out.append(ev)
+        if len(out) == n:
+            break
+    return out
+
+
+async def test_watch_from_revision_replays_in_order(store: Storage) -> None:
+    start = await store.current_revision()
+    r1 = await store.create("/registry/w/x", {"v": 1})
+    await store.update("/registry/w/x", {"v": 2}, r1)
+    await store.create("/registry/other/y", {"v": 9})  # outside the watched prefix
+    await store.delete("/registry/w/x")
+    events = await asyncio.wait_for(_collect(store.watch("/registry/w/", start + 1), 3), 10)
+    assert [(e.type, e.value) for e in events] == [("PUT", {"v": 1}), ("PUT", {"v": 2}), ("DELETE", {"v": 2})]
+    assert events[0].is_create and not events[1].is_create
+    assert events[0].mod_revision < events[1].mod_revision < events[2].mod_revision
+
+
+async def test_watch_sees_live_writes(store: Storage) -> None:
+    start = await store.current_revision()
+    collector = asyncio.create_task(_collect(store.watch("/registry/live/", start + 1), 2))
+    await store.create("/registry/live/a", {"v": 1})
+    await store.create("/registry/live/b", {"v": 2})
+    events = await asyncio.wait_for(collector, 10)
+    assert [e.key for e in events] == ["/registry/live/a", "/registry/live/b"]
+
+
+async def test_compaction(store: Storage) -> None:
+    r1 = await store.create("/registry/c/x", {"v": 1})
+    r2 = await store.update("/registry/c/x", {"v": 2}, r1)
+    r3 = await store.update("/registry/c/x", {"v": 3}, r2)
+    await store.compact(r3)
+    with pytest.raises(CompactedError):
+        await _collect(store.watch("/registry/c/", r1), 1)
+    with pytest.raises(CompactedError):
+        await store.list("/registry/c/", revision=r1)
+    # The latest value survives compaction.
+    assert (await store.get("/registry/c/x")).value == {"v": 3}  # type: ignore[union-attr]
+    assert await store.healthy()
+
+
+async def test_list_in_the_past_reports_that_revision(store: Storage) -> None:
+    await store.create("/registry/past/a", {"v": 1})
+    then = (await store.list("/registry/past/")).revision
+    await store.create("/registry/past/b", {"v": 2})
+    old = await store.list("/registry/past/", revision=then)
+    assert old.revision == then and [e.key for e in old.entries] == ["/registry/past/a"]
