@@ -1,8 +1,6 @@
 """The aiohttp application: middlewares, routes, and the lifecycle of the watch cache."""
 from __future__ import annotations
 
-import importlib
-import logging
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
@@ -10,15 +8,14 @@ from aiohttp import web
 
 from pklib import resources
 
-from . import auth, bodies
+from . import auth, bodies, discovery
 from .handlers import Api
 from .handlers_objects import Objects
 from .metrics import Metrics
-from .status import json_response, status_middleware
+from .status import StatusError, json_response, status_middleware
 from .storage.interface import Storage
 from .watchcache import WatchCache
 
-log = logging.getLogger("apiserver")
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
@@ -64,7 +61,7 @@ def build_app(config: Config, storage: Storage) -> web.Application:
     app.router.add_get("/livez", _health)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
-    _add_discovery(app)
+    app.router.add_routes(discovery_routes())
     app.router.add_routes(api.routes())
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -85,18 +82,31 @@ async def _ensure_namespaces(objects: Objects) -> None:
         await objects.ensure(ns, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 
 
-def _add_discovery(app: web.Application) -> None:
-    """Discovery documents come from apiserver/discovery.py (the object model's pure functions)."""
-    try:
-        discovery = importlib.import_module("apiserver.discovery")
-    except ModuleNotFoundError:
-        log.warning("apiserver.discovery is not available: discovery endpoints are not served")
-        return
-    app.router.add_routes(discovery_routes(discovery))
+def discovery_routes() -> list[web.RouteDef]:
+    """/version, /api, /api/v1, /apis, /apis/<group>[/<version>] from the pure functions in discovery.py."""
+    def found(doc: dict[str, Any] | None) -> web.Response:
+        if doc is None:
+            raise StatusError(404, "NotFound", "the server could not find the requested resource")
+        return json_response(doc)
 
-
-def discovery_routes(discovery: Any) -> list[web.RouteDef]:
     async def version(_: web.Request) -> web.Response:
         return json_response(discovery.version())
 
-    return [web.get("/version", version)]
+    async def core_versions(request: web.Request) -> web.Response:
+        return json_response(discovery.api_versions(request.host))
+
+    async def core_resources(request: web.Request) -> web.Response:
+        return found(discovery.api_resource_list("", request.match_info["version"]))
+
+    async def group_list(_: web.Request) -> web.Response:
+        return json_response(discovery.api_group_list())
+
+    async def group(request: web.Request) -> web.Response:
+        return found(discovery.api_group(request.match_info["group"]))
+
+    async def group_resources(request: web.Request) -> web.Response:
+        return found(discovery.api_resource_list(request.match_info["group"], request.match_info["version"]))
+
+    return [web.get("/version", version), web.get("/api", core_versions), web.get("/api/{version}", core_resources),
+            web.get("/apis", group_list), web.get("/apis/{group}", group),
+            web.get("/apis/{group}/{version}", group_resources)]

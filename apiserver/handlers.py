@@ -154,7 +154,7 @@ class Api:
         opts = deletion.DeleteOptions.parse(await bodies.read_object(request, optional=True), request.query)
         filters = parse_filters(t.res, request.query)
         rc = self.cache.for_prefix(resource_prefix(t.res.group, t.res.plural))
-        await self.cache.wait_for_revision(await self.storage.current_revision(), 1.0)
+        await self.cache.catch_up(1.0)
         deleted: list[dict[str, Any]] = []
         for cached in rc.items(collection_prefix(t.res, t.namespace), filters.matches):
             meta = cached.obj["metadata"]

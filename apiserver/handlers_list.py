@@ -39,7 +39,7 @@ KIND_FIELDS: dict[str, tuple[str, ...]] = {
     "ReplicaSet": ("status.replicas",),
     "PersistentVolumeClaim": (),
 }
-CACHE_CATCH_UP = 0.05  # how long a consistent list waits for the cache before reading etcd
+CACHE_CATCH_UP = 1.0  # how long a consistent list waits for the cache before reading etcd
 RV_WAIT = 3.0  # how long a list/watch at a future resourceVersion waits (then 504, like Kubernetes)
 
 
@@ -122,9 +122,9 @@ async def list_objects(storage: Storage, cache: WatchCache, res: Resource, names
             wanted = int(rv)
         except ValueError:
             raise bad_request(f"resourceVersion must be an integer, got {rv!r}") from None
-        if not await cache.wait_for_revision(wanted, RV_WAIT):
+        if not await cache.catch_up(RV_WAIT, wanted) or cache.revision < wanted:
             raise timeout(f"Too large resource version: {wanted}, current: {cache.revision}")
-    elif not await cache.wait_for_revision(await storage.current_revision(), CACHE_CATCH_UP):
+    elif not await cache.catch_up(CACHE_CATCH_UP):
         return await _list_from_store(storage, res, prefix, filters, 0, "")
     items = cache.for_prefix(resource_prefix(res.group, res.plural)).items(
         prefix, None if filters.trivial else filters.matches)

@@ -29,6 +29,8 @@ _GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' generateName alph
 _SERVER_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation",
                 "resourceVersion", "selfLink", "managedFields")
 NAMESPACES_PREFIX = resource_prefix("", "namespaces")
+# Kinds whose PUT creates a missing object, as their Kubernetes strategies allow (AllowCreateOnUpdate).
+CREATE_ON_UPDATE = frozenset({"Endpoints", "Lease", "Event", "Service"})
 
 
 def object_key(res: Resource, namespace: str | None, name: str) -> str:
@@ -114,15 +116,11 @@ class Objects:
             raise bad_request(f"{res.kind} is cluster-scoped: metadata.namespace must not be set")
 
     async def check_namespace(self, namespace: str) -> None:
-        cached = self.cache.for_prefix(NAMESPACES_PREFIX).objects.get(NAMESPACES_PREFIX + namespace)
-        ns = cached.obj if cached is not None else None
-        if ns is None or (ns.get("metadata") or {}).get("deletionTimestamp") is None:
-            # The cache may lag a namespace created or deleted a moment ago: ask the store.
-            entry = await self.storage.get(NAMESPACES_PREFIX + namespace)
-            ns = entry.value if entry else None
-        if ns is None:
+        # Read from the store, not the cache: a namespace created or deleted a moment ago must count.
+        entry = await self.storage.get(NAMESPACES_PREFIX + namespace)
+        if entry is None:
             raise not_found("namespaces", namespace)
-        if (ns.get("metadata") or {}).get("deletionTimestamp"):
+        if (entry.value.get("metadata") or {}).get("deletionTimestamp"):
             raise forbidden(f"unable to create new content in namespace {namespace} because it is being terminated")
 
     @staticmethod
@@ -229,6 +227,13 @@ class Objects:
         meta["generation"] = old_meta.get("generation", 1)
         if _spec_part(new) != _spec_part(old):
             meta["generation"] = meta["generation"] + 1
+        if old_meta.get("deletionTimestamp"):
+            added = set(meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
+            if added:
+                raise invalid(res.kind, meta.get("name", ""), [{
+                    "reason": "FieldValueForbidden", "field": "metadata.finalizers",
+                    "message": "Forbidden: no new finalizers can be added if the object is being deleted, found new "
+                               f"finalizers {sorted(added)}"}], res.group)
         strategy = kinds.strategy_for(res)
         strategy.default(new)
         self.validate(res, new, with_rv(copy.deepcopy(old), entry.mod_revision))
@@ -254,7 +259,11 @@ class Objects:
             raise bad_request(f"the name of the object ({meta['name']}) does not match the name on the URL ({name})")
         wanted = str(meta.get("resourceVersion") or "")
         for _ in range(MAX_RETRIES):
-            entry = await self.read(res, namespace, name)
+            entry = await self.storage.get(object_key(res, namespace, name))
+            if entry is None:
+                if res.kind in CREATE_ON_UPDATE and subresource is None and not wanted:
+                    return await self.create(res, namespace, dict(body, metadata=dict(meta, name=name)))
+                raise not_found(res.plural, name, res.group)
             if wanted and wanted != str(entry.mod_revision):
                 raise conflict(res.plural, name, res.group)
             try:

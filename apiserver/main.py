@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 
+import uvloop
 from aiohttp import web
 
 from . import kinds
@@ -55,10 +56,11 @@ def parse_args(argv: list[str]) -> Config:
 
 
 def _configure_kinds(config: Config) -> None:
-    configure = getattr(kinds, "configure", None)
-    if configure is not None:
-        lo, _, hi = config.service_node_port_range.partition("-")
-        configure(service_cidr=config.service_cluster_ip_range, node_port_range=(int(lo), int(hi)))
+    lo, _, hi = config.service_node_port_range.partition("-")
+    try:
+        kinds.configure(service_cidr=config.service_cluster_ip_range, node_port_range=(int(lo), int(hi)))
+    except ValueError as e:
+        raise RuntimeError(str(e)) from None
 
 
 async def run(config: Config, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         await run(config, None, stop)
 
     try:
-        asyncio.run(serve())
+        uvloop.run(serve())
     except RuntimeError as e:
         print(f"pkube apiserver: {e}", file=sys.stderr)
         return 1

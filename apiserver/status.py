@@ -12,6 +12,8 @@ from typing import Any, Awaitable, Callable
 import orjson
 from aiohttp import web
 
+from .storage.interface import StorageError
+
 log = logging.getLogger("apiserver")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -125,6 +127,13 @@ async def status_middleware(request: web.Request, handler: Handler) -> web.Strea
                    405: f"the server does not allow this method on the requested resource ({request.method})",
                    413: "the request body is too large (limit 3 MiB)"}.get(e.status, e.text or e.reason)
         return status_response(StatusError(e.status, reason, message))
+    except StorageError as e:
+        if type(e) is not StorageError:  # a conflict/exists/not-found that no handler mapped: a bug
+            log.exception("unmapped storage error serving %s %s", request.method, request.path_qs)
+            return status_response(StatusError(500, "InternalError", "an internal error occurred; see the server log"))
+        # etcd unreachable or failing: not the client's fault, and not a bug here.
+        log.warning("storage error serving %s %s: %s", request.method, request.path, e)
+        return status_response(StatusError(503, "ServiceUnavailable", f"the storage backend is unavailable: {e}"))
     except Exception:  # a bug: keep the server up, say so loudly
         log.exception("internal error serving %s %s", request.method, request.path_qs)
         return status_response(StatusError(500, "InternalError", "an internal error occurred; see the server log"))

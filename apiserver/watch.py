@@ -77,9 +77,12 @@ async def serve_watch(request: web.Request, storage: Storage, cache: WatchCache,
         except CompactedError as e:
             failure = StatusError(410, "Expired", f"too old resource version: {rv} ({e.compact_revision})")
         else:
-            if not await cache.wait_for_revision(rv, RV_WAIT):
+            if not await cache.catch_up(RV_WAIT, rv) or cache.revision < rv:
                 failure = StatusError(504, "Timeout", f"Too large resource version: {rv}, current: {cache.revision}")
 
+    elif rv_text != "0":
+        # No resourceVersion: start from the current state, which the cache must have caught up with.
+        await cache.catch_up(RV_WAIT)
     ns_prefix = collection_prefix(res, namespace)
     rc = cache.for_prefix(resource_prefix(res.group, res.plural))
     initial: list[bytes] = []

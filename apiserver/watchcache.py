@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -26,6 +27,8 @@ from .storage.interface import CompactedError, Storage, StorageError, WatchEvent
 log = logging.getLogger("apiserver.watchcache")
 
 ROOT = "/registry/"
+PROGRESS_PREFIX = ROOT + "progress/"  # throw-away keys that move the cache's revision forward
+NATURAL_CATCH_UP = 0.01  # how long to wait for the watch to catch up on its own before writing a marker
 HISTORY = 10_000  # events kept per resource for resuming watches
 WATCHER_QUEUE = 10_000  # events a watcher may lag behind before it is dropped
 
@@ -132,9 +135,10 @@ class ResourceCache:
             w.offer(event)
 
     def items(self, key_prefix: str, matches: Filter | None) -> list[Cached]:
-        found = [c for k, c in self.objects.items() if k.startswith(key_prefix)]
-        found.sort(key=lambda c: (c.obj["metadata"].get("namespace") or "", c.obj["metadata"]["name"]))
-        return [c for c in found if matches is None or matches(c.obj)]
+        # Key order, like a list from etcd, so that both sources agree.
+        keys = sorted(k for k in self.objects if k.startswith(key_prefix))
+        found = [self.objects[k] for k in keys]
+        return found if matches is None else [c for c in found if matches(c.obj)]
 
     def since(self, revision: int) -> list[Event]:
         if revision < self.oldest:
@@ -151,6 +155,9 @@ class WatchCache:
         self._advanced = asyncio.Condition()
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._marker: asyncio.Task[None] | None = None
+        self._id = uuid.uuid4().hex[:12]
+        self._markers = 0
 
     @property
     def ready(self) -> bool:
@@ -167,7 +174,7 @@ class WatchCache:
     def _prefix_of(key: str) -> str | None:
         # /registry/<group>/<plural>/... → /registry/<group>/<plural>/
         parts = key.split("/", 4)
-        if len(parts) < 5 or parts[2] == "allocations":
+        if len(parts) < 5 or parts[2] in ("allocations", "progress"):
             return None
         return "/".join(parts[:4]) + "/"
 
@@ -176,6 +183,8 @@ class WatchCache:
         self._task = asyncio.create_task(self._run(), name="watchcache")
 
     async def stop(self) -> None:
+        if self._marker is not None:
+            self._marker.cancel()
         if self._task is not None:
             self._task.cancel()
             try:
@@ -229,6 +238,31 @@ class WatchCache:
                 await self._load()
             except Exception as e:  # the store is down: keep trying, readiness reports it
                 log.warning("re-list failed: %s", e)
+
+    async def catch_up(self, timeout: float, revision: int = 0) -> bool:
+        """Wait until the cache reflects etcd's current revision (or `revision`, if given and not newer).
+
+        The cache only hears about writes under its own prefix, so when someone else writes to the
+        same etcd (another cluster, another test API server), etcd's revision moves on without an
+        event for us. Then a throw-away key under our prefix (created and deleted) produces an event
+        at or after that revision, which proves the cache has seen everything before it."""
+        target = await self.storage.current_revision()
+        if revision:
+            target = min(target, revision)
+        if await self.wait_for_revision(target, NATURAL_CATCH_UP):
+            return True
+        if self._marker is None or self._marker.done():
+            self._marker = asyncio.create_task(self._write_marker(), name="watchcache-progress")
+        return await self.wait_for_revision(target, timeout)
+
+    async def _write_marker(self) -> None:
+        self._markers += 1
+        key = f"{PROGRESS_PREFIX}{self._id}-{self._markers}"
+        try:
+            await self.storage.create(key, {})
+            await self.storage.delete(key)
+        except StorageError as e:
+            log.warning("progress marker write failed: %s", e)
 
     async def wait_for_revision(self, revision: int, timeout: float) -> bool:
         """True once the cache reflects `revision` (False after `timeout` s)."""

@@ -19,7 +19,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pkctl.cluster.components import COMPONENTS  # noqa: E402
+from pkctl.cluster.components import COMPONENTS, api_get  # noqa: E402
 from pkctl.cluster.home import Home  # noqa: E402
 from pkctl.cluster.procs import ProcRecord  # noqa: E402
 
@@ -47,6 +47,20 @@ def ready_after(home: Home) -> dict[str, Any]:
             if (home.read_state(c.name) or {}).get("state") == "Running"}
 
 
+def apply_web(home: Home) -> float:
+    """`pkctl apply -f web.yaml` until the Deployment reports 3 ready replicas (pods Running and Ready)."""
+    cfg = home.load_config()
+    began = time.monotonic()
+    pkctl("--kubeconfig", str(home.kubeconfig), "apply", "-f", str(ROOT / "manifests" / "examples" / "web.yaml"))
+    deadline = began + 60
+    while time.monotonic() < deadline:
+        dep = api_get(home, cfg, "/apis/apps/v1/namespaces/default/deployments/web") or {}
+        if dep.get("status", {}).get("readyReplicas") == 3:
+            return round(time.monotonic() - began, 3)
+        time.sleep(0.05)
+    raise SystemExit("the web Deployment did not get 3 ready replicas within 60 s")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--idle-seconds", type=float, default=10.0)
@@ -60,6 +74,8 @@ def main() -> int:
         result["up_warm_s"] = pkctl("cluster", "up", "--home", str(home.root))
         result["ready_after_warm_s"] = ready_after(home)
         result["waited_for"] = sorted(ready_after(home))
+        if all(c.available() for c in COMPONENTS if c.name in ("controller-manager", "scheduler", "kubelet")):
+            result["apply_web_to_3_ready_s"] = apply_web(home)
         procs = processes(home)
         cpu0 = {n: r.cpu_seconds() or 0.0 for n, r in procs.items()}
         time.sleep(args.idle_seconds)  # measuring idle CPU over a fixed window, not synchronising

@@ -13,10 +13,16 @@ from typing import Any
 from pklib.controller import Controller, ControllerContext
 from pklib.errors import ApiError, is_not_found
 from pklib.informer import Obj, key_of
-from pklib.resources import lookup
+from pklib.resources import Resource, lookup
 
-NODES = lookup("nodes")
-assert NODES is not None
+
+def _resource(name: str) -> Resource:
+    res = lookup(name)
+    assert res is not None, f"{name} missing from pklib.resources"
+    return res
+
+
+NODES = _resource("nodes")
 
 
 class CidrExhausted(Exception):
@@ -43,7 +49,7 @@ class CidrSet:
             return None
         if net.prefixlen != self.mask or not net.subnet_of(self.network):  # type: ignore[arg-type]
             return None
-        return (int(net.network_address) - int(self.network.network_address)) // self._step
+        return int((int(net.network_address) - int(self.network.network_address)) // self._step)
 
     def _cidr(self, index: int) -> str:
         return f"{self.network.network_address + index * self._step}/{self.mask}"

@@ -25,12 +25,18 @@ from pklib.controller import Controller, ControllerContext
 from pklib.errors import ApiError, is_not_found
 from pklib.informer import Obj, key_of
 from pklib.objects import now_rfc3339, parse_time
-from pklib.resources import lookup
+from pklib.resources import Resource, lookup
 
-NODES = lookup("nodes")
-PODS = lookup("pods")
-LEASES = lookup("leases")
-assert NODES and PODS and LEASES
+
+def _resource(name: str) -> Resource:
+    res = lookup(name)
+    assert res is not None, f"{name} missing from pklib.resources"
+    return res
+
+
+NODES = _resource("nodes")
+PODS = _resource("pods")
+LEASES = _resource("leases")
 
 LEASE_NAMESPACE = "kube-node-lease"
 UNREACHABLE = "node.kubernetes.io/unreachable"
@@ -86,11 +92,14 @@ class NodeLifecycleController(Controller):
         # node name -> monotonic time we last saw its Lease change (or first saw the node).
         self._heard: dict[str, float] = {}
         self.nodes = self.watch(NODES, on_add=self.enqueue, on_update=lambda old, new: self.enqueue(new),
-                                on_delete=lambda node: self._heard.pop(key_of(node), None))
+                                on_delete=self._node_deleted)
         self.leases = self.watch(LEASES, on_add=self._lease_seen, on_update=self._lease_changed)
         self.pods = self.watch(PODS, on_add=self._pod_changed, on_update=lambda old, new: self._pod_changed(new))
 
     # -- handlers -------------------------------------------------------------------------------
+
+    def _node_deleted(self, node: Obj) -> None:
+        self._heard.pop(key_of(node), None)
 
     def _lease_seen(self, lease: Obj) -> None:
         if (lease.get("metadata") or {}).get("namespace") == LEASE_NAMESPACE:
@@ -155,7 +164,8 @@ class NodeLifecycleController(Controller):
             self.log.info("node %s: heartbeats again; marking it ready", name)
             updated = copy.deepcopy(node)
             now = now_rfc3339()
-            for c in updated["status"]["conditions"]:
+            conditions: list[dict[str, Any]] = updated["status"]["conditions"]
+            for c in conditions:
                 if c.get("reason") == UNKNOWN_REASON:
                     ready = c.get("type") == "Ready"
                     c.update(status="True" if ready else "False",
@@ -222,10 +232,8 @@ class NodeLifecycleController(Controller):
 
 
 def _ready(node: Obj) -> dict[str, Any]:
-    for c in (node.get("status") or {}).get("conditions") or []:
-        if c.get("type") == "Ready":
-            return c
-    return {}
+    conditions: list[dict[str, Any]] = (node.get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c.get("type") == "Ready"), {})
 
 
 def _ready_status(node: Obj) -> str | None:

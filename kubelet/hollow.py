@@ -22,16 +22,22 @@ from pklib.client import Client
 from pklib.errors import ApiError, ConnectionFailed, is_already_exists, is_conflict, is_not_found
 from pklib.informer import Handler, Informer, Obj, key_of
 from pklib.objects import now_rfc3339
-from pklib.resources import lookup
+from pklib.resources import Resource, lookup
 from pklib.workqueue import WorkQueue, run_workers
 
 log = logging.getLogger("kubelet.hollow")
 
-PODS = lookup("pods")
-NODES = lookup("nodes")
-LEASES = lookup("leases")
-NAMESPACES = lookup("namespaces")
-assert PODS and NODES and LEASES and NAMESPACES
+
+def _resource(name: str) -> Resource:
+    res = lookup(name)
+    assert res is not None, f"{name} missing from pklib.resources"
+    return res
+
+
+PODS = _resource("pods")
+NODES = _resource("nodes")
+LEASES = _resource("leases")
+NAMESPACES = _resource("namespaces")
 
 LEASE_NAMESPACE = "kube-node-lease"
 KUBELET_VERSION = "v1.32.0-pkube-hollow"
@@ -219,22 +225,39 @@ class HollowKubelet:
     # -- heartbeats -----------------------------------------------------------------------------
 
     async def heartbeat(self) -> None:
-        """Renew every node's Lease once per renew_interval, spread evenly over the interval."""
+        """Renew every node's Lease once per renew_interval, spread evenly over the interval.
+
+        Renewals run as bounded concurrent tasks: a slow API server must delay a renewal by
+        its own latency, not by the latency of every node before it in the round.
+        """
         loop = asyncio.get_running_loop()
         step = self.cfg.renew_interval / max(1, len(self.names))
-        next_at = loop.time()
-        while True:
-            for name in self.names:
-                next_at += step
-                delay = next_at - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+        slots = asyncio.Semaphore(self.cfg.workers)
+        in_flight: dict[str, asyncio.Task[None]] = {}
+
+        async def renew(name: str) -> None:
+            async with slots:
                 try:
                     await self._renew(name)
                 except (ApiError, ConnectionFailed) as e:
                     log.warning("lease of %s not renewed: %s", name, e)
-            # After a long stall (e.g. the API server was down) start afresh instead of catching up.
-            next_at = max(next_at, loop.time())
+
+        next_at = loop.time()
+        try:
+            while True:
+                for name in self.names:
+                    next_at += step
+                    delay = next_at - loop.time()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    if name not in in_flight:  # the previous renewal of this node is still going
+                        task = in_flight[name] = asyncio.create_task(renew(name))
+                        task.add_done_callback(lambda t, n=name: in_flight.pop(n, None))  # type: ignore[misc]
+                # After a long stall (e.g. the API server was down) start afresh instead of catching up.
+                next_at = max(next_at, loop.time())
+        finally:
+            for task in list(in_flight.values()):
+                task.cancel()
 
     async def _renew(self, name: str, node: Obj | None = None) -> None:
         lease = self._leases.get(name)
@@ -303,15 +326,14 @@ class HollowKubelet:
         status = running_status(pod, node or {}, ip)
         if _same_status(pod.get("status") or {}, status):
             return
-        updated = copy.deepcopy(pod)
-        updated["status"] = status
+        # A merge patch of the whole status, like the kubelet's status manager: we own the
+        # status, so there is nothing to conflict about with writers of other fields.
         try:
-            await self.client.update_status(PODS, updated)
+            await self.client.patch(PODS, meta["name"], {"status": status}, meta["namespace"], subresource="status")
         except ApiError as e:
-            if is_not_found(e):
-                self.ips.release(node_name, meta.get("uid") or "")
-                return
-            raise  # a conflict: retried with backoff, against the newer cached pod
+            if not is_not_found(e):
+                raise
+            self.ips.release(node_name, meta.get("uid") or "")
 
 
 def running_status(pod: Obj, node: Obj, ip: str) -> Obj:

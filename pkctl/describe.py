@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Callable
 
+from pklib.quantity import parse_quantity
 from pklib.resources import Resource
 
 from .columns import map_string, pod_status_and_restarts, selector_string
@@ -97,19 +98,26 @@ def _ports(c: Obj) -> list[str]:
     return [f"{p.get('containerPort')}/{p.get('protocol') or 'TCP'}" for p in c.get("ports") or []]
 
 
-def _env(c: Obj) -> list[str]:
-    out = []
-    for e in c.get("env") or []:
-        if "value" in e or not e.get("valueFrom"):
-            out.append(f"{e.get('name')}:\t{e.get('value', '')}")
-        else:
-            src = e["valueFrom"]
-            ref = next(iter(src.items()), ("", {}))
-            detail = ref[1] if isinstance(ref[1], dict) else {}
-            what = detail.get("key") or detail.get("fieldPath") or detail.get("resource") or ""
-            out.append(f"{e.get('name')}:\t<set to the key '{what}' of {ref[0]} '{detail.get('name', '')}'>"
-                       if detail.get("name") else f"{e.get('name')}:\t({ref[0]} {what})")
-    return out
+def _env_value(e: Obj) -> str:
+    src: Obj = e.get("valueFrom") or {}
+    if not src:
+        return str(e.get("value", ""))
+    if "configMapKeyRef" in src:
+        r = src["configMapKeyRef"] or {}
+        return f"<set to the key '{r.get('key')}' of config map '{r.get('name')}'>"
+    if "secretKeyRef" in src:
+        r = src["secretKeyRef"] or {}
+        return f"<set to the key '{r.get('key')}' in secret '{r.get('name')}'>"
+    if "fieldRef" in src:
+        r = src["fieldRef"] or {}
+        return f"({r.get('apiVersion') or 'v1'}:{r.get('fieldPath')})"
+    if "resourceFieldRef" in src:
+        return str((src["resourceFieldRef"] or {}).get("resource", ""))
+    return ""
+
+
+def _env(c: Obj) -> list[tuple[str, str]]:
+    return [(f"{e.get('name')}:", _env_value(e)) for e in c.get("env") or []]
 
 
 def _state(out: Out, level: int, title: str, state: Obj | None) -> None:
@@ -166,8 +174,8 @@ def _containers(out: Out, level: int, title: str, containers: list[Obj], statuse
         env = _env(c)
         if env:
             out.w(inner, "Environment:")
-            for line in env:
-                out.w(inner + 1, *line.split("\t", 1))
+            for name, value in env:
+                out.w(inner + 1, name, value)
         else:
             out.w(inner, "Environment:", NONE)
         mounts = [f"{m.get('mountPath')} from {m.get('name')} ({'ro' if m.get('readOnly') else 'rw'})"
@@ -199,6 +207,27 @@ def _conditions(out: Out, conditions: list[Obj], with_reason: bool) -> None:
         out.w(1, c.get("type", ""), c.get("status", ""), *([c.get("reason", "")] if with_reason else []))
 
 
+def _same_quantity(a: Any, b: Any) -> bool:
+    try:
+        return parse_quantity(a).value == parse_quantity(b).value
+    except ValueError:
+        return str(a) == str(b)
+
+
+def qos_class(spec: Obj) -> str:
+    """The pod's QoS class from its containers' resources, for servers that do not report it in status."""
+    containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+    resources = [c.get("resources") or {} for c in containers]
+    if not any(r.get("requests") or r.get("limits") for r in resources):
+        return "BestEffort"
+    for r in resources:
+        limits, requests = r.get("limits") or {}, r.get("requests") or {}
+        # Requests default to limits, so Guaranteed means: cpu and memory limited, requests equal if given.
+        if not all(k in limits and _same_quantity(requests.get(k, limits[k]), limits[k]) for k in ("cpu", "memory")):
+            return "Burstable"
+    return "Guaranteed"
+
+
 def _pod(out: Out, o: Obj, now: datetime) -> None:
     spec, status = o.get("spec") or {}, o.get("status") or {}
     out.w(0, "Service Account:", spec.get("serviceAccountName") or "default")
@@ -213,7 +242,7 @@ def _pod(out: Out, o: Obj, now: datetime) -> None:
     _containers(out, 0, "Containers:", spec.get("containers") or [], status.get("containerStatuses"))
     _conditions(out, status.get("conditions") or [], False)
     _volumes(out, 0, spec.get("volumes") or [])
-    out.w(0, "QoS Class:", status.get("qosClass", ""))
+    out.w(0, "QoS Class:", status.get("qosClass") or qos_class(spec))
     out.multi(0, "Node-Selectors:", _kv(spec.get("nodeSelector")))
     tolerations = [f"{t.get('key', '')}{'=' + t['value'] if t.get('value') else ''}"
                    f"{':' + t['effect'] if t.get('effect') else ''}" for t in spec.get("tolerations") or []]

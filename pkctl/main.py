@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     # Filled as commands land; each module's register() adds its subcommands.
     "apply", "get", "describe", "delete", "create", "scale",
     "cluster",
+    "image",
 ]
 
 

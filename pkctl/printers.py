@@ -140,7 +140,8 @@ _Dumper.add_representer(str, _str_presenter)
 
 
 def to_yaml(obj: Any) -> str:
-    return yaml.dump(obj, Dumper=_Dumper, sort_keys=True, default_flow_style=False, allow_unicode=True, width=1 << 16)
+    return str(yaml.dump(obj, Dumper=_Dumper, sort_keys=True, default_flow_style=False, allow_unicode=True,
+                         width=1 << 16))
 
 
 def to_json(obj: Any) -> str:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pklib.resources import Resource, lookup
+from pklib.resources import RESOURCES, Resource, lookup
 
 from .errors import CommandError
 
@@ -47,9 +47,11 @@ def parse_targets(args: list[str]) -> list[Target]:
     for kind in args[0].split(","):
         if not kind:
             continue
-        res = resolve_kind(kind)
-        if res not in kinds:
-            kinds.append(res)
+        # A category (`all`) stands for every kind in it, as in `kubectl get all`.
+        in_category = [r for r in RESOURCES if kind.lower() in r.categories]
+        for res in in_category or [resolve_kind(kind)]:
+            if res not in kinds:
+                kinds.append(res)
     if not kinds:
         raise CommandError(f'the server doesn\'t have a resource type "{args[0]}"')
     return [Target(res, list(args[1:])) for res in kinds]

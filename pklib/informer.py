@@ -193,10 +193,10 @@ class Informer:
                         need_list = True
                         continue
                     failures += 1
-                    log.warning("%s: list/watch failed: %s", self.resource.plural, e.message)
+                    self._log_failure(failures, e.message)
                 except ConnectionFailed as e:
                     failures += 1
-                    log.info("%s: %s", self.resource.plural, e)
+                    self._log_failure(failures, str(e))
                 except (asyncio.CancelledError, KeyboardInterrupt):
                     raise
                 except Exception:  # noqa: BLE001 - e.g. a truncated stream; a relist is always safe
@@ -210,6 +210,11 @@ class Informer:
         finally:
             if resync is not None:
                 resync.cancel()
+
+    def _log_failure(self, failures: int, message: str) -> None:
+        # Loud once, then quiet: an unreachable server would otherwise flood the log from every informer.
+        log.log(logging.WARNING if failures == 1 else logging.DEBUG, "%s: list/watch failed (retrying): %s",
+                self.resource.plural, message)
 
     async def _list(self) -> None:
         result = await self.client.list_all(self.resource, self.namespace, label_selector=self.label_selector,

@@ -154,7 +154,7 @@ def _merge_map(original: dict[str, Any], patch: dict[str, Any], path: tuple[str,
         if directive == "delete":
             return None
         if directive == "replace":
-            return _clean(patch, path)
+            return _clean_map(patch, path)
         if directive != "merge":
             raise PatchError(f"unknown patch directive {_PATCH}: {directive!r} at {_where(path)}")
 
@@ -203,11 +203,15 @@ def _merge_map(original: dict[str, Any], patch: dict[str, Any], path: tuple[str,
     return original
 
 
+def _clean_map(value: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    merged = _merge_map({}, {k: v for k, v in value.items() if k != _PATCH}, path)
+    return merged if merged is not None else {}
+
+
 def _clean(value: Any, path: tuple[str, ...]) -> Any:
     """A patch value taken as is: drop directives and nulls (they mean nothing without an original)."""
     if isinstance(value, dict):
-        merged = _merge_map({}, {k: v for k, v in value.items() if k != _PATCH}, path)
-        return merged if merged is not None else {}
+        return _clean_map(value, path)
     if isinstance(value, list):
         return _merge_list([], value, path)
     return value

@@ -16,6 +16,7 @@ import math
 import re
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 __all__ = ["Quantity", "QuantityError", "parse_quantity", "canonical", "to_millicores", "to_bytes",
            "QUANTITY_FORMAT_MESSAGE"]
@@ -67,8 +68,14 @@ class Quantity:
 
 def parse_quantity(text: str | int | float) -> Quantity:
     """Parse a quantity as the API accepts it (JSON numbers too); QuantityError when malformed."""
-    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
-        raise QuantityError(QUANTITY_FORMAT_MESSAGE)
+    if isinstance(text, (str, int, float)) and not isinstance(text, bool):
+        return _parse_cached(text)
+    raise QuantityError(QUANTITY_FORMAT_MESSAGE)
+
+
+# Manifests repeat a handful of quantities ("100m", "64Mi"): every write validates them.
+@lru_cache(maxsize=1024, typed=True)
+def _parse_cached(text: str | int | float) -> Quantity:
     if isinstance(text, int):
         return Quantity(Fraction(text), DECIMAL_SI)
     if isinstance(text, float):

@@ -22,6 +22,7 @@ ScoreFn = Callable[[PodInfo, NodeInfo], float]
 MIN_FEASIBLE_NODES_TO_FIND = 100
 MIN_FEASIBLE_NODES_PERCENTAGE = 5
 MAX_SCORE = 100
+_RNG = random.Random()
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class ScorePlugin:
     # Raw scores where lower is better (counts of bad things) are normalised against the
     # worst feasible node; the others already are 0..100, higher is better.
     lower_is_better: bool = False
+    # A plugin that would give every node the same score cannot change the choice: skip it.
+    relevant: Callable[[PodInfo], bool] = lambda pod: True
 
 
 FILTERS: tuple[FilterPlugin, ...] = (
@@ -56,7 +59,8 @@ SCORES: dict[str, ScorePlugin] = {p.name: p for p in (
     ScorePlugin("least-allocated", noderesources.least_allocated),
     ScorePlugin("balanced-allocation", noderesources.balanced_allocation),
     ScorePlugin("taint-toleration", tainttoleration.intolerable_preferences, lower_is_better=True),
-    ScorePlugin("owner-spread", ownerspread.same_owner_pods, lower_is_better=True),
+    ScorePlugin("owner-spread", ownerspread.same_owner_pods, lower_is_better=True,
+                relevant=lambda pod: pod.owner_uid is not None),
 )}
 
 # Kubernetes' defaults: TaintToleration 3, PodTopologySpread (our owner spread) 2, the rest 1.
@@ -99,14 +103,6 @@ class Decision:
     evaluated: int = 0
 
 
-def run_filters(pod: PodInfo, node: NodeInfo, filters: Sequence[FilterPlugin]) -> list[str] | None:
-    for plugin in filters:
-        reasons = plugin.fn(pod, node)
-        if reasons:
-            return reasons
-    return None
-
-
 def schedule(pod: PodInfo, nodes: Sequence[NodeInfo], weights: dict[str, int], start: int = 0,
              percentage: int = 0, rng: random.Random | None = None) -> Decision:
     """Choose a node for `pod` among `nodes`, starting the feasibility search at index `start`."""
@@ -117,11 +113,16 @@ def schedule(pod: PodInfo, nodes: Sequence[NodeInfo], weights: dict[str, int], s
     filters = [f for f in FILTERS if f.relevant(pod)]
     wanted = num_feasible_nodes_to_find(n, percentage)
     feasible: list[NodeInfo] = []
+    fns = [f.fn for f in filters]
+    i = 0
     for i in range(n):
         node = nodes[(start + i) % n]
-        reasons = run_filters(pod, node, filters)
-        if reasons:
-            decision.reasons.update(reasons)
+        # The filter chain inlined: this loop runs hundreds of times per pod.
+        for fn in fns:
+            reasons = fn(pod, node)
+            if reasons:
+                decision.reasons.update(reasons)
+                break
         else:
             feasible.append(node)
             if len(feasible) >= wanted:
@@ -132,7 +133,7 @@ def schedule(pod: PodInfo, nodes: Sequence[NodeInfo], weights: dict[str, int], s
     if len(feasible) == 1:
         decision.node = feasible[0].name
         return decision
-    decision.node = _best(pod, feasible, weights, rng or random)
+    decision.node = _best(pod, feasible, weights, rng or _RNG)
     return decision
 
 
@@ -140,17 +141,16 @@ def _best(pod: PodInfo, feasible: list[NodeInfo], weights: dict[str, int], rng: 
     totals = [0.0] * len(feasible)
     for name, weight in weights.items():
         plugin = SCORES[name]
-        if weight == 0:
+        if weight == 0 or not plugin.relevant(pod):
             continue
-        raw = [plugin.fn(pod, node) for node in feasible]
+        fn = plugin.fn
+        raw = [fn(pod, node) for node in feasible]
         if plugin.lower_is_better:
             worst = max(raw)
             if worst == 0:
-                raw = [float(MAX_SCORE)] * len(raw)
-            else:
-                raw = [MAX_SCORE - r * MAX_SCORE / worst for r in raw]
-        for i, r in enumerate(raw):
-            totals[i] += weight * r
+                continue  # every node scores the maximum: no influence on the choice
+            raw = [MAX_SCORE - r * MAX_SCORE / worst for r in raw]
+        totals = [t + weight * r for t, r in zip(totals, raw)]
     best = max(totals)
     # Ties are broken at random so that equal nodes share the load.
     candidates = [i for i, t in enumerate(totals) if t == best]

@@ -62,11 +62,15 @@ class Cache:
             self.assumed.discard(key)
             self.remove_pod(key)
 
-    def set_pod(self, pod: dict[str, Any]) -> None:
+    def set_pod(self, pod: dict[str, Any], key: str) -> None:
         """A pod with spec.nodeName as the API server has it (confirms an assumed pod)."""
-        p = pod_info(pod)
-        self.assumed.discard(p.key)
-        self._place(p, pod["spec"]["nodeName"])
+        node_name = pod["spec"]["nodeName"]
+        if self._pod_node.get(key) == node_name:
+            # Already counted there (assumed by us, or seen before): a bound pod's requests do not
+            # change, so status updates (most of the pod events) cost nothing here.
+            self.assumed.discard(key)
+            return
+        self._place(pod_info(pod), node_name)
 
     def remove_pod(self, key: str) -> None:
         node_name = self._pod_node.pop(key, None)

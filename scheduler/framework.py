@@ -40,6 +40,7 @@ class PodInfo:
     host_ports: list[HostPort] = field(default_factory=list)
     owner_uid: str | None = None
     priority: int = 0
+    tolerations: list[dict[str, Any]] = field(default_factory=list)
     # Filled in by the scheduler from its PVC/PV caches before filtering: the required
     # nodeAffinity of each bound PV the pod mounts, or why the volumes cannot be resolved.
     volume_node_affinities: list[dict[str, Any]] = field(default_factory=list)
@@ -84,7 +85,8 @@ def pod_info(pod: dict[str, Any]) -> PodInfo:
     owner = next((o.get("uid") for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
     return PodInfo(key=f"{meta.get('namespace')}/{meta.get('name')}", uid=meta.get("uid") or "", pod=pod,
                    cpu=cpu, memory=mem, nonzero_cpu=nz_cpu, nonzero_memory=nz_mem, host_ports=ports,
-                   owner_uid=owner, priority=int(spec.get("priority") or 0))
+                   owner_uid=owner, priority=int(spec.get("priority") or 0),
+                   tolerations=spec.get("tolerations") or [])
 
 
 @dataclass
@@ -94,6 +96,9 @@ class NodeInfo:
     node: dict[str, Any]
     labels: dict[str, str] = field(default_factory=dict)
     taints: list[dict[str, Any]] = field(default_factory=list)
+    # Split by effect once, so that the common untainted node costs the taint plugins nothing.
+    hard_taints: list[dict[str, Any]] = field(default_factory=list)  # NoSchedule, NoExecute
+    soft_taints: list[dict[str, Any]] = field(default_factory=list)  # PreferNoSchedule
     unschedulable: bool = False
     alloc_cpu: int = 0
     alloc_memory: int = 0
@@ -113,6 +118,8 @@ class NodeInfo:
         status = node.get("status") or {}
         self.labels = meta.get("labels") or {}
         self.taints = spec.get("taints") or []
+        self.hard_taints = [t for t in self.taints if t.get("effect") in ("NoSchedule", "NoExecute")]
+        self.soft_taints = [t for t in self.taints if t.get("effect") == "PreferNoSchedule"]
         self.unschedulable = bool(spec.get("unschedulable"))
         alloc = status.get("allocatable") or status.get("capacity") or {}
         self.alloc_cpu = milli_cpu(alloc["cpu"]) if "cpu" in alloc else 0

@@ -134,7 +134,7 @@ class SchedulingQueue:
     def backoff_duration(self, qp: QueuedPod) -> float:
         if qp.attempts <= 0:
             return 0.0
-        return min(self.max_backoff, self.initial_backoff * 2 ** (qp.attempts - 1))
+        return float(min(self.max_backoff, self.initial_backoff * 2.0 ** (qp.attempts - 1)))
 
     def flush(self) -> float:
         """Move pods whose backoff ended to active, and long-waiting unschedulable pods back to the

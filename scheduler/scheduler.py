@@ -12,7 +12,7 @@ import copy
 import logging
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Coroutine
 
 from pklib.client import Client
 from pklib.errors import ApiError, ConnectionFailed, is_conflict, is_not_found
@@ -20,7 +20,7 @@ from pklib.events import EventRecorder
 from pklib.informer import Handler, InformerFactory, Obj, key_of
 from pklib.objects import now_rfc3339
 from pklib.quantity import QuantityError
-from pklib.resources import lookup
+from pklib.resources import Resource, lookup
 
 from .algorithm import DEFAULT_WEIGHTS, schedule, unschedulable_message
 from .cache import Cache
@@ -29,11 +29,17 @@ from .queue import SchedulingQueue
 
 log = logging.getLogger("scheduler")
 
-PODS = lookup("pods")
-NODES = lookup("nodes")
-PVCS = lookup("persistentvolumeclaims")
-PVS = lookup("persistentvolumes")
-assert PODS and NODES and PVCS and PVS
+
+def _resource(name: str) -> Resource:
+    res = lookup(name)
+    assert res is not None, f"{name} missing from pklib.resources"
+    return res
+
+
+PODS = _resource("pods")
+NODES = _resource("nodes")
+PVCS = _resource("persistentvolumeclaims")
+PVS = _resource("persistentvolumes")
 
 DEFAULT_SCHEDULER_NAME = "default-scheduler"
 # The annotation through which Kubernetes' scheduler tells the volume provisioner where a
@@ -88,7 +94,7 @@ class Scheduler:
     def _pod_added(self, pod: Obj) -> None:
         if (pod.get("spec") or {}).get("nodeName"):
             if not _is_terminal(pod):
-                self.cache.set_pod(pod)
+                self.cache.set_pod(pod, key_of(pod))
         elif self._responsible_for(pod):
             self.queue.add(key_of(pod), int((pod.get("spec") or {}).get("priority") or 0))
 
@@ -101,7 +107,7 @@ class Scheduler:
                 self.cache.remove_pod(key)
                 self.queue.move_all_to_active()
             else:
-                self.cache.set_pod(pod)
+                self.cache.set_pod(pod, key)
         elif self._responsible_for(pod):
             self.queue.update(key, int((pod.get("spec") or {}).get("priority") or 0))
         else:
@@ -137,6 +143,9 @@ class Scheduler:
                 binding = False
                 try:
                     binding = await self.schedule_one(key)
+                except Exception:  # noqa: BLE001 - one odd pod must not stop scheduling for everyone
+                    log.exception("scheduling %s failed", key)
+                    self.queue.unschedulable(key)
                 finally:
                     if not binding:
                         self._bindings.release()
@@ -156,7 +165,7 @@ class Scheduler:
             info = pod_info(pod)
         except QuantityError as e:
             self.queue.unschedulable(key)
-            await self._report_unschedulable(pod, f"invalid resource request: {e}")
+            self._background(self._report_unschedulable(pod, f"invalid resource request: {e}"), key)
             return False
         self._resolve_volumes(info)
         nodes = self.cache.nodes()
@@ -167,19 +176,25 @@ class Scheduler:
             self._next_start = (start + decision.evaluated) % len(nodes)
         if decision.node is None:
             self.queue.unschedulable(key)
-            await self._report_unschedulable(pod, unschedulable_message(decision))
+            # Reported in the background: the next pod need not wait for this status write.
+            self._background(self._report_unschedulable(pod, unschedulable_message(decision)), key)
             return False
         self.cache.assume(info, decision.node)
-        task = asyncio.create_task(self._bind(info, decision.node), name=key)
-        self._tasks.add(task)
-        task.add_done_callback(self._binding_finished)
+        task = self._background(self._bind(info, decision.node), key)
+        task.add_done_callback(lambda _: self._bindings.release())
         return True
 
-    def _binding_finished(self, task: asyncio.Task[None]) -> None:
+    def _background(self, work: Coroutine[Any, Any, None], key: str) -> asyncio.Task[None]:
+        """An owned task: cancelled on shutdown, and a crash is logged at once, never lost."""
+        task = asyncio.create_task(work, name=key)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        self._bindings.release()
         if not task.cancelled() and task.exception() is not None:
-            log.error("binding %s crashed", task.get_name(), exc_info=task.exception())
+            log.error("background work for %s crashed", task.get_name(), exc_info=task.exception())
 
     def _resolve_volumes(self, info: PodInfo) -> None:
         ns = info.key.split("/", 1)[0]
@@ -234,7 +249,7 @@ class Scheduler:
         for vol in info.spec.get("volumes") or []:
             claim = (vol.get("persistentVolumeClaim") or {}).get("claimName")
             pvc = self.pvcs.store.get(f"{ns}/{claim}") if claim else None
-            if pvc is None or (pvc.get("spec") or {}).get("volumeName"):
+            if not claim or pvc is None or (pvc.get("spec") or {}).get("volumeName"):
                 continue
             if ((pvc.get("metadata") or {}).get("annotations") or {}).get(SELECTED_NODE_ANNOTATION) == node_name:
                 continue
@@ -269,10 +284,8 @@ class Scheduler:
 
 
 def _scheduled_condition(pod: Obj) -> dict[str, Any] | None:
-    for c in (pod.get("status") or {}).get("conditions") or []:
-        if c.get("type") == "PodScheduled":
-            return c
-    return None
+    conditions: list[dict[str, Any]] = (pod.get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c.get("type") == "PodScheduled"), None)
 
 
 def _has_condition(pod: Obj, message: str) -> bool:

@@ -1,41 +1,41 @@
 """Per-kind behaviour: defaulting, validation and allocations (see docs/DEVELOPING.md).
 
-This package starts as a pass-through; the kind modules fill it in.
+`strategy_for(res)` gives the handlers the strategy of a kind; `configure(...)` is called
+once at startup with the service CIDR and node port range the allocators use.
 """
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
-
 from pklib.resources import Resource
 
-Cause = dict[str, str]
-Rollback = Callable[[], Awaitable[None]]
+from . import services
+from .base import KindStrategy, Rollback
+from .config import ConfigMapStrategy, SecretStrategy
+from .endpoints import EndpointSliceStrategy, EndpointsStrategy
+from .events import EventStrategy, LeaseStrategy, ServiceAccountStrategy
+from .fields import Cause
+from .namespaces import NamespaceStrategy, NodeStrategy
+from .persistence import PersistentVolumeClaimStrategy, PersistentVolumeStrategy, StorageClassStrategy
+from .pods import PodStrategy
+from .workloads import DaemonSetStrategy, DeploymentStrategy, ReplicaSetStrategy, StatefulSetStrategy
 
-
-async def _nothing() -> None:
-    return None
-
-
-class KindStrategy:
-    def default(self, obj: dict[str, Any]) -> None:
-        return None
-
-    def validate(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
-        return []
-
-    async def prepare_create(self, obj: dict[str, Any], storage: Any) -> Rollback:
-        return _nothing
-
-    async def prepare_update(self, obj: dict[str, Any], old: dict[str, Any], storage: Any) -> Rollback:
-        return _nothing
-
-    async def after_delete(self, obj: dict[str, Any], storage: Any) -> None:
-        return None
-
+__all__ = ["Cause", "KindStrategy", "Rollback", "configure", "strategy_for"]
 
 _DEFAULT = KindStrategy()
-_STRATEGIES: dict[str, KindStrategy] = {}
+_STRATEGIES: dict[str, KindStrategy] = {s.kind: s for s in (
+    PodStrategy(), services.ServiceStrategy(), NamespaceStrategy(), NodeStrategy(),
+    ConfigMapStrategy(), SecretStrategy(), EventStrategy(), LeaseStrategy(), ServiceAccountStrategy(),
+    EndpointsStrategy(), EndpointSliceStrategy(),
+    PersistentVolumeStrategy(), PersistentVolumeClaimStrategy(), StorageClassStrategy(),
+    DeploymentStrategy(), ReplicaSetStrategy(), DaemonSetStrategy(), StatefulSetStrategy(),
+)}
 
 
 def strategy_for(res: Resource) -> KindStrategy:
     return _STRATEGIES.get(res.kind, _DEFAULT)
+
+
+def configure(service_cidr: str, node_port_range: str | tuple[int, int]) -> None:
+    """Set the ClusterIP range (e.g. 10.96.0.0/12) and NodePort range ("30000-32767" or a pair).
+
+    Raises ValueError with a readable message for a bad range."""
+    services.configure(service_cidr, node_port_range)

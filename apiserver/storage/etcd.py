@@ -99,14 +99,28 @@ class EtcdStorage:
         return ROOT + key[len(self._pb):].decode()
 
     async def _call(self, method: str, request: Any) -> Any:
-        kv = await self._kv()
-        try:
-            return await getattr(kv, method)(request, timeout=self._timeout)
-        except rpc.AioRpcError as e:
-            details = e.details() or ""
-            if _COMPACTED_TEXT in details:
-                raise CompactedError() from None
-            raise StorageError(f"etcd {method} failed: {e.code().name}: {details}") from None
+        # With several endpoints, an unavailable member makes us move on to the next one.
+        for attempt in range(len(self._servers)):
+            kv = await self._kv()
+            try:
+                return await getattr(kv, method)(request, timeout=self._timeout)
+            except rpc.AioRpcError as e:
+                details = e.details() or ""
+                if _COMPACTED_TEXT in details:
+                    raise CompactedError() from None
+                if e.code() == rpc.StatusCode.UNAVAILABLE and attempt + 1 < len(self._servers):
+                    log.warning("etcd %s unavailable (%s); trying the next endpoint",
+                                self._servers[self._index % len(self._servers)], details)
+                    await self._reconnect()
+                    continue
+                raise StorageError(f"etcd {method} failed: {e.code().name}: {details}") from None
+        raise StorageError(f"etcd {method} failed on every endpoint")
+
+    async def _reconnect(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.close()
+        self._index += 1
 
     def _entry(self, kv: Any) -> Entry:
         return Entry(self._strip(kv.key), orjson.loads(kv.value), kv.mod_revision, kv.create_revision)

@@ -66,8 +66,10 @@ def load(store: "ImageStore", path: Path, progress: Progress = lambda _: None) -
         tf = tarfile.open(path, "r:*")
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
-    except (tarfile.TarError, OSError) as e:
-        raise ImageError(f"{path} is not a tar archive: {e}") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path} is a directory, not an image archive") from None
+    except (tarfile.TarError, OSError):
+        raise ImageError(f"{path} is not a tar archive (plain, gzip, bzip2 or xz)") from None
     with tf, store.layout.using():
         members = {m.name.removeprefix("./"): m for m in tf.getmembers()}
         reader = _ArchiveReader(store, tf, members, path)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import orjson
 
-from kubelet.images import buildrun, dockerfile
+from kubelet.images import buildrun, dockerfile, reference
 from kubelet.images.context import (IgnoreRules, Owner, context_sources, copy_entry, makedirs_in_root,
                                     resolve_in_root)
 from kubelet.images.diff import is_empty, write_layer
@@ -193,13 +193,13 @@ class Builder:
                 rt.setdefault("Volumes", {})[v] = {}
             self._meta(stage, inst)
         elif inst.cmd in ("CMD", "ENTRYPOINT"):
-            value = self._command(stage, inst)
+            command = self._command(stage, inst)
             if inst.cmd == "ENTRYPOINT":
-                rt["Entrypoint"] = value
+                rt["Entrypoint"] = command
                 if stage.cmd_from_base:  # Docker: a new ENTRYPOINT drops the CMD inherited from the base
                     rt.pop("Cmd", None)
             else:
-                rt["Cmd"] = value
+                rt["Cmd"] = command
                 stage.cmd_from_base = False
             self._meta(stage, inst)
         elif inst.cmd == "SHELL":
@@ -289,9 +289,9 @@ class Builder:
                     extract(decompressed(f), target, self.store.limits, whiteouts=False)
             else:
                 into_dir = dest.endswith("/") or resolve_in_root(root, dest).is_dir()
-                target = os.path.join(dest, src.name) if into_dir else dest
-                makedirs_in_root(root, os.path.dirname(target.rstrip("/")), mkdir_uid, mkdir_gid)
-                copy_entry(src, root, target, owner)
+                dest_file = os.path.join(dest, src.name) if into_dir else dest
+                makedirs_in_root(root, os.path.dirname(dest_file.rstrip("/")), mkdir_uid, mkdir_gid)
+                copy_entry(src, root, dest_file, owner)
 
     def _hash_inputs(self, paths: list[Path]) -> str:
         h = hashlib.sha256()
@@ -403,6 +403,8 @@ def _is_archive(path: Path) -> bool:
 def build(store: "ImageStore", context: Path, dockerfile_path: Path | None = None, tag: str | None = None,
           build_args: dict[str, str] | None = None, target: str | None = None, progress: Progress = print,
           no_cache: bool = False) -> Image:
+    if tag:
+        reference.parse(tag)  # a bad tag fails before any work is done
     context = Path(context)
     if not context.is_dir():
         raise BuildError(f"build context {context} is not a directory")
@@ -411,7 +413,4 @@ def build(store: "ImageStore", context: Path, dockerfile_path: Path | None = Non
         text = path.read_text()
     except OSError as e:
         raise BuildError(f"cannot read Dockerfile {path}: {e.strerror}") from None
-    if tag:
-        from kubelet.images import reference
-        reference.parse(tag)  # a bad tag fails before any work is done
     return Builder(store, context, text, build_args or {}, progress, no_cache).build(tag, target)

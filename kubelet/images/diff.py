@@ -13,7 +13,7 @@ import shutil
 import stat
 import tarfile
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 from kubelet.images.errors import BuildError
 from kubelet.images.image import Layer
@@ -62,7 +62,7 @@ def write_layer(layout: Layout, upper: Path) -> Layer:
             compressed = _HashingWriter(raw)
             with gzip.GzipFile(fileobj=compressed, mode="wb", compresslevel=1, mtime=0) as gz:  # type: ignore[arg-type]
                 uncompressed = _HashingWriter(gz)  # type: ignore[arg-type]
-                with tarfile.open(fileobj=uncompressed, mode="w|", format=tarfile.PAX_FORMAT) as tf:  # type: ignore[arg-type]
+                with tarfile.open(fileobj=cast(IO[bytes], uncompressed), mode="w|", format=tarfile.PAX_FORMAT) as tf:
                     for path in _entries(upper):
                         _add(tf, upper, path)
         digest = "sha256:" + compressed.hash.hexdigest()
@@ -91,12 +91,15 @@ def _add(tf: tarfile.TarFile, root: Path, path: Path) -> None:
         raise BuildError(f"the build created {'/' + rel}, a device node or socket, which images may not contain")
     info = tf.gettarinfo(str(path), rel)
     info.uname = info.gname = ""
+    xattrs = {}
     for attr in _KEPT_XATTRS:
         try:
-            info.pax_headers[f"SCHILY.xattr.{attr}"] = os.getxattr(path, attr, follow_symlinks=False).decode(
+            xattrs[f"SCHILY.xattr.{attr}"] = os.getxattr(path, attr, follow_symlinks=False).decode(
                 "utf-8", "surrogateescape")
         except OSError:
             pass
+    if xattrs:
+        info.pax_headers = xattrs
     if info.isreg():
         with open(path, "rb") as f:
             tf.addfile(info, f)

@@ -7,6 +7,7 @@ and the mounts.
 """
 from __future__ import annotations
 
+import builtins
 import os
 import re
 import shutil
@@ -15,7 +16,8 @@ from typing import Any, Callable
 
 from pklib.kubeconfig import pkube_home
 
-from kubelet.images import reference, rootfs
+from kubelet.images import archive, reference, registry, rootfs
+from kubelet.images import build as builder
 from kubelet.images.errors import ImageError, ImageNotFound, InvalidReference
 from kubelet.images.image import Image, Layer, host_arch, parse_manifest
 from kubelet.images.layout import (MANIFEST_TYPES, MT_OCI_CONFIG, MT_OCI_MANIFEST, NAME_ANNOTATION, TAG_ANNOTATION,
@@ -75,7 +77,7 @@ class ImageStore:
         """The image's full OCI config document; runtime settings are under "config"."""
         return self.get(ref).config
 
-    def list(self) -> list[Image]:
+    def list(self) -> builtins.list[Image]:
         return [self._load(name, desc) for name, desc in sorted(self.layout.names().items())]
 
     def _load(self, name: str | None, desc: dict[str, Any]) -> Image:
@@ -83,16 +85,19 @@ class ImageStore:
         config = self.layout.read_json(manifest.get("config", {}).get("digest", ""))
         return parse_manifest(name, desc["digest"], manifest, config)
 
-    def set_name(self, name: str, manifest_digest: str) -> str:
-        """Point `name` (normalised) at a stored manifest; replaces what the name pointed at before."""
+    def set_name(self, name: str, manifest_digest: str, allow_digest: bool = False) -> str:
+        """Point `name` (normalised) at a stored manifest; replaces what the name pointed at before.
+
+        Digest names (repo@sha256:...) are recorded for images pulled by digest.
+        """
         ref = reference.parse(name)
-        if ref.digest:
+        if ref.digest and not allow_digest:
             raise InvalidReference(f"cannot tag with a digest reference {name!r}; use NAME:TAG")
         manifest_bytes = self.layout.read_blob(manifest_digest)
         manifest = self.layout.read_json(manifest_digest)
         desc = {"mediaType": manifest.get("mediaType") or MT_OCI_MANIFEST, "digest": manifest_digest,
                 "size": len(manifest_bytes),
-                "annotations": {NAME_ANNOTATION: str(ref), TAG_ANNOTATION: ref.tag or reference.DEFAULT_TAG}}
+                "annotations": {NAME_ANNOTATION: str(ref), TAG_ANNOTATION: ref.tag or ref.digest or reference.DEFAULT_TAG}}
         with self.layout.edit_index() as index:
             index["manifests"] = [d for d in index["manifests"]
                                   if (d.get("annotations") or {}).get(NAME_ANNOTATION) != str(ref)]
@@ -100,9 +105,10 @@ class ImageStore:
         return str(ref)
 
     def tag(self, src: str, dst: str) -> str:
+        reference.parse(dst)  # a bad new name is reported before a missing source
         return self.set_name(dst, self.get(src).manifest_digest)
 
-    def remove(self, ref: str, force: bool = False) -> list[str]:
+    def remove(self, ref: str, force: bool = False) -> builtins.list[str]:
         """Untag `ref` (or every name of an image ID). Refuses while a container uses the image, unless force."""
         img = self.get(ref)
         names = self.layout.names()
@@ -124,7 +130,7 @@ class ImageStore:
         return targets
 
     # ---- creating images ---------------------------------------------------
-    def commit(self, config: dict[str, Any], layers: list[Layer], name: str | None) -> Image:
+    def commit(self, config: dict[str, Any], layers: builtins.list[Layer], name: str | None) -> Image:
         """Write a config + OCI manifest for layers already in the blob store, and name it."""
         config = dict(config)
         config.setdefault("architecture", host_arch())
@@ -133,7 +139,7 @@ class ImageStore:
         config_digest = self.layout.put_blob(dumps(config))
         return self.commit_manifest(config_digest, layers, name)
 
-    def commit_manifest(self, config_digest: str, layers: list[Layer], name: str | None) -> Image:
+    def commit_manifest(self, config_digest: str, layers: builtins.list[Layer], name: str | None) -> Image:
         """Write an OCI manifest for a stored config (kept byte for byte, so the image ID is preserved)."""
         config_size = self.layout.blob_path(config_digest).stat().st_size
         manifest: dict[str, Any] = {
@@ -183,7 +189,7 @@ class ImageStore:
                 raise
         return final
 
-    def layer_dirs(self, layers: list[Layer]) -> list[Path]:
+    def layer_dirs(self, layers: builtins.list[Layer]) -> builtins.list[Path]:
         """The unpacked dirs of these layers, top-most first (the order overlay wants)."""
         dirs = [self.ensure_layer(layer) for layer in layers]
         dirs.reverse()
@@ -235,17 +241,20 @@ class ImageStore:
         return out
 
     # ---- getting images in and out (implemented in sibling modules) --------
-    def load(self, tar: Path | str, progress: Callable[[str], None] = lambda _: None) -> list[Image]:
-        from kubelet.images import archive
+    def load(self, tar: Path | str, progress: Callable[[str], None] = lambda _: None) -> builtins.list[Image]:
         return archive.load(self, Path(tar), progress)
 
-    def save(self, refs: str | list[str], tar: Path | str) -> None:
-        from kubelet.images import archive
+    def save(self, refs: str | builtins.list[str], tar: Path | str) -> None:
         archive.save(self, [refs] if isinstance(refs, str) else refs, Path(tar))
 
+    def pull(self, ref: str, **kwargs: Any) -> "registry.PullResult":
+        return registry.pull(self, ref, **kwargs)
+
+    def push(self, ref: str, dest: str | None = None, **kwargs: Any) -> str:
+        return registry.push(self, ref, dest, **kwargs)
+
     def build(self, context: Path | str, **kwargs: Any) -> Image:
-        from kubelet.images import build
-        return build.build(self, Path(context), **kwargs)
+        return builder.build(self, Path(context), **kwargs)
 
     # ---- garbage collection ------------------------------------------------
     def gc(self, progress: Callable[[str], None] | None = None) -> dict[str, int]:

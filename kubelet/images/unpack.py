@@ -13,7 +13,7 @@ each member is checked by hand:
 - device nodes are refused; the only devices we create are overlay whiteouts (0/0);
 - byte and entry limits stop archive bombs;
 - only `security.capability` and `user.*` xattrs are restored (a layer must not be able
-  to set `trusted.overlay.*` and so steer the overlay mount).
+  to set `trusted.overlay.*` or `user.overlay.*` and so steer the overlay mount).
 
 In overlay mode `.wh.NAME` becomes a 0/0 character device NAME and `.wh..wh..opq`
 marks its directory opaque (`trusted.overlay.opaque=y`), which is the form overlayfs
@@ -75,7 +75,7 @@ class _HashingReader(io.RawIOBase):
 
 def decompressed(raw: IO[bytes]) -> IO[bytes]:
     """Detect gzip/xz/bzip2 by magic bytes (media types lie more often than magic does)."""
-    buf = io.BufferedReader(raw, _CHUNK) if not isinstance(raw, io.BufferedReader) else raw  # type: ignore[arg-type]
+    buf = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw, _CHUNK)  # type: ignore[arg-type,type-var]
     head = buf.peek(6)[:6]
     if head.startswith(b"\x1f\x8b"):
         return gzip.GzipFile(fileobj=buf, mode="rb")  # type: ignore[return-value]
@@ -251,7 +251,7 @@ def _apply_meta(path: Path, m: tarfile.TarInfo) -> None:
             if not key.startswith("SCHILY.xattr."):
                 continue
             attr = key[len("SCHILY.xattr."):]
-            if attr in _KEPT_XATTRS or attr.startswith("user."):
+            if attr in _KEPT_XATTRS or (attr.startswith("user.") and not attr.startswith("user.overlay.")):
                 os.setxattr(path, attr, value.encode("utf-8", "surrogateescape"), follow_symlinks=False)
     if not m.isdir():
         os.utime(path, (m.mtime, m.mtime), follow_symlinks=False)

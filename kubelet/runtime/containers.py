@@ -138,18 +138,22 @@ class Containers:
             return
         if timeout > 0:
             await self.runc.kill(cid, "TERM")
-            if await self._wait_exit(paths, timeout):
+            if await self._wait_exit(cid, paths, timeout):
                 return
         await self.runc.kill(cid, "KILL")
-        if not await self._wait_exit(paths, EXIT_WAIT):
+        if not await self._wait_exit(cid, paths, EXIT_WAIT):
             raise RuntimeError_(f"container {cid} did not exit after SIGKILL")
 
-    @staticmethod
-    async def _wait_exit(paths: MonitorPaths, timeout: float) -> bool:
+    async def _wait_exit(self, cid: str, paths: MonitorPaths, timeout: float) -> bool:
+        """Until conmon recorded the exit; without a monitor (it was killed) ask runc whether the process ended."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if read_exit(paths) or not conmon_alive(paths):
+            if read_exit(paths):
                 return True
+            if not conmon_alive(paths):
+                state = await self.runc.state(cid)
+                if state is None or state["status"] == "stopped":
+                    return True
             await asyncio.sleep(0.02)
         return bool(read_exit(paths))
 
@@ -165,7 +169,7 @@ class Containers:
     async def _destroy(self, cid: str) -> None:
         paths = self.paths(cid)
         await self.runc.delete(cid)  # --force: kills a running container, removes its cgroups
-        await self._wait_exit(paths, EXIT_WAIT)  # let conmon write the log tail and exit
+        await self._wait_exit(cid, paths, EXIT_WAIT)  # let conmon write the log tail and exit
         await asyncio.to_thread(self.images.release_rootfs, cid)
         shutil.rmtree(paths.dir, ignore_errors=True)
 
@@ -183,8 +187,10 @@ class Containers:
             cstate, pid = ContainerState.RUNNING, int(state["pid"])
         elif state["status"] == "created":
             cstate, pid = ContainerState.CREATED, int(state["pid"])
+        elif conmon_alive(paths):
+            cstate = ContainerState.RUNNING  # runc saw the exit first; conmon is about to record it
         else:
-            cstate = ContainerState.EXITED if not conmon_alive(paths) else ContainerState.RUNNING
+            cstate = ContainerState.EXITED
         status = ContainerStatus(id=cid, sandbox_id=meta["sandbox_id"], name=meta["name"], image=meta["image"],
                                  state=cstate, pid=pid, created_at=_ts(meta["created_at"]),
                                  started_at=_ts(meta.get("started_at")), log_path=str(paths.log),
@@ -196,6 +202,9 @@ class Containers:
                 meta["reason"] = self._reason(meta, paths, status.exit_code)
                 self._save(meta)
             status.reason = meta["reason"]
+        elif cstate in (ContainerState.EXITED, ContainerState.UNKNOWN):
+            # the monitor died before recording the exit (killed with the node agent's cgroup, say)
+            status.reason = "ContainerStatusUnknown"
         return status
 
     @staticmethod

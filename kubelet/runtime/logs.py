@@ -9,7 +9,7 @@ import asyncio
 from collections import deque
 from datetime import datetime
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from typing import AsyncIterator, Awaitable, Callable, Iterable
 
 from kubelet.runtime.interface import LogLine, LogOptions
 
@@ -44,14 +44,6 @@ class _Joiner:
         return LogLine(timestamp=when, stream=stream, text=full, raw_timestamp=ts)
 
 
-def parse_lines(raws: Iterable[str]) -> Iterator[LogLine]:
-    joiner = _Joiner()
-    for raw in raws:
-        line = joiner.feed(raw)
-        if line is not None:
-            yield line
-
-
 def _selected(line: LogLine, options: LogOptions) -> bool:
     return options.since is None or line.timestamp >= options.since
 
@@ -61,21 +53,28 @@ async def read_logs(path: Path, options: LogOptions,
     """Existing lines (respecting tail/since), then, with follow, new lines until `finished()` says the
     container is gone and nothing more arrived. `limit_bytes` bounds the bytes of text returned."""
     budget = options.limit_bytes
+
+    def fits(line: LogLine) -> bool:
+        nonlocal budget
+        if budget is None:
+            return True
+        budget -= len(line.text) + 1
+        return budget >= 0
+
     joiner = _Joiner()
     try:
         f = open(path, "r", errors="replace")
     except FileNotFoundError:
         return
     with f:
-        existing = (line for line in (joiner.feed(r) for r in f.readlines()) if line is not None)
-        selected: Iterable[LogLine] = (line for line in existing if _selected(line, options))
+        # the whole file is scanned once: `tail` needs the end, `since` compares every timestamp
+        parsed = (joiner.feed(raw) for raw in f.readlines())
+        selected: Iterable[LogLine] = (line for line in parsed if line is not None and _selected(line, options))
         if options.tail is not None:
             selected = deque(selected, maxlen=max(0, options.tail))
         for line in selected:
-            if budget is not None:
-                budget -= len(line.text) + 1
-                if budget < 0:
-                    return
+            if not fits(line):
+                return
             yield line
         if not options.follow:
             return
@@ -92,10 +91,8 @@ async def read_logs(path: Path, options: LogOptions,
             buf += chunk
             *complete, buf = buf.split("\n")
             for raw in complete:
-                line = joiner.feed(raw)
-                if line is not None and _selected(line, options):
-                    if budget is not None:
-                        budget -= len(line.text) + 1
-                        if budget < 0:
-                            return
-                    yield line
+                new = joiner.feed(raw)
+                if new is not None and _selected(new, options):
+                    if not fits(new):
+                        return
+                    yield new

@@ -11,11 +11,13 @@ import importlib.util
 import json
 import shutil
 import ssl
-import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import Callable
 
 from pkctl.cluster.home import ClusterConfig, Home
@@ -98,15 +100,27 @@ def _probe_settled(home: Home, cfg: ClusterConfig, running: float) -> Health:
     return running >= SETTLE_SECONDS, f"running for {running:.0f}s"
 
 
+def _renewed_since(home: Home, cfg: ClusterConfig, node: str, since: float) -> bool:
+    lease = api_get(home, cfg, f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{node}")
+    renew = ((lease or {}).get("spec") or {}).get("renewTime")
+    if not renew:
+        return False
+    return datetime.fromisoformat(renew.replace("Z", "+00:00")).timestamp() >= since
+
+
 def _probe_node(home: Home, cfg: ClusterConfig, running: float) -> Health:
+    """Node Ready, and its Lease renewed by this kubelet process: after a restart the Node object
+    still says Ready from the previous run, so Ready alone proves nothing."""
     nodes = api_get(home, cfg, "/api/v1/nodes")
     if nodes is None:
         return False, "cannot list nodes"
     mine = [n for n in nodes.get("items", []) if n["metadata"]["name"].startswith(cfg.node_name)]
     if not mine:
         return False, f"node {cfg.node_name} not registered yet"
-    ready = [n["metadata"]["name"] for n in mine if node_ready(n)]
-    return bool(ready), f"node {', '.join(ready)} Ready" if ready else "node not Ready"
+    started = time.time() - running - 1.0  # renewTime has second-level clock skew at worst on one host
+    ready = [n["metadata"]["name"] for n in mine
+             if node_ready(n) and _renewed_since(home, cfg, n["metadata"]["name"], started)]
+    return bool(ready), f"node {', '.join(ready)} Ready" if ready else "node not Ready (no fresh heartbeat)"
 
 
 def _client_flags(home: Home, cfg: ClusterConfig) -> list[str]:
@@ -134,13 +148,24 @@ def _apiserver_flags(home: Home, cfg: ClusterConfig) -> list[str]:
 
 
 def apiserver_serves_tls() -> bool:
-    """Whether this build's apiserver takes Kubernetes' --tls-cert-file flag (asked, not assumed)."""
+    """Whether this build's apiserver declares Kubernetes' serving flags --tls-cert-file/--tls-private-key-file.
+
+    Read from its source rather than from `--help`: starting Python for that costs seconds
+    on a loaded machine, on every `up`.
+    """
     try:
-        out = subprocess.run([sys.executable, "-m", "launcher", "apiserver", "--help"], capture_output=True,
-                             text=True, timeout=30).stdout
-    except subprocess.TimeoutExpired:
+        spec = importlib.util.find_spec("apiserver")
+    except ModuleNotFoundError:
         return False
-    return "--tls-cert-file" in out and "--tls-private-key-file" in out
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    flags = {"--tls-cert-file": False, "--tls-private-key-file": False}
+    for d in spec.submodule_search_locations:
+        for src in Path(d).rglob("*.py"):
+            text = src.read_text(errors="replace")
+            for flag in flags:
+                flags[flag] = flags[flag] or f'"{flag}"' in text
+    return all(flags.values())
 
 
 def _controller_flags(home: Home, cfg: ClusterConfig) -> list[str]:

@@ -93,7 +93,7 @@ def ensure(dir: Path, hostnames: list[str] | None = None) -> Pki:
         _write_cert(pki.ca_cert, ca)
         pki.serving_cert.unlink(missing_ok=True)  # signed by the old CA
     if _needs_renewal(pki.serving_cert, now) or not pki.serving_key.exists():
-        ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+        issuer_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
         ca = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
         key = _key()
         names = ["localhost", *(hostnames if hostnames is not None else [socket.gethostname()])]
@@ -106,7 +106,7 @@ def ensure(dir: Path, hostnames: list[str] | None = None) -> Pki:
                 .add_extension(x509.SubjectAlternativeName(sans), critical=False)
                 .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
                 .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .sign(ca_key, hashes.SHA256()))  # type: ignore[arg-type]
+                .sign(issuer_key, hashes.SHA256()))  # type: ignore[arg-type]
         _write_key(pki.serving_key, key)
         _write_cert(pki.serving_cert, cert)
     return pki

@@ -36,6 +36,14 @@ LAUNCHER_UNAVAILABLE, UNAVAILABLE_MARK = 2, "is not available in this build"
 HEALTH_INTERVAL = 5.0
 
 
+def restart_delay(previous: float | None, ran: float) -> float:
+    """Back-off before restarting a component that ran `ran` seconds: 1 s doubling to 30 s,
+    from the start again once it had stayed up for a while."""
+    if previous is None or ran >= BACKOFF_RESET_AFTER:
+        return BACKOFF_START
+    return min(previous * 2, BACKOFF_MAX)
+
+
 class Keeper:
     """Runs one component for the lifetime of the supervisor."""
 
@@ -44,7 +52,9 @@ class Keeper:
         self.ready = asyncio.Event()
         self.proc: asyncio.subprocess.Process | None = None
         self.record: procs.ProcRecord | None = None
-        self.state: dict[str, Any] = {"name": comp.name, "state": "Waiting", "pid": None, "ticks": None,
+        # "supervisor" tells readers this record is current, not left over from an earlier run.
+        self.state: dict[str, Any] = {"name": comp.name, "supervisor": os.getpid(), "state": "Waiting",
+                                      "pid": None, "ticks": None,
                                       "started": None, "restarts": 0, "healthy": False, "detail": "",
                                       "ready_after": None, "last_exit": None}
 
@@ -60,7 +70,7 @@ class Keeper:
             await d.ready.wait()
             if d.state["state"] == "NotAvailable":
                 return self._not_available(f"needs {d.comp.name}, which is not available in this build")
-        backoff = BACKOFF_START
+        delay: float | None = None
         while True:
             began = time.monotonic()
             rc = await self._run_once()
@@ -69,13 +79,11 @@ class Keeper:
                 # The component's package landed but a module it imports has not (work in progress):
                 # the launcher says so; retrying cannot help until the code changes.
                 return self._not_available(self._log_tail().strip().splitlines()[-1])
-            if ran >= BACKOFF_RESET_AFTER:
-                backoff = BACKOFF_START
-            log.warning("%s exited with %s after %.1fs; restarting in %.0fs", self.comp.name, rc, ran, backoff)
+            delay = restart_delay(delay, ran)
+            log.warning("%s exited with %s after %.1fs; restarting in %.0fs", self.comp.name, rc, ran, delay)
             self.publish(state="Restarting", pid=None, ticks=None, healthy=False, last_exit=rc,
-                         restarts=self.state["restarts"] + 1, detail=f"exited with {rc}; restart in {backoff:.0f}s")
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, BACKOFF_MAX)
+                         restarts=self.state["restarts"] + 1, detail=f"exited with {rc}; restart in {delay:.0f}s")
+            await asyncio.sleep(delay)
 
     async def _run_once(self) -> int:
         cmd = ["setpriv", "--pdeathsig", "TERM", "--", *self.comp.command(self.home, self.cfg)]
@@ -95,8 +103,9 @@ class Keeper:
         try:
             # Starting: probe often, so `up` is quick; Running: probe now and then for `status`.
             while not exited.done():
-                running = time.monotonic() - started
-                ok, detail = await asyncio.to_thread(self.comp.probe, self.home, self.cfg, running)
+                ok, detail = await asyncio.to_thread(self.comp.probe, self.home, self.cfg,
+                                                     time.monotonic() - started)
+                running = time.monotonic() - started  # the probe itself may have waited for the answer
                 if exited.done():
                     break
                 if ok and self.state["state"] == "Starting":

@@ -90,16 +90,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     if problems:
         _print_problems(problems)
         raise CommandError("this machine is missing what a pkube cluster needs (see above)")
+    _check_ports(home, args.api_port)
     tls = BY_NAME["apiserver"].available() and apiserver_serves_tls()
     try:
         cfg = home.prepare(args.api_port, default_home=home.root == resolve(None) and args.api_port is None, tls=tls)
     except (HomeError, OSError) as e:
         raise CommandError(str(e)) from None
-    busy = prereq_checks.busy_ports({"etcd client": cfg.etcd_client_port, "etcd peer": cfg.etcd_peer_port,
-                                     "apiserver": cfg.api_port})
-    if busy:
-        _print_problems(busy)
-        raise CommandError(f"ports the cluster at {home.root} uses are taken (see above)")
     print(f"Starting pkube cluster in {home.root}")
     if not tls:
         print("  - TLS: this build's apiserver serves plain HTTP; pkctl works, kubectl will not "
@@ -110,6 +106,23 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 1
     print_next_steps(home, cfg)
     return 0
+
+
+def _check_ports(home: Home, api_port: int | None) -> None:
+    """Before anything is written: the ports this home recorded, or the one asked for, must be free
+    (a new home picks the others free)."""
+    if home.exists():
+        try:
+            cfg = home.load_config()
+        except HomeError as e:
+            raise CommandError(str(e)) from None
+        ports = {"etcd client": cfg.etcd_client_port, "etcd peer": cfg.etcd_peer_port, "apiserver": cfg.api_port}
+    else:
+        ports = {"apiserver": api_port} if api_port is not None else {}
+    busy = prereq_checks.busy_ports(ports)
+    if busy:
+        _print_problems(busy)
+        raise CommandError(f"ports the cluster at {home.root} needs are taken (see above)")
 
 
 def _print_problems(problems: list[prereq_checks.Problem]) -> None:
@@ -133,6 +146,8 @@ def _wait_ready(home: Home, sup: subprocess.Popen[bytes], timeout: float) -> boo
         pending = []
         for c in COMPONENTS:
             st = home.read_state(c.name) or {}
+            if st.get("supervisor") != sup.pid:
+                st = {}  # written by an earlier run
             state = st.get("state", "Waiting")
             key = f"{state}/{st.get('restarts', 0)}"
             if shown.get(c.name) != key:

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from pklib.errors import ApiError, is_gone
+from pklib.resources import Resource
 
 from .. import columns
 from ..connect import Connection, run
@@ -18,7 +19,7 @@ OUTPUTS = ("wide", "yaml", "json", "name")
 # A watch stream the server ends (its timeout) is resumed; this bounds how fast we retry a failing one.
 WATCH_RETRY_SECONDS = 1.0
 
-Found = tuple[Any, dict[str, Any]]  # (Resource, object)
+Found = tuple[Resource, dict[str, Any]]
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -89,7 +90,8 @@ def print_found(found: list[Found], args: argparse.Namespace, single: bool, name
             print(object_ref(res, obj))
         return []
     if out in ("yaml", "json"):
-        if found:
+        # Nothing found by name prints nothing (the error says why); an empty listing is an empty List.
+        if found or not any(t.names for t in targets):
             doc = with_type(*found[0]) if single and len(found) == 1 else as_list(with_type(r, o) for r, o in found)
             sys.stdout.write(to_yaml(doc) if out == "yaml" else to_json(doc))
         return []
@@ -112,7 +114,7 @@ def print_found(found: list[Found], args: argparse.Namespace, single: bool, name
     return widths
 
 
-def table_headers(res: Any, args: argparse.Namespace) -> list[str]:
+def table_headers(res: Resource, args: argparse.Namespace) -> list[str]:
     head = columns.headers(res, args.output == "wide")
     if args.all_namespaces and res.namespaced:
         head = ["NAMESPACE", *head]
@@ -121,7 +123,7 @@ def table_headers(res: Any, args: argparse.Namespace) -> list[str]:
     return head
 
 
-def table_row(res: Any, obj: dict[str, Any], args: argparse.Namespace, prefix: bool) -> list[str]:
+def table_row(res: Resource, obj: dict[str, Any], args: argparse.Namespace, prefix: bool) -> list[str]:
     name = object_ref(res, obj) if prefix else None
     row = columns.cells(res, obj, utcnow(), args.output == "wide", name)
     if args.all_namespaces and res.namespaced:
@@ -138,7 +140,8 @@ async def watch(conn: Connection, args: argparse.Namespace, target: Target, rv: 
     ns = None if (args.all_namespaces or not res.namespaced) else conn.namespace
     field_selector = args.field_selector
     if target.names:
-        field_selector = f"metadata.name={target.names[0]}"
+        # One name is selected by the server; several are filtered below.
+        field_selector = f"metadata.name={target.names[0]}" if len(target.names) == 1 else None
         rv = max((str((o.get("metadata") or {}).get("resourceVersion") or "") for _, o in found), key=_rv_key,
                  default=None)
     header_printed = bool(found) and not args.output
@@ -163,7 +166,7 @@ async def watch(conn: Connection, args: argparse.Namespace, target: Target, rv: 
         await asyncio.sleep(WATCH_RETRY_SECONDS)
 
 
-def _print_event(res: Any, obj: dict[str, Any], args: argparse.Namespace, widths: list[int]) -> None:
+def _print_event(res: Resource, obj: dict[str, Any], args: argparse.Namespace, widths: list[int]) -> None:
     if args.output == "name":
         print(object_ref(res, obj))
     elif args.output == "yaml":

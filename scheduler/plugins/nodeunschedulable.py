@@ -9,6 +9,6 @@ _TAINT = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}
 
 
 def filter(pod: PodInfo, node: NodeInfo) -> list[str] | None:  # noqa: A001 - the plugin's verb
-    if node.unschedulable and not tolerated(pod.spec.get("tolerations") or [], _TAINT):
+    if node.unschedulable and not tolerated(pod.tolerations, _TAINT):
         return [REASON]
     return None

@@ -25,16 +25,14 @@ def tolerated(tolerations: list[dict[str, Any]], taint: dict[str, Any]) -> bool:
 
 
 def filter(pod: PodInfo, node: NodeInfo) -> list[str] | None:  # noqa: A001 - the plugin's verb
-    tolerations = pod.spec.get("tolerations") or []
-    for taint in node.taints:
-        if taint.get("effect") in ("NoSchedule", "NoExecute") and not tolerated(tolerations, taint):
+    for taint in node.hard_taints:
+        if not tolerated(pod.tolerations, taint):
             return [f"node(s) had untolerated taint {{{taint.get('key')}: {taint.get('value') or ''}}}"]
     return None
 
 
 def intolerable_preferences(pod: PodInfo, node: NodeInfo) -> float:
     """Raw score: how many PreferNoSchedule taints the pod does not tolerate (lower is better)."""
-    tolerations = [t for t in pod.spec.get("tolerations") or []
-                   if not t.get("effect") or t.get("effect") == "PreferNoSchedule"]
-    return float(sum(1 for taint in node.taints
-                     if taint.get("effect") == "PreferNoSchedule" and not tolerated(tolerations, taint)))
+    if not node.soft_taints:
+        return 0.0
+    return float(sum(1 for taint in node.soft_taints if not tolerated(pod.tolerations, taint)))

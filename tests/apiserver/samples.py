@@ -47,4 +47,7 @@ def sample(res: Resource, name: str, namespace: str | None = None, labels: dict[
         meta["namespace"] = namespace
     if labels:
         meta["labels"] = labels
-    return {"apiVersion": res.api_version, "kind": res.kind, "metadata": meta, **copy.deepcopy(_body(res.kind))}
+    body = {"apiVersion": res.api_version, "kind": res.kind, "metadata": meta, **copy.deepcopy(_body(res.kind))}
+    if res.kind == "Event" and namespace:
+        body["involvedObject"]["namespace"] = namespace  # an event lives in its object's namespace
+    return body

@@ -133,16 +133,17 @@ async def test_server_owned_metadata_is_kept_on_update(client: Client, namespace
 
 
 async def test_strategic_merge_patch_merges_containers_and_env(client: Client, namespace: str) -> None:
-    pods = lookup("pods")
-    body = sample(pods, "smp", namespace)
-    body["spec"]["containers"].append({"name": "side", "image": "busybox:1.36",
-                                       "env": [{"name": "A", "value": "1"}]})
-    await client.create(pods, body)
-    patch = {"spec": {"containers": [{"name": "side", "env": [{"name": "B", "value": "2"}]}]}}
-    patched = await client.patch(pods, "smp", patch, namespace, patch_type="strategic")
-    containers = {c["name"]: c for c in patched["spec"]["containers"]}
+    deploy = lookup("deployments")
+    body = sample(deploy, "smp", namespace)
+    body["spec"]["template"]["spec"]["containers"].append({"name": "side", "image": "busybox:1.36",
+                                                           "env": [{"name": "A", "value": "1"}]})
+    await client.create(deploy, body)
+    patch = {"spec": {"template": {"spec": {"containers": [{"name": "side", "env": [{"name": "B", "value": "2"}]}]}}}}
+    patched = await client.patch(deploy, "smp", patch, namespace, patch_type="strategic")
+    containers = {c["name"]: c for c in patched["spec"]["template"]["spec"]["containers"]}
     assert set(containers) == {"app", "side"}
     assert {e["name"]: e["value"] for e in containers["side"]["env"]} == {"A": "1", "B": "2"}
+    assert patched["metadata"]["generation"] == 2
 
 
 async def test_json_patch_and_patch_precondition(client: Client, namespace: str) -> None:
@@ -167,3 +168,12 @@ async def test_yaml_body(client: Client, namespace: str) -> None:
     text = f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  a: b\n"
     created = await client.request("POST", cm.path(namespace), body=text, content_type="application/yaml")
     assert created["metadata"]["namespace"] == namespace and created["data"] == {"a": "b"}
+
+
+async def test_put_creates_a_missing_lease_but_not_a_missing_configmap(client: Client, namespace: str) -> None:
+    lease = lookup("leases")
+    created = await client.update(lease, sample(lease, "leader", namespace))
+    assert created["metadata"]["uid"] and created["spec"]["holderIdentity"] == "me"
+    with pytest.raises(ApiError) as e:
+        await client.update(lookup("configmaps"), sample(lookup("configmaps"), "nope", namespace))
+    assert e.value.code == 404

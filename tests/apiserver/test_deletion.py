@@ -160,3 +160,17 @@ async def test_create_in_missing_namespace_is_404(client: Client) -> None:
 async def test_system_namespaces_exist(client: Client) -> None:
     listed = {i["metadata"]["name"] for i in (await client.list(NS))["items"]}
     assert {"default", "kube-system", "kube-public", "kube-node-lease"} <= listed
+
+
+async def test_no_new_finalizers_on_a_deleting_object(client: Client, namespace: str) -> None:
+    body = sample(CM, "late-fin", namespace)
+    body["metadata"]["finalizers"] = ["example.com/a"]
+    await client.create(CM, body)
+    await client.delete(CM, "late-fin", namespace)
+    with pytest.raises(ApiError) as e:
+        await client.patch(CM, "late-fin", {"metadata": {"finalizers": ["example.com/a", "example.com/b"]}},
+                           namespace)
+    assert e.value.code == 422 and e.value.causes[0]["field"] == "metadata.finalizers"
+    assert (await client.get(CM, "late-fin", namespace))["metadata"]["finalizers"] == ["example.com/a"]
+    await client.patch(CM, "late-fin", {"metadata": {"finalizers": None}}, namespace)
+    assert await _gone(client, CM, "late-fin", namespace)

@@ -149,3 +149,20 @@ async def test_bookmarks_when_allowed(session_tmp: str, etcd: Etcd) -> None:
             assert kinds_seen[-1] == "BOOKMARK"
     finally:
         _stop(server.proc)
+
+
+async def test_watch_from_a_revision_bumped_by_another_etcd_user(client: Client, namespace: str, etcd: Etcd) -> None:
+    # Writes by someone else sharing etcd move its revision without any event for this API server.
+    other = EtcdStorage([etcd.url], "/" + unique("foreign"))
+    try:
+        for i in range(3):
+            await other.create(f"/registry/core/configmaps/x/{i}", {"metadata": {"name": str(i)}})
+    finally:
+        await other.close()
+    rv = (await client.list(CM, namespace, limit=1))["metadata"]["resourceVersion"]  # read from etcd
+    # The cache must prove it has caught up with that revision, although none of its events carries it.
+    assert (await client.list(CM, namespace, resource_version=rv))["items"] == []
+    collector = asyncio.create_task(take(client.watch(CM, namespace, resource_version=rv), 1, timeout=5))
+    await client.create(CM, sample(CM, "after", namespace))
+    [event] = await collector
+    assert event["type"] == "ADDED" and event["object"]["metadata"]["name"] == "after"

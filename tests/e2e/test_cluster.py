@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+import yaml
 
 from pkctl.cluster.components import BY_NAME
 from pkctl.cluster.procs import ProcRecord
@@ -170,12 +171,44 @@ def test_every_example_is_accepted(cluster: Cluster) -> None:
     assert web["spec"]["ports"][0]["nodePort"] == 30080
 
 
+def test_web_example_runs_and_scales(cluster: Cluster, tmp_path: Path) -> None:
+    if not all(BY_NAME[c].available() for c in ("controller-manager", "scheduler", "kubelet")):
+        pytest.skip("needs the controller-manager, scheduler and kubelet")
+    ns = make_namespace(cluster)
+    kc = ("--kubeconfig", str(cluster.kubeconfig))
+    # only the Deployment: node port 30080 of the example's Service is cluster-wide, and taken by another test
+    deployment = next(d for d in yaml.safe_load_all((EXAMPLES / "web.yaml").read_text()) if d["kind"] == "Deployment")
+    manifest = tmp_path / "web-deployment.yaml"
+    manifest.write_text(yaml.safe_dump(deployment))
+    run(*kc, "apply", "-n", ns, "-f", str(manifest))
+    node = cluster.names("/api/v1/nodes")
+
+    def ready_pods() -> list[dict]:  # type: ignore[type-arg]
+        _, pods = cluster.api(f"/api/v1/namespaces/{ns}/pods?labelSelector=app%3Dweb")
+        return [p for p in pods["items"] if not p["metadata"].get("deletionTimestamp")
+                and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
+
+    for replicas in (3, 5, 2):  # the count the tour walks through
+        if replicas != 3:
+            run(*kc, "scale", "-n", ns, "deployment/web", "--replicas", str(replicas))
+        wait_for_sync(lambda: len(ready_pods()) == replicas and cluster.api(
+            f"/apis/apps/v1/namespaces/{ns}/deployments/web")[1]["status"].get("readyReplicas") == replicas,
+            timeout=30, interval=0.2, message=f"{replicas} web pods Ready")
+        assert {p["spec"]["nodeName"] for p in ready_pods()} <= node
+
+
 @pytest.mark.parametrize("name,text,message", [
     ("malformed", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: [unclosed\n", "error parsing"),
     ("unknown-kind", "apiVersion: v1\nkind: Gizmo\nmetadata: {name: g}\n", "Gizmo"),
     ("invalid-field", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: bad}\nspec:\n  replicas: -1\n"
                       "  selector: {matchLabels: {app: bad}}\n  template:\n    metadata: {labels: {app: bad}}\n"
                       "    spec: {containers: [{name: c, image: pkube.local/busybox:latest}]}\n", "spec.replicas"),
+    ("missing-image", "apiVersion: v1\nkind: Pod\nmetadata: {name: bad}\nspec: {containers: [{name: c}]}\n",
+     "spec.containers[0].image"),
+    ("selector-mismatch", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: bad}\nspec:\n"
+                          "  selector: {matchLabels: {app: one}}\n  template:\n    metadata: {labels: {app: two}}\n"
+                          "    spec: {containers: [{name: c, image: pkube.local/busybox:latest}]}\n",
+     "spec.template.metadata.labels"),
 ])
 def test_bad_input_is_refused_and_changes_nothing(cluster: Cluster, tmp_path: Path, name: str, text: str,
                                                   message: str) -> None:
@@ -185,6 +218,7 @@ def test_bad_input_is_refused_and_changes_nothing(cluster: Cluster, tmp_path: Pa
     p = run("--kubeconfig", str(cluster.kubeconfig), "apply", "-n", ns, "-f", str(f), check=False)
     assert p.returncode != 0 and message in p.stderr and no_traceback(p), p.stderr
     assert cluster.names(f"/apis/apps/v1/namespaces/{ns}/deployments") == set()
+    assert cluster.names(f"/api/v1/namespaces/{ns}/pods") == set()
     # only what Kubernetes itself puts in every namespace may be there
     assert cluster.names(f"/api/v1/namespaces/{ns}/configmaps") - {"kube-root-ca.crt"} == set()
 
@@ -199,6 +233,54 @@ def test_cluster_command_errors_are_one_line(cluster: Cluster, tmp_path: Path) -
     taken = run("cluster", "up", "--home", str(tmp_path / "other"), "--api-port",
                 cluster.api_url().rsplit(":", 1)[1], check=False)
     assert taken.returncode == 1 and "already in use" in taken.stderr and no_traceback(taken)
+    assert not (tmp_path / "other").exists()
+
+
+def test_logs_show_each_component_and_the_supervisor(cluster: Cluster) -> None:
+    etcd = run("cluster", "logs", "etcd", "--home", str(cluster.home))
+    assert "pkube supervisor: starting etcd" in etcd.stdout
+    last = run("cluster", "logs", "supervisor", "--tail", "3", "--home", str(cluster.home))
+    assert 0 < len(last.stdout.splitlines()) <= 3
+    assert "etcd ready after" in run("cluster", "logs", "supervisor", "--home", str(cluster.home)).stdout
+
+
+def test_logs_follow_until_interrupted(cluster: Cluster, tmp_path: Path) -> None:
+    if not BY_NAME["scheduler"].available():
+        pytest.skip("kills the scheduler to make the supervisor log something")
+    out = tmp_path / "follow.txt"
+    with open(out, "wb") as f:
+        follower = subprocess.Popen([sys.executable, "-m", "pkctl.main", "cluster", "logs", "supervisor", "-f",
+                                     "--home", str(cluster.home)], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+    try:
+        wait_for_sync(lambda: b"etcd ready after" in out.read_bytes(), timeout=15, message="existing lines")
+        # a new line in the log (the supervisor logs every restart) shows up while following
+        rec = cluster.record("scheduler")
+        assert rec is not None
+        os.kill(rec.pid, signal.SIGKILL)
+        wait_for_sync(lambda: b"scheduler exited with -9" in out.read_bytes(), timeout=15,
+                      message="the restart logged while following")
+        follower.send_signal(signal.SIGINT)
+        assert follower.wait(10) == 130
+        assert b"Traceback" not in out.read_bytes()
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+    wait_for_sync(lambda: cluster.state("scheduler")["state"] == "Running", timeout=30, message="scheduler back")
+
+
+def test_a_second_home_is_a_separate_cluster(cluster: Cluster, tmp_path: Path) -> None:
+    other = Cluster(tmp_path / "second", tmp_path / "second" / "kubeconfig", "")
+    try:
+        run("cluster", "up", "--home", str(other.home), "--wait-timeout", "60")
+        ports = [c.config()[k] for c in (cluster, other) for k in ("etcd_client_port", "etcd_peer_port", "api_port")]
+        assert len(set(ports)) == 6
+        ns = make_namespace(other)
+        assert ns in other.names("/api/v1/namespaces") and ns not in cluster.names("/api/v1/namespaces")
+        assert run("cluster", "status", "--home", str(cluster.home)).returncode == 0
+    finally:
+        run("cluster", "down", "--purge", "--home", str(other.home), check=False)
+    assert not other.home.exists()
 
 
 def test_up_again_is_a_no_op(cluster: Cluster) -> None:
@@ -239,3 +321,17 @@ def test_down_then_up_keeps_objects_and_leaves_no_process(cluster: Cluster) -> N
     assert "✓ apiserver ready" in up.stdout
     code, got = cluster.api(f"/api/v1/namespaces/{ns}/configmaps/kept")
     assert code == 200 and got["data"] == {"k": "v"}
+
+
+def test_a_killed_supervisor_takes_its_components_along(cluster: Cluster) -> None:
+    components = [r for r in recorded_processes(cluster) if r != cluster.record("supervisor")]
+    sup = cluster.record("supervisor")
+    assert sup is not None and components
+    os.kill(sup.pid, signal.SIGKILL)
+    # setpriv --pdeathsig: nothing keeps running unsupervised
+    wait_for_sync(lambda: not any(r.alive() for r in components), timeout=20, message="components stopped")
+    st = run("cluster", "status", "--home", str(cluster.home), check=False)
+    assert st.returncode == 1 and "supervisor not running" in st.stdout
+    up = run("cluster", "up", "--home", str(cluster.home), "--wait-timeout", "60")
+    assert "✓ apiserver ready" in up.stdout and "already running" not in up.stdout
+    assert cluster.api("/api/v1/namespaces")[0] == 200

@@ -17,6 +17,7 @@ from pkctl.cluster import pki, prereqs, procs
 from pkctl.cluster.components import COMPONENTS
 from pkctl.cluster.home import Home, HomeError
 from pkctl.cluster.report import human_bytes, human_duration
+from pkctl.cluster.supervisor import restart_delay
 from pklib import kubeconfig
 
 ALL_BINARIES = {b: f"/usr/bin/{b}" for b in prereqs.BINARIES}
@@ -171,3 +172,12 @@ def test_human_duration(seconds: float | None, text: str) -> None:
 
 def test_human_bytes() -> None:
     assert (human_bytes(None), human_bytes(512), human_bytes(3 * 1024 * 1024)) == ("-", "512B", "3.0MiB")
+
+
+def test_restart_backoff_doubles_to_30s_and_resets_after_a_good_run() -> None:
+    delays, delay = [], None
+    for _ in range(7):
+        delay = restart_delay(delay, ran=0.5)
+        delays.append(delay)
+    assert delays == [1, 2, 4, 8, 16, 30, 30]
+    assert restart_delay(30, ran=120) == 1

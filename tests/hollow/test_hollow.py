@@ -12,13 +12,12 @@ import pytest
 
 from pklib.client import Client
 from tests.conftest import ROOT
-from tests.scheduler.cluster import (LEASES, NODES, PODS, Cluster, cclient, cluster, cns, condition,  # noqa: F401
-                                     delete_nodes, pod_body, start_hollow)
+from tests.scheduler.cluster import LEASES, NODES, PODS, Cluster, condition, delete_nodes, pod_body, start_hollow
 from tests.util import unique, wait_for
 
 
 @pytest.fixture(scope="module")
-def ipam(cluster: Cluster) -> Cluster:  # noqa: F811
+def ipam(cluster: Cluster) -> Cluster:
     cluster.start("controller-manager", "--controllers", "nodeipam")
     return cluster
 
@@ -36,7 +35,7 @@ async def running(client: Client, ns: str, name: str) -> dict[str, Any] | None:
     return None
 
 
-async def test_nodes_register_with_capacity_labels_and_heartbeat(ipam: Cluster, cclient: Client) -> None:  # noqa: F811
+async def test_nodes_register_with_capacity_labels_and_heartbeat(ipam: Cluster, cclient: Client) -> None:
     comp, names = await start_hollow(ipam, cclient, 3, "--cpu", "8", "--memory", "32Gi", "--max-pods", "50",
                                      "--node-lease-renew-interval", "1")
     try:
@@ -70,7 +69,7 @@ def _t(ts: str) -> datetime:
 
 
 async def test_bound_pods_run_with_ip_from_pod_cidr_and_deletion_finishes(
-        ipam: Cluster, cclient: Client, cns: str) -> None:  # noqa: F811
+        ipam: Cluster, cclient: Client, cns: str) -> None:
     comp, names = await start_hollow(ipam, cclient, 1)
     node_name = names[0]
     try:

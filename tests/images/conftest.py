@@ -12,6 +12,7 @@ import pytest
 from kubelet.images import rootfs
 from kubelet.images.busybox import ensure_busybox
 from kubelet.images.store import ImageStore
+from tests.images.registry_fixture import registry_server  # noqa: F401  (fixture)
 
 
 def _teardown(root: Path) -> None:

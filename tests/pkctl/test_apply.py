@@ -89,9 +89,10 @@ async def test_apply_continues_past_bad_objects_and_reports_each(pkctl: Pkctl, c
                                                                  tmp_path: Path) -> None:
     f = tmp_path / "mixed.yaml"
     f.write_text("apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n"
-                 "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: good}\n"
+                 f"---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: good, namespace: {namespace}}}\n"
                  f"---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: elsewhere, namespace: {unique('gone')}}}\n")
-    out = pkctl("apply", "-f", str(f))
+    # No -n: each object names its own namespace, one of which does not exist.
+    out = pkctl("apply", "-f", str(f), ns=None)
     assert out.returncode == 1
     assert out.stdout == "configmap/good created\n"
     errors = out.stderr.splitlines()

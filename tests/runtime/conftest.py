@@ -52,7 +52,7 @@ async def runtime(image_store: ImageStore, busybox: str) -> AsyncIterator[RuncRu
     finally:
         try:
             await rt.destroy_node()
-            left = await leftovers(rt)
+            left = await leftovers(rt, mount_markers=(str(image_store.root),))
         finally:
             shutil.rmtree(state, ignore_errors=True)
         assert not left, f"runtime left resources behind: {left}"

@@ -21,14 +21,16 @@ def _cgroup_dirs(name: str) -> list[str]:
     return out
 
 
-async def leftovers(rt: RuncRuntime, node_too: bool = True) -> dict[str, list[str]]:
+async def leftovers(rt: RuncRuntime, node_too: bool = True, mount_markers: tuple[str, ...] = ()) -> dict[str, list[str]]:
+    """`mount_markers`: further strings (image store root, container ids) no mount may mention."""
     cfg = rt.config
+    markers = (str(cfg.state_dir), *mount_markers)
     found = {
         "netns": list_netns(cfg.netns_prefix),
         "veth": _links(cfg.veth_prefix),
         "ip allocations": list(rt.network.ipam.allocations()),
         "runc containers": await rt.runc.list_ids(),
-        "mounts": [line.split()[1] for line in open("/proc/mounts") if str(cfg.state_dir) in line],
+        "mounts": [line.split()[1] for line in open("/proc/mounts") if any(m in line for m in markers)],
         "cgroups": [d for d in _cgroup_dirs(cfg.cgroup_parent)
                     if node_too or any(e.is_dir() for e in os.scandir(d))],
     }

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kubelet.runtime.interface import (ContainerConfig, ContainerState, InvalidConfig, LogOptions, Resources,
-                                       SandboxConfig, SecurityContext)
+from kubelet.runtime.interface import (ContainerConfig, ContainerState, InvalidConfig, LogOptions, Mount,
+                                       Resources, SandboxConfig, SecurityContext)
 from kubelet.runtime.runc import RuncRuntime
 from tests.util import wait_for
 
@@ -68,6 +68,8 @@ async def test_cpu_limit_throttles_a_busy_loop(runtime: RuncRuntime, sandbox: st
     await wait_for(lambda: asyncio.sleep(0.05, time.monotonic() - t0 > 1.0), timeout=5, message="1 s")
     used = ((await runtime.container_stats(cid)).cpu_usage_ns - before) / 1e9 / (time.monotonic() - t0)
     assert used < 0.35, f"a 200m limit let the loop use {used:.2f} CPUs"
+    pod = await runtime.pod_stats(sandbox)
+    assert pod.cpu_usage_ns >= pod.containers[0].cpu_usage_ns > 0
     spec = runtime.containers.spec(cid)["linux"]["resources"]["cpu"]
     assert (spec["quota"], spec["period"], spec["shares"]) == (20000, 100000, 102)
 
@@ -161,3 +163,23 @@ async def test_stop_kills_after_the_timeout(runtime: RuncRuntime, sandbox: str, 
     assert (status.exit_code, status.reason) == (137, "Error")
     assert 1 <= elapsed < 8
     assert "got TERM" in await log_text(runtime, cid)
+
+
+async def test_read_only_root_volumes_and_dropped_capabilities(runtime: RuncRuntime, sandbox: str, busybox: str,
+                                                               tmp_path: Path) -> None:
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro" / "config").write_text("from host\n")
+    (tmp_path / "rw").mkdir()
+    script = ("cat /config/config; echo x > /config/new || echo ro-volume-refused; echo data > /data/out; "
+              "touch /rootfile || echo rootfs-refused; touch /tmp/f && chown 1 /tmp/f || echo chown-refused")
+    cid = await start(runtime, sandbox, ContainerConfig(
+        name="fs", image=busybox, command=["sh", "-c", script],
+        mounts=[Mount("/config", str(tmp_path / "ro"), read_only=True), Mount("/data", str(tmp_path / "rw")),
+                Mount("/tmp", str(tmp_path / "rw"))],
+        security=SecurityContext(read_only_root_filesystem=True, capabilities_drop=["CHOWN"])))
+    await exited(runtime, cid)
+    lines = await log_text(runtime, cid)
+    assert lines[0] == "from host"
+    assert {"ro-volume-refused", "rootfs-refused", "chown-refused"} <= set(lines)
+    assert (tmp_path / "rw" / "out").read_text() == "data\n"
+    assert not (tmp_path / "ro" / "new").exists()

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from kubelet.runtime.interface import ContainerConfig, SandboxConfig
+from kubelet.runtime.interface import ContainerConfig, DNSConfig, HostAlias, SandboxConfig
 from kubelet.runtime.runc import RuncRuntime
 from tests.util import wait_for
 
@@ -32,7 +33,10 @@ async def fetch(rt: RuncRuntime, cid: str, url: str) -> str:
 
 
 async def test_containers_of_a_pod_share_localhost_and_hostname(runtime: RuncRuntime, busybox: str) -> None:
-    sid = await runtime.run_sandbox(SandboxConfig(name="web-0", namespace="default", uid="uid-web"))
+    sid = await runtime.run_sandbox(SandboxConfig(
+        name="web-0", namespace="default", uid="uid-web", fqdn="web-0.web.default.svc.cluster.local",
+        dns=DNSConfig(nameservers=["10.96.0.10"], searches=["default.svc.cluster.local"], options=["ndots:5"]),
+        host_aliases=[HostAlias("10.1.2.3", ["db.local"])]))
     a = await run(runtime, sid, "a", busybox, HTTPD)
     b = await run(runtime, sid, "b", busybox, IDLE)
 
@@ -41,7 +45,9 @@ async def test_containers_of_a_pod_share_localhost_and_hostname(runtime: RuncRun
     assert names == ["web-0", "web-0"]
     ip = (await runtime.sandbox_status(sid)).ip
     hosts = (await runtime.exec(b, ["cat", "/etc/hosts"])).stdout.decode()
-    assert f"{ip}\tweb-0" in hosts
+    assert f"{ip}\tweb-0.web.default.svc.cluster.local\tweb-0" in hosts and "10.1.2.3\tdb.local" in hosts
+    resolv = (await runtime.exec(a, ["cat", "/etc/resolv.conf"])).stdout.decode()
+    assert resolv == "search default.svc.cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n"
     addr = (await runtime.exec(b, ["ip", "-4", "-o", "addr", "show", "eth0"])).stdout.decode()
     assert f"inet {ip}/24" in addr
 
@@ -57,6 +63,16 @@ async def test_pod_reaches_another_pod_by_ip_through_the_bridge(runtime: RuncRun
     assert await fetch(runtime, client, f"http://{ip1}:8080/index.html") == "hello-from-a\n"
     route = (await runtime.exec(client, ["ip", "route"])).stdout.decode()
     assert f"default via {runtime.network.gateway.ip}" in route
+    mtu = (await runtime.exec(client, ["cat", "/sys/class/net/eth0/mtu"])).stdout.decode().strip()
+    default = json.loads(subprocess.run(["ip", "-j", "route", "show", "default"], capture_output=True,
+                                        text=True, check=True).stdout)
+    uplink_mtu = Path(f"/sys/class/net/{default[0]['dev']}/mtu").read_text().strip() if default else "1500"
+    assert mtu == uplink_mtu
+    # the host ends are bridge ports in hairpin mode (a pod reaching itself through a Service gets replies)
+    for sid in (s1, s2):
+        veth = runtime.network.names(sid)[1]
+        assert Path(f"/sys/class/net/{veth}/brport/hairpin_mode").read_text().strip() == "1"
+        assert Path(f"/sys/class/net/{veth}/master").resolve().name == runtime.config.bridge
 
 
 def nft_rules(table: str) -> list[dict]:

@@ -29,7 +29,9 @@ NODES = lookup("nodes")
 LEASES = lookup("leases")
 EVENTS = lookup("events")
 NAMESPACES = lookup("namespaces")
-assert PODS and NODES and LEASES and EVENTS and NAMESPACES
+PVS = lookup("persistentvolumes")
+PVCS = lookup("persistentvolumeclaims")
+assert PODS and NODES and LEASES and EVENTS and NAMESPACES and PVS and PVCS
 
 
 @dataclass

@@ -3,15 +3,14 @@ from __future__ import annotations
 
 from pklib.client import Client
 from pklib.errors import ApiError
-from tests.scheduler.cluster import (LEASES, PODS, Cluster, cclient, cluster, cns, delete_nodes,  # noqa: F401
-                                     pod_body, start_hollow, wait_bound)
+from tests.scheduler.cluster import LEASES, PODS, Cluster, delete_nodes, pod_body, start_hollow, wait_bound
 from tests.util import wait_for
 
 ELECTION = ["--leader-elect", "--leader-elect-lease-duration", "4", "--leader-elect-renew-deadline", "3",
             "--leader-elect-retry-period", "0.5"]
 
 
-async def test_leader_killed_standby_takes_over(cluster: Cluster, cclient: Client, cns: str) -> None:  # noqa: F811
+async def test_leader_killed_standby_takes_over(cluster: Cluster, cclient: Client, cns: str) -> None:
     cluster.start("controller-manager", "--controllers", "nodeipam")
     comp, names = await start_hollow(cluster, cclient, 2)
     schedulers = {ident: cluster.start("scheduler", *ELECTION, "--leader-elect-identity", ident)

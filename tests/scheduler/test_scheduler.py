@@ -7,8 +7,8 @@ from typing import AsyncIterator, Awaitable, Callable
 import pytest
 
 from pklib.client import Client
-from tests.scheduler.cluster import (NODES, PODS, Cluster, Component, cclient, cluster, cns, condition,  # noqa: F401
-                                     delete_nodes, events_for, node_of, pod_body, start_hollow, wait_bound)
+from tests.scheduler.cluster import (NODES, PODS, PVCS, PVS, Cluster, Component, condition, delete_nodes,
+                                     events_for, node_of, pod_body, start_hollow, wait_bound)
 from tests.util import wait_for
 
 NodesFactory = Callable[..., Awaitable[list[str]]]
@@ -17,14 +17,14 @@ PREEMPTION = "preemption: 0/3 nodes are available: 3 Preemption is not helpful f
 
 
 @pytest.fixture(scope="module")
-def control_plane(cluster: Cluster) -> Cluster:  # noqa: F811
+def control_plane(cluster: Cluster) -> Cluster:
     cluster.start("controller-manager", "--controllers", "nodeipam")
     cluster.start("scheduler")
     return cluster
 
 
 @pytest.fixture
-async def nodes(control_plane: Cluster, cclient: Client) -> AsyncIterator[NodesFactory]:  # noqa: F811
+async def nodes(control_plane: Cluster, cclient: Client) -> AsyncIterator[NodesFactory]:
     """nodes(3, "--cpu", "2") starts hollow nodes for this test; they are removed afterwards."""
     started: list[tuple[Component, list[str]]] = []
 
@@ -53,7 +53,7 @@ async def wait_unschedulable(client: Client, ns: str, name: str, message: str) -
 
 
 async def test_resources_fit_and_unschedulable_pod_is_reported_then_retried(
-        nodes: NodesFactory, cclient: Client, cns: str) -> None:  # noqa: F811
+        nodes: NodesFactory, cclient: Client, cns: str) -> None:
     names = await nodes(3, "--cpu", "2", "--memory", "4Gi")
     for i in range(3):
         await cclient.create(PODS, pod_body(f"big-{i}", cpu="1500m"), cns)
@@ -75,7 +75,7 @@ async def test_resources_fit_and_unschedulable_pod_is_reported_then_retried(
     assert not pod["spec"].get("nodeName")
 
 
-async def test_node_selector_and_affinity(nodes: NodesFactory, cclient: Client, cns: str) -> None:  # noqa: F811
+async def test_node_selector_and_affinity(nodes: NodesFactory, cclient: Client, cns: str) -> None:
     names = await nodes(3)
     await cclient.patch(NODES, names[1], {"metadata": {"labels": {"disktype": "ssd"}}})
     await cclient.create(PODS, pod_body("ssd", nodeSelector={"disktype": "ssd"}), cns)
@@ -95,7 +95,7 @@ async def test_node_selector_and_affinity(nodes: NodesFactory, cclient: Client, 
     assert await wait_bound(cclient, cns, "nvme") == names[0]
 
 
-async def test_taints_and_tolerations(nodes: NodesFactory, cclient: Client, cns: str) -> None:  # noqa: F811
+async def test_taints_and_tolerations(nodes: NodesFactory, cclient: Client, cns: str) -> None:
     names = await nodes(3)
     for n in names[:2]:
         await cclient.patch(NODES, n, {"spec": {"taints": [{"key": "dedicated", "value": "db",
@@ -116,7 +116,7 @@ async def test_taints_and_tolerations(nodes: NodesFactory, cclient: Client, cns:
 
 
 async def test_replicas_of_one_owner_spread_across_nodes(nodes: NodesFactory, cclient: Client,
-                                                        cns: str) -> None:  # noqa: F811
+                                                        cns: str) -> None:
     names = await nodes(3)
     # A controller reference is all spreading looks at; the owner need not exist for the scheduler.
     owner = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web", "uid": "3c9e1e0e-0000-4000-8000-000000000001",
@@ -127,7 +127,7 @@ async def test_replicas_of_one_owner_spread_across_nodes(nodes: NodesFactory, cc
     assert sorted(placed.count(n) for n in names) == [2, 2, 2]
 
 
-async def test_host_port_conflicts(nodes: NodesFactory, cclient: Client, cns: str) -> None:  # noqa: F811
+async def test_host_port_conflicts(nodes: NodesFactory, cclient: Client, cns: str) -> None:
     await nodes(3)
     port_pod = pod_body("p")
     port_pod["spec"]["containers"][0]["ports"] = [{"containerPort": 80, "hostPort": 8080}]
@@ -139,3 +139,28 @@ async def test_host_port_conflicts(nodes: NodesFactory, cclient: Client, cns: st
     await cclient.create(PODS, port_pod, cns)
     await wait_unschedulable(cclient, cns, "port-3", "0/3 nodes are available: 3 node(s) didn't have free ports "
                                                      f"for the requested pod ports. {PREEMPTION}")
+
+
+async def test_pods_follow_their_local_volumes(nodes: NodesFactory, cclient: Client, cns: str) -> None:
+    names = await nodes(3)
+    pv_name = f"{cns}-local"
+    await cclient.create(PVS, {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv_name}, "spec": {
+        "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "hostPath": {"path": "/tmp/pkt-unused"},
+        "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "local-path",
+        "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "kubernetes.io/hostname", "operator": "In", "values": [names[2]]}]}]}}}})
+    try:
+        await cclient.create(PVCS, {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+                                    "spec": {"accessModes": ["ReadWriteOnce"], "volumeName": pv_name,
+                                             "storageClassName": "local-path",
+                                             "resources": {"requests": {"storage": "1Gi"}}}}, cns)
+        volumes = [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]
+        await cclient.create(PODS, pod_body("with-volume", volumes=volumes), cns)
+        assert await wait_bound(cclient, cns, "with-volume") == names[2]
+
+        missing = [{"name": "data", "persistentVolumeClaim": {"claimName": "nope"}}]
+        await cclient.create(PODS, pod_body("missing-claim", volumes=missing), cns)
+        await wait_unschedulable(cclient, cns, "missing-claim",
+                                 f'0/3 nodes are available: 3 persistentvolumeclaim "nope" not found. {PREEMPTION}')
+    finally:
+        await cclient.delete(PVS, pv_name)

@@ -59,3 +59,12 @@ def test_describe_secret_shows_sizes_not_values() -> None:
     s = {"metadata": {"name": "s", "namespace": "n"}, "type": "Opaque", "data": {"password": "aHVudGVyMg=="}}
     text = describe(lookup("secrets"), s, [], NOW)
     assert "password:  7 bytes" in text and "aHVudGVyMg" not in text
+
+
+def test_qos_class_from_resources() -> None:
+    from pkctl.describe import qos_class
+    assert qos_class({"containers": [{"name": "a"}]}) == "BestEffort"
+    assert qos_class({"containers": [{"resources": {"requests": {"cpu": "100m"}}}]}) == "Burstable"
+    assert qos_class({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "64Mi"}, "requests": {"cpu": "1000m"}}}]}) == "Guaranteed"
+    assert qos_class({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "64Mi"},
+                                                    "requests": {"cpu": "500m"}}}]}) == "Burstable"

@@ -100,3 +100,8 @@ def test_targets_forms() -> None:
         parse_targets(["widgets"])
     with pytest.raises(CommandError, match="no need to specify a resource type"):
         parse_targets(["pods", "pod/a"])
+
+
+def test_the_all_category_expands_to_the_workload_kinds() -> None:
+    kinds = [t.res.kind for t in parse_targets(["all"])]
+    assert kinds[:2] == ["Pod", "Service"] and "Deployment" in kinds and "ConfigMap" not in kinds

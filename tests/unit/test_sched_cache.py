@@ -21,7 +21,7 @@ def test_assume_then_confirm_counts_once() -> None:
     c.set_node(node("n1"))
     c.assume(pod_info(pod("a", "n1")), "n1")
     assert c.node("n1").requested_cpu == 1000  # type: ignore[union-attr]
-    c.set_pod(pod("a", "n1"))
+    c.set_pod(pod("a", "n1"), "ns/a")
     assert c.node("n1").requested_cpu == 1000  # type: ignore[union-attr]
     assert not c.assumed
 
@@ -37,7 +37,7 @@ def test_forget_releases_an_assumed_pod() -> None:
 
 def test_pods_seen_before_their_node_are_attached_later() -> None:
     c = Cache()
-    c.set_pod(pod("a", "late"))
+    c.set_pod(pod("a", "late"), "ns/a")
     assert c.nodes() == []
     c.set_node(node("late"))
     assert c.node("late").requested_cpu == 1000  # type: ignore[union-attr]
@@ -48,7 +48,7 @@ def test_pods_seen_before_their_node_are_attached_later() -> None:
 def test_node_update_keeps_its_pods() -> None:
     c = Cache()
     c.set_node(node("n1"))
-    c.set_pod(pod("a", "n1"))
+    c.set_pod(pod("a", "n1"), "ns/a")
     updated = node("n1")
     updated["spec"] = {"unschedulable": True}
     c.set_node(updated)

@@ -1,0 +1,72 @@
+"""Namespace and Node: the cluster-scoped kinds of the core group."""
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from pklib import validation as v
+
+from .base import KindStrategy
+from .fields import Cause, Path, duplicate, forbidden, invalid, one_of
+from .meta import as_dict, as_list
+from .podspec import TAINT_EFFECTS
+
+_CIDR_ERROR = "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
+
+
+class NamespaceStrategy(KindStrategy):
+    kind = "Namespace"
+    namespaced = False
+
+    def name_errors(self, name: str) -> list[str]:
+        return v.is_dns1123_label(name)
+
+    def default(self, obj: dict[str, Any]) -> None:
+        spec = obj.setdefault("spec", {})
+        if isinstance(spec, dict):
+            spec.setdefault("finalizers", ["kubernetes"])
+        status = obj.setdefault("status", {})
+        if isinstance(status, dict):
+            status.setdefault("phase", "Active")
+
+    def validate_object(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
+        path = Path("spec").child("finalizers")
+        causes: list[Cause] = []
+        for i, f in enumerate(as_list(as_dict(obj.get("spec")).get("finalizers"))):
+            causes += [invalid(path.index(i), f, e) for e in v.is_qualified_name(f)]
+        causes += one_of(Path("status").child("phase"), as_dict(obj.get("status")).get("phase"),
+                         ("Active", "Terminating"))
+        return causes
+
+
+class NodeStrategy(KindStrategy):
+    kind = "Node"
+    namespaced = False
+
+    def validate_object(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
+        spec = as_dict(obj.get("spec"))
+        path = Path("spec")
+        causes: list[Cause] = []
+        seen: set[tuple[str, str]] = set()
+        for i, taint in enumerate(as_list(spec.get("taints"))):
+            p = path.child("taints").index(i)
+            causes += [invalid(p.child("key"), taint["key"], e) for e in v.is_qualified_name(taint["key"])]
+            if taint.get("value"):
+                causes += [invalid(p.child("value"), taint["value"], e) for e in v.is_label_value(taint["value"])]
+            causes += one_of(p.child("effect"), taint["effect"], TAINT_EFFECTS)
+            if (taint["key"], taint["effect"]) in seen:
+                causes.append(duplicate(p, {"effect": taint["effect"], "key": taint["key"]}))
+            seen.add((taint["key"], taint["effect"]))
+        cidrs = as_list(spec.get("podCIDRs")) or ([spec["podCIDR"]] if spec.get("podCIDR") else [])
+        for i, cidr in enumerate(cidrs):
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                causes.append(invalid(path.child("podCIDRs").index(i), cidr, _CIDR_ERROR))
+        if old is not None:
+            old_spec = as_dict(old.get("spec"))
+            for field in ("podCIDR", "podCIDRs", "providerID"):
+                if old_spec.get(field) and spec.get(field) != old_spec.get(field):
+                    causes.append(forbidden(path.child(field),
+                                            f"node updates may not change {field} except from \"\" to valid"))
+        return causes

@@ -1,0 +1,198 @@
+"""API server benchmark: creates/s, GET latency, LIST of 10,000 pods, watch delivery latency.
+
+Starts its own etcd and `pkube apiserver` (the same helpers the tests use) in a
+temporary directory, prints one JSON document, and cleans up. Figures only:
+nothing here passes or fails on time.
+
+    .venv/bin/python -m bench.apiserver [--pods 10000] [--watchers 100]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from typing import Any
+
+import aiohttp
+import orjson
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tests.conftest import _stop, start_apiserver, start_etcd  # noqa: E402
+
+POD = {"apiVersion": "v1", "kind": "Pod",
+       "metadata": {"labels": {"app": "bench", "tier": "web"}, "annotations": {"bench": "x" * 200}},
+       "spec": {"containers": [{"name": "app", "image": "busybox:1.36", "command": ["sleep", "3600"],
+                                "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
+                                "env": [{"name": f"E{i}", "value": str(i)} for i in range(5)]}]}}
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def ms(x: float) -> float:
+    return round(x * 1000, 2)
+
+
+async def create_pods(s: aiohttp.ClientSession, url: str, ns: str, count: int, workers: int) -> dict[str, Any]:
+    names = iter(range(count))
+    latencies: list[float] = []
+
+    async def worker() -> None:
+        for i in names:
+            body = dict(POD, metadata=dict(POD["metadata"], name=f"pod-{i:05d}"))
+            t = time.perf_counter()
+            async with s.post(f"{url}/api/v1/namespaces/{ns}/pods", data=orjson.dumps(body),
+                              headers={"Content-Type": "application/json"}) as r:
+                await r.read()
+                if r.status != 201:
+                    raise RuntimeError(f"create failed: {r.status}")
+            latencies.append(time.perf_counter() - t)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    elapsed = time.perf_counter() - start
+    return {"pods": count, "clients": workers, "seconds": round(elapsed, 2), "creates_per_s": round(count / elapsed),
+            "p50_ms": ms(pct(latencies, 0.5)), "p99_ms": ms(pct(latencies, 0.99))}
+
+
+async def gets(s: aiohttp.ClientSession, url: str, ns: str, count: int, pods: int) -> dict[str, Any]:
+    latencies = []
+    for i in range(count):
+        t = time.perf_counter()
+        async with s.get(f"{url}/api/v1/namespaces/{ns}/pods/pod-{(i * 7919) % pods:05d}") as r:
+            await r.read()
+        latencies.append(time.perf_counter() - t)
+    return {"requests": count, "p50_ms": ms(pct(latencies, 0.5)), "p99_ms": ms(pct(latencies, 0.99))}
+
+
+async def lists(s: aiohttp.ClientSession, url: str, ns: str, pods: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"pods": pods}
+    for label, params in [("consistent", {}), ("resource_version_0", {"resourceVersion": "0"}),
+                          ("paged_500_from_etcd", None)]:
+        times, decode = [], []
+        for _ in range(3):
+            t = time.perf_counter()
+            if params is None:
+                items, cont = 0, ""
+                while True:
+                    q = {"limit": "500", **({"continue": cont} if cont else {})}
+                    async with s.get(f"{url}/api/v1/namespaces/{ns}/pods", params=q) as r:
+                        doc = orjson.loads(await r.read())
+                    items += len(doc["items"])
+                    cont = doc["metadata"].get("continue") or ""
+                    if not cont:
+                        break
+            else:
+                async with s.get(f"{url}/api/v1/namespaces/{ns}/pods", params=params) as r:
+                    raw = await r.read()
+                t_read = time.perf_counter()
+                items = len(orjson.loads(raw)["items"])
+                decode.append(time.perf_counter() - t_read)
+            times.append(time.perf_counter() - t)
+            assert items == pods, (label, items)
+        out[label] = {"best_s": round(min(times), 3), "median_s": round(statistics.median(times), 3)}
+        if decode:
+            out[label]["client_json_decode_s"] = round(min(decode), 3)
+    return out
+
+
+async def watch_latency(s: aiohttp.ClientSession, url: str, ns: str, watchers: int, updates: int) -> dict[str, Any]:
+    sent: dict[str, float] = {}
+    latencies: list[float] = []
+    ready = 0
+    all_ready = asyncio.Event()
+    async with s.get(f"{url}/api/v1/namespaces/{ns}/configmaps", params={"limit": "1"}) as r:
+        rv = orjson.loads(await r.read())["metadata"]["resourceVersion"]
+
+    async def watcher() -> None:
+        nonlocal ready
+        params = {"watch": "true", "resourceVersion": rv, "timeoutSeconds": "120"}
+        async with s.get(f"{url}/api/v1/namespaces/{ns}/configmaps", params=params) as r:
+            ready += 1
+            if ready == watchers:
+                all_ready.set()
+            seen = 0
+            async for line in r.content:
+                if not line.strip():
+                    continue
+                now = time.perf_counter()
+                ev = orjson.loads(line)
+                seq = ev["object"].get("data", {}).get("seq")
+                if seq in sent:
+                    latencies.append(now - sent[seq])
+                    seen += 1
+                    if seen == updates:
+                        return
+
+    tasks = [asyncio.create_task(watcher()) for _ in range(watchers)]
+    await asyncio.wait_for(all_ready.wait(), 30)
+    await asyncio.sleep(0.5)  # let every server-side watcher register before the first write
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "w"}, "data": {"seq": "init"}}
+    async with s.post(f"{url}/api/v1/namespaces/{ns}/configmaps", data=orjson.dumps(body),
+                      headers={"Content-Type": "application/json"}) as r:
+        await r.read()
+    for i in range(updates - 1):
+        seq = str(i)
+        sent[seq] = time.perf_counter()
+        async with s.patch(f"{url}/api/v1/namespaces/{ns}/configmaps/w", data=orjson.dumps({"data": {"seq": seq}}),
+                           headers={"Content-Type": "application/merge-patch+json"}) as r:
+            await r.read()
+        await asyncio.sleep(0.02)  # a steady stream of writes, not one burst
+    sent["init"] = 0.0  # the create's time was not recorded: ignore it
+    updates -= 1
+    done, pending = await asyncio.wait(tasks, timeout=30)
+    for t in pending:
+        t.cancel()
+    latencies = [x for x in latencies if x < 1e6]
+    return {"watchers": watchers, "events_per_watcher": updates, "delivered": len(latencies),
+            "p50_ms": ms(pct(latencies, 0.5)), "p99_ms": ms(pct(latencies, 0.99))}
+
+
+async def bench(url: str, token: str, pods: int, watchers: int) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=200),
+                                     timeout=aiohttp.ClientTimeout(total=300)) as s:
+        ns = "bench"
+        async with s.post(f"{url}/api/v1/namespaces", data=orjson.dumps(
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+                headers={"Content-Type": "application/json"}) as r:
+            await r.read()
+        result = {"create": await create_pods(s, url, ns, pods, 32)}
+        result["get"] = await gets(s, url, ns, 2000, pods)
+        result["list"] = await lists(s, url, ns, pods)
+        result["watch"] = await watch_latency(s, url, ns, watchers, 100)
+        return result
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pods", type=int, default=10_000)
+    p.add_argument("--watchers", type=int, default=100)
+    args = p.parse_args()
+    tmp = tempfile.mkdtemp(prefix="pkt-bench-")
+    etcd = start_etcd(tmp)
+    try:
+        server = start_apiserver(tmp, etcd.url)
+        try:
+            result = asyncio.run(bench(server.url, server.token, args.pods, args.watchers))
+        finally:
+            _stop(server.proc)
+    finally:
+        _stop(etcd.proc)
+        shutil.rmtree(tmp, ignore_errors=True)
+    result["machine"] = {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""Scheduler benchmark with hollow nodes (prints one JSON document; never pass/fail).
+
+    .venv/bin/python -m bench.scheduler [--nodes 1000] [--pods 5000] [--replicas 1000] [--kubelets 2]
+
+Real etcd + apiserver + controller-manager + scheduler processes and `pkube kubelet --hollow`
+processes holding the nodes. Measures:
+- scheduler throughput: PODS pending pods are created while no scheduler runs; then the
+  scheduler starts, and we time from its first binding to its last (and from its start);
+- time from creating a Deployment of REPLICAS to all its pods Running and Ready;
+- peak RSS (VmHWM) of the scheduler and the controller-manager.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from pklib.client import Client
+from pklib.informer import Handler, Informer, Obj
+from pklib.resources import lookup
+from tests.conftest import ROOT, _stop, start_apiserver, start_etcd
+
+PODS = lookup("pods")
+NODES = lookup("nodes")
+NAMESPACES = lookup("namespaces")
+DEPLOYMENTS = lookup("deployments")
+assert PODS and NODES and NAMESPACES and DEPLOYMENTS
+
+
+def peak_rss_mib(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU time of a process so far (/proc/PID/stat fields 14 and 15)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Procs:
+    def __init__(self, tmp: str, url: str, token: str):
+        self.tmp, self.url, self.token = tmp, url, token
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, component: str, *args: str) -> subprocess.Popen[bytes]:
+        log = open(os.path.join(self.tmp, f"{name}.log"), "wb")
+        proc = subprocess.Popen([sys.executable, "-m", "launcher", component, "--server", self.url,
+                                 "--token", self.token, *args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        self.procs[name] = proc
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in reversed(list(self.procs.values())):
+            _stop(proc)
+
+
+async def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.5) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+def pod(i: int) -> Obj:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"p-{i}", "labels": {"bench": "sched"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox",
+                                     "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}
+
+
+async def create_many(client: Client, ns: str, bodies: list[Obj], parallel: int = 32) -> None:
+    sem = asyncio.Semaphore(parallel)
+
+    async def one(body: Obj) -> None:
+        async with sem:
+            await client.create(PODS, body, ns)
+
+    await asyncio.gather(*(one(b) for b in bodies))
+
+
+class PodWatch:
+    """Times when pods of a namespace get bound and become Ready, from a real informer."""
+
+    def __init__(self, client: Client, ns: str):
+        self.bound: dict[str, float] = {}
+        self.ready: dict[str, float] = {}
+        self.informer = Informer(client, PODS, ns)
+        self.informer.add_handler(Handler(self._seen, lambda old, new: self._seen(new)))
+
+    def _seen(self, pod: Obj) -> None:
+        name = pod["metadata"]["name"]
+        now = time.monotonic()
+        if pod["spec"].get("nodeName"):
+            self.bound.setdefault(name, now)
+        if any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or []):
+            self.ready.setdefault(name, now)
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    tmp = tempfile.mkdtemp(prefix="pkbench-")
+    etcd = start_etcd(tmp)
+    api = start_apiserver(tmp, etcd.url)
+    procs = Procs(tmp, api.url, api.token)
+    client = Client(api.url, api.token)
+    result: dict[str, Any] = {"nodes": args.nodes, "pods": args.pods, "replicas": args.replicas,
+                              "hollow_kubelet_processes": args.kubelets, "cpus": os.cpu_count()}
+    try:
+        cm = procs.start("controller-manager", "controller-manager", "--cluster-cidr", "10.128.0.0/12")
+        per = -(-args.nodes // args.kubelets)
+        started = time.monotonic()
+        for k in range(args.kubelets):
+            count = min(per, args.nodes - k * per)
+            procs.start(f"hollow-{k}", "kubelet", "--hollow", "--count", str(count), "--name-prefix", f"hollow-{k}")
+
+        async def nodes_ready() -> bool:
+            items = (await client.list_all(NODES)).get("items") or []
+            return sum(1 for n in items if (n.get("spec") or {}).get("podCIDR")) >= args.nodes
+
+        await wait_until(nodes_ready, 600, f"{args.nodes} nodes with a podCIDR", interval=2)
+        result["nodes_registered_s"] = round(time.monotonic() - started, 1)
+
+        ns = "bench"
+        await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        watch = PodWatch(client, ns)
+        watch_task = asyncio.create_task(watch.informer.run())
+        await watch.informer.synced.wait()
+        t0 = time.monotonic()
+        await create_many(client, ns, [pod(i) for i in range(args.pods)])
+        result["create_pods_s"] = round(time.monotonic() - t0, 1)
+
+        pids = {"apiserver": api.proc.pid, "etcd": etcd.proc.pid, "controller_manager": cm.pid,
+                 **{name: proc.pid for name, proc in procs.procs.items() if name.startswith("hollow-")}}
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        sched_start = time.monotonic()
+        sched = procs.start("scheduler", "scheduler")
+        pids["scheduler"] = sched.pid
+        cpu_before["scheduler"] = 0.0
+        await wait_until(lambda: _done(len(watch.bound), args.pods), 900, f"{args.pods} pods bound", interval=0.2)
+        first, last = min(watch.bound.values()), max(watch.bound.values())
+        result["scheduling"] = {
+            "pods_per_s_first_to_last_binding": round(args.pods / max(last - first, 1e-6), 1),
+            "pods_per_s_including_scheduler_start": round(args.pods / (last - sched_start), 1),
+            "first_binding_after_start_s": round(first - sched_start, 2),
+            "all_bound_s": round(last - sched_start, 2),
+            # Where the time went: CPU seconds each process used while the pods were being bound
+            # (two cores are shared by all of them, and by anything else on the machine).
+            "cpu_s_while_binding": {name: round(cpu_seconds(pid) - cpu_before[name], 1)
+                                    for name, pid in pids.items()},
+        }
+        await wait_until(lambda: _done(len(watch.ready), args.pods), 900, f"{args.pods} pods Ready", interval=0.5)
+        result["scheduling"]["all_running_after_start_s"] = round(max(watch.ready.values()) - sched_start, 2)
+        watch_task.cancel()
+
+        ns2 = "bench-deploy"
+        await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns2}})
+        watch2 = PodWatch(client, ns2)
+        watch2_task = asyncio.create_task(watch2.informer.run())
+        await watch2.informer.synced.wait()
+        labels = {"app": "bench"}
+        t0 = time.monotonic()
+        await client.create(DEPLOYMENTS, {
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "bench"},
+            "spec": {"replicas": args.replicas, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels}, "spec": pod(0)["spec"]}}}, ns2)
+        try:
+            await wait_until(lambda: _done(len(watch2.ready), args.replicas), args.deployment_timeout,
+                             f"{args.replicas} deployment pods Ready", interval=0.2)
+            result["deployment"] = {"replicas_running_s": round(max(watch2.ready.values()) - t0, 2),
+                                    "all_bound_s": round(max(watch2.bound.values()) - t0, 2)}
+        except TimeoutError as e:
+            result["deployment"] = {"error": str(e), "pods_created": len(watch2.informer.store),
+                                    "pods_ready": len(watch2.ready)}
+        watch2_task.cancel()
+        result["peak_rss_mib"] = {"scheduler": peak_rss_mib(sched.pid), "controller_manager": peak_rss_mib(cm.pid),
+                                  "apiserver": peak_rss_mib(api.proc.pid)}
+        for name, proc in procs.procs.items():
+            if name.startswith("hollow-"):
+                result["peak_rss_mib"][name] = peak_rss_mib(proc.pid)
+        return result
+    finally:
+        await client.close()
+        procs.stop_all()
+        _stop(api.proc)
+        _stop(etcd.proc)
+        if args.keep_logs:
+            print(f"logs in {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def _done(have: int, want: int) -> bool:
+    return have >= want
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--nodes", type=int, default=1000)
+    p.add_argument("--pods", type=int, default=5000)
+    p.add_argument("--replicas", type=int, default=1000)
+    p.add_argument("--kubelets", type=int, default=2, help="hollow kubelet processes sharing the nodes")
+    p.add_argument("--deployment-timeout", type=float, default=300)
+    p.add_argument("--keep-logs", action="store_true")
+    args = p.parse_args()
+    print(json.dumps(asyncio.run(bench(args)), indent=2))
+
+
+if __name__ == "__main__":
+    main()

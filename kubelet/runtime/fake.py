@@ -1,0 +1,164 @@
+"""In-memory runtime for kubelet unit tests: same interface as RuncRuntime, nothing touches the machine.
+
+Tests drive it: `finish(cid, exit_code, reason)` makes a container exit, `write_log` adds log lines,
+`exec_handler` answers execs, `fail(method, error)` makes the next call of a method raise, `calls` records
+every call in order.
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import AsyncIterator, Callable
+
+from kubelet.runtime.interface import (ContainerConfig, ContainerState, ContainerStats, ContainerStatus, ExecResult,
+                                       LogLine, LogOptions, NotFound, PodStats, RuntimeError_, SandboxConfig,
+                                       SandboxState, SandboxStatus)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class _Container:
+    status: ContainerStatus
+    config: ContainerConfig
+    logs: list[LogLine] = field(default_factory=list)
+
+
+class FakeRuntime:
+    def __init__(self, pod_cidr_prefix: str = "10.244.0.") -> None:
+        self.sandboxes: dict[str, SandboxStatus] = {}
+        self.containers: dict[str, _Container] = {}
+        self.calls: list[tuple[str, tuple]] = []
+        self.exec_handler: Callable[[str, list[str]], ExecResult] = lambda cid, cmd: ExecResult(0, b"", b"")
+        self._failures: dict[str, Exception] = {}
+        self._ids = itertools.count(1)
+        self._prefix = pod_cidr_prefix
+
+    def fail(self, method: str, error: Exception) -> None:
+        self._failures[method] = error
+
+    def _call(self, method: str, *args: object) -> None:
+        self.calls.append((method, args))
+        if method in self._failures:
+            raise self._failures.pop(method)
+
+    def _new_id(self) -> str:
+        return f"{next(self._ids):032x}"
+
+    def _sandbox(self, sandbox_id: str) -> SandboxStatus:
+        try:
+            return self.sandboxes[sandbox_id]
+        except KeyError:
+            raise NotFound(f"sandbox {sandbox_id} not found") from None
+
+    def _container(self, container_id: str) -> _Container:
+        try:
+            return self.containers[container_id]
+        except KeyError:
+            raise NotFound(f"container {container_id} not found") from None
+
+    # --- test controls ------------------------------------------------------------------------------------
+
+    def finish(self, container_id: str, exit_code: int, reason: str = "") -> None:
+        c = self._container(container_id).status
+        c.state, c.exit_code, c.pid, c.finished_at = ContainerState.EXITED, exit_code, 0, _now()
+        c.reason = reason or ("Completed" if exit_code == 0 else "Error")
+
+    def write_log(self, container_id: str, text: str, stream: str = "stdout") -> None:
+        now = _now()
+        self._container(container_id).logs.append(LogLine(now, stream, text, now.isoformat()))
+
+    # --- sandboxes ----------------------------------------------------------------------------------------
+
+    async def run_sandbox(self, config: SandboxConfig) -> str:
+        self._call("run_sandbox", config)
+        sid = self._new_id()
+        self.sandboxes[sid] = SandboxStatus(id=sid, config=copy.deepcopy(config), state=SandboxState.READY,
+                                            ip=f"{self._prefix}{len(self.sandboxes) + 2}", created_at=_now(),
+                                            netns=f"/run/netns/fake-{sid[-8:]}")
+        return sid
+
+    async def stop_sandbox(self, sandbox_id: str) -> None:
+        self._call("stop_sandbox", sandbox_id)
+        sandbox = self._sandbox(sandbox_id)
+        for c in self.containers.values():
+            if c.status.sandbox_id == sandbox_id and c.status.state == ContainerState.RUNNING:
+                self.finish(c.status.id, 137)
+        sandbox.state = SandboxState.NOT_READY
+
+    async def remove_sandbox(self, sandbox_id: str) -> None:
+        self._call("remove_sandbox", sandbox_id)
+        if sandbox_id in self.sandboxes:
+            for cid in [c for c, v in self.containers.items() if v.status.sandbox_id == sandbox_id]:
+                del self.containers[cid]
+            del self.sandboxes[sandbox_id]
+
+    async def sandbox_status(self, sandbox_id: str) -> SandboxStatus:
+        return copy.deepcopy(self._sandbox(sandbox_id))
+
+    async def list_sandboxes(self) -> list[SandboxStatus]:
+        return [copy.deepcopy(s) for s in self.sandboxes.values()]
+
+    # --- containers ---------------------------------------------------------------------------------------
+
+    async def create_container(self, sandbox_id: str, config: ContainerConfig) -> str:
+        self._call("create_container", sandbox_id, config)
+        if self._sandbox(sandbox_id).state != SandboxState.READY:
+            raise RuntimeError_(f"sandbox {sandbox_id} is not ready")
+        cid = self._new_id()
+        self.containers[cid] = _Container(ContainerStatus(
+            id=cid, sandbox_id=sandbox_id, name=config.name, image=config.image, state=ContainerState.CREATED,
+            created_at=_now(), labels=dict(config.labels)), copy.deepcopy(config))
+        return cid
+
+    async def start_container(self, container_id: str) -> None:
+        self._call("start_container", container_id)
+        c = self._container(container_id).status
+        if c.state != ContainerState.CREATED:
+            raise RuntimeError_(f"container {c.name} cannot be started: it is {c.state.value}")
+        c.state, c.pid, c.started_at = ContainerState.RUNNING, 1000 + len(self.containers), _now()
+
+    async def stop_container(self, container_id: str, timeout: float) -> None:
+        self._call("stop_container", container_id, timeout)
+        if self._container(container_id).status.state in (ContainerState.RUNNING, ContainerState.CREATED):
+            self.finish(container_id, 137 if timeout <= 0 else 143)
+
+    async def remove_container(self, container_id: str) -> None:
+        self._call("remove_container", container_id)
+        self.containers.pop(container_id, None)
+
+    async def container_status(self, container_id: str) -> ContainerStatus:
+        return copy.deepcopy(self._container(container_id).status)
+
+    async def list_containers(self, sandbox_id: str | None = None) -> list[ContainerStatus]:
+        return [copy.deepcopy(c.status) for c in self.containers.values()
+                if sandbox_id is None or c.status.sandbox_id == sandbox_id]
+
+    async def exec(self, container_id: str, cmd: list[str], stdin: bytes | None = None, tty: bool = False,
+                   timeout: float | None = None) -> ExecResult:
+        self._call("exec", container_id, cmd)
+        if self._container(container_id).status.state != ContainerState.RUNNING:
+            raise RuntimeError_("container is not running")
+        return self.exec_handler(container_id, cmd)
+
+    async def logs(self, container_id: str, options: LogOptions) -> AsyncIterator[LogLine]:
+        lines = [line for line in self._container(container_id).logs
+                 if options.since is None or line.timestamp >= options.since]
+        if options.tail is not None:
+            lines = lines[-options.tail:] if options.tail else []
+        for line in lines:
+            yield line
+
+    async def container_stats(self, container_id: str) -> ContainerStats:
+        self._container(container_id)
+        return ContainerStats(container_id, _now(), 0, 0, 0)
+
+    async def pod_stats(self, sandbox_id: str) -> PodStats:
+        self._sandbox(sandbox_id)
+        stats = [await self.container_stats(c.status.id) for c in self.containers.values()
+                 if c.status.sandbox_id == sandbox_id]
+        return PodStats(sandbox_id, _now(), 0, 0, stats)

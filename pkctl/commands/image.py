@@ -1,0 +1,278 @@
+"""`pkctl image ...`: the node-local image store (like `docker image` / `crictl images`).
+
+These commands work on the store directory directly (default <pkube home>/images,
+`--root` to choose), not through the API server: images are node state.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from kubelet.images import reference
+from kubelet.images.errors import ImageError
+from kubelet.images.image import Image
+from kubelet.images.store import ImageStore, default_root
+from pkctl.errors import CommandError
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--root", type=Path, default=None,
+                        help="image store directory (default: $PKUBE_HOME/images, i.e. /var/lib/pkube/images)")
+    p = sub.add_parser("image", help="manage images on this node (build, pull, push, load, save, ls, ...)")
+    isub = p.add_subparsers(dest="image_command", metavar="COMMAND")
+    p.set_defaults(func=lambda args: p.print_help() or 2)
+
+    def add(name: str, handler: Callable[[argparse.Namespace], int], help: str,
+            aliases: list[str] | None = None) -> argparse.ArgumentParser:
+        sp = isub.add_parser(name, parents=[common], help=help, aliases=aliases or [])
+        sp.set_defaults(func=_guarded(handler))
+        return sp
+
+    sp = add("ls", _ls, "list images", ["list"])
+    sp.add_argument("-q", "--quiet", action="store_true", help="only show image IDs")
+    sp.add_argument("--digests", action="store_true", help="show manifest digests")
+    sp = add("inspect", _inspect, "show an image's configuration and layers as JSON")
+    sp.add_argument("names", nargs="+", metavar="NAME")
+    sp = add("rm", _rm, "remove images (and the layers no other image uses)", ["rmi"])
+    sp.add_argument("names", nargs="+", metavar="NAME")
+    sp.add_argument("-f", "--force", action="store_true", help="remove even if a container uses the image")
+    sp = add("tag", _tag, "give an image another name")
+    sp.add_argument("source", metavar="SOURCE")
+    sp.add_argument("target", metavar="TARGET")
+    add("prune", _prune, "delete blobs and layers no image or container uses")
+    sp = add("load", _load, "load images from a docker-save or OCI archive")
+    sp.add_argument("-i", "--input", required=True, metavar="FILE", type=Path)
+    sp = add("save", _save, "save images to an archive (OCI layout + docker-save manifest)")
+    sp.add_argument("names", nargs="+", metavar="NAME")
+    sp.add_argument("-o", "--output", required=True, metavar="FILE", type=Path)
+    sp = add("pull", _pull, "pull an image from a registry")
+    sp.add_argument("name", metavar="NAME")
+    sp.add_argument("--insecure-registry", action="store_true", help="use plain http (loopback registries always do)")
+    sp = add("push", _push, "push an image to a registry")
+    sp.add_argument("name", metavar="NAME")
+    sp.add_argument("destination", nargs="?", metavar="DESTINATION", help="push under this name instead")
+    sp.add_argument("--insecure-registry", action="store_true", help="use plain http (loopback registries always do)")
+    sp = add("build", _build, "build an image from a Dockerfile")
+    sp.add_argument("context", metavar="DIR", type=Path)
+    sp.add_argument("-t", "--tag", metavar="NAME[:TAG]")
+    sp.add_argument("-f", "--file", metavar="DOCKERFILE", type=Path)
+    sp.add_argument("--build-arg", action="append", default=[], metavar="KEY=VALUE")
+    sp.add_argument("--target", metavar="STAGE")
+    sp.add_argument("--no-cache", action="store_true")
+    sp.add_argument("-q", "--quiet", action="store_true", help="print only the image ID")
+
+
+def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except ImageError as e:
+            raise CommandError(str(e)) from None
+        except PermissionError as e:
+            raise CommandError(f"permission denied: {e.filename or e} (pkctl image needs root)") from None
+    return run
+
+
+def _store(args: argparse.Namespace) -> ImageStore:
+    return ImageStore(args.root or default_root())
+
+
+# ---- formatting ----------------------------------------------------------------
+def human_size(n: float) -> str:
+    """Docker's style: decimal units, three significant digits."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.3g}{unit}" if unit != "B" else f"{int(n)}B"
+        n /= 1000
+    raise AssertionError
+
+
+def human_ago(created: str | None, now: float | None = None) -> str:
+    if not created:
+        return "N/A"
+    try:
+        t = dt.datetime.fromisoformat(created).timestamp()
+    except ValueError:
+        return "N/A"
+    secs = (now if now is not None else time.time()) - t
+    for size, unit in ((365 * 86400, "year"), (30 * 86400, "month"), (7 * 86400, "week"), (86400, "day"),
+                       (3600, "hour"), (60, "minute")):
+        if secs >= 2 * size:
+            return f"{int(secs // size)} {unit}s ago"
+        if secs >= size:
+            return f"1 {unit} ago" if unit != "hour" else "About an hour ago"
+    return "Less than a minute ago" if secs >= 1 else "Less than a second ago"
+
+
+def _short_id(img: Image) -> str:
+    return img.id.split(":", 1)[1][:12]
+
+
+def _repo_tag(img: Image) -> tuple[str, str]:
+    ref = reference.parse(str(img.name))
+    return ref.familiar_name, ref.tag or "<none>"
+
+
+# ---- commands -------------------------------------------------------------------
+def _ls(args: argparse.Namespace) -> int:
+    images = _store(args).list()
+    if args.quiet:
+        seen = []
+        for img in images:
+            if _short_id(img) not in seen:
+                seen.append(_short_id(img))
+        for short in seen:
+            print(short)
+        return 0
+    rows = [["REPOSITORY", "TAG", *(["DIGEST"] if args.digests else []), "IMAGE ID", "CREATED", "SIZE"]]
+    for img in images:
+        repo, tag = _repo_tag(img)
+        rows.append([repo, tag, *([img.manifest_digest] if args.digests else []), _short_id(img),
+                     human_ago(img.created), human_size(img.size)])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return 0
+
+
+def inspect_doc(store: ImageStore, img: Image) -> dict[str, Any]:
+    names = [n for n, d in store.layout.names().items() if d["digest"] == img.manifest_digest]
+    cfg = img.config.get("config") or {}
+    return {
+        "Id": img.id,
+        "RepoTags": [n for n in names if "@" not in n],
+        "RepoDigests": [f"{reference.parse(n).name}@{img.manifest_digest}" for n in names],
+        "Created": img.created,
+        "Architecture": img.config.get("architecture"),
+        "Os": img.config.get("os"),
+        "Author": img.config.get("author", ""),
+        "Size": img.size,
+        "Config": {k: cfg.get(k) for k in ("User", "Env", "Entrypoint", "Cmd", "WorkingDir", "ExposedPorts",
+                                            "Volumes", "Labels", "StopSignal") if k in cfg},
+        "RootFS": {"Type": "layers", "Layers": [layer.diff_id for layer in img.layers]},
+        "Manifest": {"Digest": img.manifest_digest, "MediaType": img.manifest_media_type,
+                     "Layers": [layer.descriptor() for layer in img.layers]},
+        "History": img.config.get("history", []),
+    }
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    store = _store(args)
+    docs, missing = [], []
+    for name in args.names:
+        img = store.resolve(name)
+        if img is None:
+            missing.append(name)
+        else:
+            docs.append(inspect_doc(store, img))
+    print(json.dumps(docs, indent=4))
+    if missing:
+        raise CommandError(f"no such image: {', '.join(missing)}")
+    return 0
+
+
+def _rm(args: argparse.Namespace) -> int:
+    store = _store(args)
+    failed = []
+    for name in args.names:
+        try:
+            for removed in store.remove(name, force=args.force):
+                print(f"Untagged: {removed}")
+        except ImageError as e:
+            print(f"error: {e}", file=sys.stderr)
+            failed.append(name)
+    freed = store.gc()
+    if freed["blobs"] or freed["layers"]:
+        print(f"Deleted {freed['layers']} layers, {freed['blobs']} blobs ({human_size(freed['bytes'])})")
+    return 1 if failed else 0
+
+
+def _tag(args: argparse.Namespace) -> int:
+    _store(args).tag(args.source, args.target)
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    freed = _store(args).gc()
+    print(f"Deleted {freed['layers']} layers, {freed['blobs']} blobs\nTotal reclaimed space: {human_size(freed['bytes'])}")
+    return 0
+
+
+def _load(args: argparse.Namespace) -> int:
+    images = _store(args).load(args.input, progress=print)
+    if not images:
+        raise CommandError(f"{args.input} contains no images")
+    return 0
+
+
+def _save(args: argparse.Namespace) -> int:
+    _store(args).save(args.names, args.output)
+    return 0
+
+
+class TerminalReporter:
+    """Pull/push progress: one self-updating line on a terminal, plain lines otherwise."""
+
+    def __init__(self, stream: Any = sys.stdout):
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.done: dict[str, int] = {}
+        self.total: dict[str, int] = {}
+        self.last = 0.0
+
+    def line(self, text: str) -> None:
+        if self.tty and self.done:
+            self.stream.write("\r\033[K")
+        print(text, file=self.stream, flush=True)
+
+    def progress(self, digest: str, done: int, total: int) -> None:
+        self.done[digest], self.total[digest] = done, total
+        now = time.monotonic()
+        if not self.tty or now - self.last < 0.1:
+            return
+        self.last = now
+        finished = sum(1 for d in self.done if self.done[d] >= self.total[d] > 0)
+        self.stream.write(f"\r\033[KDownloading {finished}/{len(self.done)} blobs: "
+                          f"{human_size(sum(self.done.values()))} / {human_size(sum(self.total.values()))}")
+        self.stream.flush()
+
+
+def _pull(args: argparse.Namespace) -> int:
+    reporter = TerminalReporter()
+    result = _store(args).pull(args.name, insecure=args.insecure_registry, reporter=reporter)
+    reporter.line(f"{len(result.downloaded)} layers downloaded ({human_size(result.bytes)}), "
+                  f"{len(result.present)} already present")
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    _store(args).push(args.name, args.destination, insecure=args.insecure_registry, reporter=TerminalReporter())
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    build_args = {}
+    for item in args.build_arg:
+        key, eq, value = item.partition("=")
+        if not key:
+            raise CommandError(f"invalid --build-arg {item!r}: expected KEY=VALUE")
+        if not eq:  # like Docker: --build-arg KEY takes the value from the environment
+            if key not in os.environ:
+                continue
+            value = os.environ[key]
+        build_args[key] = value
+    img = _store(args).build(args.context, dockerfile_path=args.file, tag=args.tag, build_args=build_args,
+                             target=args.target, no_cache=args.no_cache,
+                             progress=(lambda _line: None) if args.quiet else (lambda line: print(line, flush=True)))
+    if args.quiet:
+        print(img.id)
+    elif img.name:
+        print(f"Successfully tagged {img.name}")
+    return 0

@@ -1,0 +1,84 @@
+"""The apiserver process: flags, etcd endpoints, behaviour while etcd is down."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+
+import pytest
+
+from apiserver.main import parse_args
+from pklib.client import Client
+from pklib.errors import ApiError
+from pklib.resources import lookup
+from tests.apiserver.samples import sample
+from tests.conftest import ROOT, Etcd, _stop, start_apiserver, start_etcd
+from tests.util import free_port, wait_for
+
+CM = lookup("configmaps")
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--service-cluster-ip-range", "10.96.0.0/99"], "--service-cluster-ip-range"),
+    (["--service-node-port-range", "40000-30000"], "--service-node-port-range"),
+    (["--token-auth-file", "/nonexistent/tokens.csv"], "cannot read token file"),
+    (["--etcd-prefix", "relative"], "--etcd-prefix must start with /"),
+])
+def test_bad_flags_are_rejected(flags: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        parse_args(flags)
+    assert e.value.code != 0 and message in capsys.readouterr().err
+
+
+def test_bad_flag_exits_with_one_line_and_no_traceback() -> None:
+    r = subprocess.run([sys.executable, "-m", "launcher", "apiserver", "--port", str(free_port()),
+                        "--service-node-port-range", "abc"], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "--service-node-port-range" in r.stderr and "Traceback" not in r.stderr
+
+
+async def test_second_etcd_endpoint_is_used_when_the_first_is_down(session_tmp: str, etcd: Etcd) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    server = start_apiserver(session_tmp, f"{dead},{etcd.url}")
+    try:
+        async with Client(server.url, server.token) as c:
+            created = await c.create(CM, sample(CM, "ha", "default"))
+            assert (await c.get(CM, "ha", "default"))["metadata"]["uid"] == created["metadata"]["uid"]
+    finally:
+        _stop(server.proc)
+
+
+def _status(url: str, token: str) -> int:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+async def test_etcd_down_means_not_ready_and_503() -> None:
+    with tempfile.TemporaryDirectory(prefix="pkt-") as tmp:
+        own = start_etcd(tmp)
+        try:
+            server = start_apiserver(tmp, own.url)
+            try:
+                async with Client(server.url, server.token) as c:
+                    await c.create(CM, sample(CM, "before", "default"))
+                    _stop(own.proc)
+                    assert await wait_for(lambda: _async(_status(server.url + "/readyz", server.token) == 503),
+                                          timeout=15, message="readyz to fail")
+                    with pytest.raises(ApiError) as e:
+                        await c.get(CM, "before", "default")
+                    assert e.value.code == 503 and e.value.reason == "ServiceUnavailable"
+                    assert _status(server.url + "/livez", server.token) == 200  # alive, just not ready
+                assert server.proc.poll() is None
+            finally:
+                _stop(server.proc)
+        finally:
+            _stop(own.proc)
+
+
+async def _async(value: bool) -> bool:
+    return value

@@ -1,0 +1,42 @@
+"""Containers and logs outlive the process that created them; a new runtime object re-lists them."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from kubelet.images.store import ImageStore
+from kubelet.runtime.interface import ContainerState, LogOptions
+from kubelet.runtime.runc import RuncRuntime
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.root
+
+
+async def test_running_container_is_found_after_the_creator_is_killed(runtime: RuncRuntime,
+                                                                      image_store: ImageStore,
+                                                                      busybox: str) -> None:
+    c = runtime.config
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.runtime.spawn_pod", str(c.state_dir), c.pod_cidr, c.bridge, c.nat_table,
+         c.netns_prefix, c.veth_prefix, c.cgroup_parent, str(image_store.root), busybox],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read() if proc.stderr else ""
+        sid, cid = line.split()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+    fresh = RuncRuntime(c, image_store)
+    assert [s.id for s in await fresh.list_sandboxes()] == [sid]
+    [status] = await fresh.list_containers(sid)
+    assert (status.id, status.name, status.state) == (cid, "app", ContainerState.RUNNING)
+    assert [line.text async for line in fresh.logs(cid, LogOptions())] == ["before-restart"]
+    assert (await fresh.exec(cid, ["echo", "still here"])).stdout == b"still here\n"
+    await fresh.stop_container(cid, timeout=0)
+    assert (await fresh.container_status(cid)).state == ContainerState.EXITED

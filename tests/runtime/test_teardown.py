@@ -1,0 +1,49 @@
+"""Removing a sandbox removes everything it made, and removing twice is fine."""
+from __future__ import annotations
+
+import pytest
+
+from kubelet.runtime.interface import ContainerConfig, NotFound, SandboxConfig
+from kubelet.runtime.runc import RuncRuntime
+from tests.runtime.leftovers import leftovers
+
+pytestmark = pytest.mark.root
+
+
+async def test_remove_sandbox_leaves_nothing_behind(runtime: RuncRuntime, busybox: str) -> None:
+    sid = await runtime.run_sandbox(SandboxConfig(name="gone", namespace="default", uid="uid-gone"))
+    cids = []
+    for name in ("one", "two"):
+        cids.append(await runtime.create_container(sid, ContainerConfig(name=name, image=busybox,
+                                                                        command=["sleep", "3600"])))
+        await runtime.start_container(cids[-1])
+    created = await leftovers(runtime, node_too=False, mount_markers=tuple(cids))
+    assert {"netns", "veth", "ip allocations", "runc containers", "mounts", "cgroups"} <= created.keys()
+    assert len(created["mounts"]) == 4  # two rootfs overlays + the UTS and IPC namespace files
+
+    await runtime.remove_sandbox(sid)
+    assert await leftovers(runtime, node_too=False, mount_markers=tuple(cids)) == {}
+    await runtime.remove_sandbox(sid)  # idempotent
+    assert await runtime.list_sandboxes() == []
+    with pytest.raises(NotFound):
+        await runtime.sandbox_status(sid)
+
+
+async def test_stopped_sandbox_releases_network_but_keeps_status(runtime: RuncRuntime, busybox: str) -> None:
+    sid = await runtime.run_sandbox(SandboxConfig(name="stopped", namespace="default", uid="uid-stopped"))
+    cid = await runtime.create_container(sid, ContainerConfig(name="c", image=busybox, command=["sleep", "3600"]))
+    await runtime.start_container(cid)
+    await runtime.stop_sandbox(sid)
+    await runtime.stop_sandbox(sid)  # idempotent
+    left = await leftovers(runtime, node_too=False)
+    assert "netns" not in left and "veth" not in left and "ip allocations" not in left
+    assert (await runtime.sandbox_status(sid)).state.value == "notready"
+    assert (await runtime.container_status(cid)).exit_code == 137
+
+
+async def test_ipam_gc_reclaims_addresses_of_vanished_sandboxes(runtime: RuncRuntime) -> None:
+    leaked = runtime.network.ipam.allocate("f" * 32)  # as if a kubelet crashed mid-setup
+    sid = await runtime.run_sandbox(SandboxConfig(name="live", namespace="default", uid="uid-live"))
+    await runtime.ensure_node()
+    allocations = runtime.network.ipam.allocations()
+    assert str(leaked) not in allocations and list(allocations.values()) == [sid]

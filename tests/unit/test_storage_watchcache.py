@@ -1,0 +1,114 @@
+"""The watch cache over the in-memory store: history for resuming, filtering, and dropping slow watchers."""
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator
+
+import orjson
+import pytest
+
+from apiserver.storage.memory import MemoryStorage
+from apiserver.watchcache import TooOld, WatchCache, Watcher
+
+PREFIX = "/registry/core/configmaps/"
+
+
+@pytest.fixture
+async def setup() -> AsyncIterator[tuple[MemoryStorage, WatchCache]]:
+    store = MemoryStorage()
+    await store.create(PREFIX + "ns/before", {"metadata": {"name": "before", "namespace": "ns"}})
+    cache = WatchCache(store)
+    await cache.start()
+    yield store, cache
+    await cache.stop()
+
+
+def cm(name: str, ns: str = "ns", **labels: str) -> dict:
+    return {"metadata": {"name": name, "namespace": ns, "labels": labels}}
+
+
+async def test_cache_loads_and_follows_the_store(setup: tuple[MemoryStorage, WatchCache]) -> None:
+    store, cache = setup
+    rc = cache.for_prefix(PREFIX)
+    assert [c.obj["metadata"]["name"] for c in rc.items(PREFIX, None)] == ["before"]
+    rev = await store.create(PREFIX + "ns/a", cm("a"))
+    assert await cache.wait_for_revision(rev, 5)
+    items = rc.items(PREFIX + "ns/", None)
+    assert [c.obj["metadata"]["name"] for c in items] == ["a", "before"]
+    # The cached JSON carries the resourceVersion: lists splice it without re-encoding.
+    assert orjson.loads(items[0].raw)["metadata"]["resourceVersion"] == str(rev)
+
+
+async def test_history_replays_after_a_revision_and_refuses_older(setup: tuple[MemoryStorage, WatchCache]) -> None:
+    store, cache = setup
+    start = cache.revision
+    r1 = await store.create(PREFIX + "ns/a", cm("a"))
+    r2 = await store.update(PREFIX + "ns/a", cm("a", v="2"), r1)
+    await store.delete(PREFIX + "ns/a")
+    assert await cache.wait_for_revision(r2 + 1, 5)
+    rc = cache.for_prefix(PREFIX)
+    assert [ev.type for ev in rc.since(start)] == ["ADDED", "MODIFIED", "DELETED"]
+    assert [ev.type for ev in rc.since(r1)] == ["MODIFIED", "DELETED"]
+    with pytest.raises(TooOld):
+        rc.since(start - 1)  # before the cache was loaded: unknown history
+
+
+async def test_bounded_history_forgets_old_events() -> None:
+    store = MemoryStorage()
+    cache = WatchCache(store)
+    await cache.start()
+    try:
+        rc = cache.for_prefix(PREFIX)
+        rc.history = type(rc.history)(maxlen=3)
+        first = await store.create(PREFIX + "ns/a", cm("a"))
+        rev = first
+        for i in range(5):
+            rev = await store.update(PREFIX + "ns/a", cm("a", v=str(i)), rev)
+        assert await cache.wait_for_revision(rev, 5)
+        with pytest.raises(TooOld):
+            rc.since(first)
+        assert len(rc.since(rev - 2)) == 2
+    finally:
+        await cache.stop()
+
+
+async def test_selector_watchers_see_objects_enter_and_leave(setup: tuple[MemoryStorage, WatchCache]) -> None:
+    store, cache = setup
+    rc = cache.for_prefix(PREFIX)
+    w = Watcher(PREFIX + "ns/", lambda o: (o["metadata"].get("labels") or {}).get("team") == "blue")
+    rc.watchers.add(w)
+    r = await store.create(PREFIX + "ns/x", cm("x", team="red"))
+    r = await store.update(PREFIX + "ns/x", cm("x", team="blue"), r)
+    await store.create(PREFIX + "other/y", cm("y", "other", team="blue"))  # another namespace
+    r = await store.update(PREFIX + "ns/x", cm("x", team="red"), r)
+    assert await cache.wait_for_revision(r, 5)
+    lines = []
+    while not w.queue.empty():
+        lines.append(orjson.loads(w.queue.get_nowait() or b"null"))
+    assert [(ev["type"], ev["object"]["metadata"]["labels"]["team"]) for ev in lines] == [
+        ("ADDED", "blue"), ("DELETED", "red")]
+
+
+async def test_slow_watcher_is_dropped_without_blocking_others(setup: tuple[MemoryStorage, WatchCache]) -> None:
+    store, cache = setup
+    rc = cache.for_prefix(PREFIX)
+    slow = Watcher(PREFIX, lambda o: True, asyncio.Queue(3))
+    fast = Watcher(PREFIX, lambda o: True, asyncio.Queue(100))
+    rc.watchers.update({slow, fast})
+    rev = 0
+    for i in range(10):
+        rev = await store.create(PREFIX + f"ns/o{i}", cm(f"o{i}"))
+    assert await cache.wait_for_revision(rev, 5)
+    assert slow.dropped and slow.queue.get_nowait() is None  # told to go away, nothing else queued
+    assert not fast.dropped and fast.queue.qsize() == 10
+
+
+async def test_catch_up_when_only_others_wrote(setup: tuple[MemoryStorage, WatchCache]) -> None:
+    store, cache = setup
+    # A write outside the cache's key space moves the store revision without an event for the cache...
+    foreign = await store.create("/elsewhere/x", {"v": 1})
+    assert cache.revision < foreign
+    # ...so catching up writes a throw-away marker under /registry/ and waits for its event.
+    assert await cache.catch_up(5)
+    assert cache.revision >= foreign
+    assert (await store.list("/registry/progress/")).entries == []  # the marker is gone again
