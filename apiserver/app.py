@@ -70,8 +70,12 @@ def build_app(config: Config, storage: Storage) -> web.Application:
         yield
         await cache.stop()
 
+    async def end_watches(app: web.Application) -> None:
+        cache.close_watchers()
+
     app.cleanup_ctx.append(lifecycle)
-    app["api"] = api
+    # on_shutdown runs before aiohttp waits for open requests: end the watches so shutdown is not held up.
+    app.on_shutdown.append(end_watches)
     return app
 
 

@@ -130,11 +130,12 @@ async def delete(objects: Objects, res: Resource, namespace: str | None, name: s
         try:
             if marked is None:
                 deleted = await storage.delete(key, entry.mod_revision)
+                objects.wrote(res, deleted.mod_revision)
                 await kinds.strategy_for(res).after_delete(deleted.value, storage)
                 return with_rv(deleted.value, deleted.mod_revision), True
             if marked == entry.value:
                 return with_rv(marked, entry.mod_revision), False
-            revision = await storage.update(key, marked, entry.mod_revision)
+            revision = objects.wrote(res, await storage.update(key, marked, entry.mod_revision))
             return with_rv(marked, revision), False
         except RevisionConflictError:
             continue

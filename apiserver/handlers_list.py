@@ -1,12 +1,13 @@
 """LIST: selectors, pagination, and choosing between the watch cache and etcd.
 
 - resourceVersion unset, no limit: a consistent list. Served from the watch
-  cache once it has caught up with etcd's current revision (it normally has,
-  within a millisecond), else read from etcd.
+  cache once it has caught up with etcd's current revision (see
+  WatchCache.catch_up), else read from etcd.
 - `limit`/`continue`: pages read from etcd, every page at the revision of the first
   (the continue token carries it, with the last key returned).
 - resourceVersion "0" or N: from the cache (N: once the cache has reached it), as
-  Kubernetes does; `limit` is then ignored.
+  Kubernetes does; `limit` is then ignored. With resourceVersionMatch=Exact: from
+  etcd at exactly revision N (410 if compacted).
 """
 from __future__ import annotations
 
@@ -115,6 +116,11 @@ async def list_objects(storage: Storage, cache: WatchCache, res: Resource, names
     except ValueError:
         raise bad_request(f"limit must be an integer, got {query.get('limit')!r}") from None
     token = query.get("continue") or ""
+    match = query.get("resourceVersionMatch") or ""
+    if match not in ("", "Exact", "NotOlderThan"):
+        raise bad_request(f'resourceVersionMatch must be "Exact" or "NotOlderThan", got {match!r}')
+    if match and not rv:
+        raise bad_request("resourceVersionMatch is forbidden unless resourceVersion is provided")
     if token or (limit > 0 and not rv):
         return await _list_from_store(storage, res, prefix, filters, limit, token)
     if rv:
@@ -122,6 +128,8 @@ async def list_objects(storage: Storage, cache: WatchCache, res: Resource, names
             wanted = int(rv)
         except ValueError:
             raise bad_request(f"resourceVersion must be an integer, got {rv!r}") from None
+        if match == "Exact":  # exactly that revision: only etcd keeps the past
+            return await _list_from_store(storage, res, prefix, filters, limit, "", wanted)
         if not await cache.catch_up(RV_WAIT, wanted) or cache.revision < wanted:
             raise timeout(f"Too large resource version: {wanted}, current: {cache.revision}")
     elif not await cache.catch_up(CACHE_CATCH_UP):
@@ -132,14 +140,16 @@ async def list_objects(storage: Storage, cache: WatchCache, res: Resource, names
 
 
 async def _list_from_store(storage: Storage, res: Resource, prefix: str, filters: Filters, limit: int,
-                           token: str) -> bytes:
-    revision, start = _decode_continue(token, prefix) if token else (0, None)
+                           token: str, at_revision: int = 0) -> bytes:
+    revision, start = _decode_continue(token, prefix) if token else (at_revision, None)
     raws: list[bytes] = []
     # With a selector, keep reading pages until `limit` matching items are found (Kubernetes does the same).
     for _ in range(10_000):
         try:
             page = await storage.list(prefix, start_key=start, limit=limit + 1 if limit else 0, revision=revision)
         except CompactedError:
+            if not token:
+                raise gone(f"too old resource version: {revision}") from None
             raise gone("The provided continue parameter is too old to display a consistent list result. You can "
                        "start a new list without the continue parameter.") from None
         revision = page.revision

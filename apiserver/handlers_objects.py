@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import random
 import uuid
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 from pklib import patch as patching
 from pklib.objects import now_rfc3339
@@ -31,6 +31,7 @@ _SERVER_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGraceP
 NAMESPACES_PREFIX = resource_prefix("", "namespaces")
 # Kinds whose PUT creates a missing object, as their Kubernetes strategies allow (AllowCreateOnUpdate).
 CREATE_ON_UPDATE = frozenset({"Endpoints", "Lease", "Event", "Service"})
+NAMESPACE_CACHE_WAIT = 1.0  # bound on waiting for the cache to show this server's own writes
 
 
 def object_key(res: Resource, namespace: str | None, name: str) -> str:
@@ -83,6 +84,14 @@ class Objects:
     def __init__(self, storage: Storage, cache: WatchCache):
         self.storage = storage
         self.cache = cache
+        # The newest revision of a namespace write through this server: the cache must show it before
+        # namespace checks may trust the cache (read-your-writes).
+        self.namespace_written = 0
+
+    def wrote(self, res: Resource, revision: int) -> int:
+        if res.kind == "Namespace":
+            self.namespace_written = max(self.namespace_written, revision)
+        return revision
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -112,15 +121,22 @@ class Objects:
         if res.namespaced and body_ns and namespace and body_ns != namespace:
             raise bad_request("the namespace of the provided object does not match the namespace sent on the "
                               "request")
-        if not res.namespaced and body_ns:
-            raise bad_request(f"{res.kind} is cluster-scoped: metadata.namespace must not be set")
 
     async def check_namespace(self, namespace: str) -> None:
-        # Read from the store, not the cache: a namespace created or deleted a moment ago must count.
-        entry = await self.storage.get(NAMESPACES_PREFIX + namespace)
-        if entry is None:
+        """404 for a missing namespace, 403 for a terminating one (Kubernetes' NamespaceLifecycle admission).
+
+        Like Kubernetes, this reads the cache; it first waits until the cache holds every namespace
+        write this server made, so a namespace created or deleted through it a moment ago counts. Not found in
+        the cache still gets a look in the store (created through another API server)."""
+        await self.cache.wait_for_revision(self.namespace_written, NAMESPACE_CACHE_WAIT)
+        cached = self.cache.for_prefix(NAMESPACES_PREFIX).objects.get(NAMESPACES_PREFIX + namespace)
+        ns = cached.obj if cached is not None else None
+        if ns is None:
+            entry = await self.storage.get(NAMESPACES_PREFIX + namespace)
+            ns = entry.value if entry is not None else None
+        if ns is None:
             raise not_found("namespaces", namespace)
-        if (entry.value.get("metadata") or {}).get("deletionTimestamp"):
+        if (ns.get("metadata") or {}).get("deletionTimestamp"):
             raise forbidden(f"unable to create new content in namespace {namespace} because it is being terminated")
 
     @staticmethod
@@ -134,16 +150,19 @@ class Objects:
     # -- create ------------------------------------------------------------------------------
 
     async def create(self, res: Resource, namespace: str | None, body: dict[str, Any]) -> dict[str, Any]:
+        """Creates `body`, which the caller hands over: it is filled in (defaults) rather than copied."""
         self.check_identity(res, body, namespace)
-        obj = copy.deepcopy(body)
+        obj = body
         obj["apiVersion"], obj["kind"] = res.api_version, res.kind
-        meta = obj.setdefault("metadata", {})
+        meta = obj["metadata"] = dict(obj.get("metadata") or {})
         for k in _SERVER_META:
             meta.pop(k, None)
         if res.namespaced:
             if not namespace:
                 raise bad_request(f"{res.kind} is namespaced: create it under /namespaces/<namespace>/")
             meta["namespace"] = namespace
+        else:
+            meta.pop("namespace", None)  # cluster-scoped: Kubernetes clears it rather than failing
         if not meta.get("name"):
             if meta.get("generateName"):
                 meta["name"] = meta["generateName"] + "".join(random.choices(_GENERATE_CHARS, k=5))
@@ -163,7 +182,7 @@ class Objects:
         key = object_key(res, namespace, meta["name"])
         rollback = await strategy.prepare_create(obj, self.storage)
         try:
-            revision = await self.storage.create(key, obj)
+            revision = self.wrote(res, await self.storage.create(key, obj))
         except KeyExistsError:
             await rollback()
             raise already_exists(res.plural, meta["name"], res.group) from None
@@ -241,11 +260,12 @@ class Objects:
             return with_rv(new, entry.mod_revision)  # a no-op update writes nothing, like Kubernetes
         if finished_deleting(res, new):
             deleted = await self.storage.delete(entry.key, entry.mod_revision)
+            self.wrote(res, deleted.mod_revision)
             await strategy.after_delete(deleted.value, self.storage)
             return with_rv(new, deleted.mod_revision)
         rollback = await strategy.prepare_update(new, copy.deepcopy(old), self.storage)
         try:
-            revision = await self.storage.update(entry.key, new, entry.mod_revision)
+            revision = self.wrote(res, await self.storage.update(entry.key, new, entry.mod_revision))
         except BaseException:
             await rollback()
             raise
@@ -276,16 +296,13 @@ class Objects:
         raise conflict(res.plural, name, res.group, "too many concurrent writers; try again")
 
     async def guaranteed_update(self, res: Resource, namespace: str | None, name: str,
-                                mutate: Callable[[Entry], Awaitable[dict[str, Any]] | dict[str, Any]],
-                                ) -> dict[str, Any]:
+                                mutate: Callable[[Entry], dict[str, Any]]) -> dict[str, Any]:
         """Read, mutate, write at the read revision; on a write conflict re-read and mutate again.
 
         `mutate` returns the full new object (it may raise StatusError to refuse)."""
         for _ in range(MAX_RETRIES):
             entry = await self.read(res, namespace, name)
             new = mutate(entry)
-            if not isinstance(new, dict):
-                new = await new
             try:
                 return await self.write_update(res, entry, new)
             except RevisionConflictError:

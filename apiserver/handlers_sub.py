@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Callable
 
 from pklib.objects import now_rfc3339
 from pklib.resources import Resource
@@ -28,7 +28,7 @@ def to_scale(obj: dict[str, Any]) -> dict[str, Any]:
             "status": {"replicas": int(status.get("replicas") or 0), "selector": selector}}
 
 
-def _replicas_from(scale: dict[str, Any], res: Resource) -> int:
+def _replicas_from(scale: dict[str, Any]) -> int:
     if scale.get("kind") not in (None, "Scale"):
         raise bad_request(f"expected a Scale object, got kind {scale.get('kind')!r}")
     replicas = (scale.get("spec") or {}).get("replicas")
@@ -43,7 +43,7 @@ def _replicas_from(scale: dict[str, Any], res: Resource) -> int:
 
 
 async def update_scale(objects: Objects, res: Resource, namespace: str | None, name: str,
-                       scale_of: Any) -> dict[str, Any]:
+                       scale_of: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
     """`scale_of(current_scale) -> wanted Scale`; writes spec.replicas, retrying on conflicts."""
     def mutate(entry: Entry) -> dict[str, Any]:
         current = with_rv(copy.deepcopy(entry.value), entry.mod_revision)
@@ -52,7 +52,7 @@ async def update_scale(objects: Objects, res: Resource, namespace: str | None, n
         if wanted_rv and wanted_rv != str(entry.mod_revision):
             raise conflict(res.plural, name, res.group)
         new = copy.deepcopy(entry.value)
-        new.setdefault("spec", {})["replicas"] = _replicas_from(wanted, res)
+        new.setdefault("spec", {})["replicas"] = _replicas_from(wanted)
         return new
 
     return to_scale(await objects.guaranteed_update(res, namespace, name, mutate))

@@ -55,6 +55,13 @@ def parse_args(argv: list[str]) -> Config:
                   a.service_node_port_range, a.watch_bookmark_interval)
 
 
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
+
+
 def _configure_kinds(config: Config) -> None:
     lo, _, hi = config.service_node_port_range.partition("-")
     try:
@@ -83,6 +90,9 @@ async def run(config: Config, ready: asyncio.Event | None = None, stop: asyncio.
         await site.start()
         log.info("serving on http://%s:%d (etcd %s, prefix %s)", config.bind_address, config.port,
                  ",".join(config.etcd_servers), config.etcd_prefix)
+        if not config.token_auth_file and not _is_loopback(config.bind_address):
+            log.warning("listening on %s without --token-auth-file: anyone who can reach it has full access",
+                        config.bind_address)
         if ready is not None:
             ready.set()
         await (stop or asyncio.Event()).wait()

@@ -29,6 +29,7 @@ log = logging.getLogger("apiserver.watch")
 
 DEFAULT_TIMEOUT = 1800  # Kubernetes' --min-request-timeout; spread by up to 2x like it does
 MAX_BATCH = 256  # events written per socket write when a watcher has a backlog
+LIVENESS_CHECK = 2.0  # seconds between checks that an idle watcher's client is still connected
 
 
 def is_watch(query: Any) -> bool:
@@ -73,7 +74,7 @@ async def serve_watch(request: web.Request, storage: Storage, cache: WatchCache,
     failure: StatusError | None = None
     if rv:
         try:
-            await storage.check_revision(rv)  # type: ignore[attr-defined]
+            await storage.check_revision(rv)
         except CompactedError as e:
             failure = StatusError(410, "Expired", f"too old resource version: {rv} ({e.compact_revision})")
         else:
@@ -86,8 +87,9 @@ async def serve_watch(request: web.Request, storage: Storage, cache: WatchCache,
     ns_prefix = collection_prefix(res, namespace)
     rc = cache.for_prefix(resource_prefix(res.group, res.plural))
     initial: list[bytes] = []
+    watcher: Watcher | None = None
     if failure is None:
-        # From here to registering the watcher nothing awaits, so no event can fall in between.
+        # From computing the replay to registering the watcher nothing awaits: no event can fall in between.
         if rv:
             try:
                 probe = Watcher(ns_prefix, matches, asyncio.Queue())
@@ -98,19 +100,22 @@ async def serve_watch(request: web.Request, storage: Storage, cache: WatchCache,
                 failure = StatusError(410, "Expired", str(e))
         else:
             initial = [event_line("ADDED", c.raw) for c in rc.items(ns_prefix, matches)]
-    resp = await _start(request)
+        if failure is None:
+            watcher = Watcher(ns_prefix, matches, asyncio.Queue(WATCHER_QUEUE))
+            rc.watchers.add(watcher)
     if failure is not None:
+        resp = await _start(request)
         await resp.write(_error_line(failure))
         return resp
+    assert watcher is not None
 
-    watcher = Watcher(ns_prefix, matches, asyncio.Queue(WATCHER_QUEUE))
-    rc.watchers.add(watcher)
     metrics.watchers.labels(res.plural).inc()
     try:
+        resp = await _start(request)
         if initial:
             await resp.write(b"".join(initial))
-        await _pump(resp, watcher, res, cache, time.monotonic() + timeout, bookmarks, bookmark_interval)
-    except (ConnectionResetError, asyncio.CancelledError):
+        await _pump(request, resp, watcher, res, cache, time.monotonic() + timeout, bookmarks, bookmark_interval)
+    except ConnectionResetError:
         pass  # the client went away
     finally:
         rc.watchers.discard(watcher)
@@ -118,33 +123,31 @@ async def serve_watch(request: web.Request, storage: Storage, cache: WatchCache,
     return resp
 
 
-async def _pump(resp: web.StreamResponse, watcher: Watcher, res: Resource, cache: WatchCache, deadline: float,
-                bookmarks: bool, bookmark_interval: float) -> None:
-    next_bookmark = time.monotonic() + bookmark_interval
+async def _pump(request: web.Request, resp: web.StreamResponse, watcher: Watcher, res: Resource,
+                cache: WatchCache, deadline: float, bookmarks: bool, bookmark_interval: float) -> None:
+    next_bookmark = time.monotonic() + bookmark_interval if bookmarks else float("inf")
     while True:
         now = time.monotonic()
-        if now >= deadline:
-            return
-        wait = min(deadline, next_bookmark) - now if bookmarks else deadline - now
+        if now >= deadline or request.transport is None or request.transport.is_closing():
+            return  # timed out, or the client went away (aiohttp does not cancel the handler for us)
         try:
-            line = await asyncio.wait_for(watcher.queue.get(), max(wait, 0.001))
-        except asyncio.TimeoutError:
-            if bookmarks and time.monotonic() >= next_bookmark:
+            async with asyncio.timeout(min(deadline, next_bookmark, now + LIVENESS_CHECK) - now):
+                line = await watcher.queue.get()
+        except TimeoutError:
+            if time.monotonic() >= next_bookmark:
                 await resp.write(_bookmark(res, cache.revision))
                 next_bookmark = time.monotonic() + bookmark_interval
             continue
-        if line is None:
-            if watcher.dropped:
-                await resp.write(_error_line(StatusError(
-                    410, "Expired", "the watch fell too far behind and was closed; re-list and watch again")))
-            return
         batch = [line]
-        while len(batch) < MAX_BATCH and not watcher.queue.empty():
-            more = watcher.queue.get_nowait()
-            if more is None:
-                await resp.write(b"".join(batch))
-                if watcher.dropped:
-                    await resp.write(_error_line(StatusError(410, "Expired", "the watch fell too far behind")))
-                return
-            batch.append(more)
-        await resp.write(b"".join(batch))
+        while line is not None and len(batch) < MAX_BATCH and not watcher.queue.empty():
+            line = watcher.queue.get_nowait()
+            batch.append(line)
+        if line is None:  # the cache closed this watcher: it fell behind, or the server stops
+            batch.pop()
+            if watcher.dropped:
+                batch.append(_error_line(StatusError(
+                    410, "Expired", "the watch fell too far behind and was closed; re-list and watch again")))
+        if batch:
+            await resp.write(b"".join(b for b in batch if b is not None))
+        if line is None:
+            return

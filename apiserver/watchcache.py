@@ -191,8 +191,15 @@ class WatchCache:
                 await self._task
             except asyncio.CancelledError:
                 pass
+        self.close_watchers()
+
+    def close_watchers(self) -> None:
+        """End every open watch (server shutdown): each stream finishes cleanly, clients re-watch elsewhere."""
         for cache in self.caches.values():
             for w in list(cache.watchers):
+                cache.watchers.discard(w)
+                while not w.queue.empty():
+                    w.queue.get_nowait()
                 w.queue.put_nowait(None)
 
     async def _load(self) -> None:

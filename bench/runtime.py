@@ -27,6 +27,7 @@ from kubelet.images.busybox import ensure_busybox  # noqa: E402
 from kubelet.images.store import ImageStore  # noqa: E402
 from kubelet.runtime.interface import ContainerConfig, SandboxConfig  # noqa: E402
 from kubelet.runtime.runc import RuncRuntime, RuntimeConfig  # noqa: E402
+from kubelet.runtime.sandbox import hold_uts_ipc, unmount  # noqa: E402
 
 COMMAND = ["sleep", "600"]
 
@@ -62,6 +63,28 @@ async def bench_containers(rt: RuncRuntime, sid: str, image: str, runs: int) -> 
             continue
         await rt.remove_container(cid)
     return samples, kept
+
+
+async def bench_parts(rt: RuncRuntime, store: ImageStore, image: str, work: Path, runs: int) -> dict[str, Any]:
+    """Where the time goes: pod network alone, the UTS/IPC holder alone, the overlay rootfs mount alone."""
+    network, namespaces, rootfs = [], [], []
+    for i in range(runs):
+        sid = f"{i:04d}{uuid.uuid4().hex[:28]}"
+        t0 = time.perf_counter()
+        await asyncio.to_thread(rt.network.setup, sid)
+        network.append(time.perf_counter() - t0)
+        await asyncio.to_thread(rt.network.teardown, sid)
+        t0 = time.perf_counter()
+        paths = await hold_uts_ipc(work / "ns" / sid, "bench")
+        namespaces.append(time.perf_counter() - t0)
+        for p in paths:
+            unmount(p)
+        t0 = time.perf_counter()
+        store.prepare_rootfs(image, sid)
+        rootfs.append(time.perf_counter() - t0)
+        store.release_rootfs(sid)
+    return {"pod_network": summary(network), "uts_ipc_namespaces": summary(namespaces),
+            "rootfs_overlay_mount": summary(rootfs)}
 
 
 def bench_bare_runc(rt: RuncRuntime, store: ImageStore, image: str, template: dict[str, Any], work: Path,
@@ -102,6 +125,7 @@ async def main(runs: int) -> dict[str, Any]:
     try:
         await rt.ensure_node()
         sandbox = await bench_sandboxes(rt, runs)
+        parts = await bench_parts(rt, store, image, work, min(runs, 20))
         sid = await rt.run_sandbox(SandboxConfig(name="bench", namespace="bench", uid="bench"))
         pkube, kept = await bench_containers(rt, sid, image, runs)
         bare = bench_bare_runc(rt, store, image, rt.containers.spec(kept), work, runs)
@@ -112,6 +136,7 @@ async def main(runs: int) -> dict[str, Any]:
     return {
         "benchmark": "runtime",
         "sandbox_setup": {**summary(sandbox), "target_ms": 50},
+        "parts": parts,
         "container_create_start": {"pkube": p, "bare_runc_run": b,
                                    "ratio_p50": round(p["p50_ms"] / b["p50_ms"], 2), "target_ratio": 1.5},
         "note": "pkube includes the overlay rootfs mount and conmon; the bare runc runs get a rootfs mounted "

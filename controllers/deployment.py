@@ -16,17 +16,15 @@ from typing import Any
 from pklib.controller import Controller, ControllerContext
 from pklib.errors import ApiError, is_already_exists, is_not_found
 from pklib.informer import Obj, key_of
-from pklib.resources import lookup
 
 from . import deploymentutil as du
 from .claims import claim
-from .util import (controller_ref, meta, now, now_rfc3339, owner_reference, parse_time, selector_of,
+from .util import (controller_ref, meta, now, now_rfc3339, owner_reference, parse_time, resource, selector_of,
                    template_hash)
 
-DEPLOYMENTS = lookup("deployments")
-REPLICASETS = lookup("replicasets")
-PODS = lookup("pods")
-assert DEPLOYMENTS is not None and REPLICASETS is not None and PODS is not None
+DEPLOYMENTS = resource("deployments")
+REPLICASETS = resource("replicasets")
+PODS = resource("pods")
 
 
 class DeploymentController(Controller):
@@ -155,7 +153,8 @@ class DeploymentController(Controller):
             if not is_already_exists(e):
                 raise
             existing = await self.client.get(REPLICASETS, rs["metadata"]["name"], meta(d)["namespace"])
-            if controller_ref(existing) and controller_ref(existing).get("uid") == meta(d)["uid"] \
+            ref = controller_ref(existing)
+            if ref is not None and ref.get("uid") == meta(d)["uid"] \
                     and du.template_without_hash(existing["spec"]["template"]) == du.template_without_hash(template):
                 return existing
             # A different template hashed to the same name: bump collisionCount and retry.

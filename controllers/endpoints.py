@@ -13,15 +13,13 @@ from typing import Any
 from pklib.controller import Controller, ControllerContext
 from pklib.errors import ApiError, is_already_exists, is_not_found
 from pklib.informer import Obj, key_of
-from pklib.resources import lookup
 from pklib.selectors import LabelSelector, Requirement
 
-from .util import is_pod_ready, meta
+from .util import is_pod_ready, meta, resource
 
-SERVICES = lookup("services")
-PODS = lookup("pods")
-ENDPOINTS = lookup("endpoints")
-assert SERVICES is not None and PODS is not None and ENDPOINTS is not None
+SERVICES = resource("services")
+PODS = resource("pods")
+ENDPOINTS = resource("endpoints")
 
 
 def service_selector(svc: Obj) -> LabelSelector | None:
@@ -134,7 +132,7 @@ class EndpointsController(Controller):
                 and (meta(current).get("labels") or {}) == labels:
             return
         if current is None:
-            body = {"apiVersion": "v1", "kind": "Endpoints",
+            body: dict[str, Any] = {"apiVersion": "v1", "kind": "Endpoints",
                     "metadata": {"name": name, "namespace": ns, "labels": labels}, "subsets": subsets}
             try:
                 await self.client.create(ENDPOINTS, body)

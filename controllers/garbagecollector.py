@@ -17,6 +17,7 @@ cache that lags behind must never cause a deletion.
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any
 
 from pklib.controller import Controller, ControllerContext
@@ -48,11 +49,9 @@ class GarbageCollector(Controller):
             if res is None:
                 continue
             self.resources[plural] = res
-            self.informers[plural] = self.watch(
-                res,
-                on_add=lambda o, p=plural: self._changed(p, o),
-                on_update=lambda old, new, p=plural: self._changed(p, new, old),
-                on_delete=lambda o, p=plural: self._deleted(p, o))
+            self.informers[plural] = self.watch(res, functools.partial(self._changed, plural),
+                                                functools.partial(self._updated, plural),
+                                                functools.partial(self._deleted, plural))
 
     # -- graph bookkeeping ----------------------------------------------------------------------
 
@@ -69,6 +68,9 @@ class GarbageCollector(Controller):
         self._enqueue_owners(obj)
         if old is not None:
             self._enqueue_owners(old)
+
+    def _updated(self, plural: str, old: Obj, new: Obj) -> None:
+        self._changed(plural, new, old)
 
     def _deleted(self, plural: str, obj: Obj) -> None:
         uid = meta(obj).get("uid")

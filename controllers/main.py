@@ -27,11 +27,13 @@ from pklib.leaderelection import LeaderElector
 
 from .nodeipam import NodeIpamController
 from .nodelifecycle import NodeLifecycleController
+from .daemonset import DaemonSetController
 from .deployment import DeploymentController
 from .endpoints import EndpointsController
 from .garbagecollector import GarbageCollector
 from .namespace import NamespaceController
 from .replicaset import ReplicaSetController
+from .statefulset import StatefulSetController
 
 log = logging.getLogger("controller-manager")
 
@@ -42,6 +44,8 @@ REGISTRY: list[type[Controller]] = [
     GarbageCollector,
     NamespaceController,
     EndpointsController,
+    DaemonSetController,
+    StatefulSetController,
     NodeIpamController,
     NodeLifecycleController,
 ]

@@ -14,12 +14,11 @@ import copy
 from pklib.controller import Controller, ControllerContext
 from pklib.errors import ApiError, is_conflict, is_not_found
 from pklib.informer import Obj
-from pklib.resources import RESOURCES, Resource, lookup
+from pklib.resources import RESOURCES, Resource
 
-from .util import meta
+from .util import meta, resource
 
-NAMESPACES = lookup("namespaces")
-assert NAMESPACES is not None
+NAMESPACES = resource("namespaces")
 FINALIZER = "kubernetes"
 RECHECK_SECONDS = 1.0  # how soon to look again while objects are still terminating
 

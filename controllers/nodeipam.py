@@ -81,13 +81,30 @@ class CidrSet:
         return len(self._used)
 
 
+def _cidr(text: str) -> str:
+    try:
+        return str(ipaddress.ip_network(text, strict=True))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not a network CIDR: {e}") from None
+
+
+def _mask(text: str) -> int:
+    try:
+        mask = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a prefix length") from None
+    if not 1 <= mask <= 128:
+        raise argparse.ArgumentTypeError(f"{mask} is not a prefix length")
+    return mask
+
+
 class NodeIpamController(Controller):
     name = "nodeipam"
 
     @classmethod
     def add_flags(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--cluster-cidr", default="10.244.0.0/16", help="pod ranges are cut from this")
-        parser.add_argument("--node-cidr-mask-size", type=int, default=24, help="size of each node's pod range")
+        parser.add_argument("--cluster-cidr", type=_cidr, default="10.244.0.0/16", help="pod ranges are cut from this")
+        parser.add_argument("--node-cidr-mask-size", type=_mask, default=24, help="size of each node's pod range")
 
     def __init__(self, ctx: ControllerContext):
         super().__init__(ctx)

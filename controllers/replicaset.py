@@ -9,21 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import random
 from typing import Any
 
 from pklib.controller import Controller, ControllerContext, Expectations
 from pklib.errors import ApiError, is_not_found
 from pklib.informer import Obj, key_of
-from pklib.resources import lookup
 
 from .claims import claim
-from .util import (_SAFE, available_in, controller_ref, is_pod_active, is_pod_ready, meta, parse_time,
-                   pod_from_template, selector_of)
+from .util import (available_in, controller_ref, is_pod_active, is_pod_ready, meta, parse_time, pod_from_template,
+                   random_suffix, resource, selector_of)
 
-PODS = lookup("pods")
-REPLICASETS = lookup("replicasets")
-assert PODS is not None and REPLICASETS is not None
+PODS = resource("pods")
+REPLICASETS = resource("replicasets")
 
 BURST_REPLICAS = 500  # at most this many creates/deletes per sync, as in Kubernetes
 SLOW_START_INITIAL_BATCH = 1
@@ -108,7 +105,7 @@ class ReplicaSetController(Controller):
         selector = selector_of(rs)
         candidates = [p for p in self.pod_informer.store.by_index("namespace", ns) if is_pod_active(p)]
         pods = await claim(self.client, PODS, rs, candidates, selector)
-        error: Exception | None = None
+        error: ApiError | None = None
         if self.expectations.satisfied(key) and not meta(rs).get("deletionTimestamp") and selector is not None:
             try:
                 await self._manage(rs, key, pods)
@@ -156,7 +153,7 @@ class ReplicaSetController(Controller):
 
     async def _create_pod(self, rs: Obj, template: Obj) -> Obj:
         name = meta(rs)["name"]
-        pod = pod_from_template(template, rs, name=f"{name}-{''.join(random.choices(_SAFE, k=5))}",
+        pod = pod_from_template(template, rs, name=f"{name}-{random_suffix()}",
                                 generate_name=f"{name}-")
         return await self.client.create(PODS, pod)
 
@@ -221,7 +218,7 @@ def deletion_rank(pod: Obj) -> tuple[Any, ...]:
     status = pod.get("status") or {}
     spec = pod.get("spec") or {}
     ready = is_pod_ready(pod)
-    cond = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    cond: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
     ready_since = parse_time(cond.get("lastTransitionTime")) if ready else None
     created = parse_time(meta(pod).get("creationTimestamp"))
     restarts = sum(int(c.get("restartCount") or 0) for c in status.get("containerStatuses") or [])

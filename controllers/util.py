@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import random
 from datetime import datetime, timezone
 from typing import Any
 
 import orjson
 
 from pklib.informer import Obj
+from pklib.objects import controller_of as controller_ref
+from pklib.objects import meta, owner_reference
+from pklib.resources import Resource, lookup
 from pklib.selectors import LabelSelector, SelectorError, selector_from_match
 
 # Kubernetes' rand.SafeEncodeString alphabet: no vowels (no words), no confusable 0/1/3.
@@ -36,11 +40,18 @@ def now_rfc3339() -> str:
     return now().strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def resource(name: str) -> Resource:
+    """A kind from the shared table; a missing one is a programming error, caught at import."""
+    res = lookup(name)
+    if res is None:
+        raise LookupError(f"unknown resource {name!r}")
+    return res
+
+
+__all__ = ["controller_ref", "meta", "owner_reference"]
+
+
 # -- pods -------------------------------------------------------------------------------------
-
-def meta(obj: Obj) -> dict[str, Any]:
-    return obj.get("metadata") or {}
-
 
 def is_terminating(obj: Obj) -> bool:
     return bool(meta(obj).get("deletionTimestamp"))
@@ -96,19 +107,6 @@ def selector_of(obj: Obj) -> LabelSelector | None:
     return None if parsed.empty() else parsed
 
 
-def controller_ref(obj: Obj) -> dict[str, Any] | None:
-    for ref in meta(obj).get("ownerReferences") or []:
-        if ref.get("controller"):
-            return ref
-    return None
-
-
-def owner_reference(owner: Obj, block_owner_deletion: bool = True) -> dict[str, Any]:
-    m = meta(owner)
-    return {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": m["name"], "uid": m["uid"],
-            "controller": True, "blockOwnerDeletion": block_owner_deletion}
-
-
 def pod_from_template(template: Obj, owner: Obj, name: str | None = None,
                       generate_name: str | None = None) -> Obj:
     """A Pod body from a pod template, owned (controller=true) by `owner`."""
@@ -140,6 +138,11 @@ def template_hash(template: Obj, collision_count: int = 0) -> str:
         n, r = divmod(n, len(_SAFE))
         out.append(_SAFE[r])
     return "".join(out)
+
+
+def random_suffix(length: int = 5) -> str:
+    """The random tail of a generated name (Kubernetes' generateName suffix)."""
+    return "".join(random.choices(_SAFE, k=length))
 
 
 def int_or_percent(value: Any, total: int, round_up: bool) -> int:

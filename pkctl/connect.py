@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -91,6 +92,8 @@ def run(args: argparse.Namespace, command: Callable[[Connection], Awaitable[int]
 
 def connection_line(server: str, e: ConnectionFailed) -> str:
     # The client hides aiohttp's exception behind ConnectionFailed; its context says what happened.
-    if isinstance(e.__context__, (aiohttp.ClientConnectorError, ConnectionRefusedError)):
-        return connection_refused_line(server)
+    cause = e.__context__
+    if isinstance(cause, aiohttp.ClientConnectorError) and not isinstance(cause, aiohttp.ClientSSLError):
+        if cause.os_error.errno == errno.ECONNREFUSED:
+            return connection_refused_line(server)
     return f"error: {e}"

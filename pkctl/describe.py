@@ -289,7 +289,19 @@ def _replicated(out: Out, o: Obj, now: datetime) -> None:
     _pod_template(out, spec.get("template") or {})
 
 
-def _service(out: Out, o: Obj, now: datetime) -> None:
+def _endpoint_addresses(endpoints: Obj, port_name: str) -> str:
+    """`ip:port` of the ready addresses serving the service port named so (kubectl's formatEndpoints)."""
+    found: list[str] = []
+    for subset in endpoints.get("subsets") or []:
+        for p in subset.get("ports") or []:
+            if (p.get("name") or "") == port_name:
+                found.extend(f"{a.get('ip')}:{p.get('port')}" for a in subset.get("addresses") or [])
+    if not found:
+        return NONE
+    return ",".join(found[:3]) + (f" + {len(found) - 3} more..." if len(found) > 3 else "")
+
+
+def _service(out: Out, o: Obj, now: datetime, endpoints: Obj | None = None) -> None:
     spec = o.get("spec") or {}
     out.w(0, "Selector:", map_string(spec.get("selector")))
     out.w(0, "Type:", spec.get("type") or "ClusterIP")
@@ -300,6 +312,7 @@ def _service(out: Out, o: Obj, now: datetime) -> None:
         out.w(0, "TargetPort:", f"{p.get('targetPort', p.get('port'))}/{proto}")
         if p.get("nodePort"):
             out.w(0, "NodePort:", p.get("name") or "<unset>", f"{p['nodePort']}/{proto}")
+        out.w(0, "Endpoints:", _endpoint_addresses(endpoints or {}, p.get("name") or ""))
     out.w(0, "Session Affinity:", spec.get("sessionAffinity") or "None")
 
 
@@ -376,7 +389,7 @@ def _nested(out: Out, level: int, value: Any) -> None:
 
 _KINDS: dict[str, Callable[[Out, Obj, datetime], None]] = {
     "Pod": _pod, "Deployment": _deployment, "ReplicaSet": _replicated, "StatefulSet": _replicated,
-    "DaemonSet": _replicated, "Service": _service, "Node": _node, "Namespace": _namespace,
+    "DaemonSet": _replicated, "Node": _node, "Namespace": _namespace,
     "ConfigMap": _configmap, "Secret": _secret,
 }
 
@@ -405,11 +418,20 @@ def event_time(e: Obj) -> str:
                or _meta(e).get("creationTimestamp") or "")
 
 
-def describe(res: Resource, obj: Obj, events: list[Obj] | None, now: datetime) -> str:
-    """The describe text of one object; `events` None leaves the Events section out (kinds without events)."""
+def describe(res: Resource, obj: Obj, events: list[Obj] | None, now: datetime,
+             endpoints: Obj | None = None) -> str:
+    """The describe text of one object; `events` None leaves the Events section out (kinds without events).
+
+    `endpoints` is a Service's Endpoints object, when there is one.
+    """
     out = Out()
-    _common(out, obj, res.namespaced, now, created=res.kind not in ("Pod", "ConfigMap", "Secret"))
-    _KINDS.get(res.kind, _generic)(out, obj, now)
+    # kubectl shows CreationTimestamp for these and for kinds without their own describer.
+    created = res.kind in ("Deployment", "StatefulSet", "Node") or (res.kind not in _KINDS and res.kind != "Service")
+    _common(out, obj, res.namespaced, now, created=created)
+    if res.kind == "Service":
+        _service(out, obj, now, endpoints)
+    else:
+        _KINDS.get(res.kind, _generic)(out, obj, now)
     if events is not None:
         events_section(out, events, now)
     return out.text()

@@ -18,7 +18,7 @@ __all__ = ["COMMAND_MODULES", "CommandError", "build_parser", "main"]
 
 COMMAND_MODULES = [
     # Filled as commands land; each module's register() adds its subcommands.
-    "apply", "get", "describe", "delete", "create", "scale",
+    "apply", "get", "describe", "delete", "create", "scale", "api_resources",
     "cluster",
     "image",
 ]
@@ -60,10 +60,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `pkctl create deployment x --image=busybox -- sleep 3600`: what follows `--` is a command line of its
+    # own, handed to the subcommands that take one (they set `takes_command`), never parsed as pkctl flags.
+    after_dashes: list[str] = []
+    if "--" in argv:
+        at = argv.index("--")
+        argv, after_dashes = argv[:at], argv[at + 1:]
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if after_dashes and not getattr(args, "takes_command", False):
+        parser.error(f"unexpected arguments after --: {' '.join(after_dashes)}")
+    args.after_dashes = after_dashes
     try:
         return int(args.func(args) or 0)
     except CommandError as e:

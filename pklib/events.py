@@ -21,8 +21,14 @@ from .resources import Resource, lookup
 
 log = logging.getLogger(__name__)
 
-EVENTS = lookup("events")
-assert EVENTS is not None
+def _resource(name: str) -> Resource:
+    res = lookup(name)
+    if res is None:
+        raise LookupError(f"unknown resource {name!r}")
+    return res
+
+
+EVENTS = _resource("events")
 
 NORMAL = "Normal"
 WARNING = "Warning"

@@ -13,27 +13,19 @@ import asyncio
 import logging
 import random
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, AsyncIterator, Callable, Iterable, Protocol
 
 from .errors import ApiError, ConnectionFailed, is_gone
+from .objects import key_of
 from .resources import Resource
 
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 IndexFunc = Callable[[Obj], Iterable[str]]
-
-
-def key_of(obj: Obj) -> str:
-    """`namespace/name`, or `name` for cluster-scoped objects (client-go's MetaNamespaceKeyFunc)."""
-    meta = obj.get("metadata") or {}
-    ns = meta.get("namespace")
-    return f"{ns}/{meta['name']}" if ns else str(meta["name"])
-
-
-def split_key(key: str) -> tuple[str | None, str]:
-    ns, _, name = key.rpartition("/")
-    return (ns or None), name
+# Store has a method named `list`; annotations inside it use these aliases.
+ObjList = list[Obj]
+KeyList = list[str]
 
 
 # -- standard indexes ---------------------------------------------------------------------------
@@ -78,13 +70,13 @@ class Store:
     def get(self, key: str) -> Obj | None:
         return self._items.get(key)
 
-    def list(self) -> list[Obj]:
+    def list(self) -> ObjList:
         return list(self._items.values())
 
-    def keys(self) -> list[str]:
+    def keys(self) -> KeyList:
         return list(self._items)
 
-    def by_index(self, index: str, value: str) -> list[Obj]:
+    def by_index(self, index: str, value: str) -> ObjList:
         return [self._items[k] for k in self._indices[index].get(value, ())]
 
     def add_index(self, name: str, func: IndexFunc) -> None:
@@ -136,7 +128,10 @@ class ListWatchClient(Protocol):
     async def list_all(self, res: Resource, namespace: str | None = None, page: int = 500,
                        **kw: Any) -> dict[str, Any]: ...
 
-    def watch(self, res: Resource, namespace: str | None = None, **kw: Any) -> Any: ...
+    def watch(self, res: Resource, namespace: str | None = None, *, resource_version: str | None = None,
+              label_selector: str | None = None, field_selector: str | None = None,
+              timeout_seconds: int | None = None, allow_bookmarks: bool = True
+              ) -> AsyncIterator[dict[str, Any]]: ...
 
 
 class Informer:

@@ -20,13 +20,19 @@ from typing import Any
 
 from .client import Client
 from .errors import ApiError, ConnectionFailed, is_already_exists, is_conflict, is_not_found
-from .resources import lookup
+from .resources import Resource, lookup
 
 log = logging.getLogger(__name__)
 
-LEASES = lookup("leases")
-NAMESPACES = lookup("namespaces")
-assert LEASES is not None and NAMESPACES is not None
+def _resource(name: str) -> Resource:
+    res = lookup(name)
+    if res is None:
+        raise LookupError(f"unknown resource {name!r}")
+    return res
+
+
+LEASES = _resource("leases")
+NAMESPACES = _resource("namespaces")
 
 
 def _micro_now() -> str:

@@ -74,6 +74,9 @@ def _build_table() -> dict[tuple[str, ...], str]:
 
 
 _TABLE = _build_table()
+# Maps whose patch strategy is retainKeys: a 3-way patch lists the keys the manifest keeps, so
+# that switching a union (Deployment strategy Recreate, a volume's source) drops the old member.
+RETAIN_KEYS_PATHS = frozenset({("spec", "strategy")} | {root + ("volumes",) for root in _POD_SPEC_PATHS})
 # Suffix rules that hold wherever the field appears (also in templates' metadata).
 _SUFFIX_RULES: dict[tuple[str, ...], str] = {
     ("metadata", "finalizers"): PRIMITIVE_MERGE,
@@ -308,6 +311,8 @@ def _diff(old: dict[str, Any], new: dict[str, Any], path: tuple[str, ...], *,
         if isinstance(ov, dict) and isinstance(nv, dict):
             d = _diff(ov, nv, sub, additions=additions, deletions=deletions)
             if d:
+                if sub in RETAIN_KEYS_PATHS:
+                    d[_RETAIN] = sorted(nv)
                 patch[k] = d
         elif isinstance(ov, list) and isinstance(nv, list):
             _diff_list(patch, k, ov, nv, sub, additions=additions, deletions=deletions)
@@ -350,6 +355,8 @@ def _diff_list(patch: dict[str, Any], field: str, old: list[Any], new: list[Any]
         d = _diff(old[idx], x, path, additions=additions, deletions=deletions)
         if d:
             d[key] = x[key]
+            if path in RETAIN_KEYS_PATHS:
+                d[_RETAIN] = sorted(x)
             items.append(d)
     old_ids = [x[key] for x in old]
     reordered = additions and [i for i in old_ids if i in new_ids] != [i for i in new_ids if i in old_ids]

@@ -21,6 +21,19 @@ async def nothing() -> None:
     return None
 
 
+def drop_nulls(value: Any) -> None:
+    """Remove null-valued fields everywhere, as Kubernetes' decode + encode does (an explicit
+    `"namespace": null` means "unset"), so that defaults and rules see one form of "absent"."""
+    if isinstance(value, dict):
+        for key in [k for k, v in value.items() if v is None]:
+            del value[key]
+        for v in value.values():
+            drop_nulls(v)
+    elif isinstance(value, list):
+        for v in value:
+            drop_nulls(v)
+
+
 class KindStrategy:
     kind = ""  # "" = no schema (kinds without a module of their own)
     namespaced = True
@@ -30,6 +43,12 @@ class KindStrategy:
         return v.is_dns1123_subdomain(name)
 
     def default(self, obj: dict[str, Any]) -> None:
+        """Normalise nulls away, then fill in the kind's defaults (in place)."""
+        if isinstance(obj, dict):
+            drop_nulls(obj)
+            self.apply_defaults(obj)
+
+    def apply_defaults(self, obj: dict[str, Any]) -> None:
         return None
 
     def validate(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:

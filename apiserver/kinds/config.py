@@ -69,7 +69,7 @@ def _decode(value: str) -> bytes | None:
 class SecretStrategy(KindStrategy):
     kind = "Secret"
 
-    def default(self, obj: dict[str, Any]) -> None:
+    def apply_defaults(self, obj: dict[str, Any]) -> None:
         obj.setdefault("type", "Opaque")
         # stringData is a write-only convenience: it lands base64-encoded in data and is not stored.
         string_data = obj.pop("stringData", None)

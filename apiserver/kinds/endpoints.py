@@ -48,7 +48,7 @@ def _ip_errors(ip: str, path: Path, family: int | None = None) -> list[Cause]:
 class EndpointsStrategy(KindStrategy):
     kind = "Endpoints"
 
-    def default(self, obj: dict[str, Any]) -> None:
+    def apply_defaults(self, obj: dict[str, Any]) -> None:
         for subset in as_list(obj.get("subsets")):
             for port in as_list(as_dict(subset).get("ports")):
                 if isinstance(port, dict):
@@ -71,7 +71,7 @@ class EndpointsStrategy(KindStrategy):
 class EndpointSliceStrategy(KindStrategy):
     kind = "EndpointSlice"
 
-    def default(self, obj: dict[str, Any]) -> None:
+    def apply_defaults(self, obj: dict[str, Any]) -> None:
         for port in as_list(obj.get("ports")):
             if isinstance(port, dict):
                 port.setdefault("protocol", "TCP")

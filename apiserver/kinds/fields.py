@@ -61,10 +61,6 @@ def invalid(path: Path | str, value: Any, detail: str) -> Cause:
     return _cause("FieldValueInvalid", path, f"Invalid value: {show(value)}: {detail}")
 
 
-def invalid_all(path: Path | str, value: Any, details: Iterable[str]) -> list[Cause]:
-    return [invalid(path, value, d) for d in details]
-
-
 def duplicate(path: Path | str, value: Any) -> Cause:
     return _cause("FieldValueDuplicate", path, f"Duplicate value: {show(value)}")
 

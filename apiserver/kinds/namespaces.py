@@ -21,7 +21,7 @@ class NamespaceStrategy(KindStrategy):
     def name_errors(self, name: str) -> list[str]:
         return v.is_dns1123_label(name)
 
-    def default(self, obj: dict[str, Any]) -> None:
+    def apply_defaults(self, obj: dict[str, Any]) -> None:
         spec = obj.setdefault("spec", {})
         if isinstance(spec, dict):
             spec.setdefault("finalizers", ["kubernetes"])

@@ -47,7 +47,7 @@ class PersistentVolumeStrategy(KindStrategy):
     kind = "PersistentVolume"
     namespaced = False
 
-    def default(self, obj: dict[str, Any]) -> None:
+    def apply_defaults(self, obj: dict[str, Any]) -> None:
         spec = obj.get("spec")
         if isinstance(spec, dict):
             spec.setdefault("persistentVolumeReclaimPolicy", "Retain")
@@ -84,7 +84,7 @@ class PersistentVolumeStrategy(KindStrategy):
 class PersistentVolumeClaimStrategy(KindStrategy):
     kind = "PersistentVolumeClaim"
 
-    def default(self, obj: dict[str, Any]) -> None:
+    def apply_defaults(self, obj: dict[str, Any]) -> None:
         spec = obj.get("spec")
         if isinstance(spec, dict):
             spec.setdefault("volumeMode", "Filesystem")
@@ -124,7 +124,7 @@ class StorageClassStrategy(KindStrategy):
     kind = "StorageClass"
     namespaced = False
 
-    def default(self, obj: dict[str, Any]) -> None:
+    def apply_defaults(self, obj: dict[str, Any]) -> None:
         obj.setdefault("reclaimPolicy", "Delete")
         obj.setdefault("volumeBindingMode", "Immediate")
 

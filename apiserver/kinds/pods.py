@@ -19,7 +19,7 @@ POD_UPDATE_FORBIDDEN = (
 class PodStrategy(KindStrategy):
     kind = "Pod"
 
-    def default(self, obj: dict[str, Any]) -> None:
+    def apply_defaults(self, obj: dict[str, Any]) -> None:
         spec = obj.get("spec")
         default_pod_spec(spec, is_pod=True)
         status = obj.get("status")

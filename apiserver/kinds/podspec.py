@@ -152,11 +152,19 @@ def validate_pod_spec(spec: dict[str, Any], path: Path) -> list[Cause]:
             seen.add(name)
             causes += _validate_container(c, p, volume_names, spec.get("hostNetwork") is True,
                                           needs_image=field != "ephemeralContainers")
+            if "restartPolicy" in c:  # only init containers may be sidecars ("Always")
+                if field == "initContainers":
+                    causes += one_of(p.child("restartPolicy"), c["restartPolicy"], ("Always",))
+                else:
+                    causes.append(forbidden(p.child("restartPolicy"), "may not be set for non-init containers"))
     causes += one_of(path.child("restartPolicy"), spec.get("restartPolicy"), RESTART_POLICIES)
     causes += one_of(path.child("dnsPolicy"), spec.get("dnsPolicy"), DNS_POLICIES)
     causes += non_negative(path.child("terminationGracePeriodSeconds"), spec.get("terminationGracePeriodSeconds"))
     causes += positive(path.child("activeDeadlineSeconds"), spec.get("activeDeadlineSeconds"))
     causes += validate_labels(spec.get("nodeSelector"), path.child("nodeSelector"))
+    if spec.get("nodeName"):
+        node = spec["nodeName"]
+        causes += [invalid(path.child("nodeName"), node, e) for e in v.is_dns1123_subdomain(node)]
     for field in ("hostname", "subdomain"):
         if spec.get(field):
             causes += [invalid(path.child(field), spec[field], e) for e in v.is_dns1123_label(spec[field])]

@@ -11,7 +11,7 @@ from typing import Any
 
 from pklib import validation as v
 
-from ..allocators import AllocationError, AlreadyAllocated, NodePortAllocator, Owner, RangeFull, ServiceIPAllocator
+from ..allocators import AllocationError, NodePortAllocator, Owner, RangeFull, ServiceIPAllocator
 from ..status import StatusError, invalid as invalid_status
 from .base import KindStrategy, Rollback
 from .fields import Cause, Path, duplicate, forbidden, immutable, invalid, one_of, required
@@ -74,7 +74,7 @@ class ServiceStrategy(KindStrategy):
     def name_errors(self, name: str) -> list[str]:
         return v.is_dns1035_label(name)
 
-    def default(self, obj: dict[str, Any]) -> None:
+    def apply_defaults(self, obj: dict[str, Any]) -> None:
         spec = obj.get("spec")
         if spec is None:
             spec = obj["spec"] = {}
@@ -122,6 +122,11 @@ class ServiceStrategy(KindStrategy):
         causes += one_of(path.child("internalTrafficPolicy"), spec.get("internalTrafficPolicy"), ("Cluster", "Local"))
         causes += validate_labels(spec.get("selector"), path.child("selector"))
         causes += self._validate_cluster_ip(spec, old_spec, path, svc_type)
+        for i, ip in enumerate(as_list(spec.get("externalIPs"))):
+            try:
+                ipaddress.ip_address(ip)
+            except ValueError:
+                causes.append(invalid(path.child("externalIPs").index(i), ip, _IP_ERROR))
         if svc_type == "ExternalName":
             name = spec.get("externalName")
             if not name:
@@ -248,6 +253,10 @@ class _Allocation:
     async def _cluster_ip(self, old_spec: dict[str, Any]) -> None:
         spec = self.spec
         old_ip = _allocated_ip(old_spec)
+        kept = old_spec.get("clusterIP") if old_spec.get("type") != "ExternalName" else None
+        if kept and not spec.get("clusterIP") and spec.get("type") != "ExternalName":
+            # An update that omits the clusterIP keeps the Service's (a headless one stays headless).
+            spec["clusterIP"], spec["clusterIPs"] = kept, [kept]
         if not _needs_ip(spec):
             if spec.get("clusterIP") == "None":
                 spec["clusterIPs"] = ["None"]
@@ -258,9 +267,7 @@ class _Allocation:
                 await _ips.release(self.storage, old_ip, self.owner)
                 self.freed_ips.append(old_ip)
             return
-        if old_ip and spec.get("clusterIP") in (None, "", old_ip):
-            # An update that omits the clusterIP keeps the one the Service has.
-            spec["clusterIP"], spec["clusterIPs"] = old_ip, [old_ip]
+        if old_ip and spec.get("clusterIP") == old_ip:
             return
         requested = spec.get("clusterIP")
         if requested:

@@ -66,7 +66,7 @@ class WorkloadStrategy(KindStrategy):
 
     has_replicas = True
 
-    def default(self, obj: dict[str, Any]) -> None:
+    def apply_defaults(self, obj: dict[str, Any]) -> None:
         spec = obj.get("spec")
         if not isinstance(spec, dict):
             return

@@ -86,12 +86,12 @@ class Builder:
             total = len(self.instructions)
             stage: Stage | None = None
             for i, inst in enumerate(self.instructions, 1):
+                if inst.cmd == "FROM" and target and stage is not None and stage.name == target.lower():
+                    break  # the target stage is complete; later stages are not needed
                 self.progress(f"STEP {i}/{total}: {inst}")
                 if inst.cmd == "FROM":
                     stage = self._from(inst)
                     self.stages.append(stage)
-                    if target and stage.name == target.lower():
-                        break
                 elif stage is None:
                     self._global_arg(inst)
                 else:
@@ -117,7 +117,7 @@ class Builder:
         out: list[tuple[str, str | None]] = []
         for w in dockerfile.words(inst.args, env, inst.lineno):
             name, eq, value = w.partition("=")
-            if not dockerfile._VAR_NAME.fullmatch(name):
+            if not dockerfile.VAR_NAME.fullmatch(name):
                 raise inst.error(f"invalid argument name {name!r}")
             out.append((name, value if eq else None))
         return out
@@ -253,29 +253,31 @@ class Builder:
         if dest.endswith("/") and not dest_abs.endswith("/"):
             dest_abs += "/"
         chown = inst.flags.get("chown")
+        chmod = _chmod(inst)
         from_ref = inst.flags.get("from")
         if inst.cmd == "ADD" and any(s.startswith(("http://", "https://", "git@")) for s in sources):
             raise inst.error("ADD from a URL is not supported; download it in a RUN step")
         if from_ref is not None:
             with self._source_rootfs(from_ref, inst) as (src_root, inputs):
                 self._layer(stage, inst, inputs, lambda root, _b: self._copy_into(
-                    root, [resolve_in_root(src_root, s) for s in sources], dest_abs, chown, None, inst, keep=True))
+                    root, [resolve_in_root(src_root, s) for s in sources], dest_abs, chown, chmod, None, inst,
+                    keep=True))
             return
         paths = [p for s in sources for p in context_sources(self.context, s, self.ignore, inst.lineno)]
         multi = len(paths) > 1 or any(dockerfile_glob(s) for s in sources)
         if multi and not dest_abs.endswith("/"):
             raise inst.error("with several sources the destination must be a directory ending in /")
         self._layer(stage, inst, self._hash_inputs(paths),
-                    lambda root, _b: self._copy_into(root, paths, dest_abs, chown, self.context, inst,
-                                                 extract_tars=inst.cmd == "ADD"))
+                    lambda root, _b: self._copy_into(root, paths, dest_abs, chown, chmod, self.context, inst,
+                                                     extract_tars=inst.cmd == "ADD"))
 
-    def _copy_into(self, root: Path, paths: list[Path], dest: str, chown: str | None, ctx: Path | None,
-                   inst: Instruction, keep: bool = False, extract_tars: bool = False) -> None:
+    def _copy_into(self, root: Path, paths: list[Path], dest: str, chown: str | None, chmod: int | None,
+                   ctx: Path | None, inst: Instruction, keep: bool = False, extract_tars: bool = False) -> None:
         if chown:
             uid, gid = buildrun.resolve_user(root, chown)
-            owner = Owner(uid, gid)
+            owner = Owner(uid, gid, chmod)
         else:
-            owner = Owner(None, None) if keep else Owner(0, 0)
+            owner = Owner(None, None, chmod) if keep else Owner(0, 0, chmod)
         mkdir_uid, mkdir_gid = (owner.uid or 0, owner.gid or 0) if chown else (0, 0)
         for src in paths:
             if not os.path.lexists(src):
@@ -363,7 +365,7 @@ class Builder:
         try:
             for d in (root, upper, work):
                 d.mkdir(parents=True)
-            mount_overlay(self.store.layer_dirs(layers), upper, work, root)
+            mount_overlay(self.store.layer_dirs(layers), upper, work, root, self.store.layout.links)
             try:
                 yield root, upper, bundle
             finally:
@@ -386,6 +388,34 @@ class Builder:
         tmp = self.cache_dir / f".{key}.tmp"
         tmp.write_bytes(orjson.dumps(doc))
         os.replace(tmp, self.cache_dir / key)
+
+
+def prune_cache(store: "ImageStore") -> int:
+    """Drop build-cache entries whose layer has been garbage-collected; returns how many."""
+    removed = 0
+    cache_dir = store.root / "build-cache"
+    for entry in cache_dir.iterdir() if cache_dir.is_dir() else []:
+        try:
+            layer = orjson.loads(entry.read_bytes()).get("layer")
+        except (OSError, ValueError):
+            layer = {"digest": "sha256:" + "0" * 64}  # unreadable: drop it
+        if layer and not store.layout.has_blob(layer["digest"]):
+            entry.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _chmod(inst: Instruction) -> int | None:
+    value = inst.flags.get("chmod")
+    if value is None:
+        return None
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o7777:
+        raise inst.error(f"invalid --chmod={value}: expected an octal mode such as 755")
+    return mode
 
 
 def dockerfile_glob(src: str) -> bool:

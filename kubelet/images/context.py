@@ -133,9 +133,11 @@ def _translate(pattern: str) -> str:
 
 @dataclass
 class Owner:
-    """Who copied files belong to: a fixed uid/gid (--chown, or root for context files), or keep the source's."""
+    """Who copied files belong to: a fixed uid/gid (--chown, or root for context files), or keep the source's;
+    and their mode: the source's, or a fixed one (--chmod)."""
     uid: int | None = 0
     gid: int | None = 0
+    mode: int | None = None
 
 
 def context_sources(context: Path, src: str, ignore: IgnoreRules, lineno: int) -> list[Path]:
@@ -194,5 +196,5 @@ def _meta(path: Path, st: os.stat_result, owner: Owner) -> None:
     gid = st.st_gid if owner.gid is None else owner.gid
     os.lchown(path, uid, gid)
     if not stat.S_ISLNK(st.st_mode):
-        os.chmod(path, stat.S_IMODE(st.st_mode))
+        os.chmod(path, stat.S_IMODE(st.st_mode) if owner.mode is None else owner.mode)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)

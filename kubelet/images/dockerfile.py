@@ -14,7 +14,7 @@ from kubelet.images.errors import BuildError
 SUPPORTED = {"FROM", "RUN", "COPY", "ADD", "ENV", "ARG", "WORKDIR", "USER", "EXPOSE", "LABEL", "ENTRYPOINT",
              "CMD", "VOLUME", "SHELL", "STOPSIGNAL", "MAINTAINER"}
 _FLAGS_ALLOWED = {"FROM": {"platform"}, "COPY": {"from", "chown", "chmod"}, "ADD": {"chown", "chmod"}}
-_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass
@@ -169,7 +169,7 @@ def _expand_at(text: str, i: int, env: Mapping[str, str], lineno: int) -> tuple[
         if end < 0:
             raise BuildError(f"Dockerfile line {lineno}: missing '}}' in {text!r}")
         body = text[i + 2:end]
-        m = _VAR_NAME.match(body)
+        m = VAR_NAME.match(body)
         if not m:
             raise BuildError(f"Dockerfile line {lineno}: bad variable substitution ${{{body}}}")
         name, rest = m.group(0), body[m.end():]
@@ -181,7 +181,7 @@ def _expand_at(text: str, i: int, env: Mapping[str, str], lineno: int) -> tuple[
         elif rest:
             raise BuildError(f"Dockerfile line {lineno}: unsupported substitution ${{{body}}}")
         return value or "", end + 1
-    m = _VAR_NAME.match(text, i + 1)
+    m = VAR_NAME.match(text, i + 1)
     if not m:
         return "$", i + 1
     return env.get(m.group(0), ""), m.end()

@@ -4,6 +4,7 @@
     <root>/index.json            OCI index: one entry per name, annotated with the full name
     <root>/blobs/sha256/<hex>    manifests, configs and layer blobs, content-addressed
     <root>/layers/<diffid hex>/  each layer unpacked once (overlay form: whiteouts as 0/0 char devices)
+    <root>/l/<12 hex>            short symlinks to layers, used when long paths would overflow mount options
     <root>/containers/<id>/      per-container upper/work/merged of the overlay rootfs
     <root>/tmp/                  partial downloads and unpacks; renamed into place when complete
 
@@ -68,9 +69,10 @@ class Layout:
         self.root = Path(root)
         self.blobs = self.root / "blobs" / "sha256"
         self.layers = self.root / "layers"
+        self.links = self.root / "l"
         self.containers = self.root / "containers"
         self.tmp = self.root / "tmp"
-        for d in (self.blobs, self.layers, self.containers, self.tmp):
+        for d in (self.blobs, self.layers, self.links, self.containers, self.tmp):
             d.mkdir(parents=True, exist_ok=True)
         marker = self.root / "oci-layout"
         if not marker.exists():

@@ -29,9 +29,9 @@ from kubelet.images import reference
 from kubelet.images.archive import select_platform
 from kubelet.images.auth import Challenge, Credentials, credentials_for, parse_challenge
 from kubelet.images.errors import ImageError, ImageNotFound, RegistryError
-from kubelet.images.image import Image, host_arch
+from kubelet.images.image import Image, Layer, host_arch, parse_manifest
 from kubelet.images.layout import INDEX_TYPES, MANIFEST_TYPES, MT_DOCKER_LIST, MT_DOCKER_MANIFEST, MT_OCI_INDEX, \
-    MT_OCI_MANIFEST, sha256_digest
+    MT_OCI_MANIFEST, check_digest, sha256_digest
 
 if TYPE_CHECKING:
     from kubelet.images.store import ImageStore
@@ -301,16 +301,28 @@ def pull(store: "ImageStore", ref_text: str, insecure: bool = False, reporter: R
         manifest = orjson.loads(body)
         reporter.line(f"Pulling {ref} ({digest})")
         result = PullResult(image=None)  # type: ignore[arg-type]
-        blobs = [manifest["config"], *manifest.get("layers", [])]
-        missing = [b for b in blobs if not store.layout.has_blob(b["digest"])]
-        result.present = [b["digest"] for b in manifest.get("layers", []) if b not in missing]
+        config_desc = manifest.get("config") or {}
+        config_digest = check_digest(config_desc.get("digest", ""))
+        if not store.layout.has_blob(config_digest):
+            result.bytes += reg.download_blob(store, ref.repository, config_digest, int(config_desc.get("size", 0)),
+                                              reporter)
+        layers = parse_manifest(str(ref), digest, manifest, store.layout.read_json(config_digest)).layers
+        unique_layers = list({layer.digest: layer for layer in layers}.values())
+        present = {layer.digest for layer in unique_layers if store.layout.has_blob(layer.digest)}
+        result.present = sorted(present)
+
+        def fetch(layer: Layer) -> int:
+            n = 0
+            if layer.digest not in present:
+                n = reg.download_blob(store, ref.repository, layer.digest, layer.size, reporter)
+            store.ensure_layer(layer)  # unpack while other layers are still downloading
+            return n
         with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="pull") as pool:
-            futures = {b["digest"]: pool.submit(reg.download_blob, store, ref.repository, b["digest"],
-                                                int(b.get("size", 0)), reporter) for b in missing}
-            for d, fut in futures.items():
+            futures = [(layer, pool.submit(fetch, layer)) for layer in unique_layers]
+            for layer, fut in futures:
                 result.bytes += fut.result()
-                if d != manifest["config"]["digest"]:
-                    result.downloaded.append(d)
+                if layer.digest not in present:
+                    result.downloaded.append(layer.digest)
         img = store.store_manifest(body, digest)
         img.name = store.set_name(str(ref), digest, allow_digest=True)
         result.image = img

@@ -24,14 +24,37 @@ def _escape(path: Path) -> str:
     return str(path).replace("\\", "\\\\").replace(":", "\\:").replace(",", "\\,")
 
 
-def mount_overlay(lowers: list[Path], upper: Path, work: Path, merged: Path) -> None:
+def _options(lowers: list[Path], upper: Path, work: Path) -> str:
+    return f"lowerdir={':'.join(_escape(p) for p in lowers)},upperdir={_escape(upper)},workdir={_escape(work)}"
+
+
+def short_links(lowers: list[Path], link_dir: Path) -> list[Path]:
+    """Short symlinks (link_dir/<12 chars>) to the layer dirs, so that many layers fit in one page of
+    mount options — the trick Docker's overlay2 driver plays with its l/ directory."""
+    link_dir.mkdir(exist_ok=True)
+    out = []
+    for lower in lowers:
+        link = link_dir / lower.name[:12]
+        if not link.is_symlink():
+            try:
+                os.symlink(lower, link)
+            except FileExistsError:
+                pass  # created concurrently
+        if os.readlink(link) != str(lower):
+            raise ImageError(f"layer link {link} points to {os.readlink(link)}, not {lower}")
+        out.append(link)
+    return out
+
+
+def mount_overlay(lowers: list[Path], upper: Path, work: Path, merged: Path, link_dir: Path | None = None) -> None:
     """Mount an overlay at `merged`; `lowers` are ordered top-most first."""
     if not lowers:
         raise ImageError("an overlay needs at least one lower layer")
-    data = (f"lowerdir={':'.join(_escape(p) for p in lowers)},upperdir={_escape(upper)},"
-            f"workdir={_escape(work)}")
+    data = _options(lowers, upper, work)
+    if len(data) > _MAX_MOUNT_DATA and link_dir is not None:
+        data = _options(short_links(lowers, link_dir), upper, work)
     if len(data) > _MAX_MOUNT_DATA:
-        raise ImageError(f"image has too many layers ({len(lowers)}) for one overlay mount under {upper.parent}")
+        raise ImageError(f"image has too many layers ({len(lowers)}) for one overlay mount")
     if _libc.mount(b"overlay", os.fsencode(merged), b"overlay", 0, data.encode()) != 0:
         err = ctypes.get_errno()
         raise ImageError(f"cannot mount overlay at {merged}: {os.strerror(err)}")

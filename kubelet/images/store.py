@@ -8,6 +8,7 @@ and the mounts.
 from __future__ import annotations
 
 import builtins
+import fcntl
 import os
 import re
 import shutil
@@ -217,7 +218,7 @@ class ImageStore:
                 (cdir / sub).mkdir(parents=True, exist_ok=True)
             (cdir / "image").write_text(img.manifest_digest)
             try:
-                rootfs.mount_overlay(lowers, cdir / "upper", cdir / "work", merged)
+                rootfs.mount_overlay(lowers, cdir / "upper", cdir / "work", merged, self.layout.links)
             except BaseException:
                 shutil.rmtree(cdir, ignore_errors=True)
                 raise
@@ -259,7 +260,6 @@ class ImageStore:
     # ---- garbage collection ------------------------------------------------
     def gc(self, progress: Callable[[str], None] | None = None) -> dict[str, int]:
         """Delete blobs and unpacked layers no named image or container uses. Returns counts and bytes freed."""
-        import fcntl
         freed = {"blobs": 0, "layers": 0, "bytes": 0}
         with self.layout.lock("use.lock", fcntl.LOCK_EX):
             live_blobs: set[str] = set()
@@ -284,8 +284,20 @@ class ImageStore:
                     freed["layers"] += 1
                     if progress:
                         progress(f"deleted layer {layer_dir.name[:12]}")
-            for tmp in self.layout.tmp.iterdir():
-                # Partial downloads are kept for resuming; everything else here is a leftover.
-                if not tmp.name.startswith("download-"):
-                    shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+            for link in self.layout.links.iterdir():
+                if not link.exists():  # its layer is gone
+                    link.unlink()
+            self._clean_tmp()
+            builder.prune_cache(self)
         return freed
+
+    def _clean_tmp(self) -> None:
+        """Leftovers of interrupted work; nobody else is working (gc holds the use lock exclusively)."""
+        for tmp in self.layout.tmp.iterdir():
+            if tmp.name.startswith("download-"):
+                continue  # partial downloads are kept so a later pull resumes them
+            if tmp.is_dir():
+                rootfs.unmount(tmp / "rootfs")  # an interrupted build step may have left its mount
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)

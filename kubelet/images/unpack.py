@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import zstandard
+
 from kubelet.images.errors import ImageError, UnsafeArchive
 
 WHITEOUT_PREFIX = ".wh."
@@ -74,7 +76,7 @@ class _HashingReader(io.RawIOBase):
 
 
 def decompressed(raw: IO[bytes]) -> IO[bytes]:
-    """Detect gzip/xz/bzip2 by magic bytes (media types lie more often than magic does)."""
+    """Detect gzip/zstd/xz/bzip2 by magic bytes (media types lie more often than magic does)."""
     buf = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw, _CHUNK)  # type: ignore[arg-type,type-var]
     head = buf.peek(6)[:6]
     if head.startswith(b"\x1f\x8b"):
@@ -84,7 +86,7 @@ def decompressed(raw: IO[bytes]) -> IO[bytes]:
     if head.startswith(b"BZh"):
         return bz2.BZ2File(buf)  # type: ignore[return-value]
     if head.startswith(b"\x28\xb5\x2f\xfd"):
-        raise ImageError("zstd-compressed layers are not supported; re-push the image with gzip layers")
+        return zstandard.ZstdDecompressor().stream_reader(buf, read_across_frames=True)  # type: ignore[return-value]
     return buf
 
 
@@ -134,7 +136,7 @@ def extract(stream: IO[bytes], target: Path, limits: Limits = Limits(), whiteout
                     if total > limits.max_bytes:
                         raise UnsafeArchive(f"archive unpacks to more than {limits.max_bytes} bytes")
                 _extract_member(tf, m, target, whiteouts, dir_times)
-    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile) as e:
+    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile, zstandard.ZstdError) as e:
         raise ImageError(f"corrupt or truncated layer archive: {e}") from None
     # Directory mtimes last: creating their children changed them.
     for path, mtime in reversed(dir_times):

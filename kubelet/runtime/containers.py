@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from kubelet.images.errors import ImageError
 from kubelet.runtime import cgroups
 from kubelet.runtime.interface import (ContainerConfig, ContainerState, ContainerStatus, ImageService, InvalidConfig,
                                        NotFound, RuntimeError_)
@@ -90,8 +91,11 @@ class Containers:
         cdir = self._cdir(cid)
         cdir.mkdir(parents=True)
         try:
-            rootfs = Path(await asyncio.to_thread(self.images.prepare_rootfs, config.image, cid))
-            image_config = await asyncio.to_thread(self.images.config, config.image)
+            try:
+                rootfs = Path(await asyncio.to_thread(self.images.prepare_rootfs, config.image, cid))
+                image_config = await asyncio.to_thread(self.images.config, config.image)
+            except ImageError as e:
+                raise RuntimeError_(f"container {config.name}: {e}") from None
             refs = SandboxRefs(netns=sandbox["netns"], ipc_ns=sandbox["ipc"], uts_ns=sandbox["uts"],
                                hostname=sandbox["hostname"], pod_files=sandbox["pod_files"])
             cgroups_path = f"{cgroup_parent_rel}/{cid}"
@@ -103,26 +107,31 @@ class Containers:
                     raise InvalidConfig(f"volume mount {m.container_path}: host path {m.host_path} does not exist")
             (cdir / "config.json").write_text(json.dumps(spec, indent=1))
             meta = {"id": cid, "sandbox_id": sandbox["id"], "name": config.name, "image": config.image,
-                    "labels": config.labels, "config": dataclasses.asdict(config), "created_at": _now(),
-                    "cgroups_path": cgroups_path}
+                    "labels": config.labels, "config": dataclasses.asdict(config), "created_at": _now()}
             self._save(meta)
-            await create_with_conmon(cid, config.name, cdir, MonitorPaths(cdir), self.runc.binary, self.runc.root,
-                                     config.tty)
+            pid = await create_with_conmon(cid, config.name, cdir, MonitorPaths(cdir), self.runc.binary,
+                                           self.runc.root, config.tty)
+            # runc has made the cgroups; remember where, they are needed after the process exits (OOM, stats)
+            meta["cgroups"] = cgroups.owned(cgroups.process_cgroups(pid), cgroups_path)
+            self._save(meta)
         except BaseException:
             await self._destroy(cid)
             raise
         return cid
 
+    async def gc_incomplete(self) -> None:
+        """Destroy containers whose creation was cut short before their state was written (at kubelet start)."""
+        for p in self.dir.iterdir():
+            if not (p / "meta.json").exists():
+                await self._destroy(p.name)
+
     async def start(self, cid: str) -> None:
         meta = self.meta(cid)
-        state = await self.runc.state(cid)
-        if state is None or state["status"] != "created":
-            raise RuntimeError_(f"container {meta['name']} cannot be started: it is "
-                                f"{state['status'] if state else 'gone'}")
-        await self.runc.start(cid)
+        try:
+            await self.runc.start(cid)  # runc itself refuses a container that is not `created`
+        except RuntimeError_ as e:
+            raise RuntimeError_(f"container {meta['name']} cannot be started: {e}") from None
         meta["started_at"] = _now()
-        # remember the real cgroup directories while the process exists; needed after it exits (OOM, stats)
-        meta["cgroups"] = cgroups.owned(cgroups.process_cgroups(state["pid"]), meta["cgroups_path"])
         self._save(meta)
 
     async def stop(self, cid: str, timeout: float) -> None:

@@ -54,8 +54,10 @@ class RuncRuntime:
     # --- node ---------------------------------------------------------------------------------------------
 
     async def ensure_node(self) -> None:
-        """Bridge, NAT, and reclaim network resources of sandboxes that no longer exist (crash leftovers)."""
+        """Bridge, NAT, and reclaim resources of sandboxes that no longer exist (crash leftovers)."""
         await asyncio.to_thread(self.network.ensure)
+        self.sandboxes.gc_incomplete()
+        await self.containers.gc_incomplete()
         await asyncio.to_thread(self.network.gc, set(self.sandboxes.ids()))
 
     async def destroy_node(self) -> None:

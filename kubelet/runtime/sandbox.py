@@ -129,6 +129,15 @@ class Sandboxes:
     def remove(self, sandbox_id: str) -> None:
         shutil.rmtree(self._path(sandbox_id), ignore_errors=True)
 
+    def gc_incomplete(self) -> None:
+        """Remove what a sandbox creation cut short (the process died) left: no state file, maybe ns mounts.
+        Only safe while no other process creates sandboxes in this state dir (at kubelet start)."""
+        for p in self.dir.iterdir():
+            if not (p / "sandbox.json").exists():
+                for ns in ("uts", "ipc"):
+                    unmount(p / "ns" / ns)
+                shutil.rmtree(p, ignore_errors=True)
+
     def ids(self) -> list[str]:
         return sorted(p.name for p in self.dir.iterdir() if (p / "sandbox.json").exists())
 

@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from pkctl.cluster.home import ClusterConfig, Home
 
@@ -68,17 +68,18 @@ def _http_ok(url: str, token: str | None = None, timeout: float = 1.0, tls: ssl.
         return False, f"{url}: {getattr(e, 'reason', e)}"
 
 
-def api_get(home: Home, cfg: ClusterConfig, path: str, timeout: float = 2.0) -> dict | None:  # type: ignore[type-arg]
+def api_get(home: Home, cfg: ClusterConfig, path: str, timeout: float = 2.0) -> dict[str, Any] | None:
     """A GET against the cluster's own apiserver with the admin token; None if it fails."""
     req = urllib.request.Request(cfg.api_url + path, headers={"Authorization": f"Bearer {home.token()}"})
     try:
         with urllib.request.urlopen(req, timeout=timeout, context=_tls_context(home, cfg)) as r:
-            return json.loads(r.read())  # type: ignore[no-any-return]
+            doc: dict[str, Any] = json.loads(r.read())
+            return doc
     except (OSError, ValueError):
         return None
 
 
-def node_ready(node: dict) -> bool:  # type: ignore[type-arg]
+def node_ready(node: dict[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True"
                for c in node.get("status", {}).get("conditions", []))
 

@@ -93,7 +93,8 @@ class Home:
 
     def read_state(self, component: str) -> dict[str, Any] | None:
         try:
-            return json.loads(self.state_file(component).read_text())  # type: ignore[no-any-return]
+            state: dict[str, Any] = json.loads(self.state_file(component).read_text())
+            return state
         except (FileNotFoundError, ValueError):
             return None
 

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 import time
 from pathlib import Path
 
 from pkctl.cluster import procs
 from pkctl.cluster.components import COMPONENTS, api_get, node_ready
-from pkctl.cluster.home import ClusterConfig, Home
+from pkctl.cluster.home import ClusterConfig, Home, resolve
 
 
 def human_bytes(n: int | None) -> str:
@@ -89,12 +91,23 @@ def status_report(home: Home, cfg: ClusterConfig, supervisor: procs.ProcRecord |
     return healthy
 
 
+def pkctl_command() -> str:
+    """How the user can type pkctl: plain `pkctl` when it is on PATH, else the venv's script."""
+    if shutil.which("pkctl"):
+        return "pkctl"
+    beside = Path(sys.executable).parent / "pkctl"
+    return str(beside) if beside.exists() else "pkctl"
+
+
 def print_next_steps(home: Home, cfg: ClusterConfig) -> None:
-    flag = "" if home.root == Path("/var/lib/pkube") else f" --home {home.root}"
+    flag = "" if home.root == resolve(None) else f" --home {home.root}"
+    pk = pkctl_command()
+    kubectl = f"  kubectl --kubeconfig {home.kubeconfig} get pods -A\n" if cfg.tls else ""
     print(f"""
 pkube is running. API server {cfg.api_url}, data in {home.root}. Try:
   export KUBECONFIG={home.kubeconfig}
-  pkctl get nodes
-  pkctl apply -f manifests/examples/web.yaml
-  kubectl --kubeconfig {home.kubeconfig} get pods -A
-  pkctl cluster status{flag}    pkctl cluster logs apiserver{flag}    pkctl cluster down{flag}""")
+  {pk} get nodes
+  {pk} apply -f manifests/examples/web.yaml
+{kubectl}  {pk} cluster status{flag}
+  {pk} cluster logs apiserver{flag}
+  {pk} cluster down{flag}""")

@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 import time
-from typing import IO, Any
+from typing import IO, Any, Sequence
 
 from pkctl.cluster import procs
 from pkctl.cluster.components import COMPONENTS, Component
@@ -51,7 +51,6 @@ class Keeper:
         self.comp, self.home, self.cfg = comp, home, cfg
         self.ready = asyncio.Event()
         self.proc: asyncio.subprocess.Process | None = None
-        self.record: procs.ProcRecord | None = None
         # "supervisor" tells readers this record is current, not left over from an earlier run.
         self.state: dict[str, Any] = {"name": comp.name, "supervisor": os.getpid(), "state": "Waiting",
                                       "pid": None, "ticks": None,
@@ -95,9 +94,9 @@ class Keeper:
         finally:
             logf.close()
         started = time.monotonic()
-        self.record = procs.ProcRecord.of(self.proc.pid)
+        record = procs.ProcRecord.of(self.proc.pid)
         log.info("started %s (pid %d)", self.comp.name, self.proc.pid)
-        self.publish(state="Starting", pid=self.proc.pid, ticks=self.record.ticks if self.record else None,
+        self.publish(state="Starting", pid=self.proc.pid, ticks=record.ticks if record else None,
                      started=time.time(), healthy=False, detail="waiting for health")
         exited = asyncio.ensure_future(self.proc.wait())
         try:
@@ -159,12 +158,9 @@ def reap_leftovers(home: Home) -> None:
         procs.terminate(left, STOP_GRACE)
 
 
-async def supervise(home: Home, cfg: ClusterConfig) -> None:
-    keepers = {c.name: Keeper(c, home, cfg) for c in COMPONENTS}
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+async def supervise(home: Home, cfg: ClusterConfig, components: Sequence[Component], stop: asyncio.Event) -> None:
+    """Keep components running until stop is set, then stop them in reverse dependency order."""
+    keepers = {c.name: Keeper(c, home, cfg) for c in components}
     tasks = [asyncio.create_task(k.run([keepers[d] for d in k.comp.after]), name=k.comp.name)
              for k in keepers.values()]
     stopping = asyncio.create_task(stop.wait())
@@ -182,8 +178,31 @@ async def supervise(home: Home, cfg: ClusterConfig) -> None:
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    for k in reversed(list(keepers.values())):
-        await k.stop()
+    await stop_in_reverse_order(keepers)
+
+
+async def stop_in_reverse_order(keepers: dict[str, Keeper]) -> None:
+    """Each component stops once everything that depends on it has stopped; independent ones in parallel."""
+    stopped = {name: asyncio.Event() for name in keepers}
+
+    async def stop_one(k: Keeper) -> None:
+        for other in keepers.values():
+            if k.comp.name in other.comp.after:
+                await stopped[other.comp.name].wait()
+        try:
+            await k.stop()
+        finally:
+            stopped[k.comp.name].set()
+
+    await asyncio.gather(*(stop_one(k) for k in keepers.values()))
+
+
+async def _run_until_signalled(home: Home, cfg: ClusterConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await supervise(home, cfg, COMPONENTS, stop)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     reap_leftovers(home)
     home.write_state("supervisor", {"pid": me.pid, "ticks": me.ticks, "started": time.time()})
     try:
-        asyncio.run(supervise(home, cfg))
+        asyncio.run(_run_until_signalled(home, cfg))
     finally:
         home.state_file("supervisor").unlink(missing_ok=True)
     log.info("stopped")

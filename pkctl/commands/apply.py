@@ -19,7 +19,7 @@ from pklib.patch import PatchError, three_way_strategic_patch
 
 from ..connect import Connection, run
 from ..errors import CommandError, ServerError, api_error_line
-from ..manifests import ManifestError, Placed, place, read_all
+from ..manifests import Manifest, ManifestError, Placed, place, read_all
 from ..printers import kind_name
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -74,7 +74,7 @@ def last_applied_of(live: dict[str, Any]) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-async def apply_all(conn: Connection, manifests: list[Any]) -> int:
+async def apply_all(conn: Connection, manifests: list[Manifest]) -> int:
     failed = False
     for m in manifests:
         try:

@@ -7,8 +7,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from pkctl.cluster import images, procs
+import yaml
+
+from pkctl.cluster import images, kubemerge, procs
 from pkctl.cluster import prereqs as prereq_checks
 from pkctl.cluster.components import BY_NAME, COMPONENTS, apiserver_serves_tls
 from pkctl.cluster.home import Home, HomeError, resolve
@@ -30,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     home_arg(up)
     up.add_argument("--api-port", type=_port, help="API server port (default 6443 if free, for the default home)")
     up.add_argument("--install-deps", action="store_true", help="apt-get install missing system packages")
+    up.add_argument("--merge-kubeconfig", action="store_true",
+                    help="also add the cluster to ~/.kube/config as context pkube and switch to it")
     up.add_argument("--wait-timeout", type=float, default=DEFAULT_WAIT, metavar="S",
                     help=f"seconds to wait for every component to be healthy (default {DEFAULT_WAIT:.0f})")
     up.set_defaults(func=cmd_up)
@@ -96,7 +101,14 @@ def cmd_up(args: argparse.Namespace) -> int:
         cfg = home.prepare(args.api_port, default_home=home.root == resolve(None) and args.api_port is None, tls=tls)
     except (HomeError, OSError) as e:
         raise CommandError(str(e)) from None
+    if args.merge_kubeconfig:
+        try:
+            kubemerge.merge(kubemerge.user_kubeconfig(), _kubeconfig_doc(home))
+        except (kubemerge.MergeError, OSError) as e:
+            raise CommandError(f"cannot merge the kubeconfig: {e}") from None
     print(f"Starting pkube cluster in {home.root}")
+    if args.merge_kubeconfig:
+        print(f"  ✓ kubeconfig merged into {kubemerge.user_kubeconfig()} as context pkube (now current)")
     if not tls:
         print("  - TLS: this build's apiserver serves plain HTTP; pkctl works, kubectl will not "
               "(it sends no token over HTTP)", flush=True)
@@ -123,6 +135,11 @@ def _check_ports(home: Home, api_port: int | None) -> None:
     if busy:
         _print_problems(busy)
         raise CommandError(f"ports the cluster at {home.root} needs are taken (see above)")
+
+
+def _kubeconfig_doc(home: Home) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load(home.kubeconfig.read_text())
+    return doc
 
 
 def _print_problems(problems: list[prereq_checks.Problem]) -> None:
@@ -201,7 +218,15 @@ def cmd_down(args: argparse.Namespace) -> int:
     if left:
         raise CommandError("still running after stop: " + ", ".join(left))
     if args.purge:
-        shutil.rmtree(home.root)
+        try:
+            if kubemerge.unmerge(kubemerge.user_kubeconfig(), _kubeconfig_doc(home)):
+                print(f"✓ removed context pkube from {kubemerge.user_kubeconfig()}")
+        except (kubemerge.MergeError, OSError) as e:
+            print(f"warning: {e}", file=sys.stderr)  # the user's own file: report, do not block the purge
+        try:
+            shutil.rmtree(home.root)
+        except OSError as e:  # e.g. something still mounted below it
+            raise CommandError(f"could not remove {home.root}: {e}") from None
         print(f"✓ removed {home.root}")
     elif sup:
         print(f"✓ stopped; data kept in {home.root} (`pkctl cluster up` brings it back, `--purge` deletes it)")

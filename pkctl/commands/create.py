@@ -1,17 +1,18 @@
-"""`pkctl create -f FILE|DIR|-` and `pkctl create namespace NAME`."""
+"""`pkctl create -f FILE|DIR|-`, and from arguments: `create namespace|deployment|configmap|secret generic`."""
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import Any, Callable
 
 from pklib.errors import ApiError
-from pklib.resources import lookup
+from pklib.resources import Resource, for_kind, lookup
 
+from .. import generators
 from ..connect import Connection, run
 from ..errors import CommandError, api_error_line
 from ..manifests import Manifest, ManifestError, place, read_all
-from ..printers import kind_name
+from ..printers import kind_name, object_ref, to_json, to_yaml, with_type
 from .apply import add_file_flags, with_last_applied
 
 
@@ -26,6 +27,75 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ns = kinds.add_parser("namespace", aliases=["ns"], help="create a namespace")
     ns.add_argument("name", metavar="NAME")
     ns.set_defaults(func=namespace)
+
+    deploy = kinds.add_parser("deployment", aliases=["deploy"], help="create a deployment running an image",
+                              description="Create a deployment. `-- COMMAND [ARGS...]` runs that instead of the image's command.")
+    deploy.add_argument("name", metavar="NAME")
+    deploy.add_argument("--image", action="append", default=[], help="image to run (repeat for several containers)")
+    deploy.add_argument("--replicas", type=int, default=1, help="number of replicas (default 1)")
+    deploy.add_argument("--port", type=int, help="port the containers expose")
+    _output_flags(deploy)
+    # A command to run instead of the image's follows `--` (pkctl.main hands it over as args.after_dashes).
+    deploy.set_defaults(takes_command=True, func=lambda args: generated(args, lambda: generators.deployment(
+        args.name, args.image, args.replicas, args.port, args.after_dashes or None)))
+
+    cm = kinds.add_parser("configmap", aliases=["cm"], help="create a config map from literals and files")
+    cm.add_argument("name", metavar="NAME")
+    _data_flags(cm)
+    cm.set_defaults(func=lambda args: generated(args, lambda: generators.configmap(
+        args.name, args.from_literal, args.from_file)))
+
+    secret = kinds.add_parser("secret", help="create a secret").add_subparsers(dest="secret_kind", metavar="TYPE")
+    generic = secret.add_parser("generic", help="create a secret from literals and files")
+    generic.add_argument("name", metavar="NAME")
+    generic.add_argument("--type", help="the secret's type (default Opaque)")
+    _data_flags(generic)
+    generic.set_defaults(func=lambda args: generated(args, lambda: generators.secret(
+        args.name, args.from_literal, args.from_file, args.type)))
+
+
+def _data_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from-literal", action="append", default=[], metavar="KEY=VALUE", help="a key and its value")
+    p.add_argument("--from-file", action="append", default=[], metavar="[KEY=]PATH",
+                   help="a file (key: its name) or every file of a directory")
+    _output_flags(p)
+
+
+def _output_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dry-run", choices=["none", "client"], default="none",
+                   help="client: only print the object that would be created")
+    p.add_argument("-o", "--output", choices=["yaml", "json", "name"], help="print the object in this format")
+
+
+def generated(args: argparse.Namespace, build: Callable[[], dict[str, Any]]) -> int:
+    """Create (or with --dry-run=client only print) an object built from arguments."""
+    try:
+        obj = build()
+    except generators.GeneratorError as e:
+        raise CommandError(str(e)) from None
+    res = for_kind(obj["apiVersion"], obj["kind"])
+    assert res is not None, obj["kind"]
+    if args.dry_run == "client":
+        _print_object(res, obj, args.output, "created (dry run)")
+        return 0
+
+    async def create(conn: Connection) -> int:
+        created = await conn.client.create(res, obj, conn.namespace if res.namespaced else None)
+        _print_object(res, created, args.output, "created")
+        return 0
+    return run(args, create)
+
+
+def _print_object(res: Resource, obj: dict[str, Any], output: str | None, verb: str) -> None:
+    typed = with_type(res, obj)
+    if output == "yaml":
+        sys.stdout.write(to_yaml(typed))
+    elif output == "json":
+        sys.stdout.write(to_json(typed))
+    elif output == "name":
+        print(object_ref(res, obj))
+    else:
+        print(f"{object_ref(res, obj)} {verb}")
 
 
 def from_files(args: argparse.Namespace) -> int:

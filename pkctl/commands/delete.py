@@ -122,6 +122,8 @@ def command(args: argparse.Namespace) -> int:
     named = any(t.names for t in targets)
     if named and (args.selector or args.all):
         raise CommandError("name cannot be provided when a selector or --all is specified")
+    if named and args.all_namespaces:
+        raise CommandError("a resource cannot be retrieved by name across all namespaces")
     if not named and not (args.selector or args.all):
         raise CommandError("resource(s) were provided, but no name was specified")
 

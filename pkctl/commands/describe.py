@@ -15,6 +15,7 @@ from ..printers import utcnow
 from ..targets import parse_targets
 
 EVENTS = lookup("events")
+ENDPOINTS = lookup("endpoints")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -29,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 async def describe_command(conn: Connection, args: argparse.Namespace) -> int:
     targets = parse_targets(args.targets)
+    if args.all_namespaces and any(t.names and t.res.namespaced for t in targets):
+        raise CommandError("a resource cannot be retrieved by name across all namespaces")
     failed = False
     shown = 0
     for t in targets:
@@ -53,7 +56,8 @@ async def describe_command(conn: Connection, args: argparse.Namespace) -> int:
             if shown:
                 print("\n")
             events = await events_for(conn, t.res, obj)
-            sys.stdout.write(describe(t.res, obj, events, utcnow()))
+            endpoints = await endpoints_for(conn, obj) if t.res.kind == "Service" else None
+            sys.stdout.write(describe(t.res, obj, events, utcnow(), endpoints))
             shown += 1
     if not shown and not failed:
         where = "" if (args.all_namespaces or all(not t.res.namespaced for t in targets)) \
@@ -85,3 +89,16 @@ def _about(event: dict[str, Any], meta: dict[str, Any]) -> bool:
     inv = event.get("involvedObject") or {}
     return (inv.get("name") == meta.get("name") and (inv.get("namespace") or "") == (meta.get("namespace") or "")
             and (not inv.get("uid") or inv.get("uid") == meta.get("uid")))
+
+
+async def endpoints_for(conn: Connection, service: dict[str, Any]) -> dict[str, Any] | None:
+    """The Service's Endpoints (same name and namespace); None while there are none."""
+    meta = service.get("metadata") or {}
+    if ENDPOINTS is None:
+        return None
+    try:
+        return await conn.client.get(ENDPOINTS, meta.get("name", ""), meta.get("namespace"))
+    except ApiError as e:
+        if is_not_found(e):
+            return None
+        raise

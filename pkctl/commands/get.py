@@ -39,11 +39,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def _check(args: argparse.Namespace, targets: list[Target]) -> None:
     if not targets:
-        raise CommandError('You must specify the type of resource to get. Use "pkctl get --help" for the forms. '
-                           "Kinds: pods, deployments, services, nodes, namespaces, ...")
+        raise CommandError('You must specify the type of resource to get. Use "pkctl api-resources" for a '
+                           "complete list of supported resources.")
     if args.output and args.output not in OUTPUTS:
         raise CommandError(f'unable to match a printer suitable for the output format "{args.output}", '
                            f"allowed formats are: {','.join(sorted(OUTPUTS))}")
+    if any(t.names and t.res.namespaced for t in targets) and args.all_namespaces:
+        raise CommandError("a resource cannot be retrieved by name across all namespaces")
     if any(t.names for t in targets) and (args.selector or args.field_selector):
         raise CommandError("selectors cannot be used when passing resource/name arguments")
     if args.watch and len(targets) > 1:

@@ -10,11 +10,13 @@ import datetime as dt
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from kubelet.images import reference
+from kubelet.images.busybox import BUSYBOX_IMAGE, ensure_busybox
 from kubelet.images.errors import ImageError
 from kubelet.images.image import Image
 from kubelet.images.store import ImageStore, default_root
@@ -67,6 +69,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sp.add_argument("--target", metavar="STAGE")
     sp.add_argument("--no-cache", action="store_true")
     sp.add_argument("-q", "--quiet", action="store_true", help="print only the image ID")
+    add("build-busybox", _build_busybox,
+        f"build the bundled {BUSYBOX_IMAGE} from manifests/images/busybox and the host's busybox-static")
 
 
 def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -102,13 +106,30 @@ def human_ago(created: str | None, now: float | None = None) -> str:
     except ValueError:
         return "N/A"
     secs = (now if now is not None else time.time()) - t
-    for size, unit in ((365 * 86400, "year"), (30 * 86400, "month"), (7 * 86400, "week"), (86400, "day"),
-                       (3600, "hour"), (60, "minute")):
-        if secs >= 2 * size:
-            return f"{int(secs // size)} {unit}s ago"
-        if secs >= size:
-            return f"1 {unit} ago" if unit != "hour" else "About an hour ago"
-    return "Less than a minute ago" if secs >= 1 else "Less than a second ago"
+    return f"{_duration(secs)} ago"
+
+
+def _duration(secs: float) -> str:
+    """Docker's (go-units) human durations: coarse on purpose."""
+    if secs < 1:
+        return "Less than a second"
+    if secs < 60:
+        return "1 second" if int(secs) == 1 else f"{int(secs)} seconds"
+    minutes = int(secs // 60)
+    if minutes < 60:
+        return "About a minute" if minutes == 1 else f"{minutes} minutes"
+    hours = int(secs / 3600 + 0.5)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // (24 * 7)} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // (24 * 30)} months"
+    return f"{hours // (24 * 365)} years"
 
 
 def _short_id(img: Image) -> str:
@@ -221,6 +242,7 @@ class TerminalReporter:
     """Pull/push progress: one self-updating line on a terminal, plain lines otherwise."""
 
     def __init__(self, stream: Any = sys.stdout):
+        self.lock = threading.Lock()  # progress arrives from the download threads
         self.stream = stream
         self.tty = stream.isatty()
         self.done: dict[str, int] = {}
@@ -228,15 +250,20 @@ class TerminalReporter:
         self.last = 0.0
 
     def line(self, text: str) -> None:
-        if self.tty and self.done:
-            self.stream.write("\r\033[K")
-        print(text, file=self.stream, flush=True)
+        with self.lock:
+            if self.tty and self.done:
+                self.stream.write("\r\033[K")
+            print(text, file=self.stream, flush=True)
 
     def progress(self, digest: str, done: int, total: int) -> None:
+        with self.lock:
+            self._progress(digest, done, total)
+
+    def _progress(self, digest: str, done: int, total: int) -> None:
         self.done[digest], self.total[digest] = done, total
         now = time.monotonic()
-        if not self.tty or now - self.last < 0.1:
-            return
+        if not self.tty or (now - self.last < 0.1 and done < total):
+            return  # redraw at most 10 times a second, and whenever a blob completes
         self.last = now
         finished = sum(1 for d in self.done if self.done[d] >= self.total[d] > 0)
         self.stream.write(f"\r\033[KDownloading {finished}/{len(self.done)} blobs: "
@@ -254,6 +281,11 @@ def _pull(args: argparse.Namespace) -> int:
 
 def _push(args: argparse.Namespace) -> int:
     _store(args).push(args.name, args.destination, insecure=args.insecure_registry, reporter=TerminalReporter())
+    return 0
+
+
+def _build_busybox(args: argparse.Namespace) -> int:
+    print(ensure_busybox(_store(args)))
     return 0
 
 

@@ -145,6 +145,10 @@ async def test_failed_create_gives_back_what_it_reserved(client: Client, namespa
 async def test_headless_and_external_name_get_no_cluster_ip(client: Client, namespace: str) -> None:
     headless = await client.create(SVC, service(unique("h"), clusterIP="None"), namespace=namespace)
     assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["clusterIPs"] == ["None"]
+    resent = headless
+    resent["spec"].pop("clusterIP")
+    resent["spec"].pop("clusterIPs")
+    assert (await client.update(SVC, resent))["spec"]["clusterIP"] == "None"  # stays headless
     external = await client.create(SVC, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": unique("x")},
                                          "spec": {"type": "ExternalName", "externalName": "db.example.com"}},
                                    namespace=namespace)

@@ -177,3 +177,23 @@ async def test_put_creates_a_missing_lease_but_not_a_missing_configmap(client: C
     with pytest.raises(ApiError) as e:
         await client.update(lookup("configmaps"), sample(lookup("configmaps"), "nope", namespace))
     assert e.value.code == 404
+
+
+async def test_failed_create_gives_back_what_it_allocated(client: Client, namespace: str) -> None:
+    svc = lookup("services")
+
+    def node_port_service(name: str, port: int) -> dict:
+        body = sample(svc, name, namespace)
+        body["spec"]["type"] = "NodePort"
+        body["spec"]["ports"][0]["nodePort"] = port
+        return body
+
+    port_a, port_b = 30000 + int(namespace[-4:], 16) % 2000, 32100 + int(namespace[-4:], 16) % 600
+    await client.create(svc, node_port_service("a", port_a))
+    with pytest.raises(ApiError) as e:  # the name is taken: port_b was reserved, then must be released
+        await client.create(svc, node_port_service("a", port_b))
+    assert e.value.reason == "AlreadyExists"
+    other = await client.create(svc, node_port_service("b", port_b))
+    assert other["spec"]["ports"][0]["nodePort"] == port_b
+    for name in ("a", "b"):
+        await client.delete(svc, name, namespace)

@@ -87,7 +87,8 @@ async def test_service_cluster_ip_is_immutable_and_kept_when_omitted(client: Cli
                                     "spec": {"ports": [{"port": 80}]}}, namespace=namespace)
     ip = svc["spec"]["clusterIP"]
     changed = copy.deepcopy(svc)
-    changed["spec"]["clusterIP"] = changed["spec"]["clusterIPs"][0] = "10.96.0.77" if ip != "10.96.0.77" else "10.96.0.78"
+    other = "10.96.0.77" if ip != "10.96.0.77" else "10.96.0.78"
+    changed["spec"]["clusterIP"] = changed["spec"]["clusterIPs"][0] = other
     await refused(client, res, changed, "spec.clusterIP", "field is immutable")
     # A PUT that leaves clusterIP out keeps it (as Kubernetes does).
     omitted = copy.deepcopy(svc)

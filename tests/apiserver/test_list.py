@@ -109,3 +109,15 @@ async def test_list_at_resource_version_zero_and_after_write(client: Client, nam
     at = await client.list(CM, namespace, resource_version=created["metadata"]["resourceVersion"])
     assert names(at) == ["rv"] and int(at["metadata"]["resourceVersion"]) >= int(created["metadata"]["resourceVersion"])
     assert names(await client.list(CM, namespace, resource_version="0")) == ["rv"]
+
+
+async def test_list_at_an_exact_past_revision(client: Client, namespace: str) -> None:
+    first = await client.create(CM, sample(CM, "one", namespace))
+    await client.create(CM, sample(CM, "two", namespace))
+    rv = first["metadata"]["resourceVersion"]
+    past = await client.request("GET", CM.path(namespace), params={"resourceVersion": rv,
+                                                                   "resourceVersionMatch": "Exact"})
+    assert names(past) == ["one"] and past["metadata"]["resourceVersion"] == rv
+    with pytest.raises(ApiError) as e:
+        await client.request("GET", CM.path(namespace), params={"resourceVersionMatch": "Exact"})
+    assert e.value.code == 400

@@ -15,7 +15,7 @@ from pklib.errors import ApiError
 from pklib.resources import lookup
 from tests.apiserver.samples import sample
 from tests.conftest import Etcd, _stop, start_apiserver
-from tests.util import unique
+from tests.util import unique, wait_for
 
 CM = lookup("configmaps")
 
@@ -166,3 +166,32 @@ async def test_watch_from_a_revision_bumped_by_another_etcd_user(client: Client,
     await client.create(CM, sample(CM, "after", namespace))
     [event] = await collector
     assert event["type"] == "ADDED" and event["object"]["metadata"]["name"] == "after"
+
+
+async def test_watchers_are_counted_and_released_when_clients_leave(apiserver, namespace: str) -> None:
+    headers = {"Authorization": f"Bearer {apiserver.token}"}
+    metric = 'apiserver_registered_watchers{resource="secrets"}'
+
+    async def watchers(s: aiohttp.ClientSession) -> float:
+        async with s.get(apiserver.url + "/metrics") as r:
+            for line in (await r.text()).splitlines():
+                if line.startswith(metric):
+                    return float(line.split()[-1])
+        return 0.0
+
+    secrets = lookup("secrets")
+    async with aiohttp.ClientSession(headers=headers) as s:
+        before = await watchers(s)
+
+        async def registered() -> bool:
+            return await watchers(s) >= before + 1
+
+        async def released() -> bool:
+            return await watchers(s) <= before
+
+        async with aiohttp.ClientSession(headers=headers) as w:
+            resp = await w.get(apiserver.url + secrets.path(namespace), params={"watch": "1"})
+            await wait_for(registered, message="the watch to be registered")
+            resp.close()
+        # Nothing is written to an idle watch, yet the server notices the client left.
+        await wait_for(released, timeout=10, message="the watch to be released")

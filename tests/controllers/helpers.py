@@ -40,8 +40,8 @@ async def list_pods(client: Client, namespace: str, selector: str | None = None)
 
 
 class FakeKubelet:
-    """Marks every new pod in a namespace Running+Ready (optionally only those `accept` allows),
-    following a watch: a stand-in for hollow nodes in tests that need ready pods."""
+    """Marks every new pod in a namespace Running+Ready (optionally only those `accept` allows) and
+    finishes graceful deletions, following a watch: a stand-in for hollow nodes in tests."""
 
     def __init__(self, client: Client, namespace: str, accept: Callable[[dict[str, Any]], bool] | None = None):
         self.client, self.namespace = client, namespace
@@ -60,12 +60,26 @@ class FakeKubelet:
     async def _loop(self) -> None:
         async for event in self.client.watch(PODS, self.namespace):
             pod = event.get("object") or {}
-            if event.get("type") not in ("ADDED", "MODIFIED") or pod["metadata"].get("deletionTimestamp"):
+            if event.get("type") not in ("ADDED", "MODIFIED"):
+                continue
+            if pod["metadata"].get("deletionTimestamp"):
+                # What a kubelet does once the containers stopped: finish the graceful deletion.
+                try:
+                    await self.client.delete(PODS, pod["metadata"]["name"], self.namespace, grace_period_seconds=0)
+                except ApiError:
+                    pass
                 continue
             ready = any(c.get("type") == "Ready" and c.get("status") == "True"
                         for c in (pod.get("status") or {}).get("conditions") or [])
             if not ready and self.accept(pod):
                 try:
                     await set_pod_ready(self.client, pod)
-                except ApiError:
-                    pass  # changed or deleted meanwhile; its next event brings the new state
+                except ApiError as e:
+                    if e.code != 409:
+                        continue  # deleted meanwhile
+                    # Changed meanwhile: its next event may already be behind us, so retry on the fresh copy.
+                    try:
+                        await set_pod_ready(self.client, await self.client.get(PODS, pod["metadata"]["name"],
+                                                                               self.namespace))
+                    except ApiError:
+                        pass

@@ -3,8 +3,11 @@ node deletion, and nothing handed out twice after a controller-manager restart."
 from __future__ import annotations
 
 import ipaddress
+import subprocess
+import sys
 
 from pklib.client import Client
+from tests.conftest import ROOT
 from tests.scheduler.cluster import NODES, Cluster, cclient, cluster, events_for  # noqa: F401
 from tests.util import unique, wait_for
 
@@ -51,3 +54,11 @@ async def test_each_node_gets_its_own_range_never_twice(cluster: Cluster, cclien
     assert got == cidrs[2]
     remaining = [await pod_cidr(cclient, n) for n in (names[0], names[3], names[4], late)]
     assert len(set(remaining)) == 4
+
+
+def test_bad_cluster_cidr_is_a_one_line_usage_error() -> None:
+    r = subprocess.run([sys.executable, "-m", "launcher", "controller-manager", "--server", "http://127.0.0.1:1",
+                        "--cluster-cidr", "10.0.0.1/16"], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    assert "argument --cluster-cidr: not a network CIDR: 10.0.0.1/16 has host bits set" in r.stderr
+    assert "Traceback" not in r.stderr

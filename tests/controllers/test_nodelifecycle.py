@@ -27,7 +27,7 @@ def unreachable_taint(node: dict[str, Any]) -> dict[str, Any] | None:
 async def test_silent_node_pods_are_recreated_elsewhere(cluster: Cluster, cclient: Client,  # noqa: F811
                                                        cns: str) -> None:  # noqa: F811
     cluster.start("controller-manager", "--controllers", "nodeipam,nodelifecycle,replicaset",
-                  "--node-monitor-grace-period", "3", "--default-unreachable-toleration-seconds", "2")
+                  "--node-monitor-grace-period", "5", "--default-unreachable-toleration-seconds", "2")
     cluster.start("scheduler")
     renew = ("--node-lease-renew-interval", "0.5")
     prefix = unique("silent")
@@ -56,7 +56,7 @@ async def test_silent_node_pods_are_recreated_elsewhere(cluster: Cluster, cclien
         assert on_doomed, "spreading puts replicas on both nodes"
 
         silent.kill()
-        # Grace period 3 s: the node is marked unknown and tainted NoExecute.
+        # Grace period 5 s: the node is marked unknown and tainted NoExecute.
 
         async def marked() -> bool:
             node = await cclient.get(NODES, doomed)

@@ -5,6 +5,7 @@ order and the last ones stop and restart it. The fixture always ends with `down 
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 import yaml
@@ -41,13 +42,13 @@ class Cluster:
     kubeconfig: Path
     up_output: str
 
-    def state(self, component: str) -> dict:  # type: ignore[type-arg]
+    def state(self, component: str) -> dict[str, Any]:
         return json.loads((self.home / "run" / f"{component}.json").read_text())
 
     def record(self, component: str) -> ProcRecord | None:
         return ProcRecord.from_state(self.state(component))
 
-    def config(self) -> dict:  # type: ignore[type-arg]
+    def config(self) -> dict[str, Any]:
         return json.loads((self.home / "config.json").read_text())
 
     def token(self) -> str:
@@ -56,10 +57,11 @@ class Cluster:
     def api_url(self) -> str:
         return f"{'https' if self.config()['tls'] else 'http'}://127.0.0.1:{self.config()['api_port']}"
 
-    def api(self, path: str, body: dict | None = None) -> tuple[int, dict]:  # type: ignore[type-arg]
+    def api(self, path: str, body: dict[str, Any] | None = None, method: str | None = None
+            ) -> tuple[int, dict[str, Any]]:
         """A raw request with the admin token: a client independent of pkctl."""
         req = urllib.request.Request(self.api_url() + path, data=json.dumps(body).encode() if body else None,
-                                     method="POST" if body else "GET",
+                                     method=method or ("POST" if body else "GET"),
                                      headers={"Authorization": f"Bearer {self.token()}",
                                               "Content-Type": "application/json"})
         ctx = ssl.create_default_context(cafile=str(self.home / "pki" / "ca.crt")) if self.config()["tls"] else None
@@ -171,7 +173,7 @@ def test_every_example_is_accepted(cluster: Cluster) -> None:
     assert web["spec"]["ports"][0]["nodePort"] == 30080
 
 
-def test_web_example_runs_and_scales(cluster: Cluster, tmp_path: Path) -> None:
+def test_web_example_runs_heals_and_scales(cluster: Cluster, tmp_path: Path) -> None:
     if not all(BY_NAME[c].available() for c in ("controller-manager", "scheduler", "kubelet")):
         pytest.skip("needs the controller-manager, scheduler and kubelet")
     ns = make_namespace(cluster)
@@ -183,18 +185,27 @@ def test_web_example_runs_and_scales(cluster: Cluster, tmp_path: Path) -> None:
     run(*kc, "apply", "-n", ns, "-f", str(manifest))
     node = cluster.names("/api/v1/nodes")
 
-    def ready_pods() -> list[dict]:  # type: ignore[type-arg]
+    def ready_pods() -> list[dict[str, Any]]:
         _, pods = cluster.api(f"/api/v1/namespaces/{ns}/pods?labelSelector=app%3Dweb")
         return [p for p in pods["items"] if not p["metadata"].get("deletionTimestamp")
                 and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
 
-    for replicas in (3, 5, 2):  # the count the issue's tour walks through
-        if replicas != 3:
-            run(*kc, "scale", "-n", ns, "deployment/web", "--replicas", str(replicas))
-        wait_for_sync(lambda: len(ready_pods()) == replicas and cluster.api(
-            f"/apis/apps/v1/namespaces/{ns}/deployments/web")[1]["status"].get("readyReplicas") == replicas,
-            timeout=30, interval=0.2, message=f"{replicas} web pods Ready")
-        assert {p["spec"]["nodeName"] for p in ready_pods()} <= node
+    def web_ready(replicas: int) -> bool:
+        return len(ready_pods()) == replicas and cluster.api(
+            f"/apis/apps/v1/namespaces/{ns}/deployments/web")[1]["status"].get("readyReplicas") == replicas
+
+    wait_for_sync(lambda: web_ready(3), timeout=30, interval=0.2, message="3 web pods Ready")
+    assert {p["spec"]["nodeName"] for p in ready_pods()} <= node
+
+    victim = ready_pods()[0]["metadata"]["name"]
+    assert cluster.api(f"/api/v1/namespaces/{ns}/pods/{victim}", method="DELETE")[0] == 200
+    wait_for_sync(lambda: web_ready(3) and victim not in {p["metadata"]["name"] for p in ready_pods()},
+                  timeout=30, interval=0.2, message="the deleted pod replaced")
+
+    for replicas in (5, 2):
+        run(*kc, "scale", "-n", ns, "deployment/web", "--replicas", str(replicas))
+        wait_for_sync(functools.partial(web_ready, replicas), timeout=30, interval=0.2,
+                      message=f"{replicas} web pods Ready")
 
 
 @pytest.mark.parametrize("name,text,message", [
@@ -271,16 +282,23 @@ def test_logs_follow_until_interrupted(cluster: Cluster, tmp_path: Path) -> None
 
 def test_a_second_home_is_a_separate_cluster(cluster: Cluster, tmp_path: Path) -> None:
     other = Cluster(tmp_path / "second", tmp_path / "second" / "kubeconfig", "")
+    user_home = tmp_path / "user"  # stands in for ~ so the test's own ~/.kube/config is never touched
+    env = {**os.environ, "HOME": str(user_home)}
     try:
-        run("cluster", "up", "--home", str(other.home), "--wait-timeout", "60")
+        run("cluster", "up", "--home", str(other.home), "--merge-kubeconfig", "--wait-timeout", "60", env=env)
         ports = [c.config()[k] for c in (cluster, other) for k in ("etcd_client_port", "etcd_peer_port", "api_port")]
         assert len(set(ports)) == 6
         ns = make_namespace(other)
         assert ns in other.names("/api/v1/namespaces") and ns not in cluster.names("/api/v1/namespaces")
         assert run("cluster", "status", "--home", str(cluster.home)).returncode == 0
+        # the merged context reaches the second cluster: no --kubeconfig, no $KUBECONFIG, just ~/.kube/config
+        bare = {k: v for k, v in env.items() if k != "KUBECONFIG"} | {"PKUBE_HOME": str(tmp_path / "no-home")}
+        via_user_config = run("get", "namespaces", env=bare)
+        assert ns in via_user_config.stdout.split()
     finally:
-        run("cluster", "down", "--purge", "--home", str(other.home), check=False)
+        run("cluster", "down", "--purge", "--home", str(other.home), check=False, env=env)
     assert not other.home.exists()
+    assert yaml.safe_load((user_home / ".kube" / "config").read_text())["contexts"] == []
 
 
 def test_up_again_is_a_no_op(cluster: Cluster) -> None:

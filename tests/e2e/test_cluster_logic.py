@@ -11,9 +11,10 @@ import threading
 from pathlib import Path
 
 import pytest
+import yaml
 
 from launcher.main import COMPONENTS as LAUNCHER_COMPONENTS
-from pkctl.cluster import pki, prereqs, procs
+from pkctl.cluster import kubemerge, pki, prereqs, procs
 from pkctl.cluster.components import COMPONENTS
 from pkctl.cluster.home import Home, HomeError
 from pkctl.cluster.report import human_bytes, human_duration
@@ -151,7 +152,7 @@ def test_proc_record_survives_pid_reuse() -> None:
     try:
         rec = procs.ProcRecord.of(child.pid)
         assert rec is not None and rec.alive()
-        assert rec.rss_bytes() and rec.rss_bytes() > 0  # type: ignore[operator]
+        assert (rec.rss_bytes() or 0) > 0
         impostor = procs.ProcRecord(child.pid, rec.ticks + 1)  # same PID, another process
         assert not impostor.alive() and not impostor.signal(9)
         assert child.poll() is None
@@ -181,3 +182,28 @@ def test_restart_backoff_doubles_to_30s_and_resets_after_a_good_run() -> None:
         delays.append(delay)
     assert delays == [1, 2, 4, 8, 16, 30, 30]
     assert restart_delay(30, ran=120) == 1
+
+
+def test_merge_keeps_the_users_other_clusters_and_unmerge_removes_only_ours(tmp_path: Path) -> None:
+    target = tmp_path / ".kube" / "config"
+    theirs = kubeconfig.build("https://prod.example:6443", "t0", name="prod")
+    kubeconfig.write(target, theirs)
+    ours = kubeconfig.build("http://127.0.0.1:7000", "t1")
+    kubemerge.merge(target, ours)
+    kubemerge.merge(target, ours)  # idempotent: no duplicates
+    assert kubeconfig.load(target).server == "http://127.0.0.1:7000"
+    assert kubeconfig.load(target, context="prod").server == "https://prod.example:6443"
+    assert sorted(c["name"] for c in yaml.safe_load(target.read_text())["contexts"]) == ["pkube", "prod"]
+    # another cluster took the name since: not ours to remove
+    assert not kubemerge.unmerge(target, kubeconfig.build("http://127.0.0.1:7001", "t2"))
+    assert kubemerge.unmerge(target, ours)
+    doc = yaml.safe_load(target.read_text())
+    assert [c["name"] for c in doc["contexts"]] == ["prod"] and doc["current-context"] == ""
+
+
+def test_merge_refuses_a_broken_user_kubeconfig(tmp_path: Path) -> None:
+    target = tmp_path / "config"
+    target.write_text("clusters: [unclosed\n")
+    with pytest.raises(kubemerge.MergeError, match="not valid YAML"):
+        kubemerge.merge(target, kubeconfig.build("http://127.0.0.1:7000", "t1"))
+    assert target.read_text() == "clusters: [unclosed\n"

@@ -114,7 +114,8 @@ def test_add_extracts_local_tars_and_copy_keeps_files(busybox_store: ImageStore,
         info.size = len(data)
         tf.addfile(info, io.BytesIO(data))
     (ctx / "site.tar.gz").write_bytes(buf.getvalue())
-    (ctx / "Dockerfile").write_text(f"FROM {BUSYBOX_IMAGE}\nADD site.tar.gz /srv/\nCOPY site.tar.gz /copied/\n")
+    (ctx / "Dockerfile").write_text(f"FROM {BUSYBOX_IMAGE}\nADD site.tar.gz /srv/\n"
+                                    "COPY --chmod=600 site.tar.gz /copied/\n")
     tag = f"pkube.local/{unique('add')}:1"
     build(busybox_store, ctx, tag=tag, progress=lambda _: None)
     cid = unique()
@@ -122,6 +123,7 @@ def test_add_extracts_local_tars_and_copy_keeps_files(busybox_store: ImageStore,
     try:
         assert (root / "srv/www/index.html").read_bytes() == b"<h1>hi</h1>"
         assert (root / "copied/site.tar.gz").read_bytes() == buf.getvalue()
+        assert stat.S_IMODE(os.stat(root / "copied/site.tar.gz").st_mode) == 0o600
     finally:
         busybox_store.release_rootfs(cid)
 
@@ -135,6 +137,7 @@ def test_add_extracts_local_tars_and_copy_keeps_files(busybox_store: ImageStore,
     (f"FROM {BUSYBOX_IMAGE}\nRUN echo failing step && exit 3\n", r"returned a non-zero code: 3"),
     (f"FROM {BUSYBOX_IMAGE}\nUSER ghost\nRUN true\n", r"user 'ghost' not found"),
     (f"FROM {BUSYBOX_IMAGE}\nEXPOSE 99999\n", r"line 2: EXPOSE: invalid port '99999'"),
+    (f"FROM {BUSYBOX_IMAGE}\nCOPY --chmod=rwx Dockerfile /\n", r"line 2: COPY: invalid --chmod=rwx"),
 ])
 def test_bad_dockerfiles_fail_clearly_and_leave_nothing(busybox_store: ImageStore, tmp_path: Path,
                                                         dockerfile: str, message: str) -> None:
@@ -163,3 +166,19 @@ def test_copy_cannot_write_through_an_image_symlink_to_the_host(busybox_store: I
         assert (root / str(victim).lstrip("/") / "f.txt").read_text() == "x"
     finally:
         busybox_store.release_rootfs(cid)
+
+
+def test_target_builds_only_up_to_that_stage(busybox_store: ImageStore, context: Path) -> None:
+    lines: list[str] = []
+    tag = f"pkube.local/{unique('tgt')}:1"
+    build(busybox_store, context, tag=tag, target="builder", progress=lines.append)
+    assert not any(line.startswith("STEP 7/") for line in lines)
+    assert busybox_store.config(tag)["config"]["WorkingDir"] == "/src"
+    cid = unique()
+    root = busybox_store.prepare_rootfs(tag, cid)
+    try:
+        assert (root / "src/out.txt").read_text() == "hello from the builder\n"  # the ARG default
+    finally:
+        busybox_store.release_rootfs(cid)
+    with pytest.raises(BuildError, match="target stage 'nosuch' not found"):
+        build(busybox_store, context, target="nosuch", progress=lambda _: None)

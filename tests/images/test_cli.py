@@ -98,3 +98,13 @@ def test_cli_push_and_pull(busybox_store: ImageStore, tmp_path: Path, registry_s
     assert "0 layers downloaded" in r.stdout
     r = pkctl("image", "pull", "--root", tmp_path / "store", f"{registry_server.host}/pkt/absent:1")
     assert r.returncode == 1 and r.stderr.startswith("error: manifest unknown")
+
+
+def test_build_busybox_is_one_command_and_idempotent(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    first = pkctl("image", "build-busybox", "--root", root)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == BUSYBOX_IMAGE
+    again = pkctl("image", "build-busybox", "--root", root)
+    assert again.returncode == 0 and again.stdout.strip() == BUSYBOX_IMAGE
+    assert [img.name for img in ImageStore(root).list()] == [BUSYBOX_IMAGE]

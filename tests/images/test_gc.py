@@ -56,3 +56,13 @@ def test_remove_by_image_id_removes_every_name(store: ImageStore) -> None:
     short = img.id.split(":")[1][:12]
     assert sorted(store.remove(short)) == ["pkube.local/x:1", "pkube.local/y:2"]
     assert store.list() == []
+
+
+def test_gc_clears_leftovers_but_keeps_partial_downloads(store: ImageStore) -> None:
+    (store.layout.tmp / "unpack-crashed").mkdir()
+    (store.layout.tmp / "unpack-crashed" / "f").write_text("half")
+    (store.layout.tmp / "blob-crashed").write_text("half")
+    partial = store.layout.tmp / ("download-" + "a" * 64)
+    partial.write_text("resume me")
+    store.gc()
+    assert os.listdir(store.layout.tmp) == [partial.name]

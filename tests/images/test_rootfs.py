@@ -108,3 +108,20 @@ def test_errors_are_clear(store: ImageStore) -> None:
         store.prepare_rootfs("pkube.local/x:1", "../escape")
     assert os.listdir(store.layout.containers) == []
 
+
+
+def test_many_layers_fit_one_mount_through_short_links(tmp_path: Path) -> None:
+    # 40 full layer paths (~140 characters each here) would overflow the one page of mount options.
+    store = ImageStore(tmp_path / "store")
+    make_image(store, "pkube.local/tall:1", [[(f"f{i:02d}", "file", str(i))] for i in range(40)])
+    cid = unique()
+    root = store.prepare_rootfs("pkube.local/tall:1", cid)
+    try:
+        assert sorted(os.listdir(root)) == [f"f{i:02d}" for i in range(40)]
+        assert (root / "f00").read_text() == "0" and (root / "f39").read_text() == "39"
+    finally:
+        store.release_rootfs(cid)
+    assert len(os.listdir(store.layout.links)) == 40
+    store.remove("pkube.local/tall:1")
+    store.gc()
+    assert os.listdir(store.layout.links) == []

@@ -14,6 +14,7 @@ from kubelet.images.errors import ImageError, UnsafeArchive
 from kubelet.images.store import ImageStore
 from kubelet.images.unpack import Limits, unpack_layer
 from tests.images.layers import make_image, make_tar
+from tests.util import unique
 
 pytestmark = pytest.mark.root
 
@@ -101,3 +102,26 @@ def test_hostile_image_is_refused_on_import_without_leftovers(store: ImageStore,
     assert os.listdir(outside) == []
     assert os.listdir(store.layout.layers) == []
     assert os.listdir(store.layout.tmp) == []
+
+
+def test_zstd_and_xz_layers_unpack(store: ImageStore) -> None:
+    import hashlib
+    import lzma
+
+    import zstandard
+
+    from kubelet.images.image import Layer
+    raw_z = make_tar([("z.txt", "file", "zstd")])
+    raw_x = make_tar([("x.txt", "file", "xz")])
+    layers = []
+    for raw, blob, media_type in ((raw_z, zstandard.ZstdCompressor().compress(raw_z), "tar+zstd"),
+                                  (raw_x, lzma.compress(raw_x), "tar+xz")):
+        layers.append(Layer(store.layout.put_blob(blob), f"application/vnd.oci.image.layer.v1.{media_type}",
+                            len(blob), "sha256:" + hashlib.sha256(raw).hexdigest()))
+    store.commit({"config": {}}, layers, "pkube.local/compressed:1")
+    cid = unique()
+    root = store.prepare_rootfs("pkube.local/compressed:1", cid)
+    try:
+        assert (root / "z.txt").read_text() == "zstd" and (root / "x.txt").read_text() == "xz"
+    finally:
+        store.release_rootfs(cid)

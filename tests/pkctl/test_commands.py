@@ -207,3 +207,27 @@ async def test_context_namespace_is_the_default(apiserver, client: Client, names
     direct = run_pkctl("--server", apiserver.url, "--token", apiserver.token, "-n", namespace, "get", "cm", "here",
                        "-o", "name", env={"KUBECONFIG": "", "HOME": str(tmp_path), "PKUBE_HOME": str(tmp_path)})
     assert (direct.returncode, direct.stdout) == (0, "configmap/here\n"), direct.stderr
+
+
+async def test_create_from_arguments(pkctl: Pkctl, client: Client, namespace: str, tmp_path: Path) -> None:
+    out = pkctl("create", "deployment", "web", "--image", "busybox:1.36", "--replicas", "2", "--", "sleep", "3600")
+    assert (out.returncode, out.stdout) == (0, "deployment.apps/web created\n"), out.stderr
+    web = await client.get(DEPLOYMENTS, "web", namespace)
+    assert web["spec"]["replicas"] == 2 and web["spec"]["selector"]["matchLabels"] == {"app": "web"}
+    [container] = web["spec"]["template"]["spec"]["containers"]
+    assert (container["name"], container["image"], container["command"]) == ("busybox", "busybox:1.36",
+                                                                             ["sleep", "3600"])
+    (tmp_path / "app.conf").write_text("level=debug\n")
+    cm = pkctl("create", "configmap", "cfg", "--from-literal", "mode=fast", "--from-file", str(tmp_path / "app.conf"))
+    assert cm.stdout == "configmap/cfg created\n", cm.stderr
+    assert (await client.get(CONFIGMAPS, "cfg", namespace))["data"] == {"mode": "fast", "app.conf": "level=debug\n"}
+    secret = pkctl("create", "secret", "generic", "creds", "--from-literal", "password=hunter2")
+    assert secret.stdout == "secret/creds created\n", secret.stderr
+    stored = await client.get(lookup("secrets"), "creds", namespace)
+    assert stored["data"] == {"password": "aHVudGVyMg=="}
+    # --dry-run=client prints and sends nothing.
+    dry = pkctl("create", "cm", "dry", "--from-literal", "a=b", "--dry-run=client", "-o", "name")
+    assert dry.stdout == "configmap/dry\n"
+    assert [o["metadata"]["name"] for o in (await client.list(CONFIGMAPS, namespace))["items"]] == ["cfg"]
+    bad = pkctl("create", "configmap", "x", "--from-literal", "nokey")
+    assert (bad.returncode, bad.stderr) == (1, "error: invalid literal source nokey, expected key=value\n")

@@ -21,6 +21,19 @@ def _cgroup_dirs(name: str) -> list[str]:
     return out
 
 
+def _processes(marker: str) -> list[str]:
+    """PIDs of processes whose command line mentions `marker` (conmon monitors name their bundle)."""
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    out.append(pid)
+        except OSError:
+            continue  # exited meanwhile
+    return out
+
+
 async def leftovers(rt: RuncRuntime, node_too: bool = True, mount_markers: tuple[str, ...] = ()) -> dict[str, list[str]]:
     """`mount_markers`: further strings (image store root, container ids) no mount may mention."""
     cfg = rt.config
@@ -31,6 +44,7 @@ async def leftovers(rt: RuncRuntime, node_too: bool = True, mount_markers: tuple
         "ip allocations": list(rt.network.ipam.allocations()),
         "runc containers": await rt.runc.list_ids(),
         "mounts": [line.split()[1] for line in open("/proc/mounts") if any(m in line for m in markers)],
+        "processes": _processes(str(cfg.state_dir)),
         "cgroups": [d for d in _cgroup_dirs(cfg.cgroup_parent)
                     if node_too or any(e.is_dir() for e in os.scandir(d))],
     }

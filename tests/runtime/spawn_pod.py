@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from pathlib import Path
 
 from kubelet.images.store import ImageStore
@@ -27,4 +26,4 @@ async def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     asyncio.run(main(sys.argv[1:]))
-    time.sleep(3600)  # bounded; the test kills this process long before
+    sys.stdin.read()  # stay alive until the test kills us (or its end of the pipe goes away)

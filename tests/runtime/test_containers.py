@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kubelet.runtime.interface import (ContainerConfig, ContainerState, InvalidConfig, LogOptions, Mount,
-                                       Resources, SandboxConfig, SecurityContext)
+from kubelet.runtime.interface import (ContainerConfig, ContainerState, ExecTimeout, InvalidConfig, LogOptions, Mount, NotFound,
+                                       Resources, RuntimeError_, SandboxConfig, SecurityContext)
 from kubelet.runtime.runc import RuncRuntime
 from tests.util import wait_for
 
@@ -65,7 +65,7 @@ async def test_cpu_limit_throttles_a_busy_loop(runtime: RuncRuntime, sandbox: st
         return (await runtime.container_stats(cid)).cpu_throttled_periods > 0
     await wait_for(throttled, timeout=10, message="cgroup nr_throttled > 0")
     before, t0 = (await runtime.container_stats(cid)).cpu_usage_ns, time.monotonic()
-    await wait_for(lambda: asyncio.sleep(0.05, time.monotonic() - t0 > 1.0), timeout=5, message="1 s")
+    await asyncio.sleep(1.0)  # the measurement window (not a synchronisation)
     used = ((await runtime.container_stats(cid)).cpu_usage_ns - before) / 1e9 / (time.monotonic() - t0)
     assert used < 0.35, f"a 200m limit let the loop use {used:.2f} CPUs"
     pod = await runtime.pod_stats(sandbox)
@@ -95,6 +95,20 @@ async def test_run_as_non_root_refuses_a_root_image_and_leaves_nothing(runtime: 
     assert list(Path(runtime.containers.dir).iterdir()) == []
 
 
+async def test_bad_requests_fail_clearly_and_leave_nothing(runtime: RuncRuntime, sandbox: str, busybox: str) -> None:
+    with pytest.raises(RuntimeError_, match="not found"):
+        await runtime.create_container(sandbox, ContainerConfig(name="x", image="pkube.local/nope:1", command=["true"]))
+    with pytest.raises(InvalidConfig, match="host path /nonexistent-pkt does not exist"):
+        await runtime.create_container(sandbox, ContainerConfig(
+            name="y", image=busybox, command=["true"], mounts=[Mount("/data", "/nonexistent-pkt")]))
+    with pytest.raises(InvalidConfig, match="invalid pod hostname"):
+        await runtime.run_sandbox(SandboxConfig(name="Not_A_Hostname", namespace="default", uid="uid-bad"))
+    with pytest.raises(NotFound):
+        await runtime.start_container("0" * 32)
+    assert await runtime.list_containers() == [] and len(await runtime.list_sandboxes()) == 1
+    assert list(Path(runtime.containers.dir).iterdir()) == []
+
+
 async def test_exec_returns_output_and_exit_code(runtime: RuncRuntime, sandbox: str, busybox: str) -> None:
     cid = await start(runtime, sandbox, ContainerConfig(
         name="idle", image=busybox, command=["sleep", "3600"], env=[("GREETING", "hi")]))
@@ -104,6 +118,12 @@ async def test_exec_returns_output_and_exit_code(runtime: RuncRuntime, sandbox: 
     assert (r.exit_code, r.stdout) == (0, b"from stdin")
     r = await runtime.exec(cid, ["sh", "-c", "tty"], tty=True)
     assert r.exit_code == 0 and r.stdout.startswith(b"/dev/pts/")
+    t0 = time.monotonic()
+    with pytest.raises(ExecTimeout, match="timed out after 0.5s"):
+        await runtime.exec(cid, ["sleep", "30"], timeout=0.5)
+    assert time.monotonic() - t0 < 5
+    ps = (await runtime.exec(cid, ["ps", "-o", "args"])).stdout.decode()
+    assert "sleep 30" not in ps  # the timed-out command was stopped, not left running
 
 
 async def test_logs_are_cri_formatted_and_follow_sees_new_lines(runtime: RuncRuntime, sandbox: str,
@@ -132,7 +152,10 @@ async def test_logs_are_cri_formatted_and_follow_sees_new_lines(runtime: RuncRun
             if line.text == "late":
                 return
     task = asyncio.create_task(follow())
-    await wait_for(lambda: asyncio.sleep(0, len(seen) == 3), message="existing lines")
+
+    async def caught_up() -> bool:
+        return len(seen) == 3
+    await wait_for(caught_up, message="follow to return the existing lines")
     await runtime.exec(cid, ["sh", "-c", "echo late > /proc/1/fd/1"])
     await asyncio.wait_for(task, 10)
     assert sorted(seen[:3]) == ["one", "three", "two"] and seen[3:] == ["late"]
@@ -183,3 +206,13 @@ async def test_read_only_root_volumes_and_dropped_capabilities(runtime: RuncRunt
     assert {"ro-volume-refused", "rootfs-refused", "chown-refused"} <= set(lines)
     assert (tmp_path / "rw" / "out").read_text() == "data\n"
     assert not (tmp_path / "ro" / "new").exists()
+
+
+async def test_pids_limit_stops_a_fork_loop(runtime: RuncRuntime, sandbox: str, busybox: str) -> None:
+    cid = await start(runtime, sandbox, ContainerConfig(
+        name="forks", image=busybox, resources=Resources(pids_limit=4),
+        command=["sh", "-c", "for i in 1 2 3 4 5 6 7 8; do sleep 60 & done; echo all-started"]))
+    status = await exited(runtime, cid)
+    lines = await log_text(runtime, cid)
+    assert status.exit_code != 0 and "all-started" not in lines
+    assert any("can't fork" in line for line in lines), lines

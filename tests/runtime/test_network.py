@@ -1,6 +1,7 @@
 """Pod networking with real netns, veth, bridge and busybox containers under runc."""
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 from pathlib import Path
@@ -88,3 +89,12 @@ async def test_nat_table_masquerades_pod_egress_and_is_idempotent(runtime: RuncR
     text = json.dumps(rules[0])
     assert "masquerade" in text and cidr.split("/")[0] in text
     assert rules[0]["chain"] == "postrouting"
+
+
+async def test_concurrent_sandboxes_get_distinct_addresses(runtime: RuncRuntime) -> None:
+    configs = [SandboxConfig(name=f"p{i}", namespace="default", uid=f"uid-p{i}") for i in range(4)]
+    ids = await asyncio.gather(*(runtime.run_sandbox(c) for c in configs))
+    ips = [(await runtime.sandbox_status(s)).ip for s in ids]
+    assert len(set(ips)) == 4
+    assert sorted(runtime.network.ipam.allocations()) == sorted(ips)
+    assert all(Path(runtime.network.names(s)[0].join(["/run/netns/", ""])).exists() for s in ids)

@@ -22,7 +22,7 @@ async def test_running_container_is_found_after_the_creator_is_killed(runtime: R
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.runtime.spawn_pod", str(c.state_dir), c.pod_cidr, c.bridge, c.nat_table,
          c.netns_prefix, c.veth_prefix, c.cgroup_parent, str(image_store.root), busybox],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -30,7 +30,7 @@ async def test_running_container_is_found_after_the_creator_is_killed(runtime: R
         sid, cid = line.split()
     finally:
         proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
+        proc.communicate(timeout=10)
 
     fresh = RuncRuntime(c, image_store)
     assert [s.id for s in await fresh.list_sandboxes()] == [sid]

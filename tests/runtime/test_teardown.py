@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import pytest
 
+from kubelet.images.store import ImageStore
+from kubelet.network.netns import create_netns
 from kubelet.runtime.interface import ContainerConfig, NotFound, SandboxConfig
 from kubelet.runtime.runc import RuncRuntime
+from kubelet.runtime.sandbox import hold_uts_ipc
 from tests.runtime.leftovers import leftovers
 
 pytestmark = pytest.mark.root
@@ -41,9 +44,23 @@ async def test_stopped_sandbox_releases_network_but_keeps_status(runtime: RuncRu
     assert (await runtime.container_status(cid)).exit_code == 137
 
 
-async def test_ipam_gc_reclaims_addresses_of_vanished_sandboxes(runtime: RuncRuntime) -> None:
-    leaked = runtime.network.ipam.allocate("f" * 32)  # as if a kubelet crashed mid-setup
+async def test_restart_reclaims_what_an_interrupted_setup_left(runtime: RuncRuntime, image_store: ImageStore,
+                                                                busybox: str) -> None:
+    # what a kubelet killed in the middle of run_sandbox / create_container leaves behind
+    crashed = "f" * 32
+    leaked = runtime.network.ipam.allocate(crashed)
+    create_netns(runtime.network.names(crashed)[0])
+    await hold_uts_ipc(runtime.sandboxes.dir / crashed / "ns", "crashed")
+    half_container = "e" * 32
+    (runtime.containers.dir / half_container).mkdir()
+    image_store.prepare_rootfs(busybox, half_container)
     sid = await runtime.run_sandbox(SandboxConfig(name="live", namespace="default", uid="uid-live"))
+
     await runtime.ensure_node()
     allocations = runtime.network.ipam.allocations()
     assert str(leaked) not in allocations and list(allocations.values()) == [sid]
+    assert [s.id for s in await runtime.list_sandboxes()] == [sid]
+    left = await leftovers(runtime, node_too=False, mount_markers=(crashed, half_container))
+    assert left.keys() <= {"netns", "veth", "ip allocations", "mounts"}  # only the live sandbox's
+    assert left["netns"] == [runtime.network.names(sid)[0]]
+    assert all(sid in m for m in left["mounts"])

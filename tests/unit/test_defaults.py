@@ -22,7 +22,8 @@ def pod(**spec: Any) -> dict[str, Any]:
 
 
 def template(labels: dict[str, str] | None = None) -> dict[str, Any]:
-    return {"metadata": {"labels": labels or {"app": "a"}}, "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}]}}
+    return {"metadata": {"labels": labels or {"app": "a"}},
+            "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}]}}
 
 
 @pytest.mark.parametrize("image, policy", [
@@ -204,3 +205,15 @@ def test_pv_pvc_storageclass_defaults() -> None:
 def test_defaulting_never_crashes_on_malformed_input(kind: str, junk: dict[str, Any]) -> None:
     # Defaulting runs before validation; it must leave junk for validation to report.
     defaulted(kind, junk)
+
+
+def test_nulls_mean_unset() -> None:
+    # Clients send explicit nulls (Go's nil pointers, `namespace: None` of cluster-scoped owners).
+    p = defaulted("pods", pod(terminationGracePeriodSeconds=None, nodeSelector=None))
+    assert p["spec"]["terminationGracePeriodSeconds"] == 30 and "nodeSelector" not in p["spec"]
+    ev = {"metadata": {"name": "n.1", "namespace": "default"},
+          "involvedObject": {"kind": "Node", "name": "n", "namespace": None, "uid": None}}
+    strategy = strategy_for(lookup("events"))
+    strategy.default(ev)
+    assert ev["involvedObject"] == {"kind": "Node", "name": "n"}
+    assert strategy.validate(ev, None) == []

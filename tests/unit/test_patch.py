@@ -317,3 +317,25 @@ def test_three_way_reorders_containers() -> None:
 
 def test_three_way_noop_is_empty() -> None:
     assert three_way_strategic_patch(deployment(), deployment(), deployment()) == {}
+
+
+def test_three_way_switch_to_recreate_drops_rolling_update() -> None:
+    # kubectl's retainKeys for Deployment.spec.strategy: without it the defaulted rollingUpdate
+    # would survive and the Deployment would be invalid.
+    last = deployment()
+    del last["spec"]["strategy"]
+    modified = copy.deepcopy(last)
+    modified["spec"]["strategy"] = {"type": "Recreate"}
+    current = deployment()  # the server defaulted RollingUpdate 25%/25%
+    patch = three_way_strategic_patch(last, modified, current)
+    assert patch["spec"]["strategy"]["$retainKeys"] == ["type"]
+    assert apply(last, modified, current)["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_three_way_switch_volume_source_drops_the_old_one() -> None:
+    # First apply over an object made with `create`: no last-applied, so only retainKeys can
+    # remove the old source.
+    current = {"spec": {"template": {"spec": {"volumes": [{"name": "v", "emptyDir": {}}]}}}}
+    modified = {"spec": {"template": {"spec": {"volumes": [{"name": "v", "hostPath": {"path": "/data"}}]}}}}
+    out = apply(None, modified, current)
+    assert out["spec"]["template"]["spec"]["volumes"] == [{"name": "v", "hostPath": {"path": "/data"}}]

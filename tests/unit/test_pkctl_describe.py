@@ -68,3 +68,16 @@ def test_qos_class_from_resources() -> None:
     assert qos_class({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "64Mi"}, "requests": {"cpu": "1000m"}}}]}) == "Guaranteed"
     assert qos_class({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "64Mi"},
                                                     "requests": {"cpu": "500m"}}}]}) == "Burstable"
+
+
+def test_describe_service_lists_endpoints_per_port() -> None:
+    svc = {"metadata": {"name": "web", "namespace": "n"},
+           "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.20", "selector": {"app": "web"},
+                    "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]}}
+    ep = {"subsets": [{"addresses": [{"ip": "10.244.0.5"}, {"ip": "10.244.0.6"}],
+                       "ports": [{"name": "http", "port": 8080}]}]}
+    lines = describe(lookup("svc"), svc, None, NOW, ep).splitlines()
+    assert "Port:              http  80/TCP" in lines
+    assert "TargetPort:        8080/TCP" in lines
+    assert "Endpoints:         10.244.0.5:8080,10.244.0.6:8080" in lines
+    assert "Endpoints:         <none>" in describe(lookup("svc"), svc, None, NOW).splitlines()

@@ -2,6 +2,8 @@
 cases, then the kinds' semantic rules (apiserver.kinds) as pure functions over plain dicts."""
 from __future__ import annotations
 
+import copy
+import random
 from typing import Any
 
 import pytest
@@ -417,8 +419,6 @@ def _paths(obj: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 
 @pytest.mark.parametrize("kind", sorted(VALID))
 def test_valid_samples_pass_and_junk_anywhere_is_reported_without_crashing(kind: str) -> None:
-    import copy
-    import random
     s = strategy_for(lookup(kind))
     sample = copy.deepcopy(VALID[kind])
     s.default(sample)
@@ -435,3 +435,21 @@ def test_valid_samples_pass_and_junk_anywhere_is_reported_without_crashing(kind:
             causes = s.validate(obj, None)
             assert isinstance(causes, list)
             assert s.validate(obj, copy.deepcopy(sample)) is not None  # update rules survive junk too
+
+
+def test_only_init_containers_may_be_sidecars() -> None:
+    pod = a_pod(restartPolicy="Always")
+    assert has(causes_of("pods", pod), "spec.containers[0].restartPolicy", "may not be set for non-init containers")
+    pod = a_pod()
+    pod["spec"]["initContainers"] = [{"name": "side", "image": "x", "restartPolicy": "Always"}]
+    assert causes_of("pods", pod) == []
+    pod["spec"]["initContainers"][0]["restartPolicy"] = "Never"
+    assert has(causes_of("pods", pod), "spec.initContainers[0].restartPolicy", "supported values: \"Always\"")
+
+
+def test_node_name_and_external_ips_syntax() -> None:
+    pod = a_pod()
+    pod["spec"]["nodeName"] = "Node_1"
+    assert has(causes_of("pods", pod), "spec.nodeName", "RFC 1123 subdomain")
+    assert has(causes_of("services", a_service(externalIPs=["1.2.3"])), "spec.externalIPs[0]",
+               "must be a valid IP address")

@@ -1,0 +1,121 @@
+"""Controller-manager benchmark (prints one JSON document; never pass/fail).
+
+    .venv/bin/python -m bench.controllers [--replicas 1000]
+
+Real etcd + apiserver + `pkube controller-manager` processes, no nodes (pods stay
+Pending, so this isolates the controllers from scheduling and kubelets). Measures:
+- Deployment of REPLICAS: seconds from create until the Deployment reports all
+  replicas (Deployment -> ReplicaSet -> pods, status written back), and pods/s;
+- scale to half: seconds until the ReplicaSet reports the lower count;
+- cascading delete (background): seconds until the garbage collector removed the
+  ReplicaSet and every pod;
+- peak RSS (VmHWM) and CPU seconds of the controller-manager.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from pklib.client import Client
+from tests.conftest import ROOT, _stop, start_apiserver, start_etcd
+
+from controllers.util import resource
+
+PODS = resource("pods")
+NAMESPACES = resource("namespaces")
+DEPLOYMENTS = resource("deployments")
+REPLICASETS = resource("replicasets")
+
+
+def proc_stats(pid: int) -> dict[str, float | None]:
+    out: dict[str, float | None] = {"peak_rss_mib": None, "cpu_seconds": None}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                out["peak_rss_mib"] = round(int(line.split()[1]) / 1024, 1)
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        out["cpu_seconds"] = round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
+    except OSError:
+        pass
+    return out
+
+
+async def timed(check: Callable[[], Awaitable[bool]], timeout: float) -> float | None:
+    """Seconds until check() is true (polled every 50 ms), None if it never was within timeout."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if await check():
+            return round(time.monotonic() - start, 2)
+        await asyncio.sleep(0.05)
+    return None
+
+
+async def measure(url: str, token: str, replicas: int, timeout: float) -> dict[str, Any]:
+    c = Client(url, token)
+    ns = "bench-controllers"
+    try:
+        await c.create(NAMESPACES, {"metadata": {"name": ns}})
+        labels = {"app": "bench"}
+        await c.create(DEPLOYMENTS, {
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "bench"},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels},
+                                  "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}, ns)
+
+        async def deployment_has(n: int) -> bool:
+            d = await c.get(DEPLOYMENTS, "bench", ns)
+            return (d.get("status") or {}).get("replicas") == n
+
+        create_s = await timed(lambda: deployment_has(replicas), timeout)
+        pods = len((await c.list(PODS, ns))["items"])
+        await c.patch(DEPLOYMENTS, "bench", {"spec": {"replicas": replicas // 2}}, ns)
+        scale_s = await timed(lambda: deployment_has(replicas // 2), timeout)
+        await c.delete(DEPLOYMENTS, "bench", ns, propagation_policy="Background")
+
+        async def all_gone() -> bool:
+            return not (await c.list(REPLICASETS, ns))["items"] and not (await c.list(PODS, ns, limit=1))["items"]
+        gc_s = await timed(all_gone, timeout)
+        return {"replicas": replicas, "pods_created": pods,
+                "create_to_all_replicas_s": create_s,
+                "pods_per_s": round(replicas / create_s, 1) if create_s else None,
+                "scale_down_half_s": scale_s, "cascading_delete_s": gc_s}
+    finally:
+        await c.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--replicas", type=int, default=1000)
+    ap.add_argument("--timeout", type=float, default=300)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="pkb-") as tmp:
+        etcd = start_etcd(tmp)
+        api = None
+        cm = None
+        try:
+            api = start_apiserver(tmp, etcd.url)
+            cm = subprocess.Popen([sys.executable, "-m", "launcher", "controller-manager", "--server", api.url,
+                                   "--token", api.token, "--controllers", "replicaset,deployment,garbagecollector"],
+                                  cwd=ROOT, stdout=open(os.path.join(tmp, "cm.log"), "wb"), stderr=subprocess.STDOUT)
+            result = asyncio.run(measure(api.url, api.token, args.replicas, args.timeout))
+            result["controller_manager"] = proc_stats(cm.pid)
+            result["note"] = "shared 2-core machine, apiserver + etcd + controller-manager on it; figures pessimistic"
+            print(json.dumps(result, indent=2))
+        finally:
+            if cm is not None:
+                _stop(cm)
+            if api is not None:
+                _stop(api.proc)
+            _stop(etcd.proc)
+
+
+if __name__ == "__main__":
+    main()

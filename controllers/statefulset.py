@@ -1,0 +1,233 @@
+"""StatefulSet controller: pods with stable names, hostnames and volumes.
+
+Pod k is named <set>-k, has hostname <set>-k and subdomain spec.serviceName, and
+mounts PVCs <template>-<set>-k created from volumeClaimTemplates; the PVCs are
+never deleted by this controller, so a pod that comes back finds its data.
+OrderedReady creates 0..N-1 one at a time, each only once its predecessors are
+Running and Ready, and removes from the highest ordinal down; Parallel does not
+wait. RollingUpdate replaces pods from the highest ordinal down to `partition`,
+one at a time, each once all pods are Ready again.
+
+The template revision is a hash of the pod template (the controller-revision-hash
+label); Kubernetes keeps old templates in ControllerRevision objects, which this
+API does not have, so a pod below the partition that gets deleted comes back
+with the current template.
+"""
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+from pklib.controller import Controller, ControllerContext, Expectations
+from pklib.errors import ApiError, is_already_exists, is_not_found
+from pklib.informer import Obj, key_of
+
+from .claims import claim
+from .util import controller_ref, is_pod_ready, meta, pod_from_template, resource, selector_of, template_hash
+
+STATEFULSETS = resource("statefulsets")
+PODS = resource("pods")
+PVCS = resource("persistentvolumeclaims")
+
+REVISION_LABEL = "controller-revision-hash"
+POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
+POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
+
+
+def ordinal_of(set_name: str, pod: Obj) -> int | None:
+    m = re.fullmatch(re.escape(set_name) + r"-(\d+)", meta(pod).get("name", ""))
+    return int(m.group(1)) if m else None
+
+
+def running_and_ready(pod: Obj) -> bool:
+    return (pod.get("status") or {}).get("phase") == "Running" and is_pod_ready(pod)
+
+
+def revision_of(pod: Obj) -> str | None:
+    return (meta(pod).get("labels") or {}).get(REVISION_LABEL)
+
+
+class StatefulSetController(Controller):
+    name = "statefulset"
+
+    def __init__(self, ctx: ControllerContext):
+        super().__init__(ctx)
+        self.expectations = Expectations()
+        self.sts_informer = self.watch(STATEFULSETS, self.enqueue, lambda old, new: self.enqueue(new),
+                                       lambda s: self.expectations.forget(key_of(s)))
+        self.pod_informer = self.watch(PODS, self._pod_event, lambda old, new: self._pod_event(new),
+                                       self._pod_deleted)
+        self.pvc_informer = self.watch(PVCS)
+
+    def _owner_key(self, pod: Obj) -> str | None:
+        ref = controller_ref(pod)
+        if ref is None or ref.get("kind") != "StatefulSet":
+            return None
+        key = f"{meta(pod)['namespace']}/{ref['name']}"
+        sts = self.sts_informer.store.get(key)
+        return key if sts is not None and meta(sts).get("uid") == ref.get("uid") else None
+
+    def _pod_event(self, pod: Obj) -> None:
+        key = self._owner_key(pod)
+        if key is not None:
+            self.expectations.creation_observed(key)
+            if meta(pod).get("deletionTimestamp"):
+                self.expectations.deletion_observed(key, key_of(pod))
+            self.queue.add(key)
+
+    def _pod_deleted(self, pod: Obj) -> None:
+        key = self._owner_key(pod)
+        if key is not None:
+            self.expectations.deletion_observed(key, key_of(pod))
+            self.queue.add(key)
+
+    # -- reconcile ------------------------------------------------------------------------------
+
+    async def sync(self, key: str) -> None:
+        sts = self.sts_informer.store.get(key)
+        if sts is None:
+            self.expectations.forget(key)
+            return
+        ns, set_name = meta(sts)["namespace"], meta(sts)["name"]
+        selector = selector_of(sts)
+        pods = await claim(self.client, PODS, sts, self.pod_informer.store.by_index("namespace", ns), selector)
+        by_ordinal = {o: p for p in pods if (o := ordinal_of(set_name, p)) is not None}
+        spec = sts.get("spec") or {}
+        update_rev = f"{set_name}-{template_hash(spec.get('template') or {})}"
+        current_rev = (sts.get("status") or {}).get("currentRevision") or update_rev
+        if self.expectations.satisfied(key) and not meta(sts).get("deletionTimestamp") and selector is not None:
+            await self._step(sts, key, by_ordinal, update_rev)
+        await self._update_status(sts, pods, current_rev, update_rev)
+
+    async def _step(self, sts: Obj, key: str, by_ordinal: dict[int, Obj], update_rev: str) -> None:
+        """One round of progress: create, replace, remove or update pods in order."""
+        spec = sts.get("spec") or {}
+        replicas = int(spec.get("replicas", 1))
+        ordered = spec.get("podManagementPolicy", "OrderedReady") != "Parallel"
+        for ordinal in range(replicas):
+            pod = by_ordinal.get(ordinal)
+            if pod is not None and (pod.get("status") or {}).get("phase") == "Failed" \
+                    and not meta(pod).get("deletionTimestamp"):
+                await self._delete(sts, key, pod)  # recreated by a later round
+                if ordered:
+                    return
+                continue
+            if pod is None:
+                await self._create(sts, key, ordinal, update_rev)
+                if ordered:
+                    return
+                continue
+            if ordered and (meta(pod).get("deletionTimestamp") or not running_and_ready(pod)):
+                return  # the next ordinal waits for this one
+        condemned = sorted((o for o in by_ordinal if o >= replicas), reverse=True)
+        if condemned:
+            if ordered and not all(running_and_ready(by_ordinal[o]) for o in range(replicas) if o in by_ordinal):
+                return
+            for o in condemned:
+                pod = by_ordinal[o]
+                if not meta(pod).get("deletionTimestamp"):
+                    await self._delete(sts, key, pod)
+                if ordered:
+                    return  # one at a time, highest ordinal first
+            return
+        await self._rolling_update(sts, key, by_ordinal, update_rev, replicas)
+
+    async def _rolling_update(self, sts: Obj, key: str, by_ordinal: dict[int, Obj], update_rev: str,
+                              replicas: int) -> None:
+        strategy = (sts.get("spec") or {}).get("updateStrategy") or {}
+        if strategy.get("type", "RollingUpdate") != "RollingUpdate":
+            return
+        partition = int((strategy.get("rollingUpdate") or {}).get("partition") or 0)
+        if not all(o in by_ordinal and running_and_ready(by_ordinal[o]) for o in range(replicas)):
+            return  # replace the next pod only once every pod is healthy again
+        for ordinal in range(replicas - 1, partition - 1, -1):
+            pod = by_ordinal[ordinal]
+            if revision_of(pod) != update_rev:
+                await self._delete(sts, key, pod)
+                return
+
+    async def _create(self, sts: Obj, key: str, ordinal: int, revision: str) -> None:
+        spec = sts["spec"]
+        set_name = meta(sts)["name"]
+        name = f"{set_name}-{ordinal}"
+        await self._ensure_claims(sts, ordinal)
+        pod = pod_from_template(spec.get("template") or {}, sts, name=name)
+        labels = pod["metadata"]["labels"]
+        labels.update({REVISION_LABEL: revision, POD_NAME_LABEL: name, POD_INDEX_LABEL: str(ordinal)})
+        pspec = pod["spec"]
+        pspec["hostname"] = name
+        if spec.get("serviceName"):
+            pspec["subdomain"] = spec["serviceName"]
+        claims = {t["metadata"]["name"]: f"{t['metadata']['name']}-{set_name}-{ordinal}"
+                  for t in spec.get("volumeClaimTemplates") or []}
+        volumes = [v for v in pspec.get("volumes") or [] if v.get("name") not in claims]
+        volumes += [{"name": vol, "persistentVolumeClaim": {"claimName": claim_name}}
+                    for vol, claim_name in claims.items()]
+        if volumes:
+            pspec["volumes"] = volumes
+        self.expectations.expect_creations(key, 1)
+        try:
+            await self.client.create(PODS, pod)
+        except ApiError as e:
+            self.expectations.creation_observed(key)
+            if is_already_exists(e):
+                return  # the cache is behind; the pod's event will bring us back
+            self.recorder.warning(sts, "FailedCreate", f"create Pod {name} in StatefulSet {set_name} failed: "
+                                  f"{e.message}")
+            raise
+        self.recorder.normal(sts, "SuccessfulCreate", f"create Pod {name} in StatefulSet {set_name} successful")
+
+    async def _ensure_claims(self, sts: Obj, ordinal: int) -> None:
+        set_name, ns = meta(sts)["name"], meta(sts)["namespace"]
+        labels = dict(((sts["spec"].get("selector") or {}).get("matchLabels")) or {})
+        for tmpl in sts["spec"].get("volumeClaimTemplates") or []:
+            name = f"{tmpl['metadata']['name']}-{set_name}-{ordinal}"
+            if self.pvc_informer.store.get(f"{ns}/{name}") is not None:
+                continue
+            pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                   "metadata": {"name": name, "namespace": ns,
+                                "labels": {**labels, **((tmpl.get("metadata") or {}).get("labels") or {})}},
+                   "spec": copy.deepcopy(tmpl.get("spec") or {})}
+            try:
+                await self.client.create(PVCS, pvc)
+            except ApiError as e:
+                if not is_already_exists(e):
+                    self.recorder.warning(sts, "FailedCreate", f"create Claim {name} for StatefulSet {set_name} "
+                                          f"failed: {e.message}")
+                    raise
+
+    async def _delete(self, sts: Obj, key: str, pod: Obj) -> None:
+        self.expectations.expect_deletions(key, [key_of(pod)])
+        try:
+            await self.client.delete(PODS, meta(pod)["name"], meta(pod)["namespace"])
+        except ApiError as e:
+            self.expectations.deletion_observed(key, key_of(pod))
+            if not is_not_found(e):
+                raise
+        self.recorder.normal(sts, "SuccessfulDelete", f"delete Pod {meta(pod)['name']} in StatefulSet "
+                             f"{meta(sts)['name']} successful")
+
+    async def _update_status(self, sts: Obj, pods: list[Obj], current_rev: str, update_rev: str) -> None:
+        live = [p for p in pods if not meta(p).get("deletionTimestamp")]
+        replicas = int((sts.get("spec") or {}).get("replicas", 1))
+        updated = sum(1 for p in live if revision_of(p) == update_rev)
+        ready = sum(1 for p in live if is_pod_ready(p))
+        if updated == replicas == len(live) and ready == replicas:
+            current_rev = update_rev  # the rollout is complete
+        status: dict[str, Any] = {
+            "observedGeneration": meta(sts).get("generation", 0),
+            "replicas": len(live), "readyReplicas": ready, "availableReplicas": ready,
+            "currentReplicas": sum(1 for p in live if revision_of(p) == current_rev),
+            "updatedReplicas": updated, "currentRevision": current_rev, "updateRevision": update_rev,
+            "collisionCount": int((sts.get("status") or {}).get("collisionCount") or 0),
+        }
+        if status == (sts.get("status") or {}):
+            return
+        body = copy.deepcopy(sts)
+        body["status"] = status
+        try:
+            await self.client.update_status(STATEFULSETS, body)
+        except ApiError as e:
+            if not is_not_found(e):
+                raise

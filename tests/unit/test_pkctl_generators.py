@@ -1,0 +1,51 @@
+"""Objects pkctl create builds from arguments."""
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from pkctl import generators
+from pkctl.generators import GeneratorError
+from pkctl.printers import to_yaml
+
+
+@pytest.mark.parametrize("image, name", [("busybox", "busybox"), ("busybox:1.36", "busybox"),
+                                         ("127.0.0.1:5000/team/my_app:v2", "my-app"),
+                                         ("nginx@sha256:" + "a" * 64, "nginx")])
+def test_container_names_come_from_the_image(image: str, name: str) -> None:
+    assert generators.container_name(image) == name
+
+
+def test_deployment_like_kubectl_create_deployment() -> None:
+    d = generators.deployment("web", ["busybox", "reg:5000/busybox:2"], 3, 8080, None)
+    assert d["metadata"] == {"name": "web", "labels": {"app": "web"}}
+    assert d["spec"]["selector"] == {"matchLabels": {"app": "web"}} and d["spec"]["replicas"] == 3
+    containers = d["spec"]["template"]["spec"]["containers"]
+    assert [(c["name"], c["image"], c["ports"]) for c in containers] == [
+        ("busybox", "busybox", [{"containerPort": 8080}]), ("busybox-1", "reg:5000/busybox:2", [{"containerPort": 8080}])]
+    assert "&id" not in to_yaml(d), "shared label maps print without YAML anchors"
+    with_command = generators.deployment("job", ["busybox"], 1, None, ["sleep", "3600"])
+    assert with_command["spec"]["template"]["spec"]["containers"][0]["command"] == ["sleep", "3600"]
+    with pytest.raises(GeneratorError, match="image"):
+        generators.deployment("web", [], 1, None, None)
+    with pytest.raises(GeneratorError, match="multiple --image options and command"):
+        generators.deployment("web", ["a", "b"], 1, None, ["true"])
+
+
+def test_configmap_and_secret_from_literals_files_and_directories(tmp_path: Path) -> None:
+    (tmp_path / "app.conf").write_text("level=debug\n")
+    (tmp_path / "blob.bin").write_bytes(b"\xff\x00")
+    cm = generators.configmap("cfg", ["mode=fast", "empty="], [str(tmp_path)])
+    assert cm["data"] == {"mode": "fast", "empty": "", "app.conf": "level=debug\n"}
+    assert cm["binaryData"] == {"blob.bin": base64.b64encode(b"\xff\x00").decode()}
+    renamed = generators.configmap("cfg", [], [f"settings={tmp_path / 'app.conf'}"])
+    assert renamed["data"] == {"settings": "level=debug\n"}
+    s = generators.secret("s", ["password=hunter2"], [], "kubernetes.io/basic-auth")
+    assert s["data"] == {"password": base64.b64encode(b"hunter2").decode()} and s["type"] == "kubernetes.io/basic-auth"
+    for literals, files, message in ((["novalue"], [], "expected key=value"), (["a=1", "a=2"], [], 'cannot add key "a"'),
+                                     (["bad key=1"], [], "not a valid key name"),
+                                     ([], [str(tmp_path / "missing")], "no such file")):
+        with pytest.raises(GeneratorError, match=message):
+            generators.configmap("cfg", literals, files)
