@@ -222,8 +222,12 @@ class WatchCache:
 
     async def _run(self) -> None:
         backoff = 0.1
+        relist = False
         while True:
             try:
+                if relist:
+                    await self._load()
+                    relist = False
                 async for ev in self.storage.watch(ROOT, self.revision + 1):
                     backoff = 0.1
                     prefix = self._prefix_of(ev.key)
@@ -234,17 +238,20 @@ class WatchCache:
                         self._advanced.notify_all()
             except asyncio.CancelledError:
                 raise
-            except (StorageError, CompactedError, OSError) as e:
-                log.warning("storage watch failed (%s); re-listing in %.1fs", e, backoff)
+            except CompactedError as e:
+                # Events we never saw are gone: start over from a full list (watchers get 410 and re-list).
+                log.warning("storage watch fell behind compaction (%s); re-listing", e)
+                relist = True
+                self._ready.clear()
+            except (StorageError, OSError) as e:
+                # etcd away for a moment: resume from the last revision seen, nobody notices.
+                log.warning("storage watch failed (%s); resuming in %.1fs", e, backoff)
             except Exception:
                 log.exception("watch cache loop failed; re-listing in %.1fs", backoff)
-            self._ready.clear()
+                relist = True
+                self._ready.clear()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
-            try:
-                await self._load()
-            except Exception as e:  # the store is down: keep trying, readiness reports it
-                log.warning("re-list failed: %s", e)
 
     async def catch_up(self, timeout: float, revision: int = 0) -> bool:
         """Wait until the cache reflects etcd's current revision (or `revision`, if given and not newer).

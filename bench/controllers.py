@@ -24,10 +24,9 @@ import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+from controllers.util import resource
 from pklib.client import Client
 from tests.conftest import ROOT, _stop, start_apiserver, start_etcd
-
-from controllers.util import resource
 
 PODS = resource("pods")
 NAMESPACES = resource("namespaces")

@@ -115,6 +115,7 @@ def bench_bare_runc(rt: RuncRuntime, store: ImageStore, image: str, template: di
 
 
 async def main(runs: int) -> dict[str, Any]:
+    load_before = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="pkt-bench-rt-"))
     tag = uuid.uuid4().hex[:6]
     store = ImageStore(work / "images")
@@ -139,6 +140,8 @@ async def main(runs: int) -> dict[str, Any]:
         "parts": parts,
         "container_create_start": {"pkube": p, "bare_runc_run": b,
                                    "ratio_p50": round(p["p50_ms"] / b["p50_ms"], 2), "target_ratio": 1.5},
+        "load_avg_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2),
+                        "cpus": os.cpu_count()},
         "note": "pkube includes the overlay rootfs mount and conmon; the bare runc runs get a rootfs mounted "
                 "beforehand. Shared 2-core machine: figures are pessimistic.",
     }

@@ -7,7 +7,9 @@ processes holding the nodes. Measures:
 - scheduler throughput: PODS pending pods are created while no scheduler runs; then the
   scheduler starts, and we time from its first binding to its last (and from its start);
 - time from creating a Deployment of REPLICAS to all its pods Running and Ready;
-- peak RSS (VmHWM) of the scheduler and the controller-manager.
+- peak RSS (VmHWM) of the scheduler and the controller-manager;
+- for comparison, the decision alone (filter + score + assume) on synthetic nodes in-process,
+  and the scheduler's own algorithm time per pod from its /metrics during the run.
 """
 from __future__ import annotations
 
@@ -20,13 +22,18 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 from pklib.client import Client
 from pklib.informer import Handler, Informer, Obj
 from pklib.resources import lookup
+from scheduler.algorithm import DEFAULT_WEIGHTS, schedule
+from scheduler.cache import Cache
+from scheduler.framework import pod_info
 from tests.conftest import ROOT, _stop, start_apiserver, start_etcd
+from tests.util import free_port
 
 PODS = lookup("pods")
 NODES = lookup("nodes")
@@ -69,6 +76,39 @@ class Procs:
     def stop_all(self) -> None:
         for proc in reversed(list(self.procs.values())):
             _stop(proc)
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The scheduler's /metrics as {series: value}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            series, _, value = line.rpartition(" ")
+            out[series] = float(value)
+    return out
+
+
+def algorithm_only(nodes: int, pods: int) -> float:
+    """Pods/s of the filter+score decision alone (with assume), in this process, on synthetic nodes."""
+    cache = Cache()
+    for i in range(nodes):
+        cache.set_node({"metadata": {"name": f"n{i}", "labels": {"kubernetes.io/hostname": f"n{i}"}},
+                        "status": {"allocatable": {"cpu": "4", "memory": "16Gi", "pods": "110"}}})
+    infos = []
+    for i in range(pods):
+        body = pod(i)
+        body["metadata"].update(namespace="bench", uid=f"uid-{i}")
+        infos.append(pod_info(body))
+    node_list, start = cache.nodes(), 0
+    t0 = time.perf_counter()
+    for info in infos:
+        decision = schedule(info, node_list, DEFAULT_WEIGHTS, start)
+        start = (start + decision.evaluated) % len(node_list)
+        assert decision.node is not None
+        cache.assume(info, decision.node)
+    return pods / (time.perf_counter() - t0)
 
 
 async def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.5) -> None:
@@ -122,7 +162,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     procs = Procs(tmp, api.url, api.token)
     client = Client(api.url, api.token)
     result: dict[str, Any] = {"nodes": args.nodes, "pods": args.pods, "replicas": args.replicas,
-                              "hollow_kubelet_processes": args.kubelets, "cpus": os.cpu_count()}
+                              "hollow_kubelet_processes": args.kubelets, "cpus": os.cpu_count(),
+                              "algorithm_only_pods_per_s": round(algorithm_only(args.nodes, args.pods), 1)}
     try:
         cm = procs.start("controller-manager", "controller-manager", "--cluster-cidr", "10.128.0.0/12")
         per = -(-args.nodes // args.kubelets)
@@ -151,7 +192,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                  **{name: proc.pid for name, proc in procs.procs.items() if name.startswith("hollow-")}}
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         sched_start = time.monotonic()
-        sched = procs.start("scheduler", "scheduler")
+        metrics_port = free_port()
+        sched = procs.start("scheduler", "scheduler", "--port", str(metrics_port))
         pids["scheduler"] = sched.pid
         cpu_before["scheduler"] = 0.0
         await wait_until(lambda: _done(len(watch.bound), args.pods), 900, f"{args.pods} pods bound", interval=0.2)
@@ -166,6 +208,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "cpu_s_while_binding": {name: round(cpu_seconds(pid) - cpu_before[name], 1)
                                     for name, pid in pids.items()},
         }
+        algo = scrape(metrics_port)
+        runs = algo.get("scheduler_scheduling_algorithm_duration_seconds_count") or 1
+        result["scheduling"]["algorithm_ms_per_pod"] = round(
+            1000 * algo.get("scheduler_scheduling_algorithm_duration_seconds_sum", 0) / runs, 3)
         await wait_until(lambda: _done(len(watch.ready), args.pods), 900, f"{args.pods} pods Ready", interval=0.5)
         result["scheduling"]["all_running_after_start_s"] = round(max(watch.ready.values()) - sched_start, 2)
         watch_task.cancel()

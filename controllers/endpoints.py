@@ -1,4 +1,5 @@
-"""Endpoints controller: for each Service with a selector, the IPs of the pods behind it.
+"""Endpoints controller: for each Service with a selector, the IPs of the pods behind it
+(as an Endpoints object and as EndpointSlices).
 
 Ready pods go to `addresses`, the others (running but not ready) to
 `notReadyAddresses`, grouped into subsets by their resolved port list: a named
@@ -15,6 +16,7 @@ from pklib.errors import ApiError, is_already_exists, is_not_found
 from pklib.informer import Obj, key_of
 from pklib.selectors import LabelSelector, Requirement
 
+from .endpointslices import ENDPOINTSLICES, SERVICE_NAME_LABEL, sync_slices
 from .util import is_pod_ready, meta, resource
 
 SERVICES = resource("services")
@@ -95,6 +97,7 @@ class EndpointsController(Controller):
         self.pod_informer = self.watch(PODS, self._pod_changed, lambda old, new: self._pod_changed(new, old),
                                        self._pod_changed)
         self.ep_informer = self.watch(ENDPOINTS, on_delete=self._endpoints_deleted)
+        self.slice_informer = self.watch(ENDPOINTSLICES, on_delete=self._slice_deleted)
 
     def _pod_changed(self, pod: Obj, old: Obj | None = None) -> None:
         for svc in self.svc_informer.store.by_index("namespace", meta(pod)["namespace"]):
@@ -109,10 +112,16 @@ class EndpointsController(Controller):
         if self.svc_informer.store.get(key_of(ep)) is not None:
             self.queue.add(key_of(ep))
 
+    def _slice_deleted(self, endpoint_slice: Obj) -> None:
+        svc_name = (meta(endpoint_slice).get("labels") or {}).get(SERVICE_NAME_LABEL)
+        if svc_name:
+            self.queue.add(f"{meta(endpoint_slice)['namespace']}/{svc_name}")
+
     async def sync(self, key: str) -> None:
         svc = self.svc_informer.store.get(key)
         ns, _, name = key.partition("/")
         if svc is None:
+            await sync_slices(self.client, self.slice_informer, ns, name, None, [])
             try:
                 await self.client.delete(ENDPOINTS, name, ns)
             except ApiError as e:
@@ -124,6 +133,7 @@ class EndpointsController(Controller):
             return  # Endpoints of selector-less Services are managed by their users
         pods = [p for p in self.pod_informer.store.by_index("namespace", ns) if sel.matches(meta(p).get("labels"))]
         subsets = compute_subsets(svc, pods)
+        await sync_slices(self.client, self.slice_informer, ns, name, svc, subsets)
         labels = dict(meta(svc).get("labels") or {})
         if (svc.get("spec") or {}).get("clusterIP") == "None":
             labels["service.kubernetes.io/headless"] = ""

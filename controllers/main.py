@@ -31,7 +31,9 @@ from .daemonset import DaemonSetController
 from .deployment import DeploymentController
 from .endpoints import EndpointsController
 from .garbagecollector import GarbageCollector
+from .metrics import ManagerState, serve
 from .namespace import NamespaceController
+from .persistentvolume import PersistentVolumeController
 from .replicaset import ReplicaSetController
 from .statefulset import StatefulSetController
 
@@ -46,6 +48,7 @@ REGISTRY: list[type[Controller]] = [
     EndpointsController,
     DaemonSetController,
     StatefulSetController,
+    PersistentVolumeController,
     NodeIpamController,
     NodeLifecycleController,
 ]
@@ -91,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--leader-elect-identity", default=None, help="defaults to <hostname>_<uuid>")
     p.add_argument("--min-resync-period", type=float, default=0,
                    help="seconds between informer resyncs (0 = none; the controllers are level-triggered)")
+    p.add_argument("--bind-address", default="127.0.0.1", help="address for /healthz and /metrics")
+    p.add_argument("--port", type=int, default=0, help="port for /healthz and /metrics (0 = off)")
     p.add_argument("-v", "--verbose", action="store_true")
     for c in REGISTRY:
         c.add_flags(p)
@@ -109,6 +114,8 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
     """Run until cancelled. `ready` is set once this instance leads (or without election) and caches synced."""
     classes = select_controllers(config.controllers)
     client = make_client(config)
+    state = ManagerState()
+    server = await serve(state, config.bind_address, config.port) if config.port else None
     elector: LeaderElector | None = None
     informers: InformerFactory | None = None
     try:
@@ -117,10 +124,12 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
                                     config.leader_elect_lease_duration, config.leader_elect_renew_deadline,
                                     config.leader_elect_retry_period)
             await elector.acquire()
+        state.leading = True
         informers = InformerFactory(client, config.min_resync_period or None)
         recorder = EventRecorder(client, "controller-manager")
         ctx = ControllerContext(client, informers, recorder, config, config.concurrent_syncs)
         controllers = [cls(ctx) for cls in classes]
+        state.controllers, state.informers = controllers, informers
         async with asyncio.TaskGroup() as tg:
             tg.create_task(recorder.run(), name="events")
             informers.start()
@@ -131,12 +140,15 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
             ready.set()
             if elector is not None:
                 await elector.keep_renewing()
+                state.leading = False
                 raise LostLeadership()
     finally:
         if elector is not None:
             await elector.release()
         if informers is not None:
             await informers.stop()
+        if server is not None:
+            await server.cleanup()
         await client.close()
 
 

@@ -12,7 +12,8 @@ from typing import Any
 
 from pklib.controller import Controller, ControllerContext
 from pklib.errors import ApiError, is_not_found
-from pklib.informer import Obj, key_of
+from pklib.informer import Obj
+from pklib.objects import key_of
 from pklib.resources import Resource, lookup
 
 

@@ -23,8 +23,8 @@ from typing import Any
 
 from pklib.controller import Controller, ControllerContext
 from pklib.errors import ApiError, is_not_found
-from pklib.informer import Obj, key_of
-from pklib.objects import now_rfc3339, parse_time
+from pklib.informer import Obj
+from pklib.objects import key_of, now_rfc3339, parse_time
 from pklib.resources import Resource, lookup
 
 
@@ -149,12 +149,15 @@ class NodeLifecycleController(Controller):
             updated["status"]["conditions"] = conditions
             node = await self._write(NODES, updated, status=True) or node
             self.recorder.normal(node, "NodeNotReady", f"Node {name} status is now: NodeNotReady")
-        if not any(t.get("key") == UNREACHABLE and t.get("effect") == "NoExecute"
-                   for t in (node.get("spec") or {}).get("taints") or []):
+        # NoExecute evicts; NoSchedule (Kubernetes' TaintNodesByCondition) also keeps away new
+        # pods that tolerate the eviction for a while.
+        have = {t.get("effect") for t in (node.get("spec") or {}).get("taints") or [] if t.get("key") == UNREACHABLE}
+        missing = [e for e in ("NoSchedule", "NoExecute") if e not in have]
+        if missing:
             updated = copy.deepcopy(node)
             spec = updated.setdefault("spec", {})
             spec["taints"] = [*(spec.get("taints") or []),
-                              {"key": UNREACHABLE, "effect": "NoExecute", "timeAdded": now_rfc3339()}]
+                              *({"key": UNREACHABLE, "effect": e, "timeAdded": now_rfc3339()} for e in missing)]
             node = await self._write(NODES, updated) or node
         return node
 

@@ -15,7 +15,7 @@ import orjson
 
 from pklib.informer import Obj
 from pklib.objects import controller_of as controller_ref
-from pklib.objects import meta, owner_reference
+from pklib.objects import meta, now_rfc3339, owner_reference
 from pklib.resources import Resource, lookup
 from pklib.selectors import LabelSelector, SelectorError, selector_from_match
 
@@ -36,10 +36,6 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def now_rfc3339() -> str:
-    return now().strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def resource(name: str) -> Resource:
     """A kind from the shared table; a missing one is a programming error, caught at import."""
     res = lookup(name)
@@ -48,7 +44,7 @@ def resource(name: str) -> Resource:
     return res
 
 
-__all__ = ["controller_ref", "meta", "owner_reference"]
+__all__ = ["controller_ref", "meta", "now_rfc3339", "owner_reference"]
 
 
 # -- pods -------------------------------------------------------------------------------------

@@ -20,8 +20,8 @@ from typing import Any
 
 from pklib.client import Client
 from pklib.errors import ApiError, ConnectionFailed, is_already_exists, is_conflict, is_not_found
-from pklib.informer import Handler, Informer, Obj, key_of
-from pklib.objects import now_rfc3339
+from pklib.informer import Handler, Informer, Obj
+from pklib.objects import key_of, now_rfc3339
 from pklib.resources import Resource, lookup
 from pklib.workqueue import WorkQueue, run_workers
 

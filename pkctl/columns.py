@@ -135,7 +135,8 @@ def pod_status_and_restarts(pod: Obj, now: datetime) -> tuple[int, int, str, str
             elif term and term.get("reason"):
                 reason = term["reason"]
             elif term:
-                reason = f"Signal:{term['signal']}" if _int(term.get("signal")) else f"ExitCode:{_int(term.get('exitCode'))}"
+                signal = _int(term.get("signal"))
+                reason = f"Signal:{signal}" if signal else f"ExitCode:{_int(term.get('exitCode'))}"
             elif cs.get("ready") and state.get("running") is not None:
                 has_running = True
                 ready += 1
@@ -223,7 +224,8 @@ def _external_ip(o: Obj) -> str:
     if svc_type == "ExternalName":
         return spec.get("externalName") or NONE
     if svc_type == "LoadBalancer":
-        ingress = [i.get("ip") or i.get("hostname") for i in (_status(o).get("loadBalancer") or {}).get("ingress") or []]
+        balancer = _status(o).get("loadBalancer") or {}
+        ingress = [i.get("ip") or i.get("hostname") for i in balancer.get("ingress") or []]
         external = [*(i for i in ingress if i), *external]
         return ",".join(external) or "<pending>"
     return ",".join(external) or NONE
@@ -259,8 +261,8 @@ def _endpoints(o: Obj, now: datetime) -> list[str]:
 def _endpointslice(o: Obj, now: datetime) -> list[str]:
     ports = [str(p["port"]) if p.get("port") is not None else "<unset>" for p in o.get("ports") or []]
     addrs = [a for ep in o.get("endpoints") or [] for a in ep.get("addresses") or []]
-    return [o.get("addressType") or "", ",".join(ports) or "<unset>", _first_three(addrs, len(addrs)) if addrs else "<unset>",
-            _age(o, now)]
+    endpoints = _first_three(addrs, len(addrs)) if addrs else "<unset>"
+    return [o.get("addressType") or "", ",".join(ports) or "<unset>", endpoints, _age(o, now)]
 
 
 # -- cluster --------------------------------------------------------------------------------
@@ -269,7 +271,7 @@ def _node(o: Obj, now: datetime) -> list[str]:
     status = "Unknown"
     for cond in _status(o).get("conditions") or []:
         if cond.get("type") == "Ready":
-            status = "Ready" if cond.get("status") == "True" else ("NotReady" if cond.get("status") == "False" else "Unknown")
+            status = {"True": "Ready", "False": "NotReady"}.get(cond.get("status") or "", "Unknown")
     if _spec(o).get("unschedulable"):
         status += ",SchedulingDisabled"
     roles = sorted({k.split("/", 1)[1] for k in (_meta(o).get("labels") or {})
@@ -376,7 +378,8 @@ def _nothing(o: Obj, now: datetime) -> list[str]:
 
 # kind -> (headers after NAME, row, wide headers, wide row)
 _TABLES: dict[str, tuple[list[str], Row, list[str], Row]] = {
-    "Pod": (["READY", "STATUS", "RESTARTS", "AGE"], _pod, ["IP", "NODE", "NOMINATED NODE", "READINESS GATES"], _pod_wide),
+    "Pod": (["READY", "STATUS", "RESTARTS", "AGE"], _pod, ["IP", "NODE", "NOMINATED NODE", "READINESS GATES"],
+            _pod_wide),
     "Deployment": (["READY", "UP-TO-DATE", "AVAILABLE", "AGE"], _deployment, ["CONTAINERS", "IMAGES", "SELECTOR"],
                    _workload_wide),
     "ReplicaSet": (["DESIRED", "CURRENT", "READY", "AGE"], _replicaset, ["CONTAINERS", "IMAGES", "SELECTOR"],

@@ -9,6 +9,7 @@ from typing import Any, Callable
 from pklib.quantity import parse_quantity
 from pklib.resources import Resource
 
+from .allocation import pod_requests_and_limits, total, with_percent
 from .columns import map_string, pod_status_and_restarts, selector_string
 from .printers import NONE, parse_time, since
 
@@ -337,6 +338,31 @@ def _node(out: Out, o: Obj, now: datetime) -> None:
     out.w(0, "PodCIDR:", spec.get("podCIDR") or "")
 
 
+def _node_pods(out: Out, node: Obj, pods: list[Obj], now: datetime) -> None:
+    """kubectl's Non-terminated Pods and Allocated resources: what the node's pods ask of its allocatable."""
+    allocatable = (node.get("status") or {}).get("allocatable") or {}
+    out.w(0, "Non-terminated Pods:", f"({len(pods)} in total)")
+    out.w(1, "Namespace", "Name", "CPU Requests", "CPU Limits", "Memory Requests", "Memory Limits", "Age")
+    out.w(1, "---------", "----", "------------", "----------", "---------------", "-------------", "---")
+    asked = []
+    for pod in pods:
+        requests, limits = pod_requests_and_limits(pod.get("spec") or {})
+        asked.append((requests, limits))
+        out.w(1, _meta(pod).get("namespace", ""), _meta(pod).get("name", ""),
+              *(with_percent(amounts.get(r), allocatable.get(r))
+                for r in ("cpu", "memory") for amounts in (requests, limits)),
+              since(_meta(pod).get("creationTimestamp"), now))
+    requests_total = total([r for r, _ in asked])
+    limits_total = total([lim for _, lim in asked])
+    out.w(0, "Allocated resources:")
+    out.w(1, "(Total limits may be over 100 percent, i.e., overcommitted.)")
+    out.w(1, "Resource", "Requests", "Limits")
+    out.w(1, "--------", "--------", "------")
+    for r in ("cpu", "memory", *sorted((set(requests_total) | set(limits_total)) - {"cpu", "memory"})):
+        out.w(1, r, with_percent(requests_total.get(r), allocatable.get(r)),
+              with_percent(limits_total.get(r), allocatable.get(r)))
+
+
 def _namespace(out: Out, o: Obj, now: datetime) -> None:
     out.w(0, "Status:", (o.get("status") or {}).get("phase", ""))
 
@@ -419,10 +445,10 @@ def event_time(e: Obj) -> str:
 
 
 def describe(res: Resource, obj: Obj, events: list[Obj] | None, now: datetime,
-             endpoints: Obj | None = None) -> str:
+             endpoints: Obj | None = None, pods: list[Obj] | None = None) -> str:
     """The describe text of one object; `events` None leaves the Events section out (kinds without events).
 
-    `endpoints` is a Service's Endpoints object, when there is one.
+    `endpoints` is a Service's Endpoints object (when there is one); `pods` the non-terminated pods of a Node.
     """
     out = Out()
     # kubectl shows CreationTimestamp for these and for kinds without their own describer.
@@ -432,6 +458,8 @@ def describe(res: Resource, obj: Obj, events: list[Obj] | None, now: datetime,
         _service(out, obj, now, endpoints)
     else:
         _KINDS.get(res.kind, _generic)(out, obj, now)
+    if res.kind == "Node" and pods is not None:
+        _node_pods(out, obj, pods, now)
     if events is not None:
         events_section(out, events, now)
     return out.text()

@@ -13,10 +13,10 @@ import logging
 import socket
 import time
 from collections import OrderedDict
-from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from .errors import ApiError, ConnectionFailed, is_not_found
+from .objects import now_rfc3339
 from .resources import Resource, lookup
 
 log = logging.getLogger(__name__)
@@ -32,10 +32,6 @@ EVENTS = _resource("events")
 
 NORMAL = "Normal"
 WARNING = "Warning"
-
-
-def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class EventWriter(Protocol):

@@ -15,6 +15,8 @@ import random
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Iterable, Protocol
 
+import aiohttp
+
 from .errors import ApiError, ConnectionFailed, is_gone
 from .objects import key_of
 from .resources import Resource
@@ -189,7 +191,9 @@ class Informer:
                         continue
                     failures += 1
                     self._log_failure(failures, e.message)
-                except ConnectionFailed as e:
+                except (ConnectionFailed, aiohttp.ClientPayloadError) as e:
+                    # A dropped stream (the client raises a payload error when the connection dies
+                    # mid-chunk): resume from our resourceVersion, no relist needed.
                     failures += 1
                     self._log_failure(failures, str(e))
                 except (asyncio.CancelledError, KeyboardInterrupt):
@@ -236,26 +240,35 @@ class Informer:
 
     async def _watch(self) -> None:
         # The server ends each watch after timeoutSeconds; we then resume from the last
-        # resourceVersion. A random timeout spreads the reconnects of many informers.
+        # resourceVersion. A random timeout spreads the reconnects of many informers. If the
+        # server vanished without closing the connection, our own deadline ends the wait.
+        timeout = random.randint(300, 600)
         stream = self.client.watch(self.resource, self.namespace, resource_version=self.resource_version,
                                    label_selector=self.label_selector, field_selector=self.field_selector,
-                                   timeout_seconds=random.randint(300, 600))
-        async for event in stream:
-            etype, obj = event.get("type"), event.get("object") or {}
-            rv = (obj.get("metadata") or {}).get("resourceVersion")
-            if etype == "BOOKMARK":
-                self.resource_version = rv or self.resource_version
-                continue
-            obj.setdefault("kind", self.resource.kind)
-            obj.setdefault("apiVersion", self.resource.api_version)
-            if etype in ("ADDED", "MODIFIED"):
-                old = self.store.put(obj)
-                self._dispatch("MODIFIED" if old is not None else "ADDED", old, obj)
-            elif etype == "DELETED":
-                old = self.store.remove(key_of(obj))
-                self._dispatch("DELETED", old or obj, None)
-            if rv:
-                self.resource_version = rv
+                                   timeout_seconds=timeout)
+        try:
+            async with asyncio.timeout(timeout + 30):
+                async for event in stream:
+                    self._apply(event)
+        except TimeoutError:
+            log.info("%s: watch silent past its timeout; reconnecting", self.resource.plural)
+
+    def _apply(self, event: dict[str, Any]) -> None:
+        etype, obj = event.get("type"), event.get("object") or {}
+        rv = (obj.get("metadata") or {}).get("resourceVersion")
+        if etype == "BOOKMARK":
+            self.resource_version = rv or self.resource_version
+            return
+        obj.setdefault("kind", self.resource.kind)
+        obj.setdefault("apiVersion", self.resource.api_version)
+        if etype in ("ADDED", "MODIFIED"):
+            old = self.store.put(obj)
+            self._dispatch("MODIFIED" if old is not None else "ADDED", old, obj)
+        elif etype == "DELETED":
+            old = self.store.remove(key_of(obj))
+            self._dispatch("DELETED", old or obj, None)
+        if rv:
+            self.resource_version = rv
 
     async def _resync_loop(self) -> None:
         assert self.resync_period
@@ -292,6 +305,9 @@ class InformerFactory:
         if inf is None:
             inf = self._informers[resource] = Informer(self.client, resource, resync_period=self.resync_period)
         return inf
+
+    def all(self) -> list[Informer]:
+        return list(self._informers.values())
 
     def start(self) -> None:
         """Start every informer requested so far that is not running yet."""

@@ -90,6 +90,11 @@ class WorkQueue:
         # Workers blocked in get(); add() wakes one synchronously (handlers are sync code).
         self._getters: deque[asyncio.Future[None]] = deque()
         self._shutting_down = False
+        # Counters for /metrics (Prometheus workqueue_* style).
+        self.adds_total = 0
+        self.retries_total = 0
+        self.work_seconds_total = 0.0
+        self.work_count = 0
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -101,6 +106,7 @@ class WorkQueue:
     def add(self, key: Hashable) -> None:
         if self._shutting_down or key in self._dirty:
             return
+        self.adds_total += 1
         self._dirty.add(key)
         if key not in self._processing:
             self._queue.append(key)
@@ -123,6 +129,7 @@ class WorkQueue:
         self._waiting[key] = loop.call_at(due, self._fire, key)
 
     def add_rate_limited(self, key: Hashable) -> None:
+        self.retries_total += 1
         self.add_after(key, self.rate_limiter.when(key))
 
     def forget(self, key: Hashable) -> None:
@@ -193,6 +200,7 @@ async def run_workers(queue: WorkQueue, handler: Callable[[Hashable], Awaitable[
                 key = await queue.get()
             except ShutDown:
                 return
+            started = time.monotonic()
             try:
                 await handler(key)
             except asyncio.CancelledError:
@@ -206,6 +214,8 @@ async def run_workers(queue: WorkQueue, handler: Callable[[Hashable], Awaitable[
                 queue.add_rate_limited(key)
             else:
                 queue.forget(key)
+            queue.work_seconds_total += time.monotonic() - started
+            queue.work_count += 1
             queue.done(key)
 
     async with asyncio.TaskGroup() as tg:

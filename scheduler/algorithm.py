@@ -17,7 +17,7 @@ from .plugins import (nodeaffinity, nodeports, noderesources, nodeunschedulable,
                       tainttoleration, volumebinding)
 
 FilterFn = Callable[[PodInfo, NodeInfo], "list[str] | None"]
-ScoreFn = Callable[[PodInfo, NodeInfo], float]
+ScoreFn = Callable[[PodInfo, Sequence[NodeInfo]], "list[float]"]
 
 MIN_FEASIBLE_NODES_TO_FIND = 100
 MIN_FEASIBLE_NODES_PERCENTAGE = 5
@@ -143,8 +143,7 @@ def _best(pod: PodInfo, feasible: list[NodeInfo], weights: dict[str, int], rng: 
         plugin = SCORES[name]
         if weight == 0 or not plugin.relevant(pod):
             continue
-        fn = plugin.fn
-        raw = [fn(pod, node) for node in feasible]
+        raw = plugin.fn(pod, feasible)
         if plugin.lower_is_better:
             worst = max(raw)
             if worst == 0:

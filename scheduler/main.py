@@ -16,6 +16,8 @@ import logging
 import signal
 import sys
 
+from aiohttp import web
+
 from pklib.client import Client
 from pklib.errors import ConnectionFailed
 from pklib.events import EventRecorder
@@ -23,6 +25,7 @@ from pklib.informer import InformerFactory
 from pklib.kubeconfig import KubeconfigError
 from pklib.leaderelection import LeaderElector
 
+from . import metrics
 from .algorithm import parse_weights
 from .scheduler import DEFAULT_SCHEDULER_NAME, Options, Scheduler
 
@@ -51,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--percentage-of-nodes-to-score", type=int, default=0,
                    help="stop filtering after this share of nodes fits (0 = adaptive, as Kubernetes)")
     p.add_argument("--parallel-bindings", type=int, default=64, help="bindings in flight at once")
+    p.add_argument("--bind-address", default="127.0.0.1", help="address of the /healthz and /metrics endpoint")
+    p.add_argument("--port", type=int, default=0, help="port of /healthz and /metrics (0 = not served)")
     p.add_argument("--leader-elect", action="store_true", help="schedule only while holding the leader Lease")
     p.add_argument("--leader-elect-lease-duration", type=float, default=15.0)
     p.add_argument("--leader-elect-renew-deadline", type=float, default=10.0)
@@ -69,6 +74,8 @@ def options_from(config: argparse.Namespace) -> Options:
         raise ConfigError("--percentage-of-nodes-to-score must be between 0 and 100")
     if config.parallel_bindings < 1:
         raise ConfigError("--parallel-bindings must be at least 1")
+    if not 0 <= config.port <= 65535:
+        raise ConfigError("--port must be between 0 and 65535")
     return Options(weights, config.percentage_of_nodes_to_score, config.scheduler_name, config.parallel_bindings)
 
 
@@ -88,7 +95,16 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
     recorder = EventRecorder(client, options.scheduler_name)
     scheduler = Scheduler(client, recorder, informers, options)
     elector: LeaderElector | None = None
+    leading = metrics.LeadingFlag(not config.leader_elect)
+    runner: web.AppRunner | None = None
     try:
+        if config.port:
+            runner = web.AppRunner(metrics.app(scheduler, leading), access_log=None)
+            await runner.setup()
+            try:
+                await web.TCPSite(runner, config.bind_address, config.port).start()
+            except OSError as e:
+                raise ConfigError(f"cannot serve metrics on {config.bind_address}:{config.port}: {e.strerror}") from None
         async with asyncio.TaskGroup() as tg:
             tg.create_task(recorder.run(), name="events")
             informers.start()
@@ -98,13 +114,17 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
                                         config.leader_elect_lease_duration, config.leader_elect_renew_deadline,
                                         config.leader_elect_retry_period)
                 await elector.acquire()
+                leading.value = True
             tg.create_task(scheduler.run(), name="scheduler")
             log.info("scheduling as %s", options.scheduler_name)
             ready.set()
             if elector is not None:
                 await elector.keep_renewing()
+                leading.value = False
                 raise LostLeadership()
     finally:
+        if runner is not None:
+            await runner.cleanup()
         if elector is not None:
             await elector.release()
         await informers.stop()
@@ -142,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                 if isinstance(leaf, LostLeadership):
                     log.error("lost the leader lease; exiting")
                     return 1
-                if isinstance(leaf, ConnectionFailed):
+                if isinstance(leaf, (ConnectionFailed, ConfigError)):
                     print(f"error: {leaf}", file=sys.stderr)
                     return 1
             raise

@@ -11,14 +11,16 @@ import asyncio
 import copy
 import logging
 import random
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Coroutine
 
 from pklib.client import Client
 from pklib.errors import ApiError, ConnectionFailed, is_conflict, is_not_found
 from pklib.events import EventRecorder
-from pklib.informer import Handler, InformerFactory, Obj, key_of
-from pklib.objects import now_rfc3339
+from pklib.informer import Handler, InformerFactory, Obj
+from pklib.objects import key_of, now_rfc3339
 from pklib.quantity import QuantityError
 from pklib.resources import Resource, lookup
 
@@ -82,7 +84,10 @@ class Scheduler:
         self._tasks: set[asyncio.Task[None]] = set()
         self._next_start = 0
         self._rng = random.Random()
-        self.scheduled = 0  # pods bound, for metrics and the benchmark
+        # For /metrics: attempts by result (scheduled, unschedulable, error) and decision time.
+        self.attempts: Counter[str] = Counter()
+        self.algorithm_seconds = 0.0
+        self.algorithm_runs = 0
 
     # -- informer handlers: keep cache and queue current, nothing else -------------------------
 
@@ -108,10 +113,10 @@ class Scheduler:
                 self.queue.move_all_to_active()
             else:
                 self.cache.set_pod(pod, key)
-        elif self._responsible_for(pod):
-            self.queue.update(key, int((pod.get("spec") or {}).get("priority") or 0))
-        else:
+        elif not self._responsible_for(pod):
             self.queue.delete(key)
+        elif _scheduling_relevant_change(old, pod):
+            self.queue.update(key, int((pod.get("spec") or {}).get("priority") or 0))
 
     def _pod_deleted(self, pod: Obj) -> None:
         key = key_of(pod)
@@ -145,6 +150,7 @@ class Scheduler:
                     binding = await self.schedule_one(key)
                 except Exception:  # noqa: BLE001 - one odd pod must not stop scheduling for everyone
                     log.exception("scheduling %s failed", key)
+                    self.attempts["error"] += 1
                     self.queue.unschedulable(key)
                 finally:
                     if not binding:
@@ -170,11 +176,15 @@ class Scheduler:
         self._resolve_volumes(info)
         nodes = self.cache.nodes()
         start = self._next_start % len(nodes) if nodes else 0
+        started = time.perf_counter()
         decision = schedule(info, nodes, self.options.weights, start, self.options.percentage_of_nodes_to_score,
                             self._rng)
+        self.algorithm_seconds += time.perf_counter() - started
+        self.algorithm_runs += 1
         if nodes:
             self._next_start = (start + decision.evaluated) % len(nodes)
         if decision.node is None:
+            self.attempts["unschedulable"] += 1
             self.queue.unschedulable(key)
             # Reported in the background: the next pod need not wait for this status write.
             self._background(self._report_unschedulable(pod, unschedulable_message(decision)), key)
@@ -237,11 +247,12 @@ class Scheduler:
                 self.queue.done(info.key)
                 return
             log.warning("binding %s to %s failed: %s", info.key, node_name, e)
+            self.attempts["error"] += 1
             self.queue.unschedulable(info.key)
             self.queue.move_all_to_active()
             return
         self.queue.done(info.key)
-        self.scheduled += 1
+        self.attempts["scheduled"] += 1
         self.recorder.normal(info.pod, "Scheduled", f"Successfully assigned {info.key} to {node_name}")
 
     async def _select_node_for_unbound_claims(self, info: PodInfo, node_name: str) -> None:
@@ -281,6 +292,15 @@ class Scheduler:
                 return
             if (pod.get("spec") or {}).get("nodeName") or _has_condition(pod, message):
                 return
+
+
+def _scheduling_relevant_change(old: Obj, new: Obj) -> bool:
+    """Like Kubernetes' isPodUpdated: status writes (including our own Unschedulable condition)
+    must not send a waiting pod round the queue again; spec, label or annotation changes may."""
+    def relevant(pod: Obj) -> tuple[Any, ...]:
+        meta = pod.get("metadata") or {}
+        return pod.get("spec"), meta.get("labels"), meta.get("annotations")
+    return relevant(old) != relevant(new)
 
 
 def _scheduled_condition(pod: Obj) -> dict[str, Any] | None:

@@ -206,6 +206,8 @@ class EtcdStorage:
                                    prev_kv=True)
         except RevisionCompactedError as e:
             raise CompactedError(e.compacted_revision) from None
+        except ClientError as e:
+            raise StorageError(f"etcd watch failed: {e}") from None
         try:
             async for ev in w:
                 kv = ev.kv
@@ -217,6 +219,8 @@ class EtcdStorage:
                                      is_create=kv.version == 1)
         except RevisionCompactedError as e:
             raise CompactedError(e.compacted_revision) from None
+        except ClientError as e:
+            raise StorageError(f"etcd watch failed: {e}") from None
         finally:
             await asyncio.shield(w.cancel())
 

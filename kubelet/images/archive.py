@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -71,12 +72,18 @@ def load(store: "ImageStore", path: Path, progress: Progress = lambda _: None) -
     except (tarfile.TarError, OSError):
         raise ImageError(f"{path} is not a tar archive (plain, gzip, bzip2 or xz)") from None
     with tf, store.layout.using():
-        members = {m.name.removeprefix("./"): m for m in tf.getmembers()}
-        reader = _ArchiveReader(store, tf, members, path)
-        if "index.json" in members:
-            return reader.load_oci(progress)
-        if "manifest.json" in members:
-            return reader.load_docker(progress)
+        try:
+            members = {m.name.removeprefix("./"): m for m in tf.getmembers()}
+            reader = _ArchiveReader(store, tf, members, path)
+            if "index.json" in members:
+                return reader.load_oci(progress)
+            if "manifest.json" in members:
+                return reader.load_docker(progress)
+        except (tarfile.TarError, EOFError, zlib.error, KeyError) as e:
+            # KeyError: tarfile's way of saying a link member points at nothing in the archive.
+            raise ImageError(f"{path} is a corrupt or truncated archive: {e}") from None
+        except (AttributeError, TypeError) as e:
+            raise ImageError(f"{path}: malformed image metadata ({e})") from None
         raise ImageError(f"{path} is not an image archive: it has neither index.json (OCI) nor manifest.json "
                          "(docker save)")
 
@@ -135,6 +142,8 @@ class _ArchiveReader:
             raise ImageError(f"{self.path}: manifest.json is not a list")
         loaded = []
         for entry in entries:
+            if not isinstance(entry, dict) or not entry.get("Config") or not isinstance(entry.get("Layers"), list):
+                raise ImageError(f"{self.path}: manifest.json entries need Config and Layers")
             config_bytes = self._open(entry["Config"]).read()
             config_digest = self.store.layout.put_blob(config_bytes)
             config = orjson.loads(config_bytes)

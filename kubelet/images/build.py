@@ -249,9 +249,10 @@ class Builder:
             raise inst.error("needs at least one source and a destination")
         *sources, dest = parts
         workdir = stage.runtime.get("WorkingDir") or "/"
-        dest_abs = dest if dest.startswith("/") else os.path.join(workdir, dest)
-        if dest.endswith("/") and not dest_abs.endswith("/"):
-            dest_abs += "/"
+        # Normalised, so no `..` survives into host-side path handling; a trailing / still means "into".
+        dest_abs = os.path.normpath(os.path.join(workdir, dest))
+        if dest.endswith(("/", "/.", "/..")) or dest in (".", ".."):
+            dest_abs = dest_abs.rstrip("/") + "/"
         chown = inst.flags.get("chown")
         chmod = _chmod(inst)
         from_ref = inst.flags.get("from")

@@ -152,6 +152,13 @@ def context_sources(context: Path, src: str, ignore: IgnoreRules, lineno: int) -
     if not matches:
         raise BuildError(f"Dockerfile line {lineno}: source {src!r} not found in the build context "
                          "(or excluded by .dockerignore)")
+    real_context = os.path.realpath(context)
+    for m in matches:
+        # `link/file` with link -> /etc must not smuggle host files into the image.
+        parent = os.path.realpath(context / os.path.dirname(m))
+        if parent != real_context and not parent.startswith(real_context + os.sep):
+            raise BuildError(f"Dockerfile line {lineno}: source {m!r} is outside the build context "
+                             "(through a symlink)")
     return [context / m for m in matches]
 
 
@@ -175,8 +182,11 @@ def copy_entry(src: Path, root: Path, dest: str, owner: Owner, ignore: IgnoreRul
                 continue
             copy_entry(child_src, root, f"{dest.rstrip('/')}/{child}", owner, ignore, src_root)
         return
+    name = os.path.basename(dest.rstrip("/"))
+    if name in ("", ".", ".."):
+        raise BuildError(f"cannot copy {src.name!r} to {dest!r}: not a file name")
     parent = resolve_in_root(root, os.path.dirname(dest.rstrip("/")) or "/")
-    target = parent / os.path.basename(dest.rstrip("/"))
+    target = parent / name
     if target.is_dir() and not target.is_symlink():
         shutil.rmtree(target)
     elif os.path.lexists(target):

@@ -71,11 +71,16 @@ def write_layer(layout: Layout, upper: Path) -> Layer:
     finally:
         tmp.unlink(missing_ok=True)
     final = layout.layers / diff_id.split(":", 1)[1]
-    if final.exists():
-        shutil.rmtree(upper)
-    else:
+    if not final.exists():
         _strip_overlay_xattrs(upper)
-        os.rename(upper, final)
+        try:
+            os.rename(upper, final)
+        except OSError:
+            if not final.exists():
+                raise
+            # A concurrent build produced the same layer first; its copy is as good as ours.
+    if upper.exists():
+        shutil.rmtree(upper)
     return Layer(digest, MT_OCI_LAYER_GZIP, compressed.size, diff_id)
 
 

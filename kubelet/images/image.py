@@ -58,14 +58,17 @@ def parse_manifest(name: str | None, digest: str, manifest: dict[str, Any], conf
     media_type = manifest.get("mediaType") or MT_OCI_MANIFEST
     if media_type not in MANIFEST_TYPES or manifest.get("schemaVersion") != 2:
         raise ImageError(f"manifest {digest} has unsupported media type {media_type!r}")
-    cfg = manifest.get("config") or {}
-    diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
-    descs = manifest.get("layers") or []
-    if len(diff_ids) != len(descs):
-        raise ImageError(f"image {name or digest}: config lists {len(diff_ids)} layers, manifest {len(descs)}")
-    layers = [Layer(check_digest(d["digest"]), d.get("mediaType", ""), int(d.get("size", 0)), check_digest(diff))
-              for d, diff in zip(descs, diff_ids)]
-    return Image(name, digest, media_type, manifest, check_digest(cfg.get("digest", "")), config, layers)
+    try:
+        cfg = manifest.get("config") or {}
+        diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
+        descs = manifest.get("layers") or []
+        if len(diff_ids) != len(descs):
+            raise ImageError(f"image {name or digest}: config lists {len(diff_ids)} layers, manifest {len(descs)}")
+        layers = [Layer(check_digest(d["digest"]), d.get("mediaType", ""), int(d.get("size", 0)), check_digest(diff))
+                  for d, diff in zip(descs, diff_ids)]
+        return Image(name, digest, media_type, manifest, check_digest(cfg.get("digest", "")), config, layers)
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        raise ImageError(f"image {name or digest}: malformed manifest or config ({type(e).__name__}: {e})") from None
 
 
 def now_rfc3339() -> str:

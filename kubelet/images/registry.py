@@ -12,7 +12,9 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import ipaddress
+import logging
 import os
+import time
 import socket
 import threading
 import urllib.error
@@ -36,6 +38,7 @@ from kubelet.images.layout import INDEX_TYPES, MANIFEST_TYPES, MT_DOCKER_LIST, M
 if TYPE_CHECKING:
     from kubelet.images.store import ImageStore
 
+log = logging.getLogger("kubelet.images")
 ACCEPT = ", ".join((MT_OCI_INDEX, MT_OCI_MANIFEST, MT_DOCKER_LIST, MT_DOCKER_MANIFEST))
 _MAX_MANIFEST = 4 * 1024 * 1024
 _CHUNK = 1 << 20
@@ -289,6 +292,7 @@ def pull(store: "ImageStore", ref_text: str, insecure: bool = False, reporter: R
     ref = reference.parse(ref_text)
     reporter = reporter or QuietReporter()
     reg = Registry(ref.registry, insecure, docker_config=docker_config)
+    began = time.monotonic()
     with store.layout.using():
         body, media_type, digest = reg.get_manifest(ref.repository, ref.digest or ref.tag or "latest")
         if media_type in INDEX_TYPES:
@@ -300,16 +304,16 @@ def pull(store: "ImageStore", ref_text: str, insecure: bool = False, reporter: R
             raise RegistryError(f"{ref}: unsupported manifest type {media_type!r} (schema 1 images are not supported)")
         manifest = orjson.loads(body)
         reporter.line(f"Pulling {ref} ({digest})")
-        result = PullResult(image=None)  # type: ignore[arg-type]
+        transferred = 0
+        downloaded: list[str] = []
         config_desc = manifest.get("config") or {}
         config_digest = check_digest(config_desc.get("digest", ""))
         if not store.layout.has_blob(config_digest):
-            result.bytes += reg.download_blob(store, ref.repository, config_digest, int(config_desc.get("size", 0)),
-                                              reporter)
+            transferred += reg.download_blob(store, ref.repository, config_digest, int(config_desc.get("size", 0)),
+                                             reporter)
         layers = parse_manifest(str(ref), digest, manifest, store.layout.read_json(config_digest)).layers
         unique_layers = list({layer.digest: layer for layer in layers}.values())
         present = {layer.digest for layer in unique_layers if store.layout.has_blob(layer.digest)}
-        result.present = sorted(present)
 
         def fetch(layer: Layer) -> int:
             n = 0
@@ -320,14 +324,15 @@ def pull(store: "ImageStore", ref_text: str, insecure: bool = False, reporter: R
         with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="pull") as pool:
             futures = [(layer, pool.submit(fetch, layer)) for layer in unique_layers]
             for layer, fut in futures:
-                result.bytes += fut.result()
+                transferred += fut.result()
                 if layer.digest not in present:
-                    result.downloaded.append(layer.digest)
+                    downloaded.append(layer.digest)
         img = store.store_manifest(body, digest)
         img.name = store.set_name(str(ref), digest, allow_digest=True)
-        result.image = img
         reporter.line(f"Pulled {img.name} (image ID {img.id})")
-        return result
+        log.info("image=%s action=pull digest=%s layers_downloaded=%d bytes=%d seconds=%.2f", img.name, digest,
+                 len(downloaded), transferred, time.monotonic() - began)
+        return PullResult(img, downloaded, sorted(present), transferred)
 
 
 def push(store: "ImageStore", ref_text: str, dest: str | None = None, insecure: bool = False,
@@ -348,4 +353,5 @@ def push(store: "ImageStore", ref_text: str, dest: str | None = None, insecure: 
     digest = reg.put_manifest(target.repository, target.tag or "latest", store.layout.read_blob(img.manifest_digest),
                               img.manifest_media_type)
     reporter.line(f"Pushed {target} ({digest})")
+    log.info("image=%s action=push digest=%s", target, digest)
     return digest

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import fcntl
+import logging
 import os
 import re
 import shutil
@@ -25,6 +26,7 @@ from kubelet.images.layout import (MANIFEST_TYPES, MT_OCI_CONFIG, MT_OCI_MANIFES
                                    Layout, dumps)
 from kubelet.images.unpack import Limits, unpack_layer
 
+log = logging.getLogger("kubelet.images")
 _CONTAINER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _HEX_PREFIX = re.compile(r"(?:sha256:)?([a-f0-9]{4,64})")
 
@@ -48,15 +50,12 @@ class ImageStore:
             parsed = None
         names = self.layout.names()
         if parsed is not None:
+            if str(parsed) in names:  # includes repo@<index digest> recorded by a pull of a multi-arch image
+                return self._load(str(parsed), names[str(parsed)])
             if parsed.digest:
                 for name, desc in names.items():
                     if desc["digest"] == parsed.digest and reference.parse(name).name == parsed.name:
                         return self._load(str(parsed), desc)
-                if self.layout.has_blob(parsed.digest) and any(
-                        reference.parse(n).name == parsed.name for n in names):
-                    return self._load(str(parsed), {"digest": parsed.digest})
-            elif str(parsed) in names:
-                return self._load(str(parsed), names[str(parsed)])
         m = _HEX_PREFIX.fullmatch(ref)
         if m:
             found = {img.id: img for img in self.list() if img.id.split(":", 1)[1].startswith(m.group(1))}
@@ -79,7 +78,13 @@ class ImageStore:
         return self.get(ref).config
 
     def list(self) -> builtins.list[Image]:
-        return [self._load(name, desc) for name, desc in sorted(self.layout.names().items())]
+        images = []
+        for name, desc in sorted(self.layout.names().items()):
+            try:
+                images.append(self._load(name, desc))
+            except ImageError as e:  # one damaged entry must not hide the others
+                log.warning("image=%s action=list error=%s", name, e)
+        return images
 
     def _load(self, name: str | None, desc: dict[str, Any]) -> Image:
         manifest = self.layout.read_json(desc["digest"])
@@ -128,6 +133,7 @@ class ImageStore:
         with self.layout.edit_index() as index:
             index["manifests"] = [d for d in index["manifests"]
                                   if (d.get("annotations") or {}).get(NAME_ANNOTATION) not in targets]
+        log.info("image=%s action=untag names=%s", ref, ",".join(targets))
         return targets
 
     # ---- creating images ---------------------------------------------------
@@ -289,6 +295,8 @@ class ImageStore:
                     link.unlink()
             self._clean_tmp()
             builder.prune_cache(self)
+        log.info("action=gc blobs_deleted=%d layers_deleted=%d bytes_freed=%d", freed["blobs"], freed["layers"],
+                 freed["bytes"])
         return freed
 
     def _clean_tmp(self) -> None:

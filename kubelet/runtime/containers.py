@@ -168,12 +168,8 @@ class Containers:
 
     async def remove(self, cid: str) -> None:
         """Kill if needed and delete everything of the container (CRI RemoveContainer); idempotent."""
-        try:
-            self.meta(cid)
-        except NotFound:
-            if not self._cdir(cid).exists():
-                return
-        await self._destroy(cid)
+        if self._cdir(cid).exists():
+            await self._destroy(cid)
 
     async def _destroy(self, cid: str) -> None:
         paths = self.paths(cid)
@@ -183,9 +179,23 @@ class Containers:
         shutil.rmtree(paths.dir, ignore_errors=True)
 
     async def status(self, cid: str) -> ContainerStatus:
+        self.meta(cid)
+        return self._status(cid, await self.runc.state(cid))
+
+    async def statuses(self, cids: list[str]) -> list[ContainerStatus]:
+        """Like status() for many containers with a single runc call (a kubelet relists often)."""
+        states = await self.runc.list_states()
+        out = []
+        for cid in cids:
+            try:
+                out.append(self._status(cid, states.get(cid)))
+            except NotFound:
+                continue  # removed meanwhile
+        return out
+
+    def _status(self, cid: str, state: dict[str, Any] | None) -> ContainerStatus:
         meta = self.meta(cid)
         paths = self.paths(cid)
-        state = await self.runc.state(cid)
         exited = read_exit(paths)
         pid = 0
         if exited:

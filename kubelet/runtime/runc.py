@@ -16,6 +16,7 @@ from kubelet.runtime.interface import (ContainerConfig, ContainerState, Containe
                                        ImageService, LogLine, LogOptions, NotFound, PodStats, RuntimeError_,
                                        SandboxConfig, SandboxState, SandboxStatus)
 from kubelet.runtime.logs import read_logs
+from kubelet.runtime.monitor import conmon_alive, read_exit
 from kubelet.runtime.runccli import Runc
 from kubelet.runtime.sandbox import Sandboxes
 
@@ -94,10 +95,13 @@ class RuncRuntime:
         for cid in cids:
             await self.containers.remove(cid)
         await self.sandboxes.release(sandbox_id)
-        try:
-            cgroups.remove_tree({**cgroups.nested_dirs(pod_rel), **dirs}, pod_rel)
-        except OSError as e:
-            raise RuntimeError_(f"removing the pod cgroup of sandbox {sandbox_id}: {e}") from None
+        uid = state["config"]["uid"]
+        # the pod cgroup belongs to the pod: a replacement sandbox of the same pod may still be using it
+        if not any(self.sandboxes.load(s)["config"]["uid"] == uid for s in self.sandboxes.ids() if s != sandbox_id):
+            try:
+                cgroups.remove_tree({**cgroups.nested_dirs(pod_rel), **dirs}, pod_rel)
+            except OSError as e:
+                raise RuntimeError_(f"removing the pod cgroup of sandbox {sandbox_id}: {e}") from None
         self.sandboxes.remove(sandbox_id)
 
     async def sandbox_status(self, sandbox_id: str) -> SandboxStatus:
@@ -133,13 +137,7 @@ class RuncRuntime:
         return await self.containers.status(container_id)
 
     async def list_containers(self, sandbox_id: str | None = None) -> list[ContainerStatus]:
-        out = []
-        for cid in self.containers.ids(sandbox_id):
-            try:
-                out.append(await self.containers.status(cid))
-            except NotFound:
-                continue
-        return out
+        return await self.containers.statuses(self.containers.ids(sandbox_id))
 
     async def exec(self, container_id: str, cmd: list[str], stdin: bytes | None = None, tty: bool = False,
                    timeout: float | None = None) -> ExecResult:
@@ -153,11 +151,8 @@ class RuncRuntime:
         self.containers.meta(container_id)
 
         async def finished() -> bool:
-            try:
-                return (await self.containers.status(container_id)).state not in (ContainerState.RUNNING,
-                                                                                   ContainerState.CREATED)
-            except NotFound:
-                return True
+            # file checks only: this runs every poll interval while a follower waits for output
+            return read_exit(paths) is not None or not conmon_alive(paths)
 
         async for line in read_logs(paths.log, options, finished):
             yield line

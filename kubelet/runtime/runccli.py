@@ -60,9 +60,10 @@ class Runc:
         except NotFound:
             pass
 
-    async def list_ids(self) -> list[str]:
+    async def list_states(self) -> dict[str, dict[str, Any]]:
+        """id -> state (`status`, `pid`, ...) of every container under this root, in one runc call."""
         out = await self.run("list", "--format", "json")
-        return [c["id"] for c in json.loads(out or b"null") or []]
+        return {c["id"]: c for c in json.loads(out or b"null") or []}
 
 
 def _runc_message(err: bytes) -> str:

@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pkctl.cluster import pki
 from pklib import kubeconfig
 
 DEFAULT_PORTS = {"etcd_client_port": 2379, "etcd_peer_port": 2380, "api_port": 6443}
@@ -36,6 +35,28 @@ class HomeError(Exception):
 def resolve(arg: str | None) -> Path:
     """--home, else $PKUBE_HOME, else /var/lib/pkube; always absolute (the supervisor changes cwd)."""
     return (Path(arg) if arg else kubeconfig.pkube_home()).expanduser().absolute()
+
+
+@dataclass(frozen=True)
+class Pki:
+    """Where the cluster's certificates live (pkctl/cluster/pki.py makes them)."""
+    dir: Path
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.dir / "ca.crt"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.dir / "ca.key"
+
+    @property
+    def serving_cert(self) -> Path:
+        return self.dir / "apiserver.crt"
+
+    @property
+    def serving_key(self) -> Path:
+        return self.dir / "apiserver.key"
 
 
 @dataclass
@@ -63,7 +84,7 @@ class Home:
         self.config_file = root / "config.json"
         self.tokens_file = root / "tokens.csv"
         self.kubeconfig = root / "kubeconfig"
-        self.pki = pki.Pki(root / "pki")
+        self.pki = Pki(root / "pki")
         self.etcd_data = root / "etcd"
         self.images = root / "images"
         self.logs = root / "logs"
@@ -132,6 +153,8 @@ class Home:
             write_private(self.tokens_file, f"{secrets.token_hex(32)},admin,admin,system:masters\n")
         doc = kubeconfig.build(cfg.api_url, self.token())
         if tls:
+            # imported here: cryptography is heavy, and only `up` needs it, not the long-lived supervisor
+            from pkctl.cluster import pki
             pki.ensure(self.pki.dir)
             doc["clusters"][0]["cluster"]["certificate-authority-data"] = \
                 base64.b64encode(self.pki.ca_cert.read_bytes()).decode()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -17,29 +16,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from pkctl.cluster.home import Pki
+
 CA_DAYS, SERVING_DAYS = 3650, 365  # like kubeadm
 RENEW_BEFORE = dt.timedelta(days=30)
-
-
-@dataclass(frozen=True)
-class Pki:
-    dir: Path
-
-    @property
-    def ca_cert(self) -> Path:
-        return self.dir / "ca.crt"
-
-    @property
-    def ca_key(self) -> Path:
-        return self.dir / "ca.key"
-
-    @property
-    def serving_cert(self) -> Path:
-        return self.dir / "apiserver.crt"
-
-    @property
-    def serving_key(self) -> Path:
-        return self.dir / "apiserver.key"
 
 
 def _key() -> ec.EllipticCurvePrivateKey:

@@ -57,19 +57,20 @@ def table(rows: list[list[str]]) -> str:
 def status_report(home: Home, cfg: ClusterConfig, supervisor: procs.ProcRecord | None) -> bool:
     """Print the status table; True when the cluster runs and every available component is healthy."""
     healthy = supervisor is not None
-    rows = [["COMPONENT", "STATE", "PID", "RSS", "UPTIME", "HEALTH"]]
+    rows = [["COMPONENT", "STATE", "PID", "RSS", "UPTIME", "RESTARTS", "HEALTH"]]
     now = time.time()
     for c in COMPONENTS:
         st = home.read_state(c.name) or {}
         rec = procs.ProcRecord.from_state(st)
         if st.get("state") == "NotAvailable" or (not st and not c.available()):
-            rows.append([c.name, "Not available", "-", "-", "-", st.get("detail") or "not in this build"])
+            rows.append([c.name, "Not available", "-", "-", "-", "-", st.get("detail") or "not in this build"])
             continue
         if supervisor is None or rec is None or not rec.alive():
             if supervisor is None:
-                rows.append([c.name, "Stopped", "-", "-", "-", "-"])
+                rows.append([c.name, "Stopped", "-", "-", "-", "-", "-"])
             else:
-                rows.append([c.name, st.get("state", "Waiting"), "-", "-", "-", st.get("detail") or "-"])
+                rows.append([c.name, st.get("state", "Waiting"), "-", "-", "-", str(st.get("restarts", 0)),
+                             st.get("detail") or "-"])
             healthy = False
             continue
         uptime = now - st["started"]
@@ -77,7 +78,7 @@ def status_report(home: Home, cfg: ClusterConfig, supervisor: procs.ProcRecord |
         healthy = healthy and ok
         state = "Running" if st.get("state") in ("Running", "Starting") else st.get("state", "?")
         rows.append([c.name, state, str(rec.pid), human_bytes(rec.rss_bytes()), human_duration(uptime),
-                     ("ok" if ok else "FAILING") + f" ({detail})"])
+                     str(st.get("restarts", 0)), ("ok" if ok else "FAILING") + f" ({detail})"])
     sup = f"running (pid {supervisor.pid})" if supervisor else "not running"
     print(f"pkube cluster in {home.root}: supervisor {sup}")
     print(f"API server: {cfg.api_url}   kubeconfig: {home.kubeconfig}\n")

@@ -34,6 +34,7 @@ STOP_GRACE = 10.0
 # What `pkube COMPONENT` prints and returns when a module the component needs is missing.
 LAUNCHER_UNAVAILABLE, UNAVAILABLE_MARK = 2, "is not available in this build"
 HEALTH_INTERVAL = 5.0
+LOG_ROTATE_BYTES = 20 * 2**20  # keep one older log of this size per component
 
 
 def restart_delay(previous: float | None, ran: float) -> float:
@@ -130,7 +131,11 @@ class Keeper:
             return f.read().decode(errors="replace")
 
     def _open_log(self) -> IO[bytes]:
-        f = open(self.home.log(self.comp.name), "ab")
+        path = self.home.log(self.comp.name)
+        if path.exists() and path.stat().st_size > LOG_ROTATE_BYTES:
+            # at (re)start only: the running process keeps writing to its open file
+            os.replace(path, path.with_name(path.name + ".1"))
+        f = open(path, "ab")
         f.write(f"==== {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} pkube supervisor: "
                 f"starting {self.comp.name}\n".encode())
         f.flush()

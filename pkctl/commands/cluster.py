@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ import yaml
 from pkctl.cluster import images, kubemerge, procs
 from pkctl.cluster import prereqs as prereq_checks
 from pkctl.cluster.components import BY_NAME, COMPONENTS, apiserver_serves_tls
-from pkctl.cluster.home import Home, HomeError, resolve
+from pkctl.cluster.home import ClusterConfig, Home, HomeError, resolve
 from pkctl.cluster.report import print_next_steps, status_report
 from pkctl.main import CommandError
 
@@ -35,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     up.add_argument("--install-deps", action="store_true", help="apt-get install missing system packages")
     up.add_argument("--merge-kubeconfig", action="store_true",
                     help="also add the cluster to ~/.kube/config as context pkube and switch to it")
-    up.add_argument("--wait-timeout", type=float, default=DEFAULT_WAIT, metavar="S",
+    up.add_argument("--wait-timeout", type=_seconds, default=DEFAULT_WAIT, metavar="S",
                     help=f"seconds to wait for every component to be healthy (default {DEFAULT_WAIT:.0f})")
     up.set_defaults(func=cmd_up)
 
@@ -53,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     lg.add_argument("component", choices=[*BY_NAME, "supervisor"], metavar="COMPONENT",
                     help="one of: " + ", ".join([*BY_NAME, "supervisor"]))
     lg.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
-    lg.add_argument("--tail", type=int, default=-1, help="only the last N lines")
+    lg.add_argument("--tail", type=_count, default=None, metavar="N", help="only the last N lines")
     lg.set_defaults(func=cmd_logs)
 
 
@@ -65,6 +66,22 @@ def _port(text: str) -> int:
     if not 1 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{port} is not a port number (1-65535)")
     return port
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 3600 seconds")
+    return value
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of lines")
+    return int(text)
 
 
 def _home(args: argparse.Namespace) -> Home:
@@ -205,21 +222,27 @@ def cmd_down(args: argparse.Namespace) -> int:
     home = _home(args)
     if not home.exists():
         raise CommandError(f"no pkube cluster at {home.root}")
+    try:
+        cfg: ClusterConfig | None = home.load_config()
+    except HomeError as e:
+        if not args.purge:
+            raise CommandError(str(e)) from None
+        cfg = None  # a damaged home can still be removed: that is the way out the error suggests
     sup = supervisor(home)
     if sup:
         print(f"Stopping pkube cluster in {home.root} ...", flush=True)
-        sup.signal(15)
+        sup.signal(signal.SIGTERM)
         if procs.wait_gone([sup], DOWN_TIMEOUT):
             raise CommandError(f"the supervisor (pid {sup.pid}) did not stop within {DOWN_TIMEOUT:.0f}s; "
                                f"see {home.log('supervisor')}")
     else:
         print(f"pkube cluster in {home.root} is not running.")
-    left = leftovers(home)
+    left = leftovers(home, cfg)
     if left:
         raise CommandError("still running after stop: " + ", ".join(left))
     if args.purge:
         try:
-            if kubemerge.unmerge(kubemerge.user_kubeconfig(), _kubeconfig_doc(home)):
+            if home.kubeconfig.exists() and kubemerge.unmerge(kubemerge.user_kubeconfig(), _kubeconfig_doc(home)):
                 print(f"✓ removed context pkube from {kubemerge.user_kubeconfig()}")
         except (kubemerge.MergeError, OSError) as e:
             print(f"warning: {e}", file=sys.stderr)  # the user's own file: report, do not block the purge
@@ -233,12 +256,12 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
-def leftovers(home: Home) -> list[str]:
+def leftovers(home: Home, cfg: ClusterConfig | None) -> list[str]:
     """Stop recorded component processes that outlived their supervisor, then report what could not be stopped.
 
-    Node-level state (containers, netns, nft tables) is undone by each component's `cleanup` hook.
+    Node-level state (containers, netns, nft tables) is undone by each component's `cleanup` hook
+    (skipped without a readable config: then the hooks cannot know what to look for).
     """
-    cfg = home.load_config()
     problems = []
     recs = {c.name: r for c in COMPONENTS if (r := procs.ProcRecord.from_state(home.read_state(c.name)))}
     stale = [r for r in recs.values() if r.alive()]
@@ -247,7 +270,7 @@ def leftovers(home: Home) -> list[str]:
     for r in procs.terminate(stale, 10.0):
         problems.append(f"pid {r.pid}")
     for c in COMPONENTS:
-        if c.cleanup is not None:
+        if c.cleanup is not None and cfg is not None:
             problems += c.cleanup(home, cfg)
     return problems
 
@@ -271,7 +294,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
         raise CommandError(f"{args.component} has no log yet in {home.logs}")
     with open(path, "rb") as f:
         data = f.read()
-        if args.tail >= 0:
+        if args.tail is not None:
             data = b"".join(data.splitlines(keepends=True)[-args.tail:]) if args.tail else b""
         sys.stdout.buffer.write(data)
         sys.stdout.flush()

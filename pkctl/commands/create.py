@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ns.set_defaults(func=namespace)
 
     deploy = kinds.add_parser("deployment", aliases=["deploy"], help="create a deployment running an image",
-                              description="Create a deployment. `-- COMMAND [ARGS...]` runs that instead of the image's command.")
+                              description="Create a deployment. `-- COMMAND [ARGS...]` runs that instead of "
+                                          "the image's command.")
     deploy.add_argument("name", metavar="NAME")
     deploy.add_argument("--image", action="append", default=[], help="image to run (repeat for several containers)")
     deploy.add_argument("--replicas", type=int, default=1, help="number of replicas (default 1)")

@@ -138,7 +138,8 @@ def command(args: argparse.Namespace) -> int:
                                                 label_selector=args.selector)
             for item in listed.get("items") or []:
                 meta = item.get("metadata") or {}
-                deletions.append(Deletion(t.res, meta.get("name", ""), meta.get("namespace") if t.res.namespaced else None))
+                item_ns = meta.get("namespace") if t.res.namespaced else None
+                deletions.append(Deletion(t.res, meta.get("name", ""), item_ns))
         if not deletions:
             print("No resources found")
             return 0

@@ -16,6 +16,7 @@ from ..targets import parse_targets
 
 EVENTS = lookup("events")
 ENDPOINTS = lookup("endpoints")
+PODS = lookup("pods")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -57,7 +58,8 @@ async def describe_command(conn: Connection, args: argparse.Namespace) -> int:
                 print("\n")
             events = await events_for(conn, t.res, obj)
             endpoints = await endpoints_for(conn, obj) if t.res.kind == "Service" else None
-            sys.stdout.write(describe(t.res, obj, events, utcnow(), endpoints))
+            pods = await pods_on(conn, obj) if t.res.kind == "Node" else None
+            sys.stdout.write(describe(t.res, obj, events, utcnow(), endpoints, pods))
             shown += 1
     if not shown and not failed:
         where = "" if (args.all_namespaces or all(not t.res.namespaced for t in targets)) \
@@ -102,3 +104,12 @@ async def endpoints_for(conn: Connection, service: dict[str, Any]) -> dict[str, 
         if is_not_found(e):
             return None
         raise
+
+
+async def pods_on(conn: Connection, node: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The node's pods that have not finished (they are what holds its resources)."""
+    if PODS is None:
+        return None
+    name = (node.get("metadata") or {}).get("name", "")
+    items = (await conn.client.list_all(PODS, None, field_selector=f"spec.nodeName={name}")).get("items") or []
+    return [p for p in items if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]

@@ -9,13 +9,13 @@ from typing import Any
 from pklib.errors import ApiError, is_gone
 from pklib.resources import Resource
 
-from .. import columns
+from .. import columns, jsonpath
 from ..connect import Connection, run
 from ..errors import CommandError, api_error_line
 from ..printers import as_list, format_rows, labels_cell, object_ref, to_json, to_yaml, utcnow, with_type
 from ..targets import Target, parse_targets
 
-OUTPUTS = ("wide", "yaml", "json", "name")
+OUTPUTS = ("wide", "yaml", "json", "name", "jsonpath=TEMPLATE", "custom-columns=SPEC")
 # A watch stream the server ends (its timeout) is resumed; this bounds how fast we retry a failing one.
 WATCH_RETRY_SECONDS = 1.0
 
@@ -30,24 +30,40 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("-A", "--all-namespaces", action="store_true", help="list across all namespaces")
     p.add_argument("-l", "--selector", help="label selector, e.g. app=web,tier!=db")
     p.add_argument("--field-selector", help="field selector, e.g. status.phase=Running")
-    p.add_argument("-o", "--output", help="output format: " + "|".join(OUTPUTS))
+    p.add_argument("-o", "--output", help="output format: " + " | ".join(OUTPUTS))
     p.add_argument("--show-labels", action="store_true", help="add a LABELS column")
     p.add_argument("-w", "--watch", action="store_true", help="after listing, watch for changes")
+    p.add_argument("--watch-only", action="store_true", help="watch for changes without listing first")
     p.add_argument("--ignore-not-found", action="store_true", help="treat a missing named object as no error")
     p.set_defaults(func=lambda args: run(args, lambda conn: get(conn, args)))
 
 
-def _check(args: argparse.Namespace, targets: list[Target]) -> None:
+def _normalize_options(args: argparse.Namespace, targets: list[Target]) -> None:
+    """Reject flag combinations kubectl rejects; parse -o templates and fold --watch-only into args."""
     if not targets:
         raise CommandError('You must specify the type of resource to get. Use "pkctl api-resources" for a '
                            "complete list of supported resources.")
-    if args.output and args.output not in OUTPUTS:
+    args.template = args.columns = None
+    fmt, has_arg, spec = (args.output or "").partition("=")
+    if fmt in ("jsonpath", "custom-columns"):
+        if not has_arg or not spec:
+            raise CommandError(f"{fmt} format specified but no template given")
+        try:
+            if fmt == "jsonpath":
+                args.template = jsonpath.parse(spec)
+            else:
+                args.columns = jsonpath.parse_columns(spec)
+        except jsonpath.JSONPathError as e:
+            raise CommandError(f"error parsing {fmt} {spec}: {e}") from None
+        args.output = fmt
+    elif args.output and args.output not in OUTPUTS:
         raise CommandError(f'unable to match a printer suitable for the output format "{args.output}", '
                            f"allowed formats are: {','.join(sorted(OUTPUTS))}")
     if any(t.names and t.res.namespaced for t in targets) and args.all_namespaces:
         raise CommandError("a resource cannot be retrieved by name across all namespaces")
     if any(t.names for t in targets) and (args.selector or args.field_selector):
         raise CommandError("selectors cannot be used when passing resource/name arguments")
+    args.watch = args.watch or args.watch_only
     if args.watch and len(targets) > 1:
         raise CommandError(f"watch is only supported on individual resources and resource collections, "
                            f"but {len(targets)} resources were found")
@@ -55,7 +71,7 @@ def _check(args: argparse.Namespace, targets: list[Target]) -> None:
 
 async def get(conn: Connection, args: argparse.Namespace) -> int:
     targets = parse_targets(args.targets)
-    _check(args, targets)
+    _normalize_options(args, targets)
     found: list[Found] = []
     errors: list[str] = []
     list_rv: dict[int, str] = {}
@@ -74,7 +90,7 @@ async def get(conn: Connection, args: argparse.Namespace) -> int:
             list_rv[i] = str((result.get("metadata") or {}).get("resourceVersion") or "")
             found.extend((t.res, item) for item in result.get("items") or [])
     single = len(targets) == 1 and len(targets[0].names) == 1
-    widths = print_found(found, args, single, conn.namespace, targets)
+    widths = [] if args.watch_only else print_found(found, args, single, conn.namespace, targets)
     sys.stdout.flush()
     for line in errors:
         print(line, file=sys.stderr)
@@ -91,6 +107,10 @@ def print_found(found: list[Found], args: argparse.Namespace, single: bool, name
         for res, obj in found:
             print(object_ref(res, obj))
         return []
+    if out == "jsonpath":
+        doc = with_type(*found[0]) if single and len(found) == 1 else as_list(with_type(r, o) for r, o in found)
+        sys.stdout.write(jsonpath.render(args.template, doc))
+        return []
     if out in ("yaml", "json"):
         # Nothing found by name prints nothing (the error says why); an empty listing is an empty List.
         if found or not any(t.names for t in targets):
@@ -103,6 +123,11 @@ def print_found(found: list[Found], args: argparse.Namespace, single: bool, name
             where = "" if (args.all_namespaces or cluster_scoped) else f" in {namespace} namespace"
             print(f"No resources found{where}.", file=sys.stderr)
         return []
+    if out == "custom-columns":
+        rows = [[h for h, _ in args.columns]] + [jsonpath.column_cells(args.columns, o) for _, o in found]
+        column_widths: list[int] = []
+        print("\n".join(format_rows(rows, column_widths)))
+        return column_widths
     kinds = list(dict.fromkeys(res for res, _ in found))
     prefix = len(kinds) > 1
     widths: list[int] = []
@@ -146,7 +171,8 @@ async def watch(conn: Connection, args: argparse.Namespace, target: Target, rv: 
         field_selector = f"metadata.name={target.names[0]}" if len(target.names) == 1 else None
         rv = max((str((o.get("metadata") or {}).get("resourceVersion") or "") for _, o in found), key=_rv_key,
                  default=None)
-    header_printed = bool(found) and not args.output
+    tabular = args.output in (None, "wide", "custom-columns")
+    header_printed = bool(found) and tabular and not args.watch_only
     while True:
         try:
             async for event in conn.client.watch(res, ns, resource_version=rv or None, label_selector=args.selector,
@@ -157,8 +183,9 @@ async def watch(conn: Connection, args: argparse.Namespace, target: Target, rv: 
                     continue
                 if target.names and (obj.get("metadata") or {}).get("name") not in target.names:
                     continue
-                if not args.output and not header_printed:
-                    print(format_rows([table_headers(res, args)], widths)[0])
+                if tabular and not header_printed:
+                    head = [h for h, _ in args.columns] if args.columns else table_headers(res, args)
+                    print(format_rows([head], widths)[0])
                     header_printed = True
                 _print_event(res, obj, args, widths)
         except ApiError as e:
@@ -171,6 +198,10 @@ async def watch(conn: Connection, args: argparse.Namespace, target: Target, rv: 
 def _print_event(res: Resource, obj: dict[str, Any], args: argparse.Namespace, widths: list[int]) -> None:
     if args.output == "name":
         print(object_ref(res, obj))
+    elif args.output == "jsonpath":
+        sys.stdout.write(jsonpath.render(args.template, obj))
+    elif args.output == "custom-columns":
+        print(format_rows([jsonpath.column_cells(args.columns, obj)], widths)[0])
     elif args.output == "yaml":
         sys.stdout.write("---\n" + to_yaml(with_type(res, obj)))
     elif args.output == "json":

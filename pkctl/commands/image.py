@@ -9,7 +9,9 @@ import argparse
 import datetime as dt
 import json
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -50,10 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sp.add_argument("target", metavar="TARGET")
     add("prune", _prune, "delete blobs and layers no image or container uses")
     sp = add("load", _load, "load images from a docker-save or OCI archive")
-    sp.add_argument("-i", "--input", required=True, metavar="FILE", type=Path)
+    sp.add_argument("-i", "--input", metavar="FILE", type=Path, help="archive to read (default: standard input)")
     sp = add("save", _save, "save images to an archive (OCI layout + docker-save manifest)")
     sp.add_argument("names", nargs="+", metavar="NAME")
-    sp.add_argument("-o", "--output", required=True, metavar="FILE", type=Path)
+    sp.add_argument("-o", "--output", metavar="FILE", type=Path, help="archive to write (default: standard output)")
     sp = add("pull", _pull, "pull an image from a registry")
     sp.add_argument("name", metavar="NAME")
     sp.add_argument("--insecure-registry", action="store_true", help="use plain http (loopback registries always do)")
@@ -227,14 +229,35 @@ def _prune(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> int:
-    images = _store(args).load(args.input, progress=print)
+    store = _store(args)
+    if args.input is not None:
+        images = store.load(args.input, progress=print)
+    else:
+        if sys.stdin.isatty():
+            raise CommandError("requested load from stdin, but stdin is a terminal: use -i FILE or redirect input")
+        # Archives need random access (index first, blobs after), so stdin is spooled to the store's tmp dir.
+        with tempfile.NamedTemporaryFile(dir=store.layout.tmp, prefix="stdin-", suffix=".tar") as spool:
+            shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
+            spool.flush()
+            images = store.load(Path(spool.name), progress=print)
     if not images:
-        raise CommandError(f"{args.input} contains no images")
+        raise CommandError(f"{args.input or 'the archive'} contains no images")
     return 0
 
 
 def _save(args: argparse.Namespace) -> int:
-    _store(args).save(args.names, args.output)
+    store = _store(args)
+    if args.output is not None:
+        store.save(args.names, args.output)
+        return 0
+    if sys.stdout.isatty():
+        raise CommandError("cowardly refusing to save to a terminal: use -o FILE or redirect output")
+    with tempfile.TemporaryDirectory(dir=store.layout.tmp, prefix="stdout-") as d:
+        out = Path(d) / "images.tar"
+        store.save(args.names, out)
+        with open(out, "rb") as f:
+            shutil.copyfileobj(f, sys.stdout.buffer, 1 << 20)
+        sys.stdout.buffer.flush()
     return 0
 
 

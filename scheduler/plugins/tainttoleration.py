@@ -1,7 +1,7 @@
 """TaintToleration: NoSchedule/NoExecute taints filter, PreferNoSchedule taints lower the score."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from ..framework import NodeInfo, PodInfo
 
@@ -31,8 +31,7 @@ def filter(pod: PodInfo, node: NodeInfo) -> list[str] | None:  # noqa: A001 - th
     return None
 
 
-def intolerable_preferences(pod: PodInfo, node: NodeInfo) -> float:
-    """Raw score: how many PreferNoSchedule taints the pod does not tolerate (lower is better)."""
-    if not node.soft_taints:
-        return 0.0
-    return float(sum(1 for taint in node.soft_taints if not tolerated(pod.tolerations, taint)))
+def intolerable_preferences(pod: PodInfo, nodes: Sequence[NodeInfo]) -> list[float]:
+    """Raw scores: how many PreferNoSchedule taints the pod does not tolerate (lower is better)."""
+    return [float(sum(1 for taint in n.soft_taints if not tolerated(pod.tolerations, taint))) if n.soft_taints
+            else 0.0 for n in nodes]

@@ -1,6 +1,7 @@
 """The apiserver process: flags, etcd endpoints, behaviour while etcd is down."""
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import tempfile
@@ -58,14 +59,24 @@ def _status(url: str, token: str) -> int:
         return e.code
 
 
-async def test_etcd_down_means_not_ready_and_503() -> None:
-    with tempfile.TemporaryDirectory(prefix="pkt-") as tmp:
+async def test_etcd_outage_503_then_recovery_keeps_watches(session_tmp: str) -> None:
+    with tempfile.TemporaryDirectory(prefix="pkt-", dir=session_tmp) as tmp:
         own = start_etcd(tmp)
+        restarted: subprocess.Popen[bytes] | None = None
         try:
             server = start_apiserver(tmp, own.url)
             try:
                 async with Client(server.url, server.token) as c:
                     await c.create(CM, sample(CM, "before", "default"))
+                    events: asyncio.Queue[dict] = asyncio.Queue()
+
+                    async def watch() -> None:
+                        async for ev in c.watch(CM, "default"):
+                            await events.put(ev)
+
+                    watching = asyncio.create_task(watch())
+                    first = await asyncio.wait_for(events.get(), 10)  # the watch is established
+                    assert first["object"]["metadata"]["name"] == "before"
                     _stop(own.proc)
                     assert await wait_for(lambda: _async(_status(server.url + "/readyz", server.token) == 503),
                                           timeout=15, message="readyz to fail")
@@ -73,11 +84,31 @@ async def test_etcd_down_means_not_ready_and_503() -> None:
                         await c.get(CM, "before", "default")
                     assert e.value.code == 503 and e.value.reason == "ServiceUnavailable"
                     assert _status(server.url + "/livez", server.token) == 200  # alive, just not ready
+
+                    # etcd comes back (same data): the server recovers and the open watch goes on.
+                    restarted = subprocess.Popen(own.proc.args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                    assert await wait_for(lambda: _async(_status(server.url + "/readyz", server.token) == 200),
+                                          timeout=20, message="readyz to recover")
+                    await wait_for(lambda: _created(c), timeout=20, message="a create after recovery")
+                    ev = await asyncio.wait_for(events.get(), 10)
+                    assert (ev["type"], ev["object"]["metadata"]["name"]) == ("ADDED", "after")
+                    assert not watching.done()
+                    watching.cancel()
                 assert server.proc.poll() is None
             finally:
                 _stop(server.proc)
         finally:
             _stop(own.proc)
+            if restarted is not None:
+                _stop(restarted)
+
+
+async def _created(c: Client) -> bool:
+    try:
+        await c.create(CM, sample(CM, "after", "default"))
+        return True
+    except ApiError as e:
+        return e.code == 409  # a retried create that had gone through
 
 
 async def _async(value: bool) -> bool:

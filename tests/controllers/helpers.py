@@ -8,12 +8,11 @@ import itertools
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from controllers.util import resource
 from pklib.client import Client
 from pklib.errors import ApiError
-from pklib.resources import lookup
 
-PODS = lookup("pods")
-assert PODS is not None
+PODS = resource("pods")
 _ips = itertools.count(1)
 
 

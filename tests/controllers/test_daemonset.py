@@ -5,14 +5,14 @@ from typing import Any, AsyncIterator
 
 import pytest
 
+from controllers.util import resource
 from pklib.client import Client
 from pklib.errors import ApiError
-from pklib.resources import lookup
 from tests.controllers.helpers import FakeKubelet, list_pods
 from tests.util import unique, wait_for
 
-DS = lookup("daemonsets")
-NODES = lookup("nodes")
+DS = resource("daemonsets")
+NODES = resource("nodes")
 
 
 class Nodes:

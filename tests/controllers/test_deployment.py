@@ -4,13 +4,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from controllers.util import resource
 from pklib.client import Client
-from pklib.resources import lookup
 from tests.controllers.helpers import PODS, FakeKubelet, list_pods
 from tests.util import wait_for
 
-DEPLOY = lookup("deployments")
-RS = lookup("replicasets")
+DEPLOY = resource("deployments")
+RS = resource("replicasets")
 
 
 def deploy_body(name: str, replicas: int, image: str = "busybox:1", strategy: dict[str, Any] | None = None,

@@ -4,15 +4,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from controllers.util import resource
 from pklib.client import Client
 from pklib.errors import ApiError
-from pklib.resources import lookup
 from tests.controllers.helpers import set_pod_ready
 from tests.util import wait_for
 
-SVC = lookup("services")
-EP = lookup("endpoints")
-PODS = lookup("pods")
+SVC = resource("services")
+EP = resource("endpoints")
+PODS = resource("pods")
+SLICES = resource("endpointslices")
 
 
 def pod(name: str, labels: dict[str, str], port_name: str, port: int) -> dict[str, Any]:
@@ -67,6 +68,14 @@ async def test_endpoints_follow_readiness_and_named_ports(client: Client, namesp
     await wait_for(both_ready, message="b ready")
     assert time.monotonic() - started < 1.0, "endpoints must follow within the second"
 
+    async def slices_agree() -> Any:
+        items = (await client.list(SLICES, namespace, label_selector="kubernetes.io/service-name=web"))["items"]
+        ready = sorted(e["addresses"][0] for s in items for e in s["endpoints"] if e["conditions"]["ready"])
+        return items if ready == sorted([a["status"]["podIP"], b["status"]["podIP"]]) else None
+    slices = await wait_for(slices_agree, message="EndpointSlices mirror the endpoints")
+    assert {p["port"] for s in slices for p in s["ports"]} == {8080, 9090}
+    assert all(s["metadata"]["ownerReferences"][0]["kind"] == "Service" for s in slices)
+
     await client.patch(PODS, "a", {"metadata": {"labels": {"app": "gone"}}}, namespace)
 
     async def only_b() -> Any:
@@ -78,6 +87,10 @@ async def test_endpoints_follow_readiness_and_named_ports(client: Client, namesp
     async def ep_gone() -> Any:
         return await endpoints(client, namespace, "web") is None
     await wait_for(ep_gone, message="endpoints deleted with the service")
+
+    async def slices_gone() -> Any:
+        return not (await client.list(SLICES, namespace))["items"]
+    await wait_for(slices_gone, message="slices deleted with the service")
 
 
 async def test_headless_service_publishes_hostnames(client: Client, namespace: str, start_manager: Any) -> None:

@@ -3,18 +3,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from controllers.util import resource
 from pklib.client import Client
 from pklib.errors import ApiError
-from pklib.resources import lookup
 from tests.controllers.helpers import list_pods
 from tests.controllers.test_deployment import deploy_body
 from tests.util import unique, wait_for
 
-DEPLOY = lookup("deployments")
-RS = lookup("replicasets")
-PODS = lookup("pods")
-CM = lookup("configmaps")
-NS = lookup("namespaces")
+DEPLOY = resource("deployments")
+RS = resource("replicasets")
+PODS = resource("pods")
+CM = resource("configmaps")
+NS = resource("namespaces")
 
 
 async def _exists(client: Client, res: Any, name: str, ns: str | None) -> bool:

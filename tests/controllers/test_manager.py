@@ -9,18 +9,19 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+import aiohttp
 import pytest
 
+from controllers.util import resource
 from pklib.client import Client
 from pklib.errors import ApiError
-from pklib.resources import lookup
 from tests.conftest import ROOT, ApiServer
 from tests.controllers.helpers import list_pods
 from tests.controllers.test_replicaset import rs_body
-from tests.util import unique, wait_for
+from tests.util import free_port, unique, wait_for
 
-RS = lookup("replicasets")
-LEASES = lookup("leases")
+RS = resource("replicasets")
+LEASES = resource("leases")
 
 
 class Managers:
@@ -86,7 +87,9 @@ async def test_leader_election_hands_over_when_leader_dies(client: Client, names
                                                            managers: Managers) -> None:
     flags = ["--controllers", "replicaset", "--leader-elect", "--leader-elect-lease-duration", "3",
              "--leader-elect-renew-deadline", "2", "--leader-elect-retry-period", "0.5"]
-    procs = {name: managers.start(*flags, "--leader-elect-identity", name) for name in (unique("a"), unique("b"))}
+    ports = {unique("a"): free_port(), unique("b"): free_port()}
+    procs = {name: managers.start(*flags, "--leader-elect-identity", name, "--port", str(port))
+             for name, port in ports.items()}
 
     async def holder() -> Any:
         try:
@@ -101,6 +104,12 @@ async def test_leader_election_hands_over_when_leader_dies(client: Client, names
     async def pods(n: int) -> Any:
         return len(await list_pods(client, namespace)) == n
     await wait_for(lambda: pods(2), timeout=15, message="the leader acts")
+    standby = next(n for n in procs if n != leader)
+
+    async def reported() -> Any:
+        states = {n: await _leading(port) for n, port in ports.items()}
+        return states if None not in states.values() else None
+    assert await wait_for(reported, message="both serve /metrics") == {leader: True, standby: False}
 
     procs[leader].send_signal(signal.SIGKILL)
     procs[leader].wait()
@@ -111,8 +120,21 @@ async def test_leader_election_hands_over_when_leader_dies(client: Client, names
     # lease 3 s + retry 0.5 s; allow generous scheduling slack on a shared machine
     successor = await wait_for(new_holder, timeout=15, message=f"fail-over\n{managers.logs()}")
     assert procs[successor].poll() is None
+    await wait_for(lambda: _leading(ports[successor]), message="the successor reports leading in /metrics")
     await client.patch(RS, "ha", {"spec": {"replicas": 3}}, namespace)
     await wait_for(lambda: pods(3), timeout=15, message="the successor acts")
+
+
+async def _leading(port: int) -> bool | None:
+    """What /metrics says about leadership; None while the process is not serving yet."""
+    try:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"http://127.0.0.1:{port}/metrics") as r:
+                text = await r.text()
+    except aiohttp.ClientConnectionError:
+        return None
+    assert "workqueue_depth" in text
+    return "pkube_leader_election_master_status 1" in text.splitlines()
 
 
 def test_cli_rejects_unknown_controller_and_missing_server() -> None:

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from controllers.util import resource
 from pklib.client import Client
-from pklib.resources import lookup
 from tests.controllers.helpers import FakeKubelet, list_pods, set_pod_ready
 from tests.util import wait_for
 
-RS = lookup("replicasets")
-PODS = lookup("pods")
+RS = resource("replicasets")
+PODS = resource("pods")
 
 
 def rs_body(name: str, replicas: int, labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:

@@ -156,21 +156,38 @@ def test_kubeconfig_works_for_kubectl(cluster: Cluster) -> None:
     assert theirs.stdout.strip() == f"namespace/{ns}"
 
 
-def test_every_example_is_accepted(cluster: Cluster) -> None:
+# what each example creates, as pkctl reports it and where to find it in the API
+EXAMPLE_OBJECTS = {
+    "web.yaml": {"deployment.apps/web": "/apis/apps/v1/namespaces/{ns}/deployments/web",
+                 "service/web": "/api/v1/namespaces/{ns}/services/web",
+                 "service/web-internal": "/api/v1/namespaces/{ns}/services/web-internal"},
+    "pod.yaml": {"pod/hello": "/api/v1/namespaces/{ns}/pods/hello"},
+    "daemonset.yaml": {"daemonset.apps/node-agent": "/apis/apps/v1/namespaces/{ns}/daemonsets/node-agent"},
+    "statefulset.yaml": {"service/db": "/api/v1/namespaces/{ns}/services/db",
+                         "statefulset.apps/db": "/apis/apps/v1/namespaces/{ns}/statefulsets/db"},
+    "configmap.yaml": {"configmap/app-config": "/api/v1/namespaces/{ns}/configmaps/app-config",
+                       "pod/configured": "/api/v1/namespaces/{ns}/pods/configured"},
+    "loadbalancer.yaml": {"service/web-lb": "/api/v1/namespaces/{ns}/services/web-lb"},
+    "job-pod.yaml": {"pod/once": "/api/v1/namespaces/{ns}/pods/once"},
+}
+
+
+def test_every_example_is_listed() -> None:
+    assert sorted(p.name for p in EXAMPLES.glob("*.yaml")) == sorted(EXAMPLE_OBJECTS)
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLE_OBJECTS))
+def test_example_is_accepted(cluster: Cluster, example: str) -> None:
     ns = make_namespace(cluster)
-    applied = run("--kubeconfig", str(cluster.kubeconfig), "apply", "-n", ns, "-f", str(EXAMPLES))
-    assert {line.split()[0] for line in applied.stdout.splitlines()} == {
-        "deployment.apps/web", "service/web", "service/web-internal", "pod/hello", "daemonset.apps/node-agent",
-        "service/db", "statefulset.apps/db", "configmap/app-config", "pod/configured", "service/web-lb",
-        "pod/once"}, applied.stdout
-    assert cluster.names(f"/apis/apps/v1/namespaces/{ns}/deployments") == {"web"}
-    assert cluster.names(f"/apis/apps/v1/namespaces/{ns}/statefulsets") == {"db"}
-    assert cluster.names(f"/apis/apps/v1/namespaces/{ns}/daemonsets") == {"node-agent"}
-    assert cluster.names(f"/api/v1/namespaces/{ns}/services") == {"web", "web-internal", "db", "web-lb"}
-    assert {"hello", "configured", "once"} <= cluster.names(f"/api/v1/namespaces/{ns}/pods")
-    assert "app-config" in cluster.names(f"/api/v1/namespaces/{ns}/configmaps")
-    code, web = cluster.api(f"/api/v1/namespaces/{ns}/services/web")
-    assert web["spec"]["ports"][0]["nodePort"] == 30080
+    applied = run("--kubeconfig", str(cluster.kubeconfig), "apply", "-n", ns, "-f", str(EXAMPLES / example))
+    objects = EXAMPLE_OBJECTS[example]
+    assert sorted(line.split()[0] for line in applied.stdout.splitlines()) == sorted(objects), applied.stdout
+    for path in objects.values():
+        code, body = cluster.api(path.format(ns=ns))
+        assert code == 200, body
+    if example == "web.yaml":
+        _, web = cluster.api(f"/api/v1/namespaces/{ns}/services/web")
+        assert web["spec"]["type"] == "NodePort" and web["spec"]["ports"][0]["nodePort"] == 30080
 
 
 def test_web_example_runs_heals_and_scales(cluster: Cluster, tmp_path: Path) -> None:
@@ -245,6 +262,16 @@ def test_cluster_command_errors_are_one_line(cluster: Cluster, tmp_path: Path) -
                 cluster.api_url().rsplit(":", 1)[1], check=False)
     assert taken.returncode == 1 and "already in use" in taken.stderr and no_traceback(taken)
     assert not (tmp_path / "other").exists()
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "config.json").write_text("{not json")
+    for argv in (("status",), ("up",), ("down",)):
+        p = run("cluster", *argv, "--home", str(damaged), check=False)
+        assert p.returncode == 1 and "config.json is damaged" in p.stderr and no_traceback(p), p.stderr
+    purge = run("cluster", "down", "--purge", "--home", str(damaged), check=False)
+    assert purge.returncode == 0 and not damaged.exists() and purge.stderr == ""
+    bad_wait = run("cluster", "up", "--home", str(tmp_path / "w"), "--wait-timeout", "-5", check=False)
+    assert bad_wait.returncode == 2 and "--wait-timeout" in bad_wait.stderr and no_traceback(bad_wait)
 
 
 def test_logs_show_each_component_and_the_supervisor(cluster: Cluster) -> None:
@@ -316,6 +343,9 @@ def test_killed_component_is_restarted(cluster: Cluster) -> None:
     wait_for_sync(lambda: cluster.state("apiserver")["state"] == "Running"
                   and cluster.state("apiserver")["pid"] != old.pid, timeout=30, message="apiserver restarted")
     assert cluster.state("apiserver")["restarts"] == restarts + 1
+    st = run("cluster", "status", "--home", str(cluster.home))
+    row = next(line.split() for line in st.stdout.splitlines() if line.startswith("apiserver "))
+    assert row[1:3] == ["Running", str(cluster.state("apiserver")["pid"])] and row[5] == str(restarts + 1)
     assert cluster.api("/api/v1/namespaces")[0] == 200
 
 

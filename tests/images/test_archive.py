@@ -102,4 +102,8 @@ def test_load_rejects_bad_archives_without_naming_anything(store: ImageStore, tm
     other = ImageStore(store.root.parent / "other")
     with pytest.raises(ImageError, match="digest mismatch"):
         other.load(tampered)
+    truncated = tmp_path / "truncated.tar"
+    truncated.write_bytes(good.read_bytes()[:1536])
+    with pytest.raises(ImageError, match="corrupt or truncated archive"):
+        other.load(truncated)
     assert other.list() == []

@@ -134,6 +134,7 @@ def test_add_extracts_local_tars_and_copy_keeps_files(busybox_store: ImageStore,
     ("FROM pkube.local/nosuch:1\n", r"line 1: FROM: base image 'pkube.local/nosuch:1' is not in the local store"),
     (f"FROM {BUSYBOX_IMAGE}\nCOPY missing.txt /\n", r"line 2: source 'missing.txt' not found"),
     (f"FROM {BUSYBOX_IMAGE}\nCOPY ../etc/passwd /\n", r"outside the build context"),
+    (f"FROM {BUSYBOX_IMAGE}\nCOPY hostetc/passwd /\n", r"'hostetc/passwd' is outside the build context"),
     (f"FROM {BUSYBOX_IMAGE}\nRUN echo failing step && exit 3\n", r"returned a non-zero code: 3"),
     (f"FROM {BUSYBOX_IMAGE}\nUSER ghost\nRUN true\n", r"user 'ghost' not found"),
     (f"FROM {BUSYBOX_IMAGE}\nEXPOSE 99999\n", r"line 2: EXPOSE: invalid port '99999'"),
@@ -142,6 +143,7 @@ def test_add_extracts_local_tars_and_copy_keeps_files(busybox_store: ImageStore,
 def test_bad_dockerfiles_fail_clearly_and_leave_nothing(busybox_store: ImageStore, tmp_path: Path,
                                                         dockerfile: str, message: str) -> None:
     (tmp_path / "Dockerfile").write_text(dockerfile)
+    (tmp_path / "hostetc").symlink_to("/etc")
     names = set(busybox_store.layout.names())
     with pytest.raises(BuildError, match=message):
         build(busybox_store, tmp_path, tag=f"pkube.local/{unique('bad')}:1", progress=lambda _: None)
@@ -182,3 +184,23 @@ def test_target_builds_only_up_to_that_stage(busybox_store: ImageStore, context:
         busybox_store.release_rootfs(cid)
     with pytest.raises(BuildError, match="target stage 'nosuch' not found"):
         build(busybox_store, context, target="nosuch", progress=lambda _: None)
+
+
+@pytest.mark.parametrize("dest", ["/..", "/tmp/../..", "../../../../"])
+def test_copy_destination_with_dotdot_stays_in_the_image(busybox_store: ImageStore, tmp_path: Path,
+                                                         dest: str) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "f.txt").write_text("x")
+    (ctx / "Dockerfile").write_text(f"FROM {BUSYBOX_IMAGE}\nWORKDIR /a/b\nCOPY f.txt {dest}\n")
+    before = sorted(os.listdir(tmp_path))
+    tag = f"pkube.local/{unique('dots')}:1"
+    build(busybox_store, ctx, tag=tag, progress=lambda _: None)
+    assert sorted(os.listdir(tmp_path)) == before
+    cid = unique()
+    root = busybox_store.prepare_rootfs(tag, cid)
+    try:
+        assert (root / "f.txt").read_text() == "x"  # `..` stops at the image's root, as in Docker
+        assert (root / "bin/sh").exists()
+    finally:
+        busybox_store.release_rootfs(cid)

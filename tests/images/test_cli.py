@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +62,16 @@ def test_build_ls_inspect_tag_save_load_rm_prune(busybox_store: ImageStore, tmp_
     r = pkctl("image", "load", "--root", root, "-i", tmp_path / "web.tar")
     assert "Loaded image: localhost:5000/web:prod" in r.stdout
     assert ImageStore(root).get("web:1").id == doc["Id"]
+
+    # Through pipes, as `pkctl image save X | ssh node pkctl image load` would use them.
+    saved = subprocess.run([sys.executable, "-m", "pkctl.main", "image", "save", "--root", str(root), "web:1"],
+                           capture_output=True, timeout=120)
+    assert saved.returncode == 0 and saved.stdout[257:262] == b"ustar"
+    other = tmp_path / "other"
+    loaded = subprocess.run([sys.executable, "-m", "pkctl.main", "image", "load", "--root", str(other)],
+                            input=saved.stdout, capture_output=True, timeout=120)
+    assert loaded.returncode == 0, loaded.stderr
+    assert ImageStore(other).get("web:1").id == doc["Id"] and os.listdir(other / "tmp") == []
 
 
 @pytest.mark.parametrize("args, message", [

@@ -149,3 +149,35 @@ def test_bearer_token_flow(busybox_store: ImageStore, store: ImageStore, tmp_pat
     finally:
         stop_registry(server.proc)
         tokens.stop()
+
+
+def test_multi_platform_index_resolves_to_the_host_platform(busybox_store: ImageStore, store: ImageStore,
+                                                            registry_server: RegistryServer) -> None:
+    from kubelet.images.image import host_arch
+    from kubelet.images.layout import MT_OCI_INDEX, dumps
+    from kubelet.images.registry import Registry
+    from tests.images.layers import make_image
+    repo = f"pkt/{unique('multi')}"
+    native = busybox_store.get(BUSYBOX_IMAGE)
+    foreign = make_image(busybox_store, f"pkube.local/{unique('foreign')}:1", [[("foreign", "file", "x")]])
+    busybox_store.push(BUSYBOX_IMAGE, f"{registry_server.host}/{repo}:native")
+    busybox_store.push(str(foreign.name), f"{registry_server.host}/{repo}:foreign")
+    other_arch = "s390x" if host_arch() != "s390x" else "amd64"
+    entries = [(foreign, other_arch), (native, host_arch())]
+    index = dumps({"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": [
+        {"mediaType": img.manifest_media_type, "digest": img.manifest_digest,
+         "size": len(busybox_store.layout.read_blob(img.manifest_digest)),
+         "platform": {"os": "linux", "architecture": arch}} for img, arch in entries]})
+    index_digest = Registry(registry_server.host).put_manifest(repo, "multi", index, MT_OCI_INDEX)
+
+    pulled = store.pull(f"{registry_server.host}/{repo}:multi").image
+    assert pulled.manifest_digest == native.manifest_digest
+    by_index = f"{registry_server.host}/{repo}@{index_digest}"
+    store.pull(by_index)
+    assert store.get(by_index).manifest_digest == native.manifest_digest
+    cid = unique()
+    root = store.prepare_rootfs(by_index, cid)
+    try:
+        assert not (root / "foreign").exists() and (root / "bin/sh").exists()
+    finally:
+        store.release_rootfs(cid)

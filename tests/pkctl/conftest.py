@@ -9,8 +9,18 @@ from typing import Callable
 
 import pytest
 
+from pklib.resources import Resource, lookup
+from tests.conftest import ApiServer
+
 ROOT = Path(__file__).resolve().parents[2]
 Pkctl = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def kind(name: str) -> Resource:
+    """The kind table row for a name that certainly exists."""
+    res = lookup(name)
+    assert res is not None, name
+    return res
 
 
 def run_pkctl(*args: str, stdin: str | None = None, env: dict[str, str] | None = None,
@@ -23,7 +33,7 @@ def run_pkctl(*args: str, stdin: str | None = None, env: dict[str, str] | None =
 
 
 @pytest.fixture
-def pkctl(apiserver, namespace: str) -> Pkctl:  # type: ignore[no-untyped-def]
+def pkctl(apiserver: ApiServer, namespace: str) -> Pkctl:
     """pkctl with the test's kubeconfig and namespace: pkctl("get", "pods")."""
     def call(*args: str, stdin: str | None = None, ns: str | None = namespace) -> subprocess.CompletedProcess[str]:
         return run_pkctl("--kubeconfig", apiserver.kubeconfig, *(["-n", ns] if ns else []), *args, stdin=stdin)

@@ -5,12 +5,11 @@ import json
 from pathlib import Path
 
 from pklib.client import Client
-from pklib.resources import lookup
-from tests.pkctl.conftest import Pkctl
+from tests.pkctl.conftest import kind, Pkctl
 from tests.util import unique
 
-DEPLOYMENTS = lookup("deployments")
-CONFIGMAPS = lookup("configmaps")
+DEPLOYMENTS = kind("deployments")
+CONFIGMAPS = kind("configmaps")
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 

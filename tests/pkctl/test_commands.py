@@ -5,14 +5,14 @@ from pathlib import Path
 
 from pklib.client import Client
 from pklib.errors import ApiError
-from pklib.resources import lookup
-from tests.pkctl.conftest import Pkctl, run_pkctl
+from tests.conftest import ApiServer
+from tests.pkctl.conftest import kind, Pkctl, run_pkctl
 from tests.util import free_port, unique, wait_for
 
-CONFIGMAPS = lookup("configmaps")
-DEPLOYMENTS = lookup("deployments")
-EVENTS = lookup("events")
-NAMESPACES = lookup("namespaces")
+CONFIGMAPS = kind("configmaps")
+DEPLOYMENTS = kind("deployments")
+EVENTS = kind("events")
+NAMESPACES = kind("namespaces")
 
 
 def deployment(name: str, replicas: int = 1) -> dict:
@@ -54,7 +54,8 @@ async def test_describe_shows_the_object_and_only_its_events(pkctl: Pkctl, clien
     assert "not about web" not in out.stdout
 
     missing = pkctl("describe", "deploy", "nope")
-    assert (missing.returncode, missing.stderr) == (1, 'Error from server (NotFound): deployments.apps "nope" not found\n')
+    assert missing.returncode == 1
+    assert missing.stderr == 'Error from server (NotFound): deployments.apps "nope" not found\n'
 
 
 async def test_scale_through_the_scale_subresource(pkctl: Pkctl, client: Client, namespace: str) -> None:
@@ -135,7 +136,8 @@ async def test_delete_by_name_label_all_and_file(pkctl: Pkctl, client: Client, n
     assert await names() == []
 
     for bad, message in ((["cm"], "error: resource(s) were provided, but no name was specified\n"),
-                         (["cm", "x", "--all"], "error: name cannot be provided when a selector or --all is specified\n"),
+                         (["cm", "x", "--all"],
+                          "error: name cannot be provided when a selector or --all is specified\n"),
                          (["cm", "--all", "--cascade", "sideways"], 'error: invalid cascade value (sideways). Must be '
                                                                     '"background", "foreground", or "orphan".\n')):
         out = pkctl("delete", *bad)
@@ -173,7 +175,7 @@ def test_connection_and_configuration_errors(tmp_path: Path) -> None:
 
 
 async def test_graceful_and_forced_pod_deletion(pkctl: Pkctl, client: Client, namespace: str) -> None:
-    pods = lookup("pods")
+    pods = kind("pods")
     # A pod bound to a node is only marked: the node's kubelet finishes a graceful deletion.
     await client.create(pods, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
                                "spec": {"nodeName": unique("node"), "containers": [{"name": "c", "image": "busybox"}]}},
@@ -192,7 +194,7 @@ async def test_graceful_and_forced_pod_deletion(pkctl: Pkctl, client: Client, na
         assert e.code == 404
 
 
-async def test_context_namespace_is_the_default(apiserver, client: Client, namespace: str,  # type: ignore[no-untyped-def]
+async def test_context_namespace_is_the_default(apiserver: ApiServer, client: Client, namespace: str,
                                                 tmp_path: Path) -> None:
     from pklib import kubeconfig
     kc = tmp_path / "kubeconfig"
@@ -223,7 +225,7 @@ async def test_create_from_arguments(pkctl: Pkctl, client: Client, namespace: st
     assert (await client.get(CONFIGMAPS, "cfg", namespace))["data"] == {"mode": "fast", "app.conf": "level=debug\n"}
     secret = pkctl("create", "secret", "generic", "creds", "--from-literal", "password=hunter2")
     assert secret.stdout == "secret/creds created\n", secret.stderr
-    stored = await client.get(lookup("secrets"), "creds", namespace)
+    stored = await client.get(kind("secrets"), "creds", namespace)
     assert stored["data"] == {"password": "aHVudGVyMg=="}
     # --dry-run=client prints and sends nothing.
     dry = pkctl("create", "cm", "dry", "--from-literal", "a=b", "--dry-run=client", "-o", "name")

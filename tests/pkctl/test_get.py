@@ -11,11 +11,11 @@ import threading
 import yaml
 
 from pklib.client import Client
-from pklib.resources import lookup
-from tests.pkctl.conftest import ROOT, Pkctl
+from tests.conftest import ApiServer
+from tests.pkctl.conftest import kind, ROOT, Pkctl
 from tests.util import wait_for_sync
 
-CONFIGMAPS = lookup("configmaps")
+CONFIGMAPS = kind("configmaps")
 
 
 async def make_configmaps(client: Client, namespace: str) -> None:
@@ -68,11 +68,16 @@ async def test_yaml_json_and_name_output(pkctl: Pkctl, client: Client, namespace
     two = json.loads(pkctl("get", "cm/alpha", "cm/gamma", "-o", "json").stdout)
     assert two["kind"] == "List" and [i["metadata"]["name"] for i in two["items"]] == ["alpha", "gamma"]
     assert pkctl("get", "cm", "beta", "alpha", "-o", "name").stdout == "configmap/beta\nconfigmap/alpha\n"
+    template = '{range .items[*]}{.metadata.name}={.metadata.labels.app}{"\\n"}{end}'
+    assert pkctl("get", "cm", "-o", f"jsonpath={template}").stdout == "alpha=web\nbeta=web\ngamma=db\n"
+    assert pkctl("get", "cm", "alpha", "-o", "jsonpath={.data.k1}").stdout == "v"
+    columns = pkctl("get", "cm", "-o", "custom-columns=NAME:.metadata.name,TIER:.metadata.labels.tier")
+    assert table(columns.stdout) == [["NAME", "TIER"], ["alpha", "front"], ["beta", "<none>"], ["gamma", "<none>"]]
 
 
 async def test_several_kinds_prefix_names_and_wide(pkctl: Pkctl, client: Client, namespace: str) -> None:
     await make_configmaps(client, namespace)
-    await client.create(lookup("services"), {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+    await client.create(kind("services"), {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
                                              "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}},
                         namespace)
     out = pkctl("get", "svc,cm", "-o", "wide")
@@ -100,7 +105,7 @@ def test_empty_and_missing(pkctl: Pkctl, namespace: str) -> None:
     assert bad_format.returncode == 1 and 'output format "xml"' in bad_format.stderr
 
 
-async def test_watch_streams_new_rows_until_interrupted(apiserver, client: Client, namespace: str) -> None:  # type: ignore[no-untyped-def]
+async def test_watch_streams_new_rows_until_interrupted(apiserver: ApiServer, client: Client, namespace: str) -> None:
     await client.create(CONFIGMAPS, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "before"}},
                         namespace)
     proc = subprocess.Popen([sys.executable, "-m", "pkctl.main", "--kubeconfig", apiserver.kubeconfig, "-n", namespace,

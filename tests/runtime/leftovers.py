@@ -34,7 +34,8 @@ def _processes(marker: str) -> list[str]:
     return out
 
 
-async def leftovers(rt: RuncRuntime, node_too: bool = True, mount_markers: tuple[str, ...] = ()) -> dict[str, list[str]]:
+async def leftovers(rt: RuncRuntime, node_too: bool = True,
+                    mount_markers: tuple[str, ...] = ()) -> dict[str, list[str]]:
     """`mount_markers`: further strings (image store root, container ids) no mount may mention."""
     cfg = rt.config
     markers = (str(cfg.state_dir), *mount_markers)
@@ -42,7 +43,7 @@ async def leftovers(rt: RuncRuntime, node_too: bool = True, mount_markers: tuple
         "netns": list_netns(cfg.netns_prefix),
         "veth": _links(cfg.veth_prefix),
         "ip allocations": list(rt.network.ipam.allocations()),
-        "runc containers": await rt.runc.list_ids(),
+        "runc containers": list(await rt.runc.list_states()),
         "mounts": [line.split()[1] for line in open("/proc/mounts") if any(m in line for m in markers)],
         "processes": _processes(str(cfg.state_dir)),
         "cgroups": [d for d in _cgroup_dirs(cfg.cgroup_parent)

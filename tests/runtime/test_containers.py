@@ -4,12 +4,14 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
-from kubelet.runtime.interface import (ContainerConfig, ContainerState, ExecTimeout, InvalidConfig, LogOptions, Mount, NotFound,
-                                       Resources, RuntimeError_, SandboxConfig, SecurityContext)
+from kubelet.images.store import ImageStore
+from kubelet.runtime.interface import (ContainerConfig, ContainerState, ExecTimeout, InvalidConfig, LogOptions,
+                                       Mount, NotFound, Resources, RuntimeError_, SandboxConfig, SecurityContext)
 from kubelet.runtime.runc import RuncRuntime
 from tests.util import wait_for
 
@@ -86,6 +88,28 @@ async def test_env_args_working_dir_and_user(runtime: RuncRuntime, sandbox: str,
                                             "arg0=zero"]
 
 
+async def test_image_user_name_and_entrypoint_from_a_built_image(runtime: RuncRuntime, sandbox: str, busybox: str,
+                                                                  image_store: ImageStore, tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text(f"FROM {busybox}\nUSER nobody\nWORKDIR /tmp\n"
+                                         'ENTRYPOINT ["sh", "-c", "id; pwd; echo $0"]\nCMD ["from-cmd"]\n')
+    image = str(image_store.build(tmp_path, tag=f"pkube.local/{uuid.uuid4().hex[:8]}:user",
+                                  progress=lambda _line: None).name)
+    try:
+        default = await start(runtime, sandbox, ContainerConfig(name="dflt", image=image))
+        custom = await start(runtime, sandbox, ContainerConfig(name="args", image=image, args=["from-args"]))
+        for cid in (default, custom):
+            assert (await exited(runtime, cid)).exit_code == 0
+        assert await log_text(runtime, default) == ["uid=65534(nobody) gid=65534(nogroup)", "/tmp", "from-cmd"]
+        assert (await log_text(runtime, custom))[2] == "from-args"
+        with pytest.raises(InvalidConfig, match="non-numeric user \\(nobody\\)"):
+            await runtime.create_container(sandbox, ContainerConfig(
+                name="strict", image=image, security=SecurityContext(run_as_non_root=True)))
+    finally:
+        for c in await runtime.list_containers(sandbox):
+            await runtime.remove_container(c.id)
+        image_store.remove(image)
+
+
 async def test_run_as_non_root_refuses_a_root_image_and_leaves_nothing(runtime: RuncRuntime, sandbox: str,
                                                                        busybox: str) -> None:
     with pytest.raises(InvalidConfig, match="runAsNonRoot and image will run as root"):
@@ -159,6 +183,16 @@ async def test_logs_are_cri_formatted_and_follow_sees_new_lines(runtime: RuncRun
     await runtime.exec(cid, ["sh", "-c", "echo late > /proc/1/fd/1"])
     await asyncio.wait_for(task, 10)
     assert sorted(seen[:3]) == ["one", "three", "two"] and seen[3:] == ["late"]
+
+
+async def test_follow_ends_when_the_container_exits(runtime: RuncRuntime, sandbox: str, busybox: str) -> None:
+    cid = await start(runtime, sandbox, ContainerConfig(
+        name="brief", image=busybox, command=["sh", "-c", "echo first; sleep 0.5; echo last"]))
+
+    async def follow_all() -> list[str]:
+        return [line.text async for line in runtime.logs(cid, LogOptions(follow=True))]
+    assert await asyncio.wait_for(follow_all(), 15) == ["first", "last"]
+    assert (await runtime.container_status(cid)).reason == "Completed"
 
 
 async def test_stop_sends_sigterm_first(runtime: RuncRuntime, sandbox: str, busybox: str) -> None:

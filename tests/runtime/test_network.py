@@ -8,13 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from kubelet.network.netns import netns_path
 from kubelet.runtime.interface import ContainerConfig, DNSConfig, HostAlias, SandboxConfig
 from kubelet.runtime.runc import RuncRuntime
 from tests.util import wait_for
 
 pytestmark = pytest.mark.root
 
-HTTPD = ["sh", "-c", "mkdir -p /tmp/www && echo hello-from-a > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www"]
+HTTPD = ["sh", "-c",
+         "mkdir -p /tmp/www && echo hello-from-a > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www"]
 IDLE = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
 
 
@@ -97,4 +99,4 @@ async def test_concurrent_sandboxes_get_distinct_addresses(runtime: RuncRuntime)
     ips = [(await runtime.sandbox_status(s)).ip for s in ids]
     assert len(set(ips)) == 4
     assert sorted(runtime.network.ipam.allocations()) == sorted(ips)
-    assert all(Path(runtime.network.names(s)[0].join(["/run/netns/", ""])).exists() for s in ids)
+    assert all(Path(netns_path(runtime.network.names(s)[0])).exists() for s in ids)

@@ -64,3 +64,18 @@ async def test_restart_reclaims_what_an_interrupted_setup_left(runtime: RuncRunt
     assert left.keys() <= {"netns", "veth", "ip allocations", "mounts"}  # only the live sandbox's
     assert left["netns"] == [runtime.network.names(sid)[0]]
     assert all(sid in m for m in left["mounts"])
+
+
+async def test_replacement_sandbox_of_the_same_pod_keeps_the_pod_cgroup(runtime: RuncRuntime, busybox: str) -> None:
+    config = SandboxConfig(name="same", namespace="default", uid="uid-same")
+    old, new = await runtime.run_sandbox(config), await runtime.run_sandbox(config)
+    cids = []
+    for sid in (old, new):
+        cids.append(await runtime.create_container(sid, ContainerConfig(name="c", image=busybox,
+                                                                        command=["sleep", "3600"])))
+        await runtime.start_container(cids[-1])
+    await runtime.remove_sandbox(old)
+    assert (await runtime.container_status(cids[1])).state.value == "running"
+    assert (await runtime.exec(cids[1], ["true"])).exit_code == 0
+    await runtime.remove_sandbox(new)
+    assert await leftovers(runtime, node_too=False) == {}

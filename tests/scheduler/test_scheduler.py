@@ -2,6 +2,8 @@
 spreading, unschedulable reporting (condition + event) and retry when the cluster changes."""
 from __future__ import annotations
 
+import re
+import urllib.request
 from typing import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -9,7 +11,7 @@ import pytest
 from pklib.client import Client
 from tests.scheduler.cluster import (NODES, PODS, PVCS, PVS, Cluster, Component, condition, delete_nodes,
                                      events_for, node_of, pod_body, start_hollow, wait_bound)
-from tests.util import wait_for
+from tests.util import free_port, wait_for
 
 NodesFactory = Callable[..., Awaitable[list[str]]]
 
@@ -17,9 +19,14 @@ PREEMPTION = "preemption: 0/3 nodes are available: 3 Preemption is not helpful f
 
 
 @pytest.fixture(scope="module")
-def control_plane(cluster: Cluster) -> Cluster:
+def metrics_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def control_plane(cluster: Cluster, metrics_port: int) -> Cluster:
     cluster.start("controller-manager", "--controllers", "nodeipam")
-    cluster.start("scheduler")
+    cluster.start("scheduler", "--port", str(metrics_port))
     return cluster
 
 
@@ -164,3 +171,30 @@ async def test_pods_follow_their_local_volumes(nodes: NodesFactory, cclient: Cli
                                  f'0/3 nodes are available: 3 persistentvolumeclaim "nope" not found. {PREEMPTION}')
     finally:
         await cclient.delete(PVS, pv_name)
+
+
+def scrape(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return {m[1]: float(m[2]) for m in re.finditer(r"^([a-z_]+(?:\{[^}]*\})?) ([0-9.e+-]+)$", text, re.M)}
+
+
+async def test_metrics_count_attempts_and_pending_pods(nodes: NodesFactory, cclient: Client, cns: str,
+                                                       metrics_port: int) -> None:
+    await nodes(2, "--cpu", "1")
+    before = scrape(metrics_port)
+    await cclient.create(PODS, pod_body("fits", cpu="500m"), cns)
+    await cclient.create(PODS, pod_body("too-big", cpu="2"), cns)
+    await wait_bound(cclient, cns, "fits")
+    await wait_unschedulable(cclient, cns, "too-big",
+                             "0/2 nodes are available: 2 Insufficient cpu. "
+                             "preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.")
+    after = scrape(metrics_port)
+    scheduled = 'scheduler_schedule_attempts_total{result="scheduled"}'
+    unschedulable = 'scheduler_schedule_attempts_total{result="unschedulable"}'
+    assert after[scheduled] - before[scheduled] == 1
+    assert after[unschedulable] - before[unschedulable] >= 1
+    assert after['scheduler_pending_pods{queue="unschedulable"}'] + after['scheduler_pending_pods{queue="backoff"}'] >= 1
+    assert after["scheduler_cache_nodes"] == 2
+    assert after["scheduler_scheduling_algorithm_duration_seconds_count"] > before[
+        "scheduler_scheduling_algorithm_duration_seconds_count"]

@@ -4,11 +4,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any, AsyncIterator
 
+from controllers.util import resource
 from pklib.errors import ApiError, ConnectionFailed
 from pklib.informer import Handler, Informer, Store, key_of
-from pklib.resources import lookup
 
-PODS = lookup("pods")
+PODS = resource("pods")
 
 
 def pod(name: str, rv: int, node: str | None = None, labels: dict[str, str] | None = None,

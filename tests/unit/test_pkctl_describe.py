@@ -4,9 +4,16 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from pkctl.describe import describe, tabwrite
-from pklib.resources import lookup
+from pklib.resources import Resource, lookup
 
 NOW = datetime(2026, 11, 22, 3, 0, 0, tzinfo=timezone.utc)
+
+
+def kind(name: str) -> Resource:
+    """The kind table row for a name that certainly exists."""
+    res = lookup(name)
+    assert res is not None, name
+    return res
 
 
 def test_tabwrite_aligns_adjacent_lines_only() -> None:
@@ -26,7 +33,7 @@ def test_describe_pod_with_events() -> None:
     events = [{"type": "Normal", "reason": "Pulled", "message": "pulled", "count": 3,
                "firstTimestamp": "2026-11-22T02:50:00Z", "lastTimestamp": "2026-11-22T02:58:00Z",
                "source": {"component": "kubelet", "host": "n1"}}]
-    text = describe(lookup("pods"), pod, events, NOW)
+    text = describe(kind("pods"), pod, events, NOW)
     lines = text.splitlines()
     assert lines[0] == "Name:             web-1"
     assert "Labels:           a=1" in lines and "                  b=2" in lines
@@ -48,7 +55,7 @@ def test_describe_deployment_and_no_events() -> None:
                   "template": {"metadata": {"labels": {"app": "web"}},
                                "spec": {"containers": [{"name": "c", "image": "busybox"}]}}},
          "status": {"replicas": 3, "updatedReplicas": 3, "availableReplicas": 2, "unavailableReplicas": 1}}
-    lines = describe(lookup("deploy"), d, [], NOW).splitlines()
+    lines = describe(kind("deploy"), d, [], NOW).splitlines()
     assert "CreationTimestamp:      Sun, 22 Nov 2026 02:00:00 +0000" in lines
     assert "Replicas:               3 desired | 3 updated | 3 total | 2 available | 1 unavailable" in lines
     assert "RollingUpdateStrategy:  25% max unavailable, 25% max surge" in lines
@@ -57,7 +64,7 @@ def test_describe_deployment_and_no_events() -> None:
 
 def test_describe_secret_shows_sizes_not_values() -> None:
     s = {"metadata": {"name": "s", "namespace": "n"}, "type": "Opaque", "data": {"password": "aHVudGVyMg=="}}
-    text = describe(lookup("secrets"), s, [], NOW)
+    text = describe(kind("secrets"), s, [], NOW)
     assert "password:  7 bytes" in text and "aHVudGVyMg" not in text
 
 
@@ -65,7 +72,8 @@ def test_qos_class_from_resources() -> None:
     from pkctl.describe import qos_class
     assert qos_class({"containers": [{"name": "a"}]}) == "BestEffort"
     assert qos_class({"containers": [{"resources": {"requests": {"cpu": "100m"}}}]}) == "Burstable"
-    assert qos_class({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "64Mi"}, "requests": {"cpu": "1000m"}}}]}) == "Guaranteed"
+    guaranteed = {"limits": {"cpu": "1", "memory": "64Mi"}, "requests": {"cpu": "1000m"}}
+    assert qos_class({"containers": [{"resources": guaranteed}]}) == "Guaranteed"
     assert qos_class({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "64Mi"},
                                                     "requests": {"cpu": "500m"}}}]}) == "Burstable"
 
@@ -76,8 +84,32 @@ def test_describe_service_lists_endpoints_per_port() -> None:
                     "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]}}
     ep = {"subsets": [{"addresses": [{"ip": "10.244.0.5"}, {"ip": "10.244.0.6"}],
                        "ports": [{"name": "http", "port": 8080}]}]}
-    lines = describe(lookup("svc"), svc, None, NOW, ep).splitlines()
+    lines = describe(kind("svc"), svc, None, NOW, ep).splitlines()
     assert "Port:              http  80/TCP" in lines
     assert "TargetPort:        8080/TCP" in lines
     assert "Endpoints:         10.244.0.5:8080,10.244.0.6:8080" in lines
-    assert "Endpoints:         <none>" in describe(lookup("svc"), svc, None, NOW).splitlines()
+    assert "Endpoints:         <none>" in describe(kind("svc"), svc, None, NOW).splitlines()
+
+
+def test_describe_node_sums_what_its_pods_ask_for() -> None:
+    node = {"metadata": {"name": "n1"}, "spec": {},
+            "status": {"allocatable": {"cpu": "2", "memory": "1Gi", "pods": "110"},
+                       "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}}
+
+    def pod(name: str, cpu: str, memory: str, init_cpu: str | None = None) -> dict:
+        spec: dict = {"containers": [{"name": "a", "resources": {"requests": {"cpu": cpu, "memory": memory},
+                                                                 "limits": {"memory": memory}}},
+                                     {"name": "b", "resources": {"requests": {"cpu": cpu}}}]}
+        if init_cpu:
+            spec["initContainers"] = [{"name": "i", "resources": {"requests": {"cpu": init_cpu}}}]
+        return {"metadata": {"name": name, "namespace": "ns", "creationTimestamp": "2026-11-22T02:59:00Z"},
+                "spec": spec}
+
+    text = describe(kind("nodes"), node, [], NOW, pods=[pod("p1", "100m", "64Mi"), pod("p2", "250m", "128Mi", "1")])
+    lines = [line.split() for line in text.splitlines()]
+    assert ["Non-terminated", "Pods:", "(2", "in", "total)"] in lines
+    # p1: 2 x 100m; p2: its init container (1 cpu) outweighs 2 x 250m.
+    assert ["ns", "p1", "200m", "(10%)", "0", "(0%)", "64Mi", "(6%)", "64Mi", "(6%)", "60s"] in lines
+    assert ["ns", "p2", "1", "(50%)", "0", "(0%)", "128Mi", "(12%)", "128Mi", "(12%)", "60s"] in lines
+    assert ["cpu", "1200m", "(60%)", "0", "(0%)"] in lines
+    assert ["memory", "192Mi", "(18%)", "192Mi", "(18%)"] in lines

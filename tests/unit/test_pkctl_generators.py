@@ -24,7 +24,8 @@ def test_deployment_like_kubectl_create_deployment() -> None:
     assert d["spec"]["selector"] == {"matchLabels": {"app": "web"}} and d["spec"]["replicas"] == 3
     containers = d["spec"]["template"]["spec"]["containers"]
     assert [(c["name"], c["image"], c["ports"]) for c in containers] == [
-        ("busybox", "busybox", [{"containerPort": 8080}]), ("busybox-1", "reg:5000/busybox:2", [{"containerPort": 8080}])]
+        ("busybox", "busybox", [{"containerPort": 8080}]),
+        ("busybox-1", "reg:5000/busybox:2", [{"containerPort": 8080}])]
     assert "&id" not in to_yaml(d), "shared label maps print without YAML anchors"
     with_command = generators.deployment("job", ["busybox"], 1, None, ["sleep", "3600"])
     assert with_command["spec"]["template"]["spec"]["containers"][0]["command"] == ["sleep", "3600"]
@@ -44,7 +45,8 @@ def test_configmap_and_secret_from_literals_files_and_directories(tmp_path: Path
     assert renamed["data"] == {"settings": "level=debug\n"}
     s = generators.secret("s", ["password=hunter2"], [], "kubernetes.io/basic-auth")
     assert s["data"] == {"password": base64.b64encode(b"hunter2").decode()} and s["type"] == "kubernetes.io/basic-auth"
-    for literals, files, message in ((["novalue"], [], "expected key=value"), (["a=1", "a=2"], [], 'cannot add key "a"'),
+    for literals, files, message in ((["novalue"], [], "expected key=value"),
+                                     (["a=1", "a=2"], [], 'cannot add key "a"'),
                                      (["bad key=1"], [], "not a valid key name"),
                                      ([], [str(tmp_path / "missing")], "no such file")):
         with pytest.raises(GeneratorError, match=message):

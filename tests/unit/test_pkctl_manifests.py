@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,8 +79,8 @@ def test_place_fills_the_namespace_and_rejects_unknown_kinds_and_conflicts() -> 
 
 
 def test_last_applied_annotation_is_the_object_without_itself() -> None:
-    obj = {"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "c", "annotations": {LAST_APPLIED: "old"}},
-           "data": {"k": "v"}}
+    obj: dict[str, Any] = {"kind": "ConfigMap", "apiVersion": "v1",
+                           "metadata": {"name": "c", "annotations": {LAST_APPLIED: "old"}}, "data": {"k": "v"}}
     modified = with_last_applied(obj)
     recorded = modified["metadata"]["annotations"][LAST_APPLIED]
     assert recorded == ('{"apiVersion":"v1","data":{"k":"v"},"kind":"ConfigMap",'

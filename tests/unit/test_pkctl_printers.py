@@ -8,9 +8,16 @@ import yaml
 
 from pkctl import columns
 from pkctl.printers import as_list, format_rows, human_duration, object_ref, since, to_json, to_yaml, with_type
-from pklib.resources import lookup
+from pklib.resources import Resource, lookup
 
 NOW = datetime(2026, 11, 22, 3, 0, 0, tzinfo=timezone.utc)
+
+
+def kind(name: str) -> Resource:
+    """The kind table row for a name that certainly exists."""
+    res = lookup(name)
+    assert res is not None, name
+    return res
 
 
 def ago(**kw: float) -> str:
@@ -53,7 +60,7 @@ def test_pod_row_counts_ready_containers_and_restarts() -> None:
         {"name": "a", "ready": True, "restartCount": 2, "state": {"running": {}},
          "lastState": {"terminated": {"finishedAt": ago(minutes=5)}}},
         {"name": "b", "ready": False, "restartCount": 0, "state": {"running": {}}}])
-    res = lookup("po")
+    res = kind("po")
     assert columns.headers(res) == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
     assert columns.cells(res, p, NOW) == ["p", "1/2", "Running", "2 (5m ago)", "30s"]
     assert columns.cells(res, p, NOW, wide=True)[5:] == ["10.244.0.7", "<none>", "<none>", "<none>"]
@@ -85,33 +92,33 @@ def test_deployment_and_service_rows() -> None:
                                                                     "values": ["b", "a"]}]},
                   "template": {"spec": {"containers": [{"name": "c", "image": "busybox"}]}}},
          "status": {"readyReplicas": 2, "updatedReplicas": 3, "availableReplicas": 2}}
-    assert columns.cells(lookup("deploy"), d, NOW, wide=True) == [
+    assert columns.cells(kind("deploy"), d, NOW, wide=True) == [
         "web", "2/3", "3", "2", "4h", "c", "busybox", "app=web,tier in (a,b)"]
     s = {"metadata": {"name": "svc", "creationTimestamp": ago(days=3)},
          "spec": {"type": "NodePort", "clusterIP": "10.96.0.20",
                   "ports": [{"port": 80, "nodePort": 30080, "protocol": "TCP"}, {"port": 53, "protocol": "UDP"}]}}
-    assert columns.cells(lookup("svc"), s, NOW) == ["svc", "NodePort", "10.96.0.20", "<none>", "80:30080/TCP,53/UDP",
+    assert columns.cells(kind("svc"), s, NOW) == ["svc", "NodePort", "10.96.0.20", "<none>", "80:30080/TCP,53/UDP",
                                                     "3d"]
 
 
 def test_endpoints_show_three_then_count_the_rest() -> None:
     ep = {"metadata": {"name": "e"}, "subsets": [{"addresses": [{"ip": f"10.0.0.{i}"} for i in range(5)],
                                                   "ports": [{"port": 80}]}]}
-    assert columns.cells(lookup("ep"), ep, NOW)[1] == "10.0.0.0:80,10.0.0.1:80,10.0.0.2:80 + 2 more..."
+    assert columns.cells(kind("ep"), ep, NOW)[1] == "10.0.0.0:80,10.0.0.1:80,10.0.0.2:80 + 2 more..."
 
 
 def test_node_status_roles_and_unknown_kind_fallback() -> None:
     n = {"metadata": {"name": "n1", "labels": {"node-role.kubernetes.io/control-plane": ""}},
          "spec": {"unschedulable": True}, "status": {"conditions": [{"type": "Ready", "status": "True"}],
                                                       "nodeInfo": {"kubeletVersion": "v1.32.0"}}}
-    assert columns.cells(lookup("no"), n, NOW) == ["n1", "Ready,SchedulingDisabled", "control-plane", "<unknown>",
+    assert columns.cells(kind("no"), n, NOW) == ["n1", "Ready,SchedulingDisabled", "control-plane", "<unknown>",
                                                    "v1.32.0"]
-    assert columns.headers(lookup("leases")) == ["NAME", "HOLDER", "AGE"]
-    assert columns.headers(lookup("endpointslices"), wide=True)[0] == "NAME"
+    assert columns.headers(kind("leases")) == ["NAME", "HOLDER", "AGE"]
+    assert columns.headers(kind("endpointslices"), wide=True)[0] == "NAME"
 
 
 def test_name_and_structured_output() -> None:
-    res = lookup("deploy")
+    res = kind("deploy")
     obj = {"metadata": {"name": "web"}, "spec": {"replicas": 1}}
     assert object_ref(res, obj) == "deployment.apps/web"
     typed = with_type(res, obj)

@@ -74,8 +74,9 @@ def test_least_allocated_prefers_the_emptier_node() -> None:
     busy, idle = make_node("busy"), make_node("idle")
     busy.add_pod(make_pod("a", cpu="3", memory="12Gi"))
     pod = make_pod("p", cpu="500m", memory="1Gi")
-    assert noderesources.least_allocated(pod, idle) > noderesources.least_allocated(pod, busy)
-    assert 0 <= noderesources.least_allocated(pod, busy) <= 100
+    busy_score, idle_score = noderesources.least_allocated(pod, [busy, idle])
+    assert idle_score > busy_score
+    assert 0 <= busy_score <= 100 and idle_score <= 100
 
 
 def test_balanced_allocation_prefers_even_cpu_and_memory_use() -> None:
@@ -83,7 +84,8 @@ def test_balanced_allocation_prefers_even_cpu_and_memory_use() -> None:
     cpu_heavy.add_pod(make_pod("a", cpu="3", memory="1Gi"))
     balanced.add_pod(make_pod("b", cpu="2", memory="8Gi"))
     pod = make_pod("p", cpu="100m", memory="100Mi")
-    assert noderesources.balanced_allocation(pod, balanced) > noderesources.balanced_allocation(pod, cpu_heavy)
+    heavy_score, balanced_score = noderesources.balanced_allocation(pod, [cpu_heavy, balanced])
+    assert balanced_score > heavy_score
 
 
 # -- node affinity -----------------------------------------------------------------------------
@@ -153,9 +155,9 @@ def test_noexecute_rejects_and_prefernoschedule_only_scores() -> None:
     assert tainttoleration.filter(make_pod(tolerations=wrong_effect), node) is not None
     soft = make_node(taints=[{"key": "a", "effect": "PreferNoSchedule"}, {"key": "b", "effect": "PreferNoSchedule"}])
     assert tainttoleration.filter(make_pod(), soft) is None
-    assert tainttoleration.intolerable_preferences(make_pod(), soft) == 2
+    assert tainttoleration.intolerable_preferences(make_pod(), [soft, node]) == [2, 0]
     assert tainttoleration.intolerable_preferences(make_pod(tolerations=[{"key": "a", "operator": "Exists"}]),
-                                                   soft) == 1
+                                                   [soft]) == [1]
 
 
 def test_unschedulable_node_rejects_unless_tolerated() -> None:
@@ -210,6 +212,7 @@ def test_owner_spread_counts_only_pods_of_the_same_controller() -> None:
     node.add_pod(make_pod("a", owner="rs1"))
     node.add_pod(make_pod("b", owner="rs1"))
     node.add_pod(make_pod("c", owner="rs2"))
-    assert ownerspread.same_owner_pods(make_pod("x", owner="rs1"), node) == 2
-    assert ownerspread.same_owner_pods(make_pod("y", owner="rs3"), node) == 0
-    assert ownerspread.same_owner_pods(make_pod("z"), node) == 0
+    empty = make_node("n2")
+    assert ownerspread.same_owner_pods(make_pod("x", owner="rs1"), [node, empty]) == [2, 0]
+    assert ownerspread.same_owner_pods(make_pod("y", owner="rs3"), [node]) == [0]
+    assert ownerspread.same_owner_pods(make_pod("z"), [node]) == [0]

@@ -1,0 +1,329 @@
+"""`pkube proxy`: programs Services into nftables on this node.
+
+    pkube proxy --kubeconfig FILE [--node-name N] [--node-ip IP] [--table pkube-proxy] [--sync-period 30s]
+                [--metrics-bind-address 127.0.0.1:10249] [--cleanup]
+
+Informers keep Services and Endpoints in memory; every change marks the ruleset dirty, and the sync loop
+turns everything that changed within --min-sync-period (default 50 ms) into one `nft -f` transaction.
+At start and every --sync-period the table is reconciled against the kernel. The rules stay in place
+when the proxy stops (connections keep working across restarts, as with kube-proxy); `--cleanup`
+deletes the table and exits.
+
+LoadBalancer Services get the node's address as `status.loadBalancer.ingress` (like k3s' ServiceLB on a
+single node) and are served on it.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import logging
+import signal
+import socket
+import sys
+import time
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from pklib.client import Client
+from pklib.errors import ApiError, ConnectionFailed, is_conflict, is_not_found
+from pklib.informer import Handler, InformerFactory, Obj, key_of
+from pklib.kubeconfig import KubeconfigError
+from pklib.resources import lookup
+
+from . import nft, rules
+from .proxier import Metrics, Proxier, enable_route_localnet
+
+log = logging.getLogger("proxy")
+
+SERVICES = lookup("services")
+ENDPOINTS = lookup("endpoints")
+NODES = lookup("nodes")
+assert SERVICES and ENDPOINTS and NODES
+TRIGGER_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
+
+
+class ConfigError(Exception):
+    pass
+
+
+def duration(text: str) -> float:
+    """Seconds from "30s", "2m", "1h", "500ms" or a bare number."""
+    t = text.strip()
+    for suffix, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
+        if t.endswith(suffix):
+            t, scale = t[: -len(suffix)], factor
+            break
+    else:
+        scale = 1.0
+    try:
+        value = float(t) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (examples: 30s, 500ms, 2m)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"duration must be positive, got {text!r}")
+    return value
+
+
+def host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host or "127.0.0.1", int(port)
+
+
+def table_name(text: str) -> str:
+    try:
+        return rules.valid_table_name(text)
+    except rules.RulesError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pkube proxy", description="Programs Services into nftables.")
+    p.add_argument("--kubeconfig", help="kubeconfig file to reach the API server")
+    p.add_argument("--server", help="API server URL (instead of --kubeconfig)")
+    p.add_argument("--token", help="bearer token for --server")
+    p.add_argument("--node-name", default=socket.gethostname(), help="this node (for externalTrafficPolicy Local)")
+    p.add_argument("--node-ip", help="address for LoadBalancer ingress (default: the Node's InternalIP, "
+                                     "else the source address of the default route)")
+    p.add_argument("--table", type=table_name, default="pkube-proxy", help="nftables table (ip family) to own")
+    p.add_argument("--sync-period", type=duration, default=30.0, help="full reconcile interval, e.g. 30s")
+    p.add_argument("--min-sync-period", type=duration, default=0.05,
+                   help="changes within this interval are applied in one transaction")
+    p.add_argument("--metrics-bind-address", type=host_port, default=("127.0.0.1", 10249),
+                   help="HOST:PORT of /metrics and /healthz (port 0: not served)")
+    p.add_argument("--cleanup", action="store_true", help="delete the nftables table and exit")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def make_client(config: argparse.Namespace) -> Client:
+    if config.server:
+        return Client(config.server, config.token, user_agent="pkube-proxy")
+    if config.token:
+        raise ConfigError("--token needs --server")
+    return Client.from_kubeconfig(config.kubeconfig, user_agent="pkube-proxy")
+
+
+def default_route_source() -> str | None:
+    """The address the kernel would use towards the default route (a netlink lookup; no packet is sent)."""
+    from pyroute2 import IPRoute
+    try:
+        with IPRoute() as ipr:
+            for route in ipr.route("get", dst="198.51.100.1"):
+                src = route.get_attr("RTA_PREFSRC")
+                if src:
+                    return str(src)
+    except Exception as e:  # noqa: BLE001 - no default route: LoadBalancer ingress just stays empty
+        log.info("no default route to take a node address from: %s", e)
+    return None
+
+
+async def node_ip(client: Client, config: argparse.Namespace) -> str | None:
+    if config.node_ip:
+        return str(config.node_ip)
+    try:
+        node = await client.get(NODES, config.node_name)
+        for addr in (node.get("status") or {}).get("addresses") or []:
+            if addr.get("type") == "InternalIP":
+                return str(addr["address"])
+    except ApiError as e:
+        if not is_not_found(e):
+            raise
+    return await asyncio.to_thread(default_route_source)
+
+
+class ProxyServer:
+    """Informers -> dirty flag -> batched syncs; plus LoadBalancer status."""
+
+    def __init__(self, client: Client, config: argparse.Namespace, metrics: Metrics):
+        self.client = client
+        self.config = config
+        self.metrics = metrics
+        self.proxier = Proxier(config.table, config.node_name, metrics)
+        self.informers = InformerFactory(client)
+        self.services = self.informers.informer(SERVICES)
+        self.endpoints = self.informers.informer(ENDPOINTS)
+        self.node_ip: str | None = None
+        self._dirty = asyncio.Event()
+        # Object key -> when its change happened, for the programming-latency metric (earliest pending).
+        self._pending: dict[str, float] = {}
+        self.services.add_handler(Handler(self._svc_changed, lambda o, n: self._svc_changed(n), self._svc_changed))
+        self.endpoints.add_handler(Handler(self._ep_changed, lambda o, n: self._ep_changed(n), self._ep_changed))
+
+    def _mark(self, key: str, when: float) -> None:
+        self._pending.setdefault(key, when)
+        self._dirty.set()
+
+    def _svc_changed(self, svc: Obj) -> None:
+        self._mark("svc:" + key_of(svc), time.time())
+
+    def _ep_changed(self, ep: Obj) -> None:
+        # The endpoints controller may stamp the time of the pod change that caused this; prefer it.
+        stamp = ((ep.get("metadata") or {}).get("annotations") or {}).get(TRIGGER_ANNOTATION)
+        when = time.time()
+        if stamp:
+            try:
+                when = min(when, datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())
+            except ValueError:
+                pass
+        self._mark("ep:" + key_of(ep), when)
+
+    def _sync(self, full: bool) -> None:
+        pending, self._pending = self._pending, {}
+        endpoints = {key_of(e): e for e in self.endpoints.store.list()}
+        try:
+            self.proxier.sync(self.services.store.list(), endpoints, full=full)
+        except nft.NftError:
+            # Keep the changes pending so the next attempt still reports their latency.
+            for k, v in pending.items():
+                self._pending.setdefault(k, v)
+            raise
+        now = time.time()
+        for when in pending.values():
+            self.metrics.programming_latency.observe(max(0.0, now - when))
+
+    async def sync_loop(self, ready: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        next_full = 0.0
+        failures = 0
+        while True:
+            full = loop.time() >= next_full
+            self._dirty.clear()
+            try:
+                # nft and rule generation are blocking; keep the informers' event loop free meanwhile.
+                await asyncio.to_thread(self._sync, full)
+                failures = 0
+                if full:
+                    next_full = loop.time() + self.config.sync_period
+                ready.set()
+            except nft.NftError as e:
+                failures += 1
+                log.error("sync failed (attempt %d): %s", failures, e)
+                self._dirty.set()
+                next_full = 0.0
+                await asyncio.sleep(min(30.0, 0.5 * 2 ** min(failures, 6)))
+                continue
+            try:
+                await asyncio.wait_for(self._dirty.wait(), max(0.0, next_full - loop.time()))
+            except asyncio.TimeoutError:
+                continue
+            # Batch: whatever else changes in the next moment goes into the same transaction.
+            await asyncio.sleep(self.config.min_sync_period)
+
+    async def loadbalancer_loop(self) -> None:
+        """Give LoadBalancer Services this node's address, through the status subresource, when it differs."""
+        wake = asyncio.Event()
+        self.services.add_handler(Handler(lambda o: wake.set(), lambda o, n: wake.set()))
+        while True:
+            await wake.wait()
+            wake.clear()
+            if not self.node_ip:
+                continue
+            want = [{"ip": self.node_ip}]
+            for svc in self.services.store.list():
+                spec, status = svc.get("spec") or {}, svc.get("status") or {}
+                if spec.get("type") != "LoadBalancer" or spec.get("loadBalancerClass"):
+                    continue
+                if (status.get("loadBalancer") or {}).get("ingress") == want:
+                    continue
+                body = copy.deepcopy(svc)
+                body.setdefault("status", {})["loadBalancer"] = {"ingress": want}
+                try:
+                    await self.client.update_status(SERVICES, body)
+                except ApiError as e:
+                    if not (is_conflict(e) or is_not_found(e)):
+                        log.warning("cannot set the load balancer status of %s: %s", key_of(svc), e.message)
+                    # A conflict means a newer version is on its way through the informer, which wakes us.
+
+    def healthy(self) -> bool:
+        last = self.proxier.last_sync
+        return bool(last) and time.monotonic() - last < 2 * self.config.sync_period + 10
+
+
+async def serve_metrics(server: ProxyServer, host: str, port: int) -> web.AppRunner:
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(server.metrics.registry),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_: web.Request) -> web.Response:
+        ok = server.healthy()
+        return web.Response(text="ok" if ok else "rules not synced recently", status=200 if ok else 503)
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as e:
+        await runner.cleanup()
+        raise ConfigError(f"cannot serve metrics on {host}:{port}: {e.strerror or e}") from None
+    return runner
+
+
+async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
+    """Run until cancelled; `ready` is set after the first successful sync."""
+    if config.cleanup:
+        await asyncio.to_thread(nft.delete_table, config.table)
+        ready.set()
+        return
+    await asyncio.to_thread(enable_route_localnet)
+    client = make_client(config)
+    server = ProxyServer(client, config, Metrics())
+    runner: web.AppRunner | None = None
+    try:
+        host, port = config.metrics_bind_address
+        if port:
+            runner = await serve_metrics(server, host, port)
+        server.node_ip = await node_ip(client, config)
+        server.informers.start()
+        await server.informers.wait_synced()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(server.sync_loop(ready), name="sync")
+            tg.create_task(server.loadbalancer_loop(), name="loadbalancer")
+    finally:
+        await server.informers.stop()
+        if runner is not None:
+            await runner.cleanup()
+        await client.close()
+
+
+def _leaf_errors(e: BaseException) -> list[BaseException]:
+    if isinstance(e, BaseExceptionGroup):
+        return [leaf for sub in e.exceptions for leaf in _leaf_errors(sub)]
+    return [e]
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if config.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def serve() -> int:
+        task = asyncio.create_task(run(config, asyncio.Event()))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            return 0
+        except Exception as e:  # noqa: BLE001 - user-facing failures become one line + exit code
+            for leaf in _leaf_errors(e):
+                if isinstance(leaf, (ConfigError, KubeconfigError, ConnectionFailed, nft.NftError, OSError)):
+                    print(f"error: {leaf}", file=sys.stderr)
+                    return 1
+            raise
+        return 0
+
+    try:
+        return asyncio.run(serve())
+    except (ConfigError, KubeconfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

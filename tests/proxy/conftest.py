@@ -1,0 +1,189 @@
+"""Fixtures for the service proxy tests: a private API server with its own service range, a test bridge with
+"pods" (network namespaces running busybox httpd), and a `pkube proxy` process on a unique nftables table.
+
+iproute2 builds the test network (tests only; the product uses pyroute2). Everything is removed afterwards.
+"""
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import AsyncIterator, Iterator
+
+import pytest
+
+from proxy import nft
+from tests.conftest import ROOT, ApiServer, Etcd, start_apiserver, _stop
+from tests.util import free_port, unique, wait_for_sync
+
+
+def sh(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True, timeout=30)
+
+
+@dataclass
+class Pod:
+    name: str
+    ip: str
+    port: int
+    netns: str
+    httpd: subprocess.Popen[bytes]
+
+
+@dataclass
+class TestNet:
+    bridge: str
+    gateway: str  # the bridge's address: a local address of this host we created, used as the "node IP"
+    prefix: str
+    tmp: str
+    pods: list[Pod] = field(default_factory=list)
+
+    def add_pod(self, name: str, port: int = 8080) -> Pod:
+        index = len(self.pods) + 2
+        ns = f"{self.bridge}-{index}"
+        veth = f"{self.bridge}v{index}"
+        ip = f"{self.prefix}.{index}"
+        sh("ip", "netns", "add", ns)
+        sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+        sh("ip", "link", "set", veth, "master", self.bridge, "up")
+        sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0")
+        sh("ip", "-n", ns, "link", "set", "eth0", "up")
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "-n", ns, "route", "add", "default", "via", self.gateway)
+        docroot = Path(self.tmp, name)
+        docroot.mkdir()
+        (docroot / "index.html").write_text(name)
+        httpd = subprocess.Popen(["ip", "netns", "exec", ns, "busybox", "httpd", "-f", "-p", str(port),
+                                  "-h", str(docroot)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        pod = Pod(name, ip, port, ns, httpd)
+        self.pods.append(pod)
+        wait_for_sync(lambda: fetch(f"http://{ip}:{port}/") == name, message=f"httpd in {ns}")
+        return pod
+
+    def close(self) -> None:
+        for pod in self.pods:
+            _stop(pod.httpd)  # type: ignore[arg-type]
+            subprocess.run(["ip", "netns", "del", pod.netns], capture_output=True)
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+
+
+def fetch(url: str, timeout: float = 2.0) -> str | None:
+    """The body of a GET, or None when the connection fails."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.read().decode()
+    except OSError:
+        return None
+
+
+def connect_error(host: str, port: int, timeout: float = 5.0) -> tuple[type[BaseException] | None, float]:
+    """(exception class or None, seconds) of a plain TCP connect."""
+    started = time.monotonic()
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None, time.monotonic() - started
+    except OSError as e:
+        return type(e), time.monotonic() - started
+
+
+@dataclass
+class ProxyProcess:
+    table: str
+    node_name: str
+    node_ip: str
+    metrics_port: int
+    kubeconfig: str
+    log: str
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "launcher", "proxy", "--kubeconfig", self.kubeconfig, "--table", self.table,
+             "--node-name", self.node_name, "--node-ip", self.node_ip,
+             "--metrics-bind-address", f"127.0.0.1:{self.metrics_port}"],
+            cwd=ROOT, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        wait_for_sync(self._healthy, timeout=30, message="proxy healthy")
+
+    def _healthy(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"proxy exited {self.proc.returncode}: {Path(self.log).read_text()[-3000:]}")
+        return fetch(f"http://127.0.0.1:{self.metrics_port}/healthz", 1) == "ok"
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+            self.proc = None
+
+    def ruleset(self) -> str:
+        return nft.list_table(self.table)
+
+    def metrics(self) -> str:
+        return fetch(f"http://127.0.0.1:{self.metrics_port}/metrics") or ""
+
+
+@pytest.fixture(scope="module")
+def proxy_apiserver(session_tmp: str, etcd: Etcd) -> Iterator[ApiServer]:
+    """A private API server whose service range no other proxy on this machine programs."""
+    cidr = f"172.30.{random.randint(0, 255)}.0/24"
+    a = start_apiserver(session_tmp, etcd.url, ["--service-cluster-ip-range", cidr])
+    yield a
+    _stop(a.proc)
+
+
+@pytest.fixture
+async def pclient(proxy_apiserver: ApiServer) -> AsyncIterator["Client"]:  # noqa: F821
+    from pklib.client import Client
+    c = Client(proxy_apiserver.url, proxy_apiserver.token)
+    yield c
+    await c.close()
+
+
+@pytest.fixture
+async def pns(pclient: "Client") -> str:  # noqa: F821
+    from pklib.resources import lookup
+    name = unique("ns")
+    await pclient.create(lookup("namespaces"), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    return name
+
+
+@pytest.fixture
+def testnet() -> Iterator[TestNet]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    tag = unique("pkp").split("-")[1][:6]
+    prefix = f"10.{random.randint(208, 215)}.{random.randint(0, 255)}"
+    bridge = f"pkp{tag}"
+    tmp = tempfile.mkdtemp(prefix="pkt-proxy-")
+    net = TestNet(bridge, f"{prefix}.1", prefix, tmp)
+    try:
+        sh("ip", "link", "add", bridge, "type", "bridge")
+        sh("ip", "addr", "add", f"{prefix}.1/24", "dev", bridge)
+        sh("ip", "link", "set", bridge, "up")
+        yield net
+    finally:
+        net.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def proxy(proxy_apiserver: ApiServer, testnet: TestNet, session_tmp: str) -> Iterator[ProxyProcess]:
+    table = unique("pkube-t")
+    p = ProxyProcess(table, unique("node"), testnet.gateway, free_port(), proxy_apiserver.kubeconfig,
+                     os.path.join(session_tmp, f"{table}.log"))
+    try:
+        p.start()
+        yield p
+    finally:
+        p.stop()
+        nft.delete_table(table)
+        assert nft.list_table(table) == ""

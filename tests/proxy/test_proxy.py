@@ -1,0 +1,177 @@
+"""`pkube proxy` against a real API server, real nftables and "pods" in network namespaces running httpd.
+
+Every request goes to loopback, to the test bridge's address, or to a ClusterIP of the test's own API
+server -- and only after the proxy's rules for it are in the kernel, so nothing leaves the machine.
+"""
+from __future__ import annotations
+
+import collections
+import re
+from typing import Any
+
+import pytest
+
+from pklib.client import Client
+from pklib.resources import lookup
+from tests.proxy.conftest import ProxyProcess, TestNet, connect_error, fetch
+from tests.util import unique, wait_for, wait_for_sync
+
+pytestmark = pytest.mark.root
+
+SERVICES = lookup("services")
+ENDPOINTS = lookup("endpoints")
+assert SERVICES and ENDPOINTS
+
+
+async def make_service(c: Client, ns: str, name: str, **spec: Any) -> dict[str, Any]:
+    spec.setdefault("ports", [{"port": 80, "protocol": "TCP", "targetPort": 8080}])
+    return await c.create(SERVICES, {"apiVersion": "v1", "kind": "Service",
+                                     "metadata": {"name": name, "namespace": ns}, "spec": spec})
+
+
+def endpoints_body(ns: str, name: str, subsets: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": name, "namespace": ns}, "subsets": subsets}
+
+
+def subset(pods: list[Any], port: int = 8080, port_name: str | None = None) -> dict[str, Any]:
+    p: dict[str, Any] = {"port": port, "protocol": "TCP"}
+    if port_name:
+        p["name"] = port_name
+    return {"addresses": [{"ip": pod.ip} for pod in pods], "ports": [p]}
+
+
+def wait_rules(proxy: ProxyProcess, *needles: str, absent: bool = False) -> str:
+    def ok() -> str | None:
+        text = proxy.ruleset()
+        present = [n in text for n in needles]
+        return text if (not any(present) if absent else all(present)) else None
+    return wait_for_sync(ok, timeout=10, message=f"ruleset {'without' if absent else 'with'} {needles}")
+
+
+def spread(url: str, n: int) -> collections.Counter[str | None]:
+    return collections.Counter(fetch(url) for _ in range(n))
+
+
+async def test_clusterip_and_nodeport_reach_every_endpoint(pclient: Client, pns: str, testnet: TestNet,
+                                                           proxy: ProxyProcess) -> None:
+    pods = [testnet.add_pod(f"web-{i}") for i in range(3)]
+    svc = await make_service(pclient, pns, "web", type="NodePort")
+    ip, node_port = svc["spec"]["clusterIP"], svc["spec"]["ports"][0]["nodePort"]
+    await pclient.create(ENDPOINTS, endpoints_body(pns, "web", [subset(pods)]))
+    wait_rules(proxy, f"{ip} . tcp . 80", f"tcp . {node_port}", *(f"dnat to {p.ip}:8080" for p in pods))
+
+    names = {p.name for p in pods}
+    for url in (f"http://{ip}/", f"http://127.0.0.1:{node_port}/", f"http://{testnet.gateway}:{node_port}/"):
+        seen = spread(url, 30)
+        # Equal weight: 30 requests over 3 endpoints miss one with probability ~1e-5.
+        assert set(seen) == names, f"{url}: {seen}"
+
+    # Scaling down: a removed endpoint gets no more traffic once the proxy saw the change.
+    ep = await pclient.get(ENDPOINTS, "web", pns)
+    ep["subsets"] = [subset(pods[:2])]
+    await pclient.update(ENDPOINTS, ep)
+    wait_rules(proxy, f"dnat to {pods[2].ip}:8080", absent=True)
+    assert set(spread(f"http://{ip}/", 20)) == {"web-0", "web-1"}
+
+    # The metrics report how long syncs and endpoint changes took.
+    metrics = proxy.metrics()
+    assert re.search(r"^pkube_proxy_sync_proxy_rules_duration_seconds_count [1-9]", metrics, re.M)
+    assert re.search(r"^pkube_proxy_network_programming_duration_seconds_count [1-9]", metrics, re.M)
+
+
+async def test_named_target_port_resolved_per_endpoint(pclient: Client, pns: str, testnet: TestNet,
+                                                       proxy: ProxyProcess) -> None:
+    old, new = testnet.add_pod("v1", port=8080), testnet.add_pod("v2", port=9090)
+    svc = await make_service(pclient, pns, "multi",
+                             ports=[{"name": "http", "port": 80, "protocol": "TCP", "targetPort": "web"}])
+    ip = svc["spec"]["clusterIP"]
+    await pclient.create(ENDPOINTS, endpoints_body(pns, "multi", [subset([old], 8080, "http"),
+                                                                  subset([new], 9090, "http")]))
+    wait_rules(proxy, f"dnat to {old.ip}:8080", f"dnat to {new.ip}:9090")
+    assert set(spread(f"http://{ip}/", 30)) == {"v1", "v2"}
+
+
+async def test_no_endpoints_refuses_at_once_and_delete_removes_rules(pclient: Client, pns: str, testnet: TestNet,
+                                                                     proxy: ProxyProcess) -> None:
+    svc = await make_service(pclient, pns, "empty", type="NodePort")
+    ip, node_port = svc["spec"]["clusterIP"], svc["spec"]["ports"][0]["nodePort"]
+    wait_rules(proxy, f"{ip} . tcp . 80 : goto reject-no-endpoints", f"tcp . {node_port} : goto reject-no-endpoints")
+    for host, port in ((ip, 80), ("127.0.0.1", node_port)):
+        error, took = connect_error(host, port)
+        assert error is ConnectionRefusedError and took < 1.0, (host, port, error, took)
+
+    await pclient.delete(SERVICES, "empty", pns)
+    wait_rules(proxy, ip, f"tcp . {node_port}", absent=True)
+    assert not any(line.strip().startswith("chain svc-" + pns) for line in proxy.ruleset().splitlines())
+
+
+async def test_session_affinity_keeps_a_client_on_one_endpoint(pclient: Client, pns: str, testnet: TestNet,
+                                                               proxy: ProxyProcess) -> None:
+    pods = [testnet.add_pod(f"sticky-{i}") for i in range(3)]
+    svc = await make_service(pclient, pns, "sticky", sessionAffinity="ClientIP")
+    ip = svc["spec"]["clusterIP"]
+    await pclient.create(ENDPOINTS, endpoints_body(pns, "sticky", [subset(pods)]))
+    wait_rules(proxy, *(f"dnat to {p.ip}:8080" for p in pods))
+    seen = spread(f"http://{ip}/", 15)
+    assert len(seen) == 1 and None not in seen, seen
+
+
+async def test_loadbalancer_gets_the_node_address_and_is_served_there(pclient: Client, pns: str, testnet: TestNet,
+                                                                       proxy: ProxyProcess) -> None:
+    pod = testnet.add_pod("lb")
+    svc = await make_service(pclient, pns, "lb", type="LoadBalancer",
+                             ports=[{"port": 8888, "protocol": "TCP", "targetPort": 8080}])
+    await pclient.create(ENDPOINTS, endpoints_body(pns, "lb", [subset([pod])]))
+
+    async def ingress() -> Any:
+        s = await pclient.get(SERVICES, "lb", pns)
+        return ((s.get("status") or {}).get("loadBalancer") or {}).get("ingress")
+    assert await wait_for(ingress, message="load balancer ingress") == [{"ip": testnet.gateway}]
+    wait_rules(proxy, f"{testnet.gateway} . tcp . 8888")
+    assert fetch(f"http://{testnet.gateway}:8888/") == "lb"
+    assert fetch(f"http://{testnet.gateway}:{svc['spec']['ports'][0]['nodePort']}/") == "lb"
+
+
+async def test_restart_rebuilds_the_same_ruleset_and_cleanup_removes_it(pclient: Client, pns: str,
+                                                                        testnet: TestNet,
+                                                                        proxy: ProxyProcess) -> None:
+    pods = [testnet.add_pod(f"r-{i}") for i in range(2)]
+    svc = await make_service(pclient, pns, "keep", type="NodePort")
+    ip = svc["spec"]["clusterIP"]
+    await pclient.create(ENDPOINTS, endpoints_body(pns, "keep", [subset(pods)]))
+    before = wait_rules(proxy, *(f"dnat to {p.ip}:8080" for p in pods))
+
+    proxy.stop()
+    # Rules stay while the proxy is down, so Services keep working across a restart.
+    assert proxy.ruleset() == before
+    assert fetch(f"http://{ip}/") in {"r-0", "r-1"}
+    proxy.start()
+    assert proxy.ruleset() == before
+
+    # A stale chain someone left in the table disappears with the next full reconcile (at start).
+    proxy.stop()
+    import subprocess
+    subprocess.run(["nft", "add", "chain", "ip", proxy.table, "svc-stale/x/tcp/1"], check=True)
+    proxy.start()
+    assert proxy.ruleset() == before
+
+    proxy.stop()
+    out = subprocess.run([*__import__("sys").executable.split(), "-m", "launcher", "proxy", "--cleanup",
+                          "--table", proxy.table], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert proxy.ruleset() == ""
+
+
+def test_bad_flags_give_one_line_errors() -> None:
+    import subprocess
+    import sys
+    for args, needle in ((["--table", "bad name"], "invalid nftables table name"),
+                         (["--sync-period", "soon"], "invalid duration"),
+                         (["--metrics-bind-address", "nowhere"], "expected HOST:PORT")):
+        out = subprocess.run([sys.executable, "-m", "launcher", "proxy", *args], capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 2 and needle in out.stderr and "Traceback" not in out.stderr, out.stderr
+    out = subprocess.run([sys.executable, "-m", "launcher", "proxy", "--kubeconfig", f"/nonexistent/{unique()}",
+                          "--metrics-bind-address", "127.0.0.1:0", "--table", unique("pkube-t")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and out.stderr.startswith("error:") and "Traceback" not in out.stderr, out.stderr

@@ -1,0 +1,178 @@
+"""The ruleset generator: Services + Endpoints -> nftables text (pure; no kernel involved)."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from proxy import nft, rules
+
+
+def svc(name: str, ip: str = "10.96.0.10", ports: list[dict[str, Any]] | None = None, ns: str = "ns",
+        **spec: Any) -> dict[str, Any]:
+    return {"metadata": {"namespace": ns, "name": name},
+            "spec": {"clusterIP": ip, "ports": ports or [{"port": 80, "protocol": "TCP"}], **spec}}
+
+
+def eps(*subsets: tuple[list[str], list[dict[str, Any]]], node: str = "") -> dict[str, Any]:
+    return {"subsets": [{"addresses": [{"ip": ip, **({"nodeName": node} if node else {})} for ip in ips],
+                         "ports": ports} for ips, ports in subsets]}
+
+
+def chain(text: str, name: str) -> list[str]:
+    m = re.search(r"^  chain " + re.escape(name) + r" \{\n(.*?)^  \}", text, re.S | re.M)
+    assert m, f"chain {name} not in ruleset"
+    return [line.strip() for line in m.group(1).splitlines()]
+
+
+def services_map(text: str) -> str:
+    return "\n".join(chain(text, "services"))
+
+
+def test_clusterip_spreads_over_every_ready_endpoint_with_equal_weight() -> None:
+    r = rules.build("t", [svc("web", ports=[{"port": 80, "protocol": "TCP", "targetPort": 8080}])],
+                    {"ns/web": eps((["10.1.0.3", "10.1.0.2", "10.1.0.4"], [{"port": 8080, "protocol": "TCP"}]))})
+    assert "10.96.0.10 . tcp . 80 : goto svc-ns/web/tcp/80" in services_map(r.text)
+    pick = chain(r.text, "svc-ns/web/tcp/80")[-1]
+    assert pick.startswith("numgen random mod 3 vmap")
+    for i, ip in enumerate(["10.1.0.2", "10.1.0.3", "10.1.0.4"]):
+        assert f"{i} : goto ep-ns/web/tcp/80__{ip}/8080" in pick
+        assert f"meta l4proto tcp dnat to {ip}:8080" in chain(r.text, f"ep-ns/web/tcp/80__{ip}/8080")
+
+
+def test_not_ready_addresses_get_no_traffic() -> None:
+    ep = {"subsets": [{"addresses": [{"ip": "10.1.0.2"}], "notReadyAddresses": [{"ip": "10.1.0.9"}],
+                       "ports": [{"port": 80, "protocol": "TCP"}]}]}
+    r = rules.build("t", [svc("web")], {"ns/web": ep})
+    assert "10.1.0.9" not in r.text
+    assert "numgen random mod 1" in r.text
+
+
+def test_named_target_port_resolved_per_endpoint_subset() -> None:
+    # Two pod versions serve port "http" on different numbers: Endpoints carries two subsets.
+    r = rules.build("t", [svc("web", ports=[{"name": "http", "port": 80, "protocol": "TCP", "targetPort": "web"}])],
+                    {"ns/web": eps((["10.1.0.2"], [{"name": "http", "port": 8080, "protocol": "TCP"}]),
+                                   (["10.1.0.3"], [{"name": "http", "port": 9090, "protocol": "TCP"}]))})
+    assert "dnat to 10.1.0.2:8080" in r.text and "dnat to 10.1.0.3:9090" in r.text
+    assert "numgen random mod 2" in chain(r.text, "svc-ns/web/tcp/http")[-1]
+
+
+def test_ports_are_matched_by_name_and_protocol() -> None:
+    r = rules.build("t", [svc("dns", ports=[{"name": "dns", "port": 53, "protocol": "UDP"},
+                                            {"name": "dns-tcp", "port": 53, "protocol": "TCP"}])],
+                    {"ns/dns": eps((["10.1.0.2"], [{"name": "dns", "port": 5353, "protocol": "UDP"},
+                                                   {"name": "dns-tcp", "port": 5354, "protocol": "TCP"}]))})
+    assert "meta l4proto udp dnat to 10.1.0.2:5353" in chain(r.text, "ep-ns/dns/udp/dns__10.1.0.2/5353")
+    assert "meta l4proto tcp dnat to 10.1.0.2:5354" in chain(r.text, "ep-ns/dns/tcp/dns-tcp__10.1.0.2/5354")
+    assert "10.96.0.10 . udp . 53" in services_map(r.text) and "10.96.0.10 . tcp . 53" in services_map(r.text)
+
+
+def test_no_ready_endpoints_rejects_instead_of_dnat() -> None:
+    r = rules.build("t", [svc("empty", type="NodePort", ports=[{"port": 80, "protocol": "TCP", "nodePort": 30080}])],
+                    {"ns/empty": {"subsets": [{"notReadyAddresses": [{"ip": "10.1.0.2"}],
+                                               "ports": [{"port": 80, "protocol": "TCP"}]}]}})
+    check = "\n".join(chain(r.text, "endpoints-check"))
+    assert "10.96.0.10 . tcp . 80 : goto reject-no-endpoints" in check
+    assert "fib daddr type local meta l4proto . th dport vmap { tcp . 30080 : goto reject-no-endpoints }" in check
+    assert chain(r.text, "reject-no-endpoints") == ["meta l4proto tcp reject with tcp reset", "reject"]
+    assert "svc-ns/empty" not in r.text and chain(r.text, "services") == []
+
+
+def test_headless_externalname_and_unallocated_services_get_no_rules() -> None:
+    r = rules.build("t", [svc("headless", ip="None"), svc("ext", ip="", type="ExternalName", externalName="x.org"),
+                          svc("pending", ip="")],
+                    {"ns/headless": eps((["10.1.0.2"], [{"port": 80, "protocol": "TCP"}]))})
+    assert r.ports == [] and chain(r.text, "services") == [] and chain(r.text, "endpoints-check") == []
+
+
+def test_nodeport_on_every_local_address_and_masqueraded_with_policy_cluster() -> None:
+    r = rules.build("t", [svc("web", type="NodePort", ports=[{"port": 80, "protocol": "TCP", "nodePort": 30080}])],
+                    {"ns/web": eps((["10.1.0.2"], [{"port": 80, "protocol": "TCP"}]))})
+    assert "fib daddr type local meta l4proto . th dport vmap { tcp . 30080 : goto ext-ns/web/tcp/80 }" \
+        in services_map(r.text)
+    assert chain(r.text, "ext-ns/web/tcp/80") == ["jump mark-for-masquerade", "goto svc-ns/web/tcp/80"]
+
+
+def test_policy_local_uses_only_this_nodes_endpoints_and_drops_without_them() -> None:
+    spec = {"type": "NodePort", "externalTrafficPolicy": "Local",
+            "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080}]}
+    endpoints = {"ns/web": {"subsets": [{"addresses": [{"ip": "10.1.0.2", "nodeName": "n1"},
+                                                       {"ip": "10.1.0.3", "nodeName": "n2"}],
+                                         "ports": [{"port": 80, "protocol": "TCP"}]}]}}
+    r = rules.build("t", [svc("web", **spec)], endpoints, node_name="n1")
+    ext = chain(r.text, "ext-ns/web/tcp/80")
+    # Traffic starting on this node is treated like Cluster (and masqueraded in the svc chain); external
+    # clients keep their source address (no mark) and only reach the local endpoint.
+    assert ext == ["fib saddr type local goto svc-ns/web/tcp/80", "goto local-ns/web/tcp/80"]
+    local = chain(r.text, "local-ns/web/tcp/80")
+    assert local == ["numgen random mod 1 vmap { 0 : goto ep-ns/web/tcp/80__10.1.0.2/80 }"]
+    assert "numgen random mod 2" in chain(r.text, "svc-ns/web/tcp/80")[-1]  # ClusterIP still uses both
+    r3 = rules.build("t", [svc("web", **spec)], endpoints, node_name="n3")
+    assert chain(r3.text, "ext-ns/web/tcp/80")[-1] == "drop"
+
+
+def test_loadbalancer_ingress_and_external_ips_are_served_on_the_service_port() -> None:
+    s = svc("lb", type="LoadBalancer", externalIPs=["192.0.2.50"],
+            ports=[{"port": 443, "protocol": "TCP", "nodePort": 30443}])
+    s["status"] = {"loadBalancer": {"ingress": [{"ip": "192.0.2.7"}]}}
+    r = rules.build("t", [s], {"ns/lb": eps((["10.1.0.2"], [{"port": 443, "protocol": "TCP"}]))})
+    m = services_map(r.text)
+    assert "192.0.2.7 . tcp . 443 : goto ext-ns/lb/tcp/443" in m
+    assert "192.0.2.50 . tcp . 443 : goto ext-ns/lb/tcp/443" in m
+    assert "tcp . 30443 : goto ext-ns/lb/tcp/443" in m
+
+
+def test_masquerade_only_for_hairpin_host_and_external_traffic() -> None:
+    r = rules.build("t", [svc("web")], {"ns/web": eps((["10.1.0.2"], [{"port": 80, "protocol": "TCP"}]))})
+    assert chain(r.text, "svc-ns/web/tcp/80")[0] == "fib saddr type local jump mark-for-masquerade"
+    assert chain(r.text, "ep-ns/web/tcp/80__10.1.0.2/80")[0] == "ip saddr 10.1.0.2 jump mark-for-masquerade"
+    assert r.text.count("jump mark-for-masquerade") == 2  # nothing else marks
+    assert chain(r.text, "masquerading")[-1] == "masquerade fully-random"
+
+
+def test_client_ip_affinity_uses_one_timed_set_per_endpoint() -> None:
+    s = svc("web", sessionAffinity="ClientIP", sessionAffinityConfig={"clientIP": {"timeoutSeconds": 60}})
+    r = rules.build("t", [s], {"ns/web": eps((["10.1.0.2", "10.1.0.3"], [{"port": 80, "protocol": "TCP"}]))})
+    sets = sorted(r.sets)
+    assert sets == ["aff60-ns/web/tcp/80__10.1.0.2/80", "aff60-ns/web/tcp/80__10.1.0.3/80"]
+    assert "timeout 60s" in r.text
+    pick = chain(r.text, "svc-ns/web/tcp/80")
+    assert pick[1] == f"ip saddr @{sets[0]} goto ep-ns/web/tcp/80__10.1.0.2/80"
+    assert pick[-1].startswith("numgen random mod 2")  # only when the client has no sticky endpoint
+    assert f"update @{sets[1]} {{ ip saddr }}" in chain(r.text, "ep-ns/web/tcp/80__10.1.0.3/80")
+    default = rules.build("t", [svc("web", sessionAffinity="ClientIP")],
+                          {"ns/web": eps((["10.1.0.2"], [{"port": 80, "protocol": "TCP"}]))})
+    assert "timeout 10800s" in default.text
+
+
+def test_output_is_deterministic_whatever_the_input_order() -> None:
+    services = [svc(f"s{i}", ip=f"10.96.0.{i + 1}") for i in range(5)]
+    endpoints = {f"ns/s{i}": eps(([f"10.1.{i}.3", f"10.1.{i}.2"], [{"port": 80, "protocol": "TCP"}]))
+                 for i in range(5)}
+    a = rules.build("t", services, endpoints)
+    b = rules.build("t", list(reversed(services)), dict(reversed(list(endpoints.items()))))
+    assert a.text == b.text
+
+
+def test_bad_table_names_are_refused() -> None:
+    for bad in ("", "1abc", "a b", "x" * 65, "t;flush ruleset"):
+        with pytest.raises(rules.RulesError):
+            rules.build(bad, [], {})
+
+
+def test_transaction_flushes_rules_and_deletes_only_stale_objects() -> None:
+    r = rules.build("t", [svc("web")], {"ns/web": eps((["10.1.0.2"], [{"port": 80, "protocol": "TCP"}]))})
+    script = nft.transaction(r, r.chains | {"svc-ns/gone/tcp/80"}, {"aff60-old"})
+    lines = script.splitlines()
+    assert lines[:2] == ["table ip t {}", "flush table ip t"]
+    assert lines[-2:] == ["delete chain ip t svc-ns/gone/tcp/80", "delete set ip t aff60-old"]
+    assert "flush set" not in script  # affinity entries must survive
+
+
+def test_udp_targets_cover_cluster_ip_external_ips_and_node_ports() -> None:
+    s = svc("dns", type="NodePort", externalIPs=["192.0.2.9"],
+            ports=[{"port": 53, "protocol": "UDP", "nodePort": 30053}, {"name": "t", "port": 53, "protocol": "TCP"}])
+    ports = rules.service_ports([s], {"ns/dns": eps((["10.1.0.2"], [{"port": 53, "protocol": "UDP"}]))})
+    assert rules.udp_targets(ports) == {("10.96.0.10", 53, "10.1.0.2"), ("192.0.2.9", 53, "10.1.0.2"),
+                                        ("nodeport", 30053, "10.1.0.2")}
