@@ -85,3 +85,13 @@ async def read_patch(request: web.Request) -> tuple[str, Any]:
     if kind != "json" and not isinstance(patch, dict):
         raise bad_request("a merge patch must be a JSON object")
     return kind, patch
+
+
+def member(obj: dict[str, Any], key: str, where: str = "") -> dict[str, Any]:
+    """obj[key] as an object ({} if absent); 400 naming the field if it is something else."""
+    value = obj.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise bad_request(f"{where}{key} must be an object, got {type(value).__name__}")
+    return value

@@ -18,7 +18,7 @@ from typing import Any
 from pklib.objects import now_rfc3339
 from pklib.resources import Resource
 
-from . import kinds
+from . import bodies, kinds
 from .handlers_objects import Objects, finished_deleting, object_key
 from .status import StatusError, bad_request, conflict, not_found
 from .storage.interface import Entry, KeyNotFoundError, RevisionConflictError
@@ -44,7 +44,7 @@ class DeleteOptions:
         policy = body.get("propagationPolicy", query.get("propagationPolicy"))
         if body.get("orphanDependents") is not None and policy is None:
             policy = "Orphan" if body["orphanDependents"] else "Background"
-        pre = body.get("preconditions") or {}
+        pre = bodies.member(body, "preconditions")
         try:
             grace_int = None if grace in (None, "") else int(grace)
         except (TypeError, ValueError):
@@ -117,7 +117,7 @@ def _marked(res: Resource, obj: dict[str, Any], opts: DeleteOptions) -> dict[str
 
 
 async def delete(objects: Objects, res: Resource, namespace: str | None, name: str,
-                 opts: DeleteOptions) -> tuple[dict[str, Any], bool]:
+                 opts: DeleteOptions, dry_run: bool = False) -> tuple[dict[str, Any], bool]:
     """(the object's last state, whether it is gone now)."""
     storage = objects.storage
     key = object_key(res, namespace, name)
@@ -127,6 +127,8 @@ async def delete(objects: Objects, res: Resource, namespace: str | None, name: s
             raise not_found(res.plural, name, res.group)
         _check_preconditions(res, entry, opts)
         marked = _marked(res, entry.value, opts)
+        if dry_run:
+            return with_rv(marked or entry.value, entry.mod_revision), marked is None
         try:
             if marked is None:
                 deleted = await storage.delete(key, entry.mod_revision)

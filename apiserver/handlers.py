@@ -22,6 +22,15 @@ from .watchcache import WatchCache, resource_prefix
 SERVED_SUBRESOURCES = {"status", "scale", "binding", "finalize"}
 
 
+def dry_run(request: web.Request) -> bool:
+    """`?dryRun=All`: run every check of a write, store nothing (kubectl --dry-run=server, kubectl diff)."""
+    values = request.query.getall("dryRun", [])
+    for v in values:
+        if v != "All":
+            raise StatusError(400, "BadRequest", f'unsupported dryRun value "{v}": only "All" is supported')
+    return bool(values)
+
+
 def _not_found() -> StatusError:
     return StatusError(404, "NotFound", "the server could not find the requested resource")
 
@@ -127,25 +136,27 @@ class Api:
         request[VERB] = "POST"
         body = await bodies.read_object(request)
         assert body is not None
-        return json_response(await self.objects.create(t.res, t.namespace, body), 201)
+        return json_response(await self.objects.create(t.res, t.namespace, body, dry_run=dry_run(request)), 201)
 
     async def update(self, request: web.Request, t: Target) -> web.StreamResponse:
         request[VERB] = "PUT"
         body = await bodies.read_object(request)
         assert body is not None and t.name is not None
-        return json_response(await self.objects.update(t.res, t.namespace, t.name, body, t.subresource))
+        return json_response(await self.objects.update(t.res, t.namespace, t.name, body, t.subresource,
+                                                       dry_run=dry_run(request)))
 
     async def patch(self, request: web.Request, t: Target) -> web.StreamResponse:
         request[VERB] = "PATCH"
         kind, patch = await bodies.read_patch(request)
         assert t.name is not None
-        return json_response(await self.objects.patch(t.res, t.namespace, t.name, kind, patch, t.subresource))
+        return json_response(await self.objects.patch(t.res, t.namespace, t.name, kind, patch, t.subresource,
+                                                      dry_run=dry_run(request)))
 
     async def delete(self, request: web.Request, t: Target) -> web.StreamResponse:
         request[VERB] = "DELETE"
         opts = deletion.DeleteOptions.parse(await bodies.read_object(request, optional=True), request.query)
         assert t.name is not None
-        obj, gone = await deletion.delete(self.objects, t.res, t.namespace, t.name, opts)
+        obj, gone = await deletion.delete(self.objects, t.res, t.namespace, t.name, opts, dry_run(request))
         # Kubernetes answers 202 only for a foreground deletion that is still in progress.
         return json_response(obj, 202 if not gone and opts.propagation_policy == "Foreground" else 200)
 

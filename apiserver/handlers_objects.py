@@ -19,6 +19,7 @@ from pklib.objects import now_rfc3339
 from pklib.resources import Resource
 
 from . import kinds
+from .bodies import member
 from .status import StatusError, already_exists, bad_request, conflict, forbidden, invalid, not_found
 from .storage.interface import Entry, KeyExistsError, KeyNotFoundError, RevisionConflictError, Storage
 from .watchcache import WatchCache, resource_prefix, with_rv
@@ -149,7 +150,8 @@ class Objects:
 
     # -- create ------------------------------------------------------------------------------
 
-    async def create(self, res: Resource, namespace: str | None, body: dict[str, Any]) -> dict[str, Any]:
+    async def create(self, res: Resource, namespace: str | None, body: dict[str, Any], *,
+                     dry_run: bool = False) -> dict[str, Any]:
         """Creates `body`, which the caller hands over: it is filled in (defaults) rather than copied."""
         self.check_identity(res, body, namespace)
         obj = body
@@ -180,6 +182,10 @@ class Objects:
         if res.namespaced:
             await self.check_namespace(namespace or "")
         key = object_key(res, namespace, meta["name"])
+        if dry_run:  # everything a create checks, nothing it writes (no resourceVersion, like Kubernetes)
+            if await self.storage.get(key) is not None:
+                raise already_exists(res.plural, meta["name"], res.group)
+            return obj
         rollback = await strategy.prepare_create(obj, self.storage)
         try:
             revision = self.wrote(res, await self.storage.create(key, obj))
@@ -212,9 +218,9 @@ class Objects:
             # Status updates change status only (finalize: spec.finalizers only); metadata stays.
             new = copy.deepcopy(old)
             if subresource == "status":
-                new["status"] = copy.deepcopy(body.get("status") or {})
+                new["status"] = copy.deepcopy(member(body, "status"))
             else:
-                new.setdefault("spec", {})["finalizers"] = list((body.get("spec") or {}).get("finalizers") or [])
+                new.setdefault("spec", {})["finalizers"] = list(member(body, "spec").get("finalizers") or [])
             return new
         new = copy.deepcopy(body)
         new["apiVersion"], new["kind"] = res.api_version, res.kind
@@ -237,7 +243,8 @@ class Objects:
             new.setdefault("spec", {})["finalizers"] = list((old.get("spec") or {}).get("finalizers") or [])
         return new
 
-    async def write_update(self, res: Resource, entry: Entry, new: dict[str, Any]) -> dict[str, Any]:
+    async def write_update(self, res: Resource, entry: Entry, new: dict[str, Any], dry_run: bool = False
+                           ) -> dict[str, Any]:
         """Stores `new` over `entry` if the store still holds entry's revision (RevisionConflictError otherwise)."""
         old = entry.value
         meta = new.setdefault("metadata", {})
@@ -256,7 +263,7 @@ class Objects:
         strategy = kinds.strategy_for(res)
         strategy.default(new)
         self.validate(res, new, with_rv(copy.deepcopy(old), entry.mod_revision))
-        if new == _without_rv(old):
+        if new == _without_rv(old) or dry_run:
             return with_rv(new, entry.mod_revision)  # a no-op update writes nothing, like Kubernetes
         if finished_deleting(res, new):
             deleted = await self.storage.delete(entry.key, entry.mod_revision)
@@ -272,7 +279,7 @@ class Objects:
         return with_rv(new, revision)
 
     async def update(self, res: Resource, namespace: str | None, name: str, body: dict[str, Any],
-                     subresource: str | None = None) -> dict[str, Any]:
+                     subresource: str | None = None, *, dry_run: bool = False) -> dict[str, Any]:
         self.check_identity(res, body, namespace)
         meta = body.get("metadata") or {}
         if meta.get("name") and meta["name"] != name:
@@ -282,12 +289,14 @@ class Objects:
             entry = await self.storage.get(object_key(res, namespace, name))
             if entry is None:
                 if res.kind in CREATE_ON_UPDATE and subresource is None and not wanted:
-                    return await self.create(res, namespace, dict(body, metadata=dict(meta, name=name)))
+                    return await self.create(res, namespace, dict(body, metadata=dict(meta, name=name)),
+                                             dry_run=dry_run)
                 raise not_found(res.plural, name, res.group)
             if wanted and wanted != str(entry.mod_revision):
                 raise conflict(res.plural, name, res.group)
             try:
-                return await self.write_update(res, entry, self.merge_for_update(res, entry.value, body, subresource))
+                new = self.merge_for_update(res, entry.value, body, subresource)
+                return await self.write_update(res, entry, new, dry_run)
             except RevisionConflictError:
                 if wanted:
                     raise conflict(res.plural, name, res.group) from None
@@ -296,7 +305,8 @@ class Objects:
         raise conflict(res.plural, name, res.group, "too many concurrent writers; try again")
 
     async def guaranteed_update(self, res: Resource, namespace: str | None, name: str,
-                                mutate: Callable[[Entry], dict[str, Any]]) -> dict[str, Any]:
+                                mutate: Callable[[Entry], dict[str, Any]], dry_run: bool = False
+                                ) -> dict[str, Any]:
         """Read, mutate, write at the read revision; on a write conflict re-read and mutate again.
 
         `mutate` returns the full new object (it may raise StatusError to refuse)."""
@@ -304,7 +314,7 @@ class Objects:
             entry = await self.read(res, namespace, name)
             new = mutate(entry)
             try:
-                return await self.write_update(res, entry, new)
+                return await self.write_update(res, entry, new, dry_run)
             except RevisionConflictError:
                 continue
             except KeyNotFoundError:
@@ -312,19 +322,19 @@ class Objects:
         raise conflict(res.plural, name, res.group, "too many concurrent writers; try again")
 
     async def patch(self, res: Resource, namespace: str | None, name: str, patch_type: str, patch: Any,
-                    subresource: str | None = None) -> dict[str, Any]:
+                    subresource: str | None = None, *, dry_run: bool = False) -> dict[str, Any]:
         def mutate(entry: Entry) -> dict[str, Any]:
             current = with_rv(copy.deepcopy(entry.value), entry.mod_revision)
             patched = apply_patch(patch_type, current, patch)
+            self.check_identity(res, patched, namespace)
             wanted = str((patched.get("metadata") or {}).get("resourceVersion") or "")
             if wanted and wanted != str(entry.mod_revision):
                 raise conflict(res.plural, name, res.group)
-            self.check_identity(res, patched, namespace)
             if (patched.get("metadata") or {}).get("name") != name:
                 raise bad_request("metadata.name cannot be changed by a patch")
             return self.merge_for_update(res, entry.value, patched, subresource)
 
-        return await self.guaranteed_update(res, namespace, name, mutate)
+        return await self.guaranteed_update(res, namespace, name, mutate, dry_run)
 
     async def ensure(self, res: Resource, body: dict[str, Any]) -> None:
         """Creates a cluster-scoped object if it does not exist yet (startup namespaces)."""

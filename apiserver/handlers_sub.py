@@ -8,6 +8,7 @@ from pklib.objects import now_rfc3339
 from pklib.resources import Resource
 from pklib.selectors import SelectorError, selector_from_match
 
+from .bodies import member
 from .handlers_objects import Objects
 from .status import StatusError, bad_request, conflict
 from .storage.interface import Entry
@@ -31,9 +32,9 @@ def to_scale(obj: dict[str, Any]) -> dict[str, Any]:
 def _replicas_from(scale: dict[str, Any]) -> int:
     if scale.get("kind") not in (None, "Scale"):
         raise bad_request(f"expected a Scale object, got kind {scale.get('kind')!r}")
-    replicas = (scale.get("spec") or {}).get("replicas")
+    replicas = member(scale, "spec").get("replicas")
     if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-        name = (scale.get("metadata") or {}).get("name", "")
+        name = member(scale, "metadata").get("name", "")
         cause = {"reason": "FieldValueInvalid", "field": "spec.replicas",
                  "message": f"Invalid value: {replicas!r}: must be greater than or equal to 0"}
         raise StatusError(422, "Invalid", f'Scale.autoscaling "{name}" is invalid: spec.replicas: '
@@ -48,7 +49,7 @@ async def update_scale(objects: Objects, res: Resource, namespace: str | None, n
     def mutate(entry: Entry) -> dict[str, Any]:
         current = with_rv(copy.deepcopy(entry.value), entry.mod_revision)
         wanted = scale_of(to_scale(current))
-        wanted_rv = str((wanted.get("metadata") or {}).get("resourceVersion") or "")
+        wanted_rv = str(member(wanted, "metadata").get("resourceVersion") or "")
         if wanted_rv and wanted_rv != str(entry.mod_revision):
             raise conflict(res.plural, name, res.group)
         new = copy.deepcopy(entry.value)
@@ -62,7 +63,8 @@ async def bind(objects: Objects, res: Resource, namespace: str | None, name: str
                binding: dict[str, Any]) -> dict[str, Any]:
     if binding.get("kind") not in (None, "Binding"):
         raise bad_request(f"expected a Binding object, got kind {binding.get('kind')!r}")
-    target = binding.get("target") or {}
+    target = member(binding, "target")
+    uid = member(binding, "metadata").get("uid")
     node = target.get("name")
     if not node:
         raise StatusError(422, "Invalid", f'Binding "{name}" is invalid: target.name: Required value',
@@ -74,7 +76,6 @@ async def bind(objects: Objects, res: Resource, namespace: str | None, name: str
     def mutate(entry: Entry) -> dict[str, Any]:
         pod = copy.deepcopy(entry.value)
         meta, spec = pod.get("metadata") or {}, pod.setdefault("spec", {})
-        uid = (binding.get("metadata") or {}).get("uid")
         if uid and uid != meta.get("uid"):
             raise conflict("pods", name, "", f"Precondition failed: UID in precondition: {uid}, "
                                              f"UID in object meta: {meta.get('uid')}")

@@ -7,6 +7,7 @@ import ipaddress
 import logging
 import signal
 import sys
+from urllib.parse import urlparse
 
 import uvloop
 from aiohttp import web
@@ -35,6 +36,10 @@ def parse_args(argv: list[str]) -> Config:
     servers = [s.strip() for s in a.etcd_servers.split(",") if s.strip()]
     if not servers:
         p.error("--etcd-servers must name at least one URL")
+    for url in servers:
+        parsed = urlparse(url)
+        if parsed.scheme != "http" or not parsed.hostname:
+            p.error(f"--etcd-servers: {url!r} is not an http://host:port URL (TLS to etcd is not supported yet)")
     try:
         ipaddress.ip_network(a.service_cluster_ip_range)
     except ValueError as e:

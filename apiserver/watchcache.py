@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import orjson
 
-from .storage.interface import CompactedError, Storage, StorageError, WatchEvent
+from .storage.interface import CompactedError, Entry, Storage, StorageError, WatchEvent
 
 log = logging.getLogger("apiserver.watchcache")
 
@@ -30,6 +30,7 @@ ROOT = "/registry/"
 PROGRESS_PREFIX = ROOT + "progress/"  # throw-away keys that move the cache's revision forward
 NATURAL_CATCH_UP = 0.01  # how long to wait for the watch to catch up on its own before writing a marker
 HISTORY = 10_000  # events kept per resource for resuming watches
+LOAD_PAGE = 2_000  # objects per etcd read when (re)filling the cache
 WATCHER_QUEUE = 10_000  # events a watcher may lag behind before it is dropped
 
 
@@ -202,22 +203,35 @@ class WatchCache:
                     w.queue.get_nowait()
                 w.queue.put_nowait(None)
 
+    async def _list_all(self) -> tuple[list[Entry], int]:
+        """Everything under ROOT, in pages all read at the revision of the first one."""
+        entries: list[Entry] = []
+        start: str | None = None
+        revision = 0
+        while True:
+            page = await self.storage.list(ROOT, start_key=start, limit=LOAD_PAGE, revision=revision)
+            entries.extend(page.entries)
+            revision = page.revision
+            if not page.more or not page.entries:
+                return entries, revision
+            start = page.entries[-1].key + "\x00"
+
     async def _load(self) -> None:
-        listed = await self.storage.list(ROOT)
+        listed_entries, listed_revision = await self._list_all()
         caches: dict[str, ResourceCache] = {}
-        for entry in listed.entries:
+        for entry in listed_entries:
             prefix = self._prefix_of(entry.key)
             if prefix is None:
                 continue
             obj = with_rv(entry.value, entry.mod_revision)
-            cache = caches.setdefault(prefix, ResourceCache(listed.revision))
+            cache = caches.setdefault(prefix, ResourceCache(listed_revision))
             cache.objects[entry.key] = Cached(obj, orjson.dumps(obj), entry.mod_revision)
         # Watchers of the previous generation missed events: they must re-list (410), as in Kubernetes.
         for old in self.caches.values():
             for w in list(old.watchers):
                 w.drop()
         self.caches = caches
-        self.revision = self.loaded_at = listed.revision
+        self.revision = self.loaded_at = listed_revision
         self._ready.set()
 
     async def _run(self) -> None:

@@ -25,14 +25,14 @@ from pklib.informer import InformerFactory
 from pklib.kubeconfig import KubeconfigError
 from pklib.leaderelection import LeaderElector
 
-from .nodeipam import NodeIpamController
-from .nodelifecycle import NodeLifecycleController
 from .daemonset import DaemonSetController
 from .deployment import DeploymentController
 from .endpoints import EndpointsController
 from .garbagecollector import GarbageCollector
 from .metrics import ManagerState, serve
 from .namespace import NamespaceController
+from .nodeipam import NodeIpamController
+from .nodelifecycle import NodeLifecycleController
 from .persistentvolume import PersistentVolumeController
 from .replicaset import ReplicaSetController
 from .statefulset import StatefulSetController
@@ -115,7 +115,13 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
     classes = select_controllers(config.controllers)
     client = make_client(config)
     state = ManagerState()
-    server = await serve(state, config.bind_address, config.port) if config.port else None
+    server = None
+    if config.port:
+        try:
+            server = await serve(state, config.bind_address, config.port)
+        except OSError as e:
+            await client.close()
+            raise ConfigError(f"cannot serve /metrics on {config.bind_address}:{config.port}: {e.strerror}") from None
     elector: LeaderElector | None = None
     informers: InformerFactory | None = None
     try:
@@ -174,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    async def serve() -> int:
+    async def run_until_signalled() -> int:
         task = asyncio.create_task(run(config, asyncio.Event()))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -194,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     try:
-        return asyncio.run(serve())
+        return asyncio.run(run_until_signalled())
     except (ConfigError, KubeconfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

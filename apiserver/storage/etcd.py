@@ -19,7 +19,7 @@ from aetcd import rpc
 from aetcd.exceptions import ClientError, RevisionCompactedError
 
 from .interface import (CompactedError, Entry, KeyExistsError, KeyNotFoundError, ListResult,
-                        RevisionConflictError, StorageError, WatchEvent)
+                        RevisionConflictError, StorageError, ValueTooLargeError, WatchEvent)
 
 log = logging.getLogger("apiserver.storage")
 
@@ -27,8 +27,13 @@ log = logging.getLogger("apiserver.storage")
 # configured prefix, so `--etcd-prefix /pkt-1` stores that pod at `/pkt-1/core/pods/ns/x`.
 ROOT = "/registry"
 
+# gRPC refuses responses over 4 MiB by default; a list of 10,000 pods is ~11 MiB.
+_CHANNEL_OPTIONS = {"grpc.max_receive_message_length": 256 * 1024 * 1024}
+
 # etcd answers reads at a compacted revision with this gRPC error text.
 _COMPACTED_TEXT = "required revision has been compacted"
+# etcd refuses values over --max-request-bytes, and its gRPC server messages a little larger than that.
+_TOO_LARGE_TEXTS = ("request is too large", "received message larger than max")
 
 
 def _range_end(prefix: bytes) -> bytes:
@@ -78,7 +83,7 @@ class EtcdStorage:
             for _ in range(len(self._servers)):
                 url = urlparse(self._servers[self._index % len(self._servers)])
                 client = aetcd.Client(host=url.hostname or "127.0.0.1", port=url.port or 2379,
-                                      timeout=self._timeout)
+                                      timeout=self._timeout, options=_CHANNEL_OPTIONS)
                 try:
                     await client.connect()
                     self._client = client
@@ -108,6 +113,8 @@ class EtcdStorage:
                 details = e.details() or ""
                 if _COMPACTED_TEXT in details:
                     raise CompactedError() from None
+                if any(text in details for text in _TOO_LARGE_TEXTS):
+                    raise ValueTooLargeError(details) from None
                 if e.code() == rpc.StatusCode.UNAVAILABLE and attempt + 1 < len(self._servers):
                     log.warning("etcd %s unavailable (%s); trying the next endpoint",
                                 self._servers[self._index % len(self._servers)], details)

@@ -27,6 +27,10 @@ class RevisionConflictError(StorageError):
     """update/delete whose expected revision is not the key's current one."""
 
 
+class ValueTooLargeError(StorageError):
+    """The store refuses a value this large (etcd: --max-request-bytes, 1.5 MiB by default) → 413."""
+
+
 class CompactedError(StorageError):
     """watch from a revision that was compacted away (→ 410 Gone)."""
 

@@ -26,7 +26,7 @@ from kubelet.images.context import (IgnoreRules, Owner, context_sources, copy_en
 from kubelet.images.diff import is_empty, write_layer
 from kubelet.images.dockerfile import Instruction
 from kubelet.images.errors import BuildError, ImageError
-from kubelet.images.image import Image, Layer, now_rfc3339
+from kubelet.images.image import Image, Layer, host_arch, now_rfc3339
 from kubelet.images.rootfs import mount_overlay, unmount
 from kubelet.images.unpack import decompressed, extract
 
@@ -123,6 +123,12 @@ class Builder:
         return out
 
     def _from(self, inst: Instruction) -> Stage:
+        host = f"linux/{host_arch()}"
+        # BUILDPLATFORM/TARGETPLATFORM are what multi-arch Dockerfiles put here; this builder makes host images only.
+        platform_vars = {"BUILDPLATFORM": host, "TARGETPLATFORM": host, **self.global_args}
+        platform = dockerfile.expand(inst.flags.get("platform", host), platform_vars, inst.lineno)
+        if platform not in (host, f"{host}/"):
+            raise inst.error(f"--platform={platform}: only the host platform {host} can be built here")
         parts = dockerfile.words(inst.args, self.global_args, inst.lineno)
         if len(parts) == 3 and parts[1].upper() == "AS":
             base, name = parts[0], parts[2].lower()

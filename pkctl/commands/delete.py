@@ -153,23 +153,23 @@ async def delete_all(conn: Connection, deletions: list[Deletion], opts: Options)
     if opts.force:
         print("Warning: Immediate deletion does not wait for confirmation that the running resource has been "
               "terminated. The resource may continue to run on the cluster indefinitely.", file=sys.stderr)
-    for v in deletions:
+    for d in deletions:
         try:
-            answer = await conn.client.delete(v.res, v.name, v.namespace, propagation_policy=opts.propagation,
+            answer = await conn.client.delete(d.res, d.name, d.namespace, propagation_policy=opts.propagation,
                                               grace_period_seconds=opts.grace)
         except ApiError as e:
             if opts.ignore_not_found and is_not_found(e):
                 continue
             failed = True
-            context = f'error when deleting "{v.source}"' if v.source else None
+            context = f'error when deleting "{d.source}"' if d.source else None
             print(api_error_line(e, context), file=sys.stderr)
             continue
         word = "force deleted" if opts.force else "deleted"
-        print(f'{kind_name(v.res)} "{v.name}" {word}')
+        print(f'{kind_name(d.res)} "{d.name}" {word}')
         sys.stdout.flush()
-        pending.append((v, answer if isinstance(answer, dict) else {}))
+        pending.append((d, answer if isinstance(answer, dict) else {}))
     if opts.wait and pending:
-        waits = [wait_gone(conn, v, answer) for v, answer in pending]
+        waits = [wait_gone(conn, d, answer) for d, answer in pending]
         try:
             await asyncio.wait_for(asyncio.gather(*waits), opts.timeout or None)
         except asyncio.TimeoutError:
@@ -177,12 +177,12 @@ async def delete_all(conn: Connection, deletions: list[Deletion], opts: Options)
     return 1 if failed else 0
 
 
-async def wait_gone(conn: Connection, v: Deletion, answer: dict[str, Any]) -> None:
+async def wait_gone(conn: Connection, d: Deletion, answer: dict[str, Any]) -> None:
     """Return once the object deleted (the one with this uid) no longer exists."""
     uid = (answer.get("metadata") or {}).get("uid")
     while True:
         try:
-            live = await conn.client.get(v.res, v.name, v.namespace)
+            live = await conn.client.get(d.res, d.name, d.namespace)
         except ApiError as e:
             if is_not_found(e):
                 return
@@ -191,8 +191,8 @@ async def wait_gone(conn: Connection, v: Deletion, answer: dict[str, Any]) -> No
         if uid and meta.get("uid") != uid:
             return  # gone, and already recreated by someone else
         # Wait for the DELETED event from the version we saw; a stream ending early just loops to re-check.
-        async for event in conn.client.watch(v.res, v.namespace, resource_version=meta.get("resourceVersion"),
-                                             field_selector=f"metadata.name={v.name}", timeout_seconds=60,
+        async for event in conn.client.watch(d.res, d.namespace, resource_version=meta.get("resourceVersion"),
+                                             field_selector=f"metadata.name={d.name}", timeout_seconds=60,
                                              allow_bookmarks=False):
             if event.get("type") == "DELETED":
                 return

@@ -74,8 +74,8 @@ async def get(conn: Connection, args: argparse.Namespace) -> int:
     _normalize_options(args, targets)
     found: list[Found] = []
     errors: list[str] = []
-    list_rv: dict[int, str] = {}
-    for i, t in enumerate(targets):
+    list_rv: str | None = None  # where a watch (of the one listed kind) starts
+    for t in targets:
         ns = None if (args.all_namespaces or not t.res.namespaced) else conn.namespace
         if t.names:
             for name in t.names:
@@ -87,7 +87,7 @@ async def get(conn: Connection, args: argparse.Namespace) -> int:
         else:
             result = await conn.client.list_all(t.res, ns, label_selector=args.selector,
                                                 field_selector=args.field_selector)
-            list_rv[i] = str((result.get("metadata") or {}).get("resourceVersion") or "")
+            list_rv = str((result.get("metadata") or {}).get("resourceVersion") or "") or None
             found.extend((t.res, item) for item in result.get("items") or [])
     single = len(targets) == 1 and len(targets[0].names) == 1
     widths = [] if args.watch_only else print_found(found, args, single, conn.namespace, targets)
@@ -95,7 +95,7 @@ async def get(conn: Connection, args: argparse.Namespace) -> int:
     for line in errors:
         print(line, file=sys.stderr)
     if args.watch and not errors:
-        await watch(conn, args, targets[0], list_rv.get(0), widths, found)
+        await watch(conn, args, targets[0], list_rv, widths, found)
     return 1 if errors else 0
 
 

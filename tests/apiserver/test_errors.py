@@ -116,3 +116,53 @@ async def test_metrics(apiserver, client: Client, namespace: str) -> None:
     assert 'apiserver_request_total{code="404",resource="configmaps",verb="GET"}' in text
     assert "apiserver_request_duration_seconds_bucket" in text
     assert "apiserver_registered_watchers" in text
+
+
+@pytest.mark.parametrize("method,sub,body,content_type,params,code", [
+    ("DELETE", "", {"kind": "DeleteOptions", "preconditions": "x"}, "application/json", None, 400),
+    ("DELETE", "", {"kind": "DeleteOptions", "gracePeriodSeconds": "soon"}, "application/json", None, 400),
+    ("DELETE", "", {"kind": "Pod"}, "application/json", None, 400),
+    ("PATCH", "", [1], "application/merge-patch+json", None, 400),
+    ("PATCH", "", {"op": "add"}, "application/json-patch+json", None, 400),
+    ("PATCH", "", [{"op": "replace", "path": "/metadata/name", "value": "other"}], "application/json-patch+json",
+     None, 400),
+    ("PATCH", "", {"metadata": "flat"}, "application/merge-patch+json", None, 400),
+    ("GET", "", None, None, {"limit": "many"}, 400),
+    ("GET", "", None, None, {"watch": "1", "resourceVersion": "latest"}, 400),
+    ("GET", "", None, None, {"resourceVersionMatch": "Sometimes", "resourceVersion": "1"}, 400),
+])
+async def test_bad_requests_are_4xx_and_change_nothing(client: Client, namespace: str, method: str, sub: str,
+                                                       body, content_type, params, code: int) -> None:
+    created = await client.create(CM, sample(CM, "target", namespace))
+    path = CM.path(namespace, "target") if method != "GET" else CM.path(namespace)
+    with pytest.raises(ApiError) as e:
+        await client.request(method, path, body=body, content_type=content_type or "application/json",
+                             params=params)
+    assert e.value.code == code and e.value.status["kind"] == "Status"
+    after = await client.get(CM, "target", namespace)
+    assert after["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
+
+
+async def test_bad_binding_and_scale_bodies(client: Client, namespace: str) -> None:
+    pods, deploy = lookup("pods"), lookup("deployments")
+    await client.create(pods, sample(pods, "p", namespace))
+    await client.create(deploy, sample(deploy, "d", namespace))
+    for body in ({"target": "node-1"}, {"kind": "Binding", "target": {}}):
+        with pytest.raises(ApiError) as e:
+            await client.request("POST", pods.path(namespace, "p", "binding"), body=body)
+        assert e.value.code in (400, 422)
+    with pytest.raises(ApiError) as e:
+        await client.request("PUT", deploy.path(namespace, "d", "scale"), body={"spec": 3})
+    assert e.value.code == 400
+    assert "nodeName" not in (await client.get(pods, "p", namespace))["spec"]
+
+
+async def test_object_too_large_for_etcd_is_413(client: Client, namespace: str) -> None:
+    lease = lookup("leases")
+    body = sample(lease, "huge", namespace)
+    # Under the 3 MiB body limit, over etcd's 1.5 MiB value limit (and not a field with a size rule of its own).
+    body["spec"]["holderIdentity"] = "x" * (2 * 1024 * 1024)
+    with pytest.raises(ApiError) as e:
+        await client.create(lease, body)
+    assert e.value.code == 413
+    assert (await client.list(lease, namespace))["items"] == []

@@ -26,6 +26,8 @@ CM = lookup("configmaps")
     (["--service-node-port-range", "40000-30000"], "--service-node-port-range"),
     (["--token-auth-file", "/nonexistent/tokens.csv"], "cannot read token file"),
     (["--etcd-prefix", "relative"], "--etcd-prefix must start with /"),
+    (["--etcd-servers", "https://127.0.0.1:2379"], "TLS to etcd is not supported"),
+    (["--etcd-servers", " , "], "at least one URL"),
 ])
 def test_bad_flags_are_rejected(flags: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as e:

@@ -82,3 +82,45 @@ class FakeKubelet:
                                                                                self.namespace))
                     except ApiError:
                         pass
+
+
+def images(pods: list[dict[str, Any]]) -> list[str]:
+    return sorted(p["spec"]["containers"][0]["image"] for p in pods)
+
+
+class PodWatcher:
+    """Follows every pod of a namespace through a watch and records the extremes seen during a rollout."""
+
+    def __init__(self, client: Client, namespace: str):
+        self.client, self.namespace = client, namespace
+        self.pods: dict[str, dict[str, Any]] = {}
+        self.max_total = 0
+        self.min_ready: int | None = None
+        self.events = 0
+        self.mixed = False  # were pods of two templates alive at the same moment?
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, resource_version: str) -> None:
+        self._task = asyncio.create_task(self._run(resource_version))
+
+    async def stop(self) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self, rv: str) -> None:
+        async for ev in self.client.watch(PODS, self.namespace, resource_version=rv):
+            pod = ev["object"]
+            if ev["type"] == "BOOKMARK":
+                continue
+            self.events += 1
+            if ev["type"] == "DELETED" or pod["metadata"].get("deletionTimestamp"):
+                self.pods.pop(pod["metadata"]["name"], None)
+            else:
+                self.pods[pod["metadata"]["name"]] = pod
+            ready = sum(1 for p in self.pods.values()
+                        if any(c["type"] == "Ready" and c["status"] == "True"
+                               for c in (p.get("status") or {}).get("conditions") or []))
+            self.max_total = max(self.max_total, len(self.pods))
+            self.mixed = self.mixed or len(set(images(list(self.pods.values())))) > 1
+            self.min_ready = ready if self.min_ready is None else min(self.min_ready, ready)

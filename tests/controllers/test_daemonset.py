@@ -8,7 +8,7 @@ import pytest
 from controllers.util import resource
 from pklib.client import Client
 from pklib.errors import ApiError
-from tests.controllers.helpers import FakeKubelet, list_pods
+from tests.controllers.helpers import PODS, FakeKubelet, PodWatcher, list_pods
 from tests.util import unique, wait_for
 
 DS = resource("daemonsets")
@@ -111,9 +111,22 @@ async def test_daemonset_rolling_update(client: Client, namespace: str, start_ma
         return set(by_node) == set(names) and all(p["spec"]["containers"][0]["image"] == image for p in pods)
     async with FakeKubelet(client, namespace):
         await wait_for(lambda: all_on("busybox:1"), message="3 pods")
+
+        async def all_ready() -> Any:
+            s = (await client.get(DS, "roll", namespace)).get("status") or {}
+            return s.get("numberAvailable") == 3
+        await wait_for(all_ready, message="3 available")
+        watcher = PodWatcher(client, namespace)
+        listed = await client.list(PODS, namespace)
+        for p in listed["items"]:
+            watcher.pods[p["metadata"]["name"]] = p
+        await watcher.start(listed["metadata"]["resourceVersion"])
         await client.patch(DS, "roll", {"spec": {"template": {"spec": {"containers": [
             {"name": "c", "image": "busybox:2"}]}}}}, namespace)
         await wait_for(lambda: all_on("busybox:2"), timeout=20, message="all nodes updated")
+        await watcher.stop()
+        assert watcher.min_ready is not None and watcher.min_ready >= 3 - 1, \
+            f"maxUnavailable 1 exceeded: only {watcher.min_ready} ready daemon pods at one point"
 
     async def updated() -> Any:
         s = (await client.get(DS, "roll", namespace)).get("status") or {}

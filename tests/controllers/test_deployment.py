@@ -1,12 +1,11 @@
 """Deployment controller against the real apiserver, with a fake kubelet marking pods ready."""
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from controllers.util import resource
 from pklib.client import Client
-from tests.controllers.helpers import PODS, FakeKubelet, list_pods
+from tests.controllers.helpers import PODS, FakeKubelet, PodWatcher, images, list_pods
 from tests.util import wait_for
 
 DEPLOY = resource("deployments")
@@ -24,10 +23,6 @@ def deploy_body(name: str, replicas: int, image: str = "busybox:1", strategy: di
                                   "spec": {"containers": [{"name": "c", "image": image}]}}, **spec}}
 
 
-def images(pods: list[dict[str, Any]]) -> list[str]:
-    return sorted(p["spec"]["containers"][0]["image"] for p in pods)
-
-
 async def status_is(client: Client, ns: str, name: str, **want: int) -> Any:
     d = await client.get(DEPLOY, name, ns)
     s = d.get("status") or {}
@@ -38,44 +33,6 @@ async def status_is(client: Client, ns: str, name: str, **want: int) -> Any:
 
 def condition(d: dict[str, Any], type_: str) -> dict[str, Any]:
     return next(c for c in d["status"]["conditions"] if c["type"] == type_)
-
-
-class PodWatcher:
-    """Follows every pod of a namespace through a watch and records the extremes seen during a rollout."""
-
-    def __init__(self, client: Client, namespace: str):
-        self.client, self.namespace = client, namespace
-        self.pods: dict[str, dict[str, Any]] = {}
-        self.max_total = 0
-        self.min_ready: int | None = None
-        self.events = 0
-        self.mixed = False  # were pods of two templates alive at the same moment?
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self, resource_version: str) -> None:
-        self._task = asyncio.create_task(self._run(resource_version))
-
-    async def stop(self) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _run(self, rv: str) -> None:
-        async for ev in self.client.watch(PODS, self.namespace, resource_version=rv):
-            pod = ev["object"]
-            if ev["type"] == "BOOKMARK":
-                continue
-            self.events += 1
-            if ev["type"] == "DELETED" or pod["metadata"].get("deletionTimestamp"):
-                self.pods.pop(pod["metadata"]["name"], None)
-            else:
-                self.pods[pod["metadata"]["name"]] = pod
-            ready = sum(1 for p in self.pods.values()
-                        if any(c["type"] == "Ready" and c["status"] == "True"
-                               for c in (p.get("status") or {}).get("conditions") or []))
-            self.max_total = max(self.max_total, len(self.pods))
-            self.mixed = self.mixed or len(set(images(list(self.pods.values())))) > 1
-            self.min_ready = ready if self.min_ready is None else min(self.min_ready, ready)
 
 
 async def test_rolling_update_respects_surge_and_unavailability(client: Client, namespace: str,
@@ -207,3 +164,32 @@ async def test_restarted_at_and_history_limit(client: Client, namespace: str, st
         rss = await wait_for(pruned, message="history pruned to 1 old ReplicaSet")
         revisions = sorted(int(rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]) for rs in rss)
         assert revisions == [3, 4]
+
+
+async def test_scaling_mid_rollout_spreads_over_both_replicasets(client: Client, namespace: str,
+                                                                 start_manager: Any) -> None:
+    await start_manager("replicaset,deployment")
+    # The new template's pods never become ready: the rollout stalls half-way.
+    async with FakeKubelet(client, namespace, accept=lambda p: p["spec"]["containers"][0]["image"] == "busybox:1"):
+        await client.create(DEPLOY, deploy_body("mid", 4), namespace)
+        await wait_for(lambda: status_is(client, namespace, "mid", availableReplicas=4), message="4 available")
+        await client.patch(DEPLOY, "mid", {"spec": {"template": {"spec": {"containers": [
+            {"name": "c", "image": "busybox:2"}]}}}}, namespace)
+
+        async def stalled() -> Any:
+            rss = (await client.list(RS, namespace))["items"]
+            sizes = sorted(rs["spec"]["replicas"] for rs in rss)
+            return rss if sizes == [2, 3] else None
+        await wait_for(stalled, message="rollout stalled at old 3 / new 2 (surge 1, unavailable 1)")
+
+        await client.patch(DEPLOY, "mid", {"spec": {"replicas": 8}}, namespace)
+
+        async def spread() -> Any:
+            rss = (await client.list(RS, namespace))["items"]
+            sizes = {rs["spec"]["template"]["spec"]["containers"][0]["image"]: rs["spec"]["replicas"] for rs in rss}
+            return sizes if sum(sizes.values()) == 8 + 1 and sizes["busybox:1"] > 3 and sizes["busybox:2"] > 2 \
+                else None
+        sizes = await wait_for(spread, message="both ReplicaSets grow, within replicas + maxSurge")
+        assert sizes["busybox:1"] >= sizes["busybox:2"], "the larger ReplicaSet gets the larger share"
+        for rs in (await client.list(RS, namespace))["items"]:
+            assert rs["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"] == "8"

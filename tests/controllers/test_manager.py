@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -33,8 +34,8 @@ class Managers:
 
     def start(self, *flags: str) -> subprocess.Popen[bytes]:
         log = open(os.path.join(self.tmp, f"cm-{len(self.procs)}.log"), "wb")
-        proc = subprocess.Popen([sys.executable, "-m", "launcher", "controller-manager", "--server", self.apiserver.url,
-                                 "--token", self.apiserver.token, *flags],
+        target = [] if "--kubeconfig" in flags else ["--server", self.apiserver.url, "--token", self.apiserver.token]
+        proc = subprocess.Popen([sys.executable, "-m", "launcher", "controller-manager", *target, *flags],
                                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         self.procs.append(proc)
         return proc
@@ -65,7 +66,7 @@ def managers(apiserver: ApiServer) -> Iterator[Managers]:
 
 async def test_no_duplicate_pods_when_killed_mid_scale(client: Client, namespace: str, managers: Managers) -> None:
     first = managers.start("--controllers", "replicaset")
-    await client.create(RS, rs_body("big", 40), namespace)
+    await client.create(RS, rs_body("big", 200), namespace)
 
     async def some_pods() -> Any:
         return len(await list_pods(client, namespace)) >= 3
@@ -73,14 +74,16 @@ async def test_no_duplicate_pods_when_killed_mid_scale(client: Client, namespace
     first.send_signal(signal.SIGKILL)
     first.wait()
     partial = len(await list_pods(client, namespace))
-    managers.start("--controllers", "replicaset")
+    assert 3 <= partial < 200, f"not killed mid-scale ({partial} pods)"
+    # The second instance finds the server through a kubeconfig file, as `pkctl cluster up` starts it.
+    managers.start("--controllers", "replicaset", "--kubeconfig", managers.apiserver.kubeconfig)
 
     async def settled() -> Any:
         rs = await client.get(RS, "big", namespace)
-        return (rs.get("status") or {}).get("replicas") == 40
-    await wait_for(settled, timeout=30, message=f"40 replicas after restart\n{managers.logs()}")
+        return (rs.get("status") or {}).get("replicas") == 200
+    await wait_for(settled, timeout=30, message=f"200 replicas after restart\n{managers.logs()}")
     pods = await list_pods(client, namespace)
-    assert len(pods) == 40, f"{len(pods)} pods after a restart at {partial}: duplicates or losses"
+    assert len(pods) == 200, f"{len(pods)} pods after a restart at {partial}: duplicates or losses"
 
 
 async def test_leader_election_hands_over_when_leader_dies(client: Client, namespace: str,
@@ -150,3 +153,11 @@ def test_cli_rejects_unknown_controller_and_missing_server() -> None:
     none = subprocess.run([sys.executable, "-m", "launcher", "controller-manager"], cwd=ROOT, capture_output=True,
                           text=True, timeout=30, env=env)
     assert none.returncode == 2 and none.stderr.startswith("error: ") and "Traceback" not in none.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = subprocess.run([sys.executable, "-m", "launcher", "controller-manager", "--server",
+                               "http://127.0.0.1:1", "--token", "t", "--port", str(taken.getsockname()[1])],
+                              cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert busy.returncode == 2 and busy.stderr.startswith("error: cannot serve /metrics")
+    assert len(busy.stderr.strip().splitlines()) == 1

@@ -10,6 +10,7 @@ from tests.util import wait_for
 
 RS = resource("replicasets")
 PODS = resource("pods")
+EVENTS = resource("events")
 
 
 def rs_body(name: str, replicas: int, labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
@@ -45,6 +46,15 @@ async def test_scale_up_and_down_with_status(client: Client, namespace: str, sta
     await client.patch(RS, "web", {"spec": {"replicas": 1}}, namespace)
     left = await wait_for(lambda: _pods_if(client, namespace, "app=web", 1), message="scaled down to 1")
     assert left[0]["metadata"]["name"] == pods[0]["metadata"]["name"], "the ready pod is kept, unready go first"
+
+    async def events() -> Any:
+        items = (await client.list(EVENTS, namespace))["items"]
+        reasons = {e["reason"] for e in items if e["involvedObject"]["name"] == "web"}
+        return items if {"SuccessfulCreate", "SuccessfulDelete"} <= reasons else None
+    items = await wait_for(events, message="Events explaining what the controller did")
+    created = next(e for e in items if e["reason"] == "SuccessfulCreate")
+    assert created["involvedObject"]["uid"] == rs["metadata"]["uid"] and created["type"] == "Normal"
+    assert created["source"]["component"] == "controller-manager"
 
 
 async def test_adopts_orphans_and_releases_relabelled_pods(client: Client, namespace: str,

@@ -85,7 +85,8 @@ async def test_parallel_and_partitioned_rolling_update(client: Client, namespace
             {"name": "c", "image": "busybox:2"}]}}}}, namespace)
 
         async def images() -> dict[str, str]:
-            return {p["metadata"]["name"]: p["spec"]["containers"][0]["image"] for p in await list_pods(client, namespace)}
+            pods = await list_pods(client, namespace)
+            return {p["metadata"]["name"]: p["spec"]["containers"][0]["image"] for p in pods}
 
         async def partitioned() -> Any:
             s = await status(readyReplicas=3, updatedReplicas=2)

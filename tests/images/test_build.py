@@ -19,7 +19,7 @@ pytestmark = pytest.mark.root
 
 TWO_STAGE = f"""\
 ARG BASE={BUSYBOX_IMAGE}
-FROM $BASE AS builder
+FROM --platform=$BUILDPLATFORM $BASE AS builder
 ARG GREETING=hello
 WORKDIR /src
 COPY app.sh ./
@@ -139,6 +139,7 @@ def test_add_extracts_local_tars_and_copy_keeps_files(busybox_store: ImageStore,
     (f"FROM {BUSYBOX_IMAGE}\nUSER ghost\nRUN true\n", r"user 'ghost' not found"),
     (f"FROM {BUSYBOX_IMAGE}\nEXPOSE 99999\n", r"line 2: EXPOSE: invalid port '99999'"),
     (f"FROM {BUSYBOX_IMAGE}\nCOPY --chmod=rwx Dockerfile /\n", r"line 2: COPY: invalid --chmod=rwx"),
+    (f"FROM --platform=linux/s390x {BUSYBOX_IMAGE}\n", r"line 1: FROM: --platform=linux/s390x: only the host"),
 ])
 def test_bad_dockerfiles_fail_clearly_and_leave_nothing(busybox_store: ImageStore, tmp_path: Path,
                                                         dockerfile: str, message: str) -> None:

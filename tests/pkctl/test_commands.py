@@ -233,3 +233,27 @@ async def test_create_from_arguments(pkctl: Pkctl, client: Client, namespace: st
     assert [o["metadata"]["name"] for o in (await client.list(CONFIGMAPS, namespace))["items"]] == ["cfg"]
     bad = pkctl("create", "configmap", "x", "--from-literal", "nokey")
     assert (bad.returncode, bad.stderr) == (1, "error: invalid literal source nokey, expected key=value\n")
+
+
+async def test_describe_node_lists_its_running_pods(pkctl: Pkctl, client: Client, namespace: str) -> None:
+    nodes, pods = kind("nodes"), kind("pods")
+    node = unique("node")
+    await client.create(nodes, {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node},
+                                "status": {"allocatable": {"cpu": "2", "memory": "1Gi"}}})
+    try:
+        for name, where in (("here", node), ("elsewhere", unique("node"))):
+            await client.create(pods, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                                       "spec": {"nodeName": where, "containers": [
+                                           {"name": "c", "image": "busybox",
+                                            "resources": {"requests": {"cpu": "500m"}}}]}}, namespace)
+        out = pkctl("describe", "node", node, ns=None)
+        assert out.returncode == 0, out.stderr
+        lines = [line.split() for line in out.stdout.splitlines()]
+        assert ["Name:", node] == lines[0]
+        assert ["Non-terminated", "Pods:", "(1", "in", "total)"] in lines
+        assert [namespace, "here", "500m", "(25%)"] in [line[:4] for line in lines]
+        assert ["cpu", "500m", "(25%)", "0", "(0%)"] in lines
+    finally:
+        for name in ("here", "elsewhere"):
+            await client.delete(pods, name, namespace, grace_period_seconds=0)
+        await client.delete(nodes, node)

@@ -40,7 +40,7 @@ class Pod:
 
 
 @dataclass
-class TestNet:
+class PodNet:
     bridge: str
     gateway: str  # the bridge's address: a local address of this host we created, used as the "node IP"
     prefix: str
@@ -157,14 +157,14 @@ async def pns(pclient: "Client") -> str:  # noqa: F821
 
 
 @pytest.fixture
-def testnet() -> Iterator[TestNet]:
+def testnet() -> Iterator[PodNet]:
     if os.geteuid() != 0:
         pytest.skip("needs root")
     tag = unique("pkp").split("-")[1][:6]
     prefix = f"10.{random.randint(208, 215)}.{random.randint(0, 255)}"
     bridge = f"pkp{tag}"
     tmp = tempfile.mkdtemp(prefix="pkt-proxy-")
-    net = TestNet(bridge, f"{prefix}.1", prefix, tmp)
+    net = PodNet(bridge, f"{prefix}.1", prefix, tmp)
     try:
         sh("ip", "link", "add", bridge, "type", "bridge")
         sh("ip", "addr", "add", f"{prefix}.1/24", "dev", bridge)
@@ -176,7 +176,7 @@ def testnet() -> Iterator[TestNet]:
 
 
 @pytest.fixture
-def proxy(proxy_apiserver: ApiServer, testnet: TestNet, session_tmp: str) -> Iterator[ProxyProcess]:
+def proxy(proxy_apiserver: ApiServer, testnet: PodNet, session_tmp: str) -> Iterator[ProxyProcess]:
     table = unique("pkube-t")
     p = ProxyProcess(table, unique("node"), testnet.gateway, free_port(), proxy_apiserver.kubeconfig,
                      os.path.join(session_tmp, f"{table}.log"))

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import collections
 import re
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 
 from pklib.client import Client
 from pklib.resources import lookup
-from tests.proxy.conftest import ProxyProcess, TestNet, connect_error, fetch
+from tests.proxy.conftest import ProxyProcess, PodNet, connect_error, fetch
 from tests.util import unique, wait_for, wait_for_sync
 
 pytestmark = pytest.mark.root
@@ -52,7 +54,7 @@ def spread(url: str, n: int) -> collections.Counter[str | None]:
     return collections.Counter(fetch(url) for _ in range(n))
 
 
-async def test_clusterip_and_nodeport_reach_every_endpoint(pclient: Client, pns: str, testnet: TestNet,
+async def test_clusterip_and_nodeport_reach_every_endpoint(pclient: Client, pns: str, testnet: PodNet,
                                                            proxy: ProxyProcess) -> None:
     pods = [testnet.add_pod(f"web-{i}") for i in range(3)]
     svc = await make_service(pclient, pns, "web", type="NodePort")
@@ -79,7 +81,7 @@ async def test_clusterip_and_nodeport_reach_every_endpoint(pclient: Client, pns:
     assert re.search(r"^pkube_proxy_network_programming_duration_seconds_count [1-9]", metrics, re.M)
 
 
-async def test_named_target_port_resolved_per_endpoint(pclient: Client, pns: str, testnet: TestNet,
+async def test_named_target_port_resolved_per_endpoint(pclient: Client, pns: str, testnet: PodNet,
                                                        proxy: ProxyProcess) -> None:
     old, new = testnet.add_pod("v1", port=8080), testnet.add_pod("v2", port=9090)
     svc = await make_service(pclient, pns, "multi",
@@ -91,7 +93,7 @@ async def test_named_target_port_resolved_per_endpoint(pclient: Client, pns: str
     assert set(spread(f"http://{ip}/", 30)) == {"v1", "v2"}
 
 
-async def test_no_endpoints_refuses_at_once_and_delete_removes_rules(pclient: Client, pns: str, testnet: TestNet,
+async def test_no_endpoints_refuses_at_once_and_delete_removes_rules(pclient: Client, pns: str, testnet: PodNet,
                                                                      proxy: ProxyProcess) -> None:
     svc = await make_service(pclient, pns, "empty", type="NodePort")
     ip, node_port = svc["spec"]["clusterIP"], svc["spec"]["ports"][0]["nodePort"]
@@ -105,7 +107,7 @@ async def test_no_endpoints_refuses_at_once_and_delete_removes_rules(pclient: Cl
     assert not any(line.strip().startswith("chain svc-" + pns) for line in proxy.ruleset().splitlines())
 
 
-async def test_session_affinity_keeps_a_client_on_one_endpoint(pclient: Client, pns: str, testnet: TestNet,
+async def test_session_affinity_keeps_a_client_on_one_endpoint(pclient: Client, pns: str, testnet: PodNet,
                                                                proxy: ProxyProcess) -> None:
     pods = [testnet.add_pod(f"sticky-{i}") for i in range(3)]
     svc = await make_service(pclient, pns, "sticky", sessionAffinity="ClientIP")
@@ -116,7 +118,7 @@ async def test_session_affinity_keeps_a_client_on_one_endpoint(pclient: Client, 
     assert len(seen) == 1 and None not in seen, seen
 
 
-async def test_loadbalancer_gets_the_node_address_and_is_served_there(pclient: Client, pns: str, testnet: TestNet,
+async def test_loadbalancer_gets_the_node_address_and_is_served_there(pclient: Client, pns: str, testnet: PodNet,
                                                                        proxy: ProxyProcess) -> None:
     pod = testnet.add_pod("lb")
     svc = await make_service(pclient, pns, "lb", type="LoadBalancer",
@@ -133,7 +135,7 @@ async def test_loadbalancer_gets_the_node_address_and_is_served_there(pclient: C
 
 
 async def test_restart_rebuilds_the_same_ruleset_and_cleanup_removes_it(pclient: Client, pns: str,
-                                                                        testnet: TestNet,
+                                                                        testnet: PodNet,
                                                                         proxy: ProxyProcess) -> None:
     pods = [testnet.add_pod(f"r-{i}") for i in range(2)]
     svc = await make_service(pclient, pns, "keep", type="NodePort")
@@ -150,21 +152,18 @@ async def test_restart_rebuilds_the_same_ruleset_and_cleanup_removes_it(pclient:
 
     # A stale chain someone left in the table disappears with the next full reconcile (at start).
     proxy.stop()
-    import subprocess
     subprocess.run(["nft", "add", "chain", "ip", proxy.table, "svc-stale/x/tcp/1"], check=True)
     proxy.start()
     assert proxy.ruleset() == before
 
     proxy.stop()
-    out = subprocess.run([*__import__("sys").executable.split(), "-m", "launcher", "proxy", "--cleanup",
+    out = subprocess.run([sys.executable, "-m", "launcher", "proxy", "--cleanup",
                           "--table", proxy.table], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert proxy.ruleset() == ""
 
 
 def test_bad_flags_give_one_line_errors() -> None:
-    import subprocess
-    import sys
     for args, needle in ((["--table", "bad name"], "invalid nftables table name"),
                          (["--sync-period", "soon"], "invalid duration"),
                          (["--metrics-bind-address", "nowhere"], "expected HOST:PORT")):

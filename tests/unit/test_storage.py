@@ -135,3 +135,10 @@ async def test_list_in_the_past_reports_that_revision(store: Storage) -> None:
     await store.create("/registry/past/b", {"v": 2})
     old = await store.list("/registry/past/", revision=then)
     assert old.revision == then and [e.key for e in old.entries] == ["/registry/past/a"]
+
+
+async def test_large_lists_beyond_grpc_default_message_size(store: Storage) -> None:
+    blob = "x" * 10_000
+    await asyncio.gather(*(store.create(f"/registry/big/{i:04d}", {"blob": blob}) for i in range(600)))
+    listed = await store.list("/registry/big/")  # ~6 MB in one response
+    assert len(listed.entries) == 600 and not listed.more

@@ -7,6 +7,7 @@ from typing import AsyncIterator
 import orjson
 import pytest
 
+from apiserver import watchcache
 from apiserver.storage.memory import MemoryStorage
 from apiserver.watchcache import TooOld, WatchCache, Watcher
 
@@ -112,3 +113,17 @@ async def test_catch_up_when_only_others_wrote(setup: tuple[MemoryStorage, Watch
     assert await cache.catch_up(5)
     assert cache.revision >= foreign
     assert (await store.list("/registry/progress/")).entries == []  # the marker is gone again
+
+
+async def test_load_reads_in_pages_at_one_revision(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(watchcache, "LOAD_PAGE", 2)
+    store = MemoryStorage()
+    for i in range(5):
+        await store.create(PREFIX + f"ns/o{i}", cm(f"o{i}"))
+    cache = WatchCache(store)
+    await cache.start()
+    try:
+        names = [c.obj["metadata"]["name"] for c in cache.for_prefix(PREFIX).items(PREFIX, None)]
+        assert names == ["o0", "o1", "o2", "o3", "o4"]
+    finally:
+        await cache.stop()

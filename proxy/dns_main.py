@@ -1,0 +1,292 @@
+"""`pkube dns`: the cluster DNS server, over UDP and TCP.
+
+    pkube dns --kubeconfig FILE [--listen 10.96.0.10:53 ...] [--cluster-domain cluster.local]
+              [--upstream HOST[:PORT] ...] [--forward-timeout 2s] [--address-interface lo]
+
+Cluster names are answered from Services and Endpoints (see proxy/dns.py); other names are forwarded to
+the host's resolvers (the nameservers of /etc/resolv.conf, or --upstream) and a SERVFAIL comes back
+quickly when they do not answer in time.
+
+How pods reach the DNS ClusterIP: a --listen address that is not on this host yet (the default
+10.96.0.10) is added as a /32 to --address-interface (`lo`; kube-proxy's IPVS mode does the same with
+its dummy kube-ipvs0), so it is a local address: pods send to it through their default gateway, the
+node, and the host itself can query it too. No DNAT rule is involved, so the DNS server does not depend
+on the service proxy. The addresses it added are removed when it stops.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import struct
+import sys
+from pathlib import Path
+from typing import Any
+
+from dnslib import QTYPE, DNSRecord
+
+from pklib.client import Client
+from pklib.errors import ConnectionFailed
+from pklib.informer import Handler, InformerFactory, key_of
+from pklib.kubeconfig import KubeconfigError
+from pklib.resources import lookup
+
+from . import dns
+from .main import duration
+from .netlocal import LocalAddressError, LocalAddresses
+
+log = logging.getLogger("dns")
+
+SERVICES = lookup("services")
+ENDPOINTS = lookup("endpoints")
+assert SERVICES and ENDPOINTS
+UDP_LIMIT = 512  # without EDNS0, a UDP answer must fit in 512 bytes
+
+
+class ConfigError(Exception):
+    pass
+
+
+def address(text: str, default_port: int = 53) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = text, str(default_port)
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535 or not dns._is_ipv4(host):
+        raise argparse.ArgumentTypeError(f"expected IPv4[:PORT], got {text!r}")
+    return host, int(port)
+
+
+def domain(text: str) -> str:
+    try:
+        return dns.normalize_domain(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pkube dns", description="Serves cluster DNS.")
+    p.add_argument("--kubeconfig", help="kubeconfig file to reach the API server")
+    p.add_argument("--server", help="API server URL (instead of --kubeconfig)")
+    p.add_argument("--token", help="bearer token for --server")
+    p.add_argument("--listen", type=address, action="append",
+                   help="IPv4[:PORT] to serve on, UDP and TCP; repeatable (default 10.96.0.10:53)")
+    p.add_argument("--cluster-domain", type=domain, default="cluster.local.")
+    p.add_argument("--upstream", type=address, action="append",
+                   help="resolver for other names, IPv4[:PORT]; repeatable (default: from --resolv-conf)")
+    p.add_argument("--resolv-conf", default="/etc/resolv.conf")
+    p.add_argument("--forward-timeout", type=duration, default=2.0, help="per upstream, e.g. 2s")
+    p.add_argument("--ttl", type=int, default=dns.DEFAULT_TTL)
+    p.add_argument("--address-interface", default="lo",
+                   help="interface that receives the --listen addresses not yet on this host")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def resolv_conf_upstreams(path: str, own: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """Nameservers of a resolv.conf, minus our own addresses (forwarding to ourselves would loop)."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as e:
+        log.warning("cannot read %s (%s): names outside the cluster will get SERVFAIL", path, e.strerror)
+        return []
+    out = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver" and dns._is_ipv4(parts[1]) \
+                and (parts[1], 53) not in own:
+            out.append((parts[1], 53))
+    return out
+
+
+def udp_limit(request: DNSRecord) -> int:
+    for rr in request.ar:
+        if rr.rtype == QTYPE.OPT:
+            return max(UDP_LIMIT, int(rr.rclass))  # EDNS0: the client's buffer size
+    return UDP_LIMIT
+
+
+class _Upstream(asyncio.DatagramProtocol):
+    def __init__(self, done: asyncio.Future[bytes]):
+        self.done = done
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if not self.done.done():
+            self.done.set_result(data)
+
+    def error_received(self, exc: Exception) -> None:
+        if not self.done.done():
+            self.done.set_exception(exc)
+
+
+class DnsServer:
+    def __init__(self, client: Client, config: argparse.Namespace, upstreams: list[tuple[str, int]]):
+        self.config = config
+        self.upstreams = upstreams
+        self.informers = InformerFactory(client)
+        self.services = self.informers.informer(SERVICES)
+        self.endpoints = self.informers.informer(ENDPOINTS)
+        self._zone: dns.Zone | None = None
+        for inf in (self.services, self.endpoints):
+            inf.add_handler(Handler(self._changed, lambda o, n: self._changed(n), self._changed))
+
+    def _changed(self, _: Any) -> None:
+        self._zone = None  # rebuilt on the next query: a burst of changes costs one rebuild
+
+    @property
+    def zone(self) -> dns.Zone:
+        if self._zone is None:
+            eps = {key_of(e): e for e in self.endpoints.store.list()}
+            self._zone = dns.build_zone(self.services.store.list(), eps, self.config.cluster_domain)
+        return self._zone
+
+    async def resolve(self, data: bytes, udp: bool) -> bytes:
+        """The reply to one query packet; b"" (no reply) for garbage."""
+        try:
+            request = DNSRecord.parse(data)
+        except Exception:  # noqa: BLE001 - dnslib raises assorted errors on malformed packets
+            return b""
+        if not request.questions:
+            return b""
+        zone = self.zone
+        if not dns.is_cluster_name(str(request.q.qname).lower(), zone):
+            return await self.forward(request, data)
+        reply = dns.answer(zone, request, self.config.ttl)
+        out = reply.pack()
+        return dns.truncate_for_udp(reply, out, udp_limit(request)) if udp else out
+
+    async def forward(self, request: DNSRecord, data: bytes) -> bytes:
+        """Ask each upstream in turn; the first answer wins, SERVFAIL when none answers in time."""
+        loop = asyncio.get_running_loop()
+        for host, port in self.upstreams:
+            done: asyncio.Future[bytes] = loop.create_future()
+            transport = None
+            try:
+                transport, _ = await loop.create_datagram_endpoint(lambda: _Upstream(done), remote_addr=(host, port))
+                transport.sendto(data)
+                answer = await asyncio.wait_for(done, self.config.forward_timeout)
+                if answer[:2] == data[:2]:  # same query id
+                    return answer
+            except (OSError, asyncio.TimeoutError) as e:
+                log.debug("upstream %s:%d failed for %s: %r", host, port, request.q.qname, e)
+            finally:
+                if transport is not None:
+                    transport.close()
+        return dns.servfail(request).pack()
+
+
+class _UdpServer(asyncio.DatagramProtocol):
+    def __init__(self, server: DnsServer):
+        self.server = server
+        self.transport: asyncio.DatagramTransport | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        task = asyncio.ensure_future(self._handle(data, addr))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _handle(self, data: bytes, addr: Any) -> None:
+        out = await self.server.resolve(data, udp=True)
+        if out and self.transport is not None:
+            self.transport.sendto(out, addr)
+
+
+async def _handle_tcp(server: DnsServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while True:
+            try:
+                size = struct.unpack("!H", await asyncio.wait_for(reader.readexactly(2), 10))[0]
+                data = await asyncio.wait_for(reader.readexactly(size), 10)
+            except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
+                return
+            out = await server.resolve(data, udp=False)
+            if not out:
+                return
+            writer.write(struct.pack("!H", len(out)) + out)
+            await writer.drain()
+    finally:
+        writer.close()
+
+
+def make_client(config: argparse.Namespace) -> Client:
+    if config.server:
+        return Client(config.server, config.token, user_agent="pkube-dns")
+    if config.token:
+        raise ConfigError("--token needs --server")
+    return Client.from_kubeconfig(config.kubeconfig, user_agent="pkube-dns")
+
+
+async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
+    """Serve until cancelled; `ready` is set once the caches are filled and every socket is bound."""
+    listen = config.listen or [("10.96.0.10", 53)]
+    upstreams = config.upstream or resolv_conf_upstreams(config.resolv_conf, listen)
+    client = make_client(config)
+    server = DnsServer(client, config, upstreams)
+    local = LocalAddresses(config.address_interface)
+    closers: list[Any] = []
+    loop = asyncio.get_running_loop()
+    try:
+        try:
+            await asyncio.to_thread(local.ensure, [host for host, _ in listen])
+        except LocalAddressError as e:
+            raise ConfigError(str(e)) from None
+        server.informers.start()
+        await server.informers.wait_synced()
+        for host, port in listen:
+            try:
+                transport, proto = await loop.create_datagram_endpoint(lambda: _UdpServer(server),
+                                                                       local_addr=(host, port))
+                closers.append(transport)
+                tcp = await asyncio.start_server(lambda r, w: _handle_tcp(server, r, w), host, port)
+                closers.append(tcp)
+            except OSError as e:
+                raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+        log.info("serving %s on %s; upstreams %s", config.cluster_domain,
+                 ", ".join(f"{h}:{p}" for h, p in listen), ", ".join(f"{h}:{p}" for h, p in upstreams) or "none")
+        ready.set()
+        await asyncio.Event().wait()
+    finally:
+        for c in closers:
+            c.close()
+        await server.informers.stop()
+        await client.close()
+        await asyncio.to_thread(local.release)
+
+
+def _leaf_errors(e: BaseException) -> list[BaseException]:
+    if isinstance(e, BaseExceptionGroup):
+        return [leaf for sub in e.exceptions for leaf in _leaf_errors(sub)]
+    return [e]
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if config.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def serve() -> int:
+        task = asyncio.create_task(run(config, asyncio.Event()))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            return 0
+        except Exception as e:  # noqa: BLE001 - user-facing failures become one line + exit code
+            for leaf in _leaf_errors(e):
+                if isinstance(leaf, (ConfigError, KubeconfigError, ConnectionFailed, OSError)):
+                    print(f"error: {leaf}", file=sys.stderr)
+                    return 1
+            raise
+        return 0
+
+    try:
+        return asyncio.run(serve())
+    except (ConfigError, KubeconfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
