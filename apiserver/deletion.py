@@ -34,6 +34,7 @@ class DeleteOptions:
     propagation_policy: str | None = None
     precondition_uid: str | None = None
     precondition_rv: str | None = None
+    dry_run: bool = False
 
     @classmethod
     def parse(cls, body: dict[str, Any] | None, query: Any) -> "DeleteOptions":
@@ -58,7 +59,10 @@ class DeleteOptions:
                               {"kind": "DeleteOptions", "causes": [{"reason": "FieldValueNotSupported",
                                                                     "field": "propagationPolicy",
                                                                     "message": f'Unsupported value: "{policy}"'}]})
-        return cls(grace_int, policy, pre.get("uid"), pre.get("resourceVersion"))
+        dry_run = body.get("dryRun") or query.getall("dryRun", [])
+        if not isinstance(dry_run, list) or any(v != "All" for v in dry_run):
+            raise bad_request(f'unsupported dryRun value {dry_run!r}: only ["All"] is supported')
+        return cls(grace_int, policy, pre.get("uid"), pre.get("resourceVersion"), bool(dry_run))
 
 
 def _check_preconditions(res: Resource, entry: Entry, opts: DeleteOptions) -> None:
@@ -117,7 +121,7 @@ def _marked(res: Resource, obj: dict[str, Any], opts: DeleteOptions) -> dict[str
 
 
 async def delete(objects: Objects, res: Resource, namespace: str | None, name: str,
-                 opts: DeleteOptions, dry_run: bool = False) -> tuple[dict[str, Any], bool]:
+                 opts: DeleteOptions) -> tuple[dict[str, Any], bool]:
     """(the object's last state, whether it is gone now)."""
     storage = objects.storage
     key = object_key(res, namespace, name)
@@ -127,7 +131,7 @@ async def delete(objects: Objects, res: Resource, namespace: str | None, name: s
             raise not_found(res.plural, name, res.group)
         _check_preconditions(res, entry, opts)
         marked = _marked(res, entry.value, opts)
-        if dry_run:
+        if opts.dry_run:
             return with_rv(marked or entry.value, entry.mod_revision), marked is None
         try:
             if marked is None:

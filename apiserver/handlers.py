@@ -156,7 +156,7 @@ class Api:
         request[VERB] = "DELETE"
         opts = deletion.DeleteOptions.parse(await bodies.read_object(request, optional=True), request.query)
         assert t.name is not None
-        obj, gone = await deletion.delete(self.objects, t.res, t.namespace, t.name, opts, dry_run(request))
+        obj, gone = await deletion.delete(self.objects, t.res, t.namespace, t.name, opts)
         # Kubernetes answers 202 only for a foreground deletion that is still in progress.
         return json_response(obj, 202 if not gone and opts.propagation_policy == "Foreground" else 200)
 

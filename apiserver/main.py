@@ -16,6 +16,7 @@ from . import kinds
 from .app import Config, build_app
 from .auth import TokenFileError, load_tokens
 from .storage.etcd import EtcdStorage
+from .tls import tls_context
 
 log = logging.getLogger("apiserver")
 
@@ -31,6 +32,8 @@ def parse_args(argv: list[str]) -> Config:
     p.add_argument("--service-node-port-range", default="30000-32767")
     p.add_argument("--watch-bookmark-interval", type=float, default=10.0,
                    help="seconds between BOOKMARK events on watches that allow them")
+    p.add_argument("--tls-cert-file", help="serving certificate (PEM, may hold the chain): serve HTTPS")
+    p.add_argument("--tls-private-key-file", help="the serving certificate's private key (PEM)")
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     a = p.parse_args(argv)
     servers = [s.strip() for s in a.etcd_servers.split(",") if s.strip()]
@@ -56,8 +59,9 @@ def parse_args(argv: list[str]) -> Config:
         p.error("--etcd-prefix must start with /")
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tls_context(a.tls_cert_file, a.tls_private_key_file, p.error)
     return Config(servers, a.etcd_prefix, a.bind_address, a.port, a.token_auth_file, a.service_cluster_ip_range,
-                  a.service_node_port_range, a.watch_bookmark_interval)
+                  a.service_node_port_range, a.watch_bookmark_interval, a.tls_cert_file, a.tls_private_key_file)
 
 
 def _is_loopback(address: str) -> bool:
@@ -91,9 +95,11 @@ async def run(config: Config, ready: asyncio.Event | None = None, stop: asyncio.
                            shutdown_timeout=2.0)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, config.bind_address, config.port, reuse_address=True)
+        tls = tls_context(config.tls_cert_file, config.tls_private_key_file)
+        site = web.TCPSite(runner, config.bind_address, config.port, reuse_address=True, ssl_context=tls)
         await site.start()
-        log.info("serving on http://%s:%d (etcd %s, prefix %s)", config.bind_address, config.port,
+        log.info("serving on %s://%s:%d (etcd %s, prefix %s)", "https" if tls else "http", config.bind_address,
+                 config.port,
                  ",".join(config.etcd_servers), config.etcd_prefix)
         if not config.token_auth_file and not _is_loopback(config.bind_address):
             log.warning("listening on %s without --token-auth-file: anyone who can reach it has full access",

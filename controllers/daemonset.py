@@ -20,8 +20,8 @@ from pklib.informer import Obj, key_of
 from .claims import claim
 from .nodefit import placement
 from .replicaset import BURST_REPLICAS
-from .util import (controller_ref, int_or_percent, is_pod_available, is_pod_ready, meta, pod_from_template,
-                   random_suffix, resource, selector_of, template_hash)
+from .util import (available_in, controller_ref, int_or_percent, is_pod_available, is_pod_ready, meta,
+                   pod_from_template, random_suffix, resource, selector_of, template_hash)
 
 DAEMONSETS = resource("daemonsets")
 NODES = resource("nodes")
@@ -206,6 +206,10 @@ class DaemonSetController(Controller):
             "numberUnavailable": desired - available, "updatedNumberScheduled": updated,
             "observedGeneration": meta(ds).get("generation", 0),
         }
+        if mrs and ready > available:
+            waits = [w for ps in by_node.values() for p in ps if (w := available_in(p, mrs))]
+            if waits:
+                self.queue.add_after(key_of(ds), min(waits) + 0.1)  # becomes available only later
         if status == (ds.get("status") or {}):
             return
         body = copy.deepcopy(ds)

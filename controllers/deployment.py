@@ -83,7 +83,8 @@ class DeploymentController(Controller):
                                   "A non-empty selector is required.")
             return
         ns = meta(d)["namespace"]
-        rss = await claim(self.client, REPLICASETS, d, self.rs_informer.store.by_index("namespace", ns), selector)
+        owned = await claim(self.client, REPLICASETS, d, self.rs_informer.store.by_index("namespace", ns), selector)
+        rss = copy.deepcopy(owned)  # the rollout steps update these copies as they write
         if meta(d).get("deletionTimestamp"):
             new_rs = du.find_new_rs(d, rss)
             await self._sync_status(d, rss, new_rs)

@@ -16,7 +16,7 @@ from pklib.errors import ApiError, is_conflict, is_not_found
 from pklib.informer import Obj
 from pklib.resources import RESOURCES, Resource
 
-from .util import meta, resource
+from .util import meta, now_rfc3339, resource
 
 NAMESPACES = resource("namespaces")
 FINALIZER = "kubernetes"
@@ -42,7 +42,7 @@ class NamespaceController(Controller):
             return
         remaining = await self._delete_content(key)
         if remaining:
-            self.log.debug("namespace %s: %d objects still terminating", key, remaining)
+            await self._report_remaining(ns, remaining)
             self.queue.add_after(key, RECHECK_SECONDS)
             return
         body = copy.deepcopy(ns)
@@ -55,11 +55,31 @@ class NamespaceController(Controller):
                 raise
         self.recorder.normal(ns, "NamespaceFinalized", "All resources in the namespace were deleted")
 
-    async def _delete_content(self, namespace: str) -> int:
-        """Delete all objects in the namespace; returns how many still exist."""
-        counts = await asyncio.gather(*(self._delete_all(res, namespace) for res in RESOURCES
-                                        if res.namespaced and "list" in res.verbs and "delete" in res.verbs))
-        return sum(counts)
+    async def _delete_content(self, namespace: str) -> dict[str, int]:
+        """Delete all objects in the namespace; returns how many of each kind still exist."""
+        kinds = [res for res in RESOURCES if res.namespaced and "list" in res.verbs and "delete" in res.verbs]
+        counts = await asyncio.gather(*(self._delete_all(res, namespace) for res in kinds))
+        return {_resource_name(res): n for res, n in zip(kinds, counts) if n}
+
+    async def _report_remaining(self, ns: Obj, remaining: dict[str, int]) -> None:
+        """The NamespaceContentRemaining condition `describe` shows while objects terminate."""
+        message = "Some resources are remaining: " + ", ".join(
+            f"{name} has {n} resource instances" for name, n in sorted(remaining.items()))
+        conditions = [c for c in (ns.get("status") or {}).get("conditions") or []
+                      if c.get("type") != "NamespaceContentRemaining"]
+        current = next((c for c in (ns.get("status") or {}).get("conditions") or []
+                        if c.get("type") == "NamespaceContentRemaining"), None)
+        if current is not None and current.get("message") == message:
+            return
+        body = copy.deepcopy(ns)
+        body.setdefault("status", {})["conditions"] = conditions + [{
+            "type": "NamespaceContentRemaining", "status": "True", "reason": "SomeResourcesRemain",
+            "message": message, "lastTransitionTime": now_rfc3339()}]
+        try:
+            await self.client.update_status(NAMESPACES, body)
+        except ApiError as e:
+            if not (is_not_found(e) or is_conflict(e)):
+                raise
 
     async def _delete_all(self, res: Resource, namespace: str) -> int:
         try:
@@ -77,3 +97,7 @@ class NamespaceController(Controller):
                 if not (is_not_found(e) or is_conflict(e)):
                     raise
         return len(items)
+
+
+def _resource_name(res: Resource) -> str:
+    return f"{res.plural}.{res.group}" if res.group else res.plural

@@ -1,8 +1,9 @@
 """StatefulSet controller: pods with stable names, hostnames and volumes.
 
 Pod k is named <set>-k, has hostname <set>-k and subdomain spec.serviceName, and
-mounts PVCs <template>-<set>-k created from volumeClaimTemplates; the PVCs are
-never deleted by this controller, so a pod that comes back finds its data.
+mounts PVCs <template>-<set>-k created from volumeClaimTemplates; the PVCs outlive
+their pods, so a pod that comes back finds its data (unless
+persistentVolumeClaimRetentionPolicy asks to delete them on scale-down or with the set).
 OrderedReady creates 0..N-1 one at a time, each only once its predecessors are
 Running and Ready, and removes from the highest ordinal down; Parallel does not
 wait. RollingUpdate replaces pods from the highest ordinal down to `partition`,
@@ -24,7 +25,8 @@ from pklib.errors import ApiError, is_already_exists, is_not_found
 from pklib.informer import Obj, key_of
 
 from .claims import claim
-from .util import controller_ref, is_pod_ready, meta, pod_from_template, resource, selector_of, template_hash
+from .util import (controller_ref, is_pod_ready, meta, owner_reference, pod_from_template, resource, selector_of,
+                   template_hash)
 
 STATEFULSETS = resource("statefulsets")
 PODS = resource("pods")
@@ -121,6 +123,7 @@ class StatefulSetController(Controller):
             if ordered and (meta(pod).get("deletionTimestamp") or not running_and_ready(pod)):
                 return  # the next ordinal waits for this one
         condemned = sorted((o for o in by_ordinal if o >= replicas), reverse=True)
+        await self._delete_scaled_claims(sts, replicas, set(by_ordinal))
         if condemned:
             if ordered and not all(running_and_ready(by_ordinal[o]) for o in range(replicas) if o in by_ordinal):
                 return
@@ -181,14 +184,18 @@ class StatefulSetController(Controller):
     async def _ensure_claims(self, sts: Obj, ordinal: int) -> None:
         set_name, ns = meta(sts)["name"], meta(sts)["namespace"]
         labels = dict(((sts["spec"].get("selector") or {}).get("matchLabels")) or {})
+        when_deleted = (sts["spec"].get("persistentVolumeClaimRetentionPolicy") or {}).get("whenDeleted", "Retain")
         for tmpl in sts["spec"].get("volumeClaimTemplates") or []:
             name = f"{tmpl['metadata']['name']}-{set_name}-{ordinal}"
             if self.pvc_informer.store.get(f"{ns}/{name}") is not None:
                 continue
-            pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                   "metadata": {"name": name, "namespace": ns,
-                                "labels": {**labels, **((tmpl.get("metadata") or {}).get("labels") or {})}},
-                   "spec": copy.deepcopy(tmpl.get("spec") or {})}
+            pvc: Obj = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                        "metadata": {"name": name, "namespace": ns,
+                                     "labels": {**labels, **((tmpl.get("metadata") or {}).get("labels") or {})}},
+                        "spec": copy.deepcopy(tmpl.get("spec") or {})}
+            if when_deleted == "Delete":
+                # Owned by the set: the garbage collector removes the claim with it.
+                pvc["metadata"]["ownerReferences"] = [owner_reference(sts)]
             try:
                 await self.client.create(PVCS, pvc)
             except ApiError as e:
@@ -196,6 +203,24 @@ class StatefulSetController(Controller):
                     self.recorder.warning(sts, "FailedCreate", f"create Claim {name} for StatefulSet {set_name} "
                                           f"failed: {e.message}")
                     raise
+
+    async def _delete_scaled_claims(self, sts: Obj, replicas: int, live_ordinals: set[int]) -> None:
+        """Retention policy whenScaled=Delete: claims of removed ordinals go once their pod is gone."""
+        policy = (sts["spec"].get("persistentVolumeClaimRetentionPolicy") or {}).get("whenScaled", "Retain")
+        if policy != "Delete":
+            return
+        set_name, ns = meta(sts)["name"], meta(sts)["namespace"]
+        for tmpl in sts["spec"].get("volumeClaimTemplates") or []:
+            prefix = f"{tmpl['metadata']['name']}-{set_name}-"
+            for pvc in self.pvc_informer.store.by_index("namespace", ns):
+                suffix = meta(pvc)["name"][len(prefix):] if meta(pvc)["name"].startswith(prefix) else ""
+                if suffix.isdigit() and int(suffix) >= replicas and int(suffix) not in live_ordinals \
+                        and not meta(pvc).get("deletionTimestamp"):
+                    try:
+                        await self.client.delete(PVCS, meta(pvc)["name"], ns)
+                    except ApiError as e:
+                        if not is_not_found(e):
+                            raise
 
     async def _delete(self, sts: Obj, key: str, pod: Obj) -> None:
         self.expectations.expect_deletions(key, [key_of(pod)])

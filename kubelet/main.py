@@ -1,11 +1,11 @@
 """`pkube kubelet`: the node agent.
 
-    pkube kubelet --hollow --count N [--name-prefix hollow-node] [--cpu 4] [--memory 16Gi] [--max-pods 110]
-                  --kubeconfig FILE | --server URL --token T
+    pkube kubelet [--node-name N] [--root-dir D] [--bridge B ...] --kubeconfig FILE | --server URL --token T
+    pkube kubelet --hollow --count N [--name-prefix hollow-node] [--cpu 4] [--memory 16Gi] [--max-pods 110] ...
 
-Modes are chosen here: `--hollow` runs N fake nodes in this process (kubemark-style, for
-scale tests). The real kubelet (runc runtime, pod networking) plugs in as another mode
-next to it.
+The default mode is the real kubelet: it registers this machine as a Node and runs the pods bound to it with
+runc (kubelet/agent.py, kubelet/node.py). `--hollow` runs N fake nodes in this process (kubemark-style, for
+scale tests).
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from pklib.kubeconfig import KubeconfigError
 from pklib.quantity import QuantityError, parse_quantity
 
 from .hollow import HollowConfig, HollowKubelet
+from .kubelet import add_real_flags, check_real_config, run_real
 
 log = logging.getLogger("kubelet")
 
@@ -34,13 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kubeconfig", help="kubeconfig file to reach the API server")
     p.add_argument("--server", help="API server URL (instead of --kubeconfig)")
     p.add_argument("--token", help="bearer token for --server")
+    add_real_flags(p)
     hollow = p.add_argument_group("hollow nodes (scale testing)")
     hollow.add_argument("--hollow", action="store_true", help="run fake nodes that start no containers")
     hollow.add_argument("--count", type=int, default=1, help="how many hollow nodes")
     hollow.add_argument("--name-prefix", default="hollow-node", help="nodes are named PREFIX-0 .. PREFIX-(N-1)")
     hollow.add_argument("--cpu", default="4", help="cpu capacity of each node")
     hollow.add_argument("--memory", default="16Gi", help="memory capacity of each node")
-    hollow.add_argument("--max-pods", type=int, default=110, help="pods capacity of each node")
+    p.add_argument("--max-pods", type=int, default=110, help="pods capacity of each node")
     hollow.add_argument("--node-lease-duration-seconds", type=int, default=40)
     hollow.add_argument("--node-lease-renew-interval", type=float, default=10.0,
                         help="seconds between two renewals of one node's Lease")
@@ -75,10 +77,14 @@ def make_client(config: argparse.Namespace) -> Client:
 
 
 async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
-    if not config.hollow:
-        raise ConfigError("only --hollow nodes are available in this build")
-    cfg = hollow_config(config)
     client = make_client(config)
+    if not config.hollow:
+        try:
+            await run_real(client, config, ready)
+        finally:
+            await client.close()
+        return
+    cfg = hollow_config(config)
     try:
         await HollowKubelet(client, cfg).run(ready)
     finally:
@@ -96,11 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if config.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        if not config.hollow:
-            raise ConfigError("only --hollow nodes are available in this build")
-        hollow_config(config)
+        if config.hollow:
+            hollow_config(config)
+        else:
+            check_real_config(config)
         make_client(config)
-    except (ConfigError, KubeconfigError) as e:
+    except (ConfigError, KubeconfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -3,6 +3,7 @@ and status per kind, Events), aligned the way Go's tabwriter aligns kubectl's ou
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
@@ -275,6 +276,28 @@ def _deployment(out: Out, o: Obj, now: datetime) -> None:
     _conditions(out, status.get("conditions") or [], True)
 
 
+def _rollout(out: Out, deployment: Obj, replicasets: list[Obj]) -> None:
+    """NewReplicaSet (the one of the current revision) and the OldReplicaSets still running pods."""
+    uid = _meta(deployment).get("uid")
+    revision = (_meta(deployment).get("annotations") or {}).get("deployment.kubernetes.io/revision")
+    owned = [rs for rs in replicasets
+             if any(r.get("controller") and r.get("uid") == uid for r in _meta(rs).get("ownerReferences") or [])]
+
+    def is_new(rs: Obj) -> bool:
+        annotations = _meta(rs).get("annotations") or {}
+        return bool(revision) and annotations.get("deployment.kubernetes.io/revision") == revision
+
+    def line(rs: Obj) -> str:
+        return (f"{_meta(rs).get('name')} ({(rs.get('status') or {}).get('replicas', 0)}/"
+                f"{(rs.get('spec') or {}).get('replicas', 0)} replicas created)")
+
+    old = [line(rs) for rs in owned if not is_new(rs) and ((rs.get("spec") or {}).get("replicas")
+                                                              or (rs.get("status") or {}).get("replicas"))]
+    new = [line(rs) for rs in owned if is_new(rs)]
+    out.w(0, "OldReplicaSets:", ", ".join(old) or NONE)
+    out.w(0, "NewReplicaSet:", new[0] if new else NONE)
+
+
 def _replicated(out: Out, o: Obj, now: datetime) -> None:
     spec, status = o.get("spec") or {}, o.get("status") or {}
     out.w(0, "Selector:", selector_string(spec.get("selector")))
@@ -444,22 +467,30 @@ def event_time(e: Obj) -> str:
                or _meta(e).get("creationTimestamp") or "")
 
 
-def describe(res: Resource, obj: Obj, events: list[Obj] | None, now: datetime,
-             endpoints: Obj | None = None, pods: list[Obj] | None = None) -> str:
-    """The describe text of one object; `events` None leaves the Events section out (kinds without events).
+@dataclass
+class Related:
+    """Other objects some describers show (fetched by the command; None: not fetched)."""
+    endpoints: Obj | None = None  # a Service's Endpoints
+    pods: list[Obj] | None = None  # a Node's non-terminated pods
+    replicasets: list[Obj] | None = None  # the ReplicaSets a Deployment controls
 
-    `endpoints` is a Service's Endpoints object (when there is one); `pods` the non-terminated pods of a Node.
-    """
+
+def describe(res: Resource, obj: Obj, events: list[Obj] | None, now: datetime,
+             related: Related | None = None) -> str:
+    """The describe text of one object; `events` None leaves the Events section out (kinds without events)."""
+    related = related or Related()
     out = Out()
     # kubectl shows CreationTimestamp for these and for kinds without their own describer.
     created = res.kind in ("Deployment", "StatefulSet", "Node") or (res.kind not in _KINDS and res.kind != "Service")
     _common(out, obj, res.namespaced, now, created=created)
     if res.kind == "Service":
-        _service(out, obj, now, endpoints)
+        _service(out, obj, now, related.endpoints)
     else:
         _KINDS.get(res.kind, _generic)(out, obj, now)
-    if res.kind == "Node" and pods is not None:
-        _node_pods(out, obj, pods, now)
+    if res.kind == "Node" and related.pods is not None:
+        _node_pods(out, obj, related.pods, now)
+    if res.kind == "Deployment" and related.replicasets is not None:
+        _rollout(out, obj, related.replicasets)
     if events is not None:
         events_section(out, events, now)
     return out.text()

@@ -281,3 +281,14 @@ def parse_columns(spec: str) -> list[tuple[str, _Path]]:
 
 def column_cells(columns: list[tuple[str, _Path]], obj: Any) -> list[str]:
     return [",".join(text_of(v) for v in evaluate(path, obj, obj)) or "<none>" for _, path in columns]
+
+
+def sort_key(path: _Path, obj: Any) -> tuple[int, Any]:
+    """Order of --sort-by: objects missing the field first, then numbers by value, then the rest as text."""
+    values = evaluate(path, obj, obj)
+    if not values:
+        return (0, "")
+    v = values[0]
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return (1, v)
+    return (2, text_of(v))

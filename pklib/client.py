@@ -171,7 +171,8 @@ class Client:
                             raise ApiError.from_response(int((event.get("object") or {}).get("code") or 500),
                                                          event.get("object"))
                         yield event
-        except aiohttp.ClientConnectionError as e:
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
+            # A stream cut mid-body surfaces as a payload error: to callers both mean "reconnect".
             raise ConnectionFailed(f"watch on {res.plural} lost: {e}") from None
 
 

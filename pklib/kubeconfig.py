@@ -102,13 +102,20 @@ def _tmpfile(data: bytes) -> str:
     return path
 
 
-def build(server: str, token: str | None, name: str = "pkube", namespace: str = "default") -> dict[str, Any]:
-    """A kubeconfig document with one cluster, user and context, all called `name`."""
+def build(server: str, token: str | None, name: str = "pkube", namespace: str = "default",
+          ca_data: bytes | None = None) -> dict[str, Any]:
+    """A kubeconfig document with one cluster, user and context, all called `name`.
+
+    `ca_data` (PEM) is the CA that signed an https server's certificate; clients verify with it.
+    """
     user: dict[str, Any] = {"token": token} if token else {}
+    cluster: dict[str, Any] = {"server": server}
+    if ca_data:
+        cluster["certificate-authority-data"] = base64.b64encode(ca_data).decode()
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": name, "cluster": {"server": server}}],
+        "clusters": [{"name": name, "cluster": cluster}],
         "users": [{"name": name, "user": user}],
         "contexts": [{"name": name, "context": {"cluster": name, "user": name, "namespace": namespace}}],
         "current-context": name,

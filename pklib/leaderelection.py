@@ -57,14 +57,14 @@ class LeaderElector:
         self._observed_at = 0.0
         self._lease: dict[str, Any] | None = None
         self.is_leader = False
+        self._namespace_ok = False
 
     async def acquire(self) -> None:
         """Block until we hold the Lease."""
-        await self._ensure_namespace()
         logged = False
-        while not await self._try_acquire_or_renew():
-            if not logged:
-                holder = ((self._lease or {}).get("spec") or {}).get("holderIdentity")
+        while not await self._ensure_namespace() or not await self._try_acquire_or_renew():
+            holder = ((self._lease or {}).get("spec") or {}).get("holderIdentity")
+            if holder and not logged:
                 log.info("lease %s/%s is held by %s; waiting", self.namespace, self.name, holder)
                 logged = True
             await asyncio.sleep(self.retry_period)
@@ -145,10 +145,19 @@ class LeaderElector:
             self._observed_rv = rv
             self._observed_at = time.monotonic()
 
-    async def _ensure_namespace(self) -> None:
+    async def _ensure_namespace(self) -> bool:
+        """The Lease's namespace must exist; False (retry later) while the server cannot say so."""
+        if self._namespace_ok:
+            return True
         try:
             await self.client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace",
                                                   "metadata": {"name": self.namespace}})
         except ApiError as e:
             if not is_already_exists(e):
-                raise
+                log.warning("cannot create namespace %s for the lease: %s", self.namespace, e.message)
+                return False
+        except ConnectionFailed as e:
+            log.warning("lease %s/%s: %s", self.namespace, self.name, e)
+            return False
+        self._namespace_ok = True
+        return True

@@ -42,6 +42,7 @@ SERVICES = lookup("services")
 ENDPOINTS = lookup("endpoints")
 assert SERVICES and ENDPOINTS
 UDP_LIMIT = 512  # without EDNS0, a UDP answer must fit in 512 bytes
+CACHE_ENTRIES = 50_000
 
 
 class ConfigError(Exception):
@@ -127,11 +128,15 @@ class DnsServer:
         self.services = self.informers.informer(SERVICES)
         self.endpoints = self.informers.informer(ENDPOINTS)
         self._zone: dns.Zone | None = None
+        # Answers for cluster names by query packet minus its id: hot names cost a dict lookup, not a
+        # parse and an encode. Emptied whenever the zone changes.
+        self._cache: dict[tuple[bytes, bool], bytes] = {}
         for inf in (self.services, self.endpoints):
             inf.add_handler(Handler(self._changed, lambda o, n: self._changed(n), self._changed))
 
     def _changed(self, _: Any) -> None:
         self._zone = None  # rebuilt on the next query: a burst of changes costs one rebuild
+        self._cache = {}
 
     @property
     def zone(self) -> dns.Zone:
@@ -142,6 +147,9 @@ class DnsServer:
 
     async def resolve(self, data: bytes, udp: bool) -> bytes:
         """The reply to one query packet; b"" (no reply) for garbage."""
+        cached = self._cache.get((data[2:], udp))
+        if cached is not None:
+            return data[:2] + cached
         try:
             request = DNSRecord.parse(data)
         except Exception:  # noqa: BLE001 - dnslib raises assorted errors on malformed packets
@@ -153,7 +161,12 @@ class DnsServer:
             return await self.forward(request, data)
         reply = dns.answer(zone, request, self.config.ttl)
         out = reply.pack()
-        return dns.truncate_for_udp(reply, out, udp_limit(request)) if udp else out
+        if udp:
+            out = dns.truncate_for_udp(reply, out, udp_limit(request))
+        if len(self._cache) >= CACHE_ENTRIES:
+            self._cache = {}
+        self._cache[(data[2:], udp)] = out[2:]
+        return out
 
     async def forward(self, request: DNSRecord, data: bytes) -> bytes:
         """Ask each upstream in turn; the first answer wins, SERVFAIL when none answers in time."""

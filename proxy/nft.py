@@ -1,16 +1,17 @@
 """Applying a ruleset to the kernel with one atomic `nft -f` transaction, listing and deleting the table.
 
-A transaction declares the table (a no-op when present), flushes every rule of it, re-adds every chain
-and rule, and deletes the chains and sets the new ruleset no longer has. The kernel commits all of it or
-none, so there is never a moment where a Service has no rules. Sets are not flushed: the elements of the
-session-affinity sets (client -> endpoint) survive rule rewrites.
+A full transaction (at start and every sync period) declares the table (a no-op when present), flushes
+every rule of it, re-adds every chain and rule, and deletes the chains and sets the new ruleset no longer
+has. In between, an incremental transaction rewrites only the chains that changed. Either way the kernel
+commits all of it or none, so there is never a moment where a Service has no rules. Sets are never
+flushed: the elements of the session-affinity sets (client -> endpoint) survive rule rewrites.
 """
 from __future__ import annotations
 
 import json
 import subprocess
 
-from .rules import Ruleset, valid_table_name
+from .rules import HAIRPIN_SET, Ruleset, hairpin_elements, valid_table_name
 
 NFT_TIMEOUT = 30.0
 
@@ -33,12 +34,39 @@ def _run(args: list[str], script: str | None = None) -> str:
 
 
 def transaction(ruleset: Ruleset, existing_chains: set[str], existing_sets: set[str]) -> str:
-    """The `nft -f` script that turns the table holding `existing_*` into exactly `ruleset`."""
+    """A full rewrite: the `nft -f` script that turns the table holding `existing_*` into exactly `ruleset`."""
     t = ruleset.table
-    parts = [f"table ip {t} {{}}", f"flush table ip {t}", ruleset.text.rstrip("\n")]
+    parts = [f"table ip {t} {{}}", f"flush table ip {t}", ruleset.render().rstrip("\n"),
+             f"flush set ip {t} {HAIRPIN_SET}"]
+    if ruleset.hairpin:
+        parts.append(f"add element ip {t} {HAIRPIN_SET} {hairpin_elements(ruleset.hairpin)}")
     # Stale chains are unreferenced once the table is flushed; sets only once no rule mentions them.
-    parts += [f"delete chain ip {t} {c}" for c in sorted(existing_chains - ruleset.chains)]
-    parts += [f"delete set ip {t} {s}" for s in sorted(existing_sets - ruleset.sets)]
+    parts += [f"delete chain ip {t} {c}" for c in sorted(existing_chains - set(ruleset.chains))]
+    parts += [f"delete set ip {t} {s}" for s in sorted(existing_sets - set(ruleset.sets))]
+    return "\n".join(parts) + "\n"
+
+
+def incremental(old: Ruleset, new: Ruleset) -> str | None:
+    """The script that turns the table from `old` (what the kernel holds) into `new`, touching only the
+    chains that differ: one endpoint change rewrites a few small chains, not the whole table. None when
+    there is nothing to do."""
+    t = new.table
+    changed = [c for c, rules in new.chains.items() if old.chains.get(c) != rules]
+    added_sets = [s for s in new.sets if s not in old.sets]
+    gone_chains = sorted(set(old.chains) - set(new.chains))
+    gone_sets = sorted(set(old.sets) - set(new.sets))
+    hairpin_added, hairpin_gone = new.hairpin - old.hairpin, old.hairpin - new.hairpin
+    if not (changed or added_sets or gone_chains or gone_sets or hairpin_added or hairpin_gone):
+        return None
+    parts = [f"flush chain ip {t} {c}" for c in changed if c in old.chains]
+    parts.append(new.render(changed, added_sets).rstrip("\n"))
+    if hairpin_gone:
+        parts.append(f"delete element ip {t} {HAIRPIN_SET} {hairpin_elements(hairpin_gone)}")
+    if hairpin_added:
+        parts.append(f"add element ip {t} {HAIRPIN_SET} {hairpin_elements(hairpin_added)}")
+    # Whatever referred to the stale chains was rewritten above, in the same transaction.
+    parts += [f"delete chain ip {t} {c}" for c in gone_chains]
+    parts += [f"delete set ip {t} {s}" for s in gone_sets]
     return "\n".join(parts) + "\n"
 
 
@@ -60,8 +88,8 @@ def current_objects(table: str) -> tuple[set[str], set[str]]:
     return chains, sets
 
 
-def apply(ruleset: Ruleset, existing_chains: set[str], existing_sets: set[str]) -> None:
-    _run(["-f", "-"], transaction(ruleset, existing_chains, existing_sets))
+def apply_script(script: str) -> None:
+    _run(["-f", "-"], script)
 
 
 def list_table(table: str) -> str:

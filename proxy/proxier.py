@@ -70,32 +70,28 @@ class Proxier:
         self.table = rules.valid_table_name(table)
         self.node_name = node_name
         self.metrics = metrics or Metrics()
-        self._chains: set[str] = set()
-        self._sets: set[str] = set()
+        self._applied: rules.Ruleset | None = None  # what the kernel holds; None: unknown, do a full sync
         self._udp: set[tuple[str, int, str]] = set()
-        self._known = False  # whether _chains/_sets reflect the kernel
         self.last_sync: float = 0.0  # monotonic time of the last successful sync (for /healthz)
-        self.last_text: str = ""
 
     def sync(self, services: Iterable[dict[str, Any]], endpoints: Mapping[str, dict[str, Any]],
              full: bool = False) -> rules.Ruleset:
-        """Program the kernel; `full` re-reads the table first. Raises NftError (state is then re-read)."""
+        """Program the kernel; `full` re-reads the table and rewrites all of it. Raises NftError."""
         started = time.perf_counter()
         ruleset = rules.build(self.table, services, endpoints, self.node_name)
-        if full or not self._known:
-            self._chains, self._sets = nft.current_objects(self.table)
-            self._known = True
-        elif ruleset.text == self.last_text:
-            self.last_sync = time.monotonic()
-            return ruleset  # nothing changed for the kernel
         try:
-            nft.apply(ruleset, self._chains, self._sets)
+            if full or self._applied is None:
+                chains, sets = nft.current_objects(self.table)
+                nft.apply_script(nft.transaction(ruleset, chains, sets))
+            else:
+                script = nft.incremental(self._applied, ruleset)
+                if script is not None:
+                    nft.apply_script(script)
         except nft.NftError:
-            self._known = False
+            self._applied = None
             self.metrics.sync_failures.inc()
             raise
-        self._chains, self._sets = set(ruleset.chains), set(ruleset.sets)
-        self.last_text = ruleset.text
+        self._applied = ruleset
         udp = rules.udp_targets(ruleset.ports)
         stale = self._udp - udp
         self._udp = udp
@@ -107,4 +103,4 @@ class Proxier:
 
     def cleanup(self) -> None:
         nft.delete_table(self.table)
-        self._chains, self._sets, self._known, self.last_text = set(), set(), False, ""
+        self._applied = None

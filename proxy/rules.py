@@ -5,16 +5,18 @@ The shape follows kube-proxy's nftables mode, reduced to what pkube needs:
 * `services` (jumped to from the nat prerouting and output hooks) holds one verdict map from
   (destination IP, protocol, port) to a per-Service-port chain, and one from (protocol, node port) for
   packets addressed to any local address (`fib daddr type local`, so 127.0.0.1 and every node address).
-* `svc-<ns>/<name>/<proto>/<port>` picks an endpoint with equal weight (`numgen random mod N`),
-  after honouring ClientIP session affinity; `ep-...` chains DNAT to one endpoint.
+* `svc-<ns>/<name>/<proto>/<port>` DNATs to an endpoint picked with equal weight (`numgen random mod N`
+  indexing a map of address . port); with ClientIP session affinity it first looks for the client's
+  sticky endpoint, and per-endpoint `ep-...` chains DNAT and remember the client.
 * `ext-...` chains handle traffic from outside the Service's ClusterIP (node ports, externalIPs, load
   balancer IPs): `externalTrafficPolicy: Cluster` masquerades and uses every endpoint; `Local` keeps the
   client address and uses only this node's endpoints (dropping when there are none), except for traffic
   that starts on this node, which is treated like Cluster (as kube-proxy does).
-* Masquerading is decided by a packet mark set only where it is needed -- hairpin (an endpoint reaching
-  itself through its Service), connections that start on the host (their source may be 127.0.0.1, which
-  needs `route_localnet`, or an uplink address the pod has no route back to on other nodes) and
-  external traffic with policy Cluster -- and acted upon in postrouting.
+* Masquerading is decided by a packet mark set only where it is needed -- connections that start on
+  the host (their source may be 127.0.0.1, which needs `route_localnet`, or an uplink address the pod has
+  no route back to on other nodes) and external traffic with policy Cluster -- and acted upon in
+  postrouting, which also masquerades hairpin traffic (an endpoint reaching itself through its Service:
+  source == destination after DNAT, matched against the `hairpin` set of endpoint address pairs).
 * Services with no ready endpoints are rejected from filter hooks (TCP reset / ICMP port unreachable) so
   clients fail at once; `services` has no entry for them, so nothing is DNATed.
 * Session affinity: one dynamic set with timeout per endpoint (`update @aff-... { ip saddr }`), checked
@@ -69,13 +71,36 @@ class ServicePort:
         return f"{self.namespace}/{self.name}/{self.protocol}/{self.port_name or self.port}"
 
 
+HAIRPIN_SET = "hairpin"
+
+
 @dataclass
 class Ruleset:
     table: str
-    text: str  # `table ip T { ... }` with every chain and set the table should have
-    chains: set[str]
-    sets: set[str]
+    chains: dict[str, list[str]]  # name -> rules (a base chain starts with its `type ... hook ...;` line)
+    sets: dict[str, str]  # name -> declaration (`type ...; flags ...;`)
+    hairpin: set[str]  # endpoint IPs: elements `ip . ip` of the hairpin set
     ports: list[ServicePort]
+
+    def render(self, chains: Iterable[str] | None = None, sets: Iterable[str] | None = None) -> str:
+        """`table ip T { ... }` with the given chains and sets (default: all of them); no set elements."""
+        lines = [f"table ip {self.table} {{"]
+        for name in self.sets if sets is None else sets:
+            lines += [f"  set {name} {{", f"    {self.sets[name]}", "  }"]
+        for name in self.chains if chains is None else chains:
+            lines.append(f"  chain {name} {{")
+            lines += [f"    {r}" for r in self.chains[name]]
+            lines.append("  }")
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+    @property
+    def text(self) -> str:
+        return self.render()
+
+
+def hairpin_elements(ips: Iterable[str]) -> str:
+    return "{ " + ", ".join(f"{ip} . {ip}" for ip in sorted(ips, key=ipaddress.IPv4Address)) + " }"
 
 
 def valid_table_name(table: str) -> str:
@@ -158,10 +183,16 @@ def _vmap(entries: list[tuple[str, str]]) -> str:
 
 
 def _pick(sp: ServicePort, endpoints: list[Endpoint]) -> list[str]:
-    """Rules that send a packet to one of `endpoints`: the client's sticky endpoint, else a random one."""
-    rules = []
-    if sp.affinity_timeout:
-        rules += [f"ip saddr @{_affinity_set(sp, ep)} goto {_ep_name('ep', sp, ep)}" for ep in endpoints]
+    """Rules that DNAT a packet to one of `endpoints`, chosen at random with equal weight.
+
+    Without affinity one rule does it (`numgen` indexing a map of address . port), so a Service costs one
+    chain, not one per endpoint: the table stays small and `nft -f` fast. With ClientIP affinity each
+    endpoint needs a chain of its own that records the client in the endpoint's set.
+    """
+    if not sp.affinity_timeout:
+        targets = ", ".join(f"{i} : {ep.ip} . {ep.port}" for i, ep in enumerate(endpoints))
+        return [f"meta l4proto {sp.protocol} dnat ip to numgen random mod {len(endpoints)} map {{ {targets} }}"]
+    rules = [f"ip saddr @{_affinity_set(sp, ep)} goto {_ep_name('ep', sp, ep)}" for ep in endpoints]
     choices = [(str(i), f"goto {_ep_name('ep', sp, ep)}") for i, ep in enumerate(endpoints)]
     rules.append(f"numgen random mod {len(endpoints)} vmap {_vmap(choices)}")
     return rules
@@ -172,13 +203,16 @@ def build(table: str, services: Iterable[Obj], endpoints: Mapping[str, Obj], nod
     valid_table_name(table)
     ports = service_ports(services, endpoints)
     chains: dict[str, list[str]] = {}
-    sets: dict[str, int] = {}
+    # Hairpin (an endpoint reaching itself through its Service) shows after DNAT as source == destination.
+    sets: dict[str, str] = {HAIRPIN_SET: "type ipv4_addr . ipv4_addr;"}
+    hairpin: set[str] = set()
     mark = f"0x{MASQUERADE_MARK:x}"
     chains["nat-prerouting"] = ["type nat hook prerouting priority dstnat; policy accept;", "jump services"]
     chains["nat-output"] = ["type nat hook output priority -100; policy accept;", "jump services"]
     chains["nat-postrouting"] = ["type nat hook postrouting priority srcnat; policy accept;", "jump masquerading"]
     # Clear the mark before masquerading so that the packet looks untouched to anything after us.
-    chains["masquerading"] = [f"meta mark & {mark} == 0 return", f"meta mark set meta mark ^ {mark}",
+    chains["masquerading"] = [f"ip saddr . ip daddr @{HAIRPIN_SET} jump mark-for-masquerade",
+                              f"meta mark & {mark} == 0 return", f"meta mark set meta mark ^ {mark}",
                               "masquerade fully-random"]
     chains["mark-for-masquerade"] = [f"meta mark set meta mark | {mark}"]
     for hook in ("input", "forward", "output"):
@@ -219,14 +253,12 @@ def build(table: str, services: Iterable[Obj], endpoints: Mapping[str, Obj], nod
                     chains[ext_chain].append(f"goto local-{sp.id}")
                 else:
                     chains[ext_chain].append("drop")
-        for ep in sp.endpoints:
-            rules = [f"ip saddr {ep.ip} jump mark-for-masquerade"]  # hairpin
-            if sp.affinity_timeout:
-                aff = _affinity_set(sp, ep)
-                sets[aff] = sp.affinity_timeout
-                rules.append(f"update @{aff} {{ ip saddr }}")
-            rules.append(f"meta l4proto {sp.protocol} dnat to {ep.ip}:{ep.port}")
-            chains[_ep_name("ep", sp, ep)] = rules
+        hairpin.update(ep.ip for ep in sp.endpoints)
+        for ep in sp.endpoints if sp.affinity_timeout else ():
+            aff = _affinity_set(sp, ep)
+            sets[aff] = f"type ipv4_addr; flags dynamic,timeout; timeout {sp.affinity_timeout}s;"
+            chains[_ep_name("ep", sp, ep)] = [f"update @{aff} {{ ip saddr }}",
+                                              f"meta l4proto {sp.protocol} dnat to {ep.ip}:{ep.port}"]
 
     services_rules = []
     if by_address:
@@ -242,15 +274,7 @@ def build(table: str, services: Iterable[Obj], endpoints: Mapping[str, Obj], nod
         check.append(f"fib daddr type local meta l4proto . th dport vmap {_vmap(refuse_node_port)}")
     chains["endpoints-check"] = check
 
-    lines = [f"table ip {table} {{"]
-    for name, timeout in sets.items():
-        lines += [f"  set {name} {{", f"    type ipv4_addr; flags dynamic,timeout; timeout {timeout}s;", "  }"]
-    for name, rules in chains.items():
-        lines.append(f"  chain {name} {{")
-        lines += [f"    {r}" for r in rules]
-        lines.append("  }")
-    lines.append("}")
-    return Ruleset(table, "\n".join(lines) + "\n", set(chains), set(sets), ports)
+    return Ruleset(table, chains, sets, hairpin, ports)
 
 
 def udp_targets(ports: Iterable[ServicePort]) -> set[tuple[str, int, str]]:

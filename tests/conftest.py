@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -50,14 +51,15 @@ class ApiServer:
 
 
 def _wait_http(url: str, proc: subprocess.Popen[bytes], what: str, log: str, timeout: float = 30.0,
-               headers: dict[str, str] | None = None) -> None:
+               headers: dict[str, str] | None = None, ca: bytes | None = None) -> None:
     deadline = time.monotonic() + timeout
+    tls = ssl.create_default_context(cadata=ca.decode()) if ca else None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited with {proc.returncode}:\n{Path(log).read_text()[-4000:]}")
         try:
             req = urllib.request.Request(url, headers=headers or {})
-            with urllib.request.urlopen(req, timeout=1) as r:
+            with urllib.request.urlopen(req, timeout=1, context=tls) as r:
                 if r.status == 200:
                     return
         except OSError:
@@ -95,22 +97,37 @@ def start_etcd(tmp: str) -> Etcd:
     return Etcd(url, data, proc)
 
 
-def start_apiserver(tmp: str, etcd_url: str, extra: list[str] | None = None) -> ApiServer:
+def make_test_pki(tmp: str) -> "Pki":  # noqa: F821
+    """A CA and a serving certificate for 127.0.0.1/localhost under tmp/pki (made once, then reused)."""
+    from pkctl.cluster import pki
+    return pki.ensure(Path(tmp) / "pki", hostnames=[])
+
+
+def start_apiserver(tmp: str, etcd_url: str, extra: list[str] | None = None, tls: bool = False) -> ApiServer:
+    """A real apiserver with token auth; `tls` serves HTTPS with make_test_pki's certificate (what kubectl needs
+    to send its token), and its kubeconfig then carries the CA."""
     port = free_port()
     token = unique("token")
     token_file = os.path.join(tmp, f"tokens-{port}.csv")
     Path(token_file).write_text(f"{token},admin,admin,system:masters\n")
     log = os.path.join(tmp, f"apiserver-{port}.log")
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    tls_flags: list[str] = []
+    ca: bytes | None = None
+    if tls:
+        pki = make_test_pki(tmp)
+        tls_flags = ["--tls-cert-file", str(pki.serving_cert), "--tls-private-key-file", str(pki.serving_key)]
+        ca = pki.ca_cert.read_bytes()
     proc = subprocess.Popen(
         [sys.executable, "-m", "launcher", "apiserver", "--etcd-servers", etcd_url,
          "--bind-address", "127.0.0.1", "--port", str(port), "--token-auth-file", token_file,
-         "--etcd-prefix", "/" + unique("reg"), *(extra or [])],
+         "--etcd-prefix", "/" + unique("reg"), *tls_flags, *(extra or [])],
         cwd=ROOT, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
-    _wait_http(url + "/readyz", proc, "apiserver", log, headers={"Authorization": f"Bearer {token}"})
+    _wait_http(url + "/readyz", proc, "apiserver", log, headers={"Authorization": f"Bearer {token}"},
+               ca=ca)
     from pklib import kubeconfig
     kc = os.path.join(tmp, f"kubeconfig-{port}")
-    kubeconfig.write(kc, kubeconfig.build(url, token))
+    kubeconfig.write(kc, kubeconfig.build(url, token, ca_data=ca))
     return ApiServer(url, token, proc, log, kc)
 
 

@@ -18,7 +18,7 @@ from .apply import add_file_flags, with_last_applied
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("create", help="create objects from files or from arguments",
-                       description="Create objects from files (failing for ones that exist), or a namespace.")
+                       description="Create objects from files (failing for ones that exist), or from arguments.")
     add_file_flags(p, required=False)
     p.add_argument("--save-config", action="store_true",
                    help="record the configuration, so that a later `pkctl apply` can tell what was removed")

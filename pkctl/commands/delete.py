@@ -167,7 +167,11 @@ async def delete_all(conn: Connection, deletions: list[Deletion], opts: Options)
         word = "force deleted" if opts.force else "deleted"
         print(f'{kind_name(d.res)} "{d.name}" {word}')
         sys.stdout.flush()
-        pending.append((d, answer if isinstance(answer, dict) else {}))
+        # The server answers with the object: marked with a deletionTimestamp when finalizers or a grace
+        # period hold it; as it was last stored when it is already gone (nothing to wait for then).
+        answer = answer if isinstance(answer, dict) else {}
+        if (answer.get("metadata") or {}).get("deletionTimestamp"):
+            pending.append((d, answer))
     if opts.wait and pending:
         waits = [wait_gone(conn, d, answer) for d, answer in pending]
         try:

@@ -9,14 +9,16 @@ from pklib.errors import ApiError, is_not_found
 from pklib.resources import Resource, lookup
 
 from ..connect import Connection, run
-from ..describe import describe
+from ..columns import selector_string
+from ..describe import Related, describe
 from ..errors import CommandError, api_error_line
-from ..printers import utcnow
+from ..printers import NONE, utcnow
 from ..targets import parse_targets
 
 EVENTS = lookup("events")
 ENDPOINTS = lookup("endpoints")
 PODS = lookup("pods")
+REPLICASETS = lookup("replicasets")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -57,9 +59,7 @@ async def describe_command(conn: Connection, args: argparse.Namespace) -> int:
             if shown:
                 print("\n")
             events = await events_for(conn, t.res, obj)
-            endpoints = await endpoints_for(conn, obj) if t.res.kind == "Service" else None
-            pods = await pods_on(conn, obj) if t.res.kind == "Node" else None
-            sys.stdout.write(describe(t.res, obj, events, utcnow(), endpoints, pods))
+            sys.stdout.write(describe(t.res, obj, events, utcnow(), await related_to(conn, t.res, obj)))
             shown += 1
     if not shown and not failed:
         where = "" if (args.all_namespaces or all(not t.res.namespaced for t in targets)) \
@@ -91,6 +91,21 @@ def _about(event: dict[str, Any], meta: dict[str, Any]) -> bool:
     inv = event.get("involvedObject") or {}
     return (inv.get("name") == meta.get("name") and (inv.get("namespace") or "") == (meta.get("namespace") or "")
             and (not inv.get("uid") or inv.get("uid") == meta.get("uid")))
+
+
+async def related_to(conn: Connection, res: Resource, obj: dict[str, Any]) -> Related:
+    """What the describer of this kind shows besides the object itself."""
+    if res.kind == "Service":
+        return Related(endpoints=await endpoints_for(conn, obj))
+    if res.kind == "Node":
+        return Related(pods=await pods_on(conn, obj))
+    if res.kind == "Deployment" and REPLICASETS is not None:
+        meta = obj.get("metadata") or {}
+        selector = selector_string((obj.get("spec") or {}).get("selector"))
+        listed = await conn.client.list_all(REPLICASETS, meta.get("namespace"),
+                                            label_selector=None if selector == NONE else selector)
+        return Related(replicasets=listed.get("items") or [])
+    return Related()
 
 
 async def endpoints_for(conn: Connection, service: dict[str, Any]) -> dict[str, Any] | None:

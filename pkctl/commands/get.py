@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--field-selector", help="field selector, e.g. status.phase=Running")
     p.add_argument("-o", "--output", help="output format: " + " | ".join(OUTPUTS))
     p.add_argument("--show-labels", action="store_true", help="add a LABELS column")
+    p.add_argument("-L", "--label-columns", action="append", default=[], metavar="KEY[,KEY]",
+                   help="add a column with the value of each of these labels")
+    p.add_argument("--sort-by", metavar="JSONPATH", help="sort by this field, e.g. .metadata.creationTimestamp")
     p.add_argument("-w", "--watch", action="store_true", help="after listing, watch for changes")
     p.add_argument("--watch-only", action="store_true", help="watch for changes without listing first")
     p.add_argument("--ignore-not-found", action="store_true", help="treat a missing named object as no error")
@@ -43,7 +46,16 @@ def _normalize_options(args: argparse.Namespace, targets: list[Target]) -> None:
     if not targets:
         raise CommandError('You must specify the type of resource to get. Use "pkctl api-resources" for a '
                            "complete list of supported resources.")
-    args.template = args.columns = None
+    args.template = args.columns = args.sort_path = None
+    args.label_keys = [k for arg in args.label_columns for k in arg.split(",") if k]
+    if args.sort_by:
+        sort_expr = args.sort_by.strip()
+        if sort_expr.startswith("{") and sort_expr.endswith("}"):
+            sort_expr = sort_expr[1:-1]
+        try:
+            args.sort_path = jsonpath.parse_path(sort_expr if sort_expr[:1] in ".$@[" else "." + sort_expr)
+        except jsonpath.JSONPathError as e:
+            raise CommandError(f"error parsing --sort-by {args.sort_by}: {e}") from None
     fmt, has_arg, spec = (args.output or "").partition("=")
     if fmt in ("jsonpath", "custom-columns"):
         if not has_arg or not spec:
@@ -89,6 +101,8 @@ async def get(conn: Connection, args: argparse.Namespace) -> int:
                                                 field_selector=args.field_selector)
             list_rv = str((result.get("metadata") or {}).get("resourceVersion") or "") or None
             found.extend((t.res, item) for item in result.get("items") or [])
+    if args.sort_path is not None:
+        found.sort(key=lambda f: jsonpath.sort_key(args.sort_path, f[1]))
     single = len(targets) == 1 and len(targets[0].names) == 1
     widths = [] if args.watch_only else print_found(found, args, single, conn.namespace, targets)
     sys.stdout.flush()
@@ -145,6 +159,7 @@ def table_headers(res: Resource, args: argparse.Namespace) -> list[str]:
     head = columns.headers(res, args.output == "wide")
     if args.all_namespaces and res.namespaced:
         head = ["NAMESPACE", *head]
+    head.extend(key.rsplit("/", 1)[-1].upper() for key in args.label_keys)
     if args.show_labels:
         head.append("LABELS")
     return head
@@ -155,6 +170,8 @@ def table_row(res: Resource, obj: dict[str, Any], args: argparse.Namespace, pref
     row = columns.cells(res, obj, utcnow(), args.output == "wide", name)
     if args.all_namespaces and res.namespaced:
         row = [(obj.get("metadata") or {}).get("namespace", ""), *row]
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    row.extend(labels.get(key, "") for key in args.label_keys)
     if args.show_labels:
         row.append(labels_cell(obj))
     return row

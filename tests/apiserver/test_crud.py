@@ -197,3 +197,23 @@ async def test_failed_create_gives_back_what_it_allocated(client: Client, namesp
     assert other["spec"]["ports"][0]["nodePort"] == port_b
     for name in ("a", "b"):
         await client.delete(svc, name, namespace)
+
+
+async def test_dry_run_checks_everything_and_stores_nothing(client: Client, namespace: str) -> None:
+    cm = lookup("configmaps")
+    dry = {"dryRun": "All"}
+    created = await client.request("POST", cm.path(namespace), body=sample(cm, "dry", namespace), params=dry)
+    assert created["metadata"]["name"] == "dry" and "resourceVersion" not in created["metadata"]
+    with pytest.raises(ApiError) as e:
+        await client.get(cm, "dry", namespace)
+    assert e.value.code == 404
+    real = await client.create(cm, sample(cm, "dry", namespace))
+    with pytest.raises(ApiError) as e:  # a dry run still finds the conflict
+        await client.request("POST", cm.path(namespace), body=sample(cm, "dry", namespace), params=dry)
+    assert e.value.code == 409
+    patched = await client.patch(cm, "dry", {"data": {"key": "new"}}, namespace, params=dry)
+    assert patched["data"] == {"key": "new"}
+    await client.request("DELETE", cm.path(namespace, "dry"), body={"kind": "DeleteOptions", "dryRun": ["All"]})
+    after = await client.get(cm, "dry", namespace)
+    assert after["data"] == {"key": "value"}
+    assert after["metadata"]["resourceVersion"] == real["metadata"]["resourceVersion"]

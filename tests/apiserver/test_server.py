@@ -115,3 +115,29 @@ async def _created(c: Client) -> bool:
 
 async def _async(value: bool) -> bool:
     return value
+
+
+async def test_two_api_servers_on_one_prefix_see_each_others_writes(session_tmp: str, etcd: Etcd, apiserver,
+                                                                     client: Client, namespace: str) -> None:
+    args = list(apiserver.proc.args)
+    prefix = args[args.index("--etcd-prefix") + 1]
+    second = start_apiserver(session_tmp, etcd.url, ["--etcd-prefix", prefix])  # the later flag wins
+    try:
+        async with Client(second.url, second.token) as other:
+            rv = (await other.list(CM, namespace))["metadata"]["resourceVersion"]
+
+            async def first_event() -> dict:
+                async for ev in other.watch(CM, namespace, resource_version=rv):
+                    return ev
+                raise AssertionError("watch ended")
+
+            watching = asyncio.create_task(first_event())
+            created = await client.create(CM, sample(CM, "via-first", namespace))
+            # A consistent list right after the write, on the other server, already has it.
+            listed = await other.list(CM, namespace)
+            assert [i["metadata"]["name"] for i in listed["items"]] == ["via-first"]
+            event = await asyncio.wait_for(watching, 10)
+            assert event["type"] == "ADDED"
+            assert event["object"]["metadata"]["uid"] == created["metadata"]["uid"]
+    finally:
+        _stop(second.proc)

@@ -1,12 +1,21 @@
 """Deployment controller against the real apiserver, with a fake kubelet marking pods ready."""
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+from typing import Any, Iterator
+
+import pytest
 
 from controllers.util import resource
+from pklib import kubeconfig
 from pklib.client import Client
 from tests.controllers.helpers import PODS, FakeKubelet, PodWatcher, images, list_pods
-from tests.util import wait_for
+from tests.conftest import ROOT, Etcd, _stop, _wait_http
+from tests.util import free_port, unique, wait_for
 
 DEPLOY = resource("deployments")
 RS = resource("replicasets")
@@ -193,3 +202,69 @@ async def test_scaling_mid_rollout_spreads_over_both_replicasets(client: Client,
         assert sizes["busybox:1"] >= sizes["busybox:2"], "the larger ReplicaSet gets the larger share"
         for rs in (await client.list(RS, namespace))["items"]:
             assert rs["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"] == "8"
+
+
+@pytest.fixture
+def open_apiserver(session_tmp: str, etcd: Etcd) -> Iterator[str]:
+    """An apiserver without token auth on the session's etcd: this kubectl build sends no token over HTTP."""
+    port = free_port()
+    log = os.path.join(session_tmp, f"apiserver-open-{port}.log")
+    proc = subprocess.Popen([sys.executable, "-m", "launcher", "apiserver", "--etcd-servers", etcd.url,
+                             "--port", str(port), "--etcd-prefix", "/" + unique("open")],
+                            cwd=ROOT, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/readyz", proc, "apiserver", log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _stop(proc)
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+async def test_kubectl_rollout_status_history_and_undo(open_apiserver: str, session_tmp: str) -> None:
+    """What users run: kubectl reads our status/conditions and rolls back through the revision annotations."""
+    from controllers.main import build_parser, run
+
+    kc = os.path.join(session_tmp, unique("kubeconfig-open"))
+    kubeconfig.write(kc, kubeconfig.build(open_apiserver, None))
+    namespace = unique("ns")
+    config = build_parser().parse_args(["--kubeconfig", kc, "--controllers", "replicaset,deployment"])
+    ready = asyncio.Event()
+    manager = asyncio.create_task(run(config, ready))
+    client = Client(open_apiserver)
+    kubectl = ["kubectl", "--kubeconfig", kc, "-n", namespace]
+    try:
+        await asyncio.wait_for(ready.wait(), 30)
+        await client.create(resource("namespaces"), {"metadata": {"name": namespace}})
+        async with FakeKubelet(client, namespace):
+            await client.create(DEPLOY, deploy_body("web", 2), namespace)
+            status = await _run(*kubectl, "rollout", "status", "deployment/web", "--timeout=30s")
+            assert status.returncode == 0, status.stderr
+            assert 'deployment "web" successfully rolled out' in status.stdout
+            await client.patch(DEPLOY, "web", {"spec": {"template": {"spec": {"containers": [
+                {"name": "c", "image": "busybox:2"}]}}}}, namespace)
+            status = await _run(*kubectl, "rollout", "status", "deployment/web", "--timeout=30s")
+            assert status.returncode == 0, status.stderr
+            history = await _run(*kubectl, "rollout", "history", "deployment/web")
+            assert history.returncode == 0, history.stderr
+            assert [line.split()[0] for line in history.stdout.splitlines()[2:] if line.strip()] == ["1", "2"]
+
+            undo = await _run(*kubectl, "rollout", "undo", "deployment/web")
+            assert undo.returncode == 0, undo.stderr
+
+            async def back() -> Any:
+                return images(await list_pods(client, namespace)) == ["busybox:1"] * 2
+            await wait_for(back, timeout=20, message="kubectl rollout undo restored busybox:1")
+            status = await _run(*kubectl, "rollout", "status", "deployment/web", "--timeout=30s")
+            assert status.returncode == 0, status.stderr
+            d = await client.get(DEPLOY, "web", namespace)
+            assert d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
+    finally:
+        manager.cancel()
+        await asyncio.gather(manager, return_exceptions=True)
+        await client.close()
+
+
+async def _run(*argv: str) -> subprocess.CompletedProcess[str]:
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return subprocess.CompletedProcess(argv, proc.returncode or 0, out.decode(), err.decode())

@@ -114,3 +114,24 @@ async def test_namespace_deletion_empties_it(client: Client, start_manager: Any)
 
 async def _not(coro: Any) -> bool:
     return not await coro
+
+
+async def test_namespace_waits_for_finalizers_and_says_why(client: Client, start_manager: Any) -> None:
+    await start_manager("namespace")
+    ns = unique("nsfin")
+    await client.create(NS, {"metadata": {"name": ns}})
+    await client.create(CM, {"metadata": {"name": "held", "finalizers": ["example.com/hold"]}}, ns)
+    await client.delete(NS, ns)
+
+    async def remaining() -> Any:
+        status = (await client.get(NS, ns)).get("status") or {}
+        conds = [c for c in status.get("conditions") or [] if c["type"] == "NamespaceContentRemaining"]
+        return conds[0] if conds else None
+    cond = await wait_for(remaining, message="NamespaceContentRemaining condition")
+    assert cond["status"] == "True" and "configmaps has 1 resource instances" in cond["message"]
+    assert (await client.get(NS, ns))["status"]["phase"] == "Terminating"
+
+    held = await client.get(CM, "held", ns)
+    held["metadata"]["finalizers"] = []
+    await client.update(CM, held)
+    await wait_for(lambda: _not(_exists(client, NS, ns, None)), timeout=20, message="namespace removed")

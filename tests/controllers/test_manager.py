@@ -1,6 +1,7 @@
 """The controller-manager as a process: leader election fail-over, SIGKILL mid-scale, CLI errors."""
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -22,6 +23,7 @@ from tests.controllers.test_replicaset import rs_body
 from tests.util import free_port, unique, wait_for
 
 RS = resource("replicasets")
+PODS = resource("pods")
 LEASES = resource("leases")
 
 
@@ -65,25 +67,38 @@ def managers(apiserver: ApiServer) -> Iterator[Managers]:
 
 
 async def test_no_duplicate_pods_when_killed_mid_scale(client: Client, namespace: str, managers: Managers) -> None:
-    first = managers.start("--controllers", "replicaset")
-    await client.create(RS, rs_body("big", 200), namespace)
+    # Count every pod ever created, so that a duplicate deleted again later cannot hide.
+    created: set[str] = set()
+    start_rv = (await client.list(PODS, namespace))["metadata"]["resourceVersion"]
 
-    async def some_pods() -> Any:
-        return len(await list_pods(client, namespace)) >= 3
-    await wait_for(some_pods, timeout=20, message=f"first pods\n{managers.logs()}")
-    first.send_signal(signal.SIGKILL)
-    first.wait()
-    partial = len(await list_pods(client, namespace))
-    assert 3 <= partial < 200, f"not killed mid-scale ({partial} pods)"
-    # The second instance finds the server through a kubeconfig file, as `pkctl cluster up` starts it.
-    managers.start("--controllers", "replicaset", "--kubeconfig", managers.apiserver.kubeconfig)
+    async def count_creations() -> None:
+        async for ev in client.watch(PODS, namespace, resource_version=start_rv):
+            if ev["type"] == "ADDED":
+                created.add(ev["object"]["metadata"]["name"])
+    counter = asyncio.create_task(count_creations())
+    try:
+        first = managers.start("--controllers", "replicaset")
+        await client.create(RS, rs_body("big", 200), namespace)
 
-    async def settled() -> Any:
-        rs = await client.get(RS, "big", namespace)
-        return (rs.get("status") or {}).get("replicas") == 200
-    await wait_for(settled, timeout=30, message=f"200 replicas after restart\n{managers.logs()}")
-    pods = await list_pods(client, namespace)
-    assert len(pods) == 200, f"{len(pods)} pods after a restart at {partial}: duplicates or losses"
+        async def some_pods() -> Any:
+            return len(await list_pods(client, namespace)) >= 3
+        await wait_for(some_pods, timeout=20, message=f"first pods\n{managers.logs()}")
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        partial = len(await list_pods(client, namespace))
+        assert 3 <= partial < 200, f"not killed mid-scale ({partial} pods)"
+        # The second instance finds the server through a kubeconfig file, as `pkctl cluster up` starts it.
+        managers.start("--controllers", "replicaset", "--kubeconfig", managers.apiserver.kubeconfig)
+
+        async def settled() -> Any:
+            rs = await client.get(RS, "big", namespace)
+            return (rs.get("status") or {}).get("replicas") == 200 and len(created) >= 200
+        await wait_for(settled, timeout=30, message=f"200 replicas after restart\n{managers.logs()}")
+        assert len(await list_pods(client, namespace)) == 200
+        assert len(created) == 200, f"{len(created)} pods were created for 200 replicas (restart at {partial})"
+    finally:
+        counter.cancel()
+        await asyncio.gather(counter, return_exceptions=True)
 
 
 async def test_leader_election_hands_over_when_leader_dies(client: Client, namespace: str,

@@ -103,3 +103,21 @@ async def test_parallel_and_partitioned_rolling_update(client: Client, namespace
         s = await wait_for(complete, timeout=20, message="partition 0 completes the rollout")
         assert s["currentRevision"] == s["updateRevision"]
 
+
+
+async def test_claim_retention_policy_delete(client: Client, namespace: str, start_manager: Any) -> None:
+    await start_manager("statefulset,garbagecollector")
+    claim = {"metadata": {"name": "data"},
+             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}
+    await client.create(STS, sts_body("tmp", 2, podManagementPolicy="Parallel", volumeClaimTemplates=[claim],
+                                      persistentVolumeClaimRetentionPolicy={"whenScaled": "Delete",
+                                                                            "whenDeleted": "Delete"}), namespace)
+
+    async def claims(expected: list[str]) -> Any:
+        items = (await client.list(PVCS, namespace))["items"]
+        return sorted(p["metadata"]["name"] for p in items if not p["metadata"].get("deletionTimestamp")) == expected
+    await wait_for(lambda: claims(["data-tmp-0", "data-tmp-1"]), message="two claims")
+    await client.patch(STS, "tmp", {"spec": {"replicas": 1}}, namespace)
+    await wait_for(lambda: claims(["data-tmp-0"]), message="whenScaled=Delete removes the scaled-away claim")
+    await client.delete(STS, "tmp", namespace)
+    await wait_for(lambda: claims([]), message="whenDeleted=Delete removes the rest with the set")

@@ -116,7 +116,6 @@ async def test_bound_pods_run_with_ip_from_pod_cidr_and_deletion_finishes(
 @pytest.mark.parametrize("args,expected", [
     (["kubelet", "--hollow", "--count", "0"], "--count must be at least 1"),
     (["kubelet", "--hollow", "--memory", "lots"], "--memory 'lots'"),
-    (["kubelet", "--count", "3"], "only --hollow nodes are available"),
     (["scheduler", "--score-weights", "bogus=1"], "invalid score weight 'bogus=1'"),
     (["scheduler", "--percentage-of-nodes-to-score", "120"], "between 0 and 100"),
 ])

@@ -46,6 +46,9 @@ async def test_table_selectors_and_labels(pkctl: Pkctl, client: Client, namespac
     assert by_set.stdout == "configmap/gamma\n"
     by_field = pkctl("get", "ConfigMap", "--field-selector", "metadata.name=alpha", "-o", "name")
     assert by_field.stdout == "configmap/alpha\n"
+    label_columns = pkctl("get", "cm", "-L", "app", "--sort-by", ".metadata.labels.app")
+    assert [[r[0], r[-1]] for r in table(label_columns.stdout)] == [
+        ["NAME", "APP"], ["gamma", "db"], ["alpha", "web"], ["beta", "web"]]
 
 
 async def test_all_namespaces_adds_the_namespace_column(pkctl: Pkctl, client: Client, namespace: str) -> None:

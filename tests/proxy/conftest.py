@@ -69,6 +69,14 @@ class PodNet:
         wait_for_sync(lambda: fetch(f"http://{ip}:{port}/") == name, message=f"httpd in {ns}")
         return pod
 
+    def fetch_from(self, pod: Pod, url: str) -> str | None:
+        """GET `url` from inside the pod's network namespace (busybox-static's wget crashes here; Python
+        does the same job)."""
+        code = "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode())"
+        out = subprocess.run(["ip", "netns", "exec", pod.netns, sys.executable, "-c", code, url],
+                             capture_output=True, text=True, timeout=30)
+        return out.stdout if out.returncode == 0 else None
+
     def close(self) -> None:
         for pod in self.pods:
             _stop(pod.httpd)  # type: ignore[arg-type]
@@ -169,6 +177,8 @@ def testnet() -> Iterator[PodNet]:
         sh("ip", "link", "add", bridge, "type", "bridge")
         sh("ip", "addr", "add", f"{prefix}.1/24", "dev", bridge)
         sh("ip", "link", "set", bridge, "up")
+        # Pods reach Services through the node: let packets that arrive on this bridge (only) be routed.
+        Path(f"/proc/sys/net/ipv4/conf/{bridge}/forwarding").write_text("1\n")
         yield net
     finally:
         net.close()

@@ -60,7 +60,7 @@ async def test_clusterip_and_nodeport_reach_every_endpoint(pclient: Client, pns:
     svc = await make_service(pclient, pns, "web", type="NodePort")
     ip, node_port = svc["spec"]["clusterIP"], svc["spec"]["ports"][0]["nodePort"]
     await pclient.create(ENDPOINTS, endpoints_body(pns, "web", [subset(pods)]))
-    wait_rules(proxy, f"{ip} . tcp . 80", f"tcp . {node_port}", *(f"dnat to {p.ip}:8080" for p in pods))
+    wait_rules(proxy, f"{ip} . tcp . 80", f"tcp . {node_port}", *(f"{p.ip} . 8080" for p in pods))
 
     names = {p.name for p in pods}
     for url in (f"http://{ip}/", f"http://127.0.0.1:{node_port}/", f"http://{testnet.gateway}:{node_port}/"):
@@ -72,7 +72,7 @@ async def test_clusterip_and_nodeport_reach_every_endpoint(pclient: Client, pns:
     ep = await pclient.get(ENDPOINTS, "web", pns)
     ep["subsets"] = [subset(pods[:2])]
     await pclient.update(ENDPOINTS, ep)
-    wait_rules(proxy, f"dnat to {pods[2].ip}:8080", absent=True)
+    wait_rules(proxy, f"{pods[2].ip} . 8080", absent=True)
     assert set(spread(f"http://{ip}/", 20)) == {"web-0", "web-1"}
 
     # The metrics report how long syncs and endpoint changes took.
@@ -89,7 +89,7 @@ async def test_named_target_port_resolved_per_endpoint(pclient: Client, pns: str
     ip = svc["spec"]["clusterIP"]
     await pclient.create(ENDPOINTS, endpoints_body(pns, "multi", [subset([old], 8080, "http"),
                                                                   subset([new], 9090, "http")]))
-    wait_rules(proxy, f"dnat to {old.ip}:8080", f"dnat to {new.ip}:9090")
+    wait_rules(proxy, f"{old.ip} . 8080", f"{new.ip} . 9090")
     assert set(spread(f"http://{ip}/", 30)) == {"v1", "v2"}
 
 
@@ -105,6 +105,18 @@ async def test_no_endpoints_refuses_at_once_and_delete_removes_rules(pclient: Cl
     await pclient.delete(SERVICES, "empty", pns)
     wait_rules(proxy, ip, f"tcp . {node_port}", absent=True)
     assert not any(line.strip().startswith("chain svc-" + pns) for line in proxy.ruleset().splitlines())
+
+
+async def test_pods_reach_services_and_themselves_through_them(pclient: Client, pns: str, testnet: PodNet,
+                                                              proxy: ProxyProcess) -> None:
+    a, b = testnet.add_pod("pod-a"), testnet.add_pod("pod-b")
+    svc = await make_service(pclient, pns, "only-a")
+    ip = svc["spec"]["clusterIP"]
+    await pclient.create(ENDPOINTS, endpoints_body(pns, "only-a", [subset([a])]))
+    wait_rules(proxy, f"{a.ip} . 8080")
+    assert testnet.fetch_from(b, f"http://{ip}/") == "pod-a"
+    # Hairpin: without masquerading, pod-a would answer itself directly and the connection would hang.
+    assert testnet.fetch_from(a, f"http://{ip}/") == "pod-a"
 
 
 async def test_session_affinity_keeps_a_client_on_one_endpoint(pclient: Client, pns: str, testnet: PodNet,
@@ -141,7 +153,7 @@ async def test_restart_rebuilds_the_same_ruleset_and_cleanup_removes_it(pclient:
     svc = await make_service(pclient, pns, "keep", type="NodePort")
     ip = svc["spec"]["clusterIP"]
     await pclient.create(ENDPOINTS, endpoints_body(pns, "keep", [subset(pods)]))
-    before = wait_rules(proxy, *(f"dnat to {p.ip}:8080" for p in pods))
+    before = wait_rules(proxy, *(f"{p.ip} . 8080" for p in pods))
 
     proxy.stop()
     # Rules stay while the proxy is down, so Services keep working across a restart.

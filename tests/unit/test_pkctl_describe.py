@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from pkctl.describe import describe, tabwrite
+from pkctl.describe import Related, describe, tabwrite
 from pklib.resources import Resource, lookup
 
 NOW = datetime(2026, 11, 22, 3, 0, 0, tzinfo=timezone.utc)
@@ -84,7 +84,7 @@ def test_describe_service_lists_endpoints_per_port() -> None:
                     "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]}}
     ep = {"subsets": [{"addresses": [{"ip": "10.244.0.5"}, {"ip": "10.244.0.6"}],
                        "ports": [{"name": "http", "port": 8080}]}]}
-    lines = describe(kind("svc"), svc, None, NOW, ep).splitlines()
+    lines = describe(kind("svc"), svc, None, NOW, Related(endpoints=ep)).splitlines()
     assert "Port:              http  80/TCP" in lines
     assert "TargetPort:        8080/TCP" in lines
     assert "Endpoints:         10.244.0.5:8080,10.244.0.6:8080" in lines
@@ -105,7 +105,8 @@ def test_describe_node_sums_what_its_pods_ask_for() -> None:
         return {"metadata": {"name": name, "namespace": "ns", "creationTimestamp": "2026-11-22T02:59:00Z"},
                 "spec": spec}
 
-    text = describe(kind("nodes"), node, [], NOW, pods=[pod("p1", "100m", "64Mi"), pod("p2", "250m", "128Mi", "1")])
+    text = describe(kind("nodes"), node, [], NOW,
+                    Related(pods=[pod("p1", "100m", "64Mi"), pod("p2", "250m", "128Mi", "1")]))
     lines = [line.split() for line in text.splitlines()]
     assert ["Non-terminated", "Pods:", "(2", "in", "total)"] in lines
     # p1: 2 x 100m; p2: its init container (1 cpu) outweighs 2 x 250m.
@@ -113,3 +114,22 @@ def test_describe_node_sums_what_its_pods_ask_for() -> None:
     assert ["ns", "p2", "1", "(50%)", "0", "(0%)", "128Mi", "(12%)", "128Mi", "(12%)", "60s"] in lines
     assert ["cpu", "1200m", "(60%)", "0", "(0%)"] in lines
     assert ["memory", "192Mi", "(18%)", "192Mi", "(18%)"] in lines
+
+
+def test_describe_deployment_names_its_new_and_old_replicasets() -> None:
+    rev = "deployment.kubernetes.io/revision"
+    d = {"metadata": {"name": "web", "namespace": "n", "uid": "d1", "annotations": {rev: "2"}},
+         "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}}, "status": {}}
+
+    def rs(name: str, revision: str, replicas: int, owner: str = "d1") -> dict:
+        return {"metadata": {"name": name, "annotations": {rev: revision},
+                             "ownerReferences": [{"controller": True, "uid": owner, "kind": "Deployment"}]},
+                "spec": {"replicas": replicas}, "status": {"replicas": replicas}}
+
+    sets = [rs("web-new", "2", 3), rs("web-old", "1", 1), rs("web-older", "0", 0), rs("other", "2", 5, owner="x")]
+    lines = [line.split() for line in describe(kind("deploy"), d, [], NOW, Related(replicasets=sets)).splitlines()]
+    assert ["OldReplicaSets:", "web-old", "(1/1", "replicas", "created)"] in lines
+    assert ["NewReplicaSet:", "web-new", "(3/3", "replicas", "created)"] in lines
+    text = describe(kind("deploy"), d, [], NOW, Related(replicasets=[]))
+    assert [line.split() for line in text.splitlines() if line.startswith(("Old", "New"))] == [
+        ["OldReplicaSets:", "<none>"], ["NewReplicaSet:", "<none>"]]

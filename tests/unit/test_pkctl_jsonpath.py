@@ -42,3 +42,10 @@ def test_templates(template: str, expected: str) -> None:
 def test_bad_templates_raise(template: str) -> None:
     with pytest.raises(JSONPathError):
         parse(template)
+
+
+def test_sort_key_puts_missing_first_and_numbers_by_value() -> None:
+    from pkctl.jsonpath import parse_path, sort_key
+    path = parse_path(".spec.replicas")
+    objs: list[dict[str, dict[str, int]]] = [{"spec": {"replicas": 10}}, {"spec": {}}, {"spec": {"replicas": 9}}]
+    assert [o["spec"].get("replicas") for o in sorted(objs, key=lambda o: sort_key(path, o))] == [None, 9, 10]

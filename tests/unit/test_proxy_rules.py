@@ -35,10 +35,9 @@ def test_clusterip_spreads_over_every_ready_endpoint_with_equal_weight() -> None
                     {"ns/web": eps((["10.1.0.3", "10.1.0.2", "10.1.0.4"], [{"port": 8080, "protocol": "TCP"}]))})
     assert "10.96.0.10 . tcp . 80 : goto svc-ns/web/tcp/80" in services_map(r.text)
     pick = chain(r.text, "svc-ns/web/tcp/80")[-1]
-    assert pick.startswith("numgen random mod 3 vmap")
-    for i, ip in enumerate(["10.1.0.2", "10.1.0.3", "10.1.0.4"]):
-        assert f"{i} : goto ep-ns/web/tcp/80__{ip}/8080" in pick
-        assert f"meta l4proto tcp dnat to {ip}:8080" in chain(r.text, f"ep-ns/web/tcp/80__{ip}/8080")
+    assert pick == ("meta l4proto tcp dnat ip to numgen random mod 3 map "
+                    "{ 0 : 10.1.0.2 . 8080, 1 : 10.1.0.3 . 8080, 2 : 10.1.0.4 . 8080 }")
+    assert not any(c.startswith("ep-") for c in r.chains)  # one chain per Service port, not per endpoint
 
 
 def test_not_ready_addresses_get_no_traffic() -> None:
@@ -46,7 +45,7 @@ def test_not_ready_addresses_get_no_traffic() -> None:
                        "ports": [{"port": 80, "protocol": "TCP"}]}]}
     r = rules.build("t", [svc("web")], {"ns/web": ep})
     assert "10.1.0.9" not in r.text
-    assert "numgen random mod 1" in r.text
+    assert "numgen random mod 1 map { 0 : 10.1.0.2 . 80 }" in r.text
 
 
 def test_named_target_port_resolved_per_endpoint_subset() -> None:
@@ -54,8 +53,8 @@ def test_named_target_port_resolved_per_endpoint_subset() -> None:
     r = rules.build("t", [svc("web", ports=[{"name": "http", "port": 80, "protocol": "TCP", "targetPort": "web"}])],
                     {"ns/web": eps((["10.1.0.2"], [{"name": "http", "port": 8080, "protocol": "TCP"}]),
                                    (["10.1.0.3"], [{"name": "http", "port": 9090, "protocol": "TCP"}]))})
-    assert "dnat to 10.1.0.2:8080" in r.text and "dnat to 10.1.0.3:9090" in r.text
-    assert "numgen random mod 2" in chain(r.text, "svc-ns/web/tcp/http")[-1]
+    assert "numgen random mod 2 map { 0 : 10.1.0.2 . 8080, 1 : 10.1.0.3 . 9090 }" in \
+        chain(r.text, "svc-ns/web/tcp/http")[-1]
 
 
 def test_ports_are_matched_by_name_and_protocol() -> None:
@@ -63,8 +62,10 @@ def test_ports_are_matched_by_name_and_protocol() -> None:
                                             {"name": "dns-tcp", "port": 53, "protocol": "TCP"}])],
                     {"ns/dns": eps((["10.1.0.2"], [{"name": "dns", "port": 5353, "protocol": "UDP"},
                                                    {"name": "dns-tcp", "port": 5354, "protocol": "TCP"}]))})
-    assert "meta l4proto udp dnat to 10.1.0.2:5353" in chain(r.text, "ep-ns/dns/udp/dns__10.1.0.2/5353")
-    assert "meta l4proto tcp dnat to 10.1.0.2:5354" in chain(r.text, "ep-ns/dns/tcp/dns-tcp__10.1.0.2/5354")
+    assert "meta l4proto udp dnat ip to numgen random mod 1 map { 0 : 10.1.0.2 . 5353 }" in \
+        chain(r.text, "svc-ns/dns/udp/dns")
+    assert "meta l4proto tcp dnat ip to numgen random mod 1 map { 0 : 10.1.0.2 . 5354 }" in \
+        chain(r.text, "svc-ns/dns/tcp/dns-tcp")
     assert "10.96.0.10 . udp . 53" in services_map(r.text) and "10.96.0.10 . tcp . 53" in services_map(r.text)
 
 
@@ -106,7 +107,7 @@ def test_policy_local_uses_only_this_nodes_endpoints_and_drops_without_them() ->
     # clients keep their source address (no mark) and only reach the local endpoint.
     assert ext == ["fib saddr type local goto svc-ns/web/tcp/80", "goto local-ns/web/tcp/80"]
     local = chain(r.text, "local-ns/web/tcp/80")
-    assert local == ["numgen random mod 1 vmap { 0 : goto ep-ns/web/tcp/80__10.1.0.2/80 }"]
+    assert local == ["meta l4proto tcp dnat ip to numgen random mod 1 map { 0 : 10.1.0.2 . 80 }"]
     assert "numgen random mod 2" in chain(r.text, "svc-ns/web/tcp/80")[-1]  # ClusterIP still uses both
     r3 = rules.build("t", [svc("web", **spec)], endpoints, node_name="n3")
     assert chain(r3.text, "ext-ns/web/tcp/80")[-1] == "drop"
@@ -126,7 +127,8 @@ def test_loadbalancer_ingress_and_external_ips_are_served_on_the_service_port() 
 def test_masquerade_only_for_hairpin_host_and_external_traffic() -> None:
     r = rules.build("t", [svc("web")], {"ns/web": eps((["10.1.0.2"], [{"port": 80, "protocol": "TCP"}]))})
     assert chain(r.text, "svc-ns/web/tcp/80")[0] == "fib saddr type local jump mark-for-masquerade"
-    assert chain(r.text, "ep-ns/web/tcp/80__10.1.0.2/80")[0] == "ip saddr 10.1.0.2 jump mark-for-masquerade"
+    assert chain(r.text, "masquerading")[0] == "ip saddr . ip daddr @hairpin jump mark-for-masquerade"
+    assert r.hairpin == {"10.1.0.2"} and rules.hairpin_elements(r.hairpin) == "{ 10.1.0.2 . 10.1.0.2 }"
     assert r.text.count("jump mark-for-masquerade") == 2  # nothing else marks
     assert chain(r.text, "masquerading")[-1] == "masquerade fully-random"
 
@@ -134,13 +136,14 @@ def test_masquerade_only_for_hairpin_host_and_external_traffic() -> None:
 def test_client_ip_affinity_uses_one_timed_set_per_endpoint() -> None:
     s = svc("web", sessionAffinity="ClientIP", sessionAffinityConfig={"clientIP": {"timeoutSeconds": 60}})
     r = rules.build("t", [s], {"ns/web": eps((["10.1.0.2", "10.1.0.3"], [{"port": 80, "protocol": "TCP"}]))})
-    sets = sorted(r.sets)
+    sets = sorted(set(r.sets) - {"hairpin"})
     assert sets == ["aff60-ns/web/tcp/80__10.1.0.2/80", "aff60-ns/web/tcp/80__10.1.0.3/80"]
     assert "timeout 60s" in r.text
     pick = chain(r.text, "svc-ns/web/tcp/80")
     assert pick[1] == f"ip saddr @{sets[0]} goto ep-ns/web/tcp/80__10.1.0.2/80"
     assert pick[-1].startswith("numgen random mod 2")  # only when the client has no sticky endpoint
-    assert f"update @{sets[1]} {{ ip saddr }}" in chain(r.text, "ep-ns/web/tcp/80__10.1.0.3/80")
+    assert chain(r.text, "ep-ns/web/tcp/80__10.1.0.3/80") == [f"update @{sets[1]} {{ ip saddr }}",
+                                                             "meta l4proto tcp dnat to 10.1.0.3:80"]
     default = rules.build("t", [svc("web", sessionAffinity="ClientIP")],
                           {"ns/web": eps((["10.1.0.2"], [{"port": 80, "protocol": "TCP"}]))})
     assert "timeout 10800s" in default.text
@@ -161,13 +164,35 @@ def test_bad_table_names_are_refused() -> None:
             rules.build(bad, [], {})
 
 
-def test_transaction_flushes_rules_and_deletes_only_stale_objects() -> None:
+def test_full_transaction_flushes_rules_and_deletes_only_stale_objects() -> None:
     r = rules.build("t", [svc("web")], {"ns/web": eps((["10.1.0.2"], [{"port": 80, "protocol": "TCP"}]))})
-    script = nft.transaction(r, r.chains | {"svc-ns/gone/tcp/80"}, {"aff60-old"})
+    script = nft.transaction(r, set(r.chains) | {"svc-ns/gone/tcp/80"}, {"aff60-old"})
     lines = script.splitlines()
     assert lines[:2] == ["table ip t {}", "flush table ip t"]
+    assert "flush set ip t hairpin" in lines and "add element ip t hairpin { 10.1.0.2 . 10.1.0.2 }" in lines
     assert lines[-2:] == ["delete chain ip t svc-ns/gone/tcp/80", "delete set ip t aff60-old"]
-    assert "flush set" not in script  # affinity entries must survive
+    assert "flush set ip t aff" not in script  # affinity entries must survive
+
+
+def test_incremental_transaction_touches_only_changed_chains() -> None:
+    web = svc("web", sessionAffinity="ClientIP")
+    other = svc("other", ip="10.96.0.11")
+    before = rules.build("t", [web, other], {"ns/web": eps((["10.1.0.2", "10.1.0.3"], [{"port": 80}])),
+                                             "ns/other": eps((["10.1.0.9"], [{"port": 80}]))})
+    after = rules.build("t", [web, other], {"ns/web": eps((["10.1.0.2", "10.1.0.4"], [{"port": 80}])),
+                                            "ns/other": eps((["10.1.0.9"], [{"port": 80}]))})
+    script = nft.incremental(before, after)
+    assert script is not None
+    assert "flush chain ip t svc-ns/web/tcp/80" in script
+    assert "chain ep-ns/web/tcp/80__10.1.0.4/80 {" in script and "set aff10800-ns/web/tcp/80__10.1.0.4/80 {" in script
+    assert script.rstrip().splitlines()[-2:] == ["delete chain ip t ep-ns/web/tcp/80__10.1.0.3/80",
+                                                 "delete set ip t aff10800-ns/web/tcp/80__10.1.0.3/80"]
+    # Untouched: the other Service, the endpoint that stayed, the services map, the hooks.
+    for name in ("svc-ns/other/tcp/80", "ep-ns/web/tcp/80__10.1.0.2/80", "services", "nat-prerouting"):
+        assert f"chain {name} {{" not in script and f"flush chain ip t {name}\n" not in script, name
+    assert "delete element ip t hairpin { 10.1.0.3 . 10.1.0.3 }" in script
+    assert "add element ip t hairpin { 10.1.0.4 . 10.1.0.4 }" in script
+    assert nft.incremental(after, after) is None
 
 
 def test_udp_targets_cover_cluster_ip_external_ips_and_node_ports() -> None:

@@ -1,0 +1,33 @@
+"""HTTPS serving: the SSL context from --tls-cert-file/--tls-private-key-file.
+
+kubectl (client-go) sends no bearer token over plain HTTP, so a cluster that kubectl
+talks to with token auth must be served over TLS, as Kubernetes' secure port is.
+"""
+from __future__ import annotations
+
+import ssl
+from typing import Callable, NoReturn
+
+
+def _raise(message: str) -> NoReturn:
+    raise RuntimeError(message)
+
+
+def tls_context(cert_file: str | None, key_file: str | None,
+                fail: Callable[[str], NoReturn] = _raise) -> ssl.SSLContext | None:
+    """None for plain HTTP (neither flag); `fail` with a one-line message for half or unreadable settings."""
+    if not cert_file and not key_file:
+        return None
+    if not cert_file or not key_file:
+        fail("--tls-cert-file and --tls-private-key-file must be given together")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(cert_file, key_file)
+    except FileNotFoundError as e:
+        fail(f"cannot read {e.filename}: no such file")
+    except (ssl.SSLError, OSError) as e:
+        fail(f"cannot load the serving certificate {cert_file} with key {key_file}: {e}")
+    # h2 is not spoken by aiohttp; advertising http/1.1 keeps Go clients (kubectl) on HTTP/1.1.
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx

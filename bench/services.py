@@ -1,0 +1,261 @@
+"""Services benchmark: nftables proxy and cluster DNS at 1,000 Services x 10 endpoints (one JSON document).
+
+    .venv/bin/python -m bench.services [--services 1000] [--endpoints 10] [--changes 30] [--queries 20000]
+
+Needs root (nftables). Real etcd + apiserver processes; Services and Endpoints are objects only (no pods;
+no packet is sent to their addresses). Measures:
+- full sync: rules generation and the `nft -f` transaction for the whole table (in-process Proxier), first
+  apply into an empty table and a rewrite of an existing one;
+- endpoint change -> rules live: a `pkube proxy` process runs; we update one Endpoints object through the
+  API and poll the kernel until the new endpoint's chain exists (includes the watch delivery and the
+  proxy's 50 ms batching window); plus the proxy's own programming-latency histogram;
+- DNS: a `pkube dns` process on loopback; queries/s and latency for random Service names (UDP, one
+  asyncio client with a bounded number of queries in flight; the client shares the 2 cores).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from dnslib import DNSRecord
+
+from pklib.client import Client
+from pklib.resources import lookup
+from proxy import nft
+from proxy.proxier import Proxier
+from tests.conftest import ROOT, _stop, start_apiserver, start_etcd
+from tests.util import free_port, unique
+
+SERVICES = lookup("services")
+ENDPOINTS = lookup("endpoints")
+NAMESPACES = lookup("namespaces")
+assert SERVICES and ENDPOINTS and NAMESPACES
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000, 2)
+
+
+def ep_body(ns: str, name: str, ips: list[str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": name, "namespace": ns},
+            "subsets": [{"addresses": [{"ip": ip} for ip in ips], "ports": [{"port": 8080, "protocol": "TCP"}]}]}
+
+
+async def populate(c: Client, ns: str, services: int, per: int) -> None:
+    await c.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    sem = asyncio.Semaphore(32)
+
+    async def one(i: int) -> None:
+        async with sem:
+            spec: dict[str, Any] = {"ports": [{"port": 80, "protocol": "TCP", "targetPort": 8080}]}
+            if i % 10 == 0:
+                spec["type"] = "NodePort"
+            await c.create(SERVICES, {"apiVersion": "v1", "kind": "Service",
+                                      "metadata": {"name": f"s{i}", "namespace": ns}, "spec": spec})
+            await c.create(ENDPOINTS, ep_body(ns, f"s{i}", [f"10.{100 + i // 250}.{i % 250}.{j + 1}"
+                                                            for j in range(per)]))
+    await asyncio.gather(*(one(i) for i in range(services)))
+
+
+def full_sync(services: list[dict[str, Any]], endpoints: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    from proxy import rules
+    table = unique("pkube-b")
+    try:
+        started = time.perf_counter()
+        ruleset = rules.build(table, services, endpoints)
+        generate = time.perf_counter() - started
+        proxier = Proxier(table, "bench-node")
+        first = time.perf_counter()
+        proxier.sync(services, endpoints, full=True)
+        first = time.perf_counter() - first
+        rewrites = []
+        for _ in range(3):
+            t = time.perf_counter()
+            proxier.sync(services, endpoints, full=True)
+            rewrites.append(time.perf_counter() - t)
+        # One Endpoints object changes: the incremental transaction rewrites that Service's chains only.
+        changed = dict(endpoints)
+        key = next(iter(changed))
+        ep = json.loads(json.dumps(changed[key]))
+        ep["subsets"][0]["addresses"][0] = {"ip": "10.99.255.1"}
+        changed[key] = ep
+        t = time.perf_counter()
+        proxier.sync(services, changed)
+        incremental = time.perf_counter() - t
+        return {"chains": len(ruleset.chains), "ruleset_bytes": len(ruleset.text),
+                "generate_ms": round(generate * 1000, 1), "first_full_sync_ms": round(first * 1000, 1),
+                "full_resync_ms_median": round(statistics.median(rewrites) * 1000, 1),
+                "one_endpoint_change_sync_ms": round(incremental * 1000, 1)}
+    finally:
+        nft.delete_table(table)
+
+
+def chain_exists(table: str, chain: str) -> bool:
+    return subprocess.run(["nft", "list", "chain", "ip", table, chain], capture_output=True).returncode == 0
+
+
+async def endpoint_changes(c: Client, ns: str, api_kubeconfig: str, tmp: str, services: int,
+                           changes: int) -> dict[str, Any]:
+    table = unique("pkube-b")
+    port = free_port()
+    log = os.path.join(tmp, "proxy.log")
+    proc = subprocess.Popen([sys.executable, "-m", "launcher", "proxy", "--kubeconfig", api_kubeconfig,
+                             "--table", table, "--node-name", "bench-node", "--node-ip", "127.0.0.1",
+                             "--metrics-bind-address", f"127.0.0.1:{port}"],
+                            cwd=ROOT, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    try:
+        started = time.monotonic()
+        while time.monotonic() - started < 120:
+            if proc.poll() is not None:
+                raise RuntimeError(Path(log).read_text()[-2000:])
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            await asyncio.sleep(0.1)
+        startup = time.monotonic() - started
+        latencies = []
+        for n in range(changes):
+            i = random.randrange(services)
+            ep = await c.get(ENDPOINTS, f"s{i}", ns)
+            new_ip = f"10.99.{n // 250}.{n % 250 + 1}"
+            ep["subsets"][0]["addresses"][0] = {"ip": new_ip}
+            chain = f"ep-{ns}/s{i}/tcp/80__{new_ip}/8080"
+            t = time.perf_counter()
+            await c.update(ENDPOINTS, ep)
+            deadline = t + 30
+            while not chain_exists(table, chain) and time.perf_counter() < deadline:
+                pass  # the nft call itself paces this loop (a few ms each)
+            latencies.append(time.perf_counter() - t)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            metrics = r.read().decode()
+        def metric(name: str) -> float:
+            m = re.search(rf"^{name} (\S+)$", metrics, re.M)
+            return float(m.group(1)) if m else float("nan")
+        count = metric("pkube_proxy_network_programming_duration_seconds_count")
+        total = metric("pkube_proxy_network_programming_duration_seconds_sum")
+        syncs = metric("pkube_proxy_sync_proxy_rules_duration_seconds_count")
+        sync_sum = metric("pkube_proxy_sync_proxy_rules_duration_seconds_sum")
+        return {"proxy_start_to_healthy_s": round(startup, 2), "changes": changes,
+                "change_to_rules_live_ms_p50": pct(latencies, 50), "change_to_rules_live_ms_p99": pct(latencies, 99),
+                "change_to_rules_live_ms_max": round(max(latencies) * 1000, 2),
+                "proxy_reported_programming_ms_mean": round(total / count * 1000, 2) if count else None,
+                "proxy_reported_sync_ms_mean": round(sync_sum / syncs * 1000, 2) if syncs else None}
+    finally:
+        _stop(proc)
+        nft.delete_table(table)
+
+
+async def dns_load(api_kubeconfig: str, tmp: str, ns: str, services: int, queries: int) -> dict[str, Any]:
+    port = free_port()
+    log = os.path.join(tmp, "dns.log")
+    # The upstream is a closed loopback port: this benchmark only asks cluster names.
+    proc = subprocess.Popen([sys.executable, "-m", "launcher", "dns", "--kubeconfig", api_kubeconfig,
+                             "--listen", f"127.0.0.1:{port}", "--upstream", f"127.0.0.1:{free_port()}"],
+                            cwd=ROOT, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    loop = asyncio.get_running_loop()
+    pending: dict[int, tuple[asyncio.Future[bytes], float]] = {}
+
+    class Client_(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            entry = pending.pop(int.from_bytes(data[:2], "big"), None)
+            if entry and not entry[0].done():
+                entry[0].set_result(data)
+
+    transport, _ = await loop.create_datagram_endpoint(Client_, remote_addr=("127.0.0.1", port))
+    try:
+        async def ask(name: str, qid: int) -> tuple[float, bool]:
+            q = DNSRecord.question(name)
+            q.header.id = qid
+            fut: asyncio.Future[bytes] = loop.create_future()
+            t = time.perf_counter()
+            pending[qid] = (fut, t)
+            transport.sendto(q.pack())
+            try:
+                data = await asyncio.wait_for(fut, 2)
+            except asyncio.TimeoutError:
+                pending.pop(qid, None)
+                return time.perf_counter() - t, False
+            return time.perf_counter() - t, DNSRecord.parse(data).header.rcode == 0 and bool(DNSRecord.parse(data).rr)
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(Path(log).read_text()[-2000:])
+            _, ok = await ask(f"s0.{ns}.svc.cluster.local", 1)
+            if ok:
+                break
+        sem = asyncio.Semaphore(64)
+        results: list[tuple[float, bool]] = []
+
+        async def one(n: int) -> None:
+            async with sem:
+                results.append(await ask(f"s{random.randrange(services)}.{ns}.svc.cluster.local", 2 + n % 60000))
+        t = time.perf_counter()
+        await asyncio.gather(*(one(n) for n in range(queries)))
+        elapsed = time.perf_counter() - t
+        lat = [r[0] for r in results if r[1]]
+        return {"queries": queries, "answered": len(lat), "queries_per_s": round(len(lat) / elapsed),
+                "latency_ms_p50": pct(lat, 50), "latency_ms_p99": pct(lat, 99), "in_flight": 64}
+    finally:
+        transport.close()
+        _stop(proc)
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    tmp = tempfile.mkdtemp(prefix="pkb-svc-")
+    etcd = api = None
+    try:
+        etcd = start_etcd(tmp)
+        api = start_apiserver(tmp, etcd.url, ["--service-cluster-ip-range", "172.31.0.0/16"])
+        ns = unique("bench")
+        async with Client(api.url, api.token) as c:
+            t = time.perf_counter()
+            await populate(c, ns, args.services, args.endpoints)
+            create_s = time.perf_counter() - t
+            svcs = (await c.list_all(SERVICES, ns))["items"]
+            eps = {f"{ns}/{e['metadata']['name']}": e for e in (await c.list_all(ENDPOINTS, ns))["items"]}
+            result: dict[str, Any] = {"services": args.services, "endpoints_per_service": args.endpoints,
+                                      "create_objects_s": round(create_s, 1)}
+            result["full_sync"] = await asyncio.to_thread(full_sync, svcs, eps)
+            result["endpoint_change"] = await endpoint_changes(c, ns, api.kubeconfig, tmp, args.services,
+                                                               args.changes)
+            result["dns"] = await dns_load(api.kubeconfig, tmp, ns, args.services, args.queries)
+            result["note"] = "shared 2-core machine; figures are pessimistic"
+            return result
+    finally:
+        if api is not None:
+            _stop(api.proc)
+        if etcd is not None:
+            _stop(etcd.proc)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--services", type=int, default=1000)
+    p.add_argument("--endpoints", type=int, default=10)
+    p.add_argument("--changes", type=int, default=30)
+    p.add_argument("--queries", type=int, default=20000)
+    args = p.parse_args()
+    print(json.dumps(asyncio.run(main_async(args)), indent=2))
+
+
+if __name__ == "__main__":
+    main()

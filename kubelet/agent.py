@@ -1,0 +1,410 @@
+"""The real kubelet's pod workers: watch the pods bound to this node and converge each one (plan, then act).
+
+One work queue of pod keys, many workers (a key is never synced twice at once). A sync reads the cached pod
+and the runtime's state, asks kubelet.plan for the actions, executes them, and writes the status only when it
+changed. A relist loop (Kubernetes' PLEG) notices container exits and requeues the pod, and cleans up
+sandboxes of pods that are gone (deleted while we were down, or bound elsewhere now). Everything the kubelet
+knows about containers lives in the runtime (labels), so a restarted kubelet adopts what runs.
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pklib.client import Client
+from pklib.errors import ApiError, is_conflict, is_not_found
+from pklib.events import EventRecorder
+from pklib.informer import Handler, Informer
+from pklib.objects import key_of
+from pklib.quantity import QuantityError, to_bytes, to_millicores
+from pklib.resources import Resource, lookup
+from pklib.workqueue import WorkQueue, run_workers
+
+from kubelet.env import ConfigError, build_env, expand
+from kubelet.images.busybox import ensure_busybox
+from kubelet.images.errors import ImageError
+from kubelet.images.store import ImageStore
+from kubelet.node import NodeAgent
+from kubelet.plan import (ATTEMPT_LABEL, INIT_LABEL, NAME_LABEL, POD_UID_LABEL, PodRuntime, RuntimeContainer,
+                          compute_pod_actions, pod_finished)
+from kubelet.probes import ProbeManager
+from kubelet.runtime.interface import (ContainerConfig, ContainerState, Resources, RuntimeError_, SandboxConfig,
+                                       SandboxState, SecurityContext)
+from kubelet.runtime.runc import RuncRuntime
+from kubelet.status import StatusInputs, compute_status, same_status
+from kubelet.volumes import VolumeManager, container_mounts
+
+log = logging.getLogger("kubelet")
+
+GOOD_RUN_RESETS_BACKOFF = 600.0   # a container that ran this long starts its CrashLoopBackOff afresh
+CONFIG_RETRY = 2.0                # a container that could not be configured is retried this often
+
+
+def _res(name: str) -> Resource:
+    res = lookup(name)
+    assert res is not None
+    return res
+
+
+PODS = _res("pods")
+
+
+@dataclass
+class PodWorkerConfig:
+    backoff_base: float = 10.0
+    backoff_max: float = 300.0
+    relist_period: float = 1.0
+    workers: int = 16
+    allocatable: dict[str, str] = field(default_factory=dict)
+
+
+class PodWorkers:
+    def __init__(self, client: Client, node: NodeAgent, runtime: RuncRuntime, images: ImageStore,
+                 volumes: VolumeManager, cfg: PodWorkerConfig) -> None:
+        self.client = client
+        self.node = node
+        self.runtime = runtime
+        self.images = images
+        self.volumes = volumes
+        self.cfg = cfg
+        self.pods = Informer(client, PODS, field_selector=f"spec.nodeName={node.cfg.name}")
+        self.queue = WorkQueue("kubelet-pods")
+        self.recorder = EventRecorder(client, "kubelet", host=node.cfg.name)
+        self.probes = ProbeManager(runtime, self.queue.add, self._probe_failed)
+        self._delays: dict[tuple[str, str], float] = {}              # (uid, container) -> CrashLoopBackOff delay
+        self._waiting: dict[tuple[str, str], tuple[str, str]] = {}   # (uid, container) -> waiting reason/message
+        self._pull_backoff: dict[tuple[str, str], tuple[float, float]] = {}  # -> (retry at, delay)
+        self._snapshot: dict[str, tuple[Any, ...]] = {}              # uid -> what the relist saw last
+        handler = Handler(lambda p: self.queue.add(key_of(p)), lambda o, n: self.queue.add(key_of(n)),
+                          lambda p: self.queue.add(key_of(p)))
+        self.pods.add_handler(handler)
+
+    async def run(self, ready: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.recorder.run(), name="kubelet:events")
+            tg.create_task(self.pods.run(), name="kubelet:pods")
+            await self.pods.synced.wait()
+            tg.create_task(run_workers(self.queue, self.sync, self.cfg.workers, "kubelet-pods"), name="kubelet:work")
+            tg.create_task(self.relist_loop(), name="kubelet:relist")
+            ready.set()
+
+    def _probe_failed(self, pod: dict[str, Any], container: str, message: str) -> None:
+        self.recorder.warning(pod, "Unhealthy", message)
+
+    # --- runtime state ----------------------------------------------------------------------------------
+
+    async def runtime_state(self, uid: str) -> PodRuntime:
+        sandboxes = sorted((s for s in await self.runtime.list_sandboxes() if s.config.uid == uid),
+                           key=lambda s: s.created_at)
+        if not sandboxes:
+            return PodRuntime()
+        newest = sandboxes[-1]
+        rt = PodRuntime(sandbox_id=newest.id, sandbox_ready=newest.state == SandboxState.READY, ip=newest.ip,
+                        stale_sandboxes=[s.id for s in sandboxes[:-1]])
+        for c in await self.runtime.list_containers(newest.id):
+            rt.containers.append(RuntimeContainer(
+                id=c.id, name=c.labels.get(NAME_LABEL, c.name), init=c.labels.get(INIT_LABEL) == "true",
+                attempt=int(c.labels.get(ATTEMPT_LABEL, "0")), state=c.state, exit_code=c.exit_code,
+                reason=c.reason, created_at=c.created_at, started_at=c.started_at, finished_at=c.finished_at,
+                image=c.image))
+        return rt
+
+    # --- sync -------------------------------------------------------------------------------------------
+
+    async def sync(self, key: Any) -> None:
+        cached = self.pods.store.get(str(key))
+        if cached is None:
+            return  # gone from the API: the relist loop removes what is left of it
+        pod = copy.deepcopy(cached)
+        uid = pod["metadata"]["uid"]
+        if pod["metadata"].get("deletionTimestamp"):
+            await self.terminate(pod)
+            return
+        rt = await self.runtime_state(uid)
+        now = datetime.now(timezone.utc)
+        for c in rt.containers:
+            if c.started_at and c.finished_at and (c.finished_at - c.started_at).total_seconds() > GOOD_RUN_RESETS_BACKOFF:
+                self._delays.pop((uid, c.name), None)
+        delays = {s["name"]: self._delays.get((uid, s["name"]), self.cfg.backoff_base)
+                  for s in (pod["spec"].get("initContainers") or []) + pod["spec"]["containers"]}
+        actions = compute_pod_actions(pod, rt, now, delays, self.probes.kills(uid))
+        if not actions.idle:
+            await self.act(pod, rt, actions)
+            rt = await self.runtime_state(uid)
+            actions.backoff = compute_pod_actions(pod, rt, datetime.now(timezone.utc), delays).backoff
+        self.probes.sync(pod, rt, str(key))
+        if actions.backoff:
+            self.queue.add_after(key, min(actions.backoff.values()) + 0.05)
+        await self.write_status(pod, rt, actions.backoff)
+
+    async def act(self, pod: dict[str, Any], rt: PodRuntime, actions: Any) -> None:
+        uid = pod["metadata"]["uid"]
+        for sid in actions.remove_sandboxes:
+            await self.runtime.remove_sandbox(sid)
+        if actions.kill_pod and rt.sandbox_id:
+            await self._stop_all(pod, rt, self._grace(pod))
+            await self.runtime.stop_sandbox(rt.sandbox_id)
+        if actions.create_sandbox:
+            if rt.sandbox_id:
+                await self.runtime.remove_sandbox(rt.sandbox_id)
+            self.probes.remove_pod(uid)
+            rt = PodRuntime(sandbox_id=await self.runtime.run_sandbox(self._sandbox_config(pod)), sandbox_ready=True)
+            rt.ip = (await self.runtime.sandbox_status(rt.sandbox_id)).ip
+        else:
+            for cid, why in actions.kill.items():
+                if why != "not started":
+                    self.recorder.normal(pod, "Killing", why)
+                await self.runtime.stop_container(cid, self._grace(pod))
+            for cid in actions.remove:
+                await self.runtime.remove_container(cid)
+        if actions.start_init:
+            await self.start_container(pod, rt, actions.start_init, init=True)
+        if actions.start:
+            # app containers start together, as in Kubernetes
+            await asyncio.gather(*(self.start_container(pod, rt, n, init=False) for n in actions.start))
+
+    def _grace(self, pod: dict[str, Any]) -> float:
+        g = pod["metadata"].get("deletionGracePeriodSeconds")
+        if g is None:
+            g = pod["spec"].get("terminationGracePeriodSeconds", 30)
+        return float(g)
+
+    async def _stop_all(self, pod: dict[str, Any], rt: PodRuntime, grace: float) -> None:
+        running = [c for c in rt.containers if c.state in (ContainerState.RUNNING, ContainerState.CREATED)]
+        await asyncio.gather(*(self._stop_one(pod, c, grace) for c in running))
+
+    async def _stop_one(self, pod: dict[str, Any], c: RuntimeContainer, grace: float) -> None:
+        spec = next((s for s in pod["spec"]["containers"] if s["name"] == c.name), None)
+        pre_stop = (((spec or {}).get("lifecycle") or {}).get("preStop") or {}).get("exec")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        if pre_stop and c.state == ContainerState.RUNNING and grace > 0:
+            try:
+                await self.runtime.exec(c.id, pre_stop.get("command") or [], timeout=grace)
+            except RuntimeError_ as e:
+                self.recorder.warning(pod, "FailedPreStopHook", f"PreStopHook failed: {e}")
+        await self.runtime.stop_container(c.id, max(0.0, grace - (loop.time() - started)))
+
+    def _sandbox_config(self, pod: dict[str, Any]) -> SandboxConfig:
+        meta, spec = pod["metadata"], pod["spec"]
+        hostname = spec.get("hostname") or meta["name"]
+        return SandboxConfig(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"],
+                             hostname=hostname[:63].rstrip("-."), labels={POD_UID_LABEL: meta["uid"]})
+
+    async def start_container(self, pod: dict[str, Any], rt: PodRuntime, name: str, init: bool) -> None:
+        uid = pod["metadata"]["uid"]
+        specs = pod["spec"].get("initContainers" if init else "containers") or []
+        spec = next(s for s in specs if s["name"] == name)
+        if not await self._ensure_image(pod, spec):
+            return
+        last = rt.latest(name, init)
+        try:
+            config = await self.container_config(pod, spec, rt.ip)
+        except (ConfigError, RuntimeError_) as e:
+            self._waiting[(uid, name)] = ("CreateContainerConfigError", str(e))
+            self.recorder.warning(pod, "Failed", f"Error: {e}")
+            self.queue.add_after(key_of(pod), CONFIG_RETRY)
+            return
+        config.labels = {POD_UID_LABEL: uid, NAME_LABEL: name, INIT_LABEL: "true" if init else "false",
+                         ATTEMPT_LABEL: str(last.attempt + 1 if last else 0)}
+        try:
+            cid = await self.runtime.create_container(rt.sandbox_id or "", config)
+        except RuntimeError_ as e:
+            self._waiting[(uid, name)] = ("CreateContainerError", str(e))
+            self.recorder.warning(pod, "Failed", f"Error: {e}")
+            self.queue.add_after(key_of(pod), CONFIG_RETRY)
+            return
+        self.recorder.normal(pod, "Created", f"Created container {name}")
+        try:
+            await self.runtime.start_container(cid)
+        except RuntimeError_ as e:
+            self._waiting[(uid, name)] = ("RunContainerError", str(e))
+            self.recorder.warning(pod, "Failed", f"Error: {e}")
+            return
+        self._waiting.pop((uid, name), None)
+        self.recorder.normal(pod, "Started", f"Started container {name}")
+        if last is not None:  # a restart: the next one waits twice as long
+            delay = self._delays.get((uid, name), self.cfg.backoff_base)
+            self._delays[(uid, name)] = min(delay * 2, self.cfg.backoff_max)
+
+    async def _get(self, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
+        try:
+            return await self.client.get(_res(plural), name, namespace or None)
+        except ApiError as e:
+            if is_not_found(e):
+                return None
+            raise
+
+    async def container_config(self, pod: dict[str, Any], spec: dict[str, Any], pod_ip: str) -> ContainerConfig:
+        """The runtime config of one container: env, $(VAR) expansion, volumes, resources, security."""
+        ns = pod["metadata"]["namespace"]
+
+        async def get(plural: str, name: str) -> dict[str, Any] | None:
+            return await self._get(ns, plural, name)
+
+        async def get_cluster(plural: str, name: str) -> dict[str, Any] | None:
+            return await self._get("", plural, name)
+
+        services: list[dict[str, Any]] = []
+        if pod["spec"].get("enableServiceLinks", True):
+            services = (await self.client.list(_res("services"), ns)).get("items") or []
+        env = await build_env(pod, spec, get, services, pod_ip, self.node.ip, self.cfg.allocatable)
+        env_map = dict(env)
+        volumes = await self.volumes.setup(pod, get, get_cluster, pod_ip, self.node.ip, self.cfg.allocatable)
+        res = spec.get("resources") or {}
+        limits, requests = res.get("limits") or {}, res.get("requests") or {}
+        try:
+            resources = Resources(
+                cpu_limit_millis=to_millicores(limits["cpu"]) if "cpu" in limits else None,
+                cpu_request_millis=to_millicores(requests.get("cpu", limits.get("cpu")))
+                if "cpu" in requests or "cpu" in limits else None,
+                memory_limit_bytes=to_bytes(limits["memory"]) if "memory" in limits else None)
+        except QuantityError as e:
+            raise ConfigError(f"resources: {e}") from None
+        psc, csc = pod["spec"].get("securityContext") or {}, spec.get("securityContext") or {}
+        caps = csc.get("capabilities") or {}
+        security = SecurityContext(
+            run_as_user=csc.get("runAsUser", psc.get("runAsUser")),
+            run_as_group=csc.get("runAsGroup", psc.get("runAsGroup")),
+            run_as_non_root=bool(csc.get("runAsNonRoot", psc.get("runAsNonRoot", False))),
+            read_only_root_filesystem=bool(csc.get("readOnlyRootFilesystem", False)),
+            privileged=bool(csc.get("privileged", False)),
+            allow_privilege_escalation=csc.get("allowPrivilegeEscalation"),
+            capabilities_add=list(caps.get("add") or []), capabilities_drop=list(caps.get("drop") or []))
+        command, args = spec.get("command"), spec.get("args")
+        return ContainerConfig(
+            name=spec["name"], image=spec["image"],
+            command=[expand(c, env_map) for c in command] if command else None,
+            args=[expand(a, env_map) for a in args] if args else None,
+            env=env, working_dir=spec.get("workingDir", ""), mounts=container_mounts(spec, volumes),
+            resources=resources, security=security, tty=bool(spec.get("tty")))
+
+    async def _ensure_image(self, pod: dict[str, Any], spec: dict[str, Any]) -> bool:
+        """Pull per imagePullPolicy; False (with a waiting reason set) when the image is not there."""
+        uid, name, ref = pod["metadata"]["uid"], spec["name"], spec.get("image", "")
+        policy = spec.get("imagePullPolicy") or ("Always" if ref.endswith(":latest") or ":" not in ref.rsplit("/", 1)[-1]
+                                                 else "IfNotPresent")
+        present = await asyncio.to_thread(self.images.resolve, ref) is not None
+        local = ref.startswith("pkube.local/")  # bundled images: built here, never pulled from a registry
+        if local and not present and ref == "pkube.local/busybox:latest":
+            await asyncio.to_thread(ensure_busybox, self.images)
+            present = True
+        if present and (policy != "Always" or local):
+            return True
+        if policy == "Never" or (local and not present):
+            msg = f'Container image "{ref}" is not present with pull policy of Never'
+            self._waiting[(uid, name)] = ("ErrImageNeverPull", msg)
+            self.recorder.warning(pod, "ErrImageNeverPull", msg)
+            return False
+        loop = asyncio.get_running_loop()
+        retry_at, delay = self._pull_backoff.get((uid, name), (0.0, 0.0))
+        if loop.time() < retry_at:
+            self._waiting[(uid, name)] = ("ImagePullBackOff", f'Back-off pulling image "{ref}"')
+            self.queue.add_after(key_of(pod), retry_at - loop.time())
+            return False
+        self.recorder.normal(pod, "Pulling", f'Pulling image "{ref}"')
+        try:
+            result = await asyncio.to_thread(self.images.pull, ref)
+        except ImageError as e:
+            delay = min(max(delay * 2, self.cfg.backoff_base), self.cfg.backoff_max)
+            self._pull_backoff[(uid, name)] = (loop.time() + delay, delay)
+            self._waiting[(uid, name)] = ("ErrImagePull", str(e))
+            self.recorder.warning(pod, "Failed", f'Failed to pull image "{ref}": {e}')
+            self.queue.add_after(key_of(pod), delay)
+            return False
+        self._pull_backoff.pop((uid, name), None)
+        self.recorder.normal(pod, "Pulled", f'Successfully pulled image "{ref}" ({result.bytes} bytes)')
+        return True
+
+    async def write_status(self, pod: dict[str, Any], rt: PodRuntime, backoff: dict[str, float]) -> None:
+        uid = pod["metadata"]["uid"]
+        waiting = {n: v for (u, n), v in self._waiting.items() if u == uid}
+        image_ids = {}
+        for s in (pod["spec"].get("initContainers") or []) + pod["spec"]["containers"]:
+            img = await asyncio.to_thread(self.images.resolve, s.get("image", ""))
+            if img is not None:
+                image_ids[s["image"]] = f"{s['image'].rsplit(':', 1)[0]}@{img.id}"
+        inputs = StatusInputs(host_ip=self.node.ip, probes=self.probes.view(uid), waiting=waiting, backoff=backoff,
+                              image_ids=image_ids)
+        status = compute_status(pod, rt, inputs, pod_finished(pod, rt))
+        if same_status(pod.get("status") or {}, status):
+            return
+        try:
+            await self.client.patch(PODS, pod["metadata"]["name"], {"status": status}, pod["metadata"]["namespace"],
+                                    subresource="status")
+        except ApiError as e:
+            if not is_not_found(e):
+                raise
+
+    # --- deletion and cleanup -----------------------------------------------------------------------------
+
+    async def terminate(self, pod: dict[str, Any]) -> None:
+        """preStop, SIGTERM, up to the grace period, SIGKILL; tear down; finish the deletion in the API."""
+        meta = pod["metadata"]
+        uid = meta["uid"]
+        rt = await self.runtime_state(uid)
+        self.probes.remove_pod(uid)
+        if rt.sandbox_id:
+            running = any(c.state == ContainerState.RUNNING for c in rt.containers)
+            await self._stop_all(pod, rt, self._grace(pod))
+            if running:
+                for c in rt.containers:
+                    if c.state == ContainerState.RUNNING:
+                        self.recorder.normal(pod, "Killing", f"Stopping container {c.name}")
+        await self.teardown(uid)
+        try:
+            await self.client.delete(PODS, meta["name"], meta["namespace"], grace_period_seconds=0,
+                                     preconditions={"uid": uid})
+        except ApiError as e:
+            if not (is_not_found(e) or is_conflict(e)):
+                raise
+
+    async def teardown(self, uid: str) -> None:
+        for s in await self.runtime.list_sandboxes():
+            if s.config.uid == uid:
+                await self.runtime.remove_sandbox(s.id)
+        await asyncio.to_thread(self.volumes.teardown, uid)
+        for table in (self._delays, self._waiting, self._pull_backoff):
+            for k in [k for k in table if k[0] == uid]:
+                del table[k]
+        self._snapshot.pop(uid, None)
+
+    async def relist_loop(self) -> None:
+        while True:
+            try:
+                await self.relist()
+            except (RuntimeError_, OSError) as e:
+                log.warning("relist failed: %s", e)
+            await asyncio.sleep(self.cfg.relist_period)
+
+    async def relist(self) -> None:
+        """Requeue pods whose containers changed state; remove what belongs to pods that are gone."""
+        by_uid = {p["metadata"]["uid"]: p for p in self.pods.store.list()}
+        sandboxes = await self.runtime.list_sandboxes()
+        containers = await self.runtime.list_containers()
+        seen: dict[str, list[Any]] = {}
+        sandbox_uid = {s.id: s.config.uid for s in sandboxes}
+        for s in sandboxes:
+            seen.setdefault(s.config.uid, []).append((s.id, s.state.value))
+        for c in containers:
+            seen.setdefault(sandbox_uid.get(c.sandbox_id, ""), []).append((c.id, c.state.value))
+        for uid, items in seen.items():
+            if uid not in by_uid:
+                if uid:
+                    log.info("removing pod %s: it is no longer bound to this node", uid)
+                    self.probes.remove_pod(uid)
+                    await self.teardown(uid)
+                continue
+            snap = tuple(sorted(items))
+            if self._snapshot.get(uid) != snap:
+                self._snapshot[uid] = snap
+                self.queue.add(key_of(by_uid[uid]))
+        for uid in await asyncio.to_thread(self.volumes.pod_uids):
+            if uid not in by_uid and uid not in seen:
+                await asyncio.to_thread(self.volumes.teardown, uid)
+

@@ -1,0 +1,106 @@
+"""The real kubelet's wiring: flags, then node registration → podCIDR → runtime → pod workers + heartbeat."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import socket
+from dataclasses import replace
+from pathlib import Path
+
+from pklib.client import Client
+from pklib.kubeconfig import pkube_home
+from pklib.quantity import QuantityError, parse_quantity
+
+from kubelet.agent import PodWorkerConfig, PodWorkers
+from kubelet.images.store import ImageStore
+from kubelet.node import NodeAgent, NodeConfig, runtime_version
+from kubelet.runtime.runc import RuncRuntime, RuntimeConfig
+from kubelet.volumes import VolumeManager
+
+log = logging.getLogger("kubelet")
+
+
+def add_real_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("node agent (the default mode)")
+    g.add_argument("--node-name", default=None, help="the Node to register (default: the hostname)")
+    g.add_argument("--root-dir", default=None, help="kubelet state: pod volumes, local-path PVs "
+                                                    "(default <pkube home>/kubelet)")
+    g.add_argument("--image-root", default=None, help="image store (default <pkube home>/images)")
+    g.add_argument("--runtime-state-dir", default=None, help="runtime state (default <pkube home>/runtime)")
+    g.add_argument("--bridge", default="pkube0", help="the pods' Linux bridge")
+    g.add_argument("--nat-table", default="pkube-nat", help="nftables table for pod NAT")
+    g.add_argument("--netns-prefix", default="pkube-")
+    g.add_argument("--veth-prefix", default="pkv")
+    g.add_argument("--cgroup-parent", default="pkube", help="cgroup under which pods run")
+    g.add_argument("--no-forwarding", action="store_true", help="do not enable IPv4 forwarding")
+    g.add_argument("--node-ip", default="", help="InternalIP of the node (default: address of the default route)")
+    g.add_argument("--node-labels", default="", help="extra labels k=v,k2=v2")
+    g.add_argument("--system-reserved-cpu", default="0", help="cpu kept from allocatable")
+    g.add_argument("--system-reserved-memory", default="0", help="memory kept from allocatable")
+    g.add_argument("--crashloop-backoff-base", type=float, default=10.0, help="first restart delay in seconds")
+    g.add_argument("--crashloop-backoff-max", type=float, default=300.0, help="restart delay cap in seconds")
+    g.add_argument("--relist-period", type=float, default=1.0, help="seconds between two runtime relists")
+    g.add_argument("--node-status-update-frequency", type=float, default=60.0)
+    g.add_argument("--pod-workers", type=int, default=16)
+
+
+def _labels(text: str) -> dict[str, str]:
+    out = {}
+    for item in filter(None, text.split(",")):
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise ValueError(f"--node-labels: {item!r} is not key=value")
+        out[k.strip()] = v.strip()
+    return out
+
+
+def check_real_config(config: argparse.Namespace) -> None:
+    """Reject bad flags before anything is touched (ValueError → one-line error, exit 2)."""
+    _labels(config.node_labels)
+    for flag, value in (("--system-reserved-cpu", config.system_reserved_cpu),
+                        ("--system-reserved-memory", config.system_reserved_memory)):
+        try:
+            parse_quantity(value)
+        except QuantityError as e:
+            raise ValueError(f"{flag} {value!r}: {e}") from None
+    if config.max_pods < 1:
+        raise ValueError("--max-pods must be at least 1")
+    if config.crashloop_backoff_base <= 0 or config.crashloop_backoff_max < config.crashloop_backoff_base:
+        raise ValueError("--crashloop-backoff-base must be positive and at most --crashloop-backoff-max")
+    if config.relist_period <= 0 or config.node_lease_renew_interval <= 0:
+        raise ValueError("--relist-period and --node-lease-renew-interval must be positive")
+
+
+async def run_real(client: Client, config: argparse.Namespace, ready: asyncio.Event) -> None:
+    check_real_config(config)
+    home = pkube_home()
+    root = Path(config.root_dir or home / "kubelet")
+    root.mkdir(parents=True, exist_ok=True)
+    name = config.node_name or socket.gethostname().lower()
+    node = NodeAgent(client, NodeConfig(
+        name=name, root_dir=root, max_pods=config.max_pods, reserved_cpu=config.system_reserved_cpu,
+        reserved_memory=config.system_reserved_memory, node_ip=config.node_ip, labels=_labels(config.node_labels),
+        lease_duration=config.node_lease_duration_seconds, renew_interval=config.node_lease_renew_interval,
+        status_interval=config.node_status_update_frequency), await asyncio.to_thread(runtime_version))
+    await node.register()
+    cidr = await node.wait_pod_cidr()
+    images = ImageStore(Path(config.image_root) if config.image_root else None)
+    runtime_cfg = RuntimeConfig(pod_cidr=cidr, bridge=config.bridge, nat_table=config.nat_table,
+                                netns_prefix=config.netns_prefix, veth_prefix=config.veth_prefix,
+                                cgroup_parent=config.cgroup_parent, enable_forwarding=not config.no_forwarding)
+    if config.runtime_state_dir:
+        runtime_cfg = replace(runtime_cfg, state_dir=Path(config.runtime_state_dir))
+    runtime = RuncRuntime(runtime_cfg, images)
+    await runtime.ensure_node()
+    log.info("node %s registered (pod CIDR %s, IP %s)", name, cidr, node.ip)
+    workers = PodWorkers(client, node, runtime, images, VolumeManager(root), PodWorkerConfig(
+        backoff_base=config.crashloop_backoff_base, backoff_max=config.crashloop_backoff_max,
+        relist_period=config.relist_period, workers=config.pod_workers,
+        allocatable=dict(node.node.get("status", {}).get("allocatable") or {})))
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(node.heartbeat(), name="kubelet:heartbeat")
+            tg.create_task(workers.run(ready), name="kubelet:pods")
+    finally:
+        await workers.probes.close()

@@ -1,0 +1,280 @@
+"""The kubelet's Node: registration (capacity/allocatable, addresses, nodeInfo, labels, conditions), the Lease
+heartbeat in kube-node-lease, node status refresh on change and at least every `status_interval`, and the wait
+for spec.podCIDR (given by the node IPAM controller)."""
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import os
+import platform
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pyroute2 import IPRoute
+
+from pklib.client import Client
+from pklib.errors import ApiError, ConnectionFailed, is_already_exists, is_conflict, is_not_found
+from pklib.objects import now_rfc3339
+from pklib.quantity import to_bytes, to_millicores
+from pklib.resources import Resource, lookup
+
+log = logging.getLogger("kubelet.node")
+
+LEASE_NAMESPACE = "kube-node-lease"
+KUBELET_VERSION = "v1.32.0-pkube"
+_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
+
+
+def _res(name: str) -> Resource:
+    res = lookup(name)
+    assert res is not None
+    return res
+
+
+NODES, LEASES, NAMESPACES = _res("nodes"), _res("leases"), _res("namespaces")
+
+
+@dataclass
+class NodeConfig:
+    name: str
+    root_dir: Path
+    max_pods: int = 110
+    reserved_cpu: str = "0"
+    reserved_memory: str = "0"
+    node_ip: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    lease_duration: int = 40
+    renew_interval: float = 10.0
+    status_interval: float = 60.0
+
+
+def _micro_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _meminfo() -> dict[str, int]:
+    out = {}
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        out[key] = int(rest.split()[0]) * 1024
+    return out
+
+
+def host_ip() -> str:
+    """The first global IPv4 address of the interface holding the default route (else any global one)."""
+    with IPRoute() as ipr:
+        default = [r for r in ipr.get_routes(family=socket.AF_INET) if r.get("dst_len") == 0]
+        oif = default[0].get_attr("RTA_OIF") if default else None
+        addrs = [(a["index"], a.get_attr("IFA_ADDRESS")) for a in ipr.get_addr(family=socket.AF_INET)
+                 if a["scope"] == 0]
+    for index, addr in addrs:
+        if index == oif:
+            return str(addr)
+    return str(addrs[0][1]) if addrs else "127.0.0.1"
+
+
+def _os_image() -> str:
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    return "Linux"
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return ""
+
+
+def runtime_version() -> str:
+    try:
+        out = subprocess.run(["runc", "--version"], capture_output=True, text=True, timeout=10).stdout
+        return "runc://" + out.split()[2]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return "runc://unknown"
+
+
+def capacity(cfg: NodeConfig) -> tuple[dict[str, str], dict[str, str]]:
+    """(capacity, allocatable): the host's cpu, memory and disk, minus the configured reservations."""
+    cpus = os.cpu_count() or 1
+    mem = _meminfo()["MemTotal"]
+    disk = shutil.disk_usage(cfg.root_dir).total
+    cap = {"cpu": str(cpus), "memory": f"{mem // 1024}Ki", "pods": str(cfg.max_pods),
+           "ephemeral-storage": f"{disk // 1024}Ki"}
+    alloc_cpu = max(0, cpus * 1000 - to_millicores(cfg.reserved_cpu))
+    alloc_mem = max(0, mem - to_bytes(cfg.reserved_memory))
+    alloc = dict(cap, cpu=f"{alloc_cpu}m", memory=f"{alloc_mem // 1024}Ki")
+    return cap, alloc
+
+
+def pressure(cfg: NodeConfig) -> dict[str, bool]:
+    """Kubernetes' default hard eviction thresholds: memory.available<100Mi, nodefs.available<10%."""
+    mem = _meminfo()
+    disk = shutil.disk_usage(cfg.root_dir)
+    pid_max = int(_read("/proc/sys/kernel/pid_max") or 32768)
+    procs = sum(1 for p in os.listdir("/proc") if p.isdigit())
+    return {"MemoryPressure": mem.get("MemAvailable", 0) < 100 * 1024 * 1024,
+            "DiskPressure": disk.free < disk.total * 0.10,
+            "PIDPressure": procs > pid_max * 0.95}
+
+
+_CONDITION_TEXT = {
+    "MemoryPressure": (("KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                       ("KubeletHasInsufficientMemory", "kubelet has insufficient memory available")),
+    "DiskPressure": (("KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                     ("KubeletHasDiskPressure", "kubelet has disk pressure")),
+    "PIDPressure": (("KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+                    ("KubeletHasInsufficientPID", "kubelet has insufficient PID available")),
+}
+
+
+class NodeAgent:
+    def __init__(self, client: Client, cfg: NodeConfig, runtime_version: str) -> None:
+        self.client = client
+        self.cfg = cfg
+        self.runtime_version = runtime_version
+        self.ip = cfg.node_ip or host_ip()
+        self.node: dict[str, Any] = {}
+        self._lease: dict[str, Any] | None = None
+
+    def labels(self) -> dict[str, str]:
+        arch = _ARCH.get(platform.machine(), platform.machine())
+        return {"kubernetes.io/hostname": self.cfg.name, "kubernetes.io/os": "linux", "kubernetes.io/arch": arch,
+                "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": arch, **self.cfg.labels}
+
+    def desired_status(self, old: dict[str, Any]) -> dict[str, Any]:
+        cap, alloc = capacity(self.cfg)
+        now = now_rfc3339()
+        conds = []
+        old_conds = {c.get("type"): c for c in old.get("conditions") or []}
+        flags = pressure(self.cfg)
+        wanted: list[tuple[str, str, str, str]] = []
+        for t, (ok, bad) in _CONDITION_TEXT.items():
+            reason, msg = bad if flags[t] else ok
+            wanted.append((t, "True" if flags[t] else "False", reason, msg))
+        wanted.append(("Ready", "True", "KubeletReady", "kubelet is posting ready status"))
+        for t, status, reason, msg in wanted:
+            prev = old_conds.get(t) or {}
+            since = prev.get("lastTransitionTime") if prev.get("status") == status else None
+            conds.append({"type": t, "status": status, "reason": reason, "message": msg,
+                          "lastHeartbeatTime": now, "lastTransitionTime": since or now})
+        arch = _ARCH.get(platform.machine(), platform.machine())
+        return {
+            "capacity": cap, "allocatable": alloc, "conditions": conds,
+            "addresses": [{"type": "InternalIP", "address": self.ip},
+                          {"type": "Hostname", "address": socket.gethostname()}],
+            "nodeInfo": {"kubeletVersion": KUBELET_VERSION, "kubeProxyVersion": KUBELET_VERSION,
+                         "containerRuntimeVersion": self.runtime_version, "operatingSystem": "linux",
+                         "architecture": arch, "osImage": _os_image(), "kernelVersion": platform.release(),
+                         "machineID": _read("/etc/machine-id"), "systemUUID": _read("/etc/machine-id"),
+                         "bootID": _read("/proc/sys/kernel/random/boot_id")},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+        }
+
+    async def register(self) -> dict[str, Any]:
+        """Create the Node, or take over an existing one (a restarted kubelet), and its Lease."""
+        try:
+            await self.client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace",
+                                                  "metadata": {"name": LEASE_NAMESPACE}})
+        except ApiError as e:
+            if not is_already_exists(e):
+                raise
+        body = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": self.cfg.name, "labels": self.labels()},
+                "spec": {}, "status": self.desired_status({})}
+        try:
+            node = await self.client.create(NODES, body)
+        except ApiError as e:
+            if not is_already_exists(e):
+                raise
+            node = await self.client.get(NODES, self.cfg.name)
+            labels = node["metadata"].get("labels") or {}
+            if any(labels.get(k) != v for k, v in self.labels().items()):
+                node = await self.client.patch(NODES, self.cfg.name, {"metadata": {"labels": self.labels()}})
+        # the status subresource: a create may have dropped it, and a taken-over node has stale conditions
+        node = await self.client.patch(NODES, self.cfg.name, {"status": self.desired_status(node.get("status") or {})},
+                                       subresource="status")
+        self.node = node
+        await self.renew_lease()
+        return node
+
+    async def wait_pod_cidr(self) -> str:
+        """spec.podCIDR, once the node IPAM controller has set it."""
+        waited = 0.0
+        while True:
+            node = await self.client.get(NODES, self.cfg.name)
+            cidr = (node.get("spec") or {}).get("podCIDR")
+            if cidr:
+                self.node = node
+                return str(cidr)
+            if waited % 10 < 0.25:
+                log.info("waiting for node %s to get a podCIDR (is the nodeipam controller running?)", self.cfg.name)
+            await asyncio.sleep(0.25)
+            waited += 0.25
+
+    async def renew_lease(self) -> None:
+        for _ in range(3):
+            try:
+                if self._lease is None:
+                    self._lease = await self._get_or_create_lease()
+                else:
+                    spec = dict(self._lease.get("spec") or {}, renewTime=_micro_now(), holderIdentity=self.cfg.name,
+                                leaseDurationSeconds=self.cfg.lease_duration)
+                    self._lease = await self.client.update(LEASES, {**self._lease, "spec": spec})
+                return
+            except ApiError as e:
+                if not (is_conflict(e) or is_not_found(e)):
+                    raise
+                self._lease = None
+
+    async def _get_or_create_lease(self) -> dict[str, Any]:
+        now = _micro_now()
+        try:
+            lease = await self.client.get(LEASES, self.cfg.name, LEASE_NAMESPACE)
+        except ApiError as e:
+            if not is_not_found(e):
+                raise
+            return await self.client.create(LEASES, {
+                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": self.cfg.name, "namespace": LEASE_NAMESPACE, "ownerReferences": [
+                    {"apiVersion": "v1", "kind": "Node", "name": self.cfg.name, "uid": self.node["metadata"]["uid"]}]},
+                "spec": {"holderIdentity": self.cfg.name, "leaseDurationSeconds": self.cfg.lease_duration,
+                         "acquireTime": now, "renewTime": now}}, LEASE_NAMESPACE)
+        spec = dict(lease.get("spec") or {}, renewTime=now, holderIdentity=self.cfg.name,
+                    leaseDurationSeconds=self.cfg.lease_duration)
+        return await self.client.update(LEASES, {**lease, "spec": spec})
+
+    async def heartbeat(self) -> None:
+        """Renew the Lease every renew_interval; write the node status when it changed or status_interval passed."""
+        loop = asyncio.get_running_loop()
+        last_status = loop.time()
+        while True:
+            await asyncio.sleep(self.cfg.renew_interval)
+            try:
+                await self.renew_lease()
+                old = self.node.get("status") or {}
+                new = self.desired_status(old)
+                if loop.time() - last_status >= self.cfg.status_interval or _changed(old, new):
+                    self.node = await self.client.patch(NODES, self.cfg.name, {"status": new}, subresource="status")
+                    last_status = loop.time()
+            except (ApiError, ConnectionFailed) as e:
+                log.warning("node %s heartbeat failed: %s", self.cfg.name, e)
+
+
+def _changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Anything but heartbeat times differs."""
+    def strip(s: dict[str, Any]) -> dict[str, Any]:
+        s = copy.deepcopy(s)
+        for c in s.get("conditions") or []:
+            c.pop("lastHeartbeatTime", None)
+        return {k: s.get(k) for k in ("capacity", "allocatable", "conditions", "addresses", "nodeInfo")}
+    return strip(old) != strip(new)

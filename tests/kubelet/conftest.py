@@ -1,0 +1,225 @@
+"""A private control plane with a real kubelet, shared by the kubelet tests of one session.
+
+Its own apiserver (Nodes are cluster-scoped: no other test's scheduler may see our node), the controller-manager
+(node IPAM with a unique pod CIDR, Deployments, PV binder...), the scheduler and `pkube kubelet` as processes,
+with unique bridge / nft table / netns / veth / cgroup names and temp dirs. At the end every pod is deleted, the
+kubelet must have removed them, the node's runtime is destroyed and nothing may be left behind.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterator
+
+import pytest
+
+from kubelet.images.store import ImageStore
+from kubelet.runtime.interface import ExecResult
+from kubelet.runtime.runc import RuncRuntime, RuntimeConfig
+from pklib.client import Client
+from pklib.errors import ApiError
+from pklib.resources import lookup
+from tests.conftest import ROOT, ApiServer, Etcd, _stop, start_apiserver
+from tests.runtime.leftovers import leftovers
+from tests.util import unique, wait_for
+
+PODS = lookup("pods")
+NODES = lookup("nodes")
+NAMESPACES = lookup("namespaces")
+assert PODS and NODES and NAMESPACES
+
+
+@dataclass
+class Node:
+    api: ApiServer
+    tmp: Path
+    name: str
+    cidr: str
+    tag: str
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    kubelet: subprocess.Popen[bytes] | None = None
+    kubelet_log: Path | None = None
+
+    def runtime_config(self) -> RuntimeConfig:
+        return RuntimeConfig(state_dir=self.tmp / "runtime", pod_cidr=self.cidr, bridge=f"pkt-br{self.tag}",
+                             nat_table=f"pkube-t-{self.tag}", netns_prefix=f"pkt{self.tag}-",
+                             veth_prefix=f"pt{self.tag}", cgroup_parent=f"pkube-t-{self.tag}",
+                             enable_forwarding=False)
+
+    def runtime(self) -> RuncRuntime:
+        """A second view on the kubelet's runtime state (it is all files + runc): for exec and checks."""
+        return RuncRuntime(self.runtime_config(), ImageStore(self.tmp / "images"))
+
+    def start_kubelet(self) -> None:
+        rc = self.runtime_config()
+        self.kubelet_log = self.tmp / f"kubelet-{unique('log')}.log"
+        self.kubelet = subprocess.Popen(
+            [sys.executable, "-m", "launcher", "kubelet", "--server", self.api.url, "--token", self.api.token,
+             "--node-name", self.name, "--root-dir", str(self.tmp / "kubelet"), "--image-root",
+             str(self.tmp / "images"), "--runtime-state-dir", str(rc.state_dir), "--bridge", rc.bridge,
+             "--nat-table", rc.nat_table, "--netns-prefix", rc.netns_prefix, "--veth-prefix", rc.veth_prefix,
+             "--cgroup-parent", rc.cgroup_parent, "--no-forwarding", "--crashloop-backoff-base", "1",
+             "--crashloop-backoff-max", "8", "--node-lease-renew-interval", "2", "--relist-period", "0.5"],
+            cwd=ROOT, stdout=open(self.kubelet_log, "wb"), stderr=subprocess.STDOUT)
+
+    def log(self) -> str:
+        return self.kubelet_log.read_text(errors="replace")[-6000:] if self.kubelet_log else ""
+
+    def client(self) -> Client:
+        return Client(self.api.url, self.api.token)
+
+
+def _start(api: ApiServer, tmp: Path, component: str, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "launcher", component, "--server", api.url, "--token", api.token, *args],
+        cwd=ROOT, stdout=open(tmp / f"{component}.log", "wb"), stderr=subprocess.STDOUT)
+
+
+async def _wait_node(node: Node) -> None:
+    async with node.client() as c:
+        async def ready() -> bool:
+            if node.kubelet and node.kubelet.poll() is not None:
+                raise AssertionError(f"kubelet exited:\n{node.log()}")
+            try:
+                n = await c.get(NODES, node.name)
+            except ApiError:
+                return False
+            conds = {x["type"]: x["status"] for x in n.get("status", {}).get("conditions") or []}
+            return conds.get("Ready") == "True" and bool(n["spec"].get("podCIDR"))
+        await wait_for(ready, 60, 0.1, message=f"node {node.name} Ready with a podCIDR")
+
+
+async def _delete_all_pods(node: Node) -> None:
+    async with node.client() as c:
+        for ns in (await c.list(NAMESPACES)).get("items") or []:
+            for pod in (await c.list(PODS, ns["metadata"]["name"])).get("items") or []:
+                try:
+                    await c.delete(PODS, pod["metadata"]["name"], ns["metadata"]["name"], grace_period_seconds=0)
+                except ApiError:
+                    pass
+
+
+@pytest.fixture(scope="session")
+def node(etcd: Etcd) -> Iterator[Node]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    tmp = Path(tempfile.mkdtemp(prefix="pkt-kubelet-"))
+    api = start_apiserver(str(tmp), etcd.url)
+    cidr = f"10.{random.randint(208, 215)}.{random.randint(0, 255)}.0/24"
+    n = Node(api, tmp, unique("node"), cidr, uuid.uuid4().hex[:6])
+    rt = n.runtime_config()
+    try:
+        n.procs.append(_start(api, tmp, "controller-manager", "--cluster-cidr", cidr, "--node-cidr-mask-size", "24"))
+        n.procs.append(_start(api, tmp, "scheduler"))
+        n.start_kubelet()
+        asyncio.run(_wait_node(n))
+        yield n
+    finally:
+        try:
+            asyncio.run(_delete_all_pods(n))
+            sandboxes = rt.state_dir / "sandboxes"
+
+            def drained() -> bool:
+                return not sandboxes.is_dir() or not any(sandboxes.iterdir())
+            if n.kubelet and n.kubelet.poll() is None:
+                asyncio.run(wait_for(_async(drained), 30, 0.1, message="kubelet removed every pod"))
+        finally:
+            if n.kubelet:
+                _stop(n.kubelet)
+            for p in reversed(n.procs):
+                _stop(p)
+            _stop(api.proc)
+            runtime = n.runtime()
+            asyncio.run(runtime.destroy_node())
+            left = asyncio.run(leftovers(runtime, mount_markers=(str(tmp),)))
+            shutil.rmtree(tmp, ignore_errors=True)
+            assert not left, f"the kubelet left resources behind: {left}"
+
+
+def _async(fn: Any) -> Any:
+    async def call() -> Any:
+        return fn()
+    return call
+
+
+@pytest.fixture
+async def kc(node: Node) -> AsyncIterator[Client]:
+    c = node.client()
+    yield c
+    await c.close()
+
+
+@pytest.fixture
+async def ns(kc: Client) -> AsyncIterator[str]:
+    """A fresh namespace; its pods are force-deleted afterwards (the kubelet then removes their containers)."""
+    name = unique("ns")
+    await kc.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    yield name
+    for pod in (await kc.list(PODS, name)).get("items") or []:
+        try:
+            await kc.delete(PODS, pod["metadata"]["name"], name, grace_period_seconds=0)
+        except ApiError:
+            pass
+
+
+def pod(name: str, *containers: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    labels = spec.pop("labels", None)
+    meta: dict[str, Any] = {"name": name}
+    if labels:
+        meta["labels"] = labels
+    spec.setdefault("terminationGracePeriodSeconds", 2)
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": {"containers": list(containers), **spec}}
+
+
+BUSYBOX = "pkube.local/busybox:latest"
+
+
+def ctr(name: str, script: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "image": BUSYBOX, "imagePullPolicy": "IfNotPresent", "command": ["sh", "-c", script],
+            **extra}
+
+
+async def wait_pod(c: Client, ns: str, name: str, pred: Any, timeout: float = 30, what: str = "") -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        p = await c.get(PODS, name, ns)
+        return p if pred(p) else None
+    try:
+        result: dict[str, Any] = await wait_for(check, timeout, 0.1, message=what or f"pod {ns}/{name}")
+    except AssertionError:
+        p = await c.get(PODS, name, ns)
+        raise AssertionError(f"{what or 'pod condition'} not reached; status: {p.get('status')}") from None
+    return result
+
+
+def phase(p: dict[str, Any]) -> str:
+    return str((p.get("status") or {}).get("phase", ""))
+
+
+def cond(p: dict[str, Any], type_: str) -> str | None:
+    for x in (p.get("status") or {}).get("conditions") or []:
+        if x["type"] == type_:
+            return str(x["status"])
+    return None
+
+
+def cstatus(p: dict[str, Any], name: str, init: bool = False) -> dict[str, Any]:
+    key = "initContainerStatuses" if init else "containerStatuses"
+    return next((s for s in (p.get("status") or {}).get(key) or [] if s["name"] == name), {})
+
+
+def running(p: dict[str, Any]) -> bool:
+    return phase(p) == "Running" and all("running" in s.get("state", {})
+                                         for s in (p.get("status") or {}).get("containerStatuses") or [{}])
+
+
+async def exec_in(node: Node, p: dict[str, Any], container: str, cmd: list[str], timeout: float = 10) -> ExecResult:
+    cid = cstatus(p, container)["containerID"].split("://", 1)[1]
+    return await node.runtime().exec(cid, cmd, timeout=timeout)
