@@ -8,7 +8,7 @@ from aiohttp import web
 
 from pklib import resources
 
-from . import auth, bodies, discovery
+from . import aggregated_discovery, auth, bodies, discovery, openapi
 from .handlers import Api
 from .handlers_objects import Objects
 from .metrics import Metrics
@@ -64,6 +64,7 @@ def build_app(config: Config, storage: Storage) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_routes(discovery_routes())
+    app.router.add_routes(openapi.routes())
     app.router.add_routes(api.routes())
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -99,13 +100,14 @@ def discovery_routes() -> list[web.RouteDef]:
         return json_response(discovery.version())
 
     async def core_versions(request: web.Request) -> web.Response:
-        return json_response(discovery.api_versions(request.host))
+        return aggregated_discovery.response(request, core=True) or json_response(
+            discovery.api_versions(request.host))
 
     async def core_resources(request: web.Request) -> web.Response:
         return found(discovery.api_resource_list("", request.match_info["version"]))
 
-    async def group_list(_: web.Request) -> web.Response:
-        return json_response(discovery.api_group_list())
+    async def group_list(request: web.Request) -> web.Response:
+        return aggregated_discovery.response(request, core=False) or json_response(discovery.api_group_list())
 
     async def group(request: web.Request) -> web.Response:
         return found(discovery.api_group(request.match_info["group"]))

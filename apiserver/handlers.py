@@ -9,13 +9,13 @@ from aiohttp import web
 from pklib import resources
 from pklib.resources import Resource
 
-from . import bodies, deletion, handlers_sub
+from . import bodies, deletion, handlers_sub, serverside_apply, tables
 from .handlers_list import list_objects, parse_filters
 from .handlers_objects import Objects, apply_patch, collection_prefix
 from .metrics import RESOURCE, VERB, Metrics
 from .status import StatusError, json_response, method_not_allowed
 from .storage.interface import Storage
-from .watch import is_watch, serve_watch
+from .watch import WATCH_RESPONSE, is_watch, serve_watch
 from .watchcache import WatchCache, resource_prefix
 
 # Subresources served here; pods/log and pods/exec belong to the kubelet's proxy (not served yet).
@@ -115,22 +115,33 @@ class Api:
     # -- verbs -------------------------------------------------------------------------------
 
     async def list_or_watch(self, request: web.Request, t: Target) -> web.StreamResponse:
+        table = tables.wants_table(request)
         if is_watch(request.query):
             request[VERB] = "WATCH"
+            if table:
+                request[WATCH_RESPONSE] = tables.watch_response_class(request, t.res, table)
             return await serve_watch(request, self.storage, self.cache, self.metrics, t.res, t.namespace, None,
                                      self.bookmark_interval)
         request[VERB] = "LIST"
         body = await list_objects(self.storage, self.cache, t.res, t.namespace, request.query)
+        if table:
+            return tables.list_response(request, t.res, body, table)
         return web.Response(body=body, content_type="application/json")
 
     async def get_or_watch(self, request: web.Request, t: Target) -> web.StreamResponse:
+        table = tables.wants_table(request) if t.subresource is None else None
         if is_watch(request.query) and t.subresource is None:
             request[VERB] = "WATCH"
+            if table:
+                request[WATCH_RESPONSE] = tables.watch_response_class(request, t.res, table)
             return await serve_watch(request, self.storage, self.cache, self.metrics, t.res, t.namespace, t.name,
                                      self.bookmark_interval)
         request[VERB] = "GET"
         assert t.name is not None
-        return json_response(await self.objects.get(t.res, t.namespace, t.name))
+        obj = await self.objects.get(t.res, t.namespace, t.name)
+        if table:
+            return tables.object_response(request, t.res, obj, table)
+        return json_response(obj)
 
     async def create(self, request: web.Request, t: Target) -> web.StreamResponse:
         request[VERB] = "POST"
@@ -147,8 +158,10 @@ class Api:
 
     async def patch(self, request: web.Request, t: Target) -> web.StreamResponse:
         request[VERB] = "PATCH"
-        kind, patch = await bodies.read_patch(request)
         assert t.name is not None
+        if serverside_apply.is_apply(request) and t.subresource is None:
+            return await serverside_apply.apply(self.objects, request, t.res, t.namespace, t.name, dry_run(request))
+        kind, patch = await bodies.read_patch(request)
         return json_response(await self.objects.patch(t.res, t.namespace, t.name, kind, patch, t.subresource,
                                                       dry_run=dry_run(request)))
 

@@ -151,14 +151,18 @@ class Objects:
     # -- create ------------------------------------------------------------------------------
 
     async def create(self, res: Resource, namespace: str | None, body: dict[str, Any], *,
-                     dry_run: bool = False) -> dict[str, Any]:
-        """Creates `body`, which the caller hands over: it is filled in (defaults) rather than copied."""
+                     dry_run: bool = False, managed_fields: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Creates `body`, which the caller hands over: it is filled in (defaults) rather than copied.
+
+        `managed_fields` is what server-side apply records as the object's field ownership."""
         self.check_identity(res, body, namespace)
         obj = body
         obj["apiVersion"], obj["kind"] = res.api_version, res.kind
         meta = obj["metadata"] = dict(obj.get("metadata") or {})
         for k in _SERVER_META:
             meta.pop(k, None)
+        if managed_fields:
+            meta["managedFields"] = managed_fields
         if res.namespaced:
             if not namespace:
                 raise bad_request(f"{res.kind} is namespaced: create it under /namespaces/<namespace>/")
@@ -232,7 +236,11 @@ class Objects:
             else:
                 meta.pop(k, None)
         meta.pop("resourceVersion", None)
-        meta.pop("managedFields", None)
+        # Field ownership is server-side apply's to change; other writes keep what it recorded.
+        if "managedFields" in old_meta:
+            meta["managedFields"] = copy.deepcopy(old_meta["managedFields"])
+        else:
+            meta.pop("managedFields", None)
         if "status" in res.subresources:
             if "status" in old:
                 new["status"] = copy.deepcopy(old["status"])

@@ -30,6 +30,8 @@ log = logging.getLogger("apiserver.watch")
 DEFAULT_TIMEOUT = 1800  # Kubernetes' --min-request-timeout; spread by up to 2x like it does
 MAX_BATCH = 256  # events written per socket write when a watcher has a backlog
 LIVENESS_CHECK = 2.0  # seconds between checks that an idle watcher's client is still connected
+# Request key: a StreamResponse subclass that re-encodes events (server-side Tables for `kubectl get -w`).
+WATCH_RESPONSE = "pkube.watch_response"
 
 
 def is_watch(query: Any) -> bool:
@@ -46,7 +48,8 @@ def _bookmark(res: Resource, revision: int) -> bytes:
 
 
 async def _start(request: web.Request) -> web.StreamResponse:
-    resp = web.StreamResponse(headers={"Content-Type": "application/json", "Cache-Control": "no-cache"})
+    response_class = request.get(WATCH_RESPONSE, web.StreamResponse)
+    resp = response_class(headers={"Content-Type": "application/json", "Cache-Control": "no-cache"})
     resp.enable_chunked_encoding()
     await resp.prepare(request)
     return resp

@@ -7,8 +7,8 @@ no packet is sent to their addresses). Measures:
 - full sync: rules generation and the `nft -f` transaction for the whole table (in-process Proxier), first
   apply into an empty table and a rewrite of an existing one;
 - endpoint change -> rules live: a `pkube proxy` process runs; we update one Endpoints object through the
-  API and poll the kernel until the new endpoint's chain exists (includes the watch delivery and the
-  proxy's 50 ms batching window); plus the proxy's own programming-latency histogram;
+  API and time until `nft monitor` reports the rule with the new endpoint committed (includes the watch
+  delivery and the proxy's 50 ms batching window); plus the proxy's own programming-latency histogram;
 - DNS: a `pkube dns` process on loopback; queries/s and latency for random Service names (UDP, one
   asyncio client with a bounded number of queries in flight; the client shares the 2 cores).
 """
@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import queue
 import random
 import re
 import shutil
@@ -25,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -33,16 +35,15 @@ from typing import Any
 from dnslib import DNSRecord
 
 from pklib.client import Client
-from pklib.resources import lookup
+from proxy.main import resource
 from proxy import nft
 from proxy.proxier import Proxier
 from tests.conftest import ROOT, _stop, start_apiserver, start_etcd
 from tests.util import free_port, unique
 
-SERVICES = lookup("services")
-ENDPOINTS = lookup("endpoints")
-NAMESPACES = lookup("namespaces")
-assert SERVICES and ENDPOINTS and NAMESPACES
+SERVICES = resource("services")
+ENDPOINTS = resource("endpoints")
+NAMESPACES = resource("namespaces")
 
 
 def pct(values: list[float], p: float) -> float:
@@ -104,8 +105,44 @@ def full_sync(services: list[dict[str, Any]], endpoints: dict[str, dict[str, Any
         nft.delete_table(table)
 
 
-def chain_exists(table: str, chain: str) -> bool:
-    return subprocess.run(["nft", "list", "chain", "ip", table, chain], capture_output=True).returncode == 0
+class RuleMonitor:
+    """`nft monitor rules`: timestamps each committed rule as the kernel announces it (no polling)."""
+
+    def __init__(self, table: str):
+        self.table = table
+        self.proc = subprocess.Popen(["nft", "monitor", "rules"], stdout=subprocess.PIPE, text=True)
+        self.lines: "queue.Queue[tuple[float, str]]" = queue.Queue()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+        # The monitor subscribes asynchronously: commit a probe rule and wait for it, so no change is missed.
+        probe = unique("pkube-probe")
+        nft.apply_script(f"table ip {probe} {{\n  chain c {{\n    counter\n  }}\n}}\n")
+        try:
+            for _ in range(100):
+                if self.wait_for("counter", timeout=0.1, table=probe) is not None:
+                    break
+                nft.apply_script(f"add rule ip {probe} c counter\n")
+        finally:
+            nft.delete_table(probe)
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put((time.perf_counter(), line))
+
+    def wait_for(self, needle: str, timeout: float = 30, table: str | None = None) -> float | None:
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            try:
+                when, line = self.lines.get(timeout=max(0.0, deadline - time.perf_counter()))
+            except queue.Empty:
+                return None
+            if line.startswith("add rule") and f" {table or self.table} " in line and needle in line:
+                return when
+        return None
+
+    def close(self) -> None:
+        _stop(self.proc)  # type: ignore[arg-type]
 
 
 async def endpoint_changes(c: Client, ns: str, api_kubeconfig: str, tmp: str, services: int,
@@ -131,18 +168,20 @@ async def endpoint_changes(c: Client, ns: str, api_kubeconfig: str, tmp: str, se
             await asyncio.sleep(0.1)
         startup = time.monotonic() - started
         latencies = []
-        for n in range(changes):
-            i = random.randrange(services)
-            ep = await c.get(ENDPOINTS, f"s{i}", ns)
-            new_ip = f"10.99.{n // 250}.{n % 250 + 1}"
-            ep["subsets"][0]["addresses"][0] = {"ip": new_ip}
-            chain = f"ep-{ns}/s{i}/tcp/80__{new_ip}/8080"
-            t = time.perf_counter()
-            await c.update(ENDPOINTS, ep)
-            deadline = t + 30
-            while not chain_exists(table, chain) and time.perf_counter() < deadline:
-                pass  # the nft call itself paces this loop (a few ms each)
-            latencies.append(time.perf_counter() - t)
+        monitor = RuleMonitor(table)
+        try:
+            for n in range(changes):
+                i = random.randrange(services)
+                ep = await c.get(ENDPOINTS, f"s{i}", ns)
+                new_ip = f"10.99.{n // 250}.{n % 250 + 1}"
+                ep["subsets"][0]["addresses"][0] = {"ip": new_ip}
+                t = time.perf_counter()
+                await c.update(ENDPOINTS, ep)
+                live = await asyncio.to_thread(monitor.wait_for, f"{new_ip} . 8080")
+                if live is not None:
+                    latencies.append(live - t)
+        finally:
+            monitor.close()
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
             metrics = r.read().decode()
         def metric(name: str) -> float:
@@ -152,7 +191,7 @@ async def endpoint_changes(c: Client, ns: str, api_kubeconfig: str, tmp: str, se
         total = metric("pkube_proxy_network_programming_duration_seconds_sum")
         syncs = metric("pkube_proxy_sync_proxy_rules_duration_seconds_count")
         sync_sum = metric("pkube_proxy_sync_proxy_rules_duration_seconds_sum")
-        return {"proxy_start_to_healthy_s": round(startup, 2), "changes": changes,
+        return {"proxy_start_to_healthy_s": round(startup, 2), "changes": changes, "observed": len(latencies),
                 "change_to_rules_live_ms_p50": pct(latencies, 50), "change_to_rules_live_ms_p99": pct(latencies, 99),
                 "change_to_rules_live_ms_max": round(max(latencies) * 1000, 2),
                 "proxy_reported_programming_ms_mean": round(total / count * 1000, 2) if count else None,

@@ -14,7 +14,7 @@ from pklib.quantity import QuantityError, parse_quantity
 
 from kubelet.agent import PodWorkerConfig, PodWorkers
 from kubelet.images.store import ImageStore
-from kubelet.node import NodeAgent, NodeConfig, runtime_version
+from kubelet.node import NodeAgent, NodeConfig, host_ip, runtime_version
 from kubelet.runtime.runc import RuncRuntime, RuntimeConfig
 from kubelet.volumes import VolumeManager
 
@@ -80,7 +80,8 @@ async def run_real(client: Client, config: argparse.Namespace, ready: asyncio.Ev
     name = config.node_name or socket.gethostname().lower()
     node = NodeAgent(client, NodeConfig(
         name=name, root_dir=root, max_pods=config.max_pods, reserved_cpu=config.system_reserved_cpu,
-        reserved_memory=config.system_reserved_memory, node_ip=config.node_ip, labels=_labels(config.node_labels),
+        reserved_memory=config.system_reserved_memory,
+        node_ip=config.node_ip or await asyncio.to_thread(host_ip), labels=_labels(config.node_labels),
         lease_duration=config.node_lease_duration_seconds, renew_interval=config.node_lease_renew_interval,
         status_interval=config.node_status_update_frequency), await asyncio.to_thread(runtime_version))
     await node.register()

@@ -143,7 +143,7 @@ class NodeAgent:
         self.client = client
         self.cfg = cfg
         self.runtime_version = runtime_version
-        self.ip = cfg.node_ip or host_ip()
+        self.ip = cfg.node_ip  # resolved by the caller (host_ip() must run outside the event loop)
         self.node: dict[str, Any] = {}
         self._lease: dict[str, Any] | None = None
 

@@ -27,6 +27,7 @@ KINDS = ("startup", "liveness", "readiness")
 class _Worker:
     container_id: str
     name: str
+    pod_ip: str
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     started: bool = True
     ready: bool = True
@@ -92,7 +93,7 @@ class ProbeManager:
                 self._stop((u, name))
         for name, (cid, spec) in wanted.items():
             if (uid, name) not in self._workers:
-                self._start(pod, key, cid, spec)
+                self._start(pod, key, cid, spec, rt.ip)
 
     def remove_pod(self, uid: str) -> None:
         for key in [k for k in self._workers if k[0] == uid]:
@@ -103,8 +104,8 @@ class ProbeManager:
         for t in w.tasks:
             t.cancel()
 
-    def _start(self, pod: dict[str, Any], key: str, cid: str, spec: dict[str, Any]) -> None:
-        w = _Worker(cid, spec["name"])
+    def _start(self, pod: dict[str, Any], key: str, cid: str, spec: dict[str, Any], pod_ip: str) -> None:
+        w = _Worker(cid, spec["name"], pod_ip)
         w.started = not spec.get("startupProbe")
         w.ready = not spec.get("readinessProbe")
         started = asyncio.Event()
@@ -127,7 +128,7 @@ class ProbeManager:
         await asyncio.sleep(probe.get("initialDelaySeconds", 0))
         successes = failures = 0
         while True:
-            ok, message = await self.check(pod, spec, w.container_id, probe)
+            ok, message = await self.check(spec, w.container_id, w.pod_ip, probe)
             successes, failures = (successes + 1, 0) if ok else (0, failures + 1)
             if kind == "startup":
                 if successes >= 1:
@@ -159,10 +160,8 @@ class ProbeManager:
         self.on_failure(pod, w.name, f"{kind} probe failed: {message}")
         self.on_change(key)
 
-    async def check(self, pod: dict[str, Any], spec: dict[str, Any], cid: str, probe: dict[str, Any]
-                    ) -> tuple[bool, str]:
+    async def check(self, spec: dict[str, Any], cid: str, pod_ip: str, probe: dict[str, Any]) -> tuple[bool, str]:
         timeout = max(1, probe.get("timeoutSeconds", 1))
-        pod_ip = (pod.get("status") or {}).get("podIP", "")
         try:
             if "exec" in probe:
                 cmd = (probe["exec"] or {}).get("command") or []

@@ -143,7 +143,7 @@ def _condition(old: dict[str, Any], type_: str, ok: bool, reason: str = "") -> d
     prev = next((c for c in old.get("conditions") or [] if c.get("type") == type_), None)
     since = prev["lastTransitionTime"] if prev and prev.get("status") == status and prev.get(
         "lastTransitionTime") else now_rfc3339()
-    cond: dict[str, Any] = {"type": type_, "status": status, "lastProbeTime": None, "lastTransitionTime": since}
+    cond: dict[str, Any] = {"type": type_, "status": status, "lastTransitionTime": since}
     if reason and not ok:
         cond["reason"] = reason
     return cond

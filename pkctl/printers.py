@@ -1,7 +1,7 @@
 """Output formats of `pkctl get` and friends: aligned tables, yaml, json and name.
 
 Everything here is pure (objects in, text out) so that it is unit-tested with
-plain dicts. The per-kind table columns live in pkctl/columns.py.
+plain dicts. The per-kind table columns live in pklib/columns.py.
 """
 from __future__ import annotations
 
@@ -13,58 +13,8 @@ from typing import Any, Iterable, Sequence
 
 import yaml
 
+from pklib.columns import NONE, human_duration, parse_time, since  # noqa: F401  (re-exported)
 from pklib.resources import Resource
-
-NONE = "<none>"
-
-
-def parse_time(value: str | None) -> datetime | None:
-    """An RFC 3339 timestamp as the API writes it (`2026-11-22T02:37:34Z`, maybe with fractions)."""
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def human_duration(seconds: float) -> str:
-    """kubectl's duration.HumanDuration: precise when recent, coarse when old (`5s`, `3m2s`, `4h`, `2d`)."""
-    s = int(seconds)
-    # Clocks of different machines disagree a little; a second in the future still reads as "now".
-    if s < -1:
-        return "<invalid>"
-    if s < 0:
-        return "0s"
-    if s < 120:
-        return f"{s}s"
-    minutes = s // 60
-    if minutes < 10:
-        return f"{minutes}m{s % 60}s" if s % 60 else f"{minutes}m"
-    if minutes < 180:
-        return f"{minutes}m"
-    hours = minutes // 60
-    if hours < 8:
-        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
-    if hours < 48:
-        return f"{hours}h"
-    days = hours // 24
-    if hours < 24 * 8:
-        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
-    if hours < 24 * 365 * 2:
-        return f"{days}d"
-    years = days // 365
-    if hours < 24 * 365 * 8:
-        return f"{years}y{days % 365}d" if days % 365 else f"{years}y"
-    return f"{years}y"
-
-
-def since(timestamp: str | None, now: datetime) -> str:
-    """Age of a timestamp as kubectl prints it; `<unknown>` when there is none."""
-    t = parse_time(timestamp)
-    if t is None:
-        return "<unknown>"
-    return human_duration((now - t).total_seconds())
 
 
 def utcnow() -> datetime:

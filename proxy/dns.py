@@ -78,7 +78,7 @@ def build_zone(services: Iterable[Obj], endpoints: Mapping[str, Obj], domain: st
             if spec.get("externalName"):
                 zone.cname[base] = spec["externalName"].rstrip(".") + "."
             continue
-        cluster_ip = spec.get("clusterIP")
+        cluster_ip = str(spec.get("clusterIP") or "")
         headless = cluster_ip == "None"
         if not headless:
             if not _is_ipv4(cluster_ip):

@@ -30,17 +30,15 @@ from pklib.client import Client
 from pklib.errors import ConnectionFailed
 from pklib.informer import Handler, InformerFactory, key_of
 from pklib.kubeconfig import KubeconfigError
-from pklib.resources import lookup
 
 from . import dns
-from .main import duration
+from .main import duration, resource
 from .netlocal import LocalAddressError, LocalAddresses
 
 log = logging.getLogger("dns")
 
-SERVICES = lookup("services")
-ENDPOINTS = lookup("endpoints")
-assert SERVICES and ENDPOINTS
+SERVICES = resource("services")
+ENDPOINTS = resource("endpoints")
 UDP_LIMIT = 512  # without EDNS0, a UDP answer must fit in 512 bytes
 CACHE_ENTRIES = 50_000
 

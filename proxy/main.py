@@ -4,7 +4,8 @@
                 [--metrics-bind-address 127.0.0.1:10249] [--cleanup]
 
 Informers keep Services and Endpoints in memory; every change marks the ruleset dirty, and the sync loop
-turns everything that changed within --min-sync-period (default 50 ms) into one `nft -f` transaction.
+syncs at most once per --min-sync-period (default 50 ms): a lone change goes out at once, a burst of
+changes becomes one `nft -f` transaction.
 At start and every --sync-period the table is reconciled against the kernel. The rules stay in place
 when the proxy stops (connections keep working across restarts, as with kube-proxy); `--cleanup`
 deletes the table and exits.
@@ -32,22 +33,31 @@ from pklib.client import Client
 from pklib.errors import ApiError, ConnectionFailed, is_conflict, is_not_found
 from pklib.informer import Handler, InformerFactory, Obj, key_of
 from pklib.kubeconfig import KubeconfigError
-from pklib.resources import lookup
+from pklib.resources import Resource, lookup
 
 from . import nft, rules
 from .proxier import Metrics, Proxier, enable_route_localnet
 
 log = logging.getLogger("proxy")
 
-SERVICES = lookup("services")
-ENDPOINTS = lookup("endpoints")
-NODES = lookup("nodes")
-assert SERVICES and ENDPOINTS and NODES
 TRIGGER_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
 
 
 class ConfigError(Exception):
     pass
+
+
+def resource(name: str) -> Resource:
+    """A row of the kind table that must exist (raises at import time otherwise)."""
+    res = lookup(name)
+    if res is None:
+        raise LookupError(f"no resource {name!r} in pklib.resources")
+    return res
+
+
+SERVICES = resource("services")
+ENDPOINTS = resource("endpoints")
+NODES = resource("nodes")
 
 
 def duration(text: str) -> float:
@@ -93,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table", type=table_name, default="pkube-proxy", help="nftables table (ip family) to own")
     p.add_argument("--sync-period", type=duration, default=30.0, help="full reconcile interval, e.g. 30s")
     p.add_argument("--min-sync-period", type=duration, default=0.05,
-                   help="changes within this interval are applied in one transaction")
+                   help="at most one sync per this interval; changes within it share one transaction")
     p.add_argument("--metrics-bind-address", type=host_port, default=("127.0.0.1", 10249),
                    help="HOST:PORT of /metrics and /healthz (port 0: not served)")
     p.add_argument("--cleanup", action="store_true", help="delete the nftables table and exit")
@@ -156,7 +166,9 @@ class ProxyServer:
         self.endpoints.add_handler(Handler(self._ep_changed, lambda o, n: self._ep_changed(n), self._ep_changed))
 
     def _mark(self, key: str, when: float) -> None:
-        self._pending.setdefault(key, when)
+        # Objects of the initial list are not "changes": like kube-proxy, only measure after the first sync.
+        if self.proxier.last_sync:
+            self._pending.setdefault(key, when)
         self._dirty.set()
 
     def _svc_changed(self, svc: Obj) -> None:
@@ -194,6 +206,7 @@ class ProxyServer:
         while True:
             full = loop.time() >= next_full
             self._dirty.clear()
+            last_start = loop.time()
             try:
                 # nft and rule generation are blocking; keep the informers' event loop free meanwhile.
                 await asyncio.to_thread(self._sync, full)
@@ -212,8 +225,9 @@ class ProxyServer:
                 await asyncio.wait_for(self._dirty.wait(), max(0.0, next_full - loop.time()))
             except asyncio.TimeoutError:
                 continue
-            # Batch: whatever else changes in the next moment goes into the same transaction.
-            await asyncio.sleep(self.config.min_sync_period)
+            # At most one sync per --min-sync-period: a change after a quiet spell is applied at once, the
+            # changes of a burst are gathered into the next transaction (kube-proxy's bounded-frequency runner).
+            await asyncio.sleep(max(0.0, last_start + self.config.min_sync_period - loop.time()))
 
     async def loadbalancer_loop(self) -> None:
         """Give LoadBalancer Services this node's address, through the status subresource, when it differs."""

@@ -139,7 +139,7 @@ def service_ports(services: Iterable[Obj], endpoints: Mapping[str, Obj]) -> list
     for svc in services:
         meta, spec = svc.get("metadata") or {}, svc.get("spec") or {}
         ns, name = meta.get("namespace", ""), meta.get("name", "")
-        cluster_ip = spec.get("clusterIP")
+        cluster_ip = str(spec.get("clusterIP") or "")
         svc_type = spec.get("type", "ClusterIP")
         if svc_type == "ExternalName" or not _is_ipv4(cluster_ip):
             continue  # headless (None), ExternalName, or not allocated yet: DNS only

@@ -15,13 +15,12 @@ import pytest
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 
 from pklib.client import Client
-from pklib.resources import lookup
+from proxy.main import resource
 from tests.conftest import ROOT, ApiServer, _stop
 from tests.util import free_port, unique, wait_for, wait_for_sync
 
-SERVICES = lookup("services")
-ENDPOINTS = lookup("endpoints")
-assert SERVICES and ENDPOINTS
+SERVICES = resource("services")
+ENDPOINTS = resource("endpoints")
 
 
 def query(port: int, name: str, qtype: str = "A", tcp: bool = False, host: str = "127.0.0.1",
@@ -66,7 +65,7 @@ class FakeUpstream:
 
 
 class DnsProcess:
-    def __init__(self, api: ApiServer, tmp: str, listen: list[str], upstream: list[str], extra: list[str] = ()):
+    def __init__(self, api: ApiServer, tmp: str, listen: list[str], upstream: list[str], extra: tuple[str, ...] = ()):
         self.log = os.path.join(tmp, f"{unique('dns')}.log")
         args = [sys.executable, "-m", "launcher", "dns", "--kubeconfig", api.kubeconfig, "--forward-timeout", "1s"]
         for item in listen:

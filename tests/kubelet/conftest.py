@@ -97,14 +97,23 @@ async def _wait_node(node: Node) -> None:
         await wait_for(ready, 60, 0.1, message=f"node {node.name} Ready with a podCIDR")
 
 
+async def clean_namespace(c: Client, ns: str) -> None:
+    """Workloads first (else their controllers recreate the pods), then the pods, force-deleted."""
+    for plural in ("deployments", "replicasets", "statefulsets", "daemonsets", "pods"):
+        res = lookup(plural)
+        assert res is not None
+        for obj in (await c.list(res, ns)).get("items") or []:
+            try:
+                await c.delete(res, obj["metadata"]["name"], ns, grace_period_seconds=0 if plural == "pods" else None,
+                               propagation_policy="Orphan" if plural != "pods" else None)
+            except ApiError:
+                pass
+
+
 async def _delete_all_pods(node: Node) -> None:
     async with node.client() as c:
         for ns in (await c.list(NAMESPACES)).get("items") or []:
-            for pod in (await c.list(PODS, ns["metadata"]["name"])).get("items") or []:
-                try:
-                    await c.delete(PODS, pod["metadata"]["name"], ns["metadata"]["name"], grace_period_seconds=0)
-                except ApiError:
-                    pass
+            await clean_namespace(c, ns["metadata"]["name"])
 
 
 @pytest.fixture(scope="session")
@@ -163,11 +172,7 @@ async def ns(kc: Client) -> AsyncIterator[str]:
     name = unique("ns")
     await kc.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     yield name
-    for pod in (await kc.list(PODS, name)).get("items") or []:
-        try:
-            await kc.delete(PODS, pod["metadata"]["name"], name, grace_period_seconds=0)
-        except ApiError:
-            pass
+    await clean_namespace(kc, name)
 
 
 def pod(name: str, *containers: dict[str, Any], **spec: Any) -> dict[str, Any]:

@@ -21,7 +21,9 @@ from typing import AsyncIterator, Iterator
 
 import pytest
 
+from pklib.client import Client
 from proxy import nft
+from proxy.main import resource
 from tests.conftest import ROOT, ApiServer, Etcd, start_apiserver, _stop
 from tests.util import free_port, unique, wait_for_sync
 
@@ -46,6 +48,7 @@ class PodNet:
     prefix: str
     tmp: str
     pods: list[Pod] = field(default_factory=list)
+    extra: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def add_pod(self, name: str, port: int = 8080) -> Pod:
         index = len(self.pods) + 2
@@ -55,6 +58,8 @@ class PodNet:
         sh("ip", "netns", "add", ns)
         sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
         sh("ip", "link", "set", veth, "master", self.bridge, "up")
+        # As the kubelet does: a pod's traffic may come back out of its own bridge port (hairpin via a Service).
+        sh("ip", "link", "set", veth, "type", "bridge_slave", "hairpin", "on")
         sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0")
         sh("ip", "-n", ns, "link", "set", "eth0", "up")
         sh("ip", "-n", ns, "link", "set", "lo", "up")
@@ -69,6 +74,14 @@ class PodNet:
         wait_for_sync(lambda: fetch(f"http://{ip}:{port}/") == name, message=f"httpd in {ns}")
         return pod
 
+    def udp_echo(self, pod: Pod, port: int) -> subprocess.Popen[bytes]:
+        """A UDP server in the pod that answers every datagram with the pod's name (stopped by close())."""
+        code = ("import socket, sys; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('', int(sys.argv[1])))\n"
+                "while True:\n    d, a = s.recvfrom(2048); s.sendto(sys.argv[2].encode(), a)")
+        proc = subprocess.Popen(["ip", "netns", "exec", pod.netns, sys.executable, "-c", code, str(port), pod.name])
+        self.extra.append(proc)
+        return proc
+
     def fetch_from(self, pod: Pod, url: str) -> str | None:
         """GET `url` from inside the pod's network namespace (busybox-static's wget crashes here; Python
         does the same job)."""
@@ -78,6 +91,8 @@ class PodNet:
         return out.stdout if out.returncode == 0 else None
 
     def close(self) -> None:
+        for proc in self.extra:
+            _stop(proc)  # type: ignore[arg-type]
         for pod in self.pods:
             _stop(pod.httpd)  # type: ignore[arg-type]
             subprocess.run(["ip", "netns", "del", pod.netns], capture_output=True)
@@ -149,18 +164,16 @@ def proxy_apiserver(session_tmp: str, etcd: Etcd) -> Iterator[ApiServer]:
 
 
 @pytest.fixture
-async def pclient(proxy_apiserver: ApiServer) -> AsyncIterator["Client"]:  # noqa: F821
-    from pklib.client import Client
+async def pclient(proxy_apiserver: ApiServer) -> AsyncIterator[Client]:
     c = Client(proxy_apiserver.url, proxy_apiserver.token)
     yield c
     await c.close()
 
 
 @pytest.fixture
-async def pns(pclient: "Client") -> str:  # noqa: F821
-    from pklib.resources import lookup
+async def pns(pclient: Client) -> str:
     name = unique("ns")
-    await pclient.create(lookup("namespaces"), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    await pclient.create(resource("namespaces"), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     return name
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import re
+import socket
 import subprocess
 import sys
 from typing import Any
@@ -14,15 +15,14 @@ from typing import Any
 import pytest
 
 from pklib.client import Client
-from pklib.resources import lookup
+from proxy.main import resource
 from tests.proxy.conftest import ProxyProcess, PodNet, connect_error, fetch
 from tests.util import unique, wait_for, wait_for_sync
 
 pytestmark = pytest.mark.root
 
-SERVICES = lookup("services")
-ENDPOINTS = lookup("endpoints")
-assert SERVICES and ENDPOINTS
+SERVICES = resource("services")
+ENDPOINTS = resource("endpoints")
 
 
 async def make_service(c: Client, ns: str, name: str, **spec: Any) -> dict[str, Any]:
@@ -117,6 +117,39 @@ async def test_pods_reach_services_and_themselves_through_them(pclient: Client, 
     assert testnet.fetch_from(b, f"http://{ip}/") == "pod-a"
     # Hairpin: without masquerading, pod-a would answer itself directly and the connection would hang.
     assert testnet.fetch_from(a, f"http://{ip}/") == "pod-a"
+
+
+def udp_ask(sock: socket.socket, host: str, port: int, tries: int = 20) -> str | None:
+    """Send from one fixed client socket (the same conntrack entry every time) until an answer comes."""
+    for _ in range(tries):
+        sock.sendto(b"?", (host, port))
+        try:
+            return sock.recv(2048).decode()
+        except (TimeoutError, ConnectionRefusedError):
+            continue
+    return None
+
+
+async def test_udp_flows_move_when_their_endpoint_goes_away(pclient: Client, pns: str, testnet: PodNet,
+                                                            proxy: ProxyProcess) -> None:
+    a, b = testnet.add_pod("udp-a"), testnet.add_pod("udp-b")
+    testnet.udp_echo(a, 5353)
+    testnet.udp_echo(b, 5353)
+    svc = await make_service(pclient, pns, "udp", ports=[{"port": 53, "protocol": "UDP", "targetPort": 5353}])
+    ip = svc["spec"]["clusterIP"]
+    udp = {"port": 5353, "protocol": "UDP"}
+    await pclient.create(ENDPOINTS, endpoints_body(pns, "udp", [{"addresses": [{"ip": a.ip}], "ports": [udp]}]))
+    wait_rules(proxy, f"{ip} . udp . 53", f"{a.ip} . 5353")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(0.5)
+        assert udp_ask(client, ip, 53) == "udp-a"
+        ep = await pclient.get(ENDPOINTS, "udp", pns)
+        ep["subsets"] = [{"addresses": [{"ip": b.ip}], "ports": [udp]}]
+        await pclient.update(ENDPOINTS, ep)
+        wait_rules(proxy, f"{a.ip} . 5353", absent=True)
+        # udp-a still answers, so only a deleted conntrack entry sends the same flow to udp-b.
+        assert wait_for_sync(lambda: udp_ask(client, ip, 53, tries=2) == "udp-b", timeout=5,
+                             message="flow moved to udp-b")
 
 
 async def test_session_affinity_keeps_a_client_on_one_endpoint(pclient: Client, pns: str, testnet: PodNet,

@@ -7,7 +7,7 @@ from dnslib import QTYPE, RCODE, DNSRecord
 
 from proxy import dns
 
-SERVICES = [
+SERVICES: list[dict[str, Any]] = [
     {"metadata": {"namespace": "prod", "name": "web"},
      "spec": {"clusterIP": "10.96.0.20", "ports": [{"name": "http", "port": 80, "protocol": "TCP"},
                                                    {"port": 81, "protocol": "TCP"}]}},

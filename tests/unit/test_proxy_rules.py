@@ -96,7 +96,7 @@ def test_nodeport_on_every_local_address_and_masqueraded_with_policy_cluster() -
 
 
 def test_policy_local_uses_only_this_nodes_endpoints_and_drops_without_them() -> None:
-    spec = {"type": "NodePort", "externalTrafficPolicy": "Local",
+    spec: dict[str, Any] = {"type": "NodePort", "externalTrafficPolicy": "Local",
             "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080}]}
     endpoints = {"ns/web": {"subsets": [{"addresses": [{"ip": "10.1.0.2", "nodeName": "n1"},
                                                        {"ip": "10.1.0.3", "nodeName": "n2"}],
