@@ -8,7 +8,7 @@ from aiohttp import web
 
 from pklib import resources
 
-from . import aggregated_discovery, auth, bodies, discovery, openapi
+from . import aggregated_discovery, auth, bodies, discovery, fieldvalidation, openapi, proxy_pods
 from .handlers import Api
 from .handlers_objects import Objects
 from .metrics import Metrics
@@ -65,6 +65,7 @@ def build_app(config: Config, storage: Storage) -> web.Application:
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_routes(discovery_routes())
     app.router.add_routes(openapi.routes())
+    app.router.add_routes(proxy_pods.routes(storage))  # pods/log, pods/exec: before the generic routes
     app.router.add_routes(api.routes())
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -77,6 +78,7 @@ def build_app(config: Config, storage: Storage) -> web.Application:
         cache.close_watchers()
 
     app.cleanup_ctx.append(lifecycle)
+    app.on_response_prepare.append(fieldvalidation.add_warning_headers)
     # on_shutdown runs before aiohttp waits for open requests: end the watches so shutdown is not held up.
     app.on_shutdown.append(end_watches)
     return app

@@ -7,6 +7,7 @@ import orjson
 import yaml
 from aiohttp import web
 
+from . import protobuf
 from .status import StatusError, bad_request
 
 MAX_BODY = 3 * 1024 * 1024  # Kubernetes' request size limit
@@ -57,6 +58,8 @@ def _parse(raw: bytes, content_type: str) -> Any:
 async def read_object(request: web.Request, *, optional: bool = False) -> dict[str, Any] | None:
     """The request body as an object dict (JSON or YAML). Empty body → None if optional, else 400."""
     content_type = request.content_type if request.headers.get("Content-Type") else ""
+    if content_type == protobuf.CONTENT_TYPE:  # kubectl's typed commands (create namespace, ...)
+        return protobuf.decode_object(await read_raw(request))
     if content_type not in JSON_TYPES and content_type not in YAML_TYPES:
         raise unsupported(content_type, ["application/json", "application/yaml"])
     raw = await read_raw(request)

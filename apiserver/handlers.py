@@ -9,7 +9,7 @@ from aiohttp import web
 from pklib import resources
 from pklib.resources import Resource
 
-from . import bodies, deletion, handlers_sub, serverside_apply, tables
+from . import bodies, deletion, fieldvalidation, handlers_sub, serverside_apply, tables
 from .handlers_list import list_objects, parse_filters
 from .handlers_objects import Objects, apply_patch, collection_prefix
 from .metrics import RESOURCE, VERB, Metrics
@@ -147,12 +147,15 @@ class Api:
         request[VERB] = "POST"
         body = await bodies.read_object(request)
         assert body is not None
+        fieldvalidation.check(request, t.res, body)
         return json_response(await self.objects.create(t.res, t.namespace, body, dry_run=dry_run(request)), 201)
 
     async def update(self, request: web.Request, t: Target) -> web.StreamResponse:
         request[VERB] = "PUT"
         body = await bodies.read_object(request)
         assert body is not None and t.name is not None
+        if t.subresource is None:
+            fieldvalidation.check(request, t.res, body)
         return json_response(await self.objects.update(t.res, t.namespace, t.name, body, t.subresource,
                                                        dry_run=dry_run(request)))
 
@@ -162,6 +165,8 @@ class Api:
         if serverside_apply.is_apply(request) and t.subresource is None:
             return await serverside_apply.apply(self.objects, request, t.res, t.namespace, t.name, dry_run(request))
         kind, patch = await bodies.read_patch(request)
+        if t.subresource is None and kind != "json":
+            fieldvalidation.check(request, t.res, patch)
         return json_response(await self.objects.patch(t.res, t.namespace, t.name, kind, patch, t.subresource,
                                                       dry_run=dry_run(request)))
 

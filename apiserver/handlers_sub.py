@@ -1,7 +1,6 @@
 """Subresources beyond status: scale (autoscaling/v1 Scale) and pods/binding."""
 from __future__ import annotations
 
-import copy
 from typing import Any, Callable
 
 from pklib.objects import now_rfc3339
@@ -9,7 +8,7 @@ from pklib.resources import Resource
 from pklib.selectors import SelectorError, selector_from_match
 
 from .bodies import member
-from .handlers_objects import Objects
+from .handlers_objects import Objects, clone_stored
 from .status import StatusError, bad_request, conflict
 from .storage.interface import Entry
 from .watchcache import with_rv
@@ -47,12 +46,12 @@ async def update_scale(objects: Objects, res: Resource, namespace: str | None, n
                        scale_of: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
     """`scale_of(current_scale) -> wanted Scale`; writes spec.replicas, retrying on conflicts."""
     def mutate(entry: Entry) -> dict[str, Any]:
-        current = with_rv(copy.deepcopy(entry.value), entry.mod_revision)
-        wanted = scale_of(to_scale(current))
+        current = with_rv(dict(entry.value, metadata=dict(entry.value.get("metadata") or {})), entry.mod_revision)
+        wanted = scale_of(to_scale(current))  # to_scale only reads
         wanted_rv = str(member(wanted, "metadata").get("resourceVersion") or "")
         if wanted_rv and wanted_rv != str(entry.mod_revision):
             raise conflict(res.plural, name, res.group)
-        new = copy.deepcopy(entry.value)
+        new = clone_stored(entry.value)
         new.setdefault("spec", {})["replicas"] = _replicas_from(wanted)
         return new
 
@@ -74,7 +73,7 @@ async def bind(objects: Objects, res: Resource, namespace: str | None, name: str
         raise bad_request(f"a pod can only be bound to a Node, not to a {target.get('kind')}")
 
     def mutate(entry: Entry) -> dict[str, Any]:
-        pod = copy.deepcopy(entry.value)
+        pod = clone_stored(entry.value)
         meta, spec = pod.get("metadata") or {}, pod.setdefault("spec", {})
         if uid and uid != meta.get("uid"):
             raise conflict("pods", name, "", f"Precondition failed: UID in precondition: {uid}, "

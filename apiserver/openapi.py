@@ -268,4 +268,25 @@ def routes() -> list[web.RouteDef]:
                    "Etag": f'"{_hash(data)}"'}
         return web.Response(body=data, content_type="application/json", headers=headers)
 
-    return [web.get("/openapi/v3", root), web.get("/openapi/v3/{gv:.+}", group_version)]
+    async def v2(_: web.Request) -> web.Response:
+        return web.Response(body=_v2_document(), content_type=OPENAPI_V2_PROTOBUF)
+
+    return [web.get("/openapi/v3", root), web.get("/openapi/v3/{gv:.+}", group_version),
+            web.get("/openapi/v2", v2)]
+
+
+OPENAPI_V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+
+
+def _pb_string(number: int, text: str) -> bytes:
+    data = text.encode()
+    return bytes([number << 3 | 2, len(data)]) + data
+
+
+def _v2_document() -> bytes:
+    """A minimal OpenAPI v2 document (gnostic protobuf, the only form kubectl reads) without definitions.
+
+    kubectl falls back to v2 only where v3 cannot answer (e.g. validating a `kind: List` file); with
+    no definitions it leaves the checking to the server, which validates every object anyway."""
+    info = _pb_string(1, "pkube") + _pb_string(2, "v1.32.0")  # Info: title = 1, version = 2
+    return _pb_string(1, "2.0") + bytes([2 << 3 | 2, len(info)]) + info

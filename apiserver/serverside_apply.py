@@ -23,7 +23,7 @@ from pklib import patch as patching
 from pklib.objects import now_rfc3339
 from pklib.resources import Resource
 
-from . import fieldsets
+from . import fieldsets, fieldvalidation
 from .bodies import read_raw
 from .handlers_objects import Objects, object_key
 from .status import StatusError, bad_request, json_response
@@ -127,6 +127,7 @@ async def apply(objects: Objects, request: web.Request, res: Resource, namespace
         raise bad_request("PATCH requests of type application/apply-patch+yaml require a fieldManager")
     force = _flag(request, "force")
     intent = await _read_intent(request, res, name)
+    fieldvalidation.check(request, res, intent)
     objects.check_identity(res, intent, namespace)
     for _ in range(2):  # a create that loses a race to another create becomes an update
         if await objects.storage.get(object_key(res, namespace, name)) is None:

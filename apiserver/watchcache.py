@@ -56,6 +56,13 @@ class Event:
     key: str
     obj: Cached
     prev: Cached | None  # the object before this event (selector transitions)
+    lines: dict[str, bytes] = field(default_factory=dict)  # encoded once, shared by every watcher
+
+    def line(self, type_: str) -> bytes:
+        encoded = self.lines.get(type_)
+        if encoded is None:
+            encoded = self.lines[type_] = event_line(type_, self.obj.raw)
+        return encoded
 
 
 # A watcher's filter: (object) -> bool.
@@ -79,12 +86,12 @@ class Watcher:
         now = self.matches(ev.obj.obj)
         before = ev.prev is not None and self.matches(ev.prev.obj)
         if ev.type == "DELETED":
-            line = event_line("DELETED", ev.obj.raw) if before or now else None
+            line = ev.line("DELETED") if before or now else None
         elif now:
-            line = event_line("MODIFIED" if before else "ADDED", ev.obj.raw)
+            line = ev.line("MODIFIED" if before else "ADDED")
         elif before:
             # The object left this watcher's selector: to the watcher it is gone.
-            line = event_line("DELETED", ev.obj.raw)
+            line = ev.line("DELETED")
         else:
             line = None
         if line is None:

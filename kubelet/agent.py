@@ -29,6 +29,7 @@ from kubelet.env import ConfigError, build_env, expand
 from kubelet.images.busybox import ensure_busybox
 from kubelet.images.errors import ImageError
 from kubelet.images.store import ImageStore
+from kubelet.network.podfiles import HOST_RESOLV_CONF, DNSConfig, HostAlias
 from kubelet.node import NodeAgent
 from kubelet.plan import (ATTEMPT_LABEL, INIT_LABEL, NAME_LABEL, POD_UID_LABEL, PodRuntime, RuntimeContainer,
                           compute_pod_actions, pod_finished)
@@ -59,8 +60,29 @@ class PodWorkerConfig:
     backoff_base: float = 10.0
     backoff_max: float = 300.0
     relist_period: float = 1.0
+    sync_frequency: float = 60.0      # every pod is synced at least this often (configMap/secret updates)
     workers: int = 16
     allocatable: dict[str, str] = field(default_factory=dict)
+    cluster_dns: list[str] = field(default_factory=list)
+    cluster_domain: str = "cluster.local"
+
+
+def host_dns() -> DNSConfig:
+    """The host's resolv.conf as a DNSConfig (dnsPolicy Default plus a pod's dnsConfig additions)."""
+    dns = DNSConfig()
+    try:
+        lines = HOST_RESOLV_CONF.read_text().splitlines()
+    except OSError:
+        return dns
+    for line in lines:
+        key, *values = line.split("#", 1)[0].split() or [""]
+        if key == "nameserver":
+            dns.nameservers += values[:1]
+        elif key == "search":
+            dns.searches = values
+        elif key == "options":
+            dns.options += values
+    return dns
 
 
 class PodWorkers:
@@ -80,6 +102,7 @@ class PodWorkers:
         self._waiting: dict[tuple[str, str], tuple[str, str]] = {}   # (uid, container) -> waiting reason/message
         self._pull_backoff: dict[tuple[str, str], tuple[float, float]] = {}  # -> (retry at, delay)
         self._snapshot: dict[str, tuple[Any, ...]] = {}              # uid -> what the relist saw last
+        self._refreshed: dict[str, float] = {}                       # uid -> when its API volumes were rewritten
         handler = Handler(lambda p: self.queue.add(key_of(p)), lambda o, n: self.queue.add(key_of(n)),
                           lambda p: self.queue.add(key_of(p)))
         self.pods.add_handler(handler)
@@ -138,6 +161,7 @@ class PodWorkers:
             rt = await self.runtime_state(uid)
             actions.backoff = compute_pod_actions(pod, rt, datetime.now(timezone.utc), delays).backoff
         self.probes.sync(pod, rt, str(key))
+        await self._refresh_volumes(pod, rt)
         if actions.backoff:
             self.queue.add_after(key, min(actions.backoff.values()) + 0.05)
         await self.write_status(pod, rt, actions.backoff)
@@ -153,8 +177,8 @@ class PodWorkers:
             if rt.sandbox_id:
                 await self.runtime.remove_sandbox(rt.sandbox_id)
             self.probes.remove_pod(uid)
-            rt = PodRuntime(sandbox_id=await self.runtime.run_sandbox(self._sandbox_config(pod)), sandbox_ready=True)
-            rt.ip = (await self.runtime.sandbox_status(rt.sandbox_id)).ip
+            sid = await self.runtime.run_sandbox(self._sandbox_config(pod))
+            rt = PodRuntime(sandbox_id=sid, sandbox_ready=True, ip=(await self.runtime.sandbox_status(sid)).ip)
         else:
             for cid, why in actions.kill.items():
                 if why != "not started":
@@ -162,11 +186,22 @@ class PodWorkers:
                 await self.runtime.stop_container(cid, self._grace(pod))
             for cid in actions.remove:
                 await self.runtime.remove_container(cid)
+        if not (actions.start_init or actions.start):
+            return
+        try:
+            # once per sync, before any container of it starts: containers starting together share the result
+            volumes = await self._setup_volumes(pod, rt.ip)
+        except ConfigError as e:
+            for name in ([actions.start_init] if actions.start_init else actions.start):
+                self._waiting[(uid, name)] = ("CreateContainerConfigError", str(e))
+            self.recorder.warning(pod, "FailedMount", f"Error: {e}")
+            self.queue.add_after(key_of(pod), CONFIG_RETRY)
+            return
         if actions.start_init:
-            await self.start_container(pod, rt, actions.start_init, init=True)
+            await self.start_container(pod, rt, volumes, actions.start_init, init=True)
         if actions.start:
             # app containers start together, as in Kubernetes
-            await asyncio.gather(*(self.start_container(pod, rt, n, init=False) for n in actions.start))
+            await asyncio.gather(*(self.start_container(pod, rt, volumes, n, init=False) for n in actions.start))
 
     def _grace(self, pod: dict[str, Any]) -> float:
         g = pod["metadata"].get("deletionGracePeriodSeconds")
@@ -192,11 +227,39 @@ class PodWorkers:
 
     def _sandbox_config(self, pod: dict[str, Any]) -> SandboxConfig:
         meta, spec = pod["metadata"], pod["spec"]
-        hostname = spec.get("hostname") or meta["name"]
-        return SandboxConfig(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"],
-                             hostname=hostname[:63].rstrip("-."), labels={POD_UID_LABEL: meta["uid"]})
+        hostname = (spec.get("hostname") or meta["name"])[:63].rstrip("-.")
+        fqdn = ""
+        if spec.get("subdomain"):
+            fqdn = f"{hostname}.{spec['subdomain']}.{meta['namespace']}.svc.{self.cfg.cluster_domain}"
+        aliases = [HostAlias(ip=a["ip"], hostnames=list(a.get("hostnames") or []))
+                   for a in spec.get("hostAliases") or []]
+        return SandboxConfig(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"], hostname=hostname,
+                             fqdn=fqdn, dns=self._dns(pod), host_aliases=aliases, labels={POD_UID_LABEL: meta["uid"]})
 
-    async def start_container(self, pod: dict[str, Any], rt: PodRuntime, name: str, init: bool) -> None:
+    def _dns(self, pod: dict[str, Any]) -> DNSConfig | None:
+        """resolv.conf per dnsPolicy (None: the host's). ClusterFirst without a cluster DNS falls back to the
+        host's, as Kubernetes does; dnsConfig entries are added to what the policy gives."""
+        spec, domain = pod["spec"], self.cfg.cluster_domain
+        policy = spec.get("dnsPolicy") or "ClusterFirst"
+        extra = spec.get("dnsConfig") or {}
+        if policy in ("ClusterFirst", "ClusterFirstWithHostNet") and self.cfg.cluster_dns:
+            ns = pod["metadata"]["namespace"]
+            dns = DNSConfig(list(self.cfg.cluster_dns), [f"{ns}.svc.{domain}", f"svc.{domain}", domain], ["ndots:5"])
+        elif policy == "None":
+            dns = DNSConfig()
+        elif not extra:
+            return None
+        else:
+            dns = host_dns()
+        dns.nameservers += [n for n in extra.get("nameservers") or [] if n not in dns.nameservers]
+        dns.searches += [s for s in extra.get("searches") or [] if s not in dns.searches]
+        for opt in extra.get("options") or []:
+            text = f"{opt['name']}:{opt['value']}" if opt.get("value") is not None else opt["name"]
+            dns.options = [o for o in dns.options if o.split(":")[0] != opt["name"]] + [text]
+        return dns
+
+    async def start_container(self, pod: dict[str, Any], rt: PodRuntime, volumes: dict[str, Path], name: str,
+                              init: bool) -> None:
         uid = pod["metadata"]["uid"]
         specs = pod["spec"].get("initContainers" if init else "containers") or []
         spec = next(s for s in specs if s["name"] == name)
@@ -204,7 +267,7 @@ class PodWorkers:
             return
         last = rt.latest(name, init)
         try:
-            config = await self.container_config(pod, spec, rt.ip)
+            config = await self.container_config(pod, spec, rt.ip, volumes)
         except (ConfigError, RuntimeError_) as e:
             self._waiting[(uid, name)] = ("CreateContainerConfigError", str(e))
             self.recorder.warning(pod, "Failed", f"Error: {e}")
@@ -228,6 +291,13 @@ class PodWorkers:
             return
         self._waiting.pop((uid, name), None)
         self.recorder.normal(pod, "Started", f"Started container {name}")
+        post_start = (spec.get("lifecycle") or {}).get("postStart")
+        if post_start:
+            # like Kubernetes: the hook runs right after the start; if it fails, the container is killed
+            ok, message = await self.probes.check(spec, cid, rt.ip, {**post_start, "timeoutSeconds": 30})
+            if not ok:
+                self.recorder.warning(pod, "FailedPostStartHook", f"PostStartHook failed: {message}")
+                await self.runtime.stop_container(cid, self._grace(pod))
         if last is not None:  # a restart: the next one waits twice as long
             delay = self._delays.get((uid, name), self.cfg.backoff_base)
             self._delays[(uid, name)] = min(delay * 2, self.cfg.backoff_max)
@@ -240,8 +310,7 @@ class PodWorkers:
                 return None
             raise
 
-    async def container_config(self, pod: dict[str, Any], spec: dict[str, Any], pod_ip: str) -> ContainerConfig:
-        """The runtime config of one container: env, $(VAR) expansion, volumes, resources, security."""
+    async def _setup_volumes(self, pod: dict[str, Any], pod_ip: str, refresh_only: bool = False) -> dict[str, Path]:
         ns = pod["metadata"]["namespace"]
 
         async def get(plural: str, name: str) -> dict[str, Any] | None:
@@ -249,20 +318,29 @@ class PodWorkers:
 
         async def get_cluster(plural: str, name: str) -> dict[str, Any] | None:
             return await self._get("", plural, name)
+        return await self.volumes.setup(pod, get, get_cluster, pod_ip, self.node.ip, self.cfg.allocatable,
+                                        refresh_only=refresh_only)
+
+    async def container_config(self, pod: dict[str, Any], spec: dict[str, Any], pod_ip: str,
+                               volumes: dict[str, Path]) -> ContainerConfig:
+        """The runtime config of one container: env, $(VAR) expansion, volume mounts, resources, security."""
+        ns = pod["metadata"]["namespace"]
+
+        async def get(plural: str, name: str) -> dict[str, Any] | None:
+            return await self._get(ns, plural, name)
 
         services: list[dict[str, Any]] = []
         if pod["spec"].get("enableServiceLinks", True):
             services = (await self.client.list(_res("services"), ns)).get("items") or []
         env = await build_env(pod, spec, get, services, pod_ip, self.node.ip, self.cfg.allocatable)
         env_map = dict(env)
-        volumes = await self.volumes.setup(pod, get, get_cluster, pod_ip, self.node.ip, self.cfg.allocatable)
         res = spec.get("resources") or {}
         limits, requests = res.get("limits") or {}, res.get("requests") or {}
+        cpu_request = requests.get("cpu", limits.get("cpu"))  # a limit alone is also the request
         try:
             resources = Resources(
                 cpu_limit_millis=to_millicores(limits["cpu"]) if "cpu" in limits else None,
-                cpu_request_millis=to_millicores(requests.get("cpu", limits.get("cpu")))
-                if "cpu" in requests or "cpu" in limits else None,
+                cpu_request_millis=to_millicores(cpu_request) if cpu_request is not None else None,
                 memory_limit_bytes=to_bytes(limits["memory"]) if "memory" in limits else None)
         except QuantityError as e:
             raise ConfigError(f"resources: {e}") from None
@@ -283,6 +361,23 @@ class PodWorkers:
             args=[expand(a, env_map) for a in args] if args else None,
             env=env, working_dir=spec.get("workingDir", ""), mounts=container_mounts(spec, volumes),
             resources=resources, security=security, tty=bool(spec.get("tty")))
+
+    async def _refresh_volumes(self, pod: dict[str, Any], rt: PodRuntime) -> None:
+        """Bring configMap/secret/downwardAPI contents of a running pod up to date, at most once a sync period."""
+        uid = pod["metadata"]["uid"]
+        loop = asyncio.get_running_loop()
+        if not rt.sandbox_ready or not rt.containers:
+            return
+        if uid not in self._refreshed:
+            self._refreshed[uid] = loop.time()  # the volumes were just written when the containers started
+            return
+        if loop.time() - self._refreshed[uid] < self.cfg.sync_frequency:
+            return
+        self._refreshed[uid] = loop.time()
+        try:
+            await self._setup_volumes(pod, rt.ip, refresh_only=True)
+        except ConfigError as e:
+            log.info("%s: volumes not refreshed: %s", key_of(pod), e)  # keep the last content, as Kubernetes does
 
     async def _ensure_image(self, pod: dict[str, Any], spec: dict[str, Any]) -> bool:
         """Pull per imagePullPolicy; False (with a waiting reason set) when the image is not there."""
@@ -373,26 +468,34 @@ class PodWorkers:
             for k in [k for k in table if k[0] == uid]:
                 del table[k]
         self._snapshot.pop(uid, None)
+        self._refreshed.pop(uid, None)
 
     async def relist_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_full = loop.time() + self.cfg.sync_frequency
         while True:
             try:
                 await self.relist()
             except (RuntimeError_, OSError) as e:
                 log.warning("relist failed: %s", e)
+            if loop.time() >= next_full:
+                next_full = loop.time() + self.cfg.sync_frequency
+                for key in self.pods.store.keys():
+                    self.queue.add(key)
             await asyncio.sleep(self.cfg.relist_period)
 
     async def relist(self) -> None:
         """Requeue pods whose containers changed state; remove what belongs to pods that are gone."""
         by_uid = {p["metadata"]["uid"]: p for p in self.pods.store.list()}
         sandboxes = await self.runtime.list_sandboxes()
-        containers = await self.runtime.list_containers()
+        # files only: a container exit is what a relist must notice; a full sync (sync_frequency) asks runc
+        exits = await asyncio.to_thread(self.runtime.container_exits)
         seen: dict[str, list[Any]] = {}
         sandbox_uid = {s.id: s.config.uid for s in sandboxes}
         for s in sandboxes:
             seen.setdefault(s.config.uid, []).append((s.id, s.state.value))
-        for c in containers:
-            seen.setdefault(sandbox_uid.get(c.sandbox_id, ""), []).append((c.id, c.state.value))
+        for cid, (sandbox_id, exited) in exits.items():
+            seen.setdefault(sandbox_uid.get(sandbox_id, ""), []).append((cid, "exited" if exited else "live"))
         for uid, items in seen.items():
             if uid not in by_uid:
                 if uid:

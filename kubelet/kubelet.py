@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import socket
 from dataclasses import replace
 from pathlib import Path
+
+from aiohttp import web
 
 from pklib.client import Client
 from pklib.kubeconfig import pkube_home
@@ -16,6 +19,7 @@ from kubelet.agent import PodWorkerConfig, PodWorkers
 from kubelet.images.store import ImageStore
 from kubelet.node import NodeAgent, NodeConfig, host_ip, runtime_version
 from kubelet.runtime.runc import RuncRuntime, RuntimeConfig
+from kubelet.server import KubeletServer
 from kubelet.volumes import VolumeManager
 
 log = logging.getLogger("kubelet")
@@ -42,7 +46,14 @@ def add_real_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--crashloop-backoff-max", type=float, default=300.0, help="restart delay cap in seconds")
     g.add_argument("--relist-period", type=float, default=1.0, help="seconds between two runtime relists")
     g.add_argument("--node-status-update-frequency", type=float, default=60.0)
+    g.add_argument("--sync-frequency", type=float, default=60.0,
+                   help="seconds between two full syncs of every pod (configMap/secret volume updates)")
     g.add_argument("--pod-workers", type=int, default=16)
+    g.add_argument("--cluster-dns", default="", help="comma-separated DNS server IPs for dnsPolicy ClusterFirst "
+                                                     "(empty: pods use the host's resolv.conf)")
+    g.add_argument("--cluster-domain", default="cluster.local", help="the cluster's DNS domain")
+    g.add_argument("--address", default="0.0.0.0", help="address of the kubelet API (logs, exec)")
+    g.add_argument("--port", type=int, default=10250, help="port of the kubelet API; 0 disables it")
 
 
 def _labels(text: str) -> dict[str, str]:
@@ -68,7 +79,14 @@ def check_real_config(config: argparse.Namespace) -> None:
         raise ValueError("--max-pods must be at least 1")
     if config.crashloop_backoff_base <= 0 or config.crashloop_backoff_max < config.crashloop_backoff_base:
         raise ValueError("--crashloop-backoff-base must be positive and at most --crashloop-backoff-max")
-    if config.relist_period <= 0 or config.node_lease_renew_interval <= 0:
+    for ip in filter(None, config.cluster_dns.split(",")):
+        try:
+            ipaddress.ip_address(ip.strip())
+        except ValueError:
+            raise ValueError(f"--cluster-dns: {ip!r} is not an IP address") from None
+    if not 0 <= config.port <= 65535:
+        raise ValueError("--port must be between 0 and 65535")
+    if config.relist_period <= 0 or config.sync_frequency <= 0 or config.node_lease_renew_interval <= 0:
         raise ValueError("--relist-period and --node-lease-renew-interval must be positive")
 
 
@@ -83,7 +101,7 @@ async def run_real(client: Client, config: argparse.Namespace, ready: asyncio.Ev
         reserved_memory=config.system_reserved_memory,
         node_ip=config.node_ip or await asyncio.to_thread(host_ip), labels=_labels(config.node_labels),
         lease_duration=config.node_lease_duration_seconds, renew_interval=config.node_lease_renew_interval,
-        status_interval=config.node_status_update_frequency), await asyncio.to_thread(runtime_version))
+        status_interval=config.node_status_update_frequency, port=config.port), await asyncio.to_thread(runtime_version))
     await node.register()
     cidr = await node.wait_pod_cidr()
     images = ImageStore(Path(config.image_root) if config.image_root else None)
@@ -97,11 +115,20 @@ async def run_real(client: Client, config: argparse.Namespace, ready: asyncio.Ev
     log.info("node %s registered (pod CIDR %s, IP %s)", name, cidr, node.ip)
     workers = PodWorkers(client, node, runtime, images, VolumeManager(root), PodWorkerConfig(
         backoff_base=config.crashloop_backoff_base, backoff_max=config.crashloop_backoff_max,
-        relist_period=config.relist_period, workers=config.pod_workers,
+        relist_period=config.relist_period, sync_frequency=config.sync_frequency, workers=config.pod_workers,
+        cluster_dns=[ip.strip() for ip in config.cluster_dns.split(",") if ip.strip()],
+        cluster_domain=config.cluster_domain,
         allocatable=dict(node.node.get("status", {}).get("allocatable") or {})))
+    runner = None
     try:
+        if config.port:
+            runner = web.AppRunner(KubeletServer(workers).app(), access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, config.address, config.port).start()
         async with asyncio.TaskGroup() as tg:
             tg.create_task(node.heartbeat(), name="kubelet:heartbeat")
             tg.create_task(workers.run(ready), name="kubelet:pods")
     finally:
         await workers.probes.close()
+        if runner is not None:
+            await runner.cleanup()

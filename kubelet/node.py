@@ -52,6 +52,7 @@ class NodeConfig:
     lease_duration: int = 40
     renew_interval: float = 10.0
     status_interval: float = 60.0
+    port: int = 0                  # the kubelet API's port (0: not served)
 
 
 def _micro_now() -> str:
@@ -178,7 +179,7 @@ class NodeAgent:
                          "architecture": arch, "osImage": _os_image(), "kernelVersion": platform.release(),
                          "machineID": _read("/etc/machine-id"), "systemUUID": _read("/etc/machine-id"),
                          "bootID": _read("/proc/sys/kernel/random/boot_id")},
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.cfg.port}},
         }
 
     async def register(self) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 from pklib.objects import now_rfc3339
 from pklib.quantity import QuantityError, parse_quantity
 
-from kubelet.plan import PodRuntime, RuntimeContainer, init_progress, restart_policy, should_restart
+from kubelet.plan import PodRuntime, RuntimeContainer, init_progress, restart_policy
 from kubelet.runtime.interface import ContainerState
 
 CONTAINER_ID_SCHEME = "runc://"
@@ -199,6 +199,3 @@ def same_status(old: dict[str, Any], new: dict[str, Any]) -> bool:
 _OWNED = ("phase", "conditions", "containerStatuses", "initContainerStatuses", "podIP", "podIPs", "hostIP",
           "hostIPs", "startTime", "qosClass")
 
-
-def restart_wanted(pod: dict[str, Any], c: RuntimeContainer) -> bool:
-    return should_restart(restart_policy(pod), c.exit_code)

@@ -14,6 +14,7 @@ import errno
 import os
 import shutil
 import stat
+import tempfile
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -50,20 +51,54 @@ def _unmount(path: Path) -> None:
 
 
 def _write_files(target: Path, files: dict[str, tuple[bytes, int]]) -> None:
-    """Replace the volume's content with `files` (relative path -> (content, mode))."""
-    target.mkdir(parents=True, exist_ok=True)
-    for old in target.iterdir():
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old)
-        else:
-            old.unlink()
-    for rel, (content, mode) in files.items():
-        if rel.startswith("/") or ".." in Path(rel).parts:
+    """Make the volume show exactly `files` (relative path -> (content, mode)), switched atomically.
+
+    Kubernetes' AtomicWriter layout: the files live in a fresh hidden directory, `..data` is a symlink to it
+    and each top-level name a symlink through `..data`; an update renames a new `..data` link over the old
+    one, so a reader sees either the old set of files or the new one, never a mix. Unchanged content is left
+    alone (no churn on every resync).
+    """
+    for rel in files:
+        if rel.startswith("/") or ".." in Path(rel).parts or not rel:
             raise ConfigError(f"invalid volume item path {rel!r}")
-        path = target / rel
+    target.mkdir(parents=True, exist_ok=True)
+    data_link = target / "..data"
+    if data_link.is_symlink() and _same_files(data_link, files):
+        return
+    new_dir = Path(tempfile.mkdtemp(prefix="..", dir=target))
+    for rel, (content, mode) in files.items():
+        path = new_dir / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
         os.chmod(path, mode)
+    os.chmod(new_dir, 0o755)
+    old_dir = target / os.readlink(data_link) if data_link.is_symlink() else None
+    tmp_link = target / "..data_tmp"
+    if tmp_link.is_symlink():
+        tmp_link.unlink()
+    os.symlink(new_dir.name, tmp_link)
+    os.replace(tmp_link, data_link)
+    top = {Path(rel).parts[0] for rel in files}
+    for entry in target.iterdir():
+        if not entry.name.startswith("..") and entry.name not in top:
+            entry.unlink()  # a key that went away
+    for name in top:
+        link = target / name
+        if not link.is_symlink():
+            os.symlink(f"..data/{name}", link)
+    if old_dir is not None and old_dir != new_dir:
+        shutil.rmtree(old_dir, ignore_errors=True)
+
+
+def _same_files(data: Path, files: dict[str, tuple[bytes, int]]) -> bool:
+    present = {str(p.relative_to(data.resolve())) for p in data.resolve().rglob("*") if p.is_file()}
+    if present != set(files):
+        return False
+    for rel, (content, mode) in files.items():
+        path = data / rel
+        if path.read_bytes() != content or stat.S_IMODE(path.stat().st_mode) != mode:
+            return False
+    return True
 
 
 def _key_files(data: dict[str, bytes], items: list[dict[str, Any]] | None, default_mode: int,
@@ -148,11 +183,15 @@ class VolumeManager:
         self.root = root
 
     async def setup(self, pod: dict[str, Any], get: Getter, get_cluster: ClusterGetter, pod_ip: str, host_ip: str,
-                    allocatable: dict[str, str]) -> dict[str, Path]:
-        """Make every volume of the pod exist on the host; returns volume name -> host path. Idempotent."""
+                    allocatable: dict[str, str], refresh_only: bool = False) -> dict[str, Path]:
+        """Make every volume of the pod exist on the host; returns volume name -> host path. Idempotent.
+        `refresh_only`: just rewrite the volumes whose content comes from the API (configMap, secret,
+        downwardAPI, projected), which is how their updates reach running pods."""
         base = pod_dir(self.root, pod["metadata"]["uid"]) / "volumes"
         out: dict[str, Path] = {}
         for vol in pod["spec"].get("volumes") or []:
+            if refresh_only and not any(k in vol for k in ("configMap", "secret", "downwardAPI", "projected")):
+                continue
             name = vol["name"]
             target = base / name
             if "emptyDir" in vol:

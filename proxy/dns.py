@@ -17,10 +17,13 @@ The names follow the Kubernetes DNS specification (what CoreDNS' kubernetes plug
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from dnslib import CNAME, DNSRecord, PTR, QTYPE, RCODE, RR, SRV, A
+
+from .rules import ip_key, is_ipv4
 
 Obj = dict[str, Any]
 DEFAULT_TTL = 5  # seconds, as CoreDNS' kubernetes plugin: endpoints change often
@@ -49,16 +52,11 @@ def normalize_domain(domain: str) -> str:
     return d + "."
 
 
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
 def _dashed(ip: str) -> str:
     return ip.replace(".", "-")
-
-
-def _is_ipv4(ip: Any) -> bool:
-    try:
-        ipaddress.IPv4Address(ip)
-        return True
-    except (ipaddress.AddressValueError, ValueError, TypeError):
-        return False
 
 
 def _reverse(ip: str) -> str:
@@ -81,13 +79,14 @@ def build_zone(services: Iterable[Obj], endpoints: Mapping[str, Obj], domain: st
         cluster_ip = str(spec.get("clusterIP") or "")
         headless = cluster_ip == "None"
         if not headless:
-            if not _is_ipv4(cluster_ip):
+            if not is_ipv4(cluster_ip):
                 continue
             zone.a[base] = [cluster_ip]
             zone.ptr.setdefault(_reverse(cluster_ip), base)
         ep_obj = endpoints.get(f"{ns}/{name}") or {}
         for subset in ep_obj.get("subsets") or []:
-            addresses = [a for a in subset.get("addresses") or [] if _is_ipv4(a.get("ip"))]
+            addresses = [a for a in subset.get("addresses") or [] if is_ipv4(a.get("ip"))
+                         and (not a.get("hostname") or _LABEL.match(a["hostname"]))]
             for addr in addresses:
                 ip = addr["ip"]
                 if headless:
@@ -111,7 +110,7 @@ def build_zone(services: Iterable[Obj], endpoints: Mapping[str, Obj], domain: st
                     zone.add_name(srv_name)
                     zone.srv.setdefault(srv_name, []).append((0, 100, int(port["port"]), base))
     for records in zone.a.values():
-        records.sort(key=lambda ip: ipaddress.IPv4Address(ip))
+        records.sort(key=ip_key)
     for srvs in zone.srv.values():
         srvs.sort()
     return zone
@@ -126,7 +125,7 @@ def _pod_address(qname: str, zone: Zone) -> str | None:
     if len(labels) != 2:
         return None
     ip = labels[0].replace("-", ".")
-    return ip if _is_ipv4(ip) else None
+    return ip if is_ipv4(ip) else None
 
 
 def is_cluster_name(qname: str, zone: Zone) -> bool:

@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import uvloop
 from dnslib import QTYPE, DNSRecord
 
 from pklib.client import Client
@@ -32,6 +33,7 @@ from pklib.informer import Handler, InformerFactory, key_of
 from pklib.kubeconfig import KubeconfigError
 
 from . import dns
+from .rules import is_ipv4
 from .main import duration, resource
 from .netlocal import LocalAddressError, LocalAddresses
 
@@ -51,7 +53,7 @@ def address(text: str, default_port: int = 53) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep:
         host, port = text, str(default_port)
-    if not host or not port.isdigit() or not 0 <= int(port) <= 65535 or not dns._is_ipv4(host):
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535 or not is_ipv4(host):
         raise argparse.ArgumentTypeError(f"expected IPv4[:PORT], got {text!r}")
     return host, int(port)
 
@@ -92,7 +94,7 @@ def resolv_conf_upstreams(path: str, own: list[tuple[str, int]]) -> list[tuple[s
     out = []
     for line in lines:
         parts = line.split()
-        if len(parts) >= 2 and parts[0] == "nameserver" and dns._is_ipv4(parts[1]) \
+        if len(parts) >= 2 and parts[0] == "nameserver" and is_ipv4(parts[1]) \
                 and (parts[1], 53) not in own:
             out.append((parts[1], 53))
     return out
@@ -143,11 +145,16 @@ class DnsServer:
             self._zone = dns.build_zone(self.services.store.list(), eps, self.config.cluster_domain)
         return self._zone
 
+    def cached(self, data: bytes, udp: bool) -> bytes | None:
+        """The answer to a query asked before (same packet but for its id), if the zone did not change since."""
+        cached = self._cache.get((data[2:], udp))
+        return None if cached is None else data[:2] + cached
+
     async def resolve(self, data: bytes, udp: bool) -> bytes:
         """The reply to one query packet; b"" (no reply) for garbage."""
-        cached = self._cache.get((data[2:], udp))
+        cached = self.cached(data, udp)
         if cached is not None:
-            return data[:2] + cached
+            return cached
         try:
             request = DNSRecord.parse(data)
         except Exception:  # noqa: BLE001 - dnslib raises assorted errors on malformed packets
@@ -157,8 +164,12 @@ class DnsServer:
         zone = self.zone
         if not dns.is_cluster_name(str(request.q.qname).lower(), zone):
             return await self.forward(request, data)
-        reply = dns.answer(zone, request, self.config.ttl)
-        out = reply.pack()
+        try:
+            reply = dns.answer(zone, request, self.config.ttl)
+            out = reply.pack()
+        except Exception:  # noqa: BLE001 - e.g. a name from an object that cannot be encoded: answer, don't die
+            log.exception("cannot answer %s", request.q.qname)
+            return dns.servfail(request).pack()
         if udp:
             out = dns.truncate_for_udp(reply, out, udp_limit(request))
         if len(self._cache) >= CACHE_ENTRIES:
@@ -196,6 +207,10 @@ class _UdpServer(asyncio.DatagramProtocol):
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
+        cached = self.server.cached(data, udp=True)
+        if cached is not None and self.transport is not None:
+            self.transport.sendto(cached, addr)  # the hot path: no task, no parsing
+            return
         task = asyncio.ensure_future(self._handle(data, addr))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -297,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     try:
-        return asyncio.run(serve())
+        return uvloop.run(serve())
     except (ConfigError, KubeconfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -24,7 +24,6 @@ import socket
 import sys
 import time
 from datetime import datetime
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -185,11 +184,14 @@ class ProxyServer:
                 pass
         self._mark("ep:" + key_of(ep), when)
 
-    def _sync(self, full: bool) -> None:
+    async def _sync(self, full: bool) -> None:
+        # Snapshot the caches here, in the event loop that mutates them; the thread only reads the snapshot.
         pending, self._pending = self._pending, {}
+        services = self.services.store.list()
         endpoints = {key_of(e): e for e in self.endpoints.store.list()}
         try:
-            self.proxier.sync(self.services.store.list(), endpoints, full=full)
+            # nft and rule generation are blocking; keep the informers' event loop free meanwhile.
+            await asyncio.to_thread(self.proxier.sync, services, endpoints, full)
         except nft.NftError:
             # Keep the changes pending so the next attempt still reports their latency.
             for k, v in pending.items():
@@ -208,8 +210,7 @@ class ProxyServer:
             self._dirty.clear()
             last_start = loop.time()
             try:
-                # nft and rule generation are blocking; keep the informers' event loop free meanwhile.
-                await asyncio.to_thread(self._sync, full)
+                await self._sync(full)
                 failures = 0
                 if full:
                     next_full = loop.time() + self.config.sync_period
@@ -238,15 +239,18 @@ class ProxyServer:
             wake.clear()
             if not self.node_ip:
                 continue
-            want = [{"ip": self.node_ip}]
+            ours = [{"ip": self.node_ip}]
             for svc in self.services.store.list():
                 spec, status = svc.get("spec") or {}, svc.get("status") or {}
-                if spec.get("type") != "LoadBalancer" or spec.get("loadBalancerClass"):
-                    continue
-                if (status.get("loadBalancer") or {}).get("ingress") == want:
+                current = (status.get("loadBalancer") or {}).get("ingress")
+                if spec.get("loadBalancerClass"):
+                    continue  # another load balancer implementation owns it
+                # A Service that stopped being a LoadBalancer loses the address we gave it.
+                want = ours if spec.get("type") == "LoadBalancer" else (None if current == ours else current)
+                if current == want:
                     continue
                 body = copy.deepcopy(svc)
-                body.setdefault("status", {})["loadBalancer"] = {"ingress": want}
+                body.setdefault("status", {})["loadBalancer"] = {"ingress": want} if want else {}
                 try:
                     await self.client.update_status(SERVICES, body)
                 except ApiError as e:

@@ -3,8 +3,8 @@
 A full transaction (at start and every sync period) declares the table (a no-op when present), flushes
 every rule of it, re-adds every chain and rule, and deletes the chains and sets the new ruleset no longer
 has. In between, an incremental transaction rewrites only the chains that changed. Either way the kernel
-commits all of it or none, so there is never a moment where a Service has no rules. Sets are never
-flushed: the elements of the session-affinity sets (client -> endpoint) survive rule rewrites.
+commits all of it or none, so there is never a moment where a Service has no rules. Session-affinity
+sets are never flushed: their elements (client -> endpoint) survive rule rewrites.
 """
 from __future__ import annotations
 
@@ -59,7 +59,9 @@ def incremental(old: Ruleset, new: Ruleset) -> str | None:
     if not (changed or added_sets or gone_chains or gone_sets or hairpin_added or hairpin_gone):
         return None
     parts = [f"flush chain ip {t} {c}" for c in changed if c in old.chains]
-    parts.append(new.render(changed, added_sets).rstrip("\n"))
+    # New chains first, so that the rules added next may jump to them.
+    ordered = [c for c in changed if c not in old.chains] + [c for c in changed if c in old.chains]
+    parts += new.commands(ordered, added_sets, {c for c in changed if c not in old.chains})
     if hairpin_gone:
         parts.append(f"delete element ip {t} {HAIRPIN_SET} {hairpin_elements(hairpin_gone)}")
     if hairpin_added:
@@ -71,20 +73,18 @@ def incremental(old: Ruleset, new: Ruleset) -> str | None:
 
 
 def current_objects(table: str) -> tuple[set[str], set[str]]:
-    """(chains, sets) the table has now; empty when it does not exist."""
+    """(chains, sets) the table has now; empty when it does not exist.
+
+    Listed per kind, tersely (no rules, no set elements): listing the whole table would cost 10-30x more.
+    """
     valid_table_name(table)
-    try:
-        out = _run(["-j", "list", "table", "ip", table])
-    except NftError as e:
-        if "No such file or directory" in str(e):
-            return set(), set()
-        raise
-    chains, sets = set(), set()
-    for item in json.loads(out).get("nftables", []):
-        if "chain" in item:
-            chains.add(item["chain"]["name"])
-        elif "set" in item:
-            sets.add(item["set"]["name"])
+    chains: set[str] = set()
+    sets: set[str] = set()
+    for kind, key, args in (("chains", "chain", ["-j"]), ("sets", "set", ["-j", "-t"])):
+        for item in json.loads(_run([*args, "list", kind, "ip"])).get("nftables", []):
+            obj = item.get(key)
+            if obj and obj.get("table") == table:
+                (chains if key == "chain" else sets).add(obj["name"])
     return chains, sets
 
 

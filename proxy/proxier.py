@@ -72,13 +72,14 @@ class Proxier:
         self.metrics = metrics or Metrics()
         self._applied: rules.Ruleset | None = None  # what the kernel holds; None: unknown, do a full sync
         self._udp: set[tuple[str, int, str]] = set()
+        self._ports: rules.PortCache = {}
         self.last_sync: float = 0.0  # monotonic time of the last successful sync (for /healthz)
 
     def sync(self, services: Iterable[dict[str, Any]], endpoints: Mapping[str, dict[str, Any]],
              full: bool = False) -> rules.Ruleset:
         """Program the kernel; `full` re-reads the table and rewrites all of it. Raises NftError."""
         started = time.perf_counter()
-        ruleset = rules.build(self.table, services, endpoints, self.node_name)
+        ruleset = rules.build(self.table, services, endpoints, self.node_name, self._ports)
         try:
             if full or self._applied is None:
                 chains, sets = nft.current_objects(self.table)
@@ -98,9 +99,8 @@ class Proxier:
         if stale:
             delete_udp_conntrack(stale)
         self.last_sync = time.monotonic()
-        self.metrics.sync_duration.observe(time.perf_counter() - started)
+        took = time.perf_counter() - started
+        self.metrics.sync_duration.observe(took)
+        log.debug("%s sync of %d service ports in %.1f ms", "full" if full else "partial", len(ruleset.ports),
+                  took * 1000)
         return ruleset
-
-    def cleanup(self) -> None:
-        nft.delete_table(self.table)
-        self._applied = None

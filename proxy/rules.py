@@ -26,10 +26,9 @@ Headless Services (`clusterIP: None`) and ExternalName Services get no rules.
 """
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, NamedTuple
 
 Obj = dict[str, Any]
 
@@ -37,14 +36,14 @@ MASQUERADE_MARK = 0x4000
 DEFAULT_AFFINITY_TIMEOUT = 10800  # seconds; Kubernetes' default for sessionAffinityConfig.clientIP
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 _PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")  # DNS labels/subdomains, IANA port names
 
 
 class RulesError(ValueError):
     pass
 
 
-@dataclass(frozen=True, order=True)
-class Endpoint:
+class Endpoint(NamedTuple):  # a tuple: built for every endpoint on every sync, so cheap to make and sort
     ip: str
     port: int
     node_name: str = ""
@@ -94,13 +93,31 @@ class Ruleset:
         lines.append("}")
         return "\n".join(lines) + "\n"
 
+    def commands(self, chains: Iterable[str], sets: Iterable[str], new_chains: set[str]) -> list[str]:
+        """Flat `add set/chain/rule` commands for the given objects (for incremental transactions).
+
+        The flat form costs nft about half the time of the block form on a big table (less cache work).
+        Chains not in `new_chains` exist already and are expected to have been flushed.
+        """
+        t = self.table
+        out = [f"add set ip {t} {name} {{ {self.sets[name]} }}" for name in sets]
+        for name in chains:
+            rules = self.chains[name]
+            if rules and rules[0].startswith("type "):  # a base chain: its hook line is part of the chain
+                out.append(f"add chain ip {t} {name} {{ {rules[0]} }}")
+                rules = rules[1:]
+            elif name in new_chains:
+                out.append(f"add chain ip {t} {name}")
+            out += [f"add rule ip {t} {name} {r}" for r in rules]
+        return out
+
     @property
     def text(self) -> str:
         return self.render()
 
 
 def hairpin_elements(ips: Iterable[str]) -> str:
-    return "{ " + ", ".join(f"{ip} . {ip}" for ip in sorted(ips, key=ipaddress.IPv4Address)) + " }"
+    return "{ " + ", ".join(f"{ip} . {ip}" for ip in sorted(ips, key=ip_key)) + " }"
 
 
 def valid_table_name(table: str) -> str:
@@ -119,53 +136,98 @@ def _endpoints_for(ep_obj: Obj | None, port_name: str, protocol: str) -> list[En
         for p in subset.get("ports") or []:
             if (p.get("name") or "") != port_name or p.get("protocol", "TCP") != protocol:
                 continue
+            port = p.get("port")
+            if not isinstance(port, int) or not 0 < port < 65536:
+                continue
             for addr in subset.get("addresses") or []:
-                if addr.get("ip"):
-                    found.add(Endpoint(addr["ip"], int(p["port"]), addr.get("nodeName") or ""))
+                # One malformed address must not break the transaction for every Service: skip it.
+                if is_ipv4(addr.get("ip")):
+                    found.add(Endpoint(addr["ip"], port, addr.get("nodeName") or ""))
     return sorted(found)
 
 
-def _is_ipv4(ip: Any) -> bool:
-    try:
-        ipaddress.IPv4Address(ip)
-        return True
-    except (ipaddress.AddressValueError, ValueError, TypeError):
-        return False
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 
 
-def service_ports(services: Iterable[Obj], endpoints: Mapping[str, Obj]) -> list[ServicePort]:
-    """The programmable ports of every Service, sorted; `endpoints` maps "ns/name" to the Endpoints object."""
+def ip_key(ip: str) -> tuple[int, ...]:
+    """Numeric sort key of a dotted IPv4 address."""
+    return tuple(map(int, ip.split(".")))
+
+
+def is_ipv4(ip: Any) -> bool:
+    # A regex, not ipaddress: this runs for every endpoint on every sync, and ipaddress is ~20x slower.
+    return isinstance(ip, str) and _IPV4.fullmatch(ip) is not None
+
+
+# Parsed ports per Service, reused while neither the Service nor its Endpoints changed:
+# "ns/name" -> ((service resourceVersion, endpoints resourceVersion), ports).
+PortCache = dict[str, tuple[tuple[str, str], list["ServicePort"]]]
+
+
+def service_ports(services: Iterable[Obj], endpoints: Mapping[str, Obj],
+                  cache: PortCache | None = None) -> list[ServicePort]:
+    """The programmable ports of every Service, sorted; `endpoints` maps "ns/name" to the Endpoints object.
+
+    With a `cache`, Services whose objects carry the same resourceVersions as last time are not parsed
+    again (one Endpoints change then costs one Service's work); entries of vanished Services are dropped.
+    """
     out: list[ServicePort] = []
+    seen: set[str] = set()
     for svc in services:
-        meta, spec = svc.get("metadata") or {}, svc.get("spec") or {}
-        ns, name = meta.get("namespace", ""), meta.get("name", "")
-        cluster_ip = str(spec.get("clusterIP") or "")
-        svc_type = spec.get("type", "ClusterIP")
-        if svc_type == "ExternalName" or not _is_ipv4(cluster_ip):
-            continue  # headless (None), ExternalName, or not allocated yet: DNS only
-        external = [ip for ip in spec.get("externalIPs") or [] if _is_ipv4(ip)]
-        if svc_type == "LoadBalancer":
-            external += [i["ip"] for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-                         if _is_ipv4(i.get("ip"))]
-        affinity = 0
-        if spec.get("sessionAffinity") == "ClientIP":
-            cfg = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {})
-            affinity = int(cfg.get("timeoutSeconds") or DEFAULT_AFFINITY_TIMEOUT)
-        ep_obj = endpoints.get(f"{ns}/{name}")
-        for p in spec.get("ports") or []:
-            proto = p.get("protocol", "TCP")
-            if proto not in _PROTOCOLS or not p.get("port"):
-                continue
-            port_name = p.get("name") or ""
-            out.append(ServicePort(
-                namespace=ns, name=name, port_name=port_name, protocol=_PROTOCOLS[proto], port=int(p["port"]),
-                cluster_ip=cluster_ip,
-                node_port=int(p.get("nodePort") or 0) if svc_type in ("NodePort", "LoadBalancer") else 0,
-                external_ips=sorted(set(external)),
-                local_policy=spec.get("externalTrafficPolicy") == "Local" and svc_type != "ClusterIP",
-                affinity_timeout=affinity,
-                endpoints=_endpoints_for(ep_obj, port_name, proto)))
+        meta = svc.get("metadata") or {}
+        key = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+        ep_obj = endpoints.get(key)
+        versions = (str(meta.get("resourceVersion") or ""),
+                    str(((ep_obj or {}).get("metadata") or {}).get("resourceVersion") or ""))
+        hit = cache.get(key) if cache is not None and versions[0] else None
+        if hit is not None and hit[0] == versions:
+            ports = hit[1]
+        else:
+            ports = _ports_of(svc, ep_obj)
+            if cache is not None and versions[0]:
+                cache[key] = (versions, ports)
+        seen.add(key)
+        out += ports
+    if cache is not None:
+        for key in set(cache) - seen:
+            del cache[key]
     out.sort(key=lambda sp: sp.id)
+    return out
+
+
+def _ports_of(svc: Obj, ep_obj: Obj | None) -> list[ServicePort]:
+    meta, spec = svc.get("metadata") or {}, svc.get("spec") or {}
+    ns, name = meta.get("namespace", ""), meta.get("name", "")
+    cluster_ip = str(spec.get("clusterIP") or "")
+    svc_type = spec.get("type", "ClusterIP")
+    if svc_type == "ExternalName" or not is_ipv4(cluster_ip):
+        return []  # headless (None), ExternalName, or not allocated yet: DNS only
+    if not (_NAME.match(ns) and _NAME.match(name)):
+        return []  # the API server validates names; never let a stray one into nft syntax
+    external = [ip for ip in spec.get("externalIPs") or [] if is_ipv4(ip)]
+    if svc_type == "LoadBalancer":
+        external += [i["ip"] for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+                     if is_ipv4(i.get("ip"))]
+    affinity = 0
+    if spec.get("sessionAffinity") == "ClientIP":
+        cfg = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {})
+        affinity = int(cfg.get("timeoutSeconds") or DEFAULT_AFFINITY_TIMEOUT)
+    out = []
+    for p in spec.get("ports") or []:
+        proto = p.get("protocol", "TCP")
+        port_name = p.get("name") or ""
+        if proto not in _PROTOCOLS or not isinstance(p.get("port"), int) or not 0 < p["port"] < 65536 \
+                or (port_name and not _NAME.match(port_name)):
+            continue
+        out.append(ServicePort(
+            namespace=ns, name=name, port_name=port_name, protocol=_PROTOCOLS[proto], port=int(p["port"]),
+            cluster_ip=cluster_ip,
+            node_port=int(p.get("nodePort") or 0) if svc_type in ("NodePort", "LoadBalancer") else 0,
+            external_ips=sorted(set(external)),
+            local_policy=spec.get("externalTrafficPolicy") == "Local" and svc_type != "ClusterIP",
+            affinity_timeout=affinity,
+            endpoints=_endpoints_for(ep_obj, port_name, proto)))
     return out
 
 
@@ -198,10 +260,11 @@ def _pick(sp: ServicePort, endpoints: list[Endpoint]) -> list[str]:
     return rules
 
 
-def build(table: str, services: Iterable[Obj], endpoints: Mapping[str, Obj], node_name: str = "") -> Ruleset:
+def build(table: str, services: Iterable[Obj], endpoints: Mapping[str, Obj], node_name: str = "",
+          cache: PortCache | None = None) -> Ruleset:
     """The whole table for these objects. Deterministic: the same input gives byte-identical text."""
     valid_table_name(table)
-    ports = service_ports(services, endpoints)
+    ports = service_ports(services, endpoints, cache)
     chains: dict[str, list[str]] = {}
     # Hairpin (an endpoint reaching itself through its Service) shows after DNAT as source == destination.
     sets: dict[str, str] = {HAIRPIN_SET: "type ipv4_addr . ipv4_addr;"}

@@ -75,6 +75,8 @@ class EndpointSliceStrategy(KindStrategy):
         for port in as_list(obj.get("ports")):
             if isinstance(port, dict):
                 port.setdefault("protocol", "TCP")
+                # Kubernetes defaults an unnamed port's name to "": clients (kubectl describe) read it unchecked.
+                port.setdefault("name", "")
 
     def validate_object(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
         address_type = obj["addressType"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from pklib import validation as v
+
 from .base import KindStrategy
 from .fields import Cause, Path, forbidden, invalid
 from .meta import as_dict, as_list
@@ -27,6 +29,16 @@ class PodStrategy(KindStrategy):
             status.setdefault("qosClass", qos_class(spec))
 
     def validate_object(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
+        if old is not None:
+            # Most writes to a pod (status, labels, binding) leave the spec as stored, where it already passed
+            # these rules: an unchanged spec passes them again, and a binding's only new field is nodeName.
+            spec, old_spec = obj["spec"], as_dict(old.get("spec"))
+            if spec == old_spec:
+                return []
+            node = spec.get("nodeName")
+            if node and not old_spec.get("nodeName") and len(spec) == len(old_spec) + 1 and all(
+                    k == "nodeName" or k in old_spec and old_spec[k] == x for k, x in spec.items()):
+                return [invalid(Path("spec").child("nodeName"), node, e) for e in v.is_dns1123_subdomain(node)]
         causes = validate_pod_spec(obj["spec"], Path("spec"))
         if old is not None:
             causes += validate_pod_update(obj["spec"], as_dict(old.get("spec")))

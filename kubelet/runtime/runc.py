@@ -139,6 +139,17 @@ class RuncRuntime:
     async def list_containers(self, sandbox_id: str | None = None) -> list[ContainerStatus]:
         return await self.containers.statuses(self.containers.ids(sandbox_id))
 
+    def container_exits(self) -> dict[str, tuple[str, bool]]:
+        """Container id -> (sandbox id, exited), from the state files only (no runc call): lets a kubelet relist
+        every second cheaply; list_containers() stays the authority when it syncs a pod."""
+        out = {}
+        for cid in self.containers.ids():
+            try:
+                out[cid] = (self.containers.meta(cid)["sandbox_id"], read_exit(self.containers.paths(cid)) is not None)
+            except NotFound:
+                continue  # removed meanwhile
+        return out
+
     async def exec(self, container_id: str, cmd: list[str], stdin: bytes | None = None, tty: bool = False,
                    timeout: float | None = None) -> ExecResult:
         status = await self.containers.status(container_id)

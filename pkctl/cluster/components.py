@@ -10,7 +10,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import socket
 import ssl
+import subprocess
 import sys
 import time
 import urllib.error
@@ -174,8 +176,45 @@ def _controller_flags(home: Home, cfg: ClusterConfig) -> list[str]:
 
 
 def _kubelet_flags(home: Home, cfg: ClusterConfig) -> list[str]:
-    # Until the runc-backed kubelet lands, the node is a hollow one (pods marked Running, no containers).
+    # Until the runc-backed kubelet lands, the node is a hollow one (pods marked Running, no containers),
+    # named <prefix>-0.
     return [*_client_flags(home, cfg), "--hollow", "--count", "1", "--name-prefix", cfg.node_name]
+
+
+def _proxy_flags(home: Home, cfg: ClusterConfig) -> list[str]:
+    return [*_client_flags(home, cfg), "--node-name", f"{cfg.node_name}-0", "--table", cfg.proxy_table,
+            "--metrics-bind-address", f"127.0.0.1:{cfg.proxy_metrics_port}"]
+
+
+def _probe_proxy(home: Home, cfg: ClusterConfig, running: float) -> Health:
+    return _http_ok(f"http://127.0.0.1:{cfg.proxy_metrics_port}/healthz")
+
+
+def _cleanup_proxy(home: Home, cfg: ClusterConfig) -> list[str]:
+    """The proxy leaves its nftables table in place when it stops (like kube-proxy); `down` removes it."""
+    p = subprocess.run([sys.executable, "-m", "launcher", "proxy", "--cleanup", "--table", cfg.proxy_table],
+                       capture_output=True, text=True, timeout=60)
+    return [] if p.returncode == 0 else [f"nftables table {cfg.proxy_table}: {(p.stderr or p.stdout).strip()}"]
+
+
+def _dns_flags(home: Home, cfg: ClusterConfig) -> list[str]:
+    return [*_client_flags(home, cfg), "--listen", f"{cfg.dns_ip}:53"]
+
+
+def _cleanup_dns(home: Home, cfg: ClusterConfig) -> list[str]:
+    """DNS adds its address to `lo` and removes it when it stops; a killed one cannot."""
+    from pyroute2 import IPRoute  # imported here: only `down` needs netlink
+    with IPRoute() as ipr:
+        lo = ipr.link_lookup(ifname="lo")
+        if not lo:
+            return []
+        for addr in ipr.get_addr(index=lo[0], family=socket.AF_INET):
+            if addr.get_attr("IFA_ADDRESS") == cfg.dns_ip:
+                try:
+                    ipr.addr("del", index=lo[0], address=cfg.dns_ip, prefixlen=addr["prefixlen"])
+                except OSError as e:
+                    return [f"address {cfg.dns_ip} on lo: {e}"]
+    return []
 
 
 # Dependency order: etcd → apiserver → controller-manager, scheduler → kubelet → proxy, dns.
@@ -185,8 +224,8 @@ COMPONENTS: tuple[Component, ...] = (
     Component("controller-manager", "controllers.main", None, ("apiserver",), _controller_flags, _probe_settled),
     Component("scheduler", "scheduler.main", None, ("apiserver",), _client_flags, _probe_settled),
     Component("kubelet", "kubelet.main", None, ("apiserver",), _kubelet_flags, _probe_node),
-    Component("proxy", "proxy.main", None, ("kubelet",), _client_flags, _probe_settled),
-    Component("dns", "proxy.dns_main", None, ("apiserver",), _client_flags, _probe_settled),
+    Component("proxy", "proxy.main", None, ("kubelet",), _proxy_flags, _probe_proxy, _cleanup_proxy),
+    Component("dns", "proxy.dns_main", None, ("apiserver",), _dns_flags, _probe_settled, _cleanup_dns),
 )
 
 BY_NAME = {c.name: c for c in COMPONENTS}

@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import ipaddress
 import json
 import os
 import secrets
@@ -23,8 +25,9 @@ from typing import Any
 
 from pklib import kubeconfig
 
-DEFAULT_PORTS = {"etcd_client_port": 2379, "etcd_peer_port": 2380, "api_port": 6443}
-DEFAULT_SERVICE_CIDR = "10.96.0.0/12"
+DEFAULT_PORTS = {"etcd_client_port": 2379, "etcd_peer_port": 2380, "api_port": 6443, "proxy_metrics_port": 10249}
+DEFAULT_PROXY_TABLE = "pkube-proxy"
+DEFAULT_SERVICE_CIDR = "10.96.0.0/16"  # kube-dns at 10.96.0.10 as in Kubernetes; the rest of /12 for other homes
 DEFAULT_CLUSTER_CIDR = "10.244.0.0/16"
 
 
@@ -68,6 +71,13 @@ class ClusterConfig:
     cluster_cidr: str = DEFAULT_CLUSTER_CIDR
     node_name: str = field(default_factory=lambda: socket.gethostname().lower())
     tls: bool = False  # the API is served over HTTPS (decided at each `up` by what the apiserver supports)
+    proxy_metrics_port: int = DEFAULT_PORTS["proxy_metrics_port"]
+    proxy_table: str = DEFAULT_PROXY_TABLE  # nftables table the service proxy owns
+
+    @property
+    def dns_ip(self) -> str:
+        """The cluster DNS address: the 10th of the service range, like kube-dns' 10.96.0.10."""
+        return str(ipaddress.ip_network(self.service_cidr)[10])
 
     @property
     def etcd_url(self) -> str:
@@ -146,7 +156,13 @@ class Home:
             # the API port first: an explicit --api-port must not be handed to etcd
             api = choose(DEFAULT_PORTS["api_port"], api_port)
             cfg = ClusterConfig(etcd_client_port=choose(DEFAULT_PORTS["etcd_client_port"]),
-                                etcd_peer_port=choose(DEFAULT_PORTS["etcd_peer_port"]), api_port=api)
+                                etcd_peer_port=choose(DEFAULT_PORTS["etcd_peer_port"]), api_port=api,
+                                proxy_metrics_port=choose(DEFAULT_PORTS["proxy_metrics_port"]))
+            if not default_home:
+                # Services of two clusters on one host must not share addresses or nftables rules.
+                digest = hashlib.sha256(str(self.root).encode()).digest()
+                cfg.service_cidr = private_service_range(digest)
+                cfg.proxy_table = f"{DEFAULT_PROXY_TABLE}-{digest.hex()[:8]}"
         cfg.tls = tls
         write_json(self.config_file, asdict(cfg))
         if not self.tokens_file.exists():
@@ -160,6 +176,14 @@ class Home:
                 base64.b64encode(self.pki.ca_cert.read_bytes()).decode()
         kubeconfig.write(self.kubeconfig, doc)
         return cfg
+
+
+def private_service_range(digest: bytes) -> str:
+    """A /24 for the Services of a non-default home, picked by digest among 3840 in 10.97.0.0-10.111.255.0:
+    inside Kubernetes' conventional 10.96.0.0/12, next to the default home's 10.96.0.0/16, and away
+    from ranges real networks tend to use (a DNS address on `lo` would shadow a real host)."""
+    n = int.from_bytes(digest[:2], "big") % (15 * 256)
+    return f"10.{97 + n // 256}.{n % 256}.0/24"
 
 
 def port_free(port: int) -> bool:

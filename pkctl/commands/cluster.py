@@ -270,7 +270,7 @@ def leftovers(home: Home, cfg: ClusterConfig | None) -> list[str]:
     for r in procs.terminate(stale, 10.0):
         problems.append(f"pid {r.pid}")
     for c in COMPONENTS:
-        if c.cleanup is not None and cfg is not None:
+        if c.cleanup is not None and cfg is not None and c.available():
             problems += c.cleanup(home, cfg)
     return problems
 

@@ -5,14 +5,19 @@ test CA, and the kubeconfig carries that CA; nothing is skipped or made insecure
 """
 from __future__ import annotations
 
+import os
+import queue
 import shutil
 import subprocess
+import sys
+import threading
+import time
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
-from tests.conftest import ApiServer, Etcd, _stop, start_apiserver
+from tests.conftest import ROOT, ApiServer, Etcd, _stop, start_apiserver
 from tests.util import unique
 
 
@@ -27,17 +32,57 @@ def tls_apiserver(session_tmp: str, etcd: Etcd) -> Iterator[ApiServer]:
 class Kubectl:
     kubeconfig: str
 
-    def __call__(self, *args: str, stdin: str | None = None, ok: bool = True,
-                 timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def __call__(self, *args: str, stdin: str | None = None, ok: bool = True, timeout: float = 60,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         r = subprocess.run(["kubectl", "--kubeconfig", self.kubeconfig, *args], input=stdin, capture_output=True,
-                           text=True, timeout=timeout)
+                           text=True, timeout=timeout, env={**os.environ, **(env or {})})
         if ok:
             assert r.returncode == 0, f"kubectl {' '.join(args)} exited {r.returncode}: {r.stderr}"
         return r
 
-    def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(["kubectl", "--kubeconfig", self.kubeconfig, *args], stdout=subprocess.PIPE,
+    def stream(self, *args: str) -> "Stream":
+        """A long-running kubectl (get -w, rollout status) whose output lines are read as they come."""
+        proc = subprocess.Popen(["kubectl", "--kubeconfig", self.kubeconfig, *args], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
+        return Stream(proc)
+
+
+class Stream:
+    def __init__(self, proc: subprocess.Popen[str]):
+        self.proc = proc
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def wait_line(self, predicate: Callable[[str], bool], timeout: float = 20) -> str:
+        """The first new line matching `predicate`; fails with everything seen when none comes in time."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.seen.append(line)
+            if predicate(line):
+                return line
+        raise AssertionError(f"no matching line from kubectl within {timeout}s; saw: {self.seen}")
+
+    def close(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            return self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
 
 
 @pytest.fixture(scope="session")
@@ -54,3 +99,38 @@ def ns(kubectl: Kubectl) -> str:
     name = unique("kc")
     kubectl("apply", "-f", "-", stdin=f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n")
     return name
+
+
+@dataclass
+class Workers:
+    node: str
+    procs: list[subprocess.Popen[bytes]]
+
+
+@pytest.fixture(scope="session")
+def workers(session_tmp: str, tls_apiserver: ApiServer, kubectl: Kubectl) -> Iterator[Workers]:
+    """controller-manager, scheduler and one hollow node on the TLS apiserver, each reaching it through the
+    same https kubeconfig kubectl uses: deployments roll out and pods become Ready without containers."""
+    prefix = unique("hollow")
+    commands = [["controller-manager", "--cluster-cidr", "10.244.0.0/16"], ["scheduler"],
+                ["kubelet", "--hollow", "--count", "1", "--name-prefix", prefix]]
+    procs = []
+    try:
+        for args in commands:
+            log = os.path.join(session_tmp, f"{args[0]}-{prefix}.log")
+            procs.append(subprocess.Popen([sys.executable, "-m", "launcher", *args, "--kubeconfig",
+                                           tls_apiserver.kubeconfig], cwd=ROOT, stdout=open(log, "wb"),
+                                          stderr=subprocess.STDOUT))
+        node = f"{prefix}-0"
+        deadline = time.monotonic() + 60
+        # `kubectl wait` fails at once on an object that does not exist yet: wait for registration first.
+        while kubectl("get", "node", node, ok=False).returncode != 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        r = kubectl("wait", "--for=condition=Ready", f"node/{node}", "--timeout=60s", ok=False, timeout=90)
+        if r.returncode != 0:
+            dead = [p.args for p in procs if p.poll() is not None]
+            pytest.fail(f"hollow node {node} not Ready: {r.stderr} (exited: {dead})")
+        yield Workers(node, procs)
+    finally:
+        for p in reversed(procs):
+            _stop(p)

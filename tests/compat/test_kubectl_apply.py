@@ -35,7 +35,8 @@ spec:
 
 
 def _get(kubectl: Kubectl, ns: str, what: str = "deployment/web") -> dict:
-    return json.loads(kubectl("get", what, "-n", ns, "-o", "json").stdout)
+    # (kubectl hides managedFields unless asked)
+    return json.loads(kubectl("get", what, "-n", ns, "-o", "json", "--show-managed-fields").stdout)
 
 
 def test_client_side_apply_three_way_merge(kubectl: Kubectl, ns: str) -> None:
@@ -119,7 +120,7 @@ def test_server_side_apply_ownership_and_conflicts(kubectl: Kubectl, ns: str) ->
 def test_apply_of_many_kinds_from_one_file(kubectl: Kubectl, ns: str) -> None:
     docs = "\n---\n".join([
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {a: '1'}",
-        "apiVersion: v1\nkind: Secret\nmetadata: {name: sec}\nstringData: {p: s}",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: sec}\ndata: {p: czE=}",
         "apiVersion: v1\nkind: Service\nmetadata: {name: svc}\nspec:\n  selector: {app: web}\n"
         "  ports: [{port: 80, targetPort: 8080}]",
     ])
@@ -131,5 +132,34 @@ def test_apply_of_many_kinds_from_one_file(kubectl: Kubectl, ns: str) -> None:
 
 def test_explain_reads_the_openapi_schema(kubectl: Kubectl) -> None:
     out = kubectl("explain", "deployment.spec.template.spec.containers").stdout
-    assert "KIND:       Deployment" in out and "VERSION:    apps/v1" in out
+    assert "GROUP:      apps\nKIND:       Deployment\nVERSION:    v1" in out
     assert "image\t<string>" in out and "env\t<[]EnvVar>" in out
+
+
+def test_unknown_fields_strict_by_default_warned_on_request(kubectl: Kubectl, ns: str) -> None:
+    typo = DEPLOYMENT.replace("  replicas: 1\n", "  replicaz: 1\n").replace("        image: busybox:1.36\n        env",
+                                                                          "        imagez: x\n        image: busybox:1.36\n        env")
+    r = kubectl("apply", "-n", ns, "-f", "-", stdin=typo, ok=False)
+    assert r.returncode == 1
+    assert ('Deployment in version "v1" cannot be handled as a Deployment: strict decoding error: '
+            'unknown field "spec.replicaz", unknown field "spec.template.spec.containers[0].imagez"') in r.stderr
+    assert kubectl("get", "deploy", "-n", ns, "-o", "name").stdout == ""
+    r = kubectl("apply", "--validate=warn", "-n", ns, "-f", "-", stdin=typo)
+    assert 'Warning: unknown field "spec.replicaz"' in r.stderr
+
+
+def test_apply_of_a_kind_list(kubectl: Kubectl, ns: str) -> None:
+    # kubectl validates `kind: List` files through OpenAPI v2 (not v3): that document must parse.
+    items = "apiVersion: v1\nkind: List\nitems:\n" + "".join(
+        f"- apiVersion: v1\n  kind: ConfigMap\n  metadata: {{name: l{i}}}\n  data: {{i: '{i}'}}\n" for i in range(2))
+    assert kubectl("apply", "-n", ns, "-f", "-", stdin=items).stdout.splitlines() == ["configmap/l0 created",
+                                                                                       "configmap/l1 created"]
+
+
+def test_kubernetes_fields_pkube_ignores_pass_with_a_warning(kubectl: Kubectl, ns: str) -> None:
+    # A real Kubernetes field that pkube does not act on passes Strict, with a warning saying so.
+    nfs = ("apiVersion: v1\nkind: Pod\nmetadata: {name: nfs}\nspec:\n  containers: [{name: c, image: busybox}]\n"
+           "  volumes: [{name: v, nfs: {server: example.invalid, path: /}}]\n")
+    r = kubectl("apply", "-n", ns, "-f", "-", stdin=nfs)
+    assert r.stdout.strip() == "pod/nfs created"
+    assert 'Warning: field "spec.volumes[0].nfs" is not supported by pkube' in r.stderr

@@ -6,6 +6,7 @@ order and the last ones stop and restart it. The fixture always ends with `down 
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import os
 import shutil
@@ -95,6 +96,19 @@ def no_traceback(p: subprocess.CompletedProcess[str]) -> bool:
     return "Traceback" not in p.stdout + p.stderr
 
 
+def node_state_left(c: Cluster) -> list[str]:
+    """What the proxy and DNS of this cluster put on the host: its nftables table, the DNS address on lo."""
+    cfg, left = c.config(), []
+    if BY_NAME["proxy"].available() and subprocess.run(["nft", "list", "table", "ip", cfg["proxy_table"]],
+                                                       capture_output=True).returncode == 0:
+        left.append(f"nft table {cfg['proxy_table']}")
+    lo = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", "lo"], capture_output=True, text=True).stdout
+    dns_ip = str(ipaddress.ip_network(cfg["service_cidr"])[10])
+    if f" {dns_ip}/" in lo:
+        left.append(f"{dns_ip} on lo")
+    return left
+
+
 def recorded_processes(c: Cluster) -> list[ProcRecord]:
     names = ["supervisor", *(n for n in BY_NAME if (c.home / "run" / f"{n}.json").exists())]
     return [r for n in names if (r := c.record(n))]
@@ -109,8 +123,13 @@ def cluster() -> Iterator[Cluster]:
         yield Cluster(home, home / "kubeconfig", up.stdout)
     finally:
         if (home / "config.json").exists():
+            last = Cluster(home, home / "kubeconfig", "")
+            config = last.config()
             down = run("cluster", "down", "--purge", "--home", str(home), check=False)
             assert down.returncode == 0, f"cluster down failed:\n{down.stdout}\n{down.stderr}"
+            home.mkdir()  # node_state_left reads only the config
+            (home / "config.json").write_text(json.dumps(config))
+            assert node_state_left(last) == []
         shutil.rmtree(home, ignore_errors=True)
 
 
@@ -330,8 +349,11 @@ def test_a_second_home_is_a_separate_cluster(cluster: Cluster, tmp_path: Path) -
         via_user_config = run("get", "namespaces", env=bare)
         assert ns in via_user_config.stdout.split()
     finally:
+        other_cfg = other.config()
         run("cluster", "down", "--purge", "--home", str(other.home), check=False, env=env)
     assert not other.home.exists()
+    assert other_cfg["proxy_table"] != cluster.config()["proxy_table"]
+    assert other_cfg["service_cidr"] != cluster.config()["service_cidr"]
     assert yaml.safe_load((user_home / ".kube" / "config").read_text())["contexts"] == []
 
 
@@ -367,6 +389,7 @@ def test_down_then_up_keeps_objects_and_leaves_no_process(cluster: Cluster) -> N
     down = run("cluster", "down", "--home", str(cluster.home))
     assert "stopped" in down.stdout
     assert [r.pid for r in before if r.alive()] == []
+    assert node_state_left(cluster) == []
     st = run("cluster", "status", "--home", str(cluster.home), check=False)
     assert st.returncode != 0 and "supervisor not running" in st.stdout
     with pytest.raises(urllib.error.URLError):  # really unreachable

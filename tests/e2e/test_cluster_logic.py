@@ -1,6 +1,7 @@
 """Pure parts of the local cluster: prerequisite checks, the home layout, process records, formatting."""
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import socket
@@ -16,7 +17,7 @@ import yaml
 from launcher.main import COMPONENTS as LAUNCHER_COMPONENTS
 from pkctl.cluster import kubemerge, pki, prereqs, procs
 from pkctl.cluster.components import COMPONENTS
-from pkctl.cluster.home import Home, HomeError
+from pkctl.cluster.home import ClusterConfig, Home, HomeError, private_service_range
 from pkctl.cluster.report import human_bytes, human_duration
 from pkctl.cluster.supervisor import restart_delay
 from pklib import kubeconfig
@@ -207,3 +208,16 @@ def test_merge_refuses_a_broken_user_kubeconfig(tmp_path: Path) -> None:
     with pytest.raises(kubemerge.MergeError, match="not valid YAML"):
         kubemerge.merge(target, kubeconfig.build("http://127.0.0.1:7000", "t1"))
     assert target.read_text() == "clusters: [unclosed\n"
+
+
+def test_each_home_gets_its_own_service_range_dns_address_and_proxy_table(tmp_path: Path) -> None:
+    a = Home(tmp_path / "a").prepare(None, default_home=False, tls=False)
+    b = Home(tmp_path / "b").prepare(None, default_home=False, tls=False)
+    assert a.service_cidr != b.service_cidr and a.proxy_table != b.proxy_table
+    assert a.proxy_metrics_port not in (a.api_port, a.etcd_client_port, a.etcd_peer_port)
+    assert ClusterConfig(1, 2, 3).dns_ip == "10.96.0.10"  # the default home, as kube-dns in Kubernetes
+    default, conventional = ipaddress.IPv4Network("10.96.0.0/16"), ipaddress.IPv4Network("10.96.0.0/12")
+    for i in range(0, 65536, 97):
+        net = ipaddress.IPv4Network(private_service_range(i.to_bytes(2, "big")))
+        assert net.prefixlen == 24 and net.subnet_of(conventional)
+        assert not net.overlaps(default)

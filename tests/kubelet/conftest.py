@@ -26,15 +26,18 @@ from kubelet.runtime.interface import ExecResult
 from kubelet.runtime.runc import RuncRuntime, RuntimeConfig
 from pklib.client import Client
 from pklib.errors import ApiError
-from pklib.resources import lookup
+from pklib.resources import Resource, lookup
 from tests.conftest import ROOT, ApiServer, Etcd, _stop, start_apiserver
 from tests.runtime.leftovers import leftovers
-from tests.util import unique, wait_for
+from tests.util import free_port, unique, wait_for
 
-PODS = lookup("pods")
-NODES = lookup("nodes")
-NAMESPACES = lookup("namespaces")
-assert PODS and NODES and NAMESPACES
+def res(plural: str) -> Resource:
+    found = lookup(plural)
+    assert found is not None, plural
+    return found
+
+
+PODS, NODES, NAMESPACES = res("pods"), res("nodes"), res("namespaces")
 
 
 @dataclass
@@ -47,6 +50,7 @@ class Node:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     kubelet: subprocess.Popen[bytes] | None = None
     kubelet_log: Path | None = None
+    port: int = field(default_factory=free_port)
 
     def runtime_config(self) -> RuntimeConfig:
         return RuntimeConfig(state_dir=self.tmp / "runtime", pod_cidr=self.cidr, bridge=f"pkt-br{self.tag}",
@@ -67,7 +71,10 @@ class Node:
              str(self.tmp / "images"), "--runtime-state-dir", str(rc.state_dir), "--bridge", rc.bridge,
              "--nat-table", rc.nat_table, "--netns-prefix", rc.netns_prefix, "--veth-prefix", rc.veth_prefix,
              "--cgroup-parent", rc.cgroup_parent, "--no-forwarding", "--crashloop-backoff-base", "1",
-             "--crashloop-backoff-max", "8", "--node-lease-renew-interval", "2", "--relist-period", "0.5"],
+             "--crashloop-backoff-max", "8", "--node-lease-renew-interval", "2", "--relist-period", "0.5",
+             "--sync-frequency", "2",
+             # the kubelet API on loopback only, reached there by the apiserver's pods/log and pods/exec proxy
+             "--address", "127.0.0.1", "--cluster-dns", "10.96.0.10", "--port", str(self.port), "--node-ip", "127.0.0.1"],
             cwd=ROOT, stdout=open(self.kubelet_log, "wb"), stderr=subprocess.STDOUT)
 
     def log(self) -> str:
@@ -100,11 +107,10 @@ async def _wait_node(node: Node) -> None:
 async def clean_namespace(c: Client, ns: str) -> None:
     """Workloads first (else their controllers recreate the pods), then the pods, force-deleted."""
     for plural in ("deployments", "replicasets", "statefulsets", "daemonsets", "pods"):
-        res = lookup(plural)
-        assert res is not None
-        for obj in (await c.list(res, ns)).get("items") or []:
+        kind = res(plural)
+        for obj in (await c.list(kind, ns)).get("items") or []:
             try:
-                await c.delete(res, obj["metadata"]["name"], ns, grace_period_seconds=0 if plural == "pods" else None,
+                await c.delete(kind, obj["metadata"]["name"], ns, grace_period_seconds=0 if plural == "pods" else None,
                                propagation_policy="Orphan" if plural != "pods" else None)
             except ApiError:
                 pass

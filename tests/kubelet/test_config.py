@@ -95,8 +95,10 @@ async def test_empty_dir_shared_and_configmap_volume(node: Node, kc: Client, ns:
         ns)
     p = await wait_pod(kc, ns, "vols", running, what="vols Running")
 
+    import time; t0=time.monotonic()
     async def shared():
         r = await exec_in(node, p, "reader", ["cat", "/in/msg"])
+        print("DBG", time.monotonic()-t0, r, (await kc.get(PODS, "vols", ns))["status"]["containerStatuses"])
         return r.stdout.decode().strip() == "shared-data"
     await wait_for(shared, 10, 0.2, message="reader sees the writer's file")
     r = await exec_in(node, p, "reader", ["cat", "/etc/app/app.conf"])
@@ -105,6 +107,13 @@ async def test_empty_dir_shared_and_configmap_volume(node: Node, kc: Client, ns:
     assert (await exec_in(node, p, "reader", ["touch", "/etc/app/x"])).exit_code != 0  # readOnly
     r = await exec_in(node, p, "reader", ["sh", "-c", "grep ' /mem ' /proc/mounts"])
     assert "tmpfs" in r.stdout.decode() and "size=8192k" in r.stdout.decode()
+    # an update of the ConfigMap reaches the running pod (sync frequency 2 s in the test kubelet)
+    await kc.patch(CONFIGMAPS, "files", {"data": {"app.conf": "port=8080\n"}}, ns)
+
+    async def updated():
+        r = await exec_in(node, p, "reader", ["cat", "/etc/app/app.conf"])
+        return r.stdout.decode() == "port=8080\n"
+    await wait_for(updated, 15, 0.2, message="configMap update propagated into the volume")
 
 
 async def test_pvc_backed_pod_keeps_data_across_delete_and_recreate(node: Node, kc: Client, ns: str) -> None:
@@ -153,3 +162,25 @@ async def test_status_is_not_rewritten_while_nothing_changes(kc: Client, ns: str
         return (await kc.get(PODS, "calm", ns))["metadata"]["resourceVersion"] != rv
     with pytest.raises(AssertionError):
         await wait_for(changed, 3, 0.2, message="a needless status write")
+
+
+async def test_dns_policy_hostname_subdomain_and_post_start_hook(node: Node, kc: Client, ns: str) -> None:
+    hook = {"postStart": {"exec": {"command": ["sh", "-c", "echo hooked > /tmp/hook"]}}}
+    await kc.create(PODS, pod("named", ctr("c", "exec sleep 3600", lifecycle=hook), hostname="db-0",
+                              subdomain="db", hostAliases=[{"ip": "10.1.2.3", "hostnames": ["legacy.example"]}]),
+                    ns)
+    await kc.create(PODS, pod("custom", ctr("c", "exec sleep 3600"), dnsPolicy="None",
+                              dnsConfig={"nameservers": ["10.9.9.9"], "searches": ["corp.example"],
+                                         "options": [{"name": "ndots", "value": "2"}]}), ns)
+    p = await wait_pod(kc, ns, "named", running, what="named Running")
+    resolv = (await exec_in(node, p, "c", ["cat", "/etc/resolv.conf"])).stdout.decode()
+    assert "nameserver 10.96.0.10" in resolv
+    assert f"search {ns}.svc.cluster.local svc.cluster.local cluster.local" in resolv and "ndots:5" in resolv
+    hosts = (await exec_in(node, p, "c", ["cat", "/etc/hosts"])).stdout.decode()
+    assert f"{p['status']['podIP']}\tdb-0.db.{ns}.svc.cluster.local\tdb-0" in hosts
+    assert "10.1.2.3\tlegacy.example" in hosts
+    assert (await exec_in(node, p, "c", ["hostname"])).stdout.decode().strip() == "db-0"
+    assert (await exec_in(node, p, "c", ["cat", "/tmp/hook"])).stdout.decode().strip() == "hooked"
+    p = await wait_pod(kc, ns, "custom", running, what="custom Running")
+    resolv = (await exec_in(node, p, "c", ["cat", "/etc/resolv.conf"])).stdout.decode()
+    assert resolv.split("\n")[:3] == ["search corp.example", "nameserver 10.9.9.9", "options ndots:2"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -74,20 +73,22 @@ class PodNet:
         wait_for_sync(lambda: fetch(f"http://{ip}:{port}/") == name, message=f"httpd in {ns}")
         return pod
 
-    def udp_echo(self, pod: Pod, port: int) -> subprocess.Popen[bytes]:
-        """A UDP server in the pod that answers every datagram with the pod's name (stopped by close())."""
-        code = ("import socket, sys; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('', int(sys.argv[1])))\n"
-                "while True:\n    d, a = s.recvfrom(2048); s.sendto(sys.argv[2].encode(), a)")
-        proc = subprocess.Popen(["ip", "netns", "exec", pod.netns, sys.executable, "-c", code, str(port), pod.name])
-        self.extra.append(proc)
-        return proc
+    def _in_pod(self, pod: Pod, *args: str) -> list[str]:
+        return ["ip", "netns", "exec", pod.netns, sys.executable, "-m", "tests.proxy.servers", *args]
+
+    def who_am_i_server(self, pod: Pod, port: int) -> None:
+        """An HTTP server in the pod answering "<pod name> <client address>": shows whether we masqueraded."""
+        self.extra.append(subprocess.Popen(self._in_pod(pod, "who-am-i", str(port), pod.name), cwd=ROOT))
+        wait_for_sync(lambda: (fetch(f"http://{pod.ip}:{port}/") or "").startswith(pod.name),
+                      message=f"who-am-i server in {pod.netns}")
+
+    def udp_echo(self, pod: Pod, port: int) -> None:
+        """A UDP server in the pod that answers every datagram with the pod's name."""
+        self.extra.append(subprocess.Popen(self._in_pod(pod, "udp-echo", str(port), pod.name), cwd=ROOT))
 
     def fetch_from(self, pod: Pod, url: str) -> str | None:
-        """GET `url` from inside the pod's network namespace (busybox-static's wget crashes here; Python
-        does the same job)."""
-        code = "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode())"
-        out = subprocess.run(["ip", "netns", "exec", pod.netns, sys.executable, "-c", code, url],
-                             capture_output=True, text=True, timeout=30)
+        """The body of a GET from inside the pod's network namespace, or None when it fails."""
+        out = subprocess.run(self._in_pod(pod, "fetch", url), cwd=ROOT, capture_output=True, text=True, timeout=30)
         return out.stdout if out.returncode == 0 else None
 
     def close(self) -> None:

@@ -6,6 +6,7 @@ server -- and only after the proxy's rules for it are in the kernel, so nothing 
 from __future__ import annotations
 
 import collections
+import http.client
 import re
 import socket
 import subprocess
@@ -119,6 +120,10 @@ async def test_pods_reach_services_and_themselves_through_them(pclient: Client, 
     assert testnet.fetch_from(a, f"http://{ip}/") == "pod-a"
 
 
+async def _none(get: Any) -> bool:
+    return await get() is None
+
+
 def udp_ask(sock: socket.socket, host: str, port: int, tries: int = 20) -> str | None:
     """Send from one fixed client socket (the same conntrack entry every time) until an answer comes."""
     for _ in range(tries):
@@ -163,6 +168,38 @@ async def test_session_affinity_keeps_a_client_on_one_endpoint(pclient: Client, 
     assert len(seen) == 1 and None not in seen, seen
 
 
+async def test_masquerade_only_where_needed_and_policy_local(
+        pclient: Client, pns: str, testnet: PodNet, proxy: ProxyProcess) -> None:
+    here, elsewhere, client = testnet.add_pod("here"), testnet.add_pod("elsewhere"), testnet.add_pod("client")
+    for pod in (here, elsewhere):
+        testnet.who_am_i_server(pod, 9000)
+    svc = await make_service(pclient, pns, "local", type="NodePort", externalTrafficPolicy="Local",
+                             ports=[{"port": 80, "protocol": "TCP", "targetPort": 9000}])
+    node_port = svc["spec"]["ports"][0]["nodePort"]
+    await pclient.create(ENDPOINTS, endpoints_body(pns, "local", [{
+        "addresses": [{"ip": here.ip, "nodeName": proxy.node_name}, {"ip": elsewhere.ip, "nodeName": "other-node"}],
+        "ports": [{"port": 9000, "protocol": "TCP"}]}]))
+    wait_rules(proxy, f"local-{pns}/local/tcp/80", f"{elsewhere.ip} . 9000")
+    # An outside client (another host on the node's network: the client namespace) reaches only this node's
+    # endpoint, which sees the client's own address.
+    answers = {testnet.fetch_from(client, f"http://{testnet.gateway}:{node_port}/") for _ in range(10)}
+    assert answers == {f"here {client.ip}"}, answers
+    # From the node itself both endpoints serve (traffic starting on the node is treated like Cluster).
+    seen = {(fetch(f"http://127.0.0.1:{node_port}/") or "").split(" ")[0] for _ in range(30)}
+    assert seen == {"here", "elsewhere"}, seen
+
+    # Policy Cluster masquerades external traffic (the endpoint sees the node); a pod calling the ClusterIP
+    # is not masqueraded (the endpoint sees the pod).
+    cluster = await make_service(pclient, pns, "cluster", type="NodePort",
+                                 ports=[{"port": 80, "protocol": "TCP", "targetPort": 9000}])
+    await pclient.create(ENDPOINTS, endpoints_body(pns, "cluster", [{
+        "addresses": [{"ip": here.ip}], "ports": [{"port": 9000, "protocol": "TCP"}]}]))
+    wait_rules(proxy, f"svc-{pns}/cluster/tcp/80")
+    cluster_port = cluster["spec"]["ports"][0]["nodePort"]
+    assert testnet.fetch_from(client, f"http://{testnet.gateway}:{cluster_port}/") == f"here {testnet.gateway}"
+    assert testnet.fetch_from(client, f"http://{cluster['spec']['clusterIP']}/") == f"here {client.ip}"
+
+
 async def test_loadbalancer_gets_the_node_address_and_is_served_there(pclient: Client, pns: str, testnet: PodNet,
                                                                        proxy: ProxyProcess) -> None:
     pod = testnet.add_pod("lb")
@@ -178,22 +215,44 @@ async def test_loadbalancer_gets_the_node_address_and_is_served_there(pclient: C
     assert fetch(f"http://{testnet.gateway}:8888/") == "lb"
     assert fetch(f"http://{testnet.gateway}:{svc['spec']['ports'][0]['nodePort']}/") == "lb"
 
+    # Back to ClusterIP: the address is taken back and no longer served.
+    current = await pclient.get(SERVICES, "lb", pns)
+    current["spec"]["type"] = "ClusterIP"
+    for port in current["spec"]["ports"]:
+        port.pop("nodePort", None)
+    current["spec"].pop("externalTrafficPolicy", None)
+    await pclient.update(SERVICES, current)
+    assert await wait_for(lambda: _none(ingress), message="ingress cleared")
+    wait_rules(proxy, f"{testnet.gateway} . tcp . 8888", absent=True)
 
-async def test_restart_rebuilds_the_same_ruleset_and_cleanup_removes_it(pclient: Client, pns: str,
-                                                                        testnet: PodNet,
-                                                                        proxy: ProxyProcess) -> None:
+
+async def test_restart_keeps_connections_and_ruleset_cleanup_removes_it(pclient: Client, pns: str, testnet: PodNet,
+                                                                       proxy: ProxyProcess) -> None:
     pods = [testnet.add_pod(f"r-{i}") for i in range(2)]
-    svc = await make_service(pclient, pns, "keep", type="NodePort")
+    for pod in pods:
+        testnet.who_am_i_server(pod, 9000)
+    svc = await make_service(pclient, pns, "keep", type="NodePort",
+                             ports=[{"port": 80, "protocol": "TCP", "targetPort": 9000}])
     ip = svc["spec"]["clusterIP"]
-    await pclient.create(ENDPOINTS, endpoints_body(pns, "keep", [subset(pods)]))
-    before = wait_rules(proxy, *(f"{p.ip} . 8080" for p in pods))
+    await pclient.create(ENDPOINTS, endpoints_body(pns, "keep", [subset(pods, 9000)]))
+    before = wait_rules(proxy, *(f"{p.ip} . 9000" for p in pods))
 
-    proxy.stop()
-    # Rules stay while the proxy is down, so Services keep working across a restart.
-    assert proxy.ruleset() == before
-    assert fetch(f"http://{ip}/") in {"r-0", "r-1"}
-    proxy.start()
-    assert proxy.ruleset() == before
+    conn = http.client.HTTPConnection(ip, 80, timeout=5)
+    try:
+        conn.request("GET", "/")
+        first = conn.getresponse().read().decode()
+        sock = conn.sock
+        proxy.stop()
+        # Rules stay while the proxy is down, so Services keep working across a restart.
+        assert proxy.ruleset() == before
+        assert (fetch(f"http://{ip}/") or "").split(" ")[0] in {"r-0", "r-1"}
+        proxy.start()
+        assert proxy.ruleset() == before
+        # The connection opened before the restart still works: same socket, same endpoint.
+        conn.request("GET", "/")
+        assert conn.getresponse().read().decode() == first and conn.sock is sock
+    finally:
+        conn.close()
 
     # A stale chain someone left in the table disappears with the next full reconcile (at start).
     proxy.stop()

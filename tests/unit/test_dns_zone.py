@@ -18,7 +18,8 @@ SERVICES: list[dict[str, Any]] = [
 ]
 ENDPOINTS: dict[str, Any] = {
     "prod/web": {"subsets": [{"addresses": [{"ip": "10.1.0.5"}], "ports": [{"name": "http", "port": 8080}]}]},
-    "prod/db": {"subsets": [{"addresses": [{"ip": "10.1.0.8", "hostname": "db-1"}, {"ip": "10.1.0.7", "hostname": "db-0"},
+    "prod/db": {"subsets": [{"addresses": [{"ip": "10.1.0.8", "hostname": "db-1"},
+                                           {"ip": "10.1.0.7", "hostname": "db-0"},
                                            {"ip": "10.1.0.9"}],
                              "notReadyAddresses": [{"ip": "10.1.0.10", "hostname": "db-2"}],
                              "ports": [{"name": "pg", "port": 5432, "protocol": "TCP"}]}]},
@@ -92,6 +93,15 @@ def test_other_domains_are_not_ours_and_custom_domains_work() -> None:
     zone = dns.build_zone(SERVICES, ENDPOINTS, "Corp.Example.")
     reply = dns.answer(zone, DNSRecord.question("web.prod.svc.corp.example", "A"))
     assert [str(rr.rdata) for rr in reply.rr] == ["10.96.0.20"]
+
+
+def test_endpoints_with_hostnames_that_are_not_dns_labels_are_left_out() -> None:
+    eps = {"prod/db": {"subsets": [{"addresses": [{"ip": "10.1.0.7", "hostname": "Bad_Host"},
+                                                  {"ip": "10.1.0.8", "hostname": "x" * 64},
+                                                  {"ip": "10.1.0.9", "hostname": "db-0"}]}]}}
+    zone = dns.build_zone(SERVICES, eps)
+    assert zone.a["db.prod.svc.cluster.local."] == ["10.1.0.9"]
+    assert not any("bad_host" in name.lower() or "x" * 64 in name for name in zone.names)
 
 
 def test_oversized_udp_answers_are_truncated() -> None:

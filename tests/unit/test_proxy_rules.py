@@ -158,6 +158,34 @@ def test_output_is_deterministic_whatever_the_input_order() -> None:
     assert a.text == b.text
 
 
+def test_malformed_objects_are_skipped_without_breaking_the_ruleset() -> None:
+    bad_ports: list[dict[str, Any]] = [{"port": 0}, {"port": "80"}, {"name": "x;y", "port": 81}]
+    services = [svc("web"), svc("bad name"), svc("ports", ports=bad_ports)]
+    ep = {"subsets": [{"addresses": [{"ip": "10.1.0.2"}, {"ip": "fd00::1"}, {"ip": "x; flush ruleset"}, {}],
+                       "ports": [{"port": 80, "protocol": "TCP"}, {"port": 70000}]}]}
+    r = rules.build("t", services, {"ns/web": ep})
+    assert [sp.id for sp in r.ports] == ["ns/web/tcp/80"]
+    assert r.ports[0].endpoints == [rules.Endpoint("10.1.0.2", 80)]
+    assert "flush ruleset" not in r.text and "fd00" not in r.text
+
+
+def test_port_cache_reuses_unchanged_services_and_sees_every_change() -> None:
+    def obj(o: dict[str, Any], rv: str) -> dict[str, Any]:
+        return {**o, "metadata": {**o.get("metadata", {}), "namespace": "ns", "resourceVersion": rv}}
+    web, other = obj(svc("web"), "1"), obj(svc("other", ip="10.96.0.11"), "2")
+    endpoints = {"ns/web": obj(eps((["10.1.0.2"], [{"port": 80}])), "3")}
+    cache: rules.PortCache = {}
+    first = rules.build("t", [web, other], endpoints, cache=cache)
+    assert set(cache) == {"ns/web", "ns/other"}
+    cached_ports = cache["ns/web"][1]
+    assert rules.build("t", [web, other], endpoints, cache=cache).text == first.text
+    assert cache["ns/web"][1] is cached_ports  # not parsed again
+    changed = {"ns/web": obj(eps((["10.1.0.7"], [{"port": 80}])), "4")}
+    r = rules.build("t", [web], changed, cache=cache)
+    assert r.text == rules.build("t", [web], changed).text and "10.1.0.7" in r.text
+    assert set(cache) == {"ns/web"}  # the deleted Service's entry is gone
+
+
 def test_bad_table_names_are_refused() -> None:
     for bad in ("", "1abc", "a b", "x" * 65, "t;flush ruleset"):
         with pytest.raises(rules.RulesError):
@@ -184,12 +212,18 @@ def test_incremental_transaction_touches_only_changed_chains() -> None:
     script = nft.incremental(before, after)
     assert script is not None
     assert "flush chain ip t svc-ns/web/tcp/80" in script
-    assert "chain ep-ns/web/tcp/80__10.1.0.4/80 {" in script and "set aff10800-ns/web/tcp/80__10.1.0.4/80 {" in script
+    lines = script.splitlines()
+    new_ep, new_set = "ep-ns/web/tcp/80__10.1.0.4/80", "aff10800-ns/web/tcp/80__10.1.0.4/80"
+    assert f"add set ip t {new_set} {{ type ipv4_addr; flags dynamic,timeout; timeout 10800s; }}" in lines
+    assert f"add rule ip t {new_ep} meta l4proto tcp dnat to 10.1.0.4:80" in lines
+    # The new chain exists before the rule that jumps to it is added.
+    assert lines.index(f"add chain ip t {new_ep}") < \
+        next(i for i, line in enumerate(lines) if line.startswith("add rule ip t svc-ns/web/tcp/80") and new_ep in line)
     assert script.rstrip().splitlines()[-2:] == ["delete chain ip t ep-ns/web/tcp/80__10.1.0.3/80",
                                                  "delete set ip t aff10800-ns/web/tcp/80__10.1.0.3/80"]
     # Untouched: the other Service, the endpoint that stayed, the services map, the hooks.
     for name in ("svc-ns/other/tcp/80", "ep-ns/web/tcp/80__10.1.0.2/80", "services", "nat-prerouting"):
-        assert f"chain {name} {{" not in script and f"flush chain ip t {name}\n" not in script, name
+        assert f" {name} " not in script and not script.endswith(f" {name}\n"), name
     assert "delete element ip t hairpin { 10.1.0.3 . 10.1.0.3 }" in script
     assert "add element ip t hairpin { 10.1.0.4 . 10.1.0.4 }" in script
     assert nft.incremental(after, after) is None

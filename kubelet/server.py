@@ -1,0 +1,153 @@
+"""The kubelet's HTTP API (what the API server's pods/log and pods/exec proxy calls).
+
+    GET  /healthz
+    GET  /containerLogs/{namespace}/{pod}/{container}?follow&tailLines&sinceSeconds&timestamps&previous
+    POST /exec/{namespace}/{pod}/{container}?command=..&command=..[&timeoutSeconds=N]   body: stdin bytes
+         → {"exitCode": n, "stdout": base64, "stderr": base64}
+
+Authentication works like the kubelet's webhook mode: the caller's bearer token is checked by asking the API
+server, with that token, for the pod concerned (a token that may not read the pod may not read its logs or exec
+into it either); accepted tokens are cached for a minute. Exec is buffered (no TTY, no resize).
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from pklib.errors import ApiError, ConnectionFailed
+from pklib.resources import Resource, lookup
+
+from kubelet.runtime.interface import ContainerState, ExecTimeout, LogOptions, NotFound, RuntimeError_
+
+if TYPE_CHECKING:
+    from kubelet.agent import PodWorkers
+
+log = logging.getLogger("kubelet.server")
+TOKEN_CACHE_SECONDS = 60.0
+_pods = lookup("pods")
+assert _pods is not None
+PODS: Resource = _pods
+
+
+def _error(code: int, reason: str, message: str) -> web.HTTPException:
+    body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "message": message,
+            "code": code}
+    cls = {400: web.HTTPBadRequest, 401: web.HTTPUnauthorized, 403: web.HTTPForbidden, 404: web.HTTPNotFound}
+    return cls.get(code, web.HTTPInternalServerError)(text=json.dumps(body), content_type="application/json")
+
+
+def _bool(value: str | None) -> bool:
+    return (value or "").lower() in ("1", "true", "yes")
+
+
+def _int(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _error(400, "BadRequest", f"{name}: {raw!r} is not an integer") from None
+    if value < 0:
+        raise _error(400, "BadRequest", f"{name} must not be negative")
+    return value
+
+
+class KubeletServer:
+    def __init__(self, workers: "PodWorkers") -> None:
+        self.workers = workers
+        self._tokens: dict[tuple[str, str], float] = {}  # (token, namespace/pod) -> valid until
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._auth])
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self.logs)
+        app.router.add_post("/exec/{namespace}/{pod}/{container}", self.exec)
+        return app
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path == "/healthz":
+            return await handler(request)
+        header = request.headers.get("Authorization", "")
+        ns, pod = request.match_info.get("namespace", ""), request.match_info.get("pod", "")
+        if not header.lower().startswith("bearer ") or not ns or not pod:
+            raise _error(401, "Unauthorized", "Unauthorized")
+        key = (header, f"{ns}/{pod}")
+        if self._tokens.get(key, 0) < time.monotonic():
+            try:
+                await self.workers.client.request("GET", PODS.path(ns, pod), headers={"Authorization": header})
+            except ApiError as e:
+                if e.code == 401:
+                    raise _error(401, "Unauthorized", "Unauthorized") from None
+                if e.code == 404:
+                    raise _error(404, "NotFound", f'pods "{pod}" not found') from None
+                raise _error(403, "Forbidden", f"the API server refused access to pod {ns}/{pod}") from None
+            except ConnectionFailed as e:
+                raise _error(403, "Forbidden", f"cannot check the caller with the API server: {e}") from None
+            if len(self._tokens) > 4096:
+                self._tokens.clear()
+            self._tokens[key] = time.monotonic() + TOKEN_CACHE_SECONDS
+        return await handler(request)
+
+    async def healthz(self, _: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def _container(self, request: web.Request, previous: bool = False) -> str:
+        ns, name, container = (request.match_info[k] for k in ("namespace", "pod", "container"))
+        pod = self.workers.pods.store.get(f"{ns}/{name}")
+        if pod is None:
+            raise _error(404, "NotFound", f'pod "{name}" not found on this node')
+        init = container in {c["name"] for c in pod["spec"].get("initContainers") or []}
+        if not init and container not in {c["name"] for c in pod["spec"]["containers"]}:
+            raise _error(400, "BadRequest", f"container {container} is not valid for pod {name}")
+        rt = await self.workers.runtime_state(pod["metadata"]["uid"])
+        found = rt.previous(container, init) if previous else rt.latest(container, init)
+        if found is None:
+            if previous:
+                raise _error(400, "BadRequest", f'previous terminated container "{container}" in pod "{name}" '
+                                                "not found")
+            raise _error(400, "BadRequest", f'container "{container}" in pod "{name}" is waiting to start')
+        return found.id
+
+    async def logs(self, request: web.Request) -> web.StreamResponse:
+        cid = await self._container(request, _bool(request.query.get("previous")))
+        since = _int(request, "sinceSeconds")
+        options = LogOptions(follow=_bool(request.query.get("follow")), tail=_int(request, "tailLines"),
+                             since=datetime.now(timezone.utc) - timedelta(seconds=since) if since else None,
+                             timestamps=_bool(request.query.get("timestamps")),
+                             limit_bytes=_int(request, "limitBytes"))
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+        await resp.prepare(request)
+        try:
+            async for line in self.workers.runtime.logs(cid, options):
+                await resp.write((line.format(options.timestamps) + "\n").encode())
+        except (NotFound, ConnectionResetError):
+            pass  # the container went away, or the reader did
+        await resp.write_eof()
+        return resp
+
+    async def exec(self, request: web.Request) -> web.Response:
+        command = request.query.getall("command", [])
+        if not command:
+            raise _error(400, "BadRequest", "you must specify at least 1 command")
+        cid = await self._container(request)
+        status = await self.workers.runtime.container_status(cid)
+        if status.state != ContainerState.RUNNING:
+            raise _error(400, "BadRequest", f"container {request.match_info['container']} is not running")
+        stdin = await request.read() if request.can_read_body else None
+        timeout = _int(request, "timeoutSeconds")
+        try:
+            result = await self.workers.runtime.exec(cid, command, stdin=stdin, timeout=timeout)
+        except ExecTimeout as e:
+            raise _error(400, "Timeout", str(e)) from None
+        except RuntimeError_ as e:
+            raise _error(400, "BadRequest", str(e)) from None
+        return web.json_response({"exitCode": result.exit_code, "stdout": base64.b64encode(result.stdout).decode(),
+                                  "stderr": base64.b64encode(result.stderr).decode()})

@@ -1,0 +1,92 @@
+"""Logs and exec through the API server (pods/log, pods/exec) to the kubelet, with pkctl and kubectl."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pklib.client import Client
+from pklib.resources import lookup
+from tests.conftest import ROOT
+from tests.kubelet.conftest import Node, cstatus, ctr, pod, running, wait_pod
+
+pytestmark = pytest.mark.root
+
+PODS = lookup("pods")
+assert PODS
+
+
+def pkctl(node: Node, ns: str, *argv: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "pkctl.main", "--server", node.api.url, "--token", node.api.token,
+                           "-n", ns, *argv], cwd=ROOT, input=stdin, capture_output=True, timeout=30)
+
+
+async def test_exec_returns_output_and_exit_code(node: Node, kc: Client, ns: str) -> None:
+    await kc.create(PODS, pod("box", ctr("c", "exec sleep 3600")), ns)
+    await wait_pod(kc, ns, "box", running, what="box Running")
+    r = pkctl(node, ns, "exec", "box", "--", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (r.returncode, r.stdout, r.stderr) == (3, b"out\n", b"err\n")
+    r = pkctl(node, ns, "exec", "-i", "box", "--", "tr", "a-z", "A-Z", stdin=b"shout\n")
+    assert (r.returncode, r.stdout) == (0, b"SHOUT\n")
+    r = pkctl(node, ns, "exec", "nope", "--", "true")
+    assert r.returncode == 1 and r.stderr.decode().strip() == 'Error from server (NotFound): pods "nope" not found'
+    r = pkctl(node, ns, "exec", "box", "-c", "other", "--", "true")
+    assert r.returncode == 1 and "container other is not valid for pod box" in r.stderr.decode()
+
+
+async def test_logs_tail_previous_and_follow(node: Node, kc: Client, ns: str) -> None:
+    script = "i=0; while [ $i -lt 200 ]; do echo line-$i; i=$((i+1)); sleep 0.2; done"
+    await kc.create(PODS, pod("talker", ctr("c", script)), ns)
+    await wait_pod(kc, ns, "talker", running, what="talker Running")
+    proc = subprocess.Popen([sys.executable, "-m", "pkctl.main", "--server", node.api.url, "--token",
+                             node.api.token, "-n", ns, "logs", "-f", "talker"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        os.set_blocking(proc.stdout.fileno(), False)
+        seen = b""
+        deadline = time.monotonic() + 20
+        while seen.count(b"\n") < 8 and time.monotonic() < deadline and proc.poll() is None:
+            chunk = proc.stdout.read()
+            if chunk:
+                seen += chunk
+            else:
+                time.sleep(0.05)
+        lines = seen.decode().split()
+        assert len(lines) >= 8, (seen, proc.stderr.read() if proc.poll() is not None else b"")
+        assert lines[:8] == [f"line-{i}" for i in range(8)]  # the follower saw lines written after it started
+    finally:
+        proc.kill()
+        proc.wait(10)
+    r = pkctl(node, ns, "logs", "--tail", "2", "talker")
+    nums = [int(x.split("-")[1]) for x in r.stdout.decode().split()]
+    assert r.returncode == 0 and len(nums) == 2 and nums[1] == nums[0] + 1 >= 8
+
+
+async def test_logs_of_previous_container_after_a_restart(node: Node, kc: Client, ns: str) -> None:
+    await kc.create(PODS, pod("phoenix", ctr("c", "echo run-$(date +%s%N); sleep 1; exit 1")), ns)
+    await wait_pod(kc, ns, "phoenix", lambda p: cstatus(p, "c").get("restartCount", 0) >= 1, 30, "a restart")
+    r = pkctl(node, ns, "logs", "--previous", "phoenix")
+    assert r.returncode == 0 and r.stdout.decode().startswith("run-"), r.stderr
+    r = pkctl(node, ns, "logs", "--since", "bogus", "phoenix")
+    assert r.returncode == 1 and r.stderr.decode().startswith("error: invalid argument")
+
+
+async def test_kubelet_api_refuses_callers_the_api_server_does_not_know(node: Node, kc: Client, ns: str) -> None:
+    import aiohttp
+    await kc.create(PODS, pod("guarded", ctr("c", "echo secret-line; exec sleep 3600")), ns)
+    await wait_pod(kc, ns, "guarded", running, what="guarded Running")
+    url = f"http://127.0.0.1:{node.port}/containerLogs/{ns}/guarded/c"
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"http://127.0.0.1:{node.port}/healthz") as r:
+            assert r.status == 200
+        for headers in ({}, {"Authorization": "Bearer not-a-token"}):
+            async with s.get(url, headers=headers) as r:
+                assert r.status == 401 and b"secret-line" not in await r.read()
+        async with s.post(f"http://127.0.0.1:{node.port}/exec/{ns}/guarded/c?command=true",
+                          headers={"Authorization": "Bearer not-a-token"}) as r:
+            assert r.status == 401
+        async with s.get(url, headers={"Authorization": f"Bearer {node.api.token}"}) as r:
+            assert r.status == 200 and (await r.text()).strip() == "secret-line"

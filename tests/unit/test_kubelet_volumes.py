@@ -1,0 +1,84 @@
+"""Kubelet volume files on a temp dir: atomic configMap/secret layout, items/modes, downwardAPI, hostPath types,
+subPath (no mounts: emptyDir on disk only)."""
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+import pytest
+
+from kubelet.env import ConfigError
+from kubelet.volumes import VolumeManager, container_mounts
+
+POD = {"metadata": {"name": "p", "namespace": "ns", "uid": "uid-1", "labels": {"a": "1", "b": "2"}},
+       "spec": {"containers": [{"name": "c"}], "volumes": []}}
+
+
+def objects(store: dict):
+    async def get(plural: str, name: str):
+        return store.get((plural, name))
+    return get
+
+
+async def setup(tmp_path: Path, volumes: list, store: dict | None = None) -> dict[str, Path]:
+    pod = {**POD, "spec": {**POD["spec"], "volumes": volumes}}
+    get = objects(store or {})
+    return await VolumeManager(tmp_path).setup(pod, get, get, "10.0.0.2", "192.0.2.1", {})
+
+
+async def test_configmap_items_modes_and_atomic_update(tmp_path: Path) -> None:
+    store = {("configmaps", "cm"): {"data": {"a.conf": "one", "b": "two"}}}
+    vols = [{"name": "v", "configMap": {"name": "cm", "items": [{"key": "a.conf", "path": "sub/a", "mode": 0o600}]}}]
+    target = (await setup(tmp_path, vols, store))["v"]
+    assert (target / "sub/a").read_text() == "one" and not (target / "b").exists()
+    assert (target / "sub").is_symlink() and (target / "..data").is_symlink()
+    assert oct((target / "sub/a").stat().st_mode & 0o777) == oct(0o600)
+    first = os.readlink(target / "..data")
+    await setup(tmp_path, vols, store)
+    assert os.readlink(target / "..data") == first  # unchanged content: nothing rewritten
+    store[("configmaps", "cm")] = {"data": {"a.conf": "uno"}}
+    await setup(tmp_path, vols, store)
+    assert (target / "sub/a").read_text() == "uno" and os.readlink(target / "..data") != first
+    assert not (target / first).exists()  # the old generation is gone
+
+
+async def test_secret_is_decoded_and_missing_sources_fail_unless_optional(tmp_path: Path) -> None:
+    store = {("secrets", "s"): {"data": {"pw": base64.b64encode(b"hunter2").decode()}}}
+    target = (await setup(tmp_path, [{"name": "s", "secret": {"secretName": "s"}}], store))["s"]
+    assert (target / "pw").read_bytes() == b"hunter2"
+    with pytest.raises(ConfigError, match='secret "nope" not found'):
+        await setup(tmp_path, [{"name": "x", "secret": {"secretName": "nope"}}])
+    target = (await setup(tmp_path, [{"name": "y", "configMap": {"name": "nope", "optional": True}}]))["y"]
+    assert [p.name for p in target.iterdir() if not p.name.startswith("..")] == []
+
+
+async def test_downward_api_files(tmp_path: Path) -> None:
+    vols = [{"name": "d", "downwardAPI": {"items": [
+        {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+        {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}}]
+    target = (await setup(tmp_path, vols))["d"]
+    assert (target / "labels").read_text() == 'a="1"\nb="2"'
+    assert (target / "name").read_text() == "p"
+
+
+async def test_host_path_types(tmp_path: Path) -> None:
+    made = tmp_path / "made/here"
+    await setup(tmp_path, [{"name": "h", "hostPath": {"path": str(made), "type": "DirectoryOrCreate"}}])
+    assert made.is_dir()
+    with pytest.raises(ConfigError, match="does not exist"):
+        await setup(tmp_path, [{"name": "h", "hostPath": {"path": str(tmp_path / "no"), "type": "Directory"}}])
+    with pytest.raises(ConfigError, match="is not a File"):
+        await setup(tmp_path, [{"name": "h", "hostPath": {"path": str(made), "type": "File"}}])
+
+
+async def test_sub_path_and_unknown_volume(tmp_path: Path) -> None:
+    vols = await setup(tmp_path, [{"name": "e", "emptyDir": {}}])
+    mounts = container_mounts({"volumeMounts": [{"name": "e", "mountPath": "/x", "subPath": "a/b",
+                                                 "readOnly": True}]}, vols)
+    assert mounts[0].host_path == str(vols["e"] / "a/b") and Path(mounts[0].host_path).is_dir()
+    assert mounts[0].read_only
+    with pytest.raises(ConfigError, match="must be a relative path"):
+        container_mounts({"volumeMounts": [{"name": "e", "mountPath": "/x", "subPath": "../../etc"}]}, vols)
+    with pytest.raises(ConfigError, match="no volume of that name"):
+        container_mounts({"volumeMounts": [{"name": "zz", "mountPath": "/x"}]}, vols)

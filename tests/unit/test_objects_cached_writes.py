@@ -1,0 +1,108 @@
+"""Writes start from the watch cache's copy (one store round trip): a stale copy must never change the outcome.
+
+The cache is frozen (its watch stopped) and the store is then changed behind it, so every write
+below first decides on an outdated object; each must end as if it had read the store.
+"""
+from __future__ import annotations
+
+from typing import AsyncIterator
+
+import pytest
+
+from apiserver.handlers_objects import Objects, object_key
+from apiserver.handlers_sub import bind
+from apiserver.status import StatusError
+from apiserver.storage.memory import MemoryStorage
+from apiserver.watchcache import WatchCache
+from pklib.resources import Resource, lookup
+
+PODS, NAMESPACES = lookup("pods"), lookup("namespaces")
+assert PODS is not None and NAMESPACES is not None
+
+
+def pod(name: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"v": "1"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}}
+
+
+@pytest.fixture
+async def frozen() -> AsyncIterator[tuple[MemoryStorage, Objects]]:
+    """Objects over a store whose cache holds pod `p` at its first revision but no longer follows the store."""
+    store = MemoryStorage()
+    cache = WatchCache(store)
+    await cache.start()
+    objects = Objects(store, cache)
+    assert NAMESPACES is not None and PODS is not None
+    await objects.create(NAMESPACES, None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns"}})
+    created = await objects.create(PODS, "ns", pod("p"))
+    assert await cache.wait_for_revision(int(created["metadata"]["resourceVersion"]), 5)
+    await cache.stop()
+    assert cache.ready and cache.for_prefix("/registry/core/pods/").objects
+    yield store, objects
+
+
+async def change_behind_cache(store: MemoryStorage, res: Resource, mutate: dict) -> int:
+    key = object_key(res, "ns", "p")
+    entry = await store.get(key)
+    assert entry is not None
+    value = dict(entry.value, metadata=dict(entry.value["metadata"], labels=mutate))
+    return await store.update(key, value, entry.mod_revision)
+
+
+async def test_update_with_the_stores_resource_version_succeeds(frozen: tuple[MemoryStorage, Objects]) -> None:
+    store, objects = frozen
+    assert PODS is not None
+    rev = await change_behind_cache(store, PODS, {"v": "2"})
+    current = (await store.get(object_key(PODS, "ns", "p")))
+    assert current is not None
+    body = dict(current.value, metadata=dict(current.value["metadata"], resourceVersion=str(rev),
+                                             labels={"v": "3"}))
+    out = await objects.update(PODS, "ns", "p", body)
+    assert out["metadata"]["labels"] == {"v": "3"}
+    stored = await store.get(object_key(PODS, "ns", "p"))
+    assert stored is not None and stored.value["metadata"]["labels"] == {"v": "3"}
+
+
+async def test_stale_resource_version_still_conflicts(frozen: tuple[MemoryStorage, Objects]) -> None:
+    store, objects = frozen
+    assert PODS is not None
+    cached = await objects.get(PODS, "ns", "p")  # read before the change: its resourceVersion is now stale
+    await change_behind_cache(store, PODS, {"v": "2"})
+    with pytest.raises(StatusError) as e:
+        await objects.update(PODS, "ns", "p", dict(cached, metadata=dict(cached["metadata"], labels={"v": "3"})))
+    assert e.value.code == 409
+
+
+async def test_patch_that_matches_only_the_stale_copy_is_written(frozen: tuple[MemoryStorage, Objects]) -> None:
+    store, objects = frozen
+    assert PODS is not None
+    await change_behind_cache(store, PODS, {"v": "2"})
+    # Against the cached copy ({"v": "1"}) this patch is a no-op; against the store it is a change.
+    await objects.patch(PODS, "ns", "p", "merge", {"metadata": {"labels": {"v": "1"}}})
+    stored = await store.get(object_key(PODS, "ns", "p"))
+    assert stored is not None and stored.value["metadata"]["labels"] == {"v": "1"}
+
+
+async def test_binding_refused_when_the_store_says_bound(frozen: tuple[MemoryStorage, Objects]) -> None:
+    store, objects = frozen
+    assert PODS is not None
+    key = object_key(PODS, "ns", "p")
+    entry = await store.get(key)
+    assert entry is not None
+    await store.update(key, dict(entry.value, spec=dict(entry.value["spec"], nodeName="n1")), entry.mod_revision)
+    with pytest.raises(StatusError) as e:
+        await bind(objects, PODS, "ns", "p", {"target": {"kind": "Node", "name": "n2"}})
+    assert e.value.code == 409 and 'already assigned to node "n1"' in e.value.message
+    stored = await store.get(key)
+    assert stored is not None and stored.value["spec"]["nodeName"] == "n1"
+
+
+async def test_write_to_an_object_deleted_behind_the_cache_is_not_found(
+        frozen: tuple[MemoryStorage, Objects]) -> None:
+    store, objects = frozen
+    assert PODS is not None
+    await store.delete(object_key(PODS, "ns", "p"))
+    with pytest.raises(StatusError) as e:
+        await objects.patch(PODS, "ns", "p", "merge", {"metadata": {"labels": {"v": "9"}}})
+    assert e.value.code == 404
+    assert await store.get(object_key(PODS, "ns", "p")) is None
