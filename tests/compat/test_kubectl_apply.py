@@ -163,3 +163,18 @@ def test_kubernetes_fields_pkube_ignores_pass_with_a_warning(kubectl: Kubectl, n
     r = kubectl("apply", "-n", ns, "-f", "-", stdin=nfs)
     assert r.stdout.strip() == "pod/nfs created"
     assert 'Warning: field "spec.volumes[0].nfs" is not supported by pkube' in r.stderr
+
+
+def test_diff_and_server_dry_run_change_nothing(kubectl: Kubectl, ns: str) -> None:
+    cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {x: '1'}\n"
+    kubectl("apply", "-n", ns, "-f", "-", stdin=cm)
+    r = kubectl("diff", "-n", ns, "-f", "-", stdin=cm.replace("'1'", "'2'"), ok=False)
+    assert r.returncode == 1  # kubectl diff: 1 means "there are differences"
+    assert '-  x: "1"\n+  x: "2"' in r.stdout
+    assert kubectl("diff", "-n", ns, "-f", "-", stdin=cm).returncode == 0
+    out = kubectl("apply", "--dry-run=server", "-n", ns, "-f", "-", stdin=cm.replace("'1'", "'3'")).stdout
+    assert out.strip() == "configmap/a configured (server dry run)"
+    out = kubectl("apply", "--server-side", "--dry-run=server", "-n", ns, "-f", "-",
+                  stdin=cm.replace("'1'", "'4'")).stdout
+    assert out.strip() == "configmap/a serverside-applied (server dry run)"
+    assert kubectl("get", "cm", "a", "-n", ns, "-o", "jsonpath={.data.x}").stdout == "1"

@@ -102,11 +102,20 @@ def test_describe_shows_state_and_events(kubectl: Kubectl, workers: Workers, dep
     out = kubectl("describe", "pod", pod, "-n", ns).stdout
     assert re.search(rf"^Name:\s+{pod}$", out, re.M) and re.search(r"^Status:\s+Running$", out, re.M)
     assert "Scheduled" in out and f"Successfully assigned {ns}/{pod} to {workers.node}" in out
+    nodes = kubectl("get", "node", workers.node, "-o", "wide").stdout.splitlines()
+    assert re.split(r"\s{2,}", nodes[0].strip()) == ["NAME", "STATUS", "ROLES", "AGE", "VERSION", "INTERNAL-IP",
+                                                      "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"]
+    assert nodes[1].split()[:2] == [workers.node, "Ready"]
+    rs = kubectl("get", "rs", "-n", ns).stdout.splitlines()
+    assert re.split(r"\s{2,}", rs[0].strip()) == ["NAME", "DESIRED", "CURRENT", "READY", "AGE"]
+    assert rs[1].split()[1:4] == ["2", "2", "2"]
     out = kubectl("describe", "node", workers.node).stdout
     assert re.search(rf"^Name:\s+{workers.node}$", out, re.M) and re.search(r"^\s+Ready\s+True", out, re.M)
     kubectl("apply", "-n", ns, "-f", "-", stdin="apiVersion: v1\nkind: Service\nmetadata: {name: web}\n"
                                                 "spec:\n  selector: {app: web}\n  ports: [{port: 80}]\n")
     out = kubectl("describe", "service", "web", "-n", ns).stdout
+    ep = kubectl("get", "endpoints", "web", "-n", ns).stdout.splitlines()
+    assert re.split(r"\s{2,}", ep[0].strip()) == ["NAME", "ENDPOINTS", "AGE"]
     assert re.search(r"^Selector:\s+app=web$", out, re.M) and re.search(r"^Port:\s+<unset>\s+80/TCP$", out, re.M)
 
 
@@ -122,6 +131,10 @@ def test_label_annotate_patch_edit(kubectl: Kubectl, deployed: str, tmp_path: Pa
     assert "tier" not in d["metadata"].get("labels", {}) and d["metadata"]["annotations"]["note"] == "hello"
     assert d["spec"]["replicas"] == 3
     # kubectl edit: the "editor" rewrites the YAML; kubectl sends the difference as a patch.
+    # A full object read back (status, managedFields, server defaults) replaces cleanly under Strict.
+    for ref in ("deploy/web", _ready_pods(kubectl, ns)[0]):
+        live = kubectl("get", ref, "-n", ns, "-o", "yaml").stdout
+        assert kubectl("replace", "-n", ns, "-f", "-", stdin=live).stdout.strip().endswith(" replaced")
     editor = tmp_path / "editor.sh"
     editor.write_text("#!/bin/sh\nsed -i 's/note: hello/note: edited/' \"$1\"\n")
     editor.chmod(0o755)

@@ -84,5 +84,6 @@ def test_unknown_fields_are_found_by_path() -> None:
            "metadata": {"name": "p", "labels": {"any": "key"}, "nmae": "typo"},
            "spec": {"containers": [{"name": "c", "image": "i", "imagez": "x", "securityContext": {"anything": 1}}],
                     "volumes": [{"name": "v", "nfs": {"server": "s"}}],
-                    "$setElementOrder/containers": [{"name": "c"}]}}
+                    "$setElementOrder/containers": [{"name": "c"}]},
+           "status": {"somethingNew": 1}}
     assert unknown_fields("Pod", pod) == ["metadata.nmae", "spec.containers[0].imagez", "spec.volumes[0].nfs"]
