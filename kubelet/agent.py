@@ -34,10 +34,10 @@ from kubelet.node import NodeAgent
 from kubelet.plan import (ATTEMPT_LABEL, INIT_LABEL, NAME_LABEL, POD_UID_LABEL, PodRuntime, RuntimeContainer,
                           compute_pod_actions, pod_finished)
 from kubelet.probes import ProbeManager
-from kubelet.runtime.interface import (ContainerConfig, ContainerState, Resources, RuntimeError_, SandboxConfig,
-                                       SandboxState, SecurityContext)
+from kubelet.runtime.interface import (ContainerConfig, ContainerState, NotFound, Resources, RuntimeError_,
+                                       SandboxConfig, SandboxState, SecurityContext)
 from kubelet.runtime.runc import RuncRuntime
-from kubelet.status import StatusInputs, compute_status, same_status
+from kubelet.status import OWNED_STATUS, StatusInputs, compute_status, same_status
 from kubelet.volumes import VolumeManager, container_mounts
 
 log = logging.getLogger("kubelet")
@@ -103,6 +103,7 @@ class PodWorkers:
         self._pull_backoff: dict[tuple[str, str], tuple[float, float]] = {}  # -> (retry at, delay)
         self._snapshot: dict[str, tuple[Any, ...]] = {}              # uid -> what the relist saw last
         self._refreshed: dict[str, float] = {}                       # uid -> when its API volumes were rewritten
+        self._image_ids: dict[str, tuple[str, float]] = {}           # image ref -> (status imageID, valid until)
         handler = Handler(lambda p: self.queue.add(key_of(p)), lambda o, n: self.queue.add(key_of(n)),
                           lambda p: self.queue.add(key_of(p)))
         self.pods.add_handler(handler)
@@ -149,9 +150,17 @@ class PodWorkers:
             await self.terminate(pod)
             return
         rt = await self.runtime_state(uid)
+        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            # terminal for good (Kubernetes never runs such a pod again): only make sure nothing is left running
+            if rt.sandbox_ready:
+                await self._stop_all(pod, rt, self._grace(pod))
+                await self.runtime.stop_sandbox(rt.sandbox_id or "")
+            self.probes.remove_pod(uid)
+            return
         now = datetime.now(timezone.utc)
         for c in rt.containers:
-            if c.started_at and c.finished_at and (c.finished_at - c.started_at).total_seconds() > GOOD_RUN_RESETS_BACKOFF:
+            ran = (c.finished_at - c.started_at).total_seconds() if c.started_at and c.finished_at else 0.0
+            if ran > GOOD_RUN_RESETS_BACKOFF:
                 self._delays.pop((uid, c.name), None)
         delays = {s["name"]: self._delays.get((uid, s["name"]), self.cfg.backoff_base)
                   for s in (pod["spec"].get("initContainers") or []) + pod["spec"]["containers"]}
@@ -177,7 +186,11 @@ class PodWorkers:
             if rt.sandbox_id:
                 await self.runtime.remove_sandbox(rt.sandbox_id)
             self.probes.remove_pod(uid)
-            sid = await self.runtime.run_sandbox(self._sandbox_config(pod))
+            try:
+                sid = await self.runtime.run_sandbox(self._sandbox_config(pod))
+            except RuntimeError_ as e:
+                self.recorder.warning(pod, "FailedCreatePodSandBox", f"Failed to create pod sandbox: {e}")
+                raise  # retried with backoff by the work queue
             rt = PodRuntime(sandbox_id=sid, sandbox_ready=True, ip=(await self.runtime.sandbox_status(sid)).ip)
         else:
             for cid, why in actions.kill.items():
@@ -211,18 +224,18 @@ class PodWorkers:
 
     async def _stop_all(self, pod: dict[str, Any], rt: PodRuntime, grace: float) -> None:
         running = [c for c in rt.containers if c.state in (ContainerState.RUNNING, ContainerState.CREATED)]
-        await asyncio.gather(*(self._stop_one(pod, c, grace) for c in running))
+        await asyncio.gather(*(self._stop_one(pod, c, rt.ip, grace) for c in running))
 
-    async def _stop_one(self, pod: dict[str, Any], c: RuntimeContainer, grace: float) -> None:
+    async def _stop_one(self, pod: dict[str, Any], c: RuntimeContainer, pod_ip: str, grace: float) -> None:
+        """preStop hook (exec or httpGet), then SIGTERM; SIGKILL once the grace period (hook included) is over."""
         spec = next((s for s in pod["spec"]["containers"] if s["name"] == c.name), None)
-        pre_stop = (((spec or {}).get("lifecycle") or {}).get("preStop") or {}).get("exec")
+        pre_stop = ((spec or {}).get("lifecycle") or {}).get("preStop")
         loop = asyncio.get_running_loop()
         started = loop.time()
-        if pre_stop and c.state == ContainerState.RUNNING and grace > 0:
-            try:
-                await self.runtime.exec(c.id, pre_stop.get("command") or [], timeout=grace)
-            except RuntimeError_ as e:
-                self.recorder.warning(pod, "FailedPreStopHook", f"PreStopHook failed: {e}")
+        if spec and pre_stop and c.state == ContainerState.RUNNING and grace >= 1:
+            ok, message = await self.probes.check(spec, c.id, pod_ip, {**pre_stop, "timeoutSeconds": int(grace)})
+            if not ok:
+                self.recorder.warning(pod, "FailedPreStopHook", f"PreStopHook failed: {message}")
         await self.runtime.stop_container(c.id, max(0.0, grace - (loop.time() - started)))
 
     def _sandbox_config(self, pod: dict[str, Any]) -> SandboxConfig:
@@ -382,8 +395,8 @@ class PodWorkers:
     async def _ensure_image(self, pod: dict[str, Any], spec: dict[str, Any]) -> bool:
         """Pull per imagePullPolicy; False (with a waiting reason set) when the image is not there."""
         uid, name, ref = pod["metadata"]["uid"], spec["name"], spec.get("image", "")
-        policy = spec.get("imagePullPolicy") or ("Always" if ref.endswith(":latest") or ":" not in ref.rsplit("/", 1)[-1]
-                                                 else "IfNotPresent")
+        untagged_or_latest = ref.endswith(":latest") or ":" not in ref.rsplit("/", 1)[-1]
+        policy = spec.get("imagePullPolicy") or ("Always" if untagged_or_latest else "IfNotPresent")
         present = await asyncio.to_thread(self.images.resolve, ref) is not None
         local = ref.startswith("pkube.local/")  # bundled images: built here, never pulled from a registry
         if local and not present and ref == "pkube.local/busybox:latest":
@@ -416,21 +429,32 @@ class PodWorkers:
         self.recorder.normal(pod, "Pulled", f'Successfully pulled image "{ref}" ({result.bytes} bytes)')
         return True
 
+    async def _image_id(self, ref: str) -> str:
+        """`name@<image id>` for the status, cached for a while (resolving reads the store's index)."""
+        now = asyncio.get_running_loop().time()
+        cached = self._image_ids.get(ref)
+        if cached is None or cached[1] < now:
+            img = await asyncio.to_thread(self.images.resolve, ref)
+            cached = self._image_ids[ref] = (f"{ref.rsplit(':', 1)[0]}@{img.id}" if img else "", now + 30)
+        return cached[0]
+
     async def write_status(self, pod: dict[str, Any], rt: PodRuntime, backoff: dict[str, float]) -> None:
         uid = pod["metadata"]["uid"]
         waiting = {n: v for (u, n), v in self._waiting.items() if u == uid}
         image_ids = {}
         for s in (pod["spec"].get("initContainers") or []) + pod["spec"]["containers"]:
-            img = await asyncio.to_thread(self.images.resolve, s.get("image", ""))
-            if img is not None:
-                image_ids[s["image"]] = f"{s['image'].rsplit(':', 1)[0]}@{img.id}"
+            image_id = await self._image_id(s.get("image", ""))
+            if image_id:
+                image_ids[s["image"]] = image_id
         inputs = StatusInputs(host_ip=self.node.ip, probes=self.probes.view(uid), waiting=waiting, backoff=backoff,
                               image_ids=image_ids)
         status = compute_status(pod, rt, inputs, pod_finished(pod, rt))
         if same_status(pod.get("status") or {}, status):
             return
+        # a merge patch: keys we own that are gone now must be nulled explicitly
+        patch = {**{k: None for k in OWNED_STATUS if k in (pod.get("status") or {}) and k not in status}, **status}
         try:
-            await self.client.patch(PODS, pod["metadata"]["name"], {"status": status}, pod["metadata"]["namespace"],
+            await self.client.patch(PODS, pod["metadata"]["name"], {"status": patch}, pod["metadata"]["namespace"],
                                     subresource="status")
         except ApiError as e:
             if not is_not_found(e):
@@ -444,13 +468,10 @@ class PodWorkers:
         uid = meta["uid"]
         rt = await self.runtime_state(uid)
         self.probes.remove_pod(uid)
-        if rt.sandbox_id:
-            running = any(c.state == ContainerState.RUNNING for c in rt.containers)
-            await self._stop_all(pod, rt, self._grace(pod))
-            if running:
-                for c in rt.containers:
-                    if c.state == ContainerState.RUNNING:
-                        self.recorder.normal(pod, "Killing", f"Stopping container {c.name}")
+        for c in rt.containers:
+            if c.state == ContainerState.RUNNING:
+                self.recorder.normal(pod, "Killing", f"Stopping container {c.name}")
+        await self._stop_all(pod, rt, self._grace(pod))
         await self.teardown(uid)
         try:
             await self.client.delete(PODS, meta["name"], meta["namespace"], grace_period_seconds=0,
@@ -486,7 +507,6 @@ class PodWorkers:
 
     async def relist(self) -> None:
         """Requeue pods whose containers changed state; remove what belongs to pods that are gone."""
-        by_uid = {p["metadata"]["uid"]: p for p in self.pods.store.list()}
         sandboxes = await self.runtime.list_sandboxes()
         # files only: a container exit is what a relist must notice; a full sync (sync_frequency) asks runc
         exits = await asyncio.to_thread(self.runtime.container_exits)
@@ -495,19 +515,27 @@ class PodWorkers:
         for s in sandboxes:
             seen.setdefault(s.config.uid, []).append((s.id, s.state.value))
         for cid, (sandbox_id, exited) in exits.items():
-            seen.setdefault(sandbox_uid.get(sandbox_id, ""), []).append((cid, "exited" if exited else "live"))
+            if sandbox_id not in sandbox_uid:
+                try:
+                    await self.runtime.sandbox_status(sandbox_id)
+                    continue  # a sandbox made since we listed: the next relist sees both
+                except NotFound:
+                    # its sandbox was removed while a sync was still creating it: nothing owns it any more
+                    await self.runtime.remove_container(cid)
+                    continue
+            seen[sandbox_uid[sandbox_id]].append((cid, "exited" if exited else "live"))
+        # read the cache only now: a pod that arrived while we listed is known (never mistaken for an orphan)
+        by_uid = {p["metadata"]["uid"]: p for p in self.pods.store.list()}
         for uid, items in seen.items():
             if uid not in by_uid:
-                if uid:
-                    log.info("removing pod %s: it is no longer bound to this node", uid)
-                    self.probes.remove_pod(uid)
-                    await self.teardown(uid)
+                log.info("removing pod %s: it is no longer bound to this node", uid)
+                self.probes.remove_pod(uid)
+                await self.teardown(uid)
                 continue
             snap = tuple(sorted(items))
             if self._snapshot.get(uid) != snap:
                 self._snapshot[uid] = snap
                 self.queue.add(key_of(by_uid[uid]))
         for uid in await asyncio.to_thread(self.volumes.pod_uids):
-            if uid not in by_uid and uid not in seen:
+            if uid not in seen and not any(p["metadata"]["uid"] == uid for p in self.pods.store.list()):
                 await asyncio.to_thread(self.volumes.teardown, uid)
-

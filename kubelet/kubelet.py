@@ -52,6 +52,9 @@ def add_real_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cluster-dns", default="", help="comma-separated DNS server IPs for dnsPolicy ClusterFirst "
                                                      "(empty: pods use the host's resolv.conf)")
     g.add_argument("--cluster-domain", default="cluster.local", help="the cluster's DNS domain")
+    g.add_argument("--cleanup", action="store_true",
+                   help="remove every pod this node runs (containers, netns, volumes) and the node's bridge, NAT "
+                        "table and cgroup parent, then exit (after an unclean stop; needs no API server)")
     g.add_argument("--address", default="0.0.0.0", help="address of the kubelet API (logs, exec)")
     g.add_argument("--port", type=int, default=10250, help="port of the kubelet API; 0 disables it")
 
@@ -90,10 +93,32 @@ def check_real_config(config: argparse.Namespace) -> None:
         raise ValueError("--relist-period and --node-lease-renew-interval must be positive")
 
 
+def _runtime_config(config: argparse.Namespace, pod_cidr: str) -> RuntimeConfig:
+    runtime_cfg = RuntimeConfig(pod_cidr=pod_cidr, bridge=config.bridge, nat_table=config.nat_table,
+                                netns_prefix=config.netns_prefix, veth_prefix=config.veth_prefix,
+                                cgroup_parent=config.cgroup_parent, enable_forwarding=not config.no_forwarding)
+    if config.runtime_state_dir:
+        runtime_cfg = replace(runtime_cfg, state_dir=Path(config.runtime_state_dir))
+    return runtime_cfg
+
+
+def _root_dir(config: argparse.Namespace) -> Path:
+    return Path(config.root_dir or pkube_home() / "kubelet")
+
+
+async def cleanup_node(config: argparse.Namespace) -> None:
+    """Undo everything a kubelet with these flags set up on the machine; PV and hostPath data stay."""
+    images = ImageStore(Path(config.image_root) if config.image_root else None)
+    # the pod CIDR only matters for setting a bridge up, not for taking it down
+    await RuncRuntime(_runtime_config(config, RuntimeConfig().pod_cidr), images).destroy_node()
+    volumes = VolumeManager(_root_dir(config))
+    for uid in volumes.pod_uids():
+        volumes.teardown(uid)
+
+
 async def run_real(client: Client, config: argparse.Namespace, ready: asyncio.Event) -> None:
     check_real_config(config)
-    home = pkube_home()
-    root = Path(config.root_dir or home / "kubelet")
+    root = _root_dir(config)
     root.mkdir(parents=True, exist_ok=True)
     name = config.node_name or socket.gethostname().lower()
     node = NodeAgent(client, NodeConfig(
@@ -101,16 +126,12 @@ async def run_real(client: Client, config: argparse.Namespace, ready: asyncio.Ev
         reserved_memory=config.system_reserved_memory,
         node_ip=config.node_ip or await asyncio.to_thread(host_ip), labels=_labels(config.node_labels),
         lease_duration=config.node_lease_duration_seconds, renew_interval=config.node_lease_renew_interval,
-        status_interval=config.node_status_update_frequency, port=config.port), await asyncio.to_thread(runtime_version))
+        status_interval=config.node_status_update_frequency, port=config.port),
+        await asyncio.to_thread(runtime_version))
     await node.register()
     cidr = await node.wait_pod_cidr()
     images = ImageStore(Path(config.image_root) if config.image_root else None)
-    runtime_cfg = RuntimeConfig(pod_cidr=cidr, bridge=config.bridge, nat_table=config.nat_table,
-                                netns_prefix=config.netns_prefix, veth_prefix=config.veth_prefix,
-                                cgroup_parent=config.cgroup_parent, enable_forwarding=not config.no_forwarding)
-    if config.runtime_state_dir:
-        runtime_cfg = replace(runtime_cfg, state_dir=Path(config.runtime_state_dir))
-    runtime = RuncRuntime(runtime_cfg, images)
+    runtime = RuncRuntime(_runtime_config(config, cidr), images)
     await runtime.ensure_node()
     log.info("node %s registered (pod CIDR %s, IP %s)", name, cidr, node.ip)
     workers = PodWorkers(client, node, runtime, images, VolumeManager(root), PodWorkerConfig(

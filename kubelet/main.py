@@ -21,7 +21,8 @@ from pklib.kubeconfig import KubeconfigError
 from pklib.quantity import QuantityError, parse_quantity
 
 from .hollow import HollowConfig, HollowKubelet
-from .kubelet import add_real_flags, check_real_config, run_real
+from .kubelet import add_real_flags, check_real_config, cleanup_node, run_real
+from .runtime.interface import RuntimeError_
 
 log = logging.getLogger("kubelet")
 
@@ -101,6 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     config = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if config.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if config.cleanup:
+        try:
+            asyncio.run(cleanup_node(config))
+        except (RuntimeError_, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        return 0
     try:
         if config.hollow:
             hollow_config(config)

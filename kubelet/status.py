@@ -193,9 +193,10 @@ def _gate_true(old: dict[str, Any], type_: str) -> bool:
 
 
 def same_status(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    return {k: v for k, v in old.items() if k in new or k in _OWNED} == new
+    """Nothing the kubelet reports differs (fields others own, like nominatedNodeName, do not count)."""
+    return {k: v for k, v in old.items() if k in new or k in OWNED_STATUS} == new
 
 
-_OWNED = ("phase", "conditions", "containerStatuses", "initContainerStatuses", "podIP", "podIPs", "hostIP",
+OWNED_STATUS = ("phase", "conditions", "containerStatuses", "initContainerStatuses", "podIP", "podIPs", "hostIP",
           "hostIPs", "startTime", "qosClass")
 

@@ -62,20 +62,32 @@ class Node:
         """A second view on the kubelet's runtime state (it is all files + runc): for exec and checks."""
         return RuncRuntime(self.runtime_config(), ImageStore(self.tmp / "images"))
 
-    def start_kubelet(self) -> None:
-        rc = self.runtime_config()
+    def start_kubelet(self, test_timings: bool = True) -> None:
+        """`test_timings`: short back-off, lease, relist and sync periods so tests see effects within seconds;
+        without, the kubelet runs with its production defaults (what the benchmark measures)."""
         self.kubelet_log = self.tmp / f"kubelet-{unique('log')}.log"
+        timings = ["--crashloop-backoff-base", "1", "--crashloop-backoff-max", "8", "--node-lease-renew-interval", "2",
+                   "--relist-period", "0.5", "--sync-frequency", "2"] if test_timings else []
         self.kubelet = subprocess.Popen(
             [sys.executable, "-m", "launcher", "kubelet", "--server", self.api.url, "--token", self.api.token,
-             "--node-name", self.name, "--root-dir", str(self.tmp / "kubelet"), "--image-root",
-             str(self.tmp / "images"), "--runtime-state-dir", str(rc.state_dir), "--bridge", rc.bridge,
-             "--nat-table", rc.nat_table, "--netns-prefix", rc.netns_prefix, "--veth-prefix", rc.veth_prefix,
-             "--cgroup-parent", rc.cgroup_parent, "--no-forwarding", "--crashloop-backoff-base", "1",
-             "--crashloop-backoff-max", "8", "--node-lease-renew-interval", "2", "--relist-period", "0.5",
-             "--sync-frequency", "2",
+             "--node-name", self.name, *self.node_flags(), *timings,
              # the kubelet API on loopback only, reached there by the apiserver's pods/log and pods/exec proxy
-             "--address", "127.0.0.1", "--cluster-dns", "10.96.0.10", "--port", str(self.port), "--node-ip", "127.0.0.1"],
+             "--address", "127.0.0.1", "--port", str(self.port), "--node-ip", "127.0.0.1",
+             "--cluster-dns", "10.96.0.10"],
             cwd=ROOT, stdout=open(self.kubelet_log, "wb"), stderr=subprocess.STDOUT)
+
+    def node_flags(self) -> list[str]:
+        """Where this node keeps its state and how its network pieces are named (also what --cleanup needs)."""
+        rc = self.runtime_config()
+        return ["--root-dir", str(self.tmp / "kubelet"), "--image-root", str(self.tmp / "images"),
+                "--runtime-state-dir", str(rc.state_dir), "--bridge", rc.bridge, "--nat-table", rc.nat_table,
+                "--netns-prefix", rc.netns_prefix, "--veth-prefix", rc.veth_prefix, "--cgroup-parent",
+                rc.cgroup_parent, "--no-forwarding"]
+
+    def cleanup(self) -> subprocess.CompletedProcess[str]:
+        """`pkube kubelet --cleanup`: what `pkctl cluster down` runs after an unclean stop."""
+        return subprocess.run([sys.executable, "-m", "launcher", "kubelet", "--cleanup", *self.node_flags()],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120)
 
     def log(self) -> str:
         return self.kubelet_log.read_text(errors="replace")[-6000:] if self.kubelet_log else ""
@@ -153,9 +165,12 @@ def node(etcd: Etcd) -> Iterator[Node]:
                 _stop(p)
             _stop(api.proc)
             runtime = n.runtime()
-            asyncio.run(runtime.destroy_node())
+            cleaned = n.cleanup()
+            if cleaned.returncode != 0:
+                asyncio.run(runtime.destroy_node())  # leave the machine clean all the same
             left = asyncio.run(leftovers(runtime, mount_markers=(str(tmp),)))
             shutil.rmtree(tmp, ignore_errors=True)
+            assert cleaned.returncode == 0, f"pkube kubelet --cleanup failed: {cleaned.stderr}"
             assert not left, f"the kubelet left resources behind: {left}"
 
 

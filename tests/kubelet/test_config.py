@@ -95,10 +95,8 @@ async def test_empty_dir_shared_and_configmap_volume(node: Node, kc: Client, ns:
         ns)
     p = await wait_pod(kc, ns, "vols", running, what="vols Running")
 
-    import time; t0=time.monotonic()
     async def shared():
         r = await exec_in(node, p, "reader", ["cat", "/in/msg"])
-        print("DBG", time.monotonic()-t0, r, (await kc.get(PODS, "vols", ns))["status"]["containerStatuses"])
         return r.stdout.decode().strip() == "shared-data"
     await wait_for(shared, 10, 0.2, message="reader sees the writer's file")
     r = await exec_in(node, p, "reader", ["cat", "/etc/app/app.conf"])

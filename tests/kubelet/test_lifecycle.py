@@ -31,10 +31,12 @@ def _sandboxes(node: Node) -> set[str]:
     return {p.name for p in d.iterdir()} if d.is_dir() else set()
 
 
-async def test_graceful_deletion_delivers_sigterm_within_grace(node: Node, kc: Client, ns: str) -> None:
+async def test_graceful_deletion_runs_pre_stop_then_sigterm_within_grace(node: Node, kc: Client, ns: str) -> None:
     out = node.tmp / "term-out" / ns
-    script = "trap 'echo got-TERM > /out/term; exit 0' TERM; echo up > /out/up; while true; do sleep 0.1; done"
-    await kc.create(PODS, pod("polite", ctr("c", script, volumeMounts=[{"name": "o", "mountPath": "/out"}]),
+    script = "trap 'echo got-TERM >> /out/log; exit 0' TERM; echo up > /out/up; while true; do sleep 0.1; done"
+    hook = {"preStop": {"exec": {"command": ["sh", "-c", "echo pre-stop >> /out/log"]}}}
+    await kc.create(PODS, pod("polite", ctr("c", script, volumeMounts=[{"name": "o", "mountPath": "/out"}],
+                                            lifecycle=hook),
                               volumes=[{"name": "o", "hostPath": {"path": str(out), "type": "DirectoryOrCreate"}}],
                               terminationGracePeriodSeconds=20), ns)
     await wait_pod(kc, ns, "polite", running, what="polite Running")
@@ -43,7 +45,7 @@ async def test_graceful_deletion_delivers_sigterm_within_grace(node: Node, kc: C
     await kc.delete(PODS, "polite", ns)
     await wait_for(lambda: _gone(kc, ns, "polite"), 20, 0.1, message="deletion completed by the kubelet")
     took = time.monotonic() - started
-    assert (out / "term").read_text().strip() == "got-TERM"
+    assert (out / "log").read_text().split() == ["pre-stop", "got-TERM"]  # the hook ran first, then SIGTERM
     assert took < 10, f"a container exiting on SIGTERM held the deletion for {took:.1f}s"
 
 
@@ -105,3 +107,23 @@ async def _async(value):
 
 async def _async_exists(path):
     return path.exists()
+
+
+async def test_cleanup_after_unclean_stop_then_pods_come_back(node: Node, kc: Client, ns: str) -> None:
+    from kubelet.network.netns import list_netns
+    await kc.create(PODS, pod("again", ctr("c", "exec sleep 3600")), ns)
+    p = await wait_pod(kc, ns, "again", lambda p: cond(p, "Ready") == "True", what="again Ready")
+    assert node.kubelet is not None
+    node.kubelet.send_signal(signal.SIGKILL)
+    node.kubelet.wait(10)
+    r = node.cleanup()
+    assert r.returncode == 0, r.stderr
+    rc = node.runtime_config()
+    assert not _sandboxes(node) and not list_netns(rc.netns_prefix)
+    assert not node.runtime().containers.ids()
+    node.start_kubelet()
+    await _wait_node(node)
+    old = cstatus(p, "c")["containerID"]
+    back = await wait_pod(kc, ns, "again", lambda q: cond(q, "Ready") == "True" and cstatus(q, "c")["containerID"]
+                          != old, 30, "pod running again in a new container")
+    assert back["status"]["podIP"].startswith(node.cidr.rsplit(".", 1)[0] + ".")

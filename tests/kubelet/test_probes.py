@@ -81,19 +81,16 @@ async def test_memory_hog_is_oom_killed_and_restarted_with_backoff(kc: Client, n
 async def test_backoff_doubles_between_restarts(kc: Client, ns: str) -> None:
     """Base 1 s in the test kubelet: the gaps between restarts grow (1 s, 2 s, 4 s ...)."""
     await kc.create(PODS, pod("crash", ctr("c", "exit 1")), ns)
-    starts: dict[int, str] = {}
+    finished: dict[str, str] = {}  # container id -> finishedAt, from whichever status field shows it
 
     async def collect():
-        p = await kc.get(PODS, "crash", ns)
-        cs = cstatus(p, "c")
-        term = (cs.get("lastState") or {}).get("terminated") or {}
-        if term:
-            starts[cs["restartCount"]] = term["finishedAt"]
-        run = cs.get("state", {}).get("terminated") or {}
-        if run:
-            starts.setdefault(cs["restartCount"] + 1, run["finishedAt"])
-        return len(starts) >= 4
+        cs = cstatus(await kc.get(PODS, "crash", ns), "c")
+        for state in (cs.get("state") or {}, cs.get("lastState") or {}):
+            term = state.get("terminated") or {}
+            if term.get("containerID") and term.get("finishedAt"):
+                finished[term["containerID"]] = term["finishedAt"]
+        return len(finished) >= 4
     await wait_for(collect, 40, 0.1, message="4 crashes")
-    times = [datetime.fromisoformat(starts[k].replace("Z", "+00:00")) for k in sorted(starts)[:4]]
+    times = sorted(datetime.fromisoformat(t.replace("Z", "+00:00")) for t in finished.values())[:4]
     gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:])]
     assert gaps[-1] > gaps[0], gaps

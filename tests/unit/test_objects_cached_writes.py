@@ -106,3 +106,15 @@ async def test_write_to_an_object_deleted_behind_the_cache_is_not_found(
         await objects.patch(PODS, "ns", "p", "merge", {"metadata": {"labels": {"v": "9"}}})
     assert e.value.code == 404
     assert await store.get(object_key(PODS, "ns", "p")) is None
+
+
+async def test_binding_still_checks_the_node_name(frozen: tuple[MemoryStorage, Objects]) -> None:
+    """A binding skips re-checking the unchanged spec, never the nodeName it adds."""
+    store, objects = frozen
+    assert PODS is not None
+    with pytest.raises(StatusError) as e:
+        await bind(objects, PODS, "ns", "p", {"target": {"kind": "Node", "name": "Bad_Node"}})
+    assert e.value.code == 422
+    assert [c["field"] for c in (e.value.details or {})["causes"]] == ["spec.nodeName"]
+    stored = await store.get(object_key(PODS, "ns", "p"))
+    assert stored is not None and "nodeName" not in stored.value["spec"]
