@@ -134,11 +134,14 @@ def _quantity(value: Any) -> Any:
 
 # --- validation ----------------------------------------------------------------------------
 
-def validate_pod_spec(spec: dict[str, Any], path: Path) -> list[Cause]:
-    """Semantic rules of a PodSpec whose structure the schema already accepted."""
+def validate_pod_spec(spec: dict[str, Any], path: Path, extra_volume_names: frozenset[str] = frozenset()
+                      ) -> list[Cause]:
+    """Semantic rules of a PodSpec whose structure the schema already accepted.
+
+    extra_volume_names: volumes the pod will get from elsewhere (a StatefulSet's volumeClaimTemplates)."""
     causes: list[Cause] = []
     volumes = as_list(spec.get("volumes"))
-    volume_names = {as_dict(vol).get("name") for vol in volumes}
+    volume_names = {as_dict(vol).get("name") for vol in volumes} | extra_volume_names
     causes += _validate_volumes(volumes, path.child("volumes"))
     if not as_list(spec.get("containers")):
         causes.append(required(path.child("containers")))

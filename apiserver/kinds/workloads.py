@@ -119,7 +119,9 @@ class WorkloadStrategy(KindStrategy):
         pod_spec = template.get("spec")
         if pod_spec is None:
             return causes + [required(path.child("spec"))]
-        causes += validate_pod_spec(pod_spec, path.child("spec"))
+        claim_names = frozenset(str(as_dict(as_dict(c).get("metadata")).get("name"))
+                                for c in as_list(spec.get("volumeClaimTemplates")))
+        causes += validate_pod_spec(pod_spec, path.child("spec"), claim_names)
         policy = pod_spec.get("restartPolicy")
         if policy is not None and policy != "Always":
             causes.append(not_supported(path.child("spec").child("restartPolicy"), policy, ("Always",)))

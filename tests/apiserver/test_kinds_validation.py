@@ -182,3 +182,26 @@ async def test_valid_objects_of_each_class_are_accepted(client: Client, namespac
     body["metadata"]["labels"] = {"app.kubernetes.io/name": "web", "tier": ""}
     created = await client.create(lookup("pods"), body, namespace=namespace)
     assert created["metadata"]["labels"]["tier"] == ""
+
+
+async def test_statefulset_template_may_mount_a_volume_claim_template(client: Client, namespace: str) -> None:
+    """Kubernetes accepts volumeMounts naming a volumeClaimTemplate (the StatefulSet tutorial does)."""
+    sts = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
+           "spec": {"serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                    "template": {"metadata": {"labels": {"app": "db"}},
+                                 "spec": {"containers": [{"name": "c", "image": "busybox",
+                                                          "volumeMounts": [{"name": "data", "mountPath": "/d"}]}]}},
+                    "volumeClaimTemplates": [{"metadata": {"name": "data"},
+                                              "spec": {"accessModes": ["ReadWriteOnce"],
+                                                       "resources": {"requests": {"storage": "1Gi"}}}}]}}
+    created = await client.create(lookup("statefulsets"), sts, namespace)
+    assert created["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+    # a mount naming neither a volume nor a claim template is still refused
+    sts["metadata"]["name"] = "db2"
+    sts["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0]["name"] = "nope"
+    try:
+        await client.create(lookup("statefulsets"), sts, namespace)
+    except ApiError as e:
+        assert e.code == 422 and any(c["field"].endswith("volumeMounts[0].name") for c in e.causes)
+    else:
+        raise AssertionError("a mount of an unknown volume was accepted")

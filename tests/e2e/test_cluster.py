@@ -195,14 +195,7 @@ def test_every_example_is_listed() -> None:
     assert sorted(p.name for p in EXAMPLES.glob("*.yaml")) == sorted(EXAMPLE_OBJECTS)
 
 
-# Kubernetes accepts volumeMounts that name a volumeClaimTemplate (the StatefulSet tutorial does exactly
-# that); pkube's apiserver validates the template as a plain pod spec and refuses it.
-APISERVER_STS_BUG = pytest.mark.xfail(reason="apiserver: StatefulSet template volumeMounts may name a "
-                                             "volumeClaimTemplate; apiserver/kinds validates them as pod volumes")
-
-
-@pytest.mark.parametrize("example", [pytest.param(e, marks=APISERVER_STS_BUG) if e == "statefulset.yaml" else e
-                                     for e in sorted(EXAMPLE_OBJECTS)])
+@pytest.mark.parametrize("example", sorted(EXAMPLE_OBJECTS))
 def test_example_is_accepted(cluster: Cluster, example: str) -> None:
     ns = make_namespace(cluster)
     applied = run("--kubeconfig", str(cluster.kubeconfig), "apply", "-n", ns, "-f", str(EXAMPLES / example))
