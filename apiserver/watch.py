@@ -30,9 +30,6 @@ log = logging.getLogger("apiserver.watch")
 DEFAULT_TIMEOUT = 1800  # Kubernetes' --min-request-timeout; spread by up to 2x like it does
 MAX_BATCH = 256  # events written per socket write when a watcher has a backlog
 LIVENESS_CHECK = 2.0  # seconds between checks that an idle watcher's client is still connected
-# A watcher whose events come faster than this apart waits this long before writing, so that a busy stream
-# costs one socket write per few events rather than one per event (bounded extra latency, none when quiet).
-COALESCE = 0.005
 # Request key: a StreamResponse subclass that re-encodes events (server-side Tables for `kubectl get -w`).
 WATCH_RESPONSE = "pkube.watch_response"
 
@@ -132,7 +129,6 @@ async def serve_watch(request: web.Request, storage: Storage, cache: WatchCache,
 async def _pump(request: web.Request, resp: web.StreamResponse, watcher: Watcher, res: Resource,
                 cache: WatchCache, deadline: float, bookmarks: bool, bookmark_interval: float) -> None:
     next_bookmark = time.monotonic() + bookmark_interval if bookmarks else float("inf")
-    last_write = 0.0
     while True:
         now = time.monotonic()
         if now >= deadline or request.transport is None or request.transport.is_closing():
@@ -145,8 +141,6 @@ async def _pump(request: web.Request, resp: web.StreamResponse, watcher: Watcher
                 await resp.write(_bookmark(res, cache.revision))
                 next_bookmark = time.monotonic() + bookmark_interval
             continue
-        if line is not None and watcher.queue.empty() and time.monotonic() - last_write < COALESCE:
-            await asyncio.sleep(COALESCE)
         batch = [line]
         while line is not None and len(batch) < MAX_BATCH and not watcher.queue.empty():
             line = watcher.queue.get_nowait()
@@ -158,6 +152,5 @@ async def _pump(request: web.Request, resp: web.StreamResponse, watcher: Watcher
                     410, "Expired", "the watch fell too far behind and was closed; re-list and watch again")))
         if batch:
             await resp.write(b"".join(b for b in batch if b is not None))
-            last_write = time.monotonic()
         if line is None:
             return

@@ -20,7 +20,7 @@ from pklib.informer import Obj, key_of
 from .claims import claim
 from .nodefit import placement
 from .replicaset import BURST_REPLICAS
-from .util import (available_in, controller_ref, int_or_percent, is_pod_available, is_pod_ready, meta,
+from .util import (available_in, int_or_percent, is_pod_available, is_pod_ready, meta, owner_key,
                    pod_from_template, random_suffix, resource, selector_of, template_hash)
 
 DAEMONSETS = resource("daemonsets")
@@ -50,12 +50,7 @@ class DaemonSetController(Controller):
             self.enqueue(ds)
 
     def _owner_key(self, pod: Obj) -> str | None:
-        ref = controller_ref(pod)
-        if ref is None or ref.get("kind") != "DaemonSet":
-            return None
-        key = f"{meta(pod)['namespace']}/{ref['name']}"
-        ds = self.ds_informer.store.get(key)
-        return key if ds is not None and meta(ds).get("uid") == ref.get("uid") else None
+        return owner_key(pod, "DaemonSet", self.ds_informer.store)
 
     def _pod_added(self, pod: Obj) -> None:
         key = self._owner_key(pod)

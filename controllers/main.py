@@ -13,16 +13,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
-import sys
 from typing import Sequence
 
 from pklib.client import Client
+from pklib.component import (ConfigError, LostLeadership, add_client_flags, add_leader_election_flags, check_flags,
+                             leader_elector, make_client as _make_client, run_until_signalled, setup_logging)
 from pklib.controller import Controller, ControllerContext
 from pklib.errors import ConnectionFailed
 from pklib.events import EventRecorder
 from pklib.informer import InformerFactory
-from pklib.kubeconfig import KubeconfigError
 from pklib.leaderelection import LeaderElector
 
 from .daemonset import DaemonSetController
@@ -56,10 +55,6 @@ REGISTRY: list[type[Controller]] = [
 LEASE_NAME = "pkube-controller-manager"
 
 
-class ConfigError(Exception):
-    pass
-
-
 def select_controllers(spec: str, registry: Sequence[type[Controller]] | None = None) -> list[type[Controller]]:
     """Kubernetes' --controllers syntax: `*` = all, `name` enables, `-name` disables."""
     registry = list(REGISTRY if registry is None else registry)
@@ -82,16 +77,10 @@ def select_controllers(spec: str, registry: Sequence[type[Controller]] | None = 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pkube controller-manager", description="Runs the pkube controllers.")
-    p.add_argument("--kubeconfig", help="kubeconfig file to reach the API server")
-    p.add_argument("--server", help="API server URL (instead of --kubeconfig)")
-    p.add_argument("--token", help="bearer token for --server")
+    add_client_flags(p)
     p.add_argument("--controllers", default="*", help="'*' for all, 'name' to enable, '-name' to disable")
     p.add_argument("--concurrent-syncs", type=int, default=5, help="workers per controller")
-    p.add_argument("--leader-elect", action="store_true", help="run only while holding the leader Lease")
-    p.add_argument("--leader-elect-lease-duration", type=float, default=15.0)
-    p.add_argument("--leader-elect-renew-deadline", type=float, default=10.0)
-    p.add_argument("--leader-elect-retry-period", type=float, default=2.0)
-    p.add_argument("--leader-elect-identity", default=None, help="defaults to <hostname>_<uuid>")
+    add_leader_election_flags(p, "run")
     p.add_argument("--min-resync-period", type=float, default=0,
                    help="seconds between informer resyncs (0 = none; the controllers are level-triggered)")
     p.add_argument("--bind-address", default="127.0.0.1", help="address for /healthz and /metrics")
@@ -103,11 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def make_client(config: argparse.Namespace) -> Client:
-    if config.server:
-        return Client(config.server, config.token, user_agent="pkube-controller-manager")
-    if config.token:
-        raise ConfigError("--token needs --server")
-    return Client.from_kubeconfig(config.kubeconfig, user_agent="pkube-controller-manager")
+    return _make_client(config, "pkube-controller-manager")
 
 
 async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
@@ -119,16 +104,14 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
     if config.port:
         try:
             server = await serve(state, config.bind_address, config.port)
-        except OSError as e:
+        except ConfigError:  # the port is taken
             await client.close()
-            raise ConfigError(f"cannot serve /metrics on {config.bind_address}:{config.port}: {e.strerror}") from None
+            raise
     elector: LeaderElector | None = None
     informers: InformerFactory | None = None
     try:
         if config.leader_elect:
-            elector = LeaderElector(client, LEASE_NAME, "kube-system", config.leader_elect_identity,
-                                    config.leader_elect_lease_duration, config.leader_elect_renew_deadline,
-                                    config.leader_elect_retry_period)
+            elector = leader_elector(client, config, LEASE_NAME)
             await elector.acquire()
         state.leading = True
         informers = InformerFactory(client, config.min_resync_period or None)
@@ -158,49 +141,16 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
         await client.close()
 
 
-class LostLeadership(Exception):
-    pass
-
-
-def _leaf_errors(e: BaseException) -> list[BaseException]:
-    if isinstance(e, BaseExceptionGroup):
-        return [leaf for sub in e.exceptions for leaf in _leaf_errors(sub)]
-    return [e]
-
-
 def main(argv: list[str] | None = None) -> int:
     config = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if config.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
+    setup_logging(config.verbose)
+
+    def check() -> None:
         select_controllers(config.controllers)
         if not config.server and not config.kubeconfig:
             make_client(config)  # falls back to $KUBECONFIG / defaults, or says what is missing
-    except (ConfigError, KubeconfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
 
-    async def run_until_signalled() -> int:
-        task = asyncio.create_task(run(config, asyncio.Event()))
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
-        try:
-            await task
-        except asyncio.CancelledError:
-            return 0
-        except Exception as e:  # noqa: BLE001 - turned into one line + exit code below
-            for leaf in _leaf_errors(e):
-                if isinstance(leaf, LostLeadership):
-                    return 1
-                if isinstance(leaf, ConnectionFailed):
-                    print(f"error: {leaf}", file=sys.stderr)
-                    return 1
-            raise
-        return 0
-
-    try:
-        return asyncio.run(run_until_signalled())
-    except (ConfigError, KubeconfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    failed = check_flags(check)
+    if failed is not None:
+        return failed
+    return run_until_signalled(lambda: run(config, asyncio.Event()), report=(ConnectionFailed,))

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from pklib.component import serve_http
 from pklib.controller import Controller
 from pklib.informer import InformerFactory
 
@@ -54,7 +55,4 @@ async def serve(state: ManagerState, host: str, port: int) -> web.AppRunner:
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner
+    return await serve_http(app, host, port, what="/metrics")

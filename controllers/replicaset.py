@@ -16,8 +16,8 @@ from pklib.errors import ApiError, is_not_found
 from pklib.informer import Obj, key_of
 
 from .claims import claim
-from .util import (available_in, controller_ref, is_pod_active, is_pod_ready, meta, parse_time, pod_from_template,
-                   random_suffix, resource, selector_of)
+from .util import (available_in, controller_ref, is_pod_active, is_pod_ready, meta, owner_key, parse_time,
+                   pod_from_template, random_suffix, resource, selector_of)
 
 PODS = resource("pods")
 REPLICASETS = resource("replicasets")
@@ -45,14 +45,7 @@ class ReplicaSetController(Controller):
         self.enqueue(rs)
 
     def _owner_key(self, pod: Obj) -> str | None:
-        ref = controller_ref(pod)
-        if ref is None or ref.get("kind") != "ReplicaSet":
-            return None
-        key = f"{meta(pod)['namespace']}/{ref['name']}"
-        rs = self.rs_informer.store.get(key)
-        if rs is None or meta(rs).get("uid") != ref.get("uid"):
-            return None
-        return key
+        return owner_key(pod, "ReplicaSet", self.rs_informer.store)
 
     def _enqueue_matching(self, pod: Obj) -> None:
         labels = meta(pod).get("labels")

@@ -25,7 +25,7 @@ from pklib.errors import ApiError, is_already_exists, is_not_found
 from pklib.informer import Obj, key_of
 
 from .claims import claim
-from .util import (controller_ref, is_pod_ready, meta, owner_reference, pod_from_template, resource, selector_of,
+from .util import (is_pod_ready, meta, owner_key, owner_reference, pod_from_template, resource, selector_of,
                    template_hash)
 
 STATEFULSETS = resource("statefulsets")
@@ -63,12 +63,7 @@ class StatefulSetController(Controller):
         self.pvc_informer = self.watch(PVCS)
 
     def _owner_key(self, pod: Obj) -> str | None:
-        ref = controller_ref(pod)
-        if ref is None or ref.get("kind") != "StatefulSet":
-            return None
-        key = f"{meta(pod)['namespace']}/{ref['name']}"
-        sts = self.sts_informer.store.get(key)
-        return key if sts is not None and meta(sts).get("uid") == ref.get("uid") else None
+        return owner_key(pod, "StatefulSet", self.sts_informer.store)
 
     def _pod_event(self, pod: Obj) -> None:
         key = self._owner_key(pod)

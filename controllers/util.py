@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from pklib.informer import Obj
+from pklib.informer import Obj, Store
 from pklib.objects import controller_of as controller_ref
 from pklib.objects import meta, now_rfc3339, owner_reference
 from pklib.resources import Resource, lookup
@@ -90,6 +90,17 @@ def is_pod_available(pod: Obj, min_ready_seconds: int, at: datetime | None = Non
 
 
 # -- selectors and owners -------------------------------------------------------------------------
+
+def owner_key(pod: Obj, kind: str, owners: Store) -> str | None:
+    """The work-queue key of the `kind` object that controls `pod`, if `owners` holds it with the uid the
+    pod's reference names (a namesake created after the owner was deleted does not own the pod)."""
+    ref = controller_ref(pod)
+    if ref is None or ref.get("kind") != kind:
+        return None
+    key = f"{meta(pod)['namespace']}/{ref['name']}"
+    owner = owners.get(key)
+    return key if owner is not None and meta(owner).get("uid") == ref.get("uid") else None
+
 
 def selector_of(obj: Obj) -> LabelSelector | None:
     """The object's spec.selector; None if missing or invalid (such an object selects nothing)."""

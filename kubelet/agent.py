@@ -85,6 +85,10 @@ def host_dns() -> DNSConfig:
     return dns
 
 
+def _meta(obj: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in obj["metadata"].items() if k not in ("resourceVersion", "managedFields", "generation")}
+
+
 class PodWorkers:
     def __init__(self, client: Client, node: NodeAgent, runtime: RuncRuntime, images: ImageStore,
                  volumes: VolumeManager, cfg: PodWorkerConfig) -> None:
@@ -104,8 +108,8 @@ class PodWorkers:
         self._snapshot: dict[str, tuple[Any, ...]] = {}              # uid -> what the relist saw last
         self._refreshed: dict[str, float] = {}                       # uid -> when its API volumes were rewritten
         self._image_ids: dict[str, tuple[str, float]] = {}           # image ref -> (status imageID, valid until)
-        handler = Handler(lambda p: self.queue.add(key_of(p)), lambda o, n: self.queue.add(key_of(n)),
-                          lambda p: self.queue.add(key_of(p)))
+        self._written: dict[str, dict[str, Any]] = {}                # uid -> the status we last wrote
+        handler = Handler(lambda p: self.queue.add(key_of(p)), self._pod_updated, lambda p: self.queue.add(key_of(p)))
         self.pods.add_handler(handler)
 
     async def run(self, ready: asyncio.Event) -> None:
@@ -116,6 +120,14 @@ class PodWorkers:
             tg.create_task(run_workers(self.queue, self.sync, self.cfg.workers, "kubelet-pods"), name="kubelet:work")
             tg.create_task(self.relist_loop(), name="kubelet:relist")
             ready.set()
+
+    def _pod_updated(self, old: dict[str, Any], new: dict[str, Any]) -> None:
+        """Requeue, unless the update is only the echo of our own status write (that would sync every pod twice)."""
+        uid = new["metadata"].get("uid", "")
+        if old.get("spec") == new.get("spec") and _meta(old) == _meta(new) and \
+                self._written.get(uid) == new.get("status"):
+            return
+        self.queue.add(key_of(new))
 
     def _probe_failed(self, pod: dict[str, Any], container: str, message: str) -> None:
         self.recorder.warning(pod, "Unhealthy", message)
@@ -423,7 +435,8 @@ class PodWorkers:
             self._pull_backoff[(uid, name)] = (loop.time() + delay, delay)
             self._waiting[(uid, name)] = ("ErrImagePull", str(e))
             self.recorder.warning(pod, "Failed", f'Failed to pull image "{ref}": {e}')
-            self.queue.add_after(key_of(pod), delay)
+            # halfway through the wait the pod shows ImagePullBackOff (the branch above), then it retries
+            self.queue.add_after(key_of(pod), delay / 2)
             return False
         self._pull_backoff.pop((uid, name), None)
         self.recorder.normal(pod, "Pulled", f'Successfully pulled image "{ref}" ({result.bytes} bytes)')
@@ -454,8 +467,9 @@ class PodWorkers:
         # a merge patch: keys we own that are gone now must be nulled explicitly
         patch = {**{k: None for k in OWNED_STATUS if k in (pod.get("status") or {}) and k not in status}, **status}
         try:
-            await self.client.patch(PODS, pod["metadata"]["name"], {"status": patch}, pod["metadata"]["namespace"],
-                                    subresource="status")
+            written = await self.client.patch(PODS, pod["metadata"]["name"], {"status": patch},
+                                              pod["metadata"]["namespace"], subresource="status")
+            self._written[uid] = written.get("status") or {}
         except ApiError as e:
             if not is_not_found(e):
                 raise
@@ -490,6 +504,7 @@ class PodWorkers:
                 del table[k]
         self._snapshot.pop(uid, None)
         self._refreshed.pop(uid, None)
+        self._written.pop(uid, None)
 
     async def relist_loop(self) -> None:
         loop = asyncio.get_running_loop()

@@ -1,6 +1,7 @@
 """The kubelet's HTTP API (what the API server's pods/log and pods/exec proxy calls).
 
     GET  /healthz
+    GET  /stats/summary        (node and per-pod/container cpu + memory, like the kubelet's Summary API)
     GET  /containerLogs/{namespace}/{pod}/{container}?follow&tailLines&sinceSeconds&timestamps&previous
     POST /exec/{namespace}/{pod}/{container}?command=..&command=..[&timeoutSeconds=N]   body: stdin bytes
          → {"exitCode": n, "stdout": base64, "stderr": base64}
@@ -30,9 +31,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kubelet.server")
 TOKEN_CACHE_SECONDS = 60.0
-_pods = lookup("pods")
-assert _pods is not None
-PODS: Resource = _pods
+def _res(plural: str) -> Resource:
+    found = lookup(plural)
+    assert found is not None
+    return found
+
+
+PODS, NODES = _res("pods"), _res("nodes")
 
 
 def _error(code: int, reason: str, message: str) -> web.HTTPException:
@@ -69,6 +74,7 @@ class KubeletServer:
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self.logs)
         app.router.add_post("/exec/{namespace}/{pod}/{container}", self.exec)
+        app.router.add_get("/stats/summary", self.summary)
         return app
 
     @web.middleware
@@ -77,18 +83,20 @@ class KubeletServer:
             return await handler(request)
         header = request.headers.get("Authorization", "")
         ns, pod = request.match_info.get("namespace", ""), request.match_info.get("pod", "")
-        if not header.lower().startswith("bearer ") or not ns or not pod:
+        if not header.lower().startswith("bearer "):
             raise _error(401, "Unauthorized", "Unauthorized")
-        key = (header, f"{ns}/{pod}")
+        # what the token must be allowed to read: the pod concerned, or (stats) this Node
+        path = PODS.path(ns, pod) if ns and pod else NODES.path(None, self.workers.node.cfg.name)
+        key = (header, path)
         if self._tokens.get(key, 0) < time.monotonic():
             try:
-                await self.workers.client.request("GET", PODS.path(ns, pod), headers={"Authorization": header})
+                await self.workers.client.request("GET", path, headers={"Authorization": header})
             except ApiError as e:
                 if e.code == 401:
                     raise _error(401, "Unauthorized", "Unauthorized") from None
-                if e.code == 404:
+                if e.code == 404 and pod:
                     raise _error(404, "NotFound", f'pods "{pod}" not found') from None
-                raise _error(403, "Forbidden", f"the API server refused access to pod {ns}/{pod}") from None
+                raise _error(403, "Forbidden", f"the API server refused access to {path}") from None
             except ConnectionFailed as e:
                 raise _error(403, "Forbidden", f"cannot check the caller with the API server: {e}") from None
             if len(self._tokens) > 4096:
@@ -151,3 +159,29 @@ class KubeletServer:
             raise _error(400, "BadRequest", str(e)) from None
         return web.json_response({"exitCode": result.exit_code, "stdout": base64.b64encode(result.stdout).decode(),
                                   "stderr": base64.b64encode(result.stderr).decode()})
+
+    async def summary(self, _: web.Request) -> web.Response:
+        """Usage of the node's pods and containers from their cgroups (a subset of the kubelet Summary API)."""
+        pods = []
+        by_uid = {p["metadata"]["uid"]: p for p in self.workers.pods.store.list()}
+        for sandbox in await self.workers.runtime.list_sandboxes():
+            pod = by_uid.get(sandbox.config.uid)
+            if pod is None or sandbox.state.value != "ready":
+                continue
+            try:
+                stats = await self.workers.runtime.pod_stats(sandbox.id)
+            except RuntimeError_:
+                continue  # removed meanwhile
+            names = {c.id: c.labels.get("pkube.io/container", c.name)
+                     for c in await self.workers.runtime.list_containers(sandbox.id)}
+            pods.append({
+                "podRef": {"name": pod["metadata"]["name"], "namespace": pod["metadata"]["namespace"],
+                           "uid": sandbox.config.uid},
+                "cpu": {"time": stats.timestamp.isoformat(), "usageCoreNanoSeconds": stats.cpu_usage_ns},
+                "memory": {"time": stats.timestamp.isoformat(), "workingSetBytes": stats.memory_working_set_bytes},
+                "containers": [{"name": names.get(c.container_id, c.container_id),
+                                "cpu": {"usageCoreNanoSeconds": c.cpu_usage_ns},
+                                "memory": {"workingSetBytes": c.memory_working_set_bytes,
+                                           "usageBytes": c.memory_usage_bytes}} for c in stats.containers],
+            })
+        return web.json_response({"node": {"nodeName": self.workers.node.cfg.name}, "pods": pods})

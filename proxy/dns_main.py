@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import struct
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ import uvloop
 from dnslib import QTYPE, DNSRecord
 
 from pklib.client import Client
+from pklib.component import ConfigError, add_client_flags, make_client as _make_client, run_until_signalled, setup_logging
 from pklib.errors import ConnectionFailed
 from pklib.informer import Handler, InformerFactory, key_of
 from pklib.kubeconfig import KubeconfigError
@@ -43,10 +42,6 @@ SERVICES = resource("services")
 ENDPOINTS = resource("endpoints")
 UDP_LIMIT = 512  # without EDNS0, a UDP answer must fit in 512 bytes
 CACHE_ENTRIES = 50_000
-
-
-class ConfigError(Exception):
-    pass
 
 
 def address(text: str, default_port: int = 53) -> tuple[str, int]:
@@ -67,9 +62,7 @@ def domain(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pkube dns", description="Serves cluster DNS.")
-    p.add_argument("--kubeconfig", help="kubeconfig file to reach the API server")
-    p.add_argument("--server", help="API server URL (instead of --kubeconfig)")
-    p.add_argument("--token", help="bearer token for --server")
+    add_client_flags(p)
     p.add_argument("--listen", type=address, action="append",
                    help="IPv4[:PORT] to serve on, UDP and TCP; repeatable (default 10.96.0.10:53)")
     p.add_argument("--cluster-domain", type=domain, default="cluster.local.")
@@ -239,11 +232,7 @@ async def _handle_tcp(server: DnsServer, reader: asyncio.StreamReader, writer: a
 
 
 def make_client(config: argparse.Namespace) -> Client:
-    if config.server:
-        return Client(config.server, config.token, user_agent="pkube-dns")
-    if config.token:
-        raise ConfigError("--token needs --server")
-    return Client.from_kubeconfig(config.kubeconfig, user_agent="pkube-dns")
+    return _make_client(config, "pkube-dns")
 
 
 async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
@@ -283,36 +272,8 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
         await asyncio.to_thread(local.release)
 
 
-def _leaf_errors(e: BaseException) -> list[BaseException]:
-    if isinstance(e, BaseExceptionGroup):
-        return [leaf for sub in e.exceptions for leaf in _leaf_errors(sub)]
-    return [e]
-
-
 def main(argv: list[str] | None = None) -> int:
     config = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if config.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    async def serve() -> int:
-        task = asyncio.create_task(run(config, asyncio.Event()))
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
-        try:
-            await task
-        except asyncio.CancelledError:
-            return 0
-        except Exception as e:  # noqa: BLE001 - user-facing failures become one line + exit code
-            for leaf in _leaf_errors(e):
-                if isinstance(leaf, (ConfigError, KubeconfigError, ConnectionFailed, OSError)):
-                    print(f"error: {leaf}", file=sys.stderr)
-                    return 1
-            raise
-        return 0
-
-    try:
-        return uvloop.run(serve())
-    except (ConfigError, KubeconfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    setup_logging(config.verbose)
+    return run_until_signalled(lambda: run(config, asyncio.Event()),
+                               report=(ConfigError, KubeconfigError, ConnectionFailed, OSError), runner=uvloop.run)

@@ -19,9 +19,7 @@ import argparse
 import asyncio
 import copy
 import logging
-import signal
 import socket
-import sys
 import time
 from datetime import datetime
 
@@ -29,6 +27,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pklib.client import Client
+from pklib.component import (ConfigError, add_client_flags, make_client as _make_client, run_until_signalled,
+                             serve_http, setup_logging)
 from pklib.errors import ApiError, ConnectionFailed, is_conflict, is_not_found
 from pklib.informer import Handler, InformerFactory, Obj, key_of
 from pklib.kubeconfig import KubeconfigError
@@ -40,10 +40,6 @@ from .proxier import Metrics, Proxier, enable_route_localnet
 log = logging.getLogger("proxy")
 
 TRIGGER_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
-
-
-class ConfigError(Exception):
-    pass
 
 
 def resource(name: str) -> Resource:
@@ -93,9 +89,7 @@ def table_name(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pkube proxy", description="Programs Services into nftables.")
-    p.add_argument("--kubeconfig", help="kubeconfig file to reach the API server")
-    p.add_argument("--server", help="API server URL (instead of --kubeconfig)")
-    p.add_argument("--token", help="bearer token for --server")
+    add_client_flags(p)
     p.add_argument("--node-name", default=socket.gethostname(), help="this node (for externalTrafficPolicy Local)")
     p.add_argument("--node-ip", help="address for LoadBalancer ingress (default: the Node's InternalIP, "
                                      "else the source address of the default route)")
@@ -111,11 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def make_client(config: argparse.Namespace) -> Client:
-    if config.server:
-        return Client(config.server, config.token, user_agent="pkube-proxy")
-    if config.token:
-        raise ConfigError("--token needs --server")
-    return Client.from_kubeconfig(config.kubeconfig, user_agent="pkube-proxy")
+    return _make_client(config, "pkube-proxy")
 
 
 def default_route_source() -> str | None:
@@ -275,14 +265,7 @@ async def serve_metrics(server: ProxyServer, host: str, port: int) -> web.AppRun
     app = web.Application()
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port).start()
-    except OSError as e:
-        await runner.cleanup()
-        raise ConfigError(f"cannot serve metrics on {host}:{port}: {e.strerror or e}") from None
-    return runner
+    return await serve_http(app, host, port)
 
 
 async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
@@ -312,36 +295,8 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
         await client.close()
 
 
-def _leaf_errors(e: BaseException) -> list[BaseException]:
-    if isinstance(e, BaseExceptionGroup):
-        return [leaf for sub in e.exceptions for leaf in _leaf_errors(sub)]
-    return [e]
-
-
 def main(argv: list[str] | None = None) -> int:
     config = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if config.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    async def serve() -> int:
-        task = asyncio.create_task(run(config, asyncio.Event()))
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
-        try:
-            await task
-        except asyncio.CancelledError:
-            return 0
-        except Exception as e:  # noqa: BLE001 - user-facing failures become one line + exit code
-            for leaf in _leaf_errors(e):
-                if isinstance(leaf, (ConfigError, KubeconfigError, ConnectionFailed, nft.NftError, OSError)):
-                    print(f"error: {leaf}", file=sys.stderr)
-                    return 1
-            raise
-        return 0
-
-    try:
-        return asyncio.run(serve())
-    except (ConfigError, KubeconfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    setup_logging(config.verbose)
+    return run_until_signalled(lambda: run(config, asyncio.Event()),
+                               report=(ConfigError, KubeconfigError, ConnectionFailed, nft.NftError, OSError))

@@ -13,16 +13,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
-import sys
 
 from aiohttp import web
 
 from pklib.client import Client
+from pklib.component import (ConfigError, LostLeadership, add_client_flags, add_leader_election_flags, check_flags,
+                             leader_elector, make_client as _make_client, run_until_signalled, serve_http,
+                             setup_logging)
 from pklib.errors import ConnectionFailed
 from pklib.events import EventRecorder
 from pklib.informer import InformerFactory
-from pklib.kubeconfig import KubeconfigError
 from pklib.leaderelection import LeaderElector
 
 from . import metrics
@@ -34,19 +34,9 @@ log = logging.getLogger("scheduler")
 LEASE_NAME = "kube-scheduler"
 
 
-class ConfigError(Exception):
-    pass
-
-
-class LostLeadership(Exception):
-    pass
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pkube scheduler", description="Assigns pending pods to nodes.")
-    p.add_argument("--kubeconfig", help="kubeconfig file to reach the API server")
-    p.add_argument("--server", help="API server URL (instead of --kubeconfig)")
-    p.add_argument("--token", help="bearer token for --server")
+    add_client_flags(p)
     p.add_argument("--scheduler-name", default=DEFAULT_SCHEDULER_NAME,
                    help="schedule pods whose spec.schedulerName is this")
     p.add_argument("--score-weights", default="",
@@ -56,11 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parallel-bindings", type=int, default=64, help="bindings in flight at once")
     p.add_argument("--bind-address", default="127.0.0.1", help="address of the /healthz and /metrics endpoint")
     p.add_argument("--port", type=int, default=0, help="port of /healthz and /metrics (0 = not served)")
-    p.add_argument("--leader-elect", action="store_true", help="schedule only while holding the leader Lease")
-    p.add_argument("--leader-elect-lease-duration", type=float, default=15.0)
-    p.add_argument("--leader-elect-renew-deadline", type=float, default=10.0)
-    p.add_argument("--leader-elect-retry-period", type=float, default=2.0)
-    p.add_argument("--leader-elect-identity", default=None, help="defaults to <hostname>_<uuid>")
+    add_leader_election_flags(p, "schedule")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -80,11 +66,7 @@ def options_from(config: argparse.Namespace) -> Options:
 
 
 def make_client(config: argparse.Namespace) -> Client:
-    if config.server:
-        return Client(config.server, config.token, user_agent="pkube-scheduler")
-    if config.token:
-        raise ConfigError("--token needs --server")
-    return Client.from_kubeconfig(config.kubeconfig, user_agent="pkube-scheduler")
+    return _make_client(config, "pkube-scheduler")
 
 
 async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
@@ -99,20 +81,13 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
     runner: web.AppRunner | None = None
     try:
         if config.port:
-            runner = web.AppRunner(metrics.app(scheduler, leading), access_log=None)
-            await runner.setup()
-            try:
-                await web.TCPSite(runner, config.bind_address, config.port).start()
-            except OSError as e:
-                raise ConfigError(f"cannot serve metrics on {config.bind_address}:{config.port}: {e.strerror}") from None
+            runner = await serve_http(metrics.app(scheduler, leading), config.bind_address, config.port)
         async with asyncio.TaskGroup() as tg:
             tg.create_task(recorder.run(), name="events")
             informers.start()
             await informers.wait_synced()
             if config.leader_elect:
-                elector = LeaderElector(client, LEASE_NAME, "kube-system", config.leader_elect_identity,
-                                        config.leader_elect_lease_duration, config.leader_elect_renew_deadline,
-                                        config.leader_elect_retry_period)
+                elector = leader_elector(client, config, LEASE_NAME)
                 await elector.acquire()
                 leading.value = True
             tg.create_task(scheduler.run(), name="scheduler")
@@ -121,6 +96,7 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
             if elector is not None:
                 await elector.keep_renewing()
                 leading.value = False
+                log.error("lost the leader lease; exiting")
                 raise LostLeadership()
     finally:
         if runner is not None:
@@ -131,41 +107,15 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
         await client.close()
 
 
-def _leaf_errors(e: BaseException) -> list[BaseException]:
-    if isinstance(e, BaseExceptionGroup):
-        return [leaf for sub in e.exceptions for leaf in _leaf_errors(sub)]
-    return [e]
-
-
 def main(argv: list[str] | None = None) -> int:
     config = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if config.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
+    setup_logging(config.verbose)
+
+    def check() -> None:
         options_from(config)
         make_client(config)  # a missing or broken kubeconfig is reported here, in one line
-    except (ConfigError, KubeconfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
 
-    async def serve() -> int:
-        task = asyncio.create_task(run(config, asyncio.Event()))
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
-        try:
-            await task
-        except asyncio.CancelledError:
-            return 0
-        except Exception as e:  # noqa: BLE001 - turned into one line + exit code below
-            for leaf in _leaf_errors(e):
-                if isinstance(leaf, LostLeadership):
-                    log.error("lost the leader lease; exiting")
-                    return 1
-                if isinstance(leaf, (ConnectionFailed, ConfigError)):
-                    print(f"error: {leaf}", file=sys.stderr)
-                    return 1
-            raise
-        return 0
-
-    return asyncio.run(serve())
+    failed = check_flags(check)
+    if failed is not None:
+        return failed
+    return run_until_signalled(lambda: run(config, asyncio.Event()), report=(ConnectionFailed, ConfigError))

@@ -182,3 +182,20 @@ async def test_dns_policy_hostname_subdomain_and_post_start_hook(node: Node, kc:
     p = await wait_pod(kc, ns, "custom", running, what="custom Running")
     resolv = (await exec_in(node, p, "c", ["cat", "/etc/resolv.conf"])).stdout.decode()
     assert resolv.split("\n")[:3] == ["search corp.example", "nameserver 10.9.9.9", "options ndots:2"]
+
+
+async def test_failed_pull_is_err_image_pull_then_back_off(kc: Client, ns: str) -> None:
+    from tests.util import free_port
+    ref = f"127.0.0.1:{free_port()}/nothing:v1"  # a closed loopback port: the pull fails at once
+    await kc.create(PODS, pod("nopull", {"name": "c", "image": ref, "imagePullPolicy": "IfNotPresent"}), ns)
+    reasons: set[str] = set()
+
+    async def both():
+        p = await kc.get(PODS, "nopull", ns)
+        reasons.add(cstatus(p, "c").get("state", {}).get("waiting", {}).get("reason", ""))
+        return {"ErrImagePull", "ImagePullBackOff"} <= reasons
+    await wait_for(both, 20, 0.05, message="ErrImagePull, then ImagePullBackOff")
+    p = await kc.get(PODS, "nopull", ns)
+    assert p["status"]["phase"] == "Pending"
+    events = (await kc.list(lookup("events"), ns)).get("items") or []
+    assert any(e["reason"] == "Failed" and ref in e["message"] for e in events)

@@ -90,3 +90,22 @@ async def test_kubelet_api_refuses_callers_the_api_server_does_not_know(node: No
             assert r.status == 401
         async with s.get(url, headers={"Authorization": f"Bearer {node.api.token}"}) as r:
             assert r.status == 200 and (await r.text()).strip() == "secret-line"
+
+
+async def test_stats_summary_reports_pod_usage(node: Node, kc: Client, ns: str) -> None:
+    import aiohttp
+    await kc.create(PODS, pod("busy", ctr("c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; exec sleep 3600")),
+                    ns)
+    p = await wait_pod(kc, ns, "busy", running, what="busy Running")
+    async with aiohttp.ClientSession() as s:
+        url = f"http://127.0.0.1:{node.port}/stats/summary"
+        async with s.get(url) as r:
+            assert r.status == 401
+        async with s.get(url, headers={"Authorization": f"Bearer {node.api.token}"}) as r:
+            assert r.status == 200
+            summary = await r.json()
+    assert summary["node"]["nodeName"] == node.name
+    mine = [x for x in summary["pods"] if x["podRef"]["uid"] == p["metadata"]["uid"]]
+    assert len(mine) == 1 and mine[0]["podRef"] == {"name": "busy", "namespace": ns, "uid": p["metadata"]["uid"]}
+    assert mine[0]["cpu"]["usageCoreNanoSeconds"] > 0 and mine[0]["memory"]["workingSetBytes"] > 0
+    assert [c["name"] for c in mine[0]["containers"]] == ["c"]

@@ -1,0 +1,132 @@
+"""What every `pkube COMPONENT` binary shares: client flags, the client, logging, the optional
+/healthz + /metrics listener, and a main loop that stops on SIGTERM/SIGINT and turns user-facing
+failures into one `error: ...` line with an exit code instead of a traceback.
+
+Exit codes (the same for every component, so supervisors can tell them apart):
+0 stopped by a signal; 1 failed while running (unreachable API server, lost Lease, ...);
+2 the flags or the kubeconfig are wrong (found before or while starting).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from typing import Any, Callable, Coroutine
+
+from aiohttp import web
+
+from .client import Client
+from .kubeconfig import KubeconfigError
+from .leaderelection import LeaderElector
+
+
+class ConfigError(Exception):
+    """A mistake in the flags or the environment they name; reported in one line."""
+
+
+class LostLeadership(Exception):
+    """The leader Lease was lost: the process exits so its supervisor restarts it as a standby."""
+
+
+def add_client_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kubeconfig", help="kubeconfig file to reach the API server")
+    p.add_argument("--server", help="API server URL (instead of --kubeconfig)")
+    p.add_argument("--token", help="bearer token for --server")
+
+
+def add_leader_election_flags(p: argparse.ArgumentParser, what: str) -> None:
+    """Kubernetes' --leader-elect flags; `what` says what only the leader does ("run", "schedule")."""
+    p.add_argument("--leader-elect", action="store_true", help=f"{what} only while holding the leader Lease")
+    p.add_argument("--leader-elect-lease-duration", type=float, default=15.0)
+    p.add_argument("--leader-elect-renew-deadline", type=float, default=10.0)
+    p.add_argument("--leader-elect-retry-period", type=float, default=2.0)
+    p.add_argument("--leader-elect-identity", default=None, help="defaults to <hostname>_<uuid>")
+
+
+def leader_elector(client: Client, config: argparse.Namespace, lease_name: str) -> LeaderElector:
+    """An elector for the kube-system/`lease_name` Lease, timed by the --leader-elect-* flags."""
+    return LeaderElector(client, lease_name, "kube-system", config.leader_elect_identity,
+                         config.leader_elect_lease_duration, config.leader_elect_renew_deadline,
+                         config.leader_elect_retry_period)
+
+
+def make_client(config: argparse.Namespace, user_agent: str) -> Client:
+    """A client from --server/--token, else --kubeconfig (or $KUBECONFIG / the default file)."""
+    if config.server:
+        return Client(config.server, config.token, user_agent=user_agent)
+    if config.token:
+        raise ConfigError("--token needs --server")
+    return Client.from_kubeconfig(config.kubeconfig, user_agent=user_agent)
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+async def serve_http(app: web.Application, host: str, port: int, what: str = "metrics") -> web.AppRunner:
+    """Serve `app` (the component's /healthz and /metrics) on host:port; a port in use is a ConfigError."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as e:
+        await runner.cleanup()
+        raise ConfigError(f"cannot serve {what} on {host}:{port}: {e.strerror or e}") from None
+    return runner
+
+
+def leaf_errors(e: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups, as raised by a TaskGroup."""
+    if isinstance(e, BaseExceptionGroup):
+        return [leaf for sub in e.exceptions for leaf in leaf_errors(sub)]
+    return [e]
+
+
+def check_flags(check: Callable[[], Any], errors: tuple[type[BaseException], ...] = ()) -> int | None:
+    """Run the component's flag checks before starting: 2 with one line on a mistake, None when fine."""
+    caught: tuple[type[BaseException], ...] = (ConfigError, KubeconfigError, *errors)
+    try:
+        check()
+    except caught as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return None
+
+
+def run_until_signalled(run: Callable[[], Coroutine[Any, Any, None]], *,
+                        report: tuple[type[BaseException], ...] = (),
+                        silent: tuple[type[BaseException], ...] = (LostLeadership,),
+                        runner: Callable[[Coroutine[Any, Any, int]], int] = asyncio.run) -> int:
+    """Run `run()` until it ends (0) or SIGTERM/SIGINT cancels it (0).
+
+    A failure that is (or, from a TaskGroup, contains) one of `report` is printed as `error: ...`
+    and exits 1; one of `silent` exits 1 without a line (the component logged why). A ConfigError
+    or KubeconfigError not in `report` exits 2. Anything else is a bug and keeps its traceback.
+    """
+    async def serve() -> int:
+        task = asyncio.create_task(run())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            return 0
+        except Exception as e:  # noqa: BLE001 - user-facing failures become one line + exit code
+            for leaf in leaf_errors(e):
+                if isinstance(leaf, silent):
+                    return 1
+                if isinstance(leaf, report):
+                    print(f"error: {leaf}", file=sys.stderr)
+                    return 1
+            raise
+        return 0
+
+    try:
+        return runner(serve())
+    except (ConfigError, KubeconfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,94 @@
+"""pklib.component: the exit codes and one-line errors every `pkube COMPONENT` shares."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any, Callable, Coroutine
+
+import pytest
+
+from pklib.component import (ConfigError, LostLeadership, add_client_flags, check_flags, make_client,
+                             run_until_signalled, serve_http)
+from pklib.errors import ConnectionFailed
+from pklib.kubeconfig import KubeconfigError
+
+
+def flags(*argv: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    add_client_flags(p)
+    return p.parse_args(list(argv))
+
+
+def test_token_without_server_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="--token needs --server"):
+        make_client(flags("--token", "t"), "pkube-test")
+
+
+def test_server_flag_builds_a_client() -> None:
+    client = make_client(flags("--server", "http://127.0.0.1:1", "--token", "t"), "pkube-test")
+    asyncio.run(client.close())
+
+
+def test_check_flags_prints_one_line_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    def bad() -> None:
+        raise ValueError("--count must be positive")
+
+    assert check_flags(bad, (ValueError,)) == 2
+    assert capsys.readouterr().err == "error: --count must be positive\n"
+    assert check_flags(lambda: None) is None
+
+
+def raising(exc: BaseException) -> Callable[[], Coroutine[Any, Any, None]]:
+    async def run() -> None:
+        raise exc
+    return run
+
+
+def test_reported_failure_is_one_line_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_until_signalled(raising(ConnectionFailed("cannot reach the API server")),
+                               report=(ConnectionFailed,)) == 1
+    assert capsys.readouterr().err == "error: cannot reach the API server\n"
+
+
+def test_failure_inside_a_task_group_is_found(capsys: pytest.CaptureFixture[str]) -> None:
+    group = ExceptionGroup("tasks", [ExceptionGroup("inner", [ConnectionFailed("gone")])])
+    assert run_until_signalled(raising(group), report=(ConnectionFailed,)) == 1
+    assert capsys.readouterr().err == "error: gone\n"
+
+
+def test_lost_leadership_exits_1_silently(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_until_signalled(raising(ExceptionGroup("tasks", [LostLeadership()]))) == 1
+    assert capsys.readouterr().err == ""
+
+
+def test_unreported_config_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_until_signalled(raising(KubeconfigError("no kubeconfig"))) == 2
+    assert capsys.readouterr().err == "error: no kubeconfig\n"
+
+
+def test_a_bug_keeps_its_traceback() -> None:
+    with pytest.raises(ZeroDivisionError):
+        run_until_signalled(raising(ZeroDivisionError("bug")), report=(ConnectionFailed,))
+
+
+def test_clean_return_exits_0() -> None:
+    async def run() -> None:
+        return None
+    assert run_until_signalled(run) == 0
+
+
+def test_port_in_use_is_a_config_error() -> None:
+    from aiohttp import web
+
+    async def scenario() -> str:
+        first = await serve_http(web.Application(), "127.0.0.1", 0)
+        port = first.addresses[0][1]
+        try:
+            with pytest.raises(ConfigError) as info:
+                await serve_http(web.Application(), "127.0.0.1", port, what="/metrics")
+            return str(info.value)
+        finally:
+            await first.cleanup()
+
+    message = asyncio.run(scenario())
+    assert message.startswith("cannot serve /metrics on 127.0.0.1:") and "in use" in message
