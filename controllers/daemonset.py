@@ -13,14 +13,14 @@ import asyncio
 import copy
 from typing import Any
 
-from pklib.controller import Controller, ControllerContext, Expectations
+from pklib.controller import ControllerContext
 from pklib.errors import ApiError, is_not_found
-from pklib.informer import Obj, key_of
+from pklib.informer import Obj, Store, key_of
 
 from .claims import claim
 from .nodefit import placement
 from .replicaset import BURST_REPLICAS
-from .util import (available_in, int_or_percent, is_pod_available, is_pod_ready, meta, owner_key,
+from .util import (PodOwnerController, available_in, int_or_percent, is_pod_available, is_pod_ready, meta,
                    pod_from_template, random_suffix, resource, selector_of, template_hash)
 
 DAEMONSETS = resource("daemonsets")
@@ -31,12 +31,12 @@ HASH_LABEL = "controller-revision-hash"
 GENERATION_LABEL = "pod-template-generation"
 
 
-class DaemonSetController(Controller):
+class DaemonSetController(PodOwnerController):
     name = "daemonset"
+    owner_kind = "DaemonSet"
 
     def __init__(self, ctx: ControllerContext):
         super().__init__(ctx)
-        self.expectations = Expectations()
         self.ds_informer = self.watch(DAEMONSETS, self.enqueue, lambda old, new: self.enqueue(new), self._ds_deleted)
         self.node_informer = self.watch(NODES, self._node_changed, lambda old, new: self._node_changed(new),
                                         self._node_changed)
@@ -49,8 +49,8 @@ class DaemonSetController(Controller):
         for ds in self.ds_informer.store.list():
             self.enqueue(ds)
 
-    def _owner_key(self, pod: Obj) -> str | None:
-        return owner_key(pod, "DaemonSet", self.ds_informer.store)
+    def owner_store(self) -> Store:
+        return self.ds_informer.store
 
     def _pod_added(self, pod: Obj) -> None:
         key = self._owner_key(pod)
@@ -65,18 +65,11 @@ class DaemonSetController(Controller):
                 self.expectations.deletion_observed(key, key_of(new))
             self.queue.add(key)
 
-    def _pod_deleted(self, pod: Obj) -> None:
-        key = self._owner_key(pod)
-        if key is not None:
-            self.expectations.deletion_observed(key, key_of(pod))
-            self.queue.add(key)
-
     # -- reconcile ------------------------------------------------------------------------------
 
     async def sync(self, key: str) -> None:
-        ds = self.ds_informer.store.get(key)
+        ds = self._owner_to_sync(key)
         if ds is None:
-            self.expectations.forget(key)
             return
         selector = selector_of(ds)
         ns = meta(ds)["namespace"]

@@ -11,12 +11,12 @@ import asyncio
 import copy
 from typing import Any
 
-from pklib.controller import Controller, ControllerContext, Expectations
+from pklib.controller import ControllerContext
 from pklib.errors import ApiError, is_not_found
-from pklib.informer import Obj, key_of
+from pklib.informer import Obj, Store, key_of
 
 from .claims import claim
-from .util import (available_in, controller_ref, is_pod_active, is_pod_ready, meta, owner_key, parse_time,
+from .util import (PodOwnerController, available_in, controller_ref, is_pod_active, is_pod_ready, meta, parse_time,
                    pod_from_template, random_suffix, resource, selector_of)
 
 PODS = resource("pods")
@@ -26,12 +26,12 @@ BURST_REPLICAS = 500  # at most this many creates/deletes per sync, as in Kubern
 SLOW_START_INITIAL_BATCH = 1
 
 
-class ReplicaSetController(Controller):
+class ReplicaSetController(PodOwnerController):
     name = "replicaset"
+    owner_kind = "ReplicaSet"
 
     def __init__(self, ctx: ControllerContext):
         super().__init__(ctx)
-        self.expectations = Expectations()
         self.rs_informer = self.watch(REPLICASETS, self.enqueue, self._rs_updated, self._rs_deleted)
         self.pod_informer = self.watch(PODS, self._pod_added, self._pod_updated, self._pod_deleted)
 
@@ -44,8 +44,8 @@ class ReplicaSetController(Controller):
         self.expectations.forget(key_of(rs))
         self.enqueue(rs)
 
-    def _owner_key(self, pod: Obj) -> str | None:
-        return owner_key(pod, "ReplicaSet", self.rs_informer.store)
+    def owner_store(self) -> Store:
+        return self.rs_informer.store
 
     def _enqueue_matching(self, pod: Obj) -> None:
         labels = meta(pod).get("labels")
@@ -81,18 +81,11 @@ class ReplicaSetController(Controller):
         elif controller_ref(new) is None:
             self._enqueue_matching(new)
 
-    def _pod_deleted(self, pod: Obj) -> None:
-        key = self._owner_key(pod)
-        if key is not None:
-            self.expectations.deletion_observed(key, key_of(pod))
-            self.queue.add(key)
-
     # -- reconcile ------------------------------------------------------------------------------
 
     async def sync(self, key: str) -> None:
-        rs = self.rs_informer.store.get(key)
+        rs = self._owner_to_sync(key)
         if rs is None:
-            self.expectations.forget(key)
             return
         ns = meta(rs)["namespace"]
         selector = selector_of(rs)

@@ -20,12 +20,12 @@ import copy
 import re
 from typing import Any
 
-from pklib.controller import Controller, ControllerContext, Expectations
+from pklib.controller import ControllerContext
 from pklib.errors import ApiError, is_already_exists, is_not_found
-from pklib.informer import Obj, key_of
+from pklib.informer import Obj, Store, key_of
 
 from .claims import claim
-from .util import (is_pod_ready, meta, owner_key, owner_reference, pod_from_template, resource, selector_of,
+from .util import (PodOwnerController, is_pod_ready, meta, owner_reference, pod_from_template, resource, selector_of,
                    template_hash)
 
 STATEFULSETS = resource("statefulsets")
@@ -50,20 +50,20 @@ def revision_of(pod: Obj) -> str | None:
     return (meta(pod).get("labels") or {}).get(REVISION_LABEL)
 
 
-class StatefulSetController(Controller):
+class StatefulSetController(PodOwnerController):
     name = "statefulset"
+    owner_kind = "StatefulSet"
 
     def __init__(self, ctx: ControllerContext):
         super().__init__(ctx)
-        self.expectations = Expectations()
         self.sts_informer = self.watch(STATEFULSETS, self.enqueue, lambda old, new: self.enqueue(new),
                                        lambda s: self.expectations.forget(key_of(s)))
         self.pod_informer = self.watch(PODS, self._pod_event, lambda old, new: self._pod_event(new),
                                        self._pod_deleted)
         self.pvc_informer = self.watch(PVCS)
 
-    def _owner_key(self, pod: Obj) -> str | None:
-        return owner_key(pod, "StatefulSet", self.sts_informer.store)
+    def owner_store(self) -> Store:
+        return self.sts_informer.store
 
     def _pod_event(self, pod: Obj) -> None:
         key = self._owner_key(pod)
@@ -73,18 +73,11 @@ class StatefulSetController(Controller):
                 self.expectations.deletion_observed(key, key_of(pod))
             self.queue.add(key)
 
-    def _pod_deleted(self, pod: Obj) -> None:
-        key = self._owner_key(pod)
-        if key is not None:
-            self.expectations.deletion_observed(key, key_of(pod))
-            self.queue.add(key)
-
     # -- reconcile ------------------------------------------------------------------------------
 
     async def sync(self, key: str) -> None:
-        sts = self.sts_informer.store.get(key)
+        sts = self._owner_to_sync(key)
         if sts is None:
-            self.expectations.forget(key)
             return
         ns, set_name = meta(sts)["namespace"], meta(sts)["name"]
         selector = selector_of(sts)

@@ -9,11 +9,12 @@ import copy
 import hashlib
 import random
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
-from pklib.informer import Obj, Store
+from pklib.controller import Controller, ControllerContext, Expectations
+from pklib.informer import Obj, Store, key_of
 from pklib.objects import controller_of as controller_ref
 from pklib.objects import meta, now_rfc3339, owner_reference
 from pklib.resources import Resource, lookup
@@ -91,17 +92,6 @@ def is_pod_available(pod: Obj, min_ready_seconds: int, at: datetime | None = Non
 
 # -- selectors and owners -------------------------------------------------------------------------
 
-def owner_key(pod: Obj, kind: str, owners: Store) -> str | None:
-    """The work-queue key of the `kind` object that controls `pod`, if `owners` holds it with the uid the
-    pod's reference names (a namesake created after the owner was deleted does not own the pod)."""
-    ref = controller_ref(pod)
-    if ref is None or ref.get("kind") != kind:
-        return None
-    key = f"{meta(pod)['namespace']}/{ref['name']}"
-    owner = owners.get(key)
-    return key if owner is not None and meta(owner).get("uid") == ref.get("uid") else None
-
-
 def selector_of(obj: Obj) -> LabelSelector | None:
     """The object's spec.selector; None if missing or invalid (such an object selects nothing)."""
     sel = (obj.get("spec") or {}).get("selector")
@@ -164,3 +154,45 @@ def int_or_percent(value: Any, total: int, round_up: bool) -> int:
         whole, rest = divmod(pct * total, 100)
         return whole + (1 if round_up and rest else 0)
     return int(text)
+
+
+# -- controllers whose objects own pods directly ------------------------------------------------
+
+class PodOwnerController(Controller):
+    """Base of the ReplicaSet, DaemonSet and StatefulSet controllers: their objects own pods directly.
+
+    Pod events map to the owner's work-queue key and are counted in `expectations`, which hold a
+    sync back until the cache has seen the creates and deletes the controller itself made.
+    Subclasses set `owner_kind` and return their owner informer's store from `owner_store()`.
+    """
+    owner_kind: ClassVar[str] = ""
+
+    def __init__(self, ctx: ControllerContext):
+        super().__init__(ctx)
+        self.expectations = Expectations()
+
+    def owner_store(self) -> Store:
+        raise NotImplementedError
+
+    def _owner_key(self, pod: Obj) -> str | None:
+        """The key of the owner that controls `pod`, if the cache holds it with the uid the pod's reference
+        names (a namesake created after the owner was deleted does not own the pod)."""
+        ref = controller_ref(pod)
+        if ref is None or ref.get("kind") != self.owner_kind:
+            return None
+        key = f"{meta(pod)['namespace']}/{ref['name']}"
+        owner = self.owner_store().get(key)
+        return key if owner is not None and meta(owner).get("uid") == ref.get("uid") else None
+
+    def _pod_deleted(self, pod: Obj) -> None:
+        key = self._owner_key(pod)
+        if key is not None:
+            self.expectations.deletion_observed(key, key_of(pod))
+            self.queue.add(key)
+
+    def _owner_to_sync(self, key: str) -> Obj | None:
+        """The owner for `sync(key)`; None once it is gone, which also drops its expectations."""
+        owner = self.owner_store().get(key)
+        if owner is None:
+            self.expectations.forget(key)
+        return owner

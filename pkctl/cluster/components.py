@@ -117,7 +117,7 @@ def _probe_node(home: Home, cfg: ClusterConfig, running: float) -> Health:
     nodes = api_get(home, cfg, "/api/v1/nodes")
     if nodes is None:
         return False, "cannot list nodes"
-    mine = [n for n in nodes.get("items", []) if n["metadata"]["name"].startswith(cfg.node_name)]
+    mine = [n for n in nodes.get("items", []) if n["metadata"]["name"] == cfg.node_name]
     if not mine:
         return False, f"node {cfg.node_name} not registered yet"
     started = time.time() - running - 1.0  # renewTime has second-level clock skew at worst on one host
@@ -172,17 +172,37 @@ def apiserver_serves_tls() -> bool:
 
 
 def _controller_flags(home: Home, cfg: ClusterConfig) -> list[str]:
-    return [*_client_flags(home, cfg), "--cluster-cidr", cfg.cluster_cidr]
+    # one node: each home's pod range is cut into /24s, the default home's 10.244.0.0/16 as in kubeadm
+    return [*_client_flags(home, cfg), "--cluster-cidr", cfg.cluster_cidr, "--node-cidr-mask-size", "24"]
+
+
+def _node_flags(home: Home, cfg: ClusterConfig) -> list[str]:
+    """Where the kubelet keeps its state and how it names its host devices: what `--cleanup` needs too."""
+    return ["--node-name", cfg.node_name, "--root-dir", str(home.kubelet), "--image-root", str(home.images),
+            "--runtime-state-dir", str(home.runtime), "--bridge", cfg.bridge, "--nat-table", cfg.nat_table,
+            "--netns-prefix", cfg.netns_prefix, "--veth-prefix", cfg.veth_prefix,
+            "--cgroup-parent", cfg.cgroup_parent]
 
 
 def _kubelet_flags(home: Home, cfg: ClusterConfig) -> list[str]:
-    # Until the runc-backed kubelet lands, the node is a hollow one (pods marked Running, no containers),
-    # named <prefix>-0.
-    return [*_client_flags(home, cfg), "--hollow", "--count", "1", "--name-prefix", cfg.node_name]
+    # The kubelet API listens on every address (the apiserver reaches it at the node's InternalIP for
+    # logs/exec, and authorizes each call against the API), on the home's own port.
+    return [*_client_flags(home, cfg), *_node_flags(home, cfg), "--port", str(cfg.kubelet_port),
+            "--cluster-dns", cfg.dns_ip]
+
+
+def _cleanup_kubelet(home: Home, cfg: ClusterConfig) -> list[str]:
+    """The kubelet leaves its pods running when it stops (like Kubernetes'); `down` removes them
+    (containers, netns, veths, volumes, overlay mounts), the bridge, the NAT table and the cgroup parent."""
+    if not home.runtime.exists():
+        return []  # this home never ran a node
+    p = subprocess.run([sys.executable, "-m", "launcher", "kubelet", "--cleanup", *_node_flags(home, cfg)],
+                       capture_output=True, text=True, timeout=120)
+    return [] if p.returncode == 0 else [f"kubelet node state: {(p.stderr or p.stdout).strip()[-500:]}"]
 
 
 def _proxy_flags(home: Home, cfg: ClusterConfig) -> list[str]:
-    return [*_client_flags(home, cfg), "--node-name", f"{cfg.node_name}-0", "--table", cfg.proxy_table,
+    return [*_client_flags(home, cfg), "--node-name", cfg.node_name, "--table", cfg.proxy_table,
             "--metrics-bind-address", f"127.0.0.1:{cfg.proxy_metrics_port}"]
 
 
@@ -223,7 +243,7 @@ COMPONENTS: tuple[Component, ...] = (
     Component("apiserver", "apiserver.main", None, ("etcd",), _apiserver_flags, _probe_apiserver),
     Component("controller-manager", "controllers.main", None, ("apiserver",), _controller_flags, _probe_settled),
     Component("scheduler", "scheduler.main", None, ("apiserver",), _client_flags, _probe_settled),
-    Component("kubelet", "kubelet.main", None, ("apiserver",), _kubelet_flags, _probe_node),
+    Component("kubelet", "kubelet.main", None, ("apiserver",), _kubelet_flags, _probe_node, _cleanup_kubelet),
     Component("proxy", "proxy.main", None, ("kubelet",), _proxy_flags, _probe_proxy, _cleanup_proxy),
     Component("dns", "proxy.dns_main", None, ("apiserver",), _dns_flags, _probe_settled, _cleanup_dns),
 )

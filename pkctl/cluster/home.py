@@ -6,6 +6,8 @@
     <home>/pki/             the cluster's CA and the apiserver's serving certificate
     <home>/etcd/            etcd data (survives `down`, removed by `down --purge`)
     <home>/images/          node image store (bundled busybox)
+    <home>/kubelet/         kubelet state: pod volumes, local-path PVs
+    <home>/runtime/         container runtime state (runc root at runtime/runc, IPAM, sandboxes)
     <home>/logs/<c>.log     stdout/stderr of each component and of the supervisor
     <home>/run/<c>.json     state the supervisor publishes for each component
     <home>/run/supervisor.json  the supervisor's own pid record; run/supervisor.lock held while it lives
@@ -25,7 +27,8 @@ from typing import Any
 
 from pklib import kubeconfig
 
-DEFAULT_PORTS = {"etcd_client_port": 2379, "etcd_peer_port": 2380, "api_port": 6443, "proxy_metrics_port": 10249}
+DEFAULT_PORTS = {"etcd_client_port": 2379, "etcd_peer_port": 2380, "api_port": 6443, "proxy_metrics_port": 10249,
+                 "kubelet_port": 10250}
 DEFAULT_PROXY_TABLE = "pkube-proxy"
 DEFAULT_SERVICE_CIDR = "10.96.0.0/16"  # kube-dns at 10.96.0.10 as in Kubernetes; the rest of /12 for other homes
 DEFAULT_CLUSTER_CIDR = "10.244.0.0/16"
@@ -73,6 +76,14 @@ class ClusterConfig:
     tls: bool = False  # the API is served over HTTPS (decided at each `up` by what the apiserver supports)
     proxy_metrics_port: int = DEFAULT_PORTS["proxy_metrics_port"]
     proxy_table: str = DEFAULT_PROXY_TABLE  # nftables table the service proxy owns
+    kubelet_port: int = DEFAULT_PORTS["kubelet_port"]
+    # How the kubelet names what it puts on the host; a non-default home gets its own names (node_names()),
+    # so two clusters never share a bridge, a NAT table, netns, veths or a cgroup.
+    bridge: str = "pkube0"
+    nat_table: str = "pkube-nat"
+    netns_prefix: str = "pkube-"
+    veth_prefix: str = "pkv"
+    cgroup_parent: str = "pkube"
 
     @property
     def dns_ip(self) -> str:
@@ -97,6 +108,8 @@ class Home:
         self.pki = Pki(root / "pki")
         self.etcd_data = root / "etcd"
         self.images = root / "images"
+        self.kubelet = root / "kubelet"
+        self.runtime = root / "runtime"
         self.logs = root / "logs"
         self.run = root / "run"
         self.supervisor_lock = self.run / "supervisor.lock"
@@ -157,12 +170,19 @@ class Home:
             api = choose(DEFAULT_PORTS["api_port"], api_port)
             cfg = ClusterConfig(etcd_client_port=choose(DEFAULT_PORTS["etcd_client_port"]),
                                 etcd_peer_port=choose(DEFAULT_PORTS["etcd_peer_port"]), api_port=api,
-                                proxy_metrics_port=choose(DEFAULT_PORTS["proxy_metrics_port"]))
+                                proxy_metrics_port=choose(DEFAULT_PORTS["proxy_metrics_port"]),
+                                kubelet_port=choose(DEFAULT_PORTS["kubelet_port"]))
             if not default_home:
-                # Services of two clusters on one host must not share addresses or nftables rules.
+                # Services and pods of two clusters on one host must not share addresses, nftables
+                # rules or network devices.
                 digest = hashlib.sha256(str(self.root).encode()).digest()
                 cfg.service_cidr = private_service_range(digest)
+                cfg.cluster_cidr = private_pod_range(digest)
                 cfg.proxy_table = f"{DEFAULT_PROXY_TABLE}-{digest.hex()[:8]}"
+                tag = digest.hex()[:6]
+                # interface names have at most 15 characters: veths are <prefix><sandbox id>, cut there
+                cfg.bridge, cfg.nat_table, cfg.netns_prefix = f"pkbr{tag}", f"pkube-nat-{tag}", f"pk{tag}-"
+                cfg.veth_prefix, cfg.cgroup_parent = f"pv{tag}", f"pkube-{tag}"
         cfg.tls = tls
         write_json(self.config_file, asdict(cfg))
         if not self.tokens_file.exists():
@@ -184,6 +204,13 @@ def private_service_range(digest: bytes) -> str:
     from ranges real networks tend to use (a DNS address on `lo` would shadow a real host)."""
     n = int.from_bytes(digest[:2], "big") % (15 * 256)
     return f"10.{97 + n // 256}.{n % 256}.0/24"
+
+
+def private_pod_range(digest: bytes) -> str:
+    """The pod range of a non-default home: one node, so one /24, picked by digest among 4096 in
+    10.112.0.0-10.127.255.0 (clear of the Service ranges above and of the default home's 10.244.0.0/16)."""
+    n = int.from_bytes(digest[2:4], "big") % (16 * 256)
+    return f"10.{112 + n // 256}.{n % 256}.0/24"
 
 
 def port_free(port: int) -> bool:
