@@ -21,7 +21,7 @@ from .claims import claim
 from .nodefit import placement
 from .replicaset import BURST_REPLICAS
 from .util import (PodOwnerController, available_in, int_or_percent, is_pod_available, is_pod_ready, meta,
-                   pod_from_template, random_suffix, resource, selector_of, template_hash)
+                   pod_from_template, random_suffix, resource, selector_of, template_hash, write_status)
 
 DAEMONSETS = resource("daemonsets")
 NODES = resource("nodes")
@@ -200,13 +200,7 @@ class DaemonSetController(PodOwnerController):
                 self.queue.add_after(key_of(ds), min(waits) + 0.1)  # becomes available only later
         if status == (ds.get("status") or {}):
             return
-        body = copy.deepcopy(ds)
-        body["status"] = status
-        try:
-            await self.client.update_status(DAEMONSETS, body)
-        except ApiError as e:
-            if not is_not_found(e):
-                raise
+        await write_status(self.client, DAEMONSETS, ds, status)
 
 
 def _node_of(pod: Obj) -> str | None:

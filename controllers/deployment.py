@@ -20,7 +20,7 @@ from pklib.informer import Obj, key_of
 from . import deploymentutil as du
 from .claims import claim
 from .util import (controller_ref, meta, now, now_rfc3339, owner_reference, parse_time, resource, selector_of,
-                   template_hash)
+                   template_hash, write_status)
 
 DEPLOYMENTS = resource("deployments")
 REPLICASETS = resource("replicasets")
@@ -325,13 +325,7 @@ class DeploymentController(Controller):
         self._progress_condition(d, status, new_rs)
         if status == (d.get("status") or {}):
             return
-        body = copy.deepcopy(d)
-        body["status"] = status
-        try:
-            await self.client.update_status(DEPLOYMENTS, body)
-        except ApiError as e:
-            if not is_not_found(e):
-                raise
+        await write_status(self.client, DEPLOYMENTS, d, status)
 
     def _progress_condition(self, d: Obj, status: dict[str, Any], new_rs: Obj | None) -> None:
         spec = d.get("spec") or {}

@@ -8,7 +8,6 @@ template the API rejects costs one failed call, not hundreds.
 from __future__ import annotations
 
 import asyncio
-import copy
 from typing import Any
 
 from pklib.controller import ControllerContext
@@ -17,7 +16,7 @@ from pklib.informer import Obj, Store, key_of
 
 from .claims import claim
 from .util import (PodOwnerController, available_in, controller_ref, is_pod_active, is_pod_ready, meta, parse_time,
-                   pod_from_template, random_suffix, resource, selector_of)
+                   pod_from_template, random_suffix, resource, selector_of, write_status)
 
 PODS = resource("pods")
 REPLICASETS = resource("replicasets")
@@ -176,13 +175,7 @@ class ReplicaSetController(PodOwnerController):
                 self.queue.add_after(key_of(rs), min(waits) + 0.1)
         if status == {k: v for k, v in old.items() if k in status or k == "conditions"}:
             return
-        body = copy.deepcopy(rs)
-        body["status"] = status
-        try:
-            await self.client.update_status(REPLICASETS, body)
-        except ApiError as e:
-            if not is_not_found(e):
-                raise
+        await write_status(self.client, REPLICASETS, rs, status)
 
 
 def compute_status(rs: Obj, pods: list[Obj]) -> dict[str, Any]:

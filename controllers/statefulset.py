@@ -26,7 +26,7 @@ from pklib.informer import Obj, Store, key_of
 
 from .claims import claim
 from .util import (PodOwnerController, is_pod_ready, meta, owner_reference, pod_from_template, resource, selector_of,
-                   template_hash)
+                   template_hash, write_status)
 
 STATEFULSETS = resource("statefulsets")
 PODS = resource("pods")
@@ -237,10 +237,4 @@ class StatefulSetController(PodOwnerController):
         }
         if status == (sts.get("status") or {}):
             return
-        body = copy.deepcopy(sts)
-        body["status"] = status
-        try:
-            await self.client.update_status(STATEFULSETS, body)
-        except ApiError as e:
-            if not is_not_found(e):
-                raise
+        await write_status(self.client, STATEFULSETS, sts, status)

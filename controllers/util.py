@@ -13,7 +13,9 @@ from typing import Any, ClassVar
 
 import orjson
 
+from pklib.client import Client
 from pklib.controller import Controller, ControllerContext, Expectations
+from pklib.errors import ApiError, is_not_found
 from pklib.informer import Obj, Store, key_of
 from pklib.objects import controller_of as controller_ref
 from pklib.objects import meta, now_rfc3339, owner_reference
@@ -154,6 +156,17 @@ def int_or_percent(value: Any, total: int, round_up: bool) -> int:
         whole, rest = divmod(pct * total, 100)
         return whole + (1 if round_up and rest else 0)
     return int(text)
+
+
+async def write_status(client: Client, res: Resource, obj: Obj, status: dict[str, Any]) -> None:
+    """Replace `obj`'s status through the status subresource; an object deleted meanwhile needs none."""
+    body = copy.deepcopy(obj)
+    body["status"] = status
+    try:
+        await client.update_status(res, body)
+    except ApiError as e:
+        if not is_not_found(e):
+            raise
 
 
 # -- controllers whose objects own pods directly ------------------------------------------------

@@ -26,7 +26,8 @@ import uvloop
 from dnslib import QTYPE, DNSRecord
 
 from pklib.client import Client
-from pklib.component import ConfigError, add_client_flags, make_client as _make_client, run_until_signalled, setup_logging
+from pklib.component import (ConfigError, add_client_flags, make_client as _make_client, run_until_signalled,
+                             setup_logging)
 from pklib.errors import ConnectionFailed
 from pklib.informer import Handler, InformerFactory, key_of
 from pklib.kubeconfig import KubeconfigError

@@ -1,136 +1,30 @@
-"""End to end: `pkctl cluster up` in a temporary home, used exactly as a user would.
+"""End to end: `pkctl cluster up` in a temporary home, used exactly as a user would: the control plane,
+the kubeconfig, the examples, bad input, restarts, `down`/`up`. Workloads: test_workloads.py.
 
-One cluster serves the whole module (starting one takes seconds); the tests run in file
+One cluster serves the whole module (the `cluster` fixture in conftest.py); the tests run in file
 order and the last ones stop and restart it. The fixture always ends with `down --purge`.
 """
 from __future__ import annotations
 
-import functools
-import ipaddress
-import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import ssl
-import tempfile
 import urllib.error
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
 
 import pytest
 import yaml
 
 from pkctl.cluster.components import BY_NAME
-from pkctl.cluster.procs import ProcRecord
-from tests.util import unique, wait_for_sync
-
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "manifests" / "examples"
+from tests.e2e.helpers import (EXAMPLES, ROOT, Cluster, kubectl, make_namespace, no_traceback, node_state_left,
+                               recorded_processes, run)
+from tests.util import wait_for_sync
 
 pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(not BY_NAME["apiserver"].available(), reason="the apiserver has not landed in this build"),
 ]
-
-
-@dataclass
-class Cluster:
-    home: Path
-    kubeconfig: Path
-    up_output: str
-
-    def state(self, component: str) -> dict[str, Any]:
-        return json.loads((self.home / "run" / f"{component}.json").read_text())
-
-    def record(self, component: str) -> ProcRecord | None:
-        return ProcRecord.from_state(self.state(component))
-
-    def config(self) -> dict[str, Any]:
-        return json.loads((self.home / "config.json").read_text())
-
-    def token(self) -> str:
-        return (self.home / "tokens.csv").read_text().split(",")[0]
-
-    def api_url(self) -> str:
-        return f"{'https' if self.config()['tls'] else 'http'}://127.0.0.1:{self.config()['api_port']}"
-
-    def api(self, path: str, body: dict[str, Any] | None = None, method: str | None = None
-            ) -> tuple[int, dict[str, Any]]:
-        """A raw request with the admin token: a client independent of pkctl."""
-        req = urllib.request.Request(self.api_url() + path, data=json.dumps(body).encode() if body else None,
-                                     method=method or ("POST" if body else "GET"),
-                                     headers={"Authorization": f"Bearer {self.token()}",
-                                              "Content-Type": "application/json"})
-        ctx = ssl.create_default_context(cafile=str(self.home / "pki" / "ca.crt")) if self.config()["tls"] else None
-        try:
-            with urllib.request.urlopen(req, timeout=5, context=ctx) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read() or b"{}")
-
-    def names(self, path: str) -> set[str]:
-        code, body = self.api(path)
-        assert code == 200, body
-        return {item["metadata"]["name"] for item in body["items"]}
-
-
-def run(*argv: str, check: bool = True, env: dict[str, str] | None = None,
-        timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "pkctl.main", *argv], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env=env)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"pkctl {' '.join(argv)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def kubectl(c: Cluster, *argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["kubectl", "--kubeconfig", str(c.kubeconfig), *argv], capture_output=True, text=True,
-                          timeout=30)
-
-
-def no_traceback(p: subprocess.CompletedProcess[str]) -> bool:
-    return "Traceback" not in p.stdout + p.stderr
-
-
-def node_state_left(c: Cluster) -> list[str]:
-    """What the proxy and DNS of this cluster put on the host: its nftables table, the DNS address on lo."""
-    cfg, left = c.config(), []
-    if BY_NAME["proxy"].available() and subprocess.run(["nft", "list", "table", "ip", cfg["proxy_table"]],
-                                                       capture_output=True).returncode == 0:
-        left.append(f"nft table {cfg['proxy_table']}")
-    lo = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", "lo"], capture_output=True, text=True).stdout
-    dns_ip = str(ipaddress.ip_network(cfg["service_cidr"])[10])
-    if f" {dns_ip}/" in lo:
-        left.append(f"{dns_ip} on lo")
-    return left
-
-
-def recorded_processes(c: Cluster) -> list[ProcRecord]:
-    names = ["supervisor", *(n for n in BY_NAME if (c.home / "run" / f"{n}.json").exists())]
-    return [r for n in names if (r := c.record(n))]
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    home = Path(tempfile.mkdtemp(prefix="pkt-home-"))
-    try:
-        up = run("cluster", "up", "--home", str(home), "--wait-timeout", "60", check=False)
-        assert up.returncode == 0, f"cluster up failed:\n{up.stdout}\n{up.stderr}"
-        yield Cluster(home, home / "kubeconfig", up.stdout)
-    finally:
-        if (home / "config.json").exists():
-            last = Cluster(home, home / "kubeconfig", "")
-            config = last.config()
-            down = run("cluster", "down", "--purge", "--home", str(home), check=False)
-            assert down.returncode == 0, f"cluster down failed:\n{down.stdout}\n{down.stderr}"
-            home.mkdir()  # node_state_left reads only the config
-            (home / "config.json").write_text(json.dumps(config))
-            assert node_state_left(last) == []
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_up_shows_progress_and_what_to_try_next(cluster: Cluster) -> None:
@@ -151,13 +45,6 @@ def test_status_lists_running_components(cluster: Cluster) -> None:
         assert rows[name].split()[1:3] == ["Running", str(pid)], st.stdout
         assert "ok (" in rows[name]
     assert "etcd data:" in st.stdout
-
-
-def make_namespace(cluster: Cluster) -> str:
-    ns = unique("ns")
-    code, body = cluster.api("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-    assert code == 201, body
-    return ns
 
 
 def test_kubeconfig_works_for_pkctl(cluster: Cluster) -> None:
@@ -207,41 +94,6 @@ def test_example_is_accepted(cluster: Cluster, example: str) -> None:
     if example == "web.yaml":
         _, web = cluster.api(f"/api/v1/namespaces/{ns}/services/web")
         assert web["spec"]["type"] == "NodePort" and web["spec"]["ports"][0]["nodePort"] == 30080
-
-
-def test_web_example_runs_heals_and_scales(cluster: Cluster, tmp_path: Path) -> None:
-    if not all(BY_NAME[c].available() for c in ("controller-manager", "scheduler", "kubelet")):
-        pytest.skip("needs the controller-manager, scheduler and kubelet")
-    ns = make_namespace(cluster)
-    kc = ("--kubeconfig", str(cluster.kubeconfig))
-    # only the Deployment: node port 30080 of the example's Service is cluster-wide, and taken by another test
-    deployment = next(d for d in yaml.safe_load_all((EXAMPLES / "web.yaml").read_text()) if d["kind"] == "Deployment")
-    manifest = tmp_path / "web-deployment.yaml"
-    manifest.write_text(yaml.safe_dump(deployment))
-    run(*kc, "apply", "-n", ns, "-f", str(manifest))
-    node = cluster.names("/api/v1/nodes")
-
-    def ready_pods() -> list[dict[str, Any]]:
-        _, pods = cluster.api(f"/api/v1/namespaces/{ns}/pods?labelSelector=app%3Dweb")
-        return [p for p in pods["items"] if not p["metadata"].get("deletionTimestamp")
-                and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
-
-    def web_ready(replicas: int) -> bool:
-        return len(ready_pods()) == replicas and cluster.api(
-            f"/apis/apps/v1/namespaces/{ns}/deployments/web")[1]["status"].get("readyReplicas") == replicas
-
-    wait_for_sync(lambda: web_ready(3), timeout=30, interval=0.2, message="3 web pods Ready")
-    assert {p["spec"]["nodeName"] for p in ready_pods()} <= node
-
-    victim = ready_pods()[0]["metadata"]["name"]
-    assert cluster.api(f"/api/v1/namespaces/{ns}/pods/{victim}", method="DELETE")[0] == 200
-    wait_for_sync(lambda: web_ready(3) and victim not in {p["metadata"]["name"] for p in ready_pods()},
-                  timeout=30, interval=0.2, message="the deleted pod replaced")
-
-    for replicas in (5, 2):
-        run(*kc, "scale", "-n", ns, "deployment/web", "--replicas", str(replicas))
-        wait_for_sync(functools.partial(web_ready, replicas), timeout=30, interval=0.2,
-                      message=f"{replicas} web pods Ready")
 
 
 @pytest.mark.parametrize("name,text,message", [

@@ -1,0 +1,174 @@
+"""A local cluster driven as a user drives it (`pkctl cluster up --home <tmp>`), and what a test checks on it."""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from pkctl.cluster.components import BY_NAME
+from pkctl.cluster.procs import ProcRecord
+from tests.util import unique
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "manifests" / "examples"
+IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+
+
+@dataclass
+class Cluster:
+    home: Path
+    kubeconfig: Path
+    up_output: str
+
+    def state(self, component: str) -> dict[str, Any]:
+        return json.loads((self.home / "run" / f"{component}.json").read_text())
+
+    def record(self, component: str) -> ProcRecord | None:
+        return ProcRecord.from_state(self.state(component))
+
+    def config(self) -> dict[str, Any]:
+        return json.loads((self.home / "config.json").read_text())
+
+    def token(self) -> str:
+        return (self.home / "tokens.csv").read_text().split(",")[0]
+
+    def api_url(self) -> str:
+        return f"{'https' if self.config()['tls'] else 'http'}://127.0.0.1:{self.config()['api_port']}"
+
+    def api(self, path: str, body: dict[str, Any] | None = None, method: str | None = None
+            ) -> tuple[int, dict[str, Any]]:
+        """A raw request with the admin token: a client independent of pkctl."""
+        req = urllib.request.Request(self.api_url() + path, data=json.dumps(body).encode() if body else None,
+                                     method=method or ("POST" if body else "GET"),
+                                     headers={"Authorization": f"Bearer {self.token()}",
+                                              "Content-Type": "application/json"})
+        ctx = ssl.create_default_context(cafile=str(self.home / "pki" / "ca.crt")) if self.config()["tls"] else None
+        try:
+            with urllib.request.urlopen(req, timeout=5, context=ctx) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"{}")
+
+    def names(self, path: str) -> set[str]:
+        code, body = self.api(path)
+        assert code == 200, body
+        return {item["metadata"]["name"] for item in body["items"]}
+
+    @property
+    def runc_root(self) -> Path:
+        """Where the cluster's kubelet keeps its runc state (`runc --root` there lists only its containers)."""
+        return self.home / "runtime" / "runc"
+
+    def runc_containers(self) -> dict[str, str]:
+        """Container id → runc status, as runc itself reports them."""
+        if not self.runc_root.is_dir():
+            return {}
+        p = subprocess.run(["runc", "--root", str(self.runc_root), "list", "--format", "json"],
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0, p.stderr
+        return {c["id"]: c["status"] for c in json.loads(p.stdout or "null") or []}
+
+
+def run(*argv: str, check: bool = True, env: dict[str, str] | None = None,
+        timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "pkctl.main", *argv], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"pkctl {' '.join(argv)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def kubectl(c: Cluster, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["kubectl", "--kubeconfig", str(c.kubeconfig), *argv], capture_output=True, text=True,
+                          timeout=30)
+
+
+def no_traceback(p: subprocess.CompletedProcess[str]) -> bool:
+    return "Traceback" not in p.stdout + p.stderr
+
+
+def make_namespace(cluster: Cluster) -> str:
+    ns = unique("ns")
+    code, body = cluster.api("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    assert code == 201, body
+    return ns
+
+
+def _mentions(marker: str) -> list[str]:
+    """PIDs whose command line mentions `marker` (a container monitor names its bundle under the home)."""
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    out.append(pid)
+        except OSError:
+            continue  # exited meanwhile
+    return out
+
+
+def node_state_left(c: Cluster) -> list[str]:
+    """What this cluster's node put on the host and must not outlive `cluster down`: the proxy's nftables table,
+    the DNS address on lo, and the kubelet's containers, netns, veths, bridge, NAT table, cgroup and mounts."""
+    cfg, left = c.config(), []
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout.split()
+    left += [f"nft table {t}" for t in (cfg["proxy_table"], cfg["nat_table"]) if t in tables]
+    lo = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", "lo"], capture_output=True, text=True).stdout
+    dns_ip = str(ipaddress.ip_network(cfg["service_cidr"])[10])
+    if f" {dns_ip}/" in lo:
+        left.append(f"{dns_ip} on lo")
+    left += [f"runc container {cid} ({status})" for cid, status in c.runc_containers().items()]
+    netns = os.listdir("/run/netns") if os.path.isdir("/run/netns") else []
+    left += [f"netns {n}" for n in netns if n.startswith(cfg["netns_prefix"])]
+    left += [f"link {n}" for n in os.listdir("/sys/class/net")
+             if n == cfg["bridge"] or n.startswith(cfg["veth_prefix"])]
+    with open("/proc/mounts") as mounts:
+        left += [f"mount {line.split()[1]}" for line in mounts if str(c.home) in line]
+    for root, dirs, _ in os.walk("/sys/fs/cgroup"):
+        left += [f"cgroup {os.path.join(root, d)}" for d in dirs if d == cfg["cgroup_parent"]]
+    left += [f"process {pid}" for pid in _mentions(str(c.home))]
+    return left
+
+
+def recorded_processes(c: Cluster) -> list[ProcRecord]:
+    names = ["supervisor", *(n for n in BY_NAME if (c.home / "run" / f"{n}.json").exists())]
+    return [r for n in names if (r := c.record(n))]
+
+
+@contextmanager
+def local_cluster() -> Iterator[Cluster]:
+    """`cluster up` in a fresh home; at the end `cluster down --purge`, which must leave nothing behind.
+
+    The kubelet turns IPv4 forwarding on (pods reach Services through the host, as in Kubernetes);
+    the host's previous setting is put back afterwards.
+    """
+    home = Path(tempfile.mkdtemp(prefix="pkt-home-"))
+    forwarding = IP_FORWARD.read_text()
+    try:
+        up = run("cluster", "up", "--home", str(home), "--wait-timeout", "60", check=False)
+        assert up.returncode == 0, f"cluster up failed:\n{up.stdout}\n{up.stderr}"
+        yield Cluster(home, home / "kubeconfig", up.stdout)
+    finally:
+        try:
+            if (home / "config.json").exists():
+                last = Cluster(home, home / "kubeconfig", "")
+                config = last.config()
+                down = run("cluster", "down", "--purge", "--home", str(home), check=False)
+                assert down.returncode == 0, f"cluster down failed:\n{down.stdout}\n{down.stderr}"
+                home.mkdir()  # node_state_left reads only the config
+                (home / "config.json").write_text(json.dumps(config))
+                assert node_state_left(last) == []
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+            IP_FORWARD.write_text(forwarding)
