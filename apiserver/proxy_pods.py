@@ -9,7 +9,8 @@
 
 The kubelet is reached at the node's InternalIP and status.daemonEndpoints.kubeletEndpoint.Port. The caller's
 bearer token goes along: the kubelet asks the API server whether that token may read the pod. Exec output is
-buffered by the kubelet (stdin is read to its end first) and TTY/resize are not offered.
+buffered by the kubelet (stdin is read to its end first); a TTY is offered without stdin only (an interactive
+terminal never ends its stdin), and resize frames are ignored.
 """
 from __future__ import annotations
 
@@ -120,8 +121,12 @@ def routes(storage: Storage) -> list[web.RouteDef]:
             raise bad_request("exec needs a WebSocket upgrade with subprotocol v5.channel.k8s.io or "
                               "v4.channel.k8s.io")
         await ws.prepare(request)
-        if _true(request.query.get("tty")):
-            await _finish(ws, _failure("InternalError", "a TTY is not supported by this kubelet"))
+        tty = _true(request.query.get("tty"))
+        if tty and _true(request.query.get("stdin")):
+            # an interactive terminal never closes its stdin, and the kubelet runs the command only once stdin
+            # ended: refuse rather than hang
+            await _finish(ws, _failure("BadRequest", "interactive exec (stdin with a TTY) is not supported: exec "
+                                                     "output is buffered; use -t without -i, or -i without -t"))
             return ws
         stdin = b""
         if _true(request.query.get("stdin")):
@@ -129,7 +134,8 @@ def routes(storage: Storage) -> list[web.RouteDef]:
         ns, name = request.match_info["namespace"], request.match_info["name"]
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)) as s:
-                async with s.post(f"{url}/exec/{ns}/{name}/{container}", params=[("command", c) for c in command],
+                params = [("command", c) for c in command] + ([("tty", "true")] if tty else [])
+                async with s.post(f"{url}/exec/{ns}/{name}/{container}", params=params,
                                   data=stdin, headers=_auth(request)) as kr:
                     if kr.status != 200:
                         err = await _kubelet_error(kr)

@@ -14,16 +14,10 @@ from pklib.controller import Controller, ControllerContext
 from pklib.errors import ApiError, is_not_found
 from pklib.informer import Obj
 from pklib.objects import key_of
-from pklib.resources import Resource, lookup
+from pklib.resources import must_lookup
 
 
-def _resource(name: str) -> Resource:
-    res = lookup(name)
-    assert res is not None, f"{name} missing from pklib.resources"
-    return res
-
-
-NODES = _resource("nodes")
+NODES = must_lookup("nodes")
 
 
 class CidrExhausted(Exception):

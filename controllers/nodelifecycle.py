@@ -25,18 +25,12 @@ from pklib.controller import Controller, ControllerContext
 from pklib.errors import ApiError, is_not_found
 from pklib.informer import Obj
 from pklib.objects import key_of, now_rfc3339, parse_time
-from pklib.resources import Resource, lookup
+from pklib.resources import must_lookup
 
 
-def _resource(name: str) -> Resource:
-    res = lookup(name)
-    assert res is not None, f"{name} missing from pklib.resources"
-    return res
-
-
-NODES = _resource("nodes")
-PODS = _resource("pods")
-LEASES = _resource("leases")
+NODES = must_lookup("nodes")
+PODS = must_lookup("pods")
+LEASES = must_lookup("leases")
 
 LEASE_NAMESPACE = "kube-node-lease"
 UNREACHABLE = "node.kubernetes.io/unreachable"

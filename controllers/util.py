@@ -19,7 +19,7 @@ from pklib.errors import ApiError, is_not_found
 from pklib.informer import Obj, Store, key_of
 from pklib.objects import controller_of as controller_ref
 from pklib.objects import meta, now_rfc3339, owner_reference
-from pklib.resources import Resource, lookup
+from pklib.resources import Resource, must_lookup
 from pklib.selectors import LabelSelector, SelectorError, selector_from_match
 
 # Kubernetes' rand.SafeEncodeString alphabet: no vowels (no words), no confusable 0/1/3.
@@ -39,13 +39,8 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def resource(name: str) -> Resource:
-    """A kind from the shared table; a missing one is a programming error, caught at import."""
-    res = lookup(name)
-    if res is None:
-        raise LookupError(f"unknown resource {name!r}")
-    return res
-
+# A kind from the shared table by the name the controllers (and their tests) import.
+resource = must_lookup
 
 __all__ = ["controller_ref", "meta", "now_rfc3339", "owner_reference"]
 

@@ -22,7 +22,7 @@ from pklib.events import EventRecorder
 from pklib.informer import Handler, Informer
 from pklib.objects import key_of
 from pklib.quantity import QuantityError, to_bytes, to_millicores
-from pklib.resources import Resource, lookup
+from pklib.resources import must_lookup
 from pklib.workqueue import WorkQueue, run_workers
 
 from kubelet.env import ConfigError, build_env, expand
@@ -46,13 +46,7 @@ GOOD_RUN_RESETS_BACKOFF = 600.0   # a container that ran this long starts its Cr
 CONFIG_RETRY = 2.0                # a container that could not be configured is retried this often
 
 
-def _res(name: str) -> Resource:
-    res = lookup(name)
-    assert res is not None
-    return res
-
-
-PODS = _res("pods")
+PODS = must_lookup("pods")
 
 
 @dataclass
@@ -329,7 +323,7 @@ class PodWorkers:
 
     async def _get(self, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
         try:
-            return await self.client.get(_res(plural), name, namespace or None)
+            return await self.client.get(must_lookup(plural), name, namespace or None)
         except ApiError as e:
             if is_not_found(e):
                 return None
@@ -356,7 +350,7 @@ class PodWorkers:
 
         services: list[dict[str, Any]] = []
         if pod["spec"].get("enableServiceLinks", True):
-            services = (await self.client.list(_res("services"), ns)).get("items") or []
+            services = (await self.client.list(must_lookup("services"), ns)).get("items") or []
         env = await build_env(pod, spec, get, services, pod_ip, self.node.ip, self.cfg.allocatable)
         env_map = dict(env)
         res = spec.get("resources") or {}

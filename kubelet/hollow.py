@@ -22,22 +22,16 @@ from pklib.client import Client
 from pklib.errors import ApiError, ConnectionFailed, is_already_exists, is_conflict, is_not_found
 from pklib.informer import Handler, Informer, Obj
 from pklib.objects import key_of, now_rfc3339
-from pklib.resources import Resource, lookup
+from pklib.resources import must_lookup
 from pklib.workqueue import WorkQueue, run_workers
 
 log = logging.getLogger("kubelet.hollow")
 
 
-def _resource(name: str) -> Resource:
-    res = lookup(name)
-    assert res is not None, f"{name} missing from pklib.resources"
-    return res
-
-
-PODS = _resource("pods")
-NODES = _resource("nodes")
-LEASES = _resource("leases")
-NAMESPACES = _resource("namespaces")
+PODS = must_lookup("pods")
+NODES = must_lookup("nodes")
+LEASES = must_lookup("leases")
+NAMESPACES = must_lookup("namespaces")
 
 LEASE_NAMESPACE = "kube-node-lease"
 KUBELET_VERSION = "v1.32.0-pkube-hollow"

@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 
+from pklib import component
 from pklib.client import Client
+from pklib.component import ConfigError, add_client_flags, check_flags, run_until_signalled, setup_logging
 from pklib.errors import ApiError, ConnectionFailed
-from pklib.kubeconfig import KubeconfigError
 from pklib.quantity import QuantityError, parse_quantity
 
 from .hollow import HollowConfig, HollowKubelet
@@ -27,15 +27,9 @@ from .runtime.interface import RuntimeError_
 log = logging.getLogger("kubelet")
 
 
-class ConfigError(Exception):
-    pass
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pkube kubelet", description="The pkube node agent.")
-    p.add_argument("--kubeconfig", help="kubeconfig file to reach the API server")
-    p.add_argument("--server", help="API server URL (instead of --kubeconfig)")
-    p.add_argument("--token", help="bearer token for --server")
+    add_client_flags(p)
     add_real_flags(p)
     hollow = p.add_argument_group("hollow nodes (scale testing)")
     hollow.add_argument("--hollow", action="store_true", help="run fake nodes that start no containers")
@@ -70,11 +64,7 @@ def hollow_config(config: argparse.Namespace) -> HollowConfig:
 
 
 def make_client(config: argparse.Namespace) -> Client:
-    if config.server:
-        return Client(config.server, config.token, user_agent="pkube-kubelet")
-    if config.token:
-        raise ConfigError("--token needs --server")
-    return Client.from_kubeconfig(config.kubeconfig, user_agent="pkube-kubelet")
+    return component.make_client(config, "pkube-kubelet")
 
 
 async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
@@ -92,16 +82,9 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
         await client.close()
 
 
-def _leaf_errors(e: BaseException) -> list[BaseException]:
-    if isinstance(e, BaseExceptionGroup):
-        return [leaf for sub in e.exceptions for leaf in _leaf_errors(sub)]
-    return [e]
-
-
 def main(argv: list[str] | None = None) -> int:
     config = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if config.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(config.verbose)
     if config.cleanup:
         try:
             asyncio.run(cleanup_node(config))
@@ -109,31 +92,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 1
         return 0
-    try:
+
+    def check() -> None:
         if config.hollow:
             hollow_config(config)
         else:
             check_real_config(config)
         make_client(config)
-    except (ConfigError, KubeconfigError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
 
-    async def serve() -> int:
-        task = asyncio.create_task(run(config, asyncio.Event()))
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
-        try:
-            await task
-        except asyncio.CancelledError:
-            return 0
-        except Exception as e:  # noqa: BLE001 - an unreachable/refusing API server is one line, not a traceback
-            for leaf in _leaf_errors(e):
-                if isinstance(leaf, (ApiError, ConnectionFailed)):
-                    print(f"error: {leaf}", file=sys.stderr)
-                    return 1
-            raise
-        return 0
-
-    return asyncio.run(serve())
+    failed = check_flags(check, (ValueError,))
+    if failed is not None:
+        return failed
+    # An unreachable/refusing API server is one line and exit 1, not a traceback.
+    return run_until_signalled(lambda: run(config, asyncio.Event()), report=(ApiError, ConnectionFailed))

@@ -22,7 +22,7 @@ from pklib.client import Client
 from pklib.errors import ApiError, ConnectionFailed, is_already_exists, is_conflict, is_not_found
 from pklib.objects import now_rfc3339
 from pklib.quantity import to_bytes, to_millicores
-from pklib.resources import Resource, lookup
+from pklib.resources import must_lookup
 
 log = logging.getLogger("kubelet.node")
 
@@ -31,13 +31,7 @@ KUBELET_VERSION = "v1.32.0-pkube"
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
 
 
-def _res(name: str) -> Resource:
-    res = lookup(name)
-    assert res is not None
-    return res
-
-
-NODES, LEASES, NAMESPACES = _res("nodes"), _res("leases"), _res("namespaces")
+NODES, LEASES, NAMESPACES = must_lookup("nodes"), must_lookup("leases"), must_lookup("namespaces")
 
 
 @dataclass

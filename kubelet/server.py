@@ -3,12 +3,12 @@
     GET  /healthz
     GET  /stats/summary        (node and per-pod/container cpu + memory, like the kubelet's Summary API)
     GET  /containerLogs/{namespace}/{pod}/{container}?follow&tailLines&sinceSeconds&timestamps&previous
-    POST /exec/{namespace}/{pod}/{container}?command=..&command=..[&timeoutSeconds=N]   body: stdin bytes
-         → {"exitCode": n, "stdout": base64, "stderr": base64}
+    POST /exec/{namespace}/{pod}/{container}?command=..&command=..[&timeoutSeconds=N][&tty=true]   body: stdin
+         → {"exitCode": n, "stdout": base64, "stderr": base64}   (with a TTY, stderr goes to stdout through it)
 
 Authentication works like the kubelet's webhook mode: the caller's bearer token is checked by asking the API
 server, with that token, for the pod concerned (a token that may not read the pod may not read its logs or exec
-into it either); accepted tokens are cached for a minute. Exec is buffered (no TTY, no resize).
+into it either); accepted tokens are cached for a minute. Exec is buffered (a TTY, but no resize).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from pklib.errors import ApiError, ConnectionFailed
-from pklib.resources import Resource, lookup
+from pklib.resources import must_lookup
 
 from kubelet.runtime.interface import ContainerState, ExecTimeout, LogOptions, NotFound, RuntimeError_
 
@@ -31,13 +31,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kubelet.server")
 TOKEN_CACHE_SECONDS = 60.0
-def _res(plural: str) -> Resource:
-    found = lookup(plural)
-    assert found is not None
-    return found
 
-
-PODS, NODES = _res("pods"), _res("nodes")
+PODS, NODES = must_lookup("pods"), must_lookup("nodes")
 
 
 def _error(code: int, reason: str, message: str) -> web.HTTPException:
@@ -152,7 +147,8 @@ class KubeletServer:
         stdin = await request.read() if request.can_read_body else None
         timeout = _int(request, "timeoutSeconds")
         try:
-            result = await self.workers.runtime.exec(cid, command, stdin=stdin, timeout=timeout)
+            result = await self.workers.runtime.exec(cid, command, stdin=stdin, tty=_bool(request.query.get("tty")),
+                                                     timeout=timeout)
         except ExecTimeout as e:
             raise _error(400, "Timeout", str(e)) from None
         except RuntimeError_ as e:

@@ -17,18 +17,12 @@ from typing import Any, Protocol
 
 from .errors import ApiError, ConnectionFailed, is_not_found
 from .objects import now_rfc3339
-from .resources import Resource, lookup
+from .resources import Resource, must_lookup
 
 log = logging.getLogger(__name__)
 
-def _resource(name: str) -> Resource:
-    res = lookup(name)
-    if res is None:
-        raise LookupError(f"unknown resource {name!r}")
-    return res
 
-
-EVENTS = _resource("events")
+EVENTS = must_lookup("events")
 
 NORMAL = "Normal"
 WARNING = "Warning"

@@ -20,19 +20,13 @@ from typing import Any
 
 from .client import Client
 from .errors import ApiError, ConnectionFailed, is_already_exists, is_conflict, is_not_found
-from .resources import Resource, lookup
+from .resources import must_lookup
 
 log = logging.getLogger(__name__)
 
-def _resource(name: str) -> Resource:
-    res = lookup(name)
-    if res is None:
-        raise LookupError(f"unknown resource {name!r}")
-    return res
 
-
-LEASES = _resource("leases")
-NAMESPACES = _resource("namespaces")
+LEASES = must_lookup("leases")
+NAMESPACES = must_lookup("namespaces")
 
 
 def _micro_now() -> str:

@@ -113,3 +113,12 @@ def lookup(name: str) -> Resource | None:
         if n in (r.plural, r.singular, r.kind.lower()) or n in r.short_names:
             return r
     return None
+
+
+def must_lookup(name: str) -> Resource:
+    """`lookup` for a kind the code itself names (module constants): a missing row is a bug in this
+    table, so it fails loudly at import time instead of surfacing later as a None."""
+    res = lookup(name)
+    if res is None:
+        raise LookupError(f"unknown resource {name!r}: no such row in pklib.resources")
+    return res

@@ -31,16 +31,17 @@ from pklib.component import (ConfigError, add_client_flags, make_client as _make
 from pklib.errors import ConnectionFailed
 from pklib.informer import Handler, InformerFactory, key_of
 from pklib.kubeconfig import KubeconfigError
+from pklib.resources import must_lookup
 
 from . import dns
 from .rules import is_ipv4
-from .main import duration, resource
+from .main import duration
 from .netlocal import LocalAddressError, LocalAddresses
 
 log = logging.getLogger("dns")
 
-SERVICES = resource("services")
-ENDPOINTS = resource("endpoints")
+SERVICES = must_lookup("services")
+ENDPOINTS = must_lookup("endpoints")
 UDP_LIMIT = 512  # without EDNS0, a UDP answer must fit in 512 bytes
 CACHE_ENTRIES = 50_000
 

@@ -32,7 +32,7 @@ from pklib.component import (ConfigError, add_client_flags, make_client as _make
 from pklib.errors import ApiError, ConnectionFailed, is_conflict, is_not_found
 from pklib.informer import Handler, InformerFactory, Obj, key_of
 from pklib.kubeconfig import KubeconfigError
-from pklib.resources import Resource, lookup
+from pklib.resources import must_lookup
 
 from . import nft, rules
 from .proxier import Metrics, Proxier, enable_route_localnet
@@ -42,17 +42,12 @@ log = logging.getLogger("proxy")
 TRIGGER_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
 
 
-def resource(name: str) -> Resource:
-    """A row of the kind table that must exist (raises at import time otherwise)."""
-    res = lookup(name)
-    if res is None:
-        raise LookupError(f"no resource {name!r} in pklib.resources")
-    return res
+# The name the proxy and dns tests and bench/services.py import.
+resource = must_lookup
 
-
-SERVICES = resource("services")
-ENDPOINTS = resource("endpoints")
-NODES = resource("nodes")
+SERVICES = must_lookup("services")
+ENDPOINTS = must_lookup("endpoints")
+NODES = must_lookup("nodes")
 
 
 def duration(text: str) -> float:

@@ -22,7 +22,7 @@ from pklib.events import EventRecorder
 from pklib.informer import Handler, InformerFactory, Obj
 from pklib.objects import key_of, now_rfc3339
 from pklib.quantity import QuantityError
-from pklib.resources import Resource, lookup
+from pklib.resources import must_lookup
 
 from .algorithm import DEFAULT_WEIGHTS, schedule, unschedulable_message
 from .cache import Cache
@@ -32,16 +32,10 @@ from .queue import SchedulingQueue
 log = logging.getLogger("scheduler")
 
 
-def _resource(name: str) -> Resource:
-    res = lookup(name)
-    assert res is not None, f"{name} missing from pklib.resources"
-    return res
-
-
-PODS = _resource("pods")
-NODES = _resource("nodes")
-PVCS = _resource("persistentvolumeclaims")
-PVS = _resource("persistentvolumes")
+PODS = must_lookup("pods")
+NODES = must_lookup("nodes")
+PVCS = must_lookup("persistentvolumeclaims")
+PVS = must_lookup("persistentvolumes")
 
 DEFAULT_SCHEDULER_NAME = "default-scheduler"
 # The annotation through which Kubernetes' scheduler tells the volume provisioner where a

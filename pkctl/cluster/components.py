@@ -198,7 +198,13 @@ def _cleanup_kubelet(home: Home, cfg: ClusterConfig) -> list[str]:
         return []  # this home never ran a node
     p = subprocess.run([sys.executable, "-m", "launcher", "kubelet", "--cleanup", *_node_flags(home, cfg)],
                        capture_output=True, text=True, timeout=120)
-    return [] if p.returncode == 0 else [f"kubelet node state: {(p.stderr or p.stdout).strip()[-500:]}"]
+    return [] if p.returncode == 0 else [f"kubelet node state: {_last_line(p)}"]
+
+
+def _last_line(p: subprocess.CompletedProcess[str]) -> str:
+    """What a failed cleanup said, in one line (the error, or a traceback's last line)."""
+    lines = (p.stderr or p.stdout).strip().splitlines()
+    return lines[-1] if lines else f"exited {p.returncode}"
 
 
 def _proxy_flags(home: Home, cfg: ClusterConfig) -> list[str]:
@@ -214,7 +220,7 @@ def _cleanup_proxy(home: Home, cfg: ClusterConfig) -> list[str]:
     """The proxy leaves its nftables table in place when it stops (like kube-proxy); `down` removes it."""
     p = subprocess.run([sys.executable, "-m", "launcher", "proxy", "--cleanup", "--table", cfg.proxy_table],
                        capture_output=True, text=True, timeout=60)
-    return [] if p.returncode == 0 else [f"nftables table {cfg.proxy_table}: {(p.stderr or p.stdout).strip()}"]
+    return [] if p.returncode == 0 else [f"nftables table {cfg.proxy_table}: {_last_line(p)}"]
 
 
 def _dns_flags(home: Home, cfg: ClusterConfig) -> list[str]:

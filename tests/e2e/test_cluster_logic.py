@@ -16,8 +16,8 @@ import yaml
 
 from launcher.main import COMPONENTS as LAUNCHER_COMPONENTS
 from pkctl.cluster import kubemerge, pki, prereqs, procs
-from pkctl.cluster.components import COMPONENTS
-from pkctl.cluster.home import ClusterConfig, Home, HomeError, private_service_range
+from pkctl.cluster.components import BY_NAME, COMPONENTS
+from pkctl.cluster.home import ClusterConfig, Home, HomeError, private_pod_range, private_service_range
 from pkctl.cluster.report import human_bytes, human_duration
 from pkctl.cluster.supervisor import restart_delay
 from pklib import kubeconfig
@@ -221,3 +221,35 @@ def test_each_home_gets_its_own_service_range_dns_address_and_proxy_table(tmp_pa
         net = ipaddress.IPv4Network(private_service_range(i.to_bytes(2, "big")))
         assert net.prefixlen == 24 and net.subnet_of(conventional)
         assert not net.overlaps(default)
+
+
+def test_each_home_gets_its_own_node_names_and_pod_range(tmp_path: Path) -> None:
+    a = Home(tmp_path / "a").prepare(None, default_home=False, tls=False)
+    b = Home(tmp_path / "b").prepare(None, default_home=False, tls=False)
+    for field in ("cluster_cidr", "bridge", "nat_table", "netns_prefix", "veth_prefix", "cgroup_parent",
+                  "kubelet_port"):
+        assert getattr(a, field) != getattr(b, field), field
+    assert len(a.bridge) <= 15 and len(a.veth_prefix) <= 8  # veths are <prefix><sandbox id> cut at 15 chars
+    # the default home keeps Kubernetes' usual values, for `make up`
+    default = ClusterConfig(1, 2, 3)
+    assert (default.cluster_cidr, default.bridge, default.nat_table, default.kubelet_port) == \
+        ("10.244.0.0/16", "pkube0", "pkube-nat", 10250)
+    services, default_pods = ipaddress.IPv4Network("10.96.0.0/12"), ipaddress.IPv4Network(default.cluster_cidr)
+    for i in range(0, 65536, 97):
+        net = ipaddress.IPv4Network(private_pod_range(bytes(2) + i.to_bytes(2, "big")))
+        assert net.prefixlen == 24 and not net.overlaps(services) and not net.overlaps(default_pods)
+
+
+def test_kubelet_runs_for_real_with_the_homes_names_and_dns(tmp_path: Path) -> None:
+    home = Home(tmp_path / "h")
+    cfg = home.prepare(None, default_home=False, tls=False)
+    argv = BY_NAME["kubelet"].argv(home, cfg)
+    assert "--hollow" not in argv
+    flags = dict(zip(argv[::2], argv[1::2]))
+    assert flags["--node-name"] == cfg.node_name and flags["--cluster-dns"] == cfg.dns_ip
+    assert (flags["--bridge"], flags["--nat-table"], flags["--cgroup-parent"]) == \
+        (cfg.bridge, cfg.nat_table, cfg.cgroup_parent)
+    assert flags["--runtime-state-dir"] == str(home.runtime) and flags["--port"] == str(cfg.kubelet_port)
+    assert BY_NAME["kubelet"].cleanup is not None
+    cm = BY_NAME["controller-manager"].argv(home, cfg)
+    assert cm[cm.index("--cluster-cidr") + 1] == cfg.cluster_cidr

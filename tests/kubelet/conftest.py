@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
@@ -27,7 +28,7 @@ from kubelet.runtime.runc import RuncRuntime, RuntimeConfig
 from pklib.client import Client
 from pklib.errors import ApiError
 from pklib.resources import Resource, lookup
-from tests.conftest import ROOT, ApiServer, Etcd, _stop, start_apiserver
+from tests.conftest import ROOT, ApiServer, Etcd, _stop, make_test_pki, start_apiserver
 from tests.runtime.leftovers import leftovers
 from tests.util import free_port, unique, wait_for
 
@@ -51,6 +52,8 @@ class Node:
     kubelet: subprocess.Popen[bytes] | None = None
     kubelet_log: Path | None = None
     port: int = field(default_factory=free_port)
+    # extra environment of the node's processes: SSL_CERT_FILE = the test CA when the apiserver serves TLS
+    env: dict[str, str] | None = None
 
     def runtime_config(self) -> RuntimeConfig:
         return RuntimeConfig(state_dir=self.tmp / "runtime", pod_cidr=self.cidr, bridge=f"pkt-br{self.tag}",
@@ -74,7 +77,8 @@ class Node:
              # the kubelet API on loopback only, reached there by the apiserver's pods/log and pods/exec proxy
              "--address", "127.0.0.1", "--port", str(self.port), "--node-ip", "127.0.0.1",
              "--cluster-dns", "10.96.0.10"],
-            cwd=ROOT, stdout=open(self.kubelet_log, "wb"), stderr=subprocess.STDOUT)
+            cwd=ROOT, stdout=open(self.kubelet_log, "wb"), stderr=subprocess.STDOUT,
+            env={**os.environ, **(self.env or {})})
 
     def node_flags(self) -> list[str]:
         """Where this node keeps its state and how its network pieces are named (also what --cleanup needs)."""
@@ -93,13 +97,15 @@ class Node:
         return self.kubelet_log.read_text(errors="replace")[-6000:] if self.kubelet_log else ""
 
     def client(self) -> Client:
-        return Client(self.api.url, self.api.token)
+        return Client.from_kubeconfig(self.api.kubeconfig)  # carries the test CA when the apiserver serves TLS
 
 
-def _start(api: ApiServer, tmp: Path, component: str, *args: str) -> subprocess.Popen[bytes]:
+def _start(api: ApiServer, tmp: Path, component: str, *args: str,
+           env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "launcher", component, "--server", api.url, "--token", api.token, *args],
-        cwd=ROOT, stdout=open(tmp / f"{component}.log", "wb"), stderr=subprocess.STDOUT)
+        cwd=ROOT, stdout=open(tmp / f"{component}.log", "wb"), stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})})
 
 
 async def _wait_node(node: Node) -> None:
@@ -136,16 +142,26 @@ async def _delete_all_pods(node: Node) -> None:
 
 @pytest.fixture(scope="session")
 def node(etcd: Etcd) -> Iterator[Node]:
+    with private_node(etcd) as n:
+        yield n
+
+
+@contextmanager
+def private_node(etcd: Etcd, tls: bool = False) -> Iterator[Node]:
+    """The whole private control plane + kubelet; `tls`: the apiserver serves HTTPS (what kubectl needs), its
+    components trust the test CA through SSL_CERT_FILE."""
     if os.geteuid() != 0:
         pytest.skip("needs root")
     tmp = Path(tempfile.mkdtemp(prefix="pkt-kubelet-"))
-    api = start_apiserver(str(tmp), etcd.url)
+    api = start_apiserver(str(tmp), etcd.url, tls=tls)
     cidr = f"10.{random.randint(208, 215)}.{random.randint(0, 255)}.0/24"
-    n = Node(api, tmp, unique("node"), cidr, uuid.uuid4().hex[:6])
+    env = {"SSL_CERT_FILE": str(make_test_pki(str(tmp)).ca_cert)} if tls else None
+    n = Node(api, tmp, unique("node"), cidr, uuid.uuid4().hex[:6], env=env)
     rt = n.runtime_config()
     try:
-        n.procs.append(_start(api, tmp, "controller-manager", "--cluster-cidr", cidr, "--node-cidr-mask-size", "24"))
-        n.procs.append(_start(api, tmp, "scheduler"))
+        n.procs.append(_start(api, tmp, "controller-manager", "--cluster-cidr", cidr, "--node-cidr-mask-size", "24",
+                              env=env))
+        n.procs.append(_start(api, tmp, "scheduler", env=env))
         n.start_kubelet()
         asyncio.run(_wait_node(n))
         yield n
