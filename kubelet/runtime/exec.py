@@ -1,80 +1,166 @@
-"""Running a command in a running container with `runc exec` (exec probes, `pkctl exec`).
+"""Running a command in a running container with `runc exec` (exec probes, `pkctl exec`, `kubectl exec`).
 
 runc copies the container's process settings (env, cwd, user, capabilities) and replaces only the arguments.
-With a TTY, runc needs a terminal on its own stdio: it gets the slave end of a fresh pty, we read the master.
+With a TTY, runc needs a terminal on its own stdio: it gets the slave end of a fresh pty, we use the master.
+runc relays between that terminal and the container's console, and copies our window size to the console when
+it receives SIGWINCH (which is how a resize reaches the command).
+
+`start_exec` gives a live session (output as it is produced, stdin as it arrives, resize); `run_exec` — the
+buffered form exec probes use — is built on it.
 """
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import pty
 import signal
+import struct
+import termios
+from typing import AsyncIterator
 
 from kubelet.runtime.interface import ExecResult, ExecTimeout, RuntimeError_
 from kubelet.runtime.runccli import Runc
 
 KILL_GRACE = 2.0
+CHUNK = 65536
+STDOUT, STDERR = 1, 2
 
 
-async def run_exec(runc: Runc, cid: str, cmd: list[str], stdin: bytes | None, tty: bool,
-                   timeout: float | None) -> ExecResult:
+class ExecSession:
+    """One running `runc exec`: read `output()` to its end, feed `write_stdin`, then `wait()` for the exit code."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, master: int | None) -> None:
+        self.proc = proc
+        self._master = master  # the pty master with a TTY; None with pipes
+
+    async def output(self) -> AsyncIterator[tuple[int, bytes]]:
+        """(stream, chunk) pairs — STDOUT or STDERR — as the command writes them, until it closed its output."""
+        if self._master is not None:
+            while True:
+                chunk = await asyncio.to_thread(_read_pty, self._master)
+                if not chunk:
+                    return
+                yield STDOUT, chunk
+        queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
+
+        async def pump(stream: asyncio.StreamReader | None, channel: int) -> None:
+            while stream is not None and (chunk := await stream.read(CHUNK)):
+                await queue.put((channel, chunk))
+            await queue.put((channel, b""))
+
+        tasks = [asyncio.create_task(pump(self.proc.stdout, STDOUT)),
+                 asyncio.create_task(pump(self.proc.stderr, STDERR))]
+        try:
+            open_streams = 2
+            while open_streams:
+                channel, chunk = await queue.get()
+                if chunk:
+                    yield channel, chunk
+                else:
+                    open_streams -= 1
+        finally:
+            for t in tasks:
+                t.cancel()
+
+    async def write_stdin(self, data: bytes) -> None:
+        if self._master is not None:
+            await asyncio.to_thread(_write_all, self._master, data)
+        elif self.proc.stdin is not None and not self.proc.stdin.is_closing():
+            self.proc.stdin.write(data)
+            try:
+                await self.proc.stdin.drain()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the command stopped reading: like a terminal, drop what it will never read
+
+    def close_stdin(self) -> None:
+        """End of input. With a TTY the terminal stays open (as in Kubernetes): the command ends it with `exit`."""
+        if self._master is None and self.proc.stdin is not None and not self.proc.stdin.is_closing():
+            self.proc.stdin.close()
+
+    def resize(self, width: int, height: int) -> None:
+        if self._master is None or self.proc.returncode is not None:
+            return
+        fcntl.ioctl(self._master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+        self.proc.send_signal(signal.SIGWINCH)  # runc copies our terminal's size to the container's console
+
+    async def wait(self) -> int:
+        code = await self.proc.wait()
+        return code if code >= 0 else 128 - code  # killed by a signal: the shell's convention
+
+    async def terminate(self) -> None:
+        """runc forwards SIGTERM to the exec'd process; SIGKILL runc itself if that is not enough."""
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), KILL_GRACE)
+            except asyncio.TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+    def close(self) -> None:
+        if self._master is not None:
+            os.close(self._master)
+            self._master = None
+
+
+async def start_exec(runc: Runc, cid: str, cmd: list[str], stdin: bool, tty: bool) -> ExecSession:
     if not cmd:
         raise RuntimeError_("exec: no command given")
-    if tty:
-        return await _exec_tty(runc, cid, cmd, stdin, timeout)
-    proc = await asyncio.create_subprocess_exec(
-        *runc.argv("exec", cid, *cmd),
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
-    except asyncio.TimeoutError:
-        await _terminate(proc)
-        raise ExecTimeout(f"command {cmd!r} timed out after {timeout}s") from None
-    return ExecResult(proc.returncode if proc.returncode is not None else -1, out, err)
-
-
-async def _terminate(proc: asyncio.subprocess.Process) -> None:
-    """runc forwards SIGTERM to the exec'd process; SIGKILL runc itself if that is not enough."""
-    if proc.returncode is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), KILL_GRACE)
-        except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
-
-
-async def _exec_tty(runc: Runc, cid: str, cmd: list[str], stdin: bytes | None, timeout: float | None) -> ExecResult:
+    if not tty:
+        proc = await asyncio.create_subprocess_exec(
+            *runc.argv("exec", cid, *cmd),
+            stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        return ExecSession(proc, None)
     master, slave = pty.openpty()
     try:
         proc = await asyncio.create_subprocess_exec(*runc.argv("exec", "--tty", cid, *cmd),
                                                     stdin=slave, stdout=slave, stderr=slave,
                                                     start_new_session=True)
+    except BaseException:
+        os.close(master)
+        raise
     finally:
         os.close(slave)
-    try:
+    return ExecSession(proc, master)
+
+
+async def run_exec(runc: Runc, cid: str, cmd: list[str], stdin: bytes | None, tty: bool,
+                   timeout: float | None) -> ExecResult:
+    """The whole exec at once: stdin written and closed, output collected until the command exits."""
+    session = await start_exec(runc, cid, cmd, stdin is not None, tty)
+    out, err = bytearray(), bytearray()
+
+    async def run() -> int:
         if stdin:
-            os.write(master, stdin)
-        output = await asyncio.wait_for(asyncio.to_thread(_drain, master), timeout)
-        code = await asyncio.wait_for(proc.wait(), timeout)
+            await session.write_stdin(stdin)
+        session.close_stdin()
+        async for channel, chunk in session.output():
+            (out if channel == STDOUT else err).extend(chunk)
+        return await session.wait()
+
+    try:
+        code = await asyncio.wait_for(run(), timeout)
     except asyncio.TimeoutError:
-        await _terminate(proc)
+        await session.terminate()
         raise ExecTimeout(f"command {cmd!r} timed out after {timeout}s") from None
     finally:
-        os.close(master)
-    return ExecResult(code, output, b"")
+        if session.proc.returncode is None:
+            await session.terminate()
+        session.close()
+    return ExecResult(code, bytes(out), bytes(err))
 
 
-def _drain(fd: int) -> bytes:
-    """Read the pty master until every slave holder closed it (EIO on Linux)."""
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _read_pty(fd: int) -> bytes:
+    """One chunk from a pty master; b"" once every slave holder closed it (EIO on Linux)."""
+    try:
+        return os.read(fd, CHUNK)
+    except OSError:
+        return b""
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]

@@ -1,0 +1,226 @@
+"""Issue 7 from inside pods: the real kubelet runs busybox pods, `pkube proxy` and `pkube dns` serve them.
+
+One private control plane + real kubelet (tests/kubelet/conftest.py `private_node`) for the module, plus a proxy on
+a unique nftables table and the DNS server on the ClusterIP the kubelet writes into pods' resolv.conf
+(10.96.0.10; `pkube dns` puts it on `lo` and removes it on exit). Commands run in the pods through the runtime's
+exec (what the kubelet's exec endpoint calls). All traffic goes to pods and Services this module created.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterator
+
+import pytest
+from dnslib import DNSRecord
+
+from pklib.client import Client
+from tests.conftest import ROOT, Etcd, _stop
+from tests.kubelet.conftest import (BUSYBOX, NAMESPACES, PODS, Node, clean_namespace, cond, ctr, exec_in, pod,
+                                    private_node, res, running, wait_pod)
+from tests.util import free_port, unique, wait_for, wait_for_sync
+
+pytestmark = pytest.mark.root
+
+DNS_IP = "10.96.0.10"  # the --cluster-dns of private_node's kubelet
+SERVICES, DEPLOYMENTS, STATEFULSETS = res("services"), res("deployments"), res("statefulsets")
+
+# busybox httpd serving the pod's hostname (= pod name), ready while /www/ready exists
+HTTPD = "mkdir -p /www && hostname > /www/index.html && touch /www/ready && exec httpd -f -p 8080 -h /www"
+READINESS = {"exec": {"command": ["test", "-f", "/www/ready"]}, "periodSeconds": 1, "failureThreshold": 1}
+
+
+@dataclass
+class Services:
+    node: Node
+    table: str
+
+
+def _dns_answers(port: int, name: str) -> list[str]:
+    try:
+        reply = DNSRecord.parse(DNSRecord.question(name).send("127.0.0.1", port, timeout=1))
+    except OSError:
+        return []
+    return [str(rr.rdata) for rr in reply.rr]
+
+
+@pytest.fixture(scope="module")
+def services(etcd: Etcd) -> Iterator[Services]:
+    with private_node(etcd) as node:
+        table = f"pkube-t-{unique('svc').split('-')[1][:8]}"
+        env = {**os.environ, **(node.env or {})}
+        # pods reach ClusterIPs through their gateway; the DNAT'ed packet is then routed back out of the bridge
+        Path(f"/proc/sys/net/ipv4/conf/{node.runtime_config().bridge}/forwarding").write_text("1\n")
+        metrics, dns_port = free_port(), free_port()
+        proxy = subprocess.Popen(
+            [sys.executable, "-m", "launcher", "proxy", "--kubeconfig", node.api.kubeconfig, "--table", table,
+             "--node-name", node.name, "--node-ip", "127.0.0.1", "--metrics-bind-address", f"127.0.0.1:{metrics}"],
+            cwd=ROOT, stdout=open(node.tmp / "proxy.log", "wb"), stderr=subprocess.STDOUT, env=env)
+        # upstream: a loopback port nobody serves, so no query ever leaves the machine
+        dns = subprocess.Popen(
+            [sys.executable, "-m", "launcher", "dns", "--kubeconfig", node.api.kubeconfig, "--listen", f"{DNS_IP}:53",
+             "--listen", f"127.0.0.1:{dns_port}", "--upstream", f"127.0.0.1:{free_port()}",
+             "--forward-timeout", "0.5s"],
+            cwd=ROOT, stdout=open(node.tmp / "dns.log", "wb"), stderr=subprocess.STDOUT, env=env)
+        try:
+            def up() -> bool:
+                for name, p in (("proxy", proxy), ("dns", dns)):
+                    if p.poll() is not None:
+                        raise AssertionError(f"{name} exited: {(node.tmp / f'{name}.log').read_text()[-3000:]}")
+                # NXDOMAIN has no answers either; a reply at all means the server is serving
+                try:
+                    DNSRecord.question("x.default.svc.cluster.local").send("127.0.0.1", dns_port, timeout=0.5)
+                except OSError:
+                    return False
+                return subprocess.run(["nft", "list", "table", "ip", table], capture_output=True).returncode == 0
+            wait_for_sync(up, timeout=30, message="proxy table and DNS server up")
+            yield Services(node, table)
+        finally:
+            _stop(dns)
+            _stop(proxy)
+            cleanup = subprocess.run([sys.executable, "-m", "launcher", "proxy", "--cleanup", "--table", table],
+                                     cwd=ROOT, capture_output=True, text=True, timeout=60)
+            assert cleanup.returncode == 0, cleanup.stderr
+            assert subprocess.run(["nft", "list", "table", "ip", table], capture_output=True).returncode != 0
+
+
+@pytest.fixture
+async def kc(services: Services) -> AsyncIterator[Client]:
+    c = services.node.client()
+    yield c
+    await c.close()
+
+
+@pytest.fixture
+async def ns(kc: Client) -> AsyncIterator[str]:
+    name = unique("ns")
+    await kc.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    yield name
+    await clean_namespace(kc, name)
+    for svc in (await kc.list(SERVICES, name)).get("items") or []:
+        await kc.delete(SERVICES, svc["metadata"]["name"], name)
+
+
+def service(name: str, selector: dict[str, str], headless: bool = False) -> dict[str, Any]:
+    spec: dict[str, Any] = {"selector": selector, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}
+    if headless:
+        spec["clusterIP"] = "None"
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": spec}
+
+
+def httpd_pod_template(labels: dict[str, str]) -> dict[str, Any]:
+    return {"metadata": {"labels": labels},
+            "spec": {"terminationGracePeriodSeconds": 1,
+                     "containers": [ctr("httpd", HTTPD, readinessProbe=READINESS)]}}
+
+
+async def ready_pods(c: Client, ns: str, label: str, count: int) -> list[dict[str, Any]]:
+    async def check() -> list[dict[str, Any]] | None:
+        items = (await c.list(PODS, ns, label_selector=label)).get("items") or []
+        ok = [p for p in items if running(p) and cond(p, "Ready") == "True"]
+        return ok if len(ok) == count else None
+    found: list[dict[str, Any]] = await wait_for(check, 60, 0.2, message=f"{count} ready pods {label}")
+    return found
+
+
+async def client_pod(c: Client, ns: str) -> dict[str, Any]:
+    await c.create(PODS, pod("client", ctr("sh", "exec sleep 3600"), terminationGracePeriodSeconds=1), ns)
+    return await wait_pod(c, ns, "client", running, 60, "client pod running")
+
+
+async def get(node: Node, p: dict[str, Any], container: str, url: str) -> str | None:
+    """The body of an HTTP GET run inside the pod (busybox wget), or None when it fails."""
+    r = await exec_in(node, p, container, ["wget", "-q", "-O-", url], timeout=10)
+    return r.stdout.decode().strip() if r.exit_code == 0 else None
+
+
+async def test_wget_service_by_short_and_full_name(services: Services, kc: Client, ns: str) -> None:
+    node = services.node
+    await kc.create(DEPLOYMENTS, {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                 "template": httpd_pod_template({"app": "web"})}}, ns)
+    await kc.create(SERVICES, service("web", {"app": "web"}), ns)
+    names = {p["metadata"]["name"] for p in await ready_pods(kc, ns, "app=web", 2)}
+    client = await client_pod(kc, ns)
+
+    async def body(url: str) -> str | None:
+        got = await get(node, client, "sh", url)
+        return got if got in names else None
+    # the first request may race the proxy's and DNS server's view of the new Endpoints: poll
+    await wait_for(lambda: body("http://web"), 20, 0.2, message="wget http://web from a pod")
+    await wait_for(lambda: body(f"http://web.{ns}.svc.cluster.local"), 20, 0.2,
+                   message="wget http://web.<ns>.svc.cluster.local from a pod")
+    # both replicas answer through the ClusterIP
+    seen = set()
+    for _ in range(40):
+        seen.add(await body("http://web"))
+        if seen >= names:
+            break
+    assert seen >= names, f"replies came from {seen}, pods are {names}"
+
+
+async def test_nslookup_statefulset_pod_stable_name(services: Services, kc: Client, ns: str) -> None:
+    node = services.node
+    await kc.create(SERVICES, service("db", {"app": "db"}, headless=True), ns)
+    await kc.create(STATEFULSETS, {
+        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
+        "spec": {"replicas": 1, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                 "template": httpd_pod_template({"app": "db"})}}, ns)
+    [db] = await ready_pods(kc, ns, "app=db", 1)
+    assert db["metadata"]["name"] == "db-0"
+    ip = db["status"]["podIP"]
+    client = await client_pod(kc, ns)
+    stable = f"db-0.db.{ns}.svc.cluster.local"
+
+    async def looked_up() -> str | None:
+        r = await exec_in(node, client, "sh", ["nslookup", stable], timeout=10)
+        out = r.stdout.decode()
+        return out if r.exit_code == 0 and ip in out else None
+    out = await wait_for(looked_up, 20, 0.3, message=f"nslookup {stable} returns {ip}")
+    assert stable in out
+    # the stable name also serves HTTP: the pod itself, not a Service address
+    assert await get(node, client, "sh", f"http://{stable}:8080") == "db-0"
+
+
+async def test_pod_reaches_itself_through_its_service(services: Services, kc: Client, ns: str) -> None:
+    node = services.node
+    await kc.create(PODS, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "solo", "labels": {"app": "solo"}},
+                           **httpd_pod_template({"app": "solo"})}, ns)
+    await kc.create(SERVICES, service("solo", {"app": "solo"}), ns)
+    [solo] = await ready_pods(kc, ns, "app=solo", 1)
+
+    async def hairpin() -> str | None:
+        got = await get(node, solo, "httpd", "http://solo")
+        return got if got == "solo" else None
+    await wait_for(hairpin, 20, 0.2, message="a pod reaches itself via its own Service (hairpin)")
+
+
+async def test_pod_failing_readiness_gets_no_traffic(services: Services, kc: Client, ns: str) -> None:
+    node = services.node
+    for name in ("a", "b"):
+        await kc.create(PODS, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "rw"}},
+                               **httpd_pod_template({"app": "rw"})}, ns)
+    await kc.create(SERVICES, service("rw", {"app": "rw"}), ns)
+    pods = {p["metadata"]["name"]: p for p in await ready_pods(kc, ns, "app=rw", 2)}
+    client = await client_pod(kc, ns)
+
+    async def answered_by(who: str) -> bool:
+        return await get(node, client, "sh", "http://rw") == who
+    await wait_for(lambda: answered_by("a"), 20, 0.1, message="pod a serves the Service")
+
+    assert (await exec_in(node, pods["a"], "httpd", ["rm", "/www/ready"])).exit_code == 0
+    await wait_pod(kc, ns, "a", lambda p: cond(p, "Ready") == "False", 20, "pod a not ready")
+    # within a few seconds the proxy drops a; from then on every request lands on b
+    await wait_for(lambda: answered_by("b"), 10, 0.1, message="pod b serves the Service")
+
+    async def only_b() -> bool:
+        replies = [await get(node, client, "sh", "http://rw") for _ in range(10)]
+        return set(replies) == {"b"}
+    await wait_for(only_b, 10, 0.2, message="no request reaches the unready pod a")
+    # and it is still serving: only the Service stopped sending it traffic
+    assert await get(node, client, "sh", f"http://{pods['a']['status']['podIP']}:8080") == "a"
