@@ -8,13 +8,14 @@
         stream" (client → server, payload the channel being closed).
 
 The kubelet is reached at the node's InternalIP and status.daemonEndpoints.kubeletEndpoint.Port. The caller's
-bearer token goes along: the kubelet asks the API server whether that token may read the pod. Exec output is
-buffered by the kubelet (stdin is read to its end first); a TTY is offered without stdin only (an interactive
-terminal never ends its stdin), and resize frames are ignored.
+bearer token goes along: the kubelet asks the API server whether that token may read the pod. Exec is relayed
+frame by frame over a second WebSocket to the kubelet, which speaks the same channel framing (whichever protocol
+the client chose): output as the command writes it, stdin, resize and close-stdin as the client sends them, and
+the kubelet's final status frame (the exit code) before both sockets close.
 """
 from __future__ import annotations
 
-import base64
+import asyncio
 import json
 from typing import Any
 
@@ -121,42 +122,21 @@ def routes(storage: Storage) -> list[web.RouteDef]:
             raise bad_request("exec needs a WebSocket upgrade with subprotocol v5.channel.k8s.io or "
                               "v4.channel.k8s.io")
         await ws.prepare(request)
-        tty = _true(request.query.get("tty"))
-        if tty and _true(request.query.get("stdin")):
-            # an interactive terminal never closes its stdin, and the kubelet runs the command only once stdin
-            # ended: refuse rather than hang
-            await _finish(ws, _failure("BadRequest", "interactive exec (stdin with a TTY) is not supported: exec "
-                                                     "output is buffered; use -t without -i, or -i without -t"))
-            return ws
-        stdin = b""
-        if _true(request.query.get("stdin")):
-            stdin = await _read_stdin(ws)
         ns, name = request.match_info["namespace"], request.match_info["name"]
+        params = [("command", c) for c in command] + [(k, "true") for k in ("stdin", "tty")
+                                                      if _true(request.query.get(k))]
+        wanted = {STDOUT} if request.query.get("stdout", "true") != "false" else set()
+        wanted |= {STDERR} if request.query.get("stderr", "true") != "false" else set()
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)) as s:
-                params = [("command", c) for c in command] + ([("tty", "true")] if tty else [])
-                async with s.post(f"{url}/exec/{ns}/{name}/{container}", params=params,
-                                  data=stdin, headers=_auth(request)) as kr:
-                    if kr.status != 200:
-                        err = await _kubelet_error(kr)
-                        await _finish(ws, _failure(err.reason, err.message))
-                        return ws
-                    result = await kr.json()
+                async with s.ws_connect(f"{url}/exec/{ns}/{name}/{container}", params=params,
+                                        headers=_auth(request), autoping=True, heartbeat=None) as kws:
+                    await _relay(ws, kws, wanted)
+        except aiohttp.WSServerHandshakeError as e:
+            await _finish(ws, _failure("Forbidden" if e.status in (401, 403) else "BadRequest",
+                                       f"the kubelet refused the exec (HTTP {e.status} {e.message})"))
         except aiohttp.ClientConnectionError as e:
             await _finish(ws, _failure("InternalError", f"cannot reach the kubelet: {e}"))
-            return ws
-        if request.query.get("stdout", "true") != "false" and result["stdout"]:
-            await ws.send_bytes(bytes([STDOUT]) + base64.b64decode(result["stdout"]))
-        if request.query.get("stderr", "true") != "false" and result["stderr"]:
-            await ws.send_bytes(bytes([STDERR]) + base64.b64decode(result["stderr"]))
-        code = result["exitCode"]
-        if code == 0:
-            status: dict[str, Any] = {"metadata": {}, "status": "Success"}
-        else:
-            status = _failure("NonZeroExitCode", f"command terminated with non-zero exit code: error executing "
-                                                 f"command {command}, exit code {code}")
-            status["details"] = {"causes": [{"reason": "ExitCode", "message": str(code)}]}
-        await _finish(ws, status)
         return ws
 
     return [web.get(base + "/log", logs), web.get(base + "/exec", exec_), web.post(base + "/exec", exec_)]
@@ -171,15 +151,29 @@ async def _finish(ws: web.WebSocketResponse, status: dict[str, Any]) -> None:
     await ws.close()
 
 
-async def _read_stdin(ws: web.WebSocketResponse) -> bytes:
-    """Stdin frames until the client closes the stream (v5 close frame) or the socket."""
-    data = bytearray()
-    async for msg in ws:
-        if msg.type != aiohttp.WSMsgType.BINARY or not msg.data:
-            continue
-        channel, payload = msg.data[0], msg.data[1:]
-        if channel == STDIN:
-            data += payload
-        elif channel == CLOSE and payload[:1] == bytes([STDIN]):
-            break
-    return bytes(data)
+async def _relay(client: web.WebSocketResponse, kubelet: aiohttp.ClientWebSocketResponse, wanted: set[int]) -> None:
+    """Both directions at once until the kubelet ends the exec (after its status frame) or the client hangs up."""
+
+    async def upstream() -> None:
+        async for msg in client:
+            if msg.type == aiohttp.WSMsgType.BINARY and msg.data and msg.data[0] in (STDIN, RESIZE, CLOSE):
+                await kubelet.send_bytes(msg.data)
+        await kubelet.close()  # the client is gone: the kubelet ends the command
+
+    up = asyncio.create_task(upstream())
+    status_sent = False
+    try:
+        async for msg in kubelet:
+            if msg.type != aiohttp.WSMsgType.BINARY or not msg.data:
+                continue
+            if msg.data[0] == ERROR or msg.data[0] in wanted:
+                await client.send_bytes(msg.data)
+                status_sent |= msg.data[0] == ERROR
+        if not status_sent and not client.closed:
+            await client.send_bytes(bytes([ERROR]) + json.dumps(_failure(
+                "InternalError", "the kubelet ended the exec without an exit status")).encode())
+    except ConnectionResetError:
+        pass  # the client went away while output was on its way
+    finally:
+        up.cancel()
+        await client.close()

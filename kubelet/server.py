@@ -3,33 +3,38 @@
     GET  /healthz
     GET  /stats/summary        (node and per-pod/container cpu + memory, like the kubelet's Summary API)
     GET  /containerLogs/{namespace}/{pod}/{container}?follow&tailLines&sinceSeconds&timestamps&previous
-    POST /exec/{namespace}/{pod}/{container}?command=..&command=..[&timeoutSeconds=N][&tty=true]   body: stdin
-         → {"exitCode": n, "stdout": base64, "stderr": base64}   (with a TTY, stderr goes to stdout through it)
+    GET  /exec/{namespace}/{pod}/{container}?command=..&command=..[&stdin=true][&tty=true]   (WebSocket)
+         the channel framing of pods/exec (apiserver/proxy_pods.py): output frames as the command writes them,
+         stdin / resize / close-stdin frames as they arrive, then one status frame (a metav1.Status with the exit
+         code) and the close. With a TTY, stderr goes to stdout through it.
 
 Authentication works like the kubelet's webhook mode: the caller's bearer token is checked by asking the API
 server, with that token, for the pod concerned (a token that may not read the pod may not read its logs or exec
-into it either); accepted tokens are cached for a minute. Exec is buffered (a TTY, but no resize).
+into it either); accepted tokens are cached for a minute.
 """
 from __future__ import annotations
 
-import base64
+import asyncio
 import json
 import logging
 import time
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 from aiohttp import web
 
 from pklib.errors import ApiError, ConnectionFailed
 from pklib.resources import must_lookup
 
-from kubelet.runtime.interface import ContainerState, ExecTimeout, LogOptions, NotFound, RuntimeError_
+from kubelet.runtime.exec import ExecSession, start_exec
+from kubelet.runtime.interface import ContainerState, LogOptions, NotFound, RuntimeError_
 
 if TYPE_CHECKING:
     from kubelet.agent import PodWorkers
 
 log = logging.getLogger("kubelet.server")
+STDIN, STATUS, RESIZE, CLOSE = 0, 3, 4, 255  # channel bytes (stdout 1 and stderr 2 come from the session)
 TOKEN_CACHE_SECONDS = 60.0
 
 PODS, NODES = must_lookup("pods"), must_lookup("nodes")
@@ -68,6 +73,8 @@ class KubeletServer:
         app = web.Application(middlewares=[self._auth])
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self.logs)
+        # POST as well, to answer a caller that did not upgrade with a clear error instead of 405
+        app.router.add_get("/exec/{namespace}/{pod}/{container}", self.exec)
         app.router.add_post("/exec/{namespace}/{pod}/{container}", self.exec)
         app.router.add_get("/stats/summary", self.summary)
         return app
@@ -136,7 +143,21 @@ class KubeletServer:
         await resp.write_eof()
         return resp
 
-    async def exec(self, request: web.Request) -> web.Response:
+    async def exec(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse()
+        if not ws.can_prepare(request).ok:
+            raise _error(400, "BadRequest", "exec needs a WebSocket upgrade")
+        await ws.prepare(request)
+        try:
+            session = await self._start_exec(request)
+        except web.HTTPException as e:
+            body = json.loads(e.text or "{}")
+            await _finish(ws, _failure(body.get("reason", "BadRequest"), body.get("message", "")))
+            return ws
+        await _serve(ws, session, request.query.getall("command"))
+        return ws
+
+    async def _start_exec(self, request: web.Request) -> ExecSession:
         command = request.query.getall("command", [])
         if not command:
             raise _error(400, "BadRequest", "you must specify at least 1 command")
@@ -144,17 +165,15 @@ class KubeletServer:
         status = await self.workers.runtime.container_status(cid)
         if status.state != ContainerState.RUNNING:
             raise _error(400, "BadRequest", f"container {request.match_info['container']} is not running")
-        stdin = await request.read() if request.can_read_body else None
-        timeout = _int(request, "timeoutSeconds")
+        # streaming exec is runc-specific (kubelet/runtime/exec.py); the Runtime interface has the buffered form only
+        runc = getattr(self.workers.runtime, "runc", None)
+        if runc is None:
+            raise _error(400, "BadRequest", "this node's container runtime offers no streaming exec")
         try:
-            result = await self.workers.runtime.exec(cid, command, stdin=stdin, tty=_bool(request.query.get("tty")),
-                                                     timeout=timeout)
-        except ExecTimeout as e:
-            raise _error(400, "Timeout", str(e)) from None
-        except RuntimeError_ as e:
-            raise _error(400, "BadRequest", str(e)) from None
-        return web.json_response({"exitCode": result.exit_code, "stdout": base64.b64encode(result.stdout).decode(),
-                                  "stderr": base64.b64encode(result.stderr).decode()})
+            return await start_exec(runc, cid, command, stdin=_bool(request.query.get("stdin")),
+                                    tty=_bool(request.query.get("tty")))
+        except (RuntimeError_, OSError) as e:
+            raise _error(400, "BadRequest", f"cannot start {command!r}: {e}") from None
 
     async def summary(self, _: web.Request) -> web.Response:
         """Usage of the node's pods and containers from their cgroups (a subset of the kubelet Summary API)."""
@@ -181,3 +200,66 @@ class KubeletServer:
                                            "usageBytes": c.memory_usage_bytes}} for c in stats.containers],
             })
         return web.json_response({"node": {"nodeName": self.workers.node.cfg.name}, "pods": pods})
+
+
+def _failure(reason: str, message: str) -> dict[str, Any]:
+    return {"metadata": {}, "status": "Failure", "reason": reason, "message": message}
+
+
+def exit_status(command: list[str], code: int) -> dict[str, Any]:
+    """The metav1.Status the status channel carries when the command ended (kubectl takes its exit code from it)."""
+    if code == 0:
+        return {"metadata": {}, "status": "Success"}
+    status = _failure("NonZeroExitCode", f"command terminated with non-zero exit code: error executing command "
+                                         f"{command}, exit code {code}")
+    status["details"] = {"causes": [{"reason": "ExitCode", "message": str(code)}]}
+    return status
+
+
+def parse_resize(payload: bytes) -> tuple[int, int] | None:
+    """(width, height) from a resize frame's {"Width": w, "Height": h}; None for anything else (ignored)."""
+    try:
+        size = json.loads(payload)
+        width, height = int(size["Width"]), int(size["Height"])
+    except (ValueError, TypeError, KeyError):
+        return None
+    return (width, height) if 0 < width < 65536 and 0 < height < 65536 else None
+
+
+async def _finish(ws: web.WebSocketResponse, status: dict[str, Any]) -> None:
+    if not ws.closed:
+        await ws.send_bytes(bytes([STATUS]) + json.dumps(status).encode())
+    await ws.close()
+
+
+async def _serve(ws: web.WebSocketResponse, session: ExecSession, command: list[str]) -> None:
+    """Output to the socket as produced, socket input to the command as it arrives; the exit status last."""
+    inputs = asyncio.create_task(_forward_input(ws, session))
+    try:
+        async for channel, chunk in session.output():
+            await ws.send_bytes(bytes([channel]) + chunk)
+        code = await session.wait()
+        inputs.cancel()
+        await _finish(ws, exit_status(command, code))
+    except ConnectionResetError:
+        pass  # the API server went away: the session is ended below
+    finally:
+        inputs.cancel()
+        await session.terminate()
+        session.close()
+        await ws.close()
+
+
+async def _forward_input(ws: web.WebSocketResponse, session: ExecSession) -> None:
+    async for msg in ws:
+        if msg.type != aiohttp.WSMsgType.BINARY or not msg.data:
+            continue
+        channel, payload = msg.data[0], msg.data[1:]
+        if channel == STDIN:
+            await session.write_stdin(payload)
+        elif channel == RESIZE and (size := parse_resize(payload)):
+            session.resize(*size)
+        elif channel == CLOSE and payload[:1] == bytes([STDIN]):
+            session.close_stdin()
+    # the caller is gone (it hung up, or the user's client did): a command nobody can see or feed is ended
+    await session.terminate()

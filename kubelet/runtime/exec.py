@@ -17,6 +17,7 @@ import pty
 import signal
 import struct
 import termios
+import tty as tty_mod
 from typing import AsyncIterator
 
 from kubelet.runtime.interface import ExecResult, ExecTimeout, RuntimeError_
@@ -38,7 +39,7 @@ class ExecSession:
         """(stream, chunk) pairs — STDOUT or STDERR — as the command writes them, until it closed its output."""
         if self._master is not None:
             while True:
-                chunk = await asyncio.to_thread(_read_pty, self._master)
+                chunk = await _read_pty(self._master)
                 if not chunk:
                     return
                 yield STDOUT, chunk
@@ -65,7 +66,7 @@ class ExecSession:
 
     async def write_stdin(self, data: bytes) -> None:
         if self._master is not None:
-            await asyncio.to_thread(_write_all, self._master, data)
+            await _write_pty(self._master, data)
         elif self.proc.stdin is not None and not self.proc.stdin.is_closing():
             self.proc.stdin.write(data)
             try:
@@ -89,9 +90,10 @@ class ExecSession:
         return code if code >= 0 else 128 - code  # killed by a signal: the shell's convention
 
     async def terminate(self) -> None:
-        """runc forwards SIGTERM to the exec'd process; SIGKILL runc itself if that is not enough."""
+        """runc forwards the signal to the exec'd process — SIGHUP with a terminal (an interactive shell ignores
+        SIGTERM), else SIGTERM; SIGKILL runc itself if that is not enough."""
         if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(signal.SIGHUP if self._master is not None else signal.SIGTERM)
             try:
                 await asyncio.wait_for(self.proc.wait(), KILL_GRACE)
             except asyncio.TimeoutError:
@@ -114,6 +116,9 @@ async def start_exec(runc: Runc, cid: str, cmd: list[str], stdin: bool, tty: boo
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         return ExecSession(proc, None)
     master, slave = pty.openpty()
+    # the container's own console (runc's) does the line discipline; ours must pass bytes through untouched.
+    # runc makes it raw too, but only after it started relaying: early output would get a second \r
+    tty_mod.setraw(slave)
     try:
         proc = await asyncio.create_subprocess_exec(*runc.argv("exec", "--tty", cid, *cmd),
                                                     stdin=slave, stdout=slave, stderr=slave,
@@ -123,6 +128,7 @@ async def start_exec(runc: Runc, cid: str, cmd: list[str], stdin: bool, tty: boo
         raise
     finally:
         os.close(slave)
+    os.set_blocking(master, False)
     return ExecSession(proc, master)
 
 
@@ -152,15 +158,37 @@ async def run_exec(runc: Runc, cid: str, cmd: list[str], stdin: bytes | None, tt
     return ExecResult(code, bytes(out), bytes(err))
 
 
-def _read_pty(fd: int) -> bytes:
-    """One chunk from a pty master; b"" once every slave holder closed it (EIO on Linux)."""
-    try:
-        return os.read(fd, CHUNK)
-    except OSError:
-        return b""
+async def _read_pty(fd: int) -> bytes:
+    """One chunk from a (non-blocking) pty master; b"" once every slave holder closed it (EIO on Linux).
+    Waits in the event loop rather than in a thread: a kubelet may hold many idle terminals."""
+    while True:
+        try:
+            return os.read(fd, CHUNK)
+        except BlockingIOError:
+            await _ready(fd, write=False)
+        except OSError:
+            return b""
 
 
-def _write_all(fd: int, data: bytes) -> None:
+async def _write_pty(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            await _ready(fd, write=True)  # the command does not read as fast as the user types: wait for room
+
+
+async def _ready(fd: int, write: bool) -> None:
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    add, remove = (loop.add_writer, loop.remove_writer) if write else (loop.add_reader, loop.remove_reader)
+
+    def wake() -> None:
+        if not ready.done():  # the fd may be reported ready again before the waiter ran
+            ready.set_result(None)
+    add(fd, wake)
+    try:
+        await ready
+    finally:
+        remove(fd)

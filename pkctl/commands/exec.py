@@ -1,10 +1,21 @@
 """`pkctl exec [-i] [-t] POD [-c C] -- COMMAND [ARGS...]`: run a command in a container through the API server's
-pods/exec WebSocket (channel protocol v5.channel.k8s.io); the command's exit code becomes pkctl's."""
+pods/exec WebSocket (channel protocol v5.channel.k8s.io); the command's exit code becomes pkctl's.
+
+Output is printed as it arrives and stdin forwarded as it is read. With -t on a terminal, pkctl's terminal is put
+in raw mode (the container's terminal does echo and line editing) and its size is sent at start and on SIGWINCH."""
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
+import os
+import signal
+import stat
 import sys
+import termios
+import tty
+from typing import Iterator
 
 import aiohttp
 
@@ -16,7 +27,8 @@ from ..errors import CommandError
 from .logs import api_error, pod_name
 
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
-STDIN, STDOUT, STDERR, ERROR, CLOSE = 0, 1, 2, 3, 255
+STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
+CHUNK = 65536
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -25,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("pod", metavar="POD")
     p.add_argument("-c", "--container", default="", help="the container (needed when the pod has several)")
     p.add_argument("-i", "--stdin", action="store_true", help="pass pkctl's stdin to the command")
-    p.add_argument("-t", "--tty", action="store_true", help="(not offered: the command runs without a terminal)")
+    p.add_argument("-t", "--tty", action="store_true", help="run the command on a terminal (with -i from a terminal: interactive)")
     p.set_defaults(func=command, takes_command=True)  # the command line follows `--` (pkctl.main)
 
 
@@ -44,12 +56,14 @@ def command(args: argparse.Namespace) -> int:
     argv = args.after_dashes
     if not argv:
         raise CommandError("you must specify at least one command for the container: pkctl exec POD -- COMMAND")
-    if args.tty:
-        print("Unable to use a TTY - this kubelet offers none; running without one", file=sys.stderr)
     name = pod_name(args.pod)
-    stdin = sys.stdin.buffer.read() if args.stdin else b""
-    params = [("command", c) for c in argv] + [("stdout", "true"), ("stderr", "true"),
-                                               ("stdin", "true" if args.stdin else "false")]
+    terminal = args.tty and args.stdin and os.isatty(0)
+    if args.tty and not terminal:  # kubectl's warnings; the command then runs without a terminal
+        print("Unable to use a TTY - " + ("input is not a terminal or the right kind of file" if args.stdin else
+                                          "input is not connected (use -i)"), file=sys.stderr)
+    params = [("command", c) for c in argv] + [("stdout", "true"), ("stderr", "false" if terminal else "true"),
+                                               ("stdin", "true" if args.stdin else "false"),
+                                               ("tty", "true" if terminal else "false")]
     if args.container:
         params.append(("container", args.container))
     pods = lookup("pods")
@@ -58,25 +72,15 @@ def command(args: argparse.Namespace) -> int:
     async def run_exec(conn: Connection) -> int:
         c = conn.client
         url = c.server + pods.path(conn.namespace, name, "exec")
-        status: dict = {}
         try:
             async with c.session.ws_connect(url, params=params, protocols=PROTOCOLS) as ws:
-                if args.stdin:
-                    await ws.send_bytes(bytes([STDIN]) + stdin)
-                    if ws.protocol == PROTOCOLS[0]:
-                        await ws.send_bytes(bytes([CLOSE, STDIN]))
-                async for msg in ws:
-                    if msg.type != aiohttp.WSMsgType.BINARY or not msg.data:
-                        continue
-                    channel, payload = msg.data[0], msg.data[1:]
-                    if channel == STDOUT:
-                        sys.stdout.buffer.write(payload)
-                        sys.stdout.buffer.flush()
-                    elif channel == STDERR:
-                        sys.stderr.buffer.write(payload)
-                        sys.stderr.buffer.flush()
-                    elif channel == ERROR:
-                        status = json.loads(payload)
+                feeder = asyncio.create_task(_feed_stdin(ws)) if args.stdin else None
+                if terminal:
+                    _watch_size(ws)
+                with _raw_terminal(terminal):
+                    status = await _print_output(ws)
+                if feeder is not None:
+                    feeder.cancel()
         except aiohttp.WSServerHandshakeError as e:
             # the server answered with a Status instead of upgrading (pod not found, no container, ...)
             async with c.session.get(url, params=params) as r:
@@ -87,3 +91,60 @@ def command(args: argparse.Namespace) -> int:
             raise CommandError("the exec stream ended without an exit status")
         return exit_code(status)
     return run(args, run_exec)
+
+
+async def _print_output(ws: aiohttp.ClientWebSocketResponse) -> dict:
+    """Output as it arrives, until the server closes the socket; returns the status frame (empty if none came)."""
+    status: dict = {}
+    async for msg in ws:
+        if msg.type != aiohttp.WSMsgType.BINARY or not msg.data:
+            continue
+        channel, payload = msg.data[0], msg.data[1:]
+        if channel == STDOUT:
+            sys.stdout.buffer.write(payload)
+            sys.stdout.buffer.flush()
+        elif channel == STDERR:
+            sys.stderr.buffer.write(payload)
+            sys.stderr.buffer.flush()
+        elif channel == ERROR:
+            status = json.loads(payload)
+    return status
+
+
+async def _feed_stdin(ws: aiohttp.ClientWebSocketResponse) -> None:
+    """pkctl's stdin to the command as it is read; then the v5 close-stdin signal (v4 has none)."""
+    mode = os.fstat(0).st_mode
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(0)):
+        # a file or /dev/null: the event loop cannot wait on those, and all of it is there already
+        await ws.send_bytes(bytes([STDIN]) + sys.stdin.buffer.read())
+    else:
+        reader = asyncio.StreamReader()
+        await asyncio.get_running_loop().connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                                           os.fdopen(os.dup(0), "rb", 0))
+        while chunk := await reader.read(CHUNK):
+            await ws.send_bytes(bytes([STDIN]) + chunk)
+    if ws.protocol == PROTOCOLS[0]:
+        await ws.send_bytes(bytes([CLOSE, STDIN]))
+
+
+@contextlib.contextmanager
+def _raw_terminal(enabled: bool) -> Iterator[None]:
+    """Keystrokes go to the container's terminal unprocessed; the user's terminal is restored whatever happens."""
+    if not enabled:
+        yield
+        return
+    saved = termios.tcgetattr(0)
+    tty.setraw(0)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(0, termios.TCSADRAIN, saved)
+
+
+def _watch_size(ws: aiohttp.ClientWebSocketResponse) -> None:
+    def send() -> None:
+        size = os.get_terminal_size(0)
+        frame = json.dumps({"Width": size.columns, "Height": size.lines}).encode()
+        asyncio.ensure_future(ws.send_bytes(bytes([RESIZE]) + frame))
+    send()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGWINCH, send)

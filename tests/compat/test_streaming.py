@@ -6,10 +6,16 @@ apiserver serving HTTPS: kubectl sends its token only over TLS. Pods run busybox
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import pty
+import re
 import shutil
+import struct
 import subprocess
+import sys
+import termios
+import threading
 from typing import Any, AsyncIterator, Iterator
 
 import pytest
@@ -19,10 +25,10 @@ from kubernetes.stream import stream
 
 from pklib.client import Client
 from tests.compat.conftest import Kubectl
-from tests.conftest import Etcd
+from tests.conftest import ROOT, Etcd
 from tests.kubelet.conftest import (NAMESPACES, PODS, Node, clean_namespace, cstatus, ctr, pod, private_node, running,
                                     wait_pod)
-from tests.util import unique
+from tests.util import unique, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -133,20 +139,134 @@ async def test_kubectl_exec_output_exit_code_and_stdin(tls_node: Node, kctl: Kub
     assert r.stdout == "SHOUT\nAGAIN\n"
     r = kctl("exec", "-n", sns, "ghost", "--", "true", ok=False)
     assert r.returncode == 1 and r.stderr.strip() == 'Error from server (NotFound): pods "ghost" not found'
-    # `exec -it` from a real terminal: refused with a clear error (exec is buffered), never a hang
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(["kubectl", "--kubeconfig", kctl.kubeconfig, "exec", "-it", "-n", sns, "box", "--",
-                             "sh"], stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
-    os.close(slave)
+
+
+async def test_kubectl_exec_streams_output_before_stdin_arrives(tls_node: Node, kctl: Kubectl, kc: Client,
+                                                                 sns: str) -> None:
+    await _running(kc, sns, pod("chat", ctr("c", "exec sleep 3600")))
+    proc = subprocess.Popen(["kubectl", "--kubeconfig", kctl.kubeconfig, "exec", "-i", "-n", sns, "chat", "--",
+                             "sh", "-c", "echo first; read x; echo got-$x; echo second"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
     try:
-        code = await asyncio.to_thread(proc.wait, 30)
-        seen = await asyncio.to_thread(_read_all, master)
+        # the command is blocked in `read` until we write: `first` can only show up if output is streamed
+        first = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)
+        assert first == b"first\n"
+        assert proc.poll() is None
+        proc.stdin.write(b"hello\n")
+        proc.stdin.flush()
+        rest = await asyncio.wait_for(asyncio.to_thread(proc.stdout.read), 30)
+        assert rest == b"got-hello\nsecond\n"
+        assert await asyncio.to_thread(proc.wait, 30) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
-    assert code == 1 and "interactive exec (stdin with a TTY) is not supported" in seen, (code, seen)
+        _stop(proc)
+
+
+async def test_exec_command_ends_when_the_client_hangs_up(tls_node: Node, kctl: Kubectl, kc: Client,
+                                                           sns: str) -> None:
+    await _running(kc, sns, pod("hangup", ctr("c", "exec sleep 3600")))
+    proc = subprocess.Popen(["kubectl", "--kubeconfig", kctl.kubeconfig, "exec", "-n", sns, "hangup", "--",
+                             "sh", "-c", "echo started; exec sleep 4242"], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    try:
+        assert await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30) == b"started\n"
+        assert "sleep 4242" in kctl("exec", "-n", sns, "hangup", "--", "ps").stdout
+    finally:
+        _stop(proc)
+    # nobody can see or feed the command any more: the kubelet ends it rather than leaving it behind
+
+    async def gone() -> bool:
+        return "sleep 4242" not in kctl("exec", "-n", sns, "hangup", "--", "ps").stdout
+    await wait_for(gone, timeout=20, interval=0.3, message="the exec'd sleep to end after kubectl was killed")
+
+
+def _stop(proc: subprocess.Popen[Any]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+class Terminal:
+    """A client (`kubectl exec -it`, `pkctl exec -it`) on a real pty, as a user at a terminal runs it; the screen is
+    read in a thread."""
+
+    def __init__(self, argv: list[str], rows: int = 24, cols: int = 80) -> None:
+        self.master, slave = pty.openpty()
+        _set_size(slave, rows, cols)
+        self.proc = subprocess.Popen(argv, cwd=ROOT, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                                     preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+        os.close(slave)
+        self.screen = b""
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.master, 4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            with self._lock:
+                self.screen += chunk
+
+    def text(self) -> str:
+        with self._lock:
+            return self.screen.decode(errors="replace")
+
+    def type(self, keys: str) -> None:
+        os.write(self.master, keys.encode())
+
+    async def wait_for(self, pattern: str, timeout: float = 30) -> re.Match[str]:
+        async def seen() -> re.Match[str] | None:
+            return re.search(pattern, self.text())
+        try:
+            return await wait_for(seen, timeout=timeout, message=f"{pattern!r} on the terminal")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; the screen: {self.text()!r}") from None
+
+    def resize(self, rows: int, cols: int) -> None:
+        _set_size(self.master, rows, cols)  # the kernel sends SIGWINCH to kubectl, as a terminal emulator does
+
+    def close(self) -> None:
+        _stop(self.proc)
+        self._reader.join(10)
+        os.close(self.master)
+
+
+def _set_size(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+@pytest.mark.parametrize("client", ["kubectl", "pkctl"])
+async def test_exec_interactive_terminal(tls_node: Node, kctl: Kubectl, kc: Client, sns: str, client: str) -> None:
+    await _running(kc, sns, pod("shell", ctr("c", "exec sleep 3600")))
+    program = ["kubectl"] if client == "kubectl" else [sys.executable, "-m", "pkctl.main"]
+    term = Terminal([*program, "--kubeconfig", kctl.kubeconfig, "exec", "-it", "-n", sns, "shell", "--", "sh"])
+    try:
+        await term.wait_for(r"/ # ")  # busybox sh's prompt: it runs on a terminal and waits for us
+        term.type("echo $((6*7))\r")
+        await term.wait_for(r"\r\n42\r\n")  # the answer, on its own line, while the shell keeps running
+        assert term.proc.poll() is None
+        term.type("stty size\r")
+        await term.wait_for(r"\r\n24 80\r\n")  # kubectl passed the terminal's size on at start
+        term.resize(40, 132)
+        # a resize reaches the container's terminal; typed only once kubectl can have relayed it, so poll
+        for _ in range(50):
+            term.type("stty size\r")
+            try:
+                await term.wait_for(r"\r\n40 132\r\n", timeout=0.5)
+                break
+            except AssertionError:
+                continue
+        else:
+            raise AssertionError(f"the resize never reached the pty: {term.text()!r}")
+        term.type("exit 5\r")
+        assert await asyncio.to_thread(term.proc.wait, 30) == 5
+    finally:
+        term.close()
 
 
 def _read_all(fd: int) -> str:

@@ -18,6 +18,7 @@ from typing import Any, AsyncIterator, Iterator
 import pytest
 from dnslib import DNSRecord
 
+from kubelet.runtime.interface import ExecTimeout
 from pklib.client import Client
 from tests.conftest import ROOT, Etcd, _stop
 from tests.kubelet.conftest import (BUSYBOX, NAMESPACES, PODS, Node, clean_namespace, cond, ctr, exec_in, pod,
@@ -54,7 +55,10 @@ def services(etcd: Etcd) -> Iterator[Services]:
         table = f"pkube-t-{unique('svc').split('-')[1][:8]}"
         env = {**os.environ, **(node.env or {})}
         # pods reach ClusterIPs through their gateway; the DNAT'ed packet is then routed back out of the bridge
-        Path(f"/proc/sys/net/ipv4/conf/{node.runtime_config().bridge}/forwarding").write_text("1\n")
+        # (the kubelet creates its bridge at startup, possibly just after the Node turned Ready)
+        forwarding = Path(f"/proc/sys/net/ipv4/conf/{node.runtime_config().bridge}/forwarding")
+        wait_for_sync(forwarding.exists, timeout=30, interval=0.1, message="the kubelet's bridge")
+        forwarding.write_text("1\n")
         metrics, dns_port = free_port(), free_port()
         proxy = subprocess.Popen(
             [sys.executable, "-m", "launcher", "proxy", "--kubeconfig", node.api.kubeconfig, "--table", table,
@@ -118,6 +122,12 @@ def httpd_pod_template(labels: dict[str, str]) -> dict[str, Any]:
                      "containers": [ctr("httpd", HTTPD, readinessProbe=READINESS)]}}
 
 
+def httpd_pod(name: str, labels: dict[str, str]) -> dict[str, Any]:
+    template = httpd_pod_template(labels)
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, **template["metadata"]},
+            "spec": template["spec"]}
+
+
 async def ready_pods(c: Client, ns: str, label: str, count: int) -> list[dict[str, Any]]:
     async def check() -> list[dict[str, Any]] | None:
         items = (await c.list(PODS, ns, label_selector=label)).get("items") or []
@@ -133,8 +143,12 @@ async def client_pod(c: Client, ns: str) -> dict[str, Any]:
 
 
 async def get(node: Node, p: dict[str, Any], container: str, url: str) -> str | None:
-    """The body of an HTTP GET run inside the pod (busybox wget), or None when it fails."""
-    r = await exec_in(node, p, container, ["wget", "-q", "-O-", url], timeout=10)
+    """The body of an HTTP GET run inside the pod (busybox wget), or None when it fails. No `wget -T`: busybox
+    1.35 (Debian's busybox-static) segfaults with it on any URL, on the host as well; the exec timeout bounds it."""
+    try:
+        r = await exec_in(node, p, container, ["wget", "-q", "-O-", url], timeout=8)
+    except ExecTimeout:  # e.g. a DNS query lost on the way (the resolver then retries after 5 s): poll again
+        return None
     return r.stdout.decode().strip() if r.exit_code == 0 else None
 
 
@@ -152,7 +166,7 @@ async def test_wget_service_by_short_and_full_name(services: Services, kc: Clien
         got = await get(node, client, "sh", url)
         return got if got in names else None
     # the first request may race the proxy's and DNS server's view of the new Endpoints: poll
-    await wait_for(lambda: body("http://web"), 20, 0.2, message="wget http://web from a pod")
+    await wait_for(lambda: body("http://web"), 30, 0.2, message="wget http://web from a pod")
     await wait_for(lambda: body(f"http://web.{ns}.svc.cluster.local"), 20, 0.2,
                    message="wget http://web.<ns>.svc.cluster.local from a pod")
     # both replicas answer through the ClusterIP
@@ -178,49 +192,55 @@ async def test_nslookup_statefulset_pod_stable_name(services: Services, kc: Clie
     stable = f"db-0.db.{ns}.svc.cluster.local"
 
     async def looked_up() -> str | None:
-        r = await exec_in(node, client, "sh", ["nslookup", stable], timeout=10)
+        try:
+            r = await exec_in(node, client, "sh", ["nslookup", stable], timeout=10)
+        except ExecTimeout:
+            return None
         out = r.stdout.decode()
         return out if r.exit_code == 0 and ip in out else None
-    out = await wait_for(looked_up, 20, 0.3, message=f"nslookup {stable} returns {ip}")
+    out = await wait_for(looked_up, 30, 0.3, message=f"nslookup {stable} returns {ip}")
     assert stable in out
     # the stable name also serves HTTP: the pod itself, not a Service address
-    assert await get(node, client, "sh", f"http://{stable}:8080") == "db-0"
+    async def served() -> bool:
+        return await get(node, client, "sh", f"http://{stable}:8080") == "db-0"
+    await wait_for(served, 30, 0.2, message=f"GET http://{stable}:8080 from a pod")
 
 
 async def test_pod_reaches_itself_through_its_service(services: Services, kc: Client, ns: str) -> None:
     node = services.node
-    await kc.create(PODS, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "solo", "labels": {"app": "solo"}},
-                           **httpd_pod_template({"app": "solo"})}, ns)
-    await kc.create(SERVICES, service("solo", {"app": "solo"}), ns)
+    await kc.create(PODS, httpd_pod("solo", {"app": "solo"}), ns)
+    # not named like the pod: its own hostname resolves to its pod IP through /etc/hosts, bypassing the Service
+    await kc.create(SERVICES, service("loop", {"app": "solo"}), ns)
     [solo] = await ready_pods(kc, ns, "app=solo", 1)
 
     async def hairpin() -> str | None:
-        got = await get(node, solo, "httpd", "http://solo")
+        got = await get(node, solo, "httpd", "http://loop")
         return got if got == "solo" else None
-    await wait_for(hairpin, 20, 0.2, message="a pod reaches itself via its own Service (hairpin)")
+    await wait_for(hairpin, 30, 0.2, message="a pod reaches itself via its own Service (hairpin)")
 
 
 async def test_pod_failing_readiness_gets_no_traffic(services: Services, kc: Client, ns: str) -> None:
     node = services.node
     for name in ("a", "b"):
-        await kc.create(PODS, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "rw"}},
-                               **httpd_pod_template({"app": "rw"})}, ns)
+        await kc.create(PODS, httpd_pod(name, {"app": "rw"}), ns)
     await kc.create(SERVICES, service("rw", {"app": "rw"}), ns)
     pods = {p["metadata"]["name"]: p for p in await ready_pods(kc, ns, "app=rw", 2)}
     client = await client_pod(kc, ns)
 
     async def answered_by(who: str) -> bool:
         return await get(node, client, "sh", "http://rw") == who
-    await wait_for(lambda: answered_by("a"), 20, 0.1, message="pod a serves the Service")
+    await wait_for(lambda: answered_by("a"), 30, 0.1, message="pod a serves the Service")
 
     assert (await exec_in(node, pods["a"], "httpd", ["rm", "/www/ready"])).exit_code == 0
     await wait_pod(kc, ns, "a", lambda p: cond(p, "Ready") == "False", 20, "pod a not ready")
     # within a few seconds the proxy drops a; from then on every request lands on b
-    await wait_for(lambda: answered_by("b"), 10, 0.1, message="pod b serves the Service")
+    await wait_for(lambda: answered_by("b"), 30, 0.1, message="pod b serves the Service")
 
     async def only_b() -> bool:
         replies = [await get(node, client, "sh", "http://rw") for _ in range(10)]
-        return set(replies) == {"b"}
-    await wait_for(only_b, 10, 0.2, message="no request reaches the unready pod a")
+        return set(replies) - {None} == {"b"}  # a failed request (None) is no traffic to a either
+    await wait_for(only_b, 30, 0.2, message="no request reaches the unready pod a")
     # and it is still serving: only the Service stopped sending it traffic
-    assert await get(node, client, "sh", f"http://{pods['a']['status']['podIP']}:8080") == "a"
+    async def a_serves() -> bool:
+        return await get(node, client, "sh", f"http://{pods['a']['status']['podIP']}:8080") == "a"
+    await wait_for(a_serves, 30, 0.2, message="the unready pod a still answers on its own IP")
