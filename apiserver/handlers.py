@@ -18,7 +18,7 @@ from .storage.interface import Storage
 from .watch import WATCH_RESPONSE, is_watch, serve_watch
 from .watchcache import WatchCache, resource_prefix
 
-# Subresources served here; pods/log and pods/exec belong to the kubelet's proxy (not served yet).
+# Subresources served here; pods/log and pods/exec are relayed to the kubelet by proxy_pods.py.
 SERVED_SUBRESOURCES = {"status", "scale", "binding", "finalize"}
 
 
