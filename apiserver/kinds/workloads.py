@@ -138,14 +138,7 @@ class DeploymentStrategy(WorkloadStrategy):
     kind = "Deployment"
 
     def default_spec(self, spec: dict[str, Any]) -> None:
-        strategy = spec.setdefault("strategy", {})
-        if isinstance(strategy, dict):
-            strategy.setdefault("type", "RollingUpdate")
-            if strategy["type"] == "RollingUpdate":
-                ru = strategy.setdefault("rollingUpdate", {})
-                if isinstance(ru, dict):
-                    ru.setdefault("maxUnavailable", "25%")
-                    ru.setdefault("maxSurge", "25%")
+        _default_rolling_update(spec, "strategy", maxUnavailable="25%", maxSurge="25%")
         spec.setdefault("revisionHistoryLimit", 10)
         spec.setdefault("progressDeadlineSeconds", 600)
 
@@ -172,19 +165,24 @@ class ReplicaSetStrategy(WorkloadStrategy):
     kind = "ReplicaSet"
 
 
+def _default_rolling_update(spec: dict[str, Any], field: str, **rolling_defaults: Any) -> None:
+    """Default spec.<field> to type RollingUpdate, and its rollingUpdate parameters when that is the type."""
+    strategy = spec.setdefault(field, {})
+    if isinstance(strategy, dict):
+        strategy.setdefault("type", "RollingUpdate")
+        if strategy["type"] == "RollingUpdate":
+            ru = strategy.setdefault("rollingUpdate", {})
+            if isinstance(ru, dict):
+                for key, value in rolling_defaults.items():
+                    ru.setdefault(key, value)
+
+
 class DaemonSetStrategy(WorkloadStrategy):
     kind = "DaemonSet"
     has_replicas = False
 
     def default_spec(self, spec: dict[str, Any]) -> None:
-        strategy = spec.setdefault("updateStrategy", {})
-        if isinstance(strategy, dict):
-            strategy.setdefault("type", "RollingUpdate")
-            if strategy["type"] == "RollingUpdate":
-                ru = strategy.setdefault("rollingUpdate", {})
-                if isinstance(ru, dict):
-                    ru.setdefault("maxUnavailable", 1)
-                    ru.setdefault("maxSurge", 0)
+        _default_rolling_update(spec, "updateStrategy", maxUnavailable=1, maxSurge=0)
         spec.setdefault("revisionHistoryLimit", 10)
 
     def validate_spec(self, spec: dict[str, Any], path: Path) -> list[Cause]:
@@ -209,13 +207,7 @@ class StatefulSetStrategy(WorkloadStrategy):
 
     def default_spec(self, spec: dict[str, Any]) -> None:
         spec.setdefault("podManagementPolicy", "OrderedReady")
-        strategy = spec.setdefault("updateStrategy", {})
-        if isinstance(strategy, dict):
-            strategy.setdefault("type", "RollingUpdate")
-            if strategy["type"] == "RollingUpdate":
-                ru = strategy.setdefault("rollingUpdate", {})
-                if isinstance(ru, dict):
-                    ru.setdefault("partition", 0)
+        _default_rolling_update(spec, "updateStrategy", partition=0)
         spec.setdefault("revisionHistoryLimit", 10)
         policy = spec.setdefault("persistentVolumeClaimRetentionPolicy", {})
         if isinstance(policy, dict):

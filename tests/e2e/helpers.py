@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 from pkctl.cluster.components import BY_NAME
 from pkctl.cluster.procs import ProcRecord
+from tests.runtime.leftovers import processes_mentioning
 from tests.util import unique
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,19 +106,6 @@ def make_namespace(cluster: Cluster) -> str:
     return ns
 
 
-def _mentions(marker: str) -> list[str]:
-    """PIDs whose command line mentions `marker` (a container monitor names its bundle under the home)."""
-    out = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if marker.encode() in f.read():
-                    out.append(pid)
-        except OSError:
-            continue  # exited meanwhile
-    return out
-
-
 def node_state_left(c: Cluster) -> list[str]:
     """What this cluster's node put on the host and must not outlive `cluster down`: the proxy's nftables table,
     the DNS address on lo, and the kubelet's containers, netns, veths, bridge, NAT table, cgroup and mounts."""
@@ -137,7 +125,7 @@ def node_state_left(c: Cluster) -> list[str]:
         left += [f"mount {line.split()[1]}" for line in mounts if str(c.home) in line]
     for root, dirs, _ in os.walk("/sys/fs/cgroup"):
         left += [f"cgroup {os.path.join(root, d)}" for d in dirs if d == cfg["cgroup_parent"]]
-    left += [f"process {pid}" for pid in _mentions(str(c.home))]
+    left += [f"process {pid}" for pid in processes_mentioning(str(c.home))]
     return left
 
 

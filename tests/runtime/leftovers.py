@@ -21,7 +21,7 @@ def _cgroup_dirs(name: str) -> list[str]:
     return out
 
 
-def _processes(marker: str) -> list[str]:
+def processes_mentioning(marker: str) -> list[str]:
     """PIDs of processes whose command line mentions `marker` (conmon monitors name their bundle)."""
     out = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -45,7 +45,7 @@ async def leftovers(rt: RuncRuntime, node_too: bool = True,
         "ip allocations": list(rt.network.ipam.allocations()),
         "runc containers": list(await rt.runc.list_states()),
         "mounts": [line.split()[1] for line in open("/proc/mounts") if any(m in line for m in markers)],
-        "processes": _processes(str(cfg.state_dir)),
+        "processes": processes_mentioning(str(cfg.state_dir)),
         "cgroups": [d for d in _cgroup_dirs(cfg.cgroup_parent)
                     if node_too or any(e.is_dir() for e in os.scandir(d))],
     }
