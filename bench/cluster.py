@@ -1,7 +1,10 @@
 """Local cluster benchmark: `pkctl cluster up` wall time (cold and warm), the web example from `apply` to
-Ready pods and to answers on its NodePort, memory (with the example running), idle CPU.
+Ready pods and to answers on its NodePort, then memory and idle CPU with all of manifests/examples running.
 
-    .venv/bin/python bench/cluster.py [--idle-seconds 10]
+    .venv/bin/python bench/cluster.py [--idle-seconds 60]
+
+Memory is the RSS of the cluster's own processes (supervisor, etcd, apiserver, kubelet, control-plane);
+the per-container monitors (conmon, ~1-2 MB each, the role of containerd-shim) are reported apart.
 
 Prints one JSON document. Figures only; nothing passes or fails on time. Uses a temporary
 home with its own ports, and removes it (`cluster down --purge`) at the end.
@@ -21,7 +24,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pkctl.cluster.components import COMPONENTS, api_get  # noqa: E402
+from pkctl.cluster.components import BY_NAME, COMPONENTS, api_get  # noqa: E402
 from pkctl.cluster.home import Home  # noqa: E402
 from pkctl.cluster.procs import ProcRecord  # noqa: E402
 
@@ -42,6 +45,43 @@ def processes(home: Home) -> dict[str, ProcRecord]:
         if rec and rec.alive():
             out[name] = rec
     return out
+
+
+def monitors(home: Home) -> list[ProcRecord]:
+    """The conmon processes of this home's containers (their command lines name the home)."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and (proc / "comm").read_text().strip() == "conmon" \
+                    and str(home.root).encode() in (proc / "cmdline").read_bytes():
+                rec = ProcRecord.of(int(proc.name))
+                if rec:
+                    out.append(rec)
+        except OSError:
+            pass  # gone while we looked
+    return out
+
+
+def settled(home: Home) -> bool:
+    """Every pod Running with all containers ready, or Succeeded (the one-shot example)."""
+    pods = (api_get(home, home.load_config(), "/api/v1/pods") or {}).get("items", [])
+    return bool(pods) and all(
+        p.get("status", {}).get("phase") == "Succeeded"
+        or (p.get("status", {}).get("phase") == "Running"
+            and all(c.get("ready") for c in p["status"].get("containerStatuses", [])))
+        for p in pods)
+
+
+def apply_examples(home: Home) -> float:
+    """All of manifests/examples, until every pod is settled; the seconds that took."""
+    began = time.monotonic()
+    pkctl("--kubeconfig", str(home.kubeconfig), "apply", "-f", str(ROOT / "manifests" / "examples"))
+    deadline = began + 120
+    while not settled(home):
+        if time.monotonic() > deadline:
+            raise SystemExit("the examples' pods did not settle within 120 s")
+        time.sleep(0.2)
+    return round(time.monotonic() - began, 3)
 
 
 def ready_after(home: Home) -> dict[str, Any]:
@@ -81,7 +121,7 @@ def apply_web(home: Home) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument("--idle-seconds", type=float, default=60.0)
     args = parser.parse_args()
     home = Home(Path(tempfile.mkdtemp(prefix="pkbench-home-")))
     result: dict[str, Any] = {"benchmark": "cluster"}
@@ -92,10 +132,12 @@ def main() -> int:
         result["up_warm_s"] = pkctl("cluster", "up", "--home", str(home.root))
         result["ready_after_warm_s"] = ready_after(home)
         result["waited_for"] = sorted(ready_after(home))
-        if all(c.available() for c in COMPONENTS if c.name in ("controller-manager", "scheduler", "kubelet")):
+        if all(BY_NAME[c].available() for c in ("controller-manager", "scheduler", "kubelet", "proxy")):
             web = apply_web(home)
             result["apply_web_to_3_ready_s"] = web["ready"]
             result["apply_web_to_serving_nodeport_s"] = web["serving"]
+            result["apply_all_examples_to_settled_s"] = apply_examples(home)
+            time.sleep(10)  # let start-up work (probes' first rounds, status writes) pass before measuring idle
         procs = processes(home)
         cpu0 = {n: r.cpu_seconds() or 0.0 for n, r in procs.items()}
         time.sleep(args.idle_seconds)  # measuring idle CPU over a fixed window, not synchronising
@@ -105,6 +147,9 @@ def main() -> int:
         result["rss_total_mb"] = round(sum(rss.values()), 1)
         result["idle_cpu_percent_of_one_core"] = round(100 * sum(cpu1[n] - cpu0[n] for n in procs)
                                                        / args.idle_seconds, 2)
+        mons = monitors(home)
+        result["containers_monitored"] = len(mons)
+        result["rss_monitors_total_mb"] = round(sum(r.rss_bytes() or 0 for r in mons) / 2**20, 1)
         result["idle_cpu_percent_by_process"] = {n: round(100 * (cpu1[n] - cpu0[n]) / args.idle_seconds, 2)
                                                  for n in procs}
     finally:

@@ -141,6 +141,10 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
         await client.close()
 
 
+# What ends the process with one `error: ...` line instead of a traceback (also used by `pkube group`).
+REPORT: tuple[type[BaseException], ...] = (ConnectionFailed,)
+
+
 def main(argv: list[str] | None = None) -> int:
     config = build_parser().parse_args(argv)
     setup_logging(config.verbose)
@@ -153,4 +157,4 @@ def main(argv: list[str] | None = None) -> int:
     failed = check_flags(check)
     if failed is not None:
         return failed
-    return run_until_signalled(lambda: run(config, asyncio.Event()), report=(ConnectionFailed,))
+    return run_until_signalled(lambda: run(config, asyncio.Event()), report=REPORT)

@@ -82,6 +82,10 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
         await client.close()
 
 
+# An unreachable/refusing API server is one line and exit 1, not a traceback (also used by `pkube group`).
+REPORT: tuple[type[BaseException], ...] = (ApiError, ConnectionFailed)
+
+
 def main(argv: list[str] | None = None) -> int:
     config = build_parser().parse_args(argv)
     setup_logging(config.verbose)
@@ -103,5 +107,4 @@ def main(argv: list[str] | None = None) -> int:
     failed = check_flags(check, (ValueError,))
     if failed is not None:
         return failed
-    # An unreachable/refusing API server is one line and exit 1, not a traceback.
-    return run_until_signalled(lambda: run(config, asyncio.Event()), report=(ApiError, ConnectionFailed))
+    return run_until_signalled(lambda: run(config, asyncio.Event()), report=REPORT)

@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "cluster",
     "image",
     "logs", "exec",
+    "rollout",
 ]
 
 

@@ -274,8 +274,12 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
         await asyncio.to_thread(local.release)
 
 
+# What ends the process with one `error: ...` line instead of a traceback (also used by `pkube group`).
+REPORT: tuple[type[BaseException], ...] = (ConfigError, KubeconfigError, ConnectionFailed, OSError)
+
+
 def main(argv: list[str] | None = None) -> int:
     config = build_parser().parse_args(argv)
     setup_logging(config.verbose)
     return run_until_signalled(lambda: run(config, asyncio.Event()),
-                               report=(ConfigError, KubeconfigError, ConnectionFailed, OSError), runner=uvloop.run)
+                               report=REPORT, runner=uvloop.run)

@@ -290,8 +290,12 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
         await client.close()
 
 
+# What ends the process with one `error: ...` line instead of a traceback (also used by `pkube group`).
+REPORT: tuple[type[BaseException], ...] = (ConfigError, KubeconfigError, ConnectionFailed, nft.NftError, OSError)
+
+
 def main(argv: list[str] | None = None) -> int:
     config = build_parser().parse_args(argv)
     setup_logging(config.verbose)
     return run_until_signalled(lambda: run(config, asyncio.Event()),
-                               report=(ConfigError, KubeconfigError, ConnectionFailed, nft.NftError, OSError))
+                               report=REPORT)

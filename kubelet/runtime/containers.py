@@ -22,7 +22,7 @@ from kubelet.images.errors import ImageError
 from kubelet.runtime import cgroups
 from kubelet.runtime.interface import (ContainerConfig, ContainerState, ContainerStatus, ImageService, InvalidConfig,
                                        NotFound, RuntimeError_)
-from kubelet.runtime.monitor import MonitorPaths, conmon_alive, create_with_conmon, read_exit
+from kubelet.runtime.monitor import ConmonLaunch, MonitorPaths, conmon_alive, read_exit
 from kubelet.runtime.oci import SandboxRefs, build_spec
 from kubelet.runtime.runccli import Runc
 
@@ -39,6 +39,13 @@ def _ts(value: str | float | None) -> datetime | None:
     if isinstance(value, (int, float)):
         return datetime.fromtimestamp(value, timezone.utc)
     return datetime.fromisoformat(value)
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def _read_text(path: Path) -> str:
@@ -90,7 +97,11 @@ class Containers:
         cid = uuid.uuid4().hex
         cdir = self._cdir(cid)
         cdir.mkdir(parents=True)
+        monitor: ConmonLaunch | None = None
         try:
+            # conmon loads while the bundle is written; it runs `runc create` only once told to
+            monitor = await ConmonLaunch.spawn(cid, config.name, cdir, MonitorPaths(cdir), self.runc.binary,
+                                               self.runc.root, config.tty)
             try:
                 rootfs = Path(await asyncio.to_thread(self.images.prepare_rootfs, config.image, cid))
                 image_config = await asyncio.to_thread(self.images.config, config.image)
@@ -109,12 +120,13 @@ class Containers:
             meta = {"id": cid, "sandbox_id": sandbox["id"], "name": config.name, "image": config.image,
                     "labels": config.labels, "config": dataclasses.asdict(config), "created_at": _now()}
             self._save(meta)
-            pid = await create_with_conmon(cid, config.name, cdir, MonitorPaths(cdir), self.runc.binary,
-                                           self.runc.root, config.tty)
+            pid = await monitor.create()
             # runc has made the cgroups; remember where, they are needed after the process exits (OOM, stats)
             meta["cgroups"] = cgroups.owned(cgroups.process_cgroups(pid), cgroups_path)
             self._save(meta)
         except BaseException:
+            if monitor is not None:
+                await monitor.cancel()
             await self._destroy(cid)
             raise
         return cid
@@ -128,7 +140,7 @@ class Containers:
     async def start(self, cid: str) -> None:
         meta = self.meta(cid)
         try:
-            await self.runc.start(cid)  # runc itself refuses a container that is not `created`
+            await self.runc.start(cid, _read_pid(self.paths(cid).container_pid))
         except RuntimeError_ as e:
             raise RuntimeError_(f"container {meta['name']} cannot be started: {e}") from None
         meta["started_at"] = _now()

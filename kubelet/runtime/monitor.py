@@ -14,6 +14,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from kubelet.runtime.fdwait import read_line
 from kubelet.runtime.interface import RuntimeError_
 
 CONMON = shutil.which("conmon") or "/usr/bin/conmon"
@@ -57,51 +58,93 @@ class MonitorPaths:
         return self.dir / "conmon.err"
 
 
-async def create_with_conmon(cid: str, name: str, bundle: Path, paths: MonitorPaths, runc_binary: str,
-                             runc_root: str, tty: bool, timeout: float = 30) -> int:
-    """Start conmon, which runs `runc create`; returns the container's init PID (state `created`)."""
-    for d in (paths.exit_dir, paths.persist, paths.dir / "sockets"):
-        d.mkdir(parents=True, exist_ok=True)
-    read_fd, write_fd = os.pipe()
-    os.set_inheritable(write_fd, True)
-    argv = [CONMON, "--cid", cid, "--cuuid", cid, "--name", name, "--runtime", runc_binary,
-            "--runtime-arg", f"--root={runc_root}", "--bundle", str(bundle),
-            "--exit-dir", str(paths.exit_dir), "--persist-dir", str(paths.persist),
-            "--log-path", f"k8s-file:{paths.log}", "-P", str(paths.conmon_pid), "-p", str(paths.container_pid),
-            "--socket-dir-path", str(paths.dir / "sockets"), "--syslog=false", "--log-level=error"]
-    if tty:
-        argv.append("--terminal")
-    try:
-        with open(paths.stderr, "wb") as err:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=err,
-                pass_fds=(write_fd,), env={"_OCI_SYNCPIPE": str(write_fd), "PATH": os.environ.get("PATH", "")})
-        os.close(write_fd)
-        write_fd = -1
-        await proc.wait()  # the first conmon process exits once its monitor child is detached
-        # The monitor reports {"pid": N} (or a negative pid and a message) on the sync pipe after runc create.
-        data = await asyncio.wait_for(asyncio.to_thread(_read_line, read_fd), timeout)
-    finally:
-        if write_fd >= 0:
-            os.close(write_fd)
-        os.close(read_fd)
-    try:
-        msg = json.loads(data.splitlines()[0]) if data.strip() else {}
-    except ValueError:
-        msg = {}
-    pid = int(msg.get("pid", msg.get("data", -1)))
-    if pid <= 0:
-        detail = msg.get("message") or paths.stderr.read_text(errors="replace").strip() or "conmon exited"
-        raise RuntimeError_(f"creating container {name}: {detail.strip()}")
-    return pid
+class ConmonLaunch:
+    """A conmon started ahead of its container's bundle.
 
+    conmon needs ~3 ms to load before it can run `runc create`; started first, it does that while the caller
+    mounts the rootfs and writes config.json. It waits on its start pipe (`_OCI_STARTPIPE`, as podman uses it)
+    until `create()`; `cancel()` stops it if the bundle cannot be made.
+    """
 
-def _read_line(fd: int) -> bytes:
-    """Up to the first newline or EOF (the monitor may keep its end open while the container lives)."""
-    data = b""
-    while b"\n" not in data and (chunk := os.read(fd, 4096)):
-        data += chunk
-    return data
+    def __init__(self, proc: asyncio.subprocess.Process, start_fd: int, sync_fd: int, name: str,
+                 paths: MonitorPaths) -> None:
+        self._proc = proc
+        self._start_fd = start_fd  # our end of the start pipe; -1 once conmon was let go
+        self._sync_fd = sync_fd
+        self._name = name
+        self._paths = paths
+
+    @classmethod
+    async def spawn(cls, cid: str, name: str, bundle: Path, paths: MonitorPaths, runc_binary: str, runc_root: str,
+                    tty: bool) -> ConmonLaunch:
+        for d in (paths.exit_dir, paths.persist, paths.dir / "sockets"):
+            d.mkdir(parents=True, exist_ok=True)
+        start_r, start_w = os.pipe()
+        sync_r, sync_w = os.pipe()
+        argv = [CONMON, "--cid", cid, "--cuuid", cid, "--name", name, "--runtime", runc_binary,
+                "--runtime-arg", f"--root={runc_root}", "--bundle", str(bundle),
+                "--exit-dir", str(paths.exit_dir), "--persist-dir", str(paths.persist),
+                "--log-path", f"k8s-file:{paths.log}", "-P", str(paths.conmon_pid), "-p", str(paths.container_pid),
+                "--socket-dir-path", str(paths.dir / "sockets"), "--syslog=false", "--log-level=error"]
+        if tty:
+            argv.append("--terminal")
+        try:
+            with open(paths.stderr, "wb") as err:
+                proc = await asyncio.create_subprocess_exec(
+                    *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=err,
+                    pass_fds=(start_r, sync_w),
+                    env={"_OCI_STARTPIPE": str(start_r), "_OCI_SYNCPIPE": str(sync_w),
+                         "PATH": os.environ.get("PATH", "")})
+        except BaseException:
+            os.close(start_w)
+            os.close(sync_r)
+            raise
+        finally:
+            os.close(start_r)
+            os.close(sync_w)
+        os.set_blocking(sync_r, False)
+        return cls(proc, start_w, sync_r, name, paths)
+
+    async def create(self, timeout: float = 30) -> int:
+        """Let conmon run `runc create`; returns the container's init PID (state `created`)."""
+        try:
+            try:
+                os.write(self._start_fd, b"go")
+            except BrokenPipeError:
+                pass  # conmon is gone already: the sync pipe is at EOF and its stderr tells why
+            os.close(self._start_fd)
+            self._start_fd = -1
+            # conmon's monitor reports {"pid": N} (or a negative pid and a message) on the sync pipe once runc
+            # create returned; it keeps its end open while the container lives, so read one line, not to EOF
+            try:
+                data = await read_line(self._sync_fd, timeout)
+            except TimeoutError:
+                raise RuntimeError_(f"creating container {self._name}: conmon gave no answer in {timeout}s") from None
+            await self._proc.wait()  # the first conmon process exits as soon as its monitor child is detached
+        finally:
+            self._close()
+        try:
+            msg = json.loads(data.splitlines()[0]) if data.strip() else {}
+        except ValueError:
+            msg = {}
+        pid = int(msg.get("pid", msg.get("data", -1)))
+        if pid <= 0:
+            detail = msg.get("message") or self._paths.stderr.read_text(errors="replace").strip() or "conmon exited"
+            raise RuntimeError_(f"creating container {self._name}: {detail.strip()}")
+        return pid
+
+    async def cancel(self) -> None:
+        """Stop a conmon that was not let go yet (it is still our child, waiting on its start pipe)."""
+        if self._start_fd >= 0 and self._proc.returncode is None:
+            self._proc.kill()
+            await self._proc.wait()
+        self._close()
+
+    def _close(self) -> None:
+        for fd in (self._start_fd, self._sync_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._start_fd = self._sync_fd = -1
 
 
 def conmon_alive(paths: MonitorPaths) -> bool:

@@ -3,12 +3,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+import stat
+import time
 from typing import Any
 
+from kubelet.runtime.fdwait import wait_fd
 from kubelet.runtime.interface import NotFound, RuntimeError_
 
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
+EXEC_FIFO = "exec.fifo"   # runc's create/start handshake, in the container's directory under --root
+INIT_CHECK = 0.1          # while waiting on the FIFO, look whether the init process died (as runc does)
 
 
 class Runc:
@@ -43,8 +49,36 @@ class Runc:
         except NotFound:
             return None
 
-    async def start(self, cid: str) -> None:
-        await self.run("start", cid)
+    async def start(self, cid: str, init_pid: int | None = None, timeout: float = 30) -> None:
+        """`runc start`: let a `created` container's init process exec the container's command.
+
+        runc's own handshake, done here without a second runc process (a runc start is a Go binary starting up,
+        ~8 ms, a fifth of create+start): the init blocks opening `<root>/<id>/exec.fifo` for writing; the starter
+        opens it for reading, reads the byte the init writes until the init's exec closes its end, and removes
+        the FIFO, after which runc reports the container `running`. When that FIFO is not there (the container
+        is not `created`, or a runc that works otherwise) or the init PID is unknown, `runc start` decides and
+        words the error.
+        """
+        fifo = os.path.join(self.root, cid, EXEC_FIFO)
+        try:
+            fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            fd = -1
+        if fd < 0 or init_pid is None or not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            if fd >= 0:
+                os.close(fd)
+            await self.run("start", cid, timeout=timeout)
+            return
+        try:
+            released = await _release_init(fd, init_pid, timeout)
+        finally:
+            os.close(fd)
+        if not released:
+            raise RuntimeError_("runc start: container process is already dead")
+        try:
+            os.unlink(fifo)
+        except FileNotFoundError:
+            pass
 
     async def kill(self, cid: str, signal: str) -> None:
         try:
@@ -64,6 +98,47 @@ class Runc:
         """id -> state (`status`, `pid`, ...) of every container under this root, in one runc call."""
         out = await self.run("list", "--format", "json")
         return {c["id"]: c for c in json.loads(out or b"null") or []}
+
+
+async def _release_init(fd: int, pid: int, timeout: float) -> bool:
+    """Read the exec FIFO (non-blocking fd) until the init process closed it by exec'ing the command: True once
+    it wrote its byte; False when it died without writing."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            # readable means: the init wrote, or closed its end after opening it (never before it opened it)
+            async with asyncio.timeout(INIT_CHECK):
+                await wait_fd(fd)
+        except TimeoutError:
+            if not data and not _alive(pid):
+                return bool(_read_nowait(fd))  # it may have written and exited since we last looked
+            continue
+        try:
+            chunk = os.read(fd, 64)
+        except BlockingIOError:
+            continue
+        if not chunk:
+            return bool(data)
+        data += chunk
+    raise RuntimeError_(f"runc start: the container process did not start within {timeout}s")
+
+
+def _read_nowait(fd: int) -> bytes:
+    try:
+        return os.read(fd, 64)
+    except BlockingIOError:
+        return b""
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X")
 
 
 def _runc_message(err: bytes) -> str:

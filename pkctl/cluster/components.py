@@ -7,6 +7,7 @@ tests/e2e/test_cluster_logic.py checks the two agree).
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import shutil
@@ -40,23 +41,41 @@ class Component:
     # killed uncleanly (runc containers, netns, nft tables); returns what could not be removed.
     # The runc kubelet and the nftables proxy plug their cleanup in here.
     cleanup: Callable[[Home, ClusterConfig], list[str]] | None = None
+    # Set for a process that hosts several components through `pkube group` (see GROUP below).
+    members: tuple["Component", ...] = ()
 
     def available(self) -> bool:
+        if self.members:
+            return _module_exists("launcher.group") and any(m.available() for m in self.members)
         if self.module is None:
             return shutil.which(self.binary or self.name) is not None
-        try:
-            return importlib.util.find_spec(self.module) is not None
-        except ModuleNotFoundError:  # the parent package itself is missing
-            return False
+        return _module_exists(self.module)
 
     def command(self, home: Home, cfg: ClusterConfig) -> list[str]:
         if self.module is None:
             return [shutil.which(self.binary or self.name) or self.name, *self.argv(home, cfg)]
-        return [sys.executable, "-m", "launcher", self.name, *self.argv(home, cfg)]
+        return [sys.executable, "-m", "launcher", "group" if self.members else self.name, *self.argv(home, cfg)]
+
+
+def _module_exists(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # the parent package itself is missing
+        return False
 
 
 def _tls_context(home: Home, cfg: ClusterConfig) -> ssl.SSLContext | None:
-    return ssl.create_default_context(cafile=str(home.pki.ca_cert)) if cfg.tls else None
+    if not cfg.tls:
+        return None
+    ca = home.pki.ca_cert
+    return _ca_context(str(ca), ca.stat().st_mtime_ns if ca.exists() else 0)
+
+
+@functools.lru_cache(maxsize=4)
+def _ca_context(ca_file: str, version: int) -> ssl.SSLContext:
+    # Loading the CA is most of a probe's CPU, and the supervisor probes for days: load it once
+    # per file version (a home purged and made again at the same path has a new CA).
+    return ssl.create_default_context(cafile=ca_file)
 
 
 def _http_ok(url: str, token: str | None = None, timeout: float = 1.0, tls: ssl.SSLContext | None = None) -> Health:
@@ -94,15 +113,6 @@ def _probe_apiserver(home: Home, cfg: ClusterConfig, running: float) -> Health:
     return _http_ok(cfg.api_url + "/readyz", home.token(), tls=_tls_context(home, cfg))
 
 
-# Components without a health endpoint yet count as healthy once they survived their
-# start-up (flag parsing, connecting to the API): a crash there is by far the common failure.
-SETTLE_SECONDS = 1.5
-
-
-def _probe_settled(home: Home, cfg: ClusterConfig, running: float) -> Health:
-    return running >= SETTLE_SECONDS, f"running for {running:.0f}s"
-
-
 def _renewed_since(home: Home, cfg: ClusterConfig, node: str, since: float) -> bool:
     lease = api_get(home, cfg, f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{node}")
     renew = ((lease or {}).get("spec") or {}).get("renewTime")
@@ -136,9 +146,11 @@ def _etcd_flags(home: Home, cfg: ClusterConfig) -> list[str]:
             "--listen-client-urls", cfg.etcd_url, "--advertise-client-urls", cfg.etcd_url,
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
             "--initial-cluster", f"pkube={peer}", "--initial-cluster-state", "new",
-            # A lone member still waits one election timeout on restart before it serves;
-            # the default 1 s would dominate a warm `up`, and there are no peers to misjudge.
-            "--heartbeat-interval", "50", "--election-timeout", "300",
+            # A lone member still waits one election timeout on restart before it serves, so that
+            # stays at the default 1 s (a warm `up` waits for it); it has no peers to send heartbeats
+            # to, but its raft clock ticks every heartbeat interval: 150 ms instead of 50 ms took its
+            # idle CPU from ~1.1 % to ~0.7 % of a core.
+            "--heartbeat-interval", "150", "--election-timeout", "1000",
             "--quota-backend-bytes", str(2 * 1024**3), "--log-level", "warn"]
 
 
@@ -243,15 +255,68 @@ def _cleanup_dns(home: Home, cfg: ClusterConfig) -> list[str]:
     return []
 
 
-# Dependency order: etcd → apiserver → controller-manager, scheduler → kubelet → proxy, dns.
+def _group_flags(home: Home, cfg: ClusterConfig) -> list[str]:
+    flags = ["--healthz-bind-address", f"127.0.0.1:{cfg.control_plane_port}"]
+    for m in MEMBERS:
+        if m.available():
+            flags += ["--", m.name, *m.argv(home, cfg)]
+    return flags
+
+
+def member_health(home: Home, cfg: ClusterConfig) -> dict[str, bool] | None:
+    """Each member's readiness from the group's verbose /healthz; None when it does not answer."""
+    req = urllib.request.Request(f"http://127.0.0.1:{cfg.control_plane_port}/healthz?verbose")
+    try:
+        with urllib.request.urlopen(req, timeout=1.0) as r:
+            text = r.read().decode()
+    except urllib.error.HTTPError as e:  # 503 while a member is not ready: the body still lists them
+        text = e.read().decode(errors="replace")
+    except OSError:
+        return None
+    return {line[3:].split()[0]: line.startswith("[+]") for line in text.splitlines() if line[:3] in ("[+]", "[-]")}
+
+
+def _probe_group(home: Home, cfg: ClusterConfig, running: float) -> Health:
+    health = member_health(home, cfg)
+    if health is None:
+        return False, f"no answer on 127.0.0.1:{cfg.control_plane_port}/healthz"
+    waiting = [name for name, ok in health.items() if not ok]
+    return not waiting, f"waiting for {', '.join(waiting)}" if waiting else f"{', '.join(health)} ready"
+
+
+def _probe_member(home: Home, cfg: ClusterConfig, running: float, name: str) -> Health:
+    health = member_health(home, cfg)
+    if health is None or name not in health:
+        return False, "control-plane process not answering"
+    return health[name], "in control-plane" if health[name] else "starting, in control-plane"
+
+
+def _member_probe(name: str) -> Callable[[Home, ClusterConfig, float], Health]:
+    return lambda home, cfg, running: _probe_member(home, cfg, running, name)
+
+
+def _cleanup_group(home: Home, cfg: ClusterConfig) -> list[str]:
+    return [problem for m in MEMBERS if m.cleanup is not None and m.available() for problem in m.cleanup(home, cfg)]
+
+
+# Run inside the control-plane process, each through its own `run(config, ready)`: one Python
+# process instead of four saves ~40 MB per member (see launcher/group.py).
+MEMBERS: tuple[Component, ...] = (
+    Component("controller-manager", "controllers.main", None, (), _controller_flags, _member_probe("controller-manager")),
+    Component("scheduler", "scheduler.main", None, (), _client_flags, _member_probe("scheduler")),
+    Component("proxy", "proxy.main", None, (), _proxy_flags, _probe_proxy, _cleanup_proxy),
+    Component("dns", "proxy.dns_main", None, (), _dns_flags, _member_probe("dns"), _cleanup_dns),
+)
+GROUP = Component("control-plane", "launcher.group", None, ("apiserver",), _group_flags, _probe_group, _cleanup_group,
+                  members=MEMBERS)
+
+# The supervised processes, in dependency order: etcd → apiserver → kubelet, control-plane.
 COMPONENTS: tuple[Component, ...] = (
     Component("etcd", None, "etcd", (), _etcd_flags, _probe_etcd),
     Component("apiserver", "apiserver.main", None, ("etcd",), _apiserver_flags, _probe_apiserver),
-    Component("controller-manager", "controllers.main", None, ("apiserver",), _controller_flags, _probe_settled),
-    Component("scheduler", "scheduler.main", None, ("apiserver",), _client_flags, _probe_settled),
     Component("kubelet", "kubelet.main", None, ("apiserver",), _kubelet_flags, _probe_node, _cleanup_kubelet),
-    Component("proxy", "proxy.main", None, ("kubelet",), _proxy_flags, _probe_proxy, _cleanup_proxy),
-    Component("dns", "proxy.dns_main", None, ("apiserver",), _dns_flags, _probe_settled, _cleanup_dns),
+    GROUP,
 )
 
-BY_NAME = {c.name: c for c in COMPONENTS}
+# Every component by name, the group's members included.
+BY_NAME = {c.name: c for c in (*COMPONENTS, *MEMBERS)}

@@ -28,7 +28,7 @@ from typing import Any
 from pklib import kubeconfig
 
 DEFAULT_PORTS = {"etcd_client_port": 2379, "etcd_peer_port": 2380, "api_port": 6443, "proxy_metrics_port": 10249,
-                 "kubelet_port": 10250}
+                 "kubelet_port": 10250, "control_plane_port": 10257}
 DEFAULT_PROXY_TABLE = "pkube-proxy"
 DEFAULT_SERVICE_CIDR = "10.96.0.0/16"  # kube-dns at 10.96.0.10 as in Kubernetes; the rest of /12 for other homes
 DEFAULT_CLUSTER_CIDR = "10.244.0.0/16"
@@ -77,6 +77,7 @@ class ClusterConfig:
     proxy_metrics_port: int = DEFAULT_PORTS["proxy_metrics_port"]
     proxy_table: str = DEFAULT_PROXY_TABLE  # nftables table the service proxy owns
     kubelet_port: int = DEFAULT_PORTS["kubelet_port"]
+    control_plane_port: int = DEFAULT_PORTS["control_plane_port"]  # /healthz of the control-plane process
     # How the kubelet names what it puts on the host; a non-default home gets its own names (node_names()),
     # so two clusters never share a bridge, a NAT table, netns, veths or a cgroup.
     bridge: str = "pkube0"
@@ -171,7 +172,8 @@ class Home:
             cfg = ClusterConfig(etcd_client_port=choose(DEFAULT_PORTS["etcd_client_port"]),
                                 etcd_peer_port=choose(DEFAULT_PORTS["etcd_peer_port"]), api_port=api,
                                 proxy_metrics_port=choose(DEFAULT_PORTS["proxy_metrics_port"]),
-                                kubelet_port=choose(DEFAULT_PORTS["kubelet_port"]))
+                                kubelet_port=choose(DEFAULT_PORTS["kubelet_port"]),
+                                control_plane_port=choose(DEFAULT_PORTS["control_plane_port"]))
             if not default_home:
                 # Services and pods of two clusters on one host must not share addresses, nftables
                 # rules or network devices.

@@ -79,6 +79,13 @@ def status_report(home: Home, cfg: ClusterConfig, supervisor: procs.ProcRecord |
         state = "Running" if st.get("state") in ("Running", "Starting") else st.get("state", "?")
         rows.append([c.name, state, str(rec.pid), human_bytes(rec.rss_bytes()), human_duration(uptime),
                      str(st.get("restarts", 0)), ("ok" if ok else "FAILING") + f" ({detail})"])
+        for m in c.members:  # components sharing this process: its PID, memory and uptime
+            if m.available():
+                m_ok, m_detail = m.probe(home, cfg, uptime)
+                healthy = healthy and m_ok
+                rows.append([f"  {m.name}", "Running" if m_ok else "Starting", str(rec.pid), "(shared)",
+                             human_duration(uptime), str(st.get("restarts", 0)),
+                             ("ok" if m_ok else "FAILING") + f" ({m_detail})"])
     sup = f"running (pid {supervisor.pid})" if supervisor else "not running"
     print(f"pkube cluster in {home.root}: supervisor {sup}")
     print(f"API server: {cfg.api_url}   kubeconfig: {home.kubeconfig}\n")

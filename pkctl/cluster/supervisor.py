@@ -33,7 +33,7 @@ BACKOFF_RESET_AFTER = 60.0
 STOP_GRACE = 10.0
 # What `pkube COMPONENT` prints and returns when a module the component needs is missing.
 LAUNCHER_UNAVAILABLE, UNAVAILABLE_MARK = 2, "is not available in this build"
-HEALTH_INTERVAL = 5.0
+HEALTH_INTERVAL = 10.0  # once Running, like a Kubernetes probe's default periodSeconds
 LOG_ROTATE_BYTES = 20 * 2**20  # keep one older log of this size per component
 
 

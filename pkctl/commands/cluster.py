@@ -186,7 +186,9 @@ def _wait_ready(home: Home, sup: subprocess.Popen[bytes], timeout: float) -> boo
             key = f"{state}/{st.get('restarts', 0)}"
             if shown.get(c.name) != key:
                 if state == "Running":
-                    print(f"  ✓ {c.name} ready ({st.get('ready_after', 0):.1f}s)", flush=True)
+                    hosts = [m.name for m in c.members if m.available()]
+                    print(f"  ✓ {c.name} ready ({st.get('ready_after', 0):.1f}s)"
+                          + (f": {', '.join(hosts)}" if hosts else ""), flush=True)
                 elif state == "NotAvailable":
                     print(f"  - {c.name}: {st.get('detail')}", flush=True)
                 elif state == "Restarting":
@@ -289,21 +291,42 @@ def cmd_logs(args: argparse.Namespace) -> int:
     home = _home(args)
     if not home.exists():
         raise CommandError(f"no pkube cluster at {home.root}")
-    path = home.log(args.component)
+    # a member of the control-plane process writes into that process's log, its lines tagged [name]
+    host = next((c.name for c in COMPONENTS if BY_NAME.get(args.component) in c.members), None)
+    path = home.log(host or args.component)
     if not path.exists():
         raise CommandError(f"{args.component} has no log yet in {home.logs}")
+    keep = MemberLines(args.component) if host else None
     with open(path, "rb") as f:
-        data = f.read()
+        lines = f.read().splitlines(keepends=True)
+        if keep is not None:
+            lines = [line for line in lines if keep(line)]
         if args.tail is not None:
-            data = b"".join(data.splitlines(keepends=True)[-args.tail:]) if args.tail else b""
-        sys.stdout.buffer.write(data)
+            lines = lines[-args.tail:] if args.tail else []
+        sys.stdout.buffer.write(b"".join(lines))
         sys.stdout.flush()
+        pending = b""
         while args.follow:  # until Ctrl-C, like `tail -f`
             chunk = f.read()
-            if chunk:
-                sys.stdout.buffer.write(chunk)
-                sys.stdout.flush()
-            else:
+            if not chunk:
                 time.sleep(0.2)
+                continue
+            *complete, pending = (pending + chunk).split(b"\n")
+            out = [line + b"\n" for line in complete if keep is None or keep(line + b"\n")]
+            sys.stdout.buffer.write(b"".join(out))
+            sys.stdout.flush()
     return 0
 
+
+class MemberLines:
+    """Picks one member's lines out of a group log: its tagged lines, the lines that continue them
+    (tracebacks), and what concerns the whole process (supervisor marks, the final error line)."""
+
+    def __init__(self, name: str):
+        self.tag, self.mine = f" [{name}] ".encode(), False
+
+    def __call__(self, line: bytes) -> bool:
+        if line[:4].isdigit() and b" [" in line[:60]:  # a log record: "<date> <time> LEVEL [member] ..."
+            self.mine = self.tag in line[:80]
+            return self.mine
+        return self.mine or line.startswith((b"====", b"error:"))

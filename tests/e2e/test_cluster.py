@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pkctl.cluster.components import BY_NAME
+from pkctl.cluster.components import BY_NAME, COMPONENTS, GROUP
 from tests.e2e.helpers import (EXAMPLES, ROOT, Cluster, kubectl, make_namespace, no_traceback, node_state_left,
                                recorded_processes, run)
 from tests.util import wait_for_sync
@@ -30,9 +30,12 @@ pytestmark = [
 def test_up_shows_progress_and_what_to_try_next(cluster: Cluster) -> None:
     out = cluster.up_output
     assert "✓ etcd ready" in out and "✓ apiserver ready" in out
-    for comp in BY_NAME.values():
+    for comp in COMPONENTS:
         # every component is either reported ready or said to be missing from this build
         assert f"✓ {comp.name} ready" in out or f"- {comp.name}: " in out, out
+    ready_members = out.split("✓ control-plane ready", 1)[1].splitlines()[0]
+    for m in GROUP.members:
+        assert (m.name in ready_members) == m.available(), out
     assert f"export KUBECONFIG={cluster.kubeconfig}" in out
 
 
@@ -153,9 +156,19 @@ def test_logs_show_each_component_and_the_supervisor(cluster: Cluster) -> None:
     assert "etcd ready after" in run("cluster", "logs", "supervisor", "--home", str(cluster.home)).stdout
 
 
+def test_logs_of_a_member_show_only_its_lines(cluster: Cluster) -> None:
+    if not (BY_NAME["scheduler"].available() and BY_NAME["controller-manager"].available()):
+        pytest.skip("needs two members in the control-plane process")
+    whole = run("cluster", "logs", "control-plane", "--home", str(cluster.home)).stdout
+    assert " [scheduler] " in whole and " [controller-manager] " in whole
+    mine = run("cluster", "logs", "scheduler", "--home", str(cluster.home)).stdout
+    records = [line for line in mine.splitlines() if line[:4].isdigit()]
+    assert records and all(" [scheduler] " in line for line in records), mine
+
+
 def test_logs_follow_until_interrupted(cluster: Cluster, tmp_path: Path) -> None:
-    if not BY_NAME["scheduler"].available():
-        pytest.skip("kills the scheduler to make the supervisor log something")
+    if not GROUP.available():
+        pytest.skip("kills the control-plane process to make the supervisor log something")
     out = tmp_path / "follow.txt"
     with open(out, "wb") as f:
         follower = subprocess.Popen([sys.executable, "-m", "pkctl.main", "cluster", "logs", "supervisor", "-f",
@@ -163,10 +176,10 @@ def test_logs_follow_until_interrupted(cluster: Cluster, tmp_path: Path) -> None
     try:
         wait_for_sync(lambda: b"etcd ready after" in out.read_bytes(), timeout=15, message="existing lines")
         # a new line in the log (the supervisor logs every restart) shows up while following
-        rec = cluster.record("scheduler")
+        rec = cluster.record("control-plane")
         assert rec is not None
         os.kill(rec.pid, signal.SIGKILL)
-        wait_for_sync(lambda: b"scheduler exited with -9" in out.read_bytes(), timeout=15,
+        wait_for_sync(lambda: b"control-plane exited with -9" in out.read_bytes(), timeout=15,
                       message="the restart logged while following")
         follower.send_signal(signal.SIGINT)
         assert follower.wait(10) == 130
@@ -175,7 +188,8 @@ def test_logs_follow_until_interrupted(cluster: Cluster, tmp_path: Path) -> None
         if follower.poll() is None:
             follower.kill()
             follower.wait()
-    wait_for_sync(lambda: cluster.state("scheduler")["state"] == "Running", timeout=30, message="scheduler back")
+    wait_for_sync(lambda: cluster.state("control-plane")["state"] == "Running", timeout=30,
+                  message="control-plane back")
 
 
 def test_a_second_home_is_a_separate_cluster(cluster: Cluster, tmp_path: Path) -> None:

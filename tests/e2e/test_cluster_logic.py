@@ -16,7 +16,8 @@ import yaml
 
 from launcher.main import COMPONENTS as LAUNCHER_COMPONENTS
 from pkctl.cluster import kubemerge, pki, prereqs, procs
-from pkctl.cluster.components import BY_NAME, COMPONENTS
+from pkctl.cluster.components import BY_NAME, COMPONENTS, GROUP
+from pkctl.commands.cluster import MemberLines
 from pkctl.cluster.home import ClusterConfig, Home, HomeError, private_pod_range, private_service_range
 from pkctl.cluster.report import human_bytes, human_duration
 from pkctl.cluster.supervisor import restart_delay
@@ -29,8 +30,8 @@ MOUNTS = "cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n/dev/sda1 / ext4 rw 0 0\n"
 
 def test_component_modules_match_the_launcher() -> None:
     # pkctl may not import the launcher, so the table repeats its module names; this keeps them in step.
-    ours = {c.name: c.module for c in COMPONENTS if c.module is not None}
-    assert ours == LAUNCHER_COMPONENTS
+    ours = {c.name: c.module for c in (*COMPONENTS, *GROUP.members) if c.module is not None and not c.members}
+    assert {**ours, "group": GROUP.module} == LAUNCHER_COMPONENTS
 
 
 def test_components_start_after_their_dependencies() -> None:
@@ -253,3 +254,16 @@ def test_kubelet_runs_for_real_with_the_homes_names_and_dns(tmp_path: Path) -> N
     assert BY_NAME["kubelet"].cleanup is not None
     cm = BY_NAME["controller-manager"].argv(home, cfg)
     assert cm[cm.index("--cluster-cidr") + 1] == cfg.cluster_cidr
+
+
+def test_member_lines_pick_one_members_records_and_their_continuations() -> None:
+    log = [b"==== 2026-01-01T00:00:00Z pkube supervisor: starting control-plane\n",
+           b"2026-01-01 00:00:01,000 INFO [scheduler] scheduler: scheduling\n",
+           b"2026-01-01 00:00:01,100 INFO [dns] proxy.dns_main: serving\n",
+           b"2026-01-01 00:00:02,000 ERROR [scheduler] group: scheduler failed: boom\n",
+           b"Traceback (most recent call last):\n",
+           b"2026-01-01 00:00:03,000 INFO [dns] proxy.dns_main: more\n",
+           b"  a dns continuation\n",
+           b"error: boom\n"]
+    keep = MemberLines("scheduler")
+    assert [line for line in log if keep(line)] == [log[0], log[1], log[3], log[4], log[7]]

@@ -1,0 +1,120 @@
+"""A Deployment's revision history, read from its ReplicaSets: pure functions for `pkctl rollout history|undo`.
+
+Every pod template a Deployment ever rolled out lives on in a ReplicaSet that carries the
+`deployment.kubernetes.io/revision` annotation (and `kubernetes.io/change-cause` if the user set one).
+Undo is kubectl's: copy the chosen ReplicaSet's template, without its pod-template-hash label, back
+into the Deployment; the deployment controller then rolls it out as the next revision.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from .rollout_status import REVISION_ANNOTATION, RolloutError
+
+Obj = dict[str, Any]
+
+CHANGE_CAUSE = "kubernetes.io/change-cause"
+HASH_LABEL = "pod-template-hash"
+NONE = "<none>"
+# Annotations that describe the Deployment itself, never a revision's template: an undo keeps the
+# Deployment's own values of these rather than taking the ReplicaSet's (kubectl's annotationsToSkip).
+KEEP_ON_UNDO = frozenset({
+    "kubectl.kubernetes.io/last-applied-configuration", REVISION_ANNOTATION,
+    "deployment.kubernetes.io/revision-history", "deployment.kubernetes.io/desired-replicas",
+    "deployment.kubernetes.io/max-replicas", "deprecated.deployment.rollback.to",
+})
+
+
+def revision_of(obj: Obj) -> int | None:
+    raw = ((obj.get("metadata") or {}).get("annotations") or {}).get(REVISION_ANNOTATION)
+    try:
+        return int(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def owned_replicasets(deployment: Obj, replicasets: list[Obj]) -> list[Obj]:
+    """The ReplicaSets whose controller is this Deployment (same uid: not a deleted namesake's)."""
+    uid = (deployment.get("metadata") or {}).get("uid")
+    return [rs for rs in replicasets
+            if any(ref.get("controller") and ref.get("uid") == uid
+                   for ref in (rs.get("metadata") or {}).get("ownerReferences") or [])]
+
+
+def revisions(replicasets: list[Obj]) -> dict[int, Obj]:
+    """Revision number → ReplicaSet; ReplicaSets without a readable revision are not history."""
+    out: dict[int, Obj] = {}
+    for rs in replicasets:
+        rev = revision_of(rs)
+        if rev is not None:
+            out[rev] = rs
+    return out
+
+
+def history_table(replicasets: list[Obj]) -> str:
+    """kubectl's REVISION / CHANGE-CAUSE table (tabwriter, padding 2), or the no-history sentence."""
+    by_rev = revisions(replicasets)
+    if not by_rev:
+        return "No rollout history found."
+    rows = [("REVISION", "CHANGE-CAUSE")]
+    for rev in sorted(by_rev):
+        cause = ((by_rev[rev].get("metadata") or {}).get("annotations") or {}).get(CHANGE_CAUSE) or NONE
+        rows.append((str(rev), cause))
+    width = max(len(r[0]) for r in rows) + 2
+    return "".join(f"{r[0].ljust(width)}{r[1]}\n" for r in rows)
+
+
+def rollback_target(replicasets: list[Obj], to_revision: int, deployment_name: str) -> tuple[int, Obj]:
+    """The (revision, ReplicaSet) to go back to: `to_revision`, or with 0 the one before the latest."""
+    if to_revision < 0:
+        raise RolloutError(f"unable to find specified revision {to_revision} in history")
+    by_rev = revisions(replicasets)
+    if to_revision > 0:
+        if to_revision not in by_rev:
+            raise RolloutError(f"unable to find specified revision {to_revision} in history")
+        return to_revision, by_rev[to_revision]
+    ordered = sorted(by_rev)
+    if len(ordered) < 2:
+        raise RolloutError(f'no rollout history found for deployment "{deployment_name}"')
+    return ordered[-2], by_rev[ordered[-2]]
+
+
+def _pruned(value: Any) -> Any:
+    """Drop empty and null fields: `resources: {}` and no `resources` are the same template (as Go's
+    semantic equality of the typed objects has it)."""
+    if isinstance(value, dict):
+        out = {k: _pruned(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v not in (None, {}, [])}
+    if isinstance(value, list):
+        return [_pruned(v) for v in value]
+    return value
+
+
+def without_hash(template: Obj) -> Obj:
+    t = copy.deepcopy(template or {})
+    labels = (t.get("metadata") or {}).get("labels")
+    if labels:
+        labels.pop(HASH_LABEL, None)
+    return t
+
+
+def same_template(a: Obj, b: Obj) -> bool:
+    return bool(_pruned(without_hash(a)) == _pruned(without_hash(b)))
+
+
+def undo_patch(deployment: Obj, rs: Obj) -> list[Obj]:
+    """A JSON patch that puts the ReplicaSet's template back into the Deployment.
+
+    Annotations: the ReplicaSet's (but those in KEEP_ON_UNDO) over the Deployment's current ones. kubectl
+    replaces them with the ReplicaSet's outright, relying on the controller copying the Deployment's
+    annotations to each ReplicaSet; merging keeps user annotations whichever way the controller does it.
+    """
+    template = without_hash((rs.get("spec") or {}).get("template") or {})
+    annotations = dict((deployment.get("metadata") or {}).get("annotations") or {})
+    for key, value in ((rs.get("metadata") or {}).get("annotations") or {}).items():
+        if key not in KEEP_ON_UNDO:
+            annotations[key] = value
+    # `add` on an object member replaces it, and also works when the Deployment has no annotations yet.
+    return [{"op": "replace", "path": "/spec/template", "value": template},
+            {"op": "add", "path": "/metadata/annotations", "value": annotations}]

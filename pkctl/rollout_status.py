@@ -1,0 +1,151 @@
+"""What `pkctl rollout status` says about one object: pure functions, object in, (message, done) out.
+
+The wording and the order of the checks are kubectl's (kubectl/pkg/polymorphichelpers/rollout_status.go,
+v1.32), so scripts that read kubectl's output read ours. A rollout that can no longer succeed (the
+Deployment's progress deadline passed, a revision other than the one pinned) raises RolloutError.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+Obj = dict[str, Any]
+
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+# The Progressing condition's reason once the deployment controller gave up waiting.
+TIMED_OUT_REASON = "ProgressDeadlineExceeded"
+
+
+class RolloutError(Exception):
+    """The rollout failed or cannot be judged; the message is what the user sees after `error: `."""
+
+
+@dataclass(frozen=True)
+class Status:
+    message: str  # one line, without the newline
+    done: bool
+
+
+def _int(value: Any, default: int = 0) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _parts(obj: Obj) -> tuple[Obj, Obj, Obj]:
+    return obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+
+
+def _observed(meta: Obj, status: Obj) -> bool:
+    """Has the controller seen the latest spec? Until then the status describes an older one."""
+    return _int(meta.get("generation")) <= _int(status.get("observedGeneration"))
+
+
+def deployment_status(obj: Obj, revision: int = 0) -> Status:
+    meta, spec, status = _parts(obj)
+    name = meta.get("name", "")
+    if revision > 0:
+        raw = (meta.get("annotations") or {}).get(REVISION_ANNOTATION)
+        try:
+            current = int(raw)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise RolloutError(f"cannot get the revision of deployment {name!r}: "
+                               f"invalid revision annotation {raw!r}") from None
+        if revision != current:
+            raise RolloutError(f"desired revision ({revision}) is different from the running revision ({current})")
+    if not _observed(meta, status):
+        return Status("Waiting for deployment spec update to be observed...", False)
+    progressing = next((c for c in status.get("conditions") or [] if c.get("type") == "Progressing"), None)
+    if progressing is not None and progressing.get("reason") == TIMED_OUT_REASON:
+        raise RolloutError(f'deployment "{name}" exceeded its progress deadline')
+    desired = _int(spec.get("replicas"), 1)
+    updated, total = _int(status.get("updatedReplicas")), _int(status.get("replicas"))
+    available = _int(status.get("availableReplicas"))
+    waiting = f'Waiting for deployment "{name}" rollout to finish: '
+    if updated < desired:
+        return Status(f"{waiting}{updated} out of {desired} new replicas have been updated...", False)
+    if total > updated:
+        return Status(f"{waiting}{total - updated} old replicas are pending termination...", False)
+    if available < updated:
+        return Status(f"{waiting}{available} of {updated} updated replicas are available...", False)
+    return Status(f'deployment "{name}" successfully rolled out', True)
+
+
+def daemonset_status(obj: Obj, revision: int = 0) -> Status:
+    # DaemonSets keep no revision history here (as in kubectl): `revision` is ignored.
+    meta, spec, status = _parts(obj)
+    name = meta.get("name", "")
+    if ((spec.get("updateStrategy") or {}).get("type") or "RollingUpdate") != "RollingUpdate":
+        raise RolloutError("rollout status is only available for RollingUpdate strategy type")
+    if not _observed(meta, status):
+        return Status("Waiting for daemon set spec update to be observed...", False)
+    desired = _int(status.get("desiredNumberScheduled"))
+    updated, available = _int(status.get("updatedNumberScheduled")), _int(status.get("numberAvailable"))
+    waiting = f'Waiting for daemon set "{name}" rollout to finish: '
+    if updated < desired:
+        return Status(f"{waiting}{updated} out of {desired} new pods have been updated...", False)
+    if available < desired:
+        return Status(f"{waiting}{available} of {desired} updated pods are available...", False)
+    return Status(f'daemon set "{name}" successfully rolled out', True)
+
+
+def statefulset_status(obj: Obj, revision: int = 0) -> Status:
+    meta, spec, status = _parts(obj)
+    strategy = spec.get("updateStrategy") or {}
+    if (strategy.get("type") or "RollingUpdate") != "RollingUpdate":
+        raise RolloutError("rollout status is only available for RollingUpdate strategy type")
+    if _int(status.get("observedGeneration")) == 0 or not _observed(meta, status):
+        return Status("Waiting for statefulset spec update to be observed...", False)
+    replicas = _int(spec.get("replicas"), 1)
+    ready, updated = _int(status.get("readyReplicas")), _int(status.get("updatedReplicas"))
+    if ready < replicas:
+        return Status(f"Waiting for {replicas - ready} pods to be ready...", False)
+    rolling = strategy.get("rollingUpdate")
+    if rolling is not None:
+        partition = rolling.get("partition")
+        if partition is not None and updated < replicas - _int(partition):
+            return Status(f"Waiting for partitioned roll out to finish: {updated} out of "
+                          f"{replicas - _int(partition)} new pods have been updated...", False)
+        return Status(f"partitioned roll out complete: {updated} new pods have been updated...", True)
+    update_rev, current_rev = status.get("updateRevision") or "", status.get("currentRevision") or ""
+    if update_rev != current_rev:
+        return Status(f"waiting for statefulset rolling update to complete {updated} pods at revision "
+                      f"{update_rev}...", False)
+    return Status(f"statefulset rolling update complete {_int(status.get('currentReplicas'))} pods at revision "
+                  f"{current_rev}...", True)
+
+
+# Keyed by (group, kind): the kinds whose controllers maintain the status fields read above.
+VIEWERS: dict[tuple[str, str], Callable[[Obj, int], Status]] = {
+    ("apps", "Deployment"): deployment_status,
+    ("apps", "DaemonSet"): daemonset_status,
+    ("apps", "StatefulSet"): statefulset_status,
+}
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go duration (`0s`, `90s`, `1m30s`, `1.5h`, `500ms`), the format of kubectl's --timeout.
+
+    Raises ValueError worded like Go's time.ParseDuration.
+    """
+    body = text[1:] if text[:1] in "+-" else text
+    if body == "0":
+        return 0.0
+    if not body:
+        raise ValueError(f'time: invalid duration "{text}"')
+    total, at = 0.0, 0
+    while at < len(body):
+        m = _DURATION_PART.match(body, at)
+        if m is None:
+            if re.fullmatch(r"\d+(?:\.\d*)?", body[at:]):
+                raise ValueError(f'time: missing unit in duration "{text}"')
+            raise ValueError(f'time: invalid duration "{text}"')
+        total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+        at = m.end()
+    return -total if text.startswith("-") else total
