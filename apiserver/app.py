@@ -29,7 +29,7 @@ class Config:
     token_auth_file: str | None = None
     service_cluster_ip_range: str = "10.96.0.0/12"
     service_node_port_range: str = "30000-32767"
-    watch_bookmark_interval: float = 10.0
+    watch_bookmark_interval: float = 60.0  # Kubernetes sends one about every minute
     tls_cert_file: str | None = None  # with tls_private_key_file: serve HTTPS
     tls_private_key_file: str | None = None
 

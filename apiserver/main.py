@@ -30,7 +30,7 @@ def parse_args(argv: list[str]) -> Config:
     p.add_argument("--token-auth-file", help='CSV of token,user,uid,"group1,group2": requires bearer tokens')
     p.add_argument("--service-cluster-ip-range", default="10.96.0.0/12")
     p.add_argument("--service-node-port-range", default="30000-32767")
-    p.add_argument("--watch-bookmark-interval", type=float, default=10.0,
+    p.add_argument("--watch-bookmark-interval", type=float, default=60.0,
                    help="seconds between BOOKMARK events on watches that allow them")
     p.add_argument("--tls-cert-file", help="serving certificate (PEM, may hold the chain): serve HTTPS")
     p.add_argument("--tls-private-key-file", help="the serving certificate's private key (PEM)")

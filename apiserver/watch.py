@@ -29,7 +29,9 @@ log = logging.getLogger("apiserver.watch")
 
 DEFAULT_TIMEOUT = 1800  # Kubernetes' --min-request-timeout; spread by up to 2x like it does
 MAX_BATCH = 256  # events written per socket write when a watcher has a backlog
-LIVENESS_CHECK = 2.0  # seconds between checks that an idle watcher's client is still connected
+# A bookmark goes out this long before a watch times out, so the client resumes from the newest revision
+# (Kubernetes' cacher does the same, besides one every --watch-bookmark-interval).
+PRE_TIMEOUT_BOOKMARK = 2.0
 # Request key: a StreamResponse subclass that re-encodes events (server-side Tables for `kubectl get -w`).
 WATCH_RESPONSE = "pkube.watch_response"
 
@@ -40,6 +42,15 @@ def is_watch(query: Any) -> bool:
 
 def _error_line(err: StatusError) -> bytes:
     return orjson.dumps({"type": "ERROR", "object": err.status()}) + b"\n"
+
+
+def _next_bookmark(now: float, deadline: float, interval: float) -> float:
+    at = min(now + interval, deadline - PRE_TIMEOUT_BOOKMARK)
+    return at if at > now else float("inf")
+
+
+def _connected(request: web.Request) -> bool:
+    return request.transport is not None and not request.transport.is_closing()
 
 
 def _bookmark(res: Resource, revision: int) -> bytes:
@@ -104,7 +115,8 @@ async def serve_watch(request: web.Request, storage: Storage, cache: WatchCache,
         else:
             initial = [event_line("ADDED", c.raw) for c in rc.items(ns_prefix, matches)]
         if failure is None:
-            watcher = Watcher(ns_prefix, matches, asyncio.Queue(WATCHER_QUEUE))
+            watcher = Watcher(ns_prefix, matches, asyncio.Queue(WATCHER_QUEUE),
+                              connected=lambda: _connected(request))
             rc.watchers.add(watcher)
     if failure is not None:
         resp = await _start(request)
@@ -128,18 +140,22 @@ async def serve_watch(request: web.Request, storage: Storage, cache: WatchCache,
 
 async def _pump(request: web.Request, resp: web.StreamResponse, watcher: Watcher, res: Resource,
                 cache: WatchCache, deadline: float, bookmarks: bool, bookmark_interval: float) -> None:
-    next_bookmark = time.monotonic() + bookmark_interval if bookmarks else float("inf")
+    # An idle watch sleeps until its next bookmark or its deadline; a client that leaves meanwhile is noticed
+    # by the watch cache's sweep, which ends the watcher (a None in its queue).
+    now = time.monotonic()
+    next_bookmark = _next_bookmark(now, deadline, bookmark_interval) if bookmarks else float("inf")
     while True:
         now = time.monotonic()
-        if now >= deadline or request.transport is None or request.transport.is_closing():
-            return  # timed out, or the client went away (aiohttp does not cancel the handler for us)
+        if now >= deadline or not _connected(request):
+            return
         try:
-            async with asyncio.timeout(min(deadline, next_bookmark, now + LIVENESS_CHECK) - now):
+            async with asyncio.timeout(min(deadline, next_bookmark) - now):
                 line = await watcher.queue.get()
         except TimeoutError:
-            if time.monotonic() >= next_bookmark:
+            now = time.monotonic()
+            if now >= next_bookmark:
                 await resp.write(_bookmark(res, cache.revision))
-                next_bookmark = time.monotonic() + bookmark_interval
+                next_bookmark = _next_bookmark(now, deadline, bookmark_interval)
             continue
         batch = [line]
         while line is not None and len(batch) < MAX_BATCH and not watcher.queue.empty():

@@ -9,7 +9,10 @@ reflects, which lets a consistent list be answered from memory once the cache
 has caught up with etcd's current revision.
 
 Watchers get a bounded queue each; one that falls too far behind is dropped with
-a 410 ERROR event (it must re-list) so it can never slow the others down.
+a 410 ERROR event (it must re-list) so it can never slow the others down. One
+sweep every CLIENT_CHECK seconds ends the watches whose client went away (aiohttp
+does not cancel their handlers, and an idle watch writes nothing that could fail),
+so that an idle watch costs no timer of its own.
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ NATURAL_CATCH_UP = 0.01  # how long to wait for the watch to catch up on its own
 HISTORY = 10_000  # events kept per resource for resuming watches
 LOAD_PAGE = 2_000  # objects per etcd read when (re)filling the cache
 WATCHER_QUEUE = 10_000  # events a watcher may lag behind before it is dropped
+CLIENT_CHECK = 2.0  # seconds between two sweeps for watchers whose client is gone
 
 
 def resource_prefix(group: str, plural: str) -> str:
@@ -79,6 +83,7 @@ class Watcher:
     matches: Filter
     queue: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(WATCHER_QUEUE))
     dropped: bool = False
+    connected: Callable[[], bool] = lambda: True  # False once the client is gone (checked by the sweep)
 
     def offer(self, ev: Event) -> None:
         if self.dropped or not ev.key.startswith(self.namespace_prefix):
@@ -103,6 +108,10 @@ class Watcher:
 
     def drop(self) -> None:
         self.dropped = True
+        self.end()
+
+    def end(self) -> None:
+        """Let the watch finish: whatever is still queued is discarded, then the end marker."""
         while not self.queue.empty():
             self.queue.get_nowait()
         self.queue.put_nowait(None)
@@ -164,6 +173,7 @@ class WatchCache:
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._marker: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self._id = uuid.uuid4().hex[:12]
         self._markers = 0
 
@@ -189,16 +199,16 @@ class WatchCache:
     async def start(self) -> None:
         await self._load()
         self._task = asyncio.create_task(self._run(), name="watchcache")
+        self._sweeper = asyncio.create_task(self._sweep_disconnected(), name="watchcache-clients")
 
     async def stop(self) -> None:
-        if self._marker is not None:
-            self._marker.cancel()
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        for task in (self._marker, self._sweeper, self._task):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
         self.close_watchers()
 
     def close_watchers(self) -> None:
@@ -206,9 +216,15 @@ class WatchCache:
         for cache in self.caches.values():
             for w in list(cache.watchers):
                 cache.watchers.discard(w)
-                while not w.queue.empty():
-                    w.queue.get_nowait()
-                w.queue.put_nowait(None)
+                w.end()
+
+    async def _sweep_disconnected(self) -> None:
+        while True:
+            await asyncio.sleep(CLIENT_CHECK)
+            for cache in self.caches.values():
+                for w in [w for w in cache.watchers if not w.connected()]:
+                    cache.watchers.discard(w)
+                    w.end()
 
     async def _list_all(self) -> tuple[list[Entry], int]:
         """Everything under ROOT, in pages all read at the revision of the first one."""

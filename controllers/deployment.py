@@ -1,7 +1,9 @@
 """Deployment controller: rolls a pod template out through ReplicaSets.
 
-The ReplicaSet whose template equals the Deployment's is the "new" one (named
-<deployment>-<template hash>, labelled pod-template-hash); all others are old.
+The ReplicaSet whose template equals the Deployment's (empty fields and the hash label
+aside) is the "new" one (named <deployment>-<template hash>, labelled pod-template-hash);
+all others are old. The new one carries the Deployment's annotations (change-cause, ...),
+so that each revision in the history keeps the ones it was rolled out with.
 RollingUpdate scales new up within maxSurge and old down within maxUnavailable,
 one step per sync, re-triggered by ReplicaSet status changes; Recreate scales old
 to zero, waits for their pods to be gone, then scales new up. A rollback is just a
@@ -113,7 +115,9 @@ class DeploymentController(Controller):
         max_old = max((du.revision_of(rs) for rs in old), default=0)
         revision = max_old + 1
         if new_rs is not None:
-            if du.revision_of(new_rs) < revision or self._annotations_stale(d, new_rs):
+            current = meta(new_rs).get("annotations") or {}
+            if du.new_rs_annotations(d, current, revision) != current or self._annotations_stale(d, new_rs) \
+                    or self._min_ready_stale(d, new_rs):
                 new_rs = await self._update_rs(d, new_rs, du.replicas_of(new_rs), revision)
         elif create:
             new_rs = await self._create_new_rs(d, rss, revision)
@@ -126,6 +130,10 @@ class DeploymentController(Controller):
         surge, _ = du.fenceposts(d)
         return (ann.get(du.DESIRED_REPLICAS) != str(du.replicas_of(d))
                 or ann.get(du.MAX_REPLICAS) != str(du.replicas_of(d) + surge))
+
+    def _min_ready_stale(self, d: Obj, rs: Obj) -> bool:
+        return bool(int((rs.get("spec") or {}).get("minReadySeconds") or 0)
+                    != int((d.get("spec") or {}).get("minReadySeconds") or 0))
 
     async def _create_new_rs(self, d: Obj, rss: list[Obj], revision: int) -> Obj:
         spec = d["spec"]
@@ -140,7 +148,7 @@ class DeploymentController(Controller):
             "apiVersion": "apps/v1", "kind": "ReplicaSet",
             "metadata": {"name": f"{meta(d)['name']}-{h}", "namespace": meta(d)["namespace"],
                          "labels": dict(template["metadata"]["labels"]),
-                         "annotations": {du.REVISION: str(revision),
+                         "annotations": {**du.new_rs_annotations(d, {}, revision),
                                          du.DESIRED_REPLICAS: str(du.replicas_of(d)),
                                          du.MAX_REPLICAS: str(du.replicas_of(d) + surge)},
                          "ownerReferences": [owner_reference(d)]},
@@ -156,7 +164,7 @@ class DeploymentController(Controller):
             existing = await self.client.get(REPLICASETS, rs["metadata"]["name"], meta(d)["namespace"])
             ref = controller_ref(existing)
             if ref is not None and ref.get("uid") == meta(d)["uid"] \
-                    and du.template_without_hash(existing["spec"]["template"]) == du.template_without_hash(template):
+                    and du.same_template(existing["spec"]["template"], template):
                 return existing
             # A different template hashed to the same name: bump collisionCount and retry.
             status = copy.deepcopy(d.get("status") or {})
@@ -169,10 +177,10 @@ class DeploymentController(Controller):
 
     async def _update_rs(self, d: Obj, rs: Obj, replicas: int, revision: int | None = None) -> Obj:
         body = copy.deepcopy(rs)
+        if revision is not None:  # only the new ReplicaSet gets a revision, and the Deployment's annotations
+            body["metadata"]["annotations"] = du.new_rs_annotations(d, meta(rs).get("annotations") or {}, revision)
         ann = body["metadata"].setdefault("annotations", {})
         surge, _ = du.fenceposts(d)
-        if revision is not None and du.revision_of(rs) < revision:
-            ann[du.REVISION] = str(revision)
         ann[du.DESIRED_REPLICAS] = str(du.replicas_of(d))
         ann[du.MAX_REPLICAS] = str(du.replicas_of(d) + surge)
         body["spec"]["replicas"] = replicas

@@ -13,11 +13,21 @@ from pklib.informer import Obj
 from .util import int_or_percent, meta, now_rfc3339
 
 REVISION = "deployment.kubernetes.io/revision"
+REVISION_HISTORY = "deployment.kubernetes.io/revision-history"
 DESIRED_REPLICAS = "deployment.kubernetes.io/desired-replicas"
 MAX_REPLICAS = "deployment.kubernetes.io/max-replicas"
 HASH_LABEL = "pod-template-hash"
 DEFAULT_PROGRESS_DEADLINE = 600
 DEFAULT_HISTORY_LIMIT = 10
+# Annotations that describe the Deployment object itself or one ReplicaSet's place in the history,
+# never the rollout: they are not copied from a Deployment onto its ReplicaSets (Kubernetes'
+# annotationsToSkip). Everything else, `kubernetes.io/change-cause` above all, is.
+NOT_COPIED = frozenset({
+    "kubectl.kubernetes.io/last-applied-configuration", REVISION, REVISION_HISTORY, DESIRED_REPLICAS,
+    MAX_REPLICAS, "deprecated.deployment.rollback.to",
+})
+# The revision-history annotation drops its oldest entries beyond this many characters.
+MAX_REVISION_HISTORY_CHARS = 2000
 
 
 def replicas_of(obj: Obj | None) -> int:
@@ -31,8 +41,12 @@ def status_of(obj: Obj | None, field: str) -> int:
 
 
 def revision_of(obj: Obj) -> int:
+    return _parse_revision((meta(obj).get("annotations") or {}).get(REVISION))
+
+
+def _parse_revision(text: str | None) -> int:
     try:
-        return int((meta(obj).get("annotations") or {}).get(REVISION, 0))
+        return int(text or 0)
     except ValueError:
         return 0
 
@@ -67,12 +81,62 @@ def template_without_hash(template: Obj) -> Obj:
     return t
 
 
+def comparable_template(template: Obj) -> Obj:
+    """A pod template as Kubernetes' EqualIgnoreHash sees it: without the pod-template-hash label and
+    without empty or null fields. Go compares typed objects, where `resources: {}`, `args: []` and
+    `creationTimestamp: null` are the same value as no field at all; kubectl's `rollout undo` sends
+    such fields, and the rollback must still find the ReplicaSet it came from."""
+    return _without_empties(template_without_hash(template))
+
+
+def _without_empties(value: Any) -> Any:
+    if isinstance(value, dict):
+        pruned = {k: _without_empties(v) for k, v in value.items()}
+        return {k: v for k, v in pruned.items() if not _is_empty(v)}
+    if isinstance(value, list):
+        # Elements stay, even empty ones: their position is part of the value.
+        return [_without_empties(v) for v in value]
+    return value
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or (isinstance(value, (dict, list)) and not value)
+
+
+def same_template(a: Obj, b: Obj) -> bool:
+    return bool(comparable_template(a) == comparable_template(b))
+
+
 def find_new_rs(d: Obj, rss: list[Obj]) -> Obj | None:
-    """The oldest ReplicaSet whose pod template equals the Deployment's (ignoring the hash label)."""
-    want = template_without_hash((d.get("spec") or {}).get("template") or {})
-    same = [rs for rs in rss if template_without_hash((rs.get("spec") or {}).get("template") or {}) == want]
+    """The oldest ReplicaSet whose pod template equals the Deployment's (see comparable_template)."""
+    want = comparable_template((d.get("spec") or {}).get("template") or {})
+    same = [rs for rs in rss if comparable_template((rs.get("spec") or {}).get("template") or {}) == want]
     same.sort(key=lambda rs: (meta(rs).get("creationTimestamp") or "", meta(rs)["name"]))
     return same[0] if same else None
+
+
+def new_rs_annotations(d: Obj, current: dict[str, str], revision: int) -> dict[str, str]:
+    """The annotations the Deployment's new ReplicaSet should carry (Kubernetes' SetNewReplicaSetAnnotations):
+    the Deployment's own (but NOT_COPIED) over the ReplicaSet's current ones, and the revision raised to
+    `revision` if it is lower. A ReplicaSet that comes back (a rollback) remembers the revisions it had
+    before in revision-history. Annotations the Deployment no longer has stay, as in Kubernetes."""
+    out = dict(current)
+    for key, value in (meta(d).get("annotations") or {}).items():
+        if key not in NOT_COPIED:
+            out[key] = value
+    had = current.get(REVISION)
+    if _parse_revision(had) < revision:
+        out[REVISION] = str(revision)
+        if had:
+            out[REVISION_HISTORY] = _history_with(current.get(REVISION_HISTORY) or "", had)
+    return out
+
+
+def _history_with(history: str, revision: str) -> str:
+    entries = [e for e in history.split(",") if e] + [revision]
+    while len(entries) > 1 and len(",".join(entries)) > MAX_REVISION_HISTORY_CHARS:
+        entries.pop(0)
+    return ",".join(entries)
 
 
 def new_rs_replicas(d: Obj, all_rss: list[Obj], new_rs: Obj | None) -> int:

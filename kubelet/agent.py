@@ -34,9 +34,10 @@ from kubelet.node import NodeAgent
 from kubelet.plan import (ATTEMPT_LABEL, INIT_LABEL, NAME_LABEL, POD_UID_LABEL, PodRuntime, RuntimeContainer,
                           compute_pod_actions, pod_finished)
 from kubelet.probes import ProbeManager
-from kubelet.runtime.interface import (ContainerConfig, ContainerState, NotFound, Resources, RuntimeError_,
-                                       SandboxConfig, SandboxState, SecurityContext)
+from kubelet.runtime.interface import (ContainerConfig, ContainerState, ContainerStatus, NotFound, Resources,
+                                       RuntimeError_, SandboxConfig, SandboxState, SandboxStatus, SecurityContext)
 from kubelet.runtime.runc import RuncRuntime
+from kubelet.shared import SharedRead
 from kubelet.status import OWNED_STATUS, StatusInputs, compute_status, same_status
 from kubelet.volumes import VolumeManager, container_mounts
 
@@ -103,6 +104,8 @@ class PodWorkers:
         self._refreshed: dict[str, float] = {}                       # uid -> when its API volumes were rewritten
         self._image_ids: dict[str, tuple[str, float]] = {}           # image ref -> (status imageID, valid until)
         self._written: dict[str, dict[str, Any]] = {}                # uid -> the status we last wrote
+        # pods synced together (the periodic full sync queues them all) share one read of the runtime
+        self.runtime_listing = SharedRead(self._list_runtime)
         handler = Handler(lambda p: self.queue.add(key_of(p)), self._pod_updated, lambda p: self.queue.add(key_of(p)))
         self.pods.add_handler(handler)
 
@@ -128,15 +131,18 @@ class PodWorkers:
 
     # --- runtime state ----------------------------------------------------------------------------------
 
+    async def _list_runtime(self) -> tuple[list[SandboxStatus], list[ContainerStatus]]:
+        return await self.runtime.list_sandboxes(), await self.runtime.list_containers()
+
     async def runtime_state(self, uid: str) -> PodRuntime:
-        sandboxes = sorted((s for s in await self.runtime.list_sandboxes() if s.config.uid == uid),
-                           key=lambda s: s.created_at)
+        all_sandboxes, all_containers = await self.runtime_listing.get()
+        sandboxes = sorted((s for s in all_sandboxes if s.config.uid == uid), key=lambda s: s.created_at)
         if not sandboxes:
             return PodRuntime()
         newest = sandboxes[-1]
         rt = PodRuntime(sandbox_id=newest.id, sandbox_ready=newest.state == SandboxState.READY, ip=newest.ip,
                         stale_sandboxes=[s.id for s in sandboxes[:-1]])
-        for c in await self.runtime.list_containers(newest.id):
+        for c in (c for c in all_containers if c.sandbox_id == newest.id):
             rt.containers.append(RuntimeContainer(
                 id=c.id, name=c.labels.get(NAME_LABEL, c.name), init=c.labels.get(INIT_LABEL) == "true",
                 attempt=int(c.labels.get(ATTEMPT_LABEL, "0")), state=c.state, exit_code=c.exit_code,
@@ -504,11 +510,14 @@ class PodWorkers:
         loop = asyncio.get_running_loop()
         next_full = loop.time() + self.cfg.sync_frequency
         while True:
+            full = loop.time() >= next_full
             try:
                 await self.relist()
+                if full:
+                    await self.remove_orphaned_volumes()
             except (RuntimeError_, OSError) as e:
                 log.warning("relist failed: %s", e)
-            if loop.time() >= next_full:
+            if full:
                 next_full = loop.time() + self.cfg.sync_frequency
                 for key in self.pods.store.keys():
                     self.queue.add(key)
@@ -545,6 +554,15 @@ class PodWorkers:
             if self._snapshot.get(uid) != snap:
                 self._snapshot[uid] = snap
                 self.queue.add(key_of(by_uid[uid]))
-        for uid in await asyncio.to_thread(self.volumes.pod_uids):
-            if uid not in seen and not any(p["metadata"]["uid"] == uid for p in self.pods.store.list()):
+
+    async def remove_orphaned_volumes(self) -> None:
+        """Volumes of pods that have neither a sandbox nor an API object (left by a crash between the two
+        removals; teardown() normally takes them with the sandbox): rare, so looked for only at full syncs."""
+        uids = await asyncio.to_thread(self.volumes.pod_uids)
+        if not uids:
+            return
+        sandboxes = {s.config.uid for s in await self.runtime.list_sandboxes()}
+        known = {p["metadata"]["uid"] for p in self.pods.store.list()}
+        for uid in uids:
+            if uid not in sandboxes and uid not in known:
                 await asyncio.to_thread(self.volumes.teardown, uid)

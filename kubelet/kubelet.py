@@ -45,7 +45,10 @@ def add_real_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--crashloop-backoff-base", type=float, default=10.0, help="first restart delay in seconds")
     g.add_argument("--crashloop-backoff-max", type=float, default=300.0, help="restart delay cap in seconds")
     g.add_argument("--relist-period", type=float, default=1.0, help="seconds between two runtime relists")
-    g.add_argument("--node-status-update-frequency", type=float, default=60.0)
+    g.add_argument("--node-status-update-frequency", type=float, default=10.0,
+                   help="seconds between two computations of the node status (written only when it changed)")
+    g.add_argument("--node-status-report-frequency", type=float, default=300.0,
+                   help="seconds after which an unchanged node status is written anyway")
     g.add_argument("--sync-frequency", type=float, default=60.0,
                    help="seconds between two full syncs of every pod (configMap/secret volume updates)")
     g.add_argument("--pod-workers", type=int, default=16)
@@ -89,8 +92,10 @@ def check_real_config(config: argparse.Namespace) -> None:
             raise ValueError(f"--cluster-dns: {ip!r} is not an IP address") from None
     if not 0 <= config.port <= 65535:
         raise ValueError("--port must be between 0 and 65535")
-    if config.relist_period <= 0 or config.sync_frequency <= 0 or config.node_lease_renew_interval <= 0:
-        raise ValueError("--relist-period and --node-lease-renew-interval must be positive")
+    if min(config.relist_period, config.sync_frequency, config.node_lease_renew_interval,
+           config.node_status_update_frequency, config.node_status_report_frequency) <= 0:
+        raise ValueError("--relist-period, --sync-frequency, --node-lease-renew-interval and "
+                         "--node-status-update/report-frequency must be positive")
 
 
 def _runtime_config(config: argparse.Namespace, pod_cidr: str) -> RuntimeConfig:
@@ -126,7 +131,8 @@ async def run_real(client: Client, config: argparse.Namespace, ready: asyncio.Ev
         reserved_memory=config.system_reserved_memory,
         node_ip=config.node_ip or await asyncio.to_thread(host_ip), labels=_labels(config.node_labels),
         lease_duration=config.node_lease_duration_seconds, renew_interval=config.node_lease_renew_interval,
-        status_interval=config.node_status_update_frequency, port=config.port),
+        status_interval=config.node_status_update_frequency,
+        report_interval=config.node_status_report_frequency, port=config.port),
         await asyncio.to_thread(runtime_version))
     await node.register()
     cidr = await node.wait_pod_cidr()

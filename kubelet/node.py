@@ -1,6 +1,8 @@
 """The kubelet's Node: registration (capacity/allocatable, addresses, nodeInfo, labels, conditions), the Lease
-heartbeat in kube-node-lease, node status refresh on change and at least every `status_interval`, and the wait
-for spec.podCIDR (given by the node IPAM controller)."""
+heartbeat in kube-node-lease, node status computed every `status_interval` and written when it changed or
+`report_interval` passed (Kubernetes' nodeStatusUpdateFrequency / nodeStatusReportFrequency: the Lease is
+the liveness signal, so an unchanged status is only re-posted every few minutes), and the wait for
+spec.podCIDR (given by the node IPAM controller)."""
 from __future__ import annotations
 
 import asyncio
@@ -45,7 +47,8 @@ class NodeConfig:
     labels: dict[str, str] = field(default_factory=dict)
     lease_duration: int = 40
     renew_interval: float = 10.0
-    status_interval: float = 60.0
+    status_interval: float = 10.0
+    report_interval: float = 300.0
     port: int = 0                  # the kubelet API's port (0: not served)
 
 
@@ -249,18 +252,26 @@ class NodeAgent:
         return await self.client.update(LEASES, {**lease, "spec": spec})
 
     async def heartbeat(self) -> None:
-        """Renew the Lease every renew_interval; write the node status when it changed or status_interval passed."""
+        """Renew the Lease every renew_interval; compute the node status every status_interval and write it
+        when it changed or report_interval passed. One timer serves both (by default they coincide)."""
         loop = asyncio.get_running_loop()
-        last_status = loop.time()
+        now = last_report = loop.time()
+        next_lease, next_status = now + self.cfg.renew_interval, now + self.cfg.status_interval
         while True:
-            await asyncio.sleep(self.cfg.renew_interval)
+            await asyncio.sleep(max(0.0, min(next_lease, next_status) - loop.time()))
+            now = loop.time()
             try:
-                await self.renew_lease()
-                old = self.node.get("status") or {}
-                new = self.desired_status(old)
-                if loop.time() - last_status >= self.cfg.status_interval or _changed(old, new):
-                    self.node = await self.client.patch(NODES, self.cfg.name, {"status": new}, subresource="status")
-                    last_status = loop.time()
+                if now >= next_lease:
+                    next_lease = now + self.cfg.renew_interval
+                    await self.renew_lease()
+                if now >= next_status:
+                    next_status = now + self.cfg.status_interval
+                    old = self.node.get("status") or {}
+                    new = self.desired_status(old)
+                    if now - last_report >= self.cfg.report_interval or _changed(old, new):
+                        self.node = await self.client.patch(NODES, self.cfg.name, {"status": new},
+                                                            subresource="status")
+                        last_report = loop.time()
             except (ApiError, ConnectionFailed) as e:
                 log.warning("node %s heartbeat failed: %s", self.cfg.name, e)
 

@@ -27,8 +27,7 @@ from aiohttp import web
 from pklib.errors import ApiError, ConnectionFailed
 from pklib.resources import must_lookup
 
-from kubelet.runtime.exec import ExecSession, start_exec
-from kubelet.runtime.interface import ContainerState, LogOptions, NotFound, RuntimeError_
+from kubelet.runtime.interface import ContainerState, ExecStream, LogOptions, NotFound, RuntimeError_
 
 if TYPE_CHECKING:
     from kubelet.agent import PodWorkers
@@ -157,7 +156,7 @@ class KubeletServer:
         await _serve(ws, session, request.query.getall("command"))
         return ws
 
-    async def _start_exec(self, request: web.Request) -> ExecSession:
+    async def _start_exec(self, request: web.Request) -> ExecStream:
         command = request.query.getall("command", [])
         if not command:
             raise _error(400, "BadRequest", "you must specify at least 1 command")
@@ -165,13 +164,9 @@ class KubeletServer:
         status = await self.workers.runtime.container_status(cid)
         if status.state != ContainerState.RUNNING:
             raise _error(400, "BadRequest", f"container {request.match_info['container']} is not running")
-        # streaming exec is runc-specific (kubelet/runtime/exec.py); the Runtime interface has the buffered form only
-        runc = getattr(self.workers.runtime, "runc", None)
-        if runc is None:
-            raise _error(400, "BadRequest", "this node's container runtime offers no streaming exec")
         try:
-            return await start_exec(runc, cid, command, stdin=_bool(request.query.get("stdin")),
-                                    tty=_bool(request.query.get("tty")))
+            return await self.workers.runtime.start_exec(cid, command, stdin=_bool(request.query.get("stdin")),
+                                                         tty=_bool(request.query.get("tty")))
         except (RuntimeError_, OSError) as e:
             raise _error(400, "BadRequest", f"cannot start {command!r}: {e}") from None
 
@@ -232,7 +227,7 @@ async def _finish(ws: web.WebSocketResponse, status: dict[str, Any]) -> None:
     await ws.close()
 
 
-async def _serve(ws: web.WebSocketResponse, session: ExecSession, command: list[str]) -> None:
+async def _serve(ws: web.WebSocketResponse, session: ExecStream, command: list[str]) -> None:
     """Output to the socket as produced, socket input to the command as it arrives; the exit status last."""
     inputs = asyncio.create_task(_forward_input(ws, session))
     try:
@@ -250,7 +245,7 @@ async def _serve(ws: web.WebSocketResponse, session: ExecSession, command: list[
         await ws.close()
 
 
-async def _forward_input(ws: web.WebSocketResponse, session: ExecSession) -> None:
+async def _forward_input(ws: web.WebSocketResponse, session: ExecStream) -> None:
     async for msg in ws:
         if msg.type != aiohttp.WSMsgType.BINARY or not msg.data:
             continue

@@ -124,7 +124,7 @@ def _volume(lines: list[str], v: Obj) -> None:
     elif "hostPath" in v:
         h = v["hostPath"] or {}
         lines += [f"{at}Type:\tHostPath (bare host directory volume)", f"{at}Path:\t{h.get('path', '')}",
-                  f"{at}HostPathType:\t{h.get('type') or ''}"]
+                  f"{at}HostPathType:\t{h.get('type') or NONE}"]
     elif "persistentVolumeClaim" in v:
         pvc = v["persistentVolumeClaim"] or {}
         lines += [f"{at}Type:\tPersistentVolumeClaim (a reference to a PersistentVolumeClaim in the same namespace)",
@@ -167,5 +167,6 @@ def describe_template(template: Obj) -> str:
     if spec.get("priorityClassName"):
         lines.append(f"{_ind(1)}Priority Class Name:\t{spec['priorityClassName']}")
     _multiline(lines, "  Node-Selectors", [f"{k}={v}" for k, v in sorted((spec.get("nodeSelector") or {}).items())])
-    _multiline(lines, "  Tolerations", [_toleration(t) for t in spec.get("tolerations") or []])
+    tolerations = sorted(spec.get("tolerations") or [], key=lambda t: str(t.get("key") or ""))  # kubectl's order
+    _multiline(lines, "  Tolerations", [_toleration(t) for t in tolerations])
     return "".join(f"{line}\n" for line in lines)

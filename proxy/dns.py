@@ -1,11 +1,11 @@
-"""Cluster DNS records from Services and Endpoints, and answering queries from them (no I/O here).
+"""Cluster DNS records from Services and EndpointSlices, and answering queries from them (no I/O here).
 
 The names follow the Kubernetes DNS specification (what CoreDNS' kubernetes plugin serves):
 
 * `<svc>.<ns>.svc.<domain>` A -> the ClusterIP; for a headless Service the ready endpoint IPs; an
   ExternalName Service is a CNAME to its external name.
 * `<hostname>.<svc>.<ns>.svc.<domain>` A -> the endpoint that carries that hostname (StatefulSet pods,
-  whose `spec.hostname`/`spec.subdomain` the endpoints controller copies into the Endpoints), and
+  whose `spec.hostname`/`spec.subdomain` the endpoint slice controller copies into the slices), and
   `<a-b-c-d>.<svc>.<ns>.svc.<domain>` for the other endpoints of a headless Service.
 * `_<port>._<proto>.<svc>.<ns>.svc.<domain>` SRV for named ports: the Service name and port, or for a
   headless Service one record per endpoint with the endpoint's name and port.
@@ -19,11 +19,11 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
 from dnslib import CNAME, DNSRecord, PTR, QTYPE, RCODE, RR, SRV, A
 
-from .rules import ip_key, is_ipv4
+from .slices import group_by_service, ip_key, is_ipv4
 
 Obj = dict[str, Any]
 DEFAULT_TTL = 5  # seconds, as CoreDNS' kubernetes plugin: endpoints change often
@@ -63,8 +63,27 @@ def _reverse(ip: str) -> str:
     return ipaddress.IPv4Address(ip).reverse_pointer + "."
 
 
-def build_zone(services: Iterable[Obj], endpoints: Mapping[str, Obj], domain: str = "cluster.local") -> Zone:
+def _ready_members(slice_: Obj) -> Iterable[tuple[str, str]]:
+    """(IPv4, hostname or "") of the slice's ready endpoints: what a headless Service's names resolve to.
+
+    `ready` absent means ready; the endpoint slice controller marks every endpoint ready for a Service
+    with publishNotReadyAddresses, so that case needs nothing here (as in CoreDNS).
+    """
+    for ep in slice_.get("endpoints") or []:
+        if (ep.get("conditions") or {}).get("ready") is False:
+            continue
+        host = ep.get("hostname") or ""
+        if host and not _LABEL.match(host):
+            continue  # never let a name that is not a DNS label into the zone
+        for ip in ep.get("addresses") or []:
+            if is_ipv4(ip):
+                yield ip, host
+
+
+def build_zone(services: Iterable[Obj], slices: Iterable[Obj], domain: str = "cluster.local") -> Zone:
+    """The zone for these Services and their EndpointSlices (labelled kubernetes.io/service-name)."""
     zone = Zone(normalize_domain(domain))
+    by_service = group_by_service(slices)
     zone.add_name(zone.domain)
     for svc in services:
         meta, spec = svc.get("metadata") or {}, svc.get("spec") or {}
@@ -83,26 +102,30 @@ def build_zone(services: Iterable[Obj], endpoints: Mapping[str, Obj], domain: st
                 continue
             zone.a[base] = [cluster_ip]
             zone.ptr.setdefault(_reverse(cluster_ip), base)
-        ep_obj = endpoints.get(f"{ns}/{name}") or {}
-        for subset in ep_obj.get("subsets") or []:
-            addresses = [a for a in subset.get("addresses") or [] if is_ipv4(a.get("ip"))
-                         and (not a.get("hostname") or _LABEL.match(a["hostname"]))]
-            for addr in addresses:
-                ip = addr["ip"]
-                if headless:
-                    zone.a.setdefault(base, []).append(ip)
-                    host = f"{addr.get('hostname') or _dashed(ip)}.{base}"
-                    zone.a.setdefault(host, []).append(ip)
-                    zone.add_name(host)
-                    zone.ptr.setdefault(_reverse(ip), host)
-            for port in subset.get("ports") or []:
-                if not port.get("name") or not headless:
+        seen: set[str] = set()
+        # Only a headless Service's names resolve to its endpoints; a ClusterIP Service's to the ClusterIP.
+        for slice_ in by_service.get(f"{ns}/{name}", ()) if headless else ():
+            if slice_.get("addressType", "IPv4") != "IPv4":
+                continue
+            members = list(_ready_members(slice_))
+            for ip, host in members:
+                if ip in seen:
+                    continue  # listed by two slices while the controller moves it
+                seen.add(ip)
+                zone.a.setdefault(base, []).append(ip)
+                fqdn = f"{host or _dashed(ip)}.{base}"
+                zone.a.setdefault(fqdn, []).append(ip)
+                zone.add_name(fqdn)
+                zone.ptr.setdefault(_reverse(ip), fqdn)
+            for port in slice_.get("ports") or []:
+                if not port.get("name") or not isinstance(port.get("port"), int):
                     continue
-                srv_name = f"_{port['name']}._{port.get('protocol', 'TCP').lower()}.{base}"
+                srv_name = f"_{port['name']}._{(port.get('protocol') or 'TCP').lower()}.{base}"
                 zone.add_name(srv_name)
-                for addr in addresses:
-                    target = f"{addr.get('hostname') or _dashed(addr['ip'])}.{base}"
-                    zone.srv.setdefault(srv_name, []).append((0, 100, int(port["port"]), target))
+                for ip, host in members:
+                    target = f"{host or _dashed(ip)}.{base}"
+                    if (0, 100, port["port"], target) not in zone.srv.get(srv_name, ()):
+                        zone.srv.setdefault(srv_name, []).append((0, 100, port["port"], target))
         if not headless:
             for port in spec.get("ports") or []:
                 if port.get("name"):

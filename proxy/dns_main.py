@@ -3,7 +3,7 @@
     pkube dns --kubeconfig FILE [--listen 10.96.0.10:53 ...] [--cluster-domain cluster.local]
               [--upstream HOST[:PORT] ...] [--forward-timeout 2s] [--address-interface lo]
 
-Cluster names are answered from Services and Endpoints (see proxy/dns.py); other names are forwarded to
+Cluster names are answered from Services and EndpointSlices (see proxy/dns.py); other names are forwarded to
 the host's resolvers (the nameservers of /etc/resolv.conf, or --upstream) and a SERVFAIL comes back
 quickly when they do not answer in time.
 
@@ -29,19 +29,19 @@ from pklib.client import Client
 from pklib.component import (ConfigError, add_client_flags, make_client as _make_client, run_until_signalled,
                              setup_logging)
 from pklib.errors import ConnectionFailed
-from pklib.informer import Handler, InformerFactory, key_of
+from pklib.informer import Handler, InformerFactory
 from pklib.kubeconfig import KubeconfigError
 from pklib.resources import must_lookup
 
 from . import dns
-from .rules import is_ipv4
 from .main import duration
 from .netlocal import LocalAddressError, LocalAddresses
+from .slices import is_ipv4
 
 log = logging.getLogger("dns")
 
 SERVICES = must_lookup("services")
-ENDPOINTS = must_lookup("endpoints")
+ENDPOINT_SLICES = must_lookup("endpointslices")
 UDP_LIMIT = 512  # without EDNS0, a UDP answer must fit in 512 bytes
 CACHE_ENTRIES = 50_000
 
@@ -121,12 +121,12 @@ class DnsServer:
         self.upstreams = upstreams
         self.informers = InformerFactory(client)
         self.services = self.informers.informer(SERVICES)
-        self.endpoints = self.informers.informer(ENDPOINTS)
+        self.slices = self.informers.informer(ENDPOINT_SLICES)
         self._zone: dns.Zone | None = None
         # Answers for cluster names by query packet minus its id: hot names cost a dict lookup, not a
         # parse and an encode. Emptied whenever the zone changes.
         self._cache: dict[tuple[bytes, bool], bytes] = {}
-        for inf in (self.services, self.endpoints):
+        for inf in (self.services, self.slices):
             inf.add_handler(Handler(self._changed, lambda o, n: self._changed(n), self._changed))
 
     def _changed(self, _: Any) -> None:
@@ -136,8 +136,8 @@ class DnsServer:
     @property
     def zone(self) -> dns.Zone:
         if self._zone is None:
-            eps = {key_of(e): e for e in self.endpoints.store.list()}
-            self._zone = dns.build_zone(self.services.store.list(), eps, self.config.cluster_domain)
+            self._zone = dns.build_zone(self.services.store.list(), self.slices.store.list(),
+                                        self.config.cluster_domain)
         return self._zone
 
     def cached(self, data: bytes, udp: bool) -> bytes | None:

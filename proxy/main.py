@@ -3,12 +3,13 @@
     pkube proxy --kubeconfig FILE [--node-name N] [--node-ip IP] [--table pkube-proxy] [--sync-period 30s]
                 [--metrics-bind-address 127.0.0.1:10249] [--cleanup]
 
-Informers keep Services and Endpoints in memory; every change marks the ruleset dirty, and the sync loop
+Informers keep Services and EndpointSlices (discovery.k8s.io/v1, merged per Service by their
+`kubernetes.io/service-name` label) in memory; every change marks its Service dirty, and the sync loop
 syncs at most once per --min-sync-period (default 50 ms): a lone change goes out at once, a burst of
-changes becomes one `nft -f` transaction.
-At start and every --sync-period the table is reconciled against the kernel. The rules stay in place
-when the proxy stops (connections keep working across restarts, as with kube-proxy); `--cleanup`
-deletes the table and exits.
+changes becomes one nft transaction that rewrites only the dirty Services (a partial sync). At start,
+after a failed transaction and every --sync-period the whole table is reconciled against the kernel (a
+full sync). The rules stay in place when the proxy stops (connections keep working across restarts, as
+with kube-proxy); `--cleanup` deletes the table, gives back `route_localnet` (see localnet.py) and exits.
 
 LoadBalancer Services get the node's address as `status.loadBalancer.ingress` (like k3s' ServiceLB on a
 single node) and are served on it.
@@ -34,8 +35,8 @@ from pklib.informer import Handler, InformerFactory, Obj, key_of
 from pklib.kubeconfig import KubeconfigError
 from pklib.resources import must_lookup
 
-from . import nft, rules
-from .proxier import Metrics, Proxier, enable_route_localnet
+from . import localnet, nft, rules, slices
+from .proxier import Metrics, Proxier
 
 log = logging.getLogger("proxy")
 
@@ -46,7 +47,7 @@ TRIGGER_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
 resource = must_lookup
 
 SERVICES = must_lookup("services")
-ENDPOINTS = must_lookup("endpoints")
+ENDPOINT_SLICES = must_lookup("endpointslices")
 NODES = must_lookup("nodes")
 
 
@@ -94,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="at most one sync per this interval; changes within it share one transaction")
     p.add_argument("--metrics-bind-address", type=host_port, default=("127.0.0.1", 10249),
                    help="HOST:PORT of /metrics and /healthz (port 0: not served)")
-    p.add_argument("--cleanup", action="store_true", help="delete the nftables table and exit")
+    p.add_argument("--cleanup", action="store_true",
+                   help="delete the nftables table, restore route_localnet if no other proxy needs it, and exit")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -132,7 +134,8 @@ async def node_ip(client: Client, config: argparse.Namespace) -> str | None:
 
 
 class ProxyServer:
-    """Informers -> dirty flag -> batched syncs; plus LoadBalancer status."""
+    """Informers -> dirty Service keys -> batched syncs (partial, or full at start and periodically);
+    plus LoadBalancer status."""
 
     def __init__(self, client: Client, config: argparse.Namespace, metrics: Metrics):
         self.client = client
@@ -141,46 +144,67 @@ class ProxyServer:
         self.proxier = Proxier(config.table, config.node_name, metrics)
         self.informers = InformerFactory(client)
         self.services = self.informers.informer(SERVICES)
-        self.endpoints = self.informers.informer(ENDPOINTS)
+        self.slices = self.informers.informer(ENDPOINT_SLICES)
         self.node_ip: str | None = None
         self._dirty = asyncio.Event()
-        # Object key -> when its change happened, for the programming-latency metric (earliest pending).
+        self._dirty_keys: set[str] = set()  # Services whose rules may have changed since the last sync
+        # Service key -> when its change happened, for the programming-latency metric (earliest pending).
         self._pending: dict[str, float] = {}
         self.services.add_handler(Handler(self._svc_changed, lambda o, n: self._svc_changed(n), self._svc_changed))
-        self.endpoints.add_handler(Handler(self._ep_changed, lambda o, n: self._ep_changed(n), self._ep_changed))
+        self.slices.add_handler(Handler(self._slice_changed, self._slice_moved, self._slice_changed))
 
     def _mark(self, key: str, when: float) -> None:
+        self._dirty_keys.add(key)
         # Objects of the initial list are not "changes": like kube-proxy, only measure after the first sync.
         if self.proxier.last_sync:
             self._pending.setdefault(key, when)
         self._dirty.set()
 
     def _svc_changed(self, svc: Obj) -> None:
-        self._mark("svc:" + key_of(svc), time.time())
+        self._mark(key_of(svc), time.time())
 
-    def _ep_changed(self, ep: Obj) -> None:
-        # The endpoints controller may stamp the time of the pod change that caused this; prefer it.
-        stamp = ((ep.get("metadata") or {}).get("annotations") or {}).get(TRIGGER_ANNOTATION)
+    def _slice_moved(self, old: Obj, new: Obj) -> None:
+        # A slice relabelled to another Service changes both.
+        before = slices.service_key(old)
+        if before is not None and before != slices.service_key(new):
+            self._mark(before, time.time())
+        self._slice_changed(new)
+
+    def _slice_changed(self, slice_: Obj) -> None:
+        key = slices.service_key(slice_)
+        if key is None:
+            return
+        # The endpoint slice controller may stamp the time of the pod change that caused this; prefer it.
+        stamp = ((slice_.get("metadata") or {}).get("annotations") or {}).get(TRIGGER_ANNOTATION)
         when = time.time()
         if stamp:
             try:
                 when = min(when, datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())
             except ValueError:
                 pass
-        self._mark("ep:" + key_of(ep), when)
+        self._mark(key, when)
+
+    def _slices_of(self, key: str) -> list[Obj]:
+        ns, _, name = key.partition("/")
+        return [s for s in self.slices.store.by_index("label", f"{slices.SERVICE_NAME_LABEL}={name}")
+                if (s.get("metadata") or {}).get("namespace") == ns]
 
     async def _sync(self, full: bool) -> None:
         # Snapshot the caches here, in the event loop that mutates them; the thread only reads the snapshot.
         pending, self._pending = self._pending, {}
-        services = self.services.store.list()
-        endpoints = {key_of(e): e for e in self.endpoints.store.list()}
+        dirty, self._dirty_keys = self._dirty_keys, set()
         try:
             # nft and rule generation are blocking; keep the informers' event loop free meanwhile.
-            await asyncio.to_thread(self.proxier.sync, services, endpoints, full)
+            if full:
+                await asyncio.to_thread(self.proxier.sync_full, self.services.store.list(), self.slices.store.list())
+            else:
+                snapshot = {key: (self.services.store.get(key), self._slices_of(key)) for key in dirty}
+                await asyncio.to_thread(self.proxier.sync_partial, snapshot)
         except nft.NftError:
             # Keep the changes pending so the next attempt still reports their latency.
             for k, v in pending.items():
                 self._pending.setdefault(k, v)
+            self._dirty_keys |= dirty
             raise
         now = time.time()
         for when in pending.values():
@@ -191,7 +215,7 @@ class ProxyServer:
         next_full = 0.0
         failures = 0
         while True:
-            full = loop.time() >= next_full
+            full = loop.time() >= next_full or self.proxier.needs_full
             self._dirty.clear()
             last_start = loop.time()
             try:
@@ -204,7 +228,6 @@ class ProxyServer:
                 failures += 1
                 log.error("sync failed (attempt %d): %s", failures, e)
                 self._dirty.set()
-                next_full = 0.0
                 await asyncio.sleep(min(30.0, 0.5 * 2 ** min(failures, 6)))
                 continue
             try:
@@ -267,9 +290,10 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
     """Run until cancelled; `ready` is set after the first successful sync."""
     if config.cleanup:
         await asyncio.to_thread(nft.delete_table, config.table)
+        await asyncio.to_thread(localnet.restore, config.table, nft.proxy_tables)
         ready.set()
         return
-    await asyncio.to_thread(enable_route_localnet)
+    await asyncio.to_thread(localnet.enable, config.table)
     client = make_client(config)
     server = ProxyServer(client, config, Metrics())
     runner: web.AppRunner | None = None

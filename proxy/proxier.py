@@ -1,36 +1,27 @@
-"""The proxier: turns the current Services and Endpoints into kernel state, one transaction per sync.
+"""The proxier: turns the current Services and EndpointSlices into kernel state, one transaction per sync.
 
-It owns what the kernel is believed to hold (chains and sets of the table, the UDP targets conntrack may
-remember) so that each sync deletes exactly the stale parts. A full reconcile re-reads the table from the
-kernel first, so rules someone else changed or deleted are put back.
+It owns what the kernel is believed to hold (per Service, `state.TableState`) so that each sync deletes
+exactly the stale parts. A partial sync rewrites only the Services that changed; a full reconcile (at
+start, periodically, after a failure) re-reads the table from the kernel first and rewrites all of it, so
+rules someone else changed or deleted are put back. UDP conntrack entries of vanished endpoints go too.
 """
 from __future__ import annotations
 
 import logging
 import subprocess
 import time
-from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Optional
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from . import nft, rules
+from . import nft, rules, slices
+from .state import TableState, stale_udp
 
 log = logging.getLogger("proxy")
 
-ROUTE_LOCALNET = Path("/proc/sys/net/ipv4/conf/all/route_localnet")
+Obj = dict[str, Any]
+
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-
-
-def enable_route_localnet() -> None:
-    """DNAT of connections to 127.0.0.1:NODEPORT needs the kernel to route 127/8 sources off `lo`.
-
-    Like kube-proxy we set it for the whole node; the masquerade rule then gives those packets a real
-    source address before they leave.
-    """
-    if ROUTE_LOCALNET.read_text().strip() != "1":
-        ROUTE_LOCALNET.write_text("1\n")
-        log.info("set net.ipv4.conf.all.route_localnet=1 for node ports on 127.0.0.1")
 
 
 class Metrics:
@@ -39,9 +30,13 @@ class Metrics:
         self.sync_duration = Histogram(
             "pkube_proxy_sync_proxy_rules_duration_seconds", "Time to generate and apply the nftables ruleset",
             registry=self.registry, buckets=_LATENCY_BUCKETS)
+        # As kube-proxy: the same, split by kind of sync (a full one rewrites the table, a partial one the changes).
+        self.sync_kind_duration = {kind: Histogram(
+            f"pkube_proxy_sync_{kind}_proxy_rules_duration_seconds", f"Time of {kind} syncs of the nftables ruleset",
+            registry=self.registry, buckets=_LATENCY_BUCKETS) for kind in ("full", "partial")}
         self.programming_latency = Histogram(
             "pkube_proxy_network_programming_duration_seconds",
-            "From a Service or Endpoints change to its rules being live in the kernel",
+            "From a Service or EndpointSlice change to its rules being live in the kernel",
             registry=self.registry, buckets=_LATENCY_BUCKETS)
         self.sync_failures = Counter("pkube_proxy_sync_proxy_rules_failures", "Failed nftables transactions",
                                      registry=self.registry)
@@ -65,42 +60,72 @@ def delete_udp_conntrack(stale: Iterable[tuple[str, int, str]]) -> None:
             log.warning("conntrack -D %s failed: %s", " ".join(args), e)
 
 
+# Service key "ns/name" -> (the Service, or None when it is gone; its EndpointSlices).
+Snapshot = Mapping[str, tuple[Optional[Obj], list[Obj]]]
+
+
 class Proxier:
     def __init__(self, table: str, node_name: str, metrics: Metrics | None = None):
         self.table = rules.valid_table_name(table)
         self.node_name = node_name
         self.metrics = metrics or Metrics()
-        self._applied: rules.Ruleset | None = None  # what the kernel holds; None: unknown, do a full sync
-        self._udp: set[tuple[str, int, str]] = set()
-        self._ports: rules.PortCache = {}
+        self.state = TableState(self.table)
+        self.needs_full = True  # what the kernel holds is unknown (at start, after a failed transaction)
         self.last_sync: float = 0.0  # monotonic time of the last successful sync (for /healthz)
 
-    def sync(self, services: Iterable[dict[str, Any]], endpoints: Mapping[str, dict[str, Any]],
-             full: bool = False) -> rules.Ruleset:
-        """Program the kernel; `full` re-reads the table and rewrites all of it. Raises NftError."""
+    def fragment(self, svc: Obj, endpoint_slices: list[Obj]) -> rules.Fragment:
+        return rules.fragment(rules.service_ports(svc, endpoint_slices, self.node_name))
+
+    def sync_full(self, services: Iterable[Obj], endpoint_slices: Iterable[Obj]) -> rules.Ruleset:
+        """Re-read the table's objects from the kernel and rewrite all of it for these objects. Raises NftError."""
         started = time.perf_counter()
-        ruleset = rules.build(self.table, services, endpoints, self.node_name, self._ports)
+        by_service = slices.group_by_service(endpoint_slices)
+        fragments = {}
+        for svc in services:
+            key = rules.service_key(svc)
+            fragments[key] = self.fragment(svc, by_service.get(key, []))
+        before = self.state.whole()
+        ruleset = rules.assemble(self.table, fragments.values())
         try:
-            if full or self._applied is None:
-                chains, sets = nft.current_objects(self.table)
-                nft.apply_script(nft.transaction(ruleset, chains, sets))
-            else:
-                script = nft.incremental(self._applied, ruleset)
-                if script is not None:
-                    nft.apply_script(script)
+            chains, sets = nft.current_objects(self.table)
+            nft.apply_script(nft.transaction(ruleset, chains, sets))
         except nft.NftError:
-            self._applied = None
-            self.metrics.sync_failures.inc()
+            self._failed()
             raise
-        self._applied = ruleset
-        udp = rules.udp_targets(ruleset.ports)
-        stale = self._udp - udp
-        self._udp = udp
+        self.state.replace(fragments)
+        self.needs_full = False
+        self._done(started, "full", stale_udp(before, ruleset))
+        return ruleset
+
+    def sync_partial(self, snapshot: Snapshot) -> None:
+        """Rewrite only the Services in `snapshot` (kube-proxy's partial sync). Raises NftError.
+
+        Needs the table in a known state: after a start or a failure, call sync_full first.
+        """
+        if self.needs_full:
+            raise RuntimeError("a partial sync needs a full sync first")
+        started = time.perf_counter()
+        updates = {key: self.fragment(svc, sl) if svc is not None else None for key, (svc, sl) in snapshot.items()}
+        before, after = self.state.partial(updates)
+        script = nft.incremental(before, after)
+        try:
+            if script is not None:
+                nft.apply_script(script)
+        except nft.NftError:
+            self._failed()
+            raise
+        self.state.update(updates)
+        self._done(started, "partial", stale_udp(before, after))
+
+    def _failed(self) -> None:
+        self.needs_full = True
+        self.metrics.sync_failures.inc()
+
+    def _done(self, started: float, kind: str, stale: set[tuple[str, int, str]]) -> None:
         if stale:
             delete_udp_conntrack(stale)
         self.last_sync = time.monotonic()
         took = time.perf_counter() - started
         self.metrics.sync_duration.observe(took)
-        log.debug("%s sync of %d service ports in %.1f ms", "full" if full else "partial", len(ruleset.ports),
-                  took * 1000)
-        return ruleset
+        self.metrics.sync_kind_duration[kind].observe(took)
+        log.debug("%s sync in %.1f ms", kind, took * 1000)

@@ -1,10 +1,12 @@
-"""From Services and Endpoints to the complete nftables ruleset of one table: a pure function.
+"""From Services and EndpointSlices to the nftables ruleset of one table: pure functions.
 
 The shape follows kube-proxy's nftables mode, reduced to what pkube needs:
 
-* `services` (jumped to from the nat prerouting and output hooks) holds one verdict map from
-  (destination IP, protocol, port) to a per-Service-port chain, and one from (protocol, node port) for
-  packets addressed to any local address (`fib daddr type local`, so 127.0.0.1 and every node address).
+* Named verdict maps route new connections: `service-ips` from (destination IP, protocol, port) and
+  `service-nodeports` from (protocol, node port), for packets addressed to any local address
+  (`fib daddr type local`, so 127.0.0.1 and every node address), to a per-Service-port chain. The rules
+  that consult them never change; a Service coming or going is one map element added or deleted, which
+  keeps a partial sync small however many Services there are.
 * `svc-<ns>/<name>/<proto>/<port>` DNATs to an endpoint picked with equal weight (`numgen random mod N`
   indexing a map of address . port); with ClientIP session affinity it first looks for the client's
   sticky endpoint, and per-endpoint `ep-...` chains DNAT and remember the client.
@@ -17,18 +19,22 @@ The shape follows kube-proxy's nftables mode, reduced to what pkube needs:
   no route back to on other nodes) and external traffic with policy Cluster -- and acted upon in
   postrouting, which also masquerades hairpin traffic (an endpoint reaching itself through its Service:
   source == destination after DNAT, matched against the `hairpin` set of endpoint address pairs).
-* Services with no ready endpoints are rejected from filter hooks (TCP reset / ICMP port unreachable) so
-  clients fail at once; `services` has no entry for them, so nothing is DNATed.
+* Services with no endpoints are rejected from filter hooks (TCP reset / ICMP port unreachable) through
+  the `no-endpoint-*` maps, so clients fail at once; `service-*` have no entry for them.
 * Session affinity: one dynamic set with timeout per endpoint (`update @aff-... { ip saddr }`), checked
-  before the random choice. Sets survive rule rewrites because the proxy flushes rules, not sets.
+  before the random choice. Sets survive rule rewrites because the proxy flushes rules, not those sets.
 
-Headless Services (`clusterIP: None`) and ExternalName Services get no rules.
+Each Service yields a `Fragment` (its chains, sets and map elements) that depends on that Service and
+its slices only, so the proxier rebuilds just the Services that changed. Headless Services
+(`clusterIP: None`) and ExternalName Services get no rules.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, NamedTuple
+from typing import Any, Iterable, Mapping
+
+from .slices import Endpoint, endpoints_for, group_by_service, ip_key, is_ipv4, local_endpoints
 
 Obj = dict[str, Any]
 
@@ -38,15 +44,19 @@ _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 _PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")  # DNS labels/subdomains, IANA port names
 
+HAIRPIN_SET = "hairpin"
+SERVICE_IPS = "service-ips"
+SERVICE_NODEPORTS = "service-nodeports"
+NO_ENDPOINT_IPS = "no-endpoint-services"
+NO_ENDPOINT_NODEPORTS = "no-endpoint-nodeports"
+REJECT_CHAIN = "reject-no-endpoints"
+ELEMENT_MAPS = (SERVICE_IPS, SERVICE_NODEPORTS, NO_ENDPOINT_IPS, NO_ENDPOINT_NODEPORTS)
+_IP_MAP = "type ipv4_addr . inet_proto . inet_service : verdict;"
+_NODEPORT_MAP = "type inet_proto . inet_service : verdict;"
+
 
 class RulesError(ValueError):
     pass
-
-
-class Endpoint(NamedTuple):  # a tuple: built for every endpoint on every sync, so cheap to make and sort
-    ip: str
-    port: int
-    node_name: str = ""
 
 
 @dataclass
@@ -63,6 +73,7 @@ class ServicePort:
     local_policy: bool = False
     affinity_timeout: int = 0  # 0: no ClientIP affinity
     endpoints: list[Endpoint] = field(default_factory=list)
+    local_endpoints: list[Endpoint] = field(default_factory=list)  # this node's, for policy Local
 
     @property
     def id(self) -> str:
@@ -70,7 +81,14 @@ class ServicePort:
         return f"{self.namespace}/{self.name}/{self.protocol}/{self.port_name or self.port}"
 
 
-HAIRPIN_SET = "hairpin"
+@dataclass
+class Fragment:
+    """What one Service contributes to the table."""
+    ports: list[ServicePort]
+    chains: dict[str, list[str]] = field(default_factory=dict)
+    sets: dict[str, str] = field(default_factory=dict)
+    elements: dict[str, dict[str, str]] = field(default_factory=dict)  # map -> key -> verdict
+    hairpin: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -78,42 +96,39 @@ class Ruleset:
     table: str
     chains: dict[str, list[str]]  # name -> rules (a base chain starts with its `type ... hook ...;` line)
     sets: dict[str, str]  # name -> declaration (`type ...; flags ...;`)
+    elements: dict[str, dict[str, str]]  # map name -> key -> verdict (every map of ELEMENT_MAPS)
     hairpin: set[str]  # endpoint IPs: elements `ip . ip` of the hairpin set
     ports: list[ServicePort]
 
-    def render(self, chains: Iterable[str] | None = None, sets: Iterable[str] | None = None) -> str:
-        """`table ip T { ... }` with the given chains and sets (default: all of them); no set elements."""
+    def render(self, with_elements: bool = False) -> str:
+        """`table ip T { ... }` with every set, map and chain; map elements only when asked."""
         lines = [f"table ip {self.table} {{"]
-        for name in self.sets if sets is None else sets:
-            lines += [f"  set {name} {{", f"    {self.sets[name]}", "  }"]
-        for name in self.chains if chains is None else chains:
+        for name, decl in self.sets.items():
+            lines += [f"  set {name} {{", f"    {decl}", "  }"]
+        for name in ELEMENT_MAPS:
+            lines += [f"  map {name} {{", f"    {map_declaration(name)}"]
+            if with_elements and self.elements[name]:
+                lines.append(f"    elements = {map_elements(self.elements[name])}")
+            lines.append("  }")
+        for name, rules in self.chains.items():
             lines.append(f"  chain {name} {{")
-            lines += [f"    {r}" for r in self.chains[name]]
+            lines += [f"    {r}" for r in rules]
             lines.append("  }")
         lines.append("}")
         return "\n".join(lines) + "\n"
 
-    def commands(self, chains: Iterable[str], sets: Iterable[str], new_chains: set[str]) -> list[str]:
-        """Flat `add set/chain/rule` commands for the given objects (for incremental transactions).
-
-        The flat form costs nft about half the time of the block form on a big table (less cache work).
-        Chains not in `new_chains` exist already and are expected to have been flushed.
-        """
-        t = self.table
-        out = [f"add set ip {t} {name} {{ {self.sets[name]} }}" for name in sets]
-        for name in chains:
-            rules = self.chains[name]
-            if rules and rules[0].startswith("type "):  # a base chain: its hook line is part of the chain
-                out.append(f"add chain ip {t} {name} {{ {rules[0]} }}")
-                rules = rules[1:]
-            elif name in new_chains:
-                out.append(f"add chain ip {t} {name}")
-            out += [f"add rule ip {t} {name} {r}" for r in rules]
-        return out
-
     @property
     def text(self) -> str:
-        return self.render()
+        return self.render(with_elements=True)
+
+
+def map_declaration(name: str) -> str:
+    return _IP_MAP if name in (SERVICE_IPS, NO_ENDPOINT_IPS) else _NODEPORT_MAP
+
+
+def map_elements(entries: Mapping[str, str]) -> str:
+    """`{ k : v, ... }` in a stable order (nft itself lists elements sorted, whatever the insertion order)."""
+    return "{ " + ", ".join(f"{k} : {entries[k]}" for k in sorted(entries)) + " }"
 
 
 def hairpin_elements(ips: Iterable[str]) -> str:
@@ -126,77 +141,13 @@ def valid_table_name(table: str) -> str:
     return table
 
 
-def _endpoints_for(ep_obj: Obj | None, port_name: str, protocol: str) -> list[Endpoint]:
-    """Ready addresses of the subsets that carry this Service port (matched by name, like kube-proxy).
-
-    Each subset lists the resolved target port, so a named targetPort may map to different numbers per pod.
-    """
-    found: set[Endpoint] = set()
-    for subset in (ep_obj or {}).get("subsets") or []:
-        for p in subset.get("ports") or []:
-            if (p.get("name") or "") != port_name or p.get("protocol", "TCP") != protocol:
-                continue
-            port = p.get("port")
-            if not isinstance(port, int) or not 0 < port < 65536:
-                continue
-            for addr in subset.get("addresses") or []:
-                # One malformed address must not break the transaction for every Service: skip it.
-                if is_ipv4(addr.get("ip")):
-                    found.add(Endpoint(addr["ip"], port, addr.get("nodeName") or ""))
-    return sorted(found)
+def service_key(svc: Obj) -> str:
+    meta = svc.get("metadata") or {}
+    return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
 
 
-_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
-
-
-def ip_key(ip: str) -> tuple[int, ...]:
-    """Numeric sort key of a dotted IPv4 address."""
-    return tuple(map(int, ip.split(".")))
-
-
-def is_ipv4(ip: Any) -> bool:
-    # A regex, not ipaddress: this runs for every endpoint on every sync, and ipaddress is ~20x slower.
-    return isinstance(ip, str) and _IPV4.fullmatch(ip) is not None
-
-
-# Parsed ports per Service, reused while neither the Service nor its Endpoints changed:
-# "ns/name" -> ((service resourceVersion, endpoints resourceVersion), ports).
-PortCache = dict[str, tuple[tuple[str, str], list["ServicePort"]]]
-
-
-def service_ports(services: Iterable[Obj], endpoints: Mapping[str, Obj],
-                  cache: PortCache | None = None) -> list[ServicePort]:
-    """The programmable ports of every Service, sorted; `endpoints` maps "ns/name" to the Endpoints object.
-
-    With a `cache`, Services whose objects carry the same resourceVersions as last time are not parsed
-    again (one Endpoints change then costs one Service's work); entries of vanished Services are dropped.
-    """
-    out: list[ServicePort] = []
-    seen: set[str] = set()
-    for svc in services:
-        meta = svc.get("metadata") or {}
-        key = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
-        ep_obj = endpoints.get(key)
-        versions = (str(meta.get("resourceVersion") or ""),
-                    str(((ep_obj or {}).get("metadata") or {}).get("resourceVersion") or ""))
-        hit = cache.get(key) if cache is not None and versions[0] else None
-        if hit is not None and hit[0] == versions:
-            ports = hit[1]
-        else:
-            ports = _ports_of(svc, ep_obj)
-            if cache is not None and versions[0]:
-                cache[key] = (versions, ports)
-        seen.add(key)
-        out += ports
-    if cache is not None:
-        for key in set(cache) - seen:
-            del cache[key]
-    out.sort(key=lambda sp: sp.id)
-    return out
-
-
-def _ports_of(svc: Obj, ep_obj: Obj | None) -> list[ServicePort]:
+def service_ports(svc: Obj, slices: Iterable[Obj], node_name: str = "") -> list[ServicePort]:
+    """The programmable ports of one Service with their endpoints from the Service's EndpointSlices."""
     meta, spec = svc.get("metadata") or {}, svc.get("spec") or {}
     ns, name = meta.get("namespace", ""), meta.get("name", "")
     cluster_ip = str(spec.get("clusterIP") or "")
@@ -205,6 +156,7 @@ def _ports_of(svc: Obj, ep_obj: Obj | None) -> list[ServicePort]:
         return []  # headless (None), ExternalName, or not allocated yet: DNS only
     if not (_NAME.match(ns) and _NAME.match(name)):
         return []  # the API server validates names; never let a stray one into nft syntax
+    slices = list(slices)
     external = [ip for ip in spec.get("externalIPs") or [] if is_ipv4(ip)]
     if svc_type == "LoadBalancer":
         external += [i["ip"] for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
@@ -213,6 +165,7 @@ def _ports_of(svc: Obj, ep_obj: Obj | None) -> list[ServicePort]:
     if spec.get("sessionAffinity") == "ClientIP":
         cfg = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {})
         affinity = int(cfg.get("timeoutSeconds") or DEFAULT_AFFINITY_TIMEOUT)
+    local_policy = spec.get("externalTrafficPolicy") == "Local" and svc_type != "ClusterIP"
     out = []
     for p in spec.get("ports") or []:
         proto = p.get("protocol", "TCP")
@@ -224,10 +177,10 @@ def _ports_of(svc: Obj, ep_obj: Obj | None) -> list[ServicePort]:
             namespace=ns, name=name, port_name=port_name, protocol=_PROTOCOLS[proto], port=int(p["port"]),
             cluster_ip=cluster_ip,
             node_port=int(p.get("nodePort") or 0) if svc_type in ("NodePort", "LoadBalancer") else 0,
-            external_ips=sorted(set(external)),
-            local_policy=spec.get("externalTrafficPolicy") == "Local" and svc_type != "ClusterIP",
-            affinity_timeout=affinity,
-            endpoints=_endpoints_for(ep_obj, port_name, proto)))
+            external_ips=sorted(set(external)), local_policy=local_policy, affinity_timeout=affinity,
+            endpoints=endpoints_for(slices, port_name, proto),
+            local_endpoints=local_endpoints(slices, port_name, proto, node_name) if local_policy else []))
+    out.sort(key=lambda sp: sp.id)
     return out
 
 
@@ -238,10 +191,6 @@ def _ep_name(prefix: str, sp: ServicePort, ep: Endpoint) -> str:
 def _affinity_set(sp: ServicePort, ep: Endpoint) -> str:
     # The timeout is part of the name: a set's timeout cannot be changed in place, a new set can be added.
     return _ep_name(f"aff{sp.affinity_timeout}", sp, ep)
-
-
-def _vmap(entries: list[tuple[str, str]]) -> str:
-    return "{ " + ", ".join(f"{k} : {v}" for k, v in entries) + " }"
 
 
 def _pick(sp: ServicePort, endpoints: list[Endpoint]) -> list[str]:
@@ -255,89 +204,107 @@ def _pick(sp: ServicePort, endpoints: list[Endpoint]) -> list[str]:
         targets = ", ".join(f"{i} : {ep.ip} . {ep.port}" for i, ep in enumerate(endpoints))
         return [f"meta l4proto {sp.protocol} dnat ip to numgen random mod {len(endpoints)} map {{ {targets} }}"]
     rules = [f"ip saddr @{_affinity_set(sp, ep)} goto {_ep_name('ep', sp, ep)}" for ep in endpoints]
-    choices = [(str(i), f"goto {_ep_name('ep', sp, ep)}") for i, ep in enumerate(endpoints)]
-    rules.append(f"numgen random mod {len(endpoints)} vmap {_vmap(choices)}")
+    choices = ", ".join(f"{i} : goto {_ep_name('ep', sp, ep)}" for i, ep in enumerate(endpoints))
+    rules.append(f"numgen random mod {len(endpoints)} vmap {{ {choices} }}")
     return rules
 
 
-def build(table: str, services: Iterable[Obj], endpoints: Mapping[str, Obj], node_name: str = "",
-          cache: PortCache | None = None) -> Ruleset:
-    """The whole table for these objects. Deterministic: the same input gives byte-identical text."""
-    valid_table_name(table)
-    ports = service_ports(services, endpoints, cache)
-    chains: dict[str, list[str]] = {}
-    # Hairpin (an endpoint reaching itself through its Service) shows after DNAT as source == destination.
-    sets: dict[str, str] = {HAIRPIN_SET: "type ipv4_addr . ipv4_addr;"}
+def fragment(ports: list[ServicePort]) -> Fragment:
+    """The chains, sets and map elements of one Service's ports. Deterministic."""
+    frag = Fragment(ports, elements={m: {} for m in ELEMENT_MAPS})
+    chains, ips, node_ports = frag.chains, frag.elements[SERVICE_IPS], frag.elements[SERVICE_NODEPORTS]
     hairpin: set[str] = set()
-    mark = f"0x{MASQUERADE_MARK:x}"
-    chains["nat-prerouting"] = ["type nat hook prerouting priority dstnat; policy accept;", "jump services"]
-    chains["nat-output"] = ["type nat hook output priority -100; policy accept;", "jump services"]
-    chains["nat-postrouting"] = ["type nat hook postrouting priority srcnat; policy accept;", "jump masquerading"]
-    # Clear the mark before masquerading so that the packet looks untouched to anything after us.
-    chains["masquerading"] = [f"ip saddr . ip daddr @{HAIRPIN_SET} jump mark-for-masquerade",
-                              f"meta mark & {mark} == 0 return", f"meta mark set meta mark ^ {mark}",
-                              "masquerade fully-random"]
-    chains["mark-for-masquerade"] = [f"meta mark set meta mark | {mark}"]
-    for hook in ("input", "forward", "output"):
-        chains[f"filter-{hook}"] = [f"type filter hook {hook} priority filter; policy accept;",
-                                    "ct state new jump endpoints-check"]
-    chains["reject-no-endpoints"] = ["meta l4proto tcp reject with tcp reset", "reject"]
-
-    by_address: list[tuple[str, str]] = []
-    by_node_port: list[tuple[str, str]] = []
-    refuse_address: list[tuple[str, str]] = []
-    refuse_node_port: list[tuple[str, str]] = []
     for sp in ports:
         svc_chain, ext_chain = f"svc-{sp.id}", f"ext-{sp.id}"
-        local = [ep for ep in sp.endpoints if node_name and ep.node_name == node_name]
-        has_external = bool(sp.node_port or sp.external_ips)
+        addresses = [sp.cluster_ip, *sp.external_ips]
         if not sp.endpoints:
-            refuse_address.append((f"{sp.cluster_ip} . {sp.protocol} . {sp.port}", "goto reject-no-endpoints"))
-            refuse_address += [(f"{ip} . {sp.protocol} . {sp.port}", "goto reject-no-endpoints")
-                               for ip in sp.external_ips]
+            for ip in addresses:
+                frag.elements[NO_ENDPOINT_IPS][f"{ip} . {sp.protocol} . {sp.port}"] = f"goto {REJECT_CHAIN}"
             if sp.node_port:
-                refuse_node_port.append((f"{sp.protocol} . {sp.node_port}", "goto reject-no-endpoints"))
+                frag.elements[NO_ENDPOINT_NODEPORTS][f"{sp.protocol} . {sp.node_port}"] = f"goto {REJECT_CHAIN}"
             continue
-        by_address.append((f"{sp.cluster_ip} . {sp.protocol} . {sp.port}", f"goto {svc_chain}"))
+        ips[f"{sp.cluster_ip} . {sp.protocol} . {sp.port}"] = f"goto {svc_chain}"
         # Connections from the host itself come from 127.0.0.1 or an uplink address: masquerade them so
         # the reply comes back through this node.
         chains[svc_chain] = ["fib saddr type local jump mark-for-masquerade", *_pick(sp, sp.endpoints)]
-        if has_external:
-            by_address += [(f"{ip} . {sp.protocol} . {sp.port}", f"goto {ext_chain}") for ip in sp.external_ips]
+        if sp.node_port or sp.external_ips:
+            for ip in sp.external_ips:
+                ips[f"{ip} . {sp.protocol} . {sp.port}"] = f"goto {ext_chain}"
             if sp.node_port:
-                by_node_port.append((f"{sp.protocol} . {sp.node_port}", f"goto {ext_chain}"))
+                node_ports[f"{sp.protocol} . {sp.node_port}"] = f"goto {ext_chain}"
             if not sp.local_policy:
                 chains[ext_chain] = ["jump mark-for-masquerade", f"goto {svc_chain}"]
             else:
                 # Local: keep the client's address, use only endpoints on this node, drop if there are none.
                 chains[ext_chain] = [f"fib saddr type local goto {svc_chain}"]
-                if local:
-                    chains[f"local-{sp.id}"] = _pick(sp, local)
+                if sp.local_endpoints:
+                    chains[f"local-{sp.id}"] = _pick(sp, sp.local_endpoints)
                     chains[ext_chain].append(f"goto local-{sp.id}")
                 else:
                     chains[ext_chain].append("drop")
         hairpin.update(ep.ip for ep in sp.endpoints)
         for ep in sp.endpoints if sp.affinity_timeout else ():
             aff = _affinity_set(sp, ep)
-            sets[aff] = f"type ipv4_addr; flags dynamic,timeout; timeout {sp.affinity_timeout}s;"
+            frag.sets[aff] = f"type ipv4_addr; flags dynamic,timeout; timeout {sp.affinity_timeout}s;"
             chains[_ep_name("ep", sp, ep)] = [f"update @{aff} {{ ip saddr }}",
                                               f"meta l4proto {sp.protocol} dnat to {ep.ip}:{ep.port}"]
+    frag.hairpin = frozenset(hairpin)
+    return frag
 
-    services_rules = []
-    if by_address:
-        services_rules.append(f"ip daddr . meta l4proto . th dport vmap {_vmap(by_address)}")
-    if by_node_port:
-        # Last, so that a ClusterIP or external IP port never loses to a node port of the same number.
-        services_rules.append(f"fib daddr type local meta l4proto . th dport vmap {_vmap(by_node_port)}")
-    chains["services"] = services_rules
-    check = []
-    if refuse_address:
-        check.append(f"ip daddr . meta l4proto . th dport vmap {_vmap(refuse_address)}")
-    if refuse_node_port:
-        check.append(f"fib daddr type local meta l4proto . th dport vmap {_vmap(refuse_node_port)}")
-    chains["endpoints-check"] = check
 
-    return Ruleset(table, chains, sets, hairpin, ports)
+def base_chains() -> dict[str, list[str]]:
+    """The chains every table has: hooks, masquerading, and the lookups in the Service maps."""
+    mark = f"0x{MASQUERADE_MARK:x}"
+    chains = {
+        "nat-prerouting": ["type nat hook prerouting priority dstnat; policy accept;", "jump services"],
+        "nat-output": ["type nat hook output priority -100; policy accept;", "jump services"],
+        "nat-postrouting": ["type nat hook postrouting priority srcnat; policy accept;", "jump masquerading"],
+        # Clear the mark before masquerading so that the packet looks untouched to anything after us.
+        "masquerading": [f"ip saddr . ip daddr @{HAIRPIN_SET} jump mark-for-masquerade",
+                         f"meta mark & {mark} == 0 return", f"meta mark set meta mark ^ {mark}",
+                         "masquerade fully-random"],
+        "mark-for-masquerade": [f"meta mark set meta mark | {mark}"],
+    }
+    for hook in ("input", "forward", "output"):
+        chains[f"filter-{hook}"] = [f"type filter hook {hook} priority filter; policy accept;",
+                                    "ct state new jump endpoints-check"]
+    chains[REJECT_CHAIN] = ["meta l4proto tcp reject with tcp reset", "reject"]
+    # Node ports last, so that a ClusterIP or external IP port never loses to a node port of the same number.
+    chains["services"] = [f"ip daddr . meta l4proto . th dport vmap @{SERVICE_IPS}",
+                          f"fib daddr type local meta l4proto . th dport vmap @{SERVICE_NODEPORTS}"]
+    chains["endpoints-check"] = [f"ip daddr . meta l4proto . th dport vmap @{NO_ENDPOINT_IPS}",
+                                 f"fib daddr type local meta l4proto . th dport vmap @{NO_ENDPOINT_NODEPORTS}"]
+    return chains
+
+
+# Hairpin (an endpoint reaching itself through its Service) shows after DNAT as source == destination.
+BASE_SETS = {HAIRPIN_SET: "type ipv4_addr . ipv4_addr;"}
+
+
+def assemble(table: str, fragments: Iterable[Fragment]) -> Ruleset:
+    """The whole table from the Services' fragments. The same fragments in any order give the same table."""
+    valid_table_name(table)
+    frags = sorted(fragments, key=lambda f: f.ports[0].id if f.ports else "")
+    chains, sets = base_chains(), dict(BASE_SETS)
+    elements: dict[str, dict[str, str]] = {m: {} for m in ELEMENT_MAPS}
+    hairpin: set[str] = set()
+    ports: list[ServicePort] = []
+    for f in frags:
+        chains.update(f.chains)
+        sets.update(f.sets)
+        for m, entries in f.elements.items():
+            elements[m].update(entries)
+        hairpin |= f.hairpin
+        ports += f.ports
+    return Ruleset(table, chains, sets, elements, hairpin, ports)
+
+
+def build(table: str, services: Iterable[Obj], slices: Iterable[Obj], node_name: str = "") -> Ruleset:
+    """The whole table for these Services and EndpointSlices (any order). Deterministic."""
+    valid_table_name(table)
+    by_service = group_by_service(slices)
+    return assemble(table, (fragment(service_ports(svc, by_service.get(service_key(svc), ()), node_name))
+                            for svc in services))
 
 
 def udp_targets(ports: Iterable[ServicePort]) -> set[tuple[str, int, str]]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import os
 import resource
 import shutil
@@ -17,6 +16,8 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from kubelet.images.errors import ImageError
 from kubelet.runtime import cgroups
@@ -72,21 +73,21 @@ class Containers:
 
     def meta(self, cid: str) -> dict[str, Any]:
         try:
-            return json.loads((self._cdir(cid) / "meta.json").read_text())
+            return orjson.loads((self._cdir(cid) / "meta.json").read_bytes())
         except FileNotFoundError:
             raise NotFound(f"container {cid} not found") from None
 
     def _save(self, meta: dict[str, Any]) -> None:
         path = self._cdir(meta["id"]) / "meta.json"
         tmp = path.with_name("meta.json.tmp")
-        tmp.write_text(json.dumps(meta))
+        tmp.write_bytes(orjson.dumps(meta))
         os.replace(tmp, path)
 
     def ids(self, sandbox_id: str | None = None) -> list[str]:
         out = []
         for p in sorted(self.dir.iterdir()):
             try:
-                meta = json.loads((p / "meta.json").read_text())
+                meta = orjson.loads((p / "meta.json").read_bytes())
             except (FileNotFoundError, NotADirectoryError, ValueError):
                 continue  # half-created or half-removed
             if sandbox_id is None or meta["sandbox_id"] == sandbox_id:
@@ -97,39 +98,42 @@ class Containers:
         cid = uuid.uuid4().hex
         cdir = self._cdir(cid)
         cdir.mkdir(parents=True)
+        cgroups_path = f"{cgroup_parent_rel}/{cid}"
         monitor: ConmonLaunch | None = None
         try:
-            # conmon loads while the bundle is written; it runs `runc create` only once told to
-            monitor = await ConmonLaunch.spawn(cid, config.name, cdir, MonitorPaths(cdir), self.runc.binary,
-                                               self.runc.root, config.tty)
-            try:
-                rootfs = Path(await asyncio.to_thread(self.images.prepare_rootfs, config.image, cid))
-                image_config = await asyncio.to_thread(self.images.config, config.image)
-            except ImageError as e:
-                raise RuntimeError_(f"container {config.name}: {e}") from None
-            refs = SandboxRefs(netns=sandbox["netns"], ipc_ns=sandbox["ipc"], uts_ns=sandbox["uts"],
-                               hostname=sandbox["hostname"], pod_files=sandbox["pod_files"])
-            cgroups_path = f"{cgroup_parent_rel}/{cid}"
-            spec = build_spec(config, image_config, str(rootfs), refs, cgroups_path,
-                              passwd=_read_text(rootfs / "etc/passwd"), group=_read_text(rootfs / "etc/group"),
-                              host_nofile_hard=resource.getrlimit(resource.RLIMIT_NOFILE)[1])
-            for m in config.mounts:
-                if not os.path.exists(m.host_path):
-                    raise InvalidConfig(f"volume mount {m.container_path}: host path {m.host_path} does not exist")
-            (cdir / "config.json").write_text(json.dumps(spec, indent=1))
-            meta = {"id": cid, "sandbox_id": sandbox["id"], "name": config.name, "image": config.image,
-                    "labels": config.labels, "config": dataclasses.asdict(config), "created_at": _now()}
-            self._save(meta)
+            # conmon loads (~2 ms) while the bundle is made; it runs `runc create` only once told to
+            monitor = ConmonLaunch.spawn(cid, config.name, cdir, MonitorPaths(cdir), self.runc.binary,
+                                         self.runc.root, config.tty)
+            await asyncio.to_thread(self._write_bundle, cid, sandbox, config, cgroups_path)
             pid = await monitor.create()
-            # runc has made the cgroups; remember where, they are needed after the process exits (OOM, stats)
-            meta["cgroups"] = cgroups.owned(cgroups.process_cgroups(pid), cgroups_path)
-            self._save(meta)
+            # meta.json comes last: a directory without one is a creation cut short (gc_incomplete). runc has made
+            # the cgroups now; remember where, they are needed after the process exits (OOM, stats)
+            self._save({"id": cid, "sandbox_id": sandbox["id"], "name": config.name, "image": config.image,
+                        "labels": config.labels, "config": dataclasses.asdict(config), "created_at": _now(),
+                        "cgroups": cgroups.owned(cgroups.process_cgroups(pid), cgroups_path)})
         except BaseException:
             if monitor is not None:
                 await monitor.cancel()
             await self._destroy(cid)
             raise
         return cid
+
+    def _write_bundle(self, cid: str, sandbox: dict[str, Any], config: ContainerConfig, cgroups_path: str) -> None:
+        """The rootfs mount and config.json (blocking file and mount work: runs in a worker thread)."""
+        try:
+            rootfs = Path(self.images.prepare_rootfs(config.image, cid))
+            image_config = self.images.config(config.image)
+        except ImageError as e:
+            raise RuntimeError_(f"container {config.name}: {e}") from None
+        refs = SandboxRefs(netns=sandbox["netns"], ipc_ns=sandbox["ipc"], uts_ns=sandbox["uts"],
+                           hostname=sandbox["hostname"], pod_files=sandbox["pod_files"])
+        spec = build_spec(config, image_config, str(rootfs), refs, cgroups_path,
+                          passwd=_read_text(rootfs / "etc/passwd"), group=_read_text(rootfs / "etc/group"),
+                          host_nofile_hard=resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+        for m in config.mounts:
+            if not os.path.exists(m.host_path):
+                raise InvalidConfig(f"volume mount {m.container_path}: host path {m.host_path} does not exist")
+        (self._cdir(cid) / "config.json").write_bytes(orjson.dumps(spec, option=orjson.OPT_INDENT_2))
 
     async def gc_incomplete(self) -> None:
         """Destroy containers whose creation was cut short before their state was written (at kubelet start)."""
@@ -246,4 +250,4 @@ class Containers:
         return "Completed" if exit_code == 0 else "Error"
 
     def spec(self, cid: str) -> dict[str, Any]:
-        return json.loads((self._cdir(cid) / "config.json").read_text())
+        return orjson.loads((self._cdir(cid) / "config.json").read_bytes())

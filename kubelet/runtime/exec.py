@@ -5,8 +5,8 @@ With a TTY, runc needs a terminal on its own stdio: it gets the slave end of a f
 runc relays between that terminal and the container's console, and copies our window size to the console when
 it receives SIGWINCH (which is how a resize reaches the command).
 
-`start_exec` gives a live session (output as it is produced, stdin as it arrives, resize); `run_exec` — the
-buffered form exec probes use — is built on it.
+`start_exec` gives a live session (output as it is produced, stdin as it arrives, resize: an
+`interface.ExecStream`); `run_exec` — the buffered form exec probes use — is built on it.
 """
 from __future__ import annotations
 
@@ -20,16 +20,16 @@ import termios
 import tty as tty_mod
 from typing import AsyncIterator
 
-from kubelet.runtime.interface import ExecResult, ExecTimeout, RuntimeError_
+from kubelet.runtime.fdwait import wait_fd
+from kubelet.runtime.interface import STDERR, STDOUT, ExecResult, ExecTimeout, RuntimeError_
 from kubelet.runtime.runccli import Runc
 
 KILL_GRACE = 2.0
 CHUNK = 65536
-STDOUT, STDERR = 1, 2
 
 
 class ExecSession:
-    """One running `runc exec`: read `output()` to its end, feed `write_stdin`, then `wait()` for the exit code."""
+    """One running `runc exec` (an interface.ExecStream)."""
 
     def __init__(self, proc: asyncio.subprocess.Process, master: int | None) -> None:
         self.proc = proc
@@ -165,7 +165,7 @@ async def _read_pty(fd: int) -> bytes:
         try:
             return os.read(fd, CHUNK)
         except BlockingIOError:
-            await _ready(fd, write=False)
+            await wait_fd(fd)
         except OSError:
             return b""
 
@@ -176,19 +176,4 @@ async def _write_pty(fd: int, data: bytes) -> None:
         try:
             view = view[os.write(fd, view):]
         except BlockingIOError:
-            await _ready(fd, write=True)  # the command does not read as fast as the user types: wait for room
-
-
-async def _ready(fd: int, write: bool) -> None:
-    loop = asyncio.get_running_loop()
-    ready = loop.create_future()
-    add, remove = (loop.add_writer, loop.remove_writer) if write else (loop.add_reader, loop.remove_reader)
-
-    def wake() -> None:
-        if not ready.done():  # the fd may be reported ready again before the waiter ran
-            ready.set_result(None)
-    add(fd, wake)
-    try:
-        await ready
-    finally:
-        remove(fd)
+            await wait_fd(fd, write=True)  # the command does not read as fast as the user types: wait for room

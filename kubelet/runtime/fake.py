@@ -1,8 +1,8 @@
 """In-memory runtime for kubelet unit tests: same interface as RuncRuntime, nothing touches the machine.
 
 Tests drive it: `finish(cid, exit_code, reason)` makes a container exit, `write_log` adds log lines,
-`exec_handler` answers execs, `fail(method, error)` makes the next call of a method raise, `calls` records
-every call in order.
+`exec_handler` answers execs (buffered and streamed; `exec_streams` keeps what streamed execs were sent),
+`fail(method, error)` makes the next call of a method raise, `calls` records every call in order.
 """
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import AsyncIterator, Callable
 
-from kubelet.runtime.interface import (ContainerConfig, ContainerState, ContainerStats, ContainerStatus, ExecResult,
-                                       LogLine, LogOptions, NotFound, PodStats, RuntimeError_, SandboxConfig,
-                                       SandboxState, SandboxStatus)
+from kubelet.runtime.interface import (STDERR, STDOUT, ContainerConfig, ContainerState, ContainerStats,
+                                       ContainerStatus, ExecResult, LogLine, LogOptions, NotFound, PodStats,
+                                       RuntimeError_, SandboxConfig, SandboxState, SandboxStatus)
 
 
 def _now() -> datetime:
@@ -28,12 +28,50 @@ class _Container:
     logs: list[LogLine] = field(default_factory=list)
 
 
+@dataclass
+class FakeExecStream:
+    """A streamed exec: replays the exec_handler's answer as output, records what the caller sent."""
+    result: ExecResult
+    tty: bool
+    stdin: bytearray = field(default_factory=bytearray)
+    stdin_closed: bool = False
+    sizes: list[tuple[int, int]] = field(default_factory=list)
+    terminated: bool = False
+    closed: bool = False
+
+    async def output(self) -> AsyncIterator[tuple[int, bytes]]:
+        if self.result.stdout:
+            yield STDOUT, self.result.stdout
+        if self.result.stderr:
+            yield (STDOUT if self.tty else STDERR), self.result.stderr
+
+    async def write_stdin(self, data: bytes) -> None:
+        self.stdin.extend(data)
+
+    def close_stdin(self) -> None:
+        self.stdin_closed = True
+
+    def resize(self, width: int, height: int) -> None:
+        if self.tty:
+            self.sizes.append((width, height))
+
+    async def wait(self) -> int:
+        return self.result.exit_code
+
+    async def terminate(self) -> None:
+        self.terminated = True
+
+    def close(self) -> None:
+        self.closed = True
+
+
 class FakeRuntime:
     def __init__(self, pod_cidr_prefix: str = "10.244.0.") -> None:
         self.sandboxes: dict[str, SandboxStatus] = {}
         self.containers: dict[str, _Container] = {}
         self.calls: list[tuple[str, tuple]] = []
         self.exec_handler: Callable[[str, list[str]], ExecResult] = lambda cid, cmd: ExecResult(0, b"", b"")
+        self.exec_streams: list[FakeExecStream] = []
         self._failures: dict[str, Exception] = {}
         self._ids = itertools.count(1)
         self._prefix = pod_cidr_prefix
@@ -144,6 +182,15 @@ class FakeRuntime:
         if self._container(container_id).status.state != ContainerState.RUNNING:
             raise RuntimeError_("container is not running")
         return self.exec_handler(container_id, cmd)
+
+    async def start_exec(self, container_id: str, cmd: list[str], stdin: bool = False,
+                         tty: bool = False) -> FakeExecStream:
+        self._call("start_exec", container_id, cmd)
+        if self._container(container_id).status.state != ContainerState.RUNNING:
+            raise RuntimeError_("container is not running")
+        stream = FakeExecStream(self.exec_handler(container_id, cmd), tty)
+        self.exec_streams.append(stream)
+        return stream
 
     async def logs(self, container_id: str, options: LogOptions) -> AsyncIterator[LogLine]:
         lines = [line for line in self._container(container_id).logs

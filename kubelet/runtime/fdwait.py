@@ -1,13 +1,15 @@
-"""Waiting in the event loop for a raw file descriptor (pipe, FIFO, pty) to become readable or writable.
+"""Waiting in the event loop for a raw file descriptor (pipe, FIFO, pty, pidfd) to become ready.
 
 The runtime talks to its helpers over plain pipes and FIFOs (conmon's sync pipe, runc's exec FIFO, exec ptys).
 Waiting for them in the event loop rather than in a worker thread costs no thread per wait (a kubelet may hold
-many idle terminals) and no thread-pool hand-off on the container start path.
+many idle terminals) and no thread hand-off on the container start path. The same goes for a child's exit: on
+Python 3.11 asyncio's default child watcher starts a thread per subprocess (~2 ms per spawn); a pidfd does not.
 """
 from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 
 
 async def wait_fd(fd: int, write: bool = False) -> None:
@@ -40,3 +42,17 @@ async def read_line(fd: int, timeout: float) -> bytes:
                 break
             data += chunk
     return data
+
+
+async def wait_process(proc: subprocess.Popen[bytes], timeout: float) -> int:
+    """Exit status of a child started with subprocess.Popen. TimeoutError after `timeout`."""
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except ProcessLookupError:
+        return proc.wait()  # reaped already
+    try:
+        async with asyncio.timeout(timeout):
+            await wait_fd(pidfd)  # a pidfd turns readable when the process exits
+    finally:
+        os.close(pidfd)
+    return proc.wait()

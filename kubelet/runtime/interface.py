@@ -17,8 +17,10 @@ __all__ = [
     "DNSConfig", "HostAlias", "SandboxConfig", "SandboxState", "SandboxStatus", "Mount", "Resources",
     "SecurityContext", "ContainerConfig", "ContainerState", "ContainerStatus", "ExecResult", "ContainerStats",
     "PodStats", "LogOptions", "LogLine", "RuntimeError_", "NotFound", "InvalidConfig", "ExecTimeout", "SandboxService",
-    "ContainerService", "ImageService",
+    "ContainerService", "ImageService", "ExecStream", "STDOUT", "STDERR",
 ]
+
+STDOUT, STDERR = 1, 2  # the streams of ExecStream.output(), numbered as the pods/exec channels
 
 
 class RuntimeError_(Exception):
@@ -177,6 +179,35 @@ class LogLine:
         return f"{self.raw_timestamp} {self.text}" if timestamps else self.text
 
 
+class ExecStream(Protocol):
+    """A command running in a container (ContainerService.start_exec), streamed both ways.
+
+    Read `output()` to its end, feed `write_stdin` meanwhile, then `wait()` for the exit code; `close()` at the end.
+    """
+    def output(self) -> AsyncIterator[tuple[int, bytes]]:
+        """(STDOUT or STDERR, chunk) as the command writes them, until it closed its output. With a TTY all
+        output is STDOUT (the terminal merges the streams)."""
+        ...
+
+    async def write_stdin(self, data: bytes) -> None: ...
+
+    def close_stdin(self) -> None:
+        """End of input. With a TTY the terminal stays open (as in Kubernetes): the command ends it itself."""
+        ...
+
+    def resize(self, width: int, height: int) -> None:
+        """The terminal's new size (TTY only; ignored otherwise)."""
+        ...
+
+    async def wait(self) -> int: ...
+
+    async def terminate(self) -> None:
+        """Stop the command (the client went away)."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class SandboxService(Protocol):
     async def run_sandbox(self, config: SandboxConfig) -> str: ...
     async def stop_sandbox(self, sandbox_id: str) -> None: ...
@@ -194,6 +225,11 @@ class ContainerService(Protocol):
     async def list_containers(self, sandbox_id: str | None = None) -> list[ContainerStatus]: ...
     async def exec(self, container_id: str, cmd: list[str], stdin: bytes | None = None, tty: bool = False,
                    timeout: float | None = None) -> ExecResult: ...
+    async def start_exec(self, container_id: str, cmd: list[str], stdin: bool = False,
+                         tty: bool = False) -> ExecStream:
+        """The command started in the running container (RuntimeError_ if it is not running); the caller
+        drives the returned stream to its end and closes it."""
+        ...
     def logs(self, container_id: str, options: LogOptions) -> AsyncIterator[LogLine]: ...
     async def container_stats(self, container_id: str) -> ContainerStats: ...
     async def pod_stats(self, sandbox_id: str) -> PodStats: ...

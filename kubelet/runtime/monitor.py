@@ -7,15 +7,16 @@ kubelet; a new kubelet only reads these files.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubelet.runtime.fdwait import read_line
+from kubelet.runtime.fdwait import read_line, wait_process
 from kubelet.runtime.interface import RuntimeError_
+from kubelet.runtime.runccli import runc_message
 
 CONMON = shutil.which("conmon") or "/usr/bin/conmon"
 
@@ -61,12 +62,12 @@ class MonitorPaths:
 class ConmonLaunch:
     """A conmon started ahead of its container's bundle.
 
-    conmon needs ~3 ms to load before it can run `runc create`; started first, it does that while the caller
-    mounts the rootfs and writes config.json. It waits on its start pipe (`_OCI_STARTPIPE`, as podman uses it)
+    conmon needs 2-3 ms to load (it links a dozen libraries) before it can run `runc create`; started first, it
+    does that while the caller mounts the rootfs and writes config.json. It waits on its start pipe (`_OCI_STARTPIPE`, as podman uses it)
     until `create()`; `cancel()` stops it if the bundle cannot be made.
     """
 
-    def __init__(self, proc: asyncio.subprocess.Process, start_fd: int, sync_fd: int, name: str,
+    def __init__(self, proc: subprocess.Popen[bytes], start_fd: int, sync_fd: int, name: str,
                  paths: MonitorPaths) -> None:
         self._proc = proc
         self._start_fd = start_fd  # our end of the start pipe; -1 once conmon was let go
@@ -75,8 +76,8 @@ class ConmonLaunch:
         self._paths = paths
 
     @classmethod
-    async def spawn(cls, cid: str, name: str, bundle: Path, paths: MonitorPaths, runc_binary: str, runc_root: str,
-                    tty: bool) -> ConmonLaunch:
+    def spawn(cls, cid: str, name: str, bundle: Path, paths: MonitorPaths, runc_binary: str, runc_root: str,
+              tty: bool) -> ConmonLaunch:
         for d in (paths.exit_dir, paths.persist, paths.dir / "sockets"):
             d.mkdir(parents=True, exist_ok=True)
         start_r, start_w = os.pipe()
@@ -89,12 +90,12 @@ class ConmonLaunch:
         if tty:
             argv.append("--terminal")
         try:
+            # subprocess.Popen + a pidfd to reap it, not asyncio's subprocess: see kubelet.runtime.fdwait
             with open(paths.stderr, "wb") as err:
-                proc = await asyncio.create_subprocess_exec(
-                    *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=err,
-                    pass_fds=(start_r, sync_w),
-                    env={"_OCI_STARTPIPE": str(start_r), "_OCI_SYNCPIPE": str(sync_w),
-                         "PATH": os.environ.get("PATH", "")})
+                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                        pass_fds=(start_r, sync_w),
+                                        env={"_OCI_STARTPIPE": str(start_r), "_OCI_SYNCPIPE": str(sync_w),
+                                             "PATH": os.environ.get("PATH", "")})
         except BaseException:
             os.close(start_w)
             os.close(sync_r)
@@ -118,9 +119,10 @@ class ConmonLaunch:
             # create returned; it keeps its end open while the container lives, so read one line, not to EOF
             try:
                 data = await read_line(self._sync_fd, timeout)
+                # the first conmon process exits as soon as its monitor child is detached
+                await wait_process(self._proc, timeout)
             except TimeoutError:
                 raise RuntimeError_(f"creating container {self._name}: conmon gave no answer in {timeout}s") from None
-            await self._proc.wait()  # the first conmon process exits as soon as its monitor child is detached
         finally:
             self._close()
         try:
@@ -129,15 +131,16 @@ class ConmonLaunch:
             msg = {}
         pid = int(msg.get("pid", msg.get("data", -1)))
         if pid <= 0:
-            detail = msg.get("message") or self._paths.stderr.read_text(errors="replace").strip() or "conmon exited"
-            raise RuntimeError_(f"creating container {self._name}: {detail.strip()}")
+            detail = runc_message(msg.get("message", "").encode()) if msg.get("message") else (
+                self._paths.stderr.read_text(errors="replace").strip() or "conmon exited")
+            raise RuntimeError_(f"creating container {self._name}: {detail}")
         return pid
 
     async def cancel(self) -> None:
         """Stop a conmon that was not let go yet (it is still our child, waiting on its start pipe)."""
-        if self._start_fd >= 0 and self._proc.returncode is None:
+        if self._start_fd >= 0 and self._proc.poll() is None:
             self._proc.kill()
-            await self._proc.wait()
+            await wait_process(self._proc, 10)
         self._close()
 
     def _close(self) -> None:
@@ -145,6 +148,7 @@ class ConmonLaunch:
             if fd >= 0:
                 os.close(fd)
         self._start_fd = self._sync_fd = -1
+        self._proc.poll()  # reap the first conmon process if it exited and nobody waited (a cancelled create)
 
 
 def conmon_alive(paths: MonitorPaths) -> bool:

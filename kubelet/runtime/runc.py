@@ -11,10 +11,10 @@ from pklib.kubeconfig import pkube_home
 from kubelet.network.manager import NetworkConfig, NodeNetwork
 from kubelet.runtime import cgroups, stats
 from kubelet.runtime.containers import Containers
-from kubelet.runtime.exec import run_exec
+from kubelet.runtime.exec import run_exec, start_exec
 from kubelet.runtime.interface import (ContainerConfig, ContainerState, ContainerStats, ContainerStatus, ExecResult,
-                                       ImageService, LogLine, LogOptions, NotFound, PodStats, RuntimeError_,
-                                       SandboxConfig, SandboxState, SandboxStatus)
+                                       ExecStream, ImageService, LogLine, LogOptions, NotFound, PodStats,
+                                       RuntimeError_, SandboxConfig, SandboxState, SandboxStatus)
 from kubelet.runtime.logs import read_logs
 from kubelet.runtime.monitor import conmon_alive, read_exit
 from kubelet.runtime.runccli import Runc
@@ -152,10 +152,18 @@ class RuncRuntime:
 
     async def exec(self, container_id: str, cmd: list[str], stdin: bytes | None = None, tty: bool = False,
                    timeout: float | None = None) -> ExecResult:
+        await self._running(container_id)
+        return await run_exec(self.runc, container_id, cmd, stdin, tty, timeout)
+
+    async def start_exec(self, container_id: str, cmd: list[str], stdin: bool = False,
+                         tty: bool = False) -> ExecStream:
+        await self._running(container_id)
+        return await start_exec(self.runc, container_id, cmd, stdin, tty)
+
+    async def _running(self, container_id: str) -> None:
         status = await self.containers.status(container_id)
         if status.state != ContainerState.RUNNING:
             raise RuntimeError_(f"container {status.name} is not running")
-        return await run_exec(self.runc, container_id, cmd, stdin, tty, timeout)
 
     async def logs(self, container_id: str, options: LogOptions) -> AsyncIterator[LogLine]:
         paths = self.containers.paths(container_id)

@@ -36,7 +36,7 @@ class Runc:
             await proc.wait()
             raise RuntimeError_(f"runc {args[0]} timed out after {timeout}s") from None
         if proc.returncode != 0:
-            msg = _runc_message(err)
+            msg = runc_message(err)
             if "does not exist" in msg or "not exist" in msg:
                 raise NotFound(msg)
             raise RuntimeError_(f"runc {args[0]}: {msg}")
@@ -60,13 +60,16 @@ class Runc:
         words the error.
         """
         fifo = os.path.join(self.root, cid, EXEC_FIFO)
-        try:
-            fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError:
+        fd = -1
+        if init_pid is not None:  # opening the FIFO lets the init go on: only with a PID to watch it by
+            try:
+                fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError:
+                pass
+        if fd >= 0 and not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            os.close(fd)
             fd = -1
-        if fd < 0 or init_pid is None or not stat.S_ISFIFO(os.fstat(fd).st_mode):
-            if fd >= 0:
-                os.close(fd)
+        if fd < 0 or init_pid is None:
             await self.run("start", cid, timeout=timeout)
             return
         try:
@@ -141,7 +144,7 @@ def _alive(pid: int) -> bool:
     return state not in (b"Z", b"X")
 
 
-def _runc_message(err: bytes) -> str:
+def runc_message(err: bytes) -> str:
     """runc logs `time=... level=error msg="..."`; keep just the message."""
     text = err.decode(errors="replace").strip()
     for line in reversed(text.splitlines()):

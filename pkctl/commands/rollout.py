@@ -31,10 +31,15 @@ from .delete import parse_bool
 Obj = dict[str, Any]
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 RESTARTABLE = {("apps", "Deployment"), ("apps", "DaemonSet"), ("apps", "StatefulSet")}
+# The kinds kubectl's history and rollback lookups know (and then say have no history or rollback).
+KNOWN_WORKLOADS = RESTARTABLE | {("", "Pod"), ("apps", "ReplicaSet"), ("", "ReplicationController"),
+                                 ("batch", "Job"), ("batch", "CronJob")}
 # How long one watch request may stay open before we re-watch from the last version seen.
 WATCH_SECONDS = 300
 # Consecutive failed reconnects of a status watch before giving up (the API server is gone).
 MAX_RECONNECTS = 5
+# First pause before watching again after a broken or empty watch; it doubles each time in a row (at most 5 s).
+BACKOFF_SECONDS = 0.1
 
 
 @dataclass
@@ -227,46 +232,53 @@ async def follow_status(conn: Connection, f: Found, view: Callable[[Obj], Status
     """Print the status of the object as it is now, then after each change, until the rollout is done.
 
     The changes come from a watch on just this object, resumed from the last version seen when the
-    server ends the stream, and restarted from a fresh read when that version is too old (410 Gone).
+    server ends the stream, and restarted from a fresh read when that version is too old (410 Gone)
+    or the connection broke.
     """
-    obj = f.obj
-    reconnects = 0
-    while True:
+    def show(obj: Obj) -> bool:
         status = view(obj)
         print(status.message, flush=True)
-        if status.done or not watch:
-            return
+        return status.done
+
+    obj = f.obj
+    if show(obj) or not watch:
+        return
+    idle = 0  # watches in a row that ended without an event (paces re-watching a server that ends them early)
+    failures = 0  # consecutive broken connections
+    while True:
         rv = (obj.get("metadata") or {}).get("resourceVersion")
         try:
             async for event in conn.client.watch(f.res, f.namespace, resource_version=rv,
                                                  field_selector=f"metadata.name={f.name}",
                                                  timeout_seconds=WATCH_SECONDS):
-                reconnects = 0
+                idle = failures = 0
                 kind, changed = event.get("type"), event.get("object") or {}
                 if kind == "DELETED":
                     # Never silently follow a new object of the same name.
                     raise RolloutError("object has been deleted")
                 if kind == "BOOKMARK":
-                    obj = {**obj, "metadata": {**(obj.get("metadata") or {}),
-                                               "resourceVersion": (changed.get("metadata") or {}).get(
-                                                   "resourceVersion", rv)}}
-                    continue
-                if kind in ("ADDED", "MODIFIED"):
+                    meta = {**(obj.get("metadata") or {}),
+                            "resourceVersion": (changed.get("metadata") or {}).get("resourceVersion", rv)}
+                    obj = {**obj, "metadata": meta}
+                elif kind in ("ADDED", "MODIFIED"):
                     obj = changed
-                    status = view(obj)
-                    print(status.message, flush=True)
-                    if status.done:
+                    if show(obj):
                         return
-            continue  # the server ended the stream: watch again from the last version seen
+            # The server ended the stream: watch again from the last version seen.
+            idle += 1
+            await asyncio.sleep(min(BACKOFF_SECONDS * 2 ** idle, 5) if idle > 1 else 0)
+            continue
         except ApiError as e:
             if not is_gone(e):
                 raise
         except ConnectionFailed:
-            reconnects += 1
-            if reconnects > MAX_RECONNECTS:
+            failures += 1
+            if failures > MAX_RECONNECTS:
                 raise
-            await asyncio.sleep(0.2 * 2 ** reconnects)  # back off before reconnecting to a struggling server
+            await asyncio.sleep(min(BACKOFF_SECONDS * 2 ** failures, 5))  # spare a struggling server
         obj = await _reread(conn, f)
+        if show(obj):
+            return
 
 
 async def _reread(conn: Connection, f: Found) -> Obj:
@@ -310,6 +322,15 @@ async def _set_paused(conn: Connection, f: Found, paused: bool) -> str:
 
 # -- history, undo ------------------------------------------------------------------------------
 
+def _not_implemented(f: Found, role: str) -> RolloutError:
+    """kubectl's two wordings: a workload kind it knows but cannot handle, and any other kind."""
+    if (f.res.group, f.res.kind) in KNOWN_WORKLOADS:
+        return RolloutError(f'no {role} has been implemented for "{f.group_kind}"')
+    lookup_role = "history" if role == "history viewer" else role
+    return RolloutError(f'error retrieving {lookup_role} for "{f.group_kind}", no visitor method exists for '
+                        f"{{{f.res.group} {f.res.kind}}}")
+
+
 def _no_controller_revisions(f: Found, what: str) -> RolloutError:
     return RolloutError(f"{what} of {plural_name(f.res)} is not supported yet: pkube keeps no "
                         "ControllerRevisions, the history of daemon sets and stateful sets")
@@ -318,7 +339,11 @@ def _no_controller_revisions(f: Found, what: str) -> RolloutError:
 async def _replicasets(conn: Connection, f: Found) -> list[Obj]:
     replicasets = lookup("replicasets")
     assert replicasets is not None
-    listed = await conn.client.list_all(replicasets, f.namespace)
+    # The Deployment's matchLabels narrow the list on the server; ownership decides (as kubectl does).
+    selector = (f.obj.get("spec") or {}).get("selector") or {}
+    match = selector.get("matchLabels") or {}
+    narrowed = ",".join(f"{k}={v}" for k, v in sorted(match.items())) if not selector.get("matchExpressions") else ""
+    listed = await conn.client.list_all(replicasets, f.namespace, label_selector=narrowed or None)
     return owned_replicasets(f.obj, listed.get("items") or [])
 
 
@@ -329,7 +354,7 @@ def history_command(args: argparse.Namespace) -> int:
         if (f.res.group, f.res.kind) in (("apps", "DaemonSet"), ("apps", "StatefulSet")):
             raise _no_controller_revisions(f, "rollout history")
         if not _is_deployment(f):
-            raise RolloutError(f'no history viewer has been implemented for "{f.group_kind}"')
+            raise _not_implemented(f, "history viewer")
         rss = await _replicasets(conn, f)
         if args.revision > 0:
             by_rev = revisions(rss)
@@ -345,7 +370,7 @@ async def _undo(conn: Connection, f: Found, to_revision: int) -> str:
     if (f.res.group, f.res.kind) in (("apps", "DaemonSet"), ("apps", "StatefulSet")):
         raise _no_controller_revisions(f, "rollout undo")
     if not _is_deployment(f):
-        raise RolloutError(f'no rollbacker has been implemented for "{f.group_kind}"')
+        raise _not_implemented(f, "rollbacker")
     revision, rs = rollback_target(await _replicasets(conn, f), to_revision, f.name)
     if (f.obj.get("spec") or {}).get("paused"):
         raise RolloutError("you cannot rollback a paused deployment; resume it first with "

@@ -140,7 +140,7 @@ async def test_bookmarks_when_allowed(session_tmp: str, etcd: Etcd) -> None:
             kinds_seen = []
 
             async def drain() -> None:
-                async for ev in c.watch(CM, "default", timeout_seconds=2, allow_bookmarks=True):
+                async for ev in c.watch(CM, "default", timeout_seconds=5, allow_bookmarks=True):
                     kinds_seen.append(ev["type"])
                     if ev["type"] == "BOOKMARK":
                         assert int(ev["object"]["metadata"]["resourceVersion"]) > 0
@@ -150,6 +150,29 @@ async def test_bookmarks_when_allowed(session_tmp: str, etcd: Etcd) -> None:
             assert kinds_seen[-1] == "BOOKMARK"
     finally:
         _stop(server.proc)
+
+
+async def test_a_bookmark_just_before_the_watch_times_out(client: Client, namespace: str) -> None:
+    # The interval is a minute (Kubernetes' default); a watch ending sooner still gets one bookmark 2 s before
+    # its end, carrying the newest revision, so the client resumes from there and not from an old one.
+    before = (await client.list(CM, namespace))["metadata"]["resourceVersion"]
+    seen: list[dict[str, Any]] = []
+
+    async def drain() -> None:
+        async for ev in client.watch(CM, namespace, resource_version=before, timeout_seconds=4, allow_bookmarks=True):
+            seen.append(ev)
+
+    watching = asyncio.create_task(drain())
+    created = await client.create(CM, sample(CM, unique("bm"), namespace))
+    await asyncio.wait_for(watching, 10)
+    assert [ev["type"] for ev in seen] == ["ADDED", "BOOKMARK"]
+    assert int(seen[1]["object"]["metadata"]["resourceVersion"]) >= int(created["metadata"]["resourceVersion"])
+
+
+async def test_no_bookmark_unless_asked(client: Client, namespace: str) -> None:
+    await client.create(CM, sample(CM, unique("nb"), namespace))
+    events = [ev async for ev in client.watch(CM, namespace, timeout_seconds=3, allow_bookmarks=False)]
+    assert [ev["type"] for ev in events] == ["ADDED"]
 
 
 async def test_watch_from_a_revision_bumped_by_another_etcd_user(client: Client, namespace: str, etcd: Etcd) -> None:

@@ -236,7 +236,9 @@ async def test_kubectl_rollout_status_history_and_undo(open_apiserver: str, sess
         await asyncio.wait_for(ready.wait(), 30)
         await client.create(resource("namespaces"), {"metadata": {"name": namespace}})
         async with FakeKubelet(client, namespace):
-            await client.create(DEPLOY, deploy_body("web", 2), namespace)
+            body = deploy_body("web", 2)
+            body["metadata"]["annotations"] = {"kubernetes.io/change-cause": "first release"}
+            await client.create(DEPLOY, body, namespace)
             status = await _run(*kubectl, "rollout", "status", "deployment/web", "--timeout=30s")
             assert status.returncode == 0, status.stderr
             assert 'deployment "web" successfully rolled out' in status.stdout
@@ -244,10 +246,21 @@ async def test_kubectl_rollout_status_history_and_undo(open_apiserver: str, sess
                 {"name": "c", "image": "busybox:2"}]}}}}, namespace)
             status = await _run(*kubectl, "rollout", "status", "deployment/web", "--timeout=30s")
             assert status.returncode == 0, status.stderr
-            history = await _run(*kubectl, "rollout", "history", "deployment/web")
-            assert history.returncode == 0, history.stderr
-            assert [line.split()[0] for line in history.stdout.splitlines()[2:] if line.strip()] == ["1", "2"]
+            annotate = await _run(*kubectl, "annotate", "--overwrite", "deployment/web",
+                                  "kubernetes.io/change-cause=image busybox:2")
+            assert annotate.returncode == 0, annotate.stderr
 
+            async def history_shows(*rows: str) -> Any:
+                history = await _run(*kubectl, "rollout", "history", "deployment/web")
+                assert history.returncode == 0, history.stderr
+                got = [" ".join(line.split()) for line in history.stdout.splitlines()[2:] if line.strip()]
+                return got if got == list(rows) else None
+            await wait_for(lambda: history_shows("1 first release", "2 image busybox:2"),
+                           message="each revision with its change-cause in kubectl rollout history")
+            v1 = next(rs for rs in (await client.list(RS, namespace))["items"]
+                      if rs["spec"]["template"]["spec"]["containers"][0]["image"] == "busybox:1")
+
+            # kubectl sends the old template with `resources: {}` and `creationTimestamp: null` in it.
             undo = await _run(*kubectl, "rollout", "undo", "deployment/web")
             assert undo.returncode == 0, undo.stderr
 
@@ -258,6 +271,12 @@ async def test_kubectl_rollout_status_history_and_undo(open_apiserver: str, sess
             assert status.returncode == 0, status.stderr
             d = await client.get(DEPLOY, "web", namespace)
             assert d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
+            rss = (await client.list(RS, namespace))["items"]
+            assert [rs["metadata"]["uid"] for rs in rss if rs["spec"]["replicas"]] == [v1["metadata"]["uid"]]
+            assert len(rss) == 2, "the undo reused revision 1's ReplicaSet instead of making a third"
+            # As in Kubernetes, the undo also brought revision 1's change-cause back.
+            await wait_for(lambda: history_shows("2 image busybox:2", "3 first release"),
+                           message="revision 1 listed again as revision 3")
     finally:
         manager.cancel()
         await asyncio.gather(manager, return_exceptions=True)

@@ -20,7 +20,7 @@ from tests.conftest import ROOT, ApiServer, _stop
 from tests.util import free_port, unique, wait_for, wait_for_sync
 
 SERVICES = resource("services")
-ENDPOINTS = resource("endpoints")
+SLICES = resource("endpointslices")
 
 
 def query(port: int, name: str, qtype: str = "A", tcp: bool = False, host: str = "127.0.0.1",
@@ -131,11 +131,13 @@ async def test_service_a_srv_ptr_over_udp_and_tcp(client: Client, namespace: str
 async def test_headless_and_statefulset_pod_names(client: Client, namespace: str, dns_port: int) -> None:
     await make_service(client, namespace, "db", clusterIP="None",
                        ports=[{"name": "pg", "port": 5432, "protocol": "TCP"}])
-    await client.create(ENDPOINTS, {
-        "apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "db", "namespace": namespace},
-        "subsets": [{"addresses": [{"ip": "10.250.0.2", "hostname": "db-0"}, {"ip": "10.250.0.3", "hostname": "db-1"}],
-                     "notReadyAddresses": [{"ip": "10.250.0.4", "hostname": "db-2"}],
-                     "ports": [{"name": "pg", "port": 5432, "protocol": "TCP"}]}]})
+    await client.create(SLICES, {
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+        "metadata": {"name": "db-a", "namespace": namespace, "labels": {"kubernetes.io/service-name": "db"}},
+        "endpoints": [{"addresses": [ip], "hostname": host, "conditions": {"ready": ready}}
+                      for ip, host, ready in (("10.250.0.2", "db-0", True), ("10.250.0.3", "db-1", True),
+                                              ("10.250.0.4", "db-2", False))],
+        "ports": [{"name": "pg", "port": 5432, "protocol": "TCP"}]})
     base = f"db.{namespace}.svc.cluster.local"
     await wait_for(lambda: _async(lambda: addresses(query(dns_port, base)) == ["10.250.0.2", "10.250.0.3"]),
                    message="headless A records")

@@ -70,7 +70,8 @@ class Node:
         without, the kubelet runs with its production defaults (what the benchmark measures)."""
         self.kubelet_log = self.tmp / f"kubelet-{unique('log')}.log"
         timings = ["--crashloop-backoff-base", "1", "--crashloop-backoff-max", "8", "--node-lease-renew-interval", "2",
-                   "--relist-period", "0.5", "--sync-frequency", "2"] if test_timings else []
+                   "--relist-period", "0.5", "--sync-frequency", "2", "--node-status-update-frequency", "1"
+                   ] if test_timings else []
         self.kubelet = subprocess.Popen(
             [sys.executable, "-m", "launcher", "kubelet", "--server", self.api.url, "--token", self.api.token,
              "--node-name", self.name, *self.node_flags(), *timings,

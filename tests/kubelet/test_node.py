@@ -51,3 +51,22 @@ async def test_lease_is_renewed(node: Node, kc: Client) -> None:
     async def renewed() -> bool:
         return (await kc.get(LEASES, node.name, "kube-node-lease"))["spec"]["renewTime"] != first["renewTime"]
     await wait_for(renewed, 10, 0.2, message="lease renewTime to advance (renew interval 2 s)")
+
+
+async def test_unchanged_node_status_is_not_rewritten_at_each_heartbeat(node: Node, kc: Client) -> None:
+    # The Lease is the heartbeat; the Node object is written only when its status changes (or every 5 min),
+    # so the watchers of nodes (scheduler, controllers) are not woken every few seconds for nothing.
+    before = await kc.get(NODES, node.name)
+    lease = (await kc.get(LEASES, node.name, "kube-node-lease"))["metadata"]["resourceVersion"]
+    renewals = 0
+
+    async def renewed_twice() -> bool:
+        nonlocal lease, renewals
+        now = (await kc.get(LEASES, node.name, "kube-node-lease"))["metadata"]["resourceVersion"]
+        renewals, lease = renewals + (now != lease), now
+        return renewals >= 2
+    # renew interval 2 s and status computed every second in these tests: several computations in between
+    await wait_for(renewed_twice, 15, 0.2, message="two lease renewals")
+    after = await kc.get(NODES, node.name)
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert after["status"]["conditions"] == before["status"]["conditions"]

@@ -22,6 +22,7 @@ import pytest
 
 from pklib.client import Client
 from proxy import nft
+from proxy.localnet import ROUTE_LOCALNET
 from proxy.main import resource
 from tests.conftest import ROOT, ApiServer, Etcd, start_apiserver, _stop
 from tests.util import free_port, unique, wait_for_sync
@@ -199,15 +200,30 @@ def testnet() -> Iterator[PodNet]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def cleanup_proxy(table: str) -> None:
+    """`pkube proxy --cleanup` (what `cluster down` runs): the table goes, and route_localnet is given back."""
+    out = subprocess.run([sys.executable, "-m", "launcher", "proxy", "--cleanup", "--table", table],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert nft.list_table(table) == ""
+
+
+def assert_route_localnet_restored(before: str) -> None:
+    # Another pkube proxy table on this machine (a local cluster, another test) still needs the setting.
+    if not nft.proxy_tables():
+        assert ROUTE_LOCALNET.read_text() == before, "route_localnet not restored"
+
+
 @pytest.fixture
 def proxy(proxy_apiserver: ApiServer, testnet: PodNet, session_tmp: str) -> Iterator[ProxyProcess]:
     table = unique("pkube-t")
     p = ProxyProcess(table, unique("node"), testnet.gateway, free_port(), proxy_apiserver.kubeconfig,
                      os.path.join(session_tmp, f"{table}.log"))
+    before = ROUTE_LOCALNET.read_text()
     try:
         p.start()
         yield p
     finally:
         p.stop()
-        nft.delete_table(table)
-        assert nft.list_table(table) == ""
+        cleanup_proxy(table)
+        assert_route_localnet_restored(before)

@@ -16,14 +16,15 @@ from typing import Any
 import pytest
 
 from pklib.client import Client
+from proxy import localnet, nft
 from proxy.main import resource
-from tests.proxy.conftest import ProxyProcess, PodNet, connect_error, fetch
+from tests.proxy.conftest import ProxyProcess, PodNet, cleanup_proxy, connect_error, fetch
 from tests.util import unique, wait_for, wait_for_sync
 
 pytestmark = pytest.mark.root
 
 SERVICES = resource("services")
-ENDPOINTS = resource("endpoints")
+SLICES = resource("endpointslices")
 
 
 async def make_service(c: Client, ns: str, name: str, **spec: Any) -> dict[str, Any]:
@@ -32,15 +33,21 @@ async def make_service(c: Client, ns: str, name: str, **spec: Any) -> dict[str, 
                                      "metadata": {"name": name, "namespace": ns}, "spec": spec})
 
 
-def endpoints_body(ns: str, name: str, subsets: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": name, "namespace": ns}, "subsets": subsets}
-
-
-def subset(pods: list[Any], port: int = 8080, port_name: str | None = None) -> dict[str, Any]:
-    p: dict[str, Any] = {"port": port, "protocol": "TCP"}
+def endpoint_slice(ns: str, service: str, endpoints: list[dict[str, Any]], port: int = 8080, protocol: str = "TCP",
+                   port_name: str | None = None, suffix: str = "a") -> dict[str, Any]:
+    """An EndpointSlice of `service` (what the endpoint slice controller writes for its pods)."""
+    p: dict[str, Any] = {"port": port, "protocol": protocol}
     if port_name:
         p["name"] = port_name
-    return {"addresses": [{"ip": pod.ip} for pod in pods], "ports": [p]}
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+            "metadata": {"name": f"{service}-{suffix}", "namespace": ns,
+                         "labels": {"kubernetes.io/service-name": service}},
+            "endpoints": endpoints, "ports": [p]}
+
+
+def ready(*pods: Any, node: str | None = None) -> list[dict[str, Any]]:
+    return [{"addresses": [pod.ip], "conditions": {"ready": True}, **({"nodeName": node} if node else {})}
+            for pod in pods]
 
 
 def wait_rules(proxy: ProxyProcess, *needles: str, absent: bool = False) -> str:
@@ -60,7 +67,7 @@ async def test_clusterip_and_nodeport_reach_every_endpoint(pclient: Client, pns:
     pods = [testnet.add_pod(f"web-{i}") for i in range(3)]
     svc = await make_service(pclient, pns, "web", type="NodePort")
     ip, node_port = svc["spec"]["clusterIP"], svc["spec"]["ports"][0]["nodePort"]
-    await pclient.create(ENDPOINTS, endpoints_body(pns, "web", [subset(pods)]))
+    await pclient.create(SLICES, endpoint_slice(pns, "web", ready(*pods)))
     wait_rules(proxy, f"{ip} . tcp . 80", f"tcp . {node_port}", *(f"{p.ip} . 8080" for p in pods))
 
     names = {p.name for p in pods}
@@ -70,15 +77,18 @@ async def test_clusterip_and_nodeport_reach_every_endpoint(pclient: Client, pns:
         assert set(seen) == names, f"{url}: {seen}"
 
     # Scaling down: a removed endpoint gets no more traffic once the proxy saw the change.
-    ep = await pclient.get(ENDPOINTS, "web", pns)
-    ep["subsets"] = [subset(pods[:2])]
-    await pclient.update(ENDPOINTS, ep)
+    current = await pclient.get(SLICES, "web-a", pns)
+    current["endpoints"] = ready(*pods[:2])
+    await pclient.update(SLICES, current)
     wait_rules(proxy, f"{pods[2].ip} . 8080", absent=True)
     assert set(spread(f"http://{ip}/", 20)) == {"web-0", "web-1"}
 
     # The metrics report how long syncs and endpoint changes took.
     metrics = proxy.metrics()
     assert re.search(r"^pkube_proxy_sync_proxy_rules_duration_seconds_count [1-9]", metrics, re.M)
+    # The start was a full sync; the endpoint changes since were partial ones.
+    assert re.search(r"^pkube_proxy_sync_full_proxy_rules_duration_seconds_count [1-9]", metrics, re.M)
+    assert re.search(r"^pkube_proxy_sync_partial_proxy_rules_duration_seconds_count [1-9]", metrics, re.M)
     assert re.search(r"^pkube_proxy_network_programming_duration_seconds_count [1-9]", metrics, re.M)
 
 
@@ -88,8 +98,9 @@ async def test_named_target_port_resolved_per_endpoint(pclient: Client, pns: str
     svc = await make_service(pclient, pns, "multi",
                              ports=[{"name": "http", "port": 80, "protocol": "TCP", "targetPort": "web"}])
     ip = svc["spec"]["clusterIP"]
-    await pclient.create(ENDPOINTS, endpoints_body(pns, "multi", [subset([old], 8080, "http"),
-                                                                  subset([new], 9090, "http")]))
+    # Two slices of one Service (two pod versions), merged by the proxy.
+    await pclient.create(SLICES, endpoint_slice(pns, "multi", ready(old), 8080, port_name="http", suffix="v1"))
+    await pclient.create(SLICES, endpoint_slice(pns, "multi", ready(new), 9090, port_name="http", suffix="v2"))
     wait_rules(proxy, f"{old.ip} . 8080", f"{new.ip} . 9090")
     assert set(spread(f"http://{ip}/", 30)) == {"v1", "v2"}
 
@@ -113,7 +124,7 @@ async def test_pods_reach_services_and_themselves_through_them(pclient: Client, 
     a, b = testnet.add_pod("pod-a"), testnet.add_pod("pod-b")
     svc = await make_service(pclient, pns, "only-a")
     ip = svc["spec"]["clusterIP"]
-    await pclient.create(ENDPOINTS, endpoints_body(pns, "only-a", [subset([a])]))
+    await pclient.create(SLICES, endpoint_slice(pns, "only-a", ready(a)))
     wait_rules(proxy, f"{a.ip} . 8080")
     assert testnet.fetch_from(b, f"http://{ip}/") == "pod-a"
     # Hairpin: without masquerading, pod-a would answer itself directly and the connection would hang.
@@ -142,15 +153,14 @@ async def test_udp_flows_move_when_their_endpoint_goes_away(pclient: Client, pns
     testnet.udp_echo(b, 5353)
     svc = await make_service(pclient, pns, "udp", ports=[{"port": 53, "protocol": "UDP", "targetPort": 5353}])
     ip = svc["spec"]["clusterIP"]
-    udp = {"port": 5353, "protocol": "UDP"}
-    await pclient.create(ENDPOINTS, endpoints_body(pns, "udp", [{"addresses": [{"ip": a.ip}], "ports": [udp]}]))
+    await pclient.create(SLICES, endpoint_slice(pns, "udp", ready(a), 5353, "UDP"))
     wait_rules(proxy, f"{ip} . udp . 53", f"{a.ip} . 5353")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
         client.settimeout(0.5)
         assert udp_ask(client, ip, 53) == "udp-a"
-        ep = await pclient.get(ENDPOINTS, "udp", pns)
-        ep["subsets"] = [{"addresses": [{"ip": b.ip}], "ports": [udp]}]
-        await pclient.update(ENDPOINTS, ep)
+        current = await pclient.get(SLICES, "udp-a", pns)
+        current["endpoints"] = ready(b)
+        await pclient.update(SLICES, current)
         wait_rules(proxy, f"{a.ip} . 5353", absent=True)
         # udp-a still answers, so only a deleted conntrack entry sends the same flow to udp-b.
         assert wait_for_sync(lambda: udp_ask(client, ip, 53, tries=2) == "udp-b", timeout=5,
@@ -162,7 +172,7 @@ async def test_session_affinity_keeps_a_client_on_one_endpoint(pclient: Client, 
     pods = [testnet.add_pod(f"sticky-{i}") for i in range(3)]
     svc = await make_service(pclient, pns, "sticky", sessionAffinity="ClientIP")
     ip = svc["spec"]["clusterIP"]
-    await pclient.create(ENDPOINTS, endpoints_body(pns, "sticky", [subset(pods)]))
+    await pclient.create(SLICES, endpoint_slice(pns, "sticky", ready(*pods)))
     wait_rules(proxy, *(f"dnat to {p.ip}:8080" for p in pods))
     seen = spread(f"http://{ip}/", 15)
     assert len(seen) == 1 and None not in seen, seen
@@ -176,9 +186,8 @@ async def test_masquerade_only_where_needed_and_policy_local(
     svc = await make_service(pclient, pns, "local", type="NodePort", externalTrafficPolicy="Local",
                              ports=[{"port": 80, "protocol": "TCP", "targetPort": 9000}])
     node_port = svc["spec"]["ports"][0]["nodePort"]
-    await pclient.create(ENDPOINTS, endpoints_body(pns, "local", [{
-        "addresses": [{"ip": here.ip, "nodeName": proxy.node_name}, {"ip": elsewhere.ip, "nodeName": "other-node"}],
-        "ports": [{"port": 9000, "protocol": "TCP"}]}]))
+    await pclient.create(SLICES, endpoint_slice(pns, "local", ready(here, node=proxy.node_name)
+                                                + ready(elsewhere, node="other-node"), 9000))
     wait_rules(proxy, f"local-{pns}/local/tcp/80", f"{elsewhere.ip} . 9000")
     # An outside client (another host on the node's network: the client namespace) reaches only this node's
     # endpoint, which sees the client's own address.
@@ -192,8 +201,7 @@ async def test_masquerade_only_where_needed_and_policy_local(
     # is not masqueraded (the endpoint sees the pod).
     cluster = await make_service(pclient, pns, "cluster", type="NodePort",
                                  ports=[{"port": 80, "protocol": "TCP", "targetPort": 9000}])
-    await pclient.create(ENDPOINTS, endpoints_body(pns, "cluster", [{
-        "addresses": [{"ip": here.ip}], "ports": [{"port": 9000, "protocol": "TCP"}]}]))
+    await pclient.create(SLICES, endpoint_slice(pns, "cluster", ready(here), 9000))
     wait_rules(proxy, f"svc-{pns}/cluster/tcp/80")
     cluster_port = cluster["spec"]["ports"][0]["nodePort"]
     assert testnet.fetch_from(client, f"http://{testnet.gateway}:{cluster_port}/") == f"here {testnet.gateway}"
@@ -205,7 +213,7 @@ async def test_loadbalancer_gets_the_node_address_and_is_served_there(pclient: C
     pod = testnet.add_pod("lb")
     svc = await make_service(pclient, pns, "lb", type="LoadBalancer",
                              ports=[{"port": 8888, "protocol": "TCP", "targetPort": 8080}])
-    await pclient.create(ENDPOINTS, endpoints_body(pns, "lb", [subset([pod])]))
+    await pclient.create(SLICES, endpoint_slice(pns, "lb", ready(pod)))
 
     async def ingress() -> Any:
         s = await pclient.get(SERVICES, "lb", pns)
@@ -234,7 +242,7 @@ async def test_restart_keeps_connections_and_ruleset_cleanup_removes_it(pclient:
     svc = await make_service(pclient, pns, "keep", type="NodePort",
                              ports=[{"port": 80, "protocol": "TCP", "targetPort": 9000}])
     ip = svc["spec"]["clusterIP"]
-    await pclient.create(ENDPOINTS, endpoints_body(pns, "keep", [subset(pods, 9000)]))
+    await pclient.create(SLICES, endpoint_slice(pns, "keep", ready(*pods), 9000))
     before = wait_rules(proxy, *(f"{p.ip} . 9000" for p in pods))
 
     conn = http.client.HTTPConnection(ip, 80, timeout=5)
@@ -260,11 +268,13 @@ async def test_restart_keeps_connections_and_ruleset_cleanup_removes_it(pclient:
     proxy.start()
     assert proxy.ruleset() == before
 
+    # The proxy recorded route_localnet as it found it, and its table counts as a pkube proxy table
+    # (which keeps the setting on) until `--cleanup` removes both.
+    record = localnet.STATE_DIR / f"{proxy.table}.route_localnet"
+    assert record.read_text().strip() in ("0", "1") and proxy.table in nft.proxy_tables()
     proxy.stop()
-    out = subprocess.run([sys.executable, "-m", "launcher", "proxy", "--cleanup",
-                          "--table", proxy.table], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert proxy.ruleset() == ""
+    cleanup_proxy(proxy.table)
+    assert not record.exists() and proxy.table not in nft.proxy_tables()
 
 
 def test_bad_flags_give_one_line_errors() -> None:
@@ -278,3 +288,15 @@ def test_bad_flags_give_one_line_errors() -> None:
                           "--metrics-bind-address", "127.0.0.1:0", "--table", unique("pkube-t")],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and out.stderr.startswith("error:") and "Traceback" not in out.stderr, out.stderr
+
+
+def test_a_failing_transaction_changes_nothing_and_says_why() -> None:
+    table = unique("pkube-t")
+    try:
+        with pytest.raises(nft.NftError, match="syntax error"):
+            nft.apply_script(f"add table ip {table}\nadd chain ip {table} c\nadd rule ip {table} c no-such-thing\n")
+        assert nft.list_table(table) == ""  # all or nothing: not even the table was created
+        nft.apply_script(f"add table ip {table}\nadd chain ip {table} c\nadd rule ip {table} c counter\n")
+        assert "counter" in nft.list_table(table)  # the same context works on after a failure
+    finally:
+        nft.delete_table(table)

@@ -19,9 +19,11 @@ from dnslib import DNSRecord
 
 from kubelet.runtime.interface import ExecTimeout
 from pklib.client import Client
+from proxy.localnet import ROUTE_LOCALNET
 from tests.conftest import ROOT, Etcd, _stop
 from tests.kubelet.conftest import (NAMESPACES, PODS, Node, clean_namespace, cond, ctr, exec_in, pod,
                                     private_node, res, running, wait_pod)
+from tests.proxy.conftest import assert_route_localnet_restored, cleanup_proxy
 from tests.util import free_port, unique, wait_for, wait_for_sync
 
 pytestmark = pytest.mark.root
@@ -51,6 +53,7 @@ def services(etcd: Etcd) -> Iterator[Services]:
         wait_for_sync(forwarding.exists, timeout=30, interval=0.1, message="the kubelet's bridge")
         forwarding.write_text("1\n")
         metrics, dns_port = free_port(), free_port()
+        route_localnet = ROUTE_LOCALNET.read_text()
         proxy = subprocess.Popen(
             [sys.executable, "-m", "launcher", "proxy", "--kubeconfig", node.api.kubeconfig, "--table", table,
              "--node-name", node.name, "--node-ip", "127.0.0.1", "--metrics-bind-address", f"127.0.0.1:{metrics}"],
@@ -77,10 +80,8 @@ def services(etcd: Etcd) -> Iterator[Services]:
         finally:
             _stop(dns)
             _stop(proxy)
-            cleanup = subprocess.run([sys.executable, "-m", "launcher", "proxy", "--cleanup", "--table", table],
-                                     cwd=ROOT, capture_output=True, text=True, timeout=60)
-            assert cleanup.returncode == 0, cleanup.stderr
-            assert subprocess.run(["nft", "list", "table", "ip", table], capture_output=True).returncode != 0
+            cleanup_proxy(table)
+            assert_route_localnet_restored(route_localnet)
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """Pure rollout arithmetic of the Deployment controller and the ReplicaSet's choices."""
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -93,6 +94,93 @@ def test_new_rs_is_found_ignoring_the_hash_label() -> None:
     other = rs("other", 1)
     other["spec"]["template"] = {"metadata": {"labels": {"app": "d"}}, "spec": {"containers": [{"image": "b"}]}}
     assert du.find_new_rs(d, [other, same]) is same
+
+
+# A pod template as the apiserver stores it (defaulted), and the same template as `kubectl rollout undo`
+# sends it back: Go's encoder writes empty structs and null timestamps, which are no change at all.
+STORED: dict[str, Any] = {
+    "metadata": {"labels": {"app": "d", du.HASH_LABEL: "5d8f7c9b4x"}},
+    "spec": {"containers": [{"name": "c", "image": "a", "terminationMessagePolicy": "File"}],
+             "securityContext": {}, "restartPolicy": "Always", "terminationGracePeriodSeconds": 30}}
+FROM_KUBECTL: dict[str, Any] = {
+    "metadata": {"creationTimestamp": None, "labels": {"app": "d"}},
+    "spec": {"containers": [{"name": "c", "image": "a", "terminationMessagePolicy": "File",
+                             "resources": {}, "args": [], "env": None}],
+             "securityContext": {}, "restartPolicy": "Always", "terminationGracePeriodSeconds": 30}}
+
+
+def test_templates_differing_only_by_empty_fields_and_hash_label_are_the_same() -> None:
+    assert du.same_template(STORED, FROM_KUBECTL) and du.same_template(FROM_KUBECTL, STORED)
+    nested = copy.deepcopy(FROM_KUBECTL)
+    nested["spec"]["containers"][0]["resources"] = {"limits": {}, "requests": None}
+    assert du.same_template(STORED, nested), "a map holding only empty maps is empty too"
+    assert STORED["metadata"]["labels"][du.HASH_LABEL] == "5d8f7c9b4x", "the inputs are not changed"
+    assert "resources" in FROM_KUBECTL["spec"]["containers"][0]
+
+
+@pytest.mark.parametrize("change", [
+    lambda t: t["spec"]["containers"][0].update(image="b"),
+    lambda t: t["spec"]["containers"][0].update(resources={"limits": {"cpu": "1"}}),
+    lambda t: t["spec"]["containers"][0].update(args=[""]),
+    lambda t: t["spec"].update(terminationGracePeriodSeconds=0),
+    lambda t: t["spec"]["containers"].append({"name": "d", "image": "a"}),
+    lambda t: t["spec"].update(volumes=[{"name": "v", "emptyDir": {}}]),
+    lambda t: t["metadata"]["labels"].update(app="e"),
+])
+def test_real_template_changes_still_count(change: Any) -> None:
+    changed = copy.deepcopy(FROM_KUBECTL)
+    change(changed)
+    assert not du.same_template(STORED, changed)
+
+
+def test_kubectl_undo_template_finds_the_replicaset_it_came_from() -> None:
+    d = deploy(1)
+    d["spec"]["template"] = copy.deepcopy(FROM_KUBECTL)
+    newer, old = rs("newer", 1, revision=2, created="2026-01-02T00:00:00Z"), rs("old", 0, revision=1)
+    newer["spec"]["template"] = {"metadata": {"labels": {"app": "d"}}, "spec": {"containers": [{"image": "z"}]}}
+    old["spec"]["template"] = copy.deepcopy(STORED)
+    assert du.find_new_rs(d, [newer, old]) is old
+
+
+def test_replicaset_names_keep_their_hash() -> None:
+    """The hash names ReplicaSets that already exist: it must not change between versions of pkube, or a
+    restarted controller-manager would no longer recognise its own ReplicaSets by name (collisions)."""
+    assert template_hash(STORED) == template_hash(copy.deepcopy(STORED))
+    defaulted = {"metadata": {"labels": {"app": "web"}},
+                 "spec": {"containers": [{"name": "c", "image": "busybox:1", "imagePullPolicy": "IfNotPresent",
+                                          "terminationMessagePath": "/dev/termination-log",
+                                          "terminationMessagePolicy": "File"}],
+                          "restartPolicy": "Always", "terminationGracePeriodSeconds": 30, "dnsPolicy": "ClusterFirst",
+                          "securityContext": {}, "schedulerName": "default-scheduler", "enableServiceLinks": True}}
+    # Values computed by the hash as it was before empty fields stopped counting in comparisons.
+    assert (template_hash(defaulted), template_hash(defaulted, 1)) == ("969cr6kmfx", "wbgwz5444l")
+
+
+def test_new_replicaset_gets_the_deployment_annotations_but_not_its_bookkeeping() -> None:
+    d = deploy(1)
+    d["metadata"]["annotations"] = {"kubernetes.io/change-cause": "image a", "team": "web",
+                                    du.REVISION: "7", du.DESIRED_REPLICAS: "9", du.MAX_REPLICAS: "9",
+                                    du.REVISION_HISTORY: "1,2", "deprecated.deployment.rollback.to": "1",
+                                    "kubectl.kubernetes.io/last-applied-configuration": "{}"}
+    assert du.new_rs_annotations(d, {}, 3) == {"kubernetes.io/change-cause": "image a", "team": "web",
+                                               du.REVISION: "3"}
+    current = {du.REVISION: "3", "kubernetes.io/change-cause": "image a", "only-on-rs": "x", du.DESIRED_REPLICAS: "1"}
+    d["metadata"]["annotations"]["kubernetes.io/change-cause"] = "image b"
+    assert du.new_rs_annotations(d, current, 3) == {**current, "kubernetes.io/change-cause": "image b",
+                                                    "team": "web"}, "synced, nothing removed, revision kept"
+    assert du.new_rs_annotations(d, {**current, du.REVISION: "5"}, 3)[du.REVISION] == "5", "never lowered"
+
+
+def test_a_replicaset_brought_back_remembers_its_earlier_revisions() -> None:
+    d = deploy(1)
+    back = du.new_rs_annotations(d, {du.REVISION: "1"}, 3)
+    assert (back[du.REVISION], back[du.REVISION_HISTORY]) == ("3", "1")
+    again = du.new_rs_annotations(d, back, 5)
+    assert (again[du.REVISION], again[du.REVISION_HISTORY]) == ("5", "1,3")
+    long = ",".join(str(n) for n in range(1000, 1400))  # 1999 characters
+    trimmed = du.new_rs_annotations(d, {du.REVISION: "1400", du.REVISION_HISTORY: long}, 1401)[du.REVISION_HISTORY]
+    assert len(trimmed) <= du.MAX_REVISION_HISTORY_CHARS
+    assert trimmed.endswith(",1399,1400") and not trimmed.startswith("1000,"), "the oldest entries go first"
 
 
 def test_history_cleanup_deletes_oldest_idle_revisions() -> None:

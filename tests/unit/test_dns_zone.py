@@ -16,15 +16,27 @@ SERVICES: list[dict[str, Any]] = [
     {"metadata": {"namespace": "prod", "name": "ext"},
      "spec": {"type": "ExternalName", "externalName": "example.org"}},
 ]
-ENDPOINTS: dict[str, Any] = {
-    "prod/web": {"subsets": [{"addresses": [{"ip": "10.1.0.5"}], "ports": [{"name": "http", "port": 8080}]}]},
-    "prod/db": {"subsets": [{"addresses": [{"ip": "10.1.0.8", "hostname": "db-1"},
-                                           {"ip": "10.1.0.7", "hostname": "db-0"},
-                                           {"ip": "10.1.0.9"}],
-                             "notReadyAddresses": [{"ip": "10.1.0.10", "hostname": "db-2"}],
-                             "ports": [{"name": "pg", "port": 5432, "protocol": "TCP"}]}]},
-}
-ZONE = dns.build_zone(SERVICES, ENDPOINTS, "cluster.local")
+
+
+def eslice(ns: str, service: str, endpoints: list[tuple[str, str, bool]], ports: list[dict[str, Any]],
+           name: str = "") -> dict[str, Any]:
+    """An EndpointSlice of `service` with (ip, hostname, ready) endpoints."""
+    return {"metadata": {"namespace": ns, "name": name or f"{service}-a",
+                         "labels": {"kubernetes.io/service-name": service}},
+            "addressType": "IPv4", "ports": ports,
+            "endpoints": [{"addresses": [ip], "conditions": {"ready": ready}, **({"hostname": host} if host else {})}
+                          for ip, host, ready in endpoints]}
+
+
+SLICES = [
+    eslice("prod", "web", [("10.1.0.5", "", True)], [{"name": "http", "port": 8080}]),
+    eslice("prod", "db", [("10.1.0.8", "db-1", True), ("10.1.0.7", "db-0", True), ("10.1.0.10", "db-2", False)],
+           [{"name": "pg", "port": 5432, "protocol": "TCP"}]),
+    # The controller may list an endpoint in two slices for a moment: it still counts once.
+    eslice("prod", "db", [("10.1.0.9", "", True), ("10.1.0.7", "db-0", True)],
+           [{"name": "pg", "port": 5432, "protocol": "TCP"}], name="db-b"),
+]
+ZONE = dns.build_zone(SERVICES, SLICES, "cluster.local")
 
 
 def ask(name: str, qtype: str = "A") -> DNSRecord:
@@ -90,23 +102,22 @@ def test_external_name_is_a_cname_and_pod_names_decode_their_address() -> None:
 def test_other_domains_are_not_ours_and_custom_domains_work() -> None:
     assert not dns.is_cluster_name("example.org.", ZONE)
     assert not dns.is_cluster_name("notcluster.local.", ZONE)
-    zone = dns.build_zone(SERVICES, ENDPOINTS, "Corp.Example.")
+    zone = dns.build_zone(SERVICES, SLICES, "Corp.Example.")
     reply = dns.answer(zone, DNSRecord.question("web.prod.svc.corp.example", "A"))
     assert [str(rr.rdata) for rr in reply.rr] == ["10.96.0.20"]
 
 
 def test_endpoints_with_hostnames_that_are_not_dns_labels_are_left_out() -> None:
-    eps = {"prod/db": {"subsets": [{"addresses": [{"ip": "10.1.0.7", "hostname": "Bad_Host"},
-                                                  {"ip": "10.1.0.8", "hostname": "x" * 64},
-                                                  {"ip": "10.1.0.9", "hostname": "db-0"}]}]}}
-    zone = dns.build_zone(SERVICES, eps)
+    slices = [eslice("prod", "db", [("10.1.0.7", "Bad_Host", True), ("10.1.0.8", "x" * 64, True),
+                                    ("10.1.0.9", "db-0", True)], [])]
+    zone = dns.build_zone(SERVICES, slices)
     assert zone.a["db.prod.svc.cluster.local."] == ["10.1.0.9"]
     assert not any("bad_host" in name.lower() or "x" * 64 in name for name in zone.names)
 
 
 def test_oversized_udp_answers_are_truncated() -> None:
-    many = {"prod/db": {"subsets": [{"addresses": [{"ip": f"10.1.{i // 250}.{i % 250 + 1}"} for i in range(100)],
-                                     "ports": [{"port": 5432}]}]}}
+    many = [eslice("prod", "db", [(f"10.1.{i // 250}.{i % 250 + 1}", "", True) for i in range(100)],
+                   [{"port": 5432}])]
     zone = dns.build_zone(SERVICES, many)
     request = DNSRecord.question("db.prod.svc.cluster.local", "A")
     reply = dns.answer(zone, request)

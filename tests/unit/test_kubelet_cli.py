@@ -12,6 +12,7 @@ from kubelet.main import main
     (["--cluster-dns", "not-an-ip"], "--cluster-dns: 'not-an-ip' is not an IP address"),
     (["--port", "70000"], "--port must be between 0 and 65535"),
     (["--crashloop-backoff-base", "0"], "--crashloop-backoff-base must be positive"),
+    (["--node-status-report-frequency", "0"], "--node-status-update/report-frequency must be positive"),
     (["--token", "t"], "--token needs --server"),
 ])
 def test_bad_flags_are_one_line_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,52 @@
+"""Share one expensive read among the callers waiting for it, without handing anyone stale data.
+
+The kubelet's periodic full sync queues every pod at once, and each pod's sync starts by reading the runtime's
+state (one `runc list` plus every sandbox's and container's state file), which costs the same for one pod as
+for all of them. Callers that ask while a read is under way wait for the next one, which starts after they
+asked, so each gets state at least as new as its request, as if it had read on its own; everyone waiting for
+the same read shares its result. N pods synced together then cost two reads instead of N.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Awaitable, Callable, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Interrupted(Exception):
+    """The caller doing a shared read was cancelled before it finished; the others may simply try again."""
+
+
+class SharedRead(Generic[T]):
+    def __init__(self, read: Callable[[], Awaitable[T]]) -> None:
+        self._read = read
+        self._next: asyncio.Future[T] | None = None   # the read that has not started yet, and who waits for it
+        self._one_at_a_time = asyncio.Lock()
+        self.reads = 0                                  # how many reads were made (for tests and metrics)
+
+    async def get(self) -> T:
+        batch = self._next
+        if batch is None:
+            batch = self._next = asyncio.get_running_loop().create_future()
+            await self._lead(batch)
+        # shielded: one waiter being cancelled must not cancel the read the others wait for
+        return await asyncio.shield(batch)
+
+    async def _lead(self, batch: asyncio.Future[T]) -> None:
+        try:
+            await asyncio.sleep(0)  # callers of this same moment (a whole queue of pods) join this read
+            async with self._one_at_a_time:
+                self._next = None  # from here on, callers need a read that starts after this one
+                self.reads += 1
+                result = await self._read()
+        except Exception as e:  # noqa: BLE001 - handed to every waiter, raised by get()
+            batch.set_exception(e)
+        except BaseException:
+            if self._next is batch:
+                self._next = None
+            batch.set_exception(Interrupted("the shared read was interrupted"))
+            batch.exception()  # retrieved here: nobody else may be waiting
+            raise
+        else:
+            batch.set_result(result)

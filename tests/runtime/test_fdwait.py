@@ -1,0 +1,59 @@
+"""Event-loop waits on raw pipes and child processes (kubelet.runtime.fdwait), with real pipes and processes."""
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+
+import pytest
+
+from kubelet.runtime.fdwait import read_line, wait_process
+
+
+@pytest.fixture
+def pipe():
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    fds = {"r": r, "w": w}
+    yield fds
+    for fd in fds.values():
+        if fd >= 0:
+            os.close(fd)
+
+
+async def test_read_line_stops_at_the_newline_while_the_writer_stays(pipe: dict[str, int]) -> None:
+    reader = asyncio.create_task(read_line(pipe["r"], timeout=5))
+    os.write(pipe["w"], b'{"pid": 42}')
+    os.write(pipe["w"], b"\nmore")  # the write end stays open, as conmon keeps it: no EOF ends this read
+    assert await reader == b'{"pid": 42}\nmore'
+
+
+async def test_read_line_returns_what_came_before_eof(pipe: dict[str, int]) -> None:
+    os.write(pipe["w"], b"partial")
+    os.close(pipe["w"])
+    pipe["w"] = -1
+    assert await read_line(pipe["r"], timeout=5) == b"partial"
+
+
+async def test_read_line_gives_up_after_its_timeout(pipe: dict[str, int]) -> None:
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await read_line(pipe["r"], timeout=0.2)
+    assert 0.2 <= time.monotonic() - t0 < 3
+
+
+async def test_wait_process_returns_the_exit_status() -> None:
+    proc = subprocess.Popen(["sh", "-c", "sleep 0.1; exit 3"])
+    assert await wait_process(proc, timeout=10) == 3
+    assert await wait_process(proc, timeout=10) == 3  # reaped already: still the status
+
+
+async def test_wait_process_times_out_on_a_process_that_keeps_running() -> None:
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        with pytest.raises(TimeoutError):
+            await wait_process(proc, timeout=0.2)
+    finally:
+        proc.kill()  # the process this test started
+        assert await wait_process(proc, timeout=10) == -9

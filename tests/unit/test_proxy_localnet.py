@@ -1,0 +1,43 @@
+"""route_localnet bookkeeping (proxy/localnet.py) on stand-in files: set once, restored by the last cleanup."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from proxy import localnet
+
+
+def setup(tmp_path: Path, value: str) -> tuple[Path, Path]:
+    sysctl = tmp_path / "route_localnet"
+    sysctl.write_text(value + "\n")
+    return sysctl, tmp_path / "state"
+
+
+def test_enable_records_the_original_and_cleanup_restores_it(tmp_path: Path) -> None:
+    sysctl, state = setup(tmp_path, "0")
+    localnet.enable("t1", sysctl, state)
+    assert sysctl.read_text() == "1\n"
+    localnet.enable("t1", sysctl, state)  # a restarted proxy keeps the first record
+    assert (state / "t1.route_localnet").read_text() == "0\n"
+    localnet.restore("t1", lambda: set(), sysctl, state)
+    assert sysctl.read_text() == "0\n" and not list(state.iterdir())
+
+
+def test_the_last_of_several_proxies_restores(tmp_path: Path) -> None:
+    sysctl, state = setup(tmp_path, "0")
+    localnet.enable("t1", sysctl, state)
+    localnet.enable("t2", sysctl, state)  # found it at 1 already: still records the original 0
+    tables = {"t1", "t2"}
+    localnet.restore("t1", lambda: tables - {"t1"}, sysctl, state)
+    assert sysctl.read_text() == "1\n"  # t2's rules still serve node ports on 127.0.0.1
+    localnet.restore("t2", lambda: set(), sysctl, state)
+    assert sysctl.read_text() == "0\n"
+
+
+def test_a_machine_that_had_it_on_keeps_it_and_unknown_tables_change_nothing(tmp_path: Path) -> None:
+    sysctl, state = setup(tmp_path, "1")
+    localnet.enable("t1", sysctl, state)
+    localnet.restore("t1", lambda: set(), sysctl, state)
+    assert sysctl.read_text() == "1\n"
+    sysctl.write_text("0\n")
+    localnet.restore("never-started", lambda: set(), sysctl, state)  # no record: not ours to touch
+    assert sysctl.read_text() == "0\n"
