@@ -24,6 +24,7 @@ _SUBRESOURCES: dict[str, tuple[str | None, tuple[str, ...], str | None, str | No
     "binding": ("Binding", ("create",), None, None),
     "log": ("Pod", ("get",), None, None),
     "exec": ("PodExecOptions", ("create", "get"), None, None),
+    "portforward": ("PodPortForwardOptions", ("create", "get"), None, None),
     "finalize": (None, ("update",), None, None),
 }
 

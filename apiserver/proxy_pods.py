@@ -12,23 +12,31 @@ bearer token goes along: the kubelet asks the API server whether that token may 
 frame by frame over a second WebSocket to the kubelet, which speaks the same channel framing (whichever protocol
 the client chose): output as the command writes it, stdin, resize and close-stdin as the client sends them, and
 the kubelet's final status frame (the exit code) before both sockets close.
+
+    GET /api/v1/namespaces/{ns}/pods/{name}/portforward[?ports=80,443]   (WebSocket)
+        subprotocol SPDY/3.1+portforward.k8s.io (kubectl: SPDY tunnelled in binary messages) or
+        v4.channel.k8s.io (`ports` required; data/error channel per port). Messages are passed on unchanged to
+        the kubelet's /portForward, which serves both protocols (kubelet/portforward.py). A plain HTTP upgrade to
+        SPDY/3.1 (client-go without the WebSocket tunnel) is bridged to the kubelet's tunnel (spdy_upgrade.py).
 """
 from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, Callable
 
 import aiohttp
 from aiohttp import web
 
 from pklib import resources
 
+from . import spdy_upgrade
 from .handlers_objects import object_key
 from .status import StatusError, bad_request, not_found
 from .storage.interface import Storage
 
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+PORTFORWARD_PROTOCOLS = ("SPDY/3.1+portforward.k8s.io", "v4.channel.k8s.io")
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 LOG_PARAMS = ("follow", "tailLines", "sinceSeconds", "timestamps", "previous", "limitBytes")
 
@@ -63,6 +71,10 @@ async def _target(storage: Storage, request: web.Request) -> tuple[str, str]:
         container = names[0]
     elif container not in all_names:
         raise bad_request(f"container {container} is not valid for pod {name}")
+    return await _kubelet_url(storage, pod, name), container
+
+
+async def _kubelet_url(storage: Storage, pod: dict[str, Any], name: str) -> str:
     node_name = pod["spec"].get("nodeName")
     if not node_name:
         raise bad_request(f"pod {name} does not have a host assigned")
@@ -74,7 +86,7 @@ async def _target(storage: Storage, request: web.Request) -> tuple[str, str]:
     port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port", 0)
     if not ip or not port:
         raise StatusError(503, "ServiceUnavailable", f"the kubelet of node {node_name} serves no API")
-    return f"http://{ip}:{port}", container
+    return f"http://{ip}:{port}"
 
 
 def _auth(request: web.Request) -> dict[str, str]:
@@ -139,7 +151,52 @@ def routes(storage: Storage) -> list[web.RouteDef]:
             await _finish(ws, _failure("InternalError", f"cannot reach the kubelet: {e}"))
         return ws
 
-    return [web.get(base + "/log", logs), web.get(base + "/exec", exec_), web.post(base + "/exec", exec_)]
+    async def portforward(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        entry = await storage.get(object_key(PODS, request.match_info["namespace"], name))
+        if entry is None:
+            raise not_found("pods", name)
+        url = await _kubelet_url(storage, entry.value, name)
+        ws = web.WebSocketResponse(protocols=PORTFORWARD_PROTOCOLS, max_msg_size=0)
+        ready = ws.can_prepare(request)
+        plain_spdy = not ready.ok and spdy_upgrade.wants_spdy(request)
+        if not ready.ok and not plain_spdy:
+            raise bad_request(f"port forwarding needs an upgrade: WebSocket with subprotocol {PORTFORWARD_PROTOCOLS[0]}"
+                              f" or {PORTFORWARD_PROTOCOLS[1]}, or SPDY/3.1 with X-Stream-Protocol-Version "
+                              f"{spdy_upgrade.PROTOCOL}")
+        # no subprotocol: the v4 channels, as Kubernetes does; a plain SPDY upgrade goes through the kubelet's tunnel
+        protocol = PORTFORWARD_PROTOCOLS[0] if plain_spdy else ready.protocol or PORTFORWARD_PROTOCOLS[1]
+        params = []
+        if protocol != PORTFORWARD_PROTOCOLS[0]:  # SPDY names the port per stream; the channels need them now
+            ports = [p for v in request.query.getall("ports", []) + request.query.getall("port", [])
+                     for p in v.split(",")]
+            if not ports:
+                raise bad_request('query parameter "ports" is required')
+            for p in ports:
+                if not p.isdigit() or not 0 < int(p) < 65536:
+                    raise bad_request(f'unable to parse "{p}" as a port: must be a number from 1 to 65535')
+            params = [("port", p) for p in ports]
+        ns = request.match_info["namespace"]
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)) as s:
+                async with s.ws_connect(f"{url}/portForward/{ns}/{name}", params=params, protocols=(protocol,),
+                                        headers=_auth(request), heartbeat=None, max_msg_size=0) as kws:
+                    if plain_spdy:
+                        return await spdy_upgrade.bridge(request, kws)
+                    await ws.prepare(request)
+                    await _pipe(ws, kws)
+        except aiohttp.WSServerHandshakeError as e:
+            raise StatusError(e.status if e.status in (400, 401, 403, 404) else 500,
+                              "NotFound" if e.status == 404 else "BadRequest",
+                              f"the kubelet refused to forward ports of pod {name} (HTTP {e.status} {e.message})") \
+                from None
+        except aiohttp.ClientConnectionError as e:
+            if not ws.prepared:
+                raise StatusError(503, "ServiceUnavailable", f"cannot reach the kubelet: {e}") from None
+        return ws
+
+    return [web.get(base + "/log", logs), web.get(base + "/exec", exec_), web.post(base + "/exec", exec_),
+            web.get(base + "/portforward", portforward), web.post(base + "/portforward", portforward)]
 
 
 def _failure(reason: str, message: str) -> dict[str, Any]:
@@ -151,16 +208,34 @@ async def _finish(ws: web.WebSocketResponse, status: dict[str, Any]) -> None:
     await ws.close()
 
 
+async def _upstream(client: web.WebSocketResponse, kubelet: aiohttp.ClientWebSocketResponse,
+                    wanted: Callable[[bytes], bool]) -> None:
+    """The client's binary messages that `wanted` lets through, to the kubelet; when the client is gone the
+    kubelet's socket is closed, which ends the exec / the forwarded connections there."""
+    async for msg in client:
+        if msg.type == aiohttp.WSMsgType.BINARY and msg.data and wanted(msg.data):
+            await kubelet.send_bytes(msg.data)
+    await kubelet.close()
+
+
+async def _pipe(client: web.WebSocketResponse, kubelet: aiohttp.ClientWebSocketResponse) -> None:
+    """Port forwarding: binary messages passed on unchanged both ways (the kubelet speaks the client's
+    protocol) until either side closes."""
+    up = asyncio.create_task(_upstream(client, kubelet, lambda frame: True))
+    try:
+        async for msg in kubelet:
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                await client.send_bytes(msg.data)
+    except ConnectionResetError:
+        pass  # the client went away while data was on its way
+    finally:
+        up.cancel()
+        await client.close()
+
+
 async def _relay(client: web.WebSocketResponse, kubelet: aiohttp.ClientWebSocketResponse, wanted: set[int]) -> None:
     """Both directions at once until the kubelet ends the exec (after its status frame) or the client hangs up."""
-
-    async def upstream() -> None:
-        async for msg in client:
-            if msg.type == aiohttp.WSMsgType.BINARY and msg.data and msg.data[0] in (STDIN, RESIZE, CLOSE):
-                await kubelet.send_bytes(msg.data)
-        await kubelet.close()  # the client is gone: the kubelet ends the command
-
-    up = asyncio.create_task(upstream())
+    up = asyncio.create_task(_upstream(client, kubelet, lambda frame: frame[0] in (STDIN, RESIZE, CLOSE)))
     status_sent = False
     try:
         async for msg in kubelet:

@@ -1,6 +1,7 @@
 """Services benchmark: nftables proxy and cluster DNS at 1,000 Services x 10 endpoints (one JSON document).
 
-    .venv/bin/python -m bench.services [--services 1000] [--endpoints 10] [--changes 30] [--queries 20000]
+    .venv/bin/python -m bench.services [--services 1000] [--endpoints 10] [--changes 30] [--change-interval 0.1]
+                                       [--queries 20000]
 
 Needs root (nftables). Real etcd + apiserver processes; Services and EndpointSlices are objects only (no
 pods; no packet is sent to their addresses). Measures:
@@ -8,8 +9,9 @@ pods; no packet is sent to their addresses). Measures:
   apply into an empty table and a rewrite of an existing one;
 - endpoint change -> rules live: a `pkube proxy` process runs; we update one EndpointSlice through the
   API and time until `nft monitor` reports the rule with the new endpoint committed (includes the watch
-  delivery and the proxy's partial sync; changes are 0.1 s apart, so each is a lone change and not part
-  of a burst the proxy would batch); plus the proxy's own programming-latency histogram;
+  delivery and the proxy's partial sync; changes are --change-interval apart, 0.1 s by default, so that
+  each is a lone change and not part of a burst the proxy would batch); plus the proxy's own
+  programming-latency histogram;
 - DNS: a `pkube dns` process on loopback; queries/s and latency for random Service names (UDP, one
   asyncio client with a bounded number of queries in flight; the client shares the 2 cores).
 """
@@ -43,7 +45,6 @@ from tests.conftest import ROOT, _stop, start_apiserver, start_etcd
 from tests.util import free_port, unique
 
 SERVICES = resource("services")
-CHANGE_INTERVAL = 0.1  # seconds between two measured endpoint changes
 ENDPOINT_SLICES = resource("endpointslices")
 NAMESPACES = resource("namespaces")
 
@@ -153,7 +154,7 @@ class RuleMonitor:
 
 
 async def endpoint_changes(c: Client, ns: str, api_kubeconfig: str, tmp: str, services: int,
-                           changes: int) -> dict[str, Any]:
+                           changes: int, interval: float) -> dict[str, Any]:
     table = unique("pkube-b")
     port = free_port()
     log = os.path.join(tmp, "proxy.log")
@@ -192,7 +193,7 @@ async def endpoint_changes(c: Client, ns: str, api_kubeconfig: str, tmp: str, se
                     latencies.append(live - t)
                 # Pace the changes: each one should be a lone change. Changes closer together than the proxy's
                 # --min-sync-period (50 ms) are a burst, which it deliberately gathers into one transaction.
-                await asyncio.sleep(CHANGE_INTERVAL)
+                await asyncio.sleep(interval)
         finally:
             monitor.close()
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
@@ -205,14 +206,16 @@ async def endpoint_changes(c: Client, ns: str, api_kubeconfig: str, tmp: str, se
         syncs = metric("pkube_proxy_sync_proxy_rules_duration_seconds_count")
         sync_sum = metric("pkube_proxy_sync_proxy_rules_duration_seconds_sum")
         return {"proxy_start_to_healthy_s": round(startup, 2), "changes": changes, "observed": len(latencies),
-                "change_interval_s": CHANGE_INTERVAL,
+                "change_interval_s": interval,
                 "change_to_rules_live_ms_p50": pct(latencies, 50), "change_to_rules_live_ms_p99": pct(latencies, 99),
                 "change_to_rules_live_ms_max": round(max(latencies) * 1000, 2),
                 "proxy_reported_programming_ms_mean": round(total / count * 1000, 2) if count else None,
                 "proxy_reported_sync_ms_mean": round(sync_sum / syncs * 1000, 2) if syncs else None}
     finally:
         _stop(proc)
-        nft.delete_table(table)
+        # What `cluster down` runs: the table goes and route_localnet is given back.
+        subprocess.run([sys.executable, "-m", "launcher", "proxy", "--cleanup", "--table", table], cwd=ROOT,
+                       capture_output=True, timeout=60, check=True)
 
 
 async def dns_load(api_kubeconfig: str, tmp: str, ns: str, services: int, queries: int) -> dict[str, Any]:
@@ -290,7 +293,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                                       "create_objects_s": round(create_s, 1)}
             result["full_sync"] = await asyncio.to_thread(full_sync, svcs, eps)
             result["endpoint_change"] = await endpoint_changes(c, ns, api.kubeconfig, tmp, args.services,
-                                                               args.changes)
+                                                               args.changes, args.change_interval)
             result["dns"] = await dns_load(api.kubeconfig, tmp, ns, args.services, args.queries)
             result["note"] = "shared 2-core machine; figures are pessimistic"
             return result
@@ -307,6 +310,9 @@ def main() -> None:
     p.add_argument("--services", type=int, default=1000)
     p.add_argument("--endpoints", type=int, default=10)
     p.add_argument("--changes", type=int, default=30)
+    p.add_argument("--change-interval", type=float, default=0.1,
+                   help="seconds between measured changes; below the proxy's 50 ms --min-sync-period they are "
+                        "a burst, which it batches on purpose")
     p.add_argument("--queries", type=int, default=20000)
     args = p.parse_args()
     print(json.dumps(asyncio.run(main_async(args)), indent=2))

@@ -6,6 +6,10 @@ longer exist) go. Pods are placed directly (spec.nodeName, plus the
 matchFields metadata.name affinity Kubernetes writes) since the controller has
 already decided the node. RollingUpdate replaces pods of an older template while
 at most maxUnavailable nodes lack an available pod; OnDelete waits for the user.
+
+Each template is kept as a ControllerRevision (controllers/history.py, Kubernetes' constructHistory):
+pods carry its hash (controller-revision-hash), a template that comes back reuses its revision with
+a new number, and revisionHistoryLimit trims old revisions no pod runs any more.
 """
 from __future__ import annotations
 
@@ -18,16 +22,18 @@ from pklib.errors import ApiError, is_not_found
 from pklib.informer import Obj, Store, key_of
 
 from .claims import claim
+from .history import (POD_REVISION_LABEL, REVISIONS, create_revision, delete_revisions, new_revision, next_revision,
+                      renumber, sort_revisions, template_patch)
 from .nodefit import placement
 from .replicaset import BURST_REPLICAS
 from .util import (PodOwnerController, available_in, int_or_percent, is_pod_available, is_pod_ready, meta,
-                   pod_from_template, random_suffix, resource, selector_of, template_hash, write_status)
+                   pod_from_template, random_suffix, resource, selector_of, write_status)
 
 DAEMONSETS = resource("daemonsets")
 NODES = resource("nodes")
 PODS = resource("pods")
 
-HASH_LABEL = "controller-revision-hash"
+HASH_LABEL = POD_REVISION_LABEL
 GENERATION_LABEL = "pod-template-generation"
 
 
@@ -41,6 +47,13 @@ class DaemonSetController(PodOwnerController):
         self.node_informer = self.watch(NODES, self._node_changed, lambda old, new: self._node_changed(new),
                                         self._node_changed)
         self.pod_informer = self.watch(PODS, self._pod_added, self._pod_updated, self._pod_deleted)
+        self.revision_informer = self.watch(REVISIONS, None, lambda old, new: self._revision_event(new),
+                                            self._revision_event)
+
+    def _revision_event(self, revision: Obj) -> None:
+        key = self._owner_key(revision)
+        if key is not None:
+            self.queue.add(key)
 
     def _ds_deleted(self, ds: Obj) -> None:
         self.expectations.forget(key_of(ds))
@@ -82,10 +95,19 @@ class DaemonSetController(PodOwnerController):
         spec = ds.get("spec") or {}
         template = spec.get("template") or {}
         tmpl_spec = template.get("spec") or {}
-        current_hash = template_hash(template)
         plan = [(name, *placement(tmpl_spec, node)) for name, node in sorted(nodes.items())]
+        status = ds.get("status") or {}
+        if meta(ds).get("deletionTimestamp") or selector is None:
+            # No history is written for a set that is going (or selects nothing).
+            await self._update_status(ds, plan, by_node, "", int(status.get("collisionCount") or 0))
+            return
+        # Orphaned revisions the selector matches are adopted (ClaimControllerRevisions).
+        revisions = await claim(self.client, REVISIONS, ds, self.revision_informer.store.by_index("namespace", ns),
+                                selector)
+        current, old, collisions = await self._history(ds, revisions)
+        current_hash = (meta(current).get("labels") or {}).get(HASH_LABEL) or ""
 
-        if self.expectations.satisfied(key) and not meta(ds).get("deletionTimestamp") and selector is not None:
+        if self.expectations.satisfied(key):
             to_create: list[str] = []
             to_delete: list[Obj] = []
             for name, should_run, may_continue in plan:
@@ -105,7 +127,35 @@ class DaemonSetController(PodOwnerController):
             to_delete += self._rolling_victims(ds, plan, by_node, current_hash) if not to_create else []
             await self._apply(ds, key, template, current_hash, to_create[:BURST_REPLICAS],
                               to_delete[:BURST_REPLICAS], gone)
-        await self._update_status(ds, plan, by_node, current_hash)
+            await self._cleanup_history(ds, old, pods)
+        await self._update_status(ds, plan, by_node, current_hash, collisions)
+
+    async def _history(self, ds: Obj, revisions: list[Obj]) -> tuple[Obj, list[Obj], int]:
+        """(current revision, older revisions, collisionCount): the revision whose data is the template
+        (created, or brought forward with the next number when the template went back to it)."""
+        collisions = int((ds.get("status") or {}).get("collisionCount") or 0)
+        data = template_patch(ds)
+        matching = sort_revisions([r for r in revisions if r.get("data") == data])
+        old = [r for r in revisions if r.get("data") != data]
+        number = next_revision(old)
+        if not matching:
+            current, collisions = await create_revision(
+                self.client, ds, new_revision(ds, data, number, collisions, HASH_LABEL), collisions, HASH_LABEL)
+        else:
+            # Duplicates of the current template (left by collisions) count as old: the limit trims them.
+            current, old = matching[-1], old + matching[:-1]
+            if int(current.get("revision") or 0) < number:
+                current = await renumber(self.client, current, number)
+        return current, old, collisions
+
+    async def _cleanup_history(self, ds: Obj, old: list[Obj], pods: list[Obj]) -> None:
+        """Delete the oldest revisions beyond revisionHistoryLimit, sparing those a pod still runs."""
+        to_kill = len(old) - int((ds.get("spec") or {}).get("revisionHistoryLimit", 10))
+        if to_kill <= 0:
+            return
+        running = {(meta(p).get("labels") or {}).get(HASH_LABEL) for p in pods}
+        unused = [r for r in sort_revisions(old) if (meta(r).get("labels") or {}).get(HASH_LABEL) not in running]
+        await delete_revisions(self.client, unused[:to_kill])
 
     def _rolling_victims(self, ds: Obj, plan: list[tuple[str, bool, bool]], by_node: dict[str, list[Obj]],
                          current_hash: str) -> list[Obj]:
@@ -124,7 +174,7 @@ class DaemonSetController(PodOwnerController):
             if not live or not any(is_pod_available(p, mrs) for p in live):
                 unavailable += 1
             for p in live:
-                if (meta(p).get("labels") or {}).get(HASH_LABEL) == current_hash:
+                if is_updated(ds, p, current_hash):
                     continue
                 if is_pod_available(p, mrs):
                     old_available.append(p)
@@ -174,7 +224,7 @@ class DaemonSetController(PodOwnerController):
         return await self.client.create(PODS, pod)
 
     async def _update_status(self, ds: Obj, plan: list[tuple[str, bool, bool]], by_node: dict[str, list[Obj]],
-                             current_hash: str) -> None:
+                             current_hash: str, collisions: int) -> None:
         mrs = int((ds.get("spec") or {}).get("minReadySeconds") or 0)
         desired = scheduled = misscheduled = ready = available = updated = 0
         for name, should_run, _ in plan:
@@ -185,7 +235,7 @@ class DaemonSetController(PodOwnerController):
                     scheduled += 1
                     ready += any(is_pod_ready(p) for p in live)
                     available += any(is_pod_available(p, mrs) for p in live)
-                    updated += any((meta(p).get("labels") or {}).get(HASH_LABEL) == current_hash for p in live)
+                    updated += any(is_updated(ds, p, current_hash) for p in live)
             elif live:
                 misscheduled += 1
         status: dict[str, Any] = {
@@ -194,6 +244,8 @@ class DaemonSetController(PodOwnerController):
             "numberUnavailable": desired - available, "updatedNumberScheduled": updated,
             "observedGeneration": meta(ds).get("generation", 0),
         }
+        if collisions:
+            status["collisionCount"] = collisions
         if mrs and ready > available:
             waits = [w for ps in by_node.values() for p in ps if (w := available_in(p, mrs))]
             if waits:
@@ -201,6 +253,14 @@ class DaemonSetController(PodOwnerController):
         if status == (ds.get("status") or {}):
             return
         await write_status(self.client, DAEMONSETS, ds, status)
+
+
+def is_updated(ds: Obj, pod: Obj, current_hash: str) -> bool:
+    """Made from the current template: the revision hash says so, or the pod was made at the DaemonSet's
+    current generation (Kubernetes' IsPodUpdated; it also keeps pods made before revisions existed)."""
+    labels = meta(pod).get("labels") or {}
+    return bool(current_hash) and labels.get(HASH_LABEL) == current_hash \
+        or labels.get(GENERATION_LABEL) == str(meta(ds).get("generation", 1))
 
 
 def _node_of(pod: Obj) -> str | None:

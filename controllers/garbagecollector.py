@@ -32,7 +32,8 @@ ORPHAN = "orphan"
 
 # Kinds whose objects are owners or dependents in practice.
 TRACKED = ("pods", "replicasets", "deployments", "daemonsets", "statefulsets", "services", "endpoints",
-           "endpointslices", "configmaps", "secrets", "persistentvolumeclaims", "serviceaccounts", "leases")
+           "endpointslices", "configmaps", "secrets", "persistentvolumeclaims", "serviceaccounts", "leases",
+           "controllerrevisions")
 
 
 class GarbageCollector(Controller):

@@ -9,10 +9,11 @@ Running and Ready, and removes from the highest ordinal down; Parallel does not
 wait. RollingUpdate replaces pods from the highest ordinal down to `partition`,
 one at a time, each once all pods are Ready again.
 
-The template revision is a hash of the pod template (the controller-revision-hash
-label); Kubernetes keeps old templates in ControllerRevision objects, which this
-API does not have, so a pod below the partition that gets deleted comes back
-with the current template.
+Each template the set rolls out is kept as a ControllerRevision (controllers/history.py); pods carry
+the name of the revision that made them (controller-revision-hash) and status names the current and
+the update revision, so a pod below the partition that gets deleted comes back with the current
+revision's template, and `rollout undo` finds the old templates. revisionHistoryLimit trims the
+revisions no pod and no status field still names.
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from pklib.errors import ApiError, is_already_exists, is_not_found
 from pklib.informer import Obj, Store, key_of
 
 from .claims import claim
+from .history import (HASH_LABEL, POD_REVISION_LABEL, REVISIONS, apply_revision, create_revision, delete_revisions,
+                      new_revision, next_revision, renumber, sort_revisions, stale_revisions, template_patch)
 from .util import (PodOwnerController, is_pod_ready, meta, owner_reference, pod_from_template, resource, selector_of,
                    template_hash, write_status)
 
@@ -32,7 +35,7 @@ STATEFULSETS = resource("statefulsets")
 PODS = resource("pods")
 PVCS = resource("persistentvolumeclaims")
 
-REVISION_LABEL = "controller-revision-hash"
+REVISION_LABEL = POD_REVISION_LABEL
 POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
 POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
 
@@ -61,9 +64,17 @@ class StatefulSetController(PodOwnerController):
         self.pod_informer = self.watch(PODS, self._pod_event, lambda old, new: self._pod_event(new),
                                        self._pod_deleted)
         self.pvc_informer = self.watch(PVCS)
+        # A revision deleted or changed behind our back is recreated or renumbered by the owner's next sync.
+        self.revision_informer = self.watch(REVISIONS, None, lambda old, new: self._revision_event(new),
+                                            self._revision_event)
 
     def owner_store(self) -> Store:
         return self.sts_informer.store
+
+    def _revision_event(self, revision: Obj) -> None:
+        key = self._owner_key(revision)
+        if key is not None:
+            self.queue.add(key)
 
     def _pod_event(self, pod: Obj) -> None:
         key = self._owner_key(pod)
@@ -82,17 +93,69 @@ class StatefulSetController(PodOwnerController):
         ns, set_name = meta(sts)["namespace"], meta(sts)["name"]
         selector = selector_of(sts)
         pods = await claim(self.client, PODS, sts, self.pod_informer.store.by_index("namespace", ns), selector)
+        status = sts.get("status") or {}
+        if meta(sts).get("deletionTimestamp") or selector is None:
+            # No history is written for a set that is going (or selects nothing); status stays as it was.
+            update_name = status.get("updateRevision") or ""
+            await self._update_status(sts, pods, status.get("currentRevision") or update_name, update_name,
+                                      int(status.get("collisionCount") or 0))
+            return
+        # Orphaned revisions the selector matches are adopted, so a set recreated after an orphaning
+        # delete takes its history back.
+        revisions = sort_revisions(await claim(self.client, REVISIONS, sts,
+                                               self.revision_informer.store.by_index("namespace", ns), selector))
+        current, update, collisions = await self._revisions(sts, revisions)
+        pods = await self._relabel_legacy(sts, pods, update)
         by_ordinal = {o: p for p in pods if (o := ordinal_of(set_name, p)) is not None}
-        spec = sts.get("spec") or {}
-        update_rev = f"{set_name}-{template_hash(spec.get('template') or {})}"
-        current_rev = (sts.get("status") or {}).get("currentRevision") or update_rev
-        if self.expectations.satisfied(key) and not meta(sts).get("deletionTimestamp") and selector is not None:
-            await self._step(sts, key, by_ordinal, update_rev)
-        await self._update_status(sts, pods, current_rev, update_rev)
+        if self.expectations.satisfied(key):
+            await self._step(sts, key, by_ordinal, current, update)
+        await self._update_status(sts, pods, meta(current)["name"], meta(update)["name"], collisions)
+        live = {meta(current)["name"], meta(update)["name"]} | {r for p in pods if (r := revision_of(p))}
+        limit = int((sts.get("spec") or {}).get("revisionHistoryLimit", 10))
+        await delete_revisions(self.client, stale_revisions(revisions, live, limit))
 
-    async def _step(self, sts: Obj, key: str, by_ordinal: dict[int, Obj], update_rev: str) -> None:
+    async def _relabel_legacy(self, sts: Obj, pods: list[Obj], update: Obj) -> list[Obj]:
+        """Pods made before revisions were kept carry `<set>-<hash of the template>`; those made from the
+        current template join the update revision under its name instead of being replaced for a label."""
+        legacy = f"{meta(sts)['name']}-{template_hash((sts.get('spec') or {}).get('template') or {})}"
+        out: list[Obj] = []
+        for pod in pods:
+            if revision_of(pod) == legacy != meta(update)["name"]:
+                try:
+                    pod = await self.client.patch(PODS, meta(pod)["name"], {"metadata": {"labels": {
+                        REVISION_LABEL: meta(update)["name"]}}}, meta(pod)["namespace"])
+                except ApiError as e:
+                    if not is_not_found(e):
+                        raise
+                    continue
+            out.append(pod)
+        return out
+
+    async def _revisions(self, sts: Obj, revisions: list[Obj]) -> tuple[Obj, Obj, int]:
+        """(current, update, collisionCount): Kubernetes' getStatefulSetRevisions.
+
+        The update revision is the one whose data is the set's template: the newest revision if it
+        already is, an older one brought forward (renumbered) if the template went back to it, else a
+        new one. The current revision is the one status names, until the rollout completes."""
+        status = sts.get("status") or {}
+        collisions = int(status.get("collisionCount") or 0)
+        data = template_patch(sts)
+        number = next_revision(revisions)
+        equal = [r for r in revisions if r.get("data") == data]
+        if equal and revisions[-1].get("data") == data:
+            update = revisions[-1]
+        elif equal:
+            update = await renumber(self.client, equal[-1], number)
+        else:
+            update, collisions = await create_revision(
+                self.client, sts, new_revision(sts, data, number, collisions, HASH_LABEL), collisions, HASH_LABEL)
+        current = next((r for r in revisions if meta(r)["name"] == status.get("currentRevision")), update)
+        return current, update, collisions
+
+    async def _step(self, sts: Obj, key: str, by_ordinal: dict[int, Obj], current: Obj, update: Obj) -> None:
         """One round of progress: create, replace, remove or update pods in order."""
         spec = sts.get("spec") or {}
+        update_rev = meta(update)["name"]
         replicas = int(spec.get("replicas", 1))
         ordered = spec.get("podManagementPolicy", "OrderedReady") != "Parallel"
         for ordinal in range(replicas):
@@ -104,7 +167,7 @@ class StatefulSetController(PodOwnerController):
                     return
                 continue
             if pod is None:
-                await self._create(sts, key, ordinal, update_rev)
+                await self._create(sts, key, ordinal, *self._revision_for(sts, ordinal, current, update))
                 if ordered:
                     return
                 continue
@@ -138,12 +201,23 @@ class StatefulSetController(PodOwnerController):
                 await self._delete(sts, key, pod)
                 return
 
-    async def _create(self, sts: Obj, key: str, ordinal: int, revision: str) -> None:
+    @staticmethod
+    def _revision_for(sts: Obj, ordinal: int, current: Obj, update: Obj) -> tuple[Obj, str]:
+        """(template, revision name) of a new pod: below a rolling update's partition the pods stay at the
+        current revision (newVersionedStatefulSetPod); all others get the update revision."""
+        strategy = (sts.get("spec") or {}).get("updateStrategy") or {}
+        partition = int((strategy.get("rollingUpdate") or {}).get("partition") or 0)
+        chosen = current if strategy.get("type", "RollingUpdate") == "RollingUpdate" and ordinal < partition \
+            else update
+        template = (apply_revision(sts, chosen).get("spec") or {}).get("template") or {}
+        return template, meta(chosen)["name"]
+
+    async def _create(self, sts: Obj, key: str, ordinal: int, template: Obj, revision: str) -> None:
         spec = sts["spec"]
         set_name = meta(sts)["name"]
         name = f"{set_name}-{ordinal}"
         await self._ensure_claims(sts, ordinal)
-        pod = pod_from_template(spec.get("template") or {}, sts, name=name)
+        pod = pod_from_template(template, sts, name=name)
         labels = pod["metadata"]["labels"]
         labels.update({REVISION_LABEL: revision, POD_NAME_LABEL: name, POD_INDEX_LABEL: str(ordinal)})
         pspec = pod["spec"]
@@ -221,7 +295,8 @@ class StatefulSetController(PodOwnerController):
         self.recorder.normal(sts, "SuccessfulDelete", f"delete Pod {meta(pod)['name']} in StatefulSet "
                              f"{meta(sts)['name']} successful")
 
-    async def _update_status(self, sts: Obj, pods: list[Obj], current_rev: str, update_rev: str) -> None:
+    async def _update_status(self, sts: Obj, pods: list[Obj], current_rev: str, update_rev: str,
+                             collisions: int) -> None:
         live = [p for p in pods if not meta(p).get("deletionTimestamp")]
         replicas = int((sts.get("spec") or {}).get("replicas", 1))
         updated = sum(1 for p in live if revision_of(p) == update_rev)
@@ -233,7 +308,7 @@ class StatefulSetController(PodOwnerController):
             "replicas": len(live), "readyReplicas": ready, "availableReplicas": ready,
             "currentReplicas": sum(1 for p in live if revision_of(p) == current_rev),
             "updatedReplicas": updated, "currentRevision": current_rev, "updateRevision": update_rev,
-            "collisionCount": int((sts.get("status") or {}).get("collisionCount") or 0),
+            "collisionCount": collisions,
         }
         if status == (sts.get("status") or {}):
             return

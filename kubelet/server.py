@@ -1,6 +1,7 @@
 """The kubelet's HTTP API (what the API server's pods/log and pods/exec proxy calls).
 
     GET  /healthz
+    GET  /portForward/{namespace}/{pod}?port=..   (WebSocket: SPDY/3.1 tunnel or v4 channels, kubelet/portforward.py)
     GET  /stats/summary        (node and per-pod/container cpu + memory, like the kubelet's Summary API)
     GET  /containerLogs/{namespace}/{pod}/{container}?follow&tailLines&sinceSeconds&timestamps&previous
     GET  /exec/{namespace}/{pod}/{container}?command=..&command=..[&stdin=true][&tty=true]   (WebSocket)
@@ -27,6 +28,7 @@ from aiohttp import web
 from pklib.errors import ApiError, ConnectionFailed
 from pklib.resources import must_lookup
 
+from kubelet import portforward
 from kubelet.runtime.interface import ContainerState, ExecStream, LogOptions, NotFound, RuntimeError_
 
 if TYPE_CHECKING:
@@ -75,6 +77,9 @@ class KubeletServer:
         # POST as well, to answer a caller that did not upgrade with a clear error instead of 405
         app.router.add_get("/exec/{namespace}/{pod}/{container}", self.exec)
         app.router.add_post("/exec/{namespace}/{pod}/{container}", self.exec)
+        # pods/portforward (kubelet/portforward.py); POST answers a caller that did not upgrade with a clear error
+        app.router.add_get("/portForward/{namespace}/{pod}", lambda r: portforward.handle(self.workers, r))
+        app.router.add_post("/portForward/{namespace}/{pod}", lambda r: portforward.handle(self.workers, r))
         app.router.add_get("/stats/summary", self.summary)
         return app
 

@@ -21,7 +21,7 @@ COMMAND_MODULES = [
     "apply", "get", "describe", "delete", "create", "scale", "api_resources",
     "cluster",
     "image",
-    "logs", "exec",
+    "logs", "exec", "port_forward",
     "rollout",
 ]
 

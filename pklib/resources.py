@@ -57,7 +57,7 @@ def _r(group: str, version: str, kind: str, plural: str, namespaced: bool, short
 
 RESOURCES: tuple[Resource, ...] = (
     _r("", "v1", "Namespace", "namespaces", False, ("ns",), ("status", "finalize")),
-    _r("", "v1", "Pod", "pods", True, ("po",), ("status", "binding", "log", "exec"), ("all",)),
+    _r("", "v1", "Pod", "pods", True, ("po",), ("status", "binding", "log", "exec", "portforward"), ("all",)),
     _r("", "v1", "Service", "services", True, ("svc",), ("status",), ("all",)),
     _r("", "v1", "Endpoints", "endpoints", True, ("ep",)),
     _r("", "v1", "Node", "nodes", False, ("no",), ("status",)),
@@ -71,6 +71,7 @@ RESOURCES: tuple[Resource, ...] = (
     _r("apps", "v1", "ReplicaSet", "replicasets", True, ("rs",), ("status", "scale"), ("all",)),
     _r("apps", "v1", "DaemonSet", "daemonsets", True, ("ds",), ("status",), ("all",)),
     _r("apps", "v1", "StatefulSet", "statefulsets", True, ("sts",), ("status", "scale"), ("all",)),
+    _r("apps", "v1", "ControllerRevision", "controllerrevisions", True),
     _r("coordination.k8s.io", "v1", "Lease", "leases", True),
     _r("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", True),
     _r("storage.k8s.io", "v1", "StorageClass", "storageclasses", False, ("sc",)),

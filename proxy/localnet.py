@@ -70,6 +70,9 @@ def restore(table: str, proxy_tables: Callable[[], set[str]], sysctl: Path = ROU
     record.unlink(missing_ok=True)
     if proxy_tables() - {table}:
         return
+    # No proxy table is left: any other record belongs to a table deleted without --cleanup.
+    for stale in state_dir.glob(f"*{_SUFFIX}"):
+        stale.unlink(missing_ok=True)
     if original in ("0", "1") and sysctl.read_text().strip() != original:
         sysctl.write_text(original + "\n")
         log.info("restored net.ipv4.conf.all.route_localnet=%s", original)

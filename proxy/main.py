@@ -293,7 +293,6 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
         await asyncio.to_thread(localnet.restore, config.table, nft.proxy_tables)
         ready.set()
         return
-    await asyncio.to_thread(localnet.enable, config.table)
     client = make_client(config)
     server = ProxyServer(client, config, Metrics())
     runner: web.AppRunner | None = None
@@ -304,6 +303,8 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
         server.node_ip = await node_ip(client, config)
         server.informers.start()
         await server.informers.wait_synced()
+        # Only now, with a working configuration, touch the machine: the first sync follows at once.
+        await asyncio.to_thread(localnet.enable, config.table)
         async with asyncio.TaskGroup() as tg:
             tg.create_task(server.sync_loop(ready), name="sync")
             tg.create_task(server.loadbalancer_loop(), name="loadbalancer")

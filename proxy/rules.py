@@ -242,8 +242,10 @@ def fragment(ports: list[ServicePort]) -> Fragment:
                     chains[ext_chain].append(f"goto local-{sp.id}")
                 else:
                     chains[ext_chain].append("drop")
-        hairpin.update(ep.ip for ep in sp.endpoints)
-        for ep in sp.endpoints if sp.affinity_timeout else ():
+        # Policy Local may fall back to this node's terminating endpoints while others are ready elsewhere.
+        serving = sorted(set(sp.endpoints) | set(sp.local_endpoints))
+        hairpin.update(ep.ip for ep in serving)
+        for ep in serving if sp.affinity_timeout else ():
             aff = _affinity_set(sp, ep)
             frag.sets[aff] = f"type ipv4_addr; flags dynamic,timeout; timeout {sp.affinity_timeout}s;"
             chains[_ep_name("ep", sp, ep)] = [f"update @{aff} {{ ip saddr }}",

@@ -3,7 +3,8 @@
 Objects are named as everywhere in pkctl (`deployment/web`, `deploy web`, `deploy -l app=web`,
 `-f FILE`); each is handled on its own, a failure is printed as one line and makes the exit code 1.
 `status` follows the object through a watch (never a polling loop) until the rollout is done, fails,
-or --timeout passes. History and undo read the Deployment's ReplicaSets (pkctl/rollout_history.py).
+or --timeout passes. History and undo read a Deployment's ReplicaSets, or the ControllerRevisions of a
+DaemonSet or StatefulSet (pkctl/rollout_history.py).
 """
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ from ..connect import Connection, run
 from ..errors import CommandError, api_error_line
 from ..manifests import ManifestError, place, read_all
 from ..printers import kind_name, plural_name
-from ..rollout_history import history_table, owned_replicasets, revisions, rollback_target, same_template, undo_patch
+from ..rollout_history import (controller_revisions, history_table, owned_replicasets, revision_table,
+                               revision_template, revision_to_restore, revisions, rollback_target, same_template,
+                               undo_patch)
 from ..rollout_status import VIEWERS, RolloutError, Status, parse_duration
 from ..rollout_template import describe_template
 from ..targets import parse_targets
@@ -31,6 +34,8 @@ from .delete import parse_bool
 Obj = dict[str, Any]
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 RESTARTABLE = {("apps", "Deployment"), ("apps", "DaemonSet"), ("apps", "StatefulSet")}
+# The kinds whose history is kept in ControllerRevisions.
+REVISIONED = {("apps", "DaemonSet"), ("apps", "StatefulSet")}
 # The kinds kubectl's history and rollback lookups know (and then say have no history or rollback).
 KNOWN_WORKLOADS = RESTARTABLE | {("", "Pod"), ("apps", "ReplicaSet"), ("", "ReplicationController"),
                                  ("batch", "Job"), ("batch", "CronJob")}
@@ -92,12 +97,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     resume = _verb(verbs, "resume", "resume a paused deployment", "Resume paused deployments.")
     resume.set_defaults(func=lambda args: _each(args, lambda conn, f: _set_paused(conn, f, False)))
 
-    history = _verb(verbs, "history", "view the rollout history of a deployment",
+    history = _verb(verbs, "history", "view the rollout history of a deployment, daemonset or statefulset",
                     "View the previous rollout revisions and their change causes.")
     history.add_argument("--revision", type=int, default=0, help="show the pod template of this revision")
     history.set_defaults(func=history_command)
 
-    undo = _verb(verbs, "undo", "roll back a deployment to a previous revision",
+    undo = _verb(verbs, "undo", "roll back a deployment, daemonset or statefulset to a previous revision",
                  "Roll back to the previous revision, or to --to-revision.")
     undo.add_argument("--to-revision", type=int, default=0, help="the revision to roll back to; 0: the previous")
     undo.set_defaults(func=lambda args: _each(args, lambda conn, f: _undo(conn, f, args.to_revision)))
@@ -331,28 +336,35 @@ def _not_implemented(f: Found, role: str) -> RolloutError:
                         f"{{{f.res.group} {f.res.kind}}}")
 
 
-def _no_controller_revisions(f: Found, what: str) -> RolloutError:
-    return RolloutError(f"{what} of {plural_name(f.res)} is not supported yet: pkube keeps no "
-                        "ControllerRevisions, the history of daemon sets and stateful sets")
-
-
-async def _replicasets(conn: Connection, f: Found) -> list[Obj]:
-    replicasets = lookup("replicasets")
-    assert replicasets is not None
-    # The Deployment's matchLabels narrow the list on the server; ownership decides (as kubectl does).
+async def _selected(conn: Connection, f: Found, plural: str) -> list[Obj]:
+    """The objects of `plural` in f's namespace its selector's matchLabels select; ownership decides
+    which are f's (as kubectl does)."""
+    res = lookup(plural)
+    assert res is not None
     selector = (f.obj.get("spec") or {}).get("selector") or {}
     match = selector.get("matchLabels") or {}
     narrowed = ",".join(f"{k}={v}" for k, v in sorted(match.items())) if not selector.get("matchExpressions") else ""
-    listed = await conn.client.list_all(replicasets, f.namespace, label_selector=narrowed or None)
-    return owned_replicasets(f.obj, listed.get("items") or [])
+    listed = await conn.client.list_all(res, f.namespace, label_selector=narrowed or None)
+    return list(listed.get("items") or [])
+
+
+async def _replicasets(conn: Connection, f: Found) -> list[Obj]:
+    return owned_replicasets(f.obj, await _selected(conn, f, "replicasets"))
 
 
 def history_command(args: argparse.Namespace) -> int:
     _check_args(args)
 
     async def show(conn: Connection, f: Found) -> str:
-        if (f.res.group, f.res.kind) in (("apps", "DaemonSet"), ("apps", "StatefulSet")):
-            raise _no_controller_revisions(f, "rollout history")
+        if (f.res.group, f.res.kind) in REVISIONED:
+            listed = await _selected(conn, f, "controllerrevisions")
+            if args.revision > 0:
+                by_rev = controller_revisions(f.obj, listed)
+                if args.revision not in by_rev:
+                    raise RolloutError("unable to find the specified revision")
+                template = revision_template(f.obj, by_rev[args.revision])
+                return f"{f.ref} with revision #{args.revision}\n{describe_template(template)}"
+            return f"{f.ref} \n{revision_table(f.obj, listed)}"
         if not _is_deployment(f):
             raise _not_implemented(f, "history viewer")
         rss = await _replicasets(conn, f)
@@ -367,8 +379,8 @@ def history_command(args: argparse.Namespace) -> int:
 
 
 async def _undo(conn: Connection, f: Found, to_revision: int) -> str:
-    if (f.res.group, f.res.kind) in (("apps", "DaemonSet"), ("apps", "StatefulSet")):
-        raise _no_controller_revisions(f, "rollout undo")
+    if (f.res.group, f.res.kind) in REVISIONED:
+        return await _undo_revision(conn, f, to_revision)
     if not _is_deployment(f):
         raise _not_implemented(f, "rollbacker")
     revision, rs = rollback_target(await _replicasets(conn, f), to_revision, f.name)
@@ -379,4 +391,15 @@ async def _undo(conn: Connection, f: Found, to_revision: int) -> str:
     if same_template(current, (rs.get("spec") or {}).get("template") or {}):
         return f"{f.ref} skipped rollback (current template already matches revision {revision})"
     await conn.client.patch(f.res, f.name, undo_patch(f.obj, rs), f.namespace, patch_type="json")
+    return f"{f.ref} rolled back"
+
+
+async def _undo_revision(conn: Connection, f: Found, to_revision: int) -> str:
+    """kubectl's DaemonSet/StatefulSet rollbacker: send the chosen revision's patch to the owner."""
+    target = revision_to_restore(f.obj, await _selected(conn, f, "controllerrevisions"), to_revision)
+    current = (f.obj.get("spec") or {}).get("template") or {}
+    if same_template(current, revision_template(f.obj, target)):
+        # kubectl names the revision as it was asked for (0 when none was given).
+        return f"{f.ref} skipped rollback (current template already matches revision {to_revision})"
+    await conn.client.patch(f.res, f.name, target.get("data") or {}, f.namespace, patch_type="strategic")
     return f"{f.ref} rolled back"

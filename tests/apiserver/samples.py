@@ -33,6 +33,7 @@ def _body(kind: str) -> dict[str, Any]:
         "StatefulSet": {"spec": {"replicas": 1, "serviceName": "web", "selector": _SELECTOR,
                                  "template": _TEMPLATE}},
         "Lease": {"spec": {"holderIdentity": "me", "leaseDurationSeconds": 15}},
+        "ControllerRevision": {"data": {"spec": {"template": {"$patch": "replace"}}}, "revision": 1},
         "EndpointSlice": {"addressType": "IPv4", "endpoints": [{"addresses": ["10.244.0.5"]}],
                           "ports": [{"port": 8080, "protocol": "TCP"}]},
         "StorageClass": {"provisioner": "pkube.io/hostpath"},

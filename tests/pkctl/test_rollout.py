@@ -16,6 +16,7 @@ from typing import Any, AsyncIterator, Callable, Iterator
 import pytest
 
 from pklib.client import Client
+from pklib.errors import ApiError
 from tests.conftest import ROOT, ApiServer, Etcd, _stop, start_apiserver
 from tests.controllers.conftest import start_manager  # noqa: F401 - the fixture, used by the tests below
 from tests.controllers.helpers import FakeKubelet, list_pods
@@ -301,9 +302,11 @@ async def test_statefulset_status_and_restart(pk: AsyncCli, client: Client, name
         assert (restarted.returncode, restarted.stdout) == (0, "statefulset.apps/db restarted\n"), restarted
         assert "kubectl.kubernetes.io/restartedAt" in \
             (await client.get(STS, "db", namespace))["spec"]["template"]["metadata"]["annotations"]
+        again = await pk("rollout", "status", "statefulset/db", "--timeout=60s")
+        assert again.returncode == 0, again
         history = await pk("rollout", "history", "statefulset/db")
-        assert (history.returncode, history.stdout) == (1, "")
-        assert history.stderr.startswith("error: rollout history of statefulsets.apps is not supported yet")
+        assert (history.returncode, history.stdout) == (
+            0, "statefulset.apps/db \nREVISION  CHANGE-CAUSE\n1         <none>\n2         <none>\n\n"), history
 
 
 async def test_bad_input_gives_one_line_errors_and_changes_nothing(pk: AsyncCli, client: Client,
@@ -331,10 +334,11 @@ async def test_bad_input_gives_one_line_errors_and_changes_nothing(pk: AsyncCli,
     for args, stderr in cases:
         out = await pk("rollout", *args)
         assert (out.returncode, out.stdout, out.stderr) == (1, "", stderr), args
+    # No daemonset controller runs here: the DaemonSet has no revisions to go back to.
     undo_ds = await pk("rollout", "undo", "ds/agent")
-    assert undo_ds.returncode == 1
-    assert undo_ds.stderr.startswith("error: rollout undo of daemonsets.apps is not supported yet: "), undo_ds
-    assert undo_ds.stderr.count("\n") == 1
+    assert (undo_ds.returncode, undo_ds.stdout, undo_ds.stderr) == (1, "", "error: no last revision to roll back to\n")
+    empty = await pk("rollout", "history", "ds/agent")
+    assert (empty.returncode, empty.stdout) == (0, "daemonset.apps/agent \nNo rollout history found.\n"), empty
     # A kind with no objects: nothing to do, said the way kubectl says it.
     none = await pk("rollout", "restart", "deployment")
     assert (none.returncode, none.stdout, none.stderr) == (0, "", f"No resources found in {namespace} namespace.\n")
@@ -422,4 +426,148 @@ async def test_same_output_and_exit_codes_as_kubectl(tls_api: ApiServer) -> None
         await asyncio.gather(manager, return_exceptions=True)
         await pkctl.stop_all()
         await kubectl.stop_all()
+        await client.close()
+
+
+def statefulset(name: str, image: str, cause: str) -> dict[str, Any]:
+    labels = {"app": name}
+    return {"apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": name, "annotations": {"kubernetes.io/change-cause": cause}},
+            "spec": {"replicas": 1, "serviceName": name, "selector": {"matchLabels": labels},
+                     "podManagementPolicy": "Parallel",
+                     "template": {"metadata": {"labels": labels},
+                                  "spec": {"containers": [{"name": "c", "image": image}]}}}}
+
+
+def daemonset(name: str, image: str, cause: str, group: str) -> dict[str, Any]:
+    labels = {"app": name}
+    return {"apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": name, "annotations": {"kubernetes.io/change-cause": cause}},
+            "spec": {"selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels},
+                                  "spec": {"nodeSelector": {"pkt-group": group},
+                                           "containers": [{"name": "c", "image": image}]}}}}
+
+
+async def set_workload_image(client: Client, res: Any, name: str, ns: str, image: str, cause: str) -> None:
+    await client.patch(res, name, {"metadata": {"annotations": {"kubernetes.io/change-cause": cause}},
+                                   "spec": {"template": {"spec": {"containers": [{"name": "c", "image": image}]}}}},
+                       ns, patch_type="strategic")
+
+
+async def settled(client: Client, res: Any, name: str, ns: str, image: str, revisions: int) -> bool:
+    """The workload's pods all run `image`, as the newest of `revisions` ControllerRevisions."""
+    obj = await client.get(res, name, ns)
+    status = obj.get("status") or {}
+    pods = [p for p in await list_pods(client, ns, f"app={name}") if not p["metadata"].get("deletionTimestamp")]
+    listed = (await client.list(kind("controllerrevisions"), ns, label_selector=f"app={name}"))["items"]
+    updated = status.get("updatedReplicas", status.get("updatedNumberScheduled"))
+    return bool(status.get("observedGeneration") == obj["metadata"]["generation"] and pods
+                and updated == len(pods) and len(listed) == revisions
+                and all(p["spec"]["containers"][0]["image"] == image for p in pods))
+
+
+async def test_statefulset_and_daemonset_history_and_undo(pk: AsyncCli, client: Client, namespace: str,
+                                                          start_manager: Any) -> None:
+    await start_manager("statefulset")
+    async with FakeKubelet(client, namespace):
+        await client.create(STS, statefulset("db", "busybox:1", "first"), namespace)
+        await wait_for(lambda: settled(client, STS, "db", namespace, "busybox:1", 1), timeout=20, message="rev 1")
+        await set_workload_image(client, STS, "db", namespace, "busybox:2", "second")
+        await wait_for(lambda: settled(client, STS, "db", namespace, "busybox:2", 2), timeout=20, message="rev 2")
+
+        history = await pk("rollout", "history", "statefulset/db")
+        assert (history.returncode, history.stdout) == (
+            0, "statefulset.apps/db \nREVISION  CHANGE-CAUSE\n1         first\n2         second\n\n"), history
+        shown = await pk("rollout", "history", "sts/db", "--revision=1")
+        assert shown.returncode == 0, shown
+        assert shown.lines[:2] == ["statefulset.apps/db with revision #1", "Pod Template:"]
+        assert "    Image:\tbusybox:1" in shown.lines and "    Image:\tbusybox:2" not in shown.lines
+
+        same = await pk("rollout", "undo", "sts/db", "--to-revision=2")
+        assert (same.returncode, same.stdout) == (
+            0, "statefulset.apps/db skipped rollback (current template already matches revision 2)\n"), same
+        generation = (await client.get(STS, "db", namespace))["metadata"]["generation"]
+        missing = await pk("rollout", "undo", "sts/db", "--to-revision=9")
+        assert (missing.returncode, missing.stderr) == (1, "error: unable to find specified revision 9 in history\n")
+        assert (await client.get(STS, "db", namespace))["metadata"]["generation"] == generation, "nothing changed"
+
+        undone = await pk("rollout", "undo", "statefulset/db")
+        assert (undone.returncode, undone.stdout) == (0, "statefulset.apps/db rolled back\n"), undone
+        sts = await client.get(STS, "db", namespace)
+        assert sts["spec"]["template"]["spec"]["containers"][0]["image"] == "busybox:1"
+        assert "$patch" not in sts["spec"]["template"]
+        await wait_for(lambda: settled(client, STS, "db", namespace, "busybox:1", 2), timeout=20,
+                       message="undo rolled out, reusing revision 1")
+        # Revision 1 came back as revision 3; its change-cause is the one recorded with it.
+        after = await pk("rollout", "history", "statefulset/db")
+        assert after.stdout == "statefulset.apps/db \nREVISION  CHANGE-CAUSE\n2         second\n3         first\n\n"
+        gone = await pk("rollout", "history", "sts/db", "--revision=1")
+        assert (gone.returncode, gone.stderr) == (1, "error: unable to find the specified revision\n")
+
+
+async def test_history_and_undo_match_kubectl_for_revisioned_kinds(tls_api: ApiServer) -> None:
+    """DaemonSet and StatefulSet history/undo, by pkctl in one namespace and kubectl in another."""
+    from controllers.main import build_parser, run as run_controllers
+    if shutil.which("kubectl") is None:
+        pytest.fail("kubectl is not installed: this comparison needs the real kubectl v1.32 on PATH")
+    ours_ns, theirs_ns = unique("ns"), unique("ns")
+    group, node = unique("g"), unique("node")
+    client = Client.from_kubeconfig(tls_api.kubeconfig)
+    pkctl = AsyncCli(tls_api.kubeconfig, ours_ns)
+    kubectl = AsyncCli(tls_api.kubeconfig, theirs_ns, ("kubectl",))
+    ready = asyncio.Event()
+    manager = asyncio.create_task(run_controllers(
+        build_parser().parse_args(["--kubeconfig", tls_api.kubeconfig, "--controllers", "statefulset,daemonset"]),
+        ready))
+
+    async def compare(*cases: list[str]) -> None:
+        for args in cases:
+            ours, theirs = await pkctl("rollout", *args), await kubectl("rollout", *args)
+            assert (ours.returncode, ours.stdout, ours.stderr) == \
+                (theirs.returncode, theirs.stdout, theirs.stderr.replace(theirs_ns, ours_ns)), args
+
+    try:
+        await asyncio.wait_for(ready.wait(), 30)
+        await client.create(kind("nodes"), {"apiVersion": "v1", "kind": "Node",
+                                            "metadata": {"name": node, "labels": {"pkt-group": group}}})
+        async with FakeKubelet(client, ours_ns), FakeKubelet(client, theirs_ns):
+            for ns in (ours_ns, theirs_ns):
+                await client.create(kind("namespaces"), {"apiVersion": "v1", "kind": "Namespace",
+                                                         "metadata": {"name": ns}})
+                await client.create(STS, statefulset("db", "busybox:1", "one"), ns)
+                await client.create(DS, daemonset("agent", "busybox:1", "one", group), ns)
+            for ns in (ours_ns, theirs_ns):
+                for res, name in ((STS, "db"), (DS, "agent")):
+                    await wait_for(lambda: settled(client, res, name, ns, "busybox:1", 1), timeout=30,
+                                   message=f"{name} rev 1 in {ns}")
+                    await set_workload_image(client, res, name, ns, "busybox:2", "two")
+            for ns in (ours_ns, theirs_ns):
+                for res, name in ((STS, "db"), (DS, "agent")):
+                    await wait_for(lambda: settled(client, res, name, ns, "busybox:2", 2), timeout=30,
+                                   message=f"{name} rev 2 in {ns}")
+            await compare(
+                ["history", "statefulset/db"], ["history", "sts/db", "--revision=1"],
+                ["history", "sts/db", "--revision=5"], ["history", "daemonset/agent"],
+                ["history", "ds/agent", "--revision=2"], ["history", "ds", "agent", "--revision=3"],
+                ["undo", "sts/db", "--to-revision=7"], ["undo", "ds/agent", "--to-revision=-1"],
+                ["history", "ds/nope"], ["undo", "sts/db", "--to-revision=2"], ["undo", "ds/agent", "--to-revision=2"],
+                # Writes, the same on both sides.
+                ["undo", "statefulset/db"], ["undo", "daemonset/agent", "--to-revision=1"],
+            )
+            for ns in (ours_ns, theirs_ns):
+                for res, name in ((STS, "db"), (DS, "agent")):
+                    await wait_for(lambda: settled(client, res, name, ns, "busybox:1", 2), timeout=30,
+                                   message=f"{name} undone in {ns}")
+            await compare(["history", "statefulset/db"], ["history", "daemonset/agent"],
+                          ["history", "ds/agent", "--revision=3"])
+    finally:
+        manager.cancel()
+        await asyncio.gather(manager, return_exceptions=True)
+        await pkctl.stop_all()
+        await kubectl.stop_all()
+        try:
+            await client.delete(kind("nodes"), node)
+        except ApiError:
+            pass  # never created: the manager did not start
         await client.close()

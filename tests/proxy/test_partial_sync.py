@@ -54,7 +54,8 @@ def random_slices(rng: random.Random, i: int) -> list[dict[str, Any]]:
             endpoints.append({"addresses": [f"10.250.{i}.{rng.randint(1, 6)}"], "nodeName": rng.choice([NODE, "other"]),
                               "conditions": {"ready": ready, "serving": ready or rng.random() < 0.5,
                                              "terminating": not ready and rng.random() < 0.5}})
-        out.append({"metadata": {"namespace": "ns", "name": f"s{i}-{n}", "labels": {"kubernetes.io/service-name": f"s{i}"}},
+        out.append({"metadata": {"namespace": "ns", "name": f"s{i}-{n}",
+                                 "labels": {"kubernetes.io/service-name": f"s{i}"}},
                     "addressType": "IPv4", "endpoints": endpoints,
                     "ports": [{"name": "http", "port": 8080, "protocol": "TCP"},
                               {"name": "dns", "port": 5353, "protocol": "UDP"}]})

@@ -41,3 +41,11 @@ def test_a_machine_that_had_it_on_keeps_it_and_unknown_tables_change_nothing(tmp
     sysctl.write_text("0\n")
     localnet.restore("never-started", lambda: set(), sysctl, state)  # no record: not ours to touch
     assert sysctl.read_text() == "0\n"
+
+
+def test_records_of_tables_deleted_without_cleanup_go_with_the_last_cleanup(tmp_path: Path) -> None:
+    sysctl, state = setup(tmp_path, "0")
+    localnet.enable("gone", sysctl, state)  # its table was deleted by hand: the record stays behind
+    localnet.enable("t1", sysctl, state)
+    localnet.restore("t1", lambda: set(), sysctl, state)
+    assert sysctl.read_text() == "0\n" and not list(state.iterdir())

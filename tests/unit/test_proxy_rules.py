@@ -260,6 +260,8 @@ def test_incremental_moves_map_elements_before_deleting_chains() -> None:
                      "add element ip t no-endpoint-services { 10.96.0.10 . tcp . 80 : goto reject-no-endpoints }",
                      "add element ip t no-endpoint-nodeports { tcp . 30080 : goto reject-no-endpoints }",
                      "delete element ip t hairpin { 10.1.0.2 . 10.1.0.2 }",
+                     # flushed first: the ext chain's rule jumps to the svc chain
+                     "flush chain ip t ext-ns/web/tcp/80", "flush chain ip t svc-ns/web/tcp/80",
                      "delete chain ip t ext-ns/web/tcp/80", "delete chain ip t svc-ns/web/tcp/80"]
     # A key whose verdict changes (the address moved from a ClusterIP to an external IP) is deleted and
     # added again in one transaction.
@@ -279,3 +281,26 @@ def test_udp_targets_cover_cluster_ip_external_ips_and_node_ports() -> None:
     ports = rules.service_ports(s, eps("dns", (["10.1.0.2"], [{"port": 53, "protocol": "UDP"}])))
     assert rules.udp_targets(ports) == {("10.96.0.10", 53, "10.1.0.2"), ("192.0.2.9", 53, "10.1.0.2"),
                                         ("nodeport", 30053, "10.1.0.2")}
+
+
+def test_an_address_listed_twice_counts_once_whatever_the_slice_order() -> None:
+    port = [{"port": 80, "protocol": "TCP"}]
+    here, there = eps("web", (["10.1.0.2"], port), node="n1"), eps("web", (["10.1.0.2"], port), node="n2")
+    there[0]["metadata"]["name"] = "web-other"
+    a = rules.build("t", [svc("web")], here + there)
+    b = rules.build("t", [svc("web")], there + here)
+    assert a.ports[0].endpoints == b.ports[0].endpoints == [rules.Endpoint("10.1.0.2", 80, "n1")]
+    assert a.text == b.text
+
+
+def test_affinity_with_a_local_terminating_fallback_has_chains_for_every_endpoint_it_names() -> None:
+    port = [{"port": 80, "protocol": "TCP"}]
+    elsewhere = eps("web", (["10.1.0.3"], port), node="n2")
+    draining = eps("web", (["10.1.0.2"], port), node="n1", ready=False, serving=True, terminating=True)
+    draining[0]["metadata"]["name"] = "web-n1"
+    s = svc("web", type="NodePort", externalTrafficPolicy="Local", sessionAffinity="ClientIP",
+            ports=[{"port": 80, "protocol": "TCP", "nodePort": 30080}])
+    r = rules.build("t", [s], elsewhere + draining, node_name="n1")
+    named = {m for rule in chain(r.text, "local-ns/web/tcp/80") for m in re.findall(r"(?:goto |@)([^ ,}]+)", rule)}
+    assert "ep-ns/web/tcp/80__10.1.0.2/80" in named
+    assert named <= set(r.chains) | set(r.sets), named - set(r.chains) - set(r.sets)
