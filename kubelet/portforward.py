@@ -16,13 +16,11 @@ WebSocket subprotocol:
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import json
 import logging
 import os
 import socket
 import struct
-import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
@@ -30,6 +28,7 @@ import aiohttp
 from aiohttp import web
 
 from kubelet import spdy
+from kubelet.network.netns import in_netns
 from kubelet.runtime.interface import RuntimeError_
 
 if TYPE_CHECKING:
@@ -41,8 +40,6 @@ V4_PROTOCOL = "v4.channel.k8s.io"
 PROTOCOLS = (SPDY_PROTOCOL, V4_PROTOCOL)
 CHUNK = 32 * 1024
 STREAM_CREATION_TIMEOUT = 30.0  # seconds between a connection's first and second stream (the kubelet's default)
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
 
 Connector = Callable[[int], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
 
@@ -64,37 +61,12 @@ def parse_ports(values: list[str]) -> list[int]:
     return ports
 
 
-def _socket_in_netns(netns: str) -> socket.socket:
-    """A TCP socket of the pod's network namespace. A socket belongs to the namespace it was created in, so a
-    short-lived thread enters the namespace (per thread on Linux), creates it and ends, taking its namespace
-    with it; the socket is then used from the event loop like any other."""
-    box: dict[str, object] = {}
-
-    def make() -> None:
-        try:
-            fd = os.open(netns, os.O_RDONLY)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"cannot enter the pod's network namespace: {os.strerror(err)}")
-            finally:
-                os.close(fd)
-            box["sock"] = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        except OSError as e:
-            box["error"] = e
-
-    t = threading.Thread(target=make, name="portforward-netns")
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return box["sock"]  # type: ignore[return-value]
-
-
 async def connect_in_netns(netns: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     loop = asyncio.get_running_loop()
     try:
-        sock = await loop.run_in_executor(None, _socket_in_netns, netns)
+        # a socket belongs to the namespace it was created in; it is then used from the event loop like any other
+        sock = await loop.run_in_executor(
+            None, in_netns, netns, lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
     except OSError as e:
         raise ForwardError(str(e)) from None
     sock.setblocking(False)

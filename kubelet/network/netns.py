@@ -97,17 +97,25 @@ def remove_netns(name: str) -> None:
         pass
 
 
+def in_netns(path: str, fn: Callable[[], T]) -> T:
+    """Call fn in a fresh thread that entered the network namespace at `path`; what fn creates there (a
+    netlink or TCP socket) stays in that namespace after the thread is gone."""
+    def run() -> T:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            _check(_libc.setns(fd, CLONE_NEWNET), f"enter network namespace {path}")
+        finally:
+            os.close(fd)
+        return fn()
+    return _in_thread(run)
+
+
 def inside(name: str, fn: Callable[[IPRoute], T]) -> T:
     """Call fn with a netlink socket opened inside the named namespace."""
     def run() -> T:
-        fd = os.open(netns_path(name), os.O_RDONLY)
-        try:
-            _check(_libc.setns(fd, CLONE_NEWNET), f"enter netns {name}")
-        finally:
-            os.close(fd)
         with IPRoute() as ipr:
             return fn(ipr)
-    return _in_thread(run)
+    return in_netns(netns_path(name), run)
 
 
 def setup_pod_network(ns_name: str, host_veth: str, bridge: str, ip: ipaddress.IPv4Interface,

@@ -179,15 +179,18 @@ async def _resolve(conn: Connection, args: argparse.Namespace) -> tuple[list[Fou
     return found, failed
 
 
-def _each(args: argparse.Namespace, act: Callable[[Connection, Found], Awaitable[str]]) -> int:
-    """Run `act` on every named object, printing its line; one object's failure does not stop the rest."""
+def _each(args: argparse.Namespace, act: Callable[[Connection, Found], Awaitable[str | None]]) -> int:
+    """Run `act` on every named object, printing the line it returns (if any); one object's failure does not
+    stop the rest."""
     _check_args(args)
 
     async def go(conn: Connection) -> int:
         found, failed = await _resolve(conn, args)
         for f in found:
             try:
-                print(await act(conn, f))
+                line = await act(conn, f)
+                if line is not None:
+                    print(line)
             except RolloutError as e:
                 failed = True
                 print(f"error: {e}", file=sys.stderr)
@@ -208,29 +211,16 @@ def status_command(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise CommandError(f'invalid argument "{args.timeout}" for "--timeout" flag: {e}') from None
 
-    async def go(conn: Connection) -> int:
-        found, failed = await _resolve(conn, args)
-        for f in found:
-            try:
-                viewer = VIEWERS.get((f.res.group, f.res.kind))
-                if viewer is None:
-                    raise RolloutError(f"no status viewer has been implemented for {f.group_kind}")
-                follow = follow_status(conn, f, lambda obj: viewer(obj, args.revision), args.watch)
-                if timeout > 0:
-                    await asyncio.wait_for(follow, timeout)
-                else:
-                    await follow
-            except asyncio.TimeoutError:
-                failed = True
-                print("error: timed out waiting for the condition", file=sys.stderr)
-            except RolloutError as e:
-                failed = True
-                print(f"error: {e}", file=sys.stderr)
-            except ApiError as e:
-                failed = True
-                print(api_error_line(e), file=sys.stderr)
-        return 1 if failed else 0
-    return run(args, go)
+    async def act(conn: Connection, f: Found) -> None:
+        viewer = VIEWERS.get((f.res.group, f.res.kind))
+        if viewer is None:
+            raise RolloutError(f"no status viewer has been implemented for {f.group_kind}")
+        follow = follow_status(conn, f, lambda obj: viewer(obj, args.revision), args.watch)
+        try:
+            await (asyncio.wait_for(follow, timeout) if timeout > 0 else follow)
+        except asyncio.TimeoutError:
+            raise RolloutError("timed out waiting for the condition") from None
+    return _each(args, act)
 
 
 async def follow_status(conn: Connection, f: Found, view: Callable[[Obj], Status], watch: bool) -> None:

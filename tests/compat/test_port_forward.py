@@ -19,9 +19,9 @@ from kubernetes.stream import portforward
 from pklib.client import Client
 from tests.compat.conftest import Stream
 from tests.conftest import Etcd
-from tests.kubelet.conftest import NAMESPACES, Node, clean_namespace, private_node, res
+from tests.kubelet.conftest import Node, pod_namespace, private_node, res
 from tests.pkctl.test_port_forward import BIG, FORWARDING, http_get, refused, start_site, start_web
-from tests.util import unique, wait_for_sync
+from tests.util import wait_for_sync
 
 pytestmark = pytest.mark.root
 
@@ -43,10 +43,8 @@ async def kc(tls_node: Node) -> AsyncIterator[Client]:
 
 @pytest.fixture
 async def pns(kc: Client) -> AsyncIterator[str]:
-    name = unique("kpf")
-    await kc.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    yield name
-    await clean_namespace(kc, name)
+    async with pod_namespace(kc, "kpf") as name:
+        yield name
 
 
 @pytest.fixture

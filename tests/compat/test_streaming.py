@@ -26,9 +26,9 @@ from kubernetes.stream import stream
 from pklib.client import Client
 from tests.compat.conftest import Kubectl
 from tests.conftest import ROOT, Etcd
-from tests.kubelet.conftest import (NAMESPACES, PODS, Node, clean_namespace, cstatus, ctr, pod, private_node, running,
+from tests.kubelet.conftest import (PODS, Node, pod_namespace, cstatus, ctr, pod, private_node, running,
                                     wait_pod)
-from tests.util import unique, wait_for
+from tests.util import wait_for
 
 pytestmark = pytest.mark.root
 
@@ -55,10 +55,8 @@ async def kc(tls_node: Node) -> AsyncIterator[Client]:
 
 @pytest.fixture
 async def sns(kc: Client) -> AsyncIterator[str]:
-    name = unique("st")
-    await kc.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    yield name
-    await clean_namespace(kc, name)
+    async with pod_namespace(kc, "st") as name:
+        yield name
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
@@ -123,6 +123,17 @@ async def _wait_node(node: Node) -> None:
         await wait_for(ready, 60, 0.1, message=f"node {node.name} Ready with a podCIDR")
 
 
+@asynccontextmanager
+async def pod_namespace(c: Client, prefix: str) -> AsyncIterator[str]:
+    """A fresh namespace for a test's pods, cleaned (clean_namespace) when the test ends."""
+    name = unique(prefix)
+    await c.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    try:
+        yield name
+    finally:
+        await clean_namespace(c, name)
+
+
 async def clean_namespace(c: Client, ns: str) -> None:
     """Workloads first (else their controllers recreate the pods), then the pods, force-deleted."""
     for plural in ("deployments", "replicasets", "statefulsets", "daemonsets", "pods"):
@@ -207,10 +218,8 @@ async def kc(node: Node) -> AsyncIterator[Client]:
 @pytest.fixture
 async def ns(kc: Client) -> AsyncIterator[str]:
     """A fresh namespace; its pods are force-deleted afterwards (the kubelet then removes their containers)."""
-    name = unique("ns")
-    await kc.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    yield name
-    await clean_namespace(kc, name)
+    async with pod_namespace(kc, "ns") as name:
+        yield name
 
 
 def pod(name: str, *containers: dict[str, Any], **spec: Any) -> dict[str, Any]:

@@ -16,10 +16,10 @@ import pytest
 from pklib.client import Client
 from tests.compat.conftest import Stream
 from tests.conftest import ROOT, Etcd
-from tests.kubelet.conftest import (NAMESPACES, PODS, Node, clean_namespace, ctr, pod, private_node, res, running,
+from tests.kubelet.conftest import (PODS, Node, pod_namespace, ctr, pod, private_node, res, running,
                                     wait_pod)
 from tests.pkctl.conftest import run_pkctl
-from tests.util import unique, wait_for
+from tests.util import wait_for
 
 pytestmark = pytest.mark.root
 
@@ -97,10 +97,8 @@ async def kc(pf_node: Node) -> AsyncIterator[Client]:
 
 @pytest.fixture
 async def pns(kc: Client) -> AsyncIterator[str]:
-    name = unique("pf")
-    await kc.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    yield name
-    await clean_namespace(kc, name)
+    async with pod_namespace(kc, "pf") as name:
+        yield name
 
 
 class PortForward:

@@ -21,7 +21,7 @@ from kubelet.runtime.interface import ExecTimeout
 from pklib.client import Client
 from proxy.localnet import ROUTE_LOCALNET
 from tests.conftest import ROOT, Etcd, _stop
-from tests.kubelet.conftest import (NAMESPACES, PODS, Node, clean_namespace, cond, ctr, exec_in, pod,
+from tests.kubelet.conftest import (PODS, Node, pod_namespace, cond, ctr, exec_in, pod,
                                     private_node, res, running, wait_pod)
 from tests.proxy.conftest import assert_route_localnet_restored, cleanup_proxy
 from tests.util import free_port, unique, wait_for, wait_for_sync
@@ -93,10 +93,8 @@ async def kc(services: Services) -> AsyncIterator[Client]:
 
 @pytest.fixture
 async def ns(kc: Client) -> AsyncIterator[str]:
-    name = unique("ns")
-    await kc.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    yield name
-    await clean_namespace(kc, name)
+    async with pod_namespace(kc, "ns") as name:
+        yield name
     for svc in (await kc.list(SERVICES, name)).get("items") or []:
         await kc.delete(SERVICES, svc["metadata"]["name"], name)
 
