@@ -15,7 +15,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from pklib.objects import now_rfc3339
+from pklib.api.timefmt import now_rfc3339
 from pklib.resources import Resource
 
 from . import bodies, kinds

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import orjson
 
 from pklib import patch as patching
-from pklib.objects import now_rfc3339
+from pklib.api.timefmt import now_rfc3339
 from pklib.resources import Resource
 
 from . import kinds

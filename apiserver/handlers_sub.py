@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from pklib.objects import now_rfc3339
+from pklib.api.timefmt import now_rfc3339
 from pklib.resources import Resource
 from pklib.selectors import SelectorError, selector_from_match
 

@@ -20,7 +20,7 @@ import yaml
 from aiohttp import web
 
 from pklib import patch as patching
-from pklib.objects import now_rfc3339
+from pklib.api.timefmt import now_rfc3339
 from pklib.resources import Resource
 
 from . import fieldsets, fieldvalidation

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from pklib.api.podtemplate import HASH_LABEL, same_template
 from pklib.controller import Controller, ControllerContext
 from pklib.errors import ApiError, is_already_exists, is_not_found
 from pklib.informer import Obj, key_of
@@ -140,9 +141,9 @@ class DeploymentController(Controller):
         collisions = int((d.get("status") or {}).get("collisionCount") or 0)
         template = copy.deepcopy(spec.get("template") or {})
         h = template_hash(template, collisions)
-        template.setdefault("metadata", {}).setdefault("labels", {})[du.HASH_LABEL] = h
+        template.setdefault("metadata", {}).setdefault("labels", {})[HASH_LABEL] = h
         selector = copy.deepcopy(spec["selector"])
-        selector.setdefault("matchLabels", {})[du.HASH_LABEL] = h
+        selector.setdefault("matchLabels", {})[HASH_LABEL] = h
         surge, _ = du.fenceposts(d)
         rs: Obj = {
             "apiVersion": "apps/v1", "kind": "ReplicaSet",
@@ -164,7 +165,7 @@ class DeploymentController(Controller):
             existing = await self.client.get(REPLICASETS, rs["metadata"]["name"], meta(d)["namespace"])
             ref = controller_ref(existing)
             if ref is not None and ref.get("uid") == meta(d)["uid"] \
-                    and du.same_template(existing["spec"]["template"], template):
+                    and same_template(existing["spec"]["template"], template):
                 return existing
             # A different template hashed to the same name: bump collisionCount and retry.
             status = copy.deepcopy(d.get("status") or {})

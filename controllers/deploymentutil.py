@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from pklib.api.podtemplate import comparable_template
 from pklib.informer import Obj
 
 from .util import int_or_percent, meta, now_rfc3339
@@ -16,7 +17,6 @@ REVISION = "deployment.kubernetes.io/revision"
 REVISION_HISTORY = "deployment.kubernetes.io/revision-history"
 DESIRED_REPLICAS = "deployment.kubernetes.io/desired-replicas"
 MAX_REPLICAS = "deployment.kubernetes.io/max-replicas"
-HASH_LABEL = "pod-template-hash"
 DEFAULT_PROGRESS_DEADLINE = 600
 DEFAULT_HISTORY_LIMIT = 10
 # Annotations that describe the Deployment object itself or one ReplicaSet's place in the history,
@@ -71,40 +71,6 @@ def fenceposts(d: Obj) -> tuple[int, int]:
 def max_unavailable(d: Obj) -> int:
     _, unavailable = fenceposts(d)
     return min(unavailable, replicas_of(d))
-
-
-def template_without_hash(template: Obj) -> Obj:
-    t = copy.deepcopy(template or {})
-    labels = (t.get("metadata") or {}).get("labels")
-    if labels:
-        labels.pop(HASH_LABEL, None)
-    return t
-
-
-def comparable_template(template: Obj) -> Obj:
-    """A pod template as Kubernetes' EqualIgnoreHash sees it: without the pod-template-hash label and
-    without empty or null fields. Go compares typed objects, where `resources: {}`, `args: []` and
-    `creationTimestamp: null` are the same value as no field at all; kubectl's `rollout undo` sends
-    such fields, and the rollback must still find the ReplicaSet it came from."""
-    return _without_empties(template_without_hash(template))
-
-
-def _without_empties(value: Any) -> Any:
-    if isinstance(value, dict):
-        pruned = {k: _without_empties(v) for k, v in value.items()}
-        return {k: v for k, v in pruned.items() if not _is_empty(v)}
-    if isinstance(value, list):
-        # Elements stay, even empty ones: their position is part of the value.
-        return [_without_empties(v) for v in value]
-    return value
-
-
-def _is_empty(value: Any) -> bool:
-    return value is None or (isinstance(value, (dict, list)) and not value)
-
-
-def same_template(a: Obj, b: Obj) -> bool:
-    return bool(comparable_template(a) == comparable_template(b))
 
 
 def find_new_rs(d: Obj, rss: list[Obj]) -> Obj | None:

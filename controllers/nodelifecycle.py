@@ -21,10 +21,12 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from pklib.api.tolerations import tolerates
 from pklib.controller import Controller, ControllerContext
 from pklib.errors import ApiError, is_not_found
 from pklib.informer import Obj
-from pklib.objects import key_of, now_rfc3339, parse_time
+from pklib.api.timefmt import now_rfc3339, parse_time
+from pklib.objects import key_of
 from pklib.resources import must_lookup
 
 
@@ -39,16 +41,6 @@ UNKNOWN_REASON = "NodeStatusUnknown"
 UNKNOWN_MESSAGE = "Kubelet stopped posting node status."
 
 
-def _tolerates(toleration: dict[str, Any], taint: dict[str, Any]) -> bool:
-    if toleration.get("effect") and toleration["effect"] != taint.get("effect"):
-        return False
-    if toleration.get("key") and toleration["key"] != taint.get("key"):
-        return False
-    if (toleration.get("operator") or "Equal") == "Exists":
-        return True
-    return (toleration.get("value") or "") == (taint.get("value") or "")
-
-
 def eviction_delay(pod: Obj, taints: list[dict[str, Any]], default_seconds: float) -> float | None:
     """Seconds after the taints were added at which the pod must go; None = it may stay.
 
@@ -57,7 +49,7 @@ def eviction_delay(pod: Obj, taints: list[dict[str, Any]], default_seconds: floa
     tolerations = (pod.get("spec") or {}).get("tolerations") or []
     delays: list[float] = []
     for taint in taints:
-        matching = [t for t in tolerations if _tolerates(t, taint)]
+        matching = [t for t in tolerations if tolerates(t, taint)]
         if not matching:
             if taint.get("key") in (UNREACHABLE, NOT_READY):
                 delays.append(default_seconds)  # what DefaultTolerationSeconds admission would have given

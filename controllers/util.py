@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import random
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, ClassVar
 
 import orjson
@@ -18,7 +18,8 @@ from pklib.controller import Controller, ControllerContext, Expectations
 from pklib.errors import ApiError, is_not_found
 from pklib.informer import Obj, Store, key_of
 from pklib.objects import controller_of as controller_ref
-from pklib.objects import meta, now_rfc3339, owner_reference
+from pklib.api.timefmt import now, now_rfc3339, parse_time
+from pklib.objects import meta, owner_reference
 from pklib.resources import Resource, must_lookup
 from pklib.selectors import LabelSelector, SelectorError, selector_from_match
 
@@ -26,23 +27,10 @@ from pklib.selectors import LabelSelector, SelectorError, selector_from_match
 _SAFE = "bcdfghjklmnpqrstvwxz2456789"
 
 
-def parse_time(ts: str | None) -> datetime | None:
-    if not ts:
-        return None
-    try:
-        return datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 # A kind from the shared table by the name the controllers (and their tests) import.
 resource = must_lookup
 
-__all__ = ["controller_ref", "meta", "now_rfc3339", "owner_reference"]
+__all__ = ["controller_ref", "meta", "now", "now_rfc3339", "owner_reference", "parse_time"]
 
 
 # -- pods -------------------------------------------------------------------------------------

@@ -15,13 +15,13 @@ import hashlib
 import ipaddress
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 from pklib.client import Client
 from pklib.errors import ApiError, ConnectionFailed, is_already_exists, is_conflict, is_not_found
 from pklib.informer import Handler, Informer, Obj
-from pklib.objects import key_of, now_rfc3339
+from pklib.api.timefmt import micro_now, now_rfc3339
+from pklib.objects import key_of
 from pklib.resources import must_lookup
 from pklib.workqueue import WorkQueue, run_workers
 
@@ -47,10 +47,6 @@ class HollowConfig:
     lease_duration: int = 40
     renew_interval: float = 10.0
     workers: int = 16
-
-
-def _micro_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def node_names(cfg: HollowConfig) -> list[str]:
@@ -260,7 +256,7 @@ class HollowKubelet:
                 if lease is None:
                     lease = await self._get_or_create_lease(name, node)
                 else:
-                    spec = dict(lease.get("spec") or {}, renewTime=_micro_now(), holderIdentity=name,
+                    spec = dict(lease.get("spec") or {}, renewTime=micro_now(), holderIdentity=name,
                                 leaseDurationSeconds=self.cfg.lease_duration)
                     lease = await self.client.update(LEASES, {**lease, "spec": spec})
                 self._leases[name] = lease
@@ -278,14 +274,14 @@ class HollowKubelet:
                 raise
             if node is None:
                 node = await self.client.get(NODES, name)
-            now = _micro_now()
+            now = micro_now()
             return await self.client.create(LEASES, {
                 "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": {"name": name, "namespace": LEASE_NAMESPACE, "ownerReferences": [
                     {"apiVersion": "v1", "kind": "Node", "name": name, "uid": node["metadata"]["uid"]}]},
                 "spec": {"holderIdentity": name, "leaseDurationSeconds": self.cfg.lease_duration,
                          "acquireTime": now, "renewTime": now}}, LEASE_NAMESPACE)
-        spec = dict(lease.get("spec") or {}, renewTime=_micro_now(), holderIdentity=name,
+        spec = dict(lease.get("spec") or {}, renewTime=micro_now(), holderIdentity=name,
                     leaseDurationSeconds=self.cfg.lease_duration)
         return await self.client.update(LEASES, {**lease, "spec": spec})
 

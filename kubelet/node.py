@@ -14,7 +14,6 @@ import shutil
 import socket
 import subprocess
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from pyroute2 import IPRoute
 
 from pklib.client import Client
 from pklib.errors import ApiError, ConnectionFailed, is_already_exists, is_conflict, is_not_found
-from pklib.objects import now_rfc3339
+from pklib.api.timefmt import micro_now, now_rfc3339
 from pklib.quantity import to_bytes, to_millicores
 from pklib.resources import must_lookup
 
@@ -50,10 +49,6 @@ class NodeConfig:
     status_interval: float = 10.0
     report_interval: float = 300.0
     port: int = 0                  # the kubelet API's port (0: not served)
-
-
-def _micro_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _meminfo() -> dict[str, int]:
@@ -225,7 +220,7 @@ class NodeAgent:
                 if self._lease is None:
                     self._lease = await self._get_or_create_lease()
                 else:
-                    spec = dict(self._lease.get("spec") or {}, renewTime=_micro_now(), holderIdentity=self.cfg.name,
+                    spec = dict(self._lease.get("spec") or {}, renewTime=micro_now(), holderIdentity=self.cfg.name,
                                 leaseDurationSeconds=self.cfg.lease_duration)
                     self._lease = await self.client.update(LEASES, {**self._lease, "spec": spec})
                 return
@@ -235,7 +230,7 @@ class NodeAgent:
                 self._lease = None
 
     async def _get_or_create_lease(self) -> dict[str, Any]:
-        now = _micro_now()
+        now = micro_now()
         try:
             lease = await self.client.get(LEASES, self.cfg.name, LEASE_NAMESPACE)
         except ApiError as e:

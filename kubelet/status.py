@@ -6,11 +6,11 @@ every sync and writes the result only if it differs from what the API server has
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
-from pklib.objects import now_rfc3339
-from pklib.quantity import QuantityError, parse_quantity
+from pklib.api.timefmt import format_time, now_rfc3339
+from pklib.api.qos import qos_class
 
 from kubelet.plan import PodRuntime, RuntimeContainer, init_progress, restart_policy
 from kubelet.runtime.interface import ContainerState
@@ -35,9 +35,7 @@ class StatusInputs:
 
 
 def _time(t: datetime | None) -> str | None:
-    if t is None:
-        return None
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_time(t) if t is not None else None
 
 
 def _terminated(c: RuntimeContainer) -> dict[str, Any]:
@@ -114,30 +112,6 @@ def pod_phase(pod: dict[str, Any], rt: PodRuntime, finished: bool) -> str:
     return "Failed" if failed else "Succeeded"
 
 
-def qos_class(pod: dict[str, Any]) -> str:
-    """Guaranteed: cpu+memory limits everywhere with requests equal to them; BestEffort: nothing anywhere."""
-    containers = (pod["spec"].get("containers") or []) + (pod["spec"].get("initContainers") or [])
-    any_set = False
-    guaranteed = True
-    for c in containers:
-        res = c.get("resources") or {}
-        requests, limits = res.get("requests") or {}, res.get("limits") or {}
-        if requests or limits:
-            any_set = True
-        for r in ("cpu", "memory"):
-            if r not in limits:
-                guaranteed = False
-                continue
-            try:
-                if r in requests and parse_quantity(requests[r]).value != parse_quantity(limits[r]).value:
-                    guaranteed = False
-            except QuantityError:
-                guaranteed = False
-    if not any_set:
-        return "BestEffort"
-    return "Guaranteed" if guaranteed else "Burstable"
-
-
 def _condition(old: dict[str, Any], type_: str, ok: bool, reason: str = "") -> dict[str, Any]:
     status = "True" if ok else "False"
     prev = next((c for c in old.get("conditions") or [] if c.get("type") == type_), None)
@@ -175,7 +149,7 @@ def compute_status(pod: dict[str, Any], rt: PodRuntime, inputs: StatusInputs, fi
         "hostIP": inputs.host_ip, "hostIPs": [{"ip": inputs.host_ip}],
         "startTime": old.get("startTime") or now_rfc3339(),
         "containerStatuses": apps,
-        "qosClass": qos_class(pod),
+        "qosClass": qos_class(pod.get("spec") or {}),
     }
     ip = rt.ip if rt.sandbox_ready else old.get("podIP", "")
     if ip:

@@ -7,42 +7,12 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
+from pklib.api.podresources import Amounts, add_amount, pod_amounts
 from pklib.quantity import Quantity, QuantityError, parse_quantity
-
-Amounts = dict[str, Quantity]
-
-
-def _plus(total: Amounts, name: str, q: Quantity) -> None:
-    # The sum keeps the first operand's format (64Mi + 64Mi reads 128Mi), like Quantity.Add.
-    prev = total.get(name)
-    total[name] = Quantity(prev.value + q.value, prev.format) if prev else q
-
-
-def _add(total: Amounts, values: dict[str, Any] | None) -> None:
-    for name, text in (values or {}).items():
-        try:
-            _plus(total, name, parse_quantity(text))
-        except QuantityError:
-            continue  # the API server rejects these; an old object must not break describe
 
 
 def pod_requests_and_limits(spec: dict[str, Any]) -> tuple[Amounts, Amounts]:
-    """Requests and limits of a pod: its containers' sum, or an init container's if larger (they run alone)."""
-    requests: Amounts = {}
-    limits: Amounts = {}
-    for c in spec.get("containers") or []:
-        _add(requests, (c.get("resources") or {}).get("requests"))
-        _add(limits, (c.get("resources") or {}).get("limits"))
-    for c in spec.get("initContainers") or []:
-        for total, part in ((requests, "requests"), (limits, "limits")):
-            single: Amounts = {}
-            _add(single, (c.get("resources") or {}).get(part))
-            for name, q in single.items():
-                if name not in total or q.value > total[name].value:
-                    total[name] = q
-    _add(requests, spec.get("overhead"))
-    _add(limits, spec.get("overhead"))
-    return requests, limits
+    return pod_amounts(spec, "requests"), pod_amounts(spec, "limits")
 
 
 def with_percent(amount: Quantity | None, allocatable: Any) -> str:
@@ -61,5 +31,5 @@ def total(amounts: list[Amounts]) -> Amounts:
     out: Amounts = {}
     for a in amounts:
         for name, q in a.items():
-            _plus(out, name, q)
+            add_amount(out, name, q)
     return out

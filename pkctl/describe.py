@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
-from pklib.quantity import parse_quantity
+from pklib.api.qos import qos_class
 from pklib.resources import Resource
 
 from .allocation import pod_requests_and_limits, total, with_percent
@@ -207,27 +207,6 @@ def _conditions(out: Out, conditions: list[Obj], with_reason: bool) -> None:
     out.w(1, "----", "------", *(["------"] if with_reason else []))
     for c in conditions:
         out.w(1, c.get("type", ""), c.get("status", ""), *([c.get("reason", "")] if with_reason else []))
-
-
-def _same_quantity(a: Any, b: Any) -> bool:
-    try:
-        return parse_quantity(a).value == parse_quantity(b).value
-    except ValueError:
-        return str(a) == str(b)
-
-
-def qos_class(spec: Obj) -> str:
-    """The pod's QoS class from its containers' resources, for servers that do not report it in status."""
-    containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
-    resources = [c.get("resources") or {} for c in containers]
-    if not any(r.get("requests") or r.get("limits") for r in resources):
-        return "BestEffort"
-    for r in resources:
-        limits, requests = r.get("limits") or {}, r.get("requests") or {}
-        # Requests default to limits, so Guaranteed means: cpu and memory limited, requests equal if given.
-        if not all(k in limits and _same_quantity(requests.get(k, limits[k]), limits[k]) for k in ("cpu", "memory")):
-            return "Burstable"
-    return "Guaranteed"
 
 
 def _pod(out: Out, o: Obj, now: datetime) -> None:

@@ -13,7 +13,8 @@ from typing import Any, Iterable, Sequence
 
 import yaml
 
-from pklib.columns import NONE, human_duration, parse_time, since  # noqa: F401  (re-exported)
+from pklib.api.timefmt import parse_time  # noqa: F401  (re-exported)
+from pklib.columns import NONE, human_duration, since  # noqa: F401  (re-exported)
 from pklib.resources import Resource
 
 

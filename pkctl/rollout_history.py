@@ -11,9 +11,9 @@ Undo sends that patch to the owner (kubectl's DaemonSetRollbacker / StatefulSetR
 """
 from __future__ import annotations
 
-import copy
 from typing import Any
 
+from pklib.api.podtemplate import template_without_hash
 from pklib.patch import PatchError, strategic_merge_patch
 
 from .rollout_status import REVISION_ANNOTATION, RolloutError
@@ -21,7 +21,6 @@ from .rollout_status import REVISION_ANNOTATION, RolloutError
 Obj = dict[str, Any]
 
 CHANGE_CAUSE = "kubernetes.io/change-cause"
-HASH_LABEL = "pod-template-hash"
 NONE = "<none>"
 # Annotations that describe the Deployment itself, never a revision's template: an undo keeps the
 # Deployment's own values of these rather than taking the ReplicaSet's (kubectl's annotationsToSkip).
@@ -133,29 +132,6 @@ def rollback_target(replicasets: list[Obj], to_revision: int, deployment_name: s
     return ordered[-2], by_rev[ordered[-2]]
 
 
-def _pruned(value: Any) -> Any:
-    """Drop empty and null fields: `resources: {}` and no `resources` are the same template (as Go's
-    semantic equality of the typed objects has it)."""
-    if isinstance(value, dict):
-        out = {k: _pruned(v) for k, v in value.items()}
-        return {k: v for k, v in out.items() if v not in (None, {}, [])}
-    if isinstance(value, list):
-        return [_pruned(v) for v in value]
-    return value
-
-
-def without_hash(template: Obj) -> Obj:
-    t = copy.deepcopy(template or {})
-    labels = (t.get("metadata") or {}).get("labels")
-    if labels:
-        labels.pop(HASH_LABEL, None)
-    return t
-
-
-def same_template(a: Obj, b: Obj) -> bool:
-    return bool(_pruned(without_hash(a)) == _pruned(without_hash(b)))
-
-
 def undo_patch(deployment: Obj, rs: Obj) -> list[Obj]:
     """A JSON patch that puts the ReplicaSet's template back into the Deployment.
 
@@ -163,7 +139,7 @@ def undo_patch(deployment: Obj, rs: Obj) -> list[Obj]:
     replaces them with the ReplicaSet's outright, relying on the controller copying the Deployment's
     annotations to each ReplicaSet; merging keeps user annotations whichever way the controller does it.
     """
-    template = without_hash((rs.get("spec") or {}).get("template") or {})
+    template = template_without_hash((rs.get("spec") or {}).get("template") or {})
     annotations = dict((deployment.get("metadata") or {}).get("annotations") or {})
     for key, value in ((rs.get("metadata") or {}).get("annotations") or {}).items():
         if key not in KEEP_ON_UNDO:

@@ -9,19 +9,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Callable
 
+from pklib.api.timefmt import parse_time
 from pklib.resources import Resource
 
 NONE = "<none>"
-
-
-def parse_time(value: str | None) -> datetime | None:
-    """An RFC 3339 timestamp as the API writes it (`2026-11-22T02:37:34Z`, maybe with fractions)."""
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def human_duration(seconds: float) -> str:

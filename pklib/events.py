@@ -16,7 +16,7 @@ from collections import OrderedDict
 from typing import Any, Protocol
 
 from .errors import ApiError, ConnectionFailed, is_not_found
-from .objects import now_rfc3339
+from .api.timefmt import now_rfc3339
 from .resources import Resource, must_lookup
 
 log = logging.getLogger(__name__)

@@ -15,9 +15,9 @@ import logging
 import time
 import uuid
 import socket
-from datetime import datetime, timezone
 from typing import Any
 
+from .api.timefmt import micro_now
 from .client import Client
 from .errors import ApiError, ConnectionFailed, is_already_exists, is_conflict, is_not_found
 from .resources import must_lookup
@@ -27,10 +27,6 @@ log = logging.getLogger(__name__)
 
 LEASES = must_lookup("leases")
 NAMESPACES = must_lookup("namespaces")
-
-
-def _micro_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def default_identity() -> str:
@@ -83,7 +79,7 @@ class LeaderElector:
             return
         lease = dict(self._lease)
         spec = dict(lease.get("spec") or {})
-        spec.update({"holderIdentity": None, "leaseDurationSeconds": 1, "renewTime": _micro_now()})
+        spec.update({"holderIdentity": None, "leaseDurationSeconds": 1, "renewTime": micro_now()})
         lease["spec"] = spec
         try:
             await self.client.update(LEASES, lease)
@@ -95,7 +91,7 @@ class LeaderElector:
         return ((self._lease or {}).get("spec") or {}).get("holderIdentity") == self.identity
 
     async def _try_acquire_or_renew(self) -> bool:
-        now = _micro_now()
+        now = micro_now()
         try:
             try:
                 lease = await self.client.get(LEASES, self.name, self.namespace)

@@ -1,7 +1,6 @@
 """Helpers for object metadata shared by every component (objects are plain dicts)."""
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any, Mapping
 
 
@@ -27,16 +26,6 @@ def split_key(key: str) -> tuple[str, str]:
     """(namespace, name) of a work-queue key; namespace "" for cluster-scoped keys."""
     ns, _, name = key.rpartition("/")
     return ns, name
-
-
-def now_rfc3339(offset_seconds: float = 0) -> str:
-    """UTC time as Kubernetes writes timestamps: second precision, `Z` suffix."""
-    t = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=offset_seconds)
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(value: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def controller_of(obj: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -10,12 +10,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from pklib.quantity import parse_quantity, to_bytes, to_millicores
+from pklib.api.podresources import pod_amounts
+from pklib.quantity import Quantity, parse_quantity, to_bytes, to_millicores
 
 # What Kubernetes assumes a container without requests uses, for scoring only (filtering
 # uses the real requests): schedutil.DefaultMilliCPURequest / DefaultMemoryRequest.
 DEFAULT_MILLI_CPU = 100
 DEFAULT_MEMORY = 200 * 1024 * 1024
+NON_ZERO_DEFAULTS = {"cpu": parse_quantity(f"{DEFAULT_MILLI_CPU}m"), "memory": parse_quantity(DEFAULT_MEMORY)}
 
 HostPort = tuple[str, str, int]  # (hostIP, protocol, hostPort)
 
@@ -54,39 +56,24 @@ class PodInfo:
 def pod_info(pod: dict[str, Any]) -> PodInfo:
     meta = pod.get("metadata") or {}
     spec = pod.get("spec") or {}
-    cpu = mem = nz_cpu = nz_mem = 0
-    ports: list[HostPort] = []
-    for c in spec.get("containers") or []:
-        req = (c.get("resources") or {}).get("requests") or {}
-        c_cpu = milli_cpu(req["cpu"]) if "cpu" in req else 0
-        c_mem = memory_bytes(req["memory"]) if "memory" in req else 0
-        cpu += c_cpu
-        mem += c_mem
-        nz_cpu += c_cpu if "cpu" in req else DEFAULT_MILLI_CPU
-        nz_mem += c_mem if "memory" in req else DEFAULT_MEMORY
-        for p in c.get("ports") or []:
-            if p.get("hostPort"):
-                ports.append((p.get("hostIP") or "0.0.0.0", p.get("protocol") or "TCP", int(p["hostPort"])))
-    # Init containers run one at a time before the app containers, so the pod needs the
-    # larger of the biggest init container and the sum of the app containers.
-    for c in spec.get("initContainers") or []:
-        req = (c.get("resources") or {}).get("requests") or {}
-        if "cpu" in req:
-            cpu = max(cpu, milli_cpu(req["cpu"]))
-        if "memory" in req:
-            mem = max(mem, memory_bytes(req["memory"]))
-    overhead = spec.get("overhead") or {}
-    if "cpu" in overhead:
-        cpu += milli_cpu(overhead["cpu"])
-        nz_cpu += milli_cpu(overhead["cpu"])
-    if "memory" in overhead:
-        mem += memory_bytes(overhead["memory"])
-        nz_mem += memory_bytes(overhead["memory"])
+    requests = pod_amounts(spec)
+    nonzero = pod_amounts(spec, defaults=NON_ZERO_DEFAULTS)
+    ports: list[HostPort] = [(p.get("hostIP") or "0.0.0.0", p.get("protocol") or "TCP", int(p["hostPort"]))
+                             for c in spec.get("containers") or [] for p in c.get("ports") or [] if p.get("hostPort")]
     owner = next((o.get("uid") for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
     return PodInfo(key=f"{meta.get('namespace')}/{meta.get('name')}", uid=meta.get("uid") or "", pod=pod,
-                   cpu=cpu, memory=mem, nonzero_cpu=nz_cpu, nonzero_memory=nz_mem, host_ports=ports,
-                   owner_uid=owner, priority=int(spec.get("priority") or 0),
+                   cpu=_milli(requests.get("cpu")), memory=_whole(requests.get("memory")),
+                   nonzero_cpu=_milli(nonzero.get("cpu")), nonzero_memory=_whole(nonzero.get("memory")),
+                   host_ports=ports, owner_uid=owner, priority=int(spec.get("priority") or 0),
                    tolerations=spec.get("tolerations") or [])
+
+
+def _milli(q: Quantity | None) -> int:
+    return q.milli_value() if q else 0
+
+
+def _whole(q: Quantity | None) -> int:
+    return q.int_value() if q else 0
 
 
 @dataclass

@@ -20,7 +20,8 @@ from pklib.client import Client
 from pklib.errors import ApiError, ConnectionFailed, is_conflict, is_not_found
 from pklib.events import EventRecorder
 from pklib.informer import Handler, InformerFactory, Obj
-from pklib.objects import key_of, now_rfc3339
+from pklib.api.timefmt import now_rfc3339
+from pklib.objects import key_of
 from pklib.quantity import QuantityError
 from pklib.resources import must_lookup
 

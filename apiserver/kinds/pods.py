@@ -5,11 +5,12 @@ import copy
 from typing import Any
 
 from pklib import validation as v
+from pklib.api.qos import qos_class
 
 from .base import KindStrategy
 from .fields import Cause, Path, forbidden, invalid
 from .meta import as_dict, as_list
-from .podspec import default_pod_spec, qos_class, validate_pod_spec
+from .podspec import default_pod_spec, validate_pod_spec
 
 # Kubernetes' own message, so that users recognise it.
 POD_UPDATE_FORBIDDEN = (

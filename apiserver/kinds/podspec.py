@@ -107,31 +107,6 @@ def _default_volume(vol: dict[str, Any]) -> None:
             vol[src].setdefault("defaultMode", 0o644)
 
 
-def qos_class(spec: dict[str, Any]) -> str:
-    """The Pod's QoS class from its containers' cpu/memory requests and limits."""
-    containers = [as_dict(c) for f in ("initContainers", "containers") for c in as_list(spec.get(f))]
-    requests_seen = limits_seen = False
-    guaranteed = True
-    for c in containers:
-        res = as_dict(c.get("resources"))
-        req, lim = as_dict(res.get("requests")), as_dict(res.get("limits"))
-        for name in ("cpu", "memory"):
-            requests_seen |= name in req
-            limits_seen |= name in lim
-            if name not in lim or _quantity(req.get(name, lim.get(name))) != _quantity(lim.get(name)):
-                guaranteed = False
-    if not requests_seen and not limits_seen:
-        return "BestEffort"
-    return "Guaranteed" if guaranteed else "Burstable"
-
-
-def _quantity(value: Any) -> Any:
-    try:
-        return parse_quantity(value).value
-    except QuantityError:
-        return None
-
-
 # --- validation ----------------------------------------------------------------------------
 
 def validate_pod_spec(spec: dict[str, Any], path: Path, extra_volume_names: frozenset[str] = frozenset()

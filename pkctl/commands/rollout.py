@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
 
+from pklib.api.podtemplate import same_template
 from pklib.errors import ApiError, ConnectionFailed, is_gone, is_not_found
 from pklib.resources import Resource, lookup
 
@@ -23,8 +24,7 @@ from ..errors import CommandError, api_error_line
 from ..manifests import ManifestError, place, read_all
 from ..printers import kind_name, plural_name
 from ..rollout_history import (controller_revisions, history_table, owned_replicasets, revision_table,
-                               revision_template, revision_to_restore, revisions, rollback_target, same_template,
-                               undo_patch)
+                               revision_template, revision_to_restore, revisions, rollback_target, undo_patch)
 from ..rollout_status import VIEWERS, RolloutError, Status, parse_duration
 from ..rollout_template import describe_template
 from ..targets import parse_targets

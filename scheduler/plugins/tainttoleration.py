@@ -1,27 +1,11 @@
 """TaintToleration: NoSchedule/NoExecute taints filter, PreferNoSchedule taints lower the score."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
+
+from pklib.api.tolerations import tolerated
 
 from ..framework import NodeInfo, PodInfo
-
-
-def tolerates(toleration: dict[str, Any], taint: dict[str, Any]) -> bool:
-    effect = toleration.get("effect") or ""
-    if effect and effect != taint.get("effect"):
-        return False
-    key = toleration.get("key") or ""
-    # An empty key with operator Exists tolerates every taint.
-    if key and key != taint.get("key"):
-        return False
-    op = toleration.get("operator") or "Equal"
-    if op == "Exists":
-        return True
-    return op == "Equal" and (toleration.get("value") or "") == (taint.get("value") or "")
-
-
-def tolerated(tolerations: list[dict[str, Any]], taint: dict[str, Any]) -> bool:
-    return any(tolerates(t, taint) for t in tolerations)
 
 
 def filter(pod: PodInfo, node: NodeInfo) -> list[str] | None:  # noqa: A001 - the plugin's verb

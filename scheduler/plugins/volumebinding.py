@@ -5,8 +5,9 @@ plugin only compares each PV's required nodeAffinity with the node.
 """
 from __future__ import annotations
 
+from pklib.api.nodeaffinity import node_selector_matches
+
 from ..framework import NodeInfo, PodInfo
-from .nodeaffinity import node_selector_matches
 
 REASON = "node(s) had volume node affinity conflict"
 
@@ -15,6 +16,6 @@ def filter(pod: PodInfo, node: NodeInfo) -> list[str] | None:  # noqa: A001 - th
     if pod.volume_problem:
         return [pod.volume_problem]
     for required in pod.volume_node_affinities:
-        if not node_selector_matches(required, node):
+        if not node_selector_matches(required, node.labels, node.name):
             return [REASON]
     return None

@@ -5,7 +5,7 @@ import pytest
 
 from pklib.client import Client
 from pklib.errors import ApiError
-from pklib.objects import parse_time
+from pklib.api.timefmt import parse_time
 from pklib.resources import lookup
 from tests.apiserver.samples import sample
 from tests.util import unique

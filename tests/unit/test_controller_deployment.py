@@ -9,6 +9,7 @@ import pytest
 from controllers import deploymentutil as du
 from controllers.replicaset import compute_status, deletion_rank
 from controllers.util import int_or_percent, template_hash
+from pklib.api.podtemplate import HASH_LABEL, same_template
 
 
 def deploy(replicas: int, surge: Any = "25%", unavailable: Any = "25%", kind: str = "RollingUpdate",
@@ -89,7 +90,7 @@ def test_set_condition_keeps_transition_time_while_status_holds() -> None:
 def test_new_rs_is_found_ignoring_the_hash_label() -> None:
     d = deploy(1)
     same = rs("same", 1)
-    same["spec"]["template"] = {"metadata": {"labels": {"app": "d", du.HASH_LABEL: "x"}},
+    same["spec"]["template"] = {"metadata": {"labels": {"app": "d", HASH_LABEL: "x"}},
                                 "spec": {"containers": [{"image": "a"}]}}
     other = rs("other", 1)
     other["spec"]["template"] = {"metadata": {"labels": {"app": "d"}}, "spec": {"containers": [{"image": "b"}]}}
@@ -99,7 +100,7 @@ def test_new_rs_is_found_ignoring_the_hash_label() -> None:
 # A pod template as the apiserver stores it (defaulted), and the same template as `kubectl rollout undo`
 # sends it back: Go's encoder writes empty structs and null timestamps, which are no change at all.
 STORED: dict[str, Any] = {
-    "metadata": {"labels": {"app": "d", du.HASH_LABEL: "5d8f7c9b4x"}},
+    "metadata": {"labels": {"app": "d", HASH_LABEL: "5d8f7c9b4x"}},
     "spec": {"containers": [{"name": "c", "image": "a", "terminationMessagePolicy": "File"}],
              "securityContext": {}, "restartPolicy": "Always", "terminationGracePeriodSeconds": 30}}
 FROM_KUBECTL: dict[str, Any] = {
@@ -110,11 +111,11 @@ FROM_KUBECTL: dict[str, Any] = {
 
 
 def test_templates_differing_only_by_empty_fields_and_hash_label_are_the_same() -> None:
-    assert du.same_template(STORED, FROM_KUBECTL) and du.same_template(FROM_KUBECTL, STORED)
+    assert same_template(STORED, FROM_KUBECTL) and same_template(FROM_KUBECTL, STORED)
     nested = copy.deepcopy(FROM_KUBECTL)
     nested["spec"]["containers"][0]["resources"] = {"limits": {}, "requests": None}
-    assert du.same_template(STORED, nested), "a map holding only empty maps is empty too"
-    assert STORED["metadata"]["labels"][du.HASH_LABEL] == "5d8f7c9b4x", "the inputs are not changed"
+    assert same_template(STORED, nested), "a map holding only empty maps is empty too"
+    assert STORED["metadata"]["labels"][HASH_LABEL] == "5d8f7c9b4x", "the inputs are not changed"
     assert "resources" in FROM_KUBECTL["spec"]["containers"][0]
 
 
@@ -130,7 +131,7 @@ def test_templates_differing_only_by_empty_fields_and_hash_label_are_the_same() 
 def test_real_template_changes_still_count(change: Any) -> None:
     changed = copy.deepcopy(FROM_KUBECTL)
     change(changed)
-    assert not du.same_template(STORED, changed)
+    assert not same_template(STORED, changed)
 
 
 def test_kubectl_undo_template_finds_the_replicaset_it_came_from() -> None:

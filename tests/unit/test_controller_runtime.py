@@ -8,7 +8,8 @@ import pytest
 
 from controllers.endpoints import compute_subsets
 from controllers.main import ConfigError, select_controllers
-from controllers.nodefit import placement, required_affinity_matches, tolerates
+from controllers.nodefit import placement, required_affinity_matches
+from pklib.api.tolerations import tolerates
 from pklib.controller import Expectations
 from pklib.errors import ApiError
 from pklib.events import EventRecorder

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from apiserver.kinds import strategy_for
-from apiserver.kinds.podspec import pull_policy_for, qos_class
+from apiserver.kinds.podspec import pull_policy_for
+from pklib.api.qos import qos_class
 from pklib.resources import lookup
 
 

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 from kubelet.plan import PodRuntime, RuntimeContainer, compute_pod_actions, pod_finished
 from kubelet.runtime.interface import ContainerState as S
-from kubelet.status import StatusInputs, compute_status, qos_class
+from kubelet.status import StatusInputs, compute_status
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -136,12 +136,3 @@ def test_readiness_and_startup_results_drive_ready() -> None:
     assert not st["containerStatuses"][0]["ready"]
     st = status_of(spec_pod("a"), ready(c("a", S.RUNNING)), probes=ProbeView(started={"a": False}))
     assert st["containerStatuses"][0]["started"] is False and not st["containerStatuses"][0]["ready"]
-
-
-def test_qos_classes() -> None:
-    def pod(res: dict) -> dict:
-        return {"spec": {"containers": [{"name": "a", "resources": res}]}}
-    assert qos_class(pod({})) == "BestEffort"
-    assert qos_class(pod({"limits": {"cpu": "1", "memory": "1Gi"}})) == "Guaranteed"
-    assert qos_class(pod({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "500m"}})) == "Burstable"
-    assert qos_class(pod({"requests": {"memory": "1Gi"}})) == "Burstable"

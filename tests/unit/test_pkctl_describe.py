@@ -68,16 +68,6 @@ def test_describe_secret_shows_sizes_not_values() -> None:
     assert "password:  7 bytes" in text and "aHVudGVyMg" not in text
 
 
-def test_qos_class_from_resources() -> None:
-    from pkctl.describe import qos_class
-    assert qos_class({"containers": [{"name": "a"}]}) == "BestEffort"
-    assert qos_class({"containers": [{"resources": {"requests": {"cpu": "100m"}}}]}) == "Burstable"
-    guaranteed = {"limits": {"cpu": "1", "memory": "64Mi"}, "requests": {"cpu": "1000m"}}
-    assert qos_class({"containers": [{"resources": guaranteed}]}) == "Guaranteed"
-    assert qos_class({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "64Mi"},
-                                                    "requests": {"cpu": "500m"}}}]}) == "Burstable"
-
-
 def test_describe_service_lists_endpoints_per_port() -> None:
     svc = {"metadata": {"name": "web", "namespace": "n"},
            "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.20", "selector": {"app": "web"},

@@ -6,7 +6,8 @@ from typing import Any
 import pytest
 
 from pklib.patch import json_patch
-from pkctl.rollout_history import (history_table, owned_replicasets, rollback_target, same_template, undo_patch)
+from pkctl.rollout_history import history_table, owned_replicasets, rollback_target, undo_patch
+from pklib.api.podtemplate import same_template
 from pkctl.rollout_status import RolloutError
 from pkctl.rollout_template import describe_template
 
