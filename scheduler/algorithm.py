@@ -1,4 +1,5 @@
-"""One scheduling decision: filter the nodes, score the feasible ones, pick the best.
+"""One scheduling decision: filter the nodes, score the feasible ones, pick the best; and the profile, the
+plugins at each extension point of a scheduling cycle (PreFilter → Filter → Score → Reserve → PreBind).
 
 Like Kubernetes, we stop filtering once enough feasible nodes were found
 (percentageOfNodesToScore) and start the next search where the last one stopped, so
@@ -10,9 +11,11 @@ from __future__ import annotations
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Awaitable, Callable, Sequence
 
-from .framework import NodeInfo, PodInfo
+from pklib.client import Client
+
+from .framework import Listers, NodeInfo, PodInfo
 from .plugins import (nodeaffinity, nodeports, noderesources, nodeunschedulable, ownerspread,
                       tainttoleration, volumebinding)
 
@@ -45,14 +48,47 @@ class ScorePlugin:
     relevant: Callable[[PodInfo], bool] = lambda pod: True
 
 
+@dataclass(frozen=True)
+class PreFilterPlugin:
+    """Runs once per cycle before filtering: computes per-pod state the Filter of the same plugin reads."""
+    name: str
+    fn: Callable[[PodInfo, Listers], None]
+
+
+@dataclass(frozen=True)
+class ReservePlugin:
+    """Runs once a node is chosen (the pod is assumed there); `unreserve` undoes it when binding fails."""
+    name: str
+    reserve: Callable[[PodInfo, str, Listers], None]
+    unreserve: Callable[[PodInfo], None]
+
+
+@dataclass(frozen=True)
+class PreBindPlugin:
+    """API writes that must happen before the Binding (in the binding task, off the scheduling loop)."""
+    name: str
+    fn: Callable[[PodInfo, str, Client], Awaitable[None]]
+
+
+PRE_FILTERS: tuple[PreFilterPlugin, ...] = (
+    PreFilterPlugin("VolumeBinding", volumebinding.pre_filter),
+)
+
 FILTERS: tuple[FilterPlugin, ...] = (
     FilterPlugin("NodeUnschedulable", nodeunschedulable.filter),
     FilterPlugin("NodeAffinity", nodeaffinity.filter, nodeaffinity.relevant),
     FilterPlugin("NodePorts", nodeports.filter, lambda pod: bool(pod.host_ports)),
     FilterPlugin("NodeResourcesFit", noderesources.fit),
     FilterPlugin("TaintToleration", tainttoleration.filter),
-    FilterPlugin("VolumeBinding", volumebinding.filter,
-                 lambda pod: bool(pod.volume_node_affinities or pod.volume_problem)),
+    FilterPlugin("VolumeBinding", volumebinding.filter, volumebinding.relevant),
+)
+
+RESERVES: tuple[ReservePlugin, ...] = (
+    ReservePlugin("VolumeBinding", volumebinding.reserve, volumebinding.unreserve),
+)
+
+PRE_BINDS: tuple[PreBindPlugin, ...] = (
+    PreBindPlugin("VolumeBinding", volumebinding.pre_bind),
 )
 
 SCORES: dict[str, ScorePlugin] = {p.name: p for p in (
@@ -66,6 +102,26 @@ SCORES: dict[str, ScorePlugin] = {p.name: p for p in (
 # Kubernetes' defaults: TaintToleration 3, PodTopologySpread (our owner spread) 2, the rest 1.
 DEFAULT_WEIGHTS: dict[str, int] = {"least-allocated": 1, "balanced-allocation": 1, "taint-toleration": 3,
                                    "owner-spread": 2}
+
+
+def pre_filter(pod: PodInfo, listers: Listers) -> None:
+    for plugin in PRE_FILTERS:
+        plugin.fn(pod, listers)
+
+
+def reserve(pod: PodInfo, node_name: str, listers: Listers) -> None:
+    for plugin in RESERVES:
+        plugin.reserve(pod, node_name, listers)
+
+
+def unreserve(pod: PodInfo) -> None:
+    for plugin in reversed(RESERVES):
+        plugin.unreserve(pod)
+
+
+async def pre_bind(pod: PodInfo, node_name: str, client: Client) -> None:
+    for plugin in PRE_BINDS:
+        await plugin.fn(pod, node_name, client)
 
 
 def parse_weights(text: str) -> dict[str, int]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pklib.api.podresources import pod_amounts
 from pklib.quantity import Quantity, parse_quantity, to_bytes, to_millicores
@@ -20,6 +20,14 @@ DEFAULT_MEMORY = 200 * 1024 * 1024
 NON_ZERO_DEFAULTS = {"cpu": parse_quantity(f"{DEFAULT_MILLI_CPU}m"), "memory": parse_quantity(DEFAULT_MEMORY)}
 
 HostPort = tuple[str, str, int]  # (hostIP, protocol, hostPort)
+
+
+class Listers(Protocol):
+    """What plugins may look up besides nodes and pods: the scheduler's informer caches, read only."""
+
+    def claim(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def volume(self, name: str) -> dict[str, Any] | None: ...
 
 
 def milli_cpu(value: Any) -> int:
@@ -43,10 +51,11 @@ class PodInfo:
     owner_uid: str | None = None
     priority: int = 0
     tolerations: list[dict[str, Any]] = field(default_factory=list)
-    # Filled in by the scheduler from its PVC/PV caches before filtering: the required
-    # nodeAffinity of each bound PV the pod mounts, or why the volumes cannot be resolved.
+    # Cycle state of the VolumeBinding plugin. PreFilter: the required nodeAffinity of each bound PV the pod
+    # mounts, or why its volumes cannot be resolved; Reserve: the unbound claims to annotate in PreBind.
     volume_node_affinities: list[dict[str, Any]] = field(default_factory=list)
     volume_problem: str | None = None
+    claims_to_select: list[str] = field(default_factory=list)
 
     @property
     def spec(self) -> dict[str, Any]:

@@ -19,13 +19,13 @@ from typing import Any, Coroutine
 from pklib.client import Client
 from pklib.errors import ApiError, ConnectionFailed, is_conflict, is_not_found
 from pklib.events import EventRecorder
-from pklib.informer import Handler, InformerFactory, Obj
+from pklib.informer import Handler, InformerFactory, Obj, Store
 from pklib.api.timefmt import now_rfc3339
 from pklib.objects import key_of
 from pklib.quantity import QuantityError
 from pklib.resources import must_lookup
 
-from .algorithm import DEFAULT_WEIGHTS, schedule, unschedulable_message
+from .algorithm import DEFAULT_WEIGHTS, pre_bind, pre_filter, reserve, schedule, unreserve, unschedulable_message
 from .cache import Cache
 from .framework import PodInfo, pod_info
 from .queue import SchedulingQueue
@@ -39,9 +39,6 @@ PVCS = must_lookup("persistentvolumeclaims")
 PVS = must_lookup("persistentvolumes")
 
 DEFAULT_SCHEDULER_NAME = "default-scheduler"
-# The annotation through which Kubernetes' scheduler tells the volume provisioner where a
-# pod with a not-yet-bound (WaitForFirstConsumer) claim is going.
-SELECTED_NODE_ANNOTATION = "volume.kubernetes.io/selected-node"
 
 
 @dataclass
@@ -68,6 +65,7 @@ class Scheduler:
         self.nodes = informers.informer(NODES)
         self.pvcs = informers.informer(PVCS)
         self.pvs = informers.informer(PVS)
+        self.listers = _InformerListers(self.pvcs.store, self.pvs.store)
         self.pods.add_handler(Handler(self._pod_added, self._pod_updated, self._pod_deleted))
         self.nodes.add_handler(Handler(self._node_changed, lambda old, new: self._node_changed(new),
                                        self._node_deleted))
@@ -168,7 +166,7 @@ class Scheduler:
             self.queue.unschedulable(key)
             self._background(self._report_unschedulable(pod, f"invalid resource request: {e}"), key)
             return False
-        self._resolve_volumes(info)
+        pre_filter(info, self.listers)
         nodes = self.cache.nodes()
         start = self._next_start % len(nodes) if nodes else 0
         started = time.perf_counter()
@@ -185,6 +183,7 @@ class Scheduler:
             self._background(self._report_unschedulable(pod, unschedulable_message(decision)), key)
             return False
         self.cache.assume(info, decision.node)
+        reserve(info, decision.node, self.listers)
         task = self._background(self._bind(info, decision.node), key)
         task.add_done_callback(lambda _: self._bindings.release())
         return True
@@ -201,41 +200,17 @@ class Scheduler:
         if not task.cancelled() and task.exception() is not None:
             log.error("background work for %s crashed", task.get_name(), exc_info=task.exception())
 
-    def _resolve_volumes(self, info: PodInfo) -> None:
-        ns = info.key.split("/", 1)[0]
-        for vol in info.spec.get("volumes") or []:
-            claim = (vol.get("persistentVolumeClaim") or {}).get("claimName")
-            if not claim:
-                continue
-            pvc = self.pvcs.store.get(f"{ns}/{claim}")
-            if pvc is None:
-                info.volume_problem = f'persistentvolumeclaim "{claim}" not found'
-                return
-            if (pvc.get("metadata") or {}).get("deletionTimestamp"):
-                info.volume_problem = f'persistentvolumeclaim "{claim}" is being deleted'
-                return
-            volume_name = (pvc.get("spec") or {}).get("volumeName")
-            if not volume_name:
-                continue  # provisioned where the pod lands (WaitForFirstConsumer)
-            pv = self.pvs.store.get(volume_name)
-            if pv is None:
-                info.volume_problem = (f'persistentvolumeclaim "{claim}" bound to non-existent '
-                                       f'persistentvolume "{volume_name}"')
-                return
-            required = ((pv.get("spec") or {}).get("nodeAffinity") or {}).get("required")
-            if required:
-                info.volume_node_affinities.append(required)
-
     async def _bind(self, info: PodInfo, node_name: str) -> None:
         ns, name = info.key.split("/", 1)
         try:
-            await self._select_node_for_unbound_claims(info, node_name)
+            await pre_bind(info, node_name, self.client)
             await self.client.create(PODS, {
                 "apiVersion": "v1", "kind": "Binding",
                 "metadata": {"name": name, "namespace": ns, "uid": info.uid},
                 "target": {"apiVersion": "v1", "kind": "Node", "name": node_name},
             }, ns, subresource="binding", name=name)
         except (ApiError, ConnectionFailed) as e:
+            unreserve(info)
             self.cache.forget(info.key)
             if isinstance(e, ApiError) and (is_not_found(e) or is_conflict(e)):
                 # Deleted meanwhile, or bound by someone else: the informer will tell us.
@@ -249,18 +224,6 @@ class Scheduler:
         self.queue.done(info.key)
         self.attempts["scheduled"] += 1
         self.recorder.normal(info.pod, "Scheduled", f"Successfully assigned {info.key} to {node_name}")
-
-    async def _select_node_for_unbound_claims(self, info: PodInfo, node_name: str) -> None:
-        ns = info.key.split("/", 1)[0]
-        for vol in info.spec.get("volumes") or []:
-            claim = (vol.get("persistentVolumeClaim") or {}).get("claimName")
-            pvc = self.pvcs.store.get(f"{ns}/{claim}") if claim else None
-            if not claim or pvc is None or (pvc.get("spec") or {}).get("volumeName"):
-                continue
-            if ((pvc.get("metadata") or {}).get("annotations") or {}).get(SELECTED_NODE_ANNOTATION) == node_name:
-                continue
-            await self.client.patch(PVCS, claim, {"metadata": {"annotations": {SELECTED_NODE_ANNOTATION: node_name}}},
-                                    ns)
 
     async def _report_unschedulable(self, pod: Obj, message: str) -> None:
         """PodScheduled=False/Unschedulable (written only when it changed) and a FailedScheduling Event."""
@@ -287,6 +250,19 @@ class Scheduler:
                 return
             if (pod.get("spec") or {}).get("nodeName") or _has_condition(pod, message):
                 return
+
+
+class _InformerListers:
+    """The plugins' read-only view of the claim and volume caches."""
+
+    def __init__(self, claims: Store, volumes: Store):
+        self._claims, self._volumes = claims, volumes
+
+    def claim(self, namespace: str, name: str) -> Obj | None:
+        return self._claims.get(f"{namespace}/{name}")
+
+    def volume(self, name: str) -> Obj | None:
+        return self._volumes.get(name)
 
 
 def _scheduling_relevant_change(old: Obj, new: Obj) -> bool:

@@ -1,15 +1,58 @@
-"""VolumeBinding (the part we need): a pod must land where its bound PersistentVolumes are reachable.
+"""VolumeBinding: a pod lands where its bound PersistentVolumes are reachable, and tells the provisioner where.
 
-The scheduler resolves the pod's claims to PVs before filtering (PodInfo.volume_*); this
-plugin only compares each PV's required nodeAffinity with the node.
+PreFilter resolves the pod's claims to volumes once per cycle (a missing claim or volume makes every node fail
+with that reason); Filter compares each bound volume's required nodeAffinity with the node; Reserve notes the
+claims that are still unbound (WaitForFirstConsumer); PreBind writes the `volume.kubernetes.io/selected-node`
+annotation on those before the binding, which is how Kubernetes' scheduler asks the provisioner to make the
+volume on the chosen node.
 """
 from __future__ import annotations
 
 from pklib.api.nodeaffinity import node_selector_matches
+from pklib.client import Client
+from pklib.resources import must_lookup
 
-from ..framework import NodeInfo, PodInfo
+from ..framework import Listers, NodeInfo, PodInfo
 
 REASON = "node(s) had volume node affinity conflict"
+SELECTED_NODE_ANNOTATION = "volume.kubernetes.io/selected-node"
+PVCS = must_lookup("persistentvolumeclaims")
+
+
+def _claims(pod: PodInfo) -> list[str]:
+    return [name for vol in pod.spec.get("volumes") or []
+            if (name := (vol.get("persistentVolumeClaim") or {}).get("claimName"))]
+
+
+def _namespace(pod: PodInfo) -> str:
+    return pod.key.split("/", 1)[0]
+
+
+def pre_filter(pod: PodInfo, listers: Listers) -> None:
+    pod.volume_node_affinities, pod.volume_problem = [], None
+    for claim in _claims(pod):
+        pvc = listers.claim(_namespace(pod), claim)
+        if pvc is None:
+            pod.volume_problem = f'persistentvolumeclaim "{claim}" not found'
+            return
+        if (pvc.get("metadata") or {}).get("deletionTimestamp"):
+            pod.volume_problem = f'persistentvolumeclaim "{claim}" is being deleted'
+            return
+        volume_name = (pvc.get("spec") or {}).get("volumeName")
+        if not volume_name:
+            continue  # provisioned where the pod lands (WaitForFirstConsumer)
+        pv = listers.volume(volume_name)
+        if pv is None:
+            pod.volume_problem = (f'persistentvolumeclaim "{claim}" bound to non-existent '
+                                  f'persistentvolume "{volume_name}"')
+            return
+        required = ((pv.get("spec") or {}).get("nodeAffinity") or {}).get("required")
+        if required:
+            pod.volume_node_affinities.append(required)
+
+
+def relevant(pod: PodInfo) -> bool:
+    return bool(pod.volume_node_affinities or pod.volume_problem)
 
 
 def filter(pod: PodInfo, node: NodeInfo) -> list[str] | None:  # noqa: A001 - the plugin's verb
@@ -19,3 +62,23 @@ def filter(pod: PodInfo, node: NodeInfo) -> list[str] | None:  # noqa: A001 - th
         if not node_selector_matches(required, node.labels, node.name):
             return [REASON]
     return None
+
+
+def reserve(pod: PodInfo, node_name: str, listers: Listers) -> None:
+    pod.claims_to_select = []
+    for claim in _claims(pod):
+        pvc = listers.claim(_namespace(pod), claim)
+        if pvc is None or (pvc.get("spec") or {}).get("volumeName"):
+            continue
+        if ((pvc.get("metadata") or {}).get("annotations") or {}).get(SELECTED_NODE_ANNOTATION) != node_name:
+            pod.claims_to_select.append(claim)
+
+
+def unreserve(pod: PodInfo) -> None:
+    pod.claims_to_select = []
+
+
+async def pre_bind(pod: PodInfo, node_name: str, client: Client) -> None:
+    for claim in pod.claims_to_select:
+        await client.patch(PVCS, claim, {"metadata": {"annotations": {SELECTED_NODE_ANNOTATION: node_name}}},
+                           _namespace(pod))

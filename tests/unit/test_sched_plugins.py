@@ -205,6 +205,52 @@ def test_volume_node_affinity() -> None:
     assert volumebinding.filter(missing, make_node()) == ['persistentvolumeclaim "data" not found']
 
 
+class FakeListers:
+    def __init__(self, claims: dict[str, dict], volumes: dict[str, dict]):
+        self.claims, self.volumes = claims, volumes
+
+    def claim(self, namespace: str, name: str) -> dict | None:
+        return self.claims.get(f"{namespace}/{name}")
+
+    def volume(self, name: str) -> dict | None:
+        return self.volumes.get(name)
+
+
+def _claim_pod(*claims: str) -> PodInfo:
+    return make_pod(volumes=[{"name": c, "persistentVolumeClaim": {"claimName": c}} for c in claims])
+
+
+def test_volume_prefilter_resolves_claims_and_reserve_picks_the_unbound_ones() -> None:
+    on_n1 = {"nodeSelectorTerms": [{"matchExpressions": [
+        {"key": "kubernetes.io/hostname", "operator": "In", "values": ["n1"]}]}]}
+    listers = FakeListers(
+        {"ns/bound": {"spec": {"volumeName": "pv1"}}, "ns/later": {"spec": {}},
+         "ns/gone": {"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}, "spec": {}},
+         "ns/dangling": {"spec": {"volumeName": "nope"}},
+         "ns/placed": {"metadata": {"annotations": {volumebinding.SELECTED_NODE_ANNOTATION: "n1"}}, "spec": {}}},
+        {"pv1": {"spec": {"nodeAffinity": {"required": on_n1}}}})
+    pod = _claim_pod("bound", "later", "placed")
+    volumebinding.pre_filter(pod, listers)
+    assert (pod.volume_node_affinities, pod.volume_problem) == ([on_n1], None)
+    assert volumebinding.relevant(pod)
+    volumebinding.reserve(pod, "n1", listers)
+    assert pod.claims_to_select == ["later"], "bound claims and claims already placed on n1 need no write"
+    volumebinding.reserve(pod, "n2", listers)
+    assert pod.claims_to_select == ["later", "placed"]
+    volumebinding.unreserve(pod)
+    assert pod.claims_to_select == []
+    for claim, problem in (("missing", 'persistentvolumeclaim "missing" not found'),
+                           ("gone", 'persistentvolumeclaim "gone" is being deleted'),
+                           ("dangling", 'persistentvolumeclaim "dangling" bound to non-existent '
+                                        'persistentvolume "nope"')):
+        p = _claim_pod(claim)
+        volumebinding.pre_filter(p, listers)
+        assert volumebinding.filter(p, make_node()) == [problem]
+    plain = make_pod()
+    volumebinding.pre_filter(plain, listers)
+    assert not volumebinding.relevant(plain)
+
+
 # -- spreading ---------------------------------------------------------------------------------
 
 def test_owner_spread_counts_only_pods_of_the_same_controller() -> None:
