@@ -19,7 +19,8 @@ from typing import Any
 
 from pklib.controller import ControllerContext
 from pklib.errors import ApiError, is_not_found
-from pklib.informer import Obj, Store, key_of
+from pklib.informer import Obj, Store
+from pklib.objects import key_of
 
 from .claims import claim
 from .history import (POD_REVISION_LABEL, REVISIONS, create_revision, delete_revisions, new_revision, next_revision,

@@ -18,7 +18,8 @@ from typing import Any
 from pklib.api.podtemplate import HASH_LABEL, same_template
 from pklib.controller import Controller, ControllerContext
 from pklib.errors import ApiError, is_already_exists, is_not_found
-from pklib.informer import Obj, key_of
+from pklib.informer import Obj
+from pklib.objects import key_of
 
 from . import deploymentutil as du
 from .claims import claim

@@ -13,7 +13,8 @@ from typing import Any
 
 from pklib.controller import Controller, ControllerContext
 from pklib.errors import ApiError, is_already_exists, is_not_found
-from pklib.informer import Obj, key_of
+from pklib.informer import Obj
+from pklib.objects import key_of
 from pklib.selectors import LabelSelector, Requirement
 
 from .endpointslices import ENDPOINTSLICES, SERVICE_NAME_LABEL, sync_slices

@@ -22,7 +22,8 @@ from typing import Any
 
 from pklib.controller import Controller, ControllerContext
 from pklib.errors import ApiError, is_conflict, is_not_found
-from pklib.informer import Informer, Obj, key_of
+from pklib.informer import Informer, Obj
+from pklib.objects import key_of
 from pklib.resources import Resource, for_kind, lookup
 
 from .util import meta

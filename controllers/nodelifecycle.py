@@ -203,7 +203,7 @@ class NodeLifecycleController(Controller):
             delay = eviction_delay(pod, [taint], self.default_toleration)
             if delay is None:
                 continue
-            added = parse_time(taint["timeAdded"]) if taint.get("timeAdded") else now
+            added = parse_time(taint.get("timeAdded")) or now
             at = added + timedelta(seconds=delay)
             due = at if due is None else min(due, at)
         return due

@@ -12,7 +12,8 @@ from typing import Any
 
 from pklib.controller import ControllerContext
 from pklib.errors import ApiError, is_not_found
-from pklib.informer import Obj, Store, key_of
+from pklib.informer import Obj, Store
+from pklib.objects import key_of
 
 from .claims import claim
 from .util import (PodOwnerController, available_in, controller_ref, is_pod_active, is_pod_ready, meta, parse_time,

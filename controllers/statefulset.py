@@ -23,7 +23,8 @@ from typing import Any
 
 from pklib.controller import ControllerContext
 from pklib.errors import ApiError, is_already_exists, is_not_found
-from pklib.informer import Obj, Store, key_of
+from pklib.informer import Obj, Store
+from pklib.objects import key_of
 
 from .claims import claim
 from .history import (HASH_LABEL, POD_REVISION_LABEL, REVISIONS, apply_revision, create_revision, delete_revisions,

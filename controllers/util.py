@@ -16,7 +16,8 @@ import orjson
 from pklib.client import Client
 from pklib.controller import Controller, ControllerContext, Expectations
 from pklib.errors import ApiError, is_not_found
-from pklib.informer import Obj, Store, key_of
+from pklib.informer import Obj, Store
+from pklib.objects import key_of
 from pklib.objects import controller_of as controller_ref
 from pklib.api.timefmt import now, now_rfc3339, parse_time
 from pklib.objects import meta, owner_reference

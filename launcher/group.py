@@ -29,7 +29,8 @@ import uvloop
 from aiohttp import web
 
 from launcher.main import COMPONENTS
-from pklib.component import ConfigError, KubeconfigError, run_until_signalled, serve_http
+from pklib.component import ConfigError, run_until_signalled, serve_http
+from pklib.kubeconfig import KubeconfigError
 
 log = logging.getLogger("group")
 

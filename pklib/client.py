@@ -6,7 +6,7 @@ Bodies are plain dicts (Kubernetes JSON). Errors from the server raise
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Mapping, cast
 
 import aiohttp
 import orjson
@@ -69,9 +69,7 @@ class Client:
         data: bytes | None = None
         hdrs = dict(headers or {})
         if body is not None:
-            data = body if isinstance(body, (bytes, str)) else orjson.dumps(body)
-            if isinstance(data, str):
-                data = data.encode()
+            data = body.encode() if isinstance(body, str) else body if isinstance(body, bytes) else orjson.dumps(body)
             hdrs["Content-Type"] = content_type
         try:
             async with self.session.request(method, self.server + path, params=_params(params), data=data,
@@ -86,18 +84,22 @@ class Client:
         except asyncio.TimeoutError:
             raise ConnectionFailed(f"the API server at {self.server} did not answer {method} {path} in time") from None
 
+    async def _object(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        """A request whose answer is an object (every typed verb's)."""
+        return cast(dict[str, Any], await self.request(method, path, **kw))
+
     # -- typed verbs ----------------------------------------------------------------------------
 
     async def get(self, res: Resource, name: str, namespace: str | None = None,
                   subresource: str | None = None) -> dict[str, Any]:
-        return await self.request("GET", res.path(namespace, name, subresource))
+        return await self._object("GET", res.path(namespace, name, subresource))
 
     async def list(self, res: Resource, namespace: str | None = None, *, label_selector: str | None = None,
                    field_selector: str | None = None, limit: int | None = None, continue_: str | None = None,
                    resource_version: str | None = None) -> dict[str, Any]:
         params = {"labelSelector": label_selector, "fieldSelector": field_selector, "limit": limit,
                   "continue": continue_, "resourceVersion": resource_version}
-        return await self.request("GET", res.path(namespace), params=params)
+        return await self._object("GET", res.path(namespace), params=params)
 
     async def list_all(self, res: Resource, namespace: str | None = None, page: int = 500,
                        **kw: Any) -> dict[str, Any]:
@@ -114,13 +116,13 @@ class Client:
                      subresource: str | None = None, name: str | None = None) -> dict[str, Any]:
         ns = namespace or (obj.get("metadata") or {}).get("namespace") if res.namespaced else None
         if subresource:
-            return await self.request("POST", res.path(ns, name or obj["metadata"]["name"], subresource), body=obj)
-        return await self.request("POST", res.path(ns), body=obj)
+            return await self._object("POST", res.path(ns, name or obj["metadata"]["name"], subresource), body=obj)
+        return await self._object("POST", res.path(ns), body=obj)
 
     async def update(self, res: Resource, obj: dict[str, Any], subresource: str | None = None) -> dict[str, Any]:
         meta = obj["metadata"]
         ns = meta.get("namespace") if res.namespaced else None
-        return await self.request("PUT", res.path(ns, meta["name"], subresource), body=obj)
+        return await self._object("PUT", res.path(ns, meta["name"], subresource), body=obj)
 
     async def update_status(self, res: Resource, obj: dict[str, Any]) -> dict[str, Any]:
         return await self.update(res, obj, "status")
@@ -128,7 +130,7 @@ class Client:
     async def patch(self, res: Resource, name: str, patch: Any, namespace: str | None = None, *,
                     patch_type: str = "merge", subresource: str | None = None,
                     params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        return await self.request("PATCH", res.path(namespace, name, subresource), body=patch,
+        return await self._object("PATCH", res.path(namespace, name, subresource), body=patch,
                                   content_type=PATCH_TYPES[patch_type], params=params)
 
     async def delete(self, res: Resource, name: str, namespace: str | None = None, *,
@@ -141,7 +143,7 @@ class Client:
             body["gracePeriodSeconds"] = grace_period_seconds
         if preconditions:
             body["preconditions"] = preconditions
-        return await self.request("DELETE", res.path(namespace, name), body=body)
+        return await self._object("DELETE", res.path(namespace, name), body=body)
 
     async def watch(self, res: Resource, namespace: str | None = None, *, resource_version: str | None = None,
                     label_selector: str | None = None, field_selector: str | None = None,

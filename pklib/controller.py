@@ -16,7 +16,8 @@ from typing import Any, Callable, ClassVar, Iterable
 
 from .client import Client
 from .events import EventRecorder
-from .informer import Handler, Informer, InformerFactory, Obj, key_of
+from .informer import Handler, Informer, InformerFactory, Obj
+from .objects import key_of
 from .resources import Resource
 from .workqueue import WorkQueue, run_workers
 

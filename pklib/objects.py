@@ -30,10 +30,8 @@ def split_key(key: str) -> tuple[str, str]:
 
 def controller_of(obj: Mapping[str, Any]) -> dict[str, Any] | None:
     """The owner reference with controller=true, if any."""
-    for ref in meta(obj).get("ownerReferences") or []:
-        if ref.get("controller"):
-            return ref
-    return None
+    refs: list[dict[str, Any]] = meta(obj).get("ownerReferences") or []
+    return next((ref for ref in refs if ref.get("controller")), None)
 
 
 def owner_reference(owner: Mapping[str, Any], controller: bool = True, block_owner_deletion: bool = True

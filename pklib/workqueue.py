@@ -36,7 +36,7 @@ class ItemExponentialBackoff:
         n = self._failures.get(key, 0)
         self._failures[key] = n + 1
         # 2**n overflows float for large n; the cap is reached long before n=64.
-        return min(self.cap, self.base * (2 ** min(n, 64)))
+        return float(min(self.cap, self.base * (2 ** min(n, 64))))
 
     def forget(self, key: Hashable) -> None:
         self._failures.pop(key, None)

@@ -31,7 +31,8 @@ from pklib.client import Client
 from pklib.component import (ConfigError, add_client_flags, make_client as _make_client, run_until_signalled,
                              serve_http, setup_logging)
 from pklib.errors import ApiError, ConnectionFailed, is_conflict, is_not_found
-from pklib.informer import Handler, InformerFactory, Obj, key_of
+from pklib.informer import Handler, InformerFactory, Obj
+from pklib.objects import key_of
 from pklib.kubeconfig import KubeconfigError
 from pklib.resources import must_lookup
 

@@ -6,7 +6,8 @@ from typing import Any
 
 from controllers.util import resource
 from pklib.client import Client
-from pklib.informer import Handler, Informer, key_of
+from pklib.informer import Handler, Informer
+from pklib.objects import key_of
 from tests.conftest import ApiServer
 from tests.util import wait_for
 

@@ -6,7 +6,8 @@ from typing import Any, AsyncIterator
 
 from controllers.util import resource
 from pklib.errors import ApiError, ConnectionFailed
-from pklib.informer import Handler, Informer, Store, key_of
+from pklib.informer import Handler, Informer, Store
+from pklib.objects import key_of
 
 PODS = resource("pods")
 
