@@ -35,7 +35,7 @@ from pklib.resources import must_lookup
 
 from . import dns
 from .main import duration
-from .netlocal import LocalAddressError, LocalAddresses
+from .local_addresses import LocalAddressError, LocalAddresses
 from .slices import is_ipv4
 
 log = logging.getLogger("dns")

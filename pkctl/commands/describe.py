@@ -6,11 +6,11 @@ import sys
 from typing import Any
 
 from pklib.errors import ApiError, is_not_found
+from pklib.columns import selector_string
 from pklib.resources import Resource, lookup
 
 from ..connect import Connection, run
-from ..columns import selector_string
-from ..describe import Related, describe
+from ..describers import Related, describe
 from ..errors import CommandError, api_error_line
 from ..printers import NONE, utcnow
 from ..targets import parse_targets

@@ -6,10 +6,11 @@ import asyncio
 import sys
 from typing import Any
 
+from pklib import columns
 from pklib.errors import ApiError, is_gone
 from pklib.resources import Resource
 
-from .. import columns, jsonpath
+from .. import jsonpath
 from ..connect import Connection, run
 from ..errors import CommandError, api_error_line
 from ..printers import as_list, format_rows, labels_cell, object_ref, to_json, to_yaml, utcnow, with_type

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from pkctl.describe import Related, describe, tabwrite
+from pkctl.describers import Related, describe, tabwrite
 from pklib.resources import Resource, lookup
 
 NOW = datetime(2026, 11, 22, 3, 0, 0, tzinfo=timezone.utc)

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import yaml
 
-from pkctl import columns
+from pklib import columns
 from pkctl.printers import as_list, format_rows, human_duration, object_ref, since, to_json, to_yaml, with_type
 from pklib.resources import Resource, lookup
 

@@ -8,10 +8,10 @@ from datetime import datetime
 from typing import Any, Callable
 
 from pklib.api.qos import qos_class
+from pklib.columns import map_string, pod_status_and_restarts, selector_string
 from pklib.resources import Resource
 
 from .allocation import pod_requests_and_limits, total, with_percent
-from .columns import map_string, pod_status_and_restarts, selector_string
 from .printers import NONE, parse_time, since
 
 Obj = dict[str, Any]
