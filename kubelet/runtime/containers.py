@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from kubelet.images.errors import ImageError
+from kubelet.images.rootfs import read_in_root
 from kubelet.runtime import cgroups
 from kubelet.runtime.interface import (ContainerConfig, ContainerState, ContainerStatus, ImageService, InvalidConfig,
                                        NotFound, RuntimeError_)
@@ -47,13 +48,6 @@ def _read_pid(path: Path) -> int | None:
         return int(path.read_text())
     except (FileNotFoundError, ValueError):
         return None
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        return ""
 
 
 class Containers:
@@ -125,10 +119,14 @@ class Containers:
             image_config = self.images.config(config.image)
         except ImageError as e:
             raise RuntimeError_(f"container {config.name}: {e}") from None
+        try:  # the image's files, never a host file a hostile image links to (and never a FIFO that blocks)
+            passwd = read_in_root(rootfs, "/etc/passwd") or ""
+            group = read_in_root(rootfs, "/etc/group") or ""
+        except ImageError as e:
+            raise InvalidConfig(f"container {config.name}: {e}") from None
         refs = SandboxRefs(netns=sandbox["netns"], ipc_ns=sandbox["ipc"], uts_ns=sandbox["uts"],
                            hostname=sandbox["hostname"], pod_files=sandbox["pod_files"])
-        spec = build_spec(config, image_config, str(rootfs), refs, cgroups_path,
-                          passwd=_read_text(rootfs / "etc/passwd"), group=_read_text(rootfs / "etc/group"),
+        spec = build_spec(config, image_config, str(rootfs), refs, cgroups_path, passwd=passwd, group=group,
                           host_nofile_hard=resource.getrlimit(resource.RLIMIT_NOFILE)[1])
         for m in config.mounts:
             if not os.path.exists(m.host_path):
