@@ -513,6 +513,7 @@ class PodWorkers:
             full = loop.time() >= next_full
             try:
                 await self.relist()
+                await asyncio.to_thread(self.runtime.rotate_logs)  # containerLogMaxSize / MaxFiles
                 if full:
                     await self.remove_orphaned_volumes()
             except (RuntimeError_, OSError) as e:

@@ -58,6 +58,10 @@ def add_real_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cleanup", action="store_true",
                    help="remove every pod this node runs (containers, netns, volumes) and the node's bridge, NAT "
                         "table and cgroup parent, then exit (after an unclean stop; needs no API server)")
+    g.add_argument("--container-log-max-size", default="10Mi",
+                   help="a container log bigger than this quantity is rotated (Kubernetes' containerLogMaxSize)")
+    g.add_argument("--container-log-max-files", type=int, default=5,
+                   help="log files kept per container, the current one included (at least 2)")
     g.add_argument("--address", default="0.0.0.0", help="address of the kubelet API (logs, exec)")
     g.add_argument("--port", type=int, default=10250, help="port of the kubelet API; 0 disables it")
 
@@ -81,6 +85,9 @@ def check_real_config(config: argparse.Namespace) -> None:
             parse_quantity(value)
         except QuantityError as e:
             raise ValueError(f"{flag} {value!r}: {e}") from None
+    _log_max_size(config)
+    if config.container_log_max_files < 2:
+        raise ValueError("--container-log-max-files must be at least 2")
     if config.max_pods < 1:
         raise ValueError("--max-pods must be at least 1")
     if config.crashloop_backoff_base <= 0 or config.crashloop_backoff_max < config.crashloop_backoff_base:
@@ -98,10 +105,22 @@ def check_real_config(config: argparse.Namespace) -> None:
                          "--node-status-update/report-frequency must be positive")
 
 
+def _log_max_size(config: argparse.Namespace) -> int:
+    try:
+        size = parse_quantity(config.container_log_max_size).int_value()
+    except QuantityError as e:
+        raise ValueError(f"--container-log-max-size {config.container_log_max_size!r}: {e}") from None
+    if size < 1024:
+        raise ValueError("--container-log-max-size must be at least 1Ki")
+    return size
+
+
 def _runtime_config(config: argparse.Namespace, pod_cidr: str) -> RuntimeConfig:
     runtime_cfg = RuntimeConfig(pod_cidr=pod_cidr, bridge=config.bridge, nat_table=config.nat_table,
                                 netns_prefix=config.netns_prefix, veth_prefix=config.veth_prefix,
-                                cgroup_parent=config.cgroup_parent, enable_forwarding=not config.no_forwarding)
+                                cgroup_parent=config.cgroup_parent, enable_forwarding=not config.no_forwarding,
+                                container_log_max_size=_log_max_size(config),
+                                container_log_max_files=config.container_log_max_files)
     if config.runtime_state_dir:
         runtime_cfg = replace(runtime_cfg, state_dir=Path(config.runtime_state_dir))
     return runtime_cfg

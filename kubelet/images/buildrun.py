@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 import orjson
 
-from kubelet.images.errors import BuildError
+from kubelet.images.errors import BuildError, ImageError
+from kubelet.images.rootfs import read_in_root
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
@@ -34,7 +35,7 @@ def resolve_user(rootfs: Path, user: str) -> tuple[int, int]:
     if not user:
         return 0, 0
     name, _, group = user.partition(":")
-    passwd = _db(rootfs / "etc" / "passwd")
+    passwd = _db(rootfs, "/etc/passwd")
     uid: int | None = None
     gid: int | None = None
     if name.isdigit():
@@ -49,18 +50,20 @@ def resolve_user(rootfs: Path, user: str) -> tuple[int, int]:
         if group.isdigit():
             gid = int(group)
         else:
-            gentry = next((f for f in _db(rootfs / "etc" / "group") if f[0] == group and len(f) > 2), None)
+            gentry = next((f for f in _db(rootfs, "/etc/group") if f[0] == group and len(f) > 2), None)
             if gentry is None:
                 raise BuildError(f"group {group!r} not found in the image's /etc/group")
             gid = int(gentry[2])
     return uid, gid
 
 
-def _db(path: Path) -> list[list[str]]:
-    # The rootfs is mounted by us, but /etc/passwd may be a symlink planted by the image: only read regular files.
-    if path.is_symlink() or not path.is_file():
-        return []
-    return [line.split(":") for line in path.read_text(errors="replace").splitlines() if line and ":" in line]
+def _db(rootfs: Path, path: str) -> list[list[str]]:
+    # The image's own file, as RUN would see it: links resolve inside the rootfs, never to the host's files.
+    try:
+        text = read_in_root(rootfs, path) or ""
+    except ImageError as e:
+        raise BuildError(str(e)) from None
+    return [line.split(":") for line in text.splitlines() if line and ":" in line]
 
 
 def spec(rootfs: Path, args: list[str], env: list[str], cwd: str, uid: int, gid: int) -> dict[str, Any]:

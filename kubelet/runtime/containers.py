@@ -20,14 +20,18 @@ from typing import Any
 import orjson
 
 from kubelet.images.errors import ImageError
+from kubelet.images.rootfs import read_in_root
 from kubelet.runtime import cgroups
 from kubelet.runtime.interface import (ContainerConfig, ContainerState, ContainerStatus, ImageService, InvalidConfig,
                                        NotFound, RuntimeError_)
-from kubelet.runtime.monitor import ConmonLaunch, MonitorPaths, conmon_alive, read_exit
+from kubelet.runtime.logs import rotate
+from kubelet.runtime.monitor import ConmonLaunch, MonitorPaths, conmon_alive, read_exit, reopen_log
 from kubelet.runtime.oci import SandboxRefs, build_spec
 from kubelet.runtime.runccli import Runc
 
 EXIT_WAIT = 10.0  # after SIGKILL, how long the kernel + conmon may take to report the exit
+LOG_MAX_SIZE = 10 * 1024 * 1024  # Kubernetes' containerLogMaxSize default (10Mi)
+LOG_MAX_FILES = 5                # and containerLogMaxFiles
 
 
 def _now() -> str:
@@ -49,19 +53,15 @@ def _read_pid(path: Path) -> int | None:
         return None
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        return ""
-
-
 class Containers:
-    def __init__(self, state_dir: Path, runc: Runc, images: ImageService) -> None:
+    def __init__(self, state_dir: Path, runc: Runc, images: ImageService, log_max_size: int = LOG_MAX_SIZE,
+                 log_max_files: int = LOG_MAX_FILES) -> None:
         self.dir = state_dir / "containers"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.runc = runc
         self.images = images
+        self.log_max_size = log_max_size
+        self.log_max_files = log_max_files
 
     def _cdir(self, cid: str) -> Path:
         if not (len(cid) == 32 and all(c in "0123456789abcdef" for c in cid)):
@@ -102,8 +102,10 @@ class Containers:
         monitor: ConmonLaunch | None = None
         try:
             # conmon loads (~2 ms) while the bundle is made; it runs `runc create` only once told to
+            # conmon's own limit is a backstop at twice the rotation size, for a container that writes faster
+            # than rotate_logs() runs (it starts that log afresh, losing its lines: rotation keeps them)
             monitor = ConmonLaunch.spawn(cid, config.name, cdir, MonitorPaths(cdir), self.runc.binary,
-                                         self.runc.root, config.tty)
+                                         self.runc.root, config.tty, log_size_max=2 * self.log_max_size)
             await asyncio.to_thread(self._write_bundle, cid, sandbox, config, cgroups_path)
             pid = await monitor.create()
             # meta.json comes last: a directory without one is a creation cut short (gc_incomplete). runc has made
@@ -125,15 +127,32 @@ class Containers:
             image_config = self.images.config(config.image)
         except ImageError as e:
             raise RuntimeError_(f"container {config.name}: {e}") from None
+        try:  # the image's files, never a host file a hostile image links to (and never a FIFO that blocks)
+            passwd = read_in_root(rootfs, "/etc/passwd") or ""
+            group = read_in_root(rootfs, "/etc/group") or ""
+        except ImageError as e:
+            raise InvalidConfig(f"container {config.name}: {e}") from None
         refs = SandboxRefs(netns=sandbox["netns"], ipc_ns=sandbox["ipc"], uts_ns=sandbox["uts"],
                            hostname=sandbox["hostname"], pod_files=sandbox["pod_files"])
-        spec = build_spec(config, image_config, str(rootfs), refs, cgroups_path,
-                          passwd=_read_text(rootfs / "etc/passwd"), group=_read_text(rootfs / "etc/group"),
+        spec = build_spec(config, image_config, str(rootfs), refs, cgroups_path, passwd=passwd, group=group,
                           host_nofile_hard=resource.getrlimit(resource.RLIMIT_NOFILE)[1])
         for m in config.mounts:
             if not os.path.exists(m.host_path):
                 raise InvalidConfig(f"volume mount {m.container_path}: host path {m.host_path} does not exist")
         (self._cdir(cid) / "config.json").write_bytes(orjson.dumps(spec, option=orjson.OPT_INDENT_2))
+
+    def rotate_logs(self) -> int:
+        """Rotate the log of every container whose log grew beyond the maximum size (blocking file work: a
+        stat per container when nothing is to be done). Returns how many were rotated."""
+        rotated = 0
+        for p in self.dir.iterdir():
+            paths = MonitorPaths(p)
+            try:
+                if rotate(paths.log, self.log_max_size, self.log_max_files, lambda: reopen_log(paths)):
+                    rotated += 1
+            except OSError:
+                continue  # removed meanwhile
+        return rotated
 
     async def gc_incomplete(self) -> None:
         """Destroy containers whose creation was cut short before their state was written (at kubelet start)."""

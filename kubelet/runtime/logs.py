@@ -1,19 +1,69 @@
-"""Reader of CRI-format container logs (`<RFC3339Nano> <stdout|stderr> <F|P> <text>`): tail, since, follow.
+"""CRI-format container logs (`<RFC3339Nano> <stdout|stderr> <F|P> <text>`): the reader (tail, since, follow)
+and the rotation (Kubernetes' containerLogMaxSize / containerLogMaxFiles).
 
 Partial lines (tag P, written when a line exceeds the monitor's buffer) are joined with what follows on the
 same stream until the full (F) part, as the kubelet does.
+
+Rotation renames the log to `<log>.<UTC time>` and has the monitor reopen the log path, as the kubelet's
+container log manager does with CRI ReopenContainerLog; readers read the current file, and a follower moves on
+to the new file once the old one is drained.
 """
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 from collections import deque
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable, Iterable
+from typing import IO, AsyncIterator, Awaitable, Callable, Iterable
 
 from kubelet.runtime.interface import LogLine, LogOptions
 
 FOLLOW_POLL = 0.1
+
+
+ROTATED_TIME = "%Y%m%d-%H%M%S.%f"
+_ROTATED_SUFFIX = re.compile(r"\.\d{8}-\d{6}\.\d{6}")
+
+
+def rotated_logs(log: Path) -> list[Path]:
+    """The rotated files of `log`, oldest first."""
+    try:
+        names = os.listdir(log.parent)
+    except FileNotFoundError:
+        return []
+    prefix = log.name
+    return sorted(log.parent / n for n in names
+                  if n.startswith(prefix) and _ROTATED_SUFFIX.fullmatch(n[len(prefix):]))
+
+
+def rotate(log: Path, max_size: int, max_files: int, reopen: Callable[[], bool]) -> bool:
+    """If `log` has grown beyond `max_size` bytes: rename it to `<log>.<UTC time>`, have its writer reopen the
+    path (`reopen()`, False when there is no writer any more), and keep only the newest `max_files - 1` rotated
+    files. True if it rotated."""
+    try:
+        if os.stat(log).st_size <= max_size:
+            return False
+    except FileNotFoundError:
+        return False
+    rotated = log.with_name(f"{log.name}.{datetime.now(timezone.utc).strftime(ROTATED_TIME)}")
+    os.rename(log, rotated)
+    if not reopen():
+        os.rename(rotated, log)  # the writer is gone: the log stays where readers look for it
+        return False
+    old = rotated_logs(log)
+    for path in old[:max(0, len(old) - (max_files - 1))]:
+        path.unlink(missing_ok=True)
+    return True
+
+
+def _replaced(path: Path, f: IO[str]) -> bool:
+    """The file at `path` is no longer the one open as `f` (it was rotated)."""
+    try:
+        return os.stat(path).st_ino != os.fstat(f.fileno()).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def parse_line(raw: str) -> tuple[str, str, str, str] | None:
@@ -66,7 +116,7 @@ async def read_logs(path: Path, options: LogOptions,
         f = open(path, "r", errors="replace")
     except FileNotFoundError:
         return
-    with f:
+    try:
         # the whole file is scanned once: `tail` needs the end, `since` compares every timestamp
         parsed = (joiner.feed(raw) for raw in f.readlines())
         selected: Iterable[LogLine] = (line for line in parsed if line is not None and _selected(line, options))
@@ -81,6 +131,16 @@ async def read_logs(path: Path, options: LogOptions,
         buf = ""
         while True:
             chunk = f.read()
+            if not chunk and _replaced(path, f):
+                chunk = f.read()  # rotated: what the writer wrote to the old file before it reopened the path
+                if not chunk:
+                    try:
+                        new_file = open(path, "r", errors="replace")
+                    except FileNotFoundError:
+                        continue  # rotated again meanwhile: look once more
+                    f.close()
+                    f = new_file
+                    continue
             if not chunk:
                 if finished is None or not await finished():
                     await asyncio.sleep(FOLLOW_POLL)
@@ -96,3 +156,5 @@ async def read_logs(path: Path, options: LogOptions,
                     if not fits(new):
                         return
                     yield new
+    finally:
+        f.close()

@@ -31,6 +31,11 @@ class MonitorPaths:
         return self.dir / "ctr.log"
 
     @property
+    def ctl(self) -> Path:
+        """conmon's control FIFO (in the bundle dir): `2 0 0\n` makes it reopen the log file."""
+        return self.dir / "ctl"
+
+    @property
     def exit_dir(self) -> Path:
         return self.dir / "exits"
 
@@ -77,7 +82,9 @@ class ConmonLaunch:
 
     @classmethod
     def spawn(cls, cid: str, name: str, bundle: Path, paths: MonitorPaths, runc_binary: str, runc_root: str,
-              tty: bool) -> ConmonLaunch:
+              tty: bool, log_size_max: int = 0) -> ConmonLaunch:
+        """`log_size_max` > 0: conmon starts the log afresh once it grows beyond that many bytes (a backstop
+        for the kubelet's rotation, which keeps the older lines)."""
         for d in (paths.exit_dir, paths.persist, paths.dir / "sockets"):
             d.mkdir(parents=True, exist_ok=True)
         start_r, start_w = os.pipe()
@@ -89,6 +96,8 @@ class ConmonLaunch:
                 "--socket-dir-path", str(paths.dir / "sockets"), "--syslog=false", "--log-level=error"]
         if tty:
             argv.append("--terminal")
+        if log_size_max > 0:
+            argv += ["--log-size-max", str(log_size_max)]
         try:
             # subprocess.Popen + a pidfd to reap it, not asyncio's subprocess: see kubelet.runtime.fdwait
             with open(paths.stderr, "wb") as err:
@@ -158,6 +167,21 @@ def conmon_alive(paths: MonitorPaths) -> bool:
     except (FileNotFoundError, ValueError, ProcessLookupError):
         return False
     return Path(f"/proc/{pid}/cmdline").read_bytes().startswith(CONMON.encode())
+
+
+def reopen_log(paths: MonitorPaths) -> bool:
+    """Ask a running conmon to reopen its log file (after it was renamed: a rotation). False without a conmon."""
+    try:
+        fd = os.open(paths.ctl, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:  # ENXIO: no reader (conmon exited); ENOENT: never had one
+        return False
+    try:
+        os.write(fd, b"2 0 0\n")  # conmon's REOPEN_LOGS_EVENT; the two numbers are a (unused) window size
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def read_exit(paths: MonitorPaths) -> tuple[int, float] | None:

@@ -10,7 +10,7 @@ from pklib.kubeconfig import pkube_home
 
 from kubelet.network.manager import NetworkConfig, NodeNetwork
 from kubelet.runtime import cgroups, stats
-from kubelet.runtime.containers import Containers
+from kubelet.runtime.containers import LOG_MAX_FILES, LOG_MAX_SIZE, Containers
 from kubelet.runtime.exec import run_exec, start_exec
 from kubelet.runtime.interface import (ContainerConfig, ContainerState, ContainerStats, ContainerStatus, ExecResult,
                                        ExecStream, ImageService, LogLine, LogOptions, NotFound, PodStats,
@@ -34,6 +34,8 @@ class RuntimeConfig:
     cgroup_parent: str = "pkube"
     runc_root: Path | None = None          # default <state_dir>/runc, so `runc list` there shows only ours
     enable_forwarding: bool = True
+    container_log_max_size: int = LOG_MAX_SIZE    # bytes; a bigger log is rotated (Kubernetes' containerLogMaxSize)
+    container_log_max_files: int = LOG_MAX_FILES  # the current log plus rotated ones kept (containerLogMaxFiles)
 
 
 class RuncRuntime:
@@ -50,7 +52,8 @@ class RuncRuntime:
             nat_table=config.nat_table, netns_prefix=config.netns_prefix, veth_prefix=config.veth_prefix,
             enable_forwarding=config.enable_forwarding))
         self.sandboxes = Sandboxes(config.state_dir, self.network, config.cgroup_parent)
-        self.containers = Containers(config.state_dir, self.runc, images)
+        self.containers = Containers(config.state_dir, self.runc, images, config.container_log_max_size,
+                                     config.container_log_max_files)
 
     # --- node ---------------------------------------------------------------------------------------------
 
@@ -149,6 +152,10 @@ class RuncRuntime:
             except NotFound:
                 continue  # removed meanwhile
         return out
+
+    def rotate_logs(self) -> int:
+        """Rotate container logs grown beyond container_log_max_size (the kubelet calls it at each relist)."""
+        return self.containers.rotate_logs()
 
     async def exec(self, container_id: str, cmd: list[str], stdin: bytes | None = None, tty: bool = False,
                    timeout: float | None = None) -> ExecResult:

@@ -14,6 +14,9 @@ from kubelet.main import main
     (["--crashloop-backoff-base", "0"], "--crashloop-backoff-base must be positive"),
     (["--node-status-report-frequency", "0"], "--node-status-update/report-frequency must be positive"),
     (["--token", "t"], "--token needs --server"),
+    (["--container-log-max-size", "big"], "--container-log-max-size 'big'"),
+    (["--container-log-max-size", "10"], "--container-log-max-size must be at least 1Ki"),
+    (["--container-log-max-files", "1"], "--container-log-max-files must be at least 2"),
 ])
 def test_bad_flags_are_one_line_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     server = [] if "--token" in argv else ["--server", "http://127.0.0.1:9"]

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from kubelet.runtime.interface import LogOptions
-from kubelet.runtime.logs import read_logs
+from kubelet.runtime.logs import read_logs, rotate, rotated_logs
 
 LOG = (
     "2026-01-01T00:00:01.000000001+00:00 stdout F one\n"
@@ -62,3 +62,29 @@ async def test_follow_reads_appended_lines_until_finished(tmp_path: Path) -> Non
         f.write("2026-01-01T00:00:03+00:00 stderr F last\n")
     done.set()
     assert await asyncio.wait_for(task, 5) == [("stdout", "first"), ("stdout", "secondond"), ("stderr", "last")]
+
+
+def test_rotate_renames_asks_the_writer_to_reopen_and_keeps_max_files(tmp_path: Path) -> None:
+    log = tmp_path / "ctr.log"
+    reopened: list[int] = []
+
+    def reopen() -> bool:
+        reopened.append(1)
+        log.write_text("")  # what conmon does: a fresh file at the log path
+        return True
+
+    log.write_text("x" * 10)
+    assert not rotate(log, 10, 3, reopen)  # not beyond the maximum yet
+    for i in range(4):
+        log.write_text(f"{i}" * 11)
+        assert rotate(log, 10, 3, reopen)
+    kept = rotated_logs(log)
+    assert [p.read_text() for p in kept] == ["2" * 11, "3" * 11]  # the 2 newest, oldest first
+    assert len(reopened) == 4 and log.read_text() == ""
+
+
+def test_rotate_without_a_writer_leaves_the_log_in_place(tmp_path: Path) -> None:
+    log = tmp_path / "ctr.log"
+    log.write_text("x" * 100)
+    assert not rotate(log, 10, 3, lambda: False)
+    assert log.read_text() == "x" * 100 and rotated_logs(log) == []
