@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -130,3 +131,36 @@ def test_a_peer_cannot_reach_loopback_only_services_of_the_node(nodes: Nodes) ->
     # replies included).
     assert nodes.reachable(nodes.node, secret)
     assert nodes.reachable(nodes.node, f"http://127.0.0.1:{node_port}/")
+
+
+def test_ip_forward_comes_back_after_the_last_node_is_cleaned_up(tmp_path: Path) -> None:
+    """`cluster down` gives ip_forward back (issue 13, defect 4): the kubelet's record and restore, run for real
+    in a private network namespace (ip_forward is per namespace) with two nodes' bridges."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    netns, state = unique("pkf"), str(tmp_path / "state")
+
+    def in_netns(*args: str) -> str:
+        return subprocess.run(["ip", "netns", "exec", netns, *args], cwd=ROOT, check=True, capture_output=True,
+                              text=True, timeout=30).stdout.strip()
+
+    def kubelet(call: str, bridge: str) -> None:
+        in_netns(sys.executable, "-c", f"from pathlib import Path; from kubelet.network import forwarding; "
+                                       f"forwarding.{call}({bridge!r}, state_dir=Path({state!r}))")
+
+    sh("ip", "netns", "add", netns)
+    try:
+        assert in_netns("cat", "/proc/sys/net/ipv4/ip_forward") == "0"  # a new namespace starts with it off
+        for bridge in ("pkfa", "pkfb"):  # two clusters' nodes
+            sh("ip", "-n", netns, "link", "add", bridge, "type", "bridge")
+            kubelet("enable", bridge)
+        assert in_netns("cat", "/proc/sys/net/ipv4/ip_forward") == "1"
+        sh("ip", "-n", netns, "link", "del", "pkfa")  # the first node's cleanup deletes its bridge, then restores
+        kubelet("restore", "pkfa")
+        assert in_netns("cat", "/proc/sys/net/ipv4/ip_forward") == "1", "restored while another node needs it"
+        sh("ip", "-n", netns, "link", "del", "pkfb")
+        kubelet("restore", "pkfb")
+        assert in_netns("cat", "/proc/sys/net/ipv4/ip_forward") == "0"
+        assert not os.listdir(state)
+    finally:
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True)
