@@ -55,6 +55,10 @@ def parse_args(argv: list[str]) -> Config:
             load_tokens(a.token_auth_file)
         except TokenFileError as e:
             p.error(str(e))
+    elif not _is_loopback(a.bind_address):
+        # Kubernetes removed its unauthenticated port altogether; pkube keeps one on loopback only.
+        p.error(f"--bind-address {a.bind_address!r} is not a loopback address and no authentication is configured: "
+                "set --token-auth-file, or bind to 127.0.0.1")
     if not a.etcd_prefix.startswith("/"):
         p.error("--etcd-prefix must start with /")
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,

@@ -147,6 +147,7 @@ class ProxyServer:
         self.services = self.informers.informer(SERVICES)
         self.slices = self.informers.informer(ENDPOINT_SLICES)
         self.node_ip: str | None = None
+        self.localnet_on = False  # route_localnet is set after the first sync (localnet.py)
         self._dirty = asyncio.Event()
         self._dirty_keys: set[str] = set()  # Services whose rules may have changed since the last sync
         # Service key -> when its change happened, for the programming-latency metric (earliest pending).
@@ -221,6 +222,10 @@ class ProxyServer:
             last_start = loop.time()
             try:
                 await self._sync(full)
+                if not self.localnet_on:
+                    # Only once the table (with its drop rule for 127.0.0.0/8 from outside `lo`) is in place.
+                    await asyncio.to_thread(localnet.enable, self.config.table)
+                    self.localnet_on = True
                 failures = 0
                 if full:
                     next_full = loop.time() + self.config.sync_period
@@ -304,8 +309,6 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
         server.node_ip = await node_ip(client, config)
         server.informers.start()
         await server.informers.wait_synced()
-        # Only now, with a working configuration, touch the machine: the first sync follows at once.
-        await asyncio.to_thread(localnet.enable, config.table)
         async with asyncio.TaskGroup() as tg:
             tg.create_task(server.sync_loop(ready), name="sync")
             tg.create_task(server.loadbalancer_loop(), name="loadbalancer")

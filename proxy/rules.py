@@ -19,6 +19,9 @@ The shape follows kube-proxy's nftables mode, reduced to what pkube needs:
   no route back to on other nodes) and external traffic with policy Cluster -- and acted upon in
   postrouting, which also masquerades hairpin traffic (an endpoint reaching itself through its Service:
   source == destination after DNAT, matched against the `hairpin` set of endpoint address pairs).
+* Packets from any interface but `lo` to 127.0.0.0/8 that were not DNAT'ed are dropped in filter input, as
+  kube-proxy does for CVE-2020-8558: `route_localnet`, needed for node ports on 127.0.0.1, must not open
+  the host's loopback-only services to pods and the LAN.
 * Services with no endpoints are rejected from filter hooks (TCP reset / ICMP port unreachable) through
   the `no-endpoint-*` maps, so clients fail at once; `service-*` have no entry for them.
 * Session affinity: one dynamic set with timeout per endpoint (`update @aff-... { ip saddr }`), checked
@@ -39,6 +42,7 @@ from .slices import Endpoint, endpoints_for, group_by_service, ip_key, is_ipv4, 
 Obj = dict[str, Any]
 
 MASQUERADE_MARK = 0x4000
+LOOPBACK_NET = "127.0.0.0/8"
 DEFAULT_AFFINITY_TIMEOUT = 10800  # seconds; Kubernetes' default for sessionAffinityConfig.clientIP
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 _PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
@@ -270,6 +274,10 @@ def base_chains() -> dict[str, list[str]]:
     for hook in ("input", "forward", "output"):
         chains[f"filter-{hook}"] = [f"type filter hook {hook} priority filter; policy accept;",
                                     "ct state new jump endpoints-check"]
+    # route_localnet (localnet.py) would let a pod or a LAN host reach services listening on 127.0.0.1 only
+    # (CVE-2020-8558): drop what comes to 127.0.0.0/8 from outside `lo` unless we DNAT'ed it (a node port on
+    # 127.0.0.1, replies included). `& dnat == 0`: nft reads `ct status != dnat` as "status is not exactly dnat".
+    chains["filter-input"].insert(1, f"iifname != \"lo\" ip daddr {LOOPBACK_NET} ct status & dnat == 0 drop")
     chains[REJECT_CHAIN] = ["meta l4proto tcp reject with tcp reset", "reject"]
     # Node ports last, so that a ClusterIP or external IP port never loses to a node port of the same number.
     chains["services"] = [f"ip daddr . meta l4proto . th dport vmap @{SERVICE_IPS}",

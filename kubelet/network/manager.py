@@ -7,12 +7,10 @@ from pathlib import Path
 
 from pyroute2 import IPRoute
 
-from kubelet.network import nat
+from kubelet.network import forwarding, nat
 from kubelet.network.bridge import delete_bridge, ensure_bridge
 from kubelet.network.ipam import IPAM
 from kubelet.network.netns import list_netns, netns_path, setup_pod_network, teardown_pod_network
-
-IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 
 
 @dataclass
@@ -47,8 +45,8 @@ class NodeNetwork:
         with IPRoute() as ipr:
             ensure_bridge(ipr, self.config.bridge, self.gateway)
         nat.ensure_nat(self.config.nat_table, self.config.pod_cidr)
-        if self.config.enable_forwarding and IP_FORWARD.read_text().strip() != "1":
-            IP_FORWARD.write_text("1\n")
+        if self.config.enable_forwarding:
+            forwarding.enable(self.config.bridge)
 
     def names(self, sandbox_id: str) -> tuple[str, str]:
         """(netns name, host veth name); interface names are limited to 15 characters."""
@@ -80,6 +78,8 @@ class NodeNetwork:
         return self.ipam.gc(live_sandbox_ids)
 
     def destroy(self) -> None:
-        """Node teardown: the NAT table and the bridge."""
+        """Node teardown: the NAT table and the bridge; ip_forward back as it was if this node turned it on
+        and no other pkube node still runs here."""
         nat.delete_nat(self.config.nat_table)
         delete_bridge(self.config.bridge)
+        forwarding.restore(self.config.bridge)

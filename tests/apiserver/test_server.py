@@ -28,6 +28,8 @@ CM = lookup("configmaps")
     (["--etcd-prefix", "relative"], "--etcd-prefix must start with /"),
     (["--etcd-servers", "https://127.0.0.1:2379"], "TLS to etcd is not supported"),
     (["--etcd-servers", " , "], "at least one URL"),
+    (["--bind-address", "0.0.0.0"], "not a loopback address and no authentication is configured"),
+    (["--bind-address", "::"], "set --token-auth-file, or bind to 127.0.0.1"),
 ])
 def test_bad_flags_are_rejected(flags: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as e:
@@ -39,6 +41,31 @@ def test_bad_flag_exits_with_one_line_and_no_traceback() -> None:
     r = subprocess.run([sys.executable, "-m", "launcher", "apiserver", "--port", str(free_port()),
                         "--service-node-port-range", "abc"], cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "--service-node-port-range" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_refuses_to_serve_every_address_without_authentication() -> None:
+    """Issue 13: without --token-auth-file anyone who reaches the port is admin, so only loopback may serve that."""
+    r = subprocess.run([sys.executable, "-m", "launcher", "apiserver", "--bind-address", "0.0.0.0",
+                        "--port", str(free_port())], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        "pkube apiserver: error: --bind-address '0.0.0.0' is not a loopback address and no authentication is "
+        "configured: set --token-auth-file, or bind to 127.0.0.1")
+    for loopback in ("127.0.0.1", "::1", "localhost"):
+        parse_args(["--bind-address", loopback])  # the unauthenticated loopback port stays
+
+
+async def test_serves_every_address_with_token_authentication(session_tmp: str, etcd: Etcd) -> None:
+    a = start_apiserver(session_tmp, etcd.url, ["--bind-address", "0.0.0.0"])  # with its token file
+    try:
+        async with Client(a.url, a.token) as c:
+            assert (await c.list(CM, "default"))["items"] == []
+        async with Client(a.url, "wrong") as c:
+            with pytest.raises(ApiError) as e:
+                await c.list(CM, "default")
+            assert e.value.code == 401
+    finally:
+        _stop(a.proc)
 
 
 async def test_second_etcd_endpoint_is_used_when_the_first_is_down(session_tmp: str, etcd: Etcd) -> None:

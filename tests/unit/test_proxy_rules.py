@@ -304,3 +304,13 @@ def test_affinity_with_a_local_terminating_fallback_has_chains_for_every_endpoin
     named = {m for rule in chain(r.text, "local-ns/web/tcp/80") for m in re.findall(r"(?:goto |@)([^ ,}]+)", rule)}
     assert "ep-ns/web/tcp/80__10.1.0.2/80" in named
     assert named <= set(r.chains) | set(r.sets), named - set(r.chains) - set(r.sets)
+
+
+def test_loopback_is_closed_to_other_interfaces_unless_dnated() -> None:
+    """CVE-2020-8558: route_localnet must not expose 127.0.0.1-only host services (tests/security/test_localnet.py
+    replays the attack); the rule is static, so every table, however synced, has it."""
+    r = rules.build("t", [], [])
+    assert chain(r.text, "filter-input")[:2] == [
+        "type filter hook input priority filter; policy accept;",
+        'iifname != "lo" ip daddr 127.0.0.0/8 ct status & dnat == 0 drop']
+    assert "127.0.0.0/8" not in "".join(chain(r.text, "filter-forward") + chain(r.text, "filter-output"))
