@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from kubelet.env import ConfigError
+from kubelet import volumes
 from kubelet.volumes import VolumeManager, open_subpath
 
 POD = {"metadata": {"name": "p", "namespace": "ns", "uid": "uid-1", "labels": {"a": "1", "b": "2"}},
@@ -143,3 +144,21 @@ async def test_atomic_writer_never_follows_a_planted_data_link(tmp_path: Path) -
     (await setup(tmp_path, vols, store))
     assert (host / "marker").read_text() == "keep"
     assert (target / "a").read_text() == "2" and not (target / "..evil").exists()
+
+
+def test_open_subpath_without_openat2_refuses_every_link(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(volumes, "_openat2_missing", True)
+    vol = tmp_path / "vol"
+    (vol / "real").mkdir(parents=True)
+    os.symlink("real", vol / "inside")
+    os.symlink("/", vol / "abs")
+    fd = open_subpath(vol, "real/made")
+    try:
+        assert os.path.samestat(os.fstat(fd), os.stat(vol / "real/made"))
+    finally:
+        os.close(fd)
+    for sub in ("inside", "abs/tmp", "inside/x"):
+        with pytest.raises(OSError) as e:
+            os.close(open_subpath(vol, sub))
+        assert e.value.errno == errno.ELOOP, sub
+    assert not (vol / "real/x").exists()
