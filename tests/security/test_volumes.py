@@ -3,6 +3,7 @@ planted symlink (CVE-2017-1002101 class), file modes beyond 0777, and volume mou
 from __future__ import annotations
 
 import base64
+import os
 from pathlib import Path
 from typing import Any
 
@@ -70,11 +71,10 @@ async def test_configmap_data_link_cannot_delete_a_host_directory(node: Node, kc
     # and had a container got the link in anyway (say, through another bug), the writer still must not follow it:
     # plant it on the host side of the volume, where the kubelet's writer works
     volume = node.tmp / "kubelet" / "pods" / p["metadata"]["uid"] / "volumes" / "cfg"
-    (volume / "..data").unlink()
-    (volume / "..data").symlink_to(victim)
-    (volume / "k").unlink()
-    (volume / "k").symlink_to(victim)
-    (volume / "..planted").symlink_to(victim)
+    for name in ("..data", "k", "..planted"):
+        plant = volume.parent.parent / unique("plant")  # same filesystem, outside the writer's directory
+        plant.symlink_to(victim)
+        os.replace(plant, volume / name)  # atomic: a refresh running meanwhile cannot make this fail
 
     # an update makes the kubelet rewrite the volume (sync frequency 2 s in the test kubelet)
     await kc.patch(CONFIGMAPS, "cfg", {"data": {"k": "two"}}, ns)
