@@ -39,7 +39,7 @@ from kubelet.runtime.interface import (ContainerConfig, ContainerState, Containe
 from kubelet.runtime.runc import RuncRuntime
 from kubelet.shared import SharedRead
 from kubelet.status import OWNED_STATUS, StatusInputs, compute_status, same_status
-from kubelet.volumes import VolumeManager, container_mounts
+from kubelet.volumes import VolumeManager
 
 log = logging.getLogger("kubelet")
 
@@ -380,11 +380,12 @@ class PodWorkers:
             allow_privilege_escalation=csc.get("allowPrivilegeEscalation"),
             capabilities_add=list(caps.get("add") or []), capabilities_drop=list(caps.get("drop") or []))
         command, args = spec.get("command"), spec.get("args")
+        mounts = await asyncio.to_thread(self.volumes.container_mounts, pod, spec, volumes)  # subPath binds: I/O
         return ContainerConfig(
             name=spec["name"], image=spec["image"],
             command=[expand(c, env_map) for c in command] if command else None,
             args=[expand(a, env_map) for a in args] if args else None,
-            env=env, working_dir=spec.get("workingDir", ""), mounts=container_mounts(spec, volumes),
+            env=env, working_dir=spec.get("workingDir", ""), mounts=mounts,
             resources=resources, security=security, tty=bool(spec.get("tty")))
 
     async def _refresh_volumes(self, pod: dict[str, Any], rt: PodRuntime) -> None:

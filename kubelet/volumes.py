@@ -3,8 +3,10 @@
 emptyDir (disk, or `medium: Memory` as a tmpfs with sizeLimit), hostPath (with its type checks), configMap,
 secret, downwardAPI and projected (files written with items/defaultMode), persistentVolumeClaim (the bound
 PV's hostPath/local directory, created on demand; else <root>/local-path/<pv name>). The runtime bind-mounts
-the resulting host paths; subPath is resolved here. Teardown unmounts tmpfs and removes the pod directory;
-PV and hostPath data stay.
+the resulting host paths, API-content volumes always read-only. Nothing a container can write is followed:
+the configMap/secret writer works by name under its opened directory, and a subPath is opened beneath its
+volume (openat2 RESOLVE_BENEATH) and bind-mounted under <pod>/volume-subpaths. Teardown unmounts everything
+under the pod directory (tmpfs, subPath binds) and removes it; PV and hostPath data stay.
 """
 from __future__ import annotations
 
@@ -12,9 +14,11 @@ import base64
 import ctypes
 import errno
 import os
+import re
+import secrets
 import shutil
 import stat
-import tempfile
+import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -28,6 +32,8 @@ ClusterGetter = Callable[[str, str], Awaitable[dict[str, Any] | None]]  # (plura
 
 _libc = ctypes.CDLL(None, use_errno=True)
 MNT_DETACH = 2
+UMOUNT_NOFOLLOW = 8
+API_VOLUMES = ("configMap", "secret", "downwardAPI", "projected")  # content written by the kubelet
 
 
 def pod_dir(root: Path, uid: str) -> Path:
@@ -43,62 +49,149 @@ def _mount_tmpfs(path: Path, size: int | None) -> None:
         raise ConfigError(f"mounting tmpfs at {path}: {os.strerror(err)}")
 
 
-def _unmount(path: Path) -> None:
-    if _libc.umount2(str(path).encode(), MNT_DETACH) != 0:
-        err = ctypes.get_errno()
-        if err not in (errno.EINVAL, errno.ENOENT):
-            raise OSError(err, f"umount {path}: {os.strerror(err)}")
+# The atomic writer's reserved names (Kubernetes' AtomicWriter): every name starting with ".." belongs to it.
+DATA_LINK = "..data"
+DATA_TMP = "..data_tmp"
+_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _is_generation(name: str) -> bool:
+    """A name the writer may have given a data directory: in its own directory, `..`-prefixed, not a reserved link."""
+    return name.startswith("..") and "/" not in name and name not in ("..", DATA_LINK, DATA_TMP)
+
+
+def _remove_at(dir_fd: int, name: str) -> None:
+    """Remove the child `name` of the directory `dir_fd` without following a link: a link or a file is unlinked, a
+    directory removed by the fd-based rmtree (which itself refuses links and re-checks what it opened)."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(name, dir_fd=dir_fd)
+    else:
+        os.unlink(name, dir_fd=dir_fd)
+
+
+def _readlink_at(dir_fd: int, name: str) -> str | None:
+    try:
+        return os.readlink(name, dir_fd=dir_fd)
+    except (FileNotFoundError, OSError):  # missing, or not a link (EINVAL)
+        return None
 
 
 def _write_files(target: Path, files: dict[str, tuple[bytes, int]]) -> None:
     """Make the volume show exactly `files` (relative path -> (content, mode)), switched atomically.
 
-    Kubernetes' AtomicWriter layout: the files live in a fresh hidden directory, `..data` is a symlink to it
-    and each top-level name a symlink through `..data`; an update renames a new `..data` link over the old
+    Kubernetes' AtomicWriter layout: the files live in a fresh timestamped `..` directory, `..data` is a symlink
+    to it and each top-level name a symlink through `..data`; an update renames a new `..data` link over the old
     one, so a reader sees either the old set of files or the new one, never a mix. Unchanged content is left
     alone (no churn on every resync).
+
+    The volume is mounted read-only into containers, and still nothing here trusts its content: every operation
+    is relative to the opened directory, by name, never following a link (CVE-2017-1002102: a container that
+    pointed `..data` at a host directory had it deleted). `..data` is read as a name only, and only `..`-named
+    children of this directory are ever removed.
     """
     for rel in files:
-        if rel.startswith("/") or ".." in Path(rel).parts or not rel:
+        parts = Path(rel).parts
+        if not rel or rel.startswith("/") or ".." in parts or parts[0].startswith(".."):
             raise ConfigError(f"invalid volume item path {rel!r}")
     target.mkdir(parents=True, exist_ok=True)
-    data_link = target / "..data"
-    if data_link.is_symlink() and _same_files(data_link, files):
-        return
-    new_dir = Path(tempfile.mkdtemp(prefix="..", dir=target))
-    for rel, (content, mode) in files.items():
-        path = new_dir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
-        os.chmod(path, mode)
-    os.chmod(new_dir, 0o755)
-    old_dir = target / os.readlink(data_link) if data_link.is_symlink() else None
-    tmp_link = target / "..data_tmp"
-    if tmp_link.is_symlink():
-        tmp_link.unlink()
-    os.symlink(new_dir.name, tmp_link)
-    os.replace(tmp_link, data_link)
-    top = {Path(rel).parts[0] for rel in files}
-    for entry in target.iterdir():
-        if not entry.name.startswith("..") and entry.name not in top:
-            entry.unlink()  # a key that went away
-    for name in top:
-        link = target / name
-        if not link.is_symlink():
-            os.symlink(f"..data/{name}", link)
-    if old_dir is not None and old_dir != new_dir:
-        shutil.rmtree(old_dir, ignore_errors=True)
+    dfd = os.open(target, _O_DIR)
+    try:
+        current = _readlink_at(dfd, DATA_LINK)
+        if current is not None and not _is_generation(current):
+            current = None  # a link we did not make: replaced below, never followed
+        if current is not None and _read_tree_at(dfd, current) == files:
+            return
+        new = f"..{time.strftime('%Y_%m_%d_%H_%M_%S', time.gmtime())}.{secrets.token_hex(6)}"
+        os.mkdir(new, 0o700, dir_fd=dfd)
+        _fill_dir(dfd, new, files)
+        _remove_at(dfd, DATA_TMP)
+        os.symlink(new, DATA_TMP, dir_fd=dfd)
+        if _readlink_at(dfd, DATA_LINK) is None:
+            _remove_at(dfd, DATA_LINK)  # not a link (a rename cannot replace a directory)
+        os.rename(DATA_TMP, DATA_LINK, src_dir_fd=dfd, dst_dir_fd=dfd)
+        top = {Path(rel).parts[0] for rel in files}
+        for name in os.listdir(dfd):
+            if name.startswith(".."):
+                if _is_generation(name) and name != new:
+                    _remove_at(dfd, name)  # the previous generation, or one left by an interrupted update
+            elif name not in top:
+                _remove_at(dfd, name)  # a key that went away
+        for name in top:
+            want = f"{DATA_LINK}/{name}"
+            if _readlink_at(dfd, name) != want:
+                _remove_at(dfd, name)
+                os.symlink(want, name, dir_fd=dfd)
+    finally:
+        os.close(dfd)
 
 
-def _same_files(data: Path, files: dict[str, tuple[bytes, int]]) -> bool:
-    present = {str(p.relative_to(data.resolve())) for p in data.resolve().rglob("*") if p.is_file()}
-    if present != set(files):
-        return False
-    for rel, (content, mode) in files.items():
-        path = data / rel
-        if path.read_bytes() != content or stat.S_IMODE(path.stat().st_mode) != mode:
-            return False
-    return True
+def _fill_dir(parent_fd: int, name: str, files: dict[str, tuple[bytes, int]]) -> None:
+    """Write `files` into the fresh directory `name` (made by the caller, not yet visible through `..data`)."""
+    root = os.open(name, _O_DIR, dir_fd=parent_fd)
+    try:
+        for rel, (content, mode) in files.items():
+            *dirs, base = Path(rel).parts
+            fd = os.dup(root)
+            try:
+                for d in dirs:
+                    try:
+                        os.mkdir(d, 0o755, dir_fd=fd)
+                    except FileExistsError:
+                        pass
+                    sub = os.open(d, _O_DIR, dir_fd=fd)
+                    os.close(fd)
+                    fd = sub
+                f = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                            dir_fd=fd)
+                try:
+                    _write_all(f, content)
+                    os.fchmod(f, mode)
+                finally:
+                    os.close(f)
+            finally:
+                os.close(fd)
+        os.fchmod(root, 0o755)
+    finally:
+        os.close(root)
+
+
+def _write_all(fd: int, content: bytes) -> None:
+    view = memoryview(content)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read_tree_at(parent_fd: int, name: str) -> dict[str, tuple[bytes, int]] | None:
+    """The regular files under the directory `name` as {relative path: (content, mode)}; None when it is not
+    a directory or holds anything else (a link, a fifo...). Nothing is followed."""
+    try:
+        fd = os.open(name, _O_DIR, dir_fd=parent_fd)
+    except OSError:
+        return None
+    out: dict[str, tuple[bytes, int]] = {}
+    try:
+        for entry in os.scandir(fd):
+            if entry.is_dir(follow_symlinks=False):
+                sub = _read_tree_at(fd, entry.name)
+                if sub is None:
+                    return None
+                out.update({f"{entry.name}/{rel}": v for rel, v in sub.items()})
+            elif entry.is_file(follow_symlinks=False):
+                f = os.open(entry.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd)
+                with os.fdopen(f, "rb") as fh:
+                    st = os.fstat(fh.fileno())
+                    if not stat.S_ISREG(st.st_mode):
+                        return None
+                    out[entry.name] = (fh.read(), stat.S_IMODE(st.st_mode))
+            else:
+                return None
+    finally:
+        os.close(fd)
+    return out
 
 
 def _key_files(data: dict[str, bytes], items: list[dict[str, Any]] | None, default_mode: int,
@@ -190,7 +283,7 @@ class VolumeManager:
         base = pod_dir(self.root, pod["metadata"]["uid"]) / "volumes"
         out: dict[str, Path] = {}
         for vol in pod["spec"].get("volumes") or []:
-            if refresh_only and not any(k in vol for k in ("configMap", "secret", "downwardAPI", "projected")):
+            if refresh_only and not any(k in vol for k in API_VOLUMES):
                 continue
             name = vol["name"]
             target = base / name
@@ -253,31 +346,178 @@ class VolumeManager:
         return target
 
     def teardown(self, uid: str) -> None:
-        """Unmount the pod's tmpfs volumes and delete its directory (never touches hostPath/PV data)."""
+        """Unmount everything mounted under the pod's directory (tmpfs volumes, subPath binds), then delete it
+        (never touches hostPath/PV data: nothing is removed while a mount is left under it)."""
         pdir = pod_dir(self.root, uid)
-        vols = pdir / "volumes"
-        if vols.is_dir():
-            for v in vols.iterdir():
-                _unmount(v)
+        for mnt in sorted(_mounts_under(pdir), key=len, reverse=True):
+            _unmount_all(Path(mnt))
+        left = _mounts_under(pdir)
+        if left:
+            raise OSError(errno.EBUSY, f"pod directory {pdir} still has mounts: {', '.join(left)}")
         shutil.rmtree(pdir, ignore_errors=True)
 
     def pod_uids(self) -> list[str]:
         pods = self.root / "pods"
         return [p.name for p in pods.iterdir()] if pods.is_dir() else []
 
+    def container_mounts(self, pod: dict[str, Any], container: dict[str, Any], volumes: dict[str, Path]
+                         ) -> list[Mount]:
+        """The container's volume mounts as host paths. API-content volumes (configMap, secret, downwardAPI,
+        projected) are always read-only, whatever the volumeMount says (as in Kubernetes). A subPath is opened
+        inside its volume without following links out of it and bind-mounted to a kubelet-owned path
+        (<pod>/volume-subpaths/<volume>/<container>/<index>, removed at teardown), which is what runc mounts: a
+        link swapped in after the check cannot redirect it."""
+        uid = pod["metadata"]["uid"]
+        read_only_volumes = {vol["name"] for vol in pod["spec"].get("volumes") or []
+                             if any(k in vol for k in API_VOLUMES)}
+        mounts = []
+        for index, vm in enumerate(container.get("volumeMounts") or []):
+            name = vm["name"]
+            if name not in volumes:
+                raise ConfigError(f"volumeMount {name!r}: no volume of that name")
+            host = volumes[name]
+            sub = vm.get("subPath") or ""
+            if sub:
+                where = f'subPath "{sub}" of volumeMount "{name}" of container "{container["name"]}"'
+                target = pod_dir(self.root, uid) / "volume-subpaths" / name / container["name"] / str(index)
+                host = _bind_subpath(host, sub, target, where)
+            mounts.append(Mount(container_path=vm["mountPath"], host_path=str(host),
+                                read_only=bool(vm.get("readOnly")) or name in read_only_volumes))
+        return mounts
 
-def container_mounts(container: dict[str, Any], volumes: dict[str, Path]) -> list[Mount]:
-    mounts = []
-    for vm in container.get("volumeMounts") or []:
-        if vm["name"] not in volumes:
-            raise ConfigError(f"volumeMount {vm['name']!r}: no volume of that name")
-        host = volumes[vm["name"]]
-        sub = vm.get("subPath") or ""
-        if sub:
-            if sub.startswith("/") or ".." in Path(sub).parts:
-                raise ConfigError(f"volumeMount {vm['name']!r}: subPath {sub!r} must be a relative path inside")
-            host = host / sub
-            if not host.exists():
-                host.mkdir(parents=True, mode=0o777)  # Kubernetes creates a missing subPath as a directory
-        mounts.append(Mount(container_path=vm["mountPath"], host_path=str(host), read_only=bool(vm.get("readOnly"))))
-    return mounts
+
+# --- subPath: resolved beneath the volume, then bind-mounted -------------------------------------------------
+
+MS_BIND = 0x1000
+SYS_OPENAT2 = 437  # the same number on every architecture
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_BENEATH = 0x08
+_O_PATH_DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+_libc.syscall.restype = ctypes.c_long
+_openat2_missing = False
+
+
+def _openat2_beneath(root_fd: int, rel: str) -> int | None:
+    """openat2(O_PATH, RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS): links are followed only while they stay under
+    root_fd (an absolute link or a `..` out of it is EXDEV). None when this kernel has no openat2."""
+    global _openat2_missing
+    if _openat2_missing:
+        return None
+    how = _OpenHow(os.O_PATH | os.O_CLOEXEC, 0, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)
+    fd = _libc.syscall(ctypes.c_long(SYS_OPENAT2), ctypes.c_int(root_fd), ctypes.c_char_p(os.fsencode(rel)),
+                       ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
+    if fd >= 0:
+        return int(fd)
+    err = ctypes.get_errno()
+    if err == errno.ENOSYS:
+        _openat2_missing = True
+        return None
+    raise OSError(err, os.strerror(err), rel)
+
+
+def _open_nofollow_walk(root_fd: int, parts: tuple[str, ...]) -> int:
+    """Without openat2: one component at a time with O_NOFOLLOW, refusing every symlink (ELOOP)."""
+    fd = os.dup(root_fd)
+    try:
+        for part in parts:
+            nxt = os.open(part, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+            if stat.S_ISLNK(os.fstat(fd).st_mode):
+                raise OSError(errno.ELOOP, "symbolic links are not allowed in a subPath on this kernel", part)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _open_beneath(root_fd: int, parts: tuple[str, ...]) -> int:
+    fd = _openat2_beneath(root_fd, "/".join(parts) or ".")
+    return fd if fd is not None else _open_nofollow_walk(root_fd, parts)
+
+
+def open_subpath(volume: Path, sub: str) -> int:
+    """An O_PATH fd of volume/sub that is certainly inside the volume, missing directories created (as
+    Kubernetes does). Each prefix is opened beneath the volume and a missing component made with mkdirat in
+    the directory just opened, so a link planted anywhere (even during the walk) cannot lead out."""
+    parts = Path(sub).parts
+    if not sub or sub.startswith("/") or ".." in parts:
+        raise ConfigError("must be a relative path inside the volume, without '..'")
+    root = os.open(volume, _O_PATH_DIR)
+    try:
+        fd = os.dup(root)
+        try:
+            for i in range(len(parts)):
+                try:
+                    nxt = _open_beneath(root, parts[:i + 1])
+                except FileNotFoundError:
+                    try:
+                        os.mkdir(parts[i], 0o777, dir_fd=fd)
+                    except FileExistsError:
+                        pass  # a dangling link or a racing mkdir: opened (and checked) again below
+                    nxt = _open_beneath(root, parts[:i + 1])
+                os.close(fd)
+                fd = nxt
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+    finally:
+        os.close(root)
+
+
+def _bind_subpath(volume: Path, sub: str, target: Path, where: str) -> Path:
+    """Bind-mount volume/sub (opened safely) on `target`; returns target. ConfigError when it leads outside."""
+    try:
+        fd = open_subpath(volume, sub)
+    except ConfigError as e:
+        raise ConfigError(f"failed to prepare {where}: {e}") from None
+    except OSError as e:
+        reason = ("it leads outside the volume through a symbolic link" if e.errno in (errno.EXDEV, errno.ELOOP)
+                  else os.strerror(e.errno or 0))
+        raise ConfigError(f"failed to prepare {where}: {reason}") from None
+    try:
+        is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
+        _unmount_all(target)  # a restarted container gets a fresh resolution
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists() and target.is_dir() != is_dir:
+            target.rmdir() if target.is_dir() else target.unlink()
+        if is_dir:
+            target.mkdir(exist_ok=True)
+        else:
+            target.touch(exist_ok=True)
+        source = f"/proc/self/fd/{fd}".encode()
+        if _libc.mount(source, os.fsencode(target), None, MS_BIND, None) != 0:
+            err = ctypes.get_errno()
+            raise ConfigError(f"failed to prepare {where}: bind mount: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+    return target
+
+
+def _unmount_all(path: Path) -> None:
+    """Unmount every mount stacked on `path` (none is fine)."""
+    for _ in range(100):
+        if _libc.umount2(os.fsencode(path), MNT_DETACH | UMOUNT_NOFOLLOW) != 0:
+            err = ctypes.get_errno()
+            if err in (errno.EINVAL, errno.ENOENT):
+                return
+            raise OSError(err, f"umount {path}: {os.strerror(err)}")
+
+
+def _mounts_under(directory: Path) -> list[str]:
+    """Mount points at or below `directory`, from /proc/self/mountinfo."""
+    base = os.path.realpath(directory)
+    out = []
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+            if point == base or point.startswith(base + "/"):
+                out.append(point)
+    return out

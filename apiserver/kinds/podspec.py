@@ -300,6 +300,51 @@ def _validate_volumes(volumes: list[Any], path: Path) -> list[Cause]:
             causes += one_of(p.child("hostPath").child("type"), src.get("type"), HOST_PATH_TYPES)
             if not str(src.get("path", "")).startswith("/"):
                 causes.append(invalid(p.child("hostPath").child("path"), src.get("path"), "must be an absolute path"))
+        if sources and sources[0] in _FILE_MODE_SOURCES:
+            causes += _validate_file_modes(sources[0], src, p.child(sources[0]))
+    return causes
+
+
+FILE_MODE_MESSAGE = "must be a number between 0 and 0777 (octal), both inclusive"
+
+
+def _file_mode(mode: Any, path: Path) -> list[Cause]:
+    if mode is None:
+        return []
+    if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o777:
+        return [invalid(path, mode, FILE_MODE_MESSAGE)]
+    return []
+
+
+def _validate_items(items: list[Any], path: Path) -> list[Cause]:
+    """Kubernetes' KeyToPath / DownwardAPIVolumeFile rules: `mode` within 0777, `path` a local descending path."""
+    causes: list[Cause] = []
+    for j, item in enumerate(items):
+        item = as_dict(item)
+        p = path.index(j)
+        causes += _file_mode(item.get("mode"), p.child("mode"))
+        rel = item.get("path")
+        if not isinstance(rel, str) or not rel:
+            causes.append(required(p.child("path")))
+        elif rel.startswith("/"):
+            causes.append(invalid(p.child("path"), rel, "must be a relative path"))
+        elif ".." in rel.split("/"):
+            causes.append(invalid(p.child("path"), rel, "must not contain '..'"))
+        elif rel.startswith(".."):
+            causes.append(invalid(p.child("path"), rel, "must not start with '..'"))
+    return causes
+
+
+def _validate_file_modes(kind: str, src: dict[str, Any], path: Path) -> list[Cause]:
+    """defaultMode and items of a configMap, secret, downwardAPI or projected volume."""
+    causes = _file_mode(src.get("defaultMode"), path.child("defaultMode"))
+    if kind != "projected":
+        return causes + _validate_items(as_list(src.get("items")), path.child("items"))
+    for k, source in enumerate(as_list(src.get("sources"))):
+        for sub in ("configMap", "secret", "downwardAPI"):
+            if isinstance(as_dict(source).get(sub), dict):
+                causes += _validate_items(as_list(source[sub].get("items")),
+                                          path.child("sources").index(k).child(sub).child("items"))
     return causes
 
 

@@ -188,16 +188,19 @@ def _mounts(c: ContainerConfig, sandbox: SandboxRefs, privileged: bool) -> list[
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": sys_opts},
     ]
+    # volumes never bring set-uid binaries or device nodes to life; a privileged container keeps device nodes
+    # (a hostPath of /dev/... is why one is privileged, and its device cgroup allows them anyway)
+    bind_opts = ["rbind", "rprivate", "nosuid"] + ([] if privileged else ["nodev"])
     user_targets = {m.container_path for m in c.mounts}
     for target, source in sandbox.pod_files.items():
         if target not in user_targets:  # a volume mounted over /etc/hosts wins, as in Kubernetes
             mounts.append({"destination": target, "type": "bind", "source": source,
-                           "options": ["rbind", "rprivate"]})
+                           "options": ["rbind", "rprivate", "nosuid", "nodev"]})
     for m in c.mounts:
         if not m.container_path.startswith("/"):
             raise InvalidConfig(f"mount path {m.container_path!r} must be absolute")
         mounts.append({"destination": m.container_path, "type": "bind", "source": m.host_path,
-                       "options": ["rbind", "rprivate"] + (["ro"] if m.read_only else ["rw"])})
+                       "options": bind_opts + (["ro"] if m.read_only else ["rw"])})
     return mounts
 
 

@@ -3,13 +3,15 @@ subPath (no mounts: emptyDir on disk only)."""
 from __future__ import annotations
 
 import base64
+import errno
 import os
 from pathlib import Path
 
 import pytest
 
 from kubelet.env import ConfigError
-from kubelet.volumes import VolumeManager, container_mounts
+from kubelet import volumes
+from kubelet.volumes import VolumeManager, open_subpath
 
 POD = {"metadata": {"name": "p", "namespace": "ns", "uid": "uid-1", "labels": {"a": "1", "b": "2"}},
        "spec": {"containers": [{"name": "c"}], "volumes": []}}
@@ -72,13 +74,91 @@ async def test_host_path_types(tmp_path: Path) -> None:
         await setup(tmp_path, [{"name": "h", "hostPath": {"path": str(made), "type": "File"}}])
 
 
-async def test_sub_path_and_unknown_volume(tmp_path: Path) -> None:
-    vols = await setup(tmp_path, [{"name": "e", "emptyDir": {}}])
-    mounts = container_mounts({"volumeMounts": [{"name": "e", "mountPath": "/x", "subPath": "a/b",
-                                                 "readOnly": True}]}, vols)
-    assert mounts[0].host_path == str(vols["e"] / "a/b") and Path(mounts[0].host_path).is_dir()
-    assert mounts[0].read_only
-    with pytest.raises(ConfigError, match="must be a relative path"):
-        container_mounts({"volumeMounts": [{"name": "e", "mountPath": "/x", "subPath": "../../etc"}]}, vols)
-    with pytest.raises(ConfigError, match="no volume of that name"):
-        container_mounts({"volumeMounts": [{"name": "zz", "mountPath": "/x"}]}, vols)
+async def test_sub_path_mounts_and_unknown_volume(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (bind mounts)")
+    vm = VolumeManager(tmp_path)
+    store = {("configmaps", "cm"): {"data": {"k": "v"}}}
+    pod = {**POD, "spec": {**POD["spec"], "volumes": [{"name": "e", "emptyDir": {}},
+                                                      {"name": "cm", "configMap": {"name": "cm"}}]}}
+    vols = await vm.setup(pod, objects(store), objects(store), "10.0.0.2", "192.0.2.1", {})
+    try:
+        mounts = vm.container_mounts(pod, {"name": "c", "volumeMounts": [
+            {"name": "e", "mountPath": "/x", "subPath": "a/b", "readOnly": True},
+            {"name": "cm", "mountPath": "/k", "subPath": "k"}, {"name": "cm", "mountPath": "/all"}]}, vols)
+        assert (vols["e"] / "a/b").is_dir()
+        bound = Path(mounts[0].host_path)
+        assert bound == tmp_path / "pods/uid-1/volume-subpaths/e/c/0"
+        assert f" {bound} " in Path("/proc/self/mountinfo").read_text()
+        (vols["e"] / "a/b/seen").write_text("1")
+        assert (bound / "seen").read_text() == "1" and mounts[0].read_only
+        # a configMap key through its in-volume links (k -> ..data/k -> ..<ts>/k); configMap is always read-only
+        assert Path(mounts[1].host_path).read_text() == "v" and mounts[1].read_only and mounts[2].read_only
+        with pytest.raises(ConfigError, match="must be a relative path"):
+            vm.container_mounts(pod, {"name": "c", "volumeMounts": [
+                {"name": "e", "mountPath": "/x", "subPath": "../../etc"}]}, vols)
+        with pytest.raises(ConfigError, match="no volume of that name"):
+            vm.container_mounts(pod, {"name": "c", "volumeMounts": [{"name": "zz", "mountPath": "/x"}]}, vols)
+    finally:
+        vm.teardown("uid-1")
+    assert not (tmp_path / "pods/uid-1").exists()
+
+
+def test_open_subpath_never_leaves_the_volume(tmp_path: Path) -> None:
+    vol, outside = tmp_path / "vol", tmp_path / "outside"
+    vol.mkdir()
+    outside.mkdir()
+    (vol / "real").mkdir()
+    os.symlink("real", vol / "inside")           # stays inside: followed
+    os.symlink(str(outside), vol / "abs")        # absolute: out
+    os.symlink("../outside", vol / "up")         # relative, out
+    os.symlink("real/../../outside", vol / "deep")
+    fd = open_subpath(vol, "inside/new/dir")
+    try:
+        assert os.path.samestat(os.fstat(fd), os.stat(vol / "real/new/dir"))
+    finally:
+        os.close(fd)
+    for sub in ("abs", "up", "deep", "abs/x", "up/made"):
+        with pytest.raises(OSError) as e:
+            os.close(open_subpath(vol, sub))
+        assert e.value.errno in (errno.EXDEV, errno.ELOOP), sub
+    assert list(outside.iterdir()) == []  # nothing created out there
+    with pytest.raises(ConfigError):
+        open_subpath(vol, "../outside")
+
+
+async def test_atomic_writer_never_follows_a_planted_data_link(tmp_path: Path) -> None:
+    """CVE-2017-1002102: `..data` (or any top-level name) replaced by a link to a host directory."""
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "marker").write_text("keep")
+    store = {("configmaps", "cm"): {"data": {"a": "1"}}}
+    vols = [{"name": "v", "configMap": {"name": "cm"}}]
+    target = (await setup(tmp_path, vols, store))["v"]
+    os.unlink(target / "..data")
+    os.symlink(str(host), target / "..data")
+    os.unlink(target / "a")
+    os.symlink(str(host), target / "a")
+    os.symlink(str(host), target / "..evil")
+    store[("configmaps", "cm")] = {"data": {"a": "2"}}
+    (await setup(tmp_path, vols, store))
+    assert (host / "marker").read_text() == "keep"
+    assert (target / "a").read_text() == "2" and not (target / "..evil").exists()
+
+
+def test_open_subpath_without_openat2_refuses_every_link(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(volumes, "_openat2_missing", True)
+    vol = tmp_path / "vol"
+    (vol / "real").mkdir(parents=True)
+    os.symlink("real", vol / "inside")
+    os.symlink("/", vol / "abs")
+    fd = open_subpath(vol, "real/made")
+    try:
+        assert os.path.samestat(os.fstat(fd), os.stat(vol / "real/made"))
+    finally:
+        os.close(fd)
+    for sub in ("inside", "abs/tmp", "inside/x"):
+        with pytest.raises(OSError) as e:
+            os.close(open_subpath(vol, sub))
+        assert e.value.errno == errno.ELOOP, sub
+    assert not (vol / "real/x").exists()

@@ -177,6 +177,17 @@ def test_toleration_rules(toleration: dict[str, Any], field: str, fragment: str)
     ([{"name": "a", "configMap": {}}], "spec.volumes[0].configMap.name", "Required value"),
     ([{"name": "a", "secret": {}}], "spec.volumes[0].secret.secretName", "Required value"),
     ([{"name": "A_b", "emptyDir": {}}], "spec.volumes[0].name", "RFC 1123 label"),
+    ([{"name": "a", "configMap": {"name": "c", "defaultMode": 0o1777}}], "spec.volumes[0].configMap.defaultMode",
+     "must be a number between 0 and 0777 (octal), both inclusive"),
+    ([{"name": "a", "secret": {"secretName": "s", "items": [{"key": "k", "path": "k", "mode": "0644"}]}}],
+     "spec.volumes[0].secret.items[0].mode", "must be a number between 0 and 0777"),
+    ([{"name": "a", "projected": {"sources": [{"secret": {"name": "s", "items": [{"key": "k", "path": "k",
+                                                                                 "mode": 4096}]}}]}}],
+     "spec.volumes[0].projected.sources[0].secret.items[0].mode", "must be a number between 0 and 0777"),
+    ([{"name": "a", "configMap": {"name": "c", "items": [{"key": "k", "path": "../x"}]}}],
+     "spec.volumes[0].configMap.items[0].path", "must not contain '..'"),
+    ([{"name": "a", "downwardAPI": {"items": [{"path": "..x", "fieldRef": {"fieldPath": "metadata.name"}}]}}],
+     "spec.volumes[0].downwardAPI.items[0].path", "must not start with '..'"),
 ])
 def test_volume_rules(volumes: list[dict[str, Any]], field: str, fragment: str) -> None:
     pod = a_pod()
