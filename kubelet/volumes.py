@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from pklib.quantity import QuantityError, to_bytes
+from pklib.safeopen import BENEATH, open_inside
 
 from kubelet.env import ConfigError, field_ref, resource_field_ref
 from kubelet.runtime.interface import Mount
@@ -389,57 +390,11 @@ class VolumeManager:
 # --- subPath: resolved beneath the volume, then bind-mounted -------------------------------------------------
 
 MS_BIND = 0x1000
-SYS_OPENAT2 = 437  # the same number on every architecture
-RESOLVE_NO_MAGICLINKS = 0x02
-RESOLVE_BENEATH = 0x08
 _O_PATH_DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 
 
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
-
-
-_libc.syscall.restype = ctypes.c_long
-_openat2_missing = False
-
-
-def _openat2_beneath(root_fd: int, rel: str) -> int | None:
-    """openat2(O_PATH, RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS): links are followed only while they stay under
-    root_fd (an absolute link or a `..` out of it is EXDEV). None when this kernel has no openat2."""
-    global _openat2_missing
-    if _openat2_missing:
-        return None
-    how = _OpenHow(os.O_PATH | os.O_CLOEXEC, 0, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)
-    fd = _libc.syscall(ctypes.c_long(SYS_OPENAT2), ctypes.c_int(root_fd), ctypes.c_char_p(os.fsencode(rel)),
-                       ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
-    if fd >= 0:
-        return int(fd)
-    err = ctypes.get_errno()
-    if err == errno.ENOSYS:
-        _openat2_missing = True
-        return None
-    raise OSError(err, os.strerror(err), rel)
-
-
-def _open_nofollow_walk(root_fd: int, parts: tuple[str, ...]) -> int:
-    """Without openat2: one component at a time with O_NOFOLLOW, refusing every symlink (ELOOP)."""
-    fd = os.dup(root_fd)
-    try:
-        for part in parts:
-            nxt = os.open(part, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-            os.close(fd)
-            fd = nxt
-            if stat.S_ISLNK(os.fstat(fd).st_mode):
-                raise OSError(errno.ELOOP, "symbolic links are not allowed in a subPath on this kernel", part)
-        return fd
-    except BaseException:
-        os.close(fd)
-        raise
-
-
 def _open_beneath(root_fd: int, parts: tuple[str, ...]) -> int:
-    fd = _openat2_beneath(root_fd, "/".join(parts) or ".")
-    return fd if fd is not None else _open_nofollow_walk(root_fd, parts)
+    return open_inside(root_fd, "/".join(parts) or ".", os.O_PATH, BENEATH)
 
 
 def open_subpath(volume: Path, sub: str) -> int:

@@ -14,16 +14,14 @@ import os
 import stat
 from pathlib import Path
 
+from pklib.safeopen import IN_ROOT, open_inside
+
 from kubelet.images.errors import ImageError
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 MNT_DETACH = 2
-_libc.syscall.restype = ctypes.c_long
-SYS_OPENAT2 = 437  # the same number on every architecture (allocated after the syscall tables were unified)
-RESOLVE_NO_MAGICLINKS = 0x02
-RESOLVE_IN_ROOT = 0x10
 MAX_IMAGE_FILE = 1 << 20  # /etc/passwd and /etc/group of real images are a few KiB
 _MAX_MOUNT_DATA = 4095  # the kernel copies at most one page of mount options
 
@@ -88,27 +86,6 @@ def is_mountpoint(path: Path) -> bool:
         return False
 
 
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
-
-
-def _openat2_in_root(root_fd: int, path: str, flags: int) -> int:
-    """openat2(2) with RESOLVE_IN_ROOT: the path is resolved as if `root_fd` were `/` (a chroot's view: absolute
-    symlinks and `..` stay below it), so nothing outside the root is ever reached."""
-    how = _OpenHow(flags=flags, mode=0, resolve=RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
-    for _ in range(16):  # EAGAIN: a concurrent rename raced the `..` check; retrying is what the man page asks
-        fd = _libc.syscall(ctypes.c_long(SYS_OPENAT2), ctypes.c_int(root_fd), os.fsencode(path), ctypes.byref(how),
-                           ctypes.c_size_t(ctypes.sizeof(how)))
-        if fd >= 0:
-            return int(fd)
-        err = ctypes.get_errno()
-        if err != errno.EAGAIN:
-            break
-    if err == errno.ENOSYS:
-        raise ImageError("reading files of an image safely needs openat2(2) (Linux 5.6 or later)")
-    raise OSError(err, os.strerror(err), path)
-
-
 def read_in_root(root: Path, path: str, limit: int = MAX_IMAGE_FILE) -> str | None:
     """The text of the regular file `path` of the root filesystem `root`, as a process chrooted there would see it.
 
@@ -117,7 +94,7 @@ def read_in_root(root: Path, path: str, limit: int = MAX_IMAGE_FILE) -> str | No
     is opened non-blocking, a device or a huge file is never read to its end."""
     root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        fd = _openat2_in_root(root_fd, path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        fd = open_inside(root_fd, path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY, IN_ROOT)
     except OSError as e:
         if e.errno in (errno.ENOENT, errno.ENOTDIR):
             return None

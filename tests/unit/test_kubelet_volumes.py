@@ -12,6 +12,7 @@ import pytest
 from kubelet.env import ConfigError
 from kubelet import volumes
 from kubelet.volumes import VolumeManager, open_subpath
+from pklib import safeopen
 
 POD = {"metadata": {"name": "p", "namespace": "ns", "uid": "uid-1", "labels": {"a": "1", "b": "2"}},
        "spec": {"containers": [{"name": "c"}], "volumes": []}}
@@ -147,7 +148,7 @@ async def test_atomic_writer_never_follows_a_planted_data_link(tmp_path: Path) -
 
 
 def test_open_subpath_without_openat2_refuses_every_link(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(volumes, "_openat2_missing", True)
+    monkeypatch.setattr(safeopen, "_state", {"openat2": False})
     vol = tmp_path / "vol"
     (vol / "real").mkdir(parents=True)
     os.symlink("real", vol / "inside")
