@@ -34,6 +34,7 @@ class RuntimeConfig:
     cgroup_parent: str = "pkube"
     runc_root: Path | None = None          # default <state_dir>/runc, so `runc list` there shows only ours
     enable_forwarding: bool = True
+    pod_pids_limit: int | None = None      # pids.max of each pod's cgroup (Kubernetes' podPidsLimit)
 
 
 class RuncRuntime:
@@ -75,7 +76,16 @@ class RuncRuntime:
     # --- sandboxes ----------------------------------------------------------------------------------------
 
     async def run_sandbox(self, config: SandboxConfig) -> str:
-        return (await self.sandboxes.create(config))["id"]
+        sandbox_id: str = (await self.sandboxes.create(config))["id"]
+        if self.config.pod_pids_limit:
+            # the pod cgroup exists before its first container: runc creates the containers' cgroups below it
+            try:
+                await asyncio.to_thread(cgroups.set_pids_limit, self.sandboxes.cgroup_rel(config.uid),
+                                        self.config.pod_pids_limit)
+            except OSError as e:
+                await self.remove_sandbox(sandbox_id)
+                raise RuntimeError_(f"setting the pids limit of pod {config.uid}: {e}") from None
+        return sandbox_id
 
     async def stop_sandbox(self, sandbox_id: str) -> None:
         self.sandboxes.load(sandbox_id)
