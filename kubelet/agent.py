@@ -34,8 +34,10 @@ from kubelet.node import NodeAgent
 from kubelet.plan import (ATTEMPT_LABEL, INIT_LABEL, NAME_LABEL, POD_UID_LABEL, PodRuntime, RuntimeContainer,
                           compute_pod_actions, pod_finished)
 from kubelet.probes import ProbeManager
-from kubelet.runtime.interface import (ContainerConfig, ContainerState, ContainerStatus, NotFound, Resources,
-                                       RuntimeError_, SandboxConfig, SandboxState, SandboxStatus, SecurityContext)
+from kubelet.runtime.interface import (ContainerConfig, ContainerState, ContainerStatus, InvalidConfig, NotFound,
+                                       Resources, RuntimeError_, SandboxConfig, SandboxState, SandboxStatus,
+                                       SecurityContext)
+from kubelet.runtime.seccomp import localhost_path
 from kubelet.runtime.runc import RuncRuntime
 from kubelet.shared import SharedRead
 from kubelet.status import OWNED_STATUS, StatusInputs, compute_status, same_status
@@ -60,6 +62,28 @@ class PodWorkerConfig:
     allocatable: dict[str, str] = field(default_factory=dict)
     cluster_dns: list[str] = field(default_factory=list)
     cluster_domain: str = "cluster.local"
+    seccomp_default: bool = True      # RuntimeDefault for containers that ask for no profile (--seccomp-default)
+    seccomp_dir: Path | None = None   # where Localhost profiles live (<root dir>/seccomp)
+
+
+def seccomp_profile(pod_sc: dict[str, Any], container_sc: dict[str, Any], default_on: bool,
+                    seccomp_dir: Path | None) -> tuple[str, str]:
+    """(type, Localhost profile path): the container's seccompProfile, else the pod's, else the kubelet's default
+    (RuntimeDefault with --seccomp-default, else Unconfined). A Localhost name must stay inside the seccomp dir."""
+    sp = container_sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}
+    if not isinstance(sp, dict):
+        raise ConfigError(f"invalid seccompProfile {sp!r}")
+    kind = sp.get("type") or ("RuntimeDefault" if default_on else "Unconfined")
+    if kind in ("RuntimeDefault", "Unconfined"):
+        return kind, ""
+    if kind != "Localhost":
+        raise ConfigError(f"unsupported seccomp profile type {kind!r}")
+    if seccomp_dir is None:
+        raise ConfigError("seccomp profile type Localhost: this kubelet has no seccomp profile directory")
+    try:
+        return kind, str(localhost_path(seccomp_dir, sp.get("localhostProfile") or ""))
+    except InvalidConfig as e:
+        raise ConfigError(str(e)) from None
 
 
 def host_dns() -> DNSConfig:
@@ -303,7 +327,9 @@ class PodWorkers:
         try:
             cid = await self.runtime.create_container(rt.sandbox_id or "", config)
         except RuntimeError_ as e:
-            self._waiting[(uid, name)] = ("CreateContainerError", str(e))
+            # a config the runtime refuses (runAsNonRoot with a root image, say) is the user's to fix
+            reason = "CreateContainerConfigError" if isinstance(e, InvalidConfig) else "CreateContainerError"
+            self._waiting[(uid, name)] = (reason, str(e))
             self.recorder.warning(pod, "Failed", f"Error: {e}")
             self.queue.add_after(key_of(pod), CONFIG_RETRY)
             return
@@ -379,6 +405,8 @@ class PodWorkers:
             privileged=bool(csc.get("privileged", False)),
             allow_privilege_escalation=csc.get("allowPrivilegeEscalation"),
             capabilities_add=list(caps.get("add") or []), capabilities_drop=list(caps.get("drop") or []))
+        security.seccomp_profile, security.seccomp_localhost_path = seccomp_profile(
+            psc, csc, self.cfg.seccomp_default, self.cfg.seccomp_dir)
         command, args = spec.get("command"), spec.get("args")
         mounts = await asyncio.to_thread(self.volumes.container_mounts, pod, spec, volumes)  # subPath binds: I/O
         return ContainerConfig(

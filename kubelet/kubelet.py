@@ -37,6 +37,12 @@ def add_real_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--netns-prefix", default="pkube-")
     g.add_argument("--veth-prefix", default="pkv")
     g.add_argument("--cgroup-parent", default="pkube", help="cgroup under which pods run")
+    g.add_argument("--seccomp-default", action=argparse.BooleanOptionalAction, default=True,
+                   help="seccomp RuntimeDefault for containers whose pod asks for no profile (Kubernetes' "
+                        "--seccomp-default; on by default here); --no-seccomp-default leaves them Unconfined")
+    g.add_argument("--pod-pids-limit", type=int, default=4096,
+                   help="most processes (threads) of one pod, set on its cgroup (Kubernetes' podPidsLimit); "
+                        "-1: unlimited")
     g.add_argument("--no-forwarding", action="store_true", help="do not enable IPv4 forwarding")
     g.add_argument("--node-ip", default="", help="InternalIP of the node (default: address of the default route)")
     g.add_argument("--node-labels", default="", help="extra labels k=v,k2=v2")
@@ -97,6 +103,8 @@ def check_real_config(config: argparse.Namespace) -> None:
             ipaddress.ip_address(ip.strip())
         except ValueError:
             raise ValueError(f"--cluster-dns: {ip!r} is not an IP address") from None
+    if config.pod_pids_limit == 0 or config.pod_pids_limit < -1:
+        raise ValueError("--pod-pids-limit must be positive, or -1 for unlimited")
     if not 0 <= config.port <= 65535:
         raise ValueError("--port must be between 0 and 65535")
     if min(config.relist_period, config.sync_frequency, config.node_lease_renew_interval,
@@ -120,7 +128,8 @@ def _runtime_config(config: argparse.Namespace, pod_cidr: str) -> RuntimeConfig:
                                 netns_prefix=config.netns_prefix, veth_prefix=config.veth_prefix,
                                 cgroup_parent=config.cgroup_parent, enable_forwarding=not config.no_forwarding,
                                 container_log_max_size=_log_max_size(config),
-                                container_log_max_files=config.container_log_max_files)
+                                container_log_max_files=config.container_log_max_files,
+                                pod_pids_limit=config.pod_pids_limit if config.pod_pids_limit > 0 else None)
     if config.runtime_state_dir:
         runtime_cfg = replace(runtime_cfg, state_dir=Path(config.runtime_state_dir))
     return runtime_cfg
@@ -163,7 +172,7 @@ async def run_real(client: Client, config: argparse.Namespace, ready: asyncio.Ev
         backoff_base=config.crashloop_backoff_base, backoff_max=config.crashloop_backoff_max,
         relist_period=config.relist_period, sync_frequency=config.sync_frequency, workers=config.pod_workers,
         cluster_dns=[ip.strip() for ip in config.cluster_dns.split(",") if ip.strip()],
-        cluster_domain=config.cluster_domain,
+        cluster_domain=config.cluster_domain, seccomp_default=config.seccomp_default, seccomp_dir=root / "seccomp",
         allocatable=dict(node.node.get("status", {}).get("allocatable") or {})))
     runner = None
     try:

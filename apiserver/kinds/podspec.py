@@ -31,6 +31,7 @@ _PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 _PROBE_HANDLERS = ("exec", "httpGet", "tcpSocket", "grpc")
 _STANDARD_RESOURCES = ("cpu", "memory", "ephemeral-storage")
 _FILE_MODE_SOURCES = ("secret", "configMap", "projected", "downwardAPI")
+SECCOMP_TYPES = ("Localhost", "RuntimeDefault", "Unconfined")
 
 
 # --- defaults ------------------------------------------------------------------------------
@@ -151,6 +152,49 @@ def validate_pod_spec(spec: dict[str, Any], path: Path, extra_volume_names: froz
         causes += [invalid(path.child("serviceAccountName"), name, e) for e in v.is_dns1123_subdomain(name)]
     for i, t in enumerate(as_list(spec.get("tolerations"))):
         causes += _validate_toleration(t, path.child("tolerations").index(i))
+    psc = spec.get("securityContext")
+    if isinstance(psc, dict) and "seccompProfile" in psc:
+        causes += _validate_seccomp(psc["seccompProfile"], path.child("securityContext").child("seccompProfile"))
+    return causes
+
+
+def _validate_seccomp(sp: Any, path: Path) -> list[Cause]:
+    """Kubernetes' validateSeccompProfileField."""
+    if not isinstance(sp, dict):
+        return [invalid(path, sp, "must be an object")]
+    kind, local = sp.get("type"), sp.get("localhostProfile")
+    if not kind:
+        return [required(path.child("type"))]
+    if kind not in SECCOMP_TYPES:
+        return [not_supported(path.child("type"), kind, SECCOMP_TYPES)]
+    lp = path.child("localhostProfile")
+    if kind != "Localhost":
+        return [invalid(lp, local, "can only be set when seccomp type is Localhost")] if local is not None else []
+    if not local:
+        return [required(lp, "must be set when seccomp type is Localhost")]
+    if not isinstance(local, str):
+        return [invalid(lp, local, "must be a string")]
+    causes = []
+    if local.startswith("/"):
+        causes.append(invalid(lp, local, "must be a relative path"))
+    if ".." in local.split("/"):
+        causes.append(invalid(lp, local, "must not contain '..'"))
+    return causes
+
+
+def _validate_container_security(sc: Any, path: Path) -> list[Cause]:
+    if not isinstance(sc, dict):
+        return []
+    causes: list[Cause] = []
+    if "seccompProfile" in sc:
+        causes += _validate_seccomp(sc["seccompProfile"], path.child("seccompProfile"))
+    if sc.get("allowPrivilegeEscalation") is False:
+        if sc.get("privileged") is True:
+            causes.append(invalid(path, sc, "cannot set `allowPrivilegeEscalation` to false and `privileged` to true"))
+        added = as_list(as_dict(sc.get("capabilities")).get("add"))
+        if "SYS_ADMIN" in added or "CAP_SYS_ADMIN" in added:
+            causes.append(invalid(path, sc, "cannot set `allowPrivilegeEscalation` to false and `capabilities.Add` "
+                                            "CAP_SYS_ADMIN"))
     return causes
 
 
@@ -176,6 +220,7 @@ def _validate_container(c: dict[str, Any], path: Path, volume_names: set[Any], h
         elif m["mountPath"] in mount_paths:
             causes.append(invalid(p.child("mountPath"), m["mountPath"], "must be unique"))
         mount_paths.add(m["mountPath"])
+    causes += _validate_container_security(c.get("securityContext"), path.child("securityContext"))
     for probe in _PROBES:
         if isinstance(c.get(probe), dict):
             causes += _validate_probe(c[probe], path.child(probe), must_succeed_once=probe != "readinessProbe")

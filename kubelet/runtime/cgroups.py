@@ -127,6 +127,26 @@ def owned(dirs: dict[str, str], relative: str) -> dict[str, str]:
     return {c: d for c, d in dirs.items() if d.rstrip("/").endswith(suffix)}
 
 
+def set_pids_limit(relative: str, limit: int) -> str | None:
+    """Create the cgroup `relative` (nested as runc nests it) with pids.max = `limit`, in the v1 pids hierarchy
+    or else the unified one when its pids controller is enabled there; the directory written, or None when no
+    hierarchy has a pids controller. runc later creates the containers' cgroups below it."""
+    dirs = nested_dirs(relative)
+    for key in ("pids", UNIFIED):
+        if key not in dirs:
+            continue
+        created = not os.path.isdir(dirs[key])
+        os.makedirs(dirs[key], exist_ok=True)
+        target = os.path.join(dirs[key], "pids.max")
+        if os.path.exists(target):
+            with open(target, "w") as f:
+                f.write(str(limit))
+            return dirs[key]
+        if created:
+            os.rmdir(dirs[key])
+    return None
+
+
 def remove_tree(dirs: dict[str, str], relative: str) -> None:
     """rmdir each directory that is `relative` and its (empty) children, deepest first; missing ones are fine.
     Raises OSError (EBUSY) if a process is still inside."""

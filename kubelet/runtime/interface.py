@@ -91,6 +91,8 @@ class SecurityContext:
     allow_privilege_escalation: bool | None = None
     capabilities_add: list[str] = field(default_factory=list)
     capabilities_drop: list[str] = field(default_factory=list)
+    seccomp_profile: str = "RuntimeDefault"  # RuntimeDefault | Unconfined | Localhost
+    seccomp_localhost_path: str = ""         # Localhost: the profile file, resolved by the kubelet
 
 
 @dataclass

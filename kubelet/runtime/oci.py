@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubelet.runtime.interface import ContainerConfig, InvalidConfig, Resources
+from kubelet.runtime import seccomp
+from kubelet.runtime.interface import ContainerConfig, InvalidConfig, Resources, SecurityContext
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CPU_PERIOD = 100_000
@@ -17,11 +18,12 @@ MIN_QUOTA = 1000          # the kernel's lower bound for cfs_quota_us
 MIN_SHARES = 2            # Kubernetes' MinShares
 NOFILE_WANTED = 1_048_576
 
-# containerd's / Docker's default capability set.
-DEFAULT_CAPS = ["CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID", "SETFCAP",
+# containerd's / Docker's default capability set without NET_RAW (raw sockets: packet spoofing, and ping needs
+# none since unprivileged ICMP sockets exist); a pod that needs it adds it.
+DEFAULT_CAPS = ["CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "SETGID", "SETUID", "SETFCAP",
                 "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE"]
 ALL_CAPS = DEFAULT_CAPS + [
-    "DAC_READ_SEARCH", "LINUX_IMMUTABLE", "NET_BROADCAST", "NET_ADMIN", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE",
+    "NET_RAW", "DAC_READ_SEARCH", "LINUX_IMMUTABLE", "NET_BROADCAST", "NET_ADMIN", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE",
     "SYS_RAWIO", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME",
     "SYS_TTY_CONFIG", "LEASE", "AUDIT_CONTROL", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM",
     "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE"]
@@ -152,6 +154,26 @@ def capabilities(add: list[str], drop: list[str], privileged: bool) -> list[str]
     return [c for c in caps if c not in drop_set]
 
 
+def no_new_privileges(sc: SecurityContext, caps: list[str]) -> bool:
+    """Kubernetes sets no_new_privs for allowPrivilegeEscalation: false. pkube also sets it when the field is
+    unset (a setuid binary gains nothing), except where Kubernetes forbids `false`: privileged, or CAP_SYS_ADMIN."""
+    if sc.allow_privilege_escalation is not None:
+        return not sc.allow_privilege_escalation
+    return not (sc.privileged or "CAP_SYS_ADMIN" in {_cap_name(c) for c in sc.capabilities_add})
+
+
+def seccomp_section(sc: SecurityContext, caps: list[str]) -> dict[str, Any] | None:
+    """linux.seccomp: None for Unconfined and for privileged containers (as containerd), else the profile
+    expanded for the container's capabilities."""
+    if sc.privileged or sc.seccomp_profile == "Unconfined":
+        return None
+    if sc.seccomp_profile == "RuntimeDefault":
+        return seccomp.runtime_default(caps)
+    if sc.seccomp_profile == "Localhost":
+        return seccomp.expand(seccomp.load_localhost(sc.seccomp_localhost_path), caps)
+    raise InvalidConfig(f"unknown seccomp profile type {sc.seccomp_profile!r}")
+
+
 def cpu_shares(request_millis: int | None) -> int:
     """Kubernetes' MilliCPUToShares."""
     if not request_millis:
@@ -217,9 +239,7 @@ def build_spec(c: ContainerConfig, image_config: dict[str, Any], rootfs: str, sa
     user = resolve_user(image_user, sc.run_as_user, sc.run_as_group, passwd, group)
     check_non_root(sc.run_as_non_root, sc.run_as_user, image_user, user.uid)
     caps = capabilities(sc.capabilities_add, sc.capabilities_drop, sc.privileged)
-    # Stricter than Kubernetes' default (which sets no_new_privs only for allowPrivilegeEscalation: false): a
-    # setuid binary cannot gain privileges unless escalation is explicitly allowed or the container is privileged.
-    no_new_privs = not (sc.privileged or sc.allow_privilege_escalation)
+    no_new_privs = no_new_privileges(sc, caps)
     nofile = min(NOFILE_WANTED, host_nofile_hard)
     namespaces = [
         {"type": "pid", **({"path": pid_ns} if pid_ns else {})},
@@ -227,12 +247,15 @@ def build_spec(c: ContainerConfig, image_config: dict[str, Any], rootfs: str, sa
         {"type": "network", "path": sandbox.netns},
         {"type": "ipc", "path": sandbox.ipc_ns},
         {"type": "uts", "path": sandbox.uts_ns},
+        {"type": "cgroup"},  # the container sees its own cgroup as / in /proc/self/cgroup
     ]
     linux: dict[str, Any] = {
         "namespaces": namespaces,
         "cgroupsPath": cgroups_path,
         "resources": linux_resources(c.resources, sc.privileged),
     }
+    if (profile := seccomp_section(sc, caps)) is not None:
+        linux["seccomp"] = profile
     if not sc.privileged:
         linux["maskedPaths"] = MASKED_PATHS
         linux["readonlyPaths"] = READONLY_PATHS

@@ -36,6 +36,7 @@ class RuntimeConfig:
     enable_forwarding: bool = True
     container_log_max_size: int = LOG_MAX_SIZE    # bytes; a bigger log is rotated (Kubernetes' containerLogMaxSize)
     container_log_max_files: int = LOG_MAX_FILES  # the current log plus rotated ones kept (containerLogMaxFiles)
+    pod_pids_limit: int | None = None      # pids.max of each pod's cgroup (Kubernetes' podPidsLimit)
 
 
 class RuncRuntime:
@@ -78,7 +79,16 @@ class RuncRuntime:
     # --- sandboxes ----------------------------------------------------------------------------------------
 
     async def run_sandbox(self, config: SandboxConfig) -> str:
-        return (await self.sandboxes.create(config))["id"]
+        sandbox_id: str = (await self.sandboxes.create(config))["id"]
+        if self.config.pod_pids_limit:
+            # the pod cgroup exists before its first container: runc creates the containers' cgroups below it
+            try:
+                await asyncio.to_thread(cgroups.set_pids_limit, self.sandboxes.cgroup_rel(config.uid),
+                                        self.config.pod_pids_limit)
+            except OSError as e:
+                await self.remove_sandbox(sandbox_id)
+                raise RuntimeError_(f"setting the pids limit of pod {config.uid}: {e}") from None
+        return sandbox_id
 
     async def stop_sandbox(self, sandbox_id: str) -> None:
         self.sandboxes.load(sandbox_id)

@@ -107,7 +107,8 @@ def test_privileged_and_capability_changes() -> None:
 
 def test_namespaces_join_the_sandbox() -> None:
     ns = {n["type"]: n.get("path") for n in spec()["linux"]["namespaces"]}
-    assert ns == {"pid": None, "mount": None, "network": "/run/netns/p", "ipc": "/s/ns/ipc", "uts": "/s/ns/uts"}
+    assert ns == {"pid": None, "mount": None, "network": "/run/netns/p", "ipc": "/s/ns/ipc", "uts": "/s/ns/uts",
+                  "cgroup": None}
     assert "hostname" not in spec()  # runc refuses a hostname in a joined UTS namespace
 
 

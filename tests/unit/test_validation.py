@@ -464,3 +464,35 @@ def test_node_name_and_external_ips_syntax() -> None:
     assert has(causes_of("pods", pod), "spec.nodeName", "RFC 1123 subdomain")
     assert has(causes_of("services", a_service(externalIPs=["1.2.3"])), "spec.externalIPs[0]",
                "must be a valid IP address")
+
+
+@pytest.mark.parametrize("sc, field, fragment", [
+    ({"seccompProfile": {"type": "Bogus"}}, "spec.containers[0].securityContext.seccompProfile.type",
+     'Unsupported value: "Bogus": supported values: "Localhost", "RuntimeDefault", "Unconfined"'),
+    ({"seccompProfile": {}}, "spec.containers[0].securityContext.seccompProfile.type", "Required value"),
+    ({"seccompProfile": {"type": "Localhost"}}, "spec.containers[0].securityContext.seccompProfile.localhostProfile",
+     "must be set when seccomp type is Localhost"),
+    ({"seccompProfile": {"type": "RuntimeDefault", "localhostProfile": "a.json"}},
+     "spec.containers[0].securityContext.seccompProfile.localhostProfile",
+     "can only be set when seccomp type is Localhost"),
+    ({"seccompProfile": {"type": "Localhost", "localhostProfile": "../x.json"}},
+     "spec.containers[0].securityContext.seccompProfile.localhostProfile", "must not contain '..'"),
+    ({"seccompProfile": {"type": "Localhost", "localhostProfile": "/etc/x.json"}},
+     "spec.containers[0].securityContext.seccompProfile.localhostProfile", "must be a relative path"),
+    ({"allowPrivilegeEscalation": False, "privileged": True}, "spec.containers[0].securityContext",
+     "cannot set `allowPrivilegeEscalation` to false and `privileged` to true"),
+    ({"allowPrivilegeEscalation": False, "capabilities": {"add": ["SYS_ADMIN"]}}, "spec.containers[0].securityContext",
+     "cannot set `allowPrivilegeEscalation` to false and `capabilities.Add` CAP_SYS_ADMIN"),
+])
+def test_container_security_context_rules(sc: dict[str, Any], field: str, fragment: str) -> None:
+    assert has(causes_of("pods", a_pod(securityContext=sc)), field, fragment)
+
+
+def test_pod_seccomp_profile_rules() -> None:
+    p = a_pod()
+    p["spec"]["securityContext"] = {"seccompProfile": {"type": "Localhost", "localhostProfile": "ok/profile.json"}}
+    assert causes_of("pods", p) == []
+    p["spec"]["securityContext"] = {"seccompProfile": {"type": "unconfined"}}
+    assert has(causes_of("pods", p), "spec.securityContext.seccompProfile.type", 'Unsupported value: "unconfined"')
+    assert causes_of("pods", a_pod(securityContext={"seccompProfile": {"type": "Unconfined"},
+                                                    "allowPrivilegeEscalation": False})) == []
