@@ -31,3 +31,22 @@ def tls_context(cert_file: str | None, key_file: str | None,
     # h2 is not spoken by aiohttp; advertising http/1.1 keeps Go clients (kubectl) on HTTP/1.1.
     ctx.set_alpn_protocols(["http/1.1"])
     return ctx
+
+
+def kubelet_client_context(ca_file: str | None, cert_file: str | None, key_file: str | None,
+                           fail: Callable[[str], NoReturn] = _raise) -> ssl.SSLContext:
+    """How the apiserver calls kubelets (pods/log, exec, portforward): over TLS, verifying the kubelet's
+    certificate (--kubelet-certificate-authority, else the system's CAs), authenticated by its own client
+    certificate (--kubelet-client-certificate/--kubelet-client-key). Never with a user's token."""
+    if bool(cert_file) != bool(key_file):
+        fail("--kubelet-client-certificate and --kubelet-client-key must be given together")
+    try:
+        ctx = ssl.create_default_context(cafile=ca_file or None)
+        if cert_file and key_file:
+            ctx.load_cert_chain(cert_file, key_file)
+    except FileNotFoundError as e:
+        fail(f"cannot read {e.filename}: no such file")
+    except (ssl.SSLError, OSError) as e:
+        fail(f"cannot load the kubelet client TLS files: {e}")
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
