@@ -5,6 +5,7 @@ talks to with token auth must be served over TLS, as Kubernetes' secure port is.
 """
 from __future__ import annotations
 
+import os
 import ssl
 from typing import Callable, NoReturn
 
@@ -40,12 +41,13 @@ def kubelet_client_context(ca_file: str | None, cert_file: str | None, key_file:
     certificate (--kubelet-client-certificate/--kubelet-client-key). Never with a user's token."""
     if bool(cert_file) != bool(key_file):
         fail("--kubelet-client-certificate and --kubelet-client-key must be given together")
+    for path in (ca_file, cert_file, key_file):
+        if path and not os.path.isfile(path):
+            fail(f"cannot read {path}: no such file")
     try:
         ctx = ssl.create_default_context(cafile=ca_file or None)
         if cert_file and key_file:
             ctx.load_cert_chain(cert_file, key_file)
-    except FileNotFoundError as e:
-        fail(f"cannot read {e.filename}: no such file")
     except (ssl.SSLError, OSError) as e:
         fail(f"cannot load the kubelet client TLS files: {e}")
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2

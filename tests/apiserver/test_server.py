@@ -26,7 +26,13 @@ CM = lookup("configmaps")
     (["--service-node-port-range", "40000-30000"], "--service-node-port-range"),
     (["--token-auth-file", "/nonexistent/tokens.csv"], "cannot read token file"),
     (["--etcd-prefix", "relative"], "--etcd-prefix must start with /"),
-    (["--etcd-servers", "https://127.0.0.1:2379"], "TLS to etcd is not supported"),
+    (["--etcd-servers", "https://127.0.0.1:2379"], "is https: give etcd's CA with --etcd-cafile"),
+    (["--etcd-servers", "unix:///run/etcd.sock"], "is not an http(s)://host:port URL"),
+    (["--etcd-certfile", "/etc/hostname"], "--etcd-certfile and --etcd-keyfile must be given together"),
+    (["--etcd-servers", "https://127.0.0.1:2379", "--etcd-cafile", "/nonexistent/ca.crt"],
+     "--etcd-cafile: cannot read /nonexistent/ca.crt"),
+    (["--kubelet-client-certificate", "/etc/hostname"], "--kubelet-client-certificate and --kubelet-client-key"),
+    (["--kubelet-certificate-authority", "/nonexistent/ca.crt"], "cannot read /nonexistent/ca.crt"),
     (["--etcd-servers", " , "], "at least one URL"),
 ])
 def test_bad_flags_are_rejected(flags: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,7 +15,6 @@ import os
 import shutil
 import ssl
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -32,7 +31,7 @@ from pkctl.cluster import kubemerge, pki
 from pklib.client import Client
 from pklib.errors import ApiError
 from pklib.resources import lookup
-from tests.conftest import ROOT, ApiServer, _stop, make_test_pki, start_apiserver
+from tests.conftest import ApiServer, _stop, make_test_pki, start_apiserver
 from tests.kubelet.conftest import Node, ctr, exec_in, pod, running, wait_pod
 from tests.util import free_port, unique
 
@@ -164,12 +163,6 @@ async def test_a_client_without_a_certificate_cannot_write_a_pod_into_etcd(
     ok = json.dumps({"key": base64.b64encode(probe).decode(), "value": base64.b64encode(b"x").decode()})
     assert b"header" in tls_etcd.get(f"{tls_etcd.url}/v3/kv/put", tls_etcd.context("apiserver-etcd-client"),
                                      ok.encode())
-
-
-def test_apiserver_refuses_https_etcd_without_a_ca(tmp_path: Path) -> None:
-    p = subprocess.run([sys.executable, "-m", "launcher", "apiserver", "--etcd-servers", "https://127.0.0.1:1"],
-                       capture_output=True, text=True, timeout=60, cwd=ROOT)
-    assert p.returncode == 2 and "--etcd-cafile" in p.stderr and "Traceback" not in p.stderr
 
 
 # -- kubelet -------------------------------------------------------------------------------------------------------
