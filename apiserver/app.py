@@ -14,6 +14,7 @@ from .handlers_objects import Objects
 from .metrics import Metrics
 from .status import StatusError, json_response, status_middleware
 from .storage.interface import Storage
+from .tls import kubelet_client_context
 from .watchcache import WatchCache
 
 
@@ -32,6 +33,12 @@ class Config:
     watch_bookmark_interval: float = 60.0  # Kubernetes sends one about every minute
     tls_cert_file: str | None = None  # with tls_private_key_file: serve HTTPS
     tls_private_key_file: str | None = None
+    etcd_cafile: str | None = None  # with https:// etcd servers: etcd's CA, and our client certificate below
+    etcd_certfile: str | None = None
+    etcd_keyfile: str | None = None
+    kubelet_certificate_authority: str | None = None  # verifies kubelets' serving certificates
+    kubelet_client_certificate: str | None = None  # how the apiserver authenticates to kubelets
+    kubelet_client_key: str | None = None
 
 
 async def _health(_: web.Request) -> web.Response:
@@ -65,7 +72,9 @@ def build_app(config: Config, storage: Storage) -> web.Application:
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_routes(discovery_routes())
     app.router.add_routes(openapi.routes())
-    app.router.add_routes(proxy_pods.routes(storage))  # pods/log, pods/exec: before the generic routes
+    kubelet_tls = kubelet_client_context(config.kubelet_certificate_authority, config.kubelet_client_certificate,
+                                         config.kubelet_client_key)
+    app.router.add_routes(proxy_pods.routes(storage, kubelet_tls))  # pods/log, pods/exec: before the generic routes
     app.router.add_routes(api.routes())
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:

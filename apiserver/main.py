@@ -5,6 +5,7 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import os
 import signal
 import sys
 from urllib.parse import urlparse
@@ -15,8 +16,8 @@ from aiohttp import web
 from . import kinds
 from .app import Config, build_app
 from .auth import TokenFileError, load_tokens
-from .storage.etcd import EtcdStorage
-from .tls import tls_context
+from .storage.etcd import EtcdStorage, EtcdTLS
+from .tls import kubelet_client_context, tls_context
 
 log = logging.getLogger("apiserver")
 
@@ -34,6 +35,12 @@ def parse_args(argv: list[str]) -> Config:
                    help="seconds between BOOKMARK events on watches that allow them")
     p.add_argument("--tls-cert-file", help="serving certificate (PEM, may hold the chain): serve HTTPS")
     p.add_argument("--tls-private-key-file", help="the serving certificate's private key (PEM)")
+    p.add_argument("--etcd-cafile", help="CA of etcd's serving certificate (needed for https:// --etcd-servers)")
+    p.add_argument("--etcd-certfile", help="client certificate to present to etcd (PEM)")
+    p.add_argument("--etcd-keyfile", help="its private key (PEM)")
+    p.add_argument("--kubelet-certificate-authority", help="CA of the kubelets' serving certificates")
+    p.add_argument("--kubelet-client-certificate", help="client certificate to present to kubelets (PEM)")
+    p.add_argument("--kubelet-client-key", help="its private key (PEM)")
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     a = p.parse_args(argv)
     servers = [s.strip() for s in a.etcd_servers.split(",") if s.strip()]
@@ -41,8 +48,16 @@ def parse_args(argv: list[str]) -> Config:
         p.error("--etcd-servers must name at least one URL")
     for url in servers:
         parsed = urlparse(url)
-        if parsed.scheme != "http" or not parsed.hostname:
-            p.error(f"--etcd-servers: {url!r} is not an http://host:port URL (TLS to etcd is not supported yet)")
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            p.error(f"--etcd-servers: {url!r} is not an http(s)://host:port URL")
+        if parsed.scheme == "https" and not a.etcd_cafile:
+            p.error(f"--etcd-servers: {url!r} is https: give etcd's CA with --etcd-cafile")
+    if bool(a.etcd_certfile) != bool(a.etcd_keyfile):
+        p.error("--etcd-certfile and --etcd-keyfile must be given together")
+    for flag, path in (("--etcd-cafile", a.etcd_cafile), ("--etcd-certfile", a.etcd_certfile),
+                       ("--etcd-keyfile", a.etcd_keyfile)):
+        if path and not os.access(path, os.R_OK):
+            p.error(f"{flag}: cannot read {path}")
     try:
         ipaddress.ip_network(a.service_cluster_ip_range)
     except ValueError as e:
@@ -64,8 +79,12 @@ def parse_args(argv: list[str]) -> Config:
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     tls_context(a.tls_cert_file, a.tls_private_key_file, p.error)
+    kubelet_client_context(a.kubelet_certificate_authority, a.kubelet_client_certificate, a.kubelet_client_key,
+                           p.error)
     return Config(servers, a.etcd_prefix, a.bind_address, a.port, a.token_auth_file, a.service_cluster_ip_range,
-                  a.service_node_port_range, a.watch_bookmark_interval, a.tls_cert_file, a.tls_private_key_file)
+                  a.service_node_port_range, a.watch_bookmark_interval, a.tls_cert_file, a.tls_private_key_file,
+                  a.etcd_cafile, a.etcd_certfile, a.etcd_keyfile, a.kubelet_certificate_authority,
+                  a.kubelet_client_certificate, a.kubelet_client_key)
 
 
 def _is_loopback(address: str) -> bool:
@@ -86,7 +105,8 @@ def _configure_kinds(config: Config) -> None:
 async def run(config: Config, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
     """Serve until `stop` is set (or the task is cancelled); sets `ready` once requests are answered."""
     _configure_kinds(config)
-    storage = EtcdStorage(config.etcd_servers, config.etcd_prefix)
+    etcd_tls = EtcdTLS(config.etcd_cafile, config.etcd_certfile, config.etcd_keyfile) if config.etcd_cafile else None
+    storage = EtcdStorage(config.etcd_servers, config.etcd_prefix, tls=etcd_tls)
     # Wait for etcd (it may start at the same time as we do), bounded.
     for _ in range(300):
         if await storage.healthy():

@@ -7,8 +7,10 @@
         0 stdin, 1 stdout, 2 stderr, 3 status (a metav1.Status with the exit code), 4 resize; v5 adds 255 "close
         stream" (client → server, payload the channel being closed).
 
-The kubelet is reached at the node's InternalIP and status.daemonEndpoints.kubeletEndpoint.Port. The caller's
-bearer token goes along: the kubelet asks the API server whether that token may read the pod. Exec is relayed
+The kubelet is reached over HTTPS at the node's InternalIP and status.daemonEndpoints.kubeletEndpoint.Port; its
+certificate is verified (--kubelet-certificate-authority) and the apiserver authenticates with its own client
+certificate (--kubelet-client-certificate). The caller's credentials are never passed on: a Node's status can
+name any address, and whoever listens there would get the user's token. Exec is relayed
 frame by frame over a second WebSocket to the kubelet, which speaks the same channel framing (whichever protocol
 the client chose): output as the command writes it, stdin, resize and close-stdin as the client sends them, and
 the kubelet's final status frame (the exit code) before both sockets close.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from typing import Any, Callable
 
 import aiohttp
@@ -86,12 +89,7 @@ async def _kubelet_url(storage: Storage, pod: dict[str, Any], name: str) -> str:
     port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port", 0)
     if not ip or not port:
         raise StatusError(503, "ServiceUnavailable", f"the kubelet of node {node_name} serves no API")
-    return f"http://{ip}:{port}"
-
-
-def _auth(request: web.Request) -> dict[str, str]:
-    header = request.headers.get("Authorization")
-    return {"Authorization": header} if header else {}
+    return f"https://{ip}:{port}"
 
 
 async def _kubelet_error(resp: aiohttp.ClientResponse) -> StatusError:
@@ -102,17 +100,21 @@ async def _kubelet_error(resp: aiohttp.ClientResponse) -> StatusError:
         return StatusError(resp.status, "BadRequest", (await resp.text()).strip())
 
 
-def routes(storage: Storage) -> list[web.RouteDef]:
+def routes(storage: Storage, kubelet_tls: ssl.SSLContext) -> list[web.RouteDef]:
+    """kubelet_tls: how to reach kubelets (apiserver/tls.py kubelet_client_context)."""
     base = "/api/v1/namespaces/{namespace}/pods/{name}"
+
+    def session() -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+                                     connector=aiohttp.TCPConnector(ssl=kubelet_tls))
 
     async def logs(request: web.Request) -> web.StreamResponse:
         url, container = await _target(storage, request)
         ns, name = request.match_info["namespace"], request.match_info["name"]
         params = {k: request.query[k] for k in LOG_PARAMS if k in request.query}
         try:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)) as s:
-                async with s.get(f"{url}/containerLogs/{ns}/{name}/{container}", params=params,
-                                 headers=_auth(request)) as kr:
+            async with session() as s:
+                async with s.get(f"{url}/containerLogs/{ns}/{name}/{container}", params=params) as kr:
                     if kr.status != 200:
                         raise await _kubelet_error(kr)
                     resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
@@ -140,9 +142,9 @@ def routes(storage: Storage) -> list[web.RouteDef]:
         wanted = {STDOUT} if request.query.get("stdout", "true") != "false" else set()
         wanted |= {STDERR} if request.query.get("stderr", "true") != "false" else set()
         try:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)) as s:
+            async with session() as s:
                 async with s.ws_connect(f"{url}/exec/{ns}/{name}/{container}", params=params,
-                                        headers=_auth(request), autoping=True, heartbeat=None) as kws:
+                                        autoping=True, heartbeat=None) as kws:
                     await _relay(ws, kws, wanted)
         except aiohttp.WSServerHandshakeError as e:
             await _finish(ws, _failure("Forbidden" if e.status in (401, 403) else "BadRequest",
@@ -178,9 +180,9 @@ def routes(storage: Storage) -> list[web.RouteDef]:
             params = [("port", p) for p in ports]
         ns = request.match_info["namespace"]
         try:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)) as s:
+            async with session() as s:
                 async with s.ws_connect(f"{url}/portForward/{ns}/{name}", params=params, protocols=(protocol,),
-                                        headers=_auth(request), heartbeat=None, max_msg_size=0) as kws:
+                                        heartbeat=None, max_msg_size=0) as kws:
                     if plain_spdy:
                         return await spdy_upgrade.bridge(request, kws)
                     await ws.prepare(request)

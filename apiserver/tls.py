@@ -5,6 +5,7 @@ talks to with token auth must be served over TLS, as Kubernetes' secure port is.
 """
 from __future__ import annotations
 
+import os
 import ssl
 from typing import Callable, NoReturn
 
@@ -30,4 +31,24 @@ def tls_context(cert_file: str | None, key_file: str | None,
         fail(f"cannot load the serving certificate {cert_file} with key {key_file}: {e}")
     # h2 is not spoken by aiohttp; advertising http/1.1 keeps Go clients (kubectl) on HTTP/1.1.
     ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def kubelet_client_context(ca_file: str | None, cert_file: str | None, key_file: str | None,
+                           fail: Callable[[str], NoReturn] = _raise) -> ssl.SSLContext:
+    """How the apiserver calls kubelets (pods/log, exec, portforward): over TLS, verifying the kubelet's
+    certificate (--kubelet-certificate-authority, else the system's CAs), authenticated by its own client
+    certificate (--kubelet-client-certificate/--kubelet-client-key). Never with a user's token."""
+    if bool(cert_file) != bool(key_file):
+        fail("--kubelet-client-certificate and --kubelet-client-key must be given together")
+    for path in (ca_file, cert_file, key_file):
+        if path and not os.path.isfile(path):
+            fail(f"cannot read {path}: no such file")
+    try:
+        ctx = ssl.create_default_context(cafile=ca_file or None)
+        if cert_file and key_file:
+            ctx.load_cert_chain(cert_file, key_file)
+    except (ssl.SSLError, OSError) as e:
+        fail(f"cannot load the kubelet client TLS files: {e}")
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     return ctx

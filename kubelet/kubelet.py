@@ -19,7 +19,7 @@ from kubelet.agent import PodWorkerConfig, PodWorkers
 from kubelet.images.store import ImageStore
 from kubelet.node import NodeAgent, NodeConfig, host_ip, runtime_version
 from kubelet.runtime.runc import RuncRuntime, RuntimeConfig
-from kubelet.server import KubeletServer
+from kubelet.server import KubeletServer, server_tls_context
 from kubelet.volumes import VolumeManager
 
 log = logging.getLogger("kubelet")
@@ -68,8 +68,12 @@ def add_real_flags(p: argparse.ArgumentParser) -> None:
                    help="a container log bigger than this quantity is rotated (Kubernetes' containerLogMaxSize)")
     g.add_argument("--container-log-max-files", type=int, default=5,
                    help="log files kept per container, the current one included (at least 2)")
-    g.add_argument("--address", default="0.0.0.0", help="address of the kubelet API (logs, exec)")
+    g.add_argument("--address", default="", help="address of the kubelet API (logs, exec; default: the node IP)")
     g.add_argument("--port", type=int, default=10250, help="port of the kubelet API; 0 disables it")
+    g.add_argument("--tls-cert-file", default="", help="the kubelet API's serving certificate (PEM)")
+    g.add_argument("--tls-private-key-file", default="", help="its private key (PEM)")
+    g.add_argument("--client-ca-file", default="",
+                   help="CA whose client certificates the kubelet API accepts (the API server's)")
 
 
 def _labels(text: str) -> dict[str, str]:
@@ -111,6 +115,8 @@ def check_real_config(config: argparse.Namespace) -> None:
            config.node_status_update_frequency, config.node_status_report_frequency) <= 0:
         raise ValueError("--relist-period, --sync-frequency, --node-lease-renew-interval and "
                          "--node-status-update/report-frequency must be positive")
+    if config.port:
+        server_tls_context(config.tls_cert_file, config.tls_private_key_file, config.client_ca_file)
 
 
 def _log_max_size(config: argparse.Namespace) -> int:
@@ -179,7 +185,8 @@ async def run_real(client: Client, config: argparse.Namespace, ready: asyncio.Ev
         if config.port:
             runner = web.AppRunner(KubeletServer(workers).app(), access_log=None)
             await runner.setup()
-            await web.TCPSite(runner, config.address, config.port).start()
+            tls = server_tls_context(config.tls_cert_file, config.tls_private_key_file, config.client_ca_file)
+            await web.TCPSite(runner, config.address or node.ip, config.port, ssl_context=tls).start()
         async with asyncio.TaskGroup() as tg:
             tg.create_task(node.heartbeat(), name="kubelet:heartbeat")
             tg.create_task(workers.run(ready), name="kubelet:pods")

@@ -100,11 +100,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     def check() -> None:
+        make_client(config)
         if config.hollow:
             hollow_config(config)
         else:
             check_real_config(config)
-        make_client(config)
 
     failed = check_flags(check, (ValueError,))
     if failed is not None:

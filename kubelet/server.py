@@ -9,24 +9,25 @@
          stdin / resize / close-stdin frames as they arrive, then one status frame (a metav1.Status with the exit
          code) and the close. With a TTY, stderr goes to stdout through it.
 
-Authentication works like the kubelet's webhook mode: the caller's bearer token is checked by asking the API
-server, with that token, for the pod concerned (a token that may not read the pod may not read its logs or exec
-into it either); accepted tokens are cached for a minute.
+Served over TLS only (--tls-cert-file/--tls-private-key-file), and only for callers with a client certificate
+of --client-ca-file (x509 authentication, as the kubelet's): a caller without one gets 401, a certificate of
+another CA fails the handshake. The API server calls with its own client certificate
+(--kubelet-client-certificate, CN kube-apiserver-kubelet-client in group system:masters), having checked the
+user's access itself; a user's token never reaches the kubelet, and the kubelet accepts no bearer tokens at all
+(so there are no token reviews to cache or rate-limit). Only that certificate is authorized (as Kubernetes'
+default system:kubelet-api-admin binding); another certificate of the CA gets 403. /healthz is open.
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-import time
+import ssl
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
-
-from pklib.errors import ApiError, ConnectionFailed
-from pklib.resources import must_lookup
 
 from kubelet import portforward
 from kubelet.runtime.interface import ContainerState, ExecStream, LogOptions, NotFound, RuntimeError_
@@ -36,9 +37,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kubelet.server")
 STDIN, STATUS, RESIZE, CLOSE = 0, 3, 4, 255  # channel bytes (stdout 1 and stderr 2 come from the session)
-TOKEN_CACHE_SECONDS = 60.0
-
-PODS, NODES = must_lookup("pods"), must_lookup("nodes")
+# Who may use the kubelet API: the API server's kubelet client certificate (pkctl/cluster/pki.py issues it).
+AUTHORIZED_CN, AUTHORIZED_GROUP = "kube-apiserver-kubelet-client", "system:masters"
 
 
 def _error(code: int, reason: str, message: str) -> web.HTTPException:
@@ -65,10 +65,39 @@ def _int(request: web.Request, name: str) -> int | None:
     return value
 
 
+def server_tls_context(cert_file: str, key_file: str, client_ca_file: str) -> ssl.SSLContext:
+    """TLS for the kubelet API that asks callers for a client certificate of client_ca_file; ValueError (a
+    one-line flag error) when a file is missing or unreadable."""
+    if not (cert_file and key_file and client_ca_file):
+        raise ValueError("the kubelet API (--port) is served over TLS only: give --tls-cert-file, "
+                         "--tls-private-key-file and --client-ca-file (or --port 0)")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(cert_file, key_file)
+        ctx.load_verify_locations(cafile=client_ca_file)
+    except (ssl.SSLError, OSError) as e:
+        raise ValueError(f"cannot load the kubelet's TLS files ({cert_file}, {key_file}, {client_ca_file}): "
+                         f"{e}") from None
+    # Optional: a caller without a certificate gets a 401 Status it can read; one of another CA fails the handshake.
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def _subject(request: web.Request) -> tuple[str, list[str]] | None:
+    """(common name, organizations) of the caller's verified client certificate, None without one."""
+    cert = request.transport.get_extra_info("peercert") if request.transport else None
+    if not cert:
+        return None
+    attrs = [(k, v) for rdn in cert.get("subject", ()) for k, v in rdn]
+    return (next((v for k, v in attrs if k == "commonName"), ""),
+            [v for k, v in attrs if k == "organizationName"])
+
+
 class KubeletServer:
     def __init__(self, workers: "PodWorkers") -> None:
         self.workers = workers
-        self._tokens: dict[tuple[str, str], float] = {}  # (token, namespace/pod) -> valid until
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._auth])
@@ -87,27 +116,12 @@ class KubeletServer:
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path == "/healthz":
             return await handler(request)
-        header = request.headers.get("Authorization", "")
-        ns, pod = request.match_info.get("namespace", ""), request.match_info.get("pod", "")
-        if not header.lower().startswith("bearer "):
+        subject = _subject(request)
+        if subject is None:
             raise _error(401, "Unauthorized", "Unauthorized")
-        # what the token must be allowed to read: the pod concerned, or (stats) this Node
-        path = PODS.path(ns, pod) if ns and pod else NODES.path(None, self.workers.node.cfg.name)
-        key = (header, path)
-        if self._tokens.get(key, 0) < time.monotonic():
-            try:
-                await self.workers.client.request("GET", path, headers={"Authorization": header})
-            except ApiError as e:
-                if e.code == 401:
-                    raise _error(401, "Unauthorized", "Unauthorized") from None
-                if e.code == 404 and pod:
-                    raise _error(404, "NotFound", f'pods "{pod}" not found') from None
-                raise _error(403, "Forbidden", f"the API server refused access to {path}") from None
-            except ConnectionFailed as e:
-                raise _error(403, "Forbidden", f"cannot check the caller with the API server: {e}") from None
-            if len(self._tokens) > 4096:
-                self._tokens.clear()
-            self._tokens[key] = time.monotonic() + TOKEN_CACHE_SECONDS
+        cn, groups = subject
+        if cn != AUTHORIZED_CN and AUTHORIZED_GROUP not in groups:
+            raise _error(403, "Forbidden", f'User "{cn}" cannot access the kubelet API')
         return await handler(request)
 
     async def healthz(self, _: web.Request) -> web.Response:

@@ -127,6 +127,9 @@ def write(path: str | os.PathLike[str], doc: dict[str, Any]) -> None:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
-    os.chmod(tmp, 0o600)
+    tmp.unlink(missing_ok=True)
+    # created private: it holds a token, and must never be readable by others, not even for an instant
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(yaml.safe_dump(doc, sort_keys=False))
     os.replace(tmp, p)

@@ -98,9 +98,27 @@ def start_etcd(tmp: str) -> Etcd:
 
 
 def make_test_pki(tmp: str) -> "Pki":  # noqa: F821
-    """A CA and a serving certificate for 127.0.0.1/localhost under tmp/pki (made once, then reused)."""
+    """A CA and its certificates (pkctl/cluster/pki.py) for 127.0.0.1/localhost under tmp/pki (made once, then
+    reused): the apiserver's serving and kubelet client certificates, a kubelet serving certificate, etcd's."""
     from pkctl.cluster import pki
-    return pki.ensure(Path(tmp) / "pki", hostnames=[])
+    made = pki.ensure(Path(tmp) / "pki", hostnames=[])
+    pki.ensure_kubelet(made.dir, "pkube-test-node", ["127.0.0.1"])
+    return made
+
+
+def kubelet_client_flags(tmp: str) -> list[str]:
+    """How an apiserver reaches kubelets whose certificates come from make_test_pki(tmp)."""
+    pki = make_test_pki(tmp)
+    return ["--kubelet-certificate-authority", str(pki.ca_cert),
+            "--kubelet-client-certificate", str(pki.cert("apiserver-kubelet-client")),
+            "--kubelet-client-key", str(pki.key("apiserver-kubelet-client"))]
+
+
+def kubelet_serving_flags(tmp: str) -> list[str]:
+    """A kubelet API served with make_test_pki(tmp)'s kubelet certificate, for its apiserver's client certificate."""
+    pki = make_test_pki(tmp)
+    return ["--tls-cert-file", str(pki.cert("kubelet")), "--tls-private-key-file", str(pki.key("kubelet")),
+            "--client-ca-file", str(pki.ca_cert)]
 
 
 def start_apiserver(tmp: str, etcd_url: str, extra: list[str] | None = None, tls: bool = False) -> ApiServer:
@@ -121,7 +139,7 @@ def start_apiserver(tmp: str, etcd_url: str, extra: list[str] | None = None, tls
     proc = subprocess.Popen(
         [sys.executable, "-m", "launcher", "apiserver", "--etcd-servers", etcd_url,
          "--bind-address", "127.0.0.1", "--port", str(port), "--token-auth-file", token_file,
-         "--etcd-prefix", "/" + unique("reg"), *tls_flags, *(extra or [])],
+         "--etcd-prefix", "/" + unique("reg"), *tls_flags, *kubelet_client_flags(tmp), *(extra or [])],
         cwd=ROOT, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
     _wait_http(url + "/readyz", proc, "apiserver", log, headers={"Authorization": f"Bearer {token}"},
                ca=ca)

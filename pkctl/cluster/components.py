@@ -78,6 +78,20 @@ def _ca_context(ca_file: str, version: int) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=ca_file)
 
 
+def _etcd_client_context(home: Home) -> ssl.SSLContext:
+    """TLS to etcd with the health-check client certificate (etcd refuses clients without one)."""
+    cert = home.pki.cert("etcd-healthcheck-client")
+    return _client_cert_context(str(home.pki.ca_cert), str(cert), str(home.pki.key("etcd-healthcheck-client")),
+                                cert.stat().st_mtime_ns if cert.exists() else 0)
+
+
+@functools.lru_cache(maxsize=4)
+def _client_cert_context(ca_file: str, cert_file: str, key_file: str, version: int) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=ca_file)
+    ctx.load_cert_chain(cert_file, key_file)
+    return ctx
+
+
 def _http_ok(url: str, token: str | None = None, timeout: float = 1.0, tls: ssl.SSLContext | None = None) -> Health:
     req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
@@ -106,7 +120,11 @@ def node_ready(node: dict[str, Any]) -> bool:
 
 
 def _probe_etcd(home: Home, cfg: ClusterConfig, running: float) -> Health:
-    return _http_ok(cfg.etcd_url + "/health")
+    try:
+        tls = _etcd_client_context(home)
+    except (OSError, ssl.SSLError) as e:
+        return False, f"etcd client certificate: {e}"
+    return _http_ok(cfg.etcd_url + "/health", tls=tls)
 
 
 def _probe_apiserver(home: Home, cfg: ClusterConfig, running: float) -> Health:
@@ -141,8 +159,15 @@ def _client_flags(home: Home, cfg: ClusterConfig) -> list[str]:
 
 
 def _etcd_flags(home: Home, cfg: ClusterConfig) -> list[str]:
-    peer = f"http://127.0.0.1:{cfg.etcd_peer_port}"
+    # TLS for clients and peers, and only certificates of the cluster CA get in (kubeadm's etcd flags): etcd
+    # holds every Secret, and a Pod written straight into it would run as root.
+    peer = f"https://127.0.0.1:{cfg.etcd_peer_port}"
+    pki = home.pki
     return ["--name", "pkube", "--data-dir", str(home.etcd_data),
+            "--cert-file", str(pki.cert("etcd-server")), "--key-file", str(pki.key("etcd-server")),
+            "--client-cert-auth", "--trusted-ca-file", str(pki.ca_cert),
+            "--peer-cert-file", str(pki.cert("etcd-peer")), "--peer-key-file", str(pki.key("etcd-peer")),
+            "--peer-client-cert-auth", "--peer-trusted-ca-file", str(pki.ca_cert),
             "--listen-client-urls", cfg.etcd_url, "--advertise-client-urls", cfg.etcd_url,
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
             "--initial-cluster", f"pkube={peer}", "--initial-cluster-state", "new",
@@ -155,7 +180,13 @@ def _etcd_flags(home: Home, cfg: ClusterConfig) -> list[str]:
 
 
 def _apiserver_flags(home: Home, cfg: ClusterConfig) -> list[str]:
+    pki = home.pki
     return ["--etcd-servers", cfg.etcd_url, "--etcd-prefix", "/registry",
+            "--etcd-cafile", str(pki.ca_cert), "--etcd-certfile", str(pki.cert("apiserver-etcd-client")),
+            "--etcd-keyfile", str(pki.key("apiserver-etcd-client")),
+            "--kubelet-certificate-authority", str(pki.ca_cert),
+            "--kubelet-client-certificate", str(pki.cert("apiserver-kubelet-client")),
+            "--kubelet-client-key", str(pki.key("apiserver-kubelet-client")),
             "--bind-address", "127.0.0.1", "--port", str(cfg.api_port),
             "--token-auth-file", str(home.tokens_file), "--service-cluster-ip-range", cfg.service_cidr,
             *(["--tls-cert-file", str(home.pki.serving_cert), "--tls-private-key-file", str(home.pki.serving_key)]
@@ -197,10 +228,12 @@ def _node_flags(home: Home, cfg: ClusterConfig) -> list[str]:
 
 
 def _kubelet_flags(home: Home, cfg: ClusterConfig) -> list[str]:
-    # The kubelet API listens on every address (the apiserver reaches it at the node's InternalIP for
-    # logs/exec, and authorizes each call against the API), on the home's own port.
-    return [*_client_flags(home, cfg), *_node_flags(home, cfg), "--port", str(cfg.kubelet_port),
-            "--cluster-dns", cfg.dns_ip]
+    # The kubelet API listens on the node's IP (where the apiserver reaches it for logs/exec/port-forward),
+    # over TLS, and lets in only the apiserver's client certificate.
+    node_ip = ["--node-ip", cfg.node_ip] if cfg.node_ip else []
+    return [*_client_flags(home, cfg), *_node_flags(home, cfg), *node_ip, "--port", str(cfg.kubelet_port),
+            "--tls-cert-file", str(home.pki.cert("kubelet")), "--tls-private-key-file", str(home.pki.key("kubelet")),
+            "--client-ca-file", str(home.pki.ca_cert), "--cluster-dns", cfg.dns_ip]
 
 
 def _cleanup_kubelet(home: Home, cfg: ClusterConfig) -> list[str]:

@@ -3,7 +3,7 @@
     <home>/config.json      ports and ranges chosen at the first `up` (kept so restarts reuse them)
     <home>/tokens.csv       static bearer tokens for the apiserver (a random admin token)
     <home>/kubeconfig       admin kubeconfig, usable by pkctl and kubectl
-    <home>/pki/             the cluster's CA and the apiserver's serving certificate
+    <home>/pki/             the cluster's CA and the certificates it issued (pki.py)
     <home>/etcd/            etcd data (survives `down`, removed by `down --purge`)
     <home>/images/          node image store (bundled busybox)
     <home>/kubelet/         kubelet state: pod volumes, local-path PVs
@@ -64,6 +64,14 @@ class Pki:
     def serving_key(self) -> Path:
         return self.dir / "apiserver.key"
 
+    def cert(self, name: str) -> Path:
+        """A leaf certificate by name: etcd-server, etcd-peer, apiserver-etcd-client, etcd-healthcheck-client,
+        apiserver-kubelet-client, kubelet."""
+        return self.dir / f"{name}.crt"
+
+    def key(self, name: str) -> Path:
+        return self.dir / f"{name}.key"
+
 
 @dataclass
 class ClusterConfig:
@@ -85,6 +93,7 @@ class ClusterConfig:
     netns_prefix: str = "pkube-"
     veth_prefix: str = "pkv"
     cgroup_parent: str = "pkube"
+    node_ip: str = ""  # the node's InternalIP, found again at each `up` (the kubelet's certificate names it)
 
     @property
     def dns_ip(self) -> str:
@@ -93,7 +102,7 @@ class ClusterConfig:
 
     @property
     def etcd_url(self) -> str:
-        return f"http://127.0.0.1:{self.etcd_client_port}"
+        return f"https://127.0.0.1:{self.etcd_client_port}"  # TLS with client certificates (pki.py)
 
     @property
     def api_url(self) -> str:
@@ -152,9 +161,10 @@ class Home:
         Ports: the default home prefers Kubernetes' well-known ports; any other home (tests,
         a second cluster) takes free ones, so two clusters never collide.
         """
-        for d in (self.root, self.etcd_data, self.images, self.logs, self.run):
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)  # holds the admin token (and may have been made by someone else)
+        for d in (self.etcd_data, self.images, self.logs, self.run):
             d.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.root, 0o700)  # holds the admin token
         if self.exists():
             cfg = self.load_config()
             if api_port is not None and api_port != cfg.api_port:
@@ -186,14 +196,18 @@ class Home:
                 cfg.bridge, cfg.nat_table, cfg.netns_prefix = f"pkbr{tag}", f"pkube-nat-{tag}", f"pk{tag}-"
                 cfg.veth_prefix, cfg.cgroup_parent = f"pv{tag}", f"pkube-{tag}"
         cfg.tls = tls
-        write_json(self.config_file, asdict(cfg))
         if not self.tokens_file.exists():
             write_private(self.tokens_file, f"{secrets.token_hex(32)},admin,admin,system:masters\n")
+        # imported here: cryptography and netlink are heavy, and only `up` needs them, not the supervisor
+        from kubelet.node import host_ip
+
+        from pkctl.cluster import pki
+        cfg.node_ip = host_ip()
+        pki.ensure(self.pki.dir)
+        pki.ensure_kubelet(self.pki.dir, cfg.node_name, [cfg.node_ip])
+        write_json(self.config_file, asdict(cfg))
         doc = kubeconfig.build(cfg.api_url, self.token())
         if tls:
-            # imported here: cryptography is heavy, and only `up` needs it, not the long-lived supervisor
-            from pkctl.cluster import pki
-            pki.ensure(self.pki.dir)
             doc["clusters"][0]["cluster"]["certificate-authority-data"] = \
                 base64.b64encode(self.pki.ca_cert.read_bytes()).decode()
         kubeconfig.write(self.kubeconfig, doc)
@@ -245,6 +259,7 @@ def write_json(path: Path, doc: dict[str, Any]) -> None:
 
 
 def write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Create path mode 0600 from the start (it holds a token), whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -63,6 +65,36 @@ def test_kubeconfig_works_for_kubectl(cluster: Cluster) -> None:
     theirs = kubectl(cluster, "get", "namespaces", ns, "-o", "name")
     assert theirs.returncode == 0, theirs.stderr
     assert theirs.stdout.strip() == f"namespace/{ns}"
+
+
+def _get(url: str, ctx: ssl.SSLContext | None) -> int:
+    with urllib.request.urlopen(url, timeout=5, context=ctx) as r:
+        return int(r.status)
+
+
+def test_etcd_and_the_kubelet_let_in_only_the_clusters_client_certificates(cluster: Cluster) -> None:
+    """Issue 13 (defects 3, 5): a local user without a certificate of the cluster CA reaches neither etcd (every
+    Secret; a Pod written there runs as root) nor the kubelet API (exec into any pod)."""
+    cfg, pki = cluster.config(), cluster.home / "pki"
+    trusting = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    etcd = f"127.0.0.1:{cfg['etcd_client_port']}"
+    for url, ctx in ((f"http://{etcd}/v3/kv/range", None), (f"https://{etcd}/v3/kv/range", trusting)):
+        with pytest.raises(OSError):  # refused: plain HTTP, then TLS without a client certificate
+            _get(url, ctx)
+    probe = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    probe.load_cert_chain(pki / "etcd-healthcheck-client.crt", pki / "etcd-healthcheck-client.key")
+    assert _get(f"https://{etcd}/health", probe) == 200  # the refusals were about the certificate
+    kubelet = f"{cfg['node_ip']}:{cfg['kubelet_port']}"
+    listening = subprocess.run(["ss", "-Hltn", f"sport = :{cfg['kubelet_port']}"], capture_output=True,
+                               text=True).stdout.split()
+    assert f"0.0.0.0:{cfg['kubelet_port']}" not in listening and kubelet in listening  # the node IP only
+    for url, ctx in ((f"http://{kubelet}/stats/summary", None), (f"https://{kubelet}/stats/summary", trusting)):
+        with pytest.raises(OSError):  # plain HTTP: no answer; TLS without a client certificate: 401
+            _get(url, ctx)
+    try:
+        _get(f"https://{kubelet}/stats/summary", trusting)
+    except urllib.error.HTTPError as e:
+        assert e.code == 401
 
 
 # what each example creates, as pkctl reports it and where to find it in the API

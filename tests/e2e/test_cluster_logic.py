@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cryptography import x509
 
 from launcher.main import COMPONENTS as LAUNCHER_COMPONENTS
 from pkctl.cluster import kubemerge, pki, prereqs, procs
@@ -105,6 +106,24 @@ def test_tls_kubeconfig_trusts_the_clusters_own_ca(tmp_path: Path) -> None:
     before = home.pki.serving_cert.read_bytes()
     home.prepare(None, default_home=False, tls=True)
     assert home.pki.serving_cert.read_bytes() == before
+
+
+def test_a_home_made_before_etcd_and_kubelet_tls_gets_their_certificates_at_up(tmp_path: Path) -> None:
+    home = Home(tmp_path / "h")
+    cfg = home.prepare(None, default_home=False, tls=True)
+    ca, serving = home.pki.ca_cert.read_bytes(), home.pki.serving_cert.read_bytes()
+    new = ("etcd-server", "etcd-peer", "apiserver-etcd-client", "etcd-healthcheck-client", "apiserver-kubelet-client",
+           "kubelet")
+    for name in new:  # what an older home does not have
+        home.pki.cert(name).unlink()
+        home.pki.key(name).unlink()
+    assert home.prepare(None, default_home=False, tls=True) == cfg
+    assert all(home.pki.cert(n).exists() and home.pki.key(n).exists() for n in new)
+    assert home.pki.ca_cert.read_bytes() == ca and home.pki.serving_cert.read_bytes() == serving  # kept
+    kubelet = x509.load_pem_x509_certificate(home.pki.cert("kubelet").read_bytes())
+    sans = kubelet.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert ipaddress.ip_address(cfg.node_ip) in sans.get_values_for_type(x509.IPAddress)
+    assert cfg.node_name in sans.get_values_for_type(x509.DNSName)
 
 
 def test_serving_certificate_verifies_for_loopback_names(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import os
 import random
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -28,7 +29,7 @@ from kubelet.runtime.runc import RuncRuntime, RuntimeConfig
 from pklib.client import Client
 from pklib.errors import ApiError
 from pklib.resources import Resource, lookup
-from tests.conftest import ROOT, ApiServer, Etcd, _stop, make_test_pki, start_apiserver
+from tests.conftest import ROOT, ApiServer, Etcd, _stop, kubelet_serving_flags, make_test_pki, start_apiserver
 from tests.runtime.leftovers import leftovers
 from tests.util import free_port, unique, wait_for
 
@@ -75,8 +76,10 @@ class Node:
         self.kubelet = subprocess.Popen(
             [sys.executable, "-m", "launcher", "kubelet", "--server", self.api.url, "--token", self.api.token,
              "--node-name", self.name, *self.node_flags(), *timings,
-             # the kubelet API on loopback only, reached there by the apiserver's pods/log and pods/exec proxy
+             # the kubelet API on loopback only over TLS, reached there by the apiserver's pods/log and pods/exec
+             # proxy with its client certificate
              "--address", "127.0.0.1", "--port", str(self.port), "--node-ip", "127.0.0.1",
+             *kubelet_serving_flags(str(self.tmp)),
              "--cluster-dns", "10.96.0.10"],
             cwd=ROOT, stdout=open(self.kubelet_log, "wb"), stderr=subprocess.STDOUT,
             env={**os.environ, **(self.env or {})})
@@ -99,6 +102,14 @@ class Node:
 
     def client(self) -> Client:
         return Client.from_kubeconfig(self.api.kubeconfig)  # carries the test CA when the apiserver serves TLS
+
+    def kubelet_tls(self, client_cert: str | None = "apiserver-kubelet-client") -> ssl.SSLContext:
+        """TLS to this node's kubelet API, trusting the test CA, presenting that certificate of it (None: none)."""
+        pki = make_test_pki(str(self.tmp))
+        ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+        if client_cert:
+            ctx.load_cert_chain(pki.cert(client_cert), pki.key(client_cert))
+        return ctx
 
 
 def _start(api: ApiServer, tmp: Path, component: str, *args: str,

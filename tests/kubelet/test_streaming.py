@@ -74,21 +74,28 @@ async def test_logs_of_previous_container_after_a_restart(node: Node, kc: Client
     assert r.returncode == 1 and r.stderr.decode().startswith("error: invalid argument")
 
 
-async def test_kubelet_api_refuses_callers_the_api_server_does_not_know(node: Node, kc: Client, ns: str) -> None:
+async def test_kubelet_api_lets_in_only_the_api_servers_client_certificate(node: Node, kc: Client, ns: str) -> None:
     import aiohttp
     await kc.create(PODS, pod("guarded", ctr("c", "echo secret-line; exec sleep 3600")), ns)
     await wait_pod(kc, ns, "guarded", running, what="guarded Running")
-    url = f"http://127.0.0.1:{node.port}/containerLogs/{ns}/guarded/c"
-    async with aiohttp.ClientSession() as s:
-        async with s.get(f"http://127.0.0.1:{node.port}/healthz") as r:
+    url = f"https://127.0.0.1:{node.port}/containerLogs/{ns}/guarded/c"
+    anonymous = aiohttp.TCPConnector(ssl=node.kubelet_tls(client_cert=None))
+    async with aiohttp.ClientSession(connector=anonymous) as s:
+        async with s.get(f"https://127.0.0.1:{node.port}/healthz") as r:
             assert r.status == 200
-        for headers in ({}, {"Authorization": "Bearer not-a-token"}):
+        # no client certificate: a bearer token, even the admin's, is no credential here
+        for headers in ({}, {"Authorization": "Bearer not-a-token"}, {"Authorization": f"Bearer {node.api.token}"}):
             async with s.get(url, headers=headers) as r:
                 assert r.status == 401 and b"secret-line" not in await r.read()
-        async with s.post(f"http://127.0.0.1:{node.port}/exec/{ns}/guarded/c?command=true",
-                          headers={"Authorization": "Bearer not-a-token"}) as r:
+        async with s.post(f"https://127.0.0.1:{node.port}/exec/{ns}/guarded/c?command=true") as r:
             assert r.status == 401
-        async with s.get(url, headers={"Authorization": f"Bearer {node.api.token}"}) as r:
+    # a certificate of the cluster CA that is not the API server's: authenticated, not authorized
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(
+            ssl=node.kubelet_tls("etcd-healthcheck-client"))) as s:
+        async with s.get(url) as r:
+            assert r.status == 403 and b"secret-line" not in await r.read()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=node.kubelet_tls())) as s:
+        async with s.get(url) as r:
             assert r.status == 200 and (await r.text()).strip() == "secret-line"
 
 
@@ -97,11 +104,12 @@ async def test_stats_summary_reports_pod_usage(node: Node, kc: Client, ns: str) 
     await kc.create(PODS, pod("busy", ctr("c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; exec sleep 3600")),
                     ns)
     p = await wait_pod(kc, ns, "busy", running, what="busy Running")
-    async with aiohttp.ClientSession() as s:
-        url = f"http://127.0.0.1:{node.port}/stats/summary"
+    url = f"https://127.0.0.1:{node.port}/stats/summary"
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=node.kubelet_tls(client_cert=None))) as s:
         async with s.get(url) as r:
             assert r.status == 401
-        async with s.get(url, headers={"Authorization": f"Bearer {node.api.token}"}) as r:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=node.kubelet_tls())) as s:
+        async with s.get(url) as r:
             assert r.status == 200
             summary = await r.json()
     assert summary["node"]["nodeName"] == node.name
