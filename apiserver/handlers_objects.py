@@ -85,6 +85,8 @@ def apply_patch(patch_type: str, obj: dict[str, Any], patch: Any) -> dict[str, A
                 "strategic": patching.strategic_merge_patch}
     try:
         patched = appliers[patch_type](obj, patch)
+    except patching.PatchTooLargeError as e:
+        raise StatusError(413, "RequestEntityTooLarge", f"Request entity too large: {e}") from None
     except patching.PatchError as e:
         raise StatusError(422, "Invalid", f"the patch could not be applied: {e}") from None
     if not isinstance(patched, dict):
