@@ -199,6 +199,9 @@ class Objects:
         else:
             meta.pop("namespace", None)  # cluster-scoped: Kubernetes clears it rather than failing
         if not meta.get("name"):
+            if meta.get("generateName") and not isinstance(meta["generateName"], str):
+                raise invalid(res.kind, "", [{"reason": "FieldValueInvalid", "field": "metadata.generateName",
+                                              "message": "Invalid value: must be a string"}], res.group)
             if meta.get("generateName"):
                 meta["name"] = meta["generateName"] + "".join(random.choices(_GENERATE_CHARS, k=5))
             else:

@@ -258,3 +258,30 @@ def test_pkctl_apply_of_a_billion_laughs_file_is_a_one_line_error(apiserver: Api
     assert proc.returncode != 0 and proc.stderr.startswith("error: ") and len(proc.stderr.splitlines()) == 1, \
         proc.stderr
     assert yaml  # (the loader's errors are yaml.YAMLError: one except clause for callers)
+
+
+# --- found by tests/security/test_fuzz_bodies.py ---------------------------------------------------------------
+
+async def test_field_names_with_control_characters_do_not_drop_the_connection(apiserver: ApiServer,
+                                                                              namespace: str) -> None:
+    """An unknown field is quoted in a Warning header: a name with CR/LF must not end the connection (nor
+    inject a header); thousands of unknown fields must not make thousands of headers."""
+    fields = {f"bad\r\nX-Injected: yes{i}": i for i in range(500)}
+    body = orjson.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "w"}, **fields})
+    headers = {"Authorization": f"Bearer {apiserver.token}", "Content-Type": "application/json"}
+    async with aiohttp.ClientSession() as s:
+        async with s.post(apiserver.url + CM.path(namespace), data=body, headers=headers) as r:
+            assert r.status == 201
+            warnings = r.headers.getall("Warning")
+            assert "X-Injected" not in r.headers
+    assert 1 < len(warnings) <= 20 and "more warnings" in warnings[-1]
+    assert all("\r" not in w and "\n" not in w for w in warnings)
+
+
+async def test_generate_name_that_is_not_a_string_is_422(apiserver: ApiServer, client: Client,
+                                                         namespace: str) -> None:
+    code, body = await send(apiserver, "POST", CM.path(namespace),
+                            b'{"apiVersion":"v1","kind":"ConfigMap","metadata":{"generateName":true}}',
+                            "application/json")
+    assert (code, body["reason"]) == (422, "Invalid"), body
+    assert await names(client, namespace) == []
