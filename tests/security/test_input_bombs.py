@@ -285,3 +285,31 @@ async def test_generate_name_that_is_not_a_string_is_422(apiserver: ApiServer, c
                             "application/json")
     assert (code, body["reason"]) == (422, "Invalid"), body
     assert await names(client, namespace) == []
+
+
+BIG = "99999999999999999999999"  # past int64
+
+
+@pytest.mark.parametrize("method,suffix,data", [
+    ("GET", f"?limit={BIG}", None),
+    ("GET", f"?resourceVersion={BIG}", None),
+    ("GET", f"?resourceVersionMatch=Exact&resourceVersion={BIG}", None),
+    ("GET", f"?watch=true&resourceVersion={BIG}", None),
+    ("GET", f"?watch=true&timeoutSeconds={BIG}", None),
+    ("DELETE", f"/victim?gracePeriodSeconds={BIG}", b""),
+    ("DELETE", "/victim", b'{"gracePeriodSeconds": ' + BIG.encode() + b"}"),
+    ("DELETE", "/victim", b'{"gracePeriodSeconds": 1.5}'),
+])
+async def test_integer_parameters_past_int64_are_400(apiserver: ApiServer, client: Client, namespace: str,
+                                                     method: str, suffix: str, data: bytes | None) -> None:
+    await client.create(CM, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "victim",
+                                                                                    "namespace": namespace}})
+    code, body = await send(apiserver, method, CM.path(namespace) + suffix, data or b"", "application/json")
+    assert (code, body["reason"]) == (400, "BadRequest"), body
+    assert await names(client, namespace) == ["victim"]
+
+
+async def test_exact_list_at_a_future_revision_is_kubernetes_504(apiserver: ApiServer, namespace: str) -> None:
+    code, body = await send(apiserver, "GET", CM.path(namespace) + f"?resourceVersionMatch=Exact&resourceVersion="
+                            f"{2 ** 63 - 1}", b"", "application/json")
+    assert (code, body["reason"]) == (504, "Timeout") and "Too large resource version" in body["message"], body
