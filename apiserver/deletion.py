@@ -46,10 +46,7 @@ class DeleteOptions:
         if body.get("orphanDependents") is not None and policy is None:
             policy = "Orphan" if body["orphanDependents"] else "Background"
         pre = bodies.member(body, "preconditions")
-        try:
-            grace_int = None if grace in (None, "") else int(grace)
-        except (TypeError, ValueError):
-            raise bad_request(f"gracePeriodSeconds must be an integer, got {grace!r}") from None
+        grace_int = None if grace in (None, "") else bodies.int64(grace, "gracePeriodSeconds")
         if grace_int is not None and grace_int < 0:
             grace_int = 0  # Kubernetes treats a negative grace period as "now"
         if policy not in (None, *POLICIES):

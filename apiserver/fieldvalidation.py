@@ -108,8 +108,22 @@ def check(request: web.Request, res: Resource, body: Any) -> None:
                          for f in unknown]
 
 
+MAX_WARNINGS = 20  # Kubernetes also bounds its warning headers (in bytes); a body may name thousands of fields
+MAX_WARNING_TEXT = 256
+_CONTROL = dict.fromkeys([*range(0x20), 0x7F], "?")
+
+
 async def add_warning_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare hook: Warning headers in the form clients print (`299 - "text"`)."""
-    for text in request.get(WARNINGS) or []:
+    """on_response_prepare hook: Warning headers in the form clients print (`299 - "text"`).
+
+    The texts quote field names from the body: control characters (a header injection, which aiohttp
+    refuses by dropping the connection) become `?`, long names are cut, and the count is bounded."""
+    texts = request.get(WARNINGS) or []
+    if len(texts) > MAX_WARNINGS:
+        texts = [*texts[:MAX_WARNINGS - 1], f"and {len(texts) - MAX_WARNINGS + 1} more warnings"]
+    for text in texts:
+        text = text.translate(_CONTROL)
+        if len(text) > MAX_WARNING_TEXT:
+            text = text[:MAX_WARNING_TEXT] + "..."
         quoted = text.replace("\\", "\\\\").replace('"', '\\"')  # RFC 7234 quoted-string
         response.headers.add("Warning", f'299 - "{quoted}"')

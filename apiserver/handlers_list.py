@@ -22,6 +22,7 @@ from pklib.resources import Resource
 from pklib.selectors import (FieldSelector, LabelSelector, SelectorError, field_value, parse_field_selector,
                              parse_label_selector)
 
+from .bodies import INT64_MAX, int64
 from .handlers_objects import collection_prefix
 from .status import StatusError, bad_request, gone, timeout
 from .storage.interface import CompactedError, Storage
@@ -91,7 +92,7 @@ def _decode_continue(token: str, prefix: str) -> tuple[int, str]:
         revision, start = int(data["rv"]), str(data["start"])
     except (binascii.Error, ValueError, KeyError, TypeError, orjson.JSONDecodeError):
         raise bad_request("continue key is not valid: the token is malformed") from None
-    if not start.startswith(prefix) or revision <= 0:
+    if not start.startswith(prefix) or not 0 < revision <= INT64_MAX:
         raise bad_request("continue key is not valid: it does not belong to this list")
     return revision, start
 
@@ -111,10 +112,7 @@ async def list_objects(storage: Storage, cache: WatchCache, res: Resource, names
     ns = namespace or filters.fields.value_of("metadata.namespace") if res.namespaced else None
     prefix = collection_prefix(res, ns)
     rv = query.get("resourceVersion") or ""
-    try:
-        limit = int(query.get("limit") or 0)
-    except ValueError:
-        raise bad_request(f"limit must be an integer, got {query.get('limit')!r}") from None
+    limit = int64(query.get("limit") or 0, "limit")
     token = query.get("continue") or ""
     match = query.get("resourceVersionMatch") or ""
     if match not in ("", "Exact", "NotOlderThan"):
@@ -124,14 +122,11 @@ async def list_objects(storage: Storage, cache: WatchCache, res: Resource, names
     if token or (limit > 0 and not rv):
         return await _list_from_store(storage, res, prefix, filters, limit, token)
     if rv:
-        try:
-            wanted = int(rv)
-        except ValueError:
-            raise bad_request(f"resourceVersion must be an integer, got {rv!r}") from None
-        if match == "Exact":  # exactly that revision: only etcd keeps the past
-            return await _list_from_store(storage, res, prefix, filters, limit, "", wanted)
+        wanted = int64(rv, "resourceVersion")
         if not await cache.catch_up(RV_WAIT, wanted) or cache.revision < wanted:
             raise timeout(f"Too large resource version: {wanted}, current: {cache.revision}")
+        if match == "Exact":  # exactly that revision: only etcd keeps the past
+            return await _list_from_store(storage, res, prefix, filters, limit, "", wanted)
     elif not await cache.catch_up(CACHE_CATCH_UP):
         return await _list_from_store(storage, res, prefix, filters, 0, "")
     items = cache.for_prefix(resource_prefix(res.group, res.plural)).items(

@@ -85,6 +85,8 @@ def apply_patch(patch_type: str, obj: dict[str, Any], patch: Any) -> dict[str, A
                 "strategic": patching.strategic_merge_patch}
     try:
         patched = appliers[patch_type](obj, patch)
+    except patching.PatchTooLargeError as e:
+        raise StatusError(413, "RequestEntityTooLarge", f"Request entity too large: {e}") from None
     except patching.PatchError as e:
         raise StatusError(422, "Invalid", f"the patch could not be applied: {e}") from None
     if not isinstance(patched, dict):
@@ -197,6 +199,9 @@ class Objects:
         else:
             meta.pop("namespace", None)  # cluster-scoped: Kubernetes clears it rather than failing
         if not meta.get("name"):
+            if meta.get("generateName") and not isinstance(meta["generateName"], str):
+                raise invalid(res.kind, "", [{"reason": "FieldValueInvalid", "field": "metadata.generateName",
+                                              "message": "Invalid value: must be a string"}], res.group)
             if meta.get("generateName"):
                 meta["name"] = meta["generateName"] + "".join(random.choices(_GENERATE_CHARS, k=5))
             else:

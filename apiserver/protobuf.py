@@ -112,18 +112,22 @@ def unsupported(message: str) -> StatusError:
     return StatusError(415, "UnsupportedMediaType", f"protobuf request body: {message}; send JSON instead")
 
 
+def malformed(message: str) -> StatusError:
+    return StatusError(400, "BadRequest", f"error decoding protobuf request body: {message}")
+
+
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
     value = shift = 0
     for _ in range(10):  # a varint has at most 10 bytes
         if pos >= len(data):
-            raise unsupported("truncated varint")
+            raise malformed("truncated varint")
         b = data[pos]
         pos += 1
         value |= (b & 0x7F) << shift
         if not b & 0x80:
             return value, pos
         shift += 7
-    raise unsupported("varint too long")
+    raise malformed("varint too long")
 
 
 def _fields(data: bytes) -> list[tuple[int, int, Any]]:
@@ -139,10 +143,12 @@ def _fields(data: bytes) -> list[tuple[int, int, Any]]:
         elif wire == 2:
             length, pos = _varint(data, pos)
             if pos + length > len(data):
-                raise unsupported("truncated field")
+                raise malformed("truncated field")
             value, pos = data[pos:pos + length], pos + length
         elif wire in (1, 5):
             size = 8 if wire == 1 else 4
+            if pos + size > len(data):
+                raise malformed("truncated field")
             value, pos = int.from_bytes(data[pos:pos + size], "little"), pos + size
         else:
             raise unsupported(f"wire type {wire} is not supported")
@@ -235,7 +241,18 @@ def decode_message(message: str, data: bytes) -> dict[str, Any]:
 
 
 def decode_object(body: bytes) -> dict[str, Any]:
-    """The object in a protobuf request body, as the JSON decoder would have produced it."""
+    """The object in a protobuf request body, as the JSON decoder would have produced it.
+
+    Bytes that do not decode (a string field that is not UTF-8, a time out of range) are a 400."""
+    try:
+        return _decode_object(body)
+    except UnicodeDecodeError as e:
+        raise malformed(f"a string field is not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    except (ValueError, OverflowError, OSError) as e:
+        raise malformed(str(e)) from None
+
+
+def _decode_object(body: bytes) -> dict[str, Any]:
     if not body.startswith(MAGIC):
         raise unsupported("missing the k8s protobuf envelope")
     envelope = _fields(body[len(MAGIC):])

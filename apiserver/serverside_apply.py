@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import yaml
 from aiohttp import web
 
 from pklib import patch as patching
@@ -24,7 +23,7 @@ from pklib.api.timefmt import now_rfc3339
 from pklib.resources import Resource
 
 from . import fieldsets, fieldvalidation
-from .bodies import read_raw
+from .bodies import parse_yaml, read_raw
 from .handlers_objects import Objects, object_key
 from .status import StatusError, bad_request, json_response
 from .storage.interface import Entry
@@ -45,10 +44,7 @@ def _flag(request: web.Request, name: str) -> bool:
 
 async def _read_intent(request: web.Request, res: Resource, name: str) -> dict[str, Any]:
     raw = await read_raw(request)
-    try:
-        body = yaml.safe_load(raw.decode()) if raw.strip() else None
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise bad_request(f"error decoding YAML: {str(e).splitlines()[0] if str(e) else e}") from None
+    body = parse_yaml(raw) if raw.strip() else None
     if not isinstance(body, dict):
         raise bad_request("an apply patch must be an object (the configuration to apply)")
     # Kubernetes insists on both: the apply body is a complete, self-describing configuration.

@@ -127,9 +127,8 @@ async def status_middleware(request: web.Request, handler: Handler) -> web.Strea
                    405: f"the server does not allow this method on the requested resource ({request.method})",
                    413: "the request body is too large (limit 3 MiB)"}.get(e.status, e.text or e.reason)
         return status_response(StatusError(e.status, reason, message))
-    except ValueTooLargeError:
-        return status_response(StatusError(413, "RequestEntityTooLarge",
-                                           "the object is too large for the storage backend"))
+    except ValueTooLargeError as e:
+        return status_response(StatusError(413, "RequestEntityTooLarge", f"Request entity too large: {e}"))
     except StorageError as e:
         if type(e) is not StorageError:  # a conflict/exists/not-found that no handler mapped: a bug
             log.exception("unmapped storage error serving %s %s", request.method, request.path_qs)

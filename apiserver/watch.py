@@ -18,16 +18,18 @@ from aiohttp import web
 
 from pklib.resources import Resource
 
+from .bodies import int64
 from .handlers_list import RV_WAIT, parse_filters
 from .handlers_objects import collection_prefix
 from .metrics import Metrics
-from .status import StatusError, bad_request
+from .status import StatusError
 from .storage.interface import CompactedError, Storage
 from .watchcache import WATCHER_QUEUE, TooOld, WatchCache, Watcher, event_line, resource_prefix
 
 log = logging.getLogger("apiserver.watch")
 
 DEFAULT_TIMEOUT = 1800  # Kubernetes' --min-request-timeout; spread by up to 2x like it does
+MAX_TIMEOUT = 365 * 24 * 3600
 MAX_BATCH = 256  # events written per socket write when a watcher has a backlog
 # A bookmark goes out this long before a watch times out, so the client resumes from the newest revision
 # (Kubernetes' cacher does the same, besides one every --watch-bookmark-interval).
@@ -74,16 +76,12 @@ async def serve_watch(request: web.Request, storage: Storage, cache: WatchCache,
     by_labels_fields = filters.matches
     matches = by_labels_fields if name is None else (
         lambda obj: (obj.get("metadata") or {}).get("name") == name and by_labels_fields(obj))
-    try:
-        timeout = int(query.get("timeoutSeconds") or 0) or int(DEFAULT_TIMEOUT * (1 + random.random()))
-    except ValueError:
-        raise bad_request(f"timeoutSeconds must be an integer, got {query.get('timeoutSeconds')!r}") from None
+    # A timeout past a year is as good as none (and asyncio cannot schedule int64 seconds ahead).
+    timeout = min(int64(query.get("timeoutSeconds") or 0, "timeoutSeconds"), MAX_TIMEOUT) \
+        or int(DEFAULT_TIMEOUT * (1 + random.random()))
     bookmarks = str(query.get("allowWatchBookmarks", "")).lower() in ("1", "true")
     rv_text = query.get("resourceVersion") or ""
-    try:
-        rv = int(rv_text) if rv_text else 0
-    except ValueError:
-        raise bad_request(f"resourceVersion must be an integer, got {rv_text!r}") from None
+    rv = int64(rv_text, "resourceVersion") if rv_text else 0
 
     failure: StatusError | None = None
     if rv:

@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable
 import aiohttp
 import yaml
 
-from pklib import kubeconfig
+from pklib import kubeconfig, yamlsafe
 from pklib.client import Client
 from pklib.errors import ApiError, ConnectionFailed
 
@@ -37,7 +37,7 @@ class Connection:
 def _context_namespace(path: Path, context: str | None) -> str | None:
     """The `namespace` of the kubeconfig context in use (pklib.kubeconfig only resolves server and user)."""
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
+        doc = yamlsafe.load(path.read_text()) or {}
     except (OSError, yaml.YAMLError):
         return None
     name = context or doc.get("current-context")

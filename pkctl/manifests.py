@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 import yaml
 
+from pklib import yamlsafe
 from pklib.resources import Resource, for_kind
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
@@ -81,9 +82,13 @@ def parse(text: str, source: str) -> list[Manifest]:
             docs = [json.loads(text)] if text.strip() else []
         except json.JSONDecodeError as e:
             raise ManifestError(f"error parsing {source}: invalid JSON: line {e.lineno}: {e.msg}") from None
+        except RecursionError:
+            raise ManifestError(f"error parsing {source}: invalid JSON: nested too deeply") from None
+        except ValueError as e:  # an integer with more digits than Python converts
+            raise ManifestError(f"error parsing {source}: invalid JSON: {e}") from None
     else:
         try:
-            docs = list(yaml.safe_load_all(text))
+            docs = yamlsafe.load_all(text)  # aliases bounded: a "billion laughs" file is an error
         except yaml.MarkedYAMLError as e:
             line = f"line {e.problem_mark.line + 1}: " if e.problem_mark else ""
             raise ManifestError(f"error parsing {source}: yaml: {line}{e.problem}") from None

@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from . import yamlsafe
+
 DEFAULT_HOME = "/var/lib/pkube"
 
 
@@ -61,7 +63,7 @@ def load(path: str | os.PathLike[str] | None = None, context: str | None = None)
         raise KubeconfigError("no kubeconfig found: pass --kubeconfig or --server, set $KUBECONFIG, "
                               "or start a local cluster with `pkctl cluster up`")
     try:
-        doc = yaml.safe_load(p.read_text()) or {}
+        doc = yamlsafe.load(p.read_text()) or {}
     except OSError as e:
         raise KubeconfigError(f"cannot read kubeconfig {p}: {e.strerror}") from None
     except yaml.YAMLError as e:

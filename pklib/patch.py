@@ -21,13 +21,24 @@ import copy
 from typing import Any
 
 import jsonpatch
+import jsonpointer
+import orjson
 
-__all__ = ["PatchError", "merge_patch", "json_patch", "strategic_merge_patch",
-           "three_way_strategic_patch", "merge_key_for"]
+__all__ = ["PatchError", "PatchTooLargeError", "merge_patch", "json_patch", "strategic_merge_patch",
+           "three_way_strategic_patch", "merge_key_for", "MAX_JSON_PATCH_OPERATIONS", "MAX_JSON_PATCH_COPY_BYTES"]
+
+# Kubernetes' limits: a JSON patch has at most 10,000 operations, and its `copy` operations together
+# copy at most 3 MiB (the request limit; without it ~30 copies of a doubling value fill the memory).
+MAX_JSON_PATCH_OPERATIONS = 10_000
+MAX_JSON_PATCH_COPY_BYTES = 3 * 1024 * 1024
 
 
 class PatchError(ValueError):
     """A patch that cannot be applied; the message says why, for a 4xx to the user."""
+
+
+class PatchTooLargeError(PatchError):
+    """A patch over the operation or copy limits (413 RequestEntityTooLarge in Kubernetes)."""
 
 
 # --- merge keys -------------------------------------------------------------------------
@@ -112,19 +123,35 @@ def merge_patch(obj: Any, patch: Any) -> Any:
 
 
 def json_patch(obj: Any, ops: Any) -> Any:
-    """RFC 6902 JSON patch; a failing `test` op or a bad path raises PatchError."""
+    """RFC 6902 JSON patch; a failing `test` op or a bad path raises PatchError, a patch over the limits
+    (operations, bytes copied) PatchTooLargeError."""
     if not isinstance(ops, list):
         raise PatchError("a JSON patch must be a list of operations")
+    if len(ops) > MAX_JSON_PATCH_OPERATIONS:
+        raise PatchTooLargeError(f"The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, "
+                                 f"got {len(ops)}")
     for i, op in enumerate(ops):
         if not isinstance(op, dict) or "op" not in op:
             raise PatchError(f"JSON patch operation {i} must be an object with an \"op\" field")
+    doc = copy.deepcopy(obj)
+    copied = 0
     try:
-        return jsonpatch.JsonPatch(ops).apply(obj, in_place=False)
+        for op in ops:
+            if op["op"] == "copy" and isinstance(op.get("from"), str):
+                # Measured before copying: the copy itself is what must not happen past the limit.
+                copied += len(orjson.dumps(jsonpointer.resolve_pointer(doc, op["from"])))
+                if copied > MAX_JSON_PATCH_COPY_BYTES:
+                    raise PatchTooLargeError(f"Unable to complete the copy, the accumulated size of the copied values "
+                                             f"exceeds the limit of {MAX_JSON_PATCH_COPY_BYTES} bytes")
+            doc = jsonpatch.JsonPatch([op]).apply(doc, in_place=True)
+        return doc
     except jsonpatch.JsonPatchTestFailed as e:
         raise PatchError(f"the JSON patch test failed: {e}") from None
     except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as e:
         raise PatchError(f"the JSON patch cannot be applied: {e}") from None
-    except (TypeError, KeyError, IndexError, ValueError) as e:
+    except (TypeError, KeyError, IndexError, ValueError, orjson.JSONEncodeError) as e:
+        if isinstance(e, PatchError):
+            raise
         raise PatchError(f"the JSON patch cannot be applied: {e}") from None
 
 

@@ -21,7 +21,7 @@ from aetcd import rpc, watcher
 from aetcd.exceptions import ClientError, RevisionCompactedError
 
 from .interface import (CompactedError, Entry, KeyExistsError, KeyNotFoundError, ListResult,
-                        RevisionConflictError, StorageError, ValueTooLargeError, WatchEvent)
+                        RevisionConflictError, StorageError, ValueTooLargeError, WatchEvent, encode)
 
 log = logging.getLogger("apiserver.storage")
 
@@ -205,7 +205,7 @@ class EtcdStorage:
     async def create(self, key: str, value: dict[str, Any]) -> int:
         k = self._full(key)
         txn = rpc.TxnRequest(compare=[_compare(k, "create", 0)],
-                             success=[rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=orjson.dumps(value)))])
+                             success=[rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=encode(value)))])
         resp = await self._call("Txn", txn)
         if not resp.succeeded:
             raise KeyExistsError(key)
@@ -215,7 +215,7 @@ class EtcdStorage:
         k = self._full(key)
         txn = rpc.TxnRequest(
             compare=[_compare(k, "mod", expected_revision)],
-            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=orjson.dumps(value)))],
+            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=encode(value)))],
             failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k, count_only=True))])
         resp = await self._call("Txn", txn)
         if not resp.succeeded:

@@ -10,6 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Protocol
 
+import orjson
+
+# etcd's default --max-request-bytes: a larger value is refused before it is sent (nothing is written).
+MAX_VALUE_BYTES = 1536 * 1024
+
 
 class StorageError(Exception):
     pass
@@ -29,6 +34,15 @@ class RevisionConflictError(StorageError):
 
 class ValueTooLargeError(StorageError):
     """The store refuses a value this large (etcd: --max-request-bytes, 1.5 MiB by default) → 413."""
+
+
+def encode(value: dict[str, Any]) -> bytes:
+    """A value as stored (JSON); ValueTooLargeError past MAX_VALUE_BYTES, as etcd would refuse it."""
+    data = orjson.dumps(value)
+    if len(data) > MAX_VALUE_BYTES:
+        raise ValueTooLargeError(f"the object is {len(data)} bytes as stored, over the limit of {MAX_VALUE_BYTES} "
+                                 f"bytes (etcdserver: request is too large)")
+    return data
 
 
 class CompactedError(StorageError):

@@ -12,7 +12,7 @@ import copy
 from typing import Any, AsyncIterator
 
 from .interface import (CompactedError, Entry, KeyExistsError, KeyNotFoundError, ListResult,
-                        RevisionConflictError, WatchEvent)
+                        RevisionConflictError, WatchEvent, encode)
 
 
 class MemoryStorage:
@@ -70,6 +70,7 @@ class MemoryStorage:
         if current is not None and current[1] is not None:
             raise KeyExistsError(key)
         self._revision += 1
+        encode(value)  # the size limit, as etcd has it
         stored = copy.deepcopy(value)
         await self._commit(WatchEvent("PUT", key, stored, self._revision, True), stored, self._revision)
         return self._revision
@@ -81,6 +82,7 @@ class MemoryStorage:
         if current[0] != expected_revision:
             raise RevisionConflictError(key)
         self._revision += 1
+        encode(value)  # the size limit, as etcd has it
         stored = copy.deepcopy(value)
         await self._commit(WatchEvent("PUT", key, stored, self._revision), stored, current[2])
         return self._revision

@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from pklib import kubeconfig
+from pklib import kubeconfig, yamlsafe
 
 SECTIONS = ("clusters", "users", "contexts")
 
@@ -21,7 +21,7 @@ def user_kubeconfig() -> Path:
 
 def _load(target: Path) -> dict[str, Any]:
     try:
-        doc = yaml.safe_load(target.read_text()) or {}
+        doc = yamlsafe.load(target.read_text()) or {}
     except FileNotFoundError:
         return {"apiVersion": "v1", "kind": "Config", "preferences": {}}
     except yaml.YAMLError as e:

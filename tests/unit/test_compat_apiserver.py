@@ -70,12 +70,14 @@ def test_accept_header_negotiation() -> None:
     assert aggregated_version("application/json") is None
 
 
-def test_protobuf_envelope_errors_are_415() -> None:
+def test_protobuf_envelope_errors() -> None:
+    """What this server cannot read is a 415 (send JSON); bytes that are not protobuf at all are a 400."""
     from apiserver import protobuf
-    for body in (b"{}", protobuf.MAGIC + b"\x0a\xff", protobuf.MAGIC + b"\x0a\x04\x12\x02Xy"):
+    for body, code in ((b"{}", 415), (protobuf.MAGIC + b"\x0a\x04\x12\x02Xy", 415),
+                       (protobuf.MAGIC + b"\x0a\xff", 400), (protobuf.MAGIC + b"\x0a\x04\x12\x02\xff\xfe", 400)):
         with pytest.raises(StatusError) as err:
             protobuf.decode_object(body)
-        assert err.value.code == 415
+        assert err.value.code == code, body
 
 
 def test_unknown_fields_are_found_by_path() -> None:
