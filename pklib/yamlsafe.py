@@ -43,12 +43,14 @@ class BoundedLoader(yaml.SafeLoader):
 
     def compose_document(self) -> Node | None:
         self._expanded, self._distinct = {}, 0
-        return super().compose_document()  # type: ignore[no-any-return]
+        return super().compose_document()
 
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         alias = self.check_event(yaml.AliasEvent)
-        mark = self.peek_event().start_mark
-        node: Node = super().compose_node(parent, index)
+        mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+        node = super().compose_node(parent, index)
+        if node is None:
+            return None
         if alias:
             if id(node) not in self._expanded:  # its anchor is still being composed: it contains itself
                 raise AliasError(None, None, "YAML aliases (&anchor/*ref) may not refer to themselves", mark)
