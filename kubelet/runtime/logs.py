@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import time
 from collections import deque
 from datetime import datetime, timezone
 from pathlib import Path
@@ -98,6 +99,24 @@ def _selected(line: LogLine, options: LogOptions) -> bool:
     return options.since is None or line.timestamp >= options.since
 
 
+async def _open_log(path: Path, follow: bool, finished: Callable[[], Awaitable[bool]] | None) -> IO[str] | None:
+    """The current log file. Between a rotation's rename and the writer reopening the path there is none for a
+    moment: then wait for it (a follower until the container is gone, a one-off read for up to a second)."""
+    deadline = time.monotonic() + 1.0
+    while True:
+        try:
+            return open(path, "r", errors="replace")
+        except FileNotFoundError:
+            if not rotated_logs(path):
+                return None  # never written (or removed with its container), not being rotated
+            if follow and finished is not None:
+                if await finished():
+                    return None
+            elif time.monotonic() > deadline:
+                return None
+            await asyncio.sleep(FOLLOW_POLL)
+
+
 async def read_logs(path: Path, options: LogOptions,
                     finished: Callable[[], Awaitable[bool]] | None = None) -> AsyncIterator[LogLine]:
     """Existing lines (respecting tail/since), then, with follow, new lines until `finished()` says the
@@ -112,9 +131,8 @@ async def read_logs(path: Path, options: LogOptions,
         return budget >= 0
 
     joiner = _Joiner()
-    try:
-        f = open(path, "r", errors="replace")
-    except FileNotFoundError:
+    f = await _open_log(path, options.follow, finished)
+    if f is None:
         return
     try:
         # the whole file is scanned once: `tail` needs the end, `since` compares every timestamp
@@ -137,7 +155,8 @@ async def read_logs(path: Path, options: LogOptions,
                     try:
                         new_file = open(path, "r", errors="replace")
                     except FileNotFoundError:
-                        continue  # rotated again meanwhile: look once more
+                        await asyncio.sleep(FOLLOW_POLL)  # between a rotation's rename and the writer's reopen
+                        continue
                     f.close()
                     f = new_file
                     continue

@@ -150,7 +150,9 @@ def test_ip_forward_comes_back_after_the_last_node_is_cleaned_up(tmp_path: Path)
 
     sh("ip", "netns", "add", netns)
     try:
-        assert in_netns("cat", "/proc/sys/net/ipv4/ip_forward") == "0"  # a new namespace starts with it off
+        # A new namespace copies the host's value (devconf_inherit_init_net): start from off, as a fresh machine.
+        in_netns("sh", "-c", "echo 0 > /proc/sys/net/ipv4/ip_forward")
+        assert in_netns("cat", "/proc/sys/net/ipv4/ip_forward") == "0"
         for bridge in ("pkfa", "pkfb"):  # two clusters' nodes
             sh("ip", "-n", netns, "link", "add", bridge, "type", "bridge")
             kubelet("enable", bridge)
