@@ -3,6 +3,10 @@
 Every kind validates in two steps: its JSON Schema (structure, types, required fields),
 then — only when the structure is sound, so that rules can trust types — the metadata
 rules and the kind's own semantic rules.
+
+Everything else in which kinds differ for the generic store (initial status, what an update may
+change, create-on-update, graceful deletion, when a deleting object is gone, field selectors) is a
+hook here too, named after Kubernetes' strategy methods: the handlers name no kind.
 """
 from __future__ import annotations
 
