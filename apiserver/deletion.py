@@ -8,6 +8,8 @@ happen first. Otherwise it is marked (deletionTimestamp) and kept:
   gracePeriodSeconds=0;
 - a namespace until the namespace controller has emptied it and cleared
   spec.finalizers through /finalize.
+The kind's strategy says which kinds wait how (check_graceful_delete, prepare_for_delete,
+finished_deleting); this module names no kind.
 """
 from __future__ import annotations
 
@@ -19,13 +21,12 @@ from pklib.api.timefmt import now_rfc3339
 from pklib.resources import Resource
 
 from . import bodies, kinds
-from .handlers_objects import Objects, finished_deleting, object_key
+from .handlers_objects import Objects, object_key
 from .status import StatusError, bad_request, conflict, not_found
 from .storage.interface import Entry, KeyNotFoundError, RevisionConflictError
 from .watchcache import with_rv
 
 POLICIES = {"Orphan": "orphan", "Foreground": "foregroundDeletion", "Background": None}
-DEFAULT_POD_GRACE = 30
 
 
 @dataclass
@@ -75,18 +76,7 @@ def _check_preconditions(res: Resource, entry: Entry, opts: DeleteOptions) -> No
                        f"ResourceVersion in object meta: {entry.mod_revision}")
 
 
-def _pod_grace(obj: dict[str, Any], opts: DeleteOptions) -> int:
-    spec, status = obj.get("spec") or {}, obj.get("status") or {}
-    # An unscheduled or finished pod has nothing running to stop: it goes at once.
-    if not spec.get("nodeName") or status.get("phase") in ("Succeeded", "Failed"):
-        return 0
-    if opts.grace_period_seconds is not None:
-        return opts.grace_period_seconds
-    grace = spec.get("terminationGracePeriodSeconds")
-    return DEFAULT_POD_GRACE if grace is None else int(grace)
-
-
-def _marked(res: Resource, obj: dict[str, Any], opts: DeleteOptions) -> dict[str, Any] | None:
+def _marked(strategy: kinds.KindStrategy, obj: dict[str, Any], opts: DeleteOptions) -> dict[str, Any] | None:
     """The object marked for deletion, or None if it can be removed now."""
     new = copy.deepcopy(obj)
     meta = new.setdefault("metadata", {})
@@ -101,18 +91,13 @@ def _marked(res: Resource, obj: dict[str, Any], opts: DeleteOptions) -> dict[str
         meta["finalizers"] = finalizers
     else:
         meta.pop("finalizers", None)
-    grace = 0
-    if res.kind == "Pod":
-        grace = _pod_grace(new, opts)
-        current = meta.get("deletionGracePeriodSeconds")
-        if current is not None:
-            grace = min(grace, int(current))  # a grace period can only be shortened
-    if res.kind == "Namespace":
-        new.setdefault("status", {})["phase"] = "Terminating"
-    if not meta.get("deletionTimestamp") or res.kind == "Pod" and grace != meta.get("deletionGracePeriodSeconds"):
-        meta["deletionTimestamp"] = now_rfc3339(grace)
-        meta["deletionGracePeriodSeconds"] = grace
-    if finished_deleting(res, new):
+    grace = strategy.check_graceful_delete(new, opts.grace_period_seconds)
+    strategy.prepare_for_delete(new)
+    # A graceful kind's object is marked again when its grace period changes (it can only shorten).
+    if not meta.get("deletionTimestamp") or grace is not None and grace != meta.get("deletionGracePeriodSeconds"):
+        meta["deletionTimestamp"] = now_rfc3339(grace or 0)
+        meta["deletionGracePeriodSeconds"] = grace or 0
+    if strategy.finished_deleting(new):
         return None
     return new
 
@@ -121,24 +106,25 @@ async def delete(objects: Objects, res: Resource, namespace: str | None, name: s
                  opts: DeleteOptions) -> tuple[dict[str, Any], bool]:
     """(the object's last state, whether it is gone now)."""
     storage = objects.storage
+    strategy = kinds.strategy_for(res)
     key = object_key(res, namespace, name)
     for _ in range(16):
         entry = await storage.get(key)
         if entry is None:
             raise not_found(res.plural, name, res.group)
         _check_preconditions(res, entry, opts)
-        marked = _marked(res, entry.value, opts)
+        marked = _marked(strategy, entry.value, opts)
         if opts.dry_run:
             return with_rv(marked or entry.value, entry.mod_revision), marked is None
         try:
             if marked is None:
                 deleted = await storage.delete(key, entry.mod_revision)
-                objects.wrote(res, deleted.mod_revision)
-                await kinds.strategy_for(res).after_delete(deleted.value, storage)
+                objects.wrote(key, deleted.mod_revision)
+                await strategy.after_delete(deleted.value, storage)
                 return with_rv(deleted.value, deleted.mod_revision), True
             if marked == entry.value:
                 return with_rv(marked, entry.mod_revision), False
-            revision = objects.wrote(res, await storage.update(key, marked, entry.mod_revision))
+            revision = objects.wrote(key, await storage.update(key, marked, entry.mod_revision))
             return with_rv(marked, revision), False
         except RevisionConflictError:
             continue

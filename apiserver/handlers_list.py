@@ -19,28 +19,15 @@ from typing import Any
 import orjson
 
 from pklib.resources import Resource
-from pklib.selectors import (FieldSelector, LabelSelector, SelectorError, field_value, parse_field_selector,
-                             parse_label_selector)
+from pklib.selectors import FieldSelector, LabelSelector, SelectorError, parse_field_selector, parse_label_selector
 
 from .bodies import INT64_MAX, int64
 from .handlers_objects import collection_prefix
+from .kinds import KindStrategy, strategy_for
 from .status import StatusError, bad_request, gone, timeout
 from .storage.interface import CompactedError, Storage
 from .watchcache import WatchCache, resource_prefix, with_rv
 
-# Field selectors each kind supports beyond metadata.name / metadata.namespace (as Kubernetes).
-KIND_FIELDS: dict[str, tuple[str, ...]] = {
-    "Pod": ("spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
-            "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName"),
-    "Event": ("involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
-              "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath",
-              "reason", "reportingComponent", "source", "type"),
-    "Secret": ("type",),
-    "Namespace": ("status.phase",),
-    "Node": ("spec.unschedulable",),
-    "ReplicaSet": ("status.replicas",),
-    "PersistentVolumeClaim": (),
-}
 CACHE_CATCH_UP = 1.0  # how long a consistent list waits for the cache before reading etcd
 RV_WAIT = 3.0  # how long a list/watch at a future resourceVersion waits (then 504, like Kubernetes)
 
@@ -49,24 +36,18 @@ RV_WAIT = 3.0  # how long a list/watch at a future resourceVersion waits (then 5
 class Filters:
     labels: LabelSelector
     fields: FieldSelector
-    kind_fields: tuple[str, ...]
+    strategy: KindStrategy  # the kind's field labels (Kubernetes' GetAttrs)
 
     def matches(self, obj: dict[str, Any]) -> bool:
         if not self.labels.matches((obj.get("metadata") or {}).get("labels")):
             return False
         if not self.fields.requirements:
             return True
-        return self.fields.matches({f: _field(obj, f) for f in self.fields.fields()})
+        return self.fields.matches({f: self.strategy.field_value(obj, f) for f in self.fields.fields()})
 
     @property
     def trivial(self) -> bool:
         return self.labels.empty() and not self.fields.requirements
-
-
-def _field(obj: dict[str, Any], path: str) -> str:
-    if path == "source":  # Events: `source` means the reporting component
-        return field_value(obj, "source.component") or field_value(obj, "reportingComponent")
-    return field_value(obj, path)
 
 
 def parse_filters(res: Resource, query: Any) -> Filters:
@@ -75,11 +56,12 @@ def parse_filters(res: Resource, query: Any) -> Filters:
         fields = parse_field_selector(query.get("fieldSelector"))
     except SelectorError as e:
         raise bad_request(f"unable to parse requirement: {e}") from None
-    allowed = ("metadata.name", "metadata.namespace", *KIND_FIELDS.get(res.kind, ()))
+    strategy = strategy_for(res)
+    allowed = ("metadata.name", "metadata.namespace", *strategy.field_labels)
     for f in fields.fields():
         if f not in allowed:
             raise bad_request(f'field label not supported: {f}')
-    return Filters(labels, fields, KIND_FIELDS.get(res.kind, ()))
+    return Filters(labels, fields, strategy)
 
 
 def _encode_continue(revision: int, start_key: str) -> str:

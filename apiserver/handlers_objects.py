@@ -4,8 +4,10 @@ What every kind shares lives here, as in Kubernetes' generic registry store:
 uid, creationTimestamp, generation, resourceVersion (the etcd mod revision,
 never stored in the value), the split between the main resource and its status
 subresource, and finishing the deletion of an object whose last finalizer is
-removed. Per-kind defaulting, validation and allocations come from
-`apiserver.kinds.strategy_for`.
+removed. What differs between kinds (initial status, what an update may change,
+create-on-update, when a deleting object is gone, defaulting, validation and
+allocations) comes from the kind's strategy, `apiserver.kinds.strategy_for`: no
+kind is named here.
 """
 from __future__ import annotations
 
@@ -32,8 +34,6 @@ _GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' generateName alph
 _SERVER_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation",
                 "resourceVersion", "selfLink", "managedFields")
 NAMESPACES_PREFIX = resource_prefix("", "namespaces")
-# Kinds whose PUT creates a missing object, as their Kubernetes strategies allow (AllowCreateOnUpdate).
-CREATE_ON_UPDATE = frozenset({"Endpoints", "Lease", "Event", "Service"})
 NAMESPACE_CACHE_WAIT = 1.0  # bound on waiting for the cache to show this server's own writes
 
 
@@ -67,18 +67,6 @@ def _without_rv(obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def finished_deleting(res: Resource, obj: dict[str, Any]) -> bool:
-    """A deleting object whose finalizers are all gone is removed (namespaces also wait for spec.finalizers)."""
-    meta = obj.get("metadata") or {}
-    if not meta.get("deletionTimestamp") or meta.get("finalizers"):
-        return False
-    if res.kind == "Namespace" and (obj.get("spec") or {}).get("finalizers"):
-        return False
-    if res.kind == "Pod" and (meta.get("deletionGracePeriodSeconds") or 0) > 0:
-        return False  # the kubelet still has to stop the containers
-    return True
-
-
 def apply_patch(patch_type: str, obj: dict[str, Any], patch: Any) -> dict[str, Any]:
     """obj with a merge / json / strategic patch applied (422 if the patch does not apply)."""
     appliers = {"merge": patching.merge_patch, "json": patching.json_patch,
@@ -102,8 +90,9 @@ class Objects:
         # namespace checks may trust the cache (read-your-writes).
         self.namespace_written = 0
 
-    def wrote(self, res: Resource, revision: int) -> int:
-        if res.kind == "Namespace":
+    def wrote(self, key: str, revision: int) -> int:
+        """Notes a write of `key` at `revision` (returned), for the namespace check's read-your-writes."""
+        if key.startswith(NAMESPACES_PREFIX):
             self.namespace_written = max(self.namespace_written, revision)
         return revision
 
@@ -211,8 +200,8 @@ class Objects:
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_rfc3339()
         meta["generation"] = 1
-        self._reset_status(res, obj)
         strategy = kinds.strategy_for(res)
+        strategy.prepare_for_create(obj, "status" in res.subresources)
         strategy.default(obj)
         self.validate(res, obj, None)
         if res.namespaced:
@@ -222,9 +211,9 @@ class Objects:
             if await self.storage.get(key) is not None:
                 raise already_exists(res.plural, meta["name"], res.group)
             return obj
-        rollback = await strategy.prepare_create(obj, self.storage)
+        rollback = await strategy.begin_create(obj, self.storage)
         try:
-            revision = self.wrote(res, await self.storage.create(key, obj))
+            revision = self.wrote(key, await self.storage.create(key, obj))
         except KeyExistsError:
             await rollback()
             raise already_exists(res.plural, meta["name"], res.group) from None
@@ -232,17 +221,6 @@ class Objects:
             await rollback()
             raise
         return with_rv(obj, revision)
-
-    @staticmethod
-    def _reset_status(res: Resource, obj: dict[str, Any]) -> None:
-        """Status is the system's to write: a create starts from the kind's initial status (as Kubernetes)."""
-        if res.kind == "Namespace":
-            obj["status"] = {"phase": "Active"}
-            obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
-        elif res.kind in ("Pod", "PersistentVolume", "PersistentVolumeClaim"):
-            obj["status"] = {"phase": "Pending"}
-        elif "status" in res.subresources and res.kind != "Node":  # kubelets register nodes with status
-            obj["status"] = {}
 
     # -- update ------------------------------------------------------------------------------
 
@@ -280,9 +258,7 @@ class Objects:
                 new["status"] = clone_stored(old["status"])
             else:
                 new.pop("status", None)
-        if res.kind == "Namespace":
-            # spec.finalizers changes only through /finalize.
-            new.setdefault("spec", {})["finalizers"] = list((old.get("spec") or {}).get("finalizers") or [])
+        kinds.strategy_for(res).prepare_for_update(new, old)
         return new
 
     async def write_update(self, res: Resource, entry: Entry, new: dict[str, Any], dry_run: bool = False,
@@ -313,14 +289,14 @@ class Objects:
             if not current:
                 raise _NotCurrent()
             return with_rv(new, entry.mod_revision)  # a no-op update writes nothing, like Kubernetes
-        if finished_deleting(res, new):
+        if strategy.finished_deleting(new):
             deleted = await self.storage.delete(entry.key, entry.mod_revision)
-            self.wrote(res, deleted.mod_revision)
+            self.wrote(entry.key, deleted.mod_revision)
             await strategy.after_delete(deleted.value, self.storage)
             return with_rv(new, deleted.mod_revision)
-        rollback = await strategy.prepare_update(new, clone_stored(old), self.storage)
+        rollback = await strategy.begin_update(new, clone_stored(old), self.storage)
         try:
-            revision = self.wrote(res, await self.storage.update(entry.key, new, entry.mod_revision))
+            revision = self.wrote(entry.key, await self.storage.update(entry.key, new, entry.mod_revision))
         except BaseException:
             await rollback()
             raise
@@ -338,7 +314,7 @@ class Objects:
             entry, current = await self.read_for_write(res, namespace, name, fresh)
             fresh = True  # any retry reads from etcd
             if entry is None:
-                if res.kind in CREATE_ON_UPDATE and subresource is None and not wanted:
+                if kinds.strategy_for(res).allow_create_on_update and subresource is None and not wanted:
                     return await self.create(res, namespace, dict(body, metadata=dict(meta, name=name)),
                                              dry_run=dry_run)
                 raise not_found(res.plural, name, res.group)

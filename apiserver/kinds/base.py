@@ -3,16 +3,21 @@
 Every kind validates in two steps: its JSON Schema (structure, types, required fields),
 then — only when the structure is sound, so that rules can trust types — the metadata
 rules and the kind's own semantic rules.
+
+Everything else in which kinds differ for the generic store (initial status, what an update may
+change, create-on-update, graceful deletion, when a deleting object is gone, field selectors) is a
+hook here too, named after Kubernetes' strategy methods: the handlers name no kind.
 """
 from __future__ import annotations
 
 from typing import Any, Awaitable, Callable
 
 from pklib import validation as v
+from pklib.selectors import field_value
 
 from . import schema
 from .fields import Cause, invalid
-from .meta import validate_meta
+from .meta import as_dict, validate_meta
 
 Rollback = Callable[[], Awaitable[None]]
 
@@ -64,10 +69,50 @@ class KindStrategy:
         """The kind's semantic rules; the schema has accepted `obj` (and `old`, when stored)."""
         return []
 
-    async def prepare_create(self, obj: dict[str, Any], storage: Any) -> Rollback:
+    # -- the generic store's hooks (Kubernetes' RESTCreateStrategy, RESTUpdateStrategy, RESTDeleteStrategy) --
+
+    # Field selectors this kind supports beyond metadata.name and metadata.namespace (Kubernetes' GetAttrs).
+    field_labels: tuple[str, ...] = ()
+    # Whether a PUT of a missing object creates it (Kubernetes' AllowCreateOnUpdate).
+    allow_create_on_update = False
+
+    def field_value(self, obj: dict[str, Any], path: str) -> str:
+        """The value of field label `path` of `obj` for field selectors ("" when unset)."""
+        return field_value(obj, path)
+
+    def prepare_for_create(self, obj: dict[str, Any], status_subresource: bool) -> None:
+        """Before defaulting on create: status is the system's to write, so a kind with a status
+        subresource starts from its initial status whatever the client sent."""
+        if status_subresource:
+            obj["status"] = {}
+
+    def prepare_for_update(self, obj: dict[str, Any], old: dict[str, Any]) -> None:
+        """Before defaulting on an update of the main resource (status already kept from `old`):
+        put back what only other paths may change."""
+        return None
+
+    def check_graceful_delete(self, obj: dict[str, Any], requested: int | None) -> int | None:
+        """The grace period in seconds to delete `obj` with, given the one the client asked for;
+        None when the kind has no graceful deletion (its objects go once their finalizers are gone)."""
+        return None
+
+    def prepare_for_delete(self, obj: dict[str, Any]) -> None:
+        """Changes to an object that a DELETE marks (deletionTimestamp) rather than removes."""
+        return None
+
+    def finished_deleting(self, obj: dict[str, Any]) -> bool:
+        """Whether a deleting object can be removed from storage now: its finalizers are all gone."""
+        meta = as_dict(obj.get("metadata"))
+        return bool(meta.get("deletionTimestamp")) and not meta.get("finalizers")
+
+    # -- allocations around the write (Kubernetes' BeginCreate / BeginUpdate / AfterDelete) --
+
+    async def begin_create(self, obj: dict[str, Any], storage: Any) -> Rollback:
+        """After validation, before the write: allocate what the object needs; the returned rollback
+        gives it back if the write fails."""
         return nothing
 
-    async def prepare_update(self, obj: dict[str, Any], old: dict[str, Any], storage: Any) -> Rollback:
+    async def begin_update(self, obj: dict[str, Any], old: dict[str, Any], storage: Any) -> Rollback:
         return nothing
 
     async def after_delete(self, obj: dict[str, Any], storage: Any) -> None:

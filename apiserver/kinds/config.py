@@ -68,6 +68,7 @@ def _decode(value: str) -> bytes | None:
 
 class SecretStrategy(KindStrategy):
     kind = "Secret"
+    field_labels = ("type",)
 
     def apply_defaults(self, obj: dict[str, Any]) -> None:
         obj.setdefault("type", "Opaque")

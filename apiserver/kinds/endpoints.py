@@ -47,6 +47,7 @@ def _ip_errors(ip: str, path: Path, family: int | None = None) -> list[Cause]:
 
 class EndpointsStrategy(KindStrategy):
     kind = "Endpoints"
+    allow_create_on_update = True
 
     def apply_defaults(self, obj: dict[str, Any]) -> None:
         for subset in as_list(obj.get("subsets")):

@@ -10,6 +10,15 @@ from .meta import as_dict
 
 class EventStrategy(KindStrategy):
     kind = "Event"
+    allow_create_on_update = True
+    field_labels = ("involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
+                    "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath",
+                    "reason", "reportingComponent", "source", "type")
+
+    def field_value(self, obj: dict[str, Any], path: str) -> str:
+        if path == "source":  # the reporting component, in either of its places
+            return super().field_value(obj, "source.component") or super().field_value(obj, "reportingComponent")
+        return super().field_value(obj, path)
 
     def validate_object(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
         involved = obj["involvedObject"]
@@ -25,6 +34,7 @@ class EventStrategy(KindStrategy):
 
 class LeaseStrategy(KindStrategy):
     kind = "Lease"
+    allow_create_on_update = True
 
     def validate_object(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
         spec = as_dict(obj.get("spec"))

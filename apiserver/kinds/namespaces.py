@@ -15,8 +15,26 @@ _CIDR_ERROR = "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
 
 
 class NamespaceStrategy(KindStrategy):
+    """A namespace is deleted in two steps: DELETE marks it Terminating, the namespace controller
+    empties it and clears spec.finalizers through /finalize, and only then is it removed."""
     kind = "Namespace"
     namespaced = False
+    field_labels = ("status.phase",)
+
+    def prepare_for_create(self, obj: dict[str, Any], status_subresource: bool) -> None:
+        obj["status"] = {"phase": "Active"}  # spec.finalizers: apply_defaults
+
+    def prepare_for_update(self, obj: dict[str, Any], old: dict[str, Any]) -> None:
+        # spec.finalizers changes only through /finalize.
+        spec = obj.setdefault("spec", {})
+        if isinstance(spec, dict):
+            spec["finalizers"] = list(as_dict(old.get("spec")).get("finalizers") or [])
+
+    def prepare_for_delete(self, obj: dict[str, Any]) -> None:
+        obj.setdefault("status", {})["phase"] = "Terminating"
+
+    def finished_deleting(self, obj: dict[str, Any]) -> bool:
+        return super().finished_deleting(obj) and not as_dict(obj.get("spec")).get("finalizers")
 
     def name_errors(self, name: str) -> list[str]:
         return v.is_dns1123_label(name)
@@ -42,6 +60,10 @@ class NamespaceStrategy(KindStrategy):
 class NodeStrategy(KindStrategy):
     kind = "Node"
     namespaced = False
+    field_labels = ("spec.unschedulable",)
+
+    def prepare_for_create(self, obj: dict[str, Any], status_subresource: bool) -> None:
+        return None  # kubelets register their node with its status
 
     def validate_object(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
         spec = as_dict(obj.get("spec"))

@@ -43,9 +43,16 @@ def _validate_storage(resources: dict[str, Any], path: Path) -> list[Cause]:
     return []
 
 
+def _pending(obj: dict[str, Any]) -> None:
+    obj["status"] = {"phase": "Pending"}  # until the binder binds it
+
+
 class PersistentVolumeStrategy(KindStrategy):
     kind = "PersistentVolume"
     namespaced = False
+
+    def prepare_for_create(self, obj: dict[str, Any], status_subresource: bool) -> None:
+        _pending(obj)
 
     def apply_defaults(self, obj: dict[str, Any]) -> None:
         spec = obj.get("spec")
@@ -83,6 +90,9 @@ class PersistentVolumeStrategy(KindStrategy):
 
 class PersistentVolumeClaimStrategy(KindStrategy):
     kind = "PersistentVolumeClaim"
+
+    def prepare_for_create(self, obj: dict[str, Any], status_subresource: bool) -> None:
+        _pending(obj)
 
     def apply_defaults(self, obj: dict[str, Any]) -> None:
         spec = obj.get("spec")

@@ -17,10 +17,35 @@ POD_UPDATE_FORBIDDEN = (
     "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,"
     "`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),"
     "`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)")
+DEFAULT_GRACE = 30  # seconds, when neither the request nor spec.terminationGracePeriodSeconds gives one
 
 
 class PodStrategy(KindStrategy):
     kind = "Pod"
+    field_labels = ("spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
+                    "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName")
+
+    def prepare_for_create(self, obj: dict[str, Any], status_subresource: bool) -> None:
+        obj["status"] = {"phase": "Pending"}
+
+    def check_graceful_delete(self, obj: dict[str, Any], requested: int | None) -> int | None:
+        """A pod on a node is kept for its grace period, until the kubelet has stopped its containers
+        and deletes it with a grace period of 0; a grace period can only be shortened."""
+        spec, status = as_dict(obj.get("spec")), as_dict(obj.get("status"))
+        if not spec.get("nodeName") or status.get("phase") in ("Succeeded", "Failed"):
+            grace = 0  # nothing running to stop: it goes at once
+        elif requested is not None:
+            grace = requested
+        else:
+            configured = spec.get("terminationGracePeriodSeconds")
+            grace = DEFAULT_GRACE if configured is None else int(configured)
+        current = as_dict(obj.get("metadata")).get("deletionGracePeriodSeconds")
+        return grace if current is None else min(grace, int(current))
+
+    def finished_deleting(self, obj: dict[str, Any]) -> bool:
+        # A positive grace period: the kubelet still has to stop the containers.
+        return super().finished_deleting(obj) and not (
+            as_dict(obj.get("metadata")).get("deletionGracePeriodSeconds") or 0) > 0
 
     def apply_defaults(self, obj: dict[str, Any]) -> None:
         spec = obj.get("spec")

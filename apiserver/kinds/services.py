@@ -1,6 +1,6 @@
 """Service: defaults, rules, and the ClusterIP / NodePort allocations it owns.
 
-Allocation happens in prepare_create/prepare_update (after validation, before the write)
+Allocation happens in begin_create/begin_update (after validation, before the write)
 and returns a rollback for when the write fails; after_delete gives the values back.
 """
 from __future__ import annotations
@@ -70,6 +70,7 @@ def _reject(obj: dict[str, Any], field: Path, value: Any, err: AllocationError) 
 
 class ServiceStrategy(KindStrategy):
     kind = "Service"
+    allow_create_on_update = True
 
     def name_errors(self, name: str) -> list[str]:
         return v.is_dns1035_label(name)
@@ -214,10 +215,10 @@ class ServiceStrategy(KindStrategy):
 
     # -- allocation -------------------------------------------------------------------------
 
-    async def prepare_create(self, obj: dict[str, Any], storage: Any) -> Rollback:
+    async def begin_create(self, obj: dict[str, Any], storage: Any) -> Rollback:
         return await _Allocation(obj, storage).apply(None)
 
-    async def prepare_update(self, obj: dict[str, Any], old: dict[str, Any], storage: Any) -> Rollback:
+    async def begin_update(self, obj: dict[str, Any], old: dict[str, Any], storage: Any) -> Rollback:
         return await _Allocation(obj, storage).apply(old)
 
     async def after_delete(self, obj: dict[str, Any], storage: Any) -> None:

@@ -163,6 +163,7 @@ class DeploymentStrategy(WorkloadStrategy):
 
 class ReplicaSetStrategy(WorkloadStrategy):
     kind = "ReplicaSet"
+    field_labels = ("status.replicas",)
 
 
 def _default_rolling_update(spec: dict[str, Any], field: str, **rolling_defaults: Any) -> None:
