@@ -26,9 +26,9 @@ from pklib.resources import must_lookup
 from pklib.workqueue import WorkQueue, run_workers
 
 from kubelet.env import ConfigError, build_env, expand
-from kubelet.images.busybox import ensure_busybox
-from kubelet.images.errors import ImageError
-from kubelet.images.store import ImageStore
+from images.busybox import ensure_busybox
+from images.errors import ImageError
+from images.store import ImageStore
 from kubelet.network.podfiles import HOST_RESOLV_CONF, DNSConfig, HostAlias
 from kubelet.node import NodeAgent
 from kubelet.plan import (ATTEMPT_LABEL, INIT_LABEL, NAME_LABEL, POD_UID_LABEL, PodRuntime, RuntimeContainer,

@@ -23,7 +23,7 @@ from typing import Any, AsyncIterator, Iterator
 
 import pytest
 
-from kubelet.images.store import ImageStore
+from images.store import ImageStore
 from kubelet.runtime.interface import ExecResult
 from kubelet.runtime.runc import RuncRuntime, RuntimeConfig
 from pklib.client import Client

@@ -12,8 +12,8 @@ from typing import AsyncIterator, Iterator
 
 import pytest
 
-from kubelet.images.busybox import ensure_busybox
-from kubelet.images.store import ImageStore
+from images.busybox import ensure_busybox
+from images.store import ImageStore
 from kubelet.runtime.runc import RuncRuntime, RuntimeConfig
 from tests.runtime.leftovers import leftovers
 

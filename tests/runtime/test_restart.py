@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from kubelet.images.store import ImageStore
+from images.store import ImageStore
 from kubelet.runtime.interface import ContainerConfig, ContainerState, LogOptions, SandboxConfig
 from kubelet.runtime.monitor import conmon_alive
 from kubelet.runtime.runc import RuncRuntime

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from kubelet.images.store import ImageStore
+from images.store import ImageStore
 from kubelet.network.netns import create_netns
 from kubelet.runtime.interface import ContainerConfig, NotFound, SandboxConfig
 from kubelet.runtime.runc import RuncRuntime

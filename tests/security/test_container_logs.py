@@ -12,7 +12,7 @@ from typing import AsyncIterator
 
 import pytest
 
-from kubelet.images.store import ImageStore
+from images.store import ImageStore
 from kubelet.runtime.interface import ContainerConfig, LogOptions, SandboxConfig
 from kubelet.runtime.logs import rotated_logs
 from kubelet.runtime.runc import RuncRuntime

@@ -11,8 +11,8 @@ from typing import Iterator
 
 import pytest
 
-from kubelet.images.errors import BuildError, ImageError, UnsafeArchive
-from kubelet.images.store import ImageStore
+from images.errors import BuildError, ImageError, UnsafeArchive
+from images.store import ImageStore
 from kubelet.runtime.interface import ContainerConfig, InvalidConfig, SandboxConfig
 from kubelet.runtime.runc import RuncRuntime
 from tests.images.layers import Entry, add_layer, make_tar
