@@ -94,10 +94,9 @@ def build_app(config: Config, storage: Storage) -> web.Application:
 
 
 async def _ensure_namespaces(objects: Objects) -> None:
-    ns = resources.lookup("namespaces")
-    assert ns is not None
     for name in SYSTEM_NAMESPACES:
-        await objects.ensure(ns, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        await objects.ensure(resources.NAMESPACES,
+                             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 
 
 def discovery_routes() -> list[web.RouteDef]:

@@ -27,12 +27,8 @@ from pklib.errors import ApiError, is_not_found
 from pklib.informer import Obj
 from pklib.api.timefmt import now_rfc3339, parse_time
 from pklib.objects import key_of
-from pklib.resources import must_lookup
+from pklib.resources import LEASES, NODES, PODS
 
-
-NODES = must_lookup("nodes")
-PODS = must_lookup("pods")
-LEASES = must_lookup("leases")
 
 LEASE_NAMESPACE = "kube-node-lease"
 UNREACHABLE = "node.kubernetes.io/unreachable"

@@ -18,14 +18,11 @@ from pklib.controller import Controller, ControllerContext
 from pklib.errors import ApiError, is_already_exists, is_not_found
 from pklib.informer import Obj
 from pklib.quantity import QuantityError, to_bytes
+from pklib.resources import NODES, PVCS, PVS, STORAGECLASSES
 
 from .nodefit import required_affinity_matches
-from .util import meta, resource
+from .util import meta
 
-PVS = resource("persistentvolumes")
-PVCS = resource("persistentvolumeclaims")
-CLASSES = resource("storageclasses")
-NODES = resource("nodes")
 
 PROVISIONER = "pkube.io/local-path"
 DEFAULT_CLASS = "local-path"
@@ -83,7 +80,7 @@ class PersistentVolumeController(Controller):
         super().__init__(ctx)
         self.pvc_informer = self.watch(PVCS, self._pvc, lambda old, new: self._pvc(new), self._pvc)
         self.pv_informer = self.watch(PVS, self._pv, lambda old, new: self._pv(new), self._pv)
-        self.class_informer = self.watch(CLASSES, self._class_changed, lambda old, new: self._class_changed(new))
+        self.class_informer = self.watch(STORAGECLASSES, self._class_changed, lambda old, new: self._class_changed(new))
         self.node_informer = self.watch(NODES)
 
     def _pvc(self, pvc: Obj) -> None:
@@ -110,7 +107,7 @@ class PersistentVolumeController(Controller):
     async def _ensure_default_class(self) -> None:
         """The local-path class claims default to must exist (what an addon manager would install)."""
         try:
-            await self.client.create(CLASSES, {
+            await self.client.create(STORAGECLASSES, {
                 "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
                 "metadata": {"name": DEFAULT_CLASS,
                              "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},

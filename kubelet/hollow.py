@@ -22,16 +22,11 @@ from pklib.errors import ApiError, ConnectionFailed, is_already_exists, is_confl
 from pklib.informer import Handler, Informer, Obj
 from pklib.api.timefmt import micro_now, now_rfc3339
 from pklib.objects import key_of
-from pklib.resources import must_lookup
+from pklib.resources import LEASES, NAMESPACES, NODES, PODS
 from pklib.workqueue import WorkQueue, run_workers
 
 log = logging.getLogger("kubelet.hollow")
 
-
-PODS = must_lookup("pods")
-NODES = must_lookup("nodes")
-LEASES = must_lookup("leases")
-NAMESPACES = must_lookup("namespaces")
 
 LEASE_NAMESPACE = "kube-node-lease"
 KUBELET_VERSION = "v1.32.0-pkube-hollow"

@@ -17,12 +17,11 @@ from typing import Any, Protocol
 
 from .errors import ApiError, ConnectionFailed, is_not_found
 from .api.timefmt import now_rfc3339
-from .resources import Resource, must_lookup
+from .resources import Resource
+from pklib.resources import EVENTS
 
 log = logging.getLogger(__name__)
 
-
-EVENTS = must_lookup("events")
 
 NORMAL = "Normal"
 WARNING = "Warning"

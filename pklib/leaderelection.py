@@ -20,13 +20,9 @@ from typing import Any
 from .api.timefmt import micro_now
 from .client import Client
 from .errors import ApiError, ConnectionFailed, is_already_exists, is_conflict, is_not_found
-from .resources import must_lookup
+from pklib.resources import LEASES, NAMESPACES
 
 log = logging.getLogger(__name__)
-
-
-LEASES = must_lookup("leases")
-NAMESPACES = must_lookup("namespaces")
 
 
 def default_identity() -> str:

@@ -5,14 +5,14 @@ from typing import Any, AsyncIterator
 
 import pytest
 
-from controllers.util import resource
+from pklib.resources import must_lookup
 from pklib.client import Client
 from pklib.errors import ApiError
 from tests.controllers.helpers import PODS, FakeKubelet, PodWatcher, list_pods
 from tests.util import unique, wait_for
 
-DS = resource("daemonsets")
-NODES = resource("nodes")
+DS = must_lookup("daemonsets")
+NODES = must_lookup("nodes")
 
 
 class Nodes:

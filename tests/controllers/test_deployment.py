@@ -10,15 +10,15 @@ from typing import Any, Iterator
 
 import pytest
 
-from controllers.util import resource
+from pklib.resources import must_lookup
 from pklib import kubeconfig
 from pklib.client import Client
 from tests.controllers.helpers import PODS, FakeKubelet, PodWatcher, images, list_pods
 from tests.conftest import ROOT, Etcd, _stop, _wait_http
 from tests.util import free_port, unique, wait_for
 
-DEPLOY = resource("deployments")
-RS = resource("replicasets")
+DEPLOY = must_lookup("deployments")
+RS = must_lookup("replicasets")
 
 
 def deploy_body(name: str, replicas: int, image: str = "busybox:1", strategy: dict[str, Any] | None = None,
@@ -234,7 +234,7 @@ async def test_kubectl_rollout_status_history_and_undo(open_apiserver: str, sess
     kubectl = ["kubectl", "--kubeconfig", kc, "-n", namespace]
     try:
         await asyncio.wait_for(ready.wait(), 30)
-        await client.create(resource("namespaces"), {"metadata": {"name": namespace}})
+        await client.create(must_lookup("namespaces"), {"metadata": {"name": namespace}})
         async with FakeKubelet(client, namespace):
             body = deploy_body("web", 2)
             body["metadata"]["annotations"] = {"kubernetes.io/change-cause": "first release"}

@@ -8,7 +8,6 @@ import copy
 import sys
 from typing import Any
 
-from controllers.util import resource
 from pklib.client import Client
 from tests.conftest import ROOT, ApiServer
 from tests.controllers.helpers import FakeKubelet, images, list_pods

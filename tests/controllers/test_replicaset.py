@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from controllers.util import resource
+from pklib.resources import must_lookup
 from pklib.client import Client
 from tests.controllers.helpers import FakeKubelet, list_pods, set_pod_ready
 from tests.util import wait_for
 
-RS = resource("replicasets")
-PODS = resource("pods")
-EVENTS = resource("events")
+RS = must_lookup("replicasets")
+PODS = must_lookup("pods")
+EVENTS = must_lookup("events")
 
 
 def rs_body(name: str, replicas: int, labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:

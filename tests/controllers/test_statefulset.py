@@ -4,14 +4,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from controllers.util import resource
+from pklib.resources import must_lookup
 from pklib.client import Client
 from tests.controllers.helpers import FakeKubelet, list_pods, set_pod_ready
 from tests.util import wait_for
 
-STS = resource("statefulsets")
-PODS = resource("pods")
-PVCS = resource("persistentvolumeclaims")
+STS = must_lookup("statefulsets")
+PODS = must_lookup("pods")
+PVCS = must_lookup("persistentvolumeclaims")
 
 
 def sts_body(name: str, replicas: int, image: str = "busybox:1", **spec: Any) -> dict[str, Any]:

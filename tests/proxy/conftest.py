@@ -23,7 +23,7 @@ import pytest
 from pklib.client import Client
 from proxy import nft
 from proxy.localnet import ROUTE_LOCALNET
-from proxy.main import resource
+from pklib.resources import NAMESPACES
 from tests.conftest import ROOT, ApiServer, Etcd, start_apiserver, _stop
 from tests.util import free_port, unique, wait_for_sync
 
@@ -175,7 +175,7 @@ async def pclient(proxy_apiserver: ApiServer) -> AsyncIterator[Client]:
 @pytest.fixture
 async def pns(pclient: Client) -> str:
     name = unique("ns")
-    await pclient.create(resource("namespaces"), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    await pclient.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     return name
 
 
