@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from pklib.api.wellknown import DEFAULT_CLASS_ANNOTATION, HOSTNAME_LABEL, SELECTED_NODE_ANNOTATION
 from pklib.controller import Controller, ControllerContext
 from pklib.errors import ApiError, is_already_exists, is_not_found
 from pklib.informer import Obj
@@ -27,7 +28,6 @@ from .util import meta
 PROVISIONER = "pkube.io/local-path"
 DEFAULT_CLASS = "local-path"
 DEFAULT_BASE_PATH = "/var/lib/pkube/local-path"
-SELECTED_NODE = "volume.kubernetes.io/selected-node"
 BIND_COMPLETED = "pv.kubernetes.io/bind-completed"
 PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
 
@@ -110,7 +110,7 @@ class PersistentVolumeController(Controller):
             await self.client.create(STORAGECLASSES, {
                 "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
                 "metadata": {"name": DEFAULT_CLASS,
-                             "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+                             "annotations": {DEFAULT_CLASS_ANNOTATION: "true"}},
                 "provisioner": PROVISIONER, "reclaimPolicy": "Delete",
                 "volumeBindingMode": "WaitForFirstConsumer", "parameters": {"basePath": DEFAULT_BASE_PATH}})
         except ApiError as e:
@@ -138,7 +138,7 @@ class PersistentVolumeController(Controller):
                 return
             await self._bind(pv, pvc)
             return
-        selected = (meta(pvc).get("annotations") or {}).get(SELECTED_NODE)
+        selected = (meta(pvc).get("annotations") or {}).get(SELECTED_NODE_ANNOTATION)
         node = self.node_informer.store.get(selected) if selected else None
         sc_name = (pvc.get("spec") or {}).get("storageClassName")
         sc = self.class_informer.store.get(sc_name) if sc_name else None
@@ -174,7 +174,7 @@ class PersistentVolumeController(Controller):
                 "hostPath": {"path": f"{base}/{name}_{meta(pvc)['namespace']}_{meta(pvc)['name']}",
                              "type": "DirectoryOrCreate"},
                 "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
-                    {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}]}},
+                    {"key": HOSTNAME_LABEL, "operator": "In", "values": [node]}]}]}},
                 "claimRef": self._claim_ref(pvc),
             },
         }

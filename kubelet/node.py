@@ -20,12 +20,12 @@ from typing import Any
 from pklib.client import Client
 from pklib.errors import ApiError, ConnectionFailed, is_already_exists, is_conflict, is_not_found
 from pklib.api.timefmt import micro_now, now_rfc3339
+from pklib.api.wellknown import NODE_LEASE_NAMESPACE as LEASE_NAMESPACE
 from pklib.quantity import to_bytes, to_millicores
 from pklib.resources import LEASES, NAMESPACES, NODES
 
 log = logging.getLogger("kubelet.node")
 
-LEASE_NAMESPACE = "kube-node-lease"
 KUBELET_VERSION = "v1.32.0-pkube"
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
 
