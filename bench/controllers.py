@@ -26,7 +26,7 @@ from typing import Any, Awaitable, Callable
 
 from pklib.resources import must_lookup
 from pklib.client import Client
-from tests.conftest import ROOT, _stop, start_apiserver, start_etcd
+from tests.support.controlplane import ROOT, _stop, start_apiserver, start_etcd
 
 PODS = must_lookup("pods")
 NAMESPACES = must_lookup("namespaces")

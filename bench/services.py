@@ -41,7 +41,7 @@ from pklib.client import Client
 from pklib.resources import must_lookup
 from proxy import nft
 from proxy.proxier import Proxier
-from tests.conftest import ROOT, _stop, start_apiserver, start_etcd
+from tests.support.controlplane import ROOT, _stop, start_apiserver, start_etcd
 from tests.util import free_port, unique
 
 SERVICES = must_lookup("services")

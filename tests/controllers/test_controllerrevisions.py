@@ -12,8 +12,8 @@ from pklib.resources import must_lookup
 from pklib.client import Client
 from pklib.errors import ApiError
 from tests.controllers.helpers import FakeKubelet, list_pods
-from tests.controllers.test_daemonset import Nodes, ds_body, nodes  # noqa: F401 - the fixture
-from tests.controllers.test_statefulset import sts_body
+from tests.support.workloads import Nodes, ds_body
+from tests.support.workloads import sts_body
 from tests.util import unique, wait_for
 
 STS = must_lookup("statefulsets")

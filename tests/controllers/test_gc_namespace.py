@@ -7,7 +7,7 @@ from pklib.resources import must_lookup
 from pklib.client import Client
 from pklib.errors import ApiError
 from tests.controllers.helpers import list_pods
-from tests.controllers.test_deployment import deploy_body
+from tests.support.workloads import deploy_body
 from tests.util import unique, wait_for
 
 DEPLOY = must_lookup("deployments")

@@ -8,7 +8,7 @@ from pklib.resources import must_lookup
 from pklib.client import Client
 from pklib.informer import Handler, Informer
 from pklib.objects import key_of
-from tests.conftest import ApiServer
+from tests.support.controlplane import ApiServer
 from tests.util import wait_for
 
 CM = must_lookup("configmaps")
@@ -66,7 +66,6 @@ async def test_label_selected_informer_sees_only_matching_objects(client: Client
 
 async def _cached(inf: Informer, key: str) -> bool:
     return inf.store.get(key) is not None
-
 
 
 class CuttableProxy:

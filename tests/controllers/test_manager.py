@@ -17,9 +17,9 @@ import pytest
 from pklib.resources import must_lookup
 from pklib.client import Client
 from pklib.errors import ApiError
-from tests.conftest import ROOT, ApiServer
 from tests.controllers.helpers import list_pods
-from tests.controllers.test_replicaset import rs_body
+from tests.support.controlplane import ROOT, ApiServer
+from tests.support.workloads import rs_body
 from tests.util import free_port, unique, wait_for
 
 RS = must_lookup("replicasets")

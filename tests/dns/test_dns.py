@@ -16,7 +16,7 @@ from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 
 from pklib.client import Client
 from pklib.resources import must_lookup
-from tests.conftest import ROOT, ApiServer, _stop
+from tests.support.controlplane import ROOT, ApiServer, _stop
 from tests.util import free_port, unique, wait_for, wait_for_sync
 
 SERVICES = must_lookup("services")

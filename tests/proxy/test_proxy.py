@@ -18,7 +18,7 @@ import pytest
 from pklib.client import Client
 from proxy import localnet, nft
 from pklib.resources import must_lookup
-from tests.proxy.conftest import ProxyProcess, PodNet, cleanup_proxy, connect_error, fetch
+from tests.support.proxy import ProxyProcess, PodNet, cleanup_proxy, connect_error, fetch
 from tests.util import unique, wait_for, wait_for_sync
 
 pytestmark = pytest.mark.root

@@ -8,7 +8,7 @@ from kubelet.network.netns import create_netns
 from kubelet.runtime.interface import ContainerConfig, NotFound, SandboxConfig
 from kubelet.runtime.runc import RuncRuntime
 from kubelet.runtime.sandbox import hold_uts_ipc
-from tests.runtime.leftovers import leftovers
+from tests.support.leftovers import leftovers
 
 pytestmark = pytest.mark.root
 
