@@ -7,6 +7,7 @@ from typing import Any, AsyncIterator
 from aiohttp import web
 
 from pklib import resources
+from pklib.api.wellknown import SYSTEM_NAMESPACES
 
 from . import aggregated_discovery, auth, bodies, discovery, fieldvalidation, openapi, proxy_pods
 from .handlers import Api
@@ -16,9 +17,6 @@ from .status import StatusError, json_response, status_middleware
 from .storage.interface import Storage
 from .tls import kubelet_client_context
 from .watchcache import WatchCache
-
-
-SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
 @dataclass
@@ -94,10 +92,9 @@ def build_app(config: Config, storage: Storage) -> web.Application:
 
 
 async def _ensure_namespaces(objects: Objects) -> None:
-    ns = resources.lookup("namespaces")
-    assert ns is not None
     for name in SYSTEM_NAMESPACES:
-        await objects.ensure(ns, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        await objects.ensure(resources.NAMESPACES,
+                             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 
 
 def discovery_routes() -> list[web.RouteDef]:

@@ -24,7 +24,7 @@ import orjson
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tests.conftest import _stop, start_apiserver, start_etcd  # noqa: E402
+from tests.support.controlplane import _stop, start_apiserver, start_etcd  # noqa: E402
 
 POD: dict[str, Any] = {"apiVersion": "v1", "kind": "Pod",
        "metadata": {"labels": {"app": "bench", "tier": "web"}, "annotations": {"bench": "x" * 200}},

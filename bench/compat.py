@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pklib.client import Client  # noqa: E402
 from pklib.resources import lookup  # noqa: E402
-from tests.conftest import _stop, start_apiserver, start_etcd  # noqa: E402
+from tests.support.controlplane import _stop, start_apiserver, start_etcd  # noqa: E402
 
 PODS, NAMESPACES = lookup("pods"), lookup("namespaces")
 assert PODS and NAMESPACES

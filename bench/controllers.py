@@ -24,14 +24,14 @@ import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from controllers.util import resource
+from pklib.resources import must_lookup
 from pklib.client import Client
-from tests.conftest import ROOT, _stop, start_apiserver, start_etcd
+from tests.support.controlplane import ROOT, _stop, start_apiserver, start_etcd
 
-PODS = resource("pods")
-NAMESPACES = resource("namespaces")
-DEPLOYMENTS = resource("deployments")
-REPLICASETS = resource("replicasets")
+PODS = must_lookup("pods")
+NAMESPACES = must_lookup("namespaces")
+DEPLOYMENTS = must_lookup("deployments")
+REPLICASETS = must_lookup("replicasets")
 
 
 def proc_stats(pid: int) -> dict[str, float | None]:

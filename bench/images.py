@@ -24,9 +24,9 @@ from typing import Any, Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from kubelet.images.image import Layer  # noqa: E402
-from kubelet.images.layout import MT_OCI_LAYER  # noqa: E402
-from kubelet.images.store import ImageStore  # noqa: E402
+from images.image import Layer  # noqa: E402
+from images.layout import MT_OCI_LAYER  # noqa: E402
+from images.store import ImageStore  # noqa: E402
 from tests.images.registry_fixture import start_registry, stop_registry  # noqa: E402
 
 FILE_SIZE = 1_000_000

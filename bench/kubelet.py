@@ -29,11 +29,11 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from kubelet.images.busybox import ensure_busybox  # noqa: E402
-from kubelet.images.store import ImageStore  # noqa: E402
+from images.busybox import ensure_busybox  # noqa: E402
+from images.store import ImageStore  # noqa: E402
 from pklib.client import Client  # noqa: E402
-from tests.conftest import _stop, start_apiserver, start_etcd  # noqa: E402
-from tests.kubelet.conftest import (BUSYBOX, NAMESPACES, PODS, Node, _start, _wait_node,  # noqa: E402
+from tests.support.controlplane import _stop, start_apiserver, start_etcd  # noqa: E402
+from tests.support.node import (BUSYBOX, NAMESPACES, PODS, Node, _start, _wait_node,  # noqa: E402
                                     clean_namespace)
 
 

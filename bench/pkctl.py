@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tests.conftest import _stop, start_apiserver, start_etcd  # noqa: E402
+from tests.support.controlplane import _stop, start_apiserver, start_etcd  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

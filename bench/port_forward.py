@@ -25,10 +25,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import aiohttp  # noqa: E402
 
 from pklib.client import Client  # noqa: E402
-from tests.compat.conftest import Stream  # noqa: E402
-from tests.conftest import ROOT, _stop, start_etcd  # noqa: E402
-from tests.kubelet.conftest import NAMESPACES, PODS, ctr, pod, private_node, running, wait_pod  # noqa: E402
-from tests.pkctl.test_port_forward import FORWARDING, http_get  # noqa: E402
+from tests.support.controlplane import ROOT, _stop, start_etcd  # noqa: E402
+from tests.support.kubectl import Stream  # noqa: E402
+from tests.support.node import NAMESPACES, PODS, ctr, pod, private_node, running, wait_pod  # noqa: E402
+from tests.support.portforward import FORWARDING, http_get  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:

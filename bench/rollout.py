@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pklib.client import Client  # noqa: E402
 from pklib.resources import must_lookup  # noqa: E402
-from tests.conftest import _stop, start_apiserver, start_etcd  # noqa: E402
+from tests.support.controlplane import _stop, start_apiserver, start_etcd  # noqa: E402
 from tests.controllers.helpers import set_pod_ready  # noqa: E402
 from tests.util import unique  # noqa: E402
 

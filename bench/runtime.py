@@ -23,8 +23,8 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from kubelet.images.busybox import ensure_busybox  # noqa: E402
-from kubelet.images.store import ImageStore  # noqa: E402
+from images.busybox import ensure_busybox  # noqa: E402
+from images.store import ImageStore  # noqa: E402
 from kubelet.runtime.interface import ContainerConfig, SandboxConfig  # noqa: E402
 from kubelet.runtime.runc import RuncRuntime, RuntimeConfig  # noqa: E402
 from kubelet.runtime.sandbox import hold_uts_ipc, unmount  # noqa: E402

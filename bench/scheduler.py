@@ -32,7 +32,7 @@ from pklib.resources import lookup
 from scheduler.algorithm import DEFAULT_WEIGHTS, schedule
 from scheduler.cache import Cache
 from scheduler.framework import pod_info
-from tests.conftest import ROOT, _stop, start_apiserver, start_etcd
+from tests.support.controlplane import ROOT, _stop, start_apiserver, start_etcd
 from tests.util import free_port
 
 PODS = lookup("pods")

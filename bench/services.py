@@ -38,15 +38,15 @@ from typing import Any
 from dnslib import DNSRecord
 
 from pklib.client import Client
-from proxy.main import resource
+from pklib.resources import must_lookup
 from proxy import nft
 from proxy.proxier import Proxier
-from tests.conftest import ROOT, _stop, start_apiserver, start_etcd
+from tests.support.controlplane import ROOT, _stop, start_apiserver, start_etcd
 from tests.util import free_port, unique
 
-SERVICES = resource("services")
-ENDPOINT_SLICES = resource("endpointslices")
-NAMESPACES = resource("namespaces")
+SERVICES = must_lookup("services")
+ENDPOINT_SLICES = must_lookup("endpointslices")
+NAMESPACES = must_lookup("namespaces")
 
 
 def pct(values: list[float], p: float) -> float:

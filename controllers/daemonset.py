@@ -21,18 +21,16 @@ from pklib.controller import ControllerContext
 from pklib.errors import ApiError, is_not_found
 from pklib.informer import Obj, Store
 from pklib.objects import key_of
+from pklib.resources import CONTROLLERREVISIONS, DAEMONSETS, NODES, PODS
 
 from .claims import claim
-from .history import (POD_REVISION_LABEL, REVISIONS, create_revision, delete_revisions, new_revision, next_revision,
+from .history import (POD_REVISION_LABEL, create_revision, delete_revisions, new_revision, next_revision,
                       renumber, sort_revisions, template_patch)
 from .nodefit import placement
 from .replicaset import BURST_REPLICAS
 from .util import (PodOwnerController, available_in, int_or_percent, is_pod_available, is_pod_ready, meta,
-                   pod_from_template, random_suffix, resource, selector_of, write_status)
+                   pod_from_template, random_suffix, selector_of, write_status)
 
-DAEMONSETS = resource("daemonsets")
-NODES = resource("nodes")
-PODS = resource("pods")
 
 HASH_LABEL = POD_REVISION_LABEL
 GENERATION_LABEL = "pod-template-generation"
@@ -48,7 +46,7 @@ class DaemonSetController(PodOwnerController):
         self.node_informer = self.watch(NODES, self._node_changed, lambda old, new: self._node_changed(new),
                                         self._node_changed)
         self.pod_informer = self.watch(PODS, self._pod_added, self._pod_updated, self._pod_deleted)
-        self.revision_informer = self.watch(REVISIONS, None, lambda old, new: self._revision_event(new),
+        self.revision_informer = self.watch(CONTROLLERREVISIONS, None, lambda old, new: self._revision_event(new),
                                             self._revision_event)
 
     def _revision_event(self, revision: Obj) -> None:
@@ -103,8 +101,8 @@ class DaemonSetController(PodOwnerController):
             await self._update_status(ds, plan, by_node, "", int(status.get("collisionCount") or 0))
             return
         # Orphaned revisions the selector matches are adopted (ClaimControllerRevisions).
-        revisions = await claim(self.client, REVISIONS, ds, self.revision_informer.store.by_index("namespace", ns),
-                                selector)
+        revisions = await claim(self.client, CONTROLLERREVISIONS, ds,
+                                self.revision_informer.store.by_index("namespace", ns), selector)
         current, old, collisions = await self._history(ds, revisions)
         current_hash = (meta(current).get("labels") or {}).get(HASH_LABEL) or ""
 

@@ -20,15 +20,12 @@ from pklib.controller import Controller, ControllerContext
 from pklib.errors import ApiError, is_already_exists, is_not_found
 from pklib.informer import Obj
 from pklib.objects import key_of
+from pklib.resources import DEPLOYMENTS, PODS, REPLICASETS
 
 from . import deploymentutil as du
 from .claims import claim
-from .util import (controller_ref, meta, now, now_rfc3339, owner_reference, parse_time, resource, selector_of,
+from .util import (controller_ref, meta, now, now_rfc3339, owner_reference, parse_time, selector_of,
                    template_hash, write_status)
-
-DEPLOYMENTS = resource("deployments")
-REPLICASETS = resource("replicasets")
-PODS = resource("pods")
 
 
 class DeploymentController(Controller):

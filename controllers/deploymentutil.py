@@ -9,23 +9,17 @@ import copy
 from typing import Any
 
 from pklib.api.podtemplate import comparable_template
+from pklib.api.wellknown import DEPLOYMENT_OWN_ANNOTATIONS as NOT_COPIED
+from pklib.api.wellknown import DESIRED_REPLICAS_ANNOTATION as DESIRED_REPLICAS
+from pklib.api.wellknown import MAX_REPLICAS_ANNOTATION as MAX_REPLICAS
+from pklib.api.wellknown import REVISION_ANNOTATION as REVISION
+from pklib.api.wellknown import REVISION_HISTORY_ANNOTATION as REVISION_HISTORY
 from pklib.informer import Obj
 
 from .util import int_or_percent, meta, now_rfc3339
 
-REVISION = "deployment.kubernetes.io/revision"
-REVISION_HISTORY = "deployment.kubernetes.io/revision-history"
-DESIRED_REPLICAS = "deployment.kubernetes.io/desired-replicas"
-MAX_REPLICAS = "deployment.kubernetes.io/max-replicas"
 DEFAULT_PROGRESS_DEADLINE = 600
 DEFAULT_HISTORY_LIMIT = 10
-# Annotations that describe the Deployment object itself or one ReplicaSet's place in the history,
-# never the rollout: they are not copied from a Deployment onto its ReplicaSets (Kubernetes'
-# annotationsToSkip). Everything else, `kubernetes.io/change-cause` above all, is.
-NOT_COPIED = frozenset({
-    "kubectl.kubernetes.io/last-applied-configuration", REVISION, REVISION_HISTORY, DESIRED_REPLICAS,
-    MAX_REPLICAS, "deprecated.deployment.rollback.to",
-})
 # The revision-history annotation drops its oldest entries beyond this many characters.
 MAX_REVISION_HISTORY_CHARS = 2000
 

@@ -16,13 +16,10 @@ from pklib.errors import ApiError, is_already_exists, is_not_found
 from pklib.informer import Obj
 from pklib.objects import key_of
 from pklib.selectors import LabelSelector, Requirement
+from pklib.resources import ENDPOINTS, PODS, SERVICES
 
 from .endpointslices import ENDPOINTSLICES, SERVICE_NAME_LABEL, sync_slices
-from .util import is_pod_ready, meta, resource
-
-SERVICES = resource("services")
-PODS = resource("pods")
-ENDPOINTS = resource("endpoints")
+from .util import is_pod_ready, meta
 
 
 def service_selector(svc: Obj) -> LabelSelector | None:

@@ -10,14 +10,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from pklib.api.wellknown import SERVICE_NAME_LABEL
 from pklib.client import Client
 from pklib.errors import ApiError, is_already_exists, is_not_found
 from pklib.informer import Informer, Obj
+from pklib.resources import ENDPOINTSLICES
 
-from .util import meta, owner_reference, resource, template_hash
+from .util import meta, owner_reference, template_hash
 
-ENDPOINTSLICES = resource("endpointslices")
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
 MANAGED_BY = "endpointslice-controller.k8s.io"
 

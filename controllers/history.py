@@ -18,10 +18,10 @@ from pklib.client import Client
 from pklib.errors import ApiError, is_already_exists, is_conflict, is_not_found
 from pklib.informer import Obj
 from pklib.patch import strategic_merge_patch
+from pklib.resources import CONTROLLERREVISIONS
 
-from .util import meta, owner_reference, resource
+from .util import meta, owner_reference
 
-REVISIONS = resource("controllerrevisions")
 
 # The label a StatefulSet's revisions carry their hash in (history.ControllerRevisionHashLabel); a
 # DaemonSet's revisions use the pod label below for it instead, as Kubernetes does.
@@ -90,7 +90,7 @@ def new_revision(owner: Obj, data: Obj, number: int, collision_count: int, hash_
     hash_ = hash_data(data, collision_count)
     labels = dict(((owner["spec"].get("template") or {}).get("metadata") or {}).get("labels") or {})
     labels[hash_label] = hash_
-    return {"apiVersion": REVISIONS.api_version, "kind": REVISIONS.kind,
+    return {"apiVersion": CONTROLLERREVISIONS.api_version, "kind": CONTROLLERREVISIONS.kind,
             "metadata": {"name": revision_name(meta(owner)["name"], hash_), "namespace": meta(owner)["namespace"],
                          "labels": labels, "annotations": dict(meta(owner).get("annotations") or {}),
                          "ownerReferences": [owner_reference(owner)]},
@@ -128,12 +128,12 @@ async def create_revision(client: Client, owner: Obj, revision: Obj, collision_c
         body["metadata"]["name"] = revision_name(meta(owner)["name"], hash_)
         body["metadata"]["labels"][hash_label] = hash_
         try:
-            return await client.create(REVISIONS, body), collision_count
+            return await client.create(CONTROLLERREVISIONS, body), collision_count
         except ApiError as e:
             if not is_already_exists(e):
                 raise
         try:
-            existing = await client.get(REVISIONS, body["metadata"]["name"], meta(owner)["namespace"])
+            existing = await client.get(CONTROLLERREVISIONS, body["metadata"]["name"], meta(owner)["namespace"])
         except ApiError as e:
             if is_not_found(e):
                 continue  # deleted meanwhile: the same name is free again
@@ -156,18 +156,18 @@ async def renumber(client: Client, revision: Obj, number: int) -> Obj:
         body = copy.deepcopy(current)
         body["revision"] = number
         try:
-            return await client.update(REVISIONS, body)
+            return await client.update(CONTROLLERREVISIONS, body)
         except ApiError as e:
             if not is_conflict(e):
                 raise
-        current = await client.get(REVISIONS, meta(revision)["name"], meta(revision)["namespace"])
+        current = await client.get(CONTROLLERREVISIONS, meta(revision)["name"], meta(revision)["namespace"])
     raise RevisionError(f"ControllerRevision {meta(revision)['name']} keeps changing; will retry")
 
 
 async def delete_revisions(client: Client, revisions: list[Obj]) -> None:
     for r in revisions:
         try:
-            await client.delete(REVISIONS, meta(r)["name"], meta(r)["namespace"])
+            await client.delete(CONTROLLERREVISIONS, meta(r)["name"], meta(r)["namespace"])
         except ApiError as e:
             if not is_not_found(e):
                 raise

@@ -14,11 +14,10 @@ import copy
 from pklib.controller import Controller, ControllerContext
 from pklib.errors import ApiError, is_conflict, is_not_found
 from pklib.informer import Obj
-from pklib.resources import RESOURCES, Resource
+from pklib.resources import NAMESPACES, RESOURCES, Resource
 
-from .util import meta, now_rfc3339, resource
+from .util import meta, now_rfc3339
 
-NAMESPACES = resource("namespaces")
 FINALIZER = "kubernetes"
 RECHECK_SECONDS = 1.0  # how soon to look again while objects are still terminating
 

@@ -9,11 +9,10 @@ from typing import Any
 
 from pklib.api.nodeaffinity import node_selector_matches, pod_matches_node
 from pklib.api.tolerations import untolerated
+from pklib.api.wellknown import UNSCHEDULABLE_TAINT
 from pklib.informer import Obj
 
 from .util import meta
-
-UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
 
 
 def required_affinity_matches(affinity: dict[str, Any] | None, node: Obj) -> bool:

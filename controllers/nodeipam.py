@@ -14,10 +14,7 @@ from pklib.controller import Controller, ControllerContext
 from pklib.errors import ApiError, is_not_found
 from pklib.informer import Obj
 from pklib.objects import key_of
-from pklib.resources import must_lookup
-
-
-NODES = must_lookup("nodes")
+from pklib.resources import NODES
 
 
 class CidrExhausted(Exception):

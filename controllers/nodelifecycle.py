@@ -26,17 +26,11 @@ from pklib.controller import Controller, ControllerContext
 from pklib.errors import ApiError, is_not_found
 from pklib.informer import Obj
 from pklib.api.timefmt import now_rfc3339, parse_time
+from pklib.api.wellknown import NODE_LEASE_NAMESPACE, NOT_READY_TAINT, UNREACHABLE_TAINT
 from pklib.objects import key_of
-from pklib.resources import must_lookup
+from pklib.resources import LEASES, NODES, PODS
 
 
-NODES = must_lookup("nodes")
-PODS = must_lookup("pods")
-LEASES = must_lookup("leases")
-
-LEASE_NAMESPACE = "kube-node-lease"
-UNREACHABLE = "node.kubernetes.io/unreachable"
-NOT_READY = "node.kubernetes.io/not-ready"
 UNKNOWN_REASON = "NodeStatusUnknown"
 UNKNOWN_MESSAGE = "Kubelet stopped posting node status."
 
@@ -51,7 +45,7 @@ def eviction_delay(pod: Obj, taints: list[dict[str, Any]], default_seconds: floa
     for taint in taints:
         matching = [t for t in tolerations if tolerates(t, taint)]
         if not matching:
-            if taint.get("key") in (UNREACHABLE, NOT_READY):
+            if taint.get("key") in (UNREACHABLE_TAINT, NOT_READY_TAINT):
                 delays.append(default_seconds)  # what DefaultTolerationSeconds admission would have given
                 continue
             return 0.0
@@ -88,7 +82,7 @@ class NodeLifecycleController(Controller):
         self._heard.pop(key_of(node), None)
 
     def _lease_seen(self, lease: Obj) -> None:
-        if (lease.get("metadata") or {}).get("namespace") == LEASE_NAMESPACE:
+        if (lease.get("metadata") or {}).get("namespace") == NODE_LEASE_NAMESPACE:
             self._heard[lease["metadata"]["name"]] = time.monotonic()
             self.queue.add(lease["metadata"]["name"])
 
@@ -137,13 +131,14 @@ class NodeLifecycleController(Controller):
             self.recorder.normal(node, "NodeNotReady", f"Node {name} status is now: NodeNotReady")
         # NoExecute evicts; NoSchedule (Kubernetes' TaintNodesByCondition) also keeps away new
         # pods that tolerate the eviction for a while.
-        have = {t.get("effect") for t in (node.get("spec") or {}).get("taints") or [] if t.get("key") == UNREACHABLE}
+        have = {t.get("effect") for t in (node.get("spec") or {}).get("taints") or []
+                if t.get("key") == UNREACHABLE_TAINT}
         missing = [e for e in ("NoSchedule", "NoExecute") if e not in have]
         if missing:
             updated = copy.deepcopy(node)
             spec = updated.setdefault("spec", {})
             spec["taints"] = [*(spec.get("taints") or []),
-                              *({"key": UNREACHABLE, "effect": e, "timeAdded": now_rfc3339()} for e in missing)]
+                              *({"key": UNREACHABLE_TAINT, "effect": e, "timeAdded": now_rfc3339()} for e in missing)]
             node = await self._write(NODES, updated) or node
         return node
 
@@ -163,9 +158,9 @@ class NodeLifecycleController(Controller):
             node = await self._write(NODES, updated, status=True) or node
             self.recorder.normal(node, "NodeReady", f"Node {name} status is now: NodeReady")
         taints = (node.get("spec") or {}).get("taints") or []
-        if any(t.get("key") == UNREACHABLE for t in taints):
+        if any(t.get("key") == UNREACHABLE_TAINT for t in taints):
             updated = copy.deepcopy(node)
-            updated["spec"]["taints"] = [t for t in taints if t.get("key") != UNREACHABLE]
+            updated["spec"]["taints"] = [t for t in taints if t.get("key") != UNREACHABLE_TAINT]
             node = await self._write(NODES, updated) or node
         return node
 

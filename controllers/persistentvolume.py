@@ -14,23 +14,20 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from pklib.api.wellknown import DEFAULT_CLASS_ANNOTATION, HOSTNAME_LABEL, SELECTED_NODE_ANNOTATION
 from pklib.controller import Controller, ControllerContext
 from pklib.errors import ApiError, is_already_exists, is_not_found
 from pklib.informer import Obj
 from pklib.quantity import QuantityError, to_bytes
+from pklib.resources import NODES, PVCS, PVS, STORAGECLASSES
 
 from .nodefit import required_affinity_matches
-from .util import meta, resource
+from .util import meta
 
-PVS = resource("persistentvolumes")
-PVCS = resource("persistentvolumeclaims")
-CLASSES = resource("storageclasses")
-NODES = resource("nodes")
 
 PROVISIONER = "pkube.io/local-path"
 DEFAULT_CLASS = "local-path"
 DEFAULT_BASE_PATH = "/var/lib/pkube/local-path"
-SELECTED_NODE = "volume.kubernetes.io/selected-node"
 BIND_COMPLETED = "pv.kubernetes.io/bind-completed"
 PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
 
@@ -83,7 +80,7 @@ class PersistentVolumeController(Controller):
         super().__init__(ctx)
         self.pvc_informer = self.watch(PVCS, self._pvc, lambda old, new: self._pvc(new), self._pvc)
         self.pv_informer = self.watch(PVS, self._pv, lambda old, new: self._pv(new), self._pv)
-        self.class_informer = self.watch(CLASSES, self._class_changed, lambda old, new: self._class_changed(new))
+        self.class_informer = self.watch(STORAGECLASSES, self._class_changed, lambda old, new: self._class_changed(new))
         self.node_informer = self.watch(NODES)
 
     def _pvc(self, pvc: Obj) -> None:
@@ -110,10 +107,10 @@ class PersistentVolumeController(Controller):
     async def _ensure_default_class(self) -> None:
         """The local-path class claims default to must exist (what an addon manager would install)."""
         try:
-            await self.client.create(CLASSES, {
+            await self.client.create(STORAGECLASSES, {
                 "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
                 "metadata": {"name": DEFAULT_CLASS,
-                             "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+                             "annotations": {DEFAULT_CLASS_ANNOTATION: "true"}},
                 "provisioner": PROVISIONER, "reclaimPolicy": "Delete",
                 "volumeBindingMode": "WaitForFirstConsumer", "parameters": {"basePath": DEFAULT_BASE_PATH}})
         except ApiError as e:
@@ -141,7 +138,7 @@ class PersistentVolumeController(Controller):
                 return
             await self._bind(pv, pvc)
             return
-        selected = (meta(pvc).get("annotations") or {}).get(SELECTED_NODE)
+        selected = (meta(pvc).get("annotations") or {}).get(SELECTED_NODE_ANNOTATION)
         node = self.node_informer.store.get(selected) if selected else None
         sc_name = (pvc.get("spec") or {}).get("storageClassName")
         sc = self.class_informer.store.get(sc_name) if sc_name else None
@@ -177,7 +174,7 @@ class PersistentVolumeController(Controller):
                 "hostPath": {"path": f"{base}/{name}_{meta(pvc)['namespace']}_{meta(pvc)['name']}",
                              "type": "DirectoryOrCreate"},
                 "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
-                    {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}]}},
+                    {"key": HOSTNAME_LABEL, "operator": "In", "values": [node]}]}]}},
                 "claimRef": self._claim_ref(pvc),
             },
         }

@@ -14,13 +14,12 @@ from pklib.controller import ControllerContext
 from pklib.errors import ApiError, is_not_found
 from pklib.informer import Obj, Store
 from pklib.objects import key_of
+from pklib.resources import PODS, REPLICASETS
 
 from .claims import claim
 from .util import (PodOwnerController, available_in, controller_ref, is_pod_active, is_pod_ready, meta, parse_time,
-                   pod_from_template, random_suffix, resource, selector_of, write_status)
+                   pod_from_template, random_suffix, selector_of, write_status)
 
-PODS = resource("pods")
-REPLICASETS = resource("replicasets")
 
 BURST_REPLICAS = 500  # at most this many creates/deletes per sync, as in Kubernetes
 SLOW_START_INITIAL_BATCH = 1

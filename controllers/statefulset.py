@@ -25,16 +25,14 @@ from pklib.controller import ControllerContext
 from pklib.errors import ApiError, is_already_exists, is_not_found
 from pklib.informer import Obj, Store
 from pklib.objects import key_of
+from pklib.resources import CONTROLLERREVISIONS, PODS, PVCS, STATEFULSETS
 
 from .claims import claim
-from .history import (HASH_LABEL, POD_REVISION_LABEL, REVISIONS, apply_revision, create_revision, delete_revisions,
+from .history import (HASH_LABEL, POD_REVISION_LABEL, apply_revision, create_revision, delete_revisions,
                       new_revision, next_revision, renumber, sort_revisions, stale_revisions, template_patch)
-from .util import (PodOwnerController, is_pod_ready, meta, owner_reference, pod_from_template, resource, selector_of,
+from .util import (PodOwnerController, is_pod_ready, meta, owner_reference, pod_from_template, selector_of,
                    template_hash, write_status)
 
-STATEFULSETS = resource("statefulsets")
-PODS = resource("pods")
-PVCS = resource("persistentvolumeclaims")
 
 REVISION_LABEL = POD_REVISION_LABEL
 POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
@@ -66,7 +64,7 @@ class StatefulSetController(PodOwnerController):
                                        self._pod_deleted)
         self.pvc_informer = self.watch(PVCS)
         # A revision deleted or changed behind our back is recreated or renumbered by the owner's next sync.
-        self.revision_informer = self.watch(REVISIONS, None, lambda old, new: self._revision_event(new),
+        self.revision_informer = self.watch(CONTROLLERREVISIONS, None, lambda old, new: self._revision_event(new),
                                             self._revision_event)
 
     def owner_store(self) -> Store:
@@ -103,7 +101,7 @@ class StatefulSetController(PodOwnerController):
             return
         # Orphaned revisions the selector matches are adopted, so a set recreated after an orphaning
         # delete takes its history back.
-        revisions = sort_revisions(await claim(self.client, REVISIONS, sts,
+        revisions = sort_revisions(await claim(self.client, CONTROLLERREVISIONS, sts,
                                                self.revision_informer.store.by_index("namespace", ns), selector))
         current, update, collisions = await self._revisions(sts, revisions)
         pods = await self._relabel_legacy(sts, pods, update)

@@ -21,15 +21,12 @@ from pklib.objects import key_of
 from pklib.objects import controller_of as controller_ref
 from pklib.api.timefmt import now, now_rfc3339, parse_time
 from pklib.objects import meta, owner_reference
-from pklib.resources import Resource, must_lookup
+from pklib.resources import Resource
 from pklib.selectors import LabelSelector, SelectorError, selector_from_match
 
 # Kubernetes' rand.SafeEncodeString alphabet: no vowels (no words), no confusable 0/1/3.
 _SAFE = "bcdfghjklmnpqrstvwxz2456789"
 
-
-# A kind from the shared table by the name the controllers (and their tests) import.
-resource = must_lookup
 
 __all__ = ["controller_ref", "meta", "now", "now_rfc3339", "owner_reference", "parse_time"]
 

@@ -22,13 +22,13 @@ from pklib.events import EventRecorder
 from pklib.informer import Handler, Informer
 from pklib.objects import key_of
 from pklib.quantity import QuantityError, to_bytes, to_millicores
-from pklib.resources import must_lookup
+from pklib.resources import PODS, must_lookup
 from pklib.workqueue import WorkQueue, run_workers
 
 from kubelet.env import ConfigError, build_env, expand
-from kubelet.images.busybox import ensure_busybox
-from kubelet.images.errors import ImageError
-from kubelet.images.store import ImageStore
+from images.busybox import ensure_busybox
+from images.errors import ImageError
+from images.store import ImageStore
 from kubelet.network.podfiles import HOST_RESOLV_CONF, DNSConfig, HostAlias
 from kubelet.node import NodeAgent
 from kubelet.plan import (ATTEMPT_LABEL, INIT_LABEL, NAME_LABEL, POD_UID_LABEL, PodRuntime, RuntimeContainer,
@@ -47,9 +47,6 @@ log = logging.getLogger("kubelet")
 
 GOOD_RUN_RESETS_BACKOFF = 600.0   # a container that ran this long starts its CrashLoopBackOff afresh
 CONFIG_RETRY = 2.0                # a container that could not be configured is retried this often
-
-
-PODS = must_lookup("pods")
 
 
 @dataclass

@@ -21,19 +21,14 @@ from pklib.client import Client
 from pklib.errors import ApiError, ConnectionFailed, is_already_exists, is_conflict, is_not_found
 from pklib.informer import Handler, Informer, Obj
 from pklib.api.timefmt import micro_now, now_rfc3339
+from pklib.api.wellknown import NODE_LEASE_NAMESPACE as LEASE_NAMESPACE
 from pklib.objects import key_of
-from pklib.resources import must_lookup
+from pklib.resources import LEASES, NAMESPACES, NODES, PODS
 from pklib.workqueue import WorkQueue, run_workers
 
 log = logging.getLogger("kubelet.hollow")
 
 
-PODS = must_lookup("pods")
-NODES = must_lookup("nodes")
-LEASES = must_lookup("leases")
-NAMESPACES = must_lookup("namespaces")
-
-LEASE_NAMESPACE = "kube-node-lease"
 KUBELET_VERSION = "v1.32.0-pkube-hollow"
 
 

@@ -16,8 +16,9 @@ from pklib.kubeconfig import pkube_home
 from pklib.quantity import QuantityError, parse_quantity
 
 from kubelet.agent import PodWorkerConfig, PodWorkers
-from kubelet.images.store import ImageStore
-from kubelet.node import NodeAgent, NodeConfig, host_ip, runtime_version
+from images.store import ImageStore
+from pklib.hostnet import host_ip
+from kubelet.node import NodeAgent, NodeConfig, runtime_version
 from kubelet.runtime.runc import RuncRuntime, RuntimeConfig
 from kubelet.server import KubeletServer, server_tls_context
 from kubelet.volumes import VolumeManager

@@ -17,22 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyroute2 import IPRoute
-
 from pklib.client import Client
 from pklib.errors import ApiError, ConnectionFailed, is_already_exists, is_conflict, is_not_found
 from pklib.api.timefmt import micro_now, now_rfc3339
+from pklib.api.wellknown import NODE_LEASE_NAMESPACE as LEASE_NAMESPACE
 from pklib.quantity import to_bytes, to_millicores
-from pklib.resources import must_lookup
+from pklib.resources import LEASES, NAMESPACES, NODES
 
 log = logging.getLogger("kubelet.node")
 
-LEASE_NAMESPACE = "kube-node-lease"
 KUBELET_VERSION = "v1.32.0-pkube"
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
-
-
-NODES, LEASES, NAMESPACES = must_lookup("nodes"), must_lookup("leases"), must_lookup("namespaces")
 
 
 @dataclass
@@ -57,19 +52,6 @@ def _meminfo() -> dict[str, int]:
         key, _, rest = line.partition(":")
         out[key] = int(rest.split()[0]) * 1024
     return out
-
-
-def host_ip() -> str:
-    """The first global IPv4 address of the interface holding the default route (else any global one)."""
-    with IPRoute() as ipr:
-        default = [r for r in ipr.get_routes(family=socket.AF_INET) if r.get("dst_len") == 0]
-        oif = default[0].get_attr("RTA_OIF") if default else None
-        addrs = [(a["index"], a.get_attr("IFA_ADDRESS")) for a in ipr.get_addr(family=socket.AF_INET)
-                 if a["scope"] == 0]
-    for index, addr in addrs:
-        if index == oif:
-            return str(addr)
-    return str(addrs[0][1]) if addrs else "127.0.0.1"
 
 
 def _os_image() -> str:

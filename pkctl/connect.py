@@ -17,12 +17,11 @@ import aiohttp
 import yaml
 
 from pklib import kubeconfig, yamlsafe
+from pklib.api.wellknown import DEFAULT_NAMESPACE
 from pklib.client import Client
 from pklib.errors import ApiError, ConnectionFailed
 
 from .errors import CommandError, ServerError, api_error_line, connection_refused_line
-
-DEFAULT_NAMESPACE = "default"
 
 
 @dataclass

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from pklib.api.qos import qos_class
+from pklib.api.wellknown import LAST_APPLIED_ANNOTATION, REVISION_ANNOTATION
 from pklib.columns import map_string, pod_status_and_restarts, selector_string
 from pklib.resources import Resource
 
@@ -87,7 +88,7 @@ def _common(out: Out, o: Obj, namespaced: bool, now: datetime, created: bool = T
         out.w(0, "CreationTimestamp:", timestamp(meta.get("creationTimestamp")))
     out.multi(0, "Labels:", _kv(meta.get("labels")))
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
-                   if k != "kubectl.kubernetes.io/last-applied-configuration"}
+                   if k != LAST_APPLIED_ANNOTATION}
     out.multi(0, "Annotations:", _kv(annotations, ": "))
     if meta.get("deletionTimestamp"):
         out.w(0, "Status:", f"Terminating (lasts {since(meta['deletionTimestamp'], now)})")
@@ -258,13 +259,13 @@ def _deployment(out: Out, o: Obj, now: datetime) -> None:
 def _rollout(out: Out, deployment: Obj, replicasets: list[Obj]) -> None:
     """NewReplicaSet (the one of the current revision) and the OldReplicaSets still running pods."""
     uid = _meta(deployment).get("uid")
-    revision = (_meta(deployment).get("annotations") or {}).get("deployment.kubernetes.io/revision")
+    revision = (_meta(deployment).get("annotations") or {}).get(REVISION_ANNOTATION)
     owned = [rs for rs in replicasets
              if any(r.get("controller") and r.get("uid") == uid for r in _meta(rs).get("ownerReferences") or [])]
 
     def is_new(rs: Obj) -> bool:
         annotations = _meta(rs).get("annotations") or {}
-        return bool(revision) and annotations.get("deployment.kubernetes.io/revision") == revision
+        return bool(revision) and annotations.get(REVISION_ANNOTATION) == revision
 
     def line(rs: Obj) -> str:
         return (f"{_meta(rs).get('name')} ({(rs.get('status') or {}).get('replicas', 0)}/"

@@ -14,21 +14,14 @@ from __future__ import annotations
 from typing import Any
 
 from pklib.api.podtemplate import template_without_hash
+from pklib.api.wellknown import CHANGE_CAUSE_ANNOTATION, DEPLOYMENT_OWN_ANNOTATIONS, REVISION_ANNOTATION
 from pklib.patch import PatchError, strategic_merge_patch
 
-from .rollout_status import REVISION_ANNOTATION, RolloutError
+from .rollout_status import RolloutError
 
 Obj = dict[str, Any]
 
-CHANGE_CAUSE = "kubernetes.io/change-cause"
 NONE = "<none>"
-# Annotations that describe the Deployment itself, never a revision's template: an undo keeps the
-# Deployment's own values of these rather than taking the ReplicaSet's (kubectl's annotationsToSkip).
-KEEP_ON_UNDO = frozenset({
-    "kubectl.kubernetes.io/last-applied-configuration", REVISION_ANNOTATION,
-    "deployment.kubernetes.io/revision-history", "deployment.kubernetes.io/desired-replicas",
-    "deployment.kubernetes.io/max-replicas", "deprecated.deployment.rollback.to",
-})
 
 
 def revision_of(obj: Obj) -> int | None:
@@ -73,7 +66,7 @@ def _table(by_rev: dict[int, Obj]) -> str:
         return "No rollout history found."
     rows = [("REVISION", "CHANGE-CAUSE")]
     for rev in sorted(by_rev):
-        cause = ((by_rev[rev].get("metadata") or {}).get("annotations") or {}).get(CHANGE_CAUSE) or NONE
+        cause = ((by_rev[rev].get("metadata") or {}).get("annotations") or {}).get(CHANGE_CAUSE_ANNOTATION) or NONE
         rows.append((str(rev), cause))
     width = max(len(r[0]) for r in rows) + 2
     return "".join(f"{r[0].ljust(width)}{r[1]}\n" for r in rows)
@@ -135,14 +128,14 @@ def rollback_target(replicasets: list[Obj], to_revision: int, deployment_name: s
 def undo_patch(deployment: Obj, rs: Obj) -> list[Obj]:
     """A JSON patch that puts the ReplicaSet's template back into the Deployment.
 
-    Annotations: the ReplicaSet's (but those in KEEP_ON_UNDO) over the Deployment's current ones. kubectl
+    Annotations: the ReplicaSet's (but those in DEPLOYMENT_OWN_ANNOTATIONS) over the Deployment's current ones. kubectl
     replaces them with the ReplicaSet's outright, relying on the controller copying the Deployment's
     annotations to each ReplicaSet; merging keeps user annotations whichever way the controller does it.
     """
     template = template_without_hash((rs.get("spec") or {}).get("template") or {})
     annotations = dict((deployment.get("metadata") or {}).get("annotations") or {})
     for key, value in ((rs.get("metadata") or {}).get("annotations") or {}).items():
-        if key not in KEEP_ON_UNDO:
+        if key not in DEPLOYMENT_OWN_ANNOTATIONS:
             annotations[key] = value
     # `add` on an object member replaces it, and also works when the Deployment has no annotations yet.
     return [{"op": "replace", "path": "/spec/template", "value": template},

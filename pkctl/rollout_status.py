@@ -10,9 +10,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from pklib.api.wellknown import REVISION_ANNOTATION
+
 Obj = dict[str, Any]
 
-REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 # The Progressing condition's reason once the deployment controller gave up waiting.
 TIMED_OUT_REASON = "ProgressDeadlineExceeded"
 

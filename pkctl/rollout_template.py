@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pklib.api.wellknown import LAST_APPLIED_ANNOTATION
+
 Obj = dict[str, Any]
 NONE = "<none>"
-LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
 def _ind(level: int) -> str:
@@ -152,7 +153,7 @@ def describe_template(template: Obj) -> str:
     meta, spec = template.get("metadata") or {}, template.get("spec") or {}
     lines = ["Pod Template:"]
     _multiline(lines, "  Labels", [f"{k}={v}" for k, v in sorted((meta.get("labels") or {}).items())])
-    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != LAST_APPLIED}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != LAST_APPLIED_ANNOTATION}
     if annotations:
         _multiline(lines, "  Annotations", [f"{k}: {v}" for k, v in sorted(annotations.items())])
     if spec.get("serviceAccountName"):

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from pklib.api.timefmt import parse_time
+from pklib.api.wellknown import DEFAULT_CLASS_ANNOTATION
 from pklib.resources import Resource
 
 NONE = "<none>"
@@ -405,7 +406,7 @@ def _storageclass(o: Obj, now: datetime) -> list[str]:
 
 def _name_suffix(res: Resource, o: Obj) -> str:
     annotations = _meta(o).get("annotations") or {}
-    if res.kind == "StorageClass" and annotations.get("storageclass.kubernetes.io/is-default-class") == "true":
+    if res.kind == "StorageClass" and annotations.get(DEFAULT_CLASS_ANNOTATION) == "true":
         return " (default)"
     return ""
 

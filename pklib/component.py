@@ -17,6 +17,7 @@ from typing import Any, Callable, Coroutine
 
 from aiohttp import web
 
+from .api.wellknown import SYSTEM_NAMESPACE
 from .client import Client
 from .kubeconfig import KubeconfigError
 from .leaderelection import LeaderElector
@@ -47,7 +48,7 @@ def add_leader_election_flags(p: argparse.ArgumentParser, what: str) -> None:
 
 def leader_elector(client: Client, config: argparse.Namespace, lease_name: str) -> LeaderElector:
     """An elector for the kube-system/`lease_name` Lease, timed by the --leader-elect-* flags."""
-    return LeaderElector(client, lease_name, "kube-system", config.leader_elect_identity,
+    return LeaderElector(client, lease_name, SYSTEM_NAMESPACE, config.leader_elect_identity,
                          config.leader_elect_lease_duration, config.leader_elect_renew_deadline,
                          config.leader_elect_retry_period)
 

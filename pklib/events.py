@@ -15,14 +15,13 @@ import time
 from collections import OrderedDict
 from typing import Any, Protocol
 
-from .errors import ApiError, ConnectionFailed, is_not_found
 from .api.timefmt import now_rfc3339
-from .resources import Resource, must_lookup
+from .api.wellknown import DEFAULT_NAMESPACE
+from .errors import ApiError, ConnectionFailed, is_not_found
+from .resources import EVENTS, Resource
 
 log = logging.getLogger(__name__)
 
-
-EVENTS = must_lookup("events")
 
 NORMAL = "Normal"
 WARNING = "Warning"
@@ -92,7 +91,7 @@ class EventRecorder:
                 if not is_not_found(e):
                     raise
                 # The Event expired or was deleted: start a new one.
-        ns = ref.get("namespace") or "default"
+        ns = ref.get("namespace") or DEFAULT_NAMESPACE
         # Like client-go: <object name>.<unique hex suffix>, unique enough per object.
         name = f"{ref['name']}.{time.time_ns():x}"
         event = {

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from . import yamlsafe
+from .api.wellknown import DEFAULT_NAMESPACE
 
 DEFAULT_HOME = "/var/lib/pkube"
 
@@ -104,7 +105,7 @@ def _tmpfile(data: bytes) -> str:
     return path
 
 
-def build(server: str, token: str | None, name: str = "pkube", namespace: str = "default",
+def build(server: str, token: str | None, name: str = "pkube", namespace: str = DEFAULT_NAMESPACE,
           ca_data: bytes | None = None) -> dict[str, Any]:
     """A kubeconfig document with one cluster, user and context, all called `name`.
 

@@ -18,15 +18,12 @@ import socket
 from typing import Any
 
 from .api.timefmt import micro_now
+from .api.wellknown import SYSTEM_NAMESPACE
 from .client import Client
 from .errors import ApiError, ConnectionFailed, is_already_exists, is_conflict, is_not_found
-from .resources import must_lookup
+from .resources import LEASES, NAMESPACES
 
 log = logging.getLogger(__name__)
-
-
-LEASES = must_lookup("leases")
-NAMESPACES = must_lookup("namespaces")
 
 
 def default_identity() -> str:
@@ -34,7 +31,7 @@ def default_identity() -> str:
 
 
 class LeaderElector:
-    def __init__(self, client: Client, name: str, namespace: str = "kube-system", identity: str | None = None,
+    def __init__(self, client: Client, name: str, namespace: str = SYSTEM_NAMESPACE, identity: str | None = None,
                  lease_duration: float = 15.0, renew_deadline: float = 10.0, retry_period: float = 2.0):
         if not lease_duration > renew_deadline > retry_period > 0:
             raise ValueError("need lease_duration > renew_deadline > retry_period > 0")

@@ -55,26 +55,32 @@ def _r(group: str, version: str, kind: str, plural: str, namespaced: bool, short
     return Resource(group, version, kind, plural, namespaced, short, sub, ALL_VERBS, cats, kind + "List")
 
 
+# The built-in kinds, one named row each. Components use these handles (`from pklib.resources import PODS`)
+# instead of resolving kinds they name themselves: the handle is the plural upper-cased, and the volume kinds
+# go by their short names (PVS, PVCS).
+NAMESPACES = _r("", "v1", "Namespace", "namespaces", False, ("ns",), ("status", "finalize"))
+PODS = _r("", "v1", "Pod", "pods", True, ("po",), ("status", "binding", "log", "exec", "portforward"), ("all",))
+SERVICES = _r("", "v1", "Service", "services", True, ("svc",), ("status",), ("all",))
+ENDPOINTS = _r("", "v1", "Endpoints", "endpoints", True, ("ep",))
+NODES = _r("", "v1", "Node", "nodes", False, ("no",), ("status",))
+CONFIGMAPS = _r("", "v1", "ConfigMap", "configmaps", True, ("cm",))
+SECRETS = _r("", "v1", "Secret", "secrets", True)
+PVS = _r("", "v1", "PersistentVolume", "persistentvolumes", False, ("pv",), ("status",))
+PVCS = _r("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, ("pvc",), ("status",))
+EVENTS = _r("", "v1", "Event", "events", True, ("ev",))
+SERVICEACCOUNTS = _r("", "v1", "ServiceAccount", "serviceaccounts", True, ("sa",))
+DEPLOYMENTS = _r("apps", "v1", "Deployment", "deployments", True, ("deploy",), ("status", "scale"), ("all",))
+REPLICASETS = _r("apps", "v1", "ReplicaSet", "replicasets", True, ("rs",), ("status", "scale"), ("all",))
+DAEMONSETS = _r("apps", "v1", "DaemonSet", "daemonsets", True, ("ds",), ("status",), ("all",))
+STATEFULSETS = _r("apps", "v1", "StatefulSet", "statefulsets", True, ("sts",), ("status", "scale"), ("all",))
+CONTROLLERREVISIONS = _r("apps", "v1", "ControllerRevision", "controllerrevisions", True)
+LEASES = _r("coordination.k8s.io", "v1", "Lease", "leases", True)
+ENDPOINTSLICES = _r("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", True)
+STORAGECLASSES = _r("storage.k8s.io", "v1", "StorageClass", "storageclasses", False, ("sc",))
+
 RESOURCES: tuple[Resource, ...] = (
-    _r("", "v1", "Namespace", "namespaces", False, ("ns",), ("status", "finalize")),
-    _r("", "v1", "Pod", "pods", True, ("po",), ("status", "binding", "log", "exec", "portforward"), ("all",)),
-    _r("", "v1", "Service", "services", True, ("svc",), ("status",), ("all",)),
-    _r("", "v1", "Endpoints", "endpoints", True, ("ep",)),
-    _r("", "v1", "Node", "nodes", False, ("no",), ("status",)),
-    _r("", "v1", "ConfigMap", "configmaps", True, ("cm",)),
-    _r("", "v1", "Secret", "secrets", True),
-    _r("", "v1", "PersistentVolume", "persistentvolumes", False, ("pv",), ("status",)),
-    _r("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, ("pvc",), ("status",)),
-    _r("", "v1", "Event", "events", True, ("ev",)),
-    _r("", "v1", "ServiceAccount", "serviceaccounts", True, ("sa",)),
-    _r("apps", "v1", "Deployment", "deployments", True, ("deploy",), ("status", "scale"), ("all",)),
-    _r("apps", "v1", "ReplicaSet", "replicasets", True, ("rs",), ("status", "scale"), ("all",)),
-    _r("apps", "v1", "DaemonSet", "daemonsets", True, ("ds",), ("status",), ("all",)),
-    _r("apps", "v1", "StatefulSet", "statefulsets", True, ("sts",), ("status", "scale"), ("all",)),
-    _r("apps", "v1", "ControllerRevision", "controllerrevisions", True),
-    _r("coordination.k8s.io", "v1", "Lease", "leases", True),
-    _r("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", True),
-    _r("storage.k8s.io", "v1", "StorageClass", "storageclasses", False, ("sc",)),
+    NAMESPACES, PODS, SERVICES, ENDPOINTS, NODES, CONFIGMAPS, SECRETS, PVS, PVCS, EVENTS, SERVICEACCOUNTS, DEPLOYMENTS,
+    REPLICASETS, DAEMONSETS, STATEFULSETS, CONTROLLERREVISIONS, LEASES, ENDPOINTSLICES, STORAGECLASSES,
 )
 
 

@@ -31,7 +31,7 @@ from pklib.component import (ConfigError, add_client_flags, make_client as _make
 from pklib.errors import ConnectionFailed
 from pklib.informer import Handler, InformerFactory
 from pklib.kubeconfig import KubeconfigError
-from pklib.resources import must_lookup
+from pklib.resources import ENDPOINTSLICES, SERVICES
 
 from . import dns
 from .main import duration
@@ -40,8 +40,6 @@ from .slices import is_ipv4
 
 log = logging.getLogger("dns")
 
-SERVICES = must_lookup("services")
-ENDPOINT_SLICES = must_lookup("endpointslices")
 UDP_LIMIT = 512  # without EDNS0, a UDP answer must fit in 512 bytes
 CACHE_ENTRIES = 50_000
 
@@ -121,7 +119,7 @@ class DnsServer:
         self.upstreams = upstreams
         self.informers = InformerFactory(client)
         self.services = self.informers.informer(SERVICES)
-        self.slices = self.informers.informer(ENDPOINT_SLICES)
+        self.slices = self.informers.informer(ENDPOINTSLICES)
         self._zone: dns.Zone | None = None
         # Answers for cluster names by query packet minus its id: hot names cost a dict lookup, not a
         # parse and an encode. Emptied whenever the zone changes.

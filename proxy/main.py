@@ -34,7 +34,7 @@ from pklib.errors import ApiError, ConnectionFailed, is_conflict, is_not_found
 from pklib.informer import Handler, InformerFactory, Obj
 from pklib.objects import key_of
 from pklib.kubeconfig import KubeconfigError
-from pklib.resources import must_lookup
+from pklib.resources import ENDPOINTSLICES, NODES, SERVICES
 
 from . import localnet, nft, rules, slices
 from .proxier import Metrics, Proxier
@@ -42,14 +42,6 @@ from .proxier import Metrics, Proxier
 log = logging.getLogger("proxy")
 
 TRIGGER_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
-
-
-# The name the proxy and dns tests and bench/services.py import.
-resource = must_lookup
-
-SERVICES = must_lookup("services")
-ENDPOINT_SLICES = must_lookup("endpointslices")
-NODES = must_lookup("nodes")
 
 
 def duration(text: str) -> float:
@@ -145,7 +137,7 @@ class ProxyServer:
         self.proxier = Proxier(config.table, config.node_name, metrics)
         self.informers = InformerFactory(client)
         self.services = self.informers.informer(SERVICES)
-        self.slices = self.informers.informer(ENDPOINT_SLICES)
+        self.slices = self.informers.informer(ENDPOINTSLICES)
         self.node_ip: str | None = None
         self.localnet_on = False  # route_localnet is set after the first sync (localnet.py)
         self._dirty = asyncio.Event()

@@ -13,9 +13,10 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable, NamedTuple
 
+from pklib.api.wellknown import SERVICE_NAME_LABEL
+
 Obj = dict[str, Any]
 
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")

@@ -23,7 +23,7 @@ from pklib.informer import Handler, InformerFactory, Obj, Store
 from pklib.api.timefmt import now_rfc3339
 from pklib.objects import key_of
 from pklib.quantity import QuantityError
-from pklib.resources import must_lookup
+from pklib.resources import NODES, PODS, PVCS, PVS
 
 from .algorithm import DEFAULT_WEIGHTS, pre_bind, pre_filter, reserve, schedule, unreserve, unschedulable_message
 from .cache import Cache
@@ -32,11 +32,6 @@ from .queue import SchedulingQueue
 
 log = logging.getLogger("scheduler")
 
-
-PODS = must_lookup("pods")
-NODES = must_lookup("nodes")
-PVCS = must_lookup("persistentvolumeclaims")
-PVS = must_lookup("persistentvolumes")
 
 DEFAULT_SCHEDULER_NAME = "default-scheduler"
 

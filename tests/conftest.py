@@ -7,22 +7,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import ssl
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
-from dataclasses import dataclass
-from pathlib import Path
 from typing import AsyncIterator, Iterator
 
 import pytest
 
-from tests.util import free_port, unique
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.controlplane import ApiServer, Etcd, _stop, start_apiserver, start_etcd
+from tests.util import unique
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -32,121 +23,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "root" in item.keywords:
             item.add_marker(skip)
-
-
-@dataclass
-class Etcd:
-    url: str
-    data_dir: str
-    proc: subprocess.Popen[bytes]
-
-
-@dataclass
-class ApiServer:
-    url: str
-    token: str
-    proc: subprocess.Popen[bytes]
-    log_path: str
-    kubeconfig: str
-
-
-def _wait_http(url: str, proc: subprocess.Popen[bytes], what: str, log: str, timeout: float = 30.0,
-               headers: dict[str, str] | None = None, ca: bytes | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    tls = ssl.create_default_context(cadata=ca.decode()) if ca else None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{Path(log).read_text()[-4000:]}")
-        try:
-            req = urllib.request.Request(url, headers=headers or {})
-            with urllib.request.urlopen(req, timeout=1, context=tls) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"{what} not healthy after {timeout}s:\n{Path(log).read_text()[-4000:]}")
-
-
-def _stop(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def start_etcd(tmp: str) -> Etcd:
-    if not shutil.which("etcd"):
-        pytest.fail("etcd is not installed: run ./scripts/install-deps.sh")
-    client, peer = free_port(), free_port()
-    data = os.path.join(tmp, "etcd")
-    log = os.path.join(tmp, "etcd.log")
-    url = f"http://127.0.0.1:{client}"
-    proc = subprocess.Popen(
-        ["etcd", "--name", "pkt", "--data-dir", data,
-         "--listen-client-urls", url, "--advertise-client-urls", url,
-         "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-         "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-         "--initial-cluster", f"pkt=http://127.0.0.1:{peer}",
-         "--quota-backend-bytes", str(2 * 1024**3), "--log-level", "warn"],
-        stdout=open(log, "wb"), stderr=subprocess.STDOUT)
-    _wait_http(url + "/health", proc, "etcd", log)
-    return Etcd(url, data, proc)
-
-
-def make_test_pki(tmp: str) -> "Pki":  # noqa: F821
-    """A CA and its certificates (pkctl/cluster/pki.py) for 127.0.0.1/localhost under tmp/pki (made once, then
-    reused): the apiserver's serving and kubelet client certificates, a kubelet serving certificate, etcd's."""
-    from pkctl.cluster import pki
-    made = pki.ensure(Path(tmp) / "pki", hostnames=[])
-    pki.ensure_kubelet(made.dir, "pkube-test-node", ["127.0.0.1"])
-    return made
-
-
-def kubelet_client_flags(tmp: str) -> list[str]:
-    """How an apiserver reaches kubelets whose certificates come from make_test_pki(tmp)."""
-    pki = make_test_pki(tmp)
-    return ["--kubelet-certificate-authority", str(pki.ca_cert),
-            "--kubelet-client-certificate", str(pki.cert("apiserver-kubelet-client")),
-            "--kubelet-client-key", str(pki.key("apiserver-kubelet-client"))]
-
-
-def kubelet_serving_flags(tmp: str) -> list[str]:
-    """A kubelet API served with make_test_pki(tmp)'s kubelet certificate, for its apiserver's client certificate."""
-    pki = make_test_pki(tmp)
-    return ["--tls-cert-file", str(pki.cert("kubelet")), "--tls-private-key-file", str(pki.key("kubelet")),
-            "--client-ca-file", str(pki.ca_cert)]
-
-
-def start_apiserver(tmp: str, etcd_url: str, extra: list[str] | None = None, tls: bool = False) -> ApiServer:
-    """A real apiserver with token auth; `tls` serves HTTPS with make_test_pki's certificate (what kubectl needs
-    to send its token), and its kubeconfig then carries the CA."""
-    port = free_port()
-    token = unique("token")
-    token_file = os.path.join(tmp, f"tokens-{port}.csv")
-    Path(token_file).write_text(f"{token},admin,admin,system:masters\n")
-    log = os.path.join(tmp, f"apiserver-{port}.log")
-    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
-    tls_flags: list[str] = []
-    ca: bytes | None = None
-    if tls:
-        pki = make_test_pki(tmp)
-        tls_flags = ["--tls-cert-file", str(pki.serving_cert), "--tls-private-key-file", str(pki.serving_key)]
-        ca = pki.ca_cert.read_bytes()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "launcher", "apiserver", "--etcd-servers", etcd_url,
-         "--bind-address", "127.0.0.1", "--port", str(port), "--token-auth-file", token_file,
-         "--etcd-prefix", "/" + unique("reg"), *tls_flags, *kubelet_client_flags(tmp), *(extra or [])],
-        cwd=ROOT, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
-    _wait_http(url + "/readyz", proc, "apiserver", log, headers={"Authorization": f"Bearer {token}"},
-               ca=ca)
-    from pklib import kubeconfig
-    kc = os.path.join(tmp, f"kubeconfig-{port}")
-    kubeconfig.write(kc, kubeconfig.build(url, token, ca_data=ca))
-    return ApiServer(url, token, proc, log, kc)
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,8 @@ from typing import Any
 
 import orjson
 
-from kubelet.images.errors import ImageError
-from kubelet.images.rootfs import read_in_root
+from images.errors import ImageError
+from images.rootfs import read_in_root
 from kubelet.runtime import cgroups
 from kubelet.runtime.interface import (ContainerConfig, ContainerState, ContainerStatus, ImageService, InvalidConfig,
                                        NotFound, RuntimeError_)

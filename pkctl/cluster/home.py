@@ -199,9 +199,8 @@ class Home:
         if not self.tokens_file.exists():
             write_private(self.tokens_file, f"{secrets.token_hex(32)},admin,admin,system:masters\n")
         # imported here: cryptography and netlink are heavy, and only `up` needs them, not the supervisor
-        from kubelet.node import host_ip
-
         from pkctl.cluster import pki
+        from pklib.hostnet import host_ip
         cfg.node_ip = host_ip()
         pki.ensure(self.pki.dir)
         pki.ensure_kubelet(self.pki.dir, cfg.node_name, [cfg.node_ip])

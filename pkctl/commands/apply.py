@@ -14,6 +14,7 @@ import json
 import sys
 from typing import Any
 
+from pklib.api.wellknown import LAST_APPLIED_ANNOTATION
 from pklib.errors import ApiError, is_not_found
 from pklib.patch import PatchError, three_way_strategic_patch
 
@@ -21,8 +22,6 @@ from ..connect import Connection, run
 from ..errors import CommandError, ServerError, api_error_line
 from ..manifests import Manifest, ManifestError, Placed, place, read_all
 from ..printers import kind_name
-
-LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -56,15 +55,15 @@ def with_last_applied(obj: dict[str, Any]) -> dict[str, Any]:
     modified = copy.deepcopy(obj)
     meta = modified.setdefault("metadata", {})
     annotations = dict(meta.get("annotations") or {})
-    annotations.pop(LAST_APPLIED, None)
+    annotations.pop(LAST_APPLIED_ANNOTATION, None)
     meta["annotations"] = annotations
     recorded = json.dumps(modified, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
-    meta["annotations"] = {**annotations, LAST_APPLIED: recorded}
+    meta["annotations"] = {**annotations, LAST_APPLIED_ANNOTATION: recorded}
     return modified
 
 
 def last_applied_of(live: dict[str, Any]) -> dict[str, Any] | None:
-    text = ((live.get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED)
+    text = ((live.get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED_ANNOTATION)
     if not text:
         return None
     try:
@@ -111,7 +110,7 @@ async def apply_one(conn: Connection, p: Placed) -> str:
         return "created"
     original = last_applied_of(live)
     if original is None:
-        print(f"Warning: resource {p.res.plural}/{p.name} is missing the {LAST_APPLIED} annotation which is "
+        print(f"Warning: resource {p.res.plural}/{p.name} is missing the {LAST_APPLIED_ANNOTATION} annotation which is "
               "required by pkctl apply. The missing annotation will be patched automatically.", file=sys.stderr)
     try:
         patch = three_way_strategic_patch(original, modified, live)

@@ -6,7 +6,7 @@ import sys
 from typing import Any, Callable
 
 from pklib.errors import ApiError
-from pklib.resources import Resource, for_kind, lookup
+from pklib.resources import NAMESPACES, Resource, for_kind
 
 from .. import generators
 from ..connect import Connection, run
@@ -135,10 +135,8 @@ async def create_all(conn: Connection, manifests: list[Manifest], save_config: b
 
 def namespace(args: argparse.Namespace) -> int:
     async def create(conn: Connection) -> int:
-        res = lookup("namespaces")
-        assert res is not None
-        created = await conn.client.create(res, {"apiVersion": "v1", "kind": "Namespace",
-                                                 "metadata": {"name": args.name}})
+        created = await conn.client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace",
+                                                        "metadata": {"name": args.name}})
         print(f"namespace/{_name(created) or args.name} created")
         return 0
     return run(args, create)

@@ -7,18 +7,13 @@ from typing import Any
 
 from pklib.errors import ApiError, is_not_found
 from pklib.columns import selector_string
-from pklib.resources import Resource, lookup
+from pklib.resources import ENDPOINTS, EVENTS, PODS, REPLICASETS, Resource
 
 from ..connect import Connection, run
 from ..describers import Related, describe
 from ..errors import CommandError, api_error_line
 from ..printers import NONE, utcnow
 from ..targets import parse_targets
-
-EVENTS = lookup("events")
-ENDPOINTS = lookup("endpoints")
-PODS = lookup("pods")
-REPLICASETS = lookup("replicasets")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -20,7 +20,7 @@ from typing import Iterator
 import aiohttp
 
 from pklib.errors import ConnectionFailed
-from pklib.resources import lookup
+from pklib.resources import PODS
 
 from ..connect import Connection, run
 from ..errors import CommandError
@@ -66,12 +66,10 @@ def command(args: argparse.Namespace) -> int:
                                                ("tty", "true" if terminal else "false")]
     if args.container:
         params.append(("container", args.container))
-    pods = lookup("pods")
-    assert pods is not None
 
     async def run_exec(conn: Connection) -> int:
         c = conn.client
-        url = c.server + pods.path(conn.namespace, name, "exec")
+        url = c.server + PODS.path(conn.namespace, name, "exec")
         try:
             async with c.session.ws_connect(url, params=params, protocols=PROTOCOLS) as ws:
                 feeder = asyncio.create_task(_feed_stdin(ws)) if args.stdin else None

@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from kubelet.images import reference
-from kubelet.images.busybox import BUSYBOX_IMAGE, ensure_busybox
-from kubelet.images.errors import ImageError
-from kubelet.images.image import Image
-from kubelet.images.store import ImageStore, default_root
+from images import reference
+from images.busybox import BUSYBOX_IMAGE, ensure_busybox
+from images.errors import ImageError
+from images.image import Image
+from images.store import ImageStore, default_root
 from pkctl.errors import CommandError
 
 

@@ -10,7 +10,7 @@ import sys
 import aiohttp
 
 from pklib.errors import ApiError, ConnectionFailed
-from pklib.resources import lookup
+from pklib.resources import PODS
 
 from ..connect import Connection, run
 from ..errors import CommandError
@@ -71,12 +71,10 @@ def command(args: argparse.Namespace) -> int:
         params["sinceSeconds"] = str(since_seconds(args.since))
     if args.timestamps:
         params["timestamps"] = "true"
-    pods = lookup("pods")
-    assert pods is not None
 
     async def logs(conn: Connection) -> int:
         c = conn.client
-        url = c.server + pods.path(conn.namespace, name, "log")
+        url = c.server + PODS.path(conn.namespace, name, "log")
         try:
             async with c.session.get(url, params=params, timeout=aiohttp.ClientTimeout(total=None)) as r:
                 if r.status >= 400:

@@ -4,8 +4,10 @@ from __future__ import annotations
 from ..framework import NodeInfo, PodInfo
 from .tainttoleration import tolerated
 
+from pklib.api.wellknown import UNSCHEDULABLE_TAINT
+
 REASON = "node(s) were unschedulable"
-_TAINT = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}
+_TAINT = {"key": UNSCHEDULABLE_TAINT, "effect": "NoSchedule"}
 
 
 def filter(pod: PodInfo, node: NodeInfo) -> list[str] | None:  # noqa: A001 - the plugin's verb

@@ -9,14 +9,13 @@ volume on the chosen node.
 from __future__ import annotations
 
 from pklib.api.nodeaffinity import node_selector_matches
+from pklib.api.wellknown import SELECTED_NODE_ANNOTATION
 from pklib.client import Client
-from pklib.resources import must_lookup
+from pklib.resources import PVCS
 
 from ..framework import Listers, NodeInfo, PodInfo
 
 REASON = "node(s) had volume node affinity conflict"
-SELECTED_NODE_ANNOTATION = "volume.kubernetes.io/selected-node"
-PVCS = must_lookup("persistentvolumeclaims")
 
 
 def _claims(pod: PodInfo) -> list[str]:

@@ -14,7 +14,7 @@ import pytest
 from pklib.client import Client
 from pklib.errors import ApiError
 from pklib.resources import lookup
-from tests.conftest import ApiServer, Etcd, start_apiserver
+from tests.support.controlplane import ApiServer, Etcd, start_apiserver
 from tests.util import unique
 
 SVC = lookup("services")

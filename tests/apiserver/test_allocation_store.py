@@ -9,7 +9,7 @@ import pytest
 from apiserver.allocators import (IP_PREFIX, AlreadyAllocated, NodePortAllocator, OutOfRange, Owner, RangeFull,
                                   ServiceIPAllocator, parse_port_range)
 from apiserver.storage.etcd import EtcdStorage
-from tests.conftest import Etcd
+from tests.support.controlplane import Etcd
 from tests.util import unique
 
 

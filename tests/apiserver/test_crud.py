@@ -9,7 +9,7 @@ import pytest
 from pklib.client import Client
 from pklib.errors import ApiError
 from pklib.resources import RESOURCES, Resource, lookup
-from tests.apiserver.samples import sample
+from tests.support.samples import sample
 from tests.util import unique
 
 

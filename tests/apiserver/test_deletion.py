@@ -7,7 +7,7 @@ from pklib.client import Client
 from pklib.errors import ApiError
 from pklib.api.timefmt import parse_time
 from pklib.resources import lookup
-from tests.apiserver.samples import sample
+from tests.support.samples import sample
 from tests.util import unique
 
 CM = lookup("configmaps")

@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 import pytest
 
 from pklib import kubeconfig
-from tests.conftest import ROOT, Etcd, _stop, _wait_http
+from tests.support.controlplane import ROOT, Etcd, _stop, _wait_http
 from tests.util import free_port, unique
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")

@@ -8,7 +8,7 @@ import pytest
 from pklib.client import Client
 from pklib.errors import ApiError
 from pklib.resources import lookup
-from tests.apiserver.samples import sample
+from tests.support.samples import sample
 
 CM = lookup("configmaps")
 PODS = lookup("pods")

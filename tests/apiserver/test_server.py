@@ -14,8 +14,8 @@ from apiserver.main import parse_args
 from pklib.client import Client
 from pklib.errors import ApiError
 from pklib.resources import lookup
-from tests.apiserver.samples import sample
-from tests.conftest import ROOT, Etcd, _stop, start_apiserver, start_etcd
+from tests.support.samples import sample
+from tests.support.controlplane import ROOT, Etcd, _stop, start_apiserver, start_etcd
 from tests.util import free_port, wait_for
 
 CM = lookup("configmaps")

@@ -13,8 +13,8 @@ from apiserver.storage.etcd import EtcdStorage
 from pklib.client import Client
 from pklib.errors import ApiError
 from pklib.resources import lookup
-from tests.apiserver.samples import sample
-from tests.conftest import Etcd, _stop, start_apiserver
+from tests.support.samples import sample
+from tests.support.controlplane import Etcd, _stop, start_apiserver
 from tests.util import unique, wait_for
 
 CM = lookup("configmaps")

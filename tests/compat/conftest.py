@@ -6,18 +6,16 @@ test CA, and the kubeconfig carries that CA; nothing is skipped or made insecure
 from __future__ import annotations
 
 import os
-import queue
 import shutil
 import subprocess
 import sys
-import threading
 import time
-from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 
-from tests.conftest import ROOT, ApiServer, Etcd, _stop, start_apiserver
+from tests.support.controlplane import ROOT, ApiServer, Etcd, _stop, start_apiserver
+from tests.support.kubectl import Kubectl, Workers
 from tests.util import unique
 
 
@@ -26,63 +24,6 @@ def tls_apiserver(session_tmp: str, etcd: Etcd) -> Iterator[ApiServer]:
     a = start_apiserver(session_tmp, etcd.url, tls=True)
     yield a
     _stop(a.proc)
-
-
-@dataclass
-class Kubectl:
-    kubeconfig: str
-
-    def __call__(self, *args: str, stdin: str | None = None, ok: bool = True, timeout: float = 60,
-                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        r = subprocess.run(["kubectl", "--kubeconfig", self.kubeconfig, *args], input=stdin, capture_output=True,
-                           text=True, timeout=timeout, env={**os.environ, **(env or {})})
-        if ok:
-            assert r.returncode == 0, f"kubectl {' '.join(args)} exited {r.returncode}: {r.stderr}"
-        return r
-
-    def stream(self, *args: str) -> "Stream":
-        """A long-running kubectl (get -w, rollout status) whose output lines are read as they come."""
-        proc = subprocess.Popen(["kubectl", "--kubeconfig", self.kubeconfig, *args], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-        return Stream(proc)
-
-
-class Stream:
-    def __init__(self, proc: subprocess.Popen[str]):
-        self.proc = proc
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.seen: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)
-
-    def wait_line(self, predicate: Callable[[str], bool], timeout: float = 20) -> str:
-        """The first new line matching `predicate`; fails with everything seen when none comes in time."""
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self.lines.get(timeout=left)
-            except queue.Empty:
-                break
-            if line is None:
-                break
-            self.seen.append(line)
-            if predicate(line):
-                return line
-        raise AssertionError(f"no matching line from kubectl within {timeout}s; saw: {self.seen}")
-
-    def close(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            return self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
 
 
 @pytest.fixture(scope="session")
@@ -99,12 +40,6 @@ def ns(kubectl: Kubectl) -> str:
     name = unique("kc")
     kubectl("apply", "-f", "-", stdin=f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n")
     return name
-
-
-@dataclass
-class Workers:
-    node: str
-    procs: list[subprocess.Popen[bytes]]
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,8 @@ import urllib.request
 from typing import Any
 
 from pklib import kubeconfig
-from tests.compat.conftest import Kubectl
-from tests.conftest import ApiServer
+from tests.support.controlplane import ApiServer
+from tests.support.kubectl import Kubectl
 
 AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from tests.compat.conftest import Kubectl
+from tests.support.kubectl import Kubectl
 
 DEPLOYMENT = """
 apiVersion: apps/v1

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.compat.conftest import Kubectl
+from tests.support.kubectl import Kubectl
 from tests.util import unique
 
 CASES = [

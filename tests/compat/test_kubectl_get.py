@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import re
 
-from tests.compat.conftest import Kubectl
+from tests.support.kubectl import Kubectl
 
 POD = """
 apiVersion: v1

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.compat.conftest import Kubectl, Workers
+from tests.support.kubectl import Kubectl, Workers
 
 DEPLOYMENT = """
 apiVersion: apps/v1

@@ -17,10 +17,10 @@ from kubernetes import config
 from kubernetes.stream import portforward
 
 from pklib.client import Client
-from tests.compat.conftest import Stream
-from tests.conftest import Etcd
-from tests.kubelet.conftest import Node, pod_namespace, private_node, res
-from tests.pkctl.test_port_forward import BIG, FORWARDING, http_get, refused, start_site, start_web
+from tests.support.controlplane import Etcd
+from tests.support.kubectl import Stream
+from tests.support.node import Node, pod_namespace, private_node, res
+from tests.support.portforward import BIG, FORWARDING, http_get, refused, start_site, start_web
 from tests.util import wait_for_sync
 
 pytestmark = pytest.mark.root
@@ -156,7 +156,7 @@ async def test_kubectl_errors_before_forwarding(tls_node: Node, kc: Client, pns:
                               capture_output=True, text=True, timeout=30)
     r = kubectl("pod/ghost", "8080:80")
     assert r.returncode == 1 and r.stderr.strip() == f'Error from server (NotFound): pods "ghost" not found'
-    from tests.kubelet.conftest import PODS, ctr, pod
+    from tests.support.node import PODS, ctr, pod
     await kc.create(PODS, pod("never", ctr("c", "sleep 1", image="pkube.local/nope:1")), pns)
     r = kubectl("pod/never", "8080:80")
     assert r.returncode == 1 and "unable to forward port because pod is not running" in r.stderr

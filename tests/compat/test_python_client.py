@@ -10,7 +10,7 @@ from kubernetes import client as k8s
 from kubernetes import config, watch
 from kubernetes.client.rest import ApiException
 
-from tests.conftest import ApiServer
+from tests.support.controlplane import ApiServer
 from tests.util import unique
 
 

@@ -1,6 +1,6 @@
 """Logs and exec with the real kubectl and the official Python client, through a TLS apiserver to a real kubelet.
 
-The private control plane + kubelet of the kubelet tests (tests/kubelet/conftest.py private_node), with the
+The private control plane + kubelet of the kubelet tests (tests/support/node.py private_node), with the
 apiserver serving HTTPS: kubectl sends its token only over TLS. Pods run busybox in runc.
 """
 from __future__ import annotations
@@ -24,9 +24,9 @@ from kubernetes import config
 from kubernetes.stream import stream
 
 from pklib.client import Client
-from tests.compat.conftest import Kubectl
-from tests.conftest import ROOT, Etcd
-from tests.kubelet.conftest import (PODS, Node, pod_namespace, cstatus, ctr, pod, private_node, running,
+from tests.support.controlplane import ROOT, Etcd
+from tests.support.kubectl import Kubectl
+from tests.support.node import (PODS, Node, pod_namespace, cstatus, ctr, pod, private_node, running,
                                     wait_pod)
 from tests.util import wait_for
 

@@ -1,39 +1,31 @@
 """Fixtures for controller tests: the real controller-manager, in-process, against the real apiserver."""
 from __future__ import annotations
 
-import asyncio
-from typing import AsyncIterator, Awaitable, Callable
+from typing import AsyncIterator
 
 import pytest
 
-from tests.conftest import ApiServer
-
-ManagerFactory = Callable[..., Awaitable[asyncio.Task[None]]]
+from pklib.client import Client
+from pklib.errors import ApiError
+from pklib.resources import NODES
+from tests.support.controllers import ManagerFactory, controller_manager
+from tests.support.controlplane import ApiServer
+from tests.support.workloads import Nodes
 
 
 @pytest.fixture
 async def start_manager(apiserver: ApiServer) -> AsyncIterator[ManagerFactory]:
     """start_manager("replicaset,deployment", *extra_flags) runs controllers in this event loop until the test ends."""
-    from controllers.main import build_parser, run
+    async with controller_manager(apiserver) as start:
+        yield start
 
-    tasks: list[asyncio.Task[None]] = []
 
-    async def start(controllers: str, *flags: str) -> asyncio.Task[None]:
-        config = build_parser().parse_args(["--server", apiserver.url, "--token", apiserver.token,
-                                            "--controllers", controllers, *flags])
-        ready = asyncio.Event()
-        task = asyncio.create_task(run(config, ready))
-        tasks.append(task)
-        waiter = asyncio.create_task(ready.wait())
-        done, _ = await asyncio.wait({task, waiter}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
-        if waiter not in done:
-            waiter.cancel()
-            if task.done():
-                task.result()  # raises what went wrong
-            raise AssertionError("controller-manager did not become ready in 30s")
-        return task
-
-    yield start
-    for t in tasks:
-        t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+@pytest.fixture
+async def nodes(client: Client) -> AsyncIterator[Nodes]:
+    n = Nodes(client)
+    yield n
+    for name in n.names:  # cluster-scoped: other tests must not see them
+        try:
+            await client.delete(NODES, name)
+        except ApiError:
+            pass

@@ -8,11 +8,11 @@ import itertools
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from controllers.util import resource
+from pklib.resources import must_lookup
 from pklib.client import Client
 from pklib.errors import ApiError
 
-PODS = resource("pods")
+PODS = must_lookup("pods")
 _ips = itertools.count(1)
 
 

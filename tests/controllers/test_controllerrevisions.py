@@ -8,18 +8,18 @@ from typing import Any
 
 import pytest
 
-from controllers.util import resource
+from pklib.resources import must_lookup
 from pklib.client import Client
 from pklib.errors import ApiError
 from tests.controllers.helpers import FakeKubelet, list_pods
-from tests.controllers.test_daemonset import Nodes, ds_body, nodes  # noqa: F401 - the fixture
-from tests.controllers.test_statefulset import sts_body
+from tests.support.workloads import Nodes, ds_body
+from tests.support.workloads import sts_body
 from tests.util import unique, wait_for
 
-STS = resource("statefulsets")
-DS = resource("daemonsets")
-PODS = resource("pods")
-REVISIONS = resource("controllerrevisions")
+STS = must_lookup("statefulsets")
+DS = must_lookup("daemonsets")
+PODS = must_lookup("pods")
+REVISIONS = must_lookup("controllerrevisions")
 CAUSE = "kubernetes.io/change-cause"
 
 

@@ -1,51 +1,17 @@
 """DaemonSet follows nodes joining, leaving, being tainted and cordoned; rolls out a new template."""
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+from typing import Any
 
-import pytest
 
-from controllers.util import resource
+from pklib.resources import must_lookup
 from pklib.client import Client
-from pklib.errors import ApiError
 from tests.controllers.helpers import PODS, FakeKubelet, PodWatcher, list_pods
+from tests.support.workloads import ds_body, Nodes
 from tests.util import unique, wait_for
 
-DS = resource("daemonsets")
-NODES = resource("nodes")
-
-
-class Nodes:
-    def __init__(self, client: Client):
-        self.client = client
-        self.names: list[str] = []
-
-    async def add(self, labels: dict[str, str], **spec: Any) -> str:
-        name = unique("node")
-        await self.client.create(NODES, {"apiVersion": "v1", "kind": "Node",
-                                         "metadata": {"name": name, "labels": labels}, "spec": spec})
-        self.names.append(name)
-        return name
-
-
-@pytest.fixture
-async def nodes(client: Client) -> AsyncIterator[Nodes]:
-    n = Nodes(client)
-    yield n
-    for name in n.names:  # cluster-scoped: other tests must not see them
-        try:
-            await client.delete(NODES, name)
-        except ApiError:
-            pass
-
-
-def ds_body(name: str, group: str, image: str = "busybox:1", **tmpl_spec: Any) -> dict[str, Any]:
-    labels = {"app": name}
-    return {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": name},
-            "spec": {"selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": labels},
-                                  "spec": {"nodeSelector": {"pkt-group": group},
-                                           "containers": [{"name": "c", "image": image}], **tmpl_spec}}}}
+DS = must_lookup("daemonsets")
+NODES = must_lookup("nodes")
 
 
 async def pods_by_node(client: Client, ns: str) -> dict[str, list[dict[str, Any]]]:

@@ -10,34 +10,16 @@ from typing import Any, Iterator
 
 import pytest
 
-from controllers.util import resource
+from pklib.resources import must_lookup
 from pklib import kubeconfig
 from pklib.client import Client
 from tests.controllers.helpers import PODS, FakeKubelet, PodWatcher, images, list_pods
-from tests.conftest import ROOT, Etcd, _stop, _wait_http
+from tests.support.controlplane import ROOT, Etcd, _stop, _wait_http
+from tests.support.workloads import deploy_body, status_is
 from tests.util import free_port, unique, wait_for
 
-DEPLOY = resource("deployments")
-RS = resource("replicasets")
-
-
-def deploy_body(name: str, replicas: int, image: str = "busybox:1", strategy: dict[str, Any] | None = None,
-                **spec: Any) -> dict[str, Any]:
-    labels = {"app": name}
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
-                     "strategy": strategy or {"type": "RollingUpdate",
-                                              "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}},
-                     "template": {"metadata": {"labels": labels},
-                                  "spec": {"containers": [{"name": "c", "image": image}]}}, **spec}}
-
-
-async def status_is(client: Client, ns: str, name: str, **want: int) -> Any:
-    d = await client.get(DEPLOY, name, ns)
-    s = d.get("status") or {}
-    if all(s.get(k, 0) == v for k, v in want.items()) and s.get("observedGeneration") == d["metadata"]["generation"]:
-        return d
-    return None
+DEPLOY = must_lookup("deployments")
+RS = must_lookup("replicasets")
 
 
 def condition(d: dict[str, Any], type_: str) -> dict[str, Any]:
@@ -234,7 +216,7 @@ async def test_kubectl_rollout_status_history_and_undo(open_apiserver: str, sess
     kubectl = ["kubectl", "--kubeconfig", kc, "-n", namespace]
     try:
         await asyncio.wait_for(ready.wait(), 30)
-        await client.create(resource("namespaces"), {"metadata": {"name": namespace}})
+        await client.create(must_lookup("namespaces"), {"metadata": {"name": namespace}})
         async with FakeKubelet(client, namespace):
             body = deploy_body("web", 2)
             body["metadata"]["annotations"] = {"kubernetes.io/change-cause": "first release"}

@@ -8,11 +8,12 @@ import copy
 import sys
 from typing import Any
 
-from controllers.util import resource
 from pklib.client import Client
-from tests.conftest import ROOT, ApiServer
 from tests.controllers.helpers import FakeKubelet, images, list_pods
-from tests.controllers.test_deployment import DEPLOY, RS, deploy_body, status_is
+from pklib.resources import DEPLOYMENTS as DEPLOY
+from pklib.resources import REPLICASETS as RS
+from tests.support.controlplane import ROOT, ApiServer
+from tests.support.workloads import deploy_body, status_is
 from tests.util import wait_for
 
 CAUSE = "kubernetes.io/change-cause"

@@ -4,16 +4,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from controllers.util import resource
+from pklib.resources import must_lookup
 from pklib.client import Client
 from pklib.errors import ApiError
 from tests.controllers.helpers import set_pod_ready
 from tests.util import wait_for
 
-SVC = resource("services")
-EP = resource("endpoints")
-PODS = resource("pods")
-SLICES = resource("endpointslices")
+SVC = must_lookup("services")
+EP = must_lookup("endpoints")
+PODS = must_lookup("pods")
+SLICES = must_lookup("endpointslices")
 
 
 def pod(name: str, labels: dict[str, str], port_name: str, port: int) -> dict[str, Any]:

@@ -3,18 +3,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from controllers.util import resource
+from pklib.resources import must_lookup
 from pklib.client import Client
 from pklib.errors import ApiError
 from tests.controllers.helpers import list_pods
-from tests.controllers.test_deployment import deploy_body
+from tests.support.workloads import deploy_body
 from tests.util import unique, wait_for
 
-DEPLOY = resource("deployments")
-RS = resource("replicasets")
-PODS = resource("pods")
-CM = resource("configmaps")
-NS = resource("namespaces")
+DEPLOY = must_lookup("deployments")
+RS = must_lookup("replicasets")
+PODS = must_lookup("pods")
+CM = must_lookup("configmaps")
+NS = must_lookup("namespaces")
 
 
 async def _exists(client: Client, res: Any, name: str, ns: str | None) -> bool:

@@ -4,14 +4,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from controllers.util import resource
+from pklib.resources import must_lookup
 from pklib.client import Client
 from pklib.informer import Handler, Informer
 from pklib.objects import key_of
-from tests.conftest import ApiServer
+from tests.support.controlplane import ApiServer
 from tests.util import wait_for
 
-CM = resource("configmaps")
+CM = must_lookup("configmaps")
 
 
 async def test_informer_follows_the_api(client: Client, namespace: str) -> None:
@@ -66,7 +66,6 @@ async def test_label_selected_informer_sees_only_matching_objects(client: Client
 
 async def _cached(inf: Informer, key: str) -> bool:
     return inf.store.get(key) is not None
-
 
 
 class CuttableProxy:

@@ -14,17 +14,17 @@ from typing import Any, Iterator
 import aiohttp
 import pytest
 
-from controllers.util import resource
+from pklib.resources import must_lookup
 from pklib.client import Client
 from pklib.errors import ApiError
-from tests.conftest import ROOT, ApiServer
 from tests.controllers.helpers import list_pods
-from tests.controllers.test_replicaset import rs_body
+from tests.support.controlplane import ROOT, ApiServer
+from tests.support.workloads import rs_body
 from tests.util import free_port, unique, wait_for
 
-RS = resource("replicasets")
-PODS = resource("pods")
-LEASES = resource("leases")
+RS = must_lookup("replicasets")
+PODS = must_lookup("pods")
+LEASES = must_lookup("leases")
 
 
 class Managers:

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 from pklib.client import Client
-from tests.conftest import ROOT
 from tests.scheduler.cluster import NODES, Cluster, cclient, cluster, events_for  # noqa: F401
+from tests.support.controlplane import ROOT
 from tests.util import unique, wait_for
 
 FLAGS = ["--controllers", "nodeipam", "--cluster-cidr", "10.100.0.0/22", "--node-cidr-mask-size", "24"]

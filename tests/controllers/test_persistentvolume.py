@@ -5,14 +5,14 @@ from typing import Any, AsyncIterator
 
 import pytest
 
-from controllers.util import resource
+from pklib.resources import must_lookup
 from pklib.client import Client
 from pklib.errors import ApiError
 from tests.util import unique, wait_for
 
-PVS = resource("persistentvolumes")
-PVCS = resource("persistentvolumeclaims")
-NODES = resource("nodes")
+PVS = must_lookup("persistentvolumes")
+PVCS = must_lookup("persistentvolumeclaims")
+NODES = must_lookup("nodes")
 
 
 @pytest.fixture

@@ -3,22 +3,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from controllers.util import resource
+from pklib.resources import must_lookup
 from pklib.client import Client
 from tests.controllers.helpers import FakeKubelet, list_pods, set_pod_ready
+from tests.support.workloads import rs_body
 from tests.util import wait_for
 
-RS = resource("replicasets")
-PODS = resource("pods")
-EVENTS = resource("events")
-
-
-def rs_body(name: str, replicas: int, labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
-    labels = labels or {"app": name}
-    return {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": name},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": labels},
-                                  "spec": {"containers": [{"name": "c", "image": "busybox"}]}}, **spec}}
+RS = must_lookup("replicasets")
+PODS = must_lookup("pods")
+EVENTS = must_lookup("events")
 
 
 def bare_pod(name: str, labels: dict[str, str]) -> dict[str, Any]:

@@ -4,22 +4,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from controllers.util import resource
+from pklib.resources import must_lookup
 from pklib.client import Client
 from tests.controllers.helpers import FakeKubelet, list_pods, set_pod_ready
+from tests.support.workloads import sts_body
 from tests.util import wait_for
 
-STS = resource("statefulsets")
-PODS = resource("pods")
-PVCS = resource("persistentvolumeclaims")
-
-
-def sts_body(name: str, replicas: int, image: str = "busybox:1", **spec: Any) -> dict[str, Any]:
-    labels = {"app": name}
-    return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": name},
-            "spec": {"replicas": replicas, "serviceName": name, "selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": labels},
-                                  "spec": {"containers": [{"name": "c", "image": image}]}}, **spec}}
+STS = must_lookup("statefulsets")
+PODS = must_lookup("pods")
+PVCS = must_lookup("persistentvolumeclaims")
 
 
 async def names(client: Client, ns: str) -> list[str]:
@@ -102,7 +95,6 @@ async def test_parallel_and_partitioned_rolling_update(client: Client, namespace
             return s if s and set((await images()).values()) == {"busybox:2"} else None
         s = await wait_for(complete, timeout=20, message="partition 0 completes the rollout")
         assert s["currentRevision"] == s["updateRevision"]
-
 
 
 async def test_claim_retention_policy_delete(client: Client, namespace: str, start_manager: Any) -> None:

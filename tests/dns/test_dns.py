@@ -15,12 +15,12 @@ import pytest
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 
 from pklib.client import Client
-from proxy.main import resource
-from tests.conftest import ROOT, ApiServer, _stop
+from pklib.resources import must_lookup
+from tests.support.controlplane import ROOT, ApiServer, _stop
 from tests.util import free_port, unique, wait_for, wait_for_sync
 
-SERVICES = resource("services")
-SLICES = resource("endpointslices")
+SERVICES = must_lookup("services")
+SLICES = must_lookup("endpointslices")
 
 
 def query(port: int, name: str, qtype: str = "A", tcp: bool = False, host: str = "127.0.0.1",

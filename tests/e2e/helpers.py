@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 from pkctl.cluster.components import BY_NAME
 from pkctl.cluster.procs import ProcRecord
-from tests.runtime.leftovers import processes_mentioning
+from tests.support.leftovers import processes_mentioning
 from tests.util import unique
 
 ROOT = Path(__file__).resolve().parents[2]

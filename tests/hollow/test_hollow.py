@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from pklib.client import Client
-from tests.conftest import ROOT
+from tests.support.controlplane import ROOT
 from tests.scheduler.cluster import LEASES, NODES, PODS, Cluster, condition, delete_nodes, pod_body, start_hollow
 from tests.util import unique, wait_for
 

@@ -9,9 +9,9 @@ from typing import Iterator
 
 import pytest
 
-from kubelet.images import rootfs
-from kubelet.images.busybox import ensure_busybox
-from kubelet.images.store import ImageStore
+from images import rootfs
+from images.busybox import ensure_busybox
+from images.store import ImageStore
 from tests.images.registry_fixture import registry_server  # noqa: F401  (fixture)
 
 

@@ -7,9 +7,9 @@ import io
 import tarfile
 from typing import Iterable
 
-from kubelet.images.image import Image, Layer
-from kubelet.images.layout import MT_OCI_LAYER_GZIP
-from kubelet.images.store import ImageStore
+from images.image import Image, Layer
+from images.layout import MT_OCI_LAYER_GZIP
+from images.store import ImageStore
 
 Entry = tuple[str, str, bytes | str]  # (name, kind: file|dir|symlink|hardlink|chr|fifo, content or link target)
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from kubelet.images.busybox import BUSYBOX_IMAGE
-from kubelet.images.errors import ImageError
-from kubelet.images.store import ImageStore
+from images.busybox import BUSYBOX_IMAGE
+from images.errors import ImageError
+from images.store import ImageStore
 from tests.images.layers import make_image, make_tar
 from tests.util import unique
 

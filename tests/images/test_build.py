@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from kubelet.images.build import build
-from kubelet.images.busybox import BUSYBOX_IMAGE
-from kubelet.images.errors import BuildError
-from kubelet.images.store import ImageStore
+from images.build import build
+from images.busybox import BUSYBOX_IMAGE
+from images.errors import BuildError
+from images.store import ImageStore
 from tests.util import unique
 
 pytestmark = pytest.mark.root

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from kubelet.images.busybox import BUSYBOX_IMAGE
-from kubelet.images.store import ImageStore
+from images.busybox import BUSYBOX_IMAGE
+from images.store import ImageStore
 from pkctl.main import main as pkctl_main
 from tests.images.registry_fixture import RegistryServer
 from tests.util import unique

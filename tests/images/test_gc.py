@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from kubelet.images.errors import ImageError
-from kubelet.images.store import ImageStore
+from images.errors import ImageError
+from images.store import ImageStore
 from tests.images.layers import make_image
 from tests.util import unique
 

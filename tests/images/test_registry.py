@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from kubelet.images.busybox import BUSYBOX_IMAGE
-from kubelet.images.errors import ImageNotFound, RegistryError
-from kubelet.images.store import ImageStore
+from images.busybox import BUSYBOX_IMAGE
+from images.errors import ImageNotFound, RegistryError
+from images.store import ImageStore
 from tests.images.registry_fixture import RegistryServer, start_registry, stop_registry
 from tests.util import free_port, unique
 
@@ -153,9 +153,9 @@ def test_bearer_token_flow(busybox_store: ImageStore, store: ImageStore, tmp_pat
 
 def test_multi_platform_index_resolves_to_the_host_platform(busybox_store: ImageStore, store: ImageStore,
                                                             registry_server: RegistryServer) -> None:
-    from kubelet.images.image import host_arch
-    from kubelet.images.layout import MT_OCI_INDEX, dumps
-    from kubelet.images.registry import Registry
+    from images.image import host_arch
+    from images.layout import MT_OCI_INDEX, dumps
+    from images.registry import Registry
     from tests.images.layers import make_image
     repo = f"pkt/{unique('multi')}"
     native = busybox_store.get(BUSYBOX_IMAGE)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from kubelet.images import buildrun
-from kubelet.images.busybox import BUSYBOX_IMAGE
-from kubelet.images.errors import ImageError, ImageNotFound
-from kubelet.images.store import ImageStore
+from images import buildrun
+from images.busybox import BUSYBOX_IMAGE
+from images.errors import ImageError, ImageNotFound
+from images.store import ImageStore
 from tests.images.layers import make_image
 from tests.util import unique
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kubelet.images.store import ImageStore
+from images.store import ImageStore
 from tests.images.layers import make_image
 
 pytestmark = pytest.mark.root
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_concurrent_taggers_in_separate_processes_lose_no_names(store: ImageStore) -> None:
     make_image(store, "pkube.local/base:1", [[("f", "file", "x")]])
-    script = ("import sys; from kubelet.images.store import ImageStore; s = ImageStore(sys.argv[1]); "
+    script = ("import sys; from images.store import ImageStore; s = ImageStore(sys.argv[1]); "
               "[s.tag('pkube.local/base:1', f'pkube.local/{sys.argv[2]}:{i}') for i in range(25)]")
     procs = [subprocess.Popen([sys.executable, "-c", script, str(store.root), name], cwd=ROOT)
              for name in ("left", "right", "middle")]

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from kubelet.images.errors import ImageError, UnsafeArchive
-from kubelet.images.store import ImageStore
-from kubelet.images.unpack import Limits, unpack_layer
+from images.errors import ImageError, UnsafeArchive
+from images.store import ImageStore
+from images.unpack import Limits, unpack_layer
 from tests.images.layers import make_image, make_tar
 from tests.util import unique
 
@@ -110,7 +110,7 @@ def test_zstd_and_xz_layers_unpack(store: ImageStore) -> None:
 
     import zstandard
 
-    from kubelet.images.image import Layer
+    from images.image import Layer
     raw_z = make_tar([("z.txt", "file", "zstd")])
     raw_x = make_tar([("x.txt", "file", "xz")])
     layers = []

@@ -9,7 +9,7 @@ import pytest
 from pklib.client import Client
 from pklib.errors import ApiError
 from pklib.resources import lookup
-from tests.kubelet.conftest import Node, _wait_node, cond, cstatus, ctr, pod, running, wait_pod
+from tests.support.node import Node, _wait_node, cond, cstatus, ctr, pod, running, wait_pod
 from tests.util import wait_for
 
 pytestmark = pytest.mark.root

@@ -8,7 +8,7 @@ import pytest
 
 from pklib.client import Client
 from pklib.resources import lookup
-from tests.kubelet.conftest import Node
+from tests.support.node import Node
 from tests.util import wait_for
 
 pytestmark = pytest.mark.root

@@ -7,7 +7,7 @@ import pytest
 
 from pklib.client import Client
 from pklib.resources import lookup
-from tests.kubelet.conftest import Node, cond, cstatus, ctr, exec_in, phase, pod, running, wait_pod
+from tests.support.node import Node, cond, cstatus, ctr, exec_in, phase, pod, running, wait_pod
 from tests.util import wait_for
 
 pytestmark = pytest.mark.root

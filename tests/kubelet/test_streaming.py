@@ -10,8 +10,8 @@ import pytest
 
 from pklib.client import Client
 from pklib.resources import lookup
-from tests.conftest import ROOT
-from tests.kubelet.conftest import Node, cstatus, ctr, pod, running, wait_pod
+from tests.support.controlplane import ROOT
+from tests.support.node import Node, cstatus, ctr, pod, running, wait_pod
 
 pytestmark = pytest.mark.root
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from launcher.group import split_argv
-from tests.conftest import ApiServer
+from tests.support.controlplane import ApiServer
 from tests.util import free_port, wait_for_sync
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from pklib.client import Client
-from tests.pkctl.conftest import kind, Pkctl
+from tests.support.pkctl import kind, Pkctl
 from tests.util import unique
 
 DEPLOYMENTS = kind("deployments")

@@ -5,8 +5,8 @@ from pathlib import Path
 
 from pklib.client import Client
 from pklib.errors import ApiError
-from tests.conftest import ApiServer
-from tests.pkctl.conftest import kind, Pkctl, run_pkctl
+from tests.support.controlplane import ApiServer
+from tests.support.pkctl import kind, Pkctl, run_pkctl
 from tests.util import free_port, unique, wait_for
 
 CONFIGMAPS = kind("configmaps")

@@ -11,8 +11,8 @@ import threading
 import yaml
 
 from pklib.client import Client
-from tests.conftest import ApiServer
-from tests.pkctl.conftest import kind, ROOT, Pkctl
+from tests.support.controlplane import ApiServer
+from tests.support.pkctl import kind, ROOT, Pkctl
 from tests.util import wait_for_sync
 
 CONFIGMAPS = kind("configmaps")

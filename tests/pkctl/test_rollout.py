@@ -17,10 +17,9 @@ import pytest
 
 from pklib.client import Client
 from pklib.errors import ApiError
-from tests.conftest import ROOT, ApiServer, Etcd, _stop, start_apiserver
-from tests.controllers.conftest import start_manager  # noqa: F401 - the fixture, used by the tests below
 from tests.controllers.helpers import FakeKubelet, list_pods
-from tests.pkctl.conftest import kind
+from tests.support.controlplane import ROOT, ApiServer, Etcd, _stop, start_apiserver
+from tests.support.pkctl import kind
 from tests.util import unique, wait_for
 
 DEPLOY = kind("deployments")

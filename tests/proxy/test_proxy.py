@@ -17,14 +17,14 @@ import pytest
 
 from pklib.client import Client
 from proxy import localnet, nft
-from proxy.main import resource
-from tests.proxy.conftest import ProxyProcess, PodNet, cleanup_proxy, connect_error, fetch
+from pklib.resources import must_lookup
+from tests.support.proxy import ProxyProcess, PodNet, cleanup_proxy, connect_error, fetch
 from tests.util import unique, wait_for, wait_for_sync
 
 pytestmark = pytest.mark.root
 
-SERVICES = resource("services")
-SLICES = resource("endpointslices")
+SERVICES = must_lookup("services")
+SLICES = must_lookup("endpointslices")
 
 
 async def make_service(c: Client, ns: str, name: str, **spec: Any) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from kubelet.images.store import ImageStore
+from images.store import ImageStore
 from kubelet.runtime.interface import ContainerConfig, SandboxConfig
 from kubelet.runtime.runc import RuncRuntime, RuntimeConfig
 

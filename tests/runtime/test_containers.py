@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kubelet.images.store import ImageStore
+from images.store import ImageStore
 from kubelet.runtime.interface import (ContainerConfig, ContainerState, ExecTimeout, InvalidConfig, LogOptions,
                                        Mount, NotFound, Resources, RuntimeError_, SandboxConfig, SecurityContext)
 from kubelet.runtime.runc import RuncRuntime

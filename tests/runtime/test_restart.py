@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-from kubelet.images.store import ImageStore
+from images.store import ImageStore
 from kubelet.runtime.interface import ContainerConfig, ContainerState, LogOptions, SandboxConfig
 from kubelet.runtime.monitor import conmon_alive
 from kubelet.runtime.runc import RuncRuntime
-from tests.conftest import ROOT
+from tests.support.controlplane import ROOT
 from tests.util import wait_for
 
 pytestmark = pytest.mark.root

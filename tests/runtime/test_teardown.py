@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from kubelet.images.store import ImageStore
+from images.store import ImageStore
 from kubelet.network.netns import create_netns
 from kubelet.runtime.interface import ContainerConfig, NotFound, SandboxConfig
 from kubelet.runtime.runc import RuncRuntime
 from kubelet.runtime.sandbox import hold_uts_ipc
-from tests.runtime.leftovers import leftovers
+from tests.support.leftovers import leftovers
 
 pytestmark = pytest.mark.root
 

@@ -21,7 +21,7 @@ import pytest
 from pklib.client import Client
 from pklib.errors import ApiError
 from pklib.resources import lookup
-from tests.conftest import ROOT, ApiServer, Etcd, _stop, start_apiserver
+from tests.support.controlplane import ROOT, ApiServer, Etcd, _stop, start_apiserver
 from tests.util import unique, wait_for
 
 PODS = lookup("pods")

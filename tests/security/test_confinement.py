@@ -14,7 +14,7 @@ from kubelet.runtime import cgroups
 from pklib.client import Client
 from pklib.errors import ApiError
 from pklib.resources import lookup
-from tests.kubelet.conftest import Node, cstatus, ctr, exec_in, pod, running, wait_pod
+from tests.support.node import Node, cstatus, ctr, exec_in, pod, running, wait_pod
 
 pytestmark = pytest.mark.root
 

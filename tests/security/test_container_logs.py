@@ -12,12 +12,12 @@ from typing import AsyncIterator
 
 import pytest
 
-from kubelet.images.store import ImageStore
+from images.store import ImageStore
 from kubelet.runtime.interface import ContainerConfig, LogOptions, SandboxConfig
 from kubelet.runtime.logs import rotated_logs
 from kubelet.runtime.runc import RuncRuntime
-from tests.runtime.conftest import busybox, image_store, runtime_config  # noqa: F401  (fixtures)
-from tests.runtime.leftovers import leftovers
+from tests.support.runtime import busybox, image_store, runtime_config  # noqa: F401  (fixtures)
+from tests.support.leftovers import leftovers
 from tests.util import unique, wait_for
 
 pytestmark = pytest.mark.root

@@ -11,12 +11,12 @@ from typing import Iterator
 
 import pytest
 
-from kubelet.images.errors import BuildError, ImageError, UnsafeArchive
-from kubelet.images.store import ImageStore
+from images.errors import BuildError, ImageError, UnsafeArchive
+from images.store import ImageStore
 from kubelet.runtime.interface import ContainerConfig, InvalidConfig, SandboxConfig
 from kubelet.runtime.runc import RuncRuntime
 from tests.images.layers import Entry, add_layer, make_tar
-from tests.runtime.conftest import busybox, image_store, runtime  # noqa: F401  (fixtures)
+from tests.support.runtime import busybox, image_store, runtime  # noqa: F401  (fixtures)
 from tests.util import unique
 
 pytestmark = pytest.mark.root

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.conftest import ROOT, _stop
+from tests.support.controlplane import ROOT, _stop
 from tests.util import free_port, unique, wait_for_sync
 
 pytestmark = pytest.mark.root

@@ -31,8 +31,8 @@ from pkctl.cluster import kubemerge, pki
 from pklib.client import Client
 from pklib.errors import ApiError
 from pklib.resources import lookup
-from tests.conftest import ApiServer, _stop, make_test_pki, start_apiserver
-from tests.kubelet.conftest import Node, ctr, exec_in, pod, running, wait_pod
+from tests.support.controlplane import ApiServer, _stop, make_test_pki, start_apiserver
+from tests.support.node import Node, ctr, exec_in, pod, running, wait_pod
 from tests.util import free_port, unique
 
 PODS, NODES, CONFIGMAPS = lookup("pods"), lookup("nodes"), lookup("configmaps")

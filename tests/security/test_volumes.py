@@ -12,7 +12,7 @@ import pytest
 from pklib.client import Client
 from pklib.errors import ApiError
 from pklib.resources import lookup
-from tests.kubelet.conftest import Node, cstatus, ctr, exec_in, pod, running, wait_pod
+from tests.support.node import Node, cstatus, ctr, exec_in, pod, running, wait_pod
 from tests.util import unique, wait_for
 
 pytestmark = pytest.mark.root

@@ -1,6 +1,6 @@
 """Issue 7 from inside pods: the real kubelet runs busybox pods, `pkube proxy` and `pkube dns` serve them.
 
-One private control plane + real kubelet (tests/kubelet/conftest.py `private_node`) for the module, plus a proxy on
+One private control plane + real kubelet (tests/support/node.py `private_node`) for the module, plus a proxy on
 a unique nftables table and the DNS server on the ClusterIP the kubelet writes into pods' resolv.conf
 (10.96.0.10; `pkube dns` puts it on `lo` and removes it on exit). Commands run in the pods through the runtime's
 exec (what the kubelet's exec endpoint calls). All traffic goes to pods and Services this module created.
@@ -20,10 +20,10 @@ from dnslib import DNSRecord
 from kubelet.runtime.interface import ExecTimeout
 from pklib.client import Client
 from proxy.localnet import ROUTE_LOCALNET
-from tests.conftest import ROOT, Etcd, _stop
-from tests.kubelet.conftest import (PODS, Node, pod_namespace, cond, ctr, exec_in, pod,
+from tests.support.controlplane import ROOT, Etcd, _stop
+from tests.support.node import (PODS, Node, pod_namespace, cond, ctr, exec_in, pod,
                                     private_node, res, running, wait_pod)
-from tests.proxy.conftest import assert_route_localnet_restored, cleanup_proxy
+from tests.support.proxy import assert_route_localnet_restored, cleanup_proxy
 from tests.util import free_port, unique, wait_for, wait_for_sync
 
 pytestmark = pytest.mark.root

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from kubelet.images.auth import credentials_for, parse_challenge
-from kubelet.images.errors import RegistryError
+from images.auth import credentials_for, parse_challenge
+from images.errors import RegistryError
 
 
 def test_bearer_challenge() -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from kubelet.images.context import makedirs_in_root, resolve_in_root
-from kubelet.images.errors import BuildError
+from images.context import makedirs_in_root, resolve_in_root
+from images.errors import BuildError
 
 
 @pytest.fixture

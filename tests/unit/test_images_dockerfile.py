@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from kubelet.images.context import IgnoreRules
-from kubelet.images.dockerfile import expand, json_form, key_values, parse, words
-from kubelet.images.errors import BuildError
+from images.context import IgnoreRules
+from images.dockerfile import expand, json_form, key_values, parse, words
+from images.errors import BuildError
 
 
 def test_parse_joins_continuations_and_skips_comments() -> None:

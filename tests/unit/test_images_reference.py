@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from kubelet.images.errors import InvalidReference
-from kubelet.images.reference import parse
+from images.errors import InvalidReference
+from images.reference import parse
 
 DIGEST = "sha256:" + "a" * 64
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from kubelet.images.registry import Registry
+from images.registry import Registry
 
 
 @pytest.mark.parametrize("name, insecure, base", [

@@ -4,12 +4,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any, AsyncIterator
 
-from controllers.util import resource
+from pklib.resources import must_lookup
 from pklib.errors import ApiError, ConnectionFailed
 from pklib.informer import Handler, Informer, Store
 from pklib.objects import key_of
 
-PODS = resource("pods")
+PODS = must_lookup("pods")
 
 
 def pod(name: str, rv: int, node: str | None = None, labels: dict[str, str] | None = None,

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from pkctl.commands.apply import LAST_APPLIED, last_applied_of, with_last_applied
+from pklib.api.wellknown import LAST_APPLIED_ANNOTATION as LAST_APPLIED
+from pkctl.commands.apply import last_applied_of, with_last_applied
 from pkctl.errors import CommandError
 from pkctl.manifests import ManifestError, parse, place, read_all
 from pkctl.targets import parse_targets

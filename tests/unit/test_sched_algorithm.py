@@ -7,7 +7,7 @@ import pytest
 
 from scheduler.algorithm import (DEFAULT_WEIGHTS, num_feasible_nodes_to_find, parse_weights, schedule,
                                  unschedulable_message)
-from tests.unit.test_sched_plugins import make_node, make_pod
+from tests.support.scheduling import make_node, make_pod
 
 
 def test_picks_the_only_node_that_fits() -> None:

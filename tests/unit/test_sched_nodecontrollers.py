@@ -6,7 +6,8 @@ from typing import Any
 import pytest
 
 from controllers.nodeipam import CidrExhausted, CidrSet
-from controllers.nodelifecycle import UNREACHABLE, eviction_delay
+from controllers.nodelifecycle import eviction_delay
+from pklib.api.wellknown import UNREACHABLE_TAINT as UNREACHABLE
 
 UNREACHABLE_TAINT = {"key": UNREACHABLE, "effect": "NoExecute"}
 

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from kubelet.images.errors import BuildError
+from images.errors import BuildError
 
 SUPPORTED = {"FROM", "RUN", "COPY", "ADD", "ENV", "ARG", "WORKDIR", "USER", "EXPOSE", "LABEL", "ENTRYPOINT",
              "CMD", "VOLUME", "SHELL", "STOPSIGNAL", "MAINTAINER"}

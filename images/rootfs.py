@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pklib.safeopen import IN_ROOT, open_inside
 
-from kubelet.images.errors import ImageError
+from images.errors import ImageError
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-from kubelet.images.errors import RegistryError
+from images.errors import RegistryError
 
 _PARAM = re.compile(r'(\w+)=(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))')
 _DOCKER_HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io", "registry-1.docker.io")

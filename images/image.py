@@ -6,8 +6,8 @@ import platform
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubelet.images.errors import ImageError
-from kubelet.images.layout import MANIFEST_TYPES, MT_OCI_MANIFEST, check_digest
+from images.errors import ImageError
+from images.layout import MANIFEST_TYPES, MT_OCI_MANIFEST, check_digest
 
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x",
          "riscv64": "riscv64", "i686": "386"}

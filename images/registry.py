@@ -27,18 +27,18 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from kubelet.images import reference
-from kubelet.images.archive import select_platform
-from kubelet.images.auth import Challenge, Credentials, credentials_for, parse_challenge
-from kubelet.images.errors import ImageError, ImageNotFound, RegistryError
-from kubelet.images.image import Image, Layer, host_arch, parse_manifest
-from kubelet.images.layout import INDEX_TYPES, MANIFEST_TYPES, MT_DOCKER_LIST, MT_DOCKER_MANIFEST, MT_OCI_INDEX, \
+from images import reference
+from images.archive import select_platform
+from images.auth import Challenge, Credentials, credentials_for, parse_challenge
+from images.errors import ImageError, ImageNotFound, RegistryError
+from images.image import Image, Layer, host_arch, parse_manifest
+from images.layout import INDEX_TYPES, MANIFEST_TYPES, MT_DOCKER_LIST, MT_DOCKER_MANIFEST, MT_OCI_INDEX, \
     MT_OCI_MANIFEST, check_digest, sha256_digest
 
 if TYPE_CHECKING:
-    from kubelet.images.store import ImageStore
+    from images.store import ImageStore
 
-log = logging.getLogger("kubelet.images")
+log = logging.getLogger("images")
 ACCEPT = ", ".join((MT_OCI_INDEX, MT_OCI_MANIFEST, MT_DOCKER_LIST, MT_DOCKER_MANIFEST))
 _MAX_MANIFEST = 4 * 1024 * 1024
 _CHUNK = 1 << 20

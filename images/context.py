@@ -16,7 +16,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubelet.images.errors import BuildError
+from images.errors import BuildError
 
 _MAX_SYMLINKS = 40
 

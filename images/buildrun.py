@@ -14,8 +14,8 @@ from typing import Any, Callable
 
 import orjson
 
-from kubelet.images.errors import BuildError, ImageError
-from kubelet.images.rootfs import read_in_root
+from images.errors import BuildError, ImageError
+from images.rootfs import read_in_root
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",

@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import orjson
 
-from kubelet.images import reference
-from kubelet.images.errors import ImageError, InvalidReference
-from kubelet.images.image import Image, Layer, host_arch
-from kubelet.images.layout import (INDEX_TYPES, MT_OCI_INDEX, MT_OCI_LAYER, MT_OCI_LAYER_GZIP, NAME_ANNOTATION,
+from images import reference
+from images.errors import ImageError, InvalidReference
+from images.image import Image, Layer, host_arch
+from images.layout import (INDEX_TYPES, MT_OCI_INDEX, MT_OCI_LAYER, MT_OCI_LAYER_GZIP, NAME_ANNOTATION,
                                    TAG_ANNOTATION, check_digest)
-from kubelet.images.unpack import diff_id_of, is_compressed
+from images.unpack import diff_id_of, is_compressed
 
 if TYPE_CHECKING:
-    from kubelet.images.store import ImageStore
+    from images.store import ImageStore
 
 Progress = Callable[[str], None]
 

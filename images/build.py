@@ -20,18 +20,18 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import orjson
 
-from kubelet.images import buildrun, dockerfile, reference
-from kubelet.images.context import (IgnoreRules, Owner, context_sources, copy_entry, makedirs_in_root,
+from images import buildrun, dockerfile, reference
+from images.context import (IgnoreRules, Owner, context_sources, copy_entry, makedirs_in_root,
                                     resolve_in_root)
-from kubelet.images.diff import is_empty, write_layer
-from kubelet.images.dockerfile import Instruction
-from kubelet.images.errors import BuildError, ImageError
-from kubelet.images.image import Image, Layer, host_arch, now_rfc3339
-from kubelet.images.rootfs import mount_overlay, unmount
-from kubelet.images.unpack import decompressed, extract
+from images.diff import is_empty, write_layer
+from images.dockerfile import Instruction
+from images.errors import BuildError, ImageError
+from images.image import Image, Layer, host_arch, now_rfc3339
+from images.rootfs import mount_overlay, unmount
+from images.unpack import decompressed, extract
 
 if TYPE_CHECKING:
-    from kubelet.images.store import ImageStore
+    from images.store import ImageStore
 
 Progress = Callable[[str], None]
 

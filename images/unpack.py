@@ -37,7 +37,7 @@ from typing import IO
 
 import zstandard
 
-from kubelet.images.errors import ImageError, UnsafeArchive
+from images.errors import ImageError, UnsafeArchive
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"

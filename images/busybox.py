@@ -5,13 +5,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from kubelet.images.build import build
-from kubelet.images.errors import ImageError
-from kubelet.images.store import ImageStore
+from images.build import build
+from images.errors import ImageError
+from images.store import ImageStore
 
 BUSYBOX_IMAGE = "pkube.local/busybox:latest"
 BUSYBOX_BINARY = Path("/bin/busybox")
-DOCKERFILE_DIR = Path(__file__).resolve().parents[2] / "manifests" / "images" / "busybox"
+DOCKERFILE_DIR = Path(__file__).resolve().parents[1] / "manifests" / "images" / "busybox"
 
 
 def ensure_busybox(store: ImageStore, name: str = BUSYBOX_IMAGE, quiet: bool = True) -> str:

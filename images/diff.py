@@ -15,10 +15,10 @@ import tarfile
 from pathlib import Path
 from typing import IO, cast
 
-from kubelet.images.errors import BuildError
-from kubelet.images.image import Layer
-from kubelet.images.layout import MT_OCI_LAYER_GZIP, Layout
-from kubelet.images.unpack import _KEPT_XATTRS, OPAQUE_MARKER, OPAQUE_XATTR, WHITEOUT_PREFIX
+from images.errors import BuildError
+from images.image import Layer
+from images.layout import MT_OCI_LAYER_GZIP, Layout
+from images.unpack import _KEPT_XATTRS, OPAQUE_MARKER, OPAQUE_XATTR, WHITEOUT_PREFIX
 
 _CHUNK = 1 << 20
 

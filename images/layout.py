@@ -27,7 +27,7 @@ from typing import IO, Any, Iterator
 
 import orjson
 
-from kubelet.images.errors import ImageError
+from images.errors import ImageError
 
 NAME_ANNOTATION = "io.containerd.image.name"
 TAG_ANNOTATION = "org.opencontainers.image.ref.name"

@@ -18,15 +18,15 @@ from typing import Any, Callable
 
 from pklib.kubeconfig import pkube_home
 
-from kubelet.images import archive, reference, registry, rootfs
-from kubelet.images import build as builder
-from kubelet.images.errors import ImageError, ImageNotFound, InvalidReference
-from kubelet.images.image import Image, Layer, host_arch, parse_manifest
-from kubelet.images.layout import (MANIFEST_TYPES, MT_OCI_CONFIG, MT_OCI_MANIFEST, NAME_ANNOTATION, TAG_ANNOTATION,
+from images import archive, reference, registry, rootfs
+from images import build as builder
+from images.errors import ImageError, ImageNotFound, InvalidReference
+from images.image import Image, Layer, host_arch, parse_manifest
+from images.layout import (MANIFEST_TYPES, MT_OCI_CONFIG, MT_OCI_MANIFEST, NAME_ANNOTATION, TAG_ANNOTATION,
                                    Layout, dumps)
-from kubelet.images.unpack import Limits, unpack_layer
+from images.unpack import Limits, unpack_layer
 
-log = logging.getLogger("kubelet.images")
+log = logging.getLogger("images")
 _CONTAINER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _HEX_PREFIX = re.compile(r"(?:sha256:)?([a-f0-9]{4,64})")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from kubelet.images.errors import InvalidReference
+from images.errors import InvalidReference
 
 DEFAULT_REGISTRY = "docker.io"
 DEFAULT_TAG = "latest"
