@@ -25,8 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pklib.resources import Resource, lookup
-from tests.apiserver.samples import sample
-from tests.conftest import ApiServer
+from tests.support.samples import sample
+from tests.support.controlplane import ApiServer
 from tests.util import unique
 
 # PKUBE_FUZZ_EXAMPLES=5000 for a longer run by hand; CI keeps the bounded default.

@@ -19,8 +19,8 @@ import yaml
 from pklib import yamlsafe
 from pklib.client import Client
 from pklib.resources import lookup
-from tests.conftest import ApiServer
-from tests.pkctl.conftest import run_pkctl
+from tests.support.controlplane import ApiServer
+from tests.support.pkctl import run_pkctl
 from tests.util import unique
 
 CM = lookup("configmaps")
