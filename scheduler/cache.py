@@ -20,6 +20,7 @@ class Cache:
         self._pod_node: dict[str, str] = {}  # pod key -> node name
         self.assumed: set[str] = set()
         self._list: list[NodeInfo] | None = None
+        self.affinity_pods: set[str] = set()  # keys of placed pods with pod (anti-)affinity terms
 
     # -- nodes --------------------------------------------------------------------------------
 
@@ -69,6 +70,11 @@ class Cache:
             # Already counted there (assumed by us, or seen before): a bound pod's requests do not
             # change, so status updates (most of the pod events) cost nothing here.
             self.assumed.discard(key)
+            if (pod.get("metadata") or {}).get("deletionTimestamp"):
+                info = self._nodes.get(node_name)
+                placed = info.pods.get(key) if info is not None else None
+                if placed is not None:
+                    placed.terminating = True
             return
         self._place(pod_info(pod), node_name)
 
@@ -77,6 +83,7 @@ class Cache:
         if node_name is None:
             return
         self.assumed.discard(key)
+        self.affinity_pods.discard(key)
         info = self._nodes.get(node_name)
         if info is not None:
             p = info.pods.get(key)
@@ -92,6 +99,8 @@ class Cache:
         if self._pod_node.get(p.key) not in (None, node_name):
             self.remove_pod(p.key)
         self._pod_node[p.key] = node_name
+        if p.has_pod_affinity:
+            self.affinity_pods.add(p.key)
         info = self._nodes.get(node_name)
         if info is not None:
             info.add_pod(p)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 from pklib.api.podresources import pod_amounts
 from pklib.quantity import Quantity, parse_quantity, to_bytes, to_millicores
@@ -23,11 +23,24 @@ HostPort = tuple[str, str, int]  # (hostIP, protocol, hostPort)
 
 
 class Listers(Protocol):
-    """What plugins may look up besides nodes and pods: the scheduler's informer caches, read only."""
+    """What plugins may look up besides the node being filtered: the scheduler's caches, read only."""
 
     def claim(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
     def volume(self, name: str) -> dict[str, Any] | None: ...
+
+    def nodes(self) -> Sequence[NodeInfo]: ...
+
+    def namespace_labels(self, name: str) -> dict[str, str] | None: ...
+
+    def owner_selectors(self, pod: PodInfo) -> list[dict[str, Any]]:
+        """The label selectors (metav1.LabelSelector) of the Services, ReplicaSets and StatefulSets that select
+        the pod: what Kubernetes' default topology spreading counts as "the same workload"."""
+        ...
+
+    def affinity_pods(self) -> int:
+        """How many pods on nodes carry pod (anti-)affinity terms; 0 lets plain pods skip InterPodAffinity."""
+        ...
 
 
 def milli_cpu(value: Any) -> int:
@@ -51,11 +64,23 @@ class PodInfo:
     owner_uid: str | None = None
     priority: int = 0
     tolerations: list[dict[str, Any]] = field(default_factory=list)
+    namespace: str = ""
+    terminating: bool = False  # metadata.deletionTimestamp is set
+    nominated_node: str = ""  # status.nominatedNodeName
+    preemption_policy: str = "PreemptLowerPriority"
+    labels: dict[str, str] = field(default_factory=dict)
+    # spec.affinity.podAffinity / podAntiAffinity present: the pod counts for InterPodAffinity everywhere.
+    has_pod_affinity: bool = False
     # Cycle state of the VolumeBinding plugin. PreFilter: the required nodeAffinity of each bound PV the pod
     # mounts, or why its volumes cannot be resolved; Reserve: the unbound claims to annotate in PreBind.
     volume_node_affinities: list[dict[str, Any]] = field(default_factory=list)
     volume_problem: str | None = None
     claims_to_select: list[str] = field(default_factory=list)
+    # Cycle state of PodTopologySpread and InterPodAffinity (plugins/podtopologyspread.py, interpodaffinity.py):
+    # None when the plugin has nothing to do for this pod, which is the common case.
+    spread: Any = None
+    interpod: Any = None
+    pod_terms: Any = None  # InterPodAffinity's parsed terms of this pod (kept with the PodInfo in the cache)
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -69,12 +94,17 @@ def pod_info(pod: dict[str, Any]) -> PodInfo:
     nonzero = pod_amounts(spec, defaults=NON_ZERO_DEFAULTS)
     ports: list[HostPort] = [(p.get("hostIP") or "0.0.0.0", p.get("protocol") or "TCP", int(p["hostPort"]))
                              for c in spec.get("containers") or [] for p in c.get("ports") or [] if p.get("hostPort")]
+    affinity = spec.get("affinity") or {}
     owner = next((o.get("uid") for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
     return PodInfo(key=f"{meta.get('namespace')}/{meta.get('name')}", uid=meta.get("uid") or "", pod=pod,
                    cpu=_milli(requests.get("cpu")), memory=_whole(requests.get("memory")),
                    nonzero_cpu=_milli(nonzero.get("cpu")), nonzero_memory=_whole(nonzero.get("memory")),
                    host_ports=ports, owner_uid=owner, priority=int(spec.get("priority") or 0),
-                   tolerations=spec.get("tolerations") or [])
+                   tolerations=spec.get("tolerations") or [], namespace=meta.get("namespace") or "",
+                   labels=meta.get("labels") or {}, terminating=bool(meta.get("deletionTimestamp")),
+                   nominated_node=(pod.get("status") or {}).get("nominatedNodeName") or "",
+                   preemption_policy=spec.get("preemptionPolicy") or "PreemptLowerPriority",
+                   has_pod_affinity=bool(affinity.get("podAffinity") or affinity.get("podAntiAffinity")))
 
 
 def _milli(q: Quantity | None) -> int:
@@ -105,7 +135,8 @@ class NodeInfo:
     nonzero_memory: int = 0
     pods: dict[str, PodInfo] = field(default_factory=dict)
     used_ports: Counter[HostPort] = field(default_factory=Counter)
-    owner_counts: Counter[str] = field(default_factory=Counter)
+    namespace_counts: Counter[str] = field(default_factory=Counter)  # pods per namespace: cheap "none here"
+    affinity_pods: dict[str, PodInfo] = field(default_factory=dict)  # the pods with pod (anti-)affinity terms
 
     def set_node(self, node: dict[str, Any]) -> None:
         self.node = node
@@ -131,8 +162,9 @@ class NodeInfo:
         self.nonzero_cpu += p.nonzero_cpu
         self.nonzero_memory += p.nonzero_memory
         self.used_ports.update(p.host_ports)
-        if p.owner_uid:
-            self.owner_counts[p.owner_uid] += 1
+        self.namespace_counts[p.namespace] += 1
+        if p.has_pod_affinity:
+            self.affinity_pods[p.key] = p
 
     def remove_pod(self, p: PodInfo) -> None:
         if self.pods.pop(p.key, None) is None:
@@ -143,10 +175,10 @@ class NodeInfo:
         self.nonzero_memory -= p.nonzero_memory
         self.used_ports.subtract(p.host_ports)
         self.used_ports = +self.used_ports  # drop ports whose count fell to zero
-        if p.owner_uid:
-            self.owner_counts[p.owner_uid] -= 1
-            if self.owner_counts[p.owner_uid] <= 0:
-                del self.owner_counts[p.owner_uid]
+        self.namespace_counts[p.namespace] -= 1
+        if self.namespace_counts[p.namespace] <= 0:
+            del self.namespace_counts[p.namespace]
+        self.affinity_pods.pop(p.key, None)
 
 
 def node_info(node: dict[str, Any]) -> NodeInfo:

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from scheduler.framework import NodeInfo, PodInfo, node_info, pod_info
-from scheduler.plugins import (nodeaffinity, nodeports, noderesources, nodeunschedulable, ownerspread,
+from scheduler.plugins import (nodeaffinity, nodeports, noderesources, nodeunschedulable, podtopologyspread,
                                tainttoleration, volumebinding)
 
 
@@ -24,7 +24,9 @@ def make_pod(name: str = "p", cpu: str | None = None, memory: str | None = None,
     if "ports" in spec:
         container["ports"] = spec.pop("ports")
     owner = spec.pop("owner", None)
-    meta: dict[str, Any] = {"name": name, "namespace": "ns", "uid": f"uid-{name}"}
+    meta: dict[str, Any] = {"name": name, "namespace": spec.pop("namespace", "ns"), "uid": f"uid-{name}"}
+    if "labels" in spec:
+        meta["labels"] = spec.pop("labels")
     if owner:
         meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": owner,
                                     "controller": True}]
@@ -206,14 +208,29 @@ def test_volume_node_affinity() -> None:
 
 
 class FakeListers:
-    def __init__(self, claims: dict[str, dict], volumes: dict[str, dict]):
-        self.claims, self.volumes = claims, volumes
+    def __init__(self, claims: dict[str, dict] | None = None, volumes: dict[str, dict] | None = None,
+                 nodes: list[NodeInfo] | None = None, namespaces: dict[str, dict[str, str]] | None = None,
+                 selectors: list[dict[str, Any]] | None = None):
+        self.claims, self.volumes = claims or {}, volumes or {}
+        self.node_list, self.namespaces, self.selectors = nodes or [], namespaces or {}, selectors or []
 
     def claim(self, namespace: str, name: str) -> dict | None:
         return self.claims.get(f"{namespace}/{name}")
 
     def volume(self, name: str) -> dict | None:
         return self.volumes.get(name)
+
+    def nodes(self) -> list[NodeInfo]:
+        return self.node_list
+
+    def namespace_labels(self, name: str) -> dict[str, str] | None:
+        return self.namespaces.get(name)
+
+    def owner_selectors(self, pod: PodInfo) -> list[dict[str, Any]]:
+        return [s for s in self.selectors if all(pod.labels.get(k) == v for k, v in s["matchLabels"].items())]
+
+    def affinity_pods(self) -> int:
+        return sum(len(n.affinity_pods) for n in self.node_list)
 
 
 def _claim_pod(*claims: str) -> PodInfo:
@@ -253,12 +270,20 @@ def test_volume_prefilter_resolves_claims_and_reserve_picks_the_unbound_ones() -
 
 # -- spreading ---------------------------------------------------------------------------------
 
-def test_owner_spread_counts_only_pods_of_the_same_controller() -> None:
-    node = make_node()
-    node.add_pod(make_pod("a", owner="rs1"))
-    node.add_pod(make_pod("b", owner="rs1"))
-    node.add_pod(make_pod("c", owner="rs2"))
-    empty = make_node("n2")
-    assert ownerspread.same_owner_pods(make_pod("x", owner="rs1"), [node, empty]) == [2, 0]
-    assert ownerspread.same_owner_pods(make_pod("y", owner="rs3"), [node]) == [0]
-    assert ownerspread.same_owner_pods(make_pod("z"), [node]) == [0]
+def test_default_spreading_counts_only_pods_of_the_same_workload() -> None:
+    # Owner spread became PodTopologySpread's system defaults: the pods a ReplicaSet's selector matches count.
+    node = make_node("n1", labels={"kubernetes.io/hostname": "n1"})
+    node.add_pod(make_pod("a", owner="rs1", labels={"app": "one"}))
+    node.add_pod(make_pod("b", owner="rs1", labels={"app": "one"}))
+    node.add_pod(make_pod("c", owner="rs2", labels={"app": "two"}))
+    empty = make_node("n2", labels={"kubernetes.io/hostname": "n2"})
+    listers = FakeListers(nodes=[node, empty], selectors=[{"matchLabels": {"app": "one"}},
+                                                          {"matchLabels": {"app": "two"}}])
+    x = make_pod("x", owner="rs1", labels={"app": "one"})
+    podtopologyspread.pre_filter(x, listers)
+    assert podtopologyspread.score_relevant(x) and not podtopologyspread.relevant(x)
+    scores = podtopologyspread.score(x, [node, empty])
+    assert scores[1] == 100 and scores[0] < scores[1]
+    for lonely in (make_pod("y", owner="rs3", labels={"app": "three"}), make_pod("z")):
+        podtopologyspread.pre_filter(lonely, listers)
+        assert lonely.spread is None and not podtopologyspread.score_relevant(lonely)
