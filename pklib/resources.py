@@ -75,6 +75,7 @@ RESOURCES: tuple[Resource, ...] = (
     _r("coordination.k8s.io", "v1", "Lease", "leases", True),
     _r("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", True),
     _r("storage.k8s.io", "v1", "StorageClass", "storageclasses", False, ("sc",)),
+    _r("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", False, ("pc",)),
 )
 
 
