@@ -102,8 +102,9 @@ def _count(constraints: list[Constraint], pod: PodInfo, nodes: Sequence[NodeInfo
             if value is None or not _eligible(c, pod, node):
                 continue
             if here and c.selector is not None:
-                cnt[value] += sum(1 for p in node.pods.values()
-                                  if p.namespace == pod.namespace and c.selector.matches(p.labels))
+                # Terminating pods do not count (they are on their way out), as in Kubernetes.
+                cnt[value] += sum(1 for p in node.pods.values() if p.namespace == pod.namespace
+                                  and not p.terminating and c.selector.matches(p.labels))
             else:
                 cnt[value] += 0  # the domain exists, with no matching pod
     return counts
