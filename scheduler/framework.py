@@ -153,6 +153,14 @@ class NodeInfo:
         self.alloc_memory = memory_bytes(alloc["memory"]) if "memory" in alloc else 0
         self.alloc_pods = parse_quantity(alloc["pods"]).int_value() if "pods" in alloc else 0
 
+    def clone(self, without: frozenset[str] = frozenset()) -> NodeInfo:
+        """A copy to try things on (preemption, nominated pods), less the pods with the keys in `without`."""
+        copy = node_info(self.node)
+        for key, p in self.pods.items():
+            if key not in without:
+                copy.add_pod(p)
+        return copy
+
     def add_pod(self, p: PodInfo) -> None:
         if p.key in self.pods:
             self.remove_pod(self.pods[p.key])

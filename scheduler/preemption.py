@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from .framework import NodeInfo, PodInfo, node_info
+from .framework import NodeInfo, PodInfo
 
 NOT_HELPFUL = "Preemption is not helpful for scheduling"
 NO_VICTIMS = "No preemption victims found for incoming pod"
@@ -54,20 +54,12 @@ def eligible(pod: PodInfo, nodes_by_name: Callable[[str], NodeInfo | None]) -> s
     return None
 
 
-def _copy_without(node: NodeInfo, removed: set[str]) -> NodeInfo:
-    sim = node_info(node.node)
-    for key, p in node.pods.items():
-        if key not in removed:
-            sim.add_pod(p)
-    return sim
-
-
 def select_victims(pod: PodInfo, node: NodeInfo, run_filters: RunFilters) -> tuple[list[PodInfo] | None, list[str]]:
     """The fewest, least important pods to evict from `node` so that `pod` fits; (None, reasons) if none do."""
     lower = [p for p in node.pods.values() if p.priority < pod.priority]
     if not lower:
         return None, [NO_VICTIMS]
-    sim = _copy_without(node, {p.key for p in lower})
+    sim = node.clone(frozenset(p.key for p in lower))
     reasons = run_filters(pod, sim)
     if reasons:
         return None, reasons

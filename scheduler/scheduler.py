@@ -90,8 +90,9 @@ class Scheduler:
         self._bindings = asyncio.Semaphore(self.options.parallel_bindings)
         self._tasks: set[asyncio.Task[None]] = set()
         self._next_start = 0
-        # Nominations made but maybe not yet seen back in the pod's status: pod key -> node.
-        self._nominated: dict[str, str] = {}
+        # Pods that preempted others, waiting for their victims to go: pod key -> (nominated node, the pod). Their
+        # room on that node is kept from pods of lower or equal priority, as Kubernetes does.
+        self._nominated: dict[str, tuple[str, PodInfo]] = {}
         self._rng = random.Random()
         # For /metrics: attempts by result (scheduled, unschedulable, error) and decision time.
         self.attempts: Counter[str] = Counter()
@@ -184,7 +185,7 @@ class Scheduler:
             self._background(self._report_unschedulable(pod, f"invalid resource request: {e}"), key)
             return False
         pre_filter(info, self.listers)
-        nodes = self.cache.nodes()
+        nodes = self._with_nominated(info, self.cache.nodes())
         start = self._next_start % len(nodes) if nodes else 0
         started = time.perf_counter()
         decision = schedule(info, nodes, self.options.weights, start, self.options.percentage_of_nodes_to_score,
@@ -212,7 +213,7 @@ class Scheduler:
         nominatedNodeName to write (None: leave it as it is, "": clear it)."""
         if not nodes:
             return "", None
-        info.nominated_node = info.nominated_node or self._nominated.get(info.key, "")
+        info.nominated_node = info.nominated_node or self._nominated.get(info.key, ("", info))[0]
         outcome = preempt(info, nodes, decision.failed, run_filters, unresolvable, self.cache.node)
         if outcome.candidate is None:
             if outcome.message:
@@ -220,10 +221,29 @@ class Scheduler:
             self._nominated.pop(info.key, None)
             return preemption_message(len(nodes), "", outcome.reasons), ""
         candidate = outcome.candidate
-        self._nominated[info.key] = candidate.node
+        self._nominated[info.key] = (candidate.node, info)
         self.attempts["preemption"] += 1
         self._background(self._evict(info, candidate), info.key)
         return "", candidate.node
+
+    def _with_nominated(self, info: PodInfo, nodes: list[NodeInfo]) -> list[NodeInfo]:
+        """`nodes`, where a node nominated for another pod of at least this priority counts that pod as placed."""
+        if not self._nominated:
+            return nodes
+        waiting: dict[str, list[PodInfo]] = {}
+        for key, (node, nominee) in self._nominated.items():
+            if key != info.key and nominee.priority >= info.priority:
+                waiting.setdefault(node, []).append(nominee)
+        if not waiting:
+            return nodes
+        out = []
+        for n in nodes:
+            if n.name in waiting:
+                n = n.clone()
+                for nominee in waiting[n.name]:
+                    n.add_pod(nominee)
+            out.append(n)
+        return out
 
     async def _evict(self, preemptor: PodInfo, candidate: Candidate) -> None:
         """Delete the victims gracefully (their termination grace period applies), with a Preempted event."""
