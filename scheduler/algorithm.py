@@ -122,6 +122,13 @@ def pre_filter(pod: PodInfo, listers: Listers) -> None:
         plugin.fn(pod, listers)
 
 
+def end_cycle(pod: PodInfo) -> None:
+    """Drops the PreFilter state that only this cycle needs: the PodInfo stays in the cache as long as the pod
+    is placed, and the per-domain counts of a thousand nodes are not worth keeping a thousand times."""
+    pod.spread = None
+    pod.interpod = None
+
+
 def reserve(pod: PodInfo, node_name: str, listers: Listers) -> None:
     for plugin in RESERVES:
         plugin.reserve(pod, node_name, listers)

@@ -26,8 +26,8 @@ from pklib.quantity import QuantityError
 from pklib.resources import must_lookup
 from pklib.selectors import SelectorError, selector_from_match
 
-from .algorithm import (DEFAULT_WEIGHTS, Decision, pre_bind, pre_filter, preemption_message, reserve, run_filters,
-                        schedule, unreserve, unresolvable, unschedulable_message)
+from .algorithm import (DEFAULT_WEIGHTS, Decision, end_cycle, pre_bind, pre_filter, preemption_message, reserve,
+                        run_filters, schedule, unreserve, unresolvable, unschedulable_message)
 from .cache import Cache
 from .framework import NodeInfo, PodInfo, pod_info
 from .preemption import Candidate, preempt
@@ -184,10 +184,10 @@ class Scheduler:
             self.queue.unschedulable(key)
             self._background(self._report_unschedulable(pod, f"invalid resource request: {e}"), key)
             return False
+        started = time.perf_counter()
         pre_filter(info, self.listers)
         nodes = self._with_nominated(info, self.cache.nodes())
         start = self._next_start % len(nodes) if nodes else 0
-        started = time.perf_counter()
         decision = schedule(info, nodes, self.options.weights, start, self.options.percentage_of_nodes_to_score,
                             self._rng)
         self.algorithm_seconds += time.perf_counter() - started
@@ -198,10 +198,12 @@ class Scheduler:
             self.attempts["unschedulable"] += 1
             self.queue.unschedulable(key)
             tail, nominated = self._post_filter(info, nodes, decision)
+            end_cycle(info)
             # Reported in the background: the next pod need not wait for this status write.
             self._background(self._report_unschedulable(pod, unschedulable_message(decision, tail), nominated), key)
             return False
         self._nominated.pop(key, None)
+        end_cycle(info)
         self.cache.assume(info, decision.node)
         reserve(info, decision.node, self.listers)
         task = self._background(self._bind(info, decision.node), key)
