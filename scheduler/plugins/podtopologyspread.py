@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from pklib.api.nodeaffinity import pod_matches_node
+from pklib.api.nodeaffinity import pod_matches_node, required_node_affinity
 from pklib.selectors import LabelSelector, Requirement, SelectorError, selector_from_match
 
 from ..framework import Listers, NodeInfo, PodInfo
@@ -79,34 +79,38 @@ def _default_selector(pod: PodInfo, listers: Listers) -> LabelSelector | None:
     return LabelSelector(tuple(dict.fromkeys(requirements))) if requirements else None
 
 
-def _eligible(c: Constraint, pod: PodInfo, node: NodeInfo) -> bool:
-    if c.honor_affinity and not pod_matches_node(pod.spec, node.labels, node.name):
-        return False
-    if c.honor_taints:
-        if taint_filter(pod, node):
-            return False
-    return True
-
-
 def _count(constraints: list[Constraint], pod: PodInfo, nodes: Sequence[NodeInfo],
            require_all_keys: bool) -> list[Counter[str]]:
     counts: list[Counter[str]] = [Counter() for _ in constraints]
     keys = [c.key for c in constraints]
+    # Whether a node passes the pod's node affinity / taints is the same for every constraint: decided once.
+    check_affinity = any(c.honor_affinity for c in constraints) and (
+        bool(pod.spec.get("nodeSelector")) or required_node_affinity(pod.spec) is not None)
+    check_taints = any(c.honor_taints for c in constraints)
+    ns = pod.namespace
     for node in nodes:
         labels = node.labels
         if require_all_keys and not all(k in labels for k in keys):
             continue
-        here = node.namespace_counts.get(pod.namespace, 0)
+        affinity_ok = not check_affinity or pod_matches_node(pod.spec, labels, node.name)
+        taints_ok = not check_taints or not taint_filter(pod, node)
+        here = node.namespace_counts.get(ns, 0)
+        matched: dict[int, int] = {}  # per selector: constraints often share one (the system defaults do)
         for c, cnt in zip(constraints, counts):
             value = labels.get(c.key)
-            if value is None or not _eligible(c, pod, node):
+            if value is None or (c.honor_affinity and not affinity_ok) or (c.honor_taints and not taints_ok):
                 continue
-            if here and c.selector is not None:
-                # Terminating pods do not count (they are on their way out), as in Kubernetes.
-                cnt[value] += sum(1 for p in node.pods.values() if p.namespace == pod.namespace
-                                  and not p.terminating and c.selector.matches(p.labels))
-            else:
+            selector = c.selector
+            if not here or selector is None:
                 cnt[value] += 0  # the domain exists, with no matching pod
+                continue
+            n = matched.get(id(selector))
+            if n is None:
+                # Terminating pods do not count (they are on their way out), as in Kubernetes.
+                n = matched[id(selector)] = sum(1 for p in node.pods.values()
+                                                if p.namespace == ns and not p.terminating
+                                                and selector.matches(p.labels))
+            cnt[value] += n
     return counts
 
 
