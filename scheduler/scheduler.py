@@ -93,6 +93,8 @@ class Scheduler:
         # Pods that preempted others, waiting for their victims to go: pod key -> (nominated node, the pod). Their
         # room on that node is kept from pods of lower or equal priority, as Kubernetes does.
         self._nominated: dict[str, tuple[str, PodInfo]] = {}
+        # Unschedulable pods that a newly placed pod may help (pod affinity, topology spread): retried on a binding.
+        self._waiting_for_pods: dict[str, int] = {}  # key -> priority
         self._rng = random.Random()
         # For /metrics: attempts by result (scheduled, unschedulable, error) and decision time.
         self.attempts: Counter[str] = Counter()
@@ -110,6 +112,7 @@ class Scheduler:
         if (pod.get("spec") or {}).get("nodeName"):
             if not _is_terminal(pod):
                 self.cache.set_pod(pod, key_of(pod))
+                self._retry_waiting_for_pods()
         elif self._responsible_for(pod):
             self.queue.add(key_of(pod), int((pod.get("spec") or {}).get("priority") or 0))
 
@@ -123,6 +126,8 @@ class Scheduler:
                 self.queue.move_all_to_active()
             else:
                 self.cache.set_pod(pod, key)
+                if not (old.get("spec") or {}).get("nodeName"):
+                    self._retry_waiting_for_pods()
         elif not self._responsible_for(pod):
             self.queue.delete(key)
         elif _scheduling_relevant_change(old, pod):
@@ -132,9 +137,19 @@ class Scheduler:
         key = key_of(pod)
         self.queue.delete(key)
         self._nominated.pop(key, None)
+        self._waiting_for_pods.pop(key, None)
         if self.cache.is_placed(key):
             self.cache.remove_pod(key)
             self.queue.move_all_to_active()
+
+    def _retry_waiting_for_pods(self) -> None:
+        """A pod was placed: the pods whose pod affinity or spreading failed may fit now (Kubernetes' AssignedPodAdd
+        event for InterPodAffinity and PodTopologySpread)."""
+        if self._waiting_for_pods:
+            waiting, self._waiting_for_pods = self._waiting_for_pods, {}
+            for key, priority in waiting.items():
+                if key in self.queue:
+                    self.queue.update(key, priority)
 
     def _node_changed(self, node: Obj) -> None:
         try:
@@ -197,12 +212,15 @@ class Scheduler:
         if decision.node is None:
             self.attempts["unschedulable"] += 1
             self.queue.unschedulable(key)
+            if info.has_pod_affinity or info.spec.get("topologySpreadConstraints"):
+                self._waiting_for_pods[key] = info.priority
             tail, nominated = self._post_filter(info, nodes, decision)
             end_cycle(info)
             # Reported in the background: the next pod need not wait for this status write.
             self._background(self._report_unschedulable(pod, unschedulable_message(decision, tail), nominated), key)
             return False
         self._nominated.pop(key, None)
+        self._waiting_for_pods.pop(key, None)
         end_cycle(info)
         self.cache.assume(info, decision.node)
         reserve(info, decision.node, self.listers)

@@ -74,6 +74,14 @@ async def test_affinity_follows_a_pod_and_existing_anti_affinity_keeps_others_aw
         await cclient.create(PODS, pod_body(f"web-{i}", affinity=near_db), cns)
         assert await wait_bound(cclient, cns, f"web-{i}") == db_node
 
+    # A pod that waits for its partner: placed as soon as the partner is.
+    near_cache = {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term({"app": "cache"})]}}
+    await cclient.create(PODS, pod_body("early", affinity=near_cache), cns)
+    await wait_unschedulable(cclient, cns, "early", "0/3 nodes are available: 3 node(s) didn't match pod affinity "
+                                                    f"rules. preemption: 0/3 nodes are available: 3 {NOT_HELPFUL}.")
+    await cclient.create(PODS, pod_body("cache", labels={"app": "cache"}), cns)
+    assert await wait_bound(cclient, cns, "early", timeout=5) == await wait_bound(cclient, cns, "cache")
+
     nowhere = {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term({"app": "ghost"})]}}
     await cclient.create(PODS, pod_body("lost", affinity=nowhere), cns)
     await wait_unschedulable(cclient, cns, "lost", "0/3 nodes are available: 3 node(s) didn't match pod affinity "
