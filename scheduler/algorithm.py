@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence, cast
 
 from pklib.client import Client
 
@@ -244,6 +244,38 @@ def run_filters(pod: PodInfo, node: NodeInfo) -> list[str] | None:
             if reasons:
                 return reasons
     return None
+
+
+class _WithNode:
+    """Listers whose node list has one node replaced (a preemption dry run's copy without the victims)."""
+
+    def __init__(self, base: Listers, node: NodeInfo):
+        self._base, self._node = base, node
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._base, name)
+
+    def nodes(self) -> list[NodeInfo]:
+        return [self._node if n.name == self._node.name else n for n in self._base.nodes()]
+
+
+def dry_run_filters(listers: Listers) -> Callable[[PodInfo, NodeInfo], "list[str] | None"]:
+    """`run_filters` for preemption: for a pod whose spreading or pod (anti-)affinity state depends on the other
+    pods, that state is computed again with the node as the dry run left it (Kubernetes' AddPod/RemovePod)."""
+    def run(pod: PodInfo, node: NodeInfo) -> list[str] | None:
+        if pod.spread is None and pod.interpod is None:
+            return run_filters(pod, node)
+        saved = pod.spread, pod.interpod
+        view = cast(Listers, _WithNode(listers, node))
+        try:
+            if saved[0] is not None:
+                podtopologyspread.pre_filter(pod, view)
+            if saved[1] is not None:
+                interpodaffinity.pre_filter(pod, view)
+            return run_filters(pod, node)
+        finally:
+            pod.spread, pod.interpod = saved
+    return run
 
 
 def unresolvable(reasons: list[str]) -> bool:

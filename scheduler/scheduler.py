@@ -26,8 +26,8 @@ from pklib.quantity import QuantityError
 from pklib.resources import must_lookup
 from pklib.selectors import SelectorError, selector_from_match
 
-from .algorithm import (DEFAULT_WEIGHTS, Decision, end_cycle, pre_bind, pre_filter, preemption_message, reserve,
-                        run_filters, schedule, unreserve, unresolvable, unschedulable_message)
+from .algorithm import (DEFAULT_WEIGHTS, Decision, dry_run_filters, end_cycle, pre_bind, pre_filter,
+                        preemption_message, reserve, schedule, unreserve, unresolvable, unschedulable_message)
 from .cache import Cache
 from .framework import NodeInfo, PodInfo, pod_info
 from .preemption import Candidate, preempt
@@ -234,7 +234,7 @@ class Scheduler:
         if not nodes:
             return "", None
         info.nominated_node = info.nominated_node or self._nominated.get(info.key, ("", info))[0]
-        outcome = preempt(info, nodes, decision.failed, run_filters, unresolvable, self.cache.node)
+        outcome = preempt(info, nodes, decision.failed, dry_run_filters(self.listers), unresolvable, self.cache.node)
         if outcome.candidate is None:
             if outcome.message:
                 return outcome.message, None

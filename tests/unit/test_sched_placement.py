@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from scheduler import preemption
-from scheduler.algorithm import (DEFAULT_WEIGHTS, parse_weights, pre_filter, preemption_message, run_filters,
-                                 schedule, unresolvable, unschedulable_message)
+from scheduler.algorithm import (DEFAULT_WEIGHTS, dry_run_filters, parse_weights, pre_filter, preemption_message,
+                                 run_filters, schedule, unresolvable, unschedulable_message)
 from scheduler.framework import NodeInfo, PodInfo
 from scheduler.plugins import interpodaffinity, nodeaffinity, podtopologyspread
 from tests.unit.test_sched_plugins import FakeListers, make_node, make_pod
@@ -296,3 +296,30 @@ def test_preemption_messages() -> None:
     # Preemption found a node: the message has no preemption tail.
     assert unschedulable_message(d, "") == "0/2 nodes are available: 1 Insufficient cpu, " \
                                            "1 node(s) had untolerated taint {k: v}."
+
+
+def test_preemption_evicts_pods_that_anti_affinity_or_spreading_object_to() -> None:
+    a, b = make_node("a", labels={HOST: "a", ZONE: "z1"}), make_node("b", labels={HOST: "b", ZONE: "z2"})
+    a.add_pod(prio("a-low", 1, cpu="100m", labels={"app": "x"}))
+    b.add_pod(prio("b-high", 500, cpu="100m", labels={"app": "x"}))
+    pod = prio("vip", 100, cpu="100m", affinity=affinity("podAntiAffinity", term({"app": "x"})))
+    listers = FakeListers(nodes=[a, b])
+    pre_filter(pod, listers)
+    d = schedule(pod, [a, b], DEFAULT_WEIGHTS)
+    assert d.node is None
+    out = preemption.preempt(pod, [a, b], d.failed, dry_run_filters(listers), unresolvable, {"a": a, "b": b}.get)
+    assert out.candidate is not None and out.candidate.node == "a"
+    assert [v.key for v in out.candidate.victims] == ["ns/a-low"]
+    # The pod's own state is what it was before the dry runs.
+    assert pod.interpod is not None and pod.interpod.anti_affinity_counts
+
+    # A placed low-priority pod whose own anti-affinity rejects the incoming pod.
+    c = make_node("c", labels={HOST: "c"})
+    c.add_pod(prio("grumpy", 1, cpu="100m", affinity=affinity("podAntiAffinity", term({"app": "vip"}))))
+    vip = prio("vip2", 100, cpu="100m", labels={"app": "vip"})
+    listers = FakeListers(nodes=[c])
+    pre_filter(vip, listers)
+    d = schedule(vip, [c], DEFAULT_WEIGHTS)
+    assert d.reasons == {interpodaffinity.REASON_EXISTING_ANTI_AFFINITY: 1}
+    out = preemption.preempt(vip, [c], d.failed, dry_run_filters(listers), unresolvable, {"c": c}.get)
+    assert out.candidate is not None and [v.key for v in out.candidate.victims] == ["ns/grumpy"]
