@@ -100,6 +100,8 @@ class Scheduler:
         self.attempts: Counter[str] = Counter()
         self.algorithm_seconds = 0.0
         self.algorithm_runs = 0
+        self.preemption_attempts = 0  # preemptions that nominated a node
+        self.preemption_victims = 0
 
     # -- informer handlers: keep cache and queue current, nothing else -------------------------
 
@@ -242,7 +244,8 @@ class Scheduler:
             return preemption_message(len(nodes), "", outcome.reasons), ""
         candidate = outcome.candidate
         self._nominated[info.key] = (candidate.node, info)
-        self.attempts["preemption"] += 1
+        self.preemption_attempts += 1
+        self.preemption_victims += len(candidate.victims)
         self._background(self._evict(info, candidate), info.key)
         return "", candidate.node
 

@@ -8,7 +8,7 @@ from pklib.client import Client
 from pklib.resources import lookup
 from tests.scheduler.cluster import NODES, PODS, events_for, node_of, pod_body, wait_bound
 from tests.scheduler.test_scheduler import (NodesFactory, control_plane, metrics_port, nodes,  # noqa: F401
-                                            wait_unschedulable)
+                                            scrape, wait_unschedulable)
 from tests.util import unique, wait_for
 
 PCS = lookup("priorityclasses")
@@ -99,8 +99,10 @@ async def test_affinity_follows_a_pod_and_existing_anti_affinity_keeps_others_aw
                              f"available: 1 {NO_VICTIMS}, 2 {NOT_HELPFUL}.")
 
 
-async def test_high_priority_pod_preempts_a_low_priority_one(nodes: NodesFactory, cclient: Client, cns: str) -> None:
+async def test_high_priority_pod_preempts_a_low_priority_one(nodes: NodesFactory, cclient: Client, cns: str,
+                                                             metrics_port: int) -> None:
     [node] = await nodes(1, "--cpu", "1")
+    before = scrape(metrics_port)
     low, high, polite = unique("low"), unique("high"), unique("polite")
     classes = [(low, 10, "PreemptLowerPriority"), (high, 1000, "PreemptLowerPriority"), (polite, 1000, "Never")]
     for name, value, policy in classes:
@@ -134,6 +136,9 @@ async def test_high_priority_pod_preempts_a_low_priority_one(nodes: NodesFactory
         events = await wait_for(lambda: events_for(cclient, cns, "victim", "Preempted"), 10,
                                 message="a Preempted event on the victim")
         assert events[0]["message"].startswith("Preempted by pod ") and events[0]["message"].endswith(f"on node {node}")
+        after = scrape(metrics_port)
+        assert after["scheduler_preemption_victims_total"] - before["scheduler_preemption_victims_total"] == 1
+        assert after["scheduler_preemption_attempts_total"] > before["scheduler_preemption_attempts_total"]
     finally:
         for name, _, _ in classes:
             await cclient.delete(PCS, name)
