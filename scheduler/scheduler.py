@@ -40,12 +40,14 @@ PODS = must_lookup("pods")
 NODES = must_lookup("nodes")
 PVCS = must_lookup("persistentvolumeclaims")
 PVS = must_lookup("persistentvolumes")
+
+DEFAULT_SCHEDULER_NAME = "default-scheduler"
+
+# What PodTopologySpread's system defaults and InterPodAffinity's namespaceSelector read.
 NAMESPACES = must_lookup("namespaces")
 SERVICES = must_lookup("services")
 REPLICASETS = must_lookup("replicasets")
 STATEFULSETS = must_lookup("statefulsets")
-
-DEFAULT_SCHEDULER_NAME = "default-scheduler"
 
 
 @dataclass
