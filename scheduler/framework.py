@@ -31,6 +31,10 @@ class Listers(Protocol):
 
     def nodes(self) -> Sequence[NodeInfo]: ...
 
+    def nodes_with_pods_in(self, namespace: str) -> Sequence[NodeInfo]:
+        """The nodes holding at least one pod of `namespace` (what spreading counts, without scanning them all)."""
+        ...
+
     def namespace_labels(self, name: str) -> dict[str, str] | None: ...
 
     def owner_selectors(self, pod: PodInfo) -> list[dict[str, Any]]:
@@ -135,7 +139,8 @@ class NodeInfo:
     nonzero_memory: int = 0
     pods: dict[str, PodInfo] = field(default_factory=dict)
     used_ports: Counter[HostPort] = field(default_factory=Counter)
-    namespace_counts: Counter[str] = field(default_factory=Counter)  # pods per namespace: cheap "none here"
+    # The same pods by namespace: spreading counts only the incoming pod's namespace.
+    namespace_pods: dict[str, dict[str, PodInfo]] = field(default_factory=dict)
     affinity_pods: dict[str, PodInfo] = field(default_factory=dict)  # the pods with pod (anti-)affinity terms
 
     def set_node(self, node: dict[str, Any]) -> None:
@@ -170,7 +175,7 @@ class NodeInfo:
         self.nonzero_cpu += p.nonzero_cpu
         self.nonzero_memory += p.nonzero_memory
         self.used_ports.update(p.host_ports)
-        self.namespace_counts[p.namespace] += 1
+        self.namespace_pods.setdefault(p.namespace, {})[p.key] = p
         if p.has_pod_affinity:
             self.affinity_pods[p.key] = p
 
@@ -183,9 +188,11 @@ class NodeInfo:
         self.nonzero_memory -= p.nonzero_memory
         self.used_ports.subtract(p.host_ports)
         self.used_ports = +self.used_ports  # drop ports whose count fell to zero
-        self.namespace_counts[p.namespace] -= 1
-        if self.namespace_counts[p.namespace] <= 0:
-            del self.namespace_counts[p.namespace]
+        same = self.namespace_pods.get(p.namespace)
+        if same is not None:
+            same.pop(p.key, None)
+            if not same:
+                del self.namespace_pods[p.namespace]
         self.affinity_pods.pop(p.key, None)
 
 

@@ -370,6 +370,9 @@ class _InformerListers:
     def nodes(self) -> list[NodeInfo]:
         return self._cache.nodes()
 
+    def nodes_with_pods_in(self, namespace: str) -> list[NodeInfo]:
+        return self._cache.nodes_with_pods_in(namespace)
+
     def namespace_labels(self, name: str) -> dict[str, str] | None:
         ns = self._namespaces.get(name)
         return None if ns is None else (ns.get("metadata") or {}).get("labels") or {}

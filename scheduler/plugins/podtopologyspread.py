@@ -94,7 +94,7 @@ def _count(constraints: list[Constraint], pod: PodInfo, nodes: Sequence[NodeInfo
             continue
         affinity_ok = not check_affinity or pod_matches_node(pod.spec, labels, node.name)
         taints_ok = not check_taints or not taint_filter(pod, node)
-        here = node.namespace_counts.get(ns, 0)
+        here = node.namespace_pods.get(ns)
         matched: dict[int, int] = {}  # per selector: constraints often share one (the system defaults do)
         for c, cnt in zip(constraints, counts):
             value = labels.get(c.key)
@@ -107,9 +107,8 @@ def _count(constraints: list[Constraint], pod: PodInfo, nodes: Sequence[NodeInfo
             n = matched.get(id(selector))
             if n is None:
                 # Terminating pods do not count (they are on their way out), as in Kubernetes.
-                n = matched[id(selector)] = sum(1 for p in node.pods.values()
-                                                if p.namespace == ns and not p.terminating
-                                                and selector.matches(p.labels))
+                n = matched[id(selector)] = sum(1 for p in here.values()
+                                                if not p.terminating and selector.matches(p.labels))
             cnt[value] += n
     return counts
 
@@ -132,14 +131,17 @@ def pre_filter(pod: PodInfo, listers: Listers) -> None:
             state.system_default = True
     except (SelectorError, ValueError, TypeError):
         return  # the apiserver validated the pod; a selector we cannot read constrains nothing
-    nodes = listers.nodes()
     if state.hard:
+        nodes = listers.nodes()
+        # Every eligible node registers its domain (with 0 pods if need be): the minimum is over all of them.
         state.hard_counts = _count(state.hard, pod, nodes, require_all_keys=True)
         state.hard_min = [0 if len(cnt) < c.min_domains else min(cnt.values(), default=0)
                           for c, cnt in zip(state.hard, state.hard_counts)]
         state.self_match = [1 if c.matches(pod) else 0 for c in state.hard]
     if state.soft:
-        state.soft_counts = _count(state.soft, pod, nodes, require_all_keys=not state.system_default)
+        # Scoring reads counts only: the nodes without a pod of this namespace add nothing and are skipped.
+        state.soft_counts = _count(state.soft, pod, listers.nodes_with_pods_in(pod.namespace),
+                                   require_all_keys=not state.system_default)
     pod.spread = state
 
 

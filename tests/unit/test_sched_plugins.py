@@ -223,6 +223,9 @@ class FakeListers:
     def nodes(self) -> list[NodeInfo]:
         return self.node_list
 
+    def nodes_with_pods_in(self, namespace: str) -> list[NodeInfo]:
+        return [n for n in self.node_list if n.namespace_pods.get(namespace)]
+
     def namespace_labels(self, name: str) -> dict[str, str] | None:
         return self.namespaces.get(name)
 
