@@ -8,6 +8,7 @@ from aiohttp import web
 
 from pklib import resources
 from pklib.api.wellknown import SYSTEM_NAMESPACES
+from pklib.api.priority import BUILTIN_CLASSES, builtin_class
 
 from . import aggregated_discovery, auth, bodies, discovery, fieldvalidation, openapi, proxy_pods
 from .handlers import Api
@@ -78,6 +79,7 @@ def build_app(config: Config, storage: Storage) -> web.Application:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await cache.start()
         await _ensure_namespaces(api.objects)
+        await _ensure_priority_classes(api.objects)
         yield
         await cache.stop()
 
@@ -95,6 +97,11 @@ async def _ensure_namespaces(objects: Objects) -> None:
     for name in SYSTEM_NAMESPACES:
         await objects.ensure(resources.NAMESPACES,
                              {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+
+
+async def _ensure_priority_classes(objects: Objects) -> None:
+    for name in BUILTIN_CLASSES:
+        await objects.ensure(resources.PRIORITYCLASSES, builtin_class(name))
 
 
 def discovery_routes() -> list[web.RouteDef]:

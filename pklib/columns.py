@@ -404,6 +404,11 @@ def _storageclass(o: Obj, now: datetime) -> list[str]:
             o.get("volumeBindingMode") or "Immediate", str(bool(o.get("allowVolumeExpansion"))).lower(), _age(o, now)]
 
 
+def _priorityclass(o: Obj, now: datetime) -> list[str]:
+    return [str(o.get("value", "")), str(bool(o.get("globalDefault"))).lower(), _age(o, now),
+            o.get("preemptionPolicy") or ""]
+
+
 def _name_suffix(res: Resource, o: Obj) -> str:
     annotations = _meta(o).get("annotations") or {}
     if res.kind == "StorageClass" and annotations.get(DEFAULT_CLASS_ANNOTATION) == "true":
@@ -446,6 +451,7 @@ _TABLES: dict[str, tuple[list[str], Row, list[str], Row]] = {
     "Lease": (["HOLDER", "AGE"], _lease, [], _nothing),
     "StorageClass": (["PROVISIONER", "RECLAIMPOLICY", "VOLUMEBINDINGMODE", "ALLOWVOLUMEEXPANSION", "AGE"],
                      _storageclass, [], _nothing),
+    "PriorityClass": (["VALUE", "GLOBAL-DEFAULT", "AGE", "PREEMPTIONPOLICY"], _priorityclass, [], _nothing),
 }
 # Events have no NAME column first: kubectl leads with LAST SEEN and names the object instead.
 _EVENT_HEADERS = ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]

@@ -77,10 +77,11 @@ CONTROLLERREVISIONS = _r("apps", "v1", "ControllerRevision", "controllerrevision
 LEASES = _r("coordination.k8s.io", "v1", "Lease", "leases", True)
 ENDPOINTSLICES = _r("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", True)
 STORAGECLASSES = _r("storage.k8s.io", "v1", "StorageClass", "storageclasses", False, ("sc",))
+PRIORITYCLASSES = _r("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", False, ("pc",))
 
 RESOURCES: tuple[Resource, ...] = (
     NAMESPACES, PODS, SERVICES, ENDPOINTS, NODES, CONFIGMAPS, SECRETS, PVS, PVCS, EVENTS, SERVICEACCOUNTS, DEPLOYMENTS,
-    REPLICASETS, DAEMONSETS, STATEFULSETS, CONTROLLERREVISIONS, LEASES, ENDPOINTSLICES, STORAGECLASSES,
+    REPLICASETS, DAEMONSETS, STATEFULSETS, CONTROLLERREVISIONS, LEASES, ENDPOINTSLICES, STORAGECLASSES, PRIORITYCLASSES,
 )
 
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence, cast
 
 from pklib.client import Client
 
 from .framework import Listers, NodeInfo, PodInfo
-from .plugins import (nodeaffinity, nodeports, noderesources, nodeunschedulable, ownerspread,
-                      tainttoleration, volumebinding)
+from .plugins import (interpodaffinity, nodeaffinity, nodeports, noderesources, nodeunschedulable,
+                      podtopologyspread, tainttoleration, volumebinding)
 
 FilterFn = Callable[[PodInfo, NodeInfo], "list[str] | None"]
 ScoreFn = Callable[[PodInfo, Sequence[NodeInfo]], "list[float]"]
@@ -72,6 +72,8 @@ class PreBindPlugin:
 
 PRE_FILTERS: tuple[PreFilterPlugin, ...] = (
     PreFilterPlugin("VolumeBinding", volumebinding.pre_filter),
+    PreFilterPlugin("PodTopologySpread", podtopologyspread.pre_filter),
+    PreFilterPlugin("InterPodAffinity", interpodaffinity.pre_filter),
 )
 
 FILTERS: tuple[FilterPlugin, ...] = (
@@ -81,7 +83,15 @@ FILTERS: tuple[FilterPlugin, ...] = (
     FilterPlugin("NodeResourcesFit", noderesources.fit),
     FilterPlugin("TaintToleration", tainttoleration.filter),
     FilterPlugin("VolumeBinding", volumebinding.filter, volumebinding.relevant),
+    FilterPlugin("PodTopologySpread", podtopologyspread.filter, podtopologyspread.relevant),
+    FilterPlugin("InterPodAffinity", interpodaffinity.filter, interpodaffinity.relevant),
 )
+
+# Filter reasons that evicting pods cannot cure (Kubernetes' UnschedulableAndUnresolvable): preemption does not
+# try those nodes.
+UNRESOLVABLE_REASONS = frozenset({nodeaffinity.REASON, nodeunschedulable.REASON, volumebinding.REASON,
+                                  podtopologyspread.REASON_MISSING_LABEL, interpodaffinity.REASON_AFFINITY})
+UNRESOLVABLE_PREFIXES = ("node(s) had untolerated taint",)
 
 RESERVES: tuple[ReservePlugin, ...] = (
     ReservePlugin("VolumeBinding", volumebinding.reserve, volumebinding.unreserve),
@@ -95,18 +105,28 @@ SCORES: dict[str, ScorePlugin] = {p.name: p for p in (
     ScorePlugin("least-allocated", noderesources.least_allocated),
     ScorePlugin("balanced-allocation", noderesources.balanced_allocation),
     ScorePlugin("taint-toleration", tainttoleration.intolerable_preferences, lower_is_better=True),
-    ScorePlugin("owner-spread", ownerspread.same_owner_pods, lower_is_better=True,
-                relevant=lambda pod: pod.owner_uid is not None),
+    ScorePlugin("node-affinity", nodeaffinity.score, relevant=nodeaffinity.score_relevant),
+    ScorePlugin("pod-topology-spread", podtopologyspread.score, relevant=podtopologyspread.score_relevant),
+    ScorePlugin("inter-pod-affinity", interpodaffinity.score, relevant=interpodaffinity.score_relevant),
 )}
 
-# Kubernetes' defaults: TaintToleration 3, PodTopologySpread (our owner spread) 2, the rest 1.
+# Kubernetes' defaults: TaintToleration 3, NodeAffinity, PodTopologySpread and InterPodAffinity 2, the rest 1.
 DEFAULT_WEIGHTS: dict[str, int] = {"least-allocated": 1, "balanced-allocation": 1, "taint-toleration": 3,
-                                   "owner-spread": 2}
+                                   "node-affinity": 2, "pod-topology-spread": 2, "inter-pod-affinity": 2}
+# Former names still accepted by --score-weights: owner-spread became PodTopologySpread's default constraints.
+WEIGHT_ALIASES = {"owner-spread": "pod-topology-spread"}
 
 
 def pre_filter(pod: PodInfo, listers: Listers) -> None:
     for plugin in PRE_FILTERS:
         plugin.fn(pod, listers)
+
+
+def end_cycle(pod: PodInfo) -> None:
+    """Drops the PreFilter state that only this cycle needs: the PodInfo stays in the cache as long as the pod
+    is placed, and the per-domain counts of a thousand nodes are not worth keeping a thousand times."""
+    pod.spread = None
+    pod.interpod = None
 
 
 def reserve(pod: PodInfo, node_name: str, listers: Listers) -> None:
@@ -125,10 +145,11 @@ async def pre_bind(pod: PodInfo, node_name: str, client: Client) -> None:
 
 
 def parse_weights(text: str) -> dict[str, int]:
-    """`least-allocated=1,owner-spread=5` on top of the defaults; raises ValueError on nonsense."""
+    """`least-allocated=1,pod-topology-spread=5` on top of the defaults; raises ValueError on nonsense."""
     weights = dict(DEFAULT_WEIGHTS)
     for item in filter(None, (s.strip() for s in text.split(","))):
         name, sep, value = item.partition("=")
+        name = WEIGHT_ALIASES.get(name.strip(), name.strip())
         if not sep or name not in SCORES:
             raise ValueError(f"invalid score weight {item!r}: expected NAME=INT with NAME one of "
                              f"{', '.join(SCORES)}")
@@ -157,6 +178,8 @@ class Decision:
     reasons: Counter[str] = field(default_factory=Counter)
     num_nodes: int = 0
     evaluated: int = 0
+    # node name -> why it failed (for preemption, which tries only the nodes eviction can help)
+    failed: dict[str, list[str]] = field(default_factory=dict)
 
 
 def schedule(pod: PodInfo, nodes: Sequence[NodeInfo], weights: dict[str, int], start: int = 0,
@@ -178,6 +201,7 @@ def schedule(pod: PodInfo, nodes: Sequence[NodeInfo], weights: dict[str, int], s
             reasons = fn(pod, node)
             if reasons:
                 decision.reasons.update(reasons)
+                decision.failed[node.name] = reasons
                 break
         else:
             feasible.append(node)
@@ -212,12 +236,70 @@ def _best(pod: PodInfo, feasible: list[NodeInfo], weights: dict[str, int], rng: 
     return feasible[rng.choice(candidates)].name
 
 
-def unschedulable_message(decision: Decision) -> str:
-    """Kubernetes' FitError text: '0/3 nodes are available: 1 Insufficient cpu, 2 ... preemption: ...'."""
+def run_filters(pod: PodInfo, node: NodeInfo) -> list[str] | None:
+    """The whole filter chain on one node (preemption's dry runs); None when the pod fits."""
+    for f in FILTERS:
+        if f.relevant(pod):
+            reasons = f.fn(pod, node)
+            if reasons:
+                return reasons
+    return None
+
+
+class _WithNode:
+    """Listers whose node list has one node replaced (a preemption dry run's copy without the victims)."""
+
+    def __init__(self, base: Listers, node: NodeInfo):
+        self._base, self._node = base, node
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._base, name)
+
+    def nodes(self) -> list[NodeInfo]:
+        return [self._node if n.name == self._node.name else n for n in self._base.nodes()]
+
+
+def dry_run_filters(listers: Listers) -> Callable[[PodInfo, NodeInfo], "list[str] | None"]:
+    """`run_filters` for preemption: for a pod whose spreading or pod (anti-)affinity state depends on the other
+    pods, that state is computed again with the node as the dry run left it (Kubernetes' AddPod/RemovePod)."""
+    def run(pod: PodInfo, node: NodeInfo) -> list[str] | None:
+        if pod.spread is None and pod.interpod is None:
+            return run_filters(pod, node)
+        saved = pod.spread, pod.interpod
+        view = cast(Listers, _WithNode(listers, node))
+        try:
+            if saved[0] is not None:
+                podtopologyspread.pre_filter(pod, view)
+            if saved[1] is not None:
+                interpodaffinity.pre_filter(pod, view)
+            return run_filters(pod, node)
+        finally:
+            pod.spread, pod.interpod = saved
+    return run
+
+
+def unresolvable(reasons: list[str]) -> bool:
+    return any(r in UNRESOLVABLE_REASONS or r.startswith(UNRESOLVABLE_PREFIXES) for r in reasons)
+
+
+def _histogram(n: int, reasons: Counter[str]) -> str:
+    return f"0/{n} nodes are available: {', '.join(sorted(f'{count} {reason}' for reason, count in reasons.items()))}."
+
+
+def unschedulable_message(decision: Decision, preemption: str | None = None) -> str:
+    """Kubernetes' FitError text: '0/3 nodes are available: 1 Insufficient cpu, 2 ... preemption: ...'.
+
+    `preemption` is what PostFilter said: None when it did not run (then, as Kubernetes, "not helpful"),
+    "" when it nominated a node (no tail), else its reason."""
     if decision.num_nodes == 0:
         return "no nodes available to schedule pods"
-    histogram = sorted(f"{count} {reason}" for reason, count in decision.reasons.items())
     n = decision.num_nodes
-    # We do not preempt; say so the way Kubernetes does when preemption cannot help.
-    return (f"0/{n} nodes are available: {', '.join(histogram)}. "
-            f"preemption: 0/{n} nodes are available: {n} Preemption is not helpful for scheduling.")
+    message = _histogram(n, decision.reasons)
+    if preemption is None:
+        preemption = f"0/{n} nodes are available: {n} Preemption is not helpful for scheduling."
+    return f"{message} preemption: {preemption}" if preemption else message
+
+
+def preemption_message(n: int, outcome_message: str, reasons: Counter[str]) -> str:
+    """The `preemption:` tail when preemption found no candidate."""
+    return outcome_message or _histogram(n, reasons)

@@ -7,6 +7,7 @@ confirms it (the pod arrives with spec.nodeName); a failed binding forgets it.
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from .framework import NodeInfo, PodInfo, node_info, pod_info
@@ -20,6 +21,8 @@ class Cache:
         self._pod_node: dict[str, str] = {}  # pod key -> node name
         self.assumed: set[str] = set()
         self._list: list[NodeInfo] | None = None
+        self.affinity_pods: set[str] = set()  # keys of placed pods with pod (anti-)affinity terms
+        self._namespace_nodes: dict[str, Counter[str]] = {}  # namespace -> node name -> placed pods
 
     # -- nodes --------------------------------------------------------------------------------
 
@@ -50,6 +53,12 @@ class Cache:
     def node(self, name: str) -> NodeInfo | None:
         return self._nodes.get(name)
 
+    def nodes_with_pods_in(self, namespace: str) -> list[NodeInfo]:
+        names = self._namespace_nodes.get(namespace)
+        if not names:
+            return []
+        return [info for n in names if (info := self._nodes.get(n)) is not None]
+
     # -- pods ---------------------------------------------------------------------------------
 
     def assume(self, p: PodInfo, node_name: str) -> None:
@@ -69,6 +78,11 @@ class Cache:
             # Already counted there (assumed by us, or seen before): a bound pod's requests do not
             # change, so status updates (most of the pod events) cost nothing here.
             self.assumed.discard(key)
+            if (pod.get("metadata") or {}).get("deletionTimestamp"):
+                info = self._nodes.get(node_name)
+                placed = info.pods.get(key) if info is not None else None
+                if placed is not None:
+                    placed.terminating = True
             return
         self._place(pod_info(pod), node_name)
 
@@ -77,21 +91,30 @@ class Cache:
         if node_name is None:
             return
         self.assumed.discard(key)
+        self.affinity_pods.discard(key)
         info = self._nodes.get(node_name)
-        if info is not None:
-            p = info.pods.get(key)
-            if p is not None:
-                info.remove_pod(p)
-        else:
-            self._orphans.get(node_name, {}).pop(key, None)
+        p = info.pods.get(key) if info is not None else self._orphans.get(node_name, {}).pop(key, None)
+        if info is not None and p is not None:
+            info.remove_pod(p)
+        if p is not None:
+            per_node = self._namespace_nodes.get(p.namespace)
+            if per_node is not None:
+                per_node[node_name] -= 1
+                if per_node[node_name] <= 0:
+                    del per_node[node_name]
+                    if not per_node:
+                        del self._namespace_nodes[p.namespace]
 
     def is_placed(self, key: str) -> bool:
         return key in self._pod_node
 
     def _place(self, p: PodInfo, node_name: str) -> None:
-        if self._pod_node.get(p.key) not in (None, node_name):
-            self.remove_pod(p.key)
+        if p.key in self._pod_node:
+            self.remove_pod(p.key)  # moved, or placed again: counted once
         self._pod_node[p.key] = node_name
+        if p.has_pod_affinity:
+            self.affinity_pods.add(p.key)
+        self._namespace_nodes.setdefault(p.namespace, Counter())[node_name] += 1
         info = self._nodes.get(node_name)
         if info is not None:
             info.add_pod(p)

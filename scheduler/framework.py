@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 from pklib.api.podresources import pod_amounts
 from pklib.quantity import Quantity, parse_quantity, to_bytes, to_millicores
@@ -23,11 +23,28 @@ HostPort = tuple[str, str, int]  # (hostIP, protocol, hostPort)
 
 
 class Listers(Protocol):
-    """What plugins may look up besides nodes and pods: the scheduler's informer caches, read only."""
+    """What plugins may look up besides the node being filtered: the scheduler's caches, read only."""
 
     def claim(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
     def volume(self, name: str) -> dict[str, Any] | None: ...
+
+    def nodes(self) -> Sequence[NodeInfo]: ...
+
+    def nodes_with_pods_in(self, namespace: str) -> Sequence[NodeInfo]:
+        """The nodes holding at least one pod of `namespace` (what spreading counts, without scanning them all)."""
+        ...
+
+    def namespace_labels(self, name: str) -> dict[str, str] | None: ...
+
+    def owner_selectors(self, pod: PodInfo) -> list[dict[str, Any]]:
+        """The label selectors (metav1.LabelSelector) of the Services, ReplicaSets and StatefulSets that select
+        the pod: what Kubernetes' default topology spreading counts as "the same workload"."""
+        ...
+
+    def affinity_pods(self) -> int:
+        """How many pods on nodes carry pod (anti-)affinity terms; 0 lets plain pods skip InterPodAffinity."""
+        ...
 
 
 def milli_cpu(value: Any) -> int:
@@ -51,11 +68,23 @@ class PodInfo:
     owner_uid: str | None = None
     priority: int = 0
     tolerations: list[dict[str, Any]] = field(default_factory=list)
+    namespace: str = ""
+    terminating: bool = False  # metadata.deletionTimestamp is set
+    nominated_node: str = ""  # status.nominatedNodeName
+    preemption_policy: str = "PreemptLowerPriority"
+    labels: dict[str, str] = field(default_factory=dict)
+    # spec.affinity.podAffinity / podAntiAffinity present: the pod counts for InterPodAffinity everywhere.
+    has_pod_affinity: bool = False
     # Cycle state of the VolumeBinding plugin. PreFilter: the required nodeAffinity of each bound PV the pod
     # mounts, or why its volumes cannot be resolved; Reserve: the unbound claims to annotate in PreBind.
     volume_node_affinities: list[dict[str, Any]] = field(default_factory=list)
     volume_problem: str | None = None
     claims_to_select: list[str] = field(default_factory=list)
+    # Cycle state of PodTopologySpread and InterPodAffinity (plugins/podtopologyspread.py, interpodaffinity.py):
+    # None when the plugin has nothing to do for this pod, which is the common case.
+    spread: Any = None
+    interpod: Any = None
+    pod_terms: Any = None  # InterPodAffinity's parsed terms of this pod (kept with the PodInfo in the cache)
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -69,12 +98,17 @@ def pod_info(pod: dict[str, Any]) -> PodInfo:
     nonzero = pod_amounts(spec, defaults=NON_ZERO_DEFAULTS)
     ports: list[HostPort] = [(p.get("hostIP") or "0.0.0.0", p.get("protocol") or "TCP", int(p["hostPort"]))
                              for c in spec.get("containers") or [] for p in c.get("ports") or [] if p.get("hostPort")]
+    affinity = spec.get("affinity") or {}
     owner = next((o.get("uid") for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
     return PodInfo(key=f"{meta.get('namespace')}/{meta.get('name')}", uid=meta.get("uid") or "", pod=pod,
                    cpu=_milli(requests.get("cpu")), memory=_whole(requests.get("memory")),
                    nonzero_cpu=_milli(nonzero.get("cpu")), nonzero_memory=_whole(nonzero.get("memory")),
                    host_ports=ports, owner_uid=owner, priority=int(spec.get("priority") or 0),
-                   tolerations=spec.get("tolerations") or [])
+                   tolerations=spec.get("tolerations") or [], namespace=meta.get("namespace") or "",
+                   labels=meta.get("labels") or {}, terminating=bool(meta.get("deletionTimestamp")),
+                   nominated_node=(pod.get("status") or {}).get("nominatedNodeName") or "",
+                   preemption_policy=spec.get("preemptionPolicy") or "PreemptLowerPriority",
+                   has_pod_affinity=bool(affinity.get("podAffinity") or affinity.get("podAntiAffinity")))
 
 
 def _milli(q: Quantity | None) -> int:
@@ -105,7 +139,9 @@ class NodeInfo:
     nonzero_memory: int = 0
     pods: dict[str, PodInfo] = field(default_factory=dict)
     used_ports: Counter[HostPort] = field(default_factory=Counter)
-    owner_counts: Counter[str] = field(default_factory=Counter)
+    # The same pods by namespace: spreading counts only the incoming pod's namespace.
+    namespace_pods: dict[str, dict[str, PodInfo]] = field(default_factory=dict)
+    affinity_pods: dict[str, PodInfo] = field(default_factory=dict)  # the pods with pod (anti-)affinity terms
 
     def set_node(self, node: dict[str, Any]) -> None:
         self.node = node
@@ -122,6 +158,14 @@ class NodeInfo:
         self.alloc_memory = memory_bytes(alloc["memory"]) if "memory" in alloc else 0
         self.alloc_pods = parse_quantity(alloc["pods"]).int_value() if "pods" in alloc else 0
 
+    def clone(self, without: frozenset[str] = frozenset()) -> NodeInfo:
+        """A copy to try things on (preemption, nominated pods), less the pods with the keys in `without`."""
+        copy = node_info(self.node)
+        for key, p in self.pods.items():
+            if key not in without:
+                copy.add_pod(p)
+        return copy
+
     def add_pod(self, p: PodInfo) -> None:
         if p.key in self.pods:
             self.remove_pod(self.pods[p.key])
@@ -131,8 +175,9 @@ class NodeInfo:
         self.nonzero_cpu += p.nonzero_cpu
         self.nonzero_memory += p.nonzero_memory
         self.used_ports.update(p.host_ports)
-        if p.owner_uid:
-            self.owner_counts[p.owner_uid] += 1
+        self.namespace_pods.setdefault(p.namespace, {})[p.key] = p
+        if p.has_pod_affinity:
+            self.affinity_pods[p.key] = p
 
     def remove_pod(self, p: PodInfo) -> None:
         if self.pods.pop(p.key, None) is None:
@@ -143,10 +188,12 @@ class NodeInfo:
         self.nonzero_memory -= p.nonzero_memory
         self.used_ports.subtract(p.host_ports)
         self.used_ports = +self.used_ports  # drop ports whose count fell to zero
-        if p.owner_uid:
-            self.owner_counts[p.owner_uid] -= 1
-            if self.owner_counts[p.owner_uid] <= 0:
-                del self.owner_counts[p.owner_uid]
+        same = self.namespace_pods.get(p.namespace)
+        if same is not None:
+            same.pop(p.key, None)
+            if not same:
+                del self.namespace_pods[p.namespace]
+        self.affinity_pods.pop(p.key, None)
 
 
 def node_info(node: dict[str, Any]) -> NodeInfo:

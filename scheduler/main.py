@@ -1,7 +1,7 @@
 """`pkube scheduler`: assigns pending pods to nodes.
 
     pkube scheduler --kubeconfig FILE | --server URL --token T [--leader-elect]
-                    [--score-weights least-allocated=1,owner-spread=2,...]
+                    [--score-weights least-allocated=1,pod-topology-spread=2,...]
                     [--percentage-of-nodes-to-score 0..100] [--parallel-bindings N]
 
 With --leader-elect the caches are filled at once (a warm standby), but only the holder
@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler-name", default=DEFAULT_SCHEDULER_NAME,
                    help="schedule pods whose spec.schedulerName is this")
     p.add_argument("--score-weights", default="",
-                   help="NAME=INT,... for least-allocated, balanced-allocation, taint-toleration, owner-spread")
+                   help="NAME=INT,... for least-allocated, balanced-allocation, taint-toleration, node-affinity, "
+                        "pod-topology-spread, inter-pod-affinity (owner-spread: old name of pod-topology-spread)")
     p.add_argument("--percentage-of-nodes-to-score", type=int, default=0,
                    help="stop filtering after this share of nodes fits (0 = adaptive, as Kubernetes)")
     p.add_argument("--parallel-bindings", type=int, default=64, help="bindings in flight at once")

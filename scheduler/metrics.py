@@ -17,6 +17,12 @@ def render(scheduler: Scheduler, leading: bool) -> str:
               "# TYPE scheduler_schedule_attempts_total counter"]
     lines += [f'scheduler_schedule_attempts_total{{result="{r}"}} {scheduler.attempts[r]}'
               for r in ("scheduled", "unschedulable", "error")]
+    lines += ["# HELP scheduler_preemption_attempts_total Preemptions that nominated a node.",
+              "# TYPE scheduler_preemption_attempts_total counter",
+              f"scheduler_preemption_attempts_total {scheduler.preemption_attempts}",
+              "# HELP scheduler_preemption_victims_total Pods evicted by preemption.",
+              "# TYPE scheduler_preemption_victims_total counter",
+              f"scheduler_preemption_victims_total {scheduler.preemption_victims}"]
     lines += ["# HELP scheduler_scheduling_algorithm_duration_seconds Time spent filtering and scoring.",
               "# TYPE scheduler_scheduling_algorithm_duration_seconds summary",
               f"scheduler_scheduling_algorithm_duration_seconds_sum {scheduler.algorithm_seconds:.6f}",

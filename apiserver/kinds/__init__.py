@@ -16,6 +16,7 @@ from .fields import Cause
 from .namespaces import NamespaceStrategy, NodeStrategy
 from .persistence import PersistentVolumeClaimStrategy, PersistentVolumeStrategy, StorageClassStrategy
 from .pods import PodStrategy
+from .priorityclasses import PriorityClassStrategy
 from .revisions import ControllerRevisionStrategy
 from .workloads import DaemonSetStrategy, DeploymentStrategy, ReplicaSetStrategy, StatefulSetStrategy
 
@@ -28,7 +29,7 @@ _STRATEGIES: dict[str, KindStrategy] = {s.kind: s for s in (
     EndpointsStrategy(), EndpointSliceStrategy(),
     PersistentVolumeStrategy(), PersistentVolumeClaimStrategy(), StorageClassStrategy(),
     DeploymentStrategy(), ReplicaSetStrategy(), DaemonSetStrategy(), StatefulSetStrategy(),
-    ControllerRevisionStrategy(),
+    ControllerRevisionStrategy(), PriorityClassStrategy(),
 )}
 
 

@@ -7,10 +7,11 @@ from typing import Any
 from pklib import validation as v
 from pklib.api.qos import qos_class
 
-from .base import KindStrategy
+from .base import KindStrategy, Rollback, nothing
 from .fields import Cause, Path, forbidden, invalid
 from .meta import as_dict, as_list
 from .podspec import default_pod_spec, validate_pod_spec
+from .priorityclasses import resolve_pod_priority
 
 # Kubernetes' own message, so that users recognise it.
 POD_UPDATE_FORBIDDEN = (
@@ -69,6 +70,10 @@ class PodStrategy(KindStrategy):
         if old is not None:
             causes += validate_pod_update(obj["spec"], as_dict(old.get("spec")))
         return causes
+
+    async def begin_create(self, obj: dict[str, Any], storage: Any) -> Rollback:
+        await resolve_pod_priority(obj, storage)  # Kubernetes' Priority admission
+        return nothing
 
 
 def validate_pod_update(new: dict[str, Any], old: dict[str, Any]) -> list[Cause]:

@@ -16,6 +16,8 @@ from tests.util import free_port, wait_for
 NodesFactory = Callable[..., Awaitable[list[str]]]
 
 PREEMPTION = "preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
+# What Kubernetes says when evicting could help but no pod has a lower priority than the incoming one.
+NO_VICTIMS = "preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +71,10 @@ async def test_resources_fit_and_unschedulable_pod_is_reported_then_retried(
 
     await cclient.create(PODS, pod_body("one-too-many", cpu="1500m"), cns)
     await wait_unschedulable(cclient, cns, "one-too-many",
-                             f"0/3 nodes are available: 3 Insufficient cpu. {PREEMPTION}")
+                             f"0/3 nodes are available: 3 Insufficient cpu. {NO_VICTIMS}")
     await cclient.create(PODS, pod_body("too-much-memory", memory="5Gi"), cns)
     await wait_unschedulable(cclient, cns, "too-much-memory",
-                             f"0/3 nodes are available: 3 Insufficient memory. {PREEMPTION}")
+                             f"0/3 nodes are available: 3 Insufficient memory. {NO_VICTIMS}")
 
     # Freeing a node's cpu makes the waiting pod fit: it is retried without any change to itself.
     freed = await node_of(cclient, cns, "big-0")
@@ -145,7 +147,7 @@ async def test_host_port_conflicts(nodes: NodesFactory, cclient: Client, cns: st
     port_pod["metadata"]["name"] = "port-3"
     await cclient.create(PODS, port_pod, cns)
     await wait_unschedulable(cclient, cns, "port-3", "0/3 nodes are available: 3 node(s) didn't have free ports "
-                                                     f"for the requested pod ports. {PREEMPTION}")
+                                                     f"for the requested pod ports. {NO_VICTIMS}")
 
 
 async def test_pods_follow_their_local_volumes(nodes: NodesFactory, cclient: Client, cns: str) -> None:
@@ -168,7 +170,7 @@ async def test_pods_follow_their_local_volumes(nodes: NodesFactory, cclient: Cli
         missing = [{"name": "data", "persistentVolumeClaim": {"claimName": "nope"}}]
         await cclient.create(PODS, pod_body("missing-claim", volumes=missing), cns)
         await wait_unschedulable(cclient, cns, "missing-claim",
-                                 f'0/3 nodes are available: 3 persistentvolumeclaim "nope" not found. {PREEMPTION}')
+                                 f'0/3 nodes are available: 3 persistentvolumeclaim "nope" not found. {NO_VICTIMS}')
     finally:
         await cclient.delete(PVS, pv_name)
 
@@ -188,7 +190,7 @@ async def test_metrics_count_attempts_and_pending_pods(nodes: NodesFactory, ccli
     await wait_bound(cclient, cns, "fits")
     await wait_unschedulable(cclient, cns, "too-big",
                              "0/2 nodes are available: 2 Insufficient cpu. "
-                             "preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.")
+                             "preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod.")
     after = scrape(metrics_port)
     scheduled = 'scheduler_schedule_attempts_total{result="scheduled"}'
     unschedulable = 'scheduler_schedule_attempts_total{result="unschedulable"}'

@@ -37,6 +37,7 @@ def _body(kind: str) -> dict[str, Any]:
         "EndpointSlice": {"addressType": "IPv4", "endpoints": [{"addresses": ["10.244.0.5"]}],
                           "ports": [{"port": 8080, "protocol": "TCP"}]},
         "StorageClass": {"provisioner": "pkube.io/hostpath"},
+        "PriorityClass": {"value": 1000, "description": "for tests"},
     }
     return bodies[kind]
 

@@ -20,8 +20,39 @@ def make_pod(name: str = "p", cpu: str | None = None, memory: str | None = None,
     if "ports" in spec:
         container["ports"] = spec.pop("ports")
     owner = spec.pop("owner", None)
-    meta: dict[str, Any] = {"name": name, "namespace": "ns", "uid": f"uid-{name}"}
+    meta: dict[str, Any] = {"name": name, "namespace": spec.pop("namespace", "ns"), "uid": f"uid-{name}"}
+    if "labels" in spec:
+        meta["labels"] = spec.pop("labels")
     if owner:
         meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": owner,
                                     "controller": True}]
     return pod_info({"metadata": meta, "spec": {"containers": [container], **spec}})
+
+
+class FakeListers:
+    def __init__(self, claims: dict[str, dict] | None = None, volumes: dict[str, dict] | None = None,
+                 nodes: list[NodeInfo] | None = None, namespaces: dict[str, dict[str, str]] | None = None,
+                 selectors: list[dict[str, Any]] | None = None):
+        self.claims, self.volumes = claims or {}, volumes or {}
+        self.node_list, self.namespaces, self.selectors = nodes or [], namespaces or {}, selectors or []
+
+    def claim(self, namespace: str, name: str) -> dict | None:
+        return self.claims.get(f"{namespace}/{name}")
+
+    def volume(self, name: str) -> dict | None:
+        return self.volumes.get(name)
+
+    def nodes(self) -> list[NodeInfo]:
+        return self.node_list
+
+    def nodes_with_pods_in(self, namespace: str) -> list[NodeInfo]:
+        return [n for n in self.node_list if n.namespace_pods.get(namespace)]
+
+    def namespace_labels(self, name: str) -> dict[str, str] | None:
+        return self.namespaces.get(name)
+
+    def owner_selectors(self, pod: PodInfo) -> list[dict[str, Any]]:
+        return [s for s in self.selectors if all(pod.labels.get(k) == v for k, v in s["matchLabels"].items())]
+
+    def affinity_pods(self) -> int:
+        return sum(len(n.affinity_pods) for n in self.node_list)

@@ -128,3 +128,11 @@ def test_name_and_structured_output() -> None:
     text = to_yaml({"b": 1, "a": ["x"], "s": "line1\nline2\n"})
     assert text.startswith("a:\n- x\n") and "s: |\n  line1\n  line2\n" in text
     assert to_json({"b": 1, "a": 2}) == '{\n    "a": 2,\n    "b": 1\n}\n'
+
+
+def test_priorityclass_row_as_kubectl() -> None:
+    pc = {"metadata": {"name": "system-node-critical", "creationTimestamp": ago(minutes=5)},
+          "value": 2000001000, "preemptionPolicy": "PreemptLowerPriority"}
+    assert columns.headers(kind("pc")) == ["NAME", "VALUE", "GLOBAL-DEFAULT", "AGE", "PREEMPTIONPOLICY"]
+    assert columns.cells(kind("priorityclass"), pc, NOW) == ["system-node-critical", "2000001000", "false", "5m",
+                                                             "PreemptLowerPriority"]

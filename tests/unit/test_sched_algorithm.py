@@ -5,9 +5,9 @@ import random
 
 import pytest
 
-from scheduler.algorithm import (DEFAULT_WEIGHTS, num_feasible_nodes_to_find, parse_weights, schedule,
+from scheduler.algorithm import (DEFAULT_WEIGHTS, num_feasible_nodes_to_find, parse_weights, pre_filter, schedule,
                                  unschedulable_message)
-from tests.support.scheduling import make_node, make_pod
+from tests.support.scheduling import FakeListers, make_node, make_pod
 
 
 def test_picks_the_only_node_that_fits() -> None:
@@ -32,10 +32,12 @@ def test_no_nodes_at_all() -> None:
 
 
 def test_spreads_replicas_of_one_owner() -> None:
-    nodes = [make_node(f"n{i}") for i in range(3)]
-    nodes[0].add_pod(make_pod("a", owner="rs"))
-    nodes[1].add_pod(make_pod("b", owner="rs"))
-    d = schedule(make_pod("c", owner="rs"), nodes, DEFAULT_WEIGHTS, rng=random.Random(1))
+    nodes = [make_node(f"n{i}", labels={"kubernetes.io/hostname": f"n{i}"}) for i in range(3)]
+    nodes[0].add_pod(make_pod("a", owner="rs", labels={"app": "web"}))
+    nodes[1].add_pod(make_pod("b", owner="rs", labels={"app": "web"}))
+    pod = make_pod("c", owner="rs", labels={"app": "web"})
+    pre_filter(pod, FakeListers(nodes=nodes, selectors=[{"matchLabels": {"app": "web"}}]))
+    d = schedule(pod, nodes, DEFAULT_WEIGHTS, rng=random.Random(1))
     assert d.node == "n2"
 
 
@@ -47,10 +49,12 @@ def test_prefers_nodes_without_prefer_no_schedule_taints() -> None:
 
 def test_weights_change_the_outcome() -> None:
     # "busy" holds another replica of the owner but has the most room; "full" has none of them.
-    busy, full = make_node("busy", cpu="64", memory="256Gi"), make_node("full", cpu="4", memory="16Gi")
-    busy.add_pod(make_pod("a", owner="rs"))
+    busy = make_node("busy", cpu="64", memory="256Gi", labels={"kubernetes.io/hostname": "busy"})
+    full = make_node("full", cpu="4", memory="16Gi", labels={"kubernetes.io/hostname": "full"})
+    busy.add_pod(make_pod("a", owner="rs", labels={"app": "web"}))
     full.add_pod(make_pod("x", cpu="3", memory="12Gi"))
-    pod = make_pod("b", owner="rs", cpu="100m", memory="100Mi")
+    pod = make_pod("b", owner="rs", cpu="100m", memory="100Mi", labels={"app": "web"})
+    pre_filter(pod, FakeListers(nodes=[busy, full], selectors=[{"matchLabels": {"app": "web"}}]))
     resources_only = parse_weights("owner-spread=0,taint-toleration=0,balanced-allocation=0")
     spread_only = parse_weights("least-allocated=0,balanced-allocation=0,owner-spread=1")
     assert schedule(pod, [busy, full], resources_only).node == "busy"

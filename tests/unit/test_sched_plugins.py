@@ -6,9 +6,9 @@ from typing import Any
 import pytest
 
 from scheduler.framework import PodInfo, pod_info
-from scheduler.plugins import (nodeaffinity, nodeports, noderesources, nodeunschedulable, ownerspread,
+from scheduler.plugins import (nodeaffinity, nodeports, noderesources, nodeunschedulable, podtopologyspread,
                                tainttoleration, volumebinding)
-from tests.support.scheduling import make_node, make_pod
+from tests.support.scheduling import FakeListers, make_node, make_pod
 
 
 # -- resources ---------------------------------------------------------------------------------
@@ -185,17 +185,6 @@ def test_volume_node_affinity() -> None:
     assert volumebinding.filter(missing, make_node()) == ['persistentvolumeclaim "data" not found']
 
 
-class FakeListers:
-    def __init__(self, claims: dict[str, dict], volumes: dict[str, dict]):
-        self.claims, self.volumes = claims, volumes
-
-    def claim(self, namespace: str, name: str) -> dict | None:
-        return self.claims.get(f"{namespace}/{name}")
-
-    def volume(self, name: str) -> dict | None:
-        return self.volumes.get(name)
-
-
 def _claim_pod(*claims: str) -> PodInfo:
     return make_pod(volumes=[{"name": c, "persistentVolumeClaim": {"claimName": c}} for c in claims])
 
@@ -233,12 +222,20 @@ def test_volume_prefilter_resolves_claims_and_reserve_picks_the_unbound_ones() -
 
 # -- spreading ---------------------------------------------------------------------------------
 
-def test_owner_spread_counts_only_pods_of_the_same_controller() -> None:
-    node = make_node()
-    node.add_pod(make_pod("a", owner="rs1"))
-    node.add_pod(make_pod("b", owner="rs1"))
-    node.add_pod(make_pod("c", owner="rs2"))
-    empty = make_node("n2")
-    assert ownerspread.same_owner_pods(make_pod("x", owner="rs1"), [node, empty]) == [2, 0]
-    assert ownerspread.same_owner_pods(make_pod("y", owner="rs3"), [node]) == [0]
-    assert ownerspread.same_owner_pods(make_pod("z"), [node]) == [0]
+def test_default_spreading_counts_only_pods_of_the_same_workload() -> None:
+    # Owner spread became PodTopologySpread's system defaults: the pods a ReplicaSet's selector matches count.
+    node = make_node("n1", labels={"kubernetes.io/hostname": "n1"})
+    node.add_pod(make_pod("a", owner="rs1", labels={"app": "one"}))
+    node.add_pod(make_pod("b", owner="rs1", labels={"app": "one"}))
+    node.add_pod(make_pod("c", owner="rs2", labels={"app": "two"}))
+    empty = make_node("n2", labels={"kubernetes.io/hostname": "n2"})
+    listers = FakeListers(nodes=[node, empty], selectors=[{"matchLabels": {"app": "one"}},
+                                                          {"matchLabels": {"app": "two"}}])
+    x = make_pod("x", owner="rs1", labels={"app": "one"})
+    podtopologyspread.pre_filter(x, listers)
+    assert podtopologyspread.score_relevant(x) and not podtopologyspread.relevant(x)
+    scores = podtopologyspread.score(x, [node, empty])
+    assert scores[1] == 100 and scores[0] < scores[1]
+    for lonely in (make_pod("y", owner="rs3", labels={"app": "three"}), make_pod("z")):
+        podtopologyspread.pre_filter(lonely, listers)
+        assert lonely.spread is None and not podtopologyspread.score_relevant(lonely)
