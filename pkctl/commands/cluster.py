@@ -14,7 +14,7 @@ import yaml
 
 from pkctl.cluster import images, kubemerge, procs
 from pkctl.cluster import prereqs as prereq_checks
-from pkctl.cluster.components import BY_NAME, COMPONENTS, apiserver_serves_tls
+from pkctl.cluster.components import BY_NAME, COMPONENTS, all_names, apiserver_serves_tls, components
 from pkctl.cluster.home import ClusterConfig, Home, HomeError, resolve
 from pkctl.cluster.report import print_next_steps, status_report
 from pkctl.main import CommandError
@@ -36,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     up.add_argument("--install-deps", action="store_true", help="apt-get install missing system packages")
     up.add_argument("--merge-kubeconfig", action="store_true",
                     help="also add the cluster to ~/.kube/config as context pkube and switch to it")
+    up.add_argument("--control-planes", type=_control_planes, default=None, metavar="N",
+                    help="control-plane members (etcd, apiserver, controller-manager, scheduler each): 1 (default) "
+                         "or 3 for a highly available control plane; fixed when the home is created")
     up.add_argument("--wait-timeout", type=_seconds, default=DEFAULT_WAIT, metavar="S",
                     help=f"seconds to wait for every component to be healthy (default {DEFAULT_WAIT:.0f})")
     up.set_defaults(func=cmd_up)
@@ -51,8 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     lg = csub.add_parser("logs", help="print a component's log")
     home_arg(lg)
-    lg.add_argument("component", choices=[*BY_NAME, "supervisor"], metavar="COMPONENT",
-                    help="one of: " + ", ".join([*BY_NAME, "supervisor"]))
+    lg.add_argument("component", metavar="COMPONENT",
+                    help="one of: " + ", ".join([*BY_NAME, "supervisor"])
+                    + " (with several control planes: etcd-cp1, apiserver-cp1, control-plane-cp1, ...)")
     lg.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     lg.add_argument("--tail", type=_count, default=None, metavar="N", help="only the last N lines")
     lg.set_defaults(func=cmd_logs)
@@ -66,6 +70,13 @@ def _port(text: str) -> int:
     if not 1 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{port} is not a port number (1-65535)")
     return port
+
+
+def _control_planes(text: str) -> int:
+    if not text.isdigit() or int(text) not in (1, 3, 5):
+        raise argparse.ArgumentTypeError(f"{text!r}: the control plane has 1, 3 or 5 members "
+                                          "(etcd needs an odd number for a majority)")
+    return int(text)
 
 
 def _seconds(text: str) -> float:
@@ -97,6 +108,11 @@ def supervisor(home: Home) -> procs.ProcRecord | None:
 def cmd_up(args: argparse.Namespace) -> int:
     home = _home(args)
     running = supervisor(home)
+    if running and args.control_planes is not None and home.exists():
+        try:
+            home.prepare_check(args.control_planes)
+        except HomeError as e:
+            raise CommandError(str(e)) from None
     if running:
         print(f"pkube cluster at {home.root} is already running (supervisor pid {running.pid}); nothing to do.")
         print(f"  pkctl cluster status --home {home.root}")
@@ -112,29 +128,40 @@ def cmd_up(args: argparse.Namespace) -> int:
     if problems:
         _print_problems(problems)
         raise CommandError("this machine is missing what a pkube cluster needs (see above)")
+    if args.control_planes is not None and home.exists():
+        try:
+            home.prepare_check(args.control_planes)
+        except HomeError as e:
+            raise CommandError(str(e)) from None
     _check_ports(home, args.api_port)
-    tls = BY_NAME["apiserver"].available() and apiserver_serves_tls()
-    try:
-        cfg = home.prepare(args.api_port, default_home=home.root == resolve(None) and args.api_port is None, tls=tls)
-    except (HomeError, OSError) as e:
-        raise CommandError(str(e)) from None
+    cfg = _prepare(home, args.api_port, args.control_planes)
     if args.merge_kubeconfig:
         try:
             kubemerge.merge(kubemerge.user_kubeconfig(), _kubeconfig_doc(home))
         except (kubemerge.MergeError, OSError) as e:
             raise CommandError(f"cannot merge the kubeconfig: {e}") from None
-    print(f"Starting pkube cluster in {home.root}")
+    print(f"Starting pkube cluster in {home.root}"
+          + (f" with {cfg.control_planes} control planes" if cfg.members else ""))
     if args.merge_kubeconfig:
         print(f"  ✓ kubeconfig merged into {kubemerge.user_kubeconfig()} as context pkube (now current)")
-    if not tls:
+    if not cfg.tls:
         print("  - TLS: this build's apiserver serves plain HTTP; pkctl works, kubectl will not "
               "(it sends no token over HTTP)", flush=True)
     images.ensure_bundled(home)
     sup = _start_supervisor(home)
-    if not _wait_ready(home, sup, args.wait_timeout):
+    if not _wait_ready(home, cfg, sup, args.wait_timeout):
         return 1
     print_next_steps(home, cfg)
     return 0
+
+
+def _prepare(home: Home, api_port: int | None, control_planes: int | None) -> ClusterConfig:
+    tls = BY_NAME["apiserver"].available() and apiserver_serves_tls()
+    try:
+        return home.prepare(api_port, default_home=home.root == resolve(None) and api_port is None, tls=tls,
+                            control_planes=control_planes)
+    except (HomeError, OSError) as e:
+        raise CommandError(str(e)) from None
 
 
 def _check_ports(home: Home, api_port: int | None) -> None:
@@ -146,6 +173,9 @@ def _check_ports(home: Home, api_port: int | None) -> None:
         except HomeError as e:
             raise CommandError(str(e)) from None
         ports = {"etcd client": cfg.etcd_client_port, "etcd peer": cfg.etcd_peer_port, "apiserver": cfg.api_port}
+        for m in cfg.members:
+            ports.update({f"etcd client ({m.name})": m.etcd_client_port, f"etcd peer ({m.name})": m.etcd_peer_port,
+                          f"apiserver ({m.name})": m.api_port})
     else:
         ports = {"apiserver": api_port} if api_port is not None else {}
     busy = prereq_checks.busy_ports(ports)
@@ -172,13 +202,13 @@ def _start_supervisor(home: Home) -> subprocess.Popen[bytes]:
                                 cwd=home.root, start_new_session=True)
 
 
-def _wait_ready(home: Home, sup: subprocess.Popen[bytes], timeout: float) -> bool:
+def _wait_ready(home: Home, cfg: ClusterConfig, sup: subprocess.Popen[bytes], timeout: float) -> bool:
     """Print each component as it becomes healthy; False (with the reason) on failure or timeout."""
     deadline = time.monotonic() + timeout
     shown: dict[str, str] = {}
     while True:
         pending = []
-        for c in COMPONENTS:
+        for c in components(cfg):
             st = home.read_state(c.name) or {}
             if st.get("supervisor") != sup.pid:
                 st = {}  # written by an earlier run
@@ -265,13 +295,16 @@ def leftovers(home: Home, cfg: ClusterConfig | None) -> list[str]:
     (skipped without a readable config: then the hooks cannot know what to look for).
     """
     problems = []
-    recs = {c.name: r for c in COMPONENTS if (r := procs.ProcRecord.from_state(home.read_state(c.name)))}
+    comps = components(cfg) if cfg is not None else COMPONENTS
+    # every record the supervisor wrote, whatever the config says now
+    names = {p.stem for p in home.run.glob("*.json") if p.stem != "supervisor"} | {c.name for c in comps}
+    recs = {name: r for name in sorted(names) if (r := procs.ProcRecord.from_state(home.read_state(name)))}
     stale = [r for r in recs.values() if r.alive()]
     if stale:
         print(f"  stopping leftover processes: {', '.join(str(r.pid) for r in stale)}")
     for r in procs.terminate(stale, 10.0):
         problems.append(f"pid {r.pid}")
-    for c in COMPONENTS:
+    for c in comps:
         if c.cleanup is not None and cfg is not None and c.available():
             problems += c.cleanup(home, cfg)
     return problems
@@ -289,10 +322,16 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     home = _home(args)
-    if not home.exists():
-        raise CommandError(f"no pkube cluster at {home.root}")
-    # a member of the control-plane process writes into that process's log, its lines tagged [name]
-    host = next((c.name for c in COMPONENTS if BY_NAME.get(args.component) in c.members), None)
+    try:
+        cfg = home.load_config()
+    except HomeError as e:
+        raise CommandError(str(e)) from None
+    known = [*all_names(cfg), "supervisor"]
+    if args.component not in known:
+        raise CommandError(f"unknown component {args.component!r}; one of: {', '.join(known)}")
+    # a member of a control-plane process writes into that process's log, its lines tagged [name]
+    # (with several control planes: the first member's process)
+    host = next((c.name for c in components(cfg) if args.component in (m.name for m in c.members)), None)
     path = home.log(host or args.component)
     if not path.exists():
         raise CommandError(f"{args.component} has no log yet in {home.logs}")
