@@ -122,7 +122,7 @@ def node_ready(node: dict[str, Any]) -> bool:
                for c in node.get("status", {}).get("conditions", []))
 
 
-def _probe_etcd(home: Home, cfg: ClusterConfig, running: float, member: Member | None = None) -> Health:
+def probe_etcd(home: Home, cfg: ClusterConfig, running: float, member: Member | None = None) -> Health:
     try:
         tls = _etcd_client_context(home)
     except (OSError, ssl.SSLError) as e:
@@ -364,7 +364,7 @@ GROUP = Component("control-plane", "launcher.group", None, ("apiserver",), _grou
 
 # The supervised processes, in dependency order: etcd → apiserver → kubelet, control-plane.
 COMPONENTS: tuple[Component, ...] = (
-    Component("etcd", None, "etcd", (), _etcd_flags, _probe_etcd),
+    Component("etcd", None, "etcd", (), _etcd_flags, probe_etcd),
     Component("apiserver", "apiserver.main", None, ("etcd",), _apiserver_flags, _probe_apiserver),
     Component("kubelet", "kubelet.main", None, ("apiserver",), _kubelet_flags, _probe_node, _cleanup_kubelet),
     GROUP,
@@ -396,7 +396,7 @@ def _member_component(kind: str, m: Member, after: tuple[str, ...] = ()) -> Comp
     base = BY_NAME[kind]
     if kind == "etcd":
         return Component(f"etcd-{m.name}", None, "etcd", after, lambda h, c: _etcd_flags(h, c, m),
-                         lambda h, c, r: _probe_etcd(h, c, r, m))
+                         lambda h, c, r: probe_etcd(h, c, r, m))
     return Component(f"apiserver-{m.name}", base.module, None, after, lambda h, c: _apiserver_flags(h, c, m),
                      lambda h, c, r: _probe_apiserver(h, c, r, m), launch="apiserver")
 

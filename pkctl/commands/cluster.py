@@ -12,9 +12,10 @@ from typing import Any
 
 import yaml
 
-from pkctl.cluster import images, kubemerge, procs
+from pkctl.cluster import backup, images, kubemerge, procs
 from pkctl.cluster import prereqs as prereq_checks
 from pkctl.cluster.components import BY_NAME, COMPONENTS, all_names, apiserver_serves_tls, components
+from pkctl.cluster.backup import BackupError
 from pkctl.cluster.home import ClusterConfig, Home, HomeError, resolve
 from pkctl.cluster.report import print_next_steps, status_report
 from pkctl.main import CommandError
@@ -47,6 +48,21 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     home_arg(down)
     down.add_argument("--purge", action="store_true", help="also delete the home: data, credentials, logs")
     down.set_defaults(func=cmd_down)
+
+    bk = csub.add_parser("backup", help="save a snapshot of the cluster's etcd data into FILE")
+    home_arg(bk)
+    bk.add_argument("file", metavar="FILE", help="the snapshot file to write (must not exist)")
+    bk.set_defaults(func=cmd_backup)
+
+    rs = csub.add_parser("restore", help="make a new cluster home from a snapshot FILE, then start it")
+    home_arg(rs)
+    rs.add_argument("file", metavar="FILE", help="a snapshot written by `pkctl cluster backup`")
+    rs.add_argument("--control-planes", type=_control_planes, default=None, metavar="N",
+                    help="control-plane members of the new cluster (default 1)")
+    rs.add_argument("--api-port", type=_port, help="API server port (default 6443 if free, for the default home)")
+    rs.add_argument("--wait-timeout", type=_seconds, default=DEFAULT_WAIT, metavar="S",
+                    help=f"seconds to wait for every component to be healthy (default {DEFAULT_WAIT:.0f})")
+    rs.set_defaults(func=cmd_restore, install_deps=False, merge_kubeconfig=False)
 
     st = csub.add_parser("status", help="components, their health, node readiness")
     home_arg(st)
@@ -308,6 +324,51 @@ def leftovers(home: Home, cfg: ClusterConfig | None) -> list[str]:
         if c.cleanup is not None and cfg is not None and c.available():
             problems += c.cleanup(home, cfg)
     return problems
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    home = _home(args)
+    try:
+        cfg = home.load_config()
+    except HomeError as e:
+        raise CommandError(str(e)) from None
+    if supervisor(home) is None:
+        raise CommandError(f"the cluster at {home.root} is not running: start it with "
+                           f"`pkctl cluster up --home {home.root}`, then back it up")
+    file = Path(args.file).absolute()
+    try:
+        status = backup.backup(home, cfg, file, lambda line: print(line, flush=True))
+    except BackupError as e:
+        raise CommandError(str(e)) from None
+    print(f"✓ saved {file} ({status['totalKey']} keys at revision {status['revision']}, "
+          f"{status['totalSize'] / 2**20:.1f} MiB); restore it with "
+          f"`pkctl cluster restore {file} --home NEW_HOME`")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    home = _home(args)
+    file = Path(args.file).absolute()
+    if home.exists():
+        raise CommandError(f"{home.root} already holds a cluster; restore into a new home (--home DIR), or remove "
+                           f"this one first with `pkctl cluster down --purge --home {home.root}`")
+    if not file.is_file():
+        raise CommandError(f"{file}: no such file")
+    try:
+        status = backup.snapshot_status(file)
+    except BackupError as e:
+        raise CommandError(str(e)) from None
+    print(f"Restoring {file} ({status['totalKey']} keys at revision {status['revision']}) into {home.root}")
+    created = not home.root.exists()
+    cfg = _prepare(home, args.api_port, args.control_planes)
+    try:
+        backup.restore(home, cfg, file, lambda line: print(line, flush=True))
+    except (BackupError, OSError) as e:
+        if created:  # leave nothing half made behind
+            shutil.rmtree(home.root, ignore_errors=True)
+        raise CommandError(str(e)) from None
+    args.control_planes = None  # recorded in the new home
+    return cmd_up(args)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
