@@ -194,7 +194,15 @@ def test_control_planes_cannot_change_on_an_existing_home(ha: Cluster) -> None:
     assert bad.returncode != 0 and "1, 3 or 5" in bad.stderr and no_traceback(bad)
 
 
-def test_killed_processes_are_gone_after_down(ha: Cluster) -> None:
+def test_every_member_runs_again_after_the_failovers(ha: Cluster) -> None:
     recs = [r for name in (f"{k}-{m}" for k in ("etcd", "apiserver", "control-plane") for m in MEMBERS)
             if (r := ha.record(name)) is not None]
     assert len(recs) == 9 and all(isinstance(r, ProcRecord) and r.alive() for r in recs)
+
+
+def test_logs_of_each_member(ha: Cluster) -> None:
+    for name in ("etcd-cp2", "apiserver-cp3", "control-plane-cp2", "scheduler"):
+        p = run("cluster", "logs", name, "--home", str(ha.home), "--tail", "5", check=False)
+        assert p.returncode == 0 and p.stdout, (name, p.stderr)
+    bad = run("cluster", "logs", "etcd-cp9", "--home", str(ha.home), check=False)
+    assert bad.returncode != 0 and "unknown component 'etcd-cp9'" in bad.stderr and "etcd-cp1" in bad.stderr
