@@ -114,10 +114,6 @@ class EtcdStorage:
 
     # -- connection --------------------------------------------------------------------------
 
-    async def _kv(self) -> Any:
-        client = await self._connect()
-        return client.kvstub
-
     async def _connect(self) -> aetcd.Client:
         if self._client is None:
             # aetcd speaks to one endpoint; with several, try them in order until one connects.
@@ -150,7 +146,8 @@ class EtcdStorage:
     async def _call(self, method: str, request: Any) -> Any:
         # With several endpoints, an unavailable member makes us move on to the next one.
         for attempt in range(len(self._servers)):
-            kv = await self._kv()
+            client = await self._connect()
+            kv = client.kvstub
             try:
                 return await getattr(kv, method)(request, timeout=self._timeout)
             except rpc.AioRpcError as e:
@@ -162,16 +159,26 @@ class EtcdStorage:
                 if e.code() == rpc.StatusCode.UNAVAILABLE and attempt + 1 < len(self._servers):
                     log.warning("etcd %s unavailable (%s); trying the next endpoint",
                                 self._servers[self._index % len(self._servers)], details)
-                    await self._reconnect()
+                    await self._reconnect(client)
                     continue
                 raise StorageError(f"etcd {method} failed: {e.code().name}: {details}") from None
         raise StorageError(f"etcd {method} failed on every endpoint")
 
-    async def _reconnect(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.close()
+    async def _reconnect(self, failed: aetcd.Client) -> None:
+        """Move on to the next endpoint, unless a concurrent caller already did (`failed` is not current)."""
+        if self._client is None or self._client is not failed:
+            return
+        client, self._client = self._client, None
         self._index += 1
+        await client.close()
+
+    async def _watch_failed(self, client: aetcd.Client, error: Exception) -> StorageError:
+        # The member this watch was on may be gone; the caller resumes the watch, on the next endpoint.
+        if len(self._servers) > 1 and self._client is client:
+            log.warning("etcd watch on %s failed (%s); moving to the next endpoint",
+                        self._servers[self._index % len(self._servers)], error)
+            await self._reconnect(client)
+        return StorageError(f"etcd watch failed: {error}")
 
     def _entry(self, kv: Any) -> Entry:
         return Entry(self._strip(kv.key), orjson.loads(kv.value), kv.mod_revision, kv.create_revision)
@@ -257,8 +264,8 @@ class EtcdStorage:
                                    prev_kv=True)
         except RevisionCompactedError as e:
             raise CompactedError(e.compacted_revision) from None
-        except ClientError as e:
-            raise StorageError(f"etcd watch failed: {e}") from None
+        except (ClientError, rpc.AioRpcError) as e:
+            raise await self._watch_failed(client, e) from None
         try:
             async for ev in w:
                 kv = ev.kv
@@ -270,8 +277,8 @@ class EtcdStorage:
                                      is_create=kv.version == 1)
         except RevisionCompactedError as e:
             raise CompactedError(e.compacted_revision) from None
-        except ClientError as e:
-            raise StorageError(f"etcd watch failed: {e}") from None
+        except (ClientError, rpc.AioRpcError) as e:
+            raise await self._watch_failed(client, e) from None
         finally:
             await asyncio.shield(w.cancel())
 

@@ -18,12 +18,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from pkctl.cluster.home import ClusterConfig, Home
+from pkctl.cluster.home import ClusterConfig, Home, Member
 
 # (healthy, one-line detail) — detail is shown by `cluster status` and in `up`'s error messages.
 Health = tuple[bool, str]
@@ -43,6 +44,8 @@ class Component:
     cleanup: Callable[[Home, ClusterConfig], list[str]] | None = None
     # Set for a process that hosts several components through `pkube group` (see GROUP below).
     members: tuple["Component", ...] = ()
+    # The launcher's name for it when that is not `name` (a member's apiserver-cp2 runs `pkube apiserver`).
+    launch: str = ""
 
     def available(self) -> bool:
         if self.members:
@@ -54,7 +57,7 @@ class Component:
     def command(self, home: Home, cfg: ClusterConfig) -> list[str]:
         if self.module is None:
             return [shutil.which(self.binary or self.name) or self.name, *self.argv(home, cfg)]
-        return [sys.executable, "-m", "launcher", "group" if self.members else self.name, *self.argv(home, cfg)]
+        return [sys.executable, "-m", "launcher", "group" if self.members else self.launch or self.name, *self.argv(home, cfg)]
 
 
 def _module_exists(module: str) -> bool:
@@ -119,16 +122,18 @@ def node_ready(node: dict[str, Any]) -> bool:
                for c in node.get("status", {}).get("conditions", []))
 
 
-def _probe_etcd(home: Home, cfg: ClusterConfig, running: float) -> Health:
+def probe_etcd(home: Home, cfg: ClusterConfig, running: float, member: Member | None = None) -> Health:
     try:
         tls = _etcd_client_context(home)
     except (OSError, ssl.SSLError) as e:
         return False, f"etcd client certificate: {e}"
-    return _http_ok(cfg.etcd_url + "/health", tls=tls)
+    # /health is true only while the member's cluster has a leader (a quorum)
+    return _http_ok((member.etcd_url if member else cfg.etcd_url) + "/health", tls=tls)
 
 
-def _probe_apiserver(home: Home, cfg: ClusterConfig, running: float) -> Health:
-    return _http_ok(cfg.api_url + "/readyz", home.token(), tls=_tls_context(home, cfg))
+def _probe_apiserver(home: Home, cfg: ClusterConfig, running: float, member: Member | None = None) -> Health:
+    url = f"{'https' if cfg.tls else 'http'}://{member.host}:{member.api_port}" if member else cfg.api_url
+    return _http_ok(url + "/readyz", home.token(), tls=_tls_context(home, cfg))
 
 
 def _renewed_since(home: Home, cfg: ClusterConfig, node: str, since: float) -> bool:
@@ -158,36 +163,46 @@ def _client_flags(home: Home, cfg: ClusterConfig) -> list[str]:
     return ["--kubeconfig", str(home.kubeconfig)]
 
 
-def _etcd_flags(home: Home, cfg: ClusterConfig) -> list[str]:
+def _etcd_flags(home: Home, cfg: ClusterConfig, member: Member | None = None) -> list[str]:
     # TLS for clients and peers, and only certificates of the cluster CA get in (kubeadm's etcd flags): etcd
     # holds every Secret, and a Pod written straight into it would run as root.
-    peer = f"https://127.0.0.1:{cfg.etcd_peer_port}"
+    if member is None:
+        name, client, peer = "pkube", cfg.etcd_url, f"https://127.0.0.1:{cfg.etcd_peer_port}"
+        initial = f"pkube={peer}"
+    else:
+        name, client, peer = member.name, member.etcd_url, member.peer_url
+        initial = ",".join(f"{m.name}={m.peer_url}" for m in cfg.members)
     pki = home.pki
-    return ["--name", "pkube", "--data-dir", str(home.etcd_data),
+    return ["--name", name, "--data-dir", str(home.etcd_dir(member)),
             "--cert-file", str(pki.cert("etcd-server")), "--key-file", str(pki.key("etcd-server")),
             "--client-cert-auth", "--trusted-ca-file", str(pki.ca_cert),
             "--peer-cert-file", str(pki.cert("etcd-peer")), "--peer-key-file", str(pki.key("etcd-peer")),
             "--peer-client-cert-auth", "--peer-trusted-ca-file", str(pki.ca_cert),
-            "--listen-client-urls", cfg.etcd_url, "--advertise-client-urls", cfg.etcd_url,
+            "--listen-client-urls", client, "--advertise-client-urls", client,
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"pkube={peer}", "--initial-cluster-state", "new",
+            "--initial-cluster", initial, "--initial-cluster-state", "new",
             # A lone member still waits one election timeout on restart before it serves, so that
             # stays at the default 1 s (a warm `up` waits for it); it has no peers to send heartbeats
             # to, but its raft clock ticks every heartbeat interval: 150 ms instead of 50 ms took its
-            # idle CPU from ~1.1 % to ~0.7 % of a core.
+            # idle CPU from ~1.1 % to ~0.7 % of a core. Several members: the same timing elects a new
+            # leader about 1 s after the old one died.
             "--heartbeat-interval", "150", "--election-timeout", "1000",
             "--quota-backend-bytes", str(2 * 1024**3), "--log-level", "warn"]
 
 
-def _apiserver_flags(home: Home, cfg: ClusterConfig) -> list[str]:
+def _apiserver_flags(home: Home, cfg: ClusterConfig, member: Member | None = None) -> list[str]:
     pki = home.pki
-    return ["--etcd-servers", cfg.etcd_url, "--etcd-prefix", "/registry",
+    # every etcd member, this control plane's own first (the client moves on when one is unavailable)
+    etcd = [member.etcd_url] if member else []
+    etcd += [u for u in cfg.etcd_urls if u not in etcd]
+    return ["--etcd-servers", ",".join(etcd), "--etcd-prefix", "/registry",
             "--etcd-cafile", str(pki.ca_cert), "--etcd-certfile", str(pki.cert("apiserver-etcd-client")),
             "--etcd-keyfile", str(pki.key("apiserver-etcd-client")),
             "--kubelet-certificate-authority", str(pki.ca_cert),
             "--kubelet-client-certificate", str(pki.cert("apiserver-kubelet-client")),
             "--kubelet-client-key", str(pki.key("apiserver-kubelet-client")),
-            "--bind-address", "127.0.0.1", "--port", str(cfg.api_port),
+            "--bind-address", member.host if member else "127.0.0.1",
+            "--port", str(member.api_port if member else cfg.api_port),
             "--token-auth-file", str(home.tokens_file), "--service-cluster-ip-range", cfg.service_cidr,
             *(["--tls-cert-file", str(home.pki.serving_cert), "--tls-private-key-file", str(home.pki.serving_key)]
               if cfg.tls else [])]
@@ -288,17 +303,20 @@ def _cleanup_dns(home: Home, cfg: ClusterConfig) -> list[str]:
     return []
 
 
-def _group_flags(home: Home, cfg: ClusterConfig) -> list[str]:
-    flags = ["--healthz-bind-address", f"127.0.0.1:{cfg.control_plane_port}"]
-    for m in MEMBERS:
+def _group_flags(home: Home, cfg: ClusterConfig, member: Member | None = None,
+                 hosted: tuple["Component", ...] | None = None) -> list[str]:
+    port = member.control_plane_port if member else cfg.control_plane_port
+    flags = ["--healthz-bind-address", f"{member.host if member else '127.0.0.1'}:{port}"]
+    for m in MEMBERS if hosted is None else hosted:
         if m.available():
             flags += ["--", m.name, *m.argv(home, cfg)]
     return flags
 
 
-def member_health(home: Home, cfg: ClusterConfig) -> dict[str, bool] | None:
+def member_health(home: Home, cfg: ClusterConfig, member: Member | None = None) -> dict[str, bool] | None:
     """Each member's readiness from the group's verbose /healthz; None when it does not answer."""
-    req = urllib.request.Request(f"http://127.0.0.1:{cfg.control_plane_port}/healthz?verbose")
+    where = f"{member.host}:{member.control_plane_port}" if member else f"127.0.0.1:{cfg.control_plane_port}"
+    req = urllib.request.Request(f"http://{where}/healthz?verbose")
     try:
         with urllib.request.urlopen(req, timeout=1.0) as r:
             text = r.read().decode()
@@ -309,23 +327,24 @@ def member_health(home: Home, cfg: ClusterConfig) -> dict[str, bool] | None:
     return {line[3:].split()[0]: line.startswith("[+]") for line in text.splitlines() if line[:3] in ("[+]", "[-]")}
 
 
-def _probe_group(home: Home, cfg: ClusterConfig, running: float) -> Health:
-    health = member_health(home, cfg)
+def _probe_group(home: Home, cfg: ClusterConfig, running: float, member: Member | None = None) -> Health:
+    health = member_health(home, cfg, member)
     if health is None:
-        return False, f"no answer on 127.0.0.1:{cfg.control_plane_port}/healthz"
+        where = f"{member.host}:{member.control_plane_port}" if member else f"127.0.0.1:{cfg.control_plane_port}"
+        return False, f"no answer on {where}/healthz"
     waiting = [name for name, ok in health.items() if not ok]
     return not waiting, f"waiting for {', '.join(waiting)}" if waiting else f"{', '.join(health)} ready"
 
 
-def _probe_member(home: Home, cfg: ClusterConfig, running: float, name: str) -> Health:
-    health = member_health(home, cfg)
+def _probe_member(home: Home, cfg: ClusterConfig, running: float, name: str, member: Member | None = None) -> Health:
+    health = member_health(home, cfg, member)
     if health is None or name not in health:
         return False, "control-plane process not answering"
     return health[name], "in control-plane" if health[name] else "starting, in control-plane"
 
 
-def _member_probe(name: str) -> Callable[[Home, ClusterConfig, float], Health]:
-    return lambda home, cfg, running: _probe_member(home, cfg, running, name)
+def _member_probe(name: str, member: Member | None = None) -> Callable[[Home, ClusterConfig, float], Health]:
+    return lambda home, cfg, running: _probe_member(home, cfg, running, name, member)
 
 
 def _cleanup_group(home: Home, cfg: ClusterConfig) -> list[str]:
@@ -345,7 +364,7 @@ GROUP = Component("control-plane", "launcher.group", None, ("apiserver",), _grou
 
 # The supervised processes, in dependency order: etcd → apiserver → kubelet, control-plane.
 COMPONENTS: tuple[Component, ...] = (
-    Component("etcd", None, "etcd", (), _etcd_flags, _probe_etcd),
+    Component("etcd", None, "etcd", (), _etcd_flags, probe_etcd),
     Component("apiserver", "apiserver.main", None, ("etcd",), _apiserver_flags, _probe_apiserver),
     Component("kubelet", "kubelet.main", None, ("apiserver",), _kubelet_flags, _probe_node, _cleanup_kubelet),
     GROUP,
@@ -353,3 +372,92 @@ COMPONENTS: tuple[Component, ...] = (
 
 # Every component by name, the group's members included.
 BY_NAME = {c.name: c for c in (*COMPONENTS, *MEMBERS)}
+
+# What runs on every control-plane member of a highly available cluster; the proxy and DNS serve the
+# node, so only the first member's process hosts them.
+ELECTED = ("controller-manager", "scheduler")
+
+
+def components(cfg: ClusterConfig) -> tuple[Component, ...]:
+    """The supervised processes of this cluster: COMPONENTS for one control plane; with several,
+    etcd-cpN, apiserver-cpN and control-plane-cpN per member (`cluster status` and `up` list them
+    in this order), and one kubelet."""
+    if not cfg.members:
+        return COMPONENTS
+    etcds = tuple(_member_component("etcd", m) for m in cfg.members)
+    apis = tuple(_member_component("apiserver", m, after=tuple(e.name for e in etcds)) for m in cfg.members)
+    groups = tuple(_member_group(m, first=i == 0) for i, m in enumerate(cfg.members))
+    kubelet = BY_NAME["kubelet"]
+    return (*etcds, *apis, Component(kubelet.name, kubelet.module, kubelet.binary, (apis[0].name,), kubelet.argv,
+                                     kubelet.probe, kubelet.cleanup), *groups)
+
+
+def _member_component(kind: str, m: Member, after: tuple[str, ...] = ()) -> Component:
+    base = BY_NAME[kind]
+    if kind == "etcd":
+        return Component(f"etcd-{m.name}", None, "etcd", after, lambda h, c: _etcd_flags(h, c, m),
+                         lambda h, c, r: probe_etcd(h, c, r, m))
+    return Component(f"apiserver-{m.name}", base.module, None, after, lambda h, c: _apiserver_flags(h, c, m),
+                     lambda h, c, r: _probe_apiserver(h, c, r, m), launch="apiserver")
+
+
+def _elected(argv: Callable[[Home, ClusterConfig], list[str]], process: str
+             ) -> Callable[[Home, ClusterConfig], list[str]]:
+    """argv plus leader election; the identity names the control-plane process (what `cluster status` shows),
+    new at each start, so that a restarted process waits out its predecessor's Lease like any other."""
+    return lambda h, c: [*argv(h, c), "--leader-elect", "--leader-elect-identity", f"{process}_{uuid.uuid4().hex[:8]}"]
+
+
+# The Leases the controller-manager and the scheduler elect their leader with (controllers/main.py, scheduler/main.py).
+ELECTION_LEASES = {"controller-manager": "pkube-controller-manager", "scheduler": "kube-scheduler"}
+
+
+def lease_holder(home: Home, cfg: ClusterConfig, name: str) -> str | None:
+    """The control-plane process holding the Lease of controller-manager or scheduler (identities are
+    <process>_<random>, see _elected); None when nobody holds it or the API does not answer."""
+    lease = api_get(home, cfg, f"/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{ELECTION_LEASES[name]}")
+    holder = ((lease or {}).get("spec") or {}).get("holderIdentity")
+    return str(holder).rsplit("_", 1)[0] if holder else None
+
+
+def _probe_elected(home: Home, cfg: ClusterConfig, name: str, m: Member) -> Health:
+    """A member that elects its leader is ready only while it leads; one that waits while another
+    control plane leads is a healthy standby (as kube-controller-manager's /healthz says)."""
+    health = member_health(home, cfg, m)
+    if health is None or name not in health:
+        return False, "control-plane process not answering"
+    if health[name]:
+        return True, "leading"
+    holder = lease_holder(home, cfg, name)
+    if holder and holder != f"control-plane-{m.name}":
+        return True, f"standby, {holder} leads"
+    return False, "starting"
+
+
+def _elected_probe(name: str, m: Member) -> Callable[[Home, ClusterConfig, float], Health]:
+    return lambda home, cfg, running: _probe_elected(home, cfg, name, m)
+
+
+def _member_group(m: Member, first: bool) -> Component:
+    hosted = tuple(Component(c.name, c.module, c.binary, c.after,
+                             _elected(c.argv, f"control-plane-{m.name}") if c.name in ELECTED else c.argv,
+                             _elected_probe(c.name, m) if c.name in ELECTED
+                             else c.probe if c.name == "proxy" else _member_probe(c.name, m), c.cleanup)
+                   for c in MEMBERS if first or c.name in ELECTED)
+
+    def probe(h: Home, cf: ClusterConfig, running: float) -> Health:
+        results = {x.name: x.probe(h, cf, running) for x in hosted if x.available()}
+        waiting = [n for n, (ok, _) in results.items() if not ok]
+        if waiting:
+            return False, "waiting for " + ", ".join(f"{n} ({results[n][1]})" for n in waiting)
+        return True, ", ".join(results) + " ready"
+
+    return Component(f"control-plane-{m.name}", "launcher.group", None, (f"apiserver-{m.name}",),
+                     lambda h, c: _group_flags(h, c, m, hosted), probe,
+                     lambda h, c: [p for x in hosted if x.cleanup is not None and x.available() for p in x.cleanup(h, c)],
+                     members=hosted)
+
+
+def all_names(cfg: ClusterConfig) -> list[str]:
+    """Every component name of this cluster, the members of control-plane processes included."""
+    return [n for c in components(cfg) for n in (c.name, *(m.name for m in c.members))]

@@ -4,7 +4,8 @@
     <home>/tokens.csv       static bearer tokens for the apiserver (a random admin token)
     <home>/kubeconfig       admin kubeconfig, usable by pkctl and kubectl
     <home>/pki/             the cluster's CA and the certificates it issued (pki.py)
-    <home>/etcd/            etcd data (survives `down`, removed by `down --purge`)
+    <home>/etcd/            etcd data (survives `down`, removed by `down --purge`); with several control
+                            planes, one data dir per etcd member: etcd/<member>/
     <home>/images/          node image store (bundled busybox)
     <home>/kubelet/         kubelet state: pod volumes, local-path PVs
     <home>/runtime/         container runtime state (runc root at runtime/runc, IPAM, sandboxes)
@@ -74,6 +75,27 @@ class Pki:
 
 
 @dataclass
+class Member:
+    """One control-plane member of a highly available cluster: an etcd member, an apiserver and a
+    controller-manager + scheduler. `host` is the address its servers listen on and are reached at
+    (127.0.0.1 today, with distinct ports; a member in its own network namespace gets its own IP)."""
+    name: str  # cp1, cp2, ...: the etcd member name, and the suffix of its components (etcd-cp1, ...)
+    host: str
+    etcd_client_port: int
+    etcd_peer_port: int
+    api_port: int
+    control_plane_port: int
+
+    @property
+    def etcd_url(self) -> str:
+        return f"https://{self.host}:{self.etcd_client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"https://{self.host}:{self.etcd_peer_port}"
+
+
+@dataclass
 class ClusterConfig:
     etcd_client_port: int
     etcd_peer_port: int
@@ -94,6 +116,21 @@ class ClusterConfig:
     veth_prefix: str = "pkv"
     cgroup_parent: str = "pkube"
     node_ip: str = ""  # the node's InternalIP, found again at each `up` (the kubelet's certificate names it)
+    # Highly available control plane (`up --control-planes N`, N > 1): its members. Empty for the
+    # single-member default, which uses the ports above directly; with members, api_port is the
+    # supervisor's load balancer in front of the members' apiservers.
+    members: list[Member] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.members = [m if isinstance(m, Member) else Member(**m) for m in self.members]
+
+    @property
+    def control_planes(self) -> int:
+        return len(self.members) or 1
+
+    @property
+    def etcd_urls(self) -> list[str]:
+        return [m.etcd_url for m in self.members] or [self.etcd_url]
 
     @property
     def dns_ip(self) -> str:
@@ -155,7 +192,21 @@ class Home:
     def write_state(self, component: str, state: dict[str, Any]) -> None:
         write_json(self.state_file(component), state)
 
-    def prepare(self, api_port: int | None, default_home: bool, tls: bool) -> ClusterConfig:
+    def etcd_dir(self, member: Member | None) -> Path:
+        return self.etcd_data / member.name if member else self.etcd_data
+
+    def prepare_check(self, control_planes: int) -> None:
+        """HomeError when an existing home was made with another number of control planes."""
+        cfg = self.load_config()
+        if control_planes != cfg.control_planes:
+            raise HomeError(f"the cluster at {self.root} was created with --control-planes {cfg.control_planes}; "
+                            f"run `pkctl cluster up` without --control-planes to start it as it is, or back it up "
+                            f"(`pkctl cluster backup FILE`), remove it (`pkctl cluster down --purge --home "
+                            f"{self.root}`) and restore it with `pkctl cluster restore FILE --control-planes "
+                            f"{control_planes}`")
+
+    def prepare(self, api_port: int | None, default_home: bool, tls: bool,
+                control_planes: int | None = None) -> ClusterConfig:
         """Create the layout on the first `up`; later calls reuse what was recorded.
 
         Ports: the default home prefers Kubernetes' well-known ports; any other home (tests,
@@ -170,6 +221,8 @@ class Home:
             if api_port is not None and api_port != cfg.api_port:
                 raise HomeError(f"the cluster at {self.root} uses API port {cfg.api_port}; to change it, "
                                 f"remove it first with `pkctl cluster down --purge --home {self.root}`")
+            if control_planes is not None:
+                self.prepare_check(control_planes)
         else:
             taken: set[int] = set()
 
@@ -195,6 +248,14 @@ class Home:
                 # interface names have at most 15 characters: veths are <prefix><sandbox id>, cut there
                 cfg.bridge, cfg.nat_table, cfg.netns_prefix = f"pkbr{tag}", f"pkube-nat-{tag}", f"pk{tag}-"
                 cfg.veth_prefix, cfg.cgroup_parent = f"pv{tag}", f"pkube-{tag}"
+            if control_planes is not None and control_planes > 1:
+                # The first member keeps the home's etcd and control-plane ports; api_port becomes the balancer's.
+                cfg.members = [Member(f"cp{i + 1}", "127.0.0.1",
+                                      cfg.etcd_client_port if i == 0 else choose(DEFAULT_PORTS["etcd_client_port"]),
+                                      cfg.etcd_peer_port if i == 0 else choose(DEFAULT_PORTS["etcd_peer_port"]),
+                                      choose(DEFAULT_PORTS["api_port"] + 1 + i),
+                                      cfg.control_plane_port if i == 0 else choose(DEFAULT_PORTS["control_plane_port"]))
+                               for i in range(control_planes)]
         cfg.tls = tls
         if not self.tokens_file.exists():
             write_private(self.tokens_file, f"{secrets.token_hex(32)},admin,admin,system:masters\n")

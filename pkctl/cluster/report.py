@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from pkctl.cluster import procs
-from pkctl.cluster.components import COMPONENTS, api_get, node_ready
+from pkctl.cluster.components import ELECTION_LEASES, api_get, components, lease_holder, node_ready
 from pkctl.cluster.home import ClusterConfig, Home, resolve
 
 
@@ -59,7 +59,7 @@ def status_report(home: Home, cfg: ClusterConfig, supervisor: procs.ProcRecord |
     healthy = supervisor is not None
     rows = [["COMPONENT", "STATE", "PID", "RSS", "UPTIME", "RESTARTS", "HEALTH"]]
     now = time.time()
-    for c in COMPONENTS:
+    for c in components(cfg):
         st = home.read_state(c.name) or {}
         rec = procs.ProcRecord.from_state(st)
         if st.get("state") == "NotAvailable" or (not st and not c.available()):
@@ -88,8 +88,15 @@ def status_report(home: Home, cfg: ClusterConfig, supervisor: procs.ProcRecord |
                              ("ok" if m_ok else "FAILING") + f" ({m_detail})"])
     sup = f"running (pid {supervisor.pid})" if supervisor else "not running"
     print(f"pkube cluster in {home.root}: supervisor {sup}")
-    print(f"API server: {cfg.api_url}   kubeconfig: {home.kubeconfig}\n")
+    print(f"API server: {cfg.api_url}   kubeconfig: {home.kubeconfig}")
+    if cfg.members:
+        print(f"  (the supervisor's balancer over {len(cfg.members)} apiservers: "
+              + ", ".join(f"{m.name} {m.host}:{m.api_port}" for m in cfg.members) + ")")
+    print()
     print(table(rows))
+    if cfg.members and supervisor:
+        print("\nLEADERS: " + ", ".join(f"{name} {lease_holder(home, cfg, name) or '(none)'}"
+                                         for name in ELECTION_LEASES))
     nodes = api_get(home, cfg, "/api/v1/nodes") if supervisor else None
     if nodes is not None:
         items = nodes.get("items", [])

@@ -6,6 +6,9 @@ exits (back-off 1 s doubling to 30 s), and publishes each component's state in
 <home>/run/<component>.json for `up` and `status`. SIGTERM stops everything in reverse
 order (SIGTERM, grace, SIGKILL) and exits.
 
+With several control planes (`up --control-planes N`) the supervisor also runs the API
+balancer (balancer.py) on the cluster's API port, in front of the members' apiservers.
+
 Components are started under `setpriv --pdeathsig TERM`, so even a SIGKILLed supervisor
 cannot leave them running unsupervised.
 """
@@ -22,7 +25,8 @@ import time
 from typing import IO, Any, Sequence
 
 from pkctl.cluster import procs
-from pkctl.cluster.components import COMPONENTS, Component
+from pkctl.cluster.balancer import Balancer
+from pkctl.cluster.components import Component, components
 from pkctl.cluster.home import ClusterConfig, Home, resolve
 
 log = logging.getLogger("pkube.supervisor")
@@ -155,9 +159,9 @@ class Keeper:
             self.publish(state="Stopped", pid=None, ticks=None, healthy=False, detail="")
 
 
-def reap_leftovers(home: Home) -> None:
+def reap_leftovers(home: Home, cfg: ClusterConfig) -> None:
     """Stop components recorded by an earlier supervisor that died without cleaning up."""
-    left = [r for c in COMPONENTS if (r := procs.ProcRecord.from_state(home.read_state(c.name))) and r.alive()]
+    left = [r for c in components(cfg) if (r := procs.ProcRecord.from_state(home.read_state(c.name))) and r.alive()]
     if left:
         log.warning("stopping leftover processes of an earlier run: %s", [r.pid for r in left])
         procs.terminate(left, STOP_GRACE)
@@ -207,7 +211,15 @@ async def _run_until_signalled(home: Home, cfg: ClusterConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await supervise(home, cfg, COMPONENTS, stop)
+    balancer = None
+    if cfg.members:
+        balancer = Balancer("127.0.0.1", cfg.api_port, [(m.host, m.api_port) for m in cfg.members])
+        await balancer.start()
+    try:
+        await supervise(home, cfg, components(cfg), stop)
+    finally:
+        if balancer is not None:
+            await balancer.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     me = procs.ProcRecord.of(os.getpid())
     assert me is not None
-    reap_leftovers(home)
+    reap_leftovers(home, cfg)
     home.write_state("supervisor", {"pid": me.pid, "ticks": me.ticks, "started": time.time()})
     try:
         asyncio.run(_run_until_signalled(home, cfg))

@@ -12,9 +12,10 @@ from typing import Any
 
 import yaml
 
-from pkctl.cluster import images, kubemerge, procs
+from pkctl.cluster import backup, images, kubemerge, procs
 from pkctl.cluster import prereqs as prereq_checks
-from pkctl.cluster.components import BY_NAME, COMPONENTS, apiserver_serves_tls
+from pkctl.cluster.components import BY_NAME, COMPONENTS, all_names, apiserver_serves_tls, components
+from pkctl.cluster.backup import BackupError
 from pkctl.cluster.home import ClusterConfig, Home, HomeError, resolve
 from pkctl.cluster.report import print_next_steps, status_report
 from pkctl.main import CommandError
@@ -36,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     up.add_argument("--install-deps", action="store_true", help="apt-get install missing system packages")
     up.add_argument("--merge-kubeconfig", action="store_true",
                     help="also add the cluster to ~/.kube/config as context pkube and switch to it")
+    up.add_argument("--control-planes", type=_control_planes, default=None, metavar="N",
+                    help="control-plane members (etcd, apiserver, controller-manager, scheduler each): 1 (default) "
+                         "or 3 for a highly available control plane; fixed when the home is created")
     up.add_argument("--wait-timeout", type=_seconds, default=DEFAULT_WAIT, metavar="S",
                     help=f"seconds to wait for every component to be healthy (default {DEFAULT_WAIT:.0f})")
     up.set_defaults(func=cmd_up)
@@ -45,14 +49,30 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     down.add_argument("--purge", action="store_true", help="also delete the home: data, credentials, logs")
     down.set_defaults(func=cmd_down)
 
+    bk = csub.add_parser("backup", help="save a snapshot of the cluster's etcd data into FILE")
+    home_arg(bk)
+    bk.add_argument("file", metavar="FILE", help="the snapshot file to write (must not exist)")
+    bk.set_defaults(func=cmd_backup)
+
+    rs = csub.add_parser("restore", help="make a new cluster home from a snapshot FILE, then start it")
+    home_arg(rs)
+    rs.add_argument("file", metavar="FILE", help="a snapshot written by `pkctl cluster backup`")
+    rs.add_argument("--control-planes", type=_control_planes, default=None, metavar="N",
+                    help="control-plane members of the new cluster (default 1)")
+    rs.add_argument("--api-port", type=_port, help="API server port (default 6443 if free, for the default home)")
+    rs.add_argument("--wait-timeout", type=_seconds, default=DEFAULT_WAIT, metavar="S",
+                    help=f"seconds to wait for every component to be healthy (default {DEFAULT_WAIT:.0f})")
+    rs.set_defaults(func=cmd_restore, install_deps=False, merge_kubeconfig=False)
+
     st = csub.add_parser("status", help="components, their health, node readiness")
     home_arg(st)
     st.set_defaults(func=cmd_status)
 
     lg = csub.add_parser("logs", help="print a component's log")
     home_arg(lg)
-    lg.add_argument("component", choices=[*BY_NAME, "supervisor"], metavar="COMPONENT",
-                    help="one of: " + ", ".join([*BY_NAME, "supervisor"]))
+    lg.add_argument("component", metavar="COMPONENT",
+                    help="one of: " + ", ".join([*BY_NAME, "supervisor"])
+                    + " (with several control planes: etcd-cp1, apiserver-cp1, control-plane-cp1, ...)")
     lg.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     lg.add_argument("--tail", type=_count, default=None, metavar="N", help="only the last N lines")
     lg.set_defaults(func=cmd_logs)
@@ -66,6 +86,13 @@ def _port(text: str) -> int:
     if not 1 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{port} is not a port number (1-65535)")
     return port
+
+
+def _control_planes(text: str) -> int:
+    if not text.isdigit() or int(text) not in (1, 3, 5):
+        raise argparse.ArgumentTypeError(f"{text!r}: the control plane has 1, 3 or 5 members "
+                                          "(etcd needs an odd number for a majority)")
+    return int(text)
 
 
 def _seconds(text: str) -> float:
@@ -97,6 +124,11 @@ def supervisor(home: Home) -> procs.ProcRecord | None:
 def cmd_up(args: argparse.Namespace) -> int:
     home = _home(args)
     running = supervisor(home)
+    if running and args.control_planes is not None and home.exists():
+        try:
+            home.prepare_check(args.control_planes)
+        except HomeError as e:
+            raise CommandError(str(e)) from None
     if running:
         print(f"pkube cluster at {home.root} is already running (supervisor pid {running.pid}); nothing to do.")
         print(f"  pkctl cluster status --home {home.root}")
@@ -112,29 +144,40 @@ def cmd_up(args: argparse.Namespace) -> int:
     if problems:
         _print_problems(problems)
         raise CommandError("this machine is missing what a pkube cluster needs (see above)")
+    if args.control_planes is not None and home.exists():
+        try:
+            home.prepare_check(args.control_planes)
+        except HomeError as e:
+            raise CommandError(str(e)) from None
     _check_ports(home, args.api_port)
-    tls = BY_NAME["apiserver"].available() and apiserver_serves_tls()
-    try:
-        cfg = home.prepare(args.api_port, default_home=home.root == resolve(None) and args.api_port is None, tls=tls)
-    except (HomeError, OSError) as e:
-        raise CommandError(str(e)) from None
+    cfg = _prepare(home, args.api_port, args.control_planes)
     if args.merge_kubeconfig:
         try:
             kubemerge.merge(kubemerge.user_kubeconfig(), _kubeconfig_doc(home))
         except (kubemerge.MergeError, OSError) as e:
             raise CommandError(f"cannot merge the kubeconfig: {e}") from None
-    print(f"Starting pkube cluster in {home.root}")
+    print(f"Starting pkube cluster in {home.root}"
+          + (f" with {cfg.control_planes} control planes" if cfg.members else ""))
     if args.merge_kubeconfig:
         print(f"  ✓ kubeconfig merged into {kubemerge.user_kubeconfig()} as context pkube (now current)")
-    if not tls:
+    if not cfg.tls:
         print("  - TLS: this build's apiserver serves plain HTTP; pkctl works, kubectl will not "
               "(it sends no token over HTTP)", flush=True)
     images.ensure_bundled(home)
     sup = _start_supervisor(home)
-    if not _wait_ready(home, sup, args.wait_timeout):
+    if not _wait_ready(home, cfg, sup, args.wait_timeout):
         return 1
     print_next_steps(home, cfg)
     return 0
+
+
+def _prepare(home: Home, api_port: int | None, control_planes: int | None) -> ClusterConfig:
+    tls = BY_NAME["apiserver"].available() and apiserver_serves_tls()
+    try:
+        return home.prepare(api_port, default_home=home.root == resolve(None) and api_port is None, tls=tls,
+                            control_planes=control_planes)
+    except (HomeError, OSError) as e:
+        raise CommandError(str(e)) from None
 
 
 def _check_ports(home: Home, api_port: int | None) -> None:
@@ -146,6 +189,9 @@ def _check_ports(home: Home, api_port: int | None) -> None:
         except HomeError as e:
             raise CommandError(str(e)) from None
         ports = {"etcd client": cfg.etcd_client_port, "etcd peer": cfg.etcd_peer_port, "apiserver": cfg.api_port}
+        for m in cfg.members:
+            ports.update({f"etcd client ({m.name})": m.etcd_client_port, f"etcd peer ({m.name})": m.etcd_peer_port,
+                          f"apiserver ({m.name})": m.api_port})
     else:
         ports = {"apiserver": api_port} if api_port is not None else {}
     busy = prereq_checks.busy_ports(ports)
@@ -172,13 +218,13 @@ def _start_supervisor(home: Home) -> subprocess.Popen[bytes]:
                                 cwd=home.root, start_new_session=True)
 
 
-def _wait_ready(home: Home, sup: subprocess.Popen[bytes], timeout: float) -> bool:
+def _wait_ready(home: Home, cfg: ClusterConfig, sup: subprocess.Popen[bytes], timeout: float) -> bool:
     """Print each component as it becomes healthy; False (with the reason) on failure or timeout."""
     deadline = time.monotonic() + timeout
     shown: dict[str, str] = {}
     while True:
         pending = []
-        for c in COMPONENTS:
+        for c in components(cfg):
             st = home.read_state(c.name) or {}
             if st.get("supervisor") != sup.pid:
                 st = {}  # written by an earlier run
@@ -265,16 +311,64 @@ def leftovers(home: Home, cfg: ClusterConfig | None) -> list[str]:
     (skipped without a readable config: then the hooks cannot know what to look for).
     """
     problems = []
-    recs = {c.name: r for c in COMPONENTS if (r := procs.ProcRecord.from_state(home.read_state(c.name)))}
+    comps = components(cfg) if cfg is not None else COMPONENTS
+    # every record the supervisor wrote, whatever the config says now
+    names = {p.stem for p in home.run.glob("*.json") if p.stem != "supervisor"} | {c.name for c in comps}
+    recs = {name: r for name in sorted(names) if (r := procs.ProcRecord.from_state(home.read_state(name)))}
     stale = [r for r in recs.values() if r.alive()]
     if stale:
         print(f"  stopping leftover processes: {', '.join(str(r.pid) for r in stale)}")
     for r in procs.terminate(stale, 10.0):
         problems.append(f"pid {r.pid}")
-    for c in COMPONENTS:
+    for c in comps:
         if c.cleanup is not None and cfg is not None and c.available():
             problems += c.cleanup(home, cfg)
     return problems
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    home = _home(args)
+    try:
+        cfg = home.load_config()
+    except HomeError as e:
+        raise CommandError(str(e)) from None
+    if supervisor(home) is None:
+        raise CommandError(f"the cluster at {home.root} is not running: start it with "
+                           f"`pkctl cluster up --home {home.root}`, then back it up")
+    file = Path(args.file).absolute()
+    try:
+        status = backup.backup(home, cfg, file, lambda line: print(line, flush=True))
+    except BackupError as e:
+        raise CommandError(str(e)) from None
+    print(f"✓ saved {file} ({status['totalKey']} keys at revision {status['revision']}, "
+          f"{status['totalSize'] / 2**20:.1f} MiB); restore it with "
+          f"`pkctl cluster restore {file} --home NEW_HOME`")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    home = _home(args)
+    file = Path(args.file).absolute()
+    if home.exists():
+        raise CommandError(f"{home.root} already holds a cluster; restore into a new home (--home DIR), or remove "
+                           f"this one first with `pkctl cluster down --purge --home {home.root}`")
+    if not file.is_file():
+        raise CommandError(f"{file}: no such file")
+    try:
+        status = backup.snapshot_status(file)
+    except BackupError as e:
+        raise CommandError(str(e)) from None
+    print(f"Restoring {file} ({status['totalKey']} keys at revision {status['revision']}) into {home.root}")
+    created = not home.root.exists()
+    cfg = _prepare(home, args.api_port, args.control_planes)
+    try:
+        backup.restore(home, cfg, file, lambda line: print(line, flush=True))
+    except (BackupError, OSError) as e:
+        if created:  # leave nothing half made behind
+            shutil.rmtree(home.root, ignore_errors=True)
+        raise CommandError(str(e)) from None
+    args.control_planes = None  # recorded in the new home
+    return cmd_up(args)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -289,10 +383,16 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     home = _home(args)
-    if not home.exists():
-        raise CommandError(f"no pkube cluster at {home.root}")
-    # a member of the control-plane process writes into that process's log, its lines tagged [name]
-    host = next((c.name for c in COMPONENTS if BY_NAME.get(args.component) in c.members), None)
+    try:
+        cfg = home.load_config()
+    except HomeError as e:
+        raise CommandError(str(e)) from None
+    known = [*all_names(cfg), "supervisor"]
+    if args.component not in known:
+        raise CommandError(f"unknown component {args.component!r}; one of: {', '.join(known)}")
+    # a member of a control-plane process writes into that process's log, its lines tagged [name]
+    # (with several control planes: the first member's process)
+    host = next((c.name for c in components(cfg) if args.component in (m.name for m in c.members)), None)
     path = home.log(host or args.component)
     if not path.exists():
         raise CommandError(f"{args.component} has no log yet in {home.logs}")

@@ -135,8 +135,9 @@ def recorded_processes(c: Cluster) -> list[ProcRecord]:
 
 
 @contextmanager
-def local_cluster() -> Iterator[Cluster]:
-    """`cluster up` in a fresh home; at the end `cluster down --purge`, which must leave nothing behind.
+def local_cluster(*extra: str, command: tuple[str, ...] = ("up",)) -> Iterator[Cluster]:
+    """`cluster up` (or `command`, e.g. ("restore", FILE)) in a fresh home, `extra` added to its flags;
+    at the end `cluster down --purge`, which must leave nothing behind.
 
     The kubelet turns IPv4 forwarding on (pods reach Services through the host, as in Kubernetes);
     the host's previous setting is put back afterwards.
@@ -144,7 +145,7 @@ def local_cluster() -> Iterator[Cluster]:
     home = Path(tempfile.mkdtemp(prefix="pkt-home-"))
     forwarding = IP_FORWARD.read_text()
     try:
-        up = run("cluster", "up", "--home", str(home), "--wait-timeout", "60", check=False)
+        up = run("cluster", *command, "--home", str(home), "--wait-timeout", "60", *extra, check=False)
         assert up.returncode == 0, f"cluster up failed:\n{up.stdout}\n{up.stderr}"
         yield Cluster(home, home / "kubeconfig", up.stdout)
     finally:

@@ -1,6 +1,7 @@
 """Pure parts of the local cluster: prerequisite checks, the home layout, process records, formatting."""
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import os
@@ -9,6 +10,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,8 @@ from cryptography import x509
 
 from launcher.main import COMPONENTS as LAUNCHER_COMPONENTS
 from pkctl.cluster import kubemerge, pki, prereqs, procs
-from pkctl.cluster.components import BY_NAME, COMPONENTS, GROUP
+from pkctl.cluster.balancer import Balancer
+from pkctl.cluster.components import BY_NAME, COMPONENTS, GROUP, components
 from pkctl.commands.cluster import MemberLines
 from pkctl.cluster.home import ClusterConfig, Home, HomeError, private_pod_range, private_service_range
 from pkctl.cluster.report import human_bytes, human_duration
@@ -286,3 +289,68 @@ def test_member_lines_pick_one_members_records_and_their_continuations() -> None
            b"error: boom\n"]
     keep = MemberLines("scheduler")
     assert [line for line in log if keep(line)] == [log[0], log[1], log[3], log[4], log[7]]
+
+
+def test_three_control_planes_get_their_own_ports_and_components(tmp_path: Path) -> None:
+    home = Home(tmp_path / "h")
+    cfg = home.prepare(None, default_home=False, tls=True, control_planes=3)
+    assert [m.name for m in cfg.members] == ["cp1", "cp2", "cp3"] and cfg.control_planes == 3
+    ports = [cfg.api_port, cfg.proxy_metrics_port, cfg.kubelet_port,
+             *(p for m in cfg.members for p in (m.etcd_client_port, m.etcd_peer_port, m.api_port, m.control_plane_port))]
+    assert len(set(ports)) == len(ports)  # the balancer's API port is none of the apiservers'
+    assert Home(tmp_path / "h").load_config() == cfg  # remembered
+    comps = {c.name: c for c in components(cfg)}
+    assert list(comps) == ["etcd-cp1", "etcd-cp2", "etcd-cp3", "apiserver-cp1", "apiserver-cp2", "apiserver-cp3",
+                           "kubelet", "control-plane-cp1", "control-plane-cp2", "control-plane-cp3"]
+    etcd2 = comps["etcd-cp2"].argv(home, cfg)
+    cluster = etcd2[etcd2.index("--initial-cluster") + 1].split(",")
+    assert cluster == [f"{m.name}=https://127.0.0.1:{m.etcd_peer_port}" for m in cfg.members]
+    assert etcd2[etcd2.index("--data-dir") + 1] == str(home.etcd_data / "cp2")
+    api3 = comps["apiserver-cp3"].command(home, cfg)
+    assert api3[2:4] == ["launcher", "apiserver"]
+    servers = api3[api3.index("--etcd-servers") + 1].split(",")
+    assert servers[0] == cfg.members[2].etcd_url and sorted(servers) == sorted(cfg.etcd_urls)
+    assert api3[api3.index("--port") + 1] == str(cfg.members[2].api_port)
+    # the node's proxy and DNS run once; every member elects its controller-manager and scheduler
+    assert [m.name for m in comps["control-plane-cp1"].members] == ["controller-manager", "scheduler", "proxy", "dns"]
+    assert [m.name for m in comps["control-plane-cp2"].members] == ["controller-manager", "scheduler"]
+    group = comps["control-plane-cp2"].argv(home, cfg)
+    assert group.count("--leader-elect") == 2
+    assert all(group[i + 1].startswith("control-plane-cp2_") for i, a in enumerate(group) if a == "--leader-elect-identity")
+    assert components(Home(tmp_path / "one").prepare(None, default_home=False, tls=True)) == COMPONENTS
+
+
+def test_control_planes_of_a_home_cannot_change(tmp_path: Path) -> None:
+    home = Home(tmp_path / "h")
+    home.prepare(None, default_home=False, tls=False)
+    with pytest.raises(HomeError, match="was created with --control-planes 1.*without --control-planes"):
+        home.prepare(None, default_home=False, tls=False, control_planes=3)
+    assert home.prepare(None, default_home=False, tls=False, control_planes=1).members == []
+
+
+async def test_balancer_forwards_to_a_live_backend_and_skips_a_dead_one() -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"pong:" + await reader.readline())
+        await writer.drain()
+        writer.close()
+    live = await asyncio.start_server(answer, "127.0.0.1", 0)
+    live_port = live.sockets[0].getsockname()[1]
+    with socket.socket() as s:  # a port nothing listens on: a dead apiserver
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]
+    lb = Balancer("127.0.0.1", 0, [("127.0.0.1", dead_port), ("127.0.0.1", live_port)])
+    await lb.start()
+    assert lb._server is not None
+    port = lb._server.sockets[0].getsockname()[1]
+    try:
+        for i in range(4):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(f"ping{i}\n".encode())
+            assert await asyncio.wait_for(reader.read(), 5) == f"pong:ping{i}\n".encode()
+            writer.close()
+        # the dead backend, having refused once, is tried last for a while
+        assert lb.order(time.monotonic())[0] == ("127.0.0.1", live_port)
+    finally:
+        await lb.close()
+        live.close()
+        await live.wait_closed()
