@@ -199,7 +199,7 @@ class Home:
         if not self.tokens_file.exists():
             write_private(self.tokens_file, f"{secrets.token_hex(32)},admin,admin,system:masters\n")
         # imported here: cryptography and netlink are heavy, and only `up` needs them, not the supervisor
-        from kubelet.node import host_ip
+        from kubelet.nodestatus import host_ip
 
         from pkctl.cluster import pki
         cfg.node_ip = host_ip()
