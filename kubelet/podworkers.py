@@ -96,7 +96,6 @@ class PodWorkers:
         self.status = StatusManager(client, self.pulls.image_id)
         self.relister = Relister(runtime, self.pods.store, volumes, self.queue.add, self._remove_gone_pod,
                                  cfg.relist_period, cfg.sync_frequency)
-        self.plans = 0                                               # plans computed (one per sync that acts)
         self._delays: dict[tuple[str, str], float] = {}              # (uid, container) -> CrashLoopBackOff delay
         self._waiting: dict[tuple[str, str], tuple[str, str]] = {}   # (uid, container) -> waiting reason/message
         self._refreshed: dict[str, float] = {}                       # uid -> when its API volumes were rewritten
@@ -183,7 +182,6 @@ class PodWorkers:
         delays = {s["name"]: self._delays.get((uid, s["name"]), self.cfg.backoff_base)
                   for s in (pod["spec"].get("initContainers") or []) + pod["spec"]["containers"]}
         actions = compute_pod_actions(pod, rt, now, delays, self.probes.kills(uid))
-        self.plans += 1
         if not actions.idle:
             await self.act(pod, rt, actions)
             # the new state for probes and status; the plan's back-offs still hold (nothing acted on them)
