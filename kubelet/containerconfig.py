@@ -2,7 +2,6 @@
 $(VAR) expansion, volume mounts, resources, security context and seccomp profile)."""
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -15,6 +14,7 @@ from kubelet.runtime.interface import (ContainerConfig, DNSConfig, HostAlias, In
                                        SandboxConfig, SecurityContext)
 from kubelet.runtime.podfiles import HOST_RESOLV_CONF
 from kubelet.runtime.seccomp import localhost_path
+from kubelet.shared import call_blocking
 from kubelet.volumes import VolumeManager
 
 Getter = Callable[[str, str], Awaitable[dict[str, Any] | None]]        # (plural, name) -> object in the pod's ns
@@ -167,7 +167,9 @@ class ContainerConfigBuilder:
         limits = resources(spec)
         security = security_context(pod, spec, self.opts)
         command, args = spec.get("command"), spec.get("args")
-        mounts = await asyncio.to_thread(self.volumes.container_mounts, pod, spec, volumes)  # subPath binds: I/O
+        # subPath binds are I/O (in a thread); plain mounts are only computed
+        has_subpath = any(m.get("subPath") for m in spec.get("volumeMounts") or [])
+        mounts = await call_blocking(not has_subpath, self.volumes.container_mounts, pod, spec, volumes)
         return ContainerConfig(
             name=spec["name"], image=spec["image"],
             command=[expand(c, env_map) for c in command] if command else None,

@@ -20,7 +20,6 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pklib.client import Client
 from pklib.informer import Handler, Informer, Obj
@@ -54,6 +53,7 @@ class HollowConfig:
     pod_workers: int = 2          # per node
     relist_period: float = 10.0   # fake containers only stop when told to: a relist rarely finds anything
     sync_frequency: float = 60.0
+    status_interval: float = 60.0  # a made-up machine never changes: its node status is checked less often
     port: int = 10250             # the kubelet API port the Nodes advertise (nothing listens)
 
 
@@ -98,7 +98,7 @@ class HollowMachine:
 def node_agent(client: Client, name: str, cfg: HollowConfig, root: Path) -> NodeAgent:
     return NodeAgent(client, NodeConfig(name=name, root_dir=root, max_pods=cfg.max_pods, node_ip=internal_ip(name),
                                         lease_duration=cfg.lease_duration, renew_interval=cfg.renew_interval,
-                                        status_interval=cfg.renew_interval, port=cfg.port),
+                                        status_interval=cfg.status_interval, port=cfg.port),
                      RUNTIME_VERSION, HollowMachine(name, cfg))
 
 

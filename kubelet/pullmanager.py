@@ -9,6 +9,7 @@ from typing import Any, Callable
 from kubelet.images.errors import ImageError
 from kubelet.recorder import Recorder
 from kubelet.runtime.interface import ImageManager
+from kubelet.shared import call_blocking
 
 
 @dataclass
@@ -37,8 +38,9 @@ def pull_policy(spec: dict[str, Any]) -> str:
 
 class PullManager:
     def __init__(self, images: ImageManager, recorder: Recorder, local: LocalImages, backoff_base: float,
-                 backoff_max: float) -> None:
+                 backoff_max: float, inline: bool = False) -> None:
         self.images = images
+        self.inline = inline          # the store answers at once (a fake runtime's): no worker thread
         self.recorder = recorder
         self.local = local
         self.backoff_base = backoff_base
@@ -50,7 +52,7 @@ class PullManager:
         """Pull per imagePullPolicy; `ready` False (with the waiting reason) when the image is not there."""
         uid, name, ref = pod["metadata"]["uid"], spec["name"], spec.get("image", "")
         policy = pull_policy(spec)
-        present = await asyncio.to_thread(self.images.resolve, ref) is not None
+        present = await call_blocking(self.inline, self.images.resolve, ref) is not None
         local = self.local.is_local(ref)
         if local and not present and ref in self.local.bundled:
             await asyncio.to_thread(self.local.bundled[ref])
@@ -83,7 +85,7 @@ class PullManager:
         now = asyncio.get_running_loop().time()
         cached = self._image_ids.get(ref)
         if cached is None or cached[1] < now:
-            img = await asyncio.to_thread(self.images.resolve, ref)
+            img = await call_blocking(self.inline, self.images.resolve, ref)
             cached = self._image_ids[ref] = (f"{ref.rsplit(':', 1)[0]}@{img.id}" if img else "", now + 30)
         return cached[0]
 

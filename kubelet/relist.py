@@ -12,6 +12,7 @@ from typing import Any, Awaitable, Callable, Protocol
 from pklib.objects import key_of
 
 from kubelet.runtime.interface import NotFound, Runtime, RuntimeError_
+from kubelet.shared import call_blocking
 from kubelet.volumes import VolumeManager
 
 log = logging.getLogger("kubelet")
@@ -45,7 +46,7 @@ class Relister:
             full = loop.time() >= next_full
             try:
                 await self.relist()
-                await asyncio.to_thread(self.runtime.rotate_logs)  # containerLogMaxSize / MaxFiles
+                await call_blocking(self.runtime.in_memory, self.runtime.rotate_logs)  # containerLogMaxSize/MaxFiles
                 if full:
                     await self.remove_orphaned_volumes()
             except (RuntimeError_, OSError) as e:
@@ -60,7 +61,7 @@ class Relister:
         """Requeue pods whose containers changed state; remove what belongs to pods that are gone."""
         sandboxes = await self.runtime.list_sandboxes()
         # files only: a container exit is what a relist must notice; a full sync (sync_frequency) asks runc
-        exits = await asyncio.to_thread(self.runtime.container_exits)
+        exits = await call_blocking(self.runtime.in_memory, self.runtime.container_exits)
         seen: dict[str, list[Any]] = {}
         sandbox_uid = {s.id: s.config.uid for s in sandboxes}
         for s in sandboxes:

@@ -24,6 +24,7 @@ class StatusManager:
         self.client = client
         self.image_id = image_id
         self._written: dict[str, dict[str, Any]] = {}   # uid -> the status we last wrote
+        self._written_rv: dict[str, int] = {}           # uid -> the resourceVersion that write made
 
     def is_own_echo(self, old: dict[str, Any], new: dict[str, Any]) -> bool:
         """The update only brings back the status we wrote (spec and metadata unchanged)."""
@@ -41,15 +42,20 @@ class StatusManager:
 
     async def write(self, pod: dict[str, Any], rt: PodRuntime, inputs: StatusInputs) -> bool:
         """Write the pod's status if it differs from the one the pod has; True when it was written."""
+        uid = pod["metadata"]["uid"]
         status = compute_status(pod, rt, inputs, pod_finished(pod, rt))
         if same_status(pod.get("status") or {}, status):
             return False
+        if uid in self._written and _rv(pod) < self._written_rv.get(uid, 0) \
+                and same_status(self._written[uid], status):
+            return False  # the cache has not seen our last write yet, and that write said the same
         # a merge patch: keys we own that are gone now must be nulled explicitly
         patch = {**{k: None for k in OWNED_STATUS if k in (pod.get("status") or {}) and k not in status}, **status}
         try:
             written = await self.client.patch(PODS, pod["metadata"]["name"], {"status": patch},
                                               pod["metadata"]["namespace"], subresource="status")
-            self._written[pod["metadata"]["uid"]] = written.get("status") or {}
+            self._written[uid] = written.get("status") or {}
+            self._written_rv[uid] = _rv(written)
         except ApiError as e:
             if not is_not_found(e):
                 raise
@@ -57,3 +63,11 @@ class StatusManager:
 
     def forget(self, uid: str) -> None:
         self._written.pop(uid, None)
+        self._written_rv.pop(uid, None)
+
+
+def _rv(obj: dict[str, Any]) -> int:
+    try:
+        return int(obj["metadata"].get("resourceVersion") or 0)
+    except (TypeError, ValueError):
+        return 0

@@ -14,7 +14,7 @@ import copy
 import hashlib
 import ipaddress
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import AsyncIterator, Callable
@@ -27,6 +27,10 @@ from kubelet.runtime.interface import (STDERR, STDOUT, ContainerConfig, Containe
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _copy_status(status: ContainerStatus) -> ContainerStatus:
+    return replace(status, labels=dict(status.labels))
 
 
 @dataclass
@@ -118,6 +122,8 @@ class FakeImageStore:
 
 
 class FakeRuntime:
+    in_memory = True
+
     def __init__(self, pod_cidr: str = "10.244.0.0/24", record_calls: bool = True) -> None:
         self.images = FakeImageStore()
         self.sandboxes: dict[str, SandboxStatus] = {}
@@ -208,10 +214,11 @@ class FakeRuntime:
             self._used_ips.pop(self.sandboxes.pop(sandbox_id).ip, None)
 
     async def sandbox_status(self, sandbox_id: str) -> SandboxStatus:
-        return copy.deepcopy(self._sandbox(sandbox_id))
+        return replace(self._sandbox(sandbox_id))
 
     async def list_sandboxes(self) -> list[SandboxStatus]:
-        return [copy.deepcopy(s) for s in self.sandboxes.values()]
+        # shallow copies (cheap: hollow nodes list often): a caller changing state does not change ours
+        return [replace(s) for s in self.sandboxes.values()]
 
     # --- containers ---------------------------------------------------------------------------------------
 
@@ -242,10 +249,10 @@ class FakeRuntime:
         self.containers.pop(container_id, None)
 
     async def container_status(self, container_id: str) -> ContainerStatus:
-        return copy.deepcopy(self._container(container_id).status)
+        return _copy_status(self._container(container_id).status)
 
     async def list_containers(self, sandbox_id: str | None = None) -> list[ContainerStatus]:
-        return [copy.deepcopy(c.status) for c in self.containers.values()
+        return [_copy_status(c.status) for c in self.containers.values()
                 if sandbox_id is None or c.status.sandbox_id == sandbox_id]
 
     def container_exits(self) -> dict[str, tuple[str, bool]]:

@@ -277,6 +277,11 @@ class ImageManager(ImageService, Protocol):
 class Runtime(SandboxService, ContainerService, Protocol):
     """Everything the pod workers use: RuncRuntime and FakeRuntime both satisfy it."""
     @property
+    def in_memory(self) -> bool:
+        """True when `images`, `container_exits` and `rotate_logs` return at once (FakeRuntime): the kubelet
+        then calls them inline instead of in a worker thread (hundreds of hollow nodes share one process)."""
+        ...
+    @property
     def images(self) -> ImageManager: ...
 
     def container_exits(self) -> dict[str, tuple[str, bool]]:

@@ -41,6 +41,7 @@ class RuntimeConfig:
 
 class RuncRuntime:
     """Implements the Runtime protocol (kubelet.runtime.interface)."""
+    in_memory = False   # image, exit and log-rotation calls read files: the kubelet runs them in threads
 
     def __init__(self, config: RuntimeConfig, images: ImageManager) -> None:
         self.config = config

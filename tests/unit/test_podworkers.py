@@ -54,6 +54,7 @@ class FakeClient:
         self.pods = pods
         self.status_patches: list[dict[str, Any]] = []
         self.deletes: list[tuple[str, str, dict[str, Any]]] = []
+        self.next_rv = 1
 
     async def patch(self, res: Any, name: str, body: dict[str, Any], namespace: str | None = None,
                     subresource: str | None = None) -> dict[str, Any]:
@@ -61,7 +62,10 @@ class FakeClient:
         self.status_patches.append(copy.deepcopy(body["status"]))
         pod = self.pods.items[f"{namespace}/{name}"]
         status = {**(pod.get("status") or {}), **body["status"]}
+        pod = self.pods.items[f"{namespace}/{name}"] = copy.deepcopy(pod)
         pod["status"] = {k: v for k, v in status.items() if v is not None}
+        pod["metadata"]["resourceVersion"] = str(self.next_rv)
+        self.next_rv += 1
         return pod
 
     async def list(self, res: Any, namespace: str | None = None) -> dict[str, Any]:
@@ -226,3 +230,17 @@ async def test_the_relist_requeues_a_pod_whose_container_exited_and_tears_down_p
     del node.pods.items[key]
     await node.workers.relister.relist()
     assert node.runtime.sandboxes == {}
+
+
+async def test_a_sync_before_the_cache_saw_our_status_write_writes_nothing_again(node: Node) -> None:
+    key = node.add("stale")
+    node.pods.items[key]["metadata"]["resourceVersion"] = "5"
+    stale = copy.deepcopy(node.pods.items[key])
+    node.client.next_rv = 7
+    await node.workers.sync(key)
+    assert len(node.client.status_patches) == 1
+    fresh = node.pods.items[key]
+    node.pods.items[key] = stale                  # the watch has not brought our write back yet
+    await node.workers.sync(key)
+    assert len(node.client.status_patches) == 1
+    node.pods.items[key] = fresh
