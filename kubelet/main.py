@@ -4,8 +4,9 @@
     pkube kubelet --hollow --count N [--name-prefix hollow-node] [--cpu 4] [--memory 16Gi] [--max-pods 110] ...
 
 The default mode is the real kubelet: it registers this machine as a Node and runs the pods bound to it with
-runc (kubelet/agent.py, kubelet/node.py). `--hollow` runs N fake nodes in this process (kubemark-style, for
-scale tests).
+runc (kubelet/run.py wires kubelet/nodestatus.py and kubelet/podworkers.py; the flags are in kubelet/flags.py).
+`--hollow` runs N nodes in this process (kubemark-style, for scale tests): the same NodeAgent and PodWorkers,
+each node on its own in-memory fake runtime (kubelet/hollow.py).
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from pklib.errors import ApiError, ConnectionFailed
 from pklib.quantity import QuantityError, parse_quantity
 
 from .hollow import HollowConfig, HollowKubelet
-from .kubelet import add_real_flags, check_real_config, cleanup_node, run_real
+from .flags import add_real_flags, check_real_config
+from .run import cleanup_node, run_real
 from .runtime.interface import RuntimeError_
 
 log = logging.getLogger("kubelet")

@@ -22,17 +22,14 @@ import os
 import socket
 import struct
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
 
 from kubelet import spdy
 from kubelet.network.netns import in_netns
-from kubelet.runtime.interface import RuntimeError_
-
-if TYPE_CHECKING:
-    from kubelet.agent import PodWorkers
+from kubelet.host import HostError, PodHost
 
 log = logging.getLogger("kubelet.portforward")
 SPDY_PROTOCOL = "SPDY/3.1+portforward.k8s.io"
@@ -81,7 +78,7 @@ async def connect_in_netns(netns: str, port: int) -> tuple[asyncio.StreamReader,
     return await asyncio.open_connection(sock=sock)
 
 
-async def handle(workers: "PodWorkers", request: web.Request) -> web.StreamResponse:
+async def handle(host: PodHost, request: web.Request) -> web.StreamResponse:
     """The route handler: find the pod's network namespace, then serve the protocol the client chose."""
     ns, name = request.match_info["namespace"], request.match_info["pod"]
     ws = web.WebSocketResponse(protocols=PROTOCOLS, max_msg_size=0)
@@ -95,7 +92,7 @@ async def handle(workers: "PodWorkers", request: web.Request) -> web.StreamRespo
             ports = parse_ports(request.query.getall("port", []))
         except ValueError as e:
             raise _error(400, str(e)) from None
-    netns = await _pod_netns(workers, ns, name)
+    netns = await _pod_netns(host, ns, name)
     label = f"{ns}/{name}"
 
     async def connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -125,20 +122,11 @@ def _error(code: int, message: str) -> web.HTTPException:
     return cls(text=json.dumps(body), content_type="application/json")
 
 
-async def _pod_netns(workers: "PodWorkers", ns: str, name: str) -> str:
-    pod = workers.pods.store.get(f"{ns}/{name}")
-    if pod is None:
-        raise _error(404, f'pod "{name}" not found on this node')
-    rt = await workers.runtime_state(pod["metadata"]["uid"])
-    if rt.sandbox_id is None or not rt.sandbox_ready:
-        raise _error(400, f"pod {name} has no running sandbox (it is not running)")
+async def _pod_netns(host: PodHost, ns: str, name: str) -> str:
     try:
-        status = await workers.runtime.sandbox_status(rt.sandbox_id)
-    except RuntimeError_ as e:
-        raise _error(400, f"pod {name}: {e}") from None
-    if not status.netns:
-        raise _error(400, f"pod {name} has no network namespace")
-    return status.netns
+        return await host.pod_netns(ns, name)
+    except HostError as e:
+        raise _error(e.code, e.message) from None
 
 
 async def _copy_out(reader: asyncio.StreamReader, send: Callable[[bytes], Awaitable[None]]) -> None:

@@ -47,9 +47,11 @@ def _port(container: dict[str, Any], port: Any) -> int:
 
 class ProbeManager:
     def __init__(self, runtime: Any, on_change: Callable[[str], None],
-                 on_failure: Callable[[dict[str, Any], str, str], None]) -> None:
-        """on_change(pod key): requeue the pod; on_failure(pod, container name, message): record an Event."""
+                 on_failure: Callable[[dict[str, Any], str, str], None], network: bool = True) -> None:
+        """on_change(pod key): requeue the pod; on_failure(pod, container name, message): record an Event.
+        `network` False (hollow nodes, whose pod IPs are made up): httpGet and tcpSocket checks pass unsent."""
         self.runtime = runtime
+        self.network = network
         self.on_change = on_change
         self.on_failure = on_failure
         self._workers: dict[tuple[str, str], _Worker] = {}   # (pod uid, container name) -> worker
@@ -162,6 +164,8 @@ class ProbeManager:
 
     async def check(self, spec: dict[str, Any], cid: str, pod_ip: str, probe: dict[str, Any]) -> tuple[bool, str]:
         timeout = max(1, probe.get("timeoutSeconds", 1))
+        if not self.network and ("httpGet" in probe or "tcpSocket" in probe):
+            return True, ""
         try:
             if "exec" in probe:
                 cmd = (probe["exec"] or {}).get("command") or []

@@ -24,16 +24,14 @@ import json
 import logging
 import ssl
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from kubelet import portforward
-from kubelet.runtime.interface import ContainerState, ExecStream, LogOptions, NotFound, RuntimeError_
-
-if TYPE_CHECKING:
-    from kubelet.agent import PodWorkers
+from kubelet.host import HostError, PodHost
+from kubelet.runtime.interface import ExecStream, LogOptions, NotFound
 
 log = logging.getLogger("kubelet.server")
 STDIN, STATUS, RESIZE, CLOSE = 0, 3, 4, 255  # channel bytes (stdout 1 and stderr 2 come from the session)
@@ -95,9 +93,13 @@ def _subject(request: web.Request) -> tuple[str, list[str]] | None:
             [v for k, v in attrs if k == "organizationName"])
 
 
+def _host_error(e: HostError) -> web.HTTPException:
+    return _error(e.code, e.reason, e.message)
+
+
 class KubeletServer:
-    def __init__(self, workers: "PodWorkers") -> None:
-        self.workers = workers
+    def __init__(self, host: PodHost) -> None:
+        self.host = host
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._auth])
@@ -107,8 +109,8 @@ class KubeletServer:
         app.router.add_get("/exec/{namespace}/{pod}/{container}", self.exec)
         app.router.add_post("/exec/{namespace}/{pod}/{container}", self.exec)
         # pods/portforward (kubelet/portforward.py); POST answers a caller that did not upgrade with a clear error
-        app.router.add_get("/portForward/{namespace}/{pod}", lambda r: portforward.handle(self.workers, r))
-        app.router.add_post("/portForward/{namespace}/{pod}", lambda r: portforward.handle(self.workers, r))
+        app.router.add_get("/portForward/{namespace}/{pod}", lambda r: portforward.handle(self.host, r))
+        app.router.add_post("/portForward/{namespace}/{pod}", lambda r: portforward.handle(self.host, r))
         app.router.add_get("/stats/summary", self.summary)
         return app
 
@@ -129,20 +131,10 @@ class KubeletServer:
 
     async def _container(self, request: web.Request, previous: bool = False) -> str:
         ns, name, container = (request.match_info[k] for k in ("namespace", "pod", "container"))
-        pod = self.workers.pods.store.get(f"{ns}/{name}")
-        if pod is None:
-            raise _error(404, "NotFound", f'pod "{name}" not found on this node')
-        init = container in {c["name"] for c in pod["spec"].get("initContainers") or []}
-        if not init and container not in {c["name"] for c in pod["spec"]["containers"]}:
-            raise _error(400, "BadRequest", f"container {container} is not valid for pod {name}")
-        rt = await self.workers.runtime_state(pod["metadata"]["uid"])
-        found = rt.previous(container, init) if previous else rt.latest(container, init)
-        if found is None:
-            if previous:
-                raise _error(400, "BadRequest", f'previous terminated container "{container}" in pod "{name}" '
-                                                "not found")
-            raise _error(400, "BadRequest", f'container "{container}" in pod "{name}" is waiting to start')
-        return found.id
+        try:
+            return await self.host.find_container(ns, name, container, previous)
+        except HostError as e:
+            raise _host_error(e) from None
 
     async def logs(self, request: web.Request) -> web.StreamResponse:
         cid = await self._container(request, _bool(request.query.get("previous")))
@@ -154,7 +146,7 @@ class KubeletServer:
         resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
         await resp.prepare(request)
         try:
-            async for line in self.workers.runtime.logs(cid, options):
+            async for line in self.host.logs(cid, options):
                 await resp.write((line.format(options.timestamps) + "\n").encode())
         except (NotFound, ConnectionResetError):
             pass  # the container went away, or the reader did
@@ -180,32 +172,21 @@ class KubeletServer:
         if not command:
             raise _error(400, "BadRequest", "you must specify at least 1 command")
         cid = await self._container(request)
-        status = await self.workers.runtime.container_status(cid)
-        if status.state != ContainerState.RUNNING:
-            raise _error(400, "BadRequest", f"container {request.match_info['container']} is not running")
         try:
-            return await self.workers.runtime.start_exec(cid, command, stdin=_bool(request.query.get("stdin")),
-                                                         tty=_bool(request.query.get("tty")))
-        except (RuntimeError_, OSError) as e:
-            raise _error(400, "BadRequest", f"cannot start {command!r}: {e}") from None
+            return await self.host.start_exec(cid, request.match_info["container"], command,
+                                              stdin=_bool(request.query.get("stdin")),
+                                              tty=_bool(request.query.get("tty")))
+        except HostError as e:
+            raise _host_error(e) from None
 
     async def summary(self, _: web.Request) -> web.Response:
         """Usage of the node's pods and containers from their cgroups (a subset of the kubelet Summary API)."""
         pods = []
-        by_uid = {p["metadata"]["uid"]: p for p in self.workers.pods.store.list()}
-        for sandbox in await self.workers.runtime.list_sandboxes():
-            pod = by_uid.get(sandbox.config.uid)
-            if pod is None or sandbox.state.value != "ready":
-                continue
-            try:
-                stats = await self.workers.runtime.pod_stats(sandbox.id)
-            except RuntimeError_:
-                continue  # removed meanwhile
-            names = {c.id: c.labels.get("pkube.io/container", c.name)
-                     for c in await self.workers.runtime.list_containers(sandbox.id)}
+        for usage in await self.host.pod_usage():
+            pod, stats, names = usage.pod, usage.stats, usage.container_names
             pods.append({
                 "podRef": {"name": pod["metadata"]["name"], "namespace": pod["metadata"]["namespace"],
-                           "uid": sandbox.config.uid},
+                           "uid": pod["metadata"]["uid"]},
                 "cpu": {"time": stats.timestamp.isoformat(), "usageCoreNanoSeconds": stats.cpu_usage_ns},
                 "memory": {"time": stats.timestamp.isoformat(), "workingSetBytes": stats.memory_working_set_bytes},
                 "containers": [{"name": names.get(c.container_id, c.container_id),
@@ -213,7 +194,7 @@ class KubeletServer:
                                 "memory": {"workingSetBytes": c.memory_working_set_bytes,
                                            "usageBytes": c.memory_usage_bytes}} for c in stats.containers],
             })
-        return web.json_response({"node": {"nodeName": self.workers.node.cfg.name}, "pods": pods})
+        return web.json_response({"node": {"nodeName": self.host.node_name}, "pods": pods})
 
 
 def _failure(reason: str, message: str) -> dict[str, Any]:

@@ -9,9 +9,15 @@ the same read shares its result. N pods synced together then cost two reads inst
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable, Generic, TypeVar
+from typing import Any, Awaitable, Callable, Generic, TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
+
+
+async def call_blocking(inline: bool, fn: Callable[..., R], *args: Any) -> R:
+    """fn(*args) in a worker thread (it blocks), or right here when `inline` (it is known not to)."""
+    return fn(*args) if inline else await asyncio.to_thread(fn, *args)
 
 
 class Interrupted(Exception):

@@ -1,17 +1,25 @@
-"""In-memory runtime for kubelet unit tests: same interface as RuncRuntime, nothing touches the machine.
+"""In-memory runtime: the Runtime protocol (like RuncRuntime) with nothing touching the machine. It drives the
+kubelet's pod workers in unit tests and on hollow nodes (kubelet/hollow.py): no thread, process or file per pod.
 
 Tests drive it: `finish(cid, exit_code, reason)` makes a container exit, `write_log` adds log lines,
 `exec_handler` answers execs (buffered and streamed; `exec_streams` keeps what streamed execs were sent),
-`fail(method, error)` makes the next call of a method raise, `calls` records every call in order.
+`fail(method, error)` makes the next call of a method raise, `calls` records every call in order (unless
+record_calls is False), `images` is a FakeImageStore (`images.missing` / `images.pull_errors` to make pulls fail).
+Sandbox IPs come from `pod_cidr` (the first host address is left for the gateway); `reserve_ip(uid, ip)` gives
+a pod's next sandbox that address (a restarted hollow node keeps its pods' IPs).
 """
 from __future__ import annotations
 
 import copy
+import hashlib
+import ipaddress
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import AsyncIterator, Callable
 
+from images.errors import ImageError, ImageNotFound
 from kubelet.runtime.interface import (STDERR, STDOUT, ContainerConfig, ContainerState, ContainerStats,
                                        ContainerStatus, ExecResult, LogLine, LogOptions, NotFound, PodStats,
                                        RuntimeError_, SandboxConfig, SandboxState, SandboxStatus)
@@ -19,6 +27,10 @@ from kubelet.runtime.interface import (STDERR, STDOUT, ContainerConfig, Containe
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _copy_status(status: ContainerStatus) -> ContainerStatus:
+    return replace(status, labels=dict(status.labels))
 
 
 @dataclass
@@ -65,8 +77,55 @@ class FakeExecStream:
         self.closed = True
 
 
+@dataclass
+class FakeImage:
+    name: str
+    id: str
+
+
+@dataclass
+class FakePull:
+    image: FakeImage
+    bytes: int = 0
+
+
+class FakeImageStore:
+    """Every image is there (or pulls at once), except those in `missing`; `pull_errors` make pulls fail."""
+
+    def __init__(self) -> None:
+        self.missing: set[str] = set()
+        self.pull_errors: dict[str, str] = {}     # ref -> message of the ImageError its pull raises
+        self.pulls: list[str] = []
+
+    def resolve(self, ref: str) -> FakeImage | None:
+        return None if ref in self.missing else FakeImage(ref, "sha256:" + hashlib.sha256(ref.encode()).hexdigest())
+
+    def pull(self, ref: str) -> FakePull:
+        self.pulls.append(ref)
+        if ref in self.pull_errors:
+            raise ImageError(self.pull_errors[ref])
+        self.missing.discard(ref)
+        image = self.resolve(ref)
+        assert image is not None
+        return FakePull(image, 1024)
+
+    def config(self, ref: str) -> dict:
+        if ref in self.missing:
+            raise ImageNotFound(f"image {ref} not found")
+        return {"config": {}}
+
+    def prepare_rootfs(self, ref: str, container_id: str) -> Path:
+        return Path("/nonexistent") / container_id
+
+    def release_rootfs(self, container_id: str) -> None:
+        pass
+
+
 class FakeRuntime:
-    def __init__(self, pod_cidr_prefix: str = "10.244.0.") -> None:
+    in_memory = True
+
+    def __init__(self, pod_cidr: str = "10.244.0.0/24", record_calls: bool = True) -> None:
+        self.images = FakeImageStore()
         self.sandboxes: dict[str, SandboxStatus] = {}
         self.containers: dict[str, _Container] = {}
         self.calls: list[tuple[str, tuple]] = []
@@ -74,13 +133,18 @@ class FakeRuntime:
         self.exec_streams: list[FakeExecStream] = []
         self._failures: dict[str, Exception] = {}
         self._ids = itertools.count(1)
-        self._prefix = pod_cidr_prefix
+        self._network = ipaddress.ip_network(pod_cidr, strict=False)
+        self._used_ips: dict[str, str] = {}      # ip -> sandbox id
+        self._reserved: dict[str, str] = {}      # pod uid -> ip its next sandbox gets
+        self.record_calls = record_calls
+        self.rotations = 0
 
     def fail(self, method: str, error: Exception) -> None:
         self._failures[method] = error
 
     def _call(self, method: str, *args: object) -> None:
-        self.calls.append((method, args))
+        if self.record_calls:
+            self.calls.append((method, args))
         if method in self._failures:
             raise self._failures.pop(method)
 
@@ -110,13 +174,27 @@ class FakeRuntime:
         now = _now()
         self._container(container_id).logs.append(LogLine(now, stream, text, now.isoformat()))
 
+    def reserve_ip(self, uid: str, ip: str) -> None:
+        self._reserved[uid] = ip
+
+    def _allocate_ip(self, uid: str, sandbox_id: str) -> str:
+        ip = self._reserved.pop(uid, "")
+        if not ip or ip in self._used_ips:
+            hosts = self._network.hosts()
+            next(hosts, None)  # the gateway
+            ip = next((str(a) for a in hosts if str(a) not in self._used_ips), "")
+            if not ip:
+                raise RuntimeError_(f"no free IP left in {self._network}")
+        self._used_ips[ip] = sandbox_id
+        return ip
+
     # --- sandboxes ----------------------------------------------------------------------------------------
 
     async def run_sandbox(self, config: SandboxConfig) -> str:
         self._call("run_sandbox", config)
         sid = self._new_id()
         self.sandboxes[sid] = SandboxStatus(id=sid, config=copy.deepcopy(config), state=SandboxState.READY,
-                                            ip=f"{self._prefix}{len(self.sandboxes) + 2}", created_at=_now(),
+                                            ip=self._allocate_ip(config.uid, sid), created_at=_now(),
                                             netns=f"/run/netns/fake-{sid[-8:]}")
         return sid
 
@@ -133,13 +211,14 @@ class FakeRuntime:
         if sandbox_id in self.sandboxes:
             for cid in [c for c, v in self.containers.items() if v.status.sandbox_id == sandbox_id]:
                 del self.containers[cid]
-            del self.sandboxes[sandbox_id]
+            self._used_ips.pop(self.sandboxes.pop(sandbox_id).ip, None)
 
     async def sandbox_status(self, sandbox_id: str) -> SandboxStatus:
-        return copy.deepcopy(self._sandbox(sandbox_id))
+        return replace(self._sandbox(sandbox_id))
 
     async def list_sandboxes(self) -> list[SandboxStatus]:
-        return [copy.deepcopy(s) for s in self.sandboxes.values()]
+        # shallow copies (cheap: hollow nodes list often): a caller changing state does not change ours
+        return [replace(s) for s in self.sandboxes.values()]
 
     # --- containers ---------------------------------------------------------------------------------------
 
@@ -170,11 +249,18 @@ class FakeRuntime:
         self.containers.pop(container_id, None)
 
     async def container_status(self, container_id: str) -> ContainerStatus:
-        return copy.deepcopy(self._container(container_id).status)
+        return _copy_status(self._container(container_id).status)
 
     async def list_containers(self, sandbox_id: str | None = None) -> list[ContainerStatus]:
-        return [copy.deepcopy(c.status) for c in self.containers.values()
+        return [_copy_status(c.status) for c in self.containers.values()
                 if sandbox_id is None or c.status.sandbox_id == sandbox_id]
+
+    def container_exits(self) -> dict[str, tuple[str, bool]]:
+        return {cid: (c.status.sandbox_id, c.status.state == ContainerState.EXITED) for cid, c in self.containers.items()}
+
+    def rotate_logs(self) -> int:
+        self.rotations += 1
+        return 0
 
     async def exec(self, container_id: str, cmd: list[str], stdin: bytes | None = None, tty: bool = False,
                    timeout: float | None = None) -> ExecResult:

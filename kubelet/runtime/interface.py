@@ -11,13 +11,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import AsyncIterator, Protocol
 
-from kubelet.network.podfiles import DNSConfig, HostAlias
-
 __all__ = [
     "DNSConfig", "HostAlias", "SandboxConfig", "SandboxState", "SandboxStatus", "Mount", "Resources",
     "SecurityContext", "ContainerConfig", "ContainerState", "ContainerStatus", "ExecResult", "ContainerStats",
     "PodStats", "LogOptions", "LogLine", "RuntimeError_", "NotFound", "InvalidConfig", "ExecTimeout", "SandboxService",
-    "ContainerService", "ImageService", "ExecStream", "STDOUT", "STDERR",
+    "ContainerService", "ImageService", "ImageManager", "ResolvedImage", "PulledImage", "Runtime", "ExecStream",
+    "STDOUT", "STDERR",
 ]
 
 STDOUT, STDERR = 1, 2  # the streams of ExecStream.output(), numbered as the pods/exec channels
@@ -37,6 +36,20 @@ class ExecTimeout(RuntimeError_):
 
 class InvalidConfig(RuntimeError_):
     """The container cannot be created as configured (Kubernetes: CreateContainerConfigError)."""
+
+
+@dataclass
+class HostAlias:
+    ip: str
+    hostnames: list[str]
+
+
+@dataclass
+class DNSConfig:
+    """What goes into the pod's resolv.conf (the kubelet computes it from dnsPolicy/dnsConfig)."""
+    nameservers: list[str] = field(default_factory=list)
+    searches: list[str] = field(default_factory=list)
+    options: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -242,3 +255,39 @@ class ImageService(Protocol):
     def config(self, ref: str) -> dict: ...
     def prepare_rootfs(self, ref: str, container_id: str) -> Path: ...
     def release_rootfs(self, container_id: str) -> None: ...
+
+
+class ResolvedImage(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+class PulledImage(Protocol):
+    @property
+    def bytes(self) -> int: ...
+
+
+class ImageManager(ImageService, Protocol):
+    """What the kubelet's pull manager needs on top: is an image here, and fetch it (blocking calls: the
+    kubelet runs them in a thread). `pull` raises images.errors.ImageError when it fails."""
+    def resolve(self, ref: str) -> ResolvedImage | None: ...
+    def pull(self, ref: str) -> PulledImage: ...
+
+
+class Runtime(SandboxService, ContainerService, Protocol):
+    """Everything the pod workers use: RuncRuntime and FakeRuntime both satisfy it."""
+    @property
+    def in_memory(self) -> bool:
+        """True when `images`, `container_exits` and `rotate_logs` return at once (FakeRuntime): the kubelet
+        then calls them inline instead of in a worker thread (hundreds of hollow nodes share one process)."""
+        ...
+    @property
+    def images(self) -> ImageManager: ...
+
+    def container_exits(self) -> dict[str, tuple[str, bool]]:
+        """Container id -> (sandbox id, exited), cheaply (no process per call): what a relist compares."""
+        ...
+
+    def rotate_logs(self) -> int:
+        """Rotate container logs grown beyond the configured size; returns how many were rotated."""
+        ...

@@ -13,7 +13,7 @@ from kubelet.runtime import cgroups, stats
 from kubelet.runtime.containers import LOG_MAX_FILES, LOG_MAX_SIZE, Containers
 from kubelet.runtime.exec import run_exec, start_exec
 from kubelet.runtime.interface import (ContainerConfig, ContainerState, ContainerStats, ContainerStatus, ExecResult,
-                                       ExecStream, ImageService, LogLine, LogOptions, NotFound, PodStats,
+                                       ExecStream, ImageManager, LogLine, LogOptions, NotFound, PodStats,
                                        RuntimeError_, SandboxConfig, SandboxState, SandboxStatus)
 from kubelet.runtime.logs import read_logs
 from kubelet.runtime.monitor import conmon_alive, read_exit
@@ -40,10 +40,12 @@ class RuntimeConfig:
 
 
 class RuncRuntime:
-    """Implements SandboxService and ContainerService (kubelet.runtime.interface)."""
+    """Implements the Runtime protocol (kubelet.runtime.interface)."""
+    in_memory = False   # image, exit and log-rotation calls read files: the kubelet runs them in threads
 
-    def __init__(self, config: RuntimeConfig, images: ImageService) -> None:
+    def __init__(self, config: RuntimeConfig, images: ImageManager) -> None:
         self.config = config
+        self.images = images
         config.state_dir.mkdir(parents=True, exist_ok=True)
         runc_root = config.runc_root or config.state_dir / "runc"
         runc_root.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from kubelet.network.manager import NodeNetwork
-from kubelet.network.podfiles import DNSConfig, HostAlias, write_pod_files
+from kubelet.runtime.podfiles import DNSConfig, HostAlias, write_pod_files
 from kubelet.runtime.interface import (InvalidConfig, NotFound, RuntimeError_, SandboxConfig, SandboxState,
                                        SandboxStatus)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from kubelet.agent import seccomp_profile
+from kubelet.containerconfig import seccomp_profile
 from kubelet.env import ConfigError
 from kubelet.runtime.interface import InvalidConfig, SecurityContext
 from kubelet.runtime.oci import DEFAULT_CAPS, capabilities, no_new_privileges, seccomp_section

@@ -2,24 +2,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from kubelet.runtime.interface import DNSConfig, HostAlias
+
+__all__ = ["HOST_RESOLV_CONF", "DNSConfig", "HostAlias", "hosts_file", "resolv_conf", "write_pod_files"]
+
 HOST_RESOLV_CONF = Path("/etc/resolv.conf")
-
-
-@dataclass
-class HostAlias:
-    ip: str
-    hostnames: list[str]
-
-
-@dataclass
-class DNSConfig:
-    """What goes into the pod's resolv.conf (the kubelet computes it from dnsPolicy/dnsConfig)."""
-    nameservers: list[str] = field(default_factory=list)
-    searches: list[str] = field(default_factory=list)
-    options: list[str] = field(default_factory=list)
 
 
 def hosts_file(hostname: str, ip: str, fqdn: str = "", aliases: list[HostAlias] | None = None) -> str:

@@ -1,4 +1,4 @@
-"""The kubelet's Node: registration (capacity/allocatable, addresses, nodeInfo, labels, conditions), the Lease
+"""The kubelet's Node (NodeAgent): registration (capacity/allocatable, addresses, nodeInfo, labels, conditions), the Lease
 heartbeat in kube-node-lease, node status computed every `status_interval` and written when it changed or
 `report_interval` passed (Kubernetes' nodeStatusUpdateFrequency / nodeStatusReportFrequency: the Lease is
 the liveness signal, so an unchanged status is only re-posted every few minutes), and the wait for
@@ -15,16 +15,16 @@ import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pklib.client import Client
-from pklib.errors import ApiError, ConnectionFailed, is_already_exists, is_conflict, is_not_found
-from pklib.api.timefmt import micro_now, now_rfc3339
-from pklib.api.wellknown import NODE_LEASE_NAMESPACE as LEASE_NAMESPACE
+from pklib.api.leases import LEASE_NAMESPACE, NodeLease
+from pklib.api.timefmt import now_rfc3339
+from pklib.errors import ApiError, ConnectionFailed, is_already_exists
 from pklib.quantity import to_bytes, to_millicores
 from pklib.resources import LEASES, NAMESPACES, NODES
 
-log = logging.getLogger("kubelet.node")
+log = logging.getLogger("kubelet.nodestatus")
 
 KUBELET_VERSION = "v1.32.0-pkube"
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
@@ -113,26 +113,65 @@ _CONDITION_TEXT = {
 }
 
 
-class NodeAgent:
-    def __init__(self, client: Client, cfg: NodeConfig, runtime_version: str) -> None:
-        self.client = client
+class Machine(Protocol):
+    """What a node reports about the machine it runs on: the host (HostMachine), or a made-up one (hollow)."""
+    def labels(self) -> dict[str, str]: ...
+    def capacity(self) -> tuple[dict[str, str], dict[str, str]]: ...
+    def pressure(self) -> dict[str, bool]: ...
+    def addresses(self, ip: str) -> list[dict[str, str]]: ...
+    def node_info(self, runtime_version: str) -> dict[str, str]: ...
+
+
+class HostMachine:
+    def __init__(self, cfg: NodeConfig) -> None:
         self.cfg = cfg
-        self.runtime_version = runtime_version
-        self.ip = cfg.node_ip  # resolved by the caller (host_ip() must run outside the event loop)
-        self.node: dict[str, Any] = {}
-        self._lease: dict[str, Any] | None = None
 
     def labels(self) -> dict[str, str]:
         arch = _ARCH.get(platform.machine(), platform.machine())
         return {"kubernetes.io/hostname": self.cfg.name, "kubernetes.io/os": "linux", "kubernetes.io/arch": arch,
-                "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": arch, **self.cfg.labels}
+                "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": arch}
+
+    def capacity(self) -> tuple[dict[str, str], dict[str, str]]:
+        return capacity(self.cfg)
+
+    def pressure(self) -> dict[str, bool]:
+        return pressure(self.cfg)
+
+    def addresses(self, ip: str) -> list[dict[str, str]]:
+        return [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": socket.gethostname()}]
+
+    def node_info(self, runtime_version: str) -> dict[str, str]:
+        return {"kubeletVersion": KUBELET_VERSION, "kubeProxyVersion": KUBELET_VERSION,
+                "containerRuntimeVersion": runtime_version, "operatingSystem": "linux",
+                "architecture": _ARCH.get(platform.machine(), platform.machine()), "osImage": _os_image(),
+                "kernelVersion": platform.release(), "machineID": _read("/etc/machine-id"),
+                "systemUUID": _read("/etc/machine-id"), "bootID": _read("/proc/sys/kernel/random/boot_id")}
+
+
+class NodeAgent:
+    def __init__(self, client: Client, cfg: NodeConfig, runtime_version: str, machine: Machine | None = None) -> None:
+        self.client = client
+        self.cfg = cfg
+        self.runtime_version = runtime_version
+        self.machine: Machine = machine or HostMachine(cfg)
+        self.ip = cfg.node_ip  # resolved by the caller (host_ip() must run outside the event loop)
+        self.node: dict[str, Any] = {}
+        self.lease = NodeLease(client, cfg.name, cfg.lease_duration, self._node_uid)
+
+    async def _node_uid(self) -> str:
+        if not self.node:
+            self.node = await self.client.get(NODES, self.cfg.name)
+        return str(self.node["metadata"]["uid"])
+
+    def labels(self) -> dict[str, str]:
+        return {**self.machine.labels(), **self.cfg.labels}
 
     def desired_status(self, old: dict[str, Any]) -> dict[str, Any]:
-        cap, alloc = capacity(self.cfg)
+        cap, alloc = self.machine.capacity()
         now = now_rfc3339()
         conds = []
         old_conds = {c.get("type"): c for c in old.get("conditions") or []}
-        flags = pressure(self.cfg)
+        flags = self.machine.pressure()
         wanted: list[tuple[str, str, str, str]] = []
         for t, (ok, bad) in _CONDITION_TEXT.items():
             reason, msg = bad if flags[t] else ok
@@ -143,27 +182,16 @@ class NodeAgent:
             since = prev.get("lastTransitionTime") if prev.get("status") == status else None
             conds.append({"type": t, "status": status, "reason": reason, "message": msg,
                           "lastHeartbeatTime": now, "lastTransitionTime": since or now})
-        arch = _ARCH.get(platform.machine(), platform.machine())
         return {
-            "capacity": cap, "allocatable": alloc, "conditions": conds,
-            "addresses": [{"type": "InternalIP", "address": self.ip},
-                          {"type": "Hostname", "address": socket.gethostname()}],
-            "nodeInfo": {"kubeletVersion": KUBELET_VERSION, "kubeProxyVersion": KUBELET_VERSION,
-                         "containerRuntimeVersion": self.runtime_version, "operatingSystem": "linux",
-                         "architecture": arch, "osImage": _os_image(), "kernelVersion": platform.release(),
-                         "machineID": _read("/etc/machine-id"), "systemUUID": _read("/etc/machine-id"),
-                         "bootID": _read("/proc/sys/kernel/random/boot_id")},
+            "capacity": cap, "allocatable": alloc, "conditions": conds, "addresses": self.machine.addresses(self.ip),
+            "nodeInfo": self.machine.node_info(self.runtime_version),
             "daemonEndpoints": {"kubeletEndpoint": {"Port": self.cfg.port}},
         }
 
-    async def register(self) -> dict[str, Any]:
+    async def register(self, ensure_lease_namespace: bool = True) -> dict[str, Any]:
         """Create the Node, or take over an existing one (a restarted kubelet), and its Lease."""
-        try:
-            await self.client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace",
-                                                  "metadata": {"name": LEASE_NAMESPACE}})
-        except ApiError as e:
-            if not is_already_exists(e):
-                raise
+        if ensure_lease_namespace:
+            await ensure_namespace(self.client)
         body = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": self.cfg.name, "labels": self.labels()},
                 "spec": {}, "status": self.desired_status({})}
         try:
@@ -179,7 +207,7 @@ class NodeAgent:
         node = await self.client.patch(NODES, self.cfg.name, {"status": self.desired_status(node.get("status") or {})},
                                        subresource="status")
         self.node = node
-        await self.renew_lease()
+        await self.lease.renew()
         return node
 
     async def wait_pod_cidr(self) -> str:
@@ -197,43 +225,16 @@ class NodeAgent:
             waited += 0.25
 
     async def renew_lease(self) -> None:
-        for _ in range(3):
-            try:
-                if self._lease is None:
-                    self._lease = await self._get_or_create_lease()
-                else:
-                    spec = dict(self._lease.get("spec") or {}, renewTime=micro_now(), holderIdentity=self.cfg.name,
-                                leaseDurationSeconds=self.cfg.lease_duration)
-                    self._lease = await self.client.update(LEASES, {**self._lease, "spec": spec})
-                return
-            except ApiError as e:
-                if not (is_conflict(e) or is_not_found(e)):
-                    raise
-                self._lease = None
+        await self.lease.renew()
 
-    async def _get_or_create_lease(self) -> dict[str, Any]:
-        now = micro_now()
-        try:
-            lease = await self.client.get(LEASES, self.cfg.name, LEASE_NAMESPACE)
-        except ApiError as e:
-            if not is_not_found(e):
-                raise
-            return await self.client.create(LEASES, {
-                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {"name": self.cfg.name, "namespace": LEASE_NAMESPACE, "ownerReferences": [
-                    {"apiVersion": "v1", "kind": "Node", "name": self.cfg.name, "uid": self.node["metadata"]["uid"]}]},
-                "spec": {"holderIdentity": self.cfg.name, "leaseDurationSeconds": self.cfg.lease_duration,
-                         "acquireTime": now, "renewTime": now}}, LEASE_NAMESPACE)
-        spec = dict(lease.get("spec") or {}, renewTime=now, holderIdentity=self.cfg.name,
-                    leaseDurationSeconds=self.cfg.lease_duration)
-        return await self.client.update(LEASES, {**lease, "spec": spec})
-
-    async def heartbeat(self) -> None:
+    async def heartbeat(self, first_delay: float | None = None) -> None:
         """Renew the Lease every renew_interval; compute the node status every status_interval and write it
-        when it changed or report_interval passed. One timer serves both (by default they coincide)."""
+        when it changed or report_interval passed. One timer serves both (by default they coincide).
+        `first_delay` (default: one interval) spreads the heartbeats of many nodes of one process."""
         loop = asyncio.get_running_loop()
         now = last_report = loop.time()
-        next_lease, next_status = now + self.cfg.renew_interval, now + self.cfg.status_interval
+        next_lease = now + (self.cfg.renew_interval if first_delay is None else first_delay)
+        next_status = now + (self.cfg.status_interval if first_delay is None else first_delay)
         while True:
             await asyncio.sleep(max(0.0, min(next_lease, next_status) - loop.time()))
             now = loop.time()
@@ -251,6 +252,16 @@ class NodeAgent:
                         last_report = loop.time()
             except (ApiError, ConnectionFailed) as e:
                 log.warning("node %s heartbeat failed: %s", self.cfg.name, e)
+
+
+async def ensure_namespace(client: Client) -> None:
+    """kube-node-lease, where the nodes' Leases live."""
+    try:
+        await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace",
+                                         "metadata": {"name": LEASE_NAMESPACE}})
+    except ApiError as e:
+        if not is_already_exists(e):
+            raise
 
 
 def _changed(old: dict[str, Any], new: dict[str, Any]) -> bool:

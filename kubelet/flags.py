@@ -1,29 +1,16 @@
-"""The real kubelet's wiring: flags, then node registration → podCIDR → runtime → pod workers + heartbeat."""
+"""The kubelet's flags for a real node, and their checks (a bad flag is a one-line error before anything runs)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import ipaddress
-import logging
-import socket
 from dataclasses import replace
 from pathlib import Path
 
-from aiohttp import web
-
-from pklib.client import Client
 from pklib.kubeconfig import pkube_home
 from pklib.quantity import QuantityError, parse_quantity
 
-from kubelet.agent import PodWorkerConfig, PodWorkers
-from images.store import ImageStore
-from pklib.hostnet import host_ip
-from kubelet.node import NodeAgent, NodeConfig, runtime_version
-from kubelet.runtime.runc import RuncRuntime, RuntimeConfig
-from kubelet.server import KubeletServer, server_tls_context
-from kubelet.volumes import VolumeManager
-
-log = logging.getLogger("kubelet")
+from kubelet.runtime.runc import RuntimeConfig
+from kubelet.server import server_tls_context
 
 
 def add_real_flags(p: argparse.ArgumentParser) -> None:
@@ -77,7 +64,7 @@ def add_real_flags(p: argparse.ArgumentParser) -> None:
                    help="CA whose client certificates the kubelet API accepts (the API server's)")
 
 
-def _labels(text: str) -> dict[str, str]:
+def node_labels(text: str) -> dict[str, str]:
     out = {}
     for item in filter(None, text.split(",")):
         k, sep, v = item.partition("=")
@@ -89,14 +76,14 @@ def _labels(text: str) -> dict[str, str]:
 
 def check_real_config(config: argparse.Namespace) -> None:
     """Reject bad flags before anything is touched (ValueError → one-line error, exit 2)."""
-    _labels(config.node_labels)
+    node_labels(config.node_labels)
     for flag, value in (("--system-reserved-cpu", config.system_reserved_cpu),
                         ("--system-reserved-memory", config.system_reserved_memory)):
         try:
             parse_quantity(value)
         except QuantityError as e:
             raise ValueError(f"{flag} {value!r}: {e}") from None
-    _log_max_size(config)
+    log_max_size(config)
     if config.container_log_max_files < 2:
         raise ValueError("--container-log-max-files must be at least 2")
     if config.max_pods < 1:
@@ -120,7 +107,7 @@ def check_real_config(config: argparse.Namespace) -> None:
         server_tls_context(config.tls_cert_file, config.tls_private_key_file, config.client_ca_file)
 
 
-def _log_max_size(config: argparse.Namespace) -> int:
+def log_max_size(config: argparse.Namespace) -> int:
     try:
         size = parse_quantity(config.container_log_max_size).int_value()
     except QuantityError as e:
@@ -130,11 +117,11 @@ def _log_max_size(config: argparse.Namespace) -> int:
     return size
 
 
-def _runtime_config(config: argparse.Namespace, pod_cidr: str) -> RuntimeConfig:
+def runtime_config(config: argparse.Namespace, pod_cidr: str) -> RuntimeConfig:
     runtime_cfg = RuntimeConfig(pod_cidr=pod_cidr, bridge=config.bridge, nat_table=config.nat_table,
                                 netns_prefix=config.netns_prefix, veth_prefix=config.veth_prefix,
                                 cgroup_parent=config.cgroup_parent, enable_forwarding=not config.no_forwarding,
-                                container_log_max_size=_log_max_size(config),
+                                container_log_max_size=log_max_size(config),
                                 container_log_max_files=config.container_log_max_files,
                                 pod_pids_limit=config.pod_pids_limit if config.pod_pids_limit > 0 else None)
     if config.runtime_state_dir:
@@ -142,56 +129,5 @@ def _runtime_config(config: argparse.Namespace, pod_cidr: str) -> RuntimeConfig:
     return runtime_cfg
 
 
-def _root_dir(config: argparse.Namespace) -> Path:
+def root_dir(config: argparse.Namespace) -> Path:
     return Path(config.root_dir or pkube_home() / "kubelet")
-
-
-async def cleanup_node(config: argparse.Namespace) -> None:
-    """Undo everything a kubelet with these flags set up on the machine; PV and hostPath data stay."""
-    images = ImageStore(Path(config.image_root) if config.image_root else None)
-    # the pod CIDR only matters for setting a bridge up, not for taking it down
-    await RuncRuntime(_runtime_config(config, RuntimeConfig().pod_cidr), images).destroy_node()
-    volumes = VolumeManager(_root_dir(config))
-    for uid in volumes.pod_uids():
-        volumes.teardown(uid)
-
-
-async def run_real(client: Client, config: argparse.Namespace, ready: asyncio.Event) -> None:
-    check_real_config(config)
-    root = _root_dir(config)
-    root.mkdir(parents=True, exist_ok=True)
-    name = config.node_name or socket.gethostname().lower()
-    node = NodeAgent(client, NodeConfig(
-        name=name, root_dir=root, max_pods=config.max_pods, reserved_cpu=config.system_reserved_cpu,
-        reserved_memory=config.system_reserved_memory,
-        node_ip=config.node_ip or await asyncio.to_thread(host_ip), labels=_labels(config.node_labels),
-        lease_duration=config.node_lease_duration_seconds, renew_interval=config.node_lease_renew_interval,
-        status_interval=config.node_status_update_frequency,
-        report_interval=config.node_status_report_frequency, port=config.port),
-        await asyncio.to_thread(runtime_version))
-    await node.register()
-    cidr = await node.wait_pod_cidr()
-    images = ImageStore(Path(config.image_root) if config.image_root else None)
-    runtime = RuncRuntime(_runtime_config(config, cidr), images)
-    await runtime.ensure_node()
-    log.info("node %s registered (pod CIDR %s, IP %s)", name, cidr, node.ip)
-    workers = PodWorkers(client, node, runtime, images, VolumeManager(root), PodWorkerConfig(
-        backoff_base=config.crashloop_backoff_base, backoff_max=config.crashloop_backoff_max,
-        relist_period=config.relist_period, sync_frequency=config.sync_frequency, workers=config.pod_workers,
-        cluster_dns=[ip.strip() for ip in config.cluster_dns.split(",") if ip.strip()],
-        cluster_domain=config.cluster_domain, seccomp_default=config.seccomp_default, seccomp_dir=root / "seccomp",
-        allocatable=dict(node.node.get("status", {}).get("allocatable") or {})))
-    runner = None
-    try:
-        if config.port:
-            runner = web.AppRunner(KubeletServer(workers).app(), access_log=None)
-            await runner.setup()
-            tls = server_tls_context(config.tls_cert_file, config.tls_private_key_file, config.client_ca_file)
-            await web.TCPSite(runner, config.address or node.ip, config.port, ssl_context=tls).start()
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(node.heartbeat(), name="kubelet:heartbeat")
-            tg.create_task(workers.run(ready), name="kubelet:pods")
-    finally:
-        await workers.probes.close()
-        if runner is not None:
-            await runner.cleanup()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kubelet.network.podfiles import DNSConfig, HostAlias, hosts_file, resolv_conf, write_pod_files
+from kubelet.runtime.podfiles import DNSConfig, HostAlias, hosts_file, resolv_conf, write_pod_files
 
 
 def test_hosts_file_has_pod_entry_fqdn_and_aliases() -> None:

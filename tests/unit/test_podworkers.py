@@ -1,0 +1,246 @@
+"""PodWorkers driven on the fake runtime: start, restart with back-off, deletion, image pull errors, and one
+plan per sync. No API server: a fake client keeps the pods and applies status patches as the watch would."""
+from __future__ import annotations
+
+import asyncio
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import kubelet.podworkers as podworkers
+from kubelet.containerconfig import PodConfigOptions
+from kubelet.podworkers import PodWorkerConfig, PodWorkers
+from kubelet.runtime.fake import FakeRuntime
+from kubelet.runtime.interface import ContainerState
+from kubelet.volumes import VolumeManager
+from pklib.informer import Handler
+from tests.util import wait_for
+
+NODE = "node-1"
+
+
+class FakePods:
+    """The pod cache (podworkers.PodSource) and the API's pods in one."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, dict[str, Any]] = {}
+        self.synced = asyncio.Event()
+        self.synced.set()
+
+    @property
+    def store(self) -> "FakePods":
+        return self
+
+    def add_handler(self, handler: Handler) -> None:
+        pass
+
+    async def run(self) -> None:
+        await asyncio.Event().wait()
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self.items.get(key)
+
+    def list(self) -> list[dict[str, Any]]:
+        return list(self.items.values())
+
+    def keys(self) -> list[str]:
+        return list(self.items)
+
+
+class FakeClient:
+    def __init__(self, pods: FakePods) -> None:
+        self.pods = pods
+        self.status_patches: list[dict[str, Any]] = []
+        self.deletes: list[tuple[str, str, dict[str, Any]]] = []
+        self.next_rv = 1
+
+    async def patch(self, res: Any, name: str, body: dict[str, Any], namespace: str | None = None,
+                    subresource: str | None = None) -> dict[str, Any]:
+        assert subresource == "status"
+        self.status_patches.append(copy.deepcopy(body["status"]))
+        pod = self.pods.items[f"{namespace}/{name}"]
+        status = {**(pod.get("status") or {}), **body["status"]}
+        pod = self.pods.items[f"{namespace}/{name}"] = copy.deepcopy(pod)
+        pod["status"] = {k: v for k, v in status.items() if v is not None}
+        pod["metadata"]["resourceVersion"] = str(self.next_rv)
+        self.next_rv += 1
+        return pod
+
+    async def list(self, res: Any, namespace: str | None = None) -> dict[str, Any]:
+        return {"items": []}
+
+    async def delete(self, res: Any, name: str, namespace: str | None = None, **kw: Any) -> dict[str, Any]:
+        self.deletes.append((namespace or "", name, kw))
+        self.pods.items.pop(f"{namespace}/{name}", None)
+        return {}
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def normal(self, obj: dict[str, Any], reason: str, message: str) -> None:
+        self.events.append((reason, message))
+
+    def warning(self, obj: dict[str, Any], reason: str, message: str) -> None:
+        self.events.append((reason, message))
+
+    async def run(self) -> None:
+        await asyncio.Event().wait()
+
+
+class Node:
+    def __init__(self, tmp: Path) -> None:
+        self.pods = FakePods()
+        self.client = FakeClient(self.pods)
+        self.runtime = FakeRuntime("10.244.1.0/24")
+        self.recorder = Recorder()
+        self.workers = PodWorkers(
+            self.client, "192.0.2.10", self.runtime, VolumeManager(tmp),  # type: ignore[arg-type]
+            PodWorkerConfig(node_name=NODE, backoff_base=0.3, backoff_max=1.0, pod=PodConfigOptions()),
+            pods=self.pods, recorder=self.recorder)
+
+    def add(self, name: str, image: str = "busybox:1.36", policy: str = "Always") -> str:
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": name, "namespace": "default", "uid": f"uid-{name}"},
+               "spec": {"nodeName": NODE, "restartPolicy": policy, "terminationGracePeriodSeconds": 1,
+                        "containers": [{"name": "c", "image": image}]},
+               "status": {"phase": "Pending"}}
+        self.pods.items[f"default/{name}"] = pod
+        return f"default/{name}"
+
+    def status(self, key: str) -> dict[str, Any]:
+        return self.pods.items[key]["status"]
+
+    def containers(self, state: ContainerState | None = None) -> list[str]:
+        return [cid for cid, c in self.runtime.containers.items() if state is None or c.status.state == state]
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Node:
+    return Node(tmp_path)
+
+
+def _waiting_reason(status: dict[str, Any]) -> str | None:
+    return ((status["containerStatuses"][0].get("state") or {}).get("waiting") or {}).get("reason")
+
+
+async def test_a_new_pod_gets_a_sandbox_and_running_containers_and_a_running_status(node: Node) -> None:
+    key = node.add("web")
+    await node.workers.sync(key)
+    assert len(node.runtime.sandboxes) == 1
+    [cid] = node.containers(ContainerState.RUNNING)
+    assert node.runtime.containers[cid].config.image == "busybox:1.36"
+    status = node.status(key)
+    assert status["phase"] == "Running" and status["podIP"] == "10.244.1.2" and status["hostIP"] == "192.0.2.10"
+    assert status["containerStatuses"][0]["ready"] is True
+    assert [r for r, _ in node.recorder.events] == ["Created", "Started"]
+    # nothing changed: a second sync writes no status
+    writes = len(node.client.status_patches)
+    await node.workers.sync(key)
+    assert len(node.client.status_patches) == writes
+
+
+async def test_an_exited_container_of_an_always_pod_restarts_after_a_back_off(node: Node) -> None:
+    key = node.add("crash")
+    await node.workers.sync(key)
+    [first] = node.containers(ContainerState.RUNNING)
+    node.runtime.finish(first, 1)
+    await node.workers.sync(key)
+    assert node.containers(ContainerState.RUNNING) == []  # still in its back-off
+    assert _waiting_reason(node.status(key)) == "CrashLoopBackOff"
+
+    async def restarted() -> list[str]:
+        await node.workers.sync(key)
+        return node.containers(ContainerState.RUNNING)
+
+    [second] = await wait_for(restarted, 5, message="container restarted")
+    assert second != first
+    assert node.runtime.containers[second].status.labels["pkube.io/attempt"] == "1"
+    assert node.status(key)["containerStatuses"][0]["restartCount"] == 1
+    assert node.workers._delays[("uid-crash", "c")] == 0.6  # the next restart waits twice as long
+
+
+async def test_a_deleted_pod_is_killed_torn_down_and_its_deletion_finished(node: Node) -> None:
+    key = node.add("gone")
+    await node.workers.sync(key)
+    [cid] = node.containers(ContainerState.RUNNING)
+    node.pods.items[key]["metadata"].update(deletionTimestamp="2026-01-01T00:00:00Z", deletionGracePeriodSeconds=1)
+    await node.workers.sync(key)
+    stops = [args for method, args in node.runtime.calls if method == "stop_container"]
+    assert len(stops) == 1 and stops[0][0] == cid and 0.5 < stops[0][1] <= 1.0  # the grace period, what is left
+    assert node.runtime.sandboxes == {} and node.runtime.containers == {}
+    assert node.client.deletes == [("default", "gone", {"grace_period_seconds": 0,
+                                                        "preconditions": {"uid": "uid-gone"}})]
+    assert ("Killing", "Stopping container c") in node.recorder.events
+
+
+async def test_a_failed_pull_shows_err_image_pull_then_image_pull_back_off(node: Node) -> None:
+    node.runtime.images.missing.add("nosuch:1")
+    node.runtime.images.pull_errors["nosuch:1"] = "manifest unknown"
+    key = node.add("pull", image="nosuch:1")
+    await node.workers.sync(key)
+    assert _waiting_reason(node.status(key)) == "ErrImagePull"
+    assert node.status(key)["containerStatuses"][0]["state"]["waiting"]["message"] == "manifest unknown"
+    await node.workers.sync(key)
+    assert _waiting_reason(node.status(key)) == "ImagePullBackOff"
+    assert node.runtime.images.pulls == ["nosuch:1"]  # no second pull inside the back-off
+    assert node.containers() == [] and node.status(key)["phase"] == "Pending"
+    # the registry has it now: after the back-off the pull succeeds and the container runs
+    del node.runtime.images.pull_errors["nosuch:1"]
+
+    async def running() -> bool:
+        await node.workers.sync(key)
+        return node.status(key)["phase"] == "Running"
+
+    await wait_for(running, 5, message="pod running after the pull back-off")
+
+
+async def test_one_plan_per_sync(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    plans: list[str] = []
+    real = podworkers.compute_pod_actions
+
+    def counting(pod: dict[str, Any], *args: Any, **kw: Any) -> Any:
+        plans.append(pod["metadata"]["name"])
+        return real(pod, *args, **kw)
+
+    monkeypatch.setattr(podworkers, "compute_pod_actions", counting)
+    key = node.add("once")
+    await node.workers.sync(key)   # acts (sandbox + container) and writes status
+    assert plans == ["once"]
+    [cid] = node.containers(ContainerState.RUNNING)
+    node.runtime.finish(cid, 0)
+    await node.workers.sync(key)   # plans a back-off
+    assert plans == ["once", "once"]
+
+
+async def test_the_relist_requeues_a_pod_whose_container_exited_and_tears_down_pods_that_are_gone(
+        node: Node) -> None:
+    key = node.add("relisted")
+    await node.workers.sync(key)
+    await node.workers.relister.relist()
+    while len(node.workers.queue):
+        node.workers.queue.done(await node.workers.queue.get())
+    [cid] = node.containers(ContainerState.RUNNING)
+    node.runtime.finish(cid, 0)
+    await node.workers.relister.relist()
+    assert await node.workers.queue.get() == key
+    del node.pods.items[key]
+    await node.workers.relister.relist()
+    assert node.runtime.sandboxes == {}
+
+
+async def test_a_sync_before_the_cache_saw_our_status_write_writes_nothing_again(node: Node) -> None:
+    key = node.add("stale")
+    node.pods.items[key]["metadata"]["resourceVersion"] = "5"
+    stale = copy.deepcopy(node.pods.items[key])
+    node.client.next_rv = 7
+    await node.workers.sync(key)
+    assert len(node.client.status_patches) == 1
+    fresh = node.pods.items[key]
+    node.pods.items[key] = stale                  # the watch has not brought our write back yet
+    await node.workers.sync(key)
+    assert len(node.client.status_patches) == 1
+    node.pods.items[key] = fresh
