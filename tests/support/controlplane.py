@@ -108,13 +108,6 @@ def kubelet_serving_flags(tmp: str) -> list[str]:
             "--client-ca-file", str(pki.ca_cert)]
 
 
-# The components' own identities, as Kubernetes' default RBAC bindings name them.
-COMPONENT_IDENTITIES: dict[str, tuple[str, ...]] = {
-    "system:kube-scheduler": (), "system:kube-controller-manager": (), "system:kube-proxy": (),
-    "system:node:pkube-test-node": ("system:nodes",),
-}
-
-
 def start_apiserver(tmp: str, etcd_url: str, extra: list[str] | None = None, tls: bool = False,
                     identities: dict[str, tuple[str, ...]] | None = None) -> ApiServer:
     """A real apiserver with token auth; `tls` serves HTTPS with make_test_pki's certificate (what kubectl needs
