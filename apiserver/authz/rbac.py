@@ -123,18 +123,6 @@ def service_account_username(namespace: str, name: str) -> str:
     return f"{SERVICE_ACCOUNT_PREFIX}{namespace}:{name}"
 
 
-def applies_to(user: UserInfo, subject: Obj, binding_namespace: str) -> bool:
-    kind, name = subject.get("kind"), subject.get("name")
-    if kind == "User":
-        return user.name == name
-    if kind == "Group":
-        return name in user.groups
-    if kind == "ServiceAccount":
-        namespace = subject.get("namespace") or binding_namespace
-        return bool(namespace) and user.name == service_account_username(namespace, str(name))
-    return False
-
-
 def describe_subject(subject: Obj, binding_namespace: str) -> str:
     if subject.get("kind") == "ServiceAccount":
         namespace = subject.get("namespace") or binding_namespace
@@ -145,8 +133,7 @@ def describe_subject(subject: Obj, binding_namespace: str) -> str:
 # -- the policy: bindings and the roles they reference ---------------------------------------------------
 
 class PolicySource(Protocol):
-    def cluster_role_bindings(self) -> Iterable[Obj]: ...
-    def role_bindings(self, namespace: str) -> Iterable[Obj]: ...
+    def bindings(self, user: UserInfo, namespace: str) -> Iterable[tuple[Obj, str, Obj]]: ...
     def cluster_role(self, name: str) -> Obj | None: ...
     def role(self, namespace: str, name: str) -> Obj | None: ...
     def rules_of(self, role: Obj) -> tuple[Rule, ...]: ...
@@ -156,28 +143,38 @@ class StaticPolicy:
     """A PolicySource over lists of objects (tests, and the cache's snapshot)."""
 
     def __init__(self, objects: Iterable[Obj]) -> None:
-        self.crbs: list[Obj] = []
-        self.rbs: dict[str, list[Obj]] = {}
         self.cluster_roles: dict[str, Obj] = {}
         self.roles: dict[tuple[str, str], Obj] = {}
         self._rules: dict[int, tuple[Rule, ...]] = {}
-        for obj in objects:
+        # Bindings indexed by the subjects they name: (namespace of the binding or "", subject key) →
+        # [(position, binding, subject)], so that a request looks only at the bindings of its user.
+        self._by_subject: dict[tuple[str, str], list[tuple[int, Obj, Obj]]] = {}
+        for position, obj in enumerate(objects):
             meta = obj.get("metadata") or {}
             kind, name, ns = obj.get("kind"), meta.get("name", ""), meta.get("namespace", "")
-            if kind == "ClusterRoleBinding":
-                self.crbs.append(obj)
-            elif kind == "RoleBinding":
-                self.rbs.setdefault(ns, []).append(obj)
+            if kind in ("ClusterRoleBinding", "RoleBinding"):
+                scope = ns if kind == "RoleBinding" else ""
+                for subject in obj.get("subjects") or ():
+                    key = _subject_key(subject, scope) if isinstance(subject, dict) else None
+                    if key is not None:
+                        self._by_subject.setdefault((scope, key), []).append((position, obj, subject))
             elif kind == "ClusterRole":
                 self.cluster_roles[name] = obj
             elif kind == "Role":
                 self.roles[(ns, name)] = obj
 
-    def cluster_role_bindings(self) -> Iterable[Obj]:
-        return self.crbs
-
-    def role_bindings(self, namespace: str) -> Iterable[Obj]:
-        return self.rbs.get(namespace, ())
+    def bindings(self, user: UserInfo, namespace: str) -> Iterator[tuple[Obj, str, Obj]]:
+        """(binding, its namespace, the subject that matched) for every binding that applies to user: cluster-wide
+        bindings first, then the RoleBindings of `namespace`, each binding once, in the order they were listed."""
+        keys = [f"User:{user.name}", *(f"Group:{g}" for g in user.groups)]
+        for scope in ("", namespace) if namespace else ("",):
+            found: dict[int, tuple[Obj, Obj]] = {}
+            for key in keys:
+                for position, binding, subject in self._by_subject.get((scope, key), ()):
+                    found.setdefault(position, (binding, subject))
+            for position in sorted(found):
+                binding, subject = found[position]
+                yield binding, scope, subject
 
     def cluster_role(self, name: str) -> Obj | None:
         return self.cluster_roles.get(name)
@@ -192,6 +189,21 @@ class StaticPolicy:
         if rules is None:
             rules = self._rules[key] = tuple(Rule.of(r) for r in role.get("rules") or () if isinstance(r, dict))
         return rules
+
+
+def _subject_key(subject: Obj, binding_namespace: str) -> str | None:
+    """How a subject is looked up: a user (service accounts by their user name) or a group."""
+    kind, name = subject.get("kind"), subject.get("name")
+    if not isinstance(name, str):
+        return None
+    if kind == "User":
+        return f"User:{name}"
+    if kind == "Group":
+        return f"Group:{name}"
+    if kind == "ServiceAccount":
+        namespace = subject.get("namespace") or binding_namespace
+        return f"User:{service_account_username(namespace, name)}" if namespace else None
+    return None
 
 
 class RoleNotFound(Exception):
@@ -214,23 +226,6 @@ def role_ref_rules(policy: PolicySource, role_ref: Obj, binding_namespace: str) 
     raise RoleNotFound(f"unsupported role reference kind: {kind!r}")
 
 
-def _bindings(policy: PolicySource, user: UserInfo, namespace: str
-              ) -> Iterator[tuple[Obj, str, Obj]]:
-    """(binding, its namespace, the subject that matched) for every binding that applies to user: cluster-wide
-    bindings first, then the RoleBindings of `namespace`, as Kubernetes visits them."""
-    for binding in policy.cluster_role_bindings():
-        for subject in binding.get("subjects") or ():
-            if isinstance(subject, dict) and applies_to(user, subject, ""):
-                yield binding, "", subject
-                break
-    if namespace:
-        for binding in policy.role_bindings(namespace):
-            for subject in binding.get("subjects") or ():
-                if isinstance(subject, dict) and applies_to(user, subject, namespace):
-                    yield binding, namespace, subject
-                    break
-
-
 def _describe(binding: Obj, namespace: str, subject: Obj) -> str:
     name = (binding.get("metadata") or {}).get("name", "")
     ref = binding.get("roleRef") or {}
@@ -250,7 +245,7 @@ class Decision:
 def authorize(policy: PolicySource, attrs: Attributes) -> Decision:
     """RBAC's decision: allowed with the binding that allowed it, or no opinion (reason: resolution errors)."""
     errors: list[str] = []
-    for binding, namespace, subject in _bindings(policy, attrs.user, attrs.namespace):
+    for binding, namespace, subject in policy.bindings(attrs.user, attrs.namespace):
         try:
             rules = role_ref_rules(policy, binding.get("roleRef") or {}, namespace)
         except RoleNotFound as e:
@@ -269,7 +264,7 @@ def rules_for(policy: PolicySource, user: UserInfo, namespace: str) -> tuple[lis
     """Every rule that applies to user in namespace (cluster-wide ones included), and the resolution errors."""
     rules: list[Rule] = []
     errors: list[str] = []
-    for binding, ns, _ in _bindings(policy, user, namespace):
+    for binding, ns, _ in policy.bindings(user, namespace):
         try:
             rules.extend(role_ref_rules(policy, binding.get("roleRef") or {}, ns))
         except RoleNotFound as e:
