@@ -10,7 +10,7 @@ from typing import Any
 from pklib import validation as v
 
 from ..authz.authorizer import confirm_binding_write, confirm_role_write
-from .base import KindStrategy, Rollback, nothing
+from .base import KindStrategy
 from .fields import Cause, Path, invalid, not_supported, required
 from .meta import as_dict, as_list
 
@@ -97,14 +97,9 @@ class _RoleStrategy(KindStrategy):
     def validate_object(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
         return validate_rules(as_list(obj.get("rules")), self.namespaced, Path("rules"))
 
-    async def begin_create(self, obj: dict[str, Any], storage: Any) -> Rollback:
-        confirm_role_write(self.plural, obj)
-        return nothing
-
-    async def begin_update(self, obj: dict[str, Any], old: dict[str, Any], storage: Any) -> Rollback:
-        if obj.get("rules") != old.get("rules"):
+    def admit(self, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        if old is None or obj.get("rules") != old.get("rules"):
             confirm_role_write(self.plural, obj)
-        return nothing
 
 
 class RoleStrategy(_RoleStrategy):
@@ -136,14 +131,9 @@ class _BindingStrategy(KindStrategy):
     def validate_object(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
         return validate_binding(obj, old, self.ref_kinds, self.namespaced)
 
-    async def begin_create(self, obj: dict[str, Any], storage: Any) -> Rollback:
-        confirm_binding_write(self.plural, obj)
-        return nothing
-
-    async def begin_update(self, obj: dict[str, Any], old: dict[str, Any], storage: Any) -> Rollback:
-        if obj.get("roleRef") != old.get("roleRef"):
+    def admit(self, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        if old is None or obj.get("roleRef") != old.get("roleRef"):
             confirm_binding_write(self.plural, obj)
-        return nothing
 
 
 class RoleBindingStrategy(_BindingStrategy):

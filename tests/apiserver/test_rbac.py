@@ -120,6 +120,8 @@ async def test_escalation_is_refused_unless_held_or_escalate(admin: Client, alic
     await wait_for(created, timeout=10)
     grabby = {"apiVersion": f"{G}/v1", "kind": "Role", "metadata": {"name": "grabby", "namespace": ns},
               "rules": [{"verbs": ["get", "delete"], "apiGroups": [""], "resources": ["nodes", "pods"]}]}
+    # A dry run checks it too (kubectl --dry-run=server).
+    await _forbidden(alice.request("POST", ROLES.path(ns), body=grabby, params={"dryRun": "All"}))
     err = await _forbidden(alice.create(ROLES, grabby, ns))
     assert err.message == (
         f'roles.{G} "grabby" is forbidden: user "alice" (groups=["system:authenticated"]) is attempting to grant '
@@ -195,6 +197,11 @@ def test_kubectl_auth_can_i_and_get_columns(server: ApiServer, session_tmp: str)
         r = kubectl_as(server, session_tmp, "carol")("auth", "can-i", "create", "deployments", "-n", ns, ok=False)
         assert (r.returncode, r.stdout.strip()) == (1, "no")
         assert admin("auth", "can-i", "create", "deployments", "-n", ns).stdout.strip() == "yes"
+        listed = kubectl_as(server, session_tmp, "alice")("auth", "can-i", "--list", "-n", ns).stdout.splitlines()
+        assert listed[0].split() == ["Resources", "Non-Resource", "URLs", "Resource", "Names", "Verbs"]
+        rows = {line.split()[0]: line for line in listed[1:]}
+        assert rows["pods"].endswith("[get list watch]")
+        assert "selfsubjectaccessreviews.authorization.k8s.io" in rows
         r = kubectl_as(server, session_tmp, "alice")("get", "pods", "-n", "default", ok=False)
         assert r.returncode == 1 and r.stderr.strip() == (
             'Error from server (Forbidden): pods is forbidden: User "alice" cannot list resource "pods" in API '
