@@ -13,7 +13,7 @@ from pklib.api.priority import BUILTIN_CLASSES, builtin_class
 from . import aggregated_discovery, auth, bodies, discovery, fieldvalidation, openapi, proxy_pods
 from .authz import middleware as authz_middleware, policy as bootstrap_policy, reviews
 from .authz.authorizer import Authorizer
-from .authz.cache import PolicyCache
+from .authz.cache import NodeGraphCache, PolicyCache
 from .handlers import Api
 from .handlers_objects import Objects
 from .metrics import Metrics
@@ -51,7 +51,7 @@ def build_app(config: Config, storage: Storage) -> web.Application:
     metrics = Metrics()
     cache = WatchCache(storage)
     api = Api(storage, cache, metrics, config.watch_bookmark_interval)
-    authorizer = Authorizer(PolicyCache(cache).policy)
+    authorizer = Authorizer(PolicyCache(cache).policy, NodeGraphCache(cache))
     middlewares: list[Any] = [metrics.middleware()]
     if config.token_auth_file:
         # Authentication answers 401 itself and authorization 403; put them inside metrics so refused requests

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..status import StatusError
-from . import rbac
+from . import node, rbac
 from .rbac import Attributes, Decision, Rule, UserInfo
 
 SUPERUSER_GROUP = "system:masters"
@@ -23,12 +23,19 @@ PolicyGetter = Callable[[], rbac.PolicySource]
 
 
 class Authorizer:
-    def __init__(self, policy: PolicyGetter) -> None:
+    """system:masters, then the Node authorizer (when given the graph of pods), then RBAC."""
+
+    def __init__(self, policy: PolicyGetter, nodes: node.NodeGraph | None = None) -> None:
         self.policy = policy
+        self.nodes = nodes
 
     def authorize(self, attrs: Attributes) -> Decision:
         if SUPERUSER_GROUP in attrs.user.groups:
             return Decision(True, "")
+        if self.nodes is not None:
+            decided = node.authorize(self.nodes, attrs)
+            if decided is not None:
+                return decided
         return rbac.authorize(self.policy(), attrs)
 
     def rules_for(self, user: UserInfo, namespace: str) -> tuple[list[Rule], list[str]]:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from pklib.resources import DEPLOYMENTS, PODS
+import pytest
+
+from pklib.client import Client
+from pklib.errors import ApiError
+from pklib.resources import DEPLOYMENTS, PODS, SECRETS
 from tests.support.controlplane import Etcd
 from tests.support.node import BUSYBOX, ctr, pod_namespace, private_node, running
 from tests.support.workloads import deploy_body
@@ -19,8 +23,12 @@ def test_components_run_a_deployment_with_their_own_roles(etcd: Etcd) -> None:
         async def scenario() -> None:
             async with node.client() as c, pod_namespace(c, "ident") as ns:
                 name = unique("web")
+                for secret in ("used", "unused"):
+                    await c.create(SECRETS, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret},
+                                             "stringData": {"k": secret}}, ns)
                 body = deploy_body(name, 2, BUSYBOX)
-                body["spec"]["template"]["spec"]["containers"] = [ctr("c", "sleep 3600")]
+                env = [{"name": "K", "valueFrom": {"secretKeyRef": {"name": "used", "key": "k"}}}]
+                body["spec"]["template"]["spec"]["containers"] = [ctr("c", "sleep 3600", env=env)]
                 body["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 1
                 await c.create(DEPLOYMENTS, body, ns)
 
@@ -30,9 +38,18 @@ def test_components_run_a_deployment_with_their_own_roles(etcd: Etcd) -> None:
                 await wait_for(both_running, 90, 0.2, message="2 pods of the Deployment Running")
                 for p in (await c.list(PODS, ns))["items"]:
                     assert p["spec"]["nodeName"] == node.name
+                # The Node authorizer: the kubelet reads the secret its pods use, and no other.
+                async with Client(node.api.url, node.token) as kubelet:
+                    assert (await kubelet.get(SECRETS, "used", ns))["metadata"]["name"] == "used"
+                    with pytest.raises(ApiError) as e:
+                        await kubelet.get(SECRETS, "unused", ns)
+                    assert e.value.code == 403 and e.value.message == (
+                        f'secrets "unused" is forbidden: User "system:node:{node.name}" cannot get resource "secrets" '
+                        f'in API group "" in the namespace "{ns}": no relationship found between node '
+                        f"'{node.name}' and this object")
 
         asyncio.run(scenario())
         # The apiserver logs every refusal: none of the components was refused anything.
         log = Path(node.api.log_path).read_text(errors="replace")
-        refused = [line for line in log.splitlines() if "forbidden:" in line]
+        refused = [line for line in log.splitlines() if "forbidden:" in line and "/secrets/unused" not in line]
         assert not refused, "\n".join(refused[:20])

@@ -210,3 +210,58 @@ def test_validation_messages() -> None:
     new = {"metadata": {"name": "c"}, "roleRef": {"apiGroup": G, "kind": "ClusterRole", "name": "edit"}}
     assert _causes(CLUSTERROLEBINDINGS, new, old) == [
         f'roleRef: Invalid value: {{"apiGroup":"{G}","kind":"ClusterRole","name":"edit"}}: cannot change roleRef']
+
+
+class FakeGraph:
+    def __init__(self, pods: list[dict[str, Any]], claims: dict[tuple[str, str], dict[str, Any]]) -> None:
+        self.pods, self.claims = pods, claims
+
+    def pods_on_node(self, node: str, namespace: str | None) -> list[dict[str, Any]]:
+        return [p for p in self.pods if p["spec"].get("nodeName") == node
+                and (namespace is None or p["metadata"]["namespace"] == namespace)]
+
+    def claim(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.claims.get((namespace, name))
+
+
+GRAPH = FakeGraph([
+    {"metadata": {"name": "a", "namespace": "ns"},
+     "spec": {"nodeName": "n1", "imagePullSecrets": [{"name": "pull"}],
+              "volumes": [{"name": "v", "secret": {"secretName": "vol"}},
+                          {"name": "c", "persistentVolumeClaim": {"claimName": "data"}},
+                          {"name": "p", "projected": {"sources": [{"configMap": {"name": "proj"}}]}}],
+              "containers": [{"name": "c", "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "env",
+                                                                                               "key": "k"}}}],
+                              "envFrom": [{"configMapRef": {"name": "cm"}}]}]}},
+    {"metadata": {"name": "b", "namespace": "ns"},
+     "spec": {"nodeName": "n2", "volumes": [{"name": "v", "secret": {"secretName": "other"}}], "containers": []}},
+], {("ns", "data"): {"spec": {"volumeName": "pv-1"}}})
+N1 = UserInfo("system:node:n1", groups=("system:nodes", "system:authenticated"))
+
+
+@pytest.mark.parametrize("attrs,allowed,reason", [
+    (res(N1, "get", "secrets", "ns", name="vol"), True, ""),
+    (res(N1, "get", "secrets", "ns", name="env"), True, ""),
+    (res(N1, "get", "secrets", "ns", name="pull"), True, ""),
+    (res(N1, "get", "configmaps", "ns", name="cm"), True, ""),
+    (res(N1, "get", "configmaps", "ns", name="proj"), True, ""),
+    (res(N1, "get", "persistentvolumeclaims", "ns", name="data"), True, ""),
+    (res(N1, "get", "persistentvolumes", name="pv-1"), True, ""),
+    (res(N1, "get", "persistentvolumes", name="pv-2"), False, "no relationship found between node 'n1' and this object"),
+    (res(N1, "get", "secrets", "ns", name="other"), False, "no relationship found between node 'n1' and this object"),
+    (res(N1, "get", "secrets", "elsewhere", name="vol"), False,
+     "no relationship found between node 'n1' and this object"),
+    (res(N1, "list", "secrets", "ns"), False, "can only get individual resources of this type"),
+    (res(N1, "update", "secrets", "ns", name="vol"), False, "can only read resources of this type"),
+    (res(N1, "update", "leases", "kube-node-lease", "coordination.k8s.io", "n1"), True, ""),
+    (res(N1, "update", "leases", "kube-node-lease", "coordination.k8s.io", "n2"), False,
+     "can only access node lease with the same name as the requesting node"),
+    (res(N1, "patch", "nodes", name="n1", sub="status"), True, ""),  # RBAC's system:node role decides
+])
+def test_node_authorizer(attrs: Attributes, allowed: bool, reason: str) -> None:
+    p = StaticPolicy([*bootstrap.cluster_roles(), *bootstrap.cluster_role_bindings()])
+    decision = Authorizer(lambda: p, GRAPH).authorize(attrs)
+    assert (decision.allowed, decision.reason if not allowed else "") == (allowed, reason)
+    # Without the Node authorizer, the system:node role alone would let it read any secret.
+    if attrs.resource == "secrets" and attrs.verb == "get":
+        assert Authorizer(lambda: p).authorize(attrs).allowed
