@@ -39,7 +39,7 @@ def _truthy(value: str) -> bool:
 
 
 def parse(method: str, path: str, query: Mapping[str, str]) -> RequestInfo:
-    parts = [p for p in path.strip("/").split("/")] if path.strip("/") else []
+    parts = path.strip("/").split("/") if path.strip("/") else []
     non_resource = RequestInfo(False, path, method.lower())
     if len(parts) < 3 or parts[0] not in _API_PREFIXES:
         return non_resource
@@ -51,11 +51,10 @@ def parse(method: str, path: str, query: Mapping[str, str]) -> RequestInfo:
         group, parts = parts[0], parts[1:]
     version, parts = parts[0], parts[1:]
     verb = _METHOD_VERBS.get(method.upper(), "")
-    via_path = False
-    if parts[0] in _SPECIAL_VERBS:
+    if parts[0] in _SPECIAL_VERBS:  # /api/v1/watch/..., /api/v1/proxy/...
         if len(parts) < 2:
             return non_resource
-        verb, parts, via_path = parts[0], parts[1:], True
+        verb, parts = parts[0], parts[1:]
     namespace = ""
     if parts[0] == "namespaces":
         if len(parts) > 1:
@@ -75,5 +74,4 @@ def parse(method: str, path: str, query: Mapping[str, str]) -> RequestInfo:
                 name = wanted
     if not name and verb == "delete":
         verb = "deletecollection"
-    del via_path
     return RequestInfo(True, path, verb, prefix, group, version, namespace, resource, subresource, name)
