@@ -11,6 +11,9 @@ from pklib.api.wellknown import SYSTEM_NAMESPACES
 from pklib.api.priority import BUILTIN_CLASSES, builtin_class
 
 from . import aggregated_discovery, auth, bodies, discovery, fieldvalidation, openapi, proxy_pods
+from .authz import middleware as authz_middleware, policy as bootstrap_policy, reviews
+from .authz.authorizer import Authorizer
+from .authz.cache import NodeGraphCache, PolicyCache
 from .handlers import Api
 from .handlers_objects import Objects
 from .metrics import Metrics
@@ -48,10 +51,13 @@ def build_app(config: Config, storage: Storage) -> web.Application:
     metrics = Metrics()
     cache = WatchCache(storage)
     api = Api(storage, cache, metrics, config.watch_bookmark_interval)
+    authorizer = Authorizer(PolicyCache(cache).policy, NodeGraphCache(cache))
     middlewares: list[Any] = [metrics.middleware()]
     if config.token_auth_file:
-        # Authentication answers 401 itself; put it inside metrics so refused requests are counted too.
+        # Authentication answers 401 itself and authorization 403; put them inside metrics so refused requests
+        # are counted too. Without authentication there is nobody to authorize (Kubernetes' AlwaysAllow).
         middlewares.append(auth.middleware(auth.load_tokens(config.token_auth_file)))
+        middlewares.append(authz_middleware.middleware(authorizer))
     middlewares.append(status_middleware)
     app = web.Application(middlewares=middlewares, client_max_size=bodies.MAX_BODY + 1)
 
@@ -73,6 +79,7 @@ def build_app(config: Config, storage: Storage) -> web.Application:
     app.router.add_routes(openapi.routes())
     kubelet_tls = kubelet_client_context(config.kubelet_certificate_authority, config.kubelet_client_certificate,
                                          config.kubelet_client_key)
+    app.router.add_routes(reviews.routes(authorizer))  # virtual kinds: before the generic routes
     app.router.add_routes(proxy_pods.routes(storage, kubelet_tls))  # pods/log, pods/exec: before the generic routes
     app.router.add_routes(api.routes())
 
@@ -80,6 +87,7 @@ def build_app(config: Config, storage: Storage) -> web.Application:
         await cache.start()
         await _ensure_namespaces(api.objects)
         await _ensure_priority_classes(api.objects)
+        await _ensure_rbac_defaults(api.objects)
         yield
         await cache.stop()
 
@@ -102,6 +110,14 @@ async def _ensure_namespaces(objects: Objects) -> None:
 async def _ensure_priority_classes(objects: Objects) -> None:
     for name in BUILTIN_CLASSES:
         await objects.ensure(resources.PRIORITYCLASSES, builtin_class(name))
+
+
+async def _ensure_rbac_defaults(objects: Objects) -> None:
+    """The default roles and bindings (created when missing; ones an admin changed are left alone)."""
+    for role in bootstrap_policy.cluster_roles():
+        await objects.ensure(resources.CLUSTERROLES, role)
+    for binding in bootstrap_policy.cluster_role_bindings():
+        await objects.ensure(resources.CLUSTERROLEBINDINGS, binding)
 
 
 def discovery_routes() -> list[web.RouteDef]:

@@ -203,6 +203,7 @@ class Objects:
         strategy = kinds.strategy_for(res)
         strategy.prepare_for_create(obj, "status" in res.subresources)
         strategy.default(obj)
+        strategy.admit(obj, None)
         self.validate(res, obj, None)
         if res.namespaced:
             await self.check_namespace(namespace or "")
@@ -283,6 +284,7 @@ class Objects:
                                f"finalizers {sorted(added)}"}], res.group)
         strategy = kinds.strategy_for(res)
         strategy.default(new)
+        strategy.admit(new, old)
         # Validation only reads the old object: a copy of its top level (for the resourceVersion) will do.
         self.validate(res, new, with_rv(dict(old, metadata=dict(old_meta)), entry.mod_revision))
         if new == _without_rv(old) or dry_run:

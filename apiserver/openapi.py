@@ -194,6 +194,8 @@ def _paths(res: Resource) -> dict[str, dict[str, Any]]:
         "delete": _operation(res, "deletecollection", f"deleteCollection{name}",
                              extra=("labelSelector", "fieldSelector", "propagationPolicy")),
     }
+    if res.verbs == ("create",):  # a virtual kind (access reviews): create only, nothing to read back
+        return {f"{scope}/{res.plural}": {"parameters": scope_params, "post": collection["post"]}}
     item_params = [*scope_params, _param("name", "path", True)]
     item = {
         "parameters": item_params,

@@ -5,6 +5,11 @@ temporary directory, prints one JSON document, and cleans up. Figures only:
 nothing here passes or fails on time.
 
     .venv/bin/python -m bench.apiserver [--pods 10000] [--watchers 100]
+    .venv/bin/python -m bench.apiserver --authz [--pods 5000]   # the authorizer's cost per request
+
+`--authz` measures only creates, in one run: once as the superuser (system:masters, which the authorizer
+allows without looking at RBAC) and once as a user whom RBAC allows through a RoleBinding of the `edit`
+ClusterRole, among --bindings other bindings (the default roles' own plus unrelated users').
 """
 from __future__ import annotations
 
@@ -170,17 +175,116 @@ async def bench(url: str, token: str, pods: int, watchers: int) -> dict[str, Any
         return result
 
 
+RBAC = "rbac.authorization.k8s.io"
+BENCH_USER = "bench-user"
+
+
+async def _post(s: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> None:
+    async with s.post(url, data=orjson.dumps(body), headers={"Content-Type": "application/json"}) as r:
+        await r.read()
+        if r.status != 201:
+            raise RuntimeError(f"POST {url}: {r.status}")
+
+
+def _binding(name: str, ns: str, user: str) -> dict[str, Any]:
+    return {"apiVersion": f"{RBAC}/v1", "kind": "RoleBinding", "metadata": {"name": name, "namespace": ns},
+            "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "edit"},
+            "subjects": [{"kind": "User", "name": user, "apiGroup": RBAC}]}
+
+
+async def bench_authz(url: str, admin_token: str, user_token: str, pods: int, bindings: int) -> dict[str, Any]:
+    """Creates/s as the superuser and as an RBAC-bound user, on the same server."""
+    timeout = aiohttp.ClientTimeout(total=300)
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {admin_token}"}, timeout=timeout,
+                                     connector=aiohttp.TCPConnector(limit=200)) as admin, \
+            aiohttp.ClientSession(headers={"Authorization": f"Bearer {user_token}"}, timeout=timeout,
+                                  connector=aiohttp.TCPConnector(limit=200)) as user:
+        rounds = ("1", "2")  # alternate, so that neither identity gets the emptier store
+        for ns in [f"bench-{who}-{r}" for r in rounds for who in ("super", "rbac")]:
+            await _post(admin, f"{url}/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                             "metadata": {"name": ns}})
+        for i in range(bindings):  # others' bindings, cluster-wide and in the user's namespaces
+            await _post(admin, f"{url}/apis/{RBAC}/v1/clusterrolebindings", dict(
+                _binding(f"other-{i}", "", f"user-{i}"), kind="ClusterRoleBinding",
+                metadata={"name": f"other-{i}"}, roleRef={"apiGroup": RBAC, "kind": "ClusterRole", "name": "view"}))
+            for r in rounds:
+                await _post(admin, f"{url}/apis/{RBAC}/v1/namespaces/bench-rbac-{r}/rolebindings",
+                            _binding(f"other-{i}", f"bench-rbac-{r}", f"user-{i}"))
+        for r in rounds:
+            await _post(admin, f"{url}/apis/{RBAC}/v1/namespaces/bench-rbac-{r}/rolebindings",
+                        _binding("bench", f"bench-rbac-{r}", BENCH_USER))
+        deadline = time.monotonic() + 30
+        while True:  # the authorizer reads the watch cache: wait for it to show the bindings
+            async with user.get(f"{url}/api/v1/namespaces/bench-rbac-2/pods", params={"limit": "1"}) as r:
+                await r.read()
+                if r.status == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("the RoleBinding never took effect")
+            await asyncio.sleep(0.05)
+        runs: dict[str, list[dict[str, Any]]] = {"super": [], "rbac": []}
+        for r in rounds:
+            runs["super"].append(await create_pods(admin, url, f"bench-super-{r}", pods // 2, 32))
+            runs["rbac"].append(await create_pods(user, url, f"bench-rbac-{r}", pods // 2, 32))
+
+        def total(results: list[dict[str, Any]]) -> dict[str, Any]:
+            seconds = sum(x["seconds"] for x in results)
+            count = sum(x["pods"] for x in results)
+            return {"pods": count, "seconds": round(seconds, 2), "creates_per_s": round(count / seconds),
+                    "p50_ms_per_round": [x["p50_ms"] for x in results],
+                    "p99_ms_per_round": [x["p99_ms"] for x in results]}
+        superuser, rbac_user = total(runs["super"]), total(runs["rbac"])
+        return {"create_superuser": superuser, "create_rbac_user": rbac_user, "other_bindings": 3 * bindings,
+                "rbac_vs_superuser_creates": round(rbac_user["creates_per_s"] / superuser["creates_per_s"], 3)}
+
+
+def authorize_cost(bindings: int, calls: int = 20_000) -> dict[str, Any]:
+    """µs per authorization decision in-process, over the same policy as --authz builds (no HTTP noise)."""
+    from apiserver.authz import policy
+    from apiserver.authz.authorizer import Authorizer
+    from apiserver.authz.rbac import Attributes, StaticPolicy, UserInfo
+
+    objects = [*policy.cluster_roles(), *policy.cluster_role_bindings()]
+    for i in range(bindings):
+        objects.append(dict(_binding(f"other-{i}", "", f"user-{i}"), kind="ClusterRoleBinding",
+                            metadata={"name": f"other-{i}"}))
+        objects.append(_binding(f"other-{i}", "bench-rbac", f"user-{i}"))
+    objects.append(_binding("bench", "bench-rbac", BENCH_USER))
+    snapshot = StaticPolicy(objects)
+    authorizer = Authorizer(lambda: snapshot)
+    out: dict[str, Any] = {}
+    for label, user in (("superuser", UserInfo("admin", groups=("system:masters", "system:authenticated"))),
+                        ("rbac_user", UserInfo(BENCH_USER, groups=("system:authenticated",)))):
+        attrs = Attributes(user, "create", True, "bench-rbac", "", "v1", "pods")
+        assert authorizer.authorize(attrs).allowed
+        t = time.perf_counter()
+        for _ in range(calls):
+            authorizer.authorize(attrs)
+        out[f"{label}_us"] = round((time.perf_counter() - t) / calls * 1e6, 2)
+    t = time.perf_counter()
+    StaticPolicy(objects)
+    out["snapshot_rebuild_ms"] = round((time.perf_counter() - t) * 1000, 2)
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pods", type=int, default=10_000)
     p.add_argument("--watchers", type=int, default=100)
+    p.add_argument("--authz", action="store_true", help="only creates/s: superuser vs a user bound by RBAC")
+    p.add_argument("--bindings", type=int, default=100, help="with --authz: unrelated bindings of each scope")
     args = p.parse_args()
     tmp = tempfile.mkdtemp(prefix="pkt-bench-")
     etcd = start_etcd(tmp)
     try:
-        server = start_apiserver(tmp, etcd.url)
+        server = start_apiserver(tmp, etcd.url, identities={BENCH_USER: ()} if args.authz else None)
         try:
-            result = asyncio.run(bench(server.url, server.token, args.pods, args.watchers))
+            if args.authz:
+                result = asyncio.run(bench_authz(server.url, server.token, server.tokens[BENCH_USER], args.pods,
+                                                 args.bindings))
+                result["authorize_in_process"] = authorize_cost(args.bindings)
+            else:
+                result = asyncio.run(bench(server.url, server.token, args.pods, args.watchers))
         finally:
             _stop(server.proc)
     finally:

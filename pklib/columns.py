@@ -409,6 +409,30 @@ def _priorityclass(o: Obj, now: datetime) -> list[str]:
             o.get("preemptionPolicy") or ""]
 
 
+def _created_at(o: Obj, now: datetime) -> list[str]:
+    return [_meta(o).get("creationTimestamp") or ""]
+
+
+def _role_binding(o: Obj, now: datetime) -> list[str]:
+    ref = o.get("roleRef") or {}
+    return [f"{ref.get('kind', '')}/{ref.get('name', '')}", _age(o, now)]
+
+
+def _role_binding_wide(o: Obj, now: datetime) -> list[str]:
+    users: list[str] = []
+    groups: list[str] = []
+    accounts: list[str] = []
+    for s in o.get("subjects") or []:
+        kind, name = s.get("kind"), s.get("name", "")
+        if kind == "User":
+            users.append(name)
+        elif kind == "Group":
+            groups.append(name)
+        elif kind == "ServiceAccount":
+            accounts.append(f"{s.get('namespace') or ''}/{name}")
+    return [", ".join(users), ", ".join(groups), ", ".join(accounts)]
+
+
 def _name_suffix(res: Resource, o: Obj) -> str:
     annotations = _meta(o).get("annotations") or {}
     if res.kind == "StorageClass" and annotations.get(DEFAULT_CLASS_ANNOTATION) == "true":
@@ -452,6 +476,11 @@ _TABLES: dict[str, tuple[list[str], Row, list[str], Row]] = {
     "StorageClass": (["PROVISIONER", "RECLAIMPOLICY", "VOLUMEBINDINGMODE", "ALLOWVOLUMEEXPANSION", "AGE"],
                      _storageclass, [], _nothing),
     "PriorityClass": (["VALUE", "GLOBAL-DEFAULT", "AGE", "PREEMPTIONPOLICY"], _priorityclass, [], _nothing),
+    "Role": (["CREATED AT"], _created_at, [], _nothing),
+    "ClusterRole": (["CREATED AT"], _created_at, [], _nothing),
+    "RoleBinding": (["ROLE", "AGE"], _role_binding, ["USERS", "GROUPS", "SERVICEACCOUNTS"], _role_binding_wide),
+    "ClusterRoleBinding": (["ROLE", "AGE"], _role_binding, ["USERS", "GROUPS", "SERVICEACCOUNTS"],
+                           _role_binding_wide),
 }
 # Events have no NAME column first: kubectl leads with LAST SEEN and names the object instead.
 _EVENT_HEADERS = ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]

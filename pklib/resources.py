@@ -51,8 +51,8 @@ class Resource:
 
 
 def _r(group: str, version: str, kind: str, plural: str, namespaced: bool, short: tuple[str, ...] = (),
-       sub: tuple[str, ...] = (), cats: tuple[str, ...] = ()) -> Resource:
-    return Resource(group, version, kind, plural, namespaced, short, sub, ALL_VERBS, cats, kind + "List")
+       sub: tuple[str, ...] = (), cats: tuple[str, ...] = (), verbs: tuple[str, ...] = ALL_VERBS) -> Resource:
+    return Resource(group, version, kind, plural, namespaced, short, sub, verbs, cats, kind + "List")
 
 
 # The built-in kinds, one named row each. Components use these handles (`from pklib.resources import PODS`)
@@ -78,11 +78,27 @@ LEASES = _r("coordination.k8s.io", "v1", "Lease", "leases", True)
 ENDPOINTSLICES = _r("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", True)
 STORAGECLASSES = _r("storage.k8s.io", "v1", "StorageClass", "storageclasses", False, ("sc",))
 PRIORITYCLASSES = _r("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", False, ("pc",))
+RBAC_GROUP = "rbac.authorization.k8s.io"
+ROLES = _r(RBAC_GROUP, "v1", "Role", "roles", True)
+CLUSTERROLES = _r(RBAC_GROUP, "v1", "ClusterRole", "clusterroles", False)
+ROLEBINDINGS = _r(RBAC_GROUP, "v1", "RoleBinding", "rolebindings", True)
+CLUSTERROLEBINDINGS = _r(RBAC_GROUP, "v1", "ClusterRoleBinding", "clusterrolebindings", False)
+# Virtual kinds: a request is answered (create only), nothing is stored.
+SELFSUBJECTACCESSREVIEWS = _r("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews",
+                              False, verbs=("create",))
+SUBJECTACCESSREVIEWS = _r("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", False,
+                          verbs=("create",))
+SELFSUBJECTRULESREVIEWS = _r("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews",
+                             False, verbs=("create",))
 
 RESOURCES: tuple[Resource, ...] = (
     NAMESPACES, PODS, SERVICES, ENDPOINTS, NODES, CONFIGMAPS, SECRETS, PVS, PVCS, EVENTS, SERVICEACCOUNTS, DEPLOYMENTS,
     REPLICASETS, DAEMONSETS, STATEFULSETS, CONTROLLERREVISIONS, LEASES, ENDPOINTSLICES, STORAGECLASSES, PRIORITYCLASSES,
+    ROLES, CLUSTERROLES, ROLEBINDINGS, CLUSTERROLEBINDINGS,
+    SELFSUBJECTACCESSREVIEWS, SUBJECTACCESSREVIEWS, SELFSUBJECTRULESREVIEWS,
 )
+# Kinds served by a handler of their own instead of storage (they have no objects to list or get).
+VIRTUAL: tuple[Resource, ...] = (SELFSUBJECTACCESSREVIEWS, SUBJECTACCESSREVIEWS, SELFSUBJECTRULESREVIEWS)
 
 
 def groups() -> dict[str, list[str]]:

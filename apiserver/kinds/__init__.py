@@ -17,6 +17,7 @@ from .namespaces import NamespaceStrategy, NodeStrategy
 from .persistence import PersistentVolumeClaimStrategy, PersistentVolumeStrategy, StorageClassStrategy
 from .pods import PodStrategy
 from .priorityclasses import PriorityClassStrategy
+from .rbac import ClusterRoleBindingStrategy, ClusterRoleStrategy, RoleBindingStrategy, RoleStrategy
 from .revisions import ControllerRevisionStrategy
 from .workloads import DaemonSetStrategy, DeploymentStrategy, ReplicaSetStrategy, StatefulSetStrategy
 
@@ -30,6 +31,7 @@ _STRATEGIES: dict[str, KindStrategy] = {s.kind: s for s in (
     PersistentVolumeStrategy(), PersistentVolumeClaimStrategy(), StorageClassStrategy(),
     DeploymentStrategy(), ReplicaSetStrategy(), DaemonSetStrategy(), StatefulSetStrategy(),
     ControllerRevisionStrategy(), PriorityClassStrategy(),
+    RoleStrategy(), ClusterRoleStrategy(), RoleBindingStrategy(), ClusterRoleBindingStrategy(),
 )}
 
 

@@ -105,6 +105,11 @@ class KindStrategy:
         meta = as_dict(obj.get("metadata"))
         return bool(meta.get("deletionTimestamp")) and not meta.get("finalizers")
 
+    def admit(self, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        """Before validation, on create (old None) and update, dry run or not: refuse a write the writer may not
+        make (a StatusError), e.g. RBAC's escalation prevention. The writer is authz.authorizer.CURRENT."""
+        return None
+
     # -- allocations around the write (Kubernetes' BeginCreate / BeginUpdate / AfterDelete) --
 
     async def begin_create(self, obj: dict[str, Any], storage: Any) -> Rollback:

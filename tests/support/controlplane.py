@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -33,6 +33,8 @@ class ApiServer:
     proc: subprocess.Popen[bytes]
     log_path: str
     kubeconfig: str
+    # user name -> bearer token, for the identities given to start_apiserver (the admin's is `token`).
+    tokens: dict[str, str] = field(default_factory=dict)
 
 
 def _wait_http(url: str, proc: subprocess.Popen[bytes], what: str, log: str, timeout: float = 30.0,
@@ -106,13 +108,18 @@ def kubelet_serving_flags(tmp: str) -> list[str]:
             "--client-ca-file", str(pki.ca_cert)]
 
 
-def start_apiserver(tmp: str, etcd_url: str, extra: list[str] | None = None, tls: bool = False) -> ApiServer:
+def start_apiserver(tmp: str, etcd_url: str, extra: list[str] | None = None, tls: bool = False,
+                    identities: dict[str, tuple[str, ...]] | None = None) -> ApiServer:
     """A real apiserver with token auth; `tls` serves HTTPS with make_test_pki's certificate (what kubectl needs
-    to send its token), and its kubeconfig then carries the CA."""
+    to send its token), and its kubeconfig then carries the CA. `identities` (user -> groups) get a token each
+    besides the admin's (system:masters): ApiServer.tokens[user]."""
     port = free_port()
     token = unique("token")
     token_file = os.path.join(tmp, f"tokens-{port}.csv")
-    Path(token_file).write_text(f"{token},admin,admin,system:masters\n")
+    tokens = {user: unique("token") for user in identities or {}}
+    lines = [f"{token},admin,admin,system:masters"]
+    lines += [f'{tokens[user]},{user},{user},"{",".join(groups)}"' for user, groups in (identities or {}).items()]
+    Path(token_file).write_text("\n".join(lines) + "\n")
     log = os.path.join(tmp, f"apiserver-{port}.log")
     url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     tls_flags: list[str] = []
@@ -131,4 +138,4 @@ def start_apiserver(tmp: str, etcd_url: str, extra: list[str] | None = None, tls
     from pklib import kubeconfig
     kc = os.path.join(tmp, f"kubeconfig-{port}")
     kubeconfig.write(kc, kubeconfig.build(url, token, ca_data=ca))
-    return ApiServer(url, token, proc, log, kc)
+    return ApiServer(url, token, proc, log, kc, tokens)

@@ -52,6 +52,7 @@ class Node:
     port: int = field(default_factory=free_port)
     # extra environment of the node's processes: SSL_CERT_FILE = the test CA when the apiserver serves TLS
     env: dict[str, str] | None = None
+    token: str | None = None  # the kubelet's own (system:node:<name>) token; None: the admin's
 
     def runtime_config(self) -> RuntimeConfig:
         return RuntimeConfig(state_dir=self.tmp / "runtime", pod_cidr=self.cidr, bridge=f"pkt-br{self.tag}",
@@ -71,7 +72,8 @@ class Node:
                    "--relist-period", "0.5", "--sync-frequency", "2", "--node-status-update-frequency", "1"
                    ] if test_timings else []
         self.kubelet = subprocess.Popen(
-            [sys.executable, "-m", "launcher", "kubelet", "--server", self.api.url, "--token", self.api.token,
+            [sys.executable, "-m", "launcher", "kubelet", "--server", self.api.url, "--token",
+             self.token or self.api.token,
              "--node-name", self.name, *self.node_flags(), *timings,
              # the kubelet API on loopback only over TLS, reached there by the apiserver's pods/log and pods/exec
              # proxy with its client certificate
@@ -110,9 +112,9 @@ class Node:
 
 
 def _start(api: ApiServer, tmp: Path, component: str, *args: str,
-           env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+           env: dict[str, str] | None = None, token: str | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "launcher", component, "--server", api.url, "--token", api.token, *args],
+        [sys.executable, "-m", "launcher", component, "--server", api.url, "--token", token or api.token, *args],
         cwd=ROOT, stdout=open(tmp / f"{component}.log", "wb"), stderr=subprocess.STDOUT,
         env={**os.environ, **(env or {})})
 
@@ -161,21 +163,26 @@ async def _delete_all_pods(node: Node) -> None:
 
 
 @contextmanager
-def private_node(etcd: Etcd, tls: bool = False) -> Iterator[Node]:
+def private_node(etcd: Etcd, tls: bool = False, own_identities: bool = False) -> Iterator[Node]:
     """The whole private control plane + kubelet; `tls`: the apiserver serves HTTPS (what kubectl needs), its
-    components trust the test CA through SSL_CERT_FILE."""
+    components trust the test CA through SSL_CERT_FILE. `own_identities`: each component authenticates as itself
+    (system:kube-controller-manager, system:kube-scheduler, system:node:<name> in system:nodes), so RBAC's
+    default roles are all it may use; otherwise all of them use the admin's token."""
     if os.geteuid() != 0:
         pytest.skip("needs root")
     tmp = Path(tempfile.mkdtemp(prefix="pkt-kubelet-"))
-    api = start_apiserver(str(tmp), etcd.url, tls=tls)
+    name = unique("node")
+    identities = {"system:kube-controller-manager": (), "system:kube-scheduler": (),
+                  f"system:node:{name}": ("system:nodes",)} if own_identities else None
+    api = start_apiserver(str(tmp), etcd.url, tls=tls, identities=identities)
     cidr = f"10.{random.randint(208, 215)}.{random.randint(0, 255)}.0/24"
     env = {"SSL_CERT_FILE": str(make_test_pki(str(tmp)).ca_cert)} if tls else None
-    n = Node(api, tmp, unique("node"), cidr, uuid.uuid4().hex[:6], env=env)
+    n = Node(api, tmp, name, cidr, uuid.uuid4().hex[:6], env=env, token=api.tokens.get(f"system:node:{name}"))
     rt = n.runtime_config()
     try:
         n.procs.append(_start(api, tmp, "controller-manager", "--cluster-cidr", cidr, "--node-cidr-mask-size", "24",
-                              env=env))
-        n.procs.append(_start(api, tmp, "scheduler", env=env))
+                              env=env, token=api.tokens.get("system:kube-controller-manager")))
+        n.procs.append(_start(api, tmp, "scheduler", env=env, token=api.tokens.get("system:kube-scheduler")))
         n.start_kubelet()
         asyncio.run(_wait_node(n))
         yield n

@@ -38,6 +38,14 @@ def _body(kind: str) -> dict[str, Any]:
                           "ports": [{"port": 8080, "protocol": "TCP"}]},
         "StorageClass": {"provisioner": "pkube.io/hostpath"},
         "PriorityClass": {"value": 1000, "description": "for tests"},
+        "Role": {"rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}]},
+        "ClusterRole": {"rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}]},
+        "RoleBinding": {"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+                        "subjects": [{"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"}]},
+        "ClusterRoleBinding": {"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                           "name": "view"},
+                               "subjects": [{"kind": "Group", "name": "devs",
+                                             "apiGroup": "rbac.authorization.k8s.io"}]},
     }
     return bodies[kind]
 

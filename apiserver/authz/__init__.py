@@ -1,0 +1,1 @@
+"""Authorization: request info, RBAC, the authorizer chain, impersonation and access reviews."""

@@ -1,0 +1,103 @@
+"""The Node authorizer (Kubernetes' plugin/pkg/auth/authorizer/node): a kubelet reads only what its pods use.
+
+A kubelet authenticates as `system:node:<name>` in the group `system:nodes`. For secrets, configmaps,
+persistentvolumeclaims and persistentvolumes this authorizer decides alone: the object must be referenced by
+a pod bound to that node (a volume, an env/envFrom source, an image pull secret; a volume through the claim
+bound to it), and it may only be read (get, or list/watch of that one object by name). Its Lease in
+kube-node-lease is the only one it may touch. Everything else it leaves to RBAC (the system:node role).
+What Kubernetes leaves to the NodeRestriction admission plugin (a node writing only its own Node and the
+status of its own pods) is not done here.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator, Protocol
+
+from .rbac import Attributes, Decision
+
+Obj = dict[str, Any]
+NODES_GROUP = "system:nodes"
+NODE_USER_PREFIX = "system:node:"
+LEASE_NAMESPACE = "kube-node-lease"
+_READ = ("get", "list", "watch")
+
+
+class NodeGraph(Protocol):
+    def pods_on_node(self, node: str, namespace: str | None) -> Iterable[Obj]: ...
+    def claim(self, namespace: str, name: str) -> Obj | None: ...
+
+
+def node_name(attrs: Attributes) -> str | None:
+    """The node a request comes from, or None when it is not a node's identity."""
+    user = attrs.user
+    if NODES_GROUP not in user.groups or not user.name.startswith(NODE_USER_PREFIX):
+        return None
+    return user.name[len(NODE_USER_PREFIX):] or None
+
+
+def _names(pod: Obj, kind: str) -> Iterator[str]:
+    """The secrets / configmaps / claims (kind) a pod refers to."""
+    spec = pod.get("spec") or {}
+    ref_key = {"secrets": "secretRef", "configmaps": "configMapRef"}.get(kind)
+    key_ref = {"secrets": "secretKeyRef", "configmaps": "configMapKeyRef"}.get(kind)
+    for volume in spec.get("volumes") or ():
+        if kind == "secrets" and (volume.get("secret") or {}).get("secretName"):
+            yield volume["secret"]["secretName"]
+        if kind == "configmaps" and (volume.get("configMap") or {}).get("name"):
+            yield volume["configMap"]["name"]
+        if kind == "persistentvolumeclaims" and (volume.get("persistentVolumeClaim") or {}).get("claimName"):
+            yield volume["persistentVolumeClaim"]["claimName"]
+        for source in (volume.get("projected") or {}).get("sources") or ():
+            if kind == "secrets" and (source.get("secret") or {}).get("name"):
+                yield source["secret"]["name"]
+            if kind == "configmaps" and (source.get("configMap") or {}).get("name"):
+                yield source["configMap"]["name"]
+    if kind == "secrets":
+        for ref in spec.get("imagePullSecrets") or ():
+            if ref.get("name"):
+                yield ref["name"]
+    if ref_key is None or key_ref is None:
+        return
+    for container in [*(spec.get("initContainers") or ()), *(spec.get("containers") or ())]:
+        for env in container.get("env") or ():
+            name = ((env.get("valueFrom") or {}).get(key_ref) or {}).get("name")
+            if name:
+                yield name
+        for source in container.get("envFrom") or ():
+            name = (source.get(ref_key) or {}).get("name")
+            if name:
+                yield name
+
+
+def _related(graph: NodeGraph, node: str, attrs: Attributes) -> bool:
+    if attrs.resource == "persistentvolumes":
+        for pod in graph.pods_on_node(node, None):
+            namespace = (pod.get("metadata") or {}).get("namespace", "")
+            for claim_name in _names(pod, "persistentvolumeclaims"):
+                claim = graph.claim(namespace, claim_name)
+                if claim is not None and (claim.get("spec") or {}).get("volumeName") == attrs.name:
+                    return True
+        return False
+    return any(attrs.name in _names(pod, attrs.resource) for pod in graph.pods_on_node(node, attrs.namespace))
+
+
+def authorize(graph: NodeGraph, attrs: Attributes) -> Decision | None:
+    """A decision for what this authorizer guards; None (no opinion) for the rest and for non-node users."""
+    node = node_name(attrs)
+    if node is None or not attrs.resource_request:
+        return None
+    if attrs.api_group == "" and attrs.resource in ("secrets", "configmaps", "persistentvolumeclaims",
+                                                   "persistentvolumes") and not attrs.subresource:
+        if attrs.verb not in _READ:
+            return Decision(False, "can only read resources of this type")
+        if not attrs.name:
+            return Decision(False, "can only get individual resources of this type")
+        if _related(graph, node, attrs):
+            return Decision(True, "")
+        return Decision(False, f"no relationship found between node '{node}' and this object")
+    if attrs.api_group == "coordination.k8s.io" and attrs.resource == "leases":
+        if attrs.namespace != LEASE_NAMESPACE:
+            return Decision(False, f"can only access leases in the {LEASE_NAMESPACE} namespace")
+        if attrs.verb != "create" and attrs.name != node:
+            return Decision(False, "can only access node lease with the same name as the requesting node")
+        return None  # its own Lease: RBAC's system:node role decides the verb
+    return None

@@ -1,0 +1,179 @@
+"""The default roles and bindings the apiserver ensures at start (Kubernetes' bootstrappolicy/policy.go).
+
+The user-facing cluster-admin, admin, edit and view keep Kubernetes' rules, restricted to the kinds pkube
+serves (Kubernetes assembles admin/edit/view by aggregation; pkube writes the result out). Each component
+gets a role with what it uses: system:kube-scheduler, system:kube-controller-manager (Kubernetes splits it
+into one role per controller; here one role holds what pkube's controllers use), system:node (kubelets,
+bound to the group system:nodes) and system:node-proxier (bound to the user system:kube-proxy).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .rbac import RBAC_GROUP
+
+Obj = dict[str, Any]
+READ = ("get", "list", "watch")
+WRITE = ("create", "delete", "deletecollection", "patch", "update")
+LEGACY, APPS, COORDINATION, DISCOVERY, EVENTS = "", "apps", "coordination.k8s.io", "discovery.k8s.io", "events.k8s.io"
+AUTHORIZATION, STORAGE, SCHEDULING = "authorization.k8s.io", "storage.k8s.io", "scheduling.k8s.io"
+AUTOUPDATE = {"rbac.authorization.kubernetes.io/autoupdate": "true"}
+BOOTSTRAP_LABELS = {"kubernetes.io/bootstrapping": "rbac-defaults"}
+
+
+def rule(verbs: tuple[str, ...] | str, groups: tuple[str, ...] | str = (), resources: tuple[str, ...] = (),
+         names: tuple[str, ...] = (), urls: tuple[str, ...] = ()) -> Obj:
+    out: Obj = {"verbs": [verbs] if isinstance(verbs, str) else list(verbs)}
+    if urls:
+        out["nonResourceURLs"] = list(urls)
+        return out
+    out["apiGroups"] = [groups] if isinstance(groups, str) else list(groups)
+    out["resources"] = list(resources)
+    if names:
+        out["resourceNames"] = list(names)
+    return out
+
+
+def _events() -> Obj:
+    return rule(("create", "update", "patch"), (LEGACY, EVENTS), ("events",))
+
+
+_VIEW = [
+    rule(READ, LEGACY, ("pods", "serviceaccounts", "services", "services/status", "endpoints",
+                        "persistentvolumeclaims", "persistentvolumeclaims/status", "configmaps")),
+    rule(READ, LEGACY, ("bindings", "events", "pods/status", "namespaces/status", "pods/log")),
+    rule(READ, LEGACY, ("namespaces",)),
+    rule(READ, DISCOVERY, ("endpointslices",)),
+    rule(READ, APPS, ("controllerrevisions", "statefulsets", "statefulsets/scale", "statefulsets/status",
+                      "daemonsets", "daemonsets/status", "deployments", "deployments/scale", "deployments/status",
+                      "replicasets", "replicasets/scale", "replicasets/status")),
+]
+_EDIT = [
+    rule(READ, LEGACY, ("pods/attach", "pods/proxy", "pods/exec", "pods/portforward", "secrets", "services/proxy")),
+    rule("impersonate", LEGACY, ("serviceaccounts",)),
+    rule(WRITE, LEGACY, ("pods", "pods/attach", "pods/proxy", "pods/exec", "pods/portforward")),
+    rule("create", LEGACY, ("pods/eviction",)),
+    rule(WRITE, LEGACY, ("serviceaccounts", "services", "services/proxy", "persistentvolumeclaims", "configmaps",
+                         "secrets", "events")),
+    rule("create", LEGACY, ("serviceaccounts/token",)),
+    rule(WRITE, APPS, ("statefulsets", "statefulsets/scale", "daemonsets", "deployments", "deployments/scale",
+                       "deployments/rollback", "replicasets", "replicasets/scale")),
+    *_VIEW,
+]
+_ADMIN = [
+    rule("create", AUTHORIZATION, ("localsubjectaccessreviews",)),
+    rule((*READ, *WRITE), RBAC_GROUP, ("roles", "rolebindings")),
+    *_EDIT,
+]
+
+
+def _role(name: str, rules: list[Obj], labels: dict[str, str] | None = None) -> Obj:
+    return {"apiVersion": f"{RBAC_GROUP}/v1", "kind": "ClusterRole",
+            "metadata": {"name": name, "annotations": dict(AUTOUPDATE), "labels": dict(labels or BOOTSTRAP_LABELS)},
+            "rules": rules}
+
+
+def _binding(name: str, role: str, subjects: list[tuple[str, str]]) -> Obj:
+    return {"apiVersion": f"{RBAC_GROUP}/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": name, "annotations": dict(AUTOUPDATE), "labels": dict(BOOTSTRAP_LABELS)},
+            "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": role},
+            "subjects": [{"apiGroup": RBAC_GROUP, "kind": kind, "name": who} for kind, who in subjects]}
+
+
+# pkube's components create the namespace of their Lease if it is missing (pklib/leaderelection.py,
+# kubelet/node.py), and the apiserver answers 403 before it could answer 409: until they only read it,
+# their roles may create namespaces.
+_CREATE_NAMESPACES = rule("create", LEGACY, ("namespaces",))
+
+_SCHEDULER = [
+    _events(),
+    rule("create", COORDINATION, ("leases",)),
+    rule(("get", "update"), COORDINATION, ("leases",), ("kube-scheduler",)),
+    rule(READ, LEGACY, ("nodes",)),
+    rule(("get", "list", "watch", "delete"), LEGACY, ("pods",)),
+    rule("create", LEGACY, ("pods/binding", "bindings")),
+    rule(("patch", "update"), LEGACY, ("pods/status",)),
+    rule(READ, LEGACY, ("services", "replicationcontrollers")),
+    rule(READ, APPS, ("replicasets", "statefulsets")),
+    rule(READ, LEGACY, ("persistentvolumeclaims", "persistentvolumes")),
+    rule("create", AUTHORIZATION, ("subjectaccessreviews",)),
+    rule(READ, LEGACY, ("namespaces",)),
+    rule(READ, STORAGE, ("storageclasses",)),
+    rule(READ, SCHEDULING, ("priorityclasses",)),
+    # system:volume-scheduler: binding claims at pre-bind.
+    rule((*READ, "patch", "update"), LEGACY, ("persistentvolumes", "persistentvolumeclaims")),
+    _CREATE_NAMESPACES,
+]
+_CONTROLLER_MANAGER = [
+    _events(),
+    rule("create", COORDINATION, ("leases",)),
+    rule(("get", "update"), COORDINATION, ("leases",), ("pkube-controller-manager",)),
+    # The garbage collector and the namespace controller act on every kind (as Kubernetes' generic-garbage-
+    # collector and namespace-controller roles do); statuses, scale and finalize are among "*".
+    rule(("get", "list", "watch", "patch", "update", "delete", "deletecollection"), "*", ("*",)),
+    rule("create", LEGACY, ("pods", "endpoints", "persistentvolumes", "persistentvolumeclaims")),
+    rule("create", APPS, ("replicasets", "controllerrevisions")),
+    rule("create", DISCOVERY, ("endpointslices",)),
+    rule("create", STORAGE, ("storageclasses",)),
+    rule("create", AUTHORIZATION, ("subjectaccessreviews",)),
+    _CREATE_NAMESPACES,
+]
+_NODE = [
+    rule("create", AUTHORIZATION, ("subjectaccessreviews", "localsubjectaccessreviews")),
+    rule(READ, LEGACY, ("services",)),
+    rule(("create", "get", "list", "watch"), LEGACY, ("nodes",)),
+    rule(("update", "patch"), LEGACY, ("nodes/status",)),
+    rule(("update", "patch"), LEGACY, ("nodes",)),
+    rule(("create", "update", "patch"), LEGACY, ("events",)),
+    rule(READ, LEGACY, ("pods",)),
+    rule(("create", "delete"), LEGACY, ("pods",)),
+    rule(("update", "patch"), LEGACY, ("pods/status",)),
+    rule("create", LEGACY, ("pods/eviction",)),
+    rule(READ, LEGACY, ("secrets", "configmaps")),
+    rule("get", LEGACY, ("persistentvolumeclaims", "persistentvolumes")),
+    rule("get", LEGACY, ("endpoints",)),
+    rule(("get", "create", "update", "patch", "delete"), COORDINATION, ("leases",)),
+    rule("create", LEGACY, ("serviceaccounts/token",)),
+    _CREATE_NAMESPACES,
+]
+_NODE_PROXIER = [
+    rule(("list", "watch"), LEGACY, ("services", "endpoints")),
+    rule(READ, LEGACY, ("nodes",)),
+    _events(),
+    rule(("list", "watch"), DISCOVERY, ("endpointslices",)),
+]
+_DISCOVERY_URLS = ("/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi", "/openapi/*", "/readyz",
+                   "/version", "/version/")
+_PUBLIC_INFO_URLS = ("/healthz", "/livez", "/readyz", "/version", "/version/")
+
+
+def cluster_roles() -> list[Obj]:
+    return [
+        _role("cluster-admin", [rule("*", "*", ("*",)), rule("*", urls=("*",))], {**BOOTSTRAP_LABELS}),
+        _role("admin", _ADMIN),
+        _role("edit", _EDIT),
+        _role("view", _VIEW),
+        _role("system:basic-user", [rule("create", AUTHORIZATION, ("selfsubjectaccessreviews",
+                                                                    "selfsubjectrulesreviews"))]),
+        _role("system:discovery", [rule("get", urls=_DISCOVERY_URLS)]),
+        _role("system:public-info-viewer", [rule("get", urls=_PUBLIC_INFO_URLS)]),
+        _role("system:kube-scheduler", _SCHEDULER),
+        _role("system:kube-controller-manager", _CONTROLLER_MANAGER),
+        _role("system:node", _NODE),
+        _role("system:node-proxier", _NODE_PROXIER),
+    ]
+
+
+def cluster_role_bindings() -> list[Obj]:
+    return [
+        _binding("cluster-admin", "cluster-admin", [("Group", "system:masters")]),
+        _binding("system:basic-user", "system:basic-user", [("Group", "system:authenticated")]),
+        _binding("system:discovery", "system:discovery", [("Group", "system:authenticated")]),
+        _binding("system:public-info-viewer", "system:public-info-viewer",
+                 [("Group", "system:authenticated"), ("Group", "system:unauthenticated")]),
+        _binding("system:kube-scheduler", "system:kube-scheduler", [("User", "system:kube-scheduler")]),
+        _binding("system:kube-controller-manager", "system:kube-controller-manager",
+                 [("User", "system:kube-controller-manager")]),
+        _binding("system:node", "system:node", [("Group", "system:nodes")]),
+        _binding("system:node-proxier", "system:node-proxier", [("User", "system:kube-proxy")]),
+    ]
