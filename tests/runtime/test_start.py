@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kubelet.runtime.interface import ContainerConfig, ContainerState, LogOptions, RuntimeError_, SandboxConfig
+from kubelet.runtime.interface import (ContainerConfig, ContainerState, ContainerStatus, LogOptions, RuntimeError_,
+                                      SandboxConfig)
 from kubelet.runtime.runc import RuncRuntime
 from tests.util import wait_for
 
@@ -57,8 +58,13 @@ async def test_start_fails_fast_when_the_created_process_died(runtime: RuncRunti
     with pytest.raises(RuntimeError_, match="container doomed cannot be started"):
         await runtime.start_container(cid)
     assert time.monotonic() - t0 < 5
-    status = await wait_for(lambda: runtime.container_status(cid), message="the status")
-    assert status.state == ContainerState.EXITED and status.started_at is None
+
+    async def exited() -> ContainerStatus | None:
+        # runc reports the killed init as running until its monitor has reaped it: wait for that, bounded.
+        status = await runtime.container_status(cid)
+        return status if status.state == ContainerState.EXITED else None
+    status = await wait_for(exited, message="the killed container to show as exited")
+    assert status.started_at is None
     await runtime.remove_container(cid)
     assert await runtime.list_containers() == []
 
