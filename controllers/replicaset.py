@@ -54,13 +54,7 @@ class ReplicaSetController(PodOwnerController):
                 self.enqueue(rs)
 
     def _pod_added(self, pod: Obj) -> None:
-        key = self._owner_key(pod)
-        if key is not None:
-            self.expectations.creation_observed(key)
-            if meta(pod).get("deletionTimestamp"):
-                self.expectations.deletion_observed(key, key_of(pod))
-            self.queue.add(key)
-        elif controller_ref(pod) is None:
+        if not self._owned_pod_added(pod) and controller_ref(pod) is None:
             self._enqueue_matching(pod)
 
     def _pod_updated(self, old: Obj, new: Obj) -> None:

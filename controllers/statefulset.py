@@ -76,12 +76,7 @@ class StatefulSetController(PodOwnerController):
             self.queue.add(key)
 
     def _pod_event(self, pod: Obj) -> None:
-        key = self._owner_key(pod)
-        if key is not None:
-            self.expectations.creation_observed(key)
-            if meta(pod).get("deletionTimestamp"):
-                self.expectations.deletion_observed(key, key_of(pod))
-            self.queue.add(key)
+        self._owned_pod_added(pod)
 
     # -- reconcile ------------------------------------------------------------------------------
 

@@ -178,6 +178,18 @@ class PodOwnerController(Controller):
         owner = self.owner_store().get(key)
         return key if owner is not None and meta(owner).get("uid") == ref.get("uid") else None
 
+    def _owned_pod_added(self, pod: Obj) -> bool:
+        """Count a new pod (or one already terminating) against its owner's expectations and queue the owner;
+        False when no owner of ours controls it."""
+        key = self._owner_key(pod)
+        if key is None:
+            return False
+        self.expectations.creation_observed(key)
+        if meta(pod).get("deletionTimestamp"):
+            self.expectations.deletion_observed(key, key_of(pod))
+        self.queue.add(key)
+        return True
+
     def _pod_deleted(self, pod: Obj) -> None:
         key = self._owner_key(pod)
         if key is not None:

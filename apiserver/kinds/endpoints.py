@@ -7,7 +7,7 @@ from typing import Any
 from pklib import validation as v
 
 from .base import KindStrategy
-from .fields import Cause, Path, duplicate, immutable, invalid, one_of, required
+from .fields import Cause, Path, immutable, invalid, one_of, port_name, required
 from .meta import as_dict, as_list
 from .podspec import PROTOCOLS
 
@@ -21,14 +21,7 @@ def _validate_ports(ports: list[Any], path: Path, *, port_required: bool) -> lis
     names: set[str] = set()
     for i, port in enumerate(ports):
         p = path.index(i)
-        name = port.get("name") or ""
-        if port_required and len(ports) > 1 and not name:
-            causes.append(required(p.child("name")))
-        if name:
-            causes += [invalid(p.child("name"), name, e) for e in v.is_dns1123_label(name)]
-            if name in names:
-                causes.append(duplicate(p.child("name"), name))
-            names.add(name)
+        causes += port_name(p.child("name"), port.get("name") or "", names, port_required and len(ports) > 1)
         if port.get("port") is not None:
             causes += [invalid(p.child("port"), port["port"], e) for e in v.is_valid_port_num(port["port"])]
         causes += one_of(p.child("protocol"), port.get("protocol"), PROTOCOLS)

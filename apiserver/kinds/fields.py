@@ -7,6 +7,8 @@ way Go's field errors print it (`Invalid value: "abc": ...`, `Invalid value: 0: 
 from __future__ import annotations
 
 import json
+
+from pklib import validation
 from typing import Any, Iterable
 
 Cause = dict[str, str]
@@ -104,3 +106,15 @@ def one_of(path: Path, value: Any, supported: tuple[str, ...]) -> list[Cause]:
     if value is None or value in supported:
         return []
     return [not_supported(path, value, supported)]
+
+
+def port_name(path: Path, name: str, seen: set[str], needed: bool) -> list[Cause]:
+    """A port's `name` (Services, Endpoints): required when `needed` (several ports), a DNS label, and unique
+    among the names `seen` so far, which it joins."""
+    if not name:
+        return [required(path)] if needed else []
+    causes = [invalid(path, name, e) for e in validation.is_dns1123_label(name)]
+    if name in seen:
+        causes.append(duplicate(path, name))
+    seen.add(name)
+    return causes

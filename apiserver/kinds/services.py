@@ -14,7 +14,7 @@ from pklib import validation as v
 from ..allocators import AllocationError, NodePortAllocator, Owner, RangeFull, ServiceIPAllocator
 from ..status import StatusError, invalid as invalid_status
 from .base import KindStrategy, Rollback
-from .fields import Cause, Path, duplicate, forbidden, immutable, invalid, one_of, required
+from .fields import Cause, Path, duplicate, forbidden, immutable, invalid, one_of, port_name, required
 from .meta import as_dict, as_list, validate_labels
 from .podspec import PROTOCOLS, validate_port_ref
 
@@ -179,14 +179,7 @@ class ServiceStrategy(KindStrategy):
         old_node_ports = {n for _, n in _node_ports(old_spec)}
         for i, port in enumerate(ports):
             p = path.index(i)
-            name = port.get("name", "")
-            if len(ports) > 1 and not name:
-                causes.append(required(p.child("name")))
-            if name:
-                causes += [invalid(p.child("name"), name, e) for e in v.is_dns1123_label(name)]
-                if name in names:
-                    causes.append(duplicate(p.child("name"), name))
-                names.add(name)
+            causes += port_name(p.child("name"), port.get("name") or "", names, len(ports) > 1)
             causes += [invalid(p.child("port"), port["port"], e) for e in v.is_valid_port_num(port["port"])]
             protocol = port.get("protocol", "TCP")
             causes += one_of(p.child("protocol"), protocol, PROTOCOLS)
