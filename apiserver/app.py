@@ -11,6 +11,7 @@ from pklib.api.wellknown import SYSTEM_NAMESPACES
 from pklib.api.priority import BUILTIN_CLASSES, builtin_class
 
 from . import aggregated_discovery, auth, bodies, discovery, fieldvalidation, openapi, proxy_pods
+from .admission import podsecurity
 from .handlers import Api
 from .handlers_objects import Objects
 from .metrics import Metrics
@@ -38,6 +39,19 @@ class Config:
     kubelet_certificate_authority: str | None = None  # verifies kubelets' serving certificates
     kubelet_client_certificate: str | None = None  # how the apiserver authenticates to kubelets
     kubelet_client_key: str | None = None
+    pod_security_default_enforce: str = "baseline"  # Pod Security level of namespaces without labels
+
+
+@web.middleware
+async def admission_warnings(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Admission's warnings about a write (Pod Security) go out as `Warning` headers, refused or not."""
+    warnings, token = podsecurity.collect()
+    try:
+        return await handler(request)  # type: ignore[no-any-return]
+    finally:
+        podsecurity.stop_collecting(token)
+        if warnings:
+            request[fieldvalidation.WARNINGS] = [*(request.get(fieldvalidation.WARNINGS) or []), *warnings]
 
 
 async def _health(_: web.Request) -> web.Response:
@@ -48,11 +62,13 @@ def build_app(config: Config, storage: Storage) -> web.Application:
     metrics = Metrics()
     cache = WatchCache(storage)
     api = Api(storage, cache, metrics, config.watch_bookmark_interval)
+    api.objects.pod_security = podsecurity.PodSecurity(config.pod_security_default_enforce)
     middlewares: list[Any] = [metrics.middleware()]
     if config.token_auth_file:
         # Authentication answers 401 itself; put it inside metrics so refused requests are counted too.
         middlewares.append(auth.middleware(auth.load_tokens(config.token_auth_file)))
     middlewares.append(status_middleware)
+    middlewares.append(admission_warnings)
     app = web.Application(middlewares=middlewares, client_max_size=bodies.MAX_BODY + 1)
 
     async def readyz(_: web.Request) -> web.Response:
