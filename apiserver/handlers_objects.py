@@ -171,7 +171,7 @@ class Objects:
                     namespace: dict[str, Any] | None = None) -> None:
         """Admission of a create (old None) or update that validation accepted: Pod Security for now."""
         if res.kind == "Namespace":
-            causes = self.pod_security.label_errors(obj)
+            causes = self.pod_security.label_errors(obj, old)
             if causes:
                 raise invalid(res.kind, (obj.get("metadata") or {}).get("name") or "", causes)
             if old is not None:

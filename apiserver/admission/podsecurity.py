@@ -199,10 +199,16 @@ class PodSecurity:
 
     # -- namespaces ----------------------------------------------------------------------------------------
 
-    def label_errors(self, namespace: dict[str, Any]) -> list[dict[str, str]]:
-        """Status causes for the pod-security labels of a namespace that are not valid (422 on its write)."""
-        labels = (namespace.get("metadata") or {}).get("labels") or {}
-        return [e.cause() for e in policy_for(labels, self.default)[1]]
+    def label_errors(self, namespace: dict[str, Any], old: dict[str, Any] | None = None) -> list[dict[str, str]]:
+        """Status causes for the pod-security labels of a namespace that are not valid (422 on its write).
+        An update that leaves the errors as they were is let through (Kubernetes: a namespace stored with a bad
+        label can still be finalized and deleted)."""
+        def causes(ns: dict[str, Any]) -> list[dict[str, str]]:
+            labels = (ns.get("metadata") or {}).get("labels") or {}
+            return [e.cause() for e in policy_for(labels, self.default)[1]]
+
+        found = causes(namespace)
+        return [] if found and old is not None and causes(old) == found else found
 
     def namespace_updated(self, new: dict[str, Any], old: dict[str, Any],
                           pods: Callable[[], list[dict[str, Any]]]) -> None:

@@ -256,3 +256,10 @@ def test_default_enforce_flag() -> None:
     assert parse_args(["--pod-security-default-enforce", "privileged"]).pod_security_default_enforce == "privileged"
     with pytest.raises(SystemExit):
         parse_args(["--pod-security-default-enforce", "strict"])
+
+
+def test_bad_labels_refused_only_when_a_write_brings_them() -> None:
+    bad = ns("n", enforce="strict")
+    assert PodSecurity().label_errors(bad)[0]["field"] == f"metadata.labels[{L}enforce]"
+    assert PodSecurity().label_errors(bad, ns("n"))  # newly bad
+    assert PodSecurity().label_errors(bad, bad) == []  # stored like that already: finalize/delete still work
