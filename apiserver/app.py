@@ -11,6 +11,7 @@ from pklib.api.wellknown import SYSTEM_NAMESPACES
 from pklib.api.priority import BUILTIN_CLASSES, builtin_class
 
 from . import aggregated_discovery, auth, bodies, discovery, fieldvalidation, openapi, proxy_pods
+from .admission import podsecurity
 from .authz import middleware as authz_middleware, policy as bootstrap_policy, reviews
 from .authz.authorizer import Authorizer
 from .authz.cache import NodeGraphCache, PolicyCache
@@ -41,6 +42,19 @@ class Config:
     kubelet_certificate_authority: str | None = None  # verifies kubelets' serving certificates
     kubelet_client_certificate: str | None = None  # how the apiserver authenticates to kubelets
     kubelet_client_key: str | None = None
+    pod_security_default_enforce: str = "baseline"  # Pod Security level of namespaces without labels
+
+
+@web.middleware
+async def admission_warnings(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Admission's warnings about a write (Pod Security) go out as `Warning` headers, refused or not."""
+    warnings, token = podsecurity.collect()
+    try:
+        return await handler(request)  # type: ignore[no-any-return]
+    finally:
+        podsecurity.stop_collecting(token)
+        if warnings:
+            request[fieldvalidation.WARNINGS] = [*(request.get(fieldvalidation.WARNINGS) or []), *warnings]
 
 
 async def _health(_: web.Request) -> web.Response:
@@ -52,6 +66,7 @@ def build_app(config: Config, storage: Storage) -> web.Application:
     cache = WatchCache(storage)
     api = Api(storage, cache, metrics, config.watch_bookmark_interval)
     authorizer = Authorizer(PolicyCache(cache).policy, NodeGraphCache(cache))
+    api.objects.pod_security = podsecurity.PodSecurity(config.pod_security_default_enforce)
     middlewares: list[Any] = [metrics.middleware()]
     if config.token_auth_file:
         # Authentication answers 401 itself and authorization 403; put them inside metrics so refused requests
@@ -59,6 +74,7 @@ def build_app(config: Config, storage: Storage) -> web.Application:
         middlewares.append(auth.middleware(auth.load_tokens(config.token_auth_file)))
         middlewares.append(authz_middleware.middleware(authorizer))
     middlewares.append(status_middleware)
+    middlewares.append(admission_warnings)
     app = web.Application(middlewares=middlewares, client_max_size=bodies.MAX_BODY + 1)
 
     async def readyz(_: web.Request) -> web.Response:

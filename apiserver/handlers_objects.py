@@ -23,6 +23,7 @@ from pklib.api.timefmt import now_rfc3339
 from pklib.resources import Resource
 
 from . import kinds
+from .admission import podsecurity
 from .bodies import member
 from .status import StatusError, already_exists, bad_request, conflict, forbidden, invalid, not_found
 from .storage.interface import Entry, KeyExistsError, KeyNotFoundError, RevisionConflictError, Storage
@@ -34,6 +35,7 @@ _GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' generateName alph
 _SERVER_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation",
                 "resourceVersion", "selfLink", "managedFields")
 NAMESPACES_PREFIX = resource_prefix("", "namespaces")
+PODS_PREFIX = resource_prefix("", "pods")
 NAMESPACE_CACHE_WAIT = 1.0  # bound on waiting for the cache to show this server's own writes
 
 
@@ -89,6 +91,7 @@ class Objects:
         # The newest revision of a namespace write through this server: the cache must show it before
         # namespace checks may trust the cache (read-your-writes).
         self.namespace_written = 0
+        self.pod_security = podsecurity.PodSecurity()  # replaced by the app with the configured default
 
     def wrote(self, key: str, revision: int) -> int:
         """Notes a write of `key` at `revision` (returned), for the namespace check's read-your-writes."""
@@ -141,22 +144,43 @@ class Objects:
             raise bad_request("the namespace of the provided object does not match the namespace sent on the "
                               "request")
 
-    async def check_namespace(self, namespace: str) -> None:
-        """404 for a missing namespace, 403 for a terminating one (Kubernetes' NamespaceLifecycle admission).
+    async def namespace_object(self, namespace: str) -> dict[str, Any] | None:
+        """The Namespace `namespace` (None if there is none), as admission sees it.
 
         Like Kubernetes, this reads the cache; it first waits until the cache holds every namespace
         write this server made, so a namespace created or deleted through it a moment ago counts. Not found in
         the cache still gets a look in the store (created through another API server)."""
         await self.cache.wait_for_revision(self.namespace_written, NAMESPACE_CACHE_WAIT)
         cached = self.cache.for_prefix(NAMESPACES_PREFIX).objects.get(NAMESPACES_PREFIX + namespace)
-        ns = cached.obj if cached is not None else None
-        if ns is None:
-            entry = await self.storage.get(NAMESPACES_PREFIX + namespace)
-            ns = entry.value if entry is not None else None
+        if cached is not None:
+            return cached.obj
+        entry = await self.storage.get(NAMESPACES_PREFIX + namespace)
+        return entry.value if entry is not None else None
+
+    async def check_namespace(self, namespace: str) -> dict[str, Any]:
+        """The namespace to create in: 404 for a missing one, 403 for a terminating one (Kubernetes'
+        NamespaceLifecycle admission)."""
+        ns = await self.namespace_object(namespace)
         if ns is None:
             raise not_found("namespaces", namespace)
         if (ns.get("metadata") or {}).get("deletionTimestamp"):
             raise forbidden(f"unable to create new content in namespace {namespace} because it is being terminated")
+        return ns
+
+    async def admit(self, res: Resource, obj: dict[str, Any], old: dict[str, Any] | None,
+                    namespace: dict[str, Any] | None = None) -> None:
+        """Admission of a create (old None) or update that validation accepted: Pod Security for now."""
+        if res.kind == "Namespace":
+            causes = self.pod_security.label_errors(obj, old)
+            if causes:
+                raise invalid(res.kind, (obj.get("metadata") or {}).get("name") or "", causes)
+            if old is not None:
+                in_ns = f"{PODS_PREFIX}{obj['metadata']['name']}/"
+                self.pod_security.namespace_updated(
+                    obj, old, lambda: [c.obj for c in self.cache.for_prefix(PODS_PREFIX).items(in_ns, None)])
+        elif res.namespaced and podsecurity.governs(res.kind):
+            ns_name = (obj.get("metadata") or {}).get("namespace") or ""
+            self.pod_security.admit(res.kind, obj, old, namespace or await self.namespace_object(ns_name))
 
     @staticmethod
     def validate(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
@@ -205,8 +229,8 @@ class Objects:
         strategy.default(obj)
         strategy.admit(obj, None)
         self.validate(res, obj, None)
-        if res.namespaced:
-            await self.check_namespace(namespace or "")
+        ns = await self.check_namespace(namespace or "") if res.namespaced else None
+        await self.admit(res, obj, None, ns)
         key = object_key(res, namespace, meta["name"])
         if dry_run:  # everything a create checks, nothing it writes (no resourceVersion, like Kubernetes)
             if await self.storage.get(key) is not None:
@@ -287,6 +311,7 @@ class Objects:
         strategy.admit(new, old)
         # Validation only reads the old object: a copy of its top level (for the resourceVersion) will do.
         self.validate(res, new, with_rv(dict(old, metadata=dict(old_meta)), entry.mod_revision))
+        await self.admit(res, new, old)
         if new == _without_rv(old) or dry_run:
             if not current:
                 raise _NotCurrent()

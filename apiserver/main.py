@@ -41,6 +41,9 @@ def parse_args(argv: list[str]) -> Config:
     p.add_argument("--kubelet-certificate-authority", help="CA of the kubelets' serving certificates")
     p.add_argument("--kubelet-client-certificate", help="client certificate to present to kubelets (PEM)")
     p.add_argument("--kubelet-client-key", help="its private key (PEM)")
+    p.add_argument("--pod-security-default-enforce", default="baseline", choices=("privileged", "baseline", "restricted"),
+                   help="Pod Security level enforced (and warned about, and audited) in namespaces without "
+                        "pod-security.kubernetes.io labels; privileged turns it off (kube-system is exempt)")
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     a = p.parse_args(argv)
     servers = [s.strip() for s in a.etcd_servers.split(",") if s.strip()]
@@ -84,7 +87,7 @@ def parse_args(argv: list[str]) -> Config:
     return Config(servers, a.etcd_prefix, a.bind_address, a.port, a.token_auth_file, a.service_cluster_ip_range,
                   a.service_node_port_range, a.watch_bookmark_interval, a.tls_cert_file, a.tls_private_key_file,
                   a.etcd_cafile, a.etcd_certfile, a.etcd_keyfile, a.kubelet_certificate_authority,
-                  a.kubelet_client_certificate, a.kubelet_client_key)
+                  a.kubelet_client_certificate, a.kubelet_client_key, a.pod_security_default_enforce)
 
 
 def _is_loopback(address: str) -> bool:

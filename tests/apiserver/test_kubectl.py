@@ -92,3 +92,27 @@ def test_kubectl_apply_get_scale_label_delete(kubectl) -> None:
     assert missing.returncode != 0 and 'deployments.apps "nope" not found' in missing.stderr
     kubectl("delete", "deployment", "web", "-n", ns)
     assert kubectl("get", "deploy", "-n", ns, "-o", "name").stdout.strip() == ""
+
+
+def test_kubectl_prints_pod_security_warnings_and_refusals(kubectl) -> None:
+    ns = unique("psa")
+    kubectl("apply", "--validate=false", "-f", "-", stdin=(
+        f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n  labels:\n"
+        "    pod-security.kubernetes.io/enforce: baseline\n    pod-security.kubernetes.io/warn: restricted\n"))
+    plain = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: c\n    image: busybox\n"
+    r = kubectl("apply", "-n", ns, "-f", "-", stdin=plain.format(name="plain"))
+    assert 'Warning: would violate PodSecurity "restricted:latest": allowPrivilegeEscalation != false ' \
+           '(container "c" must set securityContext.allowPrivilegeEscalation=false)' in r.stderr
+    assert "pod/plain created" in r.stdout
+    host = plain.format(name="host") + "    securityContext:\n      privileged: true\n"
+    r = kubectl("apply", "-n", ns, "-f", "-", stdin=host, ok=False)
+    assert r.returncode != 0
+    assert ('Error from server (Forbidden): error when creating "STDIN": pods "host" is forbidden: violates '
+            'PodSecurity "baseline:latest": privileged (container "c" must not set securityContext.privileged=true)'
+            ) in r.stderr
+    r = kubectl("label", "ns", ns, "pod-security.kubernetes.io/enforce=restricted", "--overwrite")
+    assert (f'Warning: existing pods in namespace "{ns}" violate the new PodSecurity enforce level '
+            '"restricted:latest"') in r.stderr
+    assert "Warning: plain: allowPrivilegeEscalation != false, unrestricted capabilities, runAsNonRoot != true, " \
+           "seccompProfile" in r.stderr
+    kubectl("delete", "ns", ns, "--wait=false")

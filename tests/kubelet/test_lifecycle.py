@@ -31,19 +31,20 @@ def _sandboxes(node: Node) -> set[str]:
     return {p.name for p in d.iterdir()} if d.is_dir() else set()
 
 
-async def test_graceful_deletion_runs_pre_stop_then_sigterm_within_grace(node: Node, kc: Client, ns: str) -> None:
-    out = node.tmp / "term-out" / ns
+async def test_graceful_deletion_runs_pre_stop_then_sigterm_within_grace(node: Node, kc: Client,
+                                                                          privileged_ns: str) -> None:
+    out = node.tmp / "term-out" / privileged_ns
     script = "trap 'echo got-TERM >> /out/log; exit 0' TERM; echo up > /out/up; while true; do sleep 0.1; done"
     hook = {"preStop": {"exec": {"command": ["sh", "-c", "echo pre-stop >> /out/log"]}}}
     await kc.create(PODS, pod("polite", ctr("c", script, volumeMounts=[{"name": "o", "mountPath": "/out"}],
                                             lifecycle=hook),
                               volumes=[{"name": "o", "hostPath": {"path": str(out), "type": "DirectoryOrCreate"}}],
-                              terminationGracePeriodSeconds=20), ns)
-    await wait_pod(kc, ns, "polite", running, what="polite Running")
+                              terminationGracePeriodSeconds=20), privileged_ns)
+    await wait_pod(kc, privileged_ns, "polite", running, what="polite Running")
     await wait_for(lambda: _async_exists(out / "up"), 10, 0.1, message="trap installed")
     started = time.monotonic()
-    await kc.delete(PODS, "polite", ns)
-    await wait_for(lambda: _gone(kc, ns, "polite"), 20, 0.1, message="deletion completed by the kubelet")
+    await kc.delete(PODS, "polite", privileged_ns)
+    await wait_for(lambda: _gone(kc, privileged_ns, "polite"), 20, 0.1, message="deletion completed by the kubelet")
     took = time.monotonic() - started
     assert (out / "log").read_text().split() == ["pre-stop", "got-TERM"]  # the hook ran first, then SIGTERM
     assert took < 10, f"a container exiting on SIGTERM held the deletion for {took:.1f}s"

@@ -11,6 +11,7 @@ import pytest
 from pklib.client import Client
 from tests.scheduler.cluster import (NODES, PODS, PVCS, PVS, Cluster, Component, condition, delete_nodes,
                                      events_for, node_of, pod_body, start_hollow, wait_bound)
+from tests.support.node import allow_privileged_pods
 from tests.util import free_port, wait_for
 
 NodesFactory = Callable[..., Awaitable[list[str]]]
@@ -138,6 +139,7 @@ async def test_replicas_of_one_owner_spread_across_nodes(nodes: NodesFactory, cc
 
 async def test_host_port_conflicts(nodes: NodesFactory, cclient: Client, cns: str) -> None:
     await nodes(3)
+    await allow_privileged_pods(cclient, cns)  # host ports are beyond the default Pod Security level
     port_pod = pod_body("p")
     port_pod["spec"]["containers"][0]["ports"] = [{"containerPort": 80, "hostPort": 8080}]
     for i in range(3):

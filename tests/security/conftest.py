@@ -32,3 +32,10 @@ async def ns(kc: Client) -> AsyncIterator[str]:
     """A fresh namespace; its pods are force-deleted afterwards (the kubelet then removes their containers)."""
     async with pod_namespace(kc, "ns") as name:
         yield name
+
+
+@pytest.fixture
+async def privileged_ns(kc: Client) -> AsyncIterator[str]:
+    """Like `ns`, labelled with the Pod Security level `privileged`: for pods that use the host."""
+    async with pod_namespace(kc, "ns", "privileged") as name:
+        yield name

@@ -47,15 +47,15 @@ def _sc(profile: str, **extra: Any) -> dict[str, Any]:
 
 
 async def test_seccomp_runtime_default_blocks_unshare_and_unconfined_allows_it(node: Node, kc: Client,
-                                                                               ns: str) -> None:
+                                                                               privileged_ns: str) -> None:
     await kc.create(PODS, pod("sc", ctr("dflt", "exec sleep 3600"),
-                              ctr("open", "exec sleep 3600", securityContext=_sc("Unconfined"))), ns)
+                              ctr("open", "exec sleep 3600", securityContext=_sc("Unconfined"))), privileged_ns)
     # the pod asks for Unconfined, one container overrides it with RuntimeDefault
     await kc.create(PODS, pod("sc-pod", ctr("inherit", "exec sleep 3600"),
                               ctr("strict", "exec sleep 3600", securityContext=_sc("RuntimeDefault")),
-                              securityContext=_sc("Unconfined")), ns)
-    p = await wait_pod(kc, ns, "sc", running, what="pod sc running")
-    q = await wait_pod(kc, ns, "sc-pod", running, what="pod sc-pod running")
+                              securityContext=_sc("Unconfined")), privileged_ns)
+    p = await wait_pod(kc, privileged_ns, "sc", running, what="pod sc running")
+    q = await wait_pod(kc, privileged_ns, "sc-pod", running, what="pod sc-pod running")
 
     code, out = await _unshare_user_ns(node, p, "dflt")
     assert code != 0 and "unshare(0x10000000)" in out and EPERM_TEXT in out, out
@@ -108,14 +108,14 @@ async def test_localhost_profile_applied_and_escaping_name_refused(node: Node, k
         shutil.rmtree(outside, ignore_errors=True)
 
 
-async def test_capabilities_no_new_privs_and_read_only_root(node: Node, kc: Client, ns: str) -> None:
+async def test_capabilities_no_new_privs_and_read_only_root(node: Node, kc: Client, privileged_ns: str) -> None:
     await kc.create(PODS, pod(
         "caps", ctr("dflt", "exec sleep 3600"),
         ctr("raw", "exec sleep 3600", securityContext={"capabilities": {"add": ["NET_RAW"]}}),
         ctr("nnp", "exec sleep 3600", securityContext={"allowPrivilegeEscalation": False}),
         ctr("esc", "exec sleep 3600", securityContext={"allowPrivilegeEscalation": True}),
-        ctr("ro", "exec sleep 3600", securityContext={"readOnlyRootFilesystem": True})), ns)
-    p = await wait_pod(kc, ns, "caps", running, what="pod caps running")
+        ctr("ro", "exec sleep 3600", securityContext={"readOnlyRootFilesystem": True})), privileged_ns)
+    p = await wait_pod(kc, privileged_ns, "caps", running, what="pod caps running")
 
     dflt = await _proc_status(node, p, "dflt")
     assert not int(dflt["CapEff"], 16) & (1 << CAP_NET_RAW)

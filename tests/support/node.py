@@ -29,6 +29,8 @@ from tests.support.controlplane import ROOT, ApiServer, Etcd, _stop, kubelet_ser
 from tests.support.leftovers import leftovers
 from tests.util import free_port, unique, wait_for
 
+PSA_ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
+
 
 def res(plural: str) -> Resource:
     found = lookup(plural)
@@ -134,14 +136,23 @@ async def _wait_node(node: Node) -> None:
 
 
 @asynccontextmanager
-async def pod_namespace(c: Client, prefix: str) -> AsyncIterator[str]:
-    """A fresh namespace for a test's pods, cleaned (clean_namespace) when the test ends."""
+async def pod_namespace(c: Client, prefix: str, pod_security: str | None = None) -> AsyncIterator[str]:
+    """A fresh namespace for a test's pods, cleaned (clean_namespace) when the test ends.
+
+    `pod_security`: the namespace's Pod Security enforce level (`privileged` for pods that use the host:
+    hostPath volumes, host ports, added capabilities, seccomp Unconfined); the cluster default otherwise."""
     name = unique(prefix)
-    await c.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    labels = {PSA_ENFORCE_LABEL: pod_security} if pod_security else {}
+    await c.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
     try:
         yield name
     finally:
         await clean_namespace(c, name)
+
+
+async def allow_privileged_pods(c: Client, ns: str) -> None:
+    """Label an existing namespace with the Pod Security level `privileged` (no checks on its pods)."""
+    await c.patch(NAMESPACES, ns, {"metadata": {"labels": {PSA_ENFORCE_LABEL: "privileged"}}})
 
 
 async def clean_namespace(c: Client, ns: str) -> None:
