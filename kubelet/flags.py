@@ -32,6 +32,11 @@ def add_real_flags(p: argparse.ArgumentParser) -> None:
                    help="most processes (threads) of one pod, set on its cgroup (Kubernetes' podPidsLimit); "
                         "-1: unlimited")
     g.add_argument("--no-forwarding", action="store_true", help="do not enable IPv4 forwarding")
+    g.add_argument("--cluster-cidr", default="",
+                   help="the pod range of every node: pod traffic into it is not masqueraded (default: this "
+                        "node's pod CIDR only)")
+    g.add_argument("--pod-routes", action="store_true",
+                   help="host-gw routing: keep a route to every other node's pod CIDR via its InternalIP")
     g.add_argument("--node-ip", default="", help="InternalIP of the node (default: address of the default route)")
     g.add_argument("--node-labels", default="", help="extra labels k=v,k2=v2")
     g.add_argument("--system-reserved-cpu", default="0", help="cpu kept from allocatable")
@@ -95,6 +100,11 @@ def check_real_config(config: argparse.Namespace) -> None:
             ipaddress.ip_address(ip.strip())
         except ValueError:
             raise ValueError(f"--cluster-dns: {ip!r} is not an IP address") from None
+    if config.cluster_cidr:
+        try:
+            ipaddress.IPv4Network(config.cluster_cidr)
+        except ValueError as e:
+            raise ValueError(f"--cluster-cidr {config.cluster_cidr!r}: {e}") from None
     if config.pod_pids_limit == 0 or config.pod_pids_limit < -1:
         raise ValueError("--pod-pids-limit must be positive, or -1 for unlimited")
     if not 0 <= config.port <= 65535:
@@ -118,7 +128,7 @@ def log_max_size(config: argparse.Namespace) -> int:
 
 
 def runtime_config(config: argparse.Namespace, pod_cidr: str) -> RuntimeConfig:
-    runtime_cfg = RuntimeConfig(pod_cidr=pod_cidr, bridge=config.bridge, nat_table=config.nat_table,
+    runtime_cfg = RuntimeConfig(pod_cidr=pod_cidr, cluster_cidr=config.cluster_cidr, bridge=config.bridge, nat_table=config.nat_table,
                                 netns_prefix=config.netns_prefix, veth_prefix=config.veth_prefix,
                                 cgroup_parent=config.cgroup_parent, enable_forwarding=not config.no_forwarding,
                                 container_log_max_size=log_max_size(config),

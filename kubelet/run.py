@@ -19,6 +19,7 @@ from kubelet.containerconfig import PodConfigOptions
 from kubelet.flags import check_real_config, node_labels, root_dir, runtime_config
 from kubelet.host import NodeHost
 from kubelet.nodestatus import NodeAgent, NodeConfig, runtime_version
+from kubelet.podroutes import run_pod_routes
 from kubelet.podworkers import PodWorkerConfig, PodWorkers
 from kubelet.pullmanager import LocalImages
 from kubelet.runtime.runc import RuncRuntime, RuntimeConfig
@@ -81,6 +82,8 @@ async def run_real(client: Client, config: argparse.Namespace, ready: asyncio.Ev
         async with asyncio.TaskGroup() as tg:
             tg.create_task(node.heartbeat(), name="kubelet:heartbeat")
             tg.create_task(workers.run(ready), name="kubelet:pods")
+            if config.pod_routes:
+                tg.create_task(run_pod_routes(client, name), name="kubelet:pod-routes")
     finally:
         await workers.probes.close()
         if runner is not None:

@@ -17,6 +17,7 @@ from kubelet.network.netns import list_netns, netns_path, setup_pod_network, tea
 class NetworkConfig:
     pod_cidr: str
     ipam_dir: Path
+    cluster_cidr: str = ""  # every node's pods: traffic to them is not masqueraded (empty: this node's only)
     bridge: str = "pkube0"
     nat_table: str = nat.DEFAULT_TABLE
     netns_prefix: str = "pkube-"
@@ -44,7 +45,7 @@ class NodeNetwork:
         """Idempotent node setup: bridge with the gateway address, NAT table, forwarding."""
         with IPRoute() as ipr:
             ensure_bridge(ipr, self.config.bridge, self.gateway)
-        nat.ensure_nat(self.config.nat_table, self.config.pod_cidr)
+        nat.ensure_nat(self.config.nat_table, self.config.pod_cidr, self.config.cluster_cidr)
         if self.config.enable_forwarding:
             forwarding.enable(self.config.bridge)
 

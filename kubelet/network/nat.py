@@ -17,19 +17,21 @@ class NatError(Exception):
     pass
 
 
-def ruleset(table: str, pod_cidr: str) -> str:
+def ruleset(table: str, pod_cidr: str, cluster_cidr: str = "") -> str:
     if not _NAME.match(table):
         raise NatError(f"invalid nftables table name {table!r}")
     cidr = ipaddress.IPv4Network(pod_cidr)
-    # Pod traffic to other pods stays unmasqueraded (pods see each other's real IPs, a Kubernetes network rule);
-    # traffic leaving the pod CIDR is masqueraded to the node's address.
+    # Pod traffic to other pods, on this node or (with a cluster CIDR) on another, stays unmasqueraded (pods
+    # see each other's real IPs, a Kubernetes network rule); traffic leaving the pods' range is masqueraded
+    # to the node's address.
+    pods = ipaddress.IPv4Network(cluster_cidr) if cluster_cidr else cidr
     return (
         f"table ip {table} {{}}\n"
         f"delete table ip {table}\n"
         f"table ip {table} {{\n"
         f"  chain postrouting {{\n"
         f"    type nat hook postrouting priority srcnat; policy accept;\n"
-        f"    ip saddr {cidr} ip daddr != {cidr} masquerade\n"
+        f"    ip saddr {cidr} ip daddr != {pods} masquerade\n"
         f"  }}\n"
         f"}}\n"
     )
@@ -41,8 +43,8 @@ def _nft(script: str) -> None:
         raise NatError(f"nft failed: {proc.stderr.decode(errors='replace').strip()}")
 
 
-def ensure_nat(table: str, pod_cidr: str) -> None:
-    _nft(ruleset(table, pod_cidr))
+def ensure_nat(table: str, pod_cidr: str, cluster_cidr: str = "") -> None:
+    _nft(ruleset(table, pod_cidr, cluster_cidr))
 
 
 def delete_nat(table: str) -> None:

@@ -27,6 +27,7 @@ STOP_SANDBOX_GRACE = 0.0  # CRI StopPodSandbox kills; graceful stops are the kub
 class RuntimeConfig:
     state_dir: Path = field(default_factory=lambda: pkube_home() / "runtime")
     pod_cidr: str = "10.244.0.0/24"
+    cluster_cidr: str = ""  # all nodes' pod ranges (not masqueraded); empty: this node's pod CIDR
     bridge: str = "pkube0"
     nat_table: str = "pkube-nat"
     netns_prefix: str = "pkube-"
@@ -51,7 +52,8 @@ class RuncRuntime:
         runc_root.mkdir(parents=True, exist_ok=True)
         self.runc = Runc(str(runc_root))
         self.network = NodeNetwork(NetworkConfig(
-            pod_cidr=config.pod_cidr, ipam_dir=config.state_dir / "ipam", bridge=config.bridge,
+            pod_cidr=config.pod_cidr, ipam_dir=config.state_dir / "ipam", cluster_cidr=config.cluster_cidr,
+            bridge=config.bridge,
             nat_table=config.nat_table, netns_prefix=config.netns_prefix, veth_prefix=config.veth_prefix,
             enable_forwarding=config.enable_forwarding))
         self.sandboxes = Sandboxes(config.state_dir, self.network, config.cgroup_parent)

@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from pkctl.cluster.home import ClusterConfig, Home, Member
+from pkctl.cluster.home import ClusterConfig, Home, Member, Worker
 
 # (healthy, one-line detail) — detail is shown by `cluster status` and in `up`'s error messages.
 Health = tuple[bool, str]
@@ -46,6 +46,8 @@ class Component:
     members: tuple["Component", ...] = ()
     # The launcher's name for it when that is not `name` (a member's apiserver-cp2 runs `pkube apiserver`).
     launch: str = ""
+    # The named network namespace it runs in (an extra node's kubelet and proxy); "": the host's.
+    netns: str = ""
 
     def available(self) -> bool:
         if self.members:
@@ -55,9 +57,13 @@ class Component:
         return _module_exists(self.module)
 
     def command(self, home: Home, cfg: ClusterConfig) -> list[str]:
+        # nsenter enters only the network namespace (`ip netns exec` would also unshare the mount namespace,
+        # hiding the pods' netns mounts from the host)
+        enter = ["nsenter", f"--net=/run/netns/{self.netns}", "--"] if self.netns else []
         if self.module is None:
-            return [shutil.which(self.binary or self.name) or self.name, *self.argv(home, cfg)]
-        return [sys.executable, "-m", "launcher", "group" if self.members else self.launch or self.name, *self.argv(home, cfg)]
+            return [*enter, shutil.which(self.binary or self.name) or self.name, *self.argv(home, cfg)]
+        return [*enter, sys.executable, "-m", "launcher", "group" if self.members else self.launch or self.name,
+                *self.argv(home, cfg)]
 
 
 def _module_exists(module: str) -> bool:
@@ -144,15 +150,16 @@ def _renewed_since(home: Home, cfg: ClusterConfig, node: str, since: float) -> b
     return datetime.fromisoformat(renew.replace("Z", "+00:00")).timestamp() >= since
 
 
-def _probe_node(home: Home, cfg: ClusterConfig, running: float) -> Health:
+def _probe_node(home: Home, cfg: ClusterConfig, running: float, node_name: str = "") -> Health:
     """Node Ready, and its Lease renewed by this kubelet process: after a restart the Node object
     still says Ready from the previous run, so Ready alone proves nothing."""
+    node_name = node_name or cfg.node_name
     nodes = api_get(home, cfg, "/api/v1/nodes")
     if nodes is None:
         return False, "cannot list nodes"
-    mine = [n for n in nodes.get("items", []) if n["metadata"]["name"] == cfg.node_name]
+    mine = [n for n in nodes.get("items", []) if n["metadata"]["name"] == node_name]
     if not mine:
-        return False, f"node {cfg.node_name} not registered yet"
+        return False, f"node {node_name} not registered yet"
     started = time.time() - running - 1.0  # renewTime has second-level clock skew at worst on one host
     ready = [n["metadata"]["name"] for n in mine
              if node_ready(n) and _renewed_since(home, cfg, n["metadata"]["name"], started)]
@@ -230,8 +237,10 @@ def apiserver_serves_tls() -> bool:
 
 
 def _controller_flags(home: Home, cfg: ClusterConfig) -> list[str]:
-    # one node: each home's pod range is cut into /24s, the default home's 10.244.0.0/16 as in kubeadm
-    return [*_client_flags(home, cfg), "--cluster-cidr", cfg.cluster_cidr, "--node-cidr-mask-size", "24"]
+    # each home's pod range is cut into /24s, the default home's 10.244.0.0/16 as in kubeadm; another home's
+    # /24 is cut in as many parts as its nodes need
+    return [*_client_flags(home, cfg), "--cluster-cidr", cfg.cluster_cidr,
+            "--node-cidr-mask-size", str(cfg.node_cidr_mask)]
 
 
 def _node_flags(home: Home, cfg: ClusterConfig) -> list[str]:
@@ -246,9 +255,69 @@ def _kubelet_flags(home: Home, cfg: ClusterConfig) -> list[str]:
     # The kubelet API listens on the node's IP (where the apiserver reaches it for logs/exec/port-forward),
     # over TLS, and lets in only the apiserver's client certificate.
     node_ip = ["--node-ip", cfg.node_ip] if cfg.node_ip else []
-    return [*_client_flags(home, cfg), *_node_flags(home, cfg), *node_ip, "--port", str(cfg.kubelet_port),
+    # several nodes: pods reach the others' pods unmasqueraded, through routes to their pod CIDRs (host-gw)
+    multi = ["--cluster-cidr", cfg.cluster_cidr, "--pod-routes"] if cfg.workers else []
+    return [*_client_flags(home, cfg), *_node_flags(home, cfg), *node_ip, *multi, "--port", str(cfg.kubelet_port),
             "--tls-cert-file", str(home.pki.cert("kubelet")), "--tls-private-key-file", str(home.pki.key("kubelet")),
             "--client-ca-file", str(home.pki.ca_cert), "--cluster-dns", cfg.dns_ip]
+
+
+def _worker_node_flags(home: Home, cfg: ClusterConfig, w: Worker) -> list[str]:
+    """An extra node's own state dirs and names. Its bridge, NAT table and veths live in its netns; the
+    pods' netns names and the cgroup parent are host-wide, so they carry the node's index; the bridge too,
+    since the kubelet records the host's ip_forward per bridge name."""
+    d = home.node_dir(w.name)
+    return ["--node-name", w.name, "--root-dir", str(d / "kubelet"), "--image-root", str(home.images),
+            "--runtime-state-dir", str(d / "runtime"), "--bridge", f"{cfg.bridge[:11]}w{w.index}",
+            "--nat-table", cfg.nat_table, "--netns-prefix", f"{cfg.netns_prefix[:-1]}w{w.index}-",
+            "--veth-prefix", cfg.veth_prefix, "--cgroup-parent", f"{cfg.cgroup_parent}-w{w.index}"]
+
+
+def _worker_kubelet_flags(home: Home, cfg: ClusterConfig, w: Worker) -> list[str]:
+    pki = home.pki
+    return ["--kubeconfig", str(home.nodes_kubeconfig), *_worker_node_flags(home, cfg, w), "--node-ip", w.ip,
+            "--cluster-cidr", cfg.cluster_cidr, "--pod-routes", "--port", str(cfg.kubelet_port),
+            "--tls-cert-file", str(pki.cert(f"kubelet-{w.name}")),
+            "--tls-private-key-file", str(pki.key(f"kubelet-{w.name}")),
+            "--client-ca-file", str(pki.ca_cert), "--cluster-dns", cfg.dns_ip]
+
+
+def _cleanup_worker(home: Home, cfg: ClusterConfig, w: Worker) -> list[str]:
+    """The node's pods (containers, their netns, volumes, cgroups), from inside its netns; the netns itself
+    goes with the cluster network (nodes.delete_network)."""
+    if not home.node_dir(w.name).exists() or not Path(f"/run/netns/{w.netns}").exists():
+        return []
+    p = subprocess.run(["nsenter", f"--net=/run/netns/{w.netns}", "--", sys.executable, "-m", "launcher", "kubelet",
+                        "--cleanup", *_worker_node_flags(home, cfg, w)], capture_output=True, text=True, timeout=120)
+    return [] if p.returncode == 0 else [f"node {w.name}: {_last_line(p)}"]
+
+
+def _worker_proxy_flags(home: Home, cfg: ClusterConfig, w: Worker) -> list[str]:
+    # its nftables table is the node's own: it lives in the node's netns
+    return ["--kubeconfig", str(home.nodes_kubeconfig), "--node-name", w.name, "--table", cfg.proxy_table,
+            "--metrics-bind-address", f"{w.ip}:{cfg.proxy_metrics_port}"]
+
+
+def _probe_worker(home: Home, cfg: ClusterConfig, running: float, w: Worker) -> Health:
+    return _probe_node(home, cfg, running, w.name)
+
+
+def _probe_worker_proxy(home: Home, cfg: ClusterConfig, running: float, w: Worker) -> Health:
+    return _http_ok(f"http://{w.ip}:{cfg.proxy_metrics_port}/healthz")
+
+
+def worker_components(cfg: ClusterConfig, after: str) -> tuple[Component, ...]:
+    """Each extra node's kubelet and proxy, in its netns, started once the API answers (`after`)."""
+    out: list[Component] = []
+    kubelet, proxy = BY_NAME["kubelet"], BY_NAME["proxy"]
+    for w in cfg.workers:
+        out.append(Component(w.component, kubelet.module, None, (after,),
+                             functools.partial(_worker_kubelet_flags, w=w), functools.partial(_probe_worker, w=w),
+                             functools.partial(_cleanup_worker, w=w), launch="kubelet", netns=w.netns))
+        out.append(Component(w.proxy_component, proxy.module, None, (after,),
+                             functools.partial(_worker_proxy_flags, w=w),
+                             functools.partial(_probe_worker_proxy, w=w), launch="proxy", netns=w.netns))
+    return tuple(out)
 
 
 def _cleanup_kubelet(home: Home, cfg: ClusterConfig) -> list[str]:
@@ -383,13 +452,13 @@ def components(cfg: ClusterConfig) -> tuple[Component, ...]:
     etcd-cpN, apiserver-cpN and control-plane-cpN per member (`cluster status` and `up` list them
     in this order), and one kubelet."""
     if not cfg.members:
-        return COMPONENTS
+        return COMPONENTS + worker_components(cfg, "apiserver") if cfg.workers else COMPONENTS
     etcds = tuple(_member_component("etcd", m) for m in cfg.members)
     apis = tuple(_member_component("apiserver", m, after=tuple(e.name for e in etcds)) for m in cfg.members)
     groups = tuple(_member_group(m, first=i == 0) for i, m in enumerate(cfg.members))
     kubelet = BY_NAME["kubelet"]
     return (*etcds, *apis, Component(kubelet.name, kubelet.module, kubelet.binary, (apis[0].name,), kubelet.argv,
-                                     kubelet.probe, kubelet.cleanup), *groups)
+                                     kubelet.probe, kubelet.cleanup), *groups, *worker_components(cfg, apis[0].name))
 
 
 def _member_component(kind: str, m: Member, after: tuple[str, ...] = ()) -> Component:

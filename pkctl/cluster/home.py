@@ -9,6 +9,8 @@
     <home>/images/          node image store (bundled busybox)
     <home>/kubelet/         kubelet state: pod volumes, local-path PVs
     <home>/runtime/         container runtime state (runc root at runtime/runc, IPAM, sandboxes)
+    <home>/nodes/<node>/    kubelet and runtime state of each extra node (`up --nodes N`)
+    <home>/kubeconfig-nodes the extra nodes' kubeconfig: the API at the cluster network's gateway
     <home>/logs/<c>.log     stdout/stderr of each component and of the supervisor
     <home>/run/<c>.json     state the supervisor publishes for each component
     <home>/run/supervisor.json  the supervisor's own pid record; run/supervisor.lock held while it lives
@@ -20,6 +22,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import re
 import secrets
 import socket
 from dataclasses import asdict, dataclass, field
@@ -96,6 +99,25 @@ class Member:
 
 
 @dataclass
+class Worker:
+    """An extra node of a multi-node cluster (`up --nodes N`), like a kind worker container: a network
+    namespace of its own joined by a veth to the cluster bridge, where its kubelet and proxy run."""
+    name: str    # the Node's name: <home>-worker, <home>-worker2, ...
+    index: int   # 2, 3, ...: its suffix in every name below
+    ip: str      # its InternalIP on the cluster network
+    netns: str   # the named network namespace (/run/netns/<netns>)
+    veth: str    # the host end of its link to the cluster bridge
+
+    @property
+    def component(self) -> str:
+        return f"kubelet-{self.name}"
+
+    @property
+    def proxy_component(self) -> str:
+        return f"proxy-{self.name}"
+
+
+@dataclass
 class ClusterConfig:
     etcd_client_port: int
     etcd_peer_port: int
@@ -120,9 +142,30 @@ class ClusterConfig:
     # single-member default, which uses the ports above directly; with members, api_port is the
     # supervisor's load balancer in front of the members' apiservers.
     members: list[Member] = field(default_factory=list)
+    # Several nodes (`up --nodes N`, N > 1): the extra ones, the bridge joining them to the host (which runs
+    # the first node) and its subnet; the host holds the subnet's first address and reaches them through it.
+    workers: list[Worker] = field(default_factory=list)
+    node_bridge: str = ""
+    node_subnet: str = ""
 
     def __post_init__(self) -> None:
         self.members = [m if isinstance(m, Member) else Member(**m) for m in self.members]
+        self.workers = [w if isinstance(w, Worker) else Worker(**w) for w in self.workers]
+
+    @property
+    def nodes(self) -> int:
+        return len(self.workers) + 1
+
+    @property
+    def node_gateway(self) -> str:
+        """The host's address on the cluster network: the other nodes reach the API there."""
+        return str(ipaddress.ip_network(self.node_subnet)[1]) if self.node_subnet else ""
+
+    @property
+    def node_cidr_mask(self) -> int:
+        """Each node's share of the pod range: /24s where they fit (kubeadm's default), else cut to fit them all."""
+        prefix = ipaddress.ip_network(self.cluster_cidr).prefixlen
+        return max(24, prefix + (self.nodes - 1).bit_length())
 
     @property
     def control_planes(self) -> int:
@@ -195,9 +238,22 @@ class Home:
     def etcd_dir(self, member: Member | None) -> Path:
         return self.etcd_data / member.name if member else self.etcd_data
 
-    def prepare_check(self, control_planes: int) -> None:
-        """HomeError when an existing home was made with another number of control planes."""
+    def node_dir(self, node: str) -> Path:
+        return self.root / "nodes" / node
+
+    @property
+    def nodes_kubeconfig(self) -> Path:
+        return self.root / "kubeconfig-nodes"
+
+    def prepare_check(self, control_planes: int | None, nodes: int | None = None) -> None:
+        """HomeError when an existing home was made with another number of control planes or nodes."""
         cfg = self.load_config()
+        if nodes is not None and nodes != cfg.nodes:
+            raise HomeError(f"the cluster at {self.root} was created with --nodes {cfg.nodes}; run `pkctl cluster "
+                            f"up` without --nodes to start it as it is, or remove it (`pkctl cluster down --purge "
+                            f"--home {self.root}`) and create it again with --nodes {nodes}")
+        if control_planes is None:
+            return
         if control_planes != cfg.control_planes:
             raise HomeError(f"the cluster at {self.root} was created with --control-planes {cfg.control_planes}; "
                             f"run `pkctl cluster up` without --control-planes to start it as it is, or back it up "
@@ -206,7 +262,7 @@ class Home:
                             f"{control_planes}`")
 
     def prepare(self, api_port: int | None, default_home: bool, tls: bool,
-                control_planes: int | None = None) -> ClusterConfig:
+                control_planes: int | None = None, nodes: int | None = None) -> ClusterConfig:
         """Create the layout on the first `up`; later calls reuse what was recorded.
 
         Ports: the default home prefers Kubernetes' well-known ports; any other home (tests,
@@ -221,8 +277,7 @@ class Home:
             if api_port is not None and api_port != cfg.api_port:
                 raise HomeError(f"the cluster at {self.root} uses API port {cfg.api_port}; to change it, "
                                 f"remove it first with `pkctl cluster down --purge --home {self.root}`")
-            if control_planes is not None:
-                self.prepare_check(control_planes)
+            self.prepare_check(control_planes, nodes)
         else:
             taken: set[int] = set()
 
@@ -256,6 +311,8 @@ class Home:
                                       choose(DEFAULT_PORTS["api_port"] + 1 + i),
                                       cfg.control_plane_port if i == 0 else choose(DEFAULT_PORTS["control_plane_port"]))
                                for i in range(control_planes)]
+            if nodes is not None and nodes > 1:
+                add_workers(cfg, self.root, nodes)
         cfg.tls = tls
         if not self.tokens_file.exists():
             write_private(self.tokens_file, f"{secrets.token_hex(32)},admin,admin,system:masters\n")
@@ -263,15 +320,42 @@ class Home:
         from pkctl.cluster import pki
         from pklib.hostnet import host_ip
         cfg.node_ip = host_ip()
-        pki.ensure(self.pki.dir)
+        pki.ensure(self.pki.dir, ips=[cfg.node_gateway] if cfg.workers else None)
         pki.ensure_kubelet(self.pki.dir, cfg.node_name, [cfg.node_ip])
+        for w in cfg.workers:
+            pki.ensure_kubelet(self.pki.dir, w.name, [w.ip], name=f"kubelet-{w.name}")
         write_json(self.config_file, asdict(cfg))
-        doc = kubeconfig.build(cfg.api_url, self.token())
+        self._write_kubeconfig(self.kubeconfig, cfg.api_url, tls)
+        if cfg.workers:
+            scheme = "https" if tls else "http"
+            self._write_kubeconfig(self.nodes_kubeconfig, f"{scheme}://{cfg.node_gateway}:{cfg.api_port}", tls)
+        return cfg
+
+    def _write_kubeconfig(self, path: Path, server: str, tls: bool) -> None:
+        doc = kubeconfig.build(server, self.token())
         if tls:
             doc["clusters"][0]["cluster"]["certificate-authority-data"] = \
                 base64.b64encode(self.pki.ca_cert.read_bytes()).decode()
-        kubeconfig.write(self.kubeconfig, doc)
-        return cfg
+        kubeconfig.write(path, doc)
+
+
+def node_name_prefix(root: Path) -> str:
+    """The home's name as a DNS label, for its nodes' names (kind's <cluster>-worker)."""
+    label = re.sub(r"[^a-z0-9-]+", "-", root.name.lower()).strip("-")[:40].strip("-")
+    return label or "pkube"
+
+
+def add_workers(cfg: ClusterConfig, root: Path, nodes: int) -> None:
+    """Name and address the extra nodes of a new home. Their subnet is a /24 picked by the home's digest
+    among 4096 in 10.128.0.0-10.143.255.0, clear of the Service and pod ranges above."""
+    digest = hashlib.sha256(str(root).encode()).digest()
+    n = int.from_bytes(digest[4:6], "big") % (16 * 256)
+    subnet = ipaddress.ip_network(f"10.{128 + n // 256}.{n % 256}.0/24")
+    tag = digest.hex()[6:12]
+    cfg.node_subnet, cfg.node_bridge = str(subnet), f"pkn{tag}"
+    prefix = node_name_prefix(root)
+    cfg.workers = [Worker(name=f"{prefix}-worker{'' if i == 2 else i}", index=i, ip=str(subnet[i]),
+                          netns=f"pkn{tag}-w{i}", veth=f"pkn{tag}w{i}") for i in range(2, nodes + 1)]
 
 
 def private_service_range(digest: bytes) -> str:

@@ -132,16 +132,17 @@ def _ensure_ca(pki: Pki, now: dt.datetime) -> None:
             old.unlink()
 
 
-def ensure(dir: Path, hostnames: list[str] | None = None) -> Pki:
+def ensure(dir: Path, hostnames: list[str] | None = None, ips: list[str] | None = None) -> Pki:
     """Create the CA once, and the control plane's certificates (apiserver serving, etcd server and peer,
     the etcd and kubelet client certificates) unless valid ones exist: a home made before one of them
-    existed gets it at its next `up`."""
+    existed gets it at its next `up`. `ips`: more addresses the apiserver is reached at (the cluster
+    network's gateway, which the other nodes use)."""
     pki = Pki(dir)
     dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     now = dt.datetime.now(dt.timezone.utc)
     _ensure_ca(pki, now)
     names = ["localhost", *(hostnames if hostnames is not None else [socket.gethostname()])]
-    _issue(pki, "apiserver", _name("pkube-apiserver"), [SERVER], _sans(names, list(LOOPBACK)), now)
+    _issue(pki, "apiserver", _name("pkube-apiserver"), [SERVER], _sans(names, [*LOOPBACK, *(ips or [])]), now)
     loopback = _sans(["localhost"], list(LOOPBACK))
     _issue(pki, "etcd-server", _name("kube-etcd"), [SERVER, CLIENT], loopback, now)
     _issue(pki, "etcd-peer", _name("kube-etcd-peer"), [SERVER, CLIENT], loopback, now)
@@ -151,12 +152,13 @@ def ensure(dir: Path, hostnames: list[str] | None = None) -> Pki:
     return pki
 
 
-def ensure_kubelet(dir: Path, node_name: str, node_ips: list[str]) -> Pki:
-    """The kubelet's serving certificate for its node name, its IPs and loopback (reissued when the IP changed)."""
+def ensure_kubelet(dir: Path, node_name: str, node_ips: list[str], name: str = "kubelet") -> Pki:
+    """The kubelet's serving certificate for its node name, its IPs and loopback (reissued when the IP changed);
+    `name`: the file name, one per node of a multi-node cluster."""
     pki = Pki(dir)
     dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     now = dt.datetime.now(dt.timezone.utc)
     _ensure_ca(pki, now)
-    _issue(pki, "kubelet", _name(f"system:node:{node_name}", "system:nodes"), [SERVER],
+    _issue(pki, name, _name(f"system:node:{node_name}", "system:nodes"), [SERVER],
            _sans([node_name, "localhost"], [*node_ips, *LOOPBACK]), now)
     return pki

@@ -9,6 +9,9 @@ order (SIGTERM, grace, SIGKILL) and exits.
 With several control planes (`up --control-planes N`) the supervisor also runs the API
 balancer (balancer.py) on the cluster's API port, in front of the members' apiservers.
 
+With several nodes (`up --nodes N`) it first builds the cluster network (nodes.py) and relays the API
+from the cluster network's gateway address to the apiserver(s) on loopback, where the extra nodes reach it.
+
 Components are started under `setpriv --pdeathsig TERM`, so even a SIGKILLed supervisor
 cannot leave them running unsupervised.
 """
@@ -211,15 +214,21 @@ async def _run_until_signalled(home: Home, cfg: ClusterConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    balancer = None
+    balancers = []
+    apiservers = [(m.host, m.api_port) for m in cfg.members] or [("127.0.0.1", cfg.api_port)]
     if cfg.members:
-        balancer = Balancer("127.0.0.1", cfg.api_port, [(m.host, m.api_port) for m in cfg.members])
-        await balancer.start()
+        balancers.append(Balancer("127.0.0.1", cfg.api_port, apiservers))
+    if cfg.workers:
+        from pkctl.cluster import nodes  # netlink: only a multi-node cluster needs it
+        await asyncio.to_thread(nodes.ensure_network, cfg)
+        balancers.append(Balancer(cfg.node_gateway, cfg.api_port, apiservers))
     try:
+        for b in balancers:
+            await b.start()
         await supervise(home, cfg, components(cfg), stop)
     finally:
-        if balancer is not None:
-            await balancer.close()
+        for b in balancers:
+            await b.close()
 
 
 def main(argv: list[str] | None = None) -> int:

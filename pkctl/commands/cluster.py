@@ -40,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     up.add_argument("--control-planes", type=_control_planes, default=None, metavar="N",
                     help="control-plane members (etcd, apiserver, controller-manager, scheduler each): 1 (default) "
                          "or 3 for a highly available control plane; fixed when the home is created")
+    up.add_argument("--nodes", type=_nodes, default=None, metavar="N",
+                    help="nodes (1 by default): the host runs the first, each other one runs in a network "
+                         "namespace of its own, as kind runs them in containers; fixed when the home is created")
     up.add_argument("--wait-timeout", type=_seconds, default=DEFAULT_WAIT, metavar="S",
                     help=f"seconds to wait for every component to be healthy (default {DEFAULT_WAIT:.0f})")
     up.set_defaults(func=cmd_up)
@@ -62,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     rs.add_argument("--api-port", type=_port, help="API server port (default 6443 if free, for the default home)")
     rs.add_argument("--wait-timeout", type=_seconds, default=DEFAULT_WAIT, metavar="S",
                     help=f"seconds to wait for every component to be healthy (default {DEFAULT_WAIT:.0f})")
-    rs.set_defaults(func=cmd_restore, install_deps=False, merge_kubeconfig=False)
+    rs.set_defaults(func=cmd_restore, install_deps=False, merge_kubeconfig=False, nodes=None)
 
     st = csub.add_parser("status", help="components, their health, node readiness")
     home_arg(st)
@@ -95,6 +98,15 @@ def _control_planes(text: str) -> int:
     return int(text)
 
 
+MAX_NODES = 16
+
+
+def _nodes(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_NODES:
+        raise argparse.ArgumentTypeError(f"{text!r}: the number of nodes is between 1 and {MAX_NODES}")
+    return int(text)
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -124,9 +136,9 @@ def supervisor(home: Home) -> procs.ProcRecord | None:
 def cmd_up(args: argparse.Namespace) -> int:
     home = _home(args)
     running = supervisor(home)
-    if running and args.control_planes is not None and home.exists():
+    if running and (args.control_planes is not None or args.nodes is not None) and home.exists():
         try:
-            home.prepare_check(args.control_planes)
+            home.prepare_check(args.control_planes, args.nodes)
         except HomeError as e:
             raise CommandError(str(e)) from None
     if running:
@@ -144,20 +156,21 @@ def cmd_up(args: argparse.Namespace) -> int:
     if problems:
         _print_problems(problems)
         raise CommandError("this machine is missing what a pkube cluster needs (see above)")
-    if args.control_planes is not None and home.exists():
+    if (args.control_planes is not None or args.nodes is not None) and home.exists():
         try:
-            home.prepare_check(args.control_planes)
+            home.prepare_check(args.control_planes, args.nodes)
         except HomeError as e:
             raise CommandError(str(e)) from None
     _check_ports(home, args.api_port)
-    cfg = _prepare(home, args.api_port, args.control_planes)
+    cfg = _prepare(home, args.api_port, args.control_planes, args.nodes)
     if args.merge_kubeconfig:
         try:
             kubemerge.merge(kubemerge.user_kubeconfig(), _kubeconfig_doc(home))
         except (kubemerge.MergeError, OSError) as e:
             raise CommandError(f"cannot merge the kubeconfig: {e}") from None
     print(f"Starting pkube cluster in {home.root}"
-          + (f" with {cfg.control_planes} control planes" if cfg.members else ""))
+          + (f" with {cfg.control_planes} control planes" if cfg.members else "")
+          + (f"{' and' if cfg.members else ' with'} {cfg.nodes} nodes" if cfg.workers else ""))
     if args.merge_kubeconfig:
         print(f"  ✓ kubeconfig merged into {kubemerge.user_kubeconfig()} as context pkube (now current)")
     if not cfg.tls:
@@ -171,11 +184,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prepare(home: Home, api_port: int | None, control_planes: int | None) -> ClusterConfig:
+def _prepare(home: Home, api_port: int | None, control_planes: int | None,
+             nodes: int | None = None) -> ClusterConfig:
     tls = BY_NAME["apiserver"].available() and apiserver_serves_tls()
     try:
         return home.prepare(api_port, default_home=home.root == resolve(None) and api_port is None, tls=tls,
-                            control_planes=control_planes)
+                            control_planes=control_planes, nodes=nodes)
     except (HomeError, OSError) as e:
         raise CommandError(str(e)) from None
 
@@ -323,6 +337,9 @@ def leftovers(home: Home, cfg: ClusterConfig | None) -> list[str]:
     for c in comps:
         if c.cleanup is not None and cfg is not None and c.available():
             problems += c.cleanup(home, cfg)
+    if cfg is not None and cfg.workers:
+        from pkctl.cluster import nodes  # netlink: only a multi-node cluster needs it
+        problems += nodes.delete_network(cfg)
     return problems
 
 

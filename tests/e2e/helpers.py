@@ -126,6 +126,23 @@ def node_state_left(c: Cluster) -> list[str]:
     for root, dirs, _ in os.walk("/sys/fs/cgroup"):
         left += [f"cgroup {os.path.join(root, d)}" for d in dirs if d == cfg["cgroup_parent"]]
     left += [f"process {pid}" for pid in processes_mentioning(str(c.home))]
+    return left + workers_left(cfg, netns)
+
+
+def workers_left(cfg: dict[str, Any], netns: list[str]) -> list[str]:
+    """What the extra nodes of a multi-node cluster (`up --nodes N`) put on the host: their netns and their
+    pods', the cluster bridge and veths, routes through it, their cgroups."""
+    left: list[str] = []
+    for w in cfg.get("workers") or []:
+        pods = f"{cfg['netns_prefix'][:-1]}w{w['index']}-"
+        left += [f"netns {n}" for n in netns if n == w["netns"] or n.startswith(pods)]
+        left += [f"link {w['veth']}" for n in os.listdir("/sys/class/net") if n == w["veth"]]
+        for root, dirs, _ in os.walk("/sys/fs/cgroup"):
+            left += [f"cgroup {os.path.join(root, d)}" for d in dirs if d == f"{cfg['cgroup_parent']}-w{w['index']}"]
+    if cfg.get("node_bridge"):
+        left += [f"link {n}" for n in os.listdir("/sys/class/net") if n == cfg["node_bridge"]]
+        routes = subprocess.run(["ip", "-4", "route", "show", "proto", "201"], capture_output=True, text=True).stdout
+        left += [f"route {r}" for r in routes.splitlines() if cfg["node_subnet"].rsplit(".", 1)[0] + "." in r]
     return left
 
 

@@ -1,0 +1,68 @@
+"""Multi-node local cluster benchmark: `pkctl cluster up --nodes 3` time until every node is Ready, and the
+RSS of one extra node's processes (its kubelet and proxy, each in the node's network namespace).
+
+    .venv/bin/python bench/nodes.py [--nodes 3]
+
+Prints one JSON document. Figures only; nothing passes or fails on time. Uses a temporary home with its
+own ports and removes it (`cluster down --purge`) at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pkctl.cluster.components import api_get, node_ready  # noqa: E402
+from pkctl.cluster.home import Home  # noqa: E402
+from pkctl.cluster.procs import ProcRecord  # noqa: E402
+
+
+def pkctl(*argv: str) -> None:
+    p = subprocess.run([sys.executable, "-m", "pkctl.main", *argv], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    if p.returncode != 0:
+        raise SystemExit(f"pkctl {' '.join(argv)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--nodes", type=int, default=3)
+    args = parser.parse_args()
+    home = Home(Path(tempfile.mkdtemp(prefix="pkbench-nodes-")))
+    result: dict[str, object] = {"nodes": args.nodes}
+    try:
+        began = time.monotonic()
+        pkctl("cluster", "up", "--home", str(home.root), "--nodes", str(args.nodes), "--wait-timeout", "180")
+        result["up_s"] = round(time.monotonic() - began, 2)
+        cfg = home.load_config()
+        while True:
+            nodes = (api_get(home, cfg, "/api/v1/nodes") or {}).get("items", [])
+            if len([n for n in nodes if node_ready(n)]) == args.nodes:
+                break
+            if time.monotonic() - began > 180:
+                raise SystemExit("not every node became Ready within 180 s")
+            time.sleep(0.1)
+        result["all_nodes_ready_s"] = round(time.monotonic() - began, 2)
+        w = cfg.workers[0]
+        rss = {}
+        for name in (w.component, w.proxy_component):
+            rec = ProcRecord.from_state(home.read_state(name))
+            rss[name] = round(((rec.rss_bytes() if rec else 0) or 0) / 2**20, 1)
+        result["worker_rss_mb"] = rss
+        result["worker_rss_total_mb"] = round(sum(rss.values()), 1)
+    finally:
+        if home.exists():
+            pkctl("cluster", "down", "--purge", "--home", str(home.root))
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""End to end: a local cluster of several nodes (`pkctl cluster up --nodes 2`), as kind runs one: the host runs
+the first node, the second runs in a network namespace of its own on a cluster bridge, with its own kubelet
+and proxy. Pods spread by anti-affinity reach each other across nodes by their IPs (host-gw routes), with
+their source IPs kept; `cluster down --purge` leaves nothing of any node (local_cluster checks)."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Iterator
+
+import pytest
+
+from pkctl.cluster.components import BY_NAME
+from tests.e2e.helpers import Cluster, local_cluster, make_namespace, no_traceback, run
+from tests.util import wait_for_sync as wait_for
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(not all(BY_NAME[c].available() for c in ("apiserver", "controller-manager", "scheduler")),
+                       reason="the control plane has not landed in this build"),
+]
+
+# httpd's CGI tells the client the address it came from ($REMOTE_ADDR)
+SERVER = ("mkdir -p /www/cgi-bin && printf '#!/bin/sh\\necho\\necho $REMOTE_ADDR\\n' > /www/cgi-bin/ip && "
+          "chmod +x /www/cgi-bin/ip && exec httpd -f -p 8080 -h /www")
+
+
+@pytest.fixture(scope="module")
+def two() -> Iterator[Cluster]:
+    with local_cluster("--nodes", "2") as c:
+        yield c
+
+
+def pkctl(c: Cluster, *argv: str, check: bool = True) -> Any:
+    return run("--kubeconfig", str(c.kubeconfig), *argv, check=check)
+
+
+def ready_nodes(c: Cluster) -> dict[str, str]:
+    """Ready node → its InternalIP."""
+    code, body = c.api("/api/v1/nodes")
+    assert code == 200, body
+    out = {}
+    for n in body["items"]:
+        if any(x["type"] == "Ready" and x["status"] == "True" for x in n["status"].get("conditions", [])):
+            out[n["metadata"]["name"]] = next(a["address"] for a in n["status"]["addresses"]
+                                              if a["type"] == "InternalIP")
+    return out
+
+
+def test_two_nodes_are_ready_with_distinct_internal_ips(two: Cluster) -> None:
+    assert "with 2 nodes" in two.up_output
+    worker = f"{two.home.name.lower()}-worker"
+    nodes = wait_for(lambda: n if len(n := ready_nodes(two)) == 2 else None, timeout=60)
+    assert worker in nodes and len(set(nodes.values())) == 2
+    assert nodes[worker] == two.config()["workers"][0]["ip"]
+    wide = pkctl(two, "get", "nodes", "-o", "wide").stdout
+    for name, ip in nodes.items():
+        assert any(name in line and ip in line for line in wide.splitlines()), wide
+    status = run("cluster", "status", "--home", str(two.home)).stdout
+    assert worker in status and f"kubelet-{worker}" in status and f"proxy-{worker}" in status
+    # the worker's kubelet runs in the node's own network namespace
+    pid = two.record(f"kubelet-{worker}").pid  # type: ignore[union-attr]
+    assert os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")
+
+
+def test_anti_affinity_spreads_and_pods_reach_each_other_across_nodes_with_their_own_ips(two: Cluster) -> None:
+    ns = make_namespace(two)
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "spread", "namespace": ns},
+                  "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "spread"}}, "template": {
+                      "metadata": {"labels": {"app": "spread"}},
+                      "spec": {"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                          {"labelSelector": {"matchLabels": {"app": "spread"}},
+                           "topologyKey": "kubernetes.io/hostname"}]}},
+                          "containers": [{"name": "web", "image": "pkube.local/busybox:latest",
+                                          "command": ["sh", "-c", SERVER]}]}}}}
+    code, body = two.api(f"/apis/apps/v1/namespaces/{ns}/deployments", deployment)
+    assert code == 201, body
+
+    def running() -> list[dict[str, Any]] | None:
+        _, pods = two.api(f"/api/v1/namespaces/{ns}/pods")
+        up = [p for p in pods["items"] if p["status"].get("phase") == "Running" and p["status"].get("podIP")]
+        return up if len(up) == 2 else None
+    pods = wait_for(running, timeout=90)
+    assert len({p["spec"]["nodeName"] for p in pods}) == 2, [p["spec"]["nodeName"] for p in pods]
+    for client, server in (pods, pods[::-1]):
+        ip = server["status"]["podIP"]
+        request = f"printf 'GET /cgi-bin/ip HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {ip} 8080"
+
+        def answer() -> str | None:
+            p = pkctl(two, "-n", ns, "exec", client["metadata"]["name"], "--", "sh", "-c", request, check=False)
+            assert no_traceback(p), p.stderr
+            return p.stdout if "200 OK" in p.stdout else None
+        out = wait_for(answer, timeout=30)
+        # the server saw the client's own pod IP: no masquerade between nodes
+        assert out.split()[-1].removeprefix("[").removesuffix("]").removeprefix("::ffff:") == \
+            client["status"]["podIP"], out
+
+
+def test_nodes_cannot_change_on_an_existing_home(two: Cluster) -> None:
+    p = run("cluster", "up", "--home", str(two.home), "--nodes", "3", check=False)
+    assert p.returncode != 0 and no_traceback(p)
+    assert "created with --nodes 2" in p.stderr
+
+
+def test_bad_node_count_is_a_one_line_error() -> None:
+    p = run("cluster", "up", "--home", "/nonexistent-pkube-home", "--nodes", "0", check=False)
+    assert p.returncode == 2 and no_traceback(p) and "number of nodes" in p.stderr
+
+
+def test_config_records_the_workers(two: Cluster) -> None:
+    cfg = two.config()
+    assert [w["index"] for w in cfg["workers"]] == [2]
+    assert json.dumps(cfg["node_subnet"]).count("/24") == 1
