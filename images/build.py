@@ -14,6 +14,7 @@ import copy
 import hashlib
 import os
 import shutil
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -392,7 +393,7 @@ class Builder:
 
     def _cache_put(self, key: str, layer: Layer | None, created: str) -> None:
         doc = {"layer": layer.__dict__ if layer else None, "created": created}
-        tmp = self.cache_dir / f".{key}.tmp"
+        tmp = self.cache_dir / f".{key}.{uuid.uuid4().hex}.tmp"  # builders in other processes may share the cache
         tmp.write_bytes(orjson.dumps(doc))
         os.replace(tmp, self.cache_dir / key)
 

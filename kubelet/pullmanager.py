@@ -47,6 +47,7 @@ class PullManager:
         self.backoff_max = backoff_max
         self._backoff: dict[tuple[str, str], tuple[float, float]] = {}   # (uid, container) -> (retry at, delay)
         self._image_ids: dict[str, tuple[str, float]] = {}               # ref -> (status imageID, valid until)
+        self._building: dict[str, asyncio.Lock] = {}                     # bundled ref -> one build at a time
 
     async def ensure(self, pod: dict[str, Any], spec: dict[str, Any]) -> PullOutcome:
         """Pull per imagePullPolicy; `ready` False (with the waiting reason) when the image is not there."""
@@ -55,7 +56,9 @@ class PullManager:
         present = await call_blocking(self.inline, self.images.resolve, ref) is not None
         local = self.local.is_local(ref)
         if local and not present and ref in self.local.bundled:
-            await asyncio.to_thread(self.local.bundled[ref])
+            # Pods starting together all find the bundled image missing: the first builds it, the others wait.
+            async with self._building.setdefault(ref, asyncio.Lock()):
+                await asyncio.to_thread(self.local.bundled[ref])
             present = True
         if present and (policy != "Always" or local):
             return PullOutcome(True)

@@ -244,3 +244,39 @@ async def test_a_sync_before_the_cache_saw_our_status_write_writes_nothing_again
     await node.workers.sync(key)
     assert len(node.client.status_patches) == 1
     node.pods.items[key] = fresh
+
+
+async def test_pods_starting_together_build_a_bundled_image_once_at_a_time() -> None:
+    """Every pod that finds the bundled image missing asks for it; two builds at once in one store race (they
+    share the build cache), so the pull manager runs them one after the other and later ones find the image."""
+    import threading
+    import time as _time
+
+    from kubelet.pullmanager import LocalImages, PullManager
+    from kubelet.recorder import NullRecorder
+    from kubelet.runtime.fake import FakeImageStore
+
+    ref = "pkube.local/busybox:latest"
+    store = FakeImageStore()
+    store.missing.add(ref)
+    running, most, builds = 0, 0, 0
+    lock = threading.Lock()
+
+    def build() -> None:
+        nonlocal running, most, builds
+        with lock:
+            if ref not in store.missing:
+                return  # what ensure_busybox does once the image is there
+            running += 1
+            most = max(most, running)
+        _time.sleep(0.05)
+        with lock:
+            builds += 1
+            running -= 1
+            store.missing.discard(ref)
+
+    pulls = PullManager(store, NullRecorder(), LocalImages(bundled={ref: build}), 1.0, 8.0)
+    pods = [{"metadata": {"uid": f"u{i}", "name": f"p{i}", "namespace": "ns"}} for i in range(5)]
+    outcomes = await asyncio.gather(*(pulls.ensure(p, {"name": "c", "image": ref}) for p in pods))
+    assert all(o.ready for o in outcomes)
+    assert (most, builds) == (1, 1)
