@@ -5,19 +5,21 @@ Partial lines (tag P, written when a line exceeds the monitor's buffer) are join
 same stream until the full (F) part, as the kubelet does.
 
 Rotation renames the log to `<log>.<UTC time>` and has the monitor reopen the log path, as the kubelet's
-container log manager does with CRI ReopenContainerLog; readers read the current file, and a follower moves on
-to the new file once the old one is drained.
+container log manager does with CRI ReopenContainerLog. Readers read the kept rotated files and then the current
+one (so a rotation right after the last output hides nothing), and a follower moves on to the new file once the
+old one is drained; a file that conmon's --log-size-max backstop cut in place is read again from its start.
 """
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import re
 import time
 from collections import deque
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, AsyncIterator, Awaitable, Callable, Iterable
+from typing import IO, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 
 from kubelet.runtime.interface import LogLine, LogOptions
 
@@ -57,6 +59,13 @@ def rotate(log: Path, max_size: int, max_files: int, reopen: Callable[[], bool])
     for path in old[:max(0, len(old) - (max_files - 1))]:
         path.unlink(missing_ok=True)
     return True
+
+
+def _has_data(path: Path) -> bool:
+    try:
+        return os.stat(path).st_size > 0
+    except FileNotFoundError:
+        return False
 
 
 def _replaced(path: Path, f: IO[str]) -> bool:
@@ -99,6 +108,15 @@ def _selected(line: LogLine, options: LogOptions) -> bool:
     return options.since is None or line.timestamp >= options.since
 
 
+def _rotated_lines(log: Path) -> Iterator[str]:
+    for old in rotated_logs(log):
+        try:
+            with open(old, "r", errors="replace") as f:
+                yield from f.readlines()
+        except FileNotFoundError:
+            continue  # removed by a rotation meanwhile
+
+
 async def _open_log(path: Path, follow: bool, finished: Callable[[], Awaitable[bool]] | None) -> IO[str] | None:
     """The current log file. Between a rotation's rename and the writer reopening the path there is none for a
     moment: then wait for it (a follower until the container is gone, a one-off read for up to a second)."""
@@ -135,8 +153,13 @@ async def read_logs(path: Path, options: LogOptions,
     if f is None:
         return
     try:
-        # the whole file is scanned once: `tail` needs the end, `since` compares every timestamp
-        parsed = (joiner.feed(raw) for raw in f.readlines())
+        # The kept rotated files, oldest first, then the current one (as docker logs reads a json-file log): a
+        # rotation right after the last output must not hide it. Everything is scanned once: `tail` needs the
+        # end, `since` compares every timestamp.
+        current = f.readlines()
+        # The writer may be half-way through its last line: that part waits for the rest (a follower's buffer).
+        pending = current.pop() if current and not current[-1].endswith("\n") else ""
+        parsed = (joiner.feed(raw) for raw in itertools.chain(_rotated_lines(path), current))
         selected: Iterable[LogLine] = (line for line in parsed if line is not None and _selected(line, options))
         if options.tail is not None:
             selected = deque(selected, maxlen=max(0, options.tail))
@@ -146,17 +169,26 @@ async def read_logs(path: Path, options: LogOptions,
             yield line
         if not options.follow:
             return
-        buf = ""
+        buf = pending
         while True:
             chunk = f.read()
+            if not chunk and os.fstat(f.fileno()).st_size < f.tell():
+                # Cut in place: conmon's --log-size-max backstop truncates the file and writes on from its start.
+                f.seek(0)
+                buf = ""
+                continue
             if not chunk and _replaced(path, f):
-                chunk = f.read()  # rotated: what the writer wrote to the old file before it reopened the path
+                # Rotated. The writer keeps appending to the old file until it has handled the reopen, so move on
+                # only once the new file has data (then the old one is complete: drain it first).
+                if not _has_data(path):
+                    await asyncio.sleep(FOLLOW_POLL)
+                    continue
+                chunk = f.read()
                 if not chunk:
                     try:
                         new_file = open(path, "r", errors="replace")
                     except FileNotFoundError:
-                        await asyncio.sleep(FOLLOW_POLL)  # between a rotation's rename and the writer's reopen
-                        continue
+                        continue  # rotated again meanwhile: look once more
                     f.close()
                     f = new_file
                     continue

@@ -28,6 +28,11 @@ LINES = 100_000  # ~10 MB of log with the CRI prefix: 50 times what may be kept
 # a line of ~100 bytes per iteration, then DONE; busybox sh writes it as fast as conmon takes it
 FLOOD = ["sh", "-c", f'i=0; while [ $i -lt {LINES} ]; do i=$((i+1)); echo "line $i {"x" * 40}"; done; '
          'echo DONE; sleep 3600']
+# The rotation tests write at a pace the rotation (every poll here, every relist in the kubelet) keeps up with:
+# 100 lines (~10 KB) then 10 ms, so conmon's backstop never has to cut a file (the test below shows that cut).
+PACED_LINES = 20_000  # ~2 MB: still 10 times what may be kept
+PACED = ["sh", "-c", f'i=0; while [ $i -lt {PACED_LINES} ]; do i=$((i+1)); echo "line $i {"x" * 40}"; '
+         'if [ $((i % 100)) -eq 0 ]; then sleep 0.01; fi; done; echo DONE; sleep 3600']
 
 
 @pytest.fixture
@@ -47,9 +52,9 @@ async def runtime(image_store: ImageStore, busybox: str) -> AsyncIterator[RuncRu
         assert not left, f"runtime left resources behind: {left}"
 
 
-async def flood(rt: RuncRuntime, busybox: str) -> str:  # noqa: F811
+async def flood(rt: RuncRuntime, busybox: str, command: list[str] = FLOOD) -> str:  # noqa: F811
     sandbox = await rt.run_sandbox(SandboxConfig(name="pod", namespace="default", uid=unique("uid")))
-    cid = await rt.create_container(sandbox, ContainerConfig(name="flood", image=busybox, command=FLOOD))
+    cid = await rt.create_container(sandbox, ContainerConfig(name="flood", image=busybox, command=command))
     await rt.start_container(cid)
     return cid
 
@@ -75,7 +80,7 @@ async def tail(rt: RuncRuntime, cid: str, n: int) -> list[str]:
 
 async def test_rotation_keeps_the_log_directory_bounded_and_logs_reads_the_latest(runtime: RuncRuntime,
                                                                                  busybox: str) -> None:  # noqa: F811
-    cid = await flood(runtime, busybox)
+    cid = await flood(runtime, busybox, PACED)
     bound = 2 * MAX_SIZE * MAX_FILES  # each file is cut at conmon's backstop of 2 x the rotation size at worst
     largest = 0
     rotations = 0
@@ -93,7 +98,7 @@ async def test_rotation_keeps_the_log_directory_bounded_and_logs_reads_the_lates
     assert len(files) <= MAX_FILES, files
     assert len(rotated_logs(runtime.containers.paths(cid).log)) == MAX_FILES - 1
     x = "x" * 40
-    assert await tail(runtime, cid, 3) == [f"line {LINES - 1} {x}", f"line {LINES} {x}", "DONE"]
+    assert await tail(runtime, cid, 3) == [f"line {PACED_LINES - 1} {x}", f"line {PACED_LINES} {x}", "DONE"]
     assert total_size(files) <= bound
 
 
@@ -112,7 +117,7 @@ async def test_conmon_cuts_a_log_that_is_never_rotated(runtime: RuncRuntime, bus
 
 
 async def test_follow_goes_on_across_rotations(runtime: RuncRuntime, busybox: str) -> None:  # noqa: F811
-    cid = await flood(runtime, busybox)
+    cid = await flood(runtime, busybox, PACED)
     seen: list[str] = []
 
     async def follow() -> None:
@@ -132,5 +137,5 @@ async def test_follow_goes_on_across_rotations(runtime: RuncRuntime, busybox: st
         rotator.cancel()
     assert seen[-1] == "DONE"
     numbers = [int(t.split()[1]) for t in seen[:-1]]
-    assert numbers[-1] == LINES
+    assert numbers[-1] == PACED_LINES
     assert numbers == sorted(numbers)
