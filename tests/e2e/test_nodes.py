@@ -49,7 +49,8 @@ def ready_nodes(c: Cluster) -> dict[str, str]:
 
 def test_two_nodes_are_ready_with_distinct_internal_ips(two: Cluster) -> None:
     assert "with 2 nodes" in two.up_output
-    worker = f"{two.home.name.lower()}-worker"
+    worker = two.config()["workers"][0]["name"]  # <home>-worker, the home name made a valid node name
+    assert worker.endswith("-worker")
     nodes = wait_for(lambda: n if len(n := ready_nodes(two)) == 2 else None, timeout=60)
     assert worker in nodes and len(set(nodes.values())) == 2
     assert nodes[worker] == two.config()["workers"][0]["ip"]
