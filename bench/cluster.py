@@ -32,7 +32,7 @@ from pkctl.cluster.procs import ProcRecord  # noqa: E402
 def pkctl(*argv: str) -> float:
     began = time.monotonic()
     p = subprocess.run([sys.executable, "-m", "pkctl.main", *argv], cwd=ROOT, capture_output=True, text=True,
-                       timeout=180)
+                       timeout=300)
     if p.returncode != 0:
         raise SystemExit(f"pkctl {' '.join(argv)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
     return round(time.monotonic() - began, 3)

@@ -26,18 +26,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.cluster import pkctl  # noqa: E402
 from pkctl.cluster.components import components, probe_etcd  # noqa: E402
 from pkctl.cluster.home import ClusterConfig, Home  # noqa: E402
 from pkctl.cluster.procs import ProcRecord  # noqa: E402
-
-
-def pkctl(*argv: str) -> float:
-    began = time.monotonic()
-    p = subprocess.run([sys.executable, "-m", "pkctl.main", *argv], cwd=ROOT, capture_output=True, text=True,
-                       timeout=300)
-    if p.returncode != 0:
-        raise SystemExit(f"pkctl {' '.join(argv)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
-    return round(time.monotonic() - began, 3)
 
 
 def healthy(home: Home) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -19,16 +18,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.cluster import pkctl  # noqa: E402
 from pkctl.cluster.components import api_get, node_ready  # noqa: E402
 from pkctl.cluster.home import Home  # noqa: E402
 from pkctl.cluster.procs import ProcRecord  # noqa: E402
-
-
-def pkctl(*argv: str) -> None:
-    p = subprocess.run([sys.executable, "-m", "pkctl.main", *argv], cwd=ROOT, capture_output=True, text=True,
-                       timeout=300)
-    if p.returncode != 0:
-        raise SystemExit(f"pkctl {' '.join(argv)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
 
 
 def main() -> int:

@@ -1,9 +1,11 @@
-"""Facts about this host's network, shared by the kubelet (its node address) and `pkctl cluster up`."""
+"""This host's network, shared by the kubelet and `pkctl cluster`: its node address, and link removal."""
 from __future__ import annotations
 
+import errno
 import socket
 
 from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
 
 def host_ip() -> str:
@@ -17,3 +19,16 @@ def host_ip() -> str:
         if index == oif:
             return str(addr)
     return str(addrs[0][1]) if addrs else "127.0.0.1"
+
+
+def delete_link(name: str) -> None:
+    """Delete the link `name` (a bridge, or one end of a veth pair, which takes its peer along); a link that
+    is not there (any more) is fine. NetlinkError for anything else."""
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=name)
+        if idx:
+            try:
+                ipr.link("del", index=idx[0])
+            except NetlinkError as e:
+                if e.code != errno.ENODEV:
+                    raise

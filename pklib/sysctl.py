@@ -57,10 +57,12 @@ class SharedSysctl:
             log.info("set %s=%s (was %s)", self.name, value, current)
 
     def restore(self, key: str, live_users: Callable[[], set[str]]) -> None:
-        """Forget `key`'s record; put the original value back when no other user is live.
+        """Forget `key`'s record; put the original value back when no other user that changed it is live.
 
-        `live_users` lists the users that still need the setting (e.g. the pkube proxy tables in nftables);
-        it is only called when `key` has a record.
+        `live_users` lists the users that are still there (e.g. the pkube proxy tables in nftables); it is only
+        called when `key` has a record. A live user without a record never turned the setting on (a proxy
+        that has not synced yet, a table a test made): it must not keep the machine changed, since nobody
+        would restore it after the last record is gone.
         """
         record = self._record(key)
         try:
@@ -68,7 +70,7 @@ class SharedSysctl:
         except FileNotFoundError:
             return  # this user never changed anything (or was restored already)
         record.unlink(missing_ok=True)
-        if live_users() - {key}:
+        if (live_users() - {key}) & self.recorded().keys():
             return
         # No user is left: any other record belongs to one that went away without cleaning up.
         for stale in self.state_dir.glob(f"*.{self.name}"):

@@ -5,7 +5,7 @@ kube-proxy the proxy sets it for the whole node, and like kube-proxy its table d
 otherwise let in: packets from another interface to 127.0.0.0/8 that were not DNAT'ed (rules.py,
 CVE-2020-8558). Unlike kube-proxy it gives the machine back as it was: the value from before the first
 change is recorded per table (`/run/pkube/proxy/<table>.route_localnet`, see pklib/sysctl.py), and
-`pkube proxy --cleanup --table T` restores it once no other pkube proxy table is left in nftables.
+`pkube proxy --cleanup --table T` restores it once no other pkube proxy table that turned it on is left in nftables.
 """
 from __future__ import annotations
 
@@ -32,6 +32,6 @@ def restore(table: str, proxy_tables: Callable[[], set[str]], sysctl: Path = ROU
     """Forget `table`'s record; put the original value back when no other pkube proxy table is left.
 
     `proxy_tables` lists the pkube proxy tables in nftables (whether or not their proxy runs, as their
-    rules keep working): while one remains, node ports on 127.0.0.1 still need the setting.
+    rules keep working): while one that turned the setting on remains, its node ports on 127.0.0.1 need it.
     """
     _setting(sysctl, state_dir).restore(table, proxy_tables)

@@ -7,6 +7,8 @@ import ipaddress
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from pklib.hostnet import delete_link
+
 DEFAULT_MTU = 1500
 
 
@@ -47,11 +49,4 @@ def ensure_bridge(ipr: IPRoute, name: str, gateway: ipaddress.IPv4Interface) -> 
 
 def delete_bridge(name: str) -> None:
     """Remove the bridge (node teardown; idempotent)."""
-    with IPRoute() as ipr:
-        idx = ipr.link_lookup(ifname=name)
-        if idx:
-            try:
-                ipr.link("del", index=idx[0])
-            except NetlinkError as e:
-                if e.code != errno.ENODEV:
-                    raise
+    delete_link(name)

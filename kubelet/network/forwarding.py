@@ -37,4 +37,4 @@ def restore(bridge: str, sysctl: Path = IP_FORWARD, state_dir: Path = STATE_DIR,
             exists: Callable[[str], bool] = link_exists) -> None:
     """Forget `bridge`'s record; put the original value back when no other recorded node bridge exists."""
     setting = _setting(sysctl, state_dir)
-    setting.restore(bridge, lambda: {b for b in setting.recorded() if b != bridge and exists(b)})
+    setting.restore(bridge, lambda: {b for b in setting.recorded() if exists(b)})

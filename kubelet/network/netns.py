@@ -17,7 +17,8 @@ import threading
 from typing import Callable, TypeVar
 
 from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+
+from pklib.hostnet import delete_link
 
 from kubelet.network.bridge import ensure_bridge, host_mtu
 
@@ -141,14 +142,8 @@ def setup_pod_network(ns_name: str, host_veth: str, bridge: str, ip: ipaddress.I
 
 def teardown_pod_network(ns_name: str, host_veth: str) -> None:
     """Delete the veth pair and the netns; each step tolerates a missing object, so this is idempotent."""
-    with IPRoute() as ipr:
-        idx = ipr.link_lookup(ifname=host_veth) if host_veth else []
-        if idx:
-            try:
-                ipr.link("del", index=idx[0])  # deleting one end removes the peer too
-            except NetlinkError as e:
-                if e.code != errno.ENODEV:
-                    raise
+    if host_veth:
+        delete_link(host_veth)  # deleting one end removes the peer too
     remove_netns(ns_name)
 
 

@@ -108,6 +108,13 @@ def _selected(line: LogLine, options: LogOptions) -> bool:
     return options.since is None or line.timestamp >= options.since
 
 
+def _select(raws: Iterable[str], options: LogOptions, joiner: "_Joiner") -> deque[LogLine]:
+    """The lines `options` asks for (since, then the last `tail`) out of raw CRI lines."""
+    parsed = (joiner.feed(raw) for raw in raws)
+    return deque((line for line in parsed if line is not None and _selected(line, options)),
+                 maxlen=None if options.tail is None else max(0, options.tail))
+
+
 def _rotated_lines(log: Path) -> Iterator[str]:
     for old in rotated_logs(log):
         try:
@@ -148,21 +155,21 @@ async def read_logs(path: Path, options: LogOptions,
         budget -= len(line.text) + 1
         return budget >= 0
 
-    joiner = _Joiner()
     f = await _open_log(path, options.follow, finished)
     if f is None:
         return
     try:
-        # The kept rotated files, oldest first, then the current one (as docker logs reads a json-file log): a
-        # rotation right after the last output must not hide it. Everything is scanned once: `tail` needs the
-        # end, `since` compares every timestamp.
+        # Every line is scanned: `tail` needs the end, `since` compares every timestamp.
         current = f.readlines()
         # The writer may be half-way through its last line: that part waits for the rest (a follower's buffer).
         pending = current.pop() if current and not current[-1].endswith("\n") else ""
-        parsed = (joiner.feed(raw) for raw in itertools.chain(_rotated_lines(path), current))
-        selected: Iterable[LogLine] = (line for line in parsed if line is not None and _selected(line, options))
-        if options.tail is not None:
-            selected = deque(selected, maxlen=max(0, options.tail))
+        joiner = _Joiner()
+        selected = _select(current, options, joiner) if options.tail is not None else deque()
+        if options.tail is None or len(selected) < options.tail:
+            # Not enough in the current file: the kept rotated files come first (as docker logs reads a
+            # json-file log), so a rotation right after the last output hides nothing.
+            joiner = _Joiner()
+            selected = _select(itertools.chain(_rotated_lines(path), current), options, joiner)
         for line in selected:
             if not fits(line):
                 return

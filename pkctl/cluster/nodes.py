@@ -7,12 +7,13 @@ rebuilds it); `cluster down` takes it away. All netlink, through pyroute2.
 """
 from __future__ import annotations
 
-import errno
 import ipaddress
 import os
 
 from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
+
+from pklib.hostnet import delete_link
 
 from pkctl.cluster.home import ClusterConfig, Worker
 
@@ -66,13 +67,9 @@ def delete_network(cfg: ClusterConfig) -> list[str]:
         except OSError as e:
             problems.append(f"network namespace {w.netns}: {e}")
     if cfg.node_bridge:
-        with IPRoute() as ipr:
-            for name in [w.veth for w in cfg.workers] + [cfg.node_bridge]:
-                idx = ipr.link_lookup(ifname=name)
-                if idx:
-                    try:
-                        ipr.link("del", index=idx[0])
-                    except NetlinkError as e:
-                        if e.code != errno.ENODEV:
-                            problems.append(f"link {name}: {e}")
+        for name in [w.veth for w in cfg.workers] + [cfg.node_bridge]:
+            try:
+                delete_link(name)
+            except NetlinkError as e:
+                problems.append(f"link {name}: {e}")
     return problems

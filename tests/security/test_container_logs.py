@@ -4,9 +4,6 @@ conmon's --log-size-max is a backstop when rotation lags. `logs` still returns t
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
-from dataclasses import replace
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -16,8 +13,7 @@ from images.store import ImageStore
 from kubelet.runtime.interface import ContainerConfig, LogOptions, SandboxConfig
 from kubelet.runtime.logs import rotated_logs
 from kubelet.runtime.runc import RuncRuntime
-from tests.support.runtime import busybox, image_store, runtime_config  # noqa: F401  (fixtures)
-from tests.support.leftovers import leftovers
+from tests.support.runtime import busybox, image_store, node_runtime  # noqa: F401  (fixtures)
 from tests.util import unique, wait_for
 
 pytestmark = pytest.mark.root
@@ -37,19 +33,8 @@ PACED = ["sh", "-c", f'i=0; while [ $i -lt {PACED_LINES} ]; do i=$((i+1)); echo 
 
 @pytest.fixture
 async def runtime(image_store: ImageStore, busybox: str) -> AsyncIterator[RuncRuntime]:  # noqa: F811
-    state = Path(tempfile.mkdtemp(prefix="pkt-rt-"))
-    config = replace(runtime_config(state), container_log_max_size=MAX_SIZE, container_log_max_files=MAX_FILES)
-    rt = RuncRuntime(config, image_store)
-    try:
-        await rt.ensure_node()
+    async with node_runtime(image_store, container_log_max_size=MAX_SIZE, container_log_max_files=MAX_FILES) as rt:
         yield rt
-    finally:
-        try:
-            await rt.destroy_node()
-            left = await leftovers(rt, mount_markers=(str(image_store.root),))
-        finally:
-            shutil.rmtree(state, ignore_errors=True)
-        assert not left, f"runtime left resources behind: {left}"
 
 
 async def flood(rt: RuncRuntime, busybox: str, command: list[str] = FLOOD) -> str:  # noqa: F811

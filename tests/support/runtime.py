@@ -7,7 +7,9 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import Any, AsyncIterator, Iterator
 
 import pytest
 
@@ -41,10 +43,12 @@ def runtime_config(state_dir: Path) -> RuntimeConfig:
                          enable_forwarding=False)
 
 
-@pytest.fixture
-async def runtime(image_store: ImageStore, busybox: str) -> AsyncIterator[RuncRuntime]:
+@asynccontextmanager
+async def node_runtime(image_store: ImageStore, **config: Any) -> AsyncIterator[RuncRuntime]:
+    """A runtime whose node is set up, and torn down and checked for leftovers at the end; `config` overrides
+    RuntimeConfig fields."""
     state = Path(tempfile.mkdtemp(prefix="pkt-rt-"))
-    rt = RuncRuntime(runtime_config(state), image_store)
+    rt = RuncRuntime(replace(runtime_config(state), **config), image_store)
     try:
         await rt.ensure_node()
         yield rt
@@ -55,3 +59,9 @@ async def runtime(image_store: ImageStore, busybox: str) -> AsyncIterator[RuncRu
         finally:
             shutil.rmtree(state, ignore_errors=True)
         assert not left, f"runtime left resources behind: {left}"
+
+
+@pytest.fixture
+async def runtime(image_store: ImageStore, busybox: str) -> AsyncIterator[RuncRuntime]:
+    async with node_runtime(image_store) as rt:
+        yield rt

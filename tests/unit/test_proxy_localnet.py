@@ -49,3 +49,12 @@ def test_records_of_tables_deleted_without_cleanup_go_with_the_last_cleanup(tmp_
     localnet.enable("t1", sysctl, state)
     localnet.restore("t1", lambda: set(), sysctl, state)
     assert sysctl.read_text() == "0\n" and not list(state.iterdir())
+
+
+def test_a_table_that_never_turned_it_on_does_not_keep_it_on(tmp_path: Path) -> None:
+    sysctl, state = setup(tmp_path, "0")
+    localnet.enable("t1", sysctl, state)
+    # t2 exists (a proxy that has not synced yet, a table a test made) but holds no record: it would never
+    # restore the setting, so t1's cleanup must.
+    localnet.restore("t1", lambda: {"t1", "t2"}, sysctl, state)
+    assert sysctl.read_text() == "0\n" and not list(state.iterdir())
