@@ -183,7 +183,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         started = time.monotonic()
         for k in range(args.kubelets):
             count = min(per, args.nodes - k * per)
-            procs.start(f"hollow-{k}", "kubelet", "--hollow", "--count", str(count), "--name-prefix", f"hollow-{k}")
+            procs.start(f"hollow-{k}", "kubelet", "--hollow", "--count", str(count), "--name-prefix", f"hollow-{k}",
+                        "--root-dir", str(tmp))
 
         async def nodes_ready() -> bool:
             items = (await client.list_all(NODES)).get("items") or []

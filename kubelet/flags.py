@@ -17,7 +17,8 @@ def add_real_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("node agent (the default mode)")
     g.add_argument("--node-name", default=None, help="the Node to register (default: the hostname)")
     g.add_argument("--root-dir", default=None, help="kubelet state: pod volumes, local-path PVs "
-                                                    "(default <pkube home>/kubelet)")
+                                                    "(default <pkube home>/kubelet); with --hollow, where the "
+                                                    "process makes its pod-volume directory (default: $TMPDIR)")
     g.add_argument("--image-root", default=None, help="image store (default <pkube home>/images)")
     g.add_argument("--runtime-state-dir", default=None, help="runtime state (default <pkube home>/runtime)")
     g.add_argument("--bridge", default="pkube0", help="the pods' Linux bridge")

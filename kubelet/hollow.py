@@ -53,6 +53,7 @@ class HollowConfig:
     relist_period: float = 10.0   # fake containers only stop when told to: a relist rarely finds anything
     sync_frequency: float = 60.0
     status_interval: float = 60.0  # a made-up machine never changes: its node status is checked less often
+    root_parent: str | None = None  # where the process's pod-volume directory is made (default: the temp dir)
     port: int = 10250             # the kubelet API port the Nodes advertise (nothing listens)
 
 
@@ -159,7 +160,8 @@ class HollowKubelet:
         self.services = Informer(client, SERVICES)
         self.views = {name: NodePods(self.pods, name) for name in self.names}
         self.pods.add_handler(Handler(self._added, self._updated, self._deleted))
-        self.root = Path(tempfile.mkdtemp(prefix="pkube-hollow-"))   # pod volumes, if a pod has any
+        # Pod volumes, if a pod has any; removed when the process stops, left in root_parent if it is killed.
+        self.root = Path(tempfile.mkdtemp(prefix="pkube-hollow-", dir=cfg.root_parent))
         self.agents = {name: node_agent(client, name, cfg, self.root / name) for name in self.names}
         self.workers: dict[str, PodWorkers] = {}
 
@@ -189,9 +191,11 @@ class HollowKubelet:
         try:
             await self._run(ready)
         finally:
-            for w in self.workers.values():
-                await w.probes.close()
-            shutil.rmtree(self.root, ignore_errors=True)
+            try:
+                for w in self.workers.values():
+                    await w.probes.close()
+            finally:
+                shutil.rmtree(self.root, ignore_errors=True)
 
     async def _run(self, ready: asyncio.Event) -> None:
         await ensure_namespace(self.client)

@@ -64,7 +64,7 @@ def hollow_config(config: argparse.Namespace) -> HollowConfig:
         raise ConfigError("lease duration and renew interval must be positive")
     return HollowConfig(count=config.count, name_prefix=config.name_prefix, cpu=config.cpu, memory=config.memory,
                         max_pods=config.max_pods, lease_duration=config.node_lease_duration_seconds,
-                        renew_interval=config.node_lease_renew_interval)
+                        renew_interval=config.node_lease_renew_interval, root_parent=config.root_dir)
 
 
 def make_client(config: argparse.Namespace) -> Client:

@@ -48,7 +48,7 @@ def workers(session_tmp: str, tls_apiserver: ApiServer, kubectl: Kubectl) -> Ite
     same https kubeconfig kubectl uses: deployments roll out and pods become Ready without containers."""
     prefix = unique("hollow")
     commands = [["controller-manager", "--cluster-cidr", "10.244.0.0/16"], ["scheduler"],
-                ["kubelet", "--hollow", "--count", "1", "--name-prefix", prefix]]
+                ["kubelet", "--hollow", "--count", "1", "--name-prefix", prefix, "--root-dir", session_tmp]]
     procs = []
     try:
         for args in commands:

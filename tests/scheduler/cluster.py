@@ -113,7 +113,9 @@ async def start_hollow(cluster: Cluster, client: Client, count: int, *flags: str
                        prefix: str | None = None, timeout: float = 30) -> tuple[Component, list[str]]:
     """Start a hollow kubelet and wait until its nodes are registered and Ready."""
     prefix = prefix or unique("hollow")
-    comp = cluster.start("kubelet", "--hollow", "--count", str(count), "--name-prefix", prefix, *flags)
+    # --root-dir: a hollow process killed by a test leaves its pod-volume directory in the cluster's tmp
+    comp = cluster.start("kubelet", "--hollow", "--count", str(count), "--name-prefix", prefix,
+                         "--root-dir", cluster.tmp, *flags)
     names = [f"{prefix}-{i}" for i in range(count)]
 
     async def all_ready() -> bool:
