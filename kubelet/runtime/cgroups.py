@@ -8,6 +8,8 @@ own cgroup (e.g. a systemd service) also bounds its pods. The real directories o
 from __future__ import annotations
 
 import os
+import signal
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -147,10 +149,33 @@ def set_pids_limit(relative: str, limit: int) -> str | None:
     return None
 
 
+def _procs_below(top: str) -> set[int]:
+    pids: set[int] = set()
+    for root, _, _ in os.walk(top):
+        pids.update(int(line) for line in _read(os.path.join(root, "cgroup.procs")).split() if line.isdigit())
+    return pids
+
+
+def kill_leftovers(tops: set[str], timeout: float = 5.0) -> None:
+    """SIGKILL every process still inside these cgroups (and below) and wait until they have left. A container
+    whose runtime died half-way (a `runc init` never started, which `runc list` does not show) holds its cgroup
+    until it is killed. PIDs come from the cgroup, so nothing outside it is touched."""
+    deadline = time.monotonic() + timeout
+    while (pids := set().union(*(_procs_below(t) for t in tops))) and time.monotonic() < deadline:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.05)
+
+
 def remove_tree(dirs: dict[str, str], relative: str) -> None:
-    """rmdir each directory that is `relative` and its (empty) children, deepest first; missing ones are fine.
-    Raises OSError (EBUSY) if a process is still inside."""
-    for top in set(owned(dirs, relative).values()):
+    """Kill what is left inside, then rmdir each directory that is `relative` and its (empty) children, deepest
+    first; missing ones are fine. Raises OSError (EBUSY) if a process is still inside after that."""
+    tops = set(owned(dirs, relative).values())
+    kill_leftovers(tops)
+    for top in tops:
         for root, _, _ in os.walk(top, topdown=False):  # children before parents
             try:
                 os.rmdir(root)

@@ -1,10 +1,15 @@
 """Removing a sandbox removes everything it made, and removing twice is fine."""
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+
 import pytest
 
 from images.store import ImageStore
 from kubelet.network.netns import create_netns
+from kubelet.runtime import cgroups
 from kubelet.runtime.interface import ContainerConfig, NotFound, SandboxConfig
 from kubelet.runtime.runc import RuncRuntime
 from kubelet.runtime.sandbox import hold_uts_ipc
@@ -79,3 +84,30 @@ async def test_replacement_sandbox_of_the_same_pod_keeps_the_pod_cgroup(runtime:
     assert (await runtime.exec(cids[1], ["true"])).exit_code == 0
     await runtime.remove_sandbox(new)
     assert await leftovers(runtime, node_too=False) == {}
+
+
+async def test_destroy_node_kills_a_process_a_crashed_runtime_left_in_a_cgroup(runtime: RuncRuntime) -> None:
+    # a runtime SIGKILLed between `runc create` and `start` leaves `runc init` inside a container cgroup that no
+    # runc state lists: removing the node must kill it rather than fail with EBUSY on the cgroup
+    stray_rel = f"{runtime.config.cgroup_parent}/podstray/{'d' * 32}"
+    dirs = cgroups.nested_dirs(stray_rel)
+    stray = subprocess.Popen(["sleep", "3600"])
+    try:
+        joined = 0
+        for d in dirs.values():
+            os.makedirs(d, exist_ok=True)
+            try:
+                with open(os.path.join(d, "cgroup.procs"), "w") as f:
+                    f.write(str(stray.pid))
+                joined += 1
+            except OSError:  # a v1 cpuset cgroup takes no process before its cpus/mems are set
+                pass
+        assert joined
+        await runtime.destroy_node()
+        assert stray.wait(timeout=10) == -signal.SIGKILL
+        assert not any(os.path.exists(d) for d in dirs.values())
+        assert await leftovers(runtime, node_too=False) == {}
+    finally:
+        if stray.poll() is None:
+            stray.kill()
+            stray.wait()
