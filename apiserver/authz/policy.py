@@ -4,7 +4,8 @@ The user-facing cluster-admin, admin, edit and view keep Kubernetes' rules, rest
 serves (Kubernetes assembles admin/edit/view by aggregation; pkube writes the result out). Each component
 gets a role with what it uses: system:kube-scheduler, system:kube-controller-manager (Kubernetes splits it
 into one role per controller; here one role holds what pkube's controllers use), system:node (kubelets,
-bound to the group system:nodes) and system:node-proxier (bound to the user system:kube-proxy).
+bound to the group system:nodes), system:node-proxier (bound to the user system:kube-proxy) and system:kube-dns
+(bound to the user system:kube-dns).
 """
 from __future__ import annotations
 
@@ -142,6 +143,12 @@ _NODE_PROXIER = [
     _events(),
     rule(("list", "watch"), DISCOVERY, ("endpointslices",)),
 ]
+# pkube's cluster DNS (proxy/dns_main.py) answers from Services and EndpointSlices (Kubernetes' system:kube-dns
+# reads Services and Endpoints).
+_KUBE_DNS = [
+    rule(("list", "watch"), LEGACY, ("services", "endpoints")),
+    rule(("list", "watch"), DISCOVERY, ("endpointslices",)),
+]
 _DISCOVERY_URLS = ("/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi", "/openapi/*", "/readyz",
                    "/version", "/version/")
 _PUBLIC_INFO_URLS = ("/healthz", "/livez", "/readyz", "/version", "/version/")
@@ -161,6 +168,7 @@ def cluster_roles() -> list[Obj]:
         _role("system:kube-controller-manager", _CONTROLLER_MANAGER),
         _role("system:node", _NODE),
         _role("system:node-proxier", _NODE_PROXIER),
+        _role("system:kube-dns", _KUBE_DNS),
     ]
 
 
@@ -176,4 +184,5 @@ def cluster_role_bindings() -> list[Obj]:
                  [("User", "system:kube-controller-manager")]),
         _binding("system:node", "system:node", [("Group", "system:nodes")]),
         _binding("system:node-proxier", "system:node-proxier", [("User", "system:kube-proxy")]),
+        _binding("system:kube-dns", "system:kube-dns", [("User", "system:kube-dns")]),
     ]

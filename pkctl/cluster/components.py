@@ -24,7 +24,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from pkctl.cluster.home import ClusterConfig, Home, Member, Worker
+from pkctl.cluster.home import (CONTROLLER_MANAGER, KUBE_DNS, KUBE_PROXY, SCHEDULER, ClusterConfig, Home, Member, Worker,
+                               node_user)
 
 # (healthy, one-line detail) — detail is shown by `cluster status` and in `up`'s error messages.
 Health = tuple[bool, str]
@@ -166,8 +167,9 @@ def _probe_node(home: Home, cfg: ClusterConfig, running: float, node_name: str =
     return bool(ready), f"node {', '.join(ready)} Ready" if ready else "node not Ready (no fresh heartbeat)"
 
 
-def _client_flags(home: Home, cfg: ClusterConfig) -> list[str]:
-    return ["--kubeconfig", str(home.kubeconfig)]
+def _as(user: str, gateway: bool = False) -> Callable[[Home, ClusterConfig], list[str]]:
+    """--kubeconfig of the component's own identity (home.component_identities)."""
+    return lambda home, cfg: ["--kubeconfig", str(home.identity_kubeconfig(user, gateway))]
 
 
 def _etcd_flags(home: Home, cfg: ClusterConfig, member: Member | None = None) -> list[str]:
@@ -239,7 +241,7 @@ def apiserver_serves_tls() -> bool:
 def _controller_flags(home: Home, cfg: ClusterConfig) -> list[str]:
     # each home's pod range is cut into /24s, the default home's 10.244.0.0/16 as in kubeadm; another home's
     # /24 is cut in as many parts as its nodes need
-    return [*_client_flags(home, cfg), "--cluster-cidr", cfg.cluster_cidr,
+    return [*_as(CONTROLLER_MANAGER)(home, cfg), "--cluster-cidr", cfg.cluster_cidr,
             "--node-cidr-mask-size", str(cfg.node_cidr_mask)]
 
 
@@ -257,7 +259,7 @@ def _kubelet_flags(home: Home, cfg: ClusterConfig) -> list[str]:
     node_ip = ["--node-ip", cfg.node_ip] if cfg.node_ip else []
     # several nodes: pods reach the others' pods unmasqueraded, through routes to their pod CIDRs (host-gw)
     multi = ["--cluster-cidr", cfg.cluster_cidr, "--pod-routes"] if cfg.workers else []
-    return [*_client_flags(home, cfg), *_node_flags(home, cfg), *node_ip, *multi, "--port", str(cfg.kubelet_port),
+    return [*_as(node_user(cfg.node_name))(home, cfg), *_node_flags(home, cfg), *node_ip, *multi, "--port", str(cfg.kubelet_port),
             "--tls-cert-file", str(home.pki.cert("kubelet")), "--tls-private-key-file", str(home.pki.key("kubelet")),
             "--client-ca-file", str(home.pki.ca_cert), "--cluster-dns", cfg.dns_ip]
 
@@ -275,7 +277,7 @@ def _worker_node_flags(home: Home, cfg: ClusterConfig, w: Worker) -> list[str]:
 
 def _worker_kubelet_flags(home: Home, cfg: ClusterConfig, w: Worker) -> list[str]:
     pki = home.pki
-    return ["--kubeconfig", str(home.nodes_kubeconfig), *_worker_node_flags(home, cfg, w), "--node-ip", w.ip,
+    return [*_as(node_user(w.name), gateway=True)(home, cfg), *_worker_node_flags(home, cfg, w), "--node-ip", w.ip,
             "--cluster-cidr", cfg.cluster_cidr, "--pod-routes", "--port", str(cfg.kubelet_port),
             "--tls-cert-file", str(pki.cert(f"kubelet-{w.name}")),
             "--tls-private-key-file", str(pki.key(f"kubelet-{w.name}")),
@@ -294,7 +296,7 @@ def _cleanup_worker(home: Home, cfg: ClusterConfig, w: Worker) -> list[str]:
 
 def _worker_proxy_flags(home: Home, cfg: ClusterConfig, w: Worker) -> list[str]:
     # its nftables table is the node's own: it lives in the node's netns
-    return ["--kubeconfig", str(home.nodes_kubeconfig), "--node-name", w.name, "--table", cfg.proxy_table,
+    return [*_as(KUBE_PROXY, gateway=True)(home, cfg), "--node-name", w.name, "--table", cfg.proxy_table,
             "--metrics-bind-address", f"{w.ip}:{cfg.proxy_metrics_port}"]
 
 
@@ -337,7 +339,7 @@ def _last_line(p: subprocess.CompletedProcess[str]) -> str:
 
 
 def _proxy_flags(home: Home, cfg: ClusterConfig) -> list[str]:
-    return [*_client_flags(home, cfg), "--node-name", cfg.node_name, "--table", cfg.proxy_table,
+    return [*_as(KUBE_PROXY)(home, cfg), "--node-name", cfg.node_name, "--table", cfg.proxy_table,
             "--metrics-bind-address", f"127.0.0.1:{cfg.proxy_metrics_port}"]
 
 
@@ -353,7 +355,7 @@ def _cleanup_proxy(home: Home, cfg: ClusterConfig) -> list[str]:
 
 
 def _dns_flags(home: Home, cfg: ClusterConfig) -> list[str]:
-    return [*_client_flags(home, cfg), "--listen", f"{cfg.dns_ip}:53"]
+    return [*_as(KUBE_DNS)(home, cfg), "--listen", f"{cfg.dns_ip}:53"]
 
 
 def _cleanup_dns(home: Home, cfg: ClusterConfig) -> list[str]:
@@ -424,7 +426,7 @@ def _cleanup_group(home: Home, cfg: ClusterConfig) -> list[str]:
 # process instead of four saves ~40 MB per member (see launcher/group.py).
 MEMBERS: tuple[Component, ...] = (
     Component("controller-manager", "controllers.main", None, (), _controller_flags, _member_probe("controller-manager")),
-    Component("scheduler", "scheduler.main", None, (), _client_flags, _member_probe("scheduler")),
+    Component("scheduler", "scheduler.main", None, (), _as(SCHEDULER), _member_probe("scheduler")),
     Component("proxy", "proxy.main", None, (), _proxy_flags, _probe_proxy, _cleanup_proxy),
     Component("dns", "proxy.dns_main", None, (), _dns_flags, _member_probe("dns"), _cleanup_dns),
 )

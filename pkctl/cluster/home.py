@@ -10,7 +10,9 @@
     <home>/kubelet/         kubelet state: pod volumes, local-path PVs
     <home>/runtime/         container runtime state (runc root at runtime/runc, IPAM, sandboxes)
     <home>/nodes/<node>/    kubelet and runtime state of each extra node (`up --nodes N`)
-    <home>/kubeconfig-nodes the extra nodes' kubeconfig: the API at the cluster network's gateway
+    <home>/identities/      one kubeconfig per component identity (system:kube-scheduler, system:node:<node>, ...),
+                            each with its own token in tokens.csv, so RBAC gives each component only what it uses;
+                            the extra nodes' (`up --nodes N`) reach the API at the cluster network's gateway
     <home>/logs/<c>.log     stdout/stderr of each component and of the supervisor
     <home>/run/<c>.json     state the supervisor publishes for each component
     <home>/run/supervisor.json  the supervisor's own pid record; run/supervisor.lock held while it lives
@@ -18,7 +20,9 @@
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
+import io
 import ipaddress
 import json
 import os
@@ -241,9 +245,35 @@ class Home:
     def node_dir(self, node: str) -> Path:
         return self.root / "nodes" / node
 
-    @property
-    def nodes_kubeconfig(self) -> Path:
-        return self.root / "kubeconfig-nodes"
+    def identity_kubeconfig(self, user: str, gateway: bool = False) -> Path:
+        """The kubeconfig a component authenticates with as `user` (its own token in tokens.csv); `gateway`:
+        the API at the cluster network's gateway, where the extra nodes reach it."""
+        slug = user.removeprefix("system:").replace(":", "-")
+        return self.root / "identities" / f"{slug}{'-gateway' if gateway else ''}.kubeconfig"
+
+    def _ensure_identities(self, cfg: ClusterConfig) -> None:
+        """A token per component identity in tokens.csv (the admin's line stays first) and its kubeconfigs."""
+        wanted = component_identities(cfg)
+        rows = list(csv.reader(self.tokens_file.read_text().splitlines()))
+        tokens = {row[1]: row[0] for row in rows if len(row) >= 2}
+        missing = [user for user in wanted if user not in tokens]
+        if missing:
+            out = io.StringIO()
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerows(rows)
+            for user in missing:
+                tokens[user] = secrets.token_hex(32)
+                writer.writerow([tokens[user], user, user, ",".join(wanted[user])])
+            tmp = self.tokens_file.with_name(f".tokens.{secrets.token_hex(4)}")
+            write_private(tmp, out.getvalue())
+            os.replace(tmp, self.tokens_file)
+        (self.root / "identities").mkdir(mode=0o700, exist_ok=True)
+        gateway = f"{'https' if cfg.tls else 'http'}://{cfg.node_gateway}:{cfg.api_port}"
+        worker_users = {node_user(w.name) for w in cfg.workers} | ({KUBE_PROXY} if cfg.workers else set())
+        for user in wanted:
+            self._write_kubeconfig(self.identity_kubeconfig(user), cfg.api_url, cfg.tls, tokens[user])
+            if user in worker_users:
+                self._write_kubeconfig(self.identity_kubeconfig(user, gateway=True), gateway, cfg.tls, tokens[user])
 
     def prepare_check(self, control_planes: int | None, nodes: int | None = None) -> None:
         """HomeError when an existing home was made with another number of control planes or nodes."""
@@ -326,17 +356,33 @@ class Home:
             pki.ensure_kubelet(self.pki.dir, w.name, [w.ip], name=f"kubelet-{w.name}")
         write_json(self.config_file, asdict(cfg))
         self._write_kubeconfig(self.kubeconfig, cfg.api_url, tls)
-        if cfg.workers:
-            scheme = "https" if tls else "http"
-            self._write_kubeconfig(self.nodes_kubeconfig, f"{scheme}://{cfg.node_gateway}:{cfg.api_port}", tls)
+        self._ensure_identities(cfg)
         return cfg
 
-    def _write_kubeconfig(self, path: Path, server: str, tls: bool) -> None:
-        doc = kubeconfig.build(server, self.token())
+    def _write_kubeconfig(self, path: Path, server: str, tls: bool, token: str | None = None) -> None:
+        doc = kubeconfig.build(server, token or self.token())
         if tls:
             doc["clusters"][0]["cluster"]["certificate-authority-data"] = \
                 base64.b64encode(self.pki.ca_cert.read_bytes()).decode()
         kubeconfig.write(path, doc)
+
+
+# The users pkube's components authenticate as; the apiserver's default RBAC roles bind each to what it uses
+# (apiserver/authz/policy.py), and the Node authorizer limits a kubelet to its own node's objects.
+CONTROLLER_MANAGER, SCHEDULER, KUBE_PROXY, KUBE_DNS = ("system:kube-controller-manager", "system:kube-scheduler",
+                                                       "system:kube-proxy", "system:kube-dns")
+
+
+def node_user(node: str) -> str:
+    return f"system:node:{node}"
+
+
+def component_identities(cfg: ClusterConfig) -> dict[str, tuple[str, ...]]:
+    """user -> groups, for every component of this cluster."""
+    out: dict[str, tuple[str, ...]] = {CONTROLLER_MANAGER: (), SCHEDULER: (), KUBE_PROXY: (), KUBE_DNS: ()}
+    for node in (cfg.node_name, *(w.name for w in cfg.workers)):
+        out[node_user(node)] = ("system:nodes",)
+    return out
 
 
 def node_name_prefix(root: Path) -> str:

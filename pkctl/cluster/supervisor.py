@@ -210,6 +210,12 @@ async def stop_in_reverse_order(keepers: dict[str, Keeper]) -> None:
 
 
 async def _run_until_signalled(home: Home, cfg: ClusterConfig) -> None:
+    if cfg.workers:
+        # Before the signal handlers: pyroute2 forks helpers to work inside the nodes' netns, and a forked
+        # child that gets SIGTERM writes it to the wakeup fd it shares with this loop, which then stopped
+        # the whole cluster as if the supervisor had been told to.
+        from pkctl.cluster import nodes  # netlink: only a multi-node cluster needs it
+        await asyncio.to_thread(nodes.ensure_network, cfg)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -219,8 +225,6 @@ async def _run_until_signalled(home: Home, cfg: ClusterConfig) -> None:
     if cfg.members:
         balancers.append(Balancer("127.0.0.1", cfg.api_port, apiservers))
     if cfg.workers:
-        from pkctl.cluster import nodes  # netlink: only a multi-node cluster needs it
-        await asyncio.to_thread(nodes.ensure_network, cfg)
         balancers.append(Balancer(cfg.node_gateway, cfg.api_port, apiservers))
     try:
         for b in balancers:

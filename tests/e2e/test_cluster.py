@@ -113,6 +113,39 @@ EXAMPLE_OBJECTS = {
 }
 
 
+def _can_i(cluster: Cluster, identity: str, *what: str) -> str:
+    kubeconfig = cluster.home / "identities" / f"{identity}.kubeconfig"
+    p = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "auth", "can-i", *what], capture_output=True,
+                       text=True, timeout=30)
+    answer = p.stdout.split()[0] if p.stdout.split() else ""  # "no - <the reason>" when an authorizer gives one
+    assert answer in ("yes", "no"), p.stderr
+    return answer
+
+
+def test_each_component_authenticates_as_itself_with_only_what_it_uses(cluster: Cluster) -> None:
+    if not cluster.config()["tls"]:
+        pytest.skip("kubectl sends no bearer token over plain HTTP")
+    node = cluster.config()["node_name"]
+    users = {row.split(",")[1] for row in (cluster.home / "tokens.csv").read_text().splitlines() if row}
+    assert {"admin", "system:kube-scheduler", "system:kube-controller-manager", "system:kube-proxy",
+            "system:kube-dns", f"system:node:{node}"} <= users
+    # every process of the cluster holds its own identity's kubeconfig, none the admin's
+    argv = {c: cluster.state(c).get("pid") for c in ("kubelet", "control-plane")}
+    for component, pid in argv.items():
+        cmdline = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+        assert str(cluster.kubeconfig) not in cmdline, component
+    assert _can_i(cluster, "kube-scheduler", "create", "pods", "--subresource=binding", "-n", "default") == "yes"
+    assert _can_i(cluster, "kube-scheduler", "get", "secrets", "-A") == "no"
+    assert _can_i(cluster, "kube-proxy", "watch", "endpointslices.discovery.k8s.io", "-A") == "yes"
+    assert _can_i(cluster, "kube-proxy", "create", "pods", "-n", "default") == "no"
+    assert _can_i(cluster, "kube-dns", "list", "services", "-A") == "yes"
+    assert _can_i(cluster, "kube-dns", "list", "secrets", "-A") == "no"
+    assert _can_i(cluster, f"node-{node}", "list", "secrets", "-A") == "no"  # the Node authorizer: bound pods' only
+    assert _can_i(cluster, "kube-controller-manager", "create", "replicasets.apps", "-n", "default") == "yes"
+    assert _can_i(cluster, "kube-controller-manager", "create", "clusterrolebindings.rbac.authorization.k8s.io") \
+        == "no"
+
+
 def test_every_example_is_listed() -> None:
     assert sorted(p.name for p in EXAMPLES.glob("*.yaml")) == sorted(EXAMPLE_OBJECTS)
 
