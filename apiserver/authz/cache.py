@@ -55,6 +55,10 @@ class NodeGraphCache:
             if key.startswith(prefix) and (cached.obj.get("spec") or {}).get("nodeName") == node:
                 yield cached.obj
 
+    def pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        cached = self.cache.for_prefix(_PODS).objects.get(f"{_PODS}{namespace}/{name}")
+        return cached.obj if cached is not None else None
+
     def claim(self, namespace: str, name: str) -> dict[str, Any] | None:
         cached = self.cache.for_prefix(_CLAIMS).objects.get(f"{_CLAIMS}{namespace}/{name}")
         return cached.obj if cached is not None else None

@@ -4,9 +4,10 @@ A kubelet authenticates as `system:node:<name>` in the group `system:nodes`. For
 persistentvolumeclaims and persistentvolumes this authorizer decides alone: the object must be referenced by
 a pod bound to that node (a volume, an env/envFrom source, an image pull secret; a volume through the claim
 bound to it), and it may only be read (get, or list/watch of that one object by name). Its Lease in
-kube-node-lease is the only one it may touch. Everything else it leaves to RBAC (the system:node role).
-What Kubernetes leaves to the NodeRestriction admission plugin (a node writing only its own Node and the
-status of its own pods) is not done here.
+kube-node-lease is the only one it may touch. What Kubernetes' NodeRestriction admission plugin adds is
+decided here too, from the request and the cached pod: a node modifies only its own Node object, and updates
+the status of, deletes and evicts only pods bound to it. Everything else it leaves to RBAC (the system:node
+role). Not done: NodeRestriction's checks of the labels a node sets on itself.
 """
 from __future__ import annotations
 
@@ -19,10 +20,12 @@ NODES_GROUP = "system:nodes"
 NODE_USER_PREFIX = "system:node:"
 LEASE_NAMESPACE = "kube-node-lease"
 _READ = ("get", "list", "watch")
+_WRITE = ("update", "patch", "delete")
 
 
 class NodeGraph(Protocol):
     def pods_on_node(self, node: str, namespace: str | None) -> Iterable[Obj]: ...
+    def pod(self, namespace: str, name: str) -> Obj | None: ...
     def claim(self, namespace: str, name: str) -> Obj | None: ...
 
 
@@ -94,6 +97,16 @@ def authorize(graph: NodeGraph, attrs: Attributes) -> Decision | None:
         if _related(graph, node, attrs):
             return Decision(True, "")
         return Decision(False, f"no relationship found between node '{node}' and this object")
+    if attrs.api_group == "" and attrs.resource == "nodes" and attrs.verb in _WRITE and attrs.name != node:
+        return Decision(False, f"node '{node}' is not allowed to modify node '{attrs.name}'")
+    if attrs.api_group == "" and attrs.resource == "pods" and attrs.name:
+        action = {("update", "status"): "update pod status for", ("patch", "status"): "update pod status for",
+                  ("delete", ""): "delete", ("create", "eviction"): "evict"}.get((attrs.verb, attrs.subresource))
+        pod = graph.pod(attrs.namespace, attrs.name) if action else None
+        # a pod that is not there gets its 404 from the handler, as NodeRestriction answers NotFound
+        if action and pod is not None and (pod.get("spec") or {}).get("nodeName") != node:
+            return Decision(False, f"node '{node}' can only {action} pods with spec.nodeName set to itself")
+        return None
     if attrs.api_group == "coordination.k8s.io" and attrs.resource == "leases":
         if attrs.namespace != LEASE_NAMESPACE:
             return Decision(False, f"can only access leases in the {LEASE_NAMESPACE} namespace")

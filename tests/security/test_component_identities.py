@@ -9,7 +9,7 @@ import pytest
 
 from pklib.client import Client
 from pklib.errors import ApiError
-from pklib.resources import DEPLOYMENTS, PODS, SECRETS
+from pklib.resources import DEPLOYMENTS, NODES, PODS, SECRETS
 from tests.support.controlplane import Etcd
 from tests.support.node import BUSYBOX, ctr, pod_namespace, private_node, running
 from tests.support.workloads import deploy_body
@@ -47,9 +47,33 @@ def test_components_run_a_deployment_with_their_own_roles(etcd: Etcd) -> None:
                         f'secrets "unused" is forbidden: User "system:node:{node.name}" cannot get resource "secrets" '
                         f'in API group "" in the namespace "{ns}": no relationship found between node '
                         f"'{node.name}' and this object")
+                    # NodeRestriction: its own Node and its own pods only
+                    other = unique("elsewhere")
+                    await c.create(NODES, {"apiVersion": "v1", "kind": "Node", "metadata": {"name": other}})
+                    stray = await c.create(PODS, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": other},
+                                                  "spec": {"nodeName": other, "containers": [ctr("c", "true")]}}, ns)
+                    try:
+                        label = {"metadata": {"labels": {"touched": "yes"}}}
+                        await kubelet.patch(NODES, node.name, label)  # its own: allowed
+                        for attempt, message in [
+                                (kubelet.patch(NODES, other, label),
+                                 f"node '{node.name}' is not allowed to modify node '{other}'"),
+                                (kubelet.patch(PODS, other, {"status": {"phase": "Failed"}}, ns, subresource="status"),
+                                 f"node '{node.name}' can only update pod status for pods with spec.nodeName set "
+                                 "to itself"),
+                                (kubelet.delete(PODS, other, ns),
+                                 f"node '{node.name}' can only delete pods with spec.nodeName set to itself")]:
+                            with pytest.raises(ApiError) as e:
+                                await attempt
+                            assert e.value.code == 403 and e.value.message.endswith(message)
+                        assert (await c.get(PODS, other, ns)).get("status", {}).get("phase") != "Failed"
+                    finally:
+                        await c.delete(PODS, other, ns, grace_period_seconds=0)
+                        await c.delete(NODES, other)
 
         asyncio.run(scenario())
         # The apiserver logs every refusal: none of the components was refused anything.
         log = Path(node.api.log_path).read_text(errors="replace")
-        refused = [line for line in log.splitlines() if "forbidden:" in line and "/secrets/unused" not in line]
+        refused = [line for line in log.splitlines() if "forbidden:" in line and "/secrets/unused" not in line
+                   and "elsewhere" not in line]
         assert not refused, "\n".join(refused[:20])

@@ -220,6 +220,10 @@ class FakeGraph:
         return [p for p in self.pods if p["spec"].get("nodeName") == node
                 and (namespace is None or p["metadata"]["namespace"] == namespace)]
 
+    def pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return next((p for p in self.pods if (p["metadata"]["namespace"], p["metadata"]["name"]) == (namespace, name)),
+                    None)
+
     def claim(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.claims.get((namespace, name))
 
@@ -257,6 +261,17 @@ N1 = UserInfo("system:node:n1", groups=("system:nodes", "system:authenticated"))
     (res(N1, "update", "leases", "kube-node-lease", "coordination.k8s.io", "n2"), False,
      "can only access node lease with the same name as the requesting node"),
     (res(N1, "patch", "nodes", name="n1", sub="status"), True, ""),  # RBAC's system:node role decides
+    # NodeRestriction: its own Node, and only pods bound to it
+    (res(N1, "patch", "nodes", name="n2", sub="status"), False, "node 'n1' is not allowed to modify node 'n2'"),
+    (res(N1, "delete", "nodes", name="n2"), False, "node 'n1' is not allowed to modify node 'n2'"),
+    (res(N1, "patch", "pods", "ns", name="a", sub="status"), True, ""),
+    (res(N1, "update", "pods", "ns", name="b", sub="status"), False,
+     "node 'n1' can only update pod status for pods with spec.nodeName set to itself"),
+    (res(N1, "delete", "pods", "ns", name="a"), True, ""),
+    (res(N1, "delete", "pods", "ns", name="b"), False, "node 'n1' can only delete pods with spec.nodeName set to itself"),
+    (res(N1, "create", "pods", "ns", name="b", sub="eviction"), False,
+     "node 'n1' can only evict pods with spec.nodeName set to itself"),
+    (res(N1, "delete", "pods", "ns", name="gone"), True, ""),  # the handler answers 404
 ])
 def test_node_authorizer(attrs: Attributes, allowed: bool, reason: str) -> None:
     p = StaticPolicy([*bootstrap.cluster_roles(), *bootstrap.cluster_role_bindings()])
