@@ -1,6 +1,8 @@
 """The aiohttp application: middlewares, routes, and the lifecycle of the watch cache."""
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
@@ -22,6 +24,9 @@ from .status import StatusError, json_response, status_middleware
 from .storage.interface import Storage
 from .tls import kubelet_client_context
 from .watchcache import WatchCache
+
+log = logging.getLogger("pkube.apiserver")
+SYSTEM_NAMESPACES_INTERVAL = 60.0  # Kubernetes' system namespaces controller resyncs every minute
 
 
 @dataclass
@@ -104,7 +109,9 @@ def build_app(config: Config, storage: Storage) -> web.Application:
         await _ensure_namespaces(api.objects)
         await _ensure_priority_classes(api.objects)
         await _ensure_rbac_defaults(api.objects)
+        keeper = asyncio.create_task(_keep_namespaces(api.objects))
         yield
+        keeper.cancel()
         await cache.stop()
 
     async def end_watches(app: web.Application) -> None:
@@ -121,6 +128,18 @@ async def _ensure_namespaces(objects: Objects) -> None:
     for name in SYSTEM_NAMESPACES:
         await objects.ensure(resources.NAMESPACES,
                              {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+
+
+async def _keep_namespaces(objects: Objects) -> None:
+    """Kubernetes' system namespaces controller: a system namespace someone deleted (kube-node-lease may be)
+    comes back within a minute, so components never need to create the namespace of their Lease."""
+    while True:
+        await asyncio.sleep(SYSTEM_NAMESPACES_INTERVAL)
+        try:
+            if any([await objects.namespace_object(n) is None for n in SYSTEM_NAMESPACES]):
+                await _ensure_namespaces(objects)
+        except Exception as e:  # the store may be unavailable for a while: try again next time
+            log.warning("ensuring the system namespaces: %s", e)
 
 
 async def _ensure_priority_classes(objects: Objects) -> None:

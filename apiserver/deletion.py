@@ -22,7 +22,7 @@ from pklib.resources import Resource
 
 from . import bodies, kinds
 from .handlers_objects import Objects, object_key
-from .status import StatusError, bad_request, conflict, not_found
+from .status import StatusError, bad_request, conflict, forbidden_object, not_found
 from .storage.interface import Entry, KeyNotFoundError, RevisionConflictError
 from .watchcache import with_rv
 
@@ -113,6 +113,8 @@ async def delete(objects: Objects, res: Resource, namespace: str | None, name: s
         if entry is None:
             raise not_found(res.plural, name, res.group)
         _check_preconditions(res, entry, opts)
+        if (refusal := strategy.delete_refusal(entry.value)) is not None:
+            raise forbidden_object(res.plural, name, res.group, refusal)
         marked = _marked(strategy, entry.value, opts)
         if opts.dry_run:
             return with_rv(marked or entry.value, entry.mod_revision), marked is None

@@ -87,6 +87,11 @@ def forbidden(message: str) -> StatusError:
     return StatusError(403, "Forbidden", message)
 
 
+def forbidden_object(resource: str, name: str, group: str, why: str) -> StatusError:
+    return StatusError(403, "Forbidden", f'{qualified(resource, group)} "{name}" is forbidden: {why}',
+                       _details(resource, name, group))
+
+
 def gone(message: str) -> StatusError:
     # Kubernetes answers a too-old resourceVersion with 410 and reason Expired.
     return StatusError(410, "Expired", message)

@@ -27,7 +27,7 @@ from pklib.objects import key_of
 from pklib.resources import NODES, PODS, SERVICES
 
 from kubelet.containerconfig import PodConfigOptions
-from kubelet.nodestatus import NodeAgent, NodeConfig, ensure_namespace
+from kubelet.nodestatus import NodeAgent, NodeConfig
 from kubelet.podworkers import PodWorkerConfig, PodWorkers
 from kubelet.recorder import NullRecorder
 from kubelet.runtime.fake import FakeRuntime
@@ -198,12 +198,11 @@ class HollowKubelet:
                 shutil.rmtree(self.root, ignore_errors=True)
 
     async def _run(self, ready: asyncio.Event) -> None:
-        await ensure_namespace(self.client)
         sem = asyncio.Semaphore(self.cfg.workers)
 
         async def register(agent: NodeAgent) -> None:
             async with sem:
-                await agent.register(ensure_lease_namespace=False)
+                await agent.register()
 
         await asyncio.gather(*(register(a) for a in self.agents.values()))
         log.info("registered %d hollow nodes (%s-0..%d)", len(self.names), self.cfg.name_prefix, len(self.names) - 1)

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pklib.client import Client
-from pklib.api.leases import LEASE_NAMESPACE, NodeLease
+from pklib.api.leases import NodeLease
 from pklib.api.timefmt import now_rfc3339
 from pklib.errors import ApiError, ConnectionFailed, is_already_exists
 from pklib.quantity import to_bytes, to_millicores
-from pklib.resources import LEASES, NAMESPACES, NODES
+from pklib.resources import NODES
 
 log = logging.getLogger("kubelet.nodestatus")
 
@@ -188,10 +188,9 @@ class NodeAgent:
             "daemonEndpoints": {"kubeletEndpoint": {"Port": self.cfg.port}},
         }
 
-    async def register(self, ensure_lease_namespace: bool = True) -> dict[str, Any]:
-        """Create the Node, or take over an existing one (a restarted kubelet), and its Lease."""
-        if ensure_lease_namespace:
-            await ensure_namespace(self.client)
+    async def register(self) -> dict[str, Any]:
+        """Create the Node, or take over an existing one (a restarted kubelet), and its Lease (in kube-node-lease,
+        which the apiserver keeps)."""
         body = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": self.cfg.name, "labels": self.labels()},
                 "spec": {}, "status": self.desired_status({})}
         try:
@@ -252,16 +251,6 @@ class NodeAgent:
                         last_report = loop.time()
             except (ApiError, ConnectionFailed) as e:
                 log.warning("node %s heartbeat failed: %s", self.cfg.name, e)
-
-
-async def ensure_namespace(client: Client) -> None:
-    """kube-node-lease, where the nodes' Leases live."""
-    try:
-        await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace",
-                                         "metadata": {"name": LEASE_NAMESPACE}})
-    except ApiError as e:
-        if not is_already_exists(e):
-            raise
 
 
 def _changed(old: dict[str, Any], new: dict[str, Any]) -> bool:

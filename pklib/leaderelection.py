@@ -21,7 +21,7 @@ from .api.timefmt import micro_now
 from .api.wellknown import SYSTEM_NAMESPACE
 from .client import Client
 from .errors import ApiError, ConnectionFailed, is_already_exists, is_conflict, is_not_found
-from .resources import LEASES, NAMESPACES
+from .resources import LEASES
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +44,11 @@ class LeaderElector:
         self._observed_at = 0.0
         self._lease: dict[str, Any] | None = None
         self.is_leader = False
-        self._namespace_ok = False
 
     async def acquire(self) -> None:
         """Block until we hold the Lease."""
         logged = False
-        while not await self._ensure_namespace() or not await self._try_acquire_or_renew():
+        while not await self._try_acquire_or_renew():
             holder = ((self._lease or {}).get("spec") or {}).get("holderIdentity")
             if holder and not logged:
                 log.info("lease %s/%s is held by %s; waiting", self.namespace, self.name, holder)
@@ -131,20 +130,3 @@ class LeaderElector:
         if rv != self._observed_rv:
             self._observed_rv = rv
             self._observed_at = time.monotonic()
-
-    async def _ensure_namespace(self) -> bool:
-        """The Lease's namespace must exist; False (retry later) while the server cannot say so."""
-        if self._namespace_ok:
-            return True
-        try:
-            await self.client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace",
-                                                  "metadata": {"name": self.namespace}})
-        except ApiError as e:
-            if not is_already_exists(e):
-                log.warning("cannot create namespace %s for the lease: %s", self.namespace, e.message)
-                return False
-        except ConnectionFailed as e:
-            log.warning("lease %s/%s: %s", self.namespace, self.name, e)
-            return False
-        self._namespace_ok = True
-        return True

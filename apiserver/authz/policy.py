@@ -81,11 +81,6 @@ def _binding(name: str, role: str, subjects: list[tuple[str, str]]) -> Obj:
             "subjects": [{"apiGroup": RBAC_GROUP, "kind": kind, "name": who} for kind, who in subjects]}
 
 
-# pkube's components create the namespace of their Lease if it is missing (pklib/leaderelection.py,
-# kubelet/node.py), and the apiserver answers 403 before it could answer 409: until they only read it,
-# their roles may create namespaces.
-_CREATE_NAMESPACES = rule("create", LEGACY, ("namespaces",))
-
 _SCHEDULER = [
     _events(),
     rule("create", COORDINATION, ("leases",)),
@@ -103,7 +98,6 @@ _SCHEDULER = [
     rule(READ, SCHEDULING, ("priorityclasses",)),
     # system:volume-scheduler: binding claims at pre-bind.
     rule((*READ, "patch", "update"), LEGACY, ("persistentvolumes", "persistentvolumeclaims")),
-    _CREATE_NAMESPACES,
 ]
 _CONTROLLER_MANAGER = [
     _events(),
@@ -117,7 +111,6 @@ _CONTROLLER_MANAGER = [
     rule("create", DISCOVERY, ("endpointslices",)),
     rule("create", STORAGE, ("storageclasses",)),
     rule("create", AUTHORIZATION, ("subjectaccessreviews",)),
-    _CREATE_NAMESPACES,
 ]
 _NODE = [
     rule("create", AUTHORIZATION, ("subjectaccessreviews", "localsubjectaccessreviews")),
@@ -135,7 +128,6 @@ _NODE = [
     rule("get", LEGACY, ("endpoints",)),
     rule(("get", "create", "update", "patch", "delete"), COORDINATION, ("leases",)),
     rule("create", LEGACY, ("serviceaccounts/token",)),
-    _CREATE_NAMESPACES,
 ]
 _NODE_PROXIER = [
     rule(("list", "watch"), LEGACY, ("services", "endpoints")),

@@ -91,6 +91,10 @@ class KindStrategy:
         put back what only other paths may change."""
         return None
 
+    def delete_refusal(self, obj: dict[str, Any]) -> str | None:
+        """Why `obj` may not be deleted at all (answered 403 Forbidden, as Kubernetes' admission does), or None."""
+        return None
+
     def check_graceful_delete(self, obj: dict[str, Any], requested: int | None) -> int | None:
         """The grace period in seconds to delete `obj` with, given the one the client asked for;
         None when the kind has no graceful deletion (its objects go once their finalizers are gone)."""

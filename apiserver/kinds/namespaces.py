@@ -5,12 +5,14 @@ import ipaddress
 from typing import Any
 
 from pklib import validation as v
+from pklib.api.wellknown import DEFAULT_NAMESPACE, PUBLIC_NAMESPACE, SYSTEM_NAMESPACE
 
 from .base import KindStrategy
 from .fields import Cause, Path, duplicate, forbidden, invalid, one_of
 from .meta import as_dict, as_list
 from .podspec import TAINT_EFFECTS
 
+UNDELETABLE_NAMESPACES = (DEFAULT_NAMESPACE, SYSTEM_NAMESPACE, PUBLIC_NAMESPACE)
 _CIDR_ERROR = "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
 
 
@@ -29,6 +31,12 @@ class NamespaceStrategy(KindStrategy):
         spec = obj.setdefault("spec", {})
         if isinstance(spec, dict):
             spec["finalizers"] = list(as_dict(old.get("spec")).get("finalizers") or [])
+
+    def delete_refusal(self, obj: dict[str, Any]) -> str | None:
+        # Kubernetes' NamespaceLifecycle admission: the namespaces the cluster itself lives in stay
+        if as_dict(obj.get("metadata")).get("name") in UNDELETABLE_NAMESPACES:
+            return "this namespace may not be deleted"
+        return None
 
     def prepare_for_delete(self, obj: dict[str, Any]) -> None:
         obj.setdefault("status", {})["phase"] = "Terminating"

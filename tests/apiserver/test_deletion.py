@@ -162,6 +162,15 @@ async def test_system_namespaces_exist(client: Client) -> None:
     assert {"default", "kube-system", "kube-public", "kube-node-lease"} <= listed
 
 
+@pytest.mark.parametrize("name", ["default", "kube-system", "kube-public"])
+async def test_the_clusters_own_namespaces_may_not_be_deleted(client: Client, name: str) -> None:
+    with pytest.raises(ApiError) as e:
+        await client.delete(NS, name)
+    assert (e.value.code, e.value.message) == (403, f'namespaces "{name}" is forbidden: this namespace may not be '
+                                                    "deleted")
+    assert "deletionTimestamp" not in (await client.get(NS, name))["metadata"]
+
+
 async def test_no_new_finalizers_on_a_deleting_object(client: Client, namespace: str) -> None:
     body = sample(CM, "late-fin", namespace)
     body["metadata"]["finalizers"] = ["example.com/a"]
