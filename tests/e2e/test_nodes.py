@@ -97,6 +97,44 @@ def test_anti_affinity_spreads_and_pods_reach_each_other_across_nodes_with_their
             client["status"]["podIP"], out
 
 
+def test_services_reach_pods_on_the_other_node_by_cluster_ip_dns_name_and_node_port(two: Cluster) -> None:
+    ns = make_namespace(two)
+    first, worker = two.config()["node_name"], two.config()["workers"][0]
+    nodes = {first: "first", worker["name"]: "second"}
+    for node, tag in nodes.items():
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": tag, "labels": {"on": tag}},
+               "spec": {"nodeSelector": {"kubernetes.io/hostname": node}, "terminationGracePeriodSeconds": 1,
+                        "containers": [{"name": "web", "image": "pkube.local/busybox:latest",
+                                        "command": ["sh", "-c", SERVER]}]}}
+        code, body = two.api(f"/api/v1/namespaces/{ns}/pods", pod)
+        assert code == 201, body
+        service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"to-{tag}"},
+                   "spec": {"type": "NodePort", "selector": {"on": tag},
+                            "ports": [{"port": 80, "targetPort": 8080}]}}
+        code, body = two.api(f"/api/v1/namespaces/{ns}/services", service)
+        assert code == 201, body
+
+    def both_running() -> bool:
+        _, pods = two.api(f"/api/v1/namespaces/{ns}/pods")
+        return sum(p["status"].get("phase") == "Running" for p in pods["items"]) == 2
+    wait_for(both_running, timeout=90)
+
+    def fetch(client: str, target: str) -> str | None:
+        request = f"printf 'GET /cgi-bin/ip HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {target}"
+        p = pkctl(two, "-n", ns, "exec", client, "--", "sh", "-c", request, check=False)
+        assert no_traceback(p), p.stderr
+        return p.stdout if "200 OK" in p.stdout else None
+
+    for client, server in (("first", "second"), ("second", "first")):
+        _, svc = two.api(f"/api/v1/namespaces/{ns}/services/to-{server}")
+        # by ClusterIP and by the cluster DNS name, from a pod on the other node
+        assert wait_for(lambda: fetch(client, f"{svc['spec']['clusterIP']} 80"), timeout=30)
+        assert wait_for(lambda: fetch(client, f"to-{server}.{ns}.svc.cluster.local 80"), timeout=30)
+    # a NodePort on the worker's IP, answered by the pod on the first node (and the other way round)
+    port = two.api(f"/api/v1/namespaces/{ns}/services/to-first")[1]["spec"]["ports"][0]["nodePort"]
+    assert wait_for(lambda: fetch("first", f"{worker['ip']} {port}"), timeout=30)
+
+
 def test_nodes_cannot_change_on_an_existing_home(two: Cluster) -> None:
     p = run("cluster", "up", "--home", str(two.home), "--nodes", "3", check=False)
     assert p.returncode != 0 and no_traceback(p)
