@@ -32,8 +32,8 @@ FOREGROUND = "foregroundDeletion"
 ORPHAN = "orphan"
 
 # Kinds whose objects are owners or dependents in practice.
-TRACKED = ("pods", "replicasets", "deployments", "daemonsets", "statefulsets", "services", "endpoints",
-           "endpointslices", "configmaps", "secrets", "persistentvolumeclaims", "serviceaccounts", "leases",
+TRACKED = ("pods", "replicasets", "deployments", "daemonsets", "statefulsets", "jobs", "cronjobs", "services",
+           "endpoints", "endpointslices", "configmaps", "secrets", "persistentvolumeclaims", "serviceaccounts", "leases",
            "controllerrevisions")
 
 
