@@ -13,7 +13,8 @@ from controllers.ttlafterfinished import TTLAfterFinishedController
 from pklib.client import Client
 from pklib.errors import ApiError
 from pklib.resources import CRONJOBS, JOBS, PODS
-from tests.controllers.helpers import list_pods
+from pklib.api.disruption import PREEMPTION_BY_SCHEDULER, disruption_status_patch
+from tests.controllers.helpers import list_pods, set_pod_ready
 from tests.support.batch import Body, FakeClock, condition, cronjob_body, finish_pod, job_body
 from tests.util import unique, wait_for
 
@@ -256,3 +257,17 @@ async def test_cronjob_history_limits_and_last_successful_time(client: Client, n
     await wait_for(trimmed, message="only the last successful job kept")
     cj = await client.get(CRONJOBS, "hist", namespace)
     assert cj["status"]["lastSuccessfulTime"]
+
+
+async def test_disruption_condition_joins_the_kubelets_conditions(client: Client, namespace: str) -> None:
+    """What the scheduler (preemption) and the taint manager write before deleting a pod: a strategic merge of
+    pods/status that adds DisruptionTarget beside the kubelet's conditions, for podFailurePolicy to read."""
+    body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "victim"},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+    await set_pod_ready(client, await client.create(PODS, body, namespace))
+    await client.patch(PODS, "victim", disruption_status_patch(PREEMPTION_BY_SCHEDULER, "default-scheduler: x"),
+                       namespace, patch_type="strategic", subresource="status")
+    pod = await client.get(PODS, "victim", namespace)
+    target = condition(pod, "DisruptionTarget")
+    assert target is not None and (target["status"], target["reason"]) == ("True", "PreemptionByScheduler")
+    assert condition(pod, "Ready")["status"] == "True"  # type: ignore[index]
