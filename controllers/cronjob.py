@@ -140,8 +140,8 @@ class CronJobController(Controller):
             status["active"] = active
         else:
             status.pop("active", None)
-        successes = [parse_time(c.get("lastTransitionTime")) for j in jobs
-                     if (c := condition(j, "Complete")) is not None and c.get("status") == "True"]
+        successes = [parse_time((j.get("status") or {}).get("completionTime") or c.get("lastTransitionTime"))
+                     for j in jobs if (c := condition(j, "Complete")) is not None and c.get("status") == "True"]
         known = [t for t in successes if t is not None]
         last = parse_time(status.get("lastSuccessfulTime"))
         if known and (last is None or max(known) > last):

@@ -167,6 +167,8 @@ def _validate_exit_codes(codes: dict[str, Any], path: Path) -> list[Cause]:
 class JobStrategy(KindStrategy):
     kind = "Job"
     field_labels = ("status.successful",)
+    # batch/v1 keeps a deleted Job's pods unless the client asks otherwise (kubectl asks for Background).
+    default_propagation_policy = "Orphan"
 
     def field_value(self, obj: dict[str, Any], path: str) -> str:
         if path == "status.successful":
