@@ -271,3 +271,20 @@ async def test_disruption_condition_joins_the_kubelets_conditions(client: Client
     target = condition(pod, "DisruptionTarget")
     assert target is not None and (target["status"], target["reason"]) == ("True", "PreemptionByScheduler")
     assert condition(pod, "Ready")["status"] == "True"  # type: ignore[index]
+
+
+async def test_deleted_job_keeps_or_removes_its_pods_as_asked(client: Client, namespace: str, start_manager: Any,
+                                                               clock: FakeClock) -> None:
+    await start_manager("job,garbagecollector")
+    for name in ("kept", "removed"):
+        await client.create(JOBS, job_body(name), namespace)
+        await wait_for(lambda: _n_pods(client, namespace, name, 1), message=f"{name}'s pod")
+    await client.delete(JOBS, "kept", namespace)  # batch/v1's default: orphan
+    await client.delete(JOBS, "removed", namespace, propagation_policy="Background")
+
+    async def settled() -> bool:
+        jobs = {j["metadata"]["name"] for j in (await client.list(JOBS, namespace))["items"]}
+        pods = {p["metadata"]["labels"]["job-name"]: p for p in await list_pods(client, namespace)
+                if not p["metadata"].get("deletionTimestamp")}
+        return not jobs and set(pods) == {"kept"} and not pods["kept"]["metadata"].get("ownerReferences")
+    await wait_for(settled, 15, message="the orphaned pod kept without its owner, the other pod deleted")
