@@ -33,8 +33,8 @@ ORPHAN = "orphan"
 
 # Kinds whose objects are owners or dependents in practice.
 TRACKED = ("pods", "replicasets", "deployments", "daemonsets", "statefulsets", "jobs", "cronjobs", "services",
-           "endpoints", "endpointslices", "configmaps", "secrets", "persistentvolumeclaims", "serviceaccounts", "leases",
-           "controllerrevisions")
+           "endpoints", "endpointslices", "configmaps", "secrets", "persistentvolumeclaims", "serviceaccounts",
+           "leases", "controllerrevisions")
 
 
 class GarbageCollector(Controller):
