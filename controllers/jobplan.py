@@ -186,9 +186,12 @@ def plan(job: Obj, pods: list[Obj], now: datetime) -> JobPlan:
     failed_pods = sorted((p for p in pods if (p.get("status") or {}).get("phase") == "Failed"),
                          key=lambda p: finish_time(p) or now)
 
+    suspended = bool(spec.get("suspend"))
     fail_job: str | None = None
     counted_failures: list[Obj] = []
     for p in failed_pods:
+        if suspended and is_terminating(p):
+            continue  # stopped because the Job was suspended: not a failure of the pod's
         action, message = match_pod_failure_policy(spec.get("podFailurePolicy"), p)
         if action == "FailJob" and fail_job is None:
             fail_job = message
@@ -206,7 +209,6 @@ def plan(job: Obj, pods: list[Obj], now: datetime) -> JobPlan:
                                   for c in (p.get("status") or {}).get("containerStatuses") or [])
 
     # suspend / resume
-    suspended = bool(spec.get("suspend"))
     if suspended:
         if _set_condition(conditions, "Suspended", "True", "JobSuspended", "Job suspended", stamp):
             out.events.append(("Normal", "Suspended", "Job suspended"))

@@ -30,7 +30,7 @@ from ..errors import CommandError
 PROTOCOL = "v4.channel.k8s.io"
 DATA, ERROR = 0, 1
 CHUNK = 32 * 1024
-WORKLOADS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet")
+WORKLOADS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -117,6 +117,9 @@ def test_plan_suspended_job_deletes_its_pods_and_says_so() -> None:
     assert [x["metadata"]["name"] for x in p.delete] == ["a"] and "startTime" not in p.status
     assert p.status["conditions"][0]["type"] == "Suspended" and p.events == [("Normal", "Suspended",
                                                                                "Job suspended")]
+    stopped = pod("a", "Failed", 137)
+    stopped["metadata"]["deletionTimestamp"] = format_time(T0)
+    assert "failed" not in jobplan.plan(job(suspend=True), [stopped], T0).status  # not the pod's failure
 
 
 def test_pod_for_index_sets_env_from_the_annotation() -> None:
