@@ -38,3 +38,9 @@ def test_kubectl_create_job_from_cronjob_and_get_columns(kubectl: Kubectl, ns: s
     r = kubectl("patch", "-n", ns, "job/echo", "--type=merge", "-p",
                 '{"spec":{"template":{"spec":{"containers":[{"name":"echo","image":"busybox:2"}]}}}}', ok=False)
     assert "spec.template: Invalid value" in r.stderr and "field is immutable" in r.stderr, r.stderr
+    described = kubectl("describe", "-n", ns, "job/echo").stdout
+    assert "Pods Statuses:" in described and "Completion Mode:  NonIndexed" in described, described
+    described = kubectl("describe", "-n", ns, "cronjob/nightly").stdout
+    assert "Schedule:" in described and "@daily" in described, described
+    everything = kubectl("get", "all", "-n", ns).stdout
+    assert "job.batch/echo" in everything and "cronjob.batch/nightly" in everything, everything
