@@ -81,7 +81,7 @@ def _marked(strategy: kinds.KindStrategy, obj: dict[str, Any], opts: DeleteOptio
     new = copy.deepcopy(obj)
     meta = new.setdefault("metadata", {})
     finalizers = list(meta.get("finalizers") or [])
-    policy_finalizer = POLICIES.get(opts.propagation_policy or strategy.default_propagation_policy or "")
+    policy_finalizer = POLICIES.get(opts.propagation_policy or "")
     if policy_finalizer:
         # One propagation finalizer at a time: the latest request's policy wins, as in Kubernetes.
         finalizers = [f for f in finalizers if f not in ("orphan", "foregroundDeletion")] + [policy_finalizer]

@@ -75,9 +75,6 @@ class KindStrategy:
     field_labels: tuple[str, ...] = ()
     # Whether a PUT of a missing object creates it (Kubernetes' AllowCreateOnUpdate).
     allow_create_on_update = False
-    # What a DELETE without propagationPolicy does to dependents (Kubernetes' DefaultGarbageCollectionPolicy):
-    # None = Background; "Orphan" for batch/v1 Jobs, kept for backward compatibility.
-    default_propagation_policy: str | None = None
 
     def field_value(self, obj: dict[str, Any], path: str) -> str:
         """The value of field label `path` of `obj` for field selectors ("" when unset)."""

@@ -167,8 +167,6 @@ def _validate_exit_codes(codes: dict[str, Any], path: Path) -> list[Cause]:
 class JobStrategy(KindStrategy):
     kind = "Job"
     field_labels = ("status.successful",)
-    # batch/v1 keeps a deleted Job's pods unless the client asks otherwise (kubectl asks for Background).
-    default_propagation_policy = "Orphan"
 
     def field_value(self, obj: dict[str, Any], path: str) -> str:
         if path == "status.successful":
@@ -186,7 +184,12 @@ class JobStrategy(KindStrategy):
         spec = obj["spec"]
         path = Path("spec")
         if old is None:
-            return validate_job_spec(spec, path, needs_selector=True)
+            causes = validate_job_spec(spec, path, needs_selector=True)
+            uid = as_dict(obj.get("metadata")).get("uid")
+            generated = {"matchLabels": {JOB_CONTROLLER_UID_LABEL: uid}}
+            if spec.get("manualSelector") is not True and spec.get("selector") != generated:
+                causes.append(invalid(path.child("selector"), spec.get("selector"), "`selector` not auto-generated"))
+            return causes
         old_spec = as_dict(old.get("spec"))
         if spec == old_spec:
             return []  # a status or metadata write
@@ -220,8 +223,11 @@ def generate_selector(job: dict[str, Any]) -> None:
     for key, value in ((JOB_CONTROLLER_UID_LABEL, uid), (JOB_NAME_LABEL, name),
                        (LEGACY_JOB_CONTROLLER_UID_LABEL, uid), (LEGACY_JOB_NAME_LABEL, name)):
         labels.setdefault(key, value)
-    if spec.get("selector") is None:
-        spec["selector"] = {"matchLabels": {JOB_CONTROLLER_UID_LABEL: uid}}
+    selector = spec.setdefault("selector", {})
+    if isinstance(selector, dict):
+        match = selector.setdefault("matchLabels", {})
+        if isinstance(match, dict):
+            match.setdefault(JOB_CONTROLLER_UID_LABEL, uid)
 
 
 class CronJobStrategy(KindStrategy):

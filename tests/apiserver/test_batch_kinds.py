@@ -61,6 +61,11 @@ async def test_job_manual_selector_is_kept(client: Client, namespace: str) -> No
     body["spec"]["template"]["metadata"] = {"labels": {"app": "mine"}}
     causes = await rejected(client, JOBS, body, namespace)
     assert "`selector` does not match template `labels`" in causes["spec.template.metadata.labels"]
+    # without manualSelector the server owns the selector
+    body = job(unique("j"), selector={"matchLabels": {"app": "mine"}})
+    body["spec"]["template"]["metadata"] = {"labels": {"app": "mine"}}
+    causes = await rejected(client, JOBS, body, namespace)
+    assert causes["spec.selector"].endswith("`selector` not auto-generated")
 
 
 async def test_job_validation_names_the_fields(client: Client, namespace: str) -> None:
@@ -150,13 +155,3 @@ async def test_batch_discovery_and_tables(client: Client, namespace: str) -> Non
                                                                    "Active", "Last Schedule", "Age"]
     assert table["rows"][0]["cells"][1:6] == ["*/5 * * * *", "Etc/UTC", "False", "0", "<none>"]
 
-
-async def test_deleting_a_job_without_a_policy_orphans_its_pods(client: Client, namespace: str) -> None:
-    """batch/v1's default, kept by Kubernetes for compatibility; kubectl and the TTL controller say what they
-    want instead."""
-    await client.create(JOBS, job("keep"), namespace=namespace)
-    marked = await client.delete(JOBS, "keep", namespace)
-    assert marked["metadata"]["finalizers"] == ["orphan"]  # the garbage collector orphans the pods, then it goes
-    await client.create(JOBS, job("drop"), namespace=namespace)
-    gone = await client.delete(JOBS, "drop", namespace, propagation_policy="Background")
-    assert not gone["metadata"].get("finalizers")

@@ -279,8 +279,8 @@ async def test_deleted_job_keeps_or_removes_its_pods_as_asked(client: Client, na
     for name in ("kept", "removed"):
         await client.create(JOBS, job_body(name), namespace)
         await wait_for(lambda: _n_pods(client, namespace, name, 1), message=f"{name}'s pod")
-    await client.delete(JOBS, "kept", namespace)  # batch/v1's default: orphan
-    await client.delete(JOBS, "removed", namespace, propagation_policy="Background")
+    await client.delete(JOBS, "kept", namespace, propagation_policy="Orphan")
+    await client.delete(JOBS, "removed", namespace)  # Background, pkube's default for every kind
 
     async def settled() -> bool:
         jobs = {j["metadata"]["name"] for j in (await client.list(JOBS, namespace))["items"]}
