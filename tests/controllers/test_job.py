@@ -51,15 +51,14 @@ async def test_parallel_job_runs_its_completions_and_keeps_pods(client: Client, 
                                                                 start_manager: Any, clock: FakeClock) -> None:
     await start_manager("job")
     await client.create(JOBS, job_body("work", completions=3, parallelism=2), namespace)
-    finished = 0
-    while finished < 3:
+    done: set[str] = set()
+    while len(done) < 3:
         async def running() -> list[Body] | None:
-            pods = await job_pods(client, namespace, "work")
-            want = min(2, 3 - finished)
-            return pods if len(pods) == want else None
-        pods = await wait_for(running, message=f"{min(2, 3 - finished)} active pods after {finished} done")
+            pods = [p for p in await job_pods(client, namespace, "work") if p["metadata"]["name"] not in done]
+            return pods if len(pods) == min(2, 3 - len(done)) else None
+        pods = await wait_for(running, message=f"{min(2, 3 - len(done))} active pods after {len(done)} done")
         await finish_pod(client, pods[0])
-        finished += 1
+        done.add(pods[0]["metadata"]["name"])
     job = await wait_status(client, namespace, "work", lambda j: condition(j, "Complete"), "job Complete")
     status = job["status"]
     assert status["succeeded"] == 3 and "active" not in status and status["completionTime"]
@@ -158,8 +157,10 @@ async def test_suspend_resume_and_active_deadline(client: Client, namespace: str
     assert await job_pods(client, namespace, "sus") == [] and "startTime" not in job["status"]
     await client.patch(JOBS, "sus", {"spec": {"suspend": False}}, namespace)
     await wait_for(lambda: _n_pods(client, namespace, "sus", 2), message="resumed: 2 pods")
-    job = await client.get(JOBS, "sus", namespace)
-    assert condition(job, "Suspended")["status"] == "False" and job["status"]["startTime"]  # type: ignore[index]
+    # the pods are created before the status that says so is written
+    job = await wait_status(client, namespace, "sus", lambda j: condition(j, "Suspended")["status"] == "False",
+                            "Suspended=False")
+    assert condition(job, "Suspended")["reason"] == "JobResumed" and job["status"]["startTime"]  # type: ignore
     clock.advance(31)
     await poke(client, JOBS, namespace, "sus")
     job = await wait_status(client, namespace, "sus", lambda j: condition(j, "FailureTarget"), "deadline passed")
@@ -219,9 +220,11 @@ async def test_cronjob_starts_the_most_recent_missed_run_and_honours_concurrency
     await client.patch(CRONJOBS, "tick", {"spec": {"concurrencyPolicy": "Replace"}}, namespace)
     cj = await wait_status(client, namespace, "tick", lambda c: c["status"]["lastScheduleTime"] != scheduled,
                            "the next run started", res=CRONJOBS)
-    names = {j["metadata"]["name"] for j in (await client.list(JOBS, namespace))["items"]
-             if not j["metadata"].get("deletionTimestamp")}
-    assert names == {cj["status"]["active"][0]["name"]}, names
+    async def replaced() -> bool:
+        names = {j["metadata"]["name"] for j in (await client.list(JOBS, namespace))["items"]
+                 if not j["metadata"].get("deletionTimestamp")}
+        return names == {cj["status"]["active"][0]["name"]}
+    await wait_for(replaced, message="only the new run's job left")
 
 
 def _minutes(rfc3339: str) -> int:
