@@ -206,3 +206,13 @@ def test_jobs_from_a_cronjob_are_named_by_scheduled_minute() -> None:
     assert body["metadata"]["ownerReferences"][0]["kind"] == "CronJob"
     assert job_from_template(cj, T0, timezone.utc)["metadata"]["annotations"][
         "batch.kubernetes.io/cronjob-scheduled-timestamp"] == "2026-03-01T12:00:00Z"
+
+
+def test_plan_on_failure_counts_container_restarts_against_the_limit() -> None:
+    restarting = pod("r")
+    restarting["status"]["containerStatuses"] = [{"name": "main", "restartCount": 3, "state": {"running": {}}}]
+    spec = {"backoffLimit": 2, "template": {"spec": {"restartPolicy": "OnFailure"}}}
+    p = jobplan.plan(job(**spec), [restarting], T0)
+    assert p.status["conditions"][0]["reason"] == "BackoffLimitExceeded" and p.delete == [restarting]
+    spec["backoffLimit"] = 3
+    assert "conditions" not in jobplan.plan(job(**spec), [restarting], T0).status
