@@ -76,7 +76,7 @@ class JobController(PodOwnerController):
         if self.expectations.satisfied(key):
             try:
                 await self._delete(job, key, plan.delete)
-                await self._create(job, key, plan.create)
+                await self._create(job, key, plan.create, plan.index_failures)
             except ApiError as e:
                 error = e
         for type_, reason, message in plan.events:
@@ -88,22 +88,24 @@ class JobController(PodOwnerController):
         if error is not None:
             raise error
 
-    async def _create(self, job: Obj, key: str, indexes: list[int | None]) -> None:
+    async def _create(self, job: Obj, key: str, indexes: list[int | None], failures: dict[int, int]) -> None:
         if not indexes:
             return
         self.expectations.expect_creations(key, len(indexes))
-        created, error = await slow_start_batch(len(indexes), lambda i: self._create_pod(job, indexes[i]))
+        created, error = await slow_start_batch(len(indexes), lambda i: self._create_pod(job, indexes[i], failures))
         for _ in range(len(indexes) - created):
             self.expectations.creation_observed(key)
         if error is not None:
             self.recorder.warning(job, "FailedCreate", f"Error creating: {error.message}")
             raise error
 
-    async def _create_pod(self, job: Obj, index: int | None) -> Obj:
+    async def _create_pod(self, job: Obj, index: int | None, failures: dict[int, int]) -> Obj:
         name = meta(job)["name"]
-        pod = pod_from_template((job.get("spec") or {}).get("template") or {}, job, generate_name=f"{name}-")
+        spec = job.get("spec") or {}
+        pod = pod_from_template(spec.get("template") or {}, job, generate_name=f"{name}-")
         if index is not None:
-            jobplan.pod_for_index(pod, name, index)
+            per_index = spec.get("backoffLimitPerIndex") is not None
+            jobplan.pod_for_index(pod, name, index, failures.get(index, 0) if per_index else None)
         created = await self.client.create(PODS, pod)
         self.recorder.normal(job, "SuccessfulCreate", f"Created pod: {meta(created)['name']}")
         return created

@@ -29,6 +29,10 @@ COMPLETIONS_REACHED = ("CompletionsReached", "Reached expected number of succeed
 BACKOFF_LIMIT_EXCEEDED = ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
 DEADLINE_EXCEEDED = ("DeadlineExceeded", "Job was active longer than specified deadline")
 POD_FAILURE_POLICY = "PodFailurePolicy"
+MAX_FAILED_INDEXES_EXCEEDED = ("MaxFailedIndexesExceeded",
+                               "Job has exceeded the specified maximal number of failed indexes")
+FAILED_INDEXES = ("FailedIndexes", "Job has failed indexes")
+INDEX_FAILURE_COUNT = "batch.kubernetes.io/job-index-failure-count"  # failures of the pod's index before it
 
 
 def backoff_delay(failures: int) -> float:
@@ -62,6 +66,13 @@ def completion_index(pod: Obj) -> int | None:
         return int(value) if value is not None else None
     except ValueError:
         return None
+
+
+def index_failure_count(pod: Obj) -> int:
+    try:
+        return int((meta(pod).get("annotations") or {}).get(INDEX_FAILURE_COUNT) or 0)
+    except ValueError:
+        return 0
 
 
 def parse_indexes(text: str | None) -> set[int]:
@@ -163,6 +174,7 @@ def _set_condition(conditions: list[Obj], type_: str, status: str, reason: str, 
 class JobPlan:
     status: Obj
     create: list[int | None] = field(default_factory=list)   # a completion index per pod (None: NonIndexed)
+    index_failures: dict[int, int] = field(default_factory=dict)  # backoffLimitPerIndex: failures so far per index
     delete: list[Obj] = field(default_factory=list)
     requeue_after: float | None = None
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (Normal|Warning, reason, message)
@@ -187,6 +199,8 @@ def plan(job: Obj, pods: list[Obj], now: datetime) -> JobPlan:
                          key=lambda p: finish_time(p) or now)
 
     suspended = bool(spec.get("suspend"))
+    per_index_limit = spec.get("backoffLimitPerIndex") if indexed else None
+    failed_indexes = parse_indexes(old.get("failedIndexes"))
     fail_job: str | None = None
     counted_failures: list[Obj] = []
     for p in failed_pods:
@@ -197,6 +211,12 @@ def plan(job: Obj, pods: list[Obj], now: datetime) -> JobPlan:
             fail_job = message
         if action != "Ignore":
             counted_failures.append(p)
+            index = completion_index(p)
+            if per_index_limit is not None and index is not None:
+                count = index_failure_count(p) + 1
+                out.index_failures[index] = max(out.index_failures.get(index, 0), count)
+                if action == "FailIndex" or count > int(per_index_limit):
+                    failed_indexes.add(index)
     failed = max(int(old.get("failed") or 0), len(counted_failures))
     succeeded = max(int(old.get("succeeded") or 0), len(succeeded_pods))
     completed: set[int] = set()
@@ -229,6 +249,8 @@ def plan(job: Obj, pods: list[Obj], now: datetime) -> JobPlan:
         failure = (target.get("reason", ""), target.get("message", ""))
     elif fail_job is not None:
         failure = (POD_FAILURE_POLICY, fail_job)
+    elif spec.get("maxFailedIndexes") is not None and len(failed_indexes) > int(spec["maxFailedIndexes"]):
+        failure = MAX_FAILED_INDEXES_EXCEEDED
     elif failures_for_limit > int(spec.get("backoffLimit", 6)):
         failure = BACKOFF_LIMIT_EXCEEDED
     elif deadline is not None and start is not None and not suspended \
@@ -236,6 +258,8 @@ def plan(job: Obj, pods: list[Obj], now: datetime) -> JobPlan:
         failure = DEADLINE_EXCEEDED
     if indexed:
         success = len(completed) >= int(completions or 0)
+        if failure is None and failed_indexes and len(completed | failed_indexes) >= int(completions or 0):
+            failure = FAILED_INDEXES  # every index is done, some of them failed
     elif completions is not None:
         success = succeeded >= int(completions)
     else:
@@ -258,7 +282,7 @@ def plan(job: Obj, pods: list[Obj], now: datetime) -> JobPlan:
     elif suspended:
         out.delete = list(active)
     else:
-        _plan_pods(out, spec, active, succeeded_pods, succeeded, counted_failures, completed, now)
+        _plan_pods(out, spec, active, succeeded_pods, succeeded, counted_failures, completed | failed_indexes, now)
         if deadline is not None and start is not None:
             left = (start + timedelta(seconds=int(deadline)) - now).total_seconds()
             out.requeue_after = left if out.requeue_after is None else min(out.requeue_after, left)
@@ -275,6 +299,8 @@ def plan(job: Obj, pods: list[Obj], now: datetime) -> JobPlan:
         status["completedIndexes"] = format_indexes(completed)
         if not status["completedIndexes"]:
             del status["completedIndexes"]
+        if per_index_limit is not None:
+            status["failedIndexes"] = format_indexes(failed_indexes)
     status["uncountedTerminatedPods"] = {}
     if conditions:
         status["conditions"] = conditions
@@ -311,7 +337,17 @@ def _plan_pods(out: JobPlan, spec: Obj, active: list[Obj], succeeded: list[Obj],
         if diff < 0:
             ranked = sorted(active, key=lambda p: (is_pod_ready(p), bool((p.get("spec") or {}).get("nodeName"))))
             out.delete += ranked[:-diff]
-    if want:
+    if want and spec.get("completionMode") == "Indexed" and spec.get("backoffLimitPerIndex") is not None:
+        # each index waits out its own failures
+        ready: list[int | None] = []
+        for i in want:
+            delay = _backoff_left([], [p for p in failures if completion_index(p) == i], now)
+            if delay > 0:
+                out.requeue_after = delay if out.requeue_after is None else min(out.requeue_after, delay)
+            else:
+                ready.append(i)
+        want = ready
+    elif want:
         delay = _backoff_left(succeeded, failures, now)
         if delay > 0:
             out.requeue_after = delay
@@ -329,12 +365,14 @@ def _backoff_left(succeeded: list[Obj], failures: list[Obj], now: datetime) -> f
     return max(0.0, (ready_at - now).total_seconds())
 
 
-def pod_for_index(pod: Obj, job_name: str, index: int) -> None:
+def pod_for_index(pod: Obj, job_name: str, index: int, failures: int | None = None) -> None:
     """What an Indexed Job's pod carries (in place): its index as annotation and label, the JOB_COMPLETION_INDEX
     variable read from that annotation through the downward API, and `<job>-<index>` as its hostname."""
     pmeta = pod["metadata"]
     pmeta.setdefault("annotations", {})[JOB_COMPLETION_INDEX] = str(index)
     pmeta.setdefault("labels", {})[JOB_COMPLETION_INDEX] = str(index)
+    if failures is not None:
+        pmeta["annotations"][INDEX_FAILURE_COUNT] = str(failures)
     pmeta.pop("name", None)
     pmeta["generateName"] = f"{job_name}-{index}-"
     spec = pod["spec"]

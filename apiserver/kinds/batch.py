@@ -74,6 +74,16 @@ def validate_job_spec(spec: dict[str, Any], path: Path, needs_selector: bool) ->
                 causes.append(invalid(path.child(field), value,
                                       f"must be less than or equal to {MAX_INDEXED_COMPLETIONS} when completion "
                                       "mode is Indexed"))
+    per_index, max_failed = spec.get("backoffLimitPerIndex"), spec.get("maxFailedIndexes")
+    if per_index is not None and mode != "Indexed":
+        causes.append(invalid(path.child("backoffLimitPerIndex"), per_index, "requires indexed completion mode"))
+    if max_failed is not None:
+        if per_index is None:
+            causes.append(required(path.child("backoffLimitPerIndex"), "when maxFailedIndexes is specified"))
+        completions = spec.get("completions")
+        if isinstance(completions, int) and isinstance(max_failed, int) and max_failed > completions:
+            causes.append(invalid(path.child("maxFailedIndexes"), max_failed,
+                                  "must be less than or equal to completions"))
     causes += one_of(path.child("podReplacementPolicy"), spec.get("podReplacementPolicy"),
                      ("TerminatingOrFailed", "Failed"))
     selector = spec.get("selector")

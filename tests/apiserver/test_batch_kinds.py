@@ -76,6 +76,10 @@ async def test_job_validation_names_the_fields(client: Client, namespace: str) -
                                               completions=None, backoffLimit=-1), namespace)
     assert causes["spec.completions"] == "Required value: when completion mode is Indexed"
     assert causes["spec.backoffLimit"] == "Invalid value: -1: must be greater than or equal to 0"
+    causes = await rejected(client, JOBS, job(unique("j"), backoffLimitPerIndex=1, maxFailedIndexes=2,
+                                              completions=1), namespace)
+    assert causes["spec.backoffLimitPerIndex"] == "Invalid value: 1: requires indexed completion mode"
+    assert causes["spec.maxFailedIndexes"] == "Invalid value: 2: must be less than or equal to completions"
     causes = await rejected(client, JOBS, job(unique("j"), completionMode="Sometimes"), namespace)
     assert "Unsupported value: \"Sometimes\"" in causes["spec.completionMode"]
     policy = {"rules": [{"action": "Explode", "onExitCodes": {"operator": "In", "values": [0, 3]}},

@@ -291,3 +291,18 @@ async def test_deleted_job_keeps_or_removes_its_pods_as_asked(client: Client, na
                 if not p["metadata"].get("deletionTimestamp")}
         return not jobs and set(pods) == {"kept"} and not pods["kept"]["metadata"].get("ownerReferences")
     await wait_for(settled, 15, message="the orphaned pod kept without its owner, the other pod deleted")
+
+
+async def test_backoff_limit_per_index(client: Client, namespace: str, start_manager: Any, clock: FakeClock) -> None:
+    await start_manager("job")
+    await client.create(JOBS, job_body("per", completions=2, parallelism=2, completionMode="Indexed",
+                                       backoffLimitPerIndex=0), namespace)
+    pods = await wait_for(lambda: _n_pods(client, namespace, "per", 2), message="2 indexed pods")
+    by_index = {p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]: p for p in pods}
+    assert by_index["0"]["metadata"]["annotations"]["batch.kubernetes.io/job-index-failure-count"] == "0"
+    await finish_pod(client, by_index["0"], exit_code=1)
+    await wait_status(client, namespace, "per", lambda j: j["status"].get("failedIndexes") == "0", "index 0 failed")
+    await finish_pod(client, by_index["1"])
+    job = await wait_status(client, namespace, "per", lambda j: condition(j, "Failed"), "job Failed")
+    assert condition(job, "Failed")["reason"] == "FailedIndexes"  # type: ignore[index]
+    assert job["status"]["completedIndexes"] == "1" and len(await job_pods(client, namespace, "per", False)) == 2

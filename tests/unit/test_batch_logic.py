@@ -216,3 +216,28 @@ def test_plan_on_failure_counts_container_restarts_against_the_limit() -> None:
     assert p.status["conditions"][0]["reason"] == "BackoffLimitExceeded" and p.delete == [restarting]
     spec["backoffLimit"] = 3
     assert "conditions" not in jobplan.plan(job(**spec), [restarting], T0).status
+
+
+def test_plan_backoff_limit_per_index_fails_indexes_not_the_job() -> None:
+    spec = {"completionMode": "Indexed", "completions": 3, "parallelism": 3, "backoffLimitPerIndex": 1,
+            "backoffLimit": 2**31 - 1}
+    first = pod("i1-a", "Failed", 1, T0, index=1)
+    p = jobplan.plan(job(**spec), [first, pod("i0", index=0), pod("i2", index=2)], T0 + timedelta(seconds=11))
+    assert p.create == [1] and p.index_failures == {1: 1} and p.status["failedIndexes"] == ""
+    body = {"metadata": {}, "spec": {"containers": [{"name": "c"}]}}
+    jobplan.pod_for_index(body, "j", 1, p.index_failures[1])
+    assert body["metadata"]["annotations"][jobplan.INDEX_FAILURE_COUNT] == "1"
+    # the retry fails too: index 1 has used its one retry and is not run again; the others go on
+    second = pod("i1-b", "Failed", 1, T0 + timedelta(seconds=20), index=1)
+    second["metadata"]["annotations"][jobplan.INDEX_FAILURE_COUNT] = "1"
+    p = jobplan.plan(job(**spec), [first, second, pod("i0", index=0), pod("i2", index=2)], T0 + timedelta(days=1))
+    assert p.create == [] and p.status["failedIndexes"] == "1" and "conditions" not in p.status
+    # once every index is done, the failed one fails the Job
+    done = [first, second, pod("i0", "Succeeded", 0, index=0), pod("i2", "Succeeded", 0, index=2)]
+    p = jobplan.plan(job(**spec), done, T0 + timedelta(days=1))
+    assert [(c["type"], c["reason"]) for c in p.status["conditions"]] == [("FailureTarget", "FailedIndexes"),
+                                                                          ("Failed", "FailedIndexes")]
+    assert p.status["completedIndexes"] == "0,2"
+    # maxFailedIndexes 0: the first failed index fails the Job at once
+    p = jobplan.plan(job(**spec, maxFailedIndexes=0), [first, second, pod("i0", index=0)], T0 + timedelta(days=1))
+    assert p.status["conditions"][0]["reason"] == "MaxFailedIndexesExceeded"
