@@ -141,6 +141,20 @@ def match_pod_failure_policy(policy: Obj | None, pod: Obj) -> tuple[str | None, 
     return None, ""
 
 
+def success_policy_match(policy: Obj | None, completed: set[int]) -> int | None:
+    """The index of the first successPolicy rule the completed indexes satisfy (None: none, or no policy)."""
+    for i, rule in enumerate((policy or {}).get("rules") or []):
+        count = rule.get("succeededCount")
+        if rule.get("succeededIndexes") is not None:
+            wanted = parse_indexes(rule["succeededIndexes"])
+            done = len(wanted & completed)
+            if done >= (int(count) if count is not None else len(wanted)):
+                return i
+        elif count is not None and len(completed) >= int(count):
+            return i
+    return None
+
+
 def condition(job: Obj, type_: str) -> Obj | None:
     for c in (job.get("status") or {}).get("conditions") or []:
         if c.get("type") == type_:
@@ -256,15 +270,21 @@ def plan(job: Obj, pods: list[Obj], now: datetime) -> JobPlan:
     elif deadline is not None and start is not None and not suspended \
             and now >= start + timedelta(seconds=int(deadline)):
         failure = DEADLINE_EXCEEDED
-    if indexed:
-        success = len(completed) >= int(completions or 0)
-        if failure is None and failed_indexes and len(completed | failed_indexes) >= int(completions or 0):
+    met = condition(job, "SuccessCriteriaMet")
+    success: tuple[str, str] | None = None
+    if met is not None and met.get("status") == "True":
+        success = (met.get("reason", ""), met.get("message", ""))
+        failure = None  # once met, the Job completes
+    elif indexed:
+        matched = success_policy_match(spec.get("successPolicy"), completed)
+        if matched is not None:
+            success = ("SuccessPolicy", f"Matched rules at index {matched}")
+        elif len(completed) >= int(completions or 0):
+            success = COMPLETIONS_REACHED
+        elif failure is None and failed_indexes and len(completed | failed_indexes) >= int(completions or 0):
             failure = FAILED_INDEXES  # every index is done, some of them failed
-    elif completions is not None:
-        success = succeeded >= int(completions)
-    else:
-        success = succeeded > 0 and not active
-    success = success or has_true_condition(job, "SuccessCriteriaMet")
+    elif (succeeded >= int(completions)) if completions is not None else (succeeded > 0 and not active):
+        success = COMPLETIONS_REACHED
 
     if failure is not None:
         _set_condition(conditions, "FailureTarget", "True", failure[0], failure[1], stamp)
@@ -272,11 +292,11 @@ def plan(job: Obj, pods: list[Obj], now: datetime) -> JobPlan:
         if not active and not terminating:
             _set_condition(conditions, "Failed", "True", failure[0], failure[1], stamp)
             out.events.append(("Warning", failure[0], failure[1]))
-    elif success:
-        _set_condition(conditions, "SuccessCriteriaMet", "True", *COMPLETIONS_REACHED, stamp)
+    elif success is not None:
+        _set_condition(conditions, "SuccessCriteriaMet", "True", *success, stamp)
         out.delete = list(active)
         if not active and not terminating:
-            _set_condition(conditions, "Complete", "True", *COMPLETIONS_REACHED, stamp)
+            _set_condition(conditions, "Complete", "True", *success, stamp)
             status["completionTime"] = stamp
             out.events.append(("Normal", "Completed", "Job completed"))
     elif suspended:

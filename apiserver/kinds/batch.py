@@ -7,6 +7,7 @@ the selector, which each Job created from it gets of its own.
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pklib.api import cron
@@ -84,6 +85,7 @@ def validate_job_spec(spec: dict[str, Any], path: Path, needs_selector: bool) ->
         if isinstance(completions, int) and isinstance(max_failed, int) and max_failed > completions:
             causes.append(invalid(path.child("maxFailedIndexes"), max_failed,
                                   "must be less than or equal to completions"))
+    causes += _validate_success_policy(spec, path)
     causes += one_of(path.child("podReplacementPolicy"), spec.get("podReplacementPolicy"),
                      ("TerminatingOrFailed", "Failed"))
     selector = spec.get("selector")
@@ -98,6 +100,44 @@ def validate_job_spec(spec: dict[str, Any], path: Path, needs_selector: bool) ->
         selector_bad = len(causes) > before
     causes += _validate_template(spec, None if selector_bad else selector, path.child("template"))
     causes += _validate_pod_failure_policy(spec, path)
+    return causes
+
+
+_INDEXES = re.compile(r"[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*")
+
+
+def _validate_success_policy(spec: dict[str, Any], path: Path) -> list[Cause]:
+    policy = spec.get("successPolicy")
+    if policy is None:
+        return []
+    p = path.child("successPolicy")
+    if spec.get("completionMode") != "Indexed":
+        return [invalid(p, policy, "requires indexed completion mode")]
+    rules = as_list(policy.get("rules"))
+    causes: list[Cause] = []
+    if not rules or len(rules) > 20:
+        causes.append(invalid(p.child("rules"), len(rules), "must have between 1 and 20 rules"))
+    completions = spec.get("completions")
+    for i, rule in enumerate(rules):
+        rp = p.child("rules").index(i)
+        indexes, count = rule.get("succeededIndexes"), rule.get("succeededCount")
+        if indexes is None and count is None:
+            causes.append(required(rp, "at least one of succeededCount or succeededIndexes must be specified"))
+        if indexes is not None:
+            bad = not _INDEXES.fullmatch(indexes) or any(
+                int(lo) > int(hi or lo) for lo, _, hi in (part.partition("-") for part in indexes.split(",")))
+            if bad:
+                causes.append(invalid(rp.child("succeededIndexes"), indexes, "error parsing succeededIndexes"))
+            elif isinstance(completions, int) and max(int(x) for x in re.split("[,-]", indexes)) >= completions:
+                causes.append(invalid(rp.child("succeededIndexes"), indexes,
+                                      "must be less than completions"))
+        if isinstance(count, int):
+            if count < 0:
+                causes.append(invalid(rp.child("succeededCount"), count, "must be greater than or equal to 0"))
+            elif isinstance(completions, int) and count > completions:
+                causes.append(invalid(rp.child("succeededCount"), count,
+                                      f"must be less than or equal to {completions} (the number of specified "
+                                      "completions)"))
     return causes
 
 

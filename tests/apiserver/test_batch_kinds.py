@@ -80,6 +80,12 @@ async def test_job_validation_names_the_fields(client: Client, namespace: str) -
                                               completions=1), namespace)
     assert causes["spec.backoffLimitPerIndex"] == "Invalid value: 1: requires indexed completion mode"
     assert causes["spec.maxFailedIndexes"] == "Invalid value: 2: must be less than or equal to completions"
+    policy = {"rules": [{"succeededIndexes": "0-9", "succeededCount": 20}, {}]}
+    causes = await rejected(client, JOBS, job(unique("j"), completionMode="Indexed", completions=5,
+                                              successPolicy=policy), namespace)
+    assert causes["spec.successPolicy.rules[0].succeededIndexes"].endswith("must be less than completions")
+    assert causes["spec.successPolicy.rules[0].succeededCount"].startswith("Invalid value: 20: must be less than")
+    assert "at least one of succeededCount or succeededIndexes" in causes["spec.successPolicy.rules[1]"]
     causes = await rejected(client, JOBS, job(unique("j"), completionMode="Sometimes"), namespace)
     assert "Unsupported value: \"Sometimes\"" in causes["spec.completionMode"]
     policy = {"rules": [{"action": "Explode", "onExitCodes": {"operator": "In", "values": [0, 3]}},

@@ -241,3 +241,19 @@ def test_plan_backoff_limit_per_index_fails_indexes_not_the_job() -> None:
     # maxFailedIndexes 0: the first failed index fails the Job at once
     p = jobplan.plan(job(**spec, maxFailedIndexes=0), [first, second, pod("i0", index=0)], T0 + timedelta(days=1))
     assert p.status["conditions"][0]["reason"] == "MaxFailedIndexesExceeded"
+
+
+def test_success_policy_completes_an_indexed_job_early() -> None:
+    rules = {"rules": [{"succeededIndexes": "0,2-3", "succeededCount": 2}, {"succeededCount": 3}]}
+    assert jobplan.success_policy_match(rules, {0}) is None
+    assert jobplan.success_policy_match(rules, {0, 3}) == 0
+    assert jobplan.success_policy_match(rules, {1, 4, 5}) == 1
+    assert jobplan.success_policy_match({"rules": [{"succeededIndexes": "1-2"}]}, {1}) is None
+    spec = {"completionMode": "Indexed", "completions": 6, "parallelism": 6, "successPolicy": rules}
+    pods = [pod("s0", "Succeeded", 0, index=0), pod("s3", "Succeeded", 0, index=3), pod("r1", index=1)]
+    p = jobplan.plan(job(**spec), pods, T0)
+    assert [x["metadata"]["name"] for x in p.delete] == ["r1"] and p.create == []
+    assert [(c["type"], c["reason"], c["message"]) for c in p.status["conditions"]] == [
+        ("SuccessCriteriaMet", "SuccessPolicy", "Matched rules at index 0")]
+    p = jobplan.plan(job(**spec, status={"conditions": p.status["conditions"]}), pods[:2], T0)
+    assert p.status["conditions"][1]["type"] == "Complete" and p.status["conditions"][1]["reason"] == "SuccessPolicy"
