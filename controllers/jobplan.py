@@ -302,7 +302,10 @@ def plan(job: Obj, pods: list[Obj], now: datetime) -> JobPlan:
     elif suspended:
         out.delete = list(active)
     else:
-        _plan_pods(out, spec, active, succeeded_pods, succeeded, counted_failures, completed | failed_indexes, now)
+        # podReplacementPolicy Failed: a terminating pod still holds its place until it has stopped
+        waiting = terminating if spec.get("podReplacementPolicy") == "Failed" else []
+        _plan_pods(out, spec, active, waiting, succeeded_pods, succeeded, counted_failures,
+                   completed | failed_indexes, now)
         if deadline is not None and start is not None:
             left = (start + timedelta(seconds=int(deadline)) - now).total_seconds()
             out.requeue_after = left if out.requeue_after is None else min(out.requeue_after, left)
@@ -327,8 +330,8 @@ def plan(job: Obj, pods: list[Obj], now: datetime) -> JobPlan:
     return out
 
 
-def _plan_pods(out: JobPlan, spec: Obj, active: list[Obj], succeeded: list[Obj], succeeded_count: int,
-               failures: list[Obj], completed: set[int], now: datetime) -> None:
+def _plan_pods(out: JobPlan, spec: Obj, active: list[Obj], waiting: list[Obj], succeeded: list[Obj],
+               succeeded_count: int, failures: list[Obj], completed: set[int], now: datetime) -> None:
     parallelism = int(spec.get("parallelism", 1))
     completions = spec.get("completions")
     if spec.get("completionMode") == "Indexed":
@@ -341,10 +344,12 @@ def _plan_pods(out: JobPlan, spec: Obj, active: list[Obj], succeeded: list[Obj],
                 by_index.setdefault(i, []).append(p)
         for pods in by_index.values():
             out.delete += pods[1:]  # two pods for one index: keep one
-        running = len(by_index)
-        pending = [i for i in range(int(completions or 0)) if i not in completed and i not in by_index]
+        held = {completion_index(p) for p in waiting}
+        running = len(by_index | {i: [] for i in held if i is not None and i not in by_index})
+        pending = [i for i in range(int(completions or 0)) if i not in completed and i not in by_index
+                   and i not in held]
         want: list[int | None] = list(pending[:max(0, parallelism - running)])
-        excess = running - parallelism
+        excess = len(by_index) - parallelism
         if excess > 0:
             out.delete += [ps[0] for _, ps in sorted(by_index.items(), reverse=True)[:excess]]
     else:
@@ -352,11 +357,11 @@ def _plan_pods(out: JobPlan, spec: Obj, active: list[Obj], succeeded: list[Obj],
             wanted = parallelism if not succeeded else len(active)
         else:
             wanted = min(parallelism, max(0, int(completions) - succeeded_count))
-        diff = wanted - len(active)
-        want = [None] * max(0, diff)
-        if diff < 0:
+        want = [None] * max(0, wanted - len(active) - len(waiting))
+        excess = len(active) - wanted
+        if excess > 0:
             ranked = sorted(active, key=lambda p: (is_pod_ready(p), bool((p.get("spec") or {}).get("nodeName"))))
-            out.delete += ranked[:-diff]
+            out.delete += ranked[:excess]
     if want and spec.get("completionMode") == "Indexed" and spec.get("backoffLimitPerIndex") is not None:
         # each index waits out its own failures
         ready: list[int | None] = []

@@ -257,3 +257,14 @@ def test_success_policy_completes_an_indexed_job_early() -> None:
         ("SuccessCriteriaMet", "SuccessPolicy", "Matched rules at index 0")]
     p = jobplan.plan(job(**spec, status={"conditions": p.status["conditions"]}), pods[:2], T0)
     assert p.status["conditions"][1]["type"] == "Complete" and p.status["conditions"][1]["reason"] == "SuccessPolicy"
+
+
+def test_pod_replacement_policy_failed_waits_for_terminating_pods() -> None:
+    going = pod("t")
+    going["metadata"]["deletionTimestamp"] = format_time(T0)
+    assert jobplan.plan(job(parallelism=2, completions=4), [going, pod("r")], T0).create == [None]
+    p = jobplan.plan(job(parallelism=2, completions=4, podReplacementPolicy="Failed"), [going, pod("r")], T0)
+    assert p.create == [] and p.delete == []
+    indexed = {"completionMode": "Indexed", "completions": 3, "parallelism": 3, "podReplacementPolicy": "Failed"}
+    going["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"] = "1"
+    assert jobplan.plan(job(**indexed), [going], T0).create == [0, 2]
