@@ -80,6 +80,22 @@ MESSAGES: dict[str, dict[int, F]] = {
     "DeploymentStrategy": {1: ("type", "string", False), 2: ("rollingUpdate", "RollingUpdateDeployment", False)},
     "RollingUpdateDeployment": {1: ("maxUnavailable", "IntOrString", False), 2: ("maxSurge", "IntOrString", False)},
     "PodTemplateSpec": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "PodSpec", False)},
+    # batch/v1 (kubectl create job [--from=cronjob/x] | cronjob)
+    "Job": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "JobSpec", False), 3: ("status", "Empty", False)},
+    "JobSpec": {1: ("parallelism", "int", False), 2: ("completions", "int", False),
+                3: ("activeDeadlineSeconds", "int", False), 4: ("selector", "LabelSelector", False),
+                5: ("manualSelector", "bool", False), 6: ("template", "PodTemplateSpec", False),
+                7: ("backoffLimit", "int", False), 8: ("ttlSecondsAfterFinished", "int", False),
+                9: ("completionMode", "string", False), 10: ("suspend", "bool", False),
+                12: ("backoffLimitPerIndex", "int", False), 13: ("maxFailedIndexes", "int", False),
+                14: ("podReplacementPolicy", "string", False), 15: ("managedBy", "string", False)},
+    "CronJob": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "CronJobSpec", False),
+                3: ("status", "Empty", False)},
+    "CronJobSpec": {1: ("schedule", "string", False), 2: ("startingDeadlineSeconds", "int", False),
+                    3: ("concurrencyPolicy", "string", False), 4: ("suspend", "bool", False),
+                    5: ("jobTemplate", "JobTemplateSpec", False), 6: ("successfulJobsHistoryLimit", "int", False),
+                    7: ("failedJobsHistoryLimit", "int", False), 8: ("timeZone", "string", False)},
+    "JobTemplateSpec": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "JobSpec", False)},
     "PodSpec": {2: ("containers", "Container", True), 3: ("restartPolicy", "string", False),
                 4: ("terminationGracePeriodSeconds", "int", False), 6: ("dnsPolicy", "string", False),
                 7: ("nodeSelector", "map:string", False), 8: ("serviceAccountName", "string", False),
@@ -134,11 +150,16 @@ MESSAGES: dict[str, dict[int, F]] = {
                                3: ("status", "Empty", False)},
     "SelfSubjectRulesReviewSpec": {1: ("namespace", "string", False)},
 }
-TOP_LEVEL = ("Namespace", "ConfigMap", "Secret", "ServiceAccount", "Service", "Deployment", "Role", "ClusterRole",
+TOP_LEVEL = ("Namespace", "ConfigMap", "Secret", "ServiceAccount", "Service", "Deployment", "Job", "CronJob", "Role",
+             "ClusterRole",
              "RoleBinding", "ClusterRoleBinding", "SelfSubjectAccessReview", "SubjectAccessReview",
              "SelfSubjectRulesReview")
 # Fields that are pointers in Go: a zero value was sent on purpose and is kept.
-_KEEP_ZERO = {("DeploymentSpec", "replicas"), ("ServicePort", "port")}
+_KEEP_ZERO = {("DeploymentSpec", "replicas"), ("ServicePort", "port"),
+              *(("JobSpec", f) for f in ("parallelism", "completions", "activeDeadlineSeconds", "backoffLimit",
+                                        "ttlSecondsAfterFinished", "backoffLimitPerIndex", "maxFailedIndexes")),
+              *(("CronJobSpec", f) for f in ("startingDeadlineSeconds", "successfulJobsHistoryLimit",
+                                            "failedJobsHistoryLimit"))}
 
 
 def unsupported(message: str) -> StatusError:

@@ -32,9 +32,9 @@ FOREGROUND = "foregroundDeletion"
 ORPHAN = "orphan"
 
 # Kinds whose objects are owners or dependents in practice.
-TRACKED = ("pods", "replicasets", "deployments", "daemonsets", "statefulsets", "services", "endpoints",
-           "endpointslices", "configmaps", "secrets", "persistentvolumeclaims", "serviceaccounts", "leases",
-           "controllerrevisions")
+TRACKED = ("pods", "replicasets", "deployments", "daemonsets", "statefulsets", "jobs", "cronjobs", "services",
+           "endpoints", "endpointslices", "configmaps", "secrets", "persistentvolumeclaims", "serviceaccounts",
+           "leases", "controllerrevisions")
 
 
 class GarbageCollector(Controller):

@@ -24,10 +24,12 @@ from pklib.events import EventRecorder
 from pklib.informer import InformerFactory
 from pklib.leaderelection import LeaderElector
 
+from .cronjob import CronJobController
 from .daemonset import DaemonSetController
 from .deployment import DeploymentController
 from .endpoints import EndpointsController
 from .garbagecollector import GarbageCollector
+from .job import JobController
 from .metrics import ManagerState, serve
 from .namespace import NamespaceController
 from .nodeipam import NodeIpamController
@@ -35,6 +37,7 @@ from .nodelifecycle import NodeLifecycleController
 from .persistentvolume import PersistentVolumeController
 from .replicaset import ReplicaSetController
 from .statefulset import StatefulSetController
+from .ttlafterfinished import TTLAfterFinishedController
 
 log = logging.getLogger("controller-manager")
 
@@ -47,6 +50,9 @@ REGISTRY: list[type[Controller]] = [
     EndpointsController,
     DaemonSetController,
     StatefulSetController,
+    JobController,
+    CronJobController,
+    TTLAfterFinishedController,
     PersistentVolumeController,
     NodeIpamController,
     NodeLifecycleController,

@@ -21,6 +21,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from pklib.api.disruption import DELETION_BY_TAINT_MANAGER, disruption_status_patch
 from pklib.api.tolerations import tolerates
 from pklib.controller import Controller, ControllerContext
 from pklib.errors import ApiError, is_not_found
@@ -184,6 +185,9 @@ class NodeLifecycleController(Controller):
                 continue
             self.recorder.normal(pod, "TaintManagerEviction", f"Marking for deletion Pod {key_of(pod)}")
             try:
+                await self.client.patch(PODS, meta["name"], disruption_status_patch(
+                    DELETION_BY_TAINT_MANAGER, "Taint manager: deleting due to NoExecute taint"), meta["namespace"],
+                    patch_type="strategic", subresource="status")
                 await self.client.delete(PODS, meta["name"], meta["namespace"],
                                          preconditions={"uid": meta.get("uid")})
             except ApiError as e:

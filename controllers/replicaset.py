@@ -18,7 +18,7 @@ from pklib.resources import PODS, REPLICASETS
 
 from .claims import claim
 from .util import (PodOwnerController, available_in, controller_ref, is_pod_active, is_pod_ready, meta, parse_time,
-                   pod_from_template, random_suffix, selector_of, write_status)
+                   pod_from_template, random_suffix, selector_of, slow_start_batch, write_status)
 
 
 BURST_REPLICAS = 500  # at most this many creates/deletes per sync, as in Kubernetes
@@ -106,24 +106,10 @@ class ReplicaSetController(PodOwnerController):
     async def _create(self, rs: Obj, key: str, count: int) -> None:
         self.expectations.expect_creations(key, count)
         template = (rs.get("spec") or {}).get("template") or {}
-        done = 0
-        batch = SLOW_START_INITIAL_BATCH
-        first_error: ApiError | None = None
-        while done < count and first_error is None:
-            batch = min(batch, count - done)
-            results = await asyncio.gather(*(self._create_pod(rs, template) for _ in range(batch)),
-                                           return_exceptions=True)
-            failed = [r for r in results if isinstance(r, BaseException)]
-            done += batch
-            for r in failed:
-                # This creation will never be observed.
-                self.expectations.creation_observed(key)
-                if first_error is None:
-                    first_error = r if isinstance(r, ApiError) else ApiError(
-                        {"code": 500, "reason": "InternalError", "message": str(r)})
-            batch *= 2
-        # Skipped creations will not be observed either.
-        for _ in range(count - done):
+        created, first_error = await slow_start_batch(count, lambda _: self._create_pod(rs, template),
+                                                      SLOW_START_INITIAL_BATCH)
+        # Failed and skipped creations will never be observed.
+        for _ in range(count - created):
             self.expectations.creation_observed(key)
         if first_error is not None:
             self.recorder.warning(rs, "FailedCreate", f"Error creating: {first_error.message}")

@@ -5,11 +5,12 @@ controller counts (active, ready, available) so that every controller agrees.
 """
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import random
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, Awaitable, Callable, ClassVar
 
 import orjson
 
@@ -137,6 +138,29 @@ def int_or_percent(value: Any, total: int, round_up: bool) -> int:
         whole, rest = divmod(pct * total, 100)
         return whole + (1 if round_up and rest else 0)
     return int(text)
+
+
+async def slow_start_batch(count: int, create: Callable[[int], Awaitable[Any]],
+                           initial: int = 1) -> tuple[int, ApiError | None]:
+    """Kubernetes' slowStartBatch: call create(0..count-1) in batches of 1, 2, 4, ..., stopping after the first
+    batch with a failure, so that a template the API rejects costs one call, not hundreds.
+
+    Returns how many calls succeeded and the first error (calls never made count as not succeeded)."""
+    done = succeeded = 0
+    batch = initial
+    first_error: ApiError | None = None
+    while done < count and first_error is None:
+        batch = min(batch, count - done)
+        results = await asyncio.gather(*(create(done + i) for i in range(batch)), return_exceptions=True)
+        done += batch
+        for r in results:
+            if not isinstance(r, BaseException):
+                succeeded += 1
+            elif first_error is None:
+                first_error = r if isinstance(r, ApiError) else ApiError(
+                    {"code": 500, "reason": "InternalError", "message": str(r)})
+        batch *= 2
+    return succeeded, first_error
 
 
 async def write_status(client: Client, res: Resource, obj: Obj, status: dict[str, Any]) -> None:

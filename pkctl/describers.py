@@ -293,6 +293,55 @@ def _replicated(out: Out, o: Obj, now: datetime) -> None:
     _pod_template(out, spec.get("template") or {})
 
 
+def _job(out: Out, o: Obj, now: datetime) -> None:
+    """kubectl's describeJob."""
+    spec, status = o.get("spec") or {}, o.get("status") or {}
+    out.w(0, "Selector:", selector_string(spec.get("selector")))
+    out.w(0, "Parallelism:", spec.get("parallelism", 0))
+    out.w(0, "Completions:", spec.get("completions", "<unset>"))
+    out.w(0, "Completion Mode:", spec.get("completionMode", "NonIndexed"))
+    out.w(0, "Suspend:", str(bool(spec.get("suspend"))).lower())
+    out.w(0, "Backoff Limit:", spec.get("backoffLimit", 6))
+    if spec.get("ttlSecondsAfterFinished") is not None:
+        out.w(0, "TTL Seconds After Finished:", spec["ttlSecondsAfterFinished"])
+    start, end = parse_time(status.get("startTime")), parse_time(status.get("completionTime"))
+    if start is not None:
+        out.w(0, "Start Time:", timestamp(status.get("startTime")))
+    if end is not None:
+        out.w(0, "Completed At:", timestamp(status.get("completionTime")))
+    if start is not None and end is not None:
+        out.w(0, "Duration:", since(status.get("startTime"), end))
+    if spec.get("activeDeadlineSeconds") is not None:
+        out.w(0, "Active Deadline Seconds:", f"{spec['activeDeadlineSeconds']}s")
+    out.w(0, "Pods Statuses:", f"{status.get('active', 0)} Active ({status.get('ready', 0)} Ready) / "
+                               f"{status.get('succeeded', 0)} Succeeded / {status.get('failed', 0)} Failed")
+    if spec.get("completionMode") == "Indexed":
+        out.w(0, "Completed Indexes:", status.get("completedIndexes") or NONE)
+    _pod_template(out, spec.get("template") or {})
+
+
+def _cronjob(out: Out, o: Obj, now: datetime) -> None:
+    """kubectl's describeCronJob."""
+    spec, status = o.get("spec") or {}, o.get("status") or {}
+    job_spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    out.w(0, "Schedule:", spec.get("schedule", ""))
+    if spec.get("timeZone"):
+        out.w(0, "Time Zone:", spec["timeZone"])
+    out.w(0, "Concurrency Policy:", spec.get("concurrencyPolicy", "Allow"))
+    out.w(0, "Suspend:", str(bool(spec.get("suspend"))))
+    out.w(0, "Successful Job History Limit:", spec.get("successfulJobsHistoryLimit", "<unset>"))
+    out.w(0, "Failed Job History Limit:", spec.get("failedJobsHistoryLimit", "<unset>"))
+    out.w(0, "Starting Deadline Seconds:", f"{spec['startingDeadlineSeconds']}s"
+          if spec.get("startingDeadlineSeconds") is not None else "<unset>")
+    out.w(0, "Selector:", selector_string(job_spec.get("selector")) if job_spec.get("selector") else "<unset>")
+    out.w(0, "Parallelism:", job_spec.get("parallelism", "<unset>"))
+    out.w(0, "Completions:", job_spec.get("completions", "<unset>"))
+    _pod_template(out, job_spec.get("template") or {})
+    last = status.get("lastScheduleTime")
+    out.w(0, "Last Schedule Time:", timestamp(last) if last else NONE)
+    out.w(0, "Active Jobs:", ", ".join(r.get("name", "") for r in status.get("active") or []) or NONE)
+
+
 def _endpoint_addresses(endpoints: Obj, port_name: str) -> str:
     """`ip:port` of the ready addresses serving the service port named so (kubectl's formatEndpoints)."""
     found: list[str] = []
@@ -419,7 +468,7 @@ def _nested(out: Out, level: int, value: Any) -> None:
 _KINDS: dict[str, Callable[[Out, Obj, datetime], None]] = {
     "Pod": _pod, "Deployment": _deployment, "ReplicaSet": _replicated, "StatefulSet": _replicated,
     "DaemonSet": _replicated, "Node": _node, "Namespace": _namespace,
-    "ConfigMap": _configmap, "Secret": _secret,
+    "ConfigMap": _configmap, "Secret": _secret, "Job": _job, "CronJob": _cronjob,
 }
 
 

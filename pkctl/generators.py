@@ -112,3 +112,47 @@ def secret(name: str, literals: list[str], files: list[str], secret_type: str | 
     if secret_type:
         obj["type"] = secret_type
     return obj
+
+
+def _run_once_pod_template(name: str, image: str, command: list[str] | None, restart: str) -> dict[str, Any]:
+    """kubectl's pod template of `create job|cronjob`: one container named after the object."""
+    container: dict[str, Any] = {"name": name, "image": image, "resources": {}}
+    if command:
+        container["command"] = list(command)
+    return {"metadata": {}, "spec": {"containers": [container], "restartPolicy": restart}}
+
+
+def job(name: str, image: str | None, command: list[str] | None) -> dict[str, Any]:
+    if not image:
+        raise GeneratorError("either --image or --from must be specified")
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+            "spec": {"template": _run_once_pod_template(name, image, command, "Never")}}
+
+
+def job_from_cronjob(name: str, cronjob: dict[str, Any]) -> dict[str, Any]:
+    """`create job NAME --from=cronjob/X`: a Job from X's template, owned by X and marked as started by hand."""
+    template = cronjob.get("spec", {}).get("jobTemplate") or {}
+    tmeta = template.get("metadata") or {}
+    cmeta = cronjob.get("metadata") or {}
+    annotations = {"cronjob.kubernetes.io/instantiate": "manual", **(tmeta.get("annotations") or {})}
+    meta: dict[str, Any] = {"name": name, "annotations": annotations,
+                            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob",
+                                                 "name": cmeta.get("name", ""), "uid": cmeta.get("uid", ""),
+                                                 "controller": True}]}
+    if tmeta.get("labels"):
+        meta["labels"] = dict(tmeta["labels"])
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": template.get("spec") or {}}
+
+
+def cronjob(name: str, image: str | None, schedule: str | None, restart: str,
+            command: list[str] | None) -> dict[str, Any]:
+    if not image:
+        raise GeneratorError("required flag(s) \"image\" not set")
+    if not schedule:
+        raise GeneratorError("required flag(s) \"schedule\" not set")
+    if restart not in ("OnFailure", "Never"):
+        raise GeneratorError(f"invalid restart policy: {restart}")
+    return {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": name},
+            "spec": {"schedule": schedule, "jobTemplate": {
+                "metadata": {"name": name},
+                "spec": {"template": _run_once_pod_template(name, image, command, restart)}}}}

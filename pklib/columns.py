@@ -248,6 +248,53 @@ def _statefulset_wide(o: Obj, now: datetime) -> list[str]:
     return _containers_images(_template_spec(o))
 
 
+def _has_condition(o: Obj, type_: str) -> bool:
+    return any(c.get("type") == type_ and c.get("status") == "True" for c in _status(o).get("conditions") or [])
+
+
+def _job(o: Obj, now: datetime) -> list[str]:
+    spec, status = _spec(o), _status(o)
+    succeeded = _int(status.get("succeeded"))
+    if spec.get("completions") is not None:
+        completions = f"{succeeded}/{_int(spec['completions'])}"
+    elif _int(spec.get("parallelism")) > 1:
+        completions = f"{succeeded}/1 of {_int(spec['parallelism'])}"
+    else:
+        completions = f"{succeeded}/1"
+    start, end = parse_time(status.get("startTime")), parse_time(status.get("completionTime"))
+    duration = "" if start is None else human_duration(((end or now) - start).total_seconds())
+    if _has_condition(o, "Complete"):
+        state = "Complete"
+    elif _has_condition(o, "Failed"):
+        state = "Failed"
+    elif _meta(o).get("deletionTimestamp"):
+        state = "Terminating"
+    elif _has_condition(o, "Suspended"):
+        state = "Suspended"
+    elif _has_condition(o, "FailureTarget"):
+        state = "FailureTarget"
+    else:
+        state = "Running"
+    return [state, completions, duration, _age(o, now)]
+
+
+def _bool_ptr(value: Any) -> str:
+    return "<unset>" if value is None else str(bool(value))
+
+
+def _cronjob(o: Obj, now: datetime) -> list[str]:
+    spec, status = _spec(o), _status(o)
+    last = status.get("lastScheduleTime")
+    return [spec.get("schedule") or "", spec.get("timeZone") or NONE, _bool_ptr(spec.get("suspend")),
+            str(len(status.get("active") or [])), since(last, now) if last else NONE, _age(o, now)]
+
+
+def _cronjob_wide(o: Obj, now: datetime) -> list[str]:
+    job_spec = (_spec(o).get("jobTemplate") or {}).get("spec") or {}
+    return [*_containers_images((job_spec.get("template") or {}).get("spec") or {}),
+            selector_string(job_spec.get("selector"))]
+
+
 # -- networking -----------------------------------------------------------------------------
 
 def _service_ports(spec: Obj) -> str:
@@ -459,6 +506,9 @@ _TABLES: dict[str, tuple[list[str], Row, list[str], Row]] = {
     "DaemonSet": (["DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR", "AGE"], _daemonset,
                   ["CONTAINERS", "IMAGES", "SELECTOR"], _workload_wide),
     "StatefulSet": (["READY", "AGE"], _statefulset, ["CONTAINERS", "IMAGES"], _statefulset_wide),
+    "Job": (["STATUS", "COMPLETIONS", "DURATION", "AGE"], _job, ["CONTAINERS", "IMAGES", "SELECTOR"], _workload_wide),
+    "CronJob": (["SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST SCHEDULE", "AGE"], _cronjob,
+                ["CONTAINERS", "IMAGES", "SELECTOR"], _cronjob_wide),
     "Service": (["TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"], _service, ["SELECTOR"], _service_wide),
     "Endpoints": (["ENDPOINTS", "AGE"], _endpoints, [], _nothing),
     "EndpointSlice": (["ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"], _endpointslice, [], _nothing),

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Callable, ClassVar, Iterable
 
 from .client import Client
@@ -22,6 +23,13 @@ from .resources import Resource
 from .workqueue import WorkQueue, run_workers
 
 log = logging.getLogger(__name__)
+
+
+class Clock:
+    """The time a controller decides by; tests replace a controller class's `clock` with a fake to drive time."""
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
 
 
 @dataclass

@@ -73,6 +73,8 @@ DEPLOYMENTS = _r("apps", "v1", "Deployment", "deployments", True, ("deploy",), (
 REPLICASETS = _r("apps", "v1", "ReplicaSet", "replicasets", True, ("rs",), ("status", "scale"), ("all",))
 DAEMONSETS = _r("apps", "v1", "DaemonSet", "daemonsets", True, ("ds",), ("status",), ("all",))
 STATEFULSETS = _r("apps", "v1", "StatefulSet", "statefulsets", True, ("sts",), ("status", "scale"), ("all",))
+JOBS = _r("batch", "v1", "Job", "jobs", True, (), ("status",), ("all",))
+CRONJOBS = _r("batch", "v1", "CronJob", "cronjobs", True, ("cj",), ("status",), ("all",))
 CONTROLLERREVISIONS = _r("apps", "v1", "ControllerRevision", "controllerrevisions", True)
 LEASES = _r("coordination.k8s.io", "v1", "Lease", "leases", True)
 ENDPOINTSLICES = _r("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", True)
@@ -93,7 +95,8 @@ SELFSUBJECTRULESREVIEWS = _r("authorization.k8s.io", "v1", "SelfSubjectRulesRevi
 
 RESOURCES: tuple[Resource, ...] = (
     NAMESPACES, PODS, SERVICES, ENDPOINTS, NODES, CONFIGMAPS, SECRETS, PVS, PVCS, EVENTS, SERVICEACCOUNTS, DEPLOYMENTS,
-    REPLICASETS, DAEMONSETS, STATEFULSETS, CONTROLLERREVISIONS, LEASES, ENDPOINTSLICES, STORAGECLASSES, PRIORITYCLASSES,
+    REPLICASETS, DAEMONSETS, STATEFULSETS, JOBS, CRONJOBS, CONTROLLERREVISIONS, LEASES, ENDPOINTSLICES, STORAGECLASSES,
+    PRIORITYCLASSES,
     ROLES, CLUSTERROLES, ROLEBINDINGS, CLUSTERROLEBINDINGS,
     SELFSUBJECTACCESSREVIEWS, SUBJECTACCESSREVIEWS, SELFSUBJECTRULESREVIEWS,
 )

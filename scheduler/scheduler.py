@@ -20,6 +20,7 @@ from pklib.client import Client
 from pklib.errors import ApiError, ConnectionFailed, is_conflict, is_not_found
 from pklib.events import EventRecorder
 from pklib.informer import Handler, InformerFactory, Obj, Store
+from pklib.api.disruption import PREEMPTION_BY_SCHEDULER, disruption_status_patch
 from pklib.api.timefmt import now_rfc3339
 from pklib.objects import key_of
 from pklib.quantity import QuantityError
@@ -263,7 +264,11 @@ class Scheduler:
         """Delete the victims gracefully (their termination grace period applies), with a Preempted event."""
         for victim in candidate.victims:
             ns, name = victim.key.split("/", 1)
+            scheduler_name = (victim.pod.get("spec") or {}).get("schedulerName") or "default-scheduler"
             try:
+                await self.client.patch(PODS, name, disruption_status_patch(
+                    PREEMPTION_BY_SCHEDULER, f"{scheduler_name}: preempting to accommodate a higher priority pod"),
+                    ns, patch_type="strategic", subresource="status")
                 await self.client.delete(PODS, name, ns)
             except ApiError as e:
                 if not is_not_found(e):

@@ -17,6 +17,7 @@ Obj = dict[str, Any]
 READ = ("get", "list", "watch")
 WRITE = ("create", "delete", "deletecollection", "patch", "update")
 LEGACY, APPS, COORDINATION, DISCOVERY, EVENTS = "", "apps", "coordination.k8s.io", "discovery.k8s.io", "events.k8s.io"
+BATCH = "batch"
 AUTHORIZATION, STORAGE, SCHEDULING = "authorization.k8s.io", "storage.k8s.io", "scheduling.k8s.io"
 AUTOUPDATE = {"rbac.authorization.kubernetes.io/autoupdate": "true"}
 BOOTSTRAP_LABELS = {"kubernetes.io/bootstrapping": "rbac-defaults"}
@@ -48,6 +49,7 @@ _VIEW = [
     rule(READ, APPS, ("controllerrevisions", "statefulsets", "statefulsets/scale", "statefulsets/status",
                       "daemonsets", "daemonsets/status", "deployments", "deployments/scale", "deployments/status",
                       "replicasets", "replicasets/scale", "replicasets/status")),
+    rule(READ, BATCH, ("cronjobs", "cronjobs/status", "jobs", "jobs/status")),
 ]
 _EDIT = [
     rule(READ, LEGACY, ("pods/attach", "pods/proxy", "pods/exec", "pods/portforward", "secrets", "services/proxy")),
@@ -59,6 +61,7 @@ _EDIT = [
     rule("create", LEGACY, ("serviceaccounts/token",)),
     rule(WRITE, APPS, ("statefulsets", "statefulsets/scale", "daemonsets", "deployments", "deployments/scale",
                        "deployments/rollback", "replicasets", "replicasets/scale")),
+    rule(WRITE, BATCH, ("cronjobs", "jobs")),
     *_VIEW,
 ]
 _ADMIN = [
@@ -108,6 +111,7 @@ _CONTROLLER_MANAGER = [
     rule(("get", "list", "watch", "patch", "update", "delete", "deletecollection"), "*", ("*",)),
     rule("create", LEGACY, ("pods", "endpoints", "persistentvolumes", "persistentvolumeclaims")),
     rule("create", APPS, ("replicasets", "controllerrevisions")),
+    rule("create", BATCH, ("jobs",)),
     rule("create", DISCOVERY, ("endpointslices",)),
     rule("create", STORAGE, ("storageclasses",)),
     rule("create", AUTHORIZATION, ("subjectaccessreviews",)),

@@ -9,6 +9,7 @@ from pklib.resources import Resource
 
 from . import services
 from .base import KindStrategy, Rollback
+from .batch import CronJobStrategy, JobStrategy
 from .config import ConfigMapStrategy, SecretStrategy
 from .endpoints import EndpointSliceStrategy, EndpointsStrategy
 from .events import EventStrategy, LeaseStrategy, ServiceAccountStrategy
@@ -30,7 +31,7 @@ _STRATEGIES: dict[str, KindStrategy] = {s.kind: s for s in (
     EndpointsStrategy(), EndpointSliceStrategy(),
     PersistentVolumeStrategy(), PersistentVolumeClaimStrategy(), StorageClassStrategy(),
     DeploymentStrategy(), ReplicaSetStrategy(), DaemonSetStrategy(), StatefulSetStrategy(),
-    ControllerRevisionStrategy(), PriorityClassStrategy(),
+    JobStrategy(), CronJobStrategy(), ControllerRevisionStrategy(), PriorityClassStrategy(),
     RoleStrategy(), ClusterRoleStrategy(), RoleBindingStrategy(), ClusterRoleBindingStrategy(),
 )}
 

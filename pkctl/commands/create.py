@@ -1,4 +1,5 @@
-"""`pkctl create -f FILE|DIR|-`, and from arguments: `create namespace|deployment|configmap|secret generic`."""
+"""`pkctl create -f FILE|DIR|-`, and from arguments: `create namespace|deployment|job|cronjob|configmap|secret
+generic`."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +7,7 @@ import sys
 from typing import Any, Callable
 
 from pklib.errors import ApiError
-from pklib.resources import NAMESPACES, Resource, for_kind
+from pklib.resources import CRONJOBS, JOBS, NAMESPACES, Resource, for_kind
 
 from .. import generators
 from ..connect import Connection, run
@@ -39,6 +40,27 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     # A command to run instead of the image's follows `--` (pkctl.main hands it over as args.after_dashes).
     deploy.set_defaults(takes_command=True, func=lambda args: generated(args, lambda: generators.deployment(
         args.name, args.image, args.replicas, args.port, args.after_dashes or None)))
+
+    job = kinds.add_parser("job", help="create a job running an image to completion",
+                           description="Create a job. `-- COMMAND [ARGS...]` runs that instead of the image's "
+                                       "command; --from=cronjob/NAME starts one from a cron job's template.")
+    job.add_argument("name", metavar="NAME")
+    job.add_argument("--image", help="image to run")
+    job.add_argument("--from", dest="from_", metavar="cronjob/NAME", help="the cron job to start a job from")
+    _output_flags(job)
+    job.set_defaults(takes_command=True, func=create_job)
+
+    cj = kinds.add_parser("cronjob", aliases=["cj"], help="create a cron job running an image on a schedule",
+                          description="Create a cron job. `-- COMMAND [ARGS...]` runs that instead of the image's "
+                                      "command.")
+    cj.add_argument("name", metavar="NAME")
+    cj.add_argument("--image", help="image to run")
+    cj.add_argument("--schedule", help="a schedule in the cron format, e.g. '*/5 * * * *' or @hourly")
+    cj.add_argument("--restart", default="OnFailure", help="the job's pods' restart policy: OnFailure (default) "
+                                                          "or Never")
+    _output_flags(cj)
+    cj.set_defaults(takes_command=True, func=lambda args: generated(args, lambda: generators.cronjob(
+        args.name, args.image, args.schedule, args.restart, args.after_dashes or None)))
 
     cm = kinds.add_parser("configmap", aliases=["cm"], help="create a config map from literals and files")
     cm.add_argument("name", metavar="NAME")
@@ -83,6 +105,25 @@ def generated(args: argparse.Namespace, build: Callable[[], dict[str, Any]]) -> 
     async def create(conn: Connection) -> int:
         created = await conn.client.create(res, obj, conn.namespace if res.namespaced else None)
         _print_object(res, created, args.output, "created")
+        return 0
+    return run(args, create)
+
+
+def create_job(args: argparse.Namespace) -> int:
+    if not args.from_:
+        return generated(args, lambda: generators.job(args.name, args.image, args.after_dashes or None))
+    if args.image or args.after_dashes:
+        raise CommandError("cannot specify --from and command or --image")
+    kind, _, source = args.from_.partition("/")
+    if kind.lower() not in ("cronjob", "cronjobs", "cj", "cronjob.batch", "cronjobs.batch") or not source:
+        raise CommandError(f"from must be an existing cronjob: {args.from_}")
+
+    async def create(conn: Connection) -> int:
+        job = generators.job_from_cronjob(args.name, await conn.client.get(CRONJOBS, source, conn.namespace))
+        if args.dry_run == "client":
+            _print_object(JOBS, job, args.output, "created (dry run)")
+            return 0
+        _print_object(JOBS, await conn.client.create(JOBS, job, conn.namespace), args.output, "created")
         return 0
     return run(args, create)
 

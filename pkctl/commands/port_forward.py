@@ -30,14 +30,14 @@ from ..errors import CommandError
 PROTOCOL = "v4.channel.k8s.io"
 DATA, ERROR = 0, 1
 CHUNK = 32 * 1024
-WORKLOADS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet")
+WORKLOADS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("port-forward", help="forward local ports to a pod: port-forward TYPE/NAME [LOCAL:]REMOTE",
                        description="Forward one or more local ports to a pod (or to a pod selected by a service "
                                    "or workload). REMOTE may be a port number or a named container/service port.")
-    p.add_argument("target", metavar="TYPE/NAME", help="pod/NAME (or NAME), svc/NAME, deploy/NAME, rs/, sts/, ds/")
+    p.add_argument("target", metavar="TYPE/NAME", help="pod/NAME (or NAME), svc/NAME, deploy/NAME, rs/, sts/, ds/, job/")
     p.add_argument("ports", metavar="[LOCAL:]REMOTE", nargs="*",
                    help="8080:80 forwards local 8080 to 80; 80 forwards 80 to 80; :80 picks a free local port")
     p.add_argument("--address", action="append", default=[],
@@ -176,7 +176,7 @@ async def resolve(c: Client, ns: str, target: str, specs: list[PortSpec],
         pod = await _pick_pod(c, ns, f"{res.kind.lower()} {name}", sel.matches, timeout)
     else:
         raise CommandError(f"cannot port-forward to a {res.kind}: use a pod, service, deployment, replicaset, "
-                           "statefulset or daemonset")
+                           "statefulset, daemonset or job")
     phase = (pod.get("status") or {}).get("phase", "Pending")
     if phase != "Running":
         raise CommandError(f"unable to forward port because pod is not running. Current status={phase}")

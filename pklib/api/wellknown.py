@@ -42,3 +42,14 @@ DEPLOYMENT_OWN_ANNOTATIONS = frozenset({
     LAST_APPLIED_ANNOTATION, REVISION_ANNOTATION, REVISION_HISTORY_ANNOTATION, DESIRED_REPLICAS_ANNOTATION,
     MAX_REPLICAS_ANNOTATION, ROLLBACK_TO_ANNOTATION,
 })
+
+# -- Jobs and CronJobs (k8s.io/api batch/v1 types.go) ----------------------------------------------------
+JOB_CONTROLLER_UID_LABEL = "batch.kubernetes.io/controller-uid"
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+LEGACY_JOB_CONTROLLER_UID_LABEL = "controller-uid"  # still written beside the prefixed ones, as Kubernetes does
+LEGACY_JOB_NAME_LABEL = "job-name"
+JOB_COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"  # annotation and label of an Indexed Job's pods
+JOB_COMPLETION_INDEX_ENV = "JOB_COMPLETION_INDEX"
+JOB_TRACKING_FINALIZER = "batch.kubernetes.io/job-tracking"
+CRONJOB_SCHEDULED_TIMESTAMP = "batch.kubernetes.io/cronjob-scheduled-timestamp"  # annotation of a CronJob's Jobs
+CRONJOB_INSTANTIATE_ANNOTATION = "cronjob.kubernetes.io/instantiate"  # `kubectl create job --from=cronjob/x`

@@ -16,6 +16,7 @@ CASES = [
     (["deployment", "web", "--image=busybox:1.36", "--replicas=2", "--port=8080"], "deployment/web"),
     (["service", "nodeport", "np", "--tcp=80:8080"], "service/np"),
     (["serviceaccount", "robot"], "serviceaccount/robot"),
+    (["job", "once", "--image=busybox:1.36"], "job/once"),
 ]
 
 

@@ -115,3 +115,25 @@ def test_watch_stream_with_timeout(api: k8s.ApiClient, pyns: str) -> None:
     assert 2.5 < elapsed < 10
     assert events == [("ADDED", "first"), ("ADDED", "second"), ("MODIFIED", "first"), ("DELETED", "second")]
     assert w.resource_version  # kept for a resumed watch
+
+
+def test_jobs_and_cronjobs_through_the_models(api: k8s.ApiClient, pyns: str) -> None:
+    batch = k8s.BatchV1Api(api)
+    pod_spec = {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox:1.36"}]}
+    job = batch.create_namespaced_job(pyns, {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "once"},
+                                             "spec": {"template": {"spec": pod_spec}}})
+    assert job.spec.backoff_limit == 6 and job.spec.completion_mode == "NonIndexed"
+    assert job.spec.selector.match_labels == {"batch.kubernetes.io/controller-uid": job.metadata.uid}
+    status = {"status": {"startTime": "2026-01-01T00:00:00Z", "completionTime": "2026-01-01T00:00:05Z",
+                         "succeeded": 1, "ready": 0, "terminating": 0, "uncountedTerminatedPods": {},
+                         "conditions": [{"type": "Complete", "status": "True", "reason": "CompletionsReached",
+                                         "lastProbeTime": "2026-01-01T00:00:05Z",
+                                         "lastTransitionTime": "2026-01-01T00:00:05Z"}]}}
+    done = batch.patch_namespaced_job_status("once", pyns, status)
+    assert done.status.conditions[0].type == "Complete" and done.status.succeeded == 1
+    assert [j.metadata.name for j in batch.list_namespaced_job(pyns).items] == ["once"]
+    cj = batch.create_namespaced_cron_job(pyns, {
+        "apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "tick"},
+        "spec": {"schedule": "@hourly", "jobTemplate": {"spec": {"template": {"spec": pod_spec}}}}})
+    assert cj.spec.concurrency_policy == "Allow" and cj.spec.successful_jobs_history_limit == 3
+    assert batch.read_namespaced_cron_job("tick", pyns).spec.schedule == "@hourly"

@@ -157,7 +157,7 @@ async def allow_privileged_pods(c: Client, ns: str) -> None:
 
 async def clean_namespace(c: Client, ns: str) -> None:
     """Workloads first (else their controllers recreate the pods), then the pods, force-deleted."""
-    for plural in ("deployments", "replicasets", "statefulsets", "daemonsets", "pods"):
+    for plural in ("cronjobs", "jobs", "deployments", "replicasets", "statefulsets", "daemonsets", "pods"):
         kind = res(plural)
         for obj in (await c.list(kind, ns)).get("items") or []:
             try:

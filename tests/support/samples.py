@@ -9,6 +9,7 @@ from pklib.resources import Resource
 POD_SPEC = {"containers": [{"name": "app", "image": "busybox:1.36", "command": ["sleep", "3600"]}]}
 _SELECTOR = {"matchLabels": {"app": "web"}}
 _TEMPLATE = {"metadata": {"labels": {"app": "web"}}, "spec": POD_SPEC}
+_JOB_SPEC = {"template": {"spec": {**POD_SPEC, "restartPolicy": "Never"}}}
 
 
 def _body(kind: str) -> dict[str, Any]:
@@ -32,6 +33,8 @@ def _body(kind: str) -> dict[str, Any]:
         "DaemonSet": {"spec": {"selector": _SELECTOR, "template": _TEMPLATE}},
         "StatefulSet": {"spec": {"replicas": 1, "serviceName": "web", "selector": _SELECTOR,
                                  "template": _TEMPLATE}},
+        "Job": {"spec": _JOB_SPEC},
+        "CronJob": {"spec": {"schedule": "*/5 * * * *", "jobTemplate": {"spec": _JOB_SPEC}}},
         "Lease": {"spec": {"holderIdentity": "me", "leaseDurationSeconds": 15}},
         "ControllerRevision": {"data": {"spec": {"template": {"$patch": "replace"}}}, "revision": 1},
         "EndpointSlice": {"addressType": "IPv4", "endpoints": [{"addresses": ["10.244.0.5"]}],

@@ -123,3 +123,27 @@ def test_describe_deployment_names_its_new_and_old_replicasets() -> None:
     text = describe(kind("deploy"), d, [], NOW, Related(replicasets=[]))
     assert [line.split() for line in text.splitlines() if line.startswith(("Old", "New"))] == [
         ["OldReplicaSets:", "<none>"], ["NewReplicaSet:", "<none>"]]
+
+
+def test_describe_job_and_cronjob() -> None:
+    job = {"metadata": {"name": "pi", "namespace": "ns1"},
+           "spec": {"parallelism": 2, "completions": 3, "completionMode": "Indexed", "backoffLimit": 4,
+                    "suspend": False, "selector": {"matchLabels": {"batch.kubernetes.io/controller-uid": "u1"}},
+                    "template": {"spec": {"containers": [{"name": "pi", "image": "perl"}]}}},
+           "status": {"startTime": "2026-11-22T02:00:00Z", "completionTime": "2026-11-22T02:01:05Z",
+                      "succeeded": 3, "completedIndexes": "0-2", "ready": 0}}
+    lines = describe(kind("jobs"), job, [], NOW).splitlines()
+    for line in ("Selector:           batch.kubernetes.io/controller-uid=u1", "Parallelism:        2",
+                 "Completion Mode:    Indexed", "Backoff Limit:      4", "Duration:           65s",
+                 "Pods Statuses:      0 Active (0 Ready) / 3 Succeeded / 0 Failed",
+                 "Completed Indexes:  0-2"):
+        assert line in lines, (line, lines)
+    cj = {"metadata": {"name": "nightly", "namespace": "ns1"},
+          "spec": {"schedule": "@daily", "concurrencyPolicy": "Forbid", "suspend": False,
+                   "successfulJobsHistoryLimit": 3, "failedJobsHistoryLimit": 1,
+                   "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "b"}]}}}}},
+          "status": {"active": [{"name": "nightly-29000000"}]}}
+    lines = describe(kind("cronjobs"), cj, [], NOW).splitlines()
+    assert "Schedule:                      @daily" in lines and "Concurrency Policy:            Forbid" in lines
+    assert "Starting Deadline Seconds:     <unset>" in lines
+    assert "Active Jobs:         nightly-29000000" in lines, lines

@@ -51,3 +51,23 @@ def test_configmap_and_secret_from_literals_files_and_directories(tmp_path: Path
                                      ([], [str(tmp_path / "missing")], "no such file")):
         with pytest.raises(GeneratorError, match=message):
             generators.configmap("cfg", literals, files)
+
+
+def test_job_and_cronjob_like_kubectl_create() -> None:
+    job = generators.job("once", "busybox", ["echo", "hi"])
+    assert job["spec"]["template"]["spec"] == {"containers": [{"name": "once", "image": "busybox", "resources": {},
+                                                               "command": ["echo", "hi"]}],
+                                               "restartPolicy": "Never"}
+    with pytest.raises(GeneratorError, match="either --image or --from must be specified"):
+        generators.job("once", None, None)
+    cj = generators.cronjob("tick", "busybox", "@hourly", "OnFailure", None)
+    assert cj["spec"]["schedule"] == "@hourly" and cj["spec"]["jobTemplate"]["metadata"] == {"name": "tick"}
+    with pytest.raises(GeneratorError, match="invalid restart policy: Always"):
+        generators.cronjob("tick", "busybox", "@hourly", "Always", None)
+    source = {"metadata": {"name": "tick", "uid": "u1"}, "spec": {"jobTemplate": {
+        "metadata": {"labels": {"team": "a"}, "annotations": {"note": "x"}}, "spec": {"backoffLimit": 0}}}}
+    manual = generators.job_from_cronjob("by-hand", source)
+    assert manual["metadata"]["annotations"] == {"cronjob.kubernetes.io/instantiate": "manual", "note": "x"}
+    assert manual["metadata"]["labels"] == {"team": "a"} and manual["spec"] == {"backoffLimit": 0}
+    assert manual["metadata"]["ownerReferences"] == [{"apiVersion": "batch/v1", "kind": "CronJob", "name": "tick",
+                                                      "uid": "u1", "controller": True}]

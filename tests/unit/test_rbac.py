@@ -280,3 +280,18 @@ def test_node_authorizer(attrs: Attributes, allowed: bool, reason: str) -> None:
     # Without the Node authorizer, the system:node role alone would let it read any secret.
     if attrs.resource == "secrets" and attrs.verb == "get":
         assert Authorizer(lambda: p).authorize(attrs).allowed
+
+
+def test_bootstrap_policy_covers_the_batch_controllers_and_users() -> None:
+    p = StaticPolicy([*bootstrap.cluster_roles(), *bootstrap.cluster_role_bindings()])
+    cm = UserInfo("system:kube-controller-manager", groups=("system:authenticated",))
+    for verb, resource, sub in (("create", "jobs", ""), ("update", "jobs", "status"), ("delete", "jobs", ""),
+                                ("update", "cronjobs", "status"), ("watch", "cronjobs", "")):
+        assert authorize(p, res(cm, verb, resource, "ns", "batch", sub=sub)).allowed, (verb, resource, sub)
+    assert authorize(p, res(cm, "patch", "pods", "ns", name="p", sub="status")).allowed  # DisruptionTarget
+    assert authorize(p, res(cm, "create", "pods", "ns")).allowed
+    sched = UserInfo("system:kube-scheduler", groups=("system:authenticated",))
+    assert authorize(p, res(sched, "patch", "pods", "ns", name="p", sub="status")).allowed
+    edit = {r["metadata"]["name"]: r for r in bootstrap.cluster_roles()}["edit"]
+    batch_rules = [r for r in edit["rules"] if "batch" in r.get("apiGroups", [])]
+    assert any("create" in r["verbs"] and {"jobs", "cronjobs"} <= set(r["resources"]) for r in batch_rules)
