@@ -133,12 +133,18 @@ MESSAGES: dict[str, dict[int, F]] = {
     "SelfSubjectRulesReview": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "SelfSubjectRulesReviewSpec", False),
                                3: ("status", "Empty", False)},
     "SelfSubjectRulesReviewSpec": {1: ("namespace", "string", False)},
+    # kubectl drain's evictions (policy/v1 Eviction).
+    "Eviction": {1: ("metadata", "ObjectMeta", False), 2: ("deleteOptions", "DeleteOptions", False)},
+    "DeleteOptions": {1: ("gracePeriodSeconds", "int", False), 2: ("preconditions", "Preconditions", False),
+                      3: ("orphanDependents", "bool", False), 4: ("propagationPolicy", "string", False),
+                      5: ("dryRun", "string", True)},
+    "Preconditions": {1: ("uid", "string", False), 2: ("resourceVersion", "string", False)},
 }
 TOP_LEVEL = ("Namespace", "ConfigMap", "Secret", "ServiceAccount", "Service", "Deployment", "Role", "ClusterRole",
              "RoleBinding", "ClusterRoleBinding", "SelfSubjectAccessReview", "SubjectAccessReview",
-             "SelfSubjectRulesReview")
+             "SelfSubjectRulesReview", "Eviction")
 # Fields that are pointers in Go: a zero value was sent on purpose and is kept.
-_KEEP_ZERO = {("DeploymentSpec", "replicas"), ("ServicePort", "port")}
+_KEEP_ZERO = {("DeploymentSpec", "replicas"), ("ServicePort", "port"), ("DeleteOptions", "gracePeriodSeconds")}
 
 
 def unsupported(message: str) -> StatusError:

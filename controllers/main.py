@@ -26,6 +26,7 @@ from pklib.leaderelection import LeaderElector
 
 from .daemonset import DaemonSetController
 from .deployment import DeploymentController
+from .disruption import DisruptionController
 from .endpoints import EndpointsController
 from .garbagecollector import GarbageCollector
 from .metrics import ManagerState, serve
@@ -50,6 +51,7 @@ REGISTRY: list[type[Controller]] = [
     PersistentVolumeController,
     NodeIpamController,
     NodeLifecycleController,
+    DisruptionController,
 ]
 
 LEASE_NAME = "pkube-controller-manager"

@@ -16,6 +16,7 @@ Obj = dict[str, Any]
 READ = ("get", "list", "watch")
 WRITE = ("create", "delete", "deletecollection", "patch", "update")
 LEGACY, APPS, COORDINATION, DISCOVERY, EVENTS = "", "apps", "coordination.k8s.io", "discovery.k8s.io", "events.k8s.io"
+POLICY = "policy"
 AUTHORIZATION, STORAGE, SCHEDULING = "authorization.k8s.io", "storage.k8s.io", "scheduling.k8s.io"
 AUTOUPDATE = {"rbac.authorization.kubernetes.io/autoupdate": "true"}
 BOOTSTRAP_LABELS = {"kubernetes.io/bootstrapping": "rbac-defaults"}
@@ -47,6 +48,7 @@ _VIEW = [
     rule(READ, APPS, ("controllerrevisions", "statefulsets", "statefulsets/scale", "statefulsets/status",
                       "daemonsets", "daemonsets/status", "deployments", "deployments/scale", "deployments/status",
                       "replicasets", "replicasets/scale", "replicasets/status")),
+    rule(READ, POLICY, ("poddisruptionbudgets", "poddisruptionbudgets/status")),
 ]
 _EDIT = [
     rule(READ, LEGACY, ("pods/attach", "pods/proxy", "pods/exec", "pods/portforward", "secrets", "services/proxy")),
@@ -58,6 +60,7 @@ _EDIT = [
     rule("create", LEGACY, ("serviceaccounts/token",)),
     rule(WRITE, APPS, ("statefulsets", "statefulsets/scale", "daemonsets", "deployments", "deployments/scale",
                        "deployments/rollback", "replicasets", "replicasets/scale")),
+    rule(WRITE, POLICY, ("poddisruptionbudgets",)),
     *_VIEW,
 ]
 _ADMIN = [

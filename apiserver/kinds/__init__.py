@@ -10,6 +10,7 @@ from pklib.resources import Resource
 from . import services
 from .base import KindStrategy, Rollback
 from .config import ConfigMapStrategy, SecretStrategy
+from .disruption import PodDisruptionBudgetStrategy
 from .endpoints import EndpointSliceStrategy, EndpointsStrategy
 from .events import EventStrategy, LeaseStrategy, ServiceAccountStrategy
 from .fields import Cause
@@ -30,7 +31,7 @@ _STRATEGIES: dict[str, KindStrategy] = {s.kind: s for s in (
     EndpointsStrategy(), EndpointSliceStrategy(),
     PersistentVolumeStrategy(), PersistentVolumeClaimStrategy(), StorageClassStrategy(),
     DeploymentStrategy(), ReplicaSetStrategy(), DaemonSetStrategy(), StatefulSetStrategy(),
-    ControllerRevisionStrategy(), PriorityClassStrategy(),
+    ControllerRevisionStrategy(), PriorityClassStrategy(), PodDisruptionBudgetStrategy(),
     RoleStrategy(), ClusterRoleStrategy(), RoleBindingStrategy(), ClusterRoleBindingStrategy(),
 )}
 

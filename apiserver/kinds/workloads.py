@@ -37,7 +37,7 @@ def validate_selector(selector: dict[str, Any], path: Path) -> list[Cause]:
     return causes
 
 
-def _int_or_percent(value: Any, path: Path) -> tuple[list[Cause], int | None]:
+def int_or_percent(value: Any, path: Path) -> tuple[list[Cause], int | None]:
     """Errors of an int-or-percent field, and its percent (or the int) when it is valid."""
     if isinstance(value, str):
         if not _PERCENT.fullmatch(value):
@@ -52,8 +52,8 @@ def _int_or_percent(value: Any, path: Path) -> tuple[list[Cause], int | None]:
 
 
 def _validate_rolling(ru: dict[str, Any], path: Path) -> list[Cause]:
-    surge_errs, surge = _int_or_percent(ru.get("maxSurge", 0), path.child("maxSurge"))
-    unavail_errs, unavail = _int_or_percent(ru.get("maxUnavailable", 0), path.child("maxUnavailable"))
+    surge_errs, surge = int_or_percent(ru.get("maxSurge", 0), path.child("maxSurge"))
+    unavail_errs, unavail = int_or_percent(ru.get("maxUnavailable", 0), path.child("maxUnavailable"))
     causes = surge_errs + unavail_errs
     if surge == 0 and unavail == 0 and not causes:
         causes.append(invalid(path.child("maxUnavailable"), ru.get("maxUnavailable", 0),
@@ -230,7 +230,7 @@ class StatefulSetStrategy(WorkloadStrategy):
             causes.append(forbidden(p.child("rollingUpdate"), "only allowed for updateStrategy 'RollingUpdate'"))
         causes += non_negative(p.child("rollingUpdate").child("partition"), ru.get("partition"))
         if "maxUnavailable" in ru:
-            errs, value = _int_or_percent(ru["maxUnavailable"], p.child("rollingUpdate").child("maxUnavailable"))
+            errs, value = int_or_percent(ru["maxUnavailable"], p.child("rollingUpdate").child("maxUnavailable"))
             if not errs and value == 0:
                 errs = [invalid(p.child("rollingUpdate").child("maxUnavailable"), ru["maxUnavailable"],
                                 "must be greater than 0")]
