@@ -14,15 +14,10 @@ from .fields import Cause, Path, invalid, not_supported
 from .meta import as_dict
 from .workloads import int_or_percent, validate_selector
 
-# What a new budget's status holds before the controller has seen it: the fields Kubernetes always serializes.
-INITIAL_STATUS = {"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0}
-
 
 class PodDisruptionBudgetStrategy(KindStrategy):
     kind = "PodDisruptionBudget"
-
-    def prepare_for_create(self, obj: dict[str, Any], status_subresource: bool) -> None:
-        obj["status"] = dict(INITIAL_STATUS)
+    status_zero = {"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0}
 
     def validate_object(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
         spec = as_dict(obj.get("spec"))

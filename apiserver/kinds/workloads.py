@@ -163,6 +163,7 @@ class DeploymentStrategy(WorkloadStrategy):
 
 class ReplicaSetStrategy(WorkloadStrategy):
     kind = "ReplicaSet"
+    status_zero = {"replicas": 0}
     field_labels = ("status.replicas",)
 
 
@@ -180,6 +181,7 @@ def _default_rolling_update(spec: dict[str, Any], field: str, **rolling_defaults
 
 class DaemonSetStrategy(WorkloadStrategy):
     kind = "DaemonSet"
+    status_zero = {"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0, "numberReady": 0}
     has_replicas = False
 
     def default_spec(self, spec: dict[str, Any]) -> None:
@@ -205,6 +207,7 @@ _STS_UPDATE_FORBIDDEN = ("updates to statefulset spec for fields other than 'rep
 
 class StatefulSetStrategy(WorkloadStrategy):
     kind = "StatefulSet"
+    status_zero = {"replicas": 0, "availableReplicas": 0}
 
     def default_spec(self, spec: dict[str, Any]) -> None:
         spec.setdefault("podManagementPolicy", "OrderedReady")
