@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from multidict import MultiDict
+
 from pklib.api import disruption
 from pklib.api.timefmt import now_rfc3339
 from pklib.resources import PODDISRUPTIONBUDGETS, PODS
@@ -36,16 +38,10 @@ def parse_options(eviction: dict[str, Any], name: str, dry_run: bool) -> deletio
         raise bad_request(f"expected a policy/v1 Eviction, got {eviction.get('apiVersion')}/{eviction.get('kind')}")
     if bodies.member(eviction, "metadata").get("name") not in (None, "", name):
         raise bad_request("name in URL does not match name in Eviction object")
-    opts = deletion.DeleteOptions.parse(bodies.member(eviction, "deleteOptions"), _NoQuery())
+    # The eviction's deleteOptions come from its body only: no query parameters.
+    opts = deletion.DeleteOptions.parse(bodies.member(eviction, "deleteOptions"), MultiDict())
     opts.dry_run = opts.dry_run or dry_run
     return opts
-
-
-class _NoQuery(dict[str, Any]):
-    """The eviction's deleteOptions come from its body only."""
-
-    def getall(self, key: str, default: list[str]) -> list[str]:
-        return default
 
 
 def _decrement(pod_name: str, dry_run: bool) -> Any:

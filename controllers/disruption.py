@@ -32,7 +32,7 @@ class DisruptionController(Controller):
         super().__init__(ctx)
         self.pdb_informer = self.watch(PODDISRUPTIONBUDGETS, self.enqueue, lambda old, new: self.enqueue(new))
         self.pod_informer = self.watch(PODS, self._pod_changed, self._pod_updated, self._pod_changed)
-        self.owner_informers = {res.kind: self.watch(res, None, lambda old, new: self._namespace_changed(new))
+        self.owner_informers = {res.kind: self.watch(res, None, self._scale_changed)
                                 for res in (REPLICASETS, DEPLOYMENTS, STATEFULSETS)}
 
     # -- event handlers: only enqueue the budgets concerned -----------------------------------------
@@ -47,9 +47,11 @@ class DisruptionController(Controller):
         if meta(old).get("labels") != meta(new).get("labels"):
             self._pod_changed(old)
 
-    def _namespace_changed(self, obj: Obj) -> None:
-        """A scale changed: every budget of the namespace may expect a different number of pods."""
-        for pdb in self.pdb_informer.store.by_index("namespace", meta(obj).get("namespace", "")):
+    def _scale_changed(self, old: Obj, new: Obj) -> None:
+        """A controller's scale changed: every budget of its namespace may expect a different number of pods."""
+        if (old.get("spec") or {}).get("replicas") == (new.get("spec") or {}).get("replicas"):
+            return
+        for pdb in self.pdb_informer.store.by_index("namespace", meta(new).get("namespace", "")):
             self.enqueue(pdb)
 
     # -- reconcile ------------------------------------------------------------------------------
