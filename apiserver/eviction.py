@@ -9,8 +9,10 @@ retry. Then the pod gets the DisruptionTarget condition and is deleted with the 
 """
 from __future__ import annotations
 
+import asyncio
 import copy
-from typing import Any
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
 
 from multidict import MultiDict
 
@@ -25,6 +27,27 @@ from .storage.interface import Entry
 
 API_VERSIONS = (None, "policy/v1", "policy/v1beta1")
 SUCCESS = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+
+
+# Evictions against one budget take turns within this apiserver (budget key -> lock, users): concurrent ones
+# would otherwise mostly conflict on the budget's revision and exhaust their retries. Across apiservers, and
+# against the disruption controller, the revision check alone keeps the count right.
+_TURNS: dict[str, tuple[asyncio.Lock, int]] = {}
+
+
+@asynccontextmanager
+async def _turn(key: str) -> AsyncIterator[None]:
+    lock, users = _TURNS.get(key, (asyncio.Lock(), 0))
+    _TURNS[key] = (lock, users + 1)
+    try:
+        async with lock:
+            yield
+    finally:
+        lock, users = _TURNS[key]
+        if users == 1:
+            del _TURNS[key]
+        else:
+            _TURNS[key] = (lock, users - 1)
 
 
 def _too_many_requests(message: str, retry_after: int) -> StatusError:
@@ -129,8 +152,11 @@ async def evict(objects: Objects, namespace: str, name: str, eviction: dict[str,
         if budgets:
             pdb = budgets[0]
             if _needs_decrement(pdb, pod):
-                await objects.guaranteed_update(PODDISRUPTIONBUDGETS, namespace, pdb["metadata"]["name"],
-                                                _decrement(name, opts.dry_run), dry_run=opts.dry_run)
+                pdb_name = pdb["metadata"]["name"]
+                async with _turn(f"{namespace}/{pdb_name}"):
+                    await objects.guaranteed_update(PODDISRUPTIONBUDGETS, namespace, pdb_name,
+                                                    _decrement(name, opts.dry_run), dry_run=opts.dry_run,
+                                                    fresh=True)
             elif not opts.precondition_rv:
                 # The pod was let go because it is unhealthy: delete it only as it was seen.
                 opts = copy.copy(opts)
