@@ -35,7 +35,10 @@ def typed_api(api: k8s.ApiClient, res: Resource) -> Any:
     """CoreV1Api, AppsV1Api, RbacAuthorizationV1Api, ... for the kind's group version."""
     group = res.group.removesuffix(".k8s.io") if res.group else "core"
     prefix = "".join(part.capitalize() for part in group.split("."))
-    return getattr(k8s, f"{prefix}{res.version.capitalize()}Api")(api)
+    api_class = getattr(k8s, f"{prefix}{res.version.capitalize()}Api", None)
+    if api_class is None:  # e.g. metrics.k8s.io: the official client has no typed API for it
+        pytest.skip(f"the official client has no typed API for {res.api_version}")
+    return api_class(api)
 
 
 def snake(kind: str) -> str:
