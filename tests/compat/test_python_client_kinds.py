@@ -11,7 +11,7 @@ from kubernetes import client as k8s
 from kubernetes import config
 
 from pklib.client import Client
-from pklib.resources import NAMESPACES, RESOURCES, VIRTUAL, Resource
+from pklib.resources import NAMESPACES, NODES, RESOURCES, VIRTUAL, Resource
 from tests.support.controllers import controller_manager
 from tests.support.controlplane import ApiServer
 from tests.support.samples import sample
@@ -138,3 +138,16 @@ async def test_statuses_written_by_controllers_decode(api: k8s.ApiClient, tls_ap
             await asyncio.to_thread(read_all)
     finally:
         await asyncio.to_thread(core.delete_namespace, ns)
+
+
+async def test_node_registered_with_part_of_its_system_info(api: k8s.ApiClient, tls_apiserver: ApiServer) -> None:
+    """A node agent that leaves NodeSystemInfo fields out (a hollow node has no kube-proxy) reads back with ""."""
+    name = unique("node")
+    async with Client.from_kubeconfig(tls_apiserver.kubeconfig) as c:
+        await c.create(NODES, {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+                               "status": {"nodeInfo": {"kubeletVersion": "v1.32.0", "operatingSystem": "linux"}}})
+        try:
+            info = (await asyncio.to_thread(k8s.CoreV1Api(api).read_node, name)).status.node_info
+            assert (info.kubelet_version, info.kube_proxy_version, info.boot_id) == ("v1.32.0", "", "")
+        finally:
+            await c.delete(NODES, name)
