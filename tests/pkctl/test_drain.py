@@ -120,14 +120,14 @@ async def test_pkctl_cordon_and_drain(kc: Client, ns: str, node: Node) -> None:
 
     # The budget lets one web pod go; its replacement cannot be scheduled on the cordoned node, so the other
     # is refused (429) until the timeout.
-    held = pkctl(node, "drain", node.name, "--ignore-daemonsets", "--force", "--timeout", "7s", "--grace-period", "1")
+    held = pkctl(node, "drain", node.name, "--ignore-daemonsets", "--force", "--timeout", "12s", "--grace-period", "1")
     assert held.returncode == 1, held
     assert held.stdout.startswith(f"node/{node.name} already cordoned\n")
     assert f"Warning: ignoring DaemonSet-managed Pods: {ns}/{agent['metadata']['name']}; deleting Pods that " \
            f"declare no controller: {ns}/lone\n" in held.stderr
     assert f"evicting pod {ns}/lone\n" in held.stdout and "pod/lone evicted\n" in held.stdout
     assert f"(will retry after 5s): {PDB_REFUSAL}\n" in held.stderr
-    assert "global timeout reached: 7s" in held.stderr
+    assert "global timeout reached: 12s" in held.stderr
     left = await names_on_node(kc, ns, node.name)
     assert len(left) == 2 and agent["metadata"]["name"] in left, left  # one web pod and the DaemonSet's
 
@@ -157,7 +157,7 @@ async def test_kubectl_drain_honours_the_budget(kc: Client, ns: str, node: Node)
     # pkctl words it exactly as kubectl does.
     assert pkctl(node, "drain", node.name).stderr == refused.stderr
 
-    held = kubectl("drain", node.name, "--ignore-daemonsets", "--timeout", "7s", ok=False, timeout=90)
+    held = kubectl("drain", node.name, "--ignore-daemonsets", "--timeout", "12s", ok=False, timeout=90)
     assert held.returncode != 0, held
     assert f"(will retry after 5s): {PDB_REFUSAL}" in held.stderr, held.stderr
     assert held.stdout.count(" evicted\n") == 1, held.stdout  # kubectl waited for the allowed eviction's deletion
