@@ -50,10 +50,11 @@ async def _turn(key: str) -> AsyncIterator[None]:
             _TURNS[key] = (lock, users - 1)
 
 
-def _too_many_requests(message: str, retry_after: int) -> StatusError:
-    return StatusError(429, "TooManyRequests", disruption.VIOLATION_MESSAGE,
-                       {"causes": [{"reason": disruption.DISRUPTION_BUDGET_CAUSE, "message": message}],
-                        "retryAfterSeconds": retry_after})
+def _too_many_requests(message: str, retry_after: int = 0) -> StatusError:
+    details: dict[str, Any] = {"causes": [{"reason": disruption.DISRUPTION_BUDGET_CAUSE, "message": message}]}
+    if retry_after:
+        details["retryAfterSeconds"] = retry_after  # also sent as Retry-After (status.status_response)
+    return StatusError(429, "TooManyRequests", disruption.VIOLATION_MESSAGE, details)
 
 
 def parse_options(eviction: dict[str, Any], name: str, dry_run: bool) -> deletion.DeleteOptions:
@@ -84,7 +85,7 @@ def _decrement(pod_name: str, dry_run: bool) -> Any:
                                                             "confirmed by PDB controller")
         if allowed == 0:
             raise _too_many_requests(disruption.needs_healthy_message(
-                name, int(status.get("desiredHealthy") or 0), int(status.get("currentHealthy") or 0)), 0)
+                name, int(status.get("desiredHealthy") or 0), int(status.get("currentHealthy") or 0)))
         status["disruptionsAllowed"] = allowed - 1
         at = now_rfc3339()
         if allowed == 1:

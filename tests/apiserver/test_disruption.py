@@ -101,6 +101,7 @@ async def test_eviction_takes_from_the_budget_then_is_refused(client: Client, na
     assert err.value.message == "Cannot evict pod as it would violate the pod's disruption budget."
     assert err.value.causes == [{"reason": "DisruptionBudget",
                                  "message": "The disruption budget b needs 1 healthy pods and has 2 currently"}]
+    assert "retryAfterSeconds" not in err.value.status["details"]
     assert not await gone(client, namespace, "web-1")
 
 
@@ -120,6 +121,7 @@ async def test_eviction_requests_that_are_wrong_or_need_no_budget(client: Client
         await evict(client, namespace, "web-0")
     assert err.value.code == 429
     assert err.value.causes[0]["message"] == "The disruption budget b is still being processed by the server."
+    assert err.value.status["details"]["retryAfterSeconds"] == 10  # (and a Retry-After header)
     # Two budgets covering one pod: Kubernetes' eviction does not support that.
     await client.create(PDBS, pdb_body("b2", minAvailable=0), namespace)
     with pytest.raises(ApiError) as err:
