@@ -22,7 +22,7 @@ from pklib.resources import PODDISRUPTIONBUDGETS, PODS
 
 from . import bodies, deletion
 from .handlers_objects import Objects, clone_stored, collection_prefix
-from .status import StatusError, bad_request, conflict
+from .status import StatusError, bad_request
 from .storage.interface import Entry
 
 API_VERSIONS = (None, "policy/v1", "policy/v1beta1")
@@ -118,15 +118,8 @@ async def _mark_disrupted(objects: Objects, namespace: str, name: str, opts: del
     """Add the DisruptionTarget condition (the pod's containers learn why they are stopped) and carry a
     resourceVersion precondition over to the new revision."""
     def mutate(entry: Entry) -> dict[str, Any]:
+        deletion.check_preconditions(PODS, entry, opts)
         pod = clone_stored(entry.value)
-        meta = pod.get("metadata") or {}
-        if opts.precondition_uid and opts.precondition_uid != meta.get("uid"):
-            raise conflict("pods", name, "", f"Precondition failed: UID in precondition: {opts.precondition_uid}, "
-                                             f"UID in object meta: {meta.get('uid')}")
-        if opts.precondition_rv and opts.precondition_rv != str(entry.mod_revision):
-            raise conflict("pods", name, "", f"Precondition failed: ResourceVersion in precondition: "
-                                             f"{opts.precondition_rv}, ResourceVersion in object meta: "
-                                             f"{entry.mod_revision}")
         status = pod.setdefault("status", {})
         conditions = [c for c in status.get("conditions") or [] if c.get("type") != disruption.DISRUPTION_TARGET]
         conditions.append({"type": disruption.DISRUPTION_TARGET, "status": "True", "lastProbeTime": None,

@@ -114,6 +114,9 @@ async def test_eviction_requests_that_are_wrong_or_need_no_budget(client: Client
         await client.request("POST", PODS.path(namespace, "web-0", "eviction"),
                              body={"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "other"}})
     assert err.value.code == 400 and err.value.message == "name in URL does not match name in Eviction object"
+    with pytest.raises(ApiError) as err:  # deleteOptions are honoured, preconditions included
+        await evict(client, namespace, "web-0", deleteOptions={"preconditions": {"uid": "not-its-uid"}})
+    assert err.value.code == 409 and "Precondition failed: UID in precondition: not-its-uid" in err.value.message
 
     # A budget the controller has not caught up with yet refuses, asking to come back.
     pdb = await client.create(PDBS, pdb_body("b", maxUnavailable=1), namespace)
