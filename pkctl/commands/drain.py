@@ -1,5 +1,6 @@
-"""`pkctl cordon NODE...`, `pkctl uncordon NODE...` and `pkctl drain NODE... [--ignore-daemonsets]
-[--delete-emptydir-data] [--force] [--timeout D] [--grace-period S] [--disable-eviction]`, as kubectl's.
+"""`pkctl cordon NODE...|-l SEL`, `pkctl uncordon NODE...|-l SEL` and `pkctl drain NODE...|-l SEL
+[--ignore-daemonsets] [--delete-emptydir-data] [--force] [--timeout D] [--grace-period S] [--disable-eviction]
+[--pod-selector SEL]`, as kubectl's.
 
 Drain cordons the node, then takes every pod off it through the Eviction subresource (so PodDisruptionBudgets
 hold: a refused eviction is retried every 5 s) or, with --disable-eviction, plain deletes, and waits until the
@@ -38,12 +39,15 @@ UNMANAGED_WARNING = "deleting Pods that declare no controller"
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     for verb, help_text in (("cordon", "mark nodes as unschedulable"), ("uncordon", "mark nodes as schedulable")):
         p = sub.add_parser(verb, help=help_text, description=f"{help_text[0].upper()}{help_text[1:]}.")
-        p.add_argument("nodes", nargs="+", metavar="NODE")
-        p.set_defaults(func=cordon_command, unschedulable=verb == "cordon")
+        p.add_argument("nodes", nargs="*", metavar="NODE")
+        p.add_argument("--selector", "-l", help="label selector of the nodes (instead of names)")
+        p.set_defaults(func=cordon_command, unschedulable=verb == "cordon", verb=verb)
     p = sub.add_parser("drain", help="drain nodes in preparation for maintenance",
                        description="Cordon the nodes, then evict (or delete) every pod on them and wait until "
                                    "the pods are gone.")
-    p.add_argument("nodes", nargs="+", metavar="NODE")
+    p.add_argument("nodes", nargs="*", metavar="NODE")
+    p.add_argument("--selector", "-l", help="label selector of the nodes (instead of names)")
+    p.add_argument("--pod-selector", default=None, help="label selector of the pods to take off the nodes")
     p.add_argument("--ignore-daemonsets", action="store_true", help="ignore DaemonSet-managed pods")
     p.add_argument("--delete-emptydir-data", action="store_true",
                    help="continue even if there are pods using emptyDir (local data that will be deleted)")
@@ -54,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="seconds each pod is given to terminate gracefully (negative: the pod's own)")
     p.add_argument("--disable-eviction", action="store_true",
                    help="delete pods instead of evicting them, bypassing PodDisruptionBudgets")
-    p.set_defaults(func=drain_command)
+    p.set_defaults(func=drain_command, verb="drain")
 
 
 def go_duration(seconds: float) -> str:
@@ -84,9 +88,26 @@ async def set_unschedulable(conn: Connection, name: str, unschedulable: bool) ->
     print(f"node/{name} {verb}")
 
 
+def check_node_args(args: argparse.Namespace) -> None:
+    if args.nodes and args.selector:
+        raise CommandError("cannot specify both a node name and a --selector option")
+    if not args.nodes and not args.selector:
+        raise CommandError(f"USAGE: {args.verb} NODE [flags]")
+
+
+async def node_names(conn: Connection, args: argparse.Namespace) -> list[str]:
+    """The nodes named, or those the --selector picks."""
+    if not args.selector:
+        return list(args.nodes)
+    nodes = (await conn.client.list(NODES, label_selector=args.selector))["items"]
+    return sorted(n["metadata"]["name"] for n in nodes)
+
+
 def cordon_command(args: argparse.Namespace) -> int:
+    check_node_args(args)
+
     async def go(conn: Connection) -> int:
-        for name in args.nodes:
+        for name in await node_names(conn, args):
             await set_unschedulable(conn, name, args.unschedulable)
         return 0
     return run(args, go)
@@ -170,7 +191,8 @@ class Drainer:
         return self.deadline is not None and time.monotonic() >= self.deadline
 
     async def pods_of(self, node: str) -> PodList:
-        pods = (await self.conn.client.list_all(PODS, None, field_selector=f"spec.nodeName={node}"))["items"]
+        pods = (await self.conn.client.list_all(PODS, None, field_selector=f"spec.nodeName={node}",
+                                                label_selector=self.args.pod_selector))["items"]
         found: dict[str, bool | str] = {}
         for pod in pods:
             owner = controller_of(pod)
@@ -260,16 +282,18 @@ class Drainer:
 
 
 def drain_command(args: argparse.Namespace) -> int:
+    check_node_args(args)
     try:
         timeout = parse_duration(args.timeout)
     except ValueError as e:
         raise CommandError(f'invalid argument "{args.timeout}" for "--timeout" flag: {e}') from None
 
     async def go(conn: Connection) -> int:
-        for name in args.nodes:
+        names = await node_names(conn, args)
+        for name in names:
             await set_unschedulable(conn, name, True)
         drainer = Drainer(conn, args, timeout)
-        for i, name in enumerate(args.nodes):
+        for i, name in enumerate(names):
             errors = await drainer.drain(name)
             if not errors:
                 print(f"node/{name} drained", flush=True)
@@ -277,7 +301,7 @@ def drain_command(args: argparse.Namespace) -> int:
             print(f'error: unable to drain node "{name}" due to error: {aggregate(errors)}, continuing command...',
                   file=sys.stderr)
             print("There are pending nodes to be drained:", file=sys.stderr)
-            for pending in args.nodes[i:]:
+            for pending in names[i:]:
                 print(f" {pending}", file=sys.stderr)
             for e in errors:
                 print(e, file=sys.stderr)

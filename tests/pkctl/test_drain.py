@@ -97,6 +97,9 @@ async def test_pkctl_cordon_and_drain(kc: Client, ns: str, node: Node) -> None:
     assert pkctl(node, "uncordon", node.name).stdout == f"node/{node.name} uncordoned\n"
     assert "unschedulable" not in (await kc.get(NODES, node.name))["spec"]
     assert pkctl(node, "uncordon", node.name).stdout == f"node/{node.name} already uncordoned\n"
+    await kc.patch(NODES, node.name, {"metadata": {"labels": {"pkt-drain": ns}}})
+    assert pkctl(node, "cordon", "-l", f"pkt-drain={ns}").stdout == f"node/{node.name} cordoned\n"
+    assert pkctl(node, "uncordon", "-l", f"pkt-drain={ns}").stdout == f"node/{node.name} uncordoned\n"
     missing = pkctl(node, "drain", "no-such-node")
     assert (missing.returncode, missing.stderr) == (1, 'Error from server (NotFound): nodes "no-such-node" not found\n')
 
@@ -117,6 +120,9 @@ async def test_pkctl_cordon_and_drain(kc: Client, ns: str, node: Node) -> None:
         f"cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore): {ns}/{agent['metadata']['name']}\n"
         f"cannot delete Pods declare no controller (use --force to override): {ns}/lone\n")
     assert len(await names_on_node(kc, ns, node.name)) == 4
+    # --pod-selector: only the pods it picks are considered (none here), so nothing stands in the way.
+    picked = pkctl(node, "drain", node.name, "--pod-selector", "app=nothing")
+    assert (picked.returncode, picked.stdout) == (0, f"node/{node.name} already cordoned\nnode/{node.name} drained\n")
 
     # The budget lets one web pod go; its replacement cannot be scheduled on the cordoned node, so the other
     # is refused (429) until the timeout.
