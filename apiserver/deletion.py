@@ -63,7 +63,7 @@ class DeleteOptions:
         return cls(grace_int, policy, pre.get("uid"), pre.get("resourceVersion"), bool(dry_run))
 
 
-def _check_preconditions(res: Resource, entry: Entry, opts: DeleteOptions) -> None:
+def check_preconditions(res: Resource, entry: Entry, opts: DeleteOptions) -> None:
     meta = entry.value.get("metadata") or {}
     name = meta.get("name", "")
     if opts.precondition_uid and opts.precondition_uid != meta.get("uid"):
@@ -112,7 +112,7 @@ async def delete(objects: Objects, res: Resource, namespace: str | None, name: s
         entry = await storage.get(key)
         if entry is None:
             raise not_found(res.plural, name, res.group)
-        _check_preconditions(res, entry, opts)
+        check_preconditions(res, entry, opts)
         if (refusal := strategy.delete_refusal(entry.value)) is not None:
             raise forbidden_object(res.plural, name, res.group, refusal)
         marked = _marked(strategy, entry.value, opts)

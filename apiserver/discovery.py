@@ -22,6 +22,7 @@ _SUBRESOURCES: dict[str, tuple[str | None, tuple[str, ...], str | None, str | No
     "status": (None, ("get", "patch", "update"), None, None),
     "scale": ("Scale", ("get", "patch", "update"), "autoscaling", "v1"),
     "binding": ("Binding", ("create",), None, None),
+    "eviction": ("Eviction", ("create",), "policy", "v1"),
     "log": ("Pod", ("get",), None, None),
     "exec": ("PodExecOptions", ("create", "get"), None, None),
     "portforward": ("PodPortForwardOptions", ("create", "get"), None, None),

@@ -9,7 +9,7 @@ from aiohttp import web
 from pklib import resources
 from pklib.resources import Resource
 
-from . import bodies, deletion, fieldvalidation, handlers_sub, serverside_apply, tables
+from . import bodies, deletion, eviction, fieldvalidation, handlers_sub, serverside_apply, tables
 from .handlers_list import list_objects, parse_filters
 from .handlers_objects import Objects, apply_patch, collection_prefix
 from .metrics import RESOURCE, VERB, Metrics
@@ -19,7 +19,7 @@ from .watch import WATCH_RESPONSE, is_watch, serve_watch
 from .watchcache import WatchCache, resource_prefix
 
 # Subresources served here; pods/log and pods/exec are relayed to the kubelet by proxy_pods.py.
-SERVED_SUBRESOURCES = {"status", "scale", "binding", "finalize"}
+SERVED_SUBRESOURCES = {"status", "scale", "binding", "eviction", "finalize"}
 
 
 def dry_run(request: web.Request) -> bool:
@@ -108,6 +108,8 @@ class Api:
             return {"GET": self.get_scale, "PUT": self.put_scale, "PATCH": self.patch_scale}.get(method)
         if sub == "binding":
             return {"POST": self.binding}.get(method)
+        if sub == "eviction":
+            return {"POST": self.evict}.get(method)
         if sub == "finalize":
             return {"PUT": self.update}.get(method)
         return {"GET": self.get_or_watch, "PUT": self.update, "PATCH": self.patch}.get(method)
@@ -227,3 +229,9 @@ class Api:
         assert t.name is not None and body is not None
         return json_response(await handlers_sub.bind(self.objects, t.res, t.namespace, t.name, body), 201)
 
+
+    async def evict(self, request: web.Request, t: Target) -> web.StreamResponse:
+        request[VERB] = "POST"
+        body = await bodies.read_object(request)
+        assert t.name is not None and t.namespace is not None and body is not None
+        return json_response(await eviction.evict(self.objects, t.namespace, t.name, body, dry_run(request)), 201)

@@ -363,13 +363,14 @@ class Objects:
         raise conflict(res.plural, name, res.group, "too many concurrent writers; try again")
 
     async def guaranteed_update(self, res: Resource, namespace: str | None, name: str,
-                                mutate: Callable[[Entry], dict[str, Any]], dry_run: bool = False
-                                ) -> dict[str, Any]:
+                                mutate: Callable[[Entry], dict[str, Any]], dry_run: bool = False,
+                                fresh: bool = False) -> dict[str, Any]:
         """Read, mutate, write at the read revision; on a write conflict re-read and mutate again.
 
         `mutate` returns the full new object (it may raise StatusError to refuse); entry.value is the
-        caller's own copy, but `write_update` compares against it, so the new object must not share it."""
-        fresh = dry_run
+        caller's own copy, but `write_update` compares against it, so the new object must not share it.
+        `fresh`: start from etcd rather than the watch cache (the caller expects the object just changed)."""
+        fresh = fresh or dry_run
         for _ in range(MAX_RETRIES):
             entry, current = await self.read_for_write(res, namespace, name, fresh)
             fresh = True  # any retry reads from etcd

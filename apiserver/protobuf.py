@@ -149,17 +149,30 @@ MESSAGES: dict[str, dict[int, F]] = {
     "SelfSubjectRulesReview": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "SelfSubjectRulesReviewSpec", False),
                                3: ("status", "Empty", False)},
     "SelfSubjectRulesReviewSpec": {1: ("namespace", "string", False)},
+    "PodDisruptionBudget": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "PodDisruptionBudgetSpec", False),
+                            3: ("status", "Empty", False)},
+    "PodDisruptionBudgetSpec": {1: ("minAvailable", "IntOrString", False), 2: ("selector", "LabelSelector", False),
+                                3: ("maxUnavailable", "IntOrString", False),
+                                4: ("unhealthyPodEvictionPolicy", "string", False)},
+    # kubectl drain's evictions (policy/v1 Eviction).
+    "Eviction": {1: ("metadata", "ObjectMeta", False), 2: ("deleteOptions", "DeleteOptions", False)},
+    "DeleteOptions": {1: ("gracePeriodSeconds", "int", False), 2: ("preconditions", "Preconditions", False),
+                      3: ("orphanDependents", "bool", False), 4: ("propagationPolicy", "string", False),
+                      5: ("dryRun", "string", True)},
+    "Preconditions": {1: ("uid", "string", False), 2: ("resourceVersion", "string", False)},
 }
 TOP_LEVEL = ("Namespace", "ConfigMap", "Secret", "ServiceAccount", "Service", "Deployment", "Job", "CronJob", "Role",
              "ClusterRole",
              "RoleBinding", "ClusterRoleBinding", "SelfSubjectAccessReview", "SubjectAccessReview",
-             "SelfSubjectRulesReview")
+             "SelfSubjectRulesReview", "PodDisruptionBudget", "Eviction")
 # Fields that are pointers in Go: a zero value was sent on purpose and is kept.
 _KEEP_ZERO = {("DeploymentSpec", "replicas"), ("ServicePort", "port"),
               *(("JobSpec", f) for f in ("parallelism", "completions", "activeDeadlineSeconds", "backoffLimit",
                                         "ttlSecondsAfterFinished", "backoffLimitPerIndex", "maxFailedIndexes")),
               *(("CronJobSpec", f) for f in ("startingDeadlineSeconds", "successfulJobsHistoryLimit",
-                                            "failedJobsHistoryLimit"))}
+                                            "failedJobsHistoryLimit")),
+              ("DeleteOptions", "gracePeriodSeconds"), ("PodDisruptionBudgetSpec", "minAvailable"),
+              ("PodDisruptionBudgetSpec", "maxUnavailable")}
 
 
 def unsupported(message: str) -> StatusError:

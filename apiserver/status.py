@@ -115,7 +115,11 @@ def json_response(body: Any, status: int = 200) -> web.Response:
 
 
 def status_response(err: StatusError) -> web.Response:
-    return json_response(err.status(), err.code)
+    response = json_response(err.status(), err.code)
+    retry_after = (err.details or {}).get("retryAfterSeconds")
+    if retry_after and err.code in (429, 503, 504):
+        response.headers["Retry-After"] = str(retry_after)  # as Kubernetes' responsewriters do
+    return response
 
 
 @web.middleware

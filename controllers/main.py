@@ -27,6 +27,7 @@ from pklib.leaderelection import LeaderElector
 from .cronjob import CronJobController
 from .daemonset import DaemonSetController
 from .deployment import DeploymentController
+from .disruption import DisruptionController
 from .endpoints import EndpointsController
 from .garbagecollector import GarbageCollector
 from .job import JobController
@@ -56,6 +57,7 @@ REGISTRY: list[type[Controller]] = [
     PersistentVolumeController,
     NodeIpamController,
     NodeLifecycleController,
+    DisruptionController,
 ]
 
 LEASE_NAME = "pkube-controller-manager"

@@ -441,6 +441,19 @@ def _configmap(out: Out, o: Obj, now: datetime) -> None:
         out.w(0, "")
 
 
+def _pdb(out: Out, o: Obj, now: datetime) -> None:
+    spec, status = o.get("spec") or {}, o.get("status") or {}
+    if "minAvailable" in spec:
+        out.w(0, "Min available:", spec["minAvailable"])
+    elif "maxUnavailable" in spec:
+        out.w(0, "Max unavailable:", spec["maxUnavailable"])
+    out.w(0, "Selector:", selector_string(spec["selector"]) if "selector" in spec else "<unset>")
+    out.w(0, "Status:")
+    for title, field in (("Allowed disruptions:", "disruptionsAllowed"), ("Current:", "currentHealthy"),
+                         ("Desired:", "desiredHealthy"), ("Total:", "expectedPods")):
+        out.w(2, title, status.get(field, 0))
+
+
 def _generic(out: Out, o: Obj, now: datetime) -> None:
     for section in ("spec", "status"):
         if isinstance(o.get(section), dict) and o[section]:
@@ -468,7 +481,7 @@ def _nested(out: Out, level: int, value: Any) -> None:
 _KINDS: dict[str, Callable[[Out, Obj, datetime], None]] = {
     "Pod": _pod, "Deployment": _deployment, "ReplicaSet": _replicated, "StatefulSet": _replicated,
     "DaemonSet": _replicated, "Node": _node, "Namespace": _namespace,
-    "ConfigMap": _configmap, "Secret": _secret, "Job": _job, "CronJob": _cronjob,
+    "ConfigMap": _configmap, "Secret": _secret, "Job": _job, "CronJob": _cronjob, "PodDisruptionBudget": _pdb,
 }
 
 

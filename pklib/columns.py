@@ -456,6 +456,13 @@ def _priorityclass(o: Obj, now: datetime) -> list[str]:
             o.get("preemptionPolicy") or ""]
 
 
+def _pdb(o: Obj, now: datetime) -> list[str]:
+    spec = _spec(o)
+    return [str(spec["minAvailable"]) if "minAvailable" in spec else "N/A",
+            str(spec["maxUnavailable"]) if "maxUnavailable" in spec else "N/A",
+            str(_int(_status(o).get("disruptionsAllowed"))), _age(o, now)]
+
+
 def _created_at(o: Obj, now: datetime) -> list[str]:
     return [_meta(o).get("creationTimestamp") or ""]
 
@@ -526,6 +533,7 @@ _TABLES: dict[str, tuple[list[str], Row, list[str], Row]] = {
     "StorageClass": (["PROVISIONER", "RECLAIMPOLICY", "VOLUMEBINDINGMODE", "ALLOWVOLUMEEXPANSION", "AGE"],
                      _storageclass, [], _nothing),
     "PriorityClass": (["VALUE", "GLOBAL-DEFAULT", "AGE", "PREEMPTIONPOLICY"], _priorityclass, [], _nothing),
+    "PodDisruptionBudget": (["MIN AVAILABLE", "MAX UNAVAILABLE", "ALLOWED DISRUPTIONS", "AGE"], _pdb, [], _nothing),
     "Role": (["CREATED AT"], _created_at, [], _nothing),
     "ClusterRole": (["CREATED AT"], _created_at, [], _nothing),
     "RoleBinding": (["ROLE", "AGE"], _role_binding, ["USERS", "GROUPS", "SERVICEACCOUNTS"], _role_binding_wide),

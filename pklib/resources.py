@@ -59,7 +59,8 @@ def _r(group: str, version: str, kind: str, plural: str, namespaced: bool, short
 # instead of resolving kinds they name themselves: the handle is the plural upper-cased, and the volume kinds
 # go by their short names (PVS, PVCS).
 NAMESPACES = _r("", "v1", "Namespace", "namespaces", False, ("ns",), ("status", "finalize"))
-PODS = _r("", "v1", "Pod", "pods", True, ("po",), ("status", "binding", "log", "exec", "portforward"), ("all",))
+PODS = _r("", "v1", "Pod", "pods", True, ("po",), ("status", "binding", "eviction", "log", "exec", "portforward"),
+         ("all",))
 SERVICES = _r("", "v1", "Service", "services", True, ("svc",), ("status",), ("all",))
 ENDPOINTS = _r("", "v1", "Endpoints", "endpoints", True, ("ep",))
 NODES = _r("", "v1", "Node", "nodes", False, ("no",), ("status",))
@@ -80,6 +81,7 @@ LEASES = _r("coordination.k8s.io", "v1", "Lease", "leases", True)
 ENDPOINTSLICES = _r("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", True)
 STORAGECLASSES = _r("storage.k8s.io", "v1", "StorageClass", "storageclasses", False, ("sc",))
 PRIORITYCLASSES = _r("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", False, ("pc",))
+PODDISRUPTIONBUDGETS = _r("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True, ("pdb",), ("status",))
 RBAC_GROUP = "rbac.authorization.k8s.io"
 ROLES = _r(RBAC_GROUP, "v1", "Role", "roles", True)
 CLUSTERROLES = _r(RBAC_GROUP, "v1", "ClusterRole", "clusterroles", False)
@@ -96,8 +98,7 @@ SELFSUBJECTRULESREVIEWS = _r("authorization.k8s.io", "v1", "SelfSubjectRulesRevi
 RESOURCES: tuple[Resource, ...] = (
     NAMESPACES, PODS, SERVICES, ENDPOINTS, NODES, CONFIGMAPS, SECRETS, PVS, PVCS, EVENTS, SERVICEACCOUNTS, DEPLOYMENTS,
     REPLICASETS, DAEMONSETS, STATEFULSETS, JOBS, CRONJOBS, CONTROLLERREVISIONS, LEASES, ENDPOINTSLICES, STORAGECLASSES,
-    PRIORITYCLASSES,
-    ROLES, CLUSTERROLES, ROLEBINDINGS, CLUSTERROLEBINDINGS,
+    PRIORITYCLASSES, PODDISRUPTIONBUDGETS, ROLES, CLUSTERROLES, ROLEBINDINGS, CLUSTERROLEBINDINGS,
     SELFSUBJECTACCESSREVIEWS, SUBJECTACCESSREVIEWS, SELFSUBJECTRULESREVIEWS,
 )
 # Kinds served by a handler of their own instead of storage (they have no objects to list or get).

@@ -18,6 +18,7 @@ READ = ("get", "list", "watch")
 WRITE = ("create", "delete", "deletecollection", "patch", "update")
 LEGACY, APPS, COORDINATION, DISCOVERY, EVENTS = "", "apps", "coordination.k8s.io", "discovery.k8s.io", "events.k8s.io"
 BATCH = "batch"
+POLICY = "policy"
 AUTHORIZATION, STORAGE, SCHEDULING = "authorization.k8s.io", "storage.k8s.io", "scheduling.k8s.io"
 AUTOUPDATE = {"rbac.authorization.kubernetes.io/autoupdate": "true"}
 BOOTSTRAP_LABELS = {"kubernetes.io/bootstrapping": "rbac-defaults"}
@@ -50,6 +51,7 @@ _VIEW = [
                       "daemonsets", "daemonsets/status", "deployments", "deployments/scale", "deployments/status",
                       "replicasets", "replicasets/scale", "replicasets/status")),
     rule(READ, BATCH, ("cronjobs", "cronjobs/status", "jobs", "jobs/status")),
+    rule(READ, POLICY, ("poddisruptionbudgets", "poddisruptionbudgets/status")),
 ]
 _EDIT = [
     rule(READ, LEGACY, ("pods/attach", "pods/proxy", "pods/exec", "pods/portforward", "secrets", "services/proxy")),
@@ -62,6 +64,7 @@ _EDIT = [
     rule(WRITE, APPS, ("statefulsets", "statefulsets/scale", "daemonsets", "deployments", "deployments/scale",
                        "deployments/rollback", "replicasets", "replicasets/scale")),
     rule(WRITE, BATCH, ("cronjobs", "jobs")),
+    rule(WRITE, POLICY, ("poddisruptionbudgets",)),
     *_VIEW,
 ]
 _ADMIN = [

@@ -11,6 +11,7 @@ from . import services
 from .base import KindStrategy, Rollback
 from .batch import CronJobStrategy, JobStrategy
 from .config import ConfigMapStrategy, SecretStrategy
+from .disruption import PodDisruptionBudgetStrategy
 from .endpoints import EndpointSliceStrategy, EndpointsStrategy
 from .events import EventStrategy, LeaseStrategy, ServiceAccountStrategy
 from .fields import Cause
@@ -32,6 +33,7 @@ _STRATEGIES: dict[str, KindStrategy] = {s.kind: s for s in (
     PersistentVolumeStrategy(), PersistentVolumeClaimStrategy(), StorageClassStrategy(),
     DeploymentStrategy(), ReplicaSetStrategy(), DaemonSetStrategy(), StatefulSetStrategy(),
     JobStrategy(), CronJobStrategy(), ControllerRevisionStrategy(), PriorityClassStrategy(),
+    PodDisruptionBudgetStrategy(),
     RoleStrategy(), ClusterRoleStrategy(), RoleBindingStrategy(), ClusterRoleBindingStrategy(),
 )}
 

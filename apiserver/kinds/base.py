@@ -42,6 +42,9 @@ def drop_nulls(value: Any) -> None:
 class KindStrategy:
     kind = ""  # "" = no schema (kinds without a module of their own)
     namespaced = True
+    # Status fields Kubernetes always serializes (Go fields without `omitempty`, `required` in its OpenAPI), with
+    # their zero values: every stored status carries them, so strict clients can decode the first answer on.
+    status_zero: dict[str, Any] = {}
 
     def name_errors(self, name: str) -> list[str]:
         """What is wrong with a name for this kind (most kinds: a DNS-1123 subdomain)."""
@@ -52,6 +55,10 @@ class KindStrategy:
         if isinstance(obj, dict):
             drop_nulls(obj)
             self.apply_defaults(obj)
+            status = obj.setdefault("status", {}) if self.status_zero else None
+            if isinstance(status, dict):
+                for field, zero in self.status_zero.items():
+                    status.setdefault(field, zero)
 
     def apply_defaults(self, obj: dict[str, Any]) -> None:
         return None

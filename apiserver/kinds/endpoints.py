@@ -66,6 +66,8 @@ class EndpointSliceStrategy(KindStrategy):
     kind = "EndpointSlice"
 
     def apply_defaults(self, obj: dict[str, Any]) -> None:
+        # Always serialized by Kubernetes (no omitempty); strict clients require the list even when empty.
+        obj.setdefault("endpoints", [])
         for port in as_list(obj.get("ports")):
             if isinstance(port, dict):
                 port.setdefault("protocol", "TCP")

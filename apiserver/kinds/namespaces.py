@@ -65,6 +65,10 @@ class NamespaceStrategy(KindStrategy):
         return causes
 
 
+NODE_INFO_FIELDS = ("machineID", "systemUUID", "bootID", "kernelVersion", "osImage", "containerRuntimeVersion",
+                    "kubeletVersion", "kubeProxyVersion", "operatingSystem", "architecture")
+
+
 class NodeStrategy(KindStrategy):
     kind = "Node"
     namespaced = False
@@ -72,6 +76,14 @@ class NodeStrategy(KindStrategy):
 
     def prepare_for_create(self, obj: dict[str, Any], status_subresource: bool) -> None:
         return None  # kubelets register their node with its status
+
+    def apply_defaults(self, obj: dict[str, Any]) -> None:
+        # Kubernetes always serializes every NodeSystemInfo field (strict clients require them): a node agent
+        # that leaves one out (a hollow node has no kube-proxy) reads back with "".
+        info = as_dict(obj.get("status")).get("nodeInfo")
+        if isinstance(info, dict):
+            for field in NODE_INFO_FIELDS:
+                info.setdefault(field, "")
 
     def validate_object(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
         spec = as_dict(obj.get("spec"))

@@ -37,7 +37,7 @@ def validate_selector(selector: dict[str, Any], path: Path) -> list[Cause]:
     return causes
 
 
-def _int_or_percent(value: Any, path: Path) -> tuple[list[Cause], int | None]:
+def int_or_percent(value: Any, path: Path) -> tuple[list[Cause], int | None]:
     """Errors of an int-or-percent field, and its percent (or the int) when it is valid."""
     if isinstance(value, str):
         if not _PERCENT.fullmatch(value):
@@ -52,8 +52,8 @@ def _int_or_percent(value: Any, path: Path) -> tuple[list[Cause], int | None]:
 
 
 def _validate_rolling(ru: dict[str, Any], path: Path) -> list[Cause]:
-    surge_errs, surge = _int_or_percent(ru.get("maxSurge", 0), path.child("maxSurge"))
-    unavail_errs, unavail = _int_or_percent(ru.get("maxUnavailable", 0), path.child("maxUnavailable"))
+    surge_errs, surge = int_or_percent(ru.get("maxSurge", 0), path.child("maxSurge"))
+    unavail_errs, unavail = int_or_percent(ru.get("maxUnavailable", 0), path.child("maxUnavailable"))
     causes = surge_errs + unavail_errs
     if surge == 0 and unavail == 0 and not causes:
         causes.append(invalid(path.child("maxUnavailable"), ru.get("maxUnavailable", 0),
@@ -163,6 +163,7 @@ class DeploymentStrategy(WorkloadStrategy):
 
 class ReplicaSetStrategy(WorkloadStrategy):
     kind = "ReplicaSet"
+    status_zero = {"replicas": 0}
     field_labels = ("status.replicas",)
 
 
@@ -180,6 +181,7 @@ def _default_rolling_update(spec: dict[str, Any], field: str, **rolling_defaults
 
 class DaemonSetStrategy(WorkloadStrategy):
     kind = "DaemonSet"
+    status_zero = {"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0, "numberReady": 0}
     has_replicas = False
 
     def default_spec(self, spec: dict[str, Any]) -> None:
@@ -205,6 +207,7 @@ _STS_UPDATE_FORBIDDEN = ("updates to statefulset spec for fields other than 'rep
 
 class StatefulSetStrategy(WorkloadStrategy):
     kind = "StatefulSet"
+    status_zero = {"replicas": 0, "availableReplicas": 0}
 
     def default_spec(self, spec: dict[str, Any]) -> None:
         spec.setdefault("podManagementPolicy", "OrderedReady")
@@ -230,7 +233,7 @@ class StatefulSetStrategy(WorkloadStrategy):
             causes.append(forbidden(p.child("rollingUpdate"), "only allowed for updateStrategy 'RollingUpdate'"))
         causes += non_negative(p.child("rollingUpdate").child("partition"), ru.get("partition"))
         if "maxUnavailable" in ru:
-            errs, value = _int_or_percent(ru["maxUnavailable"], p.child("rollingUpdate").child("maxUnavailable"))
+            errs, value = int_or_percent(ru["maxUnavailable"], p.child("rollingUpdate").child("maxUnavailable"))
             if not errs and value == 0:
                 errs = [invalid(p.child("rollingUpdate").child("maxUnavailable"), ru["maxUnavailable"],
                                 "must be greater than 0")]

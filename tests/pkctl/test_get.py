@@ -148,3 +148,16 @@ async def test_watch_streams_new_rows_until_interrupted(apiserver: ApiServer, cl
     assert proc.stderr is not None
     assert "Traceback" not in proc.stderr.read()
     proc.stderr.close()
+
+
+def test_pdb_table_and_describe(pkctl: Pkctl) -> None:
+    manifest = ("apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: web}\n"
+                "spec: {maxUnavailable: 25%, selector: {matchLabels: {app: web}}}\n")
+    assert pkctl("apply", "-f", "-", stdin=manifest).stdout == "poddisruptionbudget.policy/web created\n"
+    lines = pkctl("get", "pdb").stdout.splitlines()
+    assert lines[0].split() == ["NAME", "MIN", "AVAILABLE", "MAX", "UNAVAILABLE", "ALLOWED", "DISRUPTIONS", "AGE"]
+    assert lines[1].split()[:4] == ["web", "N/A", "25%", "0"]
+    described = pkctl("describe", "pdb", "web").stdout
+    for line in ("Max unavailable:  25%", "Selector:         app=web", "Status:", "    Allowed disruptions:  0",
+                 "    Total:                0"):
+        assert line in described.splitlines(), described

@@ -19,8 +19,10 @@ async def controller_manager(apiserver: ApiServer) -> AsyncIterator[ManagerFacto
     tasks: list[asyncio.Task[None]] = []
 
     async def start(controllers: str, *flags: str) -> asyncio.Task[None]:
-        config = build_parser().parse_args(["--server", apiserver.url, "--token", apiserver.token,
-                                            "--controllers", controllers, *flags])
+        # Over TLS the kubeconfig carries the test CA the controllers must trust.
+        connection = ["--kubeconfig", apiserver.kubeconfig] if apiserver.url.startswith("https:") else [
+            "--server", apiserver.url, "--token", apiserver.token]
+        config = build_parser().parse_args([*connection, "--controllers", controllers, *flags])
         ready = asyncio.Event()
         task = asyncio.create_task(run(config, ready))
         tasks.append(task)

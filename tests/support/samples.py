@@ -41,6 +41,7 @@ def _body(kind: str) -> dict[str, Any]:
                           "ports": [{"port": 8080, "protocol": "TCP"}]},
         "StorageClass": {"provisioner": "pkube.io/hostpath"},
         "PriorityClass": {"value": 1000, "description": "for tests"},
+        "PodDisruptionBudget": {"spec": {"minAvailable": 1, "selector": _SELECTOR}},
         "Role": {"rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}]},
         "ClusterRole": {"rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}]},
         "RoleBinding": {"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
