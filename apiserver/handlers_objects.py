@@ -23,7 +23,7 @@ from pklib.api.timefmt import now_rfc3339
 from pklib.resources import Resource
 
 from . import kinds
-from .admission import podsecurity
+from .admission import podsecurity, serviceaccount
 from .bodies import member
 from .status import StatusError, already_exists, bad_request, conflict, forbidden, invalid, not_found
 from .storage.interface import Entry, KeyExistsError, KeyNotFoundError, RevisionConflictError, Storage
@@ -36,6 +36,7 @@ _SERVER_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGraceP
                 "resourceVersion", "selfLink", "managedFields")
 NAMESPACES_PREFIX = resource_prefix("", "namespaces")
 PODS_PREFIX = resource_prefix("", "pods")
+SERVICEACCOUNTS_PREFIX = resource_prefix("", "serviceaccounts")
 NAMESPACE_CACHE_WAIT = 1.0  # bound on waiting for the cache to show this server's own writes
 
 
@@ -92,6 +93,7 @@ class Objects:
         # namespace checks may trust the cache (read-your-writes).
         self.namespace_written = 0
         self.pod_security = podsecurity.PodSecurity()  # replaced by the app with the configured default
+        self.mount_service_account_tokens = False  # the app turns it on when it can issue tokens
 
     def wrote(self, key: str, revision: int) -> int:
         """Notes a write of `key` at `revision` (returned), for the namespace check's read-your-writes."""
@@ -167,6 +169,18 @@ class Objects:
             raise forbidden(f"unable to create new content in namespace {namespace} because it is being terminated")
         return ns
 
+    async def mutate(self, res: Resource, obj: dict[str, Any], namespace: str) -> None:
+        """Mutating admission of a create, before validation: the ServiceAccount plugin for Pods."""
+        if res.kind == "Pod" and res.group == "" and self.mount_service_account_tokens:
+            async def service_account(name: str) -> dict[str, Any] | None:
+                cached = self.cache.for_prefix(SERVICEACCOUNTS_PREFIX).objects.get(
+                    f"{SERVICEACCOUNTS_PREFIX}{namespace}/{name}")
+                if cached is not None:
+                    return cached.obj
+                entry = await self.storage.get(f"{SERVICEACCOUNTS_PREFIX}{namespace}/{name}")
+                return entry.value if entry is not None else None
+            await serviceaccount.admit_pod(obj, service_account)
+
     async def admit(self, res: Resource, obj: dict[str, Any], old: dict[str, Any] | None,
                     namespace: dict[str, Any] | None = None) -> None:
         """Admission of a create (old None) or update that validation accepted: Pod Security for now."""
@@ -228,6 +242,7 @@ class Objects:
         strategy.prepare_for_create(obj, "status" in res.subresources)
         strategy.default(obj)
         strategy.admit(obj, None)
+        await self.mutate(res, obj, namespace or "")
         self.validate(res, obj, None)
         ns = await self.check_namespace(namespace or "") if res.namespaced else None
         await self.admit(res, obj, None, ns)

@@ -133,10 +133,21 @@ MESSAGES: dict[str, dict[int, F]] = {
     "SelfSubjectRulesReview": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "SelfSubjectRulesReviewSpec", False),
                                3: ("status", "Empty", False)},
     "SelfSubjectRulesReviewSpec": {1: ("namespace", "string", False)},
+    # authentication.k8s.io/v1 (kubectl create token, kubectl auth whoami)
+    "BoundObjectReference": {1: ("kind", "string", False), 2: ("apiVersion", "string", False),
+                             3: ("name", "string", False), 4: ("uid", "string", False)},
+    "TokenRequestSpec": {1: ("audiences", "string", True), 3: ("boundObjectRef", "BoundObjectReference", False),
+                         4: ("expirationSeconds", "int", False)},
+    "TokenRequest": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "TokenRequestSpec", False),
+                     3: ("status", "Empty", False)},
+    "TokenReviewSpec": {1: ("token", "string", False), 2: ("audiences", "string", True)},
+    "TokenReview": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "TokenReviewSpec", False),
+                    3: ("status", "Empty", False)},
+    "SelfSubjectReview": {1: ("metadata", "ObjectMeta", False), 2: ("status", "Empty", False)},
 }
 TOP_LEVEL = ("Namespace", "ConfigMap", "Secret", "ServiceAccount", "Service", "Deployment", "Role", "ClusterRole",
              "RoleBinding", "ClusterRoleBinding", "SelfSubjectAccessReview", "SubjectAccessReview",
-             "SelfSubjectRulesReview")
+             "SelfSubjectRulesReview", "TokenRequest", "TokenReview", "SelfSubjectReview")
 # Fields that are pointers in Go: a zero value was sent on purpose and is kept.
 _KEEP_ZERO = {("DeploymentSpec", "replicas"), ("ServicePort", "port")}
 

@@ -3,7 +3,8 @@
 A kubelet authenticates as `system:node:<name>` in the group `system:nodes`. For secrets, configmaps,
 persistentvolumeclaims and persistentvolumes this authorizer decides alone: the object must be referenced by
 a pod bound to that node (a volume, an env/envFrom source, an image pull secret; a volume through the claim
-bound to it), and it may only be read (get, or list/watch of that one object by name). Its Lease in
+bound to it), and it may only be read (get, or list/watch of that one object by name). It may create tokens
+(serviceaccounts/token) only for the ServiceAccounts of its pods. Its Lease in
 kube-node-lease is the only one it may touch. Everything else it leaves to RBAC (the system:node role).
 What Kubernetes leaves to the NodeRestriction admission plugin (a node writing only its own Node and the
 status of its own pods) is not done here.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Iterator, Protocol
 
-from .rbac import Attributes, Decision
+from .rbac import Attributes, Decision, UserInfo
 
 Obj = dict[str, Any]
 NODES_GROUP = "system:nodes"
@@ -28,7 +29,11 @@ class NodeGraph(Protocol):
 
 def node_name(attrs: Attributes) -> str | None:
     """The node a request comes from, or None when it is not a node's identity."""
-    user = attrs.user
+    return node_name_of(attrs.user)
+
+
+def node_name_of(user: UserInfo) -> str | None:
+    """The node of a node's identity (system:node:<name> in system:nodes), else None."""
     if NODES_GROUP not in user.groups or not user.name.startswith(NODE_USER_PREFIX):
         return None
     return user.name[len(NODE_USER_PREFIX):] or None
@@ -68,6 +73,11 @@ def _names(pod: Obj, kind: str) -> Iterator[str]:
                 yield name
 
 
+def _uses_service_account(graph: NodeGraph, node: str, namespace: str, name: str) -> bool:
+    return any(((pod.get("spec") or {}).get("serviceAccountName") or "default") == name
+               for pod in graph.pods_on_node(node, namespace))
+
+
 def _related(graph: NodeGraph, node: str, attrs: Attributes) -> bool:
     if attrs.resource == "persistentvolumes":
         for pod in graph.pods_on_node(node, None):
@@ -93,6 +103,13 @@ def authorize(graph: NodeGraph, attrs: Attributes) -> Decision | None:
             return Decision(False, "can only get individual resources of this type")
         if _related(graph, node, attrs):
             return Decision(True, "")
+        return Decision(False, f"no relationship found between node '{node}' and this object")
+    if attrs.api_group == "" and attrs.resource == "serviceaccounts" and attrs.subresource == "token":
+        # the token of a pod's ServiceAccount; that it is bound to that pod is checked by TokenRequest itself
+        if attrs.verb != "create":
+            return Decision(False, "can only create tokens for individual service accounts")
+        if attrs.name and _uses_service_account(graph, node, attrs.namespace, attrs.name):
+            return None  # RBAC's system:node role grants the verb
         return Decision(False, f"no relationship found between node '{node}' and this object")
     if attrs.api_group == "coordination.k8s.io" and attrs.resource == "leases":
         if attrs.namespace != LEASE_NAMESPACE:

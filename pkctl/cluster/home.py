@@ -68,6 +68,15 @@ class Pki:
     def serving_key(self) -> Path:
         return self.dir / "apiserver.key"
 
+    @property
+    def sa_key(self) -> Path:
+        """Signs service-account tokens (kubeadm's sa.key)."""
+        return self.dir / "sa.key"
+
+    @property
+    def sa_pub(self) -> Path:
+        return self.dir / "sa.pub"
+
     def cert(self, name: str) -> Path:
         """A leaf certificate by name: etcd-server, etcd-peer, apiserver-etcd-client, etcd-healthcheck-client,
         apiserver-kubelet-client, kubelet."""
@@ -320,7 +329,8 @@ class Home:
         from pkctl.cluster import pki
         from pklib.hostnet import host_ip
         cfg.node_ip = host_ip()
-        pki.ensure(self.pki.dir, ips=[cfg.node_gateway] if cfg.workers else None)
+        pki.ensure(self.pki.dir, ips=[cfg.node_gateway] if cfg.workers else None,
+                   service_ip=str(ipaddress.ip_network(cfg.service_cidr)[1]))
         pki.ensure_kubelet(self.pki.dir, cfg.node_name, [cfg.node_ip])
         for w in cfg.workers:
             pki.ensure_kubelet(self.pki.dir, w.name, [w.ip], name=f"kubelet-{w.name}")
