@@ -64,18 +64,18 @@ async def _ensure(objects: Objects, res: Resource, wanted: Obj) -> None:
     """Create `wanted`, or put back its managed fields if someone changed them (the Service: its ports only,
     since its cluster IP is immutable and the rest is defaulted)."""
     try:
+        current = await objects.get(res, NAMESPACE, NAME)
+    except StatusError as e:
+        if e.code != 404:
+            raise
         await objects.create(res, NAMESPACE, clone_stored(wanted))
         return
-    except StatusError as e:
-        if e.code != 409:
-            raise
 
     def differs(current: Obj) -> bool:
         if res is SERVICES:
             return current.get("spec", {}).get("ports") != wanted["spec"]["ports"]
         return any(current.get(k) != wanted.get(k) for k in _KEPT[wanted["kind"]])
 
-    current = await objects.get(res, NAMESPACE, NAME)
     if not differs(current):
         return
 

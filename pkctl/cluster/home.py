@@ -171,6 +171,16 @@ class ClusterConfig:
         return str(ipaddress.ip_network(self.node_subnet)[1]) if self.node_subnet else ""
 
     @property
+    def advertise_address(self) -> str:
+        """Where pods reach the API (the `kubernetes` Service's endpoint, port api_port): the cluster network's
+        gateway with several nodes, else the node's own address; both served by the supervisor's balancer."""
+        if self.workers:
+            return self.node_gateway
+        if self.node_ip and not ipaddress.ip_address(self.node_ip).is_loopback:
+            return self.node_ip
+        return ""
+
+    @property
     def node_cidr_mask(self) -> int:
         """Each node's share of the pod range: /24s where they fit (kubeadm's default), else cut to fit them all."""
         prefix = ipaddress.ip_network(self.cluster_cidr).prefixlen
