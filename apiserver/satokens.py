@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+from jwt.types import Options
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -29,6 +30,9 @@ DEFAULT_EXPIRATION = 3600
 MAX_EXPIRATION = 2**32  # Kubernetes' bound (seconds), beyond it the request is invalid
 LEEWAY = 60  # clock skew tolerated on nbf/exp, as Kubernetes' validator allows
 
+# PyJWT checks the signature only: times (with LEEWAY) and audiences are checked by _check, with our clock.
+_SIGNATURE_ONLY: Options = {"verify_aud": False, "verify_exp": False, "verify_nbf": False,
+                                   "verify_iat": False, "require": ["iss", "sub", "exp"]}
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z ]+)-----.+?-----END \1-----", re.DOTALL)
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -177,8 +181,7 @@ class Validator:
         for key in self._candidates(header.get("kid")):
             try:
                 claims = jwt.decode(token, key, algorithms=[_algorithm(key)],  # type: ignore[arg-type]
-                                    options={"verify_aud": False, "verify_exp": False, "verify_nbf": False,
-                                             "require": ["iss", "sub", "exp"]})
+                                    options=_SIGNATURE_ONLY)
                 break
             except jwt.InvalidSignatureError:
                 continue

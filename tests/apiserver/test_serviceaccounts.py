@@ -12,8 +12,8 @@ import pytest
 from apiserver import satokens
 from pklib.client import Client
 from pklib.errors import ApiError
-from pklib.resources import (CLUSTERROLEBINDINGS, ENDPOINTS, ENDPOINTSLICES, NAMESPACES, PODS, ROLEBINDINGS, SECRETS, SERVICEACCOUNTS,
-                             SERVICES, TOKENREVIEWS)
+from pklib.resources import (CLUSTERROLEBINDINGS, ENDPOINTS, ENDPOINTSLICES, NAMESPACES, PODS, ROLEBINDINGS,
+                             SECRETS, SERVICEACCOUNTS, SERVICES, TOKENREVIEWS)
 from tests.support.controlplane import (SA_ISSUER, ApiServer, Etcd, _stop, make_test_pki, service_account_flags,
                                         start_apiserver)
 from tests.support.kubectl import Kubectl
