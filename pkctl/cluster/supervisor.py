@@ -210,6 +210,11 @@ async def stop_in_reverse_order(keepers: dict[str, Keeper]) -> None:
 
 
 async def _run_until_signalled(home: Home, cfg: ClusterConfig) -> None:
+    if cfg.workers:
+        # Before the signal handlers: pyroute2 forks helpers into the nodes' netns, and a signal such a child
+        # gets would reach this loop through the inherited wakeup fd and stop the cluster as it starts.
+        from pkctl.cluster import nodes  # netlink: only a multi-node cluster needs it
+        await asyncio.to_thread(nodes.ensure_network, cfg)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -219,8 +224,6 @@ async def _run_until_signalled(home: Home, cfg: ClusterConfig) -> None:
     if cfg.members:
         balancers.append(Balancer("127.0.0.1", cfg.api_port, apiservers))
     if cfg.workers:
-        from pkctl.cluster import nodes  # netlink: only a multi-node cluster needs it
-        await asyncio.to_thread(nodes.ensure_network, cfg)
         balancers.append(Balancer(cfg.node_gateway, cfg.api_port, apiservers))
     in_cluster = None
     if not cfg.workers and cfg.advertise_address:
