@@ -8,6 +8,7 @@ offers no signature algorithm OpenSSL 3 accepts, and verifies no certificate any
 """
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -37,14 +38,16 @@ except ApiException as e:
 """
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    with local_cluster() as c:
+@pytest.fixture(scope="module", params=[1, 2], ids=["one-node", "worker-node"])
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """One node (the API reached at the node's address), and two with the pod on the worker (the API reached at
+    the cluster network's gateway, from inside the worker's netns)."""
+    with local_cluster(*(["--nodes", "2"] if request.param == 2 else [])) as c:
         yield c
 
 
 def _pod_netns(c: Cluster, pod_ip: str) -> str:
-    prefix = c.config()["netns_prefix"]
+    prefix = c.config()["netns_prefix"][:-1]  # the workers' pods: <prefix without "-">w<N>-
     for name in sorted(p.name for p in Path("/run/netns").iterdir() if p.name.startswith(prefix)):
         out = subprocess.run(["ip", "-n", name, "-4", "-o", "addr"], capture_output=True, text=True).stdout
         if f" {pod_ip}/" in out:
@@ -62,11 +65,15 @@ def _in_pod_netns(netns: str, *args: str) -> str:
 def test_pod_lists_pods_with_its_token_once_rbac_allows(cluster: Cluster, tmp_path: Path) -> None:
     ns = make_namespace(cluster)
     name = unique("client")
+    workers = cluster.config()["workers"]
+    on_worker = ["--overrides", json.dumps({"spec": {"nodeName": workers[0]["name"]}})] if workers else []
     run = kubectl(cluster, "run", name, "-n", ns, "--image", "pkube.local/busybox:latest", "--restart", "Never",
-                  "--command", "--", "sleep", "3600")
+                  *on_worker, "--command", "--", "sleep", "3600")
     assert run.returncode == 0, run.stderr
     wait = kubectl(cluster, "wait", "-n", ns, f"pod/{name}", "--for", "condition=Ready", "--timeout", "25s")
     assert wait.returncode == 0, wait.stderr
+    node = kubectl(cluster, "get", "pod", "-n", ns, name, "-o", "jsonpath={.spec.nodeName}").stdout
+    assert node == (workers[0]["name"] if workers else cluster.config()["node_name"])
     env = kubectl(cluster, "exec", "-n", ns, name, "--", "env").stdout.splitlines()
     host = next(line.split("=", 1)[1] for line in env if line.startswith("KUBERNETES_SERVICE_HOST="))
     port = next(line.split("=", 1)[1] for line in env if line.startswith("KUBERNETES_SERVICE_PORT="))
