@@ -13,6 +13,7 @@ import hashlib
 import re
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ CLAIMS_KEY = "kubernetes.io"
 MIN_EXPIRATION = 600  # Kubernetes: "may not specify a duration less than 10 minutes"
 DEFAULT_EXPIRATION = 3600
 MAX_EXPIRATION = 2**32  # Kubernetes' bound (seconds), beyond it the request is invalid
+VERIFIED_CACHE_SIZE = 4096  # tokens whose signature was checked, most recently used kept
 LEEWAY = 60  # clock skew tolerated on nbf/exp, as Kubernetes' validator allows
 
 # PyJWT checks the signature only: times (with LEEWAY) and audiences are checked by _check, with our clock.
@@ -157,15 +159,26 @@ class Issuer:
 
 @dataclass
 class Validator:
-    """Checks a token's signature (any of the --service-account-key-file keys), issuer, times and audiences."""
+    """Checks a token's signature (any of the --service-account-key-file keys), issuer, times and audiences.
+
+    A signature, once verified, is remembered (a bounded set of recent tokens, like Kubernetes' cached token
+    authenticator): a client sends the same token with every request, and checking RSA on each one would cost
+    more than serving it. Times and audiences are checked on every call."""
     keys: list[PublicKey]
     issuers: tuple[str, ...]
     clock: Any = field(default=time.time)
+    _by_kid: dict[str, PublicKey] = field(default_factory=dict, init=False, repr=False)
+    _verified: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_kid = {key_id(k): k for k in self.keys}
 
     def looks_like_ours(self, token: str) -> bool:
         """Whether a bearer token is a JWT from one of our issuers (others go to the other authenticators)."""
         if token.count(".") != 2:
             return False
+        if token in self._verified:
+            return True
         try:
             return jwt.decode(token, options={"verify_signature": False}).get("iss") in self.issuers
         except jwt.PyJWTError:
@@ -173,6 +186,17 @@ class Validator:
 
     def validate(self, token: str, audiences: tuple[str, ...]) -> TokenClaims:
         """The claims of a valid token meant for one of `audiences`; InvalidToken with the reason otherwise."""
+        verified = self._verified.get(token)
+        if verified is not None:
+            self._verified.move_to_end(token)
+            return self._check(verified, audiences)
+        claims = self._verify(token)
+        self._verified[token] = claims
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return self._check(claims, audiences)
+
+    def _verify(self, token: str) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -189,11 +213,11 @@ class Validator:
                 raise InvalidToken(f"invalid bearer token: {e}") from None
         if claims is None:
             raise InvalidToken("invalid bearer token, token could not be verified against any key")
-        return self._check(claims, audiences)
+        return claims
 
     def _candidates(self, kid: Any) -> list[PublicKey]:
-        matching = [k for k in self.keys if key_id(k) == kid]
-        return matching or self.keys
+        matching = self._by_kid.get(kid) if isinstance(kid, str) else None
+        return [matching] if matching is not None else self.keys
 
     def _check(self, claims: dict[str, Any], audiences: tuple[str, ...]) -> TokenClaims:
         if claims.get("iss") not in self.issuers:

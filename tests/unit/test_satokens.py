@@ -91,6 +91,19 @@ def test_expiry_allows_a_minute_of_clock_skew(key: rsa.RSAPrivateKey) -> None:
     assert Validator([key.public_key()], (ISS,), clock=lambda: NOW).validate(token, (ISS,)).name == "robot"
 
 
+def test_a_remembered_signature_still_expires(key: rsa.RSAPrivateKey) -> None:
+    now = [NOW]
+    validator = Validator([key.public_key()], (ISS,), clock=lambda: now[0])
+    token, _ = Issuer(key, ISS, clock=lambda: NOW).issue("ns", "robot", "u", [ISS], 3600)
+    assert validator.validate(token, (ISS,)).name == "robot"
+    assert validator.validate(token, (ISS,)).name == "robot"  # from the cache
+    with pytest.raises(InvalidToken, match="token audiences"):
+        validator.validate(token, ("vault",))
+    now[0] += 3600 + 61
+    with pytest.raises(InvalidToken, match="expired"):
+        validator.validate(token, (ISS,))
+
+
 def test_key_files(tmp_path: Path, key: rsa.RSAPrivateKey) -> None:
     private = tmp_path / "sa.key"
     private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
