@@ -1,8 +1,8 @@
 """The ServiceAccount admission plugin (plugin/pkg/admission/serviceaccount): a pod runs as a ServiceAccount.
 
 On create, a pod's `spec.serviceAccountName` defaults to `default` (and `serviceAccount`, its deprecated
-twin, follows it). Unless the pod or its ServiceAccount says `automountServiceAccountToken: false`, the pod gets
-the projected volume `kube-api-access-<5 chars>` (a bound token the kubelet requests and refreshes, the
+twin, follows it), and its `imagePullSecrets` to the ServiceAccount's when it has none. Unless the pod or its
+ServiceAccount says `automountServiceAccountToken: false`, the pod gets the projected volume `kube-api-access-<5 chars>` (a bound token the kubelet requests and refreshes, the
 cluster CA from the `kube-root-ca.crt` ConfigMap, the namespace) mounted read-only at
 /var/run/secrets/kubernetes.io/serviceaccount in every container that does not mount something there already.
 A pod naming a ServiceAccount that does not exist is refused, as in Kubernetes; the `default` one is let
@@ -71,6 +71,8 @@ async def admit_pod(pod: Obj, lookup: Lookup) -> None:
         raise StatusError(403, "Forbidden", f'pods "{pod_name}" is forbidden: error looking up service account '
                                             f'{namespace}/{name}: serviceaccount "{name}" not found',
                           {"name": pod_name, "kind": "pods"})
+    if sa is not None and not spec.get("imagePullSecrets") and sa.get("imagePullSecrets"):
+        spec["imagePullSecrets"] = [dict(ref) for ref in sa["imagePullSecrets"] if isinstance(ref, dict)]
     if not _automount(spec, sa):
         return
     volumes = spec.get("volumes")

@@ -155,6 +155,11 @@ def test_admission_adds_the_volume_once_and_respects_opt_outs() -> None:
     # the pod's own setting wins over its ServiceAccount's
     assert _admit(_pod(serviceAccountName="q", automountServiceAccountToken=True),
                   {"q": {"automountServiceAccountToken": False}})["spec"]["volumes"]
+    pulled = _admit(_pod(serviceAccountName="q"), {"q": {"imagePullSecrets": [{"name": "reg"}]}})
+    assert pulled["spec"]["imagePullSecrets"] == [{"name": "reg"}]
+    kept = _admit(_pod(serviceAccountName="q", imagePullSecrets=[{"name": "mine"}]),
+                  {"q": {"imagePullSecrets": [{"name": "reg"}]}})
+    assert kept["spec"]["imagePullSecrets"] == [{"name": "mine"}]
     own = _admit(_pod(containers=[{"name": "c", "volumeMounts": [{"name": "x", "mountPath": MOUNT_PATH + "/"}]}]), {})
     assert own["spec"]["containers"][0]["volumeMounts"] == [{"name": "x", "mountPath": MOUNT_PATH + "/"}]
     with pytest.raises(StatusError) as e:
