@@ -2,12 +2,12 @@
 
 On create, a pod's `spec.serviceAccountName` defaults to `default` (and `serviceAccount`, its deprecated
 twin, follows it), and its `imagePullSecrets` to the ServiceAccount's when it has none. Unless the pod or its
-ServiceAccount says `automountServiceAccountToken: false`, the pod gets the projected volume `kube-api-access-<5 chars>` (a bound token the kubelet requests and refreshes, the
-cluster CA from the `kube-root-ca.crt` ConfigMap, the namespace) mounted read-only at
-/var/run/secrets/kubernetes.io/serviceaccount in every container that does not mount something there already.
-A pod naming a ServiceAccount that does not exist is refused, as in Kubernetes; the `default` one is let
-through, since the controller that creates it may not have caught up with a brand-new namespace yet (the
-kubelet's token request waits for it).
+ServiceAccount says `automountServiceAccountToken: false`, the pod gets the projected volume
+`kube-api-access-<5 chars>` (a bound token the kubelet requests and refreshes, the cluster CA from the
+`kube-root-ca.crt` ConfigMap, the namespace) mounted read-only at /var/run/secrets/kubernetes.io/serviceaccount
+in every container that does not mount something there already. A pod naming a ServiceAccount that does not
+exist is refused, as in Kubernetes; the `default` one is let through, since the controller that creates it may
+not have caught up with a brand-new namespace yet (the kubelet's token request waits for it).
 """
 from __future__ import annotations
 
