@@ -74,7 +74,7 @@ def build_app(config: Config, storage: Storage) -> web.Application:
     api = Api(storage, cache, metrics, config.watch_bookmark_interval)
     authorizer = Authorizer(PolicyCache(cache).policy, NodeGraphCache(cache))
     api.objects.pod_security = podsecurity.PodSecurity(config.pod_security_default_enforce)
-    accounts = _service_accounts(config, storage, cache)
+    accounts = _service_accounts(config, api.objects)
     static = [auth.static_tokens(auth.load_tokens(config.token_auth_file))] if config.token_auth_file else []
     if accounts is not None and accounts.issuer is not None:
         api.objects.mount_service_account_tokens = True  # the ServiceAccount admission plugin
@@ -139,7 +139,7 @@ def build_app(config: Config, storage: Storage) -> web.Application:
     return app
 
 
-def _service_accounts(config: Config, storage: Storage, cache: WatchCache) -> serviceaccounts.ServiceAccounts | None:
+def _service_accounts(config: Config, objects: Objects) -> serviceaccounts.ServiceAccounts | None:
     """Service-account tokens are checked when keys and issuers are configured, and issued with a signing key."""
     if not config.service_account_key_files or not config.service_account_issuers:
         return None
@@ -149,7 +149,7 @@ def _service_accounts(config: Config, storage: Storage, cache: WatchCache) -> se
     if config.service_account_signing_key_file:
         issuer = satokens.Issuer(satokens.load_private_key(config.service_account_signing_key_file),
                                  config.service_account_issuers[0])
-    return serviceaccounts.ServiceAccounts(issuer, validator, storage, cache)
+    return serviceaccounts.ServiceAccounts(issuer, validator, objects)
 
 
 async def _ensure_namespaces(objects: Objects) -> None:

@@ -20,7 +20,7 @@ import orjson
 
 from pklib import patch as patching
 from pklib.api.timefmt import now_rfc3339
-from pklib.resources import Resource
+from pklib.resources import SERVICEACCOUNTS, Resource
 
 from . import kinds
 from .admission import podsecurity, serviceaccount
@@ -36,7 +36,6 @@ _SERVER_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGraceP
                 "resourceVersion", "selfLink", "managedFields")
 NAMESPACES_PREFIX = resource_prefix("", "namespaces")
 PODS_PREFIX = resource_prefix("", "pods")
-SERVICEACCOUNTS_PREFIX = resource_prefix("", "serviceaccounts")
 NAMESPACE_CACHE_WAIT = 1.0  # bound on waiting for the cache to show this server's own writes
 
 
@@ -125,6 +124,16 @@ class Objects:
                 return Entry(key, value, cached.revision), False
         return await self.storage.get(key), True
 
+    async def lookup(self, res: Resource, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """The object from the watch cache, else from etcd (not cached yet), None if neither has it. Only to
+        read: the cached object is shared."""
+        key = object_key(res, namespace, name)
+        cached = self.cache.for_prefix(resource_prefix(res.group, res.plural)).objects.get(key)
+        if cached is not None:
+            return cached.obj
+        entry = await self.storage.get(key)
+        return entry.value if entry is not None else None
+
     async def get(self, res: Resource, namespace: str | None, name: str) -> dict[str, Any]:
         entry = await self.read(res, namespace, name)
         return with_rv(entry.value, entry.mod_revision)
@@ -173,12 +182,7 @@ class Objects:
         """Mutating admission of a create, before validation: the ServiceAccount plugin for Pods."""
         if res.kind == "Pod" and res.group == "" and self.mount_service_account_tokens:
             async def service_account(name: str) -> dict[str, Any] | None:
-                cached = self.cache.for_prefix(SERVICEACCOUNTS_PREFIX).objects.get(
-                    f"{SERVICEACCOUNTS_PREFIX}{namespace}/{name}")
-                if cached is not None:
-                    return cached.obj
-                entry = await self.storage.get(f"{SERVICEACCOUNTS_PREFIX}{namespace}/{name}")
-                return entry.value if entry is not None else None
+                return await self.lookup(SERVICEACCOUNTS, namespace, name)
             await serviceaccount.admit_pod(obj, service_account)
 
     async def admit(self, res: Resource, obj: dict[str, Any], old: dict[str, Any] | None,

@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from pklib.api.timefmt import now_rfc3339
-from pklib.resources import PODS, SECRETS, SELFSUBJECTREVIEWS, SERVICEACCOUNTS, TOKENREVIEWS, Resource
+from pklib.resources import PODS, SECRETS, SELFSUBJECTREVIEWS, SERVICEACCOUNTS, TOKENREVIEWS
 
 from . import bodies
 from .auth import User, authenticate_token, Authenticator
@@ -29,8 +29,7 @@ from .kinds.fields import Cause, Path, invalid, not_supported, required
 from .satokens import (DEFAULT_EXPIRATION, MAX_EXPIRATION, MIN_EXPIRATION, BoundObject, InvalidToken, Issuer,
                        TokenClaims, Validator)
 from .status import StatusError, forbidden, invalid as invalid_status, json_response, method_not_allowed, not_found
-from .storage.interface import Storage
-from .watchcache import WatchCache, resource_prefix
+from .handlers_objects import Objects
 
 log = logging.getLogger("apiserver.serviceaccounts")
 Obj = dict[str, Any]
@@ -69,20 +68,11 @@ def _invalid(kind: str, name: str, causes: list[Cause]) -> StatusError:
 class ServiceAccounts:
     """Issues and checks service-account tokens; `issuer` None: this apiserver cannot issue (only check)."""
 
-    def __init__(self, issuer: Issuer | None, validator: Validator, storage: Storage, cache: WatchCache) -> None:
+    def __init__(self, issuer: Issuer | None, validator: Validator, objects: Objects) -> None:
         self.issuer = issuer
         self.validator = validator
         self.audiences = validator.issuers  # --api-audiences defaults to the issuers, as in Kubernetes
-        self.storage = storage
-        self.cache = cache
-
-    async def _lookup(self, res: Resource, namespace: str, name: str) -> Obj | None:
-        key = f"{resource_prefix(res.group, res.plural)}{namespace}/{name}"
-        cached = self.cache.for_prefix(resource_prefix(res.group, res.plural)).objects.get(key)
-        if cached is not None:
-            return cached.obj
-        entry = await self.storage.get(key)  # not in the cache (yet): etcd has the last word
-        return entry.value if entry is not None else None
+        self._lookup = objects.lookup  # the watch cache, else etcd
 
     # -- authentication ----------------------------------------------------------------------------------
 

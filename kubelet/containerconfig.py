@@ -151,6 +151,7 @@ class ContainerConfigBuilder:
 
         async def get_cluster(plural: str, name: str) -> dict[str, Any] | None:
             return await self.get("", plural, name)
+
         async def token(audience: str, expiration_seconds: int) -> str:
             assert self.tokens is not None
             return await self.tokens(pod, audience, expiration_seconds)
