@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from pklib.api.timefmt import now_rfc3339
+from pklib.api.timefmt import format_time, now_rfc3339, parse_time
 from pklib.resources import PODS, SECRETS, SELFSUBJECTREVIEWS, SERVICEACCOUNTS, TOKENREVIEWS
 
 from . import bodies
@@ -44,17 +44,6 @@ _BINDABLE = {"Pod": PODS, "Secret": SECRETS}
 
 def _dict(value: Any) -> Obj:
     return value if isinstance(value, dict) else {}
-
-
-def _rfc3339(ts: int) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_time(text: Any) -> float | None:
-    try:
-        return dt.datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc).timestamp()
-    except ValueError:
-        return None
 
 
 def _invalid(kind: str, name: str, causes: list[Cause]) -> StatusError:
@@ -101,8 +90,8 @@ class ServiceAccounts:
         if meta.get("uid") != claims.bound.uid:
             raise InvalidToken(f"{claims.bound.kind} UID ({claims.bound.uid}) does not match claim "
                                f"({meta.get('uid')})")
-        deleted = _parse_time(meta.get("deletionTimestamp")) if meta.get("deletionTimestamp") else None
-        if deleted is not None and deleted < self.validator.clock() - DELETED_GRACE:
+        deleted = parse_time(meta.get("deletionTimestamp"))
+        if deleted is not None and deleted.timestamp() < self.validator.clock() - DELETED_GRACE:
             raise InvalidToken(f"{claims.bound.kind} \"{claims.bound.name}\" is being deleted")
 
     @staticmethod
@@ -172,7 +161,8 @@ class ServiceAccounts:
                                           "uid": bound.uid if bound else ""}
         return {"kind": "TokenRequest", "apiVersion": f"{AUTH_GROUP}/v1",
                 "metadata": {"name": name, "namespace": namespace, "creationTimestamp": now_rfc3339()},
-                "spec": out_spec, "status": {"token": token, "expirationTimestamp": _rfc3339(exp)}}
+                "spec": out_spec, "status": {"token": token,
+                           "expirationTimestamp": format_time(dt.datetime.fromtimestamp(exp, dt.timezone.utc))}}
 
     async def _bound_object(self, namespace: str, sa_name: str, ref: Obj) -> BoundObject:
         kind, name = str(ref["kind"]), str(ref["name"])

@@ -7,11 +7,11 @@ refresh of running pods (podworkers) then writes the new one.
 """
 from __future__ import annotations
 
-import calendar
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from pklib.api.timefmt import parse_time
 from pklib.client import Client
 from pklib.errors import ApiError, ConnectionFailed
 from pklib.resources import SERVICEACCOUNTS
@@ -32,10 +32,8 @@ class _Token:
 
 
 def _expiry(text: Any, fallback: float) -> float:
-    try:
-        return float(calendar.timegm(time.strptime(str(text), "%Y-%m-%dT%H:%M:%SZ")))
-    except ValueError:
-        return fallback
+    parsed = parse_time(text) if isinstance(text, str) else None
+    return parsed.timestamp() if parsed is not None else fallback
 
 
 class TokenManager:
