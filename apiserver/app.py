@@ -12,7 +12,8 @@ from pklib import resources
 from pklib.api.wellknown import SYSTEM_NAMESPACES
 from pklib.api.priority import BUILTIN_CLASSES, builtin_class
 
-from . import aggregated_discovery, auth, bodies, discovery, fieldvalidation, openapi, proxy_pods
+from . import (aggregated_discovery, auth, bodies, discovery, fieldvalidation, master_service, openapi, proxy_pods,
+               satokens, serviceaccounts)
 from .admission import podsecurity
 from .authz import middleware as authz_middleware, policy as bootstrap_policy, reviews
 from .authz.authorizer import Authorizer
@@ -48,6 +49,11 @@ class Config:
     kubelet_client_certificate: str | None = None  # how the apiserver authenticates to kubelets
     kubelet_client_key: str | None = None
     pod_security_default_enforce: str = "baseline"  # Pod Security level of namespaces without labels
+    service_account_signing_key_file: str | None = None  # signs service-account tokens (TokenRequest)
+    service_account_key_files: list[str] = field(default_factory=list)  # verify them
+    service_account_issuers: list[str] = field(default_factory=list)
+    advertise_address: str | None = None  # set: the `kubernetes` Service in `default` points here
+    advertise_port: int = 6443
 
 
 @web.middleware
@@ -72,11 +78,16 @@ def build_app(config: Config, storage: Storage) -> web.Application:
     api = Api(storage, cache, metrics, config.watch_bookmark_interval)
     authorizer = Authorizer(PolicyCache(cache).policy, NodeGraphCache(cache))
     api.objects.pod_security = podsecurity.PodSecurity(config.pod_security_default_enforce)
+    accounts = _service_accounts(config, api.objects)
+    static = [auth.static_tokens(auth.load_tokens(config.token_auth_file))] if config.token_auth_file else []
+    if accounts is not None and accounts.issuer is not None:
+        api.objects.mount_service_account_tokens = True  # the ServiceAccount admission plugin
     middlewares: list[Any] = [metrics.middleware()]
     if config.token_auth_file:
         # Authentication answers 401 itself and authorization 403; put them inside metrics so refused requests
         # are counted too. Without authentication there is nobody to authorize (Kubernetes' AlwaysAllow).
-        middlewares.append(auth.middleware(auth.load_tokens(config.token_auth_file)))
+        authenticators = [*static, *([accounts.authenticate] if accounts is not None else [])]
+        middlewares.append(auth.middleware(authenticators))
         middlewares.append(authz_middleware.middleware(authorizer))
     middlewares.append(status_middleware)
     middlewares.append(admission_warnings)
@@ -101,6 +112,9 @@ def build_app(config: Config, storage: Storage) -> web.Application:
     kubelet_tls = kubelet_client_context(config.kubelet_certificate_authority, config.kubelet_client_certificate,
                                          config.kubelet_client_key)
     app.router.add_routes(reviews.routes(authorizer))  # virtual kinds: before the generic routes
+    app.router.add_routes(serviceaccounts.self_subject_review_routes())
+    if accounts is not None:
+        app.router.add_routes(accounts.routes(static))  # serviceaccounts/token, tokenreviews
     app.router.add_routes(proxy_pods.routes(storage, kubelet_tls))  # pods/log, pods/exec: before the generic routes
     app.router.add_routes(api.routes())
 
@@ -110,8 +124,15 @@ def build_app(config: Config, storage: Storage) -> web.Application:
         await _ensure_priority_classes(api.objects)
         await _ensure_rbac_defaults(api.objects)
         keeper = asyncio.create_task(_keep_namespaces(api.objects))
+        reconciler = None
+        if config.advertise_address:
+            reconciler = asyncio.create_task(master_service.keep(api.objects, config.service_cluster_ip_range,
+                                                                 config.advertise_address, config.advertise_port))
         yield
         keeper.cancel()
+        if reconciler is not None:
+            reconciler.cancel()
+            await asyncio.gather(reconciler, return_exceptions=True)
         await cache.stop()
 
     async def end_watches(app: web.Application) -> None:
@@ -122,6 +143,19 @@ def build_app(config: Config, storage: Storage) -> web.Application:
     # on_shutdown runs before aiohttp waits for open requests: end the watches so shutdown is not held up.
     app.on_shutdown.append(end_watches)
     return app
+
+
+def _service_accounts(config: Config, objects: Objects) -> serviceaccounts.ServiceAccounts | None:
+    """Service-account tokens are checked when keys and issuers are configured, and issued with a signing key."""
+    if not config.service_account_key_files or not config.service_account_issuers:
+        return None
+    keys = [k for path in config.service_account_key_files for k in satokens.load_public_keys(path)]
+    validator = satokens.Validator(keys, tuple(config.service_account_issuers))
+    issuer = None
+    if config.service_account_signing_key_file:
+        issuer = satokens.Issuer(satokens.load_private_key(config.service_account_signing_key_file),
+                                 config.service_account_issuers[0])
+    return serviceaccounts.ServiceAccounts(issuer, validator, objects)
 
 
 async def _ensure_namespaces(objects: Objects) -> None:

@@ -1,7 +1,9 @@
-"""Bearer-token authentication from a static token file, like kube-apiserver's --token-auth-file.
+"""Bearer-token authentication: a chain of authenticators, as kube-apiserver's union authenticator.
 
-The file is CSV: `token,user,uid,"group1,group2"` (groups optional). Health and
-version endpoints stay open so that probes and load balancers need no token.
+The static token file (--token-auth-file) is CSV: `token,user,uid,"group1,group2"` (groups optional);
+service-account JWTs are checked by apiserver/serviceaccounts.py. The first authenticator that knows the
+token decides; a token none knows is a 401. Health and version endpoints stay open so that probes and load
+balancers need no token.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ class User:
     name: str
     uid: str
     groups: tuple[str, ...]
+    extra: tuple[tuple[str, tuple[str, ...]], ...] = ()  # e.g. the pod a service-account token is bound to
 
 
 class TokenFileError(ValueError):
@@ -49,20 +52,42 @@ def load_tokens(path: str) -> dict[str, User]:
     return tokens
 
 
-def middleware(tokens: dict[str, User]) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+Authenticator = Callable[[str], Awaitable[User | None]]  # bearer token -> its user, None if unknown to it
+
+
+def static_tokens(tokens: dict[str, User]) -> Authenticator:
+    async def authenticate(token: str) -> User | None:
+        presented = token.encode()
+        user = None
+        # Compare in constant time so response timing does not leak token prefixes.
+        for known, candidate in tokens.items():
+            if hmac.compare_digest(known.encode(), presented):
+                user = candidate
+        return user
+    return authenticate
+
+
+async def authenticate_token(authenticators: list[Authenticator], token: str) -> User | None:
+    for authenticator in authenticators:
+        user = await authenticator(token)
+        if user is not None:
+            return user
+    return None
+
+
+def bearer_token(request: web.Request) -> str:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def middleware(authenticators: list[Authenticator]) -> Callable[[web.Request, Handler],
+                                                                Awaitable[web.StreamResponse]]:
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in OPEN_PATHS:
             return await handler(request)
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        user = None
-        if scheme.lower() == "bearer" and token.strip():
-            presented = token.strip().encode()
-            # Compare in constant time so response timing does not leak token prefixes.
-            for known, candidate in tokens.items():
-                if hmac.compare_digest(known.encode(), presented):
-                    user = candidate
+        token = bearer_token(request)
+        user = await authenticate_token(authenticators, token) if token else None
         if user is None:
             return status_response(unauthorized())
         request[USER] = user

@@ -20,10 +20,10 @@ import orjson
 
 from pklib import patch as patching
 from pklib.api.timefmt import now_rfc3339
-from pklib.resources import Resource
+from pklib.resources import SERVICEACCOUNTS, Resource
 
 from . import kinds
-from .admission import podsecurity
+from .admission import podsecurity, serviceaccount
 from .bodies import member
 from .status import StatusError, already_exists, bad_request, conflict, forbidden, invalid, not_found
 from .storage.interface import Entry, KeyExistsError, KeyNotFoundError, RevisionConflictError, Storage
@@ -92,6 +92,7 @@ class Objects:
         # namespace checks may trust the cache (read-your-writes).
         self.namespace_written = 0
         self.pod_security = podsecurity.PodSecurity()  # replaced by the app with the configured default
+        self.mount_service_account_tokens = False  # the app turns it on when it can issue tokens
 
     def wrote(self, key: str, revision: int) -> int:
         """Notes a write of `key` at `revision` (returned), for the namespace check's read-your-writes."""
@@ -122,6 +123,16 @@ class Objects:
                 value["metadata"].pop("resourceVersion", None)
                 return Entry(key, value, cached.revision), False
         return await self.storage.get(key), True
+
+    async def lookup(self, res: Resource, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """The object from the watch cache, else from etcd (not cached yet), None if neither has it. Only to
+        read: the cached object is shared."""
+        key = object_key(res, namespace, name)
+        cached = self.cache.for_prefix(resource_prefix(res.group, res.plural)).objects.get(key)
+        if cached is not None:
+            return cached.obj
+        entry = await self.storage.get(key)
+        return entry.value if entry is not None else None
 
     async def get(self, res: Resource, namespace: str | None, name: str) -> dict[str, Any]:
         entry = await self.read(res, namespace, name)
@@ -166,6 +177,13 @@ class Objects:
         if (ns.get("metadata") or {}).get("deletionTimestamp"):
             raise forbidden(f"unable to create new content in namespace {namespace} because it is being terminated")
         return ns
+
+    async def mutate(self, res: Resource, obj: dict[str, Any], namespace: str) -> None:
+        """Mutating admission of a create, before validation: the ServiceAccount plugin for Pods."""
+        if res.kind == "Pod" and res.group == "" and self.mount_service_account_tokens:
+            async def service_account(name: str) -> dict[str, Any] | None:
+                return await self.lookup(SERVICEACCOUNTS, namespace, name)
+            await serviceaccount.admit_pod(obj, service_account)
 
     async def admit(self, res: Resource, obj: dict[str, Any], old: dict[str, Any] | None,
                     namespace: dict[str, Any] | None = None) -> None:
@@ -228,6 +246,7 @@ class Objects:
         strategy.prepare_for_create(obj, "status" in res.subresources)
         strategy.default(obj)
         strategy.admit(obj, None)
+        await self.mutate(res, obj, namespace or "")
         self.validate(res, obj, None)
         ns = await self.check_namespace(namespace or "") if res.namespaced else None
         await self.admit(res, obj, None, ns)

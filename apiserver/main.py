@@ -16,6 +16,7 @@ from aiohttp import web
 from . import kinds
 from .app import Config, build_app
 from .auth import TokenFileError, load_tokens
+from .satokens import KeyFileError, load_private_key, load_public_keys
 from .storage.etcd import EtcdStorage, EtcdTLS
 from .tls import kubelet_client_context, tls_context
 
@@ -44,6 +45,19 @@ def parse_args(argv: list[str]) -> Config:
     p.add_argument("--pod-security-default-enforce", default="baseline", choices=("privileged", "baseline", "restricted"),
                    help="Pod Security level enforced (and warned about, and audited) in namespaces without "
                         "pod-security.kubernetes.io labels; privileged turns it off (kube-system is exempt)")
+    p.add_argument("--service-account-signing-key-file",
+                   help="private key (PEM, RSA or ECDSA) that signs service-account tokens: enables TokenRequest")
+    p.add_argument("--service-account-key-file", action="append", default=[],
+                   help="public keys (PEM; a private key's public half counts) that verify service-account tokens; "
+                        "repeatable (default: the signing key's)")
+    p.add_argument("--service-account-issuer", action="append", default=[],
+                   help="the issuer (iss) of service-account tokens: the first signs, all are accepted; also the "
+                        "API's audience")
+    p.add_argument("--advertise-address",
+                   help="the address pods reach this apiserver at: the endpoint of the `kubernetes` Service in "
+                        "`default`, which is kept only when this is set")
+    p.add_argument("--advertise-port", type=int,
+                   help="the port behind that address (default --port; a load balancer's when there is one)")
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     a = p.parse_args(argv)
     servers = [s.strip() for s in a.etcd_servers.split(",") if s.strip()]
@@ -77,6 +91,12 @@ def parse_args(argv: list[str]) -> Config:
         # Kubernetes removed its unauthenticated port altogether; pkube keeps one on loopback only.
         p.error(f"--bind-address {a.bind_address!r} is not a loopback address and no authentication is configured: "
                 "set --token-auth-file, or bind to 127.0.0.1")
+    sa = _service_account_config(p, a)
+    if a.advertise_address:
+        try:
+            ipaddress.ip_address(a.advertise_address)
+        except ValueError as e:
+            p.error(f"--advertise-address: {e}")
     if not a.etcd_prefix.startswith("/"):
         p.error("--etcd-prefix must start with /")
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
@@ -87,7 +107,30 @@ def parse_args(argv: list[str]) -> Config:
     return Config(servers, a.etcd_prefix, a.bind_address, a.port, a.token_auth_file, a.service_cluster_ip_range,
                   a.service_node_port_range, a.watch_bookmark_interval, a.tls_cert_file, a.tls_private_key_file,
                   a.etcd_cafile, a.etcd_certfile, a.etcd_keyfile, a.kubelet_certificate_authority,
-                  a.kubelet_client_certificate, a.kubelet_client_key, a.pod_security_default_enforce)
+                  a.kubelet_client_certificate, a.kubelet_client_key, a.pod_security_default_enforce, *sa,
+                  a.advertise_address, a.advertise_port or a.port)
+
+
+def _service_account_config(p: argparse.ArgumentParser,
+                            a: argparse.Namespace) -> tuple[str | None, list[str], list[str]]:
+    """(signing key file, verifying key files, issuers), checked as kube-apiserver checks them."""
+    keys = list(a.service_account_key_file)
+    if a.service_account_signing_key_file:
+        if not a.service_account_issuer:
+            p.error("--service-account-issuer is required with --service-account-signing-key-file")
+        try:
+            load_private_key(a.service_account_signing_key_file)
+        except KeyFileError as e:
+            p.error(f"--service-account-signing-key-file: {e}")
+        keys = keys or [a.service_account_signing_key_file]
+    elif keys and not a.service_account_issuer:
+        p.error("--service-account-issuer is required with --service-account-key-file")
+    for path in keys:
+        try:
+            load_public_keys(path)
+        except KeyFileError as e:
+            p.error(f"--service-account-key-file: {e}")
+    return a.service_account_signing_key_file, keys, list(a.service_account_issuer)
 
 
 def _is_loopback(address: str) -> bool:

@@ -160,11 +160,23 @@ MESSAGES: dict[str, dict[int, F]] = {
                       3: ("orphanDependents", "bool", False), 4: ("propagationPolicy", "string", False),
                       5: ("dryRun", "string", True)},
     "Preconditions": {1: ("uid", "string", False), 2: ("resourceVersion", "string", False)},
+    # authentication.k8s.io/v1 (kubectl create token, kubectl auth whoami)
+    "BoundObjectReference": {1: ("kind", "string", False), 2: ("apiVersion", "string", False),
+                             3: ("name", "string", False), 4: ("uid", "string", False)},
+    "TokenRequestSpec": {1: ("audiences", "string", True), 3: ("boundObjectRef", "BoundObjectReference", False),
+                         4: ("expirationSeconds", "int", False)},
+    "TokenRequest": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "TokenRequestSpec", False),
+                     3: ("status", "Empty", False)},
+    "TokenReviewSpec": {1: ("token", "string", False), 2: ("audiences", "string", True)},
+    "TokenReview": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "TokenReviewSpec", False),
+                    3: ("status", "Empty", False)},
+    "SelfSubjectReview": {1: ("metadata", "ObjectMeta", False), 2: ("status", "Empty", False)},
 }
 TOP_LEVEL = ("Namespace", "ConfigMap", "Secret", "ServiceAccount", "Service", "Deployment", "Job", "CronJob", "Role",
              "ClusterRole",
              "RoleBinding", "ClusterRoleBinding", "SelfSubjectAccessReview", "SubjectAccessReview",
-             "SelfSubjectRulesReview", "PodDisruptionBudget", "Eviction")
+             "SelfSubjectRulesReview", "PodDisruptionBudget", "Eviction", "TokenRequest", "TokenReview",
+             "SelfSubjectReview")
 # Fields that are pointers in Go: a zero value was sent on purpose and is kept.
 _KEEP_ZERO = {("DeploymentSpec", "replicas"), ("ServicePort", "port"),
               *(("JobSpec", f) for f in ("parallelism", "completions", "activeDeadlineSeconds", "backoffLimit",

@@ -6,10 +6,15 @@ nothing here passes or fails on time.
 
     .venv/bin/python -m bench.apiserver [--pods 10000] [--watchers 100]
     .venv/bin/python -m bench.apiserver --authz [--pods 5000]   # the authorizer's cost per request
+    .venv/bin/python -m bench.apiserver --sa-tokens [--pods 2000]   # static token vs service-account JWT
 
 `--authz` measures only creates, in one run: once as the superuser (system:masters, which the authorizer
 allows without looking at RBAC) and once as a user whom RBAC allows through a RoleBinding of the `edit`
 ClusterRole, among --bindings other bindings (the default roles' own plus unrelated users').
+
+`--sa-tokens` measures GETs/s of one pod, in one run, with the admin's static token and with a service-account
+token bound to a pod (signature, times, audience, and the ServiceAccount and pod looked up per request), plus the
+in-process cost of checking a token's signature (RS256, ES256).
 """
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ import orjson
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tests.support.controlplane import _stop, start_apiserver, start_etcd  # noqa: E402
+from tests.support.controlplane import _stop, service_account_flags, start_apiserver, start_etcd  # noqa: E402
 
 POD: dict[str, Any] = {"apiVersion": "v1", "kind": "Pod",
        "metadata": {"labels": {"app": "bench", "tier": "web"}, "annotations": {"bench": "x" * 200}},
@@ -267,19 +272,80 @@ def authorize_cost(bindings: int, calls: int = 20_000) -> dict[str, Any]:
     return out
 
 
+async def bench_sa_tokens(url: str, admin_token: str, gets_count: int) -> dict[str, Any]:
+    """GETs/s with the static admin token vs a pod-bound ServiceAccount token with cluster-admin, same server."""
+    ns = "bench-sa"
+    headers = {"Authorization": f"Bearer {admin_token}", "Content-Type": "application/json"}
+    async with aiohttp.ClientSession(headers=headers) as admin:
+        await _post(admin, f"{url}/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                        "metadata": {"name": ns}})
+        await _post(admin, f"{url}/api/v1/namespaces/{ns}/serviceaccounts",
+                    {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "bench"}})
+        await _post(admin, f"{url}/api/v1/namespaces/{ns}/pods",
+                    dict(POD, metadata={"name": "pod-00000"}, spec=dict(POD["spec"], serviceAccountName="bench")))
+        await _post(admin, f"{url}/apis/{RBAC}/v1/clusterrolebindings", {
+            "apiVersion": f"{RBAC}/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "bench-sa"},
+            "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"kind": "ServiceAccount", "name": "bench", "namespace": ns}]})
+        async with admin.post(f"{url}/api/v1/namespaces/{ns}/serviceaccounts/bench/token", json={
+                "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "pod-00000"}}}) as r:
+            sa_token = (await r.json())["status"]["token"]
+    out: dict[str, Any] = {}
+    for label, token in (("static_token", admin_token), ("service_account_token", sa_token)):
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as s:
+            while True:  # the authorizer reads the watch cache: wait for it to show the binding
+                async with s.get(f"{url}/api/v1/namespaces/{ns}/pods/pod-00000") as r:
+                    if r.status == 200:
+                        break
+                await asyncio.sleep(0.05)
+            started = time.perf_counter()
+            out[label] = await gets(s, url, ns, gets_count, 1)
+            out[label]["gets_per_s"] = round(gets_count / (time.perf_counter() - started))
+    out["sa_vs_static_gets"] = round(out["service_account_token"]["gets_per_s"] / out["static_token"]["gets_per_s"], 3)
+    out["validate_in_process"] = token_validation_cost()
+    return out
+
+
+def token_validation_cost(calls: int = 2000) -> dict[str, Any]:
+    """µs to check one service-account JWT in-process (no lookups): its signature the first time (`*_verify_us`),
+    then a remembered one (`cached_us`: times and audience only)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    from apiserver.satokens import Issuer, Validator
+    out: dict[str, Any] = {}
+    for label, key in (("rs256", rsa.generate_private_key(public_exponent=65537, key_size=2048)),
+                       ("es256", ec.generate_private_key(ec.SECP256R1()))):
+        token, _ = Issuer(key, "bench").issue("ns", "sa", "uid", ["bench"], 3600)
+        validator = Validator([key.public_key()], ("bench",))
+        t = time.perf_counter()
+        for _ in range(calls):
+            validator._verify(token)  # noqa: SLF001 - the signature check alone
+        out[f"{label}_verify_us"] = round((time.perf_counter() - t) / calls * 1e6, 1)
+        t = time.perf_counter()
+        for _ in range(calls):
+            validator.validate(token, ("bench",))
+        out["cached_us"] = round((time.perf_counter() - t) / calls * 1e6, 1)
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pods", type=int, default=10_000)
     p.add_argument("--watchers", type=int, default=100)
     p.add_argument("--authz", action="store_true", help="only creates/s: superuser vs a user bound by RBAC")
     p.add_argument("--bindings", type=int, default=100, help="with --authz: unrelated bindings of each scope")
+    p.add_argument("--sa-tokens", action="store_true", help="only GETs/s: static token vs service-account token")
     args = p.parse_args()
     tmp = tempfile.mkdtemp(prefix="pkt-bench-")
     etcd = start_etcd(tmp)
     try:
-        server = start_apiserver(tmp, etcd.url, identities={BENCH_USER: ()} if args.authz else None)
+        server = start_apiserver(tmp, etcd.url, identities={BENCH_USER: ()} if args.authz else None,
+                                 extra=service_account_flags(tmp) if args.sa_tokens else None)
         try:
-            if args.authz:
+            if args.sa_tokens:
+                result = asyncio.run(bench_sa_tokens(server.url, server.token, args.pods))
+            elif args.authz:
                 result = asyncio.run(bench_authz(server.url, server.token, server.tokens[BENCH_USER], args.pods,
                                                  args.bindings))
                 result["authorize_in_process"] = authorize_cost(args.bindings)

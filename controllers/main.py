@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 from typing import Sequence
 
 from pklib.client import Client
@@ -37,6 +38,7 @@ from .nodeipam import NodeIpamController
 from .nodelifecycle import NodeLifecycleController
 from .persistentvolume import PersistentVolumeController
 from .replicaset import ReplicaSetController
+from .serviceaccounts import RootCACertPublisher, ServiceAccountsController
 from .statefulset import StatefulSetController
 from .ttlafterfinished import TTLAfterFinishedController
 
@@ -58,6 +60,8 @@ REGISTRY: list[type[Controller]] = [
     NodeIpamController,
     NodeLifecycleController,
     DisruptionController,
+    ServiceAccountsController,
+    RootCACertPublisher,
 ]
 
 LEASE_NAME = "pkube-controller-manager"
@@ -159,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def check() -> None:
         select_controllers(config.controllers)
+        if config.root_ca_file and not os.access(config.root_ca_file, os.R_OK):
+            raise ConfigError(f"--root-ca-file: cannot read {config.root_ca_file}")
         if not config.server and not config.kubeconfig:
             make_client(config)  # falls back to $KUBECONFIG / defaults, or says what is missing
 

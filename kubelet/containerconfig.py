@@ -20,6 +20,8 @@ from kubelet.volumes import VolumeManager
 Getter = Callable[[str, str], Awaitable[dict[str, Any] | None]]        # (plural, name) -> object in the pod's ns
 NamespacedGetter = Callable[[str, str, str], Awaitable[dict[str, Any] | None]]  # (namespace, plural, name)
 ServiceLister = Callable[[str], Awaitable[list[dict[str, Any]]]]       # namespace -> its Services
+PodTokenGetter = Callable[[dict[str, Any], str, int], Awaitable[str]]  # (pod, audience, seconds) -> bound token
+MASTER_SERVICE, MASTER_SERVICE_NAMESPACE = "kubernetes", "default"
 
 
 @dataclass
@@ -100,12 +102,13 @@ def security_context(pod: dict[str, Any], spec: dict[str, Any], opts: PodConfigO
 
 class ContainerConfigBuilder:
     def __init__(self, opts: PodConfigOptions, volumes: VolumeManager, node_ip: Callable[[], str],
-                 get: NamespacedGetter, services: ServiceLister) -> None:
+                 get: NamespacedGetter, services: ServiceLister, tokens: PodTokenGetter | None = None) -> None:
         self.opts = opts
         self.volumes = volumes
         self.node_ip = node_ip
         self.get = get
         self.services = services
+        self.tokens = tokens
 
     def sandbox_config(self, pod: dict[str, Any]) -> SandboxConfig:
         meta, spec = pod["metadata"], pod["spec"]
@@ -148,8 +151,25 @@ class ContainerConfigBuilder:
 
         async def get_cluster(plural: str, name: str) -> dict[str, Any] | None:
             return await self.get("", plural, name)
+
+        async def token(audience: str, expiration_seconds: int) -> str:
+            assert self.tokens is not None
+            return await self.tokens(pod, audience, expiration_seconds)
         return await self.volumes.setup(pod, get, get_cluster, pod_ip, self.node_ip(), self.opts.allocatable,
-                                        refresh_only=refresh_only)
+                                        refresh_only=refresh_only, token=token if self.tokens else None)
+
+    async def service_env_sources(self, pod: dict[str, Any]) -> list[dict[str, Any]]:
+        """The Services whose variables a container gets: its namespace's when enableServiceLinks, and always
+        the API's own (`kubernetes` in `default`), as the kubelet's master services; a Service of the pod's
+        namespace wins over it by name."""
+        ns = pod["metadata"]["namespace"]
+        services: list[dict[str, Any]] = []
+        if pod["spec"].get("enableServiceLinks", True):
+            services = await self.services(ns)
+        if not any(s["metadata"]["name"] == MASTER_SERVICE for s in services):
+            services = [*services, *(s for s in await self.services(MASTER_SERVICE_NAMESPACE)
+                                     if s["metadata"]["name"] == MASTER_SERVICE)]
+        return services
 
     async def container_config(self, pod: dict[str, Any], spec: dict[str, Any], pod_ip: str,
                                volumes: dict[str, Path]) -> ContainerConfig:
@@ -159,9 +179,7 @@ class ContainerConfigBuilder:
         async def get(plural: str, name: str) -> dict[str, Any] | None:
             return await self.get(ns, plural, name)
 
-        services: list[dict[str, Any]] = []
-        if pod["spec"].get("enableServiceLinks", True):
-            services = await self.services(ns)
+        services = await self.service_env_sources(pod)
         env = await build_env(pod, spec, get, services, pod_ip, self.node_ip(), self.opts.allocatable)
         env_map = dict(env)
         limits = resources(spec)

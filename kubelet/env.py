@@ -127,9 +127,7 @@ async def _source(get: Getter, kind: str, name: str, optional: bool, namespace: 
 async def build_env(pod: dict[str, Any], container: dict[str, Any], get: Getter, services: list[dict[str, Any]],
                     pod_ip: str, host_ip: str, node_allocatable: dict[str, str]) -> list[tuple[str, str]]:
     ns = pod["metadata"].get("namespace", "default")
-    env: dict[str, str] = {}
-    if pod["spec"].get("enableServiceLinks", True):
-        env.update(service_env(services))
+    env: dict[str, str] = service_env(services)  # the caller picks them (enableServiceLinks, the API's Service)
     for src in container.get("envFrom") or []:
         prefix = src.get("prefix", "")
         for kind, key in (("configmaps", "configMapRef"), ("secrets", "secretRef")):

@@ -37,6 +37,7 @@ from kubelet.runtime.interface import (ContainerState, ContainerStatus, InvalidC
 from kubelet.shared import SharedRead
 from kubelet.status import StatusInputs
 from kubelet.statusmanager import StatusManager
+from kubelet.tokens import TokenManager
 from kubelet.volumes import VolumeManager
 
 GOOD_RUN_RESETS_BACKOFF = 600.0   # a container that ran this long starts its CrashLoopBackOff afresh
@@ -91,8 +92,9 @@ class PodWorkers:
         self.probes = ProbeManager(runtime, self.queue.add, self._probe_failed, network=cfg.network_probes)
         self.pulls = PullManager(runtime.images, self.recorder, cfg.local_images, cfg.backoff_base, cfg.backoff_max,
                                  inline=runtime.in_memory)
+        self.tokens = TokenManager(client)
         self.configs = ContainerConfigBuilder(cfg.pod, volumes, lambda: self.node_ip, self._get,
-                                              services or self._list_services)
+                                              services or self._list_services, self.tokens.token)
         self.status = StatusManager(client, self.pulls.image_id)
         self.relister = Relister(runtime, self.pods.store, volumes, self.queue.add, self._remove_gone_pod,
                                  cfg.relist_period, cfg.sync_frequency)
@@ -361,3 +363,4 @@ class PodWorkers:
         self.relister.forget(uid)
         self.status.forget(uid)
         self._refreshed.pop(uid, None)
+        self.tokens.forget(uid)

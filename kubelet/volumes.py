@@ -30,6 +30,7 @@ from kubelet.runtime.interface import Mount
 
 Getter = Callable[[str, str], Awaitable[dict[str, Any] | None]]  # (plural, name) -> object in the pod namespace
 ClusterGetter = Callable[[str, str], Awaitable[dict[str, Any] | None]]  # (plural, name) -> cluster-scoped object
+TokenGetter = Callable[[str, int], Awaitable[str]]  # (audience, expirationSeconds) -> the pod's bound token
 
 _libc = ctypes.CDLL(None, use_errno=True)
 MNT_DETACH = 2
@@ -249,6 +250,14 @@ def _downward_files(pod: dict[str, Any], items: list[dict[str, Any]], default_mo
     return out
 
 
+async def _token_file(src: dict[str, Any], mode: int, token: TokenGetter | None) -> dict[str, tuple[bytes, int]]:
+    path = src.get("path") or "token"
+    if token is None:
+        raise ConfigError("serviceAccountToken: this kubelet cannot request tokens")
+    value = await token(str(src.get("audience") or ""), int(src.get("expirationSeconds") or 3600))
+    return {path: (value.encode(), mode)}
+
+
 def _check_host_path(path: Path, type_: str) -> None:
     """HostPathType semantics: create when asked, otherwise the path must be of the given kind."""
     if type_ == "DirectoryOrCreate":
@@ -277,10 +286,12 @@ class VolumeManager:
         self.root = root
 
     async def setup(self, pod: dict[str, Any], get: Getter, get_cluster: ClusterGetter, pod_ip: str, host_ip: str,
-                    allocatable: dict[str, str], refresh_only: bool = False) -> dict[str, Path]:
+                    allocatable: dict[str, str], refresh_only: bool = False,
+                    token: TokenGetter | None = None) -> dict[str, Path]:
         """Make every volume of the pod exist on the host; returns volume name -> host path. Idempotent.
         `refresh_only`: just rewrite the volumes whose content comes from the API (configMap, secret,
-        downwardAPI, projected), which is how their updates reach running pods."""
+        downwardAPI, projected), which is how their updates reach running pods. `token`: fills projected
+        serviceAccountToken sources (the kubelet's token manager)."""
         base = pod_dir(self.root, pod["metadata"]["uid"]) / "volumes"
         out: dict[str, Path] = {}
         for vol in pod["spec"].get("volumes") or []:
@@ -322,6 +333,8 @@ class VolumeManager:
                     elif "downwardAPI" in src:
                         files.update(_downward_files(pod, src["downwardAPI"].get("items") or [], mode, pod_ip,
                                                      host_ip, allocatable))
+                    elif "serviceAccountToken" in src:
+                        files.update(await _token_file(src["serviceAccountToken"] or {}, mode, token))
                 _write_files(target, files)
             elif "persistentVolumeClaim" in vol:
                 target = await self._claim_dir(vol["persistentVolumeClaim"].get("claimName", ""), get, get_cluster)

@@ -69,7 +69,7 @@ SECRETS = _r("", "v1", "Secret", "secrets", True)
 PVS = _r("", "v1", "PersistentVolume", "persistentvolumes", False, ("pv",), ("status",))
 PVCS = _r("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, ("pvc",), ("status",))
 EVENTS = _r("", "v1", "Event", "events", True, ("ev",))
-SERVICEACCOUNTS = _r("", "v1", "ServiceAccount", "serviceaccounts", True, ("sa",))
+SERVICEACCOUNTS = _r("", "v1", "ServiceAccount", "serviceaccounts", True, ("sa",), ("token",))
 DEPLOYMENTS = _r("apps", "v1", "Deployment", "deployments", True, ("deploy",), ("status", "scale"), ("all",))
 REPLICASETS = _r("apps", "v1", "ReplicaSet", "replicasets", True, ("rs",), ("status", "scale"), ("all",))
 DAEMONSETS = _r("apps", "v1", "DaemonSet", "daemonsets", True, ("ds",), ("status",), ("all",))
@@ -94,15 +94,20 @@ SUBJECTACCESSREVIEWS = _r("authorization.k8s.io", "v1", "SubjectAccessReview", "
                           verbs=("create",))
 SELFSUBJECTRULESREVIEWS = _r("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews",
                              False, verbs=("create",))
+AUTHENTICATION_GROUP = "authentication.k8s.io"
+TOKENREVIEWS = _r(AUTHENTICATION_GROUP, "v1", "TokenReview", "tokenreviews", False, verbs=("create",))
+SELFSUBJECTREVIEWS = _r(AUTHENTICATION_GROUP, "v1", "SelfSubjectReview", "selfsubjectreviews", False,
+                        verbs=("create",))
 
 RESOURCES: tuple[Resource, ...] = (
     NAMESPACES, PODS, SERVICES, ENDPOINTS, NODES, CONFIGMAPS, SECRETS, PVS, PVCS, EVENTS, SERVICEACCOUNTS, DEPLOYMENTS,
     REPLICASETS, DAEMONSETS, STATEFULSETS, JOBS, CRONJOBS, CONTROLLERREVISIONS, LEASES, ENDPOINTSLICES, STORAGECLASSES,
     PRIORITYCLASSES, PODDISRUPTIONBUDGETS, ROLES, CLUSTERROLES, ROLEBINDINGS, CLUSTERROLEBINDINGS,
-    SELFSUBJECTACCESSREVIEWS, SUBJECTACCESSREVIEWS, SELFSUBJECTRULESREVIEWS,
+    SELFSUBJECTACCESSREVIEWS, SUBJECTACCESSREVIEWS, SELFSUBJECTRULESREVIEWS, TOKENREVIEWS, SELFSUBJECTREVIEWS,
 )
 # Kinds served by a handler of their own instead of storage (they have no objects to list or get).
-VIRTUAL: tuple[Resource, ...] = (SELFSUBJECTACCESSREVIEWS, SUBJECTACCESSREVIEWS, SELFSUBJECTRULESREVIEWS)
+VIRTUAL: tuple[Resource, ...] = (SELFSUBJECTACCESSREVIEWS, SUBJECTACCESSREVIEWS, SELFSUBJECTRULESREVIEWS, TOKENREVIEWS,
+                                 SELFSUBJECTREVIEWS)
 
 
 def groups() -> dict[str, list[str]]:

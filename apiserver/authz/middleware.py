@@ -26,7 +26,7 @@ _EXTRA_PREFIX = "impersonate-extra-"
 
 def user_info(user: User) -> UserInfo:
     groups = user.groups if AUTHENTICATED in user.groups else (*user.groups, AUTHENTICATED)
-    return UserInfo(user.name, user.uid, groups)
+    return UserInfo(user.name, user.uid, groups, dict(user.extra))
 
 
 def attributes_for(user: UserInfo, info: requestinfo.RequestInfo) -> Attributes:

@@ -3,17 +3,18 @@
 A kubelet authenticates as `system:node:<name>` in the group `system:nodes`. For secrets, configmaps,
 persistentvolumeclaims and persistentvolumes this authorizer decides alone: the object must be referenced by
 a pod bound to that node (a volume, an env/envFrom source, an image pull secret; a volume through the claim
-bound to it), and it may only be read (get, or list/watch of that one object by name). Its Lease in
-kube-node-lease is the only one it may touch. What Kubernetes' NodeRestriction admission plugin adds is
-decided here too, from the request and the cached pod: a node modifies only its own Node object, and updates
-the status of, deletes and evicts only pods bound to it. Everything else it leaves to RBAC (the system:node
-role). Not done: NodeRestriction's checks of the labels a node sets on itself.
+bound to it), and it may only be read (get, or list/watch of that one object by name). It may create tokens
+(serviceaccounts/token) only for the ServiceAccounts of its pods. Its Lease in kube-node-lease is the only one
+it may touch. What Kubernetes' NodeRestriction admission plugin adds is decided here too, from the request and
+the cached pod: a node modifies only its own Node object, and updates the status of, deletes and evicts only
+pods bound to it. Everything else it leaves to RBAC (the system:node role). Not done: NodeRestriction's checks
+of the labels a node sets on itself.
 """
 from __future__ import annotations
 
 from typing import Any, Iterable, Iterator, Protocol
 
-from .rbac import Attributes, Decision
+from .rbac import Attributes, Decision, UserInfo
 
 Obj = dict[str, Any]
 NODES_GROUP = "system:nodes"
@@ -31,7 +32,11 @@ class NodeGraph(Protocol):
 
 def node_name(attrs: Attributes) -> str | None:
     """The node a request comes from, or None when it is not a node's identity."""
-    user = attrs.user
+    return node_name_of(attrs.user)
+
+
+def node_name_of(user: UserInfo) -> str | None:
+    """The node of a node's identity (system:node:<name> in system:nodes), else None."""
     if NODES_GROUP not in user.groups or not user.name.startswith(NODE_USER_PREFIX):
         return None
     return user.name[len(NODE_USER_PREFIX):] or None
@@ -71,6 +76,11 @@ def _names(pod: Obj, kind: str) -> Iterator[str]:
                 yield name
 
 
+def _uses_service_account(graph: NodeGraph, node: str, namespace: str, name: str) -> bool:
+    return any(((pod.get("spec") or {}).get("serviceAccountName") or "default") == name
+               for pod in graph.pods_on_node(node, namespace))
+
+
 def _related(graph: NodeGraph, node: str, attrs: Attributes) -> bool:
     if attrs.resource == "persistentvolumes":
         for pod in graph.pods_on_node(node, None):
@@ -96,6 +106,13 @@ def authorize(graph: NodeGraph, attrs: Attributes) -> Decision | None:
             return Decision(False, "can only get individual resources of this type")
         if _related(graph, node, attrs):
             return Decision(True, "")
+        return Decision(False, f"no relationship found between node '{node}' and this object")
+    if attrs.api_group == "" and attrs.resource == "serviceaccounts" and attrs.subresource == "token":
+        # the token of a pod's ServiceAccount; that it is bound to that pod is checked by TokenRequest itself
+        if attrs.verb != "create":
+            return Decision(False, "can only create tokens for individual service accounts")
+        if attrs.name and _uses_service_account(graph, node, attrs.namespace, attrs.name):
+            return None  # RBAC's system:node role grants the verb
         return Decision(False, f"no relationship found between node '{node}' and this object")
     if attrs.api_group == "" and attrs.resource == "nodes" and attrs.verb in _WRITE and attrs.name != node:
         return Decision(False, f"node '{node}' is not allowed to modify node '{attrs.name}'")

@@ -20,6 +20,7 @@ LEGACY, APPS, COORDINATION, DISCOVERY, EVENTS = "", "apps", "coordination.k8s.io
 BATCH = "batch"
 POLICY = "policy"
 AUTHORIZATION, STORAGE, SCHEDULING = "authorization.k8s.io", "storage.k8s.io", "scheduling.k8s.io"
+AUTHENTICATION = "authentication.k8s.io"
 AUTOUPDATE = {"rbac.authorization.kubernetes.io/autoupdate": "true"}
 BOOTSTRAP_LABELS = {"kubernetes.io/bootstrapping": "rbac-defaults"}
 
@@ -112,7 +113,8 @@ _CONTROLLER_MANAGER = [
     # The garbage collector and the namespace controller act on every kind (as Kubernetes' generic-garbage-
     # collector and namespace-controller roles do); statuses, scale and finalize are among "*".
     rule(("get", "list", "watch", "patch", "update", "delete", "deletecollection"), "*", ("*",)),
-    rule("create", LEGACY, ("pods", "endpoints", "persistentvolumes", "persistentvolumeclaims")),
+    rule("create", LEGACY, ("pods", "endpoints", "persistentvolumes", "persistentvolumeclaims", "serviceaccounts",
+                            "configmaps")),
     rule("create", APPS, ("replicasets", "controllerrevisions")),
     rule("create", BATCH, ("jobs",)),
     rule("create", DISCOVERY, ("endpointslices",)),
@@ -160,8 +162,11 @@ def cluster_roles() -> list[Obj]:
         _role("edit", _EDIT),
         _role("view", _VIEW),
         _role("system:basic-user", [rule("create", AUTHORIZATION, ("selfsubjectaccessreviews",
-                                                                    "selfsubjectrulesreviews"))]),
+                                                                    "selfsubjectrulesreviews")),
+                                    rule("create", AUTHENTICATION, ("selfsubjectreviews",))]),
         _role("system:discovery", [rule("get", urls=_DISCOVERY_URLS)]),
+        _role("system:auth-delegator", [rule("create", AUTHENTICATION, ("tokenreviews",)),
+                                        rule("create", AUTHORIZATION, ("subjectaccessreviews",))]),
         _role("system:public-info-viewer", [rule("get", urls=_PUBLIC_INFO_URLS)]),
         _role("system:kube-scheduler", _SCHEDULER),
         _role("system:kube-controller-manager", _CONTROLLER_MANAGER),

@@ -214,7 +214,15 @@ def _apiserver_flags(home: Home, cfg: ClusterConfig, member: Member | None = Non
             "--port", str(member.api_port if member else cfg.api_port),
             "--token-auth-file", str(home.tokens_file), "--service-cluster-ip-range", cfg.service_cidr,
             *(["--tls-cert-file", str(home.pki.serving_cert), "--tls-private-key-file", str(home.pki.serving_key)]
-              if cfg.tls else [])]
+              if cfg.tls else []),
+            # service-account tokens (kubeadm's sa.key/sa.pub), and the `kubernetes` Service pods reach the API by
+            "--service-account-signing-key-file", str(pki.sa_key), "--service-account-key-file", str(pki.sa_pub),
+            "--service-account-issuer", SERVICE_ACCOUNT_ISSUER,
+            *(["--advertise-address", cfg.advertise_address, "--advertise-port", str(cfg.api_port)]
+              if cfg.advertise_address else [])]
+
+
+SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"  # kubeadm's default
 
 
 def apiserver_serves_tls() -> bool:
@@ -242,7 +250,7 @@ def _controller_flags(home: Home, cfg: ClusterConfig) -> list[str]:
     # each home's pod range is cut into /24s, the default home's 10.244.0.0/16 as in kubeadm; another home's
     # /24 is cut in as many parts as its nodes need
     return [*_as(CONTROLLER_MANAGER)(home, cfg), "--cluster-cidr", cfg.cluster_cidr,
-            "--node-cidr-mask-size", str(cfg.node_cidr_mask)]
+            "--node-cidr-mask-size", str(cfg.node_cidr_mask), "--root-ca-file", str(home.pki.ca_cert)]
 
 
 def _node_flags(home: Home, cfg: ClusterConfig) -> list[str]:

@@ -72,6 +72,15 @@ class Pki:
     def serving_key(self) -> Path:
         return self.dir / "apiserver.key"
 
+    @property
+    def sa_key(self) -> Path:
+        """Signs service-account tokens (kubeadm's sa.key)."""
+        return self.dir / "sa.key"
+
+    @property
+    def sa_pub(self) -> Path:
+        return self.dir / "sa.pub"
+
     def cert(self, name: str) -> Path:
         """A leaf certificate by name: etcd-server, etcd-peer, apiserver-etcd-client, etcd-healthcheck-client,
         apiserver-kubelet-client, kubelet."""
@@ -164,6 +173,16 @@ class ClusterConfig:
     def node_gateway(self) -> str:
         """The host's address on the cluster network: the other nodes reach the API there."""
         return str(ipaddress.ip_network(self.node_subnet)[1]) if self.node_subnet else ""
+
+    @property
+    def advertise_address(self) -> str:
+        """Where pods reach the API (the `kubernetes` Service's endpoint, port api_port): the cluster network's
+        gateway with several nodes, else the node's own address; both served by the supervisor's balancer."""
+        if self.workers:
+            return self.node_gateway
+        if self.node_ip and not ipaddress.ip_address(self.node_ip).is_loopback:
+            return self.node_ip
+        return ""
 
     @property
     def node_cidr_mask(self) -> int:
@@ -350,7 +369,8 @@ class Home:
         from pkctl.cluster import pki
         from pklib.hostnet import host_ip
         cfg.node_ip = host_ip()
-        pki.ensure(self.pki.dir, ips=[cfg.node_gateway] if cfg.workers else None)
+        pki.ensure(self.pki.dir, ips=[cfg.node_gateway] if cfg.workers else None,
+                   service_ip=str(ipaddress.ip_network(cfg.service_cidr)[1]))
         pki.ensure_kubelet(self.pki.dir, cfg.node_name, [cfg.node_ip])
         for w in cfg.workers:
             pki.ensure_kubelet(self.pki.dir, w.name, [w.ip], name=f"kubelet-{w.name}")

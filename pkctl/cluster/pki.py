@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from pkctl.cluster.home import Pki
@@ -33,6 +33,8 @@ SERVER, CLIENT = ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUT
 ETCD_CLIENT_CN = "kube-apiserver-etcd-client"
 HEALTHCHECK_CN = "kube-etcd-healthcheck-client"
 KUBELET_CLIENT_CN, KUBELET_CLIENT_ORG = "kube-apiserver-kubelet-client", "system:masters"
+# What pods call the API by (the `kubernetes` Service), as kubeadm puts them in the apiserver's certificate.
+IN_CLUSTER_NAMES = ["kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"]
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
@@ -132,17 +134,33 @@ def _ensure_ca(pki: Pki, now: dt.datetime) -> None:
             old.unlink()
 
 
-def ensure(dir: Path, hostnames: list[str] | None = None, ips: list[str] | None = None) -> Pki:
+def _ensure_service_account_key(pki: Pki) -> None:
+    """kubeadm's sa.key / sa.pub: the RSA key pair that signs and verifies service-account tokens (made once;
+    replacing it would invalidate every token handed out)."""
+    if pki.sa_key.exists() and pki.sa_pub.exists():
+        return
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    write_private(pki.sa_key, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                serialization.NoEncryption()))
+    pki.sa_pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                         serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
+def ensure(dir: Path, hostnames: list[str] | None = None, ips: list[str] | None = None,
+           service_ip: str | None = None) -> Pki:
     """Create the CA once, and the control plane's certificates (apiserver serving, etcd server and peer,
-    the etcd and kubelet client certificates) unless valid ones exist: a home made before one of them
-    existed gets it at its next `up`. `ips`: more addresses the apiserver is reached at (the cluster
-    network's gateway, which the other nodes use)."""
+    the etcd and kubelet client certificates) and the service-account key pair unless valid ones exist: a
+    home made before one of them existed gets it at its next `up`. `ips`: more addresses the apiserver is
+    reached at (the cluster network's gateway, which the other nodes use); `service_ip`: the `kubernetes`
+    Service's, which pods use (the certificate also names kubernetes.default.svc and the like)."""
     pki = Pki(dir)
     dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     now = dt.datetime.now(dt.timezone.utc)
     _ensure_ca(pki, now)
-    names = ["localhost", *(hostnames if hostnames is not None else [socket.gethostname()])]
-    _issue(pki, "apiserver", _name("pkube-apiserver"), [SERVER], _sans(names, [*LOOPBACK, *(ips or [])]), now)
+    names = ["localhost", *(hostnames if hostnames is not None else [socket.gethostname()]), *IN_CLUSTER_NAMES]
+    extra_ips = [*(ips or []), *([service_ip] if service_ip else [])]
+    _issue(pki, "apiserver", _name("pkube-apiserver"), [SERVER], _sans(names, [*LOOPBACK, *extra_ips]), now)
+    _ensure_service_account_key(pki)
     loopback = _sans(["localhost"], list(LOOPBACK))
     _issue(pki, "etcd-server", _name("kube-etcd"), [SERVER, CLIENT], loopback, now)
     _issue(pki, "etcd-peer", _name("kube-etcd-peer"), [SERVER, CLIENT], loopback, now)

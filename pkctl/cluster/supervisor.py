@@ -226,9 +226,20 @@ async def _run_until_signalled(home: Home, cfg: ClusterConfig) -> None:
         balancers.append(Balancer("127.0.0.1", cfg.api_port, apiservers))
     if cfg.workers:
         balancers.append(Balancer(cfg.node_gateway, cfg.api_port, apiservers))
+    in_cluster = None
+    if not cfg.workers and cfg.advertise_address:
+        # pods reach the API here through the `kubernetes` Service (the apiservers listen on loopback)
+        in_cluster = Balancer(cfg.advertise_address, cfg.api_port, apiservers)
     try:
         for b in balancers:
             await b.start()
+        if in_cluster is not None:
+            try:
+                await in_cluster.start()
+                balancers.append(in_cluster)
+            except OSError as e:  # the cluster still runs; only in-cluster API clients lose their way in
+                log.warning("pods cannot reach the API at %s:%d: %s", cfg.advertise_address, cfg.api_port,
+                            e.strerror)
         await supervise(home, cfg, components(cfg), stop)
     finally:
         for b in balancers:

@@ -108,6 +108,16 @@ def kubelet_serving_flags(tmp: str) -> list[str]:
             "--client-ca-file", str(pki.ca_cert)]
 
 
+SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
+
+
+def service_account_flags(tmp: str) -> list[str]:
+    """An apiserver that issues and checks service-account tokens with make_test_pki(tmp)'s key pair."""
+    pki = make_test_pki(tmp)
+    return ["--service-account-signing-key-file", str(pki.sa_key), "--service-account-key-file", str(pki.sa_pub),
+            "--service-account-issuer", SA_ISSUER]
+
+
 def start_apiserver(tmp: str, etcd_url: str, extra: list[str] | None = None, tls: bool = False,
                     identities: dict[str, tuple[str, ...]] | None = None) -> ApiServer:
     """A real apiserver with token auth; `tls` serves HTTPS with make_test_pki's certificate (what kubectl needs

@@ -25,7 +25,8 @@ from kubelet.runtime.runc import RuncRuntime, RuntimeConfig
 from pklib.client import Client
 from pklib.errors import ApiError
 from pklib.resources import Resource, lookup
-from tests.support.controlplane import ROOT, ApiServer, Etcd, _stop, kubelet_serving_flags, make_test_pki, start_apiserver
+from tests.support.controlplane import (ROOT, ApiServer, Etcd, _stop, kubelet_serving_flags, make_test_pki,
+                                       service_account_flags, start_apiserver)
 from tests.support.leftovers import leftovers
 from tests.util import free_port, unique, wait_for
 
@@ -39,6 +40,7 @@ def res(plural: str) -> Resource:
 
 
 PODS, NODES, NAMESPACES = res("pods"), res("nodes"), res("namespaces")
+SERVICE_ACCOUNT_ADVERTISED = "192.0.2.10"  # TEST-NET-1: the `kubernetes` Service's endpoint, never dialled
 
 
 @dataclass
@@ -174,25 +176,32 @@ async def _delete_all_pods(node: Node) -> None:
 
 
 @contextmanager
-def private_node(etcd: Etcd, tls: bool = False, own_identities: bool = False) -> Iterator[Node]:
+def private_node(etcd: Etcd, tls: bool = False, own_identities: bool = False,
+                 service_accounts: bool = False) -> Iterator[Node]:
     """The whole private control plane + kubelet; `tls`: the apiserver serves HTTPS (what kubectl needs), its
     components trust the test CA through SSL_CERT_FILE. `own_identities`: each component authenticates as itself
     (system:kube-controller-manager, system:kube-scheduler, system:node:<name> in system:nodes), so RBAC's
-    default roles are all it may use; otherwise all of them use the admin's token."""
+    default roles are all it may use; otherwise all of them use the admin's token. `service_accounts`: the
+    apiserver issues service-account tokens (pods get the kube-api-access volume) and keeps the `kubernetes`
+    Service pointing at SERVICE_ACCOUNT_ADVERTISED (no proxy runs here: it is never dialled); the
+    controller-manager publishes the test CA as kube-root-ca.crt."""
     if os.geteuid() != 0:
         pytest.skip("needs root")
     tmp = Path(tempfile.mkdtemp(prefix="pkt-kubelet-"))
     name = unique("node")
     identities = {"system:kube-controller-manager": (), "system:kube-scheduler": (),
                   f"system:node:{name}": ("system:nodes",)} if own_identities else None
-    api = start_apiserver(str(tmp), etcd.url, tls=tls, identities=identities)
+    sa_flags = [*service_account_flags(str(tmp)), "--advertise-address", SERVICE_ACCOUNT_ADVERTISED]
+    api = start_apiserver(str(tmp), etcd.url, tls=tls, identities=identities,
+                          extra=sa_flags if service_accounts else None)
     cidr = f"10.{random.randint(208, 215)}.{random.randint(0, 255)}.0/24"
     env = {"SSL_CERT_FILE": str(make_test_pki(str(tmp)).ca_cert)} if tls else None
     n = Node(api, tmp, name, cidr, uuid.uuid4().hex[:6], env=env, token=api.tokens.get(f"system:node:{name}"))
     rt = n.runtime_config()
     try:
+        root_ca = ["--root-ca-file", str(make_test_pki(str(tmp)).ca_cert)] if service_accounts else []
         n.procs.append(_start(api, tmp, "controller-manager", "--cluster-cidr", cidr, "--node-cidr-mask-size", "24",
-                              env=env, token=api.tokens.get("system:kube-controller-manager")))
+                              *root_ca, env=env, token=api.tokens.get("system:kube-controller-manager")))
         n.procs.append(_start(api, tmp, "scheduler", env=env, token=api.tokens.get("system:kube-scheduler")))
         n.start_kubelet()
         asyncio.run(_wait_node(n))
