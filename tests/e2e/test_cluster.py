@@ -331,7 +331,7 @@ def test_a_killed_supervisor_takes_its_components_along(cluster: Cluster) -> Non
     assert sup is not None and components
     os.kill(sup.pid, signal.SIGKILL)
     # setpriv --pdeathsig: nothing keeps running unsupervised
-    wait_for_sync(lambda: not any(r.alive() for r in components), timeout=20, message="components stopped")
+    wait_for_sync(lambda: not any(r.alive() for r in components), timeout=45, message="components stopped")
     st = run("cluster", "status", "--home", str(cluster.home), check=False)
     assert st.returncode == 1 and "supervisor not running" in st.stdout
     up = run("cluster", "up", "--home", str(cluster.home), "--wait-timeout", "60")
