@@ -1,6 +1,8 @@
 """The aiohttp application: middlewares, routes, and the lifecycle of the watch cache."""
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
@@ -10,7 +12,8 @@ from pklib import resources
 from pklib.api.wellknown import SYSTEM_NAMESPACES
 from pklib.api.priority import BUILTIN_CLASSES, builtin_class
 
-from . import aggregated_discovery, auth, bodies, discovery, fieldvalidation, openapi, proxy_pods
+from . import (aggregated_discovery, auth, bodies, discovery, etcdmaintenance, fieldvalidation, openapi, proxy_pods,
+               repair)
 from .admission import podsecurity
 from .authz import middleware as authz_middleware, policy as bootstrap_policy, reviews
 from .authz.authorizer import Authorizer
@@ -19,9 +22,12 @@ from .handlers import Api
 from .handlers_objects import Objects
 from .metrics import Metrics
 from .status import StatusError, json_response, status_middleware
-from .storage.interface import Storage
+from .storage.etcd import EtcdStorage
+from .storage.interface import NoSpaceError, Storage
 from .tls import kubelet_client_context
 from .watchcache import WatchCache
+
+log = logging.getLogger("apiserver")
 
 
 @dataclass
@@ -43,6 +49,10 @@ class Config:
     kubelet_client_certificate: str | None = None  # how the apiserver authenticates to kubelets
     kubelet_client_key: str | None = None
     pod_security_default_enforce: str = "baseline"  # Pod Security level of namespaces without labels
+    etcd_compaction_interval: float = etcdmaintenance.DEFAULT_COMPACTION_INTERVAL  # 0 = never
+    etcd_defrag_threshold: int = etcdmaintenance.DEFAULT_DEFRAG_THRESHOLD
+    event_ttl: float = 3600.0
+    allocator_repair_interval: float = repair.DEFAULT_INTERVAL
 
 
 @web.middleware
@@ -101,10 +111,25 @@ def build_app(config: Config, storage: Storage) -> web.Application:
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await cache.start()
-        await _ensure_namespaces(api.objects)
-        await _ensure_priority_classes(api.objects)
-        await _ensure_rbac_defaults(api.objects)
+        background: list[asyncio.Task[None]] = []
+        if isinstance(storage, EtcdStorage):  # compaction and defragmentation are etcd's business
+            settings = etcdmaintenance.Settings(config.etcd_compaction_interval, config.etcd_defrag_threshold)
+            background.append(asyncio.create_task(etcdmaintenance.Maintainer(storage, settings, metrics).run(),
+                                                  name="etcd-maintenance"))
+        try:
+            await _ensure_defaults(api.objects)
+        except NoSpaceError as e:
+            # Serve anyway (reads work, and the maintenance above is what gives the space back).
+            log.warning("cannot create the default objects yet: %s", e)
+            background.append(asyncio.create_task(_ensure_defaults_later(api.objects), name="ensure-defaults"))
+        background.append(asyncio.create_task(
+            repair.AllocatorRepair(storage, config.allocator_repair_interval, metrics).run(), name="allocator-repair"))
+        for task in background:
+            task.add_done_callback(_report_death)
         yield
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         await cache.stop()
 
     async def end_watches(app: web.Application) -> None:
@@ -115,6 +140,28 @@ def build_app(config: Config, storage: Storage) -> web.Application:
     # on_shutdown runs before aiohttp waits for open requests: end the watches so shutdown is not held up.
     app.on_shutdown.append(end_watches)
     return app
+
+
+def _report_death(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task %s died", task.get_name(), exc_info=task.exception())
+
+
+async def _ensure_defaults(objects: Objects) -> None:
+    await _ensure_namespaces(objects)
+    await _ensure_priority_classes(objects)
+    await _ensure_rbac_defaults(objects)
+
+
+async def _ensure_defaults_later(objects: Objects, interval: float = 5.0) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await _ensure_defaults(objects)
+            log.info("default objects created")
+            return
+        except NoSpaceError:
+            continue
 
 
 async def _ensure_namespaces(objects: Objects) -> None:

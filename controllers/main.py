@@ -33,6 +33,7 @@ from .namespace import NamespaceController
 from .nodeipam import NodeIpamController
 from .nodelifecycle import NodeLifecycleController
 from .persistentvolume import PersistentVolumeController
+from .podgc import PodGCController
 from .replicaset import ReplicaSetController
 from .statefulset import StatefulSetController
 
@@ -50,6 +51,7 @@ REGISTRY: list[type[Controller]] = [
     PersistentVolumeController,
     NodeIpamController,
     NodeLifecycleController,
+    PodGCController,
 ]
 
 LEASE_NAME = "pkube-controller-manager"

@@ -42,6 +42,9 @@ def drop_nulls(value: Any) -> None:
 class KindStrategy:
     kind = ""  # "" = no schema (kinds without a module of their own)
     namespaced = True
+    # Seconds after its last write at which the store deletes an object by itself (0 = never): Kubernetes'
+    # TTLFunc, which only Events have (--event-ttl).
+    ttl_seconds = 0
 
     def name_errors(self, name: str) -> list[str]:
         """What is wrong with a name for this kind (most kinds: a DNS-1123 subdomain)."""
