@@ -133,8 +133,9 @@ def probe_etcd(home: Home, cfg: ClusterConfig, running: float, member: Member | 
         tls = etcd_client_context(home)
     except (OSError, ssl.SSLError) as e:
         return False, f"etcd client certificate: {e}"
-    # /health is true only while the member's cluster has a leader (a quorum)
-    return _http_ok((member.etcd_url if member else cfg.etcd_url) + "/health", tls=tls)
+    # /health is true only while the member's cluster has a leader (a quorum). A NOSPACE alarm is left out, as
+    # kubeadm's etcd probe does: the apiserver must start to recover from it (`cluster status` reports it).
+    return _http_ok((member.etcd_url if member else cfg.etcd_url) + "/health?exclude=NOSPACE", tls=tls)
 
 
 def _probe_apiserver(home: Home, cfg: ClusterConfig, running: float, member: Member | None = None) -> Health:
