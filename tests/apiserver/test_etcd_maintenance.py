@@ -151,6 +151,13 @@ async def test_nospace_alarm_is_reported_and_recovered(own_tmp: str) -> None:
         finally:
             _stop(filler.proc)
         assert [a["alarm"] for a in _alarms(etcd)] == ["NOSPACE"]
+        # An apiserver starting meanwhile (its default objects cannot be written) still comes up and serves reads.
+        fresh = start_apiserver(own_tmp, etcd.url, ["--etcd-compaction-interval", "0"])
+        try:
+            async with Client(fresh.url, fresh.token) as c:
+                assert (await c.list(CONFIGMAPS, "default"))["items"] == []
+        finally:
+            _stop(fresh.proc)
         lines = etcd_lines([etcd.url], None)
         assert any(line.startswith("ALARM NOSPACE on etcd " + etcd.url) for line in lines), lines
         assert any("--quota-backend-bytes" in line for line in lines), lines
