@@ -4,8 +4,10 @@ Each test has an etcd of its own: compaction is global to an etcd, so it must no
 """
 from __future__ import annotations
 
+import base64
 import tempfile
 import time
+import urllib.request
 from typing import Any, AsyncIterator
 
 import pytest
@@ -36,7 +38,6 @@ def _alarms(etcd: Etcd) -> list[dict[str, Any]]:
 
 
 def _metric(server: ApiServer, name: str) -> float:
-    import urllib.request
     req = urllib.request.Request(server.url + "/metrics", headers={"Authorization": f"Bearer {server.token}"})
     with urllib.request.urlopen(req, timeout=5) as r:
         for line in r.read().decode().splitlines():
@@ -114,7 +115,6 @@ async def test_one_compaction_per_interval_with_two_apiservers(churned: Any) -> 
 
 
 def _compact_clock(etcd: Etcd) -> int:
-    import base64
     found = etcd_call(etcd.url, "/v3/kv/range", {"key": base64.b64encode(b"compact_rev_key").decode()})
     kvs = found.get("kvs") or []
     return int(kvs[0].get("version", 0)) if kvs else 0
