@@ -12,8 +12,8 @@ from pklib import resources
 from pklib.api.wellknown import SYSTEM_NAMESPACES
 from pklib.api.priority import BUILTIN_CLASSES, builtin_class
 
-from . import (aggregated_discovery, auth, bodies, discovery, fieldvalidation, master_service, openapi, proxy_pods,
-               satokens, serviceaccounts)
+from . import (aggregated_discovery, auth, bodies, discovery, etcdmaintenance, fieldvalidation, master_service,
+               openapi, proxy_pods, repair, satokens, serviceaccounts)
 from .admission import podsecurity
 from .authz import middleware as authz_middleware, policy as bootstrap_policy, reviews
 from .authz.authorizer import Authorizer
@@ -22,11 +22,12 @@ from .handlers import Api
 from .handlers_objects import Objects
 from .metrics import Metrics
 from .status import StatusError, json_response, status_middleware
-from .storage.interface import Storage
+from .storage.etcd import EtcdStorage
+from .storage.interface import NoSpaceError, Storage
 from .tls import kubelet_client_context
 from .watchcache import WatchCache
 
-log = logging.getLogger("pkube.apiserver")
+log = logging.getLogger("apiserver")
 SYSTEM_NAMESPACES_INTERVAL = 60.0  # Kubernetes' system namespaces controller resyncs every minute
 
 
@@ -54,6 +55,10 @@ class Config:
     service_account_issuers: list[str] = field(default_factory=list)
     advertise_address: str | None = None  # set: the `kubernetes` Service in `default` points here
     advertise_port: int = 6443
+    etcd_compaction_interval: float = etcdmaintenance.DEFAULT_COMPACTION_INTERVAL  # 0 = never
+    etcd_defrag_threshold: int = etcdmaintenance.DEFAULT_DEFRAG_THRESHOLD
+    event_ttl: float = 3600.0
+    allocator_repair_interval: float = repair.DEFAULT_INTERVAL
 
 
 @web.middleware
@@ -120,19 +125,30 @@ def build_app(config: Config, storage: Storage) -> web.Application:
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await cache.start()
-        await _ensure_namespaces(api.objects)
-        await _ensure_priority_classes(api.objects)
-        await _ensure_rbac_defaults(api.objects)
-        keeper = asyncio.create_task(_keep_namespaces(api.objects))
-        reconciler = None
+        background: list[asyncio.Task[None]] = []
+        if isinstance(storage, EtcdStorage):  # compaction and defragmentation are etcd's business
+            settings = etcdmaintenance.Settings(config.etcd_compaction_interval, config.etcd_defrag_threshold)
+            background.append(asyncio.create_task(etcdmaintenance.Maintainer(storage, settings, metrics).run(),
+                                                  name="etcd-maintenance"))
+        try:
+            await _ensure_defaults(api.objects)
+        except NoSpaceError as e:
+            # Serve anyway (reads work, and the maintenance above is what gives the space back).
+            log.warning("cannot create the default objects yet: %s", e)
+            background.append(asyncio.create_task(_ensure_defaults_later(api.objects), name="ensure-defaults"))
+        background.append(asyncio.create_task(
+            repair.AllocatorRepair(storage, config.allocator_repair_interval, metrics).run(), name="allocator-repair"))
+        background.append(asyncio.create_task(_keep_namespaces(api.objects), name="system-namespaces"))
         if config.advertise_address:
-            reconciler = asyncio.create_task(master_service.keep(api.objects, config.service_cluster_ip_range,
-                                                                 config.advertise_address, config.advertise_port))
+            background.append(asyncio.create_task(
+                master_service.keep(api.objects, config.service_cluster_ip_range, config.advertise_address,
+                                    config.advertise_port), name="kubernetes-service"))
+        for task in background:
+            task.add_done_callback(_report_death)
         yield
-        keeper.cancel()
-        if reconciler is not None:
-            reconciler.cancel()
-            await asyncio.gather(reconciler, return_exceptions=True)
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         await cache.stop()
 
     async def end_watches(app: web.Application) -> None:
@@ -156,6 +172,28 @@ def _service_accounts(config: Config, objects: Objects) -> serviceaccounts.Servi
         issuer = satokens.Issuer(satokens.load_private_key(config.service_account_signing_key_file),
                                  config.service_account_issuers[0])
     return serviceaccounts.ServiceAccounts(issuer, validator, objects)
+
+
+def _report_death(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task %s died", task.get_name(), exc_info=task.exception())
+
+
+async def _ensure_defaults(objects: Objects) -> None:
+    await _ensure_namespaces(objects)
+    await _ensure_priority_classes(objects)
+    await _ensure_rbac_defaults(objects)
+
+
+async def _ensure_defaults_later(objects: Objects, interval: float = 5.0) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await _ensure_defaults(objects)
+            log.info("default objects created")
+            return
+        except NoSpaceError:
+            continue
 
 
 async def _ensure_namespaces(objects: Objects) -> None:

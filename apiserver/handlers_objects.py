@@ -257,7 +257,7 @@ class Objects:
             return obj
         rollback = await strategy.begin_create(obj, self.storage)
         try:
-            revision = self.wrote(key, await self.storage.create(key, obj))
+            revision = self.wrote(key, await self.storage.create(key, obj, strategy.ttl_seconds))
         except KeyExistsError:
             await rollback()
             raise already_exists(res.plural, meta["name"], res.group) from None
@@ -342,7 +342,8 @@ class Objects:
             return with_rv(new, deleted.mod_revision)
         rollback = await strategy.begin_update(new, clone_stored(old), self.storage)
         try:
-            revision = self.wrote(entry.key, await self.storage.update(entry.key, new, entry.mod_revision))
+            revision = self.wrote(entry.key, await self.storage.update(entry.key, new, entry.mod_revision,
+                                                                      strategy.ttl_seconds))
         except BaseException:
             await rollback()
             raise

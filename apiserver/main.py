@@ -13,7 +13,10 @@ from urllib.parse import urlparse
 import uvloop
 from aiohttp import web
 
-from . import kinds
+from pklib.api.timefmt import parse_duration
+from pklib.quantity import QuantityError, to_bytes
+
+from . import etcdmaintenance, kinds, repair
 from .app import Config, build_app
 from .auth import TokenFileError, load_tokens
 from .satokens import KeyFileError, load_private_key, load_public_keys
@@ -58,8 +61,23 @@ def parse_args(argv: list[str]) -> Config:
                         "`default`, which is kept only when this is set")
     p.add_argument("--advertise-port", type=int,
                    help="the port behind that address (default --port; a load balancer's when there is one)")
+    p.add_argument("--etcd-compaction-interval", type=_duration, default=etcdmaintenance.DEFAULT_COMPACTION_INTERVAL,
+                   help="how often etcd's history is compacted to the revision of one interval earlier "
+                        "(Go duration, e.g. 5m; 0 disables compaction and defragmentation)")
+    p.add_argument("--etcd-defrag-threshold", type=_bytes, default=etcdmaintenance.DEFAULT_DEFRAG_THRESHOLD,
+                   help="free space in an etcd member's file (e.g. 100Mi) past which it is defragmented, once the "
+                        "file is also twice its data")
+    p.add_argument("--event-ttl", type=_duration, default=3600.0,
+                   help="how long Events are kept after their last update (Go duration, default 1h)")
+    p.add_argument("--allocator-repair-interval", type=_duration, default=repair.DEFAULT_INTERVAL,
+                   help="how often leaked ClusterIPs/NodePorts are released and missing ones recorded "
+                        "(Go duration, default 3m; also once at start)")
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     a = p.parse_args(argv)
+    if a.event_ttl <= 0:
+        p.error("--event-ttl must be positive")
+    if a.allocator_repair_interval <= 0:
+        p.error("--allocator-repair-interval must be positive")
     servers = [s.strip() for s in a.etcd_servers.split(",") if s.strip()]
     if not servers:
         p.error("--etcd-servers must name at least one URL")
@@ -108,7 +126,9 @@ def parse_args(argv: list[str]) -> Config:
                   a.service_node_port_range, a.watch_bookmark_interval, a.tls_cert_file, a.tls_private_key_file,
                   a.etcd_cafile, a.etcd_certfile, a.etcd_keyfile, a.kubelet_certificate_authority,
                   a.kubelet_client_certificate, a.kubelet_client_key, a.pod_security_default_enforce, *sa,
-                  a.advertise_address, a.advertise_port or a.port)
+                  a.advertise_address, a.advertise_port or a.port,
+                  etcd_compaction_interval=a.etcd_compaction_interval, etcd_defrag_threshold=a.etcd_defrag_threshold,
+                  event_ttl=a.event_ttl, allocator_repair_interval=a.allocator_repair_interval)
 
 
 def _service_account_config(p: argparse.ArgumentParser,
@@ -133,6 +153,26 @@ def _service_account_config(p: argparse.ArgumentParser,
     return a.service_account_signing_key_file, keys, list(a.service_account_issuer)
 
 
+def _duration(text: str) -> float:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return seconds
+
+
+def _bytes(text: str) -> int:
+    try:
+        value = to_bytes(text)
+    except QuantityError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return value
+
+
 def _is_loopback(address: str) -> bool:
     try:
         return ipaddress.ip_address(address).is_loopback
@@ -143,7 +183,8 @@ def _is_loopback(address: str) -> bool:
 def _configure_kinds(config: Config) -> None:
     lo, _, hi = config.service_node_port_range.partition("-")
     try:
-        kinds.configure(service_cidr=config.service_cluster_ip_range, node_port_range=(int(lo), int(hi)))
+        kinds.configure(service_cidr=config.service_cluster_ip_range, node_port_range=(int(lo), int(hi)),
+                        event_ttl=config.event_ttl)
     except ValueError as e:
         raise RuntimeError(str(e)) from None
 

@@ -26,6 +26,18 @@ class Metrics:
                                            10, 30))
         self.watchers = Gauge("apiserver_registered_watchers", "Open watches by resource.", ["resource"],
                               registry=self.registry)
+        # etcd maintenance (etcdmaintenance.py) and allocator repair (repair.py)
+        self.db_size = Gauge("apiserver_storage_db_total_size_in_bytes", "etcd backend file size per member.",
+                             ["endpoint"], registry=self.registry)
+        self.etcd_compactions = Counter("pkube_etcd_compactions_total", "Compactions this apiserver made.",
+                                        registry=self.registry)
+        self.etcd_defrags = Counter("pkube_etcd_defragmentations_total", "etcd members this apiserver defragmented.",
+                                    registry=self.registry)
+        self.etcd_alarm_recoveries = Counter("pkube_etcd_nospace_recoveries_total",
+                                             "NOSPACE alarms this apiserver recovered from.", registry=self.registry)
+        self.allocator_repairs = Counter("pkube_allocator_repairs_total",
+                                         "Allocations released (leaked) or recorded (missing) by the repair loop.",
+                                         ["allocator", "action"], registry=self.registry)
 
     def render(self) -> web.Response:
         return web.Response(body=generate_latest(self.registry),

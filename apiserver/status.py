@@ -12,7 +12,7 @@ from typing import Any, Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from .storage.interface import StorageError, ValueTooLargeError
+from .storage.interface import NoSpaceError, StorageError, ValueTooLargeError
 
 log = logging.getLogger("apiserver")
 
@@ -138,6 +138,10 @@ async def status_middleware(request: web.Request, handler: Handler) -> web.Strea
         return status_response(StatusError(e.status, reason, message))
     except ValueTooLargeError as e:
         return status_response(StatusError(413, "RequestEntityTooLarge", f"Request entity too large: {e}"))
+    except NoSpaceError as e:
+        log.warning("storage full serving %s %s: %s", request.method, request.path, e)
+        return status_response(StatusError(503, "ServiceUnavailable", f"{e}; writes fail until space is recovered "
+                                                                      "(see `pkctl cluster status`)"))
     except StorageError as e:
         if type(e) is not StorageError:  # a conflict/exists/not-found that no handler mapped: a bug
             log.exception("unmapped storage error serving %s %s", request.method, request.path_qs)

@@ -37,6 +37,7 @@ from .namespace import NamespaceController
 from .nodeipam import NodeIpamController
 from .nodelifecycle import NodeLifecycleController
 from .persistentvolume import PersistentVolumeController
+from .podgc import PodGCController
 from .replicaset import ReplicaSetController
 from .serviceaccounts import RootCACertPublisher, ServiceAccountsController
 from .statefulset import StatefulSetController
@@ -62,6 +63,7 @@ REGISTRY: list[type[Controller]] = [
     DisruptionController,
     ServiceAccountsController,
     RootCACertPublisher,
+    PodGCController,
 ]
 
 LEASE_NAME = "pkube-controller-manager"

@@ -6,10 +6,10 @@ Deployment's progress deadline passed, a revision other than the one pinned) rai
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from pklib.api.timefmt import parse_duration  # noqa: F401 (re-exported for the rollout command)
 from pklib.api.wellknown import REVISION_ANNOTATION
 
 Obj = dict[str, Any]
@@ -124,29 +124,3 @@ VIEWERS: dict[tuple[str, str], Callable[[Obj, int], Status]] = {
     ("apps", "DaemonSet"): daemonset_status,
     ("apps", "StatefulSet"): statefulset_status,
 }
-
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a Go duration (`0s`, `90s`, `1m30s`, `1.5h`, `500ms`), the format of kubectl's --timeout.
-
-    Raises ValueError worded like Go's time.ParseDuration.
-    """
-    body = text[1:] if text[:1] in "+-" else text
-    if body == "0":
-        return 0.0
-    if not body:
-        raise ValueError(f'time: invalid duration "{text}"')
-    total, at = 0.0, 0
-    while at < len(body):
-        m = _DURATION_PART.match(body, at)
-        if m is None:
-            if re.fullmatch(r"\d+(?:\.\d*)?", body[at:]):
-                raise ValueError(f'time: missing unit in duration "{text}"')
-            raise ValueError(f'time: invalid duration "{text}"')
-        total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-        at = m.end()
-    return -total if text.startswith("-") else total

@@ -42,8 +42,10 @@ def strategy_for(res: Resource) -> KindStrategy:
     return _STRATEGIES.get(res.kind, _DEFAULT)
 
 
-def configure(service_cidr: str, node_port_range: str | tuple[int, int]) -> None:
-    """Set the ClusterIP range (e.g. 10.96.0.0/12) and NodePort range ("30000-32767" or a pair).
+def configure(service_cidr: str, node_port_range: str | tuple[int, int], event_ttl: float = 3600) -> None:
+    """Set the ClusterIP range (e.g. 10.96.0.0/12), NodePort range ("30000-32767" or a pair) and how long
+    Events live after their last write (kube-apiserver's --event-ttl, 1 h).
 
     Raises ValueError with a readable message for a bad range."""
     services.configure(service_cidr, node_port_range)
+    _STRATEGIES["Event"].ttl_seconds = max(1, round(event_ttl))

@@ -45,6 +45,9 @@ class KindStrategy:
     # Status fields Kubernetes always serializes (Go fields without `omitempty`, `required` in its OpenAPI), with
     # their zero values: every stored status carries them, so strict clients can decode the first answer on.
     status_zero: dict[str, Any] = {}
+    # Seconds after its last write at which the store deletes an object by itself (0 = never): Kubernetes'
+    # TTLFunc, which only Events have (--event-ttl).
+    ttl_seconds = 0
 
     def name_errors(self, name: str) -> list[str]:
         """What is wrong with a name for this kind (most kinds: a DNS-1123 subdomain)."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from pklib import validation as v
 
-from ..allocators import AllocationError, NodePortAllocator, Owner, RangeFull, ServiceIPAllocator
+from ..allocators import IP_PREFIX, AllocationError, NodePortAllocator, Owner, RangeFull, ServiceIPAllocator
 from ..status import StatusError, invalid as invalid_status
 from .base import KindStrategy, Rollback
 from .fields import Cause, Path, duplicate, forbidden, immutable, invalid, one_of, port_name, required
@@ -52,6 +52,27 @@ def _node_ports(spec: dict[str, Any]) -> set[tuple[str, int]]:
         return set()
     return {(p.get("protocol", "TCP"), p["nodePort"]) for p in as_list(spec.get("ports"))
             if isinstance(p, dict) and isinstance(p.get("nodePort"), int)}
+
+
+def held_allocations(obj: dict[str, Any]) -> dict[str, Owner]:
+    """The allocation keys a stored Service holds (its ClusterIP, its node ports) within today's ranges,
+    for the repair loop (apiserver/repair.py). Values outside the ranges (flags changed since) are logged."""
+    spec, owner = as_dict(obj.get("spec")), _owner(obj)
+    keys: dict[str, Owner] = {}
+    ip = _allocated_ip(spec)
+    try:
+        if ip:
+            _ips.check(ip)
+            keys[IP_PREFIX + str(ipaddress.ip_address(ip))] = owner
+    except (AllocationError, ValueError) as e:
+        log.warning("service %s: cluster IP %s: %s", owner.name, ip, e)
+    for protocol, port in _node_ports(spec):
+        try:
+            _ports.check(port)
+            keys[NodePortAllocator.key(protocol, port)] = owner
+        except AllocationError as e:
+            log.warning("service %s: node port %s/%d: %s", owner.name, protocol, port, e)
+    return keys
 
 
 def _owner(obj: dict[str, Any]) -> Owner:

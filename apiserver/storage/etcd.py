@@ -9,6 +9,7 @@ several API servers (tests) can share one etcd without seeing each other.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
@@ -20,8 +21,9 @@ import orjson
 from aetcd import rpc, watcher
 from aetcd.exceptions import ClientError, RevisionCompactedError
 
-from .interface import (CompactedError, Entry, KeyExistsError, KeyNotFoundError, ListResult,
+from .interface import (CompactedError, Entry, KeyExistsError, KeyNotFoundError, ListResult, NoSpaceError,
                         RevisionConflictError, StorageError, ValueTooLargeError, WatchEvent, encode)
+from .leases import LeaseManager
 
 log = logging.getLogger("apiserver.storage")
 
@@ -36,6 +38,37 @@ _CHANNEL_OPTIONS = {"grpc.max_receive_message_length": 256 * 1024 * 1024}
 _COMPACTED_TEXT = "required revision has been compacted"
 # etcd refuses values over --max-request-bytes, and its gRPC server messages a little larger than that.
 _TOO_LARGE_TEXTS = ("request is too large", "received message larger than max")
+# A write attached to a lease that expired or was revoked meanwhile.
+_LEASE_GONE_TEXT = "requested lease not found"
+# Writes refused while etcd's NOSPACE alarm is raised (its db reached --quota-backend-bytes).
+NOSPACE_TEXT = "database space exceeded"
+
+
+class _LeaseGone(StorageError):
+    pass
+
+
+# kube-apiserver's compaction clock, shared by every apiserver of an etcd whatever its --etcd-prefix.
+COMPACT_REV_KEY = b"compact_rev_key"
+
+
+@dataclass(frozen=True)
+class MemberStatus:
+    server: str
+    member_id: int
+    leader: int
+    db_size: int  # the backend file, in bytes
+    db_size_in_use: int  # what the data needs; the rest is free pages a defragmentation gives back
+    revision: int
+    errors: list[str]
+
+    @property
+    def is_leader(self) -> bool:
+        return self.member_id == self.leader
+
+
+def _details(e: Exception) -> str:
+    return (e.details() or "") if isinstance(e, rpc.AioRpcError) else str(e)
 
 
 @dataclass(frozen=True)
@@ -111,19 +144,23 @@ class EtcdStorage:
         self._pb = self._prefix.encode()
         self._client: aetcd.Client | None = None
         self._index = 0
+        self.leases = LeaseManager(self._grant_lease)
 
     # -- connection --------------------------------------------------------------------------
+
+    def _new_client(self, server: str, timeout: float | None = None) -> aetcd.Client:
+        url = urlparse(server)
+        where: dict[str, Any] = {"host": url.hostname or "127.0.0.1", "port": url.port or 2379,
+                                 "timeout": timeout or self._timeout, "options": _CHANNEL_OPTIONS}
+        return (_TlsClient(self._credentials, **where) if self._credentials is not None and url.scheme == "https"
+                else aetcd.Client(**where))
 
     async def _connect(self) -> aetcd.Client:
         if self._client is None:
             # aetcd speaks to one endpoint; with several, try them in order until one connects.
             last: Exception | None = None
             for _ in range(len(self._servers)):
-                url = urlparse(self._servers[self._index % len(self._servers)])
-                where: dict[str, Any] = {"host": url.hostname or "127.0.0.1", "port": url.port or 2379,
-                                         "timeout": self._timeout, "options": _CHANNEL_OPTIONS}
-                client = (_TlsClient(self._credentials, **where) if self._credentials is not None and
-                          url.scheme == "https" else aetcd.Client(**where))
+                client = self._new_client(self._servers[self._index % len(self._servers)])
                 try:
                     await client.connect()
                     self._client = client
@@ -156,6 +193,11 @@ class EtcdStorage:
                     raise CompactedError() from None
                 if any(text in details for text in _TOO_LARGE_TEXTS):
                     raise ValueTooLargeError(details) from None
+                if NOSPACE_TEXT in details:
+                    raise NoSpaceError(f"etcd is out of space (NOSPACE alarm): {details}") from None
+                if _LEASE_GONE_TEXT in details:
+                    self.leases.forget()
+                    raise _LeaseGone(details) from None
                 if e.code() == rpc.StatusCode.UNAVAILABLE and attempt + 1 < len(self._servers):
                     log.warning("etcd %s unavailable (%s); trying the next endpoint",
                                 self._servers[self._index % len(self._servers)], details)
@@ -163,6 +205,38 @@ class EtcdStorage:
                     continue
                 raise StorageError(f"etcd {method} failed: {e.code().name}: {details}") from None
         raise StorageError(f"etcd {method} failed on every endpoint")
+
+    async def _grant_lease(self, ttl: int) -> int:
+        for attempt in range(len(self._servers)):
+            client = await self._connect()
+            try:
+                resp = await client.leasestub.LeaseGrant(rpc.LeaseGrantRequest(TTL=ttl), timeout=self._timeout)
+                return int(resp.ID)
+            except rpc.AioRpcError as e:
+                details = e.details() or ""
+                if NOSPACE_TEXT in details:
+                    raise NoSpaceError(f"etcd is out of space (NOSPACE alarm): {details}") from None
+                if e.code() == rpc.StatusCode.UNAVAILABLE and attempt + 1 < len(self._servers):
+                    await self._reconnect(client)
+                    continue
+                raise StorageError(f"etcd LeaseGrant failed: {e.code().name}: {details}") from None
+        raise StorageError("etcd LeaseGrant failed on every endpoint")
+
+    async def _put(self, key: bytes, value: dict[str, Any], ttl: int) -> Any:
+        """The put of a write; with a ttl, attached to a (shared) lease so that etcd deletes the key after it."""
+        put = rpc.PutRequest(key=key, value=encode(value))
+        if ttl > 0:
+            put.lease = await self.leases.lease_for(ttl)
+        return rpc.RequestOp(request_put=put)
+
+    async def _txn_with_lease(self, build: Any, ttl: int) -> Any:
+        """Runs the transaction `await build()` makes; once more with a new lease if the shared one just expired."""
+        try:
+            return await self._call("Txn", await build())
+        except _LeaseGone:
+            if ttl <= 0:
+                raise
+            return await self._call("Txn", await build())
 
     async def _reconnect(self, failed: aetcd.Client) -> None:
         """Move on to the next endpoint, unless a concurrent caller already did (`failed` is not current)."""
@@ -209,22 +283,24 @@ class EtcdStorage:
 
     # -- writes ------------------------------------------------------------------------------
 
-    async def create(self, key: str, value: dict[str, Any]) -> int:
+    async def create(self, key: str, value: dict[str, Any], ttl: int = 0) -> int:
         k = self._full(key)
-        txn = rpc.TxnRequest(compare=[_compare(k, "create", 0)],
-                             success=[rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=encode(value)))])
-        resp = await self._call("Txn", txn)
+
+        async def build() -> Any:
+            return rpc.TxnRequest(compare=[_compare(k, "create", 0)], success=[await self._put(k, value, ttl)])
+        resp = await self._txn_with_lease(build, ttl)
         if not resp.succeeded:
             raise KeyExistsError(key)
         return int(resp.header.revision)
 
-    async def update(self, key: str, value: dict[str, Any], expected_revision: int) -> int:
+    async def update(self, key: str, value: dict[str, Any], expected_revision: int, ttl: int = 0) -> int:
         k = self._full(key)
-        txn = rpc.TxnRequest(
-            compare=[_compare(k, "mod", expected_revision)],
-            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=encode(value)))],
-            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k, count_only=True))])
-        resp = await self._call("Txn", txn)
+
+        async def build() -> Any:
+            return rpc.TxnRequest(
+                compare=[_compare(k, "mod", expected_revision)], success=[await self._put(k, value, ttl)],
+                failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k, count_only=True))])
+        resp = await self._txn_with_lease(build, ttl)
         if not resp.succeeded:
             if resp.responses and resp.responses[0].response_range.count == 0:
                 raise KeyNotFoundError(key)
@@ -253,6 +329,80 @@ class EtcdStorage:
 
     async def compact(self, revision: int) -> None:
         await self._call("Compact", rpc.CompactionRequest(revision=revision, physical=True))
+
+    # -- maintenance (apiserver/etcdmaintenance.py) ---------------------------------------------
+
+    @property
+    def servers(self) -> "builtins.list[str]":
+        return list(self._servers)
+
+    async def compact_tick(self, logical_time: int, revision: int) -> tuple[int, int, bool]:
+        """One step of kube-apiserver's compactor (etcd3/compact.go), shared by every apiserver of the etcd.
+
+        The version of the (unprefixed) key `compact_rev_key` is a logical clock. The caller that finds it at
+        `logical_time` bumps it, recording `revision`, and compacts to `revision` (the store revision it saw one
+        interval earlier); a caller whose clock is behind loses the race and adopts the key's version. Returns
+        (logical time, current store revision, whether this call compacted)."""
+        key = COMPACT_REV_KEY
+        compare = rpc.Compare(key=key, result=rpc.Compare.EQUAL, target=rpc.Compare.VERSION, version=logical_time)
+        txn = rpc.TxnRequest(
+            compare=[compare],
+            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=str(revision).encode()))],
+            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key))])
+        resp = await self._call("Txn", txn)
+        current = int(resp.header.revision)
+        if not resp.succeeded:
+            kvs = resp.responses[0].response_range.kvs
+            return (int(kvs[0].version) if kvs else 0), current, False
+        if revision == 0:
+            return logical_time + 1, current, False  # the first tick only records where we are
+        try:
+            await self.compact(revision)
+        except CompactedError:
+            pass  # someone (etcdctl, an alarm recovery) compacted further already
+        return logical_time + 1, current, True
+
+    async def member_status(self, server: str) -> MemberStatus:
+        client = self._new_client(server)
+        try:
+            await client.connect()
+            resp = await client.maintenancestub.Status(rpc.StatusRequest(), timeout=self._timeout)
+            return MemberStatus(server, int(resp.header.member_id), int(resp.leader), int(resp.dbSize),
+                                int(resp.dbSizeInUse), int(resp.header.revision), list(resp.errors))
+        except (rpc.AioRpcError, ClientError) as e:
+            raise StorageError(f"etcd status of {server} failed: {_details(e)}") from None
+        finally:
+            await client.close()
+
+    async def defragment(self, server: str, timeout: float = 300.0) -> None:
+        """Defragments one member (it answers nothing else meanwhile: never run two members at once)."""
+        client = self._new_client(server, timeout)
+        try:
+            await client.connect()
+            await client.maintenancestub.Defragment(rpc.DefragmentRequest(), timeout=timeout)
+        except (rpc.AioRpcError, ClientError) as e:
+            raise StorageError(f"etcd defragment of {server} failed: {_details(e)}") from None
+        finally:
+            await client.close()
+
+    async def alarms(self) -> "builtins.list[tuple[int, str]]":
+        """The raised alarms, as (member id, NOSPACE|CORRUPT)."""
+        resp = await self._maintenance("Alarm", rpc.AlarmRequest(action=rpc.AlarmRequest.GET, memberID=0,
+                                                                 alarm=rpc.NONE))
+        return [(int(a.memberID), rpc.AlarmType.Name(a.alarm)) for a in resp.alarms]
+
+    async def disarm(self, member_id: int, alarm: str) -> None:
+        await self._maintenance("Alarm", rpc.AlarmRequest(action=rpc.AlarmRequest.DEACTIVATE, memberID=member_id,
+                                                          alarm=rpc.AlarmType.Value(alarm)))
+
+    async def _maintenance(self, method: str, request: Any) -> Any:
+        client = await self._connect()
+        try:
+            return await getattr(client.maintenancestub, method)(request, timeout=self._timeout)
+        except rpc.AioRpcError as e:
+            if e.code() == rpc.StatusCode.UNAVAILABLE:
+                await self._reconnect(client)
+            raise StorageError(f"etcd {method} failed: {_details(e)}") from None
 
     # -- watch -------------------------------------------------------------------------------
 

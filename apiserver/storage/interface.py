@@ -36,6 +36,10 @@ class ValueTooLargeError(StorageError):
     """The store refuses a value this large (etcd: --max-request-bytes, 1.5 MiB by default) → 413."""
 
 
+class NoSpaceError(StorageError):
+    """The store refuses writes for lack of space (etcd's NOSPACE alarm) → 503 until maintenance recovers it."""
+
+
 def encode(value: dict[str, Any]) -> bytes:
     """A value as stored (JSON); ValueTooLargeError past MAX_VALUE_BYTES, as etcd would refuse it."""
     data = orjson.dumps(value)
@@ -85,12 +89,14 @@ class Storage(Protocol):
         """Keys under prefix in key order, from start_key (inclusive) on; at `revision` if > 0."""
         ...
 
-    async def create(self, key: str, value: dict[str, Any]) -> int:
-        """Writes only if the key is absent; returns the new revision. KeyExistsError otherwise."""
+    async def create(self, key: str, value: dict[str, Any], ttl: int = 0) -> int:
+        """Writes only if the key is absent; returns the new revision. KeyExistsError otherwise.
+        With ttl > 0 the store deletes the key by itself after about ttl seconds (Events)."""
         ...
 
-    async def update(self, key: str, value: dict[str, Any], expected_revision: int) -> int:
-        """Writes only if the key's mod revision is expected_revision; returns the new revision."""
+    async def update(self, key: str, value: dict[str, Any], expected_revision: int, ttl: int = 0) -> int:
+        """Writes only if the key's mod revision is expected_revision; returns the new revision.
+        ttl as for create (counted again from this write)."""
         ...
 
     async def delete(self, key: str, expected_revision: int = 0) -> Entry:

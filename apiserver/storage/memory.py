@@ -65,7 +65,8 @@ class MemoryStorage:
             entries.append(Entry(key, copy.deepcopy(v[1]), v[0], v[2]))
         return ListResult(entries, at, more)
 
-    async def create(self, key: str, value: dict[str, Any]) -> int:
+    async def create(self, key: str, value: dict[str, Any], ttl: int = 0) -> int:
+        # ttl: keys never expire in this fake (the etcd backend's leases are tested with real etcd)
         current = self._latest(key)
         if current is not None and current[1] is not None:
             raise KeyExistsError(key)
@@ -75,7 +76,7 @@ class MemoryStorage:
         await self._commit(WatchEvent("PUT", key, stored, self._revision, True), stored, self._revision)
         return self._revision
 
-    async def update(self, key: str, value: dict[str, Any], expected_revision: int) -> int:
+    async def update(self, key: str, value: dict[str, Any], expected_revision: int, ttl: int = 0) -> int:
         current = self._latest(key)
         if current is None or current[1] is None:
             raise KeyNotFoundError(key)

@@ -88,7 +88,7 @@ def _ca_context(ca_file: str, version: int) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=ca_file)
 
 
-def _etcd_client_context(home: Home) -> ssl.SSLContext:
+def etcd_client_context(home: Home) -> ssl.SSLContext:
     """TLS to etcd with the health-check client certificate (etcd refuses clients without one)."""
     cert = home.pki.cert("etcd-healthcheck-client")
     return _client_cert_context(str(home.pki.ca_cert), str(cert), str(home.pki.key("etcd-healthcheck-client")),
@@ -131,11 +131,12 @@ def node_ready(node: dict[str, Any]) -> bool:
 
 def probe_etcd(home: Home, cfg: ClusterConfig, running: float, member: Member | None = None) -> Health:
     try:
-        tls = _etcd_client_context(home)
+        tls = etcd_client_context(home)
     except (OSError, ssl.SSLError) as e:
         return False, f"etcd client certificate: {e}"
-    # /health is true only while the member's cluster has a leader (a quorum)
-    return _http_ok((member.etcd_url if member else cfg.etcd_url) + "/health", tls=tls)
+    # /health is true only while the member's cluster has a leader (a quorum). A NOSPACE alarm is left out, as
+    # kubeadm's etcd probe does: the apiserver must start to recover from it (`cluster status` reports it).
+    return _http_ok((member.etcd_url if member else cfg.etcd_url) + "/health?exclude=NOSPACE", tls=tls)
 
 
 def _probe_apiserver(home: Home, cfg: ClusterConfig, running: float, member: Member | None = None) -> Health:

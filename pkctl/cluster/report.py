@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import ssl
 import sys
 import time
 from pathlib import Path
 
 from pkctl.cluster import procs
-from pkctl.cluster.components import ELECTION_LEASES, api_get, components, lease_holder, node_ready
+from pkctl.cluster.components import (ELECTION_LEASES, api_get, components, etcd_client_context, lease_holder,
+                                      node_ready)
+from pkctl.cluster.etcdstatus import etcd_lines
 from pkctl.cluster.home import ClusterConfig, Home, resolve
 
 
@@ -103,6 +106,13 @@ def status_report(home: Home, cfg: ClusterConfig, supervisor: procs.ProcRecord |
         print("\nNODES: " + (", ".join(f"{n['metadata']['name']} {'Ready' if node_ready(n) else 'NotReady'}"
                                        for n in items) or "none registered"))
     print(f"etcd data: {human_bytes(dir_size(home.etcd_data))}")
+    if supervisor:
+        try:
+            lines = etcd_lines(cfg.etcd_urls, etcd_client_context(home), human_bytes)
+        except (OSError, ssl.SSLError) as e:
+            lines = [f"etcd: cannot read its status ({e})"]
+        print("\n".join(lines))
+        healthy = healthy and not any(line.startswith("ALARM") for line in lines)
     return healthy
 
 

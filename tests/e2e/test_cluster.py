@@ -52,6 +52,13 @@ def test_status_lists_running_components(cluster: Cluster) -> None:
     assert "etcd data:" in st.stdout
 
 
+def test_status_shows_etcd_size_per_member_and_no_alarm(cluster: Cluster) -> None:
+    st = run("cluster", "status", "--home", str(cluster.home))
+    member = [line for line in st.stdout.splitlines() if line.startswith("etcd https://")]
+    assert len(member) == 1 and " in use" in member[0], st.stdout
+    assert "ALARM" not in st.stdout
+
+
 def test_kubeconfig_works_for_pkctl(cluster: Cluster) -> None:
     ns = make_namespace(cluster)
     ours = run("--kubeconfig", str(cluster.kubeconfig), "get", "namespaces")

@@ -1,6 +1,8 @@
 """A real etcd and a real `pkube apiserver` process (token auth, optionally TLS with a test PKI)."""
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 import signal
@@ -11,6 +13,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,7 +68,7 @@ def _stop(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
             proc.wait()
 
 
-def start_etcd(tmp: str) -> Etcd:
+def start_etcd(tmp: str, quota_bytes: int = 2 * 1024**3) -> Etcd:
     if not shutil.which("etcd"):
         pytest.fail("etcd is not installed: run ./scripts/install-deps.sh")
     client, peer = free_port(), free_port()
@@ -78,10 +81,29 @@ def start_etcd(tmp: str) -> Etcd:
          "--listen-peer-urls", f"http://127.0.0.1:{peer}",
          "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
          "--initial-cluster", f"pkt=http://127.0.0.1:{peer}",
-         "--quota-backend-bytes", str(2 * 1024**3), "--log-level", "warn"],
+         "--quota-backend-bytes", str(quota_bytes), "--log-level", "warn"],
         stdout=open(log, "wb"), stderr=subprocess.STDOUT)
     _wait_http(url + "/health", proc, "etcd", log)
     return Etcd(url, data, proc)
+
+
+def etcd_call(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """etcd's JSON gateway (`/v3/kv/range`, `/v3/maintenance/status`, ...) on a plain-HTTP test etcd:
+    what the test sees of etcd without going through the apiserver under test."""
+    req = urllib.request.Request(url + path, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())  # type: ignore[no-any-return]
+
+
+def etcd_key(prefix: str, key: str) -> str:
+    """The base64 etcd key of logical key `/registry/X` for an apiserver started with --etcd-prefix prefix."""
+    return base64.b64encode((prefix + key.removeprefix("/registry")).encode()).decode()
+
+
+def etcd_prefix(server: "ApiServer") -> str:
+    args = list(server.proc.args)  # type: ignore[arg-type]
+    return str(args[len(args) - 1 - args[::-1].index("--etcd-prefix") + 1])  # the last one wins
 
 
 def make_test_pki(tmp: str) -> "Pki":  # noqa: F821
