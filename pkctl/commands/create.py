@@ -11,9 +11,9 @@ from pklib.resources import NAMESPACES, Resource, for_kind
 from .. import generators
 from ..connect import Connection, run
 from ..errors import CommandError, api_error_line
-from ..manifests import Manifest, ManifestError, place, read_all
+from ..manifests import Manifest, ManifestError, add_file_flags, place, read_all
 from ..printers import kind_name, object_ref, to_json, to_yaml, with_type
-from .apply import add_file_flags, with_last_applied
+from .apply import with_last_applied
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
