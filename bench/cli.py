@@ -3,9 +3,11 @@
 Starts a private control plane with a real kubelet (tests/support/node.py's private_node: etcd, a TLS apiserver,
 controller-manager, scheduler, kubelet) so that `logs` and `describe` see a running pod, then runs every verb
 --runs times with pkctl (`python -m pkctl.main`, as the tests run it) and with kubectl v1.32 against the same
-apiserver and kubeconfig, alternating which goes first. `--baseline DIR` also runs the pkctl of another checkout
-(e.g. a `git worktree` of the commit before a change) in the same rounds. Prints min/median/max per verb and
-tool and each pkctl's median as a multiple of kubectl's, as one JSON document, then cleans up.
+apiserver and kubeconfig, alternating which goes first, after one untimed warm-up run of each. `--baseline DIR` also
+runs the pkctl of another checkout (e.g. a `git worktree` of the commit before a change) in the same rounds.
+Python runs with its bytecode cache on (as an installed pkctl has it), kept in the bench's temporary directory
+(PYTHONPYCACHEPREFIX) even where PYTHONDONTWRITEBYTECODE is set. Prints min/median/max per verb and tool and each
+pkctl's median as a multiple of kubectl's, as one JSON document, then cleans up.
 Figures only: nothing here passes or fails on time. Needs root (the kubelet runs containers).
 
     .venv/bin/python -m bench.cli [--runs 15] [--pods 30] [--baseline /tmp/base-worktree] [--only get_pods_all]
@@ -38,13 +40,14 @@ class Tool:
     name: str
     argv: list[str]  # the command line up to the verb's arguments
     cwd: Path | None = None
+    env: dict[str, str] | None = None
 
 
 def timed(tool: Tool, args: list[str], stdin: str | None = None) -> float:
     """Seconds one invocation takes, start to exit; fails loudly if the command does."""
     start = time.perf_counter()
     proc = subprocess.run([*tool.argv, *args], input=stdin, capture_output=True, text=True, cwd=tool.cwd,
-                          timeout=120)
+                          env=tool.env, timeout=120)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{tool.name} {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
@@ -105,14 +108,16 @@ def measure(tools: list[Tool], kubectl: Tool, runs: int, tmp: Path, only: list[s
     names = list(verbs("kubectl", tmp))
     for verb in [v for v in names if not only or v in only]:
         times: dict[str, list[float]] = {t.name: [] for t in tools}
-        for i in range(runs):
+        for i in range(-1, runs):  # run -1: the untimed warm-up
             order = tools if i % 2 == 0 else list(reversed(tools))
             for tool in order:
                 kind = "kubectl" if tool is kubectl else tool.name
                 args = verbs(kind, tmp)[verb]
                 if verb == "delete_one":  # the object to delete, made outside the timed run
                     timed(kubectl, ["-n", NS, "create", "configmap", f"doomed-{kind}"])
-                times[tool.name].append(timed(tool, args))
+                elapsed = timed(tool, args)
+                if i >= 0:
+                    times[tool.name].append(elapsed)
         row: dict[str, object] = {name: summary(values) for name, values in times.items()}
         k = statistics.median(times[kubectl.name])
         row["median_ratio_to_kubectl"] = {name: round(statistics.median(values) / k, 2)
@@ -138,10 +143,12 @@ def main() -> int:
         with private_node(etcd, tls=True) as node:
             kc = node.api.kubeconfig
             kubectl = Tool("kubectl", ["kubectl", "--kubeconfig", kc])
-            tools = [Tool("pkctl", [sys.executable, "-m", "pkctl.main", "--kubeconfig", kc], ROOT)]
+            env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+            env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
+            pkctl = [sys.executable, "-m", "pkctl.main", "--kubeconfig", kc]
+            tools = [Tool("pkctl", pkctl, ROOT, env)]
             if opts.baseline:
-                tools.append(Tool("pkctl-baseline", [sys.executable, "-m", "pkctl.main", "--kubeconfig", kc],
-                                  Path(opts.baseline).resolve()))
+                tools.append(Tool("pkctl-baseline", pkctl, Path(opts.baseline).resolve(), env))
             tools.append(kubectl)
             setup(kubectl, opts.pods, tmp)
             results = measure(tools, kubectl, opts.runs, tmp, opts.only)
