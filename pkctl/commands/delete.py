@@ -15,6 +15,7 @@ from pklib.resources import Resource
 
 from ..connect import Connection, call
 from ..errors import CommandError, api_error_line
+from ..flags import parse_bool
 from ..manifests import ManifestError, add_file_flags, place, read_all
 from ..printers import kind_name
 from ..targets import parse_targets
@@ -32,15 +33,6 @@ class Deletion:
     name: str
     namespace: str | None
     source: str | None = None  # the file it was named in, for error messages
-
-
-def parse_bool(value: str) -> bool:
-    v = value.lower()
-    if v in ("true", "1", "yes"):
-        return True
-    if v in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"invalid boolean {value!r}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

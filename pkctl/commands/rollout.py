@@ -21,6 +21,7 @@ from pklib.resources import Resource, lookup
 
 from ..connect import Connection, run
 from ..errors import CommandError, api_error_line
+from ..flags import parse_bool
 from ..manifests import ManifestError, add_file_flags, place, read_all
 from ..printers import kind_name, plural_name
 from ..rollout_history import (controller_revisions, history_table, owned_replicasets, revision_table,
@@ -28,7 +29,6 @@ from ..rollout_history import (controller_revisions, history_table, owned_replic
 from ..rollout_status import VIEWERS, RolloutError, Status, parse_duration
 from ..rollout_template import describe_template
 from ..targets import parse_targets
-from .delete import parse_bool
 
 Obj = dict[str, Any]
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
