@@ -95,7 +95,7 @@ def test_every_command_is_in_the_table_and_in_the_help(capsys: pytest.CaptureFix
 @pytest.mark.parametrize("argv", [
     ["get", "pods", "-A"], ["-n", "x", "get", "pod", "p", "-o", "yaml"], ["describe", "pod", "p"],
     ["delete", "configmap", "c"], ["scale", "deploy/web", "--replicas", "1"], ["logs", "p"],
-    ["apply", "-f", "MANIFEST"], ["api-resources"],
+    ["apply", "-f", "MANIFEST"], ["create", "-f", "MANIFEST"], ["create", "namespace", "x"], ["api-resources"],
 ])
 def test_one_shot_verbs_load_no_event_loop_aiohttp_image_or_kubelet_code(argv: list[str], tmp_path: Path) -> None:
     """What makes pkctl start slowly stays out of the everyday verbs (the server here refuses: they fail fast)."""
