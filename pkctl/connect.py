@@ -3,47 +3,76 @@
 The kubeconfig comes from --kubeconfig, else $KUBECONFIG, else <pkube home>/kubeconfig
 (written by `pkctl cluster up`), else ~/.kube/config. --server and --token override
 what it says; with --server no kubeconfig is needed at all.
+
+A command gets a Connection with two clients, each made on first use: `api`, blocking
+(pklib.syncclient: one-shot requests, no event loop, nothing of aiohttp imported), and
+`client`, asynchronous (pklib.client on aiohttp: watches and streams). A command written as a
+plain function runs with `call`; one written as a coroutine with `run`; a plain command that
+needs a watch in the end (get -w, delete --wait) hands a coroutine to `Connection.run_async`.
 """
 from __future__ import annotations
 
 import argparse
-import asyncio
-import errno
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
 
-import aiohttp
-import yaml
-
-from pklib import kubeconfig, yamlsafe
+from pklib import kubeconfig
 from pklib.api.wellknown import DEFAULT_NAMESPACE
-from pklib.client import Client
 from pklib.errors import ApiError, ConnectionFailed
+from pklib.syncclient import SyncClient
 
 from .errors import CommandError, ServerError, api_error_line, connection_refused_line
+
+if TYPE_CHECKING:
+    from pklib.client import Client
+
+T = TypeVar("T")
 
 
 @dataclass
 class Connection:
-    client: Client
+    server: str
+    token: str | None
+    ssl: Any
     # -n if given, else the context's namespace, else "default".
     namespace: str
     # Whether the user named the namespace with -n (then it must agree with the files' namespaces).
     namespace_given: bool
+    _api: SyncClient | None = field(default=None, repr=False)
+    _client: "Client | None" = field(default=None, repr=False)
 
+    @property
+    def api(self) -> SyncClient:
+        """The blocking client, for one-shot requests."""
+        if self._api is None:
+            self._api = SyncClient(self.server, self.token, ssl=self.ssl, user_agent="pkctl")
+        return self._api
 
-def _context_namespace(path: Path, context: str | None) -> str | None:
-    """The `namespace` of the kubeconfig context in use (pklib.kubeconfig only resolves server and user)."""
-    try:
-        doc = yamlsafe.load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return None
-    name = context or doc.get("current-context")
-    for item in doc.get("contexts") or []:
-        if isinstance(item, dict) and item.get("name") == name:
-            return (item.get("context") or {}).get("namespace") or None
-    return None
+    @property
+    def client(self) -> "Client":
+        """The asyncio client (aiohttp), for watches and streams; use it inside `run` / `run_async`."""
+        if self._client is None:
+            from pklib.client import Client
+            self._client = Client(self.server, self.token, ssl=self.ssl, user_agent="pkctl")
+        return self._client
+
+    def run_async(self, command: Callable[[], Awaitable[T]]) -> T:
+        """Run a coroutine (one using `client`) to its end, closing the async client after it."""
+        import asyncio
+
+        async def main() -> T:
+            try:
+                return await command()
+            finally:
+                if self._client is not None:
+                    await self._client.close()
+                    self._client = None
+        return asyncio.run(main())
+
+    def close(self) -> None:
+        if self._api is not None:
+            self._api.close()
 
 
 def connect(args: argparse.Namespace) -> Connection:
@@ -62,37 +91,31 @@ def connect(args: argparse.Namespace) -> Connection:
         server = server or access.server
         token = token or access.token
         ssl = access.ssl_context()
-        ns_from_context = _context_namespace(path, context)
+        ns_from_context = access.namespace
     if not server:
         raise CommandError("no kubeconfig found and no --server given: start a local cluster with "
                            "`pkctl cluster up`, or pass --kubeconfig FILE or --server URL")
     ns = getattr(args, "namespace", None)
-    return Connection(Client(server, token, ssl=ssl, user_agent="pkctl"), ns or ns_from_context or DEFAULT_NAMESPACE,
-                      bool(ns))
+    return Connection(server.rstrip("/"), token, ssl, ns or ns_from_context or DEFAULT_NAMESPACE, bool(ns))
+
+
+def call(args: argparse.Namespace, command: Callable[[Connection], int]) -> int:
+    """Run a command with a connection, turning transport and server failures into kubectl-like lines."""
+    conn = connect(args)
+    try:
+        return command(conn)
+    except ConnectionFailed as e:
+        raise ServerError(connection_line(conn.server, e)) from None
+    except ApiError as e:
+        raise ServerError(api_error_line(e)) from None
+    finally:
+        conn.close()
 
 
 def run(args: argparse.Namespace, command: Callable[[Connection], Awaitable[int]]) -> int:
-    """Run an async command with a client, turning transport and server failures into kubectl-like lines."""
-    conn = connect(args)
-
-    async def main() -> int:
-        try:
-            return await command(conn)
-        finally:
-            await conn.client.close()
-
-    try:
-        return asyncio.run(main())
-    except ConnectionFailed as e:
-        raise ServerError(connection_line(conn.client.server, e)) from None
-    except ApiError as e:
-        raise ServerError(api_error_line(e)) from None
+    """Run an async command (as `call` runs a plain one)."""
+    return call(args, lambda conn: conn.run_async(lambda: command(conn)))
 
 
 def connection_line(server: str, e: ConnectionFailed) -> str:
-    # The client hides aiohttp's exception behind ConnectionFailed; its context says what happened.
-    cause = e.__context__
-    if isinstance(cause, aiohttp.ClientConnectorError) and not isinstance(cause, aiohttp.ClientSSLError):
-        if cause.os_error.errno == errno.ECONNREFUSED:
-            return connection_refused_line(server)
-    return f"error: {e}"
+    return connection_refused_line(server) if e.refused else f"error: {e}"

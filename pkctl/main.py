@@ -1,7 +1,9 @@
 """`pkctl`: the kubectl-like command line.
 
 Each command lives in its own module under pkctl/commands/ and exposes
-`register(subparsers)`; the module list below is the only place that names them.
+`register(subparsers)`; the COMMANDS table below is the only place that names them.
+Only the module of the command being run is imported (a CLI starts as fast as its imports
+allow); `pkctl --help`, no command or an unknown one import them all, so the help lists every one.
 A command's handler returns an exit code; errors are printed as one clear line.
 """
 from __future__ import annotations
@@ -10,21 +12,34 @@ import argparse
 import importlib
 import os
 import sys
-import traceback
 
 from pkctl.errors import CommandError
 
-__all__ = ["COMMAND_MODULES", "CommandError", "build_parser", "main"]
+__all__ = ["COMMANDS", "COMMAND_MODULES", "CommandError", "build_parser", "command_of", "main"]
 
-COMMAND_MODULES = [
-    # Filled as commands land; each module's register() adds its subcommands.
-    "apply", "get", "describe", "delete", "create", "scale", "api_resources",
-    "cluster",
-    "image",
-    "logs", "exec", "port_forward",
-    "rollout",
-    "drain",
-]
+# Every top-level command → the module of pkctl/commands/ whose register() adds it (a module may add several).
+# A new command is one row here (in the order `pkctl --help` lists it) and its module.
+COMMANDS: dict[str, str] = {
+    "apply": "apply",
+    "get": "get",
+    "describe": "describe",
+    "delete": "delete",
+    "create": "create",
+    "scale": "scale",
+    "api-resources": "api_resources",
+    "cluster": "cluster",
+    "image": "image",
+    "logs": "logs",
+    "exec": "exec",
+    "port-forward": "port_forward",
+    "rollout": "rollout",
+    "cordon": "drain",
+    "uncordon": "drain",
+    "drain": "drain",
+}
+COMMAND_MODULES = list(dict.fromkeys(COMMANDS.values()))
+# The global flags that take a value (`--kubeconfig F`): what to skip when looking for the command in argv.
+_VALUE_FLAGS = ("--kubeconfig", "--context", "--server", "-s", "--token", "--namespace", "-n")
 
 
 def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
@@ -51,19 +66,38 @@ def _add_global_options_to_subcommands(parser: argparse.ArgumentParser) -> None:
                 _add_global_options_to_subcommands(sub)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_of(argv: list[str]) -> str | None:
+    """The command named on this command line (`pkctl -n ns get pods` → get); None when there is none, it is
+    unknown, or help is asked for before it."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--" or arg in ("-h", "--help"):
+            return None
+        elif arg.startswith("-"):
+            # `--kubeconfig F`, also abbreviated as argparse allows (`--kube F`); `--kubeconfig=F`, `-nNS` carry it.
+            skip = arg in _VALUE_FLAGS or (arg.startswith("--") and "=" not in arg and len(arg) > 2
+                                           and any(f.startswith(arg) for f in _VALUE_FLAGS))
+        else:
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or of just `command` (what running that command needs)."""
     parser = argparse.ArgumentParser(prog="pkctl", description="pkctl controls a pkube cluster.")
     _global_options(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in [COMMANDS[command]] if command in COMMANDS else COMMAND_MODULES:
         importlib.import_module(f"pkctl.commands.{name}").register(sub)
     _add_global_options_to_subcommands(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(command_of(argv))
     # `pkctl create deployment x --image=busybox -- sleep 3600`: what follows `--` is a command line of its
     # own, handed to the subcommands that take one (they set `takes_command`), never parsed as pkctl flags.
     after_dashes: list[str] = []
@@ -90,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except Exception as e:  # noqa: BLE001 - the last line of defence against tracebacks for users
         if os.environ.get("PKCTL_DEBUG"):
+            import traceback
             traceback.print_exc()
         _print_error(f"error: unexpected failure ({type(e).__name__}: {e}); this is a bug in pkctl, please report "
                      "it with the command you ran (PKCTL_DEBUG=1 shows the traceback)")

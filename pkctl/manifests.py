@@ -5,6 +5,7 @@ file must not leave the first two applied and the rest not (nothing half-written
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import sys
@@ -23,6 +24,13 @@ STDIN = "STDIN"
 
 class ManifestError(Exception):
     """A source that cannot be read or parsed; the message is what the user sees after `error: `."""
+
+
+def add_file_flags(p: argparse.ArgumentParser, required: bool) -> None:
+    """The -f/-R flags of every command that reads objects from files."""
+    p.add_argument("-f", "--filename", action="append", default=[], required=required, metavar="FILE",
+                   help="file, directory or - (stdin) holding the objects; may be repeated")
+    p.add_argument("-R", "--recursive", action="store_true", help="descend into directories given with -f")
 
 
 @dataclass

@@ -52,4 +52,8 @@ def is_gone(e: BaseException) -> bool:
 
 
 class ConnectionFailed(Exception):
-    """The API server could not be reached at all."""
+    """The API server could not be reached at all; `refused`: nothing listens at its address."""
+
+    def __init__(self, message: str, refused: bool = False):
+        super().__init__(message)
+        self.refused = refused

@@ -4,7 +4,6 @@ from __future__ import annotations
 import base64
 import os
 import ssl
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ class ClusterAccess:
     insecure: bool = False
     client_cert: str | None = None
     client_key: str | None = None
+    namespace: str | None = None  # the context's
 
     def ssl_context(self) -> ssl.SSLContext | bool | None:
         if not self.server.startswith("https"):
@@ -88,7 +88,7 @@ def load(path: str | os.PathLike[str] | None = None, context: str | None = None)
         key = _tmpfile(base64.b64decode(user["client-key-data"]))
     return ClusterAccess(server=server.rstrip("/"), token=token, ca_file=cluster.get("certificate-authority"),
                          ca_data=ca_data, insecure=bool(cluster.get("insecure-skip-tls-verify")),
-                         client_cert=cert, client_key=key)
+                         client_cert=cert, client_key=key, namespace=ctx.get("namespace") or None)
 
 
 def _named(items: Any, name: Any, what: str, p: Path) -> dict[str, Any]:
@@ -99,6 +99,7 @@ def _named(items: Any, name: Any, what: str, p: Path) -> dict[str, Any]:
 
 
 def _tmpfile(data: bytes) -> str:
+    import tempfile  # rarely needed: not worth its import for every client
     fd, path = tempfile.mkstemp(prefix="pkube-kubeconfig-")
     os.write(fd, data)
     os.close(fd)

@@ -5,8 +5,8 @@ import argparse
 
 from pklib.resources import RESOURCES, Resource
 
+from ..flags import parse_bool
 from ..printers import format_rows, plural_name
-from .delete import parse_bool
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -18,9 +18,9 @@ from pklib.api.wellknown import LAST_APPLIED_ANNOTATION
 from pklib.errors import ApiError, is_not_found
 from pklib.patch import PatchError, three_way_strategic_patch
 
-from ..connect import Connection, run
+from ..connect import Connection, call
 from ..errors import CommandError, ServerError, api_error_line
-from ..manifests import Manifest, ManifestError, Placed, place, read_all
+from ..manifests import Manifest, ManifestError, Placed, add_file_flags, place, read_all
 from ..printers import kind_name
 
 
@@ -31,12 +31,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=command)
 
 
-def add_file_flags(p: argparse.ArgumentParser, required: bool) -> None:
-    p.add_argument("-f", "--filename", action="append", default=[], required=required, metavar="FILE",
-                   help="file, directory or - (stdin) holding the objects; may be repeated")
-    p.add_argument("-R", "--recursive", action="store_true", help="descend into directories given with -f")
-
-
 def command(args: argparse.Namespace) -> int:
     try:
         manifests = read_all(args.filename, args.recursive)
@@ -44,7 +38,7 @@ def command(args: argparse.Namespace) -> int:
         raise CommandError(str(e)) from None
     if not manifests:
         raise CommandError("no objects passed to apply")
-    return run(args, lambda conn: apply_all(conn, manifests))
+    return call(args, lambda conn: apply_all(conn, manifests))
 
 
 def with_last_applied(obj: dict[str, Any]) -> dict[str, Any]:
@@ -73,12 +67,12 @@ def last_applied_of(live: dict[str, Any]) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-async def apply_all(conn: Connection, manifests: list[Manifest]) -> int:
+def apply_all(conn: Connection, manifests: list[Manifest]) -> int:
     failed = False
     for m in manifests:
         try:
             placed = place(m, conn.namespace, conn.namespace_given)
-            print(f"{kind_name(placed.res)}/{placed.name} {await apply_one(conn, placed)}")
+            print(f"{kind_name(placed.res)}/{placed.name} {apply_one(conn, placed)}")
         except ManifestError as e:
             failed = True
             print(f"error: {e}", file=sys.stderr)
@@ -89,22 +83,22 @@ async def apply_all(conn: Connection, manifests: list[Manifest]) -> int:
     return 1 if failed else 0
 
 
-async def apply_one(conn: Connection, p: Placed) -> str:
+def apply_one(conn: Connection, p: Placed) -> str:
     """Create or patch one object; returns created, configured or unchanged."""
     if not p.name:
         if (p.obj.get("metadata") or {}).get("generateName"):
             raise CommandError(f"from {p.manifest.source}: cannot use generate name with apply")
         raise CommandError(f'error validating "{p.manifest.source}": a {p.res.kind} needs metadata.name')
     modified = with_last_applied(p.obj)
-    client = conn.client
+    client = conn.api
     try:
-        live = await client.get(p.res, p.name, p.namespace)
+        live = client.get(p.res, p.name, p.namespace)
     except ApiError as e:
         if not is_not_found(e):
             raise _contextual(e, f"error when retrieving current configuration of {kind_name(p.res)}/{p.name} "
                                  f'from "{p.manifest.source}"') from None
         try:
-            await client.create(p.res, modified, p.namespace)
+            client.create(p.res, modified, p.namespace)
         except ApiError as create_error:
             raise _contextual(create_error, f'error when creating "{p.manifest.source}"') from None
         return "created"
@@ -120,7 +114,7 @@ async def apply_one(conn: Connection, p: Placed) -> str:
     if not patch:
         return "unchanged"
     try:
-        await client.patch(p.res, p.name, patch, p.namespace, patch_type="strategic")
+        client.patch(p.res, p.name, patch, p.namespace, patch_type="strategic")
     except ApiError as e:
         raise _contextual(e, f'error when patching "{p.manifest.source}"') from None
     return "configured"

@@ -10,11 +10,11 @@ from pklib.errors import ApiError
 from pklib.resources import CRONJOBS, JOBS, NAMESPACES, Resource, for_kind
 
 from .. import generators
-from ..connect import Connection, run
+from ..connect import Connection, call
 from ..errors import CommandError, api_error_line
-from ..manifests import Manifest, ManifestError, place, read_all
+from ..manifests import Manifest, ManifestError, add_file_flags, place, read_all
 from ..printers import kind_name, object_ref, to_json, to_yaml, with_type
-from .apply import add_file_flags, with_last_applied
+from .apply import with_last_applied
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -102,11 +102,11 @@ def generated(args: argparse.Namespace, build: Callable[[], dict[str, Any]]) -> 
         _print_object(res, obj, args.output, "created (dry run)")
         return 0
 
-    async def create(conn: Connection) -> int:
-        created = await conn.client.create(res, obj, conn.namespace if res.namespaced else None)
+    def create(conn: Connection) -> int:
+        created = conn.api.create(res, obj, conn.namespace if res.namespaced else None)
         _print_object(res, created, args.output, "created")
         return 0
-    return run(args, create)
+    return call(args, create)
 
 
 def create_job(args: argparse.Namespace) -> int:
@@ -149,10 +149,10 @@ def from_files(args: argparse.Namespace) -> int:
         raise CommandError(str(e)) from None
     if not manifests:
         raise CommandError("no objects passed to create")
-    return run(args, lambda conn: create_all(conn, manifests, args.save_config))
+    return call(args, lambda conn: create_all(conn, manifests, args.save_config))
 
 
-async def create_all(conn: Connection, manifests: list[Manifest], save_config: bool) -> int:
+def create_all(conn: Connection, manifests: list[Manifest], save_config: bool) -> int:
     failed = False
     for m in manifests:
         try:
@@ -163,7 +163,7 @@ async def create_all(conn: Connection, manifests: list[Manifest], save_config: b
             continue
         obj = with_last_applied(p.obj) if save_config else p.obj
         try:
-            created = await conn.client.create(p.res, obj, p.namespace)
+            created = conn.api.create(p.res, obj, p.namespace)
         except ApiError as e:
             failed = True
             print(api_error_line(e, f'error when creating "{m.source}"'), file=sys.stderr)
@@ -175,12 +175,12 @@ async def create_all(conn: Connection, manifests: list[Manifest], save_config: b
 
 
 def namespace(args: argparse.Namespace) -> int:
-    async def create(conn: Connection) -> int:
-        created = await conn.client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace",
-                                                        "metadata": {"name": args.name}})
+    def create(conn: Connection) -> int:
+        created = conn.api.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace",
+                                               "metadata": {"name": args.name}})
         print(f"namespace/{_name(created) or args.name} created")
         return 0
-    return run(args, create)
+    return call(args, create)
 
 
 def _name(obj: Any) -> str:

@@ -6,7 +6,6 @@ takes longer than the request when finalizers or graceful pod termination hold i
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -14,12 +13,12 @@ from typing import Any
 from pklib.errors import ApiError, is_not_found
 from pklib.resources import Resource
 
-from ..connect import Connection, run
+from ..connect import Connection, call
 from ..errors import CommandError, api_error_line
-from ..manifests import ManifestError, place, read_all
+from ..flags import parse_bool
+from ..manifests import ManifestError, add_file_flags, place, read_all
 from ..printers import kind_name
 from ..targets import parse_targets
-from .apply import add_file_flags
 
 CASCADE = {"background": "Background", "foreground": "Foreground", "orphan": "Orphan",
            # kubectl's older boolean spelling.
@@ -34,15 +33,6 @@ class Deletion:
     name: str
     namespace: str | None
     source: str | None = None  # the file it was named in, for error messages
-
-
-def parse_bool(value: str) -> bool:
-    v = value.lower()
-    if v in ("true", "1", "yes"):
-        return True
-    if v in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"invalid boolean {value!r}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -105,7 +95,7 @@ def command(args: argparse.Namespace) -> int:
         except ManifestError as e:
             raise CommandError(str(e)) from None
 
-        async def by_file(conn: Connection) -> int:
+        def by_file(conn: Connection) -> int:
             deletions, failed = [], False
             for m in manifests:
                 try:
@@ -114,8 +104,8 @@ def command(args: argparse.Namespace) -> int:
                 except ManifestError as e:
                     failed = True
                     print(f"error: {e}", file=sys.stderr)
-            return max(await delete_all(conn, deletions, opts), int(failed))
-        return run(args, by_file)
+            return max(delete_all(conn, deletions, opts), int(failed))
+        return call(args, by_file)
     targets = parse_targets(args.targets)
     if not targets:
         raise CommandError("You must provide one or more resources by argument or filename.")
@@ -127,15 +117,14 @@ def command(args: argparse.Namespace) -> int:
     if not named and not (args.selector or args.all):
         raise CommandError("resource(s) were provided, but no name was specified")
 
-    async def by_args(conn: Connection) -> int:
+    def by_args(conn: Connection) -> int:
         deletions: list[Deletion] = []
         for t in targets:
             ns = conn.namespace if t.res.namespaced else None
             if named:
                 deletions.extend(Deletion(t.res, n, ns) for n in t.names)
                 continue
-            listed = await conn.client.list_all(t.res, None if args.all_namespaces else ns,
-                                                label_selector=args.selector)
+            listed = conn.api.list_all(t.res, None if args.all_namespaces else ns, label_selector=args.selector)
             for item in listed.get("items") or []:
                 meta = item.get("metadata") or {}
                 item_ns = meta.get("namespace") if t.res.namespaced else None
@@ -143,11 +132,11 @@ def command(args: argparse.Namespace) -> int:
         if not deletions:
             print("No resources found")
             return 0
-        return await delete_all(conn, deletions, opts)
-    return run(args, by_args)
+        return delete_all(conn, deletions, opts)
+    return call(args, by_args)
 
 
-async def delete_all(conn: Connection, deletions: list[Deletion], opts: Options) -> int:
+def delete_all(conn: Connection, deletions: list[Deletion], opts: Options) -> int:
     failed = False
     pending: list[tuple[Deletion, dict[str, Any]]] = []
     if opts.force:
@@ -155,7 +144,7 @@ async def delete_all(conn: Connection, deletions: list[Deletion], opts: Options)
               "terminated. The resource may continue to run on the cluster indefinitely.", file=sys.stderr)
     for d in deletions:
         try:
-            answer = await conn.client.delete(d.res, d.name, d.namespace, propagation_policy=opts.propagation,
+            answer = conn.api.delete(d.res, d.name, d.namespace, propagation_policy=opts.propagation,
                                               grace_period_seconds=opts.grace)
         except ApiError as e:
             if opts.ignore_not_found and is_not_found(e):
@@ -173,16 +162,22 @@ async def delete_all(conn: Connection, deletions: list[Deletion], opts: Options)
         if (answer.get("metadata") or {}).get("deletionTimestamp"):
             pending.append((d, answer))
     if opts.wait and pending:
-        waits = [wait_gone(conn, d, answer) for d, answer in pending]
-        try:
-            await asyncio.wait_for(asyncio.gather(*waits), opts.timeout or None)
-        except asyncio.TimeoutError:
-            raise CommandError(f"timed out waiting for the deletion of {len(pending)} object(s)") from None
+        conn.run_async(lambda: wait_all_gone(conn, pending, opts.timeout))
     return 1 if failed else 0
+
+
+async def wait_all_gone(conn: Connection, pending: list[tuple[Deletion, dict[str, Any]]], timeout: float) -> None:
+    import asyncio  # only waiting needs an event loop (a deletion that is done at once starts faster without)
+    try:
+        await asyncio.wait_for(asyncio.gather(*(wait_gone(conn, d, answer) for d, answer in pending)),
+                               timeout or None)
+    except asyncio.TimeoutError:
+        raise CommandError(f"timed out waiting for the deletion of {len(pending)} object(s)") from None
 
 
 async def wait_gone(conn: Connection, d: Deletion, answer: dict[str, Any]) -> None:
     """Return once the object deleted (the one with this uid) no longer exists."""
+    import asyncio
     uid = (answer.get("metadata") or {}).get("uid")
     while True:
         try:

@@ -19,7 +19,7 @@ from typing import Iterator
 
 import aiohttp
 
-from pklib.errors import ConnectionFailed
+from pklib.client import connection_failed
 from pklib.resources import PODS
 
 from ..connect import Connection, run
@@ -84,7 +84,7 @@ def command(args: argparse.Namespace) -> int:
             async with c.session.get(url, params=params) as r:
                 raise api_error(r.status if r.status >= 400 else e.status, await r.read()) from None
         except aiohttp.ClientConnectionError as e:
-            raise ConnectionFailed(f"cannot reach the API server at {c.server}: {e}") from None
+            raise connection_failed(c.server, e) from None
         if not status:
             raise CommandError("the exec stream ended without an exit status")
         return exit_code(status)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import Any
 
@@ -11,7 +10,7 @@ from pklib.errors import ApiError, is_gone
 from pklib.resources import Resource
 
 from .. import jsonpath
-from ..connect import Connection, run
+from ..connect import Connection, call
 from ..errors import CommandError, api_error_line
 from ..printers import as_list, format_rows, labels_cell, object_ref, to_json, to_yaml, utcnow, with_type
 from ..targets import Target, parse_targets
@@ -39,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("-w", "--watch", action="store_true", help="after listing, watch for changes")
     p.add_argument("--watch-only", action="store_true", help="watch for changes without listing first")
     p.add_argument("--ignore-not-found", action="store_true", help="treat a missing named object as no error")
-    p.set_defaults(func=lambda args: run(args, lambda conn: get(conn, args)))
+    p.set_defaults(func=lambda args: call(args, lambda conn: get(conn, args)))
 
 
 def _normalize_options(args: argparse.Namespace, targets: list[Target]) -> None:
@@ -82,7 +81,7 @@ def _normalize_options(args: argparse.Namespace, targets: list[Target]) -> None:
                            f"but {len(targets)} resources were found")
 
 
-async def get(conn: Connection, args: argparse.Namespace) -> int:
+def get(conn: Connection, args: argparse.Namespace) -> int:
     targets = parse_targets(args.targets)
     _normalize_options(args, targets)
     found: list[Found] = []
@@ -93,13 +92,12 @@ async def get(conn: Connection, args: argparse.Namespace) -> int:
         if t.names:
             for name in t.names:
                 try:
-                    found.append((t.res, await conn.client.get(t.res, name, ns)))
+                    found.append((t.res, conn.api.get(t.res, name, ns)))
                 except ApiError as e:
                     if not (args.ignore_not_found and e.code == 404):
                         errors.append(api_error_line(e))
         else:
-            result = await conn.client.list_all(t.res, ns, label_selector=args.selector,
-                                                field_selector=args.field_selector)
+            result = conn.api.list_all(t.res, ns, label_selector=args.selector, field_selector=args.field_selector)
             list_rv = str((result.get("metadata") or {}).get("resourceVersion") or "") or None
             found.extend((t.res, item) for item in result.get("items") or [])
     if args.sort_path is not None:
@@ -110,7 +108,7 @@ async def get(conn: Connection, args: argparse.Namespace) -> int:
     for line in errors:
         print(line, file=sys.stderr)
     if args.watch and not errors:
-        await watch(conn, args, targets[0], list_rv, widths, found)
+        conn.run_async(lambda: watch(conn, args, targets[0], list_rv, widths, found))
     return 1 if errors else 0
 
 
@@ -181,6 +179,7 @@ def table_row(res: Resource, obj: dict[str, Any], args: argparse.Namespace, pref
 async def watch(conn: Connection, args: argparse.Namespace, target: Target, rv: str | None, widths: list[int],
                 found: list[Found]) -> None:
     """Stream changes as rows (or documents) until interrupted, resuming when the server ends a stream."""
+    import asyncio  # only a watch needs an event loop (a plain `get` starts faster without)
     res = target.res
     ns = None if (args.all_namespaces or not res.namespaced) else conn.namespace
     field_selector = args.field_selector

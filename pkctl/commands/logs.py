@@ -3,16 +3,14 @@ the API server's pods/log (which the pod's kubelet serves)."""
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 
-import aiohttp
-
-from pklib.errors import ApiError, ConnectionFailed
+from pklib import rest
+from pklib.errors import ApiError
 from pklib.resources import PODS
 
-from ..connect import Connection, run
+from ..connect import Connection, call
 from ..errors import CommandError
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
@@ -50,10 +48,7 @@ def pod_name(text: str) -> str:
 
 def api_error(status: int, raw: bytes) -> ApiError:
     """The server's Status as an ApiError (run() prints it the way kubectl does)."""
-    try:
-        return ApiError.from_response(status, json.loads(raw))
-    except ValueError:
-        return ApiError.from_response(status, raw.decode(errors="replace"))
+    return ApiError.from_response(status, rest.decode(raw, "application/json"))
 
 
 def command(args: argparse.Namespace) -> int:
@@ -72,17 +67,11 @@ def command(args: argparse.Namespace) -> int:
     if args.timestamps:
         params["timestamps"] = "true"
 
-    async def logs(conn: Connection) -> int:
-        c = conn.client
-        url = c.server + PODS.path(conn.namespace, name, "log")
-        try:
-            async with c.session.get(url, params=params, timeout=aiohttp.ClientTimeout(total=None)) as r:
-                if r.status >= 400:
-                    raise api_error(r.status, await r.read())
-                async for chunk in r.content.iter_any():
-                    sys.stdout.buffer.write(chunk)
-                    sys.stdout.buffer.flush()
-        except aiohttp.ClientConnectionError as e:
-            raise ConnectionFailed(f"cannot reach the API server at {c.server}: {e}") from None
+    def logs(conn: Connection) -> int:
+        # Read as it comes (with -f until interrupted): no time limit.
+        request = rest.Request("GET", PODS.path(conn.namespace, name, "log"), params=params, timeout=None)
+        for chunk in conn.api.stream(request):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
         return 0
-    return run(args, logs)
+    return call(args, logs)

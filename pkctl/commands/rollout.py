@@ -21,15 +21,14 @@ from pklib.resources import Resource, lookup
 
 from ..connect import Connection, run
 from ..errors import CommandError, api_error_line
-from ..manifests import ManifestError, place, read_all
+from ..flags import parse_bool
+from ..manifests import ManifestError, add_file_flags, place, read_all
 from ..printers import kind_name, plural_name
 from ..rollout_history import (controller_revisions, history_table, owned_replicasets, revision_table,
                                revision_template, revision_to_restore, revisions, rollback_target, undo_patch)
 from ..rollout_status import VIEWERS, RolloutError, Status, parse_duration
 from ..rollout_template import describe_template
 from ..targets import parse_targets
-from .apply import add_file_flags
-from .delete import parse_bool
 
 Obj = dict[str, Any]
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"

@@ -7,7 +7,7 @@ import sys
 from pklib.errors import ApiError, is_conflict
 from pklib.resources import Resource
 
-from ..connect import Connection, run
+from ..connect import Connection, call
 from ..errors import CommandError, api_error_line
 from ..printers import kind_name, plural_name
 from ..targets import parse_targets
@@ -33,13 +33,13 @@ def command(args: argparse.Namespace) -> int:
         if "scale" not in t.res.subresources:
             raise CommandError(f"{plural_name(t.res)} cannot be scaled: the kind has no scale subresource")
 
-    async def scale(conn: Connection) -> int:
+    def scale(conn: Connection) -> int:
         failed = False
         for t in targets:
             ns = conn.namespace if t.res.namespaced else None
             for name in t.names:
                 try:
-                    await scale_one(conn, t.res, name, ns, args.replicas, args.current_replicas)
+                    scale_one(conn, t.res, name, ns, args.replicas, args.current_replicas)
                 except ApiError as e:
                     failed = True
                     print(api_error_line(e), file=sys.stderr)
@@ -50,23 +50,23 @@ def command(args: argparse.Namespace) -> int:
                     continue
                 print(f"{kind_name(t.res)}/{name} scaled")
         return 1 if failed else 0
-    return run(args, scale)
+    return call(args, scale)
 
 
-async def scale_one(conn: Connection, res: Resource, name: str, ns: str | None, replicas: int, current: int) -> None:
-    client = conn.client
+def scale_one(conn: Connection, res: Resource, name: str, ns: str | None, replicas: int, current: int) -> None:
+    client = conn.api
     if current < 0:
-        await client.patch(res, name, {"spec": {"replicas": replicas}}, ns, subresource="scale")
+        client.patch(res, name, {"spec": {"replicas": replicas}}, ns, subresource="scale")
         return
     # A precondition: read the Scale, check it, and write it back with its resourceVersion so that
     # a concurrent change in between makes the write fail instead of being overwritten.
-    scale = await client.get(res, name, ns, subresource="scale")
+    scale = client.get(res, name, ns, subresource="scale")
     have = int((scale.get("spec") or {}).get("replicas") or 0)
     if have != current:
         raise CommandError(f"Expected replicas to be {current}, was {have}")
     scale.setdefault("spec", {})["replicas"] = replicas
     try:
-        await client.update(res, scale, subresource="scale")
+        client.update(res, scale, subresource="scale")
     except ApiError as e:
         if is_conflict(e):
             raise CommandError(f"{plural_name(res)} {name!r} changed while scaling; "

@@ -7,18 +7,17 @@ import asyncio
 import json
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import Any, AsyncIterator, Callable
 
 import pytest
 
 from pklib.client import Client
 from pklib.errors import ApiError
 from tests.controllers.helpers import FakeKubelet, list_pods
-from tests.support.controlplane import ROOT, ApiServer, Etcd, _stop, start_apiserver
+from tests.support.controlplane import ROOT, ApiServer
 from tests.support.pkctl import kind
 from tests.util import unique, wait_for
 
@@ -343,18 +342,6 @@ async def test_bad_input_gives_one_line_errors_and_changes_nothing(pk: AsyncCli,
     assert (none.returncode, none.stdout, none.stderr) == (0, "", f"No resources found in {namespace} namespace.\n")
     after = await client.get(DS, "agent", namespace)
     assert after["metadata"]["resourceVersion"] == ds["metadata"]["resourceVersion"], "nothing was written"
-
-
-@pytest.fixture(scope="module")
-def tls_api(etcd: Etcd) -> Iterator[ApiServer]:
-    """An HTTPS apiserver of this module's own: kubectl sends its token only over TLS."""
-    tmp = tempfile.mkdtemp(prefix="pkt-rollout-")
-    try:
-        api = start_apiserver(tmp, etcd.url, tls=True)
-        yield api
-        _stop(api.proc)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 async def test_same_output_and_exit_codes_as_kubectl(tls_api: ApiServer) -> None:

@@ -1,9 +1,15 @@
 """pkctl's command line without a server: flag checks and local commands, run in-process."""
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from pkctl.main import main
+from tests.support.controlplane import ROOT
+from tests.util import free_port
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -47,9 +53,58 @@ def test_an_unexpected_failure_is_one_line_not_a_traceback(capsys: pytest.Captur
     def broken(*_: object) -> int:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(get_command, "run", broken)
+    monkeypatch.setattr(get_command, "call", broken)
     monkeypatch.delenv("PKCTL_DEBUG", raising=False)
     code, out, err = run(capsys, "get", "pods")
     assert code == 1 and out == ""
     assert err.startswith("error: unexpected failure (RuntimeError: boom); this is a bug in pkctl")
     assert "Traceback" not in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv, command", [
+    (["get", "pods"], "get"),
+    (["-n", "ns", "--kubeconfig", "kc", "describe", "pod", "x"], "describe"),
+    (["--kubeconfig=kc", "-nns", "api-resources"], "api-resources"),
+    (["--kube", "apply", "get", "pods"], "get"),  # an abbreviated flag takes its value as argparse does
+    (["-s", "http://x", "port-forward", "pod/x", "80"], "port-forward"),
+    (["-h", "get"], None),  # the help of everything
+    (["bogus", "pods"], None),
+    ([], None),
+])
+def test_the_command_is_found_after_the_global_flags(argv: list[str], command: str | None) -> None:
+    from pkctl.main import command_of
+    assert command_of(argv) == command
+
+
+def test_every_command_is_in_the_table_and_in_the_help(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+    import importlib
+
+    from pkctl.main import COMMAND_MODULES, COMMANDS
+    for module in COMMAND_MODULES:
+        sub = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(f"pkctl.commands.{module}").register(sub)
+        assert sorted(sub.choices) == sorted(name for name, m in COMMANDS.items() if m == module)
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listed = capsys.readouterr().out.split("COMMAND\n", 1)[1]
+    assert [line.split()[0] for line in listed.splitlines() if line.startswith("    ") and
+            not line.startswith("     ")] == list(COMMANDS)
+
+
+@pytest.mark.parametrize("argv", [
+    ["get", "pods", "-A"], ["-n", "x", "get", "pod", "p", "-o", "yaml"], ["describe", "pod", "p"],
+    ["delete", "configmap", "c"], ["scale", "deploy/web", "--replicas", "1"], ["logs", "p"],
+    ["apply", "-f", "MANIFEST"], ["create", "-f", "MANIFEST"], ["create", "namespace", "x"], ["api-resources"],
+])
+def test_one_shot_verbs_load_no_event_loop_aiohttp_image_or_kubelet_code(argv: list[str], tmp_path: Path) -> None:
+    """What makes pkctl start slowly stays out of the everyday verbs (the server here refuses: they fail fast)."""
+    manifest = tmp_path / "cm.yaml"
+    manifest.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n")
+    argv = [str(manifest) if a == "MANIFEST" else a for a in argv]
+    probe = ("import sys\nfrom pkctl.main import main\ncode = main(sys.argv[1:])\n"
+             "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('asyncio', 'aiohttp', 'images', 'kubelet'))\n"
+             "print('exit', code, ' '.join(heavy) or '-')\n")
+    r = subprocess.run([sys.executable, "-c", probe, "--server", f"http://127.0.0.1:{free_port()}", *argv],
+                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.stdout.splitlines()[-1].split() == ["exit", "0" if argv == ["api-resources"] else "1", "-"], r
