@@ -118,14 +118,14 @@ def create_job(args: argparse.Namespace) -> int:
     if kind.lower() not in ("cronjob", "cronjobs", "cj", "cronjob.batch", "cronjobs.batch") or not source:
         raise CommandError(f"from must be an existing cronjob: {args.from_}")
 
-    async def create(conn: Connection) -> int:
-        job = generators.job_from_cronjob(args.name, await conn.client.get(CRONJOBS, source, conn.namespace))
+    def create(conn: Connection) -> int:
+        job = generators.job_from_cronjob(args.name, conn.api.get(CRONJOBS, source, conn.namespace))
         if args.dry_run == "client":
             _print_object(JOBS, job, args.output, "created (dry run)")
             return 0
-        _print_object(JOBS, await conn.client.create(JOBS, job, conn.namespace), args.output, "created")
+        _print_object(JOBS, conn.api.create(JOBS, job, conn.namespace), args.output, "created")
         return 0
-    return run(args, create)
+    return call(args, create)
 
 
 def _print_object(res: Resource, obj: dict[str, Any], output: str | None, verb: str) -> None:
