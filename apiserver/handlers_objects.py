@@ -69,6 +69,28 @@ def _without_rv(obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def converts(res: Resource) -> bool:
+    """Whether objects of `res` are stored at another version than the served one (custom resources)."""
+    stored = kinds.strategy_for(res).storage_version
+    return bool(stored) and stored != res.api_version
+
+
+def served(res: Resource, obj: dict[str, Any]) -> dict[str, Any]:
+    """A stored object as the served version shows it. Custom resources have no conversion webhook (Kubernetes'
+    `None` strategy): only apiVersion changes."""
+    if isinstance(obj, dict) and obj.get("kind") == res.kind and obj.get("apiVersion") != res.api_version:
+        obj["apiVersion"] = res.api_version
+    return obj
+
+
+def served_line(res: Resource, line: bytes) -> bytes:
+    """A watch event line (`{"type":..,"object":..}`) with its object as the served version shows it."""
+    event = orjson.loads(line)
+    if isinstance(event.get("object"), dict):
+        served(res, event["object"])
+    return orjson.dumps(event) + b"\n"
+
+
 def apply_patch(patch_type: str, obj: dict[str, Any], patch: Any) -> dict[str, Any]:
     """obj with a merge / json / strategic patch applied (422 if the patch does not apply)."""
     appliers = {"merge": patching.merge_patch, "json": patching.json_patch,
@@ -198,8 +220,12 @@ class Objects:
 
         `managed_fields` is what server-side apply records as the object's field ownership."""
         self.check_identity(res, body, namespace)
+        strategy = kinds.strategy_for(res)
+        if strategy.terminating:
+            raise StatusError(405, "MethodNotAllowed", f"create not allowed while custom resource definition "
+                                                       f"is terminating")
         obj = body
-        obj["apiVersion"], obj["kind"] = res.api_version, res.kind
+        obj["apiVersion"], obj["kind"] = strategy.storage_version or res.api_version, res.kind
         meta = obj["metadata"] = dict(obj.get("metadata") or {})
         for k in _SERVER_META:
             meta.pop(k, None)
@@ -224,7 +250,6 @@ class Objects:
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_rfc3339()
         meta["generation"] = 1
-        strategy = kinds.strategy_for(res)
         strategy.prepare_for_create(obj, "status" in res.subresources)
         strategy.default(obj)
         strategy.admit(obj, None)
@@ -264,7 +289,7 @@ class Objects:
                 new.setdefault("spec", {})["finalizers"] = list(member(body, "spec").get("finalizers") or [])
             return new
         new = body if owned else copy.deepcopy(body)
-        new["apiVersion"], new["kind"] = res.api_version, res.kind
+        new["apiVersion"], new["kind"] = kinds.strategy_for(res).storage_version or res.api_version, res.kind
         meta = new.setdefault("metadata", {})
         for k in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace",
                   "generateName"):
@@ -393,7 +418,8 @@ class Objects:
         def mutate(entry: Entry) -> dict[str, Any]:
             # The patch functions copy what they patch: only the metadata gets the resourceVersion here.
             value = entry.value
-            current = with_rv(dict(value, metadata=dict(value.get("metadata") or {})), entry.mod_revision)
+            current = served(res, with_rv(dict(value, metadata=dict(value.get("metadata") or {})),
+                                          entry.mod_revision))
             patched = apply_patch(patch_type, current, patch)
             self.check_identity(res, patched, namespace)
             wanted = str((patched.get("metadata") or {}).get("resourceVersion") or "")

@@ -10,6 +10,7 @@ from pklib.resources import Resource
 from . import services
 from .base import KindStrategy, Rollback
 from .config import ConfigMapStrategy, SecretStrategy
+from .customresources import CustomResourceDefinitionStrategy
 from .endpoints import EndpointSliceStrategy, EndpointsStrategy
 from .events import EventStrategy, LeaseStrategy, ServiceAccountStrategy
 from .fields import Cause
@@ -21,7 +22,7 @@ from .rbac import ClusterRoleBindingStrategy, ClusterRoleStrategy, RoleBindingSt
 from .revisions import ControllerRevisionStrategy
 from .workloads import DaemonSetStrategy, DeploymentStrategy, ReplicaSetStrategy, StatefulSetStrategy
 
-__all__ = ["Cause", "KindStrategy", "Rollback", "configure", "strategy_for"]
+__all__ = ["Cause", "KindStrategy", "Rollback", "configure", "custom_generation", "set_custom", "strategy_for"]
 
 _DEFAULT = KindStrategy()
 _STRATEGIES: dict[str, KindStrategy] = {s.kind: s for s in (
@@ -32,11 +33,27 @@ _STRATEGIES: dict[str, KindStrategy] = {s.kind: s for s in (
     DeploymentStrategy(), ReplicaSetStrategy(), DaemonSetStrategy(), StatefulSetStrategy(),
     ControllerRevisionStrategy(), PriorityClassStrategy(),
     RoleStrategy(), ClusterRoleStrategy(), RoleBindingStrategy(), ClusterRoleBindingStrategy(),
+    CustomResourceDefinitionStrategy(),
 )}
+# The strategies of custom resources, per served version (set by the CRD registry, apiserver/crds.py).
+_CUSTOM: dict[Resource, KindStrategy] = {}
+_generation = 0  # bumped on every change of the custom kinds (OpenAPI documents are rebuilt then)
 
 
 def strategy_for(res: Resource) -> KindStrategy:
+    if res.custom:
+        return _CUSTOM.get(res, _DEFAULT)
     return _STRATEGIES.get(res.kind, _DEFAULT)
+
+
+def set_custom(strategies: dict[Resource, KindStrategy]) -> None:
+    global _CUSTOM, _generation
+    _CUSTOM = dict(strategies)
+    _generation += 1
+
+
+def custom_generation() -> int:
+    return _generation
 
 
 def configure(service_cidr: str, node_port_range: str | tuple[int, int]) -> None:

@@ -1,0 +1,260 @@
+"""CustomResourceDefinitions: the CRD kind, then its custom resources served like any kind (CRUD, watch,
+patch, schema validation, defaulting, pruning, status and scale, several versions, deletion)."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator
+
+import pytest
+
+from pklib.client import Client
+from pklib.errors import ApiError
+from pklib.resources import CRDS
+from tests.support.crds import create_crd, row, widget, widget_crd
+from tests.util import wait_for
+
+
+@pytest.fixture
+async def crds(client: Client) -> AsyncIterator[list[str]]:
+    """Names of the CRDs a test creates, deleted (with their objects) afterwards."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        try:
+            await client.delete(CRDS, name)
+        except ApiError:
+            pass
+
+
+async def _install(client: Client, crds: list[str], crd: dict[str, Any]) -> dict[str, Any]:
+    crds.append(crd["metadata"]["name"])
+    return await create_crd(client, crd)
+
+
+async def test_crd_is_established_with_accepted_names_and_a_finalizer(client: Client, crds: list[str]) -> None:
+    crd = await _install(client, crds, widget_crd())
+    status = crd["status"]
+    conds = {c["type"]: c for c in status["conditions"]}
+    assert conds["NamesAccepted"]["status"] == "True" and conds["NamesAccepted"]["reason"] == "NoConflicts"
+    assert conds["Established"]["reason"] == "InitialNamesAccepted"
+    assert status["acceptedNames"]["plural"] == "widgets" and status["acceptedNames"]["listKind"] == "WidgetList"
+    assert status["storedVersions"] == ["v1"]
+    assert crd["metadata"]["finalizers"] == ["customresourcecleanup.apiextensions.k8s.io"]
+    assert crd["spec"]["conversion"] == {"strategy": "None"}
+
+
+async def test_crd_validation_names_the_fields(client: Client) -> None:
+    bad = widget_crd()
+    bad["metadata"]["name"] = "wrong.example.com"
+    bad["spec"]["scope"] = "Galaxy"
+    bad["spec"]["versions"][0]["storage"] = False
+    bad["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["x"] = {}
+    with pytest.raises(ApiError) as e:
+        await client.create(CRDS, bad)
+    assert e.value.code == 422
+    fields = {c["field"]: c["message"] for c in e.value.causes}
+    assert fields["metadata.name"].startswith('Invalid value: "wrong.example.com": must be spec.names.plural')
+    assert fields["spec.scope"].startswith('Unsupported value: "Galaxy"')
+    assert "must have exactly one version marked as storage version" in fields["spec.versions"]
+    assert fields["spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[x].type"] == \
+        "Required value: must not be empty for specified object fields"
+
+
+async def test_name_conflict_in_a_group_is_not_accepted(client: Client, crds: list[str]) -> None:
+    first = await _install(client, crds, widget_crd())
+    group = first["spec"]["group"]
+    clash = widget_crd(group, plural="gadgets", kind="Widget", short_names=("gd",),
+                       singular="gadget")
+    crds.append(clash["metadata"]["name"])
+    await client.create(CRDS, clash)
+
+    async def not_accepted() -> dict[str, Any] | None:
+        got = await client.get(CRDS, clash["metadata"]["name"])
+        conds = {c["type"]: c for c in (got.get("status") or {}).get("conditions") or []}
+        return conds if "NamesAccepted" in conds else None
+
+    conds = await wait_for(not_accepted, 10)
+    assert conds["NamesAccepted"]["status"] == "False" and conds["NamesAccepted"]["reason"] == "NameConflict"
+    assert conds["NamesAccepted"]["message"] == '"Widget" is already in use'
+    assert conds["Established"]["status"] == "False"
+    with pytest.raises(ApiError) as e:
+        await client.request("GET", f"/apis/{group}/v1/gadgets")
+    assert e.value.code == 404
+
+
+async def test_crud_list_selectors_watch_and_patch(client: Client, namespace: str, crds: list[str]) -> None:
+    crd = await _install(client, crds, widget_crd())
+    res = row(crd)
+    created = await client.create(res, dict(widget("a", namespace, res.api_version), metadata={
+        "name": "a", "namespace": namespace, "labels": {"tier": "x"}}))
+    assert created["apiVersion"] == res.api_version and created["metadata"]["generation"] == 1
+    await client.create(res, widget("b", namespace, res.api_version, size="large"))
+    assert [o["metadata"]["name"] for o in (await client.list(res, namespace))["items"]] == ["a", "b"]
+    labelled = await client.list(res, namespace, label_selector="tier=x")
+    assert [o["metadata"]["name"] for o in labelled["items"]] == ["a"]
+    by_name = await client.request("GET", res.path(namespace), params={"fieldSelector": "metadata.name=b"})
+    assert [o["metadata"]["name"] for o in by_name["items"]] == ["b"]
+
+    events: list[tuple[str, str]] = []
+
+    async def watch() -> None:
+        async for ev in client.watch(res, namespace, resource_version=created["metadata"]["resourceVersion"]):
+            events.append((ev["type"], ev["object"]["metadata"]["name"]))
+            if len(events) == 3:
+                return
+
+    task = asyncio.create_task(watch())
+    merged = await client.patch(res, "a", {"spec": {"color": "red"}}, namespace)
+    assert merged["spec"]["color"] == "red" and merged["metadata"]["generation"] == 2
+    jsonp = await client.patch(res, "a", [{"op": "replace", "path": "/spec/replicas", "value": 3}], namespace,
+                               patch_type="json")
+    assert jsonp["spec"]["replicas"] == 3
+    with pytest.raises(ApiError) as e:
+        await client.patch(res, "a", {"spec": {"color": "green"}}, namespace, patch_type="strategic")
+    assert e.value.code == 415 and "application/merge-patch+json" in e.value.message
+    await asyncio.wait_for(task, 10)
+    assert events == [("ADDED", "b"), ("MODIFIED", "a"), ("MODIFIED", "a")]
+    await client.delete(res, "a", namespace)
+    with pytest.raises(ApiError) as e:
+        await client.get(res, "a", namespace)
+    assert e.value.code == 404 and e.value.message == f'widgets.{res.group} "a" not found'
+
+
+async def test_schema_validation_defaulting_and_pruning(client: Client, namespace: str, crds: list[str]) -> None:
+    crd = await _install(client, crds, widget_crd())
+    res = row(crd)
+    with pytest.raises(ApiError) as e:
+        await client.create(res, widget("bad", namespace, res.api_version, size="huge", replicas="three",
+                                        color="a-very-long-color"))
+    assert e.value.code == 422
+    assert ' "bad" is invalid: [' in e.value.message
+    fields = {c["field"]: c["message"] for c in e.value.causes}
+    assert fields["spec.size"] == 'Unsupported value: "huge": supported values: "small", "large"'
+    assert fields["spec.replicas"] == \
+        'Invalid value: "three": spec.replicas in body must be of type integer: "three"'
+    assert fields["spec.color"] == "Too long: may not be more than 10 bytes"
+    with pytest.raises(ApiError) as e:
+        await client.create(res, widget("big", namespace, res.api_version, replicas=11))
+    assert [c["message"] for c in e.value.causes] == \
+        ["Invalid value: 11: spec.replicas in body should be less than or equal to 10"]
+    with pytest.raises(ApiError) as e:
+        await client.create(res, {"apiVersion": res.api_version, "kind": "Widget",
+                                  "metadata": {"name": "nospec", "namespace": namespace}, "spec": {}})
+    assert [(c["field"], c["message"]) for c in e.value.causes] == [("spec.size", "Required value")]
+
+    obj = widget("w", namespace, res.api_version, port="http", unknown=1, extra={"free": {"form": True}},
+                 labels={"a": "b"}, items=[{"name": "i", "junk": 2}])
+    obj["topLevelJunk"] = True
+    created = await client.create(res, obj)
+    spec = created["spec"]
+    assert spec["replicas"] == 1 and spec["color"] == "blue"  # defaults
+    assert "unknown" not in spec and "topLevelJunk" not in created  # pruned
+    assert spec["extra"] == {"free": {"form": True}} and spec["items"] == [{"name": "i", "weight": 5}]
+    assert spec["port"] == "http"
+    assert (await client.patch(res, "w", {"spec": {"port": 8080}}, namespace))["spec"]["port"] == 8080
+    with pytest.raises(ApiError) as e:
+        await client.patch(res, "w", {"spec": {"port": 1.5}}, namespace)
+    assert e.value.causes[0]["field"] == "spec.port"
+
+
+async def test_status_and_scale_subresources(client: Client, namespace: str, crds: list[str]) -> None:
+    crd = await _install(client, crds, widget_crd())
+    res = row(crd)
+    created = await client.create(res, dict(widget("s", namespace, res.api_version, replicas=2),
+                                            status={"phase": "ignored"}))
+    assert "status" not in created
+    status = await client.patch(res, "s", {"status": {"phase": "Ready", "replicas": 2, "selector": "app=s"}},
+                                namespace, subresource="status")
+    assert status["status"]["phase"] == "Ready" and status["metadata"]["generation"] == 1
+    # The main resource ignores status.
+    main = await client.patch(res, "s", {"status": {"phase": "Lost"}, "spec": {"color": "red"}}, namespace)
+    assert main["status"]["phase"] == "Ready" and main["spec"]["color"] == "red"
+    scale = await client.get(res, "s", namespace, subresource="scale")
+    assert scale["kind"] == "Scale" and scale["spec"] == {"replicas": 2}
+    assert scale["status"] == {"replicas": 2, "selector": "app=s"}
+    scaled = await client.patch(res, "s", {"spec": {"replicas": 5}}, namespace, subresource="scale")
+    assert scaled["spec"]["replicas"] == 5
+    assert (await client.get(res, "s", namespace))["spec"]["replicas"] == 5
+    with pytest.raises(ApiError) as e:
+        await client.patch(res, "s", {"spec": {"replicas": -1}}, namespace, subresource="scale")
+    assert e.value.code == 422
+
+
+async def test_two_versions_are_served_and_stored_at_the_storage_version(
+        client: Client, namespace: str, crds: list[str]) -> None:
+    crd = await _install(client, crds, widget_crd(versions=("v1beta1", "v1"), storage="v1"))
+    v1, beta = row(crd, "v1"), row(crd, "v1beta1")
+    created = await client.create(beta, widget("m", namespace, beta.api_version))
+    assert created["apiVersion"] == beta.api_version
+    assert (await client.get(v1, "m", namespace))["apiVersion"] == v1.api_version
+    assert (await client.get(beta, "m", namespace))["apiVersion"] == beta.api_version
+    listed = await client.list(beta, namespace)
+    assert [o["apiVersion"] for o in listed["items"]] == [beta.api_version]
+    patched = await client.patch(beta, "m", {"spec": {"color": "red"}}, namespace)
+    assert patched["apiVersion"] == beta.api_version
+    group = await client.request("GET", f"/apis/{v1.group}")
+    assert group["preferredVersion"]["version"] == "v1"
+    assert [v["version"] for v in group["versions"]] == ["v1", "v1beta1"]
+    # served: false → 404
+    current = await client.get(CRDS, crd["metadata"]["name"])
+    current["spec"]["versions"][0]["served"] = False
+    await client.update(CRDS, current)
+
+    async def unserved() -> bool:
+        try:
+            await client.get(beta, "m", namespace)
+        except ApiError as e:
+            return e.code == 404
+        return False
+
+    await wait_for(unserved, 10)
+    assert (await client.get(v1, "m", namespace))["spec"]["color"] == "red"
+
+
+async def test_deleting_the_crd_deletes_its_objects(client: Client, namespace: str, crds: list[str]) -> None:
+    crd = await _install(client, crds, widget_crd())
+    res = row(crd)
+    for name in ("x", "y"):
+        await client.create(res, widget(name, namespace, res.api_version))
+    await client.delete(CRDS, crd["metadata"]["name"])
+
+    async def gone() -> bool:
+        try:
+            await client.get(CRDS, crd["metadata"]["name"])
+        except ApiError as e:
+            return e.code == 404
+        return False
+
+    await wait_for(gone, 15)
+    with pytest.raises(ApiError) as e:
+        await client.list(res, namespace)
+    assert e.value.code == 404
+    # Re-created, the kind is empty: the objects were deleted, not hidden.
+    again = await create_crd(client, widget_crd(res.group))
+    assert (await client.list(row(again), namespace))["items"] == []
+
+
+async def test_discovery_and_openapi_follow_crds(client: Client, crds: list[str]) -> None:
+    crd = await _install(client, crds, widget_crd(scope="Cluster"))
+    group = crd["spec"]["group"]
+    doc = await client.request("GET", f"/apis/{group}/v1")
+    widgets = next(r for r in doc["resources"] if r["name"] == "widgets")
+    assert widgets["namespaced"] is False and widgets["shortNames"] == ["wd"] and widgets["kind"] == "Widget"
+    assert widgets["categories"] == ["all", "pktest"] and widgets["singularName"] == "widget"
+    assert {r["name"] for r in doc["resources"]} == {"widgets", "widgets/status", "widgets/scale"}
+    groups = await client.request("GET", "/apis")
+    assert group in [g["name"] for g in groups["groups"]]
+    index = await client.request("GET", "/openapi/v3")
+    assert f"apis/{group}/v1" in index["paths"]
+    openapi = await client.request("GET", f"/openapi/v3/apis/{group}/v1")
+    schema = next(s for s in openapi["components"]["schemas"].values()
+                  if s.get("x-kubernetes-group-version-kind") == [{"group": group, "version": "v1", "kind": "Widget"}])
+    assert schema["properties"]["spec"]["properties"]["size"]["enum"] == ["small", "large"]
+    await client.delete(CRDS, crd["metadata"]["name"])
+
+    async def undiscovered() -> bool:
+        groups = await client.request("GET", "/apis")
+        return group not in [g["name"] for g in groups["groups"]]
+
+    await wait_for(undiscovered, 15)
+    assert f"apis/{group}/v1" not in (await client.request("GET", "/openapi/v3"))["paths"]
