@@ -210,7 +210,8 @@ class Objects:
         if causes:
             status_causes = [{"reason": c.get("type") or c.get("reason") or "FieldValueInvalid",
                               "message": c.get("message", ""), "field": c.get("field", "")} for c in causes]
-            raise invalid(res.kind, (obj.get("metadata") or {}).get("name") or "", status_causes, res.group)
+            raise invalid(res.kind, (obj.get("metadata") or {}).get("name") or "", status_causes, res.group,
+                          qualify=res.custom)
 
     # -- create ------------------------------------------------------------------------------
 

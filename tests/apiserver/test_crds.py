@@ -9,9 +9,10 @@ import pytest
 
 from pklib.client import Client
 from pklib.errors import ApiError
-from pklib.resources import CRDS
+from pklib.resources import CRDS, lookup
+from tests.support.controlplane import Etcd, _stop, start_apiserver
 from tests.support.crds import create_crd, row, widget, widget_crd
-from tests.util import wait_for
+from tests.util import unique, wait_for
 
 
 @pytest.fixture
@@ -127,7 +128,7 @@ async def test_schema_validation_defaulting_and_pruning(client: Client, namespac
         await client.create(res, widget("bad", namespace, res.api_version, size="huge", replicas="three",
                                         color="a-very-long-color"))
     assert e.value.code == 422
-    assert ' "bad" is invalid: [' in e.value.message
+    assert e.value.message.startswith(f'Widget.{res.group} "bad" is invalid: [')
     fields = {c["field"]: c["message"] for c in e.value.causes}
     assert fields["spec.size"] == 'Unsupported value: "huge": supported values: "small", "large"'
     assert fields["spec.replicas"] == \
@@ -258,3 +259,42 @@ async def test_discovery_and_openapi_follow_crds(client: Client, crds: list[str]
 
     await wait_for(undiscovered, 15)
     assert f"apis/{group}/v1" not in (await client.request("GET", "/openapi/v3"))["paths"]
+
+
+async def test_every_apiserver_learns_crds_from_its_watch(session_tmp: str, etcd: Etcd) -> None:
+    """Two API servers on one etcd (HA): a CRD created through one is served by the other, and its deletion
+    through the other ends the kind on both."""
+    prefix = "/" + unique("reg")
+    first = start_apiserver(session_tmp, etcd.url, ["--etcd-prefix", prefix])
+    second = start_apiserver(session_tmp, etcd.url, ["--etcd-prefix", prefix])
+    try:
+        async with Client(first.url, first.token) as a, Client(second.url, second.token) as b:
+            ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": unique("ha")}}
+            await a.create(lookup("namespaces"), ns)
+            crd = await create_crd(a, widget_crd())
+            res = row(crd)
+            # The very next request to the other server: it has caught up with the CRD before answering.
+            created = await b.create(res, widget("w", ns["metadata"]["name"], res.api_version, replicas=2))
+            assert created["spec"]["color"] == "blue"  # the other server defaults from the CRD's schema too
+            with pytest.raises(ApiError) as e:
+                await b.create(res, widget("bad", ns["metadata"]["name"], res.api_version, replicas=99))
+            assert e.value.code == 422
+            discovered = await b.request("GET", f"/apis/{res.group}/v1")
+            assert [r["name"] for r in discovered["resources"]][0] == "widgets"
+            assert (await a.get(res, "w", ns["metadata"]["name"]))["metadata"]["uid"] == created["metadata"]["uid"]
+            await b.delete(CRDS, crd["metadata"]["name"])
+
+            async def unserved() -> bool:
+                for c in (a, b):
+                    try:
+                        await c.request("GET", f"/apis/{res.group}/v1")
+                        return False
+                    except ApiError as err:
+                        if err.code != 404:
+                            raise
+                return True
+
+            await wait_for(unserved, 15)
+    finally:
+        _stop(second.proc)
+        _stop(first.proc)

@@ -93,6 +93,18 @@ def test_invalid_object_is_refused_with_field_paths(k: CachedKubectl, ns: str, g
     assert typo.returncode != 0 and 'unknown field "spec.colour"' in typo.stderr
 
 
+def test_server_side_apply_and_crd_table(k: CachedKubectl, ns: str, group: str) -> None:
+    manifest = WIDGET.format(group=group, name="ssa", size="small", replicas=1)
+    assert k("apply", "--server-side", "-n", ns, "-f", "-", stdin=manifest).stdout.strip() == \
+        f"widget.{group}/ssa serverside-applied"
+    k("apply", "--server-side", "-n", ns, "-f", "-", stdin=manifest.replace("replicas: 1", "replicas: 6"))
+    got = json.loads(k("get", "widget", "ssa", "-n", ns, "-o", "json", "--show-managed-fields").stdout)
+    assert got["spec"]["replicas"] == 6 and got["spec"]["color"] == "blue"
+    assert [m["manager"] for m in got["metadata"]["managedFields"]] == ["kubectl"]
+    crds = k("get", "crd", f"widgets.{group}").stdout
+    assert _header(crds) == ["NAME", "CREATED AT"] and crds.splitlines()[1].split()[0] == f"widgets.{group}"
+
+
 def test_explain_reads_the_crd_schema(k: CachedKubectl, group: str) -> None:
     out = k("explain", "widgets.spec").stdout
     assert f"GROUP:      {group}" in out and "size" in out and "replicas" in out

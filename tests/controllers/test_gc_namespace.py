@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pklib.resources import must_lookup
+from pklib.resources import CRDS, must_lookup
 from pklib.client import Client
 from pklib.errors import ApiError
 from tests.controllers.helpers import list_pods
+from tests.support.crds import create_crd, row as crd_row, widget, widget_crd
 from tests.support.workloads import deploy_body
 from tests.util import unique, wait_for
 
@@ -135,3 +136,18 @@ async def test_namespace_waits_for_finalizers_and_says_why(client: Client, start
     held["metadata"]["finalizers"] = []
     await client.update(CM, held)
     await wait_for(lambda: _not(_exists(client, NS, ns, None)), timeout=20, message="namespace removed")
+
+
+async def test_namespace_deletion_empties_custom_kinds(client: Client, start_manager: Any) -> None:
+    await start_manager("namespace")
+    crd = await create_crd(client, widget_crd())
+    try:
+        res = crd_row(crd)
+        ns = unique("nscr")
+        await client.create(NS, {"metadata": {"name": ns}})
+        await client.create(res, widget("w", ns, res.api_version))
+        await client.delete(NS, ns)
+        await wait_for(lambda: _not(_exists(client, NS, ns, None)), timeout=20, message="namespace removed")
+        assert (await client.list(res, ns))["items"] == []
+    finally:
+        await client.delete(CRDS, crd["metadata"]["name"])
