@@ -107,19 +107,20 @@ RESOURCES: tuple[Resource, ...] = (
 VIRTUAL: tuple[Resource, ...] = (SELFSUBJECTACCESSREVIEWS, SUBJECTACCESSREVIEWS, SELFSUBJECTRULESREVIEWS)
 
 
-# Kinds of CustomResourceDefinitions, one row per served version (set by the apiserver as CRDs come and go).
-_custom: tuple[Resource, ...] = ()
+# The built-in kinds followed by those of CustomResourceDefinitions, one row per served version (set by the
+# apiserver as CRDs come and go).
+_all: tuple[Resource, ...] = RESOURCES
 
 
 def set_custom(rows: Iterable[Resource]) -> None:
     """Replace the custom resource rows (the apiserver's CRD registry calls this on every CRD change)."""
-    global _custom
-    _custom = tuple(rows)
+    global _all
+    _all = RESOURCES + tuple(rows)
 
 
 def all_resources() -> tuple[Resource, ...]:
     """The built-in kinds followed by the custom ones registered in this process."""
-    return RESOURCES + _custom if _custom else RESOURCES
+    return _all
 
 
 def groups() -> dict[str, list[str]]:

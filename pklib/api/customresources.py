@@ -50,6 +50,18 @@ def row(crd: dict[str, Any], version: dict[str, Any]) -> Resource:
                     singular_name=str(names.get("singular") or kind.lower()), custom=True)
 
 
+def established(crd: dict[str, Any]) -> bool:
+    """Whether the CRD's kinds are served (its Established condition is True)."""
+    return any(_dict(c).get("type") == "Established" and _dict(c).get("status") == "True"
+               for c in _list(_dict(crd.get("status")).get("conditions")))
+
+
+def preferred_row(crd: dict[str, Any]) -> Resource | None:
+    """The row of the CRD's preferred served version, None if it serves none."""
+    versions = served_versions(crd)
+    return row(crd, versions[0]) if versions else None
+
+
 def preferred_rows(crds: list[dict[str, Any]]) -> list[Resource]:
     """One row per CRD that is served at all: its preferred version's."""
     out = []

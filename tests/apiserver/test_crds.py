@@ -298,3 +298,41 @@ async def test_every_apiserver_learns_crds_from_its_watch(session_tmp: str, etcd
     finally:
         _stop(second.proc)
         _stop(first.proc)
+
+
+async def test_crd_waits_for_objects_with_finalizers_and_refuses_new_ones(
+        client: Client, namespace: str, crds: list[str]) -> None:
+    crd = await _install(client, crds, widget_crd())
+    res = row(crd)
+    held = widget("held", namespace, res.api_version)
+    held["metadata"]["finalizers"] = ["example.com/hold"]
+    await client.create(res, held)
+    await client.delete(CRDS, crd["metadata"]["name"])
+
+    async def terminating() -> dict[str, Any] | None:
+        got = await client.get(CRDS, crd["metadata"]["name"])
+        conds = {c["type"]: c for c in got["status"]["conditions"]}
+        return got if "Terminating" in conds else None
+
+    marked = await wait_for(terminating, 10)
+    assert marked["metadata"]["finalizers"] == ["customresourcecleanup.apiextensions.k8s.io"]
+    # Its objects are being deleted; new ones are refused while the definition goes.
+    await wait_for(lambda: _deleting(client, res, "held", namespace), 10)
+    with pytest.raises(ApiError) as e:
+        await client.create(res, widget("new", namespace, res.api_version))
+    assert e.value.code == 405 and "terminating" in e.value.message
+    await client.patch(res, "held", {"metadata": {"finalizers": None}}, namespace)
+
+    async def gone() -> bool:
+        try:
+            await client.get(CRDS, crd["metadata"]["name"])
+        except ApiError as err:
+            return err.code == 404
+        return False
+
+    await wait_for(gone, 15)
+
+
+async def _deleting(client: Client, res: Any, name: str, namespace: str) -> bool:
+    obj = await client.get(res, name, namespace)
+    return bool(obj["metadata"].get("deletionTimestamp"))

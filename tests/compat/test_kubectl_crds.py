@@ -10,7 +10,7 @@ from typing import Any, Iterator
 import pytest
 
 from tests.support.crds import widget_crd
-from tests.support.kubectl import Kubectl
+from tests.support.kubectl import Kubectl, Stream
 
 WIDGET = """
 apiVersion: {group}/v1
@@ -37,6 +37,9 @@ class CachedKubectl(Kubectl):
 
     def __call__(self, *args: str, **kw: Any) -> Any:
         return super().__call__(f"--cache-dir={self.cache}", *args, **kw)
+
+    def stream(self, *args: str) -> Stream:
+        return super().stream(f"--cache-dir={self.cache}", *args)
 
 
 @pytest.fixture
@@ -103,6 +106,20 @@ def test_server_side_apply_and_crd_table(k: CachedKubectl, ns: str, group: str) 
     assert [m["manager"] for m in got["metadata"]["managedFields"]] == ["kubectl"]
     crds = k("get", "crd", f"widgets.{group}").stdout
     assert _header(crds) == ["NAME", "CREATED AT"] and crds.splitlines()[1].split()[0] == f"widgets.{group}"
+
+
+def test_watch_prints_rows_with_printer_columns(k: CachedKubectl, ns: str, group: str) -> None:
+    watch = k.stream("get", "widgets", "-n", ns, "-w")
+    try:
+        k("apply", "-n", ns, "-f", "-", stdin=WIDGET.format(group=group, name="seen", size="large", replicas=7))
+        line = watch.wait_line(lambda line: line.startswith("seen"))  # from the first list or the watch
+        assert line.split()[:3] == ["seen", "large", "7"]
+        k("patch", "widget", "seen", "-n", ns, "--type=json", "-p",
+          '[{"op": "replace", "path": "/spec/replicas", "value": 8}]')
+        assert watch.wait_line(lambda line: line.startswith("seen") and " 8 " in line).split()[:3] == \
+            ["seen", "large", "8"]
+    finally:
+        watch.close()
 
 
 def test_explain_reads_the_crd_schema(k: CachedKubectl, group: str) -> None:

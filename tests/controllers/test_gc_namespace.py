@@ -151,3 +151,24 @@ async def test_namespace_deletion_empties_custom_kinds(client: Client, start_man
         assert (await client.list(res, ns))["items"] == []
     finally:
         await client.delete(CRDS, crd["metadata"]["name"])
+
+
+async def test_objects_owned_by_a_custom_resource_are_collected(client: Client, namespace: str,
+                                                                start_manager: Any) -> None:
+    crd = await create_crd(client, widget_crd())
+    try:
+        await start_manager("garbagecollector")
+        res = crd_row(crd)
+        owner = await client.create(res, widget("owner", namespace, res.api_version))
+        ref = {"apiVersion": res.api_version, "kind": "Widget", "name": "owner", "uid": owner["metadata"]["uid"]}
+        await client.create(CM, {"metadata": {"name": "child", "ownerReferences": [ref]}}, namespace)
+        await client.create(CM, {"metadata": {"name": "orphan", "ownerReferences": [
+            dict(ref, name="never", uid="00000000-0000-0000-0000-000000000000")]}}, namespace)
+        await wait_for(lambda: _not(_exists(client, CM, "orphan", namespace)), timeout=20,
+                       message="dependent of a missing custom owner collected")
+        assert await _exists(client, CM, "child", namespace)  # its owner exists: kept
+        await client.delete(res, "owner", namespace)
+        await wait_for(lambda: _not(_exists(client, CM, "child", namespace)), timeout=20,
+                       message="dependent of a deleted custom owner collected")
+    finally:
+        await client.delete(CRDS, crd["metadata"]["name"])
