@@ -201,6 +201,8 @@ def _validate_versions(versions: Any, path: Path) -> list[Cause]:
         causes += _validate_subresources(_subresources(ver), p.child("subresources"))
         for j, col in enumerate(as_list(ver.get("additionalPrinterColumns"))):
             causes += _validate_column(as_dict(col), p.child("additionalPrinterColumns").index(j))
+        causes += _validate_selectable(as_list(ver.get("selectableFields")), p.child("selectableFields"),
+                                       as_dict(schema) if isinstance(schema, dict) else {})
     if storage != 1:
         causes.append(invalid(path, [str(as_dict(x).get("name", "")) for x in versions],
                               "must have exactly one version marked as storage version"))
@@ -226,6 +228,35 @@ def _validate_subresources(subs: dict[str, Any], path: Path) -> list[Cause]:
     if selector and not (str(selector).startswith(".spec.") or str(selector).startswith(".status.")):
         causes.append(invalid(p.child("labelSelectorPath"), selector, "should be a json path under either .spec or "
                                                                         ".status"))
+    return causes
+
+
+MAX_SELECTABLE = 8
+
+
+def _validate_selectable(fields: list[Any], path: Path, schema: dict[str, Any]) -> list[Cause]:
+    """selectableFields: at most 8, unique, each a JSON path to a string, integer or boolean field of the schema."""
+    causes: list[Cause] = []
+    if len(fields) > MAX_SELECTABLE:
+        causes.append({"type": "FieldValueTooMany", "field": str(path),
+                       "message": f"Too many: {len(fields)}: must have at most {MAX_SELECTABLE} items"})
+    seen: set[str] = set()
+    for i, f in enumerate(fields):
+        p = path.index(i).child("jsonPath")
+        json_path = as_dict(f).get("jsonPath")
+        if not json_path:
+            causes.append(required(p))
+            continue
+        if json_path in seen:
+            causes.append(duplicate(p, json_path))
+        seen.add(str(json_path))
+        node: Any = schema
+        for part in str(json_path).lstrip(".").split("."):
+            node = as_dict(as_dict(node).get("properties")).get(part)
+        if node is None:
+            causes.append(invalid(p, json_path, "is an invalid path: does not refer to a valid field"))
+        elif as_dict(node).get("type") not in ("string", "integer", "boolean"):
+            causes.append(invalid(p, json_path, "must point to a field of type string, boolean or integer"))
     return causes
 
 
@@ -292,6 +323,9 @@ class CustomResourceStrategy(KindStrategy):
         self.scale = Scale(scale["specReplicasPath"], scale["statusReplicasPath"],
                            scale.get("labelSelectorPath") or "") if isinstance(scale, dict) else None
         self.terminating = bool(as_dict(crd.get("metadata")).get("deletionTimestamp"))
+        # selectableFields: field selectors on the CRD's own fields (`spec.color=red`).
+        self.field_labels = tuple(str(as_dict(f).get("jsonPath", "")).lstrip(".")
+                                  for f in as_list(version.get("selectableFields")))
 
     def openapi_schema(self) -> dict[str, Any] | None:
         """The version's schema with the object's standard fields (a private copy)."""
@@ -335,7 +369,12 @@ class CustomResourceStrategy(KindStrategy):
             obj.pop("status", None)  # the status subresource writes status; a create's is dropped
 
     def field_value(self, obj: dict[str, Any], path: str) -> str:
-        return field_value(obj, path)
+        if path not in self.field_labels:
+            return field_value(obj, path)
+        value = json_path_get(obj, "." + path)
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return "" if value is None else str(value)
 
     # The scale subresource at the CRD's paths.
     def scale_of(self, obj: dict[str, Any]) -> tuple[int, int, str]:

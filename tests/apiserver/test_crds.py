@@ -50,6 +50,7 @@ async def test_crd_validation_names_the_fields(client: Client) -> None:
     bad["spec"]["scope"] = "Galaxy"
     bad["spec"]["versions"][0]["storage"] = False
     bad["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["x"] = {}
+    bad["spec"]["versions"][0]["selectableFields"] = [{"jsonPath": ".spec.labels"}, {"jsonPath": ".spec.nope"}]
     with pytest.raises(ApiError) as e:
         await client.create(CRDS, bad)
     assert e.value.code == 422
@@ -59,6 +60,9 @@ async def test_crd_validation_names_the_fields(client: Client) -> None:
     assert "must have exactly one version marked as storage version" in fields["spec.versions"]
     assert fields["spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[x].type"] == \
         "Required value: must not be empty for specified object fields"
+    assert [c["message"] for c in e.value.causes if c["field"].startswith("spec.versions[0].selectableFields")] == [
+        'Invalid value: ".spec.labels": must point to a field of type string, boolean or integer',
+        'Invalid value: ".spec.nope": is an invalid path: does not refer to a valid field']
 
 
 async def test_name_conflict_in_a_group_is_not_accepted(client: Client, crds: list[str]) -> None:
@@ -84,7 +88,9 @@ async def test_name_conflict_in_a_group_is_not_accepted(client: Client, crds: li
 
 
 async def test_crud_list_selectors_watch_and_patch(client: Client, namespace: str, crds: list[str]) -> None:
-    crd = await _install(client, crds, widget_crd())
+    definition = widget_crd()
+    definition["spec"]["versions"][0]["selectableFields"] = [{"jsonPath": ".spec.size"}]
+    crd = await _install(client, crds, definition)
     res = row(crd)
     created = await client.create(res, dict(widget("a", namespace, res.api_version), metadata={
         "name": "a", "namespace": namespace, "labels": {"tier": "x"}}))
@@ -95,6 +101,11 @@ async def test_crud_list_selectors_watch_and_patch(client: Client, namespace: st
     assert [o["metadata"]["name"] for o in labelled["items"]] == ["a"]
     by_name = await client.request("GET", res.path(namespace), params={"fieldSelector": "metadata.name=b"})
     assert [o["metadata"]["name"] for o in by_name["items"]] == ["b"]
+    by_size = await client.request("GET", res.path(namespace), params={"fieldSelector": "spec.size=large"})
+    assert [o["metadata"]["name"] for o in by_size["items"]] == ["b"]  # a selectableField
+    with pytest.raises(ApiError) as e:
+        await client.request("GET", res.path(namespace), params={"fieldSelector": "spec.color=blue"})
+    assert e.value.code == 400 and "field label not supported: spec.color" in e.value.message
 
     events: list[tuple[str, str]] = []
 
