@@ -21,7 +21,7 @@ from pklib.api import customresources
 from pklib.resources import Resource
 from pklib.selectors import field_value
 
-from . import crschema
+from . import crcel, crschema
 from .base import KindStrategy
 from .fields import Cause, Path, duplicate, forbidden, immutable, invalid, not_supported, required
 from .meta import as_dict, as_list, validate_meta
@@ -111,9 +111,8 @@ class CustomResourceDefinitionStrategy(KindStrategy):
             causes.append(invalid(Path("metadata.name"), name, 'must be spec.names.plural+"."+spec.group'))
         if old is not None:
             old_spec = as_dict(old.get("spec"))
-            for field in ("group", "scope"):
-                if old_spec.get(field) and spec.get(field) != old_spec.get(field) and field == "group":
-                    causes.append(immutable(Path("spec").child(field), spec.get(field)))
+            if old_spec.get("group") and spec.get("group") != old_spec.get("group"):
+                causes.append(immutable(Path("spec.group"), spec.get("group")))
             stored = set(as_list(as_dict(old.get("status")).get("storedVersions")))
             missing = stored - {as_dict(x).get("name") for x in as_list(spec.get("versions"))}
             for ver in sorted(str(x) for x in missing):
@@ -198,6 +197,7 @@ def _validate_versions(versions: Any, path: Path) -> list[Cause]:
             causes.append(required(p.child("schema.openAPIV3Schema"), "schemas are required"))
         else:
             causes += crschema.structural_errors(schema, p.child("schema.openAPIV3Schema"))
+            causes += crcel.rule_errors(schema, p.child("schema.openAPIV3Schema"))
         causes += _validate_subresources(_subresources(ver), p.child("subresources"))
         for j, col in enumerate(as_list(ver.get("additionalPrinterColumns"))):
             causes += _validate_column(as_dict(col), p.child("additionalPrinterColumns").index(j))
@@ -355,6 +355,8 @@ class CustomResourceStrategy(KindStrategy):
         if self._validator is None:
             self._validator = crschema.validator(self.schema)
         causes += crschema.validate(self._validator, obj)
+        if not causes:  # rules may trust the types the schema checked, as in Kubernetes
+            causes += crcel.check(self.schema, obj, old if old is not None else crcel.MISSING)
         field = self.scale.spec_replicas.lstrip(".") if self.scale is not None else ""
         if self.scale is not None and not any(c["field"] == field for c in causes):
             replicas = json_path_get(obj, self.scale.spec_replicas)

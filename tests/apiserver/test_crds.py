@@ -252,7 +252,7 @@ async def test_discovery_and_openapi_follow_crds(client: Client, crds: list[str]
     doc = await client.request("GET", f"/apis/{group}/v1")
     widgets = next(r for r in doc["resources"] if r["name"] == "widgets")
     assert widgets["namespaced"] is False and widgets["shortNames"] == ["wd"] and widgets["kind"] == "Widget"
-    assert widgets["categories"] == ["all", "pktest"] and widgets["singularName"] == "widget"
+    assert widgets["categories"] == ["pktest"] and widgets["singularName"] == "widget"
     assert {r["name"] for r in doc["resources"]} == {"widgets", "widgets/status", "widgets/scale"}
     groups = await client.request("GET", "/apis")
     assert group in [g["name"] for g in groups["groups"]]
@@ -347,3 +347,31 @@ async def test_crd_waits_for_objects_with_finalizers_and_refuses_new_ones(
 async def _deleting(client: Client, res: Any, name: str, namespace: str) -> bool:
     obj = await client.get(res, name, namespace)
     return bool(obj["metadata"].get("deletionTimestamp"))
+
+
+async def test_cel_validation_rules(client: Client, namespace: str, crds: list[str]) -> None:
+    definition = widget_crd()
+    spec_schema = definition["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    spec_schema["x-kubernetes-validations"] = [
+        {"rule": "self.size == 'large' || self.replicas <= 5", "message": "small widgets have at most 5 replicas"}]
+    spec_schema["properties"]["size"]["x-kubernetes-validations"] = [
+        {"rule": "self == oldSelf", "message": "size is immutable"}]
+    broken = widget_crd(definition["spec"]["group"], plural="brokens", kind="Broken", short_names=())
+    broken["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["x-kubernetes-validations"] = [{"rule": "self.("}]
+    with pytest.raises(ApiError) as e:
+        await client.create(CRDS, broken)
+    assert e.value.code == 422
+    assert e.value.causes[0]["field"] == "spec.versions[0].schema.openAPIV3Schema.x-kubernetes-validations[0].rule"
+    assert "compilation failed" in e.value.causes[0]["message"]
+
+    res = row(await _install(client, crds, definition))
+    await client.create(res, widget("ok", namespace, res.api_version, replicas=5))
+    with pytest.raises(ApiError) as e:
+        await client.create(res, widget("many", namespace, res.api_version, replicas=6))
+    assert e.value.code == 422 and [(c["field"], c["message"]) for c in e.value.causes] == [
+        ("spec", 'Invalid value: "object": small widgets have at most 5 replicas')]
+    with pytest.raises(ApiError) as e:
+        await client.patch(res, "ok", {"spec": {"size": "large"}}, namespace)
+    assert [(c["field"], c["message"]) for c in e.value.causes] == [
+        ("spec.size", 'Invalid value: "string": size is immutable')]
+    assert (await client.patch(res, "ok", {"spec": {"replicas": 4}}, namespace))["spec"]["replicas"] == 4
