@@ -14,8 +14,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from jsonschema import Draft4Validator
-
 from pklib import validation as v
 from pklib.api import customresources
 from pklib.resources import Resource
@@ -315,7 +313,7 @@ class CustomResourceStrategy(KindStrategy):
         self.group = spec["group"]
         self.storage_version = f"{self.group}/{storage_version(crd)}"
         self.schema = _version_schema(version)
-        self._validator: Draft4Validator | None = None
+        self._validator: crschema.Validator | None = None
         self._openapi: dict[str, Any] | None = None
         self.columns = [as_dict(c) for c in as_list(version.get("additionalPrinterColumns"))]
         subs = _subresources(version)
@@ -354,7 +352,7 @@ class CustomResourceStrategy(KindStrategy):
         causes = validate_meta(obj, old, self.name_errors, self.namespaced)
         if self._validator is None:
             self._validator = crschema.validator(self.schema)
-        causes += crschema.validate(self._validator, obj)
+        causes += self._validator.causes(obj)
         if not causes:  # rules may trust the types the schema checked, as in Kubernetes
             causes += crcel.check(self.schema, obj, old if old is not None else crcel.MISSING)
         field = self.scale.spec_replicas.lstrip(".") if self.scale is not None else ""

@@ -19,6 +19,7 @@ from pklib.errors import ApiError, is_not_found
 from pklib.patch import PatchError, three_way_strategic_patch
 
 from ..connect import Connection, run
+from ..discovery import learn_kinds_of
 from ..errors import CommandError, ServerError, api_error_line
 from ..manifests import Manifest, ManifestError, Placed, place, read_all
 from ..printers import kind_name
@@ -75,6 +76,7 @@ def last_applied_of(live: dict[str, Any]) -> dict[str, Any] | None:
 
 async def apply_all(conn: Connection, manifests: list[Manifest]) -> int:
     failed = False
+    await learn_kinds_of(conn.client, [m.obj for m in manifests])
     for m in manifests:
         try:
             placed = place(m, conn.namespace, conn.namespace_given)

@@ -18,6 +18,7 @@ from ..connect import Connection, run
 from ..errors import CommandError, api_error_line
 from ..manifests import ManifestError, place, read_all
 from ..printers import kind_name
+from ..discovery import learn_custom_kinds_now, learn_kinds_of
 from ..targets import parse_targets
 from .apply import add_file_flags
 
@@ -107,6 +108,7 @@ def command(args: argparse.Namespace) -> int:
 
         async def by_file(conn: Connection) -> int:
             deletions, failed = [], False
+            await learn_kinds_of(conn.client, [m.obj for m in manifests])
             for m in manifests:
                 try:
                     p = place(m, conn.namespace, conn.namespace_given)
@@ -116,7 +118,7 @@ def command(args: argparse.Namespace) -> int:
                     print(f"error: {e}", file=sys.stderr)
             return max(await delete_all(conn, deletions, opts), int(failed))
         return run(args, by_file)
-    targets = parse_targets(args.targets)
+    targets = parse_targets(args.targets, learn=lambda: learn_custom_kinds_now(args))
     if not targets:
         raise CommandError("You must provide one or more resources by argument or filename.")
     named = any(t.names for t in targets)

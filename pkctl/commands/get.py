@@ -14,7 +14,7 @@ from .. import jsonpath
 from ..connect import Connection, run
 from ..errors import CommandError, api_error_line
 from ..printers import as_list, format_rows, labels_cell, object_ref, to_json, to_yaml, utcnow, with_type
-from ..targets import Target, parse_targets
+from ..targets import Target, resolve_targets
 
 OUTPUTS = ("wide", "yaml", "json", "name", "jsonpath=TEMPLATE", "custom-columns=SPEC")
 # A watch stream the server ends (its timeout) is resumed; this bounds how fast we retry a failing one.
@@ -83,7 +83,7 @@ def _normalize_options(args: argparse.Namespace, targets: list[Target]) -> None:
 
 
 async def get(conn: Connection, args: argparse.Namespace) -> int:
-    targets = parse_targets(args.targets)
+    targets = await resolve_targets(conn.client, args.targets)
     _normalize_options(args, targets)
     found: list[Found] = []
     errors: list[str] = []
