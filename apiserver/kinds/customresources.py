@@ -16,6 +16,7 @@ from typing import Any
 
 from pklib import validation as v
 from pklib.api import customresources
+from pklib.api.timefmt import now_rfc3339
 from pklib.resources import Resource
 from pklib.selectors import field_value
 
@@ -88,11 +89,12 @@ class CustomResourceDefinitionStrategy(KindStrategy):
         if CLEANUP_FINALIZER not in as_list(meta.get("finalizers")):
             meta["finalizers"] = [*as_list(meta.get("finalizers")), CLEANUP_FINALIZER]
         status = obj.setdefault("status", {})
-        conditions = [c for c in as_list(status.get("conditions")) if as_dict(c).get("type") != "Terminating"]
+        conditions = as_list(status.get("conditions"))
+        if any(as_dict(c).get("type") == "Terminating" for c in conditions):
+            return  # marked already (a repeated DELETE)
         conditions.append({"type": "Terminating", "status": "True", "reason": "InstanceDeletionPending",
                            "message": "CustomResourceDefinition marked for deletion; CustomResource deletion will "
-                                      "begin soon", "lastTransitionTime": obj["metadata"].get("deletionTimestamp")
-                           or ""})
+                                      "begin soon", "lastTransitionTime": now_rfc3339()})
         status["conditions"] = conditions
 
     def validate(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:

@@ -11,7 +11,7 @@ from pklib.client import Client
 from pklib.errors import ApiError
 from pklib.resources import CRDS, lookup
 from tests.support.controlplane import Etcd, _stop, start_apiserver
-from tests.support.crds import create_crd, row, widget, widget_crd
+from tests.support.crds import create_crd, delete_crd, row, widget, widget_crd
 from tests.util import unique, wait_for
 
 
@@ -21,10 +21,7 @@ async def crds(client: Client) -> AsyncIterator[list[str]]:
     names: list[str] = []
     yield names
     for name in names:
-        try:
-            await client.delete(CRDS, name)
-        except ApiError:
-            pass
+        await delete_crd(client, name)
 
 
 async def _install(client: Client, crds: list[str], crd: dict[str, Any]) -> dict[str, Any]:

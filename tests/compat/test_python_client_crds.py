@@ -61,3 +61,12 @@ def test_typed_crd_and_custom_objects(api: k8s.ApiClient) -> None:
         assert objects.list_namespaced_custom_object(group, "v1", ns, "widgets")["items"] == []
     finally:
         ext.delete_custom_resource_definition(name)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # gone (objects deleted) before the next test
+            try:
+                ext.read_custom_resource_definition(name)
+            except ApiException as gone:
+                if gone.status == 404:
+                    break
+                raise
+            time.sleep(0.05)

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pklib.resources import CRDS, must_lookup
+from pklib.resources import must_lookup
 from pklib.client import Client
 from pklib.errors import ApiError
 from tests.controllers.helpers import list_pods
-from tests.support.crds import create_crd, row as crd_row, widget, widget_crd
+from tests.support.crds import create_crd, delete_crd, row as crd_row, widget, widget_crd
 from tests.support.workloads import deploy_body
 from tests.util import unique, wait_for
 
@@ -150,7 +150,7 @@ async def test_namespace_deletion_empties_custom_kinds(client: Client, start_man
         await wait_for(lambda: _not(_exists(client, NS, ns, None)), timeout=20, message="namespace removed")
         assert (await client.list(res, ns))["items"] == []
     finally:
-        await client.delete(CRDS, crd["metadata"]["name"])
+        await delete_crd(client, crd["metadata"]["name"])
 
 
 async def test_objects_owned_by_a_custom_resource_are_collected(client: Client, namespace: str,
@@ -171,4 +171,4 @@ async def test_objects_owned_by_a_custom_resource_are_collected(client: Client, 
         await wait_for(lambda: _not(_exists(client, CM, "child", namespace)), timeout=20,
                        message="dependent of a deleted custom owner collected")
     finally:
-        await client.delete(CRDS, crd["metadata"]["name"])
+        await delete_crd(client, crd["metadata"]["name"])

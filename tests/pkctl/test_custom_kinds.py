@@ -7,8 +7,7 @@ from typing import Any, AsyncIterator
 import pytest
 
 from pklib.client import Client
-from pklib.resources import CRDS
-from tests.support.crds import create_crd, row, widget_crd
+from tests.support.crds import create_crd, delete_crd, row, widget_crd
 from tests.support.pkctl import Pkctl
 
 
@@ -16,7 +15,7 @@ from tests.support.pkctl import Pkctl
 async def crd(client: Client) -> AsyncIterator[dict[str, Any]]:
     created = await create_crd(client, widget_crd())
     yield created
-    await client.delete(CRDS, created["metadata"]["name"])
+    await delete_crd(client, created["metadata"]["name"])
 
 
 async def test_get_apply_scale_delete_custom_resources(pkctl: Pkctl, client: Client, namespace: str,

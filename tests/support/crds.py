@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 from pklib.client import Client
+from pklib.errors import ApiError
 from pklib.resources import CRDS, Resource
 from tests.util import unique, wait_for
 
@@ -87,3 +88,25 @@ async def create_crd(client: Client, crd: dict[str, Any]) -> dict[str, Any]:
 def widget(name: str, namespace: str, api_version: str, **spec: Any) -> dict[str, Any]:
     return {"apiVersion": api_version, "kind": "Widget", "metadata": {"name": name, "namespace": namespace},
             "spec": {"size": "small", **spec}}
+
+
+async def delete_crd(client: Client, name: str) -> None:
+    """Delete a CRD and wait until it is gone (its objects deleted, its kind no longer served), so that later
+    tests of the session do not meet its kind."""
+    try:
+        await client.delete(CRDS, name)
+    except ApiError as e:
+        if e.code == 404:
+            return
+        raise
+
+    async def gone() -> bool:
+        try:
+            await client.get(CRDS, name)
+        except ApiError as e:
+            if e.code == 404:
+                return True
+            raise
+        return False
+
+    await wait_for(gone, 30, message=f"CRD {name} deleted")
