@@ -119,7 +119,13 @@ class Registry:
 
     def _changed(self, key: str | None) -> None:
         crds = self._crds()
+        before = {resource_prefix(r.group, r.plural) for r in resources.all_resources() if r.custom}
         self.rebuild(crds)
+        after = {resource_prefix(r.group, r.plural) for r in resources.all_resources() if r.custom}
+        for prefix in before - after:
+            # A kind no longer served: its watches end, as Kubernetes ends them (clients re-list and get 404).
+            for watcher in list(self.cache.for_prefix(prefix).watchers):
+                watcher.end()
         for crd in crds if key is None else [c for c in crds if key == PREFIX + c["metadata"]["name"]]:
             self.queue.add(crd["metadata"]["name"])
 

@@ -225,6 +225,14 @@ async def test_deleting_the_crd_deletes_its_objects(client: Client, namespace: s
     res = row(crd)
     for name in ("x", "y"):
         await client.create(res, widget(name, namespace, res.api_version))
+    events: list[tuple[str, str]] = []
+
+    async def watch() -> None:
+        async for ev in client.watch(res, namespace):
+            events.append((ev["type"], ev["object"]["metadata"]["name"]))
+
+    watching = asyncio.create_task(watch())
+    await wait_for(lambda: _true(len(events) == 2), 10)
     await client.delete(CRDS, crd["metadata"]["name"])
 
     async def gone() -> bool:
@@ -235,6 +243,9 @@ async def test_deleting_the_crd_deletes_its_objects(client: Client, namespace: s
         return False
 
     await wait_for(gone, 15)
+    # The kind's watches end with it, having seen its objects deleted.
+    await asyncio.wait_for(watching, 10)
+    assert sorted(events) == [("ADDED", "x"), ("ADDED", "y"), ("DELETED", "x"), ("DELETED", "y")]
     with pytest.raises(ApiError) as e:
         await client.list(res, namespace)
     assert e.value.code == 404
@@ -339,6 +350,10 @@ async def test_crd_waits_for_objects_with_finalizers_and_refuses_new_ones(
         return False
 
     await wait_for(gone, 15)
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 async def _deleting(client: Client, res: Any, name: str, namespace: str) -> bool:
