@@ -49,9 +49,11 @@ def collection_prefix(res: Resource, namespace: str | None) -> str:
     return f"{base}{namespace}/" if res.namespaced and namespace else base
 
 
-def _spec_part(obj: dict[str, Any]) -> dict[str, Any]:
-    """Everything that counts as desired state for `generation` (all but metadata and status)."""
-    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+def _spec_part(obj: dict[str, Any], with_status: bool = False) -> dict[str, Any]:
+    """Everything that counts as desired state for `generation` (all but metadata and status; custom resources
+    without a status subresource count their status too, as in Kubernetes)."""
+    skip = ("metadata", "apiVersion", "kind") if with_status else ("metadata", "status", "apiVersion", "kind")
+    return {k: v for k, v in obj.items() if k not in skip}
 
 
 def clone_stored(stored: Any) -> Any:
@@ -322,9 +324,6 @@ class Objects:
         meta = new.setdefault("metadata", {})
         old_meta = old.get("metadata") or {}
         meta.pop("resourceVersion", None)
-        meta["generation"] = old_meta.get("generation", 1)
-        if _spec_part(new) != _spec_part(old):
-            meta["generation"] = meta["generation"] + 1
         if old_meta.get("deletionTimestamp"):
             added = set(meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
             if added:
@@ -334,6 +333,10 @@ class Objects:
                                f"finalizers {sorted(added)}"}], res.group)
         strategy = kinds.strategy_for(res)
         strategy.default(new)
+        # After defaulting (Kubernetes defaults as it decodes): a field the defaults put back changes nothing.
+        meta["generation"] = old_meta.get("generation", 1)
+        if _spec_part(new, strategy.status_in_generation) != _spec_part(old, strategy.status_in_generation):
+            meta["generation"] = meta["generation"] + 1
         strategy.admit(new, old)
         # Validation only reads the old object: a copy of its top level (for the resourceVersion) will do.
         self.validate(res, new, with_rv(dict(old, metadata=dict(old_meta)), entry.mod_revision))

@@ -45,6 +45,7 @@ class KindStrategy:
     # The apiVersion objects are stored at when it is not the served one's (custom resources' storage version).
     storage_version = ""
     terminating = False  # the kind's definition is being deleted: no new objects (custom resources)
+    status_in_generation = False  # a status change bumps metadata.generation (custom kinds without /status)
 
     def name_errors(self, name: str) -> list[str]:
         """What is wrong with a name for this kind (most kinds: a DNS-1123 subdomain)."""

@@ -320,6 +320,7 @@ class CustomResourceStrategy(KindStrategy):
         self.columns = [as_dict(c) for c in as_list(version.get("additionalPrinterColumns"))]
         subs = _subresources(version)
         scale = subs.get("scale")
+        self.status_in_generation = "status" not in subs
         self.scale = Scale(scale["specReplicasPath"], scale["statusReplicasPath"],
                            scale.get("labelSelectorPath") or "") if isinstance(scale, dict) else None
         self.terminating = bool(as_dict(crd.get("metadata")).get("deletionTimestamp"))

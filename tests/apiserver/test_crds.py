@@ -387,3 +387,17 @@ async def test_cel_validation_rules(client: Client, namespace: str, crds: list[s
     assert [(c["field"], c["message"]) for c in e.value.causes] == [
         ("spec.size", 'Invalid value: "string": size is immutable')]
     assert (await client.patch(res, "ok", {"spec": {"replicas": 4}}, namespace))["spec"]["replicas"] == 4
+
+
+async def test_generation_counts_what_the_stored_object_changes(client: Client, namespace: str,
+                                                                crds: list[str]) -> None:
+    plain = widget_crd()
+    del plain["spec"]["versions"][0]["subresources"]  # no status subresource: status is part of the object
+    res = row(await _install(client, crds, plain))
+    created = await client.create(res, widget("g", namespace, res.api_version))
+    assert created["metadata"]["generation"] == 1
+    # A field the schema prunes, or a default put back, changes nothing.
+    same = await client.patch(res, "g", {"spec": {"unknown": 1, "color": None}}, namespace)
+    assert same["metadata"]["generation"] == 1 and same["spec"]["color"] == "blue"
+    status = await client.patch(res, "g", {"status": {"phase": "Ready"}}, namespace)
+    assert status["status"]["phase"] == "Ready" and status["metadata"]["generation"] == 2
