@@ -17,7 +17,7 @@ import orjson
 from jsonschema import Draft4Validator
 from jsonschema.exceptions import ValidationError
 
-from .fields import Cause, Path, forbidden, invalid, not_supported, required, show
+from .fields import Cause, Path, duplicate, forbidden, invalid, not_supported, required, show
 
 PRESERVE = "x-kubernetes-preserve-unknown-fields"
 INT_OR_STRING = "x-kubernetes-int-or-string"
@@ -181,6 +181,32 @@ def to_json_schema(node: Any) -> Any:
     if node.get("nullable") and isinstance(out.get("type"), str):
         out["type"] = [out["type"], "null"]
     return out
+
+
+def list_errors(schema: Any, value: Any, path: Path | None = None) -> list[Cause]:
+    """`x-kubernetes-list-type`: a `set` holds no item twice, a `map` no two items with the same keys."""
+    path = path or Path()
+    if not isinstance(schema, dict) or value is None:
+        return []
+    causes: list[Cause] = []
+    if isinstance(value, dict):
+        props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+        additional = schema.get("additionalProperties")
+        for key, sub in value.items():
+            sub_schema = props.get(key) if isinstance(props, dict) else None
+            if sub_schema is None and isinstance(additional, dict):
+                sub_schema = additional
+            causes += list_errors(sub_schema, sub, path.child(key))
+    elif isinstance(value, list):
+        list_type, keys = schema.get("x-kubernetes-list-type"), schema.get("x-kubernetes-list-map-keys") or []
+        seen: list[Any] = []
+        for i, item in enumerate(value):
+            ident = {k: item.get(k) for k in keys} if list_type == "map" and isinstance(item, dict) else item
+            if list_type in ("set", "map") and ident in seen:
+                causes.append(duplicate(path.index(i), ident))
+            seen.append(ident)
+            causes += list_errors(schema.get("items"), item, path.index(i))
+    return causes
 
 
 class Validator:

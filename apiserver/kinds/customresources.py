@@ -22,12 +22,14 @@ from pklib.selectors import field_value
 
 from . import crcel, crschema
 from .base import KindStrategy
-from .fields import Cause, Path, duplicate, forbidden, immutable, invalid, not_supported, required
+from .fields import Cause, Path, duplicate, immutable, invalid, not_supported, required
 from .meta import as_dict, as_list, validate_meta
 
 CLEANUP_FINALIZER = "customresourcecleanup.apiextensions.k8s.io"
 SCOPES = ("Cluster", "Namespaced")
 COLUMN_TYPES = ("boolean", "date", "integer", "number", "string")
+
+
 def condition(crd: dict[str, Any], type_: str) -> dict[str, Any]:
     for c in as_list(as_dict(crd.get("status")).get("conditions")):
         if isinstance(c, dict) and c.get("type") == type_:
@@ -355,7 +357,7 @@ class CustomResourceStrategy(KindStrategy):
         causes = validate_meta(obj, old, self.name_errors, self.namespaced)
         if self._validator is None:
             self._validator = crschema.validator(self.schema)
-        causes += self._validator.causes(obj)
+        causes += self._validator.causes(obj) or crschema.list_errors(self.schema, obj)
         if not causes:  # rules may trust the types the schema checked, as in Kubernetes
             causes += crcel.check(self.schema, obj, old if old is not None else crcel.MISSING)
         field = self.scale.spec_replicas.lstrip(".") if self.scale is not None else ""

@@ -145,3 +145,14 @@ def test_cel_rules_compile_when_the_crd_is_written() -> None:
     causes = crschema_cel.rule_errors(schema, Path("s"))
     assert [c["field"] for c in causes] == ["s.x-kubernetes-validations[0].rule"]
     assert causes[0]["message"].startswith('Invalid value: "self.": compilation failed:')
+
+
+def test_list_types_set_and_map_hold_no_duplicates() -> None:
+    schema = {"type": "object", "properties": {
+        "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+        "ports": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+                  "items": {"type": "object", "properties": {"name": {"type": "string"}, "n": {"type": "integer"}}}},
+        "free": {"type": "array", "items": {"type": "string"}}}}
+    obj = {"tags": ["a", "b", "a"], "ports": [{"name": "x", "n": 1}, {"name": "x", "n": 2}], "free": ["a", "a"]}
+    assert _fields(crschema.list_errors(schema, obj)) == {"tags[2]": 'Duplicate value: "a"',
+                                                        "ports[1]": 'Duplicate value: {"name":"x"}'}
