@@ -81,6 +81,8 @@ def test_apply_get_printer_columns_short_names_and_categories(k: CachedKubectl, 
         "large/2"
     k("scale", f"widget.{group}/w1", "-n", ns, "--replicas=4")
     assert k("get", "wd", "w1", "-n", ns, "-o", "jsonpath={.spec.replicas}").stdout == "4"
+    described = k("describe", "widget", "w2", "-n", ns).stdout
+    assert re.search(r"^Kind:\s+Widget$", described, re.M) and re.search(r"^\s+Size:\s+large$", described, re.M)
     assert k("delete", "widget", "w1", "-n", ns).stdout.strip() == f'widget.{group} "w1" deleted'
     assert k("get", "widgets", "-n", ns, "-o", "name").stdout.split() == [f"widget.{group}/w2"]
 
