@@ -101,8 +101,11 @@ def check(request: web.Request, res: Resource, body: Any) -> None:
     if mode == "Ignore" or not isinstance(body, dict):
         return
     custom = kinds.strategy_for(res).openapi_schema() if res.custom else None
-    if res.custom and custom is None:
-        return
+    if res.custom:
+        if custom is None:
+            return
+        # A custom kind's metadata is ObjectMeta like any kind's: a typo there is as unknown.
+        custom.setdefault("properties", {})["metadata"] = {"$ref": "defs.json#/$defs/ObjectMeta"}
     unknown = unknown_fields(res.kind, body, custom)
     typos = [f for f in unknown if f.rsplit(".", 1)[-1] not in KUBERNETES_ONLY]
     if mode == "Strict" and typos:

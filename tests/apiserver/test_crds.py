@@ -160,6 +160,12 @@ async def test_schema_validation_defaulting_and_pruning(client: Client, namespac
     assert "unknown" not in spec and "topLevelJunk" not in created  # pruned
     assert spec["extra"] == {"free": {"form": True}} and spec["items"] == [{"name": "i", "weight": 5}]
     assert spec["port"] == "http"
+    with pytest.raises(ApiError) as e:  # what pruning would drop is an error when the client asks for Strict
+        await client.request("POST", res.path(namespace), params={"fieldValidation": "Strict"},
+                             body=dict(widget("strict", namespace, res.api_version, sizee="x"),
+                                       metadata={"name": "strict", "labelz": {}}))
+    assert e.value.code == 400
+    assert 'unknown field "metadata.labelz"' in e.value.message and 'unknown field "spec.sizee"' in e.value.message
     assert (await client.patch(res, "w", {"spec": {"port": 8080}}, namespace))["spec"]["port"] == 8080
     with pytest.raises(ApiError) as e:
         await client.patch(res, "w", {"spec": {"port": 1.5}}, namespace)
