@@ -22,7 +22,7 @@ from pklib.selectors import field_value
 
 from . import crcel, crschema
 from .base import KindStrategy
-from .fields import Cause, Path, duplicate, immutable, invalid, not_supported, required
+from .fields import Cause, Path, duplicate, forbidden, immutable, invalid, not_supported, required
 from .meta import as_dict, as_list, validate_meta
 
 CLEANUP_FINALIZER = "customresourcecleanup.apiextensions.k8s.io"
@@ -139,9 +139,32 @@ def validate_spec(spec: dict[str, Any], path: Path) -> list[Cause]:
         causes.append(not_supported(path.child("scope"), scope, SCOPES))
     causes += _validate_names(as_dict(spec.get("names")), path.child("names"))
     causes += _validate_versions(spec.get("versions"), path.child("versions"))
-    strategy = as_dict(spec.get("conversion")).get("strategy")
-    if strategy not in ("None", None):
-        causes.append(not_supported(path.child("conversion.strategy"), strategy, ("None",)))
+    causes += _validate_conversion(as_dict(spec.get("conversion")), path.child("conversion"))
+    if spec.get("preserveUnknownFields") is True:
+        causes.append(invalid(path.child("preserveUnknownFields"), True, "must be false in order to use defaults in "
+                              "the schema"))
+    return causes
+
+
+def _validate_conversion(conversion: dict[str, Any], path: Path) -> list[Cause]:
+    """`None`, or `Webhook` with its client config and review versions. pkube calls no conversion webhook: such a
+    CRD is served like `None` (only apiVersion changes), which is exact for the usual single-version CRDs."""
+    strategy = conversion.get("strategy")
+    if strategy in ("None", None):
+        if conversion.get("webhook") is not None:
+            return [forbidden(path.child("webhook"), 'should not be set when strategy is not set to Webhook')]
+        return []
+    if strategy != "Webhook":
+        return [not_supported(path.child("strategy"), strategy, ("None", "Webhook"))]
+    webhook = conversion.get("webhook")
+    if not isinstance(webhook, dict):
+        return [required(path.child("webhook"), "required when strategy is set to Webhook")]
+    causes: list[Cause] = []
+    client = as_dict(webhook.get("clientConfig"))
+    if not client.get("url") and not client.get("service"):
+        causes.append(required(path.child("webhook.clientConfig"), "exactly one of url or service is required"))
+    if not as_list(webhook.get("conversionReviewVersions")):
+        causes.append(required(path.child("webhook.conversionReviewVersions"), "must contain at least one version"))
     return causes
 
 

@@ -48,6 +48,7 @@ async def test_crd_validation_names_the_fields(client: Client) -> None:
     bad["spec"]["versions"][0]["storage"] = False
     bad["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["x"] = {}
     bad["spec"]["versions"][0]["selectableFields"] = [{"jsonPath": ".spec.labels"}, {"jsonPath": ".spec.nope"}]
+    bad["spec"]["conversion"] = {"strategy": "Webhook", "webhook": {"clientConfig": {}}}
     with pytest.raises(ApiError) as e:
         await client.create(CRDS, bad)
     assert e.value.code == 422
@@ -55,6 +56,8 @@ async def test_crd_validation_names_the_fields(client: Client) -> None:
     assert fields["metadata.name"].startswith('Invalid value: "wrong.example.com": must be spec.names.plural')
     assert fields["spec.scope"].startswith('Unsupported value: "Galaxy"')
     assert "must have exactly one version marked as storage version" in fields["spec.versions"]
+    assert fields["spec.conversion.webhook.clientConfig"] == "Required value: exactly one of url or service is required"
+    assert fields["spec.conversion.webhook.conversionReviewVersions"].startswith("Required value")
     assert fields["spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[x].type"] == \
         "Required value: must not be empty for specified object fields"
     assert [c["message"] for c in e.value.causes if c["field"].startswith("spec.versions[0].selectableFields")] == [
@@ -407,3 +410,13 @@ async def test_generation_counts_what_the_stored_object_changes(client: Client, 
     assert same["metadata"]["generation"] == 1 and same["spec"]["color"] == "blue"
     status = await client.patch(res, "g", {"status": {"phase": "Ready"}}, namespace)
     assert status["status"]["phase"] == "Ready" and status["metadata"]["generation"] == 2
+
+
+async def test_crd_with_a_conversion_webhook_is_served(client: Client, namespace: str, crds: list[str]) -> None:
+    """Charts ship CRDs naming a conversion webhook; pkube serves them (a single version needs no conversion)."""
+    definition = widget_crd()
+    definition["spec"]["conversion"] = {"strategy": "Webhook", "webhook": {
+        "clientConfig": {"service": {"name": "webhook", "namespace": "default", "path": "/convert"}},
+        "conversionReviewVersions": ["v1"]}}
+    res = row(await _install(client, crds, definition))
+    assert (await client.create(res, widget("w", namespace, res.api_version)))["spec"]["replicas"] == 1
