@@ -106,6 +106,9 @@ def test_server_side_apply_and_crd_table(k: CachedKubectl, ns: str, group: str) 
     got = json.loads(k("get", "widget", "ssa", "-n", ns, "-o", "json", "--show-managed-fields").stdout)
     assert got["spec"]["replicas"] == 6 and got["spec"]["color"] == "blue"
     assert [m["manager"] for m in got["metadata"]["managedFields"]] == ["kubectl"]
+    resources = k("api-resources", f"--api-group={group}").stdout.splitlines()
+    assert _header("\n".join(resources)) == ["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"]
+    assert resources[1].split() == ["widgets", "wd", f"{group}/v1", "true", "Widget"]
     crds = k("get", "crd", f"widgets.{group}").stdout
     assert _header(crds) == ["NAME", "CREATED AT"] and crds.splitlines()[1].split()[0] == f"widgets.{group}"
 
