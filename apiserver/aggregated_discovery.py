@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from pklib.resources import RESOURCES, Resource, groups
+from pklib.resources import Resource, all_resources, groups
 
 from .discovery import _SUBRESOURCES
 
@@ -64,7 +64,7 @@ def document(core: bool, version: str = "v2") -> dict[str, Any]:
         items.append({
             "metadata": {"name": name, "creationTimestamp": None},
             "versions": [{"version": v, "freshness": "Current",
-                          "resources": [_resource(r) for r in sorted(RESOURCES, key=lambda r: r.plural)
+                          "resources": [_resource(r) for r in sorted(all_resources(), key=lambda r: r.plural)
                                         if r.group == name and r.version == v]}
                          for v in versions],
         })

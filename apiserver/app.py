@@ -12,8 +12,8 @@ from pklib import resources
 from pklib.api.wellknown import SYSTEM_NAMESPACES
 from pklib.api.priority import BUILTIN_CLASSES, builtin_class
 
-from . import (aggregated_discovery, auth, bodies, discovery, etcdmaintenance, fieldvalidation, master_service,
-               openapi, proxy_pods, repair, satokens, serviceaccounts)
+from . import (aggregated_discovery, auth, bodies, crds, discovery, etcdmaintenance, fieldvalidation,
+               master_service, openapi, proxy_pods, repair, satokens, serviceaccounts)
 from .admission import podsecurity
 from .authz import middleware as authz_middleware, policy as bootstrap_policy, reviews
 from .authz.authorizer import Authorizer
@@ -87,6 +87,7 @@ def build_app(config: Config, storage: Storage) -> web.Application:
     static = [auth.static_tokens(auth.load_tokens(config.token_auth_file))] if config.token_auth_file else []
     if accounts is not None and accounts.issuer is not None:
         api.objects.mount_service_account_tokens = True  # the ServiceAccount admission plugin
+    crd_registry = crds.Registry(api.objects, cache)  # listens to the cache before it loads
     middlewares: list[Any] = [metrics.middleware()]
     if config.token_auth_file:
         # Authentication answers 401 itself and authorization 403; put them inside metrics so refused requests
@@ -112,7 +113,7 @@ def build_app(config: Config, storage: Storage) -> web.Application:
     app.router.add_get("/livez", _health)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
-    app.router.add_routes(discovery_routes())
+    app.router.add_routes(discovery_routes(cache))
     app.router.add_routes(openapi.routes())
     kubelet_tls = kubelet_client_context(config.kubelet_certificate_authority, config.kubelet_client_certificate,
                                          config.kubelet_client_key)
@@ -125,6 +126,7 @@ def build_app(config: Config, storage: Storage) -> web.Application:
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await cache.start()
+        crd_registry.start()
         background: list[asyncio.Task[None]] = []
         if isinstance(storage, EtcdStorage):  # compaction and defragmentation are etcd's business
             settings = etcdmaintenance.Settings(config.etcd_compaction_interval, config.etcd_defrag_threshold)
@@ -149,6 +151,7 @@ def build_app(config: Config, storage: Storage) -> web.Application:
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        await crd_registry.stop()
         await cache.stop()
 
     async def end_watches(app: web.Application) -> None:
@@ -227,8 +230,15 @@ async def _ensure_rbac_defaults(objects: Objects) -> None:
         await objects.ensure(resources.CLUSTERROLEBINDINGS, binding)
 
 
-def discovery_routes() -> list[web.RouteDef]:
-    """/version, /api, /api/v1, /apis, /apis/<group>[/<version>] from the pure functions in discovery.py."""
+def discovery_routes(cache: WatchCache | None = None) -> list[web.RouteDef]:
+    """/version, /api, /api/v1, /apis, /apis/<group>[/<version>] from the pure functions in discovery.py.
+
+    The named groups include custom kinds: first the watch cache catches up with etcd, so that a CRD
+    Established a moment ago (through any API server) is listed (read-your-writes, as for lists)."""
+    async def caught_up() -> None:
+        if cache is not None:
+            await cache.catch_up(1.0)
+
     def found(doc: dict[str, Any] | None) -> web.Response:
         if doc is None:
             raise StatusError(404, "NotFound", "the server could not find the requested resource")
@@ -245,12 +255,15 @@ def discovery_routes() -> list[web.RouteDef]:
         return found(discovery.api_resource_list("", request.match_info["version"]))
 
     async def group_list(request: web.Request) -> web.Response:
+        await caught_up()
         return aggregated_discovery.response(request, core=False) or json_response(discovery.api_group_list())
 
     async def group(request: web.Request) -> web.Response:
+        await caught_up()
         return found(discovery.api_group(request.match_info["group"]))
 
     async def group_resources(request: web.Request) -> web.Response:
+        await caught_up()
         return found(discovery.api_resource_list(request.match_info["group"], request.match_info["version"]))
 
     return [web.get("/version", version), web.get("/api", core_versions), web.get("/api/{version}", core_resources),

@@ -10,7 +10,7 @@ import platform
 import sys
 from typing import Any
 
-from pklib.resources import RESOURCES, Resource, groups
+from pklib.resources import Resource, all_resources, groups
 
 MAJOR, MINOR = "1", "32"
 GIT_VERSION = f"v{MAJOR}.{MINOR}.0-pkube"
@@ -80,7 +80,7 @@ def api_group(group: str) -> dict[str, Any] | None:
 
 def api_resource_list(group: str, version: str) -> dict[str, Any] | None:
     """/api/v1 or /apis/<group>/<version>: the resources and subresources; None if not served."""
-    rows = [r for r in RESOURCES if r.group == group and r.version == version]
+    rows = [r for r in all_resources() if r.group == group and r.version == version]
     if not rows:
         return None
     resources: list[dict[str, Any]] = []

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from pklib.resources import Resource
 
+from . import kinds
 from .status import StatusError
 
 SCHEMA_DIR = Path(__file__).with_name("kinds") / "schemas"
@@ -72,16 +73,17 @@ def _walk(schema: Any, value: Any, path: str, out: list[str]) -> None:
                 _walk(props[key], sub, where, out)
             elif isinstance(extra, dict):
                 _walk(extra, sub, where, out)
-            elif props and extra is None:
+            elif props and extra is None and not schema.get("x-kubernetes-preserve-unknown-fields"):
                 out.append(where)
     elif isinstance(value, list) and "items" in schema:
         for i, item in enumerate(value):
             _walk(schema["items"], item, f"{path}[{i}]", out)
 
 
-def unknown_fields(kind: str, body: Any) -> list[str]:
-    """Dotted paths (`spec.template.spec.containers[0].imagez`) of fields the kind's schema does not have."""
-    schema = _kind_schema(kind)
+def unknown_fields(kind: str, body: Any, schema: dict[str, Any] | None = None) -> list[str]:
+    """Dotted paths (`spec.template.spec.containers[0].imagez`) of fields the kind's schema (or `schema`, a
+    custom kind's OpenAPI schema) does not have."""
+    schema = schema or _kind_schema(kind)
     out: list[str] = []
     if schema is not None:
         # status is the system's: writes to the main resource drop it, so what a client echoes back
@@ -98,7 +100,13 @@ def check(request: web.Request, res: Resource, body: Any) -> None:
                                              '"Ignore", "Strict", "Warn"')
     if mode == "Ignore" or not isinstance(body, dict):
         return
-    unknown = unknown_fields(res.kind, body)
+    custom = kinds.strategy_for(res).openapi_schema() if res.custom else None
+    if res.custom:
+        if custom is None:
+            return
+        # A custom kind's metadata is ObjectMeta like any kind's: a typo there is as unknown.
+        custom.setdefault("properties", {})["metadata"] = {"$ref": "defs.json#/$defs/ObjectMeta"}
+    unknown = unknown_fields(res.kind, body, custom)
     typos = [f for f in unknown if f.rsplit(".", 1)[-1] not in KUBERNETES_ONLY]
     if mode == "Strict" and typos:
         listed = ", ".join(f'unknown field "{f}"' for f in typos)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from pklib import resources
@@ -11,7 +12,7 @@ from pklib.resources import Resource
 
 from . import bodies, deletion, eviction, fieldvalidation, handlers_sub, serverside_apply, tables
 from .handlers_list import list_objects, parse_filters
-from .handlers_objects import Objects, apply_patch, collection_prefix
+from .handlers_objects import Objects, apply_patch, collection_prefix, converts, served
 from .metrics import RESOURCE, VERB, Metrics
 from .status import StatusError, json_response, method_not_allowed
 from .storage.interface import Storage
@@ -20,6 +21,10 @@ from .watchcache import WatchCache, resource_prefix
 
 # Subresources served here; pods/log and pods/exec are relayed to the kubelet by proxy_pods.py.
 SERVED_SUBRESOURCES = {"status", "scale", "binding", "eviction", "finalize"}
+
+
+BUILTIN_GROUPS = frozenset(r.group for r in resources.RESOURCES)
+CRD_CATCH_UP = 1.0  # how long a request for an unknown custom kind waits for the watch cache
 
 
 def dry_run(request: web.Request) -> bool:
@@ -86,7 +91,16 @@ class Api:
 
     async def grouped(self, request: web.Request) -> web.StreamResponse:
         m = request.match_info
-        return await self.dispatch(request, resolve(m["group"], m["version"], m["tail"]))
+        try:
+            target = resolve(m["group"], m["version"], m["tail"])
+        except StatusError:
+            if m["group"] in BUILTIN_GROUPS:
+                raise
+            # A custom kind this server has not seen yet (its CRD was Established a moment ago): once the watch
+            # cache shows etcd's current state, the CRD registry knows what is served.
+            await self.cache.catch_up(CRD_CATCH_UP)
+            target = resolve(m["group"], m["version"], m["tail"])
+        return await self.dispatch(request, target)
 
     async def dispatch(self, request: web.Request, t: Target) -> web.StreamResponse:
         request[RESOURCE] = t.res.plural if t.subresource is None else f"{t.res.plural}/{t.subresource}"
@@ -126,6 +140,10 @@ class Api:
                                      self.bookmark_interval)
         request[VERB] = "LIST"
         body = await list_objects(self.storage, self.cache, t.res, t.namespace, request.query)
+        if converts(t.res):
+            doc = orjson.loads(body)
+            doc["items"] = [served(t.res, item) for item in doc.get("items") or []]
+            body = orjson.dumps(doc)
         if table:
             return tables.list_response(request, t.res, body, table)
         return web.Response(body=body, content_type="application/json")
@@ -140,7 +158,7 @@ class Api:
                                      self.bookmark_interval)
         request[VERB] = "GET"
         assert t.name is not None
-        obj = await self.objects.get(t.res, t.namespace, t.name)
+        obj = served(t.res, await self.objects.get(t.res, t.namespace, t.name))
         if table:
             return tables.object_response(request, t.res, obj, table)
         return json_response(obj)
@@ -150,7 +168,8 @@ class Api:
         body = await bodies.read_object(request)
         assert body is not None
         fieldvalidation.check(request, t.res, body)
-        return json_response(await self.objects.create(t.res, t.namespace, body, dry_run=dry_run(request)), 201)
+        return json_response(served(t.res, await self.objects.create(t.res, t.namespace, body,
+                                                                     dry_run=dry_run(request))), 201)
 
     async def update(self, request: web.Request, t: Target) -> web.StreamResponse:
         request[VERB] = "PUT"
@@ -158,8 +177,8 @@ class Api:
         assert body is not None and t.name is not None
         if t.subresource is None:
             fieldvalidation.check(request, t.res, body)
-        return json_response(await self.objects.update(t.res, t.namespace, t.name, body, t.subresource,
-                                                       dry_run=dry_run(request)))
+        return json_response(served(t.res, await self.objects.update(t.res, t.namespace, t.name, body,
+                                                                     t.subresource, dry_run=dry_run(request))))
 
     async def patch(self, request: web.Request, t: Target) -> web.StreamResponse:
         request[VERB] = "PATCH"
@@ -167,16 +186,21 @@ class Api:
         if serverside_apply.is_apply(request) and t.subresource is None:
             return await serverside_apply.apply(self.objects, request, t.res, t.namespace, t.name, dry_run(request))
         kind, patch = await bodies.read_patch(request)
+        if kind == "strategic" and t.res.custom:
+            # Custom resources have no patch strategies to merge by: Kubernetes refuses the type.
+            raise bodies.unsupported(request.content_type, [
+                *(m for m in bodies.PATCH_TYPES if "strategic" not in m), "application/apply-patch+yaml"])
         if t.subresource is None and kind != "json":
             fieldvalidation.check(request, t.res, patch)
-        return json_response(await self.objects.patch(t.res, t.namespace, t.name, kind, patch, t.subresource,
-                                                      dry_run=dry_run(request)))
+        return json_response(served(t.res, await self.objects.patch(t.res, t.namespace, t.name, kind, patch,
+                                                                    t.subresource, dry_run=dry_run(request))))
 
     async def delete(self, request: web.Request, t: Target) -> web.StreamResponse:
         request[VERB] = "DELETE"
         opts = deletion.DeleteOptions.parse(await bodies.read_object(request, optional=True), request.query)
         assert t.name is not None
         obj, gone = await deletion.delete(self.objects, t.res, t.namespace, t.name, opts)
+        served(t.res, obj)
         # Kubernetes answers 202 only for a foreground deletion that is still in progress.
         return json_response(obj, 202 if not gone and opts.propagation_policy == "Foreground" else 200)
 
@@ -195,7 +219,7 @@ class Api:
                 if e.code == 404:
                     continue  # deleted by someone else meanwhile
                 raise
-            deleted.append(obj)
+            deleted.append(served(t.res, obj))
         return json_response({"kind": t.res.list_kind, "apiVersion": t.res.api_version,
                               "metadata": {"resourceVersion": str(self.cache.revision)}, "items": deleted})
 
@@ -204,7 +228,7 @@ class Api:
     async def get_scale(self, request: web.Request, t: Target) -> web.StreamResponse:
         request[VERB] = "GET"
         assert t.name is not None
-        return json_response(handlers_sub.to_scale(await self.objects.get(t.res, t.namespace, t.name)))
+        return json_response(handlers_sub.to_scale(t.res, await self.objects.get(t.res, t.namespace, t.name)))
 
     async def put_scale(self, request: web.Request, t: Target) -> web.StreamResponse:
         request[VERB] = "PUT"

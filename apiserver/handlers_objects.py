@@ -49,9 +49,11 @@ def collection_prefix(res: Resource, namespace: str | None) -> str:
     return f"{base}{namespace}/" if res.namespaced and namespace else base
 
 
-def _spec_part(obj: dict[str, Any]) -> dict[str, Any]:
-    """Everything that counts as desired state for `generation` (all but metadata and status)."""
-    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+def _spec_part(obj: dict[str, Any], with_status: bool = False) -> dict[str, Any]:
+    """Everything that counts as desired state for `generation` (all but metadata and status; custom resources
+    without a status subresource count their status too, as in Kubernetes)."""
+    skip = ("metadata", "apiVersion", "kind") if with_status else ("metadata", "status", "apiVersion", "kind")
+    return {k: v for k, v in obj.items() if k not in skip}
 
 
 def clone_stored(stored: Any) -> Any:
@@ -67,6 +69,28 @@ def _without_rv(obj: dict[str, Any]) -> dict[str, Any]:
     out = dict(obj, metadata=dict(obj.get("metadata") or {}))
     out["metadata"].pop("resourceVersion", None)
     return out
+
+
+def converts(res: Resource) -> bool:
+    """Whether objects of `res` are stored at another version than the served one (custom resources)."""
+    stored = kinds.strategy_for(res).storage_version
+    return bool(stored) and stored != res.api_version
+
+
+def served(res: Resource, obj: dict[str, Any]) -> dict[str, Any]:
+    """A stored object as the served version shows it. Custom resources have no conversion webhook (Kubernetes'
+    `None` strategy): only apiVersion changes."""
+    if isinstance(obj, dict) and obj.get("kind") == res.kind and obj.get("apiVersion") != res.api_version:
+        obj["apiVersion"] = res.api_version
+    return obj
+
+
+def served_line(res: Resource, line: bytes) -> bytes:
+    """A watch event line (`{"type":..,"object":..}`) with its object as the served version shows it."""
+    event = orjson.loads(line)
+    if isinstance(event.get("object"), dict):
+        served(res, event["object"])
+    return orjson.dumps(event) + b"\n"
 
 
 def apply_patch(patch_type: str, obj: dict[str, Any], patch: Any) -> dict[str, Any]:
@@ -206,7 +230,8 @@ class Objects:
         if causes:
             status_causes = [{"reason": c.get("type") or c.get("reason") or "FieldValueInvalid",
                               "message": c.get("message", ""), "field": c.get("field", "")} for c in causes]
-            raise invalid(res.kind, (obj.get("metadata") or {}).get("name") or "", status_causes, res.group)
+            raise invalid(res.kind, (obj.get("metadata") or {}).get("name") or "", status_causes, res.group,
+                          qualify=res.custom)
 
     # -- create ------------------------------------------------------------------------------
 
@@ -216,8 +241,12 @@ class Objects:
 
         `managed_fields` is what server-side apply records as the object's field ownership."""
         self.check_identity(res, body, namespace)
+        strategy = kinds.strategy_for(res)
+        if strategy.terminating:
+            raise StatusError(405, "MethodNotAllowed", f"create not allowed while custom resource definition "
+                                                       f"is terminating")
         obj = body
-        obj["apiVersion"], obj["kind"] = res.api_version, res.kind
+        obj["apiVersion"], obj["kind"] = strategy.storage_version or res.api_version, res.kind
         meta = obj["metadata"] = dict(obj.get("metadata") or {})
         for k in _SERVER_META:
             meta.pop(k, None)
@@ -242,7 +271,6 @@ class Objects:
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_rfc3339()
         meta["generation"] = 1
-        strategy = kinds.strategy_for(res)
         strategy.prepare_for_create(obj, "status" in res.subresources)
         strategy.default(obj)
         strategy.admit(obj, None)
@@ -283,7 +311,7 @@ class Objects:
                 new.setdefault("spec", {})["finalizers"] = list(member(body, "spec").get("finalizers") or [])
             return new
         new = body if owned else copy.deepcopy(body)
-        new["apiVersion"], new["kind"] = res.api_version, res.kind
+        new["apiVersion"], new["kind"] = kinds.strategy_for(res).storage_version or res.api_version, res.kind
         meta = new.setdefault("metadata", {})
         for k in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace",
                   "generateName"):
@@ -315,9 +343,6 @@ class Objects:
         meta = new.setdefault("metadata", {})
         old_meta = old.get("metadata") or {}
         meta.pop("resourceVersion", None)
-        meta["generation"] = old_meta.get("generation", 1)
-        if _spec_part(new) != _spec_part(old):
-            meta["generation"] = meta["generation"] + 1
         if old_meta.get("deletionTimestamp"):
             added = set(meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
             if added:
@@ -327,6 +352,10 @@ class Objects:
                                f"finalizers {sorted(added)}"}], res.group)
         strategy = kinds.strategy_for(res)
         strategy.default(new)
+        # After defaulting (Kubernetes defaults as it decodes): a field the defaults put back changes nothing.
+        meta["generation"] = old_meta.get("generation", 1)
+        if _spec_part(new, strategy.status_in_generation) != _spec_part(old, strategy.status_in_generation):
+            meta["generation"] = meta["generation"] + 1
         strategy.admit(new, old)
         # Validation only reads the old object: a copy of its top level (for the resourceVersion) will do.
         self.validate(res, new, with_rv(dict(old, metadata=dict(old_meta)), entry.mod_revision))
@@ -414,7 +443,8 @@ class Objects:
         def mutate(entry: Entry) -> dict[str, Any]:
             # The patch functions copy what they patch: only the metadata gets the resourceVersion here.
             value = entry.value
-            current = with_rv(dict(value, metadata=dict(value.get("metadata") or {})), entry.mod_revision)
+            current = served(res, with_rv(dict(value, metadata=dict(value.get("metadata") or {})),
+                                          entry.mod_revision))
             patched = apply_patch(patch_type, current, patch)
             self.check_identity(res, patched, namespace)
             wanted = str((patched.get("metadata") or {}).get("resourceVersion") or "")

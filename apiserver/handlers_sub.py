@@ -5,8 +5,8 @@ from typing import Any, Callable
 
 from pklib.api.timefmt import now_rfc3339
 from pklib.resources import Resource
-from pklib.selectors import SelectorError, selector_from_match
 
+from . import kinds
 from .bodies import member
 from .handlers_objects import Objects, clone_stored
 from .status import StatusError, bad_request, conflict
@@ -14,18 +14,16 @@ from .storage.interface import Entry
 from .watchcache import with_rv
 
 
-def to_scale(obj: dict[str, Any]) -> dict[str, Any]:
+def to_scale(res: Resource, obj: dict[str, Any]) -> dict[str, Any]:
     meta = obj.get("metadata") or {}
-    spec, status = obj.get("spec") or {}, obj.get("status") or {}
-    try:
-        selector = str(selector_from_match(spec.get("selector")))
-    except SelectorError:
-        selector = ""
+    spec_replicas, status_replicas, selector = kinds.strategy_for(res).scale_of(obj)
+    status: dict[str, Any] = {"replicas": status_replicas}
+    if selector or not res.custom:
+        status["selector"] = selector
     return {"kind": "Scale", "apiVersion": "autoscaling/v1",
             "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
                          if k in meta},
-            "spec": {"replicas": int(spec.get("replicas", 1))},
-            "status": {"replicas": int(status.get("replicas") or 0), "selector": selector}}
+            "spec": {"replicas": spec_replicas}, "status": status}
 
 
 def _replicas_from(scale: dict[str, Any]) -> int:
@@ -47,15 +45,15 @@ async def update_scale(objects: Objects, res: Resource, namespace: str | None, n
     """`scale_of(current_scale) -> wanted Scale`; writes spec.replicas, retrying on conflicts."""
     def mutate(entry: Entry) -> dict[str, Any]:
         current = with_rv(dict(entry.value, metadata=dict(entry.value.get("metadata") or {})), entry.mod_revision)
-        wanted = scale_of(to_scale(current))  # to_scale only reads
+        wanted = scale_of(to_scale(res, current))  # to_scale only reads
         wanted_rv = str(member(wanted, "metadata").get("resourceVersion") or "")
         if wanted_rv and wanted_rv != str(entry.mod_revision):
             raise conflict(res.plural, name, res.group)
         new = clone_stored(entry.value)
-        new.setdefault("spec", {})["replicas"] = _replicas_from(wanted)
+        kinds.strategy_for(res).set_replicas(new, _replicas_from(wanted))
         return new
 
-    return to_scale(await objects.guaranteed_update(res, namespace, name, mutate))
+    return to_scale(res, await objects.guaranteed_update(res, namespace, name, mutate))
 
 
 async def bind(objects: Objects, res: Resource, namespace: str | None, name: str,

@@ -21,8 +21,9 @@ import orjson
 from aiohttp import web
 
 from pklib import patch as patching
-from pklib.resources import RESOURCES, Resource
+from pklib.resources import Resource, all_resources
 
+from . import kinds as kind_strategies
 from .status import StatusError
 
 SCHEMA_DIR = Path(__file__).with_name("kinds") / "schemas"
@@ -134,6 +135,11 @@ class _Converter:
 
 
 def _kind_schema(conv: _Converter, res: Resource) -> dict[str, Any] | None:
+    if res.custom:
+        custom = kind_strategies.strategy_for(res).openapi_schema()
+        if custom is not None:
+            custom["x-kubernetes-group-version-kind"] = [_gvk(res)]
+        return custom
     kinds, _ = _sources()
     doc = kinds.get(res.kind)
     if doc is None:
@@ -220,11 +226,15 @@ def gv_key(res: Resource) -> str:
     return f"apis/{res.group}/{res.version}" if res.group else f"api/{res.version}"
 
 
-@lru_cache(maxsize=None)
 def _documents() -> dict[str, bytes]:
-    """gv key (api/v1, apis/apps/v1) → the serialized OpenAPI 3.0 document; built once."""
+    """gv key (api/v1, apis/apps/v1) → the serialized OpenAPI 3.0 document; rebuilt when custom kinds change."""
+    return _built(kind_strategies.custom_generation())
+
+
+@lru_cache(maxsize=2)
+def _built(generation: int) -> dict[str, bytes]:
     by_gv: dict[str, list[Resource]] = {}
-    for res in RESOURCES:
+    for res in all_resources():
         by_gv.setdefault(gv_key(res), []).append(res)
     docs: dict[str, bytes] = {}
     for key, rows in by_gv.items():

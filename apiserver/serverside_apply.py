@@ -24,7 +24,7 @@ from pklib.resources import Resource
 
 from . import fieldsets, fieldvalidation
 from .bodies import parse_yaml, read_raw
-from .handlers_objects import Objects, object_key
+from .handlers_objects import Objects, object_key, served
 from .status import StatusError, bad_request, json_response
 from .storage.interface import Entry
 
@@ -130,18 +130,18 @@ async def apply(objects: Objects, request: web.Request, res: Resource, namespace
             body = copy.deepcopy(intent)
             managed = [_entry(manager, res, fieldsets.field_set(intent))]
             try:
-                return json_response(await objects.create(res, namespace, body, dry_run=dry_run,
-                                                          managed_fields=managed), 201)
+                return json_response(served(res, await objects.create(res, namespace, body, dry_run=dry_run,
+                                                                      managed_fields=managed)), 201)
             except StatusError as e:
                 if e.reason != "AlreadyExists":
                     raise
                 continue
 
         def mutate(entry: Entry) -> dict[str, Any]:
-            merged = merge_intent(res, copy.deepcopy(entry.value), intent, manager, force)
+            merged = merge_intent(res, served(res, copy.deepcopy(entry.value)), intent, manager, force)
             new = objects.merge_for_update(res, entry.value, merged, None)
             new["metadata"]["managedFields"] = merged["metadata"]["managedFields"]
             return new
 
-        return json_response(await objects.guaranteed_update(res, namespace, name, mutate, dry_run))
+        return json_response(served(res, await objects.guaranteed_update(res, namespace, name, mutate, dry_run)))
     raise StatusError(409, "Conflict", f'{res.plural} "{name}" is being created and deleted concurrently; retry')

@@ -68,15 +68,18 @@ def conflict(resource: str, name: str, group: str = "", why: str | None = None) 
                        _details(resource, name, group))
 
 
-def invalid(kind: str, name: str, causes: list[dict[str, str]], group: str = "") -> StatusError:
-    """422 Invalid; `causes` are {reason, message, field} (metav1.StatusCause)."""
+def invalid(kind: str, name: str, causes: list[dict[str, str]], group: str = "", qualify: bool = False
+            ) -> StatusError:
+    """422 Invalid; `causes` are {reason, message, field} (metav1.StatusCause). `qualify`: the message names the
+    kind with its group (`Widget.example.com "x" is invalid`), as Kubernetes words it for custom resources."""
     summary = ", ".join(f"{c['field']}: {c['message']}" if c.get("field") else c["message"] for c in causes)
     if len(causes) > 1:
         summary = f"[{summary}]"
     details: dict[str, Any] = {"name": name, "kind": kind, "causes": causes}
     if group:
         details["group"] = group
-    return StatusError(422, "Invalid", f'{kind} "{name}" is invalid: {summary}', details)
+    shown = f"{kind}.{group}" if qualify and group else kind
+    return StatusError(422, "Invalid", f'{shown} "{name}" is invalid: {summary}', details)
 
 
 def bad_request(message: str) -> StatusError:

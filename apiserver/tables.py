@@ -17,6 +17,8 @@ from aiohttp import web
 from pklib import columns
 from pklib.resources import Resource
 
+from . import kinds
+from .kinds.customresources import CustomResourceStrategy, json_path_get
 from .status import bad_request
 
 _DESCRIPTIONS = {
@@ -49,7 +51,40 @@ def _include(request: web.Request) -> str:
     return value
 
 
+_AGE_COLUMN = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+
+
+def _custom_columns(res: Resource) -> list[dict[str, Any]] | None:
+    """A custom kind's additionalPrinterColumns (Kubernetes' default: Age alone), None for built-in kinds."""
+    strategy = kinds.strategy_for(res) if res.custom else None
+    if not isinstance(strategy, CustomResourceStrategy):
+        return None
+    return strategy.columns or [_AGE_COLUMN]
+
+
+def _custom_cell(col: dict[str, Any], obj: dict[str, Any], now: datetime) -> Any:
+    value = json_path_get(obj, str(col.get("jsonPath") or ""))
+    if value is None:
+        return None
+    kind = col.get("type")
+    if kind == "date" and isinstance(value, str):
+        return columns.since(value, now)
+    if kind == "integer" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value)
+    if kind == "number" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    if kind == "boolean" and isinstance(value, bool):
+        return value
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
 def column_definitions(res: Resource) -> list[dict[str, Any]]:
+    custom = _custom_columns(res)
+    if custom is not None:
+        return [{"name": "Name", "type": "string", "format": "name", "description": _DESCRIPTIONS["NAME"],
+                 "priority": 0}] + [
+            {"name": c.get("name", ""), "type": c.get("type", "string"), "format": c.get("format", ""),
+             "description": c.get("description", ""), "priority": int(c.get("priority") or 0)} for c in custom]
     narrow = columns.headers(res, wide=False)
     out = []
     for i, header in enumerate(columns.headers(res, wide=True)):
@@ -69,7 +104,12 @@ def _row_object(obj: dict[str, Any], include: str, table_version: str) -> dict[s
 
 
 def row(res: Resource, obj: dict[str, Any], include: str, table_version: str, now: datetime) -> dict[str, Any]:
-    out: dict[str, Any] = {"cells": columns.cells(res, obj, now, wide=True)}
+    custom = _custom_columns(res)
+    if custom is not None:
+        cells = [(obj.get("metadata") or {}).get("name", ""), *(_custom_cell(c, obj, now) for c in custom)]
+    else:
+        cells = columns.cells(res, obj, now, wide=True)
+    out: dict[str, Any] = {"cells": cells}
     embedded = _row_object(obj, include, table_version)
     if embedded is not None:
         out["object"] = embedded

@@ -20,7 +20,7 @@ from pklib.resources import Resource
 
 from .bodies import int64
 from .handlers_list import RV_WAIT, parse_filters
-from .handlers_objects import collection_prefix
+from .handlers_objects import collection_prefix, converts, served_line
 from .metrics import Metrics
 from .status import StatusError
 from .storage.interface import CompactedError, Storage
@@ -58,6 +58,14 @@ def _connected(request: web.Request) -> bool:
 def _bookmark(res: Resource, revision: int) -> bytes:
     return orjson.dumps({"type": "BOOKMARK", "object": {"kind": res.kind, "apiVersion": res.api_version,
                                                         "metadata": {"resourceVersion": str(revision)}}}) + b"\n"
+
+
+def _served(res: Resource, lines: list[bytes]) -> list[bytes]:
+    """Event lines as the watched version shows their objects (custom resources stored at another version)."""
+    if not converts(res):
+        return lines
+    return [served_line(res, line) if line.startswith(b'{"type":"ADDED"') or line.startswith(b'{"type":"MODIFIED"')
+            or line.startswith(b'{"type":"DELETED"') else line for line in lines]
 
 
 async def _start(request: web.Request) -> web.StreamResponse:
@@ -126,7 +134,7 @@ async def serve_watch(request: web.Request, storage: Storage, cache: WatchCache,
     try:
         resp = await _start(request)
         if initial:
-            await resp.write(b"".join(initial))
+            await resp.write(b"".join(_served(res, initial)))
         await _pump(request, resp, watcher, res, cache, time.monotonic() + timeout, bookmarks, bookmark_interval)
     except ConnectionResetError:
         pass  # the client went away
@@ -165,6 +173,6 @@ async def _pump(request: web.Request, resp: web.StreamResponse, watcher: Watcher
                 batch.append(_error_line(StatusError(
                     410, "Expired", "the watch fell too far behind and was closed; re-list and watch again")))
         if batch:
-            await resp.write(b"".join(b for b in batch if b is not None))
+            await resp.write(b"".join(_served(res, [b for b in batch if b is not None])))
         if line is None:
             return

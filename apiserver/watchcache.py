@@ -176,6 +176,20 @@ class WatchCache:
         self._sweeper: asyncio.Task[None] | None = None
         self._id = uuid.uuid4().hex[:12]
         self._markers = 0
+        # prefix → callbacks told, right after the cache changed, which key changed (None: everything was re-listed).
+        self._listeners: dict[str, list[Callable[[str | None], None]]] = {}
+
+    def listen(self, prefix: str, callback: Callable[[str | None], None]) -> None:
+        """Call `callback(key)` whenever an object under `prefix` (a resource prefix) changes in the cache, before
+        any request can see the change (the CRD registry serves a CRD's kinds from then on)."""
+        self._listeners.setdefault(prefix, []).append(callback)
+
+    def _notify(self, prefix: str, key: str | None) -> None:
+        for callback in self._listeners.get(prefix, ()):
+            try:
+                callback(key)
+            except Exception:
+                log.exception("watch cache listener of %s failed", prefix)
 
     @property
     def ready(self) -> bool:
@@ -255,6 +269,8 @@ class WatchCache:
                 w.drop()
         self.caches = caches
         self.revision = self.loaded_at = listed_revision
+        for prefix in self._listeners:
+            self._notify(prefix, None)
         self._ready.set()
 
     async def _run(self) -> None:
@@ -270,6 +286,8 @@ class WatchCache:
                     prefix = self._prefix_of(ev.key)
                     if prefix is not None:
                         self.for_prefix(prefix).apply(ev, ev.mod_revision)
+                        if prefix in self._listeners:
+                            self._notify(prefix, ev.key)
                     self.revision = ev.mod_revision
                     async with self._advanced:
                         self._advanced.notify_all()

@@ -10,7 +10,9 @@
   every dependent, then the finalizer goes.
 
 The graph is read from shared informers of every namespaced kind that commonly
-has owners (the "owner" index maps an owner uid to its dependents). An owner that
+has owners (the "owner" index maps an owner uid to its dependents), and of every
+custom kind while its CustomResourceDefinition is established (operators' objects
+own what they create). An owner that
 the cache does not know is looked up live before anything is deleted, since a
 cache that lags behind must never cause a deletion.
 """
@@ -20,11 +22,12 @@ import copy
 import functools
 from typing import Any
 
+from pklib.api.customresources import established, preferred_row
 from pklib.controller import Controller, ControllerContext
 from pklib.errors import ApiError, is_conflict, is_not_found
 from pklib.informer import Informer, Obj
 from pklib.objects import key_of
-from pklib.resources import Resource, for_kind, lookup
+from pklib.resources import CRDS, Resource, for_kind, lookup
 
 from .util import meta
 
@@ -50,10 +53,45 @@ class GarbageCollector(Controller):
             res = lookup(plural)
             if res is None:
                 continue
-            self.resources[plural] = res
-            self.informers[plural] = self.watch(res, functools.partial(self._changed, plural),
-                                                functools.partial(self._updated, plural),
-                                                functools.partial(self._deleted, plural))
+            self._track(plural, res)
+        self.watch(CRDS, self._crd_changed, lambda old, new: self._crd_changed(new), self._crd_deleted)
+
+    def _track(self, name: str, res: Resource) -> None:
+        self.resources[name] = res
+        self.informers[name] = self.watch(res, functools.partial(self._changed, name),
+                                          functools.partial(self._updated, name),
+                                          functools.partial(self._deleted, name))
+
+    # -- custom kinds come and go with their CRDs -----------------------------------------------
+
+    @staticmethod
+    def _custom_name(res: Resource) -> str:
+        return f"{res.plural}.{res.group}"
+
+    def _crd_changed(self, crd: Obj) -> None:
+        res = preferred_row(crd) if established(crd) else None
+        if res is None:
+            return
+        name = self._custom_name(res)
+        current = self.resources.get(name)
+        if current is not None and current.version == res.version:
+            return
+        if current is not None:
+            self._untrack(name)
+        self._track(name, res)
+        self.ctx.informers.start()
+
+    def _crd_deleted(self, crd: Obj) -> None:
+        res = preferred_row(crd)
+        if res is not None and self._custom_name(res) in self.resources:
+            self._untrack(self._custom_name(res))
+
+    def _untrack(self, name: str) -> None:
+        res = self.resources.pop(name)
+        inf = self.informers.pop(name)
+        for obj in inf.store.list():
+            self.uids.pop(meta(obj).get("uid", ""), None)
+        self.ctx.informers.remove(res)
 
     # -- graph bookkeeping ----------------------------------------------------------------------
 
@@ -95,7 +133,8 @@ class GarbageCollector(Controller):
 
     async def sync(self, key: str) -> None:
         plural, _, obj_key = key.partition("|")
-        obj = self.informers[plural].store.get(obj_key)
+        informer = self.informers.get(plural)
+        obj = informer.store.get(obj_key) if informer is not None else None
         if obj is None:
             return
         res = self.resources[plural]
@@ -154,10 +193,11 @@ class GarbageCollector(Controller):
         qkey = self.uids.get(ref.get("uid", ""))
         if qkey is not None:
             plural, _, okey = qkey.partition("|")
-            cached = self.informers[plural].store.get(okey)
+            informer = self.informers.get(plural)
+            cached = informer.store.get(okey) if informer is not None else None
             if cached is not None:
                 return cached
-        res = for_kind(ref.get("apiVersion", ""), ref.get("kind", ""))
+        res = for_kind(ref.get("apiVersion", ""), ref.get("kind", "")) or self._custom_kind(ref)
         if res is None:
             # A kind we cannot look up: never delete on a guess.
             return {"metadata": {"uid": ref.get("uid")}}
@@ -169,6 +209,12 @@ class GarbageCollector(Controller):
                 return None
             raise
         return live if meta(live).get("uid") == ref.get("uid") else None
+
+    def _custom_kind(self, ref: dict[str, Any]) -> Resource | None:
+        """The tracked custom kind of an owner reference (any version of its group: no conversion needed)."""
+        group = str(ref.get("apiVersion", "")).rpartition("/")[0]
+        return next((r for r in self.resources.values() if r.custom and r.group == group
+                     and r.kind == ref.get("kind")), None)
 
     async def _delete(self, res: Resource, obj: Obj, policy: str) -> None:
         m = meta(obj)

@@ -14,7 +14,8 @@ import copy
 from pklib.controller import Controller, ControllerContext
 from pklib.errors import ApiError, is_conflict, is_not_found
 from pklib.informer import Obj
-from pklib.resources import NAMESPACES, RESOURCES, Resource
+from pklib.api.customresources import preferred_rows
+from pklib.resources import CRDS, NAMESPACES, RESOURCES, Resource
 
 from .util import meta, now_rfc3339
 
@@ -57,8 +58,18 @@ class NamespaceController(Controller):
     async def _delete_content(self, namespace: str) -> dict[str, int]:
         """Delete all objects in the namespace; returns how many of each kind still exist."""
         kinds = [res for res in RESOURCES if res.namespaced and "list" in res.verbs and "delete" in res.verbs]
+        kinds += [res for res in preferred_rows(await self._crds()) if res.namespaced]
         counts = await asyncio.gather(*(self._delete_all(res, namespace) for res in kinds))
         return {_resource_name(res): n for res, n in zip(kinds, counts) if n}
+
+    async def _crds(self) -> list[Obj]:
+        """The CustomResourceDefinitions: their namespaced kinds are emptied too (none if CRDs are not served)."""
+        try:
+            return list((await self.client.list_all(CRDS)).get("items") or [])
+        except ApiError as e:
+            if e.code in (403, 404):
+                return []
+            raise
 
     async def _report_remaining(self, ns: Obj, remaining: dict[str, int]) -> None:
         """The NamespaceContentRemaining condition `describe` shows while objects terminate."""

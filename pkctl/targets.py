@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
 
-from pklib.resources import RESOURCES, Resource, lookup
+from pklib.resources import Resource, all_resources, lookup
 
 from .errors import CommandError
+
+if TYPE_CHECKING:
+    from pklib.syncclient import SyncClient
 
 
 @dataclass
@@ -14,15 +18,40 @@ class Target:
     names: list[str] = field(default_factory=list)
 
 
+class UnknownKind(CommandError):
+    """A kind that is not built in: the server may know it (a custom kind)."""
+
+
 def resolve_kind(name: str) -> Resource:
     res = lookup(name)
     if res is None:
-        raise CommandError(f'the server doesn\'t have a resource type "{name}"')
+        raise UnknownKind(f'the server doesn\'t have a resource type "{name}"')
     return res
 
 
-def parse_targets(args: list[str]) -> list[Target]:
-    """kubectl's two forms: a kind list then names, or every argument as KIND/NAME (never mixed)."""
+def resolve_targets(api: SyncClient, args: list[str]) -> list[Target]:
+    """`parse_targets`, learning the server's custom kinds first when a kind is not built in."""
+    from .discovery import learn_custom_kinds
+    try:
+        return parse_targets(args)
+    except UnknownKind:
+        learn_custom_kinds(api)
+        return parse_targets(args)
+
+
+def parse_targets(args: list[str], learn: Callable[[], None] | None = None) -> list[Target]:
+    """kubectl's two forms: a kind list then names, or every argument as KIND/NAME (never mixed). `learn`
+    registers the server's custom kinds, called once if a kind is not built in."""
+    try:
+        return _parse_targets(args)
+    except UnknownKind:
+        if learn is None:
+            raise
+        learn()
+        return _parse_targets(args)
+
+
+def _parse_targets(args: list[str]) -> list[Target]:
     if not args:
         return []
     if "/" in args[0]:
@@ -48,10 +77,10 @@ def parse_targets(args: list[str]) -> list[Target]:
         if not kind:
             continue
         # A category (`all`) stands for every kind in it, as in `kubectl get all`.
-        in_category = [r for r in RESOURCES if kind.lower() in r.categories]
+        in_category = [r for r in all_resources() if kind.lower() in r.categories]
         for res in in_category or [resolve_kind(kind)]:
             if res not in kinds:
                 kinds.append(res)
     if not kinds:
-        raise CommandError(f'the server doesn\'t have a resource type "{args[0]}"')
+        raise UnknownKind(f'the server doesn\'t have a resource type "{args[0]}"')
     return [Target(res, list(args[1:])) for res in kinds]

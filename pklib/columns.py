@@ -536,6 +536,7 @@ _TABLES: dict[str, tuple[list[str], Row, list[str], Row]] = {
     "PodDisruptionBudget": (["MIN AVAILABLE", "MAX UNAVAILABLE", "ALLOWED DISRUPTIONS", "AGE"], _pdb, [], _nothing),
     "Role": (["CREATED AT"], _created_at, [], _nothing),
     "ClusterRole": (["CREATED AT"], _created_at, [], _nothing),
+    "CustomResourceDefinition": (["CREATED AT"], _created_at, [], _nothing),
     "RoleBinding": (["ROLE", "AGE"], _role_binding, ["USERS", "GROUPS", "SERVICEACCOUNTS"], _role_binding_wide),
     "ClusterRoleBinding": (["ROLE", "AGE"], _role_binding, ["USERS", "GROUPS", "SERVICEACCOUNTS"],
                            _role_binding_wide),

@@ -319,6 +319,15 @@ class InformerFactory:
                 task.add_done_callback(_log_death)
                 self._tasks.append(task)
 
+    def remove(self, resource: Resource) -> None:
+        """Stop and forget the informer of `resource` (a custom kind whose definition was deleted)."""
+        if self._informers.pop(resource, None) is None:
+            return
+        name = f"informer:{resource.group}/{resource.plural}"
+        for task in [t for t in self._tasks if t.get_name() == name]:
+            task.cancel()
+            self._tasks.remove(task)
+
     async def wait_synced(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(asyncio.gather(*(i.synced.wait() for i in self._informers.values())), timeout)
 

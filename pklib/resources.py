@@ -7,6 +7,7 @@ paths), so that a kind is described exactly once.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterable
 
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
@@ -24,10 +25,13 @@ class Resource:
     verbs: tuple[str, ...] = ALL_VERBS
     categories: tuple[str, ...] = ()
     list_kind: str = field(default="", compare=False)
+    singular_name: str = field(default="", compare=False)  # "" = the kind in lower case
+    # Served from a CustomResourceDefinition (registered at run time), not built in.
+    custom: bool = field(default=False, compare=False)
 
     @property
     def singular(self) -> str:
-        return self.kind.lower()
+        return self.singular_name or self.kind.lower()
 
     @property
     def api_version(self) -> str:
@@ -82,6 +86,8 @@ ENDPOINTSLICES = _r("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices",
 STORAGECLASSES = _r("storage.k8s.io", "v1", "StorageClass", "storageclasses", False, ("sc",))
 PRIORITYCLASSES = _r("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", False, ("pc",))
 PODDISRUPTIONBUDGETS = _r("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True, ("pdb",), ("status",))
+CRDS = _r("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", False,
+          ("crd", "crds"), ("status",), ("api-extensions",))
 RBAC_GROUP = "rbac.authorization.k8s.io"
 ROLES = _r(RBAC_GROUP, "v1", "Role", "roles", True)
 CLUSTERROLES = _r(RBAC_GROUP, "v1", "ClusterRole", "clusterroles", False)
@@ -102,7 +108,7 @@ SELFSUBJECTREVIEWS = _r(AUTHENTICATION_GROUP, "v1", "SelfSubjectReview", "selfsu
 RESOURCES: tuple[Resource, ...] = (
     NAMESPACES, PODS, SERVICES, ENDPOINTS, NODES, CONFIGMAPS, SECRETS, PVS, PVCS, EVENTS, SERVICEACCOUNTS, DEPLOYMENTS,
     REPLICASETS, DAEMONSETS, STATEFULSETS, JOBS, CRONJOBS, CONTROLLERREVISIONS, LEASES, ENDPOINTSLICES, STORAGECLASSES,
-    PRIORITYCLASSES, PODDISRUPTIONBUDGETS, ROLES, CLUSTERROLES, ROLEBINDINGS, CLUSTERROLEBINDINGS,
+    PRIORITYCLASSES, PODDISRUPTIONBUDGETS, ROLES, CLUSTERROLES, ROLEBINDINGS, CLUSTERROLEBINDINGS, CRDS,
     SELFSUBJECTACCESSREVIEWS, SUBJECTACCESSREVIEWS, SELFSUBJECTRULESREVIEWS, TOKENREVIEWS, SELFSUBJECTREVIEWS,
 )
 # Kinds served by a handler of their own instead of storage (they have no objects to list or get).
@@ -110,10 +116,26 @@ VIRTUAL: tuple[Resource, ...] = (SELFSUBJECTACCESSREVIEWS, SUBJECTACCESSREVIEWS,
                                  SELFSUBJECTREVIEWS)
 
 
+# The built-in kinds followed by those of CustomResourceDefinitions, one row per served version (set by the
+# apiserver as CRDs come and go).
+_all: tuple[Resource, ...] = RESOURCES
+
+
+def set_custom(rows: Iterable[Resource]) -> None:
+    """Replace the custom resource rows (the apiserver's CRD registry calls this on every CRD change)."""
+    global _all
+    _all = RESOURCES + tuple(rows)
+
+
+def all_resources() -> tuple[Resource, ...]:
+    """The built-in kinds followed by the custom ones registered in this process."""
+    return _all
+
+
 def groups() -> dict[str, list[str]]:
-    """group name -> versions, in table order ("" is the core group)."""
+    """group name -> versions, in table order ("" is the core group; a group's preferred version first)."""
     out: dict[str, list[str]] = {}
-    for r in RESOURCES:
+    for r in all_resources():
         versions = out.setdefault(r.group, [])
         if r.version not in versions:
             versions.append(r.version)
@@ -121,14 +143,14 @@ def groups() -> dict[str, list[str]]:
 
 
 def for_path(group: str, version: str, plural: str) -> Resource | None:
-    for r in RESOURCES:
+    for r in all_resources():
         if r.group == group and r.version == version and r.plural == plural:
             return r
     return None
 
 
 def for_kind(api_version: str, kind: str) -> Resource | None:
-    for r in RESOURCES:
+    for r in all_resources():
         if r.api_version == api_version and r.kind == kind:
             return r
     return None
@@ -140,7 +162,7 @@ def lookup(name: str) -> Resource | None:
     group = None
     if "." in n:
         n, group = n.split(".", 1)
-    for r in RESOURCES:
+    for r in all_resources():
         if group is not None and r.group != group:
             continue
         if n in (r.plural, r.singular, r.kind.lower()) or n in r.short_names:

@@ -12,6 +12,7 @@ from .base import KindStrategy, Rollback
 from .batch import CronJobStrategy, JobStrategy
 from .config import ConfigMapStrategy, SecretStrategy
 from .disruption import PodDisruptionBudgetStrategy
+from .customresources import CustomResourceDefinitionStrategy
 from .endpoints import EndpointSliceStrategy, EndpointsStrategy
 from .events import EventStrategy, LeaseStrategy, ServiceAccountStrategy
 from .fields import Cause
@@ -23,7 +24,7 @@ from .rbac import ClusterRoleBindingStrategy, ClusterRoleStrategy, RoleBindingSt
 from .revisions import ControllerRevisionStrategy
 from .workloads import DaemonSetStrategy, DeploymentStrategy, ReplicaSetStrategy, StatefulSetStrategy
 
-__all__ = ["Cause", "KindStrategy", "Rollback", "configure", "strategy_for"]
+__all__ = ["Cause", "KindStrategy", "Rollback", "configure", "custom_generation", "set_custom", "strategy_for"]
 
 _DEFAULT = KindStrategy()
 _STRATEGIES: dict[str, KindStrategy] = {s.kind: s for s in (
@@ -35,11 +36,27 @@ _STRATEGIES: dict[str, KindStrategy] = {s.kind: s for s in (
     JobStrategy(), CronJobStrategy(), ControllerRevisionStrategy(), PriorityClassStrategy(),
     PodDisruptionBudgetStrategy(),
     RoleStrategy(), ClusterRoleStrategy(), RoleBindingStrategy(), ClusterRoleBindingStrategy(),
+    CustomResourceDefinitionStrategy(),
 )}
+# The strategies of custom resources, per served version (set by the CRD registry, apiserver/crds.py).
+_CUSTOM: dict[Resource, KindStrategy] = {}
+_generation = 0  # bumped on every change of the custom kinds (OpenAPI documents are rebuilt then)
 
 
 def strategy_for(res: Resource) -> KindStrategy:
+    if res.custom:
+        return _CUSTOM.get(res, _DEFAULT)
     return _STRATEGIES.get(res.kind, _DEFAULT)
+
+
+def set_custom(strategies: dict[Resource, KindStrategy]) -> None:
+    global _CUSTOM, _generation
+    _CUSTOM = dict(strategies)
+    _generation += 1
+
+
+def custom_generation() -> int:
+    return _generation
 
 
 def configure(service_cidr: str, node_port_range: str | tuple[int, int], event_ttl: float = 3600) -> None:

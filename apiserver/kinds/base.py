@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Awaitable, Callable
 
 from pklib import validation as v
-from pklib.selectors import field_value
+from pklib.selectors import SelectorError, field_value, selector_from_match
 
 from . import schema
 from .fields import Cause, invalid
@@ -48,6 +48,10 @@ class KindStrategy:
     # Seconds after its last write at which the store deletes an object by itself (0 = never): Kubernetes'
     # TTLFunc, which only Events have (--event-ttl).
     ttl_seconds = 0
+    # The apiVersion objects are stored at when it is not the served one's (custom resources' storage version).
+    storage_version = ""
+    terminating = False  # the kind's definition is being deleted: no new objects (custom resources)
+    status_in_generation = False  # a status change bumps metadata.generation (custom kinds without /status)
 
     def name_errors(self, name: str) -> list[str]:
         """What is wrong with a name for this kind (most kinds: a DNS-1123 subdomain)."""
@@ -64,6 +68,10 @@ class KindStrategy:
                     status.setdefault(field, zero)
 
     def apply_defaults(self, obj: dict[str, Any]) -> None:
+        return None
+
+    def openapi_schema(self) -> dict[str, Any] | None:
+        """The kind's OpenAPI v3 schema when it comes from elsewhere than kinds/schemas (custom resources)."""
         return None
 
     def validate(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
@@ -136,3 +144,17 @@ class KindStrategy:
 
     async def after_delete(self, obj: dict[str, Any], storage: Any) -> None:
         return None
+
+    # -- the scale subresource (Deployments, ReplicaSets, StatefulSets; custom resources at their CRD's paths) --
+
+    def scale_of(self, obj: dict[str, Any]) -> tuple[int, int, str]:
+        """(spec replicas, status replicas, label selector as a string) of `obj`."""
+        spec, status = as_dict(obj.get("spec")), as_dict(obj.get("status"))
+        try:
+            selector = str(selector_from_match(spec.get("selector")))
+        except SelectorError:
+            selector = ""
+        return int(spec.get("replicas", 1)), int(status.get("replicas") or 0), selector
+
+    def set_replicas(self, obj: dict[str, Any], replicas: int) -> None:
+        obj.setdefault("spec", {})["replicas"] = replicas

@@ -19,6 +19,7 @@ from pklib.errors import ApiError, is_not_found
 from pklib.patch import PatchError, three_way_strategic_patch
 
 from ..connect import Connection, call
+from ..discovery import learn_kinds_of
 from ..errors import CommandError, ServerError, api_error_line
 from ..manifests import Manifest, ManifestError, Placed, add_file_flags, place, read_all
 from ..printers import kind_name
@@ -69,6 +70,7 @@ def last_applied_of(live: dict[str, Any]) -> dict[str, Any] | None:
 
 def apply_all(conn: Connection, manifests: list[Manifest]) -> int:
     failed = False
+    learn_kinds_of(conn.api, [m.obj for m in manifests])
     for m in manifests:
         try:
             placed = place(m, conn.namespace, conn.namespace_given)

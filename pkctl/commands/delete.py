@@ -18,6 +18,7 @@ from ..errors import CommandError, api_error_line
 from ..flags import parse_bool
 from ..manifests import ManifestError, add_file_flags, place, read_all
 from ..printers import kind_name
+from ..discovery import learn_custom_kinds_now, learn_kinds_of
 from ..targets import parse_targets
 
 CASCADE = {"background": "Background", "foreground": "Foreground", "orphan": "Orphan",
@@ -97,6 +98,7 @@ def command(args: argparse.Namespace) -> int:
 
         def by_file(conn: Connection) -> int:
             deletions, failed = [], False
+            learn_kinds_of(conn.api, [m.obj for m in manifests])
             for m in manifests:
                 try:
                     p = place(m, conn.namespace, conn.namespace_given)
@@ -106,7 +108,7 @@ def command(args: argparse.Namespace) -> int:
                     print(f"error: {e}", file=sys.stderr)
             return max(delete_all(conn, deletions, opts), int(failed))
         return call(args, by_file)
-    targets = parse_targets(args.targets)
+    targets = parse_targets(args.targets, learn=lambda: learn_custom_kinds_now(args))
     if not targets:
         raise CommandError("You must provide one or more resources by argument or filename.")
     named = any(t.names for t in targets)

@@ -13,7 +13,7 @@ from ..connect import Connection, call
 from ..describers import Related, describe
 from ..errors import CommandError, api_error_line
 from ..printers import NONE, utcnow
-from ..targets import parse_targets
+from ..targets import resolve_targets
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def describe_command(conn: Connection, args: argparse.Namespace) -> int:
-    targets = parse_targets(args.targets)
+    targets = resolve_targets(conn.api, args.targets)
     if args.all_namespaces and any(t.names and t.res.namespaced for t in targets):
         raise CommandError("a resource cannot be retrieved by name across all namespaces")
     failed = False

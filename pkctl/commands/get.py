@@ -13,7 +13,7 @@ from .. import jsonpath
 from ..connect import Connection, call
 from ..errors import CommandError, api_error_line
 from ..printers import as_list, format_rows, labels_cell, object_ref, to_json, to_yaml, utcnow, with_type
-from ..targets import Target, parse_targets
+from ..targets import Target, resolve_targets
 
 OUTPUTS = ("wide", "yaml", "json", "name", "jsonpath=TEMPLATE", "custom-columns=SPEC")
 # A watch stream the server ends (its timeout) is resumed; this bounds how fast we retry a failing one.
@@ -82,7 +82,7 @@ def _normalize_options(args: argparse.Namespace, targets: list[Target]) -> None:
 
 
 def get(conn: Connection, args: argparse.Namespace) -> int:
-    targets = parse_targets(args.targets)
+    targets = resolve_targets(conn.api, args.targets)
     _normalize_options(args, targets)
     found: list[Found] = []
     errors: list[str] = []

@@ -10,6 +10,7 @@ from pklib.resources import Resource
 from ..connect import Connection, call
 from ..errors import CommandError, api_error_line
 from ..printers import kind_name, plural_name
+from ..discovery import learn_custom_kinds_now
 from ..targets import parse_targets
 
 
@@ -26,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def command(args: argparse.Namespace) -> int:
     if args.replicas is None or args.replicas < 0:
         raise CommandError("The --replicas=COUNT flag is required, and COUNT must be greater than or equal to 0")
-    targets = parse_targets(args.targets)
+    targets = parse_targets(args.targets, learn=lambda: learn_custom_kinds_now(args))
     if not any(t.names for t in targets):
         raise CommandError("resource(s) were provided, but no name was specified")
     for t in targets:

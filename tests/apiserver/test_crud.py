@@ -8,13 +8,14 @@ import pytest
 
 from pklib.client import Client
 from pklib.errors import ApiError
-from pklib.resources import RESOURCES, VIRTUAL, Resource, lookup
+from pklib.resources import CRDS, RESOURCES, VIRTUAL, Resource, lookup
 from tests.support.samples import sample
 from tests.util import unique
 
 
-# Access reviews are answered, not stored: they have no round trip (tests/apiserver/test_rbac.py).
-@pytest.mark.parametrize("res", [r for r in RESOURCES if r not in VIRTUAL], ids=lambda r: r.kind)
+# Access reviews are answered, not stored: they have no round trip (tests/apiserver/test_rbac.py). A CRD's name
+# is its plural.group and its deletion waits for its objects: tests/apiserver/test_crds.py has its round trip.
+@pytest.mark.parametrize("res", [r for r in RESOURCES if r not in VIRTUAL and r is not CRDS], ids=lambda r: r.kind)
 async def test_crud_round_trip(client: Client, namespace: str, res: Resource) -> None:
     ns = namespace if res.namespaced else None
     name = unique(res.singular[:10])

@@ -7,6 +7,7 @@ from pklib.resources import must_lookup
 from pklib.client import Client
 from pklib.errors import ApiError
 from tests.controllers.helpers import list_pods
+from tests.support.crds import create_crd, delete_crd, row as crd_row, widget, widget_crd
 from tests.support.workloads import deploy_body
 from tests.util import unique, wait_for
 
@@ -135,3 +136,39 @@ async def test_namespace_waits_for_finalizers_and_says_why(client: Client, start
     held["metadata"]["finalizers"] = []
     await client.update(CM, held)
     await wait_for(lambda: _not(_exists(client, NS, ns, None)), timeout=20, message="namespace removed")
+
+
+async def test_namespace_deletion_empties_custom_kinds(client: Client, start_manager: Any) -> None:
+    await start_manager("namespace")
+    crd = await create_crd(client, widget_crd())
+    try:
+        res = crd_row(crd)
+        ns = unique("nscr")
+        await client.create(NS, {"metadata": {"name": ns}})
+        await client.create(res, widget("w", ns, res.api_version))
+        await client.delete(NS, ns)
+        await wait_for(lambda: _not(_exists(client, NS, ns, None)), timeout=20, message="namespace removed")
+        assert (await client.list(res, ns))["items"] == []
+    finally:
+        await delete_crd(client, crd["metadata"]["name"])
+
+
+async def test_objects_owned_by_a_custom_resource_are_collected(client: Client, namespace: str,
+                                                                start_manager: Any) -> None:
+    crd = await create_crd(client, widget_crd())
+    try:
+        await start_manager("garbagecollector")
+        res = crd_row(crd)
+        owner = await client.create(res, widget("owner", namespace, res.api_version))
+        ref = {"apiVersion": res.api_version, "kind": "Widget", "name": "owner", "uid": owner["metadata"]["uid"]}
+        await client.create(CM, {"metadata": {"name": "child", "ownerReferences": [ref]}}, namespace)
+        await client.create(CM, {"metadata": {"name": "orphan", "ownerReferences": [
+            dict(ref, name="never", uid="00000000-0000-0000-0000-000000000000")]}}, namespace)
+        await wait_for(lambda: _not(_exists(client, CM, "orphan", namespace)), timeout=20,
+                       message="dependent of a missing custom owner collected")
+        assert await _exists(client, CM, "child", namespace)  # its owner exists: kept
+        await client.delete(res, "owner", namespace)
+        await wait_for(lambda: _not(_exists(client, CM, "child", namespace)), timeout=20,
+                       message="dependent of a deleted custom owner collected")
+    finally:
+        await delete_crd(client, crd["metadata"]["name"])
