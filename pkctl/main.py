@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "image",
     "logs", "exec", "port_forward",
     "rollout",
+    "run", "expose",
 ]
 
 

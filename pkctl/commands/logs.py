@@ -6,9 +6,11 @@ import argparse
 import json
 import re
 import sys
+from typing import Callable
 
 import aiohttp
 
+from pklib.client import Client
 from pklib.errors import ApiError, ConnectionFailed
 from pklib.resources import PODS
 
@@ -73,16 +75,24 @@ def command(args: argparse.Namespace) -> int:
         params["timestamps"] = "true"
 
     async def logs(conn: Connection) -> int:
-        c = conn.client
-        url = c.server + PODS.path(conn.namespace, name, "log")
-        try:
-            async with c.session.get(url, params=params, timeout=aiohttp.ClientTimeout(total=None)) as r:
-                if r.status >= 400:
-                    raise api_error(r.status, await r.read())
-                async for chunk in r.content.iter_any():
-                    sys.stdout.buffer.write(chunk)
-                    sys.stdout.buffer.flush()
-        except aiohttp.ClientConnectionError as e:
-            raise ConnectionFailed(f"cannot reach the API server at {c.server}: {e}") from None
+        await stream_logs(conn.client, conn.namespace, name, params)
         return 0
     return run(args, logs)
+
+
+async def stream_logs(c: Client, namespace: str, name: str, params: dict[str, str],
+                      write: Callable[[bytes], None] | None = None) -> None:
+    """Copy a pod's log (pods/log with `params`) to stdout, or to `write`, until the server ends it."""
+    url = c.server + PODS.path(namespace, name, "log")
+    try:
+        async with c.session.get(url, params=params, timeout=aiohttp.ClientTimeout(total=None)) as r:
+            if r.status >= 400:
+                raise api_error(r.status, await r.read())
+            async for chunk in r.content.iter_any():
+                if write is not None:
+                    write(chunk)
+                else:
+                    sys.stdout.buffer.write(chunk)
+                    sys.stdout.buffer.flush()
+    except aiohttp.ClientConnectionError as e:
+        raise ConnectionFailed(f"cannot reach the API server at {c.server}: {e}") from None
