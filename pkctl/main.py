@@ -23,7 +23,7 @@ COMMAND_MODULES = [
     "image",
     "logs", "exec", "port_forward",
     "rollout",
-    "run", "expose",
+    "run", "expose", "compose",
 ]
 
 
