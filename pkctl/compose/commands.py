@@ -67,7 +67,7 @@ def project_of(args: argparse.Namespace) -> Project:
     if len(args.file) > 1:
         raise CommandError("several -f files (overrides) are not supported yet: pass one file")
     try:
-        file = args.file[0] if args.file else find_file(Path.cwd())
+        file = args.file[0] if args.file else find_file(Path("."))
         return load(file, args.project_name, profiles=args.profile)
     except ComposeError as e:
         raise CommandError(str(e)) from None
