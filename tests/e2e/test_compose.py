@@ -20,7 +20,7 @@ import pytest
 
 from pkctl.cluster.components import BY_NAME
 from tests.e2e.helpers import ROOT, Cluster, run
-from tests.util import unique, wait_for_sync
+from tests.util import free_port, unique, wait_for_sync
 
 pytestmark = [
     pytest.mark.root,
@@ -162,3 +162,77 @@ def test_bad_file_is_one_line_error_and_creates_nothing(cluster: Cluster, projec
     assert p.returncode == 1
     assert p.stderr.strip() == "error: docker-compose.yml:4: service 'web': unsupported key 'privileged'"
     assert not exists(cluster, f"/api/v1/namespaces/{project.name}")
+
+
+FEATURES = """
+services:
+  db:
+    image: pkube.local/busybox:latest
+    command: ["sh", "-c", "sleep 3; touch /tmp/ready; exec sleep 3600"]
+    healthcheck:
+      test: ["CMD", "test", "-f", "/tmp/ready"]
+      interval: 1s
+      retries: 1
+  init:
+    image: pkube.local/busybox:latest
+    restart: "no"
+    command: echo initialised
+  web:
+    image: pkube.local/busybox:${WEB_TAG:-latest}
+    entrypoint: ["sh", "-c"]
+    command: ["exec httpd -f -p 8080 -h /site"]
+    ports: ["${WEB_PORT}:8080"]
+    volumes: ["./site:/site:ro"]
+    environment:
+      MODE: ${MODE:-dev}
+    env_file: [web.env]
+    working_dir: /site
+    depends_on:
+      db: {condition: service_healthy}
+      init: {condition: service_completed_successfully}
+  worker:
+    image: pkube.local/busybox:latest
+    command: ["sleep", "3600"]
+    deploy: {replicas: 2, resources: {limits: {memory: 64M}}}
+"""
+
+
+@pytest.fixture
+def features(tmp_path: Path, images: Path) -> Path:
+    d = tmp_path / unique("feat")
+    (d / "site").mkdir(parents=True)
+    (d / "site" / "index.html").write_text("from the bind mount\n")
+    (d / "docker-compose.yml").write_text(FEATURES)
+    (d / ".env").write_text(f"WEB_PORT={free_port()}\nMODE=prod\n")
+    (d / "web.env").write_text("FROM_FILE=yes\n")
+    return d
+
+
+def test_healthcheck_dependencies_bind_mount_env_and_replicas(cluster: Cluster, features: Path) -> None:
+    ns, port = features.name, int((features / ".env").read_text().split("\n")[0].split("=")[1])
+    out = compose(cluster, features, "up", "-d").stdout
+    lines = out.splitlines()
+    assert lines.index(" ✔ Service db  Waiting (service_healthy)") < lines.index(" ✔ Service web  Created"), out
+    # web was created only once db was Ready (its healthcheck is its readiness probe) and init had completed.
+    code, pods = cluster.api(f"/api/v1/namespaces/{ns}/pods?labelSelector=com.docker.compose.service%3Ddb")
+    ready_at = next(c["lastTransitionTime"] for c in pods["items"][0]["status"]["conditions"] if c["type"] == "Ready")
+    code, web = cluster.api(f"/apis/apps/v1/namespaces/{ns}/deployments/web")
+    assert web["metadata"]["creationTimestamp"] >= ready_at
+    code, init = cluster.api(f"/api/v1/namespaces/{ns}/pods/init")
+    assert init["status"]["phase"] == "Succeeded"
+
+    assert wait_for_sync(lambda: fetch(f"http://127.0.0.1:{port}/") == "from the bind mount", timeout=60)
+    env = compose(cluster, features, "exec", "web", "--", "sh", "-c", "echo $MODE $FROM_FILE $(pwd)").stdout
+    assert env.strip() == "prod yes /site"
+    assert compose(cluster, features, "exec", "web", "--", "touch", "/site/x", check=False).returncode != 0  # :ro
+
+    code, workers = cluster.api(f"/api/v1/namespaces/{ns}/pods?labelSelector=com.docker.compose.service%3Dworker")
+    assert len(workers["items"]) == 2
+    assert workers["items"][0]["spec"]["containers"][0]["resources"]["limits"] == {"memory": "64Mi"}
+    ps = compose(cluster, features, "ps").stdout
+    assert any(line.startswith("init ") and "exited (0)" in line for line in ps.splitlines()), ps
+    assert "initialised" in compose(cluster, features, "logs", "init").stdout
+
+    compose(cluster, features, "down")
+    assert not exists(cluster, f"/api/v1/namespaces/{ns}")
+    assert fetch(f"http://127.0.0.1:{port}/") is None
