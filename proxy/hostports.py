@@ -81,4 +81,6 @@ def fragment(pod: Obj) -> Fragment | None:
             frag.elements[HOSTPORT_IPS][f"{hp.host_ip} . {hp.protocol} . {hp.host_port}"] = f"goto {chain}"
     # The pod reaching its own hostPort through a node address: masquerade, so the reply goes back the same way.
     frag.hairpin = frozenset({ports[0].pod_ip})
+    # UDP flows conntrack would keep sending to this pod once it is gone (matched by port and DNAT target).
+    frag.udp_flows = frozenset(("nodeport", hp.host_port, hp.pod_ip) for hp in ports if hp.protocol == "udp")
     return frag

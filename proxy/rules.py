@@ -96,6 +96,7 @@ class Fragment:
     elements: dict[str, dict[str, str]] = field(default_factory=dict)  # map -> key -> verdict
     hairpin: frozenset[str] = frozenset()
     key: str = ""  # orders fragments without Service ports in the table
+    udp_flows: frozenset[tuple[str, int, str]] = frozenset()  # as udp_targets gives, for hostPorts
 
     @property
     def sort_key(self) -> str:
@@ -110,6 +111,7 @@ class Ruleset:
     elements: dict[str, dict[str, str]]  # map name -> key -> verdict (every map of ELEMENT_MAPS)
     hairpin: set[str]  # endpoint IPs: elements `ip . ip` of the hairpin set
     ports: list[ServicePort]
+    udp_flows: set[tuple[str, int, str]] = field(default_factory=set)  # the fragments' own (hostPorts)
 
     def render(self, with_elements: bool = False) -> str:
         """`table ip T { ... }` with every set, map and chain; map elements only when asked."""
@@ -311,14 +313,16 @@ def assemble(table: str, fragments: Iterable[Fragment]) -> Ruleset:
     elements: dict[str, dict[str, str]] = {m: {} for m in ELEMENT_MAPS}
     hairpin: set[str] = set()
     ports: list[ServicePort] = []
+    udp_flows: set[tuple[str, int, str]] = set()
     for f in frags:
+        udp_flows |= f.udp_flows
         chains.update(f.chains)
         sets.update(f.sets)
         for m, entries in f.elements.items():
             elements[m].update(entries)
         hairpin |= f.hairpin
         ports += f.ports
-    return Ruleset(table, chains, sets, elements, hairpin, ports)
+    return Ruleset(table, chains, sets, elements, hairpin, ports, udp_flows)
 
 
 def build(table: str, services: Iterable[Obj], slices: Iterable[Obj], node_name: str = "") -> Ruleset:

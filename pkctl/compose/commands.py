@@ -68,9 +68,12 @@ def project_of(args: argparse.Namespace) -> Project:
         raise CommandError("several -f files (overrides) are not supported yet: pass one file")
     try:
         file = args.file[0] if args.file else find_file(Path("."))
-        return load(file, args.project_name, profiles=args.profile)
+        project = load(file, args.project_name, profiles=args.profile)
     except ComposeError as e:
         raise CommandError(str(e)) from None
+    for warning in project.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return project
 
 
 def plan_of(project: Project) -> Plan:

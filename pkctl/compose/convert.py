@@ -171,7 +171,7 @@ def pod_spec(project: Project, svc: Service) -> Obj:
         mounts.append(vm)
     if mounts:
         c["volumeMounts"] = mounts
-    spec: Obj = {"containers": [c]}
+    spec: Obj = {"containers": [c], "terminationGracePeriodSeconds": round(svc.stop_grace_period)}
     if volumes:
         spec["volumes"] = volumes
     if svc.host_network:

@@ -101,6 +101,7 @@ class Service:
     aliases: list[str] = field(default_factory=list)  # extra DNS names (links `svc:alias`)
     host_network: bool = False
     profiles: list[str] = field(default_factory=list)
+    stop_grace_period: float = 10.0  # Compose's default; a pod's would be 30 s
 
 
 @dataclass
@@ -109,11 +110,12 @@ class Project:
     directory: Path
     services: dict[str, Service]
     volumes: dict[str, str]  # named volume -> its name in the cluster (the PVC)
+    warnings: list[str] = field(default_factory=list)  # keys accepted without effect, for stderr
 
 
 SERVICE_KEYS = {"image", "build", "ports", "expose", "environment", "env_file", "command", "entrypoint", "volumes",
                 "depends_on", "healthcheck", "restart", "deploy", "working_dir", "user", "labels", "links",
-                "network_mode", "profiles", "container_name", "hostname", "networks", "stdin_open", "tty"}
+                "network_mode", "profiles", "stop_grace_period", "container_name", "hostname", "networks", "stdin_open", "tty"}
 # Accepted, but with no effect here: said on stderr, never silently.
 IGNORED_SERVICE_KEYS = {"container_name": "pods are named by their Deployment",
                         "hostname": "a pod's hostname is its name",
@@ -251,9 +253,13 @@ def load(file: Path, project_name: str | None = None, environ: Mapping[str, str]
             raise ComposeError(f"{_where(source, vdef, 'driver')}: volume {vname!r}: only the local driver exists")
         volumes[vname] = _dns_name(str(vdef.get("name") or vname), source, volumes_doc, vname, "volume")
     services = {}
+    warnings = [f"{_where(source, doc, 'networks')}: top-level networks are ignored: every service of a project "
+                "shares one network (its namespace)"] if doc.get("networks") else []
     for sname, sdef in services_doc.items():
         if not isinstance(sdef, dict):
             raise ComposeError(f"{_where(source, services_doc, sname)}: service {sname!r} must be a mapping")
+        warnings += [f"{_where(source, sdef, key)}: service {sname!r}: {key} is ignored: {why}"
+                     for key, why in IGNORED_SERVICE_KEYS.items() if key in sdef]
         svc = _service(source, sname, sdef, directory, env, volumes, services_doc)
         if not svc.profiles or active & set(svc.profiles):
             services[sname] = svc
@@ -261,7 +267,7 @@ def load(file: Path, project_name: str | None = None, environ: Mapping[str, str]
         for dep in svc.depends_on:
             if dep not in services:
                 raise ComposeError(f"{source}: service {svc.name!r} depends on undefined service {dep!r}")
-    return Project(name, directory, services, volumes)
+    return Project(name, directory, services, volumes, warnings)
 
 
 def _dns_name(name: str, source: str, m: Mapping[str, Any], key: str, what: str) -> str:
@@ -406,6 +412,8 @@ def _service(source: str, name: str, d: Mapping[str, Any], directory: Path, env:
         raise ComposeError(f"{at('network_mode')}: network_mode {mode!r}: only host and bridge are supported")
     svc.host_network = mode == "host"
     svc.profiles = [str(p) for p in d.get("profiles") or []]
+    if d.get("stop_grace_period") is not None:
+        svc.stop_grace_period = _duration(d["stop_grace_period"], at("stop_grace_period"))
     return svc
 
 

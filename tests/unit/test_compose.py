@@ -148,3 +148,17 @@ def test_interpolation() -> None:
     assert interpolate("$A ${A} ${B:-x} ${E:-y} ${E-y} ${A:+set} $$A ${B}", env) == "1 1 x y  set $A "
     with pytest.raises(ComposeError, match="required variable B"):
         interpolate("${B?}", env)
+
+
+def test_keys_without_effect_are_warned_about_and_grace_period(tmp_path: Path) -> None:
+    f = write(tmp_path, "services:\n  web:\n    image: x\n    container_name: w\n    stop_grace_period: 1m\n"
+                        "networks:\n  front: {}\n")
+    project = load(f, environ={})
+    assert project.warnings == [f"{f}:6: top-level networks are ignored: every service of a project shares one "
+                                "network (its namespace)",
+                                f"{f}:4: service 'web': container_name is ignored: pods are named by their Deployment"]
+    spec = by_kind(convert(project).objects(), "Deployment")["web"]["spec"]["template"]["spec"]
+    assert spec["terminationGracePeriodSeconds"] == 60
+    plain = load(write(tmp_path, "services:\n  web:\n    image: x\n"), environ={})
+    assert by_kind(convert(plain).objects(), "Deployment")["web"]["spec"]["template"]["spec"][
+        "terminationGracePeriodSeconds"] == 10  # Compose's stop timeout, not a pod's 30 s

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from proxy import hostports, nft, rules
+from proxy.state import stale_udp
 from proxy.rules import HOSTPORT_IPS, HOSTPORTS
 
 
@@ -58,3 +59,9 @@ def test_table_looks_up_hostports_after_services_and_partial_sync_touches_only_t
     gone = nft.incremental(with_pod, base) or ""
     assert "delete element ip t hostport-any { tcp . 8080 }" in gone
     assert "delete chain ip t hostport-ns/web/tcp/0.0.0.0/8080" in gone
+
+
+def test_udp_flows_of_a_gone_pod_are_stale() -> None:
+    frag = hostports.fragment(pod(ports=[{"containerPort": 53, "hostPort": 5353, "protocol": "UDP"}]))
+    assert frag is not None
+    assert stale_udp(rules.assemble("t", [frag]), rules.assemble("t", [])) == {("nodeport", 5353, "10.1.0.5")}
