@@ -176,7 +176,7 @@ def labels_arg(text: str) -> dict[str, str]:
 
 def pod(name: str, image: str, *, ports: list[dict[str, Any]] | None = None, env: list[dict[str, str]] | None = None,
         labels: dict[str, str] | None = None, restart: str = "Always", command: list[str] | None = None,
-        as_command: bool = False, stdin: bool = False, tty: bool = False) -> dict[str, Any]:
+        as_command: bool = False) -> dict[str, Any]:
     """The Pod `kubectl run NAME --image I` creates (label run=NAME unless --labels), plus Docker's -p and -e."""
     if not image:
         raise GeneratorError("required flag(s) \"image\" not set")
@@ -195,11 +195,6 @@ def pod(name: str, image: str, *, ports: list[dict[str, Any]] | None = None, env
         merged[key] = {**merged.get(key, {}), **p}
     if merged:
         c["ports"] = list(merged.values())
-    if stdin:
-        c["stdin"] = True
-        c["stdinOnce"] = True
-    if tty:
-        c["tty"] = True
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "labels": dict(labels) if labels else {"run": name}},
             "spec": {"containers": [c], "dnsPolicy": "ClusterFirst", "restartPolicy": restart}, "status": {}}

@@ -229,7 +229,9 @@ def load(file: Path, project_name: str | None = None, environ: Mapping[str, str]
     except OSError as e:
         raise ComposeError(f"cannot read {file}: {e.strerror}") from None
     except yaml.YAMLError as e:
-        raise ComposeError(f"{source}: invalid YAML: {e}") from None
+        mark = getattr(e, "problem_mark", None)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ComposeError(f"{source}:{mark.line + 1 if mark else '?'}: invalid YAML: {problem}") from None
     if not isinstance(doc, dict):
         raise ComposeError(f"{source}: top-level object must be a mapping")
     _check_keys(source, doc, TOP_KEYS, "top level")
@@ -328,6 +330,15 @@ def _resources(source: str, res: Any) -> tuple[dict[str, str], dict[str, str]]:
 
 def _service(source: str, name: str, d: Mapping[str, Any], directory: Path, env: Mapping[str, str],
              volumes: dict[str, str], parent: Mapping[str, Any]) -> Service:
+    try:
+        return _service_fields(source, name, d, directory, env, volumes, parent)
+    except (TypeError, ValueError, KeyError, AttributeError) as e:  # a value of the wrong shape somewhere deeper
+        what = f"missing key {e}" if isinstance(e, KeyError) else str(e)
+        raise ComposeError(f"{_where(source, parent, name)}: service {name!r}: invalid value: {what}") from None
+
+
+def _service_fields(source: str, name: str, d: Mapping[str, Any], directory: Path, env: Mapping[str, str],
+                    volumes: dict[str, str], parent: Mapping[str, Any]) -> Service:
     where = _where(source, parent, name)
     _dns_name(name, source, parent, name, "service")
     _check_keys(source, d, SERVICE_KEYS, f"service {name!r}")
@@ -349,9 +360,9 @@ def _service(source: str, name: str, d: Mapping[str, Any], directory: Path, env:
                           {str(k): str(v) for k, v in args.items() if v is not None}, b.get("target"))
     if not svc.image and svc.build is None:
         raise ComposeError(f"{where}: service {name!r} has neither an image nor build context specified")
-    for p in d.get("ports") or []:
+    for p in _list(d, "ports", at):
         svc.ports += _port(p, at("ports"))
-    for p in d.get("expose") or []:  # container ports only
+    for p in _list(d, "expose", at):  # container ports only
         svc.ports += [Port(q.container, None, q.protocol) for q in _port(str(p).rsplit(":", 1)[-1], at("expose"))]
     for f in ([d["env_file"]] if isinstance(d.get("env_file"), (str, dict)) else d.get("env_file") or []):
         path = f.get("path") if isinstance(f, dict) else f
@@ -374,7 +385,7 @@ def _service(source: str, name: str, d: Mapping[str, Any], directory: Path, env:
         svc.command = _words(d["command"], at("command"), "command")
     if d.get("entrypoint") is not None:
         svc.entrypoint = _words(d["entrypoint"], at("entrypoint"), "entrypoint")
-    for v in d.get("volumes") or []:
+    for v in _list(d, "volumes", at):
         svc.mounts.append(_mount(v, at("volumes"), directory, volumes))
     deps = d.get("depends_on") or {}
     if isinstance(deps, list):
@@ -385,15 +396,15 @@ def _service(source: str, name: str, d: Mapping[str, Any], directory: Path, env:
             if cond not in ("service_started", "service_healthy", "service_completed_successfully"):
                 raise ComposeError(f"{_where(source, deps, dep)}: unknown depends_on condition {cond!r}")
             svc.depends_on[str(dep)] = cond
-    if isinstance(d.get("healthcheck"), dict):
-        svc.healthcheck = _healthcheck(source, d["healthcheck"])
+    if healthcheck := _mapping(d, "healthcheck", at):
+        svc.healthcheck = _healthcheck(source, healthcheck)
     svc.restart = str(d.get("restart") or "")
     if svc.restart and not re.fullmatch(r"no|always|unless-stopped|on-failure(:\d+)?", svc.restart):
         raise ComposeError(f"{at('restart')}: invalid restart policy {svc.restart!r}")
-    deploy = d.get("deploy") or {}
+    deploy = _mapping(d, "deploy", at)
     _check_keys(source, deploy, {"replicas", "resources", "restart_policy", "labels"}, f"service {name!r} deploy")
     if deploy.get("replicas") is not None:
-        svc.replicas = int(deploy["replicas"])
+        svc.replicas = _int(deploy["replicas"], _where(source, deploy, "replicas"), "deploy.replicas")
     svc.limits, svc.requests = _resources(source, deploy.get("resources"))
     svc.working_dir = str(d.get("working_dir") or "")
     svc.user = str(d.get("user") or "")
@@ -402,7 +413,7 @@ def _service(source: str, name: str, d: Mapping[str, Any], directory: Path, env:
     labels = d.get("labels") or {}
     svc.labels = dict(str(x).partition("=")[::2] for x in labels) if isinstance(labels, list) else \
         {str(k): _scalar(v) for k, v in labels.items()}
-    for link in d.get("links") or []:
+    for link in _list(d, "links", at):
         target, _, alias = str(link).partition(":")
         svc.depends_on.setdefault(target, "service_started")  # links imply start order, as in Compose
         if alias and alias != target:
@@ -411,10 +422,34 @@ def _service(source: str, name: str, d: Mapping[str, Any], directory: Path, env:
     if mode not in (None, "host", "bridge"):
         raise ComposeError(f"{at('network_mode')}: network_mode {mode!r}: only host and bridge are supported")
     svc.host_network = mode == "host"
-    svc.profiles = [str(p) for p in d.get("profiles") or []]
+    svc.profiles = [str(p) for p in _list(d, "profiles", at)]
     if d.get("stop_grace_period") is not None:
         svc.stop_grace_period = _duration(d["stop_grace_period"], at("stop_grace_period"))
     return svc
+
+
+def _list(d: Mapping[str, Any], key: str, at: Any) -> list[Any]:
+    value = d.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ComposeError(f"{at(key)}: {key} must be a list")
+    return value
+
+
+def _mapping(d: Mapping[str, Any], key: str, at: Any) -> Mapping[str, Any]:
+    value = d.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ComposeError(f"{at(key)}: {key} must be a mapping")
+    return value
+
+
+def _int(value: Any, where: str, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).isdigit():
+        raise ComposeError(f"{where}: {what} must be a non-negative integer, got {value!r}")
+    return int(value)
 
 
 def _scalar(v: Any) -> str:
@@ -491,5 +526,5 @@ def _healthcheck(source: str, h: Mapping[str, Any]) -> Healthcheck | None:
         if h.get(key) is not None:
             setattr(hc, attr, _duration(h[key], _where(source, h, key)))
     if h.get("retries") is not None:
-        hc.retries = int(h["retries"])
+        hc.retries = _int(h["retries"], _where(source, h, "retries"), "healthcheck.retries")
     return hc

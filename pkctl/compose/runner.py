@@ -47,6 +47,8 @@ async def apply(c: Client, obj: Obj) -> str:
         if not is_already_exists(e):
             raise
     current = await c.get(res, meta["name"], ns)
+    if res == PVCS:  # a claim keeps what it was made with (its data is the point)
+        return "Exists"
     if res == PODS:  # a pod's spec is (mostly) immutable: replace it when it differs
         if _pod_spec_matches(current, obj):
             return "Running"
@@ -62,8 +64,6 @@ async def apply(c: Client, obj: Obj) -> str:
             for key in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"):
                 if key in current.get("spec", {}) and key not in spec:
                     spec[key] = current["spec"][key]
-        if res == PVCS:
-            return "Exists"
         body["spec"] = {**current.get("spec", {}), **spec}
     if body == current:
         return "Running"

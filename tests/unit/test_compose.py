@@ -162,3 +162,16 @@ def test_keys_without_effect_are_warned_about_and_grace_period(tmp_path: Path) -
     plain = load(write(tmp_path, "services:\n  web:\n    image: x\n"), environ={})
     assert by_kind(convert(plain).objects(), "Deployment")["web"]["spec"]["template"]["spec"][
         "terminationGracePeriodSeconds"] == 10  # Compose's stop timeout, not a pod's 30 s
+
+
+@pytest.mark.parametrize("text,message", [
+    ("services:\n  a: {image: x\n", ":3: invalid YAML: expected ',' or '}'"),
+    ("services:\n  a:\n    image: x\n    ports: 80\n", ":4: ports must be a list"),
+    ("services:\n  a:\n    image: x\n    deploy: {replicas: many}\n", ":4: deploy.replicas must be a non-negative"),
+    ("services:\n  a:\n    image: x\n    ports: [{published: 80}]\n", ":2: service 'a': invalid value: missing key"),
+    ("services:\n  a:\n    image: x\n    healthcheck: yes\n", ":4: healthcheck must be a mapping"),
+])
+def test_values_of_the_wrong_shape_are_errors_not_crashes(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ComposeError) as e:
+        convert(load(write(tmp_path, text), environ={}))
+    assert message in str(e.value), str(e.value)
