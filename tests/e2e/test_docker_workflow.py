@@ -88,8 +88,9 @@ def test_run_publish_answers_on_localhost_and_node_ip(cluster: Cluster, ns: str)
 
     # The pod goes, and so does its published port.
     pk(cluster, ns, "delete", "pod", "web2", "--grace-period", "0")
-    pk(cluster, ns, "delete", "pod", "web")
-    wait_for_sync(lambda: fetch(f"http://127.0.0.1:{port}/") is None, timeout=30, message="hostPort closed")
+    # httpd as PID 1 ignores SIGTERM: a short grace period, not 30 s of it.
+    pk(cluster, ns, "delete", "pod", "web", "--grace-period", "1")
+    wait_for_sync(lambda: fetch(f"http://127.0.0.1:{port}/") is None, timeout=60, message="hostPort closed")
 
 
 def test_host_network_pod_uses_the_node_network(cluster: Cluster, ns: str, tmp_path: Path) -> None:
@@ -101,13 +102,15 @@ def test_host_network_pod_uses_the_node_network(cluster: Cluster, ns: str, tmp_p
     pk(cluster, ns, "apply", "-f", str(tmp_path / "pod.json"))
     # Listening in the node's own namespace: 127.0.0.1 reaches it without any DNAT.
     assert wait_for_sync(lambda: fetch(f"http://127.0.0.1:{port}/") == "on-host", timeout=60, message="hostNetwork")
-    status = pod(cluster, ns, "hostnet")["status"]
+    # The kubelet may write the status a moment after the server answers.
+    status = wait_for_sync(lambda: (st := pod(cluster, ns, "hostnet").get("status", {})).get("podIP") and st,
+                           timeout=30, message="hostnet's podIP")
     assert status["podIP"] == status["hostIP"]
     table = cluster.config()["proxy_table"]
     rules = subprocess.run(["nft", "list", "table", "ip", table], capture_output=True, text=True).stdout
     assert f"tcp . {port}" not in rules
-    pk(cluster, ns, "delete", "pod", "hostnet")
-    wait_for_sync(lambda: fetch(f"http://127.0.0.1:{port}/") is None, timeout=30, message="hostNetwork pod gone")
+    pk(cluster, ns, "delete", "pod", "hostnet", "--grace-period", "1")
+    wait_for_sync(lambda: fetch(f"http://127.0.0.1:{port}/") is None, timeout=60, message="hostNetwork pod gone")
 
 
 def test_run_attach_rm_prints_output_and_exit_code(cluster: Cluster, ns: str) -> None:
