@@ -9,7 +9,7 @@ token shows: the image built, both services up, the port published on the host, 
 from __future__ import annotations
 
 import os
-import shutil
+import signal
 import subprocess
 import sys
 import urllib.request
@@ -236,3 +236,33 @@ def test_healthcheck_dependencies_bind_mount_env_and_replicas(cluster: Cluster, 
     compose(cluster, features, "down")
     assert not exists(cluster, f"/api/v1/namespaces/{ns}")
     assert fetch(f"http://127.0.0.1:{port}/") is None
+
+
+def test_up_attached_follows_logs_until_interrupted(cluster: Cluster, tmp_path: Path, images: Path) -> None:
+    d = tmp_path / unique("att")
+    d.mkdir()
+    # `$$`: a literal `$` for the shell (Compose interpolates `$i` itself).
+    (d / "compose.yaml").write_text("services:\n  ticker:\n    image: pkube.local/busybox:latest\n"
+                                    "    command: [sh, -c, 'i=0; while true; do echo tick $$i; i=$$((i+1)); sleep 1; done']\n")
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    proc = subprocess.Popen([sys.executable, "-m", "pkctl.main", "compose", "up"], cwd=d, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        seen = []
+        for line in proc.stdout:  # bounded by the tick loop; the test's timeout guards a hang
+            seen.append(line)
+            if "| tick 2" in line:
+                break
+            assert len(seen) < 100, seen
+        assert any(line.startswith("Attaching to ticker") for line in seen), seen
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # Detaching leaves the service running, as the message said; down removes it.
+    assert "running" in compose(cluster, d, "ps").stdout
+    compose(cluster, d, "down")
+    assert not exists(cluster, f"/api/v1/namespaces/{d.name}")
