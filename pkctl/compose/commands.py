@@ -38,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     up.add_argument("-d", "--detach", action="store_true", help="return once the services started")
     up.add_argument("--build", action="store_true", help="build images before starting")
     up.add_argument("--wait-timeout", type=float, default=180.0, help="seconds to wait for each service")
+    up.add_argument("--remove-orphans", action="store_true", help="remove services no longer in the file")
     up.set_defaults(func=cmd_up)
     down = cmds.add_parser("down", help="stop and remove the services (named volumes stay unless -v)")
     down.add_argument("-v", "--volumes", action="store_true", help="also remove the named volumes")
@@ -124,7 +125,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     build_images(args, project, [], args.build)
 
     async def go(conn: Connection) -> int:
-        await runner.up(conn.client, project, plan, args.wait_timeout, say)
+        await runner.up(conn.client, project, plan, args.wait_timeout, say, args.remove_orphans)
         if args.detach:
             return 0
         print("Attaching to " + ", ".join(project.services) + " (Ctrl-C detaches; the services keep running, "

@@ -138,7 +138,18 @@ async def wait_service(c: Client, project: str, service: str, replicas: int, con
         await asyncio.sleep(POLL)
 
 
-async def up(c: Client, project: Project, plan: Plan, timeout: float, say: Say) -> None:
+async def orphans(c: Client, project: Project) -> list[tuple[Resource, str]]:
+    """Objects of the project whose service is no longer in the file (Compose's "orphan containers")."""
+    out = []
+    for res in (DEPLOYMENTS, PODS, SERVICES):
+        for obj in (await c.list(res, project.name, label_selector=_selector(project.name))).get("items") or []:
+            service = obj["metadata"].get("labels", {}).get(SERVICE_LABEL, "")
+            if service not in project.services and not (res == PODS and obj["metadata"].get("ownerReferences")):
+                out.append((res, obj["metadata"]["name"]))
+    return out
+
+
+async def up(c: Client, project: Project, plan: Plan, timeout: float, say: Say, remove_orphans: bool = False) -> None:
     ns = project.name
     current_ns = await _exists(c, NAMESPACES, ns, None)
     if current_ns is not None and current_ns.get("status", {}).get("phase") == "Terminating":
@@ -162,6 +173,17 @@ async def up(c: Client, project: Project, plan: Plan, timeout: float, say: Say) 
         svc = project.services[name]
         await wait_service(c, ns, name, max(svc.replicas, 0), "service_started", timeout)
         say(f"Service {name}  Started")
+    left = await orphans(c, project)
+    if left and not remove_orphans:
+        print(f"warning: found orphan objects ({', '.join(f'{r.kind.lower()}/{n}' for r, n in left)}) of services "
+              "no longer in the file: `up --remove-orphans` removes them", file=sys.stderr)
+    for res, name in left if remove_orphans else ():
+        try:
+            await c.delete(res, name, ns, propagation_policy="Background")
+        except ApiError as e:
+            if not is_not_found(e):
+                raise
+        say(f"{res.kind} {name}  Removed (orphan)")
 
 
 async def down(c: Client, project: str, volumes: bool, timeout: float, say: Say) -> None:

@@ -266,3 +266,21 @@ def test_up_attached_follows_logs_until_interrupted(cluster: Cluster, tmp_path: 
     assert "running" in compose(cluster, d, "ps").stdout
     compose(cluster, d, "down")
     assert not exists(cluster, f"/api/v1/namespaces/{d.name}")
+
+
+def test_orphans_are_reported_and_removed_on_request(cluster: Cluster, tmp_path: Path, images: Path) -> None:
+    d = tmp_path / unique("orph")
+    d.mkdir()
+    two = ("services:\n  a:\n    image: pkube.local/busybox:latest\n    command: [sleep, '3600']\n"
+           "  b:\n    image: pkube.local/busybox:latest\n    command: [sleep, '3600']\n")
+    (d / "compose.yaml").write_text(two)
+    compose(cluster, d, "up", "-d")
+    (d / "compose.yaml").write_text(two.split("  b:")[0])
+    warned = compose(cluster, d, "up", "-d")
+    assert "found orphan objects (deployment/b, service/b)" in warned.stderr
+    assert exists(cluster, f"/apis/apps/v1/namespaces/{d.name}/deployments/b")
+    removed = compose(cluster, d, "up", "-d", "--remove-orphans")
+    assert "Deployment b  Removed (orphan)" in removed.stdout
+    assert not exists(cluster, f"/apis/apps/v1/namespaces/{d.name}/deployments/b")
+    compose(cluster, d, "down")
+    assert not exists(cluster, f"/api/v1/namespaces/{d.name}")
