@@ -118,8 +118,10 @@ class ContainerConfigBuilder:
             fqdn = f"{hostname}.{spec['subdomain']}.{meta['namespace']}.svc.{self.opts.cluster_domain}"
         aliases = [HostAlias(ip=a["ip"], hostnames=list(a.get("hostnames") or []))
                    for a in spec.get("hostAliases") or []]
+        host_network = spec.get("hostNetwork") is True
         return SandboxConfig(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"], hostname=hostname,
-                             fqdn=fqdn, dns=self.dns(pod), host_aliases=aliases, labels={POD_UID_LABEL: meta["uid"]})
+                             fqdn=fqdn, dns=self.dns(pod), host_aliases=aliases, labels={POD_UID_LABEL: meta["uid"]},
+                             host_network=host_network, host_ip=self.node_ip() if host_network else "")
 
     def dns(self, pod: dict[str, Any]) -> DNSConfig | None:
         """resolv.conf per dnsPolicy (None: the host's). ClusterFirst without a cluster DNS falls back to the
@@ -127,7 +129,9 @@ class ContainerConfigBuilder:
         spec, domain = pod["spec"], self.opts.cluster_domain
         policy = spec.get("dnsPolicy") or "ClusterFirst"
         extra = spec.get("dnsConfig") or {}
-        if policy in ("ClusterFirst", "ClusterFirstWithHostNet") and self.opts.cluster_dns:
+        # A hostNetwork pod asks for the cluster's DNS with ClusterFirstWithHostNet; ClusterFirst gives it the host's.
+        cluster_first = policy == "ClusterFirstWithHostNet" or (policy == "ClusterFirst" and not spec.get("hostNetwork"))
+        if cluster_first and self.opts.cluster_dns:
             ns = pod["metadata"]["namespace"]
             dns = DNSConfig(list(self.opts.cluster_dns), [f"{ns}.svc.{domain}", f"svc.{domain}", domain], ["ndots:5"])
         elif policy == "None":

@@ -156,3 +156,112 @@ def cronjob(name: str, image: str | None, schedule: str | None, restart: str,
             "spec": {"schedule": schedule, "jobTemplate": {
                 "metadata": {"name": name},
                 "spec": {"template": _run_once_pod_template(name, image, command, restart)}}}}
+
+
+_PUBLISH = re.compile(r"^(?:(?P<ip>\d+\.\d+\.\d+\.\d+|\[[0-9a-fA-F:]+\]):)?(?:(?P<host>\d+(?:-\d+)?):)?(?P<ctr>\d+(?:-\d+)?)"
+                      r"(?:/(?P<proto>tcp|udp|sctp))?$", re.I)
+
+
+def _port_range(text: str, what: str, spec: str) -> list[int]:
+    first, _, last = text.partition("-")
+    lo, hi = int(first), int(last or first)
+    if not (0 < lo <= hi < 65536):
+        raise GeneratorError(f"invalid {what} port {text!r} in {spec!r}: ports are 1-65535")
+    return list(range(lo, hi + 1))
+
+
+def published_ports(spec: str, require_host: bool = True) -> list[dict[str, Any]]:
+    """Docker's `-p [IP:][HOST:]CONTAINER[/PROTO]` (ranges `8000-8001:80-81` too) as container ports with hostPorts.
+
+    Without a HOST part Docker picks a free host port; a hostPort is fixed in the pod spec, so that is an error
+    when `require_host`, and otherwise a container port that is not published (Compose's `ports: ["80"]`).
+    """
+    m = _PUBLISH.match(spec.strip())
+    if not m:
+        raise GeneratorError(f"invalid port publication {spec!r}: expected [IP:]HOST_PORT:CONTAINER_PORT[/udp]")
+    ctr = _port_range(m["ctr"], "container", spec)
+    proto = (m["proto"] or "tcp").upper()
+    if not m["host"]:
+        if require_host or m["ip"]:
+            raise GeneratorError(f"port publication {spec!r} needs a host port (HOST_PORT:CONTAINER_PORT): "
+                                 "pkube does not choose one")
+        return [{"containerPort": c, "protocol": proto} for c in ctr]
+    host = _port_range(m["host"], "host", spec)
+    if len(host) != len(ctr):
+        raise GeneratorError(f"invalid port publication {spec!r}: the host and container ranges differ in size")
+    ip = (m["ip"] or "").strip("[]")
+    if ip and ip != "0.0.0.0" and not re.fullmatch(r"\d+\.\d+\.\d+\.\d+", ip):
+        raise GeneratorError(f"invalid host IP {ip!r} in {spec!r}: an IPv4 address is expected")
+    return [{"containerPort": c, "hostPort": h, "protocol": proto, **({"hostIP": ip} if ip and ip != "0.0.0.0" else {})}
+            for h, c in zip(host, ctr)]
+
+
+def env_vars(pairs: list[str]) -> list[dict[str, str]]:
+    """`K=V` (as `-e`/`--env` take them) -> container env entries; a later K replaces an earlier one."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise GeneratorError(f"invalid env {pair!r}: expected KEY=VALUE")
+        out[key] = value
+    return [{"name": k, "value": v} for k, v in out.items()]
+
+
+def labels_arg(text: str) -> dict[str, str]:
+    """`a=b,c=d` -> {"a": "b", "c": "d"}."""
+    out = {}
+    for pair in filter(None, text.split(",")):
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise GeneratorError(f"invalid label {pair!r}: expected KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def pod(name: str, image: str, *, ports: list[dict[str, Any]] | None = None, env: list[dict[str, str]] | None = None,
+        labels: dict[str, str] | None = None, restart: str = "Always", command: list[str] | None = None,
+        as_command: bool = False) -> dict[str, Any]:
+    """The Pod `kubectl run NAME --image I` creates (label run=NAME unless --labels), plus Docker's -p and -e."""
+    if not image:
+        raise GeneratorError("required flag(s) \"image\" not set")
+    if restart not in ("Always", "OnFailure", "Never"):
+        raise GeneratorError(f"invalid restart policy: {restart}")
+    c: dict[str, Any] = {"name": name, "image": image, "resources": {}}
+    if command:
+        c["command" if as_command else "args"] = list(command)
+    if env:
+        c["env"] = env
+    merged: dict[tuple[int, str], dict[str, Any]] = {}
+    for p in ports or []:
+        key = (p["containerPort"], p.get("protocol", "TCP"))
+        if key in merged and "hostPort" in merged[key] and "hostPort" in p:
+            raise GeneratorError(f"container port {key[0]}/{key[1]} is published twice")
+        merged[key] = {**merged.get(key, {}), **p}
+    if merged:
+        c["ports"] = list(merged.values())
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": dict(labels) if labels else {"run": name}},
+            "spec": {"containers": [c], "dnsPolicy": "ClusterFirst", "restartPolicy": restart}, "status": {}}
+
+
+def service_for(name: str, selector: dict[str, str], labels: dict[str, str], port: int,
+                target_port: int | str | None, protocol: str = "TCP", svc_type: str | None = None,
+                node_port: int | None = None) -> dict[str, Any]:
+    """The Service `kubectl expose` makes for an object whose pods match `selector`."""
+    if not selector:
+        raise GeneratorError("couldn't retrieve selectors via --selector flag or introspection")
+    if svc_type not in (None, "ClusterIP", "NodePort", "LoadBalancer"):
+        raise GeneratorError(f"invalid --type {svc_type!r}: ClusterIP, NodePort or LoadBalancer")
+    p: dict[str, Any] = {"port": port, "protocol": protocol.upper(),
+                         "targetPort": target_port if target_port not in (None, "") else port}
+    if isinstance(p["targetPort"], str) and p["targetPort"].isdigit():
+        p["targetPort"] = int(p["targetPort"])
+    if node_port:
+        p["nodePort"] = node_port
+    spec: dict[str, Any] = {"ports": [p], "selector": dict(selector)}
+    if svc_type:
+        spec["type"] = svc_type
+    meta: dict[str, Any] = {"name": name}
+    if labels:
+        meta["labels"] = dict(labels)
+    return {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec, "status": {"loadBalancer": {}}}

@@ -36,6 +36,9 @@ COMMANDS: dict[str, str] = {
     "cordon": "drain",
     "uncordon": "drain",
     "drain": "drain",
+    "run": "run",
+    "expose": "expose",
+    "compose": "compose",
 }
 COMMAND_MODULES = list(dict.fromkeys(COMMANDS.values()))
 # The global flags that take a value (`--kubeconfig F`): what to skip when looking for the command in argv.

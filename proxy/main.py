@@ -31,12 +31,12 @@ from pklib.client import Client
 from pklib.component import (ConfigError, add_client_flags, make_client as _make_client, run_until_signalled,
                              serve_http, setup_logging)
 from pklib.errors import ApiError, ConnectionFailed, is_conflict, is_not_found
-from pklib.informer import Handler, InformerFactory, Obj
+from pklib.informer import Handler, Informer, InformerFactory, Obj
 from pklib.objects import key_of
 from pklib.kubeconfig import KubeconfigError
-from pklib.resources import ENDPOINTSLICES, NODES, SERVICES
+from pklib.resources import ENDPOINTSLICES, NODES, PODS, SERVICES
 
-from . import localnet, nft, rules, slices
+from . import hostports, localnet, nft, rules, slices
 from .proxier import Metrics, Proxier
 
 log = logging.getLogger("proxy")
@@ -138,14 +138,39 @@ class ProxyServer:
         self.informers = InformerFactory(client)
         self.services = self.informers.informer(SERVICES)
         self.slices = self.informers.informer(ENDPOINTSLICES)
+        # This node's pods, for their hostPorts (hostports.py).
+        self.pods = Informer(client, PODS, field_selector=f"spec.nodeName={config.node_name}")
+        self._pods_task: asyncio.Task[None] | None = None
         self.node_ip: str | None = None
         self.localnet_on = False  # route_localnet is set after the first sync (localnet.py)
         self._dirty = asyncio.Event()
         self._dirty_keys: set[str] = set()  # Services whose rules may have changed since the last sync
+        self._dirty_pods: set[str] = set()  # pods ("ns/name") whose hostPorts may have changed
         # Service key -> when its change happened, for the programming-latency metric (earliest pending).
         self._pending: dict[str, float] = {}
         self.services.add_handler(Handler(self._svc_changed, lambda o, n: self._svc_changed(n), self._svc_changed))
         self.slices.add_handler(Handler(self._slice_changed, self._slice_moved, self._slice_changed))
+        self.pods.add_handler(Handler(self._pod_changed, lambda o, n: self._pod_changed(n), self._pod_changed))
+
+    def start_informers(self) -> None:
+        self.informers.start()
+        self._pods_task = asyncio.create_task(self.pods.run(), name="informer:pods")
+
+    async def wait_synced(self) -> None:
+        await self.informers.wait_synced()
+        await self.pods.wait_synced()
+
+    async def stop_informers(self) -> None:
+        await self.informers.stop()
+        if self._pods_task is not None:
+            self._pods_task.cancel()
+            await asyncio.gather(self._pods_task, return_exceptions=True)
+
+    def _pod_changed(self, pod: Obj) -> None:
+        # Most pods publish no hostPort: only those that do, or did, cost a sync.
+        if hostports.host_ports(pod) or hostports.pod_key(pod) in self.proxier.state.fragments:
+            self._dirty_pods.add(key_of(pod))
+            self._dirty.set()
 
     def _mark(self, key: str, when: float) -> None:
         self._dirty_keys.add(key)
@@ -187,18 +212,22 @@ class ProxyServer:
         # Snapshot the caches here, in the event loop that mutates them; the thread only reads the snapshot.
         pending, self._pending = self._pending, {}
         dirty, self._dirty_keys = self._dirty_keys, set()
+        dirty_pods, self._dirty_pods = self._dirty_pods, set()
         try:
             # nft and rule generation are blocking; keep the informers' event loop free meanwhile.
             if full:
-                await asyncio.to_thread(self.proxier.sync_full, self.services.store.list(), self.slices.store.list())
+                await asyncio.to_thread(self.proxier.sync_full, self.services.store.list(), self.slices.store.list(),
+                                        self.pods.store.list())
             else:
                 snapshot = {key: (self.services.store.get(key), self._slices_of(key)) for key in dirty}
-                await asyncio.to_thread(self.proxier.sync_partial, snapshot)
+                pods = {f"pod:{key}": self.pods.store.get(key) for key in dirty_pods}
+                await asyncio.to_thread(self.proxier.sync_partial, snapshot, pods)
         except nft.NftError:
             # Keep the changes pending so the next attempt still reports their latency.
             for k, v in pending.items():
                 self._pending.setdefault(k, v)
             self._dirty_keys |= dirty
+            self._dirty_pods |= dirty_pods
             raise
         now = time.time()
         for when in pending.values():
@@ -299,13 +328,13 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
         if port:
             runner = await serve_metrics(server, host, port)
         server.node_ip = await node_ip(client, config)
-        server.informers.start()
-        await server.informers.wait_synced()
+        server.start_informers()
+        await server.wait_synced()
         async with asyncio.TaskGroup() as tg:
             tg.create_task(server.sync_loop(ready), name="sync")
             tg.create_task(server.loadbalancer_loop(), name="loadbalancer")
     finally:
-        await server.informers.stop()
+        await server.stop_informers()
         if runner is not None:
             await runner.cleanup()
         await client.close()

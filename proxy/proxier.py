@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping, Optional
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from . import nft, rules, slices
+from . import hostports, nft, rules, slices
 from .state import TableState, stale_udp
 
 log = logging.getLogger("proxy")
@@ -76,14 +76,20 @@ class Proxier:
     def fragment(self, svc: Obj, endpoint_slices: list[Obj]) -> rules.Fragment:
         return rules.fragment(rules.service_ports(svc, endpoint_slices, self.node_name))
 
-    def sync_full(self, services: Iterable[Obj], endpoint_slices: Iterable[Obj]) -> rules.Ruleset:
-        """Re-read the table's objects from the kernel and rewrite all of it for these objects. Raises NftError."""
+    def sync_full(self, services: Iterable[Obj], endpoint_slices: Iterable[Obj],
+                  pods: Iterable[Obj] = ()) -> rules.Ruleset:
+        """Re-read the table's objects from the kernel and rewrite all of it for these objects (and this
+        node's pods' hostPorts). Raises NftError."""
         started = time.perf_counter()
         by_service = slices.group_by_service(endpoint_slices)
         fragments = {}
         for svc in services:
             key = rules.service_key(svc)
             fragments[key] = self.fragment(svc, by_service.get(key, []))
+        for pod in pods:
+            frag = hostports.fragment(pod)
+            if frag is not None:
+                fragments[hostports.pod_key(pod)] = frag
         before = self.state.whole()
         ruleset = rules.assemble(self.table, fragments.values())
         try:
@@ -97,15 +103,19 @@ class Proxier:
         self._done(started, "full", stale_udp(before, ruleset))
         return ruleset
 
-    def sync_partial(self, snapshot: Snapshot) -> None:
-        """Rewrite only the Services in `snapshot` (kube-proxy's partial sync). Raises NftError.
+    def sync_partial(self, snapshot: Snapshot, pods: Mapping[str, Optional[Obj]] | None = None) -> None:
+        """Rewrite only the Services in `snapshot` and the pods in `pods` (key `hostports.pod_key` -> the pod,
+        or None when it is gone): kube-proxy's partial sync. Raises NftError.
 
         Needs the table in a known state: after a start or a failure, call sync_full first.
         """
         if self.needs_full:
             raise RuntimeError("a partial sync needs a full sync first")
         started = time.perf_counter()
-        updates = {key: self.fragment(svc, sl) if svc is not None else None for key, (svc, sl) in snapshot.items()}
+        updates: dict[str, rules.Fragment | None] = {
+            key: self.fragment(svc, sl) if svc is not None else None for key, (svc, sl) in snapshot.items()}
+        for key, pod in (pods or {}).items():
+            updates[key] = hostports.fragment(pod) if pod is not None else None
         before, after = self.state.partial(updates)
         script = nft.incremental(before, after)
         try:

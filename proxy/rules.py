@@ -53,8 +53,10 @@ SERVICE_IPS = "service-ips"
 SERVICE_NODEPORTS = "service-nodeports"
 NO_ENDPOINT_IPS = "no-endpoint-services"
 NO_ENDPOINT_NODEPORTS = "no-endpoint-nodeports"
+HOSTPORT_IPS = "hostport-ips"  # pods' hostPorts with a hostIP: (address, protocol, port) -> the pod's chain
+HOSTPORTS = "hostport-any"  # pods' hostPorts on every local address (hostIP 0.0.0.0): (protocol, port) -> chain
 REJECT_CHAIN = "reject-no-endpoints"
-ELEMENT_MAPS = (SERVICE_IPS, SERVICE_NODEPORTS, NO_ENDPOINT_IPS, NO_ENDPOINT_NODEPORTS)
+ELEMENT_MAPS = (SERVICE_IPS, SERVICE_NODEPORTS, NO_ENDPOINT_IPS, NO_ENDPOINT_NODEPORTS, HOSTPORT_IPS, HOSTPORTS)
 _IP_MAP = "type ipv4_addr . inet_proto . inet_service : verdict;"
 _NODEPORT_MAP = "type inet_proto . inet_service : verdict;"
 
@@ -87,12 +89,18 @@ class ServicePort:
 
 @dataclass
 class Fragment:
-    """What one Service contributes to the table."""
+    """What one Service (or one pod's hostPorts, proxy/hostports.py) contributes to the table."""
     ports: list[ServicePort]
     chains: dict[str, list[str]] = field(default_factory=dict)
     sets: dict[str, str] = field(default_factory=dict)
     elements: dict[str, dict[str, str]] = field(default_factory=dict)  # map -> key -> verdict
     hairpin: frozenset[str] = frozenset()
+    key: str = ""  # orders fragments without Service ports in the table
+    udp_flows: frozenset[tuple[str, int, str]] = frozenset()  # as udp_targets gives, for hostPorts
+
+    @property
+    def sort_key(self) -> str:
+        return self.ports[0].id if self.ports else self.key
 
 
 @dataclass
@@ -103,6 +111,7 @@ class Ruleset:
     elements: dict[str, dict[str, str]]  # map name -> key -> verdict (every map of ELEMENT_MAPS)
     hairpin: set[str]  # endpoint IPs: elements `ip . ip` of the hairpin set
     ports: list[ServicePort]
+    udp_flows: set[tuple[str, int, str]] = field(default_factory=set)  # the fragments' own (hostPorts)
 
     def render(self, with_elements: bool = False) -> str:
         """`table ip T { ... }` with every set, map and chain; map elements only when asked."""
@@ -127,7 +136,7 @@ class Ruleset:
 
 
 def map_declaration(name: str) -> str:
-    return _IP_MAP if name in (SERVICE_IPS, NO_ENDPOINT_IPS) else _NODEPORT_MAP
+    return _IP_MAP if name in (SERVICE_IPS, NO_ENDPOINT_IPS, HOSTPORT_IPS) else _NODEPORT_MAP
 
 
 def map_elements(entries: Mapping[str, str]) -> str:
@@ -262,8 +271,9 @@ def base_chains() -> dict[str, list[str]]:
     """The chains every table has: hooks, masquerading, and the lookups in the Service maps."""
     mark = f"0x{MASQUERADE_MARK:x}"
     chains = {
-        "nat-prerouting": ["type nat hook prerouting priority dstnat; policy accept;", "jump services"],
-        "nat-output": ["type nat hook output priority -100; policy accept;", "jump services"],
+        "nat-prerouting": ["type nat hook prerouting priority dstnat; policy accept;", "jump services",
+                           "jump hostports"],
+        "nat-output": ["type nat hook output priority -100; policy accept;", "jump services", "jump hostports"],
         "nat-postrouting": ["type nat hook postrouting priority srcnat; policy accept;", "jump masquerading"],
         # Clear the mark before masquerading so that the packet looks untouched to anything after us.
         "masquerading": [f"ip saddr . ip daddr @{HAIRPIN_SET} jump mark-for-masquerade",
@@ -282,6 +292,10 @@ def base_chains() -> dict[str, list[str]]:
     # Node ports last, so that a ClusterIP or external IP port never loses to a node port of the same number.
     chains["services"] = [f"ip daddr . meta l4proto . th dport vmap @{SERVICE_IPS}",
                           f"fib daddr type local meta l4proto . th dport vmap @{SERVICE_NODEPORTS}"]
+    # Pods' hostPorts (hostports.py) after the Services, so that no hostPort on 0.0.0.0 can take the cluster
+    # DNS address (a local address here) or a node port away from a Service.
+    chains["hostports"] = [f"fib daddr type local ip daddr . meta l4proto . th dport vmap @{HOSTPORT_IPS}",
+                           f"fib daddr type local meta l4proto . th dport vmap @{HOSTPORTS}"]
     chains["endpoints-check"] = [f"ip daddr . meta l4proto . th dport vmap @{NO_ENDPOINT_IPS}",
                                  f"fib daddr type local meta l4proto . th dport vmap @{NO_ENDPOINT_NODEPORTS}"]
     return chains
@@ -294,19 +308,21 @@ BASE_SETS = {HAIRPIN_SET: "type ipv4_addr . ipv4_addr;"}
 def assemble(table: str, fragments: Iterable[Fragment]) -> Ruleset:
     """The whole table from the Services' fragments. The same fragments in any order give the same table."""
     valid_table_name(table)
-    frags = sorted(fragments, key=lambda f: f.ports[0].id if f.ports else "")
+    frags = sorted(fragments, key=lambda f: f.sort_key)
     chains, sets = base_chains(), dict(BASE_SETS)
     elements: dict[str, dict[str, str]] = {m: {} for m in ELEMENT_MAPS}
     hairpin: set[str] = set()
     ports: list[ServicePort] = []
+    udp_flows: set[tuple[str, int, str]] = set()
     for f in frags:
+        udp_flows |= f.udp_flows
         chains.update(f.chains)
         sets.update(f.sets)
         for m, entries in f.elements.items():
             elements[m].update(entries)
         hairpin |= f.hairpin
         ports += f.ports
-    return Ruleset(table, chains, sets, elements, hairpin, ports)
+    return Ruleset(table, chains, sets, elements, hairpin, ports, udp_flows)
 
 
 def build(table: str, services: Iterable[Obj], slices: Iterable[Obj], node_name: str = "") -> Ruleset:

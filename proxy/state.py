@@ -70,4 +70,4 @@ class TableState:
 
 def stale_udp(before: Ruleset, after: Ruleset) -> set[tuple[str, int, str]]:
     """UDP (address, port, endpoint) flows that lost their endpoint between two rulesets."""
-    return udp_targets(before.ports) - udp_targets(after.ports)
+    return (udp_targets(before.ports) | before.udp_flows) - (udp_targets(after.ports) | after.udp_flows)

@@ -140,6 +140,8 @@ _NODE = [
 ]
 _NODE_PROXIER = [
     rule(("list", "watch"), LEGACY, ("services", "endpoints")),
+    # pkube's proxy also publishes its node's pods' hostPorts (what the CNI portmap plugin does in Kubernetes).
+    rule(("list", "watch"), LEGACY, ("pods",)),
     rule(READ, LEGACY, ("nodes",)),
     _events(),
     rule(("list", "watch"), DISCOVERY, ("endpointslices",)),

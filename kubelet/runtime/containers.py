@@ -133,7 +133,8 @@ class Containers:
         except ImageError as e:
             raise InvalidConfig(f"container {config.name}: {e}") from None
         refs = SandboxRefs(netns=sandbox["netns"], ipc_ns=sandbox["ipc"], uts_ns=sandbox["uts"],
-                           hostname=sandbox["hostname"], pod_files=sandbox["pod_files"])
+                           hostname=sandbox["hostname"], pod_files=sandbox["pod_files"],
+                           host_network=bool(sandbox.get("host_network")))
         spec = build_spec(config, image_config, str(rootfs), refs, cgroups_path, passwd=passwd, group=group,
                           host_nofile_hard=resource.getrlimit(resource.RLIMIT_NOFILE)[1])
         for m in config.mounts:

@@ -194,7 +194,8 @@ class FakeRuntime:
         self._call("run_sandbox", config)
         sid = self._new_id()
         self.sandboxes[sid] = SandboxStatus(id=sid, config=copy.deepcopy(config), state=SandboxState.READY,
-                                            ip=self._allocate_ip(config.uid, sid), created_at=_now(),
+                                            ip=config.host_ip if config.host_network
+                                            else self._allocate_ip(config.uid, sid), created_at=_now(),
                                             netns=f"/run/netns/fake-{sid[-8:]}")
         return sid
 

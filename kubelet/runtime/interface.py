@@ -62,6 +62,9 @@ class SandboxConfig:
     dns: DNSConfig | None = None  # None: the host's resolv.conf (dnsPolicy Default)
     host_aliases: list[HostAlias] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
+    # hostNetwork: the pod uses the node's network namespace (and address `host_ip`) instead of its own.
+    host_network: bool = False
+    host_ip: str = ""
 
 
 class SandboxState(str, enum.Enum):

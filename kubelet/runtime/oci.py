@@ -41,6 +41,7 @@ class SandboxRefs:
     uts_ns: str
     hostname: str
     pod_files: dict[str, str] = field(default_factory=dict)  # container path -> host path
+    host_network: bool = False                   # no network namespace of its own: the node's
 
 
 @dataclass
@@ -244,7 +245,7 @@ def build_spec(c: ContainerConfig, image_config: dict[str, Any], rootfs: str, sa
     namespaces = [
         {"type": "pid", **({"path": pid_ns} if pid_ns else {})},
         {"type": "mount"},
-        {"type": "network", "path": sandbox.netns},
+        *([] if sandbox.host_network else [{"type": "network", "path": sandbox.netns}]),
         {"type": "ipc", "path": sandbox.ipc_ns},
         {"type": "uts", "path": sandbox.uts_ns},
         {"type": "cgroup"},  # the container sees its own cgroup as / in /proc/self/cgroup

@@ -31,6 +31,11 @@ MNT_DETACH = 2
 _HOSTNAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,62}[a-z0-9])?$")
 
 
+# A hostNetwork sandbox's "namespace": the kubelet's own, for port-forward and probes (containers get no
+# network namespace of their own in their OCI spec, so they stay in the one runc starts in: the same).
+HOST_NETNS = "/proc/self/ns/net"
+
+
 def unmount(path: Path) -> None:
     """Lazy-unmount a bind mount; not mounted / missing is fine (idempotent teardown)."""
     if _libc.umount2(str(path).encode(), MNT_DETACH) != 0:
@@ -101,11 +106,15 @@ class Sandboxes:
                                  "created_at": datetime.now(timezone.utc).isoformat(),
                                  "state": SandboxState.READY.value}
         try:
-            net = await asyncio.to_thread(self.network.setup, sandbox_id)
-            state.update(ip=net.ip, netns=net.netns)
+            if config.host_network:
+                # The node's own namespace (the kubelet's: on a node that is a netns, that one), its address.
+                state.update(ip=config.host_ip, netns=HOST_NETNS, host_network=True)
+            else:
+                net = await asyncio.to_thread(self.network.setup, sandbox_id)
+                state.update(ip=net.ip, netns=net.netns)
             uts, ipc = await hold_uts_ipc(sdir / "ns", hostname)
             state.update(uts=str(uts), ipc=str(ipc))
-            files = write_pod_files(sdir / "etc", hostname, net.ip, config.fqdn, config.host_aliases, config.dns)
+            files = write_pod_files(sdir / "etc", hostname, state["ip"], config.fqdn, config.host_aliases, config.dns)
             state["pod_files"] = {k: str(v) for k, v in files.items()}
             self._save(state)
         except BaseException:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from typing import TYPE_CHECKING, Callable
 
 from pklib import rest
 from pklib.errors import ApiError
@@ -12,6 +13,9 @@ from pklib.resources import PODS
 
 from ..connect import Connection, call
 from ..errors import CommandError
+
+if TYPE_CHECKING:
+    from pklib.client import Client
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
@@ -75,3 +79,25 @@ def command(args: argparse.Namespace) -> int:
             sys.stdout.buffer.flush()
         return 0
     return call(args, logs)
+
+
+async def stream_logs(c: Client, namespace: str, name: str, params: dict[str, str],
+                      write: Callable[[bytes], None] | None = None) -> None:
+    """Copy a pod's log (pods/log with `params`) to stdout, or to `write`, until the server ends it (for the
+    commands that follow several pods at once, on the async client)."""
+    import aiohttp  # only the streaming commands load it
+
+    from pklib.errors import ConnectionFailed
+    url = c.server + PODS.path(namespace, name, "log")
+    try:
+        async with c.session.get(url, params=params, timeout=aiohttp.ClientTimeout(total=None)) as r:
+            if r.status >= 400:
+                rest.result(r.status, r.content_type, await r.read())  # raises the server's Status as ApiError
+            async for chunk in r.content.iter_any():
+                if write is not None:
+                    write(chunk)
+                else:
+                    sys.stdout.buffer.write(chunk)
+                    sys.stdout.buffer.flush()
+    except aiohttp.ClientConnectionError as e:
+        raise ConnectionFailed(f"cannot reach the API server at {c.server}: {e}") from None

@@ -132,3 +132,12 @@ def test_mounts_pod_files_and_volumes() -> None:
     assert by_dest["/data"]["source"] == "/vol/data" and "ro" in by_dest["/data"]["options"]
     with pytest.raises(InvalidConfig, match="must be absolute"):
         spec(mounts=[Mount("data", "/vol/data")])
+
+
+def test_host_network_container_gets_no_network_namespace_of_its_own() -> None:
+    refs = SandboxRefs(netns="/proc/self/ns/net", ipc_ns="/i", uts_ns="/u", hostname="h", host_network=True)
+    spec = build_spec(ContainerConfig(name="c", image="busybox", command=["true"]), {}, "/rootfs", refs, "cg")
+    assert "network" not in [n["type"] for n in spec["linux"]["namespaces"]]
+    refs.host_network = False
+    spec = build_spec(ContainerConfig(name="c", image="busybox", command=["true"]), {}, "/rootfs", refs, "cg")
+    assert {"type": "network", "path": "/proc/self/ns/net"} in spec["linux"]["namespaces"]
