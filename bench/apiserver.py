@@ -17,10 +17,8 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -29,7 +27,7 @@ import orjson
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tests.support.controlplane import _stop, start_apiserver, start_etcd  # noqa: E402
+from bench.common import control_plane, report  # noqa: E402
 
 POD: dict[str, Any] = {"apiVersion": "v1", "kind": "Pod",
        "metadata": {"labels": {"app": "bench", "tier": "web"}, "annotations": {"bench": "x" * 200}},
@@ -274,25 +272,16 @@ def main() -> int:
     p.add_argument("--authz", action="store_true", help="only creates/s: superuser vs a user bound by RBAC")
     p.add_argument("--bindings", type=int, default=100, help="with --authz: unrelated bindings of each scope")
     args = p.parse_args()
-    tmp = tempfile.mkdtemp(prefix="pkt-bench-")
-    etcd = start_etcd(tmp)
-    try:
-        server = start_apiserver(tmp, etcd.url, identities={BENCH_USER: ()} if args.authz else None)
-        try:
-            if args.authz:
-                result = asyncio.run(bench_authz(server.url, server.token, server.tokens[BENCH_USER], args.pods,
-                                                 args.bindings))
-                result["authorize_in_process"] = authorize_cost(args.bindings)
-            else:
-                result = asyncio.run(bench(server.url, server.token, args.pods, args.watchers))
-        finally:
-            _stop(server.proc)
-    finally:
-        _stop(etcd.proc)
-        shutil.rmtree(tmp, ignore_errors=True)
+    with control_plane("pkt-bench-", identities={BENCH_USER: ()} if args.authz else None) as cp:
+        server = cp.api
+        if args.authz:
+            result = asyncio.run(bench_authz(server.url, server.token, server.tokens[BENCH_USER], args.pods,
+                                             args.bindings))
+            result["authorize_in_process"] = authorize_cost(args.bindings)
+        else:
+            result = asyncio.run(bench(server.url, server.token, args.pods, args.watchers))
     result["machine"] = {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}
-    print(json.dumps(result, indent=2))
-    return 0
+    return report(result)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pklib.patch import PatchError, three_way_strategic_patch
 
 from ..connect import Connection, run
 from ..errors import CommandError, ServerError, api_error_line
-from ..manifests import Manifest, ManifestError, Placed, place, read_all
+from ..manifests import Manifest, ManifestError, Placed, place, read_files
 from ..printers import kind_name
 
 
@@ -38,12 +38,7 @@ def add_file_flags(p: argparse.ArgumentParser, required: bool) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    try:
-        manifests = read_all(args.filename, args.recursive)
-    except ManifestError as e:
-        raise CommandError(str(e)) from None
-    if not manifests:
-        raise CommandError("no objects passed to apply")
+    manifests = read_files(args.filename, args.recursive, none_given="no objects passed to apply")
     return run(args, lambda conn: apply_all(conn, manifests))
 
 

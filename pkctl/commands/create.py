@@ -11,7 +11,7 @@ from pklib.resources import NAMESPACES, Resource, for_kind
 from .. import generators
 from ..connect import Connection, run
 from ..errors import CommandError, api_error_line
-from ..manifests import Manifest, ManifestError, place, read_all
+from ..manifests import Manifest, place_or_report, read_files
 from ..printers import kind_name, object_ref, to_json, to_yaml, with_type
 from .apply import add_file_flags, with_last_applied
 
@@ -102,23 +102,16 @@ def _print_object(res: Resource, obj: dict[str, Any], output: str | None, verb: 
 def from_files(args: argparse.Namespace) -> int:
     if not args.filename:
         raise CommandError("must specify one of -f, or a kind to create (e.g. `pkctl create namespace NAME`)")
-    try:
-        manifests = read_all(args.filename, args.recursive)
-    except ManifestError as e:
-        raise CommandError(str(e)) from None
-    if not manifests:
-        raise CommandError("no objects passed to create")
+    manifests = read_files(args.filename, args.recursive, none_given="no objects passed to create")
     return run(args, lambda conn: create_all(conn, manifests, args.save_config))
 
 
 async def create_all(conn: Connection, manifests: list[Manifest], save_config: bool) -> int:
     failed = False
     for m in manifests:
-        try:
-            p = place(m, conn.namespace, conn.namespace_given)
-        except ManifestError as e:
+        p = place_or_report(m, conn.namespace, conn.namespace_given)
+        if p is None:
             failed = True
-            print(f"error: {e}", file=sys.stderr)
             continue
         obj = with_last_applied(p.obj) if save_config else p.obj
         try:

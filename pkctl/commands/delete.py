@@ -16,7 +16,7 @@ from pklib.resources import Resource
 
 from ..connect import Connection, run
 from ..errors import CommandError, api_error_line
-from ..manifests import ManifestError, place, read_all
+from ..manifests import place_or_report, read_files
 from ..printers import kind_name
 from ..targets import parse_targets
 from .apply import add_file_flags
@@ -100,20 +100,16 @@ def command(args: argparse.Namespace) -> int:
         if args.targets:
             raise CommandError("there is no need to specify a resource type as a separate argument when "
                                "passing -f")
-        try:
-            manifests = read_all(args.filename, args.recursive)
-        except ManifestError as e:
-            raise CommandError(str(e)) from None
+        manifests = read_files(args.filename, args.recursive)
 
         async def by_file(conn: Connection) -> int:
             deletions, failed = [], False
             for m in manifests:
-                try:
-                    p = place(m, conn.namespace, conn.namespace_given)
-                    deletions.append(Deletion(p.res, p.name, p.namespace, m.source))
-                except ManifestError as e:
+                p = place_or_report(m, conn.namespace, conn.namespace_given)
+                if p is None:
                     failed = True
-                    print(f"error: {e}", file=sys.stderr)
+                else:
+                    deletions.append(Deletion(p.res, p.name, p.namespace, m.source))
             return max(await delete_all(conn, deletions, opts), int(failed))
         return run(args, by_file)
     targets = parse_targets(args.targets)
