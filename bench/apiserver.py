@@ -253,7 +253,7 @@ def authorize_cost(bindings: int, calls: int = 20_000) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for label, user in (("superuser", UserInfo("admin", groups=("system:masters", "system:authenticated"))),
                         ("rbac_user", UserInfo(BENCH_USER, groups=("system:authenticated",)))):
-        attrs = Attributes(user, "create", True, "bench-rbac", "", "v1", "pods")
+        attrs = Attributes("create", True, "bench-rbac", "", "v1", "pods", user=user)
         assert authorizer.authorize(attrs).allowed
         t = time.perf_counter()
         for _ in range(calls):

@@ -11,7 +11,6 @@ home with its own ports, and removes it (`cluster down --purge`) at the end.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 import urllib.request
@@ -21,7 +20,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import idle_usage, local_cluster, pkctl, report  # noqa: E402
+from bench.common import idle_usage, local_cluster, parse_flags, pkctl, report  # noqa: E402
 from pkctl.cluster.components import BY_NAME, COMPONENTS, api_get  # noqa: E402
 from pkctl.cluster.home import Home  # noqa: E402
 from pkctl.cluster.procs import ProcRecord  # noqa: E402
@@ -109,9 +108,7 @@ def apply_web(home: Home) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--idle-seconds", type=float, default=60.0)
-    args = parser.parse_args()
+    args = parse_flags(__doc__, idle_seconds=60.0)
     result: dict[str, Any] = {"benchmark": "cluster"}
     with local_cluster("pkbench-home-") as home:
         result["up_cold_s"] = pkctl("cluster", "up", "--home", str(home.root))

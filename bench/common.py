@@ -2,6 +2,7 @@
 that is always torn down, running pkctl, per-process memory and CPU figures, and printing the one JSON document."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -21,6 +22,22 @@ if str(ROOT) not in sys.path:
 from pkctl.cluster.home import Home  # noqa: E402
 from pkctl.cluster.procs import ProcRecord  # noqa: E402
 from tests.support.controlplane import ApiServer, Etcd, _stop, start_apiserver, start_etcd  # noqa: E402
+
+
+def parse_flags(doc: str | None, **defaults: float | str) -> argparse.Namespace:
+    """The benchmark's flags, one per keyword (`idle_seconds=60.0` is `--idle-seconds`, a float)."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, default in defaults.items():
+        p.add_argument("--" + name.replace("_", "-"), type=type(default), default=default)
+    return p.parse_args()
+
+
+def has_kubectl(bench: str) -> bool:
+    """Whether kubectl is on PATH (the benchmarks that compare with it say so and exit 1 when not)."""
+    if shutil.which("kubectl") is None:
+        print(f"bench.{bench}: kubectl is not on PATH, and this benchmark runs it", file=sys.stderr)
+        return False
+    return True
 
 
 @dataclass

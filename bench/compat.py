@@ -8,10 +8,8 @@ passes or fails on time (targets from issue 9: <= 1 s and <= 3 s).
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -22,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pklib.client import Client  # noqa: E402
 from pklib.resources import lookup  # noqa: E402
-from bench.common import control_plane, report  # noqa: E402
+from bench.common import control_plane, has_kubectl, parse_flags, report  # noqa: E402
 
 PODS, NAMESPACES = lookup("pods"), lookup("namespaces")
 assert PODS and NAMESPACES
@@ -71,13 +69,8 @@ def manifest(objects: int) -> str:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("--pods", type=int, default=5000)
-    p.add_argument("--objects", type=int, default=50)
-    p.add_argument("--runs", type=int, default=3)
-    a = p.parse_args()
-    if shutil.which("kubectl") is None:
-        print("bench.compat: kubectl is not installed", file=sys.stderr)
+    a = parse_flags(__doc__, pods=5000, objects=50, runs=3)
+    if not has_kubectl("compat"):
         return 1
     with control_plane("pkb-compat-", tls=True) as cp:
         api = cp.api

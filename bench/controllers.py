@@ -13,7 +13,6 @@ Pending, so this isolates the controllers from scheduling and kubelets). Measure
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import subprocess
@@ -23,7 +22,7 @@ from typing import Any, Awaitable, Callable
 
 from pklib.resources import must_lookup
 from pklib.client import Client
-from bench.common import control_plane, cpu_times, report, status_mib
+from bench.common import control_plane, cpu_times, parse_flags, report, status_mib
 from tests.support.controlplane import ROOT, _stop
 
 PODS = must_lookup("pods")
@@ -80,10 +79,7 @@ async def measure(url: str, token: str, replicas: int, timeout: float) -> dict[s
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--replicas", type=int, default=1000)
-    ap.add_argument("--timeout", type=float, default=300)
-    args = ap.parse_args()
+    args = parse_flags(__doc__, replicas=1000, timeout=300.0)
     with control_plane("pkb-") as cp:
         api = cp.api
         cm = subprocess.Popen([sys.executable, "-m", "launcher", "controller-manager", "--server", api.url,

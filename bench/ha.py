@@ -10,7 +10,6 @@ creates with the admin token, polled every 20 ms (each attempt times out after 2
 """
 from __future__ import annotations
 
-import argparse
 import json
 import signal
 import ssl
@@ -25,7 +24,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import idle_usage, local_cluster, pkctl, report  # noqa: E402
+from bench.common import idle_usage, local_cluster, parse_flags, pkctl, report  # noqa: E402
 from pkctl.cluster.components import components, probe_etcd  # noqa: E402
 from pkctl.cluster.home import ClusterConfig, Home  # noqa: E402
 from pkctl.cluster.procs import ProcRecord  # noqa: E402
@@ -111,10 +110,7 @@ def summary(times: list[float]) -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--idle-seconds", type=float, default=20.0)
-    args = parser.parse_args()
+    args = parse_flags(__doc__, rounds=3, idle_seconds=20.0)
     result: dict[str, Any] = {"benchmark": "ha", "control_planes": 3}
     with local_cluster("pkbench-ha-") as home:
         result["up_cold_s"] = pkctl("cluster", "up", "--home", str(home.root), "--control-planes", "3")

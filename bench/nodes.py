@@ -8,7 +8,6 @@ own ports and removes it (`cluster down --purge`) at the end.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -16,15 +15,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import local_cluster, pkctl, report  # noqa: E402
+from bench.common import local_cluster, parse_flags, pkctl, report  # noqa: E402
 from pkctl.cluster.components import api_get, node_ready  # noqa: E402
 from pkctl.cluster.procs import ProcRecord  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--nodes", type=int, default=3)
-    args = parser.parse_args()
+    args = parse_flags(__doc__, nodes=3)
     result: dict[str, object] = {"nodes": args.nodes}
     with local_cluster("pkbench-nodes-") as home:
         began = time.monotonic()

@@ -13,10 +13,8 @@ Prints one JSON document and cleans up; nothing passes or fails on time.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -28,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pklib.client import Client  # noqa: E402
 from pklib.resources import must_lookup  # noqa: E402
-from bench.common import control_plane, report  # noqa: E402
+from bench.common import control_plane, has_kubectl, parse_flags, report  # noqa: E402
 from tests.controllers.helpers import set_pod_ready  # noqa: E402
 from tests.util import unique  # noqa: E402
 
@@ -148,12 +146,8 @@ async def run(kubeconfig: str, replicas: int, runs: int) -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--replicas", type=int, default=5)
-    parser.add_argument("--runs", type=int, default=5)
-    args = parser.parse_args()
-    if shutil.which("kubectl") is None:
-        print("kubectl is not on PATH: this benchmark compares pkctl with it", file=sys.stderr)
+    args = parse_flags(__doc__, replicas=5, runs=5)
+    if not has_kubectl("rollout"):
         return 1
     with control_plane("pkb-rollout-", tls=True) as cp:
         result = asyncio.run(run(cp.api.kubeconfig, args.replicas, args.runs))
