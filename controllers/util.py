@@ -9,7 +9,7 @@ import copy
 import hashlib
 import random
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, Awaitable, ClassVar, Iterator, TypeVar
 
 import orjson
 
@@ -23,6 +23,8 @@ from pklib.api.timefmt import now, now_rfc3339, parse_time
 from pklib.objects import meta, owner_reference
 from pklib.resources import Resource
 from pklib.selectors import LabelSelector, SelectorError, selector_from_match
+
+T = TypeVar("T")
 
 # Kubernetes' rand.SafeEncodeString alphabet: no vowels (no words), no confusable 0/1/3.
 _SAFE = "bcdfghjklmnpqrstvwxz2456789"
@@ -139,15 +141,31 @@ def int_or_percent(value: Any, total: int, round_up: bool) -> int:
     return int(text)
 
 
+async def unless_gone(call: Awaitable[T]) -> T | None:
+    """Await a write to one object; None when the object is gone (there is nothing left to write to)."""
+    try:
+        return await call
+    except ApiError as e:
+        if not is_not_found(e):
+            raise
+        return None
+
+
 async def write_status(client: Client, res: Resource, obj: Obj, status: dict[str, Any]) -> None:
     """Replace `obj`'s status through the status subresource; an object deleted meanwhile needs none."""
     body = copy.deepcopy(obj)
     body["status"] = status
-    try:
-        await client.update_status(res, body)
-    except ApiError as e:
-        if not is_not_found(e):
-            raise
+    await unless_gone(client.update_status(res, body))
+
+
+def selecting(store: Store, obj: Obj) -> Iterator[Obj]:
+    """The objects of `store` in obj's namespace whose spec.selector matches obj's labels (the owners that may
+    adopt an orphan)."""
+    labels = meta(obj).get("labels")
+    for candidate in store.by_index("namespace", meta(obj)["namespace"]):
+        sel = selector_of(candidate)
+        if sel is not None and sel.matches(labels):
+            yield candidate
 
 
 # -- controllers whose objects own pods directly ------------------------------------------------

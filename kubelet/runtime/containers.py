@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from pklib.files import write_atomic
 from images.errors import ImageError
 from images.rootfs import read_in_root
 from kubelet.runtime import cgroups
@@ -78,10 +79,7 @@ class Containers:
             raise NotFound(f"container {cid} not found") from None
 
     def _save(self, meta: dict[str, Any]) -> None:
-        path = self._cdir(meta["id"]) / "meta.json"
-        tmp = path.with_name("meta.json.tmp")
-        tmp.write_bytes(orjson.dumps(meta))
-        os.replace(tmp, path)
+        write_atomic(self._cdir(meta["id"]) / "meta.json", orjson.dumps(meta))
 
     def ids(self, sandbox_id: str | None = None) -> list[str]:
         out = []

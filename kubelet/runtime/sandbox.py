@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pklib.files import write_atomic
 from kubelet.network.manager import NodeNetwork
 from kubelet.runtime.podfiles import DNSConfig, HostAlias, write_pod_files
 from kubelet.runtime.interface import (InvalidConfig, NotFound, RuntimeError_, SandboxConfig, SandboxState,
@@ -81,10 +82,7 @@ class Sandboxes:
             raise NotFound(f"sandbox {sandbox_id} not found") from None
 
     def _save(self, state: dict[str, Any]) -> None:
-        path = self._path(state["id"]) / "sandbox.json"
-        tmp = path.with_name("sandbox.json.tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, path)
+        write_atomic(self._path(state["id"]) / "sandbox.json", json.dumps(state))
 
     def cgroup_rel(self, uid: str) -> str:
         return f"{self.cgroup_parent}/pod{uid}"
