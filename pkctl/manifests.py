@@ -17,7 +17,7 @@ import yaml
 from pklib import yamlsafe
 from pklib.resources import Resource, for_kind
 
-from .errors import CommandError
+from .errors import CommandError, as_command_error
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 STDIN = "STDIN"
@@ -166,10 +166,8 @@ def place(m: Manifest, namespace: str, namespace_given: bool) -> Placed:
 def read_files(filenames: list[str], recursive: bool, none_given: str = "") -> list[Manifest]:
     """The objects behind -f/-R, for a command: an unreadable source is a CommandError, and so is finding no
     object at all when `none_given` says what to tell the user."""
-    try:
+    with as_command_error(ManifestError):
         manifests = read_all(filenames, recursive)
-    except ManifestError as e:
-        raise CommandError(str(e)) from None
     if none_given and not manifests:
         raise CommandError(none_given)
     return manifests

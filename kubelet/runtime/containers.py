@@ -19,7 +19,6 @@ from typing import Any
 
 import orjson
 
-from pklib.files import write_atomic
 from images.errors import ImageError
 from images.rootfs import read_in_root
 from kubelet.runtime import cgroups
@@ -29,6 +28,7 @@ from kubelet.runtime.logs import rotate
 from kubelet.runtime.monitor import ConmonLaunch, MonitorPaths, conmon_alive, read_exit, reopen_log
 from kubelet.runtime.oci import SandboxRefs, build_spec
 from kubelet.runtime.runccli import Runc
+from kubelet.runtime.statefile import load_state, save_state
 
 EXIT_WAIT = 10.0  # after SIGKILL, how long the kernel + conmon may take to report the exit
 LOG_MAX_SIZE = 10 * 1024 * 1024  # Kubernetes' containerLogMaxSize default (10Mi)
@@ -73,13 +73,10 @@ class Containers:
         return MonitorPaths(self._cdir(cid))
 
     def meta(self, cid: str) -> dict[str, Any]:
-        try:
-            return orjson.loads((self._cdir(cid) / "meta.json").read_bytes())
-        except FileNotFoundError:
-            raise NotFound(f"container {cid} not found") from None
+        return load_state(self._cdir(cid) / "meta.json", f"container {cid}")
 
     def _save(self, meta: dict[str, Any]) -> None:
-        write_atomic(self._cdir(meta["id"]) / "meta.json", orjson.dumps(meta))
+        save_state(self._cdir(meta["id"]) / "meta.json", meta)
 
     def ids(self, sandbox_id: str | None = None) -> list[str]:
         out = []
