@@ -54,23 +54,28 @@ def probe_text(probe: Obj) -> str:
     return f"unknown {attrs}"
 
 
+def env_source_text(source: Obj) -> str:
+    """How kubectl describes an env var's valueFrom (pods and pod templates alike)."""
+    if "fieldRef" in source:
+        ref = source["fieldRef"] or {}
+        return f" ({ref.get('apiVersion') or 'v1'}:{ref.get('fieldPath', '')})"
+    if "resourceFieldRef" in source:
+        return f" ({(source['resourceFieldRef'] or {}).get('resource', '')})"
+    for key, what, word in (("secretKeyRef", "secret", "in"), ("configMapKeyRef", "config map", "of")):
+        if key in source:
+            ref = source[key] or {}
+            optional = "true" if ref.get("optional") else "false"
+            return (f"<set to the key '{ref.get('key', '')}' {word} {what} '{ref.get('name', '')}'>"
+                    f"\tOptional: {optional}")
+    return ""
+
+
 def _env_line(e: Obj) -> list[str]:
     name, source = e.get("name", ""), e.get("valueFrom")
     if not source:
         first, *rest = str(e.get("value") or "").split("\n")
         return [f"{_ind(3)}{name}:\t{first}", *(f"{_ind(3)}\t{s}" for s in rest)]
-    if "fieldRef" in source:
-        ref = source["fieldRef"] or {}
-        return [f"{_ind(3)}{name}:\t ({ref.get('apiVersion') or 'v1'}:{ref.get('fieldPath', '')})"]
-    if "resourceFieldRef" in source:
-        return [f"{_ind(3)}{name}:\t ({(source['resourceFieldRef'] or {}).get('resource', '')})"]
-    for key, what, word in (("secretKeyRef", "secret", "in"), ("configMapKeyRef", "config map", "of")):
-        if key in source:
-            ref = source[key] or {}
-            optional = "true" if ref.get("optional") else "false"
-            return [f"{_ind(3)}{name}:\t<set to the key '{ref.get('key', '')}' {word} {what} "
-                    f"'{ref.get('name', '')}'>\tOptional: {optional}"]
-    return [f"{_ind(3)}{name}:\t"]
+    return [f"{_ind(3)}{name}:\t{env_source_text(source)}"]
 
 
 def _containers(lines: list[str], title: str, containers: list[Obj]) -> None:
