@@ -16,12 +16,12 @@ import orjson
 from pklib.client import Client
 from pklib.controller import Controller, ControllerContext, Expectations
 from pklib.errors import ApiError, is_not_found
-from pklib.informer import Obj, Store
+from pklib.informer import Informer, Obj, Store
 from pklib.objects import key_of
 from pklib.objects import controller_of as controller_ref
 from pklib.api.timefmt import now, now_rfc3339, parse_time
 from pklib.objects import meta, owner_reference
-from pklib.resources import Resource
+from pklib.resources import CONTROLLERREVISIONS, Resource
 from pklib.selectors import LabelSelector, SelectorError, selector_from_match
 
 T = TypeVar("T")
@@ -195,6 +195,16 @@ class PodOwnerController(Controller):
         key = f"{meta(pod)['namespace']}/{ref['name']}"
         owner = self.owner_store().get(key)
         return key if owner is not None and meta(owner).get("uid") == ref.get("uid") else None
+
+    def _requeue_owner(self, obj: Obj) -> None:
+        key = self._owner_key(obj)
+        if key is not None:
+            self.queue.add(key)
+
+    def watch_revisions(self) -> Informer:
+        """The owners' ControllerRevisions: one deleted or changed behind our back is recreated or renumbered by
+        its owner's next sync."""
+        return self.watch(CONTROLLERREVISIONS, None, lambda old, new: self._requeue_owner(new), self._requeue_owner)
 
     def _owned_pod_added(self, pod: Obj) -> bool:
         """Count a new pod (or one already terminating) against its owner's expectations and queue the owner;
