@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import random
 import uuid
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import orjson
 
@@ -385,45 +385,38 @@ class Objects:
         if meta.get("name") and meta["name"] != name:
             raise bad_request(f"the name of the object ({meta['name']}) does not match the name on the URL ({name})")
         wanted = str(meta.get("resourceVersion") or "")
-        fresh = dry_run
-        for _ in range(MAX_RETRIES):
-            entry, current = await self.read_for_write(res, namespace, name, fresh)
-            fresh = True  # any retry reads from etcd
-            if entry is None:
-                if kinds.strategy_for(res).allow_create_on_update and subresource is None and not wanted:
-                    return await self.create(res, namespace, dict(body, metadata=dict(meta, name=name)),
-                                             dry_run=dry_run)
-                raise not_found(res.plural, name, res.group)
-            try:
-                if wanted and wanted != str(entry.mod_revision):
-                    raise conflict(res.plural, name, res.group)
-                new = self.merge_for_update(res, entry.value, body, subresource)
-                return await self.write_update(res, entry, new, dry_run, current)
-            # Whatever was decided on a cached copy (which may be stale) is decided again on etcd's.
-            except RevisionConflictError:
-                if wanted and current:
-                    raise conflict(res.plural, name, res.group) from None
-            except KeyNotFoundError:
-                if current:
-                    raise not_found(res.plural, name, res.group) from None
-            except (StatusError, _NotCurrent):
-                if current:
-                    raise
-        raise conflict(res.plural, name, res.group, "too many concurrent writers; try again")
+
+        def mutate(entry: Entry) -> dict[str, Any]:
+            # a precondition that fails on a retry (someone else wrote since) is the client's conflict
+            if wanted and wanted != str(entry.mod_revision):
+                raise conflict(res.plural, name, res.group)
+            return self.merge_for_update(res, entry.value, body, subresource)
+
+        async def create() -> dict[str, Any]:
+            return await self.create(res, namespace, dict(body, metadata=dict(meta, name=name)), dry_run=dry_run)
+
+        create_missing = kinds.strategy_for(res).allow_create_on_update and subresource is None and not wanted
+        return await self.guaranteed_update(res, namespace, name, mutate, dry_run,
+                                            if_missing=create if create_missing else None)
 
     async def guaranteed_update(self, res: Resource, namespace: str | None, name: str,
                                 mutate: Callable[[Entry], dict[str, Any]], dry_run: bool = False,
-                                fresh: bool = False) -> dict[str, Any]:
+                                fresh: bool = False,
+                                if_missing: Callable[[], Awaitable[dict[str, Any]]] | None = None
+                                ) -> dict[str, Any]:
         """Read, mutate, write at the read revision; on a write conflict re-read and mutate again.
 
         `mutate` returns the full new object (it may raise StatusError to refuse); entry.value is the
         caller's own copy, but `write_update` compares against it, so the new object must not share it.
-        `fresh`: start from etcd rather than the watch cache (the caller expects the object just changed)."""
+        `fresh`: start from etcd rather than the watch cache (the caller expects the object just changed).
+        `if_missing`: what to do when there is no object (create it: a kind that allows create-on-update)."""
         fresh = fresh or dry_run
         for _ in range(MAX_RETRIES):
             entry, current = await self.read_for_write(res, namespace, name, fresh)
             fresh = True  # any retry reads from etcd
             if entry is None:
+                if if_missing is not None:
+                    return await if_missing()
                 raise not_found(res.plural, name, res.group)
             try:
                 return await self.write_update(res, entry, mutate(entry), dry_run, current)

@@ -22,156 +22,113 @@ from .status import StatusError
 CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
 MAGIC = b"k8s\x00"
 
-# message -> field number -> (json name, type, repeated). Types: string, bytes, bool, int (varint),
-# map:string, map:bytes, map:Quantity (map<string, value>), a message name, or special: Time, IntOrString.
+# message -> its fields, "NUMBER jsonName[:type][[]]" (`[]`: repeated), parsed into
+# MESSAGES: message -> field number -> (json name, type, repeated). Types: string (the default), bytes, bool,
+# int (varint), map:string, map:bytes, map:Quantity (map<string, value>), a message name, or special: Time,
+# IntOrString.
 F = tuple[str, str, bool]
-MESSAGES: dict[str, dict[int, F]] = {
-    "TypeMeta": {1: ("apiVersion", "string", False), 2: ("kind", "string", False)},
-    "Unknown": {1: ("typeMeta", "TypeMeta", False), 2: ("raw", "bytes", False),
-                3: ("contentEncoding", "string", False), 4: ("contentType", "string", False)},
-    "ObjectMeta": {1: ("name", "string", False), 2: ("generateName", "string", False),
-                   3: ("namespace", "string", False), 4: ("selfLink", "string", False),
-                   5: ("uid", "string", False), 6: ("resourceVersion", "string", False),
-                   7: ("generation", "int", False), 8: ("creationTimestamp", "Time", False),
-                   9: ("deletionTimestamp", "Time", False), 10: ("deletionGracePeriodSeconds", "int", False),
-                   11: ("labels", "map:string", False), 12: ("annotations", "map:string", False),
-                   13: ("ownerReferences", "OwnerReference", True), 14: ("finalizers", "string", True)},
-    "OwnerReference": {1: ("kind", "string", False), 3: ("name", "string", False), 4: ("uid", "string", False),
-                       5: ("apiVersion", "string", False), 6: ("controller", "bool", False),
-                       7: ("blockOwnerDeletion", "bool", False)},
-    "LabelSelector": {1: ("matchLabels", "map:string", False),
-                      2: ("matchExpressions", "LabelSelectorRequirement", True)},
-    "LabelSelectorRequirement": {1: ("key", "string", False), 2: ("operator", "string", False),
-                                 3: ("values", "string", True)},
-    "Namespace": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "NamespaceSpec", False),
-                  3: ("status", "Empty", False)},
-    "NamespaceSpec": {1: ("finalizers", "string", True)},
-    "ConfigMap": {1: ("metadata", "ObjectMeta", False), 2: ("data", "map:string", False),
-                  3: ("binaryData", "map:bytes", False), 4: ("immutable", "bool", False)},
-    "Secret": {1: ("metadata", "ObjectMeta", False), 2: ("data", "map:bytes", False), 3: ("type", "string", False),
-               4: ("stringData", "map:string", False), 5: ("immutable", "bool", False)},
-    "ServiceAccount": {1: ("metadata", "ObjectMeta", False), 2: ("secrets", "ObjectReference", True),
-                       3: ("imagePullSecrets", "LocalObjectReference", True),
-                       4: ("automountServiceAccountToken", "bool", False)},
-    "ObjectReference": {1: ("kind", "string", False), 2: ("namespace", "string", False),
-                        3: ("name", "string", False), 4: ("uid", "string", False),
-                        5: ("apiVersion", "string", False), 6: ("resourceVersion", "string", False),
-                        7: ("fieldPath", "string", False)},
-    "LocalObjectReference": {1: ("name", "string", False)},
-    "Service": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "ServiceSpec", False),
-                3: ("status", "Empty", False)},
-    "ServiceSpec": {1: ("ports", "ServicePort", True), 2: ("selector", "map:string", False),
-                    3: ("clusterIP", "string", False), 4: ("type", "string", False),
-                    5: ("externalIPs", "string", True), 7: ("sessionAffinity", "string", False),
-                    8: ("loadBalancerIP", "string", False), 9: ("loadBalancerSourceRanges", "string", True),
-                    10: ("externalName", "string", False), 11: ("externalTrafficPolicy", "string", False),
-                    12: ("healthCheckNodePort", "int", False), 13: ("publishNotReadyAddresses", "bool", False),
-                    18: ("clusterIPs", "string", True), 19: ("ipFamilies", "string", True),
-                    17: ("ipFamilyPolicy", "string", False)},
-    "ServicePort": {1: ("name", "string", False), 2: ("protocol", "string", False), 3: ("port", "int", False),
-                    4: ("targetPort", "IntOrString", False), 5: ("nodePort", "int", False),
-                    6: ("appProtocol", "string", False)},
-    "Deployment": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "DeploymentSpec", False),
-                   3: ("status", "Empty", False)},
-    "DeploymentSpec": {1: ("replicas", "int", False), 2: ("selector", "LabelSelector", False),
-                       3: ("template", "PodTemplateSpec", False), 4: ("strategy", "DeploymentStrategy", False),
-                       5: ("minReadySeconds", "int", False), 6: ("revisionHistoryLimit", "int", False),
-                       7: ("paused", "bool", False), 9: ("progressDeadlineSeconds", "int", False)},
-    "DeploymentStrategy": {1: ("type", "string", False), 2: ("rollingUpdate", "RollingUpdateDeployment", False)},
-    "RollingUpdateDeployment": {1: ("maxUnavailable", "IntOrString", False), 2: ("maxSurge", "IntOrString", False)},
-    "PodTemplateSpec": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "PodSpec", False)},
+_SCHEMA: dict[str, str] = {
+    "TypeMeta": "1 apiVersion, 2 kind",
+    "Unknown": "1 typeMeta:TypeMeta, 2 raw:bytes, 3 contentEncoding, 4 contentType",
+    "ObjectMeta": "1 name, 2 generateName, 3 namespace, 4 selfLink, 5 uid, 6 resourceVersion, 7 generation:int, "
+                  "8 creationTimestamp:Time, 9 deletionTimestamp:Time, 10 deletionGracePeriodSeconds:int, "
+                  "11 labels:map:string, 12 annotations:map:string, 13 ownerReferences:OwnerReference[], "
+                  "14 finalizers[]",
+    "OwnerReference": "1 kind, 3 name, 4 uid, 5 apiVersion, 6 controller:bool, 7 blockOwnerDeletion:bool",
+    "LabelSelector": "1 matchLabels:map:string, 2 matchExpressions:LabelSelectorRequirement[]",
+    "LabelSelectorRequirement": "1 key, 2 operator, 3 values[]",
+    "Namespace": "1 metadata:ObjectMeta, 2 spec:NamespaceSpec, 3 status:Empty",
+    "NamespaceSpec": "1 finalizers[]",
+    "ConfigMap": "1 metadata:ObjectMeta, 2 data:map:string, 3 binaryData:map:bytes, 4 immutable:bool",
+    "Secret": "1 metadata:ObjectMeta, 2 data:map:bytes, 3 type, 4 stringData:map:string, 5 immutable:bool",
+    "ServiceAccount": "1 metadata:ObjectMeta, 2 secrets:ObjectReference[], "
+                      "3 imagePullSecrets:LocalObjectReference[], 4 automountServiceAccountToken:bool",
+    "ObjectReference": "1 kind, 2 namespace, 3 name, 4 uid, 5 apiVersion, 6 resourceVersion, 7 fieldPath",
+    "LocalObjectReference": "1 name",
+    "Service": "1 metadata:ObjectMeta, 2 spec:ServiceSpec, 3 status:Empty",
+    "ServiceSpec": "1 ports:ServicePort[], 2 selector:map:string, 3 clusterIP, 4 type, 5 externalIPs[], "
+                   "7 sessionAffinity, 8 loadBalancerIP, 9 loadBalancerSourceRanges[], 10 externalName, "
+                   "11 externalTrafficPolicy, 12 healthCheckNodePort:int, 13 publishNotReadyAddresses:bool, "
+                   "18 clusterIPs[], 19 ipFamilies[], 17 ipFamilyPolicy",
+    "ServicePort": "1 name, 2 protocol, 3 port:int, 4 targetPort:IntOrString, 5 nodePort:int, 6 appProtocol",
+    "Deployment": "1 metadata:ObjectMeta, 2 spec:DeploymentSpec, 3 status:Empty",
+    "DeploymentSpec": "1 replicas:int, 2 selector:LabelSelector, 3 template:PodTemplateSpec, "
+                      "4 strategy:DeploymentStrategy, 5 minReadySeconds:int, 6 revisionHistoryLimit:int, "
+                      "7 paused:bool, 9 progressDeadlineSeconds:int",
+    "DeploymentStrategy": "1 type, 2 rollingUpdate:RollingUpdateDeployment",
+    "RollingUpdateDeployment": "1 maxUnavailable:IntOrString, 2 maxSurge:IntOrString",
+    "PodTemplateSpec": "1 metadata:ObjectMeta, 2 spec:PodSpec",
     # batch/v1 (kubectl create job [--from=cronjob/x] | cronjob)
-    "Job": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "JobSpec", False), 3: ("status", "Empty", False)},
-    "JobSpec": {1: ("parallelism", "int", False), 2: ("completions", "int", False),
-                3: ("activeDeadlineSeconds", "int", False), 4: ("selector", "LabelSelector", False),
-                5: ("manualSelector", "bool", False), 6: ("template", "PodTemplateSpec", False),
-                7: ("backoffLimit", "int", False), 8: ("ttlSecondsAfterFinished", "int", False),
-                9: ("completionMode", "string", False), 10: ("suspend", "bool", False),
-                12: ("backoffLimitPerIndex", "int", False), 13: ("maxFailedIndexes", "int", False),
-                14: ("podReplacementPolicy", "string", False), 15: ("managedBy", "string", False)},
-    "CronJob": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "CronJobSpec", False),
-                3: ("status", "Empty", False)},
-    "CronJobSpec": {1: ("schedule", "string", False), 2: ("startingDeadlineSeconds", "int", False),
-                    3: ("concurrencyPolicy", "string", False), 4: ("suspend", "bool", False),
-                    5: ("jobTemplate", "JobTemplateSpec", False), 6: ("successfulJobsHistoryLimit", "int", False),
-                    7: ("failedJobsHistoryLimit", "int", False), 8: ("timeZone", "string", False)},
-    "JobTemplateSpec": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "JobSpec", False)},
-    "PodSpec": {2: ("containers", "Container", True), 3: ("restartPolicy", "string", False),
-                4: ("terminationGracePeriodSeconds", "int", False), 6: ("dnsPolicy", "string", False),
-                7: ("nodeSelector", "map:string", False), 8: ("serviceAccountName", "string", False),
-                9: ("serviceAccount", "string", False), 10: ("nodeName", "string", False),
-                11: ("hostNetwork", "bool", False), 12: ("hostPID", "bool", False), 13: ("hostIPC", "bool", False),
-                15: ("imagePullSecrets", "LocalObjectReference", True), 16: ("hostname", "string", False),
-                17: ("subdomain", "string", False), 19: ("schedulerName", "string", False),
-                20: ("initContainers", "Container", True), 24: ("priorityClassName", "string", False),
-                30: ("enableServiceLinks", "bool", False)},
-    "Container": {1: ("name", "string", False), 2: ("image", "string", False), 3: ("command", "string", True),
-                  4: ("args", "string", True), 5: ("workingDir", "string", False),
-                  6: ("ports", "ContainerPort", True), 7: ("env", "EnvVar", True),
-                  8: ("resources", "ResourceRequirements", False), 13: ("terminationMessagePath", "string", False),
-                  14: ("imagePullPolicy", "string", False), 16: ("stdin", "bool", False),
-                  17: ("stdinOnce", "bool", False), 18: ("tty", "bool", False),
-                  20: ("terminationMessagePolicy", "string", False), 24: ("restartPolicy", "string", False)},
-    "ContainerPort": {1: ("name", "string", False), 2: ("hostPort", "int", False),
-                      3: ("containerPort", "int", False), 4: ("protocol", "string", False),
-                      5: ("hostIP", "string", False)},
-    "EnvVar": {1: ("name", "string", False), 2: ("value", "string", False)},
-    "ResourceRequirements": {1: ("limits", "map:Quantity", False), 2: ("requests", "map:Quantity", False)},
-    "Empty": {},  # status: clients send it empty on create; its contents are the server's anyway
+    "Job": "1 metadata:ObjectMeta, 2 spec:JobSpec, 3 status:Empty",
+    "JobSpec": "1 parallelism:int, 2 completions:int, 3 activeDeadlineSeconds:int, 4 selector:LabelSelector, "
+               "5 manualSelector:bool, 6 template:PodTemplateSpec, 7 backoffLimit:int, "
+               "8 ttlSecondsAfterFinished:int, 9 completionMode, 10 suspend:bool, 12 backoffLimitPerIndex:int, "
+               "13 maxFailedIndexes:int, 14 podReplacementPolicy, 15 managedBy",
+    "CronJob": "1 metadata:ObjectMeta, 2 spec:CronJobSpec, 3 status:Empty",
+    "CronJobSpec": "1 schedule, 2 startingDeadlineSeconds:int, 3 concurrencyPolicy, 4 suspend:bool, "
+                   "5 jobTemplate:JobTemplateSpec, 6 successfulJobsHistoryLimit:int, 7 failedJobsHistoryLimit:int, "
+                   "8 timeZone",
+    "JobTemplateSpec": "1 metadata:ObjectMeta, 2 spec:JobSpec",
+    "PodSpec": "2 containers:Container[], 3 restartPolicy, 4 terminationGracePeriodSeconds:int, 6 dnsPolicy, "
+               "7 nodeSelector:map:string, 8 serviceAccountName, 9 serviceAccount, 10 nodeName, "
+               "11 hostNetwork:bool, 12 hostPID:bool, 13 hostIPC:bool, 15 imagePullSecrets:LocalObjectReference[], "
+               "16 hostname, 17 subdomain, 19 schedulerName, 20 initContainers:Container[], 24 priorityClassName, "
+               "30 enableServiceLinks:bool",
+    "Container": "1 name, 2 image, 3 command[], 4 args[], 5 workingDir, 6 ports:ContainerPort[], 7 env:EnvVar[], "
+                 "8 resources:ResourceRequirements, 13 terminationMessagePath, 14 imagePullPolicy, 16 stdin:bool, "
+                 "17 stdinOnce:bool, 18 tty:bool, 20 terminationMessagePolicy, 24 restartPolicy",
+    "ContainerPort": "1 name, 2 hostPort:int, 3 containerPort:int, 4 protocol, 5 hostIP",
+    "EnvVar": "1 name, 2 value",
+    "ResourceRequirements": "1 limits:map:Quantity, 2 requests:map:Quantity",
+    "Empty": "",  # status: clients send it empty on create; its contents are the server's anyway
     # rbac.authorization.k8s.io/v1 (kubectl create role|clusterrole|rolebinding|clusterrolebinding)
-    "PolicyRule": {1: ("verbs", "string", True), 2: ("apiGroups", "string", True), 3: ("resources", "string", True),
-                   4: ("resourceNames", "string", True), 5: ("nonResourceURLs", "string", True)},
-    "Role": {1: ("metadata", "ObjectMeta", False), 2: ("rules", "PolicyRule", True)},
-    "ClusterRole": {1: ("metadata", "ObjectMeta", False), 2: ("rules", "PolicyRule", True)},
-    "Subject": {1: ("kind", "string", False), 2: ("apiGroup", "string", False), 3: ("name", "string", False),
-                4: ("namespace", "string", False)},
-    "RoleRef": {1: ("apiGroup", "string", False), 2: ("kind", "string", False), 3: ("name", "string", False)},
-    "RoleBinding": {1: ("metadata", "ObjectMeta", False), 2: ("subjects", "Subject", True),
-                    3: ("roleRef", "RoleRef", False)},
-    "ClusterRoleBinding": {1: ("metadata", "ObjectMeta", False), 2: ("subjects", "Subject", True),
-                           3: ("roleRef", "RoleRef", False)},
+    "PolicyRule": "1 verbs[], 2 apiGroups[], 3 resources[], 4 resourceNames[], 5 nonResourceURLs[]",
+    "Role": "1 metadata:ObjectMeta, 2 rules:PolicyRule[]",
+    "ClusterRole": "1 metadata:ObjectMeta, 2 rules:PolicyRule[]",
+    "Subject": "1 kind, 2 apiGroup, 3 name, 4 namespace",
+    "RoleRef": "1 apiGroup, 2 kind, 3 name",
+    "RoleBinding": "1 metadata:ObjectMeta, 2 subjects:Subject[], 3 roleRef:RoleRef",
+    "ClusterRoleBinding": "1 metadata:ObjectMeta, 2 subjects:Subject[], 3 roleRef:RoleRef",
     # authorization.k8s.io/v1 (kubectl auth can-i)
-    "ResourceAttributes": {1: ("namespace", "string", False), 2: ("verb", "string", False),
-                           3: ("group", "string", False), 4: ("version", "string", False),
-                           5: ("resource", "string", False), 6: ("subresource", "string", False),
-                           7: ("name", "string", False)},
-    "NonResourceAttributes": {1: ("path", "string", False), 2: ("verb", "string", False)},
-    "SelfSubjectAccessReview": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "SelfSubjectAccessReviewSpec", False),
-                                3: ("status", "Empty", False)},
-    "SelfSubjectAccessReviewSpec": {1: ("resourceAttributes", "ResourceAttributes", False),
-                                    2: ("nonResourceAttributes", "NonResourceAttributes", False)},
-    "SubjectAccessReview": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "SubjectAccessReviewSpec", False),
-                            3: ("status", "Empty", False)},
-    "SubjectAccessReviewSpec": {1: ("resourceAttributes", "ResourceAttributes", False),
-                                2: ("nonResourceAttributes", "NonResourceAttributes", False),
-                                3: ("user", "string", False), 4: ("groups", "string", True),
-                                6: ("uid", "string", False)},
-    "SelfSubjectRulesReview": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "SelfSubjectRulesReviewSpec", False),
-                               3: ("status", "Empty", False)},
-    "SelfSubjectRulesReviewSpec": {1: ("namespace", "string", False)},
-    "PodDisruptionBudget": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "PodDisruptionBudgetSpec", False),
-                            3: ("status", "Empty", False)},
-    "PodDisruptionBudgetSpec": {1: ("minAvailable", "IntOrString", False), 2: ("selector", "LabelSelector", False),
-                                3: ("maxUnavailable", "IntOrString", False),
-                                4: ("unhealthyPodEvictionPolicy", "string", False)},
+    "ResourceAttributes": "1 namespace, 2 verb, 3 group, 4 version, 5 resource, 6 subresource, 7 name",
+    "NonResourceAttributes": "1 path, 2 verb",
+    "SelfSubjectAccessReview": "1 metadata:ObjectMeta, 2 spec:SelfSubjectAccessReviewSpec, 3 status:Empty",
+    "SelfSubjectAccessReviewSpec": "1 resourceAttributes:ResourceAttributes, "
+                                   "2 nonResourceAttributes:NonResourceAttributes",
+    "SubjectAccessReview": "1 metadata:ObjectMeta, 2 spec:SubjectAccessReviewSpec, 3 status:Empty",
+    "SubjectAccessReviewSpec": "1 resourceAttributes:ResourceAttributes, "
+                               "2 nonResourceAttributes:NonResourceAttributes, 3 user, 4 groups[], 6 uid",
+    "SelfSubjectRulesReview": "1 metadata:ObjectMeta, 2 spec:SelfSubjectRulesReviewSpec, 3 status:Empty",
+    "SelfSubjectRulesReviewSpec": "1 namespace",
+    "PodDisruptionBudget": "1 metadata:ObjectMeta, 2 spec:PodDisruptionBudgetSpec, 3 status:Empty",
+    "PodDisruptionBudgetSpec": "1 minAvailable:IntOrString, 2 selector:LabelSelector, 3 maxUnavailable:IntOrString, "
+                               "4 unhealthyPodEvictionPolicy",
     # kubectl drain's evictions (policy/v1 Eviction).
-    "Eviction": {1: ("metadata", "ObjectMeta", False), 2: ("deleteOptions", "DeleteOptions", False)},
-    "DeleteOptions": {1: ("gracePeriodSeconds", "int", False), 2: ("preconditions", "Preconditions", False),
-                      3: ("orphanDependents", "bool", False), 4: ("propagationPolicy", "string", False),
-                      5: ("dryRun", "string", True)},
-    "Preconditions": {1: ("uid", "string", False), 2: ("resourceVersion", "string", False)},
+    "Eviction": "1 metadata:ObjectMeta, 2 deleteOptions:DeleteOptions",
+    "DeleteOptions": "1 gracePeriodSeconds:int, 2 preconditions:Preconditions, 3 orphanDependents:bool, "
+                     "4 propagationPolicy, 5 dryRun[]",
+    "Preconditions": "1 uid, 2 resourceVersion",
     # authentication.k8s.io/v1 (kubectl create token, kubectl auth whoami)
-    "BoundObjectReference": {1: ("kind", "string", False), 2: ("apiVersion", "string", False),
-                             3: ("name", "string", False), 4: ("uid", "string", False)},
-    "TokenRequestSpec": {1: ("audiences", "string", True), 3: ("boundObjectRef", "BoundObjectReference", False),
-                         4: ("expirationSeconds", "int", False)},
-    "TokenRequest": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "TokenRequestSpec", False),
-                     3: ("status", "Empty", False)},
-    "TokenReviewSpec": {1: ("token", "string", False), 2: ("audiences", "string", True)},
-    "TokenReview": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "TokenReviewSpec", False),
-                    3: ("status", "Empty", False)},
-    "SelfSubjectReview": {1: ("metadata", "ObjectMeta", False), 2: ("status", "Empty", False)},
+    "BoundObjectReference": "1 kind, 2 apiVersion, 3 name, 4 uid",
+    "TokenRequestSpec": "1 audiences[], 3 boundObjectRef:BoundObjectReference, 4 expirationSeconds:int",
+    "TokenRequest": "1 metadata:ObjectMeta, 2 spec:TokenRequestSpec, 3 status:Empty",
+    "TokenReviewSpec": "1 token, 2 audiences[]",
+    "TokenReview": "1 metadata:ObjectMeta, 2 spec:TokenReviewSpec, 3 status:Empty",
+    "SelfSubjectReview": "1 metadata:ObjectMeta, 2 status:Empty",
 }
+
+
+def _parse_fields(spec: str) -> dict[int, F]:
+    fields: dict[int, F] = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        number, field = item.split(" ")
+        repeated = field.endswith("[]")
+        name, _, kind = field.removesuffix("[]").partition(":")
+        fields[int(number)] = (name, kind or "string", repeated)
+    return fields
+
+
+MESSAGES: dict[str, dict[int, F]] = {message: _parse_fields(spec) for message, spec in _SCHEMA.items()}
 TOP_LEVEL = ("Namespace", "ConfigMap", "Secret", "ServiceAccount", "Service", "Deployment", "Job", "CronJob", "Role",
              "ClusterRole",
              "RoleBinding", "ClusterRoleBinding", "SelfSubjectAccessReview", "SubjectAccessReview",

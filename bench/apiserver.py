@@ -20,12 +20,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -34,7 +31,8 @@ import orjson
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tests.support.controlplane import _stop, service_account_flags, start_apiserver, start_etcd  # noqa: E402
+from bench.common import control_plane, report  # noqa: E402
+from tests.support.controlplane import _stop, service_account_flags, start_apiserver  # noqa: E402
 
 POD: dict[str, Any] = {"apiVersion": "v1", "kind": "Pod",
        "metadata": {"labels": {"app": "bench", "tier": "web"}, "annotations": {"bench": "x" * 200}},
@@ -260,7 +258,7 @@ def authorize_cost(bindings: int, calls: int = 20_000) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for label, user in (("superuser", UserInfo("admin", groups=("system:masters", "system:authenticated"))),
                         ("rbac_user", UserInfo(BENCH_USER, groups=("system:authenticated",)))):
-        attrs = Attributes(user, "create", True, "bench-rbac", "", "v1", "pods")
+        attrs = Attributes("create", True, "bench-rbac", "", "v1", "pods", user=user)
         assert authorizer.authorize(attrs).allowed
         t = time.perf_counter()
         for _ in range(calls):
@@ -337,11 +335,9 @@ def main() -> int:
     p.add_argument("--bindings", type=int, default=100, help="with --authz: unrelated bindings of each scope")
     p.add_argument("--sa-tokens", action="store_true", help="only GETs/s: static token vs service-account token")
     args = p.parse_args()
-    tmp = tempfile.mkdtemp(prefix="pkt-bench-")
-    etcd = start_etcd(tmp)
-    try:
-        server = start_apiserver(tmp, etcd.url, identities={BENCH_USER: ()} if args.authz else None,
-                                 extra=service_account_flags(tmp) if args.sa_tokens else None)
+    with control_plane("pkt-bench-", start_api=False) as cp:
+        server = start_apiserver(cp.tmp, cp.etcd.url, identities={BENCH_USER: ()} if args.authz else None,
+                                 extra=service_account_flags(cp.tmp) if args.sa_tokens else None)
         try:
             if args.sa_tokens:
                 result = asyncio.run(bench_sa_tokens(server.url, server.token, args.pods))
@@ -353,12 +349,8 @@ def main() -> int:
                 result = asyncio.run(bench(server.url, server.token, args.pods, args.watchers))
         finally:
             _stop(server.proc)
-    finally:
-        _stop(etcd.proc)
-        shutil.rmtree(tmp, ignore_errors=True)
     result["machine"] = {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}
-    print(json.dumps(result, indent=2))
-    return 0
+    return report(result)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,7 @@ home with its own ports, and removes it (`cluster down --purge`) at the end.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -24,18 +20,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import idle_usage, local_cluster, parse_flags, pkctl, report  # noqa: E402
 from pkctl.cluster.components import BY_NAME, COMPONENTS, api_get  # noqa: E402
 from pkctl.cluster.home import Home  # noqa: E402
 from pkctl.cluster.procs import ProcRecord  # noqa: E402
-
-
-def pkctl(*argv: str) -> float:
-    began = time.monotonic()
-    p = subprocess.run([sys.executable, "-m", "pkctl.main", *argv], cwd=ROOT, capture_output=True, text=True,
-                       timeout=300)
-    if p.returncode != 0:
-        raise SystemExit(f"pkctl {' '.join(argv)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
-    return round(time.monotonic() - began, 3)
 
 
 def processes(home: Home) -> dict[str, ProcRecord]:
@@ -120,12 +108,9 @@ def apply_web(home: Home) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--idle-seconds", type=float, default=60.0)
-    args = parser.parse_args()
-    home = Home(Path(tempfile.mkdtemp(prefix="pkbench-home-")))
+    args = parse_flags(__doc__, idle_seconds=60.0)
     result: dict[str, Any] = {"benchmark": "cluster"}
-    try:
+    with local_cluster("pkbench-home-") as home:
         result["up_cold_s"] = pkctl("cluster", "up", "--home", str(home.root))
         result["ready_after_cold_s"] = ready_after(home)
         result["down_s"] = pkctl("cluster", "down", "--home", str(home.root))
@@ -138,25 +123,11 @@ def main() -> int:
             result["apply_web_to_serving_nodeport_s"] = web["serving"]
             result["apply_all_examples_to_settled_s"] = apply_examples(home)
             time.sleep(10)  # let start-up work (probes' first rounds, status writes) pass before measuring idle
-        procs = processes(home)
-        cpu0 = {n: r.cpu_seconds() or 0.0 for n, r in procs.items()}
-        time.sleep(args.idle_seconds)  # measuring idle CPU over a fixed window, not synchronising
-        cpu1 = {n: r.cpu_seconds() or 0.0 for n, r in procs.items()}
-        rss = {n: round((r.rss_bytes() or 0) / 2**20, 1) for n, r in procs.items()}
-        result["rss_mb"] = rss
-        result["rss_total_mb"] = round(sum(rss.values()), 1)
-        result["idle_cpu_percent_of_one_core"] = round(100 * sum(cpu1[n] - cpu0[n] for n in procs)
-                                                       / args.idle_seconds, 2)
+        result.update(idle_usage(processes(home), args.idle_seconds))
         mons = monitors(home)
         result["containers_monitored"] = len(mons)
         result["rss_monitors_total_mb"] = round(sum(r.rss_bytes() or 0 for r in mons) / 2**20, 1)
-        result["idle_cpu_percent_by_process"] = {n: round(100 * (cpu1[n] - cpu0[n]) / args.idle_seconds, 2)
-                                                 for n in procs}
-    finally:
-        if home.exists():
-            pkctl("cluster", "down", "--purge", "--home", str(home.root))
-    print(json.dumps(result, indent=1))
-    return 0
+    return report(result, indent=1)
 
 
 if __name__ == "__main__":

@@ -8,15 +8,11 @@ passes or fails on time (targets from issue 9: <= 1 s and <= 3 s).
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -24,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pklib.client import Client  # noqa: E402
 from pklib.resources import lookup  # noqa: E402
-from tests.support.controlplane import _stop, start_apiserver, start_etcd  # noqa: E402
+from bench.common import control_plane, has_kubectl, parse_flags, report  # noqa: E402
 
 PODS, NAMESPACES = lookup("pods"), lookup("namespaces")
 assert PODS and NAMESPACES
@@ -73,19 +69,11 @@ def manifest(objects: int) -> str:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("--pods", type=int, default=5000)
-    p.add_argument("--objects", type=int, default=50)
-    p.add_argument("--runs", type=int, default=3)
-    a = p.parse_args()
-    if shutil.which("kubectl") is None:
-        print("bench.compat: kubectl is not installed", file=sys.stderr)
+    a = parse_flags(__doc__, pods=5000, objects=50, runs=3)
+    if not has_kubectl("compat"):
         return 1
-    tmp = tempfile.mkdtemp(prefix="pkb-compat-")
-    etcd = start_etcd(tmp)
-    api = None
-    try:
-        api = start_apiserver(tmp, etcd.url, tls=True)
+    with control_plane("pkb-compat-", tls=True) as cp:
+        api = cp.api
         kubectl = ["kubectl", "--kubeconfig", api.kubeconfig]
         created = asyncio.run(create_pods(api.kubeconfig, [f"bench-{i}" for i in range(10)], a.pods))
         get_times = []
@@ -100,7 +88,7 @@ def main() -> int:
         changed, _ = timed([*kubectl, "apply", "-n", "default", "-f", "-"], text.replace("value-", "other-"))
         server_side, _ = timed([*kubectl, "apply", "--server-side", "-n", "default", "-f", "-"],
                                text.replace("value-", "third-"))
-        print(json.dumps({
+        return report({
             "benchmark": "compat",
             "pods": a.pods,
             "create_pods_s": round(created, 2),
@@ -112,13 +100,7 @@ def main() -> int:
             "kubectl_apply_configure_half_s": round(changed, 3),
             "kubectl_apply_server_side_s": round(server_side, 3),
             "targets_s": {"get_pods_all_namespaces": 1.0, "apply_50_objects": 3.0},
-        }, indent=2))
-        return 0
-    finally:
-        if api is not None:
-            _stop(api.proc)
-        _stop(etcd.proc)
-        shutil.rmtree(tmp, ignore_errors=True)
+        })
 
 
 if __name__ == "__main__":

@@ -13,20 +13,17 @@ Pending, so this isolates the controllers from scheduling and kubelets). Measure
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from pklib.resources import must_lookup
 from pklib.client import Client
-from tests.support.controlplane import ROOT, _stop, start_apiserver, start_etcd
+from bench.common import control_plane, cpu_times, parse_flags, report, status_mib
+from tests.support.controlplane import ROOT, _stop
 
 PODS = must_lookup("pods")
 NAMESPACES = must_lookup("namespaces")
@@ -35,16 +32,7 @@ REPLICASETS = must_lookup("replicasets")
 
 
 def proc_stats(pid: int) -> dict[str, float | None]:
-    out: dict[str, float | None] = {"peak_rss_mib": None, "cpu_seconds": None}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                out["peak_rss_mib"] = round(int(line.split()[1]) / 1024, 1)
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        out["cpu_seconds"] = round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
-    except OSError:
-        pass
-    return out
+    return {"peak_rss_mib": status_mib(pid, "VmHWM"), "cpu_seconds": round(cpu_times(pid)[0], 2)}
 
 
 async def timed(check: Callable[[], Awaitable[bool]], timeout: float) -> float | None:
@@ -91,29 +79,19 @@ async def measure(url: str, token: str, replicas: int, timeout: float) -> dict[s
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--replicas", type=int, default=1000)
-    ap.add_argument("--timeout", type=float, default=300)
-    args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="pkb-") as tmp:
-        etcd = start_etcd(tmp)
-        api = None
-        cm = None
+    args = parse_flags(__doc__, replicas=1000, timeout=300.0)
+    with control_plane("pkb-") as cp:
+        api = cp.api
+        cm = subprocess.Popen([sys.executable, "-m", "launcher", "controller-manager", "--server", api.url,
+                               "--token", api.token, "--controllers", "replicaset,deployment,garbagecollector"],
+                              cwd=ROOT, stdout=open(os.path.join(cp.tmp, "cm.log"), "wb"), stderr=subprocess.STDOUT)
         try:
-            api = start_apiserver(tmp, etcd.url)
-            cm = subprocess.Popen([sys.executable, "-m", "launcher", "controller-manager", "--server", api.url,
-                                   "--token", api.token, "--controllers", "replicaset,deployment,garbagecollector"],
-                                  cwd=ROOT, stdout=open(os.path.join(tmp, "cm.log"), "wb"), stderr=subprocess.STDOUT)
             result = asyncio.run(measure(api.url, api.token, args.replicas, args.timeout))
             result["controller_manager"] = proc_stats(cm.pid)
             result["note"] = "shared 2-core machine, apiserver + etcd + controller-manager on it; figures pessimistic"
-            print(json.dumps(result, indent=2))
+            report(result)
         finally:
-            if cm is not None:
-                _stop(cm)
-            if api is not None:
-                _stop(api.proc)
-            _stop(etcd.proc)
+            _stop(cm)
 
 
 if __name__ == "__main__":

@@ -10,14 +10,12 @@ creates with the admin token, polled every 20 ms (each attempt times out after 2
 """
 from __future__ import annotations
 
-import argparse
 import json
 import signal
 import ssl
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -26,7 +24,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.cluster import pkctl  # noqa: E402
+from bench.common import idle_usage, local_cluster, parse_flags, pkctl, report  # noqa: E402
 from pkctl.cluster.components import components, probe_etcd  # noqa: E402
 from pkctl.cluster.home import ClusterConfig, Home  # noqa: E402
 from pkctl.cluster.procs import ProcRecord  # noqa: E402
@@ -112,25 +110,13 @@ def summary(times: list[float]) -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--idle-seconds", type=float, default=20.0)
-    args = parser.parse_args()
-    home = Home(Path(tempfile.mkdtemp(prefix="pkbench-ha-")))
+    args = parse_flags(__doc__, rounds=3, idle_seconds=20.0)
     result: dict[str, Any] = {"benchmark": "ha", "control_planes": 3}
-    try:
+    with local_cluster("pkbench-ha-") as home:
         result["up_cold_s"] = pkctl("cluster", "up", "--home", str(home.root), "--control-planes", "3")
         cfg = home.load_config()
         time.sleep(10)  # let start-up work pass before measuring memory and idle CPU
-        procs = processes(home, cfg)
-        cpu0 = {n: r.cpu_seconds() or 0.0 for n, r in procs.items()}
-        time.sleep(args.idle_seconds)  # a fixed measuring window, not synchronisation
-        cpu1 = {n: r.cpu_seconds() or 0.0 for n, r in procs.items()}
-        rss = {n: round((r.rss_bytes() or 0) / 2**20, 1) for n, r in procs.items()}
-        result["rss_mb"] = rss
-        result["rss_total_mb"] = round(sum(rss.values()), 1)
-        result["idle_cpu_percent_of_one_core"] = round(100 * sum(cpu1[n] - cpu0[n] for n in procs)
-                                                       / args.idle_seconds, 2)
+        result.update(idle_usage(processes(home, cfg), args.idle_seconds))
         writer = Writer(home, cfg)
         api, leader = [], []
         for i in range(args.rounds):
@@ -141,11 +127,7 @@ def main() -> int:
             wait_healthy(home)
         result["apiserver_sigkill_to_first_write"] = summary(api)
         result["etcd_leader_sigkill_to_first_write"] = summary(leader)
-    finally:
-        if home.exists():
-            pkctl("cluster", "down", "--purge", "--home", str(home.root))
-    print(json.dumps(result, indent=1))
-    return 0
+    return report(result, indent=1)
 
 
 if __name__ == "__main__":

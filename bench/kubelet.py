@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from images.busybox import ensure_busybox  # noqa: E402
 from images.store import ImageStore  # noqa: E402
 from pklib.client import Client  # noqa: E402
+from bench.common import cpu_times, report, status_mib  # noqa: E402
 from tests.support.controlplane import _stop, start_apiserver, start_etcd  # noqa: E402
 from tests.support.node import (BUSYBOX, NAMESPACES, PODS, Node, _start, _wait_node,  # noqa: E402
                                     clean_namespace)
@@ -83,20 +84,6 @@ async def wait_until(pred: Any, timeout: float) -> None:
         await asyncio.sleep(0.01)
 
 
-def cpu_seconds(pid: int) -> tuple[float, float]:
-    """(the process's own utime+stime, that of its waited-for children: runc and conmon launches, execs)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
-
-
 async def measure(node: Node, singles: int, burst: int, idle_seconds: float, warmup: bool = False
                   ) -> dict[str, Any]:
     assert node.kubelet is not None
@@ -125,11 +112,11 @@ async def measure(node: Node, singles: int, burst: int, idle_seconds: float, war
         burst_s = max((running[n] for n in names), default=t) - t
         await wait_until(lambda: all(n in ready for n in names), 60)
         pid = node.kubelet.pid
-        rss = rss_mb(pid)
+        rss = status_mib(pid)
         await asyncio.sleep(2)  # let the last status writes and events drain before the idle window
-        (own0, kids0), t0 = cpu_seconds(pid), time.monotonic()
+        (own0, kids0), t0 = cpu_times(pid), time.monotonic()
         await asyncio.sleep(idle_seconds)
-        (own1, kids1), elapsed = cpu_seconds(pid), time.monotonic() - t0
+        (own1, kids1), elapsed = cpu_times(pid), time.monotonic() - t0
         idle_cpu, idle_kids = (own1 - own0) / elapsed, (kids1 - kids0) / elapsed
         watcher.cancel()
         await clean_namespace(c, ns)
@@ -187,13 +174,9 @@ def main() -> int:
             out = {f"seccomp_{mode}": r for mode, r in results.items()}
             out["single_pod_create_to_running_p50_s"] = {
                 f"seccomp_{m}": r["single_pod_create_to_running_s"]["p50"] for m, r in results.items()}
-        print(json.dumps({"benchmark": "kubelet", "cpus": os.cpu_count(), **out}, indent=2))
+        report({"benchmark": "kubelet", "cpus": os.cpu_count(), **out})
     finally:
-        if node.kubelet:
-            _stop(node.kubelet)
-        for proc in reversed(node.procs):
-            _stop(proc)
-        _stop(api.proc)
+        node.stop_processes()
         _stop(etcd.proc)
         asyncio.run(node.runtime().destroy_node())
         shutil.rmtree(tmp, ignore_errors=True)

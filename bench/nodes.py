@@ -8,29 +8,22 @@ own ports and removes it (`cluster down --purge`) at the end.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.cluster import pkctl  # noqa: E402
+from bench.common import local_cluster, parse_flags, pkctl, report  # noqa: E402
 from pkctl.cluster.components import api_get, node_ready  # noqa: E402
-from pkctl.cluster.home import Home  # noqa: E402
 from pkctl.cluster.procs import ProcRecord  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--nodes", type=int, default=3)
-    args = parser.parse_args()
-    home = Home(Path(tempfile.mkdtemp(prefix="pkbench-nodes-")))
+    args = parse_flags(__doc__, nodes=3)
     result: dict[str, object] = {"nodes": args.nodes}
-    try:
+    with local_cluster("pkbench-nodes-") as home:
         began = time.monotonic()
         pkctl("cluster", "up", "--home", str(home.root), "--nodes", str(args.nodes), "--wait-timeout", "180")
         result["up_s"] = round(time.monotonic() - began, 2)
@@ -50,11 +43,7 @@ def main() -> int:
             rss[name] = round(((rec.rss_bytes() if rec else 0) or 0) / 2**20, 1)
         result["worker_rss_mb"] = rss
         result["worker_rss_total_mb"] = round(sum(rss.values()), 1)
-    finally:
-        if home.exists():
-            pkctl("cluster", "down", "--purge", "--home", str(home.root))
-    print(json.dumps(result, indent=1))
-    return 0
+    return report(result, indent=1)
 
 
 if __name__ == "__main__":

@@ -9,19 +9,16 @@ Figures only: nothing here passes or fails on time.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tests.support.controlplane import _stop, start_apiserver, start_etcd  # noqa: E402
+from bench.common import control_plane, report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,12 +60,8 @@ def main() -> int:
     parser.add_argument("--objects", type=int, default=200, help="deployments in the applied file")
     parser.add_argument("--list", type=int, default=1000, help="configmaps listed by `pkctl get`")
     opts = parser.parse_args()
-    tmp = tempfile.mkdtemp(prefix="pkbench-")
-    etcd = start_etcd(tmp)
-    api = None
-    try:
-        api = start_apiserver(tmp, etcd.url)
-        kc = api.kubeconfig
+    with control_plane("pkbench-") as cp:
+        kc = cp.api.kubeconfig
         ns = "bench"
         pkctl(kc, "create", "namespace", ns)
         startup = [pkctl(kc, "get", "namespaces") for _ in range(5)]
@@ -81,7 +74,7 @@ def main() -> int:
         get_table = [pkctl(kc, "-n", ns, "get", "configmaps") for _ in range(3)]
         get_yaml = pkctl(kc, "-n", ns, "get", "configmaps", "-o", "yaml")
         delete = pkctl(kc, "-n", ns, "delete", "configmaps", "--all")
-        print(json.dumps({
+        report({
             "pkctl_get_namespaces_median_s": round(statistics.median(startup), 3),
             "apply_create": {"objects": opts.objects, "seconds": round(create, 2),
                              "objects_per_s": round(opts.objects / create, 1)},
@@ -94,12 +87,7 @@ def main() -> int:
             "delete_all": {"objects": opts.list, "seconds": round(delete, 2)},
             "cpus": os.cpu_count(),
             "load_average_1m": round(os.getloadavg()[0], 2),
-        }, indent=2))
-    finally:
-        if api is not None:
-            _stop(api.proc)
-        _stop(etcd.proc)
-        shutil.rmtree(tmp, ignore_errors=True)
+        })
     return 0
 
 

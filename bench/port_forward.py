@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -25,7 +22,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import aiohttp  # noqa: E402
 
 from pklib.client import Client  # noqa: E402
-from tests.support.controlplane import ROOT, _stop, start_etcd  # noqa: E402
+from bench.common import control_plane, parse_flags, report  # noqa: E402
+from tests.support.controlplane import ROOT  # noqa: E402
 from tests.support.kubectl import Stream  # noqa: E402
 from tests.support.node import NAMESPACES, PODS, ctr, pod, private_node, running, wait_pod  # noqa: E402
 from tests.support.portforward import FORWARDING, http_get  # noqa: E402
@@ -88,20 +86,11 @@ async def run(args: argparse.Namespace, kubeconfig: str) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=50)
-    parser.add_argument("--megabytes", type=int, default=64)
-    args = parser.parse_args()
-    tmp = tempfile.mkdtemp(prefix="pkt-bench-pf-")
-    etcd = start_etcd(tmp)
-    try:
-        with private_node(etcd, tls=True) as node:
-            result = asyncio.run(run(args, node.api.kubeconfig))
-    finally:
-        _stop(etcd.proc)
-        shutil.rmtree(tmp, ignore_errors=True)
+    args = parse_flags(__doc__, requests=50, megabytes=64)
+    with control_plane("pkt-bench-pf-", start_api=False) as cp, private_node(cp.etcd, tls=True) as node:
+        result = asyncio.run(run(args, node.api.kubeconfig))
     result["loadavg"] = os.getloadavg()[0]
-    print(json.dumps(result, indent=2))
+    report(result)
 
 
 if __name__ == "__main__":

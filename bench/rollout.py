@@ -13,15 +13,11 @@ Prints one JSON document and cleans up; nothing passes or fails on time.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pklib.client import Client  # noqa: E402
 from pklib.resources import must_lookup  # noqa: E402
-from tests.support.controlplane import _stop, start_apiserver, start_etcd  # noqa: E402
+from bench.common import control_plane, has_kubectl, parse_flags, report  # noqa: E402
 from tests.controllers.helpers import set_pod_ready  # noqa: E402
 from tests.util import unique  # noqa: E402
 
@@ -150,27 +146,12 @@ async def run(kubeconfig: str, replicas: int, runs: int) -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--replicas", type=int, default=5)
-    parser.add_argument("--runs", type=int, default=5)
-    args = parser.parse_args()
-    if shutil.which("kubectl") is None:
-        print("kubectl is not on PATH: this benchmark compares pkctl with it", file=sys.stderr)
+    args = parse_flags(__doc__, replicas=5, runs=5)
+    if not has_kubectl("rollout"):
         return 1
-    tmp = tempfile.mkdtemp(prefix="pkb-rollout-")
-    etcd = api = None
-    try:
-        etcd = start_etcd(tmp)
-        api = start_apiserver(tmp, etcd.url, tls=True)
-        result = asyncio.run(run(api.kubeconfig, args.replicas, args.runs))
-        print(json.dumps({"benchmark": "rollout", **result}, indent=2))
-        return 0
-    finally:
-        if api is not None:
-            _stop(api.proc)
-        if etcd is not None:
-            _stop(etcd.proc)
-        shutil.rmtree(tmp, ignore_errors=True)
+    with control_plane("pkb-rollout-", tls=True) as cp:
+        result = asyncio.run(run(cp.api.kubeconfig, args.replicas, args.runs))
+    return report({"benchmark": "rollout", **result})
 
 
 if __name__ == "__main__":

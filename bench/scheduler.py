@@ -15,15 +15,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 from pklib.client import Client
@@ -32,7 +28,8 @@ from pklib.resources import lookup
 from scheduler.algorithm import DEFAULT_WEIGHTS, schedule
 from scheduler.cache import Cache
 from scheduler.framework import pod_info
-from tests.support.controlplane import ROOT, _stop, start_apiserver, start_etcd
+from bench.common import ControlPlane, control_plane, cpu_times, report, status_mib
+from tests.support.controlplane import ROOT, _stop
 from tests.util import free_port
 
 PODS = lookup("pods")
@@ -40,25 +37,6 @@ NODES = lookup("nodes")
 NAMESPACES = lookup("namespaces")
 DEPLOYMENTS = lookup("deployments")
 assert PODS and NODES and NAMESPACES and DEPLOYMENTS
-
-
-def peak_rss_mib(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        return None
-    return None
-
-
-def cpu_seconds(pid: int) -> float:
-    """user + system CPU time of a process so far (/proc/PID/stat fields 14 and 15)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Procs:
@@ -169,9 +147,12 @@ class PodWatch:
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
-    tmp = tempfile.mkdtemp(prefix="pkbench-")
-    etcd = start_etcd(tmp)
-    api = start_apiserver(tmp, etcd.url)
+    with control_plane("pkbench-", keep=args.keep_logs) as cp:
+        return await _bench(args, cp)
+
+
+async def _bench(args: argparse.Namespace, cp: ControlPlane) -> dict[str, Any]:
+    tmp, etcd, api = cp.tmp, cp.etcd, cp.api
     procs = Procs(tmp, api.url, api.token)
     client = Client(api.url, api.token)
     result: dict[str, Any] = {"nodes": args.nodes, "pods": args.pods, "replicas": args.replicas,
@@ -204,7 +185,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
 
         pids = {"apiserver": api.proc.pid, "etcd": etcd.proc.pid, "controller_manager": cm.pid,
                  **{name: proc.pid for name, proc in procs.procs.items() if name.startswith("hollow-")}}
-        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        cpu_before = {name: cpu_times(pid)[0] for name, pid in pids.items()}
         api_port = int(api.url.rsplit(":", 1)[1])
         api_before = scrape(api_port, api.token)
         sched_start = time.monotonic()
@@ -221,7 +202,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "all_bound_s": round(last - sched_start, 2),
             # Where the time went: CPU seconds each process used while the pods were being bound
             # (two cores are shared by all of them, and by anything else on the machine).
-            "cpu_s_while_binding": {name: round(cpu_seconds(pid) - cpu_before[name], 1)
+            "cpu_s_while_binding": {name: round(cpu_times(pid)[0] - cpu_before[name], 1)
                                     for name, pid in pids.items()},
         }
         # What the apiserver's CPU above was spent on (leases and node status keep coming meanwhile).
@@ -255,21 +236,13 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             result["deployment"] = {"error": str(e), "pods_created": len(watch2.informer.store),
                                     "pods_ready": len(watch2.ready)}
         watch2_task.cancel()
-        result["peak_rss_mib"] = {"scheduler": peak_rss_mib(sched.pid), "controller_manager": peak_rss_mib(cm.pid),
-                                  "apiserver": peak_rss_mib(api.proc.pid)}
-        for name, proc in procs.procs.items():
-            if name.startswith("hollow-"):
-                result["peak_rss_mib"][name] = peak_rss_mib(proc.pid)
+        peaks = {"scheduler": sched.pid, "controller_manager": cm.pid, "apiserver": api.proc.pid,
+                 **{name: proc.pid for name, proc in procs.procs.items() if name.startswith("hollow-")}}
+        result["peak_rss_mib"] = {name: status_mib(pid, "VmHWM") for name, pid in peaks.items()}
         return result
     finally:
         await client.close()
         procs.stop_all()
-        _stop(api.proc)
-        _stop(etcd.proc)
-        if args.keep_logs:
-            print(f"logs in {tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 async def _done(have: int, want: int) -> bool:
@@ -285,7 +258,7 @@ def main() -> None:
     p.add_argument("--deployment-timeout", type=float, default=300)
     p.add_argument("--keep-logs", action="store_true")
     args = p.parse_args()
-    print(json.dumps(asyncio.run(bench(args)), indent=2))
+    report(asyncio.run(bench(args)))
 
 
 if __name__ == "__main__":

@@ -24,11 +24,9 @@ import os
 import queue
 import random
 import re
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -41,7 +39,8 @@ from pklib.client import Client
 from pklib.resources import must_lookup
 from proxy import nft
 from proxy.proxier import Proxier
-from tests.support.controlplane import ROOT, _stop, start_apiserver, start_etcd
+from bench.common import control_plane, report
+from tests.support.controlplane import ROOT, _stop
 from tests.util import free_port, unique
 
 SERVICES = must_lookup("services")
@@ -277,11 +276,8 @@ async def dns_load(api_kubeconfig: str, tmp: str, ns: str, services: int, querie
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    tmp = tempfile.mkdtemp(prefix="pkb-svc-")
-    etcd = api = None
-    try:
-        etcd = start_etcd(tmp)
-        api = start_apiserver(tmp, etcd.url, ["--service-cluster-ip-range", "172.31.0.0/16"])
+    with control_plane("pkb-svc-", ["--service-cluster-ip-range", "172.31.0.0/16"]) as cp:
+        api, tmp = cp.api, cp.tmp
         ns = unique("bench")
         async with Client(api.url, api.token) as c:
             t = time.perf_counter()
@@ -297,12 +293,6 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             result["dns"] = await dns_load(api.kubeconfig, tmp, ns, args.services, args.queries)
             result["note"] = "shared 2-core machine; figures are pessimistic"
             return result
-    finally:
-        if api is not None:
-            _stop(api.proc)
-        if etcd is not None:
-            _stop(etcd.proc)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:
@@ -315,7 +305,7 @@ def main() -> None:
                         "a burst, which it batches on purpose")
     p.add_argument("--queries", type=int, default=20000)
     args = p.parse_args()
-    print(json.dumps(asyncio.run(main_async(args)), indent=2))
+    report(asyncio.run(main_async(args)))
 
 
 if __name__ == "__main__":

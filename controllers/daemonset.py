@@ -46,13 +46,7 @@ class DaemonSetController(PodOwnerController):
         self.node_informer = self.watch(NODES, self._node_changed, lambda old, new: self._node_changed(new),
                                         self._node_changed)
         self.pod_informer = self.watch(PODS, self._pod_added, self._pod_updated, self._pod_deleted)
-        self.revision_informer = self.watch(CONTROLLERREVISIONS, None, lambda old, new: self._revision_event(new),
-                                            self._revision_event)
-
-    def _revision_event(self, revision: Obj) -> None:
-        key = self._owner_key(revision)
-        if key is not None:
-            self.queue.add(key)
+        self.revision_informer = self.watch_revisions()
 
     def _ds_deleted(self, ds: Obj) -> None:
         self.expectations.forget(key_of(ds))

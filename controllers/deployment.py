@@ -24,7 +24,7 @@ from pklib.resources import DEPLOYMENTS, PODS, REPLICASETS
 
 from . import deploymentutil as du
 from .claims import claim
-from .util import (controller_ref, meta, now, now_rfc3339, owner_reference, parse_time, selector_of,
+from .util import (controller_ref, meta, now, now_rfc3339, owner_reference, parse_time, selecting, selector_of,
                    template_hash, write_status)
 
 
@@ -54,11 +54,8 @@ class DeploymentController(Controller):
             if key is not None:
                 self.queue.add(key)
             elif controller_ref(obj) is None:
-                labels = meta(obj).get("labels")
-                for d in self.d_informer.store.by_index("namespace", meta(obj)["namespace"]):
-                    sel = selector_of(d)
-                    if sel is not None and sel.matches(labels):
-                        self.enqueue(d)
+                for d in selecting(self.d_informer.store, obj):
+                    self.enqueue(d)
 
     def _pod_deleted(self, pod: Obj) -> None:
         # Recreate waits until the old pods are gone; only then may the new ReplicaSet grow.

@@ -29,7 +29,7 @@ from pklib.informer import Informer, Obj
 from pklib.objects import key_of
 from pklib.resources import CRDS, Resource, for_kind, lookup
 
-from .util import meta
+from .util import meta, unless_gone
 
 FOREGROUND = "foregroundDeletion"
 ORPHAN = "orphan"
@@ -237,8 +237,4 @@ class GarbageCollector(Controller):
         await self._update(res, body)
 
     async def _update(self, res: Resource, body: Obj) -> None:
-        try:
-            await self.client.update(res, body)
-        except ApiError as e:
-            if not is_not_found(e):
-                raise  # a conflict is retried with the fresher cached object
+        await unless_gone(self.client.update(res, body))  # a conflict is retried with the fresher cached object

@@ -17,8 +17,9 @@ import os
 from typing import Sequence
 
 from pklib.client import Client
-from pklib.component import (ConfigError, LostLeadership, add_client_flags, add_leader_election_flags, check_flags,
-                             leader_elector, make_client as _make_client, run_until_signalled, setup_logging)
+from pklib.component import (ConfigError, add_client_flags, add_leader_election_flags, check_flags, close_all,
+                             keep_leading, leader_elector, make_client as _make_client, run_until_signalled,
+                             setup_logging)
 from pklib.controller import Controller, ControllerContext
 from pklib.errors import ConnectionFailed
 from pklib.events import EventRecorder
@@ -123,6 +124,10 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
             raise
     elector: LeaderElector | None = None
     informers: InformerFactory | None = None
+
+    def lost() -> None:
+        state.leading = False
+
     try:
         if config.leader_elect:
             elector = leader_elector(client, config, LEASE_NAME)
@@ -142,17 +147,10 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
             log.info("running controllers: %s", ", ".join(c.name for c in controllers))
             ready.set()
             if elector is not None:
-                await elector.keep_renewing()
-                state.leading = False
-                raise LostLeadership()
+                await keep_leading(elector, lost)
     finally:
-        if elector is not None:
-            await elector.release()
-        if informers is not None:
-            await informers.stop()
-        if server is not None:
-            await server.cleanup()
-        await client.close()
+        await close_all(elector.release if elector else None, informers.stop if informers else None,
+                        server.cleanup if server else None, client.close)
 
 
 # What ends the process with one `error: ...` line instead of a traceback (also used by `pkube group`).

@@ -12,6 +12,7 @@ from typing import Any
 
 from pklib.controller import Controller, ControllerContext
 from pklib.errors import ApiError, is_not_found
+from pklib.flagtypes import int_in_range
 from pklib.informer import Obj
 from pklib.objects import key_of
 from pklib.resources import NODES
@@ -80,14 +81,7 @@ def _cidr(text: str) -> str:
         raise argparse.ArgumentTypeError(f"not a network CIDR: {e}") from None
 
 
-def _mask(text: str) -> int:
-    try:
-        mask = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a prefix length") from None
-    if not 1 <= mask <= 128:
-        raise argparse.ArgumentTypeError(f"{mask} is not a prefix length")
-    return mask
+_mask = int_in_range(1, 128, "prefix length")
 
 
 class NodeIpamController(Controller):

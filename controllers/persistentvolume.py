@@ -16,13 +16,13 @@ from typing import Any
 
 from pklib.api.wellknown import DEFAULT_CLASS_ANNOTATION, HOSTNAME_LABEL, SELECTED_NODE_ANNOTATION
 from pklib.controller import Controller, ControllerContext
-from pklib.errors import ApiError, is_already_exists, is_not_found
+from pklib.errors import ApiError, is_already_exists
 from pklib.informer import Obj
 from pklib.quantity import QuantityError, to_bytes
 from pklib.resources import NODES, PVCS, PVS, STORAGECLASSES
 
 from .nodefit import required_affinity_matches
-from .util import meta
+from .util import meta, unless_gone, write_status
 
 
 PROVISIONER = "pkube.io/local-path"
@@ -220,9 +220,7 @@ class PersistentVolumeController(Controller):
             status["capacity"] = dict((pv.get("spec") or {}).get("capacity") or {})
         if (pvc.get("status") or {}) == status:
             return
-        body = copy.deepcopy(pvc)
-        body["status"] = status
-        await self._write_status(PVCS, body)
+        await write_status(self.client, PVCS, pvc, status)
 
     # -- volumes --------------------------------------------------------------------------------
 
@@ -246,24 +244,11 @@ class PersistentVolumeController(Controller):
             return
         # The claim is gone: reclaim.
         if (pv.get("spec") or {}).get("persistentVolumeReclaimPolicy", "Retain") == "Delete":
-            try:
-                await self.client.delete(PVS, name)
-            except ApiError as e:
-                if not is_not_found(e):
-                    raise
+            await unless_gone(self.client.delete(PVS, name))
             return
         await self._volume_status(pv, "Released")
 
     async def _volume_status(self, pv: Obj, phase: str) -> None:
         if (pv.get("status") or {}).get("phase") == phase:
             return
-        body = copy.deepcopy(pv)
-        body["status"] = {"phase": phase}
-        await self._write_status(PVS, body)
-
-    async def _write_status(self, res: Any, body: Obj) -> None:
-        try:
-            await self.client.update_status(res, body)
-        except ApiError as e:
-            if not is_not_found(e):
-                raise
+        await write_status(self.client, PVS, pv, {"phase": phase})

@@ -18,7 +18,7 @@ from pklib.resources import PODS, REPLICASETS
 
 from .claims import claim
 from .util import (PodOwnerController, available_in, controller_ref, is_pod_active, is_pod_ready, meta, parse_time,
-                   pod_from_template, random_suffix, selector_of, slow_start_batch, write_status)
+                   pod_from_template, random_suffix, selecting, selector_of, slow_start_batch, write_status)
 
 
 BURST_REPLICAS = 500  # at most this many creates/deletes per sync, as in Kubernetes
@@ -47,11 +47,8 @@ class ReplicaSetController(PodOwnerController):
         return self.rs_informer.store
 
     def _enqueue_matching(self, pod: Obj) -> None:
-        labels = meta(pod).get("labels")
-        for rs in self.rs_informer.store.by_index("namespace", meta(pod)["namespace"]):
-            sel = selector_of(rs)
-            if sel is not None and sel.matches(labels):
-                self.enqueue(rs)
+        for rs in selecting(self.rs_informer.store, pod):
+            self.enqueue(rs)
 
     def _pod_added(self, pod: Obj) -> None:
         if not self._owned_pod_added(pod) and controller_ref(pod) is None:

@@ -63,17 +63,10 @@ class StatefulSetController(PodOwnerController):
         self.pod_informer = self.watch(PODS, self._pod_event, lambda old, new: self._pod_event(new),
                                        self._pod_deleted)
         self.pvc_informer = self.watch(PVCS)
-        # A revision deleted or changed behind our back is recreated or renumbered by the owner's next sync.
-        self.revision_informer = self.watch(CONTROLLERREVISIONS, None, lambda old, new: self._revision_event(new),
-                                            self._revision_event)
+        self.revision_informer = self.watch_revisions()
 
     def owner_store(self) -> Store:
         return self.sts_informer.store
-
-    def _revision_event(self, revision: Obj) -> None:
-        key = self._owner_key(revision)
-        if key is not None:
-            self.queue.add(key)
 
     def _pod_event(self, pod: Obj) -> None:
         self._owned_pod_added(pod)

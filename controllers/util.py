@@ -10,20 +10,22 @@ import copy
 import hashlib
 import random
 from datetime import datetime
-from typing import Any, Awaitable, Callable, ClassVar
+from typing import Any, Awaitable, Callable, ClassVar, Iterator, TypeVar
 
 import orjson
 
 from pklib.client import Client
 from pklib.controller import Controller, ControllerContext, Expectations
 from pklib.errors import ApiError, is_not_found
-from pklib.informer import Obj, Store
+from pklib.informer import Informer, Obj, Store
 from pklib.objects import key_of
 from pklib.objects import controller_of as controller_ref
 from pklib.api.timefmt import now, now_rfc3339, parse_time
 from pklib.objects import meta, owner_reference
-from pklib.resources import Resource
+from pklib.resources import CONTROLLERREVISIONS, Resource
 from pklib.selectors import LabelSelector, SelectorError, selector_from_match
+
+T = TypeVar("T")
 
 # Kubernetes' rand.SafeEncodeString alphabet: no vowels (no words), no confusable 0/1/3.
 _SAFE = "bcdfghjklmnpqrstvwxz2456789"
@@ -163,15 +165,31 @@ async def slow_start_batch(count: int, create: Callable[[int], Awaitable[Any]],
     return succeeded, first_error
 
 
+async def unless_gone(call: Awaitable[T]) -> T | None:
+    """Await a write to one object; None when the object is gone (there is nothing left to write to)."""
+    try:
+        return await call
+    except ApiError as e:
+        if not is_not_found(e):
+            raise
+        return None
+
+
 async def write_status(client: Client, res: Resource, obj: Obj, status: dict[str, Any]) -> None:
     """Replace `obj`'s status through the status subresource; an object deleted meanwhile needs none."""
     body = copy.deepcopy(obj)
     body["status"] = status
-    try:
-        await client.update_status(res, body)
-    except ApiError as e:
-        if not is_not_found(e):
-            raise
+    await unless_gone(client.update_status(res, body))
+
+
+def selecting(store: Store, obj: Obj) -> Iterator[Obj]:
+    """The objects of `store` in obj's namespace whose spec.selector matches obj's labels (the owners that may
+    adopt an orphan)."""
+    labels = meta(obj).get("labels")
+    for candidate in store.by_index("namespace", meta(obj)["namespace"]):
+        sel = selector_of(candidate)
+        if sel is not None and sel.matches(labels):
+            yield candidate
 
 
 # -- controllers whose objects own pods directly ------------------------------------------------
@@ -201,6 +219,16 @@ class PodOwnerController(Controller):
         key = f"{meta(pod)['namespace']}/{ref['name']}"
         owner = self.owner_store().get(key)
         return key if owner is not None and meta(owner).get("uid") == ref.get("uid") else None
+
+    def _requeue_owner(self, obj: Obj) -> None:
+        key = self._owner_key(obj)
+        if key is not None:
+            self.queue.add(key)
+
+    def watch_revisions(self) -> Informer:
+        """The owners' ControllerRevisions: one deleted or changed behind our back is recreated or renumbered by
+        its owner's next sync."""
+        return self.watch(CONTROLLERREVISIONS, None, lambda old, new: self._requeue_owner(new), self._requeue_owner)
 
     def _owned_pod_added(self, pod: Obj) -> bool:
         """Count a new pod (or one already terminating) against its owner's expectations and queue the owner;

@@ -5,12 +5,13 @@ import argparse
 import ipaddress
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pklib.kubeconfig import pkube_home
 from pklib.quantity import QuantityError, parse_quantity
 
-from kubelet.runtime.runc import RuntimeConfig
-from kubelet.server import server_tls_context
+if TYPE_CHECKING:
+    from kubelet.runtime.runc import RuntimeConfig
 
 
 def add_real_flags(p: argparse.ArgumentParser) -> None:
@@ -115,6 +116,7 @@ def check_real_config(config: argparse.Namespace) -> None:
         raise ValueError("--relist-period, --sync-frequency, --node-lease-renew-interval and "
                          "--node-status-update/report-frequency must be positive")
     if config.port:
+        from kubelet.server import server_tls_context  # the real node's API server: not loaded by a hollow one
         server_tls_context(config.tls_cert_file, config.tls_private_key_file, config.client_ca_file)
 
 
@@ -129,6 +131,7 @@ def log_max_size(config: argparse.Namespace) -> int:
 
 
 def runtime_config(config: argparse.Namespace, pod_cidr: str) -> RuntimeConfig:
+    from kubelet.runtime.runc import RuntimeConfig  # runc and pod networking: not loaded by a hollow node
     runtime_cfg = RuntimeConfig(pod_cidr=pod_cidr, cluster_cidr=config.cluster_cidr, bridge=config.bridge, nat_table=config.nat_table,
                                 netns_prefix=config.netns_prefix, veth_prefix=config.veth_prefix,
                                 cgroup_parent=config.cgroup_parent, enable_forwarding=not config.no_forwarding,

@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 import uvloop
 
@@ -23,10 +24,15 @@ from pklib.component import ConfigError, add_client_flags, check_flags, run_unti
 from pklib.errors import ApiError, ConnectionFailed
 from pklib.quantity import QuantityError, parse_quantity
 
-from .hollow import HollowConfig, HollowKubelet
 from .flags import add_real_flags, check_real_config
-from .run import cleanup_node, run_real
 from .runtime.interface import RuntimeError_
+
+if TYPE_CHECKING:
+    from .hollow import HollowConfig
+
+# The real node (.run: runc, conmon, pod networking, images, the kubelet API) and the hollow one (.hollow: a fake
+# runtime) are imported only by the mode that runs: a hollow process then holds none of the real node's modules
+# (pyroute2, the image store, aiohttp's server), which is most of a Python process's memory before any node.
 
 log = logging.getLogger("kubelet")
 
@@ -50,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def hollow_config(config: argparse.Namespace) -> HollowConfig:
+    from .hollow import HollowConfig
     if config.count < 1:
         raise ConfigError("--count must be at least 1")
     if config.max_pods < 1:
@@ -74,11 +81,13 @@ def make_client(config: argparse.Namespace) -> Client:
 async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
     client = make_client(config)
     if not config.hollow:
+        from .run import run_real
         try:
             await run_real(client, config, ready)
         finally:
             await client.close()
         return
+    from .hollow import HollowKubelet
     cfg = hollow_config(config)
     try:
         await HollowKubelet(client, cfg).run(ready)
@@ -94,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     config = build_parser().parse_args(argv)
     setup_logging(config.verbose)
     if config.cleanup:
+        from .run import cleanup_node
         try:
             asyncio.run(cleanup_node(config))
         except (RuntimeError_, OSError) as e:

@@ -28,8 +28,10 @@ class StatusManager:
     def is_own_echo(self, old: dict[str, Any], new: dict[str, Any]) -> bool:
         """The update only brings back the status we wrote (spec and metadata unchanged)."""
         uid = new["metadata"].get("uid", "")
-        return (old.get("spec") == new.get("spec") and _meta(old) == _meta(new)
+        echo = (old.get("spec") == new.get("spec") and _meta(old) == _meta(new)
                 and self._written.get(uid) == new.get("status"))
+        self._caught_up(new)
+        return echo
 
     async def image_ids(self, pod: dict[str, Any]) -> dict[str, str]:
         out = {}
@@ -42,6 +44,7 @@ class StatusManager:
     async def write(self, pod: dict[str, Any], rt: PodRuntime, inputs: StatusInputs) -> bool:
         """Write the pod's status if it differs from the one the pod has; True when it was written."""
         uid = pod["metadata"]["uid"]
+        self._caught_up(pod)
         status = compute_status(pod, rt, inputs, pod_finished(pod, rt))
         if same_status(pod.get("status") or {}, status):
             return False
@@ -59,6 +62,13 @@ class StatusManager:
             if not is_not_found(e):
                 raise
         return True
+
+    def _caught_up(self, pod: dict[str, Any]) -> None:
+        """The cache has seen our last write: what it wrote is no longer needed (a node with thousands of pods,
+        or a hollow process with thousands of nodes, would otherwise keep a second copy of every pod's status)."""
+        uid = pod["metadata"].get("uid", "")
+        if uid in self._written_rv and _rv(pod) >= self._written_rv[uid]:
+            self.forget(uid)
 
     def forget(self, uid: str) -> None:
         self._written.pop(uid, None)

@@ -14,6 +14,7 @@ from pklib.resources import Resource
 
 from .allocation import pod_requests_and_limits, total, with_percent
 from .printers import NONE, parse_time, since
+from .rollout_template import env_source_text
 
 Obj = dict[str, Any]
 
@@ -103,20 +104,7 @@ def _ports(c: Obj) -> list[str]:
 
 def _env_value(e: Obj) -> str:
     src: Obj = e.get("valueFrom") or {}
-    if not src:
-        return str(e.get("value", ""))
-    if "configMapKeyRef" in src:
-        r = src["configMapKeyRef"] or {}
-        return f"<set to the key '{r.get('key')}' of config map '{r.get('name')}'>"
-    if "secretKeyRef" in src:
-        r = src["secretKeyRef"] or {}
-        return f"<set to the key '{r.get('key')}' in secret '{r.get('name')}'>"
-    if "fieldRef" in src:
-        r = src["fieldRef"] or {}
-        return f"({r.get('apiVersion') or 'v1'}:{r.get('fieldPath')})"
-    if "resourceFieldRef" in src:
-        return str((src["resourceFieldRef"] or {}).get("resource", ""))
-    return ""
+    return env_source_text(src) if src else str(e.get("value", ""))
 
 
 def _env(c: Obj) -> list[tuple[str, str]]:

@@ -1,7 +1,8 @@
 """The one-line messages pkctl prints for failures, worded as kubectl words them."""
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 from pklib.errors import ApiError
@@ -16,6 +17,15 @@ class CommandError(Exception):
 
     def line(self) -> str:
         return f"error: {self}"
+
+
+@contextmanager
+def as_command_error(*types: type[Exception]) -> Iterator[None]:
+    """Errors of `types` are the user's to fix: each becomes a CommandError with the same message."""
+    try:
+        yield
+    except types as e:
+        raise CommandError(str(e)) from None
 
 
 class ServerError(CommandError):

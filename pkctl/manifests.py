@@ -18,6 +18,8 @@ import yaml
 from pklib import yamlsafe
 from pklib.resources import Resource, for_kind
 
+from .errors import CommandError, as_command_error
+
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 STDIN = "STDIN"
 
@@ -167,3 +169,23 @@ def place(m: Manifest, namespace: str, namespace_given: bool) -> Placed:
         ns = own or namespace
         meta["namespace"] = ns
     return Placed(m, res, obj, ns)
+
+
+def read_files(filenames: list[str], recursive: bool, none_given: str = "") -> list[Manifest]:
+    """The objects behind -f/-R, for a command: an unreadable source is a CommandError, and so is finding no
+    object at all when `none_given` says what to tell the user."""
+    with as_command_error(ManifestError):
+        manifests = read_all(filenames, recursive)
+    if none_given and not manifests:
+        raise CommandError(none_given)
+    return manifests
+
+
+def place_or_report(m: Manifest, namespace: str, namespace_given: bool) -> Placed | None:
+    """place(), or None once the reason is printed as `error: ...`: the other objects still go ahead (and the
+    command ends failed), as kubectl does."""
+    try:
+        return place(m, namespace, namespace_given)
+    except ManifestError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None

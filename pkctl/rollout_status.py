@@ -61,17 +61,23 @@ def deployment_status(obj: Obj, revision: int = 0) -> Status:
     progressing = next((c for c in status.get("conditions") or [] if c.get("type") == "Progressing"), None)
     if progressing is not None and progressing.get("reason") == TIMED_OUT_REASON:
         raise RolloutError(f'deployment "{name}" exceeded its progress deadline')
-    desired = _int(spec.get("replicas"), 1)
     updated, total = _int(status.get("updatedReplicas")), _int(status.get("replicas"))
-    available = _int(status.get("availableReplicas"))
-    waiting = f'Waiting for deployment "{name}" rollout to finish: '
+    return _rolling("deployment", name, "replicas", desired=_int(spec.get("replicas"), 1), updated=updated,
+                    old=total - updated, available=_int(status.get("availableReplicas")), available_of=updated)
+
+
+def _rolling(what: str, name: str, unit: str, desired: int, updated: int, old: int, available: int,
+             available_of: int) -> Status:
+    """The steps of a rolling update as kubectl reports them: the new ones updated, the old ones gone, the
+    updated ones available."""
+    waiting = f'Waiting for {what} "{name}" rollout to finish: '
     if updated < desired:
-        return Status(f"{waiting}{updated} out of {desired} new replicas have been updated...", False)
-    if total > updated:
-        return Status(f"{waiting}{total - updated} old replicas are pending termination...", False)
-    if available < updated:
-        return Status(f"{waiting}{available} of {updated} updated replicas are available...", False)
-    return Status(f'deployment "{name}" successfully rolled out', True)
+        return Status(f"{waiting}{updated} out of {desired} new {unit} have been updated...", False)
+    if old > 0:
+        return Status(f"{waiting}{old} old {unit} are pending termination...", False)
+    if available < available_of:
+        return Status(f"{waiting}{available} of {available_of} updated {unit} are available...", False)
+    return Status(f'{what} "{name}" successfully rolled out', True)
 
 
 def daemonset_status(obj: Obj, revision: int = 0) -> Status:
@@ -83,13 +89,8 @@ def daemonset_status(obj: Obj, revision: int = 0) -> Status:
     if not _observed(meta, status):
         return Status("Waiting for daemon set spec update to be observed...", False)
     desired = _int(status.get("desiredNumberScheduled"))
-    updated, available = _int(status.get("updatedNumberScheduled")), _int(status.get("numberAvailable"))
-    waiting = f'Waiting for daemon set "{name}" rollout to finish: '
-    if updated < desired:
-        return Status(f"{waiting}{updated} out of {desired} new pods have been updated...", False)
-    if available < desired:
-        return Status(f"{waiting}{available} of {desired} updated pods are available...", False)
-    return Status(f'daemon set "{name}" successfully rolled out', True)
+    return _rolling("daemon set", name, "pods", desired=desired, updated=_int(status.get("updatedNumberScheduled")),
+                    old=0, available=_int(status.get("numberAvailable")), available_of=desired)
 
 
 def statefulset_status(obj: Obj, revision: int = 0) -> Status:

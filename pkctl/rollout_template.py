@@ -54,23 +54,28 @@ def probe_text(probe: Obj) -> str:
     return f"unknown {attrs}"
 
 
+def env_source_text(source: Obj) -> str:
+    """How kubectl describes an env var's valueFrom (pods and pod templates alike)."""
+    if "fieldRef" in source:
+        ref = source["fieldRef"] or {}
+        return f" ({ref.get('apiVersion') or 'v1'}:{ref.get('fieldPath', '')})"
+    if "resourceFieldRef" in source:
+        return f" ({(source['resourceFieldRef'] or {}).get('resource', '')})"
+    for key, what, word in (("secretKeyRef", "secret", "in"), ("configMapKeyRef", "config map", "of")):
+        if key in source:
+            ref = source[key] or {}
+            optional = "true" if ref.get("optional") else "false"
+            return (f"<set to the key '{ref.get('key', '')}' {word} {what} '{ref.get('name', '')}'>"
+                    f"\tOptional: {optional}")
+    return ""
+
+
 def _env_line(e: Obj) -> list[str]:
     name, source = e.get("name", ""), e.get("valueFrom")
     if not source:
         first, *rest = str(e.get("value") or "").split("\n")
         return [f"{_ind(3)}{name}:\t{first}", *(f"{_ind(3)}\t{s}" for s in rest)]
-    if "fieldRef" in source:
-        ref = source["fieldRef"] or {}
-        return [f"{_ind(3)}{name}:\t ({ref.get('apiVersion') or 'v1'}:{ref.get('fieldPath', '')})"]
-    if "resourceFieldRef" in source:
-        return [f"{_ind(3)}{name}:\t ({(source['resourceFieldRef'] or {}).get('resource', '')})"]
-    for key, what, word in (("secretKeyRef", "secret", "in"), ("configMapKeyRef", "config map", "of")):
-        if key in source:
-            ref = source[key] or {}
-            optional = "true" if ref.get("optional") else "false"
-            return [f"{_ind(3)}{name}:\t<set to the key '{ref.get('key', '')}' {word} {what} "
-                    f"'{ref.get('name', '')}'>\tOptional: {optional}"]
-    return [f"{_ind(3)}{name}:\t"]
+    return [f"{_ind(3)}{name}:\t{env_source_text(source)}"]
 
 
 def _containers(lines: list[str], title: str, containers: list[Obj]) -> None:
@@ -107,32 +112,34 @@ def _containers(lines: list[str], title: str, containers: list[Obj]) -> None:
             lines.append(f"{_ind(3)}{m.get('mountPath', '')} from {m.get('name', '')} ({','.join(flags)})")
 
 
+# The volume sources kubectl describes: its words for the type, then (label, field, shown when unset) of the
+# fields it prints; None for "unset" marks a boolean, printed true/false.
+_VOLUME_SOURCES: dict[str, tuple[str, tuple[tuple[str, str, str | None], ...]]] = {
+    "emptyDir": ("EmptyDir (a temporary directory that shares a pod's lifetime)",
+                 (("Medium", "medium", ""), ("SizeLimit", "sizeLimit", "<unset>"))),
+    "configMap": ("ConfigMap (a volume populated by a ConfigMap)",
+                  (("Name", "name", ""), ("Optional", "optional", None))),
+    "secret": ("Secret (a volume populated by a Secret)",
+               (("SecretName", "secretName", ""), ("Optional", "optional", None))),
+    "hostPath": ("HostPath (bare host directory volume)", (("Path", "path", ""), ("HostPathType", "type", NONE))),
+    "persistentVolumeClaim": ("PersistentVolumeClaim (a reference to a PersistentVolumeClaim in the same namespace)",
+                              (("ClaimName", "claimName", ""), ("ReadOnly", "readOnly", None))),
+}
+
+
 def _volume(lines: list[str], v: Obj) -> None:
     lines.append(f"{_ind(1)} {v.get('name', '')}:")
     at = _ind(2)
-    if "emptyDir" in v:
-        e = v["emptyDir"] or {}
-        lines += [f"{at}Type:\tEmptyDir (a temporary directory that shares a pod's lifetime)",
-                  f"{at}Medium:\t{e.get('medium') or ''}", f"{at}SizeLimit:\t{e.get('sizeLimit') or '<unset>'}"]
-    elif "configMap" in v:
-        cm = v["configMap"] or {}
-        lines += [f"{at}Type:\tConfigMap (a volume populated by a ConfigMap)", f"{at}Name:\t{cm.get('name', '')}",
-                  f"{at}Optional:\t{'true' if cm.get('optional') else 'false'}"]
-    elif "secret" in v:
-        s = v["secret"] or {}
-        lines += [f"{at}Type:\tSecret (a volume populated by a Secret)", f"{at}SecretName:\t{s.get('secretName', '')}",
-                  f"{at}Optional:\t{'true' if s.get('optional') else 'false'}"]
-    elif "hostPath" in v:
-        h = v["hostPath"] or {}
-        lines += [f"{at}Type:\tHostPath (bare host directory volume)", f"{at}Path:\t{h.get('path', '')}",
-                  f"{at}HostPathType:\t{h.get('type') or NONE}"]
-    elif "persistentVolumeClaim" in v:
-        pvc = v["persistentVolumeClaim"] or {}
-        lines += [f"{at}Type:\tPersistentVolumeClaim (a reference to a PersistentVolumeClaim in the same namespace)",
-                  f"{at}ClaimName:\t{pvc.get('claimName', '')}",
-                  f"{at}ReadOnly:\t{'true' if pvc.get('readOnly') else 'false'}"]
-    else:
+    kind = next((k for k in _VOLUME_SOURCES if k in v), None)
+    if kind is None:
         lines.append(f"{at}<unknown>")
+        return
+    what, fields = _VOLUME_SOURCES[kind]
+    source = v[kind] or {}
+    lines.append(f"{at}Type:\t{what}")
+    for label, key, unset in fields:
+        value = ("true" if source.get(key) else "false") if unset is None else (source.get(key) or unset)
+        lines.append(f"{at}{label}:\t{value}")
 
 
 def _toleration(t: Obj) -> str:

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import signal
 import sys
-from typing import Any, Callable, Coroutine
+from typing import Any, Awaitable, Callable, Coroutine, NoReturn
 
 from aiohttp import web
 
@@ -95,6 +95,21 @@ def check_flags(check: Callable[[], Any], errors: tuple[type[BaseException], ...
         print(f"error: {e}", file=sys.stderr)
         return 2
     return None
+
+
+async def keep_leading(elector: LeaderElector, lost: Callable[[], None]) -> NoReturn:
+    """Renew the Lease until it is lost, then call `lost()` and end the component with LostLeadership: it exits and
+    its supervisor starts it again as a candidate (Kubernetes components exit in OnStoppedLeading)."""
+    await elector.keep_renewing()
+    lost()
+    raise LostLeadership()
+
+
+async def close_all(*closers: Callable[[], Awaitable[Any]] | None) -> None:
+    """Run a component's clean-ups in order; None stands for a part that never started."""
+    for close in closers:
+        if close is not None:
+            await close()
 
 
 def run_until_signalled(run: Callable[[], Coroutine[Any, Any, None]], *,

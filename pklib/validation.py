@@ -74,32 +74,25 @@ _QUALIFIED_WITH_PREFIX_ERROR = _regex_error(
 ) + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
 
 
-def is_dns1123_label(value: str) -> list[str]:
-    errs = []
-    if len(value) > DNS1123_LABEL_MAX:
-        errs.append(_max_len(DNS1123_LABEL_MAX))
-    if not _RE_LABEL.fullmatch(value):
-        errs.append(DNS1123_LABEL_ERROR)
+def _length_and_format(value: str, max_len: int, pattern: re.Pattern[str], error: str) -> list[str]:
+    """How Kubernetes checks most names: at most `max_len` characters, and the format (each failure reported)."""
+    errs = [_max_len(max_len)] if len(value) > max_len else []
+    if not pattern.fullmatch(value):
+        errs.append(error)
     return errs
+
+
+def is_dns1123_label(value: str) -> list[str]:
+    return _length_and_format(value, DNS1123_LABEL_MAX, _RE_LABEL, DNS1123_LABEL_ERROR)
 
 
 def is_dns1123_subdomain(value: str) -> list[str]:
-    errs = []
-    if len(value) > DNS1123_SUBDOMAIN_MAX:
-        errs.append(_max_len(DNS1123_SUBDOMAIN_MAX))
-    if not _RE_SUBDOMAIN.fullmatch(value):
-        errs.append(DNS1123_SUBDOMAIN_ERROR)
-    return errs
+    return _length_and_format(value, DNS1123_SUBDOMAIN_MAX, _RE_SUBDOMAIN, DNS1123_SUBDOMAIN_ERROR)
 
 
 def is_dns1035_label(value: str) -> list[str]:
     """What Kubernetes requires of Service names: a DNS label that starts with a letter."""
-    errs = []
-    if len(value) > DNS1123_LABEL_MAX:
-        errs.append(_max_len(DNS1123_LABEL_MAX))
-    if not _RE_1035.fullmatch(value):
-        errs.append(DNS1035_LABEL_ERROR)
-    return errs
+    return _length_and_format(value, DNS1123_LABEL_MAX, _RE_1035, DNS1035_LABEL_ERROR)
 
 
 def is_qualified_name(value: str) -> list[str]:
@@ -127,12 +120,7 @@ def is_qualified_name(value: str) -> list[str]:
 
 
 def is_label_value(value: str) -> list[str]:
-    errs = []
-    if len(value) > LABEL_VALUE_MAX:
-        errs.append(_max_len(LABEL_VALUE_MAX))
-    if not _RE_LABEL_VALUE.fullmatch(value):
-        errs.append(LABEL_VALUE_ERROR)
-    return errs
+    return _length_and_format(value, LABEL_VALUE_MAX, _RE_LABEL_VALUE, LABEL_VALUE_ERROR)
 
 
 def is_valid_port_name(value: str) -> list[str]:
@@ -163,11 +151,7 @@ def is_env_var_name(value: str) -> list[str]:
 
 def is_config_map_key(value: str) -> list[str]:
     """Keys of ConfigMap/Secret data: they become file names in volumes."""
-    errs = []
-    if len(value) > DNS1123_SUBDOMAIN_MAX:
-        errs.append(_max_len(DNS1123_SUBDOMAIN_MAX))
-    if not _RE_CONFIG_KEY.fullmatch(value):
-        errs.append(CONFIG_KEY_ERROR)
+    errs = _length_and_format(value, DNS1123_SUBDOMAIN_MAX, _RE_CONFIG_KEY, CONFIG_KEY_ERROR)
     if value == ".":
         errs.append("must not be '.'")
     elif value == "..":

@@ -17,9 +17,9 @@ import logging
 from aiohttp import web
 
 from pklib.client import Client
-from pklib.component import (ConfigError, LostLeadership, add_client_flags, add_leader_election_flags, check_flags,
-                             leader_elector, make_client as _make_client, run_until_signalled, serve_http,
-                             setup_logging)
+from pklib.component import (ConfigError, add_client_flags, add_leader_election_flags, check_flags, close_all,
+                             keep_leading, leader_elector, make_client as _make_client, run_until_signalled,
+                             serve_http, setup_logging)
 from pklib.errors import ConnectionFailed
 from pklib.events import EventRecorder
 from pklib.informer import InformerFactory
@@ -80,6 +80,11 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
     elector: LeaderElector | None = None
     leading = metrics.LeadingFlag(not config.leader_elect)
     runner: web.AppRunner | None = None
+
+    def lost() -> None:
+        leading.value = False
+        log.error("lost the leader lease; exiting")
+
     try:
         if config.port:
             runner = await serve_http(metrics.app(scheduler, leading), config.bind_address, config.port)
@@ -95,17 +100,10 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
             log.info("scheduling as %s", options.scheduler_name)
             ready.set()
             if elector is not None:
-                await elector.keep_renewing()
-                leading.value = False
-                log.error("lost the leader lease; exiting")
-                raise LostLeadership()
+                await keep_leading(elector, lost)
     finally:
-        if runner is not None:
-            await runner.cleanup()
-        if elector is not None:
-            await elector.release()
-        await informers.stop()
-        await client.close()
+        await close_all(runner.cleanup if runner else None, elector.release if elector else None, informers.stop,
+                        client.close)
 
 
 # What ends the process with one `error: ...` line instead of a traceback (also used by `pkube group`).

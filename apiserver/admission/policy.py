@@ -72,6 +72,27 @@ def _named(one: str, many: str, names: list[str]) -> str:
     return f"{plural(one, many, len(names))} {quote(names)}"
 
 
+def _names_where(spec: dict[str, Any], test: Callable[[dict[str, Any]], bool]) -> list[str]:
+    """The names of the containers whose securityContext passes `test` (a forbidden setting)."""
+    return [c.get("name", "") for c in containers(spec) if test(_sc(c))]
+
+
+def _containers_must(spec: dict[str, Any], test: Callable[[dict[str, Any]], bool], check: str,
+                     rule: str) -> Violation | None:
+    """A check of each container's own securityContext: the containers `test` finds must `rule`."""
+    names = _names_where(spec, test)
+    return Violation(check, f'{_named("container", "containers", names)} must {rule}') if names else None
+
+
+def _pod_or_containers_must_not(spec: dict[str, Any], test: Callable[[dict[str, Any]], bool], check: str,
+                                setting: str) -> Violation | None:
+    """A check of the pod's securityContext and each container's: whoever `test` finds must not set `setting`."""
+    pod_bad, names = test(_pod_sc(spec)), _names_where(spec, test)
+    if pod_bad or names:
+        return Violation(check, f"{_setters(pod_bad, names)} must not set {setting}")
+    return None
+
+
 def _setters(pod_bad: bool, bad_containers: list[str]) -> str:
     """"pod", "container "a"", "pod and containers "a", "b"" as Kubernetes names who set a bad value."""
     parts = ["pod"] if pod_bad else []
@@ -141,11 +162,8 @@ def host_ports(meta: dict[str, Any], spec: dict[str, Any]) -> Violation | None:
 
 
 def privileged(meta: dict[str, Any], spec: dict[str, Any]) -> Violation | None:
-    names = [c.get("name", "") for c in containers(spec) if _sc(c).get("privileged") is True]
-    if names:
-        return Violation("privileged", f'{_named("container", "containers", names)} must not set '
-                                       "securityContext.privileged=true")
-    return None
+    return _containers_must(spec, lambda sc: sc.get("privileged") is True, "privileged",
+                            "not set securityContext.privileged=true")
 
 
 def proc_mount(meta: dict[str, Any], spec: dict[str, Any]) -> Violation | None:
@@ -190,13 +208,8 @@ def se_linux_options(meta: dict[str, Any], spec: dict[str, Any]) -> Violation | 
 
 
 def seccomp_baseline(meta: dict[str, Any], spec: dict[str, Any]) -> Violation | None:
-    pod_bad = _dict(_pod_sc(spec).get("seccompProfile")).get("type") == "Unconfined"
-    names = [c.get("name", "") for c in containers(spec)
-             if _dict(_sc(c).get("seccompProfile")).get("type") == "Unconfined"]
-    if pod_bad or names:
-        return Violation("seccompProfile", f"{_setters(pod_bad, names)} must not set "
-                                           'securityContext.seccompProfile.type to "Unconfined"')
-    return None
+    return _pod_or_containers_must_not(spec, lambda sc: _dict(sc.get("seccompProfile")).get("type") == "Unconfined",
+                                       "seccompProfile", 'securityContext.seccompProfile.type to "Unconfined"')
 
 
 def sysctls(meta: dict[str, Any], spec: dict[str, Any]) -> Violation | None:
@@ -206,25 +219,15 @@ def sysctls(meta: dict[str, Any], spec: dict[str, Any]) -> Violation | None:
 
 
 def host_process(meta: dict[str, Any], spec: dict[str, Any]) -> Violation | None:
-    def on(sc: dict[str, Any]) -> bool:
-        return _dict(sc.get("windowsOptions")).get("hostProcess") is True
-
-    pod_bad = on(_pod_sc(spec))
-    names = [c.get("name", "") for c in containers(spec) if on(_sc(c))]
-    if pod_bad or names:
-        return Violation("hostProcess", f"{_setters(pod_bad, names)} must not set "
-                                        "securityContext.windowsOptions.hostProcess=true")
-    return None
+    return _pod_or_containers_must_not(spec, lambda sc: _dict(sc.get("windowsOptions")).get("hostProcess") is True,
+                                       "hostProcess", "securityContext.windowsOptions.hostProcess=true")
 
 
 # -- restricted --------------------------------------------------------------------------------------------
 
 def allow_privilege_escalation(meta: dict[str, Any], spec: dict[str, Any]) -> Violation | None:
-    names = [c.get("name", "") for c in containers(spec) if _sc(c).get("allowPrivilegeEscalation") is not False]
-    if names:
-        return Violation("allowPrivilegeEscalation != false", f'{_named("container", "containers", names)} must set '
-                                                              "securityContext.allowPrivilegeEscalation=false")
-    return None
+    return _containers_must(spec, lambda sc: sc.get("allowPrivilegeEscalation") is not False,
+                            "allowPrivilegeEscalation != false", "set securityContext.allowPrivilegeEscalation=false")
 
 
 def capabilities_restricted(meta: dict[str, Any], spec: dict[str, Any]) -> Violation | None:

@@ -100,33 +100,38 @@ def _meta(obj: dict[str, Any]) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
-def confirm_role_write(plural: str, obj: dict[str, Any]) -> None:
-    """A Role/ClusterRole may only hold rules its writer holds, unless the writer may `escalate` it."""
+def _checked_writer(obj: dict[str, Any], verb: str, plural: str, target: str | None = None
+                    ) -> tuple[RequestAuth, str, str] | None:
+    """The writer of an RBAC object, with the object's namespace and name, when its rights must be checked:
+    None for no authenticated request, a superuser, or one the RBAC verb lets through (`escalate` on the role
+    itself, `bind` on the role a binding refers to: resource `plural` named `target`)."""
     ctx = CURRENT.get()
     if ctx is None or SUPERUSER_GROUP in ctx.user.groups:
-        return
+        return None
     meta = _meta(obj)
     namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
-    escalate = Attributes(ctx.user, "escalate", True, namespace, rbac.RBAC_GROUP, "v1", plural, "", name)
-    if ctx.authorizer.authorize(escalate).allowed:
-        return
-    wanted = [Rule.of(r) for r in obj.get("rules") or () if isinstance(r, dict)]
-    _confirm_covered(ctx, namespace, wanted, plural, name)
+    special = Attributes(verb, True, namespace, rbac.RBAC_GROUP, "v1", plural, "", name if target is None else target,
+                         user=ctx.user)
+    return None if ctx.authorizer.authorize(special).allowed else (ctx, namespace, name)
+
+
+def confirm_role_write(plural: str, obj: dict[str, Any]) -> None:
+    """A Role/ClusterRole may only hold rules its writer holds, unless the writer may `escalate` it."""
+    writer = _checked_writer(obj, "escalate", plural)
+    if writer is not None:
+        ctx, namespace, name = writer
+        wanted = [Rule.of(r) for r in obj.get("rules") or () if isinstance(r, dict)]
+        _confirm_covered(ctx, namespace, wanted, plural, name)
 
 
 def confirm_binding_write(plural: str, obj: dict[str, Any]) -> None:
     """A binding may only grant a role whose permissions its writer holds, unless the writer may `bind` it."""
-    ctx = CURRENT.get()
-    if ctx is None or SUPERUSER_GROUP in ctx.user.groups:
-        return
-    meta = _meta(obj)
-    namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
     ref = obj.get("roleRef") or {}
     role_plural = "clusterroles" if ref.get("kind") == "ClusterRole" else "roles"
-    bind = Attributes(ctx.user, "bind", True, namespace, rbac.RBAC_GROUP, "v1", role_plural, "",
-                      str(ref.get("name") or ""))
-    if ctx.authorizer.authorize(bind).allowed:
+    writer = _checked_writer(obj, "bind", role_plural, str(ref.get("name") or ""))
+    if writer is None:
         return
+    ctx, namespace, name = writer
     try:
         wanted = rbac.role_ref_rules(ctx.authorizer.policy(), ref, namespace)
     except rbac.RoleNotFound as e:

@@ -30,8 +30,7 @@ def user_info(user: User) -> UserInfo:
 
 
 def attributes_for(user: UserInfo, info: requestinfo.RequestInfo) -> Attributes:
-    return Attributes(user, info.verb, info.resource_request, info.namespace, info.api_group, info.api_version,
-                      info.resource, info.subresource, info.name, info.path)
+    return Attributes(**vars(info), user=user)
 
 
 def impersonate(request: web.Request, actor: UserInfo, authorizer: Authorizer) -> UserInfo:
@@ -50,19 +49,20 @@ def impersonate(request: web.Request, actor: UserInfo, authorizer: Authorizer) -
     checks: list[Attributes] = []
     if name.startswith(SERVICE_ACCOUNT_PREFIX) and name.count(":") == 3:
         _, _, sa_namespace, sa_name = name.split(":")
-        checks.append(Attributes(actor, "impersonate", True, sa_namespace, "", "v1", "serviceaccounts", "", sa_name))
+        checks.append(Attributes("impersonate", True, sa_namespace, "", "v1", "serviceaccounts", "", sa_name,
+                                 user=actor))
         if not groups:
             groups = ["system:serviceaccounts", f"system:serviceaccounts:{sa_namespace}"]
     else:
-        checks.append(Attributes(actor, "impersonate", True, "", "", "v1", "users", "", name))
+        checks.append(Attributes("impersonate", True, "", "", "v1", "users", "", name, user=actor))
     for group in headers.getall("Impersonate-Group", []):
-        checks.append(Attributes(actor, "impersonate", True, "", "", "v1", "groups", "", group))
+        checks.append(Attributes("impersonate", True, "", "", "v1", "groups", "", group, user=actor))
     if uid is not None:
-        checks.append(Attributes(actor, "impersonate", True, "", "authentication.k8s.io", "v1", "uids", "", uid))
+        checks.append(Attributes("impersonate", True, "", "authentication.k8s.io", "v1", "uids", "", uid, user=actor))
     for key, values in extra.items():
         for value in values:
-            checks.append(Attributes(actor, "impersonate", True, "", "authentication.k8s.io", "v1", "userextras",
-                                     key, value))
+            checks.append(Attributes("impersonate", True, "", "authentication.k8s.io", "v1", "userextras",
+                                     key, value, user=actor))
     for attrs in checks:
         decision = authorizer.authorize(attrs)
         if not decision.allowed:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Protocol
 
+from .requestinfo import RequestInfo
+
 Obj = dict[str, Any]
 RBAC_GROUP = "rbac.authorization.k8s.io"
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
@@ -23,18 +25,9 @@ class UserInfo:
 
 
 @dataclass(frozen=True)
-class Attributes:
-    """What a request does (Kubernetes' authorizer.Attributes)."""
-    user: UserInfo
-    verb: str
-    resource_request: bool
-    namespace: str = ""
-    api_group: str = ""
-    api_version: str = ""
-    resource: str = ""
-    subresource: str = ""
-    name: str = ""
-    path: str = ""
+class Attributes(RequestInfo):
+    """What a request does and who makes it (Kubernetes' authorizer.Attributes)."""
+    user: UserInfo = field(kw_only=True)
 
 
 @dataclass(frozen=True)

@@ -18,16 +18,18 @@ _METHOD_VERBS = {"POST": "create", "GET": "get", "HEAD": "get", "PUT": "update",
 
 @dataclass(frozen=True)
 class RequestInfo:
-    resource_request: bool
-    path: str
+    """What a request does, read from its method and path (Kubernetes' request.RequestInfo); the authorizer's
+    Attributes are these and the user."""
     verb: str
-    api_prefix: str = ""
+    resource_request: bool
+    namespace: str = ""
     api_group: str = ""
     api_version: str = ""
-    namespace: str = ""
     resource: str = ""
     subresource: str = ""
     name: str = ""
+    path: str = ""
+    api_prefix: str = ""
 
 
 def _valid_path_segment(name: str) -> bool:
@@ -40,7 +42,7 @@ def _truthy(value: str) -> bool:
 
 def parse(method: str, path: str, query: Mapping[str, str]) -> RequestInfo:
     parts = path.strip("/").split("/") if path.strip("/") else []
-    non_resource = RequestInfo(False, path, method.lower())
+    non_resource = RequestInfo(method.lower(), False, path=path)
     if len(parts) < 3 or parts[0] not in _API_PREFIXES:
         return non_resource
     prefix, parts = parts[0], parts[1:]
@@ -74,4 +76,4 @@ def parse(method: str, path: str, query: Mapping[str, str]) -> RequestInfo:
                 name = wanted
     if not name and verb == "delete":
         verb = "deletecollection"
-    return RequestInfo(True, path, verb, prefix, group, version, namespace, resource, subresource, name)
+    return RequestInfo(verb, True, namespace, group, version, resource, subresource, name, path, prefix)

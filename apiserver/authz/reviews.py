@@ -44,10 +44,11 @@ def _spec_causes(spec: Obj) -> list[Cause]:
 def attributes(user: UserInfo, spec: Obj) -> Attributes:
     res = spec.get("resourceAttributes")
     if isinstance(res, dict):
-        return Attributes(user, _str(res, "verb"), True, _str(res, "namespace"), _str(res, "group"),
-                          _str(res, "version"), _str(res, "resource"), _str(res, "subresource"), _str(res, "name"))
+        return Attributes(_str(res, "verb"), True, _str(res, "namespace"), _str(res, "group"),
+                          _str(res, "version"), _str(res, "resource"), _str(res, "subresource"), _str(res, "name"),
+                          user=user)
     non = _dict(spec.get("nonResourceAttributes"))
-    return Attributes(user, _str(non, "verb"), False, path=_str(non, "path"))
+    return Attributes(_str(non, "verb"), False, path=_str(non, "path"), user=user)
 
 
 def _review_body(res: Resource, body: Obj) -> Obj:
@@ -81,7 +82,16 @@ def routes(authorizer: Authorizer) -> list[web.RouteDef]:
         caller = ctx.user if ctx is not None else UserInfo("system:anonymous", groups=("system:masters",))
         return body, _dict(body.get("spec")), caller
 
-    def access_answer(res: Resource, body: Obj, user: UserInfo, spec: Obj) -> web.Response:
+    async def access(request: web.Request, res: Resource) -> web.StreamResponse:
+        """May the caller (a SelfSubjectAccessReview) or the user of the spec (a SubjectAccessReview) do it?"""
+        body, spec, caller = await read(request, res)
+        causes = _spec_causes(spec)
+        user = caller if res is SELFSUBJECTACCESSREVIEWS else _spec_user(spec)
+        if not user.name and not user.groups:
+            causes.append(invalid(Path("spec").child("user"), user.name, "at least one of user or group must be "
+                                                                          "specified"))
+        if causes:
+            raise _reject(res, causes)
         decision = authorizer.authorize(attributes(user, spec))
         out = _review_body(res, body)
         out["status"] = {"allowed": decision.allowed}
@@ -90,24 +100,10 @@ def routes(authorizer: Authorizer) -> list[web.RouteDef]:
         return json_response(out, 201)
 
     async def self_access(request: web.Request) -> web.StreamResponse:
-        res = SELFSUBJECTACCESSREVIEWS
-        body, spec, caller = await read(request, res)
-        causes = _spec_causes(spec)
-        if causes:
-            raise _reject(res, causes)
-        return access_answer(res, body, caller, spec)
+        return await access(request, SELFSUBJECTACCESSREVIEWS)
 
     async def subject_access(request: web.Request) -> web.StreamResponse:
-        res = SUBJECTACCESSREVIEWS
-        body, spec, _ = await read(request, res)
-        causes = _spec_causes(spec)
-        user = _spec_user(spec)
-        if not user.name and not user.groups:
-            causes.append(invalid(Path("spec").child("user"), user.name, "at least one of user or group must be "
-                                                                          "specified"))
-        if causes:
-            raise _reject(res, causes)
-        return access_answer(res, body, user, spec)
+        return await access(request, SUBJECTACCESSREVIEWS)
 
     async def self_rules(request: web.Request) -> web.StreamResponse:
         res = SELFSUBJECTRULESREVIEWS

@@ -43,22 +43,28 @@ def _validate_storage(resources: dict[str, Any], path: Path) -> list[Cause]:
     return []
 
 
-def _pending(obj: dict[str, Any]) -> None:
-    obj["status"] = {"phase": "Pending"}  # until the binder binds it
-
-
-class PersistentVolumeStrategy(KindStrategy):
-    kind = "PersistentVolume"
-    namespaced = False
+class _VolumeStrategy(KindStrategy):
+    """Volumes and claims: Pending until the binder binds them; a Filesystem volume unless they say Block."""
 
     def prepare_for_create(self, obj: dict[str, Any], status_subresource: bool) -> None:
-        _pending(obj)
+        obj["status"] = {"phase": "Pending"}
 
     def apply_defaults(self, obj: dict[str, Any]) -> None:
         spec = obj.get("spec")
         if isinstance(spec, dict):
-            spec.setdefault("persistentVolumeReclaimPolicy", "Retain")
             spec.setdefault("volumeMode", "Filesystem")
+            self.default_spec(spec)
+
+    def default_spec(self, spec: dict[str, Any]) -> None:
+        pass
+
+
+class PersistentVolumeStrategy(_VolumeStrategy):
+    kind = "PersistentVolume"
+    namespaced = False
+
+    def default_spec(self, spec: dict[str, Any]) -> None:
+        spec.setdefault("persistentVolumeReclaimPolicy", "Retain")
 
     def validate_object(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
         spec = as_dict(obj.get("spec"))
@@ -88,18 +94,12 @@ class PersistentVolumeStrategy(KindStrategy):
         return causes
 
 
-class PersistentVolumeClaimStrategy(KindStrategy):
+class PersistentVolumeClaimStrategy(_VolumeStrategy):
     kind = "PersistentVolumeClaim"
 
-    def prepare_for_create(self, obj: dict[str, Any], status_subresource: bool) -> None:
-        _pending(obj)
-
-    def apply_defaults(self, obj: dict[str, Any]) -> None:
-        spec = obj.get("spec")
-        if isinstance(spec, dict):
-            spec.setdefault("volumeMode", "Filesystem")
-            if spec.get("storageClassName") is None:  # "" explicitly asks for no class
-                spec["storageClassName"] = DEFAULT_STORAGE_CLASS
+    def default_spec(self, spec: dict[str, Any]) -> None:
+        if spec.get("storageClassName") is None:  # "" explicitly asks for no class
+            spec["storageClassName"] = DEFAULT_STORAGE_CLASS
 
     def validate_object(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
         spec = obj["spec"]

@@ -5,7 +5,7 @@ grant only permissions they hold, or with the `escalate`/`bind` verbs: apiserver
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from pklib import validation as v
 
@@ -88,18 +88,25 @@ def _validate_subject(subject: dict[str, Any], namespaced: bool, at: Path) -> li
     return causes
 
 
-class _RoleStrategy(KindStrategy):
+class _RBACStrategy(KindStrategy):
     plural = ""
+    granted = ""  # the field saying what the object grants: a write that changes it must not escalate
+    confirm_write: Callable[[str, dict[str, Any]], None]
 
     def name_errors(self, name: str) -> list[str]:
         return rbac_name_errors(name)
 
+    def admit(self, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        if old is None or obj.get(self.granted) != old.get(self.granted):
+            self.confirm_write(self.plural, obj)
+
+
+class _RoleStrategy(_RBACStrategy):
+    granted = "rules"
+    confirm_write = staticmethod(confirm_role_write)
+
     def validate_object(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
         return validate_rules(as_list(obj.get("rules")), self.namespaced, Path("rules"))
-
-    def admit(self, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
-        if old is None or obj.get("rules") != old.get("rules"):
-            confirm_role_write(self.plural, obj)
 
 
 class RoleStrategy(_RoleStrategy):
@@ -114,12 +121,10 @@ class ClusterRoleStrategy(_RoleStrategy):
     namespaced = False
 
 
-class _BindingStrategy(KindStrategy):
-    plural = ""
+class _BindingStrategy(_RBACStrategy):
+    granted = "roleRef"
+    confirm_write = staticmethod(confirm_binding_write)
     ref_kinds: tuple[str, ...] = ()
-
-    def name_errors(self, name: str) -> list[str]:
-        return rbac_name_errors(name)
 
     def apply_defaults(self, obj: dict[str, Any]) -> None:
         for s in as_list(obj.get("subjects")):
@@ -130,10 +135,6 @@ class _BindingStrategy(KindStrategy):
 
     def validate_object(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
         return validate_binding(obj, old, self.ref_kinds, self.namespaced)
-
-    def admit(self, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
-        if old is None or obj.get("roleRef") != old.get("roleRef"):
-            confirm_binding_write(self.plural, obj)
 
 
 class RoleBindingStrategy(_BindingStrategy):

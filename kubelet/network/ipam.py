@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from pklib.files import write_atomic
+
 
 class IPAMError(Exception):
     """The range is exhausted or the request is invalid."""
@@ -67,7 +69,7 @@ class IPAM:
                     continue
                 with os.fdopen(fd, "w") as f:
                     f.write(owner)
-                self._write_atomic(self.dir / "last_reserved", str(ip))
+                write_atomic(self.dir / "last_reserved", str(ip))
                 return ip
         raise IPAMError(f"no free address left in pod CIDR {self.network}")
 
@@ -109,8 +111,3 @@ class IPAM:
         except FileNotFoundError:
             return ""
 
-    @staticmethod
-    def _write_atomic(p: Path, text: str) -> None:
-        tmp = p.with_name(p.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, p)

@@ -28,6 +28,7 @@ from kubelet.runtime.logs import rotate
 from kubelet.runtime.monitor import ConmonLaunch, MonitorPaths, conmon_alive, read_exit, reopen_log
 from kubelet.runtime.oci import SandboxRefs, build_spec
 from kubelet.runtime.runccli import Runc
+from kubelet.runtime.statefile import load_state, save_state
 
 EXIT_WAIT = 10.0  # after SIGKILL, how long the kernel + conmon may take to report the exit
 LOG_MAX_SIZE = 10 * 1024 * 1024  # Kubernetes' containerLogMaxSize default (10Mi)
@@ -72,16 +73,10 @@ class Containers:
         return MonitorPaths(self._cdir(cid))
 
     def meta(self, cid: str) -> dict[str, Any]:
-        try:
-            return orjson.loads((self._cdir(cid) / "meta.json").read_bytes())
-        except FileNotFoundError:
-            raise NotFound(f"container {cid} not found") from None
+        return load_state(self._cdir(cid) / "meta.json", f"container {cid}")
 
     def _save(self, meta: dict[str, Any]) -> None:
-        path = self._cdir(meta["id"]) / "meta.json"
-        tmp = path.with_name("meta.json.tmp")
-        tmp.write_bytes(orjson.dumps(meta))
-        os.replace(tmp, path)
+        save_state(self._cdir(meta["id"]) / "meta.json", meta)
 
     def ids(self, sandbox_id: str | None = None) -> list[str]:
         out = []

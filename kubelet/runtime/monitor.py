@@ -99,10 +99,12 @@ class ConmonLaunch:
         if log_size_max > 0:
             argv += ["--log-size-max", str(log_size_max)]
         try:
-            # subprocess.Popen + a pidfd to reap it, not asyncio's subprocess: see kubelet.runtime.fdwait
+            # subprocess.Popen + a pidfd to reap it, not asyncio's subprocess: see kubelet.runtime.fdwait.
+            # cwd: on an OOM kill conmon also creates a file `oom` in its working directory, so that must be
+            # the container's own directory, not wherever the kubelet was started.
             with open(paths.stderr, "wb") as err:
                 proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                                        pass_fds=(start_r, sync_w),
+                                        pass_fds=(start_r, sync_w), cwd=paths.dir,
                                         env={"_OCI_STARTPIPE": str(start_r), "_OCI_SYNCPIPE": str(sync_w),
                                              "PATH": os.environ.get("PATH", "")})
         except BaseException:

@@ -1,9 +1,9 @@
 """The files a pod's containers share: /etc/hosts, /etc/resolv.conf and /etc/hostname (Kubernetes-managed)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from pklib.files import write_atomic
 from kubelet.runtime.interface import DNSConfig, HostAlias
 
 __all__ = ["HOST_RESOLV_CONF", "DNSConfig", "HostAlias", "hosts_file", "resolv_conf", "write_pod_files"]
@@ -55,7 +55,5 @@ def write_pod_files(directory: Path, hostname: str, ip: str, fqdn: str = "",
         "/etc/hostname": (directory / "hostname", hostname + "\n"),
     }
     for path, text in files.values():
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        write_atomic(path, text)
     return {target: path for target, (path, _) in files.items()}

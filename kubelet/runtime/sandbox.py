@@ -12,7 +12,6 @@ import asyncio
 import ctypes
 import dataclasses
 import errno
-import json
 import os
 import re
 import shutil
@@ -23,6 +22,7 @@ from typing import Any
 
 from kubelet.network.manager import NodeNetwork
 from kubelet.runtime.podfiles import DNSConfig, HostAlias, write_pod_files
+from kubelet.runtime.statefile import load_state, save_state
 from kubelet.runtime.interface import (InvalidConfig, NotFound, RuntimeError_, SandboxConfig, SandboxState,
                                        SandboxStatus)
 
@@ -80,16 +80,10 @@ class Sandboxes:
         return self.dir / sandbox_id
 
     def load(self, sandbox_id: str) -> dict[str, Any]:
-        try:
-            return json.loads((self._path(sandbox_id) / "sandbox.json").read_text())
-        except FileNotFoundError:
-            raise NotFound(f"sandbox {sandbox_id} not found") from None
+        return load_state(self._path(sandbox_id) / "sandbox.json", f"sandbox {sandbox_id}")
 
     def _save(self, state: dict[str, Any]) -> None:
-        path = self._path(state["id"]) / "sandbox.json"
-        tmp = path.with_name("sandbox.json.tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, path)
+        save_state(self._path(state["id"]) / "sandbox.json", state)
 
     def cgroup_rel(self, uid: str) -> str:
         return f"{self.cgroup_parent}/pod{uid}"

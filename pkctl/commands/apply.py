@@ -21,7 +21,7 @@ from pklib.patch import PatchError, three_way_strategic_patch
 from ..connect import Connection, call
 from ..discovery import learn_kinds_of
 from ..errors import CommandError, ServerError, api_error_line
-from ..manifests import Manifest, ManifestError, Placed, add_file_flags, place, read_all
+from ..manifests import Manifest, ManifestError, Placed, add_file_flags, place, read_files
 from ..printers import kind_name
 
 
@@ -33,12 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def command(args: argparse.Namespace) -> int:
-    try:
-        manifests = read_all(args.filename, args.recursive)
-    except ManifestError as e:
-        raise CommandError(str(e)) from None
-    if not manifests:
-        raise CommandError("no objects passed to apply")
+    manifests = read_files(args.filename, args.recursive, none_given="no objects passed to apply")
     return call(args, lambda conn: apply_all(conn, manifests))
 
 

@@ -18,6 +18,8 @@ from pkctl.cluster.components import BY_NAME, COMPONENTS, all_names, apiserver_s
 from pkctl.cluster.backup import BackupError
 from pkctl.cluster.home import ClusterConfig, Home, HomeError, resolve
 from pkctl.cluster.report import print_next_steps, status_report
+from pkctl.errors import as_command_error
+from pklib.flagtypes import int_in_range
 from pkctl.main import CommandError
 
 DEFAULT_WAIT = 120.0
@@ -81,14 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     lg.set_defaults(func=cmd_logs)
 
 
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is not a port number (1-65535)")
-    return port
+_port = int_in_range(1, 65535, "port number", show_range=True)
 
 
 def _control_planes(text: str) -> int:
@@ -127,6 +122,11 @@ def _home(args: argparse.Namespace) -> Home:
     return Home(resolve(args.home))
 
 
+def _config(home: Home) -> ClusterConfig:
+    with as_command_error(HomeError):
+        return home.load_config()
+
+
 def supervisor(home: Home) -> procs.ProcRecord | None:
     """The live supervisor of this home, if any."""
     rec = procs.ProcRecord.from_state(home.read_state("supervisor"))
@@ -137,10 +137,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     home = _home(args)
     running = supervisor(home)
     if running and (args.control_planes is not None or args.nodes is not None) and home.exists():
-        try:
+        with as_command_error(HomeError):
             home.prepare_check(args.control_planes, args.nodes)
-        except HomeError as e:
-            raise CommandError(str(e)) from None
     if running:
         print(f"pkube cluster at {home.root} is already running (supervisor pid {running.pid}); nothing to do.")
         print(f"  pkctl cluster status --home {home.root}")
@@ -157,10 +155,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         _print_problems(problems)
         raise CommandError("this machine is missing what a pkube cluster needs (see above)")
     if (args.control_planes is not None or args.nodes is not None) and home.exists():
-        try:
+        with as_command_error(HomeError):
             home.prepare_check(args.control_planes, args.nodes)
-        except HomeError as e:
-            raise CommandError(str(e)) from None
     _check_ports(home, args.api_port)
     cfg = _prepare(home, args.api_port, args.control_planes, args.nodes)
     if args.merge_kubeconfig:
@@ -198,10 +194,7 @@ def _check_ports(home: Home, api_port: int | None) -> None:
     """Before anything is written: the ports this home recorded, or the one asked for, must be free
     (a new home picks the others free)."""
     if home.exists():
-        try:
-            cfg = home.load_config()
-        except HomeError as e:
-            raise CommandError(str(e)) from None
+        cfg = _config(home)
         ports = {"etcd client": cfg.etcd_client_port, "etcd peer": cfg.etcd_peer_port, "apiserver": cfg.api_port}
         for m in cfg.members:
             ports.update({f"etcd client ({m.name})": m.etcd_client_port, f"etcd peer ({m.name})": m.etcd_peer_port,
@@ -345,18 +338,13 @@ def leftovers(home: Home, cfg: ClusterConfig | None) -> list[str]:
 
 def cmd_backup(args: argparse.Namespace) -> int:
     home = _home(args)
-    try:
-        cfg = home.load_config()
-    except HomeError as e:
-        raise CommandError(str(e)) from None
+    cfg = _config(home)
     if supervisor(home) is None:
         raise CommandError(f"the cluster at {home.root} is not running: start it with "
                            f"`pkctl cluster up --home {home.root}`, then back it up")
     file = Path(args.file).absolute()
-    try:
+    with as_command_error(BackupError):
         status = backup.backup(home, cfg, file, lambda line: print(line, flush=True))
-    except BackupError as e:
-        raise CommandError(str(e)) from None
     print(f"✓ saved {file} ({status['totalKey']} keys at revision {status['revision']}, "
           f"{status['totalSize'] / 2**20:.1f} MiB); restore it with "
           f"`pkctl cluster restore {file} --home NEW_HOME`")
@@ -371,10 +359,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
                            f"this one first with `pkctl cluster down --purge --home {home.root}`")
     if not file.is_file():
         raise CommandError(f"{file}: no such file")
-    try:
+    with as_command_error(BackupError):
         status = backup.snapshot_status(file)
-    except BackupError as e:
-        raise CommandError(str(e)) from None
     print(f"Restoring {file} ({status['totalKey']} keys at revision {status['revision']}) into {home.root}")
     created = not home.root.exists()
     cfg = _prepare(home, args.api_port, args.control_planes)
@@ -390,20 +376,14 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     home = _home(args)
-    try:
-        cfg = home.load_config()
-    except HomeError as e:
-        raise CommandError(str(e)) from None
+    cfg = _config(home)
     ok = status_report(home, cfg, supervisor(home))
     return 0 if ok else 1
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
     home = _home(args)
-    try:
-        cfg = home.load_config()
-    except HomeError as e:
-        raise CommandError(str(e)) from None
+    cfg = _config(home)
     known = [*all_names(cfg), "supervisor"]
     if args.component not in known:
         raise CommandError(f"unknown component {args.component!r}; one of: {', '.join(known)}")

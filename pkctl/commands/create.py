@@ -12,7 +12,7 @@ from pklib.resources import CRONJOBS, JOBS, NAMESPACES, Resource, for_kind
 from .. import generators
 from ..connect import Connection, call
 from ..errors import CommandError, api_error_line
-from ..manifests import Manifest, ManifestError, add_file_flags, place, read_all
+from ..manifests import Manifest, add_file_flags, place_or_report, read_files
 from ..printers import kind_name, object_ref, to_json, to_yaml, with_type
 from .apply import with_last_applied
 
@@ -143,23 +143,16 @@ def _print_object(res: Resource, obj: dict[str, Any], output: str | None, verb: 
 def from_files(args: argparse.Namespace) -> int:
     if not args.filename:
         raise CommandError("must specify one of -f, or a kind to create (e.g. `pkctl create namespace NAME`)")
-    try:
-        manifests = read_all(args.filename, args.recursive)
-    except ManifestError as e:
-        raise CommandError(str(e)) from None
-    if not manifests:
-        raise CommandError("no objects passed to create")
+    manifests = read_files(args.filename, args.recursive, none_given="no objects passed to create")
     return call(args, lambda conn: create_all(conn, manifests, args.save_config))
 
 
 def create_all(conn: Connection, manifests: list[Manifest], save_config: bool) -> int:
     failed = False
     for m in manifests:
-        try:
-            p = place(m, conn.namespace, conn.namespace_given)
-        except ManifestError as e:
+        p = place_or_report(m, conn.namespace, conn.namespace_given)
+        if p is None:
             failed = True
-            print(f"error: {e}", file=sys.stderr)
             continue
         obj = with_last_applied(p.obj) if save_config else p.obj
         try:

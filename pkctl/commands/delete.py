@@ -16,7 +16,7 @@ from pklib.resources import Resource
 from ..connect import Connection, call
 from ..errors import CommandError, api_error_line
 from ..flags import parse_bool
-from ..manifests import ManifestError, add_file_flags, place, read_all
+from ..manifests import add_file_flags, place_or_report, read_files
 from ..printers import kind_name
 from ..discovery import learn_custom_kinds_now, learn_kinds_of
 from ..targets import parse_targets
@@ -91,21 +91,17 @@ def command(args: argparse.Namespace) -> int:
         if args.targets:
             raise CommandError("there is no need to specify a resource type as a separate argument when "
                                "passing -f")
-        try:
-            manifests = read_all(args.filename, args.recursive)
-        except ManifestError as e:
-            raise CommandError(str(e)) from None
+        manifests = read_files(args.filename, args.recursive)
 
         def by_file(conn: Connection) -> int:
             deletions, failed = [], False
             learn_kinds_of(conn.api, [m.obj for m in manifests])
             for m in manifests:
-                try:
-                    p = place(m, conn.namespace, conn.namespace_given)
-                    deletions.append(Deletion(p.res, p.name, p.namespace, m.source))
-                except ManifestError as e:
+                p = place_or_report(m, conn.namespace, conn.namespace_given)
+                if p is None:
                     failed = True
-                    print(f"error: {e}", file=sys.stderr)
+                else:
+                    deletions.append(Deletion(p.res, p.name, p.namespace, m.source))
             return max(delete_all(conn, deletions, opts), int(failed))
         return call(args, by_file)
     targets = parse_targets(args.targets, learn=lambda: learn_custom_kinds_now(args))

@@ -22,7 +22,7 @@ from pklib.resources import Resource, lookup
 from ..connect import Connection, run
 from ..errors import CommandError, api_error_line
 from ..flags import parse_bool
-from ..manifests import ManifestError, add_file_flags, place, read_all
+from ..manifests import add_file_flags, place_or_report, read_files
 from ..printers import kind_name, plural_name
 from ..rollout_history import (controller_revisions, history_table, owned_replicasets, revision_table,
                                revision_template, revision_to_restore, revisions, rollback_target, undo_patch)
@@ -141,16 +141,10 @@ async def _resolve(conn: Connection, args: argparse.Namespace) -> tuple[list[Fou
     failed = False
     wanted: list[tuple[Resource, str, str | None]] = []
     if args.filename:
-        try:
-            manifests = read_all(args.filename, args.recursive)
-        except ManifestError as e:
-            raise CommandError(str(e)) from None
-        for m in manifests:
-            try:
-                placed = place(m, conn.namespace, conn.namespace_given)
-            except ManifestError as e:
+        for m in read_files(args.filename, args.recursive):
+            placed = place_or_report(m, conn.namespace, conn.namespace_given)
+            if placed is None:
                 failed = True
-                print(f"error: {e}", file=sys.stderr)
                 continue
             wanted.append((placed.res, placed.name, placed.namespace))
     else:

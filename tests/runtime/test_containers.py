@@ -48,6 +48,8 @@ async def test_memory_hog_is_oom_killed(runtime: RuncRuntime, sandbox: str, busy
         resources=Resources(memory_limit_bytes=32 * 1024 * 1024)))
     status = await exited(runtime, cid)
     assert (status.reason, status.exit_code) == ("OOMKilled", 137)
+    # conmon also drops a file `oom` in its working directory: the container's own, not the kubelet's
+    assert (runtime.containers.paths(cid).dir / "oom").exists()
 
 
 async def test_same_allocation_without_limit_completes(runtime: RuncRuntime, sandbox: str, busybox: str) -> None:

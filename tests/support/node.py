@@ -95,6 +95,15 @@ class Node:
                 "--netns-prefix", rc.netns_prefix, "--veth-prefix", rc.veth_prefix, "--cgroup-parent",
                 rc.cgroup_parent, "--no-forwarding"]
 
+    def stop_processes(self) -> None:
+        """Stop the kubelet, the components started for the node (last first), then the apiserver."""
+        if self.kubelet:
+            _stop(self.kubelet)
+            self.kubelet = None
+        for p in reversed(self.procs):
+            _stop(p)
+        _stop(self.api.proc)
+
     def cleanup(self) -> subprocess.CompletedProcess[str]:
         """`pkube kubelet --cleanup`: what `pkctl cluster down` runs after an unclean stop."""
         return subprocess.run([sys.executable, "-m", "launcher", "kubelet", "--cleanup", *self.node_flags()],
@@ -216,11 +225,7 @@ def private_node(etcd: Etcd, tls: bool = False, own_identities: bool = False,
             if n.kubelet and n.kubelet.poll() is None:
                 asyncio.run(wait_for(_async(drained), 30, 0.1, message="kubelet removed every pod"))
         finally:
-            if n.kubelet:
-                _stop(n.kubelet)
-            for p in reversed(n.procs):
-                _stop(p)
-            _stop(api.proc)
+            n.stop_processes()
             runtime = n.runtime()
             cleaned = n.cleanup()
             if cleaned.returncode != 0:

@@ -147,3 +147,15 @@ def test_describe_job_and_cronjob() -> None:
     assert "Schedule:                      @daily" in lines and "Concurrency Policy:            Forbid" in lines
     assert "Starting Deadline Seconds:     <unset>" in lines
     assert "Active Jobs:         nightly-29000000" in lines, lines
+
+
+def test_describe_pod_env_sources_in_kubectl_words() -> None:
+    env = [{"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+           {"name": "COLOR", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "color"}}},
+           {"name": "PASS", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "pw", "optional": True}}}]
+    pod = {"metadata": {"name": "p", "namespace": "ns1", "uid": "u1"},
+           "spec": {"containers": [{"name": "c", "image": "busybox", "env": env}]}, "status": {"phase": "Pending"}}
+    text = [line.strip() for line in describe(kind("pods"), pod, [], NOW).splitlines()]
+    assert "HOST_IP:    (v1:status.hostIP)" in text
+    assert "COLOR:     <set to the key 'color' of config map 'cfg'>  Optional: false" in text
+    assert "PASS:      <set to the key 'pw' in secret 'sec'>         Optional: true" in text

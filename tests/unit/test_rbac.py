@@ -55,11 +55,11 @@ SA = UserInfo("system:serviceaccount:kube-system:ctl", groups=("system:serviceac
 
 def res(user: UserInfo, verb: str, resource: str, namespace: str = "", group: str = "", name: str = "",
         sub: str = "") -> Attributes:
-    return Attributes(user, verb, True, namespace, group, "v1", resource, sub, name)
+    return Attributes(verb, True, namespace, group, "v1", resource, sub, name, user=user)
 
 
 def url(user: UserInfo, verb: str, path: str) -> Attributes:
-    return Attributes(user, verb, False, path=path)
+    return Attributes(verb, False, path=path, user=user)
 
 
 @pytest.mark.parametrize("attrs,allowed", [

@@ -1,0 +1,130 @@
+"""What the benchmarks share: a temporary control plane (etcd + apiserver) or local cluster (`pkctl cluster up`)
+that is always torn down, running pkctl, per-process memory and CPU figures, and printing the one JSON document."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from pkctl.cluster.home import Home  # noqa: E402
+from pkctl.cluster.procs import ProcRecord  # noqa: E402
+from tests.support.controlplane import ApiServer, Etcd, _stop, start_apiserver, start_etcd  # noqa: E402
+
+
+def parse_flags(doc: str | None, **defaults: float | str) -> argparse.Namespace:
+    """The benchmark's flags, one per keyword (`idle_seconds=60.0` is `--idle-seconds`, a float)."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, default in defaults.items():
+        p.add_argument("--" + name.replace("_", "-"), type=type(default), default=default)
+    return p.parse_args()
+
+
+def has_kubectl(bench: str) -> bool:
+    """Whether kubectl is on PATH (the benchmarks that compare with it say so and exit 1 when not)."""
+    if shutil.which("kubectl") is None:
+        print(f"bench.{bench}: kubectl is not on PATH, and this benchmark runs it", file=sys.stderr)
+        return False
+    return True
+
+
+@dataclass
+class ControlPlane:
+    tmp: str
+    etcd: Etcd
+    api: ApiServer
+
+
+@contextmanager
+def control_plane(prefix: str, api_args: list[str] | None = None, *, start_api: bool = True,
+                  keep: bool = False, **api_kw: Any) -> Iterator[ControlPlane]:
+    """etcd and (unless `start_api` is False) an apiserver in a fresh temp dir; all stopped and removed after
+    (the temp dir stays with `keep`, for its logs)."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    etcd = api = None
+    try:
+        etcd = start_etcd(tmp)
+        if start_api:
+            api = start_apiserver(tmp, etcd.url, api_args, **api_kw)
+        yield ControlPlane(tmp, etcd, api)  # type: ignore[arg-type]  # api is None only when not asked for
+    finally:
+        if api is not None:
+            _stop(api.proc)
+        if etcd is not None:
+            _stop(etcd.proc)
+        if keep:
+            print(f"logs in {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def pkctl(*argv: str) -> float:
+    """Run `pkctl ARGV` (the benchmark stops on failure); returns the seconds it took."""
+    began = time.monotonic()
+    p = subprocess.run([sys.executable, "-m", "pkctl.main", *argv], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    if p.returncode != 0:
+        raise SystemExit(f"pkctl {' '.join(argv)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    return round(time.monotonic() - began, 3)
+
+
+@contextmanager
+def local_cluster(prefix: str) -> Iterator[Home]:
+    """A pkube home in a fresh temp dir for `pkctl cluster up --home`; `cluster down --purge` after."""
+    home = Home(Path(tempfile.mkdtemp(prefix=prefix)))
+    try:
+        yield home
+    finally:
+        if home.exists():
+            pkctl("cluster", "down", "--purge", "--home", str(home.root))
+
+
+def status_mib(pid: int, field: str = "VmRSS") -> float | None:
+    """A memory figure of /proc/PID/status in MiB (VmRSS now, VmHWM its peak); None once the process is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+def cpu_times(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) of the process itself and of its waited-for children (/proc/PID/stat fields
+    14-17); zero once the process is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0, 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
+
+
+def idle_usage(procs: Mapping[str, ProcRecord], seconds: float) -> dict[str, Any]:
+    """RSS of each process and the CPU they use over `seconds` of a settled cluster (a fixed measuring window)."""
+    cpu0 = {n: r.cpu_seconds() or 0.0 for n, r in procs.items()}
+    time.sleep(seconds)
+    cpu1 = {n: r.cpu_seconds() or 0.0 for n, r in procs.items()}
+    rss = {n: round((r.rss_bytes() or 0) / 2**20, 1) for n, r in procs.items()}
+    return {"rss_mb": rss, "rss_total_mb": round(sum(rss.values()), 1),
+            "idle_cpu_percent_of_one_core": round(100 * sum(cpu1[n] - cpu0[n] for n in procs) / seconds, 2),
+            "idle_cpu_percent_by_process": {n: round(100 * (cpu1[n] - cpu0[n]) / seconds, 2) for n in procs}}
+
+
+def report(result: Mapping[str, Any], indent: int = 2) -> int:
+    """Print the benchmark's one JSON document."""
+    print(json.dumps(result, indent=indent))
+    return 0
