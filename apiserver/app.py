@@ -85,14 +85,14 @@ def build_app(config: Config, storage: Storage) -> web.Application:
     api.objects.pod_security = podsecurity.PodSecurity(config.pod_security_default_enforce)
     accounts = _service_accounts(config, api.objects)
     static = [auth.static_tokens(auth.load_tokens(config.token_auth_file))] if config.token_auth_file else []
-    if accounts is not None and accounts.issuer is not None:
+    if accounts.issuer is not None:
         api.objects.mount_service_account_tokens = True  # the ServiceAccount admission plugin
     crd_registry = crds.Registry(api.objects, cache)  # listens to the cache before it loads
     middlewares: list[Any] = [metrics.middleware()]
     if config.token_auth_file:
         # Authentication answers 401 itself and authorization 403; put them inside metrics so refused requests
         # are counted too. Without authentication there is nobody to authorize (Kubernetes' AlwaysAllow).
-        authenticators = [*static, *([accounts.authenticate] if accounts is not None else [])]
+        authenticators = [*static, accounts.authenticate]
         middlewares.append(auth.middleware(authenticators))
         middlewares.append(authz_middleware.middleware(authorizer))
     middlewares.append(status_middleware)
@@ -119,8 +119,7 @@ def build_app(config: Config, storage: Storage) -> web.Application:
                                          config.kubelet_client_key)
     app.router.add_routes(reviews.routes(authorizer))  # virtual kinds: before the generic routes
     app.router.add_routes(serviceaccounts.self_subject_review_routes())
-    if accounts is not None:
-        app.router.add_routes(accounts.routes(static))  # serviceaccounts/token, tokenreviews
+    app.router.add_routes(accounts.routes(static))  # serviceaccounts/token, tokenreviews
     app.router.add_routes(proxy_pods.routes(storage, kubelet_tls))  # pods/log, pods/exec: before the generic routes
     app.router.add_routes(api.routes())
 
@@ -164,10 +163,12 @@ def build_app(config: Config, storage: Storage) -> web.Application:
     return app
 
 
-def _service_accounts(config: Config, objects: Objects) -> serviceaccounts.ServiceAccounts | None:
-    """Service-account tokens are checked when keys and issuers are configured, and issued with a signing key."""
+def _service_accounts(config: Config, objects: Objects) -> serviceaccounts.ServiceAccounts:
+    """Service-account tokens are checked when keys and issuers are configured, and issued with a signing key.
+    Without them TokenReview still answers for the other authenticators (static tokens) and TokenRequest is 404,
+    rather than leaving the generic handlers to store a review."""
     if not config.service_account_key_files or not config.service_account_issuers:
-        return None
+        return serviceaccounts.ServiceAccounts(None, satokens.Validator([], ()), objects)
     keys = [k for path in config.service_account_key_files for k in satokens.load_public_keys(path)]
     validator = satokens.Validator(keys, tuple(config.service_account_issuers))
     issuer = None

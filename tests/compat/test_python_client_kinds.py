@@ -11,7 +11,7 @@ from kubernetes import client as k8s
 from kubernetes import config
 
 from pklib.client import Client
-from pklib.resources import NAMESPACES, NODES, RESOURCES, VIRTUAL, Resource
+from pklib.resources import CRDS, NAMESPACES, NODES, RESOURCES, VIRTUAL, Resource
 from tests.support.controllers import controller_manager
 from tests.support.controlplane import ApiServer
 from tests.support.samples import sample
@@ -21,6 +21,8 @@ VIRTUAL_BODIES: dict[str, dict[str, Any]] = {
     "SelfSubjectAccessReview": {"spec": {"resourceAttributes": {"verb": "get", "resource": "pods"}}},
     "SubjectAccessReview": {"spec": {"user": "alice", "resourceAttributes": {"verb": "get", "resource": "pods"}}},
     "SelfSubjectRulesReview": {"spec": {"namespace": "default"}},
+    "TokenReview": {"spec": {"token": "not-a-token"}},
+    "SelfSubjectReview": {},
 }
 
 
@@ -50,7 +52,9 @@ def method(api: Any, verb: str, res: Resource) -> Callable[..., Any]:
     return getattr(api, f"{verb}_{scope}{snake(res.kind)}")  # type: ignore[no-any-return]
 
 
-@pytest.mark.parametrize("res", [r for r in RESOURCES if r not in VIRTUAL], ids=lambda r: r.kind)
+# CustomResourceDefinitions (named plural.group, deleted asynchronously) have their own round trip through the
+# official client's models in test_python_client_crds.py.
+@pytest.mark.parametrize("res", [r for r in RESOURCES if r not in VIRTUAL and r != CRDS], ids=lambda r: r.kind)
 def test_create_read_list_decode(api: k8s.ApiClient, res: Resource) -> None:
     typed = typed_api(api, res)
     ns = None
