@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Hashable
+from typing import Any, Callable, Hashable
 
 from pklib import resources
 from pklib.api.timefmt import now_rfc3339
@@ -174,6 +174,10 @@ class Registry:
             new["status"] = desired_status(new, others)
             return new
 
+        await self._write(name, mutate)
+
+    async def _write(self, name: str, mutate: Callable[[Entry], dict[str, Any]]) -> None:
+        """Update the CRD `name`; one already gone needs nothing more."""
         try:
             await self.objects.guaranteed_update(CRDS, None, name, mutate)
         except StatusError as e:
@@ -209,8 +213,4 @@ class Registry:
                 del meta["finalizers"]
             return new
 
-        try:
-            await self.objects.guaranteed_update(CRDS, None, name, mutate)
-        except StatusError as e:
-            if e.code != 404:
-                raise
+        await self._write(name, mutate)

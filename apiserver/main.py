@@ -14,6 +14,7 @@ import uvloop
 from aiohttp import web
 
 from pklib.api.timefmt import parse_duration
+from pklib.flagtypes import non_negative
 from pklib.quantity import QuantityError, to_bytes
 
 from . import etcdmaintenance, kinds, repair
@@ -153,24 +154,8 @@ def _service_account_config(p: argparse.ArgumentParser,
     return a.service_account_signing_key_file, keys, list(a.service_account_issuer)
 
 
-def _duration(text: str) -> float:
-    try:
-        seconds = parse_duration(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    if seconds < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative")
-    return seconds
-
-
-def _bytes(text: str) -> int:
-    try:
-        value = to_bytes(text)
-    except QuantityError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative")
-    return value
+_duration = non_negative(parse_duration, ValueError)
+_bytes = non_negative(to_bytes, QuantityError)
 
 
 def _is_loopback(address: str) -> bool:

@@ -65,11 +65,7 @@ class DaemonSetController(PodOwnerController):
             self.queue.add(key)
 
     def _pod_updated(self, old: Obj, new: Obj) -> None:
-        key = self._owner_key(new)
-        if key is not None:
-            if meta(new).get("deletionTimestamp"):
-                self.expectations.deletion_observed(key, key_of(new))
-            self.queue.add(key)
+        self._owned_pod_updated(new)
 
     # -- reconcile ------------------------------------------------------------------------------
 

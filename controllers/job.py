@@ -7,19 +7,18 @@ finished pods are kept, so their logs stay readable until the Job is deleted.
 """
 from __future__ import annotations
 
-import asyncio
 from typing import ClassVar
 
 from pklib.controller import Clock, ControllerContext
-from pklib.errors import ApiError, is_not_found
+from pklib.errors import ApiError
 from pklib.informer import Obj, Store
 from pklib.objects import key_of
 from pklib.resources import JOBS, PODS
 
 from . import jobplan
 from .claims import claim
-from .util import (PodOwnerController, controller_ref, meta, pod_from_template, selector_of, slow_start_batch,
-                   write_status)
+from .util import (PodOwnerController, controller_ref, delete_pods, meta, pod_from_template, selector_of,
+                   slow_start_batch, write_status)
 
 
 class JobController(PodOwnerController):
@@ -46,12 +45,7 @@ class JobController(PodOwnerController):
             self._enqueue_matching(pod)
 
     def _pod_updated(self, old: Obj, new: Obj) -> None:
-        key = self._owner_key(new)
-        if key is not None:
-            if meta(new).get("deletionTimestamp"):
-                self.expectations.deletion_observed(key, key_of(new))
-            self.queue.add(key)
-        elif controller_ref(new) is None:
+        if not self._owned_pod_updated(new) and controller_ref(new) is None:
             self._enqueue_matching(new)
 
     def _enqueue_matching(self, pod: Obj) -> None:
@@ -113,18 +107,9 @@ class JobController(PodOwnerController):
     async def _delete(self, job: Obj, key: str, victims: list[Obj]) -> None:
         if not victims:
             return
-        self.expectations.expect_deletions(key, [key_of(p) for p in victims])
-        results = await asyncio.gather(*(self.client.delete(PODS, meta(p)["name"], meta(p)["namespace"])
-                                         for p in victims), return_exceptions=True)
-        first_error: ApiError | None = None
-        for pod, r in zip(victims, results):
-            if isinstance(r, BaseException):
-                self.expectations.deletion_observed(key, key_of(pod))
-                if not (isinstance(r, ApiError) and is_not_found(r)) and first_error is None:
-                    first_error = r if isinstance(r, ApiError) else ApiError(
-                        {"code": 500, "reason": "InternalError", "message": str(r)})
-            else:
-                self.recorder.normal(job, "SuccessfulDelete", f"Deleted pod: {meta(pod)['name']}")
+        deleted, first_error = await delete_pods(self.client, self.expectations, key, victims)
+        for pod in deleted:
+            self.recorder.normal(job, "SuccessfulDelete", f"Deleted pod: {meta(pod)['name']}")
         if first_error is not None:
             self.recorder.warning(job, "FailedDelete", f"Error deleting: {first_error.message}")
             raise first_error

@@ -7,18 +7,17 @@ template the API rejects costs one failed call, not hundreds.
 """
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from pklib.controller import ControllerContext
-from pklib.errors import ApiError, is_not_found
+from pklib.errors import ApiError
 from pklib.informer import Obj, Store
 from pklib.objects import key_of
 from pklib.resources import PODS, REPLICASETS
 
 from .claims import claim
-from .util import (PodOwnerController, available_in, controller_ref, is_pod_active, is_pod_ready, meta, parse_time,
-                   pod_from_template, random_suffix, selecting, selector_of, slow_start_batch, write_status)
+from .util import (PodOwnerController, available_in, controller_ref, delete_pods, is_pod_active, is_pod_ready, meta,
+                   parse_time, pod_from_template, random_suffix, selecting, selector_of, slow_start_batch, write_status)
 
 
 BURST_REPLICAS = 500  # at most this many creates/deletes per sync, as in Kubernetes
@@ -120,16 +119,7 @@ class ReplicaSetController(PodOwnerController):
         return await self.client.create(PODS, pod)
 
     async def _delete(self, rs: Obj, key: str, victims: list[Obj]) -> None:
-        self.expectations.expect_deletions(key, [key_of(p) for p in victims])
-        results = await asyncio.gather(*(self.client.delete(PODS, meta(p)["name"], meta(p)["namespace"])
-                                         for p in victims), return_exceptions=True)
-        first_error: ApiError | None = None
-        for pod, r in zip(victims, results):
-            if isinstance(r, BaseException):
-                self.expectations.deletion_observed(key, key_of(pod))
-                if not is_not_found(r) and first_error is None:
-                    first_error = r if isinstance(r, ApiError) else ApiError(
-                        {"code": 500, "reason": "InternalError", "message": str(r)})
+        _, first_error = await delete_pods(self.client, self.expectations, key, victims)
         if first_error is not None:
             self.recorder.warning(rs, "FailedDelete", f"Error deleting: {first_error.message}")
             raise first_error

@@ -47,15 +47,16 @@ class TTLAfterFinishedController(Controller):
         if expires_in(job, self.clock.now()) is not None:
             self.enqueue(job)
 
+    def _due(self, key: str, job: Obj) -> bool:
+        """Whether the Job's time is up; if it has a TTL still running, look again when it ends."""
+        left = expires_in(job, self.clock.now())
+        if left is not None and left > 0:
+            self.queue.add_after(key, left + 0.05)
+        return left is not None and left <= 0
+
     async def sync(self, key: str) -> None:
         job = self.jobs.store.get(key)
-        if job is None:
-            return
-        left = expires_in(job, self.clock.now())
-        if left is None:
-            return
-        if left > 0:
-            self.queue.add_after(key, left + 0.05)
+        if job is None or not self._due(key, job):
             return
         # The cache may be behind a user who just changed the TTL: decide on the stored Job.
         try:
@@ -64,11 +65,7 @@ class TTLAfterFinishedController(Controller):
             if is_not_found(e):
                 return
             raise
-        left = expires_in(fresh, self.clock.now())
-        if left is None:
-            return
-        if left > 0:
-            self.queue.add_after(key, left + 0.05)
+        if not self._due(key, fresh):
             return
         try:
             await self.client.delete(JOBS, meta(fresh)["name"], meta(fresh)["namespace"],

@@ -22,7 +22,7 @@ from pklib.objects import key_of
 from pklib.objects import controller_of as controller_ref
 from pklib.api.timefmt import now, now_rfc3339, parse_time
 from pklib.objects import meta, owner_reference
-from pklib.resources import CONTROLLERREVISIONS, Resource
+from pklib.resources import CONTROLLERREVISIONS, PODS, Resource
 from pklib.selectors import LabelSelector, SelectorError, selector_from_match
 
 T = TypeVar("T")
@@ -165,6 +165,25 @@ async def slow_start_batch(count: int, create: Callable[[int], Awaitable[Any]],
     return succeeded, first_error
 
 
+async def delete_pods(client: Client, expectations: Expectations, key: str,
+                      victims: list[Obj]) -> tuple[list[Obj], ApiError | None]:
+    """Delete `victims` together, each deletion expected for `key` until seen; (the pods deleted, the first error
+    other than NotFound). A deletion that failed is no longer expected."""
+    expectations.expect_deletions(key, [key_of(p) for p in victims])
+    results = await asyncio.gather(*(client.delete(PODS, meta(p)["name"], meta(p)["namespace"]) for p in victims),
+                                   return_exceptions=True)
+    deleted, first_error = [], None
+    for pod, r in zip(victims, results):
+        if not isinstance(r, BaseException):
+            deleted.append(pod)
+            continue
+        expectations.deletion_observed(key, key_of(pod))
+        if not (isinstance(r, ApiError) and is_not_found(r)) and first_error is None:
+            first_error = r if isinstance(r, ApiError) else ApiError(
+                {"code": 500, "reason": "InternalError", "message": str(r)})
+    return deleted, first_error
+
+
 async def unless_gone(call: Awaitable[T]) -> T | None:
     """Await a write to one object; None when the object is gone (there is nothing left to write to)."""
     try:
@@ -237,6 +256,17 @@ class PodOwnerController(Controller):
         if key is None:
             return False
         self.expectations.creation_observed(key)
+        if meta(pod).get("deletionTimestamp"):
+            self.expectations.deletion_observed(key, key_of(pod))
+        self.queue.add(key)
+        return True
+
+    def _owned_pod_updated(self, pod: Obj) -> bool:
+        """Queue the owner of a changed pod (a terminating one no longer counts as expected); False when no owner
+        of ours controls it."""
+        key = self._owner_key(pod)
+        if key is None:
+            return False
         if meta(pod).get("deletionTimestamp"):
             self.expectations.deletion_observed(key, key_of(pod))
         self.queue.add(key)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Callable
+from typing import Callable, TypeVar
 
 
 def int_in_range(low: int, high: int, what: str, show_range: bool = False) -> Callable[[str], int]:
@@ -17,3 +17,19 @@ def int_in_range(low: int, high: int, what: str, show_range: bool = False) -> Ca
             raise argparse.ArgumentTypeError(f"{value} is not a {what}{hint}")
         return value
     return parse
+
+
+N = TypeVar("N", int, float)
+
+
+def non_negative(parse: Callable[[str], N], *errors: type[Exception]) -> Callable[[str], N]:
+    """`parse(text)` (a duration, a quantity...) that must not be negative; its `errors` become argparse's."""
+    def convert(text: str) -> N:
+        try:
+            value = parse(text)
+        except errors as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{text!r} is negative")
+        return value
+    return convert

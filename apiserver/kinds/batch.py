@@ -13,13 +13,12 @@ from typing import Any
 from pklib.api import cron
 from pklib.api.wellknown import (JOB_CONTROLLER_UID_LABEL, JOB_NAME_LABEL, LEGACY_JOB_CONTROLLER_UID_LABEL,
                                  LEGACY_JOB_NAME_LABEL)
-from pklib.selectors import SelectorError, selector_from_match
 
 from .base import KindStrategy
 from .fields import Cause, Path, forbidden, immutable, invalid, non_negative, not_supported, one_of, required
-from .meta import as_dict, as_list, validate_labels
+from .meta import as_dict, as_list
 from .podspec import default_pod_spec, validate_pod_spec
-from .workloads import validate_selector
+from .workloads import template_label_causes, validate_selector
 
 COMPLETION_MODES = ("NonIndexed", "Indexed")
 POD_FAILURE_ACTIONS = ("FailJob", "FailIndex", "Ignore", "Count")
@@ -143,16 +142,7 @@ def _validate_success_policy(spec: dict[str, Any], path: Path) -> list[Cause]:
 
 def _validate_template(spec: dict[str, Any], selector: dict[str, Any] | None, path: Path) -> list[Cause]:
     template = as_dict(spec.get("template"))
-    labels = as_dict(as_dict(template.get("metadata")).get("labels"))
-    causes = validate_labels(labels, path.child("metadata").child("labels"))
-    if selector is not None:
-        try:
-            matches = selector_from_match(selector).matches(labels)
-        except SelectorError:
-            matches = False
-        if not matches:
-            causes.append(invalid(path.child("metadata").child("labels"), labels,
-                                  "`selector` does not match template `labels`"))
+    causes = template_label_causes(template, selector, path)
     pod_spec = template.get("spec")
     if pod_spec is None:
         return causes + [required(path.child("spec"))]

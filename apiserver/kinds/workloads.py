@@ -21,6 +21,21 @@ PERCENT_ERROR = ("a valid percent string must be a numeric string followed by an
                  "'93%', regex used for validation is '[0-9]+%')")
 
 
+def template_label_causes(template: dict[str, Any], selector: dict[str, Any] | None, path: Path) -> list[Cause]:
+    """The pod template's labels are valid and (unless `selector` is None) match the selector."""
+    labels = as_dict(as_dict(template.get("metadata")).get("labels"))
+    causes = validate_labels(labels, path.child("metadata").child("labels"))
+    if selector is not None:
+        try:
+            matches = selector_from_match(selector).matches(labels)
+        except SelectorError:
+            matches = False
+        if not matches:
+            causes.append(invalid(path.child("metadata").child("labels"), labels,
+                                  "`selector` does not match template `labels`"))
+    return causes
+
+
 def validate_selector(selector: dict[str, Any], path: Path) -> list[Cause]:
     causes = validate_labels(selector.get("matchLabels"), path.child("matchLabels"))
     for i, expr in enumerate(as_list(selector.get("matchExpressions"))):
@@ -106,16 +121,7 @@ class WorkloadStrategy(KindStrategy):
         template = spec.get("template")
         if template is None:
             return [required(path)]
-        labels = as_dict(as_dict(template.get("metadata")).get("labels"))
-        causes = validate_labels(labels, path.child("metadata").child("labels"))
-        if not selector_bad:
-            try:
-                matches = selector_from_match(selector).matches(labels)
-            except SelectorError:
-                matches = False
-            if not matches:
-                causes.append(invalid(path.child("metadata").child("labels"), labels,
-                                      "`selector` does not match template `labels`"))
+        causes = template_label_causes(template, None if selector_bad else selector, path)
         pod_spec = template.get("spec")
         if pod_spec is None:
             return causes + [required(path.child("spec"))]
