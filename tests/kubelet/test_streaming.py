@@ -62,7 +62,8 @@ async def test_logs_tail_previous_and_follow(node: Node, kc: Client, ns: str) ->
         proc.wait(10)
     r = pkctl(node, ns, "logs", "--tail", "2", "talker")
     nums = [int(x.split("-")[1]) for x in r.stdout.decode().split()]
-    assert r.returncode == 0 and len(nums) == 2 and nums[1] == nums[0] + 1 >= 8
+    # the last two lines, at least as far as the follower got (line-7); a quick pkctl may run before line-8
+    assert r.returncode == 0 and len(nums) == 2 and nums[1] == nums[0] + 1 >= 7, r.stdout
 
 
 async def test_logs_of_previous_container_after_a_restart(node: Node, kc: Client, ns: str) -> None:
