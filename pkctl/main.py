@@ -39,6 +39,8 @@ COMMANDS: dict[str, str] = {
     "run": "run",
     "expose": "expose",
     "compose": "compose",
+    "label": "label",
+    "annotate": "label",
 }
 COMMAND_MODULES = list(dict.fromkeys(COMMANDS.values()))
 # The global flags that take a value (`--kubeconfig F`): what to skip when looking for the command in argv.
@@ -107,7 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     if "--" in argv:
         at = argv.index("--")
         argv, after_dashes = argv[:at], argv[at + 1:]
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # `pkctl label pods -l app=web seen=yes`: words after the flags still belong to a command whose positionals
+    # may come anywhere (it names the attribute that collects them); anything else unknown is argparse's error.
+    collect = getattr(args, "intermixed", None)
+    if extra and (collect is None or any(e.startswith("-") for e in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra and collect:
+        setattr(args, collect, [*getattr(args, collect), *extra])
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -32,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--field-selector", help="field selector, e.g. status.phase=Running")
     p.add_argument("-o", "--output", help="output format: " + " | ".join(OUTPUTS))
     p.add_argument("--show-labels", action="store_true", help="add a LABELS column")
+    p.add_argument("--no-headers", action="store_true", help="no header row (table and custom-columns output)")
     p.add_argument("-L", "--label-columns", action="append", default=[], metavar="KEY[,KEY]",
                    help="add a column with the value of each of these labels")
     p.add_argument("--sort-by", metavar="JSONPATH", help="sort by this field, e.g. .metadata.creationTimestamp")
@@ -137,7 +138,8 @@ def print_found(found: list[Found], args: argparse.Namespace, single: bool, name
             print(f"No resources found{where}.", file=sys.stderr)
         return []
     if out == "custom-columns":
-        rows = [[h for h, _ in args.columns]] + [jsonpath.column_cells(args.columns, o) for _, o in found]
+        rows = ([] if args.no_headers else [[h for h, _ in args.columns]]) + \
+            [jsonpath.column_cells(args.columns, o) for _, o in found]
         column_widths: list[int] = []
         print("\n".join(format_rows(rows, column_widths)))
         return column_widths
@@ -148,7 +150,7 @@ def print_found(found: list[Found], args: argparse.Namespace, single: bool, name
         if n:
             print()
         objs = [o for r, o in found if r == res]
-        rows = [table_headers(res, args)] + [table_row(res, o, args, prefix) for o in objs]
+        rows = ([] if args.no_headers else [table_headers(res, args)]) + [table_row(res, o, args, prefix) for o in objs]
         widths = []
         print("\n".join(format_rows(rows, widths)))
     return widths
@@ -189,7 +191,7 @@ async def watch(conn: Connection, args: argparse.Namespace, target: Target, rv: 
         rv = max((str((o.get("metadata") or {}).get("resourceVersion") or "") for _, o in found), key=_rv_key,
                  default=None)
     tabular = args.output in (None, "wide", "custom-columns")
-    header_printed = bool(found) and tabular and not args.watch_only
+    header_printed = args.no_headers or (bool(found) and tabular and not args.watch_only)
     while True:
         try:
             async for event in conn.client.watch(res, ns, resource_version=rv or None, label_selector=args.selector,
