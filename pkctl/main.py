@@ -41,6 +41,7 @@ COMMANDS: dict[str, str] = {
     "compose": "compose",
     "label": "label",
     "annotate": "label",
+    "version": "version",
 }
 COMMAND_MODULES = list(dict.fromkeys(COMMANDS.values()))
 # The global flags that take a value (`--kubeconfig F`): what to skip when looking for the command in argv.

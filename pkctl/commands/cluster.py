@@ -27,7 +27,7 @@ DOWN_TIMEOUT = 90.0  # the supervisor gives each component 10 s of grace, in rev
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("cluster", help="run a local single-node pkube cluster")
+    p = sub.add_parser("cluster", help="run a local pkube cluster (one or more nodes and control planes)")
     csub = p.add_subparsers(dest="cluster_command", metavar="SUBCOMMAND", required=True)
 
     def home_arg(q: argparse.ArgumentParser) -> None:

@@ -55,3 +55,18 @@ async def test_annotate_and_get_without_headers(pkctl: Pkctl, client: Client, na
     assert [r[:2] for r in rows] == [["alpha", "2"], ["beta", "0"], ["gamma", "1"]]
     custom = pkctl("get", "cm", "--no-headers", "-o", "custom-columns=N:.metadata.name")
     assert custom.stdout.split() == ["alpha", "beta", "gamma"]
+
+
+def test_version_names_client_and_server(pkctl: Pkctl) -> None:
+    import json
+    out = pkctl("version")
+    lines = out.stdout.splitlines()
+    assert out.returncode == 0 and lines[0].startswith("Client Version: pkube-v") and \
+        lines[1].startswith("Server Version: v1."), out
+    doc = json.loads(pkctl("version", "-o", "json").stdout)
+    assert doc["serverVersion"]["major"] == "1" and doc["clientVersion"]["gitVersion"].startswith("pkube-v")
+    alone = pkctl("version", "--client", "--server", "https://127.0.0.1:1")
+    assert alone.returncode == 0 and alone.stdout.startswith("Client Version:") and "Server" not in alone.stdout
+    down = pkctl("version", "--server", "http://127.0.0.1:1")
+    assert down.returncode == 1 and down.stdout.startswith("Client Version:")
+    assert "refused" in down.stderr and "Traceback" not in down.stderr
