@@ -119,7 +119,7 @@ def _rotated_lines(log: Path) -> Iterator[str]:
     for old in rotated_logs(log):
         try:
             with open(old, "r", errors="replace") as f:
-                yield from f.readlines()
+                yield from f  # line by line: a kept file may be as large as --container-log-max-size
         except FileNotFoundError:
             continue  # removed by a rotation meanwhile
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import ssl
 from pathlib import Path
 from typing import AsyncIterator, Iterator
 
@@ -11,9 +10,10 @@ import pytest
 from pklib import kubeconfig
 from pklib.client import Client
 from pklib.errors import ApiError
-from pklib.resources import (CLUSTERROLEBINDINGS, CLUSTERROLES, CONFIGMAPS, NAMESPACES, PODS, ROLEBINDINGS, ROLES,
+from pklib.resources import (CLUSTERROLEBINDINGS, CLUSTERROLES, CONFIGMAPS, PODS, ROLEBINDINGS, ROLES,
                              SECRETS, SELFSUBJECTACCESSREVIEWS, SUBJECTACCESSREVIEWS)
-from tests.support.controlplane import ApiServer, Etcd, _stop, make_test_pki, start_apiserver
+from tests.support.controlplane import (ApiServer, Etcd, _stop, ca_context, make_test_pki, scratch_namespace,
+                                        start_apiserver)
 from tests.support.kubectl import Kubectl
 from tests.util import unique, wait_for, wait_for_sync
 
@@ -28,30 +28,24 @@ def server(session_tmp: str, etcd: Etcd) -> Iterator[ApiServer]:
     _stop(a.proc)
 
 
-def _ssl(tmp: str) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(make_test_pki(tmp).ca_cert))
-
-
 @pytest.fixture
 async def admin(server: ApiServer, session_tmp: str) -> AsyncIterator[Client]:
-    c = Client(server.url, server.token, ssl=_ssl(session_tmp))
+    c = Client(server.url, server.token, ssl=ca_context(session_tmp))
     yield c
     await c.close()
 
 
 @pytest.fixture
 async def alice(server: ApiServer, session_tmp: str) -> AsyncIterator[Client]:
-    c = Client(server.url, server.tokens["alice"], ssl=_ssl(session_tmp))
+    c = Client(server.url, server.tokens["alice"], ssl=ca_context(session_tmp))
     yield c
     await c.close()
 
 
 @pytest.fixture
 async def ns(admin: Client) -> AsyncIterator[str]:
-    name = unique("rbac")
-    await admin.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    yield name
-    await admin.delete(NAMESPACES, name)
+    async with scratch_namespace(admin, "rbac") as name:
+        yield name
 
 
 def kubectl_as(server: ApiServer, tmp: str, user: str | None = None) -> Kubectl:

@@ -2,7 +2,6 @@
 bound tokens dying with their pod, the ServiceAccount admission plugin, the `kubernetes` Service, and kubectl."""
 from __future__ import annotations
 
-import ssl
 import time
 from typing import Any, AsyncIterator, Iterator
 
@@ -12,10 +11,10 @@ import pytest
 from apiserver import satokens
 from pklib.client import Client
 from pklib.errors import ApiError
-from pklib.resources import (CLUSTERROLEBINDINGS, ENDPOINTS, ENDPOINTSLICES, NAMESPACES, PODS, ROLEBINDINGS,
+from pklib.resources import (CLUSTERROLEBINDINGS, ENDPOINTS, ENDPOINTSLICES, PODS, ROLEBINDINGS,
                              SECRETS, SERVICEACCOUNTS, SERVICES, TOKENREVIEWS)
-from tests.support.controlplane import (SA_ISSUER, ApiServer, Etcd, _stop, make_test_pki, service_account_flags,
-                                        start_apiserver)
+from tests.support.controlplane import (SA_ISSUER, ApiServer, Etcd, _stop, ca_context, make_test_pki, scratch_namespace,
+                                        service_account_flags, start_apiserver)
 from tests.support.kubectl import Kubectl
 from tests.util import unique, wait_for
 
@@ -35,23 +34,17 @@ def server(session_tmp: str, etcd: Etcd) -> Iterator[ApiServer]:
     _stop(a.proc)
 
 
-def _ssl(tmp: str) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(make_test_pki(tmp).ca_cert))
-
-
 @pytest.fixture
 async def admin(server: ApiServer, session_tmp: str) -> AsyncIterator[Client]:
-    c = Client(server.url, server.token, ssl=_ssl(session_tmp))
+    c = Client(server.url, server.token, ssl=ca_context(session_tmp))
     yield c
     await c.close()
 
 
 @pytest.fixture
 async def ns(admin: Client) -> AsyncIterator[str]:
-    name = unique("sa")
-    await admin.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    yield name
-    await admin.delete(NAMESPACES, name)
+    async with scratch_namespace(admin, "sa") as name:
+        yield name
 
 
 async def _sa(c: Client, ns: str, name: str, **fields: Any) -> Obj:
@@ -68,7 +61,7 @@ async def _token(c: Client, ns: str, sa: str, **spec: Any) -> Obj:
 
 async def _status_as(server: ApiServer, tmp: str, token: str, path: str) -> int:
     async with aiohttp.ClientSession() as s:
-        async with s.get(server.url + path, headers={"Authorization": f"Bearer {token}"}, ssl=_ssl(tmp)) as r:
+        async with s.get(server.url + path, headers={"Authorization": f"Bearer {token}"}, ssl=ca_context(tmp)) as r:
             return r.status
 
 
@@ -121,7 +114,7 @@ async def test_service_account_token_is_authorized_by_rbac(server: ApiServer, se
                                                            ns: str) -> None:
     await _sa(admin, ns, "robot")
     token = (await _token(admin, ns, "robot"))["status"]["token"]
-    robot = Client(server.url, token, ssl=_ssl(session_tmp))
+    robot = Client(server.url, token, ssl=ca_context(session_tmp))
     try:
         with pytest.raises(ApiError) as e:
             await robot.list(PODS, ns)
@@ -200,7 +193,7 @@ async def test_expired_foreign_and_wrong_audience_tokens_are_refused(server: Api
 
 
 async def test_tokenreview_needs_permission(server: ApiServer, session_tmp: str, admin: Client) -> None:
-    reviewer = Client(server.url, server.tokens["reviewer"], ssl=_ssl(session_tmp))
+    reviewer = Client(server.url, server.tokens["reviewer"], ssl=ca_context(session_tmp))
     body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": "x"}}
     name = unique("delegator")
     try:
@@ -230,7 +223,7 @@ async def test_node_gets_tokens_only_for_its_pods(server: ApiServer, session_tmp
     await _sa(admin, ns, "other")
     await admin.create(PODS, _pod("mine", serviceAccountName="robot", nodeName=NODE), ns)
     await admin.create(PODS, _pod("theirs", serviceAccountName="other", nodeName="elsewhere"), ns)
-    node = Client(server.url, server.tokens[f"system:node:{NODE}"], ssl=_ssl(session_tmp))
+    node = Client(server.url, server.tokens[f"system:node:{NODE}"], ssl=ca_context(session_tmp))
     try:
         async def issued() -> bool:
             try:

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -20,6 +19,7 @@ import pytest
 
 from pkctl.cluster.components import BY_NAME
 from tests.e2e.helpers import ROOT, Cluster, run
+from tests.support.proxy import fetch_text as fetch
 from tests.util import free_port, unique, wait_for_sync
 
 pytestmark = [
@@ -49,14 +49,6 @@ exec httpd -f -p 3000 -h /www
 DB_DOCKERFILE = """FROM pkube.local/busybox:latest
 CMD ["sh", "-c", "mkdir -p /data/db; [ -f /data/db/index.html ] || echo db-$RANDOM$RANDOM > /data/db/index.html; echo db ready; exec httpd -f -p 27017 -h /data/db"]
 """
-
-
-def fetch(url: str) -> str | None:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return str(r.read().decode().strip())
-    except OSError:
-        return None
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -18,6 +17,7 @@ import pytest
 
 from pkctl.cluster.components import BY_NAME
 from tests.e2e.helpers import Cluster, run
+from tests.support.proxy import fetch_text as fetch
 from tests.util import free_port, unique, wait_for_sync
 
 pytestmark = [
@@ -28,14 +28,6 @@ pytestmark = [
 ]
 
 IMAGE = "pkube.local/busybox:latest"
-
-
-def fetch(url: str) -> str | None:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return str(r.read().decode().strip())
-    except OSError:
-        return None
 
 
 def serve(text: str, port: int) -> list[str]:

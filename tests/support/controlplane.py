@@ -11,13 +11,17 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
 import pytest
 
 from tests.util import free_port, unique
+
+if TYPE_CHECKING:
+    from pklib.client import Client
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -113,6 +117,23 @@ def make_test_pki(tmp: str) -> "Pki":  # noqa: F821
     made = pki.ensure(Path(tmp) / "pki", hostnames=[])
     pki.ensure_kubelet(made.dir, "pkube-test-node", ["127.0.0.1"])
     return made
+
+
+def ca_context(tmp: str) -> ssl.SSLContext:
+    """A client context trusting make_test_pki's CA (what a test's HTTPS apiserver serves with)."""
+    return ssl.create_default_context(cafile=str(make_test_pki(tmp).ca_cert))
+
+
+@asynccontextmanager
+async def scratch_namespace(c: Client, prefix: str) -> AsyncIterator[str]:
+    """A fresh namespace for an API test, deleted after it (tests/support/node.pod_namespace for pods)."""
+    from pklib.resources import NAMESPACES
+    name = unique(prefix)
+    await c.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    try:
+        yield name
+    finally:
+        await c.delete(NAMESPACES, name)
 
 
 def kubelet_client_flags(tmp: str) -> list[str]:

@@ -98,6 +98,12 @@ def fetch(url: str, timeout: float = 2.0) -> str | None:
         return None
 
 
+def fetch_text(url: str) -> str | None:
+    """The body of a GET without its surrounding whitespace, or None when the connection fails."""
+    body = fetch(url)
+    return body.strip() if body is not None else None
+
+
 def connect_error(host: str, port: int, timeout: float = 5.0) -> tuple[type[BaseException] | None, float]:
     """(exception class or None, seconds) of a plain TCP connect."""
     started = time.monotonic()
