@@ -5,15 +5,18 @@ machine. Each user that turns a setting on writes a small record, `<state_dir>/<
 value the machine had before any pkube user changed it (later users copy it from an earlier record). The
 state directory is under /run (tmpfs): a reboot resets the sysctls too. Restoring forgets one user's
 record and puts the original value back only when no other user is still live; records of users that
-went away without cleaning up are dropped then.
+went away without cleaning up are dropped then. Both take an flock on the state directory, so a user starting
+while the last one restores cannot record the value that is about to be given back.
 """
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 log = logging.getLogger("sysctl")
 
@@ -40,15 +43,30 @@ class SharedSysctl:
                 continue  # removed meanwhile by its own restore
         return out
 
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One user at a time reads and changes the records and the sysctl (several processes share them): a
+        user enabling while the last one restores would otherwise record the value that is about to go."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.state_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
     def enable(self, key: str, value: str = "1") -> None:
         """Set the sysctl to `value`, first recording for `key` the value the machine had before any pkube user."""
+        with self._locked():
+            self._enable(key, value)
+
+    def _enable(self, key: str, value: str) -> None:
         record = self._record(key)
         current = self.sysctl.read_text().strip()
         if not record.exists():
             # Another user may have changed it already: its record holds the original value, ours must too.
             others = {k: v for k, v in self.recorded().items() if k != key}
             original = next(iter(sorted(others.values())), current)
-            self.state_dir.mkdir(parents=True, exist_ok=True)
             tmp = record.with_name(record.name + ".tmp")
             tmp.write_text(original + "\n")
             os.replace(tmp, record)  # never a half-written record
@@ -64,6 +82,10 @@ class SharedSysctl:
         that has not synced yet, a table a test made): it must not keep the machine changed, since nobody
         would restore it after the last record is gone.
         """
+        with self._locked():
+            self._restore(key, live_users)
+
+    def _restore(self, key: str, live_users: Callable[[], set[str]]) -> None:
         record = self._record(key)
         try:
             original = record.read_text().strip()

@@ -58,3 +58,22 @@ def test_a_table_that_never_turned_it_on_does_not_keep_it_on(tmp_path: Path) -> 
     # restore the setting, so t1's cleanup must.
     localnet.restore("t1", lambda: {"t1", "t2"}, sysctl, state)
     assert sysctl.read_text() == "0\n" and not list(state.iterdir())
+
+
+def test_a_proxy_starting_while_the_last_one_restores_records_the_true_original(tmp_path: Path) -> None:
+    # t2 enables while t1's restore is between dropping its record and writing the original back: without
+    # one lock around both, t2 would record the 1 about to go and later "restore" the machine to 1.
+    import threading
+    sysctl, state = setup(tmp_path, "0")
+    localnet.enable("t1", sysctl, state)
+    started = threading.Thread(target=localnet.enable, args=("t2", sysctl, state))
+
+    def live_while_t2_starts() -> set[str]:
+        started.start()
+        started.join(0.3)  # with the lock it waits for this restore to end
+        return set()
+    localnet.restore("t1", live_while_t2_starts, sysctl, state)
+    started.join(10)
+    assert (state / "t2.route_localnet").read_text() == "0\n" and sysctl.read_text() == "1\n"
+    localnet.restore("t2", lambda: set(), sysctl, state)
+    assert sysctl.read_text() == "0\n"
