@@ -59,7 +59,10 @@ def etcd_leader(c: Cluster) -> str:
 
 
 def healthy(c: Cluster) -> bool:
-    return run("cluster", "status", "--home", str(c.home), check=False).returncode == 0
+    status = run("cluster", "status", "--home", str(c.home), check=False)
+    if status.returncode != 0:
+        print(status.stdout, status.stderr)  # shown with a failure: which member was not healthy, and why
+    return status.returncode == 0
 
 
 def lease_holder(c: Cluster, name: str) -> str:
