@@ -6,6 +6,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping
 
 import orjson
 
@@ -43,29 +44,93 @@ def docker_config_path() -> Path:
     return Path(base) / "config.json" if base else Path.home() / ".docker" / "config.json"
 
 
-def credentials_for(registry: str, path: Path | None = None) -> Credentials | None:
-    """Look up `auths` in a Docker config.json (auth = base64 user:password, or username/password)."""
-    path = path or docker_config_path()
-    try:
-        doc = orjson.loads(path.read_bytes())
-    except FileNotFoundError:
-        return None
-    except (OSError, orjson.JSONDecodeError) as e:
-        raise RegistryError(f"cannot read registry credentials from {path}: {e}") from None
-    auths = doc.get("auths") or {}
-    keys = _DOCKER_HUB_KEYS if registry == "docker.io" else (registry, f"https://{registry}", f"http://{registry}")
-    for key in keys:
-        entry = auths.get(key) or auths.get(key.rstrip("/"))
-        if not entry:
+Keychain = Mapping[str, Credentials]   # registry host (docker.io for Docker Hub) -> credentials
+
+
+def registry_key(key: str) -> str:
+    """The registry a config.json `auths` key names: `https://index.docker.io/v1/` -> docker.io, `http://h:5000` -> h:5000."""
+    host = key.split("://", 1)[-1].split("/", 1)[0].lower()
+    return "docker.io" if host in _DOCKER_HUB_KEYS else host
+
+
+def parse_auths(doc: Any, source: str) -> dict[str, Credentials]:
+    """The credentials of a Docker config.json (`{"auths": {...}}`, also a pull secret's .dockerconfigjson)
+    or of the legacy .dockercfg (the `auths` map alone)."""
+    if not isinstance(doc, dict):
+        raise RegistryError(f"{source}: not a JSON object")
+    auths = doc.get("auths") if "auths" in doc else doc
+    out: dict[str, Credentials] = {}
+    for key, entry in (auths or {}).items():
+        if not isinstance(entry, dict):
             continue
+        creds: Credentials | None = None
         if entry.get("auth"):
             try:
                 user, sep, password = base64.b64decode(entry["auth"], validate=True).decode().partition(":")
             except (ValueError, UnicodeDecodeError):
                 sep = ""
             if not sep:
-                raise RegistryError(f"{path}: the auth entry for {key} is not base64 user:password") from None
-            return Credentials(user, password)
-        if entry.get("username"):
-            return Credentials(entry["username"], entry.get("password", ""))
-    return None
+                raise RegistryError(f"{source}: the auth entry for {key} is not base64 user:password")
+            creds = Credentials(user, password)
+        elif entry.get("username"):
+            creds = Credentials(entry["username"], entry.get("password", ""))
+        if creds is not None:
+            out.setdefault(registry_key(key), creds)
+    return out
+
+
+def read_docker_config(path: Path | None = None) -> dict[str, Any]:
+    path = path or docker_config_path()
+    try:
+        doc = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        return {}
+    except (OSError, orjson.JSONDecodeError) as e:
+        raise RegistryError(f"cannot read registry credentials from {path}: {e}") from None
+    if not isinstance(doc, dict):
+        raise RegistryError(f"cannot read registry credentials from {path}: not a JSON object")
+    return doc
+
+
+def credentials_for(registry: str, path: Path | None = None) -> Credentials | None:
+    """Look up `auths` in a Docker config.json (auth = base64 user:password, or username/password)."""
+    path = path or docker_config_path()
+    return parse_auths(read_docker_config(path), str(path)).get(registry_key(registry))
+
+
+def _write_docker_config(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+    os.replace(tmp, path)
+
+
+def _auths_key(registry: str) -> str:
+    return "https://index.docker.io/v1/" if registry_key(registry) == "docker.io" else registry_key(registry)
+
+
+def save_login(registry: str, creds: Credentials, path: Path | None = None) -> Path:
+    """Store credentials as `docker login` does (auths.<registry>.auth, base64 user:password); other keys kept."""
+    path = path or docker_config_path()
+    doc = read_docker_config(path)
+    auths = doc.setdefault("auths", {})
+    for key in [k for k in auths if registry_key(k) == registry_key(registry)]:
+        del auths[key]
+    auths[_auths_key(registry)] = {"auth": base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()}
+    _write_docker_config(path, doc)
+    return path
+
+
+def remove_login(registry: str, path: Path | None = None) -> bool:
+    """Forget the credentials of a registry; False when there were none."""
+    path = path or docker_config_path()
+    doc = read_docker_config(path)
+    auths = doc.get("auths") or {}
+    keys = [k for k in auths if registry_key(k) == registry_key(registry)]
+    for key in keys:
+        del auths[key]
+    if keys:
+        _write_docker_config(path, doc)
+    return bool(keys)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import http.client
 import ipaddress
 import logging
 import os
@@ -29,9 +30,10 @@ import orjson
 
 from images import reference
 from images.archive import select_platform
-from images.auth import Challenge, Credentials, credentials_for, parse_challenge
+from images.auth import Challenge, Credentials, Keychain, credentials_for, parse_challenge
 from images.errors import ImageError, ImageNotFound, RegistryError
 from images.image import Image, Layer, host_arch, parse_manifest
+from images.mirrors import HostConfig, RegistriesConfig, load as load_registries
 from images.layout import INDEX_TYPES, MANIFEST_TYPES, MT_DOCKER_LIST, MT_DOCKER_MANIFEST, MT_OCI_INDEX, \
     MT_OCI_MANIFEST, check_digest, sha256_digest
 
@@ -43,6 +45,7 @@ ACCEPT = ", ".join((MT_OCI_INDEX, MT_OCI_MANIFEST, MT_DOCKER_LIST, MT_DOCKER_MAN
 _MAX_MANIFEST = 4 * 1024 * 1024
 _CHUNK = 1 << 20
 _ATTEMPTS = 3
+CONNECT_TIMEOUT = 5.0
 
 
 class Reporter(Protocol):
@@ -77,6 +80,33 @@ class _KeepAuthOnSameHost(urllib.request.HTTPRedirectHandler):
         return new
 
 
+class _ConnectTimeout(http.client.HTTPConnection):
+    """Connecting gets CONNECT_TIMEOUT, not the read timeout: an unreachable registry fails in seconds."""
+
+    def connect(self) -> None:
+        read_timeout = self.timeout
+        self.timeout = min(read_timeout, CONNECT_TIMEOUT) if read_timeout else CONNECT_TIMEOUT
+        try:
+            super().connect()
+        finally:
+            self.timeout = read_timeout
+        self.sock.settimeout(read_timeout)
+
+
+class _HTTPSConnection(_ConnectTimeout, http.client.HTTPSConnection):
+    pass
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_ConnectTimeout, req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_HTTPSConnection, req, context=self._context)  # type: ignore[attr-defined]
+
+
 def _is_local(host: str) -> bool:
     name = host.rsplit(":", 1)[0].strip("[]") if host.count(":") <= 1 or host.startswith("[") else host
     if name == "localhost" or name.endswith(".localhost"):
@@ -89,14 +119,19 @@ def _is_local(host: str) -> bool:
 
 class Registry:
     def __init__(self, registry: str, insecure: bool = False, credentials: Credentials | None = None,
-                 docker_config: Path | None = None, timeout: float = 30.0):
+                 docker_config: Path | None = None, timeout: float = 30.0, url: str | None = None,
+                 host_config: HostConfig | None = None):
+        """`url`: where to reach it (a mirror's endpoint), by default https://registry (http on loopback).
+        Credentials: `credentials`, else the registries.yaml `host_config`'s, else the Docker config.json's."""
         self.name = registry
         host = "registry-1.docker.io" if registry == "docker.io" else registry
         # Like Docker, loopback registries are plain http without asking; others need --insecure-registry.
-        self.base = f"{'http' if insecure or _is_local(host) else 'https'}://{host}"
-        self.credentials = credentials or credentials_for(registry, docker_config)
+        self.base = url or f"{'http' if insecure or _is_local(host) else 'https'}://{host}"
+        host_config = host_config or HostConfig()
+        self.credentials = credentials or host_config.credentials or credentials_for(registry, docker_config)
         self.timeout = timeout
-        self._opener = urllib.request.build_opener(_KeepAuthOnSameHost())
+        self._opener = urllib.request.build_opener(_KeepAuthOnSameHost(), _HTTPHandler(),
+                                                   _HTTPSHandler(context=host_config.ssl_context()))
         self._tokens: dict[str, str] = {}
         self._basic = False
         self._lock = threading.Lock()
@@ -149,10 +184,10 @@ class Registry:
         if challenge.scheme != "bearer" or "realm" not in challenge.params:
             raise RegistryError(f"registry {self.name} asks for an unsupported authentication scheme "
                                 f"{challenge.scheme!r}")
-        query = {"scope": challenge.params.get("scope") or scope}
+        query = {"scope": challenge.params.get("scope") or scope} if challenge.params.get("scope") or scope else {}
         if challenge.params.get("service"):
             query["service"] = challenge.params["service"]
-        url = challenge.params["realm"] + "?" + urllib.parse.urlencode(query)
+        url = challenge.params["realm"] + ("?" + urllib.parse.urlencode(query) if query else "")
         headers = {"Authorization": self.credentials.basic_header()} if self.credentials else {}
         resp = self._open(urllib.request.Request(url, headers=headers))
         body = resp.read()
@@ -184,6 +219,17 @@ class Registry:
         if resp.status == 403:
             return RegistryError(f"access to {what} denied by registry {self.name}: {detail or 'forbidden'}")
         return RegistryError(f"registry {self.name} answered HTTP {resp.status} for {what}" + (f": {detail}" if detail else ""))
+
+    def login(self) -> None:
+        """Check the credentials as `docker login` does: GET /v2/ through the registry's challenge."""
+        if not self.credentials:
+            raise RegistryError(f"no credentials for registry {self.name}")
+        resp = self.request("GET", "/v2/", "")
+        resp.close()
+        if resp.status == 401:
+            raise RegistryError(f"login to {self.name} failed: unauthorized: incorrect username or password")
+        if resp.status != 200:
+            raise self.fail(resp, "/v2/")
 
     # ---- reading ---------------------------------------------------------------
     def get_manifest(self, repo: str, ref: str) -> tuple[bytes, str, str]:
@@ -288,10 +334,27 @@ class Registry:
 
 
 def pull(store: "ImageStore", ref_text: str, insecure: bool = False, reporter: Reporter | None = None,
-         docker_config: Path | None = None, max_workers: int = 3) -> PullResult:
+         docker_config: Path | None = None, max_workers: int = 3, keychain: Keychain | None = None,
+         registries: RegistriesConfig | None = None) -> PullResult:
+    """Pull through the registry's mirrors (registries.yaml), then from the registry itself. `keychain`:
+    credentials by registry (a pod's pull secrets), tried before the mirror config's and config.json's."""
     ref = reference.parse(ref_text)
-    reporter = reporter or QuietReporter()
-    reg = Registry(ref.registry, insecure, docker_config=docker_config)
+    registries = registries if registries is not None else load_registries(store.registries_config)
+    errors: list[ImageError] = []
+    for endpoint in registries.endpoints(ref.registry):
+        reg = Registry(endpoint.host, insecure, (keychain or {}).get(endpoint.host), docker_config,
+                       url=endpoint.url, host_config=registries.host(endpoint.host))
+        try:
+            return _pull_from(store, reg, ref, reporter or QuietReporter(), max_workers)
+        except ImageError as e:
+            if endpoint.url is not None:
+                log.info("image=%s action=pull mirror=%s error=%s", ref, endpoint.url, e)
+            errors.append(e)
+    raise errors[-1]
+
+
+def _pull_from(store: "ImageStore", reg: Registry, ref: reference.Reference, reporter: Reporter,
+               max_workers: int) -> PullResult:
     began = time.monotonic()
     with store.layout.using():
         body, media_type, digest = reg.get_manifest(ref.repository, ref.digest or ref.tag or "latest")
@@ -343,7 +406,8 @@ def push(store: "ImageStore", ref_text: str, dest: str | None = None, insecure: 
     target = reference.parse(dest or img.name or ref_text)
     if target.digest:
         raise RegistryError(f"cannot push to a digest reference {target}; use NAME:TAG")
-    reg = Registry(target.registry, insecure, docker_config=docker_config)
+    reg = Registry(target.registry, insecure, docker_config=docker_config,
+                   host_config=load_registries(store.registries_config).host(target.registry))
     for digest in [*(layer.digest for layer in img.layers), img.config_digest]:
         if reg.has_blob(target.repository, digest):
             reporter.line(f"Blob {digest.split(':', 1)[1][:12]} already exists")

@@ -18,8 +18,9 @@ from typing import Any, Callable
 
 from pklib.kubeconfig import pkube_home
 
-from images import archive, reference, registry, rootfs
+from images import archive, mirrors, reference, registry, rootfs
 from images import build as builder
+from images.auth import Keychain
 from images.errors import ImageError, ImageNotFound, InvalidReference
 from images.image import Image, Layer, host_arch, parse_manifest
 from images.layout import (MANIFEST_TYPES, MT_OCI_CONFIG, MT_OCI_MANIFEST, NAME_ANNOTATION, TAG_ANNOTATION,
@@ -39,6 +40,7 @@ class ImageStore:
     def __init__(self, root: Path | str | None = None, limits: Limits = Limits()):
         self.root = Path(root) if root else default_root()
         self.layout = Layout(self.root)
+        self.registries_config = self.root.parent / mirrors.FILE_NAME   # <pkube home>/registries.yaml
         self.limits = limits
 
     # ---- names -------------------------------------------------------------
@@ -254,8 +256,8 @@ class ImageStore:
     def save(self, refs: str | builtins.list[str], tar: Path | str) -> None:
         archive.save(self, [refs] if isinstance(refs, str) else refs, Path(tar))
 
-    def pull(self, ref: str, **kwargs: Any) -> "registry.PullResult":
-        return registry.pull(self, ref, **kwargs)
+    def pull(self, ref: str, keychain: Keychain | None = None, **kwargs: Any) -> "registry.PullResult":
+        return registry.pull(self, ref, keychain=keychain, **kwargs)
 
     def push(self, ref: str, dest: str | None = None, **kwargs: Any) -> str:
         return registry.push(self, ref, dest, **kwargs)

@@ -91,7 +91,7 @@ class PodWorkers:
         self.recorder: Recorder = recorder or EventRecorder(client, "kubelet", host=cfg.node_name)
         self.probes = ProbeManager(runtime, self.queue.add, self._probe_failed, network=cfg.network_probes)
         self.pulls = PullManager(runtime.images, self.recorder, cfg.local_images, cfg.backoff_base, cfg.backoff_max,
-                                 inline=runtime.in_memory)
+                                 inline=runtime.in_memory, secrets=lambda ns, name: self._get(ns, "secrets", name))
         self.tokens = TokenManager(client)
         self.configs = ContainerConfigBuilder(cfg.pod, volumes, lambda: self.node_ip, self._get,
                                               services or self._list_services, self.tokens.token)

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
-from images.errors import ImageError
+import orjson
+
+from images.auth import Credentials, parse_auths
+from images.errors import ImageError, RegistryError
 from kubelet.recorder import Recorder
+from pklib.errors import ApiError
 from kubelet.runtime.interface import ImageManager
 from kubelet.shared import call_blocking
 
@@ -36,10 +42,29 @@ def pull_policy(spec: dict[str, Any]) -> str:
     return str(spec.get("imagePullPolicy") or ("Always" if untagged_or_latest else "IfNotPresent"))
 
 
+SecretGetter = Callable[[str, str], Awaitable[dict[str, Any] | None]]   # (namespace, name) -> Secret or None
+PULL_SECRET_KEYS = {"kubernetes.io/dockerconfigjson": ".dockerconfigjson", "kubernetes.io/dockercfg": ".dockercfg"}
+
+
+def secret_auths(secret: dict[str, Any]) -> dict[str, Credentials]:
+    """The registry credentials of a kubernetes.io/dockerconfigjson (or legacy dockercfg) Secret."""
+    name = secret["metadata"]["name"]
+    key = PULL_SECRET_KEYS.get(secret.get("type", ""))
+    if key is None:
+        raise RegistryError(f"secret {name} is of type {secret.get('type') or 'Opaque'}, "
+                            "not kubernetes.io/dockerconfigjson")
+    try:
+        doc = orjson.loads(base64.b64decode((secret.get("data") or {}).get(key, ""), validate=True))
+    except (binascii.Error, ValueError):
+        raise RegistryError(f"secret {name}: {key} is not base64-encoded JSON") from None
+    return parse_auths(doc, f"secret {name} {key}")
+
+
 class PullManager:
     def __init__(self, images: ImageManager, recorder: Recorder, local: LocalImages, backoff_base: float,
-                 backoff_max: float, inline: bool = False) -> None:
+                 backoff_max: float, inline: bool = False, secrets: SecretGetter | None = None) -> None:
         self.images = images
+        self.secrets = secrets        # reads the pod's imagePullSecrets (None: pulls use node credentials only)
         self.inline = inline          # the store answers at once (a fake runtime's): no worker thread
         self.recorder = recorder
         self.local = local
@@ -71,8 +96,9 @@ class PullManager:
         if loop.time() < retry_at:
             return PullOutcome(False, ("ImagePullBackOff", f'Back-off pulling image "{ref}"'), retry_at - loop.time())
         self.recorder.normal(pod, "Pulling", f'Pulling image "{ref}"')
+        keychain = await self._keychain(pod)
         try:
-            result = await asyncio.to_thread(self.images.pull, ref)
+            result = await asyncio.to_thread(self.images.pull, ref, keychain)
         except ImageError as e:
             delay = min(max(delay * 2, self.backoff_base), self.backoff_max)
             self._backoff[(uid, name)] = (loop.time() + delay, delay)
@@ -82,6 +108,33 @@ class PullManager:
         self._backoff.pop((uid, name), None)
         self.recorder.normal(pod, "Pulled", f'Successfully pulled image "{ref}" ({result.bytes} bytes)')
         return PullOutcome(True)
+
+    async def _keychain(self, pod: dict[str, Any]) -> dict[str, Credentials]:
+        """Credentials of the pod's imagePullSecrets (the ServiceAccount's were copied in at admission); like
+        the kubelet, a missing or unusable secret is a warning and the pull goes on without it."""
+        refs = [r.get("name", "") for r in pod["spec"].get("imagePullSecrets") or [] if isinstance(r, dict)]
+        if not refs or self.secrets is None:
+            return {}
+        keychain: dict[str, Credentials] = {}
+        missing: list[str] = []
+        for name in refs:
+            try:
+                secret = await self.secrets(pod["metadata"].get("namespace", "default"), name)
+            except ApiError:   # forbidden (not bound to this node any more), or the apiserver is away
+                secret = None
+            if secret is None:
+                missing.append(name)
+                continue
+            try:
+                for registry, creds in secret_auths(secret).items():
+                    keychain.setdefault(registry, creds)
+            except RegistryError as e:
+                self.recorder.warning(pod, "FailedToRetrieveImagePullSecret", str(e))
+        if missing:
+            self.recorder.warning(pod, "FailedToRetrieveImagePullSecret",
+                                  f"Unable to retrieve some image pull secrets ({', '.join(missing)}); "
+                                  "attempting to pull the image may not succeed.")
+        return keychain
 
     async def image_id(self, ref: str) -> str:
         """`name@<image id>` for the status, cached for a while (resolving reads the store's index)."""

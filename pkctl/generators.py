@@ -5,6 +5,7 @@ Pure functions: arguments in, object dict out; bad arguments raise GeneratorErro
 from __future__ import annotations
 
 import base64
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,21 @@ def secret(name: str, literals: list[str], files: list[str], secret_type: str | 
     if secret_type:
         obj["type"] = secret_type
     return obj
+
+
+def docker_registry_secret(name: str, server: str, username: str | None, password: str | None, email: str | None,
+                           files: list[str]) -> dict[str, Any]:
+    """kubectl's `create secret docker-registry`: type kubernetes.io/dockerconfigjson, key .dockerconfigjson."""
+    if files:
+        data = _collect("Secret", name, [], files)
+    else:
+        if not username or not password:
+            raise GeneratorError("--docker-username and --docker-password are required (or --from-file)")
+        entry = {"username": username, "password": password, **({"email": email} if email else {}),
+                 "auth": base64.b64encode(f"{username}:{password}".encode()).decode()}
+        data = {".dockerconfigjson": json.dumps({"auths": {server: entry}}, separators=(",", ":")).encode()}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "type": "kubernetes.io/dockerconfigjson",
+            "data": {k: base64.b64encode(v).decode() for k, v in data.items()}}
 
 
 def _run_once_pod_template(name: str, image: str, command: list[str] | None, restart: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
+from images.auth import Keychain
 from images.errors import ImageError, ImageNotFound
 from kubelet.runtime.interface import (STDERR, STDOUT, ContainerConfig, ContainerState, ContainerStats,
                                        ContainerStatus, ExecResult, LogLine, LogOptions, NotFound, PodStats,
@@ -100,7 +101,7 @@ class FakeImageStore:
     def resolve(self, ref: str) -> FakeImage | None:
         return None if ref in self.missing else FakeImage(ref, "sha256:" + hashlib.sha256(ref.encode()).hexdigest())
 
-    def pull(self, ref: str) -> FakePull:
+    def pull(self, ref: str, keychain: Keychain | None = None) -> FakePull:
         self.pulls.append(ref)
         if ref in self.pull_errors:
             raise ImageError(self.pull_errors[ref])

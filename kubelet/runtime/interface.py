@@ -11,6 +11,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import AsyncIterator, Protocol
 
+from images.auth import Keychain
+
 __all__ = [
     "DNSConfig", "HostAlias", "SandboxConfig", "SandboxState", "SandboxStatus", "Mount", "Resources",
     "SecurityContext", "ContainerConfig", "ContainerState", "ContainerStatus", "ExecResult", "ContainerStats",
@@ -272,9 +274,10 @@ class PulledImage(Protocol):
 
 class ImageManager(ImageService, Protocol):
     """What the kubelet's pull manager needs on top: is an image here, and fetch it (blocking calls: the
-    kubelet runs them in a thread). `pull` raises images.errors.ImageError when it fails."""
+    kubelet runs them in a thread). `pull` raises images.errors.ImageError when it fails; `keychain` maps
+    registry hosts to the credentials of the pod's pull secrets."""
     def resolve(self, ref: str) -> ResolvedImage | None: ...
-    def pull(self, ref: str) -> PulledImage: ...
+    def pull(self, ref: str, keychain: Keychain | None = None) -> PulledImage: ...
 
 
 class Runtime(SandboxService, ContainerService, Protocol):

@@ -75,6 +75,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _data_flags(generic)
     generic.set_defaults(func=lambda args: generated(args, lambda: generators.secret(
         args.name, args.from_literal, args.from_file, args.type)))
+    docker = secret.add_parser("docker-registry", help="create a secret for use with a Docker registry")
+    docker.add_argument("name", metavar="NAME")
+    docker.add_argument("--docker-server", default="https://index.docker.io/v1/", help="server location for the registry")
+    docker.add_argument("--docker-username", help="username for registry authentication")
+    docker.add_argument("--docker-password", help="password for registry authentication")
+    docker.add_argument("--docker-email", help="email for the registry")
+    docker.add_argument("--from-file", action="append", default=[], metavar="[KEY=]PATH",
+                        help="a Docker config.json, e.g. --from-file=.dockerconfigjson=$HOME/.docker/config.json")
+    _output_flags(docker)
+    docker.set_defaults(func=lambda args: generated(args, lambda: generators.docker_registry_secret(
+        args.name, args.docker_server, args.docker_username, args.docker_password, args.docker_email,
+        args.from_file)))
 
 
 def _data_flags(p: argparse.ArgumentParser) -> None:

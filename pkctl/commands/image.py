@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import getpass
 import json
 import os
 import shutil
@@ -17,10 +18,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from images import reference
+from images import auth, mirrors, reference
 from images.busybox import BUSYBOX_IMAGE, ensure_busybox
 from images.errors import ImageError
 from images.image import Image
+from images.registry import Registry
 from images.store import ImageStore, default_root
 from pkctl.errors import CommandError
 
@@ -63,6 +65,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sp.add_argument("name", metavar="NAME")
     sp.add_argument("destination", nargs="?", metavar="DESTINATION", help="push under this name instead")
     sp.add_argument("--insecure-registry", action="store_true", help="use plain http (loopback registries always do)")
+    sp = add("login", _login, "log in to a registry (credentials stored in Docker's config.json)")
+    sp.add_argument("registry", nargs="?", default="docker.io", metavar="REGISTRY")
+    sp.add_argument("-u", "--username", help="username")
+    sp.add_argument("-p", "--password", help="password (prefer --password-stdin)")
+    sp.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    sp.add_argument("--insecure-registry", action="store_true", help="use plain http (loopback registries always do)")
+    sp = add("logout", _logout, "forget the credentials of a registry")
+    sp.add_argument("registry", nargs="?", default="docker.io", metavar="REGISTRY")
     sp = add("build", _build, "build an image from a Dockerfile")
     sp.add_argument("context", metavar="DIR", type=Path)
     sp.add_argument("-t", "--tag", metavar="NAME[:TAG]")
@@ -304,6 +314,43 @@ def _pull(args: argparse.Namespace) -> int:
 
 def _push(args: argparse.Namespace) -> int:
     _store(args).push(args.name, args.destination, insecure=args.insecure_registry, reporter=TerminalReporter())
+    return 0
+
+
+def _login(args: argparse.Namespace) -> int:
+    registry = auth.registry_key(args.registry)
+    username = args.username
+    if not username:
+        if not sys.stdin.isatty() or args.password_stdin:
+            raise CommandError("username is required: use -u USER")
+        username = input("Username: ").strip()
+    if args.password_stdin:
+        if args.password:
+            raise CommandError("--password and --password-stdin are mutually exclusive")
+        password = sys.stdin.read().rstrip("\r\n")
+    elif args.password is not None:
+        print("WARNING! Using --password via the CLI is insecure. Use --password-stdin.", file=sys.stderr)
+        password = args.password
+    elif sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+    else:
+        raise CommandError("cannot prompt for a password: stdin is not a terminal (use --password-stdin)")
+    if not username or not password:
+        raise CommandError("username and password are required")
+    creds = auth.Credentials(username, password)
+    host_config = mirrors.load(_store(args).registries_config).host(registry)
+    Registry(registry, args.insecure_registry, creds, host_config=host_config).login()
+    path = auth.save_login(registry, creds)
+    print(f"Credentials stored in {path}\nLogin Succeeded")
+    return 0
+
+
+def _logout(args: argparse.Namespace) -> int:
+    registry = auth.registry_key(args.registry)
+    if auth.remove_login(registry):
+        print(f"Removing login credentials for {registry}")
+    else:
+        print(f"Not logged in to {registry}")
     return 0
 
 
