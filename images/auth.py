@@ -53,15 +53,15 @@ def registry_key(key: str) -> str:
     return "docker.io" if host in _DOCKER_HUB_KEYS else host
 
 
-def parse_auths(doc: Any, source: str) -> dict[str, Credentials]:
+def parse_auths(doc: Any, source: str, only: str | None = None) -> dict[str, Credentials]:
     """The credentials of a Docker config.json (`{"auths": {...}}`, also a pull secret's .dockerconfigjson)
-    or of the legacy .dockercfg (the `auths` map alone)."""
+    or of the legacy .dockercfg (the `auths` map alone); `only`: just that registry's (others are not checked)."""
     if not isinstance(doc, dict):
         raise RegistryError(f"{source}: not a JSON object")
     auths = doc.get("auths") if "auths" in doc else doc
     out: dict[str, Credentials] = {}
     for key, entry in (auths or {}).items():
-        if not isinstance(entry, dict):
+        if not isinstance(entry, dict) or (only is not None and registry_key(key) != only):
             continue
         creds: Credentials | None = None
         if entry.get("auth"):
@@ -95,7 +95,8 @@ def read_docker_config(path: Path | None = None) -> dict[str, Any]:
 def credentials_for(registry: str, path: Path | None = None) -> Credentials | None:
     """Look up `auths` in a Docker config.json (auth = base64 user:password, or username/password)."""
     path = path or docker_config_path()
-    return parse_auths(read_docker_config(path), str(path)).get(registry_key(registry))
+    key = registry_key(registry)
+    return parse_auths(read_docker_config(path), str(path), key).get(key)
 
 
 def _write_docker_config(path: Path, doc: dict[str, Any]) -> None:

@@ -113,6 +113,9 @@ def parse(doc: Any, path: Path) -> RegistriesConfig:
     unknown = set(doc) - {"mirrors", "configs"}
     if unknown:
         raise _error(path, sorted(unknown)[0], "unknown field (expected mirrors, configs)")
+    for key in ("mirrors", "configs"):
+        if not isinstance(doc.get(key) or {}, dict):
+            raise _error(path, key, "expected a mapping of registry names")
     cfg = RegistriesConfig()
     for name, mirror in (doc.get("mirrors") or {}).items():
         endpoints = (mirror or {}).get("endpoint") if isinstance(mirror, dict) else None

@@ -80,8 +80,50 @@ class _KeepAuthOnSameHost(urllib.request.HTTPRedirectHandler):
         return new
 
 
+def _resolve(host: str, port: int) -> list[tuple[Any, ...]]:
+    """getaddrinfo bounded by CONNECT_TIMEOUT: with a DNS server that does not answer, the resolver's own
+    retries take tens of seconds (the lookup goes on in its daemon thread, its answer unused)."""
+    answer: list[Any] = []
+
+    def lookup() -> None:
+        try:
+            answer.append(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
+        except OSError as e:
+            answer.append(e)
+    worker = threading.Thread(target=lookup, name="registry-resolve", daemon=True)
+    worker.start()
+    worker.join(CONNECT_TIMEOUT)
+    if not answer:
+        raise OSError(f"timed out resolving {host} after {CONNECT_TIMEOUT:g}s")
+    if isinstance(answer[0], OSError):
+        raise answer[0]
+    return list(answer[0])
+
+
+def _create_connection(address: tuple[str, int], timeout: Any = None,
+                       source_address: tuple[str, int] | None = None) -> socket.socket:
+    last: OSError | None = None
+    for family, type_, proto, _, sockaddr in _resolve(*address):
+        sock = socket.socket(family, type_, proto)
+        try:
+            sock.settimeout(timeout)
+            if source_address:
+                sock.bind(source_address)
+            sock.connect(sockaddr)
+            return sock
+        except OSError as e:
+            sock.close()
+            last = e
+    raise last or OSError(f"{address[0]} has no address")
+
+
 class _ConnectTimeout(http.client.HTTPConnection):
-    """Connecting gets CONNECT_TIMEOUT, not the read timeout: an unreachable registry fails in seconds."""
+    """Resolving and connecting get CONNECT_TIMEOUT, not the read timeout: an unreachable registry fails in
+    seconds."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = _create_connection
 
     def connect(self) -> None:
         read_timeout = self.timeout

@@ -22,3 +22,27 @@ def test_scheme_follows_docker_rules(name: str, insecure: bool, base: str, tmp_p
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
     assert Registry(name, insecure).base == base
+
+
+def test_an_unanswered_dns_lookup_fails_within_the_connect_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    import threading
+    import time
+
+    from images import registry
+    from images.errors import RegistryError
+
+    released = threading.Event()
+
+    def hanging_lookup(*args: object, **kwargs: object) -> list[object]:
+        released.wait(30)  # a DNS server that never answers
+        raise socket.gaierror(-3, "Temporary failure in name resolution")
+    monkeypatch.setattr(registry, "CONNECT_TIMEOUT", 0.3)
+    monkeypatch.setattr(socket, "getaddrinfo", hanging_lookup)
+    began = time.monotonic()
+    try:
+        with pytest.raises(RegistryError, match="cannot reach registry slow.example at https://slow.example: timed out resolving slow.example"):
+            registry.Registry("slow.example").get_manifest("app", "1")
+    finally:
+        released.set()
+    assert time.monotonic() - began < 5

@@ -71,3 +71,27 @@ def test_job_and_cronjob_like_kubectl_create() -> None:
     assert manual["metadata"]["labels"] == {"team": "a"} and manual["spec"] == {"backoffLimit": 0}
     assert manual["metadata"]["ownerReferences"] == [{"apiVersion": "batch/v1", "kind": "CronJob", "name": "tick",
                                                       "uid": "u1", "controller": True}]
+
+
+def test_docker_registry_secret_like_kubectl(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    args = ["secret", "docker-registry", "regcred", "--docker-server=127.0.0.1:5000", "--docker-username=bob",
+            "--docker-password=p:w", "--docker-email=bob@example.com"]
+    want = json.loads(subprocess.run(["kubectl", "create", *args, "--dry-run=client", "-o", "json"],
+                                     capture_output=True, text=True, check=True, timeout=60).stdout)
+    got = generators.docker_registry_secret("regcred", "127.0.0.1:5000", "bob", "p:w", "bob@example.com", [])
+    assert got["type"] == want["type"] == "kubernetes.io/dockerconfigjson"
+    assert got["data"] == want["data"]
+    config = json.loads(base64.b64decode(got["data"][".dockerconfigjson"]))
+    assert config["auths"]["127.0.0.1:5000"]["auth"] == base64.b64encode(b"bob:p:w").decode()
+    hub = json.loads(base64.b64decode(generators.docker_registry_secret(
+        "hub", "https://index.docker.io/v1/", "u", "p", None, [])["data"][".dockerconfigjson"]))
+    assert list(hub["auths"]) == ["https://index.docker.io/v1/"] and "email" not in hub["auths"][
+        "https://index.docker.io/v1/"]
+    with pytest.raises(GeneratorError, match="--docker-username and --docker-password are required"):
+        generators.docker_registry_secret("x", "reg", None, "p", None, [])
+    (tmp_path / "config.json").write_text('{"auths": {}}')
+    from_file = generators.docker_registry_secret("f", "reg", None, None, None,
+                                                  [f".dockerconfigjson={tmp_path / 'config.json'}"])
+    assert base64.b64decode(from_file["data"][".dockerconfigjson"]) == b'{"auths": {}}'

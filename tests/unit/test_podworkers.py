@@ -280,3 +280,24 @@ async def test_pods_starting_together_build_a_bundled_image_once_at_a_time() -> 
     outcomes = await asyncio.gather(*(pulls.ensure(p, {"name": "c", "image": ref}) for p in pods))
     assert all(o.ready for o in outcomes)
     assert (most, builds) == (1, 1)
+
+
+def test_pull_secret_credentials_and_clear_errors_for_unusable_secrets() -> None:
+    import base64
+    import json
+
+    from images.auth import Credentials
+    from images.errors import RegistryError
+    from kubelet.pullmanager import secret_auths
+
+    def secret(type_: str, key: str, value: bytes) -> dict[str, Any]:
+        return {"metadata": {"name": "s"}, "type": type_, "data": {key: base64.b64encode(value).decode()}}
+    config = {"auths": {"https://index.docker.io/v1/": {"auth": base64.b64encode(b"u:p").decode()}}}
+    assert secret_auths(secret("kubernetes.io/dockerconfigjson", ".dockerconfigjson",
+                               json.dumps(config).encode())) == {"docker.io": Credentials("u", "p")}
+    assert secret_auths(secret("kubernetes.io/dockercfg", ".dockercfg",
+                               json.dumps(config["auths"]).encode())) == {"docker.io": Credentials("u", "p")}
+    with pytest.raises(RegistryError, match="secret s is of type Opaque, not kubernetes.io/dockerconfigjson"):
+        secret_auths(secret("", "x", b"{}"))
+    with pytest.raises(RegistryError, match="secret s: .dockerconfigjson is not base64-encoded JSON"):
+        secret_auths(secret("kubernetes.io/dockerconfigjson", ".dockerconfigjson", b"not json"))
