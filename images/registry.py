@@ -167,9 +167,11 @@ class Registry:
         Credentials: `credentials`, else the registries.yaml `host_config`'s, else the Docker config.json's."""
         self.name = registry
         host = "registry-1.docker.io" if registry == "docker.io" else registry
-        # Like Docker, loopback registries are plain http without asking; others need --insecure-registry.
-        self.base = url or f"{'http' if insecure or _is_local(host) else 'https'}://{host}"
         host_config = host_config or HostConfig()
+        # Like Docker, loopback registries are plain http without asking (unless registries.yaml gives them TLS
+        # settings); others need --insecure-registry.
+        plain = insecure or (_is_local(host) and host_config.ssl_context() is None)
+        self.base = url or f"{'http' if plain else 'https'}://{host}"
         self.credentials = credentials or host_config.credentials or credentials_for(registry, docker_config)
         self.timeout = timeout
         self._opener = urllib.request.build_opener(_KeepAuthOnSameHost(), _HTTPHandler(),

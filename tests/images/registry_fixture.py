@@ -25,7 +25,9 @@ class RegistryServer:
     proc: subprocess.Popen[bytes]
 
 
-def start_registry(tmp: Path, htpasswd: tuple[str, str] | None = None, auth_config: str = "") -> RegistryServer:
+def start_registry(tmp: Path, htpasswd: tuple[str, str] | None = None, auth_config: str = "",
+                   tls: tuple[Path, Path] | None = None) -> RegistryServer:
+    """`tls`: (certificate, key) to serve https with."""
     if not Path(BINARY).exists():
         pytest.fail("docker-registry is not installed: run ./scripts/install-deps.sh")
     port = free_port()
@@ -51,7 +53,7 @@ storage:
     enabled: true
 http:
   addr: 127.0.0.1:{port}
-{auth}""")
+{f"  tls:{chr(10)}    certificate: {tls[0]}{chr(10)}    key: {tls[1]}{chr(10)}" if tls else ""}{auth}""")
     log = open(tmp / "registry.log", "wb")
     proc = subprocess.Popen([BINARY, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 15
@@ -59,7 +61,7 @@ http:
         if proc.poll() is not None:
             raise RuntimeError(f"docker-registry exited: {(tmp / 'registry.log').read_text()[-2000:]}")
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1).close()
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1).close()  # https: answers 400
             break
         except urllib.error.HTTPError:
             break  # 401 with auth enabled: it is up

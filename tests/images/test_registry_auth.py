@@ -16,6 +16,7 @@ import pytest
 from images.auth import Credentials
 from images.busybox import BUSYBOX_IMAGE
 from images.errors import RegistryError
+from images.registry import Registry
 from images.store import ImageStore
 from tests.images.registry_fixture import RegistryServer, start_registry, stop_registry
 from tests.util import unique
@@ -50,8 +51,9 @@ def test_login_push_pull_logout(busybox_store: ImageStore, store: ImageStore, tm
     name = f"{host}/pkt/{unique('login')}:1"
     busybox_store.save(BUSYBOX_IMAGE, tmp_path / "bb.tar")
     root = tmp_path / "cli-store" / "images"
-    assert pkctl("image", "load", "--root", root, "-i", tmp_path / "bb.tar", docker_config=docker).returncode == 0
-    assert pkctl("image", "tag", "--root", root, BUSYBOX_IMAGE, name, docker_config=docker).returncode == 0
+    cli_store = ImageStore(root)
+    cli_store.load(tmp_path / "bb.tar")
+    cli_store.tag(BUSYBOX_IMAGE, name)
 
     r = pkctl("image", "push", "--root", root, name, docker_config=docker)
     assert r.returncode == 1 and "requires authentication" in r.stderr, r.stderr
@@ -70,8 +72,7 @@ def test_login_push_pull_logout(busybox_store: ImageStore, store: ImageStore, tm
 
     r = pkctl("image", "push", "--root", root, name, docker_config=docker)
     assert r.returncode == 0 and "Pushed" in r.stdout, r.stderr
-    r = pkctl("image", "rm", "--root", root, name, docker_config=docker)
-    assert r.returncode == 0, r.stderr
+    cli_store.remove(name)
     r = pkctl("image", "pull", "--root", root, name, docker_config=docker)
     assert r.returncode == 0 and f"Pulled {name}" in r.stdout, r.stderr
 
@@ -116,3 +117,29 @@ configs:
     mirror_store.registries_config.write_text("mirrors:\n  docker.io:\n    endpoint: http://x\n")
     with pytest.raises(RegistryError, match=r"registries.yaml: mirrors.docker.io.endpoint: expected a list"):
         mirror_store.pull(f"busybox:{tag}")
+
+
+def test_tls_registry_with_a_ca_from_registries_yaml(busybox_store: ImageStore, store: ImageStore,
+                                                     tmp_path: Path) -> None:
+    from tests.support.controlplane import make_test_pki
+    pki = make_test_pki(str(tmp_path))   # its kubelet serving certificate is for 127.0.0.1
+    server = start_registry(tmp_path / "tlsreg", tls=(pki.cert("kubelet"), pki.key("kubelet")))
+    try:
+        name = f"{server.host}/pkt/tls:1"
+        with pytest.raises(RegistryError, match="answered HTTP 400"):  # plain http to an https registry
+            busybox_store.push(BUSYBOX_IMAGE, name)
+        for s in (busybox_store, store):
+            s.registries_config.write_text(f'configs:\n  "{server.host}":\n    tls: {{ca_file: {pki.ca_cert}}}\n')
+        try:
+            digest = busybox_store.push(BUSYBOX_IMAGE, name)
+            assert store.pull(name).image.manifest_digest == digest
+            store.registries_config.write_text(f'configs:\n  "{server.host}":\n    tls: {{insecure_skip_verify: true}}\n')
+            store.remove(name)
+            assert store.pull(name).image.manifest_digest == digest
+            # https without trusting the test CA: the certificate is refused
+            with pytest.raises(RegistryError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+                Registry(server.host, url=f"https://{server.host}").get_manifest("pkt/tls", "1")
+        finally:
+            busybox_store.registries_config.unlink()
+    finally:
+        stop_registry(server.proc)
