@@ -55,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add("prune", _prune, "delete blobs and layers no image or container uses")
     sp = add("load", _load, "load images from a docker-save or OCI archive")
     sp.add_argument("-i", "--input", metavar="FILE", type=Path, help="archive to read (default: standard input)")
+    sp.add_argument("file", nargs="?", metavar="FILE", type=Path, help="archive to read (like -i FILE)")
     sp = add("save", _save, "save images to an archive (OCI layout + docker-save manifest)")
     sp.add_argument("names", nargs="+", metavar="NAME")
     sp.add_argument("-o", "--output", metavar="FILE", type=Path, help="archive to write (default: standard output)")
@@ -240,6 +241,10 @@ def _prune(args: argparse.Namespace) -> int:
 
 def _load(args: argparse.Namespace) -> int:
     store = _store(args)
+    if args.file is not None:
+        if args.input is not None and args.input != args.file:
+            raise CommandError("give the archive once: FILE or -i FILE")
+        args.input = args.file
     if args.input is not None:
         images = store.load(args.input, progress=print)
     else:

@@ -13,6 +13,8 @@ from tests.util import unique
 CASES = [
     (["configmap", "cfg", "--from-literal=a=b", "--from-literal=empty="], "configmap/cfg"),
     (["secret", "generic", "sec", "--from-literal=password=s3cr3t"], "secret/sec"),
+    (["secret", "docker-registry", "reg", "--docker-server=127.0.0.1:5000", "--docker-username=u",
+      "--docker-password=p"], "secret/reg"),
     (["deployment", "web", "--image=busybox:1.36", "--replicas=2", "--port=8080"], "deployment/web"),
     (["service", "nodeport", "np", "--tcp=80:8080"], "service/np"),
     (["serviceaccount", "robot"], "serviceaccount/robot"),
@@ -23,7 +25,7 @@ CASES = [
 def _comparable(obj: dict[str, Any]) -> dict[str, Any]:
     meta = obj.get("metadata") or {}
     return {"name": meta.get("name"), "labels": meta.get("labels"), "data": obj.get("data"),
-            "spec": obj.get("spec")}
+            "type": obj.get("type"), "spec": obj.get("spec")}
 
 
 def _subset(want: Any, got: Any) -> bool:

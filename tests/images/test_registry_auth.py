@@ -51,8 +51,9 @@ def test_login_push_pull_logout(busybox_store: ImageStore, store: ImageStore, tm
     name = f"{host}/pkt/{unique('login')}:1"
     busybox_store.save(BUSYBOX_IMAGE, tmp_path / "bb.tar")
     root = tmp_path / "cli-store" / "images"
+    r = pkctl("image", "load", "--root", root, tmp_path / "bb.tar", docker_config=docker)  # docker load's FILE
+    assert r.returncode == 0 and f"Loaded image: {BUSYBOX_IMAGE}" in r.stdout, r.stderr
     cli_store = ImageStore(root)
-    cli_store.load(tmp_path / "bb.tar")
     cli_store.tag(BUSYBOX_IMAGE, name)
 
     r = pkctl("image", "push", "--root", root, name, docker_config=docker)
