@@ -245,6 +245,35 @@ async def test_node_gets_tokens_only_for_its_pods(server: ApiServer, session_tmp
         await node.close()
 
 
+async def test_service_account_pull_secrets_reach_its_pods_and_their_node(server: ApiServer, session_tmp: str,
+                                                                          admin: Client, ns: str) -> None:
+    """The admission plugin copies the ServiceAccount's imagePullSecrets into a pod that has none; the node the
+    pod is bound to may then read them (the kubelet pulls with them), other secrets stay out of its reach."""
+    await _sa(admin, ns, "puller", imagePullSecrets=[{"name": "regcred"}])
+    for name in ("regcred", "unrelated"):
+        await admin.create(SECRETS, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+                                     "type": "kubernetes.io/dockerconfigjson",
+                                     "data": {".dockerconfigjson": "eyJhdXRocyI6e319"}}, ns)  # {"auths":{}}
+    pod = await admin.create(PODS, _pod("pulls", serviceAccountName="puller", nodeName=NODE), ns)
+    assert pod["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+    own = await admin.create(PODS, _pod("own", serviceAccountName="puller", imagePullSecrets=[{"name": "mine"}]), ns)
+    assert own["spec"]["imagePullSecrets"] == [{"name": "mine"}]
+    node = Client(server.url, server.tokens[f"system:node:{NODE}"], ssl=ca_context(session_tmp))
+    try:
+        async def readable() -> bool:
+            try:
+                return bool(await node.get(SECRETS, "regcred", ns))
+            except ApiError as err:
+                assert err.code == 403
+                return False
+        await wait_for(readable, timeout=10)
+        with pytest.raises(ApiError) as e:
+            await node.get(SECRETS, "unrelated", ns)
+        assert e.value.code == 403
+    finally:
+        await node.close()
+
+
 async def test_pods_get_the_service_account_volume(admin: Client, ns: str) -> None:
     pod = await admin.create(PODS, _pod("p", initContainers=[{"name": "i", "image": "busybox"}]), ns)
     spec = pod["spec"]

@@ -140,6 +140,12 @@ def test_bearer_token_flow(busybox_store: ImageStore, store: ImageStore, tmp_pat
             json.dumps({"auths": {server.host: {"username": "alice", "password": "s3cret"}}}))
         busybox_store.push(BUSYBOX_IMAGE, name)
         assert store.pull(name).image.manifest_digest == busybox_store.get(BUSYBOX_IMAGE).manifest_digest
+        # `pkctl image login`'s check: GET /v2/ through the Bearer challenge (a token without a scope)
+        from images.auth import Credentials
+        from images.registry import Registry
+        Registry(server.host, credentials=Credentials("alice", "s3cret")).login()
+        with pytest.raises(RegistryError, match="wrong username or password"):
+            Registry(server.host, credentials=Credentials("alice", "nope")).login()
         # The registry names the actions in no fixed order.
         scopes = {(q.rsplit(":", 1)[0], frozenset(q.rsplit(":", 1)[1].split(",")))
                   for r in tokens.requests for q in r["query"].get("scope", [])}
