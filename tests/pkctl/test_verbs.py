@@ -1,0 +1,172 @@
+"""kubectl's everyday verbs in pkctl (patch, wait, events, config, cluster-info, completion) against the real
+apiserver, with kubectl's words and exit codes."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from pklib.client import Client
+from tests.pkctl.test_get import CONFIGMAPS, make_configmaps, table
+from tests.support.controlplane import ApiServer
+from tests.support.kubectl import Kubectl, Stream
+from tests.support.pkctl import ROOT, Pkctl, kind, run_pkctl
+from tests.util import unique
+
+PODS, EVENTS = kind("pods"), kind("events")
+
+
+def pod(name: str) -> dict[str, object]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+
+
+def start_pkctl(apiserver: ApiServer, namespace: str, *args: str) -> subprocess.Popen[str]:
+    """A long-running pkctl (wait, events -w)."""
+    return subprocess.Popen([sys.executable, "-m", "pkctl.main", "--kubeconfig", apiserver.kubeconfig,
+                             "-n", namespace, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT)
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 30) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=timeout)
+    assert "Traceback" not in err, err
+    return proc.returncode, out, err
+
+
+async def test_patch_strategic_merge_json_status_and_errors(pkctl: Pkctl, client: Client, namespace: str,
+                                                           tmp_path: Path) -> None:
+    await make_configmaps(client, namespace)
+    out = pkctl("patch", "configmap", "alpha", "-p", '{"data": {"k0": "new", "extra": "x"}}')
+    assert (out.returncode, out.stdout) == (0, "configmap/alpha patched\n"), out.stderr
+    assert (await client.get(CONFIGMAPS, "alpha", namespace))["data"] == {"k0": "new", "k1": "v", "extra": "x"}
+    again = pkctl("patch", "cm/alpha", "-p", '{"data": {"k0": "new"}}')
+    assert again.stdout == "configmap/alpha patched (no change)\n", again.stderr
+    # YAML merge patch removing a key, and a JSON patch; -o name
+    assert pkctl("patch", "cm/alpha", "--type", "merge", "-p", "data:\n  extra: null\n").returncode == 0
+    ops = '[{"op": "replace", "path": "/data/k1", "value": "json"}]'
+    assert pkctl("patch", "cm/alpha", "--type=json", "-p", ops, "-o", "name").stdout == "configmap/alpha\n"
+    assert (await client.get(CONFIGMAPS, "alpha", namespace))["data"] == {"k0": "new", "k1": "json"}
+    # -f names the object, --patch-file holds the patch; --dry-run=server stores nothing
+    manifest, patch_file = tmp_path / "cm.yaml", tmp_path / "patch.yaml"
+    manifest.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: beta\n")
+    patch_file.write_text("data:\n  from: file\n")
+    assert pkctl("patch", "-f", str(manifest), "--patch-file", str(patch_file)).stdout == "configmap/beta patched\n"
+    dry = pkctl("patch", "cm/beta", "-p", '{"data": {"dry": "run"}}', "--dry-run=server")
+    assert dry.stdout == "configmap/beta patched (server dry run)\n", dry.stderr
+    assert (await client.get(CONFIGMAPS, "beta", namespace))["data"] == {"from": "file"}
+
+    # the status subresource: kubectl's way to set a condition by hand
+    await client.create(PODS, pod("p"), namespace)
+    status = '{"status": {"conditions": [{"type": "Ready", "status": "True"}]}}'
+    st = pkctl("patch", "pod", "p", "--subresource", "status", "--type", "merge", "-p", status)
+    assert st.stdout == "pod/p patched\n", st.stderr
+    conditions = (await client.get(PODS, "p", namespace))["status"]["conditions"]
+    assert [(c["type"], c["status"]) for c in conditions] == [("Ready", "True")]
+
+    for argv, message in [
+            (("patch", "cm/alpha"), "error: must specify --patch or --patch-file containing the contents of the patch"),
+            (("patch", "cm/alpha", "-p", "{bad"), "error: unable to parse"),
+            (("patch", "cm/alpha", "--type", "json", "-p", "{}"), "error: unable to parse"),
+            (("patch", "cm/alpha", "--type", "apply", "-p", "{}"), "error: --type must be one of"),
+            (("patch", "cm", "-p", "{}"), "error: resource(s) were provided, but no name was specified"),
+            (("patch", "cm/nope", "-p", "{}"), 'Error from server (NotFound): configmaps "nope" not found')]:
+        bad = pkctl(*argv)
+        assert bad.returncode == 1 and bad.stderr.startswith(message), (argv, bad.stderr)
+
+
+async def test_wait_for_condition_jsonpath_delete_and_timeout(pkctl: Pkctl, client: Client, namespace: str,
+                                                             apiserver: ApiServer) -> None:
+    await client.create(PODS, pod("w"), namespace)
+    waiting = start_pkctl(apiserver, namespace, "wait", "--for=condition=Ready", "pod/w", "--timeout=30s")
+    # the condition comes after the wait started: it is seen on the watch
+    obj = await client.get(PODS, "w", namespace)
+    obj.setdefault("status", {})["conditions"] = [{"type": "Ready", "status": "True"}]
+    await client.update_status(PODS, obj)
+    assert finish(waiting) == (0, "pod/w condition met\n", "")
+
+    met = pkctl("wait", "pods", "-l", "app=web", "--for", "jsonpath={.metadata.labels.app}=web")
+    assert (met.returncode, met.stdout) == (0, "pod/w condition met\n"), met.stderr
+    late = pkctl("wait", "pod/w", "--for=condition=ready=false", "--timeout=1s")
+    assert (late.returncode, late.stdout, late.stderr) == (
+        1, "", "error: timed out waiting for the condition on pods/w\n")
+    missing = pkctl("wait", "pod/nope", "--for=condition=Ready", "--timeout=2s")
+    assert missing.returncode == 1 and missing.stderr == 'Error from server (NotFound): pods "nope" not found\n'
+    assert pkctl("wait", "pod/nope", "--for=delete").returncode == 0  # gone already: nothing to wait for
+
+    # --for=delete, with a finalizer holding the object until it is patched away
+    await client.create(CONFIGMAPS, {"apiVersion": "v1", "kind": "ConfigMap",
+                                     "metadata": {"name": "held", "finalizers": ["example.com/hold"]}}, namespace)
+    assert pkctl("delete", "cm/held", "--wait=false").stdout == 'configmap "held" deleted\n'
+    waiting = start_pkctl(apiserver, namespace, "wait", "--for=delete", "cm/held", "--timeout=30s")
+    assert pkctl("patch", "cm/held", "--type=json", "-p", '[{"op": "remove", "path": "/metadata/finalizers"}]'
+                 ).returncode == 0
+    assert finish(waiting) == (0, "configmap/held condition met\n", "")
+
+    for argv, message in [
+            (("wait", "pod/w"), "error: --for must be set to one of"),
+            (("wait", "pod/w", "--for=ready"), "error: unrecognized condition: 'ready'"),
+            (("wait", "pod/w", "--for=delete", "--timeout=soon"), 'error: invalid argument "soon" for "--timeout"'),
+            (("wait", "pods", "--for=delete"), "error: resource(s) were provided, but no name was specified"),
+            (("wait", "pods", "-l", "app=none", "--for=condition=Ready"), "error: no matching resources found")]:
+        bad = pkctl(*argv)
+        assert bad.returncode == 1 and bad.stderr.startswith(message), (argv, bad.stderr)
+
+
+def event(name: str, kind_: str, obj: str, type_: str, reason: str, at: str, namespace: str) -> dict[str, object]:
+    return {"apiVersion": "v1", "kind": "Event", "metadata": {"name": name, "namespace": namespace},
+            "involvedObject": {"apiVersion": "v1", "kind": kind_, "name": obj, "namespace": namespace}, "type": type_,
+            "reason": reason, "message": f"{reason} happened", "count": 1, "firstTimestamp": at, "lastTimestamp": at}
+
+
+async def test_events_columns_filters_and_watch(pkctl: Pkctl, client: Client, namespace: str,
+                                                apiserver: ApiServer) -> None:
+    none = pkctl("events")
+    assert (none.returncode, none.stdout, none.stderr) == (0, "", f"No events found in {namespace} namespace.\n")
+    for ev in (("e2", "Pod", "a", "Warning", "BackOff", "2026-01-01T00:00:02Z"),
+               ("e1", "Pod", "a", "Normal", "Pulled", "2026-01-01T00:00:01Z"),
+               ("e3", "ConfigMap", "b", "Normal", "Seen", "2026-01-01T00:00:03Z")):
+        await client.create(EVENTS, event(*ev, namespace), namespace)
+    rows = table(pkctl("events").stdout)
+    assert rows[0] == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    assert [r[-4:-2] for r in rows[1:]] == [["Pulled", "Pod/a"], ["BackOff", "Pod/a"], ["Seen", "ConfigMap/b"]]
+    assert [r[-4] for r in table(pkctl("events", "--for", "pod/a").stdout)[1:]] == ["Pulled", "BackOff"]
+    assert [r[-4] for r in table(pkctl("events", "--types", "Warning").stdout)[1:]] == ["BackOff"]
+    listed = yaml.safe_load(pkctl("events", "-o", "yaml").stdout)
+    assert [e["metadata"]["name"] for e in listed["items"]] == ["e1", "e2", "e3"]
+    everywhere = table(pkctl("events", "-A").stdout)
+    assert everywhere[0][0] == "NAMESPACE" and [namespace, "Pod/a"] in [[r[0], r[-3]] for r in everywhere]
+    bad = pkctl("events", "--types", "Bad")
+    assert bad.returncode == 1 and bad.stderr == "error: valid --types are Normal, Warning, not 'Bad'\n"
+
+    watching = Stream(start_pkctl(apiserver, namespace, "events", "-w", "--types", "Warning", "--no-headers"))
+    try:
+        watching.wait_line(lambda line: "BackOff" in line)  # the list first
+        for ev in (("e4", "Pod", "a", "Normal", "Quiet", "2026-01-01T00:00:04Z"),
+                   ("e5", "Pod", "a", "Warning", "Failed", "2026-01-01T00:00:05Z")):
+            await client.create(EVENTS, event(*ev, namespace), namespace)
+        watching.wait_line(lambda line: "Failed happened" in line)
+        assert not any("Quiet" in line for line in watching.seen)  # a Normal event
+    finally:
+        watching.close()
+
+
+def test_events_as_kubectl_prints_them(tls_api: ApiServer) -> None:
+    """kubectl events and pkctl events on the same events (over TLS: kubectl sends its token only there)."""
+    kubectl, ns = Kubectl(tls_api.kubeconfig), unique("ns")
+    kubectl("create", "namespace", ns)
+    try:
+        docs = [event("e1", "Pod", "a", "Normal", "Pulled", "2026-01-01T00:00:01Z", ns),
+                event("e2", "Pod", "a", "Warning", "BackOff", "2026-01-01T00:00:02Z", ns)]
+        kubectl("create", "-f", "-", stdin="\n---\n".join(yaml.safe_dump(d) for d in docs))
+        for args in ((), ("--for", "pod/a"), ("--types", "Warning"), ("-A",)):
+            theirs = kubectl("events", "-n", ns, *args).stdout.splitlines()
+            ours = run_pkctl("--kubeconfig", tls_api.kubeconfig, "-n", ns, "events", *args).stdout.splitlines()
+            if args == ("-A",):  # other tests' events too
+                ours, theirs = ([line for line in lines if ns in line or "NAMESPACE" in line] for lines in (ours, theirs))
+            assert [line.split()[1:] for line in ours] == [line.split()[1:] for line in theirs], (args, ours, theirs)
+            assert ours and ours[0] == theirs[0]
+    finally:
+        kubectl("delete", "namespace", ns, "--wait=false")
