@@ -45,6 +45,8 @@ COMMANDS: dict[str, str] = {
     "patch": "patch",
     "wait": "wait",
     "events": "events",
+    "edit": "edit",
+    "diff": "diff",
 }
 COMMAND_MODULES = list(dict.fromkeys(COMMANDS.values()))
 # The global flags that take a value (`--kubeconfig F`): what to skip when looking for the command in argv.

@@ -170,3 +170,62 @@ def test_events_as_kubectl_prints_them(tls_api: ApiServer) -> None:
             assert ours and ours[0] == theirs[0]
     finally:
         kubectl("delete", "namespace", ns, "--wait=false")
+
+
+def editor(tmp_path: Path, *steps: str) -> dict[str, str]:
+    """An $EDITOR that runs the shell step of its turn on the file (`sed -i ...`), one step per opening."""
+    script, turn = tmp_path / "editor.sh", tmp_path / "turn"
+    turn.write_text("0")
+    cases = "\n".join(f"  {i}) {step} \"$1\" ;;" for i, step in enumerate(steps))
+    script.write_text(f'#!/bin/sh\nn=$(cat {turn}); echo $((n + 1)) > {turn}\ncp "$1" {tmp_path}/seen-$n\n'
+                      f'case $n in\n{cases}\nesac\n')
+    script.chmod(0o755)
+    return {"KUBE_EDITOR": str(script)}
+
+
+async def test_edit_saves_reopens_on_errors_and_cancels(apiserver: ApiServer, client: Client, namespace: str,
+                                                        tmp_path: Path) -> None:
+    await make_configmaps(client, namespace)
+
+    def edit(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+        return run_pkctl("--kubeconfig", apiserver.kubeconfig, "-n", namespace, "edit", *args, env=env)
+    out = edit(editor(tmp_path, "sed -i s/k0:.*/k0:\\ edited/"), "cm", "alpha")
+    assert (out.returncode, out.stdout) == (0, "configmap/alpha edited\n"), out.stderr
+    assert (await client.get(CONFIGMAPS, "alpha", namespace))["data"] == {"k0": "edited", "k1": "v"}
+    assert (tmp_path / "seen-0").read_text().startswith("# Please edit the object below.")
+
+    unchanged = edit(editor(tmp_path, "true"), "cm/alpha")
+    assert (unchanged.returncode, unchanged.stderr) == (0, "Edit cancelled, no changes made.\n")
+
+    # a value the server refuses: the file comes back with the reason, and the second try is saved
+    bad_then_good = editor(tmp_path, "sed -i s/^kind:.*/kind:\\ ConfigMap\\\\nimmutable:\\ notabool/",
+                           "sed -i s/notabool/true/")
+    fixed = edit(bad_then_good, "cm/beta")
+    assert (fixed.returncode, fixed.stdout) == (0, "configmap/beta edited\n"), fixed.stderr
+    assert 'configmaps "beta" was not valid' in (tmp_path / "seen-1").read_text()
+    assert (await client.get(CONFIGMAPS, "beta", namespace))["immutable"] is True
+    # an edit that stays broken is given up when saved unchanged
+    broken = edit(editor(tmp_path, "sed -i s/^data:/data:\\ [/", "true"), "cm/gamma")
+    assert broken.returncode == 1 and broken.stderr.splitlines()[-1] == \
+        "error: Edit cancelled, no valid changes were saved.", broken.stderr
+    assert "syntax error" in (tmp_path / "seen-1").read_text()
+    missing = edit(editor(tmp_path, "true"), "cm/nope")
+    assert missing.returncode == 1 and missing.stderr == 'Error from server (NotFound): configmaps "nope" not found\n'
+
+
+async def test_diff_against_a_server_dry_run(pkctl: Pkctl, client: Client, namespace: str, tmp_path: Path) -> None:
+    manifest = tmp_path / "cm.yaml"
+    manifest.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: d\ndata:\n  a: one\n")
+    new = pkctl("diff", "-f", str(manifest))
+    assert new.returncode == 1, new.stderr
+    assert f"+++ MERGED/v1.ConfigMap.{namespace}.d" in new.stdout and "+  a: one\n" in new.stdout
+    assert pkctl("get", "cm", "d").returncode == 1  # a dry run: nothing stored
+    assert pkctl("apply", "-f", str(manifest)).returncode == 0
+    same = pkctl("diff", "-f", str(manifest))
+    assert (same.returncode, same.stdout) == (0, ""), same.stderr
+    manifest.write_text(manifest.read_text().replace("one", "two"))
+    changed = pkctl("diff", "-f", str(manifest))
+    assert changed.returncode == 1 and "-  a: one\n+  a: two\n" in changed.stdout, changed.stdout
+    assert (await client.get(CONFIGMAPS, "d", namespace))["data"] == {"a": "one"}
+    missing = pkctl("diff", "-f", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 2 and missing.stderr.startswith("error: the path"), missing.stderr
