@@ -47,6 +47,9 @@ COMMANDS: dict[str, str] = {
     "events": "events",
     "edit": "edit",
     "diff": "diff",
+    "config": "config",
+    "cluster-info": "config",
+    "completion": "completion",
 }
 COMMAND_MODULES = list(dict.fromkeys(COMMANDS.values()))
 # The global flags that take a value (`--kubeconfig F`): what to skip when looking for the command in argv.

@@ -85,9 +85,15 @@ def _data_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _output_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dry-run", choices=["none", "client"], default="none",
-                   help="client: only print the object that would be created")
+    p.add_argument("--dry-run", choices=["none", "client", "server"], default="none",
+                   help="client: only print the object that would be created; server: also have the server check "
+                        "and complete it, storing nothing")
     p.add_argument("-o", "--output", choices=["yaml", "json", "name"], help="print the object in this format")
+
+
+def dry_run(args: argparse.Namespace) -> tuple[dict[str, str] | None, str]:
+    """The request parameters of --dry-run=server, and what is added to the verb printed (kubectl's)."""
+    return ({"dryRun": "All"}, " (server dry run)") if args.dry_run == "server" else (None, "")
 
 
 def generated(args: argparse.Namespace, build: Callable[[], dict[str, Any]]) -> int:
@@ -103,8 +109,9 @@ def generated(args: argparse.Namespace, build: Callable[[], dict[str, Any]]) -> 
         return 0
 
     def create(conn: Connection) -> int:
-        created = conn.api.create(res, obj, conn.namespace if res.namespaced else None)
-        print_result(res, created, args.output, "created")
+        params, suffix = dry_run(args)
+        created = conn.api.create(res, obj, conn.namespace if res.namespaced else None, params=params)
+        print_result(res, created, args.output, "created" + suffix)
         return 0
     return call(args, create)
 
@@ -123,7 +130,8 @@ def create_job(args: argparse.Namespace) -> int:
         if args.dry_run == "client":
             print_result(JOBS, job, args.output, "created (dry run)")
             return 0
-        print_result(JOBS, conn.api.create(JOBS, job, conn.namespace), args.output, "created")
+        params, suffix = dry_run(args)
+        print_result(JOBS, conn.api.create(JOBS, job, conn.namespace, params=params), args.output, "created" + suffix)
         return 0
     return call(args, create)
 

@@ -13,7 +13,7 @@ from ..connect import Connection, run
 from ..errors import CommandError
 from ..targets import parse_targets
 from ..printers import print_result
-from .create import _output_flags
+from .create import _output_flags, dry_run
 
 _EXPOSABLE = {"deployments", "replicasets", "statefulsets", "replicationcontrollers", "pods", "services"}
 
@@ -84,7 +84,8 @@ def command(args: argparse.Namespace) -> int:
         if args.dry_run == "client":
             print_result(SERVICES, svc, args.output, "exposed (dry run)")
             return 0
-        created = await conn.client.create(SERVICES, svc, conn.namespace)
-        print_result(SERVICES, created, args.output, "exposed")
+        params, suffix = dry_run(args)
+        created = await conn.client.create(SERVICES, svc, conn.namespace, params=params)
+        print_result(SERVICES, created, args.output, "exposed" + suffix)
         return 0
     return run(args, expose)

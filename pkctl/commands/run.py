@@ -20,7 +20,7 @@ from .. import generators
 from ..connect import Connection, run
 from ..errors import CommandError
 from ..printers import print_result
-from .create import _output_flags
+from .create import _output_flags, dry_run
 from .logs import stream_logs
 
 ATTACH_TIMEOUT = 300.0  # seconds for the pod to start before --attach gives up (kubectl's --pod-running-timeout: 1m)
@@ -74,9 +74,10 @@ def command(args: argparse.Namespace) -> int:
         return 0
 
     async def create(conn: Connection) -> int:
-        created = await conn.client.create(PODS, obj, conn.namespace)
-        if not args.attach:
-            print_result(PODS, created, args.output, "created")
+        params, suffix = dry_run(args)
+        created = await conn.client.create(PODS, obj, conn.namespace, params=params)
+        if not args.attach or params:
+            print_result(PODS, created, args.output, "created" + suffix)
             return 0
         try:
             return await attach(conn.client, conn.namespace, args.name)

@@ -2,8 +2,11 @@
 apiserver, with kubectl's words and exit codes."""
 from __future__ import annotations
 
+import functools
+import http.server
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import yaml
@@ -229,3 +232,90 @@ async def test_diff_against_a_server_dry_run(pkctl: Pkctl, client: Client, names
     assert (await client.get(CONFIGMAPS, "d", namespace))["data"] == {"a": "one"}
     missing = pkctl("diff", "-f", str(tmp_path / "nope.yaml"))
     assert missing.returncode == 2 and missing.stderr.startswith("error: the path"), missing.stderr
+
+
+def test_config_verbs_as_kubectl(tmp_path: Path) -> None:
+    """config view/get-contexts/current-context/use-context on a kubeconfig file, next to kubectl's."""
+    doc = {"apiVersion": "v1", "kind": "Config", "preferences": {}, "current-context": "one",
+           "clusters": [{"name": "c1", "cluster": {"server": "https://127.0.0.1:1",
+                                                   "certificate-authority-data": "Q0EK"}},
+                        {"name": "c2", "cluster": {"server": "http://127.0.0.1:2"}}],
+           "users": [{"name": "u1", "user": {"token": "secret-token"}}, {"name": "u2", "user": {}}],
+           "contexts": [{"name": "one", "context": {"cluster": "c1", "user": "u1", "namespace": "apps"}},
+                        {"name": "two", "context": {"cluster": "c2", "user": "u2"}}]}
+    ours_file, theirs_file = tmp_path / "ours", tmp_path / "theirs"
+    for f in (ours_file, theirs_file):
+        f.write_text(yaml.safe_dump(doc))
+
+    def both(*args: str) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:
+        ours = run_pkctl("--kubeconfig", str(ours_file), "config", *args)
+        theirs = Kubectl(str(theirs_file))("config", *args, ok=False)
+        return ours, theirs
+    for args in (("view",), ("view", "--minify"), ("view", "--minify", "--raw")):
+        ours, theirs = both(*args)
+        assert ours.returncode == 0 and yaml.safe_load(ours.stdout) == yaml.safe_load(theirs.stdout), args
+    for args in (("get-contexts",), ("get-contexts", "two"), ("get-contexts", "-o", "name"), ("current-context",)):
+        ours, theirs = both(*args)
+        assert (ours.returncode, ours.stdout) == (theirs.returncode, theirs.stdout), args
+    ours, theirs = both("use-context", "two")
+    assert (ours.returncode, ours.stdout) == (0, 'Switched to context "two".\n') == (theirs.returncode, theirs.stdout)
+    assert yaml.safe_load(ours_file.read_text())["current-context"] == "two"
+    assert both("current-context")[0].stdout == "two\n"
+    ours, theirs = both("use-context", "nope")
+    assert (ours.returncode, ours.stderr) == (1, 'error: no context exists with the name: "nope"\n') == \
+        (theirs.returncode, theirs.stderr)
+
+
+async def test_cluster_info(pkctl: Pkctl, apiserver: ApiServer) -> None:
+    out = pkctl("cluster-info")
+    assert out.returncode == 0 and out.stdout.splitlines()[0] == \
+        f"Kubernetes control plane is running at {apiserver.url}", out.stderr
+    down = run_pkctl("--server", "http://127.0.0.1:1", "cluster-info")
+    assert down.returncode == 1 and "refused" in down.stderr
+
+
+def test_completion_script_completes_commands_kinds_and_flags() -> None:
+    script = run_pkctl("completion", "bash").stdout
+
+    def complete(*words: str) -> list[str]:
+        probe = f"{script}\nCOMP_WORDS=({' '.join(words)}); COMP_CWORD={len(words) - 1}; _pkctl; " \
+                'printf "%s\\n" "${COMPREPLY[@]}"'
+        out = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.split()
+    assert complete("pkctl", "pat") == ["patch"]
+    assert complete("pkctl", "-n", "ns", "get", "deploy") == ["deploy", "deployment", "deployments"]
+    assert complete("pkctl", "wait", "--fo") == ["--for"]
+    assert "use-context" in complete("pkctl", "config", "")
+    assert run_pkctl("completion", "zsh").stdout.startswith("#compdef pkctl\n")
+    bad = run_pkctl("completion", "fish")
+    assert (bad.returncode, bad.stderr) == (1, 'error: Unsupported shell type "fish".\n')
+
+
+async def test_dry_run_server_url_manifests_and_kustomize(pkctl: Pkctl, client: Client, namespace: str,
+                                                         tmp_path: Path) -> None:
+    out = pkctl("create", "configmap", "dry", "--from-literal", "a=b", "--dry-run=server", "-o", "yaml")
+    assert out.returncode == 0, out.stderr
+    shown = yaml.safe_load(out.stdout)
+    assert shown["metadata"]["namespace"] == namespace and shown["metadata"]["uid"]  # completed by the server
+    assert pkctl("run", "dry", "--image", "busybox", "--dry-run=server").stdout == "pod/dry created (server dry run)\n"
+    assert pkctl("get", "cm/dry").returncode == 1 and pkctl("get", "pod/dry").returncode == 1
+
+    # -f URL: a manifest served on loopback
+    (tmp_path / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-url\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        applied = pkctl("apply", "-f", f"{base}/cm.yaml")
+        assert applied.stdout == "configmap/from-url created\n", applied.stderr
+        missing = pkctl("apply", "-f", f"{base}/nope.yaml")
+        assert missing.returncode == 1 and missing.stderr == \
+            f'error: unable to read URL "{base}/nope.yaml", server reported 404 File not found, status code=404\n'
+    finally:
+        server.shutdown()
+        server.server_close()
+    kustomize = pkctl("apply", "-k", str(tmp_path))
+    assert (kustomize.returncode, kustomize.stderr) == (
+        1, f"error: kustomize is not supported by pkctl; use `kubectl kustomize {tmp_path} | pkctl apply -f -`\n")
