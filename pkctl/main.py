@@ -50,6 +50,7 @@ COMMANDS: dict[str, str] = {
     "config": "config",
     "cluster-info": "config",
     "completion": "completion",
+    "explain": "explain",
 }
 COMMAND_MODULES = list(dict.fromkeys(COMMANDS.values()))
 # The global flags that take a value (`--kubeconfig F`): what to skip when looking for the command in argv.

@@ -2,6 +2,7 @@
 apiserver, with kubectl's words and exit codes."""
 from __future__ import annotations
 
+import difflib
 import functools
 import http.server
 import subprocess
@@ -319,3 +320,16 @@ async def test_dry_run_server_url_manifests_and_kustomize(pkctl: Pkctl, client: 
     kustomize = pkctl("apply", "-k", str(tmp_path))
     assert (kustomize.returncode, kustomize.stderr) == (
         1, f"error: kustomize is not supported by pkctl; use `kubectl kustomize {tmp_path} | pkctl apply -f -`\n")
+
+
+def test_explain_as_kubectl_explains(tls_api: ApiServer) -> None:
+    """The same text as kubectl explain, from the same OpenAPI documents."""
+    kubectl = Kubectl(tls_api.kubeconfig)
+    for args in (("deployment",), ("deployment.spec.replicas",), ("pods.spec.containers",), ("pod.spec.nope",),
+                 ("deployment.spec", "--recursive"), ("cm",), ("controllerrevision",), ("svc.spec.ports",)):
+        ours = run_pkctl("--kubeconfig", tls_api.kubeconfig, "explain", *args)
+        theirs = kubectl("explain", *args, ok=False)
+        assert (ours.returncode, ours.stdout, ours.stderr) == (theirs.returncode, theirs.stdout, theirs.stderr), \
+            "".join(difflib.unified_diff(theirs.stdout.splitlines(True), ours.stdout.splitlines(True)))
+    unknown = run_pkctl("--kubeconfig", tls_api.kubeconfig, "explain", "nope")
+    assert (unknown.returncode, unknown.stderr) == (1, 'error: the server doesn\'t have a resource type "nope"\n')
