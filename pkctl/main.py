@@ -51,6 +51,7 @@ COMMANDS: dict[str, str] = {
     "cluster-info": "config",
     "completion": "completion",
     "explain": "explain",
+    "cp": "cp",
 }
 COMMAND_MODULES = list(dict.fromkeys(COMMANDS.values()))
 # The global flags that take a value (`--kubeconfig F`): what to skip when looking for the command in argv.
