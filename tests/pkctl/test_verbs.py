@@ -333,3 +333,49 @@ def test_explain_as_kubectl_explains(tls_api: ApiServer) -> None:
             "".join(difflib.unified_diff(theirs.stdout.splitlines(True), ours.stdout.splitlines(True)))
     unknown = run_pkctl("--kubeconfig", tls_api.kubeconfig, "explain", "nope")
     assert (unknown.returncode, unknown.stderr) == (1, 'error: the server doesn\'t have a resource type "nope"\n')
+
+
+GO_TEMPLATES = [
+    '{{range .items}}{{.metadata.name}}{{"\\n"}}{{end}}',
+    '{{range $i, $cm := .items}}{{$i}}={{$cm.metadata.name}} {{len $cm.metadata.labels}}{{"\\n"}}{{end}}',
+    '{{range .items}}{{if eq .metadata.name "alpha"}}A{{else if .data}}D{{else}}-{{end}}{{end}}',
+    '{{range .items}}{{range $k, $v := .metadata.labels}}{{$k}}:{{$v}},{{end}};{{end}}',
+    '{{with index .items 0}}{{.metadata.labels}} {{.data}} {{.metadata.nothere}}{{end}}',
+    '{{- range .items -}}\n  {{ printf "%-6s|%3d|%q" .metadata.name (len .metadata.labels) .metadata.name }}\n{{- end }}',
+    '{{(index .items 2).metadata.name | printf "<%s>"}} {{.kind}} {{not .items}} {{and 1 0 2}} {{or 0 "" "x"}}',
+    '{{range .items}}{{if and .data (gt (len .data) 1)}}{{.metadata.name}}{{end}}{{end}}{{/* a comment */}}',
+    '{{range .items}}{{if .data.k0}}{{.data.k0 | base64decode}}{{end}}{{.nope.deeper}}{{end}}',
+]
+
+
+async def test_go_template_and_template_files_as_kubectl(tls_api: ApiServer, tmp_path: Path) -> None:
+    """get -o go-template / go-template-file / custom-columns-file print what kubectl prints for the same objects."""
+    kubectl, ns = Kubectl(tls_api.kubeconfig), unique("ns")
+    kubectl("create", "namespace", ns)
+    try:
+        for name, labels, data in (("alpha", "app=web,tier=front", {"k0": "aGk=", "k1": "eA=="}),
+                                   ("beta", "app=web", {}), ("gamma", "app=db", {"k0": "eW8="})):
+            kubectl("-n", ns, "create", "configmap", name, *(f"--from-literal={k}={v}" for k, v in data.items()))
+            kubectl("-n", ns, "label", "configmap", name, *labels.split(","))
+        (tmp_path / "columns").write_text("NAME   APP\nmetadata.name   .metadata.labels.app\n")
+        (tmp_path / "template").write_text(GO_TEMPLATES[1])
+        outputs = [f"go-template={t}" for t in GO_TEMPLATES] + [
+            f"go-template-file={tmp_path / 'template'}", f"custom-columns-file={tmp_path / 'columns'}"]
+        for output in outputs:
+            theirs = kubectl("-n", ns, "get", "configmaps", "-l", "app", "-o", output, ok=False)
+            ours = run_pkctl("--kubeconfig", tls_api.kubeconfig, "-n", ns, "get", "configmaps", "-l", "app",
+                             "-o", output)
+            assert (ours.returncode, ours.stdout) == (theirs.returncode, theirs.stdout), (output, ours.stderr)
+        single = run_pkctl("--kubeconfig", tls_api.kubeconfig, "-n", ns, "get", "cm", "beta", "-o",
+                           "template={{.metadata.name}}")
+        assert single.stdout == "beta"
+        for output, message in (("go-template={{.a", "error: error parsing go-template"),
+                                ("go-template={{nope}}", 'error: error executing template: function "nope" not'),
+                                (f"custom-columns-file={tmp_path / 'none'}", "error: error reading template"),
+                                ("go-template={{range .items}}{{.metadata.name}}{{.data.k0 | base64decode}}{{end}}",
+                                 "error: error executing template: error calling base64decode: invalid value")):
+            bad = run_pkctl("--kubeconfig", tls_api.kubeconfig, "-n", ns, "get", "cm", "-o", output)
+            assert bad.returncode == 1 and bad.stderr.startswith(message), (output, bad.stderr)
+        assert bad.stdout == "alphahibeta"  # what came before the failure, as kubectl prints it
+    finally:
+        kubectl("delete", "namespace", ns, "--wait=false")
