@@ -110,7 +110,8 @@ def explain(doc: Document, res: Resource, path: list[str], recursive: bool) -> s
     if root is None:
         raise CommandError(f"couldn't find resource for \"{res.group + '/' if res.group else ''}{res.version}, "
                            f"Kind={res.kind}\"")
-    head = (f"GROUP:      {res.group}\n" if res.group else "") + f"KIND:       {res.kind}\nVERSION:    {res.version}\n\n"
+    head = ((f"GROUP:      {res.group}\n" if res.group else "")
+            + f"KIND:       {res.kind}\nVERSION:    {res.version}\n\n")
     field, schema = None, root
     for name in path:
         props = doc.resolve(schema).get("properties") or {}

@@ -169,7 +169,8 @@ def test_events_as_kubectl_prints_them(tls_api: ApiServer) -> None:
             theirs = kubectl("events", "-n", ns, *args).stdout.splitlines()
             ours = run_pkctl("--kubeconfig", tls_api.kubeconfig, "-n", ns, "events", *args).stdout.splitlines()
             if args == ("-A",):  # other tests' events too
-                ours, theirs = ([line for line in lines if ns in line or "NAMESPACE" in line] for lines in (ours, theirs))
+                ours, theirs = ([line for line in lines if ns in line or "NAMESPACE" in line]
+                                for lines in (ours, theirs))
             assert [line.split()[1:] for line in ours] == [line.split()[1:] for line in theirs], (args, ours, theirs)
             assert ours and ours[0] == theirs[0]
     finally:
@@ -341,7 +342,8 @@ GO_TEMPLATES = [
     '{{range .items}}{{if eq .metadata.name "alpha"}}A{{else if .data}}D{{else}}-{{end}}{{end}}',
     '{{range .items}}{{range $k, $v := .metadata.labels}}{{$k}}:{{$v}},{{end}};{{end}}',
     '{{with index .items 0}}{{.metadata.labels}} {{.data}} {{.metadata.nothere}}{{end}}',
-    '{{- range .items -}}\n  {{ printf "%-6s|%3d|%q" .metadata.name (len .metadata.labels) .metadata.name }}\n{{- end }}',
+    '{{- range .items -}}\n  {{ printf "%-6s|%3d|%q" .metadata.name (len .metadata.labels) .metadata.name }}\n'
+    '{{- end }}',
     '{{(index .items 2).metadata.name | printf "<%s>"}} {{.kind}} {{not .items}} {{and 1 0 2}} {{or 0 "" "x"}}',
     '{{range .items}}{{if and .data (gt (len .data) 1)}}{{.metadata.name}}{{end}}{{end}}{{/* a comment */}}',
     '{{range .items}}{{if .data.k0}}{{.data.k0 | base64decode}}{{end}}{{.nope.deeper}}{{end}}',
