@@ -42,6 +42,16 @@ COMMANDS: dict[str, str] = {
     "label": "label",
     "annotate": "label",
     "version": "version",
+    "patch": "patch",
+    "wait": "wait",
+    "events": "events",
+    "edit": "edit",
+    "diff": "diff",
+    "config": "config",
+    "cluster-info": "config",
+    "completion": "completion",
+    "explain": "explain",
+    "cp": "cp",
 }
 COMMAND_MODULES = list(dict.fromkeys(COMMANDS.values()))
 # The global flags that take a value (`--kubeconfig F`): what to skip when looking for the command in argv.

@@ -6,6 +6,7 @@ plain dicts. The per-kind table columns live in pklib/columns.py.
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
@@ -63,6 +64,19 @@ def with_type(res: Resource, obj: dict[str, Any]) -> dict[str, Any]:
     out.setdefault("kind", res.kind)
     # Keep apiVersion and kind first as the API serves them (the printers sort anyway).
     return out
+
+
+def print_result(res: Resource, obj: dict[str, Any], output: str | None, verb: str) -> None:
+    """What a changing verb prints of the object it changed: -o yaml|json|name, else `KIND/NAME <verb>`."""
+    typed = with_type(res, obj)
+    if output == "yaml":
+        sys.stdout.write(to_yaml(typed))
+    elif output == "json":
+        sys.stdout.write(to_json(typed))
+    elif output == "name":
+        print(object_ref(res, obj))
+    else:
+        print(f"{object_ref(res, obj)} {verb}")
 
 
 def as_list(items: Iterable[dict[str, Any]]) -> dict[str, Any]:

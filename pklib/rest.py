@@ -125,11 +125,11 @@ def list_all(res: Resource, namespace: str | None = None, page: int = 500,
 
 
 def create(res: Resource, obj: dict[str, Any], namespace: str | None = None, subresource: str | None = None,
-           name: str | None = None) -> Request:
+           name: str | None = None, params: Mapping[str, Any] | None = None) -> Request:
     ns = namespace or (obj.get("metadata") or {}).get("namespace") if res.namespaced else None
     if subresource:
-        return Request("POST", res.path(ns, name or obj["metadata"]["name"], subresource), body=obj)
-    return Request("POST", res.path(ns), body=obj)
+        return Request("POST", res.path(ns, name or obj["metadata"]["name"], subresource), body=obj, params=params)
+    return Request("POST", res.path(ns), body=obj, params=params)
 
 
 def update(res: Resource, obj: dict[str, Any], subresource: str | None = None) -> Request:

@@ -160,8 +160,9 @@ class SyncClient:
         return self._drive(rest.list_all(res, namespace, page, **kw))
 
     def create(self, res: Resource, obj: dict[str, Any], namespace: str | None = None,
-               subresource: str | None = None, name: str | None = None) -> dict[str, Any]:
-        return self._object(rest.create(res, obj, namespace, subresource, name))
+               subresource: str | None = None, name: str | None = None,
+               params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        return self._object(rest.create(res, obj, namespace, subresource, name, params))
 
     def update(self, res: Resource, obj: dict[str, Any], subresource: str | None = None) -> dict[str, Any]:
         return self._object(rest.update(res, obj, subresource))

@@ -82,6 +82,13 @@ def apply_all(conn: Connection, manifests: list[Manifest]) -> int:
 
 def apply_one(conn: Connection, p: Placed) -> str:
     """Create or patch one object; returns created, configured or unchanged."""
+    return apply_object(conn, p)[0]
+
+
+def apply_object(conn: Connection, p: Placed, dry_run: bool = False) -> tuple[str, dict[str, Any] | None]:
+    """Create or patch one object (with `dry_run`, only as the server's dry run, storing nothing): created,
+    configured or unchanged, and the object as the server has it then (None when unchanged)."""
+    params = {"dryRun": "All"} if dry_run else None
     if not p.name:
         if (p.obj.get("metadata") or {}).get("generateName"):
             raise CommandError(f"from {p.manifest.source}: cannot use generate name with apply")
@@ -95,12 +102,12 @@ def apply_one(conn: Connection, p: Placed) -> str:
             raise _contextual(e, f"error when retrieving current configuration of {kind_name(p.res)}/{p.name} "
                                  f'from "{p.manifest.source}"') from None
         try:
-            client.create(p.res, modified, p.namespace)
+            created = client.create(p.res, modified, p.namespace, params=params)
         except ApiError as create_error:
             raise _contextual(create_error, f'error when creating "{p.manifest.source}"') from None
-        return "created"
+        return "created", created
     original = last_applied_of(live)
-    if original is None:
+    if original is None and not dry_run:
         print(f"Warning: resource {p.res.plural}/{p.name} is missing the {LAST_APPLIED_ANNOTATION} annotation which is "
               "required by pkctl apply. The missing annotation will be patched automatically.", file=sys.stderr)
     try:
@@ -109,12 +116,12 @@ def apply_one(conn: Connection, p: Placed) -> str:
         raise CommandError(f'from "{p.manifest.source}": cannot compute the patch for '
                            f"{kind_name(p.res)}/{p.name}: {e}") from None
     if not patch:
-        return "unchanged"
+        return "unchanged", None
     try:
-        client.patch(p.res, p.name, patch, p.namespace, patch_type="strategic")
+        patched = client.patch(p.res, p.name, patch, p.namespace, patch_type="strategic", params=params)
     except ApiError as e:
         raise _contextual(e, f'error when patching "{p.manifest.source}"') from None
-    return "configured"
+    return "configured", patched
 
 
 def _contextual(e: ApiError, context: str) -> ServerError:

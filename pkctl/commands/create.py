@@ -13,7 +13,7 @@ from .. import generators
 from ..connect import Connection, call
 from ..errors import CommandError, api_error_line
 from ..manifests import Manifest, add_file_flags, place_or_report, read_files
-from ..printers import kind_name, object_ref, to_json, to_yaml, with_type
+from ..printers import kind_name, print_result
 from .apply import with_last_applied
 
 
@@ -97,9 +97,15 @@ def _data_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _output_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dry-run", choices=["none", "client"], default="none",
-                   help="client: only print the object that would be created")
+    p.add_argument("--dry-run", choices=["none", "client", "server"], default="none",
+                   help="client: only print the object that would be created; server: also have the server check "
+                        "and complete it, storing nothing")
     p.add_argument("-o", "--output", choices=["yaml", "json", "name"], help="print the object in this format")
+
+
+def dry_run(args: argparse.Namespace) -> tuple[dict[str, str] | None, str]:
+    """The request parameters of --dry-run=server, and what is added to the verb printed (kubectl's)."""
+    return ({"dryRun": "All"}, " (server dry run)") if args.dry_run == "server" else (None, "")
 
 
 def generated(args: argparse.Namespace, build: Callable[[], dict[str, Any]]) -> int:
@@ -111,12 +117,13 @@ def generated(args: argparse.Namespace, build: Callable[[], dict[str, Any]]) -> 
     res = for_kind(obj["apiVersion"], obj["kind"])
     assert res is not None, obj["kind"]
     if args.dry_run == "client":
-        _print_object(res, obj, args.output, "created (dry run)")
+        print_result(res, obj, args.output, "created (dry run)")
         return 0
 
     def create(conn: Connection) -> int:
-        created = conn.api.create(res, obj, conn.namespace if res.namespaced else None)
-        _print_object(res, created, args.output, "created")
+        params, suffix = dry_run(args)
+        created = conn.api.create(res, obj, conn.namespace if res.namespaced else None, params=params)
+        print_result(res, created, args.output, "created" + suffix)
         return 0
     return call(args, create)
 
@@ -133,23 +140,12 @@ def create_job(args: argparse.Namespace) -> int:
     def create(conn: Connection) -> int:
         job = generators.job_from_cronjob(args.name, conn.api.get(CRONJOBS, source, conn.namespace))
         if args.dry_run == "client":
-            _print_object(JOBS, job, args.output, "created (dry run)")
+            print_result(JOBS, job, args.output, "created (dry run)")
             return 0
-        _print_object(JOBS, conn.api.create(JOBS, job, conn.namespace), args.output, "created")
+        params, suffix = dry_run(args)
+        print_result(JOBS, conn.api.create(JOBS, job, conn.namespace, params=params), args.output, "created" + suffix)
         return 0
     return call(args, create)
-
-
-def _print_object(res: Resource, obj: dict[str, Any], output: str | None, verb: str) -> None:
-    typed = with_type(res, obj)
-    if output == "yaml":
-        sys.stdout.write(to_yaml(typed))
-    elif output == "json":
-        sys.stdout.write(to_json(typed))
-    elif output == "name":
-        print(object_ref(res, obj))
-    else:
-        print(f"{object_ref(res, obj)} {verb}")
 
 
 def from_files(args: argparse.Namespace) -> int:

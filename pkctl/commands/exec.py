@@ -15,7 +15,7 @@ import stat
 import sys
 import termios
 import tty
-from typing import Iterator
+from typing import AsyncIterator, Callable, Iterator, TextIO
 
 import aiohttp
 
@@ -61,51 +61,85 @@ def command(args: argparse.Namespace) -> int:
     if args.tty and not terminal:  # kubectl's warnings; the command then runs without a terminal
         print("Unable to use a TTY - " + ("input is not a terminal or the right kind of file" if args.stdin else
                                           "input is not connected (use -i)"), file=sys.stderr)
-    params = [("command", c) for c in argv] + [("stdout", "true"), ("stderr", "false" if terminal else "true"),
-                                               ("stdin", "true" if args.stdin else "false"),
-                                               ("tty", "true" if terminal else "false")]
-    if args.container:
-        params.append(("container", args.container))
+    params = exec_params(argv, args.container, stdin=args.stdin, tty=terminal)
 
     async def run_exec(conn: Connection) -> int:
-        c = conn.client
-        url = c.server + PODS.path(conn.namespace, name, "exec")
-        try:
-            async with c.session.ws_connect(url, params=params, protocols=PROTOCOLS) as ws:
-                feeder = asyncio.create_task(_feed_stdin(ws)) if args.stdin else None
-                if terminal:
-                    _watch_size(ws)
-                with _raw_terminal(terminal):
-                    status = await _print_output(ws)
-                if feeder is not None:
-                    feeder.cancel()
-        except aiohttp.WSServerHandshakeError as e:
-            # the server answered with a Status instead of upgrading (pod not found, no container, ...)
-            async with c.session.get(url, params=params) as r:
-                raise api_error(r.status if r.status >= 400 else e.status, await r.read()) from None
-        except aiohttp.ClientConnectionError as e:
-            raise connection_failed(c.server, e) from None
-        if not status:
-            raise CommandError("the exec stream ended without an exit status")
+        async with exec_socket(conn, conn.namespace, name, params) as ws:
+            feeder = asyncio.create_task(_feed_stdin(ws)) if args.stdin else None
+            if terminal:
+                _watch_size(ws)
+            with _raw_terminal(terminal):
+                status = await _print_output(ws, _write_to(sys.stdout), _write_to(sys.stderr))
+            if feeder is not None:
+                feeder.cancel()
         return exit_code(status)
     return run(args, run_exec)
 
 
-async def _print_output(ws: aiohttp.ClientWebSocketResponse) -> dict:
-    """Output as it arrives, until the server closes the socket; returns the status frame (empty if none came)."""
+def exec_params(argv: list[str], container: str = "", stdin: bool = False, tty: bool = False) -> list[tuple[str, str]]:
+    """The query of a pods/exec request (stderr comes merged into stdout on a terminal, as kubectl asks)."""
+    params = [("command", c) for c in argv] + [("stdout", "true"), ("stderr", "false" if tty else "true"),
+                                               ("stdin", "true" if stdin else "false"),
+                                               ("tty", "true" if tty else "false")]
+    if container:
+        params.append(("container", container))
+    return params
+
+
+@contextlib.asynccontextmanager
+async def exec_socket(conn: Connection, namespace: str, name: str,
+                      params: list[tuple[str, str]]) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+    """The pods/exec WebSocket; a refusal (pod not found, no such container...) raised as the server's Status."""
+    c = conn.client
+    url = c.server + PODS.path(namespace, name, "exec")
+    try:
+        async with c.session.ws_connect(url, params=params, protocols=PROTOCOLS) as ws:
+            yield ws
+    except aiohttp.WSServerHandshakeError as e:
+        # the server answered with a Status instead of upgrading (pod not found, no container, ...)
+        async with c.session.get(url, params=params) as r:
+            raise api_error(r.status if r.status >= 400 else e.status, await r.read()) from None
+    except aiohttp.ClientConnectionError as e:
+        raise connection_failed(c.server, e) from None
+
+
+async def run_collecting(conn: Connection, namespace: str, name: str, argv: list[str], container: str = "",
+                         stdin: bytes | None = None) -> tuple[int, bytes, bytes]:
+    """Run a command in a container to its end, with `stdin` as its input: (exit code, stdout, stderr)."""
+    out, err = bytearray(), bytearray()
+    async with exec_socket(conn, namespace, name, exec_params(argv, container, stdin=stdin is not None)) as ws:
+        if stdin is not None:
+            for at in range(0, len(stdin), CHUNK):
+                await ws.send_bytes(bytes([STDIN]) + stdin[at:at + CHUNK])
+            if ws.protocol == PROTOCOLS[0]:
+                await ws.send_bytes(bytes([CLOSE, STDIN]))
+        status = await _print_output(ws, out.extend, err.extend)
+    return exit_code(status), bytes(out), bytes(err)
+
+
+def _write_to(stream: TextIO) -> Callable[[bytes], None]:
+    def write(data: bytes) -> None:
+        stream.buffer.write(data)
+        stream.buffer.flush()
+    return write
+
+
+async def _print_output(ws: aiohttp.ClientWebSocketResponse, stdout: Callable[[bytes], None],
+                        stderr: Callable[[bytes], None]) -> dict:
+    """Output handed on as it arrives, until the server closes the socket; returns the status frame."""
     status: dict = {}
     async for msg in ws:
         if msg.type != aiohttp.WSMsgType.BINARY or not msg.data:
             continue
         channel, payload = msg.data[0], msg.data[1:]
         if channel == STDOUT:
-            sys.stdout.buffer.write(payload)
-            sys.stdout.buffer.flush()
+            stdout(payload)
         elif channel == STDERR:
-            sys.stderr.buffer.write(payload)
-            sys.stderr.buffer.flush()
+            stderr(payload)
         elif channel == ERROR:
             status = json.loads(payload)
+    if not status:
+        raise CommandError("the exec stream ended without an exit status")
     return status
 
 

@@ -12,7 +12,8 @@ from .. import generators
 from ..connect import Connection, run
 from ..errors import CommandError
 from ..targets import parse_targets
-from .create import _output_flags, _print_object
+from ..printers import print_result
+from .create import _output_flags, dry_run
 
 _EXPOSABLE = {"deployments", "replicasets", "statefulsets", "replicationcontrollers", "pods", "services"}
 
@@ -81,9 +82,10 @@ def command(args: argparse.Namespace) -> int:
         except generators.GeneratorError as e:
             raise CommandError(str(e)) from None
         if args.dry_run == "client":
-            _print_object(SERVICES, svc, args.output, "exposed (dry run)")
+            print_result(SERVICES, svc, args.output, "exposed (dry run)")
             return 0
-        created = await conn.client.create(SERVICES, svc, conn.namespace)
-        _print_object(SERVICES, created, args.output, "exposed")
+        params, suffix = dry_run(args)
+        created = await conn.client.create(SERVICES, svc, conn.namespace, params=params)
+        print_result(SERVICES, created, args.output, "exposed" + suffix)
         return 0
     return run(args, expose)

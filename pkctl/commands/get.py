@@ -3,19 +3,24 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from pklib import columns
 from pklib.errors import ApiError, is_gone
 from pklib.resources import Resource
 
-from .. import jsonpath
+from .. import gotemplate, jsonpath
 from ..connect import Connection, call
 from ..errors import CommandError, api_error_line
 from ..printers import as_list, format_rows, labels_cell, object_ref, to_json, to_yaml, utcnow, with_type
 from ..targets import Target, resolve_targets
 
-OUTPUTS = ("wide", "yaml", "json", "name", "jsonpath=TEMPLATE", "custom-columns=SPEC")
+OUTPUTS = ("wide", "yaml", "json", "name", "jsonpath=TEMPLATE", "jsonpath-file=FILE", "custom-columns=SPEC",
+           "custom-columns-file=FILE", "go-template=TEMPLATE", "go-template-file=FILE")
+# -o FORMAT-file=FILE reads FORMAT's argument from FILE; `template` is kubectl's other name of go-template.
+FILE_FORMATS = {"jsonpath-file": "jsonpath", "custom-columns-file": "custom-columns", "go-template-file": "go-template",
+                "template-file": "go-template"}
 # A watch stream the server ends (its timeout) is resumed; this bounds how fast we retry a failing one.
 WATCH_RETRY_SECONDS = 1.0
 
@@ -58,15 +63,22 @@ def _normalize_options(args: argparse.Namespace, targets: list[Target]) -> None:
         except jsonpath.JSONPathError as e:
             raise CommandError(f"error parsing --sort-by {args.sort_by}: {e}") from None
     fmt, has_arg, spec = (args.output or "").partition("=")
-    if fmt in ("jsonpath", "custom-columns"):
+    if fmt in FILE_FORMATS:
+        if not has_arg or not spec:
+            raise CommandError(f"{fmt} format specified but no template file given")
+        fmt, spec = FILE_FORMATS[fmt], _template_file(spec, fmt == "custom-columns-file")
+    fmt = "go-template" if fmt == "template" else fmt
+    if fmt in ("jsonpath", "custom-columns", "go-template"):
         if not has_arg or not spec:
             raise CommandError(f"{fmt} format specified but no template given")
         try:
             if fmt == "jsonpath":
                 args.template = jsonpath.parse(spec)
+            elif fmt == "go-template":
+                args.template = gotemplate.parse(spec)
             else:
                 args.columns = jsonpath.parse_columns(spec)
-        except jsonpath.JSONPathError as e:
+        except (jsonpath.JSONPathError, gotemplate.TemplateError) as e:
             raise CommandError(f"error parsing {fmt} {spec}: {e}") from None
         args.output = fmt
     elif args.output and args.output not in OUTPUTS:
@@ -80,6 +92,36 @@ def _normalize_options(args: argparse.Namespace, targets: list[Target]) -> None:
     if args.watch and len(targets) > 1:
         raise CommandError(f"watch is only supported on individual resources and resource collections, "
                            f"but {len(targets)} resources were found")
+
+
+def _template_file(path: str, columns: bool) -> str:
+    """The template in a -o ...-file=FILE; a custom-columns file (a line of headers over a line of paths)
+    turned into the HEADER:PATH,... form."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise CommandError(f"error reading template {path}: {getattr(e, 'strerror', None) or e}") from None
+    if not columns:
+        return text
+    lines = [line.split() for line in text.splitlines() if line.strip()]
+    if len(lines) != 2:
+        raise CommandError(f"unexpected custom-columns spec format, expected a line of headers and a line of "
+                           f"field paths in {path}")
+    headers, paths = lines
+    if len(headers) != len(paths):
+        raise CommandError(f"expected {len(headers)} columns, got {len(paths)} in {path}")
+    return ",".join(f"{h}:{p}" for h, p in zip(headers, paths))
+
+
+def render_template(args: argparse.Namespace, doc: Any) -> str:
+    """-o jsonpath or go-template, applied to `doc`."""
+    if args.output == "jsonpath":
+        return jsonpath.render(args.template, doc)
+    try:
+        return gotemplate.render(args.template, doc)
+    except gotemplate.TemplateError as e:
+        sys.stdout.write(e.partial)  # as kubectl: what was printed before the failure stays
+        raise CommandError(f"error executing template: {e}") from None
 
 
 def get(conn: Connection, args: argparse.Namespace) -> int:
@@ -121,9 +163,9 @@ def print_found(found: list[Found], args: argparse.Namespace, single: bool, name
         for res, obj in found:
             print(object_ref(res, obj))
         return []
-    if out == "jsonpath":
+    if out in ("jsonpath", "go-template"):
         doc = with_type(*found[0]) if single and len(found) == 1 else as_list(with_type(r, o) for r, o in found)
-        sys.stdout.write(jsonpath.render(args.template, doc))
+        sys.stdout.write(render_template(args, doc))
         return []
     if out in ("yaml", "json"):
         # Nothing found by name prints nothing (the error says why); an empty listing is an empty List.
@@ -217,8 +259,8 @@ async def watch(conn: Connection, args: argparse.Namespace, target: Target, rv: 
 def _print_event(res: Resource, obj: dict[str, Any], args: argparse.Namespace, widths: list[int]) -> None:
     if args.output == "name":
         print(object_ref(res, obj))
-    elif args.output == "jsonpath":
-        sys.stdout.write(jsonpath.render(args.template, obj))
+    elif args.output in ("jsonpath", "go-template"):
+        sys.stdout.write(render_template(args, obj))
     elif args.output == "custom-columns":
         print(format_rows([jsonpath.column_cells(args.columns, obj)], widths)[0])
     elif args.output == "yaml":

@@ -19,7 +19,8 @@ from pklib.resources import PODS
 from .. import generators
 from ..connect import Connection, run
 from ..errors import CommandError
-from .create import _output_flags, _print_object
+from ..printers import print_result
+from .create import _output_flags, dry_run
 from .logs import stream_logs
 
 ATTACH_TIMEOUT = 300.0  # seconds for the pod to start before --attach gives up (kubectl's --pod-running-timeout: 1m)
@@ -69,13 +70,14 @@ def command(args: argparse.Namespace) -> int:
         raise CommandError("--command needs the command after --")
     obj = build(args)
     if args.dry_run == "client":
-        _print_object(PODS, obj, args.output, "created (dry run)")
+        print_result(PODS, obj, args.output, "created (dry run)")
         return 0
 
     async def create(conn: Connection) -> int:
-        created = await conn.client.create(PODS, obj, conn.namespace)
-        if not args.attach:
-            _print_object(PODS, created, args.output, "created")
+        params, suffix = dry_run(args)
+        created = await conn.client.create(PODS, obj, conn.namespace, params=params)
+        if not args.attach or params:
+            print_result(PODS, created, args.output, "created" + suffix)
             return 0
         try:
             return await attach(conn.client, conn.namespace, args.name)

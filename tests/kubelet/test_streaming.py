@@ -1,10 +1,12 @@
 """Logs and exec through the API server (pods/log, pods/exec) to the kubelet, with pkctl and kubectl."""
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -35,6 +37,38 @@ async def test_exec_returns_output_and_exit_code(node: Node, kc: Client, ns: str
     assert r.returncode == 1 and r.stderr.decode().strip() == 'Error from server (NotFound): pods "nope" not found'
     r = pkctl(node, ns, "exec", "box", "-c", "other", "--", "true")
     assert r.returncode == 1 and "container other is not valid for pod box" in r.stderr.decode()
+
+
+
+async def test_cp_to_and_from_a_container(node: Node, kc: Client, ns: str, tmp_path: Path) -> None:
+    """pkctl cp: tar over exec, both ways, files and directories, into a directory or to a new name."""
+    await kc.create(PODS, pod("cpbox", ctr("c", "mkdir -p /data && exec sleep 3600")), ns)
+    await wait_pod(kc, ns, "cpbox", running, what="cpbox Running")
+    (tmp_path / "notes.txt").write_bytes(b"hello\n")
+    (tmp_path / "tree" / "sub").mkdir(parents=True)
+    (tmp_path / "tree" / "sub" / "deep.bin").write_bytes(bytes(range(256)) * 100)
+    r = pkctl(node, ns, "cp", str(tmp_path / "notes.txt"), "cpbox:/data")  # into a directory: keeps its name
+    assert r.returncode == 0, r.stderr
+    assert pkctl(node, ns, "exec", "cpbox", "--", "cat", "/data/notes.txt").stdout == b"hello\n"
+    assert pkctl(node, ns, "cp", str(tmp_path / "tree"), f"{ns}/cpbox:/data/copied").returncode == 0
+    r = pkctl(node, ns, "exec", "cpbox", "--", "md5sum", "/data/copied/sub/deep.bin")
+    assert r.stdout.split()[0].decode() == hashlib.md5((tmp_path / "tree/sub/deep.bin").read_bytes()).hexdigest()
+
+    back = tmp_path / "back"
+    assert pkctl(node, ns, "cp", "cpbox:/data/copied", str(back)).returncode == 0
+    assert (back / "sub" / "deep.bin").read_bytes() == (tmp_path / "tree/sub/deep.bin").read_bytes()
+    assert pkctl(node, ns, "cp", "cpbox:/data/notes.txt", str(tmp_path / "n2")).returncode == 0
+    assert (tmp_path / "n2").read_bytes() == b"hello\n"
+
+    for argv, message in [
+            (("cp", "a", "b"), "error: one of src or dest must be a remote file specification"),
+            (("cp", "cpbox:/x", "cpbox:/y"), "error: one of src or dest must be a local file specification"),
+            (("cp", str(tmp_path / "nope"), "cpbox:/data"), f"error: {tmp_path / 'nope'} doesn't exist in local"),
+            (("cp", "nopod:/x", str(tmp_path / "x")), 'Error from server (NotFound): pods "nopod" not found')]:
+        r = pkctl(node, ns, *argv)
+        assert r.returncode == 1 and r.stderr.decode().startswith(message), (argv, r.stderr)
+    r = pkctl(node, ns, "cp", "cpbox:/data/missing", str(tmp_path / "m"))
+    assert r.returncode == 1 and b"missing" in r.stderr and not (tmp_path / "m").exists()
 
 
 async def test_logs_tail_previous_and_follow(node: Node, kc: Client, ns: str) -> None:
