@@ -383,6 +383,8 @@ class Objects:
         # Validation only reads the old object: a copy of its top level (for the resourceVersion) will do.
         self.validate(res, new, with_rv(dict(old, metadata=dict(old_meta)), entry.mod_revision))
         await self.admit(res, new, old)
+        if res.namespaced:  # what the update adds (a claim asking for more storage...), checked and charged
+            await self.quota.charge(res, new, dry_run, old)
         if new == _without_rv(old) or dry_run:
             if not current:
                 raise _NotCurrent()

@@ -7,8 +7,8 @@ charge is a write of the quota (status.used plus the new object's usage) at the 
 another create charged the quota meanwhile the write fails, and the check runs again on the quota as etcd now has
 it. A create that then fails leaves the quota charged until the resourcequota controller recomputes it (as in
 Kubernetes). A quota whose status does not know a resource yet (new, or a resource just added to spec.hard) gets
-its usage computed from the watch cache first. Only creates are charged (Kubernetes also re-evaluates updates of
-pods and claims).
+its usage computed from the watch cache first. Updates are charged what they add (a claim asking for more storage,
+a Service becoming a NodePort one).
 """
 from __future__ import annotations
 
@@ -46,8 +46,9 @@ class QuotaAdmission:
             out[kind] = [c.obj for c in self.cache.for_prefix(prefix).items(f"{prefix}{namespace}/", None)]
         return out
 
-    async def charge(self, res: Resource, obj: Obj, dry_run: bool) -> None:
-        """Check `obj` (about to be created) against its namespace's quotas and charge them; 403 if one refuses."""
+    async def charge(self, res: Resource, obj: Obj, dry_run: bool, old: Obj | None = None) -> None:
+        """Check `obj` (about to be created, or to replace `old`) against its namespace's quotas and charge them
+        what it uses (an update: what it uses more than `old`); 403 if one refuses."""
         if not res.namespaced:
             return
         namespace = obj["metadata"]["namespace"]
@@ -56,8 +57,13 @@ class QuotaAdmission:
             return
         name = obj["metadata"].get("name") or ""
         delta = q.usage(res.group, res.plural, obj)
-        for quota in quotas:
-            if res.group == "" and res.plural == "pods" and delta:
+        if old is not None:
+            delta = q.increase(q.usage(res.group, res.plural, old) if any(
+                q.covers(x, res.group, res.plural, old) for x in quotas) else {}, delta)
+            if not delta:
+                return
+        elif res.group == "" and res.plural == "pods" and delta:
+            for quota in quotas:
                 missing = q.missing_requirements(q.hard(quota), obj)
                 if missing:
                     raise forbidden_object(res.plural, name, res.group,

@@ -215,6 +215,13 @@ def exceeded(name: str, limits: Usage, used: Usage, delta: Usage) -> str | None:
             f"used: {_pretty({n: used.get(n, zero) for n in over})}, limited: {_pretty({n: limits[n] for n in over})}")
 
 
+def increase(before: Usage, after: Usage) -> Usage:
+    """What `after` uses beyond `before` (the resources that grew, by how much)."""
+    zero = Fraction(0)
+    return {n: Quantity(q.value - (before[n].value if n in before else zero), q.format) for n, q in after.items()
+            if q.value > (before[n].value if n in before else zero)}
+
+
 def add(used: Usage, delta: Usage, names: Iterable[str]) -> dict[str, str]:
     """`used` plus `delta` for `names`, as the strings status.used holds."""
     return total([used, delta], names)

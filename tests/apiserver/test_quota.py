@@ -161,3 +161,16 @@ async def test_best_effort_scope_counts_only_best_effort_pods(client: Client, na
     e = await refused(client.create(PODS, pod("be-2"), namespace))
     assert "exceeded quota: besteffort, requested: pods=1, used: pods=1, limited: pods=1" in e.message
     await client.create(PODS, pod("burstable", requests={"cpu": "10m"}), namespace)  # not in the scope
+
+
+async def test_update_charged_what_it_adds(client: Client, namespace: str) -> None:
+    """A claim asking for more storage is charged the difference; past the quota the update is refused."""
+    await client.create(RESOURCEQUOTAS, quota("storage", requests_storage="3Gi"), namespace)
+    claim = await client.create(PVCS, sample(PVCS, "data", namespace), namespace)
+    claim["spec"]["resources"]["requests"]["storage"] = "2Gi"
+    await client.update(PVCS, claim)
+    assert (await client.get(RESOURCEQUOTAS, "storage", namespace))["status"]["used"] == {"requests.storage": "2Gi"}
+    e = await refused(client.patch(PVCS, "data", {"spec": {"resources": {"requests": {"storage": "4Gi"}}}},
+                                   namespace))
+    assert e.message == ('persistentvolumeclaims "data" is forbidden: exceeded quota: storage, requested: '
+                         'requests.storage=2Gi, used: requests.storage=2Gi, limited: requests.storage=3Gi')
