@@ -122,6 +122,7 @@ _CONTROLLER_MANAGER = [
     rule("create", DISCOVERY, ("endpointslices",)),
     rule("create", STORAGE, ("storageclasses",)),
     rule("create", AUTHORIZATION, ("subjectaccessreviews",)),
+    rule("create", "apiregistration.k8s.io", ("apiservices",)),  # the Local APIServices of CRDs' group versions
 ]
 _NODE = [
     rule("create", AUTHORIZATION, ("subjectaccessreviews", "localsubjectaccessreviews")),

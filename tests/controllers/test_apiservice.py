@@ -6,6 +6,7 @@ from typing import Any
 
 from pklib.client import Client
 from pklib.resources import APISERVICES, ENDPOINTS, SERVICES, groups
+from tests.support.crds import create_crd, delete_crd, widget_crd
 from tests.support.samples import apiservice
 from tests.util import unique, wait_for
 
@@ -48,3 +49,25 @@ async def test_local_and_service_backed(client: Client, namespace: str, start_ma
         assert available(got)[0] == "False"
     finally:
         await client.delete(APISERVICES, name)
+
+
+async def test_custom_resource_group_versions_are_local_apiservices(client: Client, start_manager: Any) -> None:
+    await start_manager("apiservice-availability")
+    crd = widget_crd(versions=("v1", "v2beta1"))
+    group = crd["spec"]["group"]
+    await create_crd(client, crd)
+    try:
+        async def registered() -> Any:
+            names = {a["metadata"]["name"]: a for a in (await client.list(APISERVICES))["items"]}
+            found = [names.get(f"{v}.{group}") for v in ("v1", "v2beta1")]
+            return found if all(found) else None
+        for a in await wait_for(registered, message="an APIService per served version of the CRD"):
+            assert a["spec"]["groupPriorityMinimum"] == 1000 and a["spec"]["versionPriority"] == 100
+            assert available(a) == ("True", "Local", "Local APIServices are always available")
+    finally:
+        await delete_crd(client, crd["metadata"]["name"])
+
+    async def removed() -> bool:
+        names = {a["metadata"]["name"] for a in (await client.list(APISERVICES))["items"]}
+        return not names & {f"v1.{group}", f"v2beta1.{group}"}
+    await wait_for(removed, message="the CRD's APIServices go with it")
