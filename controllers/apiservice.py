@@ -78,8 +78,8 @@ class APIServiceController(Controller):
         for crd in self.crds.store.list():
             if established(crd):
                 group = str((crd.get("spec") or {}).get("group"))
-                for version in served_versions(crd):
-                    wanted[f"{version['name']}.{group}"] = (group, str(version["name"]))
+                for served in served_versions(crd):
+                    wanted[f"{served['name']}.{group}"] = (group, str(served["name"]))
         existing = {a["metadata"]["name"]: a for a in self.apiservices.store.list()}
         errors: list[ApiError] = []
         for name, (group, version) in wanted.items():
