@@ -122,7 +122,7 @@ class Objects:
         self.pod_security = podsecurity.PodSecurity()  # replaced by the app with the configured default
         self.mount_service_account_tokens = False  # the app turns it on when it can issue tokens
         self.policy_written = 0  # the newest LimitRange/ResourceQuota write through this server
-        self.quota = QuotaAdmission(storage, cache, self.wrote)
+        self.quota = QuotaAdmission(storage, cache)
 
     def wrote(self, key: str, revision: int) -> int:
         """Notes a write of `key` at `revision` (returned), for the namespace check's read-your-writes."""

@@ -5,14 +5,17 @@ charged to the quota's status.used before the object is written.
 Consistency on concurrent creates is Kubernetes' own scheme, so it also holds across several API servers: the
 charge is a write of the quota (status.used plus the new object's usage) at the revision the check read; when
 another create charged the quota meanwhile the write fails, and the check runs again on the quota as etcd now has
-it. A create that then fails leaves the quota charged until the resourcequota controller recomputes it (as in
+it. Within one API server the charges of a namespace also take turns (a per-namespace lock, where Kubernetes
+batches them per namespace), so concurrent creates through one server do not keep failing each other's writes. A create that then fails leaves the quota charged until the resourcequota controller recomputes it (as in
 Kubernetes). A quota whose status does not know a resource yet (new, or a resource just added to spec.hard) gets
 its usage computed from the watch cache first. Updates are charged what they add (a claim asking for more storage,
 a Service becoming a NodePort one).
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+import asyncio
+import weakref
+from typing import Any
 
 from pklib.api import quota as q
 from pklib.resources import RESOURCEQUOTAS, Resource
@@ -27,10 +30,10 @@ MAX_ATTEMPTS = 16
 
 
 class QuotaAdmission:
-    def __init__(self, storage: Storage, cache: WatchCache, wrote: Callable[[str, int], int]):
+    def __init__(self, storage: Storage, cache: WatchCache):
         self.storage = storage
         self.cache = cache
-        self.wrote = wrote
+        self._turns: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     def _quotas(self, namespace: str) -> list[Obj]:
         return [c.obj for c in self.cache.for_prefix(PREFIX).items(f"{PREFIX}{namespace}/", None)]
@@ -69,12 +72,16 @@ class QuotaAdmission:
                     raise forbidden_object(res.plural, name, res.group,
                                            f"failed quota: {quota['metadata']['name']}: {missing}")
         charged: set[str] = set()
-        for _ in range(MAX_ATTEMPTS):
-            try:
-                await self._charge_all(res, name, quotas, delta, charged, dry_run)
-                return
-            except RevisionConflictError:
-                continue
+        turn = self._turns.get(namespace)
+        if turn is None:
+            turn = self._turns[namespace] = asyncio.Lock()
+        async with turn:
+            for _ in range(MAX_ATTEMPTS):
+                try:
+                    await self._charge_all(res, name, quotas, delta, charged, dry_run)
+                    return
+                except RevisionConflictError:
+                    continue
         raise StatusError(409, "Conflict", f'Operation cannot be fulfilled on {res.plural} "{name}": too many '
                                             f'concurrent writers to the namespace\'s resource quotas; try again')
 
@@ -110,7 +117,7 @@ class QuotaAdmission:
         if dry_run:
             return
         for entry, new in writes:
-            revision = await self.storage.update(entry.key, new, entry.mod_revision)
-            self.wrote(entry.key, revision)
+            # Not noted as a policy write: charges read the quota from etcd, so nothing waits for the cache here.
+            await self.storage.update(entry.key, new, entry.mod_revision)
             charged.add(entry.key)
 
