@@ -9,11 +9,13 @@ storage class: `<class>.storageclass.storage.k8s.io/requests.storage` and `.../p
 """
 from __future__ import annotations
 
+from datetime import timedelta
 from fractions import Fraction
 from typing import Any, Iterable
 
 from pklib.api.podresources import pod_amounts
 from pklib.api.qos import qos_class
+from pklib.api.timefmt import now, parse_time
 from pklib.quantity import Quantity, QuantityError, parse_quantity
 
 Obj = dict[str, Any]
@@ -40,9 +42,19 @@ def _one() -> Quantity:
     return Quantity(Fraction(1))
 
 
-def _pod_usage(pod: Obj) -> Usage:
+def _pod_counts(pod: Obj) -> bool:
+    """Kubernetes' QuotaV1Pod: a finished pod holds nothing, nor one stuck deleting past its grace period (a lost
+    node must not keep its owner from replacing it)."""
     if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
-        return {}  # a finished pod holds nothing
+        return False
+    meta = pod.get("metadata") or {}
+    deleting, grace = parse_time(meta.get("deletionTimestamp")), meta.get("deletionGracePeriodSeconds")
+    return deleting is None or grace is None or now() <= deleting + timedelta(seconds=int(grace))
+
+
+def _pod_usage(pod: Obj) -> Usage:
+    if not _pod_counts(pod):
+        return {}
     spec = pod.get("spec") or {}
     out: Usage = {"pods": _one()}
     for part, amounts in (("requests", pod_amounts(spec, "requests")), ("limits", pod_amounts(spec, "limits"))):

@@ -88,6 +88,7 @@ def test_quota_and_limits(kubectl: Kubectl, workers: Workers, ns: str) -> None:
     described = kubectl("describe", "quota", "compute", "-n", ns).stdout
     assert any(line.split() == ["requests.cpu", "600m", "1"] for line in described.splitlines())
 
+    assert "scopeSelector" in kubectl("explain", "quota.spec").stdout
     assert _table(kubectl, "limits", "-n", ns)[0] == ["NAME", "CREATED", "AT"]
     described = kubectl("describe", "limits", "limits", "-n", ns).stdout
     assert any(line.split()[:2] == ["Container", "cpu"] and "1" in line.split() for line in described.splitlines())

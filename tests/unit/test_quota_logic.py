@@ -21,6 +21,8 @@ def test_usage_of_each_kind() -> None:
         "fast.storageclass.storage.k8s.io/persistentvolumeclaims": "1", "count/persistentvolumeclaims": "1"}
     assert shown(quota.usage("apps", "deployments", {})) == {"count/deployments.apps": "1"}
     assert quota.usage("", "pods", {"status": {"phase": "Failed"}}) == {}
+    stuck = {"metadata": {"deletionTimestamp": "2020-01-01T00:00:00Z", "deletionGracePeriodSeconds": 30}}
+    assert quota.usage("", "pods", stuck) == {}, "stuck deleting past its grace period"
     assert quota.kind_of("count/jobs.batch") == ("batch", "jobs")
     assert quota.kind_of("limits.memory") == ("", "pods")
     assert quota.kind_of("gold.storageclass.storage.k8s.io/requests.storage") == ("", "persistentvolumeclaims")
