@@ -36,6 +36,8 @@ def check(res: Resource, obj: Obj, old: Obj | None, ranges: list[Obj]) -> None:
         if old is not None:
             return
         problems = limitrange.pod_violations(ranges, obj)
+    elif old is not None and obj.get("spec") == old.get("spec"):
+        return  # a status or metadata write (Kubernetes skips subresources): the claim asks for nothing new
     else:
         problems = limitrange.claim_violations(ranges, obj)
     if problems:

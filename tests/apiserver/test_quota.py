@@ -67,7 +67,10 @@ async def test_limit_range_defaults_and_bounds(client: Client, namespace: str) -
     e = await refused(client.create(PODS, two, namespace))
     assert e.message == 'pods "two" is forbidden: maximum memory usage per Pod is 300Mi, but limit is 400Mi'
 
-    # Claims: min/max of their storage request; several problems come in brackets.
+    # Claims: min/max of their storage request. One created before the range still gets its status written.
+    early = sample(PVCS, "early", namespace)
+    early["spec"]["resources"]["requests"]["storage"] = "5Gi"
+    early = await client.create(PVCS, early, namespace)
     await client.create(LIMITRANGES, limit_range("storage", {"type": "PersistentVolumeClaim",
                                                              "min": {"storage": "1Gi"}, "max": {"storage": "2Gi"}}),
                         namespace)
@@ -77,6 +80,8 @@ async def test_limit_range_defaults_and_bounds(client: Client, namespace: str) -
     assert e.message == ('persistentvolumeclaims "huge" is forbidden: maximum storage usage per '
                          'PersistentVolumeClaim is 2Gi, but request is 5Gi')
     await client.create(PVCS, sample(PVCS, "fits", namespace), namespace)
+    early["status"] = {"phase": "Bound"}
+    assert (await client.update_status(PVCS, early))["status"]["phase"] == "Bound"
 
 
 async def test_limit_range_validation(client: Client, namespace: str) -> None:
