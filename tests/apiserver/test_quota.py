@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.controlplane import ApiServer, Etcd, _stop, etcd_prefix, start_apiserver
+
 from pklib.client import Client
 from pklib.errors import ApiError
 from pklib.resources import CONFIGMAPS, LIMITRANGES, PODS, PVCS, RESOURCEQUOTAS
@@ -156,6 +158,32 @@ async def test_concurrent_creates_never_overshoot(client: Client, namespace: str
     assert sum(results) == 5
     assert len((await client.list(CONFIGMAPS, namespace))["items"]) == 5
     assert (await client.get(RESOURCEQUOTAS, "few", namespace))["status"]["used"] == {"configmaps": "5"}
+
+
+async def test_two_api_servers_share_the_quota(client: Client, namespace: str, apiserver: ApiServer,
+                                              session_tmp: str, etcd: Etcd) -> None:
+    """Creates racing through two API servers of the same etcd: the revision-checked charge still lets in exactly
+    what the quota allows."""
+    second = start_apiserver(session_tmp, etcd.url, ["--etcd-prefix", etcd_prefix(apiserver)])  # the same data
+    try:
+        async with Client(second.url, second.token) as other:
+            created = await client.create(RESOURCEQUOTAS, quota("shared", configmaps="6"), namespace)
+            # A list at the quota's revision returns once the second server's cache holds it.
+            await other.list(RESOURCEQUOTAS, namespace, resource_version=created["metadata"]["resourceVersion"])
+
+            async def create(c: Client, i: int) -> bool:
+                try:
+                    await c.create(CONFIGMAPS, sample(CONFIGMAPS, f"cm-{i}", namespace), namespace)
+                    return True
+                except ApiError as e:
+                    assert e.code == 403, e.message
+                    return False
+
+            results = await asyncio.gather(*(create(client if i % 2 else other, i) for i in range(24)))
+            assert sum(results) == 6
+            assert len((await client.list(CONFIGMAPS, namespace))["items"]) == 6
+    finally:
+        _stop(second.proc)
 
 
 async def test_best_effort_scope_counts_only_best_effort_pods(client: Client, namespace: str) -> None:
