@@ -20,6 +20,7 @@ from .authz.authorizer import Authorizer
 from .authz.cache import NodeGraphCache, PolicyCache
 from .handlers import Api
 from .handlers_objects import Objects
+from .kinds.apiservices import local_apiservices
 from .metrics import Metrics
 from .status import StatusError, json_response, status_middleware
 from .storage.etcd import EtcdStorage
@@ -187,6 +188,7 @@ async def _ensure_defaults(objects: Objects) -> None:
     await _ensure_namespaces(objects)
     await _ensure_priority_classes(objects)
     await _ensure_rbac_defaults(objects)
+    await _ensure_local_apiservices(objects)
 
 
 async def _ensure_defaults_later(objects: Objects, interval: float = 5.0) -> None:
@@ -229,6 +231,12 @@ async def _ensure_rbac_defaults(objects: Objects) -> None:
         await objects.ensure(resources.CLUSTERROLES, role)
     for binding in bootstrap_policy.cluster_role_bindings():
         await objects.ensure(resources.CLUSTERROLEBINDINGS, binding)
+
+
+async def _ensure_local_apiservices(objects: Objects) -> None:
+    """This server's group versions as Local APIServices (Kubernetes' autoregister controller)."""
+    for apiservice in local_apiservices():
+        await objects.ensure(resources.APISERVICES, apiservice)
 
 
 def discovery_routes(cache: WatchCache | None = None) -> list[web.RouteDef]:

@@ -20,10 +20,11 @@ import orjson
 
 from pklib import patch as patching
 from pklib.api.timefmt import now_rfc3339
-from pklib.resources import SERVICEACCOUNTS, Resource
+from pklib.resources import LIMITRANGES, RESOURCEQUOTAS, SERVICEACCOUNTS, Resource
 
 from . import kinds
-from .admission import podsecurity, serviceaccount
+from .admission import limitranger, podsecurity, serviceaccount
+from .admission.resourcequota import QuotaAdmission
 from .bodies import member
 from .status import StatusError, already_exists, bad_request, conflict, forbidden, invalid, not_found
 from .storage.interface import Entry, KeyExistsError, KeyNotFoundError, RevisionConflictError, Storage
@@ -36,6 +37,9 @@ _SERVER_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGraceP
                 "resourceVersion", "selfLink", "managedFields")
 NAMESPACES_PREFIX = resource_prefix("", "namespaces")
 PODS_PREFIX = resource_prefix("", "pods")
+LIMITRANGES_PREFIX = resource_prefix(LIMITRANGES.group, LIMITRANGES.plural)
+# Writes of these make admission wait for the cache to show them (read-your-writes for the policy objects).
+_POLICY_PREFIXES = (LIMITRANGES_PREFIX, resource_prefix(RESOURCEQUOTAS.group, RESOURCEQUOTAS.plural))
 NAMESPACE_CACHE_WAIT = 1.0  # bound on waiting for the cache to show this server's own writes
 
 
@@ -117,11 +121,15 @@ class Objects:
         self.namespace_written = 0
         self.pod_security = podsecurity.PodSecurity()  # replaced by the app with the configured default
         self.mount_service_account_tokens = False  # the app turns it on when it can issue tokens
+        self.policy_written = 0  # the newest LimitRange/ResourceQuota write through this server
+        self.quota = QuotaAdmission(storage, cache)
 
     def wrote(self, key: str, revision: int) -> int:
         """Notes a write of `key` at `revision` (returned), for the namespace check's read-your-writes."""
         if key.startswith(NAMESPACES_PREFIX):
             self.namespace_written = max(self.namespace_written, revision)
+        elif key.startswith(_POLICY_PREFIXES):
+            self.policy_written = max(self.policy_written, revision)
         return revision
 
     # -- reads -------------------------------------------------------------------------------
@@ -202,16 +210,25 @@ class Objects:
             raise forbidden(f"unable to create new content in namespace {namespace} because it is being terminated")
         return ns
 
+    async def limit_ranges(self, namespace: str) -> list[dict[str, Any]]:
+        """The namespace's LimitRanges, from the cache once it shows this server's own policy writes."""
+        await self.cache.wait_for_revision(self.policy_written, NAMESPACE_CACHE_WAIT)
+        prefix = f"{LIMITRANGES_PREFIX}{namespace}/"
+        return [c.obj for c in self.cache.for_prefix(LIMITRANGES_PREFIX).items(prefix, None)]
+
     async def mutate(self, res: Resource, obj: dict[str, Any], namespace: str) -> None:
-        """Mutating admission of a create, before validation: the ServiceAccount plugin for Pods."""
+        """Mutating admission of a create, before validation: the ServiceAccount plugin for Pods, LimitRanger's
+        defaults."""
         if res.kind == "Pod" and res.group == "" and self.mount_service_account_tokens:
             async def service_account(name: str) -> dict[str, Any] | None:
                 return await self.lookup(SERVICEACCOUNTS, namespace, name)
             await serviceaccount.admit_pod(obj, service_account)
+        if limitranger.governs(res):
+            limitranger.default(res, obj, await self.limit_ranges(namespace))
 
     async def admit(self, res: Resource, obj: dict[str, Any], old: dict[str, Any] | None,
                     namespace: dict[str, Any] | None = None) -> None:
-        """Admission of a create (old None) or update that validation accepted: Pod Security for now."""
+        """Admission of a create (old None) or update that validation accepted: Pod Security, LimitRanger."""
         if res.kind == "Namespace":
             causes = self.pod_security.label_errors(obj, old)
             if causes:
@@ -223,6 +240,9 @@ class Objects:
         elif res.namespaced and podsecurity.governs(res.kind):
             ns_name = (obj.get("metadata") or {}).get("namespace") or ""
             self.pod_security.admit(res.kind, obj, old, namespace or await self.namespace_object(ns_name))
+        if limitranger.governs(res):
+            limitranger.check(res, obj, old, await self.limit_ranges((obj.get("metadata") or {}).get("namespace")
+                                                                     or ""))
 
     @staticmethod
     def validate(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
@@ -279,6 +299,9 @@ class Objects:
         ns = await self.check_namespace(namespace or "") if res.namespaced else None
         await self.admit(res, obj, None, ns)
         key = object_key(res, namespace, meta["name"])
+        if res.namespaced:  # ResourceQuota last, as in Kubernetes: it charges what the others admitted
+            await self.cache.wait_for_revision(self.policy_written, NAMESPACE_CACHE_WAIT)
+            await self.quota.charge(res, obj, dry_run)
         if dry_run:  # everything a create checks, nothing it writes (no resourceVersion, like Kubernetes)
             if await self.storage.get(key) is not None:
                 raise already_exists(res.plural, meta["name"], res.group)
@@ -360,6 +383,8 @@ class Objects:
         # Validation only reads the old object: a copy of its top level (for the resourceVersion) will do.
         self.validate(res, new, with_rv(dict(old, metadata=dict(old_meta)), entry.mod_revision))
         await self.admit(res, new, old)
+        if res.namespaced:  # what the update adds (a claim asking for more storage...), checked and charged
+            await self.quota.charge(res, new, dry_run, old)
         if new == _without_rv(old) or dry_run:
             if not current:
                 raise _NotCurrent()

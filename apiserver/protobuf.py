@@ -103,6 +103,11 @@ _SCHEMA: dict[str, str] = {
     "PodDisruptionBudget": "1 metadata:ObjectMeta, 2 spec:PodDisruptionBudgetSpec, 3 status:Empty",
     "PodDisruptionBudgetSpec": "1 minAvailable:IntOrString, 2 selector:LabelSelector, 3 maxUnavailable:IntOrString, "
                                "4 unhealthyPodEvictionPolicy",
+    # kubectl create quota (core/v1 ResourceQuota)
+    "ResourceQuota": "1 metadata:ObjectMeta, 2 spec:ResourceQuotaSpec, 3 status:Empty",
+    "ResourceQuotaSpec": "1 hard:map:Quantity, 2 scopes[], 3 scopeSelector:ScopeSelector",
+    "ScopeSelector": "1 matchExpressions:ScopedResourceSelectorRequirement[]",
+    "ScopedResourceSelectorRequirement": "1 scopeName, 2 operator, 3 values[]",
     # kubectl drain's evictions (policy/v1 Eviction).
     "Eviction": "1 metadata:ObjectMeta, 2 deleteOptions:DeleteOptions",
     "DeleteOptions": "1 gracePeriodSeconds:int, 2 preconditions:Preconditions, 3 orphanDependents:bool, "
@@ -132,7 +137,7 @@ MESSAGES: dict[str, dict[int, F]] = {message: _parse_fields(spec) for message, s
 TOP_LEVEL = ("Namespace", "ConfigMap", "Secret", "ServiceAccount", "Service", "Deployment", "Job", "CronJob", "Role",
              "ClusterRole",
              "RoleBinding", "ClusterRoleBinding", "SelfSubjectAccessReview", "SubjectAccessReview",
-             "SelfSubjectRulesReview", "PodDisruptionBudget", "Eviction", "TokenRequest", "TokenReview",
+             "SelfSubjectRulesReview", "PodDisruptionBudget", "ResourceQuota", "Eviction", "TokenRequest", "TokenReview",
              "SelfSubjectReview")
 # Fields that are pointers in Go: a zero value was sent on purpose and is kept.
 _KEEP_ZERO = {("DeploymentSpec", "replicas"), ("ServicePort", "port"),

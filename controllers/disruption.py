@@ -16,7 +16,7 @@ from pklib.api import disruption
 from pklib.api.timefmt import format_time, now, parse_time
 from pklib.controller import ControllerContext, Controller
 from pklib.informer import Obj
-from pklib.resources import DEPLOYMENTS, PODDISRUPTIONBUDGETS, PODS, REPLICASETS, STATEFULSETS
+from pklib.resources import DEPLOYMENTS, PODDISRUPTIONBUDGETS, PODS, REPLICASETS, REPLICATIONCONTROLLERS, STATEFULSETS
 
 from .util import controller_ref, int_or_percent, is_pod_ready, meta, write_status
 
@@ -33,7 +33,7 @@ class DisruptionController(Controller):
         self.pdb_informer = self.watch(PODDISRUPTIONBUDGETS, self.enqueue, lambda old, new: self.enqueue(new))
         self.pod_informer = self.watch(PODS, self._pod_changed, self._pod_updated, self._pod_changed)
         self.owner_informers = {res.kind: self.watch(res, None, self._scale_changed)
-                                for res in (REPLICASETS, DEPLOYMENTS, STATEFULSETS)}
+                                for res in (REPLICASETS, DEPLOYMENTS, STATEFULSETS, REPLICATIONCONTROLLERS)}
 
     # -- event handlers: only enqueue the budgets concerned -----------------------------------------
 

@@ -35,7 +35,7 @@ FOREGROUND = "foregroundDeletion"
 ORPHAN = "orphan"
 
 # Kinds whose objects are owners or dependents in practice.
-TRACKED = ("pods", "replicasets", "deployments", "daemonsets", "statefulsets", "jobs", "cronjobs", "services",
+TRACKED = ("pods", "replicationcontrollers", "replicasets", "deployments", "daemonsets", "statefulsets", "jobs", "cronjobs", "services",
            "endpoints", "endpointslices", "configmaps", "secrets", "persistentvolumeclaims", "serviceaccounts",
            "leases", "controllerrevisions")
 

@@ -26,6 +26,7 @@ from pklib.events import EventRecorder
 from pklib.informer import InformerFactory
 from pklib.leaderelection import LeaderElector
 
+from .apiservice import APIServiceController
 from .cronjob import CronJobController
 from .daemonset import DaemonSetController
 from .deployment import DeploymentController
@@ -39,7 +40,8 @@ from .nodeipam import NodeIpamController
 from .nodelifecycle import NodeLifecycleController
 from .persistentvolume import PersistentVolumeController
 from .podgc import PodGCController
-from .replicaset import ReplicaSetController
+from .replicaset import ReplicaSetController, ReplicationControllerController
+from .resourcequota import ResourceQuotaController
 from .serviceaccounts import RootCACertPublisher, ServiceAccountsController
 from .statefulset import StatefulSetController
 from .ttlafterfinished import TTLAfterFinishedController
@@ -65,6 +67,9 @@ REGISTRY: list[type[Controller]] = [
     ServiceAccountsController,
     RootCACertPublisher,
     PodGCController,
+    ReplicationControllerController,
+    ResourceQuotaController,
+    APIServiceController,
 ]
 
 LEASE_NAME = "pkube-controller-manager"

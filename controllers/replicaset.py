@@ -1,5 +1,8 @@
 """ReplicaSet controller: keep `spec.replicas` active pods matching the selector.
 
+ReplicationControllers (core/v1, equality selectors: `selector_of` reads their label map) are reconciled by the
+same machinery, as `ReplicationControllerController`.
+
 sync(rs): claim pods (adopt orphans, release non-matching), then, if the
 expectations from the previous round were met, create or delete the difference,
 then write status. Creates go out in slow-start batches (1, 2, 4, ...) so that a
@@ -13,7 +16,7 @@ from pklib.controller import ControllerContext
 from pklib.errors import ApiError
 from pklib.informer import Obj, Store
 from pklib.objects import key_of
-from pklib.resources import PODS, REPLICASETS
+from pklib.resources import PODS, REPLICASETS, REPLICATIONCONTROLLERS, Resource
 
 from .claims import claim
 from .util import (PodOwnerController, available_in, controller_ref, delete_pods, is_pod_active, is_pod_ready, meta,
@@ -27,10 +30,11 @@ SLOW_START_INITIAL_BATCH = 1
 class ReplicaSetController(PodOwnerController):
     name = "replicaset"
     owner_kind = "ReplicaSet"
+    resource: Resource = REPLICASETS
 
     def __init__(self, ctx: ControllerContext):
         super().__init__(ctx)
-        self.rs_informer = self.watch(REPLICASETS, self.enqueue, self._rs_updated, self._rs_deleted)
+        self.rs_informer = self.watch(self.resource, self.enqueue, self._rs_updated, self._rs_deleted)
         self.pod_informer = self.watch(PODS, self._pod_added, self._pod_updated, self._pod_deleted)
 
     # -- event handlers: only bookkeeping and enqueueing ----------------------------------------
@@ -142,7 +146,13 @@ class ReplicaSetController(PodOwnerController):
                 self.queue.add_after(key_of(rs), min(waits) + 0.1)
         if status == {k: v for k, v in old.items() if k in status or k == "conditions"}:
             return
-        await write_status(self.client, REPLICASETS, rs, status)
+        await write_status(self.client, self.resource, rs, status)
+
+
+class ReplicationControllerController(ReplicaSetController):
+    name = "replicationcontroller"
+    owner_kind = "ReplicationController"
+    resource = REPLICATIONCONTROLLERS
 
 
 def compute_status(rs: Obj, pods: list[Obj]) -> dict[str, Any]:

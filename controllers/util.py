@@ -83,6 +83,8 @@ def selector_of(obj: Obj) -> LabelSelector | None:
     sel = (obj.get("spec") or {}).get("selector")
     if not sel:
         return None
+    if obj.get("kind") == "ReplicationController" and isinstance(sel, dict):
+        sel = {"matchLabels": sel}  # an equality selector: a plain label map
     try:
         parsed = selector_from_match(sel)
     except SelectorError:

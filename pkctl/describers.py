@@ -281,6 +281,37 @@ def _replicated(out: Out, o: Obj, now: datetime) -> None:
     _pod_template(out, spec.get("template") or {})
 
 
+def _replication_controller(out: Out, o: Obj, now: datetime) -> None:
+    spec = o.get("spec") or {}
+    _replicated(out, dict(o, spec=dict(spec, selector={"matchLabels": spec.get("selector") or {}})), now)
+
+
+def _quota(out: Out, o: Obj, now: datetime) -> None:
+    """kubectl's describeQuota: scopes, then used/hard per resource of status.hard."""
+    spec, status = o.get("spec") or {}, o.get("status") or {}
+    if spec.get("scopes"):
+        out.w(0, "Scopes:", ", ".join(spec["scopes"]))
+    for expr in (spec.get("scopeSelector") or {}).get("matchExpressions") or []:
+        values = ",".join(expr.get("values") or [])
+        out.w(0, "Scope Selector:", f"{expr.get('scopeName')} {expr.get('operator')} {values}".rstrip())
+    out.w(0, "Resource", "Used", "Hard")
+    out.w(0, "--------", "----", "----")
+    used = status.get("used") or {}
+    for name, hard in sorted((status.get("hard") or {}).items()):
+        out.w(0, name, used.get(name, "0"), hard)
+
+
+def _limit_range(out: Out, o: Obj, now: datetime) -> None:
+    """kubectl's describeLimitRange: one row per item and resource, `-` where a bound is not set."""
+    fields = ("min", "max", "defaultRequest", "default", "maxLimitRequestRatio")
+    out.w(0, "Type", "Resource", "Min", "Max", "Default Request", "Default Limit", "Max Limit/Request Ratio")
+    out.w(0, "----", "--------", "---", "---", "---------------", "-------------", "-----------------------")
+    for item in (o.get("spec") or {}).get("limits") or []:
+        names = sorted({n for f in fields for n in (item.get(f) or {})})
+        for name in names:
+            out.w(0, item.get("type", ""), name, *((item.get(f) or {}).get(name, "-") for f in fields))
+
+
 def _job(out: Out, o: Obj, now: datetime) -> None:
     """kubectl's describeJob."""
     spec, status = o.get("spec") or {}, o.get("status") or {}
@@ -470,7 +501,10 @@ _KINDS: dict[str, Callable[[Out, Obj, datetime], None]] = {
     "Pod": _pod, "Deployment": _deployment, "ReplicaSet": _replicated, "StatefulSet": _replicated,
     "DaemonSet": _replicated, "Node": _node, "Namespace": _namespace,
     "ConfigMap": _configmap, "Secret": _secret, "Job": _job, "CronJob": _cronjob, "PodDisruptionBudget": _pdb,
+    "ReplicationController": _replication_controller, "ResourceQuota": _quota, "LimitRange": _limit_range,
 }
+# Kinds kubectl describes with their name and namespace only before their own part, and without events.
+_BARE = ("ResourceQuota", "LimitRange")
 
 
 def events_section(out: Out, events: list[Obj], now: datetime) -> None:
@@ -510,6 +544,11 @@ def describe(res: Resource, obj: Obj, events: list[Obj] | None, now: datetime,
     """The describe text of one object; `events` None leaves the Events section out (kinds without events)."""
     related = related or Related()
     out = Out()
+    if res.kind in _BARE:
+        out.w(0, "Name:", _meta(obj).get("name", ""))
+        out.w(0, "Namespace:", _meta(obj).get("namespace", ""))
+        _KINDS[res.kind](out, obj, now)
+        return out.text()
     # kubectl shows CreationTimestamp for these and for kinds without their own describer.
     created = res.kind in ("Deployment", "StatefulSet", "Node") or (res.kind not in _KINDS and res.kind != "Service")
     _common(out, obj, res.namespaced, now, created=created)

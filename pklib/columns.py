@@ -463,6 +463,35 @@ def _pdb(o: Obj, now: datetime) -> list[str]:
             str(_int(_status(o).get("disruptionsAllowed"))), _age(o, now)]
 
 
+def _rc_wide(o: Obj, now: datetime) -> list[str]:
+    return [*_containers_images(_template_spec(o)), map_string(_spec(o).get("selector"))]
+
+
+def _resourcequota(o: Obj, now: datetime) -> list[str]:
+    # kubectl's printResourceQuota: used/hard per resource of spec.hard, limits.* in their own column.
+    status = _status(o)
+    used, hard = status.get("used") or {}, status.get("hard") or {}
+    request: list[str] = []
+    limit: list[str] = []
+    for name in sorted(_spec(o).get("hard") or {}):
+        column = limit if name.split(".")[0] == "limits" and "." in name else request
+        column.append(f"{name}: {used.get(name, '0')}/{hard.get(name, '0')}")
+    return [_age(o, now), ", ".join(request), ", ".join(limit)]
+
+
+def _apiservice(o: Obj, now: datetime) -> list[str]:
+    service = _spec(o).get("service")
+    where = f"{service.get('namespace', '')}/{service.get('name', '')}" if isinstance(service, dict) else "Local"
+    available = next((c for c in _status(o).get("conditions") or [] if c.get("type") == "Available"), None)
+    if available is None:
+        shown = "Unknown"
+    elif available.get("status") == "True":
+        shown = "True"
+    else:
+        shown = f"{available.get('status')} ({available.get('reason', '')})"
+    return [where, shown, _age(o, now)]
+
+
 def _created_at(o: Obj, now: datetime) -> list[str]:
     return [_meta(o).get("creationTimestamp") or ""]
 
@@ -533,6 +562,11 @@ _TABLES: dict[str, tuple[list[str], Row, list[str], Row]] = {
     "StorageClass": (["PROVISIONER", "RECLAIMPOLICY", "VOLUMEBINDINGMODE", "ALLOWVOLUMEEXPANSION", "AGE"],
                      _storageclass, [], _nothing),
     "PriorityClass": (["VALUE", "GLOBAL-DEFAULT", "AGE", "PREEMPTIONPOLICY"], _priorityclass, [], _nothing),
+    "ReplicationController": (["DESIRED", "CURRENT", "READY", "AGE"], _replicaset, ["CONTAINERS", "IMAGES", "SELECTOR"],
+                              _rc_wide),
+    "ResourceQuota": (["AGE", "REQUEST", "LIMIT"], _resourcequota, [], _nothing),
+    "LimitRange": (["CREATED AT"], _created_at, [], _nothing),
+    "APIService": (["SERVICE", "AVAILABLE", "AGE"], _apiservice, [], _nothing),
     "PodDisruptionBudget": (["MIN AVAILABLE", "MAX UNAVAILABLE", "ALLOWED DISRUPTIONS", "AGE"], _pdb, [], _nothing),
     "Role": (["CREATED AT"], _created_at, [], _nothing),
     "ClusterRole": (["CREATED AT"], _created_at, [], _nothing),

@@ -74,6 +74,10 @@ PVS = _r("", "v1", "PersistentVolume", "persistentvolumes", False, ("pv",), ("st
 PVCS = _r("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, ("pvc",), ("status",))
 EVENTS = _r("", "v1", "Event", "events", True, ("ev",))
 SERVICEACCOUNTS = _r("", "v1", "ServiceAccount", "serviceaccounts", True, ("sa",), ("token",))
+LIMITRANGES = _r("", "v1", "LimitRange", "limitranges", True, ("limits",))
+RESOURCEQUOTAS = _r("", "v1", "ResourceQuota", "resourcequotas", True, ("quota",), ("status",))
+REPLICATIONCONTROLLERS = _r("", "v1", "ReplicationController", "replicationcontrollers", True, ("rc",),
+                            ("status", "scale"), ("all",))
 DEPLOYMENTS = _r("apps", "v1", "Deployment", "deployments", True, ("deploy",), ("status", "scale"), ("all",))
 REPLICASETS = _r("apps", "v1", "ReplicaSet", "replicasets", True, ("rs",), ("status", "scale"), ("all",))
 DAEMONSETS = _r("apps", "v1", "DaemonSet", "daemonsets", True, ("ds",), ("status",), ("all",))
@@ -86,6 +90,8 @@ ENDPOINTSLICES = _r("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices",
 STORAGECLASSES = _r("storage.k8s.io", "v1", "StorageClass", "storageclasses", False, ("sc",))
 PRIORITYCLASSES = _r("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", False, ("pc",))
 PODDISRUPTIONBUDGETS = _r("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True, ("pdb",), ("status",))
+APISERVICES = _r("apiregistration.k8s.io", "v1", "APIService", "apiservices", False, (), ("status",),
+                 ("api-extensions",))
 CRDS = _r("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", False,
           ("crd", "crds"), ("status",), ("api-extensions",))
 RBAC_GROUP = "rbac.authorization.k8s.io"
@@ -106,9 +112,11 @@ SELFSUBJECTREVIEWS = _r(AUTHENTICATION_GROUP, "v1", "SelfSubjectReview", "selfsu
                         verbs=("create",))
 
 RESOURCES: tuple[Resource, ...] = (
-    NAMESPACES, PODS, SERVICES, ENDPOINTS, NODES, CONFIGMAPS, SECRETS, PVS, PVCS, EVENTS, SERVICEACCOUNTS, DEPLOYMENTS,
+    NAMESPACES, PODS, SERVICES, ENDPOINTS, NODES, CONFIGMAPS, SECRETS, PVS, PVCS, EVENTS, SERVICEACCOUNTS,
+    LIMITRANGES, RESOURCEQUOTAS, REPLICATIONCONTROLLERS, DEPLOYMENTS,
     REPLICASETS, DAEMONSETS, STATEFULSETS, JOBS, CRONJOBS, CONTROLLERREVISIONS, LEASES, ENDPOINTSLICES, STORAGECLASSES,
     PRIORITYCLASSES, PODDISRUPTIONBUDGETS, ROLES, CLUSTERROLES, ROLEBINDINGS, CLUSTERROLEBINDINGS, CRDS,
+    APISERVICES,
     SELFSUBJECTACCESSREVIEWS, SUBJECTACCESSREVIEWS, SELFSUBJECTRULESREVIEWS, TOKENREVIEWS, SELFSUBJECTREVIEWS,
 )
 # Kinds served by a handler of their own instead of storage (they have no objects to list or get).

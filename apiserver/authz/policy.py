@@ -47,6 +47,8 @@ _VIEW = [
                         "persistentvolumeclaims", "persistentvolumeclaims/status", "configmaps")),
     rule(READ, LEGACY, ("bindings", "events", "pods/status", "namespaces/status", "pods/log")),
     rule(READ, LEGACY, ("namespaces",)),
+    rule(READ, LEGACY, ("limitranges", "resourcequotas", "resourcequotas/status", "replicationcontrollers",
+                        "replicationcontrollers/scale", "replicationcontrollers/status")),
     rule(READ, DISCOVERY, ("endpointslices",)),
     rule(READ, APPS, ("controllerrevisions", "statefulsets", "statefulsets/scale", "statefulsets/status",
                       "daemonsets", "daemonsets/status", "deployments", "deployments/scale", "deployments/status",
@@ -60,7 +62,7 @@ _EDIT = [
     rule(WRITE, LEGACY, ("pods", "pods/attach", "pods/proxy", "pods/exec", "pods/portforward")),
     rule("create", LEGACY, ("pods/eviction",)),
     rule(WRITE, LEGACY, ("serviceaccounts", "services", "services/proxy", "persistentvolumeclaims", "configmaps",
-                         "secrets", "events")),
+                         "secrets", "events", "replicationcontrollers", "replicationcontrollers/scale")),
     rule("create", LEGACY, ("serviceaccounts/token",)),
     rule(WRITE, APPS, ("statefulsets", "statefulsets/scale", "daemonsets", "deployments", "deployments/scale",
                        "deployments/rollback", "replicasets", "replicasets/scale")),
@@ -120,6 +122,7 @@ _CONTROLLER_MANAGER = [
     rule("create", DISCOVERY, ("endpointslices",)),
     rule("create", STORAGE, ("storageclasses",)),
     rule("create", AUTHORIZATION, ("subjectaccessreviews",)),
+    rule("create", "apiregistration.k8s.io", ("apiservices",)),  # the Local APIServices of CRDs' group versions
 ]
 _NODE = [
     rule("create", AUTHORIZATION, ("subjectaccessreviews", "localsubjectaccessreviews")),

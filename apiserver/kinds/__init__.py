@@ -8,6 +8,7 @@ from __future__ import annotations
 from pklib.resources import Resource
 
 from . import services
+from .apiservices import APIServiceStrategy
 from .base import KindStrategy, Rollback
 from .batch import CronJobStrategy, JobStrategy
 from .config import ConfigMapStrategy, SecretStrategy
@@ -20,9 +21,11 @@ from .namespaces import NamespaceStrategy, NodeStrategy
 from .persistence import PersistentVolumeClaimStrategy, PersistentVolumeStrategy, StorageClassStrategy
 from .pods import PodStrategy
 from .priorityclasses import PriorityClassStrategy
+from .quota import LimitRangeStrategy, ResourceQuotaStrategy
 from .rbac import ClusterRoleBindingStrategy, ClusterRoleStrategy, RoleBindingStrategy, RoleStrategy
 from .revisions import ControllerRevisionStrategy
-from .workloads import DaemonSetStrategy, DeploymentStrategy, ReplicaSetStrategy, StatefulSetStrategy
+from .workloads import (DaemonSetStrategy, DeploymentStrategy, ReplicaSetStrategy, ReplicationControllerStrategy,
+                        StatefulSetStrategy)
 
 __all__ = ["Cause", "KindStrategy", "Rollback", "configure", "custom_generation", "set_custom", "strategy_for"]
 
@@ -34,7 +37,8 @@ _STRATEGIES: dict[str, KindStrategy] = {s.kind: s for s in (
     PersistentVolumeStrategy(), PersistentVolumeClaimStrategy(), StorageClassStrategy(),
     DeploymentStrategy(), ReplicaSetStrategy(), DaemonSetStrategy(), StatefulSetStrategy(),
     JobStrategy(), CronJobStrategy(), ControllerRevisionStrategy(), PriorityClassStrategy(),
-    PodDisruptionBudgetStrategy(),
+    PodDisruptionBudgetStrategy(), LimitRangeStrategy(), ResourceQuotaStrategy(), ReplicationControllerStrategy(),
+    APIServiceStrategy(),
     RoleStrategy(), ClusterRoleStrategy(), RoleBindingStrategy(), ClusterRoleBindingStrategy(),
     CustomResourceDefinitionStrategy(),
 )}

@@ -267,3 +267,40 @@ class StatefulSetStrategy(WorkloadStrategy):
             changed = sorted(k for k in set(fixed_new) | set(fixed_old) if fixed_new.get(k) != fixed_old.get(k))
             return [forbidden(path, f"{_STS_UPDATE_FORBIDDEN} (changed: {', '.join(show(c) for c in changed)})")]
         return []
+
+
+class ReplicationControllerStrategy(WorkloadStrategy):
+    """core/v1 ReplicationController: a ReplicaSet with an equality selector (a plain label map), which
+    defaults to the template's labels (as do the controller's own labels), and may change."""
+    kind = "ReplicationController"
+    status_zero = {"replicas": 0}
+    field_labels = ("status.replicas",)
+
+    def apply_defaults(self, obj: dict[str, Any]) -> None:
+        super().apply_defaults(obj)
+        spec = obj.get("spec")
+        labels = as_dict(as_dict(as_dict(spec).get("template")).get("metadata")).get("labels")
+        if not isinstance(spec, dict) or not isinstance(labels, dict) or not labels:
+            return
+        if not spec.get("selector"):
+            spec["selector"] = dict(labels)
+        meta = obj.get("metadata")
+        if isinstance(meta, dict) and not meta.get("labels"):
+            meta["labels"] = dict(labels)
+
+    def validate_object(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
+        spec = as_dict(obj.get("spec"))
+        if old is not None and spec == old.get("spec"):
+            return []
+        path = Path("spec")
+        selector = as_dict(spec.get("selector"))
+        causes = validate_labels(selector, path.child("selector")) if selector else [required(path.child("selector"))]
+        causes += self._validate_template(spec, {"matchLabels": selector}, path.child("template"), bool(causes))
+        for field in ("replicas", "minReadySeconds"):
+            causes += non_negative(path.child(field), spec.get(field))
+        return causes
+
+    def scale_of(self, obj: dict[str, Any]) -> tuple[int, int, str]:
+        spec, status = as_dict(obj.get("spec")), as_dict(obj.get("status"))
+        selector = ",".join(f"{k}={v}" for k, v in sorted(as_dict(spec.get("selector")).items()))
+        return int(spec.get("replicas", 1)), int(status.get("replicas") or 0), selector

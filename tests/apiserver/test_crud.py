@@ -8,8 +8,8 @@ import pytest
 
 from pklib.client import Client
 from pklib.errors import ApiError
-from pklib.resources import CRDS, RESOURCES, VIRTUAL, Resource, lookup
-from tests.support.samples import sample
+from pklib.resources import APISERVICES, CRDS, RESOURCES, VIRTUAL, Resource, lookup
+from tests.support.samples import apiservice, sample
 from tests.util import unique
 
 
@@ -19,7 +19,9 @@ from tests.util import unique
 async def test_crud_round_trip(client: Client, namespace: str, res: Resource) -> None:
     ns = namespace if res.namespaced else None
     name = unique(res.singular[:10])
-    created = await client.create(res, sample(res, name, ns), namespace=ns)
+    body = sample(res, name, ns) if res is not APISERVICES else apiservice(name)  # named version.group
+    name = body["metadata"]["name"]
+    created = await client.create(res, body, namespace=ns)
     meta = created["metadata"]
     assert meta["name"] == name and meta["uid"] and meta["creationTimestamp"].endswith("Z")
     assert int(meta["resourceVersion"]) > 0

@@ -11,10 +11,10 @@ from kubernetes import client as k8s
 from kubernetes import config
 
 from pklib.client import Client
-from pklib.resources import CRDS, NAMESPACES, NODES, RESOURCES, VIRTUAL, Resource
+from pklib.resources import APISERVICES, CRDS, NAMESPACES, NODES, RESOURCES, VIRTUAL, Resource
 from tests.support.controllers import controller_manager
 from tests.support.controlplane import ApiServer
-from tests.support.samples import sample
+from tests.support.samples import apiservice, sample
 from tests.util import unique, wait_for
 
 VIRTUAL_BODIES: dict[str, dict[str, Any]] = {
@@ -44,7 +44,7 @@ def typed_api(api: k8s.ApiClient, res: Resource) -> Any:
 
 
 def snake(kind: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", kind).lower()
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", kind).lower()  # APIService: api_service
 
 
 def method(api: Any, verb: str, res: Resource) -> Callable[..., Any]:
@@ -63,6 +63,9 @@ def test_create_read_list_decode(api: k8s.ApiClient, res: Resource) -> None:
         k8s.CoreV1Api(api).create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=ns)))
     name = unique("obj") if not res.namespaced else "obj"
     body = sample(res, name, ns)
+    if res is APISERVICES:  # named version.group
+        body = apiservice(name)
+        name = body["metadata"]["name"]
     args = (ns,) if ns else ()
     try:
         created = method(typed, "create", res)(*args, body)

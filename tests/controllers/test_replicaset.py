@@ -87,3 +87,30 @@ async def test_min_ready_seconds_delays_availability(client: Client, namespace: 
 async def _pods_if(client: Client, namespace: str, selector: str, n: int) -> list[dict[str, Any]] | None:
     pods = [p for p in await list_pods(client, namespace, selector) if not p["metadata"].get("deletionTimestamp")]
     return pods if len(pods) == n else None
+
+
+async def test_replication_controller_with_equality_selector(client: Client, namespace: str,
+                                                            start_manager: Any) -> None:
+    """A ReplicationController (core/v1) is reconciled by the same machinery: its plain label-map selector defaults
+    to the template's labels, its scale subresource drives the pods, and its status counts them."""
+    rcs = must_lookup("replicationcontrollers")
+    await start_manager("replicationcontroller")
+    template = {"metadata": {"labels": {"app": "old", "tier": "x"}},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+    rc = await client.create(rcs, {"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": "old"},
+                                   "spec": {"replicas": 2, "template": template}}, namespace)
+    assert rc["spec"]["selector"] == {"app": "old", "tier": "x"} and rc["metadata"]["labels"] == rc["spec"]["selector"]
+    pods = await wait_for(lambda: _pods_if(client, namespace, "app=old", 2), message="2 pods of the RC")
+    assert {p["metadata"]["ownerReferences"][0]["kind"] for p in pods} == {"ReplicationController"}
+
+    scale = await client.get(rcs, "old", namespace, subresource="scale")
+    assert (scale["kind"], scale["spec"]["replicas"], scale["status"]["selector"]) == \
+        ("Scale", 2, "app=old,tier=x")
+    scale["spec"]["replicas"] = 3
+    await client.update(rcs, scale, subresource="scale")
+    await wait_for(lambda: _pods_if(client, namespace, "app=old", 3), message="scaled to 3 through /scale")
+
+    async def counted() -> Any:
+        s = (await client.get(rcs, "old", namespace)).get("status") or {}
+        return s if (s.get("replicas"), s.get("fullyLabeledReplicas")) == (3, 3) else None
+    await wait_for(counted, message="status counts 3 replicas")

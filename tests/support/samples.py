@@ -42,6 +42,13 @@ def _body(kind: str) -> dict[str, Any]:
         "StorageClass": {"provisioner": "pkube.io/hostpath"},
         "PriorityClass": {"value": 1000, "description": "for tests"},
         "PodDisruptionBudget": {"spec": {"minAvailable": 1, "selector": _SELECTOR}},
+        "LimitRange": {"spec": {"limits": [{"type": "Container", "max": {"cpu": "2"}, "min": {"cpu": "10m"}}]}},
+        "ResourceQuota": {"spec": {"hard": {"pods": "100", "requests.cpu": "100"}}},
+        "ReplicationController": {"spec": {"replicas": 2, "selector": {"app": "web"}, "template": _TEMPLATE}},
+        # Named `version.group`: see apiservice()
+        "APIService": {"spec": {"group": "example.com", "version": "v1", "groupPriorityMinimum": 1000,
+                                "versionPriority": 15,
+                                "service": {"namespace": "default", "name": "example-api", "port": 443}}},
         "Role": {"rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}]},
         "ClusterRole": {"rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}]},
         "RoleBinding": {"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
@@ -52,6 +59,14 @@ def _body(kind: str) -> dict[str, Any]:
                                              "apiGroup": "rbac.authorization.k8s.io"}]},
     }
     return bodies[kind]
+
+
+def apiservice(version: str, group: str = "example.com") -> dict[str, Any]:
+    """A user's APIService, which Kubernetes names `version.group` (so it cannot take any name: not in sample())."""
+    body = copy.deepcopy(_body("APIService"))
+    body["spec"].update(group=group, version=version)
+    return {"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": f"{version}.{group}"},
+            **body}
 
 
 def sample(res: Resource, name: str, namespace: str | None = None, labels: dict[str, str] | None = None

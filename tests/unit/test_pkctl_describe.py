@@ -159,3 +159,24 @@ def test_describe_pod_env_sources_in_kubectl_words() -> None:
     assert "HOST_IP:    (v1:status.hostIP)" in text
     assert "COLOR:     <set to the key 'color' of config map 'cfg'>  Optional: false" in text
     assert "PASS:      <set to the key 'pw' in secret 'sec'>         Optional: true" in text
+
+
+def test_describe_quota_and_limit_range_as_kubectl() -> None:
+    quota = {"metadata": {"name": "rq", "namespace": "q", "labels": {"a": "b"}},
+             "spec": {"hard": {"pods": "2", "limits.cpu": "1"}, "scopes": ["NotBestEffort"]},
+             "status": {"hard": {"pods": "2", "limits.cpu": "1"}, "used": {"pods": "1", "limits.cpu": "500m"}}}
+    assert describe(kind("quota"), quota, [], NOW).splitlines() == [
+        "Name:       rq", "Namespace:  q", "Scopes:     NotBestEffort",
+        "Resource    Used  Hard", "--------    ----  ----", "limits.cpu  500m  1", "pods        1     2"]
+    limits = {"metadata": {"name": "lr", "namespace": "q"},
+              "spec": {"limits": [{"type": "Container", "max": {"cpu": "1"}, "default": {"cpu": "1"},
+                                   "defaultRequest": {"cpu": "1"}}]}}
+    assert describe(kind("limits"), limits, [], NOW).splitlines() == [  # one tabwriter block, as kubectl's
+        "Name:       lr", "Namespace:  q",
+        "Type        Resource  Min  Max  Default Request  Default Limit  Max Limit/Request Ratio",
+        "----        --------  ---  ---  ---------------  -------------  -----------------------",
+        "Container   cpu       -    1    1                1              -"]
+    rc = {"metadata": {"name": "web", "namespace": "q"},
+          "spec": {"replicas": 2, "selector": {"app": "web"}, "template": {"spec": {"containers": []}}},
+          "status": {"replicas": 2}}
+    assert "Selector:        app=web" in describe(kind("rc"), rc, None, NOW).splitlines()
