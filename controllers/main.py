@@ -32,6 +32,7 @@ from .deployment import DeploymentController
 from .disruption import DisruptionController
 from .endpoints import EndpointsController
 from .garbagecollector import GarbageCollector
+from .hpa import HorizontalPodAutoscalerController
 from .job import JobController
 from .metrics import ManagerState, serve
 from .namespace import NamespaceController
@@ -65,6 +66,7 @@ REGISTRY: list[type[Controller]] = [
     ServiceAccountsController,
     RootCACertPublisher,
     PodGCController,
+    HorizontalPodAutoscalerController,
 ]
 
 LEASE_NAME = "pkube-controller-manager"

@@ -463,6 +463,32 @@ def _pdb(o: Obj, now: datetime) -> list[str]:
             str(_int(_status(o).get("disruptionsAllowed"))), _age(o, now)]
 
 
+def _hpa_metric(metric: Obj, current: Obj | None) -> str:
+    """One metric of the TARGETS column, as kubectl formats it: `cpu: 40%/80%`, `memory: 10Mi/100Mi`."""
+    kind = metric.get("type", "")
+    member = {"Resource": "resource", "ContainerResource": "containerResource"}.get(kind)
+    if member is None:
+        return "<unknown>/<unknown>"
+    source, now_value = metric.get(member) or {}, ((current or {}).get(member) or {}).get("current") or {}
+    target = source.get("target") or {}
+    if "averageValue" in target:
+        return f"{source.get('name', '')}: {now_value.get('averageValue', '<unknown>')}/{target['averageValue']}"
+    shown = f"{now_value['averageUtilization']}%" if "averageUtilization" in now_value else "<unknown>"
+    wanted = f"{target['averageUtilization']}%" if "averageUtilization" in target else "<auto>"
+    return f"{source.get('name', '')}: {shown}/{wanted}"
+
+
+def _hpa(o: Obj, now: datetime) -> list[str]:
+    spec, status = _spec(o), _status(o)
+    ref = spec.get("scaleTargetRef") or {}
+    metrics, currents = spec.get("metrics") or [], status.get("currentMetrics") or []
+    shown = [_hpa_metric(m, currents[i] if i < len(currents) else None) for i, m in enumerate(metrics)]
+    targets = ", ".join(shown[:2]) + (f" + {len(shown) - 2} more..." if len(shown) > 2 else "") if shown else "<none>"
+    return [f"{ref.get('kind', '')}/{ref.get('name', '')}", targets,
+            str(spec["minReplicas"]) if "minReplicas" in spec else "<unset>", str(_int(spec.get("maxReplicas"))),
+            str(_int(status.get("currentReplicas"))), _age(o, now)]
+
+
 def _created_at(o: Obj, now: datetime) -> list[str]:
     return [_meta(o).get("creationTimestamp") or ""]
 
@@ -534,6 +560,7 @@ _TABLES: dict[str, tuple[list[str], Row, list[str], Row]] = {
                      _storageclass, [], _nothing),
     "PriorityClass": (["VALUE", "GLOBAL-DEFAULT", "AGE", "PREEMPTIONPOLICY"], _priorityclass, [], _nothing),
     "PodDisruptionBudget": (["MIN AVAILABLE", "MAX UNAVAILABLE", "ALLOWED DISRUPTIONS", "AGE"], _pdb, [], _nothing),
+    "HorizontalPodAutoscaler": (["REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"], _hpa, [], _nothing),
     "Role": (["CREATED AT"], _created_at, [], _nothing),
     "ClusterRole": (["CREATED AT"], _created_at, [], _nothing),
     "CustomResourceDefinition": (["CREATED AT"], _created_at, [], _nothing),

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pklib.resources import Resource
 
 from . import services
+from .autoscaling import HorizontalPodAutoscalerStrategy
 from .base import KindStrategy, Rollback
 from .batch import CronJobStrategy, JobStrategy
 from .config import ConfigMapStrategy, SecretStrategy
@@ -34,7 +35,7 @@ _STRATEGIES: dict[str, KindStrategy] = {s.kind: s for s in (
     PersistentVolumeStrategy(), PersistentVolumeClaimStrategy(), StorageClassStrategy(),
     DeploymentStrategy(), ReplicaSetStrategy(), DaemonSetStrategy(), StatefulSetStrategy(),
     JobStrategy(), CronJobStrategy(), ControllerRevisionStrategy(), PriorityClassStrategy(),
-    PodDisruptionBudgetStrategy(),
+    PodDisruptionBudgetStrategy(), HorizontalPodAutoscalerStrategy(),
     RoleStrategy(), ClusterRoleStrategy(), RoleBindingStrategy(), ClusterRoleBindingStrategy(),
     CustomResourceDefinitionStrategy(),
 )}

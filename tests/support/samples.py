@@ -42,6 +42,8 @@ def _body(kind: str) -> dict[str, Any]:
         "StorageClass": {"provisioner": "pkube.io/hostpath"},
         "PriorityClass": {"value": 1000, "description": "for tests"},
         "PodDisruptionBudget": {"spec": {"minAvailable": 1, "selector": _SELECTOR}},
+        "HorizontalPodAutoscaler": {"spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                                                "name": "web"}, "maxReplicas": 3}},
         "Role": {"rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}]},
         "ClusterRole": {"rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}]},
         "RoleBinding": {"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
