@@ -31,11 +31,13 @@ from .util import is_pod_ready, meta, write_status
 
 
 class MetricsUnavailable(Exception):
-    """A metric cannot be computed: (event/condition reason, message)."""
+    """A metric cannot be computed: the event/condition reason, the message, and the summary of all metrics'
+    errors (the FailedComputeMetricsReplicas event)."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, summary: str = "") -> None:
         super().__init__(message)
         self.reason = reason
+        self.summary = summary or f"invalid metrics (1 invalid out of 1), first error is: {message}"
 
 
 def _milli(text: Any) -> int | None:
@@ -129,9 +131,7 @@ class HorizontalPodAutoscalerController(Controller):
                 proposed, metric_name, metrics = await self._from_metrics(hpa, scale, current)
             except MetricsUnavailable as e:
                 self.recorder.warning(hpa, e.reason, str(e))
-                self.recorder.warning(hpa, "FailedComputeMetricsReplicas",
-                                      f"invalid metrics ({len(spec.get('metrics') or [])} invalid out of "
-                                      f"{len(spec.get('metrics') or [])}), first error is: {e}")
+                self.recorder.warning(hpa, "FailedComputeMetricsReplicas", e.summary)
                 _condition(status, "ScalingActive", "False", e.reason,
                            f"the HPA was unable to compute the replica count: {e}")
                 status["desiredReplicas"] = current
@@ -185,50 +185,66 @@ class HorizontalPodAutoscalerController(Controller):
         usage = {m["metadata"]["name"]: m for m in listed.get("items") or []}
         best: tuple[int, str] | None = None
         currents: list[Obj] = []
-        for metric in hpa["spec"].get("metrics") or []:
-            kind = metric.get("type")
-            if kind not in ("Resource", "ContainerResource"):
-                continue  # Pods/Object/External metrics need a custom metrics API pkube does not serve
-            member = "resource" if kind == "Resource" else "containerResource"
-            source = metric[member]
-            resource, container = source["name"], source.get("container")
-            target = source["target"]
-            if metrics_error is not None:
-                raise MetricsUnavailable("FailedGetResourceMetric", f"failed to get {resource} utilization: "
-                                                                    f"unable to get metrics for resource {resource}: "
-                                                                    f"{metrics_error}")
-            samples = [self._sample(p, usage.get(meta(p)["name"]), resource, container) for p in pods]
-            utilization = target.get("averageUtilization") if target["type"] == "Utilization" else None
-            average = _milli(target.get("averageValue")) if target["type"] == "AverageValue" else None
+        errors: list[MetricsUnavailable] = []
+        specs = hpa["spec"].get("metrics") or []
+        for metric in specs:
             try:
-                rec = autoscaling.resource_replicas(current, samples, target_utilization=utilization,
-                                                    target_average=average, resource=resource,
-                                                    tolerance=self.tolerance)
-            except autoscaling.MetricError as e:
-                what = "utilization" if utilization is not None else "resource metric value"
-                raise MetricsUnavailable("FailedGetResourceMetric", f"failed to get {resource} {what}: {e}") \
-                    from None
-            name = (f"{resource} resource utilization (percentage of request)" if utilization is not None
-                    else f"{resource} resource")
-            if container:
-                name = f"{resource} container resource" + (" utilization (percentage of request)"
-                                                            if utilization is not None else "")
-            now_value: Obj = {}
-            if rec.utilization is not None:
-                now_value["averageUtilization"] = rec.utilization
-                raw = [s.usage for s in samples if s.usage is not None and s.ready and not s.ignored]
-                now_value["averageValue"] = _quantity(resource, sum(raw) // max(1, len(raw)))
-            if rec.average is not None:
-                now_value["averageValue"] = _quantity(resource, rec.average)
-            entry: Obj = {"name": resource, "current": now_value}
-            if container:
-                entry["container"] = container
-            currents.append({"type": kind, member: entry})
-            if best is None or rec.replicas > best[0]:
-                best = (rec.replicas, name)
-        if best is None:
-            raise MetricsUnavailable("FailedGetResourceMetric", "no resource metrics to compute a replica count from")
+                replicas, name, entry = self._one_metric(metric, pods, usage, metrics_error, current)
+            except MetricsUnavailable as e:
+                errors.append(e)
+                continue
+            currents.append(entry)
+            if best is None or replicas > best[0]:
+                best = (replicas, name)
+        # Kubernetes' rule: all metrics invalid, or some invalid while the valid ones argue for scaling down
+        if best is None and not errors:
+            raise MetricsUnavailable("FailedGetResourceMetric", "no metrics to compute a replica count from")
+        if errors and (best is None or best[0] < current):
+            first = errors[0]
+            raise MetricsUnavailable(first.reason, str(first), f"invalid metrics ({len(errors)} invalid out of "
+                                                               f"{len(specs)}), first error is: {first}")
+        assert best is not None
         return best[0], best[1], currents
+
+    def _one_metric(self, metric: Obj, pods: list[Obj], usage: dict[str, Obj], metrics_error: str | None,
+                    current: int) -> tuple[int, str, Obj]:
+        """(replicas, the metric's name in messages, its currentMetrics entry) for one metric of the spec."""
+        kind = metric.get("type", "")
+        if kind not in ("Resource", "ContainerResource"):
+            what = kind.lower()
+            raise MetricsUnavailable(f"FailedGet{kind}Metric", f"failed to get {what} metric value: unable to fetch "
+                                                               "metrics from custom metrics API: pkube serves no "
+                                                               "custom or external metrics API")
+        member = "resource" if kind == "Resource" else "containerResource"
+        source = metric[member]
+        resource, container = source["name"], source.get("container")
+        target = source["target"]
+        reason = "FailedGetResourceMetric" if kind == "Resource" else "FailedGetContainerResourceMetric"
+        utilization = target.get("averageUtilization") if target["type"] == "Utilization" else None
+        what = "utilization" if utilization is not None else "resource metric value"
+        if metrics_error is not None:
+            raise MetricsUnavailable(reason, f"failed to get {resource} {what}: unable to get metrics for resource "
+                                             f"{resource}: {metrics_error}")
+        samples = [self._sample(p, usage.get(meta(p)["name"]), resource, container) for p in pods]
+        average = _milli(target.get("averageValue")) if target["type"] == "AverageValue" else None
+        try:
+            rec = autoscaling.resource_replicas(current, samples, target_utilization=utilization,
+                                                target_average=average, resource=resource, tolerance=self.tolerance)
+        except autoscaling.MetricError as e:
+            raise MetricsUnavailable(reason, f"failed to get {resource} {what}: {e}") from None
+        name = f"{resource} {'container ' if container else ''}resource" + (
+            " utilization (percentage of request)" if utilization is not None else "")
+        now_value: Obj = {}
+        if rec.utilization is not None:
+            now_value["averageUtilization"] = rec.utilization
+            raw = [s.usage for s in samples if s.usage is not None and s.ready and not s.ignored]
+            now_value["averageValue"] = _quantity(resource, sum(raw) // max(1, len(raw)))
+        if rec.average is not None:
+            now_value["averageValue"] = _quantity(resource, rec.average)
+        entry: Obj = {"name": resource, "current": now_value}
+        if container:
+            entry["container"] = container
+        return rec.replicas, name, {"type": kind, member: entry}
 
     @staticmethod
     def _sample(pod: Obj, metrics: Obj | None, resource: str, container: str | None) -> autoscaling.PodSample:

@@ -84,6 +84,7 @@ async def test_top_nodes_and_pods(kc: Client, ns: str, kubectl: Kubectl, hpa_nod
     assert line[2].endswith("Mi")
     header = kubectl("top", "pods", "-n", ns).stdout.splitlines()[0].split()
     assert header == ["NAME", "CPU(cores)", "MEMORY(bytes)"]
+    assert kubectl("top", "pods", "-n", ns, "-l", "app=other").stderr.strip() == f"No resources found in {ns} namespace."
     nodes = kubectl("top", "nodes").stdout.splitlines()
     assert nodes[0].split() == ["NAME", "CPU(cores)", "CPU(%)", "MEMORY(bytes)", "MEMORY(%)"]
     assert nodes[1].split()[0] == hpa_node.name and nodes[1].split()[2].endswith("%")
@@ -128,6 +129,8 @@ async def test_hpa_scales_out_under_load_and_back_in(kc: Client, ns: str, kubect
     assert table[0].split() == ["NAME", "REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"]
     cells = table[1].split()
     assert cells[:3] == ["burn", "Deployment/burn", "cpu:"] and cells[3].endswith("/50%"), table
+    described = kubectl("describe", "hpa", "burn", "-n", ns).stdout   # kubectl 1.32 reads autoscaling/v2
+    assert "Reference:" in described and "Deployment/burn" in described and "SuccessfulRescale" in described
 
     # the load now counts for little: the target is raised far above it
     await kc.patch(HPAS, "burn", {"spec": {"metrics": [{"type": "Resource", "resource": {
