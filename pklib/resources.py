@@ -107,6 +107,8 @@ SELFSUBJECTREVIEWS = _r(AUTHENTICATION_GROUP, "v1", "SelfSubjectReview", "selfsu
 # autoscaling/v2: scales a workload's scale subresource from resource metrics (controllers/hpa.py).
 HPAS = _r("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True, ("hpa",), ("status",),
           ("all",))
+HPAS_V1 = _r("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True, ("hpa",), ("status",),
+             ("all",))  # the same objects, converted (targetCPUUtilizationPercentage); v2 is the preferred version
 # metrics.k8s.io/v1beta1: read-only usage figures the apiserver serves from the kubelets (apiserver/metrics_api.py).
 NODEMETRICS = _r("metrics.k8s.io", "v1beta1", "NodeMetrics", "nodes", False, verbs=("get", "list"))
 PODMETRICS = _r("metrics.k8s.io", "v1beta1", "PodMetrics", "pods", True, verbs=("get", "list"))
@@ -116,7 +118,7 @@ RESOURCES: tuple[Resource, ...] = (
     REPLICASETS, DAEMONSETS, STATEFULSETS, JOBS, CRONJOBS, CONTROLLERREVISIONS, LEASES, ENDPOINTSLICES, STORAGECLASSES,
     PRIORITYCLASSES, PODDISRUPTIONBUDGETS, ROLES, CLUSTERROLES, ROLEBINDINGS, CLUSTERROLEBINDINGS, CRDS,
     SELFSUBJECTACCESSREVIEWS, SUBJECTACCESSREVIEWS, SELFSUBJECTRULESREVIEWS, TOKENREVIEWS, SELFSUBJECTREVIEWS, HPAS,
-    NODEMETRICS, PODMETRICS,
+    HPAS_V1, NODEMETRICS, PODMETRICS,
 )
 # Kinds served by a handler of their own instead of storage (they have no objects to list or get).
 VIRTUAL: tuple[Resource, ...] = (SELFSUBJECTACCESSREVIEWS, SUBJECTACCESSREVIEWS, SELFSUBJECTRULESREVIEWS, TOKENREVIEWS,

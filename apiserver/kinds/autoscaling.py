@@ -86,6 +86,15 @@ def _rules(rules: dict[str, Any], path: Path) -> list[Cause]:
 class HorizontalPodAutoscalerStrategy(KindStrategy):
     kind = "HorizontalPodAutoscaler"
     status_zero = {"currentReplicas": 0, "desiredReplicas": 0}
+    storage_version = hpa.V2   # autoscaling/v1 is served by converting (pklib/api/autoscaling.py to_v1/to_v2)
+
+    def convert(self, obj: dict[str, Any], api_version: str) -> None:
+        if obj.get("apiVersion") == api_version or api_version not in (hpa.V1, hpa.V2):
+            obj["apiVersion"] = api_version
+            return
+        converted = hpa.to_v1(obj) if api_version == hpa.V1 else hpa.to_v2(obj)
+        obj.clear()
+        obj.update(converted)
 
     def apply_defaults(self, obj: dict[str, Any]) -> None:
         spec = obj.get("spec")

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -257,3 +258,109 @@ def rate_limit(history: History, now: float, current: int, desired: int, min_rep
         if desired < allowed:
             return allowed, reason, message
     return desired, "DesiredWithinRange", "the desired count is within the acceptable range"
+
+
+# -- autoscaling/v1: stored as v2, converted on the way in and out -----------------------------------------
+
+V1, V2 = "autoscaling/v1", "autoscaling/v2"
+# What v1 has no field for travels in annotations, as Kubernetes' conversion keeps it (round trips lose nothing).
+ANNOTATION_METRICS = "autoscaling.alpha.kubernetes.io/metrics"
+ANNOTATION_BEHAVIOR = "autoscaling.alpha.kubernetes.io/behavior"
+ANNOTATION_CONDITIONS = "autoscaling.alpha.kubernetes.io/conditions"
+ANNOTATION_CURRENT_METRICS = "autoscaling.alpha.kubernetes.io/current-metrics"
+
+
+def _cpu_utilization(metric: dict[str, Any]) -> bool:
+    source = metric.get("resource") or {}
+    return bool(metric.get("type") == "Resource" and source.get("name") == "cpu"
+                and (source.get("target") or {}).get("type") == "Utilization")
+
+
+def _annotations(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj.setdefault("metadata", {})
+    annotations: dict[str, Any] = dict(meta.get("annotations") or {})
+    meta["annotations"] = annotations
+    return annotations
+
+
+def _tidy(obj: dict[str, Any]) -> None:
+    meta = obj.get("metadata") or {}
+    if "annotations" in meta and not meta["annotations"]:
+        del meta["annotations"]
+
+
+def to_v1(obj: dict[str, Any]) -> dict[str, Any]:
+    """A stored (v2) HorizontalPodAutoscaler as autoscaling/v1 shows it."""
+    out = copy.deepcopy(obj)
+    out["apiVersion"] = V1
+    annotations = _annotations(out)
+    spec = out.get("spec")
+    if isinstance(spec, dict):
+        metrics = spec.pop("metrics", None) or []
+        cpu = next((m for m in metrics if _cpu_utilization(m)), None)
+        if cpu is not None:
+            spec["targetCPUUtilizationPercentage"] = cpu["resource"]["target"].get("averageUtilization")
+        others = [m for m in metrics if m is not cpu]
+        if others:
+            annotations[ANNOTATION_METRICS] = json.dumps(others)
+        if spec.get("behavior"):
+            annotations[ANNOTATION_BEHAVIOR] = json.dumps(spec.pop("behavior"))
+        spec.pop("behavior", None)
+    status = out.get("status")
+    if isinstance(status, dict):
+        current = status.pop("currentMetrics", None) or []
+        cpu_now = next((m for m in current if m.get("type") == "Resource"
+                        and (m.get("resource") or {}).get("name") == "cpu"), None)
+        utilization = ((cpu_now or {}).get("resource") or {}).get("current", {}).get("averageUtilization")
+        if utilization is not None:
+            status["currentCPUUtilizationPercentage"] = utilization
+        if current:
+            annotations[ANNOTATION_CURRENT_METRICS] = json.dumps(current)
+        if status.get("conditions"):
+            annotations[ANNOTATION_CONDITIONS] = json.dumps(status.pop("conditions"))
+        status.pop("conditions", None)
+    _tidy(out)
+    return out
+
+
+def to_v2(obj: dict[str, Any]) -> dict[str, Any]:
+    """An autoscaling/v1 HorizontalPodAutoscaler in the stored (v2) form."""
+    out = copy.deepcopy(obj)
+    out["apiVersion"] = V2
+    annotations = _annotations(out)
+    spec = out.get("spec")
+    if isinstance(spec, dict):
+        metrics: list[Any] = []
+        target = spec.pop("targetCPUUtilizationPercentage", None)
+        if target is not None:
+            metrics.append({"type": "Resource", "resource": {
+                "name": "cpu", "target": {"type": "Utilization", "averageUtilization": target}}})
+        metrics += _loads(annotations.pop(ANNOTATION_METRICS, None), [])
+        if metrics:
+            spec["metrics"] = metrics
+        behavior = _loads(annotations.pop(ANNOTATION_BEHAVIOR, None), None)
+        if behavior:
+            spec["behavior"] = behavior
+    current = _loads(annotations.pop(ANNOTATION_CURRENT_METRICS, None), [])
+    conditions = _loads(annotations.pop(ANNOTATION_CONDITIONS, None), [])
+    status = out.get("status")
+    if isinstance(status, dict):
+        utilization = status.pop("currentCPUUtilizationPercentage", None)
+        if not current and utilization is not None:
+            current = [{"type": "Resource", "resource": {"name": "cpu",
+                                                         "current": {"averageUtilization": utilization}}}]
+        if current:
+            status["currentMetrics"] = current
+        if conditions:
+            status["conditions"] = conditions
+    _tidy(out)
+    return out
+
+
+def _loads(text: Any, default: Any) -> Any:
+    if not isinstance(text, str):
+        return default
+    try:
+        return json.loads(text)
+    except ValueError:
+        return default

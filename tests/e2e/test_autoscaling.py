@@ -166,6 +166,27 @@ async def test_hpa_validation_and_missing_target(kc: Client, ns: str, kubectl: K
     assert row[:7] == ["ghost", "Deployment/x", "cpu:", "<unknown>/80%", "3", "4", "0"], row
 
 
+async def test_kubectl_autoscale_writes_autoscaling_v1(kc: Client, ns: str, kubectl: Kubectl) -> None:
+    """kubectl 1.32's autoscale creates an autoscaling/v1 HPA: served by converting from the stored v2."""
+    await kc.create(DEPLOYMENTS, {**burner("web"), "spec": {**burner("web")["spec"], "replicas": 0}}, ns)
+    r = kubectl("autoscale", "deployment/web", "-n", ns, "--min=2", "--max=5", "--cpu-percent=40")
+    assert r.stdout.strip() == "horizontalpodautoscaler.autoscaling/web autoscaled"
+    v2 = await kc.get(HPAS, "web", ns)
+    assert v2["apiVersion"] == "autoscaling/v2" and (v2["spec"]["minReplicas"], v2["spec"]["maxReplicas"]) == (2, 5)
+    assert v2["spec"]["metrics"][0]["resource"]["target"] == {"type": "Utilization", "averageUtilization": 40}
+    v1 = kubectl("get", "horizontalpodautoscalers.v1.autoscaling", "web", "-n", ns, "-o",
+                 "jsonpath={.apiVersion} {.spec.targetCPUUtilizationPercentage}").stdout
+    assert v1 == "autoscaling/v1 40"
+    # a v1 update keeps what v1 cannot show (the behavior travels in an annotation)
+    await kc.patch(HPAS, "web", {"spec": {"behavior": {"scaleDown": {"stabilizationWindowSeconds": 7}}}}, ns)
+    kubectl("patch", "horizontalpodautoscalers.v1.autoscaling", "web", "-n", ns, "--type=merge", "-p",
+            '{"spec": {"targetCPUUtilizationPercentage": 70}}')
+    v2 = await kc.get(HPAS, "web", ns)
+    assert v2["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 7
+    assert v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 70
+    assert "annotations" not in v2["metadata"]
+
+
 def _json(obj: dict[str, Any]) -> str:
     import json
     return json.dumps(obj)

@@ -109,3 +109,29 @@ def test_scale_down_policies_and_disabled() -> None:
     disabled = a.effective_behavior({"behavior": {"scaleDown": {"selectPolicy": "Disabled"}}})
     assert a.rate_limit(a.History(), 0, 5, 1, 1, 10, disabled)[0] == 5
     assert a.rate_limit(a.History(), 0, 5, 1, 3, 10, a.effective_behavior({}))[:2] == (3, "TooFewReplicas")
+
+
+def test_v1_conversion_round_trips_what_v1_has_no_field_for() -> None:
+    v2 = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "web"},
+          "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "minReplicas": 1, "maxReplicas": 4,
+                   "metrics": [{"type": "Resource", "resource": {"name": "memory", "target": {
+                       "type": "AverageValue", "averageValue": "10Mi"}}},
+                               {"type": "Resource", "resource": {"name": "cpu", "target": {
+                                   "type": "Utilization", "averageUtilization": 60}}}],
+                   "behavior": {"scaleDown": {"stabilizationWindowSeconds": 5}}},
+          "status": {"currentReplicas": 2, "desiredReplicas": 2, "currentMetrics": [
+              {"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 30}}}],
+              "conditions": [{"type": "AbleToScale", "status": "True"}]}}
+    v1 = a.to_v1(v2)
+    assert v1["apiVersion"] == "autoscaling/v1" and v1["spec"]["targetCPUUtilizationPercentage"] == 60
+    assert "metrics" not in v1["spec"] and "behavior" not in v1["spec"]
+    assert v1["status"] == {"currentReplicas": 2, "desiredReplicas": 2, "currentCPUUtilizationPercentage": 30}
+    back = a.to_v2(v1)
+    assert back["spec"]["behavior"] == v2["spec"]["behavior"]
+    assert sorted(m["resource"]["name"] for m in back["spec"]["metrics"]) == ["cpu", "memory"]
+    assert back["status"] == v2["status"] and "annotations" not in back["metadata"]
+    plain = a.to_v2({"apiVersion": "autoscaling/v1", "metadata": {"name": "x"},
+                     "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "x"}, "maxReplicas": 2,
+                              "targetCPUUtilizationPercentage": 45}})
+    assert plain["spec"]["metrics"] == [{"type": "Resource", "resource": {
+        "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 45}}}]
