@@ -464,13 +464,20 @@ def _pdb(o: Obj, now: datetime) -> list[str]:
 
 
 def _hpa_metric(metric: Obj, current: Obj | None) -> str:
-    """One metric of the TARGETS column, as kubectl formats it: `cpu: 40%/80%`, `memory: 10Mi/100Mi`."""
+    """One metric of the TARGETS column, as kubectl formats it: `cpu: 40%/80%`, `memory: 10Mi/100Mi`,
+    `5/10` (Pods), `5/10 (avg)` (Object/External average values)."""
     kind = metric.get("type", "")
-    member = {"Resource": "resource", "ContainerResource": "containerResource"}.get(kind)
+    member = {"Resource": "resource", "ContainerResource": "containerResource", "Pods": "pods", "Object": "object",
+              "External": "external"}.get(kind)
     if member is None:
-        return "<unknown>/<unknown>"
+        return "<unknown type>"
     source, now_value = metric.get(member) or {}, ((current or {}).get(member) or {}).get("current") or {}
     target = source.get("target") or {}
+    if kind in ("Pods", "Object", "External"):
+        if kind == "Pods" or "averageValue" in target:
+            shown = f"{now_value.get('averageValue', '<unknown>')}/{target.get('averageValue', '')}"
+            return shown if kind == "Pods" else shown + " (avg)"
+        return f"{now_value.get('value', '<unknown>')}/{target.get('value', '')}"
     if "averageValue" in target:
         return f"{source.get('name', '')}: {now_value.get('averageValue', '<unknown>')}/{target['averageValue']}"
     shown = f"{now_value['averageUtilization']}%" if "averageUtilization" in now_value else "<unknown>"
