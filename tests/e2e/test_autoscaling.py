@@ -185,6 +185,8 @@ async def test_kubectl_autoscale_writes_autoscaling_v1(kc: Client, ns: str, kube
     assert v2["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 7
     assert v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 70
     assert "annotations" not in v2["metadata"]
+    row = kubectl("get", "horizontalpodautoscalers.v1.autoscaling", "web", "-n", ns).stdout.splitlines()[1].split()
+    assert row[1:6] == ["Deployment/web", "cpu:", "<unknown>/70%", "2", "5"], row
 
 
 def _json(obj: dict[str, Any]) -> str:

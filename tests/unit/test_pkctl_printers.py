@@ -152,5 +152,9 @@ def test_hpa_row_shows_targets_as_kubectl() -> None:
              {"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 72}}}]}}
     assert columns.cells(res, h, NOW) == ["web", "Deployment/web", "cpu: 72%/50%, memory: <unknown>/100Mi + 1 more...",
                                           "1", "5", "2", "30s"]
+    v1 = {"apiVersion": "autoscaling/v1", "metadata": h["metadata"],
+          "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "maxReplicas": 5,
+                   "targetCPUUtilizationPercentage": 50}, "status": {"currentCPUUtilizationPercentage": 9}}
+    assert columns.cells(res, v1, NOW)[2:4] == ["cpu: 9%/50%", "<unset>"]
     h["spec"]["metrics"] = []
     assert columns.cells(res, h, NOW)[2] == "<none>"
