@@ -259,15 +259,15 @@ class HorizontalPodAutoscalerController(Controller):
         else:
             requests = pod_amounts(spec)
             names = {c.get("name") for c in spec.get("containers") or []}
-        missing_request = any(resource not in ((c.get("resources") or {}).get("requests") or {})
-                              for c in spec.get("containers") or [] if c.get("name") in names)
-        request = None if missing_request or resource not in requests else requests[resource].milli_value()
+        no_request = next((str(c.get("name")) for c in spec.get("containers") or [] if c.get("name") in names
+                           and resource not in ((c.get("resources") or {}).get("requests") or {})), "")
+        request = None if no_request or resource not in requests else requests[resource].milli_value()
         usage: int | None = None
         if metrics is not None:
             values = [_milli((c.get("usage") or {}).get(resource, 0)) for c in metrics.get("containers") or []
                       if c.get("name") in names]
             usage = sum(v or 0 for v in values) if values else None
-        return autoscaling.PodSample(meta(pod)["name"], usage, request, ready, ignored)
+        return autoscaling.PodSample(meta(pod)["name"], usage, request, ready, ignored, no_request)
 
     async def _write(self, hpa: Obj, status: dict[str, Any]) -> None:
         if status != hpa.get("status"):

@@ -79,6 +79,7 @@ class PodSample:
     request: int | None    # the pod's request of the resource, milli-units; None when a container has none
     ready: bool = True     # False: pending, or (CPU) not Ready; counted at 0 when scaling up, else left out
     ignored: bool = False  # being deleted or failed
+    no_request: str = ""   # the container that requests none of the resource (its name for the error)
 
 
 @dataclass
@@ -108,7 +109,8 @@ def resource_replicas(current: int, pods: list[PodSample], *, target_utilization
     if target_utilization is not None:
         for p in with_metrics:
             if not p.request:
-                raise MetricError(f"missing request for {resource} in pod {p.name}")
+                where = f"container {p.no_request} of Pod {p.name}" if p.no_request else f"Pod {p.name}"
+                raise MetricError(f"missing request for {resource} in {where}")
 
     def ratio(samples: list[tuple[int, int]]) -> tuple[float, int]:
         """(usage ratio, current utilization % or average) over (usage, request) pairs."""

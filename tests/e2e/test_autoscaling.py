@@ -188,6 +188,14 @@ async def test_kubectl_autoscale_writes_autoscaling_v1(kc: Client, ns: str, kube
     row = kubectl("get", "horizontalpodautoscalers.v1.autoscaling", "web", "-n", ns).stdout.splitlines()[1].split()
     assert row[1:6] == ["Deployment/web", "cpu:", "<unknown>/70%", "2", "5"], row
 
+    async def disabled() -> bool:  # the target has 0 replicas: Kubernetes leaves it alone
+        h = await kc.get(HPAS, "web", ns)
+        return any(c["type"] == "ScalingActive" and c["status"] == "False" and c["reason"] == "ScalingDisabled"
+                   and c["message"] == "scaling is disabled since the replica count of the target is zero"
+                   for c in (h.get("status") or {}).get("conditions") or [])
+    await wait_for(disabled, 30, 0.5, message="ScalingActive False ScalingDisabled")
+    assert (await kc.get(DEPLOYMENTS, "web", ns))["spec"]["replicas"] == 0
+
 
 def _json(obj: dict[str, Any]) -> str:
     import json

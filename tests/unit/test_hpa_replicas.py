@@ -59,8 +59,8 @@ def test_errors_without_pods_metrics_or_requests() -> None:
         a.resource_replicas(1, [], target_utilization=50)
     with pytest.raises(a.MetricError, match="did not receive metrics"):
         a.resource_replicas(1, pods(None), target_utilization=50)
-    with pytest.raises(a.MetricError, match="missing request for cpu in pod p0"):
-        a.resource_replicas(1, [PodSample("p0", 100, None)], target_utilization=50)
+    with pytest.raises(a.MetricError, match="^missing request for cpu in container c of Pod p0$"):
+        a.resource_replicas(1, [PodSample("p0", 100, None, no_request="c")], target_utilization=50)
 
 
 def test_defaults() -> None:
