@@ -196,6 +196,11 @@ def routes(cache: WatchCache, kubelet_tls: ssl.SSLContext) -> list[web.RouteDef]
             raise _not_found("pods", name)
         return json_response(found[0])
 
-    return [web.get(base + "/nodes", list_nodes), web.get(base + "/nodes/{name}", get_node),
-            web.get(base + "/pods", list_pods), web.get(base + "/namespaces/{namespace}/pods", list_pods),
-            web.get(base + "/namespaces/{namespace}/pods/{name}", get_pod)]
+    async def read_only(request: web.Request) -> web.Response:
+        raise StatusError(405, "MethodNotAllowed", f"the server does not allow this method on the requested "
+                                                   f"resource: {request.method} is not supported by metrics.k8s.io")
+
+    reads = {base + "/nodes": list_nodes, base + "/nodes/{name}": get_node, base + "/pods": list_pods,
+             base + "/namespaces/{namespace}/pods": list_pods, base + "/namespaces/{namespace}/pods/{name}": get_pod}
+    return [web.get(path, handler) for path, handler in reads.items()] + [
+        web.route(method, path, read_only) for path in reads for method in ("POST", "PUT", "PATCH", "DELETE")]
