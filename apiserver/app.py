@@ -13,7 +13,7 @@ from pklib.api.wellknown import SYSTEM_NAMESPACES
 from pklib.api.priority import BUILTIN_CLASSES, builtin_class
 
 from . import (aggregated_discovery, auth, bodies, crds, discovery, etcdmaintenance, fieldvalidation,
-               master_service, openapi, proxy_pods, repair, satokens, serviceaccounts)
+               master_service, metrics_api, openapi, proxy_pods, repair, satokens, serviceaccounts)
 from .admission import podsecurity
 from .authz import middleware as authz_middleware, policy as bootstrap_policy, reviews
 from .authz.authorizer import Authorizer
@@ -122,6 +122,7 @@ def build_app(config: Config, storage: Storage) -> web.Application:
     app.router.add_routes(serviceaccounts.self_subject_review_routes())
     app.router.add_routes(accounts.routes(static))  # serviceaccounts/token, tokenreviews
     app.router.add_routes(proxy_pods.routes(storage, kubelet_tls))  # pods/log, pods/exec: before the generic routes
+    app.router.add_routes(metrics_api.routes(cache, kubelet_tls))  # metrics.k8s.io: nothing stored
     app.router.add_routes(api.routes())
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -45,7 +45,12 @@ def _shared() -> dict[str, Any]:
 
 
 @lru_cache(maxsize=None)
-def _kind_schema(kind: str) -> dict[str, Any] | None:
+def _kind_schema(kind: str, version: str = "") -> dict[str, Any] | None:
+    """The kind's schema; a served version converted from the stored one has its own (`<kind>.<version>.json`)."""
+    if version:
+        f = SCHEMA_DIR / f"{kind.lower()}.{version}.json"
+        if f.exists():
+            return json.loads(f.read_text())  # type: ignore[no-any-return]
     f = SCHEMA_DIR / f"{kind.lower()}.json"
     return json.loads(f.read_text()) if f.exists() else None
 
@@ -80,10 +85,10 @@ def _walk(schema: Any, value: Any, path: str, out: list[str]) -> None:
             _walk(schema["items"], item, f"{path}[{i}]", out)
 
 
-def unknown_fields(kind: str, body: Any, schema: dict[str, Any] | None = None) -> list[str]:
+def unknown_fields(kind: str, body: Any, schema: dict[str, Any] | None = None, version: str = "") -> list[str]:
     """Dotted paths (`spec.template.spec.containers[0].imagez`) of fields the kind's schema (or `schema`, a
     custom kind's OpenAPI schema) does not have."""
-    schema = schema or _kind_schema(kind)
+    schema = schema or _kind_schema(kind, version)
     out: list[str] = []
     if schema is not None:
         # status is the system's: writes to the main resource drop it, so what a client echoes back
@@ -106,7 +111,7 @@ def check(request: web.Request, res: Resource, body: Any) -> None:
             return
         # A custom kind's metadata is ObjectMeta like any kind's: a typo there is as unknown.
         custom.setdefault("properties", {})["metadata"] = {"$ref": "defs.json#/$defs/ObjectMeta"}
-    unknown = unknown_fields(res.kind, body, custom)
+    unknown = unknown_fields(res.kind, body, custom, res.version)
     typos = [f for f in unknown if f.rsplit(".", 1)[-1] not in KUBERNETES_ONLY]
     if mode == "Strict" and typos:
         listed = ", ".join(f'unknown field "{f}"' for f in typos)

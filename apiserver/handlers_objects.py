@@ -82,11 +82,19 @@ def converts(res: Resource) -> bool:
 
 
 def served(res: Resource, obj: dict[str, Any]) -> dict[str, Any]:
-    """A stored object as the served version shows it. Custom resources have no conversion webhook (Kubernetes'
-    `None` strategy): only apiVersion changes."""
+    """A stored object as the served version shows it, changed in place (the strategy's `convert`: custom
+    resources have no conversion webhook, Kubernetes' `None` strategy, so only apiVersion changes; autoscaling/v1
+    HorizontalPodAutoscalers are converted from the stored v2)."""
     if isinstance(obj, dict) and obj.get("kind") == res.kind and obj.get("apiVersion") != res.api_version:
-        obj["apiVersion"] = res.api_version
+        kinds.strategy_for(res).convert(obj, res.api_version)
     return obj
+
+
+def to_storage(res: Resource, obj: dict[str, Any]) -> None:
+    """A written object (in the served version) in the storage version, changed in place."""
+    strategy = kinds.strategy_for(res)
+    if strategy.storage_version and strategy.storage_version != res.api_version:
+        strategy.convert(obj, strategy.storage_version)
 
 
 def served_line(res: Resource, line: bytes) -> bytes:
@@ -266,6 +274,7 @@ class Objects:
             raise StatusError(405, "MethodNotAllowed", f"create not allowed while custom resource definition "
                                                        f"is terminating")
         obj = body
+        to_storage(res, obj)
         obj["apiVersion"], obj["kind"] = strategy.storage_version or res.api_version, res.kind
         meta = obj["metadata"] = dict(obj.get("metadata") or {})
         for k in _SERVER_META:
@@ -324,6 +333,10 @@ class Objects:
         """The object to store for a PUT of `body` over `old` (a stored object) on the main resource or a
         subresource. `owned`: the caller hands `body` over (a freshly patched copy), so it is not copied."""
         old_meta = old.get("metadata") or {}
+        if kinds.strategy_for(res).storage_version not in ("", res.api_version):
+            body = body if owned else copy.deepcopy(body)
+            owned = True
+            to_storage(res, body)
         if subresource in ("status", "finalize"):
             # Status updates change status only (finalize: spec.finalizers only); metadata stays.
             new = clone_stored(old)

@@ -141,7 +141,7 @@ def _kind_schema(conv: _Converter, res: Resource) -> dict[str, Any] | None:
             custom["x-kubernetes-group-version-kind"] = [_gvk(res)]
         return custom
     kinds, _ = _sources()
-    doc = kinds.get(res.kind)
+    doc = kinds.get(f"{res.kind} {res.api_version}") or kinds.get(res.kind)  # a served version of its own
     if doc is None:
         return None
     schema = conv.convert(doc, ())

@@ -52,6 +52,11 @@ _SCHEMA: dict[str, str] = {
                    "18 clusterIPs[], 19 ipFamilies[], 17 ipFamilyPolicy",
     "ServicePort": "1 name, 2 protocol, 3 port:int, 4 targetPort:IntOrString, 5 nodePort:int, 6 appProtocol",
     "Deployment": "1 metadata:ObjectMeta, 2 spec:DeploymentSpec, 3 status:Empty",
+    # autoscaling/v1 (what `kubectl autoscale` of v1.32 sends); v2's layout differs and is refused
+    "HorizontalPodAutoscaler": "1 metadata:ObjectMeta, 2 spec:HorizontalPodAutoscalerSpec, 3 status:Empty",
+    "HorizontalPodAutoscalerSpec": "1 scaleTargetRef:CrossVersionObjectReference, 2 minReplicas:int, "
+                                   "3 maxReplicas:int, 4 targetCPUUtilizationPercentage:int",
+    "CrossVersionObjectReference": "1 kind, 2 name, 3 apiVersion",
     "DeploymentSpec": "1 replicas:int, 2 selector:LabelSelector, 3 template:PodTemplateSpec, "
                       "4 strategy:DeploymentStrategy, 5 minReadySeconds:int, 6 revisionHistoryLimit:int, "
                       "7 paused:bool, 9 progressDeadlineSeconds:int",
@@ -138,7 +143,9 @@ TOP_LEVEL = ("Namespace", "ConfigMap", "Secret", "ServiceAccount", "Service", "D
              "ClusterRole",
              "RoleBinding", "ClusterRoleBinding", "SelfSubjectAccessReview", "SubjectAccessReview",
              "SelfSubjectRulesReview", "PodDisruptionBudget", "ResourceQuota", "Eviction", "TokenRequest", "TokenReview",
-             "SelfSubjectReview")
+             "SelfSubjectReview", "HorizontalPodAutoscaler")
+# Kinds whose protobuf tables above are those of one version only.
+_ONLY_VERSION = {"HorizontalPodAutoscaler": "autoscaling/v1"}
 # Fields that are pointers in Go: a zero value was sent on purpose and is kept.
 _KEEP_ZERO = {("DeploymentSpec", "replicas"), ("ServicePort", "port"),
               *(("JobSpec", f) for f in ("parallelism", "completions", "activeDeadlineSeconds", "backoffLimit",
@@ -146,7 +153,8 @@ _KEEP_ZERO = {("DeploymentSpec", "replicas"), ("ServicePort", "port"),
               *(("CronJobSpec", f) for f in ("startingDeadlineSeconds", "successfulJobsHistoryLimit",
                                             "failedJobsHistoryLimit")),
               ("DeleteOptions", "gracePeriodSeconds"), ("PodDisruptionBudgetSpec", "minAvailable"),
-              ("PodDisruptionBudgetSpec", "maxUnavailable")}
+              ("PodDisruptionBudgetSpec", "maxUnavailable"), ("HorizontalPodAutoscalerSpec", "minReplicas"),
+              ("HorizontalPodAutoscalerSpec", "targetCPUUtilizationPercentage")}
 
 
 def unsupported(message: str) -> StatusError:
@@ -307,7 +315,7 @@ def _decode_object(body: bytes) -> dict[str, Any]:
         elif number == 3 and value:
             raise unsupported("compressed content is not supported")
     kind = type_meta.get(2, "")
-    if kind not in TOP_LEVEL:
+    if kind not in TOP_LEVEL or _ONLY_VERSION.get(kind, type_meta.get(1, "")) != type_meta.get(1, ""):
         raise unsupported(f'kind "{kind}" cannot be sent as protobuf to this server')
     obj = decode_message(kind, raw)
     return {"apiVersion": type_meta.get(1, ""), "kind": kind, **obj}

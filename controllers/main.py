@@ -33,6 +33,7 @@ from .deployment import DeploymentController
 from .disruption import DisruptionController
 from .endpoints import EndpointsController
 from .garbagecollector import GarbageCollector
+from .hpa import HorizontalPodAutoscalerController
 from .job import JobController
 from .metrics import ManagerState, serve
 from .namespace import NamespaceController
@@ -70,6 +71,7 @@ REGISTRY: list[type[Controller]] = [
     ReplicationControllerController,
     ResourceQuotaController,
     APIServiceController,
+    HorizontalPodAutoscalerController,
 ]
 
 LEASE_NAME = "pkube-controller-manager"

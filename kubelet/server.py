@@ -32,6 +32,7 @@ from aiohttp import web
 from kubelet import portforward
 from kubelet.host import HostError, PodHost
 from kubelet.runtime.interface import ExecStream, LogOptions, NotFound
+from kubelet.summary import Summarizer
 
 log = logging.getLogger("kubelet.server")
 STDIN, STATUS, RESIZE, CLOSE = 0, 3, 4, 255  # channel bytes (stdout 1 and stderr 2 come from the session)
@@ -100,6 +101,7 @@ def _host_error(e: HostError) -> web.HTTPException:
 class KubeletServer:
     def __init__(self, host: PodHost) -> None:
         self.host = host
+        self.summarizer = Summarizer(host)
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._auth])
@@ -180,21 +182,8 @@ class KubeletServer:
             raise _host_error(e) from None
 
     async def summary(self, _: web.Request) -> web.Response:
-        """Usage of the node's pods and containers from their cgroups (a subset of the kubelet Summary API)."""
-        pods = []
-        for usage in await self.host.pod_usage():
-            pod, stats, names = usage.pod, usage.stats, usage.container_names
-            pods.append({
-                "podRef": {"name": pod["metadata"]["name"], "namespace": pod["metadata"]["namespace"],
-                           "uid": pod["metadata"]["uid"]},
-                "cpu": {"time": stats.timestamp.isoformat(), "usageCoreNanoSeconds": stats.cpu_usage_ns},
-                "memory": {"time": stats.timestamp.isoformat(), "workingSetBytes": stats.memory_working_set_bytes},
-                "containers": [{"name": names.get(c.container_id, c.container_id),
-                                "cpu": {"usageCoreNanoSeconds": c.cpu_usage_ns},
-                                "memory": {"workingSetBytes": c.memory_working_set_bytes,
-                                           "usageBytes": c.memory_usage_bytes}} for c in stats.containers],
-            })
-        return web.json_response({"node": {"nodeName": self.host.node_name}, "pods": pods})
+        """The node's and its pods' CPU and memory usage (kubelet/summary.py)."""
+        return web.json_response(await self.summarizer.summary())
 
 
 def _failure(reason: str, message: str) -> dict[str, Any]:

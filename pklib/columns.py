@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Callable
 
+from pklib.api import autoscaling
 from pklib.api.timefmt import parse_time
 from pklib.api.wellknown import DEFAULT_CLASS_ANNOTATION
 from pklib.resources import Resource
@@ -490,6 +491,39 @@ def _apiservice(o: Obj, now: datetime) -> list[str]:
     else:
         shown = f"{available.get('status')} ({available.get('reason', '')})"
     return [where, shown, _age(o, now)]
+def _hpa_metric(metric: Obj, current: Obj | None) -> str:
+    """One metric of the TARGETS column, as kubectl formats it: `cpu: 40%/80%`, `memory: 10Mi/100Mi`,
+    `5/10` (Pods), `5/10 (avg)` (Object/External average values)."""
+    kind = metric.get("type", "")
+    member = {"Resource": "resource", "ContainerResource": "containerResource", "Pods": "pods", "Object": "object",
+              "External": "external"}.get(kind)
+    if member is None:
+        return "<unknown type>"
+    source, now_value = metric.get(member) or {}, ((current or {}).get(member) or {}).get("current") or {}
+    target = source.get("target") or {}
+    if kind in ("Pods", "Object", "External"):
+        if kind == "Pods" or "averageValue" in target:
+            shown = f"{now_value.get('averageValue', '<unknown>')}/{target.get('averageValue', '')}"
+            return shown if kind == "Pods" else shown + " (avg)"
+        return f"{now_value.get('value', '<unknown>')}/{target.get('value', '')}"
+    if "averageValue" in target:
+        return f"{source.get('name', '')}: {now_value.get('averageValue', '<unknown>')}/{target['averageValue']}"
+    shown = f"{now_value['averageUtilization']}%" if "averageUtilization" in now_value else "<unknown>"
+    wanted = f"{target['averageUtilization']}%" if "averageUtilization" in target else "<auto>"
+    return f"{source.get('name', '')}: {shown}/{wanted}"
+
+
+def _hpa(o: Obj, now: datetime) -> list[str]:
+    if o.get("apiVersion") == autoscaling.V1:  # the same row whichever version is listed
+        o = autoscaling.to_v2(o)
+    spec, status = _spec(o), _status(o)
+    ref = spec.get("scaleTargetRef") or {}
+    metrics, currents = spec.get("metrics") or [], status.get("currentMetrics") or []
+    shown = [_hpa_metric(m, currents[i] if i < len(currents) else None) for i, m in enumerate(metrics)]
+    targets = ", ".join(shown[:2]) + (f" + {len(shown) - 2} more..." if len(shown) > 2 else "") if shown else "<none>"
+    return [f"{ref.get('kind', '')}/{ref.get('name', '')}", targets,
+            str(spec["minReplicas"]) if "minReplicas" in spec else "<unset>", str(_int(spec.get("maxReplicas"))),
+            str(_int(status.get("currentReplicas"))), _age(o, now)]
 
 
 def _created_at(o: Obj, now: datetime) -> list[str]:
@@ -568,6 +602,7 @@ _TABLES: dict[str, tuple[list[str], Row, list[str], Row]] = {
     "LimitRange": (["CREATED AT"], _created_at, [], _nothing),
     "APIService": (["SERVICE", "AVAILABLE", "AGE"], _apiservice, [], _nothing),
     "PodDisruptionBudget": (["MIN AVAILABLE", "MAX UNAVAILABLE", "ALLOWED DISRUPTIONS", "AGE"], _pdb, [], _nothing),
+    "HorizontalPodAutoscaler": (["REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"], _hpa, [], _nothing),
     "Role": (["CREATED AT"], _created_at, [], _nothing),
     "ClusterRole": (["CREATED AT"], _created_at, [], _nothing),
     "CustomResourceDefinition": (["CREATED AT"], _created_at, [], _nothing),

@@ -110,6 +110,14 @@ AUTHENTICATION_GROUP = "authentication.k8s.io"
 TOKENREVIEWS = _r(AUTHENTICATION_GROUP, "v1", "TokenReview", "tokenreviews", False, verbs=("create",))
 SELFSUBJECTREVIEWS = _r(AUTHENTICATION_GROUP, "v1", "SelfSubjectReview", "selfsubjectreviews", False,
                         verbs=("create",))
+# autoscaling/v2: scales a workload's scale subresource from resource metrics (controllers/hpa.py).
+HPAS = _r("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True, ("hpa",), ("status",),
+          ("all",))
+HPAS_V1 = _r("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True, ("hpa",), ("status",),
+             ("all",))  # the same objects, converted (targetCPUUtilizationPercentage); v2 is the preferred version
+# metrics.k8s.io/v1beta1: read-only usage figures the apiserver serves from the kubelets (apiserver/metrics_api.py).
+NODEMETRICS = _r("metrics.k8s.io", "v1beta1", "NodeMetrics", "nodes", False, verbs=("get", "list"))
+PODMETRICS = _r("metrics.k8s.io", "v1beta1", "PodMetrics", "pods", True, verbs=("get", "list"))
 
 RESOURCES: tuple[Resource, ...] = (
     NAMESPACES, PODS, SERVICES, ENDPOINTS, NODES, CONFIGMAPS, SECRETS, PVS, PVCS, EVENTS, SERVICEACCOUNTS,
@@ -117,11 +125,12 @@ RESOURCES: tuple[Resource, ...] = (
     REPLICASETS, DAEMONSETS, STATEFULSETS, JOBS, CRONJOBS, CONTROLLERREVISIONS, LEASES, ENDPOINTSLICES, STORAGECLASSES,
     PRIORITYCLASSES, PODDISRUPTIONBUDGETS, ROLES, CLUSTERROLES, ROLEBINDINGS, CLUSTERROLEBINDINGS, CRDS,
     APISERVICES,
-    SELFSUBJECTACCESSREVIEWS, SUBJECTACCESSREVIEWS, SELFSUBJECTRULESREVIEWS, TOKENREVIEWS, SELFSUBJECTREVIEWS,
+    SELFSUBJECTACCESSREVIEWS, SUBJECTACCESSREVIEWS, SELFSUBJECTRULESREVIEWS, TOKENREVIEWS, SELFSUBJECTREVIEWS, HPAS,
+    HPAS_V1, NODEMETRICS, PODMETRICS,
 )
 # Kinds served by a handler of their own instead of storage (they have no objects to list or get).
 VIRTUAL: tuple[Resource, ...] = (SELFSUBJECTACCESSREVIEWS, SUBJECTACCESSREVIEWS, SELFSUBJECTRULESREVIEWS, TOKENREVIEWS,
-                                 SELFSUBJECTREVIEWS)
+                                 SELFSUBJECTREVIEWS, NODEMETRICS, PODMETRICS)
 
 
 # The built-in kinds followed by those of CustomResourceDefinitions, one row per served version (set by the

@@ -19,6 +19,7 @@ WRITE = ("create", "delete", "deletecollection", "patch", "update")
 LEGACY, APPS, COORDINATION, DISCOVERY, EVENTS = "", "apps", "coordination.k8s.io", "discovery.k8s.io", "events.k8s.io"
 BATCH = "batch"
 POLICY = "policy"
+AUTOSCALING, METRICS = "autoscaling", "metrics.k8s.io"
 AUTHORIZATION, STORAGE, SCHEDULING = "authorization.k8s.io", "storage.k8s.io", "scheduling.k8s.io"
 AUTHENTICATION = "authentication.k8s.io"
 AUTOUPDATE = {"rbac.authorization.kubernetes.io/autoupdate": "true"}
@@ -55,6 +56,9 @@ _VIEW = [
                       "replicasets", "replicasets/scale", "replicasets/status")),
     rule(READ, BATCH, ("cronjobs", "cronjobs/status", "jobs", "jobs/status")),
     rule(READ, POLICY, ("poddisruptionbudgets", "poddisruptionbudgets/status")),
+    rule(READ, AUTOSCALING, ("horizontalpodautoscalers", "horizontalpodautoscalers/status")),
+    # system:aggregated-metrics-reader, aggregated into view (and so edit and admin) in Kubernetes
+    rule(READ, METRICS, ("pods", "nodes")),
 ]
 _EDIT = [
     rule(READ, LEGACY, ("pods/attach", "pods/proxy", "pods/exec", "pods/portforward", "secrets", "services/proxy")),
@@ -68,6 +72,7 @@ _EDIT = [
                        "deployments/rollback", "replicasets", "replicasets/scale")),
     rule(WRITE, BATCH, ("cronjobs", "jobs")),
     rule(WRITE, POLICY, ("poddisruptionbudgets",)),
+    rule(WRITE, AUTOSCALING, ("horizontalpodautoscalers",)),
     *_VIEW,
 ]
 _ADMIN = [

@@ -9,6 +9,7 @@ from pklib.resources import Resource
 
 from . import services
 from .apiservices import APIServiceStrategy
+from .autoscaling import HorizontalPodAutoscalerStrategy
 from .base import KindStrategy, Rollback
 from .batch import CronJobStrategy, JobStrategy
 from .config import ConfigMapStrategy, SecretStrategy
@@ -39,6 +40,7 @@ _STRATEGIES: dict[str, KindStrategy] = {s.kind: s for s in (
     JobStrategy(), CronJobStrategy(), ControllerRevisionStrategy(), PriorityClassStrategy(),
     PodDisruptionBudgetStrategy(), LimitRangeStrategy(), ResourceQuotaStrategy(), ReplicationControllerStrategy(),
     APIServiceStrategy(),
+    PodDisruptionBudgetStrategy(), HorizontalPodAutoscalerStrategy(),
     RoleStrategy(), ClusterRoleStrategy(), RoleBindingStrategy(), ClusterRoleBindingStrategy(),
     CustomResourceDefinitionStrategy(),
 )}

@@ -70,6 +70,12 @@ class KindStrategy:
     def apply_defaults(self, obj: dict[str, Any]) -> None:
         return None
 
+    def convert(self, obj: dict[str, Any], api_version: str) -> None:
+        """Turn `obj` (in place) into `api_version` of the kind: between a served version and the storage
+        version. Without a conversion of its own (custom resources: Kubernetes' `None` strategy) only apiVersion
+        changes."""
+        obj["apiVersion"] = api_version
+
     def openapi_schema(self) -> dict[str, Any] | None:
         """The kind's OpenAPI v3 schema when it comes from elsewhere than kinds/schemas (custom resources)."""
         return None

@@ -87,8 +87,9 @@ def test_create_read_list_decode(api: k8s.ApiClient, res: Resource) -> None:
 
 @pytest.mark.parametrize("res", VIRTUAL, ids=lambda r: r.kind)
 def test_reviews_decode(api: k8s.ApiClient, res: Resource) -> None:
+    typed = typed_api(api, res)  # skips the metrics kinds (read only, no typed API)
     body = {"apiVersion": res.api_version, "kind": res.kind, **VIRTUAL_BODIES[res.kind]}
-    answer = method(typed_api(api, res), "create", res)(body)
+    answer = method(typed, "create", res)(body)
     assert answer.status is not None
 
 

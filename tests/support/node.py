@@ -186,14 +186,14 @@ async def _delete_all_pods(node: Node) -> None:
 
 @contextmanager
 def private_node(etcd: Etcd, tls: bool = False, own_identities: bool = False,
-                 service_accounts: bool = False) -> Iterator[Node]:
+                 service_accounts: bool = False, controller_flags: tuple[str, ...] = ()) -> Iterator[Node]:
     """The whole private control plane + kubelet; `tls`: the apiserver serves HTTPS (what kubectl needs), its
     components trust the test CA through SSL_CERT_FILE. `own_identities`: each component authenticates as itself
     (system:kube-controller-manager, system:kube-scheduler, system:node:<name> in system:nodes), so RBAC's
     default roles are all it may use; otherwise all of them use the admin's token. `service_accounts`: the
     apiserver issues service-account tokens (pods get the kube-api-access volume) and keeps the `kubernetes`
     Service pointing at SERVICE_ACCOUNT_ADVERTISED (no proxy runs here: it is never dialled); the
-    controller-manager publishes the test CA as kube-root-ca.crt."""
+    controller-manager publishes the test CA as kube-root-ca.crt. `controller_flags` go to the controller-manager."""
     if os.geteuid() != 0:
         pytest.skip("needs root")
     tmp = Path(tempfile.mkdtemp(prefix="pkt-kubelet-"))
@@ -210,7 +210,8 @@ def private_node(etcd: Etcd, tls: bool = False, own_identities: bool = False,
     try:
         root_ca = ["--root-ca-file", str(make_test_pki(str(tmp)).ca_cert)] if service_accounts else []
         n.procs.append(_start(api, tmp, "controller-manager", "--cluster-cidr", cidr, "--node-cidr-mask-size", "24",
-                              *root_ca, env=env, token=api.tokens.get("system:kube-controller-manager")))
+                              *root_ca, *controller_flags, env=env,
+                              token=api.tokens.get("system:kube-controller-manager")))
         n.procs.append(_start(api, tmp, "scheduler", env=env, token=api.tokens.get("system:kube-scheduler")))
         n.start_kubelet()
         asyncio.run(_wait_node(n))

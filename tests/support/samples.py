@@ -49,6 +49,8 @@ def _body(kind: str) -> dict[str, Any]:
         "APIService": {"spec": {"group": "example.com", "version": "v1", "groupPriorityMinimum": 1000,
                                 "versionPriority": 15,
                                 "service": {"namespace": "default", "name": "example-api", "port": 443}}},
+        "HorizontalPodAutoscaler": {"spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                                                "name": "web"}, "maxReplicas": 3}},
         "Role": {"rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}]},
         "ClusterRole": {"rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}]},
         "RoleBinding": {"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},

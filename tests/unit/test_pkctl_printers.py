@@ -136,3 +136,25 @@ def test_priorityclass_row_as_kubectl() -> None:
     assert columns.headers(kind("pc")) == ["NAME", "VALUE", "GLOBAL-DEFAULT", "AGE", "PREEMPTIONPOLICY"]
     assert columns.cells(kind("priorityclass"), pc, NOW) == ["system-node-critical", "2000001000", "false", "5m",
                                                              "PreemptLowerPriority"]
+
+
+def test_hpa_row_shows_targets_as_kubectl() -> None:
+    res = kind("hpa")
+    assert columns.headers(res) == ["NAME", "REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"]
+    cpu = {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization",
+                                                                      "averageUtilization": 50}}}
+    mem = {"type": "Resource", "resource": {"name": "memory", "target": {"type": "AverageValue",
+                                                                         "averageValue": "100Mi"}}}
+    h = {"metadata": {"name": "web", "creationTimestamp": ago(seconds=30)},
+         "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "minReplicas": 1, "maxReplicas": 5,
+                  "metrics": [cpu, mem, cpu]},
+         "status": {"currentReplicas": 2, "currentMetrics": [
+             {"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 72}}}]}}
+    assert columns.cells(res, h, NOW) == ["web", "Deployment/web", "cpu: 72%/50%, memory: <unknown>/100Mi + 1 more...",
+                                          "1", "5", "2", "30s"]
+    v1 = {"apiVersion": "autoscaling/v1", "metadata": h["metadata"],
+          "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "maxReplicas": 5,
+                   "targetCPUUtilizationPercentage": 50}, "status": {"currentCPUUtilizationPercentage": 9}}
+    assert columns.cells(res, v1, NOW)[2:4] == ["cpu: 9%/50%", "<unset>"]
+    h["spec"]["metrics"] = []
+    assert columns.cells(res, h, NOW)[2] == "<none>"
