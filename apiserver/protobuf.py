@@ -64,6 +64,14 @@ _SCHEMA: dict[str, str] = {
                "5 manualSelector:bool, 6 template:PodTemplateSpec, 7 backoffLimit:int, "
                "8 ttlSecondsAfterFinished:int, 9 completionMode, 10 suspend:bool, 12 backoffLimitPerIndex:int, "
                "13 maxFailedIndexes:int, 14 podReplacementPolicy, 15 managedBy",
+    # certificates.k8s.io/v1 (kubectl certificate approve|deny sends the whole object)
+    "CertificateSigningRequest": "1 metadata:ObjectMeta, 2 spec:CertificateSigningRequestSpec, "
+                                 "3 status:CertificateSigningRequestStatus",
+    "CertificateSigningRequestSpec": "1 request:bytes, 7 signerName, 8 expirationSeconds:int, 5 usages[], "
+                                     "2 username, 3 uid, 4 groups[], 6 extra:map:ExtraValue",
+    "CertificateSigningRequestStatus": "1 conditions:CertificateSigningRequestCondition[], 2 certificate:bytes",
+    "CertificateSigningRequestCondition": "1 type, 6 status, 2 reason, 3 message, 4 lastUpdateTime:Time, "
+                                          "5 lastTransitionTime:Time",
     "CronJob": "1 metadata:ObjectMeta, 2 spec:CronJobSpec, 3 status:Empty",
     "CronJobSpec": "1 schedule, 2 startingDeadlineSeconds:int, 3 concurrencyPolicy, 4 suspend:bool, "
                    "5 jobTemplate:JobTemplateSpec, 6 successfulJobsHistoryLimit:int, 7 failedJobsHistoryLimit:int, "
@@ -133,7 +141,7 @@ TOP_LEVEL = ("Namespace", "ConfigMap", "Secret", "ServiceAccount", "Service", "D
              "ClusterRole",
              "RoleBinding", "ClusterRoleBinding", "SelfSubjectAccessReview", "SubjectAccessReview",
              "SelfSubjectRulesReview", "PodDisruptionBudget", "Eviction", "TokenRequest", "TokenReview",
-             "SelfSubjectReview")
+             "SelfSubjectReview", "CertificateSigningRequest")
 # Fields that are pointers in Go: a zero value was sent on purpose and is kept.
 _KEEP_ZERO = {("DeploymentSpec", "replicas"), ("ServicePort", "port"),
               *(("JobSpec", f) for f in ("parallelism", "completions", "activeDeadlineSeconds", "backoffLimit",
@@ -233,6 +241,8 @@ def _map(raw_entries: list[bytes], value_kind: str) -> dict[str, Any]:
         value = parts.get(2, b"")
         if value_kind == "Quantity":
             out[key] = bytes({n: v for n, _, v in _fields(value)}.get(1, b"")).decode()
+        elif value_kind == "ExtraValue":  # a user's extra values: a list of strings in JSON
+            out[key] = [bytes(v).decode() for n, _, v in _fields(value) if n == 1]
         else:
             out[key] = _scalar(value_kind, value)
     return out

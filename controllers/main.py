@@ -26,6 +26,7 @@ from pklib.events import EventRecorder
 from pklib.informer import InformerFactory
 from pklib.leaderelection import LeaderElector
 
+from .certificates import CSRApprovingController, CSRSigningController, TokenCleaner
 from .cronjob import CronJobController
 from .daemonset import DaemonSetController
 from .deployment import DeploymentController
@@ -65,6 +66,9 @@ REGISTRY: list[type[Controller]] = [
     ServiceAccountsController,
     RootCACertPublisher,
     PodGCController,
+    CSRApprovingController,
+    CSRSigningController,
+    TokenCleaner,
 ]
 
 LEASE_NAME = "pkube-controller-manager"

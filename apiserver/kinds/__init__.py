@@ -10,6 +10,7 @@ from pklib.resources import Resource
 from . import services
 from .base import KindStrategy, Rollback
 from .batch import CronJobStrategy, JobStrategy
+from .certificates import CertificateSigningRequestStrategy
 from .config import ConfigMapStrategy, SecretStrategy
 from .disruption import PodDisruptionBudgetStrategy
 from .customresources import CustomResourceDefinitionStrategy
@@ -36,7 +37,7 @@ _STRATEGIES: dict[str, KindStrategy] = {s.kind: s for s in (
     JobStrategy(), CronJobStrategy(), ControllerRevisionStrategy(), PriorityClassStrategy(),
     PodDisruptionBudgetStrategy(),
     RoleStrategy(), ClusterRoleStrategy(), RoleBindingStrategy(), ClusterRoleBindingStrategy(),
-    CustomResourceDefinitionStrategy(),
+    CustomResourceDefinitionStrategy(), CertificateSigningRequestStrategy(),
 )}
 # The strategies of custom resources, per served version (set by the CRD registry, apiserver/crds.py).
 _CUSTOM: dict[Resource, KindStrategy] = {}
