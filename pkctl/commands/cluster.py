@@ -1,4 +1,5 @@
-"""`pkctl cluster up|down|status|logs`: a local single-node cluster (like minikube, kind, k3s)."""
+"""`pkctl cluster up|down|status|logs|backup|restore|token|join`: a local cluster (like minikube, kind, k3s),
+and machines joining one."""
 from __future__ import annotations
 
 import argparse
