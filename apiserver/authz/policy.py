@@ -158,6 +158,16 @@ CERTIFICATES = "certificates.k8s.io"
 # system:node's rule below.
 _NODE_BOOTSTRAPPER = [rule(("create", "get", "list", "watch"), CERTIFICATES, ("certificatesigningrequests",))]
 _NODE.append(rule(("create", "get", "list", "watch"), CERTIFICATES, ("certificatesigningrequests",)))
+# The controller-manager's csrapproving and csrsigning controllers (Kubernetes' system:controller:certificate-
+# controller, there bound to their service account): approving and signing need `approve` and `sign` on the signer.
+_CERTIFICATE_CONTROLLER = [
+    rule(("get", "list", "watch", "delete"), CERTIFICATES, ("certificatesigningrequests",)),
+    rule("update", CERTIFICATES, ("certificatesigningrequests/approval", "certificatesigningrequests/status")),
+    rule("approve", CERTIFICATES, ("signers",), ("kubernetes.io/kube-apiserver-client-kubelet",)),
+    rule("sign", CERTIFICATES, ("signers",), ("kubernetes.io/kube-apiserver-client-kubelet",
+                                              "kubernetes.io/kube-apiserver-client")),
+    _events(),
+]
 _DISCOVERY_URLS = ("/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi", "/openapi/*", "/readyz",
                    "/version", "/version/")
 _PUBLIC_INFO_URLS = ("/healthz", "/livez", "/readyz", "/version", "/version/")
@@ -182,6 +192,7 @@ def cluster_roles() -> list[Obj]:
         _role("system:node-proxier", _NODE_PROXIER),
         _role("system:kube-dns", _KUBE_DNS),
         _role("system:node-bootstrapper", _NODE_BOOTSTRAPPER),
+        _role("system:controller:certificate-controller", _CERTIFICATE_CONTROLLER),
     ]
 
 
@@ -201,6 +212,8 @@ def cluster_role_bindings() -> list[Obj]:
         _binding("pkube:node-proxier:nodes", "system:node-proxier", [("Group", "system:nodes")]),
         _binding("system:kube-dns", "system:kube-dns", [("User", "system:kube-dns")]),
         _binding("kubeadm:kubelet-bootstrap", "system:node-bootstrapper", [("Group", "system:bootstrappers")]),
+        _binding("system:controller:certificate-controller", "system:controller:certificate-controller",
+                 [("User", "system:kube-controller-manager")]),
     ]
 
 

@@ -12,7 +12,8 @@ from typing import Any
 from pklib import validation as v
 from pklib.api import certificates as c
 
-from ..authz.authorizer import CURRENT
+from ..authz.authorizer import CURRENT, forbidden_error
+from ..authz.rbac import Attributes
 from .base import KindStrategy
 from .fields import Cause, Path, duplicate, invalid, not_supported, required
 
@@ -27,6 +28,7 @@ class CertificateSigningRequestStrategy(KindStrategy):
         spec = obj.setdefault("spec", {})
         if old is not None:
             obj["spec"] = old.get("spec")  # immutable: the identity and request are the creator's
+            _check_signer_rights(obj, old)
             return
         ctx = CURRENT.get()
         for field in ("username", "uid", "groups", "extra"):
@@ -72,6 +74,33 @@ class CertificateSigningRequestStrategy(KindStrategy):
                                   f"may not specify a duration less than {c.MIN_EXPIRATION_SECONDS} seconds"))
         causes += _conditions_errors(obj)
         return causes
+
+
+def _decisions(obj: dict[str, Any]) -> list[tuple[str, str]]:
+    return sorted((str(cond.get("type")), str(cond.get("status", "True")))
+                  for cond in (obj.get("status") or {}).get("conditions") or []
+                  if isinstance(cond, dict) and cond.get("type") in ("Approved", "Denied"))
+
+
+def _check_signer_rights(obj: dict[str, Any], old: dict[str, Any]) -> None:
+    """Kubernetes' CertificateApproval and CertificateSigning admission: approving or denying needs `approve`,
+    issuing a certificate needs `sign`, on the `signers` resource named by the CSR's signer (or its
+    <domain>/* wildcard)."""
+    ctx = CURRENT.get()
+    if ctx is None:
+        return
+    signer = str((obj.get("spec") or {}).get("signerName") or "")
+    needed = []
+    if _decisions(obj) != _decisions(old):
+        needed.append("approve")
+    if (obj.get("status") or {}).get("certificate") != (old.get("status") or {}).get("certificate"):
+        needed.append("sign")
+    for verb in needed:
+        names = (signer, signer.split("/", 1)[0] + "/*")
+        if not any(ctx.authorizer.authorize(Attributes(verb, True, "", c.GROUP, "v1", "signers", "", name,
+                                                       user=ctx.user)).allowed for name in names):
+            raise forbidden_error("certificatesigningrequests", c.GROUP, str((obj.get("metadata") or {}).get("name")),
+                                  f'user not permitted to {verb} requests with signerName "{signer}"')
 
 
 def _conditions_errors(obj: dict[str, Any]) -> list[Cause]:

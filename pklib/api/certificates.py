@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+GROUP = "certificates.k8s.io"
 KUBELET_CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
 CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client"
 KUBELET_SERVING_SIGNER = "kubernetes.io/kubelet-serving"

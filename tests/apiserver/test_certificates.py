@@ -18,19 +18,21 @@ from cryptography import x509
 from pklib.api import certificates as certs
 from pklib.client import Client
 from pklib.errors import ApiError
-from pklib.resources import CONFIGMAPS, CSRS, SECRETS
+from pklib.resources import CLUSTERROLEBINDINGS, CLUSTERROLES, CONFIGMAPS, CSRS, SECRETS
 from tests.support.controllers import controller_manager
 from tests.support.controlplane import ApiServer, Etcd, _stop, ca_context, make_test_pki, start_apiserver
 from tests.support.kubectl import Kubectl
 from tests.util import unique, wait_for
 
 Obj = dict[str, Any]
+APPROVER = "csr-approver"
 
 
 @pytest.fixture(scope="module")
 def server(session_tmp: str, etcd: Etcd) -> Iterator[ApiServer]:
     pki = make_test_pki(session_tmp)
-    a = start_apiserver(session_tmp, etcd.url, tls=True, extra=["--client-ca-file", str(pki.ca_cert)])
+    a = start_apiserver(session_tmp, etcd.url, tls=True, extra=["--client-ca-file", str(pki.ca_cert)],
+                        identities={APPROVER: ()})
     yield a
     _stop(a.proc)
 
@@ -208,3 +210,51 @@ async def test_anonymous_reads_only_cluster_info(server: ApiServer, admin: Clien
     status, _ = await _get_status(server, session_tmp, "/api/v1/namespaces/kube-system/configmaps/cluster-info")
     assert status == 401
     assert json.loads(json.dumps(out))["data"]
+
+
+async def _grant(admin: Client, name: str, rules: list[Obj]) -> None:
+    g = "rbac.authorization.k8s.io"
+    await admin.create(CLUSTERROLES, {"apiVersion": f"{g}/v1", "kind": "ClusterRole", "metadata": {"name": name},
+                                      "rules": rules})
+    await admin.create(CLUSTERROLEBINDINGS, {
+        "apiVersion": f"{g}/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name},
+        "roleRef": {"apiGroup": g, "kind": "ClusterRole", "name": name},
+        "subjects": [{"apiGroup": g, "kind": "User", "name": APPROVER}]})
+
+
+async def test_approving_needs_approve_on_the_signer(server: ApiServer, admin: Client, session_tmp: str) -> None:
+    _, request = certs.new_request("someone")
+    name = unique("signer-csr")
+    await admin.create(CSRS, certs.csr_object(name, request, certs.CLIENT_SIGNER, ["client auth"]))
+    role = unique("approver")
+    await _grant(admin, role, [{"apiGroups": [certs.GROUP], "verbs": ["get", "update"],
+                                "resources": ["certificatesigningrequests", "certificatesigningrequests/approval"]}])
+    async with Client(server.url, server.tokens[APPROVER], ssl=ca_context(session_tmp)) as approver:
+        async def approve() -> Obj:
+            csr = await approver.get(CSRS, name)
+            csr["status"] = {"conditions": [{"type": "Approved", "status": "True", "reason": "Test"}]}
+            return await approver.update(CSRS, csr, "approval")
+        async def readable() -> bool:
+            try:
+                return bool(await approver.get(CSRS, name))
+            except ApiError as e:
+                if e.code != 403:
+                    raise
+                return False  # the new binding is not in the policy cache yet
+        await wait_for(readable, timeout=10, message="the approver's role to apply")
+        with pytest.raises(ApiError) as e:
+            await approve()
+        assert e.value.code == 403
+        assert f'user not permitted to approve requests with signerName "{certs.CLIENT_SIGNER}"' in e.value.message
+        await _grant(admin, role + "-signers", [{"apiGroups": [certs.GROUP], "verbs": ["approve"],
+                                                 "resources": ["signers"], "resourceNames": ["kubernetes.io/*"]}])
+
+        async def approved() -> Obj | None:
+            try:
+                return await approve()
+            except ApiError as e:
+                if e.code != 403:
+                    raise
+                return None  # the new binding is not in the policy cache yet
+        out = await wait_for(approved, timeout=10, message="approval with approve on kubernetes.io/*")
+    assert [c["type"] for c in out["status"]["conditions"]] == ["Approved"]
