@@ -19,6 +19,7 @@ from pkctl.cluster.components import BY_NAME, COMPONENTS, all_names, apiserver_s
 from pkctl.cluster.backup import BackupError
 from pkctl.cluster.home import ClusterConfig, Home, HomeError, resolve
 from pkctl.cluster.join import JoinError
+from pklib import validation
 from pklib.api.timefmt import parse_duration
 from pkctl.cluster.report import print_next_steps, status_report
 from pkctl.errors import as_command_error
@@ -524,13 +525,13 @@ def cmd_join(args: argparse.Namespace) -> int:
     if supervisor(home) is not None or home.exists():
         raise CommandError(f"{home.root} already holds a cluster or a node; join with another --home, or remove "
                            f"it first with `pkctl cluster down --purge --home {home.root}`")
+    with as_command_error(JoinError):
+        join.check_join_args(args.server, args.token, args.ca_hash)
     node = (args.node_name or socket.gethostname()).lower()
-    from pklib import validation
     if validation.is_dns1123_subdomain(node):
         raise CommandError(f"--node-name {node!r} is not a valid node name: "
                            + "; ".join(validation.is_dns1123_subdomain(node)))
     with as_command_error(JoinError):
-        join.check_join_args(args.server, args.token, args.ca_hash)
         info = join.discover(args.server, args.ca_hash)
         print(f"Joining {args.server} as node {node}")
         print(f"  ✓ cluster CA verified ({args.ca_hash})", flush=True)
