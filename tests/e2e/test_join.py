@@ -7,13 +7,11 @@ Three nodes: a test home's /24 pod range is then cut into four /26s, one left fo
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -23,7 +21,8 @@ from cryptography import x509
 
 from pkctl.cluster.components import BY_NAME
 from pklib.api.certificates import subject_of
-from tests.e2e.helpers import ROOT, Cluster, local_cluster, make_namespace, no_traceback, run
+from tests.e2e.helpers import (Cluster, joining_machine, local_cluster, make_namespace, no_traceback,
+                               on_machine, run)
 from tests.e2e.test_nodes import ready_nodes
 from tests.util import unique, wait_for_sync as wait_for
 
@@ -42,30 +41,8 @@ def cluster() -> Iterator[Cluster]:
 
 @pytest.fixture(scope="module")
 def machine(cluster: Cluster) -> Iterator[tuple[str, str]]:
-    """(netns, IP): a machine of its own on the cluster bridge, at an address the cluster gave to no node."""
-    cfg = cluster.config()
-    subnet = ipaddress.ip_network(cfg["node_subnet"])
-    tag = unique("j").replace("-", "")[-6:]
-    netns, veth, ip = f"pkj{tag}", f"pkj{tag}h", str(subnet[200])
-    try:
-        for cmd in (["ip", "netns", "add", netns],
-                    ["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns],
-                    ["ip", "link", "set", veth, "master", cfg["node_bridge"], "up"],
-                    ["ip", "-n", netns, "link", "set", "lo", "up"],
-                    ["ip", "-n", netns, "addr", "add", f"{ip}/{subnet.prefixlen}", "dev", "eth0"],
-                    ["ip", "-n", netns, "link", "set", "eth0", "up"],
-                    ["ip", "-n", netns, "route", "add", "default", "via", str(subnet[1])]):
-            subprocess.run(cmd, check=True, capture_output=True)
-        yield netns, ip
-    finally:
-        subprocess.run(["ip", "link", "del", veth], capture_output=True)
-        subprocess.run(["ip", "netns", "del", netns], capture_output=True)
-
-
-def on_machine(netns: str, *argv: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    """pkctl run on the machine (inside its network namespace only, as the kubelets of worker nodes are)."""
-    return subprocess.run(["nsenter", f"--net=/run/netns/{netns}", "--", sys.executable, "-m", "pkctl.main", *argv],
-                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    with joining_machine(cluster.config()) as m:
+        yield m
 
 
 def join_args(cluster: Cluster) -> tuple[str, str, str]:
