@@ -184,17 +184,25 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"pkube cluster at {home.root} is already running (supervisor pid {running.pid}); nothing to do.")
         print(f"  pkctl cluster status --home {home.root}")
         return 0
-    problems = prereq_checks.check()
+    joined = home.exists() and bool(_config(home).joined)
+    problems = _prerequisites(joined)
     if problems and args.install_deps:
         print("Installing missing packages ...")
         try:
             prereq_checks.install(problems)
         except (subprocess.CalledProcessError, FileNotFoundError) as e:
             raise CommandError(f"installing packages failed: {e}") from None
-        problems = prereq_checks.check()
+        problems = _prerequisites(joined)
     if problems:
         _print_problems(problems)
         raise CommandError("this machine is missing what a pkube cluster needs (see above)")
+    if joined:  # a node of another machine's cluster: only start it again
+        cfg = _config(home)
+        if args.control_planes is not None or args.nodes is not None or args.api_port is not None:
+            raise CommandError(f"{home.root} is a node joined to {cfg.joined}: --control-planes, --nodes and "
+                               "--api-port do not apply")
+        print(f"Starting node {cfg.node_name} of {cfg.joined} in {home.root}", flush=True)
+        return 0 if _wait_ready(home, cfg, _start_supervisor(home), args.wait_timeout) else 1
     if (args.control_planes is not None or args.nodes is not None) and home.exists():
         with as_command_error(HomeError):
             home.prepare_check(args.control_planes, args.nodes)
@@ -219,6 +227,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 1
     print_next_steps(home, cfg)
     return 0
+
+
+def _prerequisites(node_only: bool) -> list[prereq_checks.Problem]:
+    """What this machine misses to run a cluster (`node_only`: a joined node, which runs no etcd)."""
+    return [p for p in prereq_checks.check() if not (node_only and p.package == prereq_checks.BINARIES["etcd"])]
 
 
 def _prepare(home: Home, api_port: int | None, control_planes: int | None,
@@ -531,6 +544,10 @@ def cmd_join(args: argparse.Namespace) -> int:
     if validation.is_dns1123_subdomain(node):
         raise CommandError(f"--node-name {node!r} is not a valid node name: "
                            + "; ".join(validation.is_dns1123_subdomain(node)))
+    problems = _prerequisites(node_only=True)
+    if problems:
+        _print_problems(problems)
+        raise CommandError("this machine is missing what a pkube node needs (see above)")
     with as_command_error(JoinError):
         info = join.discover(args.server, args.ca_hash)
         print(f"Joining {args.server} as node {node}")

@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from pkctl.cluster.components import BY_NAME
 from pklib.api.certificates import subject_of
@@ -124,6 +125,12 @@ def test_a_machine_joins_with_a_token_and_runs_pods(cluster: Cluster, machine: t
         cluster.api(f"/api/v1/namespaces/{ns}", method="DELETE")
         status = on_machine(netns, "cluster", "status", "--home", str(home))
         assert f"Node {node} joined to {url}" in status.stdout, status.stdout
+        # after a stop (a reboot), `cluster up` starts the node again with the credentials it has
+        stop = on_machine(netns, "cluster", "down", "--home", str(home))
+        assert stop.returncode == 0, stop.stderr
+        again = on_machine(netns, "cluster", "up", "--home", str(home), "--wait-timeout", "60")
+        assert again.returncode == 0 and "kubelet ready" in again.stdout, f"{again.stdout}\n{again.stderr}"
+        assert (home / "pki" / "kubelet-client.crt").read_bytes() == cert.public_bytes(serialization.Encoding.PEM)
     finally:
         if (home / "config.json").exists():
             joined = json.loads((home / "config.json").read_text())
