@@ -60,6 +60,7 @@ class Config:
     etcd_defrag_threshold: int = etcdmaintenance.DEFAULT_DEFRAG_THRESHOLD
     event_ttl: float = 3600.0
     allocator_repair_interval: float = repair.DEFAULT_INTERVAL
+    client_ca_file: str | None = None  # with TLS: client certificates of this CA authenticate (auth.py)
 
 
 @web.middleware
@@ -93,7 +94,7 @@ def build_app(config: Config, storage: Storage) -> web.Application:
     if config.token_auth_file:
         # Authentication answers 401 itself and authorization 403; put them inside metrics so refused requests
         # are counted too. Without authentication there is nobody to authorize (Kubernetes' AlwaysAllow).
-        authenticators = [*static, accounts.authenticate]
+        authenticators = [*static, accounts.authenticate, auth.bootstrap_tokens(_secret_reader(api.objects))]
         middlewares.append(auth.middleware(authenticators))
         middlewares.append(authz_middleware.middleware(authorizer))
     middlewares.append(status_middleware)
@@ -185,6 +186,17 @@ def _report_death(task: asyncio.Task[None]) -> None:
         log.error("background task %s died", task.get_name(), exc_info=task.exception())
 
 
+def _secret_reader(objects: Objects) -> auth.SecretReader:
+    async def read(namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return await objects.get(resources.SECRETS, namespace, name)
+        except StatusError as e:
+            if e.code == 404:
+                return None
+            raise
+    return read
+
+
 async def _ensure_defaults(objects: Objects) -> None:
     await _ensure_namespaces(objects)
     await _ensure_priority_classes(objects)
@@ -232,6 +244,9 @@ async def _ensure_rbac_defaults(objects: Objects) -> None:
         await objects.ensure(resources.CLUSTERROLES, role)
     for binding in bootstrap_policy.cluster_role_bindings():
         await objects.ensure(resources.CLUSTERROLEBINDINGS, binding)
+    for role, role_binding in bootstrap_policy.public_roles():
+        await objects.ensure(resources.ROLES, role)
+        await objects.ensure(resources.ROLEBINDINGS, role_binding)
 
 
 async def _ensure_local_apiservices(objects: Objects) -> None:

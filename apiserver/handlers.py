@@ -20,7 +20,7 @@ from .watch import WATCH_RESPONSE, is_watch, serve_watch
 from .watchcache import WatchCache, resource_prefix
 
 # Subresources served here; pods/log and pods/exec are relayed to the kubelet by proxy_pods.py.
-SERVED_SUBRESOURCES = {"status", "scale", "binding", "eviction", "finalize"}
+SERVED_SUBRESOURCES = {"status", "scale", "binding", "eviction", "finalize", "approval"}
 
 
 BUILTIN_GROUPS = frozenset(r.group for r in resources.RESOURCES)
@@ -124,7 +124,7 @@ class Api:
             return {"POST": self.binding}.get(method)
         if sub == "eviction":
             return {"POST": self.evict}.get(method)
-        if sub == "finalize":
+        if sub in ("finalize", "approval"):
             return {"PUT": self.update}.get(method)
         return {"GET": self.get_or_watch, "PUT": self.update, "PATCH": self.patch}.get(method)
 

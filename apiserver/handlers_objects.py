@@ -337,12 +337,16 @@ class Objects:
             body = body if owned else copy.deepcopy(body)
             owned = True
             to_storage(res, body)
-        if subresource in ("status", "finalize"):
-            # Status updates change status only (finalize: spec.finalizers only); metadata stays.
+        if subresource in ("status", "finalize", "approval"):
+            # Status updates change status only (finalize: spec.finalizers only; approval: status.conditions
+            # only, CertificateSigningRequests'); metadata stays.
             new = clone_stored(old)
             if subresource == "status":
                 status = member(body, "status")
                 new["status"] = status if owned else copy.deepcopy(status)
+            elif subresource == "approval":
+                conditions = member(body, "status").get("conditions")
+                new.setdefault("status", {})["conditions"] = conditions if owned else copy.deepcopy(conditions)
             else:
                 new.setdefault("spec", {})["finalizers"] = list(member(body, "spec").get("finalizers") or [])
             return new
@@ -488,9 +492,10 @@ class Objects:
         return await self.guaranteed_update(res, namespace, name, mutate, dry_run)
 
     async def ensure(self, res: Resource, body: dict[str, Any]) -> None:
-        """Creates a cluster-scoped object if it does not exist yet (startup namespaces)."""
+        """Creates an object if it does not exist yet (startup namespaces; a namespaced one in its
+        metadata.namespace)."""
         try:
-            await self.create(res, None, body)
+            await self.create(res, (body.get("metadata") or {}).get("namespace") if res.namespaced else None, body)
         except StatusError as e:
             if e.code != 409:
                 raise

@@ -40,6 +40,8 @@ def parse_args(argv: list[str]) -> Config:
                    help="seconds between BOOKMARK events on watches that allow them")
     p.add_argument("--tls-cert-file", help="serving certificate (PEM, may hold the chain): serve HTTPS")
     p.add_argument("--tls-private-key-file", help="the serving certificate's private key (PEM)")
+    p.add_argument("--client-ca-file", help="CA that signs client certificates: a verified certificate "
+                   "authenticates its CN as the user, its Os as groups (needs --tls-cert-file)")
     p.add_argument("--etcd-cafile", help="CA of etcd's serving certificate (needed for https:// --etcd-servers)")
     p.add_argument("--etcd-certfile", help="client certificate to present to etcd (PEM)")
     p.add_argument("--etcd-keyfile", help="its private key (PEM)")
@@ -120,7 +122,9 @@ def parse_args(argv: list[str]) -> Config:
         p.error("--etcd-prefix must start with /")
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    tls_context(a.tls_cert_file, a.tls_private_key_file, p.error)
+    tls_context(a.tls_cert_file, a.tls_private_key_file, p.error, a.client_ca_file)
+    if a.client_ca_file and not a.token_auth_file:
+        p.error("--client-ca-file needs --token-auth-file (authentication on)")
     kubelet_client_context(a.kubelet_certificate_authority, a.kubelet_client_certificate, a.kubelet_client_key,
                            p.error)
     return Config(servers, a.etcd_prefix, a.bind_address, a.port, a.token_auth_file, a.service_cluster_ip_range,
@@ -129,7 +133,8 @@ def parse_args(argv: list[str]) -> Config:
                   a.kubelet_client_certificate, a.kubelet_client_key, a.pod_security_default_enforce, *sa,
                   a.advertise_address, a.advertise_port or a.port,
                   etcd_compaction_interval=a.etcd_compaction_interval, etcd_defrag_threshold=a.etcd_defrag_threshold,
-                  event_ttl=a.event_ttl, allocator_repair_interval=a.allocator_repair_interval)
+                  event_ttl=a.event_ttl, allocator_repair_interval=a.allocator_repair_interval,
+                  client_ca_file=a.client_ca_file)
 
 
 def _service_account_config(p: argparse.ArgumentParser,
@@ -191,7 +196,7 @@ async def run(config: Config, ready: asyncio.Event | None = None, stop: asyncio.
                            shutdown_timeout=2.0)
     await runner.setup()
     try:
-        tls = tls_context(config.tls_cert_file, config.tls_private_key_file)
+        tls = tls_context(config.tls_cert_file, config.tls_private_key_file, client_ca_file=config.client_ca_file)
         site = web.TCPSite(runner, config.bind_address, config.port, reuse_address=True, ssl_context=tls)
         await site.start()
         log.info("serving on %s://%s:%d (etcd %s, prefix %s)", "https" if tls else "http", config.bind_address,

@@ -69,6 +69,14 @@ _SCHEMA: dict[str, str] = {
                "5 manualSelector:bool, 6 template:PodTemplateSpec, 7 backoffLimit:int, "
                "8 ttlSecondsAfterFinished:int, 9 completionMode, 10 suspend:bool, 12 backoffLimitPerIndex:int, "
                "13 maxFailedIndexes:int, 14 podReplacementPolicy, 15 managedBy",
+    # certificates.k8s.io/v1 (kubectl certificate approve|deny sends the whole object)
+    "CertificateSigningRequest": "1 metadata:ObjectMeta, 2 spec:CertificateSigningRequestSpec, "
+                                 "3 status:CertificateSigningRequestStatus",
+    "CertificateSigningRequestSpec": "1 request:bytes, 7 signerName, 8 expirationSeconds:int, 5 usages[], "
+                                     "2 username, 3 uid, 4 groups[], 6 extra:map:ExtraValue",
+    "CertificateSigningRequestStatus": "1 conditions:CertificateSigningRequestCondition[], 2 certificate:bytes",
+    "CertificateSigningRequestCondition": "1 type, 6 status, 2 reason, 3 message, 4 lastUpdateTime:Time, "
+                                          "5 lastTransitionTime:Time",
     "CronJob": "1 metadata:ObjectMeta, 2 spec:CronJobSpec, 3 status:Empty",
     "CronJobSpec": "1 schedule, 2 startingDeadlineSeconds:int, 3 concurrencyPolicy, 4 suspend:bool, "
                    "5 jobTemplate:JobTemplateSpec, 6 successfulJobsHistoryLimit:int, 7 failedJobsHistoryLimit:int, "
@@ -143,7 +151,7 @@ TOP_LEVEL = ("Namespace", "ConfigMap", "Secret", "ServiceAccount", "Service", "D
              "ClusterRole",
              "RoleBinding", "ClusterRoleBinding", "SelfSubjectAccessReview", "SubjectAccessReview",
              "SelfSubjectRulesReview", "PodDisruptionBudget", "ResourceQuota", "Eviction", "TokenRequest", "TokenReview",
-             "SelfSubjectReview", "HorizontalPodAutoscaler")
+             "SelfSubjectReview", "HorizontalPodAutoscaler", "CertificateSigningRequest")
 # Kinds whose protobuf tables above are those of one version only.
 _ONLY_VERSION = {"HorizontalPodAutoscaler": "autoscaling/v1"}
 # Fields that are pointers in Go: a zero value was sent on purpose and is kept.
@@ -246,6 +254,8 @@ def _map(raw_entries: list[bytes], value_kind: str) -> dict[str, Any]:
         value = parts.get(2, b"")
         if value_kind == "Quantity":
             out[key] = bytes({n: v for n, _, v in _fields(value)}.get(1, b"")).decode()
+        elif value_kind == "ExtraValue":  # a user's extra values: a list of strings in JSON
+            out[key] = [bytes(v).decode() for n, _, v in _fields(value) if n == 1]
         else:
             out[key] = _scalar(value_kind, value)
     return out

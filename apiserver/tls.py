@@ -15,14 +15,26 @@ def _raise(message: str) -> NoReturn:
 
 
 def tls_context(cert_file: str | None, key_file: str | None,
-                fail: Callable[[str], NoReturn] = _raise) -> ssl.SSLContext | None:
-    """None for plain HTTP (neither flag); `fail` with a one-line message for half or unreadable settings."""
+                fail: Callable[[str], NoReturn] = _raise, client_ca_file: str | None = None) -> ssl.SSLContext | None:
+    """None for plain HTTP (neither flag); `fail` with a one-line message for half or unreadable settings.
+    `client_ca_file` (--client-ca-file): ask clients for an optional certificate, verified against that CA only
+    (never the system's: a certificate names a user here), as kube-apiserver does."""
     if not cert_file and not key_file:
+        if client_ca_file:
+            fail("--client-ca-file needs --tls-cert-file and --tls-private-key-file")
         return None
     if not cert_file or not key_file:
         fail("--tls-cert-file and --tls-private-key-file must be given together")
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if client_ca_file:
+        try:
+            ctx.load_verify_locations(cafile=client_ca_file)
+        except FileNotFoundError:
+            fail(f"cannot read {client_ca_file}: no such file")
+        except (ssl.SSLError, OSError) as e:
+            fail(f"cannot load the client CA {client_ca_file}: {e}")
+        ctx.verify_mode = ssl.CERT_OPTIONAL
     try:
         ctx.load_cert_chain(cert_file, key_file)
     except FileNotFoundError as e:

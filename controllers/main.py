@@ -27,6 +27,7 @@ from pklib.informer import InformerFactory
 from pklib.leaderelection import LeaderElector
 
 from .apiservice import APIServiceController
+from .certificates import CSRApprovingController, CSRSigningController, TokenCleaner
 from .cronjob import CronJobController
 from .daemonset import DaemonSetController
 from .deployment import DeploymentController
@@ -72,6 +73,9 @@ REGISTRY: list[type[Controller]] = [
     ResourceQuotaController,
     APIServiceController,
     HorizontalPodAutoscalerController,
+    CSRApprovingController,
+    CSRSigningController,
+    TokenCleaner,
 ]
 
 LEASE_NAME = "pkube-controller-manager"

@@ -457,6 +457,17 @@ def _priorityclass(o: Obj, now: datetime) -> list[str]:
             o.get("preemptionPolicy") or ""]
 
 
+def _csr(o: Obj, now: datetime) -> list[str]:
+    spec = _spec(o)
+    seconds = spec.get("expirationSeconds")
+    conditions = [c.get("type", "") for c in (o.get("status") or {}).get("conditions") or []
+                  if c.get("status", "True") == "True"]
+    if (o.get("status") or {}).get("certificate"):
+        conditions.append("Issued")
+    return [_age(o, now), spec.get("signerName") or "", spec.get("username") or "",
+            human_duration(float(seconds)) if isinstance(seconds, int) else "<none>", ",".join(conditions) or "Pending"]
+
+
 def _pdb(o: Obj, now: datetime) -> list[str]:
     spec = _spec(o)
     return [str(spec["minAvailable"]) if "minAvailable" in spec else "N/A",
@@ -601,6 +612,8 @@ _TABLES: dict[str, tuple[list[str], Row, list[str], Row]] = {
     "ResourceQuota": (["AGE", "REQUEST", "LIMIT"], _resourcequota, [], _nothing),
     "LimitRange": (["CREATED AT"], _created_at, [], _nothing),
     "APIService": (["SERVICE", "AVAILABLE", "AGE"], _apiservice, [], _nothing),
+    "CertificateSigningRequest": (["AGE", "SIGNERNAME", "REQUESTOR", "REQUESTEDDURATION", "CONDITION"], _csr, [],
+                                  _nothing),
     "PodDisruptionBudget": (["MIN AVAILABLE", "MAX UNAVAILABLE", "ALLOWED DISRUPTIONS", "AGE"], _pdb, [], _nothing),
     "HorizontalPodAutoscaler": (["REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"], _hpa, [], _nothing),
     "Role": (["CREATED AT"], _created_at, [], _nothing),

@@ -92,6 +92,8 @@ PRIORITYCLASSES = _r("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasse
 PODDISRUPTIONBUDGETS = _r("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True, ("pdb",), ("status",))
 APISERVICES = _r("apiregistration.k8s.io", "v1", "APIService", "apiservices", False, (), ("status",),
                  ("api-extensions",))
+CSRS = _r("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests", False, ("csr",),
+         ("status", "approval"))
 CRDS = _r("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", False,
           ("crd", "crds"), ("status",), ("api-extensions",))
 RBAC_GROUP = "rbac.authorization.k8s.io"
@@ -124,7 +126,7 @@ RESOURCES: tuple[Resource, ...] = (
     LIMITRANGES, RESOURCEQUOTAS, REPLICATIONCONTROLLERS, DEPLOYMENTS,
     REPLICASETS, DAEMONSETS, STATEFULSETS, JOBS, CRONJOBS, CONTROLLERREVISIONS, LEASES, ENDPOINTSLICES, STORAGECLASSES,
     PRIORITYCLASSES, PODDISRUPTIONBUDGETS, ROLES, CLUSTERROLES, ROLEBINDINGS, CLUSTERROLEBINDINGS, CRDS,
-    APISERVICES,
+    APISERVICES, CSRS,
     SELFSUBJECTACCESSREVIEWS, SUBJECTACCESSREVIEWS, SELFSUBJECTRULESREVIEWS, TOKENREVIEWS, SELFSUBJECTREVIEWS, HPAS,
     HPAS_V1, NODEMETRICS, PODMETRICS,
 )

@@ -25,7 +25,8 @@ _EXTRA_PREFIX = "impersonate-extra-"
 
 
 def user_info(user: User) -> UserInfo:
-    groups = user.groups if AUTHENTICATED in user.groups else (*user.groups, AUTHENTICATED)
+    anonymous = user.name == ANONYMOUS  # only ever in system:unauthenticated (auth.ANONYMOUS)
+    groups = user.groups if anonymous or AUTHENTICATED in user.groups else (*user.groups, AUTHENTICATED)
     return UserInfo(user.name, user.uid, groups, dict(user.extra))
 
 

@@ -160,6 +160,22 @@ _KUBE_DNS = [
     rule(("list", "watch"), LEGACY, ("services", "endpoints")),
     rule(("list", "watch"), DISCOVERY, ("endpointslices",)),
 ]
+CERTIFICATES = "certificates.k8s.io"
+# Bootstrap tokens' users (system:bootstrappers) may ask for a node client certificate and read their request
+# (Kubernetes' system:node-bootstrapper, which kubeadm binds to the group); a node renews its own through
+# system:node's rule below.
+_NODE_BOOTSTRAPPER = [rule(("create", "get", "list", "watch"), CERTIFICATES, ("certificatesigningrequests",))]
+_NODE.append(rule(("create", "get", "list", "watch"), CERTIFICATES, ("certificatesigningrequests",)))
+# The controller-manager's csrapproving and csrsigning controllers (Kubernetes' system:controller:certificate-
+# controller, there bound to their service account): approving and signing need `approve` and `sign` on the signer.
+_CERTIFICATE_CONTROLLER = [
+    rule(("get", "list", "watch", "delete"), CERTIFICATES, ("certificatesigningrequests",)),
+    rule("update", CERTIFICATES, ("certificatesigningrequests/approval", "certificatesigningrequests/status")),
+    rule("approve", CERTIFICATES, ("signers",), ("kubernetes.io/kube-apiserver-client-kubelet",)),
+    rule("sign", CERTIFICATES, ("signers",), ("kubernetes.io/kube-apiserver-client-kubelet",
+                                              "kubernetes.io/kube-apiserver-client")),
+    _events(),
+]
 _DISCOVERY_URLS = ("/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi", "/openapi/*", "/readyz",
                    "/version", "/version/")
 _PUBLIC_INFO_URLS = ("/healthz", "/livez", "/readyz", "/version", "/version/")
@@ -183,6 +199,8 @@ def cluster_roles() -> list[Obj]:
         _role("system:node", _NODE),
         _role("system:node-proxier", _NODE_PROXIER),
         _role("system:kube-dns", _KUBE_DNS),
+        _role("system:node-bootstrapper", _NODE_BOOTSTRAPPER),
+        _role("system:controller:certificate-controller", _CERTIFICATE_CONTROLLER),
     ]
 
 
@@ -198,5 +216,23 @@ def cluster_role_bindings() -> list[Obj]:
                  [("User", "system:kube-controller-manager")]),
         _binding("system:node", "system:node", [("Group", "system:nodes")]),
         _binding("system:node-proxier", "system:node-proxier", [("User", "system:kube-proxy")]),
+        # a joined node's proxy runs as the node (`pkctl cluster join` bootstraps one identity per machine)
+        _binding("pkube:node-proxier:nodes", "system:node-proxier", [("Group", "system:nodes")]),
         _binding("system:kube-dns", "system:kube-dns", [("User", "system:kube-dns")]),
+        _binding("kubeadm:kubelet-bootstrap", "system:node-bootstrapper", [("Group", "system:bootstrappers")]),
+        _binding("system:controller:certificate-controller", "system:controller:certificate-controller",
+                 [("User", "system:kube-controller-manager")]),
     ]
+
+
+def public_roles() -> list[tuple[Obj, Obj]]:
+    """(Role, RoleBinding) pairs in kube-public: anyone, anonymous included, may read the cluster-info
+    ConfigMap, where a joining node finds the cluster's CA (kubeadm's kubeadm:bootstrap-signer-clusterinfo)."""
+    name = "kubeadm:bootstrap-signer-clusterinfo"
+    meta = {"name": name, "namespace": "kube-public", "labels": dict(BOOTSTRAP_LABELS)}
+    role = {"apiVersion": f"{RBAC_GROUP}/v1", "kind": "Role", "metadata": dict(meta),
+            "rules": [rule("get", LEGACY, ("configmaps",), ("cluster-info",))]}
+    binding = {"apiVersion": f"{RBAC_GROUP}/v1", "kind": "RoleBinding", "metadata": dict(meta),
+               "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": name},
+               "subjects": [{"apiGroup": RBAC_GROUP, "kind": "User", "name": "system:anonymous"}]}
+    return [(role, binding)]

@@ -12,6 +12,7 @@ from .apiservices import APIServiceStrategy
 from .autoscaling import HorizontalPodAutoscalerStrategy
 from .base import KindStrategy, Rollback
 from .batch import CronJobStrategy, JobStrategy
+from .certificates import CertificateSigningRequestStrategy
 from .config import ConfigMapStrategy, SecretStrategy
 from .disruption import PodDisruptionBudgetStrategy
 from .customresources import CustomResourceDefinitionStrategy
@@ -42,7 +43,7 @@ _STRATEGIES: dict[str, KindStrategy] = {s.kind: s for s in (
     APIServiceStrategy(),
     PodDisruptionBudgetStrategy(), HorizontalPodAutoscalerStrategy(),
     RoleStrategy(), ClusterRoleStrategy(), RoleBindingStrategy(), ClusterRoleBindingStrategy(),
-    CustomResourceDefinitionStrategy(),
+    CustomResourceDefinitionStrategy(), CertificateSigningRequestStrategy(),
 )}
 # The strategies of custom resources, per served version (set by the CRD registry, apiserver/crds.py).
 _CUSTOM: dict[Resource, KindStrategy] = {}

@@ -113,11 +113,27 @@ def _http_ok(url: str, token: str | None = None, timeout: float = 1.0, tls: ssl.
         return False, f"{url}: {getattr(e, 'reason', e)}"
 
 
+def node_client_context(home: Home) -> ssl.SSLContext:
+    """A joined node's TLS to its cluster's API: the cluster CA, and the client certificate it bootstrapped."""
+    cert = home.pki.cert("kubelet-client")
+    return _client_cert_context(str(home.pki.ca_cert), str(cert), str(home.pki.key("kubelet-client")),
+                                cert.stat().st_mtime_ns if cert.exists() else 0)
+
+
 def api_get(home: Home, cfg: ClusterConfig, path: str, timeout: float = 2.0) -> dict[str, Any] | None:
-    """A GET against the cluster's own apiserver with the admin token; None if it fails."""
-    req = urllib.request.Request(cfg.api_url + path, headers={"Authorization": f"Bearer {home.token()}"})
+    """A GET against the cluster's own apiserver with the admin token (a joined node's home: as the node,
+    against the cluster it joined); None if it fails."""
+    if cfg.joined:
+        req = urllib.request.Request(cfg.api_url + path)
+        try:
+            tls: ssl.SSLContext | None = node_client_context(home)
+        except (OSError, ssl.SSLError):
+            return None
+    else:
+        req = urllib.request.Request(cfg.api_url + path, headers={"Authorization": f"Bearer {home.token()}"})
+        tls = _tls_context(home, cfg)
     try:
-        with urllib.request.urlopen(req, timeout=timeout, context=_tls_context(home, cfg)) as r:
+        with urllib.request.urlopen(req, timeout=timeout, context=tls) as r:
             doc: dict[str, Any] = json.loads(r.read())
             return doc
     except (OSError, ValueError):
@@ -216,6 +232,7 @@ def _apiserver_flags(home: Home, cfg: ClusterConfig, member: Member | None = Non
             "--token-auth-file", str(home.tokens_file), "--service-cluster-ip-range", cfg.service_cidr,
             *(["--tls-cert-file", str(home.pki.serving_cert), "--tls-private-key-file", str(home.pki.serving_key)]
               if cfg.tls else []),
+            *(["--client-ca-file", str(pki.ca_cert)] if cfg.tls else []),
             # service-account tokens (kubeadm's sa.key/sa.pub), and the `kubernetes` Service pods reach the API by
             "--service-account-signing-key-file", str(pki.sa_key), "--service-account-key-file", str(pki.sa_pub),
             "--service-account-issuer", SERVICE_ACCOUNT_ISSUER,
@@ -251,7 +268,8 @@ def _controller_flags(home: Home, cfg: ClusterConfig) -> list[str]:
     # each home's pod range is cut into /24s, the default home's 10.244.0.0/16 as in kubeadm; another home's
     # /24 is cut in as many parts as its nodes need
     return [*_as(CONTROLLER_MANAGER)(home, cfg), "--cluster-cidr", cfg.cluster_cidr,
-            "--node-cidr-mask-size", str(cfg.node_cidr_mask), "--root-ca-file", str(home.pki.ca_cert)]
+            "--node-cidr-mask-size", str(cfg.node_cidr_mask), "--root-ca-file", str(home.pki.ca_cert),
+            "--cluster-signing-cert-file", str(home.pki.ca_cert), "--cluster-signing-key-file", str(home.pki.ca_key)]
 
 
 def _node_flags(home: Home, cfg: ClusterConfig) -> list[str]:
@@ -329,6 +347,28 @@ def worker_components(cfg: ClusterConfig, after: str) -> tuple[Component, ...]:
                              functools.partial(_worker_proxy_flags, w=w),
                              functools.partial(_probe_worker_proxy, w=w), launch="proxy", netns=w.netns))
     return tuple(out)
+
+
+def _joined_kubelet_flags(home: Home, cfg: ClusterConfig) -> list[str]:
+    """A joined node's kubelet: the node's own credentials; its API served with a certificate of a node-local CA
+    (pki.ensure_kubelet), which the cluster's apiserver does not trust (see join.py)."""
+    pki = home.pki
+    return ["--kubeconfig", str(home.node_kubeconfig), *_node_flags(home, cfg), "--node-ip", cfg.node_ip,
+            "--cluster-cidr", cfg.cluster_cidr, "--pod-routes", "--port", str(cfg.kubelet_port),
+            "--tls-cert-file", str(pki.cert("kubelet")), "--tls-private-key-file", str(pki.key("kubelet")),
+            "--client-ca-file", str(pki.ca_cert), "--cluster-dns", cfg.dns_ip]
+
+
+def _joined_proxy_flags(home: Home, cfg: ClusterConfig) -> list[str]:
+    return ["--kubeconfig", str(home.node_kubeconfig), "--node-name", cfg.node_name, "--table", cfg.proxy_table,
+            "--metrics-bind-address", f"127.0.0.1:{cfg.proxy_metrics_port}"]
+
+
+def joined_components() -> tuple[Component, ...]:
+    """What a joined node's home runs: its kubelet and proxy, against the cluster it joined."""
+    kubelet, proxy = BY_NAME["kubelet"], BY_NAME["proxy"]
+    return (Component("kubelet", kubelet.module, None, (), _joined_kubelet_flags, _probe_node, _cleanup_kubelet),
+            Component("proxy", proxy.module, None, (), _joined_proxy_flags, _probe_proxy, _cleanup_proxy))
 
 
 def _cleanup_kubelet(home: Home, cfg: ClusterConfig) -> list[str]:
@@ -462,6 +502,8 @@ def components(cfg: ClusterConfig) -> tuple[Component, ...]:
     """The supervised processes of this cluster: COMPONENTS for one control plane; with several,
     etcd-cpN, apiserver-cpN and control-plane-cpN per member (`cluster status` and `up` list them
     in this order), and one kubelet."""
+    if cfg.joined:
+        return joined_components()
     if not cfg.members:
         return COMPONENTS + worker_components(cfg, "apiserver") if cfg.workers else COMPONENTS
     etcds = tuple(_member_component("etcd", m) for m in cfg.members)

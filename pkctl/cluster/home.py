@@ -160,6 +160,9 @@ class ClusterConfig:
     workers: list[Worker] = field(default_factory=list)
     node_bridge: str = ""
     node_subnet: str = ""
+    # A node that joined another machine's cluster (`pkctl cluster join`): that cluster's API URL. Such a home
+    # runs only this node's kubelet and proxy, authenticated by the client certificate it bootstrapped.
+    joined: str = ""
 
     def __post_init__(self) -> None:
         self.members = [m if isinstance(m, Member) else Member(**m) for m in self.members]
@@ -178,6 +181,8 @@ class ClusterConfig:
     def advertise_address(self) -> str:
         """Where pods reach the API (the `kubernetes` Service's endpoint, port api_port): the cluster network's
         gateway with several nodes, else the node's own address; both served by the supervisor's balancer."""
+        if self.joined:
+            return ""
         if self.workers:
             return self.node_gateway
         if self.node_ip and not ipaddress.ip_address(self.node_ip).is_loopback:
@@ -209,6 +214,8 @@ class ClusterConfig:
 
     @property
     def api_url(self) -> str:
+        if self.joined:
+            return self.joined
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.api_port}"
 
 
@@ -347,11 +354,7 @@ class Home:
                 digest = hashlib.sha256(str(self.root).encode()).digest()
                 cfg.service_cidr = private_service_range(digest)
                 cfg.cluster_cidr = private_pod_range(digest)
-                cfg.proxy_table = f"{DEFAULT_PROXY_TABLE}-{digest.hex()[:8]}"
-                tag = digest.hex()[:6]
-                # interface names have at most 15 characters: veths are <prefix><sandbox id>, cut there
-                cfg.bridge, cfg.nat_table, cfg.netns_prefix = f"pkbr{tag}", f"pkube-nat-{tag}", f"pk{tag}-"
-                cfg.veth_prefix, cfg.cgroup_parent = f"pv{tag}", f"pkube-{tag}"
+                private_node_names(cfg, self.root)
             if control_planes is not None and control_planes > 1:
                 # The first member keeps the home's etcd and control-plane ports; api_port becomes the balancer's.
                 cfg.members = [Member(f"cp{i + 1}", "127.0.0.1",
@@ -369,7 +372,11 @@ class Home:
         from pkctl.cluster import pki
         from pklib.hostnet import host_ip
         cfg.node_ip = host_ip()
-        pki.ensure(self.pki.dir, ips=[cfg.node_gateway] if cfg.workers else None,
+        # the node's own address too: where `pkctl cluster token create` sends joining machines without workers
+        reached_at = [cfg.node_gateway] if cfg.workers else []
+        if cfg.node_ip and not ipaddress.ip_address(cfg.node_ip).is_loopback:
+            reached_at.append(cfg.node_ip)
+        pki.ensure(self.pki.dir, ips=reached_at or None,
                    service_ip=str(ipaddress.ip_network(cfg.service_cidr)[1]))
         pki.ensure_kubelet(self.pki.dir, cfg.node_name, [cfg.node_ip])
         for w in cfg.workers:
@@ -385,6 +392,36 @@ class Home:
             doc["clusters"][0]["cluster"]["certificate-authority-data"] = \
                 base64.b64encode(self.pki.ca_cert.read_bytes()).decode()
         kubeconfig.write(path, doc)
+
+
+    @property
+    def node_kubeconfig(self) -> Path:
+        """A joined node's kubeconfig: the cluster's CA and the node's bootstrapped client certificate."""
+        return self.root / "kubelet.kubeconfig"
+
+    def prepare_joined(self, server: str, node_name: str, node_ip: str, service_cidr: str, cluster_cidr: str,
+                       default_home: bool) -> ClusterConfig:
+        """The layout of a home that runs one node of another machine's cluster (`pkctl cluster join`): its
+        kubelet's and proxy's state and names (their own on a shared host, as any non-default home's), and
+        the ports they serve on. The credentials are written by pkctl/cluster/join.py."""
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
+        for d in (self.images, self.logs, self.run, self.pki.dir):
+            d.mkdir(parents=True, exist_ok=True)
+        taken: set[int] = set()
+
+        def choose(default: int) -> int:
+            port = pick_port(default if default_home else None, taken)
+            taken.add(port)
+            return port
+        kubelet_port, metrics_port = choose(DEFAULT_PORTS["kubelet_port"]), choose(DEFAULT_PORTS["proxy_metrics_port"])
+        cfg = ClusterConfig(etcd_client_port=0, etcd_peer_port=0, api_port=0, service_cidr=service_cidr,
+                            cluster_cidr=cluster_cidr, node_name=node_name, tls=True, kubelet_port=kubelet_port,
+                            proxy_metrics_port=metrics_port, node_ip=node_ip, joined=server)
+        if not default_home:
+            private_node_names(cfg, self.root)
+        write_json(self.config_file, asdict(cfg))
+        return cfg
 
 
 # The users pkube's components authenticate as; the apiserver's default RBAC roles bind each to what it uses
@@ -422,6 +459,17 @@ def add_workers(cfg: ClusterConfig, root: Path, nodes: int) -> None:
     prefix = node_name_prefix(root)
     cfg.workers = [Worker(name=f"{prefix}-worker{'' if i == 2 else i}", index=i, ip=str(subnet[i]),
                           netns=f"pkn{tag}-w{i}", veth=f"pkn{tag}w{i}") for i in range(2, nodes + 1)]
+
+
+def private_node_names(cfg: ClusterConfig, root: Path) -> None:
+    """How a non-default home's kubelet and proxy name what they put on the host (bridge, NAT and proxy tables,
+    netns, veths, cgroup parent), so that two homes on one host never share one."""
+    digest = hashlib.sha256(str(root).encode()).digest()
+    cfg.proxy_table = f"{DEFAULT_PROXY_TABLE}-{digest.hex()[:8]}"
+    tag = digest.hex()[:6]
+    # interface names have at most 15 characters: veths are <prefix><sandbox id>, cut there
+    cfg.bridge, cfg.nat_table, cfg.netns_prefix = f"pkbr{tag}", f"pkube-nat-{tag}", f"pk{tag}-"
+    cfg.veth_prefix, cfg.cgroup_parent = f"pv{tag}", f"pkube-{tag}"
 
 
 def private_service_range(digest: bytes) -> str:

@@ -91,7 +91,10 @@ def status_report(home: Home, cfg: ClusterConfig, supervisor: procs.ProcRecord |
                              ("ok" if m_ok else "FAILING") + f" ({m_detail})"])
     sup = f"running (pid {supervisor.pid})" if supervisor else "not running"
     print(f"pkube cluster in {home.root}: supervisor {sup}")
-    print(f"API server: {cfg.api_url}   kubeconfig: {home.kubeconfig}")
+    if cfg.joined:
+        print(f"Node {cfg.node_name} joined to {cfg.api_url}   kubeconfig: {home.node_kubeconfig}")
+    else:
+        print(f"API server: {cfg.api_url}   kubeconfig: {home.kubeconfig}")
     if cfg.members:
         print(f"  (the supervisor's balancer over {len(cfg.members)} apiservers: "
               + ", ".join(f"{m.name} {m.host}:{m.api_port}" for m in cfg.members) + ")")
@@ -105,6 +108,8 @@ def status_report(home: Home, cfg: ClusterConfig, supervisor: procs.ProcRecord |
         items = nodes.get("items", [])
         print("\nNODES: " + (", ".join(f"{n['metadata']['name']} {'Ready' if node_ready(n) else 'NotReady'}"
                                        for n in items) or "none registered"))
+    if cfg.joined:  # no etcd here: the cluster's control plane runs elsewhere
+        return healthy
     print(f"etcd data: {human_bytes(dir_size(home.etcd_data))}")
     if supervisor:
         try:

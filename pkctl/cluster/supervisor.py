@@ -227,7 +227,7 @@ async def _run_until_signalled(home: Home, cfg: ClusterConfig) -> None:
     if cfg.workers:
         balancers.append(Balancer(cfg.node_gateway, cfg.api_port, apiservers))
     in_cluster = None
-    if not cfg.workers and cfg.advertise_address:
+    if not cfg.workers and not cfg.joined and cfg.advertise_address:
         # pods reach the API here through the `kubernetes` Service (the apiservers listen on loopback)
         in_cluster = Balancer(cfg.advertise_address, cfg.api_port, apiservers)
     try:

@@ -1,4 +1,5 @@
-"""`pkctl cluster up|down|status|logs`: a local single-node cluster (like minikube, kind, k3s)."""
+"""`pkctl cluster up|down|status|logs|backup|restore|token|join`: a local cluster (like minikube, kind, k3s),
+and machines joining one."""
 from __future__ import annotations
 
 import argparse
@@ -17,6 +18,9 @@ from pkctl.cluster import prereqs as prereq_checks
 from pkctl.cluster.components import BY_NAME, COMPONENTS, all_names, apiserver_serves_tls, components
 from pkctl.cluster.backup import BackupError
 from pkctl.cluster.home import ClusterConfig, Home, HomeError, resolve
+from pkctl.cluster.join import JoinError
+from pklib import validation
+from pklib.api.timefmt import parse_duration
 from pkctl.cluster.report import print_next_steps, status_report
 from pkctl.errors import as_command_error
 from pklib.flagtypes import int_in_range
@@ -82,6 +86,33 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     lg.add_argument("--tail", type=_count, default=None, metavar="N", help="only the last N lines")
     lg.set_defaults(func=cmd_logs)
 
+    tk = csub.add_parser("token", help="bootstrap tokens other machines join the cluster with")
+    tsub = tk.add_subparsers(dest="token_command", metavar="SUBCOMMAND", required=True)
+    tc = tsub.add_parser("create", help="create a token and print the `pkctl cluster join` command that uses it")
+    home_arg(tc)
+    tc.add_argument("--ttl", type=_ttl, default=24 * 3600.0, metavar="DURATION",
+                    help="how long the token lasts, e.g. 24h (default), 30m; 0: it never expires")
+    tc.add_argument("--description", default="", help="a note stored with the token")
+    tc.set_defaults(func=cmd_token_create)
+    tl = tsub.add_parser("list", help="the bootstrap tokens")
+    home_arg(tl)
+    tl.set_defaults(func=cmd_token_list)
+    td = tsub.add_parser("delete", help="delete bootstrap tokens (by ID or ID.SECRET)")
+    home_arg(td)
+    td.add_argument("tokens", nargs="+", metavar="TOKEN")
+    td.set_defaults(func=cmd_token_delete)
+
+    jn = csub.add_parser("join", help="make this machine a node of the cluster at URL (TLS bootstrap with a token)")
+    home_arg(jn)
+    jn.add_argument("server", metavar="URL", help="the cluster's API server, https://HOST:PORT")
+    jn.add_argument("--token", required=True, help="a bootstrap token (`pkctl cluster token create`)")
+    jn.add_argument("--ca-hash", required=True, metavar="sha256:HEX",
+                    help="the hash of the cluster CA's public key: the server is trusted only if it matches")
+    jn.add_argument("--node-name", default=None, help="the Node's name (default: this host's name)")
+    jn.add_argument("--wait-timeout", type=_seconds, default=DEFAULT_WAIT, metavar="S",
+                    help=f"seconds to wait for the node to be Ready (default {DEFAULT_WAIT:.0f})")
+    jn.set_defaults(func=cmd_join)
+
 
 _port = int_in_range(1, 65535, "port number", show_range=True)
 
@@ -109,6 +140,16 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not 0 < value <= 3600:
         raise argparse.ArgumentTypeError(f"{text} is not between 0 and 3600 seconds")
+    return value
+
+
+def _ttl(text: str) -> float:
+    try:
+        value = parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a token's lifetime cannot be negative")
     return value
 
 
@@ -143,17 +184,25 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"pkube cluster at {home.root} is already running (supervisor pid {running.pid}); nothing to do.")
         print(f"  pkctl cluster status --home {home.root}")
         return 0
-    problems = prereq_checks.check()
+    joined = home.exists() and bool(_config(home).joined)
+    problems = _prerequisites(joined)
     if problems and args.install_deps:
         print("Installing missing packages ...")
         try:
             prereq_checks.install(problems)
         except (subprocess.CalledProcessError, FileNotFoundError) as e:
             raise CommandError(f"installing packages failed: {e}") from None
-        problems = prereq_checks.check()
+        problems = _prerequisites(joined)
     if problems:
         _print_problems(problems)
         raise CommandError("this machine is missing what a pkube cluster needs (see above)")
+    if joined:  # a node of another machine's cluster: only start it again
+        cfg = _config(home)
+        if args.control_planes is not None or args.nodes is not None or args.api_port is not None:
+            raise CommandError(f"{home.root} is a node joined to {cfg.joined}: --control-planes, --nodes and "
+                               "--api-port do not apply")
+        print(f"Starting node {cfg.node_name} of {cfg.joined} in {home.root}", flush=True)
+        return 0 if _wait_ready(home, cfg, _start_supervisor(home), args.wait_timeout) else 1
     if (args.control_planes is not None or args.nodes is not None) and home.exists():
         with as_command_error(HomeError):
             home.prepare_check(args.control_planes, args.nodes)
@@ -178,6 +227,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 1
     print_next_steps(home, cfg)
     return 0
+
+
+def _prerequisites(node_only: bool) -> list[prereq_checks.Problem]:
+    """What this machine misses to run a cluster (`node_only`: a joined node, which runs no etcd)."""
+    return [p for p in prereq_checks.check() if not (node_only and p.package == prereq_checks.BINARIES["etcd"])]
 
 
 def _prepare(home: Home, api_port: int | None, control_planes: int | None,
@@ -427,3 +481,98 @@ class MemberLines:
             self.mine = self.tag in line[:80]
             return self.mine
         return self.mine or line.startswith((b"====", b"error:"))
+
+
+def _running_cluster(args: argparse.Namespace) -> tuple[Home, ClusterConfig]:
+    home = _home(args)
+    cfg = _config(home)
+    if cfg.joined:
+        raise CommandError(f"{home.root} is a node joined to {cfg.joined}; run this on its control plane")
+    if supervisor(home) is None:
+        raise CommandError(f"the cluster at {home.root} is not running: start it with "
+                           f"`pkctl cluster up --home {home.root}`")
+    return home, cfg
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    from pkctl.cluster import join
+    home, cfg = _running_cluster(args)
+    with as_command_error(JoinError):
+        _, command = join.create_token(home, cfg, args.ttl, args.description)
+    print(command)
+    return 0
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    from pkctl.cluster import join
+    from pkctl.cluster.report import human_duration, table
+    home, cfg = _running_cluster(args)
+    with as_command_error(JoinError):
+        tokens = join.list_tokens(home, cfg)
+    now = time.time()
+    rows = [["TOKEN", "TTL", "EXPIRES", "USAGES", "DESCRIPTION", "EXTRA GROUPS"]]
+    for t in tokens:
+        left = t.expires.timestamp() - now if t.expires else None
+        rows.append([t.token, "<forever>" if left is None else ("<invalid>" if left <= 0 else human_duration(left)),
+                     t.expires.strftime("%Y-%m-%dT%H:%M:%SZ") if t.expires else "<never>",
+                     ",".join(t.usages) or "<none>", t.description or "<none>", ",".join(t.groups) or "<none>"])
+    print(table(rows))
+    return 0
+
+
+def cmd_token_delete(args: argparse.Namespace) -> int:
+    from pkctl.cluster import join
+    home, cfg = _running_cluster(args)
+    for token in args.tokens:
+        with as_command_error(JoinError):
+            token_id = join.delete_token(home, cfg, token)
+        print(f"bootstrap token \"{token_id}\" deleted")
+    return 0
+
+
+def cmd_join(args: argparse.Namespace) -> int:
+    import socket
+    from pkctl.cluster import join, pki
+    from pklib.hostnet import host_ip
+    home = _home(args)
+    if supervisor(home) is not None or home.exists():
+        raise CommandError(f"{home.root} already holds a cluster or a node; join with another --home, or remove "
+                           f"it first with `pkctl cluster down --purge --home {home.root}`")
+    with as_command_error(JoinError):
+        join.check_join_args(args.server, args.token, args.ca_hash)
+    node = (args.node_name or socket.gethostname()).lower()
+    if validation.is_dns1123_subdomain(node):
+        raise CommandError(f"--node-name {node!r} is not a valid node name: "
+                           + "; ".join(validation.is_dns1123_subdomain(node)))
+    problems = _prerequisites(node_only=True)
+    if problems:
+        _print_problems(problems)
+        raise CommandError("this machine is missing what a pkube node needs (see above)")
+    with as_command_error(JoinError):
+        info = join.discover(args.server, args.ca_hash)
+        print(f"Joining {args.server} as node {node}")
+        print(f"  ✓ cluster CA verified ({args.ca_hash})", flush=True)
+        key_pem, cert_pem = join.bootstrap_certificate(args.server, info.ca_pem, args.token, node,
+                                                       lambda line: print(line, flush=True))
+    print("  ✓ node client certificate issued", flush=True)
+    created = not home.root.exists()
+    try:
+        node_ip = host_ip()
+        cfg = home.prepare_joined(args.server, node, node_ip, info.service_cidr, info.cluster_cidr,
+                                  default_home=home.root == resolve(None))
+        join.write_credentials(home, args.server, info.ca_pem, key_pem, cert_pem)
+        # the kubelet API's serving certificate, from a CA of this node's own (see join.py)
+        serving = pki.ensure_kubelet(home.root / "kubelet-pki", node, [node_ip])
+        home.pki.cert("kubelet").write_bytes(serving.cert("kubelet").read_bytes())
+        pki.write_private(home.pki.key("kubelet"), serving.key("kubelet").read_bytes())
+    except (HomeError, OSError) as e:
+        if created:
+            shutil.rmtree(home.root, ignore_errors=True)
+        raise CommandError(str(e)) from None
+    images.ensure_bundled(home)
+    sup = _start_supervisor(home)
+    if not _wait_ready(home, cfg, sup, args.wait_timeout):
+        return 1
+    print(f"This machine is node {node} of {args.server}. Status: pkctl cluster status --home {home.root}; "
+          f"leave: pkctl cluster down --purge --home {home.root}")
+    return 0

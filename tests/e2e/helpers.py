@@ -178,3 +178,31 @@ def local_cluster(*extra: str, command: tuple[str, ...] = ("up",)) -> Iterator[C
         finally:
             shutil.rmtree(home, ignore_errors=True)
             IP_FORWARD.write_text(forwarding)
+
+
+@contextmanager
+def joining_machine(cluster_config: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(netns, IP): a fresh "machine" for `pkctl cluster join`, a network namespace on the cluster bridge of a
+    multi-node cluster (`up --nodes N`) at an address the cluster gave to no node; removed afterwards."""
+    subnet = ipaddress.ip_network(cluster_config["node_subnet"])
+    tag = unique("j").replace("-", "")[-6:]
+    netns, veth, ip = f"pkj{tag}", f"pkj{tag}h", str(subnet[200])
+    try:
+        for cmd in (["ip", "netns", "add", netns],
+                    ["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns],
+                    ["ip", "link", "set", veth, "master", cluster_config["node_bridge"], "up"],
+                    ["ip", "-n", netns, "link", "set", "lo", "up"],
+                    ["ip", "-n", netns, "addr", "add", f"{ip}/{subnet.prefixlen}", "dev", "eth0"],
+                    ["ip", "-n", netns, "link", "set", "eth0", "up"],
+                    ["ip", "-n", netns, "route", "add", "default", "via", str(subnet[1])]):
+            subprocess.run(cmd, check=True, capture_output=True)
+        yield netns, ip
+    finally:
+        subprocess.run(["ip", "link", "del", veth], capture_output=True)
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+
+
+def on_machine(netns: str, *argv: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """pkctl run on a joining machine (inside its network namespace only, as worker nodes' kubelets are)."""
+    return subprocess.run(["nsenter", f"--net=/run/netns/{netns}", "--", sys.executable, "-m", "pkctl.main", *argv],
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)

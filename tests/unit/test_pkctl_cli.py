@@ -108,3 +108,28 @@ def test_one_shot_verbs_load_no_event_loop_aiohttp_image_or_kubelet_code(argv: l
     r = subprocess.run([sys.executable, "-c", probe, "--server", f"http://127.0.0.1:{free_port()}", *argv],
                        capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.stdout.splitlines()[-1].split() == ["exit", "0" if argv == ["api-resources"] else "1", "-"], r
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["cluster", "join", "http://192.0.2.1:6443", "--token", "abcdef.0123456789abcdef", "--ca-hash", "sha256:" + "0" * 64],
+     "error: the API server URL must be https://HOST:PORT"),
+    (["cluster", "join", "https://192.0.2.1:6443", "--token", "secret", "--ca-hash", "sha256:" + "0" * 64],
+     "error: --token must be a bootstrap token of the form [a-z0-9]{6}.[a-z0-9]{16}"),
+    (["cluster", "join", "https://192.0.2.1:6443", "--token", "abcdef.0123456789abcdef", "--ca-hash", "md5:00"],
+     "error: --ca-hash must be sha256:<64 hex digits>"),
+    (["cluster", "join", "https://192.0.2.1:6443", "--token", "abcdef.0123456789abcdef", "--ca-hash",
+      "sha256:" + "0" * 64, "--node-name", "Not_A_Name"], "error: --node-name 'not_a_name' is not a valid node name"),
+])
+def test_join_flags_are_checked_before_any_network(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                  argv: list[str], message: str) -> None:
+    code, _, err = run(capsys, *argv, "--home", str(tmp_path / "node"))
+    assert code == 1 and err.startswith(message), err
+    assert not (tmp_path / "node").exists()
+
+
+def test_token_ttl_is_a_duration(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["cluster", "token", "create", "--ttl", "soon", "--home", str(tmp_path)])
+    assert e.value.code == 2 and "argument --ttl: 'soon': time: invalid duration" in capsys.readouterr().err
+    code, _, err = run(capsys, "cluster", "token", "list", "--home", str(tmp_path / "none"))
+    assert code == 1 and err.startswith("error: no pkube cluster at"), err
