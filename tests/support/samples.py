@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from pklib.api import certificates
 from pklib.resources import Resource
 
 POD_SPEC = {"containers": [{"name": "app", "image": "busybox:1.36", "command": ["sleep", "3600"]}]}
@@ -13,6 +14,9 @@ _JOB_SPEC = {"template": {"spec": {**POD_SPEC, "restartPolicy": "Never"}}}
 
 
 def _body(kind: str) -> dict[str, Any]:
+    if kind == "CertificateSigningRequest":  # a fresh key and PKCS#10 request, for a signer no controller handles
+        request = certificates.new_request("alice", ("devs",))[1]
+        return {"spec": certificates.csr_object("x", request, "example.com/signer", ["client auth"])["spec"]}
     bodies: dict[str, dict[str, Any]] = {
         "Namespace": {},
         "Pod": {"spec": POD_SPEC},
