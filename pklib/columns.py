@@ -463,6 +463,26 @@ def _pdb(o: Obj, now: datetime) -> list[str]:
             str(_int(_status(o).get("disruptionsAllowed"))), _age(o, now)]
 
 
+def _ingress(o: Obj, now: datetime) -> list[str]:
+    spec = _spec(o)
+    hosts = [r.get("host") or "*" for r in spec.get("rules") or []]
+    shown = ",".join(hosts[:4]) + (f" + {len(hosts) - 4} more..." if len(hosts) > 4 else "")
+    balancer = _status(o).get("loadBalancer") or {}
+    address = ",".join(i.get("ip") or i.get("hostname") or "" for i in balancer.get("ingress") or [])
+    return [spec.get("ingressClassName") or NONE, shown or "*", address, "80, 443" if spec.get("tls") else "80",
+            _age(o, now)]
+
+
+def _ingressclass(o: Obj, now: datetime) -> list[str]:
+    spec = _spec(o)
+    params = spec.get("parameters")
+    shown = NONE
+    if isinstance(params, dict):
+        group = f".{params['apiGroup']}" if params.get("apiGroup") else ""
+        shown = f"{params.get('kind', '')}{group}/{params.get('name', '')}"
+    return [spec.get("controller") or "", shown, _age(o, now)]
+
+
 def _created_at(o: Obj, now: datetime) -> list[str]:
     return [_meta(o).get("creationTimestamp") or ""]
 
@@ -534,6 +554,8 @@ _TABLES: dict[str, tuple[list[str], Row, list[str], Row]] = {
                      _storageclass, [], _nothing),
     "PriorityClass": (["VALUE", "GLOBAL-DEFAULT", "AGE", "PREEMPTIONPOLICY"], _priorityclass, [], _nothing),
     "PodDisruptionBudget": (["MIN AVAILABLE", "MAX UNAVAILABLE", "ALLOWED DISRUPTIONS", "AGE"], _pdb, [], _nothing),
+    "Ingress": (["CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"], _ingress, [], _nothing),
+    "IngressClass": (["CONTROLLER", "PARAMETERS", "AGE"], _ingressclass, [], _nothing),
     "Role": (["CREATED AT"], _created_at, [], _nothing),
     "ClusterRole": (["CREATED AT"], _created_at, [], _nothing),
     "CustomResourceDefinition": (["CREATED AT"], _created_at, [], _nothing),

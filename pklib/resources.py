@@ -86,6 +86,9 @@ ENDPOINTSLICES = _r("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices",
 STORAGECLASSES = _r("storage.k8s.io", "v1", "StorageClass", "storageclasses", False, ("sc",))
 PRIORITYCLASSES = _r("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", False, ("pc",))
 PODDISRUPTIONBUDGETS = _r("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True, ("pdb",), ("status",))
+NETWORKING_GROUP = "networking.k8s.io"
+INGRESSES = _r(NETWORKING_GROUP, "v1", "Ingress", "ingresses", True, ("ing",), ("status",))
+INGRESSCLASSES = _r(NETWORKING_GROUP, "v1", "IngressClass", "ingressclasses", False)
 CRDS = _r("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", False,
           ("crd", "crds"), ("status",), ("api-extensions",))
 RBAC_GROUP = "rbac.authorization.k8s.io"
@@ -108,7 +111,8 @@ SELFSUBJECTREVIEWS = _r(AUTHENTICATION_GROUP, "v1", "SelfSubjectReview", "selfsu
 RESOURCES: tuple[Resource, ...] = (
     NAMESPACES, PODS, SERVICES, ENDPOINTS, NODES, CONFIGMAPS, SECRETS, PVS, PVCS, EVENTS, SERVICEACCOUNTS, DEPLOYMENTS,
     REPLICASETS, DAEMONSETS, STATEFULSETS, JOBS, CRONJOBS, CONTROLLERREVISIONS, LEASES, ENDPOINTSLICES, STORAGECLASSES,
-    PRIORITYCLASSES, PODDISRUPTIONBUDGETS, ROLES, CLUSTERROLES, ROLEBINDINGS, CLUSTERROLEBINDINGS, CRDS,
+    PRIORITYCLASSES, PODDISRUPTIONBUDGETS, INGRESSES, INGRESSCLASSES, ROLES, CLUSTERROLES, ROLEBINDINGS,
+    CLUSTERROLEBINDINGS, CRDS,
     SELFSUBJECTACCESSREVIEWS, SUBJECTACCESSREVIEWS, SELFSUBJECTRULESREVIEWS, TOKENREVIEWS, SELFSUBJECTREVIEWS,
 )
 # Kinds served by a handler of their own instead of storage (they have no objects to list or get).

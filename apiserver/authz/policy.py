@@ -4,8 +4,8 @@ The user-facing cluster-admin, admin, edit and view keep Kubernetes' rules, rest
 serves (Kubernetes assembles admin/edit/view by aggregation; pkube writes the result out). Each component
 gets a role with what it uses: system:kube-scheduler, system:kube-controller-manager (Kubernetes splits it
 into one role per controller; here one role holds what pkube's controllers use), system:node (kubelets,
-bound to the group system:nodes), system:node-proxier (bound to the user system:kube-proxy) and system:kube-dns
-(bound to the user system:kube-dns).
+bound to the group system:nodes), system:node-proxier (bound to the user system:kube-proxy), system:kube-dns
+(bound to the user system:kube-dns) and system:pkube-ingress-controller (bound to the user of that name).
 """
 from __future__ import annotations
 
@@ -21,7 +21,10 @@ BATCH = "batch"
 POLICY = "policy"
 AUTHORIZATION, STORAGE, SCHEDULING = "authorization.k8s.io", "storage.k8s.io", "scheduling.k8s.io"
 AUTHENTICATION = "authentication.k8s.io"
+NETWORKING = "networking.k8s.io"
 AUTOUPDATE = {"rbac.authorization.kubernetes.io/autoupdate": "true"}
+# The user (and role) of pkube's ingress controller.
+INGRESS_CONTROLLER = "system:pkube-ingress-controller"
 BOOTSTRAP_LABELS = {"kubernetes.io/bootstrapping": "rbac-defaults"}
 
 
@@ -53,6 +56,7 @@ _VIEW = [
                       "replicasets", "replicasets/scale", "replicasets/status")),
     rule(READ, BATCH, ("cronjobs", "cronjobs/status", "jobs", "jobs/status")),
     rule(READ, POLICY, ("poddisruptionbudgets", "poddisruptionbudgets/status")),
+    rule(READ, NETWORKING, ("ingresses", "ingresses/status")),
 ]
 _EDIT = [
     rule(READ, LEGACY, ("pods/attach", "pods/proxy", "pods/exec", "pods/portforward", "secrets", "services/proxy")),
@@ -66,6 +70,7 @@ _EDIT = [
                        "deployments/rollback", "replicasets", "replicasets/scale")),
     rule(WRITE, BATCH, ("cronjobs", "jobs")),
     rule(WRITE, POLICY, ("poddisruptionbudgets",)),
+    rule(WRITE, NETWORKING, ("ingresses",)),
     *_VIEW,
 ]
 _ADMIN = [
@@ -152,6 +157,15 @@ _KUBE_DNS = [
     rule(("list", "watch"), LEGACY, ("services", "endpoints")),
     rule(("list", "watch"), DISCOVERY, ("endpointslices",)),
 ]
+# pkube's ingress controller (ingress/): renders nginx from Ingresses, their Services' EndpointSlices and TLS
+# Secrets, and writes the Ingresses' status address.
+_INGRESS_CONTROLLER = [
+    rule(READ, NETWORKING, ("ingresses", "ingressclasses")),
+    rule(("update", "patch"), NETWORKING, ("ingresses/status",)),
+    rule(READ, LEGACY, ("services", "secrets")),
+    rule(READ, DISCOVERY, ("endpointslices",)),
+    _events(),
+]
 _DISCOVERY_URLS = ("/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi", "/openapi/*", "/readyz",
                    "/version", "/version/")
 _PUBLIC_INFO_URLS = ("/healthz", "/livez", "/readyz", "/version", "/version/")
@@ -175,6 +189,7 @@ def cluster_roles() -> list[Obj]:
         _role("system:node", _NODE),
         _role("system:node-proxier", _NODE_PROXIER),
         _role("system:kube-dns", _KUBE_DNS),
+        _role(INGRESS_CONTROLLER, _INGRESS_CONTROLLER),
     ]
 
 
@@ -191,4 +206,5 @@ def cluster_role_bindings() -> list[Obj]:
         _binding("system:node", "system:node", [("Group", "system:nodes")]),
         _binding("system:node-proxier", "system:node-proxier", [("User", "system:kube-proxy")]),
         _binding("system:kube-dns", "system:kube-dns", [("User", "system:kube-dns")]),
+        _binding(INGRESS_CONTROLLER, INGRESS_CONTROLLER, [("User", INGRESS_CONTROLLER)]),
     ]

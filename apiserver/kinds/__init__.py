@@ -16,6 +16,7 @@ from .customresources import CustomResourceDefinitionStrategy
 from .endpoints import EndpointSliceStrategy, EndpointsStrategy
 from .events import EventStrategy, LeaseStrategy, ServiceAccountStrategy
 from .fields import Cause
+from .ingress import IngressClassStrategy, IngressStrategy
 from .namespaces import NamespaceStrategy, NodeStrategy
 from .persistence import PersistentVolumeClaimStrategy, PersistentVolumeStrategy, StorageClassStrategy
 from .pods import PodStrategy
@@ -34,7 +35,7 @@ _STRATEGIES: dict[str, KindStrategy] = {s.kind: s for s in (
     PersistentVolumeStrategy(), PersistentVolumeClaimStrategy(), StorageClassStrategy(),
     DeploymentStrategy(), ReplicaSetStrategy(), DaemonSetStrategy(), StatefulSetStrategy(),
     JobStrategy(), CronJobStrategy(), ControllerRevisionStrategy(), PriorityClassStrategy(),
-    PodDisruptionBudgetStrategy(),
+    PodDisruptionBudgetStrategy(), IngressStrategy(), IngressClassStrategy(),
     RoleStrategy(), ClusterRoleStrategy(), RoleBindingStrategy(), ClusterRoleBindingStrategy(),
     CustomResourceDefinitionStrategy(),
 )}

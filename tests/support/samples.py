@@ -42,6 +42,9 @@ def _body(kind: str) -> dict[str, Any]:
         "StorageClass": {"provisioner": "pkube.io/hostpath"},
         "PriorityClass": {"value": 1000, "description": "for tests"},
         "PodDisruptionBudget": {"spec": {"minAvailable": 1, "selector": _SELECTOR}},
+        "Ingress": {"spec": {"rules": [{"host": "web.example.com", "http": {"paths": [
+            {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}},
+        "IngressClass": {"spec": {"controller": "example.com/ingress-controller"}},
         "Role": {"rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}]},
         "ClusterRole": {"rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}]},
         "RoleBinding": {"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
