@@ -31,10 +31,11 @@ class NginxError(Exception):
 
 def _is_our_master(pid: int, conf: Path) -> bool:
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return bool(cmdline) and b"nginx" in cmdline[0] and str(conf).encode() in cmdline
+    # the master rewrites its argv into one title: "nginx: master process /usr/sbin/nginx -p ... -c <conf> ..."
+    return cmdline.startswith(b"nginx: master process") and f" -c {conf} ".encode() in cmdline.replace(b"\0", b" ")
 
 
 def _alive(pid: int) -> bool:
