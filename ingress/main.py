@@ -3,6 +3,7 @@
     pkube ingress --kubeconfig FILE [--http-port 80] [--https-port 443] [--bind-address ADDR]
                   [--state-dir DIR] [--controller-name pkube.io/ingress-nginx] [--node-ip IP]
                   [--nginx PATH] [--worker-user USER] [--min-sync-period 0.1]
+                  [--ensure-class pkube]
     pkube ingress --cleanup --state-dir DIR
 
 It watches Ingresses, IngressClasses, Services, EndpointSlices and Secrets, and after each burst of changes
@@ -24,7 +25,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from pklib.api.ingress import PKUBE_CONTROLLER
+from pklib.api.ingress import DEFAULT_INGRESS_CLASS_ANNOTATION, PKUBE_CONTROLLER
 from pklib.client import Client
 from pklib.component import (ConfigError, add_client_flags, make_client as _make_client, run_until_signalled,
                              setup_logging)
@@ -69,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="user nginx's workers run as when started as root (default www-data, else nobody)")
     p.add_argument("--min-sync-period", type=float, default=0.1,
                    help="seconds to gather changes before rendering again")
+    p.add_argument("--ensure-class", default="", metavar="NAME",
+                   help="create this IngressClass of --controller-name, marked default, when it is missing")
     p.add_argument("--cleanup", action="store_true", help="stop an nginx left by a killed controller, then exit")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -159,6 +162,20 @@ class IngressController:
                 await asyncio.sleep(1)
 
 
+async def ensure_class(client: Client, name: str, controller: str) -> None:
+    """The controller's own IngressClass, marked default (what `pkctl cluster up` wants); an existing one is kept as
+    the user left it."""
+    body = {"apiVersion": INGRESSCLASSES.api_version, "kind": "IngressClass",
+            "metadata": {"name": name, "annotations": {DEFAULT_INGRESS_CLASS_ANNOTATION: "true"}},
+            "spec": {"controller": controller}}
+    try:
+        await client.create(INGRESSCLASSES, body)
+        log.info("created the default IngressClass %s", name)
+    except ApiError as e:
+        if e.code != 409:
+            raise
+
+
 def make_client(config: argparse.Namespace) -> Client:
     return _make_client(config, "pkube-ingress")
 
@@ -192,6 +209,8 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
     client = make_client(config)
     controller = IngressController(client, config, nginx, _options(config, nginx), node_ip)
     try:
+        if config.ensure_class:
+            await ensure_class(client, config.ensure_class, config.controller_name)
         controller.informers.start()
         await controller.informers.wait_synced()
         controller.dirty.clear()
@@ -211,7 +230,8 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
 
 
 # What ends the process with one `error: ...` line instead of a traceback (also used by `pkube group`).
-REPORT: tuple[type[BaseException], ...] = (ConfigError, KubeconfigError, ConnectionFailed, NginxError, OSError)
+REPORT: tuple[type[BaseException], ...] = (ConfigError, KubeconfigError, ConnectionFailed, NginxError, ApiError,
+                                          OSError)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -152,8 +153,12 @@ class Nginx:
 
     async def start(self, timeout: float = 10.0) -> None:
         stderr = self.dir / "nginx.stderr"
+        # nginx quits (gracefully) with its controller, even one that is killed: the kernel sends the master
+        # SIGQUIT when its parent dies (what the cluster supervisor does for its components with setpriv).
+        setpriv = shutil.which("setpriv")
+        guard = [setpriv, "--pdeathsig", "QUIT", "--"] if setpriv else []
         with open(stderr, "wb") as out:  # what nginx says before its error log is open (e.g. a port in use)
-            self.proc = subprocess.Popen(self._args(self.conf), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            self.proc = subprocess.Popen([*guard, *self._args(self.conf)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                          stderr=out, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pklib.api.ingress import INGRESS_CONTROLLER_USER as INGRESS_CONTROLLER
+
 from .rbac import RBAC_GROUP
 
 Obj = dict[str, Any]
@@ -23,8 +25,6 @@ AUTHORIZATION, STORAGE, SCHEDULING = "authorization.k8s.io", "storage.k8s.io", "
 AUTHENTICATION = "authentication.k8s.io"
 NETWORKING = "networking.k8s.io"
 AUTOUPDATE = {"rbac.authorization.kubernetes.io/autoupdate": "true"}
-# The user (and role) of pkube's ingress controller.
-INGRESS_CONTROLLER = "system:pkube-ingress-controller"
 BOOTSTRAP_LABELS = {"kubernetes.io/bootstrapping": "rbac-defaults"}
 
 
@@ -161,6 +161,7 @@ _KUBE_DNS = [
 # Secrets, and writes the Ingresses' status address.
 _INGRESS_CONTROLLER = [
     rule(READ, NETWORKING, ("ingresses", "ingressclasses")),
+    rule("create", NETWORKING, ("ingressclasses",)),  # its own class, at start (--ensure-class)
     rule(("update", "patch"), NETWORKING, ("ingresses/status",)),
     rule(READ, LEGACY, ("services", "secrets")),
     rule(READ, DISCOVERY, ("endpointslices",)),

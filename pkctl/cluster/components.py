@@ -24,8 +24,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from pkctl.cluster.home import (CONTROLLER_MANAGER, KUBE_DNS, KUBE_PROXY, SCHEDULER, ClusterConfig, Home, Member, Worker,
-                               node_user)
+from pkctl.cluster.home import (CONTROLLER_MANAGER, INGRESS_CONTROLLER, KUBE_DNS, KUBE_PROXY, SCHEDULER, ClusterConfig,
+                               Home, Member, Worker, node_user)
 
 # (healthy, one-line detail) — detail is shown by `cluster status` and in `up`'s error messages.
 Health = tuple[bool, str]
@@ -383,6 +383,21 @@ def _cleanup_dns(home: Home, cfg: ClusterConfig) -> list[str]:
     return []
 
 
+def _ingress_flags(home: Home, cfg: ClusterConfig) -> list[str]:
+    """nginx on every address at the home's ingress ports (80/443 for the default home), state under the home; the
+    controller makes the `pkube` IngressClass (the default one) if it is missing."""
+    return [*_as(INGRESS_CONTROLLER)(home, cfg), "--http-port", str(cfg.ingress_http_port),
+            "--https-port", str(cfg.ingress_https_port), "--state-dir", str(home.root / "ingress"),
+            *(["--node-ip", cfg.node_ip] if cfg.node_ip else []), "--ensure-class", "pkube"]
+
+
+def _cleanup_ingress(home: Home, cfg: ClusterConfig) -> list[str]:
+    """A killed controller leaves its nginx running; `down` stops it."""
+    p = subprocess.run([sys.executable, "-m", "launcher", "ingress", "--cleanup", "--state-dir",
+                        str(home.root / "ingress")], capture_output=True, text=True, timeout=60)
+    return [] if p.returncode == 0 else [f"ingress nginx: {_last_line(p)}"]
+
+
 def _group_flags(home: Home, cfg: ClusterConfig, member: Member | None = None,
                  hosted: tuple["Component", ...] | None = None) -> list[str]:
     port = member.control_plane_port if member else cfg.control_plane_port
@@ -438,6 +453,7 @@ MEMBERS: tuple[Component, ...] = (
     Component("scheduler", "scheduler.main", None, (), _as(SCHEDULER), _member_probe("scheduler")),
     Component("proxy", "proxy.main", None, (), _proxy_flags, _probe_proxy, _cleanup_proxy),
     Component("dns", "proxy.dns_main", None, (), _dns_flags, _member_probe("dns"), _cleanup_dns),
+    Component("ingress", "ingress.main", None, (), _ingress_flags, _member_probe("ingress"), _cleanup_ingress),
 )
 GROUP = Component("control-plane", "launcher.group", None, ("apiserver",), _group_flags, _probe_group, _cleanup_group,
                   members=MEMBERS)
@@ -453,7 +469,7 @@ COMPONENTS: tuple[Component, ...] = (
 # Every component by name, the group's members included.
 BY_NAME = {c.name: c for c in (*COMPONENTS, *MEMBERS)}
 
-# What runs on every control-plane member of a highly available cluster; the proxy and DNS serve the
+# What runs on every control-plane member of a highly available cluster; the proxy, DNS and ingress serve the
 # node, so only the first member's process hosts them.
 ELECTED = ("controller-manager", "scheduler")
 

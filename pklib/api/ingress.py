@@ -15,6 +15,8 @@ PATH_TYPES = ("Exact", "ImplementationSpecific", "Prefix")
 # pkube's own class and the controller name it answers to (`pkctl cluster up` installs the class, default).
 PKUBE_CLASS = "pkube"
 PKUBE_CONTROLLER = "pkube.io/ingress-nginx"
+# The user pkube's ingress controller authenticates as (and its RBAC role's name).
+INGRESS_CONTROLLER_USER = "system:pkube-ingress-controller"
 
 # Characters sequences an Exact or Prefix path may not contain (Kubernetes' invalidPathSequences/Suffixes).
 INVALID_PATH_SEQUENCES = ("//", "/./", "/../", "%2f", "%2F")
