@@ -41,6 +41,7 @@ from .render import Options, Rendered, render
 log = logging.getLogger("ingress")
 
 DEFAULT_CERT = "default.pem"
+NGINX_CHECK_PERIOD = 5.0  # seconds between checks that nginx still runs when nothing changes
 
 
 def _default_worker_user() -> str:
@@ -151,7 +152,12 @@ class IngressController:
 
     async def loop(self) -> None:
         while True:
-            await self.dirty.wait()
+            try:
+                await asyncio.wait_for(self.dirty.wait(), NGINX_CHECK_PERIOD)
+            except asyncio.TimeoutError:
+                if self.nginx.running():
+                    continue
+                log.warning("nginx exited; starting it again")
             await asyncio.sleep(self.min_sync_period)
             self.dirty.clear()
             try:

@@ -49,13 +49,15 @@ class Component:
     launch: str = ""
     # The named network namespace it runs in (an extra node's kubelet and proxy); "": the host's.
     netns: str = ""
+    # Programs it drives that must be installed for it to be used (the ingress controller's nginx).
+    needs: tuple[str, ...] = ()
 
     def available(self) -> bool:
         if self.members:
             return _module_exists("launcher.group") and any(m.available() for m in self.members)
         if self.module is None:
             return shutil.which(self.binary or self.name) is not None
-        return _module_exists(self.module)
+        return _module_exists(self.module) and all(_installed(b) for b in self.needs)
 
     def command(self, home: Home, cfg: ClusterConfig) -> list[str]:
         # nsenter enters only the network namespace (`ip netns exec` would also unshare the mount namespace,
@@ -65,6 +67,10 @@ class Component:
             return [*enter, shutil.which(self.binary or self.name) or self.name, *self.argv(home, cfg)]
         return [*enter, sys.executable, "-m", "launcher", "group" if self.members else self.launch or self.name,
                 *self.argv(home, cfg)]
+
+
+def _installed(binary: str) -> bool:
+    return shutil.which(binary) is not None or Path("/usr/sbin", binary).exists()  # sbin: not on a user's PATH
 
 
 def _module_exists(module: str) -> bool:
@@ -453,7 +459,8 @@ MEMBERS: tuple[Component, ...] = (
     Component("scheduler", "scheduler.main", None, (), _as(SCHEDULER), _member_probe("scheduler")),
     Component("proxy", "proxy.main", None, (), _proxy_flags, _probe_proxy, _cleanup_proxy),
     Component("dns", "proxy.dns_main", None, (), _dns_flags, _member_probe("dns"), _cleanup_dns),
-    Component("ingress", "ingress.main", None, (), _ingress_flags, _member_probe("ingress"), _cleanup_ingress),
+    Component("ingress", "ingress.main", None, (), _ingress_flags, _member_probe("ingress"), _cleanup_ingress,
+              needs=("nginx",)),
 )
 GROUP = Component("control-plane", "launcher.group", None, ("apiserver",), _group_flags, _probe_group, _cleanup_group,
                   members=MEMBERS)
@@ -538,7 +545,8 @@ def _member_group(m: Member, first: bool) -> Component:
     hosted = tuple(Component(c.name, c.module, c.binary, c.after,
                              _elected(c.argv, f"control-plane-{m.name}") if c.name in ELECTED else c.argv,
                              _elected_probe(c.name, m) if c.name in ELECTED
-                             else c.probe if c.name == "proxy" else _member_probe(c.name, m), c.cleanup)
+                             else c.probe if c.name == "proxy" else _member_probe(c.name, m), c.cleanup,
+                             needs=c.needs)
                    for c in MEMBERS if first or c.name in ELECTED)
 
     def probe(h: Home, cf: ClusterConfig, running: float) -> Health:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 from typing import Any, AsyncIterator, Iterator
 
 import pytest
@@ -203,3 +204,15 @@ async def _new_pod_answer(env: Env, host: str, before: set[str]) -> str | None:
     name = a.body.split()[1] if a.status == 200 else ""
     return name if name and name not in before else None
 
+
+
+async def test_nginx_that_dies_is_started_again(env: Env, kc: Client, ns: str) -> None:
+    host = f"again.{ns}.test"
+    await deploy_app(kc, ns, "delta")
+    await kc.create(INGRESSES, ingress("again", env.class_name, rule(host, ("/", "Prefix", "delta"))), ns)
+    await answered(env, host, body="delta ")
+    pid_file = env.ingress.state_dir / "nginx.pid"
+    old = int(pid_file.read_text())
+    os.kill(old, signal.SIGTERM)  # nginx's fast shutdown: master and workers go
+    await answered(env, host, body="delta ", timeout=30)
+    assert int(pid_file.read_text()) != old
