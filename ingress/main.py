@@ -30,6 +30,7 @@ from pklib.client import Client
 from pklib.component import (ConfigError, add_client_flags, make_client as _make_client, run_until_signalled,
                              setup_logging)
 from pklib.errors import ApiError, ConnectionFailed
+from pklib.events import EventRecorder
 from pklib.flagtypes import int_in_range
 from pklib.informer import Handler, InformerFactory
 from pklib.kubeconfig import KubeconfigError, pkube_home
@@ -116,6 +117,8 @@ class IngressController:
         self.secrets = self.informers.informer(SECRETS)
         self.dirty = asyncio.Event()
         self.applied = ""  # the configuration nginx runs
+        self.recorder = EventRecorder(client, "pkube-ingress")
+        self.reported: set[tuple[str, str, str]] = set()  # (uid, reason, message) of the problems already told
         for inf in (self.ingresses, self.classes, self.services, self.slices, self.secrets):
             inf.add_handler(Handler(self._changed, lambda o, n: self._changed(n), self._changed))
 
@@ -128,8 +131,14 @@ class IngressController:
 
     async def sync(self) -> None:
         rendered = self.render()
-        for warning in rendered.warnings:
-            log.warning("%s", warning)
+        current = set()
+        for ing, reason, message in rendered.problems:
+            key = ((ing.get("metadata") or {}).get("uid", ""), reason, message)
+            current.add(key)
+            if key not in self.reported:  # once per problem, not at every render
+                log.warning("ingress %s/%s: %s", ing["metadata"].get("namespace"), ing["metadata"]["name"], message)
+                self.recorder.warning({**ing, "kind": "Ingress", "apiVersion": INGRESSES.api_version}, reason, message)
+        self.reported = current
         if rendered.config != self.applied or not self.nginx.running():
             if not await self.nginx.apply(rendered):
                 return
@@ -214,9 +223,11 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
         node_ip = await asyncio.to_thread(host_ip)
     client = make_client(config)
     controller = IngressController(client, config, nginx, _options(config, nginx), node_ip)
+    recorder: asyncio.Task[None] | None = None
     try:
         if config.ensure_class:
             await ensure_class(client, config.ensure_class, config.controller_name)
+        recorder = asyncio.create_task(controller.recorder.run())
         controller.informers.start()
         await controller.informers.wait_synced()
         controller.dirty.clear()
@@ -230,6 +241,8 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
         ready.set()
         await controller.loop()
     finally:
+        if recorder is not None:
+            recorder.cancel()
         await nginx.stop()
         await controller.informers.stop()
         await client.close()

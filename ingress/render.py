@@ -49,6 +49,8 @@ class Rendered:
     certs: dict[str, bytes] = field(default_factory=dict)  # file name in certs_dir -> PEM (certificate + key)
     served: list[Obj] = field(default_factory=list)        # the Ingresses this configuration implements
     warnings: list[str] = field(default_factory=list)
+    # (Ingress, reason, message) of what the Ingress asked for and did not get, for Warning Events.
+    problems: list[tuple[Obj, str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -187,13 +189,15 @@ def render(ingresses: Iterable[Obj], classes: Iterable[Obj], services: Iterable[
             server = servers.setdefault(host, _Server(host)) if host else default
             for entry in (rule.get("http") or {}).get("paths") or []:
                 if any(ord(c) < 32 or ord(c) == 127 for c in entry.get("path", "")):
-                    out.warnings.append(f"ingress {key}: path {entry.get('path')!r} has control characters: skipped")
+                    problem = f"path {entry.get('path')!r} has control characters: skipped"
+                    out.warnings.append(f"ingress {key}: {problem}")
+                    out.problems.append((ing, "InvalidPath", problem))
                     continue
                 route = _Route(target(namespace, entry.get("backend") or {}), key)
                 for loc in _locations(entry.get("pathType", ""), entry.get("path", "")):
                     server.locations.setdefault(loc, route)
             if host and host in tls and not server.cert:
-                server.cert = _certificate(namespace, tls[host], secrets_by_key, opts, out)
+                server.cert = _certificate(ing, tls[host], secrets_by_key, opts, out)
         backend = spec.get("defaultBackend")
         if backend is not None:
             route = _Route(target(namespace, backend), key)
@@ -204,10 +208,13 @@ def render(ingresses: Iterable[Obj], classes: Iterable[Obj], services: Iterable[
     return out
 
 
-def _certificate(namespace: str, secret_name: str, secrets: dict[str, Obj], opts: Options, out: Rendered) -> str:
+def _certificate(ing: Obj, secret_name: str, secrets: dict[str, Obj], opts: Options, out: Rendered) -> str:
+    namespace = (ing.get("metadata") or {}).get("namespace", "")
     pem, problem = tls_pem(secrets.get(f"{namespace}/{secret_name}"))
     if pem is None:
         out.warnings.append(f"secret {namespace}/{secret_name} {problem}: using the default certificate")
+        out.problems.append((ing, "InvalidTLSSecret", f"Secret {namespace}/{secret_name} {problem}: its hosts are "
+                                                      "served with the default certificate"))
         return opts.default_cert
     name = hashlib.sha256(pem).hexdigest()[:32] + ".pem"
     out.certs[name] = pem

@@ -10,12 +10,13 @@ import asyncio
 import os
 import shutil
 import signal
+import ssl
 from typing import Any, AsyncIterator, Iterator
 
 import pytest
 
 from pklib.client import Client
-from pklib.resources import DEPLOYMENTS, INGRESSCLASSES, INGRESSES, PODS, SECRETS, SERVICES
+from pklib.resources import DEPLOYMENTS, EVENTS, INGRESSCLASSES, INGRESSES, PODS, SECRETS, SERVICES
 from tests.support.controlplane import Etcd, _stop
 from tests.support.ingress import IngressController, CertAuthority, fetch, make_ca, start_ingress
 from tests.support.node import Node, ctr, pod_namespace, private_node
@@ -216,3 +217,22 @@ async def test_nginx_that_dies_is_started_again(env: Env, kc: Client, ns: str) -
     os.kill(old, signal.SIGTERM)  # nginx's fast shutdown: master and workers go
     await answered(env, host, body="delta ", timeout=30)
     assert int(pid_file.read_text()) != old
+
+
+async def test_a_missing_tls_secret_is_a_warning_event_and_the_default_certificate(env: Env, kc: Client,
+                                                                                   ns: str) -> None:
+    host = f"nosecret.{ns}.test"
+    await kc.create(INGRESSES, ingress("nosecret", env.class_name, rule(host, ("/", "Prefix", "missing")),
+                                       tls=[{"hosts": [host], "secretName": "absent"}]), ns)
+
+    async def warned() -> Any:
+        events = (await kc.list(EVENTS, ns)).get("items") or []
+        return [e for e in events if e["involvedObject"].get("name") == "nosecret" and e["type"] == "Warning"
+                and e["reason"] == "InvalidTLSSecret"]
+    (event,) = await wait_for(warned, timeout=20, message="InvalidTLSSecret event")
+    assert f"Secret {ns}/absent not found" in event["message"]
+    # still served over HTTPS (no Service: 503), with the controller's own certificate
+    insecure = ssl.create_default_context()
+    insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
+    a = await asyncio.to_thread(fetch, env.ingress.https_port, host, "/", insecure)
+    assert a.status == 503

@@ -66,6 +66,7 @@ def test_tls_host_without_a_usable_secret_uses_the_default_certificate_and_redir
     out = render([ing("i", ("/", "Prefix", "web"), tls=[{"hosts": ["web.test"], "secretName": "nope"}])],
                  CLASSES, [SERVICE], [SLICE], [], OPTS)
     assert out.warnings == ["secret ns/nope not found: using the default certificate"]
+    assert [(reason, i["metadata"]["name"]) for i, reason, _ in out.problems] == [("InvalidTLSSecret", "i")]
     assert "return 308 https://$host$request_uri;" in out.config
     assert out.config.count('ssl_certificate "/s/certs/default.pem";') == 2
 
