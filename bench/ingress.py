@@ -25,7 +25,8 @@ from bench.common import local_cluster, parse_flags, pkctl, report  # noqa: E402
 from pklib.client import Client  # noqa: E402
 from pklib.resources import DEPLOYMENTS, INGRESSES, NAMESPACES, SERVICES  # noqa: E402
 
-HTTPD = "mkdir -p /www && echo hello from $HOSTNAME > /www/index.html; trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait"
+HTTPD = ("mkdir -p /www && echo hello from $HOSTNAME > /www/index.html; trap 'exit 0' TERM; "
+         "httpd -f -p 8080 -h /www & wait")
 
 
 def pct(values: list[float], p: float) -> float:

@@ -158,8 +158,8 @@ class Nginx:
         setpriv = shutil.which("setpriv")
         guard = [setpriv, "--pdeathsig", "QUIT", "--"] if setpriv else []
         with open(stderr, "wb") as out:  # what nginx says before its error log is open (e.g. a port in use)
-            self.proc = subprocess.Popen([*guard, *self._args(self.conf)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                         stderr=out, start_new_session=True)
+            self.proc = subprocess.Popen([*guard, *self._args(self.conf)], stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=out, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
