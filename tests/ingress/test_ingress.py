@@ -215,8 +215,14 @@ async def test_nginx_that_dies_is_started_again(env: Env, kc: Client, ns: str) -
     pid_file = env.ingress.state_dir / "nginx.pid"
     old = int(pid_file.read_text())
     os.kill(old, signal.SIGTERM)  # nginx's fast shutdown: master and workers go
+
+    async def new_master() -> bool:
+        try:
+            return int(pid_file.read_text()) != old
+        except (OSError, ValueError):  # removed by the old master, not yet written by the new one
+            return False
+    await wait_for(new_master, timeout=30, interval=0.1, message="a new nginx master")
     await answered(env, host, body="delta ", timeout=30)
-    assert int(pid_file.read_text()) != old
 
 
 async def test_a_missing_tls_secret_is_a_warning_event_and_the_default_certificate(env: Env, kc: Client,
@@ -234,5 +240,8 @@ async def test_a_missing_tls_secret_is_a_warning_event_and_the_default_certifica
     # still served over HTTPS (no Service: 503), with the controller's own certificate
     insecure = ssl.create_default_context()
     insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
-    a = await asyncio.to_thread(fetch, env.ingress.https_port, host, "/", insecure)
-    assert a.status == 503
+
+    async def served() -> bool:
+        a = await asyncio.to_thread(fetch, env.ingress.https_port, host, "/", insecure)
+        return a.status == 503  # the default server (404) until nginx runs the new configuration
+    await wait_for(served, timeout=20, interval=0.1, message="the host served over HTTPS")
