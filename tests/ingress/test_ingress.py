@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import ssl
+from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
 
 import pytest
@@ -154,11 +155,23 @@ async def test_hosts_and_paths_route_to_services_with_tls_and_redirect(env: Env,
     redirect = await asyncio.to_thread(env.get, secure, "/x?y=1")
     assert redirect.status == 308
     assert redirect.headers["location"] == f"https://{secure}:{env.ingress.https_port}/x?y=1"
+    # nginx's workers run unprivileged
+    master = int((env.ingress.state_dir / "nginx.pid").read_text())
+    workers = [d for d in Path("/proc").iterdir() if d.name.isdigit() and _status(d, "PPid") == str(master)]
+    assert workers and all(_status(w, "Uid") != "0" for w in workers)
     # the Ingresses carry the node's address
     async def addressed() -> bool:
         ing = await kc.get(INGRESSES, "routes", ns)
         return (ing.get("status") or {}).get("loadBalancer", {}).get("ingress") == [{"ip": "127.0.0.1"}]
     await wait_for(addressed, timeout=10, message="status.loadBalancer.ingress")
+
+
+def _status(proc: Path, field: str) -> str:
+    try:
+        line = next(x for x in (proc / "status").read_text().splitlines() if x.startswith(field + ":"))
+    except (OSError, StopIteration):
+        return ""
+    return line.split()[1]
 
 
 async def test_rolling_update_behind_the_ingress_fails_no_request(env: Env, kc: Client, ns: str) -> None:
