@@ -133,7 +133,20 @@ _SCHEMA: dict[str, str] = {
     "TokenReviewSpec": "1 token, 2 audiences[]",
     "TokenReview": "1 metadata:ObjectMeta, 2 spec:TokenReviewSpec, 3 status:Empty",
     "SelfSubjectReview": "1 metadata:ObjectMeta, 2 status:Empty",
+    # networking.k8s.io/v1 (kubectl create ingress); a rule's IngressRuleValue is inlined in JSON (`http`).
+    "Ingress": "1 metadata:ObjectMeta, 2 spec:IngressSpec, 3 status:Empty",
+    "IngressSpec": "1 defaultBackend:IngressBackend, 2 tls:IngressTLS[], 3 rules:IngressRule[], 4 ingressClassName",
+    "IngressBackend": "3 resource:TypedLocalObjectReference, 4 service:IngressServiceBackend",
+    "IngressServiceBackend": "1 name, 2 port:ServiceBackendPort",
+    "ServiceBackendPort": "1 name, 2 number:int",
+    "TypedLocalObjectReference": "1 apiGroup, 2 kind, 3 name",
+    "IngressTLS": "1 hosts[], 2 secretName",
+    "IngressRule": "1 host, 2 _inline:IngressRuleValue",
+    "IngressRuleValue": "1 http:HTTPIngressRuleValue",
+    "HTTPIngressRuleValue": "1 paths:HTTPIngressPath[]",
+    "HTTPIngressPath": "1 path, 2 backend:IngressBackend, 3 pathType",
 }
+INLINE = "_inline"  # a field Go embeds with `json:",inline"`: its fields are the parent's in JSON
 
 
 def _parse_fields(spec: str) -> dict[int, F]:
@@ -151,7 +164,8 @@ TOP_LEVEL = ("Namespace", "ConfigMap", "Secret", "ServiceAccount", "Service", "D
              "ClusterRole",
              "RoleBinding", "ClusterRoleBinding", "SelfSubjectAccessReview", "SubjectAccessReview",
              "SelfSubjectRulesReview", "PodDisruptionBudget", "ResourceQuota", "Eviction", "TokenRequest", "TokenReview",
-             "SelfSubjectReview", "HorizontalPodAutoscaler", "CertificateSigningRequest")
+             "SelfSubjectReview", "HorizontalPodAutoscaler", "CertificateSigningRequest",
+             "Ingress")
 # Kinds whose protobuf tables above are those of one version only.
 _ONLY_VERSION = {"HorizontalPodAutoscaler": "autoscaling/v1"}
 # Fields that are pointers in Go: a zero value was sent on purpose and is kept.
@@ -288,7 +302,9 @@ def decode_message(message: str, data: bytes) -> dict[str, Any]:
             value = decode_message(kind, raw)
         else:
             value = _scalar(kind, raw)
-        if repeated:
+        if name == INLINE:
+            out.update(value)
+        elif repeated:
             out.setdefault(name, []).append(value)
         else:
             out[name] = value

@@ -15,6 +15,7 @@ COMPONENTS = {
     "kubelet": "kubelet.main",
     "proxy": "proxy.main",
     "dns": "proxy.dns_main",
+    "ingress": "ingress.main",
     "group": "launcher.group",  # several of the above in one process
 }
 

@@ -473,6 +473,39 @@ def _pdb(out: Out, o: Obj, now: datetime) -> None:
         out.w(2, title, status.get(field, 0))
 
 
+def _ingress_backend(backend: Obj | None) -> str:
+    if not backend:
+        return "<default>"
+    if backend.get("resource"):
+        r = backend["resource"]
+        return f"APIGroup: {r.get('apiGroup', '')}, Kind: {r.get('kind', '')}, Name: {r.get('name', '')}"
+    svc = backend.get("service") or {}
+    port = svc.get("port") or {}
+    return f"{svc.get('name', '')}:{port.get('number') or port.get('name', '')}"
+
+
+def _ingress(out: Out, o: Obj, now: datetime) -> None:
+    spec, status = o.get("spec") or {}, o.get("status") or {}
+    balancer = status.get("loadBalancer") or {}
+    out.w(0, "Address:", ",".join(i.get("ip") or i.get("hostname") or "" for i in balancer.get("ingress") or []))
+    out.w(0, "Ingress Class:", spec.get("ingressClassName") or NONE)
+    out.w(0, "Default backend:", _ingress_backend(spec.get("defaultBackend")))
+    if spec.get("tls"):
+        out.w(0, "TLS:")
+        for t in spec["tls"]:
+            hosts = ",".join(t.get("hosts") or [])
+            out.w(1, f"{t.get('secretName') or 'SNI routes'} terminates {hosts}")
+    out.w(0, "Rules:")
+    out.w(1, "Host", "Path", "Backends")
+    out.w(1, "----", "----", "--------")
+    for rule in spec.get("rules") or []:
+        out.w(1, rule.get("host") or "*")
+        for path in (rule.get("http") or {}).get("paths") or []:
+            out.w(1, "", path.get("path") or "/", _ingress_backend(path.get("backend")))
+    if not spec.get("rules"):
+        out.w(1, "*", "*", _ingress_backend(spec.get("defaultBackend")))
+
+
 def _generic(out: Out, o: Obj, now: datetime) -> None:
     for section in ("spec", "status"):
         if isinstance(o.get(section), dict) and o[section]:
@@ -502,6 +535,7 @@ _KINDS: dict[str, Callable[[Out, Obj, datetime], None]] = {
     "DaemonSet": _replicated, "Node": _node, "Namespace": _namespace,
     "ConfigMap": _configmap, "Secret": _secret, "Job": _job, "CronJob": _cronjob, "PodDisruptionBudget": _pdb,
     "ReplicationController": _replication_controller, "ResourceQuota": _quota, "LimitRange": _limit_range,
+    "Ingress": _ingress,
 }
 # Kinds kubectl describes with their name and namespace only before their own part, and without events.
 _BARE = ("ResourceQuota", "LimitRange")

@@ -502,6 +502,8 @@ def _apiservice(o: Obj, now: datetime) -> list[str]:
     else:
         shown = f"{available.get('status')} ({available.get('reason', '')})"
     return [where, shown, _age(o, now)]
+
+
 def _hpa_metric(metric: Obj, current: Obj | None) -> str:
     """One metric of the TARGETS column, as kubectl formats it: `cpu: 40%/80%`, `memory: 10Mi/100Mi`,
     `5/10` (Pods), `5/10 (avg)` (Object/External average values)."""
@@ -535,6 +537,26 @@ def _hpa(o: Obj, now: datetime) -> list[str]:
     return [f"{ref.get('kind', '')}/{ref.get('name', '')}", targets,
             str(spec["minReplicas"]) if "minReplicas" in spec else "<unset>", str(_int(spec.get("maxReplicas"))),
             str(_int(status.get("currentReplicas"))), _age(o, now)]
+
+
+def _ingress(o: Obj, now: datetime) -> list[str]:
+    spec = _spec(o)
+    hosts = [r.get("host") or "*" for r in spec.get("rules") or []]
+    shown = ",".join(hosts[:4]) + (f" + {len(hosts) - 4} more..." if len(hosts) > 4 else "")
+    balancer = _status(o).get("loadBalancer") or {}
+    address = ",".join(i.get("ip") or i.get("hostname") or "" for i in balancer.get("ingress") or [])
+    return [spec.get("ingressClassName") or NONE, shown or "*", address, "80, 443" if spec.get("tls") else "80",
+            _age(o, now)]
+
+
+def _ingressclass(o: Obj, now: datetime) -> list[str]:
+    spec = _spec(o)
+    params = spec.get("parameters")
+    shown = NONE
+    if isinstance(params, dict):
+        group = f".{params['apiGroup']}" if params.get("apiGroup") else ""
+        shown = f"{params.get('kind', '')}{group}/{params.get('name', '')}"
+    return [spec.get("controller") or "", shown, _age(o, now)]
 
 
 def _created_at(o: Obj, now: datetime) -> list[str]:
@@ -616,6 +638,8 @@ _TABLES: dict[str, tuple[list[str], Row, list[str], Row]] = {
                                   _nothing),
     "PodDisruptionBudget": (["MIN AVAILABLE", "MAX UNAVAILABLE", "ALLOWED DISRUPTIONS", "AGE"], _pdb, [], _nothing),
     "HorizontalPodAutoscaler": (["REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"], _hpa, [], _nothing),
+    "Ingress": (["CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"], _ingress, [], _nothing),
+    "IngressClass": (["CONTROLLER", "PARAMETERS", "AGE"], _ingressclass, [], _nothing),
     "Role": (["CREATED AT"], _created_at, [], _nothing),
     "ClusterRole": (["CREATED AT"], _created_at, [], _nothing),
     "CustomResourceDefinition": (["CREATED AT"], _created_at, [], _nothing),

@@ -94,6 +94,9 @@ APISERVICES = _r("apiregistration.k8s.io", "v1", "APIService", "apiservices", Fa
                  ("api-extensions",))
 CSRS = _r("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests", False, ("csr",),
          ("status", "approval"))
+NETWORKING_GROUP = "networking.k8s.io"
+INGRESSES = _r(NETWORKING_GROUP, "v1", "Ingress", "ingresses", True, ("ing",), ("status",))
+INGRESSCLASSES = _r(NETWORKING_GROUP, "v1", "IngressClass", "ingressclasses", False)
 CRDS = _r("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", False,
           ("crd", "crds"), ("status",), ("api-extensions",))
 RBAC_GROUP = "rbac.authorization.k8s.io"
@@ -125,8 +128,8 @@ RESOURCES: tuple[Resource, ...] = (
     NAMESPACES, PODS, SERVICES, ENDPOINTS, NODES, CONFIGMAPS, SECRETS, PVS, PVCS, EVENTS, SERVICEACCOUNTS,
     LIMITRANGES, RESOURCEQUOTAS, REPLICATIONCONTROLLERS, DEPLOYMENTS,
     REPLICASETS, DAEMONSETS, STATEFULSETS, JOBS, CRONJOBS, CONTROLLERREVISIONS, LEASES, ENDPOINTSLICES, STORAGECLASSES,
-    PRIORITYCLASSES, PODDISRUPTIONBUDGETS, ROLES, CLUSTERROLES, ROLEBINDINGS, CLUSTERROLEBINDINGS, CRDS,
-    APISERVICES, CSRS,
+    PRIORITYCLASSES, PODDISRUPTIONBUDGETS, INGRESSES, INGRESSCLASSES, ROLES, CLUSTERROLES, ROLEBINDINGS,
+    CLUSTERROLEBINDINGS, CRDS, APISERVICES, CSRS,
     SELFSUBJECTACCESSREVIEWS, SUBJECTACCESSREVIEWS, SELFSUBJECTRULESREVIEWS, TOKENREVIEWS, SELFSUBJECTREVIEWS, HPAS,
     HPAS_V1, NODEMETRICS, PODMETRICS,
 )

@@ -4,12 +4,14 @@ The user-facing cluster-admin, admin, edit and view keep Kubernetes' rules, rest
 serves (Kubernetes assembles admin/edit/view by aggregation; pkube writes the result out). Each component
 gets a role with what it uses: system:kube-scheduler, system:kube-controller-manager (Kubernetes splits it
 into one role per controller; here one role holds what pkube's controllers use), system:node (kubelets,
-bound to the group system:nodes), system:node-proxier (bound to the user system:kube-proxy) and system:kube-dns
-(bound to the user system:kube-dns).
+bound to the group system:nodes), system:node-proxier (bound to the user system:kube-proxy), system:kube-dns
+(bound to the user system:kube-dns) and system:pkube-ingress-controller (bound to the user of that name).
 """
 from __future__ import annotations
 
 from typing import Any
+
+from pklib.api.ingress import INGRESS_CONTROLLER_USER as INGRESS_CONTROLLER
 
 from .rbac import RBAC_GROUP
 
@@ -22,6 +24,7 @@ POLICY = "policy"
 AUTOSCALING, METRICS = "autoscaling", "metrics.k8s.io"
 AUTHORIZATION, STORAGE, SCHEDULING = "authorization.k8s.io", "storage.k8s.io", "scheduling.k8s.io"
 AUTHENTICATION = "authentication.k8s.io"
+NETWORKING = "networking.k8s.io"
 AUTOUPDATE = {"rbac.authorization.kubernetes.io/autoupdate": "true"}
 BOOTSTRAP_LABELS = {"kubernetes.io/bootstrapping": "rbac-defaults"}
 
@@ -59,6 +62,7 @@ _VIEW = [
     rule(READ, AUTOSCALING, ("horizontalpodautoscalers", "horizontalpodautoscalers/status")),
     # system:aggregated-metrics-reader, aggregated into view (and so edit and admin) in Kubernetes
     rule(READ, METRICS, ("pods", "nodes")),
+    rule(READ, NETWORKING, ("ingresses", "ingresses/status")),
 ]
 _EDIT = [
     rule(READ, LEGACY, ("pods/attach", "pods/proxy", "pods/exec", "pods/portforward", "secrets", "services/proxy")),
@@ -73,6 +77,7 @@ _EDIT = [
     rule(WRITE, BATCH, ("cronjobs", "jobs")),
     rule(WRITE, POLICY, ("poddisruptionbudgets",)),
     rule(WRITE, AUTOSCALING, ("horizontalpodautoscalers",)),
+    rule(WRITE, NETWORKING, ("ingresses",)),
     *_VIEW,
 ]
 _ADMIN = [
@@ -174,6 +179,14 @@ _CERTIFICATE_CONTROLLER = [
     rule("approve", CERTIFICATES, ("signers",), ("kubernetes.io/kube-apiserver-client-kubelet",)),
     rule("sign", CERTIFICATES, ("signers",), ("kubernetes.io/kube-apiserver-client-kubelet",
                                               "kubernetes.io/kube-apiserver-client")),
+# pkube's ingress controller (ingress/): renders nginx from Ingresses, their Services' EndpointSlices and TLS
+# Secrets, and writes the Ingresses' status address.
+_INGRESS_CONTROLLER = [
+    rule(READ, NETWORKING, ("ingresses", "ingressclasses")),
+    rule("create", NETWORKING, ("ingressclasses",)),  # its own class, at start (--ensure-class)
+    rule(("update", "patch"), NETWORKING, ("ingresses/status",)),
+    rule(READ, LEGACY, ("services", "secrets")),
+    rule(READ, DISCOVERY, ("endpointslices",)),
     _events(),
 ]
 _DISCOVERY_URLS = ("/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi", "/openapi/*", "/readyz",
@@ -201,6 +214,7 @@ def cluster_roles() -> list[Obj]:
         _role("system:kube-dns", _KUBE_DNS),
         _role("system:node-bootstrapper", _NODE_BOOTSTRAPPER),
         _role("system:controller:certificate-controller", _CERTIFICATE_CONTROLLER),
+        _role(INGRESS_CONTROLLER, _INGRESS_CONTROLLER),
     ]
 
 
@@ -222,6 +236,7 @@ def cluster_role_bindings() -> list[Obj]:
         _binding("kubeadm:kubelet-bootstrap", "system:node-bootstrapper", [("Group", "system:bootstrappers")]),
         _binding("system:controller:certificate-controller", "system:controller:certificate-controller",
                  [("User", "system:kube-controller-manager")]),
+        _binding(INGRESS_CONTROLLER, INGRESS_CONTROLLER, [("User", INGRESS_CONTROLLER)]),
     ]
 
 

@@ -19,6 +19,7 @@ from .customresources import CustomResourceDefinitionStrategy
 from .endpoints import EndpointSliceStrategy, EndpointsStrategy
 from .events import EventStrategy, LeaseStrategy, ServiceAccountStrategy
 from .fields import Cause
+from .ingress import IngressClassStrategy, IngressStrategy
 from .namespaces import NamespaceStrategy, NodeStrategy
 from .persistence import PersistentVolumeClaimStrategy, PersistentVolumeStrategy, StorageClassStrategy
 from .pods import PodStrategy
@@ -40,8 +41,7 @@ _STRATEGIES: dict[str, KindStrategy] = {s.kind: s for s in (
     DeploymentStrategy(), ReplicaSetStrategy(), DaemonSetStrategy(), StatefulSetStrategy(),
     JobStrategy(), CronJobStrategy(), ControllerRevisionStrategy(), PriorityClassStrategy(),
     PodDisruptionBudgetStrategy(), LimitRangeStrategy(), ResourceQuotaStrategy(), ReplicationControllerStrategy(),
-    APIServiceStrategy(),
-    PodDisruptionBudgetStrategy(), HorizontalPodAutoscalerStrategy(),
+    APIServiceStrategy(), HorizontalPodAutoscalerStrategy(), IngressStrategy(), IngressClassStrategy(),
     RoleStrategy(), ClusterRoleStrategy(), RoleBindingStrategy(), ClusterRoleBindingStrategy(),
     CustomResourceDefinitionStrategy(), CertificateSigningRequestStrategy(),
 )}

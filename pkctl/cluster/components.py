@@ -24,8 +24,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from pkctl.cluster.home import (CONTROLLER_MANAGER, KUBE_DNS, KUBE_PROXY, SCHEDULER, ClusterConfig, Home, Member, Worker,
-                               node_user)
+from pkctl.cluster.home import (CONTROLLER_MANAGER, INGRESS_CONTROLLER, KUBE_DNS, KUBE_PROXY, SCHEDULER, ClusterConfig,
+                               Home, Member, Worker, node_user)
 
 # (healthy, one-line detail) — detail is shown by `cluster status` and in `up`'s error messages.
 Health = tuple[bool, str]
@@ -49,13 +49,15 @@ class Component:
     launch: str = ""
     # The named network namespace it runs in (an extra node's kubelet and proxy); "": the host's.
     netns: str = ""
+    # Programs it drives that must be installed for it to be used (the ingress controller's nginx).
+    needs: tuple[str, ...] = ()
 
     def available(self) -> bool:
         if self.members:
             return _module_exists("launcher.group") and any(m.available() for m in self.members)
         if self.module is None:
             return shutil.which(self.binary or self.name) is not None
-        return _module_exists(self.module)
+        return _module_exists(self.module) and all(_installed(b) for b in self.needs)
 
     def command(self, home: Home, cfg: ClusterConfig) -> list[str]:
         # nsenter enters only the network namespace (`ip netns exec` would also unshare the mount namespace,
@@ -65,6 +67,10 @@ class Component:
             return [*enter, shutil.which(self.binary or self.name) or self.name, *self.argv(home, cfg)]
         return [*enter, sys.executable, "-m", "launcher", "group" if self.members else self.launch or self.name,
                 *self.argv(home, cfg)]
+
+
+def _installed(binary: str) -> bool:
+    return shutil.which(binary) is not None or Path("/usr/sbin", binary).exists()  # sbin: not on a user's PATH
 
 
 def _module_exists(module: str) -> bool:
@@ -423,6 +429,21 @@ def _cleanup_dns(home: Home, cfg: ClusterConfig) -> list[str]:
     return []
 
 
+def _ingress_flags(home: Home, cfg: ClusterConfig) -> list[str]:
+    """nginx on every address at the home's ingress ports (80/443 for the default home), state under the home; the
+    controller makes the `pkube` IngressClass (the default one) if it is missing."""
+    return [*_as(INGRESS_CONTROLLER)(home, cfg), "--http-port", str(cfg.ingress_http_port),
+            "--https-port", str(cfg.ingress_https_port), "--state-dir", str(home.root / "ingress"),
+            *(["--node-ip", cfg.node_ip] if cfg.node_ip else []), "--ensure-class", "pkube"]
+
+
+def _cleanup_ingress(home: Home, cfg: ClusterConfig) -> list[str]:
+    """A killed controller leaves its nginx running; `down` stops it."""
+    p = subprocess.run([sys.executable, "-m", "launcher", "ingress", "--cleanup", "--state-dir",
+                        str(home.root / "ingress")], capture_output=True, text=True, timeout=60)
+    return [] if p.returncode == 0 else [f"ingress nginx: {_last_line(p)}"]
+
+
 def _group_flags(home: Home, cfg: ClusterConfig, member: Member | None = None,
                  hosted: tuple["Component", ...] | None = None) -> list[str]:
     port = member.control_plane_port if member else cfg.control_plane_port
@@ -478,6 +499,8 @@ MEMBERS: tuple[Component, ...] = (
     Component("scheduler", "scheduler.main", None, (), _as(SCHEDULER), _member_probe("scheduler")),
     Component("proxy", "proxy.main", None, (), _proxy_flags, _probe_proxy, _cleanup_proxy),
     Component("dns", "proxy.dns_main", None, (), _dns_flags, _member_probe("dns"), _cleanup_dns),
+    Component("ingress", "ingress.main", None, (), _ingress_flags, _member_probe("ingress"), _cleanup_ingress,
+              needs=("nginx",)),
 )
 GROUP = Component("control-plane", "launcher.group", None, ("apiserver",), _group_flags, _probe_group, _cleanup_group,
                   members=MEMBERS)
@@ -493,7 +516,7 @@ COMPONENTS: tuple[Component, ...] = (
 # Every component by name, the group's members included.
 BY_NAME = {c.name: c for c in (*COMPONENTS, *MEMBERS)}
 
-# What runs on every control-plane member of a highly available cluster; the proxy and DNS serve the
+# What runs on every control-plane member of a highly available cluster; the proxy, DNS and ingress serve the
 # node, so only the first member's process hosts them.
 ELECTED = ("controller-manager", "scheduler")
 
@@ -564,7 +587,8 @@ def _member_group(m: Member, first: bool) -> Component:
     hosted = tuple(Component(c.name, c.module, c.binary, c.after,
                              _elected(c.argv, f"control-plane-{m.name}") if c.name in ELECTED else c.argv,
                              _elected_probe(c.name, m) if c.name in ELECTED
-                             else c.probe if c.name == "proxy" else _member_probe(c.name, m), c.cleanup)
+                             else c.probe if c.name == "proxy" else _member_probe(c.name, m), c.cleanup,
+                             needs=c.needs)
                    for c in MEMBERS if first or c.name in ELECTED)
 
     def probe(h: Home, cf: ClusterConfig, running: float) -> Health:

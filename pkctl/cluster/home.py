@@ -13,6 +13,7 @@
     <home>/identities/      one kubeconfig per component identity (system:kube-scheduler, system:node:<node>, ...),
                             each with its own token in tokens.csv, so RBAC gives each component only what it uses;
                             the extra nodes' (`up --nodes N`) reach the API at the cluster network's gateway
+    <home>/ingress/         the ingress controller's nginx: configuration, certificates, pid file, error log
     <home>/logs/<c>.log     stdout/stderr of each component and of the supervisor
     <home>/run/<c>.json     state the supervisor publishes for each component
     <home>/run/supervisor.json  the supervisor's own pid record; run/supervisor.lock held while it lives
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from pklib import kubeconfig
+from pklib.api.ingress import INGRESS_CONTROLLER_USER
 
 DEFAULT_PORTS = {"etcd_client_port": 2379, "etcd_peer_port": 2380, "api_port": 6443, "proxy_metrics_port": 10249,
                  "kubelet_port": 10250, "control_plane_port": 10257}
@@ -163,6 +165,9 @@ class ClusterConfig:
     # A node that joined another machine's cluster (`pkctl cluster join`): that cluster's API URL. Such a home
     # runs only this node's kubelet and proxy, authenticated by the client certificate it bootstrapped.
     joined: str = ""
+    # The ingress controller's nginx (0: not chosen yet; the default home prefers 80 and 443).
+    ingress_http_port: int = 0
+    ingress_https_port: int = 0
 
     def __post_init__(self) -> None:
         self.members = [m if isinstance(m, Member) else Member(**m) for m in self.members]
@@ -365,6 +370,11 @@ class Home:
                                for i in range(control_planes)]
             if nodes is not None and nodes > 1:
                 add_workers(cfg, self.root, nodes)
+        if not cfg.ingress_http_port or not cfg.ingress_https_port:
+            taken = {cfg.etcd_client_port, cfg.etcd_peer_port, cfg.api_port, cfg.proxy_metrics_port, cfg.kubelet_port,
+                     cfg.control_plane_port}
+            cfg.ingress_http_port = pick_port(80 if default_home else None, taken)
+            cfg.ingress_https_port = pick_port(443 if default_home else None, taken | {cfg.ingress_http_port})
         cfg.tls = tls
         if not self.tokens_file.exists():
             write_private(self.tokens_file, f"{secrets.token_hex(32)},admin,admin,system:masters\n")
@@ -428,6 +438,7 @@ class Home:
 # (apiserver/authz/policy.py), and the Node authorizer limits a kubelet to its own node's objects.
 CONTROLLER_MANAGER, SCHEDULER, KUBE_PROXY, KUBE_DNS = ("system:kube-controller-manager", "system:kube-scheduler",
                                                        "system:kube-proxy", "system:kube-dns")
+INGRESS_CONTROLLER = INGRESS_CONTROLLER_USER
 
 
 def node_user(node: str) -> str:
@@ -436,7 +447,8 @@ def node_user(node: str) -> str:
 
 def component_identities(cfg: ClusterConfig) -> dict[str, tuple[str, ...]]:
     """user -> groups, for every component of this cluster."""
-    out: dict[str, tuple[str, ...]] = {CONTROLLER_MANAGER: (), SCHEDULER: (), KUBE_PROXY: (), KUBE_DNS: ()}
+    out: dict[str, tuple[str, ...]] = {CONTROLLER_MANAGER: (), SCHEDULER: (), KUBE_PROXY: (), KUBE_DNS: (),
+                                       INGRESS_CONTROLLER: ()}
     for node in (cfg.node_name, *(w.name for w in cfg.workers)):
         out[node_user(node)] = ("system:nodes",)
     return out

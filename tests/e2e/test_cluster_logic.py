@@ -311,8 +311,9 @@ def test_three_control_planes_get_their_own_ports_and_components(tmp_path: Path)
     servers = api3[api3.index("--etcd-servers") + 1].split(",")
     assert servers[0] == cfg.members[2].etcd_url and sorted(servers) == sorted(cfg.etcd_urls)
     assert api3[api3.index("--port") + 1] == str(cfg.members[2].api_port)
-    # the node's proxy and DNS run once; every member elects its controller-manager and scheduler
-    assert [m.name for m in comps["control-plane-cp1"].members] == ["controller-manager", "scheduler", "proxy", "dns"]
+    # the node's proxy, DNS and ingress run once; every member elects its controller-manager and scheduler
+    assert [m.name for m in comps["control-plane-cp1"].members] == ["controller-manager", "scheduler", "proxy", "dns",
+                                                                       "ingress"]
     assert [m.name for m in comps["control-plane-cp2"].members] == ["controller-manager", "scheduler"]
     group = comps["control-plane-cp2"].argv(home, cfg)
     assert group.count("--leader-elect") == 2

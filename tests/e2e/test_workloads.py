@@ -133,6 +133,45 @@ def test_nodeport_and_cluster_ip_answer_from_every_pod(cluster: Cluster, web: We
                       message=f"{url} load-balanced over the 3 pods")
 
 
+def _through_ingress(port: int, host: str) -> str | None:
+    """The page of the pod that answered a request through the ingress' nginx, None on an error answer."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/", headers={"Host": host})
+    try:
+        with urllib.request.urlopen(req, timeout=3) as r:
+            return str(r.read().decode().strip())
+    except OSError:
+        return None
+
+
+def test_an_ingress_gets_the_default_pkube_class_and_reaches_every_pod(cluster: Cluster, web: Web,
+                                                                        tmp_path: Path) -> None:
+    """Issue 15: `cluster up` runs the ingress controller (nginx on the home's ingress ports) and installs the
+    `pkube` IngressClass as the default, so an Ingress naming no class is served."""
+    if not BY_NAME["ingress"].available():
+        pytest.skip("the ingress controller is not in this build")
+    host = f"web.{web.ns}.test"
+    manifest = tmp_path / "ingress.yaml"
+    manifest.write_text(yaml.safe_dump({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web"},
+        "spec": {"rules": [{"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {
+            "service": {"name": "web-internal", "port": {"number": 80}}}}]}}]}}))
+    run(*kc(cluster), "apply", "-n", web.ns, "-f", str(manifest))
+    wait_for_sync(lambda: web_ready(cluster, web.ns, 3), timeout=60, interval=0.2, message="3 web pods Ready")
+    names = {f"hello from {n}" for n in ready_pods(cluster, web.ns)}
+    port = cluster.config()["ingress_http_port"]
+
+    def every_pod_answered() -> bool:
+        seen = {_through_ingress(port, host) for _ in range(15)}
+        return seen == names
+    wait_for_sync(every_pod_answered, timeout=30, interval=0.2, message="the ingress load-balancing over 3 pods")
+    ing = cluster.api(f"/apis/networking.k8s.io/v1/namespaces/{web.ns}/ingresses/web")[1]
+    assert ing["spec"]["ingressClassName"] == "pkube"
+    wait_for_sync(lambda: cluster.api(f"/apis/networking.k8s.io/v1/namespaces/{web.ns}/ingresses/web")[1]
+                  .get("status", {}).get("loadBalancer", {}).get("ingress") == [{"ip": cluster.config()["node_ip"]}],
+                  timeout=10, message="the node's address in the Ingress status")
+    run(*kc(cluster), "delete", "-n", web.ns, "ingress/web")
+
+
 def test_pods_reach_a_service_by_its_dns_name(cluster: Cluster, web: Web) -> None:
     pod = sorted(ready_pods(cluster, web.ns))[0]
     # through the cluster DNS (--cluster-dns) and the Service's ClusterIP; busybox wget prints progress on

@@ -55,6 +55,9 @@ def _body(kind: str) -> dict[str, Any]:
                                 "service": {"namespace": "default", "name": "example-api", "port": 443}}},
         "HorizontalPodAutoscaler": {"spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
                                                                 "name": "web"}, "maxReplicas": 3}},
+        "Ingress": {"spec": {"rules": [{"host": "web.example.com", "http": {"paths": [
+            {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}},
+        "IngressClass": {"spec": {"controller": "example.com/ingress-controller"}},
         "Role": {"rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}]},
         "ClusterRole": {"rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}]},
         "RoleBinding": {"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},

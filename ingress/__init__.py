@@ -1,0 +1,1 @@
+"""pkube ingress: the ingress controller (nginx data plane)."""
