@@ -179,6 +179,8 @@ _CERTIFICATE_CONTROLLER = [
     rule("approve", CERTIFICATES, ("signers",), ("kubernetes.io/kube-apiserver-client-kubelet",)),
     rule("sign", CERTIFICATES, ("signers",), ("kubernetes.io/kube-apiserver-client-kubelet",
                                               "kubernetes.io/kube-apiserver-client")),
+    _events(),
+]
 # pkube's ingress controller (ingress/): renders nginx from Ingresses, their Services' EndpointSlices and TLS
 # Secrets, and writes the Ingresses' status address.
 _INGRESS_CONTROLLER = [
