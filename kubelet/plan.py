@@ -114,6 +114,24 @@ def pod_finished(pod: dict[str, Any], rt: PodRuntime) -> bool:
     return True
 
 
+def next_attempt(pod: dict[str, Any], rt: PodRuntime, name: str, init: bool) -> int:
+    """The attempt number (what restartCount reports) of the container about to start.
+
+    The newest attempt the runtime knows, plus one. When the runtime has none although the container ran
+    before (its sandbox was recreated, or the node's runtime state was wiped by `cluster down` and `up`), the
+    count goes on from the status the API holds, as Kubernetes' kubelet does (it reads the count back from
+    the log directory there): restartCount never goes back to 0 for a pod that keeps its identity.
+    """
+    last = rt.latest(name, init)
+    if last is not None:
+        return last.attempt + 1
+    statuses = (pod.get("status") or {}).get("initContainerStatuses" if init else "containerStatuses") or []
+    known = next((s for s in statuses if s.get("name") == name), None)
+    if known is None or not known.get("containerID"):
+        return 0  # never ran
+    return int(known.get("restartCount", 0)) + 1
+
+
 def backoff_left(c: RuntimeContainer, delay: float, now: datetime) -> float:
     """Seconds until a dead container may be restarted: `delay` after it finished."""
     if delay <= 0 or c.finished_at is None:

@@ -27,7 +27,7 @@ from pklib.workqueue import WorkQueue, run_workers
 from kubelet.containerconfig import ContainerConfigBuilder, PodConfigOptions, ServiceLister
 from kubelet.env import ConfigError
 from kubelet.plan import (ATTEMPT_LABEL, INIT_LABEL, NAME_LABEL, POD_UID_LABEL, PodActions, PodRuntime,
-                          RuntimeContainer, compute_pod_actions)
+                          RuntimeContainer, compute_pod_actions, next_attempt)
 from kubelet.probes import ProbeManager
 from kubelet.pullmanager import LocalImages, PullManager
 from kubelet.recorder import Recorder
@@ -268,14 +268,14 @@ class PodWorkers:
             if pulled.retry_after is not None:
                 self.queue.add_after(key_of(pod), pulled.retry_after)
             return
-        last = rt.latest(name, init)
+        attempt = next_attempt(pod, rt, name, init)
         try:
             config = await self.configs.container_config(pod, spec, rt.ip, volumes)
         except (ConfigError, RuntimeError_) as e:
             self._config_failed(pod, name, "CreateContainerConfigError", e)
             return
         config.labels = {POD_UID_LABEL: uid, NAME_LABEL: name, INIT_LABEL: "true" if init else "false",
-                         ATTEMPT_LABEL: str(last.attempt + 1 if last else 0)}
+                         ATTEMPT_LABEL: str(attempt)}
         try:
             cid = await self.runtime.create_container(rt.sandbox_id or "", config)
         except RuntimeError_ as e:
@@ -299,7 +299,7 @@ class PodWorkers:
             if not ok:
                 self.recorder.warning(pod, "FailedPostStartHook", f"PostStartHook failed: {message}")
                 await self.runtime.stop_container(cid, grace_period(pod))
-        if last is not None:  # a restart: the next one waits twice as long
+        if attempt > 0:  # a restart: the next one waits twice as long
             delay = self._delays.get((uid, name), self.cfg.backoff_base)
             self._delays[(uid, name)] = min(delay * 2, self.cfg.backoff_max)
 

@@ -45,6 +45,16 @@ def _port(container: dict[str, Any], port: Any) -> int:
     raise ValueError(f"port {port!r} not found in the container's ports")
 
 
+def _was_ready(pod: dict[str, Any], name: str, cid: str) -> bool:
+    """The API's status says this very container is ready. A restarted kubelet starts its readiness worker from
+    that instead of from "not ready": the container did not change, and turning every pod of the node unready
+    until its next probe would take them all out of their Services at once."""
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        if status.get("name") == name:
+            return bool(status.get("ready")) and status.get("containerID", "").partition("://")[2] == cid
+    return False
+
+
 class ProbeManager:
     def __init__(self, runtime: Any, on_change: Callable[[str], None],
                  on_failure: Callable[[dict[str, Any], str, str], None], network: bool = True) -> None:
@@ -109,7 +119,7 @@ class ProbeManager:
     def _start(self, pod: dict[str, Any], key: str, cid: str, spec: dict[str, Any], pod_ip: str) -> None:
         w = _Worker(cid, spec["name"], pod_ip)
         w.started = not spec.get("startupProbe")
-        w.ready = not spec.get("readinessProbe")
+        w.ready = not spec.get("readinessProbe") or _was_ready(pod, spec["name"], cid)
         started = asyncio.Event()
         if w.started:
             started.set()

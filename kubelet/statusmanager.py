@@ -46,11 +46,12 @@ class StatusManager:
         uid = pod["metadata"]["uid"]
         self._caught_up(pod)
         status = compute_status(pod, rt, inputs, pod_finished(pod, rt))
-        if same_status(pod.get("status") or {}, status):
+        # Until the cache has seen our last write (_caught_up forgets it then), the API holds that write, not
+        # the cache's older status: compare with it. Comparing with the cache would drop a change back to
+        # what the cache still shows (a readiness probe passing right after we wrote Ready=False), and the
+        # echo of our write would then not sync the pod again: the status would stay wrong for good.
+        if same_status(self._written.get(uid, pod.get("status") or {}), status):
             return False
-        if uid in self._written and _rv(pod) < self._written_rv.get(uid, 0) \
-                and same_status(self._written[uid], status):
-            return False  # the cache has not seen our last write yet, and that write said the same
         # a merge patch: keys we own that are gone now must be nulled explicitly
         patch = {**{k: None for k in OWNED_STATUS if k in (pod.get("status") or {}) and k not in status}, **status}
         try:

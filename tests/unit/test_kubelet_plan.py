@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from kubelet.plan import PodRuntime, RuntimeContainer, compute_pod_actions, pod_finished
+from kubelet.plan import PodRuntime, RuntimeContainer, compute_pod_actions, next_attempt, pod_finished
 from kubelet.runtime.interface import ContainerState as S
 from kubelet.status import StatusInputs, compute_status
 
@@ -88,6 +88,20 @@ def test_dead_sandbox_restarts_the_pod_but_not_a_finished_one() -> None:
     assert a.kill_pod and a.create_sandbox and a.start == ["a"]
     done = PodRuntime(sandbox_id="old", sandbox_ready=False, containers=[c("a", S.EXITED, code=0)])
     assert compute_pod_actions(spec_pod("a", policy="OnFailure"), done, NOW).idle
+
+
+def test_restart_count_goes_on_across_a_new_sandbox_or_a_wiped_runtime() -> None:
+    pod = spec_pod("a", inits=("i",))
+    assert next_attempt(pod, ready(), "a", False) == 0  # never ran
+    assert next_attempt(pod, ready(c("a", S.EXITED, attempt=3, code=1)), "a", False) == 4
+    # the runtime lost every container (new sandbox, node state wiped): the API's status tells how many ran
+    pod["status"] = {"containerStatuses": [{"name": "a", "restartCount": 3, "containerID": "runc://x"}],
+                     "initContainerStatuses": [{"name": "i", "restartCount": 0, "containerID": "runc://y"}]}
+    assert next_attempt(pod, PodRuntime(sandbox_id="new", sandbox_ready=True), "a", False) == 4
+    assert next_attempt(pod, PodRuntime(sandbox_id="new", sandbox_ready=True), "i", True) == 1
+    # a status the kubelet wrote before the first container was created (waiting, no containerID)
+    pod["status"]["containerStatuses"] = [{"name": "a", "restartCount": 0, "state": {"waiting": {}}}]
+    assert next_attempt(pod, ready(), "a", False) == 0
 
 
 def test_finished_pod_releases_its_sandbox_and_old_attempts_are_collected() -> None:

@@ -1,0 +1,289 @@
+"""What the chaos suite runs beside the cluster it torments: an independent invariant watcher, a client loop
+against a Service, and the SIGKILL of one component with the wait for the supervisor to bring it back.
+
+All of it talks plain HTTP (http.client in threads) with the cluster's admin token, never through pkube's own
+client: a bug in pklib must not hide a bug in the cluster. `bench/chaos.py` drives the same pieces for longer.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import os
+import random
+import signal
+import ssl
+import threading
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from pkctl.cluster.procs import ProcRecord
+from tests.e2e.helpers import Cluster
+from tests.util import wait_for_sync
+
+# One process each in the local cluster; controller-manager, scheduler, proxy and dns are members of the
+# `control-plane` group process (launcher/group.py), so a SIGKILL of any of them is a SIGKILL of the group.
+KILLABLE = tuple((os.environ.get("PKUBE_CHAOS_KILLS") or "etcd,apiserver,control-plane,kubelet").split(","))
+WATCHED = {"pods": "/api/v1", "configmaps": "/api/v1", "replicasets": "/apis/apps/v1",
+           "deployments": "/apis/apps/v1", "statefulsets": "/apis/apps/v1"}
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name) or default)
+
+
+def seeded_random() -> tuple[int, random.Random]:
+    """PKUBE_CHAOS_SEED or a fresh seed, printed so a failing run can be replayed."""
+    seed = env_int("PKUBE_CHAOS_SEED", random.SystemRandom().randrange(1 << 30))
+    print(f"chaos seed: {seed} (PKUBE_CHAOS_SEED={seed} replays it)")
+    return seed, random.Random(seed)
+
+
+class Api:
+    """Requests with the admin token over a fresh connection each (the apiserver may be restarting)."""
+
+    def __init__(self, cluster: Cluster):
+        cfg = cluster.config()
+        self.port, self.tls, self.token = int(cfg["api_port"]), bool(cfg["tls"]), cluster.token()
+        self.ctx = ssl.create_default_context(cafile=str(cluster.home / "pki" / "ca.crt")) if self.tls else None
+
+    def connect(self, timeout: float) -> http.client.HTTPConnection:
+        if self.ctx is not None:
+            return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout, context=self.ctx)
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 5,
+                content_type: str = "application/json") -> tuple[int, dict[str, Any]]:
+        conn = self.connect(timeout)
+        try:
+            conn.request(method, path, body=json.dumps(body) if body is not None else None,
+                         headers={"Authorization": f"Bearer {self.token}", "Content-Type": content_type})
+            r = conn.getresponse()
+            data = r.read()
+            return r.status, json.loads(data) if data else {}
+        finally:
+            conn.close()
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 5,
+             content_type: str = "application/json") -> tuple[int, dict[str, Any]] | None:
+        """request(), or None when the apiserver is not there (killed, restarting)."""
+        try:
+            return self.request(method, path, body, timeout, content_type)
+        except (OSError, http.client.HTTPException, ValueError):
+            return None
+
+    def must(self, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 60,
+             content_type: str = "application/json", ok: tuple[int, ...] = (200, 201)) -> dict[str, Any]:
+        """Retry through component restarts until the apiserver answers with one of `ok`."""
+        def attempt() -> dict[str, Any] | None:
+            got = self.call(method, path, body, content_type=content_type)
+            if got is not None and got[0] in ok:
+                return got[1]
+            if got is not None and got[0] < 500 and got[0] not in (409, 429):
+                raise AssertionError(f"{method} {path}: {got}")
+            return None
+        result: dict[str, Any] = wait_for_sync(attempt, timeout=timeout, interval=0.2, message=f"{method} {path}")
+        return result
+
+    def watch(self, path: str, rv: str, stop: threading.Event) -> Iterator[dict[str, Any]]:
+        """The events of one watch request (ends on a server close, a timeout or `stop`)."""
+        conn = self.connect(timeout=15)
+        try:
+            conn.request("GET", f"{path}?watch=1&resourceVersion={rv}&timeoutSeconds=5&allowWatchBookmarks=true",
+                         headers={"Authorization": f"Bearer {self.token}"})
+            r = conn.getresponse()
+            if r.status != 200:
+                yield {"type": "ERROR", "object": {"code": r.status}}
+                return
+            while not stop.is_set():
+                line = r.readline()
+                if not line:
+                    return
+                if line.strip():
+                    yield json.loads(line)
+        finally:
+            conn.close()
+
+
+def is_live(pod: dict[str, Any]) -> bool:
+    """A pod that counts against a controller's limits: not terminating and not finished."""
+    return (not pod["metadata"].get("deletionTimestamp")
+            and pod.get("status", {}).get("phase") not in ("Succeeded", "Failed"))
+
+
+def surge_limit(dep: dict[str, Any]) -> int:
+    replicas = int(dep["spec"].get("replicas", 1))
+    surge = ((dep["spec"].get("strategy") or {}).get("rollingUpdate") or {}).get("maxSurge", "25%")
+    if isinstance(surge, str) and surge.endswith("%"):
+        return replicas + math.ceil(replicas * int(surge[:-1]) / 100)
+    return replicas + int(surge)
+
+
+@dataclass
+class Watcher:
+    """Watches (list, then watch; relist on 410 or a lost connection) every WATCHED kind of one namespace,
+    records every event and checks the invariants on each one."""
+    api: Api
+    ns: str
+    events: list[tuple[float, str, str, str]] = field(default_factory=list)  # (time, kind, type, name)
+    violations: list[str] = field(default_factory=list)
+    objects: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: {k: {} for k in WATCHED})
+    relists: Counter[str] = field(default_factory=Counter)
+    max_live: dict[str, int] = field(default_factory=dict)  # deployment -> most live pods seen at once
+    deleted_by_test: set[tuple[str, str]] = field(default_factory=set)
+    lost: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.synced = {k: threading.Event() for k in WATCHED}
+        self.threads = [threading.Thread(target=self._run, args=(k,), daemon=True, name=f"watch-{k}")
+                        for k in WATCHED]
+
+    def start(self) -> "Watcher":
+        for t in self.threads:
+            t.start()
+        for e in self.synced.values():
+            assert e.wait(60), "watcher could not list"
+        return self
+
+    def close(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(20)  # a watch request ends within its timeoutSeconds (5)
+
+    def _path(self, kind: str) -> str:
+        return f"{WATCHED[kind]}/namespaces/{self.ns}/{kind}"
+
+    def _run(self, kind: str) -> None:
+        rv = ""
+        while not self.stop.is_set():
+            if not rv:
+                got = self.api.call("GET", self._path(kind), timeout=10)
+                if got is None or got[0] != 200:
+                    self.stop.wait(0.2)
+                    continue
+                rv = got[1]["metadata"]["resourceVersion"]
+                self._relist(kind, {o["metadata"]["name"]: o for o in got[1]["items"]})
+                self.synced[kind].set()
+            try:
+                for ev in self.api.watch(self._path(kind), rv, self.stop):
+                    obj = ev["object"]
+                    if ev["type"] == "ERROR":
+                        rv = ""  # 410 Gone (compacted, a new watch cache) or another error: list again
+                        break
+                    rv = obj["metadata"]["resourceVersion"]
+                    if ev["type"] != "BOOKMARK":
+                        self._apply(kind, ev["type"], obj)
+            except (OSError, http.client.HTTPException, ValueError):
+                self.stop.wait(0.2)  # the apiserver went away mid-watch: watch again from rv
+
+    def _relist(self, kind: str, now: dict[str, dict[str, Any]]) -> None:
+        with self.lock:
+            if self.synced[kind].is_set():
+                self.relists[kind] += 1
+            old = self.objects[kind]
+            for name in set(old) - set(now):
+                self._apply_locked(kind, "DELETED", old[name], synthetic=True)
+            for name, obj in now.items():
+                self._apply_locked(kind, "MODIFIED" if name in old else "ADDED", obj, synthetic=True)
+
+    def _apply(self, kind: str, typ: str, obj: dict[str, Any]) -> None:
+        with self.lock:
+            self._apply_locked(kind, typ, obj)
+
+    def _apply_locked(self, kind: str, typ: str, obj: dict[str, Any], synthetic: bool = False) -> None:
+        name, uid = obj["metadata"]["name"], obj["metadata"].get("uid")
+        store = self.objects[kind]
+        self.events.append((time.monotonic(), kind, typ + (" (relist)" if synthetic else ""), name))
+        if typ == "DELETED":
+            if store.get(name, {}).get("metadata", {}).get("uid") == uid:
+                del store[name]
+            if kind != "pods" and kind != "replicasets" and (kind, name) not in self.deleted_by_test:
+                self.lost.append(f"{kind}/{name} deleted (nobody asked)")
+            return
+        prev = store.get(name)
+        if kind == "pods" and prev is not None and prev["metadata"].get("uid") != uid:
+            # a StatefulSet pod (stable name) came back as a new object before the old one's deletion was seen
+            self.violations.append(f"pod {name}: new uid {uid} while {prev['metadata']['uid']} still existed")
+        store[name] = obj
+        if kind in ("pods", "deployments"):
+            self._check_surge()
+
+    def _check_surge(self) -> None:
+        for dname, dep in self.objects["deployments"].items():
+            sel = dep["spec"]["selector"].get("matchLabels") or {}
+            live = [p["metadata"]["name"] for p in self.objects["pods"].values()
+                    if is_live(p) and all(p["metadata"].get("labels", {}).get(k) == v for k, v in sel.items())]
+            self.max_live[dname] = max(self.max_live.get(dname, 0), len(live))
+            if len(live) > surge_limit(dep):
+                self.violations.append(f"deployment {dname}: {len(live)} live pods > {surge_limit(dep)} "
+                                       f"(replicas + maxSurge): {sorted(live)}")
+
+    def names(self, kind: str) -> set[str]:
+        with self.lock:
+            return set(self.objects[kind])
+
+
+class ClientLoop:
+    """Requests to a Service from the host, over and over; each failure is charged to the current `label`
+    (the kill type in progress, or "rollout" between kills)."""
+
+    def __init__(self, urls: list[str]):
+        self.urls, self.label = urls, "rollout"
+        self.ok: Counter[str] = Counter()
+        self.failed: Counter[str] = Counter()
+        self.errors: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True, name="client-loop")
+
+    def start(self) -> "ClientLoop":
+        self.thread.start()
+        return self
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+    def _run(self) -> None:
+        i = 0
+        while not self.stop.is_set():
+            url, label = self.urls[i % len(self.urls)], self.label
+            i += 1
+            try:
+                with urllib.request.urlopen(url, timeout=3) as r:
+                    body = r.read().decode()
+                if not body.startswith("hello from "):
+                    raise OSError(f"unexpected answer {body[:80]!r}")
+                self.ok[label] += 1
+            except OSError as e:
+                self.failed[label] += 1
+                self.errors.append(f"{time.strftime('%H:%M:%S')} {label}: {url}: {e}")
+            self.stop.wait(0.05)  # pacing, ~20 requests/s
+
+
+def component_pid(cluster: Cluster, name: str) -> ProcRecord | None:
+    try:
+        return cluster.record(name)
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def kill_component(cluster: Cluster, name: str) -> ProcRecord:
+    """SIGKILL the component's recorded process (only that PID, checked against its start time)."""
+    rec = component_pid(cluster, name)
+    assert rec is not None and rec.signal(signal.SIGKILL), f"{name} is not running: {cluster.state(name)}"
+    return rec
+
+
+def back_up(cluster: Cluster, name: str, killed: ProcRecord, timeout: float = 90) -> None:
+    """The supervisor restarted `name` (a new process) and its health check passes."""
+    def up() -> bool:
+        state = cluster.state(name)
+        rec = ProcRecord.from_state(state)
+        return rec is not None and rec != killed and rec.alive() and state.get("state") == "Running" and \
+            bool(state.get("healthy"))
+    wait_for_sync(up, timeout=timeout, interval=0.2, message=f"{name} restarted and healthy")
