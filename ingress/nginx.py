@@ -11,6 +11,7 @@ and stopped before a new one starts (and by `pkube ingress --cleanup` on `cluste
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -70,14 +71,44 @@ def stop_master(pid: int, timeout: float = 10.0) -> None:
             time.sleep(0.05)
 
 
+def _orphaned_workers(group: int) -> list[int]:
+    """nginx workers still in the process group of a master that is gone (a master killed with SIGKILL leaves its
+    workers running, holding the listening sockets). The master started its own session, so its pid is the group."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            title = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[2] == str(group) and title.startswith(b"nginx: "):
+            found.append(int(entry.name))
+    return found
+
+
 def cleanup(state_dir: Path) -> list[str]:
-    """Stop the nginx master recorded in `state_dir` if it still runs (after the controller was killed)."""
+    """Stop the nginx master recorded in `state_dir` if it still runs (after the controller was killed), or the
+    workers it left if it was killed itself."""
     conf = state_dir / "nginx.conf"
     pid = _read_pid(state_dir / "nginx.pid")
-    if pid and _is_our_master(pid, conf):
+    if not pid:
+        return []
+    if _is_our_master(pid, conf):
         stop_master(pid)
         if _alive(pid):
             return [f"nginx master {pid} did not stop"]
+    elif not _alive(pid):
+        orphans = _orphaned_workers(pid)
+        for worker in orphans:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(_alive(w) for w in orphans):
+            time.sleep(0.05)
+        if left := [w for w in orphans if _alive(w)]:
+            return [f"nginx workers {left} of a killed master did not stop"]
     return []
 
 

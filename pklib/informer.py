@@ -22,6 +22,10 @@ from .objects import key_of
 from .resources import Resource
 
 log = logging.getLogger(__name__)
+# An apiserver that refuses connections is usually restarting (a few seconds): try again soon, so that caches
+# (the proxy's endpoints, the controllers' pods) are not minutes behind once it is back. Refused connections are
+# cheap; errors the server answers with keep the long backoff.
+_UNREACHABLE_RETRY_CAP = 2.0
 
 Obj = dict[str, Any]
 IndexFunc = Callable[[Obj], Iterable[str]]
@@ -174,6 +178,7 @@ class Informer:
         try:
             need_list = True
             failures = 0
+            cap = 30.0  # the longest wait before the next try
             loop = asyncio.get_running_loop()
             while True:
                 started = loop.time()
@@ -195,6 +200,7 @@ class Informer:
                     # A dropped stream (the client raises a payload error when the connection dies
                     # mid-chunk): resume from our resourceVersion, no relist needed.
                     failures += 1
+                    cap = _UNREACHABLE_RETRY_CAP
                     self._log_failure(failures, str(e))
                 except (asyncio.CancelledError, KeyboardInterrupt):
                     raise
@@ -204,8 +210,9 @@ class Informer:
                     log.exception("%s: watch broke; relisting", self.resource.plural)
                 if failures:
                     # Capped, jittered backoff so that many informers do not reconnect in lockstep.
-                    await asyncio.sleep(min(30.0, self._retry_delay * 2 ** min(failures - 1, 5))
+                    await asyncio.sleep(min(cap, self._retry_delay * 2 ** min(failures - 1, 5))
                                         * random.uniform(0.5, 1))
+                    cap = 30.0
         finally:
             if resync is not None:
                 resync.cancel()

@@ -3,12 +3,13 @@ never replaces the running one, a reload serves the new one, a master left by a 
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
 
 from ingress.main import ensure_default_certificate
-from ingress.nginx import Nginx, cleanup
+from ingress.nginx import Nginx, _alive, _orphaned_workers, cleanup
 from ingress.render import Options, Rendered, render
 from tests.support.ingress import fetch
 from tests.util import free_port, wait_for_sync
@@ -80,3 +81,27 @@ async def test_cleanup_stops_a_master_left_behind(nginx: Nginx) -> None:
     assert not Path(f"/proc/{orphan}").exists()
     with pytest.raises(OSError):
         fetch(opts.http_port, "x.test", "/", timeout=1)
+
+
+async def test_cleanup_stops_the_workers_of_a_killed_master(nginx: Nginx) -> None:
+    """A master killed with SIGKILL (a power cut, kill -9) leaves its workers serving on the ports; the next start
+    must not fail with 'address already in use'."""
+    opts = options(nginx, free_port(), free_port())
+    assert await nginx.apply(render([resource_ingress("/a")], [CLASS], [], [], [], opts))
+    assert nginx.proc is not None
+    master = nginx.proc.pid
+    workers = _orphaned_workers(master)
+    assert workers, "nginx started no worker in its process group"
+    os.kill(master, signal.SIGKILL)
+    os.waitpid(master, 0)
+    nginx.proc = None
+    try:
+        assert fetch(opts.http_port, "x.test", "/a").status == 404  # the orphans still serve
+        assert cleanup(nginx.dir) == []
+        assert not any(_alive(w) for w in workers)  # gone, or a zombie until init reaps it
+        with pytest.raises(OSError):
+            fetch(opts.http_port, "x.test", "/a", timeout=1)
+    finally:
+        for w in workers:
+            if _alive(w):
+                os.kill(w, signal.SIGKILL)

@@ -133,3 +133,29 @@ def test_store_indexes_follow_updates() -> None:
     assert s.by_index("label", "app=web") == []
     s.remove("ns/b")
     assert [key_of(o) for o in s.by_index("namespace", "ns")] == ["ns/a"]
+
+
+async def test_refused_connections_are_retried_within_two_seconds(monkeypatch: Any) -> None:
+    """An apiserver that is restarting refuses connections for a few seconds: the informer must not back off to
+    half a minute and leave its cache stale long after the server is back. Answered errors keep the long backoff."""
+    import pklib.informer as informer_module
+    waits: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def recorded(delay: float, *args: Any) -> None:
+        waits.append(delay)
+        await real_sleep(0)
+
+    monkeypatch.setattr(informer_module.asyncio, "sleep", recorded)
+    api = FakeApi()
+    api.lists = [{"metadata": {"resourceVersion": "10"}, "items": []}]
+    api.streams = [[ConnectionFailed("refused")] for _ in range(8)]
+    await run_until_exhausted(Informer(api, PODS), api)
+    assert len(waits) == 8 and max(waits) <= 2.0 and waits[0] >= 0.5
+
+    waits.clear()
+    api = FakeApi()
+    api.lists = [{"metadata": {"resourceVersion": "10"}, "items": []}]
+    api.streams = [[ApiError({"code": 500, "reason": "InternalError", "message": "boom"})] for _ in range(8)]
+    await run_until_exhausted(Informer(api, PODS), api)
+    assert max(waits) > 2.0
