@@ -98,6 +98,10 @@ def sign(csr_obj: Obj, ca: x509.Certificate, ca_key: Any, default_seconds: int, 
     spec = csr_obj.get("spec") or {}
     request = certs.parse_request(certs.request_pem(csr_obj))
     usages = list(spec.get("usages") or [])
+    if spec.get("signerName") == certs.KUBELET_SERVING_SIGNER:
+        problem = certs.kubelet_serving_problem(request, usages)
+        if problem is not None:
+            raise ValueError(f"not a kubelet serving request: {problem}")
     seconds = spec.get("expirationSeconds") or default_seconds
     not_after = min(now + dt.timedelta(seconds=int(seconds)), ca.not_valid_after_utc)
     builder = (x509.CertificateBuilder().subject_name(request.subject).issuer_name(ca.subject)

@@ -135,11 +135,10 @@ def serving_names(node: dict[str, Any]) -> tuple[list[str], list[str]]:
     return dns, ips
 
 
-def node_serving_problem(csr: x509.CertificateSigningRequest, usages: list[str],
-                         node: dict[str, Any] | None) -> str | None:
-    """Why this is not a serving certificate request pkube approves for `node` (the Node the CN names), or None:
-    O system:nodes, CN system:node:<name>, the serving usages, and at least one SAN, every one an address of the
-    Node (no email or URI SANs)."""
+def kubelet_serving_problem(csr: x509.CertificateSigningRequest, usages: list[str]) -> str | None:
+    """Why this is not a kubelet serving certificate request (Kubernetes' ValidateKubeletServingCSR, which the
+    kubelet-serving signer checks before signing), or None: O system:nodes, CN system:node:<name>, the serving
+    usages, at least one DNS or IP SAN and no email or URI SAN."""
     cn, orgs = subject_of(csr)
     if orgs != [NODES_GROUP]:
         return f'subject organization is not {NODES_GROUP}'
@@ -147,13 +146,25 @@ def node_serving_problem(csr: x509.CertificateSigningRequest, usages: list[str],
         return f'subject common name does not begin with "{NODE_USER_PREFIX}"'
     if "server auth" not in usages or not set(usages) <= set(NODE_SERVING_USAGES):
         return 'usages must be "server auth" with optionally "digital signature" and "key encipherment"'
-    if node is None:
-        return f"node {cn.removeprefix(NODE_USER_PREFIX)} does not exist"
     sans = _sans(csr)
     if sans is None or len(sans) == 0:
         return "a DNS or IP subjectAltName is required"
     if sans.get_values_for_type(x509.RFC822Name) or sans.get_values_for_type(x509.UniformResourceIdentifier):
         return "email and URI subjectAltNames are not allowed"
+    return None
+
+
+def node_serving_problem(csr: x509.CertificateSigningRequest, usages: list[str],
+                         node: dict[str, Any] | None) -> str | None:
+    """Why this is not a serving certificate request pkube approves for `node` (the Node the CN names), or None:
+    a kubelet serving request whose every SAN is an address of the Node."""
+    problem = kubelet_serving_problem(csr, usages)
+    if problem is not None:
+        return problem
+    if node is None:
+        return f"node {subject_of(csr)[0].removeprefix(NODE_USER_PREFIX)} does not exist"
+    sans = _sans(csr)
+    assert sans is not None
     dns, ips = serving_names(node)
     node_ips = {ipaddress.ip_address(a) for a in ips if _is_ip(a)}
     foreign = [d for d in sans.get_values_for_type(x509.DNSName) if d not in dns] + \

@@ -150,3 +150,11 @@ def test_serving_request_signed_with_its_sans() -> None:
     assert [str(i) for i in sans.get_values_for_type(x509.IPAddress)] == ["10.9.0.3"]
     assert cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value == x509.ExtendedKeyUsage(
         [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH])
+
+
+def test_the_serving_signer_refuses_what_is_not_a_kubelet_serving_request() -> None:
+    ca, key = _ca()
+    _, request = c.new_request("jane", ("devs",), ("example.com",))
+    obj = c.csr_object("x", request, c.KUBELET_SERVING_SIGNER, list(c.NODE_SERVING_USAGES))
+    with pytest.raises(ValueError, match="not a kubelet serving request: subject organization"):
+        sign(obj, ca, key, c.DEFAULT_DURATION_SECONDS, dt.datetime.now(dt.timezone.utc))
