@@ -1,9 +1,10 @@
 """The certificate controllers (Kubernetes' pkg/controller/certificates) and the bootstrap token cleaner.
 
 - csrapproving approves kubelet client CSRs (signer kubernetes.io/kube-apiserver-client-kubelet) asked by a
-  bootstrapper or by the node itself, for CN system:node:<name> and O system:nodes (pklib.api.certificates).
-- csrsigning signs approved CSRs of kubernetes.io/kube-apiserver-client-kubelet and kubernetes.io/kube-apiserver-
-  client with the cluster CA (--cluster-signing-cert-file/--cluster-signing-key-file), valid for the CSR's
+  bootstrapper or by the node itself, for CN system:node:<name> and O system:nodes, and kubelet serving CSRs
+  (kubernetes.io/kubelet-serving) asked by the node itself for its Node's own addresses (pklib.api.certificates).
+- csrsigning signs approved CSRs of kubernetes.io/kube-apiserver-client-kubelet, kubernetes.io/kube-apiserver-
+  client and kubernetes.io/kubelet-serving with the cluster CA (--cluster-signing-cert-file/--cluster-signing-key-file), valid for the CSR's
   expirationSeconds or --cluster-signing-duration (1 year), never past the CA's own expiry.
 - tokencleaner deletes bootstrap token Secrets whose expiration has passed.
 """
@@ -25,7 +26,7 @@ from pklib.api.timefmt import now_rfc3339
 from pklib.controller import Clock, Controller, ControllerContext
 from pklib.errors import ApiError, is_conflict, is_not_found
 from pklib.informer import Obj
-from pklib.resources import CSRS, SECRETS
+from pklib.resources import CSRS, NODES, SECRETS
 
 from .util import meta
 
@@ -41,16 +42,28 @@ class CSRApprovingController(Controller):
     def __init__(self, ctx: ControllerContext):
         super().__init__(ctx)
         self.csrs = self.watch(CSRS, self._changed, lambda old, new: self._changed(new))
+        # a serving CSR is approved against its Node's addresses, which may reach this cache after the CSR
+        self.nodes = self.watch(NODES, self._node_changed, lambda old, new: self._node_changed(new))
+
+    def _node(self, name: str) -> Obj | None:
+        return self.nodes.store.get(name)
 
     def _changed(self, csr: Obj) -> None:
-        if certs.auto_approval(csr) is not None:
+        if certs.auto_approval(csr, self._node) is not None:
             self.enqueue(csr)
+
+    def _node_changed(self, node: Obj) -> None:
+        user = certs.NODE_USER_PREFIX + meta(node)["name"]
+        for csr in self.csrs.store.list():
+            spec = csr.get("spec") or {}
+            if spec.get("signerName") == certs.KUBELET_SERVING_SIGNER and spec.get("username") == user:
+                self._changed(csr)
 
     async def sync(self, key: str) -> None:
         csr = self.csrs.store.get(key)
         if csr is None:
             return
-        decision = certs.auto_approval(csr)
+        decision = certs.auto_approval(csr, self._node)
         if decision is None:
             return
         reason, message = decision
@@ -85,6 +98,10 @@ def sign(csr_obj: Obj, ca: x509.Certificate, ca_key: Any, default_seconds: int, 
     spec = csr_obj.get("spec") or {}
     request = certs.parse_request(certs.request_pem(csr_obj))
     usages = list(spec.get("usages") or [])
+    if spec.get("signerName") == certs.KUBELET_SERVING_SIGNER:
+        problem = certs.kubelet_serving_problem(request, usages)
+        if problem is not None:
+            raise ValueError(f"not a kubelet serving request: {problem}")
     seconds = spec.get("expirationSeconds") or default_seconds
     not_after = min(now + dt.timedelta(seconds=int(seconds)), ca.not_valid_after_utc)
     builder = (x509.CertificateBuilder().subject_name(request.subject).issuer_name(ca.subject)

@@ -69,6 +69,9 @@ def add_real_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tls-private-key-file", default="", help="its private key (PEM)")
     g.add_argument("--client-ca-file", default="",
                    help="CA whose client certificates the kubelet API accepts (the API server's)")
+    g.add_argument("--rotate-server-certificates", action="store_true",
+                   help="once registered, ask the cluster for the API's serving certificate (a CSR of signer "
+                        "kubernetes.io/kubelet-serving) and write it over --tls-cert-file/--tls-private-key-file")
 
 
 def node_labels(text: str) -> dict[str, str]:

@@ -23,6 +23,7 @@ from kubelet.podroutes import run_pod_routes
 from kubelet.podworkers import PodWorkerConfig, PodWorkers
 from kubelet.pullmanager import LocalImages
 from kubelet.runtime.runc import RuncRuntime, RuntimeConfig
+from kubelet import servingcert
 from kubelet.server import KubeletServer, server_tls_context
 from kubelet.volumes import VolumeManager
 
@@ -80,6 +81,10 @@ async def run_real(client: Client, config: argparse.Namespace, ready: asyncio.Ev
             tls = server_tls_context(config.tls_cert_file, config.tls_private_key_file, config.client_ca_file)
             await web.TCPSite(runner, config.address or node.ip, config.port, ssl_context=tls).start()
         async with asyncio.TaskGroup() as tg:
+            if config.port and config.rotate_server_certificates:
+                tg.create_task(servingcert.run(client, node.node, config.tls_cert_file, config.tls_private_key_file,
+                                               config.client_ca_file, tls),
+                               name="kubelet:serving-certificate")
             tg.create_task(node.heartbeat(), name="kubelet:heartbeat")
             tg.create_task(workers.run(ready), name="kubelet:pods")
             if config.pod_routes:

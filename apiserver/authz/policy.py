@@ -176,9 +176,11 @@ _NODE.append(rule(("create", "get", "list", "watch"), CERTIFICATES, ("certificat
 _CERTIFICATE_CONTROLLER = [
     rule(("get", "list", "watch", "delete"), CERTIFICATES, ("certificatesigningrequests",)),
     rule("update", CERTIFICATES, ("certificatesigningrequests/approval", "certificatesigningrequests/status")),
-    rule("approve", CERTIFICATES, ("signers",), ("kubernetes.io/kube-apiserver-client-kubelet",)),
+    rule(READ, LEGACY, ("nodes",)),  # a serving CSR's SANs are checked against its Node's addresses
+    rule("approve", CERTIFICATES, ("signers",), ("kubernetes.io/kube-apiserver-client-kubelet",
+                                                 "kubernetes.io/kubelet-serving")),
     rule("sign", CERTIFICATES, ("signers",), ("kubernetes.io/kube-apiserver-client-kubelet",
-                                              "kubernetes.io/kube-apiserver-client")),
+                                              "kubernetes.io/kube-apiserver-client", "kubernetes.io/kubelet-serving")),
     _events(),
 ]
 # pkube's ingress controller (ingress/): renders nginx from Ingresses, their Services' EndpointSlices and TLS

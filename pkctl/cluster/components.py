@@ -356,13 +356,13 @@ def worker_components(cfg: ClusterConfig, after: str) -> tuple[Component, ...]:
 
 
 def _joined_kubelet_flags(home: Home, cfg: ClusterConfig) -> list[str]:
-    """A joined node's kubelet: the node's own credentials; its API served with a certificate of a node-local CA
-    (pki.ensure_kubelet), which the cluster's apiserver does not trust (see join.py)."""
+    """A joined node's kubelet: the node's own credentials; its API served first with a certificate of a
+    node-local CA (pki.ensure_kubelet), then with one the cluster signs (--rotate-server-certificates, see join.py)."""
     pki = home.pki
     return ["--kubeconfig", str(home.node_kubeconfig), *_node_flags(home, cfg), "--node-ip", cfg.node_ip,
             "--cluster-cidr", cfg.cluster_cidr, "--pod-routes", "--port", str(cfg.kubelet_port),
             "--tls-cert-file", str(pki.cert("kubelet")), "--tls-private-key-file", str(pki.key("kubelet")),
-            "--client-ca-file", str(pki.ca_cert), "--cluster-dns", cfg.dns_ip]
+            "--client-ca-file", str(pki.ca_cert), "--rotate-server-certificates", "--cluster-dns", cfg.dns_ip]
 
 
 def _joined_proxy_flags(home: Home, cfg: ClusterConfig) -> list[str]:

@@ -10,9 +10,11 @@ unverified), accepts the CA in it only if its hash is the one given, and from th
 TLS verified with that CA: with the bootstrap token it asks for a node client certificate through a
 CertificateSigningRequest (signer kubernetes.io/kube-apiserver-client-kubelet, CN system:node:<name>, O
 system:nodes), which the controller-manager approves and signs. The node's kubeconfig then carries that
-certificate: the token is used for nothing else. The kubelet's API serves with a certificate of a node-local
-CA, which the cluster's apiserver does not trust (logs/exec to a joined node need kubelet serving certificates
-from the cluster's CA: not done).
+certificate: the token is used for nothing else. The kubelet's API starts with a certificate of a node-local
+CA; once its Node is registered, the kubelet (--rotate-server-certificates, kubelet/servingcert.py) asks as the
+node for a serving certificate of the cluster CA (signer kubernetes.io/kubelet-serving, SANs = its Node's
+addresses), which the controller-manager approves and signs, so that the apiserver's logs/exec/port-forward
+reach it.
 """
 from __future__ import annotations
 

@@ -561,7 +561,8 @@ def cmd_join(args: argparse.Namespace) -> int:
         cfg = home.prepare_joined(args.server, node, node_ip, info.service_cidr, info.cluster_cidr,
                                   default_home=home.root == resolve(None))
         join.write_credentials(home, args.server, info.ca_pem, key_pem, cert_pem)
-        # the kubelet API's serving certificate, from a CA of this node's own (see join.py)
+        # the kubelet API's first serving certificate, from a CA of this node's own, until the cluster signs
+        # one (see join.py)
         serving = pki.ensure_kubelet(home.root / "kubelet-pki", node, [node_ip])
         home.pki.cert("kubelet").write_bytes(serving.cert("kubelet").read_bytes())
         pki.write_private(home.pki.key("kubelet"), serving.key("kubelet").read_bytes())

@@ -6,6 +6,11 @@ A CertificateSigningRequest (certificates.k8s.io/v1) carries a PEM PKCS#10 reque
 it; kubelets bootstrap their client credentials through one for kubernetes.io/kube-apiserver-client-kubelet,
 which the controller-manager approves when the requester is a bootstrapper (or the node renewing its own) and
 the subject is the node's (CN system:node:<name>, O system:nodes), as Kubernetes' csrapproving controller does.
+
+A kubelet with serverTLSBootstrap asks for its serving certificate the same way (signer kubernetes.io/kubelet-
+serving, SANs = its Node's addresses). Kubernetes approves none of those by itself; pkube approves one when the
+node asks for itself, every SAN is one of its Node's status addresses and the usages are the serving ones (what
+kubelet-csr-approver does); any other stays pending for an admin (`kubectl certificate approve`).
 """
 from __future__ import annotations
 
@@ -13,7 +18,8 @@ import base64
 import hashlib
 import re
 from datetime import datetime
-from typing import Any
+import ipaddress
+from typing import Any, Callable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -26,13 +32,14 @@ CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client"
 KUBELET_SERVING_SIGNER = "kubernetes.io/kubelet-serving"
 LEGACY_UNKNOWN_SIGNER = "kubernetes.io/legacy-unknown"
 # The signers the controller-manager's csrsigning controller signs for.
-SIGNED_BY_CONTROLLER = (KUBELET_CLIENT_SIGNER, CLIENT_SIGNER)
+SIGNED_BY_CONTROLLER = (KUBELET_CLIENT_SIGNER, CLIENT_SIGNER, KUBELET_SERVING_SIGNER)
 # Kubernetes' KeyUsage values (certificates/v1 types.go).
 USAGES = ("signing", "digital signature", "content commitment", "key encipherment", "key agreement",
           "data encipherment", "cert sign", "crl sign", "encipher only", "decipher only", "any", "server auth",
           "client auth", "code signing", "email protection", "s/mime", "ipsec end system", "ipsec tunnel",
           "ipsec user", "timestamping", "ocsp signing", "microsoft sgc", "netscape sgc")
 NODE_CLIENT_USAGES = frozenset({"digital signature", "key encipherment", "client auth"})
+NODE_SERVING_USAGES = ["digital signature", "key encipherment", "server auth"]
 MIN_EXPIRATION_SECONDS = 600  # what the API accepts at least
 DEFAULT_DURATION_SECONDS = 365 * 24 * 3600  # the controller-manager's --cluster-signing-duration
 
@@ -67,13 +74,19 @@ def request_pem(obj: dict[str, Any]) -> bytes:
     return base64.b64decode(text, validate=True)
 
 
-def new_request(common_name: str, organizations: tuple[str, ...] = ()) -> tuple[bytes, bytes]:
+def new_request(common_name: str, organizations: tuple[str, ...] = (), dns_names: tuple[str, ...] = (),
+                ips: tuple[str, ...] = ()) -> tuple[bytes, bytes]:
     """(private key PEM, PKCS#10 request PEM) for a new ECDSA P-256 key with this subject (a kubelet's bootstrap:
-    CN system:node:<name>, O system:nodes)."""
+    CN system:node:<name>, O system:nodes) and these subjectAltNames (a kubelet's serving certificate)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([*(x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations),
                       x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
+    builder = x509.CertificateSigningRequestBuilder().subject_name(name)
+    sans: list[x509.GeneralName] = [*(x509.DNSName(d) for d in dns_names),
+                                    *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips)]
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    csr = builder.sign(key, hashes.SHA256())
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
     return key_pem, csr.public_bytes(serialization.Encoding.PEM)
@@ -96,10 +109,76 @@ def subject_of(csr: x509.CertificateSigningRequest | x509.Certificate) -> tuple[
     return (str(cns[0].value) if cns else ""), [str(o.value) for o in orgs]
 
 
-def _has_sans(csr: x509.CertificateSigningRequest) -> bool:
+def _sans(csr: x509.CertificateSigningRequest) -> x509.SubjectAlternativeName | None:
     try:
-        return len(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value) > 0
+        return csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
+        return None
+
+
+def _has_sans(csr: x509.CertificateSigningRequest) -> bool:
+    sans = _sans(csr)
+    return sans is not None and len(sans) > 0
+
+
+def serving_names(node: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(DNS names, IPs) a kubelet's serving certificate names: its Node's status addresses, as the kubelet's
+    certificate manager takes them (Hostname/InternalDNS/ExternalDNS, InternalIP/ExternalIP)."""
+    dns: list[str] = []
+    ips: list[str] = []
+    for a in (node.get("status") or {}).get("addresses") or []:
+        kind, value = str(a.get("type") or ""), str(a.get("address") or "")
+        target = dns if kind in ("Hostname", "InternalDNS", "ExternalDNS") else \
+            ips if kind in ("InternalIP", "ExternalIP") else None
+        if target is not None and value and value not in target:
+            target.append(value)
+    return dns, ips
+
+
+def kubelet_serving_problem(csr: x509.CertificateSigningRequest, usages: list[str]) -> str | None:
+    """Why this is not a kubelet serving certificate request (Kubernetes' ValidateKubeletServingCSR, which the
+    kubelet-serving signer checks before signing), or None: O system:nodes, CN system:node:<name>, the serving
+    usages, at least one DNS or IP SAN and no email or URI SAN."""
+    cn, orgs = subject_of(csr)
+    if orgs != [NODES_GROUP]:
+        return f'subject organization is not {NODES_GROUP}'
+    if not cn.startswith(NODE_USER_PREFIX) or len(cn) == len(NODE_USER_PREFIX):
+        return f'subject common name does not begin with "{NODE_USER_PREFIX}"'
+    if "server auth" not in usages or not set(usages) <= set(NODE_SERVING_USAGES):
+        return 'usages must be "server auth" with optionally "digital signature" and "key encipherment"'
+    sans = _sans(csr)
+    if sans is None or len(sans) == 0:
+        return "a DNS or IP subjectAltName is required"
+    if sans.get_values_for_type(x509.RFC822Name) or sans.get_values_for_type(x509.UniformResourceIdentifier):
+        return "email and URI subjectAltNames are not allowed"
+    return None
+
+
+def node_serving_problem(csr: x509.CertificateSigningRequest, usages: list[str],
+                         node: dict[str, Any] | None) -> str | None:
+    """Why this is not a serving certificate request pkube approves for `node` (the Node the CN names), or None:
+    a kubelet serving request whose every SAN is an address of the Node."""
+    problem = kubelet_serving_problem(csr, usages)
+    if problem is not None:
+        return problem
+    if node is None:
+        return f"node {subject_of(csr)[0].removeprefix(NODE_USER_PREFIX)} does not exist"
+    sans = _sans(csr)
+    assert sans is not None
+    dns, ips = serving_names(node)
+    node_ips = {ipaddress.ip_address(a) for a in ips if _is_ip(a)}
+    foreign = [d for d in sans.get_values_for_type(x509.DNSName) if d not in dns] + \
+        [str(ip) for ip in sans.get_values_for_type(x509.IPAddress) if ip not in node_ips]
+    if foreign:
+        return f"subjectAltNames {', '.join(foreign)} are not addresses of the node"
+    return None
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
         return False
 
 
@@ -135,16 +214,28 @@ def is_finished(obj: dict[str, Any]) -> bool:
             or bool((obj.get("status") or {}).get("certificate")))
 
 
-def auto_approval(obj: dict[str, Any]) -> tuple[str, str] | None:
+def auto_approval(obj: dict[str, Any], node_named: Callable[[str], dict[str, Any] | None] = lambda _: None,
+                  ) -> tuple[str, str] | None:
     """(reason, message) with which the csrapproving controller approves `obj`, or None if it leaves it alone:
-    a kubelet client CSR for a node, requested by a bootstrapper (a new node) or by that node itself (renewal)."""
+    a kubelet client CSR for a node, requested by a bootstrapper (a new node) or by that node itself (renewal);
+    a kubelet serving CSR requested by the node itself for its own addresses (`node_named`: the Node of a name,
+    None if there is none)."""
     spec = obj.get("spec") or {}
-    if spec.get("signerName") != KUBELET_CLIENT_SIGNER or is_finished(obj) or is_approved(obj):
+    signer = spec.get("signerName")
+    if signer not in (KUBELET_CLIENT_SIGNER, KUBELET_SERVING_SIGNER) or is_finished(obj) or is_approved(obj):
         return None
     try:
         csr = parse_request(request_pem(obj))
     except ValueError:
         return None
+    if signer == KUBELET_SERVING_SIGNER:
+        cn, _ = subject_of(csr)
+        if spec.get("username") != cn or NODES_GROUP not in (spec.get("groups") or []):
+            return None
+        node = node_named(cn.removeprefix(NODE_USER_PREFIX)) if cn.startswith(NODE_USER_PREFIX) else None
+        if node_serving_problem(csr, list(spec.get("usages") or []), node) is not None:
+            return None
+        return "AutoApproved", "Auto approving kubelet serving certificate: requested by the node for its own addresses."
     if node_client_problem(csr, list(spec.get("usages") or [])) is not None:
         return None
     cn, _ = subject_of(csr)

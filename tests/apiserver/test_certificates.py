@@ -14,11 +14,13 @@ from typing import Any, AsyncIterator, Iterator
 import aiohttp
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
+from controllers.certificates import sign
 from pklib.api import certificates as certs
 from pklib.client import Client
 from pklib.errors import ApiError
-from pklib.resources import CLUSTERROLEBINDINGS, CLUSTERROLES, CONFIGMAPS, CSRS, SECRETS
+from pklib.resources import CLUSTERROLEBINDINGS, CLUSTERROLES, CONFIGMAPS, CSRS, NODES, SECRETS
 from tests.support.controllers import controller_manager
 from tests.support.controlplane import ApiServer, Etcd, _stop, ca_context, make_test_pki, start_apiserver
 from tests.support.kubectl import Kubectl
@@ -120,6 +122,51 @@ async def test_node_bootstraps_a_client_certificate(server: ApiServer, admin: Cl
     assert status == 200
     status, out = await _get_status(server, session_tmp, "/api/v1/namespaces/kube-system/secrets/anything", ctx=ctx)
     assert status == 403 and "no relationship found between node" in out["message"]
+
+
+async def test_node_serving_certificates(server: ApiServer, admin: Client, controllers: None,
+                                        session_tmp: str) -> None:
+    """A node's kubelet-serving CSR for its own Node's addresses is approved and signed (also when the Node
+    appears after the CSR); one naming a foreign address stays pending until an admin approves it."""
+    pki = make_test_pki(session_tmp)
+    node = unique("serving-node")
+    # the node's client certificate, as its TLS bootstrap gives it
+    key_pem, request = certs.new_request(f"system:node:{node}", ("system:nodes",))
+    ca = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    client_csr = certs.csr_object("", request, certs.KUBELET_CLIENT_SIGNER, ["digital signature", "client auth"])
+    client_cert = sign(client_csr, ca, ca_key, 3600, datetime.now(timezone.utc))
+    ctx = _cert_context(session_tmp, client_cert, key_pem)
+    addresses = [{"type": "InternalIP", "address": "10.77.0.5"}, {"type": "Hostname", "address": node}]
+    own, foreign = unique("serving-own"), unique("serving-foreign")
+    for name, ips in ((foreign, ("10.77.0.5", "10.77.0.6")), (own, ("10.77.0.5",))):
+        _, req = certs.new_request(f"system:node:{node}", ("system:nodes",), (node,), ips)
+        body = certs.csr_object(name, req, certs.KUBELET_SERVING_SIGNER, list(certs.NODE_SERVING_USAGES))
+        async with aiohttp.ClientSession() as s:
+            async with s.post(server.url + "/apis/certificates.k8s.io/v1/certificatesigningrequests", json=body,
+                              ssl=ctx) as r:
+                assert r.status == 201, await r.text()
+                assert (await r.json())["spec"]["username"] == f"system:node:{node}"
+    try:
+        created = await admin.create(NODES, {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}})
+        await admin.update_status(NODES, dict(created, status={"addresses": addresses}))
+
+        async def signed(name: str) -> Obj | None:
+            csr = await admin.get(CSRS, name)
+            return csr if (csr.get("status") or {}).get("certificate") else None
+        csr = await wait_for(lambda: signed(own), timeout=20, message="the node's serving certificate")
+        assert csr["status"]["conditions"][0]["reason"] == "AutoApproved"
+        cert = x509.load_pem_x509_certificate(base64.b64decode(csr["status"]["certificate"]))
+        cert.verify_directly_issued_by(ca)
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert [str(i) for i in sans.get_values_for_type(x509.IPAddress)] == ["10.77.0.5"]
+        pending = await admin.get(CSRS, foreign)
+        assert not (pending.get("status") or {}).get("conditions")
+        assert Kubectl(server.kubeconfig)("get", "csr", foreign).stdout.splitlines()[1].split()[-1] == "Pending"
+        assert "approved" in Kubectl(server.kubeconfig)("certificate", "approve", foreign).stdout
+        await wait_for(lambda: signed(foreign), timeout=20, message="the admin-approved serving certificate")
+    finally:
+        await admin.delete(NODES, node)
 
 
 async def test_bootstrap_token_rules(server: ApiServer, admin: Client, controllers: None, session_tmp: str) -> None:

@@ -1,7 +1,7 @@
 """End to end: `pkctl cluster join`. A fresh "machine" (a network namespace on the cluster network of a running
 `pkctl cluster up --nodes 3`, with nothing of the cluster in it) joins with only a bootstrap token and the hash
-of the cluster's CA (TLS bootstrap: a CertificateSigningRequest auto-approved for nodes), becomes Ready and runs
-a pod; a wrong CA hash and unknown or expired tokens are refused with one-line errors.
+of the cluster's CA (TLS bootstrap: a CertificateSigningRequest auto-approved for nodes), becomes Ready, runs
+a pod, and serves logs/exec through the apiserver with a kubelet-serving certificate of the cluster; a wrong CA hash and unknown or expired tokens are refused with one-line errors.
 
 Three nodes: a test home's /24 pod range is then cut into four /26s, one left for the machine that joins."""
 from __future__ import annotations
@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 
 from pkctl.cluster.components import BY_NAME
 from pklib.api.certificates import subject_of
-from tests.e2e.helpers import (Cluster, joining_machine, local_cluster, make_namespace, no_traceback,
+from tests.e2e.helpers import (Cluster, joining_machine, kubectl, local_cluster, make_namespace, no_traceback,
                                on_machine, run)
 from tests.e2e.test_nodes import ready_nodes
 from tests.util import unique, wait_for_sync as wait_for
@@ -113,7 +113,7 @@ def test_a_machine_joins_with_a_token_and_runs_pods(cluster: Cluster, machine: t
         pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "on-joined", "namespace": ns},
                "spec": {"nodeSelector": {"kubernetes.io/hostname": node}, "terminationGracePeriodSeconds": 1,
                         "containers": [{"name": "c", "image": "pkube.local/busybox:latest",
-                                        "command": ["sleep", "3600"]}]}}
+                                        "command": ["sh", "-c", "echo hello from the joined node; sleep 3600"]}]}}
         code, body = cluster.api(f"/api/v1/namespaces/{ns}/pods", pod)
         assert code == 201, body
 
@@ -122,6 +122,28 @@ def test_a_machine_joins_with_a_token_and_runs_pods(cluster: Cluster, machine: t
             return got if got.get("status", {}).get("phase") == "Running" else None
         got = wait_for(running, timeout=90, message=f"the pod to run on {node}")
         assert got["spec"]["nodeName"] == node and got["status"]["hostIP"] == ip
+        # the kubelet serves with a certificate of the cluster CA it asked for as the node (kubelet-serving CSR,
+        # auto-approved for its own addresses): the apiserver's logs/exec reach it
+        def serving_csr() -> dict[str, Any] | None:
+            _, got = cluster.api("/apis/certificates.k8s.io/v1/certificatesigningrequests")
+            return next((c for c in got["items"] if c["spec"]["username"] == f"system:node:{node}"
+                         and c["spec"]["signerName"] == "kubernetes.io/kubelet-serving"
+                         and (c.get("status") or {}).get("certificate")), None)
+        csr = wait_for(serving_csr, timeout=30, interval=0.3, message="the joined kubelet's serving certificate")
+        assert csr["status"]["conditions"][0]["reason"] == "AutoApproved"
+        served = x509.load_pem_x509_certificate(base64.b64decode(csr["status"]["certificate"]))
+        assert ip in [str(a) for a in served.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value.get_values_for_type(x509.IPAddress)]
+
+        def logged() -> subprocess.CompletedProcess[str] | None:
+            p = kubectl(cluster, "logs", "-n", ns, "on-joined")
+            return p if p.returncode == 0 else None
+        logs = wait_for(logged, timeout=20, interval=0.5, message="kubectl logs of the joined pod")
+        assert logs.stdout == "hello from the joined node\n", logs.stderr
+        mine = run("--kubeconfig", str(cluster.kubeconfig), "logs", "-n", ns, "on-joined")
+        assert mine.stdout == "hello from the joined node\n"
+        ran = kubectl(cluster, "exec", "-n", ns, "on-joined", "--", "sh", "-c", "echo exec on $(hostname)")
+        assert ran.returncode == 0 and ran.stdout == "exec on on-joined\n", ran.stderr
         cluster.api(f"/api/v1/namespaces/{ns}", method="DELETE")
         status = on_machine(netns, "cluster", "status", "--home", str(home))
         assert f"Node {node} joined to {url}" in status.stdout, status.stdout

@@ -101,3 +101,60 @@ def test_bootstrap_token_expiry_and_ca_hash() -> None:
     from cryptography.hazmat.primitives import serialization
     h = c.ca_hash(ca.public_bytes(serialization.Encoding.PEM))
     assert h.startswith("sha256:") and len(h) == 7 + 64
+
+
+NODE_N1 = {"metadata": {"name": "n1"}, "status": {"addresses": [{"type": "InternalIP", "address": "10.9.0.3"},
+                                                                 {"type": "Hostname", "address": "host-a"}]}}
+
+
+def _serving(cn: str = "system:node:n1", dns: tuple[str, ...] = ("host-a",), ips: tuple[str, ...] = ("10.9.0.3",),
+             usages: list[str] | None = None, username: str = "system:node:n1",
+             groups: tuple[str, ...] = ("system:nodes",)) -> dict[str, Any]:
+    _, request = c.new_request(cn, ("system:nodes",), dns, ips)
+    obj = c.csr_object("x", request, c.KUBELET_SERVING_SIGNER, usages or list(c.NODE_SERVING_USAGES))
+    obj["spec"].update(username=username, groups=[*groups, "system:authenticated"])
+    return obj
+
+
+def _nodes(name: str) -> dict[str, Any] | None:
+    return NODE_N1 if name == "n1" else None
+
+
+def test_a_nodes_serving_request_for_its_own_addresses_is_approved() -> None:
+    decision = c.auto_approval(_serving(), _nodes)
+    assert decision is not None and decision[0] == "AutoApproved" and "serving" in decision[1]
+    assert c.auto_approval(_serving(dns=()), _nodes) is not None  # a subset of its addresses is fine
+    assert c.serving_names(NODE_N1) == (["host-a"], ["10.9.0.3"])
+
+
+@pytest.mark.parametrize("change", [
+    dict(ips=("10.9.0.3", "10.9.0.99")),  # a foreign IP
+    dict(dns=("host-a", "kubernetes.default")),  # a foreign name
+    dict(dns=(), ips=()),  # no SAN at all
+    dict(username="system:node:n2"),  # another node asks for n1's certificate
+    dict(username="system:bootstrap:abcdef", groups=("system:bootstrappers",)),  # bootstrappers get no serving
+    dict(usages=["digital signature", "key encipherment", "server auth", "client auth"]),
+    dict(usages=["digital signature", "key encipherment"]),
+    dict(cn="system:node:n2", username="system:node:n2"),  # no such Node
+])
+def test_serving_requests_left_for_an_admin(change: dict[str, Any]) -> None:
+    assert c.auto_approval(_serving(**change), _nodes) is None
+
+
+def test_serving_request_signed_with_its_sans() -> None:
+    ca, key = _ca()
+    cert = x509.load_pem_x509_certificate(sign(_serving(), ca, key, c.DEFAULT_DURATION_SECONDS,
+                                               dt.datetime.now(dt.timezone.utc)))
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == ["host-a"]
+    assert [str(i) for i in sans.get_values_for_type(x509.IPAddress)] == ["10.9.0.3"]
+    assert cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value == x509.ExtendedKeyUsage(
+        [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH])
+
+
+def test_the_serving_signer_refuses_what_is_not_a_kubelet_serving_request() -> None:
+    ca, key = _ca()
+    _, request = c.new_request("jane", ("devs",), ("example.com",))
+    obj = c.csr_object("x", request, c.KUBELET_SERVING_SIGNER, list(c.NODE_SERVING_USAGES))
+    with pytest.raises(ValueError, match="not a kubelet serving request: subject organization"):
+        sign(obj, ca, key, c.DEFAULT_DURATION_SECONDS, dt.datetime.now(dt.timezone.utc))

@@ -1,0 +1,101 @@
+"""The kubelet API's serving certificate from the cluster (Kubernetes' serverTLSBootstrap, the kubelet flag
+--rotate-server-certificates).
+
+Once its Node is registered, the kubelet asks for a certificate through a CertificateSigningRequest of signer
+kubernetes.io/kubelet-serving (CN system:node:<name>, O system:nodes, SANs = the Node's addresses, usages digital
+signature, key encipherment, server auth), waits until it is signed (the controller-manager auto-approves a
+node's request for its own addresses; any other waits for `kubectl certificate approve`), writes it over
+--tls-cert-file/--tls-private-key-file and serves new connections with it. Until then, and when the files
+already hold a certificate of the cluster CA (--client-ca-file) for the Node's current addresses, it serves
+with what the files hold.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import logging
+import os
+import ssl
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+
+from pklib.api import certificates as certs
+from pklib.client import Client
+from pklib.files import write_atomic
+from pklib.resources import CSRS
+
+log = logging.getLogger("kubelet.servingcert")
+POLL = 2.0  # seconds between looks at a pending request
+
+
+def _current(cert_file: Path, ca_file: Path, node: dict[str, Any]) -> bool:
+    """Whether cert_file is a certificate of the CA for the Node's current names, valid for a while more."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+        ca = x509.load_pem_x509_certificate(ca_file.read_bytes())
+        cert.verify_directly_issued_by(ca)
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (OSError, ValueError, TypeError, x509.ExtensionNotFound, InvalidSignature):
+        return False
+    dns, ips = certs.serving_names(node)
+    names = (sorted(sans.get_values_for_type(x509.DNSName)), sorted(str(i) for i in sans.get_values_for_type(
+        x509.IPAddress)))
+    left = cert.not_valid_after_utc - dt.datetime.now(dt.timezone.utc)
+    return names == (sorted(dns), sorted(ips)) and left > (cert.not_valid_after_utc - cert.not_valid_before_utc) / 5
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+async def bootstrap(client: Client, node: dict[str, Any], cert_file: str, key_file: str, ca_file: str,
+                    tls: ssl.SSLContext) -> None:
+    """Get the serving certificate for `node` (the registered Node) unless the files hold a current one, and
+    load it into `tls`. Returns once loaded, or when the request was denied or failed (logged)."""
+    if _current(Path(cert_file), Path(ca_file), node):
+        return
+    name = node["metadata"]["name"]
+    dns, ips = certs.serving_names(node)
+    key_pem, request = certs.new_request(certs.NODE_USER_PREFIX + name, (certs.NODES_GROUP,), tuple(dns),
+                                         tuple(ips))
+    body = certs.csr_object("", request, certs.KUBELET_SERVING_SIGNER, list(certs.NODE_SERVING_USAGES))
+    body["metadata"] = {"generateName": "csr-"}
+    csr = await client.create(CSRS, body)
+    csr_name = csr["metadata"]["name"]
+    log.info("requested the kubelet's serving certificate (CertificateSigningRequest %s)", csr_name)
+    while True:
+        for bad in ("Denied", "Failed"):
+            c = certs.condition(csr, bad)
+            if c is not None:
+                log.warning("CertificateSigningRequest %s was %s (%s): serving with %s", csr_name, bad.lower(),
+                            c.get("message") or c.get("reason") or "", cert_file)
+                return
+        issued = (csr.get("status") or {}).get("certificate")
+        if issued:
+            break
+        await asyncio.sleep(POLL)
+        csr = await client.get(CSRS, csr_name)
+    _write_private(Path(key_file), key_pem)
+    write_atomic(Path(cert_file), base64.b64decode(issued))
+    tls.load_cert_chain(cert_file, key_file)  # new connections use it
+    log.info("serving with the certificate of CertificateSigningRequest %s", csr_name)
+
+
+async def run(client: Client, node: dict[str, Any], cert_file: str, key_file: str, ca_file: str,
+              tls: ssl.SSLContext) -> None:
+    """`bootstrap`, tried again while the API or the files fail."""
+    while True:
+        try:
+            await bootstrap(client, node, cert_file, key_file, ca_file, tls)
+            return
+        except Exception as e:  # the API unreachable, a file unwritable: the kubelet keeps running
+            log.warning("getting the kubelet's serving certificate: %s; trying again", e)
+            await asyncio.sleep(5 * POLL)
