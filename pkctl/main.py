@@ -42,6 +42,7 @@ COMMANDS: dict[str, str] = {
     "label": "label",
     "annotate": "label",
     "version": "version",
+    "dashboard": "dashboard",
 }
 COMMAND_MODULES = list(dict.fromkeys(COMMANDS.values()))
 # The global flags that take a value (`--kubeconfig F`): what to skip when looking for the command in argv.

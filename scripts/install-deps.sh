@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES="etcd-server etcd-client runc conmon nftables busybox-static docker-registry conntrack iproute2 util-linux"
+APT_PACKAGES="etcd-server etcd-client runc conmon nftables busybox-static docker-registry conntrack iproute2 util-linux nodejs npm chromium chromium-driver"
 missing=""
 for p in $APT_PACKAGES; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
@@ -23,3 +23,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo ">> installing pkube into .venv"
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+echo ">> installing the dashboard's browser packages (dashboard/web/package-lock.json)"
+(cd dashboard/web && npm ci --no-audit --no-fund --silent)

@@ -1,0 +1,319 @@
+"""The web dashboard in a real headless Chromium (Selenium, Debian's chromium + chromium-driver) against a real
+control plane and node: `pkctl dashboard --no-open` serves it, the browser logs in with the printed link.
+
+One module-scoped node, dashboard and browser; the tests run in order on one Deployment (pods appear, a deleted one
+is replaced, its logs follow, exec, scale, restart, an invalid YAML edit). Screenshots of the main pages go to
+SHOTS (printed)."""
+from __future__ import annotations
+
+import asyncio
+import http.client
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+from urllib.parse import urlsplit
+
+import pytest
+
+from pklib.syncclient import SyncClient
+from tests.support.controlplane import Etcd
+from tests.support.node import BUSYBOX, NAMESPACES, PODS, Node, clean_namespace, private_node
+from tests.support.pkctl import ROOT, kind
+from tests.util import unique
+
+pytestmark = pytest.mark.root
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+SHOTS = Path(os.environ.get("PKUBE_DASHBOARD_SHOTS", "/tmp/pkube-dashboard-screenshots"))
+DEPLOYMENTS = kind("deployments")
+TICKER = "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.3; done"
+
+
+def until(check: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
+    """Poll `check` (a browser or API read) until it answers something true."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except Exception as e:  # noqa: BLE001  (the page may be between renders: stale elements)
+            last = e
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+@pytest.fixture(scope="module")
+def dash_node(etcd: Etcd) -> Iterator[Node]:
+    with private_node(etcd) as n:
+        yield n
+
+
+@pytest.fixture(scope="module")
+def api(dash_node: Node) -> Iterator[SyncClient]:
+    c = SyncClient.from_kubeconfig(dash_node.api.kubeconfig)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def ns(dash_node: Node, api: SyncClient) -> Iterator[str]:
+    name = unique("dash")
+    api.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    yield name
+
+    async def clean() -> None:
+        async with dash_node.client() as c:
+            await clean_namespace(c, name)
+    asyncio.run(clean())
+
+
+@pytest.fixture(scope="module")
+def dashboard(dash_node: Node) -> Iterator[str]:
+    """The login URL printed by `pkctl dashboard --no-open` (stopped with Ctrl-C at the end)."""
+    proc = subprocess.Popen([sys.executable, "-m", "pkctl.main", "dashboard", "--no-open", "--kubeconfig",
+                             dash_node.api.kubeconfig], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        m = re.search(r"(http://127\.0\.0\.1:\d+/login\?token=\S+)", line)
+        assert m, f"no login link in {line!r}; stderr: {proc.stderr.read() if proc.poll() is not None else ''}"
+        yield m.group(1)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(15)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+
+
+@pytest.fixture(scope="module")
+def browser(dashboard: str) -> Iterator[Any]:
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        pytest.skip("needs Debian's chromium and chromium-driver (scripts/install-deps.sh)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+    opts = Options()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000",
+                "--no-first-run", "--disable-background-networking"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    try:
+        shutil.rmtree(SHOTS, ignore_errors=True)
+        SHOTS.mkdir(parents=True)
+        print(f"\ndashboard screenshots: {SHOTS}")
+        yield driver
+    finally:
+        driver.quit()
+
+
+def base(login_url: str) -> str:
+    return login_url.split("/login", 1)[0]
+
+
+def request(url: str, method: str = "GET", headers: dict[str, str] | None = None) -> tuple[int, str]:
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.netloc, timeout=10)
+    try:
+        conn.request(method, u.path + (f"?{u.query}" if u.query else ""), headers=headers or {})
+        r = conn.getresponse()
+        return r.status, r.read().decode()
+    finally:
+        conn.close()
+
+
+def js(driver: Any, script: str, *args: Any) -> Any:
+    return driver.execute_script(script, *args)
+
+
+def rows(driver: Any) -> list[str]:
+    """The names (data-name) of the rows of the page's first table."""
+    return js(driver, "return [...document.querySelectorAll('main table tbody tr[data-key]')].map(r => r.dataset.name)")
+
+
+def unlabelled(driver: Any) -> list[str]:
+    return js(driver, """return [...document.querySelectorAll('input, select, textarea')]
+        .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')).map(e => e.outerHTML)""")
+
+
+def go(driver: Any, url: str, heading: str) -> None:
+    driver.get(url)
+    until(lambda: js(driver, "return document.querySelector('main h1')?.textContent") == heading, what=heading)
+
+
+def choose_namespace(driver: Any, ns: str) -> None:
+    until(lambda: js(driver, "return [...document.querySelectorAll('#namespace option')].some(o => o.value === arguments[0])",
+                     ns), what=f"namespace {ns} in the picker")
+    js(driver, "const s = document.getElementById('namespace'); s.value = arguments[0];"
+               "s.dispatchEvent(new Event('change'))", ns)
+
+
+def deployment(name: str, replicas: int) -> dict[str, Any]:
+    labels = {"app": name}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels},
+                                  "spec": {"terminationGracePeriodSeconds": 1, "containers": [
+                                      {"name": "ticker", "image": BUSYBOX, "imagePullPolicy": "IfNotPresent",
+                                       "command": ["sh", "-c", TICKER]}]}}}}
+
+
+def test_login_required(dashboard: str, browser: Any) -> None:
+    root = base(dashboard)
+    for path in ("/", "/api/v1/pods", "/static/app.js", "/vendor/xterm.js"):
+        assert request(root + path)[0] == 401, path
+    status, text = request(root + "/login?token=wrong")
+    assert status == 401 and "wrong or was already used" in text
+    status, _ = request(root + "/login", headers={"Host": "evil.example:80"})
+    assert status == 400  # another Host (DNS rebinding) is refused before anything else
+
+    browser.get(dashboard)  # the real link: a session cookie, then the page
+    until(lambda: js(browser, "return document.querySelector('main h1')?.textContent") == "Overview", what="overview")
+    cookie = browser.get_cookie("pkube-dashboard-session")
+    assert cookie and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert request(dashboard)[0] == 401  # the link works once
+    session = {"Cookie": f"pkube-dashboard-session={cookie['value']}"}
+    assert request(root + "/api/v1/namespaces", headers=session)[0] == 200
+    # changes and WebSocket upgrades need this dashboard's Origin
+    assert request(root + "/api/v1/namespaces", "POST", session)[0] == 403
+    assert request(root + "/api/v1/namespaces", "POST", {**session, "Origin": "http://evil.example"})[0] == 403
+    upgrade = {**session, "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+               "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Origin": "http://evil.example"}
+    assert request(root + "/api/v1/namespaces/default/pods/x/exec?command=sh", headers=upgrade)[0] == 403
+
+
+def test_overview_lists_node(dashboard: str, browser: Any, dash_node: Node) -> None:
+    go(browser, base(dashboard) + "/#/", "Overview")
+    until(lambda: dash_node.name in rows(browser), what="the node in the overview")
+    row = browser.find_element("css selector", f"main table tbody tr[data-name='{dash_node.name}']")
+    assert "Ready" in row.text
+    until(lambda: "Pods" in browser.find_element("id", "workload-counts").text, what="workload counts")
+    browser.save_screenshot(str(SHOTS / "overview.png"))
+
+
+def test_keyboard_navigation(dashboard: str, browser: Any) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+    go(browser, base(dashboard) + "/#/", "Overview")
+    js(browser, "document.activeElement && document.activeElement.blur()")
+    for _ in range(12):  # Tab through the skip link and the navigation to "Pods"
+        ActionChains(browser).send_keys(Keys.TAB).perform()
+        if js(browser, "return document.activeElement.textContent") == "Pods":
+            break
+    else:
+        raise AssertionError("Tab never reached the Pods link")
+    ActionChains(browser).send_keys(Keys.ENTER).perform()
+    until(lambda: js(browser, "return document.querySelector('main h1')?.textContent") == "Pods", what="pods page")
+    assert js(browser, "return document.querySelector('nav a[aria-current=page]').textContent") == "Pods"
+    assert unlabelled(browser) == []
+
+
+def test_pods_appear_live_and_deleted_pod_is_replaced(dashboard: str, browser: Any, api: SyncClient, ns: str) -> None:
+    go(browser, base(dashboard) + "/#/pods", "Pods")
+    choose_namespace(browser, ns)
+    js(browser, "window.__sameDocument = true")  # gone if the page reloads
+    api.create(DEPLOYMENTS, deployment("web", 3), ns)
+    three = until(lambda: (lambda r: r if len(r) == 3 and all(n.startswith("web-") for n in r) else None)(rows(browser)),
+                  60, "three pods of the Deployment")
+    until(lambda: js(browser, "return [...document.querySelectorAll('main tbody tr[data-key]')]"
+                              ".every(r => r.children[3].textContent === 'Running')"), 60, "all three Running")
+    browser.save_screenshot(str(SHOTS / "pods.png"))
+
+    # the label search: a selector no pod matches empties the table, clearing it brings them back
+    search = browser.find_element("id", "label-selector")
+    search.send_keys("app=nothing\n")
+    until(lambda: rows(browser) == [], what="no pods for app=nothing")
+    js(browser, "const s = document.getElementById('label-selector'); s.value = ''; s.dispatchEvent(new Event('change'))")
+    until(lambda: sorted(rows(browser)) == sorted(three), what="the pods again")
+
+    victim = three[0]
+    api.delete(PODS, victim, ns)
+    until(lambda: (lambda r: victim not in r and len(r) == 3 and set(r) - set(three))(rows(browser)), 60,
+          f"{victim} replaced")
+    assert js(browser, "return window.__sameDocument") is True
+
+
+def test_pod_view_follows_logs(dashboard: str, browser: Any, ns: str) -> None:
+    go(browser, base(dashboard) + "/#/pods", "Pods")
+    choose_namespace(browser, ns)
+    name = until(lambda: (lambda r: r[0] if len(r) == 3 else None)(rows(browser)), what="pods")
+    until(lambda: js(browser, "return [...document.querySelectorAll('main tbody tr[data-key]')]"
+                              ".every(r => r.children[3].textContent === 'Running')"), 60, "all three Running")
+    browser.find_element("link text", name).click()
+    until(lambda: js(browser, "return document.querySelector('main h1')?.textContent") == f"Pod {ns}/{name}",
+          what="pod page")
+    until(lambda: "Running since" in browser.find_element("css selector", "main table").text, what="container state")
+
+    def last_tick() -> int | None:
+        ticks = re.findall(r"tick (\d+)", browser.find_element("id", "logs").text)
+        return int(ticks[-1]) if ticks else None
+    first = until(lambda: last_tick() is not None and last_tick(), what="log lines")  # noqa: F841
+    seen = last_tick() or 0
+    until(lambda: (last_tick() or 0) >= seen + 3, what="new log lines while following")
+    assert unlabelled(browser) == []
+    browser.save_screenshot(str(SHOTS / "pod.png"))
+
+
+def test_exec_terminal(dashboard: str, browser: Any) -> None:
+    # on the pod page of the previous test
+    assert "Pod " in js(browser, "return document.querySelector('main h1').textContent")
+    browser.find_element("id", "exec-open").click()
+    until(lambda: browser.find_element("id", "exec-state").text == "connected", what="exec connected")
+    until(lambda: js(browser, "return document.activeElement.classList.contains('xterm-helper-textarea')"),
+          what="terminal focused")
+    browser.find_element("css selector", ".xterm-helper-textarea").send_keys("echo 4$((1+1))\n")
+
+    def lines() -> list[str]:
+        return js(browser, "return [...document.querySelectorAll('.xterm-rows > div')].map(d => d.textContent.trim())")
+    until(lambda: "42" in lines(), what="42 in the terminal")  # the command line itself reads "echo 4$((1+1))"
+    browser.save_screenshot(str(SHOTS / "terminal.png"))
+    browser.find_element("css selector", ".xterm-helper-textarea").send_keys("exit\n")
+    until(lambda: browser.find_element("id", "exec-state").text == "exited", what="the shell's end")
+
+
+def test_scale_and_restart_from_page(dashboard: str, browser: Any, api: SyncClient, ns: str) -> None:
+    go(browser, base(dashboard) + "/#/deployments", "Deployments")
+    choose_namespace(browser, ns)
+    until(lambda: rows(browser) == ["web"], what="the Deployment")
+    field = browser.find_element("id", f"replicas-{ns}-web")
+    field.clear()
+    field.send_keys("2")
+    browser.find_element("css selector", "tr[data-name='web'] button.scale").click()
+    until(lambda: api.get(DEPLOYMENTS, "web", ns)["spec"]["replicas"] == 2, what="spec.replicas 2")
+    until(lambda: "2/2" in browser.find_element("css selector", "tr[data-name='web']").text, 60, "2/2 ready")
+    browser.find_element("css selector", "tr[data-name='web'] button.restart").click()
+    until(lambda: "kubectl.kubernetes.io/restartedAt" in (
+        api.get(DEPLOYMENTS, "web", ns)["spec"]["template"]["metadata"].get("annotations") or {}), what="restartedAt")
+    assert unlabelled(browser) == []
+    browser.save_screenshot(str(SHOTS / "deployments.png"))
+
+
+def test_invalid_yaml_edit_shows_api_error(dashboard: str, browser: Any, api: SyncClient, ns: str) -> None:
+    go(browser, base(dashboard) + f"/#/yaml/deployments/{ns}/web", f"YAML of deployments/{ns}/web")
+    area = browser.find_element("id", "yaml-text")
+    until(lambda: "\n  replicas: 2\n" in area.get_attribute("value"), what="the YAML")
+    js(browser, "const a = document.getElementById('yaml-text'); a.value = a.value.replace('\\n  replicas: 2\\n', "
+                "'\\n  replicas: -1\\n')")
+    browser.find_element("id", "yaml-save").click()
+    cause = until(lambda: browser.find_element("css selector", "#yaml-errors li[data-field='spec.replicas']"),
+                  what="the error of spec.replicas")
+    assert "greater than or equal to 0" in cause.text
+    line = next(i for i, text in enumerate(area.get_attribute("value").split("\n"), 1) if text == "  replicas: -1")
+    assert f"line {line}" in cause.text
+    assert "is invalid" in browser.find_element("id", "yaml-errors").text  # the Status' message
+    assert api.get(DEPLOYMENTS, "web", ns)["spec"]["replicas"] == 2
+    assert unlabelled(browser) == []
+    browser.save_screenshot(str(SHOTS / "yaml.png"))
