@@ -314,6 +314,14 @@ def test_invalid_yaml_edit_shows_api_error(dashboard: str, browser: Any, api: Sy
     line = next(i for i, text in enumerate(area.get_attribute("value").split("\n"), 1) if text == "  replicas: -1")
     assert f"line {line}" in cause.text
     assert "is invalid" in browser.find_element("id", "yaml-errors").text  # the Status' message
+    # and beside the editor, at the field's line
+    marker = browser.find_element("css selector", ".marker[data-field='spec.replicas']")
+    assert marker.is_displayed() and "greater than or equal to 0" in marker.text
+    offset = js(browser, """const a = document.getElementById('yaml-text'), s = getComputedStyle(a);
+        const lh = parseFloat(s.lineHeight), m = document.querySelector('.marker').getBoundingClientRect();
+        const y = a.getBoundingClientRect().top + a.clientTop + parseFloat(s.paddingTop) + (arguments[0] - 1) * lh - a.scrollTop;
+        return Math.abs(m.top + m.height / 2 - (y + lh / 2)) / lh""", line)
+    assert offset < 0.5, f"the marker is {offset} lines off its field"
     assert api.get(DEPLOYMENTS, "web", ns)["spec"]["replicas"] == 2
     assert unlabelled(browser) == []
     browser.save_screenshot(str(SHOTS / "yaml.png"))

@@ -59,6 +59,32 @@ function selectLine(area, line) {
   area.scrollTop = Math.max(0, lineHeight * (line - 5));
 }
 
+// Markers beside the editor's lines: each error at its field's line, kept in place as the text scrolls.
+function markerLayer(area) {
+  const layer = h('div', { class: 'markers', 'aria-hidden': 'true' });
+  let marks = [];
+  const place = () => {
+    const style = getComputedStyle(area);
+    const lineHeight = parseFloat(style.lineHeight);
+    const top = parseFloat(style.paddingTop) + area.clientTop;
+    for (const { el, line } of marks) {
+      const y = top + line * lineHeight - area.scrollTop;
+      el.style.top = `${y}px`;
+      el.hidden = y < 0 || y > area.clientHeight - lineHeight / 2;
+    }
+  };
+  area.addEventListener('scroll', place);
+  area.addEventListener('input', () => { marks = []; layer.replaceChildren(); }); // they would point at moved lines
+  return {
+    layer,
+    set(list) { // [{line, field, text}]
+      marks = list.map((m) => ({ line: m.line, el: h('div', { class: 'marker', 'data-field': m.field }, `◀ ${m.text}`) }));
+      layer.replaceChildren(...marks.map((m) => m.el));
+      place();
+    },
+  };
+}
+
 export function render(main, ctx) {
   const [plural, namespace, name] = ctx.args;
   const kind = KINDS[plural];
@@ -67,6 +93,7 @@ export function render(main, ctx) {
   const area = h('textarea', { id: 'yaml-text', class: 'yaml', spellcheck: 'false' });
   const errors = h('div', { id: 'yaml-errors', role: 'alert', 'aria-live': 'assertive' });
   const saved = h('span', { id: 'yaml-state', role: 'status' });
+  const markers = markerLayer(area);
   const label = `${plural}/${namespace === '-' ? '' : namespace + '/'}${name}`;
   const load = async () => {
     const obj = await get(path);
@@ -77,6 +104,7 @@ export function render(main, ctx) {
     errors.replaceChildren();
     errors.className = '';
     saved.textContent = '';
+    markers.set([]);
     let obj;
     try {
       obj = yaml.load(area.value);
@@ -95,6 +123,8 @@ export function render(main, ctx) {
       errors.className = 'errors';
       errors.append(h('p', {}, e.message));
       const causes = ((e.body || {}).details || {}).causes || [];
+      markers.set(causes.filter((c) => c.field).map((c) => ({ line: lineOf(area.value, c.field), field: c.field, text: `${c.field}: ${c.message || c.reason}` }))
+        .filter((m) => m.line >= 0));
       if (causes.length) {
         errors.append(h('ul', {}, causes.map((c) => {
           const line = c.field ? lineOf(area.value, c.field) : -1;
@@ -108,7 +138,7 @@ export function render(main, ctx) {
   };
   main.append(h('h1', {}, `YAML of ${label}`),
     h('div', { class: 'editor' },
-      h('div', {}, h('label', { for: 'yaml-text' }, `YAML of ${label}`), area),
+      h('div', {}, h('label', { for: 'yaml-text' }, `YAML of ${label}`), h('div', { class: 'yaml-wrap' }, area, markers.layer)),
       h('div', {}, h('div', { class: 'toolbar' },
         h('button', { type: 'button', id: 'yaml-save', onclick: save }, 'Save'),
         h('button', { type: 'button', id: 'yaml-reload', onclick: () => { errors.replaceChildren(); errors.className = ''; load(); } }, 'Reload'),
