@@ -24,7 +24,7 @@ import pytest
 from pklib.syncclient import SyncClient
 from tests.support.controlplane import Etcd
 from tests.support.node import BUSYBOX, NAMESPACES, PODS, Node, clean_namespace, private_node
-from tests.support.pkctl import ROOT, kind
+from tests.support.pkctl import ROOT, kind, run_pkctl
 from tests.util import unique
 
 pytestmark = pytest.mark.root
@@ -35,7 +35,8 @@ DEPLOYMENTS = kind("deployments")
 TICKER = "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.3; done"
 
 
-def until(check: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
+def until(check: Callable[[], Any], timeout: float = 30, what: str = "condition",
+          explain: Callable[[], Any] | None = None) -> Any:
     """Poll `check` (a browser or API read) until it answers something true."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -47,7 +48,7 @@ def until(check: Callable[[], Any], timeout: float = 30, what: str = "condition"
         if last and not isinstance(last, Exception):
             return last
         time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}" + (f"; {explain()}" if explain else ""))
 
 
 @pytest.fixture(scope="module")
@@ -302,6 +303,12 @@ def test_scale_and_restart_from_page(dashboard: str, browser: Any, api: SyncClie
 
 
 def test_invalid_yaml_edit_shows_api_error(dashboard: str, browser: Any, api: SyncClient, ns: str) -> None:
+    def settled() -> bool:  # the restart's rollout done: no status write changes the resourceVersion under the edit
+        d = api.get(DEPLOYMENTS, "web", ns)
+        st = d.get("status") or {}
+        return (st.get("observedGeneration") == d["metadata"]["generation"]
+                and st.get("replicas") == st.get("updatedReplicas") == st.get("availableReplicas") == 2)
+    until(settled, 60, "the restarted Deployment settled")
     go(browser, base(dashboard) + f"/#/yaml/deployments/{ns}/web", f"YAML of deployments/{ns}/web")
     area = browser.find_element("id", "yaml-text")
     until(lambda: "\n  replicas: 2\n" in area.get_attribute("value"), what="the YAML")
@@ -309,7 +316,7 @@ def test_invalid_yaml_edit_shows_api_error(dashboard: str, browser: Any, api: Sy
                 "'\\n  replicas: -1\\n')")
     browser.find_element("id", "yaml-save").click()
     cause = until(lambda: browser.find_element("css selector", "#yaml-errors li[data-field='spec.replicas']"),
-                  what="the error of spec.replicas")
+                  what="the error of spec.replicas", explain=lambda: browser.find_element("id", "yaml-errors").text)
     assert "greater than or equal to 0" in cause.text
     line = next(i for i, text in enumerate(area.get_attribute("value").split("\n"), 1) if text == "  replicas: -1")
     assert f"line {line}" in cause.text
@@ -325,3 +332,41 @@ def test_invalid_yaml_edit_shows_api_error(dashboard: str, browser: Any, api: Sy
     assert api.get(DEPLOYMENTS, "web", ns)["spec"]["replicas"] == 2
     assert unlabelled(browser) == []
     browser.save_screenshot(str(SHOTS / "yaml.png"))
+
+
+def test_services_show_nodeport_url_and_secrets_stay_hidden(dashboard: str, browser: Any, api: SyncClient,
+                                                             ns: str) -> None:
+    svc = api.create(kind("services"), {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                                        "spec": {"type": "NodePort", "selector": {"app": "web"},
+                                                 "ports": [{"port": 80}]}}, ns)
+    node_port = svc["spec"]["ports"][0]["nodePort"]
+    go(browser, base(dashboard) + "/#/services", "Services")
+    choose_namespace(browser, ns)
+    until(lambda: browser.find_element("css selector", "tr[data-name='web'] a[href^='http']").get_attribute("href")
+          == f"http://127.0.0.1:{node_port}/", what="the NodePort URL (the node's InternalIP)")
+    browser.save_screenshot(str(SHOTS / "services.png"))
+
+    api.create(kind("secrets"), {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"},
+                                 "stringData": {"password": "s3cr3t-value"}}, ns)
+    go(browser, base(dashboard) + "/#/secrets", "Secrets")
+    row = until(lambda: browser.find_element("css selector", "tr[data-name='creds']"), what="the Secret")
+    assert "password" in row.text and "s3cr3t-value" not in browser.page_source
+    button = row.find_element("css selector", "button")
+    button.click()
+    until(lambda: "s3cr3t-value" in row.text, what="the value once asked for")
+    assert button.get_attribute("aria-expanded") == "true"
+    button.click()
+    until(lambda: "s3cr3t-value" not in browser.page_source, what="the value hidden again")
+    assert unlabelled(browser) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--address", "0.0.0.0"], "error: --address 0.0.0.0 is not a loopback address"),
+    (["--port", "70000"], "port"),
+    (["--kubeconfig", "/nonexistent/kubeconfig"], "error: cannot read kubeconfig /nonexistent/kubeconfig"),
+])
+def test_pkctl_dashboard_refuses_bad_flags(args: list[str], message: str) -> None:
+    r = run_pkctl("dashboard", "--no-open", *([] if "--kubeconfig" in args else ["--server", "http://127.0.0.1:1"]),
+                  *args, timeout=30)
+    assert r.returncode != 0 and message in r.stderr, r.stderr
+    assert "Dashboard" not in r.stdout
