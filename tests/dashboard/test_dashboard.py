@@ -280,6 +280,7 @@ def test_exec_terminal(dashboard: str, browser: Any) -> None:
     def lines() -> list[str]:
         return js(browser, "return [...document.querySelectorAll('.xterm-rows > div')].map(d => d.textContent.trim())")
     until(lambda: "42" in lines(), what="42 in the terminal")  # the command line itself reads "echo 4$((1+1))"
+    js(browser, "document.getElementById('terminal').scrollIntoView(false)")
     browser.save_screenshot(str(SHOTS / "terminal.png"))
     browser.find_element("css selector", ".xterm-helper-textarea").send_keys("exit\n")
     until(lambda: browser.find_element("id", "exec-state").text == "exited", what="the shell's end")
