@@ -112,6 +112,8 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     client = request.app[CLIENT]
     url = client.server + request.rel_url.raw_path_qs  # path and query exactly as sent
     if request.headers.get("Upgrade", "").lower() == "websocket":
+        if request.query.get("watch") in ("1", "true"):
+            return await _watch_websocket(request, client, url)
         return await _proxy_websocket(request, client, url)
     headers = {h: request.headers[h] for h in FORWARDED_HEADERS if h in request.headers}
     body = await request.read() if request.body_exists else None
@@ -130,6 +132,38 @@ async def proxy(request: web.Request) -> web.StreamResponse:
             return response
     except aiohttp.ClientConnectionError as e:
         return _plain(502, f"the API server {client.server} cannot be reached: {e}")
+
+
+async def _watch_websocket(request: web.Request, client: Client, url: str) -> web.StreamResponse:
+    """A watch over a WebSocket, one event per text message, as kube-apiserver serves it: a browser holds at most
+    six HTTP/1.1 connections to a server, so a page with more watches than that would stall on streamed answers;
+    WebSockets do not count against that limit. The watch itself is the API server's streamed answer."""
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+
+    async def relay() -> None:
+        async with client.session.get(url) as upstream:
+            if upstream.status != 200:  # the error as a watch ERROR event (a Status), then the end
+                body = await upstream.text()
+                await ws.send_str('{"type":"ERROR","object":' + (body if body.startswith("{") else "{}") + "}")
+                return
+            async for line in upstream.content:
+                if line.strip():
+                    await ws.send_str(line.decode())
+
+    async def closed() -> None:
+        async for _ in ws:  # the page sends nothing; this ends when it goes away
+            pass
+
+    tasks = [asyncio.create_task(relay()), asyncio.create_task(closed())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await ws.close()
+    return ws
 
 
 async def _proxy_websocket(request: web.Request, client: Client, url: str) -> web.StreamResponse:

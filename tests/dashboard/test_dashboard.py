@@ -11,44 +11,24 @@ import http.client
 import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 import pytest
 
 from pklib.syncclient import SyncClient
 from tests.support.controlplane import Etcd
+from tests.support.dashboard import base, chromium, chromium_available, serve, until
 from tests.support.node import BUSYBOX, NAMESPACES, PODS, Node, clean_namespace, private_node
-from tests.support.pkctl import ROOT, kind, run_pkctl
+from tests.support.pkctl import kind, run_pkctl
 from tests.util import unique
 
 pytestmark = pytest.mark.root
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 SHOTS = Path(os.environ.get("PKUBE_DASHBOARD_SHOTS", "/tmp/pkube-dashboard-screenshots"))
 DEPLOYMENTS = kind("deployments")
 TICKER = "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.3; done"
-
-
-def until(check: Callable[[], Any], timeout: float = 30, what: str = "condition",
-          explain: Callable[[], Any] | None = None) -> Any:
-    """Poll `check` (a browser or API read) until it answers something true."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except Exception as e:  # noqa: BLE001  (the page may be between renders: stale elements)
-            last = e
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}" + (f"; {explain()}" if explain else ""))
 
 
 @pytest.fixture(scope="module")
@@ -79,50 +59,19 @@ def ns(dash_node: Node, api: SyncClient) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def dashboard(dash_node: Node) -> Iterator[str]:
     """The login URL printed by `pkctl dashboard --no-open` (stopped with Ctrl-C at the end)."""
-    proc = subprocess.Popen([sys.executable, "-m", "pkctl.main", "dashboard", "--no-open", "--kubeconfig",
-                             dash_node.api.kubeconfig], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        m = re.search(r"(http://127\.0\.0\.1:\d+/login\?token=\S+)", line)
-        assert m, f"no login link in {line!r}; stderr: {proc.stderr.read() if proc.poll() is not None else ''}"
-        yield m.group(1)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(15)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+    with serve(dash_node.api.kubeconfig) as (login_url, _):
+        yield login_url
 
 
 @pytest.fixture(scope="module")
 def browser(dashboard: str) -> Iterator[Any]:
-    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+    if not chromium_available():
         pytest.skip("needs Debian's chromium and chromium-driver (scripts/install-deps.sh)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-    opts = Options()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000",
-                "--no-first-run", "--disable-background-networking"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    try:
+    with chromium() as driver:
         shutil.rmtree(SHOTS, ignore_errors=True)
         SHOTS.mkdir(parents=True)
         print(f"\ndashboard screenshots: {SHOTS}")
         yield driver
-    finally:
-        driver.quit()
-
-
-def base(login_url: str) -> str:
-    return login_url.split("/login", 1)[0]
 
 
 def request(url: str, method: str = "GET", headers: dict[str, str] | None = None) -> tuple[int, str]:
@@ -201,7 +150,10 @@ def test_overview_lists_node(dashboard: str, browser: Any, dash_node: Node) -> N
     until(lambda: dash_node.name in rows(browser), what="the node in the overview")
     row = browser.find_element("css selector", f"main table tbody tr[data-name='{dash_node.name}']")
     assert "Ready" in row.text
-    until(lambda: "Pods" in browser.find_element("id", "workload-counts").text, what="workload counts")
+    # eight live watches on this page (more than the six HTTP connections a browser holds per server): all answer
+    until(lambda: len(browser.find_elements("css selector", "#workload-counts .card .n")) == 5, what="workload counts",
+          explain=lambda: browser.find_element("id", "workload-counts").text)
+    assert "No warnings" in browser.find_element("css selector", "table[aria-label='Recent warning events']").text
     browser.save_screenshot(str(SHOTS / "overview.png"))
 
 

@@ -63,7 +63,7 @@ export const KINDS = {
 
 export const key = (o) => `${o.metadata.namespace || ''}/${o.metadata.name}`;
 
-// A live list: list, then watch from its resourceVersion (a streamed answer of JSON lines), applying each event;
+// A live list: list, then watch from its resourceVersion, applying each event;
 // a watch that ends is resumed from the last version seen, an expired one (410) starts over with a list.
 // `onChange(items)` gets the current objects (a Map key → object) after each change, at most once per frame.
 export class ListWatch {
@@ -108,32 +108,33 @@ export class ListWatch {
     }
   }
 
-  // Applies events until the stream ends; answers the version to resume from (null: list again).
-  async watch(rv, signal) {
+  // Applies events until the stream ends; answers the version to resume from (null: list again). The watch comes
+  // over a WebSocket (one event per message), since a browser holds only six HTTP connections to a server.
+  watch(rv, signal) {
     const params = { ...this.params, watch: '1', resourceVersion: rv, allowWatchBookmarks: 'true' };
-    const resp = await fetch(this.path + query(params), { signal });
-    if (!resp.ok) { await answer(resp); return null; }
-    const reader = resp.body.getReader();
-    const decoder = new TextDecoder();
-    let buffered = '';
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return rv;
-      buffered += decoder.decode(value, { stream: true });
-      let nl;
-      while ((nl = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, nl).trim();
-        buffered = buffered.slice(nl + 1);
-        if (!line) continue;
-        const ev = JSON.parse(line);
-        if (ev.type === 'ERROR') return null; // 410 Gone (expired) and the like: list again
-        rv = ev.object.metadata.resourceVersion;
-        if (ev.type === 'BOOKMARK') continue;
+    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(`${scheme}://${location.host}${this.path}${query(params)}`);
+      let opened = false;
+      let result = rv;
+      const abort = () => ws.close();
+      signal.addEventListener('abort', abort);
+      ws.onopen = () => { opened = true; };
+      ws.onmessage = (m) => {
+        const ev = JSON.parse(m.data);
+        if (ev.type === 'ERROR') { result = null; ws.close(); return; } // 410 Gone (expired) and the like: list again
+        result = ev.object.metadata.resourceVersion;
+        if (ev.type === 'BOOKMARK') return;
         if (ev.type === 'DELETED') this.items.delete(key(ev.object));
         else this.items.set(key(ev.object), ev.object);
         this.changed();
-      }
-    }
+      };
+      ws.onclose = () => {
+        signal.removeEventListener('abort', abort);
+        if (opened) resolve(result);
+        else reject(new Error('the watch could not start'));
+      };
+    });
   }
 }
 

@@ -1,0 +1,84 @@
+"""The web dashboard as a process and a headless Chromium to look at it (Selenium with Debian's chromium and
+chromium-driver), shared by tests/dashboard and bench/dashboard.py."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+from tests.support.pkctl import ROOT
+from tests.util import wait_for_sync
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+LOGIN = re.compile(r"(http://127\.0\.0\.1:\d+/login\?token=\S+)")
+
+
+def chromium_available() -> bool:
+    return os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)
+
+
+@contextmanager
+def serve(kubeconfig: str, via_pkctl: bool = True) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`pkctl dashboard --no-open` (or `pkube dashboard` itself) on a free port: (the login URL it printed, the
+    process); stopped with Ctrl-C (SIGINT) after, which must end it cleanly."""
+    command = ["pkctl.main", "dashboard", "--no-open"] if via_pkctl else ["launcher", "dashboard"]
+    proc = subprocess.Popen([sys.executable, "-m", *command, "--kubeconfig", kubeconfig], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        m = LOGIN.search(line)
+        assert m, f"no login link in {line!r}; stderr: {proc.communicate()[1] if proc.poll() is not None else ''}"
+        yield m.group(1), proc
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(15)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, proc.communicate()[1]
+
+
+@contextmanager
+def chromium(width: int = 1400, height: int = 1000) -> Iterator[Any]:
+    """A headless Chromium driven by Selenium (no download: Debian's browser and driver)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+    opts = Options()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                f"--window-size={width},{height}", "--no-first-run", "--disable-background-networking"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def base(login_url: str) -> str:
+    return login_url.split("/login", 1)[0]
+
+
+def until(check: Callable[[], Any], timeout: float = 30, what: str = "condition",
+          explain: Callable[[], Any] | None = None) -> Any:
+    """wait_for_sync for a page: a browser read that fails (an element not there yet, or gone stale) is a "not yet";
+    `explain()` adds what the page shows to the failure."""
+    from selenium.common.exceptions import WebDriverException
+
+    def attempt() -> Any:
+        try:
+            return check()
+        except WebDriverException:
+            return None
+    try:
+        return wait_for_sync(attempt, timeout, 0.05, what)
+    except AssertionError as e:
+        raise AssertionError(f"{e}; {explain()}" if explain else str(e)) from None
