@@ -147,9 +147,13 @@ async def _watch_websocket(request: web.Request, client: Client, url: str) -> we
                 body = await upstream.text()
                 await ws.send_str('{"type":"ERROR","object":' + (body if body.startswith("{") else "{}") + "}")
                 return
-            async for line in upstream.content:
-                if line.strip():
-                    await ws.send_str(line.decode())
+            buffered = b""
+            async for chunk in upstream.content.iter_any():  # not by line: an event may exceed aiohttp's line limit
+                buffered += chunk
+                *lines, buffered = buffered.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        await ws.send_str(line.decode())
 
     async def closed() -> None:
         async for _ in ws:  # the page sends nothing; this ends when it goes away

@@ -312,6 +312,13 @@ def test_services_show_nodeport_url_and_secrets_stay_hidden(dashboard: str, brow
     until(lambda: "s3cr3t-value" not in browser.page_source, what="the value hidden again")
     assert unlabelled(browser) == []
 
+    # a big object arrives through the watch too (one event of 300 kB, beyond any line-length limit)
+    go(browser, base(dashboard) + "/#/configmaps", "ConfigMaps")
+    until(lambda: browser.find_element("css selector", "table[aria-label='ConfigMaps'] tbody tr"), what="the table")
+    api.create(kind("configmaps"), {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"},
+                                    "data": {"blob": "x" * 300_000}}, ns)
+    until(lambda: "big" in rows(browser), what="the big ConfigMap")
+
 
 @pytest.mark.parametrize("args, message", [
     (["--address", "0.0.0.0"], "error: --address 0.0.0.0 is not a loopback address"),
