@@ -297,6 +297,9 @@ def test_services_show_nodeport_url_and_secrets_stay_hidden(dashboard: str, brow
     choose_namespace(browser, ns)
     until(lambda: browser.find_element("css selector", "tr[data-name='web'] a[href^='http']").get_attribute("href")
           == f"http://127.0.0.1:{node_port}/", what="the NodePort URL (the node's InternalIP)")
+    until(lambda: re.search(r"\d+\.\d+\.\d+\.\d+:80",
+                            browser.find_element("css selector", "tr[data-name='web']").find_elements(
+                                "css selector", "td")[5].text), 30, "the Service's endpoints")
     browser.save_screenshot(str(SHOTS / "services.png"))
 
     api.create(kind("secrets"), {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"},
@@ -330,3 +333,17 @@ def test_pkctl_dashboard_refuses_bad_flags(args: list[str], message: str) -> Non
                   *args, timeout=30)
     assert r.returncode != 0 and message in r.stderr, r.stderr
     assert "Dashboard" not in r.stdout
+
+
+def test_every_page_renders_without_errors(dashboard: str, browser: Any, ns: str) -> None:
+    go(browser, base(dashboard) + "/#/", "Overview")
+    browser.get_log("browser")  # what came before
+    links = js(browser, "return [...document.querySelectorAll('nav a')].map(a => [a.getAttribute('href'), a.textContent])")
+    titles = {"PVCs": "PersistentVolumeClaims", "PVs": "PersistentVolumes"}
+    for href, text in links:
+        browser.find_element("css selector", f"nav a[href='{href}']").click()
+        until(lambda: js(browser, "return document.querySelector('main h1')?.textContent") == titles.get(text, text)
+              and js(browser, "return document.querySelector('main tbody tr')") is not None, what=f"page {text}")
+        assert unlabelled(browser) == [], text
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors

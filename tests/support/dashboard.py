@@ -53,6 +53,7 @@ def chromium(width: int = 1400, height: int = 1000) -> Iterator[Any]:
     from selenium.webdriver.chrome.service import Service
     opts = Options()
     opts.binary_location = CHROMIUM
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the page's console: driver.get_log("browser")
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 f"--window-size={width},{height}", "--no-first-run", "--disable-background-networking"):
         opts.add_argument(arg)

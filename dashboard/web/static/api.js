@@ -59,6 +59,9 @@ export const KINDS = {
   daemonsets: { group: 'apps', version: 'v1', plural: 'daemonsets', namespaced: true },
   replicasets: { group: 'apps', version: 'v1', plural: 'replicasets', namespaced: true },
   jobs: { group: 'batch', version: 'v1', plural: 'jobs', namespaced: true },
+  cronjobs: { group: 'batch', version: 'v1', plural: 'cronjobs', namespaced: true },
+  persistentvolumeclaims: { version: 'v1', plural: 'persistentvolumeclaims', namespaced: true },
+  persistentvolumes: { version: 'v1', plural: 'persistentvolumes', namespaced: false },
 };
 
 export const key = (o) => `${o.metadata.namespace || ''}/${o.metadata.name}`;
