@@ -255,6 +255,22 @@ def test_scale_and_restart_from_page(dashboard: str, browser: Any, api: SyncClie
     browser.save_screenshot(str(SHOTS / "deployments.png"))
 
 
+def test_deployment_view_shows_rollout_revisions_and_pods(dashboard: str, browser: Any, ns: str) -> None:
+    go(browser, base(dashboard) + "/#/deployments", "Deployments")
+    choose_namespace(browser, ns)
+    until(lambda: browser.find_element("link text", "web"), what="the Deployment's link").click()
+    until(lambda: browser.find_element("id", "rollout-status").text == 'deployment "web" successfully rolled out', 60,
+          "the restart rolled out", explain=lambda: browser.find_element("id", "rollout-status").text)
+
+    def column(table: str, i: int) -> list[str]:
+        return js(browser, "return [...document.querySelectorAll(`table[aria-label='${arguments[0]}'] tbody tr[data-key]`)]"
+                           ".map(r => r.children[arguments[1]].textContent)", table, i)
+    until(lambda: column("Revisions", 0) == ["2", "1"], what="revisions 2 (the restart) and 1")
+    until(lambda: len(column("Pods", 0)) == 2 and set(column("Pods", 2)) == {"Running"}, 60, "its two pods")
+    assert "Available" in column("Conditions", 0)
+    browser.save_screenshot(str(SHOTS / "deployment.png"))
+
+
 def test_invalid_yaml_edit_shows_api_error(dashboard: str, browser: Any, api: SyncClient, ns: str) -> None:
     def settled() -> bool:  # the restart's rollout done: no status write changes the resourceVersion under the edit
         d = api.get(DEPLOYMENTS, "web", ns)
