@@ -8,6 +8,7 @@ serves until Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import subprocess
 import sys
@@ -38,6 +39,15 @@ def component_argv(args: argparse.Namespace) -> list[str]:
     return argv + (["--allow-remote"] if args.allow_remote else [])
 
 
+def open_browser(url: str) -> None:
+    """A graphical browser when there is a display; without one, Python's webbrowser would start a text browser in
+    this terminal, so the link printed above is all there is."""
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        webbrowser.open(url)
+    else:
+        print("(no display: open the link in a browser on this machine)", flush=True)
+
+
 def _stop(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM: stop the dashboard as Ctrl-C does
 
@@ -53,7 +63,7 @@ def command(args: argparse.Namespace) -> int:
         print(f"Dashboard (this link logs in once): {url}", flush=True)
         print("Serving until Ctrl-C.", flush=True)
         if not args.no_open:
-            webbrowser.open(url)
+            open_browser(url)
         return proc.wait()
     except KeyboardInterrupt:
         proc.send_signal(signal.SIGINT)

@@ -1,7 +1,7 @@
 // The page's router: #/<page>[/<args>] → a page module's render(main, ctx), which answers its clean-up
 // (stopping its watches). The namespace picker in the header filters every namespaced page.
 import { KINDS, ListWatch, resourcePath } from './api.js';
-import { h } from './util.js';
+import { h, refreshAges } from './util.js';
 import * as overview from './pages/overview.js';
 import * as pods from './pages/pods.js';
 import * as pod from './pages/pod.js';
@@ -49,3 +49,4 @@ new ListWatch(resourcePath(KINDS.namespaces), {}, (items) => {
 nsSelect.addEventListener('change', show);
 window.addEventListener('hashchange', () => { show(); main.focus({ preventScroll: true }); });
 show();
+setInterval(() => refreshAges(main), 5000); // ages keep counting between changes

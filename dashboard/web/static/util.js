@@ -56,6 +56,18 @@ export function age(ts) {
   return `${Math.floor(s / 86400)}d`;
 }
 
+// An age that keeps counting: app.js refreshes every <time data-age> every few seconds.
+export function ago(ts) {
+  return h('time', { datetime: ts || '', 'data-age': '' }, age(ts));
+}
+
+export function refreshAges(root = document) {
+  for (const t of root.querySelectorAll('time[data-age]')) {
+    const text = age(t.getAttribute('datetime'));
+    if (t.textContent !== text) t.textContent = text;
+  }
+}
+
 export const byName = (a, b) => (a.metadata.namespace || '').localeCompare(b.metadata.namespace || '')
   || a.metadata.name.localeCompare(b.metadata.name);
 

@@ -1,7 +1,7 @@
 // Deployments: live table with scale (the replicas field, a merge patch) and restart (kubectl rollout restart's
 // restartedAt annotation on the pod template) buttons.
 import { KINDS, ListWatch, patch, resourcePath, showError } from '../api.js';
-import { age, badge, byName, h, link, podReady, podStatus, restarts, table, updateRows } from '../util.js';
+import { ago, badge, byName, h, link, podReady, podStatus, restarts, table, updateRows } from '../util.js';
 
 export async function scale(kind, namespace, name, replicas) {
   await patch(resourcePath(kind, namespace, name), { spec: { replicas } });
@@ -87,7 +87,7 @@ function detail(main, namespace, name) {
       key: `${namespace}/${rs.metadata.name}`,
       cells: [(rs.metadata.annotations || {})[REVISION] || '', rs.metadata.name, String(rs.spec.replicas ?? 1),
         String((rs.status || {}).readyReplicas || 0), rs.spec.template.spec.containers.map((c) => c.image).join(', '),
-        age(rs.metadata.creationTimestamp)],
+        ago(rs.metadata.creationTimestamp)],
     })), 'No ReplicaSets');
   };
   watches.push(new ListWatch(resourcePath(KINDS.deployments, namespace), { fieldSelector: `metadata.name=${name}` }, (items) => {
@@ -97,7 +97,7 @@ function detail(main, namespace, name) {
     showRevisions();
     status.textContent = rolloutStatus(d);
     updateRows(conditions.tbody, ((d.status || {}).conditions || []).map((c) => ({
-      key: c.type, cells: [c.type, badge(c.status), c.reason || '', c.message || '', age(c.lastUpdateTime)],
+      key: c.type, cells: [c.type, badge(c.status), c.reason || '', c.message || '', ago(c.lastUpdateTime)],
     })));
     const selector = selectorText(d.spec.selector);
     if (!podWatch || podWatch.params.labelSelector !== selector) {
@@ -106,7 +106,7 @@ function detail(main, namespace, name) {
         updateRows(pods.tbody, [...ps.values()].sort(byName).map((p) => ({
           key: `${namespace}/${p.metadata.name}`,
           cells: [link(`#/pods/${encodeURIComponent(namespace)}/${encodeURIComponent(p.metadata.name)}`, p.metadata.name),
-            podReady(p), badge(podStatus(p)), String(restarts(p)), age(p.metadata.creationTimestamp)],
+            podReady(p), badge(podStatus(p)), String(restarts(p)), ago(p.metadata.creationTimestamp)],
         })), 'No pods');
       });
     }
@@ -126,7 +126,7 @@ export function render(main, ctx) {
         key: `${d.metadata.namespace}/${d.metadata.name}`,
         cells: [link(`#/deployments/${encodeURIComponent(d.metadata.namespace)}/${encodeURIComponent(d.metadata.name)}`, d.metadata.name),
           d.metadata.namespace, `${st.readyReplicas || 0}/${d.spec.replicas ?? 1}`,
-          String(st.updatedReplicas || 0), String(st.availableReplicas || 0), age(d.metadata.creationTimestamp),
+          String(st.updatedReplicas || 0), String(st.availableReplicas || 0), ago(d.metadata.creationTimestamp),
           ...actions(KINDS.deployments, 'deployments', d)],
       };
     }), 'No deployments');

@@ -1,6 +1,6 @@
 // Overview: nodes (conditions, capacity), workloads counted by health, recent Warning events; all live.
 import { KINDS, ListWatch, resourcePath } from '../api.js';
-import { age, badge, byName, condition, h, podStatus, table, updateRows } from '../util.js';
+import { ago, badge, byName, condition, h, podStatus, table, updateRows } from '../util.js';
 
 // Node conditions other than Ready that are bad when True.
 const PRESSURE = ['MemoryPressure', 'DiskPressure', 'PIDPressure', 'NetworkUnavailable'];
@@ -17,7 +17,7 @@ function nodeRows(items) {
       cells: [n.metadata.name, badge(n.spec.unschedulable ? `${readyText},SchedulingDisabled` : readyText),
         problems.length ? badge(problems.join(', ')) : 'None',
         `${alloc.cpu || '?'} / ${cap.cpu || '?'}`, `${alloc.memory || '?'} / ${cap.memory || '?'}`,
-        `${alloc.pods || '?'}`, ((n.status || {}).nodeInfo || {}).kubeletVersion || '', age(n.metadata.creationTimestamp)],
+        `${alloc.pods || '?'}`, ((n.status || {}).nodeInfo || {}).kubeletVersion || '', ago(n.metadata.creationTimestamp)],
     };
   });
 }
@@ -57,7 +57,7 @@ export function render(main, ctx) {
       .sort((a, b) => Date.parse(b.t) - Date.parse(a.t)).slice(0, 20);
     updateRows(events.tbody, recent.map(({ e, t }) => ({
       key: `${e.metadata.namespace}/${e.metadata.name}`,
-      cells: [age(t), e.metadata.namespace, `${(e.involvedObject || {}).kind}/${(e.involvedObject || {}).name}`,
+      cells: [ago(t), e.metadata.namespace, `${(e.involvedObject || {}).kind}/${(e.involvedObject || {}).name}`,
         e.reason || '', e.message || '', String(e.count || 1)],
     })), 'No warnings');
   }));

@@ -1,7 +1,7 @@
 // One pod: its containers (state, restarts, probes), events, live logs (follow, container, previous) and an exec
 // terminal (xterm.js over the pods/exec WebSocket, channel protocol v5/v4.channel.k8s.io).
 import { KINDS, ListWatch, del, query, resourcePath, showError } from '../api.js';
-import { age, badge, byName, h, link, podReady, podStatus, table, updateRows } from '../util.js';
+import { ago, badge, byName, h, link, podReady, podStatus, table, updateRows } from '../util.js';
 
 function stateText(s) {
   const st = s.state || {};
@@ -148,7 +148,7 @@ export function render(main, ctx) {
     }
     const st = pod.status || {};
     summary.replaceChildren(...[['Status', badge(podStatus(pod))], ['Ready', podReady(pod)], ['Node', pod.spec.nodeName || ''],
-      ['IP', st.podIP || ''], ['QoS class', st.qosClass || ''], ['Age', age(pod.metadata.creationTimestamp)]]
+      ['IP', st.podIP || ''], ['QoS class', st.qosClass || ''], ['Age', ago(pod.metadata.creationTimestamp)]]
       .flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
     const statuses = new Map((st.containerStatuses || []).map((s) => [s.name, s]));
     updateRows(containers.tbody, pod.spec.containers.map((c) => {
@@ -170,7 +170,7 @@ export function render(main, ctx) {
         .sort((a, b) => Date.parse(a.lastTimestamp || a.metadata.creationTimestamp) - Date.parse(b.lastTimestamp || b.metadata.creationTimestamp));
       updateRows(events.tbody, rows.map((e) => ({
         key: e.metadata.name,
-        cells: [age(e.lastTimestamp || e.eventTime || e.metadata.creationTimestamp), e.type || '', e.reason || '',
+        cells: [ago(e.lastTimestamp || e.eventTime || e.metadata.creationTimestamp), e.type || '', e.reason || '',
           (e.source || {}).component || e.reportingComponent || '', e.message || '', String(e.count || 1)],
       })), 'No events');
     }));

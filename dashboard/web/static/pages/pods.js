@@ -1,6 +1,6 @@
 // Pods: a live table (list + watch, no polling) filtered by the namespace picker and a label selector.
 import { KINDS, ListWatch, resourcePath } from '../api.js';
-import { age, badge, byName, h, link, podReady, podStatus, restarts, table, updateRows } from '../util.js';
+import { ago, badge, byName, h, link, podReady, podStatus, restarts, table, updateRows } from '../util.js';
 
 let lastSelector = '';
 
@@ -21,7 +21,7 @@ export function render(main, ctx) {
         key: `${p.metadata.namespace}/${p.metadata.name}`,
         cells: [link(`#/pods/${encodeURIComponent(p.metadata.namespace)}/${encodeURIComponent(p.metadata.name)}`, p.metadata.name),
           p.metadata.namespace, podReady(p), badge(podStatus(p)), String(restarts(p)), p.spec.nodeName || '',
-          (p.status || {}).podIP || '', age(p.metadata.creationTimestamp)],
+          (p.status || {}).podIP || '', ago(p.metadata.creationTimestamp)],
       })), 'No pods');
     });
     watch.onError = (e) => { problem.textContent = e.message; };

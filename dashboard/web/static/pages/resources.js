@@ -2,7 +2,7 @@
 // and the URL of a NodePort or LoadBalancer), ConfigMaps and Secrets (values hidden until asked), PVCs and PVs.
 import { KINDS, ListWatch, resourcePath } from '../api.js';
 import { actions } from './deployments.js';
-import { age, badge, byName, h, link, table, updateRows } from '../util.js';
+import { ago, badge, byName, h, link, table, updateRows } from '../util.js';
 
 const yamlLink = (plural, o) => link(`#/yaml/${plural}/${encodeURIComponent(o.metadata.namespace || '-')}/${encodeURIComponent(o.metadata.name)}`, 'YAML');
 
@@ -53,14 +53,14 @@ export const PAGES = {
   statefulsets: {
     title: 'StatefulSets', headers: ['Name', 'Namespace', 'Ready', 'Age', 'Scale', 'Actions'],
     cells: (o) => [o.metadata.name, o.metadata.namespace, `${(o.status || {}).readyReplicas || 0}/${o.spec.replicas ?? 1}`,
-      age(o.metadata.creationTimestamp), ...actions(KINDS.statefulsets, 'statefulsets', o)],
+      ago(o.metadata.creationTimestamp), ...actions(KINDS.statefulsets, 'statefulsets', o)],
   },
   daemonsets: {
     title: 'DaemonSets', headers: ['Name', 'Namespace', 'Desired', 'Current', 'Ready', 'Up-to-date', 'Available', 'Age', 'Actions'],
     cells: (o) => {
       const st = o.status || {};
       return [o.metadata.name, o.metadata.namespace, ...[st.desiredNumberScheduled, st.currentNumberScheduled, st.numberReady,
-        st.updatedNumberScheduled, st.numberAvailable].map((n) => String(n || 0)), age(o.metadata.creationTimestamp),
+        st.updatedNumberScheduled, st.numberAvailable].map((n) => String(n || 0)), ago(o.metadata.creationTimestamp),
       ...actions(KINDS.daemonsets, 'daemonsets', o, { canScale: false })];
     },
   },
@@ -69,7 +69,7 @@ export const PAGES = {
     cells: (o) => {
       const st = o.status || {};
       return [o.metadata.name, o.metadata.namespace, `${st.succeeded || 0}/${o.spec.completions ?? 1}`, String(st.active || 0),
-        String(st.failed || 0), age(o.metadata.creationTimestamp), yamlLink('jobs', o)];
+        String(st.failed || 0), ago(o.metadata.creationTimestamp), yamlLink('jobs', o)];
     },
   },
   cronjobs: {
@@ -77,7 +77,7 @@ export const PAGES = {
     cells: (o) => {
       const st = o.status || {};
       return [o.metadata.name, o.metadata.namespace, o.spec.schedule, String(!!o.spec.suspend), String((st.active || []).length),
-        st.lastScheduleTime ? age(st.lastScheduleTime) : '<none>', age(o.metadata.creationTimestamp), yamlLink('cronjobs', o)];
+        st.lastScheduleTime ? ago(st.lastScheduleTime) : '<none>', ago(o.metadata.creationTimestamp), yamlLink('cronjobs', o)];
     },
   },
   services: {
@@ -86,7 +86,7 @@ export const PAGES = {
       (o.spec.ports || []).map((p) => `${p.port}${p.nodePort ? ':' + p.nodePort : ''}/${p.protocol || 'TCP'}`).join(', '),
       endpointsText(extra.get(`${o.metadata.namespace}/${o.metadata.name}`)),
       h('span', {}, serviceUrls(o).map((u) => h('a', { href: u, target: '_blank', rel: 'noopener' }, u))),
-      age(o.metadata.creationTimestamp), yamlLink('services', o)],
+      ago(o.metadata.creationTimestamp), yamlLink('services', o)],
     // the Endpoints of the Services (kubectl get endpoints' ENDPOINTS column)
     extra: (ctx) => [resourcePath(KINDS.endpoints, ctx.namespace), {}],
   },
@@ -94,22 +94,22 @@ export const PAGES = {
     title: 'PersistentVolumeClaims', headers: ['Name', 'Namespace', 'Status', 'Volume', 'Capacity', 'Access modes', 'Storage class', 'Age', 'YAML'],
     cells: (o) => [o.metadata.name, o.metadata.namespace, badge((o.status || {}).phase || 'Pending'), o.spec.volumeName || '',
       (((o.status || {}).capacity) || {}).storage || '', (o.spec.accessModes || []).join(', '), o.spec.storageClassName || '',
-      age(o.metadata.creationTimestamp), yamlLink('persistentvolumeclaims', o)],
+      ago(o.metadata.creationTimestamp), yamlLink('persistentvolumeclaims', o)],
   },
   persistentvolumes: {
     title: 'PersistentVolumes', headers: ['Name', 'Capacity', 'Access modes', 'Reclaim policy', 'Status', 'Claim', 'Storage class', 'Age', 'YAML'],
     cells: (o) => [o.metadata.name, (o.spec.capacity || {}).storage || '', (o.spec.accessModes || []).join(', '),
       o.spec.persistentVolumeReclaimPolicy || '', badge((o.status || {}).phase || 'Pending'),
       o.spec.claimRef ? `${o.spec.claimRef.namespace}/${o.spec.claimRef.name}` : '', o.spec.storageClassName || '',
-      age(o.metadata.creationTimestamp), yamlLink('persistentvolumes', o)],
+      ago(o.metadata.creationTimestamp), yamlLink('persistentvolumes', o)],
   },
   configmaps: {
     title: 'ConfigMaps', headers: ['Name', 'Namespace', 'Data', 'Age', 'YAML'],
-    cells: (o) => [o.metadata.name, o.metadata.namespace, dataCell(o, (v) => v), age(o.metadata.creationTimestamp), yamlLink('configmaps', o)],
+    cells: (o) => [o.metadata.name, o.metadata.namespace, dataCell(o, (v) => v), ago(o.metadata.creationTimestamp), yamlLink('configmaps', o)],
   },
   secrets: {
     title: 'Secrets', headers: ['Name', 'Namespace', 'Type', 'Data', 'Age'],
-    cells: (o) => [o.metadata.name, o.metadata.namespace, o.type || 'Opaque', dataCell(o, decodeBase64), age(o.metadata.creationTimestamp)],
+    cells: (o) => [o.metadata.name, o.metadata.namespace, o.type || 'Opaque', dataCell(o, decodeBase64), ago(o.metadata.creationTimestamp)],
   },
 };
 
