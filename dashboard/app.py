@@ -67,6 +67,16 @@ ACCESS = web.AppKey("access", Access)
 CLIENT = web.AppKey("client", Client)
 
 
+# On every answer: no framing by other sites (its buttons act with your credentials), no type sniffing, and no
+# Referer with the page's address.
+SECURITY_HEADERS = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'",
+                    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.update(SECURITY_HEADERS)
+
+
 def _plain(status: int, text: str) -> web.Response:
     return web.Response(status=status, text=text + "\n", content_type="text/plain")
 
@@ -89,8 +99,10 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
 async def login(request: web.Request) -> web.StreamResponse:
     session = request.app[ACCESS].login(request.query.get("token", ""))
     if session is None:
+        log.warning("login refused (a wrong or used link) from %s", request.remote)
         return _plain(401, "Unauthorized: this login link is wrong or was already used; "
                            "run `pkctl dashboard` again for a new one")
+    log.info("logged in from %s (the link is now used)", request.remote)
     response = web.HTTPFound("/")
     response.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="Strict", path="/")
     return response
@@ -208,6 +220,7 @@ def build_app(client: Client, access: Access) -> web.Application:
     app = web.Application(middlewares=[guard], client_max_size=16 * 1024**2)
     app[ACCESS] = access
     app[CLIENT] = client
+    app.on_response_prepare.append(_security_headers)
     app.router.add_get("/login", login)
     app.router.add_get("/", index)
     app.router.add_get("/vendor/{name}", vendor)

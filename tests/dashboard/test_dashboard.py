@@ -19,7 +19,7 @@ import pytest
 
 from pklib.syncclient import SyncClient
 from tests.support.controlplane import Etcd
-from tests.support.dashboard import base, chromium, chromium_available, serve, until
+from tests.support.dashboard import DASHBOARD_LOG, base, chromium, chromium_available, serve, until
 from tests.support.node import BUSYBOX, NAMESPACES, PODS, Node, clean_namespace, private_node
 from tests.support.pkctl import kind, run_pkctl
 from tests.util import unique
@@ -74,12 +74,15 @@ def browser(dashboard: str) -> Iterator[Any]:
         yield driver
 
 
-def request(url: str, method: str = "GET", headers: dict[str, str] | None = None) -> tuple[int, str]:
+def request(url: str, method: str = "GET", headers: dict[str, str] | None = None,
+            answer_headers: dict[str, str] | None = None) -> tuple[int, str]:
     u = urlsplit(url)
     conn = http.client.HTTPConnection(u.netloc, timeout=10)
     try:
         conn.request(method, u.path + (f"?{u.query}" if u.query else ""), headers=headers or {})
         r = conn.getresponse()
+        if answer_headers is not None:
+            answer_headers.update(r.getheaders())
         return r.status, r.read().decode()
     finally:
         conn.close()
@@ -99,9 +102,16 @@ def unlabelled(driver: Any) -> list[str]:
         .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')).map(e => e.outerHTML)""")
 
 
+def page_state(driver: Any) -> str:
+    """What the browser shows, for a failure's message."""
+    return (f"at {driver.current_url}: {driver.page_source[:600]!r}; console: {driver.get_log('browser')[-5:]}; "
+            f"dashboard log: {DASHBOARD_LOG.read_text()[-1500:]}")
+
+
 def go(driver: Any, url: str, heading: str) -> None:
     driver.get(url)
-    until(lambda: js(driver, "return document.querySelector('main h1')?.textContent") == heading, what=heading)
+    until(lambda: js(driver, "return document.querySelector('main h1')?.textContent") == heading, what=heading,
+          explain=lambda: page_state(driver))
 
 
 def choose_namespace(driver: Any, ns: str) -> None:
@@ -131,11 +141,15 @@ def test_login_required(dashboard: str, browser: Any) -> None:
     assert status == 400  # another Host (DNS rebinding) is refused before anything else
 
     browser.get(dashboard)  # the real link: a session cookie, then the page
-    until(lambda: js(browser, "return document.querySelector('main h1')?.textContent") == "Overview", what="overview")
+    until(lambda: js(browser, "return document.querySelector('main h1')?.textContent") == "Overview", what="overview",
+          explain=lambda: page_state(browser))
     cookie = browser.get_cookie("pkube-dashboard-session")
     assert cookie and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     assert request(dashboard)[0] == 401  # the link works once
     session = {"Cookie": f"pkube-dashboard-session={cookie['value']}"}
+    got: dict[str, str] = {}
+    assert request(root + "/", headers=session, answer_headers=got)[0] == 200
+    assert got["X-Frame-Options"] == "DENY" and "frame-ancestors 'none'" in got["Content-Security-Policy"]
     assert request(root + "/api/v1/namespaces", headers=session)[0] == 200
     # changes and WebSocket upgrades need this dashboard's Origin
     assert request(root + "/api/v1/namespaces", "POST", session)[0] == 403
@@ -148,12 +162,13 @@ def test_login_required(dashboard: str, browser: Any) -> None:
 def test_overview_lists_node(dashboard: str, browser: Any, dash_node: Node) -> None:
     go(browser, base(dashboard) + "/#/", "Overview")
     until(lambda: dash_node.name in rows(browser), what="the node in the overview")
-    row = browser.find_element("css selector", f"main table tbody tr[data-name='{dash_node.name}']")
-    assert "Ready" in row.text
+    until(lambda: "Ready" in browser.find_element("css selector", f"main table tbody tr[data-name='{dash_node.name}']").text,
+          what="the node Ready")
     # eight live watches on this page (more than the six HTTP connections a browser holds per server): all answer
     until(lambda: len(browser.find_elements("css selector", "#workload-counts .card .n")) == 5, what="workload counts",
           explain=lambda: browser.find_element("id", "workload-counts").text)
-    assert "No warnings" in browser.find_element("css selector", "table[aria-label='Recent warning events']").text
+    until(lambda: browser.find_elements("css selector", "table[aria-label='Recent warning events'] tbody tr"),
+          what="the warning events (or 'No warnings')")
     browser.save_screenshot(str(SHOTS / "overview.png"))
 
 

@@ -7,13 +7,16 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from tests.support.pkctl import ROOT
 from tests.util import wait_for_sync
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+DASHBOARD_LOG = Path(tempfile.gettempdir()) / "pkube-dashboard-test.log"
 LOGIN = re.compile(r"(http://127\.0\.0\.1:\d+/login\?token=\S+)")
 
 
@@ -24,25 +27,27 @@ def chromium_available() -> bool:
 @contextmanager
 def serve(kubeconfig: str, via_pkctl: bool = True) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """`pkctl dashboard --no-open` (or `pkube dashboard` itself) on a free port: (the login URL it printed, the
-    process); stopped with Ctrl-C (SIGINT) after, which must end it cleanly."""
+    process); stopped with Ctrl-C (SIGINT) after, which must end it cleanly. Its log goes to a file (a pipe nobody
+    reads while it runs would fill up and stop it); DASHBOARD_LOG names where the last run's log is kept."""
     command = ["pkctl.main", "dashboard", "--no-open"] if via_pkctl else ["launcher", "dashboard"]
-    proc = subprocess.Popen([sys.executable, "-m", *command, "--kubeconfig", kubeconfig], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        m = LOGIN.search(line)
-        assert m, f"no login link in {line!r}; stderr: {proc.communicate()[1] if proc.poll() is not None else ''}"
-        yield m.group(1), proc
-    finally:
-        proc.send_signal(signal.SIGINT)
+    with open(DASHBOARD_LOG, "w+") as log:
+        proc = subprocess.Popen([sys.executable, "-m", *command, "--kubeconfig", kubeconfig], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=log, text=True)
         try:
-            proc.wait(15)
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            m = LOGIN.search(line)
+            assert m, f"no login link in {line!r}; log: {DASHBOARD_LOG.read_text()[-2000:]}"
+            yield m.group(1), proc
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    assert proc.returncode == 0, proc.communicate()[1]
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(15)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        assert proc.returncode == 0, DASHBOARD_LOG.read_text()[-2000:]
 
 
 @contextmanager
