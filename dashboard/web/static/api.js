@@ -23,8 +23,17 @@ export function query(params) {
   return s ? `?${s}` : '';
 }
 
+// A read; one that fails for the network (fetch's TypeError: a network change, a restarting dashboard) is tried
+// again, twice at most. Writes are not: they may have happened.
 export async function get(path, params) {
-  return answer(await fetch(path + query(params), { headers: { Accept: 'application/json' } }));
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await answer(await fetch(path + query(params), { headers: { Accept: 'application/json' } }));
+    } catch (e) {
+      if (!(e instanceof TypeError) || attempt >= 2) throw e;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
 }
 
 export async function send(method, path, body, contentType = 'application/json') {

@@ -46,8 +46,10 @@ function logView(path, containers) {
         out.append(decoder.decode(value, { stream: true }));
         if (atEnd) out.scrollTop = out.scrollHeight;
       }
-    } catch (e) {
-      if (!signal.aborted) out.append(`\n(${e.message})`);
+    } catch (e) { // the connection broke (a network change, the dashboard restarting): read the logs again
+      if (signal.aborted) return;
+      out.append(`\n(${e.message}; reconnecting)`);
+      setTimeout(() => { if (!signal.aborted) stream(); }, 1000);
     }
   }
   for (const el of [picker, follow, previous]) el.addEventListener('change', stream);
