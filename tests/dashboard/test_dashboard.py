@@ -64,14 +64,18 @@ def dashboard(dash_node: Node) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser(dashboard: str) -> Iterator[Any]:
+def browser(dashboard: str, request: pytest.FixtureRequest) -> Iterator[Any]:
     if not chromium_available():
         pytest.skip("needs Debian's chromium and chromium-driver (scripts/install-deps.sh)")
     with chromium() as driver:
         shutil.rmtree(SHOTS, ignore_errors=True)
         SHOTS.mkdir(parents=True)
-        print(f"\ndashboard screenshots: {SHOTS}")
         yield driver
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:  # shown even when pytest captures output
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"\ndashboard screenshots: {SHOTS}")
 
 
 def request(url: str, method: str = "GET", headers: dict[str, str] | None = None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -62,11 +63,15 @@ def chromium(width: int = 1400, height: int = 1000) -> Iterator[Any]:
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 f"--window-size={width},{height}", "--no-first-run", "--disable-background-networking"):
         opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    tmp = tempfile.mkdtemp(prefix="pkt-chromium-")  # Chromium leaves directories in $TMPDIR: its own one
     try:
-        yield driver
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER, env={**os.environ, "TMPDIR": tmp}), options=opts)
+        try:
+            yield driver
+        finally:
+            driver.quit()
     finally:
-        driver.quit()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def base(login_url: str) -> str:
