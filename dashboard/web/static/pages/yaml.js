@@ -1,6 +1,11 @@
 // YAML view and edit of one object (#/yaml/<plural>/<namespace or ->/<name>): saved with a PUT; the API server's
 // validation errors (the Status' causes) are listed next to the editor with the field and its line, which they select.
-import yaml from '/vendor/js-yaml.mjs';
+// js-yaml (from npm) is loaded when first needed: without it only this page fails, not the whole app.
+let yamlModule = null;
+async function jsyaml() {
+  if (!yamlModule) yamlModule = (await import('/vendor/js-yaml.mjs')).default;
+  return yamlModule;
+}
 import { KINDS, get, put, resourcePath } from '../api.js';
 import { h } from '../util.js';
 
@@ -96,6 +101,7 @@ export function render(main, ctx) {
   const markers = markerLayer(area);
   const label = `${plural}/${namespace === '-' ? '' : namespace + '/'}${name}`;
   const load = async () => {
+    const yaml = await jsyaml();
     const obj = await get(path);
     delete obj.metadata.managedFields;
     area.value = yaml.dump(obj, { lineWidth: 120, noRefs: true });
@@ -105,6 +111,7 @@ export function render(main, ctx) {
     errors.className = '';
     saved.textContent = '';
     markers.set([]);
+    const yaml = await jsyaml();
     let obj;
     try {
       obj = yaml.load(area.value);
