@@ -247,7 +247,7 @@ def test_pod_view_follows_logs(dashboard: str, browser: Any, ns: str) -> None:
     def last_tick() -> int | None:
         ticks = re.findall(r"tick (\d+)", browser.find_element("id", "logs").text)
         return int(ticks[-1]) if ticks else None
-    first = until(lambda: last_tick() is not None and last_tick(), what="log lines")  # noqa: F841
+    until(lambda: last_tick() is not None, what="log lines")
     seen = last_tick() or 0
     until(lambda: (last_tick() or 0) >= seen + 3, what="new log lines while following")
     assert unlabelled(browser) == []
