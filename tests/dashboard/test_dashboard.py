@@ -11,6 +11,7 @@ import http.client
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import urlsplit
@@ -189,6 +190,19 @@ def test_overview_lists_node(dashboard: str, browser: Any, dash_node: Node) -> N
     until(lambda: browser.find_elements("css selector", "table[aria-label='Recent warning events'] tbody tr"),
           what="the warning events (or 'No warnings')")
     browser.save_screenshot(str(SHOTS / "overview.png"))
+
+
+def test_overview_shows_warning_events_live(dashboard: str, browser: Any, api: SyncClient, ns: str) -> None:
+    go(browser, base(dashboard) + "/#/", "Overview")
+    until(lambda: browser.find_elements("css selector", "table[aria-label='Recent warning events'] tbody tr"),
+          what="the warning events table")
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    api.create(kind("events"), {
+        "apiVersion": "v1", "kind": "Event", "metadata": {"name": "disk.1"}, "type": "Warning", "reason": "DiskFull",
+        "message": "the disk is full", "involvedObject": {"kind": "Pod", "name": "p1", "namespace": ns},
+        "firstTimestamp": now, "lastTimestamp": now, "count": 3, "source": {"component": "test"}}, ns)
+    row = until(lambda: browser.find_element("css selector", f"tr[data-key='{ns}/disk.1']"), what="the warning")
+    assert "DiskFull" in row.text and "Pod/p1" in row.text and "the disk is full" in row.text
 
 
 def test_keyboard_navigation(dashboard: str, browser: Any) -> None:
