@@ -293,6 +293,28 @@ def test_exec_terminal(dashboard: str, browser: Any) -> None:
     until(lambda: browser.find_element("id", "exec-state").text == "exited", what="the shell's end")
 
 
+def test_pod_view_shows_previous_container_logs(dashboard: str, browser: Any, api: SyncClient, ns: str) -> None:
+    script = "n=$(cat /data/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /data/n; echo run $n; sleep 1; exit 1"
+    api.create(PODS, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "crasher"},
+                      "spec": {"terminationGracePeriodSeconds": 1, "volumes": [{"name": "data", "emptyDir": {}}],
+                               "containers": [{"name": "c", "image": BUSYBOX, "imagePullPolicy": "IfNotPresent",
+                                               "command": ["sh", "-c", script],
+                                               "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]}}, ns)
+    until(lambda: ((api.get(PODS, "crasher", ns).get("status") or {}).get("containerStatuses") or [{}])[0]
+          .get("restartCount", 0) >= 1, 60, "a restart")
+    go(browser, base(dashboard) + f"/#/pods/{ns}/crasher", f"Pod {ns}/crasher")
+
+    def run_shown() -> int | None:
+        runs = re.findall(r"run (\d+)", browser.find_element("id", "logs").text)
+        return int(runs[-1]) if runs else None
+    click(browser, "id", "log-previous")
+    previous = until(run_shown, what="the previous container's log")
+    restarts = int(browser.find_element("css selector", "table[aria-label='Containers'] tbody tr").find_elements(
+        "css selector", "td")[4].text)
+    assert 1 <= previous <= restarts, (previous, restarts)  # an earlier run than the one now
+    api.delete(PODS, "crasher", ns, grace_period_seconds=0)
+
+
 def test_scale_and_restart_from_page(dashboard: str, browser: Any, api: SyncClient, ns: str) -> None:
     go(browser, base(dashboard) + "/#/deployments", "Deployments")
     choose_namespace(browser, ns)
