@@ -26,6 +26,7 @@ from tests.support.pkctl import kind, run_pkctl
 from tests.util import unique
 
 pytestmark = pytest.mark.root
+Select = pytest.importorskip("selenium.webdriver.support.ui", reason="needs selenium (the test extras)").Select
 
 SHOTS = Path(os.environ.get("PKUBE_DASHBOARD_SHOTS", "/tmp/pkube-dashboard-screenshots"))
 DEPLOYMENTS = kind("deployments")
@@ -299,9 +300,13 @@ def test_pod_view_shows_previous_container_logs(dashboard: str, browser: Any, ap
                       "spec": {"terminationGracePeriodSeconds": 1, "volumes": [{"name": "data", "emptyDir": {}}],
                                "containers": [{"name": "c", "image": BUSYBOX, "imagePullPolicy": "IfNotPresent",
                                                "command": ["sh", "-c", script],
-                                               "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]}}, ns)
-    until(lambda: ((api.get(PODS, "crasher", ns).get("status") or {}).get("containerStatuses") or [{}])[0]
-          .get("restartCount", 0) >= 1, 60, "a restart")
+                                               "volumeMounts": [{"name": "data", "mountPath": "/data"}]},
+                                              {"name": "side", "image": BUSYBOX, "imagePullPolicy": "IfNotPresent",
+                                               "command": ["sh", "-c", "echo side-ok; exec sleep 3600"]}]}}, ns)
+    def restarts_of_c() -> int:
+        statuses = (api.get(PODS, "crasher", ns).get("status") or {}).get("containerStatuses") or []
+        return next((int(x.get("restartCount", 0)) for x in statuses if x["name"] == "c"), 0)
+    until(lambda: restarts_of_c() >= 1, 60, "a restart")
     go(browser, base(dashboard) + f"/#/pods/{ns}/crasher", f"Pod {ns}/crasher")
 
     def run_shown() -> int | None:
@@ -309,9 +314,15 @@ def test_pod_view_shows_previous_container_logs(dashboard: str, browser: Any, ap
         return int(runs[-1]) if runs else None
     click(browser, "id", "log-previous")
     previous = until(run_shown, what="the previous container's log")
-    restarts = int(browser.find_element("css selector", "table[aria-label='Containers'] tbody tr").find_elements(
-        "css selector", "td")[4].text)
+    restarts = int(browser.find_element("css selector", "table[aria-label='Containers'] tr[data-key='c']")
+                   .find_elements("css selector", "td")[4].text)
     assert 1 <= previous <= restarts, (previous, restarts)  # an earlier run than the one now
+
+    # the container picker: the other container's log (the current one: uncheck Previous)
+    click(browser, "id", "log-previous")
+    Select(browser.find_element("id", "log-container")).select_by_value("side")
+    until(lambda: "side-ok" in browser.find_element("id", "logs").text, what="the side container's log")
+    assert "run " not in browser.find_element("id", "logs").text
     api.delete(PODS, "crasher", ns, grace_period_seconds=0)
 
 
