@@ -18,19 +18,24 @@ COMPONENTS = {
     "ingress": "ingress.main",
     "group": "launcher.group",  # several of the above in one process
 }
+# Components a user starts on demand, not parts of a cluster (`pkctl cluster up` runs the ones above).
+ON_DEMAND = {
+    "dashboard": "dashboard.main",  # `pkctl dashboard`
+}
+RUNNABLE = {**COMPONENTS, **ON_DEMAND}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
-        print("usage: pkube COMPONENT [flags]\n\ncomponents:\n  " + "\n  ".join(COMPONENTS))
+        print("usage: pkube COMPONENT [flags]\n\ncomponents:\n  " + "\n  ".join(RUNNABLE))
         return 0 if args else 2
     name, rest = args[0], args[1:]
-    if name not in COMPONENTS:
-        print(f"pkube: unknown component {name!r}; one of: {', '.join(COMPONENTS)}", file=sys.stderr)
+    if name not in RUNNABLE:
+        print(f"pkube: unknown component {name!r}; one of: {', '.join(RUNNABLE)}", file=sys.stderr)
         return 2
     try:
-        module = importlib.import_module(COMPONENTS[name])
+        module = importlib.import_module(RUNNABLE[name])
     except ModuleNotFoundError as e:
         print(f"pkube: component {name!r} is not available in this build ({e.name})", file=sys.stderr)
         return 2

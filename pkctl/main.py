@@ -54,6 +54,7 @@ COMMANDS: dict[str, str] = {
     "completion": "completion",
     "explain": "explain",
     "cp": "cp",
+    "dashboard": "dashboard",
 }
 COMMAND_MODULES = list(dict.fromkeys(COMMANDS.values()))
 # The global flags that take a value (`--kubeconfig F`): what to skip when looking for the command in argv.

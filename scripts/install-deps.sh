@@ -5,11 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES="etcd-server etcd-client runc conmon nftables busybox-static docker-registry conntrack iproute2 util-linux nginx-light"
+APT_PACKAGES="etcd-server etcd-client runc conmon nftables busybox-static docker-registry conntrack iproute2 util-linux nginx-light chromium chromium-driver"
 missing=""
 for p in $APT_PACKAGES; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
 done
+# npm (the dashboard's browser packages): Debian's, unless a Node.js that brings its own is installed (NodeSource's
+# nodejs conflicts with Debian's npm package)
+command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
 if [ -n "$missing" ]; then
   echo ">> installing system packages:$missing"
   export DEBIAN_FRONTEND=noninteractive
@@ -23,3 +26,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo ">> installing pkube into .venv"
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+echo ">> installing the dashboard's browser packages (dashboard/web/package-lock.json)"
+(cd dashboard/web && npm ci --no-audit --no-fund --silent)

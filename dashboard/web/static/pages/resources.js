@@ -1,0 +1,138 @@
+// The other list pages, each a live table: StatefulSets, DaemonSets, Jobs, CronJobs, Services (with their endpoints
+// and the URL of a NodePort or LoadBalancer), ConfigMaps and Secrets (values hidden until asked), PVCs and PVs.
+import { KINDS, ListWatch, resourcePath } from '../api.js';
+import { actions } from './deployments.js';
+import { ago, badge, byName, h, link, table, updateRows } from '../util.js';
+
+const yamlLink = (plural, o) => link(`#/yaml/${plural}/${encodeURIComponent(o.metadata.namespace || '-')}/${encodeURIComponent(o.metadata.name)}`, 'YAML');
+
+function dataCell(o, decode) {
+  return () => {
+    const keys = Object.keys(o.data || {}).sort();
+    const list = h('dl', { hidden: true });
+    const button = h('button', {
+      type: 'button', 'aria-expanded': 'false', 'aria-label': `Show values of ${o.metadata.name}`,
+      onclick: () => {
+        const show = list.hidden;
+        list.hidden = !show;
+        button.textContent = show ? 'Hide values' : 'Show values';
+        button.setAttribute('aria-expanded', String(show));
+        if (show) {
+          list.replaceChildren(...keys.flatMap((k) => [h('dt', {}, k), h('dd', { class: 'secret-value' }, decode(o.data[k]))]));
+        } else list.replaceChildren(); // values leave the page when hidden again
+      },
+    }, 'Show values');
+    return h('div', {}, `${keys.length} key${keys.length === 1 ? '' : 's'}: ${keys.join(', ')} `, keys.length ? button : '', list);
+  };
+}
+
+function endpointsText(ep) {
+  const out = [];
+  for (const subset of (ep && ep.subsets) || []) {
+    for (const a of subset.addresses || []) for (const p of subset.ports || [{}]) out.push(p.port ? `${a.ip}:${p.port}` : a.ip);
+  }
+  return out.length > 4 ? `${out.slice(0, 3).join(', ')} + ${out.length - 3} more` : out.join(', ') || '<none>';
+}
+
+function decodeBase64(text) {
+  try { return new TextDecoder().decode(Uint8Array.from(atob(text), (c) => c.charCodeAt(0))); } catch { return text; }
+}
+
+let nodeAddress = '127.0.0.1';
+
+function serviceUrls(s) {
+  const urls = [];
+  for (const p of s.spec.ports || []) {
+    if ((s.spec.type === 'NodePort' || s.spec.type === 'LoadBalancer') && p.nodePort) urls.push(`http://${nodeAddress}:${p.nodePort}`);
+    for (const ing of ((s.status || {}).loadBalancer || {}).ingress || []) urls.push(`http://${ing.ip || ing.hostname}:${p.port}`);
+  }
+  return urls;
+}
+
+export const PAGES = {
+  statefulsets: {
+    title: 'StatefulSets', headers: ['Name', 'Namespace', 'Ready', 'Age', 'Scale', 'Actions'],
+    cells: (o) => [o.metadata.name, o.metadata.namespace, `${(o.status || {}).readyReplicas || 0}/${o.spec.replicas ?? 1}`,
+      ago(o.metadata.creationTimestamp), ...actions(KINDS.statefulsets, 'statefulsets', o)],
+  },
+  daemonsets: {
+    title: 'DaemonSets', headers: ['Name', 'Namespace', 'Desired', 'Current', 'Ready', 'Up-to-date', 'Available', 'Age', 'Actions'],
+    cells: (o) => {
+      const st = o.status || {};
+      return [o.metadata.name, o.metadata.namespace, ...[st.desiredNumberScheduled, st.currentNumberScheduled, st.numberReady,
+        st.updatedNumberScheduled, st.numberAvailable].map((n) => String(n || 0)), ago(o.metadata.creationTimestamp),
+      ...actions(KINDS.daemonsets, 'daemonsets', o, { canScale: false })];
+    },
+  },
+  jobs: {
+    title: 'Jobs', headers: ['Name', 'Namespace', 'Completions', 'Active', 'Failed', 'Age', 'YAML'],
+    cells: (o) => {
+      const st = o.status || {};
+      return [o.metadata.name, o.metadata.namespace, `${st.succeeded || 0}/${o.spec.completions ?? 1}`, String(st.active || 0),
+        String(st.failed || 0), ago(o.metadata.creationTimestamp), yamlLink('jobs', o)];
+    },
+  },
+  cronjobs: {
+    title: 'CronJobs', headers: ['Name', 'Namespace', 'Schedule', 'Suspend', 'Active', 'Last schedule', 'Age', 'YAML'],
+    cells: (o) => {
+      const st = o.status || {};
+      return [o.metadata.name, o.metadata.namespace, o.spec.schedule, String(!!o.spec.suspend), String((st.active || []).length),
+        st.lastScheduleTime ? ago(st.lastScheduleTime) : '<none>', ago(o.metadata.creationTimestamp), yamlLink('cronjobs', o)];
+    },
+  },
+  services: {
+    title: 'Services', headers: ['Name', 'Namespace', 'Type', 'Cluster IP', 'Ports', 'Endpoints', 'URL', 'Age', 'YAML'],
+    cells: (o, extra) => [o.metadata.name, o.metadata.namespace, o.spec.type || 'ClusterIP', o.spec.clusterIP || '',
+      (o.spec.ports || []).map((p) => `${p.port}${p.nodePort ? ':' + p.nodePort : ''}/${p.protocol || 'TCP'}`).join(', '),
+      endpointsText(extra.get(`${o.metadata.namespace}/${o.metadata.name}`)),
+      h('span', {}, serviceUrls(o).map((u) => h('a', { href: u, target: '_blank', rel: 'noopener' }, u))),
+      ago(o.metadata.creationTimestamp), yamlLink('services', o)],
+    // the Endpoints of the Services (kubectl get endpoints' ENDPOINTS column)
+    extra: (ctx) => [resourcePath(KINDS.endpoints, ctx.namespace), {}],
+  },
+  persistentvolumeclaims: {
+    title: 'PersistentVolumeClaims', headers: ['Name', 'Namespace', 'Status', 'Volume', 'Capacity', 'Access modes', 'Storage class', 'Age', 'YAML'],
+    cells: (o) => [o.metadata.name, o.metadata.namespace, badge((o.status || {}).phase || 'Pending'), o.spec.volumeName || '',
+      (((o.status || {}).capacity) || {}).storage || '', (o.spec.accessModes || []).join(', '), o.spec.storageClassName || '',
+      ago(o.metadata.creationTimestamp), yamlLink('persistentvolumeclaims', o)],
+  },
+  persistentvolumes: {
+    title: 'PersistentVolumes', headers: ['Name', 'Capacity', 'Access modes', 'Reclaim policy', 'Status', 'Claim', 'Storage class', 'Age', 'YAML'],
+    cells: (o) => [o.metadata.name, (o.spec.capacity || {}).storage || '', (o.spec.accessModes || []).join(', '),
+      o.spec.persistentVolumeReclaimPolicy || '', badge((o.status || {}).phase || 'Pending'),
+      o.spec.claimRef ? `${o.spec.claimRef.namespace}/${o.spec.claimRef.name}` : '', o.spec.storageClassName || '',
+      ago(o.metadata.creationTimestamp), yamlLink('persistentvolumes', o)],
+  },
+  configmaps: {
+    title: 'ConfigMaps', headers: ['Name', 'Namespace', 'Data', 'Age', 'YAML'],
+    cells: (o) => [o.metadata.name, o.metadata.namespace, dataCell(o, (v) => v), ago(o.metadata.creationTimestamp), yamlLink('configmaps', o)],
+  },
+  secrets: {
+    title: 'Secrets', headers: ['Name', 'Namespace', 'Type', 'Data', 'Age'],
+    cells: (o) => [o.metadata.name, o.metadata.namespace, o.type || 'Opaque', dataCell(o, decodeBase64), ago(o.metadata.creationTimestamp)],
+  },
+};
+
+export function render(main, ctx) {
+  const [plural] = ctx.args;
+  const page = PAGES[plural];
+  const t = table(page.title, page.headers);
+  main.append(h('h1', {}, page.title), t.el);
+  let objects = new Map();
+  let extra = new Map();
+  const show = () => updateRows(t.tbody, [...objects.values()].sort(byName).map((o) => ({
+    key: `${o.metadata.namespace || ''}/${o.metadata.name}`, cells: page.cells(o, extra),
+  })), `No ${page.title}`);
+  const watches = [new ListWatch(resourcePath(KINDS[plural], ctx.namespace), {}, (items) => { objects = items; show(); })];
+  if (page.extra) watches.push(new ListWatch(...page.extra(ctx), (items) => { extra = items; show(); }));
+  if (plural === 'services') { // a node's address for NodePort URLs
+    watches.push(new ListWatch(resourcePath(KINDS.nodes), {}, (items) => {
+      for (const n of items.values()) {
+        const a = ((n.status || {}).addresses || []).find((x) => x.type === 'InternalIP');
+        if (a) { nodeAddress = a.address; break; }
+      }
+      show();
+    }));
+  }
+  return () => watches.forEach((w) => w.stop());
+}
