@@ -100,9 +100,21 @@ def validate_pod_update(new: dict[str, Any], old: dict[str, Any]) -> list[Cause]
         causes.append(forbidden(path.child("tolerations"),
                                 "existing toleration can not be modified except its tolerationSeconds"))
     munged.pop("tolerations", None)
+    # ephemeral containers are added through pods/ephemeralcontainers, never changed or removed
+    old_ephemeral, new_ephemeral = as_list(old.get("ephemeralContainers")), as_list(new.get("ephemeralContainers"))
+    for i, o in enumerate(old_ephemeral):
+        n = next((x for x in new_ephemeral if isinstance(x, dict) and x.get("name") == as_dict(o).get("name")), None)
+        p = path.child("ephemeralContainers").index(i)
+        if n is None:
+            causes.append(forbidden(p, f'existing ephemeral containers "{as_dict(o).get("name")}" may not be removed'))
+        elif n != o:
+            causes.append(forbidden(p, f'existing ephemeral containers "{as_dict(o).get("name")}" may not be '
+                                       "changed"))
+    munged.pop("ephemeralContainers", None)
     if not old.get("nodeName"):
         munged.pop("nodeName", None)
-    comparable = {k: v for k, v in old.items() if k not in ("activeDeadlineSeconds", "tolerations")}
+    comparable = {k: v for k, v in old.items() if k not in ("activeDeadlineSeconds", "tolerations",
+                                                            "ephemeralContainers")}
     if not old.get("nodeName"):
         comparable.pop("nodeName", None)
     if munged != comparable:
