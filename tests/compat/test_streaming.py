@@ -358,12 +358,13 @@ async def test_kubectl_attach_to_the_main_containers_stdio(tls_node: Node, kctl:
     assert r.returncode == 1 and 'pods "ghost" not found' in r.stderr
 
 
-async def test_kubectl_attach_to_a_terminal(tls_node: Node, kctl: Kubectl, kc: Client, sns: str) -> None:
-    """kubectl attach -it to a container started with a terminal (`kubectl run -it` does this): an interactive
-    shell there, its terminal resized to the client's."""
-    await _running(kc, sns, pod("tshell", {**ctr("c", "exec sh"), "stdin": True, "tty": True}))
-    term = Terminal(["kubectl", "--kubeconfig", kctl.kubeconfig, "attach", "-it", "-n", sns, "tshell"], rows=30,
-                    cols=100)
+async def test_kubectl_run_it_attaches_to_the_main_containers_terminal(tls_node: Node, kctl: Kubectl, kc: Client,
+                                                                       sns: str) -> None:
+    """kubectl run -it: a pod with stdin, stdinOnce and tty, then pods/attach to it: an interactive shell there,
+    its terminal resized to the client's; the shell's exit ends kubectl and the pod."""
+    term = Terminal(["kubectl", "--kubeconfig", kctl.kubeconfig, "run", "tshell", "-it", "-n", sns,
+                     f"--image={BUSYBOX}", "--image-pull-policy=IfNotPresent", "--restart=Never", "--", "sh"],
+                    rows=30, cols=100)
     try:
         for _ in range(60):  # typed until the shell answers: keys sent before the kubelet attached are lost
             term.type("echo $((6*7)); stty size\r")
@@ -374,9 +375,11 @@ async def test_kubectl_attach_to_a_terminal(tls_node: Node, kctl: Kubectl, kc: C
                 continue
         else:
             raise AssertionError(f"no answer from the attached shell: {term.text()!r}")
-        assert term.proc.poll() is None
+        term.type("exit\r")
+        assert await asyncio.to_thread(term.proc.wait, 30) == 0
     finally:
         term.close()
+    await wait_pod(kc, sns, "tshell", lambda p: p["status"].get("phase") == "Succeeded", what="tshell Succeeded")
 
 
 def _ephemeral(p: dict[str, Any], name: str) -> dict[str, Any]:
