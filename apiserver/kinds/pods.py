@@ -48,6 +48,15 @@ class PodStrategy(KindStrategy):
         return super().finished_deleting(obj) and not (
             as_dict(obj.get("metadata")).get("deletionGracePeriodSeconds") or 0) > 0
 
+    def prepare_for_update(self, obj: dict[str, Any], old: dict[str, Any]) -> None:
+        """Ephemeral containers change only through pods/ephemeralcontainers: a pod update keeps the stored ones."""
+        spec, old_spec = obj.get("spec"), as_dict(old.get("spec"))
+        if isinstance(spec, dict):
+            if "ephemeralContainers" in old_spec:
+                spec["ephemeralContainers"] = copy.deepcopy(old_spec["ephemeralContainers"])
+            else:
+                spec.pop("ephemeralContainers", None)
+
     def apply_defaults(self, obj: dict[str, Any]) -> None:
         spec = obj.get("spec")
         default_pod_spec(spec, is_pod=True)
@@ -67,6 +76,8 @@ class PodStrategy(KindStrategy):
                     k == "nodeName" or k in old_spec and old_spec[k] == x for k, x in spec.items()):
                 return [invalid(Path("spec").child("nodeName"), node, e) for e in v.is_dns1123_subdomain(node)]
         causes = validate_pod_spec(obj["spec"], Path("spec"))
+        if old is None and obj["spec"].get("ephemeralContainers"):
+            causes.append(forbidden(Path("spec").child("ephemeralContainers"), "cannot be set on create"))
         if old is not None:
             causes += validate_pod_update(obj["spec"], as_dict(old.get("spec")))
         return causes

@@ -435,3 +435,11 @@ async def test_kubectl_debug_runs_an_ephemeral_container_in_the_pod(tls_node: No
         term.close()
     await wait_pod(kc, sns, "patient", lambda p: "terminated" in _ephemeral(p, "shell").get("state", {}),
                    what="the debug shell to end")
+    # a pod update keeps them as they are; a new pod cannot have any
+    fresh = await kc.get(PODS, "patient", sns)
+    await kc.update(PODS, {**fresh, "spec": {**fresh["spec"], "ephemeralContainers": []}})
+    assert [c["name"] for c in (await kc.get(PODS, "patient", sns))["spec"]["ephemeralContainers"]] == ["dbg", "shell"]
+    with pytest.raises(ApiError) as e:
+        await kc.create(PODS, pod("early", ctr("app", "true"), ephemeralContainers=[{"name": "x", "image": BUSYBOX}]),
+                        sns)
+    assert e.value.code == 422 and "spec.ephemeralContainers: Forbidden: cannot be set on create" in e.value.message
