@@ -210,9 +210,12 @@ def compute_pod_actions(pod: dict[str, Any], rt: PodRuntime, now: datetime,
     if finished:
         actions.kill_pod = True  # nothing will run again: free the sandbox (its IP) now
     else:
-        # ephemeral containers (kubectl debug) run once in the running pod; their names are unique in the pod
+        # ephemeral containers (kubectl debug) run once in the running pod (their names are unique in it): not
+        # again in a new sandbox, nor after the runtime's state was lost, once the API's status shows they ran
+        ran = {s.get("name") for s in (pod.get("status") or {}).get("ephemeralContainerStatuses") or []
+               if s.get("containerID")}
         actions.start_ephemeral = [c["name"] for c in pod["spec"].get("ephemeralContainers") or []
-                                   if rt.latest(c["name"], False) is None]
+                                   if rt.latest(c["name"], False) is None and c["name"] not in ran]
     return actions
 
 

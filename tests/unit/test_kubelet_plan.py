@@ -163,6 +163,10 @@ def test_ephemeral_containers_start_once_in_the_running_pod_and_report_their_own
     assert [s["name"] for s in status["containerStatuses"]] == ["app"] and status["phase"] == "Running"
     dbg = status["ephemeralContainerStatuses"][0]
     assert dbg["name"] == "dbg" and dbg["state"]["terminated"]["exitCode"] == 1
+    # once the API's status shows it ran, not again (a new sandbox, a wiped runtime state)
+    pod["status"] = {"ephemeralContainerStatuses": [dbg]}
+    assert compute_pod_actions(pod, ready(c("app", S.RUNNING)), NOW).idle
     # a pod that will never run again starts none
+    del pod["status"]
     pod["spec"]["restartPolicy"] = "Never"
     assert compute_pod_actions(pod, ready(c("app", S.EXITED, code=0)), NOW).start_ephemeral == []
