@@ -25,8 +25,10 @@ _SUBRESOURCES: dict[str, tuple[str | None, tuple[str, ...], str | None, str | No
     "eviction": ("Eviction", ("create",), "policy", "v1"),
     "log": ("Pod", ("get",), None, None),
     "exec": ("PodExecOptions", ("create", "get"), None, None),
+    "attach": ("PodAttachOptions", ("create", "get"), None, None),
     "portforward": ("PodPortForwardOptions", ("create", "get"), None, None),
     "finalize": (None, ("update",), None, None),
+    "ephemeralcontainers": (None, ("get", "patch", "update"), None, None),
     "token": ("TokenRequest", ("create",), "authentication.k8s.io", "v1"),
 }
 

@@ -20,7 +20,7 @@ from .watch import WATCH_RESPONSE, is_watch, serve_watch
 from .watchcache import WatchCache, resource_prefix
 
 # Subresources served here; pods/log and pods/exec are relayed to the kubelet by proxy_pods.py.
-SERVED_SUBRESOURCES = {"status", "scale", "binding", "eviction", "finalize", "approval"}
+SERVED_SUBRESOURCES = {"status", "scale", "binding", "eviction", "finalize", "approval", "ephemeralcontainers"}
 
 
 BUILTIN_GROUPS = frozenset(r.group for r in resources.RESOURCES)

@@ -350,6 +350,14 @@ class Objects:
             else:
                 new.setdefault("spec", {})["finalizers"] = list(member(body, "spec").get("finalizers") or [])
             return new
+        if subresource == "ephemeralcontainers":
+            # pods/ephemeralcontainers: spec.ephemeralContainers only (PodStrategy allows additions only)
+            new = clone_stored(old)
+            ephemeral = member(body, "spec").get("ephemeralContainers")
+            new.setdefault("spec", {})["ephemeralContainers"] = ephemeral if owned else copy.deepcopy(ephemeral)
+            if not ephemeral:
+                new["spec"].pop("ephemeralContainers")
+            return new
         new = body if owned else copy.deepcopy(body)
         new["apiVersion"], new["kind"] = kinds.strategy_for(res).storage_version or res.api_version, res.kind
         meta = new.setdefault("metadata", {})

@@ -1,4 +1,4 @@
-"""pods/log and pods/exec: resolved here, served by the kubelet of the pod's node (its HTTP API, kubelet/server.py).
+"""pods/log, pods/exec and pods/attach: resolved here, served by the kubelet of the pod's node (its HTTP API, kubelet/server.py).
 
     GET /api/v1/namespaces/{ns}/pods/{name}/log?container&follow&tailLines&sinceSeconds&timestamps&previous
         → the container's log as streamed text
@@ -6,6 +6,9 @@
         subprotocols v5.channel.k8s.io / v4.channel.k8s.io: every frame starts with its channel byte —
         0 stdin, 1 stdout, 2 stderr, 3 status (a metav1.Status with the exit code), 4 resize; v5 adds 255 "close
         stream" (client → server, payload the channel being closed).
+    GET /api/v1/namespaces/{ns}/pods/{name}/attach?container&stdin&stdout&stderr&tty   (WebSocket)
+        the same channels over the container's own stdio (the kubelet's /attach): output from the moment of
+        attaching, stdin to the container when its spec has `stdin: true`.
 
 The kubelet is reached over HTTPS at the node's InternalIP and status.daemonEndpoints.kubeletEndpoint.Port; its
 certificate is verified (--kubelet-certificate-authority) and the apiserver authenticates with its own client
@@ -65,7 +68,8 @@ async def _target(storage: Storage, request: web.Request) -> tuple[str, str]:
         raise not_found("pods", name)
     pod = entry.value
     names = [c["name"] for c in pod["spec"].get("containers") or []]
-    all_names = names + [c["name"] for c in pod["spec"].get("initContainers") or []]
+    all_names = names + [c["name"] for f in ("initContainers", "ephemeralContainers")
+                         for c in pod["spec"].get(f) or []]
     container = request.query.get("container", "")
     if not container:
         if len(names) != 1:
@@ -127,13 +131,20 @@ def routes(storage: Storage, kubelet_tls: ssl.SSLContext) -> list[web.RouteDef]:
             raise StatusError(503, "ServiceUnavailable", f"cannot reach the kubelet: {e}") from None
 
     async def exec_(request: web.Request) -> web.StreamResponse:
+        return await stream(request, "exec")
+
+    async def attach(request: web.Request) -> web.StreamResponse:
+        return await stream(request, "attach")
+
+    async def stream(request: web.Request, verb: str) -> web.StreamResponse:
+        """exec (a new command) or attach (the container's own stdio): the same framing, relayed."""
         url, container = await _target(storage, request)
-        command = request.query.getall("command", [])
-        if not command:
+        command = request.query.getall("command", []) if verb == "exec" else []
+        if verb == "exec" and not command:
             raise bad_request("you must specify at least 1 command")
         ws = web.WebSocketResponse(protocols=PROTOCOLS)
         if not ws.can_prepare(request).ok:
-            raise bad_request("exec needs a WebSocket upgrade with subprotocol v5.channel.k8s.io or "
+            raise bad_request(f"{verb} needs a WebSocket upgrade with subprotocol v5.channel.k8s.io or "
                               "v4.channel.k8s.io")
         await ws.prepare(request)
         ns, name = request.match_info["namespace"], request.match_info["name"]
@@ -143,12 +154,12 @@ def routes(storage: Storage, kubelet_tls: ssl.SSLContext) -> list[web.RouteDef]:
         wanted |= {STDERR} if request.query.get("stderr", "true") != "false" else set()
         try:
             async with session() as s:
-                async with s.ws_connect(f"{url}/exec/{ns}/{name}/{container}", params=params,
+                async with s.ws_connect(f"{url}/{verb}/{ns}/{name}/{container}", params=params,
                                         autoping=True, heartbeat=None) as kws:
                     await _relay(ws, kws, wanted)
         except aiohttp.WSServerHandshakeError as e:
             await _finish(ws, _failure("Forbidden" if e.status in (401, 403) else "BadRequest",
-                                       f"the kubelet refused the exec (HTTP {e.status} {e.message})"))
+                                       f"the kubelet refused the {verb} (HTTP {e.status} {e.message})"))
         except aiohttp.ClientConnectionError as e:
             await _finish(ws, _failure("InternalError", f"cannot reach the kubelet: {e}"))
         return ws
@@ -198,6 +209,7 @@ def routes(storage: Storage, kubelet_tls: ssl.SSLContext) -> list[web.RouteDef]:
         return ws
 
     return [web.get(base + "/log", logs), web.get(base + "/exec", exec_), web.post(base + "/exec", exec_),
+            web.get(base + "/attach", attach), web.post(base + "/attach", attach),
             web.get(base + "/portforward", portforward), web.post(base + "/portforward", portforward)]
 
 

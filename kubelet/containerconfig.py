@@ -197,4 +197,5 @@ class ContainerConfigBuilder:
             command=[expand(c, env_map) for c in command] if command else None,
             args=[expand(a, env_map) for a in args] if args else None,
             env=env, working_dir=spec.get("workingDir", ""), mounts=mounts,
-            resources=limits, security=security, tty=bool(spec.get("tty")))
+            resources=limits, security=security, tty=bool(spec.get("tty")),
+            stdin=bool(spec.get("stdin")), stdin_once=bool(spec.get("stdinOnce")))

@@ -33,6 +33,7 @@ class PodHost(Protocol):
     def logs(self, container_id: str, options: LogOptions) -> AsyncIterator[LogLine]: ...
     async def start_exec(self, container_id: str, container: str, cmd: list[str], stdin: bool,
                          tty: bool) -> ExecStream: ...
+    async def attach(self, container_id: str, container: str, stdin: bool, tty: bool) -> ExecStream: ...
     async def pod_netns(self, namespace: str, pod: str) -> str: ...
     async def pod_usage(self) -> list[PodUsage]: ...
 
@@ -60,7 +61,8 @@ class NodeHost:
     async def find_container(self, namespace: str, pod: str, container: str, previous: bool = False) -> str:
         obj = self._pod(namespace, pod)
         init = container in {c["name"] for c in obj["spec"].get("initContainers") or []}
-        if not init and container not in {c["name"] for c in obj["spec"]["containers"]}:
+        apps = obj["spec"]["containers"] + (obj["spec"].get("ephemeralContainers") or [])
+        if not init and container not in {c["name"] for c in apps}:
             raise HostError(400, "BadRequest", f"container {container} is not valid for pod {pod}")
         rt = await self.runtime_state(obj["metadata"]["uid"])
         found = rt.previous(container, init) if previous else rt.latest(container, init)
@@ -83,6 +85,15 @@ class NodeHost:
             return await self.runtime.start_exec(container_id, cmd, stdin=stdin, tty=tty)
         except (RuntimeError_, OSError) as e:
             raise HostError(400, "BadRequest", f"cannot start {cmd!r}: {e}") from None
+
+    async def attach(self, container_id: str, container: str, stdin: bool, tty: bool) -> ExecStream:
+        status = await self.runtime.container_status(container_id)
+        if status.state != ContainerState.RUNNING:
+            raise HostError(400, "BadRequest", f"container {container} is not running")
+        try:
+            return await self.runtime.attach(container_id, stdin=stdin, tty=tty)
+        except (RuntimeError_, OSError) as e:
+            raise HostError(400, "BadRequest", f"cannot attach to container {container}: {e}") from None
 
     async def pod_netns(self, namespace: str, pod: str) -> str:
         obj = self._pod(namespace, pod)

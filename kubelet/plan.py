@@ -61,6 +61,7 @@ class PodActions:
     remove_sandboxes: list[str] = field(default_factory=list)
     start_init: str | None = None        # the next init container to (re)start
     start: list[str] = field(default_factory=list)        # app containers to (re)start
+    start_ephemeral: list[str] = field(default_factory=list)  # ephemeral containers to start (once, never again)
     kill: dict[str, str] = field(default_factory=dict)    # running container id -> why
     remove: list[str] = field(default_factory=list)       # dead containers no status needs any more
     backoff: dict[str, float] = field(default_factory=dict)  # container name -> seconds until it may restart
@@ -68,7 +69,7 @@ class PodActions:
     @property
     def idle(self) -> bool:
         return not (self.kill_pod or self.create_sandbox or self.remove_sandboxes or self.start_init or self.start
-                    or self.kill or self.remove)
+                    or self.start_ephemeral or self.kill or self.remove)
 
 
 def restart_policy(pod: dict[str, Any]) -> str:
@@ -208,6 +209,13 @@ def compute_pod_actions(pod: dict[str, Any], rt: PodRuntime, now: datetime,
                 actions.start.append(name)
     if finished:
         actions.kill_pod = True  # nothing will run again: free the sandbox (its IP) now
+    else:
+        # ephemeral containers (kubectl debug) run once in the running pod (their names are unique in it): not
+        # again in a new sandbox, nor after the runtime's state was lost, once the API's status shows they ran
+        ran = {s.get("name") for s in (pod.get("status") or {}).get("ephemeralContainerStatuses") or []
+               if s.get("containerID")}
+        actions.start_ephemeral = [c["name"] for c in pod["spec"].get("ephemeralContainers") or []
+                                   if rt.latest(c["name"], False) is None and c["name"] not in ran]
     return actions
 
 

@@ -218,13 +218,13 @@ class PodWorkers:
                 await self.runtime.stop_container(cid, grace_period(pod))
             for cid in actions.remove:
                 await self.runtime.remove_container(cid)
-        if not (actions.start_init or actions.start):
+        if not (actions.start_init or actions.start or actions.start_ephemeral):
             return
         try:
             # once per sync, before any container of it starts: containers starting together share the result
             volumes = await self.configs.setup_volumes(pod, rt.ip)
         except ConfigError as e:
-            for name in ([actions.start_init] if actions.start_init else actions.start):
+            for name in ([actions.start_init] if actions.start_init else actions.start + actions.start_ephemeral):
                 self._waiting[(uid, name)] = ("CreateContainerConfigError", str(e))
             self.recorder.warning(pod, "FailedMount", f"Error: {e}")
             self.queue.add_after(key_of(pod), CONFIG_RETRY)
@@ -234,6 +234,8 @@ class PodWorkers:
         if actions.start:
             # app containers start together, as in Kubernetes
             await asyncio.gather(*(self.start_container(pod, rt, volumes, n, init=False) for n in actions.start))
+        for name in actions.start_ephemeral:
+            await self.start_container(pod, rt, volumes, name, init=False)
 
     async def _stop_all(self, pod: dict[str, Any], rt: PodRuntime, grace: float) -> None:
         running = [c for c in rt.containers if c.state in (ContainerState.RUNNING, ContainerState.CREATED)]
@@ -259,7 +261,8 @@ class PodWorkers:
     async def start_container(self, pod: dict[str, Any], rt: PodRuntime, volumes: dict[str, Path], name: str,
                               init: bool) -> None:
         uid = pod["metadata"]["uid"]
-        specs = pod["spec"].get("initContainers" if init else "containers") or []
+        specs = pod["spec"].get("initContainers") or [] if init else (
+            pod["spec"]["containers"] + (pod["spec"].get("ephemeralContainers") or []))
         spec = next(s for s in specs if s["name"] == name)
         pulled = await self.pulls.ensure(pod, spec)
         if not pulled.ready:
@@ -276,6 +279,10 @@ class PodWorkers:
             return
         config.labels = {POD_UID_LABEL: uid, NAME_LABEL: name, INIT_LABEL: "true" if init else "false",
                          ATTEMPT_LABEL: str(attempt)}
+        if target := spec.get("targetContainerName"):  # kubectl debug --target: see that container's processes
+            running = rt.latest(target, False)
+            if running is not None and running.state == ContainerState.RUNNING:
+                config.pid_namespace_of = running.id
         try:
             cid = await self.runtime.create_container(rt.sandbox_id or "", config)
         except RuntimeError_ as e:

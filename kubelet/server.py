@@ -8,6 +8,10 @@
          the channel framing of pods/exec (apiserver/proxy_pods.py): output frames as the command writes them,
          stdin / resize / close-stdin frames as they arrive, then one status frame (a metav1.Status with the exit
          code) and the close. With a TTY, stderr goes to stdout through it.
+    GET  /attach/{namespace}/{pod}/{container}[?stdin=true][&tty=true]   (WebSocket)
+         the same framing over the container's own stdio (conmon's attach socket, kubelet/runtime/attach.py):
+         output from the moment of attaching; a Success status when the container's output ends. Hanging up
+         only detaches.
 
 Served over TLS only (--tls-cert-file/--tls-private-key-file), and only for callers with a client certificate
 of --client-ca-file (x509 authentication, as the kubelet's): a caller without one gets 401, a certificate of
@@ -110,6 +114,8 @@ class KubeletServer:
         # POST as well, to answer a caller that did not upgrade with a clear error instead of 405
         app.router.add_get("/exec/{namespace}/{pod}/{container}", self.exec)
         app.router.add_post("/exec/{namespace}/{pod}/{container}", self.exec)
+        app.router.add_get("/attach/{namespace}/{pod}/{container}", self.attach)
+        app.router.add_post("/attach/{namespace}/{pod}/{container}", self.attach)
         # pods/portforward (kubelet/portforward.py); POST answers a caller that did not upgrade with a clear error
         app.router.add_get("/portForward/{namespace}/{pod}", lambda r: portforward.handle(self.host, r))
         app.router.add_post("/portForward/{namespace}/{pod}", lambda r: portforward.handle(self.host, r))
@@ -167,6 +173,26 @@ class KubeletServer:
             await _finish(ws, _failure(body.get("reason", "BadRequest"), body.get("message", "")))
             return ws
         await _serve(ws, session, request.query.getall("command"))
+        return ws
+
+    async def attach(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse()
+        if not ws.can_prepare(request).ok:
+            raise _error(400, "BadRequest", "attach needs a WebSocket upgrade")
+        await ws.prepare(request)
+        try:
+            cid = await self._container(request)
+            session = await self.host.attach(cid, request.match_info["container"],
+                                             stdin=_bool(request.query.get("stdin")),
+                                             tty=_bool(request.query.get("tty")))
+        except web.HTTPException as e:
+            body = json.loads(e.text or "{}")
+            await _finish(ws, _failure(body.get("reason", "BadRequest"), body.get("message", "")))
+            return ws
+        except HostError as e:
+            await _finish(ws, _failure(e.reason, e.message))
+            return ws
+        await _serve(ws, session, [])
         return ws
 
     async def _start_exec(self, request: web.Request) -> ExecStream:

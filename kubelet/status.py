@@ -156,6 +156,10 @@ def compute_status(pod: dict[str, Any], rt: PodRuntime, inputs: StatusInputs, fi
         status["podIP"], status["podIPs"] = ip, [{"ip": ip}]
     if inits:
         status["initContainerStatuses"] = inits
+    ephemeral = [container_status(s, rt, False, inputs, "ContainerCreating")
+                 for s in pod["spec"].get("ephemeralContainers") or []]
+    if ephemeral:
+        status["ephemeralContainerStatuses"] = ephemeral
     # conditions set by others (readiness gates) are kept
     ours = {c["type"] for c in status["conditions"]}
     status["conditions"] += [c for c in old.get("conditions") or [] if c.get("type") not in ours]
@@ -171,6 +175,7 @@ def same_status(old: dict[str, Any], new: dict[str, Any]) -> bool:
     return {k: v for k, v in old.items() if k in new or k in OWNED_STATUS} == new
 
 
-OWNED_STATUS = ("phase", "conditions", "containerStatuses", "initContainerStatuses", "podIP", "podIPs", "hostIP",
+OWNED_STATUS = ("phase", "conditions", "containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses",
+                "podIP", "podIPs", "hostIP",
           "hostIPs", "startTime", "qosClass")
 

@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "top": "top",
     "logs": "logs",
     "exec": "exec",
+    "attach": "exec",
     "port-forward": "port_forward",
     "rollout": "rollout",
     "cordon": "drain",

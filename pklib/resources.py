@@ -63,7 +63,8 @@ def _r(group: str, version: str, kind: str, plural: str, namespaced: bool, short
 # instead of resolving kinds they name themselves: the handle is the plural upper-cased, and the volume kinds
 # go by their short names (PVS, PVCS).
 NAMESPACES = _r("", "v1", "Namespace", "namespaces", False, ("ns",), ("status", "finalize"))
-PODS = _r("", "v1", "Pod", "pods", True, ("po",), ("status", "binding", "eviction", "log", "exec", "portforward"),
+PODS = _r("", "v1", "Pod", "pods", True, ("po",), ("status", "binding", "eviction", "log", "exec", "attach",
+                                                         "portforward", "ephemeralcontainers"),
          ("all",))
 SERVICES = _r("", "v1", "Service", "services", True, ("svc",), ("status",), ("all",))
 ENDPOINTS = _r("", "v1", "Endpoints", "endpoints", True, ("ep",))

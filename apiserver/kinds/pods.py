@@ -48,6 +48,15 @@ class PodStrategy(KindStrategy):
         return super().finished_deleting(obj) and not (
             as_dict(obj.get("metadata")).get("deletionGracePeriodSeconds") or 0) > 0
 
+    def prepare_for_update(self, obj: dict[str, Any], old: dict[str, Any]) -> None:
+        """Ephemeral containers change only through pods/ephemeralcontainers: a pod update keeps the stored ones."""
+        spec, old_spec = obj.get("spec"), as_dict(old.get("spec"))
+        if isinstance(spec, dict):
+            if "ephemeralContainers" in old_spec:
+                spec["ephemeralContainers"] = copy.deepcopy(old_spec["ephemeralContainers"])
+            else:
+                spec.pop("ephemeralContainers", None)
+
     def apply_defaults(self, obj: dict[str, Any]) -> None:
         spec = obj.get("spec")
         default_pod_spec(spec, is_pod=True)
@@ -67,6 +76,8 @@ class PodStrategy(KindStrategy):
                     k == "nodeName" or k in old_spec and old_spec[k] == x for k, x in spec.items()):
                 return [invalid(Path("spec").child("nodeName"), node, e) for e in v.is_dns1123_subdomain(node)]
         causes = validate_pod_spec(obj["spec"], Path("spec"))
+        if old is None and obj["spec"].get("ephemeralContainers"):
+            causes.append(forbidden(Path("spec").child("ephemeralContainers"), "cannot be set on create"))
         if old is not None:
             causes += validate_pod_update(obj["spec"], as_dict(old.get("spec")))
         return causes
@@ -100,9 +111,21 @@ def validate_pod_update(new: dict[str, Any], old: dict[str, Any]) -> list[Cause]
         causes.append(forbidden(path.child("tolerations"),
                                 "existing toleration can not be modified except its tolerationSeconds"))
     munged.pop("tolerations", None)
+    # ephemeral containers are added through pods/ephemeralcontainers, never changed or removed
+    old_ephemeral, new_ephemeral = as_list(old.get("ephemeralContainers")), as_list(new.get("ephemeralContainers"))
+    for i, o in enumerate(old_ephemeral):
+        n = next((x for x in new_ephemeral if isinstance(x, dict) and x.get("name") == as_dict(o).get("name")), None)
+        p = path.child("ephemeralContainers").index(i)
+        if n is None:
+            causes.append(forbidden(p, f'existing ephemeral containers "{as_dict(o).get("name")}" may not be removed'))
+        elif n != o:
+            causes.append(forbidden(p, f'existing ephemeral containers "{as_dict(o).get("name")}" may not be '
+                                       "changed"))
+    munged.pop("ephemeralContainers", None)
     if not old.get("nodeName"):
         munged.pop("nodeName", None)
-    comparable = {k: v for k, v in old.items() if k not in ("activeDeadlineSeconds", "tolerations")}
+    comparable = {k: v for k, v in old.items() if k not in ("activeDeadlineSeconds", "tolerations",
+                                                            "ephemeralContainers")}
     if not old.get("nodeName"):
         comparable.pop("nodeName", None)
     if munged != comparable:

@@ -28,6 +28,10 @@ HOST_PATH_TYPES = ("", "DirectoryOrCreate", "Directory", "FileOrCreate", "File",
 VOLUME_SOURCES = ("emptyDir", "hostPath", "configMap", "secret", "persistentVolumeClaim", "projected",
                   "downwardAPI", "nfs", "csi", "ephemeral", "local", "image", "iscsi", "rbd", "cephfs", "fc")
 _PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
+# What an ephemeral container may not have (Kubernetes' validateEphemeralContainers): it is never restarted,
+# never probed, reserves nothing and serves nothing.
+EPHEMERAL_FORBIDDEN = ("ports", "livenessProbe", "readinessProbe", "startupProbe", "lifecycle", "resources",
+                       "resizePolicy")
 _PROBE_HANDLERS = ("exec", "httpGet", "tcpSocket", "grpc")
 _STANDARD_RESOURCES = ("cpu", "memory", "ephemeral-storage")
 _FILE_MODE_SOURCES = ("secret", "configMap", "projected", "downwardAPI")
@@ -131,6 +135,8 @@ def validate_pod_spec(spec: dict[str, Any], path: Path, extra_volume_names: froz
             seen.add(name)
             causes += _validate_container(c, p, volume_names, spec.get("hostNetwork") is True,
                                           needs_image=field != "ephemeralContainers")
+            if field == "ephemeralContainers":
+                causes += _validate_ephemeral(c, p, spec)
             if "restartPolicy" in c:  # only init containers may be sidecars ("Always")
                 if field == "initContainers":
                     causes += one_of(p.child("restartPolicy"), c["restartPolicy"], ("Always",))
@@ -195,6 +201,20 @@ def _validate_container_security(sc: Any, path: Path) -> list[Cause]:
         if "SYS_ADMIN" in added or "CAP_SYS_ADMIN" in added:
             causes.append(invalid(path, sc, "cannot set `allowPrivilegeEscalation` to false and `capabilities.Add` "
                                             "CAP_SYS_ADMIN"))
+    return causes
+
+
+def _validate_ephemeral(c: dict[str, Any], path: Path, spec: dict[str, Any]) -> list[Cause]:
+    causes: list[Cause] = []
+    if not c.get("image"):
+        causes.append(required(path.child("image")))
+    for field in EPHEMERAL_FORBIDDEN:
+        if c.get(field):
+            causes.append(forbidden(path.child(field), "cannot be set for an Ephemeral Container"))
+    target = c.get("targetContainerName")
+    if target and target not in {x.get("name") for f in ("initContainers", "containers")
+                                 for x in as_list(spec.get(f)) if isinstance(x, dict)}:
+        causes.append(not_found(path.child("targetContainerName"), target))
     return causes
 
 

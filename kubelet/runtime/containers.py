@@ -100,8 +100,10 @@ class Containers:
             # conmon's own limit is a backstop at twice the rotation size, for a container that writes faster
             # than rotate_logs() runs (it starts that log afresh, losing its lines: rotation keeps them)
             monitor = ConmonLaunch.spawn(cid, config.name, cdir, MonitorPaths(cdir), self.runc.binary,
-                                         self.runc.root, config.tty, log_size_max=2 * self.log_max_size)
-            await asyncio.to_thread(self._write_bundle, cid, sandbox, config, cgroups_path)
+                                         self.runc.root, config.tty, log_size_max=2 * self.log_max_size,
+                                         stdin=config.stdin, stdin_once=config.stdin_once)
+            pid_ns = await self._pid_namespace(config.pid_namespace_of) if config.pid_namespace_of else None
+            await asyncio.to_thread(self._write_bundle, cid, sandbox, config, cgroups_path, pid_ns)
             pid = await monitor.create()
             # meta.json comes last: a directory without one is a creation cut short (gc_incomplete). runc has made
             # the cgroups now; remember where, they are needed after the process exits (OOM, stats)
@@ -115,7 +117,15 @@ class Containers:
             raise
         return cid
 
-    def _write_bundle(self, cid: str, sandbox: dict[str, Any], config: ContainerConfig, cgroups_path: str) -> None:
+    async def _pid_namespace(self, target: str) -> str:
+        """The PID namespace of a running container, to join (an ephemeral container's targetContainerName)."""
+        state = await self.runc.state(target)
+        if state is None or state["status"] != "running":
+            raise RuntimeError_(f"the target container {target} is not running")
+        return f"/proc/{int(state['pid'])}/ns/pid"
+
+    def _write_bundle(self, cid: str, sandbox: dict[str, Any], config: ContainerConfig, cgroups_path: str,
+                      pid_ns: str | None = None) -> None:
         """The rootfs mount and config.json (blocking file and mount work: runs in a worker thread)."""
         try:
             rootfs = Path(self.images.prepare_rootfs(config.image, cid))
@@ -131,7 +141,7 @@ class Containers:
                            hostname=sandbox["hostname"], pod_files=sandbox["pod_files"],
                            host_network=bool(sandbox.get("host_network")))
         spec = build_spec(config, image_config, str(rootfs), refs, cgroups_path, passwd=passwd, group=group,
-                          host_nofile_hard=resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+                          host_nofile_hard=resource.getrlimit(resource.RLIMIT_NOFILE)[1], pid_ns=pid_ns)
         for m in config.mounts:
             if not os.path.exists(m.host_path):
                 raise InvalidConfig(f"volume mount {m.container_path}: host path {m.host_path} does not exist")

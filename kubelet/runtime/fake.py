@@ -280,6 +280,13 @@ class FakeRuntime:
         self.exec_streams.append(stream)
         return stream
 
+    async def attach(self, container_id: str, stdin: bool = False, tty: bool = False) -> FakeExecStream:
+        """A stream with no output: the fake container writes nothing after it started."""
+        self._call("attach", container_id)
+        if self._container(container_id).status.state != ContainerState.RUNNING:
+            raise RuntimeError_("container is not running")
+        return FakeExecStream(ExecResult(0, b"", b""), tty)
+
     async def logs(self, container_id: str, options: LogOptions) -> AsyncIterator[LogLine]:
         lines = [line for line in self._container(container_id).logs
                  if options.since is None or line.timestamp >= options.since]

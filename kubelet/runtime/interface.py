@@ -125,6 +125,9 @@ class ContainerConfig:
     resources: Resources = field(default_factory=Resources)
     security: SecurityContext = field(default_factory=SecurityContext)
     tty: bool = False
+    stdin: bool = False        # the container's stdin stays open for attach (pod spec `stdin`)
+    stdin_once: bool = False   # ... and is closed when the first attached client closes it (`stdinOnce`)
+    pid_namespace_of: str = ""  # a running container whose PID namespace this one joins (ephemeral --target)
     labels: dict[str, str] = field(default_factory=dict)
 
 
@@ -249,6 +252,9 @@ class ContainerService(Protocol):
                          tty: bool = False) -> ExecStream:
         """The command started in the running container (RuntimeError_ if it is not running); the caller
         drives the returned stream to its end and closes it."""
+        ...
+    async def attach(self, container_id: str, stdin: bool = False, tty: bool = False) -> ExecStream:
+        """The running container's own stdio (RuntimeError_ if it is not running); ending the stream detaches."""
         ...
     def logs(self, container_id: str, options: LogOptions) -> AsyncIterator[LogLine]: ...
     async def container_stats(self, container_id: str) -> ContainerStats: ...

@@ -82,7 +82,7 @@ class ConmonLaunch:
 
     @classmethod
     def spawn(cls, cid: str, name: str, bundle: Path, paths: MonitorPaths, runc_binary: str, runc_root: str,
-              tty: bool, log_size_max: int = 0) -> ConmonLaunch:
+              tty: bool, log_size_max: int = 0, stdin: bool = False, stdin_once: bool = False) -> ConmonLaunch:
         """`log_size_max` > 0: conmon starts the log afresh once it grows beyond that many bytes (a backstop
         for the kubelet's rotation, which keeps the older lines)."""
         for d in (paths.exit_dir, paths.persist, paths.dir / "sockets"):
@@ -96,6 +96,8 @@ class ConmonLaunch:
                 "--socket-dir-path", str(paths.dir / "sockets"), "--syslog=false", "--log-level=error"]
         if tty:
             argv.append("--terminal")
+        if stdin:  # kept open for attached clients; without stdinOnce it outlives them
+            argv += ["--stdin"] + ([] if stdin_once else ["--leave-stdin-open"])
         if log_size_max > 0:
             argv += ["--log-size-max", str(log_size_max)]
         try:

@@ -11,6 +11,7 @@ from pklib.kubeconfig import pkube_home
 from kubelet.network.manager import NetworkConfig, NodeNetwork
 from kubelet.runtime import cgroups, stats
 from kubelet.runtime.containers import LOG_MAX_FILES, LOG_MAX_SIZE, Containers
+from kubelet.runtime.attach import attach
 from kubelet.runtime.exec import run_exec, start_exec
 from kubelet.runtime.interface import (ContainerConfig, ContainerState, ContainerStats, ContainerStatus, ExecResult,
                                        ExecStream, ImageManager, LogLine, LogOptions, NotFound, PodStats,
@@ -180,6 +181,10 @@ class RuncRuntime:
                          tty: bool = False) -> ExecStream:
         await self._running(container_id)
         return await start_exec(self.runc, container_id, cmd, stdin, tty)
+
+    async def attach(self, container_id: str, stdin: bool = False, tty: bool = False) -> ExecStream:
+        await self._running(container_id)
+        return attach(self.containers.paths(container_id), container_id, stdin, tty)
 
     async def _running(self, container_id: str) -> None:
         status = await self.containers.status(container_id)

@@ -1,5 +1,6 @@
 """`pkctl exec [-i] [-t] POD [-c C] -- COMMAND [ARGS...]`: run a command in a container through the API server's
 pods/exec WebSocket (channel protocol v5.channel.k8s.io); the command's exit code becomes pkctl's.
+`pkctl attach [-i] [-t] POD [-c C]`: the same over pods/attach, to the container's own main process.
 
 Output is printed as it arrives and stdin forwarded as it is read. With -t on a terminal, pkctl's terminal is put
 in raw mode (the container's terminal does echo and line editing) and its size is sent at start and on SIGWINCH."""
@@ -39,6 +40,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("-i", "--stdin", action="store_true", help="pass pkctl's stdin to the command")
     p.add_argument("-t", "--tty", action="store_true", help="run the command on a terminal (with -i from a terminal: interactive)")
     p.set_defaults(func=command, takes_command=True)  # the command line follows `--` (pkctl.main)
+    p = sub.add_parser("attach", help="attach to the running main process of a container: attach POD [-c C] [-i] [-t]",
+                       description="Show a container's output as it writes it and, with -i, send it pkctl's stdin "
+                                   "(the container needs `stdin: true`). Ending pkctl only detaches.")
+    p.add_argument("pod", metavar="POD")
+    p.add_argument("-c", "--container", default="", help="the container (needed when the pod has several)")
+    p.add_argument("-i", "--stdin", action="store_true", help="pass pkctl's stdin to the container")
+    p.add_argument("-t", "--tty", action="store_true", help="the container has a terminal (with -i from a terminal: interactive)")
+    p.set_defaults(func=attach_command)
 
 
 def exit_code(status: dict) -> int:
@@ -56,6 +65,15 @@ def command(args: argparse.Namespace) -> int:
     argv = args.after_dashes
     if not argv:
         raise CommandError("you must specify at least one command for the container: pkctl exec POD -- COMMAND")
+    return _stream(args, "exec", argv)
+
+
+def attach_command(args: argparse.Namespace) -> int:
+    return _stream(args, "attach", [])
+
+
+def _stream(args: argparse.Namespace, subresource: str, argv: list[str]) -> int:
+    """exec (argv run in the container) or attach (its own stdio): output printed, stdin fed, the exit code."""
     name = pod_name(args.pod)
     terminal = args.tty and args.stdin and os.isatty(0)
     if args.tty and not terminal:  # kubectl's warnings; the command then runs without a terminal
@@ -64,7 +82,7 @@ def command(args: argparse.Namespace) -> int:
     params = exec_params(argv, args.container, stdin=args.stdin, tty=terminal)
 
     async def run_exec(conn: Connection) -> int:
-        async with exec_socket(conn, conn.namespace, name, params) as ws:
+        async with exec_socket(conn, conn.namespace, name, params, subresource) as ws:
             feeder = asyncio.create_task(_feed_stdin(ws)) if args.stdin else None
             if terminal:
                 _watch_size(ws)
@@ -88,10 +106,12 @@ def exec_params(argv: list[str], container: str = "", stdin: bool = False, tty: 
 
 @contextlib.asynccontextmanager
 async def exec_socket(conn: Connection, namespace: str, name: str,
-                      params: list[tuple[str, str]]) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
-    """The pods/exec WebSocket; a refusal (pod not found, no such container...) raised as the server's Status."""
+                      params: list[tuple[str, str]],
+                      subresource: str = "exec") -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+    """The pods/exec (or pods/attach) WebSocket; a refusal (pod not found, no such container...) raised as the
+    server's Status."""
     c = conn.client
-    url = c.server + PODS.path(namespace, name, "exec")
+    url = c.server + PODS.path(namespace, name, subresource)
     try:
         async with c.session.ws_connect(url, params=params, protocols=PROTOCOLS) as ws:
             yield ws

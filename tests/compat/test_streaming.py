@@ -24,9 +24,10 @@ from kubernetes import config
 from kubernetes.stream import stream
 
 from pklib.client import Client
+from pklib.errors import ApiError
 from tests.support.controlplane import ROOT, Etcd
-from tests.support.kubectl import Kubectl
-from tests.support.node import (PODS, Node, pod_namespace, cstatus, ctr, pod, private_node, running,
+from tests.support.kubectl import Kubectl, Stream
+from tests.support.node import (BUSYBOX, PODS, Node, pod_namespace, cstatus, ctr, pod, private_node, running,
                                     wait_pod)
 from tests.util import wait_for
 
@@ -324,3 +325,121 @@ async def test_python_client_exec_with_tty(tls_node: Node, py: k8s.CoreV1Api, kc
 
     # a terminal: the command sees one, stderr comes through it, the line discipline turns \n into \r\n
     assert await asyncio.to_thread(run_tty) == ("stdout-is-a-tty\r\nerr\r\n", 4)
+
+
+async def test_kubectl_attach_to_the_main_containers_stdio(tls_node: Node, kctl: Kubectl, kc: Client,
+                                                            sns: str) -> None:
+    """kubectl / pkctl attach -i: the container's own output live and input sent to its stdin (conmon's attach socket);
+    hanging up only detaches, a second client attaches again."""
+    await _running(kc, sns, pod("echoer", ctr("c", "while read l; do echo got:$l; done", stdin=True)))
+    for line, program in (("hello", ["kubectl"]), ("again", [sys.executable, "-m", "pkctl.main"])):
+        proc = subprocess.Popen([*program, "--kubeconfig", kctl.kubeconfig, "attach", "-i", "-n", sns, "echoer",
+                                 "-c", "c"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, cwd=ROOT)
+        attached = Stream(proc)
+
+        async def send() -> None:
+            # attach shows output from the moment it is attached: send until the echo comes back (a line may
+            # arrive before the kubelet attached)
+            assert proc.stdin is not None
+            while proc.poll() is None:
+                proc.stdin.write(f"{line}\n")
+                proc.stdin.flush()
+                await asyncio.sleep(0.3)
+        sender = asyncio.create_task(send())
+        try:
+            await asyncio.to_thread(attached.wait_line, lambda out: out == f"got:{line}", 30)
+        finally:
+            sender.cancel()
+            attached.close()
+        p = await kc.get(PODS, "echoer", sns)
+        assert running(p) and cstatus(p, "c").get("restartCount", 0) == 0
+    r = kctl("attach", "-n", sns, "ghost", ok=False)
+    assert r.returncode == 1 and 'pods "ghost" not found' in r.stderr
+
+
+async def test_kubectl_run_it_attaches_to_the_main_containers_terminal(tls_node: Node, kctl: Kubectl, kc: Client,
+                                                                       sns: str) -> None:
+    """kubectl run -it: a pod with stdin, stdinOnce and tty, then pods/attach to it: an interactive shell there,
+    its terminal resized to the client's; the shell's exit ends kubectl and the pod."""
+    term = Terminal(["kubectl", "--kubeconfig", kctl.kubeconfig, "run", "tshell", "-it", "-n", sns,
+                     f"--image={BUSYBOX}", "--image-pull-policy=IfNotPresent", "--restart=Never", "--", "sh"],
+                    rows=30, cols=100)
+    try:
+        for _ in range(60):  # typed until the shell answers: keys sent before the kubelet attached are lost
+            term.type("echo $((6*7)); stty size\r")
+            try:
+                await term.wait_for(r"\r\n42\r\n30 100\r\n", timeout=0.5)
+                break
+            except AssertionError:
+                continue
+        else:
+            raise AssertionError(f"no answer from the attached shell: {term.text()!r}")
+        term.type("exit\r")
+        assert await asyncio.to_thread(term.proc.wait, 30) == 0
+    finally:
+        term.close()
+    await wait_pod(kc, sns, "tshell", lambda p: p["status"].get("phase") == "Succeeded", what="tshell Succeeded")
+
+
+def _ephemeral(p: dict[str, Any], name: str) -> dict[str, Any]:
+    return next((s for s in (p.get("status") or {}).get("ephemeralContainerStatuses") or [] if s["name"] == name),
+                {})
+
+
+async def test_kubectl_debug_runs_an_ephemeral_container_in_the_pod(tls_node: Node, kctl: Kubectl, kc: Client,
+                                                                     sns: str) -> None:
+    """kubectl debug adds an ephemeral container through pods/ephemeralcontainers; the kubelet starts it in the
+    running pod (its network, and with --target the target's processes) once, and reports its status."""
+    await _running(kc, sns, pod("patient", ctr("app", "exec sleep 3600")))
+    r = kctl("debug", "-n", sns, "patient", f"--image={BUSYBOX}", "--image-pull-policy=IfNotPresent", "-c", "dbg",
+             "--target=app", "--profile=baseline", "--", "sh", "-c", "hostname; ps -o args")
+    assert r.stdout.startswith('Targeting container "app".')
+    done = await wait_pod(kc, sns, "patient", lambda p: "terminated" in _ephemeral(p, "dbg").get("state", {}),
+                          timeout=30, what="the ephemeral container dbg to run and end")
+    assert _ephemeral(done, "dbg")["state"]["terminated"]["exitCode"] == 0
+    assert running(done) and cstatus(done, "app").get("restartCount", 0) == 0
+    out = (await _logs_contain(kctl, sns, "patient", "-c", "dbg", want="sleep 3600")).splitlines()
+    assert out[0] == "patient" and "sleep 3600" in out  # the pod's hostname; the target's process is visible
+
+    # only additions, and no ports/probes/resources, as Kubernetes validates them
+    spec = done["spec"]["ephemeralContainers"][0]
+    bad = {"spec": {"ephemeralContainers": [spec, {"name": "web", "image": BUSYBOX,
+                                                   "ports": [{"containerPort": 80}]}]}}
+    with pytest.raises(ApiError) as e:
+        await kc.patch(PODS, "patient", bad, sns, patch_type="strategic", subresource="ephemeralcontainers")
+    assert e.value.code == 422 and \
+        "spec.ephemeralContainers[1].ports: Forbidden: cannot be set for an Ephemeral Container" in e.value.message
+    gone = {**done, "spec": {**done["spec"], "ephemeralContainers": []}}
+    with pytest.raises(ApiError) as e:
+        await kc.update(PODS, gone, "ephemeralcontainers")
+    assert e.value.code == 422 and 'existing ephemeral containers "dbg" may not be removed' in e.value.message
+
+    # kubectl debug -it: waits for the new ephemeral container to run, then attaches to its terminal
+    term = Terminal(["kubectl", "--kubeconfig", kctl.kubeconfig, "debug", "-it", "-n", sns, "patient",
+                     f"--image={BUSYBOX}", "--image-pull-policy=IfNotPresent", "-c", "shell", "--profile=baseline",
+                     "--", "sh"])
+    try:
+        for _ in range(60):  # typed until the shell answers: keys sent before the kubelet attached are lost
+            term.type("echo $((6*7))\r")
+            try:
+                await term.wait_for(r"\r\n42\r\n", timeout=0.5)
+                break
+            except AssertionError:
+                continue
+        else:
+            raise AssertionError(f"no answer from the debug shell: {term.text()!r}")
+        term.type("exit\r")
+        assert await asyncio.to_thread(term.proc.wait, 30) == 0
+    finally:
+        term.close()
+    await wait_pod(kc, sns, "patient", lambda p: "terminated" in _ephemeral(p, "shell").get("state", {}),
+                   what="the debug shell to end")
+    # a pod update keeps them as they are; a new pod cannot have any
+    fresh = await kc.get(PODS, "patient", sns)
+    await kc.update(PODS, {**fresh, "spec": {**fresh["spec"], "ephemeralContainers": []}})
+    assert [c["name"] for c in (await kc.get(PODS, "patient", sns))["spec"]["ephemeralContainers"]] == ["dbg", "shell"]
+    with pytest.raises(ApiError) as e:
+        await kc.create(PODS, pod("early", ctr("app", "true"), ephemeralContainers=[{"name": "x", "image": BUSYBOX}]),
+                        sns)
+    assert e.value.code == 422 and "spec.ephemeralContainers: Forbidden: cannot be set on create" in e.value.message

@@ -150,3 +150,23 @@ def test_readiness_and_startup_results_drive_ready() -> None:
     assert not st["containerStatuses"][0]["ready"]
     st = status_of(spec_pod("a"), ready(c("a", S.RUNNING)), probes=ProbeView(started={"a": False}))
     assert st["containerStatuses"][0]["started"] is False and not st["containerStatuses"][0]["ready"]
+
+
+def test_ephemeral_containers_start_once_in_the_running_pod_and_report_their_own_statuses() -> None:
+    pod = spec_pod("app")
+    pod["spec"]["ephemeralContainers"] = [{"name": "dbg", "image": "i"}]
+    assert compute_pod_actions(pod, ready(c("app", S.RUNNING)), NOW).start_ephemeral == ["dbg"]
+    # never restarted, whatever the pod's restartPolicy; the app container is left alone
+    done = ready(c("app", S.RUNNING), c("dbg", S.EXITED, code=1))
+    assert compute_pod_actions(pod, done, NOW).idle
+    status = status_of(pod, done)
+    assert [s["name"] for s in status["containerStatuses"]] == ["app"] and status["phase"] == "Running"
+    dbg = status["ephemeralContainerStatuses"][0]
+    assert dbg["name"] == "dbg" and dbg["state"]["terminated"]["exitCode"] == 1
+    # once the API's status shows it ran, not again (a new sandbox, a wiped runtime state)
+    pod["status"] = {"ephemeralContainerStatuses": [dbg]}
+    assert compute_pod_actions(pod, ready(c("app", S.RUNNING)), NOW).idle
+    # a pod that will never run again starts none
+    del pod["status"]
+    pod["spec"]["restartPolicy"] = "Never"
+    assert compute_pod_actions(pod, ready(c("app", S.EXITED, code=0)), NOW).start_ephemeral == []
