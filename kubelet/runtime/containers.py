@@ -139,7 +139,8 @@ class Containers:
             raise InvalidConfig(f"container {config.name}: {e}") from None
         refs = SandboxRefs(netns=sandbox["netns"], ipc_ns=sandbox["ipc"], uts_ns=sandbox["uts"],
                            hostname=sandbox["hostname"], pod_files=sandbox["pod_files"],
-                           host_network=bool(sandbox.get("host_network")))
+                           host_network=bool(sandbox.get("host_network")), host_pid=bool(sandbox.get("host_pid")),
+                           host_ipc=bool(sandbox.get("host_ipc")))
         spec = build_spec(config, image_config, str(rootfs), refs, cgroups_path, passwd=passwd, group=group,
                           host_nofile_hard=resource.getrlimit(resource.RLIMIT_NOFILE)[1], pid_ns=pid_ns)
         for m in config.mounts:

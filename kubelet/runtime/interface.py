@@ -67,6 +67,8 @@ class SandboxConfig:
     # hostNetwork: the pod uses the node's network namespace (and address `host_ip`) instead of its own.
     host_network: bool = False
     host_ip: str = ""
+    host_pid: bool = False        # hostPID: the containers see (and are in) the node's PID namespace
+    host_ipc: bool = False        # hostIPC: the node's IPC namespace and its /dev/shm
 
 
 class SandboxState(str, enum.Enum):

@@ -42,6 +42,8 @@ class SandboxRefs:
     hostname: str
     pod_files: dict[str, str] = field(default_factory=dict)  # container path -> host path
     host_network: bool = False                   # no network namespace of its own: the node's
+    host_pid: bool = False                       # no PID namespace of its own: the node's
+    host_ipc: bool = False                       # no IPC namespace of its own: the node's, and the node's /dev/shm
 
 
 @dataclass
@@ -206,6 +208,9 @@ def _mounts(c: ContainerConfig, sandbox: SandboxRefs, privileged: bool) -> list[
          "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
         {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
          "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+        # hostIPC shares the node's POSIX shared memory too (as containerd does), not only SysV IPC
+        {"destination": "/dev/shm", "type": "bind", "source": "/dev/shm",
+         "options": ["rbind", "rprivate", "nosuid", "noexec", "nodev"]} if sandbox.host_ipc else
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
          "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
@@ -242,11 +247,12 @@ def build_spec(c: ContainerConfig, image_config: dict[str, Any], rootfs: str, sa
     caps = capabilities(sc.capabilities_add, sc.capabilities_drop, sc.privileged)
     no_new_privs = no_new_privileges(sc, caps)
     nofile = min(NOFILE_WANTED, host_nofile_hard)
+    # a namespace left out is the one runc runs in: the node's (hostNetwork, hostPID, hostIPC)
     namespaces = [
-        {"type": "pid", **({"path": pid_ns} if pid_ns else {})},
+        *([] if sandbox.host_pid and not pid_ns else [{"type": "pid", **({"path": pid_ns} if pid_ns else {})}]),
         {"type": "mount"},
         *([] if sandbox.host_network else [{"type": "network", "path": sandbox.netns}]),
-        {"type": "ipc", "path": sandbox.ipc_ns},
+        *([] if sandbox.host_ipc else [{"type": "ipc", "path": sandbox.ipc_ns}]),
         {"type": "uts", "path": sandbox.uts_ns},
         {"type": "cgroup"},  # the container sees its own cgroup as / in /proc/self/cgroup
     ]

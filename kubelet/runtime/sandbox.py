@@ -44,13 +44,15 @@ def unmount(path: Path) -> None:
             raise OSError(err, f"umount {path}: {os.strerror(err)}")
 
 
-async def hold_uts_ipc(ns_dir: Path, hostname: str) -> tuple[Path, Path]:
+async def hold_uts_ipc(ns_dir: Path, hostname: str, ipc_ns: bool = True) -> tuple[Path, Path | None]:
+    """New UTS (with `hostname`) and, unless `ipc_ns` is False (hostIPC), IPC namespaces held by bind mounts."""
     ns_dir.mkdir(parents=True, exist_ok=True)
-    uts, ipc = ns_dir / "uts", ns_dir / "ipc"
+    uts, ipc = ns_dir / "uts", (ns_dir / "ipc" if ipc_ns else None)
     uts.touch()
-    ipc.touch()
+    if ipc:
+        ipc.touch()
     proc = await asyncio.create_subprocess_exec(
-        "unshare", f"--uts={uts}", f"--ipc={ipc}", "hostname", hostname,
+        "unshare", f"--uts={uts}", *([f"--ipc={ipc}"] if ipc else []), "hostname", hostname,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     _, err = await proc.communicate()
     if proc.returncode != 0:
@@ -106,8 +108,9 @@ class Sandboxes:
             else:
                 net = await asyncio.to_thread(self.network.setup, sandbox_id)
                 state.update(ip=net.ip, netns=net.netns)
-            uts, ipc = await hold_uts_ipc(sdir / "ns", hostname)
-            state.update(uts=str(uts), ipc=str(ipc))
+            uts, ipc = await hold_uts_ipc(sdir / "ns", hostname, ipc_ns=not config.host_ipc)
+            # no "ipc" path with hostIPC: the containers stay in the node's IPC namespace (as for the PID one)
+            state.update(uts=str(uts), ipc=str(ipc) if ipc else "", host_pid=config.host_pid, host_ipc=config.host_ipc)
             files = write_pod_files(sdir / "etc", hostname, state["ip"], config.fqdn, config.host_aliases, config.dns)
             state["pod_files"] = {k: str(v) for k, v in files.items()}
             self._save(state)

@@ -141,3 +141,19 @@ def test_host_network_container_gets_no_network_namespace_of_its_own() -> None:
     refs.host_network = False
     spec = build_spec(ContainerConfig(name="c", image="busybox", command=["true"]), {}, "/rootfs", refs, "cg")
     assert {"type": "network", "path": "/proc/self/ns/net"} in spec["linux"]["namespaces"]
+
+
+def test_host_pid_and_ipc_containers_stay_in_the_nodes_namespaces_and_share_its_dev_shm() -> None:
+    refs = SandboxRefs(netns="/n", ipc_ns="", uts_ns="/u", hostname="h", host_pid=True, host_ipc=True)
+    spec = build_spec(ContainerConfig(name="c", image="busybox", command=["true"]), {}, "/rootfs", refs, "cg")
+    assert [n["type"] for n in spec["linux"]["namespaces"]] == ["mount", "network", "uts", "cgroup"]
+    shm = next(m for m in spec["mounts"] if m["destination"] == "/dev/shm")
+    assert shm["type"] == "bind" and shm["source"] == "/dev/shm"
+    # an ephemeral container targeting a container of a hostPID pod joins that one's (the node's) namespace
+    spec = build_spec(ContainerConfig(name="c", image="busybox", command=["true"]), {}, "/rootfs", refs, "cg",
+                      pid_ns="/proc/42/ns/pid")
+    assert {"type": "pid", "path": "/proc/42/ns/pid"} in spec["linux"]["namespaces"]
+    refs = SandboxRefs(netns="/n", ipc_ns="/i", uts_ns="/u", hostname="h")
+    spec = build_spec(ContainerConfig(name="c", image="busybox", command=["true"]), {}, "/rootfs", refs, "cg")
+    assert {"type": "pid"} in spec["linux"]["namespaces"] and {"type": "ipc", "path": "/i"} in spec["linux"]["namespaces"]
+    assert next(m for m in spec["mounts"] if m["destination"] == "/dev/shm")["type"] == "tmpfs"
