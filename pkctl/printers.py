@@ -97,3 +97,44 @@ def to_json(obj: Any) -> str:
 def labels_cell(obj: dict[str, Any]) -> str:
     labels = (obj.get("metadata") or {}).get("labels") or {}
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or NONE
+
+
+def docker_ports(containers: Iterable[dict[str, Any]]) -> str:
+    """The PORTS cell of `docker ps` for containers' ports: `0.0.0.0:8080->80/tcp` published, `80/tcp` exposed."""
+    out = []
+    for c in containers:
+        for p in c.get("ports") or []:
+            proto = str(p.get("protocol") or "TCP").lower()
+            if p.get("hostPort"):
+                out.append(f"{p.get('hostIP') or '0.0.0.0'}:{p['hostPort']}->{p.get('containerPort')}/{proto}")
+            else:
+                out.append(f"{p.get('containerPort')}/{proto}")
+    return ", ".join(out)
+
+
+def docker_duration(seconds: float) -> str:
+    """Docker's units.HumanDuration (`Less than a second`, `About a minute`, `3 hours`, `2 weeks`)."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = s // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(seconds / 3600 + 0.5)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{s // 3600 // 24 // 365} years"

@@ -12,6 +12,7 @@ from pklib.errors import ApiError, is_already_exists, is_not_found
 from pklib.resources import DEPLOYMENTS, NAMESPACES, PODS, PVCS, SERVICES, Resource, for_kind
 
 from ..errors import CommandError
+from ..printers import docker_ports
 from ..commands.logs import stream_logs
 from .convert import PROJECT_LABEL, SERVICE_LABEL, Plan
 from .model import Project
@@ -221,15 +222,7 @@ async def down(c: Client, project: str, volumes: bool, timeout: float, say: Say)
 
 
 def port_text(pod: Obj) -> str:
-    out = []
-    for c in (pod.get("spec") or {}).get("containers") or []:
-        for p in c.get("ports") or []:
-            proto = (p.get("protocol") or "TCP").lower()
-            if p.get("hostPort"):
-                out.append(f"{p.get('hostIP') or '0.0.0.0'}:{p['hostPort']}->{p['containerPort']}/{proto}")
-            else:
-                out.append(f"{p['containerPort']}/{proto}")
-    return ", ".join(out)
+    return docker_ports((pod.get("spec") or {}).get("containers") or [])
 
 
 def status_text(pod: Obj) -> str:

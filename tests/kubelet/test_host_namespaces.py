@@ -1,5 +1,5 @@
 """hostPID and hostIPC on the real kubelet: the pod's containers are in the node's PID / IPC namespaces (and see
-its /dev/shm), a pod without them is not; Pod Security baseline refuses them."""
+its /dev/shm), a pod without them is not; Pod Security baseline refuses them. `pkctl ps/stop/rm` on real pods."""
 from __future__ import annotations
 
 import os
@@ -10,8 +10,9 @@ import pytest
 from pklib.client import Client
 from pklib.errors import ApiError
 from pklib.resources import lookup
-from tests.support.node import Node, ctr, exec_in, pod, running, wait_pod
-from tests.util import unique
+from tests.support.node import Node, cstatus, ctr, exec_in, pod, running, wait_pod
+from tests.support.pkctl import run_pkctl
+from tests.util import unique, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -46,6 +47,23 @@ async def test_host_pid_and_ipc_pods_share_the_nodes_namespaces(node: Node, kc: 
         assert (await exec_in(node, own, "c", ["test", "-e", str(shm)])).exit_code == 1
     finally:
         shm.unlink(missing_ok=True)
+
+    # `pkctl ps` shows the real containers (runc's IDs), `stop` by a container ID, `rm -f` by pod name
+    def pkctl(*args: str) -> str:
+        r = run_pkctl("--kubeconfig", node.api.kubeconfig, "-n", privileged_ns, *args)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+    ids = {name: cstatus(p, "c")["containerID"].split("://")[1] for name, p in (("host", host), ("own", own))}
+    table = pkctl("ps", "--node", node.name, "--no-trunc").splitlines()
+    assert sorted(line.split()[0] for line in table[1:]) == sorted(ids.values())
+    assert all('"sh -c exec sleep 3600"' in line and " Up " in line for line in table[1:])
+    assert pkctl("stop", ids["own"][:8]).strip() == 'pod "own" deleted'  # returns once the pod is gone
+    assert pkctl("rm", "-f", "host").strip() == 'pod "host" force deleted'
+    rt = node.runtime()
+
+    async def gone() -> bool:
+        return not set(ids.values()) & set(rt.containers.ids())
+    await wait_for(gone, 20, 0.1, message="the containers of the removed pods gone from the node")
 
 
 async def test_baseline_namespace_refuses_host_pid_and_ipc_with_the_pod_security_message(kc: Client,
