@@ -32,6 +32,7 @@ from .delete import Deletion, Options, delete_all
 Obj = dict[str, Any]
 SHORT_ID = 12        # docker's TruncateID
 SHORT_COMMAND = 20   # docker ps's COMMAND width before the ellipsis
+MIN_ID_PREFIX = 4    # shorter hex words ("db") are pod names, never a container ID prefix matching by chance
 HEADER = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
 # Where each kind of container keeps its spec and its status.
 _KINDS = (("initContainers", "initContainerStatuses"), ("containers", "containerStatuses"),
@@ -171,14 +172,17 @@ def ps(conn: Connection, args: argparse.Namespace) -> int:
 
 def resolve(conn: Connection, targets: list[str]) -> list[Obj | Deletion]:
     """Each target as a pod: a pod of the namespace by that name, else the pod of the container `ps` shows with
-    that NAME or ID (prefix); an unknown name stays a Deletion of that pod name (deleting it says NotFound)."""
+    that NAME or ID (a prefix of 4+ hex digits); an unknown name stays a Deletion of that pod name (deleting it
+    says NotFound)."""
     pods = _pods(conn)
     containers = containers_of(pods)
     found: list[Obj | Deletion] = []
     for t in targets:
         named = [p for p in pods if p["metadata"]["name"] == t and p["metadata"].get("namespace") == conn.namespace]
         if not named:
-            named = [c.pod for c in containers if c.name == t] or [c.pod for c in containers if c.id.startswith(t)]
+            named = [c.pod for c in containers if c.name == t]
+        if not named and len(t) >= MIN_ID_PREFIX and all(ch in "0123456789abcdef" for ch in t):
+            named = [c.pod for c in containers if c.id.startswith(t)]
         uids = {p["metadata"].get("uid") for p in named}
         if len(uids) > 1:
             raise CommandError(f"multiple containers found with the prefix {t!r}: give more of the ID")

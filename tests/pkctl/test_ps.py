@@ -110,6 +110,9 @@ async def test_stop_and_rm_delete_pods_by_name_container_id_or_ps_name(pkctl: Pk
     assert (await client.get(PODS, "up", namespace))["metadata"]["uid"] == up["metadata"]["uid"]
     del done
 
+    # under 4 hex digits a target is only a pod name: no container ID prefix matches by chance
+    r = pkctl("stop", "1f1")
+    assert r.returncode == 1 and r.stderr.strip() == 'Error from server (NotFound): pods "1f1" not found'
     r = pkctl("rm", "-f", f"k8s_c_up_{namespace}_{up['metadata']['uid']}_0")
     assert r.returncode == 0 and r.stdout.strip() == 'pod "up" force deleted', r.stderr
     r = pkctl("stop", "-t", "5", "unbound")

@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from pklib import columns
-from pkctl.printers import as_list, format_rows, human_duration, object_ref, since, to_json, to_yaml, with_type
+from pkctl.printers import (as_list, docker_duration, format_rows, human_duration, object_ref, since, to_json,
+                            to_yaml, with_type)
 from pklib.resources import Resource, lookup
 
 NOW = datetime(2026, 11, 22, 3, 0, 0, tzinfo=timezone.utc)
@@ -158,3 +159,13 @@ def test_hpa_row_shows_targets_as_kubectl() -> None:
     assert columns.cells(res, v1, NOW)[2:4] == ["cpu: 9%/50%", "<unset>"]
     h["spec"]["metrics"] = []
     assert columns.cells(res, h, NOW)[2] == "<none>"
+
+
+@pytest.mark.parametrize("seconds,text", [
+    (0.5, "Less than a second"), (1, "1 second"), (59, "59 seconds"), (60, "About a minute"), (119, "About a minute"),
+    (120, "2 minutes"), (3599, "59 minutes"), (3600, "About an hour"), (5399, "About an hour"), (5400, "2 hours"),
+    (47 * 3600, "47 hours"), (48 * 3600, "2 days"), (14 * 86400, "2 weeks"), (60 * 86400, "2 months"),
+    (730 * 86400, "2 years"),
+])
+def test_docker_duration_is_dockers_human_duration(seconds: float, text: str) -> None:
+    assert docker_duration(seconds) == text
