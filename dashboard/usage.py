@@ -16,8 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from array import array
 from typing import Any
 
 from aiohttp import web
@@ -31,27 +30,35 @@ WINDOW = 3600.0  # seconds of history kept
 FETCH_TIMEOUT = 8.0  # per node and sample
 
 
-@dataclass
 class Series:
-    """One hour ring of (time, CPU cores, memory bytes) samples."""
-    size: int
-    points: deque[tuple[float, float, int]] = field(init=False)
+    """A ring of the last `size` (time, CPU cores, memory bytes) samples, in flat arrays: a few kB per series
+    rather than a Python object per number (a thousand pods keep two thousand series)."""
 
-    def __post_init__(self) -> None:
-        self.points = deque(maxlen=self.size)
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.t, self.cpu, self.memory = array("d"), array("f"), array("d")
+        self.head = 0  # where the oldest sample is once the ring is full
 
     def add(self, t: float, stats: dict[str, Any]) -> None:
         cpu = (stats.get("cpu") or {}).get("usageNanoCores")
         memory = (stats.get("memory") or {}).get("workingSetBytes")
-        if cpu is not None and memory is not None:
-            self.points.append((t, int(cpu) / 1e9, int(memory)))
+        if cpu is None or memory is None:
+            return  # no rate yet (a new container)
+        if len(self.t) < self.size:
+            self.t.append(t)
+            self.cpu.append(int(cpu) / 1e9)
+            self.memory.append(int(memory))
+            return
+        self.t[self.head], self.cpu[self.head], self.memory[self.head] = t, int(cpu) / 1e9, int(memory)
+        self.head = (self.head + 1) % self.size
 
     def last(self) -> float:
-        return self.points[-1][0] if self.points else 0.0
+        return self.t[self.head - 1] if self.t else 0.0
 
     def json(self) -> dict[str, list[float]]:
-        return {"t": [p[0] for p in self.points], "cpu": [p[1] for p in self.points],
-                "memory": [p[2] for p in self.points]}
+        def ordered(a: array[float]) -> list[float]:
+            return list(a[self.head:]) + list(a[:self.head])
+        return {"t": ordered(self.t), "cpu": [round(c, 6) for c in ordered(self.cpu)], "memory": ordered(self.memory)}
 
 
 class Usage:
@@ -62,7 +69,7 @@ class Usage:
         self.interval = interval
         self.size = int(WINDOW / interval) + 1
         self.series: dict[tuple[str, ...], Series] = {}
-        self._refused: set[str] = set()  # nodes whose refusal was logged (once each)
+        self._refused: set[str] = set()  # nodes (or "" for the node list) whose refusal was logged (once each)
 
     def _series(self, key: tuple[str, ...]) -> Series:
         if key not in self.series:
@@ -87,7 +94,9 @@ class Usage:
         try:
             nodes = (await self.client.list(NODES)).get("items") or []
         except (ApiError, ConnectionFailed, asyncio.TimeoutError) as e:
-            log.info("cannot list nodes for the usage plots: %s", e)
+            if "" not in self._refused:
+                self._refused.add("")
+                log.warning("no usage plots: cannot list nodes: %s", e)
             return
         names = [n["metadata"]["name"] for n in nodes]
         answers = await asyncio.gather(*(self._summary(n) for n in names))
@@ -113,7 +122,10 @@ class Usage:
     async def run(self) -> None:
         while True:
             started = time.monotonic()
-            await self.sample()
+            try:
+                await self.sample()
+            except Exception:  # a malformed answer must not end the sampling for the dashboard's lifetime
+                log.exception("sampling CPU and memory use failed")
             await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
 
     def nodes_json(self) -> dict[str, Any]:

@@ -44,7 +44,8 @@ def test_memory_is_bounded_to_an_hour_and_gone_pods_are_dropped() -> None:
         t += 10
         usage.record("n1", summary(["stays"] if t > 100 else ["stays", "goes"]), t)
         usage.prune(t)
-    assert len(usage.nodes_json()["series"]["n1"]["t"]) == int(WINDOW / 10) + 1
+    kept = usage.nodes_json()["series"]["n1"]["t"]
+    assert len(kept) == int(WINDOW / 10) + 1 and kept == sorted(kept) and kept[-1] == t  # oldest first, to now
     assert usage.pod_json("ns", "goes")["pod"] is None  # deleted more than an hour ago: its series is gone
     assert usage.pod_json("ns", "stays")["pod"] is not None
 
