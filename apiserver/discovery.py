@@ -27,6 +27,7 @@ _SUBRESOURCES: dict[str, tuple[str | None, tuple[str, ...], str | None, str | No
     "exec": ("PodExecOptions", ("create", "get"), None, None),
     "attach": ("PodAttachOptions", ("create", "get"), None, None),
     "portforward": ("PodPortForwardOptions", ("create", "get"), None, None),
+    "proxy": ("NodeProxyOptions", ("get",), None, None),
     "finalize": (None, ("update",), None, None),
     "ephemeralcontainers": (None, ("get", "patch", "update"), None, None),
     "token": ("TokenRequest", ("create",), "authentication.k8s.io", "v1"),

@@ -27,6 +27,7 @@ from pklib.api.timefmt import now_rfc3339
 from pklib.selectors import SelectorError, parse_label_selector
 
 from .handlers_objects import collection_prefix
+from .proxy_pods import kubelet_url
 from .status import StatusError, bad_request, json_response
 from .watchcache import WatchCache, resource_prefix
 
@@ -69,13 +70,13 @@ class Summaries:
     async def _fetch_all(self) -> dict[str, dict[str, Any]]:
         timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT)
         async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(ssl=self.kubelet_tls)) as s:
-            nodes = [n for n in self.nodes() if _kubelet_url(n)]
+            nodes = [n for n in self.nodes() if kubelet_url(n)]
             answers = await asyncio.gather(*(self._fetch(s, n) for n in nodes))
         return {n["metadata"]["name"]: a for n, a in zip(nodes, answers) if a is not None}
 
     async def _fetch(self, session: aiohttp.ClientSession, node: dict[str, Any]) -> dict[str, Any] | None:
         try:
-            async with session.get(f"{_kubelet_url(node)}/stats/summary") as r:
+            async with session.get(f"{kubelet_url(node)}/stats/summary") as r:
                 if r.status == 200:
                     body: dict[str, Any] = await r.json()
                     return body
@@ -83,13 +84,6 @@ class Summaries:
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as e:
             log.info("node %s: cannot read /stats/summary: %s", node["metadata"]["name"], e)
         return None
-
-
-def _kubelet_url(node: dict[str, Any]) -> str:
-    status = node.get("status") or {}
-    ip = next((a["address"] for a in status.get("addresses") or [] if a.get("type") == "InternalIP"), "")
-    port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port", 0)
-    return f"https://{ip}:{port}" if ip and port else ""
 
 
 def _usage(stats: dict[str, Any]) -> dict[str, str] | None:

@@ -1,4 +1,5 @@
-"""pods/log, pods/exec and pods/attach: resolved here, served by the kubelet of the pod's node (its HTTP API, kubelet/server.py).
+"""pods/log, pods/exec, pods/attach, pods/portforward and nodes/proxy: resolved here, served by the kubelet of the
+pod's node (its HTTP API, kubelet/server.py).
 
     GET /api/v1/namespaces/{ns}/pods/{name}/log?container&follow&tailLines&sinceSeconds&timestamps&previous
         → the container's log as streamed text
@@ -9,6 +10,10 @@
     GET /api/v1/namespaces/{ns}/pods/{name}/attach?container&stdin&stdout&stderr&tty   (WebSocket)
         the same channels over the container's own stdio (the kubelet's /attach): output from the moment of
         attaching, stdin to the container when its spec has `stdin: true`.
+
+    GET /api/v1/nodes/{name}/proxy/{path}?query
+        the node's kubelet API at {path} (Kubernetes' NodeProxy), e.g. /stats/summary; authorized as `get` on
+        nodes/proxy, which only cluster-admin-like roles grant (it reaches every pod's logs and stats).
 
 The kubelet is reached over HTTPS at the node's InternalIP and status.daemonEndpoints.kubeletEndpoint.Port; its
 certificate is verified (--kubelet-certificate-authority) and the apiserver authenticates with its own client
@@ -88,12 +93,22 @@ async def _kubelet_url(storage: Storage, pod: dict[str, Any], name: str) -> str:
     node_entry = await storage.get(object_key(NODES, None, node_name))
     if node_entry is None:
         raise bad_request(f"node {node_name} of pod {name} does not exist")
-    status = node_entry.value.get("status") or {}
+    return _node_url(node_entry.value)
+
+
+def kubelet_url(node: dict[str, Any]) -> str:
+    """https://<InternalIP>:<kubelet port> of a Node, or "" when its status names none."""
+    status = node.get("status") or {}
     ip = next((a["address"] for a in status.get("addresses") or [] if a.get("type") == "InternalIP"), "")
     port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port", 0)
-    if not ip or not port:
-        raise StatusError(503, "ServiceUnavailable", f"the kubelet of node {node_name} serves no API")
-    return f"https://{ip}:{port}"
+    return f"https://{ip}:{port}" if ip and port else ""
+
+
+def _node_url(node: dict[str, Any]) -> str:
+    url = kubelet_url(node)
+    if not url:
+        raise StatusError(503, "ServiceUnavailable", f"the kubelet of node {node['metadata']['name']} serves no API")
+    return url
 
 
 async def _kubelet_error(resp: aiohttp.ClientResponse) -> StatusError:
@@ -208,7 +223,28 @@ def routes(storage: Storage, kubelet_tls: ssl.SSLContext) -> list[web.RouteDef]:
                 raise StatusError(503, "ServiceUnavailable", f"cannot reach the kubelet: {e}") from None
         return ws
 
-    return [web.get(base + "/log", logs), web.get(base + "/exec", exec_), web.post(base + "/exec", exec_),
+    async def node_proxy(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        entry = await storage.get(object_key(NODES, None, name))
+        if entry is None:
+            raise not_found("nodes", name)
+        url = _node_url(entry.value) + "/" + request.match_info["path"].lstrip("/")
+        try:
+            async with session() as s:
+                async with s.get(url, params=request.query) as kr:
+                    resp = web.StreamResponse(status=kr.status, headers={
+                        "Content-Type": kr.headers.get("Content-Type", "application/octet-stream")})
+                    await resp.prepare(request)
+                    async for chunk in kr.content.iter_any():
+                        await resp.write(chunk)
+                    await resp.write_eof()
+                    return resp
+        except aiohttp.ClientConnectionError as e:
+            raise StatusError(503, "ServiceUnavailable", f"cannot reach the kubelet of node {name}: {e}") from None
+
+    node_base = "/api/v1/nodes/{name}/proxy"
+    return [web.get(node_base + "{path:/?}", node_proxy), web.get(node_base + "/{path:.+}", node_proxy),
+            web.get(base + "/log", logs), web.get(base + "/exec", exec_), web.post(base + "/exec", exec_),
             web.get(base + "/attach", attach), web.post(base + "/attach", attach),
             web.get(base + "/portforward", portforward), web.post(base + "/portforward", portforward)]
 

@@ -8,6 +8,8 @@ WebSocket upgrades must carry an Origin naming it too (no cross-site request for
 Proxy: `/api/...` and `/apis/...` go to the API server as they came (query included) with the kubeconfig's
 credentials, answers streamed back as they arrive (watches, `follow` logs); a WebSocket upgrade (pods/exec) is
 answered with the subprotocol the API server chose and frames are passed on unchanged both ways.
+
+Usage: `/usage/...` the CPU and memory series of the last hour that this process samples (usage.py).
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ import aiohttp
 from aiohttp import web
 
 from pklib.client import Client
+
+from .usage import Usage, add_routes as add_usage_routes
 
 log = logging.getLogger("dashboard")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -216,7 +220,8 @@ async def _proxy_websocket(request: web.Request, client: Client, url: str) -> we
     return ws
 
 
-def build_app(client: Client, access: Access) -> web.Application:
+def build_app(client: Client, access: Access, sample_interval: float = 10.0) -> web.Application:
+    """sample_interval: seconds between two samples of the nodes' CPU and memory use (usage.py)."""
     app = web.Application(middlewares=[guard], client_max_size=16 * 1024**2)
     app[ACCESS] = access
     app[CLIENT] = client
@@ -225,6 +230,7 @@ def build_app(client: Client, access: Access) -> web.Application:
     app.router.add_get("/", index)
     app.router.add_get("/vendor/{name}", vendor)
     app.router.add_static("/static/", WEB / "static")
+    add_usage_routes(app, Usage(client, sample_interval))
     for prefix in ("/api", "/apis"):
         app.router.add_route("*", prefix + "{tail:(/.*)?}", proxy)
     return app

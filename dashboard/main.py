@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import os
 import sys
 
 from aiohttp import web
@@ -31,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int_in_range(0, 65535, "port"), default=0, help="port to listen on (0: any free one)")
     p.add_argument("--allow-remote", action="store_true",
                    help="allow an --address other than loopback (anyone who gets the login link can log in)")
+    p.add_argument("--sample-interval", type=int_in_range(1, 60, "number of seconds", show_range=True),
+                   default=os.environ.get("PKUBE_DASHBOARD_SAMPLE_SECONDS") or "10",  # argparse checks it too
+                   help="seconds between two samples of CPU and memory use for the plots (default 10, or "
+                        "$PKUBE_DASHBOARD_SAMPLE_SECONDS)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -68,7 +73,7 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
         client = make_client(config, "pkube-dashboard")
     access = Access()
     # Open watches and log streams end at once on stop (aiohttp would wait 60 s for them).
-    runner = web.AppRunner(build_app(client, access), access_log=None, shutdown_timeout=1.0)
+    runner = web.AppRunner(build_app(client, access, config.sample_interval), access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     try:
         site = web.TCPSite(runner, config.address, config.port)

@@ -68,7 +68,7 @@ PODS = _r("", "v1", "Pod", "pods", True, ("po",), ("status", "binding", "evictio
          ("all",))
 SERVICES = _r("", "v1", "Service", "services", True, ("svc",), ("status",), ("all",))
 ENDPOINTS = _r("", "v1", "Endpoints", "endpoints", True, ("ep",))
-NODES = _r("", "v1", "Node", "nodes", False, ("no",), ("status",))
+NODES = _r("", "v1", "Node", "nodes", False, ("no",), ("status", "proxy"))
 CONFIGMAPS = _r("", "v1", "ConfigMap", "configmaps", True, ("cm",))
 SECRETS = _r("", "v1", "Secret", "secrets", True)
 PVS = _r("", "v1", "PersistentVolume", "persistentvolumes", False, ("pv",), ("status",))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import json
 import os
 import pty
 import re
@@ -29,7 +30,7 @@ from tests.support.controlplane import ROOT, Etcd
 from tests.support.kubectl import Kubectl, Stream
 from tests.support.node import (BUSYBOX, PODS, Node, pod_namespace, cstatus, ctr, pod, private_node, running,
                                     wait_pod)
-from tests.util import wait_for
+from tests.util import wait_for, wait_for_sync
 
 pytestmark = pytest.mark.root
 
@@ -443,3 +444,22 @@ async def test_kubectl_debug_runs_an_ephemeral_container_in_the_pod(tls_node: No
         await kc.create(PODS, pod("early", ctr("app", "true"), ephemeralContainers=[{"name": "x", "image": BUSYBOX}]),
                         sns)
     assert e.value.code == 422 and "spec.ephemeralContainers: Forbidden: cannot be set on create" in e.value.message
+
+
+async def test_kubectl_get_raw_node_proxy(tls_node: Node, kctl: Kubectl, kc: Client, sns: str) -> None:
+    """nodes/{name}/proxy/{path}: the kubelet's API through the apiserver (Kubernetes' NodeProxy), for those granted
+    get on nodes/proxy (cluster-admin here) and no one else."""
+    await _running(kc, sns, pod("measured", ctr("app", "exec sleep 3600")))
+    path = f"/api/v1/nodes/{tls_node.name}/proxy/stats/summary"
+
+    def summary_has_pod() -> dict[str, Any] | None:
+        body = json.loads(kctl("get", "--raw", path).stdout)
+        pods = {(p["podRef"]["namespace"], p["podRef"]["name"]) for p in body.get("pods", [])}
+        return body if (sns, "measured") in pods else None
+    body = wait_for_sync(summary_has_pod, 30, 0.5, message="the pod in the proxied summary")
+    assert body["node"]["nodeName"] == tls_node.name and body["node"]["memory"]["workingSetBytes"] > 0
+
+    r = kctl("get", "--raw", path, "--as", "someone-else", ok=False)
+    assert r.returncode != 0 and "Forbidden" in r.stderr and 'cannot get resource "nodes/proxy"' in r.stderr, r.stderr
+    r = kctl("get", "--raw", "/api/v1/nodes/no-such-node/proxy/stats/summary", ok=False)
+    assert 'nodes "no-such-node" not found' in r.stderr, r.stderr

@@ -30,6 +30,7 @@ Select = pytest.importorskip("selenium.webdriver.support.ui", reason="needs sele
 
 SHOTS = Path(os.environ.get("PKUBE_DASHBOARD_SHOTS", "/tmp/pkube-dashboard-screenshots"))
 DEPLOYMENTS = kind("deployments")
+SAMPLE_SECONDS = 2
 TICKER = "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.3; done"
 
 
@@ -60,8 +61,9 @@ def ns(dash_node: Node, api: SyncClient) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def dashboard(dash_node: Node) -> Iterator[str]:
-    """The login URL printed by `pkctl dashboard --no-open` (stopped with Ctrl-C at the end)."""
-    with serve(dash_node.api.kubeconfig) as (login_url, _):
+    """The login URL printed by `pkctl dashboard --no-open` (stopped with Ctrl-C at the end); it samples CPU and
+    memory every SAMPLE_SECONDS, so that plots have points soon."""
+    with serve(dash_node.api.kubeconfig, env={"PKUBE_DASHBOARD_SAMPLE_SECONDS": str(SAMPLE_SECONDS)}) as (login_url, _):
         yield login_url
 
 
@@ -294,6 +296,37 @@ def test_exec_terminal(dashboard: str, browser: Any) -> None:
     until(lambda: browser.find_element("id", "exec-state").text == "exited", what="the shell's end")
 
 
+def points(driver: Any, panel: str, name: str, series: str) -> int:
+    """How many samples the plot of `series` (cpu, memory) shows for `name` in the usage panel `panel`."""
+    return int(js(driver, "return document.querySelector(`#${arguments[0]} figure[data-name='${arguments[1]}'] "
+                          "svg[data-series='${arguments[2]}']`)?.dataset.points || 0", panel, name, series))
+
+
+def test_usage_plots_for_node_and_pod(dashboard: str, browser: Any, dash_node: Node, ns: str) -> None:
+    # sampled by the dashboard from the kubelet's Summary through nodes/{name}/proxy with the user's credentials
+    go(browser, base(dashboard) + "/#/", "Overview")
+    for series in ("cpu", "memory"):
+        until(lambda: points(browser, "node-usage", dash_node.name, series) >= 2, 30, f"the node's {series} plot",
+              explain=lambda: browser.find_element("id", "node-usage").text)
+    label = browser.find_element("css selector", f"#node-usage figure[data-name='{dash_node.name}'] svg").get_attribute(
+        "aria-label")
+    assert label.startswith(f"Node {dash_node.name} cpu, last hour: now ")
+    browser.save_screenshot(str(SHOTS / "overview-usage.png"))
+
+    go(browser, base(dashboard) + "/#/pods", "Pods")
+    choose_namespace(browser, ns)
+    name = until(lambda: (lambda r: r[0] if r else None)(rows(browser)), what="a pod")
+    go(browser, base(dashboard) + f"/#/pods/{ns}/{name}", f"Pod {ns}/{name}")
+    for key in (name, f"{name}/ticker"):  # the pod, and its container
+        for series in ("cpu", "memory"):
+            until(lambda: points(browser, "pod-usage", key, series) >= 2, 30, f"the {series} plot of {key}",
+                  explain=lambda: browser.find_element("id", "pod-usage").text)
+    assert "Memory " in browser.find_element("css selector", f"#pod-usage figure[data-name='{name}']").text
+    js(browser, "document.getElementById('pod-usage').scrollIntoView(false)")
+    browser.save_screenshot(str(SHOTS / "pod-usage.png"))
+    assert unlabelled(browser) == []
+
+
 def test_pod_view_shows_previous_container_logs(dashboard: str, browser: Any, api: SyncClient, ns: str) -> None:
     script = "n=$(cat /data/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /data/n; echo run $n; sleep 1; exit 1"
     api.create(PODS, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "crasher"},
@@ -427,6 +460,36 @@ def test_services_show_nodeport_url_and_secrets_stay_hidden(dashboard: str, brow
     until(lambda: "big" in rows(browser), what="the big ConfigMap")
 
 
+def test_ingress_and_hpa_pages(dashboard: str, browser: Any, api: SyncClient, ns: str) -> None:
+    go(browser, base(dashboard) + "/#/ingresses", "Ingresses")
+    choose_namespace(browser, ns)
+    until(lambda: browser.find_element("css selector", "table[aria-label='Ingresses'] tbody tr"), what="the table")
+    api.create(kind("ingresses"), {
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "front"},
+        "spec": {"tls": [{"hosts": ["shop.example"], "secretName": "shop-tls"}],
+                 "rules": [{"host": "shop.example", "http": {"paths": [
+                     {"path": "/api", "pathType": "Prefix",
+                      "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}}, ns)
+    row = until(lambda: browser.find_element("css selector", "tr[data-name='front']"), what="the Ingress (live)")
+    assert "shop.example/api (Prefix) → web:80" in row.text and "shop-tls (shop.example)" in row.text, row.text
+    browser.save_screenshot(str(SHOTS / "ingresses.png"))
+
+    go(browser, base(dashboard) + "/#/horizontalpodautoscalers", "HorizontalPodAutoscalers")
+    until(lambda: browser.find_element("css selector", "table[aria-label='HorizontalPodAutoscalers'] tbody tr"),
+          what="the table")
+    api.create(kind("horizontalpodautoscalers"), {
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "web"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                 "minReplicas": 1, "maxReplicas": 4,
+                 "metrics": [{"type": "Resource", "resource": {
+                     "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}}]}}, ns)
+    row = until(lambda: browser.find_element("css selector", "tr[data-name='web']"), what="the HPA (live)")
+    cells = [td.text for td in row.find_elements("css selector", "td")]
+    assert cells[2] == "Deployment/web" and cells[4:6] == ["1", "4"], cells
+    assert re.fullmatch(r"cpu: (<unknown>|\d+%)/60%", cells[3]), cells
+    assert unlabelled(browser) == []
+
+
 @pytest.mark.parametrize("args, message", [
     (["--address", "0.0.0.0"], "error: --address 0.0.0.0 is not a loopback address"),
     (["--port", "70000"], "port"),
@@ -443,7 +506,7 @@ def test_every_page_renders_without_errors(dashboard: str, browser: Any, ns: str
     go(browser, base(dashboard) + "/#/", "Overview")
     browser.get_log("browser")  # what came before
     links = js(browser, "return [...document.querySelectorAll('nav a')].map(a => [a.getAttribute('href'), a.textContent])")
-    titles = {"PVCs": "PersistentVolumeClaims", "PVs": "PersistentVolumes"}
+    titles = {"PVCs": "PersistentVolumeClaims", "PVs": "PersistentVolumes", "HPAs": "HorizontalPodAutoscalers"}
     for href, text in links:
         browser.find_element("css selector", f"nav a[href='{href}']").click()
         until(lambda: js(browser, "return document.querySelector('main h1')?.textContent") == titles.get(text, text)

@@ -26,14 +26,15 @@ def chromium_available() -> bool:
 
 
 @contextmanager
-def serve(kubeconfig: str, via_pkctl: bool = True) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """`pkctl dashboard --no-open` (or `pkube dashboard` itself) on a free port: (the login URL it printed, the
-    process); stopped with Ctrl-C (SIGINT) after, which must end it cleanly. Its log goes to a file (a pipe nobody
+def serve(kubeconfig: str, via_pkctl: bool = True,
+          env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`pkctl dashboard --no-open` (or `pkube dashboard` itself) on a free port, with `env` added to its
+    environment: (the login URL it printed, the process); stopped with Ctrl-C (SIGINT) after, which must end it cleanly. Its log goes to a file (a pipe nobody
     reads while it runs would fill up and stop it); DASHBOARD_LOG names where the last run's log is kept."""
     command = ["pkctl.main", "dashboard", "--no-open"] if via_pkctl else ["launcher", "dashboard"]
     with open(DASHBOARD_LOG, "w+") as log:
         proc = subprocess.Popen([sys.executable, "-m", *command, "--kubeconfig", kubeconfig], cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=log, text=True)
+                                stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, **(env or {})})
         try:
             assert proc.stdout is not None
             line = proc.stdout.readline()

@@ -71,6 +71,8 @@ export const KINDS = {
   cronjobs: { group: 'batch', version: 'v1', plural: 'cronjobs', namespaced: true },
   persistentvolumeclaims: { version: 'v1', plural: 'persistentvolumeclaims', namespaced: true },
   persistentvolumes: { version: 'v1', plural: 'persistentvolumes', namespaced: false },
+  ingresses: { group: 'networking.k8s.io', version: 'v1', plural: 'ingresses', namespaced: true },
+  horizontalpodautoscalers: { group: 'autoscaling', version: 'v2', plural: 'horizontalpodautoscalers', namespaced: true },
 };
 
 export const key = (o) => `${o.metadata.namespace || ''}/${o.metadata.name}`;

@@ -1,5 +1,6 @@
-// Overview: nodes (conditions, capacity), workloads counted by health, recent Warning events; all live.
+// Overview: nodes (conditions, capacity, CPU and memory plots), workloads counted by health, recent Warning events; all live.
 import { KINDS, ListWatch, resourcePath } from '../api.js';
+import { usagePanel } from '../plots.js';
 import { ago, badge, byName, condition, h, podStatus, table, updateRows } from '../util.js';
 
 // Node conditions other than Ready that are bad when True.
@@ -37,7 +38,10 @@ export function render(main, ctx) {
   const nodes = table('Nodes', ['Name', 'Status', 'Conditions', 'CPU (allocatable / capacity)', 'Memory (allocatable / capacity)', 'Pods', 'Version', 'Age']);
   const cards = h('div', { class: 'cards', id: 'workload-counts' });
   const events = table('Recent warning events', ['Last seen', 'Namespace', 'Object', 'Reason', 'Message', 'Count']);
-  main.append(h('h1', {}, 'Overview'), h('h2', {}, 'Nodes'), nodes.el, h('h2', {}, 'Workloads'), cards,
+  const usage = usagePanel('node-usage', '/usage/nodes', (body) => Object.keys(body.series).sort()
+    .map((name) => ({ key: name, label: `Node ${name}`, series: body.series[name] })), 'No samples yet');
+  main.append(h('h1', {}, 'Overview'), h('h2', {}, 'Nodes'), nodes.el, h('h2', {}, 'Node usage (last hour)'), usage.el,
+    h('h2', {}, 'Workloads'), cards,
     h('h2', {}, 'Recent warning events'), events.el);
   const watches = [new ListWatch(resourcePath(KINDS.nodes), {}, (items) => updateRows(nodes.tbody, nodeRows(items), 'No nodes'))];
   for (const [plural, healthy] of Object.entries(HEALTH)) {
@@ -61,5 +65,5 @@ export function render(main, ctx) {
         e.reason || '', e.message || '', String(e.count || 1)],
     })), 'No warnings');
   }));
-  return () => watches.forEach((w) => w.stop());
+  return () => { watches.forEach((w) => w.stop()); usage.stop(); };
 }

@@ -1,6 +1,7 @@
-// One pod: its containers (state, restarts, probes), events, live logs (follow, container, previous) and an exec
+// One pod: its containers (state, restarts, probes), CPU and memory plots, events, live logs (follow, container, previous) and an exec
 // terminal (xterm.js over the pods/exec WebSocket, channel protocol v5/v4.channel.k8s.io).
 import { KINDS, ListWatch, del, query, resourcePath, showError } from '../api.js';
+import { usagePanel } from '../plots.js';
 import { ago, badge, byName, h, link, podReady, podStatus, table, updateRows } from '../util.js';
 
 function stateText(s) {
@@ -138,9 +139,12 @@ export function render(main, ctx) {
       try { await del(path); } catch (e) { showError(e.message); }
     },
   }, 'Delete');
+  const usage = usagePanel('pod-usage', `/usage/pods/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}`,
+    (body) => [{ key: name, label: `Pod ${name}`, series: body.pod }, ...Object.keys(body.containers).sort()
+      .map((c) => ({ key: `${name}/${c}`, label: `Container ${c}`, series: body.containers[c] }))], 'No samples yet');
   main.append(title, h('div', { class: 'toolbar' }, link(`#/yaml/pods/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}`, 'YAML'), remove),
-    summary, h('h2', {}, 'Containers'), containers.el);
-  const stops = [];
+    summary, h('h2', {}, 'Containers'), containers.el, h('h2', {}, 'Usage (last hour)'), usage.el);
+  const stops = [usage];
   let views = false;
   stops.push(new ListWatch(resourcePath(KINDS.pods, namespace), { fieldSelector: `metadata.name=${name}` }, (items) => {
     const pod = items.get(`${namespace}/${name}`);

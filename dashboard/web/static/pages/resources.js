@@ -1,5 +1,6 @@
 // The other list pages, each a live table: StatefulSets, DaemonSets, Jobs, CronJobs, Services (with their endpoints
-// and the URL of a NodePort or LoadBalancer), ConfigMaps and Secrets (values hidden until asked), PVCs and PVs.
+// and the URL of a NodePort or LoadBalancer), Ingresses (rules and backends), HorizontalPodAutoscalers (targets and
+// conditions), ConfigMaps and Secrets (values hidden until asked), PVCs and PVs.
 import { KINDS, ListWatch, resourcePath } from '../api.js';
 import { actions } from './deployments.js';
 import { ago, badge, byName, h, link, table, updateRows } from '../util.js';
@@ -49,6 +50,58 @@ function serviceUrls(s) {
   return urls;
 }
 
+function backendText(b) {
+  if (!b) return '<default>';
+  if (b.service) return `${b.service.name}:${b.service.port ? (b.service.port.name || b.service.port.number) : ''}`;
+  if (b.resource) return `${b.resource.kind}/${b.resource.name}`;
+  return '';
+}
+
+// Each rule's host and paths with their backends (kubectl describe ingress' Rules).
+function ingressRules(o) {
+  const lines = [];
+  for (const r of o.spec.rules || []) {
+    for (const p of ((r.http || {}).paths) || []) {
+      lines.push(`${r.host || '*'}${p.path || '/'} (${p.pathType || 'ImplementationSpecific'}) → ${backendText(p.backend)}`);
+    }
+  }
+  if (o.spec.defaultBackend) lines.push(`default → ${backendText(o.spec.defaultBackend)}`);
+  return lines.length ? h('ul', { class: 'plain' }, lines.map((l) => h('li', {}, l))) : '<none>';
+}
+
+function ingressAddress(o) {
+  return ((((o.status || {}).loadBalancer) || {}).ingress || []).map((i) => i.ip || i.hostname).join(', ');
+}
+
+// A metric's current / target as kubectl get hpa prints it (TARGETS).
+function metricText(spec, status) {
+  const kind = spec.type;
+  const m = spec.resource || spec.containerResource || spec.pods || spec.object || spec.external || {};
+  const cur = status ? (status.resource || status.containerResource || status.pods || status.object || status.external || {}).current || {} : {};
+  const target = m.target || {};
+  const name = m.name || (m.metric || {}).name || kind;
+  if (target.type === 'Utilization') {
+    const now = cur.averageUtilization !== undefined ? `${cur.averageUtilization}%` : '<unknown>';
+    return `${name}: ${now}/${target.averageUtilization}%`;
+  }
+  const want = target.averageValue ?? target.value ?? '?';
+  const now = cur.averageValue ?? cur.value ?? '<unknown>';
+  return `${name}: ${now}/${want}${target.type === 'AverageValue' && kind !== 'Resource' && kind !== 'ContainerResource' ? ' (avg)' : ''}`;
+}
+
+function hpaTargets(o) {
+  const current = ((o.status || {}).currentMetrics) || [];
+  const metrics = o.spec.metrics || [];
+  return metrics.map((m, i) => metricText(m, current[i])).join(', ') || '<none>';
+}
+
+function conditionsCell(o) {
+  const conds = ((o.status || {}).conditions) || [];
+  if (!conds.length) return '<none>';
+  return h('ul', { class: 'plain' }, conds.map((c) => h('li', { title: c.message || '' },
+    `${c.type}=${c.status}`, c.reason ? ` (${c.reason})` : '')));
+}
+
 export const PAGES = {
   statefulsets: {
     title: 'StatefulSets', headers: ['Name', 'Namespace', 'Ready', 'Age', 'Scale', 'Actions'],
@@ -89,6 +142,22 @@ export const PAGES = {
       ago(o.metadata.creationTimestamp), yamlLink('services', o)],
     // the Endpoints of the Services (kubectl get endpoints' ENDPOINTS column)
     extra: (ctx) => [resourcePath(KINDS.endpoints, ctx.namespace), {}],
+  },
+  ingresses: {
+    title: 'Ingresses', headers: ['Name', 'Namespace', 'Class', 'Rules', 'Address', 'TLS', 'Age', 'YAML'],
+    cells: (o) => [o.metadata.name, o.metadata.namespace, o.spec.ingressClassName || '<none>', ingressRules(o), ingressAddress(o),
+      (o.spec.tls || []).map((t) => `${t.secretName || '<no secret>'} (${(t.hosts || []).join(', ') || '*'})`).join(', ') || '<none>',
+      ago(o.metadata.creationTimestamp), yamlLink('ingresses', o)],
+  },
+  horizontalpodautoscalers: {
+    title: 'HorizontalPodAutoscalers', headers: ['Name', 'Namespace', 'Reference', 'Targets', 'Min pods', 'Max pods', 'Replicas', 'Conditions', 'Age', 'YAML'],
+    cells: (o) => {
+      const ref = o.spec.scaleTargetRef || {};
+      const st = o.status || {};
+      return [o.metadata.name, o.metadata.namespace, `${ref.kind}/${ref.name}`, hpaTargets(o), String(o.spec.minReplicas ?? 1),
+        String(o.spec.maxReplicas), `${st.currentReplicas ?? 0}${st.desiredReplicas !== undefined && st.desiredReplicas !== st.currentReplicas ? ` → ${st.desiredReplicas}` : ''}`,
+        conditionsCell(o), ago(o.metadata.creationTimestamp), yamlLink('horizontalpodautoscalers', o)];
+    },
   },
   persistentvolumeclaims: {
     title: 'PersistentVolumeClaims', headers: ['Name', 'Namespace', 'Status', 'Volume', 'Capacity', 'Access modes', 'Storage class', 'Age', 'YAML'],
