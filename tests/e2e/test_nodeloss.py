@@ -8,19 +8,12 @@ to it (not evicted, not moved). When it comes back (the supervisor restarts its 
 link is plugged back), it is Ready again, the evicted pods' leftovers are cleaned up and nothing runs twice."""
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from kubelet.plan import POD_UID_LABEL
 from pkctl.cluster.components import BY_NAME
-from tests.e2e.helpers import Cluster, local_cluster, make_namespace
-from tests.support.leftovers import processes_mentioning
+from tests.e2e.helpers import Cluster, NodeLoss, local_cluster, make_namespace
 from tests.util import wait_for_sync as wait_for
 
 pytestmark = [
@@ -60,37 +53,6 @@ def _ready(c: Cluster, node: str) -> str | None:
     return next((x["status"] for x in body["status"].get("conditions", []) if x["type"] == "Ready"), None)
 
 
-def _cgroup_pids(cgroup_name: str) -> set[int]:
-    """The processes in the cgroups named `cgroup_name` and below (a node's pods)."""
-    pids: set[int] = set()
-    for root, _, files in os.walk("/sys/fs/cgroup"):
-        if cgroup_name in Path(root).parts and "cgroup.procs" in files:
-            pids |= {int(x) for x in Path(root, "cgroup.procs").read_text().split()}
-    return pids
-
-
-def _container_pod_uids(runtime: Path, running_only: bool = False) -> list[str | None]:
-    """The pod of each container runc knows on the node, or of each running one (the kubelet labels its
-    containers with their pod's UID)."""
-    p = subprocess.run(["runc", "--root", str(runtime / "runc"), "list", "--format", "json"], capture_output=True,
-                       text=True, timeout=30)
-    assert p.returncode == 0, p.stderr
-    uids: list[str | None] = []
-    for c in json.loads(p.stdout or "null") or []:
-        if c["status"] == "running" or not running_only:
-            meta = runtime / "containers" / c["id"] / "meta.json"
-            uids.append(json.loads(meta.read_text())["labels"].get(POD_UID_LABEL) if meta.exists() else None)
-    return uids
-
-
-def _kill(pids: set[int], sig: int) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-
-
 def test_lost_node_pods_move_daemon_pod_stays_and_the_node_comes_back_clean(three: Cluster) -> None:
     cfg = three.config()
     ns = make_namespace(three)
@@ -118,27 +80,14 @@ def test_lost_node_pods_move_daemon_pod_stays_and_the_node_comes_back_clean(thre
     workers = {w["name"]: w for w in cfg["workers"]}
     victim_name = next((p["spec"]["nodeName"] for p in web if p["spec"]["nodeName"] in workers), None)
     assert victim_name, [p["spec"]["nodeName"] for p in web]
-    victim = workers[victim_name]
     evicted = {p["metadata"]["uid"] for p in web if p["spec"]["nodeName"] == victim_name}
     agent_uid = next(p["metadata"]["uid"] for p in agents if p["spec"]["nodeName"] == victim_name)
-    runtime = three.home / "nodes" / victim_name / "runtime"
-    daemons = [three.record(f"kubelet-{victim_name}"), three.record(f"proxy-{victim_name}")]
-    daemon_pids = {r.pid for r in daemons if r}
-    assert len(daemon_pids) == 2
-
-    unplugged = False
+    loss = NodeLoss(three.home, victim_name)
     try:
         # the node dies: its kubelet and proxy stop, its pods' processes die, its link goes
-        _kill(daemon_pids, signal.SIGSTOP)
-        pod_pids = _cgroup_pids(f"{cfg['cgroup_parent']}-w{victim['index']}") | \
-            {int(p) for p in processes_mentioning(str(runtime))}
-        pod_pids -= daemon_pids
-        assert pod_pids
-        _kill(pod_pids, signal.SIGKILL)
-        wait_for(lambda: not _container_pod_uids(runtime, running_only=True), timeout=10,
+        loss.die()
+        wait_for(lambda: not loss.container_pod_uids(running_only=True), timeout=10,
                  message="no container running on the lost node")
-        subprocess.run(["ip", "link", "set", victim["veth"], "nomaster"], check=True)
-        unplugged = True
 
         wait_for(lambda: _ready(three, victim_name) == "Unknown", timeout=GRACE + 20,
                  message="the lost node's Ready condition Unknown")
@@ -153,21 +102,18 @@ def test_lost_node_pods_move_daemon_pod_stays_and_the_node_comes_back_clean(thre
         assert agent_uid in {p["metadata"]["uid"] for p in agents_now}
 
         # the node comes back: the supervisor restarts its killed kubelet and proxy, its link is plugged back
-        subprocess.run(["ip", "link", "set", victim["veth"], "master", cfg["node_bridge"], "up"], check=True)
-        unplugged = False
-        _kill(daemon_pids, signal.SIGKILL)
+        loss.come_back()
         wait_for(lambda: _ready(three, victim_name) == "True", timeout=60, message="the node Ready again")
     finally:
-        if unplugged:
-            subprocess.run(["ip", "link", "set", victim["veth"], "master", cfg["node_bridge"], "up"], check=False)
-        _kill(daemon_pids, signal.SIGKILL)  # the supervisor starts them again; `cluster down` stops them
+        loss.come_back()  # after a failure too: `cluster down` must find the node whole
 
     # its stale pods are cleaned up: the evicted ones are gone from the API and from the node
     wait_for(lambda: not evicted & {p["metadata"]["uid"] for p in _pods(three, ns, "web")}, timeout=60,
              message="the evicted pods finished and removed")
     # the daemon pod runs again on its node, as the same pod, its container restarted by the kubelet
-    agent = wait_for(lambda: next((p for p in _running(_pods(three, ns, "agent")) if p["metadata"]["uid"] == agent_uid),
-                                  None), timeout=60, message="the daemon pod Running and Ready again")
+    agent = wait_for(lambda: next((p for p in _running(_pods(three, ns, "agent"))
+                                   if p["metadata"]["uid"] == agent_uid), None),
+                     timeout=60, message="the daemon pod Running and Ready again")
     assert agent["status"]["containerStatuses"][0]["restartCount"] >= 1, agent["status"]
 
     # nothing runs twice: each workload's live pods are its replicas, and the node keeps containers of its own
@@ -177,5 +123,47 @@ def test_lost_node_pods_move_daemon_pod_stays_and_the_node_comes_back_clean(thre
         agents_now = _pods(three, ns, "agent")
         live_ids = {p["metadata"]["uid"] for p in web_now + agents_now if p["spec"].get("nodeName") == victim_name}
         return (len(web_now) == REPLICAS and len(_running(web_now)) == REPLICAS and len(agents_now) == 3
-                and all(uid in live_ids for uid in _container_pod_uids(runtime)))
+                and all(uid in live_ids for uid in loss.container_pod_uids()))
     wait_for(settled, timeout=60, message="one copy of each pod")
+
+
+def test_partitioned_node_stops_its_evicted_pods_when_it_comes_back(three: Cluster) -> None:
+    """Cut off rather than dead (its pods keep running): the node that comes back stops the evicted pods'
+    containers; their replacements, bound to that node by a nodeSelector, wait (Pending: the node is tainted)
+    and then run there, each replica once."""
+    ns = make_namespace(three)
+    worker = three.config()["workers"][0]["name"]
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "cut", "namespace": ns},
+                  "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "cut"}}, "template": {
+                      "metadata": {"labels": {"app": "cut"}},
+                      "spec": {"terminationGracePeriodSeconds": 1,
+                               "nodeSelector": {"kubernetes.io/hostname": worker}, "containers": [
+                                   {"name": "main", "image": IMAGE, "command": ["sleep", "3600"]}]}}}}
+    code, body = three.api(f"/apis/apps/v1/namespaces/{ns}/deployments", deployment)
+    assert code == 201, body
+    first = wait_for(lambda: r if len(r := _running(_pods(three, ns, "cut"))) == 2 else None, timeout=60,
+                     message="the Deployment's pods running on the worker")
+    cut = {p["metadata"]["uid"] for p in first}
+    loss = NodeLoss(three.home, worker)
+    try:
+        loss.die(kill_pods=False)
+        wait_for(lambda: _ready(three, worker) == "Unknown", timeout=GRACE + 20, message="the node Unknown")
+        wait_for(lambda: all(p["metadata"].get("deletionTimestamp") for p in _pods(three, ns, "cut")
+                             if p["metadata"]["uid"] in cut), timeout=TOLERATION + 30, message="the pods evicted")
+        assert cut <= set(loss.container_pod_uids(running_only=True))  # cut off, they still run
+        assert not _running([p for p in _pods(three, ns, "cut") if p["metadata"]["uid"] not in cut])
+        loss.come_back()
+        wait_for(lambda: _ready(three, worker) == "True", timeout=60, message="the node Ready again")
+    finally:
+        loss.come_back()
+    wait_for(lambda: not cut & set(loss.container_pod_uids()), timeout=60,
+             message="the evicted pods' containers stopped and removed on the node")
+    wait_for(lambda: not cut & {p["metadata"]["uid"] for p in _pods(three, ns, "cut")}, timeout=60,
+             message="the evicted pods removed from the API")
+
+    def settled() -> bool:
+        pods = _pods(three, ns, "cut")
+        live = {p["metadata"]["uid"] for p in pods}
+        ours = [uid for uid in loss.container_pod_uids(running_only=True) if uid in live | cut]
+        return len(_running(pods)) == 2 == len(pods) and sorted(ours) == sorted(live)
+    wait_for(settled, timeout=60, message="two replicas, each running once on the node")
