@@ -17,6 +17,7 @@ import asyncio
 import copy
 from typing import Any
 
+from pklib.api.tolerations import with_daemon_tolerations
 from pklib.controller import ControllerContext
 from pklib.errors import ApiError, is_not_found
 from pklib.informer import Obj, Store
@@ -84,7 +85,9 @@ class DaemonSetController(PodOwnerController):
         spec = ds.get("spec") or {}
         template = spec.get("template") or {}
         tmpl_spec = template.get("spec") or {}
-        plan = [(name, *placement(tmpl_spec, node)) for name, node in sorted(nodes.items())]
+        # placed as the pods will be made: with the daemon tolerations (a lost node keeps its daemon pod)
+        pod_spec = {**tmpl_spec, "tolerations": with_daemon_tolerations(tmpl_spec.get("tolerations"))}
+        plan = [(name, *placement(pod_spec, node)) for name, node in sorted(nodes.items())]
         status = ds.get("status") or {}
         if meta(ds).get("deletionTimestamp") or selector is None:
             # No history is written for a set that is going (or selects nothing).
@@ -206,6 +209,7 @@ class DaemonSetController(PodOwnerController):
         pod["metadata"]["labels"][GENERATION_LABEL] = str(meta(ds).get("generation", 1))
         spec = pod["spec"]
         spec["nodeName"] = node
+        spec["tolerations"] = with_daemon_tolerations(spec.get("tolerations"))
         affinity = copy.deepcopy(spec.get("affinity") or {})
         affinity.setdefault("nodeAffinity", {})["requiredDuringSchedulingIgnoredDuringExecution"] = {
             "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}]}

@@ -7,8 +7,8 @@ Ready=Unknown and the node.kubernetes.io/unreachable:NoExecute taint; when its L
 moves again both are undone.
 
 Pods on a node with a NoExecute taint are deleted (evicted) once their toleration for
-it runs out: at once without a toleration, after tolerationSeconds with one, never with
-an unbounded one. Kubernetes' admission gives every pod a 300 s toleration for the
+it runs out (they are marked not Ready at once): at once without a toleration, after tolerationSeconds
+with one, never with an unbounded one. Kubernetes' admission gives every pod a 300 s toleration for the
 not-ready/unreachable taints; we apply that default here when the pod has none
 (--default-unreachable-toleration-seconds). Each node is a work-queue key whose sync
 re-checks everything and re-queues itself for the next moment something is due.
@@ -108,6 +108,7 @@ class NodeLifecycleController(Controller):
         silent_for = now - heard
         if silent_for > self.grace:
             node = await self._mark_unreachable(node)
+            await self._mark_pods_not_ready(key)
         else:
             node = await self._mark_reachable(node)
             self.enqueue_after(key, self.grace - silent_for + 0.1)
@@ -142,6 +143,25 @@ class NodeLifecycleController(Controller):
                               *({"key": UNREACHABLE_TAINT, "effect": e, "timeAdded": now_rfc3339()} for e in missing)]
             node = await self._write(NODES, updated) or node
         return node
+
+    async def _mark_pods_not_ready(self, node_name: str) -> None:
+        """No kubelet speaks for the node's pods: none of them is Ready (Kubernetes' MarkPodsNotReady), so
+        Services stop sending them traffic until their kubelet reports again."""
+        for pod in self.pods.store.by_index("node", node_name):
+            meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+            if status.get("phase") in ("Succeeded", "Failed"):
+                continue
+            ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+            if ready is None or ready.get("status") == "False":
+                continue
+            self.log.info("node %s is unreachable: marking pod %s not ready", node_name, key_of(pod))
+            try:
+                await self.client.patch(PODS, meta["name"], {"status": {"conditions": [
+                    {"type": "Ready", "status": "False", "lastTransitionTime": now_rfc3339()}]}},
+                    meta["namespace"], patch_type="strategic", subresource="status")
+            except ApiError as e:
+                if not is_not_found(e):
+                    raise
 
     async def _mark_reachable(self, node: Obj) -> Obj:
         name = key_of(node)

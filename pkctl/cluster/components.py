@@ -275,7 +275,9 @@ def _controller_flags(home: Home, cfg: ClusterConfig) -> list[str]:
     # /24 is cut in as many parts as its nodes need
     return [*_as(CONTROLLER_MANAGER)(home, cfg), "--cluster-cidr", cfg.cluster_cidr,
             "--node-cidr-mask-size", str(cfg.node_cidr_mask), "--root-ca-file", str(home.pki.ca_cert),
-            "--cluster-signing-cert-file", str(home.pki.ca_cert), "--cluster-signing-key-file", str(home.pki.ca_key)]
+            "--cluster-signing-cert-file", str(home.pki.ca_cert), "--cluster-signing-key-file", str(home.pki.ca_key),
+            "--node-monitor-grace-period", f"{cfg.node_monitor_grace_period:g}",
+            "--default-unreachable-toleration-seconds", f"{cfg.default_unreachable_toleration_seconds:g}"]
 
 
 def _node_flags(home: Home, cfg: ClusterConfig) -> list[str]:
@@ -286,13 +288,20 @@ def _node_flags(home: Home, cfg: ClusterConfig) -> list[str]:
             "--cgroup-parent", cfg.cgroup_parent]
 
 
+def _lease_flags(cfg: ClusterConfig) -> list[str]:
+    """The kubelet renews its Lease 4 times per grace period at least (Kubernetes' 10 s for 40 s), so that a
+    shortened --node-monitor-grace-period never takes a live node for a lost one."""
+    return ["--node-lease-renew-interval", f"{min(10.0, cfg.node_monitor_grace_period / 4):g}"]
+
+
 def _kubelet_flags(home: Home, cfg: ClusterConfig) -> list[str]:
     # The kubelet API listens on the node's IP (where the apiserver reaches it for logs/exec/port-forward),
     # over TLS, and lets in only the apiserver's client certificate.
     node_ip = ["--node-ip", cfg.node_ip] if cfg.node_ip else []
     # several nodes: pods reach the others' pods unmasqueraded, through routes to their pod CIDRs (host-gw)
     multi = ["--cluster-cidr", cfg.cluster_cidr, "--pod-routes"] if cfg.workers else []
-    return [*_as(node_user(cfg.node_name))(home, cfg), *_node_flags(home, cfg), *node_ip, *multi, "--port", str(cfg.kubelet_port),
+    return [*_as(node_user(cfg.node_name))(home, cfg), *_node_flags(home, cfg), *node_ip, *multi, *_lease_flags(cfg),
+            "--port", str(cfg.kubelet_port),
             "--tls-cert-file", str(home.pki.cert("kubelet")), "--tls-private-key-file", str(home.pki.key("kubelet")),
             "--client-ca-file", str(home.pki.ca_cert), "--cluster-dns", cfg.dns_ip]
 
@@ -311,7 +320,7 @@ def _worker_node_flags(home: Home, cfg: ClusterConfig, w: Worker) -> list[str]:
 def _worker_kubelet_flags(home: Home, cfg: ClusterConfig, w: Worker) -> list[str]:
     pki = home.pki
     return [*_as(node_user(w.name), gateway=True)(home, cfg), *_worker_node_flags(home, cfg, w), "--node-ip", w.ip,
-            "--cluster-cidr", cfg.cluster_cidr, "--pod-routes", "--port", str(cfg.kubelet_port),
+            "--cluster-cidr", cfg.cluster_cidr, "--pod-routes", *_lease_flags(cfg), "--port", str(cfg.kubelet_port),
             "--tls-cert-file", str(pki.cert(f"kubelet-{w.name}")),
             "--tls-private-key-file", str(pki.key(f"kubelet-{w.name}")),
             "--client-ca-file", str(pki.ca_cert), "--cluster-dns", cfg.dns_ip]

@@ -168,6 +168,10 @@ class ClusterConfig:
     # The ingress controller's nginx (0: not chosen yet; the default home prefers 80 and 443).
     ingress_http_port: int = 0
     ingress_https_port: int = 0
+    # How the controller-manager treats a silent node (`up --node-monitor-grace-period`,
+    # `--default-unreachable-toleration-seconds`; Kubernetes' defaults), kept for later `up`s and restarts.
+    node_monitor_grace_period: float = 40.0
+    default_unreachable_toleration_seconds: float = 300.0
 
     def __post_init__(self) -> None:
         self.members = [m if isinstance(m, Member) else Member(**m) for m in self.members]
@@ -323,8 +327,11 @@ class Home:
                             f"{control_planes}`")
 
     def prepare(self, api_port: int | None, default_home: bool, tls: bool,
-                control_planes: int | None = None, nodes: int | None = None) -> ClusterConfig:
-        """Create the layout on the first `up`; later calls reuse what was recorded.
+                control_planes: int | None = None, nodes: int | None = None,
+                node_monitor_grace_period: float | None = None,
+                default_unreachable_toleration_seconds: float | None = None) -> ClusterConfig:
+        """Create the layout on the first `up`; later calls reuse what was recorded (the node-loss
+        timings given replace the recorded ones).
 
         Ports: the default home prefers Kubernetes' well-known ports; any other home (tests,
         a second cluster) takes free ones, so two clusters never collide.
@@ -376,6 +383,10 @@ class Home:
             cfg.ingress_http_port = pick_port(80 if default_home else None, taken)
             cfg.ingress_https_port = pick_port(443 if default_home else None, taken | {cfg.ingress_http_port})
         cfg.tls = tls
+        if node_monitor_grace_period is not None:
+            cfg.node_monitor_grace_period = node_monitor_grace_period
+        if default_unreachable_toleration_seconds is not None:
+            cfg.default_unreachable_toleration_seconds = default_unreachable_toleration_seconds
         if not self.tokens_file.exists():
             write_private(self.tokens_file, f"{secrets.token_hex(32)},admin,admin,system:masters\n")
         # imported here: cryptography and netlink are heavy, and only `up` needs them, not the supervisor

@@ -51,6 +51,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                          "namespace of its own, as kind runs them in containers; fixed when the home is created")
     up.add_argument("--wait-timeout", type=_seconds, default=DEFAULT_WAIT, metavar="S",
                     help=f"seconds to wait for every component to be healthy (default {DEFAULT_WAIT:.0f})")
+    up.add_argument("--node-monitor-grace-period", type=_seconds, default=None, metavar="S",
+                    help="seconds a node may stay silent before it is marked NotReady (default 40, as Kubernetes)")
+    up.add_argument("--default-unreachable-toleration-seconds", type=_seconds, default=None, metavar="S",
+                    help="seconds pods without their own toleration stay on an unreachable node before they are "
+                         "evicted (default 300, as Kubernetes)")
     up.set_defaults(func=cmd_up)
 
     down = csub.add_parser("down", help="stop the cluster, keeping its data unless --purge")
@@ -207,7 +212,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         with as_command_error(HomeError):
             home.prepare_check(args.control_planes, args.nodes)
     _check_ports(home, args.api_port)
-    cfg = _prepare(home, args.api_port, args.control_planes, args.nodes)
+    cfg = _prepare(home, args.api_port, args.control_planes, args.nodes,
+                   args.node_monitor_grace_period, args.default_unreachable_toleration_seconds)
     if args.merge_kubeconfig:
         try:
             kubemerge.merge(kubemerge.user_kubeconfig(), _kubeconfig_doc(home))
@@ -234,12 +240,13 @@ def _prerequisites(node_only: bool) -> list[prereq_checks.Problem]:
     return [p for p in prereq_checks.check() if not (node_only and p.package == prereq_checks.BINARIES["etcd"])]
 
 
-def _prepare(home: Home, api_port: int | None, control_planes: int | None,
-             nodes: int | None = None) -> ClusterConfig:
+def _prepare(home: Home, api_port: int | None, control_planes: int | None, nodes: int | None = None,
+             grace: float | None = None, toleration: float | None = None) -> ClusterConfig:
     tls = BY_NAME["apiserver"].available() and apiserver_serves_tls()
     try:
         return home.prepare(api_port, default_home=home.root == resolve(None) and api_port is None, tls=tls,
-                            control_planes=control_planes, nodes=nodes)
+                            control_planes=control_planes, nodes=nodes, node_monitor_grace_period=grace,
+                            default_unreachable_toleration_seconds=toleration)
     except (HomeError, OSError) as e:
         raise CommandError(str(e)) from None
 

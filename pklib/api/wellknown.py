@@ -19,6 +19,9 @@ ARCH_LABEL = "kubernetes.io/arch"
 NOT_READY_TAINT = "node.kubernetes.io/not-ready"
 UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
 UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
+DISK_PRESSURE_TAINT = "node.kubernetes.io/disk-pressure"
+MEMORY_PRESSURE_TAINT = "node.kubernetes.io/memory-pressure"
+PID_PRESSURE_TAINT = "node.kubernetes.io/pid-pressure"
 
 # -- Services and their endpoints -----------------------------------------------------------------------
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"  # an EndpointSlice's Service

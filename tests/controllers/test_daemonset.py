@@ -65,6 +65,36 @@ async def test_daemonset_follows_nodes_and_taints(client: Client, namespace: str
     assert n4 not in await pods_by_node(client, namespace)
 
 
+async def test_daemon_pod_stays_on_a_lost_node(client: Client, namespace: str, start_manager: Any,
+                                              nodes: Nodes) -> None:
+    """As in Kubernetes, daemon pods tolerate the not-ready/unreachable NoExecute taints forever: a lost node
+    keeps its daemon pod (neither evicted nor replaced); the unreachable NoSchedule taint only makes it
+    misscheduled, as on a cordoned node."""
+    group = unique("g")
+    n1 = await nodes.add({"pkt-group": group})
+    await start_manager("daemonset")
+    await client.create(DS, ds_body("agent", group), namespace)
+    by_node = await wait_for(lambda: _one_pod_on(client, namespace, n1), message="a pod on the node")
+    pod = by_node[n1][0]
+    assert {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"} \
+        in pod["spec"]["tolerations"]
+    node = await client.get(NODES, n1)
+    node["spec"]["taints"] = [{"key": "node.kubernetes.io/unreachable", "effect": effect}
+                              for effect in ("NoSchedule", "NoExecute")]
+    await client.update(NODES, node)
+
+    async def misscheduled() -> Any:
+        s = (await client.get(DS, "agent", namespace)).get("status") or {}
+        return s if (s.get("desiredNumberScheduled"), s.get("numberMisscheduled")) == (0, 1) else None
+    await wait_for(misscheduled, message="the lost node's pod counted as misscheduled")
+    assert [p["metadata"]["uid"] for p in (await pods_by_node(client, namespace))[n1]] == [pod["metadata"]["uid"]]
+
+
+async def _one_pod_on(client: Client, ns: str, node: str) -> Any:
+    by_node = await pods_by_node(client, ns)
+    return by_node if set(by_node) == {node} and len(by_node[node]) == 1 else None
+
+
 async def test_daemonset_rolling_update(client: Client, namespace: str, start_manager: Any, nodes: Nodes) -> None:
     group = unique("g")
     names = [await nodes.add({"pkt-group": group}) for _ in range(3)]

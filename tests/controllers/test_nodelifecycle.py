@@ -65,6 +65,11 @@ async def test_silent_node_pods_are_recreated_elsewhere(cluster: Cluster, cclien
 
         await wait_for(marked, 15, message=f"{doomed} Ready=Unknown with the unreachable taints")
         assert condition(await cclient.get(NODES, survivor), "Ready") == "True"
+        # No kubelet speaks for the lost node's pods: none is Ready (Services stop sending them traffic).
+
+        async def not_ready() -> bool:
+            return condition(await cclient.get(PODS, "stays", cns), "Ready") == "False"
+        await wait_for(not_ready, 10, message="the pod on the lost node not Ready")
 
         # Default toleration 2 s: the pods are evicted and their replacements run on the survivor.
         async def recreated() -> bool:

@@ -5,6 +5,7 @@ import ipaddress
 import json
 import os
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from typing import Any, Iterator
 from pkctl.cluster.components import BY_NAME
 from pkctl.cluster.procs import ProcRecord
 from tests.support.leftovers import processes_mentioning
-from tests.util import unique
+from tests.util import unique, wait_for_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "manifests" / "examples"
@@ -206,3 +207,72 @@ def on_machine(netns: str, *argv: str, timeout: float = 180) -> subprocess.Compl
     """pkctl run on a joining machine (inside its network namespace only, as worker nodes' kubelets are)."""
     return subprocess.run(["nsenter", f"--net=/run/netns/{netns}", "--", sys.executable, "-m", "pkctl.main", *argv],
                           cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+class NodeLoss:
+    """A worker node of a multi-node local cluster (`up --nodes N`) dying as a machine dies, and coming back.
+
+    die(): its kubelet and proxy stop (frozen by SIGSTOP: a dead machine runs nothing, and the supervisor must
+    not restart them yet), every process of its pods is killed, its network namespace is unplugged from the
+    cluster bridge. come_back(): the link is plugged back and the frozen kubelet and proxy are killed, so the
+    supervisor starts them afresh, as a rebooted machine starts its services."""
+
+    def __init__(self, home: Path, node: str):
+        cfg = json.loads((home / "config.json").read_text())
+        self.worker: dict[str, Any] = next(w for w in cfg["workers"] if w["name"] == node)
+        self.bridge: str = cfg["node_bridge"]
+        self.cgroup = f"{cfg['cgroup_parent']}-w{self.worker['index']}"
+        self.runtime = home / "nodes" / node / "runtime"
+        records = [ProcRecord.from_state(json.loads((home / "run" / f"{c}.json").read_text()))
+                   for c in (f"kubelet-{node}", f"proxy-{node}")]
+        self.daemons = {r.pid for r in records if r}
+        assert len(self.daemons) == 2, records
+        self.dead = False
+
+    def die(self, kill_pods: bool = True) -> None:
+        """`kill_pods` False: a network partition rather than a dead machine (its pods keep running)."""
+        self.dead = True
+        _signal(self.daemons, signal.SIGSTOP)
+        if kill_pods:
+            pods = {int(p) for p in processes_mentioning(str(self.runtime))} | self._cgroup_pids()
+            _signal(pods - self.daemons, signal.SIGKILL)
+        subprocess.run(["ip", "link", "set", self.worker["veth"], "nomaster"], check=True)
+
+    def come_back(self) -> None:
+        """(Once; again does nothing, so that a test's `finally` may call it.)"""
+        if self.dead:
+            self.dead = False
+            subprocess.run(["ip", "link", "set", self.worker["veth"], "master", self.bridge, "up"], check=True)
+            _signal(self.daemons, signal.SIGKILL)
+
+    def container_pod_uids(self, running_only: bool = False) -> list[str | None]:
+        """The pod of each container runc knows on the node, or of each running one (the kubelet labels its
+        containers with their pod's UID)."""
+        from kubelet.plan import POD_UID_LABEL
+        def runc_list() -> subprocess.CompletedProcess[str] | None:
+            p = subprocess.run(["runc", "--root", str(self.runtime / "runc"), "list", "--format", "json"],
+                               capture_output=True, text=True, timeout=30)
+            return p if p.returncode == 0 else None
+        # runc fails to list a container the kubelet removes meanwhile: ask again
+        p: subprocess.CompletedProcess[str] = wait_for_sync(runc_list, timeout=10, message="runc list")
+        uids: list[str | None] = []
+        for c in json.loads(p.stdout or "null") or []:
+            if c["status"] == "running" or not running_only:
+                meta = self.runtime / "containers" / c["id"] / "meta.json"
+                uids.append(json.loads(meta.read_text())["labels"].get(POD_UID_LABEL) if meta.exists() else None)
+        return uids
+
+    def _cgroup_pids(self) -> set[int]:
+        pids: set[int] = set()
+        for root, _, files in os.walk("/sys/fs/cgroup"):
+            if self.cgroup in Path(root).parts and "cgroup.procs" in files:
+                pids |= {int(x) for x in Path(root, "cgroup.procs").read_text().split()}
+        return pids
+
+
+def _signal(pids: set[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass

@@ -278,6 +278,34 @@ def test_kubelet_runs_for_real_with_the_homes_names_and_dns(tmp_path: Path) -> N
     assert cm[cm.index("--cluster-cidr") + 1] == cfg.cluster_cidr
 
 
+def test_node_loss_timings_reach_the_controller_manager_and_the_kubelets_lease(tmp_path: Path) -> None:
+    home = Home(tmp_path / "h")
+
+    def flags(name: str, cfg: ClusterConfig) -> dict[str, str]:
+        argv = BY_NAME[name].argv(home, cfg)
+        return dict(zip(argv, argv[1:]))
+    cfg = home.prepare(None, default_home=False, tls=False)
+    # Kubernetes' defaults: 40 s of silence, 300 s of toleration, a Lease renewed every 10 s
+    assert (flags("controller-manager", cfg)["--node-monitor-grace-period"],
+            flags("controller-manager", cfg)["--default-unreachable-toleration-seconds"],
+            flags("kubelet", cfg)["--node-lease-renew-interval"]) == ("40", "300", "10")
+    # a shortened grace period shortens the renewals too (a live node is never taken for a lost one); a later
+    # `up` without the flags keeps them
+    home.prepare(None, default_home=False, tls=False, node_monitor_grace_period=6,
+                 default_unreachable_toleration_seconds=4.5)
+    cfg = home.prepare(None, default_home=False, tls=False)
+    assert (flags("controller-manager", cfg)["--node-monitor-grace-period"],
+            flags("controller-manager", cfg)["--default-unreachable-toleration-seconds"],
+            flags("kubelet", cfg)["--node-lease-renew-interval"]) == ("6", "4.5", "1.5")
+
+
+def test_bad_node_loss_timing_is_a_one_line_error() -> None:
+    p = subprocess.run([sys.executable, "-m", "pkctl.main", "cluster", "up", "--home", str(Path("/nonexistent-pkt")),
+                        "--node-monitor-grace-period", "soon"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert "--node-monitor-grace-period: 'soon' is not a number of seconds" in p.stderr, p.stderr
+
+
 def test_member_lines_pick_one_members_records_and_their_continuations() -> None:
     log = [b"==== 2026-01-01T00:00:00Z pkube supervisor: starting control-plane\n",
            b"2026-01-01 00:00:01,000 INFO [scheduler] scheduler: scheduling\n",

@@ -11,7 +11,7 @@ from pklib.api.nodeaffinity import node_selector_matches, pod_matches_node, requ
 from pklib.api.podresources import pod_amounts
 from pklib.api.qos import qos_class
 from pklib.api.timefmt import format_micro_time, format_time, parse_time
-from pklib.api.tolerations import tolerates, untolerated
+from pklib.api.tolerations import tolerates, untolerated, with_daemon_tolerations
 
 TAINT = {"key": "foo", "value": "bar", "effect": "NoSchedule"}
 
@@ -38,6 +38,20 @@ def test_untolerated_keeps_only_the_asked_effects() -> None:
     taints = [TAINT, {"key": "x", "effect": "NoExecute"}, {"key": "y", "effect": "PreferNoSchedule"}]
     assert untolerated(taints, [], ("NoExecute",)) == [taints[1]]
     assert untolerated(taints, [{"key": "foo", "operator": "Exists"}], ("NoSchedule", "NoExecute")) == [taints[1]]
+
+
+def test_daemon_pods_tolerate_node_loss_forever_and_keep_their_other_tolerations() -> None:
+    own = [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"},
+           {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
+            "tolerationSeconds": 5}]
+    got = with_daemon_tolerations(own)
+    assert got[0] == own[0]
+    lost = [t for t in got if t.get("key") == "node.kubernetes.io/unreachable"]
+    assert lost == [{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"}]
+    taints = [{"key": k, "effect": "NoExecute"} for k in ("node.kubernetes.io/not-ready",
+                                                            "node.kubernetes.io/unreachable")]
+    assert untolerated(taints, with_daemon_tolerations(None), ("NoExecute",)) == []
+    assert untolerated([{"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"}], got, ("NoSchedule",))
 
 
 LABELS = {"zone": "a", "cores": "8", "gpu": ""}
