@@ -212,8 +212,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         with as_command_error(HomeError):
             home.prepare_check(args.control_planes, args.nodes)
     _check_ports(home, args.api_port)
+    # `restore` ends here too; its flags have no node-loss timings (the home keeps the defaults)
     cfg = _prepare(home, args.api_port, args.control_planes, args.nodes,
-                   args.node_monitor_grace_period, args.default_unreachable_toleration_seconds)
+                   getattr(args, "node_monitor_grace_period", None),
+                   getattr(args, "default_unreachable_toleration_seconds", None))
     if args.merge_kubeconfig:
         try:
             kubemerge.merge(kubemerge.user_kubeconfig(), _kubeconfig_doc(home))

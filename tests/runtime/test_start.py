@@ -11,7 +11,7 @@ import pytest
 from kubelet.runtime.interface import (ContainerConfig, ContainerState, ContainerStatus, LogOptions, RuntimeError_,
                                       SandboxConfig)
 from kubelet.runtime.runc import RuncRuntime
-from tests.util import wait_for
+from tests.util import wait_for, wait_for_sync
 
 pytestmark = pytest.mark.root
 
@@ -41,7 +41,9 @@ async def test_command_runs_only_once_started_and_runc_agrees(runtime: RuncRunti
     assert (await runtime.runc.state(cid) or {}).get("status") == "running"
     assert await wait_for(lambda: log_text(runtime, cid), message="the command's output") == ["started"]
     # the command replaced the shell in the container's init process
-    assert Path(f"/proc/{running.pid}/cmdline").read_bytes().split(b"\0")[0] == b"sleep"
+    # (the shell prints before it execs: poll, the exec follows within moments)
+    wait_for_sync(lambda: Path(f"/proc/{running.pid}/cmdline").read_bytes().split(b"\0")[0] == b"sleep",
+                  message="sleep replacing the shell")
 
     with pytest.raises(RuntimeError_, match="container app cannot be started: .*already running"):
         await runtime.start_container(cid)
