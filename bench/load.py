@@ -114,7 +114,7 @@ class Client:
         await self.call("patch_merge", "PATCH", self.path(resource, name), resource,
                         {"metadata": {"annotations": {"merge": str(seq)}}}, MERGE, event="MODIFIED")
         strategic = ({"data": {"strategic": str(seq)}} if resource == "configmaps" else
-                     {"spec": {"containers": [{"name": "side", "image": f"busybox:1.{seq % 1000}"}]}})
+                     {"spec": {"containers": [{"name": "side", "image": f"busybox:2.{seq}"}]}})
         await self.call("patch_strategic", "PATCH", self.path(resource, name), resource, strategic, STRATEGIC,
                         event="MODIFIED")
         await self.call("delete", "DELETE", self.path(resource, name), resource, event="DELETED")
@@ -143,30 +143,52 @@ class Client:
 class Seen:
     events: dict[str, list[tuple[str, int]]] = field(default_factory=lambda: defaultdict(list))
     errors: list[str] = field(default_factory=list)
+    watches: int = 0  # watch requests made (the first and every resume)
+    abandoned: int = 0  # of which the client closed the connection in the middle
 
 
-async def watch(s: aiohttp.ClientSession, url: str, resource: str, rv: str, seen: Seen,
-                ready: asyncio.Event, stop: asyncio.Event) -> None:
-    params = {"watch": "true", "resourceVersion": rv, "allowWatchBookmarks": "true", "timeoutSeconds": "3600"}
-    async with s.get(f"{url}/api/v1/namespaces/{NS}/{resource}", params=params,
-                     timeout=aiohttp.ClientTimeout(total=None, sock_read=None)) as r:
-        if r.status != 200:
-            seen.errors.append(f"watch {resource}: {r.status} {(await r.read())[:200]!r}")
+async def watch(s: aiohttp.ClientSession, url: str, resource: str, rv: str, seen: Seen, ready: asyncio.Event,
+                stop: asyncio.Event, rng: random.Random) -> None:
+    """Like an informer: a watch that the server ends after a few seconds (timeoutSeconds), or that this client
+    drops now and then, resumed each time from the last resourceVersion seen (events or bookmarks)."""
+    while not stop.is_set():
+        params = {"watch": "true", "resourceVersion": rv, "allowWatchBookmarks": "true",
+                  "timeoutSeconds": str(rng.randint(2, 10))}
+        abandon_after = rng.randint(20, 500) if rng.random() < 0.3 else 0
+        seen.watches += 1
+        async with s.get(f"{url}/api/v1/namespaces/{NS}/{resource}", params=params,
+                         timeout=aiohttp.ClientTimeout(total=None, sock_read=None)) as r:
+            if r.status != 200:
+                seen.errors.append(f"watch {resource}: {r.status} {(await r.read())[:200]!r}")
+                ready.set()
+                return
             ready.set()
-            return
-        ready.set()
-        async for line in r.content:
-            if not line.strip():
-                continue
-            ev = orjson.loads(line)
-            if ev["type"] == "BOOKMARK":
-                continue
-            if ev["type"] == "ERROR":
-                seen.errors.append(f"watch {resource}: {ev['object'].get('message')}")
-                return
-            seen.events[resource].append((ev["type"], int(ev["object"]["metadata"]["resourceVersion"])))
-            if stop.is_set():
-                return
+            received = 0
+            async for line in r.content:
+                if not line.strip():
+                    continue
+                ev = orjson.loads(line)
+                if ev["type"] == "ERROR":
+                    seen.errors.append(f"watch {resource} from {rv}: {ev['object'].get('message')}")
+                    return
+                rv = ev["object"]["metadata"]["resourceVersion"]
+                if ev["type"] != "BOOKMARK":
+                    seen.events[resource].append((ev["type"], int(rv)))
+                received += 1
+                if stop.is_set():
+                    return
+                if received == abandon_after:
+                    seen.abandoned += 1
+                    r.close()  # drop the connection, as a client that dies or restarts would
+                    break
+
+
+async def registered_watchers(s: aiohttp.ClientSession, url: str) -> float:
+    """The apiserver's count of open watches (its apiserver_registered_watchers gauge, all resources)."""
+    async with s.get(f"{url}/metrics") as r:
+        text = await r.text()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("apiserver_registered_watchers{"))
 
 
 def check_watchers(tally: Tally, watchers: list[Seen]) -> dict[str, Any]:
@@ -215,10 +237,11 @@ async def load(url: str, token: str, pid: int, clients: int, seconds: float, wat
         stop = asyncio.Event()
         readies: list[asyncio.Event] = []
         tasks = []
+        rng = random.Random(-1)
         for w in seen:
             for res in RESOURCES:
                 readies.append(asyncio.Event())
-                tasks.append(asyncio.create_task(watch(s, url, res, rv, w, readies[-1], stop)))
+                tasks.append(asyncio.create_task(watch(s, url, res, rv, w, readies[-1], stop, rng)))
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in readies)), 30)
         began = time.monotonic()
         rss: list[tuple[float, float | None]] = []
@@ -240,6 +263,10 @@ async def load(url: str, token: str, pid: int, clients: int, seconds: float, wat
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # every watch is closed now: the server must forget them (it sweeps for gone clients every 2 s)
+        deadline = time.monotonic() + 15
+        while (left := await registered_watchers(s, url)) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
     writes = sum(tally.count[v] - tally.conflicts[v] - sum(n for e, n in tally.errors.items() if e.startswith(v + " "))
                  for v in ("create", "update", "patch_merge", "patch_strategic", "delete"))
     verbs = [v for v in ("create", "get", "update", "patch_merge", "patch_strategic", "delete") if tally.latency[v]]
@@ -251,6 +278,9 @@ async def load(url: str, token: str, pid: int, clients: int, seconds: float, wat
             "errors_other_than_409_total": sum(tally.errors.values()), "writes_ok": writes,
             "apiserver_rss_mib_during": rss,
             "watch": {**check_watchers(tally, seen), "drain_after_writes_s": watch_drain_s,
+                      "watch_requests": sum(w.watches for w in seen),
+                      "dropped_by_client": sum(w.abandoned for w in seen),
+                      "server_watches_left_15s_after_close": left,
                       # successful writes that returned a resourceVersion another write had (a no-op: no event)
                       "writes_sharing_a_resource_version": writes + len(last) - len(tally.writes)}}
 
