@@ -1,6 +1,6 @@
 """Load: 50 concurrent clients writing for 60 s against a real apiserver on etcd, with watches open.
 
-Each client loops over its own ConfigMaps and Pods (pods have no node: no scheduler runs) doing creates, GETs,
+Each client (one in five on a new connection per request) loops over its own ConfigMaps and Pods (pods have no node: no scheduler runs) doing creates, GETs,
 updates (PUT with the resourceVersion it read), merge patches, strategic-merge patches and deletes, and now and then
 a read-modify-write of a few ConfigMaps that every client shares (those PUTs meet each other: 409 Conflict is
 expected there and counted apart). Meanwhile `--watchers` watchers each watch the namespace's ConfigMaps and Pods
@@ -246,7 +246,11 @@ async def load(url: str, token: str, pid: int, clients: int, seconds: float, wat
         began = time.monotonic()
         rss: list[tuple[float, float | None]] = []
         sampler = asyncio.create_task(sample_rss(pid, max(1.0, seconds / 12), rss, began))
-        await asyncio.gather(*(Client(s, url, tally).run(i, began + seconds) for i in range(clients)))
+        # one client in five connects anew for every request, as a kubectl invocation does
+        async with aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(force_close=True),
+                                         timeout=aiohttp.ClientTimeout(total=60)) as fresh:
+            await asyncio.gather(*(Client(fresh if i % 5 == 4 else s, url, tally).run(i, began + seconds)
+                                   for i in range(clients)))
         elapsed = time.monotonic() - began
         sampler.cancel()
         # a last write per resource marks the end: every watcher has all writes once it has seen this one
