@@ -112,10 +112,7 @@ async def serve_watch(request: web.Request, storage: Storage, cache: WatchCache,
         # From computing the replay to registering the watcher nothing awaits: no event can fall in between.
         if rv:
             try:
-                probe = Watcher(ns_prefix, matches, asyncio.Queue())
-                for ev in rc.since(rv):
-                    probe.offer(ev)
-                initial = [probe.queue.get_nowait() or b"" for _ in range(probe.queue.qsize())]
+                initial = rc.replay(rv, ns_prefix, matches)
             except TooOld as e:
                 failure = StatusError(410, "Expired", str(e))
         else:

@@ -60,13 +60,18 @@ class Event:
     key: str
     obj: Cached
     prev: Cached | None  # the object before this event (selector transitions)
-    lines: dict[str, bytes] = field(default_factory=dict)  # encoded once, shared by every watcher
+    lines: dict[str, bytes] = field(default_factory=dict)  # encoded once, shared by the watchers it is offered to
 
     def line(self, type_: str) -> bytes:
         encoded = self.lines.get(type_)
         if encoded is None:
             encoded = self.lines[type_] = event_line(type_, self.obj.raw)
         return encoded
+
+    def forget_lines(self) -> None:
+        """Drops the encoded lines once every watcher of the moment has its own reference (queued): kept in the
+        history they would double the bytes it holds. A watch resumed later encodes them again."""
+        self.lines.clear()
 
 
 # A watcher's filter: (object) -> bool.
@@ -150,6 +155,15 @@ class ResourceCache:
         self.history.append((revision, event))
         for w in list(self.watchers):
             w.offer(event)
+        event.forget_lines()
+
+    def replay(self, revision: int, key_prefix: str, matches: Filter) -> list[bytes]:
+        """The lines a watch resumed after `revision` starts with (TooOld when the history does not reach back)."""
+        probe = Watcher(key_prefix, matches, asyncio.Queue())
+        for ev in self.since(revision):
+            probe.offer(ev)
+            ev.forget_lines()
+        return [probe.queue.get_nowait() or b"" for _ in range(probe.queue.qsize())]
 
     def items(self, key_prefix: str, matches: Filter | None) -> list[Cached]:
         # Key order, like a list from etcd, so that both sources agree.

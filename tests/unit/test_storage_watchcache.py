@@ -90,6 +90,22 @@ async def test_selector_watchers_see_objects_enter_and_leave(setup: tuple[Memory
         ("ADDED", "blue"), ("DELETED", "red")]
 
 
+async def test_event_lines_are_shared_by_watchers_but_not_kept_in_history(
+        setup: tuple[MemoryStorage, WatchCache]) -> None:
+    store, cache = setup
+    rc = cache.for_prefix(PREFIX)
+    a, b = Watcher(PREFIX, lambda o: True), Watcher(PREFIX, lambda o: True)
+    rc.watchers.update({a, b})
+    rev = await store.create(PREFIX + "ns/x", cm("x"))
+    assert await cache.wait_for_revision(rev, 5)
+    line = a.queue.get_nowait()
+    assert line is not None and line is b.queue.get_nowait()  # encoded once for both
+    # The history holds the object, not also its encoded line (which would double its bytes under load).
+    assert [ev.lines for _, ev in rc.history] == [{}]
+    assert rc.replay(rev - 1, PREFIX, lambda o: True) == [line]  # a resumed watch: encoded again, not kept
+    assert [ev.lines for _, ev in rc.history] == [{}]
+
+
 async def test_slow_watcher_is_dropped_without_blocking_others(setup: tuple[MemoryStorage, WatchCache]) -> None:
     store, cache = setup
     rc = cache.for_prefix(PREFIX)
