@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.apiserver import ms, pct  # noqa: E402
 from bench.common import control_plane, parse_flags, report, status_mib  # noqa: E402
+from apiserver.watchcache import HISTORY  # noqa: E402
 
 NS = "load"
 SHARED = 5  # ConfigMaps every client read-modify-writes (the source of 409s)
@@ -300,6 +301,7 @@ def main() -> int:
         rss["after_pause_mib"] = status_mib(pid)
         rss["peak_mib"] = status_mib(pid, "VmHWM")
         rss["pause_seconds"] = args.settle_seconds
+        rss["watch_cache_history_events_per_resource"] = HISTORY  # RSS grows until this is full, then flat
         result["apiserver_rss"] = rss
         if cp.api.proc.poll() is not None:
             result["apiserver_exited"] = cp.api.proc.returncode
