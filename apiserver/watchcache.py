@@ -109,7 +109,7 @@ def event_line(type_: str, raw: bytes) -> bytes:
 @dataclass(eq=False)
 class Watcher:
     namespace_prefix: str  # the key prefix this watcher sees (a namespace, or the whole resource)
-    matches: Filter
+    matches: Filter | None  # None: every object (no need to decode a version the history keeps as JSON only)
     queue: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(WATCHER_QUEUE))
     dropped: bool = False
     connected: Callable[[], bool] = lambda: True  # False once the client is gone (checked by the sweep)
@@ -117,8 +117,11 @@ class Watcher:
     def offer(self, ev: Event) -> None:
         if self.dropped or not ev.key.startswith(self.namespace_prefix):
             return
-        now = self.matches(ev.obj.obj)
-        before = ev.prev is not None and self.matches(ev.prev.obj)
+        if self.matches is None:
+            now, before = True, ev.prev is not None
+        else:
+            now = self.matches(ev.obj.obj)
+            before = ev.prev is not None and self.matches(ev.prev.obj)
         if ev.type == "DELETED":
             line = ev.line("DELETED") if before or now else None
         elif now:
@@ -185,7 +188,7 @@ class ResourceCache:
         if ev.type == "DELETE":
             cached.superseded()
 
-    def replay(self, revision: int, key_prefix: str, matches: Filter) -> list[bytes]:
+    def replay(self, revision: int, key_prefix: str, matches: Filter | None) -> list[bytes]:
         """The lines a watch resumed after `revision` starts with (TooOld when the history does not reach back)."""
         probe = Watcher(key_prefix, matches, asyncio.Queue())
         for ev in self.since(revision):

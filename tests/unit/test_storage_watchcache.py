@@ -121,6 +121,8 @@ async def test_history_keeps_superseded_versions_as_right_sized_json(setup: tupl
             (created, updated, deleted)] == [("1", str(r1)), ("2", str(r2)), ("2", str(r3))]
     v2 = rc.replay(r1 - 1, PREFIX, lambda o: o["metadata"]["labels"]["v"] == "2")
     assert [orjson.loads(line)["type"] for line in v2] == ["ADDED", "DELETED"]
+    everything = rc.replay(r1 - 1, PREFIX, None)  # no filter: nothing to decode
+    assert [orjson.loads(line)["type"] for line in everything] == ["ADDED", "MODIFIED", "DELETED"]
 
 
 def test_cached_json_is_right_sized() -> None:
