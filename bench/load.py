@@ -4,7 +4,8 @@ Each client (one in five on a new connection per request) loops over its own Con
 updates (PUT with the resourceVersion it read), merge patches, strategic-merge patches and deletes, and now and then
 a read-modify-write of a few ConfigMaps that every client shares (those PUTs meet each other: 409 Conflict is
 expected there and counted apart). Meanwhile `--watchers` watchers each watch the namespace's ConfigMaps and Pods
-and check that they see every write made, once, in resourceVersion order.
+(half of them through a label selector) and check that they see every write made, once, in resourceVersion
+order.
 
 Reports p50/p99 latency per verb, errors other than 409 by status code and message (target 0), watch events seen
 vs writes made, and the apiserver's RSS before, after, and after a pause (for its caches to settle).
@@ -149,12 +150,12 @@ class Seen:
 
 
 async def watch(s: aiohttp.ClientSession, url: str, resource: str, rv: str, seen: Seen, ready: asyncio.Event,
-                stop: asyncio.Event, rng: random.Random) -> None:
+                stop: asyncio.Event, rng: random.Random, selector: str) -> None:
     """Like an informer: a watch that the server ends after a few seconds (timeoutSeconds), or that this client
     drops now and then, resumed each time from the last resourceVersion seen (events or bookmarks)."""
     while not stop.is_set():
         params = {"watch": "true", "resourceVersion": rv, "allowWatchBookmarks": "true",
-                  "timeoutSeconds": str(rng.randint(2, 10))}
+                  "timeoutSeconds": str(rng.randint(2, 10)), **({"labelSelector": selector} if selector else {})}
         abandon_after = rng.randint(20, 500) if rng.random() < 0.3 else 0
         seen.watches += 1
         async with s.get(f"{url}/api/v1/namespaces/{NS}/{resource}", params=params,
@@ -239,10 +240,12 @@ async def load(url: str, token: str, pid: int, clients: int, seconds: float, wat
         readies: list[asyncio.Event] = []
         tasks = []
         rng = random.Random(-1)
-        for w in seen:
+        for i, w in enumerate(seen):
             for res in RESOURCES:
                 readies.append(asyncio.Event())
-                tasks.append(asyncio.create_task(watch(s, url, res, rv, w, readies[-1], stop, rng)))
+                # half the watchers filter by a label every object has: the same events, through the filter
+                tasks.append(asyncio.create_task(watch(s, url, res, rv, w, readies[-1], stop, rng,
+                                                       "app=load" if i % 2 else "")))
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in readies)), 30)
         began = time.monotonic()
         rss: list[tuple[float, float | None]] = []
