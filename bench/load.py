@@ -1,11 +1,12 @@
 """Load: 50 concurrent clients writing for 60 s against a real apiserver on etcd, with watches open.
 
-Each client (one in five on a new connection per request) loops over its own ConfigMaps and Pods (pods have no node: no scheduler runs) doing creates, GETs,
-updates (PUT with the resourceVersion it read), merge patches, strategic-merge patches and deletes, and now and then
-a read-modify-write of a few ConfigMaps that every client shares (those PUTs meet each other: 409 Conflict is
-expected there and counted apart). Meanwhile `--watchers` watchers each watch the namespace's ConfigMaps and Pods
-(half of them through a label selector) and check that they see every write made, once, in resourceVersion
-order.
+Each client (one in five on a new connection per request) loops over its own ConfigMaps and Pods (pods have no
+node: no scheduler runs) doing creates, GETs, updates (PUT with the resourceVersion it read), merge patches,
+strategic-merge patches and deletes, and now and then a read-modify-write of a few ConfigMaps that every client
+shares (those PUTs meet each other: 409 Conflict is expected there and counted apart). Meanwhile `--watchers`
+informer-like watchers (half of them through a label selector; resumed from their last resourceVersion after
+server timeouts and their own drops) each watch the namespace's ConfigMaps and Pods and check that they see every
+write made, once, in resourceVersion order; once closed, the apiserver must forget them.
 
 Reports p50/p99 latency per verb, errors other than 409 by status code and message (target 0), watch events seen
 vs writes made, and the apiserver's RSS before, after, and after a pause (for its caches to settle).
