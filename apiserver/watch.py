@@ -24,7 +24,7 @@ from .handlers_objects import collection_prefix, converts, served_line
 from .metrics import Metrics
 from .status import StatusError
 from .storage.interface import CompactedError, Storage
-from .watchcache import WATCHER_QUEUE, TooOld, WatchCache, Watcher, event_line, resource_prefix
+from .watchcache import WATCHER_QUEUE, Filter, TooOld, WatchCache, Watcher, event_line, resource_prefix
 
 log = logging.getLogger("apiserver.watch")
 
@@ -82,7 +82,8 @@ async def serve_watch(request: web.Request, storage: Storage, cache: WatchCache,
     query = request.query
     filters = parse_filters(res, query)
     by_labels_fields = filters.matches
-    matches = by_labels_fields if name is None else (
+    # None when everything matches: the history's older versions then need no decoding for a resumed watch
+    matches: Filter | None = (None if filters.trivial else by_labels_fields) if name is None else (
         lambda obj: (obj.get("metadata") or {}).get("name") == name and by_labels_fields(obj))
     # A timeout past a year is as good as none (and asyncio cannot schedule int64 seconds ahead).
     timeout = min(int64(query.get("timeoutSeconds") or 0, "timeoutSeconds"), MAX_TIMEOUT) \
@@ -112,10 +113,7 @@ async def serve_watch(request: web.Request, storage: Storage, cache: WatchCache,
         # From computing the replay to registering the watcher nothing awaits: no event can fall in between.
         if rv:
             try:
-                probe = Watcher(ns_prefix, matches, asyncio.Queue())
-                for ev in rc.since(rv):
-                    probe.offer(ev)
-                initial = [probe.queue.get_nowait() or b"" for _ in range(probe.queue.qsize())]
+                initial = rc.replay(rv, ns_prefix, matches)
             except TooOld as e:
                 failure = StatusError(410, "Expired", str(e))
         else:

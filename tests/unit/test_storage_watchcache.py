@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import tracemalloc
 from typing import AsyncIterator
 
 import orjson
@@ -88,6 +89,53 @@ async def test_selector_watchers_see_objects_enter_and_leave(setup: tuple[Memory
         lines.append(orjson.loads(w.queue.get_nowait() or b"null"))
     assert [(ev["type"], ev["object"]["metadata"]["labels"]["team"]) for ev in lines] == [
         ("ADDED", "blue"), ("DELETED", "red")]
+
+
+async def test_event_lines_are_shared_by_watchers_but_not_kept_in_history(
+        setup: tuple[MemoryStorage, WatchCache]) -> None:
+    store, cache = setup
+    rc = cache.for_prefix(PREFIX)
+    a, b = Watcher(PREFIX, lambda o: True), Watcher(PREFIX, lambda o: True)
+    rc.watchers.update({a, b})
+    rev = await store.create(PREFIX + "ns/x", cm("x"))
+    assert await cache.wait_for_revision(rev, 5)
+    line = a.queue.get_nowait()
+    assert line is not None and line is b.queue.get_nowait()  # encoded once for both
+    # The history holds the object, not also its encoded line (which would double its bytes under load).
+    assert [ev.lines for _, ev in rc.history] == [{}]
+    assert rc.replay(rev - 1, PREFIX, lambda o: True) == [line]  # a resumed watch: encoded again, not kept
+    assert [ev.lines for _, ev in rc.history] == [{}]
+
+
+async def test_history_keeps_superseded_versions_as_right_sized_json(setup: tuple[MemoryStorage, WatchCache]) -> None:
+    store, cache = setup
+    rc = cache.for_prefix(PREFIX)
+    r1 = await store.create(PREFIX + "ns/a", cm("a", v="1"))
+    r2 = await store.update(PREFIX + "ns/a", cm("a", v="2"), r1)
+    r3 = (await store.delete(PREFIX + "ns/a")).mod_revision
+    assert await cache.wait_for_revision(r3, 5)
+    created, updated, deleted = (ev.obj for _, ev in rc.history)
+    # Only the JSON is held for versions no longer current; `obj` decodes it when a resumed watch filters.
+    assert created._obj is updated._obj is deleted._obj is None
+    assert [(c.obj["metadata"]["labels"]["v"], c.obj["metadata"]["resourceVersion"]) for c in
+            (created, updated, deleted)] == [("1", str(r1)), ("2", str(r2)), ("2", str(r3))]
+    v2 = rc.replay(r1 - 1, PREFIX, lambda o: o["metadata"]["labels"]["v"] == "2")
+    assert [orjson.loads(line)["type"] for line in v2] == ["ADDED", "DELETED"]
+    everything = rc.replay(r1 - 1, PREFIX, None)  # no filter: nothing to decode
+    assert [orjson.loads(line)["type"] for line in everything] == ["ADDED", "MODIFIED", "DELETED"]
+
+
+def test_cached_json_is_right_sized() -> None:
+    """orjson's bytes keep the buffer it grew (8 KiB for 1 KiB of JSON); the cache keeps a right-sized copy."""
+    obj = cm("big", payload="x" * 1000)
+    tracemalloc.start()
+    try:
+        raw = watchcache.encode(obj)
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert raw == orjson.dumps(obj)
+    assert held < 1.5 * len(raw), (held, len(raw))
 
 
 async def test_slow_watcher_is_dropped_without_blocking_others(setup: tuple[MemoryStorage, WatchCache]) -> None:
