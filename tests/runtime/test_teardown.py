@@ -13,7 +13,7 @@ from kubelet.runtime import cgroups
 from kubelet.runtime.interface import ContainerConfig, NotFound, SandboxConfig
 from kubelet.runtime.runc import RuncRuntime
 from kubelet.runtime.sandbox import hold_uts_ipc
-from tests.support.leftovers import leftovers
+from tests.support.leftovers import leftovers, processes_mentioning
 
 pytestmark = pytest.mark.root
 
@@ -35,6 +35,27 @@ async def test_remove_sandbox_leaves_nothing_behind(runtime: RuncRuntime, busybo
     assert await runtime.list_sandboxes() == []
     with pytest.raises(NotFound):
         await runtime.sandbox_status(sid)
+
+
+async def test_shared_pid_namespace_is_joined_by_every_container_and_ends_with_the_sandbox(
+        runtime: RuncRuntime, busybox: str) -> None:
+    """shareProcessNamespace: the sandbox holds one PID namespace (its init is PID 1), every container joins it;
+    stopping the sandbox ends all of it, holder included."""
+    sid = await runtime.run_sandbox(SandboxConfig(name="shared", namespace="default", uid="uid-shared",
+                                                  share_pid=True))
+    cids = []
+    for name, seconds in (("one", "3601"), ("two", "3602")):
+        cids.append(await runtime.create_container(sid, ContainerConfig(name=name, image=busybox,
+                                                                        command=["sleep", seconds])))
+        await runtime.start_container(cids[-1])
+    ps = (await runtime.exec(cids[1], ["ps", "-o", "pid,args"])).stdout.decode().splitlines()
+    assert ps[1].split() == ["1", "sleep", "infinity"] and any(line.endswith(" sleep 3601") for line in ps), ps
+    holder = processes_mentioning(f"--pid={runtime.config.state_dir / 'sandboxes' / sid / 'ns' / 'pid'}")
+    assert len(holder) == 1  # the unshare holding it, found by what leftovers() looks for
+
+    await runtime.stop_sandbox(sid)
+    await runtime.remove_sandbox(sid)
+    assert await leftovers(runtime, node_too=False, mount_markers=tuple(cids)) == {}
 
 
 async def test_stopped_sandbox_releases_network_but_keeps_status(runtime: RuncRuntime, busybox: str) -> None:
