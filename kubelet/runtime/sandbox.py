@@ -4,9 +4,9 @@ UTS and IPC namespaces are held by bind-mounting their nsfs files (what `ip netn
 namespaces), created with util-linux `unshare --uts=FILE --ipc=FILE hostname NAME`. Compared with a pause
 container this costs one short-lived process instead of a runc container + conmon per pod, keeps sandbox setup
 within a few tens of milliseconds, and leaves nothing to crash and restart. (A shared PID namespace needs a
-live init process: a pod with shareProcessNamespace gets one, `unshare --pid=FILE --fork sleep infinity` started
-in its own session (it outlives a kubelet restart), whose PID namespace is held at FILE and joined by every
-container of the pod, as the pause process is in Kubernetes; it ends with the sandbox.)
+live init process: a pod with shareProcessNamespace gets one, `unshare --pid=FILE --fork` of PAUSE started in its
+own session (it outlives a kubelet restart), whose PID namespace is held at FILE and joined by every container of
+the pod, as Kubernetes' pause process is; it ends with the sandbox.)
 """
 from __future__ import annotations
 
@@ -64,14 +64,19 @@ async def hold_uts_ipc(ns_dir: Path, hostname: str, ipc_ns: bool = True) -> tupl
     return uts, ipc
 
 
+# The init of a shared PID namespace, as Kubernetes' pause: shows as `pause`, reaps the orphans of every container
+# (they become its children) and otherwise sleeps. Perl is in every Debian (perl-base is essential).
+PAUSE = ["perl", "-e", '$0 = "pause"; $SIG{CHLD} = sub {}; while (1) { 1 while waitpid(-1, 1) > 0; sleep 3600 }']
+
+
 async def hold_pid_namespace(path: Path) -> None:
-    """A new PID namespace whose init (`sleep infinity`) stays up until end_pid_namespace, bind-mounted at `path`.
+    """A new PID namespace whose init (PAUSE) stays up until end_pid_namespace, bind-mounted at `path`.
 
     `setsid --fork`: the holder is nobody's child here (nothing to reap), its own session (a kubelet stop or
     restart leaves it, as it leaves the containers); `--kill-child`: its init dies with it."""
     path.touch()
     proc = await asyncio.create_subprocess_exec(
-        "setsid", "--fork", "unshare", f"--pid={path}", "--fork", "--kill-child", "sleep", "infinity",
+        "setsid", "--fork", "unshare", f"--pid={path}", "--fork", "--kill-child", *PAUSE,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     await proc.wait()
     deadline = time.monotonic() + 5

@@ -14,6 +14,7 @@ from kubelet.runtime.interface import ContainerConfig, NotFound, SandboxConfig
 from kubelet.runtime.runc import RuncRuntime
 from kubelet.runtime.sandbox import hold_uts_ipc
 from tests.support.leftovers import leftovers, processes_mentioning
+from tests.util import wait_for
 
 pytestmark = pytest.mark.root
 
@@ -49,7 +50,14 @@ async def test_shared_pid_namespace_is_joined_by_every_container_and_ends_with_t
                                                                         command=["sleep", seconds])))
         await runtime.start_container(cids[-1])
     ps = (await runtime.exec(cids[1], ["ps", "-o", "pid,args"])).stdout.decode().splitlines()
-    assert ps[1].split() == ["1", "sleep", "infinity"] and any(line.endswith(" sleep 3601") for line in ps), ps
+    assert ps[1].split() == ["1", "pause"] and any(line.endswith(" sleep 3601") for line in ps), ps
+    # an orphan is adopted by that init, which reaps it when it ends: no zombie is left
+    await runtime.exec(cids[0], ["sh", "-c", "sleep 0.2 & exit 0"])
+
+    async def no_zombie() -> bool:
+        ps = (await runtime.exec(cids[1], ["ps", "-o", "stat,args"])).stdout.decode().splitlines()[1:]
+        return not any("sleep 0.2" in line or line.startswith("Z") for line in ps)  # a zombie's args are gone
+    await wait_for(no_zombie, 10, 0.1, message="the orphan reaped")
     holder = processes_mentioning(f"--pid={runtime.config.state_dir / 'sandboxes' / sid / 'ns' / 'pid'}")
     assert len(holder) == 1  # the unshare holding it, found by what leftovers() looks for
 
