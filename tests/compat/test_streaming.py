@@ -462,6 +462,15 @@ async def test_kubectl_debug_copy_to_shares_processes(tls_node: Node, kctl: Kube
     assert "sleep 3600" in out and "sleep 3601" in out  # its neighbours' processes
     assert all(cstatus(copy, c).get("restartCount", 0) == 0 for c in ("app", "side", "dbg"))
 
+    # -i: kubectl waits for the copy's debug container and attaches its stdin (--set-image changes a container)
+    r = kctl("debug", "-n", sns, "orig", "-i", "--copy-to=orig-copy2", f"--image={BUSYBOX}",
+             "--image-pull-policy=IfNotPresent", f"--set-image=side={BUSYBOX}", "-c", "dbg", "--", "sh",
+             stdin="echo answer-$((6*7))\nexit 0\n")
+    assert "answer-42" in r.stdout, r
+    copy2 = await kc.get(PODS, "orig-copy2", sns)
+    assert [(c["name"], c.get("stdin")) for c in copy2["spec"]["containers"]] == \
+        [("app", None), ("side", None), ("dbg", True)]
+
     # Kubernetes' validation: one PID namespace cannot be both the pod's own and the node's
     both = pod("both", ctr("app", "true"), shareProcessNamespace=True, hostPID=True)
     with pytest.raises(ApiError) as e:
@@ -472,13 +481,13 @@ async def test_kubectl_debug_copy_to_shares_processes(tls_node: Node, kctl: Kube
 async def test_kubectl_debug_node(tls_node: Node, kctl: Kubectl, kc: Client, sns: str) -> None:
     """kubectl debug node/NAME: a pod on that node in its PID, IPC and network namespaces with the node's root at
     /host; Pod Security refuses it in a baseline namespace with Kubernetes' message, a privileged one runs it."""
-    args = (f"node/{tls_node.name}", f"--image={BUSYBOX}", "--image-pull-policy=IfNotPresent", "--profile=legacy",
-            "--", "sh", "-c", "ls -1a /host; chroot /host cat /etc/hostname")
-    r = kctl("debug", "-n", sns, *args, ok=False)
+    args = (f"node/{tls_node.name}", f"--image={BUSYBOX}", "--image-pull-policy=IfNotPresent", "--", "sh", "-c",
+            "ls -1a /host; chroot /host cat /etc/hostname")
+    r = kctl("debug", "-n", sns, "--profile=legacy", *args, ok=False)
     assert r.returncode != 0 and 'is forbidden: violates PodSecurity "baseline:latest": host namespaces ' \
         '(hostNetwork=true, hostPID=true, hostIPC=true), hostPath volumes (volume "host-root")' in r.stderr, r.stderr
     async with pod_namespace(kc, "dbgnode", pod_security="privileged") as ns:
-        r = kctl("debug", "-n", ns, *args)
+        r = kctl("debug", "-n", ns, "--profile=general", *args)
         m = re.search(r"Creating debugging pod (\S+) with container debugger on node " + re.escape(tls_node.name),
                       r.stdout)
         assert m, r.stdout
