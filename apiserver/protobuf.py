@@ -235,7 +235,7 @@ def _parse_fields(spec: str) -> dict[int, F]:
 
 
 MESSAGES: dict[str, dict[int, F]] = {message: _parse_fields(spec) for message, spec in _SCHEMA.items()}
-TOP_LEVEL = ("Pod", "Namespace", "ConfigMap", "Secret", "ServiceAccount", "Service", "Deployment", "Job", "CronJob", "Role",
+TOP_LEVEL = ("Pod", "DeleteOptions", "Namespace", "ConfigMap", "Secret", "ServiceAccount", "Service", "Deployment", "Job", "CronJob", "Role",
              "ClusterRole",
              "RoleBinding", "ClusterRoleBinding", "SelfSubjectAccessReview", "SubjectAccessReview",
              "SelfSubjectRulesReview", "PodDisruptionBudget", "ResourceQuota", "Eviction", "TokenRequest", "TokenReview",
@@ -249,7 +249,7 @@ _KEEP_ZERO = {("DeploymentSpec", "replicas"), ("ServicePort", "port"),
                                         "ttlSecondsAfterFinished", "backoffLimitPerIndex", "maxFailedIndexes")),
               *(("CronJobSpec", f) for f in ("startingDeadlineSeconds", "successfulJobsHistoryLimit",
                                             "failedJobsHistoryLimit")),
-              ("DeleteOptions", "gracePeriodSeconds"), ("PodDisruptionBudgetSpec", "minAvailable"),
+              ("DeleteOptions", "gracePeriodSeconds"), ("DeleteOptions", "orphanDependents"), ("PodDisruptionBudgetSpec", "minAvailable"),
               ("PodDisruptionBudgetSpec", "maxUnavailable"), ("HorizontalPodAutoscalerSpec", "minReplicas"),
               ("HorizontalPodAutoscalerSpec", "targetCPUUtilizationPercentage"),
               *(("PodSpec", f) for f in ("terminationGracePeriodSeconds", "activeDeadlineSeconds", "priority",

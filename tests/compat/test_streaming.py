@@ -471,6 +471,19 @@ async def test_kubectl_debug_copy_to_shares_processes(tls_node: Node, kctl: Kube
     assert [(c["name"], c.get("stdin")) for c in copy2["spec"]["containers"]] == \
         [("app", None), ("side", None), ("dbg", True)]
 
+    # --replace deletes the original, --same-node keeps the copy on its node
+    kctl("debug", "-n", sns, "orig", "--copy-to=orig-copy3", "--replace", "--same-node", f"--image={BUSYBOX}",
+         "--image-pull-policy=IfNotPresent", "-c", "dbg", "--", "sleep", "3603")
+    assert (await kc.get(PODS, "orig-copy3", sns))["spec"]["nodeName"] == tls_node.name
+
+    async def original_gone() -> bool:
+        try:
+            await kc.get(PODS, "orig", sns)
+        except ApiError as e:
+            return e.code == 404
+        return False
+    await wait_for(original_gone, 30, 0.1, message="the original pod deleted")
+
     # Kubernetes' validation: one PID namespace cannot be both the pod's own and the node's
     both = pod("both", ctr("app", "true"), shareProcessNamespace=True, hostPID=True)
     with pytest.raises(ApiError) as e:
