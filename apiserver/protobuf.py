@@ -25,7 +25,7 @@ MAGIC = b"k8s\x00"
 # message -> its fields, "NUMBER jsonName[:type][[]]" (`[]`: repeated), parsed into
 # MESSAGES: message -> field number -> (json name, type, repeated). Types: string (the default), bytes, bool,
 # int (varint), map:string, map:bytes, map:Quantity (map<string, value>), a message name, or special: Time,
-# IntOrString.
+# IntOrString, Quantity.
 F = tuple[str, str, bool]
 _SCHEMA: dict[str, str] = {
     "TypeMeta": "1 apiVersion, 2 kind",
@@ -82,17 +82,92 @@ _SCHEMA: dict[str, str] = {
                    "5 jobTemplate:JobTemplateSpec, 6 successfulJobsHistoryLimit:int, 7 failedJobsHistoryLimit:int, "
                    "8 timeZone",
     "JobTemplateSpec": "1 metadata:ObjectMeta, 2 spec:JobSpec",
-    "PodSpec": "2 containers:Container[], 3 restartPolicy, 4 terminationGracePeriodSeconds:int, 6 dnsPolicy, "
-               "7 nodeSelector:map:string, 8 serviceAccountName, 9 serviceAccount, 10 nodeName, "
-               "11 hostNetwork:bool, 12 hostPID:bool, 13 hostIPC:bool, 15 imagePullSecrets:LocalObjectReference[], "
-               "16 hostname, 17 subdomain, 19 schedulerName, 20 initContainers:Container[], 24 priorityClassName, "
-               "30 enableServiceLinks:bool",
+    # core/v1 Pod (kubectl debug --copy-to and node/NAME create whole pods, copied from a stored one)
+    "Pod": "1 metadata:ObjectMeta, 2 spec:PodSpec, 3 status:Empty",
+    "PodSpec": "1 volumes:Volume[], 2 containers:Container[], 3 restartPolicy, 4 terminationGracePeriodSeconds:int, "
+               "5 activeDeadlineSeconds:int, 6 dnsPolicy, 7 nodeSelector:map:string, 8 serviceAccountName, "
+               "9 serviceAccount, 10 nodeName, 11 hostNetwork:bool, 12 hostPID:bool, 13 hostIPC:bool, "
+               "14 securityContext:PodSecurityContext, 15 imagePullSecrets:LocalObjectReference[], 16 hostname, "
+               "17 subdomain, 19 schedulerName, 20 initContainers:Container[], "
+               "21 automountServiceAccountToken:bool, 22 tolerations:Toleration[], 23 hostAliases:HostAlias[], "
+               "24 priorityClassName, 25 priority:int, 26 dnsConfig:PodDNSConfig, 27 shareProcessNamespace:bool, "
+               "28 readinessGates:PodReadinessGate[], 29 runtimeClassName, 30 enableServiceLinks:bool, "
+               "31 preemptionPolicy, 32 overhead:map:Quantity, 34 ephemeralContainers:EphemeralContainer[], "
+               "35 setHostnameAsFQDN:bool, 37 hostUsers:bool",
     "Container": "1 name, 2 image, 3 command[], 4 args[], 5 workingDir, 6 ports:ContainerPort[], 7 env:EnvVar[], "
-                 "8 resources:ResourceRequirements, 13 terminationMessagePath, 14 imagePullPolicy, 16 stdin:bool, "
-                 "17 stdinOnce:bool, 18 tty:bool, 20 terminationMessagePolicy, 24 restartPolicy",
+                 "8 resources:ResourceRequirements, 9 volumeMounts:VolumeMount[], 10 livenessProbe:Probe, "
+                 "11 readinessProbe:Probe, 12 lifecycle:Lifecycle, 13 terminationMessagePath, 14 imagePullPolicy, "
+                 "15 securityContext:SecurityContext, 16 stdin:bool, 17 stdinOnce:bool, 18 tty:bool, "
+                 "19 envFrom:EnvFromSource[], 20 terminationMessagePolicy, 22 startupProbe:Probe, "
+                 "23 resizePolicy:ContainerResizePolicy[], 24 restartPolicy",
+    # an ephemeral container's fields are a Container's (EphemeralContainerCommon), embedded
+    "EphemeralContainer": "1 _inline:Container, 2 targetContainerName",
     "ContainerPort": "1 name, 2 hostPort:int, 3 containerPort:int, 4 protocol, 5 hostIP",
-    "EnvVar": "1 name, 2 value",
+    "ContainerResizePolicy": "1 resourceName, 2 restartPolicy",
+    "EnvVar": "1 name, 2 value, 3 valueFrom:EnvVarSource",
+    "EnvVarSource": "1 fieldRef:ObjectFieldSelector, 2 resourceFieldRef:ResourceFieldSelector, "
+                    "3 configMapKeyRef:KeySelector, 4 secretKeyRef:KeySelector",
+    "ObjectFieldSelector": "1 apiVersion, 2 fieldPath",
+    "ResourceFieldSelector": "1 containerName, 2 resource, 3 divisor:Quantity",
+    # ConfigMapKeySelector and SecretKeySelector: the same fields (a LocalObjectReference embedded)
+    "KeySelector": "1 _inline:LocalObjectReference, 2 key, 3 optional:bool",
+    "EnvFromSource": "1 prefix, 2 configMapRef:EnvSource, 3 secretRef:EnvSource",
+    "EnvSource": "1 _inline:LocalObjectReference, 2 optional:bool",
     "ResourceRequirements": "1 limits:map:Quantity, 2 requests:map:Quantity",
+    "VolumeMount": "1 name, 2 readOnly:bool, 3 mountPath, 4 subPath, 5 mountPropagation, 6 subPathExpr, "
+                   "7 recursiveReadOnly",
+    "Probe": "1 _inline:ProbeHandler, 2 initialDelaySeconds:int, 3 timeoutSeconds:int, 4 periodSeconds:int, "
+             "5 successThreshold:int, 6 failureThreshold:int, 7 terminationGracePeriodSeconds:int",
+    "ProbeHandler": "1 exec:ExecAction, 2 httpGet:HTTPGetAction, 3 tcpSocket:TCPSocketAction, 4 grpc:GRPCAction",
+    "Lifecycle": "1 postStart:LifecycleHandler, 2 preStop:LifecycleHandler",
+    "LifecycleHandler": "1 exec:ExecAction, 2 httpGet:HTTPGetAction, 3 tcpSocket:TCPSocketAction, "
+                        "4 sleep:SleepAction",
+    "ExecAction": "1 command[]",
+    "HTTPGetAction": "1 path, 2 port:IntOrString, 3 host, 4 scheme, 5 httpHeaders:HTTPHeader[]",
+    "HTTPHeader": "1 name, 2 value",
+    "TCPSocketAction": "1 port:IntOrString, 2 host",
+    "GRPCAction": "1 port:int, 2 service",
+    "SleepAction": "1 seconds:int",
+    "SecurityContext": "1 capabilities:Capabilities, 2 privileged:bool, 3 seLinuxOptions:SELinuxOptions, "
+                       "4 runAsUser:int, 5 runAsNonRoot:bool, 6 readOnlyRootFilesystem:bool, "
+                       "7 allowPrivilegeEscalation:bool, 8 runAsGroup:int, 9 procMount, "
+                       "11 seccompProfile:SeccompProfile, 12 appArmorProfile:AppArmorProfile",
+    "PodSecurityContext": "1 seLinuxOptions:SELinuxOptions, 2 runAsUser:int, 3 runAsNonRoot:bool, "
+                          "4 supplementalGroups:int[], 5 fsGroup:int, 6 runAsGroup:int, 7 sysctls:Sysctl[], "
+                          "9 fsGroupChangePolicy, 10 seccompProfile:SeccompProfile, "
+                          "11 appArmorProfile:AppArmorProfile, 12 supplementalGroupsPolicy",
+    "Capabilities": "1 add[], 2 drop[]",
+    "SELinuxOptions": "1 user, 2 role, 3 type, 4 level",
+    "SeccompProfile": "1 type, 2 localhostProfile",
+    "AppArmorProfile": "1 type, 2 localhostProfile",
+    "Sysctl": "1 name, 2 value",
+    "Toleration": "1 key, 2 operator, 3 value, 4 effect, 5 tolerationSeconds:int",
+    "HostAlias": "1 ip, 2 hostnames[]",
+    "PodDNSConfig": "1 nameservers[], 2 searches[], 3 options:PodDNSConfigOption[]",
+    "PodDNSConfigOption": "1 name, 2 value",
+    "PodReadinessGate": "1 conditionType",
+    "Volume": "1 name, 2 _inline:VolumeSource",
+    "VolumeSource": "1 hostPath:HostPathVolumeSource, 2 emptyDir:EmptyDirVolumeSource, 6 secret:SecretVolumeSource, "
+                    "10 persistentVolumeClaim:PersistentVolumeClaimVolumeSource, "
+                    "16 downwardAPI:DownwardAPIVolumeSource, 19 configMap:ConfigMapVolumeSource, "
+                    "26 projected:ProjectedVolumeSource",
+    "HostPathVolumeSource": "1 path, 2 type",
+    "EmptyDirVolumeSource": "1 medium, 2 sizeLimit:Quantity",
+    "SecretVolumeSource": "1 secretName, 2 items:KeyToPath[], 3 defaultMode:int, 4 optional:bool",
+    "ConfigMapVolumeSource": "1 _inline:LocalObjectReference, 2 items:KeyToPath[], 3 defaultMode:int, "
+                             "4 optional:bool",
+    "KeyToPath": "1 key, 2 path, 3 mode:int",
+    "PersistentVolumeClaimVolumeSource": "1 claimName, 2 readOnly:bool",
+    "DownwardAPIVolumeSource": "1 items:DownwardAPIVolumeFile[], 2 defaultMode:int",
+    "DownwardAPIVolumeFile": "1 path, 2 fieldRef:ObjectFieldSelector, 3 resourceFieldRef:ResourceFieldSelector, "
+                             "4 mode:int",
+    "ProjectedVolumeSource": "1 sources:VolumeProjection[], 2 defaultMode:int",
+    "VolumeProjection": "1 secret:ProjectionSource, 2 downwardAPI:DownwardAPIProjection, "
+                        "3 configMap:ProjectionSource, 4 serviceAccountToken:ServiceAccountTokenProjection",
+    # SecretProjection and ConfigMapProjection: the same fields
+    "ProjectionSource": "1 _inline:LocalObjectReference, 2 items:KeyToPath[], 4 optional:bool",
+    "DownwardAPIProjection": "1 items:DownwardAPIVolumeFile[]",
+    "ServiceAccountTokenProjection": "1 audience, 2 expirationSeconds:int, 3 path",
     "Empty": "",  # status: clients send it empty on create; its contents are the server's anyway
     # rbac.authorization.k8s.io/v1 (kubectl create role|clusterrole|rolebinding|clusterrolebinding)
     "PolicyRule": "1 verbs[], 2 apiGroups[], 3 resources[], 4 resourceNames[], 5 nonResourceURLs[]",
@@ -160,7 +235,7 @@ def _parse_fields(spec: str) -> dict[int, F]:
 
 
 MESSAGES: dict[str, dict[int, F]] = {message: _parse_fields(spec) for message, spec in _SCHEMA.items()}
-TOP_LEVEL = ("Namespace", "ConfigMap", "Secret", "ServiceAccount", "Service", "Deployment", "Job", "CronJob", "Role",
+TOP_LEVEL = ("Pod", "DeleteOptions", "Namespace", "ConfigMap", "Secret", "ServiceAccount", "Service", "Deployment", "Job", "CronJob", "Role",
              "ClusterRole",
              "RoleBinding", "ClusterRoleBinding", "SelfSubjectAccessReview", "SubjectAccessReview",
              "SelfSubjectRulesReview", "PodDisruptionBudget", "ResourceQuota", "Eviction", "TokenRequest", "TokenReview",
@@ -174,9 +249,21 @@ _KEEP_ZERO = {("DeploymentSpec", "replicas"), ("ServicePort", "port"),
                                         "ttlSecondsAfterFinished", "backoffLimitPerIndex", "maxFailedIndexes")),
               *(("CronJobSpec", f) for f in ("startingDeadlineSeconds", "successfulJobsHistoryLimit",
                                             "failedJobsHistoryLimit")),
-              ("DeleteOptions", "gracePeriodSeconds"), ("PodDisruptionBudgetSpec", "minAvailable"),
+              ("DeleteOptions", "gracePeriodSeconds"), ("DeleteOptions", "orphanDependents"), ("PodDisruptionBudgetSpec", "minAvailable"),
               ("PodDisruptionBudgetSpec", "maxUnavailable"), ("HorizontalPodAutoscalerSpec", "minReplicas"),
-              ("HorizontalPodAutoscalerSpec", "targetCPUUtilizationPercentage")}
+              ("HorizontalPodAutoscalerSpec", "targetCPUUtilizationPercentage"),
+              *(("PodSpec", f) for f in ("terminationGracePeriodSeconds", "activeDeadlineSeconds", "priority",
+                                        "automountServiceAccountToken", "shareProcessNamespace", "enableServiceLinks",
+                                        "setHostnameAsFQDN", "hostUsers")),
+              *(("SecurityContext", f) for f in ("privileged", "runAsUser", "runAsNonRoot", "readOnlyRootFilesystem",
+                                                "allowPrivilegeEscalation", "runAsGroup")),
+              *(("PodSecurityContext", f) for f in ("runAsUser", "runAsNonRoot", "fsGroup", "runAsGroup")),
+              ("Toleration", "tolerationSeconds"), ("Probe", "terminationGracePeriodSeconds"), ("KeyToPath", "mode"),
+              *((m, "defaultMode") for m in ("SecretVolumeSource", "ConfigMapVolumeSource", "DownwardAPIVolumeSource",
+                                             "ProjectedVolumeSource")),
+              *((m, "optional") for m in ("KeySelector", "EnvSource", "SecretVolumeSource", "ConfigMapVolumeSource",
+                                          "ProjectionSource")),
+              ("DownwardAPIVolumeFile", "mode"), ("ServiceAccountTokenProjection", "expirationSeconds")}
 
 
 def unsupported(message: str) -> StatusError:
@@ -260,6 +347,10 @@ def _int_or_string(raw: bytes) -> int | str:
     return _signed(parts.get(2, 0))
 
 
+def _quantity(raw: bytes) -> str:
+    return bytes({n: v for n, _, v in _fields(raw)}.get(1, b"")).decode()
+
+
 def _map(raw_entries: list[bytes], value_kind: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for entry in raw_entries:
@@ -267,7 +358,7 @@ def _map(raw_entries: list[bytes], value_kind: str) -> dict[str, Any]:
         key = bytes(parts.get(1, b"")).decode()
         value = parts.get(2, b"")
         if value_kind == "Quantity":
-            out[key] = bytes({n: v for n, _, v in _fields(value)}.get(1, b"")).decode()
+            out[key] = _quantity(value)
         elif value_kind == "ExtraValue":  # a user's extra values: a list of strings in JSON
             out[key] = [bytes(v).decode() for n, _, v in _fields(value) if n == 1]
         else:
@@ -298,6 +389,8 @@ def decode_message(message: str, data: bytes) -> dict[str, Any]:
             value: Any = _time(raw)
         elif kind == "IntOrString":
             value = _int_or_string(raw)
+        elif kind == "Quantity":
+            value = _quantity(raw)
         elif kind in MESSAGES:
             value = decode_message(kind, raw)
         else:
@@ -312,7 +405,7 @@ def decode_message(message: str, data: bytes) -> dict[str, Any]:
         kind = next(k for n, k, _ in table.values() if n == name)
         out[name] = _map(entries, kind[4:])
     return {k: v for k, v in out.items()
-            if not _is_zero(v) or (message, k) in _KEEP_ZERO and isinstance(v, int) and not isinstance(v, bool)}
+            if not _is_zero(v) or (message, k) in _KEEP_ZERO and isinstance(v, int)}  # ints and bools
 
 
 def decode_object(body: bytes) -> dict[str, Any]:

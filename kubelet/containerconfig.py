@@ -122,7 +122,8 @@ class ContainerConfigBuilder:
         return SandboxConfig(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"], hostname=hostname,
                              fqdn=fqdn, dns=self.dns(pod), host_aliases=aliases, labels={POD_UID_LABEL: meta["uid"]},
                              host_network=host_network, host_ip=self.node_ip() if host_network else "",
-                             host_pid=spec.get("hostPID") is True, host_ipc=spec.get("hostIPC") is True)
+                             host_pid=spec.get("hostPID") is True, host_ipc=spec.get("hostIPC") is True,
+                             share_pid=spec.get("shareProcessNamespace") is True)
 
     def dns(self, pod: dict[str, Any]) -> DNSConfig | None:
         """resolv.conf per dnsPolicy (None: the host's). ClusterFirst without a cluster DNS falls back to the

@@ -137,7 +137,8 @@ def capabilities_baseline(meta: dict[str, Any], spec: dict[str, Any]) -> Violati
 
 
 def host_namespaces(meta: dict[str, Any], spec: dict[str, Any]) -> Violation | None:
-    used = [f"{field}=true" for field in ("hostIPC", "hostNetwork", "hostPID") if spec.get(field) is True]
+    # in Kubernetes' order (check_hostNamespaces.go), not sorted
+    used = [f"{field}=true" for field in ("hostNetwork", "hostPID", "hostIPC") if spec.get(field) is True]
     return Violation("host namespaces", ", ".join(used)) if used else None
 
 

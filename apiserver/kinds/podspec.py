@@ -158,6 +158,10 @@ def validate_pod_spec(spec: dict[str, Any], path: Path, extra_volume_names: froz
         causes += [invalid(path.child("serviceAccountName"), name, e) for e in v.is_dns1123_subdomain(name)]
     for i, t in enumerate(as_list(spec.get("tolerations"))):
         causes += _validate_toleration(t, path.child("tolerations").index(i))
+    if spec.get("shareProcessNamespace") is True and spec.get("hostPID") is True:
+        # Kubernetes' path: its internal type keeps both fields in the pod's security context
+        causes.append(invalid(path.child("securityContext").child("shareProcessNamespace"), True,
+                              "ShareProcessNamespace and HostPID cannot both be enabled"))
     psc = spec.get("securityContext")
     if isinstance(psc, dict) and "seccompProfile" in psc:
         causes += _validate_seccomp(psc["seccompProfile"], path.child("securityContext").child("seccompProfile"))

@@ -102,7 +102,9 @@ class Containers:
             monitor = ConmonLaunch.spawn(cid, config.name, cdir, MonitorPaths(cdir), self.runc.binary,
                                          self.runc.root, config.tty, log_size_max=2 * self.log_max_size,
                                          stdin=config.stdin, stdin_once=config.stdin_once)
-            pid_ns = await self._pid_namespace(config.pid_namespace_of) if config.pid_namespace_of else None
+            # a target's (ephemeral --target), else the pod's own shared one (shareProcessNamespace), else a new one
+            pid_ns = (await self._pid_namespace(config.pid_namespace_of) if config.pid_namespace_of
+                      else sandbox.get("pid_ns") or None)
             await asyncio.to_thread(self._write_bundle, cid, sandbox, config, cgroups_path, pid_ns)
             pid = await monitor.create()
             # meta.json comes last: a directory without one is a creation cut short (gc_incomplete). runc has made

@@ -69,6 +69,7 @@ class SandboxConfig:
     host_ip: str = ""
     host_pid: bool = False        # hostPID: the containers see (and are in) the node's PID namespace
     host_ipc: bool = False        # hostIPC: the node's IPC namespace and its /dev/shm
+    share_pid: bool = False       # shareProcessNamespace: the containers share one PID namespace, the sandbox's
 
 
 class SandboxState(str, enum.Enum):

@@ -4,7 +4,9 @@ UTS and IPC namespaces are held by bind-mounting their nsfs files (what `ip netn
 namespaces), created with util-linux `unshare --uts=FILE --ipc=FILE hostname NAME`. Compared with a pause
 container this costs one short-lived process instead of a runc container + conmon per pod, keeps sandbox setup
 within a few tens of milliseconds, and leaves nothing to crash and restart. (A shared PID namespace needs a
-live init process, which is why shareProcessNamespace is not offered here.)
+live init process: a pod with shareProcessNamespace gets one, `unshare --pid=FILE --fork` of PAUSE started in its
+own session (it outlives a kubelet restart), whose PID namespace is held at FILE and joined by every container of
+the pod, as Kubernetes' pause process is; it ends with the sandbox.)
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ import errno
 import os
 import re
 import shutil
+import signal
+import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -58,6 +62,68 @@ async def hold_uts_ipc(ns_dir: Path, hostname: str, ipc_ns: bool = True) -> tupl
     if proc.returncode != 0:
         raise RuntimeError_(f"creating UTS/IPC namespaces: {err.decode(errors='replace').strip()}")
     return uts, ipc
+
+
+# The init of a shared PID namespace, as Kubernetes' pause: shows as `pause`, reaps the orphans of every container
+# (they become its children) and otherwise sleeps. Perl is in every Debian (perl-base is essential).
+PAUSE = ["perl", "-e", '$0 = "pause"; $SIG{CHLD} = sub {}; while (1) { 1 while waitpid(-1, 1) > 0; sleep 3600 }']
+
+
+async def hold_pid_namespace(path: Path) -> None:
+    """A new PID namespace whose init (PAUSE) stays up until end_pid_namespace, bind-mounted at `path`.
+
+    `setsid --fork`: the holder is nobody's child here (nothing to reap), its own session (a kubelet stop or
+    restart leaves it, as it leaves the containers); `--kill-child`: its init dies with it."""
+    path.touch()
+    proc = await asyncio.create_subprocess_exec(
+        "setsid", "--fork", "unshare", f"--pid={path}", "--fork", "--kill-child", *PAUSE,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    await proc.wait()
+    deadline = time.monotonic() + 5
+    while not os.path.ismount(path):  # unshare binds it once its child exists
+        if proc.returncode != 0 or time.monotonic() > deadline:
+            end_pid_namespace(path)
+            raise RuntimeError_(f"creating the pod's PID namespace at {path} failed")
+        await asyncio.sleep(0.01)
+
+
+def _pid_namespace_members(path: Path) -> list[int]:
+    """The processes in the PID namespace held at `path`, and the unshare holding it (its arguments name `path`)."""
+    try:
+        ns = os.stat(path)
+    except FileNotFoundError:
+        return []
+    held = os.path.ismount(path)
+    marker = f"--pid={path}".encode()
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if held:
+                st = os.stat(f"/proc/{pid}/ns/pid")
+                if (st.st_dev, st.st_ino) == (ns.st_dev, ns.st_ino):
+                    out.append(int(pid))
+                    continue
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker in f.read().split(b"\0"):
+                    out.append(int(pid))
+        except OSError:
+            continue  # exited meanwhile
+    return out
+
+
+def end_pid_namespace(path: Path) -> None:
+    """Kill every process of the pod's PID namespace and its holder, then free the mount (blocking; idempotent)."""
+    deadline = time.monotonic() + 10
+    while members := _pid_namespace_members(path):
+        for pid in members:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if time.monotonic() > deadline:
+            raise RuntimeError_(f"processes {members} of the pod's PID namespace do not end")
+        time.sleep(0.02)
+    unmount(path)
 
 
 def _config_from_json(d: dict[str, Any]) -> SandboxConfig:
@@ -111,6 +177,9 @@ class Sandboxes:
             uts, ipc = await hold_uts_ipc(sdir / "ns", hostname, ipc_ns=not config.host_ipc)
             # no "ipc" path with hostIPC: the containers stay in the node's IPC namespace (as for the PID one)
             state.update(uts=str(uts), ipc=str(ipc) if ipc else "", host_pid=config.host_pid, host_ipc=config.host_ipc)
+            if config.share_pid and not config.host_pid:
+                state["pid_ns"] = str(sdir / "ns" / "pid")  # release() ends it at this path, saved or not
+                await hold_pid_namespace(Path(state["pid_ns"]))
             files = write_pod_files(sdir / "etc", hostname, state["ip"], config.fqdn, config.host_aliases, config.dns)
             state["pod_files"] = {k: str(v) for k, v in files.items()}
             self._save(state)
@@ -124,6 +193,7 @@ class Sandboxes:
         """Free the namespaces and the IP (StopPodSandbox); idempotent."""
         sdir = self._path(sandbox_id)
         await asyncio.to_thread(self.network.teardown, sandbox_id)
+        await asyncio.to_thread(end_pid_namespace, sdir / "ns" / "pid")
         for ns in ("uts", "ipc"):
             unmount(sdir / "ns" / ns)
         if (sdir / "sandbox.json").exists():
@@ -140,6 +210,7 @@ class Sandboxes:
         Only safe while no other process creates sandboxes in this state dir (at kubelet start)."""
         for p in self.dir.iterdir():
             if not (p / "sandbox.json").exists():
+                end_pid_namespace(p / "ns" / "pid")
                 for ns in ("uts", "ipc"):
                     unmount(p / "ns" / ns)
                 shutil.rmtree(p, ignore_errors=True)

@@ -446,6 +446,73 @@ async def test_kubectl_debug_runs_an_ephemeral_container_in_the_pod(tls_node: No
     assert e.value.code == 422 and "spec.ephemeralContainers: Forbidden: cannot be set on create" in e.value.message
 
 
+async def test_kubectl_debug_copy_to_shares_processes(tls_node: Node, kctl: Kubectl, kc: Client, sns: str) -> None:
+    """kubectl debug --copy-to creates a copy of the pod with a debug container added; with --share-processes all
+    its containers are in one PID namespace (shareProcessNamespace), which the original's containers are not."""
+    await _running(kc, sns, pod("orig", ctr("app", "exec sleep 3600"), ctr("side", "ps -o args; exec sleep 3601")))
+    assert "sleep 3600" not in await _logs_contain(kctl, sns, "orig", "-c", "side", want="ps -o args")
+    kctl("debug", "-n", sns, "orig", "--copy-to=orig-copy", f"--image={BUSYBOX}", "--image-pull-policy=IfNotPresent",
+         "--share-processes", "-c", "dbg", "--", "sh", "-c",
+         "until ps -o args | grep -q '^[s]leep 3600' && ps -o args | grep -q '^[s]leep 3601'; do sleep 0.1; done; "
+         "ps -o args; exec sleep 3602")
+    copy = await wait_pod(kc, sns, "orig-copy", running, what="the copy Running")
+    assert copy["spec"]["shareProcessNamespace"] is True
+    assert [c["name"] for c in copy["spec"]["containers"]] == ["app", "side", "dbg"]
+    out = (await _logs_contain(kctl, sns, "orig-copy", "-c", "dbg", want="\nsleep 3601")).splitlines()
+    assert "sleep 3600" in out and "sleep 3601" in out  # its neighbours' processes
+    assert all(cstatus(copy, c).get("restartCount", 0) == 0 for c in ("app", "side", "dbg"))
+
+    # -i: kubectl waits for the copy's debug container and attaches its stdin (--set-image changes a container)
+    r = kctl("debug", "-n", sns, "orig", "-i", "--copy-to=orig-copy2", f"--image={BUSYBOX}",
+             "--image-pull-policy=IfNotPresent", f"--set-image=side={BUSYBOX}", "-c", "dbg", "--", "sh",
+             stdin="echo answer-$((6*7))\nexit 0\n")
+    assert "answer-42" in r.stdout, r
+    copy2 = await kc.get(PODS, "orig-copy2", sns)
+    assert [(c["name"], c.get("stdin")) for c in copy2["spec"]["containers"]] == \
+        [("app", None), ("side", None), ("dbg", True)]
+
+    # --replace deletes the original, --same-node keeps the copy on its node
+    kctl("debug", "-n", sns, "orig", "--copy-to=orig-copy3", "--replace", "--same-node", f"--image={BUSYBOX}",
+         "--image-pull-policy=IfNotPresent", "-c", "dbg", "--", "sleep", "3603")
+    assert (await kc.get(PODS, "orig-copy3", sns))["spec"]["nodeName"] == tls_node.name
+
+    async def original_gone() -> bool:
+        try:
+            await kc.get(PODS, "orig", sns)
+        except ApiError as e:
+            return e.code == 404
+        return False
+    await wait_for(original_gone, 30, 0.1, message="the original pod deleted")
+
+    # Kubernetes' validation: one PID namespace cannot be both the pod's own and the node's
+    both = pod("both", ctr("app", "true"), shareProcessNamespace=True, hostPID=True)
+    with pytest.raises(ApiError) as e:
+        await kc.create(PODS, both, sns)
+    assert e.value.code == 422 and "ShareProcessNamespace and HostPID cannot both be enabled" in e.value.message
+
+
+async def test_kubectl_debug_node(tls_node: Node, kctl: Kubectl, kc: Client, sns: str) -> None:
+    """kubectl debug node/NAME: a pod on that node in its PID, IPC and network namespaces with the node's root at
+    /host; Pod Security refuses it in a baseline namespace with Kubernetes' message, a privileged one runs it."""
+    args = (f"node/{tls_node.name}", f"--image={BUSYBOX}", "--image-pull-policy=IfNotPresent", "--", "sh", "-c",
+            "ls -1a /host; chroot /host cat /etc/hostname")
+    r = kctl("debug", "-n", sns, "--profile=legacy", *args, ok=False)
+    assert r.returncode != 0 and 'is forbidden: violates PodSecurity "baseline:latest": host namespaces ' \
+        '(hostNetwork=true, hostPID=true, hostIPC=true), hostPath volumes (volume "host-root")' in r.stderr, r.stderr
+    async with pod_namespace(kc, "dbgnode", pod_security="privileged") as ns:
+        r = kctl("debug", "-n", ns, "--profile=general", *args)
+        m = re.search(r"Creating debugging pod (\S+) with container debugger on node " + re.escape(tls_node.name),
+                      r.stdout)
+        assert m, r.stdout
+        done = await wait_pod(kc, ns, m.group(1), lambda p: p["status"].get("phase") == "Succeeded",
+                              what="the node debugger to succeed")
+        assert done["spec"]["nodeName"] == tls_node.name
+        lines = kctl("logs", "-n", ns, m.group(1)).stdout.splitlines()
+        with open("/etc/hostname") as f:
+            assert lines[-1] == f.read().strip()  # chroot /host: the node's own files
+        assert set(lines[:-1]) - {".", ".."} == set(os.listdir("/"))
+
+
 async def test_kubectl_get_raw_node_proxy(tls_node: Node, kctl: Kubectl, kc: Client, sns: str) -> None:
     """nodes/{name}/proxy/{path}: the kubelet's API through the apiserver (Kubernetes' NodeProxy), for those granted
     get on nodes/proxy (cluster-admin here) and no one else."""

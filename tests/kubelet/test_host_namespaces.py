@@ -72,4 +72,4 @@ async def test_baseline_namespace_refuses_host_pid_and_ipc_with_the_pod_security
         await kc.create(PODS, pod("nosy", ctr("c", "exec sleep 3600"), hostPID=True, hostIPC=True), ns)
     assert e.value.code == 403
     assert str(e.value) == ('pods "nosy" is forbidden: violates PodSecurity "baseline:latest": '
-                            "host namespaces (hostIPC=true, hostPID=true)")
+                            "host namespaces (hostPID=true, hostIPC=true)")  # Kubernetes' order

@@ -13,7 +13,8 @@ from kubelet.runtime import cgroups
 from kubelet.runtime.interface import ContainerConfig, NotFound, SandboxConfig
 from kubelet.runtime.runc import RuncRuntime
 from kubelet.runtime.sandbox import hold_uts_ipc
-from tests.support.leftovers import leftovers
+from tests.support.leftovers import leftovers, processes_mentioning
+from tests.util import wait_for
 
 pytestmark = pytest.mark.root
 
@@ -35,6 +36,34 @@ async def test_remove_sandbox_leaves_nothing_behind(runtime: RuncRuntime, busybo
     assert await runtime.list_sandboxes() == []
     with pytest.raises(NotFound):
         await runtime.sandbox_status(sid)
+
+
+async def test_shared_pid_namespace_is_joined_by_every_container_and_ends_with_the_sandbox(
+        runtime: RuncRuntime, busybox: str) -> None:
+    """shareProcessNamespace: the sandbox holds one PID namespace (its init is PID 1), every container joins it;
+    stopping the sandbox ends all of it, holder included."""
+    sid = await runtime.run_sandbox(SandboxConfig(name="shared", namespace="default", uid="uid-shared",
+                                                  share_pid=True))
+    cids = []
+    for name, seconds in (("one", "3601"), ("two", "3602")):
+        cids.append(await runtime.create_container(sid, ContainerConfig(name=name, image=busybox,
+                                                                        command=["sleep", seconds])))
+        await runtime.start_container(cids[-1])
+    ps = (await runtime.exec(cids[1], ["ps", "-o", "pid,args"])).stdout.decode().splitlines()
+    assert ps[1].split() == ["1", "pause"] and any(line.endswith(" sleep 3601") for line in ps), ps
+    # an orphan is adopted by that init, which reaps it when it ends: no zombie is left
+    await runtime.exec(cids[0], ["sh", "-c", "sleep 0.2 & exit 0"])
+
+    async def no_zombie() -> bool:
+        ps = (await runtime.exec(cids[1], ["ps", "-o", "stat,args"])).stdout.decode().splitlines()[1:]
+        return not any("sleep 0.2" in line or line.startswith("Z") for line in ps)  # a zombie's args are gone
+    await wait_for(no_zombie, 10, 0.1, message="the orphan reaped")
+    holder = processes_mentioning(f"--pid={runtime.config.state_dir / 'sandboxes' / sid / 'ns' / 'pid'}")
+    assert len(holder) == 1  # the unshare holding it, found by what leftovers() looks for
+
+    await runtime.stop_sandbox(sid)
+    await runtime.remove_sandbox(sid)
+    assert await leftovers(runtime, node_too=False, mount_markers=tuple(cids)) == {}
 
 
 async def test_stopped_sandbox_releases_network_but_keeps_status(runtime: RuncRuntime, busybox: str) -> None:

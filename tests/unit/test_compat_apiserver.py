@@ -80,6 +80,44 @@ def test_protobuf_envelope_errors() -> None:
         assert err.value.code == code, body
 
 
+def _varint(n: int) -> bytes:
+    out = b""
+    while True:
+        low, n = n & 0x7F, n >> 7
+        out += bytes([low | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def _pb(number: int, value: bytes | str | int) -> bytes:
+    """One protobuf field: an int as a varint, anything else length-delimited."""
+    if isinstance(value, int):
+        return _varint(number << 3) + _varint(value)
+    data = value.encode() if isinstance(value, str) else value
+    return _varint(number << 3 | 2) + _varint(len(data)) + data
+
+
+def test_protobuf_pod_as_kubectl_debug_sends_it() -> None:
+    """kubectl debug node/NAME's pod: volumes and their sources (embedded in Volume), mounts, tolerations; Go's
+    pointer fields keep a zero sent on purpose (tolerationSeconds 0, enableServiceLinks false, privileged false),
+    plain ones sent empty are left out (readOnly false)."""
+    from apiserver import protobuf
+    container = (_pb(1, "debugger") + _pb(2, "busybox") + _pb(9, _pb(1, "host-root") + _pb(2, 0) + _pb(3, "/host"))
+                 + _pb(15, _pb(2, 0)) + _pb(16, 1))
+    spec = (_pb(1, _pb(1, "host-root") + _pb(2, _pb(1, _pb(1, "/")))) + _pb(2, container) + _pb(3, "Never")
+            + _pb(10, "node-1") + _pb(12, 1) + _pb(13, 0) + _pb(22, _pb(2, "Exists") + _pb(5, 0)) + _pb(30, 0))
+    raw = _pb(1, _pb(1, "node-debugger")) + _pb(2, spec) + _pb(3, b"")
+    body = protobuf.MAGIC + _pb(1, _pb(1, "v1") + _pb(2, "Pod")) + _pb(2, raw)
+    assert protobuf.decode_object(body) == {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "node-debugger"},
+        "spec": {"volumes": [{"name": "host-root", "hostPath": {"path": "/"}}],
+                 "containers": [{"name": "debugger", "image": "busybox",
+                                 "volumeMounts": [{"name": "host-root", "mountPath": "/host"}],
+                                 "securityContext": {"privileged": False}, "stdin": True}],
+                 "restartPolicy": "Never", "nodeName": "node-1", "hostPID": True,
+                 "tolerations": [{"operator": "Exists", "tolerationSeconds": 0}], "enableServiceLinks": False}}
+
+
 def test_unknown_fields_are_found_by_path() -> None:
     from apiserver.fieldvalidation import unknown_fields
     pod = {"apiVersion": "v1", "kind": "Pod",
