@@ -102,7 +102,7 @@ class Client:
                                              field_selector=field_selector, limit=limit, continue_=continue_,
                                              resource_version=resource_version))
 
-    async def list_all(self, res: Resource, namespace: str | None = None, page: int = 500,
+    async def list_all(self, res: Resource, namespace: str | None = None, page: int | None = 500,
                        **kw: Any) -> dict[str, Any]:
         """List following `continue` tokens; returns one list with every item."""
         return await self._drive(rest.list_all(res, namespace, page, **kw))

@@ -46,14 +46,19 @@ class EventRecorder:
         self._cache_size = cache_size
         self._idle = asyncio.Event()
         self._idle.set()
+        self._dropped = 0  # events dropped since the queue was last drained: logged once per burst
 
     def record(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
-        """Queue an Event about `obj`; dropped (with a log line) if the writer is far behind."""
+        """Queue an Event about `obj`; dropped if the writer is far behind (one log line per burst of drops, as a
+        line per event would cost the busy process more than the event)."""
         try:
             self._queue.put_nowait((obj, type_, reason, message))
             self._idle.clear()
         except asyncio.QueueFull:
-            log.warning("event queue full; dropping %s %s: %s", reason, _ref(obj).get("name"), message)
+            if not self._dropped:
+                log.warning("event queue full; dropping %s %s: %s (and the next ones until it drains)",
+                            reason, _ref(obj).get("name"), message)
+            self._dropped += 1
 
     def normal(self, obj: dict[str, Any], reason: str, message: str) -> None:
         self.record(obj, NORMAL, reason, message)
@@ -75,6 +80,9 @@ class EventRecorder:
             finally:
                 if self._queue.empty():
                     self._idle.set()
+                    if self._dropped:
+                        log.warning("event queue drained; %d events were dropped", self._dropped)
+                        self._dropped = 0
 
     async def _write(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
         ref = _ref(obj)

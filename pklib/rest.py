@@ -111,10 +111,10 @@ def list_(res: Resource, namespace: str | None = None, *, label_selector: str | 
     return Request("GET", res.path(namespace), params=params)
 
 
-def list_all(res: Resource, namespace: str | None = None, page: int = 500,
+def list_all(res: Resource, namespace: str | None = None, page: int | None = 500,
              **kw: Any) -> Generator[Request, dict[str, Any], dict[str, Any]]:
     """Listing following `continue` tokens: yields each page's request, is sent its answer, returns one list
-    with every item (a client drives it)."""
+    with every item (a client drives it). `page` None: one request without a limit."""
     result_ = yield list_(res, namespace, limit=page, **kw)
     items = list(result_.get("items") or [])
     while (result_.get("metadata") or {}).get("continue"):

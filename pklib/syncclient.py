@@ -155,7 +155,8 @@ class SyncClient:
         return self._object(rest.list_(res, namespace, label_selector=label_selector, field_selector=field_selector,
                                        limit=limit, continue_=continue_, resource_version=resource_version))
 
-    def list_all(self, res: Resource, namespace: str | None = None, page: int = 500, **kw: Any) -> dict[str, Any]:
+    def list_all(self, res: Resource, namespace: str | None = None, page: int | None = 500,
+                 **kw: Any) -> dict[str, Any]:
         """List following `continue` tokens; returns one list with every item."""
         return self._drive(rest.list_all(res, namespace, page, **kw))
 

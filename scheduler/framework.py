@@ -130,6 +130,8 @@ class NodeInfo:
     hard_taints: list[dict[str, Any]] = field(default_factory=list)  # NoSchedule, NoExecute
     soft_taints: list[dict[str, Any]] = field(default_factory=list)  # PreferNoSchedule
     unschedulable: bool = False
+    # Cordoned or with a NoSchedule/NoExecute taint: only such nodes can fail the taint filters.
+    restricted: bool = False
     alloc_cpu: int = 0
     alloc_memory: int = 0
     alloc_pods: int = 0
@@ -153,6 +155,7 @@ class NodeInfo:
         self.hard_taints = [t for t in self.taints if t.get("effect") in ("NoSchedule", "NoExecute")]
         self.soft_taints = [t for t in self.taints if t.get("effect") == "PreferNoSchedule"]
         self.unschedulable = bool(spec.get("unschedulable"))
+        self.restricted = self.unschedulable or bool(self.hard_taints)
         alloc = status.get("allocatable") or status.get("capacity") or {}
         self.alloc_cpu = milli_cpu(alloc["cpu"]) if "cpu" in alloc else 0
         self.alloc_memory = memory_bytes(alloc["memory"]) if "memory" in alloc else 0

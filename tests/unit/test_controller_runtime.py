@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -74,6 +75,24 @@ async def test_event_recorder_aggregates_repeats() -> None:
         assert len(api.created) == 3 and api.created[-1]["count"] == 1
     finally:
         task.cancel()
+
+
+async def test_event_recorder_logs_one_line_per_burst_of_drops(caplog: pytest.LogCaptureFixture) -> None:
+    api = FakeEvents()
+    rec = EventRecorder(api, "test", queue_size=2)
+    pod = {"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "p", "namespace": "ns", "uid": "u1"}}
+    with caplog.at_level(logging.WARNING, logger="pklib.events"):
+        for i in range(10):
+            rec.normal(pod, "Scheduled", f"assigned {i}")
+        task = asyncio.create_task(rec.run())
+        try:
+            await rec.flush()
+        finally:
+            task.cancel()
+    assert [e["message"] for e in api.created] == ["assigned 0", "assigned 1"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "event queue full; dropping Scheduled p: assigned 2 (and the next ones until it drains)",
+        "event queue drained; 8 events were dropped"]
 
 
 def test_select_controllers_syntax() -> None:

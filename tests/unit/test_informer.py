@@ -6,7 +6,7 @@ from typing import Any, AsyncIterator
 
 from pklib.resources import must_lookup
 from pklib.errors import ApiError, ConnectionFailed
-from pklib.informer import Handler, Informer, Store
+from pklib.informer import Handler, Informer, InformerFactory, Store
 from pklib.objects import key_of
 
 PODS = must_lookup("pods")
@@ -27,9 +27,12 @@ class FakeApi:
         self.lists: list[dict[str, Any]] = []
         self.streams: list[list[Any]] = []  # events, or an exception to raise at that point
         self.watch_rvs: list[str | None] = []
+        self.pages: list[int | None] = []  # the page size of each list
         self.exhausted = asyncio.Event()
 
-    async def list_all(self, res: Any, namespace: str | None = None, page: int = 500, **kw: Any) -> dict[str, Any]:
+    async def list_all(self, res: Any, namespace: str | None = None, page: int | None = 500,
+                       **kw: Any) -> dict[str, Any]:
+        self.pages.append(page)
         return self.lists.pop(0)
 
     async def watch(self, res: Any, namespace: str | None = None, **kw: Any) -> AsyncIterator[dict[str, Any]]:
@@ -159,3 +162,13 @@ async def test_refused_connections_are_retried_within_two_seconds(monkeypatch: A
     api.streams = [[ApiError({"code": 500, "reason": "InternalError", "message": "boom"})] for _ in range(8)]
     await run_until_exhausted(Informer(api, PODS), api)
     assert max(waits) > 2.0
+
+
+async def test_factory_lists_unpaged_when_asked() -> None:
+    """The scheduler's caches list in one request (served from the apiserver's watch cache); others page by 500."""
+    for page in (None, 500):
+        api = FakeApi()
+        api.lists = [{"metadata": {"resourceVersion": "10"}, "items": [pod("a", 5)]}]
+        inf = InformerFactory(api, list_page=page).informer(PODS)
+        await run_until_exhausted(inf, api)
+        assert api.pages == [page] and [key_of(o) for o in inf.store.list()] == ["ns/a"]

@@ -82,3 +82,31 @@ def test_sampling_stops_early_and_rotates_through_the_nodes() -> None:
     assert d.evaluated == 100
     # The chosen node is among the evaluated window 900..999.
     assert d.node is not None and int(d.node[1:]) >= 900
+
+
+def test_taint_filters_follow_node_updates() -> None:
+    """Untainted, uncordoned nodes skip the taint filters: a node tainted or cordoned later must be filtered again,
+    and one whose taint is removed must take pods again."""
+    node = make_node("a")
+    raw = node.node
+    d = schedule(make_pod(), [node], DEFAULT_WEIGHTS)
+    assert d.node == "a"
+    node.set_node({**raw, "spec": {"taints": [{"key": "k", "value": "v", "effect": "NoExecute"}]}})
+    d = schedule(make_pod(), [node], DEFAULT_WEIGHTS)
+    assert d.node is None and d.reasons == {"node(s) had untolerated taint {k: v}": 1}
+    node.set_node({**raw, "spec": {"unschedulable": True}})
+    d = schedule(make_pod(), [node], DEFAULT_WEIGHTS)
+    assert d.node is None and d.reasons == {"node(s) were unschedulable": 1}
+    node.set_node(raw)
+    assert schedule(make_pod(), [node], DEFAULT_WEIGHTS).node == "a"
+
+
+def test_round_robin_start_wraps_and_reports_every_reason() -> None:
+    nodes = [make_node(f"n{i}", memory="1Gi" if i != 2 else "8Gi") for i in range(5)]
+    d = schedule(make_pod(memory="4Gi"), nodes, DEFAULT_WEIGHTS, start=3)
+    assert d.node == "n2" and d.evaluated == 5
+    assert set(d.failed) == {"n0", "n1", "n3", "n4"}
+    full = make_node("full", pods="1")
+    full.add_pod(make_pod("other"))
+    d = schedule(make_pod(cpu="8", memory="32Gi"), [full], DEFAULT_WEIGHTS)
+    assert d.failed == {"full": ["Too many pods", "Insufficient cpu", "Insufficient memory"]}
