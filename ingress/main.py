@@ -31,6 +31,7 @@ from pklib.component import (ConfigError, add_client_flags, make_client as _make
                              setup_logging)
 from pklib.errors import ApiError, ConnectionFailed
 from pklib.events import EventRecorder
+from pklib.files import write_atomic
 from pklib.flagtypes import int_in_range
 from pklib.informer import Handler, InformerFactory
 from pklib.kubeconfig import KubeconfigError, pkube_home
@@ -97,9 +98,7 @@ def ensure_default_certificate(path: Path) -> None:
             .sign(key, hashes.SHA256()))
     pem = cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
+    write_atomic(path, pem, mode=0o600)
 
 
 class IngressController:

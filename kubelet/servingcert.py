@@ -15,7 +15,6 @@ import asyncio
 import base64
 import datetime as dt
 import logging
-import os
 import ssl
 from pathlib import Path
 from typing import Any
@@ -48,14 +47,6 @@ def _current(cert_file: Path, ca_file: Path, node: dict[str, Any]) -> bool:
     return names == (sorted(dns), sorted(ips)) and left > (cert.not_valid_after_utc - cert.not_valid_before_utc) / 5
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 async def bootstrap(client: Client, node: dict[str, Any], cert_file: str, key_file: str, ca_file: str,
                     tls: ssl.SSLContext) -> None:
     """Get the serving certificate for `node` (the registered Node) unless the files hold a current one, and
@@ -83,7 +74,7 @@ async def bootstrap(client: Client, node: dict[str, Any], cert_file: str, key_fi
             break
         await asyncio.sleep(POLL)
         csr = await client.get(CSRS, csr_name)
-    _write_private(Path(key_file), key_pem)
+    write_atomic(Path(key_file), key_pem, mode=0o600)
     write_atomic(Path(cert_file), base64.b64decode(issued))
     tls.load_cert_chain(cert_file, key_file)  # new connections use it
     log.info("serving with the certificate of CertificateSigningRequest %s", csr_name)

@@ -87,6 +87,9 @@ async def hold_pid_namespace(path: Path) -> None:
         await asyncio.sleep(0.01)
 
 
+_CMDLINE_READ = 64 * 1024  # the pause holder's argv is short
+
+
 def _pid_namespace_members(path: Path) -> list[int]:
     """The processes in the PID namespace held at `path`, and the unshare holding it (its arguments name `path`)."""
     try:
@@ -103,8 +106,8 @@ def _pid_namespace_members(path: Path) -> list[int]:
                 if (st.st_dev, st.st_ino) == (ns.st_dev, ns.st_ino):
                     out.append(int(pid))
                     continue
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if marker in f.read().split(b"\0"):
+            with open(f"/proc/{pid}/cmdline", "rb") as f:  # a container's process may have a huge argv:
+                if marker in f.read(_CMDLINE_READ).split(b"\0"):  # the holder's marker is near the start
                     out.append(int(pid))
         except OSError:
             continue  # exited meanwhile

@@ -25,6 +25,7 @@ from images.image import Image
 from images.registry import Registry
 from images.store import ImageStore, default_root
 from pkctl.errors import CommandError
+from pkctl.printers import docker_duration
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -119,30 +120,7 @@ def human_ago(created: str | None, now: float | None = None) -> str:
     except ValueError:
         return "N/A"
     secs = (now if now is not None else time.time()) - t
-    return f"{_duration(secs)} ago"
-
-
-def _duration(secs: float) -> str:
-    """Docker's (go-units) human durations: coarse on purpose."""
-    if secs < 1:
-        return "Less than a second"
-    if secs < 60:
-        return "1 second" if int(secs) == 1 else f"{int(secs)} seconds"
-    minutes = int(secs // 60)
-    if minutes < 60:
-        return "About a minute" if minutes == 1 else f"{minutes} minutes"
-    hours = int(secs / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // (24 * 7)} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // (24 * 30)} months"
-    return f"{hours // (24 * 365)} years"
+    return f"{docker_duration(secs)} ago"
 
 
 def _short_id(img: Image) -> str:
