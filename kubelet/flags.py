@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pklib.flagtypes import int_in_range
 from pklib.kubeconfig import pkube_home
 from pklib.quantity import QuantityError, parse_quantity
 
@@ -38,7 +39,15 @@ def add_real_flags(p: argparse.ArgumentParser) -> None:
                    help="the pod range of every node: pod traffic into it is not masqueraded (default: this "
                         "node's pod CIDR only)")
     g.add_argument("--pod-routes", action="store_true",
-                   help="host-gw routing: keep a route to every other node's pod CIDR via its InternalIP")
+                   help="route every other node's pod CIDR, by --network-backend")
+    g.add_argument("--network-backend", choices=("host-gw", "vxlan", "auto"), default="host-gw",
+                   help="with --pod-routes: host-gw (a route via each node's InternalIP, nodes on one L2 network), "
+                        "vxlan (a VXLAN device pkube.<VNI>, as flannel's vxlan backend), or auto (host-gw to the "
+                        "nodes on a directly connected subnet, VXLAN to the others)")
+    g.add_argument("--vxlan-vni", type=int_in_range(1, 2**24 - 1, "VXLAN network identifier", show_range=True),
+                   default=1, help="the VNI of the VXLAN device pkube.<VNI> (the same on every node; default 1)")
+    g.add_argument("--vxlan-port", type=int_in_range(1, 65535, "port number", show_range=True), default=8472,
+                   help="UDP port of the VXLAN tunnel (default 8472, Linux's and flannel's)")
     g.add_argument("--node-ip", default="", help="InternalIP of the node (default: address of the default route)")
     g.add_argument("--node-labels", default="", help="extra labels k=v,k2=v2")
     g.add_argument("--system-reserved-cpu", default="0", help="cpu kept from allocatable")

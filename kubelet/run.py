@@ -19,7 +19,8 @@ from kubelet.containerconfig import PodConfigOptions
 from kubelet.flags import check_real_config, node_labels, root_dir, runtime_config
 from kubelet.host import NodeHost
 from kubelet.nodestatus import NodeAgent, NodeConfig, runtime_version
-from kubelet.podroutes import run_pod_routes
+from kubelet.network import vxlan
+from kubelet.podroutes import Backend, run_pod_routes
 from kubelet.podworkers import PodWorkerConfig, PodWorkers
 from kubelet.pullmanager import LocalImages
 from kubelet.runtime.runc import RuncRuntime, RuntimeConfig
@@ -40,6 +41,7 @@ async def cleanup_node(config: argparse.Namespace) -> None:
     images = ImageStore(Path(config.image_root) if config.image_root else None)
     # the pod CIDR only matters for setting a bridge up, not for taking it down
     await RuncRuntime(runtime_config(config, RuntimeConfig().pod_cidr), images).destroy_node()
+    await asyncio.to_thread(vxlan.delete_device, config.vxlan_vni)  # its routes and neighbours go with it
     volumes = VolumeManager(root_dir(config))
     for uid in volumes.pod_uids():
         volumes.teardown(uid)
@@ -88,7 +90,8 @@ async def run_real(client: Client, config: argparse.Namespace, ready: asyncio.Ev
             tg.create_task(node.heartbeat(), name="kubelet:heartbeat")
             tg.create_task(workers.run(ready), name="kubelet:pods")
             if config.pod_routes:
-                tg.create_task(run_pod_routes(client, name), name="kubelet:pod-routes")
+                backend = Backend(config.network_backend, config.vxlan_vni, config.vxlan_port)
+                tg.create_task(run_pod_routes(client, name, backend, node.ip, cidr), name="kubelet:pod-routes")
     finally:
         await workers.probes.close()
         if runner is not None:

@@ -1,4 +1,5 @@
-"""host-gw pod routing: a route to each other node's pod CIDR via that node's address (pyroute2 netlink).
+"""Pod routing between nodes (pyroute2 netlink): host-gw, a route to each other node's pod CIDR via that node's
+address; the VXLAN backend's routes (kubelet/network/vxlan.py) go through the same sync, onlink on its device.
 
 Only nodes whose address is on a directly connected subnet get a route (a next hop must be a neighbour);
 the others are reached through the default route. The routes carry their own protocol number, so the
@@ -9,11 +10,19 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
+from dataclasses import dataclass
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 RTPROT_PKUBE = 201  # between the kernel's reserved and the routing daemons' (bird 12, zebra 11, ...)
+RTNH_F_ONLINK = 4
+
+
+@dataclass(frozen=True)
+class NextHop:
+    gateway: str
+    oif: int = 0  # 0: the interface the gateway is on (host-gw); else this device, onlink (VXLAN)
 
 
 def desired_routes(nodes: list[tuple[str, str, str]], me: str,
@@ -27,9 +36,14 @@ def desired_routes(nodes: list[tuple[str, str, str]], me: str,
             net, addr = ipaddress.IPv4Network(cidr), ipaddress.IPv4Address(ip)
         except ValueError:
             continue
-        if any(addr in n and addr != n.network_address for n in local_nets):
+        if on_local_network(addr, local_nets):
             out[str(net)] = str(addr)
     return out
+
+
+def on_local_network(addr: ipaddress.IPv4Address, local_nets: list[ipaddress.IPv4Network]) -> bool:
+    """Whether `addr` is a neighbour: on a directly connected subnet (so a next hop without a gateway)."""
+    return any(addr in n and addr != n.network_address for n in local_nets)
 
 
 def local_networks(ipr: IPRoute) -> list[ipaddress.IPv4Network]:
@@ -37,20 +51,30 @@ def local_networks(ipr: IPRoute) -> list[ipaddress.IPv4Network]:
             for a in ipr.get_addr(family=socket.AF_INET) if a["scope"] == 0]
 
 
-def sync_routes(ipr: IPRoute, want: dict[str, str]) -> None:
-    """Make the routes of protocol RTPROT_PKUBE exactly `want` ({dst CIDR: gateway})."""
-    have: dict[str, str] = {}
+def sync_routes(ipr: IPRoute, want: dict[str, NextHop]) -> None:
+    """Make the routes of protocol RTPROT_PKUBE exactly `want` ({dst CIDR: next hop})."""
+    have: dict[str, NextHop] = {}
     for r in ipr.get_routes(family=socket.AF_INET, proto=RTPROT_PKUBE):
         if r["proto"] == RTPROT_PKUBE:
-            have[f"{r.get_attr('RTA_DST')}/{r['dst_len']}"] = str(r.get_attr("RTA_GATEWAY"))
-    for dst, gw in have.items():
-        if want.get(dst) != gw:
+            have[f"{r.get_attr('RTA_DST')}/{r['dst_len']}"] = NextHop(str(r.get_attr("RTA_GATEWAY")),
+                                                                     int(r.get_attr("RTA_OIF") or 0))
+    for dst, hop in have.items():
+        if not _same(want.get(dst), hop):
             try:
-                ipr.route("del", dst=dst, gateway=gw, proto=RTPROT_PKUBE)
+                ipr.route("del", dst=dst, gateway=hop.gateway, oif=hop.oif, proto=RTPROT_PKUBE)
             except NetlinkError as e:
                 if e.code != errno.ESRCH:  # already gone
                     raise
-    for dst, gw in want.items():
-        if have.get(dst) != gw:
-            ipr.route("replace", dst=dst, gateway=gw, proto=RTPROT_PKUBE)
+    for dst, hop in want.items():
+        if not _same(hop, have.get(dst)):
+            if hop.oif:
+                ipr.route("replace", dst=dst, gateway=hop.gateway, oif=hop.oif, flags=RTNH_F_ONLINK,
+                          proto=RTPROT_PKUBE)
+            else:
+                ipr.route("replace", dst=dst, gateway=hop.gateway, proto=RTPROT_PKUBE)
 
+
+def _same(want: NextHop | None, have: NextHop | None) -> bool:
+    if want is None or have is None:
+        return want is have
+    return want.gateway == have.gateway and (not want.oif or want.oif == have.oif)

@@ -285,7 +285,17 @@ def _node_flags(home: Home, cfg: ClusterConfig) -> list[str]:
     return ["--node-name", cfg.node_name, "--root-dir", str(home.kubelet), "--image-root", str(home.images),
             "--runtime-state-dir", str(home.runtime), "--bridge", cfg.bridge, "--nat-table", cfg.nat_table,
             "--netns-prefix", cfg.netns_prefix, "--veth-prefix", cfg.veth_prefix,
-            "--cgroup-parent", cfg.cgroup_parent]
+            "--cgroup-parent", cfg.cgroup_parent, *_vni_flags(cfg)]
+
+
+def _vni_flags(cfg: ClusterConfig) -> list[str]:
+    """The VXLAN device's VNI: how the kubelet names it, to make it and (`--cleanup`) to remove it."""
+    return ["--vxlan-vni", str(cfg.vxlan_vni)] if cfg.vxlan_vni else []
+
+
+def _routing_flags(cfg: ClusterConfig) -> list[str]:
+    """Several nodes: pods reach the others' pods unmasqueraded, through routes to their pod CIDRs."""
+    return ["--cluster-cidr", cfg.cluster_cidr, "--pod-routes", "--network-backend", cfg.pod_routing]
 
 
 def _lease_flags(cfg: ClusterConfig) -> list[str]:
@@ -298,8 +308,7 @@ def _kubelet_flags(home: Home, cfg: ClusterConfig) -> list[str]:
     # The kubelet API listens on the node's IP (where the apiserver reaches it for logs/exec/port-forward),
     # over TLS, and lets in only the apiserver's client certificate.
     node_ip = ["--node-ip", cfg.node_ip] if cfg.node_ip else []
-    # several nodes: pods reach the others' pods unmasqueraded, through routes to their pod CIDRs (host-gw)
-    multi = ["--cluster-cidr", cfg.cluster_cidr, "--pod-routes"] if cfg.workers else []
+    multi = _routing_flags(cfg) if cfg.workers else []
     return [*_as(node_user(cfg.node_name))(home, cfg), *_node_flags(home, cfg), *node_ip, *multi, *_lease_flags(cfg),
             "--port", str(cfg.kubelet_port),
             "--tls-cert-file", str(home.pki.cert("kubelet")), "--tls-private-key-file", str(home.pki.key("kubelet")),
@@ -314,13 +323,13 @@ def _worker_node_flags(home: Home, cfg: ClusterConfig, w: Worker) -> list[str]:
     return ["--node-name", w.name, "--root-dir", str(d / "kubelet"), "--image-root", str(home.images),
             "--runtime-state-dir", str(d / "runtime"), "--bridge", f"{cfg.bridge[:11]}w{w.index}",
             "--nat-table", cfg.nat_table, "--netns-prefix", f"{cfg.netns_prefix[:-1]}w{w.index}-",
-            "--veth-prefix", cfg.veth_prefix, "--cgroup-parent", f"{cfg.cgroup_parent}-w{w.index}"]
+            "--veth-prefix", cfg.veth_prefix, "--cgroup-parent", f"{cfg.cgroup_parent}-w{w.index}", *_vni_flags(cfg)]
 
 
 def _worker_kubelet_flags(home: Home, cfg: ClusterConfig, w: Worker) -> list[str]:
     pki = home.pki
     return [*_as(node_user(w.name), gateway=True)(home, cfg), *_worker_node_flags(home, cfg, w), "--node-ip", w.ip,
-            "--cluster-cidr", cfg.cluster_cidr, "--pod-routes", *_lease_flags(cfg), "--port", str(cfg.kubelet_port),
+            *_routing_flags(cfg), *_lease_flags(cfg), "--port", str(cfg.kubelet_port),
             "--tls-cert-file", str(pki.cert(f"kubelet-{w.name}")),
             "--tls-private-key-file", str(pki.key(f"kubelet-{w.name}")),
             "--client-ca-file", str(pki.ca_cert), "--cluster-dns", cfg.dns_ip]

@@ -172,6 +172,11 @@ class ClusterConfig:
     # `--default-unreachable-toleration-seconds`; Kubernetes' defaults), kept for later `up`s and restarts.
     node_monitor_grace_period: float = 40.0
     default_unreachable_toleration_seconds: float = 300.0
+    # How the nodes route each other's pod CIDRs (`up --network-backend`): host-gw, vxlan or auto; and the VNI of
+    # the VXLAN devices (0: not chosen yet; 1 for the default home, another per home so that two clusters' host
+    # nodes never share a VXLAN device).
+    network_backend: str = "auto"
+    vxlan_vni: int = 0
 
     def __post_init__(self) -> None:
         self.members = [m if isinstance(m, Member) else Member(**m) for m in self.members]
@@ -197,6 +202,18 @@ class ClusterConfig:
         if self.node_ip and not ipaddress.ip_address(self.node_ip).is_loopback:
             return self.node_ip
         return ""
+
+    @property
+    def pod_routing(self) -> str:
+        """The backend the kubelets run: `auto` is decided here, where the whole cluster network is known: host-gw
+        when every node's InternalIP is on a subnet the others reach directly, else vxlan. A local cluster's extra
+        nodes are all on the cluster bridge, whose gateway is the first node (the host) itself, so that is
+        host-gw; VXLAN is for nodes without a shared L2 network (`--network-backend vxlan` forces it)."""
+        if self.network_backend != "auto":
+            return self.network_backend
+        subnet = ipaddress.ip_network(self.node_subnet) if self.node_subnet else None
+        direct = subnet is not None and all(ipaddress.ip_address(w.ip) in subnet for w in self.workers)
+        return "host-gw" if direct else "vxlan"
 
     @property
     def node_cidr_mask(self) -> int:
@@ -329,7 +346,8 @@ class Home:
     def prepare(self, api_port: int | None, default_home: bool, tls: bool,
                 control_planes: int | None = None, nodes: int | None = None,
                 node_monitor_grace_period: float | None = None,
-                default_unreachable_toleration_seconds: float | None = None) -> ClusterConfig:
+                default_unreachable_toleration_seconds: float | None = None,
+                network_backend: str | None = None) -> ClusterConfig:
         """Create the layout on the first `up`; later calls reuse what was recorded (the node-loss
         timings given replace the recorded ones).
 
@@ -387,6 +405,10 @@ class Home:
             cfg.node_monitor_grace_period = node_monitor_grace_period
         if default_unreachable_toleration_seconds is not None:
             cfg.default_unreachable_toleration_seconds = default_unreachable_toleration_seconds
+        if network_backend is not None:
+            cfg.network_backend = network_backend
+        if not cfg.vxlan_vni:
+            cfg.vxlan_vni = 1 if default_home else private_vni(hashlib.sha256(str(self.root).encode()).digest())
         if not self.tokens_file.exists():
             write_private(self.tokens_file, f"{secrets.token_hex(32)},admin,admin,system:masters\n")
         # imported here: cryptography and netlink are heavy, and only `up` needs them, not the supervisor
@@ -493,6 +515,11 @@ def private_node_names(cfg: ClusterConfig, root: Path) -> None:
     # interface names have at most 15 characters: veths are <prefix><sandbox id>, cut there
     cfg.bridge, cfg.nat_table, cfg.netns_prefix = f"pkbr{tag}", f"pkube-nat-{tag}", f"pk{tag}-"
     cfg.veth_prefix, cfg.cgroup_parent = f"pv{tag}", f"pkube-{tag}"
+
+
+def private_vni(digest: bytes) -> int:
+    """The VXLAN network identifier of a non-default home: one of 2^24 - 4096 above 4095 (the default home has 1)."""
+    return 4096 + int.from_bytes(digest[6:9], "big") % (2**24 - 4096)
 
 
 def private_service_range(digest: bytes) -> str:

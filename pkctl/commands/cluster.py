@@ -56,6 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     up.add_argument("--default-unreachable-toleration-seconds", type=_seconds, default=None, metavar="S",
                     help="seconds pods without their own toleration stay on an unreachable node before they are "
                          "evicted (default 300, as Kubernetes)")
+    up.add_argument("--network-backend", choices=("host-gw", "vxlan", "auto"), default=None,
+                    help="how the nodes route each other's pod CIDRs: host-gw (routes via the nodes' IPs, one L2 "
+                         "network), vxlan (a VXLAN tunnel, as flannel's backend) or auto (default: host-gw when "
+                         "every node is on a directly connected subnet, else vxlan); kept for later `up`s")
     up.set_defaults(func=cmd_up)
 
     down = csub.add_parser("down", help="stop the cluster, keeping its data unless --purge")
@@ -76,7 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     rs.add_argument("--api-port", type=_port, help="API server port (default 6443 if free, for the default home)")
     rs.add_argument("--wait-timeout", type=_seconds, default=DEFAULT_WAIT, metavar="S",
                     help=f"seconds to wait for every component to be healthy (default {DEFAULT_WAIT:.0f})")
-    rs.set_defaults(func=cmd_restore, install_deps=False, merge_kubeconfig=False, nodes=None)
+    rs.set_defaults(func=cmd_restore, install_deps=False, merge_kubeconfig=False, nodes=None, network_backend=None)
 
     st = csub.add_parser("status", help="components, their health, node readiness")
     home_arg(st)
@@ -215,7 +219,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     # `restore` ends here too; its flags have no node-loss timings (the home keeps the defaults)
     cfg = _prepare(home, args.api_port, args.control_planes, args.nodes,
                    getattr(args, "node_monitor_grace_period", None),
-                   getattr(args, "default_unreachable_toleration_seconds", None))
+                   getattr(args, "default_unreachable_toleration_seconds", None), getattr(args, "network_backend", None))
     if args.merge_kubeconfig:
         try:
             kubemerge.merge(kubemerge.user_kubeconfig(), _kubeconfig_doc(home))
@@ -223,7 +227,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             raise CommandError(f"cannot merge the kubeconfig: {e}") from None
     print(f"Starting pkube cluster in {home.root}"
           + (f" with {cfg.control_planes} control planes" if cfg.members else "")
-          + (f"{' and' if cfg.members else ' with'} {cfg.nodes} nodes" if cfg.workers else ""))
+          + (f"{' and' if cfg.members else ' with'} {cfg.nodes} nodes ({cfg.pod_routing} pod network)"
+             if cfg.workers else ""))
     if args.merge_kubeconfig:
         print(f"  ✓ kubeconfig merged into {kubemerge.user_kubeconfig()} as context pkube (now current)")
     if not cfg.tls:
@@ -243,12 +248,13 @@ def _prerequisites(node_only: bool) -> list[prereq_checks.Problem]:
 
 
 def _prepare(home: Home, api_port: int | None, control_planes: int | None, nodes: int | None = None,
-             grace: float | None = None, toleration: float | None = None) -> ClusterConfig:
+             grace: float | None = None, toleration: float | None = None,
+             network_backend: str | None = None) -> ClusterConfig:
     tls = BY_NAME["apiserver"].available() and apiserver_serves_tls()
     try:
         return home.prepare(api_port, default_home=home.root == resolve(None) and api_port is None, tls=tls,
                             control_planes=control_planes, nodes=nodes, node_monitor_grace_period=grace,
-                            default_unreachable_toleration_seconds=toleration)
+                            default_unreachable_toleration_seconds=toleration, network_backend=network_backend)
     except (HomeError, OSError) as e:
         raise CommandError(str(e)) from None
 

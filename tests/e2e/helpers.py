@@ -141,7 +141,8 @@ def workers_left(cfg: dict[str, Any], netns: list[str]) -> list[str]:
         for root, dirs, _ in os.walk("/sys/fs/cgroup"):
             left += [f"cgroup {os.path.join(root, d)}" for d in dirs if d == f"{cfg['cgroup_parent']}-w{w['index']}"]
     if cfg.get("node_bridge"):
-        left += [f"link {n}" for n in os.listdir("/sys/class/net") if n == cfg["node_bridge"]]
+        left += [f"link {n}" for n in os.listdir("/sys/class/net")
+                 if n in (cfg["node_bridge"], f"pkube.{cfg.get('vxlan_vni')}")]  # and the first node's VXLAN device
         routes = subprocess.run(["ip", "-4", "route", "show", "proto", "201"], capture_output=True, text=True).stdout
         left += [f"route {r}" for r in routes.splitlines() if cfg["node_subnet"].rsplit(".", 1)[0] + "." in r]
     return left
