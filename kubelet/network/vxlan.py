@@ -85,7 +85,7 @@ def ensure_device(ipr: IPRoute, vni: int, local_ip: str, pod_cidr: str, port: in
         data = info.get_attr("IFLA_INFO_DATA") if info is not None else None
         if data is None or (data.get_attr("IFLA_VXLAN_ID"), data.get_attr("IFLA_VXLAN_LOCAL"),
                             data.get_attr("IFLA_VXLAN_PORT")) != (vni, local_ip, port):
-            delete_link(name)
+            ipr.link("del", index=idx[0])
             idx = []
     if not idx:
         try:
