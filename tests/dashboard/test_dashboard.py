@@ -691,6 +691,39 @@ def test_ingress_and_hpa_pages(dashboard: str, browser: Any, api: SyncClient, ns
     assert unlabelled(browser) == []
 
 
+def test_pvc_and_pv_pages_and_nothing_fetched_from_elsewhere(dashboard: str, browser: Any, api: SyncClient,
+                                                             ns: str) -> None:
+    pv_name = unique("dash-pv")
+    go(browser, base(dashboard) + "/#/persistentvolumes", "PersistentVolumes")
+    until(lambda: browser.find_element("css selector", "table[aria-label='PersistentVolumes'] tbody tr"), what="the table")
+    api.create(kind("persistentvolumes"), {
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv_name},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "dash-manual",
+                 "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": "/tmp/" + pv_name}}})
+    try:
+        row = until(lambda: browser.find_element("css selector", f"tr[data-name='{pv_name}']"), what="the PV (live)")
+        assert "1Gi" in row.text and "ReadWriteOnce" in row.text and "Retain" in row.text, row.text
+        go(browser, base(dashboard) + "/#/persistentvolumeclaims", "PersistentVolumeClaims")
+        choose_namespace(browser, ns)
+        until(lambda: browser.find_element("css selector", "table[aria-label='PersistentVolumeClaims'] tbody tr"),
+              what="the table")
+        api.create(kind("persistentvolumeclaims"), {
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "dash-manual", "volumeName": pv_name,
+                     "resources": {"requests": {"storage": "1Gi"}}}}, ns)
+        row = until(lambda: browser.find_element("css selector", "tr[data-name='data']"), what="the PVC (live)")
+        assert "dash-manual" in row.text and "ReadWriteOnce" in row.text, row.text
+        until(lambda: "Bound" in browser.find_element("css selector", "tr[data-name='data']").text, 30,
+              "the claim bound to its volume", explain=lambda: browser.find_element("css selector", "tr[data-name='data']").text)
+    finally:
+        api.delete(kind("persistentvolumeclaims"), "data", ns)
+        api.delete(kind("persistentvolumes"), pv_name)
+    # every file and connection of the page comes from the dashboard itself (no CDN)
+    elsewhere = js(browser, "return performance.getEntriesByType('resource').map(e => e.name)"
+                            ".filter(n => !n.startsWith(location.origin + '/'))")
+    assert elsewhere == []
+
+
 @pytest.mark.parametrize("args, message", [
     (["--address", "0.0.0.0"], "error: --address 0.0.0.0 is not a loopback address"),
     (["--port", "70000"], "port"),
