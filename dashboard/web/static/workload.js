@@ -1,8 +1,9 @@
 // What the workload pages share: scale and restart (as kubectl scale / rollout restart do them), kubectl rollout
-// status' messages (kubectl/pkg/polymorphichelpers/rollout_status.go, as pkctl/rollout_status.py), a label
-// selector as text, and a live table of the pods a selector matches.
+// status' messages (kubectl/pkg/polymorphichelpers/rollout_status.go, as pkctl/rollout_status.py), a Job's STATUS
+// and COMPLETIONS as kubectl get jobs prints them (pklib/columns.py), a label selector as text, and a live table of
+// the pods a selector matches.
 import { KINDS, ListWatch, patch, resourcePath, showError } from './api.js';
-import { ago, badge, byName, h, link, podReady, podStatus, restarts, table, updateRows } from './util.js';
+import { ago, badge, byName, condition, h, link, podReady, podStatus, restarts, table, updateRows } from './util.js';
 
 export async function scale(kind, namespace, name, replicas) {
   await patch(resourcePath(kind, namespace, name), { spec: { replicas } });
@@ -95,6 +96,25 @@ export const ROLLOUT_STATUS = {
     return `statefulset rolling update complete ${st.currentReplicas || 0} pods at revision ${st.currentRevision}...`;
   },
 };
+
+// kubectl get jobs' STATUS column.
+export function jobState(j) {
+  const isTrue = (type) => (condition(j, type) || {}).status === 'True';
+  if (isTrue('Complete')) return 'Complete';
+  if (isTrue('Failed')) return 'Failed';
+  if (j.metadata.deletionTimestamp) return 'Terminating';
+  if (isTrue('Suspended')) return 'Suspended';
+  if (isTrue('FailureTarget')) return 'FailureTarget';
+  return 'Running';
+}
+
+// kubectl get jobs' COMPLETIONS column.
+export function jobCompletions(j) {
+  const succeeded = (j.status || {}).succeeded || 0;
+  if (j.spec.completions !== undefined && j.spec.completions !== null) return `${succeeded}/${j.spec.completions}`;
+  if ((j.spec.parallelism || 0) > 1) return `${succeeded}/1 of ${j.spec.parallelism}`;
+  return `${succeeded}/1`;
+}
 
 // A label selector as text, the way a list's labelSelector parameter takes it.
 export function selectorText(selector) {

@@ -2,29 +2,13 @@
 // succeeded/failed/active and conditions), its history (a StatefulSet's or DaemonSet's ControllerRevisions, a
 // CronJob's Jobs), its pods, and scale (StatefulSet) / restart (StatefulSet, DaemonSet) buttons.
 import { KINDS, ListWatch, resourcePath } from '../api.js';
-import { ago, badge, byName, condition, h, link, table, updateRows } from '../util.js';
-import { ROLLOUT_STATUS, actions, conditionsTable, ownedBy, podTable, selectorText, showFacts } from '../workload.js';
+import { ago, badge, byName, h, link, table, updateRows } from '../util.js';
+import {
+  ROLLOUT_STATUS, actions, conditionsTable, jobCompletions, jobState, ownedBy, podTable, selectorText, showFacts,
+} from '../workload.js';
 
 const TITLES = { statefulsets: 'StatefulSet', daemonsets: 'DaemonSet', jobs: 'Job', cronjobs: 'CronJob' };
 const href = (plural, namespace, name) => `#/${plural}/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}`;
-
-// kubectl get jobs' STATUS column.
-export function jobState(j) {
-  const isTrue = (type) => (condition(j, type) || {}).status === 'True';
-  if (isTrue('Complete')) return 'Complete';
-  if (isTrue('Failed')) return 'Failed';
-  if (j.metadata.deletionTimestamp) return 'Terminating';
-  if (isTrue('Suspended')) return 'Suspended';
-  if (isTrue('FailureTarget')) return 'FailureTarget';
-  return 'Running';
-}
-
-export function jobCompletions(j) {
-  const succeeded = (j.status || {}).succeeded || 0;
-  if (j.spec.completions !== undefined && j.spec.completions !== null) return `${succeeded}/${j.spec.completions}`;
-  if ((j.spec.parallelism || 0) > 1) return `${succeeded}/1 of ${j.spec.parallelism}`;
-  return `${succeeded}/1`;
-}
 
 const count = (n) => String(n || 0);
 const images = (template) => ((((template || {}).spec || {}).containers) || []).map((c) => c.image).join(', ');

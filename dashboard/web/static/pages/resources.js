@@ -2,8 +2,7 @@
 // and the URL of a NodePort or LoadBalancer), Ingresses (rules and backends), HorizontalPodAutoscalers (targets and
 // conditions), ConfigMaps and Secrets (values hidden until asked), PVCs and PVs.
 import { KINDS, ListWatch, resourcePath } from '../api.js';
-import { actions, yamlHash } from '../workload.js';
-import { jobCompletions, jobState } from './details.js';
+import { actions, jobCompletions, jobState, yamlHash } from '../workload.js';
 import { ago, badge, byName, h, link, table, updateRows } from '../util.js';
 
 const yamlLink = (plural, o) => link(yamlHash(plural, o.metadata.namespace, o.metadata.name), 'YAML');
