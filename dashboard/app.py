@@ -1,7 +1,7 @@
 """The dashboard's web app: login, the API proxy and the static page.
 
-Access: `/login?token=T` with the one-time token printed at start sets an HttpOnly, SameSite=Strict session cookie
-and redirects to the page; every other path answers 401 without a valid session. The Host header must name the
+Access: `/login?token=T` with the one-time token printed at start (short-lived: it expires LOGIN_TTL seconds after
+start if unused) sets an HttpOnly, SameSite=Strict session cookie and redirects to the page; every other path answers 401 without a valid session. The Host header must name the
 address served (no DNS rebinding), and requests that change something (any method but GET/HEAD/OPTIONS) and
 WebSocket upgrades must carry an Origin naming it too (no cross-site request forgery).
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Awaitable, Callable
@@ -46,17 +47,29 @@ VENDOR = {
 }
 
 
+LOGIN_TTL = 600.0  # seconds the printed login link works, unused
+
+
 @dataclass
 class Access:
-    """Who may use the dashboard: the holder of the login token once, then the sessions it opened."""
+    """Who may use the dashboard: the holder of the login token once (within LOGIN_TTL of its making), then the
+    sessions it opened."""
     login_token: str | None = field(default_factory=lambda: secrets.token_urlsafe(24))
     sessions: set[str] = field(default_factory=set)
     # "host:port" names this server answers to (set once bound).
     hosts: set[str] = field(default_factory=set)
+    clock: Callable[[], float] = time.monotonic
+    login_expires: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.login_expires = self.clock() + LOGIN_TTL
 
     def login(self, token: str) -> str | None:
-        """A new session id for the right token, which then stops working; None otherwise."""
+        """A new session id for the right token in time, which then stops working; None otherwise."""
         if self.login_token is None or not secrets.compare_digest(token.encode(), self.login_token.encode()):
+            return None
+        if self.clock() > self.login_expires:
+            self.login_token = None
             return None
         self.login_token = None
         session = secrets.token_urlsafe(32)
@@ -103,9 +116,9 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
 async def login(request: web.Request) -> web.StreamResponse:
     session = request.app[ACCESS].login(request.query.get("token", ""))
     if session is None:
-        log.warning("login refused (a wrong or used link) from %s", request.remote)
-        return _plain(401, "Unauthorized: this login link is wrong or was already used; "
-                           "run `pkctl dashboard` again for a new one")
+        log.warning("login refused (a wrong, used or expired link) from %s", request.remote)
+        return _plain(401, "Unauthorized: this login link is wrong or was already used, or expired (it works once, "
+                           f"within {LOGIN_TTL / 60:.0f} minutes); run `pkctl dashboard` again for a new one")
     log.info("logged in from %s (the link is now used)", request.remote)
     response = web.HTTPFound("/")
     response.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="Strict", path="/")

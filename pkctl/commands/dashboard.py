@@ -60,7 +60,7 @@ def command(args: argparse.Namespace) -> int:
         url = proc.stdout.readline().strip()
         if not url:  # it could not start: it said why on stderr (shared with ours)
             return proc.wait() or 1
-        print(f"Dashboard (this link logs in once): {url}", flush=True)
+        print(f"Dashboard (this link logs in once, within 10 minutes): {url}", flush=True)
         print("Serving until Ctrl-C.", flush=True)
         if not args.no_open:
             open_browser(url)

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import urlsplit
@@ -22,14 +23,16 @@ from pklib.syncclient import SyncClient
 from tests.support.controlplane import Etcd
 from tests.support.dashboard import DASHBOARD_LOG, base, chromium, chromium_available, serve, until
 from tests.support.node import BUSYBOX, NAMESPACES, PODS, Node, clean_namespace, private_node
-from tests.support.pkctl import kind, run_pkctl
+from tests.support.pkctl import ROOT, kind, run_pkctl
 from tests.util import unique
 
 pytestmark = pytest.mark.root
 Select = pytest.importorskip("selenium.webdriver.support.ui", reason="needs selenium (the test extras)").Select
 
-SHOTS = Path(os.environ.get("PKUBE_DASHBOARD_SHOTS", "/tmp/pkube-dashboard-screenshots"))
-DEPLOYMENTS = kind("deployments")
+# the screenshots of a run (ignored by git); docs/images/ has the one the README shows
+SHOTS = Path(os.environ.get("PKUBE_DASHBOARD_SHOTS", Path(__file__).parent / "screenshots"))
+DEPLOYMENTS, STATEFULSETS, DAEMONSETS = kind("deployments"), kind("statefulsets"), kind("daemonsets")
+JOBS, CRONJOBS = kind("jobs"), kind("cronjobs")
 SAMPLE_SECONDS = 2
 TICKER = "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.3; done"
 
@@ -47,16 +50,24 @@ def api(dash_node: Node) -> Iterator[SyncClient]:
     c.close()
 
 
-@pytest.fixture(scope="module")
-def ns(dash_node: Node, api: SyncClient) -> Iterator[str]:
+@contextmanager
+def namespace(node: Node, api: SyncClient) -> Iterator[str]:
+    """A new namespace, its workloads and pods removed after."""
     name = unique("dash")
     api.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    yield name
+    try:
+        yield name
+    finally:
+        async def clean() -> None:
+            async with node.client() as c:
+                await clean_namespace(c, name)
+        asyncio.run(clean())
 
-    async def clean() -> None:
-        async with dash_node.client() as c:
-            await clean_namespace(c, name)
-    asyncio.run(clean())
+
+@pytest.fixture(scope="module")
+def ns(dash_node: Node, api: SyncClient) -> Iterator[str]:
+    with namespace(dash_node, api) as name:
+        yield name
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +117,28 @@ def rows(driver: Any) -> list[str]:
 
 
 def unlabelled(driver: Any) -> list[str]:
-    return js(driver, """return [...document.querySelectorAll('input, select, textarea')]
-        .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')).map(e => e.outerHTML)""")
+    """The form controls, buttons and links with no accessible name (no <label>, aria-label(ledby), text or title)."""
+    return js(driver, """const named = (e) => (e.labels && [...e.labels].some(l => l.textContent.trim()))
+            || (e.getAttribute('aria-label') || '').trim() || e.getAttribute('aria-labelledby')
+            || (!['INPUT', 'SELECT', 'TEXTAREA'].includes(e.tagName) && e.textContent.trim()) || e.title;
+        return [...document.querySelectorAll('input:not([type=hidden]), select, textarea, button, a[href]')]
+            .filter(e => !named(e)).map(e => e.outerHTML)""")
+
+
+def column(driver: Any, table: str, i: int) -> list[str]:
+    """The texts of column `i` of the table labelled `table`."""
+    return js(driver, "return [...document.querySelectorAll(`table[aria-label='${arguments[0]}'] tbody tr[data-key]`)]"
+                      ".map(r => r.children[arguments[1]].textContent)", table, i)
+
+
+def facts(driver: Any) -> dict[str, str]:
+    """A workload page's summary (its <dl>) as term → value."""
+    return js(driver, "const d = {}; for (const dt of document.querySelectorAll('#workload-summary dt')) "
+                      "d[dt.textContent] = dt.nextElementSibling.textContent; return d")
+
+
+def heading(driver: Any) -> str | None:
+    return js(driver, "return document.querySelector('main h1')?.textContent")
 
 
 def click(driver: Any, by: str, value: str) -> None:
@@ -250,6 +281,27 @@ def test_pods_appear_live_and_deleted_pod_is_replaced(dashboard: str, browser: A
     assert js(browser, "return window.__sameDocument") is True
 
 
+def test_applying_the_web_example_shows_its_pods_live(dashboard: str, browser: Any, api: SyncClient,
+                                                     dash_node: Node) -> None:
+    """`pkctl apply -f manifests/examples/web.yaml` while the Pods page is open: its three pods appear, Ready,
+    without a reload."""
+    with namespace(dash_node, api) as example:
+        go(browser, base(dashboard) + "/#/pods", "Pods")
+        choose_namespace(browser, example)
+        until(lambda: rows(browser) == [], what="an empty namespace")
+        js(browser, "window.__sameDocument = true")  # gone if the page reloads
+        r = run_pkctl("apply", "-f", str(ROOT / "manifests/examples/web.yaml"), "-n", example,
+                      "--kubeconfig", dash_node.api.kubeconfig)
+        assert r.returncode == 0, r.stderr
+        until(lambda: (lambda r: len(r) == 3 and all(n.startswith("web-") for n in r))(rows(browser)), 60,
+              "the example's three pods")
+        until(lambda: js(browser, "return [...document.querySelectorAll('main tbody tr[data-key]')]"
+                                  ".every(r => r.children[2].textContent === '1/1')"), 60, "all three Ready",
+              explain=lambda: rows(browser))
+        assert js(browser, "return window.__sameDocument") is True
+        browser.save_screenshot(str(SHOTS / "web-example.png"))
+
+
 def test_pod_view_follows_logs(dashboard: str, browser: Any, ns: str) -> None:
     go(browser, base(dashboard) + "/#/pods", "Pods")
     choose_namespace(browser, ns)
@@ -383,13 +435,162 @@ def test_deployment_view_shows_rollout_revisions_and_pods(dashboard: str, browse
     until(lambda: browser.find_element("id", "rollout-status").text == 'deployment "web" successfully rolled out', 60,
           "the restart rolled out", explain=lambda: browser.find_element("id", "rollout-status").text)
 
-    def column(table: str, i: int) -> list[str]:
-        return js(browser, "return [...document.querySelectorAll(`table[aria-label='${arguments[0]}'] tbody tr[data-key]`)]"
-                           ".map(r => r.children[arguments[1]].textContent)", table, i)
-    until(lambda: column("Revisions", 0) == ["2", "1"], what="revisions 2 (the restart) and 1")
-    until(lambda: len(column("Pods", 0)) == 2 and set(column("Pods", 2)) == {"Running"}, 60, "its two pods")
-    assert "Available" in column("Conditions", 0)
+    until(lambda: column(browser, "Revisions", 0) == ["2", "1"], what="revisions 2 (the restart) and 1")
+    until(lambda: len(column(browser, "Pods", 0)) == 2 and set(column(browser, "Pods", 2)) == {"Running"}, 60,
+          "its two pods")
+    assert "Available" in column(browser, "Conditions", 0)
     browser.save_screenshot(str(SHOTS / "deployment.png"))
+
+
+def test_keyboard_reaches_navigation_and_tables_with_visible_focus(dashboard: str, browser: Any, ns: str) -> None:
+    """Tab walks the skip link, every navigation link in order and the namespace picker, each with a visible focus
+    ring; Enter opens a page; Tab from there reaches the links in its table, and Enter opens the row's page."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    def press(key: str, shift: bool = False) -> dict[str, Any]:
+        keys = ActionChains(browser)
+        (keys.key_down(Keys.SHIFT).send_keys(key).key_up(Keys.SHIFT) if shift else keys.send_keys(key)).perform()
+        return js(browser, """const e = document.activeElement, s = getComputedStyle(e);
+            return {text: e.textContent.trim(), tag: e.tagName, id: e.id, href: e.getAttribute('href'),
+                    ring: s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2}""")
+    go(browser, base(dashboard) + "/#/", "Overview")
+    choose_namespace(browser, ns)
+    # Tab from the top of the document (focusing the body moves the point sequential navigation starts from)
+    js(browser, "document.body.tabIndex = -1; document.body.focus(); document.body.removeAttribute('tabindex')")
+    nav = js(browser, "return [...document.querySelectorAll('nav a')].map(a => a.getAttribute('href'))")
+    walked = [press(Keys.TAB) for _ in range(len(nav) + 2)]
+    assert walked[0]["text"] == "Skip to content", walked[0]
+    assert [w["href"] for w in walked[1:-1]] == nav, walked
+    assert walked[-1]["id"] == "namespace", walked[-1]
+    assert all(w["ring"] for w in walked), [w for w in walked if not w["ring"]]  # focus visible on each
+
+    # back to the Deployments link (Shift+Tab), Enter: its page, with the focus on the page's content
+    for _ in range(len(nav) - nav.index("#/deployments")):
+        focused = press(Keys.TAB, shift=True)
+    assert focused["href"] == "#/deployments", focused
+    press(Keys.ENTER)
+    until(lambda: heading(browser) == "Deployments" and rows(browser) == ["web"], what="the Deployments page")
+    for _ in range(5):  # Tab into the table: the Deployment's name links to its page
+        focused = press(Keys.TAB)
+        if focused["text"] == "web":
+            break
+    assert focused["text"] == "web" and focused["ring"], focused
+    press(Keys.ENTER)
+    until(lambda: heading(browser) == f"Deployment {ns}/web", what="the Deployment's page, opened with Enter")
+    assert unlabelled(browser) == []
+
+
+def workload_template(name: str, command: str) -> dict[str, Any]:
+    return {"metadata": {"labels": {"app": name}},
+            "spec": {"terminationGracePeriodSeconds": 1, "containers": [
+                {"name": "main", "image": BUSYBOX, "imagePullPolicy": "IfNotPresent", "command": ["sh", "-c", command]}]}}
+
+
+def open_from_list(driver: Any, root: str, plural: str, title: str, ns: str, name: str, heading_text: str) -> None:
+    """A workload's page, by its name's link in the list of its kind."""
+    go(driver, f"{root}/#/{plural}", title)
+    choose_namespace(driver, ns)
+    click(driver, "link text", name)
+    until(lambda: heading(driver) == heading_text, what=heading_text, explain=lambda: page_state(driver))
+
+
+def test_statefulset_page_rollout_revisions_pods_restart_and_scale(dashboard: str, browser: Any, api: SyncClient,
+                                                                    ns: str) -> None:
+    api.create(STATEFULSETS, {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
+                              "spec": {"replicas": 1, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                                       "template": workload_template("db", "exec sleep 3600")}}, ns)
+    open_from_list(browser, base(dashboard), "statefulsets", "StatefulSets", ns, "db", f"StatefulSet {ns}/db")
+    status = lambda: browser.find_element("id", "rollout-status").text  # noqa: E731
+    until(lambda: status() == "partitioned roll out complete: 1 new pods have been updated...", 60, "rolled out",
+          explain=status)
+    until(lambda: column(browser, "Pods", 0) == ["db-0"] and column(browser, "Pods", 2) == ["Running"], 60, "db-0 Running")
+    first = until(lambda: (lambda r: r[0] if len(r) == 1 else None)(column(browser, "Revisions", 1)), what="revision 1")
+    assert facts(browser)["Current revision"] == facts(browser)["Update revision"] != "<none>"
+
+    browser.find_element("css selector", "#workload-actions button.restart").click()  # a new template: revision 2
+    until(lambda: column(browser, "Revisions", 0) == ["2", "1"], what="revisions 2 (the restart) and 1")
+    assert "kubectl.kubernetes.io/restartedAt" in api.get(STATEFULSETS, "db", ns)["spec"]["template"]["metadata"]["annotations"]
+    newest = column(browser, "Revisions", 1)[0].split(" ")[0]
+    assert newest != first.split(" ")[0]
+    until(lambda: facts(browser)["Update revision"] == facts(browser)["Current revision"] == newest
+          and column(browser, "Pods", 2) == ["Running"], 60, "db-0 replaced at the new revision",
+          explain=lambda: (facts(browser), column(browser, "Pods", 2)))
+
+    # scale with the keyboard: the replicas field, Enter
+    from selenium.webdriver.common.keys import Keys
+    field = browser.find_element("id", f"replicas-{ns}-db")
+    field.send_keys(Keys.CONTROL, "a", Keys.NULL, "2", Keys.ENTER)
+    until(lambda: api.get(STATEFULSETS, "db", ns)["spec"]["replicas"] == 2, what="spec.replicas 2")
+    until(lambda: column(browser, "Pods", 0) == ["db-0", "db-1"], 60, "db-1 on the page")
+    until(lambda: facts(browser)["Replicas"].endswith("/2 ready"), what="the replica count")
+    assert unlabelled(browser) == []
+    browser.save_screenshot(str(SHOTS / "statefulset.png"))
+
+
+def test_daemonset_page_rollout_revisions_pods_and_restart(dashboard: str, browser: Any, api: SyncClient,
+                                                           dash_node: Node, ns: str) -> None:
+    template = workload_template("agent", "exec sleep 3600")
+    template["spec"]["containers"][0]["livenessProbe"] = {"exec": {"command": ["true"]}, "periodSeconds": 30}
+    api.create(DAEMONSETS, {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent"},
+                            "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": template}}, ns)
+    open_from_list(browser, base(dashboard), "daemonsets", "DaemonSets", ns, "agent", f"DaemonSet {ns}/agent")
+    until(lambda: browser.find_element("id", "rollout-status").text == 'daemon set "agent" successfully rolled out', 60,
+          "rolled out", explain=lambda: browser.find_element("id", "rollout-status").text)
+    assert column(browser, "Pods", 4) == [dash_node.name] and column(browser, "Pods", 2) == ["Running"]
+    assert facts(browser)["Desired"] == facts(browser)["Ready"] == "1"
+    until(lambda: column(browser, "Revisions", 0) == ["1"], what="revision 1")
+    assert not browser.find_elements("id", f"replicas-{ns}-agent")  # a DaemonSet has no replicas to scale
+    browser.save_screenshot(str(SHOTS / "daemonset.png"))
+
+    # its pod's page (the link in the Pods table): the container's probes and the pod's events
+    pod = column(browser, "Pods", 0)[0]
+    click(browser, "link text", pod)
+    until(lambda: heading(browser) == f"Pod {ns}/{pod}", what="the pod's page")
+    until(lambda: column(browser, "Containers", 5) == ["liveness"], what="the probes")
+    until(lambda: {"Created", "Started"} <= set(column(browser, "Events", 2)), 30, "the pod's events",
+          explain=lambda: column(browser, "Events", 2))
+    browser.back()
+    until(lambda: heading(browser) == f"DaemonSet {ns}/agent", what="back on the DaemonSet's page")
+    until(lambda: column(browser, "Revisions", 0) == ["1"], what="revision 1")
+    browser.find_element("css selector", "#workload-actions button.restart").click()
+    until(lambda: column(browser, "Revisions", 0) == ["2", "1"], what="revisions 2 (the restart) and 1")
+    assert "kubectl.kubernetes.io/restartedAt" in api.get(DAEMONSETS, "agent", ns)["spec"]["template"]["metadata"]["annotations"]
+    assert unlabelled(browser) == []
+
+
+def test_cronjob_page_lists_its_jobs_and_job_page_shows_progress(dashboard: str, browser: Any, api: SyncClient,
+                                                                 ns: str) -> None:
+    job_spec = {"backoffLimit": 0, "template": {**workload_template("nightly", "echo done"),
+                                                "spec": {**workload_template("nightly", "echo done")["spec"],
+                                                         "restartPolicy": "Never"}}}
+    cron = api.create(CRONJOBS, {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "nightly"},
+                                 "spec": {"schedule": "0 3 * * *", "suspend": True,
+                                          "jobTemplate": {"spec": job_spec}}}, ns)
+    # a run now, as `kubectl create job --from=cronjob/nightly` makes it: a Job the CronJob controls
+    api.create(JOBS, {"apiVersion": "batch/v1", "kind": "Job", "metadata": {
+        "name": "nightly-manual", "annotations": {"cronjob.kubernetes.io/instantiate": "manual"},
+        "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": "nightly",
+                             "uid": cron["metadata"]["uid"], "controller": True}]}, "spec": job_spec}, ns)
+    open_from_list(browser, base(dashboard), "cronjobs", "CronJobs", ns, "nightly", f"CronJob {ns}/nightly")
+    until(lambda: facts(browser).get("Schedule") == "0 3 * * *", what="the CronJob's schedule")
+    assert facts(browser)["Suspend"] == "true"
+    until(lambda: column(browser, "Jobs", 0) == ["nightly-manual"], what="the CronJob's Job")
+    until(lambda: column(browser, "Jobs", 1) == ["Complete"], 60, "the Job complete (live)",
+          explain=lambda: column(browser, "Jobs", 1))
+    browser.save_screenshot(str(SHOTS / "cronjob.png"))
+
+    click(browser, "link text", "nightly-manual")
+    until(lambda: heading(browser) == f"Job {ns}/nightly-manual", what="the Job's page")
+    until(lambda: facts(browser).get("Status") == "Complete", what="the Job's status")
+    got = facts(browser)
+    assert (got["Completions"], got["Succeeded"], got["Failed"], got["Active"]) == ("1/1", "1", "0", "0"), got
+    until(lambda: "Complete" in column(browser, "Conditions", 0), what="the Complete condition")
+    assert column(browser, "Conditions", 1)[column(browser, "Conditions", 0).index("Complete")] == "True"
+    until(lambda: column(browser, "Pods", 2) == ["Completed"], what="its pod, Completed")
+    assert not browser.find_elements("css selector", "#workload-actions button")  # nothing to scale or restart
+    assert unlabelled(browser) == []
+    browser.save_screenshot(str(SHOTS / "job.png"))
 
 
 def test_invalid_yaml_edit_shows_api_error(dashboard: str, browser: Any, api: SyncClient, ns: str) -> None:
@@ -488,6 +689,39 @@ def test_ingress_and_hpa_pages(dashboard: str, browser: Any, api: SyncClient, ns
     assert cells[2] == "Deployment/web" and cells[4:6] == ["1", "4"], cells
     assert re.fullmatch(r"cpu: (<unknown>|\d+%)/60%", cells[3]), cells
     assert unlabelled(browser) == []
+
+
+def test_pvc_and_pv_pages_and_nothing_fetched_from_elsewhere(dashboard: str, browser: Any, api: SyncClient,
+                                                             ns: str) -> None:
+    pv_name = unique("dash-pv")
+    go(browser, base(dashboard) + "/#/persistentvolumes", "PersistentVolumes")
+    until(lambda: browser.find_element("css selector", "table[aria-label='PersistentVolumes'] tbody tr"), what="the table")
+    api.create(kind("persistentvolumes"), {
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv_name},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "dash-manual",
+                 "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": "/tmp/" + pv_name}}})
+    try:
+        row = until(lambda: browser.find_element("css selector", f"tr[data-name='{pv_name}']"), what="the PV (live)")
+        assert "1Gi" in row.text and "ReadWriteOnce" in row.text and "Retain" in row.text, row.text
+        go(browser, base(dashboard) + "/#/persistentvolumeclaims", "PersistentVolumeClaims")
+        choose_namespace(browser, ns)
+        until(lambda: browser.find_element("css selector", "table[aria-label='PersistentVolumeClaims'] tbody tr"),
+              what="the table")
+        api.create(kind("persistentvolumeclaims"), {
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "dash-manual", "volumeName": pv_name,
+                     "resources": {"requests": {"storage": "1Gi"}}}}, ns)
+        row = until(lambda: browser.find_element("css selector", "tr[data-name='data']"), what="the PVC (live)")
+        assert "dash-manual" in row.text and "ReadWriteOnce" in row.text, row.text
+        until(lambda: "Bound" in browser.find_element("css selector", "tr[data-name='data']").text, 30,
+              "the claim bound to its volume", explain=lambda: browser.find_element("css selector", "tr[data-name='data']").text)
+    finally:
+        api.delete(kind("persistentvolumeclaims"), "data", ns)
+        api.delete(kind("persistentvolumes"), pv_name)
+    # every file and connection of the page comes from the dashboard itself (no CDN)
+    elsewhere = js(browser, "return performance.getEntriesByType('resource').map(e => e.name)"
+                            ".filter(n => !n.startsWith(location.origin + '/'))")
+    assert elsewhere == []
 
 
 @pytest.mark.parametrize("args, message", [

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from dashboard.app import Access
+from dashboard.app import LOGIN_TTL, Access
 from dashboard.main import host_names, is_loopback
 
 
@@ -16,6 +16,18 @@ def test_login_token_works_once_and_only_itself() -> None:
     assert session and session in access.sessions and session != token
     assert access.login(token) is None  # used up
     assert access.sessions == {session}
+
+
+def test_login_link_expires_unused() -> None:
+    now = [1000.0]
+    access = Access(clock=lambda: now[0])
+    token = access.login_token
+    assert token
+    now[0] += LOGIN_TTL + 1
+    assert access.login(token) is None and access.login_token is None  # too late, and gone
+    in_time = Access(clock=lambda: now[0])
+    now[0] += LOGIN_TTL - 1
+    assert in_time.login(in_time.login_token or "")
 
 
 def test_origin_must_name_a_served_host() -> None:

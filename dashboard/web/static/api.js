@@ -67,6 +67,7 @@ export const KINDS = {
   statefulsets: { group: 'apps', version: 'v1', plural: 'statefulsets', namespaced: true },
   daemonsets: { group: 'apps', version: 'v1', plural: 'daemonsets', namespaced: true },
   replicasets: { group: 'apps', version: 'v1', plural: 'replicasets', namespaced: true },
+  controllerrevisions: { group: 'apps', version: 'v1', plural: 'controllerrevisions', namespaced: true },
   jobs: { group: 'batch', version: 'v1', plural: 'jobs', namespaced: true },
   cronjobs: { group: 'batch', version: 'v1', plural: 'cronjobs', namespaced: true },
   persistentvolumeclaims: { version: 'v1', plural: 'persistentvolumeclaims', namespaced: true },

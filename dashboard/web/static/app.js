@@ -6,6 +6,7 @@ import * as overview from './pages/overview.js';
 import * as pods from './pages/pods.js';
 import * as pod from './pages/pod.js';
 import * as deployments from './pages/deployments.js';
+import * as details from './pages/details.js';
 import * as yaml from './pages/yaml.js';
 import * as resources from './pages/resources.js';
 
@@ -20,6 +21,7 @@ function route() {
   if (page === 'pods') return [pods, args];
   if (page === 'deployments') return [deployments, args];
   if (page === 'yaml') return [yaml, args];
+  if (['statefulsets', 'daemonsets', 'jobs', 'cronjobs'].includes(page) && args.length === 2) return [details, [page, ...args]];
   if (resources.PAGES[page]) return [resources, [page, ...args]];
   return [overview, args];
 }

@@ -35,7 +35,9 @@ export function updateRows(tbody, rows, empty = 'None') {
       row.cells.forEach((c, i) => {
         if (typeof c === 'function') return;
         const td = tr.children[i];
-        if (c instanceof Node) td.replaceChildren(c);
+        if (c instanceof Node) { // replaced only when it differs (a focused link stays focused)
+          if (!(td.childNodes.length === 1 && td.firstChild.isEqualNode(c))) td.replaceChildren(c);
+        }
         else if (td.textContent !== String(c)) td.textContent = c;
       });
     }
@@ -92,8 +94,8 @@ export function podReady(pod) {
 export const restarts = (pod) => ((pod.status || {}).containerStatuses || []).reduce((n, c) => n + (c.restartCount || 0), 0);
 
 export function statusClass(text) {
-  if (['Running', 'Succeeded', 'Completed', 'True', 'Ready', 'Healthy', 'Active'].includes(text)) return 'ok';
-  if (['Pending', 'ContainerCreating', 'Terminating', 'Progressing', 'Unknown'].includes(text)) return 'warn';
+  if (['Running', 'Succeeded', 'Completed', 'Complete', 'True', 'Ready', 'Healthy', 'Active'].includes(text)) return 'ok';
+  if (['Pending', 'ContainerCreating', 'Terminating', 'Progressing', 'Unknown', 'Suspended'].includes(text)) return 'warn';
   return 'bad';
 }
 

@@ -2,10 +2,12 @@
 // and the URL of a NodePort or LoadBalancer), Ingresses (rules and backends), HorizontalPodAutoscalers (targets and
 // conditions), ConfigMaps and Secrets (values hidden until asked), PVCs and PVs.
 import { KINDS, ListWatch, resourcePath } from '../api.js';
-import { actions } from './deployments.js';
+import { actions, jobCompletions, jobState, yamlHash } from '../workload.js';
 import { ago, badge, byName, h, link, table, updateRows } from '../util.js';
 
-const yamlLink = (plural, o) => link(`#/yaml/${plural}/${encodeURIComponent(o.metadata.namespace || '-')}/${encodeURIComponent(o.metadata.name)}`, 'YAML');
+const yamlLink = (plural, o) => link(yamlHash(plural, o.metadata.namespace, o.metadata.name), 'YAML');
+// The name, linking to the object's own page.
+const detailLink = (plural, o) => link(`#/${plural}/${encodeURIComponent(o.metadata.namespace)}/${encodeURIComponent(o.metadata.name)}`, o.metadata.name);
 
 function dataCell(o, decode) {
   return () => {
@@ -105,23 +107,23 @@ function conditionsCell(o) {
 export const PAGES = {
   statefulsets: {
     title: 'StatefulSets', headers: ['Name', 'Namespace', 'Ready', 'Age', 'Scale', 'Actions'],
-    cells: (o) => [o.metadata.name, o.metadata.namespace, `${(o.status || {}).readyReplicas || 0}/${o.spec.replicas ?? 1}`,
+    cells: (o) => [detailLink('statefulsets', o), o.metadata.namespace, `${(o.status || {}).readyReplicas || 0}/${o.spec.replicas ?? 1}`,
       ago(o.metadata.creationTimestamp), ...actions(KINDS.statefulsets, 'statefulsets', o)],
   },
   daemonsets: {
     title: 'DaemonSets', headers: ['Name', 'Namespace', 'Desired', 'Current', 'Ready', 'Up-to-date', 'Available', 'Age', 'Actions'],
     cells: (o) => {
       const st = o.status || {};
-      return [o.metadata.name, o.metadata.namespace, ...[st.desiredNumberScheduled, st.currentNumberScheduled, st.numberReady,
+      return [detailLink('daemonsets', o), o.metadata.namespace, ...[st.desiredNumberScheduled, st.currentNumberScheduled, st.numberReady,
         st.updatedNumberScheduled, st.numberAvailable].map((n) => String(n || 0)), ago(o.metadata.creationTimestamp),
       ...actions(KINDS.daemonsets, 'daemonsets', o, { canScale: false })];
     },
   },
   jobs: {
-    title: 'Jobs', headers: ['Name', 'Namespace', 'Completions', 'Active', 'Failed', 'Age', 'YAML'],
+    title: 'Jobs', headers: ['Name', 'Namespace', 'Status', 'Completions', 'Active', 'Failed', 'Age', 'YAML'],
     cells: (o) => {
       const st = o.status || {};
-      return [o.metadata.name, o.metadata.namespace, `${st.succeeded || 0}/${o.spec.completions ?? 1}`, String(st.active || 0),
+      return [detailLink('jobs', o), o.metadata.namespace, badge(jobState(o)), jobCompletions(o), String(st.active || 0),
         String(st.failed || 0), ago(o.metadata.creationTimestamp), yamlLink('jobs', o)];
     },
   },
@@ -129,7 +131,7 @@ export const PAGES = {
     title: 'CronJobs', headers: ['Name', 'Namespace', 'Schedule', 'Suspend', 'Active', 'Last schedule', 'Age', 'YAML'],
     cells: (o) => {
       const st = o.status || {};
-      return [o.metadata.name, o.metadata.namespace, o.spec.schedule, String(!!o.spec.suspend), String((st.active || []).length),
+      return [detailLink('cronjobs', o), o.metadata.namespace, o.spec.schedule, String(!!o.spec.suspend), String((st.active || []).length),
         st.lastScheduleTime ? ago(st.lastScheduleTime) : '<none>', ago(o.metadata.creationTimestamp), yamlLink('cronjobs', o)];
     },
   },
