@@ -11,7 +11,7 @@ from pathlib import Path
 from pkctl.cluster import procs
 from pkctl.cluster.components import (ELECTION_LEASES, api_get, components, etcd_client_context, lease_holder,
                                       node_ready)
-from pkctl.cluster.etcdstatus import etcd_lines
+from pkctl.cluster.etcdstatus import disk_free, disk_lines, etcd_lines
 from pkctl.cluster.home import ClusterConfig, Home, resolve
 
 
@@ -110,7 +110,12 @@ def status_report(home: Home, cfg: ClusterConfig, supervisor: procs.ProcRecord |
                                        for n in items) or "none registered"))
     if cfg.joined:  # no etcd here: the cluster's control plane runs elsewhere
         return healthy
-    print(f"etcd data: {human_bytes(dir_size(home.etcd_data))}")
+    disk = disk_free(home.etcd_data)
+    free = f" ({human_bytes(disk[0])} free on its filesystem)" if disk else ""
+    print(f"etcd data: {human_bytes(dir_size(home.etcd_data))}{free}")
+    if disk and (full := disk_lines(home.etcd_data, *disk, human_bytes)):
+        print("\n".join(full))
+        healthy = False
     if supervisor:
         try:
             lines = etcd_lines(cfg.etcd_urls, etcd_client_context(home), human_bytes)
