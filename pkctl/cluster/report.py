@@ -5,7 +5,6 @@ import os
 import shutil
 import ssl
 import sys
-import time
 from pathlib import Path
 
 from pkctl.cluster import procs
@@ -61,7 +60,6 @@ def status_report(home: Home, cfg: ClusterConfig, supervisor: procs.ProcRecord |
     """Print the status table; True when the cluster runs and every available component is healthy."""
     healthy = supervisor is not None
     rows = [["COMPONENT", "STATE", "PID", "RSS", "UPTIME", "RESTARTS", "HEALTH"]]
-    now = time.time()
     for c in components(cfg):
         st = home.read_state(c.name) or {}
         rec = procs.ProcRecord.from_state(st)
@@ -76,7 +74,9 @@ def status_report(home: Home, cfg: ClusterConfig, supervisor: procs.ProcRecord |
                              st.get("detail") or "-"])
             healthy = False
             continue
-        uptime = now - st["started"]
+        # on the boot clock, not now - the wall-clock "started": after a step of the clock that would skew UPTIME
+        # and make the node probe (renewTime >= now - uptime) wait for the wall clock to catch up
+        uptime = rec.uptime()
         ok, detail = c.probe(home, cfg, uptime)
         healthy = healthy and ok
         state = "Running" if st.get("state") in ("Running", "Starting") else st.get("state", "?")
