@@ -134,10 +134,11 @@ def next_attempt(pod: dict[str, Any], rt: PodRuntime, name: str, init: bool) -> 
 
 
 def backoff_left(c: RuntimeContainer, delay: float, now: datetime) -> float:
-    """Seconds until a dead container may be restarted: `delay` after it finished."""
+    """Seconds until a dead container may be restarted: `delay` after it finished. At most `delay`: a finish time
+    after `now` means the wall clock was stepped back since, and must not hold the restart for the step too."""
     if delay <= 0 or c.finished_at is None:
         return 0.0
-    return max(0.0, delay - (now - c.finished_at).total_seconds())
+    return max(0.0, delay - max(0.0, (now - c.finished_at).total_seconds()))
 
 
 def compute_pod_actions(pod: dict[str, Any], rt: PodRuntime, now: datetime,

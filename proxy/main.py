@@ -126,6 +126,20 @@ async def node_ip(client: Client, config: argparse.Namespace) -> str | None:
     return await asyncio.to_thread(default_route_source)
 
 
+def change_time(stamp: str | None, wall: float, monotonic: float) -> float:
+    """When a change to program happened, on the monotonic clock (now: `monotonic`), for the programming latency:
+    now, or earlier when the endpoint slice controller stamped the time of the pod change that caused it. That
+    stamp is wall-clock time; only its age (from `wall`, the wall clock now) is used, so a step of the wall clock
+    between the change and its sync does not turn into a latency."""
+    if stamp:
+        try:
+            age = wall - datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+            return monotonic - max(0.0, age)
+        except ValueError:
+            pass
+    return monotonic
+
+
 class ProxyServer:
     """Informers -> dirty Service keys -> batched syncs (partial, or full at start and periodically);
     plus LoadBalancer status."""
@@ -180,13 +194,13 @@ class ProxyServer:
         self._dirty.set()
 
     def _svc_changed(self, svc: Obj) -> None:
-        self._mark(key_of(svc), time.time())
+        self._mark(key_of(svc), time.monotonic())
 
     def _slice_moved(self, old: Obj, new: Obj) -> None:
         # A slice relabelled to another Service changes both.
         before = slices.service_key(old)
         if before is not None and before != slices.service_key(new):
-            self._mark(before, time.time())
+            self._mark(before, time.monotonic())
         self._slice_changed(new)
 
     def _slice_changed(self, slice_: Obj) -> None:
@@ -195,13 +209,7 @@ class ProxyServer:
             return
         # The endpoint slice controller may stamp the time of the pod change that caused this; prefer it.
         stamp = ((slice_.get("metadata") or {}).get("annotations") or {}).get(TRIGGER_ANNOTATION)
-        when = time.time()
-        if stamp:
-            try:
-                when = min(when, datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())
-            except ValueError:
-                pass
-        self._mark(key, when)
+        self._mark(key, change_time(stamp, time.time(), time.monotonic()))
 
     def _slices_of(self, key: str) -> list[Obj]:
         ns, _, name = key.partition("/")
@@ -229,7 +237,7 @@ class ProxyServer:
             self._dirty_keys |= dirty
             self._dirty_pods |= dirty_pods
             raise
-        now = time.time()
+        now = time.monotonic()
         for when in pending.values():
             self.metrics.programming_latency.observe(max(0.0, now - when))
 

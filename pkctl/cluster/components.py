@@ -335,14 +335,27 @@ def _worker_kubelet_flags(home: Home, cfg: ClusterConfig, w: Worker) -> list[str
             "--client-ca-file", str(pki.ca_cert), "--cluster-dns", cfg.dns_ip]
 
 
+def _in_worker_netns(w: Worker, argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["nsenter", f"--net=/run/netns/{w.netns}", "--", sys.executable, "-m", "launcher", *argv],
+                          capture_output=True, text=True, timeout=timeout)
+
+
 def _cleanup_worker(home: Home, cfg: ClusterConfig, w: Worker) -> list[str]:
     """The node's pods (containers, their netns, volumes, cgroups), from inside its netns; the netns itself
     goes with the cluster network (nodes.delete_network)."""
     if not home.node_dir(w.name).exists() or not Path(f"/run/netns/{w.netns}").exists():
         return []
-    p = subprocess.run(["nsenter", f"--net=/run/netns/{w.netns}", "--", sys.executable, "-m", "launcher", "kubelet",
-                        "--cleanup", *_worker_node_flags(home, cfg, w)], capture_output=True, text=True, timeout=120)
+    p = _in_worker_netns(w, ["kubelet", "--cleanup", *_worker_node_flags(home, cfg, w)], 120)
     return [] if p.returncode == 0 else [f"node {w.name}: {_last_line(p)}"]
+
+
+def _cleanup_worker_proxy(home: Home, cfg: ClusterConfig, w: Worker) -> list[str]:
+    """The table would go with the node's netns, but `--cleanup` also drops the proxy's record of the netns'
+    route_localnet (pklib/sysctl.py keeps them per netns), which nothing else would remove."""
+    if not Path(f"/run/netns/{w.netns}").exists():
+        return []
+    p = _in_worker_netns(w, ["proxy", "--cleanup", "--table", cfg.proxy_table], 60)
+    return [] if p.returncode == 0 else [f"node {w.name} nftables table {cfg.proxy_table}: {_last_line(p)}"]
 
 
 def _worker_proxy_flags(home: Home, cfg: ClusterConfig, w: Worker) -> list[str]:
@@ -369,7 +382,8 @@ def worker_components(cfg: ClusterConfig, after: str) -> tuple[Component, ...]:
                              functools.partial(_cleanup_worker, w=w), launch="kubelet", netns=w.netns))
         out.append(Component(w.proxy_component, proxy.module, None, (after,),
                              functools.partial(_worker_proxy_flags, w=w),
-                             functools.partial(_probe_worker_proxy, w=w), launch="proxy", netns=w.netns))
+                             functools.partial(_probe_worker_proxy, w=w), functools.partial(_cleanup_worker_proxy, w=w),
+                             launch="proxy", netns=w.netns))
     return tuple(out)
 
 

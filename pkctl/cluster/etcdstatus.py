@@ -4,19 +4,48 @@ Read through etcd's JSON gateway (`/v3/maintenance/status`, `/v3/maintenance/ala
 health-check client certificate. A NOSPACE alarm means etcd refuses every write; the apiserver recovers
 from it by itself (compact, defragment, disarm) at its next maintenance tick, and if the data really does
 not fit the alarm comes back: then objects must go, or etcd needs a larger --quota-backend-bytes.
+
+The filesystem of etcd's data dir filling up is another matter: etcd raises no alarm, the first write that
+finds no room ends the process ("cannot commit tx ... no space left on device") and every restart dies the
+same way; the apiserver answers 503 meanwhile. `cluster status` says so when less than one WAL file (etcd
+preallocates each to 64 MB) is free there; once space is freed the supervisor's next restart of etcd brings
+the cluster back, with every acknowledged write.
 """
 from __future__ import annotations
 
 import json
+import os
 import ssl
 import urllib.request
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 NOSPACE_ADVICE = ("etcd is out of space and refuses writes. The apiserver compacts, defragments and disarms "
                   "the alarm at its next etcd maintenance (--etcd-compaction-interval, 5m); if it comes back, "
                   "delete objects you do not need (old Events, terminated Pods) or raise etcd's "
                   "--quota-backend-bytes, then run `pkctl cluster status` again.")
+
+WAL_FILE_BYTES = 64 * 1000 * 1000  # etcd's wal.SegmentSizeBytes: each WAL file is preallocated to it
+
+
+def disk_free(path: Path) -> tuple[int, int] | None:
+    """(bytes free for non-root users, as `df` shows them; filesystem size) of `path`'s filesystem."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None  # no data dir yet
+    return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+
+
+def disk_lines(path: Path, free: int, size: int, human_bytes: Callable[[int], str]) -> list[str]:
+    """A DISK FULL line when etcd's data dir has less room than one WAL file (etcd is about to stop or stopped)."""
+    if free >= WAL_FILE_BYTES:
+        return []
+    return [f"DISK FULL: {human_bytes(free)} free of {human_bytes(size)} on the filesystem of etcd's data dir {path}",
+            "  etcd stops at the first write that finds no room (no space left on device) and every restart does "
+            "the same: free space there (or move the cluster's home); the supervisor restarts etcd and the "
+            "cluster comes back with every write it acknowledged."]
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,12 @@ class ProcRecord:
             return False
         return True
 
+    def uptime(self, boot_clock: float | None = None) -> float:
+        """Seconds since the process started, on the boot clock (`boot_clock`: CLOCK_BOOTTIME now): like the start
+        time it comes from, a step of the wall clock (NTP, the admin) does not move it."""
+        now = time.clock_gettime(time.CLOCK_BOOTTIME) if boot_clock is None else boot_clock
+        return max(0.0, now - self.ticks / _CLK_TCK)
+
     def rss_bytes(self) -> int | None:
         try:
             for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():

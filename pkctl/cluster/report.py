@@ -5,13 +5,12 @@ import os
 import shutil
 import ssl
 import sys
-import time
 from pathlib import Path
 
 from pkctl.cluster import procs
 from pkctl.cluster.components import (ELECTION_LEASES, api_get, components, etcd_client_context, lease_holder,
                                       node_ready)
-from pkctl.cluster.etcdstatus import etcd_lines
+from pkctl.cluster.etcdstatus import disk_free, disk_lines, etcd_lines
 from pkctl.cluster.home import ClusterConfig, Home, resolve
 
 
@@ -61,7 +60,6 @@ def status_report(home: Home, cfg: ClusterConfig, supervisor: procs.ProcRecord |
     """Print the status table; True when the cluster runs and every available component is healthy."""
     healthy = supervisor is not None
     rows = [["COMPONENT", "STATE", "PID", "RSS", "UPTIME", "RESTARTS", "HEALTH"]]
-    now = time.time()
     for c in components(cfg):
         st = home.read_state(c.name) or {}
         rec = procs.ProcRecord.from_state(st)
@@ -76,7 +74,9 @@ def status_report(home: Home, cfg: ClusterConfig, supervisor: procs.ProcRecord |
                              st.get("detail") or "-"])
             healthy = False
             continue
-        uptime = now - st["started"]
+        # on the boot clock, not now - the wall-clock "started": after a step of the clock that would skew UPTIME
+        # and make the node probe (renewTime >= now - uptime) wait for the wall clock to catch up
+        uptime = rec.uptime()
         ok, detail = c.probe(home, cfg, uptime)
         healthy = healthy and ok
         state = "Running" if st.get("state") in ("Running", "Starting") else st.get("state", "?")
@@ -110,7 +110,12 @@ def status_report(home: Home, cfg: ClusterConfig, supervisor: procs.ProcRecord |
                                        for n in items) or "none registered"))
     if cfg.joined:  # no etcd here: the cluster's control plane runs elsewhere
         return healthy
-    print(f"etcd data: {human_bytes(dir_size(home.etcd_data))}")
+    disk = disk_free(home.etcd_data)
+    free = f" ({human_bytes(disk[0])} free on its filesystem)" if disk else ""
+    print(f"etcd data: {human_bytes(dir_size(home.etcd_data))}{free}")
+    if disk and (full := disk_lines(home.etcd_data, *disk, human_bytes)):
+        print("\n".join(full))
+        healthy = False
     if supervisor:
         try:
             lines = etcd_lines(cfg.etcd_urls, etcd_client_context(home), human_bytes)

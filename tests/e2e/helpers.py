@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from kubelet.network import forwarding as kubelet_forwarding
 from pkctl.cluster.components import BY_NAME
 from pkctl.cluster.procs import ProcRecord
+from proxy import localnet
 from tests.support.leftovers import processes_mentioning
 from tests.util import unique, wait_for_sync
 
@@ -153,16 +155,37 @@ def recorded_processes(c: Cluster) -> list[ProcRecord]:
     return [r for n in names if (r := c.record(n))]
 
 
+def host_sysctls() -> dict[str, str | None]:
+    """The host sysctls pkube turns on (route_localnet, ip_forward) -> the host's value; None while a pkube user
+    on this machine has a record of changing it (another cluster or test still running: its cleanup restores)."""
+    out: dict[str, str | None] = {}
+    for setting in (localnet.setting(), kubelet_forwarding.setting()):
+        value = setting.sysctl.read_text().strip()
+        # any netns' records, and those of an older pkube that kept them all in one directory
+        out[setting.name] = None if any(setting.state_dir.rglob(f"*.{setting.name}")) else value
+    return out
+
+
+def assert_host_sysctls_kept(before: dict[str, str | None]) -> None:
+    """`cluster down` gave the host back its sysctls (unless another pkube user held them before or after)."""
+    after = host_sysctls()
+    changed = {name: (was, after[name]) for name, was in before.items()
+               if was is not None and after[name] is not None and after[name] != was}
+    assert not changed, f"sysctls left changed after cluster down (before, after): {changed}"
+
+
 @contextmanager
-def local_cluster(*extra: str, command: tuple[str, ...] = ("up",)) -> Iterator[Cluster]:
+def local_cluster(*extra: str, command: tuple[str, ...] = ("up",), sysctls_kept: bool = False) -> Iterator[Cluster]:
     """`cluster up` (or `command`, e.g. ("restore", FILE)) in a fresh home, `extra` added to its flags;
     at the end `cluster down --purge`, which must leave nothing behind.
 
     The kubelet turns IPv4 forwarding on (pods reach Services through the host, as in Kubernetes);
-    the host's previous setting is put back afterwards.
+    the host's previous setting is put back afterwards. `sysctls_kept`: `down` must itself have given the host
+    its route_localnet and ip_forward back (assert_host_sysctls_kept).
     """
     home = Path(tempfile.mkdtemp(prefix="pkt-home-"))
     forwarding = IP_FORWARD.read_text()
+    sysctls = host_sysctls()
     try:
         up = run("cluster", *command, "--home", str(home), "--wait-timeout", "60", *extra, check=False)
         assert up.returncode == 0, f"cluster up failed:\n{up.stdout}\n{up.stderr}"
@@ -174,6 +197,8 @@ def local_cluster(*extra: str, command: tuple[str, ...] = ("up",)) -> Iterator[C
                 config = last.config()
                 down = run("cluster", "down", "--purge", "--home", str(home), check=False)
                 assert down.returncode == 0, f"cluster down failed:\n{down.stdout}\n{down.stderr}"
+                if sysctls_kept:
+                    assert_host_sysctls_kept(sysctls)
                 home.mkdir()  # node_state_left reads only the config
                 (home / "config.json").write_text(json.dumps(config))
                 assert node_state_left(last) == []

@@ -36,7 +36,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    with local_cluster("--nodes", "3") as c:
+    with local_cluster("--nodes", "3", sysctls_kept=True) as c:
         yield c
 
 

@@ -27,7 +27,7 @@ SERVER = ("mkdir -p /www/cgi-bin && printf '#!/bin/sh\\necho\\necho $REMOTE_ADDR
 
 @pytest.fixture(scope="module")
 def two() -> Iterator[Cluster]:
-    with local_cluster("--nodes", "2") as c:
+    with local_cluster("--nodes", "2", sysctls_kept=True) as c:
         yield c
 
 

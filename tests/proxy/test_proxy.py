@@ -270,7 +270,7 @@ async def test_restart_keeps_connections_and_ruleset_cleanup_removes_it(pclient:
 
     # The proxy recorded route_localnet as it found it, and its table counts as a pkube proxy table
     # (which keeps the setting on) until `--cleanup` removes both.
-    record = localnet.STATE_DIR / f"{proxy.table}.route_localnet"
+    record = localnet.setting().record(proxy.table)
     assert record.read_text().strip() in ("0", "1") and proxy.table in nft.proxy_tables()
     proxy.stop()
     cleanup_proxy(proxy.table)

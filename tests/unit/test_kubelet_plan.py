@@ -74,6 +74,12 @@ def test_crashloop_backoff_holds_the_restart() -> None:
     assert a.start == [] and a.backoff == {"a": 17}
 
 
+def test_a_clock_stepped_back_does_not_stretch_the_backoff() -> None:
+    # the container finished "an hour from now": the wall clock went back an hour since
+    a = compute_pod_actions(spec_pod("a"), ready(c("a", S.EXITED, code=1, ago=-3600)), NOW, {"a": 20})
+    assert a.start == [] and a.backoff == {"a": 20}
+
+
 def test_liveness_failure_kills_and_restarts_unless_never() -> None:
     rt = ready(c("a", S.RUNNING))
     a = compute_pod_actions(spec_pod("a"), rt, NOW, probe_kills={"a": "liveness"})
