@@ -8,7 +8,7 @@ taint. While a threshold is crossed, the kubelet first reclaims node-level resou
 then evicts one pod per period: the pods using more than they requested first, then the lower priority, then
 the one using the most above its request (so BestEffort pods go first, Guaranteed ones last). An evicted pod is
 stopped and ends Failed with reason `Evicted` and Kubernetes' message ("The node was low on resource: memory.
-...").
+..."). Under pressure, new pods that would make it worse are refused the same way (`admit`).
 """
 from __future__ import annotations
 
@@ -23,6 +23,9 @@ from typing import Any, Awaitable, Callable
 
 from pklib.api.podresources import pod_amounts
 from pklib.api.priority import BUILTIN_CLASSES, SYSTEM_CLUSTER_CRITICAL
+from pklib.api.qos import qos_class
+from pklib.api.tolerations import tolerates
+from pklib.api.wellknown import MEMORY_PRESSURE_TAINT
 from pklib.quantity import BINARY_SI, Quantity, QuantityError, parse_quantity
 
 from kubelet.host import PodUsage
@@ -200,6 +203,20 @@ class EvictionManager:
         now = self.clock()
         return {c: c in self._met_now or (c in self._last_met and now - self._last_met[c] < self.transition_period)
                 for c in CONDITIONS}
+
+    def admit(self, pod: dict[str, Any]) -> str | None:
+        """Why a new pod may not start on this node under pressure (None: it may): under memory pressure alone a
+        BestEffort pod that does not tolerate the memory-pressure taint; under disk or PID pressure any pod
+        but a critical one (Kubernetes' eviction admission)."""
+        conditions = [c for c, on in self.conditions().items() if on]
+        if not conditions or is_critical(pod):
+            return None
+        if conditions == ["MemoryPressure"]:
+            spec = pod.get("spec") or {}
+            taint = {"key": MEMORY_PRESSURE_TAINT, "effect": "NoSchedule"}
+            if qos_class(spec) != "BestEffort" or any(tolerates(t, taint) for t in spec.get("tolerations") or []):
+                return None
+        return f"The node had condition: [{' '.join(conditions)}]."
 
     async def synchronize(self, active_pods: list[dict[str, Any]],
                           usage: Callable[[], Awaitable[list[PodUsage]]],

@@ -14,7 +14,7 @@ import copy
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from pklib.client import Client
 from pklib.errors import ApiError, is_conflict, is_not_found
@@ -103,6 +103,9 @@ class PodWorkers:
         self._waiting: dict[tuple[str, str], tuple[str, str]] = {}   # (uid, container) -> waiting reason/message
         self._refreshed: dict[str, float] = {}                       # uid -> when its API volumes were rewritten
         self._evicted: dict[str, str] = {}                           # uid -> why the eviction manager evicted it
+        self._admitted: set[str] = set()                             # uids allowed to start (admission passed)
+        # why a pod that has not started yet may not start here (None: it may); the eviction manager's admission
+        self.admit: Callable[[dict[str, Any]], str | None] = lambda pod: None
         # pods synced together (the periodic full sync queues them all) share one read of the runtime
         self.runtime_listing = SharedRead(self._list_runtime)
         handler = Handler(lambda p: self.queue.add(key_of(p)), self._pod_updated, lambda p: self.queue.add(key_of(p)))
@@ -181,6 +184,14 @@ class PodWorkers:
             if not terminal:   # evicted: Failed, with the reason
                 await self.write_status(pod, await self.runtime_state(uid), {})
             return
+        if uid not in self._admitted and rt.sandbox_id is None and not rt.containers:
+            refusal = self.admit(pod)
+            if refusal is not None:   # Kubernetes' rejected pod: Failed, reason Evicted, never started
+                self._evicted[uid] = refusal
+                self.recorder.warning(pod, EVICTED_REASON, refusal)
+                await self.write_status(pod, rt, {})
+                return
+        self._admitted.add(uid)
         now = datetime.now(timezone.utc)
         for c in rt.containers:
             ran = (c.finished_at - c.started_at).total_seconds() if c.started_at and c.finished_at else 0.0
@@ -387,4 +398,5 @@ class PodWorkers:
         self.status.forget(uid)
         self._refreshed.pop(uid, None)
         self._evicted.pop(uid, None)
+        self._admitted.discard(uid)
         self.tokens.forget(uid)

@@ -83,6 +83,7 @@ async def run_real(client: Client, config: argparse.Namespace, ready: asyncio.Ev
             cluster_domain=config.cluster_domain, seccomp_default=config.seccomp_default,
             seccomp_dir=root / "seccomp", allocatable=dict(node.node.get("status", {}).get("allocatable") or {}))),
         recorder=recorder)
+    workers.admit = evictions.admit
     host = NodeHost(name, workers.pods.store, runtime, workers.runtime_state)
 
     async def reclaim_images(signal: str) -> None:

@@ -115,6 +115,14 @@ async def test_memory_pressure_taints_the_node_and_evicts_besteffort_then_bursta
     assert conds["DiskPressure"]["status"] == "False"   # --eviction-hard replaced the default disk thresholds
     assert conds["Ready"]["status"] == "True"
 
+    # a new BestEffort pod is refused by the node under memory pressure (bound by hand: the taint keeps the
+    # scheduler away), without ever starting
+    await kc.create(PODS, pod("latecomer", ctr("c", "exec sleep 3600"), nodeName=node.name), ns)
+    late = await wait_pod(kc, ns, "latecomer", lambda p: phase(p) == "Failed", 20, "latecomer refused")
+    assert (late["status"]["reason"], late["status"]["message"]) == (
+        "Evicted", "The node had condition: [MemoryPressure].")
+    assert all("running" not in c["state"] for c in late["status"].get("containerStatuses") or [])
+
     # what users see: the pod's reason in describe; `get pods` shows its stopped container's reason, as kubectl
     # does for an evicted pod since Kubernetes 1.22 (kubernetes/kubernetes#105358), and pkctl agrees with it
     kubectl = Kubectl(node.api.kubeconfig)
@@ -132,6 +140,7 @@ async def test_memory_pressure_taints_the_node_and_evicts_besteffort_then_bursta
     theirs = status_column(kubectl("get", "pods", "-n", ns).stdout)
     mine = run_pkctl("--kubeconfig", node.api.kubeconfig, "get", "pods", "-n", ns)
     assert mine.returncode == 0, mine.stderr
-    assert status_column(mine.stdout) == theirs and set(theirs) == {"besteffort", "burstable", "guaranteed"}
+    assert status_column(mine.stdout) == theirs
+    assert set(theirs) == {"besteffort", "burstable", "guaranteed", "latecomer"}
     # one pod per period: three evictions, no more (the Evicted pods are not evicted again)
-    assert len([e for e in (await kc.list(EVENTS, ns))["items"] if e["reason"] == "Evicted"]) == 3
+    assert len([e for e in (await kc.list(EVENTS, ns))["items"] if e["reason"] == "Evicted"]) == 3 + 1

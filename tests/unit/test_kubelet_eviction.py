@@ -127,6 +127,26 @@ async def test_one_pod_is_evicted_per_check_with_kubernetes_message_and_the_cond
     assert len(evicted) == 2
 
 
+async def test_under_pressure_new_pods_that_would_worsen_it_are_refused() -> None:
+    observed = {"memory.available": Observation(1, 100), "pid.available": Observation(50, 100)}
+    manager = EvictionManager(parse_thresholds("memory.available<10,pid.available<10"), lambda: observed, Events(),
+                              dict, period=1, transition_period=0)
+    best_effort, burstable = _pod("besteffort"), _pod("burstable", {"memory": "10Mi"})
+    tolerant = {**best_effort, "spec": {**best_effort["spec"], "tolerations": [
+        {"key": "node.kubernetes.io/memory-pressure", "operator": "Exists", "effect": "NoSchedule"}]}}
+    assert manager.admit(best_effort) is None   # no pressure yet
+
+    async def usage() -> list[PodUsage]:
+        return []
+    await manager.synchronize([], usage, lambda p, m: None)
+    assert manager.admit(best_effort) == "The node had condition: [MemoryPressure]."
+    assert manager.admit(burstable) is None and manager.admit(tolerant) is None
+    observed["pid.available"] = Observation(5, 100)
+    await manager.synchronize([], usage, lambda p, m: None)
+    assert manager.admit(burstable) == "The node had condition: [MemoryPressure PIDPressure]."
+    assert manager.admit(_pod("critical", priority=2_000_001_000)) is None
+
+
 async def test_critical_pods_are_never_evicted_and_disk_pressure_reclaims_images_first() -> None:
     observed = {"nodefs.available": Observation(1, 100)}
     manager = EvictionManager(parse_thresholds("nodefs.available<10%"), lambda: observed, Events(), dict,
