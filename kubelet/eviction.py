@@ -74,7 +74,7 @@ def parse_thresholds(text: str) -> list[Threshold]:
         signal, op, amount = item.partition("<")
         signal, amount = signal.strip(), amount.strip()
         if not op:
-            raise ValueError(f"--eviction-hard: {item!r} is not <signal><<quantity or percentage> "
+            raise ValueError(f"--eviction-hard: {item!r} is not SIGNAL<QUANTITY or SIGNAL<PERCENT% "
                              "(only the < operator is supported)")
         if signal not in SIGNALS:
             raise ValueError(f"--eviction-hard: unsupported eviction signal {signal!r} (one of "
