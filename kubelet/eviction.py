@@ -221,7 +221,8 @@ class EvictionManager:
     async def synchronize(self, active_pods: list[dict[str, Any]],
                           usage: Callable[[], Awaitable[list[PodUsage]]],
                           evict: Callable[[dict[str, Any], str], None],
-                          reclaim: Callable[[str], Awaitable[None]] | None = None) -> dict[str, Any] | None:
+                          reclaim: Callable[[str, int | None], Awaitable[None]] | None = None
+                          ) -> dict[str, Any] | None:
         """One check; the pod it evicted, if any."""
         observed = await asyncio.to_thread(self.observe)
         met = thresholds_met(self.thresholds, observed)
@@ -235,7 +236,11 @@ class EvictionManager:
         resource = SIGNALS[threshold.signal][1]
         self.recorder.warning(self.node_ref(), "EvictionThresholdMet", f"Attempting to reclaim {resource}")
         if reclaim is not None and resource != "memory":
-            await reclaim(threshold.signal)   # unused images, before any pod
+            # unused images, before any pod: the bytes missing (None: inodes, as many as can go)
+            seen = observed[threshold.signal]
+            missing = threshold.value(seen.capacity) - seen.available if threshold.signal.endswith(".available") \
+                else None
+            await reclaim(threshold.signal, missing)
             observed = await asyncio.to_thread(self.observe)
             if threshold not in thresholds_met(self.thresholds, observed):
                 log.info("eviction threshold %s no longer met after reclaiming node-level resources", threshold)
@@ -263,7 +268,7 @@ class EvictionManager:
 
     async def run(self, active_pods: Callable[[], list[dict[str, Any]]],
                   usage: Callable[[], Awaitable[list[PodUsage]]], evict: Callable[[dict[str, Any], str], None],
-                  reclaim: Callable[[str], Awaitable[None]] | None = None) -> None:
+                  reclaim: Callable[[str, int | None], Awaitable[None]] | None = None) -> None:
         while True:
             await asyncio.sleep(self.period)
             try:

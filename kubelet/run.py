@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import socket
 from pathlib import Path
 
@@ -86,9 +87,10 @@ async def run_real(client: Client, config: argparse.Namespace, ready: asyncio.Ev
     workers.admit = evictions.admit
     host = NodeHost(name, workers.pods.store, runtime, workers.runtime_state)
 
-    async def reclaim_images(signal: str) -> None:
-        if signal.startswith(("imagefs.", "nodefs.")):
-            await asyncio.to_thread(image_gc.free_space, 1 << 62)   # every unused image old enough
+    async def reclaim_images(signal: str, missing: int | None) -> None:
+        """Disk pressure: delete unused images first, if the images are on the filesystem that is short."""
+        if signal.startswith("imagefs.") or os.stat(root).st_dev == os.stat(images.root).st_dev:
+            await asyncio.to_thread(image_gc.free_space, missing if missing is not None else 1 << 62)
     runner = None
     try:
         if config.port:

@@ -153,16 +153,16 @@ async def test_critical_pods_are_never_evicted_and_disk_pressure_reclaims_images
                               period=1, transition_period=0)
     critical = _pod("critical", priority=2_000_000_000)
     evicted: list[str] = []
-    reclaimed: list[str] = []
+    reclaimed: list[tuple[str, int | None]] = []
 
     async def usage() -> list[PodUsage]:
         return []
 
-    async def reclaim(signal: str) -> None:
-        reclaimed.append(signal)
+    async def reclaim(signal: str, missing: int | None) -> None:
+        reclaimed.append((signal, missing))
 
     await manager.synchronize([critical], usage, lambda p, m: evicted.append(p["metadata"]["name"]), reclaim)
-    assert reclaimed == ["nodefs.available"] and evicted == []
+    assert reclaimed == [("nodefs.available", 10 - 1)] and evicted == []
     assert manager.conditions()["DiskPressure"] is True
     observed["nodefs.available"] = Observation(50, 100)
     assert thresholds_met(manager.thresholds, observed) == []
