@@ -147,15 +147,19 @@ def _memory_request(pod: dict[str, Any]) -> int:
     return q.int_value() if q is not None else 0
 
 
+QOS_ORDER = {"BestEffort": 0, "Burstable": 1, "Guaranteed": 2}
+
+
 def rank_for(resource: str, pods: list[dict[str, Any]], memory: dict[str, int]) -> list[dict[str, Any]]:
-    """The pods in eviction order for a shortage of `resource`. For memory: those using more than they requested
-    first, then by priority (lowest first), then by usage above the request (largest first). For the others
-    (whose per-pod usage the kubelet does not measure) by priority alone."""
+    """The pods in eviction order for a shortage of `resource`. For memory, Kubernetes' order: those using more
+    than they requested first, then by priority (lowest first), then by usage above the request (largest first).
+    For the others, whose per-pod usage the kubelet does not measure, by priority, then QoS class (BestEffort,
+    Burstable, Guaranteed: what requesting nothing and using something would give)."""
     def usage(p: dict[str, Any]) -> int:
         return memory.get(p["metadata"]["uid"], 0)
 
     if resource != "memory":
-        return sorted(pods, key=_priority)
+        return sorted(pods, key=lambda p: (_priority(p), QOS_ORDER.get(qos_class(p.get("spec") or {}), 0)))
     return sorted(pods, key=lambda p: (not usage(p) > _memory_request(p), _priority(p),
                                        -(usage(p) - _memory_request(p))))
 

@@ -86,6 +86,8 @@ def test_memory_ranking_puts_pods_over_their_requests_first_then_priority_then_u
     # both over their requests: the larger excess first; then the rest by usage minus request (burstable's -5Mi
     # before guaranteed's -30Mi)
     assert order == ["hungry-burstable", "besteffort", "burstable", "guaranteed"]
+    assert [p["metadata"]["name"] for p in rank_for("ephemeral-storage", [guaranteed, burstable, best_effort],
+                                                    {})] == ["besteffort", "burstable", "guaranteed"]
     important = _pod("important", priority=1000)
     assert [p["metadata"]["name"] for p in rank_for("memory", [important, best_effort], usage)] == [
         "besteffort", "important"]
