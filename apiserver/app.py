@@ -26,7 +26,7 @@ from .status import StatusError, json_response, status_middleware
 from .storage.etcd import EtcdStorage
 from .storage.interface import NoSpaceError, Storage
 from .tls import kubelet_client_context
-from .watchcache import WatchCache
+from .watchcache import HISTORY_BYTES, WatchCache
 
 log = logging.getLogger("apiserver")
 SYSTEM_NAMESPACES_INTERVAL = 60.0  # Kubernetes' system namespaces controller resyncs every minute
@@ -61,6 +61,7 @@ class Config:
     event_ttl: float = 3600.0
     allocator_repair_interval: float = repair.DEFAULT_INTERVAL
     client_ca_file: str | None = None  # with TLS: client certificates of this CA authenticate (auth.py)
+    watch_cache_max_bytes: int = HISTORY_BYTES  # per resource, in the watch cache's event history
 
 
 @web.middleware
@@ -81,7 +82,7 @@ async def _health(_: web.Request) -> web.Response:
 
 def build_app(config: Config, storage: Storage) -> web.Application:
     metrics = Metrics()
-    cache = WatchCache(storage)
+    cache = WatchCache(storage, config.watch_cache_max_bytes)
     api = Api(storage, cache, metrics, config.watch_bookmark_interval)
     authorizer = Authorizer(PolicyCache(cache).policy, NodeGraphCache(cache))
     api.objects.pod_security = podsecurity.PodSecurity(config.pod_security_default_enforce)

@@ -17,7 +17,7 @@ from pklib.api.timefmt import parse_duration
 from pklib.flagtypes import non_negative
 from pklib.quantity import QuantityError, to_bytes
 
-from . import etcdmaintenance, kinds, repair
+from . import etcdmaintenance, kinds, repair, watchcache
 from .app import Config, build_app
 from .auth import TokenFileError, load_tokens
 from .satokens import KeyFileError, load_private_key, load_public_keys
@@ -75,6 +75,10 @@ def parse_args(argv: list[str]) -> Config:
     p.add_argument("--allocator-repair-interval", type=_duration, default=repair.DEFAULT_INTERVAL,
                    help="how often leaked ClusterIPs/NodePorts are released and missing ones recorded "
                         "(Go duration, default 3m; also once at start)")
+    p.add_argument("--watch-cache-max-bytes", type=_bytes, default=watchcache.HISTORY_BYTES,
+                   help="most bytes of JSON the watch cache keeps in one resource's event history (e.g. 32Mi; "
+                        f"it also keeps at most {watchcache.HISTORY} events): a watch resumed from an older "
+                        "resourceVersion gets 410 Expired and re-lists")
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     a = p.parse_args(argv)
     if a.event_ttl <= 0:
@@ -134,7 +138,7 @@ def parse_args(argv: list[str]) -> Config:
                   a.advertise_address, a.advertise_port or a.port,
                   etcd_compaction_interval=a.etcd_compaction_interval, etcd_defrag_threshold=a.etcd_defrag_threshold,
                   event_ttl=a.event_ttl, allocator_repair_interval=a.allocator_repair_interval,
-                  client_ca_file=a.client_ca_file)
+                  client_ca_file=a.client_ca_file, watch_cache_max_bytes=a.watch_cache_max_bytes)
 
 
 def _service_account_config(p: argparse.ArgumentParser,

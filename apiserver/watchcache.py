@@ -2,11 +2,11 @@
 
 A single storage watch over the whole key space (one etcd watch, not one per
 client) updates a per-resource map of current objects, each kept together with
-its serialised JSON, and a bounded history of recent events per resource so a
-watcher can resume from a recent resourceVersion. Because one watch sees every
-write in revision order, `revision` is the store revision the whole cache
-reflects, which lets a consistent list be answered from memory once the cache
-has caught up with etcd's current revision.
+its serialised JSON, and a history of recent events per resource (bounded in
+events and in bytes) so a watcher can resume from a recent resourceVersion.
+Because one watch sees every write in revision order, `revision` is the store
+revision the whole cache reflects, which lets a consistent list be answered from
+memory once the cache has caught up with etcd's current revision.
 
 Watchers get a bounded queue each; one that falls too far behind is dropped with
 a 410 ERROR event (it must re-list) so it can never slow the others down. One
@@ -33,6 +33,7 @@ ROOT = "/registry/"
 PROGRESS_PREFIX = ROOT + "progress/"  # throw-away keys that move the cache's revision forward
 NATURAL_CATCH_UP = 0.01  # how long to wait for the watch to catch up on its own before writing a marker
 HISTORY = 10_000  # events kept per resource for resuming watches
+HISTORY_BYTES = 32 * 1024 * 1024  # and at most this much of their JSON (--watch-cache-max-bytes)
 LOAD_PAGE = 2_000  # objects per etcd read when (re)filling the cache
 WATCHER_QUEUE = 10_000  # events a watcher may lag behind before it is dropped
 CLIENT_CHECK = 2.0  # seconds between two sweeps for watchers whose client is gone
@@ -155,10 +156,17 @@ class TooOld(Exception):
 
 
 class ResourceCache:
-    def __init__(self, oldest: int) -> None:
+    """One resource's current objects, and its recent events: at most HISTORY of them and at most `max_bytes`
+    of their JSON (10,000 events of 1 MiB ConfigMaps would otherwise hold 10 GiB). The oldest events go first;
+    a watch resumed from before the oldest one kept gets 410 Expired. (An event also refers to the version
+    before it, which the history holds too unless it is older than the history: that is at most one more
+    version per object, the size of the current objects again.)"""
+    def __init__(self, oldest: int, max_bytes: int = HISTORY_BYTES) -> None:
         self.objects: dict[str, Cached] = {}
         self.history: collections.deque[tuple[int, Event]] = collections.deque(maxlen=HISTORY)
         self.oldest = oldest  # events with revision > oldest are all in history
+        self.max_bytes = max_bytes
+        self.history_bytes = 0  # JSON bytes of the versions the history holds
         self.watchers: set[Watcher] = set()
 
     def apply(self, ev: WatchEvent, revision: int) -> None:
@@ -179,7 +187,12 @@ class ResourceCache:
             event = Event("MODIFIED" if prev is not None else "ADDED", ev.key, cached, prev)
         if len(self.history) == self.history.maxlen:
             self.oldest = self.history[0][0]
+            self.history_bytes -= len(self.history[0][1].obj.raw)   # about to be pushed out by the append
         self.history.append((revision, event))
+        self.history_bytes += len(cached.raw)
+        while self.history_bytes > self.max_bytes and self.history:
+            self.oldest, dropped = self.history.popleft()
+            self.history_bytes -= len(dropped.obj.raw)
         for w in list(self.watchers):
             w.offer(event)
         event.forget_lines()
@@ -209,8 +222,9 @@ class ResourceCache:
 
 
 class WatchCache:
-    def __init__(self, storage: Storage):
+    def __init__(self, storage: Storage, max_bytes: int = HISTORY_BYTES):
         self.storage = storage
+        self.max_bytes = max_bytes  # of each resource's event history
         self.revision = 0
         self.loaded_at = 0  # the revision of the last full list
         self.caches: dict[str, ResourceCache] = {}
@@ -244,7 +258,7 @@ class WatchCache:
         cache = self.caches.get(prefix)
         if cache is None:
             # No object of this resource existed at the last list: its history starts there.
-            cache = self.caches[prefix] = ResourceCache(self.loaded_at)
+            cache = self.caches[prefix] = ResourceCache(self.loaded_at, self.max_bytes)
         return cache
 
     @staticmethod
@@ -306,7 +320,7 @@ class WatchCache:
             if prefix is None:
                 continue
             obj = with_rv(entry.value, entry.mod_revision)
-            cache = caches.setdefault(prefix, ResourceCache(listed_revision))
+            cache = caches.setdefault(prefix, ResourceCache(listed_revision, self.max_bytes))
             cache.objects[entry.key] = Cached(obj, encode(obj), entry.mod_revision)
         # Watchers of the previous generation missed events: they must re-list (410), as in Kubernetes.
         for old in self.caches.values():

@@ -27,13 +27,18 @@ from pklib.controller import Controller, ControllerContext
 from pklib.errors import ApiError, is_not_found
 from pklib.informer import Obj
 from pklib.api.timefmt import now_rfc3339, parse_time
-from pklib.api.wellknown import NODE_LEASE_NAMESPACE, NOT_READY_TAINT, UNREACHABLE_TAINT
+from pklib.api.wellknown import (DISK_PRESSURE_TAINT, MEMORY_PRESSURE_TAINT, NODE_LEASE_NAMESPACE, NOT_READY_TAINT,
+                                 PID_PRESSURE_TAINT, UNREACHABLE_TAINT)
 from pklib.objects import key_of
 from pklib.resources import LEASES, NODES, PODS
 
 
 UNKNOWN_REASON = "NodeStatusUnknown"
 UNKNOWN_MESSAGE = "Kubelet stopped posting node status."
+# node condition -> the NoSchedule taint it brings (Kubernetes' TaintNodesByCondition)
+PRESSURE_TAINTS = {"MemoryPressure": MEMORY_PRESSURE_TAINT, "DiskPressure": DISK_PRESSURE_TAINT,
+                   "PIDPressure": PID_PRESSURE_TAINT}
+PRESSURE_KEYS = set(PRESSURE_TAINTS.values())
 
 
 def eviction_delay(pod: Obj, taints: list[dict[str, Any]], default_seconds: float) -> float | None:
@@ -112,6 +117,7 @@ class NodeLifecycleController(Controller):
         else:
             node = await self._mark_reachable(node)
             self.enqueue_after(key, self.grace - silent_for + 0.1)
+        node = await self._taint_by_conditions(node)
         next_eviction = await self._evict_pods(node)
         if next_eviction is not None:
             self.enqueue_after(key, next_eviction)
@@ -184,6 +190,23 @@ class NodeLifecycleController(Controller):
             updated["spec"]["taints"] = [t for t in taints if t.get("key") != UNREACHABLE_TAINT]
             node = await self._write(NODES, updated) or node
         return node
+
+    async def _taint_by_conditions(self, node: Obj) -> Obj:
+        """Kubernetes' TaintNodesByCondition: a node under memory, disk or PID pressure gets the matching
+        NoSchedule taint (new pods go elsewhere unless they tolerate it), taken off when the condition clears."""
+        conditions = {c.get("type"): c.get("status") for c in (node.get("status") or {}).get("conditions") or []}
+        wanted = {taint for condition, taint in PRESSURE_TAINTS.items() if conditions.get(condition) == "True"}
+        taints = (node.get("spec") or {}).get("taints") or []
+        have = {t.get("key") for t in taints if t.get("effect") == "NoSchedule" and t.get("key") in PRESSURE_KEYS}
+        if have == wanted:
+            return node
+        updated = copy.deepcopy(node)
+        kept = [t for t in taints if not (t.get("effect") == "NoSchedule" and t.get("key") in PRESSURE_KEYS
+                                          and t.get("key") not in wanted)]
+        added = [{"key": key, "effect": "NoSchedule", "timeAdded": now_rfc3339()} for key in sorted(wanted - have)]
+        updated.setdefault("spec", {})["taints"] = kept + added
+        self.log.info("node %s: pressure taints now %s", key_of(node), sorted(wanted) or "none")
+        return await self._write(NODES, updated) or node
 
     async def _evict_pods(self, node: Obj) -> float | None:
         """Delete the pods whose toleration ran out; seconds until the next one is due (or None)."""

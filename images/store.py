@@ -240,6 +240,10 @@ class ImageStore:
         rootfs.unmount(cdir / "merged")
         shutil.rmtree(cdir)
 
+    def images_in_use(self) -> set[str]:
+        """Manifest digests of the images some container (running or not) has its root filesystem from."""
+        return set(self._container_images().values())
+
     def _container_images(self) -> dict[str, str]:
         out: dict[str, str] = {}
         for cdir in self.layout.containers.iterdir():

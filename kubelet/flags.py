@@ -7,6 +7,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kubelet.eviction import DEFAULT_EVICTION_HARD, Threshold, parse_thresholds
+from kubelet.imagegc import ImageGCPolicy
+from pklib.api.timefmt import parse_duration
 from pklib.flagtypes import int_in_range
 from pklib.kubeconfig import pkube_home
 from pklib.quantity import QuantityError, parse_quantity
@@ -72,6 +75,22 @@ def add_real_flags(p: argparse.ArgumentParser) -> None:
                    help="a container log bigger than this quantity is rotated (Kubernetes' containerLogMaxSize)")
     g.add_argument("--container-log-max-files", type=int, default=5,
                    help="log files kept per container, the current one included (at least 2)")
+    g.add_argument("--image-gc-high-threshold", type=int, default=85,
+                   help="percent of the image filesystem's space in use above which image garbage collection runs")
+    g.add_argument("--image-gc-low-threshold", type=int, default=80,
+                   help="percent of the image filesystem's space in use that image garbage collection frees down to")
+    g.add_argument("--image-minimum-gc-age", default="2m",
+                   help="minimum age of an unused image before it may be garbage collected (a duration)")
+    g.add_argument("--image-gc-period", type=float, default=300.0,
+                   help="seconds between two checks of the image filesystem's usage")
+    g.add_argument("--eviction-hard", default=DEFAULT_EVICTION_HARD,
+                   help="hard eviction thresholds, e.g. memory.available<1Gi,nodefs.available<10%%: when one is "
+                        "met the node reports the pressure condition and evicts pods (replaces the defaults: "
+                        "%(default)s)")
+    g.add_argument("--eviction-pressure-transition-period", default="5m",
+                   help="how long a pressure condition stays after its threshold stopped being met (a duration)")
+    g.add_argument("--eviction-monitoring-period", type=float, default=10.0,
+                   help="seconds between two checks of the eviction thresholds (at most one pod is evicted each)")
     g.add_argument("--address", default="", help="address of the kubelet API (logs, exec; default: the node IP)")
     g.add_argument("--port", type=int, default=10250, help="port of the kubelet API; 0 disables it")
     g.add_argument("--tls-cert-file", default="", help="the kubelet API's serving certificate (PEM)")
@@ -127,9 +146,40 @@ def check_real_config(config: argparse.Namespace) -> None:
            config.node_status_update_frequency, config.node_status_report_frequency) <= 0:
         raise ValueError("--relist-period, --sync-frequency, --node-lease-renew-interval and "
                          "--node-status-update/report-frequency must be positive")
+    image_gc_policy(config)
+    eviction_thresholds(config)
+    eviction_transition_period(config)
+    if config.eviction_monitoring_period <= 0:
+        raise ValueError("--eviction-monitoring-period must be positive")
     if config.port:
         from kubelet.server import server_tls_context  # the real node's API server: not loaded by a hollow one
         server_tls_context(config.tls_cert_file, config.tls_private_key_file, config.client_ca_file)
+
+
+def _duration(flag: str, text: str) -> float:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as e:
+        raise ValueError(f"{flag} {text!r}: {e}") from None
+    if seconds < 0:
+        raise ValueError(f"{flag} must not be negative")
+    return seconds
+
+
+def image_gc_policy(config: argparse.Namespace) -> ImageGCPolicy:
+    policy = ImageGCPolicy(high_threshold=config.image_gc_high_threshold, low_threshold=config.image_gc_low_threshold,
+                           min_age=_duration("--image-minimum-gc-age", config.image_minimum_gc_age),
+                           period=config.image_gc_period)
+    policy.check()
+    return policy
+
+
+def eviction_thresholds(config: argparse.Namespace) -> list[Threshold]:
+    return parse_thresholds(config.eviction_hard)
+
+
+def eviction_transition_period(config: argparse.Namespace) -> float:
+    return _duration("--eviction-pressure-transition-period", config.eviction_pressure_transition_period)
 
 
 def log_max_size(config: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from pklib.client import Client
 from pklib.api.leases import NodeLease
@@ -46,7 +46,7 @@ class NodeConfig:
     port: int = 0                  # the kubelet API's port (0: not served)
 
 
-def _meminfo() -> dict[str, int]:
+def meminfo() -> dict[str, int]:
     out = {}
     for line in Path("/proc/meminfo").read_text().splitlines():
         key, _, rest = line.partition(":")
@@ -82,7 +82,7 @@ def runtime_version() -> str:
 def capacity(cfg: NodeConfig) -> tuple[dict[str, str], dict[str, str]]:
     """(capacity, allocatable): the host's cpu, memory and disk, minus the configured reservations."""
     cpus = os.cpu_count() or 1
-    mem = _meminfo()["MemTotal"]
+    mem = meminfo()["MemTotal"]
     disk = shutil.disk_usage(cfg.root_dir).total
     cap = {"cpu": str(cpus), "memory": f"{mem // 1024}Ki", "pods": str(cfg.max_pods),
            "ephemeral-storage": f"{disk // 1024}Ki"}
@@ -90,17 +90,6 @@ def capacity(cfg: NodeConfig) -> tuple[dict[str, str], dict[str, str]]:
     alloc_mem = max(0, mem - to_bytes(cfg.reserved_memory))
     alloc = dict(cap, cpu=f"{alloc_cpu}m", memory=f"{alloc_mem // 1024}Ki")
     return cap, alloc
-
-
-def pressure(cfg: NodeConfig) -> dict[str, bool]:
-    """Kubernetes' default hard eviction thresholds: memory.available<100Mi, nodefs.available<10%."""
-    mem = _meminfo()
-    disk = shutil.disk_usage(cfg.root_dir)
-    pid_max = int(_read("/proc/sys/kernel/pid_max") or 32768)
-    procs = sum(1 for p in os.listdir("/proc") if p.isdigit())
-    return {"MemoryPressure": mem.get("MemAvailable", 0) < 100 * 1024 * 1024,
-            "DiskPressure": disk.free < disk.total * 0.10,
-            "PIDPressure": procs > pid_max * 0.95}
 
 
 _CONDITION_TEXT = {
@@ -122,9 +111,14 @@ class Machine(Protocol):
     def node_info(self, runtime_version: str) -> dict[str, str]: ...
 
 
+NO_PRESSURE = {"MemoryPressure": False, "DiskPressure": False, "PIDPressure": False}
+
+
 class HostMachine:
-    def __init__(self, cfg: NodeConfig) -> None:
+    """`pressure`: the node's pressure conditions, as the eviction manager (kubelet/eviction.py) sees them."""
+    def __init__(self, cfg: NodeConfig, pressure: Callable[[], dict[str, bool]] = lambda: NO_PRESSURE) -> None:
         self.cfg = cfg
+        self._pressure = pressure
 
     def labels(self) -> dict[str, str]:
         arch = _ARCH.get(platform.machine(), platform.machine())
@@ -135,7 +129,7 @@ class HostMachine:
         return capacity(self.cfg)
 
     def pressure(self) -> dict[str, bool]:
-        return pressure(self.cfg)
+        return self._pressure()
 
     def addresses(self, ip: str) -> list[dict[str, str]]:
         return [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": socket.gethostname()}]

@@ -14,7 +14,7 @@ import copy
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from pklib.client import Client
 from pklib.errors import ApiError, is_conflict, is_not_found
@@ -26,6 +26,7 @@ from pklib.workqueue import WorkQueue, run_workers
 
 from kubelet.containerconfig import ContainerConfigBuilder, PodConfigOptions, ServiceLister
 from kubelet.env import ConfigError
+from kubelet.eviction import EVICTION_GRACE
 from kubelet.plan import (ATTEMPT_LABEL, INIT_LABEL, NAME_LABEL, POD_UID_LABEL, PodActions, PodRuntime,
                           RuntimeContainer, compute_pod_actions, next_attempt)
 from kubelet.probes import ProbeManager
@@ -35,7 +36,7 @@ from kubelet.relist import PodStore, Relister
 from kubelet.runtime.interface import (ContainerState, ContainerStatus, InvalidConfig, Runtime, RuntimeError_,
                                        SandboxState, SandboxStatus)
 from kubelet.shared import SharedRead
-from kubelet.status import StatusInputs
+from kubelet.status import EVICTED_REASON, StatusInputs
 from kubelet.statusmanager import StatusManager
 from kubelet.tokens import TokenManager
 from kubelet.volumes import VolumeManager
@@ -101,6 +102,10 @@ class PodWorkers:
         self._delays: dict[tuple[str, str], float] = {}              # (uid, container) -> CrashLoopBackOff delay
         self._waiting: dict[tuple[str, str], tuple[str, str]] = {}   # (uid, container) -> waiting reason/message
         self._refreshed: dict[str, float] = {}                       # uid -> when its API volumes were rewritten
+        self._evicted: dict[str, str] = {}                           # uid -> why the eviction manager evicted it
+        self._admitted: set[str] = set()                             # uids allowed to start (admission passed)
+        # why a pod that has not started yet may not start here (None: it may); the eviction manager's admission
+        self.admit: Callable[[dict[str, Any]], str | None] = lambda pod: None
         # pods synced together (the periodic full sync queues them all) share one read of the runtime
         self.runtime_listing = SharedRead(self._list_runtime)
         handler = Handler(lambda p: self.queue.add(key_of(p)), self._pod_updated, lambda p: self.queue.add(key_of(p)))
@@ -169,13 +174,24 @@ class PodWorkers:
             await self.terminate(pod)
             return
         rt = await self.runtime_state(uid)
-        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        terminal = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+        if terminal or uid in self._evicted:
             # terminal for good (Kubernetes never runs such a pod again): only make sure nothing is left running
             if rt.sandbox_ready:
-                await self._stop_all(pod, rt, grace_period(pod))
+                await self._stop_all(pod, rt, EVICTION_GRACE if uid in self._evicted else grace_period(pod))
                 await self.runtime.stop_sandbox(rt.sandbox_id or "")
             self.probes.remove_pod(uid)
+            if not terminal:   # evicted: Failed, with the reason
+                await self.write_status(pod, await self.runtime_state(uid), {})
             return
+        if uid not in self._admitted and rt.sandbox_id is None and not rt.containers:
+            refusal = self.admit(pod)
+            if refusal is not None:   # Kubernetes' rejected pod: Failed, reason Evicted, never started
+                self._evicted[uid] = refusal
+                self.recorder.warning(pod, EVICTED_REASON, refusal)
+                await self.write_status(pod, rt, {})
+                return
+        self._admitted.add(uid)
         now = datetime.now(timezone.utc)
         for c in rt.containers:
             ran = (c.finished_at - c.started_at).total_seconds() if c.started_at and c.finished_at else 0.0
@@ -327,11 +343,22 @@ class PodWorkers:
         except ConfigError as e:
             log.info("%s: volumes not refreshed: %s", key_of(pod), e)  # keep the last content, as Kubernetes does
 
+    def evict(self, pod: dict[str, Any], message: str) -> None:
+        """Stop the pod for good and report it Failed with reason Evicted (the eviction manager's decision)."""
+        self._evicted[pod["metadata"]["uid"]] = message
+        self.recorder.warning(pod, EVICTED_REASON, message)
+        self.queue.add(key_of(pod))
+
+    def active_pods(self) -> list[dict[str, Any]]:
+        """The pods of this node that may still run: neither terminal, nor being deleted, nor evicted."""
+        return [p for p in self.pods.store.list() if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+                and not p["metadata"].get("deletionTimestamp") and p["metadata"]["uid"] not in self._evicted]
+
     async def write_status(self, pod: dict[str, Any], rt: PodRuntime, backoff: dict[str, float]) -> None:
         uid = pod["metadata"]["uid"]
         waiting = {n: v for (u, n), v in self._waiting.items() if u == uid}
         inputs = StatusInputs(host_ip=self.node_ip, probes=self.probes.view(uid), waiting=waiting, backoff=backoff,
-                              image_ids=await self.status.image_ids(pod))
+                              image_ids=await self.status.image_ids(pod), evicted=self._evicted.get(uid))
         await self.status.write(pod, rt, inputs)
 
     # --- deletion and cleanup -----------------------------------------------------------------------------
@@ -370,4 +397,6 @@ class PodWorkers:
         self.relister.forget(uid)
         self.status.forget(uid)
         self._refreshed.pop(uid, None)
+        self._evicted.pop(uid, None)
+        self._admitted.discard(uid)
         self.tokens.forget(uid)

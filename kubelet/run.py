@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import socket
 from pathlib import Path
 
@@ -13,12 +14,16 @@ from aiohttp import web
 from images.busybox import BUSYBOX_IMAGE, ensure_busybox
 from images.store import ImageStore
 from pklib.client import Client
+from pklib.events import EventRecorder
 from pklib.hostnet import host_ip
 
 from kubelet.containerconfig import PodConfigOptions
-from kubelet.flags import check_real_config, node_labels, root_dir, runtime_config
+from kubelet.eviction import EvictionManager, observe_host
+from kubelet.flags import (check_real_config, eviction_thresholds, eviction_transition_period, image_gc_policy,
+                           node_labels, root_dir, runtime_config)
 from kubelet.host import NodeHost
-from kubelet.nodestatus import NodeAgent, NodeConfig, runtime_version
+from kubelet.imagegc import ImageGCManager
+from kubelet.nodestatus import HostMachine, NodeAgent, NodeConfig, runtime_version
 from kubelet.network import vxlan
 from kubelet.podroutes import Backend, run_pod_routes
 from kubelet.podworkers import PodWorkerConfig, PodWorkers
@@ -52,17 +57,23 @@ async def run_real(client: Client, config: argparse.Namespace, ready: asyncio.Ev
     root = root_dir(config)
     root.mkdir(parents=True, exist_ok=True)
     name = config.node_name or socket.gethostname().lower()
-    node = NodeAgent(client, NodeConfig(
+    images = ImageStore(Path(config.image_root) if config.image_root else None)
+    recorder = EventRecorder(client, "kubelet", host=name)
+    evictions = EvictionManager(eviction_thresholds(config), lambda: observe_host(root, images.root), recorder,
+                                lambda: node.node, period=config.eviction_monitoring_period,
+                                transition_period=eviction_transition_period(config))
+    node_cfg = NodeConfig(
         name=name, root_dir=root, max_pods=config.max_pods, reserved_cpu=config.system_reserved_cpu,
         reserved_memory=config.system_reserved_memory,
         node_ip=config.node_ip or await asyncio.to_thread(host_ip), labels=node_labels(config.node_labels),
         lease_duration=config.node_lease_duration_seconds, renew_interval=config.node_lease_renew_interval,
         status_interval=config.node_status_update_frequency,
-        report_interval=config.node_status_report_frequency, port=config.port),
-        await asyncio.to_thread(runtime_version))
+        report_interval=config.node_status_report_frequency, port=config.port)
+    node = NodeAgent(client, node_cfg, await asyncio.to_thread(runtime_version),
+                     HostMachine(node_cfg, evictions.conditions))
     await node.register()
     cidr = await node.wait_pod_cidr()
-    images = ImageStore(Path(config.image_root) if config.image_root else None)
+    image_gc = ImageGCManager(images, image_gc_policy(config), recorder, lambda: node.node)
     runtime = RuncRuntime(runtime_config(config, cidr), images)
     await runtime.ensure_node()
     log.info("node %s registered (pod CIDR %s, IP %s)", name, cidr, node.ip)
@@ -73,11 +84,18 @@ async def run_real(client: Client, config: argparse.Namespace, ready: asyncio.Ev
         pod=PodConfigOptions(
             cluster_dns=[ip.strip() for ip in config.cluster_dns.split(",") if ip.strip()],
             cluster_domain=config.cluster_domain, seccomp_default=config.seccomp_default,
-            seccomp_dir=root / "seccomp", allocatable=dict(node.node.get("status", {}).get("allocatable") or {}))))
+            seccomp_dir=root / "seccomp", allocatable=dict(node.node.get("status", {}).get("allocatable") or {}))),
+        recorder=recorder)
+    workers.admit = evictions.admit
+    host = NodeHost(name, workers.pods.store, runtime, workers.runtime_state)
+
+    async def reclaim_images(signal: str, missing: int | None) -> None:
+        """Disk pressure: delete unused images first, if the images are on the filesystem that is short."""
+        if signal.startswith("imagefs.") or os.stat(root).st_dev == os.stat(images.root).st_dev:
+            await asyncio.to_thread(image_gc.free_space, missing if missing is not None else 1 << 62)
     runner = None
     try:
         if config.port:
-            host = NodeHost(name, workers.pods.store, runtime, workers.runtime_state)
             runner = web.AppRunner(KubeletServer(host).app(), access_log=None)
             await runner.setup()
             tls = server_tls_context(config.tls_cert_file, config.tls_private_key_file, config.client_ca_file)
@@ -89,6 +107,9 @@ async def run_real(client: Client, config: argparse.Namespace, ready: asyncio.Ev
                                name="kubelet:serving-certificate")
             tg.create_task(node.heartbeat(), name="kubelet:heartbeat")
             tg.create_task(workers.run(ready), name="kubelet:pods")
+            tg.create_task(image_gc.run(), name="kubelet:image-gc")
+            tg.create_task(evictions.run(workers.active_pods, host.pod_usage, workers.evict, reclaim_images),
+                           name="kubelet:eviction")
             if config.pod_routes:
                 backend = Backend(config.network_backend, config.vxlan_vni, config.vxlan_port)
                 tg.create_task(run_pod_routes(client, name, backend, node.ip, cidr), name="kubelet:pod-routes")

@@ -10,10 +10,14 @@ from datetime import datetime
 from typing import Any
 
 from pklib.api.timefmt import format_time, now_rfc3339
+from pklib.api.disruption import DISRUPTION_TARGET
 from pklib.api.qos import qos_class
 
 from kubelet.plan import PodRuntime, RuntimeContainer, init_progress, restart_policy
 from kubelet.runtime.interface import ContainerState
+
+EVICTED_REASON = "Evicted"
+TERMINATION_BY_KUBELET = "TerminationByKubelet"   # the DisruptionTarget condition's reason for a kubelet eviction
 
 CONTAINER_ID_SCHEME = "runc://"
 
@@ -32,6 +36,7 @@ class StatusInputs:
     waiting: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (reason, message): pull/config errors
     backoff: dict[str, float] = field(default_factory=dict)            # name -> seconds of CrashLoopBackOff left
     image_ids: dict[str, str] = field(default_factory=dict)            # image ref -> image id (digest)
+    evicted: str | None = None                                         # the eviction message: the pod is Failed
 
 
 def _time(t: datetime | None) -> str | None:
@@ -160,6 +165,11 @@ def compute_status(pod: dict[str, Any], rt: PodRuntime, inputs: StatusInputs, fi
                  for s in pod["spec"].get("ephemeralContainers") or []]
     if ephemeral:
         status["ephemeralContainerStatuses"] = ephemeral
+    if inputs.evicted is not None:
+        status.update(phase="Failed", reason=EVICTED_REASON, message=inputs.evicted)
+        disruption = _condition(old, DISRUPTION_TARGET, True)
+        disruption.update(reason=TERMINATION_BY_KUBELET, message=inputs.evicted)
+        status["conditions"].append(disruption)
     # conditions set by others (readiness gates) are kept
     ours = {c["type"] for c in status["conditions"]}
     status["conditions"] += [c for c in old.get("conditions") or [] if c.get("type") not in ours]

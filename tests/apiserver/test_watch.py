@@ -233,3 +233,27 @@ async def test_watch_cluster_scoped_kind(client: Client) -> None:
     events = await collector
     assert [e["type"] for e in events] == ["ADDED", "MODIFIED", "DELETED"]
     assert events[1]["object"]["status"]["capacity"] == {"cpu": "2"}
+
+
+async def test_watch_cache_history_bounded_in_bytes_answers_410_for_what_it_forgot(session_tmp: str,
+                                                                                  etcd: Etcd) -> None:
+    # etcd still has every revision (nothing compacted): the 410 comes from the cache's byte budget alone
+    server = start_apiserver(session_tmp, etcd.url, ["--watch-cache-max-bytes", "1Mi"])
+    try:
+        async with Client(server.url, server.token) as c:
+            big = "x" * 200_000
+            old = await c.create(CM, {**sample(CM, "big", "default"), "data": {"v": big}})
+            latest = old
+            for i in range(8):   # 1.6 MB of versions: the first ones no longer fit
+                latest = await c.patch(CM, "big", {"data": {"v": big, "i": str(i)}}, "default")
+            with pytest.raises(ApiError) as e:
+                await take(c.watch(CM, "default", resource_version=old["metadata"]["resourceVersion"]), 1)
+            assert e.value.code == 410 and e.value.reason == "Expired"
+            recent = c.watch(CM, "default", resource_version=latest["metadata"]["resourceVersion"])
+            collector = asyncio.create_task(take(recent, 1))
+            await c.patch(CM, "big", {"data": {"i": "last"}}, "default")
+            [event] = await collector
+            assert event["type"] == "MODIFIED" and event["object"]["data"]["i"] == "last"
+            await c.delete(CM, "big", "default")
+    finally:
+        _stop(server.proc)

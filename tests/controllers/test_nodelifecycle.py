@@ -95,3 +95,31 @@ async def test_silent_node_pods_are_recreated_elsewhere(cluster: Cluster, cclien
         silent.kill()
         healthy.kill()
         await delete_nodes(cclient, [doomed, survivor])
+
+
+async def test_pressure_conditions_bring_and_take_away_their_noschedule_taints(cluster: Cluster,  # noqa: F811
+                                                                              cclient: Client) -> None:  # noqa: F811
+    cluster.start("controller-manager", "--controllers", "nodelifecycle")
+    name = unique("pressed")
+    await cclient.create(NODES, {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+                                 "spec": {"taints": [{"key": "dedicated", "value": "x", "effect": "NoSchedule"}]}})
+    try:
+        async def set_conditions(memory: str, disk: str) -> None:
+            await cclient.patch(NODES, name, {"status": {"conditions": [
+                {"type": "Ready", "status": "True", "reason": "KubeletReady"},
+                {"type": "MemoryPressure", "status": memory}, {"type": "DiskPressure", "status": disk},
+                {"type": "PIDPressure", "status": "False"}]}}, subresource="status")
+
+        async def taints(wanted: set[str]) -> bool:
+            node = await cclient.get(NODES, name)
+            return {f"{t['key']}:{t['effect']}" for t in node["spec"].get("taints") or []} == wanted
+
+        await set_conditions("True", "True")
+        await wait_for(lambda: taints({"dedicated:NoSchedule", "node.kubernetes.io/memory-pressure:NoSchedule",
+                                       "node.kubernetes.io/disk-pressure:NoSchedule"}), 15,
+                       message="pressure taints added")
+        await set_conditions("False", "True")
+        await wait_for(lambda: taints({"dedicated:NoSchedule", "node.kubernetes.io/disk-pressure:NoSchedule"}), 15,
+                       message="the memory-pressure taint removed, the others kept")
+    finally:
+        await delete_nodes(cclient, [name])

@@ -57,6 +57,7 @@ class Node:
     # extra environment of the node's processes: SSL_CERT_FILE = the test CA when the apiserver serves TLS
     env: dict[str, str] | None = None
     token: str | None = None  # the kubelet's own (system:node:<name>) token; None: the admin's
+    kubelet_flags: tuple[str, ...] = ()   # extra flags of the kubelet (thresholds of a test node, ...)
 
     def runtime_config(self) -> RuntimeConfig:
         return RuntimeConfig(state_dir=self.tmp / "runtime", pod_cidr=self.cidr, bridge=f"pkt-br{self.tag}",
@@ -83,9 +84,17 @@ class Node:
              # proxy with its client certificate
              "--address", "127.0.0.1", "--port", str(self.port), "--node-ip", "127.0.0.1",
              *kubelet_serving_flags(str(self.tmp)),
-             "--cluster-dns", "10.96.0.10"],
+             "--cluster-dns", "10.96.0.10", *self.kubelet_flags],
             cwd=ROOT, stdout=open(self.kubelet_log, "wb"), stderr=subprocess.STDOUT,
             env={**os.environ, **(self.env or {})})
+
+    def restart_kubelet(self, *flags: str) -> None:
+        """Stop the kubelet (its pods keep running) and start it again with these flags added (a later flag
+        wins over an earlier one); wait for it with `_wait_node`."""
+        if self.kubelet:
+            _stop(self.kubelet)
+        self.kubelet_flags = (*self.kubelet_flags, *flags)
+        self.start_kubelet()
 
     def node_flags(self) -> list[str]:
         """Where this node keeps its state and how its network pieces are named (also what --cleanup needs)."""
@@ -186,14 +195,16 @@ async def _delete_all_pods(node: Node) -> None:
 
 @contextmanager
 def private_node(etcd: Etcd, tls: bool = False, own_identities: bool = False,
-                 service_accounts: bool = False, controller_flags: tuple[str, ...] = ()) -> Iterator[Node]:
+                 service_accounts: bool = False, controller_flags: tuple[str, ...] = (),
+                 kubelet_flags: tuple[str, ...] = ()) -> Iterator[Node]:
     """The whole private control plane + kubelet; `tls`: the apiserver serves HTTPS (what kubectl needs), its
     components trust the test CA through SSL_CERT_FILE. `own_identities`: each component authenticates as itself
     (system:kube-controller-manager, system:kube-scheduler, system:node:<name> in system:nodes), so RBAC's
     default roles are all it may use; otherwise all of them use the admin's token. `service_accounts`: the
     apiserver issues service-account tokens (pods get the kube-api-access volume) and keeps the `kubernetes`
     Service pointing at SERVICE_ACCOUNT_ADVERTISED (no proxy runs here: it is never dialled); the
-    controller-manager publishes the test CA as kube-root-ca.crt. `controller_flags` go to the controller-manager."""
+    controller-manager publishes the test CA as kube-root-ca.crt. `controller_flags` go to the controller-manager,
+    `kubelet_flags` to the kubelet."""
     if os.geteuid() != 0:
         pytest.skip("needs root")
     tmp = Path(tempfile.mkdtemp(prefix="pkt-kubelet-"))
@@ -205,7 +216,8 @@ def private_node(etcd: Etcd, tls: bool = False, own_identities: bool = False,
                           extra=sa_flags if service_accounts else None)
     cidr = f"10.{random.randint(208, 215)}.{random.randint(0, 255)}.0/24"
     env = {"SSL_CERT_FILE": str(make_test_pki(str(tmp)).ca_cert)} if tls else None
-    n = Node(api, tmp, name, cidr, uuid.uuid4().hex[:6], env=env, token=api.tokens.get(f"system:node:{name}"))
+    n = Node(api, tmp, name, cidr, uuid.uuid4().hex[:6], env=env, token=api.tokens.get(f"system:node:{name}"),
+             kubelet_flags=kubelet_flags)
     rt = n.runtime_config()
     try:
         root_ca = ["--root-ca-file", str(make_test_pki(str(tmp)).ca_cert)] if service_accounts else []

@@ -175,3 +175,37 @@ async def test_load_reads_in_pages_at_one_revision(monkeypatch: pytest.MonkeyPat
         assert names == ["o0", "o1", "o2", "o3", "o4"]
     finally:
         await cache.stop()
+
+
+async def test_history_is_bounded_in_bytes_and_a_watch_from_before_it_is_expired() -> None:
+    """Many large events: the history keeps the newest that fit in the byte budget (far fewer than HISTORY
+    events), the current objects all stay, and resuming from a forgotten revision is TooOld (410 Expired)."""
+    store = MemoryStorage()
+    budget = 1024 * 1024
+    cache = WatchCache(store, max_bytes=budget)
+    await cache.start()
+    try:
+        rc = cache.for_prefix(PREFIX)
+        payload = "x" * 100_000
+        first = rev = await store.create(PREFIX + "ns/big", cm("big", payload=payload))
+        revisions = [first]
+        for i in range(60):
+            rev = await store.update(PREFIX + "ns/big", cm("big", payload=payload, v=str(i)), rev)
+            revisions.append(rev)
+        for i in range(40):
+            revisions.append(await store.create(PREFIX + f"ns/o{i}", cm(f"o{i}", payload=payload)))
+        assert await cache.wait_for_revision(revisions[-1], 5)
+        held = sum(len(ev.obj.raw) for _, ev in rc.history)
+        assert held == rc.history_bytes <= budget
+        assert budget - 110_000 < held, "the budget is used, not emptied"
+        assert 5 <= len(rc.history) <= 10
+        assert len(rc.items(PREFIX, None)) == 41   # every current object stays
+        with pytest.raises(TooOld):
+            rc.replay(first, PREFIX, None)   # what serve_watch answers with 410 Expired
+        with pytest.raises(TooOld):
+            rc.since(revisions[-len(rc.history) - 2])
+        kept = rc.replay(revisions[-len(rc.history) - 1], PREFIX, None)
+        assert len(kept) == len(rc.history)
+        assert all(orjson.loads(line)["type"] == "ADDED" for line in kept)
+    finally:
+        await cache.stop()
