@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import email.utils
+import fcntl
 import hashlib
 import os
 import shutil
+import urllib.error
+import urllib.parse
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +26,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import orjson
 
-from images import buildrun, dockerfile, reference
+from pklib.api.timefmt import parse_duration
+
+from images import buildmounts, buildnet, buildrun, dockerfile, reference
+from images.buildprogress import Progress as Steps, Step
 from images.context import (IgnoreRules, Owner, context_sources, copy_entry, makedirs_in_root,
                                     resolve_in_root)
 from images.diff import is_empty, write_layer
@@ -35,6 +43,9 @@ if TYPE_CHECKING:
     from images.store import ImageStore
 
 Progress = Callable[[str], None]
+FS_STEPS = ("FROM", "RUN", "COPY", "ADD", "WORKDIR")   # the instructions progress shows as steps (as BuildKit)
+LOCAL_REGISTRY = "pkube.local"                          # images built here, never pulled
+NETWORKS = ("default", "none")
 
 
 @dataclass
@@ -69,13 +80,21 @@ def _h(*parts: Any) -> str:
 
 class Builder:
     def __init__(self, store: "ImageStore", context: Path, dockerfile_text: str, build_args: dict[str, str],
-                 progress: Progress = print, no_cache: bool = False):
+                 progress: Progress = print, no_cache: bool = False, secrets: dict[str, bytes] | None = None,
+                 network: str = "default"):
         self.store = store
         self.context = context.resolve()
         self.instructions = dockerfile.parse(dockerfile_text)
         self.build_args = build_args
-        self.progress = progress
+        self.progress = Steps(progress)
+        self.step: Step | None = None   # the step being run, for its output and CACHED mark
         self.no_cache = no_cache
+        self.secrets = secrets or {}
+        if network not in NETWORKS:
+            raise BuildError(f"invalid network {network!r}: expected one of {', '.join(NETWORKS)}")
+        self.network = network
+        self.stage_prefix = ""
+        self.stage_steps = [0, 0]       # [done, total] of the current stage's steps
         self.ignore = IgnoreRules.for_context(self.context)
         self.cache_dir = store.root / "build-cache"
         self.cache_dir.mkdir(exist_ok=True)
@@ -84,28 +103,84 @@ class Builder:
 
     def build(self, tag: str | None = None, target: str | None = None) -> Image:
         with self.store.layout.using():
-            total = len(self.instructions)
+            sizes = self._stage_sizes()
             stage: Stage | None = None
-            for i, inst in enumerate(self.instructions, 1):
+            for inst in self.instructions:
                 if inst.cmd == "FROM" and target and stage is not None and stage.name == target.lower():
                     break  # the target stage is complete; later stages are not needed
-                self.progress(f"STEP {i}/{total}: {inst}")
                 if inst.cmd == "FROM":
-                    stage = self._from(inst)
+                    index = len(self.stages)
+                    name, size = sizes[index]
+                    self.stage_prefix = f"{name or f'stage-{index}'} " if len(sizes) > 1 else ""
+                    self.stage_steps = [0, size]
+                    with self._vertex(inst, self._from_title(inst)):
+                        stage = self._from(inst)
                     self.stages.append(stage)
+                    self._onbuild_triggers(stage, inst)
                 elif stage is None:
                     self._global_arg(inst)
                 else:
-                    self._step(stage, inst)
+                    self._instruction(stage, inst)
             assert stage is not None
             if target and stage.name != target.lower():
                 raise BuildError(f"target stage {target!r} not found in the Dockerfile")
             stage.config["created"] = stage.created
             stage.config.pop("rootfs", None)
-            img = self.store.commit(stage.config, stage.layers, tag)
-            self.progress(f"COMMIT {img.name or ''}".rstrip())
-            self.progress(f"--> {img.id.split(':', 1)[1][:12]}")
+            with self.progress.step("exporting to image") as step:
+                img = self.store.commit(stage.config, stage.layers, tag)
+                step.note(f"writing image {img.id} done")
+                if img.name:
+                    step.note(f"naming to {img.name} done")
+            self.progress.total()
             return img
+
+    # ---- progress ------------------------------------------------------------
+    def _stage_sizes(self) -> list[tuple[str | None, int]]:
+        """(name, number of steps) of each stage, for the `[name k/n]` step titles."""
+        out: list[tuple[str | None, int]] = []
+        for inst in self.instructions:
+            if inst.cmd == "FROM":
+                parts = inst.args.split()
+                out.append((parts[2].lower() if len(parts) == 3 and parts[1].upper() == "AS" else None, 0))
+            if out and inst.cmd in FS_STEPS:
+                out[-1] = (out[-1][0], out[-1][1] + 1)
+        return out
+
+    def _from_title(self, inst: Instruction) -> str:
+        parts = dockerfile.words(inst.args, self.global_args, inst.lineno)
+        return f"FROM {parts[0]}" if parts else str(inst)
+
+    @contextlib.contextmanager
+    def _vertex(self, inst: Instruction, title: str | None = None) -> Iterator[Step]:
+        self.stage_steps[0] += 1
+        done, total = self.stage_steps
+        with self.progress.step(f"[{self.stage_prefix}{done}/{max(done, total)}] {title or inst}") as step:
+            self.step = step
+            try:
+                yield step
+            finally:
+                self.step = None
+
+    def _log(self, line: str) -> None:
+        if self.step is not None:
+            self.step.log(line)
+        else:
+            self.progress.out(line)
+
+    def _instruction(self, stage: Stage, inst: Instruction) -> None:
+        if inst.cmd in FS_STEPS:
+            with self._vertex(inst):
+                self._step(stage, inst)
+        else:
+            self._step(stage, inst)
+
+    def _onbuild_triggers(self, stage: Stage, from_inst: Instruction) -> None:
+        """Run the base image's ONBUILD triggers right after FROM; they are not passed on to this image."""
+        triggers = stage.runtime.pop("OnBuild", None) or []
+        parsed = [dockerfile.trigger(t, from_inst.lineno) for t in triggers]
+        self.stage_steps[1] += sum(1 for t in parsed if t.cmd in FS_STEPS)
+        for trig in parsed:
+            self._instruction(stage, trig)
 
     # ---- instructions --------------------------------------------------------
     def _global_arg(self, inst: Instruction) -> None:
@@ -138,6 +213,8 @@ class Builder:
         else:
             raise inst.error("expected FROM IMAGE [AS NAME]")
         named = self._stage(base)
+        if base != "scratch" and named is None and self.store.resolve(base) is None:
+            self._pull(inst, base)
         if base == "scratch":
             stage = Stage(name, [], {"config": {}}, _h("scratch"), "1970-01-01T00:00:00Z")
         elif named is not None:
@@ -152,6 +229,30 @@ class Builder:
         stage.config.pop("rootfs", None)
         stage.config.setdefault("history", [])
         return stage
+
+    def _pull(self, inst: Instruction, base: str) -> None:
+        """A base image not in the store is pulled as `pkctl image pull` does: through the mirrors of
+        registries.yaml, with the credentials of Docker's config.json."""
+        try:
+            ref = reference.parse(base)
+        except ImageError as e:
+            raise inst.error(str(e)) from None
+        if ref.registry == LOCAL_REGISTRY:
+            raise inst.error(f"base image {base!r} is not in the local store ({LOCAL_REGISTRY} images are built "
+                             "on this machine, never pulled): build or load it first")
+        log = self._log
+
+        class Reporter:
+            def line(self, text: str) -> None:
+                log(text)
+
+            def progress(self, digest: str, done: int, total: int) -> None:
+                if done >= total > 0:
+                    log(f"sha256:{digest.split(':', 1)[-1][:12]} {total}B done")
+        try:
+            self.store.pull(base, reporter=Reporter())
+        except ImageError as e:
+            raise inst.error(f"cannot pull base image {base!r}: {e}") from None
 
     def _stage(self, ref: str) -> Stage | None:
         for s in self.stages:
@@ -221,6 +322,13 @@ class Builder:
         elif inst.cmd == "MAINTAINER":
             stage.config["author"] = inst.args
             self._meta(stage, inst)
+        elif inst.cmd == "HEALTHCHECK":
+            rt["Healthcheck"] = _healthcheck(inst)
+            self._meta(stage, inst)
+        elif inst.cmd == "ONBUILD":
+            word, _, rest = inst.args.partition(" ")
+            rt.setdefault("OnBuild", []).append(f"{word.upper()} {rest.strip()}".rstrip())
+            self._meta(stage, inst)
         elif inst.cmd == "RUN":
             self._run(stage, inst)
         elif inst.cmd in ("COPY", "ADD"):
@@ -243,11 +351,89 @@ class Builder:
         env = buildrun.environment({**stage.args, **stage.env()})
         cwd = rt.get("WorkingDir") or "/"
         user = rt.get("User") or ""
+        network = inst.flags.get("network", self.network)
+        if network not in NETWORKS:
+            raise inst.error(f"--network={network}: expected one of {', '.join(NETWORKS)}")
+        specs = [buildmounts.parse(inst, m, cwd) for m in inst.mounts]
+        inputs = [self._mount_inputs(spec, inst) for spec in specs]
 
         def action(root: Path, bundle: Path) -> None:
             makedirs_in_root(root, cwd)
-            buildrun.run(bundle, root, args, env, cwd, user, lambda line: self.progress(line))
-        self._layer(stage, inst, _h(env, user, cwd), action)
+            bundle.mkdir(parents=True, exist_ok=True)
+            with contextlib.ExitStack() as stack:
+                mounts = [m for spec in specs for m in self._mount(stack, spec, root, bundle, inst)]
+                netns = None
+                if network == "default":
+                    sandbox = stack.enter_context(buildnet.sandbox())
+                    netns = sandbox.netns
+                    for name, text in (("resolv.conf", sandbox.resolv_conf),
+                                       ("hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n")):
+                        (bundle / name).write_text(text)
+                        if os.path.isdir(resolve_in_root(root, "/etc")):
+                            mounts.append(buildmounts.bind(bundle / name, f"/etc/{name}", readonly=True))
+                stubs = [(m["destination"], buildmounts.first_missing(root, m["destination"])) for m in mounts]
+                try:
+                    buildrun.run(bundle, root, args, env, cwd, user, self._log, mounts, netns)
+                finally:
+                    for target, created in reversed(stubs):
+                        if created:
+                            buildmounts.remove_stubs(root, target, created)
+        self._layer(stage, inst, _h(env, user, cwd, inputs), action)
+
+    def _mount_inputs(self, spec: buildmounts.MountSpec, inst: Instruction) -> str:
+        """What a mount adds to the step's cache key: the content a bind mount shows (cache, secret and tmpfs
+        mounts add nothing, as in BuildKit)."""
+        if spec.type != "bind":
+            return ""
+        if spec.from_ is not None:
+            named = self._stage(spec.from_)
+            if named is not None:
+                return named.key
+            try:
+                return self.store.get(spec.from_).manifest_digest
+            except ImageError:
+                raise inst.error(f"--mount from={spec.from_}: no such stage, and no such image in the local "
+                                 "store") from None
+        return self._hash_inputs(context_sources(self.context, spec.source or ".", self.ignore, inst.lineno))
+
+    def _mount(self, stack: contextlib.ExitStack, spec: buildmounts.MountSpec, root: Path, bundle: Path,
+               inst: Instruction) -> list[dict[str, Any]]:
+        """The OCI mounts of one --mount (none for a secret not given and not required)."""
+        if spec.type == "tmpfs":
+            return [buildmounts.tmpfs(spec.target, spec.size)]
+        if spec.type == "cache":
+            path = buildmounts.cache_dir(self.store.root, spec)
+            if spec.sharing == "locked":
+                lock = stack.enter_context(open(path.with_name(path.name + ".lock"), "a"))
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            return [buildmounts.bind(path, spec.target, bool(spec.readonly))]
+        if spec.type == "secret":
+            value = self.secrets.get(spec.id)
+            if value is None:
+                if spec.required:
+                    raise inst.error(f"secret {spec.id!r} is required but was not given (--secret id={spec.id},"
+                                     "src=FILE)")
+                return []
+            secret_dir = bundle / "secrets"
+            secret_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            path = secret_dir / uuid.uuid4().hex
+            path.write_bytes(value)
+            os.chown(path, spec.uid, spec.gid)
+            os.chmod(path, 0o400 if spec.mode is None else spec.mode)
+            return [buildmounts.bind(path, spec.target, readonly=True)]
+        readonly = True if spec.readonly is None else spec.readonly
+        if spec.from_ is not None:
+            src_root, _ = stack.enter_context(self._source_rootfs(spec.from_, inst))
+            source = resolve_in_root(src_root, spec.source or "/")
+            if not os.path.lexists(source):
+                raise inst.error(f"--mount from={spec.from_}: {spec.source!r} not found")
+            return [buildmounts.bind(source, spec.target, readonly)]
+        # The context as the build sees it (.dockerignore applied), in a copy: writes never reach the user's files.
+        [src] = context_sources(self.context, spec.source or ".", self.ignore, inst.lineno)[:1]
+        copy_root = bundle / "binds" / uuid.uuid4().hex
+        copy_root.mkdir(parents=True)
+        copy_entry(src, copy_root, "/src", Owner(None, None, None), self.ignore, self.context)
+        return [buildmounts.bind(copy_root / "src", spec.target, readonly)]
 
     def _copy(self, stage: Stage, inst: Instruction) -> None:
         env = stage.vars()
@@ -263,8 +449,9 @@ class Builder:
         chown = inst.flags.get("chown")
         chmod = _chmod(inst)
         from_ref = inst.flags.get("from")
-        if inst.cmd == "ADD" and any(s.startswith(("http://", "https://", "git@")) for s in sources):
-            raise inst.error("ADD from a URL is not supported; download it in a RUN step")
+        if inst.cmd == "ADD" and any(_is_url(s) for s in sources):
+            self._add_urls(stage, inst, sources, dest_abs, chown)
+            return
         if from_ref is not None:
             with self._source_rootfs(from_ref, inst) as (src_root, inputs):
                 self._layer(stage, inst, inputs, lambda root, _b: self._copy_into(
@@ -302,6 +489,67 @@ class Builder:
                 dest_file = os.path.join(dest, src.name) if into_dir else dest
                 makedirs_in_root(root, os.path.dirname(dest_file.rstrip("/")), mkdir_uid, mkdir_gid)
                 copy_entry(src, root, dest_file, owner)
+
+    def _add_urls(self, stage: Stage, inst: Instruction, urls: list[str], dest: str, chown: str | None) -> None:
+        """ADD of http(s) URLs: downloaded on every build (the content decides whether the layer is reused),
+        stored with mode 0600 (unless --chmod) and the server's Last-Modified time, never extracted."""
+        if not all(_is_url(u) for u in urls):
+            raise inst.error("cannot mix URLs and build-context sources in one ADD")
+        if len(urls) > 1 and not dest.endswith("/"):
+            raise inst.error("with several sources the destination must be a directory ending in /")
+        if "checksum" in inst.flags and len(urls) != 1:
+            raise inst.error("--checksum needs exactly one URL")
+        chmod = _chmod(inst)
+        with contextlib.ExitStack() as stack:
+            work = self.store.layout.temp_path("add")
+            work.mkdir(parents=True)
+            stack.callback(shutil.rmtree, work, True)
+            files: list[tuple[Path, str]] = []
+            digests = []
+            for i, url in enumerate(urls):
+                if url.startswith("git@") or url.endswith(".git"):
+                    raise inst.error(f"ADD of a git repository ({url}) is not supported")
+                name = os.path.basename(urllib.parse.urlsplit(url).path)
+                target = os.path.join(dest, name) if dest.endswith("/") else dest
+                if dest.endswith("/") and not name:
+                    raise inst.error(f"cannot name the file of {url}: give a destination file name")
+                path = work / str(i)
+                digest = self._download(inst, url, path)
+                if "checksum" in inst.flags and inst.flags["checksum"] != digest:
+                    raise inst.error(f"checksum of {url} is {digest}, not the expected {inst.flags['checksum']}")
+                files.append((path, target))
+                digests.append(digest)
+
+            def action(root: Path, _bundle: Path) -> None:
+                uid, gid = buildrun.resolve_user(root, chown) if chown else (0, 0)
+                for path, target in files:
+                    makedirs_in_root(root, os.path.dirname(target), uid, gid)
+                    dest_file = resolve_in_root(root, target)
+                    if dest_file.is_dir():
+                        raise inst.error(f"{target} is a directory in the image: end the destination with /")
+                    copy_entry(path, root, target, Owner(uid, gid, 0o600 if chmod is None else chmod))
+            self._layer(stage, inst, _h(urls, digests), action)
+
+    def _download(self, inst: Instruction, url: str, path: Path) -> str:
+        self._log(f"downloading {url}")
+        h = hashlib.sha256()
+        try:
+            with urllib.request.urlopen(url, timeout=30) as resp, open(path, "wb") as out:
+                while chunk := resp.read(1 << 20):
+                    h.update(chunk)
+                    out.write(chunk)
+                modified = resp.headers.get("Last-Modified")
+        except urllib.error.HTTPError as e:
+            raise inst.error(f"cannot download {url}: HTTP {e.code} {e.reason}") from None
+        except (urllib.error.URLError, OSError) as e:
+            raise inst.error(f"cannot download {url}: {getattr(e, 'reason', e)}") from None
+        if modified:
+            try:
+                mtime = email.utils.parsedate_to_datetime(modified).timestamp()
+                os.utime(path, (mtime, mtime))
+            except (TypeError, ValueError):
+                pass
+        return f"sha256:{h.hexdigest()}"
 
     def _hash_inputs(self, paths: list[Path]) -> str:
         h = hashlib.sha256()
@@ -346,7 +594,8 @@ class Builder:
         key = _h(stage.key, str(inst), inputs)
         entry = None if self.no_cache else self._cache_get(key)
         if entry is not None:
-            self.progress("--> Using cache " + key[:12])
+            if self.step is not None:
+                self.step.cached = True
             layer = Layer(**entry["layer"]) if entry["layer"] else None
             created = entry["created"]
         else:
@@ -361,7 +610,6 @@ class Builder:
         hist: dict[str, Any] = {"created": created, "created_by": str(inst)}
         if layer:
             stage.layers.append(layer)
-            self.progress("--> " + layer.diff_id.split(":", 1)[1][:12])
         else:
             hist["empty_layer"] = True
         stage.config["history"].append(hist)
@@ -413,6 +661,42 @@ def prune_cache(store: "ImageStore") -> int:
     return removed
 
 
+def _is_url(source: str) -> bool:
+    return source.startswith(("http://", "https://", "git@"))
+
+
+def _healthcheck(inst: Instruction) -> dict[str, Any]:
+    """HEALTHCHECK [--interval=D --timeout=D --start-period=D --start-interval=D --retries=N] CMD ... | NONE,
+    as Docker stores it: durations in nanoseconds, fields left out when not given (zero: inherit)."""
+    word, _, rest = inst.args.partition(" ")
+    if word.upper() == "NONE":
+        if inst.flags or rest.strip():
+            raise inst.error("HEALTHCHECK NONE takes no options or arguments")
+        return {"Test": ["NONE"]}
+    if word.upper() != "CMD" or not rest.strip():
+        raise inst.error("expected HEALTHCHECK [OPTIONS] CMD command, or HEALTHCHECK NONE")
+    exec_form = dockerfile.json_form(rest.strip())
+    out: dict[str, Any] = {"Test": ["CMD", *exec_form] if exec_form is not None else ["CMD-SHELL", rest.strip()]}
+    for flag, key in (("interval", "Interval"), ("timeout", "Timeout"), ("start-period", "StartPeriod"),
+                      ("start-interval", "StartInterval")):
+        if flag in inst.flags:
+            try:
+                seconds = parse_duration(inst.flags[flag])
+            except ValueError as e:
+                raise inst.error(f"--{flag}: {e}") from None
+            if seconds != 0 and seconds < 0.001:
+                raise inst.error(f"--{flag} cannot be less than 1ms")
+            if seconds:
+                out[key] = int(round(seconds * 1e9))
+    if "retries" in inst.flags:
+        retries = inst.flags["retries"]
+        if not retries.isdigit():
+            raise inst.error(f"--retries must be a non-negative number, not {retries!r}")
+        if int(retries):
+            out["Retries"] = int(retries)
+    return out
+
+
 def _chmod(inst: Instruction) -> int | None:
     value = inst.flags.get("chmod")
     if value is None:
@@ -440,7 +724,7 @@ def _is_archive(path: Path) -> bool:
 
 def build(store: "ImageStore", context: Path, dockerfile_path: Path | None = None, tag: str | None = None,
           build_args: dict[str, str] | None = None, target: str | None = None, progress: Progress = print,
-          no_cache: bool = False) -> Image:
+          no_cache: bool = False, secrets: dict[str, bytes] | None = None, network: str = "default") -> Image:
     if tag:
         reference.parse(tag)  # a bad tag fails before any work is done
     context = Path(context)
@@ -451,4 +735,4 @@ def build(store: "ImageStore", context: Path, dockerfile_path: Path | None = Non
         text = path.read_text()
     except OSError as e:
         raise BuildError(f"cannot read Dockerfile {path}: {e.strerror}") from None
-    return Builder(store, context, text, build_args or {}, progress, no_cache).build(tag, target)
+    return Builder(store, context, text, build_args or {}, progress, no_cache, secrets, network).build(tag, target)

@@ -12,8 +12,12 @@ from typing import Mapping
 from images.errors import BuildError
 
 SUPPORTED = {"FROM", "RUN", "COPY", "ADD", "ENV", "ARG", "WORKDIR", "USER", "EXPOSE", "LABEL", "ENTRYPOINT",
-             "CMD", "VOLUME", "SHELL", "STOPSIGNAL", "MAINTAINER"}
-_FLAGS_ALLOWED = {"FROM": {"platform"}, "COPY": {"from", "chown", "chmod"}, "ADD": {"chown", "chmod"}}
+             "CMD", "VOLUME", "SHELL", "STOPSIGNAL", "MAINTAINER", "HEALTHCHECK", "ONBUILD"}
+_FLAGS_ALLOWED = {"FROM": {"platform"}, "COPY": {"from", "chown", "chmod", "link"},
+                  "ADD": {"chown", "chmod", "link", "checksum"}, "RUN": {"mount", "network"},
+                  "HEALTHCHECK": {"interval", "timeout", "start-period", "start-interval", "retries"}}
+_REPEATABLE = {"mount"}
+_BOOLEAN = {"link"}                # may be given without a value: `COPY --link src dst`
 VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -23,9 +27,11 @@ class Instruction:
     cmd: str                      # upper-case instruction name
     args: str                     # the rest of the line, continuation lines joined
     flags: dict[str, str] = field(default_factory=dict)
+    mounts: list[str] = field(default_factory=list)   # RUN --mount=... values, in order (the flag repeats)
 
     def __str__(self) -> str:
         flags = "".join(f"--{k}={v} " for k, v in self.flags.items())
+        flags += "".join(f"--mount={m} " for m in self.mounts)
         return f"{self.cmd} {flags}{self.args}".rstrip()
 
     def error(self, message: str) -> BuildError:
@@ -70,12 +76,26 @@ def _instruction(lineno: int, line: str) -> Instruction:
         flag, _, inst.args = inst.args.partition(" ")
         inst.args = inst.args.strip()
         name, eq, value = flag[2:].partition("=")
+        if name in _BOOLEAN and not eq:
+            value, eq = "true", "="
         if name not in allowed or not eq:
             raise BuildError(f"Dockerfile line {lineno}: {cmd}: unsupported flag {flag!r}")
-        inst.flags[name] = value
+        if name in _REPEATABLE:
+            inst.mounts.append(value)
+        else:
+            inst.flags[name] = value
     if not inst.args and cmd not in ("CMD", "ENTRYPOINT"):
         raise inst.error("missing arguments")
+    if cmd == "ONBUILD":
+        trigger = _instruction(lineno, inst.args)
+        if trigger.cmd in ("ONBUILD", "FROM", "MAINTAINER"):
+            raise inst.error(f"{trigger.cmd} isn't allowed as an ONBUILD trigger")
     return inst
+
+
+def trigger(onbuild: str, lineno: int) -> Instruction:
+    """An ONBUILD trigger stored in a base image, parsed as the instruction it is (at the FROM's line)."""
+    return _instruction(lineno, onbuild)
 
 
 def json_form(args: str) -> list[str] | None:

@@ -1,0 +1,172 @@
+"""`RUN --mount=...`: what BuildKit's Dockerfile frontend offers, minus ssh.
+
+- `type=cache,target=DIR[,id=ID][,sharing=shared|private|locked][,mode=0755][,uid=0][,gid=0][,ro]`: a
+  directory kept between builds under the store (`<store>/cache-mounts/`), one per id (the target when no
+  id is given); never part of a layer or of the step's cache key.
+- `type=bind[,source=PATH][,target=DIR][,from=STAGE|IMAGE][,rw]`: a path of the build context (after
+  .dockerignore) or of another stage or image; read-only unless `rw`, and then writes are thrown away.
+- `type=secret,id=ID[,target=/run/secrets/ID][,required][,mode=0400][,uid][,gid]`: a secret given to the
+  build (`pkctl image build --secret id=ID,src=FILE`), never in a layer or the cache key.
+- `type=tmpfs,target=DIR[,size=BYTES]`.
+
+Mount points the step needed that the image did not have are removed afterwards, so they leave no trace
+in the layer (BuildKit does the same).
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from images.context import resolve_in_root
+from images.dockerfile import Instruction
+
+TYPES = ("bind", "cache", "secret", "tmpfs")
+
+
+@dataclass
+class MountSpec:
+    type: str
+    target: str = ""
+    source: str = ""
+    from_: str | None = None
+    id: str = ""
+    readonly: bool | None = None       # None: the type's default
+    mode: int | None = None
+    uid: int = 0
+    gid: int = 0
+    sharing: str = "shared"
+    required: bool = False
+    size: str = ""
+
+
+def _bool(inst: Instruction, key: str, value: str | None) -> bool:
+    if value is None or value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise inst.error(f"--mount: invalid value {value!r} for {key} (expected true or false)")
+
+
+def _int(inst: Instruction, key: str, value: str | None, base: int = 10) -> int:
+    try:
+        return int(value or "", base)
+    except ValueError:
+        raise inst.error(f"--mount: invalid value {value!r} for {key}") from None
+
+
+def parse(inst: Instruction, text: str, workdir: str) -> MountSpec:
+    """One `--mount=` value (comma-separated key=value pairs, CSV quoting as Docker's)."""
+    try:
+        fields = next(csv.reader([text]))
+    except (csv.Error, StopIteration):
+        raise inst.error(f"--mount: cannot parse {text!r}") from None
+    spec = MountSpec(type="bind")
+    for f in fields:
+        key, eq, value = f.strip().partition("=")
+        key = key.lower()
+        val = value if eq else None
+        if key == "type":
+            if value not in TYPES:
+                raise inst.error(f"--mount: unsupported type {value!r} (supported: {', '.join(TYPES)})")
+            spec.type = value
+        elif key in ("target", "dst", "destination"):
+            spec.target = value
+        elif key in ("source", "src"):
+            spec.source = value
+        elif key == "from":
+            spec.from_ = value
+        elif key == "id":
+            spec.id = value
+        elif key in ("ro", "readonly"):
+            spec.readonly = _bool(inst, key, val)
+        elif key in ("rw", "readwrite"):
+            spec.readonly = not _bool(inst, key, val)
+        elif key == "mode":
+            spec.mode = _int(inst, key, val, 8)
+        elif key in ("uid", "gid"):
+            setattr(spec, key, _int(inst, key, val))
+        elif key == "sharing":
+            if value not in ("shared", "private", "locked"):
+                raise inst.error(f"--mount: invalid sharing {value!r} (shared, private or locked)")
+            spec.sharing = value
+        elif key == "required":
+            spec.required = _bool(inst, key, val)
+        elif key == "size":
+            spec.size = value
+        else:
+            raise inst.error(f"--mount: unknown option {key!r}")
+    if spec.type == "secret":
+        spec.id = spec.id or os.path.basename(spec.target)
+        if not spec.id:
+            raise inst.error("--mount=type=secret needs id=ID")
+        spec.target = spec.target or f"/run/secrets/{spec.id}"
+    if not spec.target:
+        raise inst.error(f"--mount=type={spec.type} needs target=PATH")
+    spec.target = os.path.normpath(os.path.join(workdir, spec.target))
+    if spec.type == "cache" and spec.from_:
+        raise inst.error("--mount=type=cache,from=... is not supported")
+    if spec.from_ is not None and spec.type != "bind":
+        raise inst.error(f"--mount: from= applies to type=bind only, not {spec.type}")
+    return spec
+
+
+def cache_dir(store_root: Path, spec: MountSpec) -> Path:
+    """The persistent directory of a cache mount, created on first use with the mount's owner and mode."""
+    key = hashlib.sha256((spec.id or spec.target).encode()).hexdigest()[:32]
+    path = store_root / "cache-mounts" / key
+    if not path.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{key}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        os.chown(tmp, spec.uid, spec.gid)
+        os.chmod(tmp, 0o755 if spec.mode is None else spec.mode)
+        try:
+            os.rename(tmp, path)
+        except OSError:  # another build made it meanwhile
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def bind(source: Path, target: str, readonly: bool) -> dict[str, Any]:
+    return {"destination": target, "type": "bind", "source": str(source),
+            "options": ["rbind", "ro" if readonly else "rw"]}
+
+
+def tmpfs(target: str, size: str) -> dict[str, Any]:
+    return {"destination": target, "type": "tmpfs", "source": "tmpfs",
+            "options": ["nosuid", "nodev", *([f"size={size}"] if size else [])]}
+
+
+def first_missing(root: Path, path: str) -> str | None:
+    """The shallowest component of `path` the image does not have (what a mount there would create)."""
+    cur = ""
+    for part in [p for p in path.split("/") if p]:
+        cur = f"{cur}/{part}"
+        if not os.path.lexists(resolve_in_root(root, cur)):
+            return cur
+    return None
+
+
+def remove_stubs(root: Path, target: str, created: str) -> None:
+    """Remove the empty mount point `target` and the empty parents down to `created`, which the runtime made."""
+    path = target
+    while True:
+        host = resolve_in_root(root, path, follow_last=False)
+        try:
+            if host.is_dir() and not host.is_symlink():
+                os.rmdir(host)
+            elif host.is_file() and os.path.getsize(host) == 0:
+                os.unlink(host)
+            else:
+                return
+        except OSError:  # not empty: the step wrote something of its own there
+            return
+        if path == created or len(path) <= len(created):
+            return
+        path = os.path.dirname(path)
