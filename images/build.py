@@ -213,33 +213,31 @@ class Builder:
         else:
             raise inst.error("expected FROM IMAGE [AS NAME]")
         named = self._stage(base)
-        if base != "scratch" and named is None and self.store.resolve(base) is None:
-            self._pull(inst, base)
         if base == "scratch":
             stage = Stage(name, [], {"config": {}}, _h("scratch"), "1970-01-01T00:00:00Z")
         elif named is not None:
             stage = Stage(name, list(named.layers), copy.deepcopy(named.config), _h("stage", named.key), named.created)
         else:
-            try:
-                img = self.store.get(base)
-            except ImageError:
-                raise inst.error(f"base image {base!r} is not in the local store; pull or load it first") from None
+            img = self._image(inst, base, f"base image {base!r}")
             stage = Stage(name, list(img.layers), copy.deepcopy(img.config), _h("image", img.manifest_digest),
                           img.created or "1970-01-01T00:00:00Z")
         stage.config.pop("rootfs", None)
         stage.config.setdefault("history", [])
         return stage
 
-    def _pull(self, inst: Instruction, base: str) -> None:
-        """A base image not in the store is pulled as `pkctl image pull` does: through the mirrors of
-        registries.yaml, with the credentials of Docker's config.json."""
+    def _image(self, inst: Instruction, name: str, what: str) -> Image:
+        """An image of the store; one that is not there is pulled as `pkctl image pull` does: through the
+        mirrors of registries.yaml, with the credentials of Docker's config.json."""
+        img = self.store.resolve(name)
+        if img is not None:
+            return img
         try:
-            ref = reference.parse(base)
+            ref = reference.parse(name)
         except ImageError as e:
-            raise inst.error(str(e)) from None
+            raise inst.error(f"{what}: {e}") from None
         if ref.registry == LOCAL_REGISTRY:
-            raise inst.error(f"base image {base!r} is not in the local store ({LOCAL_REGISTRY} images are built "
-                             "on this machine, never pulled): build or load it first")
+            raise inst.error(f"{what} is not in the local store ({LOCAL_REGISTRY} images are built on this "
+                             "machine, never pulled): build or load it first")
         log = self._log
 
         class Reporter:
@@ -250,9 +248,9 @@ class Builder:
                 if done >= total > 0:
                     log(f"sha256:{digest.split(':', 1)[-1][:12]} {total}B done")
         try:
-            self.store.pull(base, reporter=Reporter())
+            return self.store.pull(name, reporter=Reporter()).image
         except ImageError as e:
-            raise inst.error(f"cannot pull base image {base!r}: {e}") from None
+            raise inst.error(f"cannot pull {what}: {e}") from None
 
     def _stage(self, ref: str) -> Stage | None:
         for s in self.stages:
@@ -389,11 +387,8 @@ class Builder:
             named = self._stage(spec.from_)
             if named is not None:
                 return named.key
-            try:
-                return self.store.get(spec.from_).manifest_digest
-            except ImageError:
-                raise inst.error(f"--mount from={spec.from_}: no such stage, and no such image in the local "
-                                 "store") from None
+            return self._image(inst, spec.from_, f"--mount from={spec.from_}: no such stage, and image "
+                                                 f"{spec.from_!r}").manifest_digest
         return self._hash_inputs(context_sources(self.context, spec.source or ".", self.ignore, inst.lineno))
 
     def _mount(self, stack: contextlib.ExitStack, spec: buildmounts.MountSpec, root: Path, bundle: Path,
@@ -577,10 +572,7 @@ class Builder:
         if stage is not None:
             layers, inputs = stage.layers, stage.key
         else:
-            try:
-                img = self.store.get(ref)
-            except ImageError:
-                raise inst.error(f"--from={ref}: no such stage, and no such image in the local store") from None
+            img = self._image(inst, ref, f"--from={ref}: no such stage, and image {ref!r}")
             layers, inputs = img.layers, img.manifest_digest
         with self._mounted(layers) as (root, _upper, _bundle):
             yield root, inputs

@@ -96,21 +96,26 @@ def test_from_pulls_a_missing_base_with_the_docker_credentials(busybox_store: Im
         monkeypatch.setenv("DOCKER_CONFIG", str(docker))
         base = f"{server.host}/pkt/base:{unique('b')}"
         digest = busybox_store.push(BUSYBOX_IMAGE, base)
+        tool = f"{server.host}/pkt/tool:{unique('t')}"
+        busybox_store.push(BUSYBOX_IMAGE, tool)
         ctx = tmp_path / "ctx"
         ctx.mkdir()
         (ctx / "Dockerfile").write_text(f"# syntax=docker/dockerfile:1.4\nARG BASE={base}\n"
-                                        "FROM --platform=$BUILDPLATFORM ${BASE}\nRUN echo built > /built.txt\n")
+                                        "FROM --platform=$BUILDPLATFORM ${BASE}\nRUN echo built > /built.txt\n"
+                                        f"COPY --from={tool} /etc/passwd /tool-passwd\n")
         monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "nothing"))
-        with pytest.raises(BuildError, match=r"line 3: FROM: cannot pull base image .*requires authentication"):
+        with pytest.raises(BuildError, match=r"line 3: FROM: cannot pull base image '.*': .*requires authentication"):
             build(store, ctx, tag="pkube.local/pulled:1", progress=lambda _: None)
 
         monkeypatch.setenv("DOCKER_CONFIG", str(docker))
         lines: list[str] = []
         build(store, ctx, tag="pkube.local/pulled:1", progress=lines.append)
-        assert lines[0] == f"#1 [1/2] FROM {base}"
+        assert lines[0] == f"#1 [1/3] FROM {base}"
         assert any(line.startswith("#1 ") and f"Pulled {base}" in line for line in lines), lines
         assert store.get(base).manifest_digest == digest  # the base is in the store now, as after a pull
-        assert _rootfs_files(store, "pkube.local/pulled:1")["/built.txt"] == b"built\n"
+        built = _rootfs_files(store, "pkube.local/pulled:1")
+        assert built["/built.txt"] == b"built\n" and built["/tool-passwd"] == built["/etc/passwd"]
+        assert any(line.startswith("#3 ") and f"Pulled {tool}" in line for line in lines), lines
     finally:
         stop_registry(server.proc)
 
@@ -241,7 +246,9 @@ ONBUILD ENV FROM_ONBUILD=yes
     ("RUN --mount=type=ssh true\n", r"line 2: RUN: --mount: unsupported type 'ssh'"),
     ("RUN --mount=type=cache true\n", r"line 2: RUN: --mount=type=cache needs target=PATH"),
     ("RUN --mount=type=bind,target=/x,color=red true\n", r"line 2: RUN: --mount: unknown option 'color'"),
-    ("RUN --mount=type=bind,from=nosuch,target=/x true\n", r"line 2: RUN: --mount from=nosuch: no such stage"),
+    ("RUN --mount=type=bind,from=pkube.local/no:1,target=/x true\n",
+     r"line 2: RUN: --mount from=pkube.local/no:1: no such stage, and image 'pkube.local/no:1' is not in the local"),
+    ("COPY --from=pkube.local/no:1 /x /x\n", r"line 2: COPY: --from=pkube.local/no:1: no such stage, and image"),
 ])
 def test_bad_new_instructions_fail_clearly(busybox_store: ImageStore, tmp_path: Path, files: FileServer,
                                           dockerfile: str, message: str) -> None:
