@@ -11,22 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import email.utils
-import fcntl
 import hashlib
 import os
 import shutil
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import orjson
-
-from pklib.api.timefmt import parse_duration
 
 from images import buildmounts, buildnet, buildrun, dockerfile, reference
 from images.buildprogress import Progress as Steps, Step
@@ -38,6 +32,7 @@ from images.errors import BuildError, ImageError
 from images.image import Image, Layer, host_arch, now_rfc3339
 from images.rootfs import mount_overlay, unmount
 from images.unpack import decompressed, extract
+from images.urlfetch import download
 
 if TYPE_CHECKING:
     from images.store import ImageStore
@@ -321,7 +316,7 @@ class Builder:
             stage.config["author"] = inst.args
             self._meta(stage, inst)
         elif inst.cmd == "HEALTHCHECK":
-            rt["Healthcheck"] = _healthcheck(inst)
+            rt["Healthcheck"] = dockerfile.healthcheck(inst)
             self._meta(stage, inst)
         elif inst.cmd == "ONBUILD":
             word, _, rest = inst.args.partition(" ")
@@ -359,7 +354,9 @@ class Builder:
             makedirs_in_root(root, cwd)
             bundle.mkdir(parents=True, exist_ok=True)
             with contextlib.ExitStack() as stack:
-                mounts = [m for spec in specs for m in self._mount(stack, spec, root, bundle, inst)]
+                mounts = [m for spec in specs for m in buildmounts.oci_mounts(
+                    spec, inst, stack, bundle, self.store.root, self.secrets, self.context, self.ignore,
+                    self._source_rootfs)]
                 netns = None
                 if network == "default":
                     sandbox = stack.enter_context(buildnet.sandbox())
@@ -390,45 +387,6 @@ class Builder:
             return self._image(inst, spec.from_, f"--mount from={spec.from_}: no such stage, and image "
                                                  f"{spec.from_!r}").manifest_digest
         return self._hash_inputs(context_sources(self.context, spec.source or ".", self.ignore, inst.lineno))
-
-    def _mount(self, stack: contextlib.ExitStack, spec: buildmounts.MountSpec, root: Path, bundle: Path,
-               inst: Instruction) -> list[dict[str, Any]]:
-        """The OCI mounts of one --mount (none for a secret not given and not required)."""
-        if spec.type == "tmpfs":
-            return [buildmounts.tmpfs(spec.target, spec.size)]
-        if spec.type == "cache":
-            path = buildmounts.cache_dir(self.store.root, spec)
-            if spec.sharing == "locked":
-                lock = stack.enter_context(open(path.with_name(path.name + ".lock"), "a"))
-                fcntl.flock(lock, fcntl.LOCK_EX)
-            return [buildmounts.bind(path, spec.target, bool(spec.readonly))]
-        if spec.type == "secret":
-            value = self.secrets.get(spec.id)
-            if value is None:
-                if spec.required:
-                    raise inst.error(f"secret {spec.id!r} is required but was not given (--secret id={spec.id},"
-                                     "src=FILE)")
-                return []
-            secret_dir = bundle / "secrets"
-            secret_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            path = secret_dir / uuid.uuid4().hex
-            path.write_bytes(value)
-            os.chown(path, spec.uid, spec.gid)
-            os.chmod(path, 0o400 if spec.mode is None else spec.mode)
-            return [buildmounts.bind(path, spec.target, readonly=True)]
-        readonly = True if spec.readonly is None else spec.readonly
-        if spec.from_ is not None:
-            src_root, _ = stack.enter_context(self._source_rootfs(spec.from_, inst))
-            source = resolve_in_root(src_root, spec.source or "/")
-            if not os.path.lexists(source):
-                raise inst.error(f"--mount from={spec.from_}: {spec.source!r} not found")
-            return [buildmounts.bind(source, spec.target, readonly)]
-        # The context as the build sees it (.dockerignore applied), in a copy: writes never reach the user's files.
-        [src] = context_sources(self.context, spec.source or ".", self.ignore, inst.lineno)[:1]
-        copy_root = bundle / "binds" / uuid.uuid4().hex
-        copy_root.mkdir(parents=True)
-        copy_entry(src, copy_root, "/src", Owner(None, None, None), self.ignore, self.context)
-        return [buildmounts.bind(copy_root / "src", spec.target, readonly)]
 
     def _copy(self, stage: Stage, inst: Instruction) -> None:
         env = stage.vars()
@@ -509,7 +467,7 @@ class Builder:
                 if dest.endswith("/") and not name:
                     raise inst.error(f"cannot name the file of {url}: give a destination file name")
                 path = work / str(i)
-                digest = self._download(inst, url, path)
+                digest = download(inst, url, path, self._log)
                 if "checksum" in inst.flags and inst.flags["checksum"] != digest:
                     raise inst.error(f"checksum of {url} is {digest}, not the expected {inst.flags['checksum']}")
                 files.append((path, target))
@@ -524,27 +482,6 @@ class Builder:
                         raise inst.error(f"{target} is a directory in the image: end the destination with /")
                     copy_entry(path, root, target, Owner(uid, gid, 0o600 if chmod is None else chmod))
             self._layer(stage, inst, _h(urls, digests), action)
-
-    def _download(self, inst: Instruction, url: str, path: Path) -> str:
-        self._log(f"downloading {url}")
-        h = hashlib.sha256()
-        try:
-            with urllib.request.urlopen(url, timeout=30) as resp, open(path, "wb") as out:
-                while chunk := resp.read(1 << 20):
-                    h.update(chunk)
-                    out.write(chunk)
-                modified = resp.headers.get("Last-Modified")
-        except urllib.error.HTTPError as e:
-            raise inst.error(f"cannot download {url}: HTTP {e.code} {e.reason}") from None
-        except (urllib.error.URLError, OSError) as e:
-            raise inst.error(f"cannot download {url}: {getattr(e, 'reason', e)}") from None
-        if modified:
-            try:
-                mtime = email.utils.parsedate_to_datetime(modified).timestamp()
-                os.utime(path, (mtime, mtime))
-            except (TypeError, ValueError):
-                pass
-        return f"sha256:{h.hexdigest()}"
 
     def _hash_inputs(self, paths: list[Path]) -> str:
         h = hashlib.sha256()
@@ -655,38 +592,6 @@ def prune_cache(store: "ImageStore") -> int:
 
 def _is_url(source: str) -> bool:
     return source.startswith(("http://", "https://", "git@"))
-
-
-def _healthcheck(inst: Instruction) -> dict[str, Any]:
-    """HEALTHCHECK [--interval=D --timeout=D --start-period=D --start-interval=D --retries=N] CMD ... | NONE,
-    as Docker stores it: durations in nanoseconds, fields left out when not given (zero: inherit)."""
-    word, _, rest = inst.args.partition(" ")
-    if word.upper() == "NONE":
-        if inst.flags or rest.strip():
-            raise inst.error("HEALTHCHECK NONE takes no options or arguments")
-        return {"Test": ["NONE"]}
-    if word.upper() != "CMD" or not rest.strip():
-        raise inst.error("expected HEALTHCHECK [OPTIONS] CMD command, or HEALTHCHECK NONE")
-    exec_form = dockerfile.json_form(rest.strip())
-    out: dict[str, Any] = {"Test": ["CMD", *exec_form] if exec_form is not None else ["CMD-SHELL", rest.strip()]}
-    for flag, key in (("interval", "Interval"), ("timeout", "Timeout"), ("start-period", "StartPeriod"),
-                      ("start-interval", "StartInterval")):
-        if flag in inst.flags:
-            try:
-                seconds = parse_duration(inst.flags[flag])
-            except ValueError as e:
-                raise inst.error(f"--{flag}: {e}") from None
-            if seconds != 0 and seconds < 0.001:
-                raise inst.error(f"--{flag} cannot be less than 1ms")
-            if seconds:
-                out[key] = int(round(seconds * 1e9))
-    if "retries" in inst.flags:
-        retries = inst.flags["retries"]
-        if not retries.isdigit():
-            raise inst.error(f"--retries must be a non-negative number, not {retries!r}")
-        if int(retries):
-            out["Retries"] = int(retries)
-    return out
 
 
 def _chmod(inst: Instruction) -> int | None:

@@ -14,15 +14,18 @@ in the layer (BuildKit does the same).
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import hashlib
 import os
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, ContextManager
 
-from images.context import resolve_in_root
+from images.context import IgnoreRules, Owner, context_sources, copy_entry, resolve_in_root
 from images.dockerfile import Instruction
 
 TYPES = ("bind", "cache", "secret", "tmpfs")
@@ -141,6 +144,48 @@ def bind(source: Path, target: str, readonly: bool) -> dict[str, Any]:
 def tmpfs(target: str, size: str) -> dict[str, Any]:
     return {"destination": target, "type": "tmpfs", "source": "tmpfs",
             "options": ["nosuid", "nodev", *([f"size={size}"] if size else [])]}
+
+
+def oci_mounts(spec: MountSpec, inst: Instruction, stack: contextlib.ExitStack, bundle: Path, store_root: Path,
+           secrets: dict[str, bytes], context: Path, ignore: IgnoreRules,
+           source_rootfs: Callable[[str, Instruction], ContextManager[tuple[Path, str]]]) -> list[dict[str, Any]]:
+    """The OCI mounts of one --mount (none for a secret not given and not required); what they need stays open
+    until `stack` closes. `source_rootfs(ref, inst)` mounts a stage or image."""
+    if spec.type == "tmpfs":
+        return [tmpfs(spec.target, spec.size)]
+    if spec.type == "cache":
+        path = cache_dir(store_root, spec)
+        if spec.sharing == "locked":
+            lock = stack.enter_context(open(path.with_name(path.name + ".lock"), "a"))
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        return [bind(path, spec.target, bool(spec.readonly))]
+    if spec.type == "secret":
+        value = secrets.get(spec.id)
+        if value is None:
+            if spec.required:
+                raise inst.error(f"secret {spec.id!r} is required but was not given (--secret id={spec.id},"
+                                 "src=FILE)")
+            return []
+        secret_dir = bundle / "secrets"
+        secret_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = secret_dir / uuid.uuid4().hex
+        path.write_bytes(value)
+        os.chown(path, spec.uid, spec.gid)
+        os.chmod(path, 0o400 if spec.mode is None else spec.mode)
+        return [bind(path, spec.target, readonly=True)]
+    readonly = True if spec.readonly is None else spec.readonly
+    if spec.from_ is not None:
+        src_root, _ = stack.enter_context(source_rootfs(spec.from_, inst))
+        source = resolve_in_root(src_root, spec.source or "/")
+        if not os.path.lexists(source):
+            raise inst.error(f"--mount from={spec.from_}: {spec.source!r} not found")
+        return [bind(source, spec.target, readonly)]
+    # The context as the build sees it (.dockerignore applied), in a copy: writes never reach the user's files.
+    [src] = context_sources(context, spec.source or ".", ignore, inst.lineno)[:1]
+    copy_root = bundle / "binds" / uuid.uuid4().hex
+    copy_root.mkdir(parents=True)
+    copy_entry(src, copy_root, "/src", Owner(None, None, None), ignore, context)
+    return [bind(copy_root / "src", spec.target, readonly)]
 
 
 def first_missing(root: Path, path: str) -> str | None:

@@ -1,4 +1,4 @@
-"""Dockerfile parsing: lines → instructions, and Docker's word/variable rules.
+"""Dockerfile parsing: lines → instructions, Docker's word/variable rules, and HEALTHCHECK's value form.
 
 Only the syntax lives here; what each instruction does is build.py's business.
 """
@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Mapping
+
+from pklib.api.timefmt import parse_duration
 
 from images.errors import BuildError
 
@@ -222,3 +224,35 @@ def key_values(inst: Instruction, env: Mapping[str, str]) -> list[tuple[str, str
             raise inst.error(f"expected KEY=VALUE, got {p!r}")
         pairs.append((key, value))
     return pairs
+
+
+def healthcheck(inst: Instruction) -> dict[str, Any]:
+    """HEALTHCHECK [--interval=D --timeout=D --start-period=D --start-interval=D --retries=N] CMD ... | NONE,
+    as Docker stores it: durations in nanoseconds, fields left out when not given (zero: inherit)."""
+    word, _, rest = inst.args.partition(" ")
+    if word.upper() == "NONE":
+        if inst.flags or rest.strip():
+            raise inst.error("HEALTHCHECK NONE takes no options or arguments")
+        return {"Test": ["NONE"]}
+    if word.upper() != "CMD" or not rest.strip():
+        raise inst.error("expected HEALTHCHECK [OPTIONS] CMD command, or HEALTHCHECK NONE")
+    exec_form = json_form(rest.strip())
+    out: dict[str, Any] = {"Test": ["CMD", *exec_form] if exec_form is not None else ["CMD-SHELL", rest.strip()]}
+    for flag, key in (("interval", "Interval"), ("timeout", "Timeout"), ("start-period", "StartPeriod"),
+                      ("start-interval", "StartInterval")):
+        if flag in inst.flags:
+            try:
+                seconds = parse_duration(inst.flags[flag])
+            except ValueError as e:
+                raise inst.error(f"--{flag}: {e}") from None
+            if seconds != 0 and seconds < 0.001:
+                raise inst.error(f"--{flag} cannot be less than 1ms")
+            if seconds:
+                out[key] = int(round(seconds * 1e9))
+    if "retries" in inst.flags:
+        retries = inst.flags["retries"]
+        if not retries.isdigit():
+            raise inst.error(f"--retries must be a non-negative number, not {retries!r}")
+        if int(retries):
+            out["Retries"] = int(retries)
+    return out
