@@ -1,11 +1,12 @@
 """The network of a `RUN` step: a sandbox network namespace with NAT to the host, as BuildKit's default.
 
-Each RUN (unless `--network=none`) gets a named netns `pkube-build-<hex>` and a veth pair: `eth0` inside with
+Each RUN (unless `--network=none`) gets a named netns `pkube-build-<pid>-<hex>` and a veth pair: `eth0` inside with
 .2 of a /30 taken from SUBNET, the host end `pkbuild<hex>` with .1, the sandbox's gateway and default route.
 The step reaches the host's services listening on that gateway (or on every address) and, through an
 nftables masquerade in its own table `pkube-build-<hex>`, whatever the host reaches (package indexes).
 Host services bound to 127.0.0.1 stay out of reach (as with Docker): the node's etcd, apiserver and kubelet
-listen there. Everything is removed when the step ends.
+listen there. Everything is removed when the step ends; what a killed build left behind (its pid in the
+netns name is gone) is removed by the next build's step.
 
 `net.ipv4.ip_forward` is turned on for the step if it was off, with the kubelet's records (pklib/sysctl.py,
 the host veth's name as the user key), and given back by the last user.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import ipaddress
+import os
 import random
 import socket
 import subprocess
@@ -26,7 +28,7 @@ from typing import Iterator
 from pyroute2 import IPRoute
 
 from pklib.hostnet import delete_link, link_exists
-from pklib.netns import create_netns, inside, netns_path, remove_netns
+from pklib.netns import create_netns, inside, list_netns, netns_path, remove_netns
 from pklib.sysctl import RUN_DIR, SharedSysctl
 
 from images.errors import BuildError
@@ -101,16 +103,48 @@ def _host_resolv_conf() -> str:
     return resolv_conf(read(Path("/etc/resolv.conf")), read(_RESOLV_FALLBACK))
 
 
+def _forwarding() -> SharedSysctl:
+    return SharedSysctl(IP_FORWARD, IP_FORWARD_STATE, "ip_forward")
+
+
+def _teardown(suffix: str, ns_name: str) -> None:
+    """Remove one sandbox's table, veth pair and netns, and give back ip_forward; idempotent."""
+    table, veth = f"pkube-build-{suffix}", VETH_PREFIX + suffix
+    _nft(f"table ip {table} {{}}\ndelete table ip {table}\n")
+    delete_link(veth)
+    remove_netns(ns_name)
+    forwarding = _forwarding()
+    forwarding.restore(veth, lambda: {k for k in forwarding.recorded() if link_exists(k)})
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def remove_stale() -> None:
+    """Remove the sandboxes of builds that were killed before they could clean up."""
+    for name in list_netns(NETNS_PREFIX):
+        pid, _, suffix = name[len(NETNS_PREFIX):].partition("-")
+        if pid.isdigit() and suffix and not _alive(int(pid)):
+            _teardown(suffix, name)
+
+
 @contextlib.contextmanager
 def sandbox() -> Iterator[Sandbox]:
     suffix = uuid.uuid4().hex[:8]
-    ns_name, veth = NETNS_PREFIX + suffix, VETH_PREFIX + suffix
+    ns_name, veth = f"{NETNS_PREFIX}{os.getpid()}-{suffix}", VETH_PREFIX + suffix
     table = f"pkube-build-{suffix}"
-    forwarding = SharedSysctl(IP_FORWARD, IP_FORWARD_STATE, "ip_forward")
     try:
         RUN_DIR.mkdir(parents=True, exist_ok=True)
         with open(_LOCK, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # two builds must not pick the same /30
+            remove_stale()
             create_netns(ns_name)
             with IPRoute() as ipr:
                 net = _free_subnet(ipr)
@@ -130,10 +164,7 @@ def sandbox() -> Iterator[Sandbox]:
         _nft(f"table ip {table} {{\n  chain postrouting {{\n"
              f"    type nat hook postrouting priority srcnat; policy accept;\n"
              f"    ip saddr {address} oifname != \"{veth}\" masquerade\n  }}\n}}\n")
-        forwarding.enable(veth)
+        _forwarding().enable(veth)
         yield Sandbox(netns_path(ns_name), gateway, address, _host_resolv_conf())
     finally:
-        _nft(f"table ip {table} {{}}\ndelete table ip {table}\n")
-        delete_link(veth)
-        remove_netns(ns_name)
-        forwarding.restore(veth, lambda: {k for k in forwarding.recorded() if link_exists(k)})
+        _teardown(suffix, ns_name)

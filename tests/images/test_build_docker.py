@@ -8,6 +8,8 @@ import http.server
 import json
 import os
 import stat
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -165,10 +167,22 @@ RUN --mount=type=secret,id=token,required=true \\
     assert sorted(os.listdir(cache)) == ["one", "two"]
 
 
+def _build_sandboxes() -> tuple[list[str], list[str], list[str]]:
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True).stdout
+    return ([n for n in os.listdir("/run/netns") if n.startswith("pkube-build-")],
+            [n for n in os.listdir("/sys/class/net") if n.startswith("pkbuild")],
+            [t for t in tables.split() if t.startswith("pkube-build-")])
+
+
 def test_run_has_network_through_the_sandbox_gateway_unless_none(busybox_store: ImageStore, tmp_path: Path,
                                                                   files: FileServer) -> None:
     (files.root / "hello.txt").write_text("hello from the host")
     forward_before = IP_FORWARD.read_text()
+    # A build killed in a RUN step leaves its sandbox behind; the next build's RUN removes it.
+    killed = subprocess.run([sys.executable, "-c", "import os; from images import buildnet; "
+                             "cm = buildnet.sandbox(); cm.__enter__(); os.kill(os.getpid(), 9)"], timeout=60)
+    assert killed.returncode == -9
+    assert all(len(found) == 1 for found in _build_sandboxes()), _build_sandboxes()
     fetch = (f"GW=$(ip route | awk '/^default/ {{print $3}}') && "
              f"wget -q -O /fetched.txt http://$GW:{files.port}/hello.txt")
     (tmp_path / "Dockerfile").write_text(f"FROM {BUSYBOX_IMAGE}\nRUN {fetch}\n")
@@ -187,8 +201,7 @@ def test_run_has_network_through_the_sandbox_gateway_unless_none(busybox_store: 
     with pytest.raises(BuildError, match=r"line 2: RUN: --network=host: expected one of default, none"):
         build(busybox_store, tmp_path, tag=tag, progress=lambda _: None)
     assert IP_FORWARD.read_text() == forward_before
-    assert not [n for n in os.listdir("/run/netns") if n.startswith("pkube-build-")]
-    assert not [n for n in os.listdir("/sys/class/net") if n.startswith("pkbuild")]
+    assert _build_sandboxes() == ([], [], [])
 
 
 def test_add_url_healthcheck_and_onbuild(busybox_store: ImageStore, tmp_path: Path, files: FileServer) -> None:
