@@ -17,7 +17,7 @@ from typing import Iterator
 import pytest
 
 from images.build import build
-from images.busybox import BUSYBOX_IMAGE
+from images.busybox import BUSYBOX_IMAGE, ensure_busybox
 from images.errors import BuildError
 from images.store import ImageStore
 from tests.images.registry_fixture import RegistryServer, start_registry, stop_registry
@@ -271,3 +271,30 @@ def test_bad_new_instructions_fail_clearly(busybox_store: ImageStore, tmp_path: 
     with pytest.raises(BuildError, match=message):
         build(busybox_store, tmp_path, tag=f"pkube.local/{unique('bad')}:1", progress=lambda _: None)
     assert [p for p in os.listdir(busybox_store.layout.tmp) if p.startswith(("build-", "add-"))] == []
+
+
+def test_pkctl_image_build_secret_and_network_flags(busybox_store: ImageStore, tmp_path: Path,
+                                                    files: FileServer) -> None:
+    from tests.images.test_cli import pkctl
+    root = tmp_path / "store"
+    ensure_busybox(ImageStore(root))
+    (tmp_path / "token").write_text("from-a-file")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {BUSYBOX_IMAGE}\n"
+                                    "RUN --mount=type=secret,id=token,required wc -c < /run/secrets/token > /len\n"
+                                    f"RUN wget -q -O /dev/null http://$(ip route | awk '/^default/ {{print $3}}'):"
+                                    f"{files.port}/ && echo online > /net || echo offline > /net\n")
+    r = pkctl("image", "build", "--root", root, "-t", "pkube.local/flags:1", "--secret",
+              f"id=token,src={tmp_path / 'token'}", "--network", "none", ctx)
+    assert r.returncode == 0, r.stdout + r.stderr
+    img = ImageStore(root)
+    assert _rootfs_files(img, "pkube.local/flags:1")["/net"] == b"offline\n"  # --network none: every RUN
+    assert _rootfs_files(img, "pkube.local/flags:1")["/len"].strip() == b"11"
+    assert b"from-a-file" not in _layer_bytes(img, "pkube.local/flags:1")
+
+    for bad, message in ((["--secret", "token"], "error: invalid --secret 'token': expected id=ID"),
+                         (["--secret", "id=nosuchvar_x1"], "error: --secret id=nosuchvar_x1: environment variable "
+                                                            "nosuchvar_x1 is not set")):
+        r = pkctl("image", "build", "--root", root, *bad, ctx)
+        assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
