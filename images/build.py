@@ -362,7 +362,8 @@ class Builder:
                     sandbox = stack.enter_context(buildnet.sandbox())
                     netns = sandbox.netns
                     for name, text in (("resolv.conf", sandbox.resolv_conf),
-                                       ("hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n")):
+                                       ("hosts", f"127.0.0.1\tlocalhost {buildrun.HOSTNAME}\n"
+                                                 "::1\tlocalhost ip6-localhost ip6-loopback\n")):
                         (bundle / name).write_text(text)
                         if os.path.isdir(resolve_in_root(root, "/etc")):
                             mounts.append(buildmounts.bind(bundle / name, f"/etc/{name}", readonly=True))
@@ -373,7 +374,8 @@ class Builder:
                     for target, created in reversed(stubs):
                         if created:
                             buildmounts.remove_stubs(root, target, created)
-        self._layer(stage, inst, _h(env, user, cwd, inputs), action)
+        # (keys of RUN steps without mounts are unchanged from before mounts existed: caches stay valid)
+        self._layer(stage, inst, _h(env, user, cwd, *([inputs] if inputs else [])), action)
 
     def _mount_inputs(self, spec: buildmounts.MountSpec, inst: Instruction) -> str:
         """What a mount adds to the step's cache key: the content a bind mount shows (cache, secret and tmpfs

@@ -25,10 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ContextManager
 
+from pklib.sysctl import RUN_DIR
+
 from images.context import IgnoreRules, Owner, context_sources, copy_entry, resolve_in_root
 from images.dockerfile import Instruction
 
 TYPES = ("bind", "cache", "secret", "tmpfs")
+SECRETS_DIR = RUN_DIR / "build-secrets"
 
 
 @dataclass
@@ -166,9 +169,11 @@ def oci_mounts(spec: MountSpec, inst: Instruction, stack: contextlib.ExitStack, 
                 raise inst.error(f"secret {spec.id!r} is required but was not given (--secret id={spec.id},"
                                  "src=FILE)")
             return []
-        secret_dir = bundle / "secrets"
-        secret_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path = secret_dir / uuid.uuid4().hex
+        # In /run (a tmpfs): a secret never reaches a disk, as in BuildKit.
+        secret_dir = SECRETS_DIR / uuid.uuid4().hex
+        secret_dir.mkdir(mode=0o700, parents=True)
+        stack.callback(shutil.rmtree, secret_dir, True)
+        path = secret_dir / "secret"
         path.write_bytes(value)
         os.chown(path, spec.uid, spec.gid)
         os.chmod(path, 0o400 if spec.mode is None else spec.mode)

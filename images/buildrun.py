@@ -17,6 +17,7 @@ import orjson
 from images.errors import BuildError, ImageError
 from images.rootfs import read_in_root
 
+HOSTNAME = "pkube-build"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
          "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
@@ -77,7 +78,7 @@ def spec(rootfs: Path, args: list[str], env: list[str], cwd: str, uid: int, gid:
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
         },
         "root": {"path": str(rootfs), "readonly": False},
-        "hostname": "pkube-build",
+        "hostname": HOSTNAME,
         "mounts": [
             {"destination": "/proc", "type": "proc", "source": "proc"},
             {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",

@@ -17,6 +17,7 @@ from typing import Iterator
 import pytest
 
 from images.build import build
+from images.buildmounts import SECRETS_DIR
 from images.busybox import BUSYBOX_IMAGE, ensure_busybox
 from images.errors import BuildError
 from images.store import ImageStore
@@ -163,6 +164,7 @@ RUN --mount=type=secret,id=token,required=true \\
         assert files["/secret-mode.txt"] == b"400\n"
     assert (ctx / "data" / "a.txt").read_text() == "from the context"  # rw: writes thrown away
     assert secret.encode() not in _layer_bytes(busybox_store, tags[1])
+    assert not SECRETS_DIR.is_dir() or list(SECRETS_DIR.iterdir()) == []  # the secret's tmpfs copy is gone
     [cache] = list((busybox_store.root / "cache-mounts").iterdir())
     assert sorted(os.listdir(cache)) == ["one", "two"]
 
