@@ -68,8 +68,9 @@ def _taken(ipr: IPRoute) -> list[ipaddress.IPv4Network]:
 
 def _free_subnet(ipr: IPRoute) -> ipaddress.IPv4Network:
     taken = _taken(ipr)
-    candidates = list(SUBNET.subnets(new_prefix=30))
-    for net in random.sample(candidates, 64):
+    count = SUBNET.num_addresses // 4
+    for index in random.sample(range(count), 64):   # (not a list of all 16384 /30s: that alone takes 0.2 s)
+        net = ipaddress.IPv4Network((int(SUBNET.network_address) + 4 * index, 30))
         if not any(net.overlaps(t) for t in taken):
             return net
     raise BuildError(f"no free /30 left in {SUBNET} for the build network")
