@@ -119,6 +119,18 @@ def test_from_pulls_a_missing_base_with_the_docker_credentials(busybox_store: Im
         built = _rootfs_files(store, "pkube.local/pulled:1")
         assert built["/built.txt"] == b"built\n" and built["/tool-passwd"] == built["/etc/passwd"]
         assert any(line.startswith("#3 ") and f"Pulled {tool}" in line for line in lines), lines
+
+        # `FROM busybox:<tag>` is docker.io's: with a registries.yaml mirror (and its credentials), no Docker
+        # Hub traffic, the mirror serves it.
+        tag = unique("hub")
+        busybox_store.push(BUSYBOX_IMAGE, f"{server.host}/library/busybox:{tag}")
+        monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "nothing"))
+        store.registries_config.write_text(f'mirrors:\n  docker.io:\n    endpoint: ["http://{server.host}"]\n'
+                                           f'configs:\n  "{server.host}":\n    auth: {{username: {USER}, '
+                                           f'password: {PASSWORD}}}\n')
+        (ctx / "Dockerfile").write_text(f"FROM busybox:{tag}\nRUN true\n")
+        build(store, ctx, tag="pkube.local/mirrored:1", progress=lambda _: None)
+        assert store.get(f"docker.io/library/busybox:{tag}").manifest_digest == digest
     finally:
         stop_registry(server.proc)
 
