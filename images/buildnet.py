@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Iterator
 
 from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
 from pklib.hostnet import delete_link, link_exists
 from pklib.netns import create_netns, inside, list_netns, netns_path, remove_netns
@@ -52,9 +53,13 @@ class Sandbox:
 
 
 def _nft(script: str) -> None:
-    proc = subprocess.run(["nft", "-f", "-"], input=script.encode(), capture_output=True, timeout=30)
+    try:
+        proc = subprocess.run(["nft", "-f", "-"], input=script.encode(), capture_output=True, timeout=30)
+    except OSError as e:
+        raise BuildError(f"the network of RUN steps needs nft (apt-get install nftables), or use "
+                         f"--network=none: {e.strerror}") from None
     if proc.returncode != 0:
-        raise BuildError(f"cannot set up the build network: nft: {proc.stderr.decode(errors='replace').strip()}")
+        raise BuildError(f"nft: {proc.stderr.decode(errors='replace').strip()}")
 
 
 def _taken(ipr: IPRoute) -> list[ipaddress.IPv4Network]:
@@ -108,14 +113,22 @@ def _forwarding() -> SharedSysctl:
     return SharedSysctl(IP_FORWARD, IP_FORWARD_STATE, "ip_forward")
 
 
-def _teardown(suffix: str, ns_name: str) -> None:
-    """Remove one sandbox's table, veth pair and netns, and give back ip_forward; idempotent."""
+def _teardown(suffix: str, ns_name: str, quiet: bool = False) -> None:
+    """Remove one sandbox's table, veth pair and netns, and give back ip_forward; idempotent. Every part is
+    tried; the first failure is raised after (unless `quiet`: the step is failing already)."""
     table, veth = f"pkube-build-{suffix}", VETH_PREFIX + suffix
-    _nft(f"table ip {table} {{}}\ndelete table ip {table}\n")
-    delete_link(veth)
-    remove_netns(ns_name)
     forwarding = _forwarding()
-    forwarding.restore(veth, lambda: {k for k in forwarding.recorded() if link_exists(k)})
+    first: Exception | None = None
+    for part in (lambda: _nft(f"table ip {table} {{}}\ndelete table ip {table}\n"),
+                 lambda: delete_link(veth),
+                 lambda: remove_netns(ns_name),
+                 lambda: forwarding.restore(veth, lambda: {k for k in forwarding.recorded() if link_exists(k)})):
+        try:
+            part()
+        except Exception as e:  # noqa: BLE001 - the rest must still be removed
+            first = first or e
+    if first is not None and not quiet:
+        raise BuildError(f"cannot remove the build network {ns_name}: {first}")
 
 
 def _alive(pid: int) -> bool:
@@ -142,30 +155,35 @@ def sandbox() -> Iterator[Sandbox]:
     ns_name, veth = f"{NETNS_PREFIX}{os.getpid()}-{suffix}", VETH_PREFIX + suffix
     table = f"pkube-build-{suffix}"
     try:
-        RUN_DIR.mkdir(parents=True, exist_ok=True)
-        with open(_LOCK, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # two builds must not pick the same /30
-            remove_stale()
-            create_netns(ns_name)
-            with IPRoute() as ipr:
-                net = _free_subnet(ipr)
-                gateway, address = net[1], net[2]
-                ipr.link("add", ifname=veth, kind="veth", peer={"ifname": "eth0", "net_ns_fd": ns_name})
-                idx = ipr.link_lookup(ifname=veth)[0]
-                ipr.addr("add", index=idx, address=str(gateway), prefixlen=30)
-                ipr.link("set", index=idx, state="up")
+        try:
+            RUN_DIR.mkdir(parents=True, exist_ok=True)
+            with open(_LOCK, "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # two builds must not pick the same /30
+                remove_stale()
+                create_netns(ns_name)
+                with IPRoute() as ipr:
+                    net = _free_subnet(ipr)
+                    gateway, address = net[1], net[2]
+                    ipr.link("add", ifname=veth, kind="veth", peer={"ifname": "eth0", "net_ns_fd": ns_name})
+                    idx = ipr.link_lookup(ifname=veth)[0]
+                    ipr.addr("add", index=idx, address=str(gateway), prefixlen=30)
+                    ipr.link("set", index=idx, state="up")
 
-        def configure(ns: IPRoute) -> None:
-            ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
-            eth0 = ns.link_lookup(ifname="eth0")[0]
-            ns.addr("add", index=eth0, address=str(address), prefixlen=30)
-            ns.link("set", index=eth0, state="up")
-            ns.route("add", dst="0.0.0.0/0", gateway=str(gateway))
-        inside(ns_name, configure)
-        _nft(f"table ip {table} {{\n  chain postrouting {{\n"
-             f"    type nat hook postrouting priority srcnat; policy accept;\n"
-             f"    ip saddr {address} oifname != \"{veth}\" masquerade\n  }}\n}}\n")
-        _forwarding().enable(veth)
+            def configure(ns: IPRoute) -> None:
+                ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+                eth0 = ns.link_lookup(ifname="eth0")[0]
+                ns.addr("add", index=eth0, address=str(address), prefixlen=30)
+                ns.link("set", index=eth0, state="up")
+                ns.route("add", dst="0.0.0.0/0", gateway=str(gateway))
+            inside(ns_name, configure)
+            _nft(f"table ip {table} {{\n  chain postrouting {{\n"
+                 f"    type nat hook postrouting priority srcnat; policy accept;\n"
+                 f"    ip saddr {address} oifname != \"{veth}\" masquerade\n  }}\n}}\n")
+            _forwarding().enable(veth)
+        except (OSError, NetlinkError) as e:
+            raise BuildError(f"cannot set up the network of the RUN step: {e}") from None
         yield Sandbox(netns_path(ns_name), gateway, address, _host_resolv_conf())
-    finally:
-        _teardown(suffix, ns_name)
+    except BaseException:
+        _teardown(suffix, ns_name, quiet=True)
+        raise
+    _teardown(suffix, ns_name)
