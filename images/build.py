@@ -223,13 +223,13 @@ class Builder:
     def _image(self, inst: Instruction, name: str, what: str) -> Image:
         """An image of the store; one that is not there is pulled as `pkctl image pull` does: through the
         mirrors of registries.yaml, with the credentials of Docker's config.json."""
-        img = self.store.resolve(name)
+        try:
+            img = self.store.resolve(name)
+            ref = reference.parse(name)
+        except ImageError as e:  # not a name (nor an image ID)
+            raise inst.error(f"{what}: {e}") from None
         if img is not None:
             return img
-        try:
-            ref = reference.parse(name)
-        except ImageError as e:
-            raise inst.error(f"{what}: {e}") from None
         if ref.registry == LOCAL_REGISTRY:
             raise inst.error(f"{what} is not in the local store ({LOCAL_REGISTRY} images are built on this "
                              "machine, never pulled): build or load it first")
