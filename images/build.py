@@ -149,7 +149,7 @@ class Builder:
     def _vertex(self, inst: Instruction, title: str | None = None) -> Iterator[Step]:
         self.stage_steps[0] += 1
         done, total = self.stage_steps
-        with self.progress.step(f"[{self.stage_prefix}{done}/{max(done, total)}] {title or inst}") as step:
+        with self.progress.step(f"[{self.stage_prefix}{done}/{max(done, total)}] {title or inst.title()}") as step:
             self.step = step
             try:
                 yield step
@@ -335,7 +335,11 @@ class Builder:
             return exec_form
         if not inst.args:
             return None
-        return [*(stage.runtime.get("Shell") or ["/bin/sh", "-c"]), inst.args]
+        shell = stage.runtime.get("Shell") or ["/bin/sh", "-c"]
+        if inst.heredocs and dockerfile.HEREDOC.fullmatch(inst.args):
+            return [*shell, inst.heredocs[0].body]   # `RUN <<EOF`: the here-document is the script
+        # `RUN cmd <<EOF`: the shell reads the here-document itself
+        return [*shell, inst.args + "".join(f"\n{h.body}{h.name}" for h in inst.heredocs)]
 
     def _run(self, stage: Stage, inst: Instruction) -> None:
         args = self._command(stage, inst)
@@ -407,6 +411,12 @@ class Builder:
         if inst.cmd == "ADD" and any(_is_url(s) for s in sources):
             self._add_urls(stage, inst, sources, dest_abs, chown)
             return
+        docs = {h.name: h for h in inst.heredocs}
+        if any(s.startswith("<<") and s.lstrip("<-") in docs for s in sources):
+            if not all(s.startswith("<<") and s.lstrip("<-") in docs for s in sources):
+                raise inst.error("cannot mix here-documents and other sources in one instruction")
+            self._copy_heredocs(stage, inst, [docs[s.lstrip("<-")] for s in sources], dest_abs, chown, chmod, env)
+            return
         if from_ref is not None:
             with self._source_rootfs(from_ref, inst) as (src_root, inputs):
                 self._layer(stage, inst, inputs, lambda root, _b: self._copy_into(
@@ -420,6 +430,27 @@ class Builder:
         self._layer(stage, inst, self._hash_inputs(paths),
                     lambda root, _b: self._copy_into(root, paths, dest_abs, chown, chmod, self.context, inst,
                                                      extract_tars=inst.cmd == "ADD"))
+
+    def _copy_heredocs(self, stage: Stage, inst: Instruction, docs: list[dockerfile.Heredoc], dest: str,
+                       chown: str | None, chmod: int | None, env: dict[str, str]) -> None:
+        """`COPY <<name.txt /dest/`: each here-document is a file of that name (variables expanded unless the
+        delimiter is quoted), mode 0644."""
+        if len(docs) > 1 and not dest.endswith("/"):
+            raise inst.error("with several sources the destination must be a directory ending in /")
+        work = self.store.layout.temp_path("heredoc")
+        work.mkdir(parents=True)
+        try:
+            paths = []
+            for doc in docs:
+                path = work / doc.name
+                path.write_text(doc.body if doc.quoted else dockerfile.expand(doc.body, env, inst.lineno))
+                os.chmod(path, 0o644)
+                paths.append(path)
+            contents = [p.read_bytes().decode(errors="replace") for p in paths]
+            self._layer(stage, inst, _h(contents), lambda root, _b: self._copy_into(
+                root, paths, dest, chown, chmod, None, inst))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
     def _copy_into(self, root: Path, paths: list[Path], dest: str, chown: str | None, chmod: int | None,
                    ctx: Path | None, inst: Instruction, keep: bool = False, extract_tars: bool = False) -> None:

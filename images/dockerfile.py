@@ -21,6 +21,21 @@ _FLAGS_ALLOWED = {"FROM": {"platform"}, "COPY": {"from", "chown", "chmod", "link
 _REPEATABLE = {"mount"}
 _BOOLEAN = {"link"}                # may be given without a value: `COPY --link src dst`
 VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+HEREDOC = re.compile(r"<<(-?)(['\"]?)([A-Za-z_][A-Za-z0-9_.-]*)\2")
+_HEREDOC_CMDS = {"RUN", "COPY", "ADD"}
+
+
+@dataclass
+class Heredoc:
+    """`<<EOF ... EOF` (Dockerfile 1.4): a RUN's script or stdin, a COPY/ADD source file named by the word."""
+    name: str
+    lines: list[str]              # as written
+    strip_tabs: bool              # <<-EOF: leading tabs are dropped
+    quoted: bool                  # <<"EOF": no variable expansion in COPY/ADD
+
+    @property
+    def body(self) -> str:
+        return "".join((line.lstrip("\t") if self.strip_tabs else line) + "\n" for line in self.lines)
 
 
 @dataclass
@@ -30,11 +45,17 @@ class Instruction:
     args: str                     # the rest of the line, continuation lines joined
     flags: dict[str, str] = field(default_factory=dict)
     mounts: list[str] = field(default_factory=list)   # RUN --mount=... values, in order (the flag repeats)
+    heredocs: list[Heredoc] = field(default_factory=list)
 
-    def __str__(self) -> str:
+    def title(self) -> str:
+        """The instruction on one line (heredoc bodies left out), as progress shows it."""
         flags = "".join(f"--{k}={v} " for k, v in self.flags.items())
         flags += "".join(f"--mount={m} " for m in self.mounts)
         return f"{self.cmd} {flags}{self.args}".rstrip()
+
+    def __str__(self) -> str:
+        """The whole instruction, heredocs included: what the build cache and the image history record."""
+        return self.title() + "".join(f"\n{h.body}{h.name}" for h in self.heredocs)
 
     def error(self, message: str) -> BuildError:
         return BuildError(f"Dockerfile line {self.lineno}: {self.cmd}: {message}")
@@ -44,7 +65,8 @@ def parse(text: str) -> list[Instruction]:
     out: list[Instruction] = []
     pending: list[str] = []
     start = 0
-    for lineno, raw in enumerate(text.splitlines(), 1):
+    lines = iter(enumerate(text.splitlines(), 1))
+    for lineno, raw in lines:
         line = raw.strip()
         if not pending and (not line or line.startswith("#")):
             continue  # comments and parser directives
@@ -56,7 +78,18 @@ def parse(text: str) -> list[Instruction]:
             pending.append(line[:-1])
             continue
         pending.append(line)
-        out.append(_instruction(start, " ".join(p.strip() for p in pending if p.strip())))
+        inst = _instruction(start, " ".join(p.strip() for p in pending if p.strip()))
+        if inst.cmd in _HEREDOC_CMDS:
+            for m in HEREDOC.finditer(inst.args):
+                doc = Heredoc(m.group(3), [], m.group(1) == "-", bool(m.group(2)))
+                for _, body_line in lines:
+                    if (body_line.lstrip("\t") if doc.strip_tabs else body_line) == doc.name:
+                        break
+                    doc.lines.append(body_line)
+                else:
+                    raise inst.error(f"the here-document <<{doc.name} is not terminated by a {doc.name} line")
+                inst.heredocs.append(doc)
+        out.append(inst)
         pending = []
     if pending:
         out.append(_instruction(start, " ".join(p.strip() for p in pending if p.strip())))

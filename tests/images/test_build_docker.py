@@ -264,6 +264,35 @@ ONBUILD ENV FROM_ONBUILD=yes
     assert "#2 CACHED" in lines
 
 
+def test_heredocs_in_run_and_copy(busybox_store: ImageStore, tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text(f"""\
+# syntax=docker/dockerfile:1.4
+FROM {BUSYBOX_IMAGE}
+ARG WHO=world
+RUN <<EOF
+echo one > /one.txt
+echo "$WHO" >> /one.txt
+EOF
+RUN cat > /two.txt <<'EOT'
+literal $WHO
+EOT
+COPY <<greeting.txt <<-"raw.txt" /docs/
+hello ${{WHO}}
+greeting.txt
+\tkept $WHO
+\traw.txt
+""")
+    tag = f"pkube.local/{unique('heredoc')}:1"
+    lines: list[str] = []
+    build(busybox_store, tmp_path, tag=tag, build_args={"WHO": "you"}, progress=lines.append)
+    assert "#2 [2/4] RUN <<EOF" in lines  # one line per step, without the body
+    files = _rootfs_files(busybox_store, tag)
+    assert files["/one.txt"] == b"one\nyou\n" and files["/two.txt"] == b"literal $WHO\n"
+    assert files["/docs/greeting.txt"] == b"hello you\n" and files["/docs/raw.txt"] == b"kept $WHO\n"
+    history = [h["created_by"] for h in busybox_store.config(tag)["history"]]
+    assert "RUN <<EOF\necho one > /one.txt\necho \"$WHO\" >> /one.txt\nEOF" in history
+
+
 @pytest.mark.parametrize("dockerfile, message", [
     ("ADD --checksum=sha256:{zero} {url}/release.txt /x\n", r"line 2: ADD: checksum of .* is sha256:"),
     ("ADD {url}/missing.txt /x\n", r"line 2: ADD: cannot download .*/missing.txt: HTTP 404"),

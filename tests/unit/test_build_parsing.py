@@ -66,3 +66,12 @@ def test_sandbox_resolv_conf_skips_loopback_stubs() -> None:
                                            "nameserver 192.0.2.53\nnameserver 2001:db8::53\n")
     assert resolv_conf("nameserver 198.51.100.1\n", upstream) == "nameserver 198.51.100.1\n"
     assert resolv_conf(stub, "") == "options edns0 trust-ad\nsearch corp.example\n"
+
+
+def test_heredocs_are_read_to_their_delimiter() -> None:
+    [_, run, copy] = dockerfile.parse("FROM x\nRUN python3 <<-PY\n\tprint(1)\n\tPY\nCOPY <<a <<'b' /d/\nA\na\nB\nb\n")
+    assert [(h.name, h.body, h.strip_tabs) for h in run.heredocs] == [("PY", "print(1)\n", True)]
+    assert [(h.name, h.body, h.quoted) for h in copy.heredocs] == [("a", "A\n", False), ("b", "B\n", True)]
+    assert run.title() == "RUN python3 <<-PY" and str(run) == "RUN python3 <<-PY\nprint(1)\nPY"
+    with pytest.raises(BuildError, match=r"line 2: RUN: the here-document <<EOF is not terminated by a EOF line"):
+        dockerfile.parse("FROM x\nRUN <<EOF\necho\n")
