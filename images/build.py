@@ -95,6 +95,7 @@ class Builder:
         self.cache_dir.mkdir(exist_ok=True)
         self.stages: list[Stage] = []
         self.global_args: dict[str, str] = {}
+        self.auto_args = platform_args()
 
     def build(self, tag: str | None = None, target: str | None = None) -> Image:
         with self.store.layout.using():
@@ -142,7 +143,7 @@ class Builder:
         return out
 
     def _from_title(self, inst: Instruction) -> str:
-        parts = dockerfile.words(inst.args, self.global_args, inst.lineno)
+        parts = dockerfile.words(inst.args, {**self.auto_args, **self.global_args}, inst.lineno)
         return f"FROM {parts[0]}" if parts else str(inst)
 
     @contextlib.contextmanager
@@ -181,8 +182,9 @@ class Builder:
     def _global_arg(self, inst: Instruction) -> None:
         if inst.cmd != "ARG":
             raise inst.error("only ARG may come before the first FROM")
-        for name, value in self._arg_defs(inst, self.global_args):
-            self.global_args[name] = self.build_args.get(name, value if value is not None else "")
+        for name, value in self._arg_defs(inst, {**self.auto_args, **self.global_args}):
+            default = value if value is not None else self.auto_args.get(name, "")
+            self.global_args[name] = self.build_args.get(name, default)
 
     def _arg_defs(self, inst: Instruction, env: dict[str, str]) -> list[tuple[str, str | None]]:
         out: list[tuple[str, str | None]] = []
@@ -196,11 +198,11 @@ class Builder:
     def _from(self, inst: Instruction) -> Stage:
         host = f"linux/{host_arch()}"
         # BUILDPLATFORM/TARGETPLATFORM are what multi-arch Dockerfiles put here; this builder makes host images only.
-        platform_vars = {"BUILDPLATFORM": host, "TARGETPLATFORM": host, **self.global_args}
-        platform = dockerfile.expand(inst.flags.get("platform", host), platform_vars, inst.lineno)
+        global_vars = {**self.auto_args, **self.global_args}
+        platform = dockerfile.expand(inst.flags.get("platform", host), global_vars, inst.lineno)
         if platform not in (host, f"{host}/"):
             raise inst.error(f"--platform={platform}: only the host platform {host} can be built here")
-        parts = dockerfile.words(inst.args, self.global_args, inst.lineno)
+        parts = dockerfile.words(inst.args, global_vars, inst.lineno)
         if len(parts) == 3 and parts[1].upper() == "AS":
             base, name = parts[0], parts[2].lower()
         elif len(parts) == 1:
@@ -260,7 +262,7 @@ class Builder:
         env = stage.vars()
         if inst.cmd == "ARG":
             for name, value in self._arg_defs(inst, env):
-                default = value if value is not None else self.global_args.get(name, "")
+                default = value if value is not None else self.global_args.get(name, self.auto_args.get(name, ""))
                 stage.args[name] = self.build_args.get(name, default)
             self._meta(stage, inst, str(sorted(stage.args.items())))
         elif inst.cmd == "ENV":
@@ -621,6 +623,14 @@ def prune_cache(store: "ImageStore") -> int:
             entry.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+def platform_args() -> dict[str, str]:
+    """BuildKit's automatic platform ARGs (`ARG TARGETARCH` in a stage gets its value); the build and target
+    platforms are both the host's: this builder makes host images only."""
+    arch = host_arch()
+    return {f"{side}{key}": value for side in ("BUILD", "TARGET")
+            for key, value in (("PLATFORM", f"linux/{arch}"), ("OS", "linux"), ("ARCH", arch), ("VARIANT", ""))}
 
 
 def _is_url(source: str) -> bool:

@@ -20,6 +20,7 @@ from images.build import build
 from images.buildmounts import SECRETS_DIR
 from images.busybox import BUSYBOX_IMAGE, ensure_busybox
 from images.errors import BuildError
+from images.image import host_arch
 from images.store import ImageStore
 from tests.images.registry_fixture import RegistryServer, start_registry, stop_registry
 from tests.util import free_port, unique
@@ -269,9 +270,11 @@ def test_heredocs_in_run_and_copy(busybox_store: ImageStore, tmp_path: Path) -> 
 # syntax=docker/dockerfile:1.4
 FROM {BUSYBOX_IMAGE}
 ARG WHO=world
+ARG TARGETOS TARGETARCH
 RUN <<EOF
 echo one > /one.txt
 echo "$WHO" >> /one.txt
+echo $TARGETOS/$TARGETARCH > /platform.txt
 EOF
 RUN cat > /two.txt <<'EOT'
 literal $WHO
@@ -288,9 +291,10 @@ greeting.txt
     assert "#2 [2/4] RUN <<EOF" in lines  # one line per step, without the body
     files = _rootfs_files(busybox_store, tag)
     assert files["/one.txt"] == b"one\nyou\n" and files["/two.txt"] == b"literal $WHO\n"
+    assert files["/platform.txt"] == f"linux/{host_arch()}\n".encode()  # BuildKit's automatic platform ARGs
     assert files["/docs/greeting.txt"] == b"hello you\n" and files["/docs/raw.txt"] == b"kept $WHO\n"
     history = [h["created_by"] for h in busybox_store.config(tag)["history"]]
-    assert "RUN <<EOF\necho one > /one.txt\necho \"$WHO\" >> /one.txt\nEOF" in history
+    assert any(h.startswith("RUN <<EOF\necho one > /one.txt\necho \"$WHO\" >> /one.txt\n") for h in history)
 
 
 @pytest.mark.parametrize("dockerfile, message", [
