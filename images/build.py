@@ -286,10 +286,14 @@ class Builder:
             self._meta(stage, inst)
         elif inst.cmd == "EXPOSE":
             for port in dockerfile.words(inst.args, env, inst.lineno):
-                number, _, proto = port.partition("/")
-                if not number.isdigit() or not 0 < int(number) < 65536 or proto.lower() not in ("", "tcp", "udp", "sctp"):
+                numbers, _, proto = port.partition("/")
+                first, dash, last = numbers.partition("-")  # a range, `EXPOSE 8000-8002`, as Docker takes it
+                last = last if dash else first
+                if not (first.isdigit() and last.isdigit() and 0 < int(first) <= int(last) < 65536) or \
+                        proto.lower() not in ("", "tcp", "udp", "sctp"):
                     raise inst.error(f"invalid port {port!r}")
-                rt.setdefault("ExposedPorts", {})[f"{int(number)}/{(proto or 'tcp').lower()}"] = {}
+                for number in range(int(first), int(last) + 1):
+                    rt.setdefault("ExposedPorts", {})[f"{number}/{(proto or 'tcp').lower()}"] = {}
             self._meta(stage, inst)
         elif inst.cmd == "VOLUME":
             for v in dockerfile.json_form(inst.args) or dockerfile.words(inst.args, env, inst.lineno):
@@ -353,7 +357,8 @@ class Builder:
         network = inst.flags.get("network", self.network)
         if network not in NETWORKS:
             raise inst.error(f"--network={network}: expected one of {', '.join(NETWORKS)}")
-        specs = [buildmounts.parse(inst, m, cwd) for m in inst.mounts]
+        vars_ = stage.vars()  # (BuildKit expands variables in --mount values)
+        specs = [buildmounts.parse(inst, dockerfile.expand(m, vars_, inst.lineno), cwd) for m in inst.mounts]
         inputs = [self._mount_inputs(spec, inst) for spec in specs]
 
         def action(root: Path, bundle: Path) -> None:
@@ -407,11 +412,11 @@ class Builder:
         dest_abs = os.path.normpath(os.path.join(workdir, dest))
         if dest.endswith(("/", "/.", "/..")) or dest in (".", ".."):
             dest_abs = dest_abs.rstrip("/") + "/"
-        chown = inst.flags.get("chown")
-        chmod = _chmod(inst)
-        from_ref = inst.flags.get("from")
+        chown = _flag(inst, "chown", env)
+        chmod = _chmod(inst, env)
+        from_ref = _flag(inst, "from", env)
         if inst.cmd == "ADD" and any(_is_url(s) for s in sources):
-            self._add_urls(stage, inst, sources, dest_abs, chown)
+            self._add_urls(stage, inst, sources, dest_abs, chown, chmod)
             return
         docs = {h.name: h for h in inst.heredocs}
         if any(s.startswith("<<") and s.lstrip("<-") in docs for s in sources):
@@ -478,7 +483,8 @@ class Builder:
                 makedirs_in_root(root, os.path.dirname(dest_file.rstrip("/")), mkdir_uid, mkdir_gid)
                 copy_entry(src, root, dest_file, owner)
 
-    def _add_urls(self, stage: Stage, inst: Instruction, urls: list[str], dest: str, chown: str | None) -> None:
+    def _add_urls(self, stage: Stage, inst: Instruction, urls: list[str], dest: str, chown: str | None,
+                  chmod: int | None) -> None:
         """ADD of http(s) URLs: downloaded on every build (the content decides whether the layer is reused),
         stored with mode 0600 (unless --chmod) and the server's Last-Modified time, never extracted."""
         if not all(_is_url(u) for u in urls):
@@ -487,7 +493,6 @@ class Builder:
             raise inst.error("with several sources the destination must be a directory ending in /")
         if "checksum" in inst.flags and len(urls) != 1:
             raise inst.error("--checksum needs exactly one URL")
-        chmod = _chmod(inst)
         with contextlib.ExitStack() as stack:
             work = self.store.layout.temp_path("add")
             work.mkdir(parents=True)
@@ -637,8 +642,14 @@ def _is_url(source: str) -> bool:
     return source.startswith(("http://", "https://", "git@"))
 
 
-def _chmod(inst: Instruction) -> int | None:
-    value = inst.flags.get("chmod")
+def _flag(inst: Instruction, name: str, env: dict[str, str]) -> str | None:
+    """A flag's value with its variables expanded (`COPY --chown=$UID:$GID --from=$BASE`)."""
+    value = inst.flags.get(name)
+    return None if value is None else dockerfile.expand(value, env, inst.lineno)
+
+
+def _chmod(inst: Instruction, env: dict[str, str]) -> int | None:
+    value = _flag(inst, "chmod", env)
     if value is None:
         return None
     try:

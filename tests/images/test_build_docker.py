@@ -265,7 +265,7 @@ ONBUILD ENV FROM_ONBUILD=yes
     assert "#2 CACHED" in lines
 
 
-def test_heredocs_in_run_and_copy(busybox_store: ImageStore, tmp_path: Path) -> None:
+def test_heredocs_platform_args_and_variables_in_flags(busybox_store: ImageStore, tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text(f"""\
 # syntax=docker/dockerfile:1.4
 FROM {BUSYBOX_IMAGE}
@@ -284,15 +284,30 @@ hello ${{WHO}}
 greeting.txt
 \tkept $WHO
 \traw.txt
+ARG UID=1234 MODE=600
+COPY --chown=$UID:${{UID}} --chmod=$MODE <<owned.txt /owned.txt
+mine
+owned.txt
+RUN --mount=type=cache,target=/cache/$TARGETARCH,id=arch-$TARGETARCH touch /cache/$TARGETARCH/ok
+EXPOSE 8000-8002/udp
 """)
     tag = f"pkube.local/{unique('heredoc')}:1"
     lines: list[str] = []
     build(busybox_store, tmp_path, tag=tag, build_args={"WHO": "you"}, progress=lines.append)
-    assert "#2 [2/4] RUN <<EOF" in lines  # one line per step, without the body
+    assert "#2 [2/6] RUN <<EOF" in lines  # one line per step, without the body
     files = _rootfs_files(busybox_store, tag)
     assert files["/one.txt"] == b"one\nyou\n" and files["/two.txt"] == b"literal $WHO\n"
     assert files["/platform.txt"] == f"linux/{host_arch()}\n".encode()  # BuildKit's automatic platform ARGs
     assert files["/docs/greeting.txt"] == b"hello you\n" and files["/docs/raw.txt"] == b"kept $WHO\n"
+    cid = unique()
+    root = busybox_store.prepare_rootfs(tag, cid)
+    try:
+        st = os.stat(root / "owned.txt")
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1234, 1234, 0o600)
+    finally:
+        busybox_store.release_rootfs(cid)
+    assert (busybox_store.root / "cache-mounts").is_dir() and "/cache" not in files
+    assert busybox_store.config(tag)["config"]["ExposedPorts"] == {f"{p}/udp": {} for p in (8000, 8001, 8002)}
     history = [h["created_by"] for h in busybox_store.config(tag)["history"]]
     assert any(h.startswith("RUN <<EOF\necho one > /one.txt\necho \"$WHO\" >> /one.txt\n") for h in history)
 
