@@ -76,7 +76,7 @@ def _h(*parts: Any) -> str:
 class Builder:
     def __init__(self, store: "ImageStore", context: Path, dockerfile_text: str, build_args: dict[str, str],
                  progress: Progress = print, no_cache: bool = False, secrets: dict[str, bytes] | None = None,
-                 network: str = "default"):
+                 network: str = "default", pull: bool = False, labels: dict[str, str] | None = None):
         self.store = store
         self.context = context.resolve()
         self.instructions = dockerfile.parse(dockerfile_text)
@@ -88,6 +88,9 @@ class Builder:
         if network not in NETWORKS:
             raise BuildError(f"invalid network {network!r}: expected one of {', '.join(NETWORKS)}")
         self.network = network
+        self.pull = pull                # pull every base image, even one in the store (`docker build --pull`)
+        self.pulled: dict[str, Image] = {}
+        self.labels = labels or {}      # on the final image (`docker build --label`)
         self.stage_prefix = ""
         self.stage_steps = [0, 0]       # [done, total] of the current stage's steps
         self.ignore = IgnoreRules.for_context(self.context)
@@ -122,6 +125,8 @@ class Builder:
                 raise BuildError(f"target stage {target!r} not found in the Dockerfile")
             stage.config["created"] = stage.created
             stage.config.pop("rootfs", None)
+            if self.labels:
+                stage.runtime.setdefault("Labels", {}).update(self.labels)
             with self.progress.step("exporting to image") as step:
                 img = self.store.commit(stage.config, stage.layers, tag)
                 step.note(f"writing image {img.id} done")
@@ -230,8 +235,10 @@ class Builder:
             ref = reference.parse(name)
         except ImageError as e:  # not a name (nor an image ID)
             raise inst.error(f"{what}: {e}") from None
+        if ref.registry != LOCAL_REGISTRY and self.pull and name not in self.pulled:
+            img = None  # --pull: the registry's current image, once per build
         if img is not None:
-            return img
+            return self.pulled.get(name, img)
         if ref.registry == LOCAL_REGISTRY:
             raise inst.error(f"{what} is not in the local store ({LOCAL_REGISTRY} images are built on this "
                              "machine, never pulled): build or load it first")
@@ -245,7 +252,8 @@ class Builder:
                 if done >= total > 0:
                     log(f"sha256:{digest.split(':', 1)[-1][:12]} {total}B done")
         try:
-            return self.store.pull(name, reporter=Reporter()).image
+            self.pulled[name] = self.store.pull(name, reporter=Reporter()).image
+            return self.pulled[name]
         except ImageError as e:
             raise inst.error(f"cannot pull {what}: {e}") from None
 
@@ -675,7 +683,8 @@ def _is_archive(path: Path) -> bool:
 
 def build(store: "ImageStore", context: Path, dockerfile_path: Path | None = None, tag: str | None = None,
           build_args: dict[str, str] | None = None, target: str | None = None, progress: Progress = print,
-          no_cache: bool = False, secrets: dict[str, bytes] | None = None, network: str = "default") -> Image:
+          no_cache: bool = False, secrets: dict[str, bytes] | None = None, network: str = "default",
+          pull: bool = False, labels: dict[str, str] | None = None) -> Image:
     if tag:
         reference.parse(tag)  # a bad tag fails before any work is done
     context = Path(context)
@@ -686,4 +695,5 @@ def build(store: "ImageStore", context: Path, dockerfile_path: Path | None = Non
         text = path.read_text()
     except OSError as e:
         raise BuildError(f"cannot read Dockerfile {path}: {e.strerror}") from None
-    return Builder(store, context, text, build_args or {}, progress, no_cache, secrets, network).build(tag, target)
+    return Builder(store, context, text, build_args or {}, progress, no_cache, secrets, network, pull,
+                   labels).build(tag, target)

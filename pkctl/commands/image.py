@@ -21,7 +21,7 @@ from typing import Any, Callable
 from images import auth, mirrors, reference
 from images.busybox import BUSYBOX_IMAGE, ensure_busybox
 from images.errors import ImageError
-from images.image import Image
+from images.image import Image, host_arch
 from images.registry import Registry
 from images.store import ImageStore, default_root
 from pkctl.errors import CommandError
@@ -86,6 +86,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                     help="a secret for RUN --mount=type=secret (default source: the environment variable ID)")
     sp.add_argument("--network", choices=["default", "none"], default="default",
                     help="network of the RUN steps: default (a sandbox with NAT to the host) or none")
+    sp.add_argument("--pull", action="store_true", help="always pull the base images, even those present")
+    sp.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="a label of the image")
+    sp.add_argument("--platform", metavar="OS/ARCH", help="only the host's platform can be built here")
+    sp.add_argument("--progress", choices=["auto", "plain", "tty", "quiet"], default="auto",
+                    help="progress output: BuildKit's plain lines (auto, plain, tty) or none (quiet, like -q)")
     sp.add_argument("-q", "--quiet", action="store_true", help="print only the image ID")
     add("build-busybox", _build_busybox,
         f"build the bundled {BUSYBOX_IMAGE} from manifests/images/busybox and the host's busybox-static")
@@ -384,9 +389,19 @@ def _build(args: argparse.Namespace) -> int:
                 continue
             value = os.environ[key]
         build_args[key] = value
+    labels = {}
+    for item in args.label:
+        key, _, value = item.partition("=")
+        if not key:
+            raise CommandError(f"invalid --label {item!r}: expected KEY=VALUE")
+        labels[key] = value
+    host = f"linux/{host_arch()}"
+    if args.platform and args.platform.rstrip("/") != host:
+        raise CommandError(f"--platform={args.platform}: only the host platform {host} can be built here")
+    args.quiet = args.quiet or args.progress == "quiet"
     img = _store(args).build(args.context, dockerfile_path=args.file, tag=args.tag, build_args=build_args,
                              target=args.target, no_cache=args.no_cache, network=args.network,
-                             secrets=dict(_secret(item) for item in args.secret),
+                             secrets=dict(_secret(item) for item in args.secret), pull=args.pull, labels=labels,
                              progress=(lambda _line: None) if args.quiet else (lambda line: print(line, flush=True)))
     if args.quiet:
         print(img.id)

@@ -121,6 +121,14 @@ def test_from_pulls_a_missing_base_with_the_docker_credentials(busybox_store: Im
         assert built["/built.txt"] == b"built\n" and built["/tool-passwd"] == built["/etc/passwd"]
         assert any(line.startswith("#3 ") and f"Pulled {tool}" in line for line in lines), lines
 
+        # The registry's image changes: a build uses the stored base, unless --pull.
+        pushed = store.push("pkube.local/pulled:1", base)  # another image under the base's name
+        assert pushed != digest
+        build(store, ctx, tag="pkube.local/pulled:2", progress=lambda _: None)
+        assert store.get(base).manifest_digest == digest
+        build(store, ctx, tag="pkube.local/pulled:3", pull=True, progress=lambda _: None)
+        assert store.get(base).manifest_digest == pushed
+
         # `FROM busybox:<tag>` is docker.io's: with a registries.yaml mirror (and its credentials), no Docker
         # Hub traffic, the mirror serves it.
         tag = unique("hub")
@@ -348,15 +356,18 @@ def test_pkctl_image_build_secret_and_network_flags(busybox_store: ImageStore, t
                                     f"RUN wget -q -O /dev/null http://$(ip route | awk '/^default/ {{print $3}}'):"
                                     f"{files.port}/ && echo online > /net || echo offline > /net\n")
     r = pkctl("image", "build", "--root", root, "-t", "pkube.local/flags:1", "--secret",
-              f"id=token,src={tmp_path / 'token'}", "--network", "none", ctx)
+              f"id=token,src={tmp_path / 'token'}", "--network", "none", "--label", "team=images",
+              "--platform", f"linux/{host_arch()}", "--progress", "plain", ctx)
     assert r.returncode == 0, r.stdout + r.stderr
     img = ImageStore(root)
+    assert img.config("pkube.local/flags:1")["config"]["Labels"] == {"team": "images"}
     assert _rootfs_files(img, "pkube.local/flags:1")["/net"] == b"offline\n"  # --network none: every RUN
     assert _rootfs_files(img, "pkube.local/flags:1")["/len"].strip() == b"11"
     assert b"from-a-file" not in _layer_bytes(img, "pkube.local/flags:1")
 
     for bad, message in ((["--secret", "token"], "error: invalid --secret 'token': expected id=ID"),
                          (["--secret", "id=nosuchvar_x1"], "error: --secret id=nosuchvar_x1: environment variable "
-                                                            "nosuchvar_x1 is not set")):
+                                                            "nosuchvar_x1 is not set"),
+                         (["--platform", "linux/s390x"], "error: --platform=linux/s390x: only the host platform")):
         r = pkctl("image", "build", "--root", root, *bad, ctx)
         assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
