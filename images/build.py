@@ -14,6 +14,7 @@ import copy
 import hashlib
 import os
 import shutil
+import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import orjson
 
-from images import buildrun, dockerfile, reference
+from images import buildmounts, buildnet, buildrun, dockerfile, reference
+from images.buildprogress import Progress as Steps, Step
 from images.context import (IgnoreRules, Owner, context_sources, copy_entry, makedirs_in_root,
                                     resolve_in_root)
 from images.diff import is_empty, write_layer
@@ -30,11 +32,15 @@ from images.errors import BuildError, ImageError
 from images.image import Image, Layer, host_arch, now_rfc3339
 from images.rootfs import mount_overlay, unmount
 from images.unpack import decompressed, extract
+from images.urlfetch import download
 
 if TYPE_CHECKING:
     from images.store import ImageStore
 
 Progress = Callable[[str], None]
+FS_STEPS = ("FROM", "RUN", "COPY", "ADD", "WORKDIR")   # the instructions progress shows as steps (as BuildKit)
+LOCAL_REGISTRY = "pkube.local"                          # images built here, never pulled
+NETWORKS = ("default", "none")
 
 
 @dataclass
@@ -69,50 +75,121 @@ def _h(*parts: Any) -> str:
 
 class Builder:
     def __init__(self, store: "ImageStore", context: Path, dockerfile_text: str, build_args: dict[str, str],
-                 progress: Progress = print, no_cache: bool = False):
+                 progress: Progress = print, no_cache: bool = False, secrets: dict[str, bytes] | None = None,
+                 network: str = "default", pull: bool = False, labels: dict[str, str] | None = None):
         self.store = store
         self.context = context.resolve()
         self.instructions = dockerfile.parse(dockerfile_text)
         self.build_args = build_args
-        self.progress = progress
+        self.progress = Steps(progress)
+        self.step: Step | None = None   # the step being run, for its output and CACHED mark
         self.no_cache = no_cache
+        self.secrets = secrets or {}
+        if network not in NETWORKS:
+            raise BuildError(f"invalid network {network!r}: expected one of {', '.join(NETWORKS)}")
+        self.network = network
+        self.pull = pull                # pull every base image, even one in the store (`docker build --pull`)
+        self.pulled: dict[str, Image] = {}
+        self.labels = labels or {}      # on the final image (`docker build --label`)
+        self.stage_prefix = ""
+        self.stage_steps = [0, 0]       # [done, total] of the current stage's steps
         self.ignore = IgnoreRules.for_context(self.context)
         self.cache_dir = store.root / "build-cache"
         self.cache_dir.mkdir(exist_ok=True)
         self.stages: list[Stage] = []
         self.global_args: dict[str, str] = {}
+        self.auto_args = platform_args()
 
     def build(self, tag: str | None = None, target: str | None = None) -> Image:
         with self.store.layout.using():
-            total = len(self.instructions)
+            sizes = self._stage_sizes()
             stage: Stage | None = None
-            for i, inst in enumerate(self.instructions, 1):
+            for inst in self.instructions:
                 if inst.cmd == "FROM" and target and stage is not None and stage.name == target.lower():
                     break  # the target stage is complete; later stages are not needed
-                self.progress(f"STEP {i}/{total}: {inst}")
                 if inst.cmd == "FROM":
-                    stage = self._from(inst)
+                    index = len(self.stages)
+                    name, size = sizes[index]
+                    self.stage_prefix = f"{name or f'stage-{index}'} " if len(sizes) > 1 else ""
+                    self.stage_steps = [0, size]
+                    with self._vertex(inst, self._from_title(inst)):
+                        stage = self._from(inst)
                     self.stages.append(stage)
+                    self._onbuild_triggers(stage, inst)
                 elif stage is None:
                     self._global_arg(inst)
                 else:
-                    self._step(stage, inst)
+                    self._instruction(stage, inst)
             assert stage is not None
             if target and stage.name != target.lower():
                 raise BuildError(f"target stage {target!r} not found in the Dockerfile")
             stage.config["created"] = stage.created
             stage.config.pop("rootfs", None)
-            img = self.store.commit(stage.config, stage.layers, tag)
-            self.progress(f"COMMIT {img.name or ''}".rstrip())
-            self.progress(f"--> {img.id.split(':', 1)[1][:12]}")
+            if self.labels:
+                stage.runtime.setdefault("Labels", {}).update(self.labels)
+            with self.progress.step("exporting to image") as step:
+                img = self.store.commit(stage.config, stage.layers, tag)
+                step.note(f"writing image {img.id} done")
+                if img.name:
+                    step.note(f"naming to {img.name} done")
+            self.progress.total()
             return img
+
+    # ---- progress ------------------------------------------------------------
+    def _stage_sizes(self) -> list[tuple[str | None, int]]:
+        """(name, number of steps) of each stage, for the `[name k/n]` step titles."""
+        out: list[tuple[str | None, int]] = []
+        for inst in self.instructions:
+            if inst.cmd == "FROM":
+                parts = inst.args.split()
+                out.append((parts[2].lower() if len(parts) == 3 and parts[1].upper() == "AS" else None, 0))
+            if out and inst.cmd in FS_STEPS:
+                out[-1] = (out[-1][0], out[-1][1] + 1)
+        return out
+
+    def _from_title(self, inst: Instruction) -> str:
+        parts = dockerfile.words(inst.args, {**self.auto_args, **self.global_args}, inst.lineno)
+        return f"FROM {parts[0]}" if parts else str(inst)
+
+    @contextlib.contextmanager
+    def _vertex(self, inst: Instruction, title: str | None = None) -> Iterator[Step]:
+        self.stage_steps[0] += 1
+        done, total = self.stage_steps
+        with self.progress.step(f"[{self.stage_prefix}{done}/{max(done, total)}] {title or inst.title()}") as step:
+            self.step = step
+            try:
+                yield step
+            finally:
+                self.step = None
+
+    def _log(self, line: str) -> None:
+        if self.step is not None:
+            self.step.log(line)
+        else:
+            self.progress.out(line)
+
+    def _instruction(self, stage: Stage, inst: Instruction) -> None:
+        if inst.cmd in FS_STEPS:
+            with self._vertex(inst):
+                self._step(stage, inst)
+        else:
+            self._step(stage, inst)
+
+    def _onbuild_triggers(self, stage: Stage, from_inst: Instruction) -> None:
+        """Run the base image's ONBUILD triggers right after FROM; they are not passed on to this image."""
+        triggers = stage.runtime.pop("OnBuild", None) or []
+        parsed = [dockerfile.trigger(t, from_inst.lineno) for t in triggers]
+        self.stage_steps[1] += sum(1 for t in parsed if t.cmd in FS_STEPS)
+        for trig in parsed:
+            self._instruction(stage, trig)
 
     # ---- instructions --------------------------------------------------------
     def _global_arg(self, inst: Instruction) -> None:
         if inst.cmd != "ARG":
             raise inst.error("only ARG may come before the first FROM")
-        for name, value in self._arg_defs(inst, self.global_args):
-            self.global_args[name] = self.build_args.get(name, value if value is not None else "")
+        for name, value in self._arg_defs(inst, {**self.auto_args, **self.global_args}):
+            default = value if value is not None else self.auto_args.get(name, "")
+            self.global_args[name] = self.build_args.get(name, default)
 
     def _arg_defs(self, inst: Instruction, env: dict[str, str]) -> list[tuple[str, str | None]]:
         out: list[tuple[str, str | None]] = []
@@ -126,11 +203,11 @@ class Builder:
     def _from(self, inst: Instruction) -> Stage:
         host = f"linux/{host_arch()}"
         # BUILDPLATFORM/TARGETPLATFORM are what multi-arch Dockerfiles put here; this builder makes host images only.
-        platform_vars = {"BUILDPLATFORM": host, "TARGETPLATFORM": host, **self.global_args}
-        platform = dockerfile.expand(inst.flags.get("platform", host), platform_vars, inst.lineno)
+        global_vars = {**self.auto_args, **self.global_args}
+        platform = dockerfile.expand(inst.flags.get("platform", host), global_vars, inst.lineno)
         if platform not in (host, f"{host}/"):
             raise inst.error(f"--platform={platform}: only the host platform {host} can be built here")
-        parts = dockerfile.words(inst.args, self.global_args, inst.lineno)
+        parts = dockerfile.words(inst.args, global_vars, inst.lineno)
         if len(parts) == 3 and parts[1].upper() == "AS":
             base, name = parts[0], parts[2].lower()
         elif len(parts) == 1:
@@ -143,15 +220,42 @@ class Builder:
         elif named is not None:
             stage = Stage(name, list(named.layers), copy.deepcopy(named.config), _h("stage", named.key), named.created)
         else:
-            try:
-                img = self.store.get(base)
-            except ImageError:
-                raise inst.error(f"base image {base!r} is not in the local store; pull or load it first") from None
+            img = self._image(inst, base, f"base image {base!r}")
             stage = Stage(name, list(img.layers), copy.deepcopy(img.config), _h("image", img.manifest_digest),
                           img.created or "1970-01-01T00:00:00Z")
         stage.config.pop("rootfs", None)
         stage.config.setdefault("history", [])
         return stage
+
+    def _image(self, inst: Instruction, name: str, what: str) -> Image:
+        """An image of the store; one that is not there is pulled as `pkctl image pull` does: through the
+        mirrors of registries.yaml, with the credentials of Docker's config.json."""
+        try:
+            img = self.store.resolve(name)
+            ref = reference.parse(name)
+        except ImageError as e:  # not a name (nor an image ID)
+            raise inst.error(f"{what}: {e}") from None
+        if ref.registry != LOCAL_REGISTRY and self.pull and name not in self.pulled:
+            img = None  # --pull: the registry's current image, once per build
+        if img is not None:
+            return self.pulled.get(name, img)
+        if ref.registry == LOCAL_REGISTRY:
+            raise inst.error(f"{what} is not in the local store ({LOCAL_REGISTRY} images are built on this "
+                             "machine, never pulled): build or load it first")
+        log = self._log
+
+        class Reporter:
+            def line(self, text: str) -> None:
+                log(text)
+
+            def progress(self, digest: str, done: int, total: int) -> None:
+                if done >= total > 0:
+                    log(f"sha256:{digest.split(':', 1)[-1][:12]} {total}B done")
+        try:
+            self.pulled[name] = self.store.pull(name, reporter=Reporter()).image
+            return self.pulled[name]
+        except ImageError as e:
+            raise inst.error(f"cannot pull {what}: {e}") from None
 
     def _stage(self, ref: str) -> Stage | None:
         for s in self.stages:
@@ -166,7 +270,7 @@ class Builder:
         env = stage.vars()
         if inst.cmd == "ARG":
             for name, value in self._arg_defs(inst, env):
-                default = value if value is not None else self.global_args.get(name, "")
+                default = value if value is not None else self.global_args.get(name, self.auto_args.get(name, ""))
                 stage.args[name] = self.build_args.get(name, default)
             self._meta(stage, inst, str(sorted(stage.args.items())))
         elif inst.cmd == "ENV":
@@ -190,10 +294,14 @@ class Builder:
             self._meta(stage, inst)
         elif inst.cmd == "EXPOSE":
             for port in dockerfile.words(inst.args, env, inst.lineno):
-                number, _, proto = port.partition("/")
-                if not number.isdigit() or not 0 < int(number) < 65536 or proto.lower() not in ("", "tcp", "udp", "sctp"):
+                numbers, _, proto = port.partition("/")
+                first, dash, last = numbers.partition("-")  # a range, `EXPOSE 8000-8002`, as Docker takes it
+                last = last if dash else first
+                if not (first.isdigit() and last.isdigit() and 0 < int(first) <= int(last) < 65536) or \
+                        proto.lower() not in ("", "tcp", "udp", "sctp"):
                     raise inst.error(f"invalid port {port!r}")
-                rt.setdefault("ExposedPorts", {})[f"{int(number)}/{(proto or 'tcp').lower()}"] = {}
+                for number in range(int(first), int(last) + 1):
+                    rt.setdefault("ExposedPorts", {})[f"{number}/{(proto or 'tcp').lower()}"] = {}
             self._meta(stage, inst)
         elif inst.cmd == "VOLUME":
             for v in dockerfile.json_form(inst.args) or dockerfile.words(inst.args, env, inst.lineno):
@@ -221,6 +329,13 @@ class Builder:
         elif inst.cmd == "MAINTAINER":
             stage.config["author"] = inst.args
             self._meta(stage, inst)
+        elif inst.cmd == "HEALTHCHECK":
+            rt["Healthcheck"] = dockerfile.healthcheck(inst)
+            self._meta(stage, inst)
+        elif inst.cmd == "ONBUILD":
+            word, _, rest = inst.args.partition(" ")
+            rt.setdefault("OnBuild", []).append(f"{word.upper()} {rest.strip()}".rstrip())
+            self._meta(stage, inst)
         elif inst.cmd == "RUN":
             self._run(stage, inst)
         elif inst.cmd in ("COPY", "ADD"):
@@ -234,7 +349,11 @@ class Builder:
             return exec_form
         if not inst.args:
             return None
-        return [*(stage.runtime.get("Shell") or ["/bin/sh", "-c"]), inst.args]
+        shell = stage.runtime.get("Shell") or ["/bin/sh", "-c"]
+        if inst.heredocs and dockerfile.HEREDOC.fullmatch(inst.args):
+            return [*shell, inst.heredocs[0].body]   # `RUN <<EOF`: the here-document is the script
+        # `RUN cmd <<EOF`: the shell reads the here-document itself
+        return [*shell, inst.args + "".join(f"\n{h.body}{h.name}" for h in inst.heredocs)]
 
     def _run(self, stage: Stage, inst: Instruction) -> None:
         args = self._command(stage, inst)
@@ -243,11 +362,52 @@ class Builder:
         env = buildrun.environment({**stage.args, **stage.env()})
         cwd = rt.get("WorkingDir") or "/"
         user = rt.get("User") or ""
+        network = inst.flags.get("network", self.network)
+        if network not in NETWORKS:
+            raise inst.error(f"--network={network}: expected one of {', '.join(NETWORKS)}")
+        vars_ = stage.vars()  # (BuildKit expands variables in --mount values)
+        specs = [buildmounts.parse(inst, dockerfile.expand(m, vars_, inst.lineno), cwd) for m in inst.mounts]
+        inputs = [self._mount_inputs(spec, inst) for spec in specs]
 
         def action(root: Path, bundle: Path) -> None:
             makedirs_in_root(root, cwd)
-            buildrun.run(bundle, root, args, env, cwd, user, lambda line: self.progress(line))
-        self._layer(stage, inst, _h(env, user, cwd), action)
+            bundle.mkdir(parents=True, exist_ok=True)
+            with contextlib.ExitStack() as stack:
+                mounts = [m for spec in specs for m in buildmounts.oci_mounts(
+                    spec, inst, stack, bundle, self.store.root, self.secrets, self.context, self.ignore,
+                    self._source_rootfs)]
+                netns = None
+                if network == "default":
+                    sandbox = stack.enter_context(buildnet.sandbox())
+                    netns = sandbox.netns
+                    for name, text in (("resolv.conf", sandbox.resolv_conf),
+                                       ("hosts", f"127.0.0.1\tlocalhost {buildrun.HOSTNAME}\n"
+                                                 "::1\tlocalhost ip6-localhost ip6-loopback\n")):
+                        (bundle / name).write_text(text)
+                        if os.path.isdir(resolve_in_root(root, "/etc")):
+                            mounts.append(buildmounts.bind(bundle / name, f"/etc/{name}", readonly=True))
+                stubs = [(m["destination"], buildmounts.first_missing(root, m["destination"])) for m in mounts]
+                try:
+                    buildrun.run(bundle, root, args, env, cwd, user, self._log, mounts, netns)
+                finally:
+                    for target, created in reversed(stubs):
+                        if created:
+                            buildmounts.remove_stubs(root, target, created)
+        # (keys of RUN steps without mounts are unchanged from before mounts existed: caches stay valid)
+        self._layer(stage, inst, _h(env, user, cwd, *([inputs] if inputs else [])), action)
+
+    def _mount_inputs(self, spec: buildmounts.MountSpec, inst: Instruction) -> str:
+        """What a mount adds to the step's cache key: the content a bind mount shows (cache, secret and tmpfs
+        mounts add nothing, as in BuildKit)."""
+        if spec.type != "bind":
+            return ""
+        if spec.from_ is not None:
+            named = self._stage(spec.from_)
+            if named is not None:
+                return named.key
+            return self._image(inst, spec.from_, f"--mount from={spec.from_}: no such stage, and image "
+                                                 f"{spec.from_!r}").manifest_digest
+        return self._hash_inputs(context_sources(self.context, spec.source or ".", self.ignore, inst.lineno))
 
     def _copy(self, stage: Stage, inst: Instruction) -> None:
         env = stage.vars()
@@ -260,11 +420,18 @@ class Builder:
         dest_abs = os.path.normpath(os.path.join(workdir, dest))
         if dest.endswith(("/", "/.", "/..")) or dest in (".", ".."):
             dest_abs = dest_abs.rstrip("/") + "/"
-        chown = inst.flags.get("chown")
-        chmod = _chmod(inst)
-        from_ref = inst.flags.get("from")
-        if inst.cmd == "ADD" and any(s.startswith(("http://", "https://", "git@")) for s in sources):
-            raise inst.error("ADD from a URL is not supported; download it in a RUN step")
+        chown = _flag(inst, "chown", env)
+        chmod = _chmod(inst, env)
+        from_ref = _flag(inst, "from", env)
+        if inst.cmd == "ADD" and any(_is_url(s) for s in sources):
+            self._add_urls(stage, inst, sources, dest_abs, chown, chmod)
+            return
+        docs = {h.name: h for h in inst.heredocs}
+        if any(s.startswith("<<") and s.lstrip("<-") in docs for s in sources):
+            if not all(s.startswith("<<") and s.lstrip("<-") in docs for s in sources):
+                raise inst.error("cannot mix here-documents and other sources in one instruction")
+            self._copy_heredocs(stage, inst, [docs[s.lstrip("<-")] for s in sources], dest_abs, chown, chmod, env)
+            return
         if from_ref is not None:
             with self._source_rootfs(from_ref, inst) as (src_root, inputs):
                 self._layer(stage, inst, inputs, lambda root, _b: self._copy_into(
@@ -278,6 +445,27 @@ class Builder:
         self._layer(stage, inst, self._hash_inputs(paths),
                     lambda root, _b: self._copy_into(root, paths, dest_abs, chown, chmod, self.context, inst,
                                                      extract_tars=inst.cmd == "ADD"))
+
+    def _copy_heredocs(self, stage: Stage, inst: Instruction, docs: list[dockerfile.Heredoc], dest: str,
+                       chown: str | None, chmod: int | None, env: dict[str, str]) -> None:
+        """`COPY <<name.txt /dest/`: each here-document is a file of that name (variables expanded unless the
+        delimiter is quoted), mode 0644."""
+        if len(docs) > 1 and not dest.endswith("/"):
+            raise inst.error("with several sources the destination must be a directory ending in /")
+        work = self.store.layout.temp_path("heredoc")
+        work.mkdir(parents=True)
+        try:
+            paths = []
+            for doc in docs:
+                path = work / doc.name
+                path.write_text(doc.body if doc.quoted else dockerfile.expand(doc.body, env, inst.lineno))
+                os.chmod(path, 0o644)
+                paths.append(path)
+            contents = [p.read_bytes().decode(errors="replace") for p in paths]
+            self._layer(stage, inst, _h(contents), lambda root, _b: self._copy_into(
+                root, paths, dest, chown, chmod, None, inst))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
     def _copy_into(self, root: Path, paths: list[Path], dest: str, chown: str | None, chmod: int | None,
                    ctx: Path | None, inst: Instruction, keep: bool = False, extract_tars: bool = False) -> None:
@@ -302,6 +490,46 @@ class Builder:
                 dest_file = os.path.join(dest, src.name) if into_dir else dest
                 makedirs_in_root(root, os.path.dirname(dest_file.rstrip("/")), mkdir_uid, mkdir_gid)
                 copy_entry(src, root, dest_file, owner)
+
+    def _add_urls(self, stage: Stage, inst: Instruction, urls: list[str], dest: str, chown: str | None,
+                  chmod: int | None) -> None:
+        """ADD of http(s) URLs: downloaded on every build (the content decides whether the layer is reused),
+        stored with mode 0600 (unless --chmod) and the server's Last-Modified time, never extracted."""
+        if not all(_is_url(u) for u in urls):
+            raise inst.error("cannot mix URLs and build-context sources in one ADD")
+        if len(urls) > 1 and not dest.endswith("/"):
+            raise inst.error("with several sources the destination must be a directory ending in /")
+        if "checksum" in inst.flags and len(urls) != 1:
+            raise inst.error("--checksum needs exactly one URL")
+        with contextlib.ExitStack() as stack:
+            work = self.store.layout.temp_path("add")
+            work.mkdir(parents=True)
+            stack.callback(shutil.rmtree, work, True)
+            files: list[tuple[Path, str]] = []
+            digests = []
+            for i, url in enumerate(urls):
+                if url.startswith("git@") or url.endswith(".git"):
+                    raise inst.error(f"ADD of a git repository ({url}) is not supported")
+                name = os.path.basename(urllib.parse.urlsplit(url).path)
+                target = os.path.join(dest, name) if dest.endswith("/") else dest
+                if dest.endswith("/") and not name:
+                    raise inst.error(f"cannot name the file of {url}: give a destination file name")
+                path = work / str(i)
+                digest = download(inst, url, path, self._log)
+                if "checksum" in inst.flags and inst.flags["checksum"] != digest:
+                    raise inst.error(f"checksum of {url} is {digest}, not the expected {inst.flags['checksum']}")
+                files.append((path, target))
+                digests.append(digest)
+
+            def action(root: Path, _bundle: Path) -> None:
+                uid, gid = buildrun.resolve_user(root, chown) if chown else (0, 0)
+                for path, target in files:
+                    makedirs_in_root(root, os.path.dirname(target), uid, gid)
+                    dest_file = resolve_in_root(root, target)
+                    if dest_file.is_dir():
+                        raise inst.error(f"{target} is a directory in the image: end the destination with /")
+                    copy_entry(path, root, target, Owner(uid, gid, 0o600 if chmod is None else chmod))
+            self._layer(stage, inst, _h(urls, digests), action)
 
     def _hash_inputs(self, paths: list[Path]) -> str:
         h = hashlib.sha256()
@@ -329,10 +557,7 @@ class Builder:
         if stage is not None:
             layers, inputs = stage.layers, stage.key
         else:
-            try:
-                img = self.store.get(ref)
-            except ImageError:
-                raise inst.error(f"--from={ref}: no such stage, and no such image in the local store") from None
+            img = self._image(inst, ref, f"--from={ref}: no such stage, and image {ref!r}")
             layers, inputs = img.layers, img.manifest_digest
         with self._mounted(layers) as (root, _upper, _bundle):
             yield root, inputs
@@ -346,7 +571,8 @@ class Builder:
         key = _h(stage.key, str(inst), inputs)
         entry = None if self.no_cache else self._cache_get(key)
         if entry is not None:
-            self.progress("--> Using cache " + key[:12])
+            if self.step is not None:
+                self.step.cached = True
             layer = Layer(**entry["layer"]) if entry["layer"] else None
             created = entry["created"]
         else:
@@ -361,7 +587,6 @@ class Builder:
         hist: dict[str, Any] = {"created": created, "created_by": str(inst)}
         if layer:
             stage.layers.append(layer)
-            self.progress("--> " + layer.diff_id.split(":", 1)[1][:12])
         else:
             hist["empty_layer"] = True
         stage.config["history"].append(hist)
@@ -413,8 +638,26 @@ def prune_cache(store: "ImageStore") -> int:
     return removed
 
 
-def _chmod(inst: Instruction) -> int | None:
-    value = inst.flags.get("chmod")
+def platform_args() -> dict[str, str]:
+    """BuildKit's automatic platform ARGs (`ARG TARGETARCH` in a stage gets its value); the build and target
+    platforms are both the host's: this builder makes host images only."""
+    arch = host_arch()
+    return {f"{side}{key}": value for side in ("BUILD", "TARGET")
+            for key, value in (("PLATFORM", f"linux/{arch}"), ("OS", "linux"), ("ARCH", arch), ("VARIANT", ""))}
+
+
+def _is_url(source: str) -> bool:
+    return source.startswith(("http://", "https://", "git@"))
+
+
+def _flag(inst: Instruction, name: str, env: dict[str, str]) -> str | None:
+    """A flag's value with its variables expanded (`COPY --chown=$UID:$GID --from=$BASE`)."""
+    value = inst.flags.get(name)
+    return None if value is None else dockerfile.expand(value, env, inst.lineno)
+
+
+def _chmod(inst: Instruction, env: dict[str, str]) -> int | None:
+    value = _flag(inst, "chmod", env)
     if value is None:
         return None
     try:
@@ -440,7 +683,8 @@ def _is_archive(path: Path) -> bool:
 
 def build(store: "ImageStore", context: Path, dockerfile_path: Path | None = None, tag: str | None = None,
           build_args: dict[str, str] | None = None, target: str | None = None, progress: Progress = print,
-          no_cache: bool = False) -> Image:
+          no_cache: bool = False, secrets: dict[str, bytes] | None = None, network: str = "default",
+          pull: bool = False, labels: dict[str, str] | None = None) -> Image:
     if tag:
         reference.parse(tag)  # a bad tag fails before any work is done
     context = Path(context)
@@ -451,4 +695,5 @@ def build(store: "ImageStore", context: Path, dockerfile_path: Path | None = Non
         text = path.read_text()
     except OSError as e:
         raise BuildError(f"cannot read Dockerfile {path}: {e.strerror}") from None
-    return Builder(store, context, text, build_args or {}, progress, no_cache).build(tag, target)
+    return Builder(store, context, text, build_args or {}, progress, no_cache, secrets, network, pull,
+                   labels).build(tag, target)

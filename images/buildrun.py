@@ -1,8 +1,8 @@
 """Running one `RUN` step in a runc container over the image's overlay rootfs.
 
-The container gets its own pid/ipc/uts/mount namespaces and a network namespace
-with only loopback: builds are hermetic (no host network reachable) and cannot
-collide with anything else on the node. runc creates and removes the cgroup.
+The container gets its own pid/ipc/uts/mount namespaces. Its network is the sandbox of
+buildnet.py (NAT to the host, BuildKit's default), or with `RUN --network=none` a namespace
+with only loopback. runc creates and removes the cgroup.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import orjson
 from images.errors import BuildError, ImageError
 from images.rootfs import read_in_root
 
+HOSTNAME = "pkube-build"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
          "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
@@ -66,7 +67,9 @@ def _db(rootfs: Path, path: str) -> list[list[str]]:
     return [line.split(":") for line in text.splitlines() if line and ":" in line]
 
 
-def spec(rootfs: Path, args: list[str], env: list[str], cwd: str, uid: int, gid: int) -> dict[str, Any]:
+def spec(rootfs: Path, args: list[str], env: list[str], cwd: str, uid: int, gid: int,
+         mounts: list[dict[str, Any]] | None = None, netns: str | None = None) -> dict[str, Any]:
+    network: dict[str, str] = {"type": "network", **({"path": netns} if netns else {})}
     return {
         "ociVersion": "1.0.2",
         "process": {
@@ -75,7 +78,7 @@ def spec(rootfs: Path, args: list[str], env: list[str], cwd: str, uid: int, gid:
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
         },
         "root": {"path": str(rootfs), "readonly": False},
-        "hostname": "pkube-build",
+        "hostname": HOSTNAME,
         "mounts": [
             {"destination": "/proc", "type": "proc", "source": "proc"},
             {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
@@ -85,9 +88,10 @@ def spec(rootfs: Path, args: list[str], env: list[str], cwd: str, uid: int, gid:
             {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
              "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
             {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+            *(mounts or []),
         ],
         "linux": {
-            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
+            "namespaces": [network, *({"type": t} for t in ("pid", "ipc", "uts", "mount"))],
             "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"],
             "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
         },
@@ -95,12 +99,13 @@ def spec(rootfs: Path, args: list[str], env: list[str], cwd: str, uid: int, gid:
 
 
 def run(bundle: Path, rootfs: Path, args: list[str], env: list[str], cwd: str, user: str,
-        output: Callable[[str], None]) -> None:
-    """Run `args` in a container over `rootfs`; stream its output; raise BuildError on non-zero exit."""
+        output: Callable[[str], None], mounts: list[dict[str, Any]] | None = None, netns: str | None = None) -> None:
+    """Run `args` in a container over `rootfs` (plus `mounts`, OCI mount entries; in the network namespace at
+    `netns`, else a new one with only loopback); stream its output; raise BuildError on non-zero exit."""
     runc = runc_binary()
     uid, gid = resolve_user(rootfs, user)
     bundle.mkdir(parents=True, exist_ok=True)
-    (bundle / "config.json").write_bytes(orjson.dumps(spec(rootfs, args, env, cwd, uid, gid)))
+    (bundle / "config.json").write_bytes(orjson.dumps(spec(rootfs, args, env, cwd, uid, gid, mounts, netns)))
     cid = f"pkube-build-{uuid.uuid4().hex[:12]}"
     try:
         proc = subprocess.Popen([runc, "run", "--bundle", str(bundle), cid], stdin=subprocess.DEVNULL,

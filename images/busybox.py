@@ -25,5 +25,5 @@ def ensure_busybox(store: ImageStore, name: str = BUSYBOX_IMAGE, quiet: bool = T
     with tempfile.TemporaryDirectory(dir=store.layout.tmp, prefix="busybox-ctx-") as ctx:
         shutil.copytree(DOCKERFILE_DIR, ctx, dirs_exist_ok=True)
         shutil.copy2(BUSYBOX_BINARY, Path(ctx) / "busybox")
-        img = build(store, Path(ctx), tag=name, progress=(lambda _line: None) if quiet else print)
+        img = build(store, Path(ctx), tag=name, progress=(lambda _line: None) if quiet else print, network="none")
     return str(img.name)

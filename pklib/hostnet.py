@@ -32,3 +32,8 @@ def delete_link(name: str) -> None:
             except NetlinkError as e:
                 if e.code != errno.ENODEV:
                     raise
+
+
+def link_exists(name: str) -> bool:
+    with IPRoute() as ipr:
+        return bool(ipr.link_lookup(ifname=name))

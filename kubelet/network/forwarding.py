@@ -12,8 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from pyroute2 import IPRoute
-
+from pklib.hostnet import link_exists
 from pklib.sysctl import RUN_DIR, SharedSysctl
 
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
@@ -23,11 +22,6 @@ STATE_DIR = RUN_DIR / "kubelet"
 def setting(sysctl: Path = IP_FORWARD, state_dir: Path = STATE_DIR) -> SharedSysctl:
     """The bookkeeping (its `record(bridge)`, `recorded()` in the caller's netns)."""
     return SharedSysctl(sysctl, state_dir, "ip_forward")
-
-
-def link_exists(name: str) -> bool:
-    with IPRoute() as ipr:
-        return bool(ipr.link_lookup(ifname=name))
 
 
 def enable(bridge: str, sysctl: Path = IP_FORWARD, state_dir: Path = STATE_DIR) -> None:

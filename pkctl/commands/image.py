@@ -21,7 +21,7 @@ from typing import Any, Callable
 from images import auth, mirrors, reference
 from images.busybox import BUSYBOX_IMAGE, ensure_busybox
 from images.errors import ImageError
-from images.image import Image
+from images.image import Image, host_arch
 from images.registry import Registry
 from images.store import ImageStore, default_root
 from pkctl.errors import CommandError
@@ -82,6 +82,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sp.add_argument("--build-arg", action="append", default=[], metavar="KEY=VALUE")
     sp.add_argument("--target", metavar="STAGE")
     sp.add_argument("--no-cache", action="store_true")
+    sp.add_argument("--secret", action="append", default=[], metavar="id=ID[,src=FILE|env=VAR]",
+                    help="a secret for RUN --mount=type=secret (default source: the environment variable ID)")
+    sp.add_argument("--network", choices=["default", "none"], default="default",
+                    help="network of the RUN steps: default (a sandbox with NAT to the host) or none")
+    sp.add_argument("--pull", action="store_true", help="always pull the base images, even those present")
+    sp.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="a label of the image")
+    sp.add_argument("--platform", metavar="OS/ARCH", help="only the host's platform can be built here")
+    sp.add_argument("--progress", choices=["auto", "plain", "tty", "quiet"], default="auto",
+                    help="progress output: BuildKit's plain lines (auto, plain, tty) or none (quiet, like -q)")
     sp.add_argument("-q", "--quiet", action="store_true", help="print only the image ID")
     add("build-busybox", _build_busybox,
         f"build the bundled {BUSYBOX_IMAGE} from manifests/images/busybox and the host's busybox-static")
@@ -167,7 +176,8 @@ def inspect_doc(store: ImageStore, img: Image) -> dict[str, Any]:
         "Author": img.config.get("author", ""),
         "Size": img.size,
         "Config": {k: cfg.get(k) for k in ("User", "Env", "Entrypoint", "Cmd", "WorkingDir", "ExposedPorts",
-                                            "Volumes", "Labels", "StopSignal") if k in cfg},
+                                            "Volumes", "Labels", "StopSignal", "Healthcheck", "OnBuild", "Shell")
+                   if k in cfg},
         "RootFS": {"Type": "layers", "Layers": [layer.diff_id for layer in img.layers]},
         "Manifest": {"Digest": img.manifest_digest, "MediaType": img.manifest_media_type,
                      "Layers": [layer.descriptor() for layer in img.layers]},
@@ -342,6 +352,32 @@ def _build_busybox(args: argparse.Namespace) -> int:
     return 0
 
 
+def _secret(item: str) -> tuple[str, bytes]:
+    """`--secret id=ID[,src=FILE][,env=VAR][,type=file|env]` (Docker's syntax) -> (ID, its value)."""
+    fields: dict[str, str] = {}
+    for part in item.split(","):
+        key, eq, value = part.partition("=")
+        if not eq or key not in ("id", "src", "source", "env", "type"):
+            raise CommandError(f"invalid --secret {item!r}: expected id=ID[,src=FILE|env=VAR]")
+        fields["src" if key == "source" else key] = value
+    sid = fields.get("id") or ""
+    if not sid:
+        raise CommandError(f"invalid --secret {item!r}: id=ID is required")
+    kind = fields.get("type") or ("file" if "src" in fields else "env")
+    if kind not in ("file", "env"):
+        raise CommandError(f"invalid --secret {item!r}: type must be file or env")
+    if kind == "env":
+        var = fields.get("env") or fields.get("src") or sid
+        if var not in os.environ:
+            raise CommandError(f"--secret {item}: environment variable {var} is not set")
+        return sid, os.environ[var].encode()
+    src = fields.get("src") or sid
+    try:
+        return sid, Path(src).expanduser().read_bytes()
+    except OSError as e:
+        raise CommandError(f"--secret {item}: cannot read {src}: {e.strerror}") from None
+
+
 def _build(args: argparse.Namespace) -> int:
     build_args = {}
     for item in args.build_arg:
@@ -353,8 +389,19 @@ def _build(args: argparse.Namespace) -> int:
                 continue
             value = os.environ[key]
         build_args[key] = value
+    labels = {}
+    for item in args.label:
+        key, _, value = item.partition("=")
+        if not key:
+            raise CommandError(f"invalid --label {item!r}: expected KEY=VALUE")
+        labels[key] = value
+    host = f"linux/{host_arch()}"
+    if args.platform and args.platform.rstrip("/") != host:
+        raise CommandError(f"--platform={args.platform}: only the host platform {host} can be built here")
+    args.quiet = args.quiet or args.progress == "quiet"
     img = _store(args).build(args.context, dockerfile_path=args.file, tag=args.tag, build_args=build_args,
-                             target=args.target, no_cache=args.no_cache,
+                             target=args.target, no_cache=args.no_cache, network=args.network,
+                             secrets=dict(_secret(item) for item in args.secret), pull=args.pull, labels=labels,
                              progress=(lambda _line: None) if args.quiet else (lambda line: print(line, flush=True)))
     if args.quiet:
         print(img.id)

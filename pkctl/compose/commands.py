@@ -17,7 +17,7 @@ from ..errors import CommandError
 from ..printers import to_yaml
 from . import runner
 from .convert import Plan, convert, image_of
-from .model import ComposeError, Project, find_file, load
+from .model import ComposeError, Project, find_file, image_healthcheck, load
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -88,15 +88,39 @@ def say(line: str) -> None:
     print(f" ✔ {line}", flush=True)
 
 
-def image_store(args: argparse.Namespace) -> ImageStore:
+def image_root(args: argparse.Namespace) -> Path:
     if args.image_root:
-        return ImageStore(args.image_root)
+        return Path(args.image_root)
     config = getattr(args, "kubeconfig", None) or default_kubeconfig_path()
     home = Path(config).resolve().parent if config else None
     # A local cluster's kubeconfig sits in its home, whose kubelet reads images from <home>/images.
     if home is not None and (home / "config.json").is_file() and (home / "images").is_dir():
-        return ImageStore(home / "images")
-    return ImageStore(default_root())
+        return home / "images"
+    return default_root()
+
+
+def image_store(args: argparse.Namespace) -> ImageStore:
+    return ImageStore(image_root(args))
+
+
+def use_image_healthchecks(args: argparse.Namespace, project: Project) -> bool:
+    """Services whose file says nothing about health get their image's HEALTHCHECK, as with Docker, for the
+    images in the local store (built or pulled here); returns whether any did."""
+    pending = [svc for svc in project.services.values() if not svc.healthcheck_set]
+    root = image_root(args)
+    if not pending or not root.is_dir():
+        return False  # no store here: nothing to look at (and none to create)
+    changed = False
+    try:
+        store = ImageStore(root)
+        for svc in pending:
+            img = store.resolve(image_of(project, svc))
+            hc = image_healthcheck((img.config.get("config") or {}).get("Healthcheck")) if img else None
+            if hc is not None:
+                svc.healthcheck, changed = hc, True
+    except (ImageError, PermissionError):
+        return changed  # an unreadable store: the file's settings alone, as before
+    return changed
 
 
 def build_images(args: argparse.Namespace, project: Project, only: list[str], always: bool,
@@ -123,6 +147,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     project = project_of(args)
     plan = plan_of(project)
     build_images(args, project, [], args.build)
+    if use_image_healthchecks(args, project):
+        plan = plan_of(project)
 
     async def go(conn: Connection) -> int:
         await runner.up(conn.client, project, plan, args.wait_timeout, say, args.remove_orphans)

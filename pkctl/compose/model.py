@@ -91,6 +91,7 @@ class Service:
     mounts: list[Mount] = field(default_factory=list)
     depends_on: dict[str, str] = field(default_factory=dict)  # service -> condition
     healthcheck: Healthcheck | None = None
+    healthcheck_set: bool = False  # the file has a healthcheck key (else the image's HEALTHCHECK applies)
     restart: str = ""
     replicas: int = 1
     limits: dict[str, str] = field(default_factory=dict)  # Kubernetes resource names and quantities
@@ -396,6 +397,7 @@ def _service_fields(source: str, name: str, d: Mapping[str, Any], directory: Pat
             if cond not in ("service_started", "service_healthy", "service_completed_successfully"):
                 raise ComposeError(f"{_where(source, deps, dep)}: unknown depends_on condition {cond!r}")
             svc.depends_on[str(dep)] = cond
+    svc.healthcheck_set = "healthcheck" in d
     if healthcheck := _mapping(d, "healthcheck", at):
         svc.healthcheck = _healthcheck(source, healthcheck)
     svc.restart = str(d.get("restart") or "")
@@ -500,6 +502,22 @@ def _mount(v: Any, where: str, directory: Path, volumes: dict[str, str]) -> Moun
     if source not in volumes:
         raise ComposeError(f"{where}: service uses undefined volume {source!r}: declare it under the top-level volumes")
     return Mount("volume", target, volumes[source], ro)
+
+
+def image_healthcheck(doc: Any) -> Healthcheck | None:
+    """An image's HEALTHCHECK (Docker's config `Healthcheck`: Test, durations in nanoseconds, zero = default)
+    as a service healthcheck; Docker runs it for a service whose file has no healthcheck key."""
+    test = doc.get("Test") if isinstance(doc, dict) else None
+    if not isinstance(test, list) or not test or test[0] not in ("CMD", "CMD-SHELL"):
+        return None  # none, NONE, or inherited ([]): no check
+    args = [str(t) for t in test[1:]]
+    hc = Healthcheck(["sh", "-c", " ".join(args)] if test[0] == "CMD-SHELL" else args)
+    for key, attr in (("Interval", "interval"), ("Timeout", "timeout"), ("StartPeriod", "start_period")):
+        if isinstance(doc.get(key), int) and doc[key] > 0:
+            setattr(hc, attr, doc[key] / 1e9)
+    if isinstance(doc.get("Retries"), int) and doc["Retries"] > 0:
+        hc.retries = doc["Retries"]
+    return hc
 
 
 def _healthcheck(source: str, h: Mapping[str, Any]) -> Healthcheck | None:

@@ -57,8 +57,10 @@ def test_two_stage_build_produces_config_and_files(busybox_store: ImageStore, co
     tag = f"pkube.local/{unique('app')}:1"
     lines: list[str] = []
     img = build(busybox_store, context, tag=tag, build_args={"GREETING": "hi"}, progress=lines.append)
-    assert lines[0] == "STEP 1/18: ARG BASE=pkube.local/busybox:latest"
-    assert any(line.startswith("STEP 6/18: RUN echo") for line in lines)
+    assert lines[0] == "#1 [builder 1/4] FROM pkube.local/busybox:latest"  # Docker's (BuildKit's) plain progress
+    assert "#4 [builder 4/4] RUN echo \"$GREETING from the builder\" > /src/out.txt && chmod 755 app.sh" in lines
+    assert "#5 [stage-1 1/5] FROM pkube.local/busybox:latest" in lines
+    assert lines[-1].startswith("[+] Building ") and lines[-1].endswith(" (10/10) FINISHED")
     cfg = busybox_store.config(tag)["config"]
     assert cfg["Entrypoint"] == ["/opt/app/app.sh"] and cfg["Cmd"] == ["--serve"]
     assert cfg["WorkingDir"] == "/opt/app" and cfg["User"] == "nobody"
@@ -90,14 +92,14 @@ def test_rebuild_with_nothing_changed_hits_the_cache(busybox_store: ImageStore, 
     lines: list[str] = []
     second = build(busybox_store, context, tag=f"pkube.local/{unique('c')}:2", progress=lines.append)
     assert second.manifest_digest == first.manifest_digest
-    assert sum(line.startswith("--> Using cache") for line in lines) == 7
-    assert not any("from the builder" in line for line in lines if not line.startswith("STEP"))
+    assert sum(line.endswith(" CACHED") for line in lines) == 7
+    assert not any("from the builder" in line for line in lines if "] RUN " not in line)
 
     (context / "conf" / "app.conf").write_text("port=9090\n")  # a changed input invalidates from there on
     lines.clear()
     third = build(busybox_store, context, tag=f"pkube.local/{unique('c')}:3", progress=lines.append)
     assert third.manifest_digest != first.manifest_digest
-    assert sum(line.startswith("--> Using cache") for line in lines) == 5
+    assert sum(line.endswith(" CACHED") for line in lines) == 5
     # A changed file that .dockerignore excludes does not invalidate anything.
     (context / "conf" / "secret.key").write_text("rotated")
     fourth = build(busybox_store, context, tag=f"pkube.local/{unique('c')}:4", progress=lambda _: None)
@@ -129,7 +131,7 @@ def test_add_extracts_local_tars_and_copy_keeps_files(busybox_store: ImageStore,
 
 
 @pytest.mark.parametrize("dockerfile, message", [
-    (f"FROM {BUSYBOX_IMAGE}\nRUN true\nHEALTHCHECK CMD true\n", r"line 3: unsupported instruction 'HEALTHCHECK'"),
+    (f"FROM {BUSYBOX_IMAGE}\nRUN true\nHEALTH CMD true\n", r"line 3: unsupported instruction 'HEALTH'"),
     ("RUN true\n", r"line 1: RUN: a Dockerfile must begin with FROM"),
     ("FROM pkube.local/nosuch:1\n", r"line 1: FROM: base image 'pkube.local/nosuch:1' is not in the local store"),
     (f"FROM {BUSYBOX_IMAGE}\nCOPY missing.txt /\n", r"line 2: source 'missing.txt' not found"),
@@ -175,7 +177,7 @@ def test_target_builds_only_up_to_that_stage(busybox_store: ImageStore, context:
     lines: list[str] = []
     tag = f"pkube.local/{unique('tgt')}:1"
     build(busybox_store, context, tag=tag, target="builder", progress=lines.append)
-    assert not any(line.startswith("STEP 7/") for line in lines)
+    assert not any("[stage-1 " in line for line in lines)
     assert busybox_store.config(tag)["config"]["WorkingDir"] == "/src"
     cid = unique()
     root = busybox_store.prepare_rootfs(tag, cid)

@@ -36,7 +36,7 @@ def test_build_ls_inspect_tag_save_load_rm_prune(busybox_store: ImageStore, tmp_
                                     "LABEL a=b\nEXPOSE 80\nCMD [\"cat\", \"/hi\"]\n")
     r = pkctl("image", "build", "--root", root, "-t", "web:1", "--build-arg", "WHO=you", ctx)
     assert r.returncode == 0, r.stderr
-    assert "STEP 3/6: RUN echo hi $WHO > /hi" in r.stdout
+    assert "#2 [2/2] RUN echo hi $WHO > /hi\n" in r.stdout
     assert "Successfully tagged docker.io/library/web:1" in r.stdout
 
     r = pkctl("image", "ls", "--root", root)
