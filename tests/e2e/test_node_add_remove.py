@@ -61,6 +61,11 @@ def test_the_host_node_and_unknown_nodes_cannot_be_removed(one: Cluster) -> None
     assert p.returncode == 1 and "'no-such-node' is not a node of the cluster" in p.stderr and host in p.stderr
     p = node_cmd(one, "add", "--count", "0")
     assert p.returncode == 2 and "number of nodes to add" in p.stderr
+    p = node_cmd(one, "add", "--wait", "soon")
+    assert p.returncode == 2 and "--wait" in p.stderr
+    for argv in (("add",), ("remove", "x"), ("list",)):
+        p = run("cluster", "node", *argv, "--home", "/nonexistent-pkube-home", check=False)
+        assert p.returncode == 1 and p.stderr.startswith("error: no pkube cluster at") and no_traceback(p)
     assert one.config()["workers"] == []
 
 
