@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import copy
+import fcntl
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
@@ -644,8 +646,25 @@ def cmd_join(args: argparse.Namespace) -> int:
 # stop and start again in order; running pods are left alone, as by any kubelet restart), so `down`, `status` and a
 # restart after a power cut see the cluster as it is now.
 
+@contextmanager
+def _changing_nodes(home: Home) -> Iterator[None]:
+    """One `cluster node add|remove` at a time per home (each rewrites config.json and restarts the supervisor)."""
+    with open(home.run / "nodes.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CommandError(f"another `pkctl cluster node` command is changing the cluster at {home.root}; "
+                               "try again when it is done") from None
+        yield
+
+
 def cmd_node_add(args: argparse.Namespace) -> int:
-    home, cfg = _running_cluster(args)
+    home, _ = _running_cluster(args)
+    with _changing_nodes(home):
+        return _add_nodes(home, _config(home), args)
+
+
+def _add_nodes(home: Home, cfg: ClusterConfig, args: argparse.Namespace) -> int:
     if cfg.nodes + args.count > MAX_NODES:
         raise CommandError(f"the cluster at {home.root} has {cfg.nodes} nodes: adding {args.count} would make more "
                            f"than {MAX_NODES}")
@@ -665,9 +684,14 @@ def cmd_node_add(args: argparse.Namespace) -> int:
 
 
 def cmd_node_remove(args: argparse.Namespace) -> int:
+    home, _ = _running_cluster(args)
+    with _changing_nodes(home):
+        return _remove_node(home, _config(home), args)
+
+
+def _remove_node(home: Home, cfg: ClusterConfig, args: argparse.Namespace) -> int:
     from pkctl.cluster import nodes
     from pkctl.main import main as pkctl
-    home, cfg = _running_cluster(args)
     if args.name == cfg.node_name:
         raise CommandError(f"node {args.name!r} is the cluster's first node: it runs on the host with the control "
                            f"plane and cannot be removed (remove the whole cluster with `pkctl cluster down --purge "
