@@ -1,5 +1,6 @@
-"""Multi-node local cluster benchmark: `pkctl cluster up --nodes 3` time until every node is Ready, and the
-RSS of one extra node's processes (its kubelet and proxy, each in the node's network namespace).
+"""Multi-node local cluster benchmark: `pkctl cluster up --nodes 3` time until every node is Ready, the
+RSS of one extra node's processes (its kubelet and proxy, each in the node's network namespace), and how long
+`pkctl cluster node add` (until the new node is Ready) and `pkctl cluster node remove` (drain included) take.
 
     .venv/bin/python bench/nodes.py [--nodes 3]
 
@@ -43,6 +44,9 @@ def main() -> int:
             rss[name] = round(((rec.rss_bytes() if rec else 0) or 0) / 2**20, 1)
         result["worker_rss_mb"] = rss
         result["worker_rss_total_mb"] = round(sum(rss.values()), 1)
+        result["node_add_s"] = pkctl("cluster", "node", "add", "--home", str(home.root), "--wait", "180s")
+        added = home.load_config().workers[-1].name
+        result["node_remove_s"] = pkctl("cluster", "node", "remove", added, "--home", str(home.root))
     return report(result, indent=1)
 
 

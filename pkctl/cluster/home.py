@@ -29,6 +29,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -177,6 +178,9 @@ class ClusterConfig:
     # nodes never share a VXLAN device).
     network_backend: str = "auto"
     vxlan_vni: int = 0
+    # Each node's share of the pod range, fixed once nodes are added to a running cluster (`cluster node add`):
+    # the nodes already running keep their ranges. 0: computed from the number of nodes (node_cidr_mask).
+    node_cidr_mask_size: int = 0
 
     def __post_init__(self) -> None:
         self.members = [m if isinstance(m, Member) else Member(**m) for m in self.members]
@@ -218,6 +222,8 @@ class ClusterConfig:
     @property
     def node_cidr_mask(self) -> int:
         """Each node's share of the pod range: /24s where they fit (kubeadm's default), else cut to fit them all."""
+        if self.node_cidr_mask_size:
+            return self.node_cidr_mask_size
         prefix = ipaddress.ip_network(self.cluster_cidr).prefixlen
         return max(24, prefix + (self.nodes - 1).bit_length())
 
@@ -326,6 +332,30 @@ class Home:
             self._write_kubeconfig(self.identity_kubeconfig(user), cfg.api_url, cfg.tls, tokens[user])
             if user in worker_users:
                 self._write_kubeconfig(self.identity_kubeconfig(user, gateway=True), gateway, cfg.tls, tokens[user])
+
+    def forget_node(self, w: Worker) -> list[str]:
+        """Everything a removed extra node (`cluster node remove`) kept in the home: its token (the API stops
+        taking it at the next start), kubeconfigs, serving certificate, state dirs, state records and logs.
+        Returns what could not be removed."""
+        user = node_user(w.name)
+        rows = [r for r in csv.reader(self.tokens_file.read_text().splitlines()) if not (len(r) >= 2 and r[1] == user)]
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerows(rows)
+        tmp = self.tokens_file.with_name(f".tokens.{secrets.token_hex(4)}")
+        write_private(tmp, out.getvalue())
+        os.replace(tmp, self.tokens_file)
+        problems = []
+        for path in (self.identity_kubeconfig(user), self.identity_kubeconfig(user, gateway=True),
+                     self.pki.cert(w.component), self.pki.key(w.component), self.state_file(w.component),
+                     self.state_file(w.proxy_component), self.log(w.component), self.log(w.proxy_component)):
+            path.unlink(missing_ok=True)
+        try:
+            shutil.rmtree(self.node_dir(w.name))
+        except FileNotFoundError:
+            pass
+        except OSError as e:  # e.g. a volume still mounted there
+            problems.append(f"{self.node_dir(w.name)}: {e}")
+        return problems
 
     def prepare_check(self, control_planes: int | None, nodes: int | None = None) -> None:
         """HomeError when an existing home was made with another number of control planes or nodes."""
@@ -494,16 +524,37 @@ def node_name_prefix(root: Path) -> str:
 
 
 def add_workers(cfg: ClusterConfig, root: Path, nodes: int) -> None:
-    """Name and address the extra nodes of a new home. Their subnet is a /24 picked by the home's digest
-    among 4096 in 10.128.0.0-10.143.255.0, clear of the Service and pod ranges above."""
+    """Name and address the extra nodes of a new home."""
+    cfg.workers = []
+    append_workers(cfg, root, nodes - 1)
+
+
+def append_workers(cfg: ClusterConfig, root: Path, count: int) -> list[Worker]:
+    """`count` more extra nodes, each with the next index (its name, IP and names on the host follow from it).
+    The cluster network's subnet is a /24 picked by the home's digest among 4096 in 10.128.0.0-10.143.255.0,
+    clear of the Service and pod ranges above; a home made with one node gets it with its first added node."""
     digest = hashlib.sha256(str(root).encode()).digest()
-    n = int.from_bytes(digest[4:6], "big") % (16 * 256)
-    subnet = ipaddress.ip_network(f"10.{128 + n // 256}.{n % 256}.0/24")
-    tag = digest.hex()[6:12]
-    cfg.node_subnet, cfg.node_bridge = str(subnet), f"pkn{tag}"
+    if not cfg.node_subnet:
+        n = int.from_bytes(digest[4:6], "big") % (16 * 256)
+        cfg.node_subnet, cfg.node_bridge = f"10.{128 + n // 256}.{n % 256}.0/24", f"pkn{digest.hex()[6:12]}"
+    subnet, tag = ipaddress.ip_network(cfg.node_subnet), digest.hex()[6:12]
     prefix = node_name_prefix(root)
-    cfg.workers = [Worker(name=f"{prefix}-worker{'' if i == 2 else i}", index=i, ip=str(subnet[i]),
-                          netns=f"pkn{tag}-w{i}", veth=f"pkn{tag}w{i}") for i in range(2, nodes + 1)]
+    first = max([w.index for w in cfg.workers], default=1) + 1
+    added = [Worker(name=f"{prefix}-worker{'' if i == 2 else i}", index=i, ip=str(subnet[i]),
+                    netns=f"pkn{tag}-w{i}", veth=f"pkn{tag}w{i}") for i in range(first, first + count)]
+    cfg.workers += added
+    return added
+
+
+def make_room_for_nodes(cfg: ClusterConfig, nodes: int) -> None:
+    """Before nodes are added to a cluster whose nodes already hold their pod ranges: keep the size of a node's
+    range (recorded from now on) and widen the cluster's pod range, in place, when it has no room for `nodes`."""
+    mask = cfg.node_cidr_mask
+    cfg.node_cidr_mask_size = mask
+    net = ipaddress.ip_network(cfg.cluster_cidr)
+    wanted = mask - (nodes - 1).bit_length()
+    if wanted < net.prefixlen:
+        cfg.cluster_cidr = str(net.supernet(new_prefix=wanted))
 
 
 def private_node_names(cfg: ClusterConfig, root: Path) -> None:

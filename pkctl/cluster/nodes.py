@@ -59,17 +59,25 @@ def _ensure_node(ipr: IPRoute, bridge: int, w: Worker, prefixlen: int, gateway: 
 def delete_network(cfg: ClusterConfig) -> list[str]:
     """Each node's netns (its veth, pod bridge, NAT and proxy tables go with it), then the cluster bridge
     (and the host's routes through it); idempotent. Returns what could not be removed."""
-    problems = []
-    for w in cfg.workers:
-        try:
-            if os.path.exists(netns_path(w.netns)):
-                netns.remove(w.netns)
-        except OSError as e:
-            problems.append(f"network namespace {w.netns}: {e}")
+    problems = [p for w in cfg.workers for p in delete_node(w)]
     if cfg.node_bridge:
-        for name in [w.veth for w in cfg.workers] + [cfg.node_bridge]:
-            try:
-                delete_link(name)
-            except NetlinkError as e:
-                problems.append(f"link {name}: {e}")
+        try:
+            delete_link(cfg.node_bridge)
+        except NetlinkError as e:
+            problems.append(f"link {cfg.node_bridge}: {e}")
+    return problems
+
+
+def delete_node(w: Worker) -> list[str]:
+    """One node's netns and its veth on the cluster bridge (`cluster node remove`); idempotent."""
+    problems = []
+    try:
+        if os.path.exists(netns_path(w.netns)):
+            netns.remove(w.netns)
+    except OSError as e:
+        problems.append(f"network namespace {w.netns}: {e}")
+    try:
+        delete_link(w.veth)
+    except NetlinkError as e:
+        problems.append(f"link {w.veth}: {e}")
     return problems

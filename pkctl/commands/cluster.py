@@ -1,23 +1,29 @@
-"""`pkctl cluster up|down|status|logs|backup|restore|token|join`: a local cluster (like minikube, kind, k3s),
-and machines joining one."""
+"""`pkctl cluster up|down|status|logs|backup|restore|token|join|node`: a local cluster (like minikube, kind, k3s),
+machines joining one, and nodes added to and removed from it."""
 from __future__ import annotations
 
 import argparse
+import copy
+import fcntl
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
 from pkctl.cluster import backup, images, kubemerge, procs
 from pkctl.cluster import prereqs as prereq_checks
-from pkctl.cluster.components import BY_NAME, COMPONENTS, all_names, apiserver_serves_tls, components
+from pkctl.cluster.components import (BY_NAME, COMPONENTS, all_names, api_get, apiserver_serves_tls, components,
+                                     node_ready)
 from pkctl.cluster.backup import BackupError
-from pkctl.cluster.home import ClusterConfig, Home, HomeError, resolve
+from pkctl.cluster.home import (ClusterConfig, Home, HomeError, append_workers, make_room_for_nodes, resolve,
+                                write_json)
 from pkctl.cluster.join import JoinError
 from pklib import validation
 from pklib.api.timefmt import parse_duration
@@ -123,6 +129,31 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     jn.set_defaults(func=cmd_join)
 
 
+    nd = csub.add_parser("node", help="add, remove or list the nodes of a local cluster")
+    nsub = nd.add_subparsers(dest="node_command", metavar="SUBCOMMAND", required=True)
+    na = nsub.add_parser("add", help="add nodes to the running cluster, each in a network namespace of its own "
+                                     "(the cluster's components restart; running pods are not touched)")
+    home_arg(na)
+    na.add_argument("--count", type=_add_count, default=1, metavar="K", help="how many nodes to add (default 1)")
+    na.add_argument("--wait", type=_wait, default=DEFAULT_WAIT, metavar="DURATION",
+                    help=f"how long to wait for the cluster and its new nodes to be Ready, e.g. 90s "
+                         f"(default {DEFAULT_WAIT:.0f}s)")
+    na.set_defaults(func=cmd_node_add)
+    nr = nsub.add_parser("remove", help="drain a node, then stop it and remove it from the cluster and the host")
+    home_arg(nr)
+    nr.add_argument("name", metavar="NAME", help="the node (see `pkctl cluster node list`)")
+    nr.add_argument("--force", action="store_true",
+                    help="remove the node without draining it (its pods go with it)")
+    nr.add_argument("--timeout", default="5m", metavar="DURATION",
+                    help="how long draining may take (default 5m; 0s: no limit)")
+    nr.add_argument("--wait", type=_wait, default=DEFAULT_WAIT, metavar="DURATION",
+                    help=f"how long to wait for the cluster to be Ready again (default {DEFAULT_WAIT:.0f}s)")
+    nr.set_defaults(func=cmd_node_remove)
+    nl = nsub.add_parser("list", help="the cluster's nodes: role, InternalIP, network namespace, readiness")
+    home_arg(nl)
+    nl.set_defaults(func=cmd_node_list)
+
+
 _port = int_in_range(1, 65535, "port number", show_range=True)
 
 
@@ -140,6 +171,22 @@ def _nodes(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= MAX_NODES:
         raise argparse.ArgumentTypeError(f"{text!r}: the number of nodes is between 1 and {MAX_NODES}")
     return int(text)
+
+
+def _add_count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) < MAX_NODES:
+        raise argparse.ArgumentTypeError(f"{text!r}: the number of nodes to add is between 1 and {MAX_NODES - 1}")
+    return int(text)
+
+
+def _wait(text: str) -> float:
+    try:
+        value = parse_duration(text if not text.replace(".", "", 1).isdigit() else text + "s")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} is not between 0s and 1h")
+    return value
 
 
 def _seconds(text: str) -> float:
@@ -355,10 +402,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     sup = supervisor(home)
     if sup:
         print(f"Stopping pkube cluster in {home.root} ...", flush=True)
-        sup.signal(signal.SIGTERM)
-        if procs.wait_gone([sup], DOWN_TIMEOUT):
-            raise CommandError(f"the supervisor (pid {sup.pid}) did not stop within {DOWN_TIMEOUT:.0f}s; "
-                               f"see {home.log('supervisor')}")
+        _stop_supervisor(home, sup)
     else:
         print(f"pkube cluster in {home.root} is not running.")
     left = leftovers(home, cfg)
@@ -380,6 +424,14 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stop_supervisor(home: Home, sup: procs.ProcRecord) -> None:
+    """Stop the supervisor and, through it, every component (in reverse order); pods keep running."""
+    sup.signal(signal.SIGTERM)
+    if procs.wait_gone([sup], DOWN_TIMEOUT):
+        raise CommandError(f"the supervisor (pid {sup.pid}) did not stop within {DOWN_TIMEOUT:.0f}s; "
+                           f"see {home.log('supervisor')}")
+
+
 def leftovers(home: Home, cfg: ClusterConfig | None) -> list[str]:
     """Stop recorded component processes that outlived their supervisor, then report what could not be stopped.
 
@@ -399,7 +451,7 @@ def leftovers(home: Home, cfg: ClusterConfig | None) -> list[str]:
     for c in comps:
         if c.cleanup is not None and cfg is not None and c.available():
             problems += c.cleanup(home, cfg)
-    if cfg is not None and cfg.workers:
+    if cfg is not None and (cfg.workers or cfg.node_bridge):  # the bridge stays after the last node is removed
         from pkctl.cluster import nodes  # netlink: only a multi-node cluster needs it
         problems += nodes.delete_network(cfg)
     return problems
@@ -591,4 +643,136 @@ def cmd_join(args: argparse.Namespace) -> int:
         return 1
     print(f"This machine is node {node} of {args.server}. Status: pkctl cluster status --home {home.root}; "
           f"leave: pkctl cluster down --purge --home {home.root}")
+    return 0
+
+
+# -- `pkctl cluster node add|remove|list` ------------------------------------------------------------------------
+# The nodes' names, addresses, credentials and the shape of the pod range are in config.json, which every component
+# is started from: a node is added or removed by changing the config and restarting the supervisor (the components
+# stop and start again in order; running pods are left alone, as by any kubelet restart), so `down`, `status` and a
+# restart after a power cut see the cluster as it is now.
+
+@contextmanager
+def _changing_nodes(home: Home) -> Iterator[None]:
+    """One `cluster node add|remove` at a time per home (each rewrites config.json and restarts the supervisor)."""
+    with open(home.run / "nodes.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CommandError(f"another `pkctl cluster node` command is changing the cluster at {home.root}; "
+                               "try again when it is done") from None
+        yield
+
+
+def cmd_node_add(args: argparse.Namespace) -> int:
+    home, _ = _running_cluster(args)
+    with _changing_nodes(home):
+        return _add_nodes(home, _config(home), args)
+
+
+def _add_nodes(home: Home, cfg: ClusterConfig, args: argparse.Namespace) -> int:
+    if cfg.nodes + args.count > MAX_NODES:
+        raise CommandError(f"the cluster at {home.root} has {cfg.nodes} nodes: adding {args.count} would make more "
+                           f"than {MAX_NODES}")
+    make_room_for_nodes(cfg, cfg.nodes + args.count)
+    added = append_workers(cfg, home.root, args.count)
+    write_json(home.config_file, asdict(cfg))
+    cfg = _prepare(home, None, None)  # the new nodes' certificates, tokens and kubeconfigs
+    print(f"Adding {len(added)} node{'s' if len(added) > 1 else ''} to the pkube cluster in {home.root}")
+    for w in added:
+        print(f"  - {w.name}: InternalIP {w.ip}, network namespace {w.netns}")
+    print("  restarting the cluster's components with the new nodes (running pods are not touched) ...", flush=True)
+    _stop_supervisor(home, _live_supervisor(home))
+    if not _wait_ready(home, cfg, _start_supervisor(home), args.wait):
+        return 1
+    print("✓ " + ", ".join(f"node {w.name} Ready" for w in added))
+    return 0
+
+
+def cmd_node_remove(args: argparse.Namespace) -> int:
+    home, _ = _running_cluster(args)
+    with _changing_nodes(home):
+        return _remove_node(home, _config(home), args)
+
+
+def _remove_node(home: Home, cfg: ClusterConfig, args: argparse.Namespace) -> int:
+    from pkctl.cluster import nodes
+    from pkctl.main import main as pkctl
+    if args.name == cfg.node_name:
+        raise CommandError(f"node {args.name!r} is the cluster's first node: it runs on the host with the control "
+                           f"plane and cannot be removed (remove the whole cluster with `pkctl cluster down --purge "
+                           f"--home {home.root}`)")
+    w = next((w for w in cfg.workers if w.name == args.name), None)
+    if w is None:
+        raise CommandError(f"node {args.name!r} is not a node of the cluster at {home.root}; its nodes: "
+                           + ", ".join([cfg.node_name, *(w.name for w in cfg.workers)]))
+    try:
+        parse_duration(args.timeout)
+    except ValueError as e:
+        raise CommandError(f'invalid argument "{args.timeout}" for "--timeout" flag: {e}') from None
+    print(f"Removing node {w.name} from the pkube cluster in {home.root}", flush=True)
+    registered = api_get(home, cfg, f"/api/v1/nodes/{w.name}") is not None
+    if not args.force and registered:
+        # kubectl's drain for node removal (kubeadm's advice): evictions honour PodDisruptionBudgets, DaemonSet pods
+        # stay (they go with the node), emptyDir data goes with its pod; pods no controller recreates stop the
+        # removal unless --force (which skips the drain).
+        if pkctl(["--kubeconfig", str(home.kubeconfig), "drain", w.name, "--ignore-daemonsets",
+                  "--delete-emptydir-data", "--timeout", args.timeout]):
+            raise CommandError(f"node {w.name} was not removed: draining it failed (see above); it stays cordoned "
+                               f"(`pkctl uncordon {w.name}` takes it back), `--force` removes it without draining")
+    before = copy.deepcopy(cfg)
+    cfg.workers = [x for x in cfg.workers if x.name != w.name]
+    write_json(home.config_file, asdict(cfg))
+    print("  stopping the cluster's components ...", flush=True)
+    _stop_supervisor(home, _live_supervisor(home))
+    # its pods (containers, their netns, volumes, cgroups) from inside its netns, then the netns, its veth, its
+    # files; the cluster bridge too when no extra node is left
+    problems = [p for c in components(before) if c.name == w.component and c.cleanup for p in c.cleanup(home, before)]
+    problems += nodes.delete_node(w)
+    if not cfg.workers:
+        problems += nodes.delete_network(cfg)
+    problems += home.forget_node(w)
+    print(f"  ✓ stopped node {w.name} and removed its network namespace, pods and state", flush=True)
+    print("  starting the cluster's components again ...", flush=True)
+    if not _wait_ready(home, cfg, _start_supervisor(home), args.wait):
+        return 1
+    # once its kubelet is gone for good (a running kubelet registers its Node again); the other nodes drop their
+    # routes to its pods when they see it go, and the pod garbage collector deletes pods left bound to it
+    if registered and pkctl(["--kubeconfig", str(home.kubeconfig), "delete", "node", w.name, "--ignore-not-found"]):
+        problems.append(f"the Node object {w.name} (delete it with `pkctl delete node {w.name}`)")
+    if problems:
+        raise CommandError(f"node {w.name} was removed, but not everything of it: " + "; ".join(problems))
+    print(f"✓ node {w.name} removed")
+    return 0
+
+
+def _live_supervisor(home: Home) -> procs.ProcRecord:
+    sup = supervisor(home)
+    if sup is None:
+        raise CommandError(f"the cluster at {home.root} stopped meanwhile: start it with "
+                           f"`pkctl cluster up --home {home.root}`")
+    return sup
+
+
+def cmd_node_list(args: argparse.Namespace) -> int:
+    from pkctl.cluster.report import table
+    home = _home(args)
+    cfg = _config(home)
+    if cfg.joined:
+        raise CommandError(f"{home.root} is a node joined to {cfg.joined}; run this on its control plane")
+    listed = api_get(home, cfg, "/api/v1/nodes") if supervisor(home) else None
+    known = {n["metadata"]["name"]: n for n in (listed or {}).get("items", [])}
+
+    def status(name: str) -> str:
+        if listed is None:
+            return "Unknown (cluster not running)"
+        if name not in known:
+            return "NotRegistered"
+        node = known[name]
+        ready = "Ready" if node_ready(node) else "NotReady"
+        return ready + (",SchedulingDisabled" if (node.get("spec") or {}).get("unschedulable") else "")
+    rows = [["NAME", "ROLE", "INTERNAL-IP", "NETNS", "STATUS"],
+            [cfg.node_name, "control-plane", cfg.node_ip or "<none>", "<host>", status(cfg.node_name)]]
+    rows += [[w.name, "worker", w.ip, w.netns, status(w.name)] for w in cfg.workers]
+    print(table(rows))
     return 0

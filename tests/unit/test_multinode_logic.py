@@ -1,6 +1,6 @@
 """Pure logic of a multi-node local cluster: which routes a node wants (host-gw), the pod NAT rule with a
-cluster CIDR, the workers' names and addresses in a new home, how the pod range is cut between nodes, and
-the components and flags of the extra nodes."""
+cluster CIDR, the workers' names and addresses in a new home and of nodes added later, how the pod range is cut
+between nodes (and widened for added ones), and the components and flags of the extra nodes."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,7 +11,7 @@ from kubelet.network.nat import ruleset
 from kubelet.network.routes import desired_routes
 from kubelet.podroutes import node_route_info
 from pkctl.cluster.components import components
-from pkctl.cluster.home import ClusterConfig, add_workers
+from pkctl.cluster.home import ClusterConfig, add_workers, append_workers, make_room_for_nodes
 
 NETS = [ipaddress.IPv4Network("10.130.5.0/24"), ipaddress.IPv4Network("192.0.2.0/24")]
 
@@ -63,3 +63,28 @@ def test_each_worker_has_a_kubelet_and_a_proxy_in_its_netns() -> None:
     extra = [c for c in components(cfg) if c.netns]
     assert [c.name for c in extra] == ["kubelet-h-worker", "proxy-h-worker"]
     assert all(c.after == ("apiserver",) for c in extra)
+
+
+def test_added_nodes_take_the_next_index_and_the_pod_range_widens_around_the_nodes_ranges() -> None:
+    # a one-node home: its node holds the whole /24, so the range doubles and every node keeps a /24
+    cfg = ClusterConfig(1, 2, 3, cluster_cidr="10.120.5.0/24")
+    make_room_for_nodes(cfg, 2)
+    added = append_workers(cfg, Path("/tmp/h"), 1)
+    assert [w.name for w in added] == ["h-worker"] and added[0].index == 2
+    assert cfg.cluster_cidr == "10.120.4.0/23" and cfg.node_cidr_mask == 24 and cfg.node_gateway
+    # a three-node home: /26s, room for 4; a fifth node widens the range again, the /26s stay
+    cfg = ClusterConfig(1, 2, 3, cluster_cidr="10.120.5.0/24")
+    add_workers(cfg, Path("/tmp/h"), 3)
+    subnet = cfg.node_subnet
+    make_room_for_nodes(cfg, 4)
+    assert (cfg.cluster_cidr, cfg.node_cidr_mask) == ("10.120.5.0/24", 26)
+    # a removed node's index is not reused while a later one lives
+    cfg.workers = [w for w in cfg.workers if w.index != 2]
+    assert [w.index for w in append_workers(cfg, Path("/tmp/h"), 2)] == [4, 5]
+    make_room_for_nodes(cfg, 5)
+    assert (cfg.cluster_cidr, cfg.node_cidr_mask, cfg.node_subnet) == ("10.120.4.0/23", 26, subnet)
+    # the default home's /16 has room for every node as it is
+    big = ClusterConfig(1, 2, 3)
+    make_room_for_nodes(big, 16)
+    assert (big.cluster_cidr, big.node_cidr_mask) == ("10.244.0.0/16", 24)
+    assert ClusterConfig(**dataclasses.asdict(cfg)).node_cidr_mask == 26  # survives config.json
