@@ -11,8 +11,9 @@ nodes and the outside:
   only; the other one still judges the packet).
 * `egress`: the same from `ip saddr vmap @egress-pods` with `pod-out-...` and `pol-out-...` chains.
 
-A rule's peers are one interval set (`peers-...`) of pod addresses and ipBlock ranges, so a pod coming,
-going or changing address only changes set elements; a rule without peers matches any address. Its ports
+A rule's peers are a set (`peers-...`) of the addresses of the pods its selectors name, so a pod coming,
+going or changing address only changes a set element, and an interval set (`blocks-...`) of its ipBlocks'
+ranges; a rule without peers matches any address. Its ports
 become one nft rule each (`meta l4proto tcp th dport 80-90`); a named port becomes a set of
 (destination address . protocol . port) resolved against the destination pods' container ports (the
 policy's own pods for ingress, the peer pods for egress). Pods no policy selects have no map element and
@@ -22,6 +23,7 @@ both.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 from dataclasses import dataclass, field
@@ -34,7 +36,8 @@ Obj = dict[str, Any]
 INGRESS_MAP, EGRESS_MAP = "ingress-pods", "egress-pods"
 MAPS = (INGRESS_MAP, EGRESS_MAP)
 _MAP_DECL = "type ipv4_addr : verdict;"
-PEERS_DECL = "type ipv4_addr; flags interval;"
+PEERS_DECL = "type ipv4_addr;"
+BLOCKS_DECL = "type ipv4_addr; flags interval;"
 NAMED_PORTS_DECL = "type ipv4_addr . inet_proto . inet_service;"
 _MAX_NAME = 200  # nft allows 256; long pod/policy names are hashed instead
 _HOOK = "type filter hook forward priority filter; policy accept;"
@@ -93,8 +96,20 @@ class Cluster:
     namespaces: Mapping[str, Obj]  # name -> Namespace
     policies: list[Obj]
 
+    @functools.cached_property
+    def by_namespace(self) -> dict[str, list[Obj]]:
+        return np.by_namespace(self.pods)
+
+    @functools.cached_property
+    def _ips(self) -> dict[int, list[str]]:
+        return {id(p): np.pod_ips(p) for p in self.pods}
+
+    def ips(self, pod: Obj) -> list[str]:
+        """np.pod_ips of one of `pods`, worked out once per build (peers name the same pods many times)."""
+        return self._ips[id(pod)]
+
     def local_pods(self) -> list[Obj]:
-        return [p for p in self.pods if (p.get("spec") or {}).get("nodeName") == self.node and np.pod_ips(p)]
+        return [p for p in self.pods if (p.get("spec") or {}).get("nodeName") == self.node and self.ips(p)]
 
 
 def _port_match(port: np.PortRule, named_set: str | None) -> str:
@@ -116,23 +131,31 @@ def _policy_chain(policy: Obj, d: Direction, cluster: Cluster, out: Ruleset) -> 
     own_pods: list[Obj] | None = None  # the policy's pods, for ingress named ports (found once, when needed)
     for i, rule in enumerate((policy.get("spec") or {}).get(d.rules_field) or []):
         peers = rule.get(d.peers_field) or []
-        peer_match = ""
+        peer_matches = [""]  # no peers: any address
         peer_pods: list[Obj] = []
         if peers:
+            # Pod addresses in a plain hash set (a pod coming or going is one cheap element change), ipBlocks in
+            # an interval set: one nft rule each, either may match.
             nets: list[ipaddress.IPv4Network] = []
+            selectors = False
             for peer in peers:
                 if isinstance(peer.get("ipBlock"), dict):
                     nets += np.block_networks(peer["ipBlock"])
-                    continue
-                found = np.peer_pods(peer, ns, cluster.pods, cluster.namespaces)
-                peer_pods += found
-                nets += [ipaddress.IPv4Network(ip) for p in found for ip in np.pod_ips(p)]
-            peer_set = name(f"peers-{d.short}", f"{key}/{i}")
-            out.sets[peer_set] = (PEERS_DECL, elements(nets))
-            peer_match = f"ip {d.remote} @{peer_set} "
+                else:
+                    selectors = True
+                    peer_pods += np.peer_pods(peer, ns, cluster.by_namespace, cluster.namespaces)
+            peer_matches = []
+            if selectors:
+                pods_set = name(f"peers-{d.short}", f"{key}/{i}")
+                out.sets[pods_set] = (PEERS_DECL, frozenset(ip for p in peer_pods for ip in cluster.ips(p)))
+                peer_matches.append(f"ip {d.remote} @{pods_set} ")
+            if any(isinstance(peer.get("ipBlock"), dict) for peer in peers):
+                blocks_set = name(f"blocks-{d.short}", f"{key}/{i}")
+                out.sets[blocks_set] = (BLOCKS_DECL, elements(nets))
+                peer_matches.append(f"ip {d.remote} @{blocks_set} ")
         ports = np.port_rules(rule)
         if not ports:
-            rules.append(f"{peer_match}accept")
+            rules += [f"{m}accept" for m in peer_matches]
             continue
         for j, port in enumerate(ports):
             named_set = None
@@ -141,16 +164,16 @@ def _policy_chain(policy: Obj, d: Direction, cluster: Cluster, out: Ruleset) -> 
                 targets = peer_pods
                 if d is INGRESS:
                     if own_pods is None:
-                        own_pods = [p for p in cluster.pods if np.selects(policy, p)]
+                        own_pods = [p for p in cluster.by_namespace.get(ns, []) if np.selects(policy, p)]
                     targets = own_pods
                 named_set = name(f"ports-{d.short}", f"{key}/{i}/{j}")
                 entries = set()
                 for pod in targets:
                     number = np.named_port(pod, port.name, port.protocol)
                     if number is not None:
-                        entries |= {f"{ip} . {port.protocol.lower()} . {number}" for ip in np.pod_ips(pod)}
+                        entries |= {f"{ip} . {port.protocol.lower()} . {number}" for ip in cluster.ips(pod)}
                 out.sets[named_set] = (NAMED_PORTS_DECL, frozenset(entries))
-            rules.append(f"{peer_match}{_port_match(port, named_set)} accept")
+            rules += [f"{m}{_port_match(port, named_set)} accept" for m in peer_matches]
     out.chains[chain] = rules
     return chain
 
@@ -164,7 +187,7 @@ def build(table: str, cluster: Cluster) -> Ruleset:
         by_namespace.setdefault((policy.get("metadata") or {}).get("namespace", ""), []).append(policy)
     for pod in sorted(cluster.local_pods(), key=_key):
         ns = (pod.get("metadata") or {}).get("namespace", "")
-        ips = np.pod_ips(pod)
+        ips = cluster.ips(pod)
         for d in (INGRESS, EGRESS):
             chosen = [p for p in by_namespace.get(ns, []) if d.kind in np.policy_types(p) and np.selects(p, pod)]
             if not chosen:

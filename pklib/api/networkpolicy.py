@@ -153,8 +153,17 @@ def named_port(pod: Obj, name: str, protocol: str) -> int | None:
     return None
 
 
-def peer_pods(peer: Obj, policy_namespace: str, pods: Iterable[Obj], namespaces: Mapping[str, Obj]) -> list[Obj]:
-    """The pods a podSelector/namespaceSelector peer names (an ipBlock peer names none)."""
+def by_namespace(pods: Iterable[Obj]) -> dict[str, list[Obj]]:
+    out: dict[str, list[Obj]] = {}
+    for pod in pods:
+        out.setdefault(_namespace(pod), []).append(pod)
+    return out
+
+
+def peer_pods(peer: Obj, policy_namespace: str, pods_by_namespace: Mapping[str, list[Obj]],
+              namespaces: Mapping[str, Obj]) -> list[Obj]:
+    """The pods a podSelector/namespaceSelector peer names (an ipBlock peer names none); `pods_by_namespace`
+    as by_namespace() gives it."""
     if "ipBlock" in peer or ("podSelector" not in peer and "namespaceSelector" not in peer):
         return []
     pod_sel = _selector(peer.get("podSelector")) if "podSelector" in peer else None
@@ -167,4 +176,5 @@ def peer_pods(peer: Obj, policy_namespace: str, pods: Iterable[Obj], namespaces:
         chosen = {name for name, ns in namespaces.items() if ns_sel.matches(namespace_labels(ns))}
     else:
         chosen = {policy_namespace}
-    return [p for p in pods if _namespace(p) in chosen and (pod_sel is None or pod_sel.matches(_labels(p)))]
+    return [p for ns in sorted(chosen) for p in pods_by_namespace.get(ns, [])
+            if pod_sel is None or pod_sel.matches(_labels(p))]

@@ -28,6 +28,7 @@ WEB = pod("a", "web", "10.1.0.3", {"app": "web"}, ports=[{"name": "http", "conta
 FRONT = pod("a", "front", "10.1.0.2", {"role": "frontend"})
 REMOTE = pod("b", "remote", "10.2.0.9", {"role": "frontend"}, node="n2")
 PODS = [WEB, FRONT, REMOTE]
+BY_NS = np.by_namespace(PODS)
 
 
 def build(*policies: dict[str, Any], pods: list[dict[str, Any]] = PODS) -> r.Ruleset:
@@ -53,13 +54,13 @@ def test_ip_block_minus_except() -> None:
 
 def test_peers_pod_namespace_and_both() -> None:
     only_pods = {"podSelector": {"matchLabels": {"role": "frontend"}}}
-    assert np.peer_pods(only_pods, "a", PODS, NAMESPACES) == [FRONT]  # the policy's namespace only
+    assert np.peer_pods(only_pods, "a", BY_NS, NAMESPACES) == [FRONT]  # the policy's namespace only
     only_ns = {"namespaceSelector": {"matchLabels": {"team": "x"}}}
-    assert np.peer_pods(only_ns, "a", PODS, NAMESPACES) == [REMOTE]
+    assert np.peer_pods(only_ns, "a", BY_NS, NAMESPACES) == [REMOTE]
     by_name = {"namespaceSelector": {"matchLabels": {np.NAMESPACE_NAME_LABEL: "a"}}}
-    assert np.peer_pods(by_name, "b", PODS, NAMESPACES) == [WEB, FRONT]
+    assert np.peer_pods(by_name, "b", BY_NS, NAMESPACES) == [WEB, FRONT]
     both = {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app": "web"}}}
-    assert np.peer_pods(both, "b", PODS, NAMESPACES) == [WEB]
+    assert np.peer_pods(both, "b", BY_NS, NAMESPACES) == [WEB]
 
 
 def test_unselected_pods_are_untouched() -> None:
@@ -81,12 +82,14 @@ def test_default_deny_and_allow_rules() -> None:
     assert rs.chains["pod-in-a/web"] == ["ip saddr 10.1.0.3 accept", "jump pol-in-a/allow", "jump pol-in-a/deny",
                                          "drop"]
     assert rs.chains["pol-in-a/deny"] == []
+    named = "ip daddr . meta l4proto . th dport @ports-in-a/allow/0/0 accept"
     assert rs.chains["pol-in-a/allow"] == [
-        "ip saddr @peers-in-a/allow/0 ip daddr . meta l4proto . th dport @ports-in-a/allow/0/0 accept",
-        "ip saddr @peers-in-a/allow/0 meta l4proto udp th dport 9000-9010 accept"]
-    decl, peers = rs.sets["peers-in-a/allow/0"]
-    assert decl == r.PEERS_DECL and "10.1.0.2" in peers and "192.168.0.0/24" in peers
-    assert "192.168.1.0/24" not in peers
+        f"ip saddr @peers-in-a/allow/0 {named}", f"ip saddr @blocks-in-a/allow/0 {named}",
+        "ip saddr @peers-in-a/allow/0 meta l4proto udp th dport 9000-9010 accept",
+        "ip saddr @blocks-in-a/allow/0 meta l4proto udp th dport 9000-9010 accept"]
+    assert rs.sets["peers-in-a/allow/0"] == (r.PEERS_DECL, frozenset({"10.1.0.2"}))
+    decl, blocks = rs.sets["blocks-in-a/allow/0"]
+    assert decl == r.BLOCKS_DECL and "192.168.0.0/24" in blocks and "192.168.1.0/24" not in blocks
     assert rs.sets["ports-in-a/allow/0/0"] == (r.NAMED_PORTS_DECL, frozenset({"10.1.0.3 . tcp . 8080"}))
 
 
@@ -107,10 +110,10 @@ def test_finished_and_host_network_pods_have_no_address() -> None:
     assert rs.maps[r.INGRESS_MAP] == {}
 
 
-def test_overlapping_peers_collapse() -> None:
-    # A pod inside an ipBlock: interval sets refuse overlapping elements.
-    assert r.elements([ipaddress.IPv4Network("10.1.0.0/16"), ipaddress.IPv4Network("10.1.0.2/32")]) == \
-        frozenset({"10.1.0.0/16"})
+def test_overlapping_blocks_collapse() -> None:
+    # Two ipBlocks of one rule overlap: interval sets refuse overlapping elements.
+    assert r.elements([ipaddress.IPv4Network("10.3.0.0/16"), ipaddress.IPv4Network("10.3.0.2/32")]) == \
+        frozenset({"10.3.0.0/16"})
     assert r.elements([ipaddress.IPv4Network("10.1.0.2/32")]) == frozenset({"10.1.0.2"})
 
 
