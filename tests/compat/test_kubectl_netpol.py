@@ -56,3 +56,6 @@ def test_apply_get_networkpolicy(kubectl: Kubectl, ns: str) -> None:
     assert "spec.ingress[0].from[2].ipBlock.except[0]: Invalid value: \"10.0.0.0/24\": must be a strict subset " \
            "of `cidr`" in bad.stderr
     assert kubectl("delete", "netpol", "--all", "-n", ns).returncode == 0
+    # the OpenAPI documents describe the kind (kubectl explain reads them)
+    explained = kubectl("explain", "networkpolicy.spec.ingress.ports").stdout
+    assert "endPort" in explained and "protocol" in explained
