@@ -114,9 +114,12 @@ class PolicyEnforcer:
                     await asyncio.to_thread(self._apply, self._cluster())
                     failures = 0
                     ready.set()
-                except nft.NftError as e:
+                except Exception as e:  # noqa: BLE001 - Services keep being proxied whatever goes wrong here
                     failures += 1
-                    log.error("network policy sync failed (attempt %d): %s", failures, e)
+                    if isinstance(e, nft.NftError):
+                        log.error("network policy sync failed (attempt %d): %s", failures, e)
+                    else:
+                        log.exception("network policy sync failed (attempt %d)", failures)
                     await asyncio.sleep(min(30.0, 0.5 * 2 ** min(failures, 6)))
                     continue
                 await self._dirty.wait()
