@@ -12,13 +12,14 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
 
 import pytest
 
 from kubelet.runtime.interface import ExecTimeout
 from pklib.client import Client
-from pklib.resources import NAMESPACES, NETWORKPOLICIES
+from pklib.resources import NAMESPACES, NETWORKPOLICIES, SERVICES
 from proxy import nft
 from proxy.localnet import ROUTE_LOCALNET
 from proxy.netpol import table_for
@@ -60,6 +61,10 @@ def cluster(etcd: Etcd) -> Iterator[Cluster]:
     import asyncio
     with private_node(etcd) as node:
         table = f"pkube-t-{unique('np').split('-')[1][:8]}"
+        # pods reach ClusterIPs through their gateway; the DNAT'ed packet is then routed back out of the bridge
+        forwarding = Path(f"/proc/sys/net/ipv4/conf/{node.runtime_config().bridge}/forwarding")
+        wait_for_sync(forwarding.exists, timeout=30, interval=0.1, message="the kubelet's bridge")
+        forwarding.write_text("1\n")
         metrics = free_port()
         route_localnet = ROUTE_LOCALNET.read_text()
         proxy = subprocess.Popen(
@@ -112,10 +117,11 @@ def policy(name: str, **spec: Any) -> dict[str, Any]:
             "spec": spec}
 
 
-async def reaches(cluster: Cluster, client: str, server: str) -> bool:
-    """Whether pod `client` gets pod `server`'s page (its hostname) over HTTP on 8080."""
+async def reaches(cluster: Cluster, client: str, server: str, through: str = "") -> bool:
+    """Whether pod `client` gets pod `server`'s page (its hostname) over HTTP on 8080, or at `through`
+    (ADDRESS:PORT, e.g. a Service's)."""
     src, dst = cluster.pods[client], cluster.pods[server]
-    url = f"http://{dst['status']['podIP']}:8080/"
+    url = f"http://{through or dst['status']['podIP'] + ':8080'}/"
     try:
         # busybox's `wget -T` segfaults (see tests/services/test_in_pod.py): `timeout` bounds it instead.
         r = await exec_in(cluster.node, src, "httpd", ["timeout", "3", "wget", "-q", "-O-", url], timeout=8)
@@ -148,6 +154,13 @@ async def test_default_deny_then_allow_from_frontend(cluster: Cluster, kc: Clien
     assert not await reaches(cluster, "outsider", "web"), "role=frontend of another namespace does not count"
     # Ingress policies do not isolate egress: web still opens connections (to a pod no policy selects).
     assert await reaches(cluster, "web", "outsider")
+    # Through a Service: the policy judges the DNAT'ed connection, with the client's own address.
+    svc = await kc.create(SERVICES, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {
+        "selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}}, a)
+    cluster_ip = f"{svc['spec']['clusterIP']}:80"
+    await wait_for(lambda: reaches(cluster, "frontend", "web", cluster_ip), 30, 0.2, message="frontend -> Service web")
+    assert not await reaches(cluster, "other", "web", cluster_ip)
+    await kc.delete(SERVICES, "web", a)
 
     # A pod relabelled into the allowed set gets in (the informers follow labels).
     await kc.patch(PODS, "other", {"metadata": {"labels": {"role": "frontend"}}}, a)
