@@ -326,7 +326,7 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
     client = make_client(config)
     server = ProxyServer(client, config, Metrics())
     policies = (netpol.PolicyEnforcer(client, netpol.table_for(config.table), config.node_name,
-                                      config.min_sync_period) if config.network_policy else None)
+                                      config.min_sync_period, server.metrics) if config.network_policy else None)
     runner: web.AppRunner | None = None
     try:
         host, port = config.metrics_bind_address

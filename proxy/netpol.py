@@ -19,6 +19,7 @@ from pklib.informer import Handler, InformerFactory, Obj
 from pklib.resources import NAMESPACES, NETWORKPOLICIES, PODS
 
 from . import netpol_rules, nft
+from .proxier import Metrics
 from .rules import RulesError, valid_table_name
 
 log = logging.getLogger("proxy.netpol")
@@ -52,7 +53,8 @@ def _pod_facts(pod: Obj) -> tuple[object, ...]:
 
 
 class PolicyEnforcer:
-    def __init__(self, client: Client, table: str, node_name: str, min_sync_period: float):
+    def __init__(self, client: Client, table: str, node_name: str, min_sync_period: float, metrics: Metrics):
+        self.metrics = metrics
         self.table = table
         self.node = node_name
         self.min_sync_period = min_sync_period
@@ -111,11 +113,13 @@ class PolicyEnforcer:
                 started = loop.time()
                 try:
                     # The snapshot is taken here, in the loop that mutates the caches; nft runs in a thread.
-                    await asyncio.to_thread(self._apply, self._cluster())
+                    with self.metrics.netpol_sync_duration.time():
+                        await asyncio.to_thread(self._apply, self._cluster())
                     failures = 0
                     ready.set()
                 except Exception as e:  # noqa: BLE001 - Services keep being proxied whatever goes wrong here
                     failures += 1
+                    self.metrics.netpol_sync_failures.inc()
                     if isinstance(e, nft.NftError):
                         log.error("network policy sync failed (attempt %d): %s", failures, e)
                     else:

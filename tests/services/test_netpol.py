@@ -9,6 +9,7 @@ check that expects it waits for its timeout (3 s). All traffic goes to pods this
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from proxy.localnet import ROUTE_LOCALNET
 from proxy.netpol import table_for
 from tests.support.controlplane import ROOT, Etcd, _stop
 from tests.support.node import PODS, Node, clean_namespace, ctr, exec_in, pod, private_node, running, wait_pod
-from tests.support.proxy import assert_route_localnet_restored, cleanup_proxy
+from tests.support.proxy import assert_route_localnet_restored, cleanup_proxy, fetch
 from tests.util import free_port, unique, wait_for, wait_for_sync
 
 pytestmark = pytest.mark.root
@@ -40,6 +41,7 @@ class Cluster:
     a: str  # namespaces
     b: str
     pods: dict[str, dict[str, Any]]  # name -> running pod
+    metrics_port: int
 
 
 def _server(name: str, labels: dict[str, str]) -> dict[str, Any]:
@@ -90,7 +92,7 @@ def cluster(etcd: Etcd) -> Iterator[Cluster]:
                     raise AssertionError(f"proxy exited: {(node.tmp / 'proxy.log').read_text()[-3000:]}")
                 return nft.list_table(table_for(table)) != ""
             wait_for_sync(up, timeout=30, message="the proxy's network policy table")
-            yield Cluster(node, table, a, b, asyncio.run(setup()))
+            yield Cluster(node, table, a, b, asyncio.run(setup()), metrics)
             asyncio.run(teardown())
         finally:
             _stop(proxy)
@@ -181,6 +183,9 @@ async def test_default_deny_then_allow_from_frontend(cluster: Cluster, kc: Clien
     await kc.delete(NETWORKPOLICIES, "web-9090", a)
     await eventually(cluster, "other", "web", True)  # no policy left: open again
     assert f"pod-in-{a}/web" not in nft.list_table(table_for(cluster.table))
+    metrics = fetch(f"http://127.0.0.1:{cluster.metrics_port}/metrics") or ""
+    synced = re.search(r"^pkube_proxy_sync_network_policy_rules_duration_seconds_count (\S+)$", metrics, re.M)
+    assert synced and float(synced.group(1)) >= 5, "a sync per policy change, at least"
 
 
 async def test_namespace_selector_separates_namespaces(cluster: Cluster, kc: Client) -> None:
