@@ -1,10 +1,12 @@
 """kubectl v1.32 with NetworkPolicies: `apply` (created, then unchanged), `get netpol` columns, `-o json` with
-Kubernetes' defaults, and a bad policy refused naming the field."""
+Kubernetes' defaults, and a bad policy refused naming the field; `pkctl describe netpol` prints what kubectl does."""
 from __future__ import annotations
 
+import difflib
 import json
 
 from tests.support.kubectl import Kubectl
+from tests.support.pkctl import run_pkctl
 
 POLICY = """
 apiVersion: networking.k8s.io/v1
@@ -59,3 +61,15 @@ def test_apply_get_networkpolicy(kubectl: Kubectl, ns: str) -> None:
     # the OpenAPI documents describe the kind (kubectl explain reads them)
     explained = kubectl("explain", "networkpolicy.spec.ingress.ports").stdout
     assert "endPort" in explained and "protocol" in explained
+
+
+def test_pkctl_describe_matches_kubectl(kubectl: Kubectl, ns: str) -> None:
+    egress = POLICY.split("---")[0].replace("web-allow-frontend", "both-ways").replace(
+        "ingress:", "policyTypes: [Ingress, Egress]\n  egress:\n  - ports: [{port: http}]\n  - to: [{podSelector: {}}]\n"
+        "  ingress:")
+    kubectl("apply", "-n", ns, "-f", "-", stdin=POLICY + "---\n" + egress)
+    theirs = kubectl("describe", "netpol", "-n", ns)
+    ours = run_pkctl("--kubeconfig", kubectl.kubeconfig, "describe", "netpol", "-n", ns)
+    assert (ours.returncode, ours.stdout) == (0, theirs.stdout), "".join(
+        difflib.unified_diff(theirs.stdout.splitlines(True), ours.stdout.splitlines(True)))
+    assert "To Port Range: 5000-5010/UDP" in ours.stdout and "Except: 172.17.1.0/24" in ours.stdout
