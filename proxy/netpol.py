@@ -20,7 +20,7 @@ from pklib.resources import NAMESPACES, NETWORKPOLICIES, PODS
 
 from . import netpol_rules, nft
 from .proxier import Metrics
-from .rules import RulesError, valid_table_name
+from .rules import valid_table_name
 
 log = logging.getLogger("proxy.netpol")
 
@@ -31,11 +31,7 @@ BRIDGE_NF_CALL = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
 def table_for(proxy_table: str) -> str:
     """The policy table that goes with a proxy table: pkube-proxy -> pkube-netpol, T -> T-netpol."""
     base = proxy_table[: -len("-proxy")] if proxy_table.endswith("-proxy") else proxy_table
-    name = f"{base}-netpol"
-    try:
-        return valid_table_name(name)
-    except RulesError:
-        return valid_table_name(name[-64:].lstrip("-_0123456789") or "pkube-netpol")
+    return valid_table_name(f"{base[:64 - len('-netpol')]}-netpol")  # nft table names: at most 64 characters
 
 
 def bridged_traffic_filtered(switch: Path = BRIDGE_NF_CALL) -> bool:

@@ -147,3 +147,4 @@ def test_long_names_are_hashed_and_table_names() -> None:
     assert r.name("pod-in", "a/web") == "pod-in-a/web"
     assert table_for("pkube-proxy") == "pkube-netpol"
     assert table_for("pkube-t-1234") == "pkube-t-1234-netpol"
+    assert len(table_for("t" * 64)) == 64
