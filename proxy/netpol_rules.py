@@ -160,8 +160,9 @@ def _policy_chain(policy: Obj, d: Direction, cluster: Cluster, out: Ruleset) -> 
         for j, port in enumerate(ports):
             named_set = None
             if port.name:
-                # The port is the destination's: the policy's pods for ingress, the peers for egress.
-                targets = peer_pods
+                # The port is the destination's: the policy's pods for ingress, the peers (any pod when the
+                # rule names none) for egress.
+                targets = peer_pods if peers else cluster.pods
                 if d is INGRESS:
                     if own_pods is None:
                         own_pods = [p for p in cluster.by_namespace.get(ns, []) if np.selects(policy, p)]

@@ -101,6 +101,9 @@ def test_egress_named_port_resolves_on_the_peers() -> None:
     assert rs.maps[r.EGRESS_MAP] == {"10.1.0.2": "jump pod-out-a/front"}
     assert rs.sets["ports-out-a/out/0/0"][1] == frozenset({"10.1.0.3 . tcp . 8080"})
     assert rs.chains["pol-out-a/out"][1] == "meta l4proto udp th dport 53 accept"  # no peers: any address
+    anywhere = policy("a", "any", podSelector={"matchLabels": {"role": "frontend"}}, policyTypes=["Egress"],
+                      egress=[{"ports": [{"port": "http"}]}])
+    assert build(anywhere).sets["ports-out-a/any/0/0"][1] == frozenset({"10.1.0.3 . tcp . 8080"})
 
 
 def test_finished_and_host_network_pods_have_no_address() -> None:
