@@ -45,7 +45,8 @@ class Cluster:
 
 
 def _server(name: str, labels: dict[str, str]) -> dict[str, Any]:
-    return pod(name, ctr("httpd", HTTPD), labels=labels, terminationGracePeriodSeconds=1)
+    return pod(name, ctr("httpd", HTTPD, ports=[{"name": "http", "containerPort": 8080}]), labels=labels,
+               terminationGracePeriodSeconds=1)
 
 
 async def _start_pods(c: Client, a: str, b: str) -> dict[str, dict[str, Any]]:
@@ -178,6 +179,12 @@ async def test_default_deny_then_allow_from_frontend(cluster: Cluster, kc: Clien
         "web-9090", podSelector={"matchLabels": {"app": "web"}},
         ingress=[{"from": [{"podSelector": {}}], "ports": [{"port": 9090}]}]), a)
     await eventually(cluster, "frontend", "web", False)
+    # ... and a named port opens the container port of that name.
+    await kc.create(NETWORKPOLICIES, policy(
+        "web-http", podSelector={"matchLabels": {"app": "web"}},
+        ingress=[{"from": [{"podSelector": {}}], "ports": [{"port": "http"}]}]), a)
+    await eventually(cluster, "frontend", "web", True)
+    await kc.delete(NETWORKPOLICIES, "web-http", a)
 
     await kc.delete(NETWORKPOLICIES, "default-deny", a)
     await kc.delete(NETWORKPOLICIES, "web-9090", a)
