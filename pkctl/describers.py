@@ -13,6 +13,7 @@ from pklib.columns import map_string, pod_status_and_restarts, selector_string
 from pklib.resources import Resource
 
 from .allocation import pod_requests_and_limits, total, with_percent
+from .describe_netpol import spec_lines as networkpolicy_spec_lines
 from .printers import NONE, parse_time, since
 from .rollout_template import env_source_text
 
@@ -506,6 +507,16 @@ def _ingress(out: Out, o: Obj, now: datetime) -> None:
         out.w(1, "*", "*", _ingress_backend(spec.get("defaultBackend")))
 
 
+def _networkpolicy(out: Out, o: Obj, now: datetime) -> None:
+    meta, created = _meta(o), parse_time(_meta(o).get("creationTimestamp"))
+    out.w(0, "Created on:", created.strftime("%Y-%m-%d %H:%M:%S +0000 UTC") if created else "<unset>")
+    out.multi(0, "Labels:", _kv(meta.get("labels")))
+    out.multi(0, "Annotations:", _kv({k: v for k, v in (meta.get("annotations") or {}).items()
+                                      if k != LAST_APPLIED_ANNOTATION}, ": "))
+    for line in networkpolicy_spec_lines(o):
+        out.w(0, line)
+
+
 def _generic(out: Out, o: Obj, now: datetime) -> None:
     for section in ("spec", "status"):
         if isinstance(o.get(section), dict) and o[section]:
@@ -535,10 +546,10 @@ _KINDS: dict[str, Callable[[Out, Obj, datetime], None]] = {
     "DaemonSet": _replicated, "Node": _node, "Namespace": _namespace,
     "ConfigMap": _configmap, "Secret": _secret, "Job": _job, "CronJob": _cronjob, "PodDisruptionBudget": _pdb,
     "ReplicationController": _replication_controller, "ResourceQuota": _quota, "LimitRange": _limit_range,
-    "Ingress": _ingress,
+    "Ingress": _ingress, "NetworkPolicy": _networkpolicy,
 }
 # Kinds kubectl describes with their name and namespace only before their own part, and without events.
-_BARE = ("ResourceQuota", "LimitRange")
+_BARE = ("ResourceQuota", "LimitRange", "NetworkPolicy")
 
 
 def events_section(out: Out, events: list[Obj], now: datetime) -> None:

@@ -559,6 +559,10 @@ def _ingressclass(o: Obj, now: datetime) -> list[str]:
     return [spec.get("controller") or "", shown, _age(o, now)]
 
 
+def _networkpolicy(o: Obj, now: datetime) -> list[str]:
+    return [selector_string(_spec(o).get("podSelector")), _age(o, now)]
+
+
 def _created_at(o: Obj, now: datetime) -> list[str]:
     return [_meta(o).get("creationTimestamp") or ""]
 
@@ -640,6 +644,7 @@ _TABLES: dict[str, tuple[list[str], Row, list[str], Row]] = {
     "HorizontalPodAutoscaler": (["REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"], _hpa, [], _nothing),
     "Ingress": (["CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"], _ingress, [], _nothing),
     "IngressClass": (["CONTROLLER", "PARAMETERS", "AGE"], _ingressclass, [], _nothing),
+    "NetworkPolicy": (["POD-SELECTOR", "AGE"], _networkpolicy, [], _nothing),
     "Role": (["CREATED AT"], _created_at, [], _nothing),
     "ClusterRole": (["CREATED AT"], _created_at, [], _nothing),
     "CustomResourceDefinition": (["CREATED AT"], _created_at, [], _nothing),

@@ -36,7 +36,7 @@ from pklib.objects import key_of
 from pklib.kubeconfig import KubeconfigError
 from pklib.resources import ENDPOINTSLICES, NODES, PODS, SERVICES
 
-from . import hostports, localnet, nft, rules, slices
+from . import hostports, localnet, netpol, nft, rules, slices
 from .proxier import Metrics, Proxier
 
 log = logging.getLogger("proxy")
@@ -88,8 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="at most one sync per this interval; changes within it share one transaction")
     p.add_argument("--metrics-bind-address", type=host_port, default=("127.0.0.1", 10249),
                    help="HOST:PORT of /metrics and /healthz (port 0: not served)")
+    p.add_argument("--network-policy", action=argparse.BooleanOptionalAction, default=True,
+                   help="enforce NetworkPolicies for this node's pods (table pkube-netpol, or <table>-netpol)")
     p.add_argument("--cleanup", action="store_true",
-                   help="delete the nftables table, restore route_localnet if no other proxy needs it, and exit")
+                   help="delete the nftables tables, restore route_localnet if no other proxy needs it, and exit")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -325,11 +327,14 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
     """Run until cancelled; `ready` is set after the first successful sync."""
     if config.cleanup:
         await asyncio.to_thread(nft.delete_table, config.table)
+        await asyncio.to_thread(nft.delete_table, netpol.table_for(config.table))
         await asyncio.to_thread(localnet.restore, config.table, nft.proxy_tables)
         ready.set()
         return
     client = make_client(config)
     server = ProxyServer(client, config, Metrics())
+    policies = (netpol.PolicyEnforcer(client, netpol.table_for(config.table), config.node_name,
+                                      config.min_sync_period, server.metrics) if config.network_policy else None)
     runner: web.AppRunner | None = None
     try:
         host, port = config.metrics_bind_address
@@ -341,8 +346,12 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(server.sync_loop(ready), name="sync")
             tg.create_task(server.loadbalancer_loop(), name="loadbalancer")
+            if policies is not None:
+                tg.create_task(policies.run(asyncio.Event()), name="netpol")
     finally:
         await server.stop_informers()
+        if policies is not None:
+            await policies.remove()
         if runner is not None:
             await runner.cleanup()
         await client.close()

@@ -40,6 +40,11 @@ class Metrics:
             registry=self.registry, buckets=_LATENCY_BUCKETS)
         self.sync_failures = Counter("pkube_proxy_sync_proxy_rules_failures", "Failed nftables transactions",
                                      registry=self.registry)
+        self.netpol_sync_duration = Histogram(
+            "pkube_proxy_sync_network_policy_rules_duration_seconds",
+            "Time to build and apply this node's NetworkPolicy table", registry=self.registry, buckets=_LATENCY_BUCKETS)
+        self.netpol_sync_failures = Counter("pkube_proxy_sync_network_policy_rules_failures",
+                                            "Failed NetworkPolicy syncs", registry=self.registry)
 
 
 def delete_udp_conntrack(stale: Iterable[tuple[str, int, str]]) -> None:

@@ -62,7 +62,7 @@ _VIEW = [
     rule(READ, AUTOSCALING, ("horizontalpodautoscalers", "horizontalpodautoscalers/status")),
     # system:aggregated-metrics-reader, aggregated into view (and so edit and admin) in Kubernetes
     rule(READ, METRICS, ("pods", "nodes")),
-    rule(READ, NETWORKING, ("ingresses", "ingresses/status")),
+    rule(READ, NETWORKING, ("ingresses", "ingresses/status", "networkpolicies")),
 ]
 _EDIT = [
     rule(READ, LEGACY, ("pods/attach", "pods/proxy", "pods/exec", "pods/portforward", "secrets", "services/proxy")),
@@ -77,7 +77,7 @@ _EDIT = [
     rule(WRITE, BATCH, ("cronjobs", "jobs")),
     rule(WRITE, POLICY, ("poddisruptionbudgets",)),
     rule(WRITE, AUTOSCALING, ("horizontalpodautoscalers",)),
-    rule(WRITE, NETWORKING, ("ingresses",)),
+    rule(WRITE, NETWORKING, ("ingresses", "networkpolicies")),
     *_VIEW,
 ]
 _ADMIN = [
@@ -158,6 +158,9 @@ _NODE_PROXIER = [
     rule(READ, LEGACY, ("nodes",)),
     _events(),
     rule(("list", "watch"), DISCOVERY, ("endpointslices",)),
+    # NetworkPolicy enforcement (proxy/netpol.py): the policies, every pod they may name, namespaces' labels.
+    rule(("list", "watch"), NETWORKING, ("networkpolicies",)),
+    rule(("list", "watch"), LEGACY, ("namespaces",)),
 ]
 # pkube's cluster DNS (proxy/dns_main.py) answers from Services and EndpointSlices (Kubernetes' system:kube-dns
 # reads Services and Endpoints).

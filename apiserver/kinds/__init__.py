@@ -21,6 +21,7 @@ from .events import EventStrategy, LeaseStrategy, ServiceAccountStrategy
 from .fields import Cause
 from .ingress import IngressClassStrategy, IngressStrategy
 from .namespaces import NamespaceStrategy, NodeStrategy
+from .networkpolicy import NetworkPolicyStrategy
 from .persistence import PersistentVolumeClaimStrategy, PersistentVolumeStrategy, StorageClassStrategy
 from .pods import PodStrategy
 from .priorityclasses import PriorityClassStrategy
@@ -42,6 +43,7 @@ _STRATEGIES: dict[str, KindStrategy] = {s.kind: s for s in (
     JobStrategy(), CronJobStrategy(), ControllerRevisionStrategy(), PriorityClassStrategy(),
     PodDisruptionBudgetStrategy(), LimitRangeStrategy(), ResourceQuotaStrategy(), ReplicationControllerStrategy(),
     APIServiceStrategy(), HorizontalPodAutoscalerStrategy(), IngressStrategy(), IngressClassStrategy(),
+    NetworkPolicyStrategy(),
     RoleStrategy(), ClusterRoleStrategy(), RoleBindingStrategy(), ClusterRoleBindingStrategy(),
     CustomResourceDefinitionStrategy(), CertificateSigningRequestStrategy(),
 )}

@@ -21,6 +21,7 @@ from kubelet.network import forwarding as kubelet_forwarding
 from pkctl.cluster.components import BY_NAME
 from pkctl.cluster.procs import ProcRecord
 from proxy import localnet
+from proxy.netpol import table_for
 from tests.support.leftovers import processes_mentioning
 from tests.util import unique, wait_for_sync
 
@@ -110,11 +111,12 @@ def make_namespace(cluster: Cluster) -> str:
 
 
 def node_state_left(c: Cluster) -> list[str]:
-    """What this cluster's node put on the host and must not outlive `cluster down`: the proxy's nftables table,
+    """What this cluster's node put on the host and must not outlive `cluster down`: the proxy's nftables tables,
     the DNS address on lo, and the kubelet's containers, netns, veths, bridge, NAT table, cgroup and mounts."""
     cfg, left = c.config(), []
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout.split()
-    left += [f"nft table {t}" for t in (cfg["proxy_table"], cfg["nat_table"]) if t in tables]
+    left += [f"nft table {t}" for t in (cfg["proxy_table"], table_for(cfg["proxy_table"]), cfg["nat_table"])
+             if t in tables]
     lo = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", "lo"], capture_output=True, text=True).stdout
     dns_ip = str(ipaddress.ip_network(cfg["service_cidr"])[10])
     if f" {dns_ip}/" in lo:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.request
 from typing import Any, Iterator
 
 import pytest
@@ -133,6 +134,48 @@ def test_services_reach_pods_on_the_other_node_by_cluster_ip_dns_name_and_node_p
     # a NodePort on the worker's IP, answered by the pod on the first node (and the other way round)
     port = two.api(f"/api/v1/namespaces/{ns}/services/to-first")[1]["spec"]["ports"][0]["nodePort"]
     assert wait_for(lambda: fetch("first", f"{worker['ip']} {port}"), timeout=30)
+
+
+def test_network_policy_is_enforced_on_every_node(two: Cluster) -> None:
+    """Each node's proxy enforces the policies of its own pods, for traffic from its node and from the other one:
+    servers on both nodes accept only role=frontend clients, wherever those run."""
+    ns = make_namespace(two)
+    first, worker = two.config()["node_name"], two.config()["workers"][0]["name"]
+    layout = {"server-a": (first, {"app": "server"}), "server-b": (worker, {"app": "server"}),
+              "front": (worker, {"role": "frontend"}), "other": (first, {"role": "other"})}
+    for name, (node, labels) in layout.items():
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
+               "spec": {"nodeSelector": {"kubernetes.io/hostname": node}, "terminationGracePeriodSeconds": 1,
+                        "containers": [{"name": "web", "image": "pkube.local/busybox:latest",
+                                        "command": ["sh", "-c", SERVER]}]}}
+        code, body = two.api(f"/api/v1/namespaces/{ns}/pods", pod)
+        assert code == 201, body
+
+    def ips() -> dict[str, str] | None:
+        _, pods = two.api(f"/api/v1/namespaces/{ns}/pods")
+        up = {p["metadata"]["name"]: p["status"]["podIP"] for p in pods["items"]
+              if p["status"].get("phase") == "Running" and p["status"].get("podIP")}
+        return up if len(up) == len(layout) else None
+    addresses = wait_for(ips, timeout=90)
+
+    def reaches(client: str, server: str) -> bool:
+        request = f"printf 'GET /cgi-bin/ip HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {addresses[server]} 8080"
+        p = pkctl(two, "-n", ns, "exec", client, "--", "sh", "-c", request, check=False)
+        assert no_traceback(p), p.stderr
+        return "200 OK" in p.stdout
+    assert wait_for(lambda: reaches("other", "server-b"), timeout=30)
+    policy = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "frontends-only"},
+              "spec": {"podSelector": {"matchLabels": {"app": "server"}},
+                       "ingress": [{"from": [{"podSelector": {"matchLabels": {"role": "frontend"}}}]}]}}
+    code, body = two.api(f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies", policy)
+    assert code == 201, body
+    wait_for(lambda: not reaches("other", "server-b"), timeout=30)  # across nodes: the worker drops it
+    assert not reaches("other", "server-a")  # on the first node
+    assert reaches("front", "server-a")  # across nodes, allowed with its own source address
+    assert reaches("front", "server-b")
+    # the node's own traffic to its pods is always allowed (kubelet probes, host processes): the first node is this host
+    with urllib.request.urlopen(f"http://{addresses['server-a']}:8080/cgi-bin/ip", timeout=5) as r:
+        assert r.status == 200
 
 
 def test_nodes_cannot_change_on_an_existing_home(two: Cluster) -> None:

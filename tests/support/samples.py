@@ -58,6 +58,8 @@ def _body(kind: str) -> dict[str, Any]:
         "Ingress": {"spec": {"rules": [{"host": "web.example.com", "http": {"paths": [
             {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}},
         "IngressClass": {"spec": {"controller": "example.com/ingress-controller"}},
+        "NetworkPolicy": {"spec": {"podSelector": {"matchLabels": {"app": "web"}}, "ingress": [
+            {"from": [{"podSelector": {"matchLabels": {"role": "frontend"}}}], "ports": [{"port": 8080}]}]}},
         "Role": {"rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}]},
         "ClusterRole": {"rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}]},
         "RoleBinding": {"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
