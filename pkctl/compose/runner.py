@@ -14,7 +14,7 @@ from pklib.resources import DEPLOYMENTS, NAMESPACES, PODS, PVCS, SERVICES, Resou
 from ..errors import CommandError
 from ..printers import docker_ports
 from ..commands.logs import stream_logs
-from .convert import PROJECT_LABEL, SERVICE_LABEL, Plan
+from .convert import NETWORK_LABEL, PROJECT_LABEL, SERVICE_LABEL, Plan
 from .model import Project
 
 Obj = dict[str, Any]
@@ -22,10 +22,36 @@ Say = Callable[[str], None]
 POLL = 0.25
 
 
+# The compose networks' NetworkPolicies, also against a build whose resource table does not have the kind yet.
+NETWORK_POLICIES = for_kind("networking.k8s.io/v1", "NetworkPolicy") or \
+    Resource("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", True)
+
+
 def _resource(obj: Obj) -> Resource:
-    res = for_kind(obj["apiVersion"], obj["kind"])
+    res = NETWORK_POLICIES if obj["kind"] == "NetworkPolicy" else for_kind(obj["apiVersion"], obj["kind"])
     assert res is not None, obj["kind"]
     return res
+
+
+def _policy_text(policy: Obj) -> str:
+    """How `up`/`down` name a policy: as Compose names the network (<project>_<net>), or the published ports'."""
+    meta = policy["metadata"]
+    net = (meta.get("labels") or {}).get(NETWORK_LABEL)
+    return f"Network {meta['namespace']}_{net}" if net else f"Network policy {meta['name']}"
+
+
+async def apply_policies(c: Client, policies: list[Obj], say: Say) -> None:
+    for policy in policies:
+        try:
+            state = await apply(c, policy)
+        except ApiError as e:
+            if not is_not_found(e):
+                raise
+            # this API server does not serve the kind: the names resolve, the networks just do not isolate
+            print("warning: the cluster does not serve networking.k8s.io/v1 NetworkPolicy: the project's networks "
+                  "are not isolated from each other", file=sys.stderr)
+            return
+        say(f"{_policy_text(policy)}  {state}")
 
 
 async def _exists(c: Client, res: Resource, name: str, ns: str | None) -> Obj | None:
@@ -156,7 +182,8 @@ async def up(c: Client, project: Project, plan: Plan, timeout: float, say: Say, 
     if current_ns is not None and current_ns.get("status", {}).get("phase") == "Terminating":
         say(f"Namespace {ns}  Waiting for the previous one to be deleted")
         await _gone(c, NAMESPACES, ns, None, timeout)
-    say(f"Network {ns}  {await apply(c, plan.namespace)}")
+    say(f"Namespace {ns}  {await apply(c, plan.namespace)}")
+    await apply_policies(c, plan.policies, say)
     for pvc in plan.volumes:
         state = await apply(c, pvc)
         say(f"Volume {pvc['metadata']['name']}  {'Created' if state == 'Created' else 'Exists'}")
@@ -209,6 +236,19 @@ async def down(c: Client, project: str, volumes: bool, timeout: float, say: Say)
         if time.monotonic() > deadline:
             raise CommandError(f"timed out waiting for the pods of project {project!r} to stop")
         await asyncio.sleep(POLL)
+    try:
+        policies = (await c.list(NETWORK_POLICIES, project, label_selector=sel)).get("items") or []
+    except ApiError as e:
+        if not is_not_found(e):
+            raise
+        policies = []  # not served here
+    for policy in policies:
+        try:
+            await c.delete(NETWORK_POLICIES, policy["metadata"]["name"], project)
+        except ApiError as e:
+            if not is_not_found(e):
+                raise
+        say(f"{_policy_text(policy)}  Removed")
     claims = (await c.list(PVCS, project, label_selector=sel)).get("items") or []
     if claims and not volumes:
         for claim in claims:
@@ -218,7 +258,7 @@ async def down(c: Client, project: str, volumes: bool, timeout: float, say: Say)
     for claim in claims:
         say(f"Volume {claim['metadata']['name']}  Removed")
     await _gone(c, NAMESPACES, project, None, timeout)
-    say(f"Network {project}  Removed")
+    say(f"Namespace {project}  Removed")
 
 
 def port_text(pod: Obj) -> str:

@@ -276,3 +276,42 @@ def test_orphans_are_reported_and_removed_on_request(cluster: Cluster, tmp_path:
     assert not exists(cluster, f"/apis/apps/v1/namespaces/{d.name}/deployments/b")
     compose(cluster, d, "down")
     assert not exists(cluster, f"/api/v1/namespaces/{d.name}")
+
+
+NETWORKS = """
+services:
+  db:
+    image: pkube.local/busybox:latest
+    command: ["sh", "-c", "mkdir -p /www && echo db-answers > /www/index.html && exec httpd -f -p 80 -h /www"]
+    networks:
+      back:
+        aliases: [store]
+  web:
+    image: pkube.local/busybox:latest
+    command: [sleep, "3600"]
+    links: ["db:database"]
+    networks: [front, back]
+networks:
+  front: {}
+  back: {}
+"""
+
+
+def test_service_names_network_aliases_and_link_aliases_resolve(cluster: Cluster, tmp_path: Path,
+                                                                images: Path) -> None:
+    d = tmp_path / unique("nets")
+    d.mkdir()
+    (d / "compose.yaml").write_text(NETWORKS)
+    config = compose(cluster, d, "config")
+    assert config.stdout.count("kind: NetworkPolicy") == 2 and "ignored" not in config.stderr
+    compose(cluster, d, "up", "-d")
+    try:
+        for name in ("db", "store", "database"):  # the service, its alias on `back`, web's link alias for it
+            def answer() -> str | None:
+                p = compose(cluster, d, "exec", "web", "--", "wget", "-q", "-O", "-", f"http://{name}/",
+                            check=False)
+                return p.stdout if "db-answers" in p.stdout else None
+            wait_for_sync(answer, timeout=30, message=f"web reaching db as {name!r}")
+    finally:
+        compose(cluster, d, "down")
+    assert not exists(cluster, f"/api/v1/namespaces/{d.name}")
