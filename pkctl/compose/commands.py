@@ -10,7 +10,6 @@ from typing import Any
 
 from images.errors import ImageError
 from images.store import ImageStore, default_root
-from pklib.kubeconfig import default_kubeconfig_path
 
 from ..connect import Connection, run
 from ..errors import CommandError
@@ -88,26 +87,28 @@ def say(line: str) -> None:
     print(f" ✔ {line}", flush=True)
 
 
-def image_store(args: argparse.Namespace) -> ImageStore:
+def image_roots(args: argparse.Namespace) -> list[Path]:
+    """Where built images go: --image-root; else every node's store of the local cluster the kubeconfig belongs
+    to (the first node's first: the build's); else the default store."""
+    from pkctl.cluster.images import kubeconfig_home, node_image_stores
     if args.image_root:
-        return ImageStore(args.image_root)
-    config = getattr(args, "kubeconfig", None) or default_kubeconfig_path()
-    home = Path(config).resolve().parent if config else None
-    # A local cluster's kubeconfig sits in its home, whose kubelet reads images from <home>/images.
-    if home is not None and (home / "config.json").is_file() and (home / "images").is_dir():
-        return ImageStore(home / "images")
-    return ImageStore(default_root())
+        return [args.image_root]
+    home = kubeconfig_home(getattr(args, "kubeconfig", None))
+    return list(node_image_stores(home)) if home is not None else [default_root()]
 
 
 def build_images(args: argparse.Namespace, project: Project, only: list[str], always: bool,
                  no_cache: bool = False) -> None:
-    store = None
+    from pkctl.cluster.images import copy_images
+    roots: list[Path] = []
     for svc in project.services.values():
         if svc.build is None or (only and svc.name not in only):
             continue
-        store = store or image_store(args)
+        roots = roots or image_roots(args)
+        store = ImageStore(roots[0])
         tag = image_of(project, svc)
         if not always and store.resolve(tag) is not None:
+            copy_images([tag], store, roots, progress=lambda line: print(line, flush=True))
             continue
         print(f"[+] Building {svc.name} ({tag})", flush=True)
         try:
@@ -117,6 +118,7 @@ def build_images(args: argparse.Namespace, project: Project, only: list[str], al
             raise CommandError(f"service {svc.name!r}: build failed: {e}") from None
         except PermissionError as e:
             raise CommandError(f"service {svc.name!r}: permission denied: {e.filename or e}") from None
+        copy_images([tag], store, roots, progress=lambda line: print(line, flush=True))  # nodes with their own store
 
 
 def cmd_up(args: argparse.Namespace) -> int:

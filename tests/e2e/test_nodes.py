@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
 from pkctl.cluster.components import BY_NAME
 from tests.e2e.helpers import Cluster, local_cluster, make_namespace, no_traceback, run
-from tests.util import wait_for_sync as wait_for
+from tests.util import unique, wait_for_sync as wait_for
 
 pytestmark = [
     pytest.mark.root,
@@ -150,3 +151,23 @@ def test_config_records_the_workers(two: Cluster) -> None:
     cfg = two.config()
     assert [w["index"] for w in cfg["workers"]] == [2]
     assert json.dumps(cfg["node_subnet"]).count("/24") == 1
+
+
+def test_an_image_built_here_runs_on_the_second_node(two: Cluster, tmp_path: Path) -> None:
+    """`pkctl image build` without --root puts the image on every node of the kubeconfig's cluster."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text('FROM pkube.local/busybox:latest\nCMD ["sh", "-c", "echo built-here; '
+                                    'exec sleep 3600"]\n')
+    tag = f"pkube.local/{unique('here')}:latest"
+    built = pkctl(two, "image", "build", "-t", tag, str(ctx))
+    assert f"Successfully tagged {tag}" in built.stdout
+    ns, worker = make_namespace(two), two.config()["workers"][0]["name"]
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "built"},
+           "spec": {"nodeName": worker, "terminationGracePeriodSeconds": 1,
+                    "containers": [{"name": "c", "image": tag, "imagePullPolicy": "Never"}]}}
+    code, body = two.api(f"/api/v1/namespaces/{ns}/pods", pod)
+    assert code == 201, body
+    wait_for(lambda: two.api(f"/api/v1/namespaces/{ns}/pods/built")[1]["status"].get("phase") == "Running",
+             timeout=60, message="the pod of the locally built image running on the second node")
+    assert wait_for(lambda: "built-here" in pkctl(two, "-n", ns, "logs", "built").stdout, timeout=20)
