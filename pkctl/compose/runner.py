@@ -40,18 +40,30 @@ def _policy_text(policy: Obj) -> str:
     return f"Network {meta['namespace']}_{net}" if net else f"Network policy {meta['name']}"
 
 
-async def apply_policies(c: Client, policies: list[Obj], say: Say) -> None:
-    for policy in policies:
+async def apply_policies(c: Client, project: str, policies: list[Obj], say: Say) -> None:
+    """The plan's NetworkPolicies, and away with the project's others (a network or published port it lost)."""
+    try:
+        for policy in policies:
+            say(f"{_policy_text(policy)}  {await apply(c, policy)}")
+        await remove_policies(c, project, say, keep=frozenset(p["metadata"]["name"] for p in policies))
+    except ApiError as e:
+        if not is_not_found(e):
+            raise
+        # this API server does not serve the kind: the names resolve, the networks just do not isolate
+        print("warning: the cluster does not serve networking.k8s.io/v1 NetworkPolicy: the project's networks "
+              "are not isolated from each other", file=sys.stderr)
+
+
+async def remove_policies(c: Client, project: str, say: Say, keep: frozenset[str] = frozenset()) -> None:
+    for policy in (await c.list(NETWORK_POLICIES, project, label_selector=_selector(project))).get("items") or []:
+        if policy["metadata"]["name"] in keep:
+            continue
         try:
-            state = await apply(c, policy)
+            await c.delete(NETWORK_POLICIES, policy["metadata"]["name"], project)
         except ApiError as e:
             if not is_not_found(e):
                 raise
-            # this API server does not serve the kind: the names resolve, the networks just do not isolate
-            print("warning: the cluster does not serve networking.k8s.io/v1 NetworkPolicy: the project's networks "
-                  "are not isolated from each other", file=sys.stderr)
-            return
-        say(f"{_policy_text(policy)}  {state}")
+        say(f"{_policy_text(policy)}  Removed")
 
 
 async def _exists(c: Client, res: Resource, name: str, ns: str | None) -> Obj | None:
@@ -183,7 +195,7 @@ async def up(c: Client, project: Project, plan: Plan, timeout: float, say: Say, 
         say(f"Namespace {ns}  Waiting for the previous one to be deleted")
         await _gone(c, NAMESPACES, ns, None, timeout)
     say(f"Namespace {ns}  {await apply(c, plan.namespace)}")
-    await apply_policies(c, plan.policies, say)
+    await apply_policies(c, ns, plan.policies, say)
     for pvc in plan.volumes:
         state = await apply(c, pvc)
         say(f"Volume {pvc['metadata']['name']}  {'Created' if state == 'Created' else 'Exists'}")
@@ -237,18 +249,10 @@ async def down(c: Client, project: str, volumes: bool, timeout: float, say: Say)
             raise CommandError(f"timed out waiting for the pods of project {project!r} to stop")
         await asyncio.sleep(POLL)
     try:
-        policies = (await c.list(NETWORK_POLICIES, project, label_selector=sel)).get("items") or []
+        await remove_policies(c, project, say)
     except ApiError as e:
         if not is_not_found(e):
-            raise
-        policies = []  # not served here
-    for policy in policies:
-        try:
-            await c.delete(NETWORK_POLICIES, policy["metadata"]["name"], project)
-        except ApiError as e:
-            if not is_not_found(e):
-                raise
-        say(f"{_policy_text(policy)}  Removed")
+            raise  # else not served here
     claims = (await c.list(PVCS, project, label_selector=sel)).get("items") or []
     if claims and not volumes:
         for claim in claims:
