@@ -321,10 +321,10 @@ def _service_networks(source: str, svc: Service, d: Mapping[str, Any], networks:
     """A service's `networks`: a list, or a mapping whose values may give `aliases` on that network."""
     at = lambda key: _where(source, d, key)  # noqa: E731
     value = d.get("networks")
+    if value is not None and d.get("network_mode") is not None:
+        raise ComposeError(f"{at('networks')}: service {svc.name!r}: network_mode and networks are mutually "
+                           "exclusive")
     if svc.host_network:
-        if value is not None:
-            raise ComposeError(f"{at('networks')}: service {svc.name!r}: network_mode and networks are mutually "
-                               "exclusive")
         return
     if value is None:
         svc.networks = {"default": []}

@@ -177,13 +177,16 @@ async def wait_service(c: Client, project: str, service: str, replicas: int, con
         await asyncio.sleep(POLL)
 
 
-async def orphans(c: Client, project: Project) -> list[tuple[Resource, str]]:
-    """Objects of the project whose service is no longer in the file (Compose's "orphan containers")."""
+async def orphans(c: Client, project: Project, names: set[str] | None = None) -> list[tuple[Resource, str]]:
+    """Objects of the project whose service is no longer in the file (Compose's "orphan containers"), and
+    Services no longer in `names` (an alias the file dropped)."""
     out = []
     for res in (DEPLOYMENTS, PODS, SERVICES):
         for obj in (await c.list(res, project.name, label_selector=_selector(project.name))).get("items") or []:
             service = obj["metadata"].get("labels", {}).get(SERVICE_LABEL, "")
-            if service not in project.services and not (res == PODS and obj["metadata"].get("ownerReferences")):
+            dropped_name = res == SERVICES and names is not None and obj["metadata"]["name"] not in names
+            if (service not in project.services or dropped_name) and \
+                    not (res == PODS and obj["metadata"].get("ownerReferences")):
                 out.append((res, obj["metadata"]["name"]))
     return out
 
@@ -213,7 +216,8 @@ async def up(c: Client, project: Project, plan: Plan, timeout: float, say: Say, 
         svc = project.services[name]
         await wait_service(c, ns, name, max(svc.replicas, 0), "service_started", timeout)
         say(f"Service {name}  Started")
-    left = await orphans(c, project)
+    left = await orphans(c, project, {o["metadata"]["name"] for objs in plan.services.values() for o in objs
+                                      if o["kind"] == "Service"})
     if left and not remove_orphans:
         print(f"warning: found orphan objects ({', '.join(f'{r.kind.lower()}/{n}' for r, n in left)}) of services "
               "no longer in the file: `up --remove-orphans` removes them", file=sys.stderr)

@@ -328,6 +328,11 @@ def test_service_names_network_aliases_and_link_aliases_resolve(cluster: Cluster
             wait_for_sync(lambda: "db-answers" not in fetch_db("proxy", "db"), timeout=30,
                           message="proxy (front) kept out of db (back)")
             assert "db-answers" in fetch_db("web", "db")  # web is on both networks
+        # an alias the file drops is an orphan Service
+        (d / "compose.yaml").write_text(NETWORKS.replace("        aliases: [store]\n", ""))
+        assert "found orphan objects (service/store)" in compose(cluster, d, "up", "-d").stderr
+        assert "Service store  Removed (orphan)" in compose(cluster, d, "up", "-d", "--remove-orphans").stdout
+        assert not exists(cluster, f"/api/v1/namespaces/{d.name}/services/store")
     finally:
         compose(cluster, d, "down")
     assert not exists(cluster, f"/api/v1/namespaces/{d.name}")

@@ -258,6 +258,8 @@ def test_a_host_network_service_is_on_no_network(tmp_path: Path) -> None:
     ("services:\n  web:\n    image: x\n    network_mode: host\n    networks: [default]\n",
      ":5: service 'web': network_mode and networks are mutually exclusive"),
     ("services:\n  web:\n    image: x\n    network_mode: 'service:db'\n", ":4: network_mode 'service:db'"),
+    ("services:\n  web:\n    image: x\n    network_mode: bridge\n    networks: [default]\n",
+     ":5: service 'web': network_mode and networks are mutually exclusive"),
     ("services:\n  web:\n    image: x\n    networks:\n      default:\n        ipv4_address: 10.0.0.5\n",
      ":6: service 'web' network 'default': unsupported key 'ipv4_address'"),
     ("services:\n  web:\n    image: x\n    networks:\n      default:\n        aliases: [Bad_Name]\n",
