@@ -42,6 +42,13 @@ def node_image_stores(home: Home) -> dict[Path, list[str]]:
     return out
 
 
+def cluster_image_roots(kubeconfig: str | Path | None = None) -> list[Path] | None:
+    """The distinct image stores of the nodes of the local cluster the kubeconfig belongs to (the first node's
+    first), None when it is not a local cluster's. Raises HomeError for a home whose config is unreadable."""
+    home = kubeconfig_home(kubeconfig)
+    return list(node_image_stores(home)) if home is not None else None
+
+
 def copy_images(refs: list[str], source: ImageStore, roots: list[Path],
                 progress: Callable[[str], None] = lambda _: None) -> None:
     """Put the images of `source` into the stores at `roots` that lack them (each node of a cluster that has its

@@ -26,7 +26,7 @@ from images.errors import ImageError
 from images.image import Image
 from images.registry import Registry
 from images.store import ImageStore, default_root
-from pkctl.errors import CommandError
+from pkctl.errors import CommandError, as_command_error
 from pkctl.printers import docker_duration
 
 
@@ -114,22 +114,18 @@ def _node_roots(args: argparse.Namespace) -> list[Path]:
     """The stores an image goes to: --root; else each distinct one of the nodes of the local cluster the
     kubeconfig belongs to (the first node's first); else the default store."""
     from pkctl.cluster.home import HomeError
-    from pkctl.cluster.images import kubeconfig_home, node_image_stores
+    from pkctl.cluster.images import cluster_image_roots
     every_node = getattr(args, "all_nodes", False)
     if args.root:
         if every_node:
             raise CommandError("--all-nodes and --root are mutually exclusive: --all-nodes finds the nodes' stores")
         return [args.root]
-    home = kubeconfig_home(getattr(args, "kubeconfig", None))
-    if home is None:
-        if every_node:
-            raise CommandError("--all-nodes: the kubeconfig is not a local cluster's (pkctl cluster up): push the "
-                               "image to a registry the nodes pull from, or load it on each node")
-        return [default_root()]
-    try:
-        return list(node_image_stores(home))
-    except HomeError as e:
-        raise CommandError(str(e)) from None
+    with as_command_error(HomeError):
+        roots = cluster_image_roots(getattr(args, "kubeconfig", None))
+    if roots is None and every_node:
+        raise CommandError("--all-nodes: the kubeconfig is not a local cluster's (pkctl cluster up): push the "
+                           "image to a registry the nodes pull from, or load it on each node")
+    return roots or [default_root()]
 
 
 def _to_other_nodes(args: argparse.Namespace, store: ImageStore, refs: list[str]) -> None:

@@ -12,7 +12,7 @@ from images.errors import ImageError
 from images.store import ImageStore, default_root
 
 from ..connect import Connection, run
-from ..errors import CommandError
+from ..errors import CommandError, as_command_error
 from ..printers import to_yaml
 from . import runner
 from .convert import Plan, convert, image_of
@@ -90,11 +90,12 @@ def say(line: str) -> None:
 def image_roots(args: argparse.Namespace) -> list[Path]:
     """Where built images go: --image-root; else every node's store of the local cluster the kubeconfig belongs
     to (the first node's first: the build's); else the default store."""
-    from pkctl.cluster.images import kubeconfig_home, node_image_stores
+    from pkctl.cluster.home import HomeError
+    from pkctl.cluster.images import cluster_image_roots
     if args.image_root:
         return [args.image_root]
-    home = kubeconfig_home(getattr(args, "kubeconfig", None))
-    return list(node_image_stores(home)) if home is not None else [default_root()]
+    with as_command_error(HomeError):
+        return cluster_image_roots(getattr(args, "kubeconfig", None)) or [default_root()]
 
 
 def build_images(args: argparse.Namespace, project: Project, only: list[str], always: bool,
