@@ -282,7 +282,8 @@ def _controller_flags(home: Home, cfg: ClusterConfig) -> list[str]:
 
 def _node_flags(home: Home, cfg: ClusterConfig) -> list[str]:
     """Where the kubelet keeps its state and how it names its host devices: what `--cleanup` needs too."""
-    return ["--node-name", cfg.node_name, "--root-dir", str(home.kubelet), "--image-root", str(home.images),
+    return ["--node-name", cfg.node_name, "--root-dir", str(home.kubelet), "--image-root",
+            str(home.image_root(cfg.node_name)),
             "--runtime-state-dir", str(home.runtime), "--bridge", cfg.bridge, "--nat-table", cfg.nat_table,
             "--netns-prefix", cfg.netns_prefix, "--veth-prefix", cfg.veth_prefix,
             "--cgroup-parent", cfg.cgroup_parent, *_vni_flags(cfg)]
@@ -320,7 +321,7 @@ def _worker_node_flags(home: Home, cfg: ClusterConfig, w: Worker) -> list[str]:
     pods' netns names and the cgroup parent are host-wide, so they carry the node's index; the bridge too,
     since the kubelet records the host's ip_forward per bridge name."""
     d = home.node_dir(w.name)
-    return ["--node-name", w.name, "--root-dir", str(d / "kubelet"), "--image-root", str(home.images),
+    return ["--node-name", w.name, "--root-dir", str(d / "kubelet"), "--image-root", str(home.image_root(w.name)),
             "--runtime-state-dir", str(d / "runtime"), "--bridge", f"{cfg.bridge[:11]}w{w.index}",
             "--nat-table", cfg.nat_table, "--netns-prefix", f"{cfg.netns_prefix[:-1]}w{w.index}-",
             "--veth-prefix", cfg.veth_prefix, "--cgroup-parent", f"{cfg.cgroup_parent}-w{w.index}", *_vni_flags(cfg)]

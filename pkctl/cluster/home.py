@@ -266,6 +266,15 @@ class Home:
         self.run = root / "run"
         self.supervisor_lock = self.run / "supervisor.lock"
 
+    def image_root(self, node: str) -> Path:
+        """The image store of a node of this home's cluster (its kubelet's --image-root): the nodes of one
+        machine (`up --nodes N`) share the machine's store, so an image built or loaded once runs on all."""
+        return self.images
+
+    def node_image_roots(self, cfg: ClusterConfig) -> dict[str, Path]:
+        """Node name -> its image store, for every node `cluster up` runs (not those joined from elsewhere)."""
+        return {node: self.image_root(node) for node in [cfg.node_name, *(w.name for w in cfg.workers)]}
+
     def log(self, component: str) -> Path:
         return self.logs / f"{component}.log"
 

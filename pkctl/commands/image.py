@@ -1,7 +1,9 @@
 """`pkctl image ...`: the node-local image store (like `docker image` / `crictl images`).
 
-These commands work on the store directory directly (default <pkube home>/images,
-`--root` to choose), not through the API server: images are node state.
+These commands work on the store directory directly, not through the API server: images are node state.
+The store is `--root`, else the one of the local cluster (`pkctl cluster up`) the kubeconfig belongs to (its
+first node's), else <pkube home>/images. `build` and `load` put images on every node of that cluster
+(`--all-nodes` insists on one): a node with a store of its own gets a copy.
 """
 from __future__ import annotations
 
@@ -24,21 +26,27 @@ from images.errors import ImageError
 from images.image import Image, host_arch
 from images.registry import Registry
 from images.store import ImageStore, default_root
-from pkctl.errors import CommandError
+from pkctl.errors import CommandError, as_command_error
 from pkctl.printers import docker_duration
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--root", type=Path, default=None,
-                        help="image store directory (default: $PKUBE_HOME/images, i.e. /var/lib/pkube/images)")
+                        help="image store directory (default: the store of the local cluster the kubeconfig "
+                             "belongs to, else $PKUBE_HOME/images, i.e. /var/lib/pkube/images)")
+    nodes = argparse.ArgumentParser(add_help=False)
+    nodes.add_argument("--all-nodes", action="store_true",
+                       help="put the image on every node of the local cluster the kubeconfig belongs to (the "
+                            "default without --root; an error when the kubeconfig is not such a cluster's)")
     p = sub.add_parser("image", help="manage images on this node (build, pull, push, load, save, ls, ...)")
     isub = p.add_subparsers(dest="image_command", metavar="COMMAND")
     p.set_defaults(func=lambda args: p.print_help() or 2)
 
     def add(name: str, handler: Callable[[argparse.Namespace], int], help: str,
-            aliases: list[str] | None = None) -> argparse.ArgumentParser:
-        sp = isub.add_parser(name, parents=[common], help=help, aliases=aliases or [])
+            aliases: list[str] | None = None, every_node: bool = False) -> argparse.ArgumentParser:
+        sp = isub.add_parser(name, parents=[common, nodes] if every_node else [common], help=help,
+                             aliases=aliases or [])
         sp.set_defaults(func=_guarded(handler))
         return sp
 
@@ -54,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sp.add_argument("source", metavar="SOURCE")
     sp.add_argument("target", metavar="TARGET")
     add("prune", _prune, "delete blobs and layers no image or container uses")
-    sp = add("load", _load, "load images from a docker-save or OCI archive")
+    sp = add("load", _load, "load images from a docker-save or OCI archive", every_node=True)
     sp.add_argument("-i", "--input", metavar="FILE", type=Path, help="archive to read (default: standard input)")
     sp.add_argument("file", nargs="?", metavar="FILE", type=Path, help="archive to read (like -i FILE)")
     sp = add("save", _save, "save images to an archive (OCI layout + docker-save manifest)")
@@ -75,7 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sp.add_argument("--insecure-registry", action="store_true", help="use plain http (loopback registries always do)")
     sp = add("logout", _logout, "forget the credentials of a registry")
     sp.add_argument("registry", nargs="?", default="docker.io", metavar="REGISTRY")
-    sp = add("build", _build, "build an image from a Dockerfile")
+    sp = add("build", _build, "build an image from a Dockerfile", every_node=True)
     sp.add_argument("context", metavar="DIR", type=Path)
     sp.add_argument("-t", "--tag", metavar="NAME[:TAG]")
     sp.add_argument("-f", "--file", metavar="DOCKERFILE", type=Path)
@@ -108,7 +116,31 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
 
 
 def _store(args: argparse.Namespace) -> ImageStore:
-    return ImageStore(args.root or default_root())
+    return ImageStore(_node_roots(args)[0])
+
+
+def _node_roots(args: argparse.Namespace) -> list[Path]:
+    """The stores an image goes to: --root; else each distinct one of the nodes of the local cluster the
+    kubeconfig belongs to (the first node's first); else the default store."""
+    from pkctl.cluster.home import HomeError
+    from pkctl.cluster.images import cluster_image_roots
+    every_node = getattr(args, "all_nodes", False)
+    if args.root:
+        if every_node:
+            raise CommandError("--all-nodes and --root are mutually exclusive: --all-nodes finds the nodes' stores")
+        return [args.root]
+    with as_command_error(HomeError):
+        roots = cluster_image_roots(getattr(args, "kubeconfig", None))
+    if roots is None and every_node:
+        raise CommandError("--all-nodes: the kubeconfig is not a local cluster's (pkctl cluster up): push the "
+                           "image to a registry the nodes pull from, or load it on each node")
+    return roots or [default_root()]
+
+
+def _to_other_nodes(args: argparse.Namespace, store: ImageStore, refs: list[str]) -> None:
+    from pkctl.cluster.images import copy_images
+    quiet = getattr(args, "quiet", False)
+    copy_images(refs, store, _node_roots(args), progress=lambda line: None if quiet else print(line, flush=True))
 
 
 # ---- formatting ----------------------------------------------------------------
@@ -229,6 +261,12 @@ def _prune(args: argparse.Namespace) -> int:
 
 def _load(args: argparse.Namespace) -> int:
     store = _store(args)
+    images = _load_into(args, store)
+    _to_other_nodes(args, store, [img.name or img.id for img in images])
+    return 0
+
+
+def _load_into(args: argparse.Namespace, store: ImageStore) -> list[Image]:
     if args.file is not None:
         if args.input is not None and args.input != args.file:
             raise CommandError("give the archive once: FILE or -i FILE")
@@ -245,7 +283,7 @@ def _load(args: argparse.Namespace) -> int:
             images = store.load(Path(spool.name), progress=print)
     if not images:
         raise CommandError(f"{args.input or 'the archive'} contains no images")
-    return 0
+    return images
 
 
 def _save(args: argparse.Namespace) -> int:
@@ -399,10 +437,12 @@ def _build(args: argparse.Namespace) -> int:
     if args.platform and args.platform.rstrip("/") != host:
         raise CommandError(f"--platform={args.platform}: only the host platform {host} can be built here")
     args.quiet = args.quiet or args.progress == "quiet"
-    img = _store(args).build(args.context, dockerfile_path=args.file, tag=args.tag, build_args=build_args,
-                             target=args.target, no_cache=args.no_cache, network=args.network,
-                             secrets=dict(_secret(item) for item in args.secret), pull=args.pull, labels=labels,
-                             progress=(lambda _line: None) if args.quiet else (lambda line: print(line, flush=True)))
+    store = _store(args)
+    img = store.build(args.context, dockerfile_path=args.file, tag=args.tag, build_args=build_args,
+                      target=args.target, no_cache=args.no_cache, network=args.network,
+                      secrets=dict(_secret(item) for item in args.secret), pull=args.pull, labels=labels,
+                      progress=(lambda _line: None) if args.quiet else (lambda line: print(line, flush=True)))
+    _to_other_nodes(args, store, [img.name or img.id])
     if args.quiet:
         print(img.id)
     elif img.name:

@@ -4,6 +4,12 @@ kubectl run's Pod (label run=NAME) with Docker's -p (a hostPort, published on th
 --attach follows the container's output until it ends and exits with its exit code, as `kubectl run --attach`
 (and `docker run`) do; --rm then deletes the pod. Interactive attach (-i/-t) needs pods/attach, which pkube
 does not serve yet: it is refused with a one-line error rather than half-working.
+
+-p and Pod Security: Kubernetes' `baseline` level (the cluster's default) forbids every hostPort (its "known
+list" of allowed ports is not something the built-in admission offers), so in a namespace at baseline or
+restricted the API server refuses the pod. `run` does not lower the namespace's level for the user (that is a
+security decision about everything in the namespace; `compose up` labels its own namespace privileged because
+the project owns it): it prints the server's refusal as kubectl does, and a hint with the two ways out.
 """
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ from pklib.resources import PODS
 
 from .. import generators
 from ..connect import Connection, run
-from ..errors import CommandError
+from ..errors import CommandError, ServerError, api_error_line
 from ..printers import print_result
 from .create import _output_flags, dry_run
 from .logs import stream_logs
@@ -75,7 +81,12 @@ def command(args: argparse.Namespace) -> int:
 
     async def create(conn: Connection) -> int:
         params, suffix = dry_run(args)
-        created = await conn.client.create(PODS, obj, conn.namespace, params=params)
+        try:
+            created = await conn.client.create(PODS, obj, conn.namespace, params=params)
+        except ApiError as e:
+            if args.publish and e.code == 403 and "PodSecurity" in e.message and "hostPort" in e.message:
+                raise ServerError(f"{api_error_line(e)}\n{_host_port_hint(conn.namespace, args.name, obj)}") from None
+            raise
         if not args.attach or params:
             print_result(PODS, created, args.output, "created" + suffix)
             return 0
@@ -118,6 +129,15 @@ async def attach(c: Client, ns: str, name: str) -> int:
             return 0
         await asyncio.sleep(0.2)
     return 0
+
+
+def _host_port_hint(ns: str, name: str, pod: dict[str, Any]) -> str:
+    port = next((p["containerPort"] for c in pod["spec"]["containers"] for p in c.get("ports") or []
+                 if p.get("hostPort")), 80)
+    return (f"hint: -p publishes a host port, which the Pod Security level of namespace {ns!r} forbids (baseline "
+            f"allows none). To publish it, let the namespace run privileged pods: `pkctl label namespace {ns} "
+            f"pod-security.kubernetes.io/enforce=privileged --overwrite`; or, keeping its level, run without -p and "
+            f"reach the pod through a Service: `pkctl expose pod/{name} --type NodePort --port {port}`")
 
 
 def _state(pod: dict[str, Any]) -> dict[str, Any]:

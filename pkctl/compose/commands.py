@@ -10,10 +10,9 @@ from typing import Any
 
 from images.errors import ImageError
 from images.store import ImageStore, default_root
-from pklib.kubeconfig import default_kubeconfig_path
 
 from ..connect import Connection, run
-from ..errors import CommandError
+from ..errors import CommandError, as_command_error
 from ..printers import to_yaml
 from . import runner
 from .convert import Plan, convert, image_of
@@ -88,19 +87,20 @@ def say(line: str) -> None:
     print(f" ✔ {line}", flush=True)
 
 
-def image_root(args: argparse.Namespace) -> Path:
+def image_roots(args: argparse.Namespace) -> list[Path]:
+    """Where built images go: --image-root; else every node's store of the local cluster the kubeconfig belongs
+    to (the first node's first: the build's); else the default store."""
+    from pkctl.cluster.home import HomeError
+    from pkctl.cluster.images import cluster_image_roots
     if args.image_root:
-        return Path(args.image_root)
-    config = getattr(args, "kubeconfig", None) or default_kubeconfig_path()
-    home = Path(config).resolve().parent if config else None
-    # A local cluster's kubeconfig sits in its home, whose kubelet reads images from <home>/images.
-    if home is not None and (home / "config.json").is_file() and (home / "images").is_dir():
-        return home / "images"
-    return default_root()
+        return [args.image_root]
+    with as_command_error(HomeError):
+        return cluster_image_roots(getattr(args, "kubeconfig", None)) or [default_root()]
 
 
-def image_store(args: argparse.Namespace) -> ImageStore:
-    return ImageStore(image_root(args))
+def image_root(args: argparse.Namespace) -> Path:
+    """The store builds go to first (the first node's)."""
+    return Path(image_roots(args)[0])
 
 
 def use_image_healthchecks(args: argparse.Namespace, project: Project) -> bool:
@@ -125,13 +125,16 @@ def use_image_healthchecks(args: argparse.Namespace, project: Project) -> bool:
 
 def build_images(args: argparse.Namespace, project: Project, only: list[str], always: bool,
                  no_cache: bool = False) -> None:
-    store = None
+    from pkctl.cluster.images import copy_images
+    roots: list[Path] = []
     for svc in project.services.values():
         if svc.build is None or (only and svc.name not in only):
             continue
-        store = store or image_store(args)
+        roots = roots or image_roots(args)
+        store = ImageStore(roots[0])
         tag = image_of(project, svc)
         if not always and store.resolve(tag) is not None:
+            copy_images([tag], store, roots, progress=lambda line: print(line, flush=True))
             continue
         print(f"[+] Building {svc.name} ({tag})", flush=True)
         try:
@@ -141,6 +144,7 @@ def build_images(args: argparse.Namespace, project: Project, only: list[str], al
             raise CommandError(f"service {svc.name!r}: build failed: {e}") from None
         except PermissionError as e:
             raise CommandError(f"service {svc.name!r}: permission denied: {e.filename or e}") from None
+        copy_images([tag], store, roots, progress=lambda line: print(line, flush=True))  # nodes with their own store
 
 
 def cmd_up(args: argparse.Namespace) -> int:

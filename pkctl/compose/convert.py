@@ -2,21 +2,32 @@
 
 One namespace per project. Each service is a Deployment (`deploy.replicas`; a bare Pod for `restart: "no"`
 or `on-failure`, whose containers a Deployment would restart) and a Service of the same name, so service
-names (and link aliases) resolve through cluster DNS as on a Compose network; a service without ports gets a
-headless Service (its name resolves to its pods). `ports` become hostPorts: the node publishes them as
-Docker does. Named volumes are PersistentVolumeClaims of the default (local-path) class, kept by `down`;
-bind mounts are hostPath volumes; healthchecks are readiness probes. Everything carries the labels
-`com.docker.compose.project` and `com.docker.compose.service`.
+names resolve through cluster DNS as on a Compose network; a service without ports gets a headless Service
+(its name resolves to its pods). Each other name of a service, its `aliases` on its networks and the
+`links: [SERVICE:ALIAS]` of other services naming it, is one more Service selecting the same pods: names are
+project-wide (Docker scopes an alias to its network, a link alias to the linking container), and a name two
+services claim is an error.
+
+Networks: a service's pods carry the label `com.docker.compose.network.<net>: "true"` for each network it is
+on (`default` unless it names its networks), and each network is a NetworkPolicy: the pods with its label
+take ingress from the pods with its label, so a service only on `front` cannot reach one only on `back`
+(policies add up: a pod on both networks takes both). A service publishing ports has one more policy
+letting anyone reach those ports, as Docker publishes them to the world.
+
+`ports` become hostPorts: the node publishes them as Docker does. Named volumes are PersistentVolumeClaims
+of the default (local-path) class, kept by `down`; bind mounts are hostPath volumes; healthchecks are
+readiness probes. Everything carries the labels `com.docker.compose.project` and `com.docker.compose.service`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from .model import ComposeError, Mount, Project, Service
+from .model import NETWORK_LABEL_PREFIX, ComposeError, Mount, Project, Service
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
+NETWORK_LABEL = "com.docker.compose.network"  # on a network's NetworkPolicy: the network's name in the file
 PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
 VOLUME_SIZE = "1Gi"  # a named volume has no size in Compose; local-path volumes do not enforce it
 
@@ -29,9 +40,10 @@ class Plan:
     volumes: list[Obj]
     services: dict[str, list[Obj]] = field(default_factory=dict)  # service -> its objects, in start order
     order: list[str] = field(default_factory=list)
+    policies: list[Obj] = field(default_factory=list)  # NetworkPolicies: the networks, then published ports
 
     def objects(self) -> list[Obj]:
-        return [self.namespace, *self.volumes, *(o for s in self.order for o in self.services[s])]
+        return [self.namespace, *self.volumes, *self.policies, *(o for s in self.order for o in self.services[s])]
 
 
 def image_of(project: Project, svc: Service) -> str:
@@ -84,14 +96,72 @@ def convert(project: Project) -> Plan:
                              "labels": {**_labels(project), "com.docker.compose.volume": name}},
                 "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": VOLUME_SIZE}}}}
                for name, claim in project.volumes.items() if claim in used]
-    plan = Plan(namespace, volumes, order=start_order(project))
+    plan = Plan(namespace, volumes, order=start_order(project), policies=network_policies(project))
+    names = dns_names(project)
     for name in plan.order:
         svc = project.services[name]
-        plan.services[name] = [*_services(project, svc), _workload(project, svc)]
+        plan.services[name] = [*_services(project, svc, names[name]), _workload(project, svc)]
     return plan
 
 
-def _services(project: Project, svc: Service) -> list[Obj]:
+def dns_names(project: Project) -> dict[str, list[str]]:
+    """Each service's names: its own, its network aliases, then the link aliases other services give it."""
+    owner: dict[str, str] = {}
+    out: dict[str, list[str]] = {name: [] for name in project.services}
+
+    def claim(name: str, service: str, why: str) -> None:
+        if owner.setdefault(name, service) != service:
+            raise ComposeError(f"{why}: {name!r} already names service {owner[name]!r} (each name is one "
+                               "Service of the project's namespace)")
+        if name not in out[service]:
+            out[service].append(name)
+    for svc in project.services.values():
+        claim(svc.name, svc.name, f"service {svc.name!r}")
+    for svc in project.services.values():
+        for net, aliases in svc.networks.items():
+            for alias in aliases:
+                claim(alias, svc.name, f"service {svc.name!r}: alias {alias!r} on network {net!r}")
+    for svc in project.services.values():
+        for alias, target in svc.links.items():
+            if target in project.services:
+                claim(alias, target, f"service {svc.name!r}: link {target}:{alias}")
+    return out
+
+
+def network_labels(svc: Service) -> dict[str, str]:
+    return {NETWORK_LABEL_PREFIX + net: "true" for net in svc.networks}
+
+
+def network_policies(project: Project) -> list[Obj]:
+    """One NetworkPolicy per network some service is on (ingress from its members only), and one per service
+    with published ports (ingress to them from anywhere)."""
+    used = {net for svc in project.services.values() for net in svc.networks}
+    out: list[Obj] = []
+    for net, kube_name in project.networks.items():
+        if net not in used:
+            continue
+        members = {"matchLabels": {NETWORK_LABEL_PREFIX + net: "true"}}
+        out.append({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                    "metadata": {"name": kube_name, "namespace": project.name,
+                                 "labels": {**_labels(project), NETWORK_LABEL: net}},
+                    "spec": {"podSelector": members, "policyTypes": ["Ingress"],
+                             "ingress": [{"from": [{"podSelector": members}]}]}})
+    for svc in project.services.values():
+        published: list[Obj] = []
+        for p in svc.ports:
+            port = {"protocol": p.protocol, "port": p.container}
+            if p.host and svc.networks and port not in published:  # a host-network pod is under no policy
+                published.append(port)
+        if published:
+            out.append({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                        "metadata": {"name": f"{svc.name}-published", "namespace": project.name,
+                                     "labels": _labels(project, svc)},
+                        "spec": {"podSelector": {"matchLabels": _labels(project, svc)}, "policyTypes": ["Ingress"],
+                                 "ingress": [{"ports": published}]}})
+    return out
+
+
+def _services(project: Project, svc: Service, names: list[str]) -> list[Obj]:
     ports: list[Obj] = []
     seen = set()
     for p in svc.ports:
@@ -107,7 +177,7 @@ def _services(project: Project, svc: Service) -> list[Obj]:
         spec["clusterIP"] = "None"
     return [{"apiVersion": "v1", "kind": "Service",
              "metadata": {"name": dns_name, "namespace": project.name, "labels": _labels(project, svc)},
-             "spec": dict(spec)} for dns_name in [svc.name, *svc.aliases]]
+             "spec": dict(spec)} for dns_name in names]
 
 
 def _probe(svc: Service) -> Obj | None:
@@ -190,6 +260,7 @@ def restart_policy(svc: Service) -> str:
 
 def _workload(project: Project, svc: Service) -> Obj:
     labels = _labels(project, svc)
+    pod_labels = {**labels, **network_labels(svc)}  # the selectors stay on project and service
     meta: Obj = {"name": svc.name, "namespace": project.name, "labels": dict(labels)}
     if svc.labels:
         meta["annotations"] = dict(svc.labels)
@@ -199,8 +270,9 @@ def _workload(project: Project, svc: Service) -> Obj:
         # A Deployment's pods always restart; `restart: "no"` / `on-failure` services run once, as a Pod.
         if svc.replicas != 1:
             raise ComposeError(f"service {svc.name!r}: restart {svc.restart!r} needs deploy.replicas 1")
-        return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": {**spec, "restartPolicy": policy}}
-    template_meta: Obj = {"labels": dict(labels)}
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": {**meta, "labels": pod_labels},
+                "spec": {**spec, "restartPolicy": policy}}
+    template_meta: Obj = {"labels": dict(pod_labels)}
     if svc.labels:
         template_meta["annotations"] = dict(svc.labels)
     dep_spec: Obj = {"replicas": svc.replicas, "selector": {"matchLabels": dict(labels)},

@@ -99,7 +99,10 @@ class Service:
     working_dir: str = ""
     user: str = ""
     labels: dict[str, str] = field(default_factory=dict)
-    aliases: list[str] = field(default_factory=list)  # extra DNS names (links `svc:alias`)
+    # network -> this service's aliases on it (`networks:`; every service is on `default` unless it names its
+    # networks; none with the host network)
+    networks: dict[str, list[str]] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)  # `links`: alias -> the service it names
     host_network: bool = False
     profiles: list[str] = field(default_factory=list)
     stop_grace_period: float = 10.0  # Compose's default; a pod's would be 30 s
@@ -111,6 +114,7 @@ class Project:
     directory: Path
     services: dict[str, Service]
     volumes: dict[str, str]  # named volume -> its name in the cluster (the PVC)
+    networks: dict[str, str] = field(default_factory=dict)  # network (file's name) -> its Kubernetes name
     warnings: list[str] = field(default_factory=list)  # keys accepted without effect, for stderr
 
 
@@ -120,9 +124,18 @@ SERVICE_KEYS = {"image", "build", "ports", "expose", "environment", "env_file", 
 # Accepted, but with no effect here: said on stderr, never silently.
 IGNORED_SERVICE_KEYS = {"container_name": "pods are named by their Deployment",
                         "hostname": "a pod's hostname is its name",
-                        "networks": "every service of a project shares one network (its namespace)",
                         "stdin_open": "not attached", "tty": "not attached"}
 TOP_KEYS = {"version", "name", "services", "volumes", "networks"}
+NETWORK_KEYS = {"name", "driver", "driver_opts", "labels", "external", "internal", "attachable", "ipam", "enable_ipv6"}
+IGNORED_NETWORK_KEYS = {"driver_opts": "there is no network driver to pass them to",
+                        "ipam": "pod addresses come from their node's pod CIDR",
+                        "internal": "pods keep their route out of the cluster",
+                        "attachable": "only the project's services join its networks",
+                        "enable_ipv6": "pods have the cluster's address families"}
+SERVICE_NETWORK_KEYS = {"aliases", "priority", "gw_priority"}
+# A network is a pod label `com.docker.compose.network.<name>`: a label name has at most 63 characters.
+NETWORK_LABEL_PREFIX = "com.docker.compose.network."
+_NETWORK_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -256,21 +269,87 @@ def load(file: Path, project_name: str | None = None, environ: Mapping[str, str]
             raise ComposeError(f"{_where(source, vdef, 'driver')}: volume {vname!r}: only the local driver exists")
         volumes[vname] = _dns_name(str(vdef.get("name") or vname), source, volumes_doc, vname, "volume")
     services = {}
-    warnings = [f"{_where(source, doc, 'networks')}: top-level networks are ignored: every service of a project "
-                "shares one network (its namespace)"] if doc.get("networks") else []
+    warnings: list[str] = []
+    networks = _networks(source, doc, warnings)
     for sname, sdef in services_doc.items():
         if not isinstance(sdef, dict):
             raise ComposeError(f"{_where(source, services_doc, sname)}: service {sname!r} must be a mapping")
         warnings += [f"{_where(source, sdef, key)}: service {sname!r}: {key} is ignored: {why}"
                      for key, why in IGNORED_SERVICE_KEYS.items() if key in sdef]
         svc = _service(source, sname, sdef, directory, env, volumes, services_doc)
+        _service_networks(source, svc, sdef, networks, warnings)
         if not svc.profiles or active & set(svc.profiles):
             services[sname] = svc
     for svc in services.values():
         for dep in svc.depends_on:
             if dep not in services:
                 raise ComposeError(f"{source}: service {svc.name!r} depends on undefined service {dep!r}")
-    return Project(name, directory, services, volumes, warnings)
+    return Project(name, directory, services, volumes, networks, warnings)
+
+
+def _networks(source: str, doc: Mapping[str, Any], warnings: list[str]) -> dict[str, str]:
+    """Top-level `networks`: name -> its Kubernetes name (the NetworkPolicy's); `default` always exists."""
+    networks_doc = doc.get("networks") or {}
+    if not isinstance(networks_doc, dict):
+        raise ComposeError(f"{_where(source, doc, 'networks')}: networks must be a mapping")
+    out = {"default": "default"}
+    for net, ndef in networks_doc.items():
+        ndef = ndef or {}
+        where = _where(source, networks_doc, net)
+        if not isinstance(ndef, dict):
+            raise ComposeError(f"{where}: network {net!r} must be a mapping")
+        _check_keys(source, ndef, NETWORK_KEYS, f"network {net!r}")
+        if not _NETWORK_NAME.match(net) or len(NETWORK_LABEL_PREFIX + net) > 63:
+            raise ComposeError(f"{where}: network name {net!r}: use at most {63 - len(NETWORK_LABEL_PREFIX)} letters, "
+                               "digits, '-', '_' or '.' (it becomes a pod label)")
+        if ndef.get("external"):
+            raise ComposeError(f"{_where(source, ndef, 'external')}: network {net!r}: external networks are not "
+                               "supported: a project's networks live in its namespace; declare it without external")
+        if ndef.get("driver") not in (None, "bridge"):
+            raise ComposeError(f"{_where(source, ndef, 'driver')}: network {net!r}: driver {ndef['driver']!r} is not "
+                               "supported: only bridge (pods reach each other on the cluster network)")
+        warnings += [f"{_where(source, ndef, key)}: network {net!r}: {key} is ignored: {why}"
+                     for key, why in IGNORED_NETWORK_KEYS.items() if key in ndef]
+        kube = re.sub(r"[^a-z0-9-]", "-", net.lower()).strip("-")
+        if kube in out.values() and out.get(net) != kube:
+            raise ComposeError(f"{where}: network {net!r}: its Kubernetes name {kube!r} is another network's")
+        out[net] = kube
+    return out
+
+
+def _service_networks(source: str, svc: Service, d: Mapping[str, Any], networks: Mapping[str, str],
+                      warnings: list[str]) -> None:
+    """A service's `networks`: a list, or a mapping whose values may give `aliases` on that network."""
+    at = lambda key: _where(source, d, key)  # noqa: E731
+    value = d.get("networks")
+    if value is not None and d.get("network_mode") is not None:
+        raise ComposeError(f"{at('networks')}: service {svc.name!r}: network_mode and networks are mutually "
+                           "exclusive")
+    if svc.host_network:
+        return
+    if value is None:
+        svc.networks = {"default": []}
+    elif isinstance(value, list):
+        svc.networks = {str(n): [] for n in value}
+    elif isinstance(value, dict):
+        for net, spec in value.items():
+            spec = spec or {}
+            if not isinstance(spec, dict):
+                raise ComposeError(f"{_where(source, value, net)}: service {svc.name!r} network {net!r} must be a "
+                                   "mapping")
+            _check_keys(source, spec, SERVICE_NETWORK_KEYS, f"service {svc.name!r} network {net!r}")
+            warnings += [f"{_where(source, spec, key)}: service {svc.name!r} network {net!r}: {key} is ignored: "
+                         "pods have one interface" for key in ("priority", "gw_priority") if key in spec]
+            aliases = spec.get("aliases") or []
+            if not isinstance(aliases, list):
+                raise ComposeError(f"{_where(source, spec, 'aliases')}: aliases must be a list")
+            svc.networks[str(net)] = [_dns_name(str(a), source, spec, "aliases", "network alias") for a in aliases]
+    else:
+        raise ComposeError(f"{at('networks')}: networks must be a list or a mapping")
+    for net in svc.networks:
+        if net not in networks:
+            raise ComposeError(f"{at('networks')}: service {svc.name!r} refers to undefined network {net}: declare "
+                               "it under the top-level networks")
 
 
 def _dns_name(name: str, source: str, m: Mapping[str, Any], key: str, what: str) -> str:
@@ -419,7 +498,7 @@ def _service_fields(source: str, name: str, d: Mapping[str, Any], directory: Pat
         target, _, alias = str(link).partition(":")
         svc.depends_on.setdefault(target, "service_started")  # links imply start order, as in Compose
         if alias and alias != target:
-            svc.aliases.append(_dns_name(alias, source, d, "links", "link alias"))
+            svc.links[_dns_name(alias, source, d, "links", "link alias")] = target
     mode = d.get("network_mode")
     if mode not in (None, "host", "bridge"):
         raise ComposeError(f"{at('network_mode')}: network_mode {mode!r}: only host and bridge are supported")

@@ -14,7 +14,7 @@ from pklib.resources import DEPLOYMENTS, NAMESPACES, PODS, PVCS, SERVICES, Resou
 from ..errors import CommandError
 from ..printers import docker_ports
 from ..commands.logs import stream_logs
-from .convert import PROJECT_LABEL, SERVICE_LABEL, Plan
+from .convert import NETWORK_LABEL, PROJECT_LABEL, SERVICE_LABEL, Plan
 from .model import Project
 
 Obj = dict[str, Any]
@@ -22,10 +22,48 @@ Say = Callable[[str], None]
 POLL = 0.25
 
 
+# The compose networks' NetworkPolicies, also against a build whose resource table does not have the kind yet.
+NETWORK_POLICIES = for_kind("networking.k8s.io/v1", "NetworkPolicy") or \
+    Resource("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", True)
+
+
 def _resource(obj: Obj) -> Resource:
-    res = for_kind(obj["apiVersion"], obj["kind"])
+    res = NETWORK_POLICIES if obj["kind"] == "NetworkPolicy" else for_kind(obj["apiVersion"], obj["kind"])
     assert res is not None, obj["kind"]
     return res
+
+
+def _policy_text(policy: Obj) -> str:
+    """How `up`/`down` name a policy: as Compose names the network (<project>_<net>), or the published ports'."""
+    meta = policy["metadata"]
+    net = (meta.get("labels") or {}).get(NETWORK_LABEL)
+    return f"Network {meta['namespace']}_{net}" if net else f"Network policy {meta['name']}"
+
+
+async def apply_policies(c: Client, project: str, policies: list[Obj], say: Say) -> None:
+    """The plan's NetworkPolicies, and away with the project's others (a network or published port it lost)."""
+    try:
+        for policy in policies:
+            say(f"{_policy_text(policy)}  {await apply(c, policy)}")
+        await remove_policies(c, project, say, keep=frozenset(p["metadata"]["name"] for p in policies))
+    except ApiError as e:
+        if not is_not_found(e):
+            raise
+        # this API server does not serve the kind: the names resolve, the networks just do not isolate
+        print("warning: the cluster does not serve networking.k8s.io/v1 NetworkPolicy: the project's networks "
+              "are not isolated from each other", file=sys.stderr)
+
+
+async def remove_policies(c: Client, project: str, say: Say, keep: frozenset[str] = frozenset()) -> None:
+    for policy in (await c.list(NETWORK_POLICIES, project, label_selector=_selector(project))).get("items") or []:
+        if policy["metadata"]["name"] in keep:
+            continue
+        try:
+            await c.delete(NETWORK_POLICIES, policy["metadata"]["name"], project)
+        except ApiError as e:
+            if not is_not_found(e):
+                raise
+        say(f"{_policy_text(policy)}  Removed")
 
 
 async def _exists(c: Client, res: Resource, name: str, ns: str | None) -> Obj | None:
@@ -139,13 +177,16 @@ async def wait_service(c: Client, project: str, service: str, replicas: int, con
         await asyncio.sleep(POLL)
 
 
-async def orphans(c: Client, project: Project) -> list[tuple[Resource, str]]:
-    """Objects of the project whose service is no longer in the file (Compose's "orphan containers")."""
+async def orphans(c: Client, project: Project, names: set[str] | None = None) -> list[tuple[Resource, str]]:
+    """Objects of the project whose service is no longer in the file (Compose's "orphan containers"), and
+    Services no longer in `names` (an alias the file dropped)."""
     out = []
     for res in (DEPLOYMENTS, PODS, SERVICES):
         for obj in (await c.list(res, project.name, label_selector=_selector(project.name))).get("items") or []:
             service = obj["metadata"].get("labels", {}).get(SERVICE_LABEL, "")
-            if service not in project.services and not (res == PODS and obj["metadata"].get("ownerReferences")):
+            dropped_name = res == SERVICES and names is not None and obj["metadata"]["name"] not in names
+            if (service not in project.services or dropped_name) and \
+                    not (res == PODS and obj["metadata"].get("ownerReferences")):
                 out.append((res, obj["metadata"]["name"]))
     return out
 
@@ -156,7 +197,8 @@ async def up(c: Client, project: Project, plan: Plan, timeout: float, say: Say, 
     if current_ns is not None and current_ns.get("status", {}).get("phase") == "Terminating":
         say(f"Namespace {ns}  Waiting for the previous one to be deleted")
         await _gone(c, NAMESPACES, ns, None, timeout)
-    say(f"Network {ns}  {await apply(c, plan.namespace)}")
+    say(f"Namespace {ns}  {await apply(c, plan.namespace)}")
+    await apply_policies(c, ns, plan.policies, say)
     for pvc in plan.volumes:
         state = await apply(c, pvc)
         say(f"Volume {pvc['metadata']['name']}  {'Created' if state == 'Created' else 'Exists'}")
@@ -174,7 +216,8 @@ async def up(c: Client, project: Project, plan: Plan, timeout: float, say: Say, 
         svc = project.services[name]
         await wait_service(c, ns, name, max(svc.replicas, 0), "service_started", timeout)
         say(f"Service {name}  Started")
-    left = await orphans(c, project)
+    left = await orphans(c, project, {o["metadata"]["name"] for objs in plan.services.values() for o in objs
+                                      if o["kind"] == "Service"})
     if left and not remove_orphans:
         print(f"warning: found orphan objects ({', '.join(f'{r.kind.lower()}/{n}' for r, n in left)}) of services "
               "no longer in the file: `up --remove-orphans` removes them", file=sys.stderr)
@@ -209,6 +252,11 @@ async def down(c: Client, project: str, volumes: bool, timeout: float, say: Say)
         if time.monotonic() > deadline:
             raise CommandError(f"timed out waiting for the pods of project {project!r} to stop")
         await asyncio.sleep(POLL)
+    try:
+        await remove_policies(c, project, say)
+    except ApiError as e:
+        if not is_not_found(e):
+            raise  # else not served here
     claims = (await c.list(PVCS, project, label_selector=sel)).get("items") or []
     if claims and not volumes:
         for claim in claims:
@@ -218,7 +266,7 @@ async def down(c: Client, project: str, volumes: bool, timeout: float, say: Say)
     for claim in claims:
         say(f"Volume {claim['metadata']['name']}  Removed")
     await _gone(c, NAMESPACES, project, None, timeout)
-    say(f"Network {project}  Removed")
+    say(f"Namespace {project}  Removed")
 
 
 def port_text(pod: Obj) -> str:

@@ -18,6 +18,7 @@ from typing import Any, Iterator
 import pytest
 
 from pkctl.cluster.components import BY_NAME
+from pklib.resources import for_kind
 from tests.e2e.helpers import ROOT, Cluster, run
 from tests.support.proxy import fetch_text as fetch
 from tests.util import free_port, unique, wait_for_sync
@@ -33,6 +34,8 @@ EXAMPLES = Path("/work/shared/docs-examples")
 if not EXAMPLES.is_dir():
     EXAMPLES = ROOT.parent / "shared" / "docs-examples"
 DB_IMAGE = "pkube.local/mongo-standin:latest"
+# Compose networks isolate (their NetworkPolicies enforced) where this build serves the kind.
+NETWORK_POLICIES_SERVED = for_kind("networking.k8s.io/v1", "NetworkPolicy") is not None
 
 APP_DOCKERFILE = """FROM pkube.local/busybox:latest
 COPY app.sh /app.sh
@@ -275,4 +278,61 @@ def test_orphans_are_reported_and_removed_on_request(cluster: Cluster, tmp_path:
     assert "Deployment b  Removed (orphan)" in removed.stdout
     assert not exists(cluster, f"/apis/apps/v1/namespaces/{d.name}/deployments/b")
     compose(cluster, d, "down")
+    assert not exists(cluster, f"/api/v1/namespaces/{d.name}")
+
+
+NETWORKS = """
+services:
+  proxy:
+    image: pkube.local/busybox:latest
+    command: [sleep, "3600"]
+    networks: [front]
+  db:
+    image: pkube.local/busybox:latest
+    command: ["sh", "-c", "mkdir -p /www && echo db-answers > /www/index.html && exec httpd -f -p 80 -h /www"]
+    networks:
+      back:
+        aliases: [store]
+  web:
+    image: pkube.local/busybox:latest
+    command: [sleep, "3600"]
+    links: ["db:database"]
+    networks: [front, back]
+networks:
+  front: {}
+  back: {}
+"""
+
+
+def test_service_names_network_aliases_and_link_aliases_resolve(cluster: Cluster, tmp_path: Path,
+                                                                images: Path) -> None:
+    d = tmp_path / unique("nets")
+    d.mkdir()
+    (d / "compose.yaml").write_text(NETWORKS)
+    config = compose(cluster, d, "config")
+    assert config.stdout.count("kind: NetworkPolicy") == 2 and "ignored" not in config.stderr
+    compose(cluster, d, "up", "-d")
+
+    def fetch_db(client: str, name: str) -> str:
+        p = compose(cluster, d, "exec", client, "--", "timeout", "5", "wget", "-q", "-O", "-", f"http://{name}/",
+                    check=False)
+        assert "bad address" not in p.stderr, p.stderr  # the name always resolves
+        return p.stdout
+    try:
+        for name in ("db", "store", "database"):  # the service, its alias on `back`, web's link alias for it
+            wait_for_sync(lambda: "db-answers" in fetch_db("web", name), timeout=30,
+                          message=f"web reaching db as {name!r}")
+        if NETWORK_POLICIES_SERVED:
+            # proxy is only on `front`: the name resolves (names are project-wide) but db, only on `back`,
+            # takes nothing from it once the node enforces the network's policy
+            wait_for_sync(lambda: "db-answers" not in fetch_db("proxy", "db"), timeout=30,
+                          message="proxy (front) kept out of db (back)")
+            assert "db-answers" in fetch_db("web", "db")  # web is on both networks
+        # an alias the file drops is an orphan Service
+        (d / "compose.yaml").write_text(NETWORKS.replace("        aliases: [store]\n", ""))
+        assert "found orphan objects (service/store)" in compose(cluster, d, "up", "-d").stderr
+        assert "Service store  Removed (orphan)" in compose(cluster, d, "up", "-d", "--remove-orphans").stdout
+        assert not exists(cluster, f"/api/v1/namespaces/{d.name}/services/store")
+    finally:
+        compose(cluster, d, "down")
     assert not exists(cluster, f"/api/v1/namespaces/{d.name}")

@@ -124,3 +124,26 @@ def test_expose_deployment(cluster: Cluster, ns: str) -> None:
     assert svc["spec"]["ports"][0]["port"] == 80 and svc["spec"]["ports"][0]["targetPort"] == 8080
     bad = pk(cluster, ns, "expose", "deployment/nope", "--port", "80", check=False)
     assert bad.returncode == 1 and "NotFound" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_run_publish_in_a_baseline_namespace_says_why_and_what_to_do(cluster: Cluster) -> None:
+    name = unique("base")  # no Pod Security label: the cluster's default level, baseline
+    code, body = cluster.api("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                    "metadata": {"name": name}})
+    assert code == 201, body
+    port = free_port()
+    p = pk(cluster, name, "run", "web", "--image", IMAGE, "-p", f"{port}:8080", check=False)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    refusal, hint = p.stderr.strip().splitlines()
+    assert refusal == ('Error from server (Forbidden): pods "web" is forbidden: violates PodSecurity '
+                       f'"baseline:latest": hostPort (container "web" uses hostPort {port})')
+    assert hint.startswith(f"hint: -p publishes a host port, which the Pod Security level of namespace '{name}' "
+                           "forbids")
+    assert f"`pkctl expose pod/web --type NodePort --port 8080`" in hint
+    assert pod(cluster, name, "web") == {}
+    # what the hint says works
+    label = hint.split("`")[1].split()[1:]
+    assert label[:3] == ["label", "namespace", name], hint
+    pk(cluster, name, *label)
+    assert pk(cluster, name, "run", "web", "--image", IMAGE, "-p", f"{port}:8080").stdout.strip() == "pod/web created"
+    pk(cluster, name, "delete", "namespace", name)

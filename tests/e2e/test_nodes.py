@@ -7,13 +7,16 @@ from __future__ import annotations
 import json
 import os
 import urllib.request
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
 from pkctl.cluster.components import BY_NAME
 from tests.e2e.helpers import Cluster, local_cluster, make_namespace, no_traceback, run
-from tests.util import wait_for_sync as wait_for
+from tests.util import unique, wait_for_sync as wait_for
 
 pytestmark = [
     pytest.mark.root,
@@ -193,3 +196,30 @@ def test_config_records_the_workers(two: Cluster) -> None:
     cfg = two.config()
     assert [w["index"] for w in cfg["workers"]] == [2]
     assert json.dumps(cfg["node_subnet"]).count("/24") == 1
+
+
+def test_images_built_here_run_on_the_second_node(two: Cluster, tmp_path: Path) -> None:
+    """`pkctl image build` without --root, and `pkctl compose build`, put the image on every node of the
+    kubeconfig's cluster."""
+    project = tmp_path / unique("proj")
+    project.mkdir()
+    (project / "Dockerfile").write_text('FROM pkube.local/busybox:latest\nCMD ["sh", "-c", "echo built-here; '
+                                        'exec sleep 3600"]\n')
+    (project / "compose.yaml").write_text("services:\n  app:\n    build: .\n")
+    tag = f"pkube.local/{unique('here')}:latest"
+    built = pkctl(two, "image", "build", "-t", tag, str(project))
+    assert f"Successfully tagged {tag}" in built.stdout
+    compose = subprocess.run([sys.executable, "-m", "pkctl.main", "--kubeconfig", str(two.kubeconfig), "compose",
+                              "build"], cwd=project, capture_output=True, text=True, timeout=300)
+    assert compose.returncode == 0, compose.stderr
+    ns, worker = make_namespace(two), two.config()["workers"][0]["name"]
+    for name, image in (("built", tag), ("composed", f"pkube.local/{project.name}-app:latest")):
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+               "spec": {"nodeName": worker, "terminationGracePeriodSeconds": 1,
+                        "containers": [{"name": "c", "image": image, "imagePullPolicy": "Never"}]}}
+        code, body = two.api(f"/api/v1/namespaces/{ns}/pods", pod)
+        assert code == 201, body
+    for name in ("built", "composed"):
+        wait_for(lambda: two.api(f"/api/v1/namespaces/{ns}/pods/{name}")[1]["status"].get("phase") == "Running",
+                 timeout=60, message=f"pod {name} of a locally built image running on the second node")
+        assert wait_for(lambda: "built-here" in pkctl(two, "-n", ns, "logs", name).stdout, timeout=20)

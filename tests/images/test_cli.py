@@ -119,3 +119,50 @@ def test_build_busybox_is_one_command_and_idempotent(tmp_path: Path) -> None:
     again = pkctl("image", "build-busybox", "--root", root)
     assert again.returncode == 0 and again.stdout.strip() == BUSYBOX_IMAGE
     assert [img.name for img in ImageStore(root).list()] == [BUSYBOX_IMAGE]
+
+
+def local_cluster_home(tmp_path: Path, workers: int) -> Path:
+    """What `pkctl cluster up --nodes N` leaves for `pkctl image` to find: a home with its config and kubeconfig."""
+    from dataclasses import asdict
+
+    from pkctl.cluster.home import ClusterConfig, Worker
+    home = tmp_path / unique("home")
+    home.mkdir()
+    cfg = ClusterConfig(2379, 2380, 6443, node_name="first",
+                        workers=[Worker(f"first-worker{i}", i + 2, f"10.0.0.{i + 2}", f"ns{i}", f"v{i}")
+                                 for i in range(workers)])
+    (home / "config.json").write_text(json.dumps(asdict(cfg)))
+    (home / "kubeconfig").write_text("apiVersion: v1\nkind: Config\n")
+    return home
+
+
+def test_load_and_build_go_to_the_nodes_of_the_kubeconfigs_cluster(busybox_store: ImageStore, tmp_path: Path) -> None:
+    home = local_cluster_home(tmp_path, workers=1)
+    busybox_store.save(BUSYBOX_IMAGE, tmp_path / "bb.tar")
+    env = {**os.environ, "KUBECONFIG": str(home / "kubeconfig")}
+
+    def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pkctl.main", *map(str, args)], capture_output=True, text=True,
+                              timeout=120, env=env)
+    # no --root: the cluster's store (both nodes of a local cluster read <home>/images), not $PKUBE_HOME's
+    r = run("image", "load", "--all-nodes", tmp_path / "bb.tar")
+    assert r.returncode == 0, r.stderr
+    assert ImageStore(home / "images").resolve(BUSYBOX_IMAGE) is not None
+    assert "pkube.local/busybox   latest" in run("image", "ls").stdout
+    for args, message in ((["--all-nodes", "--root", tmp_path / "x"], "error: --all-nodes and --root are mutually"),
+                          (["--all-nodes", "--kubeconfig", tmp_path / "kubeconfig"],
+                           "error: --all-nodes: the kubeconfig is not a local cluster's")):
+        (tmp_path / "kubeconfig").write_text("apiVersion: v1\nkind: Config\n")
+        r = run("image", "load", *args, tmp_path / "bb.tar")
+        assert r.returncode == 1 and r.stderr.startswith(message) and len(r.stderr.splitlines()) == 1, r.stderr
+
+
+def test_copy_images_fills_the_stores_that_lack_them(busybox_store: ImageStore, tmp_path: Path) -> None:
+    from pkctl.cluster.images import copy_images
+    other = tmp_path / "node2-images"
+    lines: list[str] = []
+    copy_images([BUSYBOX_IMAGE], busybox_store, [busybox_store.root, other], progress=lines.append)
+    assert ImageStore(other).get(BUSYBOX_IMAGE).id == busybox_store.get(BUSYBOX_IMAGE).id
+    assert lines == [f"{BUSYBOX_IMAGE} copied to {other}"]
+    copy_images([BUSYBOX_IMAGE], busybox_store, [busybox_store.root, other], progress=lines.append)
+    assert len(lines) == 1  # already there: not copied again

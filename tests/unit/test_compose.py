@@ -152,10 +152,10 @@ def test_interpolation() -> None:
 
 def test_keys_without_effect_are_warned_about_and_grace_period(tmp_path: Path) -> None:
     f = write(tmp_path, "services:\n  web:\n    image: x\n    container_name: w\n    stop_grace_period: 1m\n"
-                        "networks:\n  front: {}\n")
+                        "networks:\n  front:\n    internal: true\n")
     project = load(f, environ={})
-    assert project.warnings == [f"{f}:6: top-level networks are ignored: every service of a project shares one "
-                                "network (its namespace)",
+    assert project.warnings == [f"{f}:8: network 'front': internal is ignored: pods keep their route out of the "
+                                "cluster",
                                 f"{f}:4: service 'web': container_name is ignored: pods are named by their Deployment"]
     spec = by_kind(convert(project).objects(), "Deployment")["web"]["spec"]["template"]["spec"]
     assert spec["terminationGracePeriodSeconds"] == 60
@@ -172,6 +172,105 @@ def test_keys_without_effect_are_warned_about_and_grace_period(tmp_path: Path) -
     ("services:\n  a:\n    image: x\n    healthcheck: yes\n", ":4: healthcheck must be a mapping"),
 ])
 def test_values_of_the_wrong_shape_are_errors_not_crashes(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ComposeError) as e:
+        convert(load(write(tmp_path, text), environ={}))
+    assert message in str(e.value), str(e.value)
+
+
+NETWORKED = """
+services:
+  proxy:
+    image: x
+    ports: ["8080:80"]
+    networks: [front]
+  web:
+    image: x
+    links: ["db:database", "cache"]
+    networks: [front, back]
+  db:
+    image: x
+    networks:
+      back:
+        aliases: [store, sql]
+  cache:
+    image: x
+networks:
+  front: {}
+  back:
+    driver: bridge
+"""
+
+
+def test_networks_aliases_and_links_become_services_labels_and_network_policies(tmp_path: Path) -> None:
+    project = load(write(tmp_path, NETWORKED), "shop", environ={})
+    assert project.warnings == []
+    objs = convert(project).objects()
+    svcs = by_kind(objs, "Service")
+    # every name resolves to the pods of the service it names: the link alias to db's, not to web's
+    assert {name: s["spec"]["selector"]["com.docker.compose.service"] for name, s in svcs.items()} == {
+        "proxy": "proxy", "web": "web", "db": "db", "store": "db", "sql": "db", "database": "db", "cache": "cache"}
+    assert all(s["metadata"]["labels"]["com.docker.compose.service"] == s["spec"]["selector"][
+        "com.docker.compose.service"] for s in svcs.values())  # `down` and orphans find them by service
+    deps = by_kind(objs, "Deployment")
+
+    def networks_of(name: str) -> set[str]:
+        labels = deps[name]["spec"]["template"]["metadata"]["labels"]
+        assert deps[name]["spec"]["selector"]["matchLabels"] == {"com.docker.compose.project": "shop",
+                                                                 "com.docker.compose.service": name}
+        return {k.removeprefix("com.docker.compose.network.") for k, v in labels.items()
+                if k.startswith("com.docker.compose.network.") and v == "true"}
+    assert {n: networks_of(n) for n in deps} == {"proxy": {"front"}, "web": {"front", "back"}, "db": {"back"},
+                                                 "cache": {"default"}}
+    policies = by_kind(objs, "NetworkPolicy")
+    assert set(policies) == {"default", "front", "back", "proxy-published"}
+    for net in ("default", "front", "back"):
+        members = {"matchLabels": {f"com.docker.compose.network.{net}": "true"}}
+        assert policies[net]["apiVersion"] == "networking.k8s.io/v1"
+        assert policies[net]["metadata"]["labels"] == {"com.docker.compose.project": "shop",
+                                                       "com.docker.compose.network": net}
+        assert policies[net]["spec"] == {"podSelector": members, "policyTypes": ["Ingress"],
+                                         "ingress": [{"from": [{"podSelector": members}]}]}
+    # a published port is open to anyone, as Docker publishes it
+    assert policies["proxy-published"]["spec"] == {
+        "podSelector": {"matchLabels": {"com.docker.compose.project": "shop", "com.docker.compose.service": "proxy"}},
+        "policyTypes": ["Ingress"], "ingress": [{"ports": [{"protocol": "TCP", "port": 80}]}]}
+    # the policies come before the workloads they isolate
+    kinds = [o["kind"] for o in objs]
+    assert kinds.index("NetworkPolicy") < kinds.index("Deployment")
+
+
+def test_a_host_network_service_is_on_no_network(tmp_path: Path) -> None:
+    project = load(write(tmp_path, "services:\n  web:\n    image: x\n    network_mode: host\n"
+                                   "    ports: ['80:80']\n"), environ={})
+    objs = convert(project).objects()
+    assert by_kind(objs, "NetworkPolicy") == {}
+    assert "com.docker.compose.network.default" not in \
+        by_kind(objs, "Deployment")["web"]["spec"]["template"]["metadata"]["labels"]
+
+
+@pytest.mark.parametrize("text,message", [
+    ("services:\n  web:\n    image: x\nnetworks:\n  ext:\n    external: true\n",
+     ":6: network 'ext': external networks are not supported"),
+    ("services:\n  web:\n    image: x\nnetworks:\n  o:\n    driver: overlay\n",
+     ":6: network 'o': driver 'overlay' is not supported"),
+    ("services:\n  web:\n    image: x\n    networks: [back]\n",
+     ":4: service 'web' refers to undefined network back"),
+    ("services:\n  web:\n    image: x\n    network_mode: host\n    networks: [default]\n",
+     ":5: service 'web': network_mode and networks are mutually exclusive"),
+    ("services:\n  web:\n    image: x\n    network_mode: 'service:db'\n", ":4: network_mode 'service:db'"),
+    ("services:\n  web:\n    image: x\n    network_mode: bridge\n    networks: [default]\n",
+     ":5: service 'web': network_mode and networks are mutually exclusive"),
+    ("services:\n  web:\n    image: x\n    networks:\n      default:\n        ipv4_address: 10.0.0.5\n",
+     ":6: service 'web' network 'default': unsupported key 'ipv4_address'"),
+    ("services:\n  web:\n    image: x\n    networks:\n      default:\n        aliases: [Bad_Name]\n",
+     ":6: network alias name 'Bad_Name' must be a DNS label"),
+    ("services:\n  web:\n    image: x\n    networks:\n      default:\n        aliases: [db]\n  db:\n    image: x\n",
+     "alias 'db' on network 'default': 'db' already names service 'db'"),
+    ("services:\n  web:\n    image: x\n    links: ['db:cache']\n  db:\n    image: x\n  cache:\n    image: x\n",
+     "link db:cache: 'cache' already names service 'cache'"),
+    ("services:\n  web:\n    image: x\nnetworks:\n  a+b: {}\n", ":5: network name 'a+b'"),
+])
+def test_bad_networks_are_errors(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ComposeError) as e:
         convert(load(write(tmp_path, text), environ={}))
     assert message in str(e.value), str(e.value)
