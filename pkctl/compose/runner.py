@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from pklib.client import Client
 from pklib.errors import ApiError, is_already_exists, is_not_found
-from pklib.resources import DEPLOYMENTS, NAMESPACES, PODS, PVCS, SERVICES, Resource, for_kind
+from pklib.resources import DEPLOYMENTS, NAMESPACES, NETWORKPOLICIES, PODS, PVCS, SERVICES, Resource, for_kind
 
 from ..errors import CommandError
 from ..printers import docker_ports
@@ -22,13 +22,8 @@ Say = Callable[[str], None]
 POLL = 0.25
 
 
-# The compose networks' NetworkPolicies, also against a build whose resource table does not have the kind yet.
-NETWORK_POLICIES = for_kind("networking.k8s.io/v1", "NetworkPolicy") or \
-    Resource("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", True)
-
-
 def _resource(obj: Obj) -> Resource:
-    res = NETWORK_POLICIES if obj["kind"] == "NetworkPolicy" else for_kind(obj["apiVersion"], obj["kind"])
+    res = for_kind(obj["apiVersion"], obj["kind"])
     assert res is not None, obj["kind"]
     return res
 
@@ -55,11 +50,11 @@ async def apply_policies(c: Client, project: str, policies: list[Obj], say: Say)
 
 
 async def remove_policies(c: Client, project: str, say: Say, keep: frozenset[str] = frozenset()) -> None:
-    for policy in (await c.list(NETWORK_POLICIES, project, label_selector=_selector(project))).get("items") or []:
+    for policy in (await c.list(NETWORKPOLICIES, project, label_selector=_selector(project))).get("items") or []:
         if policy["metadata"]["name"] in keep:
             continue
         try:
-            await c.delete(NETWORK_POLICIES, policy["metadata"]["name"], project)
+            await c.delete(NETWORKPOLICIES, policy["metadata"]["name"], project)
         except ApiError as e:
             if not is_not_found(e):
                 raise
