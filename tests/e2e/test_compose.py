@@ -18,7 +18,6 @@ from typing import Any, Iterator
 import pytest
 
 from pkctl.cluster.components import BY_NAME
-from pklib.resources import for_kind
 from tests.e2e.helpers import ROOT, Cluster, run
 from tests.support.proxy import fetch_text as fetch
 from tests.util import free_port, unique, wait_for_sync
@@ -34,8 +33,6 @@ EXAMPLES = Path("/work/shared/docs-examples")
 if not EXAMPLES.is_dir():
     EXAMPLES = ROOT.parent / "shared" / "docs-examples"
 DB_IMAGE = "pkube.local/mongo-standin:latest"
-# Compose networks isolate (their NetworkPolicies enforced) where this build serves the kind.
-NETWORK_POLICIES_SERVED = for_kind("networking.k8s.io/v1", "NetworkPolicy") is not None
 
 APP_DOCKERFILE = """FROM pkube.local/busybox:latest
 COPY app.sh /app.sh
@@ -322,12 +319,11 @@ def test_service_names_network_aliases_and_link_aliases_resolve(cluster: Cluster
         for name in ("db", "store", "database"):  # the service, its alias on `back`, web's link alias for it
             wait_for_sync(lambda: "db-answers" in fetch_db("web", name), timeout=30,
                           message=f"web reaching db as {name!r}")
-        if NETWORK_POLICIES_SERVED:
-            # proxy is only on `front`: the name resolves (names are project-wide) but db, only on `back`,
-            # takes nothing from it once the node enforces the network's policy
-            wait_for_sync(lambda: "db-answers" not in fetch_db("proxy", "db"), timeout=30,
-                          message="proxy (front) kept out of db (back)")
-            assert "db-answers" in fetch_db("web", "db")  # web is on both networks
+        # proxy is only on `front`: the name resolves (names are project-wide) but db, only on `back`,
+        # takes nothing from it once the node enforces the network's policy
+        wait_for_sync(lambda: "db-answers" not in fetch_db("proxy", "db"), timeout=30,
+                      message="proxy (front) kept out of db (back)")
+        assert "db-answers" in fetch_db("web", "db")  # web is on both networks
         # an alias the file drops is an orphan Service
         (d / "compose.yaml").write_text(NETWORKS.replace("        aliases: [store]\n", ""))
         assert "found orphan objects (service/store)" in compose(cluster, d, "up", "-d").stderr
