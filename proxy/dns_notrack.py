@@ -3,9 +3,10 @@
 Why: glibc and musl send a lookup's A and AAAA queries back to back from one socket, so both packets
 open the same new conntrack flow. When two CPUs handle them at once, both build an entry and the
 second loses the insert (`conntrack -S`: insert_failed); the kernel drops that packet when it cannot
-merge the two entries (e.g. different NAT results) and the resolver waits out its 5 s timeout, per
-attempt and per search domain: the 12-30 s lookups seen from busy nodes. Each query also costs a
-conntrack entry for 30-120 s, and a full table drops new flows of every kind.
+merge the two entries (older kernels, or different NAT results) and the resolver waits out its 5 s
+timeout, per attempt and per search domain. Each query also costs a conntrack entry for 30-120 s,
+and a full table drops new flows of every kind. (The 12-30 s lookups seen from busy pkube nodes had
+another cause, the node bridge's MAC moving with pod churn: kubelet/network/bridge.py.)
 
 Kubernetes' NodeLocal DNSCache answers on a node-local address with NOTRACK rules for it; pkube's DNS
 server does the same for the addresses it listens on (its ClusterIP is a local address on `lo`, see

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from kubelet.network.bridge import gateway_mac
 from kubelet.network.netns import netns_path
 from kubelet.runtime.interface import ContainerConfig, DNSConfig, HostAlias, SandboxConfig
 from kubelet.runtime.runc import RuncRuntime
@@ -76,6 +77,10 @@ async def test_pod_reaches_another_pod_by_ip_through_the_bridge(runtime: RuncRun
         veth = runtime.network.names(sid)[1]
         assert Path(f"/sys/class/net/{veth}/brport/hairpin_mode").read_text().strip() == "1"
         assert Path(f"/sys/class/net/{veth}/master").resolve().name == runtime.config.bridge
+    # the bridge's MAC is its own (set, not taken from a port: it would move when that pod goes), made of the gateway
+    bridge = Path(f"/sys/class/net/{runtime.config.bridge}")
+    assert (bridge / "addr_assign_type").read_text().strip() == "3"  # NET_ADDR_SET
+    assert (bridge / "address").read_text().strip() == gateway_mac(runtime.network.gateway)
 
 
 def nft_rules(table: str) -> list[dict]:
