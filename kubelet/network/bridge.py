@@ -58,6 +58,14 @@ def ensure_bridge(ipr: IPRoute, name: str, gateway: ipaddress.IPv4Interface) -> 
     return index
 
 
+def keep_address(ipr: IPRoute, index: int, gateway: ipaddress.IPv4Interface) -> None:
+    """Pin the MAC of a bridge an older kubelet made without one of its own, as it is now: it then stops following
+    its ports. (Giving it gateway_mac() instead would leave every running pod with a stale gateway MAC.)"""
+    mac = ipr.get_links(index)[0].get_attr("IFLA_ADDRESS")
+    if mac != gateway_mac(gateway):
+        ipr.link("set", index=index, address=mac)  # the same address, but now set: addr_assign_type NET_ADDR_SET
+
+
 def delete_bridge(name: str) -> None:
     """Remove the bridge (node teardown; idempotent)."""
     delete_link(name)
