@@ -1,7 +1,8 @@
 """`pkube dns`: the cluster DNS server, over UDP and TCP.
 
     pkube dns --kubeconfig FILE [--listen 10.96.0.10:53 ...] [--cluster-domain cluster.local]
-              [--upstream HOST[:PORT] ...] [--forward-timeout 2s] [--address-interface lo]
+              [--upstream HOST[:PORT] ...] [--forward-timeout 2s] [--address-interface lo] [--no-notrack]
+    pkube dns --cleanup [--listen ...]
 
 Cluster names are answered from Services and EndpointSlices (see proxy/dns.py); other names are forwarded to
 the host's resolvers (the nameservers of /etc/resolv.conf, or --upstream) and a SERVFAIL comes back
@@ -12,6 +13,10 @@ How pods reach the DNS ClusterIP: a --listen address that is not on this host ye
 its dummy kube-ipvs0), so it is a local address: pods send to it through their default gateway, the
 node, and the host itself can query it too. No DNAT rule is involved, so the DNS server does not depend
 on the service proxy. The addresses it added are removed when it stops.
+
+Queries to those addresses and their replies bypass conntrack (NOTRACK rules in a table of their own, see
+dns_notrack.py: the parallel A/AAAA race), unless --no-notrack. The table goes when the server stops;
+`--cleanup` removes one a killed server left.
 """
 from __future__ import annotations
 
@@ -33,9 +38,10 @@ from pklib.informer import Handler, InformerFactory
 from pklib.kubeconfig import KubeconfigError
 from pklib.resources import ENDPOINTSLICES, SERVICES
 
-from . import dns
+from . import dns, dns_notrack
 from .main import duration
 from .local_addresses import LocalAddressError, LocalAddresses
+from .nft import NftError
 from .slices import is_ipv4
 
 log = logging.getLogger("dns")
@@ -73,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ttl", type=int, default=dns.DEFAULT_TTL)
     p.add_argument("--address-interface", default="lo",
                    help="interface that receives the --listen addresses not yet on this host")
+    p.add_argument("--notrack", action=argparse.BooleanOptionalAction, default=True,
+                   help="exempt queries to the --listen addresses and their replies from conntrack")
+    p.add_argument("--cleanup", action="store_true",
+                   help="remove the NOTRACK rules of these --listen addresses (left by a killed server) and exit")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -238,11 +248,16 @@ def make_client(config: argparse.Namespace) -> Client:
 async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
     """Serve until cancelled; `ready` is set once the caches are filled and every socket is bound."""
     listen = config.listen or [("10.96.0.10", 53)]
+    if config.cleanup:
+        await asyncio.to_thread(dns_notrack.remove, listen)
+        ready.set()
+        return
     upstreams = config.upstream or resolv_conf_upstreams(config.resolv_conf, listen)
     client = make_client(config)
     server = DnsServer(client, config, upstreams)
     local = LocalAddresses(config.address_interface)
     closers: list[Any] = []
+    notrack_table = ""
     loop = asyncio.get_running_loop()
     try:
         try:
@@ -260,6 +275,11 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
                 closers.append(tcp)
             except OSError as e:
                 raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+        if config.notrack:  # once every address is ours: the table is named after them
+            try:
+                notrack_table = await asyncio.to_thread(dns_notrack.ensure, listen)
+            except NftError as e:  # DNS still works, only exposed to the conntrack race again
+                log.warning("cannot exempt DNS traffic from conntrack: %s", e)
         log.info("serving %s on %s; upstreams %s", config.cluster_domain,
                  ", ".join(f"{h}:{p}" for h, p in listen), ", ".join(f"{h}:{p}" for h, p in upstreams) or "none")
         ready.set()
@@ -269,11 +289,16 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
             c.close()
         await server.informers.stop()
         await client.close()
+        if notrack_table:
+            try:
+                await asyncio.to_thread(dns_notrack.remove, listen)
+            except NftError as e:
+                log.warning("cannot remove the NOTRACK rules: %s", e)
         await asyncio.to_thread(local.release)
 
 
 # What ends the process with one `error: ...` line instead of a traceback (also used by `pkube group`).
-REPORT: tuple[type[BaseException], ...] = (ConfigError, KubeconfigError, ConnectionFailed, OSError)
+REPORT: tuple[type[BaseException], ...] = (ConfigError, KubeconfigError, ConnectionFailed, NftError, OSError)
 
 
 def main(argv: list[str] | None = None) -> int:

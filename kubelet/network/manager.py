@@ -8,7 +8,7 @@ from pathlib import Path
 from pyroute2 import IPRoute
 
 from kubelet.network import forwarding, nat
-from kubelet.network.bridge import delete_bridge, ensure_bridge
+from kubelet.network.bridge import delete_bridge, ensure_bridge, keep_address
 from kubelet.network.ipam import IPAM
 from kubelet.network.netns import list_netns, netns_path, setup_pod_network, teardown_pod_network
 
@@ -44,7 +44,7 @@ class NodeNetwork:
     def ensure(self) -> None:
         """Idempotent node setup: bridge with the gateway address, NAT table, forwarding."""
         with IPRoute() as ipr:
-            ensure_bridge(ipr, self.config.bridge, self.gateway)
+            keep_address(ipr, ensure_bridge(ipr, self.config.bridge, self.gateway), self.gateway)
         nat.ensure_nat(self.config.nat_table, self.config.pod_cidr, self.config.cluster_cidr)
         if self.config.enable_forwarding:
             forwarding.enable(self.config.bridge)

@@ -447,8 +447,12 @@ def _dns_flags(home: Home, cfg: ClusterConfig) -> list[str]:
 
 
 def _cleanup_dns(home: Home, cfg: ClusterConfig) -> list[str]:
-    """DNS adds its address to `lo` and removes it when it stops; a killed one cannot."""
+    """DNS adds its address to `lo` and its NOTRACK table, and removes them when it stops; a killed one cannot."""
     from pyroute2 import IPRoute  # imported here: only `down` needs netlink
+    p = subprocess.run([sys.executable, "-m", "launcher", "dns", "--cleanup", "--listen", f"{cfg.dns_ip}:53"],
+                       capture_output=True, text=True, timeout=60)
+    if p.returncode != 0:
+        return [f"DNS NOTRACK table: {_last_line(p)}"]
     with IPRoute() as ipr:
         lo = ipr.link_lookup(ifname="lo")
         if not lo:

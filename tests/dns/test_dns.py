@@ -15,6 +15,7 @@ import pytest
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 
 from pklib.client import Client
+from proxy import dns_notrack
 from pklib.resources import must_lookup
 from tests.support.controlplane import ROOT, ApiServer, _stop
 from tests.util import free_port, unique, wait_for, wait_for_sync
@@ -196,9 +197,33 @@ def test_cluster_ip_is_made_local_while_serving_and_released_after(apiserver: Ap
         assert on_lo(address), Path(p.log).read_text()[-2000:]
         p.wait_serving(address, 53)
         assert addresses(query(53, "upstream.example", host=address)) == ["192.0.2.77"]
+        # queries to it and the replies bypass conntrack (the A/AAAA insert race): its own NOTRACK table
+        assert f"ip daddr {address} udp dport 53 notrack" in nft_table(notrack_table(address))
+        assert tracked_dns_flows(address) == []
     finally:
         p.stop()
     assert not on_lo(address)
+    assert nft_table(notrack_table(address)) == ""
+    # a killed server leaves its table; `--cleanup` (what `cluster down` runs) removes it
+    dns_notrack.ensure([(address, 53)])
+    assert nft_table(notrack_table(address))
+    subprocess.run([sys.executable, "-m", "launcher", "dns", "--cleanup", "--listen", f"{address}:53"], cwd=ROOT,
+                   check=True, timeout=60)
+    assert nft_table(notrack_table(address)) == ""
+
+
+def notrack_table(address: str) -> str:
+    return f"pkube-dns-{address.replace('.', '-')}-53"
+
+
+def nft_table(name: str) -> str:
+    return subprocess.run(["nft", "list", "table", "ip", name], capture_output=True, text=True).stdout
+
+
+def tracked_dns_flows(address: str) -> list[str]:
+    out = subprocess.run(["conntrack", "-L", "-p", "udp", "-d", address, "--dport", "53"],
+                         capture_output=True, text=True).stdout
+    return out.splitlines()
 
 
 async def _async(fn: Any) -> Any:

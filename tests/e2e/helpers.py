@@ -112,7 +112,8 @@ def make_namespace(cluster: Cluster) -> str:
 
 def node_state_left(c: Cluster) -> list[str]:
     """What this cluster's node put on the host and must not outlive `cluster down`: the proxy's nftables tables,
-    the DNS address on lo, and the kubelet's containers, netns, veths, bridge, NAT table, cgroup and mounts."""
+    the DNS address on lo and its NOTRACK table, and the kubelet's containers, netns, veths, bridge, NAT table,
+    cgroup and mounts."""
     cfg, left = c.config(), []
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout.split()
     left += [f"nft table {t}" for t in (cfg["proxy_table"], table_for(cfg["proxy_table"]), cfg["nat_table"])
@@ -121,6 +122,8 @@ def node_state_left(c: Cluster) -> list[str]:
     dns_ip = str(ipaddress.ip_network(cfg["service_cidr"])[10])
     if f" {dns_ip}/" in lo:
         left.append(f"{dns_ip} on lo")
+    dns_table = f"pkube-dns-{dns_ip.replace('.', '-')}-53"  # its NOTRACK rules (proxy/dns_notrack.py)
+    left += [f"nft table {dns_table}"] if dns_table in tables else []
     left += [f"runc container {cid} ({status})" for cid, status in c.runc_containers().items()]
     netns = os.listdir("/run/netns") if os.path.isdir("/run/netns") else []
     left += [f"netns {n}" for n in netns if n.startswith(cfg["netns_prefix"])]

@@ -4,6 +4,7 @@ and proxy. Pods spread by anti-affinity reach each other across nodes by their I
 their source IPs kept; `cluster down --purge` leaves nothing of any node (local_cluster checks)."""
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import urllib.request
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from dnslib import QTYPE, DNSRecord
 
 from pkctl.cluster.components import BY_NAME
 from tests.e2e.helpers import Cluster, local_cluster, make_namespace, no_traceback, run
@@ -131,9 +133,12 @@ def test_services_reach_pods_on_the_other_node_by_cluster_ip_dns_name_and_node_p
 
     for client, server in (("first", "second"), ("second", "first")):
         _, svc = two.api(f"/api/v1/namespaces/{ns}/services/to-{server}")
-        # by ClusterIP and by the cluster DNS name, from a pod on the other node
+        # by ClusterIP (once the proxy has the Service), and by the cluster DNS name: once the DNS server knows it
+        # (asked from the host), the first lookup from a pod on the other node must work, no retry
         assert wait_for(lambda: fetch(client, f"{svc['spec']['clusterIP']} 80"), timeout=30)
-        assert wait_for(lambda: fetch(client, f"to-{server}.{ns}.svc.cluster.local 80"), timeout=30)
+        name = f"to-{server}.{ns}.svc.cluster.local"
+        wait_for(lambda: resolves(two, name, svc["spec"]["clusterIP"]), timeout=20, message=f"DNS knows {name}")
+        assert fetch(client, f"{name} 80")
     # a NodePort on the worker's IP, answered by the pod on the first node (and the other way round)
     port = two.api(f"/api/v1/namespaces/{ns}/services/to-first")[1]["spec"]["ports"][0]["nodePort"]
     assert wait_for(lambda: fetch("first", f"{worker['ip']} {port}"), timeout=30)
@@ -179,6 +184,14 @@ def test_network_policy_is_enforced_on_every_node(two: Cluster) -> None:
     # the node's own traffic to its pods is always allowed (kubelet probes, host processes): the first node is this host
     with urllib.request.urlopen(f"http://{addresses['server-a']}:8080/cgi-bin/ip", timeout=5) as r:
         assert r.status == 200
+def resolves(c: Cluster, name: str, ip: str) -> bool:
+    """Whether the cluster DNS server, asked from the host at its address, resolves `name` to `ip`."""
+    dns_ip = str(ipaddress.ip_network(c.config()["service_cidr"])[10])
+    try:
+        reply = DNSRecord.parse(DNSRecord.question(name).send(dns_ip, 53, timeout=0.5))
+    except OSError:
+        return False
+    return any(str(rr.rdata) == ip for rr in reply.rr if rr.rtype == QTYPE.A)
 
 
 def test_nodes_cannot_change_on_an_existing_home(two: Cluster) -> None:

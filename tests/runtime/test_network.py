@@ -2,16 +2,20 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import subprocess
 from pathlib import Path
 
 import pytest
+from pyroute2 import IPRoute
 
+from kubelet.network.bridge import gateway_mac, keep_address
 from kubelet.network.netns import netns_path
 from kubelet.runtime.interface import ContainerConfig, DNSConfig, HostAlias, SandboxConfig
 from kubelet.runtime.runc import RuncRuntime
-from tests.util import wait_for
+from pklib.hostnet import delete_link
+from tests.util import unique, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -76,6 +80,10 @@ async def test_pod_reaches_another_pod_by_ip_through_the_bridge(runtime: RuncRun
         veth = runtime.network.names(sid)[1]
         assert Path(f"/sys/class/net/{veth}/brport/hairpin_mode").read_text().strip() == "1"
         assert Path(f"/sys/class/net/{veth}/master").resolve().name == runtime.config.bridge
+    # the bridge's MAC is its own (set, not taken from a port: it would move when that pod goes), made of the gateway
+    bridge = Path(f"/sys/class/net/{runtime.config.bridge}")
+    assert (bridge / "addr_assign_type").read_text().strip() == "3"  # NET_ADDR_SET
+    assert (bridge / "address").read_text().strip() == gateway_mac(runtime.network.gateway)
 
 
 def nft_rules(table: str) -> list[dict]:
@@ -100,3 +108,25 @@ async def test_concurrent_sandboxes_get_distinct_addresses(runtime: RuncRuntime)
     assert len(set(ips)) == 4
     assert sorted(runtime.network.ipam.allocations()) == sorted(ips)
     assert all(Path(netns_path(runtime.network.names(s)[0])).exists() for s in ids)
+
+
+def test_a_bridge_made_without_its_own_mac_keeps_the_one_it_has_at_node_setup() -> None:
+    """A bridge an older kubelet made follows its ports' MACs; node setup pins the current one (no change for the
+    running pods' ARP entries), so deleting the port that lent it no longer moves it."""
+    bridge, port = unique("pkbrk")[:15], unique("pkvk")[:15]
+    gateway = ipaddress.IPv4Interface("10.250.81.1/24")
+    try:
+        with IPRoute() as ipr:
+            ipr.link("add", ifname=bridge, kind="bridge")
+            index = ipr.link_lookup(ifname=bridge)[0]
+            ipr.link("add", ifname=port, kind="veth", address="02:00:00:00:00:01", peer={"ifname": port + "p"})
+            ipr.link("set", index=ipr.link_lookup(ifname=port)[0], master=index)
+            mac = Path(f"/sys/class/net/{bridge}/address").read_text().strip()
+            assert mac == "02:00:00:00:00:01"  # lent by the port
+            keep_address(ipr, index, gateway)
+            assert Path(f"/sys/class/net/{bridge}/addr_assign_type").read_text().strip() == "3"  # NET_ADDR_SET
+            ipr.link("del", index=ipr.link_lookup(ifname=port)[0])
+        assert Path(f"/sys/class/net/{bridge}/address").read_text().strip() == mac
+    finally:
+        delete_link(port)
+        delete_link(bridge)

@@ -1,0 +1,266 @@
+"""Soak benchmark (not CI): a local cluster with manifests/examples and a Deployment rolled over and over, while
+the RSS and open file descriptors of every process the cluster's supervisor runs are sampled from /proc.
+
+    .venv/bin/python bench/soak.py [--minutes 60] [--interval 60] [--replicas 90] [--nodes 1] [--plot FILE]
+
+* Churn: the `soak` Deployment (`--replicas` busybox pods) is restarted (`pkctl rollout restart`) as soon as its
+  previous rollout finished, for the whole run: every round deletes and creates all its pods. One node holds
+  110 pods (Kubernetes' maxPods, with the examples' pods), so 200 churning pods need `--nodes 2 --replicas 200`.
+* Sampling: every `--interval` seconds, each component's RSS and number of open fds, by the PIDs recorded in the
+  home's supervisor state (a restarted component is followed to its new PID and counted in `restarts`); also
+  the number of pods, and how long a lookup of a Service name takes from a pod (busybox nslookup, timed in the
+  pod: a lost DNS query shows as a lookup of 2.5 s or more).
+* Output: one JSON document with, per component, the first/last/peak values and the least-squares slope in
+  MB/hour and fds/hour, over the whole run and over its second half (start-up growth, caches filling, is over
+  by then: "flat" is about the second); and a PNG plot of both series (`--plot`, default in the temp dir).
+
+Nothing passes or fails. Uses a temporary home with its own ports, removed at the end (`cluster down --purge`).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import yaml  # noqa: E402
+
+from bench.cluster import settled  # noqa: E402
+from bench.common import local_cluster, parse_flags, pkctl, report  # noqa: E402
+from pkctl.cluster.components import api_get  # noqa: E402
+from pkctl.cluster.home import Home  # noqa: E402
+from pkctl.cluster.procs import ProcRecord  # noqa: E402
+
+NS = "soak"
+IMAGE = "pkube.local/busybox:latest"
+# A lookup of the web example's Service every second, timed in the pod (centiseconds, or "fail").
+PROBE = ('while true; do read s _ </proc/uptime; out=$(nslookup web.default.svc.cluster.local 2>&1); '
+         'read e _ </proc/uptime; case "$out" in *Name:*) echo "$(( ${e%.*}${e#*.} - ${s%.*}${s#*.} ))";; '
+         '*) echo fail;; esac; sleep 1; done')
+
+
+def supervised(home: Home) -> dict[str, ProcRecord]:
+    """Every live process of the home's supervisor state (<home>/run/<component>.json), by component name."""
+    out = {}
+    for state in sorted(home.run.glob("*.json")):
+        rec = ProcRecord.from_state(home.read_state(state.stem))
+        if rec and rec.alive():
+            out[state.stem] = rec
+    return out
+
+
+def open_fds(pid: int) -> int | None:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
+
+
+def slope_per_hour(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of (seconds, value) points, per hour; None with fewer than 3 points."""
+    if len(points) < 3:
+        return None
+    n = len(points)
+    mx, my = sum(t for t, _ in points) / n, sum(v for _, v in points) / n
+    var = sum((t - mx) ** 2 for t, _ in points)
+    if var == 0:
+        return None
+    return round(3600 * sum((t - mx) * (v - my) for t, v in points) / var, 2)
+
+
+def kubectl_args(home: Home) -> list[str]:
+    return ["--kubeconfig", str(home.kubeconfig)]
+
+
+def apply_docs(home: Home, docs: list[dict[str, Any]]) -> None:
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as tmp:
+        yaml.safe_dump_all(docs, tmp)
+        tmp.flush()
+        pkctl(*kubectl_args(home), "apply", "-f", tmp.name)
+
+
+def apply_examples(home: Home) -> None:
+    """manifests/examples, with the web Service's fixed nodePort left to the allocator (another cluster on this
+    machine may hold 30080), until every pod settled."""
+    docs: list[dict[str, Any]] = []
+    for path in sorted((ROOT / "manifests" / "examples").glob("*.yaml")):
+        docs += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    for doc in docs:
+        if doc.get("kind") == "Service":
+            for port in doc.get("spec", {}).get("ports", []):
+                port.pop("nodePort", None)
+    apply_docs(home, docs)
+    wait(lambda: settled(home), 300, "the examples' pods settled")
+
+
+def wait(pred: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench.soak: timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(1)
+
+
+def soak_objects(replicas: int) -> list[dict[str, Any]]:
+    container = {"name": "c", "image": IMAGE, "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 86400 & wait"],
+                 "resources": {"requests": {"cpu": "1m", "memory": "4Mi"}, "limits": {"memory": "16Mi"}}}
+    pod_spec = {"terminationGracePeriodSeconds": 1, "containers": [container]}
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "soak", "namespace": NS},
+                  "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "soak"}},
+                           # no surge: the node's pod capacity holds the replicas, not 125% of them
+                           "strategy": {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": "25%"}},
+                           "template": {"metadata": {"labels": {"app": "soak"}}, "spec": pod_spec}}}
+    probe = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "dnsprobe", "namespace": NS},
+             "spec": {"terminationGracePeriodSeconds": 1,
+                      "containers": [{"name": "probe", "image": IMAGE, "command": ["sh", "-c", PROBE]}]}}
+    return [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}, deployment, probe]
+
+
+def rolled_out(home: Home, replicas: int) -> bool:
+    d = api_get(home, home.load_config(), f"/apis/apps/v1/namespaces/{NS}/deployments/soak") or {}
+    st = d.get("status", {})
+    return (st.get("observedGeneration", 0) >= d.get("metadata", {}).get("generation", 1)
+            and st.get("updatedReplicas") == replicas and st.get("readyReplicas") == replicas
+            and st.get("replicas") == replicas)
+
+
+class Churn(threading.Thread):
+    """Rolls the soak Deployment again as soon as the previous rollout finished, until stopped."""
+
+    def __init__(self, home: Home, replicas: int):
+        super().__init__(daemon=True)
+        self.home, self.replicas = home, replicas
+        self.stop = threading.Event()
+        self.rollouts: list[float] = []  # seconds each finished rollout took
+        self.error = ""
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                began = time.monotonic()
+                # the restart bumps the generation: rolled_out() is False until the controller has seen it
+                pkctl(*kubectl_args(self.home), "-n", NS, "rollout", "restart", "deployment/soak")
+                while not self.stop.is_set() and not rolled_out(self.home, self.replicas):
+                    if time.monotonic() - began > 900:
+                        raise SystemExit("a rollout did not finish in 15 minutes")
+                    time.sleep(1)
+                if not self.stop.is_set():
+                    self.rollouts.append(round(time.monotonic() - began, 1))
+        except (SystemExit, Exception) as e:  # noqa: BLE001 - reported in the JSON, the sampling goes on
+            self.error = str(e)[:500]
+
+
+def pod_count(home: Home) -> int | None:
+    pods = api_get(home, home.load_config(), "/api/v1/pods", timeout=10)
+    return None if pods is None else len(pods.get("items", []))
+
+
+def dns_lookups(home: Home) -> dict[str, Any]:
+    """What the probe pod measured: lookups, failures, p50/p99/max seconds, how many took 1 s or 2.5 s and more."""
+    p = subprocess.run([sys.executable, "-m", "pkctl.main", *kubectl_args(home), "-n", NS, "logs", "dnsprobe"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    lines = p.stdout.split()
+    times = sorted(int(x) / 100 for x in lines if x.isdigit())
+    if not times:
+        return {"lookups": len(lines), "failed": lines.count("fail")}
+    def quantile(q: float) -> float:
+        return times[min(len(times) - 1, int(q * len(times)))]
+    return {"lookups": len(lines), "failed": lines.count("fail"), "p50_s": quantile(0.5), "p99_s": quantile(0.99),
+            "max_s": times[-1], "slower_than_1s": sum(t >= 1 for t in times),
+            "resent_2_5s_or_more": sum(t >= 2.5 for t in times)}
+
+
+def plot(samples: list[dict[str, Any]], names: list[str], path: str, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")  # no display
+    import matplotlib.pyplot as plt
+    fig, (rss, fds) = plt.subplots(2, 1, figsize=(11, 8), sharex=True)
+    for name in names:
+        pts = [(s["t"] / 60, s["procs"][name]) for s in samples if name in s["procs"]]
+        rss.plot([t for t, _ in pts], [v["rss_mb"] for _, v in pts], label=name, marker=".")
+        fds.plot([t for t, _ in pts], [v["fds"] for _, v in pts], label=name, marker=".")
+    rss.set_ylabel("RSS (MiB)")
+    fds.set_ylabel("open file descriptors")
+    fds.set_xlabel("minutes")
+    rss.set_title(title)
+    rss.legend(fontsize="small", ncol=3)
+    rss.grid(alpha=0.3)
+    fds.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def summarise(samples: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    pts = [(s["t"], s["procs"][name]) for s in samples if name in s["procs"]]
+    half = samples[-1]["t"] / 2 if samples else 0
+    rss = [(t, v["rss_mb"]) for t, v in pts]
+    fds = [(t, float(v["fds"])) for t, v in pts]
+    return {"rss_mb_first": rss[0][1], "rss_mb_last": rss[-1][1], "rss_mb_peak": max(v for _, v in rss),
+            "fds_first": int(fds[0][1]), "fds_last": int(fds[-1][1]), "fds_peak": int(max(v for _, v in fds)),
+            "rss_mb_per_hour": slope_per_hour(rss), "fds_per_hour": slope_per_hour(fds),
+            "rss_mb_per_hour_second_half": slope_per_hour([p for p in rss if p[0] >= half]),
+            "fds_per_hour_second_half": slope_per_hour([p for p in fds if p[0] >= half])}
+
+
+def main() -> int:
+    flags = parse_flags(__doc__, minutes=60.0, interval=60.0, replicas=90, nodes=1, plot="")
+    plot_path = flags.plot or os.path.join(tempfile.gettempdir(), f"pkube-soak-{int(time.time())}.png")
+    result: dict[str, Any] = {"benchmark": "soak", "minutes": flags.minutes, "interval_s": flags.interval,
+                              "replicas": flags.replicas, "nodes": flags.nodes}
+    with local_cluster("pkbench-soak-") as home:
+        pkctl("cluster", "up", "--home", str(home.root), "--nodes", str(flags.nodes))
+        apply_examples(home)
+        apply_docs(home, soak_objects(flags.replicas))
+        wait(lambda: rolled_out(home, flags.replicas), 900, f"{flags.replicas} soak pods ready")
+        churn = Churn(home, flags.replicas)
+        churn.start()
+        samples: list[dict[str, Any]] = []
+        pids: dict[str, int] = {}
+        restarts: dict[str, int] = {}
+        began = time.monotonic()
+        end = began + flags.minutes * 60
+        while True:
+            t = time.monotonic() - began
+            procs: dict[str, Any] = {}
+            for name, rec in supervised(home).items():
+                rss, fds = rec.rss_bytes(), open_fds(rec.pid)
+                if rss is None or fds is None:
+                    continue  # exited between the state read and /proc
+                if name in pids and pids[name] != rec.pid:
+                    restarts[name] = restarts.get(name, 0) + 1
+                pids[name] = rec.pid
+                procs[name] = {"rss_mb": round(rss / 2**20, 1), "fds": fds}
+            samples.append({"t": round(t, 1), "pods": pod_count(home), "procs": procs})
+            if time.monotonic() + flags.interval > end + 1:
+                break
+            time.sleep(max(0.0, began + len(samples) * flags.interval - time.monotonic()))
+        churn.stop.set()
+        churn.join(timeout=60)
+        names = sorted({n for s in samples for n in s["procs"]})
+        result.update(
+            samples=len(samples), restarts=restarts,
+            rollouts_finished=len(churn.rollouts), pods_created_by_churn=len(churn.rollouts) * flags.replicas,
+            rollout_s=churn.rollouts, churn_error=churn.error,
+            pods_sampled={"min": min((s["pods"] or 0) for s in samples),
+                          "max": max((s["pods"] or 0) for s in samples)},
+            dns_probe=dns_lookups(home),
+            components={n: summarise(samples, n) for n in names},
+            plot=plot_path)
+        plot(samples, names, plot_path,
+             f"pkube soak: {flags.minutes:g} min, {flags.replicas} pods rolled continuously, sampled every "
+             f"{flags.interval:g} s")
+        result["series"] = [{"t": s["t"], "pods": s["pods"], **{f"{n}_rss_mb": v["rss_mb"] for n, v in
+                                                                  s["procs"].items()}} for s in samples]
+    return report(result, indent=1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
