@@ -1,6 +1,7 @@
 """Prometheus metrics of the API server (served as text at /metrics) and the middleware recording them."""
 from __future__ import annotations
 
+import re
 import time
 from typing import Awaitable, Callable
 
@@ -15,14 +16,13 @@ VERB = "pkube.verb"
 RESOURCE = "pkube.resource"
 
 
-LONG_RUNNING_SUBRESOURCES = ("/log", "/exec", "/attach", "/portforward")
+# Streams (Kubernetes' long-running requests besides watches): pod logs/exec/attach/port-forward, proxies.
+LONG_RUNNING = re.compile(r"/pods/[^/]+/(log|exec|attach|portforward)$|/(nodes|pods|services)/[^/]+/proxy(/|$)")
 
 
 def long_running(request: web.Request) -> bool:
-    """Watches and streams (Kubernetes' long-running requests): not counted in flight."""
-    path = request.path
-    return (str(request.query.get("watch", "")).lower() in ("1", "true") or path.endswith(LONG_RUNNING_SUBRESOURCES)
-            or "/proxy" in path)
+    """Watches and streams: not counted in flight."""
+    return str(request.query.get("watch", "")).lower() in ("1", "true") or bool(LONG_RUNNING.search(request.path))
 
 
 class Metrics:

@@ -262,6 +262,11 @@ def routes(storage: Storage, kubelet_tls: ssl.SSLContext) -> list[web.RouteDef]:
             web.get(base + "/portforward", portforward), web.post(base + "/portforward", portforward)]
 
 
+def _cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 def _failure(reason: str, message: str) -> dict[str, Any]:
     return {"metadata": {}, "status": "Failure", "reason": reason, "message": message}
 
@@ -295,7 +300,8 @@ async def _pipe(client: web.WebSocketResponse, kubelet: aiohttp.ClientWebSocketR
         pass  # the client went away while data was on its way
     finally:
         up.cancel()
-    await client.close()
+        if not _cancelled():  # at shutdown the caller closes, saying why
+            await client.close()
 
 
 async def _relay(client: web.WebSocketResponse, kubelet: aiohttp.ClientWebSocketResponse, wanted: set[int]) -> None:
@@ -316,4 +322,5 @@ async def _relay(client: web.WebSocketResponse, kubelet: aiohttp.ClientWebSocket
         pass  # the client went away while output was on its way
     finally:
         up.cancel()
-    await client.close()
+        if not _cancelled():  # at shutdown the caller closes, saying why
+            await client.close()
