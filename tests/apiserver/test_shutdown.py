@@ -97,8 +97,8 @@ async def _shut_down_under(own_etcd: Etcd, doomed: ApiServer, session: aiohttp.C
     url = doomed.url
     for stream in (kubectl, pkctl_get):
         if stream is not None:
-            stream.wait_line(lambda line: line.startswith("before "))
-    await wait_for(lambda: _gauge(session, url, 'apiserver_registered_watchers{resource="events"}'),
+            stream.wait_line(lambda line: line.startswith("before "), timeout=30)
+    await wait_for(lambda: _gauge(session, url, 'apiserver_registered_watchers{resource="events"}'), timeout=30,
                    message="pkctl events -w watching")
 
     # A create in flight: etcd is paused, so it waits on its write when the signal comes.
@@ -122,17 +122,17 @@ async def _shut_down_under(own_etcd: Etcd, doomed: ApiServer, session: aiohttp.C
         return False
     await wait_for(refused, message="the listening socket closed")  # no new connections
 
+    # The create in flight still finishes once etcd answers (within the apiserver's grace).
+    own_etcd.proc.send_signal(signal.SIGCONT)
+    created = await asyncio.wait_for(in_flight, 10)
+    assert created.status == 201, await created.text()
+    assert (await created.json())["metadata"]["name"] == "in-flight"
+
     # The watch ended with the end of its chunked body: no exception, nothing cut mid-event.
     rest = await asyncio.wait_for(watch.content.read(), 10)
     assert watch.content.at_eof()
     assert all(json.loads(line)["type"] in ("ADDED", "MODIFIED", "BOOKMARK") for line in rest.splitlines())
     watch.release()
-
-    # The create in flight still finishes once etcd answers.
-    own_etcd.proc.send_signal(signal.SIGCONT)
-    created = await asyncio.wait_for(in_flight, 10)
-    assert created.status == 201, await created.text()
-    assert (await created.json())["metadata"]["name"] == "in-flight"
 
     assert await asyncio.to_thread(doomed.proc.wait, 15) == 0
 
