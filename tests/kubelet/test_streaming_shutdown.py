@@ -1,5 +1,6 @@
 """Proxied streams at apiserver shutdown (issue 17): `logs -f` ends with the end of its body, exec gets a status
-frame saying why and a WebSocket close frame (1001 going away); pkctl and kubectl `logs -f` exit alike.
+frame saying why and a WebSocket close frame (1001 going away), port-forward a close frame; pkctl and kubectl
+`logs -f` exit alike.
 
 The apiserver sent SIGTERM is a second one of the node's control plane (same etcd prefix, same kubelet client
 certificate): the session's own apiserver keeps serving the other tests."""
@@ -21,6 +22,7 @@ from pklib.resources import lookup
 from tests.support.controlplane import ROOT, ApiServer, Etcd, _stop, ca_context, etcd_prefix, start_apiserver
 from tests.support.kubectl import Kubectl, Stream
 from tests.support.node import Node, ctr, pod, running, wait_pod
+from tests.support.portforward import start_web
 
 pytestmark = pytest.mark.root
 
@@ -43,12 +45,19 @@ async def session(node: Node, second: ApiServer) -> AsyncIterator[aiohttp.Client
         yield s
 
 
-async def test_logs_and_exec_streams_end_cleanly_when_the_apiserver_stops(
+async def test_logs_exec_and_port_forward_end_cleanly_when_the_apiserver_stops(
         kc: Client, ns: str, second: ApiServer, session: aiohttp.ClientSession) -> None:
     script = "i=0; while true; do echo line-$i; i=$((i+1)); sleep 0.2; done"
     await kc.create(PODS, pod("chatty", ctr("c", script)), ns)
+    await start_web(kc, ns, "web")
     await wait_pod(kc, ns, "chatty", running, what="chatty Running")
     base = f"{second.url}/api/v1/namespaces/{ns}/pods/chatty"
+
+    # port-forward (v4 channels): the port's data and error channels open, the connection to the pod stays idle
+    forward = await session.ws_connect(f"{second.url}/api/v1/namespaces/{ns}/pods/web/portforward",
+                                       protocols=("v4.channel.k8s.io",), params={"ports": "80"})
+    opened = [(await asyncio.wait_for(forward.receive(), 20)).data for _ in range(2)]
+    assert opened == [bytes([0, 80, 0]), bytes([1, 80, 0])], opened
 
     ws = await session.ws_connect(f"{base}/exec", protocols=("v5.channel.k8s.io",),
                                   params=[("command", "sh"), ("command", "-c"),
@@ -79,6 +88,10 @@ async def test_logs_and_exec_streams_end_cleanly_when_the_apiserver_stops(
         assert (status["status"], status["reason"]) == ("Failure", "ServiceUnavailable"), status
         assert "shutting down" in status["message"]
 
+        # port-forward: a close frame
+        msg = await asyncio.wait_for(forward.receive(), 10)
+        assert msg.type == aiohttp.WSMsgType.CLOSE and forward.close_code == aiohttp.WSCloseCode.GOING_AWAY, msg
+
         # logs -f: the body ends (no ClientPayloadError: the chunked encoding is terminated)
         await asyncio.wait_for(logs.content.read(), 10)
         assert logs.content.at_eof()
@@ -91,5 +104,6 @@ async def test_logs_and_exec_streams_end_cleanly_when_the_apiserver_stops(
         assert await asyncio.to_thread(second.proc.wait, 15) == 0
     finally:
         await ws.close()
+        await forward.close()
         for f in followers:
             f.close()
