@@ -181,7 +181,7 @@ def routes(storage: Storage, kubelet_tls: ssl.SSLContext) -> list[web.RouteDef]:
                     try:
                         await until_shutdown(request, _relay(ws, kws, wanted))
                     except Interrupted:  # the command goes on in the pod; the client learns why its stream ended
-                        await _finish(ws, _failure("ServiceUnavailable", MESSAGE), aiohttp.WSCloseCode.GOING_AWAY)
+                        await _finish(ws, _failure("ServiceUnavailable", MESSAGE))
         except aiohttp.WSServerHandshakeError as e:
             await _finish(ws, _failure("Forbidden" if e.status in (401, 403) else "BadRequest",
                                        f"the kubelet refused the {verb} (HTTP {e.status} {e.message})"))

@@ -1,6 +1,7 @@
 """Proxied streams at apiserver shutdown (issue 17): `logs -f` ends with the end of its body, exec gets a status
-frame saying why and a WebSocket close frame (1001 going away), port-forward a close frame; pkctl and kubectl
-`logs -f` exit alike.
+frame saying why and a normal WebSocket close (kubectl then reports the status: a 1001 close would make it fail
+reading the error stream instead), port-forward a close frame (1001 going away); pkctl and kubectl `logs -f` and
+`exec` exit alike.
 
 The apiserver sent SIGTERM is a second one of the node's control plane (same etcd prefix, same kubelet client
 certificate): the session's own apiserver keeps serving the other tests."""
@@ -72,17 +73,25 @@ async def test_logs_exec_and_port_forward_end_cleanly_when_the_apiserver_stops(
                                          stderr=subprocess.PIPE, text=True))]
     if shutil.which("kubectl"):
         followers.append(Kubectl(second.kubeconfig).stream("-n", ns, "logs", "-f", "chatty"))
+    execs = [Stream(subprocess.Popen([sys.executable, "-m", "pkctl.main", "--kubeconfig", second.kubeconfig,
+                                      "-n", ns, "exec", "chatty", "--", "sh", "-c", "echo in; exec sleep 3600"],
+                                     cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))]
+    if shutil.which("kubectl"):
+        execs.append(Kubectl(second.kubeconfig).stream("-n", ns, "exec", "chatty", "--", "sh", "-c",
+                                                        "echo in; exec sleep 3600"))
     try:
         for f in followers:
             f.wait_line(lambda line: line.startswith("line-"))
+        for e in execs:
+            e.wait_line(lambda line: line == "in")
 
         second.proc.send_signal(signal.SIGTERM)
 
-        # exec: why it ended (the command goes on in the pod), then a close frame
+        # exec (raw): why it ended (the command goes on in the pod), then a close frame
         msgs = []
         while (msg := await asyncio.wait_for(ws.receive(), 10)).type == aiohttp.WSMsgType.BINARY:
             msgs.append(msg.data)
-        assert msg.type == aiohttp.WSMsgType.CLOSE and ws.close_code == aiohttp.WSCloseCode.GOING_AWAY, msg
+        assert msg.type == aiohttp.WSMsgType.CLOSE and ws.close_code == aiohttp.WSCloseCode.OK, msg
         assert msgs and msgs[-1][0] == STATUS, msgs
         status = json.loads(msgs[-1][1:])
         assert (status["status"], status["reason"]) == ("Failure", "ServiceUnavailable"), status
@@ -102,8 +111,12 @@ async def test_logs_exec_and_port_forward_end_cleanly_when_the_apiserver_stops(
         for f in followers:
             assert f.proc.stderr is not None and "Traceback" not in f.proc.stderr.read()
         assert await asyncio.to_thread(second.proc.wait, 15) == 0
+        # exec: pkctl and kubectl both report the status frame
+        ends = [(await asyncio.to_thread(e.proc.wait, 15), e.proc.stderr.read() if e.proc.stderr else "")
+                for e in execs]
+        assert ends[0] == (1, "error: the apiserver is shutting down\n") and len(set(ends)) == 1, ends
     finally:
         await ws.close()
         await forward.close()
-        for f in followers:
+        for f in [*followers, *execs]:
             f.close()
