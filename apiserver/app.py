@@ -13,7 +13,7 @@ from pklib.api.wellknown import SYSTEM_NAMESPACES
 from pklib.api.priority import BUILTIN_CLASSES, builtin_class
 
 from . import (aggregated_discovery, auth, bodies, crds, discovery, etcdmaintenance, fieldvalidation,
-               master_service, metrics_api, openapi, proxy_pods, repair, satokens, serviceaccounts)
+               master_service, metrics_api, openapi, proxy_pods, repair, satokens, serviceaccounts, shutdown)
 from .admission import podsecurity
 from .authz import middleware as authz_middleware, policy as bootstrap_policy, reviews
 from .authz.authorizer import Authorizer
@@ -101,8 +101,11 @@ def build_app(config: Config, storage: Storage) -> web.Application:
     middlewares.append(status_middleware)
     middlewares.append(admission_warnings)
     app = web.Application(middlewares=middlewares, client_max_size=bodies.MAX_BODY + 1)
+    stopping = shutdown.install(app)
 
     async def readyz(_: web.Request) -> web.Response:
+        if stopping.is_set():
+            return web.Response(status=503, text="shutdown: the apiserver is shutting down")
         if not await storage.healthy():
             return web.Response(status=503, text="etcd: not reachable")
         if not cache.ready:
@@ -162,7 +165,8 @@ def build_app(config: Config, storage: Storage) -> web.Application:
 
     app.cleanup_ctx.append(lifecycle)
     app.on_response_prepare.append(fieldvalidation.add_warning_headers)
-    # on_shutdown runs before aiohttp waits for open requests: end the watches so shutdown is not held up.
+    # on_shutdown runs before aiohttp waits for open requests: end the watches so shutdown is not held up
+    # (proxied streams end by themselves on `stopping`: shutdown.py).
     app.on_shutdown.append(end_watches)
     return app
 

@@ -17,7 +17,7 @@ from pklib.api.timefmt import parse_duration
 from pklib.flagtypes import non_negative
 from pklib.quantity import QuantityError, to_bytes
 
-from . import etcdmaintenance, kinds, repair, watchcache
+from apiserver import admission, etcdmaintenance, shutdown, watchcache
 from .app import Config, build_app
 from .auth import TokenFileError, load_tokens
 from .satokens import KeyFileError, load_private_key, load_public_keys
@@ -197,7 +197,7 @@ async def run(config: Config, ready: asyncio.Event | None = None, stop: asyncio.
         await storage.close()
         raise RuntimeError(f"etcd at {','.join(config.etcd_servers)} is not reachable")
     runner = web.AppRunner(build_app(config, storage), access_log=None, handle_signals=False,
-                           shutdown_timeout=2.0)
+                           shutdown_timeout=shutdown.GRACE)
     await runner.setup()
     try:
         tls = tls_context(config.tls_cert_file, config.tls_private_key_file, client_ca_file=config.client_ca_file)

@@ -1,6 +1,7 @@
 """Prometheus metrics of the API server (served as text at /metrics) and the middleware recording them."""
 from __future__ import annotations
 
+import re
 import time
 from typing import Awaitable, Callable
 
@@ -15,6 +16,15 @@ VERB = "pkube.verb"
 RESOURCE = "pkube.resource"
 
 
+# Streams (Kubernetes' long-running requests besides watches): pod logs/exec/attach/port-forward, proxies.
+LONG_RUNNING = re.compile(r"/pods/[^/]+/(log|exec|attach|portforward)$|/(nodes|pods|services)/[^/]+/proxy(/|$)")
+
+
+def long_running(request: web.Request) -> bool:
+    """Watches and streams: not counted in flight."""
+    return str(request.query.get("watch", "")).lower() in ("1", "true") or bool(LONG_RUNNING.search(request.path))
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -24,6 +34,9 @@ class Metrics:
                                   ["verb", "resource"], registry=self.registry,
                                   buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
                                            10, 30))
+        self.inflight = Gauge("apiserver_current_inflight_requests",
+                              "Requests being served, by kind (readOnly or mutating; long-running ones excluded).",
+                              ["request_kind"], registry=self.registry)
         self.watchers = Gauge("apiserver_registered_watchers", "Open watches by resource.", ["resource"],
                               registry=self.registry)
         # etcd maintenance (etcdmaintenance.py) and allocator repair (repair.py)
@@ -47,7 +60,12 @@ class Metrics:
         @web.middleware
         async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
             start = time.perf_counter()
-            resp = await handler(request)  # the Status middleware inside turns errors into responses
+            if long_running(request):
+                resp = await handler(request)  # the Status middleware inside turns errors into responses
+            else:
+                with self.inflight.labels("readOnly" if request.method in ("GET", "HEAD") else "mutating")\
+                        .track_inprogress():
+                    resp = await handler(request)
             verb = request.get(VERB) or request.method
             resource = request.get(RESOURCE) or ""
             self.requests.labels(verb, resource, str(resp.status)).inc()

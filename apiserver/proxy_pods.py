@@ -42,6 +42,7 @@ from aiohttp import web
 from pklib import resources
 
 from . import spdy_upgrade
+from .shutdown import MESSAGE, Interrupted, until_shutdown
 from .handlers_objects import object_key
 from .status import StatusError, bad_request, not_found
 from .storage.interface import Storage
@@ -138,8 +139,14 @@ def routes(storage: Storage, kubelet_tls: ssl.SSLContext) -> list[web.RouteDef]:
                         raise await _kubelet_error(kr)
                     resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
                     await resp.prepare(request)
-                    async for chunk in kr.content.iter_any():
-                        await resp.write(chunk)
+
+                    async def copy() -> None:
+                        async for chunk in kr.content.iter_any():
+                            await resp.write(chunk)
+                    try:
+                        await until_shutdown(request, copy())
+                    except Interrupted:
+                        pass  # `logs -f` at shutdown: the body ends (as the log's end would), the client may retry
                     await resp.write_eof()
                     return resp
         except aiohttp.ClientConnectionError as e:
@@ -171,7 +178,10 @@ def routes(storage: Storage, kubelet_tls: ssl.SSLContext) -> list[web.RouteDef]:
             async with session() as s:
                 async with s.ws_connect(f"{url}/{verb}/{ns}/{name}/{container}", params=params,
                                         autoping=True, heartbeat=None) as kws:
-                    await _relay(ws, kws, wanted)
+                    try:
+                        await until_shutdown(request, _relay(ws, kws, wanted))
+                    except Interrupted:  # the command goes on in the pod; the client learns why its stream ended
+                        await _finish(ws, _failure("ServiceUnavailable", MESSAGE))
         except aiohttp.WSServerHandshakeError as e:
             await _finish(ws, _failure("Forbidden" if e.status in (401, 403) else "BadRequest",
                                        f"the kubelet refused the {verb} (HTTP {e.status} {e.message})"))
@@ -212,7 +222,10 @@ def routes(storage: Storage, kubelet_tls: ssl.SSLContext) -> list[web.RouteDef]:
                     if plain_spdy:
                         return await spdy_upgrade.bridge(request, kws)
                     await ws.prepare(request)
-                    await _pipe(ws, kws)
+                    try:
+                        await until_shutdown(request, _pipe(ws, kws))
+                    except Interrupted:
+                        await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=MESSAGE.encode())
         except aiohttp.WSServerHandshakeError as e:
             raise StatusError(e.status if e.status in (400, 401, 403, 404) else 500,
                               "NotFound" if e.status == 404 else "BadRequest",
@@ -249,13 +262,20 @@ def routes(storage: Storage, kubelet_tls: ssl.SSLContext) -> list[web.RouteDef]:
             web.get(base + "/portforward", portforward), web.post(base + "/portforward", portforward)]
 
 
+def _cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 def _failure(reason: str, message: str) -> dict[str, Any]:
     return {"metadata": {}, "status": "Failure", "reason": reason, "message": message}
 
 
-async def _finish(ws: web.WebSocketResponse, status: dict[str, Any]) -> None:
-    await ws.send_bytes(bytes([ERROR]) + json.dumps(status).encode())
-    await ws.close()
+async def _finish(ws: web.WebSocketResponse, status: dict[str, Any],
+                  code: int = aiohttp.WSCloseCode.OK) -> None:
+    if not ws.closed:
+        await ws.send_bytes(bytes([ERROR]) + json.dumps(status).encode())
+    await ws.close(code=code)
 
 
 async def _upstream(client: web.WebSocketResponse, kubelet: aiohttp.ClientWebSocketResponse,
@@ -280,7 +300,8 @@ async def _pipe(client: web.WebSocketResponse, kubelet: aiohttp.ClientWebSocketR
         pass  # the client went away while data was on its way
     finally:
         up.cancel()
-        await client.close()
+        if not _cancelled():  # at shutdown the caller closes, saying why
+            await client.close()
 
 
 async def _relay(client: web.WebSocketResponse, kubelet: aiohttp.ClientWebSocketResponse, wanted: set[int]) -> None:
@@ -301,4 +322,5 @@ async def _relay(client: web.WebSocketResponse, kubelet: aiohttp.ClientWebSocket
         pass  # the client went away while output was on its way
     finally:
         up.cancel()
-        await client.close()
+        if not _cancelled():  # at shutdown the caller closes, saying why
+            await client.close()

@@ -14,6 +14,8 @@ import asyncio
 import aiohttp
 from aiohttp import web
 
+from .shutdown import Interrupted, until_shutdown
+
 PROTOCOL = "portforward.k8s.io"
 
 
@@ -50,13 +52,18 @@ async def bridge(request: web.Request, kubelet: aiohttp.ClientWebSocketResponse)
             await kubelet.send_bytes(data)
         await kubelet.close()
 
-    up = asyncio.create_task(upstream())
-    try:
+    async def downstream() -> None:
         async for msg in kubelet:
             if msg.type == aiohttp.WSMsgType.BINARY:
                 await resp.write(msg.data)
+
+    up = asyncio.create_task(upstream())
+    try:
+        await until_shutdown(request, downstream())
     except (ConnectionResetError, aiohttp.ClientConnectionError):
         pass  # one side went away while data was on its way: the other is closed with it
+    except Interrupted:
+        pass  # server shutdown: the connection closes (SPDY has no close of its own to send here)
     finally:
         up.cancel()
     return resp

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from pklib.resources import Resource
 
+from . import shutdown
 from .bodies import int64
 from .handlers_list import RV_WAIT, parse_filters
 from .handlers_objects import collection_prefix, converts, served_line
@@ -122,6 +123,8 @@ async def serve_watch(request: web.Request, storage: Storage, cache: WatchCache,
             watcher = Watcher(ns_prefix, matches, asyncio.Queue(WATCHER_QUEUE),
                               connected=lambda: _connected(request))
             rc.watchers.add(watcher)
+            if shutdown.stopping(request):  # came in while the server stops: ends right after its initial events
+                watcher.end()
     if failure is not None:
         resp = await _start(request)
         await resp.write(_error_line(failure))

@@ -190,8 +190,10 @@ class Informer:
                         await self._list()
                         need_list = False
                     await self._watch()
-                    # A server that ends every watch at once must not make us spin.
-                    failures = failures + 1 if loop.time() - started < 1 else 0
+                    # A clean end: the server answered, so an outage before it is over (an apiserver that shut
+                    # down ends its watches, then its successor may end a first short one too): no long backoff.
+                    # Still, a server that ends every watch at once must not make us spin: a moment's wait.
+                    failures = 1 if loop.time() - started < 1 else 0
                 except ApiError as e:
                     if is_gone(e):
                         log.info("%s: watch expired (%s); relisting", self.resource.plural, e.message)

@@ -7,7 +7,6 @@ import sys
 from typing import Any
 
 from pklib import columns
-from pklib.errors import ApiError, is_gone
 from pklib.resources import EVENTS
 
 from ..connect import Connection, call
@@ -103,22 +102,17 @@ def command(args: argparse.Namespace) -> int:
 async def follow(conn: Connection, ns: str | None, selector: str | None, types: list[str], rv: str | None,
                  widths: list[int], args: argparse.Namespace, header_printed: bool) -> None:
     """Print each event added or changed from `rv` on, until interrupted."""
-    import asyncio
+    from .. import watching
     header_printed = header_printed or args.no_headers
-    while True:
-        try:
-            async for event in conn.client.watch(EVENTS, ns, resource_version=rv, field_selector=selector):
-                obj = event.get("object") or {}
-                rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
-                if event.get("type") not in ("ADDED", "MODIFIED") or (types and obj.get("type") not in types):
-                    continue
-                lines = [] if header_printed else \
-                    [(["NAMESPACE"] if args.all_namespaces else []) + columns.headers(EVENTS, False)]
-                header_printed = True
-                print("\n".join(format_rows(lines + rows([obj], args.all_namespaces), widths)))
-                sys.stdout.flush()
-        except ApiError as e:
-            if not is_gone(e):
-                raise
-            rv = None
-        await asyncio.sleep(WATCH_RETRY_SECONDS)
+
+    def show(event: dict[str, Any]) -> None:
+        nonlocal header_printed
+        obj = event.get("object") or {}
+        if event.get("type") not in ("ADDED", "MODIFIED") or (types and obj.get("type") not in types):
+            return
+        lines = [] if header_printed else \
+            [(["NAMESPACE"] if args.all_namespaces else []) + columns.headers(EVENTS, False)]
+        header_printed = True
+        print("\n".join(format_rows(lines + rows([obj], args.all_namespaces), widths)))
+        sys.stdout.flush()
+    await watching.follow(conn.client, EVENTS, ns, rv, show, WATCH_RETRY_SECONDS, field_selector=selector)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pklib import columns
-from pklib.errors import ApiError, is_gone
+from pklib.errors import ApiError
 from pklib.resources import Resource
 
 from .. import gotemplate, jsonpath
@@ -223,7 +223,7 @@ def table_row(res: Resource, obj: dict[str, Any], args: argparse.Namespace, pref
 async def watch(conn: Connection, args: argparse.Namespace, target: Target, rv: str | None, widths: list[int],
                 found: list[Found]) -> None:
     """Stream changes as rows (or documents) until interrupted, resuming when the server ends a stream."""
-    import asyncio  # only a watch needs an event loop (a plain `get` starts faster without)
+    from .. import watching  # only a watch needs an event loop (a plain `get` starts faster without)
     res = target.res
     ns = None if (args.all_namespaces or not res.namespaced) else conn.namespace
     field_selector = args.field_selector
@@ -234,26 +234,21 @@ async def watch(conn: Connection, args: argparse.Namespace, target: Target, rv: 
                  default=None)
     tabular = args.output in (None, "wide", "custom-columns")
     header_printed = args.no_headers or (bool(found) and tabular and not args.watch_only)
-    while True:
-        try:
-            async for event in conn.client.watch(res, ns, resource_version=rv or None, label_selector=args.selector,
-                                                 field_selector=field_selector):
-                obj = event.get("object") or {}
-                rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
-                if event.get("type") == "BOOKMARK":
-                    continue
-                if target.names and (obj.get("metadata") or {}).get("name") not in target.names:
-                    continue
-                if tabular and not header_printed:
-                    head = [h for h, _ in args.columns] if args.columns else table_headers(res, args)
-                    print(format_rows([head], widths)[0])
-                    header_printed = True
-                _print_event(res, obj, args, widths)
-        except ApiError as e:
-            if not is_gone(e):
-                raise
-            rv = None  # too old to resume: start again from now
-        await asyncio.sleep(WATCH_RETRY_SECONDS)
+
+    def show(event: dict[str, Any]) -> None:
+        nonlocal header_printed
+        obj = event.get("object") or {}
+        if event.get("type") == "BOOKMARK":
+            return
+        if target.names and (obj.get("metadata") or {}).get("name") not in target.names:
+            return
+        if tabular and not header_printed:
+            head = [h for h, _ in args.columns] if args.columns else table_headers(res, args)
+            print(format_rows([head], widths)[0])
+            header_printed = True
+        _print_event(res, obj, args, widths)
+    await watching.follow(conn.client, res, ns, rv, show, WATCH_RETRY_SECONDS, label_selector=args.selector,
+                 field_selector=field_selector)
 
 
 def _print_event(res: Resource, obj: dict[str, Any], args: argparse.Namespace, widths: list[int]) -> None:

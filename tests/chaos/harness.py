@@ -13,20 +13,26 @@ import os
 import random
 import signal
 import ssl
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
+from pkctl.cluster.components import BY_NAME
 from pkctl.cluster.procs import ProcRecord
-from tests.e2e.helpers import Cluster
+from tests.e2e.helpers import ROOT, Cluster
 from tests.util import wait_for_sync
 
 # One process each in the local cluster; controller-manager, scheduler, proxy and dns are members of the
 # `control-plane` group process (launcher/group.py), so a SIGKILL of any of them is a SIGKILL of the group.
-KILLABLE = tuple((os.environ.get("PKUBE_CHAOS_KILLS") or "etcd,apiserver,control-plane,kubelet").split(","))
+# The supervisor takes every component along (setpriv --pdeathsig): `pkctl cluster up` brings them back.
+SUPERVISOR = "supervisor"
+KILLABLE = tuple((os.environ.get("PKUBE_CHAOS_KILLS") or
+                  f"etcd,apiserver,control-plane,kubelet,{SUPERVISOR}").split(","))
 WATCHED = {"pods": "/api/v1", "configmaps": "/api/v1", "replicasets": "/apis/apps/v1",
            "deployments": "/apis/apps/v1", "statefulsets": "/apis/apps/v1"}
 
@@ -277,6 +283,32 @@ def kill_component(cluster: Cluster, name: str) -> ProcRecord:
     rec = component_pid(cluster, name)
     assert rec is not None and rec.signal(signal.SIGKILL), f"{name} is not running: {cluster.state(name)}"
     return rec
+
+
+def revive(cluster: Cluster, name: str, killed: ProcRecord) -> Callable[[], None]:
+    """Start bringing the SIGKILLed `name` back; the function returned waits until it is back and healthy.
+    A component is restarted by the supervisor. Without the supervisor its components stop (they get SIGTERM
+    when it dies) and nothing restarts them: `pkctl cluster up` starts the supervisor and them again, as an
+    admin (or a systemd unit) would."""
+    if name != SUPERVISOR:
+        return lambda: back_up(cluster, name, killed)
+    components = {n: r for n in BY_NAME if (cluster.home / "run" / f"{n}.json").exists()
+                  if (r := component_pid(cluster, n)) is not None}
+    wait_for_sync(lambda: not any(r.alive() for r in components.values()), timeout=45, interval=0.2,
+                  message="the components stopped with their supervisor")
+    up = subprocess.Popen([sys.executable, "-m", "pkctl.main", "cluster", "up", "--home", str(cluster.home),
+                           "--wait-timeout", "90"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+
+    def done() -> None:
+        out, _ = up.communicate(timeout=180)
+        assert up.returncode == 0, f"cluster up after the supervisor's SIGKILL exited {up.returncode}:\n{out}"
+        assert "already running" not in out, out
+        sup = cluster.record(SUPERVISOR)
+        assert sup is not None and sup != killed and sup.alive(), "no new supervisor"
+        for n, rec in components.items():
+            back_up(cluster, n, rec)
+    return done
 
 
 def back_up(cluster: Cluster, name: str, killed: ProcRecord, timeout: float = 90) -> None:

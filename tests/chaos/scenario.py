@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import yaml
 
 from pkctl.cluster.procs import ProcRecord, wait_gone
-from tests.chaos.harness import Api, ClientLoop, Watcher, back_up, kill_component, surge_limit
+from tests.chaos.harness import Api, ClientLoop, Watcher, kill_component, revive, surge_limit
 from tests.e2e.helpers import EXAMPLES, Cluster, make_namespace, recorded_processes
 from tests.support.leftovers import processes_mentioning
 from tests.util import unique, wait_for_sync
@@ -168,17 +168,19 @@ def open_scene(cluster: Cluster, replicas: int) -> Iterator[Scene]:
 
 def kill_during_rollout(cluster: Cluster, s: Scene, comp: str, label: str, rng: random.Random) -> float:
     """Start a rolling update, SIGKILL `comp` at a random moment of it, create a ConfigMap meanwhile (retried
-    through the outage), wait for the supervisor to bring `comp` back and for the rollout to finish.
+    through the outage), wait for the supervisor to bring `comp` back (for `cluster up` to bring the supervisor
+    back) and for the rollout to finish.
     Returns the seconds from the kill to convergence."""
     roll(s.api, s.ns, label)
     time.sleep(rng.uniform(0, 4))  # the random moment of the kill inside the rollout (chaos timing, not a sync)
     s.client.label = comp
     killed = kill_component(cluster, comp)
     t0 = time.monotonic()
+    back = revive(cluster, comp, killed)
     name = unique("cm")
     create(s.api, s.ns, configmap(name))
     s.configmaps.add(name)
-    back_up(cluster, comp, killed)
+    back()
     wait_for_sync(lambda: converged(s.api, s.ns), timeout=60 + 10 * s.replicas, interval=0.2,
                   message=f"rollout {label} finished after the {comp} kill")
     took = round(time.monotonic() - t0, 2)

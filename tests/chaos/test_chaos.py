@@ -1,5 +1,6 @@
-"""Chaos on a real local cluster (`pkctl cluster up`): SIGKILL of each component during rolling updates, a
-kubelet restart under running pods, etcd paused, and a power cut. An independent watcher (tests/chaos/harness.py)
+"""Chaos on a real local cluster (`pkctl cluster up`): SIGKILL of each component during rolling updates (the
+supervisor too: its components stop with it and `cluster up` brings it all back), a kubelet restart under running
+pods, etcd paused, and a power cut. An independent watcher (tests/chaos/harness.py)
 checks the invariants on every event; a client loop counts failed requests to the Service per kill type.
 
 CI runs a small version (one round, 6 replicas); the issue's full run:
@@ -45,7 +46,8 @@ def scene(cluster: Cluster) -> Iterator[Scene]:
 
 def test_rolling_updates_survive_sigkill_of_each_component(cluster: Cluster, scene: Scene) -> None:
     """Each round: start a rolling update, SIGKILL one component at a random moment, wait for the supervisor
-    to bring it back and the rollout to finish; a write made meanwhile (retried through the outage) is kept."""
+    to bring it back (for `cluster up` to bring a killed supervisor back) and the rollout to finish; a write made
+    meanwhile (retried through the outage) is kept."""
     seed, rng = seeded_random()
     for r in range(ROUNDS):
         for comp in KILLABLE:

@@ -172,3 +172,27 @@ async def test_factory_lists_unpaged_when_asked() -> None:
         inf = InformerFactory(api, list_page=page).informer(PODS)
         await run_until_exhausted(inf, api)
         assert api.pages == [page] and [key_of(o) for o in inf.store.list()] == ["ns/a"]
+
+
+async def test_a_watch_the_server_ends_at_shutdown_resumes_within_two_seconds(monkeypatch: Any) -> None:
+    """Issue 17: an apiserver that shuts down ends every watch cleanly, then refuses connections until it (or
+    another one) is back: the informer resumes from its resourceVersion (no relist), never backing off longer."""
+    import pklib.informer as informer_module
+    waits: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def recorded(delay: float, *args: Any) -> None:
+        waits.append(delay)
+        await real_sleep(0)
+
+    monkeypatch.setattr(informer_module.asyncio, "sleep", recorded)
+    api = FakeApi()
+    api.lists = [{"metadata": {"resourceVersion": "10"}, "items": []}]
+    api.streams = [[{"type": "ADDED", "object": pod("a", 11)}],  # ends cleanly
+                   *[[ConnectionFailed("refused")] for _ in range(6)],
+                   [{"type": "ADDED", "object": pod("b", 12)}]]  # back
+    inf = Informer(api, PODS)
+    await run_until_exhausted(inf, api)
+    assert inf.relists == 1 and sorted(inf.store.keys()) == ["ns/a", "ns/b"]
+    assert api.watch_rvs == ["10", *["11"] * 7, "12"]
+    assert max(waits) <= 2.0, waits
