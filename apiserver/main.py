@@ -17,7 +17,7 @@ from pklib.api.timefmt import parse_duration
 from pklib.flagtypes import non_negative
 from pklib.quantity import QuantityError, to_bytes
 
-from apiserver import admission, etcdmaintenance, shutdown, watchcache
+from . import etcdmaintenance, kinds, repair, shutdown, watchcache
 from .app import Config, build_app
 from .auth import TokenFileError, load_tokens
 from .satokens import KeyFileError, load_private_key, load_public_keys
