@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -207,6 +208,7 @@ async def _bench(args: argparse.Namespace, cp: ControlPlane) -> dict[str, Any]:
         cpu_before = {name: cpu_times(pid)[0] for name, pid in pids.items()}
         api_port = int(api.url.rsplit(":", 1)[1])
         api_before = scrape(api_port, api.token)
+        profiler = start_profiler(args.profile, api.proc.pid)
         sched_start = time.monotonic()
         metrics_port = free_port()
         sched = procs.start("scheduler", "scheduler", "--port", str(metrics_port))
@@ -231,10 +233,18 @@ async def _bench(args: argparse.Namespace, cp: ControlPlane) -> dict[str, Any]:
         # What the apiserver's CPU above was spent on (leases and node status keep coming meanwhile).
         result["scheduling"]["apiserver_requests_while_binding"] = api_requests(api_before,
                                                                                  scrape(api_port, api.token))
+        # Per request served meanwhile: robust to how long the binding took (leases keep renewing all along).
+        served_n = sum(result["scheduling"]["apiserver_requests_while_binding"].values())
+        result["scheduling"]["apiserver_cpu_ms_per_request"] = round(
+            1000 * result["scheduling"]["cpu_s_while_binding"]["apiserver"] / max(served_n, 1), 3)
+        if profiler:
+            result["scheduling"]["apiserver_profile"] = stop_profiler(profiler, args.profile)
         algo = scrape(metrics_port)
         runs = algo.get("scheduler_scheduling_algorithm_duration_seconds_count") or 1
         result["scheduling"]["algorithm_ms_per_pod"] = round(
             1000 * algo.get("scheduler_scheduling_algorithm_duration_seconds_sum", 0) / runs, 3)
+        if args.binding_only:
+            return result
         await wait_until(lambda: _done(len(watch.ready), args.pods), 900, f"{args.pods} pods Ready", interval=0.5)
         result["scheduling"]["all_running_after_start_s"] = round(max(watch.ready.values()) - sched_start, 2)
         watch_task.cancel()
@@ -268,6 +278,24 @@ async def _bench(args: argparse.Namespace, cp: ControlPlane) -> dict[str, Any]:
         procs.stop_all()
 
 
+def start_profiler(path: str | None, pid: int) -> subprocess.Popen[bytes] | None:
+    """py-spy (the `bench` extra) sampling the apiserver while the pods are bound; the output format follows
+    the file name: .svg a flame graph, .json speedscope, anything else py-spy's raw collapsed stacks."""
+    if not path:
+        return None
+    fmt = {".svg": "flamegraph", ".json": "speedscope"}.get(os.path.splitext(path)[1], "raw")
+    spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
+    return subprocess.Popen([spy if os.path.exists(spy) else "py-spy", "record", "--nonblocking", "--format", fmt, "-o", path,
+                             "--pid", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_profiler(proc: subprocess.Popen[bytes], path: str) -> str:
+    """Stop py-spy (SIGINT makes it write its output) and return the output's absolute path."""
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    return os.path.abspath(path)
+
+
 async def _done(have: int, want: int) -> bool:
     return have >= want
 
@@ -280,6 +308,10 @@ def main() -> None:
     p.add_argument("--kubelets", type=int, default=2, help="hollow kubelet processes sharing the nodes")
     p.add_argument("--deployment-timeout", type=float, default=300)
     p.add_argument("--keep-logs", action="store_true")
+    p.add_argument("--binding-only", action="store_true", help="stop once the pods are bound (no Ready wait, no "
+                   "Deployment): for comparing the binding phase alone")
+    p.add_argument("--profile", metavar="FILE", help="py-spy the apiserver while binding into FILE (.svg flame "
+                   "graph, .json speedscope, else raw collapsed stacks); needs the `bench` extra (py-spy)")
     args = p.parse_args()
     report(asyncio.run(bench(args)))
 
