@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ from pklib.resources import lookup
 from scheduler.algorithm import DEFAULT_WEIGHTS, schedule
 from scheduler.cache import Cache
 from scheduler.framework import pod_info
-from bench.common import ControlPlane, control_plane, cpu_times, report, status_mib
+from bench.common import ControlPlane, control_plane, cpu_times, report, start_profiler, status_mib, stop_profiler
 from tests.support.controlplane import ROOT, _stop
 from tests.util import free_port
 
@@ -276,24 +275,6 @@ async def _bench(args: argparse.Namespace, cp: ControlPlane) -> dict[str, Any]:
     finally:
         await client.close()
         procs.stop_all()
-
-
-def start_profiler(path: str | None, pid: int) -> subprocess.Popen[bytes] | None:
-    """py-spy (the `bench` extra) sampling the apiserver while the pods are bound; the output format follows
-    the file name: .svg a flame graph, .json speedscope, anything else py-spy's raw collapsed stacks."""
-    if not path:
-        return None
-    fmt = {".svg": "flamegraph", ".json": "speedscope"}.get(os.path.splitext(path)[1], "raw")
-    spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
-    return subprocess.Popen([spy if os.path.exists(spy) else "py-spy", "record", "--nonblocking", "--format", fmt, "-o", path,
-                             "--pid", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def stop_profiler(proc: subprocess.Popen[bytes], path: str) -> str:
-    """Stop py-spy (SIGINT makes it write its output) and return the output's absolute path."""
-    proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=60)
-    return os.path.abspath(path)
 
 
 async def _done(have: int, want: int) -> bool:
