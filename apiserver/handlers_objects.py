@@ -497,6 +497,10 @@ class Objects:
         def mutate(entry: Entry) -> dict[str, Any]:
             # The patch functions copy what they patch: only the metadata gets the resourceVersion here.
             value = entry.value
+            if subresource == "status" and patch_type != "json" and not converts(res):
+                # Only the patched status is kept: the spec need not be copied into the patched document (a JSON
+                # patch may `test` it; a conversion may read it).
+                value = {k: v for k, v in value.items() if k != "spec"}
             current = served(res, with_rv(dict(value, metadata=dict(value.get("metadata") or {})),
                                           entry.mod_revision))
             patched = apply_patch(patch_type, current, patch)
