@@ -76,10 +76,12 @@ async def bind(objects: Objects, res: Resource, namespace: str | None, name: str
     Objects.refuse_invalid(res, {"metadata": {"name": name}}, validate_node_name(node))
 
     def mutate(entry: Entry) -> dict[str, Any]:
-        # entry.value is this write's own copy, kept unchanged to compare with: copy only what a binding changes.
-        pod = dict(entry.value, spec=dict(entry.value.get("spec") or {}),
-                   status=dict(entry.value.get("status") or {}))
-        meta, spec = pod.get("metadata") or {}, pod["spec"]
+        # entry.value is this write's own copy, kept unchanged to compare with: copy only the maps a binding (and
+        # write_update: resourceVersion, generation) changes.
+        value = entry.value
+        pod = dict(value, metadata=dict(value.get("metadata") or {}), spec=dict(value.get("spec") or {}),
+                   status=dict(value.get("status") or {}))
+        meta, spec = pod["metadata"], pod["spec"]
         if uid and uid != meta.get("uid"):
             raise conflict("pods", name, "", f"Precondition failed: UID in precondition: {uid}, "
                                              f"UID in object meta: {meta.get('uid')}")
