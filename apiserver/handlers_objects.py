@@ -254,7 +254,11 @@ class Objects:
 
     @staticmethod
     def validate(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
-        causes = kinds.strategy_for(res).validate(obj, old)
+        Objects.refuse_invalid(res, obj, kinds.strategy_for(res).validate(obj, old))
+
+    @staticmethod
+    def refuse_invalid(res: Resource, obj: dict[str, Any], causes: list[dict[str, Any]]) -> None:
+        """422 Invalid naming each of the validation `causes` (if any) found in `obj`."""
         if causes:
             status_causes = [{"reason": c.get("type") or c.get("reason") or "FieldValueInvalid",
                               "message": c.get("message", ""), "field": c.get("field", "")} for c in causes]
@@ -340,11 +344,13 @@ class Objects:
         if subresource in ("status", "finalize", "approval"):
             # Status updates change status only (finalize: spec.finalizers only; approval: status.conditions
             # only, CertificateSigningRequests'); metadata stays.
-            new = clone_stored(old)
-            if subresource == "status":
+            if subresource == "status":  # old's status is replaced: no need to copy it
+                new = clone_stored({k: v for k, v in old.items() if k != "status"})
                 status = member(body, "status")
                 new["status"] = status if owned else copy.deepcopy(status)
-            elif subresource == "approval":
+                return new
+            new = clone_stored(old)
+            if subresource == "approval":
                 conditions = member(body, "status").get("conditions")
                 new.setdefault("status", {})["conditions"] = conditions if owned else copy.deepcopy(conditions)
             else:
@@ -382,11 +388,13 @@ class Objects:
         return new
 
     async def write_update(self, res: Resource, entry: Entry, new: dict[str, Any], dry_run: bool = False,
-                           current: bool = True) -> dict[str, Any]:
+                           current: bool = True, checks: bool = True) -> dict[str, Any]:
         """Stores `new` over `entry` if the store still holds entry's revision (RevisionConflictError otherwise).
 
         `current=False`: entry came from the watch cache and may be stale; what is decided without a write
-        (a no-op, a dry run) raises _NotCurrent instead, so that the caller re-reads from etcd."""
+        (a no-op, a dry run) raises _NotCurrent instead, so that the caller re-reads from etcd.
+        `checks=False`: a write the server itself makes of a stored object without the kind's defaulting,
+        validation and admission (Kubernetes' pods/binding writes the pod through the storage that way)."""
         old = entry.value
         meta = new.setdefault("metadata", {})
         old_meta = old.get("metadata") or {}
@@ -399,17 +407,19 @@ class Objects:
                     "message": "Forbidden: no new finalizers can be added if the object is being deleted, found new "
                                f"finalizers {sorted(added)}"}], res.group)
         strategy = kinds.strategy_for(res)
-        strategy.default(new)
+        if checks:
+            strategy.default(new)
         # After defaulting (Kubernetes defaults as it decodes): a field the defaults put back changes nothing.
         meta["generation"] = old_meta.get("generation", 1)
         if _spec_part(new, strategy.status_in_generation) != _spec_part(old, strategy.status_in_generation):
             meta["generation"] = meta["generation"] + 1
-        strategy.admit(new, old)
-        # Validation only reads the old object: a copy of its top level (for the resourceVersion) will do.
-        self.validate(res, new, with_rv(dict(old, metadata=dict(old_meta)), entry.mod_revision))
-        await self.admit(res, new, old)
-        if res.namespaced:  # what the update adds (a claim asking for more storage...), checked and charged
-            await self.quota.charge(res, new, dry_run, old)
+        if checks:
+            strategy.admit(new, old)
+            # Validation only reads the old object: a copy of its top level (for the resourceVersion) will do.
+            self.validate(res, new, with_rv(dict(old, metadata=dict(old_meta)), entry.mod_revision))
+            await self.admit(res, new, old)
+            if res.namespaced:  # what the update adds (a claim asking for more storage...), checked and charged
+                await self.quota.charge(res, new, dry_run, old)
         if new == _without_rv(old) or dry_run:
             if not current:
                 raise _NotCurrent()
@@ -419,7 +429,7 @@ class Objects:
             self.wrote(entry.key, deleted.mod_revision)
             await strategy.after_delete(deleted.value, self.storage)
             return with_rv(new, deleted.mod_revision)
-        rollback = await strategy.begin_update(new, clone_stored(old), self.storage)
+        rollback = await strategy.begin_update(new, old, self.storage)  # old: entry's own copy, only read
         try:
             revision = self.wrote(entry.key, await self.storage.update(entry.key, new, entry.mod_revision,
                                                                       strategy.ttl_seconds))
@@ -452,14 +462,15 @@ class Objects:
     async def guaranteed_update(self, res: Resource, namespace: str | None, name: str,
                                 mutate: Callable[[Entry], dict[str, Any]], dry_run: bool = False,
                                 fresh: bool = False,
-                                if_missing: Callable[[], Awaitable[dict[str, Any]]] | None = None
-                                ) -> dict[str, Any]:
+                                if_missing: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+                                checks: bool = True) -> dict[str, Any]:
         """Read, mutate, write at the read revision; on a write conflict re-read and mutate again.
 
         `mutate` returns the full new object (it may raise StatusError to refuse); entry.value is the
         caller's own copy, but `write_update` compares against it, so the new object must not share it.
         `fresh`: start from etcd rather than the watch cache (the caller expects the object just changed).
-        `if_missing`: what to do when there is no object (create it: a kind that allows create-on-update)."""
+        `if_missing`: what to do when there is no object (create it: a kind that allows create-on-update).
+        `checks`: see write_update."""
         fresh = fresh or dry_run
         for _ in range(MAX_RETRIES):
             entry, current = await self.read_for_write(res, namespace, name, fresh)
@@ -469,7 +480,7 @@ class Objects:
                     return await if_missing()
                 raise not_found(res.plural, name, res.group)
             try:
-                return await self.write_update(res, entry, mutate(entry), dry_run, current)
+                return await self.write_update(res, entry, mutate(entry), dry_run, current, checks)
             # Whatever was decided on a cached copy (which may be stale) is decided again on etcd's.
             except RevisionConflictError:
                 continue
@@ -486,6 +497,10 @@ class Objects:
         def mutate(entry: Entry) -> dict[str, Any]:
             # The patch functions copy what they patch: only the metadata gets the resourceVersion here.
             value = entry.value
+            if subresource == "status" and patch_type != "json" and not converts(res):
+                # Only the patched status is kept: the spec need not be copied into the patched document (a JSON
+                # patch may `test` it; a conversion may read it).
+                value = {k: v for k, v in value.items() if k != "spec"}
             current = served(res, with_rv(dict(value, metadata=dict(value.get("metadata") or {})),
                                           entry.mod_revision))
             patched = apply_patch(patch_type, current, patch)

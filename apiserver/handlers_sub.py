@@ -9,6 +9,7 @@ from pklib.resources import Resource
 from . import kinds
 from .bodies import member
 from .handlers_objects import Objects, clone_stored
+from .kinds.pods import validate_node_name
 from .status import StatusError, bad_request, conflict
 from .storage.interface import Entry
 from .watchcache import with_rv
@@ -70,9 +71,17 @@ async def bind(objects: Objects, res: Resource, namespace: str | None, name: str
     if target.get("kind") not in (None, "", "Node"):
         raise bad_request(f"a pod can only be bound to a Node, not to a {target.get('kind')}")
 
+    # As in Kubernetes, the pod is then written without its update strategy (nodeName and the PodScheduled
+    # condition are all a binding changes): only the name it sets is checked.
+    Objects.refuse_invalid(res, {"metadata": {"name": name}}, validate_node_name(node))
+
     def mutate(entry: Entry) -> dict[str, Any]:
-        pod = clone_stored(entry.value)
-        meta, spec = pod.get("metadata") or {}, pod.setdefault("spec", {})
+        # entry.value is this write's own copy, kept unchanged to compare with: copy only the maps a binding (and
+        # write_update: resourceVersion, generation) changes.
+        value = entry.value
+        pod = dict(value, metadata=dict(value.get("metadata") or {}), spec=dict(value.get("spec") or {}),
+                   status=dict(value.get("status") or {}))
+        meta, spec = pod["metadata"], pod["spec"]
         if uid and uid != meta.get("uid"):
             raise conflict("pods", name, "", f"Precondition failed: UID in precondition: {uid}, "
                                              f"UID in object meta: {meta.get('uid')}")
@@ -81,12 +90,12 @@ async def bind(objects: Objects, res: Resource, namespace: str | None, name: str
         if spec.get("nodeName"):
             raise conflict("pods", name, "", f'pod {name} is already assigned to node "{spec["nodeName"]}"')
         spec["nodeName"] = node
-        conditions = [c for c in (pod.setdefault("status", {}).get("conditions") or [])
+        conditions = [c for c in (pod["status"].get("conditions") or [])
                       if c.get("type") != "PodScheduled"]
         conditions.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
                            "lastTransitionTime": now_rfc3339()})
         pod["status"]["conditions"] = conditions
         return pod
 
-    await objects.guaranteed_update(res, namespace, name, mutate)
+    await objects.guaranteed_update(res, namespace, name, mutate, checks=False)
     return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}

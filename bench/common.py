@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -122,6 +123,24 @@ def idle_usage(procs: Mapping[str, ProcRecord], seconds: float) -> dict[str, Any
     return {"rss_mb": rss, "rss_total_mb": round(sum(rss.values()), 1),
             "idle_cpu_percent_of_one_core": round(100 * sum(cpu1[n] - cpu0[n] for n in procs) / seconds, 2),
             "idle_cpu_percent_by_process": {n: round(100 * (cpu1[n] - cpu0[n]) / seconds, 2) for n in procs}}
+
+
+def start_profiler(path: str | None, pid: int) -> subprocess.Popen[bytes] | None:
+    """py-spy (the `bench` extra) sampling the apiserver while the pods are bound; the output format follows
+    the file name: .svg a flame graph, .json speedscope, anything else py-spy's raw collapsed stacks."""
+    if not path:
+        return None
+    fmt = {".svg": "flamegraph", ".json": "speedscope"}.get(os.path.splitext(path)[1], "raw")
+    spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
+    return subprocess.Popen([spy if os.path.exists(spy) else "py-spy", "record", "--nonblocking", "--format", fmt,
+                             "-o", path, "--pid", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_profiler(proc: subprocess.Popen[bytes], path: str) -> str:
+    """Stop py-spy (SIGINT makes it write its output) and return the output's absolute path."""
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    return os.path.abspath(path)
 
 
 def report(result: Mapping[str, Any], indent: int = 2) -> int:

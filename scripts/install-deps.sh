@@ -25,6 +25,6 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 echo ">> installing pkube into .venv"
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test,bench]'
 echo ">> installing the dashboard's browser packages (dashboard/web/package-lock.json)"
 (cd dashboard/web && npm ci --no-audit --no-fund --silent)

@@ -83,7 +83,8 @@ class KindStrategy:
     def validate(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
         if not isinstance(obj, dict):
             return [invalid("", obj, "must be an object")]
-        causes = schema.check(self.kind, obj) if self.kind else []
+        spec_unchanged = old is not None and "spec" in obj and obj["spec"] == old.get("spec")
+        causes = schema.check(self.kind, obj, spec_unchanged) if self.kind else []
         if causes:
             return causes
         causes = validate_meta(obj, old, self.name_errors, self.namespaced)

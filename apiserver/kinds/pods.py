@@ -74,7 +74,7 @@ class PodStrategy(KindStrategy):
             node = spec.get("nodeName")
             if node and not old_spec.get("nodeName") and len(spec) == len(old_spec) + 1 and all(
                     k == "nodeName" or k in old_spec and old_spec[k] == x for k, x in spec.items()):
-                return [invalid(Path("spec").child("nodeName"), node, e) for e in v.is_dns1123_subdomain(node)]
+                return validate_node_name(node)
         causes = validate_pod_spec(obj["spec"], Path("spec"))
         if old is None and obj["spec"].get("ephemeralContainers"):
             causes.append(forbidden(Path("spec").child("ephemeralContainers"), "cannot be set on create"))
@@ -85,6 +85,11 @@ class PodStrategy(KindStrategy):
     async def begin_create(self, obj: dict[str, Any], storage: Any) -> Rollback:
         await resolve_pod_priority(obj, storage)  # Kubernetes' Priority admission
         return nothing
+
+
+def validate_node_name(node: str) -> list[Cause]:
+    """What a binding may set spec.nodeName to (a node's name: a DNS-1123 subdomain)."""
+    return [invalid(Path("spec").child("nodeName"), node, e) for e in v.is_dns1123_subdomain(node)]
 
 
 def validate_pod_update(new: dict[str, Any], old: dict[str, Any]) -> list[Cause]:

@@ -49,8 +49,9 @@ def validator(kind: str) -> Draft202012Validator | None:
 
 
 @lru_cache(maxsize=None)
-def _fast(kind: str) -> Callable[[Any], Any] | None:
-    """The compiled check of a kind: the kind's schema with the shared $defs inlined."""
+def _fast(kind: str, without_spec: bool = False) -> Callable[[Any], Any] | None:
+    """The compiled check of a kind: the kind's schema with the shared $defs inlined; `without_spec`: all but
+    its spec (neither checked nor required)."""
     f = SCHEMA_DIR / f"{kind.lower()}.json"
     if not f.exists():
         return None
@@ -60,12 +61,17 @@ def _fast(kind: str) -> Callable[[Any], Any] | None:
     schema["$defs"] = {**shared, **schema.get("$defs", {})}
     schema.pop("$id", None)
     schema.pop("$schema", None)  # the compiler's default draft (7) covers the keywords used here
+    if without_spec:
+        schema.get("properties", {}).pop("spec", None)
+        schema["required"] = [r for r in schema.get("required", []) if r != "spec"]
     return fastjsonschema.compile(schema, detailed_exceptions=False)
 
 
-def check(kind: str, obj: dict[str, Any]) -> list[Cause]:
-    """Schema errors of `obj` as causes, in document order, one per field."""
-    fast = _fast(kind)
+def check(kind: str, obj: dict[str, Any], spec_unchanged: bool = False) -> list[Cause]:
+    """Schema errors of `obj` as causes, in document order, one per field. `spec_unchanged`: obj's spec is the
+    stored one, which passed this check when it was written (a status write, a label change): only the rest is
+    checked, as the errors would all be elsewhere."""
+    fast = _fast(kind, spec_unchanged)
     if fast is None:
         return []
     try:

@@ -119,8 +119,10 @@ def _range_end(prefix: bytes) -> bytes:
     return b"\0"
 
 
-def _compare(key: bytes, target: str, value: int) -> Any:
-    c = rpc.Compare()
+def _guard(txn: Any, key: bytes, target: str, value: int) -> None:
+    """Adds to `txn` the condition that key's create (or mod) revision is `value`. Transactions are built in
+    place (message.add()): constructing the parts and passing them copies each, twice the CPU of a write's Txn."""
+    c = txn.compare.add()
     c.key = key
     c.result = rpc.Compare.EQUAL
     if target == "create":
@@ -129,7 +131,13 @@ def _compare(key: bytes, target: str, value: int) -> Any:
     else:
         c.target = rpc.Compare.MOD
         c.mod_revision = value
-    return c
+
+
+def _count_on_failure(txn: Any, key: bytes) -> None:
+    """What a failed `txn` answers: whether the key exists (a conflict or a missing object)."""
+    count = txn.failure.add().request_range
+    count.key = key
+    count.count_only = True
 
 
 class EtcdStorage:
@@ -222,12 +230,15 @@ class EtcdStorage:
                 raise StorageError(f"etcd LeaseGrant failed: {e.code().name}: {details}") from None
         raise StorageError("etcd LeaseGrant failed on every endpoint")
 
-    async def _put(self, key: bytes, value: dict[str, Any], ttl: int) -> Any:
-        """The put of a write; with a ttl, attached to a (shared) lease so that etcd deletes the key after it."""
-        put = rpc.PutRequest(key=key, value=encode(value))
+    async def _put(self, txn: Any, key: bytes, value: dict[str, Any], ttl: int) -> Any:
+        """Adds the put of a write to `txn` (returned); with a ttl, attached to a (shared) lease so that etcd
+        deletes the key after it."""
+        put = txn.success.add().request_put
+        put.key = key
+        put.value = encode(value)
         if ttl > 0:
             put.lease = await self.leases.lease_for(ttl)
-        return rpc.RequestOp(request_put=put)
+        return txn
 
     async def _txn_with_lease(self, build: Any, ttl: int) -> Any:
         """Runs the transaction `await build()` makes; once more with a new lease if the shared one just expired."""
@@ -287,7 +298,9 @@ class EtcdStorage:
         k = self._full(key)
 
         async def build() -> Any:
-            return rpc.TxnRequest(compare=[_compare(k, "create", 0)], success=[await self._put(k, value, ttl)])
+            txn = rpc.TxnRequest()
+            _guard(txn, k, "create", 0)
+            return await self._put(txn, k, value, ttl)
         resp = await self._txn_with_lease(build, ttl)
         if not resp.succeeded:
             raise KeyExistsError(key)
@@ -297,9 +310,10 @@ class EtcdStorage:
         k = self._full(key)
 
         async def build() -> Any:
-            return rpc.TxnRequest(
-                compare=[_compare(k, "mod", expected_revision)], success=[await self._put(k, value, ttl)],
-                failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k, count_only=True))])
+            txn = rpc.TxnRequest()
+            _guard(txn, k, "mod", expected_revision)
+            _count_on_failure(txn, k)
+            return await self._put(txn, k, value, ttl)
         resp = await self._txn_with_lease(build, ttl)
         if not resp.succeeded:
             if resp.responses and resp.responses[0].response_range.count == 0:
@@ -309,13 +323,13 @@ class EtcdStorage:
 
     async def delete(self, key: str, expected_revision: int = 0) -> Entry:
         k = self._full(key)
-        op = rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=k, prev_kv=True))
+        txn = rpc.TxnRequest()
+        delete = txn.success.add().request_delete_range
+        delete.key = k
+        delete.prev_kv = True
         if expected_revision:
-            txn = rpc.TxnRequest(
-                compare=[_compare(k, "mod", expected_revision)], success=[op],
-                failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k, count_only=True))])
-        else:
-            txn = rpc.TxnRequest(success=[op])
+            _guard(txn, k, "mod", expected_revision)
+            _count_on_failure(txn, k)
         resp = await self._call("Txn", txn)
         if not resp.succeeded:
             if resp.responses and resp.responses[0].response_range.count == 0:

@@ -38,6 +38,16 @@ async def test_status_and_spec_are_written_separately(client: Client, namespace:
     assert patched["status"] == {"replicas": 3, "readyReplicas": 3}
 
 
+async def test_status_patch_ignores_spec_and_answers_the_whole_object(client: Client, namespace: str) -> None:
+    created = await client.create(DEPLOY, sample(DEPLOY, "dp", namespace))
+    for patch_type in ("merge", "strategic"):
+        patched = await client.patch(DEPLOY, "dp", {"spec": {"replicas": 42}, "status": {"readyReplicas": 2}},
+                                     namespace, subresource="status", patch_type=patch_type)
+        assert patched["spec"] == created["spec"] and patched["status"]["readyReplicas"] == 2
+    stored = await client.get(DEPLOY, "dp", namespace)
+    assert stored["spec"] == created["spec"] and stored["status"]["readyReplicas"] == 2
+
+
 async def test_status_update_with_stale_resource_version_conflicts(client: Client, namespace: str) -> None:
     created = await client.create(PODS, sample(PODS, "p", namespace))
     body = copy.deepcopy(created)

@@ -118,3 +118,23 @@ async def test_binding_still_checks_the_node_name(frozen: tuple[MemoryStorage, O
     assert [c["field"] for c in (e.value.details or {})["causes"]] == ["spec.nodeName"]
     stored = await store.get(object_key(PODS, "ns", "p"))
     assert stored is not None and "nodeName" not in stored.value["spec"]
+
+
+async def test_binding_changes_only_the_node_and_the_scheduled_condition(
+        frozen: tuple[MemoryStorage, Objects]) -> None:
+    store, objects = frozen
+    assert PODS is not None
+    key = object_key(PODS, "ns", "p")
+    before = await store.get(key)
+    assert before is not None
+    await bind(objects, PODS, "ns", "p", {"target": {"kind": "Node", "name": "n1"}})
+    after = await store.get(key)
+    assert after is not None
+    assert after.value["spec"] == dict(before.value["spec"], nodeName="n1")
+    drop = ("generation",)  # spec.nodeName is new: the generation counts it, as before this binding path
+    assert {k: v for k, v in after.value["metadata"].items() if k not in drop} == {
+        k: v for k, v in before.value["metadata"].items() if k not in drop}
+    status = dict(after.value["status"])
+    conditions = status.pop("conditions")
+    assert [(c["type"], c["status"]) for c in conditions] == [("PodScheduled", "True")]
+    assert status == {k: v for k, v in before.value["status"].items() if k != "conditions"}

@@ -339,3 +339,16 @@ def test_three_way_switch_volume_source_drops_the_old_one() -> None:
     modified = {"spec": {"template": {"spec": {"volumes": [{"name": "v", "hostPath": {"path": "/data"}}]}}}}
     out = apply(None, modified, current)
     assert out["spec"]["template"]["spec"]["volumes"] == [{"name": "v", "hostPath": {"path": "/data"}}]
+
+
+def test_merge_patch_result_shares_nothing_with_its_inputs() -> None:
+    obj = {"metadata": {"labels": {"a": "1"}}, "spec": {"list": [{"x": 1}]}, "big": 2 ** 70}
+    patch = {"metadata": {"labels": {"b": "2"}}, "status": {"conditions": [{"type": "Ready"}]}}
+    out = merge_patch(obj, patch)
+    assert out == {"metadata": {"labels": {"a": "1", "b": "2"}}, "spec": {"list": [{"x": 1}]}, "big": 2 ** 70,
+                   "status": {"conditions": [{"type": "Ready"}]}}
+    out["metadata"]["labels"]["c"] = "3"
+    out["spec"]["list"][0]["x"] = 2
+    out["status"]["conditions"][0]["type"] = "changed"
+    assert obj == {"metadata": {"labels": {"a": "1"}}, "spec": {"list": [{"x": 1}]}, "big": 2 ** 70}
+    assert patch == {"metadata": {"labels": {"b": "2"}}, "status": {"conditions": [{"type": "Ready"}]}}

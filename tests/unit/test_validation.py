@@ -228,6 +228,16 @@ def test_pod_update_allows_binding_once_but_not_moving() -> None:
     assert has(causes_of("pods", moved, bound), "spec", "pod updates may not change fields")
 
 
+def test_pod_status_update_checks_the_status_against_the_schema() -> None:
+    """An update that keeps the stored spec (a status write) skips re-checking it, never the status."""
+    old = a_pod()
+    new = a_pod()
+    new["status"] = {"phase": "Running", "conditions": "not-a-list"}
+    assert has(causes_of("pods", new, old), "status.conditions", "must be of type array")
+    new["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+    assert causes_of("pods", new, old) == []
+
+
 def deployment_with(selector: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
     return {"metadata": {"name": "d", "namespace": "x"},
             "spec": {"selector": selector, "template": {"metadata": {"labels": labels},
