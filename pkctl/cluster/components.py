@@ -350,17 +350,34 @@ def _probe_worker_proxy(home: Home, cfg: ClusterConfig, running: float, w: Worke
     return _http_ok(f"http://{w.ip}:{cfg.proxy_metrics_port}/healthz")
 
 
+def _worker_group_flags(home: Home, cfg: ClusterConfig, w: Worker) -> list[str]:
+    return ["--", "kubelet", *_worker_kubelet_flags(home, cfg, w), "--", "proxy", *_worker_proxy_flags(home, cfg, w)]
+
+
+def _probe_worker_node(home: Home, cfg: ClusterConfig, running: float, w: Worker) -> Health:
+    """The node process is ready once its kubelet's Node is Ready and its proxy answers /healthz."""
+    results = {"kubelet": _probe_worker(home, cfg, running, w), "proxy": _probe_worker_proxy(home, cfg, running, w)}
+    waiting = [n for n, (ok, _) in results.items() if not ok]
+    if waiting:
+        return False, "waiting for " + ", ".join(f"{n} ({results[n][1]})" for n in waiting)
+    return True, results["kubelet"][1]
+
+
 def worker_components(cfg: ClusterConfig, after: str) -> tuple[Component, ...]:
-    """Each extra node's kubelet and proxy, in its netns, started once the API answers (`after`)."""
+    """Each extra node's kubelet and proxy, in its netns, started once the API answers (`after`).
+
+    They share one `pkube group` process, as a k3s agent hosts its kubelet and kube-proxy: a second
+    Python process would cost the node ~35 MB more (interpreter, asyncio, aiohttp, ssl) for nothing it
+    needs. The process is named after the kubelet (kubelet-<node>); the proxy is its member proxy-<node>,
+    whose log lines are tagged [proxy]."""
     out: list[Component] = []
-    kubelet, proxy = BY_NAME["kubelet"], BY_NAME["proxy"]
+    proxy = BY_NAME["proxy"]
     for w in cfg.workers:
-        out.append(Component(w.component, kubelet.module, None, (after,),
-                             functools.partial(_worker_kubelet_flags, w=w), functools.partial(_probe_worker, w=w),
-                             functools.partial(_cleanup_worker, w=w), launch="kubelet", netns=w.netns))
-        out.append(Component(w.proxy_component, proxy.module, None, (after,),
-                             functools.partial(_worker_proxy_flags, w=w),
-                             functools.partial(_probe_worker_proxy, w=w), launch="proxy", netns=w.netns))
+        hosted = Component(w.proxy_component, proxy.module, None, (), functools.partial(_worker_proxy_flags, w=w),
+                           functools.partial(_probe_worker_proxy, w=w), launch="proxy")
+        out.append(Component(w.component, "launcher.group", None, (after,), functools.partial(_worker_group_flags, w=w),
+                             functools.partial(_probe_worker_node, w=w), functools.partial(_cleanup_worker, w=w),
+                             members=(hosted,), netns=w.netns))
     return tuple(out)
 
 
