@@ -150,3 +150,17 @@ def test_config_records_the_workers(two: Cluster) -> None:
     cfg = two.config()
     assert [w["index"] for w in cfg["workers"]] == [2]
     assert json.dumps(cfg["node_subnet"]).count("/24") == 1
+
+
+def test_a_worker_node_runs_one_process_whose_log_separates_its_kubelet_and_proxy(two: Cluster) -> None:
+    worker = two.config()["workers"][0]["name"]
+    # the node's kubelet process hosts its proxy (as a k3s agent does): one interpreter per node, not two
+    status = run("cluster", "status", "--home", str(two.home)).stdout
+    pid = str(two.record(f"kubelet-{worker}").pid)  # type: ignore[union-attr]
+    proxy_row = next(line.split() for line in status.splitlines() if line.split()[:1] == [f"proxy-{worker}"])
+    assert proxy_row[2] == pid and proxy_row[3] == "(shared)", status
+    # each member's lines come out of the shared log on their own
+    proxy_log = run("cluster", "logs", f"proxy-{worker}", "--home", str(two.home)).stdout
+    kubelet_log = run("cluster", "logs", f"kubelet-{worker}", "--home", str(two.home)).stdout
+    assert " [proxy] " in proxy_log and " [kubelet] " not in proxy_log, proxy_log[-2000:]
+    assert " [kubelet] " in kubelet_log and " [proxy] " in kubelet_log, kubelet_log[-2000:]
