@@ -354,13 +354,18 @@ def _worker_group_flags(home: Home, cfg: ClusterConfig, w: Worker) -> list[str]:
     return ["--", "kubelet", *_worker_kubelet_flags(home, cfg, w), "--", "proxy", *_worker_proxy_flags(home, cfg, w)]
 
 
-def _probe_worker_node(home: Home, cfg: ClusterConfig, running: float, w: Worker) -> Health:
-    """The node process is ready once its kubelet's Node is Ready and its proxy answers /healthz."""
-    results = {"kubelet": _probe_worker(home, cfg, running, w), "proxy": _probe_worker_proxy(home, cfg, running, w)}
+def _both_ready(results: dict[str, Health]) -> Health:
+    """A node process (kubelet hosting its proxy) is ready once its kubelet's Node is Ready and its proxy
+    answers /healthz; its detail is the kubelet's."""
     waiting = [n for n, (ok, _) in results.items() if not ok]
     if waiting:
         return False, "waiting for " + ", ".join(f"{n} ({results[n][1]})" for n in waiting)
     return True, results["kubelet"][1]
+
+
+def _probe_worker_node(home: Home, cfg: ClusterConfig, running: float, w: Worker) -> Health:
+    return _both_ready({"kubelet": _probe_worker(home, cfg, running, w),
+                        "proxy": _probe_worker_proxy(home, cfg, running, w)})
 
 
 def worker_components(cfg: ClusterConfig, after: str) -> tuple[Component, ...]:
@@ -397,10 +402,20 @@ def _joined_proxy_flags(home: Home, cfg: ClusterConfig) -> list[str]:
 
 
 def joined_components() -> tuple[Component, ...]:
-    """What a joined node's home runs: its kubelet and proxy, against the cluster it joined."""
-    kubelet, proxy = BY_NAME["kubelet"], BY_NAME["proxy"]
-    return (Component("kubelet", kubelet.module, None, (), _joined_kubelet_flags, _probe_node, _cleanup_kubelet),
-            Component("proxy", proxy.module, None, (), _joined_proxy_flags, _probe_proxy, _cleanup_proxy))
+    """What a joined node's home runs: its kubelet and proxy, against the cluster it joined, in one process
+    (`kubelet`, hosting its member `proxy`), as a k3s agent does and as worker_components explains."""
+    proxy = Component("proxy", "proxy.main", None, (), _joined_proxy_flags, _probe_proxy, _cleanup_proxy)
+
+    def argv(home: Home, cfg: ClusterConfig) -> list[str]:
+        return ["--", "kubelet", *_joined_kubelet_flags(home, cfg), "--", "proxy", *_joined_proxy_flags(home, cfg)]
+
+    def probe(home: Home, cfg: ClusterConfig, running: float) -> Health:
+        return _both_ready({"kubelet": _probe_node(home, cfg, running), "proxy": _probe_proxy(home, cfg, running)})
+
+    def cleanup(home: Home, cfg: ClusterConfig) -> list[str]:
+        return [*_cleanup_kubelet(home, cfg), *_cleanup_proxy(home, cfg)]
+
+    return (Component("kubelet", "launcher.group", None, (), argv, probe, cleanup, members=(proxy,)),)
 
 
 def _cleanup_kubelet(home: Home, cfg: ClusterConfig) -> list[str]:
