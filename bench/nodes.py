@@ -1,6 +1,6 @@
 """Multi-node local cluster benchmark: `pkctl cluster up --nodes 3` time until every node is Ready, the
-RSS of one extra node's processes (its kubelet and proxy, each in the node's network namespace), and how long
-`pkctl cluster node add` (until the new node is Ready) and `pkctl cluster node remove` (drain included) take.
+RSS of one extra node's processes (its kubelet, which hosts its proxy, in the node's network namespace), and how
+long `pkctl cluster node add` (until the new node is Ready) and `pkctl cluster node remove` (drain included) take.
 
     .venv/bin/python bench/nodes.py [--nodes 3]
 
@@ -39,9 +39,11 @@ def main() -> int:
         result["all_nodes_ready_s"] = round(time.monotonic() - began, 2)
         w = cfg.workers[0]
         rss = {}
+        # the node's processes: its kubelet's, which hosts its proxy (a member without a process of its own)
         for name in (w.component, w.proxy_component):
             rec = ProcRecord.from_state(home.read_state(name))
-            rss[name] = round(((rec.rss_bytes() if rec else 0) or 0) / 2**20, 1)
+            if rec is not None:
+                rss[name] = round((rec.rss_bytes() or 0) / 2**20, 1)
         result["worker_rss_mb"] = rss
         result["worker_rss_total_mb"] = round(sum(rss.values()), 1)
         result["node_add_s"] = pkctl("cluster", "node", "add", "--home", str(home.root), "--wait", "180s")

@@ -29,7 +29,6 @@ from kubelet.podroutes import Backend, run_pod_routes
 from kubelet.podworkers import PodWorkerConfig, PodWorkers
 from kubelet.pullmanager import LocalImages
 from kubelet.runtime.runc import RuncRuntime, RuntimeConfig
-from kubelet import servingcert
 from kubelet.server import KubeletServer, server_tls_context
 from kubelet.volumes import VolumeManager
 
@@ -102,6 +101,8 @@ async def run_real(client: Client, config: argparse.Namespace, ready: asyncio.Ev
             await web.TCPSite(runner, config.address or node.ip, config.port, ssl_context=tls).start()
         async with asyncio.TaskGroup() as tg:
             if config.port and config.rotate_server_certificates:
+                # imported only here: cryptography costs the process ~9 MB, and only a joined node rotates
+                from kubelet import servingcert
                 tg.create_task(servingcert.run(client, node.node, config.tls_cert_file, config.tls_private_key_file,
                                                config.client_ca_file, tls),
                                name="kubelet:serving-certificate")

@@ -54,6 +54,7 @@ class Member:
 
     async def run(self) -> None:
         member.set(self.name)
+        log.info("starting %s", self.name)  # a first line of its own in the shared log, even for a quiet member
         try:
             await self.module.run(self.config, self.ready)
         except asyncio.CancelledError:

@@ -359,6 +359,11 @@ def _cleanup_worker_proxy(home: Home, cfg: ClusterConfig, w: Worker) -> list[str
     return [] if p.returncode == 0 else [f"node {w.name} nftables table {cfg.proxy_table}: {_last_line(p)}"]
 
 
+def _cleanup_worker_node(home: Home, cfg: ClusterConfig, w: Worker) -> list[str]:
+    """What `down` cleans for a worker's one process: its proxy's part, then its kubelet's."""
+    return [*_cleanup_worker_proxy(home, cfg, w), *_cleanup_worker(home, cfg, w)]
+
+
 def _worker_proxy_flags(home: Home, cfg: ClusterConfig, w: Worker) -> list[str]:
     # its nftables table is the node's own: it lives in the node's netns
     return [*_as(KUBE_PROXY, gateway=True)(home, cfg), "--node-name", w.name, "--table", cfg.proxy_table,
@@ -373,18 +378,39 @@ def _probe_worker_proxy(home: Home, cfg: ClusterConfig, running: float, w: Worke
     return _http_ok(f"http://{w.ip}:{cfg.proxy_metrics_port}/healthz")
 
 
+def _worker_group_flags(home: Home, cfg: ClusterConfig, w: Worker) -> list[str]:
+    return ["--", "kubelet", *_worker_kubelet_flags(home, cfg, w), "--", "proxy", *_worker_proxy_flags(home, cfg, w)]
+
+
+def _both_ready(results: dict[str, Health]) -> Health:
+    """A node process (kubelet hosting its proxy) is ready once its kubelet's Node is Ready and its proxy
+    answers /healthz; its detail is the kubelet's."""
+    waiting = [n for n, (ok, _) in results.items() if not ok]
+    if waiting:
+        return False, "waiting for " + ", ".join(f"{n} ({results[n][1]})" for n in waiting)
+    return True, results["kubelet"][1]
+
+
+def _probe_worker_node(home: Home, cfg: ClusterConfig, running: float, w: Worker) -> Health:
+    return _both_ready({"kubelet": _probe_worker(home, cfg, running, w),
+                        "proxy": _probe_worker_proxy(home, cfg, running, w)})
+
+
 def worker_components(cfg: ClusterConfig, after: str) -> tuple[Component, ...]:
-    """Each extra node's kubelet and proxy, in its netns, started once the API answers (`after`)."""
+    """Each extra node's kubelet and proxy, in its netns, started once the API answers (`after`).
+
+    They share one `pkube group` process, as a k3s agent hosts its kubelet and kube-proxy: a second
+    Python process would cost the node ~35 MB more (interpreter, asyncio, aiohttp, ssl) for nothing it
+    needs. The process is named after the kubelet (kubelet-<node>); the proxy is its member proxy-<node>,
+    whose log lines are tagged [proxy]."""
     out: list[Component] = []
-    kubelet, proxy = BY_NAME["kubelet"], BY_NAME["proxy"]
+    proxy = BY_NAME["proxy"]
     for w in cfg.workers:
-        out.append(Component(w.component, kubelet.module, None, (after,),
-                             functools.partial(_worker_kubelet_flags, w=w), functools.partial(_probe_worker, w=w),
-                             functools.partial(_cleanup_worker, w=w), launch="kubelet", netns=w.netns))
-        out.append(Component(w.proxy_component, proxy.module, None, (after,),
-                             functools.partial(_worker_proxy_flags, w=w),
-                             functools.partial(_probe_worker_proxy, w=w), functools.partial(_cleanup_worker_proxy, w=w),
-                             launch="proxy", netns=w.netns))
+        hosted = Component(w.proxy_component, proxy.module, None, (), functools.partial(_worker_proxy_flags, w=w),
+                           functools.partial(_probe_worker_proxy, w=w), launch="proxy")
+        out.append(Component(w.component, "launcher.group", None, (after,), functools.partial(_worker_group_flags, w=w),
+                             functools.partial(_probe_worker_node, w=w), functools.partial(_cleanup_worker_node, w=w),
+                             members=(hosted,), netns=w.netns))
     return tuple(out)
 
 
@@ -404,10 +430,20 @@ def _joined_proxy_flags(home: Home, cfg: ClusterConfig) -> list[str]:
 
 
 def joined_components() -> tuple[Component, ...]:
-    """What a joined node's home runs: its kubelet and proxy, against the cluster it joined."""
-    kubelet, proxy = BY_NAME["kubelet"], BY_NAME["proxy"]
-    return (Component("kubelet", kubelet.module, None, (), _joined_kubelet_flags, _probe_node, _cleanup_kubelet),
-            Component("proxy", proxy.module, None, (), _joined_proxy_flags, _probe_proxy, _cleanup_proxy))
+    """What a joined node's home runs: its kubelet and proxy, against the cluster it joined, in one process
+    (`kubelet`, hosting its member `proxy`), as a k3s agent does and as worker_components explains."""
+    proxy = Component("proxy", "proxy.main", None, (), _joined_proxy_flags, _probe_proxy, _cleanup_proxy)
+
+    def argv(home: Home, cfg: ClusterConfig) -> list[str]:
+        return ["--", "kubelet", *_joined_kubelet_flags(home, cfg), "--", "proxy", *_joined_proxy_flags(home, cfg)]
+
+    def probe(home: Home, cfg: ClusterConfig, running: float) -> Health:
+        return _both_ready({"kubelet": _probe_node(home, cfg, running), "proxy": _probe_proxy(home, cfg, running)})
+
+    def cleanup(home: Home, cfg: ClusterConfig) -> list[str]:
+        return [*_cleanup_kubelet(home, cfg), *_cleanup_proxy(home, cfg)]
+
+    return (Component("kubelet", "launcher.group", None, (), argv, probe, cleanup, members=(proxy,)),)
 
 
 def _cleanup_kubelet(home: Home, cfg: ClusterConfig) -> list[str]:

@@ -510,11 +510,13 @@ def cmd_logs(args: argparse.Namespace) -> int:
         raise CommandError(f"unknown component {args.component!r}; one of: {', '.join(known)}")
     # a member of a control-plane process writes into that process's log, its lines tagged [name]
     # (with several control planes: the first member's process)
-    host = next((c.name for c in components(cfg) if args.component in (m.name for m in c.members)), None)
+    # (a worker node's process tags its proxy-<node> member [proxy]: the name it runs under)
+    host, tag = next(((c.name, m.launch or m.name) for c in components(cfg) for m in c.members
+                      if m.name == args.component), (None, args.component))
     path = home.log(host or args.component)
     if not path.exists():
         raise CommandError(f"{args.component} has no log yet in {home.logs}")
-    keep = MemberLines(args.component) if host else None
+    keep = MemberLines(tag) if host else None
     with open(path, "rb") as f:
         lines = f.read().splitlines(keepends=True)
         if keep is not None:

@@ -147,6 +147,9 @@ def test_a_machine_joins_with_a_token_and_runs_pods(cluster: Cluster, machine: t
         cluster.api(f"/api/v1/namespaces/{ns}", method="DELETE")
         status = on_machine(netns, "cluster", "status", "--home", str(home))
         assert f"Node {node} joined to {url}" in status.stdout, status.stdout
+        # one process for the node: the kubelet's, hosting the proxy (as a k3s agent does)
+        rows = {r[0]: r for r in map(str.split, status.stdout.splitlines()) if r[:1] in (["kubelet"], ["proxy"])}
+        assert rows["proxy"][1:4] == ["Running", rows["kubelet"][2], "(shared)"], status.stdout
         # after a stop (a reboot), `cluster up` starts the node again with the credentials it has
         stop = on_machine(netns, "cluster", "down", "--home", str(home))
         assert stop.returncode == 0, stop.stderr

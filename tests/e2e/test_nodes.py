@@ -236,3 +236,15 @@ def test_images_built_here_run_on_the_second_node(two: Cluster, tmp_path: Path) 
         wait_for(lambda: two.api(f"/api/v1/namespaces/{ns}/pods/{name}")[1]["status"].get("phase") == "Running",
                  timeout=60, message=f"pod {name} of a locally built image running on the second node")
         assert wait_for(lambda: "built-here" in pkctl(two, "-n", ns, "logs", name).stdout, timeout=20)
+def test_a_worker_node_runs_one_process_whose_log_separates_its_kubelet_and_proxy(two: Cluster) -> None:
+    worker = two.config()["workers"][0]["name"]
+    # the node's kubelet process hosts its proxy (as a k3s agent does): one interpreter per node, not two
+    status = run("cluster", "status", "--home", str(two.home)).stdout
+    pid = str(two.record(f"kubelet-{worker}").pid)  # type: ignore[union-attr]
+    proxy_row = next(line.split() for line in status.splitlines() if line.split()[:1] == [f"proxy-{worker}"])
+    assert proxy_row[2] == pid and proxy_row[3] == "(shared)", status
+    # each member's lines come out of the shared log on their own
+    proxy_log = run("cluster", "logs", f"proxy-{worker}", "--home", str(two.home)).stdout
+    kubelet_log = run("cluster", "logs", f"kubelet-{worker}", "--home", str(two.home)).stdout
+    assert " [proxy] " in proxy_log and " [kubelet] " not in proxy_log, proxy_log[-2000:]
+    assert " [kubelet] " in kubelet_log and " [proxy] " in kubelet_log, kubelet_log[-2000:]

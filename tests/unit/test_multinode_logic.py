@@ -61,7 +61,8 @@ def test_each_worker_has_a_kubelet_and_a_proxy_in_its_netns() -> None:
     cfg = ClusterConfig(1, 2, 3, cluster_cidr="10.120.5.0/24")
     add_workers(cfg, Path("/tmp/h"), 2)
     extra = [c for c in components(cfg) if c.netns]
-    assert [c.name for c in extra] == ["kubelet-h-worker", "proxy-h-worker"]
+    # one process per node in its netns, the kubelet's, hosting the proxy (as a k3s agent does)
+    assert [n for c in extra for n in (c.name, *(m.name for m in c.members))] == ["kubelet-h-worker", "proxy-h-worker"]
     assert all(c.after == ("apiserver",) for c in extra)
 
 
