@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from pklib.api import certificates as certs
-from pklib.api.timefmt import now_rfc3339
+from pklib.api.timefmt import now_rfc3339, parse_duration
 from pklib.controller import Clock, Controller, ControllerContext
 from pklib.errors import ApiError, is_conflict, is_not_found
 from pklib.informer import Obj
@@ -104,9 +104,12 @@ def sign(csr_obj: Obj, ca: x509.Certificate, ca_key: Any, default_seconds: int, 
             raise ValueError(f"not a kubelet serving request: {problem}")
     seconds = spec.get("expirationSeconds") or default_seconds
     not_after = min(now + dt.timedelta(seconds=int(seconds)), ca.not_valid_after_utc)
+    # backdated for clock skew, a short-lived certificate by a tenth of its lifetime at most: a kubelet renews at
+    # 70-90 % of notBefore..notAfter, which must fall after the issue
+    backdate = min(BACKDATE, dt.timedelta(seconds=int(seconds)) / 10)
     builder = (x509.CertificateBuilder().subject_name(request.subject).issuer_name(ca.subject)
                .public_key(request.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - BACKDATE).not_valid_after(not_after)
+               .not_valid_before(now - backdate).not_valid_after(not_after)
                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                .add_extension(_key_usage(usages), critical=True))
     ekus = [_EKU[u] for u in usages if u in _EKU]
@@ -121,6 +124,17 @@ def sign(csr_obj: Obj, ca: x509.Certificate, ca_key: Any, default_seconds: int, 
         .public_bytes(serialization.Encoding.PEM)
 
 
+def _duration(text: str) -> float:
+    """--cluster-signing-duration: a Go duration as Kubernetes' (8760h), or seconds."""
+    try:
+        value = float(text) if text.replace(".", "", 1).isdigit() else parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive duration")
+    return value
+
+
 class CSRSigningController(Controller):
     name = "csrsigning"
     clock: ClassVar[Clock] = Clock()
@@ -130,8 +144,9 @@ class CSRSigningController(Controller):
         parser.add_argument("--cluster-signing-cert-file", help="the cluster CA (PEM) that signs approved "
                             "kube-apiserver-client(-kubelet) CSRs; with --cluster-signing-key-file")
         parser.add_argument("--cluster-signing-key-file", help="its private key (PEM)")
-        parser.add_argument("--cluster-signing-duration", type=float, default=certs.DEFAULT_DURATION_SECONDS,
-                            help="seconds a signed certificate lasts when its CSR asks for no expirationSeconds")
+        parser.add_argument("--cluster-signing-duration", type=_duration, default=certs.DEFAULT_DURATION_SECONDS,
+                            help="how long a signed certificate lasts when its CSR asks for no expirationSeconds: "
+                                 "a duration (8760h by default) or a number of seconds")
 
     def __init__(self, ctx: ControllerContext):
         super().__init__(ctx)

@@ -99,7 +99,11 @@ def add_real_flags(p: argparse.ArgumentParser) -> None:
                    help="CA whose client certificates the kubelet API accepts (the API server's)")
     g.add_argument("--rotate-server-certificates", action="store_true",
                    help="once registered, ask the cluster for the API's serving certificate (a CSR of signer "
-                        "kubernetes.io/kubelet-serving) and write it over --tls-cert-file/--tls-private-key-file")
+                        "kubernetes.io/kubelet-serving), write it over --tls-cert-file/--tls-private-key-file, "
+                        "and renew it at 70-90 %% of its lifetime")
+    g.add_argument("--rotate-certificates", action="store_true",
+                   help="renew the client certificate the --kubeconfig names at 70-90 %% of its lifetime (a CSR "
+                        "of signer kubernetes.io/kube-apiserver-client-kubelet) and use it for new connections")
 
 
 def node_labels(text: str) -> dict[str, str]:

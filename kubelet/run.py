@@ -106,6 +106,9 @@ async def run_real(client: Client, config: argparse.Namespace, ready: asyncio.Ev
                 tg.create_task(servingcert.run(client, node.node, config.tls_cert_file, config.tls_private_key_file,
                                                config.client_ca_file, tls),
                                name="kubelet:serving-certificate")
+            if config.rotate_certificates and config.kubeconfig:
+                from kubelet import clientcert
+                tg.create_task(clientcert.run(client, config.kubeconfig), name="kubelet:client-certificate")
             tg.create_task(node.heartbeat(), name="kubelet:heartbeat")
             tg.create_task(workers.run(ready), name="kubelet:pods")
             tg.create_task(image_gc.run(), name="kubelet:image-gc")

@@ -7,7 +7,8 @@ signature, key encipherment, server auth), waits until it is signed (the control
 node's request for its own addresses; any other waits for `kubectl certificate approve`), writes it over
 --tls-cert-file/--tls-private-key-file and serves new connections with it. Until then, and when the files
 already hold a certificate of the cluster CA (--client-ca-file) for the Node's current addresses, it serves
-with what the files hold.
+with what the files hold. At a jittered 70-90 % of the certificate's lifetime (Kubernetes' certificate manager)
+it asks for a new one the same way and serves new connections with it, without a restart.
 """
 from __future__ import annotations
 
@@ -47,46 +48,72 @@ def _current(cert_file: Path, ca_file: Path, node: dict[str, Any]) -> bool:
     return names == (sorted(dns), sorted(ips)) and left > (cert.not_valid_after_utc - cert.not_valid_before_utc) / 5
 
 
+async def issued_certificate(client: Client, body: dict[str, Any], what: str) -> bytes | None:
+    """Create the CertificateSigningRequest `body` and wait until it is signed: the certificate (PEM), or None
+    when it was denied or failed (logged). `what` names the certificate in the log."""
+    csr = await client.create(CSRS, body)
+    csr_name = csr["metadata"]["name"]
+    log.info("requested %s (CertificateSigningRequest %s)", what, csr_name)
+    while True:
+        for bad in ("Denied", "Failed"):
+            c = certs.condition(csr, bad)
+            if c is not None:
+                log.warning("CertificateSigningRequest %s for %s was %s (%s)", csr_name, what, bad.lower(),
+                            c.get("message") or c.get("reason") or "")
+                return None
+        issued = (csr.get("status") or {}).get("certificate")
+        if issued:
+            log.info("CertificateSigningRequest %s signed: %s renewed", csr_name, what)
+            return base64.b64decode(issued)
+        await asyncio.sleep(POLL)
+        csr = await client.get(CSRS, csr_name)
+
+
+async def wait_for_rotation(cert_file: str, loaded: bool) -> None:
+    """Sleep until the certificate in cert_file is due for renewal (a jittered 70-90 % of its lifetime, as the
+    kubelet's certificate manager); after a renewal that failed (`loaded` False), at least 5 * POLL."""
+    try:
+        wait = certs.seconds_to_rotation(Path(cert_file).read_bytes())
+    except (OSError, ValueError):
+        wait = 0.0
+    await asyncio.sleep(max(wait, 0.0 if loaded else 5 * POLL))
+
+
 async def bootstrap(client: Client, node: dict[str, Any], cert_file: str, key_file: str, ca_file: str,
-                    tls: ssl.SSLContext) -> None:
-    """Get the serving certificate for `node` (the registered Node) unless the files hold a current one, and
-    load it into `tls`. Returns once loaded, or when the request was denied or failed (logged)."""
-    if _current(Path(cert_file), Path(ca_file), node):
-        return
+                    tls: ssl.SSLContext, renew: bool = False) -> bool:
+    """Get the serving certificate for `node` (the registered Node) unless the files hold a current one (or
+    `renew`), and load it into `tls`: True once loaded, False when the request was denied or failed (logged)."""
+    if not renew and _current(Path(cert_file), Path(ca_file), node):
+        return True
     name = node["metadata"]["name"]
     dns, ips = certs.serving_names(node)
     key_pem, request = certs.new_request(certs.NODE_USER_PREFIX + name, (certs.NODES_GROUP,), tuple(dns),
                                          tuple(ips))
     body = certs.csr_object("", request, certs.KUBELET_SERVING_SIGNER, list(certs.NODE_SERVING_USAGES))
     body["metadata"] = {"generateName": "csr-"}
-    csr = await client.create(CSRS, body)
-    csr_name = csr["metadata"]["name"]
-    log.info("requested the kubelet's serving certificate (CertificateSigningRequest %s)", csr_name)
-    while True:
-        for bad in ("Denied", "Failed"):
-            c = certs.condition(csr, bad)
-            if c is not None:
-                log.warning("CertificateSigningRequest %s was %s (%s): serving with %s", csr_name, bad.lower(),
-                            c.get("message") or c.get("reason") or "", cert_file)
-                return
-        issued = (csr.get("status") or {}).get("certificate")
-        if issued:
-            break
-        await asyncio.sleep(POLL)
-        csr = await client.get(CSRS, csr_name)
+    issued = await issued_certificate(client, body, "the kubelet's serving certificate")
+    if issued is None:
+        log.warning("serving with %s", cert_file)
+        return False
     write_atomic(Path(key_file), key_pem, mode=0o600)
-    write_atomic(Path(cert_file), base64.b64decode(issued))
-    tls.load_cert_chain(cert_file, key_file)  # new connections use it
-    log.info("serving with the certificate of CertificateSigningRequest %s", csr_name)
+    write_atomic(Path(cert_file), issued)
+    tls.load_cert_chain(cert_file, key_file)  # new connections use it; open ones keep theirs
+    log.info("serving with the new certificate (expires %s)",
+             x509.load_pem_x509_certificate(issued).not_valid_after_utc.isoformat())
+    return True
 
 
 async def run(client: Client, node: dict[str, Any], cert_file: str, key_file: str, ca_file: str,
               tls: ssl.SSLContext) -> None:
-    """`bootstrap`, tried again while the API or the files fail."""
+    """`bootstrap`, then a renewal each time the certificate is due (wait_for_rotation), without a restart;
+    tried again while the API or the files fail."""
+    renew = False
     while True:
         try:
-            await bootstrap(client, node, cert_file, key_file, ca_file, tls)
-            return
+            loaded = await bootstrap(client, node, cert_file, key_file, ca_file, tls, renew)
         except Exception as e:  # the API unreachable, a file unwritable: the kubelet keeps running
             log.warning("getting the kubelet's serving certificate: %s; trying again", e)
             await asyncio.sleep(5 * POLL)
+            continue
+        await wait_for_rotation(cert_file, loaded)
+        renew = True

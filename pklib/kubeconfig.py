@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import os
 import ssl
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,22 @@ class ClusterAccess:
                                          cadata=self.ca_data.decode() if self.ca_data else None)
         if self.client_cert:
             ctx.load_cert_chain(self.client_cert, self.client_key)
+            _client_contexts.setdefault((self.client_cert, self.client_key or ""), weakref.WeakSet()).add(ctx)
         return ctx
+
+
+# every live SSL context of this process made from a client certificate's files (the kubelet and the proxy of
+# one process each have one), so that a renewed certificate reaches them all
+_client_contexts: dict[tuple[str, str], "weakref.WeakSet[ssl.SSLContext]"] = {}
+
+
+def reload_client_certificate(cert_file: str, key_file: str | None) -> int:
+    """Load the (renewed) certificate and key at these paths into every SSL context this process made from them:
+    new connections present it (as the kubelet's certificate manager does for its client). Returns how many."""
+    contexts = list(_client_contexts.get((cert_file, key_file or ""), ()))
+    for ctx in contexts:
+        ctx.load_cert_chain(cert_file, key_file)
+    return len(contexts)
 
 
 class KubeconfigError(Exception):

@@ -277,7 +277,9 @@ def _controller_flags(home: Home, cfg: ClusterConfig) -> list[str]:
             "--node-cidr-mask-size", str(cfg.node_cidr_mask), "--root-ca-file", str(home.pki.ca_cert),
             "--cluster-signing-cert-file", str(home.pki.ca_cert), "--cluster-signing-key-file", str(home.pki.ca_key),
             "--node-monitor-grace-period", f"{cfg.node_monitor_grace_period:g}",
-            "--default-unreachable-toleration-seconds", f"{cfg.default_unreachable_toleration_seconds:g}"]
+            "--default-unreachable-toleration-seconds", f"{cfg.default_unreachable_toleration_seconds:g}",
+            *(["--cluster-signing-duration", f"{cfg.cluster_signing_duration:g}"] if cfg.cluster_signing_duration
+              else [])]
 
 
 def _node_flags(home: Home, cfg: ClusterConfig) -> list[str]:
@@ -421,7 +423,8 @@ def _joined_kubelet_flags(home: Home, cfg: ClusterConfig) -> list[str]:
     return ["--kubeconfig", str(home.node_kubeconfig), *_node_flags(home, cfg), "--node-ip", cfg.node_ip,
             "--cluster-cidr", cfg.cluster_cidr, "--pod-routes", "--port", str(cfg.kubelet_port),
             "--tls-cert-file", str(pki.cert("kubelet")), "--tls-private-key-file", str(pki.key("kubelet")),
-            "--client-ca-file", str(pki.ca_cert), "--rotate-server-certificates", "--cluster-dns", cfg.dns_ip]
+            "--client-ca-file", str(pki.ca_cert), "--rotate-server-certificates", "--rotate-certificates",
+            "--cluster-dns", cfg.dns_ip]
 
 
 def _joined_proxy_flags(home: Home, cfg: ClusterConfig) -> list[str]:

@@ -173,6 +173,9 @@ class ClusterConfig:
     # `--default-unreachable-toleration-seconds`; Kubernetes' defaults), kept for later `up`s and restarts.
     node_monitor_grace_period: float = 40.0
     default_unreachable_toleration_seconds: float = 300.0
+    # Seconds a certificate the controller-manager signs lasts (`up --cluster-signing-duration`; 0: its default,
+    # a year), kept for later `up`s: short ones show the kubelets renewing theirs.
+    cluster_signing_duration: float = 0.0
     # How the nodes route each other's pod CIDRs (`up --network-backend`): host-gw, vxlan or auto; and the VNI of
     # the VXLAN devices (0: not chosen yet; 1 for the default home, another per home so that two clusters' host
     # nodes never share a VXLAN device).
@@ -386,7 +389,7 @@ class Home:
                 control_planes: int | None = None, nodes: int | None = None,
                 node_monitor_grace_period: float | None = None,
                 default_unreachable_toleration_seconds: float | None = None,
-                network_backend: str | None = None) -> ClusterConfig:
+                network_backend: str | None = None, cluster_signing_duration: float | None = None) -> ClusterConfig:
         """Create the layout on the first `up`; later calls reuse what was recorded (the node-loss
         timings given replace the recorded ones).
 
@@ -446,6 +449,8 @@ class Home:
             cfg.default_unreachable_toleration_seconds = default_unreachable_toleration_seconds
         if network_backend is not None:
             cfg.network_backend = network_backend
+        if cluster_signing_duration is not None:
+            cfg.cluster_signing_duration = cluster_signing_duration
         if not cfg.vxlan_vni:
             cfg.vxlan_vni = 1 if default_home else private_vni(hashlib.sha256(str(self.root).encode()).digest())
         if not self.tokens_file.exists():

@@ -66,6 +66,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                     help="how the nodes route each other's pod CIDRs: host-gw (routes via the nodes' IPs, one L2 "
                          "network), vxlan (a VXLAN tunnel, as flannel's backend) or auto (default: host-gw when "
                          "every node is on a directly connected subnet, else vxlan); kept for later `up`s")
+    up.add_argument("--cluster-signing-duration", type=_signing_duration, default=None, metavar="DURATION",
+                    help="how long the certificates the controller-manager signs last (node client and serving "
+                         "certificates; kubelets renew theirs at 70-90 %% of it), e.g. 720h (default 8760h, as "
+                         "Kubernetes); kept for later `up`s")
     up.set_defaults(func=cmd_up)
 
     down = csub.add_parser("down", help="stop the cluster, keeping its data unless --purge")
@@ -209,6 +213,17 @@ def _ttl(text: str) -> float:
     return value
 
 
+def _signing_duration(text: str) -> float:
+    """`up --cluster-signing-duration`: a Go duration (the controller-manager's flag), at least 10s."""
+    try:
+        value = parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
+    if value < 10:
+        raise argparse.ArgumentTypeError(f"{text!r}: certificates must last at least 10s")
+    return value
+
+
 def _count(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of lines")
@@ -266,7 +281,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     # `restore` ends here too; its flags have no node-loss timings (the home keeps the defaults)
     cfg = _prepare(home, args.api_port, args.control_planes, args.nodes,
                    getattr(args, "node_monitor_grace_period", None),
-                   getattr(args, "default_unreachable_toleration_seconds", None), getattr(args, "network_backend", None))
+                   getattr(args, "default_unreachable_toleration_seconds", None), getattr(args, "network_backend", None),
+                   getattr(args, "cluster_signing_duration", None))
     if args.merge_kubeconfig:
         try:
             kubemerge.merge(kubemerge.user_kubeconfig(), _kubeconfig_doc(home))
@@ -296,12 +312,13 @@ def _prerequisites(node_only: bool) -> list[prereq_checks.Problem]:
 
 def _prepare(home: Home, api_port: int | None, control_planes: int | None, nodes: int | None = None,
              grace: float | None = None, toleration: float | None = None,
-             network_backend: str | None = None) -> ClusterConfig:
+             network_backend: str | None = None, signing_duration: float | None = None) -> ClusterConfig:
     tls = BY_NAME["apiserver"].available() and apiserver_serves_tls()
     try:
         return home.prepare(api_port, default_home=home.root == resolve(None) and api_port is None, tls=tls,
                             control_planes=control_planes, nodes=nodes, node_monitor_grace_period=grace,
-                            default_unreachable_toleration_seconds=toleration, network_backend=network_backend)
+                            default_unreachable_toleration_seconds=toleration, network_backend=network_backend,
+                            cluster_signing_duration=signing_duration)
     except (HomeError, OSError) as e:
         raise CommandError(str(e)) from None
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import random
 import re
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 import ipaddress
 from typing import Any, Callable
 
@@ -42,6 +43,7 @@ NODE_CLIENT_USAGES = frozenset({"digital signature", "key encipherment", "client
 NODE_SERVING_USAGES = ["digital signature", "key encipherment", "server auth"]
 MIN_EXPIRATION_SECONDS = 600  # what the API accepts at least
 DEFAULT_DURATION_SECONDS = 365 * 24 * 3600  # the controller-manager's --cluster-signing-duration
+ROTATION_JITTER = (0.7, 0.9)  # the kubelet's certificate manager renews within this part of a lifetime
 
 NODE_USER_PREFIX = "system:node:"
 NODES_GROUP = "system:nodes"
@@ -293,3 +295,17 @@ def bootstrap_token_secret(token_id: str, token_secret: str, expiration: str | N
     return {"apiVersion": "v1", "kind": "Secret", "type": BOOTSTRAP_TOKEN_TYPE,
             "metadata": {"name": BOOTSTRAP_TOKEN_PREFIX + token_id, "namespace": TOKEN_NAMESPACE},
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+
+
+def rotation_deadline(cert: x509.Certificate, jitter: float | None = None) -> datetime:
+    """When a kubelet renews `cert` (Kubernetes' certificate manager): at a random 70-90 % of its lifetime
+    (`jitter`, a fraction, fixes the point), so that a fleet's renewals spread out."""
+    part = random.uniform(*ROTATION_JITTER) if jitter is None else jitter
+    start = cert.not_valid_before_utc
+    return start + (cert.not_valid_after_utc - start) * part
+
+
+def seconds_to_rotation(cert_pem: bytes, now: datetime | None = None) -> float:
+    """Seconds until the jittered rotation deadline of a PEM certificate (negative when past)."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    return (rotation_deadline(cert) - (now or datetime.now(timezone.utc))) / timedelta(seconds=1)
