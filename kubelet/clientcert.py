@@ -22,7 +22,7 @@ from pklib.api import certificates as certs
 from pklib.client import Client
 from pklib.files import write_atomic
 
-from .servingcert import POLL, issued_certificate, wait_for_rotation
+from .certmanager import POLL, issued_certificate, wait_for_rotation
 
 log = logging.getLogger("kubelet.clientcert")
 USAGES = ["digital signature", "client auth"]  # what `pkctl cluster join` asks for (kubelet's: + key encipherment)
@@ -51,9 +51,9 @@ async def run(client: Client, kubeconfig_path: str) -> None:
     """Renew the client certificate the kubeconfig names each time it is due, while the kubelet runs."""
     access = kubeconfig.load(kubeconfig_path)
     cert_file, key_file = access.client_cert, access.client_key
-    if not cert_file or not key_file or not Path(kubeconfig_path).is_file():
-        log.warning("--rotate-certificates: the kubeconfig %s names no client certificate files; not rotating",
-                    kubeconfig_path)
+    if not cert_file or not key_file or access.client_cert_embedded:
+        log.warning("--rotate-certificates: the kubeconfig %s names no client certificate files (client-certificate, "
+                    "client-key); not rotating", kubeconfig_path)
         return
     loaded = True
     while True:

@@ -13,7 +13,6 @@ it asks for a new one the same way and serves new connections with it, without a
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime as dt
 import logging
 import ssl
@@ -26,10 +25,10 @@ from cryptography.exceptions import InvalidSignature
 from pklib.api import certificates as certs
 from pklib.client import Client
 from pklib.files import write_atomic
-from pklib.resources import CSRS
+
+from .certmanager import POLL, issued_certificate, wait_for_rotation
 
 log = logging.getLogger("kubelet.servingcert")
-POLL = 2.0  # seconds between looks at a pending request
 
 
 def _current(cert_file: Path, ca_file: Path, node: dict[str, Any]) -> bool:
@@ -46,37 +45,6 @@ def _current(cert_file: Path, ca_file: Path, node: dict[str, Any]) -> bool:
         x509.IPAddress)))
     left = cert.not_valid_after_utc - dt.datetime.now(dt.timezone.utc)
     return names == (sorted(dns), sorted(ips)) and left > (cert.not_valid_after_utc - cert.not_valid_before_utc) / 5
-
-
-async def issued_certificate(client: Client, body: dict[str, Any], what: str) -> bytes | None:
-    """Create the CertificateSigningRequest `body` and wait until it is signed: the certificate (PEM), or None
-    when it was denied or failed (logged). `what` names the certificate in the log."""
-    csr = await client.create(CSRS, body)
-    csr_name = csr["metadata"]["name"]
-    log.info("requested %s (CertificateSigningRequest %s)", what, csr_name)
-    while True:
-        for bad in ("Denied", "Failed"):
-            c = certs.condition(csr, bad)
-            if c is not None:
-                log.warning("CertificateSigningRequest %s for %s was %s (%s)", csr_name, what, bad.lower(),
-                            c.get("message") or c.get("reason") or "")
-                return None
-        issued = (csr.get("status") or {}).get("certificate")
-        if issued:
-            log.info("CertificateSigningRequest %s signed: %s renewed", csr_name, what)
-            return base64.b64decode(issued)
-        await asyncio.sleep(POLL)
-        csr = await client.get(CSRS, csr_name)
-
-
-async def wait_for_rotation(cert_file: str, loaded: bool) -> None:
-    """Sleep until the certificate in cert_file is due for renewal (a jittered 70-90 % of its lifetime, as the
-    kubelet's certificate manager); after a renewal that failed (`loaded` False), at least 5 * POLL."""
-    try:
-        wait = certs.seconds_to_rotation(Path(cert_file).read_bytes())
-    except (OSError, ValueError):
-        wait = 0.0
-    await asyncio.sleep(max(wait, 0.0 if loaded else 5 * POLL))
 
 
 async def bootstrap(client: Client, node: dict[str, Any], cert_file: str, key_file: str, ca_file: str,

@@ -42,6 +42,7 @@ class ClusterAccess:
     client_cert: str | None = None
     client_key: str | None = None
     namespace: str | None = None  # the context's
+    client_cert_embedded: bool = False  # client-certificate-data: client_cert/client_key are private copies
 
     def ssl_context(self) -> ssl.SSLContext | bool | None:
         if not self.server.startswith("https"):
@@ -104,7 +105,8 @@ def load(path: str | os.PathLike[str] | None = None, context: str | None = None)
         key = _tmpfile(base64.b64decode(user["client-key-data"]))
     return ClusterAccess(server=server.rstrip("/"), token=token, ca_file=cluster.get("certificate-authority"),
                          ca_data=ca_data, insecure=bool(cluster.get("insecure-skip-tls-verify")),
-                         client_cert=cert, client_key=key, namespace=ctx.get("namespace") or None)
+                         client_cert=cert, client_key=key, namespace=ctx.get("namespace") or None,
+                         client_cert_embedded=bool(user.get("client-certificate-data")))
 
 
 def _named(items: Any, name: Any, what: str, p: Path) -> dict[str, Any]:
