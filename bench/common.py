@@ -3,6 +3,7 @@ that is always torn down, running pkctl, per-process memory and CPU figures, and
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
@@ -119,6 +120,15 @@ def control_plane(prefix: str, api_args: list[str] | None = None, *, start_api: 
             print(f"logs in {tmp}", file=sys.stderr)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cancel_on_sigterm() -> None:
+    """SIGTERM cancels the calling task (a benchmark's main coroutine) as Ctrl-C does, so that its `finally`
+    blocks and context managers stop every process it started and remove its temp dir (by default SIGTERM
+    would end the benchmark at once and leave them running)."""
+    task = asyncio.current_task()
+    assert task is not None, "call from the benchmark's main coroutine"
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
 
 
 def pkctl(*argv: str) -> float:

@@ -31,8 +31,9 @@ from pklib.resources import lookup
 from scheduler.algorithm import DEFAULT_WEIGHTS, schedule
 from scheduler.cache import Cache
 from scheduler.framework import pod_info
+from bench.common import (ControlPlane, cancel_on_sigterm, control_plane, cpu_times, report, start_profiler,
+                          status_mib, stop_profiler)
 from bench.ha import etcd_leader
-from bench.common import ControlPlane, control_plane, cpu_times, report, start_profiler, status_mib, stop_profiler
 from tests.support.controlplane import ROOT, _stop
 from tests.util import free_port
 
@@ -170,6 +171,7 @@ class PodWatch:
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    cancel_on_sigterm()
     with control_plane("pkbench-", keep=args.keep_logs, etcd_members=args.etcd_members) as cp:
         return await _bench(args, cp)
 
@@ -308,7 +310,10 @@ def main() -> None:
     p.add_argument("--profile", metavar="FILE", help="py-spy the apiserver while binding into FILE (.svg flame "
                    "graph, .json speedscope, else raw collapsed stacks); needs the `bench` extra (py-spy)")
     args = p.parse_args()
-    report(asyncio.run(bench(args)))
+    try:
+        report(asyncio.run(bench(args)))
+    except asyncio.CancelledError:
+        sys.exit("bench.scheduler: terminated (everything it started is stopped)")
 
 
 if __name__ == "__main__":
