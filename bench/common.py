@@ -3,6 +3,7 @@ that is always torn down, running pkctl, per-process memory and CPU figures, and
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
@@ -22,7 +23,11 @@ if str(ROOT) not in sys.path:
 
 from pkctl.cluster.home import Home  # noqa: E402
 from pkctl.cluster.procs import ProcRecord  # noqa: E402
-from tests.support.controlplane import ApiServer, Etcd, _stop, start_apiserver, start_etcd  # noqa: E402
+from pkctl.cluster.components import components, probe_etcd  # noqa: E402
+from pkctl.cluster.home import ClusterConfig, Member  # noqa: E402
+from tests.support.controlplane import (ApiServer, Etcd, _stop, make_test_pki, start_apiserver,  # noqa: E402
+                                        start_etcd)
+from tests.util import free_port  # noqa: E402
 
 
 def parse_flags(doc: str | None, **defaults: float | str) -> argparse.Namespace:
@@ -44,31 +49,86 @@ def has_kubectl(bench: str) -> bool:
 @dataclass
 class ControlPlane:
     tmp: str
-    etcd: Etcd
+    etcd: Etcd  # the first member
     api: ApiServer
+    # With `etcd_members`: every member by name (cp1, cp2, ...), and how to reach them (bench.ha.etcd_leader)
+    members: dict[str, Etcd] | None = None
+    home: Home | None = None
+    cluster: ClusterConfig | None = None
+
+
+def start_etcd_members(tmp: str, n: int, timeout: float = 60) -> tuple[Home, ClusterConfig, dict[str, Etcd]]:
+    """An etcd cluster of `n` members as `pkctl cluster up --control-planes N` runs it (the same flags: client
+    and peer TLS with certificates of tmp/pki's CA, the test PKI), data under tmp/etcd/cpN; each member's
+    process is in the returned dict as soon as it is started, so the caller stops them all even on failure."""
+    make_test_pki(tmp)
+    home = Home(Path(tmp))
+    cfg = ClusterConfig(etcd_client_port=0, etcd_peer_port=0, api_port=0,
+                        members=[Member(f"cp{i + 1}", "127.0.0.1", free_port(), free_port(), 0, 0) for i in range(n)])
+    procs: dict[str, Etcd] = {}
+    etcds = [c for c in components(cfg) if c.binary == "etcd"]
+    try:
+        for m, c in zip(cfg.members, etcds):
+            log = open(os.path.join(tmp, f"{c.name}.log"), "wb")
+            proc = subprocess.Popen(["etcd", *c.argv(home, cfg)], stdout=log, stderr=subprocess.STDOUT)
+            procs[m.name] = Etcd(m.etcd_url, str(home.etcd_dir(m)), proc)
+        deadline = time.monotonic() + timeout
+        for m in cfg.members:  # members serve once a quorum has elected a leader
+            while not probe_etcd(home, cfg, 0.0, m)[0]:
+                if procs[m.name].proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"etcd member {m.name} did not become healthy: see {tmp}/etcd-{m.name}.log")
+                time.sleep(0.1)
+    except BaseException:
+        for e in procs.values():
+            _stop(e.proc)
+        raise
+    return home, cfg, procs
+
+
+def etcd_client_flags(home: Home) -> list[str]:
+    """The apiserver's flags to reach start_etcd_members' TLS etcd (its CA and client certificate)."""
+    return ["--etcd-cafile", str(home.pki.ca_cert), "--etcd-certfile", str(home.pki.cert("apiserver-etcd-client")),
+            "--etcd-keyfile", str(home.pki.key("apiserver-etcd-client"))]
 
 
 @contextmanager
 def control_plane(prefix: str, api_args: list[str] | None = None, *, start_api: bool = True,
-                  keep: bool = False, **api_kw: Any) -> Iterator[ControlPlane]:
+                  keep: bool = False, etcd_members: int = 0, **api_kw: Any) -> Iterator[ControlPlane]:
     """etcd and (unless `start_api` is False) an apiserver in a fresh temp dir; all stopped and removed after
-    (the temp dir stays with `keep`, for its logs)."""
+    (the temp dir stays with `keep`, for its logs). `etcd_members` N > 0: an etcd cluster of N TLS members
+    (start_etcd_members) instead of one plain-HTTP etcd, and the apiserver is given every member's URL."""
     tmp = tempfile.mkdtemp(prefix=prefix)
-    etcd = api = None
+    etcds: list[Etcd] = []
+    api = None
     try:
-        etcd = start_etcd(tmp)
+        home = cfg = members = None
+        if etcd_members:
+            home, cfg, members = start_etcd_members(tmp, etcd_members)
+            etcds = list(members.values())
+            api_args = [*etcd_client_flags(home), *(api_args or [])]
+        else:
+            etcds = [start_etcd(tmp)]
         if start_api:
-            api = start_apiserver(tmp, etcd.url, api_args, **api_kw)
-        yield ControlPlane(tmp, etcd, api)  # type: ignore[arg-type]  # api is None only when not asked for
+            api = start_apiserver(tmp, ",".join(e.url for e in etcds), api_args, **api_kw)
+        yield ControlPlane(tmp, etcds[0], api, members, home, cfg)  # type: ignore[arg-type]  # api: see start_api
     finally:
         if api is not None:
             _stop(api.proc)
-        if etcd is not None:
+        for etcd in etcds:
             _stop(etcd.proc)
         if keep:
             print(f"logs in {tmp}", file=sys.stderr)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cancel_on_sigterm() -> None:
+    """SIGTERM cancels the calling task (a benchmark's main coroutine) as Ctrl-C does, so that its `finally`
+    blocks and context managers stop every process it started and remove its temp dir (by default SIGTERM
+    would end the benchmark at once and leave them running)."""
+    task = asyncio.current_task()
+    assert task is not None, "call from the benchmark's main coroutine"
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
 
 
 def pkctl(*argv: str) -> float:

@@ -1,13 +1,16 @@
 """Scheduler benchmark with hollow nodes (prints one JSON document; never pass/fail).
 
     .venv/bin/python -m bench.scheduler [--nodes 1000] [--pods 5000] [--replicas 1000] [--kubelets 2]
+                                        [--etcd-members N]
 
 Real etcd + apiserver + controller-manager + scheduler processes and `pkube kubelet --hollow`
-processes holding the nodes. Measures:
+processes holding the nodes; with `--etcd-members N` etcd is an N-member cluster started with the flags of
+`pkctl cluster up --control-planes N` (client and peer TLS), and the one apiserver is given all N members'
+URLs (without the flag: one plain-HTTP etcd, as before). Measures:
 - scheduler throughput: PODS pending pods are created while no scheduler runs; then the
   scheduler starts, and we time from its first binding to its last (and from its start);
 - time from creating a Deployment of REPLICAS to all its pods Running and Ready;
-- peak RSS (VmHWM) of the scheduler and the controller-manager;
+- peak RSS (VmHWM) of the scheduler, the controller-manager, the apiserver and etcd;
 - for comparison, the decision alone (filter + score + assume) on synthetic nodes in-process,
   and the scheduler's own algorithm time per pod from its /metrics during the run.
 """
@@ -28,7 +31,9 @@ from pklib.resources import lookup
 from scheduler.algorithm import DEFAULT_WEIGHTS, schedule
 from scheduler.cache import Cache
 from scheduler.framework import pod_info
-from bench.common import ControlPlane, control_plane, cpu_times, report, start_profiler, status_mib, stop_profiler
+from bench.common import (ControlPlane, cancel_on_sigterm, control_plane, cpu_times, report, start_profiler,
+                          status_mib, stop_profiler)
+from bench.ha import etcd_leader
 from tests.support.controlplane import ROOT, _stop
 from tests.util import free_port
 
@@ -166,7 +171,8 @@ class PodWatch:
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
-    with control_plane("pkbench-", keep=args.keep_logs) as cp:
+    cancel_on_sigterm()
+    with control_plane("pkbench-", keep=args.keep_logs, etcd_members=args.etcd_members) as cp:
         return await _bench(args, cp)
 
 
@@ -174,7 +180,9 @@ async def _bench(args: argparse.Namespace, cp: ControlPlane) -> dict[str, Any]:
     tmp, etcd, api = cp.tmp, cp.etcd, cp.api
     procs = Procs(tmp, api.url, api.token)
     client = Client(api.url, api.token)
+    etcds = {f"etcd-{name}": e.proc.pid for name, e in cp.members.items()} if cp.members else {"etcd": etcd.proc.pid}
     result: dict[str, Any] = {"nodes": args.nodes, "pods": args.pods, "replicas": args.replicas,
+                              "etcd_members": len(etcds), "etcd_tls": bool(cp.members),
                               "hollow_kubelet_processes": args.kubelets, "cpus": os.cpu_count(),
                               "algorithm_only_pods_per_s": round(algorithm_only(args.nodes, args.pods), 1)}
     try:
@@ -202,7 +210,9 @@ async def _bench(args: argparse.Namespace, cp: ControlPlane) -> dict[str, Any]:
         await create_many(client, ns, [pod(i) for i in range(args.pods)])
         result["create_pods_s"] = round(time.monotonic() - t0, 1)
 
-        pids = {"apiserver": api.proc.pid, "etcd": etcd.proc.pid, "controller_manager": cm.pid,
+        if cp.home and cp.cluster and len(etcds) > 1:
+            result["etcd_leader"] = f"etcd-{etcd_leader(cp.home, cp.cluster)}"
+        pids = {"apiserver": api.proc.pid, **etcds, "controller_manager": cm.pid,
                  **{name: proc.pid for name, proc in procs.procs.items() if name.startswith("hollow-")}}
         cpu_before = {name: cpu_times(pid)[0] for name, pid in pids.items()}
         api_port = int(api.url.rsplit(":", 1)[1])
@@ -268,9 +278,12 @@ async def _bench(args: argparse.Namespace, cp: ControlPlane) -> dict[str, Any]:
             result["deployment"] = {"error": str(e), "pods_created": len(watch2.informer.store),
                                     "pods_ready": len(watch2.ready)}
         watch2_task.cancel()
-        peaks = {"scheduler": sched.pid, "controller_manager": cm.pid, "apiserver": api.proc.pid,
+        peaks = {"scheduler": sched.pid, "controller_manager": cm.pid, "apiserver": api.proc.pid, **etcds,
                  **{name: proc.pid for name, proc in procs.procs.items() if name.startswith("hollow-")}}
         result["peak_rss_mib"] = {name: status_mib(pid, "VmHWM") for name, pid in peaks.items()}
+        result["rss_mib_at_end"] = {name: status_mib(pid) for name, pid in etcds.items()}
+        # etcd's CPU over the whole run (nodes joining, pods created, bound, Ready, the Deployment)
+        result["etcd_cpu_s_total"] = {name: round(cpu_times(pid)[0], 1) for name, pid in etcds.items()}
         return result
     finally:
         await client.close()
@@ -288,13 +301,19 @@ def main() -> None:
     p.add_argument("--replicas", type=int, default=1000)
     p.add_argument("--kubelets", type=int, default=2, help="hollow kubelet processes sharing the nodes")
     p.add_argument("--deployment-timeout", type=float, default=300)
+    p.add_argument("--etcd-members", type=int, default=0, metavar="N",
+                   help="an etcd cluster of N members with TLS (as `pkctl cluster up --control-planes N`), the "
+                   "apiserver given every member; 0 (default): one plain-HTTP etcd")
     p.add_argument("--keep-logs", action="store_true")
     p.add_argument("--binding-only", action="store_true", help="stop once the pods are bound (no Ready wait, no "
                    "Deployment): for comparing the binding phase alone")
     p.add_argument("--profile", metavar="FILE", help="py-spy the apiserver while binding into FILE (.svg flame "
                    "graph, .json speedscope, else raw collapsed stacks); needs the `bench` extra (py-spy)")
     args = p.parse_args()
-    report(asyncio.run(bench(args)))
+    try:
+        report(asyncio.run(bench(args)))
+    except asyncio.CancelledError:
+        sys.exit("bench.scheduler: terminated (everything it started is stopped)")
 
 
 if __name__ == "__main__":
