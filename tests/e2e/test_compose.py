@@ -21,7 +21,8 @@ from pkctl.cluster.components import BY_NAME
 from images.store import ImageStore
 from tests.e2e.helpers import ROOT, Cluster, run
 from tests.support.proxy import fetch_text as fetch
-from tests.support.python_image import SimpleIndex, ensure_python_image, host_python, write_wheel
+from tests.support.python_image import (SimpleIndex, ensure_python_image, host_python, watchlist_app,
+                                        watchlist_project)
 from tests.util import free_port, unique, wait_for_sync
 
 pytestmark = [
@@ -336,59 +337,6 @@ def test_service_names_network_aliases_and_link_aliases_resolve(cluster: Cluster
     assert not exists(cluster, f"/api/v1/namespaces/{d.name}")
 
 
-# The flask-watchlist example's Dockerfile on a real Python: the host's own, as pkube.local/python-local:3.X
-# (tests/support/python_image.py), with its requirements from a PEP 503 index served by this test. Flask and
-# gunicorn are not on this machine: the index has `watchlist-dep` (the app's data) and `minihttp`, a WSGI server
-# with gunicorn's command line; the app is a plain WSGI callable reading the SQLite database `init_db.py` made.
-MINIHTTP = '''"""gunicorn's command line on wsgiref: minihttp [-w WORKERS] [-b HOST:PORT] MODULE:APP"""
-import argparse, importlib, os, socketserver, sys
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
-
-
-class Server(socketserver.ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-def main():
-    p = argparse.ArgumentParser(prog="minihttp")
-    p.add_argument("-w", "--workers", type=int, default=1)
-    p.add_argument("-b", "--bind", default="127.0.0.1:8000")
-    p.add_argument("app")
-    a = p.parse_args()
-    sys.path.insert(0, os.getcwd())
-    module, _, name = a.app.partition(":")
-    app = getattr(importlib.import_module(module), name or "application")
-    host, _, port = a.bind.rpartition(":")
-    httpd = make_server(host, int(port), app, server_class=Server, handler_class=WSGIRequestHandler)
-    print(f"[INFO] Listening at: http://{a.bind} ({os.getpid()})", flush=True)
-    for _ in range(a.workers - 1):
-        if os.fork() == 0:
-            break
-    print(f"[INFO] Booting worker with pid: {os.getpid()}", flush=True)
-    httpd.serve_forever()
-'''
-INIT_DB = '''import sqlite3
-import watchlist_dep
-
-db = sqlite3.connect("/app/watchlist.db")
-db.execute("CREATE TABLE movies (title TEXT)")
-db.executemany("INSERT INTO movies VALUES (?)", [(t,) for t in watchlist_dep.MOVIES])
-db.commit()
-print("initialised", len(watchlist_dep.MOVIES), "movies")
-'''
-APP = '''import sqlite3
-import watchlist_dep
-
-BANNER = "{banner}"
-
-
-def app(environ, start_response):
-    titles = [r[0] for r in sqlite3.connect("/app/watchlist.db").execute("SELECT title FROM movies")]
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [f"watchlist {{watchlist_dep.__version__}}: {{', '.join(titles)}} ({{BANNER}})\\n".encode()]
-'''
-
-
 @pytest.fixture
 def python_app(tmp_path: Path, images: Path) -> Iterator[tuple[Path, SimpleIndex]]:
     """A project directory with the model Dockerfile FROM the local Python and its index of two wheels."""
@@ -397,19 +345,8 @@ def python_app(tmp_path: Path, images: Path) -> Iterator[tuple[Path, SimpleIndex
         pytest.skip("needs the host's /usr/bin/python3 with Debian's pip (python3-pip) and the docs example")
     base = ensure_python_image(ImageStore(images), tmp_path)
     index = SimpleIndex(tmp_path / "index")
-    index.add(write_wheel(tmp_path, "watchlist-dep", "1.0", {
-        "watchlist_dep/__init__.py": '__version__ = "1.0"\nMOVIES = ["Alien", "Brazil", "Heat"]\n'}))
-    index.add(write_wheel(tmp_path, "minihttp", "0.1", {"minihttp/__init__.py": MINIHTTP},
-                          console_scripts={"minihttp": "minihttp:main"}))
     d = tmp_path / unique("flask")
-    d.mkdir()
-    text = model.read_text()
-    dockerfile = text.replace("python:3.10-alpine", base).replace('CMD ["gunicorn"', 'CMD ["minihttp"')
-    assert dockerfile.count(base) == 1 and '"minihttp", "-w", "2"' in dockerfile
-    (d / "Dockerfile").write_text(dockerfile)
-    (d / "requirements.txt").write_text(index.requirements_options() + "watchlist-dep==1.0\nminihttp==0.1\n")
-    (d / "init_db.py").write_text(INIT_DB)
-    (d / "app.py").write_text(APP.format(banner="first"))
+    watchlist_project(d, model, base, index)
     (d / "docker-compose.yml").write_text(f"services:\n  web:\n    build: .\n    ports: [\"{free_port()}:5000\"]\n")
     try:
         yield d, index
@@ -442,13 +379,19 @@ def test_flask_style_app_on_local_python_base(cluster: Cluster, python_app: tupl
         assert py.stdout.startswith(version + "."), py.stdout
         assert py.stdout.split()[1] == f"/usr/local/lib/python{version}/dist-packages/watchlist_dep/__init__.py"
         # A code change: the requirements layer comes from the build cache, the code and init steps run again.
-        (d / "app.py").write_text(APP.format(banner="second"))
+        (d / "app.py").write_text(watchlist_app("second"))
         rebuilt = compose(cluster, d, "build", "web").stdout
         assert "#4 CACHED" in rebuilt and "#5 DONE " in rebuilt and "initialised 3 movies" in rebuilt, rebuilt
         assert index.hits.get("/wheels/minihttp-0.1-py3-none-any.whl") == 1
+        compose(cluster, d, "up", "-d")
+        wait_for_sync(lambda: fetch(f"http://127.0.0.1:{port}/") == "watchlist 1.0: Alien, Brazil, Heat (second)",
+                      timeout=60, message="the rebuilt image serving after up")
     finally:
         compose(cluster, d, "down")
     assert not exists(cluster, f"/api/v1/namespaces/{d.name}")
     code, pods = cluster.api(f"/api/v1/namespaces/{d.name}/pods")
     assert code == 404 or not pods["items"]
     assert fetch(f"http://127.0.0.1:{port}/") is None
+    rules = subprocess.run(["nft", "list", "table", "ip", cluster.config()["proxy_table"]], capture_output=True,
+                           text=True).stdout
+    assert rules and f"tcp . {port}" not in rules

@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.server
 import re
 import shutil
 import subprocess
+import threading
 import zipfile
 from pathlib import Path
 
 from images.build import build
 from images.busybox import ensure_busybox
 from images.store import ImageStore
-from tests.images.test_build_docker import FileServer
+from tests.util import free_port
 
 HOST_PYTHON = Path("/usr/bin/python3")
 PURELIB = Path("/usr/lib/python3/dist-packages")
@@ -46,12 +48,7 @@ def _libraries(files: list[Path]) -> set[Path]:
     libs: set[Path] = set()
     for f in files:
         out = subprocess.run(["ldd", str(f)], capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            parts = line.split()
-            if "=>" in parts and len(parts) > parts.index("=>") + 1 and parts[parts.index("=>") + 1].startswith("/"):
-                libs.add(Path(parts[parts.index("=>") + 1]))
-            elif parts and parts[0].startswith("/"):
-                libs.add(Path(parts[0]))   # the loader: /lib64/ld-linux-x86-64.so.2
+        libs.update(Path(p) for p in re.findall(r"(/\S+) \(0x", out))  # "x.so => /lib/x.so (0x..)", the loader
     return libs
 
 
@@ -99,14 +96,12 @@ def ensure_python_image(store: ImageStore, workdir: Path) -> str:
 
 
 def write_wheel(dest: Path, name: str, version: str, files: dict[str, str],
-                console_scripts: dict[str, str] | None = None, requires: list[str] | None = None) -> Path:
+                console_scripts: dict[str, str] | None = None) -> Path:
     """A pure-Python wheel `name-version-py3-none-any.whl` in `dest` with the given module files."""
     dist = re.sub(r"[-_.]+", "_", name)
     info = f"{dist}-{version}.dist-info"
     meta = {
-        f"{info}/METADATA": "Metadata-Version: 2.1\n"
-                            f"Name: {name}\nVersion: {version}\n"
-                            + "".join(f"Requires-Dist: {r}\n" for r in requires or []),
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
         f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: pkube-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     }
     if console_scripts:
@@ -127,12 +122,39 @@ def write_wheel(dest: Path, name: str, version: str, files: dict[str, str],
     return wheel
 
 
-class SimpleIndex(FileServer):
-    """A PEP 503 simple index of the wheels in `root`/wheels, served on every address (`hits` counts requests)."""
+class SimpleIndex:
+    """A PEP 503 simple index of the wheels in `root`/wheels, served on every address; `hits` counts the requests
+    per path. Files are sent with PyPI's long max-age, so pip's HTTP cache (a cache mount in a build) serves them
+    again without asking."""
 
     def __init__(self, root: Path):
+        self.root = root
         (root / "wheels").mkdir(parents=True, exist_ok=True)
-        super().__init__(root, "0.0.0.0")
+        self.hits: dict[str, int] = {}
+        hits = self.hits
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+                super().__init__(*args, directory=str(root), **kwargs)
+
+            def do_GET(self) -> None:
+                hits[self.path] = hits.get(self.path, 0) + 1
+                super().do_GET()
+
+            def end_headers(self) -> None:
+                if self.path.startswith("/wheels/"):
+                    self.send_header("Cache-Control", "max-age=365000000, immutable, public")
+                super().end_headers()
+
+            def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
+                pass
+        self.port = free_port()
+        self.httpd = http.server.ThreadingHTTPServer(("0.0.0.0", self.port), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
     def add(self, wheel: Path) -> None:
         """Publish `wheel` (moved under wheels/) on the project's page /simple/<normalised name>/."""
@@ -148,6 +170,87 @@ class SimpleIndex(FileServer):
         """The lines that point `pip install -r` at this index from a build sandbox (plain HTTP: a trusted host)."""
         host = index_host()
         return f"--index-url http://{host}:{self.port}/simple/\n--trusted-host {host}\n"
+
+
+# The flask-watchlist example (docs-examples/flask-watchlist) on the local Python. Flask and gunicorn are not on
+# this machine: the index has `watchlist-dep` (the app's data) and `minihttp`, a WSGI server with gunicorn's
+# command line; the app is a plain WSGI callable reading the SQLite database `init_db.py` made.
+MINIHTTP = '''"""gunicorn's command line on wsgiref: minihttp [-w WORKERS] [-b HOST:PORT] MODULE:APP"""
+import argparse, importlib, os, socketserver, sys
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+
+class Server(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+def main():
+    p = argparse.ArgumentParser(prog="minihttp")
+    p.add_argument("-w", "--workers", type=int, default=1)
+    p.add_argument("-b", "--bind", default="127.0.0.1:8000")
+    p.add_argument("app")
+    a = p.parse_args()
+    sys.path.insert(0, os.getcwd())
+    module, _, name = a.app.partition(":")
+    app = getattr(importlib.import_module(module), name or "application")
+    host, _, port = a.bind.rpartition(":")
+    httpd = make_server(host, int(port), app, server_class=Server, handler_class=WSGIRequestHandler)
+    print(f"[INFO] Listening at: http://{a.bind} ({os.getpid()})", flush=True)
+    for _ in range(a.workers - 1):
+        if os.fork() == 0:
+            break
+    print(f"[INFO] Booting worker with pid: {os.getpid()}", flush=True)
+    httpd.serve_forever()
+'''
+INIT_DB = '''import sqlite3
+import watchlist_dep
+
+db = sqlite3.connect("/app/watchlist.db")
+db.execute("CREATE TABLE movies (title TEXT)")
+db.executemany("INSERT INTO movies VALUES (?)", [(t,) for t in watchlist_dep.MOVIES])
+db.commit()
+print("initialised", len(watchlist_dep.MOVIES), "movies")
+'''
+APP = '''import sqlite3
+import watchlist_dep
+
+BANNER = "{banner}"
+
+
+def app(environ, start_response):
+    titles = [r[0] for r in sqlite3.connect("/app/watchlist.db").execute("SELECT title FROM movies")]
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"watchlist {{watchlist_dep.__version__}}: {{', '.join(titles)}} ({{BANNER}})\\n".encode()]
+'''
+
+
+
+
+def watchlist_app(banner: str) -> str:
+    """app.py of the watchlist project, its page ending in `(banner)`."""
+    return APP.format(banner=banner)
+
+
+def watchlist_project(d: Path, model: Path, base: str, index: SimpleIndex,
+                      requirements: str = "watchlist-dep==1.0\nminihttp==0.1\n") -> None:
+    """The project directory `d`: the `model` Dockerfile with only its base image (`base`) and server program
+    (minihttp for gunicorn) changed, requirements.txt pointing at `index` (which gets the project's wheels),
+    init_db.py and app.py."""
+    if not (index.root / "simple" / "minihttp").is_dir():
+        index.add(write_wheel(index.root, "watchlist-dep", "1.0", {
+            "watchlist_dep/__init__.py": '__version__ = "1.0"\nMOVIES = ["Alien", "Brazil", "Heat"]\n'}))
+        index.add(write_wheel(index.root, "minihttp", "0.1", {"minihttp/__init__.py": MINIHTTP},
+                              console_scripts={"minihttp": "minihttp:main"}))
+        index.add(write_wheel(index.root, "extras", "2.0", {"extras.py": "VERSION = '2.0'\n"}))
+    text = model.read_text()
+    dockerfile = text.replace("python:3.10-alpine", base).replace('CMD ["gunicorn"', 'CMD ["minihttp"')
+    if dockerfile.count(base) != 1 or '"minihttp", "-w", "2"' not in dockerfile:
+        raise RuntimeError(f"{model}: not the flask-watchlist Dockerfile this helper knows")
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "Dockerfile").write_text(dockerfile)
+    (d / "requirements.txt").write_text(index.requirements_options() + requirements)
+    (d / "init_db.py").write_text(INIT_DB)
+    (d / "app.py").write_text(watchlist_app("first"))
 
 
 def index_host() -> str:
