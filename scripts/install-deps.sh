@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs everything pkube needs on a fresh Debian machine: system packages
-# (etcd, runc, conmon, nftables, busybox-static, registry for tests) and a
+# (etcd, runc, conmon, nftables, busybox-static, registry for tests, python3-pip for
+# the tests' local Python base image) and a
 # Python venv with pkube installed in editable mode. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES="etcd-server etcd-client runc conmon nftables busybox-static docker-registry conntrack iproute2 util-linux e2fsprogs nginx-light chromium chromium-driver"
+APT_PACKAGES="etcd-server etcd-client runc conmon nftables busybox-static python3-pip docker-registry conntrack iproute2 util-linux e2fsprogs nginx-light chromium chromium-driver"
 missing=""
 for p in $APT_PACKAGES; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -124,34 +124,41 @@ def use_image_healthchecks(args: argparse.Namespace, project: Project) -> bool:
 
 
 def build_images(args: argparse.Namespace, project: Project, only: list[str], always: bool,
-                 no_cache: bool = False) -> None:
+                 no_cache: bool = False) -> bool:
+    """Build the services' images (those not built yet unless `always`); returns whether any service's
+    `image_id` was set (its pods carry it, so a rebuilt image rolls them)."""
     from pkctl.cluster.images import copy_images
     roots: list[Path] = []
+    found = False
     for svc in project.services.values():
         if svc.build is None or (only and svc.name not in only):
             continue
         roots = roots or image_roots(args)
         store = ImageStore(roots[0])
         tag = image_of(project, svc)
-        if not always and store.resolve(tag) is not None:
+        if not always and (img := store.resolve(tag)) is not None:
+            svc.image_id, found = img.id, True
             copy_images([tag], store, roots, progress=lambda line: print(line, flush=True))
             continue
         print(f"[+] Building {svc.name} ({tag})", flush=True)
         try:
-            store.build(svc.build.context, dockerfile_path=svc.build.dockerfile, tag=tag, build_args=svc.build.args,
-                        target=svc.build.target, no_cache=no_cache, progress=lambda line: print(line, flush=True))
+            svc.image_id = store.build(svc.build.context, dockerfile_path=svc.build.dockerfile, tag=tag,
+                                       build_args=svc.build.args, target=svc.build.target, no_cache=no_cache,
+                                       progress=lambda line: print(line, flush=True)).id
+            found = True
         except ImageError as e:
             raise CommandError(f"service {svc.name!r}: build failed: {e}") from None
         except PermissionError as e:
             raise CommandError(f"service {svc.name!r}: permission denied: {e.filename or e}") from None
         copy_images([tag], store, roots, progress=lambda line: print(line, flush=True))  # nodes with their own store
+    return found
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     project = project_of(args)
     plan = plan_of(project)
-    build_images(args, project, [], args.build)
-    if use_image_healthchecks(args, project):
+    built = build_images(args, project, [], args.build)
+    if use_image_healthchecks(args, project) or built:
         plan = plan_of(project)
 
     async def go(conn: Connection) -> int:

@@ -27,6 +27,7 @@ from .model import NETWORK_LABEL_PREFIX, ComposeError, Mount, Project, Service
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
+IMAGE_ANNOTATION = "com.docker.compose.image"  # Docker Compose's label of a container's image ID
 NETWORK_LABEL = "com.docker.compose.network"  # on a network's NetworkPolicy: the network's name in the file
 PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
 VOLUME_SIZE = "1Gi"  # a named volume has no size in Compose; local-path volumes do not enforce it
@@ -273,8 +274,8 @@ def _workload(project: Project, svc: Service) -> Obj:
         return {"apiVersion": "v1", "kind": "Pod", "metadata": {**meta, "labels": pod_labels},
                 "spec": {**spec, "restartPolicy": policy}}
     template_meta: Obj = {"labels": dict(pod_labels)}
-    if svc.labels:
-        template_meta["annotations"] = dict(svc.labels)
+    if svc.labels or svc.image_id:
+        template_meta["annotations"] = {**svc.labels, **({IMAGE_ANNOTATION: svc.image_id} if svc.image_id else {})}
     dep_spec: Obj = {"replicas": svc.replicas, "selector": {"matchLabels": dict(labels)},
                      "template": {"metadata": template_meta, "spec": spec}}
     if any(p.host for p in svc.ports) or any(m.kind == "volume" for m in svc.mounts):

@@ -106,6 +106,9 @@ class Service:
     host_network: bool = False
     profiles: list[str] = field(default_factory=list)
     stop_grace_period: float = 10.0  # Compose's default; a pod's would be 30 s
+    # the ID of the image `up` built (or found) for a `build:` service; a rebuilt image rolls its pods, as Docker
+    # Compose recreates a container whose image changed
+    image_id: str = ""
 
 
 @dataclass

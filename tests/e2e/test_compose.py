@@ -18,8 +18,11 @@ from typing import Any, Iterator
 import pytest
 
 from pkctl.cluster.components import BY_NAME
+from images.store import ImageStore
 from tests.e2e.helpers import ROOT, Cluster, run
 from tests.support.proxy import fetch_text as fetch
+from tests.support.python_image import (SimpleIndex, ensure_python_image, host_python, watchlist_app,
+                                        watchlist_project)
 from tests.util import free_port, unique, wait_for_sync
 
 pytestmark = [
@@ -332,3 +335,63 @@ def test_service_names_network_aliases_and_link_aliases_resolve(cluster: Cluster
     finally:
         compose(cluster, d, "down")
     assert not exists(cluster, f"/api/v1/namespaces/{d.name}")
+
+
+@pytest.fixture
+def python_app(tmp_path: Path, images: Path) -> Iterator[tuple[Path, SimpleIndex]]:
+    """A project directory with the model Dockerfile FROM the local Python and its index of two wheels."""
+    model = EXAMPLES / "flask-watchlist" / "Dockerfile"
+    if host_python() is None or not model.is_file():
+        pytest.skip("needs the host's /usr/bin/python3 with Debian's pip (python3-pip) and the docs example")
+    base = ensure_python_image(ImageStore(images), tmp_path)
+    index = SimpleIndex(tmp_path / "index")
+    d = tmp_path / unique("flask")
+    watchlist_project(d, model, base, index)
+    (d / "docker-compose.yml").write_text(f"services:\n  web:\n    build: .\n    ports: [\"{free_port()}:5000\"]\n")
+    try:
+        yield d, index
+    finally:
+        index.close()
+
+
+def base_version() -> str:
+    found = host_python()
+    assert found is not None
+    return found[1]
+
+
+def test_flask_style_app_on_local_python_base(cluster: Cluster, python_app: tuple[Path, SimpleIndex]) -> None:
+    d, index = python_app
+    port = (d / "docker-compose.yml").read_text().split('"')[1].split(":")[0]
+    try:
+        up = compose(cluster, d, "up", "-d").stdout
+        assert "RUN --mount=type=cache,target=/root/.cache/pip pip3 install -r requirements.txt" in up, up
+        assert "Successfully installed minihttp-0.1 watchlist-dep-1.0" in up and "initialised 3 movies" in up, up
+        assert index.hits.get("/wheels/minihttp-0.1-py3-none-any.whl") == 1
+        page = wait_for_sync(lambda: fetch(f"http://127.0.0.1:{port}/"), timeout=60,
+                             message=f"the app answering on the published port {port}")
+        assert page == "watchlist 1.0: Alien, Brazil, Heat (first)"
+        logs = compose(cluster, d, "logs", "web").stdout
+        assert "[INFO] Listening at: http://0.0.0.0:5000" in logs and logs.count("Booting worker") == 2, logs
+        version = base_version()
+        py = compose(cluster, d, "exec", "web", "--", "python3", "-c",
+                     "import platform, watchlist_dep; print(platform.python_version(), watchlist_dep.__file__)")
+        assert py.stdout.startswith(version + "."), py.stdout
+        assert py.stdout.split()[1] == f"/usr/local/lib/python{version}/dist-packages/watchlist_dep/__init__.py"
+        # A code change: the requirements layer comes from the build cache, the code and init steps run again.
+        (d / "app.py").write_text(watchlist_app("second"))
+        rebuilt = compose(cluster, d, "build", "web").stdout
+        assert "#4 CACHED" in rebuilt and "#5 DONE " in rebuilt and "initialised 3 movies" in rebuilt, rebuilt
+        assert index.hits.get("/wheels/minihttp-0.1-py3-none-any.whl") == 1
+        compose(cluster, d, "up", "-d")
+        wait_for_sync(lambda: fetch(f"http://127.0.0.1:{port}/") == "watchlist 1.0: Alien, Brazil, Heat (second)",
+                      timeout=60, message="the rebuilt image serving after up")
+    finally:
+        compose(cluster, d, "down")
+    assert not exists(cluster, f"/api/v1/namespaces/{d.name}")
+    code, pods = cluster.api(f"/api/v1/namespaces/{d.name}/pods")
+    assert code == 404 or not pods["items"]
+    assert fetch(f"http://127.0.0.1:{port}/") is None
+    rules = subprocess.run(["nft", "list", "table", "ip", cluster.config()["proxy_table"]], capture_output=True,
+                           text=True).stdout
+    assert rules and f"tcp . {port}" not in rules

@@ -1,98 +1,34 @@
-"""e2e: a Flask-style app built with `pkctl image build` from a Dockerfile of the shape of
-docs-examples/flask-watchlist (syntax directive, FROM --platform=$BUILDPLATFORM, legacy ENV, a
-`RUN --mount=type=cache,target=/root/.cache/pip pip3 install -r requirements.txt` against a package index
-served from this host, an init step), then run under runc and answering on its port.
+"""e2e: the Flask-style docs example (docs-examples/flask-watchlist/Dockerfile: syntax directive,
+FROM --platform=$BUILDPLATFORM, legacy ENV, `RUN --mount=type=cache,target=/root/.cache/pip pip3 install -r
+requirements.txt`, an init step) built with `pkctl image build` on a real Python base, then run under runc
+and answering on its port.
 
-No Python base image exists here (and no network beyond this machine), so the base is busybox with a
-stand-in `pip3` (a shell script with pip's cache behaviour: a package in /root/.cache/pip is not downloaded
-again) and busybox httpd in gunicorn's place; everything else is the model Dockerfile as written.
+The base is this host's own Python as pkube.local/python-local:3.X and the requirements come from a PEP 503
+index served by this test (tests/support/python_image.py); only the base image and the server program
+(minihttp, a WSGI server with gunicorn's command line) differ from the model Dockerfile.
 """
 from __future__ import annotations
 
-import io
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from images.build import build
-from images.busybox import ensure_busybox
 from images.store import ImageStore
 from kubelet.runtime.interface import ContainerConfig, SandboxConfig
-from tests.images.test_build_docker import FileServer
 from tests.runtime.test_network import fetch
+from tests.support.python_image import (SimpleIndex, ensure_python_image, host_python, index_host, watchlist_app,
+                                        watchlist_project)
 from tests.support.runtime import node_runtime
 from tests.util import unique
 
 pytestmark = pytest.mark.root
 
-MODEL = """\
-# syntax=docker/dockerfile:1.4
-FROM --platform=$BUILDPLATFORM {base}
-
-# set the working directory
-WORKDIR /app
-
-# set environmental variables
-ENV PYTHONDONTWRITEBYTECODE 1
-ENV PYTHONUNBUFFERED 1
-
-# install the requirements
-COPY requirements.txt /app
-RUN --mount=type=cache,target=/root/.cache/pip \\
-    pip3 install -r requirements.txt
-
-# copy the code to the container
-COPY . .
-
-# initialize the database (create DB, tables, populate)
-RUN sh init_db.sh
-
-# expose
-EXPOSE 5000/tcp
-
-# entrypoint command
-CMD ["httpd", "-f", "-p", "5000", "-h", "/app/www"]
-"""
-
-PIP3 = """#!/bin/sh
-# pip's stand-in: `pip3 install -r FILE` from the index on the build host (the sandbox's gateway), cached
-set -e
-[ "$1 $2" = "install -r" ] || { echo "usage: pip3 install -r FILE" >&2; exit 2; }
-GW=$(ip route | awk '/^default/ {print $3}')
-INDEX=${PIP_INDEX_URL:-http://$GW:$PIP_INDEX_PORT/simple}
-mkdir -p /root/.cache/pip /usr/local/lib/site
-while read -r req; do
-  [ -n "$req" ] || continue
-  f="$(echo "$req" | sed 's/==/-/').tar"
-  if [ -f "/root/.cache/pip/$f" ]; then
-    echo "Using cached $f"
-  else
-    echo "Downloading $INDEX/$f"
-    wget -q -O "/root/.cache/pip/$f.part" "$INDEX/$f" && mv "/root/.cache/pip/$f.part" "/root/.cache/pip/$f"
-  fi
-  tar -xf "/root/.cache/pip/$f" -C /usr/local/lib/site
-  echo "Successfully installed $req"
-done < "$3"
-"""
-
-INIT_DB = """mkdir -p /app/www
-echo "watchlist $(cat /usr/local/lib/site/watchlist/VERSION): $(wc -l < /usr/local/lib/site/watchlist/items.txt) \
-items, $(cat /app/banner.txt)" > /app/www/index.html
-"""
-
-
-def package(path: Path, files: dict[str, str]) -> None:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tf:
-        for name, text in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(text.encode())
-            tf.addfile(info, io.BytesIO(text.encode()))
-    path.write_bytes(buf.getvalue())
+MODEL = Path("/work/shared/docs-examples/flask-watchlist/Dockerfile")
+if not MODEL.is_file():
+    MODEL = Path(__file__).resolve().parents[3] / "shared" / "docs-examples" / "flask-watchlist" / "Dockerfile"
 
 
 def pkctl(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -101,61 +37,55 @@ def pkctl(*args: str | Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def index(tmp_path: Path) -> Iterator[FileServer]:
-    (tmp_path / "www" / "simple").mkdir(parents=True)
-    server = FileServer(tmp_path / "www", "0.0.0.0")  # every address: RUN steps reach it through their gateway
-    package(server.root / "simple/watchlist-1.0.tar", {"watchlist/VERSION": "1.0", "watchlist/items.txt": "a\nb\nc\n"})
-    package(server.root / "simple/extras-2.0.tar", {"extras/VERSION": "2.0"})
+def index(tmp_path: Path) -> Iterator[SimpleIndex]:
+    server = SimpleIndex(tmp_path / "index")
     try:
         yield server
     finally:
         server.close()
 
 
-async def test_flask_style_app_builds_caches_and_serves(tmp_path: Path, index: FileServer) -> None:
+@pytest.mark.skipif(host_python() is None or not MODEL.is_file(),
+                    reason="needs the host's /usr/bin/python3 with Debian's pip (python3-pip) and the docs example")
+async def test_flask_style_app_builds_caches_and_serves(tmp_path: Path, index: SimpleIndex) -> None:
     root = tmp_path / "home" / "images"
     store = ImageStore(root)
-    base_ctx, app = tmp_path / "base", tmp_path / "app"
-    base_ctx.mkdir()
-    app.mkdir()
-    (base_ctx / "pip3").write_text(PIP3)
-    (base_ctx / "Dockerfile").write_text(f"FROM {ensure_busybox(store)}\nARG INDEX_PORT\n"
-                                         "ENV PIP_INDEX_PORT=$INDEX_PORT\nCOPY --chmod=755 pip3 /usr/local/bin/\n")
-    base = f"pkube.local/{unique('py')}:3.10-alpine"
-    build(store, base_ctx, tag=base, build_args={"INDEX_PORT": str(index.port)}, progress=lambda _: None)
-
-    (app / "Dockerfile").write_text(MODEL.format(base=base))
-    (app / "requirements.txt").write_text("watchlist==1.0\n")
-    (app / "init_db.sh").write_text(INIT_DB)
-    (app / "banner.txt").write_text("first")
-    tag = "pkube.local/watchlist:1"
+    base = ensure_python_image(store, tmp_path)
+    app = tmp_path / "app"
+    watchlist_project(app, MODEL, base, index)
+    tag = f"pkube.local/{unique('watchlist')}:1"
     r = pkctl("image", "build", "--root", root, "-t", tag, app)
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
     assert f"#1 [1/6] FROM {base}\n" in out
     assert "#4 [4/6] RUN --mount=type=cache,target=/root/.cache/pip pip3 install -r requirements.txt\n" in out
-    assert "Successfully installed watchlist==1.0" in out and "Successfully tagged pkube.local/watchlist:1" in out
-    assert index.hits == {"/simple/watchlist-1.0.tar": 1}
+    assert "Successfully installed minihttp-0.1 watchlist-dep-1.0" in out, out
+    assert "#6 [6/6] RUN python init_db.py\n" in out and "initialised 3 movies" in out
+    assert f"Successfully tagged {tag}" in out
+    wheel = "/wheels/watchlist_dep-1.0-py3-none-any.whl"
+    assert index.hits[wheel] == 1
 
     # New code: the requirements layer comes from the build cache, the code and init steps run again.
-    (app / "banner.txt").write_text("second")
+    (app / "app.py").write_text(watchlist_app("second"))
     r = pkctl("image", "build", "--root", root, "-t", tag, app)
     assert r.returncode == 0, r.stderr
     assert "#4 CACHED\n" in r.stdout and "#5 DONE " in r.stdout and "#6 DONE " in r.stdout
-    # New requirements: pip runs again and finds the first package in its cache mount.
-    (app / "requirements.txt").write_text("watchlist==1.0\nextras==2.0\n")
+    # New requirements: pip runs again and takes the first packages from its cache mount.
+    (app / "requirements.txt").write_text((app / "requirements.txt").read_text() + "extras==2.0\n")
     r = pkctl("image", "build", "--root", root, "-t", tag, app)
     assert r.returncode == 0, r.stderr
-    assert "Using cached watchlist-1.0.tar" in r.stdout and "Successfully installed extras==2.0" in r.stdout
-    assert index.hits == {"/simple/watchlist-1.0.tar": 1, "/simple/extras-2.0.tar": 1}
+    assert f"Using cached http://{index_host()}:{index.port}{wheel}" in r.stdout, r.stdout
+    assert "Successfully installed extras-2.0 minihttp-0.1 watchlist-dep-1.0" in r.stdout
+    assert index.hits[wheel] == 1 and index.hits["/wheels/extras-2.0-py3-none-any.whl"] == 1
     assert r.stdout.rstrip().splitlines()[-2].startswith("[+] Building ")
 
     config = store.config(tag)["config"]
     assert config["WorkingDir"] == "/app" and config["ExposedPorts"] == {"5000/tcp": {}}
     assert {"PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"} <= set(config["Env"])
+    assert config["Cmd"] == ["minihttp", "-w", "2", "-b", "0.0.0.0:5000", "app:app"]
     async with node_runtime(store) as rt:
         sid = await rt.run_sandbox(SandboxConfig(name="watchlist", namespace="default", uid=unique("uid")))
         cid = await rt.create_container(sid, ContainerConfig(name="web", image=tag))
         await rt.start_container(cid)
-        page = await fetch(rt, cid, "http://127.0.0.1:5000/index.html")
-        assert page == "watchlist 1.0: 3 items, second\n"
+        page = await fetch(rt, cid, "http://127.0.0.1:5000/")
+        assert page == "watchlist 1.0: Alien, Brazil, Heat (second)\n"

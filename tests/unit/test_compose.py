@@ -274,3 +274,15 @@ def test_bad_networks_are_errors(tmp_path: Path, text: str, message: str) -> Non
     with pytest.raises(ComposeError) as e:
         convert(load(write(tmp_path, text), environ={}))
     assert message in str(e.value), str(e.value)
+
+
+def test_a_built_images_id_is_on_its_pods_so_a_rebuild_rolls_them(tmp_path: Path) -> None:
+    project = load(write(tmp_path, "services:\n  web:\n    build: .\n    labels: {team: a}\n  db:\n    image: x\n"),
+                   environ={})
+    assert "annotations" not in by_kind(convert(project).objects(), "Deployment")["db"]["spec"]["template"]["metadata"]
+    project.services["web"].image_id = "sha256:" + "1" * 64
+    first = by_kind(convert(project).objects(), "Deployment")["web"]["spec"]["template"]["metadata"]
+    assert first["annotations"] == {"team": "a", "com.docker.compose.image": "sha256:" + "1" * 64}
+    project.services["web"].image_id = "sha256:" + "2" * 64
+    second = by_kind(convert(project).objects(), "Deployment")["web"]["spec"]["template"]["metadata"]
+    assert second != first
