@@ -2,7 +2,7 @@
 they come from the monotonic or boot clock, and a wall-clock time from elsewhere is used only by its age."""
 from __future__ import annotations
 
-import os
+import subprocess
 
 from pkctl.cluster.procs import _CLK_TCK, ProcRecord
 from proxy.main import change_time
@@ -12,10 +12,15 @@ def test_process_uptime_comes_from_the_boot_clock() -> None:
     rec = ProcRecord(1234, ticks=100 * _CLK_TCK)  # started 100 s after boot
     assert rec.uptime(boot_clock=160.0) == 60.0
     assert rec.uptime(boot_clock=99.0) == 0.0  # never negative
-    me = ProcRecord.of(os.getpid())
-    assert me is not None
-    # this test process started moments ago, whatever the wall clock says
-    assert 0.0 <= me.uptime() < 600
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        rec_child = ProcRecord.of(child.pid)
+        assert rec_child is not None
+        # a process started just now has been up for moments, whatever the wall clock says
+        assert 0.0 <= rec_child.uptime() < 20
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_programming_latency_start_is_monotonic_and_a_stamp_counts_by_its_age() -> None:
