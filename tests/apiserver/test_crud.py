@@ -192,7 +192,11 @@ async def test_failed_create_gives_back_what_it_allocated(client: Client, namesp
         body["spec"]["ports"][0]["nodePort"] = port
         return body
 
-    port_a, port_b = 30000 + int(namespace[-4:], 16) % 2000, 32100 + int(namespace[-4:], 16) % 600
+    # two ports no Service of the shared apiserver holds (other tests' NodePorts are allocated at random)
+    taken = {p.get("nodePort") for s in (await client.list(svc))["items"] for p in s["spec"].get("ports") or []}
+    start = int(namespace[-4:], 16)
+    port_a = next(p for i in range(2000) if (p := 30000 + (start + i) % 2000) not in taken)
+    port_b = next(p for i in range(600) if (p := 32100 + (start + i) % 600) not in taken)
     await client.create(svc, node_port_service("a", port_a))
     with pytest.raises(ApiError) as e:  # the name is taken: port_b was reserved, then must be released
         await client.create(svc, node_port_service("a", port_b))
