@@ -32,7 +32,11 @@ log = logging.getLogger("apiserver.storage")
 ROOT = "/registry"
 
 # gRPC refuses responses over 4 MiB by default; a list of 10,000 pods is ~11 MiB.
-_CHANNEL_OPTIONS = {"grpc.max_receive_message_length": 256 * 1024 * 1024}
+# gRPC backs off reconnecting up to 120 s by default: an etcd member that restarted after a few seconds could
+# then stay unused for a minute or more. Retry within 2 s, as a restarted member is usually back within seconds.
+_CHANNEL_OPTIONS = {"grpc.max_receive_message_length": 256 * 1024 * 1024,
+                    "grpc.initial_reconnect_backoff_ms": 250, "grpc.min_reconnect_backoff_ms": 250,
+                    "grpc.max_reconnect_backoff_ms": 2000}
 
 # etcd answers reads at a compacted revision with this gRPC error text.
 _COMPACTED_TEXT = "required revision has been compacted"

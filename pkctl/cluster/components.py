@@ -114,7 +114,11 @@ def _http_ok(url: str, token: str | None = None, timeout: float = 1.0, tls: ssl.
         with urllib.request.urlopen(req, timeout=timeout, context=tls) as r:
             return r.status == 200, f"{url}: {r.status}"
     except urllib.error.HTTPError as e:
-        return False, f"{url}: HTTP {e.code}"
+        try:  # the first line of the answer says why (an apiserver's /readyz: "etcd: not reachable")
+            why = e.read(200).decode(errors="replace").strip().splitlines()[:1]
+        except OSError:
+            why = []
+        return False, f"{url}: HTTP {e.code}" + (f" ({why[0]})" if why else "")
     except OSError as e:
         return False, f"{url}: {getattr(e, 'reason', e)}"
 
