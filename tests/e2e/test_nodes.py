@@ -41,6 +41,24 @@ def pkctl(c: Cluster, *argv: str, check: bool = True) -> Any:
     return run("--kubeconfig", str(c.kubeconfig), *argv, check=check)
 
 
+def run_servers(c: Cluster, ns: str, layout: dict[str, tuple[str, dict[str, str]]]) -> dict[str, str]:
+    """One SERVER pod per name, pinned to its node with its labels; their pod IPs once all run."""
+    for name, (node, labels) in layout.items():
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
+               "spec": {"nodeSelector": {"kubernetes.io/hostname": node}, "terminationGracePeriodSeconds": 1,
+                        "containers": [{"name": "web", "image": "pkube.local/busybox:latest",
+                                        "command": ["sh", "-c", SERVER]}]}}
+        code, body = c.api(f"/api/v1/namespaces/{ns}/pods", pod)
+        assert code == 201, body
+
+    def ips() -> dict[str, str] | None:
+        _, pods = c.api(f"/api/v1/namespaces/{ns}/pods")
+        up = {p["metadata"]["name"]: p["status"]["podIP"] for p in pods["items"]
+              if p["status"].get("phase") == "Running" and p["status"].get("podIP")}
+        return up if len(up) == len(layout) else None
+    return wait_for(ips, timeout=90)
+
+
 def ready_nodes(c: Cluster) -> dict[str, str]:
     """Ready node → its InternalIP."""
     code, body = c.api("/api/v1/nodes")
@@ -149,22 +167,8 @@ def test_network_policy_is_enforced_on_every_node(two: Cluster) -> None:
     servers on both nodes accept only role=frontend clients, wherever those run."""
     ns = make_namespace(two)
     first, worker = two.config()["node_name"], two.config()["workers"][0]["name"]
-    layout = {"server-a": (first, {"app": "server"}), "server-b": (worker, {"app": "server"}),
-              "front": (worker, {"role": "frontend"}), "other": (first, {"role": "other"})}
-    for name, (node, labels) in layout.items():
-        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
-               "spec": {"nodeSelector": {"kubernetes.io/hostname": node}, "terminationGracePeriodSeconds": 1,
-                        "containers": [{"name": "web", "image": "pkube.local/busybox:latest",
-                                        "command": ["sh", "-c", SERVER]}]}}
-        code, body = two.api(f"/api/v1/namespaces/{ns}/pods", pod)
-        assert code == 201, body
-
-    def ips() -> dict[str, str] | None:
-        _, pods = two.api(f"/api/v1/namespaces/{ns}/pods")
-        up = {p["metadata"]["name"]: p["status"]["podIP"] for p in pods["items"]
-              if p["status"].get("phase") == "Running" and p["status"].get("podIP")}
-        return up if len(up) == len(layout) else None
-    addresses = wait_for(ips, timeout=90)
+    addresses = run_servers(two, ns, {"server-a": (first, {"app": "server"}), "server-b": (worker, {"app": "server"}),
+                                      "front": (worker, {"role": "frontend"}), "other": (first, {"role": "other"})})
 
     def reaches(client: str, server: str) -> bool:
         request = f"printf 'GET /cgi-bin/ip HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {addresses[server]} 8080"

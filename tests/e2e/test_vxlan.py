@@ -14,7 +14,7 @@ import pytest
 
 from pkctl.cluster.components import BY_NAME
 from tests.e2e.helpers import Cluster, local_cluster, make_namespace, no_traceback
-from tests.e2e.test_nodes import SERVER, pkctl
+from tests.e2e.test_nodes import pkctl, run_servers
 from tests.util import unique, wait_for_sync as wait_for
 
 pytestmark = [
@@ -110,20 +110,7 @@ def test_every_node_has_a_vxlan_device_and_publishes_its_mac(tunnel: Cluster) ->
 def test_pods_on_both_nodes_reach_each_other_through_the_tunnel_with_their_own_ips(tunnel: Cluster) -> None:
     ns = make_namespace(tunnel)
     cfg = tunnel.config()
-    for tag, node in (("first", cfg["node_name"]), ("second", cfg["workers"][0]["name"])):
-        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": tag},
-               "spec": {"nodeSelector": {"kubernetes.io/hostname": node}, "terminationGracePeriodSeconds": 1,
-                        "containers": [{"name": "web", "image": "pkube.local/busybox:latest",
-                                        "command": ["sh", "-c", SERVER]}]}}
-        code, body = tunnel.api(f"/api/v1/namespaces/{ns}/pods", pod)
-        assert code == 201, body
-
-    def running() -> dict[str, str] | None:
-        _, pods = tunnel.api(f"/api/v1/namespaces/{ns}/pods")
-        ips = {p["metadata"]["name"]: p["status"]["podIP"] for p in pods["items"]
-               if p["status"].get("phase") == "Running" and p["status"].get("podIP")}
-        return ips if len(ips) == 2 else None
-    ips = wait_for(running, timeout=90)
+    ips = run_servers(tunnel, ns, {"first": (cfg["node_name"], {}), "second": (cfg["workers"][0]["name"], {})})
     for client, server in (("first", "second"), ("second", "first")):
         request = f"printf 'GET /cgi-bin/ip HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {ips[server]} 8080"
 

@@ -4,13 +4,11 @@ overlay mounts, a netns with a veth and nftables, a loopback docker-registry wit
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
 import os
 import stat
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -22,40 +20,13 @@ from images.busybox import BUSYBOX_IMAGE, ensure_busybox
 from images.errors import BuildError
 from images.image import host_arch
 from images.store import ImageStore
-from tests.images.registry_fixture import RegistryServer, start_registry, stop_registry
-from tests.util import free_port, unique
+from tests.images.registry_fixture import start_registry, stop_registry
+from tests.support.fileserver import FileServer
+from tests.util import unique
 
 pytestmark = pytest.mark.root
 USER, PASSWORD = "bob", "b-s3cret"
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
-
-
-class FileServer:
-    """A tiny HTTP file server in this process; counts the requests per path."""
-
-    def __init__(self, root: Path, host: str):
-        self.root = root
-        self.hits: dict[str, int] = {}
-        hits = self.hits
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-                super().__init__(*args, directory=str(root), **kwargs)
-
-            def do_GET(self) -> None:
-                hits[self.path] = hits.get(self.path, 0) + 1
-                super().do_GET()
-
-            def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
-                pass
-        self.port = free_port()
-        self.httpd = http.server.ThreadingHTTPServer((host, self.port), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture(scope="module")

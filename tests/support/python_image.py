@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.server
 import re
 import shutil
 import subprocess
-import threading
 import zipfile
 from pathlib import Path
 
 from images.build import build
 from images.busybox import ensure_busybox
 from images.store import ImageStore
-from tests.util import free_port
+from tests.support.fileserver import FileServer
 
 HOST_PYTHON = Path("/usr/bin/python3")
 PURELIB = Path("/usr/lib/python3/dist-packages")
@@ -122,39 +120,17 @@ def write_wheel(dest: Path, name: str, version: str, files: dict[str, str],
     return wheel
 
 
-class SimpleIndex:
+class SimpleIndex(FileServer):
     """A PEP 503 simple index of the wheels in `root`/wheels, served on every address; `hits` counts the requests
     per path. Files are sent with PyPI's long max-age, so pip's HTTP cache (a cache mount in a build) serves them
     again without asking."""
 
     def __init__(self, root: Path):
-        self.root = root
         (root / "wheels").mkdir(parents=True, exist_ok=True)
-        self.hits: dict[str, int] = {}
-        hits = self.hits
+        super().__init__(root, "0.0.0.0")
 
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-                super().__init__(*args, directory=str(root), **kwargs)
-
-            def do_GET(self) -> None:
-                hits[self.path] = hits.get(self.path, 0) + 1
-                super().do_GET()
-
-            def end_headers(self) -> None:
-                if self.path.startswith("/wheels/"):
-                    self.send_header("Cache-Control", "max-age=365000000, immutable, public")
-                super().end_headers()
-
-            def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
-                pass
-        self.port = free_port()
-        self.httpd = http.server.ThreadingHTTPServer(("0.0.0.0", self.port), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def extra_headers(self, path: str) -> dict[str, str]:
+        return {"Cache-Control": "max-age=365000000, immutable, public"} if path.startswith("/wheels/") else {}
 
     def add(self, wheel: Path) -> None:
         """Publish `wheel` (moved under wheels/) on the project's page /simple/<normalised name>/."""
