@@ -39,8 +39,12 @@ def main() -> int:
                         per_kill[comp].append(kill_during_rollout(cluster, scene, comp, f"{r}-{comp}", rng))
                     rounds += 1
             except AssertionError as e:  # a rollout that never finished: reported, not raised
-                result["stopped_by"] = str(e)[:500]
-            broken = invariants_broken(cluster, scene)
+                result["stopped_by"] = str(e)[:2000]
+                print(f"stopped: {e}", file=sys.stderr, flush=True)
+            try:
+                broken = invariants_broken(cluster, scene)
+            except AssertionError as e:  # the API never answered again: reported, not raised
+                broken = [f"the final check could not run: {str(e)[:500]}"]
             summary = scene.summary()
         result.update(rounds_run=rounds, invariants_held=not broken and "stopped_by" not in result,
                       broken=broken, worst_convergence_s=summary["worst_convergence_s"],

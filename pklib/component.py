@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
+import threading
 from typing import Any, Awaitable, Callable, Coroutine, NoReturn
 
 from aiohttp import web
@@ -112,11 +114,53 @@ async def close_all(*closers: Callable[[], Awaitable[Any]] | None) -> None:
             await close()
 
 
+# How long a component may take to stop after SIGTERM/SIGINT before it exits anyway. A supervisor that dies
+# sends its components one SIGTERM (pdeathsig): a cancellation swallowed somewhere below must not leave the
+# component running unsupervised beside the next supervisor's.
+STOP_GRACE = 20.0
+
+
+def _stop_on_signal(task: asyncio.Task[Any], grace: float) -> Callable[[int], None]:
+    """The handler of SIGTERM/SIGINT: cancel the main task (again on every signal, and once a second after the
+    first, in case a cancellation was swallowed), and exit the process if it has not ended after `grace`."""
+    loop = task.get_loop()
+    stopping: list[float] = []
+    log = logging.getLogger("pkube.component")
+
+    def recancel() -> None:
+        if not task.done():
+            task.cancel()
+            loop.call_later(1.0, recancel)
+
+    def give_up() -> None:
+        if task.done():
+            return
+        log.error("did not stop within %.0fs of the signal; exiting now", grace)
+        for t in asyncio.all_tasks(loop):  # best effort from this thread: what was still running, for the log
+            log.error("still running: %s", t.get_coro())
+        logging.shutdown()
+        os._exit(1)
+
+    def handle(signum: int) -> None:
+        task.cancel()
+        if stopping:
+            return
+        stopping.append(loop.time())
+        log.info("%s received: stopping", signal.Signals(signum).name)
+        loop.call_later(1.0, recancel)
+        timer = threading.Timer(grace, give_up)  # a thread: works even if the event loop is stuck
+        timer.daemon = True
+        timer.start()
+    return handle
+
+
 def run_until_signalled(run: Callable[[], Coroutine[Any, Any, None]], *,
                         report: tuple[type[BaseException], ...] = (),
                         silent: tuple[type[BaseException], ...] = (LostLeadership,),
-                        runner: Callable[[Coroutine[Any, Any, int]], int] = asyncio.run) -> int:
-    """Run `run()` until it ends (0) or SIGTERM/SIGINT cancels it (0).
+                        runner: Callable[[Coroutine[Any, Any, int]], int] = asyncio.run,
+                        stop_grace: float = STOP_GRACE) -> int:
+    """Run `run()` until it ends (0) or SIGTERM/SIGINT cancels it (0); a component that has not stopped
+    `stop_grace` seconds after the signal exits 1 (see STOP_GRACE).
 
     A failure that is (or, from a TaskGroup, contains) one of `report` is printed as `error: ...`
     and exits 1; one of `silent` exits 1 without a line (the component logged why). A ConfigError
@@ -125,8 +169,9 @@ def run_until_signalled(run: Callable[[], Coroutine[Any, Any, None]], *,
     async def serve() -> int:
         task = asyncio.create_task(run())
         loop = asyncio.get_running_loop()
+        handle = _stop_on_signal(task, stop_grace)
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
+            loop.add_signal_handler(sig, handle, sig)
         try:
             await task
         except asyncio.CancelledError:

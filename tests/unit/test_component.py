@@ -1,6 +1,7 @@
 """pklib.component: the exit codes and one-line errors every `pkube COMPONENT` shares."""
 from __future__ import annotations
 
+import os
 import argparse
 import asyncio
 from typing import Any, Callable, Coroutine
@@ -92,3 +93,48 @@ def test_port_in_use_is_a_config_error() -> None:
 
     message = asyncio.run(scenario())
     assert message.startswith("cannot serve /metrics on 127.0.0.1:") and "in use" in message
+
+
+STUBBORN = '''
+import asyncio, sys
+from pklib.component import run_until_signalled
+
+async def run() -> None:
+    swallowed = 0
+    print("ready", flush=True)
+    while True:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:  # a cancellation lost below the main task, as a buggy library may do
+            swallowed += 1
+            if swallowed > int(sys.argv[1]):
+                raise
+
+sys.exit(run_until_signalled(run, stop_grace=2.0))
+'''
+
+
+@pytest.mark.parametrize("swallowed, code", [(1, 0), (10 ** 6, 1)])
+def test_a_component_that_loses_a_cancellation_still_stops_after_sigterm(swallowed: int, code: int) -> None:
+    """One SIGTERM (all a dead supervisor's pdeathsig sends) stops a component even when a cancellation is lost
+    inside it: it is cancelled again, and one that never stops exits 1 after the grace."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    p = subprocess.Popen([sys.executable, "-c", STUBBORN, str(swallowed)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(os.path.dirname(
+                             os.path.abspath(__file__)))))
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        p.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        assert p.wait(timeout=30) == code
+        assert time.monotonic() - t0 < 15
+        _, err = p.communicate()
+        if code:
+            assert "did not stop within 2s of the signal; exiting now" in err, err
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
