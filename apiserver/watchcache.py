@@ -26,6 +26,7 @@ from typing import Any, Callable
 import orjson
 
 from .storage.interface import CompactedError, Entry, Storage, StorageError, WatchEvent
+from pklib.timeouts import wait_for
 
 log = logging.getLogger("apiserver.watchcache")
 
@@ -398,7 +399,7 @@ class WatchCache:
             return True
         try:
             async with self._advanced:
-                await asyncio.wait_for(self._advanced.wait_for(lambda: self.revision >= revision), timeout)
+                await wait_for(self._advanced.wait_for(lambda: self.revision >= revision), timeout)
             return True
         except asyncio.TimeoutError:
             return False

@@ -39,6 +39,7 @@ from pklib.resources import ENDPOINTSLICES, INGRESSCLASSES, INGRESSES, SECRETS, 
 
 from .nginx import Nginx, NginxError, cleanup
 from .render import Options, Rendered, render
+from pklib.timeouts import wait_for
 
 log = logging.getLogger("ingress")
 
@@ -161,7 +162,7 @@ class IngressController:
     async def loop(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self.dirty.wait(), NGINX_CHECK_PERIOD)
+                await wait_for(self.dirty.wait(), NGINX_CHECK_PERIOD)
             except asyncio.TimeoutError:
                 if self.nginx.running():
                     continue

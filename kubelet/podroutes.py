@@ -22,6 +22,7 @@ from pklib.resources import NODES
 
 from kubelet.network import vxlan
 from kubelet.network.routes import NextHop, desired_routes, local_networks, sync_routes
+from pklib.timeouts import wait_for
 
 log = logging.getLogger("kubelet.podroutes")
 
@@ -103,7 +104,7 @@ async def run_pod_routes(client: Any, node_name: str, backend: Backend = Backend
     try:
         while True:
             try:
-                await asyncio.wait_for(changed.wait(), resync)
+                await wait_for(changed.wait(), resync)
             except TimeoutError:
                 pass
             changed.clear()

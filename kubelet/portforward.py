@@ -30,6 +30,7 @@ from aiohttp import web
 from kubelet import spdy
 from kubelet.network.netns import in_netns
 from kubelet.host import HostError, PodHost
+from pklib.timeouts import wait_for
 
 log = logging.getLogger("kubelet.portforward")
 SPDY_PROTOCOL = "SPDY/3.1+portforward.k8s.io"
@@ -68,7 +69,7 @@ async def connect_in_netns(netns: str, port: int) -> tuple[asyncio.StreamReader,
         raise ForwardError(str(e)) from None
     sock.setblocking(False)
     try:
-        await asyncio.wait_for(loop.sock_connect(sock, ("127.0.0.1", port)), 10)
+        await wait_for(loop.sock_connect(sock, ("127.0.0.1", port)), 10)
     except (OSError, asyncio.TimeoutError) as e:
         sock.close()
         # asyncio words a refused connect as "Connect call failed (...)": the errno says it plainly

@@ -17,6 +17,7 @@ import aiohttp
 from kubelet.plan import PodRuntime
 from kubelet.runtime.interface import ContainerState, RuntimeError_
 from kubelet.status import ProbeView
+from pklib.timeouts import wait_for
 
 log = logging.getLogger("kubelet.probes")
 
@@ -188,7 +189,7 @@ class ProbeManager:
                 host = probe["tcpSocket"].get("host") or pod_ip
                 port = _port(spec, probe["tcpSocket"].get("port"))
                 try:
-                    _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+                    _, writer = await wait_for(asyncio.open_connection(host, port), timeout)
                 except (OSError, asyncio.TimeoutError) as e:
                     return False, f"dial tcp {host}:{port}: {e or 'i/o timeout'}"
                 writer.close()

@@ -19,6 +19,7 @@ from .api.timefmt import now_rfc3339
 from .api.wellknown import DEFAULT_NAMESPACE
 from .errors import ApiError, ConnectionFailed, is_not_found
 from .resources import EVENTS, Resource
+from .timeouts import wait_for
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class EventRecorder:
 
     async def flush(self, timeout: float = 10) -> None:
         """Wait until every queued event was written (tests, shutdown)."""
-        await asyncio.wait_for(self._idle.wait(), timeout)
+        await wait_for(self._idle.wait(), timeout)
 
     async def run(self) -> None:
         while True:

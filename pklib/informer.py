@@ -20,6 +20,7 @@ import aiohttp
 from .errors import ApiError, ConnectionFailed, is_gone
 from .objects import key_of
 from .resources import Resource
+from .timeouts import wait_for
 
 log = logging.getLogger(__name__)
 # An apiserver that refuses connections is usually restarting (a few seconds): try again soon, so that caches
@@ -173,7 +174,7 @@ class Informer:
                 handler.on_add(obj)
 
     async def wait_synced(self, timeout: float | None = None) -> None:
-        await asyncio.wait_for(self.synced.wait(), timeout)
+        await wait_for(self.synced.wait(), timeout)
 
     async def run(self) -> None:
         """List, then watch forever (until cancelled)."""
@@ -344,7 +345,7 @@ class InformerFactory:
             self._tasks.remove(task)
 
     async def wait_synced(self, timeout: float | None = None) -> None:
-        await asyncio.wait_for(asyncio.gather(*(i.synced.wait() for i in self._informers.values())), timeout)
+        await wait_for(asyncio.gather(*(i.synced.wait() for i in self._informers.values())), timeout)
 
     async def stop(self) -> None:
         for t in self._tasks:

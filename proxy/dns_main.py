@@ -43,6 +43,7 @@ from .main import duration
 from .local_addresses import LocalAddressError, LocalAddresses
 from .nft import NftError
 from .slices import is_ipv4
+from pklib.timeouts import wait_for
 
 log = logging.getLogger("dns")
 
@@ -189,7 +190,7 @@ class DnsServer:
             try:
                 transport, _ = await loop.create_datagram_endpoint(lambda: _Upstream(done), remote_addr=(host, port))
                 transport.sendto(data)
-                answer = await asyncio.wait_for(done, self.config.forward_timeout)
+                answer = await wait_for(done, self.config.forward_timeout)
                 if answer[:2] == data[:2]:  # same query id
                     return answer
             except (OSError, asyncio.TimeoutError) as e:
@@ -228,8 +229,8 @@ async def _handle_tcp(server: DnsServer, reader: asyncio.StreamReader, writer: a
     try:
         while True:
             try:
-                size = struct.unpack("!H", await asyncio.wait_for(reader.readexactly(2), 10))[0]
-                data = await asyncio.wait_for(reader.readexactly(size), 10)
+                size = struct.unpack("!H", await wait_for(reader.readexactly(2), 10))[0]
+                data = await wait_for(reader.readexactly(size), 10)
             except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
                 return
             out = await server.resolve(data, udp=False)

@@ -38,6 +38,7 @@ from pklib.resources import ENDPOINTSLICES, NODES, PODS, SERVICES
 
 from . import hostports, localnet, netpol, nft, rules, slices
 from .proxier import Metrics, Proxier
+from pklib.timeouts import wait_for
 
 log = logging.getLogger("proxy")
 
@@ -268,7 +269,7 @@ class ProxyServer:
                 await asyncio.sleep(min(30.0, 0.5 * 2 ** min(failures, 6)))
                 continue
             try:
-                await asyncio.wait_for(self._dirty.wait(), max(0.0, next_full - loop.time()))
+                await wait_for(self._dirty.wait(), max(0.0, next_full - loop.time()))
             except asyncio.TimeoutError:
                 continue
             # At most one sync per --min-sync-period: a change after a quiet spell is applied at once, the

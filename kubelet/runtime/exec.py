@@ -23,6 +23,7 @@ from typing import AsyncIterator
 from kubelet.runtime.fdwait import wait_fd
 from kubelet.runtime.interface import STDERR, STDOUT, ExecResult, ExecTimeout, RuntimeError_
 from kubelet.runtime.runccli import Runc
+from pklib.timeouts import wait_for
 
 KILL_GRACE = 2.0
 CHUNK = 65536
@@ -95,7 +96,7 @@ class ExecSession:
         if self.proc.returncode is None:
             self.proc.send_signal(signal.SIGHUP if self._master is not None else signal.SIGTERM)
             try:
-                await asyncio.wait_for(self.proc.wait(), KILL_GRACE)
+                await wait_for(self.proc.wait(), KILL_GRACE)
             except asyncio.TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
@@ -147,7 +148,7 @@ async def run_exec(runc: Runc, cid: str, cmd: list[str], stdin: bytes | None, tt
         return await session.wait()
 
     try:
-        code = await asyncio.wait_for(run(), timeout)
+        code = await wait_for(run(), timeout)
     except asyncio.TimeoutError:
         await session.terminate()
         raise ExecTimeout(f"command {cmd!r} timed out after {timeout}s") from None

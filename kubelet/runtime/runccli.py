@@ -11,6 +11,7 @@ from typing import Any
 
 from kubelet.runtime.fdwait import wait_fd
 from kubelet.runtime.interface import NotFound, RuntimeError_
+from pklib.timeouts import wait_for
 
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
 EXEC_FIFO = "exec.fifo"   # runc's create/start handshake, in the container's directory under --root
@@ -30,7 +31,7 @@ class Runc:
                                                     stdout=asyncio.subprocess.PIPE,
                                                     stderr=asyncio.subprocess.PIPE)
         try:
-            out, err = await asyncio.wait_for(proc.communicate(), timeout)
+            out, err = await wait_for(proc.communicate(), timeout)
         except asyncio.TimeoutError:
             proc.kill()
             await proc.wait()

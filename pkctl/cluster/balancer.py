@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pklib.timeouts import wait_for
 
 log = logging.getLogger("pkube.balancer")
 
@@ -58,7 +59,7 @@ class Balancer:
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
         for backend in self.order(time.monotonic()):
             try:
-                return await asyncio.wait_for(asyncio.open_connection(*backend), CONNECT_TIMEOUT)
+                return await wait_for(asyncio.open_connection(*backend), CONNECT_TIMEOUT)
             except (OSError, asyncio.TimeoutError):
                 self._failed_at[backend] = time.monotonic()
         return None

@@ -31,6 +31,7 @@ from pkctl.cluster import procs
 from pkctl.cluster.balancer import Balancer
 from pkctl.cluster.components import Component, components
 from pkctl.cluster.home import ClusterConfig, Home, resolve
+from pklib.timeouts import wait_for
 
 log = logging.getLogger("pkube.supervisor")
 
@@ -153,7 +154,7 @@ class Keeper:
             log.info("stopping %s (pid %d)", self.comp.name, self.proc.pid)
             self.proc.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(self.proc.wait(), STOP_GRACE)
+                await wait_for(self.proc.wait(), STOP_GRACE)
             except asyncio.TimeoutError:
                 log.warning("%s did not stop within %.0fs; killing it", self.comp.name, STOP_GRACE)
                 self.proc.kill()

@@ -166,8 +166,9 @@ def delete_all(conn: Connection, deletions: list[Deletion], opts: Options) -> in
 
 async def wait_all_gone(conn: Connection, pending: list[tuple[Deletion, dict[str, Any]]], timeout: float) -> None:
     import asyncio  # only waiting needs an event loop (a deletion that is done at once starts faster without)
+    from pklib.timeouts import wait_for
     try:
-        await asyncio.wait_for(asyncio.gather(*(wait_gone(conn, d, answer) for d, answer in pending)),
+        await wait_for(asyncio.gather(*(wait_gone(conn, d, answer) for d, answer in pending)),
                                timeout or None)
     except asyncio.TimeoutError:
         raise CommandError(f"timed out waiting for the deletion of {len(pending)} object(s)") from None

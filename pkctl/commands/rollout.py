@@ -29,6 +29,7 @@ from ..rollout_history import (controller_revisions, history_table, owned_replic
 from ..rollout_status import VIEWERS, RolloutError, Status, parse_duration
 from ..rollout_template import describe_template
 from ..targets import parse_targets
+from pklib.timeouts import wait_for
 
 Obj = dict[str, Any]
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
@@ -210,7 +211,7 @@ def status_command(args: argparse.Namespace) -> int:
             raise RolloutError(f"no status viewer has been implemented for {f.group_kind}")
         follow = follow_status(conn, f, lambda obj: viewer(obj, args.revision), args.watch)
         try:
-            await (asyncio.wait_for(follow, timeout) if timeout > 0 else follow)
+            await (wait_for(follow, timeout) if timeout > 0 else follow)
         except asyncio.TimeoutError:
             raise RolloutError("timed out waiting for the condition") from None
     return _each(args, act)

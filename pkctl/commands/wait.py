@@ -25,6 +25,7 @@ from ..errors import CommandError, api_error_line
 from ..manifests import ManifestError, add_file_flags, place, read_files
 from ..printers import kind_name, plural_name
 from ..targets import parse_targets
+from pklib.timeouts import wait_for
 
 # A week: what kubectl waits for when --timeout is negative.
 FOREVER = 7 * 24 * 3600.0
@@ -176,7 +177,7 @@ async def wait_one(conn: Connection, w: Waited, cond: Condition, deadline: float
     """Watch one object until `cond` holds (printing `condition met`) or the deadline passes (printing why not)."""
     try:
         once = deadline <= time.monotonic()  # --timeout=0: look once
-        await asyncio.wait_for(_until(conn, w, cond, once), None if once else deadline - time.monotonic())
+        await wait_for(_until(conn, w, cond, once), None if once else deadline - time.monotonic())
     except asyncio.TimeoutError:
         print(f"error: timed out waiting for the condition on {plural_name(w.res)}/{w.name}", file=sys.stderr)
         return False
