@@ -4,7 +4,8 @@ Started detached by `pkctl cluster up`. It starts the components in dependency o
 waits for each one's health before starting its dependents, restarts a component that
 exits (back-off 1 s doubling to 30 s), and publishes each component's state in
 <home>/run/<component>.json for `up` and `status`. SIGTERM stops everything in reverse
-order (SIGTERM, grace, SIGKILL) and exits.
+order (SIGTERM, grace, SIGKILL) and exits. SIGHUP (`cluster node add|remove`): it reads config.json
+again and starts, stops or restarts only the components that changed (Supervision.apply).
 
 With several control planes (`up --control-planes N`) the supervisor also runs the API
 balancer (balancer.py) on the cluster's API port, in front of the members' apiservers.
@@ -59,6 +60,7 @@ class Keeper:
         self.comp, self.home, self.cfg = comp, home, cfg
         self.ready = asyncio.Event()
         self.proc: asyncio.subprocess.Process | None = None
+        self.started_with: list[str] = []  # the command line of its process (a config change may make another)
         # "supervisor" tells readers this record is current, not left over from an earlier run.
         self.state: dict[str, Any] = {"name": comp.name, "supervisor": os.getpid(), "state": "Waiting",
                                       "pid": None, "ticks": None,
@@ -93,7 +95,8 @@ class Keeper:
             await asyncio.sleep(delay)
 
     async def _run_once(self) -> int:
-        cmd = ["setpriv", "--pdeathsig", "TERM", "--", *self.comp.command(self.home, self.cfg)]
+        self.started_with = self.comp.command(self.home, self.cfg)
+        cmd = ["setpriv", "--pdeathsig", "TERM", "--", *self.started_with]
         logf = self._open_log()
         try:
             self.proc = await asyncio.create_subprocess_exec(
@@ -208,26 +211,28 @@ class Supervision:
         depended = {d for c in comps for d in c.after}
         gone = [n for n in self.keepers if n not in new]
         added = [n for n in new if n not in self.keepers]
-        changed = [n for n in new if n in self.keepers and
-                   _argv(self.keepers[n].comp, self.home, self.keepers[n].cfg) != _argv(new[n], self.home, cfg)]
+        changed = [n for n in new if n in self.keepers and _comparable(self.keepers[n].started_with or
+                   self.keepers[n].comp.command(self.home, self.keepers[n].cfg)) != _comparable(
+                       new[n].command(self.home, cfg))]
         restarted = [n for n in changed if n not in depended]
         later = [n for n in changed if n in depended]
         log.info("config %s: starting %s, stopping %s, restarting %s (new flags)%s", digest[:12],
                  added or "nothing", gone or "nothing", restarted or "nothing",
-                 f"; {', '.join(later)} keep running, with their new flags at their next start" if later else "")
-        await self.stop([*gone, *restarted])
+                 f"; {', '.join(later)}: kept running, with the new flags from the next start" if later else "")
+        await self.stop(gone)
         self.cfg, self.digest = cfg, digest
         for name, k in self.keepers.items():
             k.comp, k.cfg = new[name], cfg
         if prepare is not None:
             await prepare(cfg)
-        self.start([new[n] for n in new if n in added or n in restarted])
+        self.start([new[n] for n in added])  # first: nothing it needs restarts
+        await self.stop(restarted)
+        self.start([new[n] for n in restarted])
         return {"started": added, "stopped": gone, "restarted": restarted}
 
 
-def _argv(comp: Component, home: Home, cfg: ClusterConfig) -> list[str]:
-    """The command line as far as a config change goes: leader-election identities are new at every start."""
-    argv = comp.command(home, cfg)
+def _comparable(argv: list[str]) -> list[str]:
+    """A command line as far as a config change goes: leader-election identities are new at every start."""
     return [("" if i and argv[i - 1] == "--leader-elect-identity" else a) for i, a in enumerate(argv)]
 
 
@@ -299,7 +304,7 @@ async def _run_until_signalled(home: Home, cfg: ClusterConfig, digest: str) -> N
     if cfg.workers:
         # Before the signal handlers: pyroute2 forks helpers to work inside the nodes' netns, and a forked
         # child that gets SIGTERM writes it to the wakeup fd it shares with this loop, which then stopped
-        # the whole cluster as if the supervisor had been told to. (Later: in a process of its own, see relay.)
+        # the whole cluster as if the supervisor had been told to. (Nodes added later: see prepare.)
         from pkctl.cluster import nodes  # netlink: only a multi-node cluster needs it
         await asyncio.to_thread(nodes.ensure_network, cfg)
     stop, reload = asyncio.Event(), asyncio.Event()
@@ -309,54 +314,57 @@ async def _run_until_signalled(home: Home, cfg: ClusterConfig, digest: str) -> N
     loop.add_signal_handler(signal.SIGHUP, reload.set)
     if home.read_config()[1] != digest:  # changed before SIGHUP was ours (main ignored it until now)
         reload.set()
-    balancers = []
     apiservers = [(m.host, m.api_port) for m in cfg.members] or [("127.0.0.1", cfg.api_port)]
-    if cfg.members:
-        balancers.append(Balancer("127.0.0.1", cfg.api_port, apiservers))
-    gateway: list[Balancer] = []
-    if cfg.workers:
-        gateway.append(Balancer(cfg.node_gateway, cfg.api_port, apiservers))
-    in_cluster = None
-    if not cfg.workers and not cfg.joined and cfg.advertise_address:
-        # pods reach the API here through the `kubernetes` Service (the apiservers listen on loopback)
-        in_cluster = Balancer(cfg.advertise_address, cfg.api_port, apiservers)
+    balancers = [Balancer("127.0.0.1", cfg.api_port, apiservers)] if cfg.members else []
+    relays: dict[str, Balancer] = {}
+
+    async def relay(new: ClusterConfig) -> None:
+        """The API where the other nodes reach it (the cluster network's gateway) and where pods do (the
+        `kubernetes` Service's endpoint: the node's address or the gateway; the apiservers listen on loopback).
+        A relay stays while the supervisor lives: an apiserver started before a node change still advertises
+        the address it was started with."""
+        wanted = {new.node_gateway: True} if new.workers else {}
+        if not new.joined and new.advertise_address:
+            wanted.setdefault(new.advertise_address, False)
+        for address, needed in wanted.items():
+            if address in relays:
+                continue
+            b = Balancer(address, new.api_port, apiservers)
+            try:
+                await b.start()
+                relays[address] = b
+            except OSError as e:
+                if needed:
+                    raise
+                # the cluster still runs; only in-cluster API clients lose their way in
+                log.warning("pods cannot reach the API at %s:%d: %s", address, new.api_port, e.strerror)
 
     async def prepare(new: ClusterConfig) -> None:
-        """Nodes added: the cluster network and their netns (nodes.py, in a process of its own: see above), and
-        the API relay on the cluster network's gateway, which stays while the supervisor lives."""
-        if not new.workers:
-            return
-        p = await asyncio.create_subprocess_exec(sys.executable, "-m", "pkctl.cluster.nodes", "--home",
-                                                 str(home.root), stdin=asyncio.subprocess.DEVNULL,
-                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-        out, _ = await p.communicate()
-        if p.returncode:
-            log.error("the cluster network for the nodes: %s", out.decode(errors="replace").strip())
-        if not gateway:
-            relay = Balancer(new.node_gateway, new.api_port, apiservers)
-            try:
-                await relay.start()
-                gateway.append(relay)
-            except OSError as e:
-                log.error("the nodes cannot reach the API at %s:%d: %s", new.node_gateway, new.api_port, e.strerror)
+        """Nodes added: the cluster network and their netns (nodes.py, in a process of its own: see above), then
+        the API relays."""
+        if new.workers:
+            p = await asyncio.create_subprocess_exec(sys.executable, "-m", "pkctl.cluster.nodes", "--home",
+                                                     str(home.root), stdin=asyncio.subprocess.DEVNULL,
+                                                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            out, _ = await p.communicate()
+            if p.returncode:
+                log.error("the cluster network for the nodes: %s", out.decode(errors="replace").strip())
+        try:
+            await relay(new)
+        except OSError as e:
+            log.error("the nodes cannot reach the API at %s:%d: %s", new.node_gateway, new.api_port, e.strerror)
 
     def load() -> Plan:
         new, new_digest = home.read_config()
         return new, new_digest, components(new)
 
     try:
-        for b in [*balancers, *gateway]:
+        for b in balancers:
             await b.start()
-        if in_cluster is not None:
-            try:
-                await in_cluster.start()
-                balancers.append(in_cluster)
-            except OSError as e:  # the cluster still runs; only in-cluster API clients lose their way in
-                log.warning("pods cannot reach the API at %s:%d: %s", cfg.advertise_address, cfg.api_port,
-                            e.strerror)
+        await relay(cfg)
         await supervise(home, cfg, components(cfg), stop, reload, load, prepare, digest)
     finally:
-        for b in [*balancers, *gateway]:
+        for b in [*balancers, *relays.values()]:
             await b.close()
 
 

@@ -124,7 +124,7 @@ async def test_a_reload_starts_stops_and_restarts_only_what_changed(home: Home,
         assert ProcRecord.from_state(home.read_state("base")) == pids["base"] and pids["base"].alive()  # type: ignore
         assert not pids["gone"].alive() and home.read_state("gone")["state"] == "Stopped"  # type: ignore
         assert not pids["leaf"].alive() and ProcRecord.from_state(home.read_state("leaf")) != pids["leaf"]  # type: ignore
-        assert any("base keep running" in r.getMessage() for r in caplog.records)
+        assert any("base: kept running" in r.getMessage() for r in caplog.records)
         # the same config again: nothing to do
         reload.set()
         await wait_for(lambda: _holds(any("unchanged" in r.getMessage() for r in caplog.records)), timeout=10,
