@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -23,6 +24,7 @@ import pytest
 
 from pkctl.cluster.components import BY_NAME
 from tests.e2e.helpers import Cluster, local_cluster, make_namespace, no_traceback, run, workers_left
+from tests.e2e.test_incluster import SA_DIR, _in_pod_netns, _pod_netns
 from tests.util import wait_for_sync as wait_for
 
 pytestmark = [
@@ -146,7 +148,7 @@ def test_the_host_node_and_unknown_nodes_cannot_be_removed(one: Cluster) -> None
     assert one.config()["workers"] == []
 
 
-def test_add_a_node_run_a_pod_there_then_remove_it(one: Cluster) -> None:
+def test_add_a_node_run_a_pod_there_then_remove_it(one: Cluster, tmp_path: Path) -> None:
     host = one.config()["node_name"]
     ns = make_namespace(one)
     with control_plane_untouched(one, ns):
@@ -176,6 +178,14 @@ def test_add_a_node_run_a_pod_there_then_remove_it(one: Cluster) -> None:
     assert code == 201, body
     server = wait_for(lambda: running_on(one, ns, "web", name), timeout=90)
     pkctl(one, "uncordon", host)
+    # it reaches the API through the `kubernetes` Service: the apiserver, started before the cluster had a second
+    # node, still advertises the address it was started with (the host's), which the new node's pods reach too
+    svc = one.api("/api/v1/namespaces/default/services/kubernetes")[1]["spec"]
+    token = pkctl(one, "-n", ns, "exec", server["metadata"]["name"], "--", "cat", f"{SA_DIR}/token").stdout
+    (tmp_path / "token").write_text(token)
+    shutil.copy(one.home / "pki" / "ca.crt", tmp_path / "ca.crt")
+    assert _in_pod_netns(_pod_netns(one, server["status"]["podIP"]), svc["clusterIP"], "443",
+                         str(tmp_path / "token"), str(tmp_path / "ca.crt"), ns) == "403"  # authenticated, not allowed
     client = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client", "labels": {"app": "client"}},
               "spec": {"nodeName": host, "terminationGracePeriodSeconds": 1, "containers": [
                   {"name": "c", "image": "pkube.local/busybox:latest", "command": ["sleep", "3600"]}]}}
