@@ -255,10 +255,11 @@ async def supervise(home: Home, cfg: ClusterConfig, components: Sequence[Compone
                     # A keeper must never die silently: the cluster would look healthy while it is not.
                     log.error("keeper for %s failed", t.get_name(), exc_info=t.exception())
                     stop.set()
-            if reloading in done and reload is not None and load is not None and not stop.is_set():
+            if reloading in done and reload is not None:
                 reload.clear()
                 reloading = asyncio.create_task(reload.wait())
-                await _reload(run, load, prepare)
+                if load is not None and not stop.is_set():
+                    await _reload(run, load, prepare)
             elif all(t.done() for t in run.tasks.values()) and reloading not in done:
                 await asyncio.wait([stopping, reloading], return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -279,7 +280,11 @@ async def _reload(run: Supervision, load: Callable[[], Plan], prepare: Prepare |
     if plan[1] == run.digest:
         log.info("config %s unchanged", plan[1][:12])
         return
-    done = await run.apply(plan, prepare)
+    try:
+        done = await run.apply(plan, prepare)
+    except Exception:  # noqa: BLE001 - a failed reload must not take the running cluster down with the supervisor
+        log.exception("applying config %s failed", plan[1][:12])
+        return
     state = run.home.read_state("supervisor") or {}
     run.home.write_state("supervisor", {**state, "config": run.digest, "applied": done, "applied_at": time.time()})
 
