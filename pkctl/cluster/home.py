@@ -132,6 +132,11 @@ class Worker:
     def proxy_component(self) -> str:
         return f"proxy-{self.name}"
 
+    @property
+    def client_cert(self) -> str:
+        """Its kubelet's client certificate in the home's pki (system:node:<name>, group system:nodes)."""
+        return f"kubelet-{self.name}-client"
+
 
 @dataclass
 class ClusterConfig:
@@ -288,8 +293,13 @@ class Home:
         return self.config_file.exists()
 
     def load_config(self) -> ClusterConfig:
+        return self.read_config()[0]
+
+    def read_config(self) -> tuple[ClusterConfig, str]:
+        """The config and the digest of the file it was read from (the supervisor records the one it runs)."""
         try:
-            return ClusterConfig(**json.loads(self.config_file.read_text()))
+            data = self.config_file.read_bytes()
+            return ClusterConfig(**json.loads(data)), config_digest(data)
         except FileNotFoundError:
             raise HomeError(f"no pkube cluster at {self.root}: run `pkctl cluster up --home {self.root}`") from None
         except (ValueError, TypeError) as e:
@@ -344,10 +354,17 @@ class Home:
             self._write_kubeconfig(self.identity_kubeconfig(user), cfg.api_url, cfg.tls, tokens[user])
             if user in worker_users:
                 self._write_kubeconfig(self.identity_kubeconfig(user, gateway=True), gateway, cfg.tls, tokens[user])
+        if cfg.tls:
+            from pkctl.cluster import pki  # cryptography: heavy, and only `up` and `cluster node add` get here
+            for w in cfg.workers:
+                pki.ensure_node_client(self.pki.dir, w.name, w.client_cert)
+                self._write_kubeconfig(self.identity_kubeconfig(node_user(w.name), gateway=True), gateway, cfg.tls,
+                                       client_cert=w.client_cert)
 
     def forget_node(self, w: Worker) -> list[str]:
         """Everything a removed extra node (`cluster node remove`) kept in the home: its token (the API stops
-        taking it at the next start), kubeconfigs, serving certificate, state dirs, state records and logs.
+        taking it at the next start) or client certificate, kubeconfigs, serving certificate, state dirs, state
+        records and logs.
         Returns what could not be removed."""
         user = node_user(w.name)
         rows = [r for r in csv.reader(self.tokens_file.read_text().splitlines()) if not (len(r) >= 2 and r[1] == user)]
@@ -358,7 +375,8 @@ class Home:
         os.replace(tmp, self.tokens_file)
         problems = []
         for path in (self.identity_kubeconfig(user), self.identity_kubeconfig(user, gateway=True),
-                     self.pki.cert(w.component), self.pki.key(w.component), self.state_file(w.component),
+                     self.pki.cert(w.component), self.pki.key(w.component), self.pki.cert(w.client_cert),
+                     self.pki.key(w.client_cert), self.state_file(w.component),
                      self.state_file(w.proxy_component), self.log(w.component), self.log(w.proxy_component)):
             path.unlink(missing_ok=True)
         try:
@@ -460,7 +478,9 @@ class Home:
         from pklib.hostnet import host_ip
         cfg.node_ip = host_ip()
         # the node's own address too: where `pkctl cluster token create` sends joining machines without workers
-        reached_at = [cfg.node_gateway] if cfg.workers else []
+        # (and the cluster network's gateway, the one nodes are added on later, as `cluster node add` adds them
+        # without restarting the apiserver)
+        reached_at = [str(ipaddress.ip_network(cfg.node_subnet or node_network(self.root)[0])[1])]
         if cfg.node_ip and not ipaddress.ip_address(cfg.node_ip).is_loopback:
             reached_at.append(cfg.node_ip)
         pki.ensure(self.pki.dir, ips=reached_at or None,
@@ -473,8 +493,13 @@ class Home:
         self._ensure_identities(cfg)
         return cfg
 
-    def _write_kubeconfig(self, path: Path, server: str, tls: bool, token: str | None = None) -> None:
-        doc = kubeconfig.build(server, token or self.token())
+    def _write_kubeconfig(self, path: Path, server: str, tls: bool, token: str | None = None,
+                          client_cert: str = "") -> None:
+        """`client_cert`: authenticate with this certificate of the home's pki (pki.cert/key) instead of a token."""
+        doc = kubeconfig.build(server, None if client_cert else token or self.token())
+        if client_cert:
+            doc["users"][0]["user"] = {"client-certificate": str(self.pki.cert(client_cert)),
+                                       "client-key": str(self.pki.key(client_cert))}
         if tls:
             doc["clusters"][0]["cluster"]["certificate-authority-data"] = \
                 base64.b64encode(self.pki.ca_cert.read_bytes()).decode()
@@ -526,7 +551,9 @@ def component_identities(cfg: ClusterConfig) -> dict[str, tuple[str, ...]]:
     """user -> groups, for every component of this cluster."""
     out: dict[str, tuple[str, ...]] = {CONTROLLER_MANAGER: (), SCHEDULER: (), KUBE_PROXY: (), KUBE_DNS: (),
                                        INGRESS_CONTROLLER: ()}
-    for node in (cfg.node_name, *(w.name for w in cfg.workers)):
+    # an extra node of a TLS cluster authenticates with a client certificate instead (Worker.client_cert): the
+    # apiserver reads its token file only at start, and `cluster node add` adds nodes without restarting it
+    for node in (cfg.node_name, *(w.name for w in cfg.workers if not cfg.tls)):
         out[node_user(node)] = ("system:nodes",)
     return out
 
@@ -547,17 +574,26 @@ def append_workers(cfg: ClusterConfig, root: Path, count: int) -> list[Worker]:
     """`count` more extra nodes, each with the next index (its name, IP and names on the host follow from it).
     The cluster network's subnet is a /24 picked by the home's digest among 4096 in 10.128.0.0-10.143.255.0,
     clear of the Service and pod ranges above; a home made with one node gets it with its first added node."""
-    digest = hashlib.sha256(str(root).encode()).digest()
     if not cfg.node_subnet:
-        n = int.from_bytes(digest[4:6], "big") % (16 * 256)
-        cfg.node_subnet, cfg.node_bridge = f"10.{128 + n // 256}.{n % 256}.0/24", f"pkn{digest.hex()[6:12]}"
-    subnet, tag = ipaddress.ip_network(cfg.node_subnet), digest.hex()[6:12]
+        cfg.node_subnet, cfg.node_bridge = node_network(root)
+    subnet, tag = ipaddress.ip_network(cfg.node_subnet), _network_tag(root)
     prefix = node_name_prefix(root)
     first = max([w.index for w in cfg.workers], default=1) + 1
     added = [Worker(name=f"{prefix}-worker{'' if i == 2 else i}", index=i, ip=str(subnet[i]),
                     netns=f"pkn{tag}-w{i}", veth=f"pkn{tag}w{i}") for i in range(first, first + count)]
     cfg.workers += added
     return added
+
+
+def node_network(root: Path) -> tuple[str, str]:
+    """(subnet, bridge) of the home's cluster network, made when it gets its first extra node."""
+    digest = hashlib.sha256(str(root).encode()).digest()
+    n = int.from_bytes(digest[4:6], "big") % (16 * 256)
+    return f"10.{128 + n // 256}.{n % 256}.0/24", f"pkn{_network_tag(root)}"
+
+
+def _network_tag(root: Path) -> str:
+    return hashlib.sha256(str(root).encode()).digest().hex()[6:12]
 
 
 def make_room_for_nodes(cfg: ClusterConfig, nodes: int) -> None:
@@ -622,6 +658,10 @@ def pick_port(preferred: int | None, taken: set[int]) -> int:
         if port not in taken:
             return port
     raise HomeError("could not find a free loopback port")
+
+
+def config_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def write_json(path: Path, doc: dict[str, Any]) -> None:

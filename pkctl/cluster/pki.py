@@ -180,3 +180,13 @@ def ensure_kubelet(dir: Path, node_name: str, node_ips: list[str], name: str = "
     _issue(pki, name, _name(f"system:node:{node_name}", "system:nodes"), [SERVER],
            _sans([node_name, "localhost"], [*node_ips, *LOOPBACK]), now)
     return pki
+
+
+def ensure_node_client(dir: Path, node_name: str, name: str) -> Pki:
+    """A node's client certificate for the API (CN system:node:<node>, O system:nodes, as a kubelet's), in
+    <name>.crt/.key: an extra node of a local cluster authenticates with it."""
+    pki = Pki(dir)
+    now = dt.datetime.now(dt.timezone.utc)
+    _ensure_ca(pki, now)
+    _issue(pki, name, _name(f"system:node:{node_name}", "system:nodes"), [CLIENT], [], now)
+    return pki

@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Collection, Iterator
 
 import yaml
 
@@ -136,7 +136,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     nd = csub.add_parser("node", help="add, remove or list the nodes of a local cluster")
     nsub = nd.add_subparsers(dest="node_command", metavar="SUBCOMMAND", required=True)
     na = nsub.add_parser("add", help="add nodes to the running cluster, each in a network namespace of its own "
-                                     "(the cluster's components restart; running pods are not touched)")
+                                     "(etcd and the API keep running; running pods are not touched)")
     home_arg(na)
     na.add_argument("--count", type=_add_count, default=1, metavar="K", help="how many nodes to add (default 1)")
     na.add_argument("--wait", type=_wait, default=DEFAULT_WAIT, metavar="DURATION",
@@ -358,13 +358,17 @@ def _start_supervisor(home: Home) -> subprocess.Popen[bytes]:
                                 cwd=home.root, start_new_session=True)
 
 
-def _wait_ready(home: Home, cfg: ClusterConfig, sup: subprocess.Popen[bytes], timeout: float) -> bool:
-    """Print each component as it becomes healthy; False (with the reason) on failure or timeout."""
+def _wait_ready(home: Home, cfg: ClusterConfig, sup: subprocess.Popen[bytes] | procs.ProcRecord, timeout: float,
+                only: Collection[str] | None = None) -> bool:
+    """Print each component (of `only`, if given) as it becomes healthy; False (with the reason) on failure or
+    timeout. `sup`: the supervisor just started, or the running one (`cluster node add|remove`)."""
     deadline = time.monotonic() + timeout
     shown: dict[str, str] = {}
     while True:
         pending = []
         for c in components(cfg):
+            if only is not None and c.name not in only:
+                continue
             st = home.read_state(c.name) or {}
             if st.get("supervisor") != sup.pid:
                 st = {}  # written by an earlier run
@@ -385,9 +389,9 @@ def _wait_ready(home: Home, cfg: ClusterConfig, sup: subprocess.Popen[bytes], ti
                 pending.append((c.name, st))
         if not pending:
             return True
-        if sup.poll() is not None:
-            print(f"error: the supervisor exited with {sup.returncode}:\n{_tail(home.log('supervisor'), 15)}",
-                  file=sys.stderr)
+        if sup.poll() is not None if isinstance(sup, subprocess.Popen) else not sup.alive():
+            how = f" with {sup.returncode}" if isinstance(sup, subprocess.Popen) else ""
+            print(f"error: the supervisor exited{how}:\n{_tail(home.log('supervisor'), 15)}", file=sys.stderr)
             return False
         if time.monotonic() > deadline:
             name, st = pending[0]
@@ -667,13 +671,17 @@ def cmd_join(args: argparse.Namespace) -> int:
 
 # -- `pkctl cluster node add|remove|list` ------------------------------------------------------------------------
 # The nodes' names, addresses, credentials and the shape of the pod range are in config.json, which every component
-# is started from: a node is added or removed by changing the config and restarting the supervisor (the components
-# stop and start again in order; running pods are left alone, as by any kubelet restart), so `down`, `status` and a
-# restart after a power cut see the cluster as it is now.
+# is started from, so `down`, `status` and a restart after a power cut see the cluster as it is now. A node is added
+# or removed by changing the config and telling the running supervisor (SIGHUP): it starts the new node's process
+# (or stops the removed one's) and restarts only the node processes whose flags changed (e.g. the pod range widened),
+# never etcd or the apiservers, so the API answers throughout (supervisor.Supervision). An extra node authenticates
+# with a client certificate, which the running apiserver takes without a restart. A cluster that cannot take a node
+# that way (its API served over plain HTTP, its apiserver started with a certificate that does not name the cluster
+# network, a supervisor of an older pkube) restarts its components instead; running pods are left alone.
 
 @contextmanager
 def _changing_nodes(home: Home) -> Iterator[None]:
-    """One `cluster node add|remove` at a time per home (each rewrites config.json and restarts the supervisor)."""
+    """One `cluster node add|remove` at a time per home (each rewrites config.json and tells the supervisor)."""
     with open(home.run / "nodes.lock", "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -689,23 +697,67 @@ def cmd_node_add(args: argparse.Namespace) -> int:
         return _add_nodes(home, _config(home), args)
 
 
+def _reloads(home: Home) -> bool:
+    """Whether the running supervisor takes a new config on SIGHUP (it records the config it runs): one of an
+    older pkube would die of the signal."""
+    return "config" in (home.read_state("supervisor") or {})
+
+
 def _add_nodes(home: Home, cfg: ClusterConfig, args: argparse.Namespace) -> int:
     if cfg.nodes + args.count > MAX_NODES:
         raise CommandError(f"the cluster at {home.root} has {cfg.nodes} nodes: adding {args.count} would make more "
                            f"than {MAX_NODES}")
     make_room_for_nodes(cfg, cfg.nodes + args.count)
     added = append_workers(cfg, home.root, args.count)
+    serving = home.pki.serving_cert.read_bytes() if home.pki.serving_cert.exists() else b""
     write_json(home.config_file, asdict(cfg))
-    cfg = _prepare(home, None, None)  # the new nodes' certificates, tokens and kubeconfigs
+    cfg = _prepare(home, None, None)  # the new nodes' certificates and kubeconfigs
     print(f"Adding {len(added)} node{'s' if len(added) > 1 else ''} to the pkube cluster in {home.root}")
     for w in added:
         print(f"  - {w.name}: InternalIP {w.ip}, network namespace {w.netns}")
-    print("  restarting the cluster's components with the new nodes (running pods are not touched) ...", flush=True)
-    _stop_supervisor(home, _live_supervisor(home))
-    if not _wait_ready(home, cfg, _start_supervisor(home), args.wait):
-        return 1
+    sup = _live_supervisor(home)
+    if cfg.tls and _reloads(home) and home.pki.serving_cert.read_bytes() == serving:
+        if not _apply_config(home, cfg, sup, args.wait):
+            return 1
+    else:
+        print("  restarting the cluster's components: its apiserver cannot take the new nodes while it runs "
+              "(running pods are not touched) ...", flush=True)
+        _stop_supervisor(home, sup)
+        if not _wait_ready(home, cfg, _start_supervisor(home), args.wait):
+            return 1
     print("✓ " + ", ".join(f"node {w.name} Ready" for w in added))
     return 0
+
+
+def _apply_config(home: Home, cfg: ClusterConfig, sup: procs.ProcRecord, timeout: float) -> bool:
+    """Tell the running supervisor to take the config just written, then wait until what it started or restarted
+    is healthy (printing each step); False (with the reason) on failure or timeout."""
+    deadline = time.monotonic() + timeout
+    applied = _take_config(home, sup, timeout)
+    if applied is None:
+        return False
+    waiting = [*applied.get("started", []), *applied.get("restarted", [])]
+    return _wait_ready(home, cfg, sup, max(0.0, deadline - time.monotonic()), only=waiting) if waiting else True
+
+
+def _take_config(home: Home, sup: procs.ProcRecord, timeout: float) -> dict[str, list[str]] | None:
+    """SIGHUP to the running supervisor, and wait until it runs the config just written (it records the config's
+    digest once it has stopped, restarted and started what changed): what it did, or None (with the reason)."""
+    deadline = time.monotonic() + timeout
+    digest = home.read_config()[1]
+    sup.signal(signal.SIGHUP)
+    while (state := home.read_state("supervisor") or {}).get("config") != digest:
+        if not sup.alive() or time.monotonic() > deadline:
+            print(f"error: the supervisor (pid {sup.pid}) did not take the new config"
+                  f"{'' if sup.alive() else ': it exited'}:\n{_tail(home.log('supervisor'), 15)}", file=sys.stderr)
+            return None
+        time.sleep(0.05)
+    applied: dict[str, list[str]] = state.get("applied") or {}
+    for verb in ("stopped", "started", "restarted"):
+        if applied.get(verb):
+            why = " (their flags changed)" if verb == "restarted" else ""
+            print(f"  ✓ supervisor (pid {sup.pid}) {verb} {', '.join(applied[verb])}{why}", flush=True)
+    return applied
 
 
 def cmd_node_remove(args: argparse.Namespace) -> int:
@@ -741,19 +793,35 @@ def _remove_node(home: Home, cfg: ClusterConfig, args: argparse.Namespace) -> in
                                f"(`pkctl uncordon {w.name}` takes it back), `--force` removes it without draining")
     before = copy.deepcopy(cfg)
     cfg.workers = [x for x in cfg.workers if x.name != w.name]
+    # the in-cluster API address (the `kubernetes` Service's endpoint) may be the cluster network's gateway: then
+    # the bridge stays while the apiserver runs (`down` removes it)
+    keep_bridge = bool(cfg.node_bridge) and cfg.node_gateway in _kubernetes_endpoints(home, cfg)
     write_json(home.config_file, asdict(cfg))
-    print("  stopping the cluster's components ...", flush=True)
-    _stop_supervisor(home, _live_supervisor(home))
+    sup = _live_supervisor(home)
+    live, restarted = _reloads(home), []
+    if live:
+        print(f"  stopping node {w.name}'s kubelet and proxy ...", flush=True)
+        applied = _take_config(home, sup, args.wait)
+        if applied is None:
+            return 1
+        restarted = applied.get("restarted", [])  # waited for below, once the node is cleaned up
+    else:
+        print("  stopping the cluster's components ...", flush=True)
+        _stop_supervisor(home, sup)
     # its pods (containers, their netns, volumes, cgroups) from inside its netns, then the netns, its veth, its
     # files; the cluster bridge too when no extra node is left
     problems = [p for c in components(before) if c.name == w.component and c.cleanup for p in c.cleanup(home, before)]
     problems += nodes.delete_node(w)
-    if not cfg.workers:
+    if not cfg.workers and not (live and keep_bridge):
         problems += nodes.delete_network(cfg)
     problems += home.forget_node(w)
     print(f"  ✓ stopped node {w.name} and removed its network namespace, pods and state", flush=True)
-    print("  starting the cluster's components again ...", flush=True)
-    if not _wait_ready(home, cfg, _start_supervisor(home), args.wait):
+    if live:
+        ready = _wait_ready(home, cfg, sup, args.wait, only=restarted)
+    else:
+        print("  starting the cluster's components again ...", flush=True)
+        ready = _wait_ready(home, cfg, _start_supervisor(home), args.wait)
+    if not ready:
         return 1
     # once its kubelet is gone for good (a running kubelet registers its Node again); the other nodes drop their
     # routes to its pods when they see it go, and the pod garbage collector deletes pods left bound to it
@@ -763,6 +831,11 @@ def _remove_node(home: Home, cfg: ClusterConfig, args: argparse.Namespace) -> in
         raise CommandError(f"node {w.name} was removed, but not everything of it: " + "; ".join(problems))
     print(f"✓ node {w.name} removed")
     return 0
+
+
+def _kubernetes_endpoints(home: Home, cfg: ClusterConfig) -> set[str]:
+    ep = api_get(home, cfg, "/api/v1/namespaces/default/endpoints/kubernetes") or {}
+    return {a.get("ip") for s in ep.get("subsets") or [] for a in s.get("addresses") or []}
 
 
 def _live_supervisor(home: Home) -> procs.ProcRecord:
