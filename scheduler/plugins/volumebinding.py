@@ -1,12 +1,14 @@
 """VolumeBinding: a pod lands where its bound PersistentVolumes are reachable, and tells the provisioner where.
 
-PreFilter resolves the pod's claims to volumes once per cycle (a missing claim or volume makes every node fail
-with that reason); Filter compares each bound volume's required nodeAffinity with the node; Reserve notes the
+PreFilter resolves the pod's claims to volumes once per cycle (a missing claim or volume, or a claim still unbound
+whose class binds at once, makes every node fail with that reason: the binder decides, not where the pod lands); Filter compares each bound volume's required nodeAffinity with the node; Reserve notes the
 claims that are still unbound (WaitForFirstConsumer); PreBind writes the `volume.kubernetes.io/selected-node`
 annotation on those before the binding, which is how Kubernetes' scheduler asks the provisioner to make the
 volume on the chosen node.
 """
 from __future__ import annotations
+
+from typing import Any
 
 from pklib.api.nodeaffinity import node_selector_matches
 from pklib.api.wellknown import SELECTED_NODE_ANNOTATION
@@ -16,6 +18,7 @@ from pklib.resources import PVCS
 from ..framework import Listers, NodeInfo, PodInfo
 
 REASON = "node(s) had volume node affinity conflict"
+UNBOUND_IMMEDIATE = "pod has unbound immediate PersistentVolumeClaims"
 
 
 def _claims(pod: PodInfo) -> list[str]:
@@ -39,6 +42,9 @@ def pre_filter(pod: PodInfo, listers: Listers) -> None:
             return
         volume_name = (pvc.get("spec") or {}).get("volumeName")
         if not volume_name:
+            pod.volume_problem = _unbound_problem(pvc, listers)
+            if pod.volume_problem:
+                return
             continue  # provisioned where the pod lands (WaitForFirstConsumer)
         pv = listers.volume(volume_name)
         if pv is None:
@@ -48,6 +54,21 @@ def pre_filter(pod: PodInfo, listers: Listers) -> None:
         required = ((pv.get("spec") or {}).get("nodeAffinity") or {}).get("required")
         if required:
             pod.volume_node_affinities.append(required)
+
+
+def _unbound_problem(pvc: dict[str, Any], listers: Listers) -> str | None:
+    """Why the pod must wait for its unbound claim, as Kubernetes says it; None when the claim's class binds it
+    where the pod lands (WaitForFirstConsumer). A claim bound at once (class "" or Immediate) may be bound to
+    a volume with a node affinity: scheduling before the binder chose that volume would put the pod anywhere."""
+    name = (pvc.get("spec") or {}).get("storageClassName")
+    if name is None:
+        return None  # the apiserver gives every new claim the default class (local-path, WaitForFirstConsumer)
+    if name == "":
+        return UNBOUND_IMMEDIATE
+    sc = listers.storage_class(name)
+    if sc is None:
+        return f'storageclass.storage.k8s.io "{name}" not found'
+    return None if sc.get("volumeBindingMode") == "WaitForFirstConsumer" else UNBOUND_IMMEDIATE
 
 
 def relevant(pod: PodInfo) -> bool:

@@ -32,8 +32,8 @@ def make_pod(name: str = "p", cpu: str | None = None, memory: str | None = None,
 class FakeListers:
     def __init__(self, claims: dict[str, dict] | None = None, volumes: dict[str, dict] | None = None,
                  nodes: list[NodeInfo] | None = None, namespaces: dict[str, dict[str, str]] | None = None,
-                 selectors: list[dict[str, Any]] | None = None):
-        self.claims, self.volumes = claims or {}, volumes or {}
+                 selectors: list[dict[str, Any]] | None = None, storage_classes: dict[str, dict] | None = None):
+        self.claims, self.volumes, self.storage_classes = claims or {}, volumes or {}, storage_classes or {}
         self.node_list, self.namespaces, self.selectors = nodes or [], namespaces or {}, selectors or []
 
     def claim(self, namespace: str, name: str) -> dict | None:
@@ -41,6 +41,9 @@ class FakeListers:
 
     def volume(self, name: str) -> dict | None:
         return self.volumes.get(name)
+
+    def storage_class(self, name: str) -> dict | None:
+        return self.storage_classes.get(name)
 
     def nodes(self) -> list[NodeInfo]:
         return self.node_list

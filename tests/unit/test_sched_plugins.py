@@ -220,6 +220,25 @@ def test_volume_prefilter_resolves_claims_and_reserve_picks_the_unbound_ones() -
     assert not volumebinding.relevant(plain)
 
 
+def test_volume_prefilter_waits_for_the_binder_of_an_immediate_claim() -> None:
+    """An unbound claim whose class binds at once (Immediate, or no class) may get a volume with a node affinity:
+    the pod waits for the binder (Kubernetes: "pod has unbound immediate PersistentVolumeClaims"); a
+    WaitForFirstConsumer claim is provisioned where the pod lands; a missing class is named."""
+    classes = {"now": {"provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "Immediate"},
+               "later": {"provisioner": "pkube.io/local-path", "volumeBindingMode": "WaitForFirstConsumer"},
+               "unset": {"provisioner": "kubernetes.io/no-provisioner"}}
+    listers = FakeListers(claims={f"ns/{c or 'none'}": {"spec": {"storageClassName": c}}
+                                  for c in ("now", "later", "unset", "", "gone")}, storage_classes=classes)
+    for claim, problem in (("now", volumebinding.UNBOUND_IMMEDIATE), ("unset", volumebinding.UNBOUND_IMMEDIATE),
+                           ("none", volumebinding.UNBOUND_IMMEDIATE),
+                           ("gone", 'storageclass.storage.k8s.io "gone" not found'), ("later", None)):
+        p = _claim_pod(claim)
+        volumebinding.pre_filter(p, listers)
+        assert p.volume_problem == problem, claim
+        assert volumebinding.filter(p, make_node()) == (None if problem is None else [problem])
+
+
+
 # -- spreading ---------------------------------------------------------------------------------
 
 def test_default_spreading_counts_only_pods_of_the_same_workload() -> None:
