@@ -1,8 +1,9 @@
 """VolumeBinding: a pod lands where its bound PersistentVolumes are reachable, and tells the provisioner where.
 
 PreFilter resolves the pod's claims to volumes once per cycle (a missing claim or volume, or a claim still unbound
-whose class binds at once, makes every node fail with that reason: the binder decides, not where the pod lands); Filter compares each bound volume's required nodeAffinity with the node; Reserve notes the
-claims that are still unbound (WaitForFirstConsumer); PreBind writes the `volume.kubernetes.io/selected-node`
+whose class binds at once, makes every node fail with that reason: the binder picks its volume, not the pod's
+node); Filter compares each bound volume's required nodeAffinity with the node; Reserve notes the claims that
+are still unbound (WaitForFirstConsumer); PreBind writes the `volume.kubernetes.io/selected-node`
 annotation on those before the binding, which is how Kubernetes' scheduler asks the provisioner to make the
 volume on the chosen node.
 """

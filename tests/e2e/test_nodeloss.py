@@ -7,8 +7,9 @@ Ready=Unknown, its Deployment pods are evicted and run again on the other nodes,
 to it (not evicted, not moved). A StatefulSet pod whose claim is bound to a local PersistentVolume on that node
 is evicted but stays Terminating (its kubelet cannot confirm it stopped: a StatefulSet never runs two pods of
 one ordinal), and once the admin force-deletes it, as Kubernetes' docs say, its replacement stays Pending with
-the scheduler's reason (volume node affinity conflict) rather than running elsewhere. When it comes back (the supervisor restarts its killed kubelet and proxy, the
-link is plugged back), it is Ready again, the evicted pods' leftovers are cleaned up and nothing runs twice; the StatefulSet pod runs there."""
+the scheduler's reason (volume node affinity conflict) rather than running elsewhere. When it comes back (the
+supervisor restarts its killed kubelet and proxy, the link is plugged back), it is Ready again, the evicted pods'
+leftovers are cleaned up and nothing runs twice; the StatefulSet pod runs there."""
 from __future__ import annotations
 
 from typing import Any, Iterator
