@@ -58,8 +58,10 @@ STEADY: dict[str, Any] = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name"
     "terminationGracePeriodSeconds": 1,
     "containers": [{"name": "main", "image": "pkube.local/busybox:latest",
                     "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"],
-                    "readinessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 2},
-                    "livenessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 2}}]}}
+                    # probes run on the kubelet's monotonic clock: a step must neither stop nor fail them
+                    # (a loaded machine may make `runc exec` slow: not what this test is about)
+                    "readinessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 2, "timeoutSeconds": 10},
+                    "livenessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 2, "timeoutSeconds": 10}}]}}
 
 
 def wall_of(process_env: dict[str, str]) -> tuple[float, float, float]:
