@@ -368,6 +368,9 @@ class _InformerListers:
     def storage_class(self, name: str) -> Obj | None:
         return self._storage_classes.get(name)
 
+    def volumes(self) -> list[Obj]:
+        return self._volumes.list()
+
     def nodes(self) -> list[NodeInfo]:
         return self._cache.nodes()
 

@@ -139,11 +139,11 @@ def test_lost_node_pods_move_daemon_pod_stays_and_the_node_comes_back_clean(thre
 
 
 def _statefulset_on_local_pv(c: Cluster, ns: str, node: str, spec: dict[str, Any]) -> str:
-    """A one-replica StatefulSet whose claim binds a local PV on `node` (a class with no provisioner, as local
-    volumes are in Kubernetes, binding at once); returns the uid of its pod, once Running there."""
+    """A one-replica StatefulSet whose claim binds a local PV on `node` (Kubernetes' local volumes: a class with
+    no provisioner that binds once the pod is scheduled); returns the uid of its pod, once Running there."""
     sc = f"local-{ns}"
     storage_class = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": sc},
-                     "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "Immediate"}
+                     "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "WaitForFirstConsumer"}
     pv = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"{ns}-data"},
           "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": sc,
                    "persistentVolumeReclaimPolicy": "Retain", "local": {"path": str(c.home / f"pv-{ns}")},
