@@ -222,7 +222,7 @@ async def _run_until_signalled(home: Home, cfg: ClusterConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     balancers = []
     apiservers = [(m.host, m.api_port) for m in cfg.members] or [("127.0.0.1", cfg.api_port)]
-    if cfg.members:
+    if cfg.members and not cfg.joined:  # a joined control-plane member is reached at its own apiserver
         balancers.append(Balancer("127.0.0.1", cfg.api_port, apiservers))
     if cfg.workers:
         balancers.append(Balancer(cfg.node_gateway, cfg.api_port, apiservers))
