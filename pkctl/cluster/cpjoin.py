@@ -243,6 +243,8 @@ def etcd_call(urls: list[str], path: str, body: Obj, tls: ssl.SSLContext, timeou
 
 def add_learner(urls: list[str], tls: ssl.SSLContext, name: str, peer_url: str) -> tuple[str, str]:
     """(member ID, --initial-cluster for the new member): MemberAdd as a learner."""
+    if any(m.get("name") == name for m in member_list(urls, tls)):
+        raise JoinError(f"the cluster has an etcd member named {name} already: join with another --node-name")
     doc = etcd_call(urls, "/v3/cluster/member/add", {"peerURLs": [peer_url], "isLearner": True}, tls)
     member_id = str(doc["member"]["ID"])
     initial = []

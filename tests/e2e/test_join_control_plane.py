@@ -130,6 +130,10 @@ def test_a_machine_joins_as_a_control_plane_member(cluster: Cluster, machine: tu
         code, got = cluster.api(f"/api/v1/namespaces/{ns}/configmaps/via-member")
         assert code == 200 and got["data"] == {"k": "v"}
         assert member_api(member, cluster, "/api/v1/nodes")[1]["items"]
+        # kubectl works against it with the member's admin kubeconfig (its serving certificate names its address)
+        r = subprocess.run(["kubectl", "--kubeconfig", str(home / "kubeconfig"), "get", "configmap", "-n", ns,
+                            "via-member", "-o", "jsonpath={.data.k}"], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0 and r.stdout == "v", r.stderr
         status = on_machine(netns, "cluster", "status", "--home", str(home))
         assert f"Control-plane member {name} joined to {url}" in status.stdout, status.stdout
         rows = {r[0]: r[1] for r in map(str.split, status.stdout.splitlines()) if r}
