@@ -268,13 +268,17 @@ def promote(urls: list[str], tls: ssl.SSLContext, member_id: str, wait: float = 
 
 
 def remove_member(urls: list[str], tls: ssl.SSLContext, name: str = "", member_id: str = "") -> bool:
-    """MemberRemove by ID, or by name (False: no such member)."""
+    """MemberRemove by ID, or by name (False: no such member). Give the other members' URLs first: a member
+    removing itself may close the connection before it answers."""
     if not member_id:
-        members = etcd_call(urls, "/v3/cluster/member/list", {}, tls).get("members") or []
-        member_id = next((str(m["ID"]) for m in members if m.get("name") == name), "")
+        member_id = next((str(m["ID"]) for m in member_list(urls, tls) if m.get("name") == name), "")
         if not member_id:
             return False
-    etcd_call(urls, "/v3/cluster/member/remove", {"ID": member_id}, tls)
+    try:
+        etcd_call(urls, "/v3/cluster/member/remove", {"ID": member_id}, tls)
+    except JoinError as e:
+        if "member not found" not in str(e):  # an earlier try went through after all
+            raise
     return True
 
 

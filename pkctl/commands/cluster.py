@@ -748,7 +748,8 @@ def _leave_etcd(home: Home, cfg: ClusterConfig) -> None:
     from pkctl.cluster import cpjoin
     from pkctl.cluster.components import etcd_client_context
     try:
-        if cpjoin.remove_member(cfg.etcd_urls, etcd_client_context(home), name=cfg.members[0].name):
+        if cpjoin.remove_member([*cfg.etcd_peers, *cfg.etcd_urls], etcd_client_context(home),
+                                name=cfg.members[0].name):
             print(f"✓ removed etcd member {cfg.members[0].name}", flush=True)
     except (JoinError, OSError) as e:
         print(f"warning: could not remove etcd member {cfg.members[0].name} ({e}); remove it on the cluster with "
