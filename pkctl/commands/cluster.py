@@ -731,8 +731,11 @@ def _join_control_plane(home: Home, args: argparse.Namespace, name: str, ca_pem:
                 print(f"warning: could not remove etcd member {name} again: {undo}", file=sys.stderr)
         if sup is not None:
             sup.terminate()
-            sup.wait(DOWN_TIMEOUT)
-        if created:
+            try:
+                sup.wait(DOWN_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                print(f"warning: the supervisor (pid {sup.pid}) is still stopping", file=sys.stderr)
+        if created and (sup is None or sup.poll() is not None):
             shutil.rmtree(home.root, ignore_errors=True)
         raise CommandError(str(e) if isinstance(e, JoinError) else f"joining the control plane failed: {e}") from None
     if not _wait_ready(home, cfg, sup, args.wait_timeout):
