@@ -61,6 +61,7 @@ TOKENS = "tokens.csv"
 CONFIG = "cluster.json"  # what a member's components need of the cluster's configuration
 NONCE_BYTES = 12
 PROMOTE_WAIT = 60.0  # seconds a learner gets to catch up with the leader
+REMOVE_WAIT = 30.0  # seconds a member removal waits for etcd to find the cluster healthy enough
 Obj = dict[str, Any]
 
 
@@ -274,12 +275,19 @@ def remove_member(urls: list[str], tls: ssl.SSLContext, name: str = "", member_i
         member_id = next((str(m["ID"]) for m in member_list(urls, tls) if m.get("name") == name), "")
         if not member_id:
             return False
-    try:
-        etcd_call(urls, "/v3/cluster/member/remove", {"ID": member_id}, tls)
-    except JoinError as e:
-        if "member not found" not in str(e):  # an earlier try went through after all
-            raise
-    return True
+    deadline = time.monotonic() + REMOVE_WAIT
+    while True:
+        try:
+            etcd_call(urls, "/v3/cluster/member/remove", {"ID": member_id}, tls)
+            return True
+        except JoinError as e:
+            if "member not found" in str(e):  # an earlier try went through after all
+                return True
+            # etcd's strict reconfiguration check: the member serving the request must have been connected to
+            # enough of the others for 5 s (a member that just started, or just reconnected, is not yet)
+            if "unhealthy cluster" not in str(e) or time.monotonic() > deadline:
+                raise
+        time.sleep(1.0)
 
 
 def member_list(urls: list[str], tls: ssl.SSLContext) -> list[Obj]:

@@ -73,3 +73,8 @@ def test_a_joined_member_runs_etcd_apiserver_and_elected_controllers(tmp_path: P
     assert flag(api, "--bind-address") == "10.1.2.200" and "--advertise-address" not in api
     assert [m.name for m in comps["control-plane-cpj"].members] == ["controller-manager", "scheduler"]
     assert cfg.api_url == "https://10.1.2.200:6443"
+
+
+def test_a_cluster_without_a_cluster_network_takes_no_control_plane_member(tmp_path: Path) -> None:
+    with pytest.raises(JoinError, match="listens on loopback only.*--nodes N"):
+        cpjoin.upload_certs(Home(tmp_path), ClusterConfig(2379, 2380, 6443))
