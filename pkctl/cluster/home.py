@@ -171,6 +171,12 @@ class ClusterConfig:
     # A node that joined another machine's cluster (`pkctl cluster join`): that cluster's API URL. Such a home
     # runs only this node's kubelet and proxy, authenticated by the client certificate it bootstrapped.
     joined: str = ""
+    # A control-plane member that joined another machine's cluster (`pkctl cluster join --control-plane`, see
+    # pkctl/cluster/cpjoin.py): its one Member is in `members`; its etcd member's --initial-cluster (every
+    # member when it was added; it starts with --initial-cluster-state existing), the other members' client
+    # URLs (its apiserver's fallbacks) and how the kubelets of a joined worker route pods.
+    etcd_initial_cluster: str = ""
+    etcd_peers: list[str] = field(default_factory=list)
     # The ingress controller's nginx (0: not chosen yet; the default home prefers 80 and 443).
     ingress_http_port: int = 0
     ingress_https_port: int = 0
@@ -241,7 +247,14 @@ class ClusterConfig:
 
     @property
     def etcd_urls(self) -> list[str]:
-        return [m.etcd_url for m in self.members] or [self.etcd_url]
+        return [m.etcd_url for m in self.members] + self.etcd_peers or [self.etcd_url]
+
+    @property
+    def etcd_host(self) -> str:
+        """Where this cluster's etcd members advertise themselves (to each other, and to a machine joining as a
+        control-plane member): the cluster network's gateway when there is one, which other machines reach (the
+        members listen there as well as on loopback), else loopback."""
+        return self.node_gateway if self.workers and not self.joined else "127.0.0.1"
 
     @property
     def dns_ip(self) -> str:
@@ -254,6 +267,8 @@ class ClusterConfig:
 
     @property
     def api_url(self) -> str:
+        if self.joined and self.members:  # a joined control-plane member: its own apiserver
+            return f"https://{self.members[0].host}:{self.members[0].api_port}"
         if self.joined:
             return self.joined
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.api_port}"
@@ -484,7 +499,8 @@ class Home:
         if cfg.node_ip and not ipaddress.ip_address(cfg.node_ip).is_loopback:
             reached_at.append(cfg.node_ip)
         pki.ensure(self.pki.dir, ips=reached_at or None,
-                   service_ip=str(ipaddress.ip_network(cfg.service_cidr)[1]))
+                   service_ip=str(ipaddress.ip_network(cfg.service_cidr)[1]),
+                   etcd_ips=[cfg.etcd_host] if cfg.workers else None)
         pki.ensure_kubelet(self.pki.dir, cfg.node_name, [cfg.node_ip])
         for w in cfg.workers:
             pki.ensure_kubelet(self.pki.dir, w.name, [w.ip], name=f"kubelet-{w.name}")
@@ -492,6 +508,12 @@ class Home:
         self._write_kubeconfig(self.kubeconfig, cfg.api_url, tls)
         self._ensure_identities(cfg)
         return cfg
+
+    def write_kubeconfigs(self, cfg: ClusterConfig) -> None:
+        """The admin kubeconfig and every component identity's (a joined control-plane member's, at its own
+        apiserver)."""
+        self._write_kubeconfig(self.kubeconfig, cfg.api_url, cfg.tls)
+        self._ensure_identities(cfg)
 
     def _write_kubeconfig(self, path: Path, server: str, tls: bool, token: str | None = None,
                           client_cert: str = "") -> None:
@@ -512,7 +534,7 @@ class Home:
         return self.root / "kubelet.kubeconfig"
 
     def prepare_joined(self, server: str, node_name: str, node_ip: str, service_cidr: str, cluster_cidr: str,
-                       default_home: bool) -> ClusterConfig:
+                       default_home: bool, network_backend: str = "auto", vxlan_vni: int = 0) -> ClusterConfig:
         """The layout of a home that runs one node of another machine's cluster (`pkctl cluster join`): its
         kubelet's and proxy's state and names (their own on a shared host, as any non-default home's), and
         the ports they serve on. The credentials are written by pkctl/cluster/join.py."""
@@ -529,7 +551,8 @@ class Home:
         kubelet_port, metrics_port = choose(DEFAULT_PORTS["kubelet_port"]), choose(DEFAULT_PORTS["proxy_metrics_port"])
         cfg = ClusterConfig(etcd_client_port=0, etcd_peer_port=0, api_port=0, service_cidr=service_cidr,
                             cluster_cidr=cluster_cidr, node_name=node_name, tls=True, kubelet_port=kubelet_port,
-                            proxy_metrics_port=metrics_port, node_ip=node_ip, joined=server)
+                            proxy_metrics_port=metrics_port, node_ip=node_ip, joined=server,
+                            network_backend=network_backend, vxlan_vni=vxlan_vni)
         if not default_home:
             private_node_names(cfg, self.root)
         write_json(self.config_file, asdict(cfg))

@@ -320,7 +320,8 @@ async def _run_until_signalled(home: Home, cfg: ClusterConfig, digest: str) -> N
     if home.read_config()[1] != digest:  # changed before SIGHUP was ours (main ignored it until now)
         reload.set()
     apiservers = [(m.host, m.api_port) for m in cfg.members] or [("127.0.0.1", cfg.api_port)]
-    balancers = [Balancer("127.0.0.1", cfg.api_port, apiservers)] if cfg.members else []
+    # a joined control-plane member is reached at its own apiserver
+    balancers = [Balancer("127.0.0.1", cfg.api_port, apiservers)] if cfg.members and not cfg.joined else []
     relays: dict[str, Balancer] = {}
 
     async def relay(new: ClusterConfig) -> None:

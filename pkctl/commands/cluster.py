@@ -112,6 +112,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     tc.add_argument("--ttl", type=_ttl, default=24 * 3600.0, metavar="DURATION",
                     help="how long the token lasts, e.g. 24h (default), 30m; 0: it never expires")
     tc.add_argument("--description", default="", help="a note stored with the token")
+    tc.add_argument("--control-plane", action="store_true",
+                    help="also upload the control-plane certificates, encrypted, for 2h (kubeadm's upload-certs) "
+                         "and print a join command for a control-plane member, with the key to decrypt them")
     tc.set_defaults(func=cmd_token_create)
     tl = tsub.add_parser("list", help="the bootstrap tokens")
     home_arg(tl)
@@ -127,7 +130,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     jn.add_argument("--token", required=True, help="a bootstrap token (`pkctl cluster token create`)")
     jn.add_argument("--ca-hash", required=True, metavar="sha256:HEX",
                     help="the hash of the cluster CA's public key: the server is trusted only if it matches")
-    jn.add_argument("--node-name", default=None, help="the Node's name (default: this host's name)")
+    jn.add_argument("--node-name", default=None, help="the Node's name (default: this host's name); with "
+                                                      "--control-plane: the etcd member's name")
+    jn.add_argument("--control-plane", action="store_true",
+                    help="join as a control-plane member (etcd member, apiserver, controller-manager, scheduler)")
+    jn.add_argument("--certificate-key", default=None, metavar="HEX",
+                    help="with --control-plane: the key that decrypts the uploaded control-plane certificates")
+    jn.add_argument("--network-backend", choices=("host-gw", "vxlan", "auto"), default="auto",
+                    help="how this node routes the other nodes' pod CIDRs: host-gw, vxlan, or auto (default: the "
+                         "cluster's own backend)")
     jn.add_argument("--wait-timeout", type=_seconds, default=DEFAULT_WAIT, metavar="S",
                     help=f"seconds to wait for the node to be Ready (default {DEFAULT_WAIT:.0f})")
     jn.set_defaults(func=cmd_join)
@@ -421,6 +432,8 @@ def cmd_down(args: argparse.Namespace) -> int:
             raise CommandError(str(e)) from None
         cfg = None  # a damaged home can still be removed: that is the way out the error suggests
     sup = supervisor(home)
+    if sup and args.purge and cfg is not None and cfg.joined and cfg.members:
+        _leave_etcd(home, cfg)
     if sup:
         print(f"Stopping pkube cluster in {home.root} ...", flush=True)
         _stop_supervisor(home, sup)
@@ -586,9 +599,15 @@ def _running_cluster(args: argparse.Namespace) -> tuple[Home, ClusterConfig]:
 
 def cmd_token_create(args: argparse.Namespace) -> int:
     from pkctl.cluster import join
+    from pkctl.cluster import cpjoin
     home, cfg = _running_cluster(args)
     with as_command_error(JoinError):
-        _, command = join.create_token(home, cfg, args.ttl, args.description)
+        if args.control_plane:
+            key = cpjoin.upload_certs(home, cfg)
+            _, command = join.create_token(home, cfg, args.ttl, args.description, (cpjoin.CONTROL_PLANE_GROUP,))
+            command += f" --control-plane --certificate-key {key}"
+        else:
+            _, command = join.create_token(home, cfg, args.ttl, args.description)
     print(command)
     return 0
 
@@ -630,26 +649,33 @@ def cmd_join(args: argparse.Namespace) -> int:
                            f"it first with `pkctl cluster down --purge --home {home.root}`")
     with as_command_error(JoinError):
         join.check_join_args(args.server, args.token, args.ca_hash)
+        key = _certificate_key(args)
     node = (args.node_name or socket.gethostname()).lower()
     if validation.is_dns1123_subdomain(node):
         raise CommandError(f"--node-name {node!r} is not a valid node name: "
                            + "; ".join(validation.is_dns1123_subdomain(node)))
-    problems = _prerequisites(node_only=True)
+    problems = _prerequisites(node_only=not args.control_plane)
     if problems:
         _print_problems(problems)
         raise CommandError("this machine is missing what a pkube node needs (see above)")
     with as_command_error(JoinError):
         info = join.discover(args.server, args.ca_hash)
-        print(f"Joining {args.server} as node {node}")
+        print(f"Joining {args.server} as {'control-plane member' if key else 'node'} {node}")
         print(f"  ✓ cluster CA verified ({args.ca_hash})", flush=True)
+    if key:
+        return _join_control_plane(home, args, node, info.ca_pem, key)
+    with as_command_error(JoinError):
         key_pem, cert_pem = join.bootstrap_certificate(args.server, info.ca_pem, args.token, node,
                                                        lambda line: print(line, flush=True))
     print("  ✓ node client certificate issued", flush=True)
     created = not home.root.exists()
     try:
         node_ip = host_ip()
+        # auto: the backend the cluster's nodes use (else the kubelet's own auto, per peer)
+        backend = args.network_backend if args.network_backend != "auto" else info.network_backend or "auto"
         cfg = home.prepare_joined(args.server, node, node_ip, info.service_cidr, info.cluster_cidr,
-                                  default_home=home.root == resolve(None))
+                                  default_home=home.root == resolve(None), network_backend=backend,
+                                  vxlan_vni=info.vxlan_vni)
         join.write_credentials(home, args.server, info.ca_pem, key_pem, cert_pem)
         # the kubelet API's first serving certificate, from a CA of this node's own, until the cluster signs
         # one (see join.py)
@@ -667,6 +693,74 @@ def cmd_join(args: argparse.Namespace) -> int:
     print(f"This machine is node {node} of {args.server}. Status: pkctl cluster status --home {home.root}; "
           f"leave: pkctl cluster down --purge --home {home.root}")
     return 0
+
+
+def _certificate_key(args: argparse.Namespace) -> bytes | None:
+    from pkctl.cluster import cpjoin
+    if not args.control_plane:
+        if args.certificate_key is not None:
+            raise JoinError("--certificate-key is for a control-plane member: add --control-plane")
+        return None
+    if args.certificate_key is None:
+        raise JoinError("--control-plane needs --certificate-key (printed by `pkctl cluster token create "
+                        "--control-plane`)")
+    return cpjoin.check_certificate_key(args.certificate_key)
+
+
+def _join_control_plane(home: Home, args: argparse.Namespace, name: str, ca_pem: bytes, key: bytes) -> int:
+    """The control-plane half of `cluster join` (see pkctl/cluster/cpjoin.py); a failure after the etcd member
+    was added removes it again."""
+    from pkctl.cluster import cpjoin
+    from pkctl.cluster.components import etcd_client_context
+    from pklib.hostnet import host_ip
+    with as_command_error(JoinError):
+        files = cpjoin.download_certs(args.server, ca_pem, args.token, key)
+    print("  ✓ control-plane certificates downloaded and decrypted", flush=True)
+    created, member_id, sup = not home.root.exists(), "", None
+    try:
+        cfg = cpjoin.prepare_member_home(home, args.server, name, host_ip(), files,
+                                         default_home=home.root == resolve(None))
+        m, tls = cfg.members[0], etcd_client_context(home)
+        member_id, cfg.etcd_initial_cluster = cpjoin.add_learner(cfg.etcd_peers, tls, name, m.peer_url)
+        write_json(home.config_file, asdict(cfg))
+        print(f"  ✓ etcd member {name} added as a learner ({m.peer_url})", flush=True)
+        sup = _start_supervisor(home)
+        cpjoin.promote(cfg.etcd_peers, tls, member_id)
+        print(f"  ✓ etcd member {name} promoted to a voting member", flush=True)
+    except (JoinError, HomeError, OSError, KeyError, ValueError) as e:
+        if member_id:
+            try:
+                cpjoin.remove_member(cfg.etcd_peers, tls, member_id=member_id)
+            except JoinError as undo:
+                print(f"warning: could not remove etcd member {name} again: {undo}", file=sys.stderr)
+        if sup is not None:
+            sup.terminate()
+            try:
+                sup.wait(DOWN_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                print(f"warning: the supervisor (pid {sup.pid}) is still stopping", file=sys.stderr)
+        if created and (sup is None or sup.poll() is not None):
+            shutil.rmtree(home.root, ignore_errors=True)
+        raise CommandError(str(e) if isinstance(e, JoinError) else f"joining the control plane failed: {e}") from None
+    if not _wait_ready(home, cfg, sup, args.wait_timeout):
+        return 1
+    print(f"This machine is control-plane member {name} of {args.server} (its apiserver: {cfg.api_url}). Status: "
+          f"pkctl cluster status --home {home.root}; leave: pkctl cluster down --purge --home {home.root}")
+    return 0
+
+
+def _leave_etcd(home: Home, cfg: ClusterConfig) -> None:
+    """A joined control-plane member leaving for good (`down --purge`) removes its etcd member first, while the
+    quorum still counts it (as kubeadm reset does)."""
+    from pkctl.cluster import cpjoin
+    from pkctl.cluster.components import etcd_client_context
+    try:
+        if cpjoin.remove_member([*cfg.etcd_peers, *cfg.etcd_urls], etcd_client_context(home),
+                                name=cfg.members[0].name):
+            print(f"✓ removed etcd member {cfg.members[0].name}", flush=True)
+    except (JoinError, OSError) as e:
+        print(f"warning: could not remove etcd member {cfg.members[0].name} ({e}); remove it on the cluster with "
+              "`etcdctl member remove`", file=sys.stderr)
 
 
 # -- `pkctl cluster node add|remove|list` ------------------------------------------------------------------------

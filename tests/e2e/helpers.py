@@ -217,12 +217,13 @@ def local_cluster(*extra: str, command: tuple[str, ...] = ("up",), sysctls_kept:
 
 
 @contextmanager
-def joining_machine(cluster_config: dict[str, Any]) -> Iterator[tuple[str, str]]:
+def joining_machine(cluster_config: dict[str, Any], host: int = 200) -> Iterator[tuple[str, str]]:
     """(netns, IP): a fresh "machine" for `pkctl cluster join`, a network namespace on the cluster bridge of a
-    multi-node cluster (`up --nodes N`) at an address the cluster gave to no node; removed afterwards."""
+    multi-node cluster (`up --nodes N`) at an address the cluster gave to no node (the subnet's `host`th, for
+    several machines at once); removed afterwards."""
     subnet = ipaddress.ip_network(cluster_config["node_subnet"])
     tag = unique("j").replace("-", "")[-6:]
-    netns, veth, ip = f"pkj{tag}", f"pkj{tag}h", str(subnet[200])
+    netns, veth, ip = f"pkj{tag}", f"pkj{tag}h", str(subnet[host])
     try:
         for cmd in (["ip", "netns", "add", netns],
                     ["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns],
