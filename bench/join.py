@@ -1,9 +1,12 @@
 """`pkctl cluster join` benchmark: a fresh "machine" (a network namespace on the cluster network of a
 `pkctl cluster up --nodes 3`) joins with a bootstrap token; the time `token create` takes, the time `join` takes
 until the node is Ready (TLS bootstrap, image import, kubelet and proxy healthy), and the RSS of the joined
-node's processes (supervisor, kubelet, proxy).
+node's processes (supervisor, kubelet, proxy). `--mode control-plane`: the machine joins as a control-plane
+member instead (`token create --control-plane`, `join --control-plane --certificate-key`: certificates
+downloaded and decrypted, etcd learner added, started, promoted, apiserver and controller-manager + scheduler
+healthy), and the RSS of its processes (supervisor, etcd, apiserver, control-plane).
 
-    .venv/bin/python bench/join.py
+    .venv/bin/python bench/join.py [--mode control-plane]
 
 Prints one JSON document. Figures only; nothing passes or fails on time. Uses temporary homes and removes
 them (`cluster down --purge`) at the end.
@@ -28,26 +31,31 @@ from tests.e2e.helpers import joining_machine, on_machine  # noqa: E402
 
 
 def main() -> int:
-    parse_flags(__doc__)
-    result: dict[str, object] = {}
+    flags = parse_flags(__doc__, mode="worker")
+    member = flags.mode == "control-plane"
+    result: dict[str, object] = {"mode": flags.mode}
     with local_cluster("pkbench-join-") as home:
         pkctl("cluster", "up", "--home", str(home.root), "--nodes", "3", "--wait-timeout", "180")
         began = time.monotonic()
         p = subprocess.run([sys.executable, "-m", "pkctl.main", "cluster", "token", "create", "--home",
-                            str(home.root)], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+                            str(home.root), *(["--control-plane"] if member else [])], cwd=ROOT,
+                           capture_output=True, text=True, timeout=60, check=True)
         result["token_create_s"] = round(time.monotonic() - began, 2)
-        _, _, _, url, _, token, _, ca_hash = p.stdout.split()
+        url, token, ca_hash = p.stdout.split()[3:8:2]
+        extra = p.stdout.split()[8:]  # --control-plane --certificate-key HEX
         node_home = Home(Path(tempfile.mkdtemp(prefix="pkbench-joined-")) / "node")
         with joining_machine(asdict(home.load_config())) as (netns, _):
             try:
                 began = time.monotonic()
                 j = on_machine(netns, "cluster", "join", url, "--token", token, "--ca-hash", ca_hash, "--home",
-                               str(node_home.root), "--node-name", "bench-joined")
+                               str(node_home.root), "--node-name", "bench-joined", *extra)
                 if j.returncode != 0:
                     raise SystemExit(f"join failed:\n{j.stdout}\n{j.stderr}")
                 result["join_until_ready_s"] = round(time.monotonic() - began, 2)
                 rss = {}
-                for name in ("supervisor", "kubelet", "proxy"):
+                names = (("supervisor", "etcd-bench-joined", "apiserver-bench-joined", "control-plane-bench-joined")
+                         if member else ("supervisor", "kubelet", "proxy"))
+                for name in names:
                     rec = ProcRecord.from_state(node_home.read_state(name))
                     rss[name] = round(((rec.rss_bytes() if rec else 0) or 0) / 2**20, 1)
                 result["joined_node_rss_mb"] = rss

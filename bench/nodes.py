@@ -1,6 +1,7 @@
 """Multi-node local cluster benchmark: `pkctl cluster up --nodes 3` time until every node is Ready, the
-RSS of one extra node's processes (its kubelet, which hosts its proxy, in the node's network namespace), and how
-long `pkctl cluster node add` (until the new node is Ready) and `pkctl cluster node remove` (drain included) take.
+RSS of one extra node's processes (its kubelet, which hosts its proxy, in the node's network namespace), how
+long `pkctl cluster node add` (until the new node is Ready) and `pkctl cluster node remove` (drain included) take,
+and for how long the API did not answer meanwhile (a GET every 0.1 s: the longest run of failures, and how many).
 
     .venv/bin/python bench/nodes.py [--nodes 3]
 
@@ -10,15 +11,39 @@ own ports and removes it (`cluster down --purge`) at the end.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import local_cluster, parse_flags, pkctl, report  # noqa: E402
 from pkctl.cluster.components import api_get, node_ready  # noqa: E402
+from pkctl.cluster.home import ClusterConfig, Home  # noqa: E402
 from pkctl.cluster.procs import ProcRecord  # noqa: E402
+
+
+def while_api_watched(home: Home, cfg: ClusterConfig, action: Callable[[], float]) -> dict[str, Any]:
+    """Run action (returns its seconds) while a thread GETs the API every 0.1 s; the longest outage it saw."""
+    done, failed_at, longest, failures = threading.Event(), [0.0], [0.0], [0]
+
+    def poll() -> None:
+        while not done.is_set():
+            now = time.monotonic()
+            if api_get(home, cfg, "/api/v1/namespaces/default", timeout=1.0) is None:
+                failures[0] += 1
+                failed_at[0] = failed_at[0] or now
+            elif failed_at[0]:
+                longest[0], failed_at[0] = max(longest[0], now - failed_at[0]), 0.0
+            done.wait(0.1)
+    t = threading.Thread(target=poll, daemon=True)
+    t.start()
+    took = action()
+    done.set()
+    t.join()
+    return {"s": took, "api_longest_outage_s": round(longest[0], 2), "api_failed_requests": failures[0]}
 
 
 def main() -> int:
@@ -46,9 +71,15 @@ def main() -> int:
                 rss[name] = round((rec.rss_bytes() or 0) / 2**20, 1)
         result["worker_rss_mb"] = rss
         result["worker_rss_total_mb"] = round(sum(rss.values()), 1)
-        result["node_add_s"] = pkctl("cluster", "node", "add", "--home", str(home.root), "--wait", "180s")
+        add = while_api_watched(home, cfg, lambda: pkctl("cluster", "node", "add", "--home", str(home.root),
+                                                         "--wait", "180s"))
+        result["node_add_s"] = add.pop("s")  # `node add` waits until the new node is Ready
+        result["node_add_api"] = add
         added = home.load_config().workers[-1].name
-        result["node_remove_s"] = pkctl("cluster", "node", "remove", added, "--home", str(home.root))
+        remove = while_api_watched(home, cfg, lambda: pkctl("cluster", "node", "remove", added, "--home",
+                                                            str(home.root)))
+        result["node_remove_s"] = remove.pop("s")
+        result["node_remove_api"] = remove
     return report(result, indent=1)
 
 

@@ -14,14 +14,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from pklib.api.volumes import claimable, reachable_from, volume_capacity
 from pklib.api.wellknown import DEFAULT_CLASS_ANNOTATION, HOSTNAME_LABEL, SELECTED_NODE_ANNOTATION
 from pklib.controller import Controller, ControllerContext
 from pklib.errors import ApiError, is_already_exists
 from pklib.informer import Obj
-from pklib.quantity import QuantityError, to_bytes
 from pklib.resources import NODES, PVCS, PVS, STORAGECLASSES
 
-from .nodefit import required_affinity_matches
 from .util import meta, unless_gone, write_status
 
 
@@ -32,45 +31,10 @@ BIND_COMPLETED = "pv.kubernetes.io/bind-completed"
 PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
 
 
-def _storage(obj: Obj, *path: str) -> int:
-    cur: Any = obj
-    for p in path:
-        cur = (cur or {}).get(p)
-    try:
-        return to_bytes(cur) if cur is not None else 0
-    except QuantityError:
-        return 0
-
-
-def claim_request(pvc: Obj) -> int:
-    return _storage(pvc, "spec", "resources", "requests", "storage")
-
-
-def volume_capacity(pv: Obj) -> int:
-    return _storage(pv, "spec", "capacity", "storage")
-
-
 def volume_fits(pv: Obj, pvc: Obj, node: Obj | None) -> bool:
-    """Could `pv` serve `pvc` (class, modes, size, pre-binding, node affinity)?"""
-    pv_spec, pvc_spec = pv.get("spec") or {}, pvc.get("spec") or {}
-    ref = pv_spec.get("claimRef")
-    if ref and (ref.get("namespace"), ref.get("name")) != (meta(pvc)["namespace"], meta(pvc)["name"]):
-        return False
-    if ref and ref.get("uid") and ref["uid"] != meta(pvc).get("uid"):
-        return False
-    if meta(pv).get("deletionTimestamp") or (pv.get("status") or {}).get("phase") in ("Released", "Failed"):
-        return False
-    if (pv_spec.get("storageClassName") or "") != (pvc_spec.get("storageClassName") or ""):
-        return False
-    if not set(pvc_spec.get("accessModes") or []) <= set(pv_spec.get("accessModes") or []):
-        return False
-    if volume_capacity(pv) < claim_request(pvc):
-        return False
-    affinity = (pv_spec.get("nodeAffinity") or {}).get("required")
-    if affinity and node is not None:
-        return required_affinity_matches({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
-                                                           affinity}}, node)
-    return True
+    """Could `pv` serve `pvc` (class, modes, size, pre-binding, and node affinity once a node is chosen)?"""
+    return claimable(pv, pvc) and (node is None or reachable_from(
+        pv, meta(node).get("labels") or {}, meta(node).get("name") or ""))
 
 
 class PersistentVolumeController(Controller):

@@ -2,8 +2,10 @@
 
 A `serviceAccountToken` projection is filled with a token the kubelet asks the apiserver for through
 TokenRequest, bound to the pod (so it stops working when the pod is deleted). Tokens are cached per
-(pod, audience, duration) and fetched again once 80 % of their lifetime or 24 hours have passed; the volume
-refresh of running pods (podworkers) then writes the new one.
+(pod, audience, duration) and fetched again once 80 % of their lifetime or 24 hours have passed, or when the
+wall clock was stepped back by more than the apiserver's leeway since (it would refuse the token as not valid
+yet until the clock caught up; Kubernetes' kubelet keeps it); the volume refresh of running pods (podworkers)
+then writes the new one.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from pklib.resources import SERVICEACCOUNTS
 from kubelet.env import ConfigError
 
 MAX_AGE = 24 * 3600.0
+STEPPED_BACK = 60.0  # the apiserver accepts a token's nbf this far in its future (apiserver/satokens.LEEWAY)
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,8 @@ class _Token:
     expires: float
 
     def needs_refresh(self, now: float) -> bool:
-        return now > self.issued + 0.8 * (self.expires - self.issued) or now > self.issued + MAX_AGE
+        return (now > self.issued + 0.8 * (self.expires - self.issued) or now > self.issued + MAX_AGE
+                or now < self.issued - STEPPED_BACK)
 
 
 def _expiry(text: Any, fallback: float) -> float:

@@ -29,6 +29,10 @@ class Listers(Protocol):
 
     def volume(self, name: str) -> dict[str, Any] | None: ...
 
+    def storage_class(self, name: str) -> dict[str, Any] | None: ...
+
+    def volumes(self) -> Sequence[dict[str, Any]]: ...
+
     def nodes(self) -> Sequence[NodeInfo]: ...
 
     def nodes_with_pods_in(self, namespace: str) -> Sequence[NodeInfo]:
@@ -79,6 +83,8 @@ class PodInfo:
     # mounts, or why its volumes cannot be resolved; Reserve: the unbound claims to annotate in PreBind.
     volume_node_affinities: list[dict[str, Any]] = field(default_factory=list)
     volume_problem: str | None = None
+    # For each unbound WaitForFirstConsumer claim of a class that provisions nothing: the volumes it could bind.
+    static_volume_choices: list[list[dict[str, Any]]] = field(default_factory=list)
     claims_to_select: list[str] = field(default_factory=list)
     # Cycle state of PodTopologySpread and InterPodAffinity (plugins/podtopologyspread.py, interpodaffinity.py):
     # None when the plugin has nothing to do for this pod, which is the common case.

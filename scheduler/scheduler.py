@@ -24,7 +24,8 @@ from pklib.api.disruption import PREEMPTION_BY_SCHEDULER, disruption_status_patc
 from pklib.api.timefmt import now_rfc3339
 from pklib.objects import key_of
 from pklib.quantity import QuantityError
-from pklib.resources import NAMESPACES, NODES, PODS, PVCS, PVS, REPLICASETS, SERVICES, STATEFULSETS
+from pklib.resources import (NAMESPACES, NODES, PODS, PVCS, PVS, REPLICASETS, SERVICES, STATEFULSETS,
+                             STORAGECLASSES)
 from pklib.selectors import SelectorError, selector_from_match
 
 from .algorithm import (DEFAULT_WEIGHTS, Decision, dry_run_filters, end_cycle, pre_bind, pre_filter,
@@ -64,12 +65,14 @@ class Scheduler:
         self.nodes = informers.informer(NODES)
         self.pvcs = informers.informer(PVCS)
         self.pvs = informers.informer(PVS)
+        self.storage_classes = informers.informer(STORAGECLASSES)
         self.namespaces = informers.informer(NAMESPACES)
         self.services = informers.informer(SERVICES)
         self.replicasets = informers.informer(REPLICASETS)
         self.statefulsets = informers.informer(STATEFULSETS)
         self.listers = _InformerListers(self.pvcs.store, self.pvs.store, self.cache, self.namespaces.store,
-                                        (self.services.store, self.replicasets.store, self.statefulsets.store))
+                                        (self.services.store, self.replicasets.store, self.statefulsets.store),
+                                        self.storage_classes.store)
         self.pods.add_handler(Handler(self._pod_added, self._pod_updated, self._pod_deleted))
         self.nodes.add_handler(Handler(self._node_changed, lambda old, new: self._node_changed(new),
                                        self._node_deleted))
@@ -77,6 +80,7 @@ class Scheduler:
                         lambda old, new: self.queue.move_all_to_active())
         self.pvcs.add_handler(retry)
         self.pvs.add_handler(retry)
+        self.storage_classes.add_handler(retry)
         # Namespace labels decide pod affinity terms with a namespaceSelector.
         self.namespaces.add_handler(retry)
         self._bindings = asyncio.Semaphore(self.options.parallel_bindings)
@@ -351,15 +355,21 @@ class _InformerListers:
     """The plugins' read-only view of the scheduler's cache and informer stores."""
 
     def __init__(self, claims: Store, volumes: Store, cache: Cache, namespaces: Store,
-                 workloads: tuple[Store, ...]):
+                 workloads: tuple[Store, ...], storage_classes: Store):
         self._claims, self._volumes, self._cache, self._namespaces = claims, volumes, cache, namespaces
-        self._workloads = workloads
+        self._workloads, self._storage_classes = workloads, storage_classes
 
     def claim(self, namespace: str, name: str) -> Obj | None:
         return self._claims.get(f"{namespace}/{name}")
 
     def volume(self, name: str) -> Obj | None:
         return self._volumes.get(name)
+
+    def storage_class(self, name: str) -> Obj | None:
+        return self._storage_classes.get(name)
+
+    def volumes(self) -> list[Obj]:
+        return self._volumes.list()
 
     def nodes(self) -> list[NodeInfo]:
         return self._cache.nodes()

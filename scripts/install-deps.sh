@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES="etcd-server etcd-client runc conmon nftables busybox-static python3-pip docker-registry conntrack iproute2 util-linux e2fsprogs nginx-light chromium chromium-driver"
+APT_PACKAGES="etcd-server etcd-client runc conmon nftables busybox-static python3-pip docker-registry conntrack iproute2 util-linux e2fsprogs nginx-light chromium chromium-driver libfaketime"
 missing=""
 for p in $APT_PACKAGES; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -132,8 +132,8 @@ def node_client_context(home: Home) -> ssl.SSLContext:
 
 def api_get(home: Home, cfg: ClusterConfig, path: str, timeout: float = 2.0) -> dict[str, Any] | None:
     """A GET against the cluster's own apiserver with the admin token (a joined node's home: as the node,
-    against the cluster it joined); None if it fails."""
-    if cfg.joined:
+    against the cluster it joined; a joined control-plane member's: its own apiserver); None if it fails."""
+    if cfg.joined and not cfg.members:
         req = urllib.request.Request(cfg.api_url + path)
         try:
             tls: ssl.SSLContext | None = node_client_context(home)
@@ -204,19 +204,29 @@ def _etcd_flags(home: Home, cfg: ClusterConfig, member: Member | None = None) ->
     # holds every Secret, and a Pod written straight into it would run as root.
     if member is None:
         name, client, peer = "pkube", cfg.etcd_url, f"https://127.0.0.1:{cfg.etcd_peer_port}"
-        initial = f"pkube={peer}"
     else:
         name, client, peer = member.name, member.etcd_url, member.peer_url
-        initial = ",".join(f"{m.name}={m.peer_url}" for m in cfg.members)
+    # With a cluster network the members also listen on its gateway and advertise themselves there, where a
+    # machine joining as a control-plane member reaches them (cpjoin.py); the local clients keep loopback.
+    def advertised(url: str) -> str:
+        return url.replace("//127.0.0.1:", f"//{cfg.etcd_host}:")
+    listen_client = ",".join(dict.fromkeys((client, advertised(client))))
+    listen_peer = ",".join(dict.fromkeys((peer, advertised(peer))))
+    if cfg.etcd_initial_cluster:  # a member that joined a running etcd cluster
+        initial, state = cfg.etcd_initial_cluster, "existing"
+    elif member is None:
+        initial, state = f"pkube={advertised(peer)}", "new"
+    else:
+        initial, state = ",".join(f"{m.name}={advertised(m.peer_url)}" for m in cfg.members), "new"
     pki = home.pki
     return ["--name", name, "--data-dir", str(home.etcd_dir(member)),
             "--cert-file", str(pki.cert("etcd-server")), "--key-file", str(pki.key("etcd-server")),
             "--client-cert-auth", "--trusted-ca-file", str(pki.ca_cert),
             "--peer-cert-file", str(pki.cert("etcd-peer")), "--peer-key-file", str(pki.key("etcd-peer")),
             "--peer-client-cert-auth", "--peer-trusted-ca-file", str(pki.ca_cert),
-            "--listen-client-urls", client, "--advertise-client-urls", client,
-            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", initial, "--initial-cluster-state", "new",
+            "--listen-client-urls", listen_client, "--advertise-client-urls", advertised(client),
+            "--listen-peer-urls", listen_peer, "--initial-advertise-peer-urls", advertised(peer),
+            "--initial-cluster", initial, "--initial-cluster-state", state,
             # A lone member still waits one election timeout on restart before it serves, so that
             # stays at the default 1 s (a warm `up` waits for it); it has no peers to send heartbeats
             # to, but its raft clock ticks every heartbeat interval: 150 ms instead of 50 ms took its
@@ -425,7 +435,8 @@ def _joined_kubelet_flags(home: Home, cfg: ClusterConfig) -> list[str]:
     node-local CA (pki.ensure_kubelet), then with one the cluster signs (--rotate-server-certificates, see join.py)."""
     pki = home.pki
     return ["--kubeconfig", str(home.node_kubeconfig), *_node_flags(home, cfg), "--node-ip", cfg.node_ip,
-            "--cluster-cidr", cfg.cluster_cidr, "--pod-routes", "--port", str(cfg.kubelet_port),
+            "--cluster-cidr", cfg.cluster_cidr, "--pod-routes", "--network-backend", cfg.network_backend,
+            "--port", str(cfg.kubelet_port),
             "--tls-cert-file", str(pki.cert("kubelet")), "--tls-private-key-file", str(pki.key("kubelet")),
             "--client-ca-file", str(pki.ca_cert), "--rotate-server-certificates", "--rotate-certificates",
             "--cluster-dns", cfg.dns_ip]
@@ -531,6 +542,11 @@ def _group_flags(home: Home, cfg: ClusterConfig, member: Member | None = None,
     for m in MEMBERS if hosted is None else hosted:
         if m.available():
             flags += ["--", m.name, *m.argv(home, cfg)]
+            if hosted is None and cfg.workers and m.name in ELECTED:
+                # A cluster with a cluster network may take control-plane members (`cluster join --control-plane`,
+                # cpjoin.py), whose controller-manager and scheduler elect their leader: this one takes part. Its
+                # identity is stable (one such process per home), so that a restart takes its Lease back at once.
+                flags += ["--leader-elect", "--leader-elect-identity", f"control-plane_{cfg.node_name}"]
     return flags
 
 
@@ -606,7 +622,7 @@ def components(cfg: ClusterConfig) -> tuple[Component, ...]:
     etcd-cpN, apiserver-cpN and control-plane-cpN per member (`cluster status` and `up` list them
     in this order), and one kubelet."""
     if cfg.joined:
-        return joined_components()
+        return joined_member_components(cfg) if cfg.members else joined_components()
     if not cfg.members:
         return COMPONENTS + worker_components(cfg, "apiserver") if cfg.workers else COMPONENTS
     etcds = tuple(_member_component("etcd", m) for m in cfg.members)
@@ -624,6 +640,15 @@ def _member_component(kind: str, m: Member, after: tuple[str, ...] = ()) -> Comp
                          lambda h, c, r: probe_etcd(h, c, r, m))
     return Component(f"apiserver-{m.name}", base.module, None, after, lambda h, c: _apiserver_flags(h, c, m),
                      lambda h, c, r: _probe_apiserver(h, c, r, m), launch="apiserver")
+
+
+def joined_member_components(cfg: ClusterConfig) -> tuple[Component, ...]:
+    """What a control-plane member that joined another machine's cluster runs (`pkctl cluster join
+    --control-plane`): its etcd member, its apiserver, and its controller-manager and scheduler (leader-elected
+    with the cluster's); no node."""
+    m = cfg.members[0]
+    etcd = _member_component("etcd", m)
+    return etcd, _member_component("apiserver", m, after=(etcd.name,)), _member_group(m, first=False)
 
 
 def _elected(argv: Callable[[Home, ClusterConfig], list[str]], process: str

@@ -132,6 +132,11 @@ class Worker:
     def proxy_component(self) -> str:
         return f"proxy-{self.name}"
 
+    @property
+    def client_cert(self) -> str:
+        """Its kubelet's client certificate in the home's pki (system:node:<name>, group system:nodes)."""
+        return f"kubelet-{self.name}-client"
+
 
 @dataclass
 class ClusterConfig:
@@ -166,6 +171,12 @@ class ClusterConfig:
     # A node that joined another machine's cluster (`pkctl cluster join`): that cluster's API URL. Such a home
     # runs only this node's kubelet and proxy, authenticated by the client certificate it bootstrapped.
     joined: str = ""
+    # A control-plane member that joined another machine's cluster (`pkctl cluster join --control-plane`, see
+    # pkctl/cluster/cpjoin.py): its one Member is in `members`; its etcd member's --initial-cluster (every
+    # member when it was added; it starts with --initial-cluster-state existing), the other members' client
+    # URLs (its apiserver's fallbacks) and how the kubelets of a joined worker route pods.
+    etcd_initial_cluster: str = ""
+    etcd_peers: list[str] = field(default_factory=list)
     # The ingress controller's nginx (0: not chosen yet; the default home prefers 80 and 443).
     ingress_http_port: int = 0
     ingress_https_port: int = 0
@@ -236,7 +247,14 @@ class ClusterConfig:
 
     @property
     def etcd_urls(self) -> list[str]:
-        return [m.etcd_url for m in self.members] or [self.etcd_url]
+        return [m.etcd_url for m in self.members] + self.etcd_peers or [self.etcd_url]
+
+    @property
+    def etcd_host(self) -> str:
+        """Where this cluster's etcd members advertise themselves (to each other, and to a machine joining as a
+        control-plane member): the cluster network's gateway when there is one, which other machines reach (the
+        members listen there as well as on loopback), else loopback."""
+        return self.node_gateway if self.workers and not self.joined else "127.0.0.1"
 
     @property
     def dns_ip(self) -> str:
@@ -249,6 +267,8 @@ class ClusterConfig:
 
     @property
     def api_url(self) -> str:
+        if self.joined and self.members:  # a joined control-plane member: its own apiserver
+            return f"https://{self.members[0].host}:{self.members[0].api_port}"
         if self.joined:
             return self.joined
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.api_port}"
@@ -288,8 +308,13 @@ class Home:
         return self.config_file.exists()
 
     def load_config(self) -> ClusterConfig:
+        return self.read_config()[0]
+
+    def read_config(self) -> tuple[ClusterConfig, str]:
+        """The config and the digest of the file it was read from (the supervisor records the one it runs)."""
         try:
-            return ClusterConfig(**json.loads(self.config_file.read_text()))
+            data = self.config_file.read_bytes()
+            return ClusterConfig(**json.loads(data)), config_digest(data)
         except FileNotFoundError:
             raise HomeError(f"no pkube cluster at {self.root}: run `pkctl cluster up --home {self.root}`") from None
         except (ValueError, TypeError) as e:
@@ -344,10 +369,17 @@ class Home:
             self._write_kubeconfig(self.identity_kubeconfig(user), cfg.api_url, cfg.tls, tokens[user])
             if user in worker_users:
                 self._write_kubeconfig(self.identity_kubeconfig(user, gateway=True), gateway, cfg.tls, tokens[user])
+        if cfg.tls:
+            from pkctl.cluster import pki  # cryptography: heavy, and only `up` and `cluster node add` get here
+            for w in cfg.workers:
+                pki.ensure_node_client(self.pki.dir, w.name, w.client_cert)
+                self._write_kubeconfig(self.identity_kubeconfig(node_user(w.name), gateway=True), gateway, cfg.tls,
+                                       client_cert=w.client_cert)
 
     def forget_node(self, w: Worker) -> list[str]:
         """Everything a removed extra node (`cluster node remove`) kept in the home: its token (the API stops
-        taking it at the next start), kubeconfigs, serving certificate, state dirs, state records and logs.
+        taking it at the next start) or client certificate, kubeconfigs, serving certificate, state dirs, state
+        records and logs.
         Returns what could not be removed."""
         user = node_user(w.name)
         rows = [r for r in csv.reader(self.tokens_file.read_text().splitlines()) if not (len(r) >= 2 and r[1] == user)]
@@ -358,7 +390,8 @@ class Home:
         os.replace(tmp, self.tokens_file)
         problems = []
         for path in (self.identity_kubeconfig(user), self.identity_kubeconfig(user, gateway=True),
-                     self.pki.cert(w.component), self.pki.key(w.component), self.state_file(w.component),
+                     self.pki.cert(w.component), self.pki.key(w.component), self.pki.cert(w.client_cert),
+                     self.pki.key(w.client_cert), self.state_file(w.component),
                      self.state_file(w.proxy_component), self.log(w.component), self.log(w.proxy_component)):
             path.unlink(missing_ok=True)
         try:
@@ -460,11 +493,14 @@ class Home:
         from pklib.hostnet import host_ip
         cfg.node_ip = host_ip()
         # the node's own address too: where `pkctl cluster token create` sends joining machines without workers
-        reached_at = [cfg.node_gateway] if cfg.workers else []
+        # (and the cluster network's gateway, the one nodes are added on later, as `cluster node add` adds them
+        # without restarting the apiserver)
+        reached_at = [str(ipaddress.ip_network(cfg.node_subnet or node_network(self.root)[0])[1])]
         if cfg.node_ip and not ipaddress.ip_address(cfg.node_ip).is_loopback:
             reached_at.append(cfg.node_ip)
         pki.ensure(self.pki.dir, ips=reached_at or None,
-                   service_ip=str(ipaddress.ip_network(cfg.service_cidr)[1]))
+                   service_ip=str(ipaddress.ip_network(cfg.service_cidr)[1]),
+                   etcd_ips=[cfg.etcd_host] if cfg.workers else None)
         pki.ensure_kubelet(self.pki.dir, cfg.node_name, [cfg.node_ip])
         for w in cfg.workers:
             pki.ensure_kubelet(self.pki.dir, w.name, [w.ip], name=f"kubelet-{w.name}")
@@ -473,8 +509,19 @@ class Home:
         self._ensure_identities(cfg)
         return cfg
 
-    def _write_kubeconfig(self, path: Path, server: str, tls: bool, token: str | None = None) -> None:
-        doc = kubeconfig.build(server, token or self.token())
+    def write_kubeconfigs(self, cfg: ClusterConfig) -> None:
+        """The admin kubeconfig and every component identity's (a joined control-plane member's, at its own
+        apiserver)."""
+        self._write_kubeconfig(self.kubeconfig, cfg.api_url, cfg.tls)
+        self._ensure_identities(cfg)
+
+    def _write_kubeconfig(self, path: Path, server: str, tls: bool, token: str | None = None,
+                          client_cert: str = "") -> None:
+        """`client_cert`: authenticate with this certificate of the home's pki (pki.cert/key) instead of a token."""
+        doc = kubeconfig.build(server, None if client_cert else token or self.token())
+        if client_cert:
+            doc["users"][0]["user"] = {"client-certificate": str(self.pki.cert(client_cert)),
+                                       "client-key": str(self.pki.key(client_cert))}
         if tls:
             doc["clusters"][0]["cluster"]["certificate-authority-data"] = \
                 base64.b64encode(self.pki.ca_cert.read_bytes()).decode()
@@ -487,7 +534,7 @@ class Home:
         return self.root / "kubelet.kubeconfig"
 
     def prepare_joined(self, server: str, node_name: str, node_ip: str, service_cidr: str, cluster_cidr: str,
-                       default_home: bool) -> ClusterConfig:
+                       default_home: bool, network_backend: str = "auto", vxlan_vni: int = 0) -> ClusterConfig:
         """The layout of a home that runs one node of another machine's cluster (`pkctl cluster join`): its
         kubelet's and proxy's state and names (their own on a shared host, as any non-default home's), and
         the ports they serve on. The credentials are written by pkctl/cluster/join.py."""
@@ -504,7 +551,8 @@ class Home:
         kubelet_port, metrics_port = choose(DEFAULT_PORTS["kubelet_port"]), choose(DEFAULT_PORTS["proxy_metrics_port"])
         cfg = ClusterConfig(etcd_client_port=0, etcd_peer_port=0, api_port=0, service_cidr=service_cidr,
                             cluster_cidr=cluster_cidr, node_name=node_name, tls=True, kubelet_port=kubelet_port,
-                            proxy_metrics_port=metrics_port, node_ip=node_ip, joined=server)
+                            proxy_metrics_port=metrics_port, node_ip=node_ip, joined=server,
+                            network_backend=network_backend, vxlan_vni=vxlan_vni)
         if not default_home:
             private_node_names(cfg, self.root)
         write_json(self.config_file, asdict(cfg))
@@ -526,7 +574,9 @@ def component_identities(cfg: ClusterConfig) -> dict[str, tuple[str, ...]]:
     """user -> groups, for every component of this cluster."""
     out: dict[str, tuple[str, ...]] = {CONTROLLER_MANAGER: (), SCHEDULER: (), KUBE_PROXY: (), KUBE_DNS: (),
                                        INGRESS_CONTROLLER: ()}
-    for node in (cfg.node_name, *(w.name for w in cfg.workers)):
+    # an extra node of a TLS cluster authenticates with a client certificate instead (Worker.client_cert): the
+    # apiserver reads its token file only at start, and `cluster node add` adds nodes without restarting it
+    for node in (cfg.node_name, *(w.name for w in cfg.workers if not cfg.tls)):
         out[node_user(node)] = ("system:nodes",)
     return out
 
@@ -547,17 +597,26 @@ def append_workers(cfg: ClusterConfig, root: Path, count: int) -> list[Worker]:
     """`count` more extra nodes, each with the next index (its name, IP and names on the host follow from it).
     The cluster network's subnet is a /24 picked by the home's digest among 4096 in 10.128.0.0-10.143.255.0,
     clear of the Service and pod ranges above; a home made with one node gets it with its first added node."""
-    digest = hashlib.sha256(str(root).encode()).digest()
     if not cfg.node_subnet:
-        n = int.from_bytes(digest[4:6], "big") % (16 * 256)
-        cfg.node_subnet, cfg.node_bridge = f"10.{128 + n // 256}.{n % 256}.0/24", f"pkn{digest.hex()[6:12]}"
-    subnet, tag = ipaddress.ip_network(cfg.node_subnet), digest.hex()[6:12]
+        cfg.node_subnet, cfg.node_bridge = node_network(root)
+    subnet, tag = ipaddress.ip_network(cfg.node_subnet), _network_tag(root)
     prefix = node_name_prefix(root)
     first = max([w.index for w in cfg.workers], default=1) + 1
     added = [Worker(name=f"{prefix}-worker{'' if i == 2 else i}", index=i, ip=str(subnet[i]),
                     netns=f"pkn{tag}-w{i}", veth=f"pkn{tag}w{i}") for i in range(first, first + count)]
     cfg.workers += added
     return added
+
+
+def node_network(root: Path) -> tuple[str, str]:
+    """(subnet, bridge) of the home's cluster network, made when it gets its first extra node."""
+    digest = hashlib.sha256(str(root).encode()).digest()
+    n = int.from_bytes(digest[4:6], "big") % (16 * 256)
+    return f"10.{128 + n // 256}.{n % 256}.0/24", f"pkn{_network_tag(root)}"
+
+
+def _network_tag(root: Path) -> str:
+    return hashlib.sha256(str(root).encode()).digest().hex()[6:12]
 
 
 def make_room_for_nodes(cfg: ClusterConfig, nodes: int) -> None:
@@ -622,6 +681,10 @@ def pick_port(preferred: int | None, taken: set[int]) -> int:
         if port not in taken:
             return port
     raise HomeError("could not find a free loopback port")
+
+
+def config_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def write_json(path: Path, doc: dict[str, Any]) -> None:

@@ -3,19 +3,22 @@ network: a cluster bridge on the host holding the subnet's first address, and pe
 namespace joined to it by a veth, with the node's own address and a default route via the host.
 
 The supervisor builds it before it starts the nodes' kubelets (idempotent, so a restart after a reboot
-rebuilds it); `cluster down` takes it away. All netlink, through pyroute2.
+rebuilds it), and for nodes added while it runs through `python -m pkctl.cluster.nodes --home DIR`;
+`cluster down` takes it away. All netlink, through pyroute2.
 """
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import os
+import sys
 
 from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
 from pklib.hostnet import delete_link
 
-from pkctl.cluster.home import ClusterConfig, Worker
+from pkctl.cluster.home import ClusterConfig, Home, HomeError, Worker, resolve
 
 NETNS_DIR = "/run/netns"
 
@@ -81,3 +84,20 @@ def delete_node(w: Worker) -> list[str]:
     except NetlinkError as e:
         problems.append(f"link {w.veth}: {e}")
     return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build the cluster network of the home's config (the supervisor runs this when nodes were added)."""
+    parser = argparse.ArgumentParser(prog="python -m pkctl.cluster.nodes")
+    parser.add_argument("--home", required=True)
+    args = parser.parse_args(argv)
+    try:
+        ensure_network(Home(resolve(args.home)).load_config())
+    except (HomeError, OSError) as e:  # NetlinkError is an OSError
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

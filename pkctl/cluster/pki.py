@@ -147,12 +147,13 @@ def _ensure_service_account_key(pki: Pki) -> None:
 
 
 def ensure(dir: Path, hostnames: list[str] | None = None, ips: list[str] | None = None,
-           service_ip: str | None = None) -> Pki:
+           service_ip: str | None = None, etcd_ips: list[str] | None = None) -> Pki:
     """Create the CA once, and the control plane's certificates (apiserver serving, etcd server and peer,
     the etcd and kubelet client certificates) and the service-account key pair unless valid ones exist: a
     home made before one of them existed gets it at its next `up`. `ips`: more addresses the apiserver is
     reached at (the cluster network's gateway, which the other nodes use); `service_ip`: the `kubernetes`
-    Service's, which pods use (the certificate also names kubernetes.default.svc and the like)."""
+    Service's, which pods use (the certificate also names kubernetes.default.svc and the like); `etcd_ips`: more
+    addresses etcd's server and peer certificates name (where other machines reach the members)."""
     pki = Pki(dir)
     dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     now = dt.datetime.now(dt.timezone.utc)
@@ -161,9 +162,9 @@ def ensure(dir: Path, hostnames: list[str] | None = None, ips: list[str] | None 
     extra_ips = [*(ips or []), *([service_ip] if service_ip else [])]
     _issue(pki, "apiserver", _name("pkube-apiserver"), [SERVER], _sans(names, [*LOOPBACK, *extra_ips]), now)
     _ensure_service_account_key(pki)
-    loopback = _sans(["localhost"], list(LOOPBACK))
-    _issue(pki, "etcd-server", _name("kube-etcd"), [SERVER, CLIENT], loopback, now)
-    _issue(pki, "etcd-peer", _name("kube-etcd-peer"), [SERVER, CLIENT], loopback, now)
+    etcd_sans = _sans(["localhost"], [*LOOPBACK, *(etcd_ips or [])])
+    _issue(pki, "etcd-server", _name("kube-etcd"), [SERVER, CLIENT], etcd_sans, now)
+    _issue(pki, "etcd-peer", _name("kube-etcd-peer"), [SERVER, CLIENT], etcd_sans, now)
     _issue(pki, "apiserver-etcd-client", _name(ETCD_CLIENT_CN), [CLIENT], [], now)
     _issue(pki, "etcd-healthcheck-client", _name(HEALTHCHECK_CN), [CLIENT], [], now)
     _issue(pki, "apiserver-kubelet-client", _name(KUBELET_CLIENT_CN, KUBELET_CLIENT_ORG), [CLIENT], [], now)
@@ -179,4 +180,14 @@ def ensure_kubelet(dir: Path, node_name: str, node_ips: list[str], name: str = "
     _ensure_ca(pki, now)
     _issue(pki, name, _name(f"system:node:{node_name}", "system:nodes"), [SERVER],
            _sans([node_name, "localhost"], [*node_ips, *LOOPBACK]), now)
+    return pki
+
+
+def ensure_node_client(dir: Path, node_name: str, name: str) -> Pki:
+    """A node's client certificate for the API (CN system:node:<node>, O system:nodes, as a kubelet's), in
+    <name>.crt/.key: an extra node of a local cluster authenticates with it."""
+    pki = Pki(dir)
+    now = dt.datetime.now(dt.timezone.utc)
+    _ensure_ca(pki, now)
+    _issue(pki, name, _name(f"system:node:{node_name}", "system:nodes"), [CLIENT], [], now)
     return pki

@@ -91,11 +91,14 @@ def status_report(home: Home, cfg: ClusterConfig, supervisor: procs.ProcRecord |
                              ("ok" if m_ok else "FAILING") + f" ({m_detail})"])
     sup = f"running (pid {supervisor.pid})" if supervisor else "not running"
     print(f"pkube cluster in {home.root}: supervisor {sup}")
-    if cfg.joined:
+    if cfg.joined and cfg.members:
+        print(f"Control-plane member {cfg.members[0].name} joined to {cfg.joined}   API server: {cfg.api_url}   "
+              f"kubeconfig: {home.kubeconfig}")
+    elif cfg.joined:
         print(f"Node {cfg.node_name} joined to {cfg.api_url}   kubeconfig: {home.node_kubeconfig}")
     else:
         print(f"API server: {cfg.api_url}   kubeconfig: {home.kubeconfig}")
-    if cfg.members:
+    if cfg.members and not cfg.joined:
         print(f"  (the supervisor's balancer over {len(cfg.members)} apiservers: "
               + ", ".join(f"{m.name} {m.host}:{m.api_port}" for m in cfg.members) + ")")
     print()
@@ -108,7 +111,7 @@ def status_report(home: Home, cfg: ClusterConfig, supervisor: procs.ProcRecord |
         items = nodes.get("items", [])
         print("\nNODES: " + (", ".join(f"{n['metadata']['name']} {'Ready' if node_ready(n) else 'NotReady'}"
                                        for n in items) or "none registered"))
-    if cfg.joined:  # no etcd here: the cluster's control plane runs elsewhere
+    if cfg.joined and not cfg.members:  # no etcd here: the cluster's control plane runs elsewhere
         return healthy
     disk = disk_free(home.etcd_data)
     free = f" ({human_bytes(disk[0])} free on its filesystem)" if disk else ""

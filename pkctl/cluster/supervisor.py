@@ -4,7 +4,8 @@ Started detached by `pkctl cluster up`. It starts the components in dependency o
 waits for each one's health before starting its dependents, restarts a component that
 exits (back-off 1 s doubling to 30 s), and publishes each component's state in
 <home>/run/<component>.json for `up` and `status`. SIGTERM stops everything in reverse
-order (SIGTERM, grace, SIGKILL) and exits.
+order (SIGTERM, grace, SIGKILL) and exits. SIGHUP (`cluster node add|remove`): it reads config.json
+again and starts, stops or restarts only the components that changed (Supervision.apply).
 
 With several control planes (`up --control-planes N`) the supervisor also runs the API
 balancer (balancer.py) on the cluster's API port, in front of the members' apiservers.
@@ -25,12 +26,12 @@ import os
 import signal
 import sys
 import time
-from typing import IO, Any, Sequence
+from typing import IO, Any, Awaitable, Callable, Sequence
 
 from pkctl.cluster import procs
 from pkctl.cluster.balancer import Balancer
 from pkctl.cluster.components import Component, components
-from pkctl.cluster.home import ClusterConfig, Home, resolve
+from pkctl.cluster.home import ClusterConfig, Home, HomeError, resolve
 from pklib.timeouts import wait_for
 
 log = logging.getLogger("pkube.supervisor")
@@ -60,6 +61,7 @@ class Keeper:
         self.comp, self.home, self.cfg = comp, home, cfg
         self.ready = asyncio.Event()
         self.proc: asyncio.subprocess.Process | None = None
+        self.started_with: list[str] = []  # the command line of its process (a config change may make another)
         # "supervisor" tells readers this record is current, not left over from an earlier run.
         self.state: dict[str, Any] = {"name": comp.name, "supervisor": os.getpid(), "state": "Waiting",
                                       "pid": None, "ticks": None,
@@ -94,7 +96,8 @@ class Keeper:
             await asyncio.sleep(delay)
 
     async def _run_once(self) -> int:
-        cmd = ["setpriv", "--pdeathsig", "TERM", "--", *self.comp.command(self.home, self.cfg)]
+        self.started_with = self.comp.command(self.home, self.cfg)
+        cmd = ["setpriv", "--pdeathsig", "TERM", "--", *self.started_with]
         logf = self._open_log()
         try:
             self.proc = await asyncio.create_subprocess_exec(
@@ -171,27 +174,120 @@ def reap_leftovers(home: Home, cfg: ClusterConfig) -> None:
         procs.terminate(left, STOP_GRACE)
 
 
-async def supervise(home: Home, cfg: ClusterConfig, components: Sequence[Component], stop: asyncio.Event) -> None:
-    """Keep components running until stop is set, then stop them in reverse dependency order."""
-    keepers = {c.name: Keeper(c, home, cfg) for c in components}
-    tasks = [asyncio.create_task(k.run([keepers[d] for d in k.comp.after]), name=k.comp.name)
-             for k in keepers.values()]
+# What a reload gives the supervisor: the config it read, its digest (Home.read_config), and its components.
+Plan = tuple[ClusterConfig, str, Sequence[Component]]
+# Called with a new config before its new components start (the cluster network of added nodes, the API relay).
+Prepare = Callable[[ClusterConfig], Awaitable[None]]
+
+
+class Supervision:
+    """The keepers of one supervisor run. `apply` moves them to a new config without touching what did not change
+    (`cluster node add|remove` rewrites config.json and sends SIGHUP): components that are gone stop, new ones
+    start, and one whose command line changed restarts, unless others depend on it (etcd, the apiservers): those
+    keep running and take their new flags at their next start, so a node change never interrupts the API."""
+
+    def __init__(self, home: Home, cfg: ClusterConfig, digest: str = ""):
+        self.home, self.cfg, self.digest = home, cfg, digest
+        self.keepers: dict[str, Keeper] = {}
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+
+    def start(self, comps: Sequence[Component]) -> None:
+        for c in comps:
+            self.keepers[c.name] = Keeper(c, self.home, self.cfg)
+            self.keepers[c.name].publish()  # its record is this run's from now on, not the one it replaces
+        for c in comps:
+            k = self.keepers[c.name]
+            self.tasks[c.name] = asyncio.create_task(k.run([self.keepers[d] for d in c.after]), name=c.name)
+
+    async def stop(self, names: Sequence[str]) -> None:
+        tasks = [self.tasks.pop(name) for name in names]
+        for t in tasks:
+            t.cancel()  # the keeper stops watching; its process runs on until k.stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop_in_reverse_order({name: self.keepers.pop(name) for name in names})
+
+    async def apply(self, plan: Plan, prepare: Prepare | None = None) -> dict[str, list[str]]:
+        cfg, digest, comps = plan
+        new = {c.name: c for c in comps}
+        depended = {d for c in comps for d in c.after}
+        gone = [n for n in self.keepers if n not in new]
+        added = [n for n in new if n not in self.keepers]
+        changed = [n for n in new if n in self.keepers and _comparable(self.keepers[n].started_with or
+                   self.keepers[n].comp.command(self.home, self.keepers[n].cfg)) != _comparable(
+                       new[n].command(self.home, cfg))]
+        restarted = [n for n in changed if n not in depended]
+        later = [n for n in changed if n in depended]
+        log.info("config %s: starting %s, stopping %s, restarting %s (new flags)%s", digest[:12],
+                 added or "nothing", gone or "nothing", restarted or "nothing",
+                 f"; {', '.join(later)}: kept running, with the new flags from the next start" if later else "")
+        await self.stop(gone)
+        self.cfg, self.digest = cfg, digest
+        for name, k in self.keepers.items():
+            k.comp, k.cfg = new[name], cfg
+        if prepare is not None:
+            await prepare(cfg)
+        self.start([new[n] for n in added])  # first: nothing it needs restarts
+        await self.stop(restarted)
+        self.start([new[n] for n in restarted])
+        return {"started": added, "stopped": gone, "restarted": restarted}
+
+
+def _comparable(argv: list[str]) -> list[str]:
+    """A command line as far as a config change goes: leader-election identities are new at every start."""
+    return [("" if i and argv[i - 1] == "--leader-elect-identity" else a) for i, a in enumerate(argv)]
+
+
+async def supervise(home: Home, cfg: ClusterConfig, components: Sequence[Component], stop: asyncio.Event,
+                    reload: asyncio.Event | None = None, load: Callable[[], Plan] | None = None,
+                    prepare: Prepare | None = None, digest: str = "") -> None:
+    """Keep components running until stop is set, then stop them in reverse dependency order. Each time `reload`
+    is set, `load()` gives the config and components to move to (Supervision.apply), `prepare` readies the
+    host for them; what was done is recorded in <home>/run/supervisor.json (`config`: the digest applied)."""
+    run = Supervision(home, cfg, digest)
+    run.start(components)
     stopping = asyncio.create_task(stop.wait())
-    while not stop.is_set():
-        done, _ = await asyncio.wait([stopping, *[t for t in tasks if not t.done()]],
-                                     return_when=asyncio.FIRST_COMPLETED)
-        for t in done:
-            if t is not stopping and not t.cancelled() and t.exception():
-                # A keeper must never die silently: the cluster would look healthy while it is not.
-                log.error("keeper for %s failed", t.get_name(), exc_info=t.exception())
-                stop.set()
-        if all(t.done() for t in tasks):
-            await stopping
+    reloading = asyncio.create_task((reload or asyncio.Event()).wait())
+    try:
+        while not stop.is_set():
+            tasks = [t for t in run.tasks.values() if not t.done()]
+            done, _ = await asyncio.wait([stopping, reloading, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                if t not in (stopping, reloading) and not t.cancelled() and t.exception():
+                    # A keeper must never die silently: the cluster would look healthy while it is not.
+                    log.error("keeper for %s failed", t.get_name(), exc_info=t.exception())
+                    stop.set()
+            if reloading in done and reload is not None:
+                reload.clear()
+                reloading = asyncio.create_task(reload.wait())
+                if load is not None and not stop.is_set():
+                    await _reload(run, load, prepare)
+            elif all(t.done() for t in run.tasks.values()) and reloading not in done:
+                await asyncio.wait([stopping, reloading], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        reloading.cancel()
     log.info("stopping the cluster")
-    for t in tasks:
+    for t in run.tasks.values():
         t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    await stop_in_reverse_order(keepers)
+    await asyncio.gather(*run.tasks.values(), return_exceptions=True)
+    await stop_in_reverse_order(run.keepers)
+
+
+async def _reload(run: Supervision, load: Callable[[], Plan], prepare: Prepare | None) -> None:
+    try:
+        plan = load()
+    except HomeError as e:
+        log.error("not reloading: %s", e)
+        return
+    if plan[1] == run.digest:
+        log.info("config %s unchanged", plan[1][:12])
+        return
+    try:
+        done = await run.apply(plan, prepare)
+    except Exception:  # noqa: BLE001 - a failed reload must not take the running cluster down with the supervisor
+        log.exception("applying config %s failed", plan[1][:12])
+        return
+    state = run.home.read_state("supervisor") or {}
+    run.home.write_state("supervisor", {**state, "config": run.digest, "applied": done, "applied_at": time.time()})
 
 
 async def stop_in_reverse_order(keepers: dict[str, Keeper]) -> None:
@@ -210,40 +306,72 @@ async def stop_in_reverse_order(keepers: dict[str, Keeper]) -> None:
     await asyncio.gather(*(stop_one(k) for k in keepers.values()))
 
 
-async def _run_until_signalled(home: Home, cfg: ClusterConfig) -> None:
+async def _run_until_signalled(home: Home, cfg: ClusterConfig, digest: str) -> None:
     if cfg.workers:
         # Before the signal handlers: pyroute2 forks helpers to work inside the nodes' netns, and a forked
         # child that gets SIGTERM writes it to the wakeup fd it shares with this loop, which then stopped
-        # the whole cluster as if the supervisor had been told to.
+        # the whole cluster as if the supervisor had been told to. (Nodes added later: see prepare.)
         from pkctl.cluster import nodes  # netlink: only a multi-node cluster needs it
         await asyncio.to_thread(nodes.ensure_network, cfg)
-    stop = asyncio.Event()
+    stop, reload = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    balancers = []
+    loop.add_signal_handler(signal.SIGHUP, reload.set)
+    if home.read_config()[1] != digest:  # changed before SIGHUP was ours (main ignored it until now)
+        reload.set()
     apiservers = [(m.host, m.api_port) for m in cfg.members] or [("127.0.0.1", cfg.api_port)]
-    if cfg.members:
-        balancers.append(Balancer("127.0.0.1", cfg.api_port, apiservers))
-    if cfg.workers:
-        balancers.append(Balancer(cfg.node_gateway, cfg.api_port, apiservers))
-    in_cluster = None
-    if not cfg.workers and not cfg.joined and cfg.advertise_address:
-        # pods reach the API here through the `kubernetes` Service (the apiservers listen on loopback)
-        in_cluster = Balancer(cfg.advertise_address, cfg.api_port, apiservers)
+    # a joined control-plane member is reached at its own apiserver
+    balancers = [Balancer("127.0.0.1", cfg.api_port, apiservers)] if cfg.members and not cfg.joined else []
+    relays: dict[str, Balancer] = {}
+
+    async def relay(new: ClusterConfig) -> None:
+        """The API where the other nodes reach it (the cluster network's gateway) and where pods do (the
+        `kubernetes` Service's endpoint: the node's address or the gateway; the apiservers listen on loopback).
+        A relay stays while the supervisor lives: an apiserver started before a node change still advertises
+        the address it was started with."""
+        wanted = {new.node_gateway: True} if new.workers else {}
+        if not new.joined and new.advertise_address:
+            wanted.setdefault(new.advertise_address, False)
+        for address, needed in wanted.items():
+            if address in relays:
+                continue
+            b = Balancer(address, new.api_port, apiservers)
+            try:
+                await b.start()
+                relays[address] = b
+            except OSError as e:
+                if needed:
+                    raise
+                # the cluster still runs; only in-cluster API clients lose their way in
+                log.warning("pods cannot reach the API at %s:%d: %s", address, new.api_port, e.strerror)
+
+    async def prepare(new: ClusterConfig) -> None:
+        """Nodes added: the cluster network and their netns (nodes.py, in a process of its own: see above), then
+        the API relays."""
+        if new.workers:
+            p = await asyncio.create_subprocess_exec(sys.executable, "-m", "pkctl.cluster.nodes", "--home",
+                                                     str(home.root), stdin=asyncio.subprocess.DEVNULL,
+                                                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            out, _ = await p.communicate()
+            if p.returncode:
+                log.error("the cluster network for the nodes: %s", out.decode(errors="replace").strip())
+        try:
+            await relay(new)
+        except OSError as e:
+            log.error("the nodes cannot reach the API at %s:%d: %s", new.node_gateway, new.api_port, e.strerror)
+
+    def load() -> Plan:
+        new, new_digest = home.read_config()
+        return new, new_digest, components(new)
+
     try:
         for b in balancers:
             await b.start()
-        if in_cluster is not None:
-            try:
-                await in_cluster.start()
-                balancers.append(in_cluster)
-            except OSError as e:  # the cluster still runs; only in-cluster API clients lose their way in
-                log.warning("pods cannot reach the API at %s:%d: %s", cfg.advertise_address, cfg.api_port,
-                            e.strerror)
-        await supervise(home, cfg, components(cfg), stop)
+        await relay(cfg)
+        await supervise(home, cfg, components(cfg), stop, reload, load, prepare, digest)
     finally:
-        for b in balancers:
+        for b in [*balancers, *relays.values()]:
             await b.close()
 
 
@@ -253,7 +381,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     home = Home(resolve(args.home))
-    cfg = home.load_config()
+    # `cluster node add|remove` sends SIGHUP after changing the config: ignored until the loop handles it, which
+    # then compares the config's digest with the one read here
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    cfg, digest = home.read_config()
     lock = open(home.supervisor_lock, "w")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -263,9 +394,9 @@ def main(argv: list[str] | None = None) -> int:
     me = procs.ProcRecord.of(os.getpid())
     assert me is not None
     reap_leftovers(home, cfg)
-    home.write_state("supervisor", {"pid": me.pid, "ticks": me.ticks, "started": time.time()})
+    home.write_state("supervisor", {"pid": me.pid, "ticks": me.ticks, "started": time.time(), "config": digest})
     try:
-        asyncio.run(_run_until_signalled(home, cfg))
+        asyncio.run(_run_until_signalled(home, cfg, digest))
     finally:
         home.state_file("supervisor").unlink(missing_ok=True)
     log.info("stopped")

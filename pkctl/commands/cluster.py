@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Collection, Iterator
 
 import yaml
 
@@ -112,6 +112,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     tc.add_argument("--ttl", type=_ttl, default=24 * 3600.0, metavar="DURATION",
                     help="how long the token lasts, e.g. 24h (default), 30m; 0: it never expires")
     tc.add_argument("--description", default="", help="a note stored with the token")
+    tc.add_argument("--control-plane", action="store_true",
+                    help="also upload the control-plane certificates, encrypted, for 2h (kubeadm's upload-certs) "
+                         "and print a join command for a control-plane member, with the key to decrypt them")
     tc.set_defaults(func=cmd_token_create)
     tl = tsub.add_parser("list", help="the bootstrap tokens")
     home_arg(tl)
@@ -127,7 +130,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     jn.add_argument("--token", required=True, help="a bootstrap token (`pkctl cluster token create`)")
     jn.add_argument("--ca-hash", required=True, metavar="sha256:HEX",
                     help="the hash of the cluster CA's public key: the server is trusted only if it matches")
-    jn.add_argument("--node-name", default=None, help="the Node's name (default: this host's name)")
+    jn.add_argument("--node-name", default=None, help="the Node's name (default: this host's name); with "
+                                                      "--control-plane: the etcd member's name")
+    jn.add_argument("--control-plane", action="store_true",
+                    help="join as a control-plane member (etcd member, apiserver, controller-manager, scheduler)")
+    jn.add_argument("--certificate-key", default=None, metavar="HEX",
+                    help="with --control-plane: the key that decrypts the uploaded control-plane certificates")
+    jn.add_argument("--network-backend", choices=("host-gw", "vxlan", "auto"), default="auto",
+                    help="how this node routes the other nodes' pod CIDRs: host-gw, vxlan, or auto (default: the "
+                         "cluster's own backend)")
     jn.add_argument("--wait-timeout", type=_seconds, default=DEFAULT_WAIT, metavar="S",
                     help=f"seconds to wait for the node to be Ready (default {DEFAULT_WAIT:.0f})")
     jn.set_defaults(func=cmd_join)
@@ -136,7 +147,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     nd = csub.add_parser("node", help="add, remove or list the nodes of a local cluster")
     nsub = nd.add_subparsers(dest="node_command", metavar="SUBCOMMAND", required=True)
     na = nsub.add_parser("add", help="add nodes to the running cluster, each in a network namespace of its own "
-                                     "(the cluster's components restart; running pods are not touched)")
+                                     "(etcd and the API keep running; running pods are not touched)")
     home_arg(na)
     na.add_argument("--count", type=_add_count, default=1, metavar="K", help="how many nodes to add (default 1)")
     na.add_argument("--wait", type=_wait, default=DEFAULT_WAIT, metavar="DURATION",
@@ -358,13 +369,17 @@ def _start_supervisor(home: Home) -> subprocess.Popen[bytes]:
                                 cwd=home.root, start_new_session=True)
 
 
-def _wait_ready(home: Home, cfg: ClusterConfig, sup: subprocess.Popen[bytes], timeout: float) -> bool:
-    """Print each component as it becomes healthy; False (with the reason) on failure or timeout."""
+def _wait_ready(home: Home, cfg: ClusterConfig, sup: subprocess.Popen[bytes] | procs.ProcRecord, timeout: float,
+                only: Collection[str] | None = None) -> bool:
+    """Print each component (of `only`, if given) as it becomes healthy; False (with the reason) on failure or
+    timeout. `sup`: the supervisor just started, or the running one (`cluster node add|remove`)."""
     deadline = time.monotonic() + timeout
     shown: dict[str, str] = {}
     while True:
         pending = []
         for c in components(cfg):
+            if only is not None and c.name not in only:
+                continue
             st = home.read_state(c.name) or {}
             if st.get("supervisor") != sup.pid:
                 st = {}  # written by an earlier run
@@ -385,9 +400,9 @@ def _wait_ready(home: Home, cfg: ClusterConfig, sup: subprocess.Popen[bytes], ti
                 pending.append((c.name, st))
         if not pending:
             return True
-        if sup.poll() is not None:
-            print(f"error: the supervisor exited with {sup.returncode}:\n{_tail(home.log('supervisor'), 15)}",
-                  file=sys.stderr)
+        if sup.poll() is not None if isinstance(sup, subprocess.Popen) else not sup.alive():
+            how = f" with {sup.returncode}" if isinstance(sup, subprocess.Popen) else ""
+            print(f"error: the supervisor exited{how}:\n{_tail(home.log('supervisor'), 15)}", file=sys.stderr)
             return False
         if time.monotonic() > deadline:
             name, st = pending[0]
@@ -417,6 +432,8 @@ def cmd_down(args: argparse.Namespace) -> int:
             raise CommandError(str(e)) from None
         cfg = None  # a damaged home can still be removed: that is the way out the error suggests
     sup = supervisor(home)
+    if sup and args.purge and cfg is not None and cfg.joined and cfg.members:
+        _leave_etcd(home, cfg)
     if sup:
         print(f"Stopping pkube cluster in {home.root} ...", flush=True)
         _stop_supervisor(home, sup)
@@ -582,9 +599,15 @@ def _running_cluster(args: argparse.Namespace) -> tuple[Home, ClusterConfig]:
 
 def cmd_token_create(args: argparse.Namespace) -> int:
     from pkctl.cluster import join
+    from pkctl.cluster import cpjoin
     home, cfg = _running_cluster(args)
     with as_command_error(JoinError):
-        _, command = join.create_token(home, cfg, args.ttl, args.description)
+        if args.control_plane:
+            key = cpjoin.upload_certs(home, cfg)
+            _, command = join.create_token(home, cfg, args.ttl, args.description, (cpjoin.CONTROL_PLANE_GROUP,))
+            command += f" --control-plane --certificate-key {key}"
+        else:
+            _, command = join.create_token(home, cfg, args.ttl, args.description)
     print(command)
     return 0
 
@@ -626,26 +649,33 @@ def cmd_join(args: argparse.Namespace) -> int:
                            f"it first with `pkctl cluster down --purge --home {home.root}`")
     with as_command_error(JoinError):
         join.check_join_args(args.server, args.token, args.ca_hash)
+        key = _certificate_key(args)
     node = (args.node_name or socket.gethostname()).lower()
     if validation.is_dns1123_subdomain(node):
         raise CommandError(f"--node-name {node!r} is not a valid node name: "
                            + "; ".join(validation.is_dns1123_subdomain(node)))
-    problems = _prerequisites(node_only=True)
+    problems = _prerequisites(node_only=not args.control_plane)
     if problems:
         _print_problems(problems)
         raise CommandError("this machine is missing what a pkube node needs (see above)")
     with as_command_error(JoinError):
         info = join.discover(args.server, args.ca_hash)
-        print(f"Joining {args.server} as node {node}")
+        print(f"Joining {args.server} as {'control-plane member' if key else 'node'} {node}")
         print(f"  ✓ cluster CA verified ({args.ca_hash})", flush=True)
+    if key:
+        return _join_control_plane(home, args, node, info.ca_pem, key)
+    with as_command_error(JoinError):
         key_pem, cert_pem = join.bootstrap_certificate(args.server, info.ca_pem, args.token, node,
                                                        lambda line: print(line, flush=True))
     print("  ✓ node client certificate issued", flush=True)
     created = not home.root.exists()
     try:
         node_ip = host_ip()
+        # auto: the backend the cluster's nodes use (else the kubelet's own auto, per peer)
+        backend = args.network_backend if args.network_backend != "auto" else info.network_backend or "auto"
         cfg = home.prepare_joined(args.server, node, node_ip, info.service_cidr, info.cluster_cidr,
-                                  default_home=home.root == resolve(None))
+                                  default_home=home.root == resolve(None), network_backend=backend,
+                                  vxlan_vni=info.vxlan_vni)
         join.write_credentials(home, args.server, info.ca_pem, key_pem, cert_pem)
         # the kubelet API's first serving certificate, from a CA of this node's own, until the cluster signs
         # one (see join.py)
@@ -665,15 +695,87 @@ def cmd_join(args: argparse.Namespace) -> int:
     return 0
 
 
+def _certificate_key(args: argparse.Namespace) -> bytes | None:
+    from pkctl.cluster import cpjoin
+    if not args.control_plane:
+        if args.certificate_key is not None:
+            raise JoinError("--certificate-key is for a control-plane member: add --control-plane")
+        return None
+    if args.certificate_key is None:
+        raise JoinError("--control-plane needs --certificate-key (printed by `pkctl cluster token create "
+                        "--control-plane`)")
+    return cpjoin.check_certificate_key(args.certificate_key)
+
+
+def _join_control_plane(home: Home, args: argparse.Namespace, name: str, ca_pem: bytes, key: bytes) -> int:
+    """The control-plane half of `cluster join` (see pkctl/cluster/cpjoin.py); a failure after the etcd member
+    was added removes it again."""
+    from pkctl.cluster import cpjoin
+    from pkctl.cluster.components import etcd_client_context
+    from pklib.hostnet import host_ip
+    with as_command_error(JoinError):
+        files = cpjoin.download_certs(args.server, ca_pem, args.token, key)
+    print("  ✓ control-plane certificates downloaded and decrypted", flush=True)
+    created, member_id, sup = not home.root.exists(), "", None
+    try:
+        cfg = cpjoin.prepare_member_home(home, args.server, name, host_ip(), files,
+                                         default_home=home.root == resolve(None))
+        m, tls = cfg.members[0], etcd_client_context(home)
+        member_id, cfg.etcd_initial_cluster = cpjoin.add_learner(cfg.etcd_peers, tls, name, m.peer_url)
+        write_json(home.config_file, asdict(cfg))
+        print(f"  ✓ etcd member {name} added as a learner ({m.peer_url})", flush=True)
+        sup = _start_supervisor(home)
+        cpjoin.promote(cfg.etcd_peers, tls, member_id)
+        print(f"  ✓ etcd member {name} promoted to a voting member", flush=True)
+    except (JoinError, HomeError, OSError, KeyError, ValueError) as e:
+        if member_id:
+            try:
+                cpjoin.remove_member(cfg.etcd_peers, tls, member_id=member_id)
+            except JoinError as undo:
+                print(f"warning: could not remove etcd member {name} again: {undo}", file=sys.stderr)
+        if sup is not None:
+            sup.terminate()
+            try:
+                sup.wait(DOWN_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                print(f"warning: the supervisor (pid {sup.pid}) is still stopping", file=sys.stderr)
+        if created and (sup is None or sup.poll() is not None):
+            shutil.rmtree(home.root, ignore_errors=True)
+        raise CommandError(str(e) if isinstance(e, JoinError) else f"joining the control plane failed: {e}") from None
+    if not _wait_ready(home, cfg, sup, args.wait_timeout):
+        return 1
+    print(f"This machine is control-plane member {name} of {args.server} (its apiserver: {cfg.api_url}). Status: "
+          f"pkctl cluster status --home {home.root}; leave: pkctl cluster down --purge --home {home.root}")
+    return 0
+
+
+def _leave_etcd(home: Home, cfg: ClusterConfig) -> None:
+    """A joined control-plane member leaving for good (`down --purge`) removes its etcd member first, while the
+    quorum still counts it (as kubeadm reset does)."""
+    from pkctl.cluster import cpjoin
+    from pkctl.cluster.components import etcd_client_context
+    try:
+        if cpjoin.remove_member([*cfg.etcd_peers, *cfg.etcd_urls], etcd_client_context(home),
+                                name=cfg.members[0].name):
+            print(f"✓ removed etcd member {cfg.members[0].name}", flush=True)
+    except (JoinError, OSError) as e:
+        print(f"warning: could not remove etcd member {cfg.members[0].name} ({e}); remove it on the cluster with "
+              "`etcdctl member remove`", file=sys.stderr)
+
+
 # -- `pkctl cluster node add|remove|list` ------------------------------------------------------------------------
 # The nodes' names, addresses, credentials and the shape of the pod range are in config.json, which every component
-# is started from: a node is added or removed by changing the config and restarting the supervisor (the components
-# stop and start again in order; running pods are left alone, as by any kubelet restart), so `down`, `status` and a
-# restart after a power cut see the cluster as it is now.
+# is started from, so `down`, `status` and a restart after a power cut see the cluster as it is now. A node is added
+# or removed by changing the config and telling the running supervisor (SIGHUP): it starts the new node's process
+# (or stops the removed one's) and restarts only the node processes whose flags changed (e.g. the pod range widened),
+# never etcd or the apiservers, so the API answers throughout (supervisor.Supervision). An extra node authenticates
+# with a client certificate, which the running apiserver takes without a restart. A cluster that cannot take a node
+# that way (its API served over plain HTTP, its apiserver started with a certificate that does not name the cluster
+# network, a supervisor of an older pkube) restarts its components instead; running pods are left alone.
 
 @contextmanager
 def _changing_nodes(home: Home) -> Iterator[None]:
-    """One `cluster node add|remove` at a time per home (each rewrites config.json and restarts the supervisor)."""
+    """One `cluster node add|remove` at a time per home (each rewrites config.json and tells the supervisor)."""
     with open(home.run / "nodes.lock", "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -689,23 +791,67 @@ def cmd_node_add(args: argparse.Namespace) -> int:
         return _add_nodes(home, _config(home), args)
 
 
+def _reloads(home: Home) -> bool:
+    """Whether the running supervisor takes a new config on SIGHUP (it records the config it runs): one of an
+    older pkube would die of the signal."""
+    return "config" in (home.read_state("supervisor") or {})
+
+
 def _add_nodes(home: Home, cfg: ClusterConfig, args: argparse.Namespace) -> int:
     if cfg.nodes + args.count > MAX_NODES:
         raise CommandError(f"the cluster at {home.root} has {cfg.nodes} nodes: adding {args.count} would make more "
                            f"than {MAX_NODES}")
     make_room_for_nodes(cfg, cfg.nodes + args.count)
     added = append_workers(cfg, home.root, args.count)
+    serving = home.pki.serving_cert.read_bytes() if home.pki.serving_cert.exists() else b""
     write_json(home.config_file, asdict(cfg))
-    cfg = _prepare(home, None, None)  # the new nodes' certificates, tokens and kubeconfigs
+    cfg = _prepare(home, None, None)  # the new nodes' certificates and kubeconfigs
     print(f"Adding {len(added)} node{'s' if len(added) > 1 else ''} to the pkube cluster in {home.root}")
     for w in added:
         print(f"  - {w.name}: InternalIP {w.ip}, network namespace {w.netns}")
-    print("  restarting the cluster's components with the new nodes (running pods are not touched) ...", flush=True)
-    _stop_supervisor(home, _live_supervisor(home))
-    if not _wait_ready(home, cfg, _start_supervisor(home), args.wait):
-        return 1
+    sup = _live_supervisor(home)
+    if cfg.tls and _reloads(home) and home.pki.serving_cert.read_bytes() == serving:
+        if not _apply_config(home, cfg, sup, args.wait):
+            return 1
+    else:
+        print("  restarting the cluster's components: its apiserver cannot take the new nodes while it runs "
+              "(running pods are not touched) ...", flush=True)
+        _stop_supervisor(home, sup)
+        if not _wait_ready(home, cfg, _start_supervisor(home), args.wait):
+            return 1
     print("✓ " + ", ".join(f"node {w.name} Ready" for w in added))
     return 0
+
+
+def _apply_config(home: Home, cfg: ClusterConfig, sup: procs.ProcRecord, timeout: float) -> bool:
+    """Tell the running supervisor to take the config just written, then wait until what it started or restarted
+    is healthy (printing each step); False (with the reason) on failure or timeout."""
+    deadline = time.monotonic() + timeout
+    applied = _take_config(home, sup, timeout)
+    if applied is None:
+        return False
+    waiting = [*applied.get("started", []), *applied.get("restarted", [])]
+    return _wait_ready(home, cfg, sup, max(0.0, deadline - time.monotonic()), only=waiting) if waiting else True
+
+
+def _take_config(home: Home, sup: procs.ProcRecord, timeout: float) -> dict[str, list[str]] | None:
+    """SIGHUP to the running supervisor, and wait until it runs the config just written (it records the config's
+    digest once it has stopped, restarted and started what changed): what it did, or None (with the reason)."""
+    deadline = time.monotonic() + timeout
+    digest = home.read_config()[1]
+    sup.signal(signal.SIGHUP)
+    while (state := home.read_state("supervisor") or {}).get("config") != digest:
+        if not sup.alive() or time.monotonic() > deadline:
+            print(f"error: the supervisor (pid {sup.pid}) did not take the new config"
+                  f"{'' if sup.alive() else ': it exited'}:\n{_tail(home.log('supervisor'), 15)}", file=sys.stderr)
+            return None
+        time.sleep(0.05)
+    applied: dict[str, list[str]] = state.get("applied") or {}
+    for verb in ("stopped", "started", "restarted"):
+        if applied.get(verb):
+            why = " (their flags changed)" if verb == "restarted" else ""
+            print(f"  ✓ supervisor (pid {sup.pid}) {verb} {', '.join(applied[verb])}{why}", flush=True)
+    return applied
 
 
 def cmd_node_remove(args: argparse.Namespace) -> int:
@@ -741,19 +887,35 @@ def _remove_node(home: Home, cfg: ClusterConfig, args: argparse.Namespace) -> in
                                f"(`pkctl uncordon {w.name}` takes it back), `--force` removes it without draining")
     before = copy.deepcopy(cfg)
     cfg.workers = [x for x in cfg.workers if x.name != w.name]
+    # the in-cluster API address (the `kubernetes` Service's endpoint) may be the cluster network's gateway: then
+    # the bridge stays while the apiserver runs (`down` removes it)
+    keep_bridge = bool(cfg.node_bridge) and cfg.node_gateway in _kubernetes_endpoints(home, cfg)
     write_json(home.config_file, asdict(cfg))
-    print("  stopping the cluster's components ...", flush=True)
-    _stop_supervisor(home, _live_supervisor(home))
+    sup = _live_supervisor(home)
+    live, restarted = _reloads(home), []
+    if live:
+        print(f"  stopping node {w.name}'s kubelet and proxy ...", flush=True)
+        applied = _take_config(home, sup, args.wait)
+        if applied is None:
+            return 1
+        restarted = applied.get("restarted", [])  # waited for below, once the node is cleaned up
+    else:
+        print("  stopping the cluster's components ...", flush=True)
+        _stop_supervisor(home, sup)
     # its pods (containers, their netns, volumes, cgroups) from inside its netns, then the netns, its veth, its
     # files; the cluster bridge too when no extra node is left
     problems = [p for c in components(before) if c.name == w.component and c.cleanup for p in c.cleanup(home, before)]
     problems += nodes.delete_node(w)
-    if not cfg.workers:
+    if not cfg.workers and not (live and keep_bridge):
         problems += nodes.delete_network(cfg)
     problems += home.forget_node(w)
     print(f"  ✓ stopped node {w.name} and removed its network namespace, pods and state", flush=True)
-    print("  starting the cluster's components again ...", flush=True)
-    if not _wait_ready(home, cfg, _start_supervisor(home), args.wait):
+    if live:
+        ready = _wait_ready(home, cfg, sup, args.wait, only=restarted)
+    else:
+        print("  starting the cluster's components again ...", flush=True)
+        ready = _wait_ready(home, cfg, _start_supervisor(home), args.wait)
+    if not ready:
         return 1
     # once its kubelet is gone for good (a running kubelet registers its Node again); the other nodes drop their
     # routes to its pods when they see it go, and the pod garbage collector deletes pods left bound to it
@@ -763,6 +925,11 @@ def _remove_node(home: Home, cfg: ClusterConfig, args: argparse.Namespace) -> in
         raise CommandError(f"node {w.name} was removed, but not everything of it: " + "; ".join(problems))
     print(f"✓ node {w.name} removed")
     return 0
+
+
+def _kubernetes_endpoints(home: Home, cfg: ClusterConfig) -> set[str]:
+    ep = api_get(home, cfg, "/api/v1/namespaces/default/endpoints/kubernetes") or {}
+    return {a.get("ip") for s in ep.get("subsets") or [] for a in s.get("addresses") or []}
 
 
 def _live_supervisor(home: Home) -> procs.ProcRecord:

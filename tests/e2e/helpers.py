@@ -180,19 +180,23 @@ def assert_host_sysctls_kept(before: dict[str, str | None]) -> None:
 
 
 @contextmanager
-def local_cluster(*extra: str, command: tuple[str, ...] = ("up",), sysctls_kept: bool = False) -> Iterator[Cluster]:
+def local_cluster(*extra: str, command: tuple[str, ...] = ("up",), sysctls_kept: bool = False,
+                  env: dict[str, str] | None = None) -> Iterator[Cluster]:
     """`cluster up` (or `command`, e.g. ("restore", FILE)) in a fresh home, `extra` added to its flags;
     at the end `cluster down --purge`, which must leave nothing behind.
 
     The kubelet turns IPv4 forwarding on (pods reach Services through the host, as in Kubernetes);
     the host's previous setting is put back afterwards. `sysctls_kept`: `down` must itself have given the host
-    its route_localnet and ip_forward back (assert_host_sysctls_kept).
+    its route_localnet and ip_forward back (assert_host_sysctls_kept). `env`: added to the environment of `up`,
+    which the supervisor and every component it starts (and restarts) inherit, e.g. a fake clock
+    (tests/support/faketime.py); `down` runs without it.
     """
     home = Path(tempfile.mkdtemp(prefix="pkt-home-"))
     forwarding = IP_FORWARD.read_text()
     sysctls = host_sysctls()
     try:
-        up = run("cluster", *command, "--home", str(home), "--wait-timeout", "60", *extra, check=False)
+        up = run("cluster", *command, "--home", str(home), "--wait-timeout", "60", *extra, check=False,
+                 env={**os.environ, **env} if env else None)
         assert up.returncode == 0, f"cluster up failed:\n{up.stdout}\n{up.stderr}"
         yield Cluster(home, home / "kubeconfig", up.stdout)
     finally:
@@ -213,12 +217,13 @@ def local_cluster(*extra: str, command: tuple[str, ...] = ("up",), sysctls_kept:
 
 
 @contextmanager
-def joining_machine(cluster_config: dict[str, Any]) -> Iterator[tuple[str, str]]:
+def joining_machine(cluster_config: dict[str, Any], host: int = 200) -> Iterator[tuple[str, str]]:
     """(netns, IP): a fresh "machine" for `pkctl cluster join`, a network namespace on the cluster bridge of a
-    multi-node cluster (`up --nodes N`) at an address the cluster gave to no node; removed afterwards."""
+    multi-node cluster (`up --nodes N`) at an address the cluster gave to no node (the subnet's `host`th, for
+    several machines at once); removed afterwards."""
     subnet = ipaddress.ip_network(cluster_config["node_subnet"])
     tag = unique("j").replace("-", "")[-6:]
-    netns, veth, ip = f"pkj{tag}", f"pkj{tag}h", str(subnet[200])
+    netns, veth, ip = f"pkj{tag}", f"pkj{tag}h", str(subnet[host])
     try:
         for cmd in (["ip", "netns", "add", netns],
                     ["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns],

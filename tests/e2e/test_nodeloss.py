@@ -4,8 +4,12 @@ The node "dies" as a machine does: its kubelet and proxy stop (frozen by SIGSTOP
 restart them yet), its pods' processes are killed, its network namespace is unplugged from the cluster bridge.
 With a short `--node-monitor-grace-period` and `--default-unreachable-toleration-seconds`, the node goes
 Ready=Unknown, its Deployment pods are evicted and run again on the other nodes, its DaemonSet pod stays bound
-to it (not evicted, not moved). When it comes back (the supervisor restarts its killed kubelet and proxy, the
-link is plugged back), it is Ready again, the evicted pods' leftovers are cleaned up and nothing runs twice."""
+to it (not evicted, not moved). A StatefulSet pod whose claim is bound to a local PersistentVolume on that node
+is evicted but stays Terminating (its kubelet cannot confirm it stopped: a StatefulSet never runs two pods of
+one ordinal), and once the admin force-deletes it, as Kubernetes' docs say, its replacement stays Pending with
+the scheduler's reason (volume node affinity conflict) rather than running elsewhere. When it comes back (the
+supervisor restarts its killed kubelet and proxy, the link is plugged back), it is Ready again, the evicted pods'
+leftovers are cleaned up and nothing runs twice; the StatefulSet pod runs there."""
 from __future__ import annotations
 
 from typing import Any, Iterator
@@ -82,6 +86,7 @@ def test_lost_node_pods_move_daemon_pod_stays_and_the_node_comes_back_clean(thre
     assert victim_name, [p["spec"]["nodeName"] for p in web]
     evicted = {p["metadata"]["uid"] for p in web if p["spec"]["nodeName"] == victim_name}
     agent_uid = next(p["metadata"]["uid"] for p in agents if p["spec"]["nodeName"] == victim_name)
+    db_uid = _statefulset_on_local_pv(three, ns, victim_name, spec)
     loss = NodeLoss(three.home, victim_name)
     try:
         # the node dies: its kubelet and proxy stop, its pods' processes die, its link goes
@@ -100,6 +105,7 @@ def test_lost_node_pods_move_daemon_pod_stays_and_the_node_comes_back_clean(thre
         agents_now = [p for p in _pods(three, ns, "agent") if not p["metadata"].get("deletionTimestamp")]
         assert sorted(p["spec"]["nodeName"] for p in agents_now) == sorted(p["spec"]["nodeName"] for p in agents)
         assert agent_uid in {p["metadata"]["uid"] for p in agents_now}
+        _statefulset_pod_waits_for_its_node(three, ns, db_uid)
 
         # the node comes back: the supervisor restarts its killed kubelet and proxy, its link is plugged back
         loss.come_back()
@@ -121,10 +127,72 @@ def test_lost_node_pods_move_daemon_pod_stays_and_the_node_comes_back_clean(thre
     def settled() -> bool:
         web_now = _pods(three, ns, "web")
         agents_now = _pods(three, ns, "agent")
-        live_ids = {p["metadata"]["uid"] for p in web_now + agents_now if p["spec"].get("nodeName") == victim_name}
+        live_ids = {p["metadata"]["uid"] for p in web_now + agents_now + _pods(three, ns, "db")
+                    if p["spec"].get("nodeName") == victim_name}
         return (len(web_now) == REPLICAS and len(_running(web_now)) == REPLICAS and len(agents_now) == 3
                 and all(uid in live_ids for uid in loss.container_pod_uids()))
     wait_for(settled, timeout=60, message="one copy of each pod")
+    # the StatefulSet pod runs on its volume's node once it is back
+    db = wait_for(lambda: r[0] if len(r := _running(_pods(three, ns, "db"))) == 1 else None, timeout=60,
+                  message="the StatefulSet pod running on its node again")
+    assert db["spec"]["nodeName"] == victim_name and db["metadata"]["uid"] != db_uid
+
+
+def _statefulset_on_local_pv(c: Cluster, ns: str, node: str, spec: dict[str, Any]) -> str:
+    """A one-replica StatefulSet whose claim binds a local PV on `node` (Kubernetes' local volumes: a class with
+    no provisioner that binds once the pod is scheduled); returns the uid of its pod, once Running there."""
+    sc = f"local-{ns}"
+    storage_class = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": sc},
+                     "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "WaitForFirstConsumer"}
+    pv = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"{ns}-data"},
+          "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": sc,
+                   "persistentVolumeReclaimPolicy": "Retain", "local": {"path": str(c.home / f"pv-{ns}")},
+                   "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                       {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}]}}}}
+    sts = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db", "namespace": ns},
+           "spec": {"replicas": 1, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                    "template": {"metadata": {"labels": {"app": "db"}}, "spec": {**spec, "containers": [
+                        {**spec["containers"][0], "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]}},
+                    "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
+                        "storageClassName": sc, "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "1Gi"}}}}]}}
+    (c.home / f"pv-{ns}").mkdir()
+    for path, obj in (("/apis/storage.k8s.io/v1/storageclasses", storage_class), ("/api/v1/persistentvolumes", pv),
+                      (f"/apis/apps/v1/namespaces/{ns}/statefulsets", sts)):
+        code, body = c.api(path, obj)
+        assert code == 201, body
+    db = wait_for(lambda: r[0] if len(r := _running(_pods(c, ns, "db"))) == 1 else None, timeout=60,
+                  message="the StatefulSet pod running on its volume's node")
+    assert db["spec"]["nodeName"] == node, db["spec"]
+    uid: str = db["metadata"]["uid"]
+    return uid
+
+
+def _statefulset_pod_waits_for_its_node(c: Cluster, ns: str, uid: str) -> None:
+    """The StatefulSet pod on the lost node: evicted, not replaced while it may still run there; force-deleted,
+    its replacement stays Pending, unschedulable for its volume, with Kubernetes' FailedScheduling message."""
+    old = wait_for(lambda: next((p for p in _pods(c, ns, "db") if p["metadata"].get("deletionTimestamp")), None),
+                   timeout=30, message="the StatefulSet pod evicted")
+    assert old["metadata"]["uid"] == uid and [p["metadata"]["uid"] for p in _pods(c, ns, "db")] == [uid]
+    code, body = c.api(f"/api/v1/namespaces/{ns}/pods/db-0", {"gracePeriodSeconds": 0}, method="DELETE")
+    assert code == 200, body
+
+    def unschedulable() -> str | None:
+        pods = _pods(c, ns, "db")
+        if len(pods) != 1 or pods[0]["metadata"]["uid"] == uid:
+            return None
+        cond = next((x for x in pods[0]["status"].get("conditions") or [] if x["type"] == "PodScheduled"), {})
+        return cond.get("message") if cond.get("reason") == "Unschedulable" else None
+    message = wait_for(unschedulable, timeout=30, message="the new StatefulSet pod unschedulable")
+    print("the StatefulSet pod while its node is lost:", message)
+    assert message.startswith("0/3 nodes are available: ") and \
+        "2 node(s) had volume node affinity conflict" in message, message
+    (pod,) = _pods(c, ns, "db")
+    assert pod["status"].get("phase") == "Pending" and not pod["spec"].get("nodeName"), pod
+    code, events = c.api(f"/api/v1/namespaces/{ns}/events?fieldSelector=involvedObject.name%3Ddb-0")
+    assert code == 200, events
+    assert any(e["reason"] == "FailedScheduling" and "volume node affinity conflict" in e["message"]
+               for e in events["items"]), [(e["reason"], e["message"]) for e in events["items"]]
 
 
 def test_partitioned_node_stops_its_evicted_pods_when_it_comes_back(three: Cluster) -> None:

@@ -88,3 +88,53 @@ async def test_supervisor_orders_gates_restarts_and_stops(home: Home, caplog: py
 
 async def _state(home: Home, name: str, state: str) -> bool:
     return (home.read_state(name) or {}).get("state") == state
+
+
+async def test_a_reload_starts_stops_and_restarts_only_what_changed(home: Home,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """`cluster node add|remove`: a new config (SIGHUP) starts new components, stops those gone and restarts a
+    component whose command line changed; one that others depend on (etcd, apiserver) keeps running."""
+    caplog.set_level(logging.INFO, logger="pkube.supervisor")
+
+    def serve(name: str, after: tuple[str, ...] = (), extra: str = "") -> Component:
+        return python_component(name, after, SERVE.format(name=name) + extra)
+    before = [serve("base"), serve("leaf", ("base",)), serve("gone", ("base",))]
+    after = [serve("base", extra=" # new flags"), serve("leaf", ("base",), " # new flags"), serve("new", ("base",))]
+    cfg = ClusterConfig(1, 2, 3)
+    stop, reload = asyncio.Event(), asyncio.Event()
+    prepared: list[ClusterConfig] = []
+
+    async def prepare(c: ClusterConfig) -> None:
+        prepared.append(c)
+    home.write_state("supervisor", {"pid": 1, "config": "old"})
+    task = asyncio.create_task(supervise(home, cfg, before, stop, reload, lambda: (cfg, "new-digest", after),
+                                         prepare, "old"))
+    try:
+        for name in ("base", "leaf", "gone"):
+            await wait_for(lambda: _state(home, name, "Running"), timeout=20, message=f"{name} running")
+        pids = {name: ProcRecord.from_state(home.read_state(name)) for name in ("base", "leaf", "gone")}
+        reload.set()
+        await wait_for(lambda: _holds((home.read_state("supervisor") or {}).get("config") == "new-digest"),
+                       timeout=20, message="config applied")
+        assert home.read_state("supervisor")["applied"] == {"started": ["new"], "stopped": ["gone"],
+                                                            "restarted": ["leaf"]}
+        assert prepared == [cfg]
+        await wait_for(lambda: _state(home, "new", "Running"), timeout=20, message="new running")
+        await wait_for(lambda: _state(home, "leaf", "Running"), timeout=20, message="leaf running again")
+        assert ProcRecord.from_state(home.read_state("base")) == pids["base"] and pids["base"].alive()  # type: ignore
+        assert not pids["gone"].alive() and home.read_state("gone")["state"] == "Stopped"  # type: ignore
+        assert not pids["leaf"].alive() and ProcRecord.from_state(home.read_state("leaf")) != pids["leaf"]  # type: ignore
+        assert any("base: kept running" in r.getMessage() for r in caplog.records)
+        # the same config again: nothing to do
+        reload.set()
+        await wait_for(lambda: _holds(any("unchanged" in r.getMessage() for r in caplog.records)), timeout=10,
+                       message="unchanged logged")
+        assert ProcRecord.from_state(home.read_state("new")).alive()  # type: ignore[union-attr]
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    assert all((home.read_state(n) or {}).get("state") == "Stopped" for n in ("base", "leaf", "new"))
+
+
+async def _holds(value: bool) -> bool:
+    return value

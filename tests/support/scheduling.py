@@ -32,15 +32,21 @@ def make_pod(name: str = "p", cpu: str | None = None, memory: str | None = None,
 class FakeListers:
     def __init__(self, claims: dict[str, dict] | None = None, volumes: dict[str, dict] | None = None,
                  nodes: list[NodeInfo] | None = None, namespaces: dict[str, dict[str, str]] | None = None,
-                 selectors: list[dict[str, Any]] | None = None):
-        self.claims, self.volumes = claims or {}, volumes or {}
+                 selectors: list[dict[str, Any]] | None = None, storage_classes: dict[str, dict] | None = None):
+        self.claims, self.volumes_by_name, self.storage_classes = claims or {}, volumes or {}, storage_classes or {}
         self.node_list, self.namespaces, self.selectors = nodes or [], namespaces or {}, selectors or []
 
     def claim(self, namespace: str, name: str) -> dict | None:
         return self.claims.get(f"{namespace}/{name}")
 
     def volume(self, name: str) -> dict | None:
-        return self.volumes.get(name)
+        return self.volumes_by_name.get(name)
+
+    def storage_class(self, name: str) -> dict | None:
+        return self.storage_classes.get(name)
+
+    def volumes(self) -> list[dict]:
+        return list(self.volumes_by_name.values())
 
     def nodes(self) -> list[NodeInfo]:
         return self.node_list

@@ -11,7 +11,8 @@ from kubelet.network.nat import ruleset
 from kubelet.network.routes import desired_routes
 from kubelet.podroutes import node_route_info
 from pkctl.cluster.components import components
-from pkctl.cluster.home import ClusterConfig, add_workers, append_workers, make_room_for_nodes
+from pkctl.cluster.home import (ClusterConfig, add_workers, append_workers, component_identities,
+                                make_room_for_nodes, node_network)
 
 NETS = [ipaddress.IPv4Network("10.130.5.0/24"), ipaddress.IPv4Network("192.0.2.0/24")]
 
@@ -89,3 +90,17 @@ def test_added_nodes_take_the_next_index_and_the_pod_range_widens_around_the_nod
     make_room_for_nodes(big, 16)
     assert (big.cluster_cidr, big.node_cidr_mask) == ("10.244.0.0/16", 24)
     assert ClusterConfig(**dataclasses.asdict(cfg)).node_cidr_mask == 26  # survives config.json
+
+
+def test_extra_nodes_of_a_tls_cluster_authenticate_with_certificates_on_the_network_planned_at_creation() -> None:
+    """`cluster node add` needs no apiserver restart: no new token (the token file is read at start), and the
+    apiserver's certificate already names the cluster network's gateway (node_network) before any node is added."""
+    cfg = ClusterConfig(1, 2, 3, cluster_cidr="10.120.5.0/24", node_name="host")
+    planned = node_network(Path("/tmp/h"))
+    add_workers(cfg, Path("/tmp/h"), 2)
+    assert (cfg.node_subnet, cfg.node_bridge) == planned
+    assert "system:node:h-worker" in component_identities(cfg)  # plain HTTP: tokens only
+    cfg.tls = True
+    users = component_identities(cfg)
+    assert "system:node:host" in users and not any(u.startswith("system:node:h-worker") for u in users)
+    assert cfg.workers[0].client_cert == "kubelet-h-worker-client"

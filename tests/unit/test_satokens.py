@@ -211,3 +211,19 @@ def test_kubelet_tokens_are_cached_and_refreshed_at_80_percent() -> None:
     tokens.forget("u1")
     fake.fail = False
     assert get() == f"t{len(fake.calls)}"
+
+
+def test_kubelet_tokens_are_refreshed_when_the_clock_stepped_back() -> None:
+    """A token issued before the wall clock went back an hour is not valid yet for the apiserver: a new one."""
+    now = [1_800_000_000.0]
+    fake = _FakeClient(now)
+    tokens = TokenManager(fake, clock=lambda: now[0])  # type: ignore[arg-type]
+    pod = {"metadata": {"name": "p", "namespace": "ns", "uid": "u1"}, "spec": {}}
+
+    def get() -> str:
+        return asyncio.run(tokens.token(pod, "", 3600))
+    assert get() == "t1"
+    now[0] -= 30  # within the apiserver's leeway: kept
+    assert get() == "t1"
+    now[0] -= 3600
+    assert get() == "t2" and len(fake.calls) == 2

@@ -220,6 +220,55 @@ def test_volume_prefilter_resolves_claims_and_reserve_picks_the_unbound_ones() -
     assert not volumebinding.relevant(plain)
 
 
+def test_volume_prefilter_waits_for_the_binder_of_an_immediate_claim() -> None:
+    """An unbound claim whose class binds at once (Immediate, or no class) may get a volume with a node affinity:
+    the pod waits for the binder (Kubernetes: "pod has unbound immediate PersistentVolumeClaims"); a
+    WaitForFirstConsumer claim is provisioned where the pod lands; a missing class is named."""
+    classes = {"now": {"provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "Immediate"},
+               "later": {"provisioner": "pkube.io/local-path", "volumeBindingMode": "WaitForFirstConsumer"},
+               "unset": {"provisioner": "kubernetes.io/no-provisioner"}}
+    listers = FakeListers(claims={f"ns/{c or 'none'}": {"spec": {"storageClassName": c}}
+                                  for c in ("now", "later", "unset", "", "gone")}, storage_classes=classes)
+    for claim, problem in (("now", volumebinding.UNBOUND_IMMEDIATE), ("unset", volumebinding.UNBOUND_IMMEDIATE),
+                           ("none", volumebinding.UNBOUND_IMMEDIATE),
+                           ("gone", 'storageclass.storage.k8s.io "gone" not found'), ("later", None)):
+        p = _claim_pod(claim)
+        volumebinding.pre_filter(p, listers)
+        assert p.volume_problem == problem, claim
+        assert volumebinding.filter(p, make_node()) == (None if problem is None else [problem])
+
+
+def test_volume_filter_finds_a_local_volume_for_a_wait_for_first_consumer_claim() -> None:
+    """Kubernetes' local volumes: a class without a provisioner, WaitForFirstConsumer; the pod goes where one of
+    the volumes its claim could bind is reachable (the binder then binds that one for the selected node)."""
+    def local(name: str, node: str, size: str = "1Gi", **spec: object) -> dict:
+        return {"metadata": {"name": name}, "spec": {
+            "storageClassName": "local", "accessModes": ["ReadWriteOnce"], "capacity": {"storage": size},
+            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}]}}, **spec}}
+    classes = {"local": {"provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "WaitForFirstConsumer"},
+               "later": {"provisioner": "pkube.io/local-path", "volumeBindingMode": "WaitForFirstConsumer"}}
+    claim = {"metadata": {"name": "data", "namespace": "ns", "uid": "c1"},
+             "spec": {"storageClassName": "local", "accessModes": ["ReadWriteOnce"],
+                      "resources": {"requests": {"storage": "1Gi"}}}}
+    volumes = {"small": local("small", "n1", "100Mi"), "taken": local("taken", "n2", claimRef={
+        "namespace": "ns", "name": "other", "uid": "c2"}), "fits": local("fits", "n3")}
+    listers = FakeListers(claims={"ns/data": claim, "ns/auto": {"spec": {"storageClassName": "later"}}},
+                          volumes=volumes, storage_classes=classes)
+    pod = _claim_pod("data")
+    volumebinding.pre_filter(pod, listers)
+    assert volumebinding.relevant(pod) and [[v["metadata"]["name"] for v in c] for c in pod.static_volume_choices] \
+        == [["fits"]]
+    nodes = {n: make_node(n, labels={"kubernetes.io/hostname": n}) for n in ("n1", "n2", "n3")}
+    assert {n: volumebinding.filter(pod, node) for n, node in nodes.items()} == \
+        {"n1": [volumebinding.NO_VOLUME], "n2": [volumebinding.NO_VOLUME], "n3": None}
+    provisioned = _claim_pod("auto")  # a provisioner makes the volume wherever the pod lands
+    volumebinding.pre_filter(provisioned, listers)
+    assert not volumebinding.relevant(provisioned)
+
+
+
+
 # -- spreading ---------------------------------------------------------------------------------
 
 def test_default_spreading_counts_only_pods_of_the_same_workload() -> None:
