@@ -17,9 +17,12 @@ per kill type: the worst time from the SIGKILL to the first write the API took (
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import shutil
 import sys
+import tempfile
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -41,7 +44,8 @@ def main() -> int:
     with local_cluster(*layout) as cluster:
         kills = kill_types(cluster)
         result["kill_types"] = list(kills)
-        with open_scene(cluster, flags.replicas) as scene:
+        # the scene prints its summary line for pytest's -s output; stdout is this benchmark's JSON only
+        with contextlib.redirect_stdout(sys.stderr), open_scene(cluster, flags.replicas) as scene:
             per_kill: dict[str, list[float]] = {k: [] for k in kills}
             rounds = 0
             try:
@@ -50,7 +54,11 @@ def main() -> int:
                         per_kill[kind].append(kill_during_rollout(cluster, scene, kind, f"{r}-{kind}", rng))
                     rounds += 1
             except AssertionError as e:  # a rollout that never finished: reported, not raised
-                result["stopped_by"] = str(e)[:500]
+                result["stopped_by"] = str(e)[:4000]
+                # the cluster goes with the benchmark: keep its components' logs for the post-mortem
+                kept = tempfile.mkdtemp(prefix="pkbench-chaos-logs-")
+                shutil.copytree(cluster.home / "logs", kept, dirs_exist_ok=True)
+                result["logs_kept_in"] = kept
             broken = invariants_broken(cluster, scene)
             summary = scene.summary()
         result.update(rounds_run=rounds, invariants_held=not broken and "stopped_by" not in result,

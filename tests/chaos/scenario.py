@@ -129,6 +129,26 @@ def every_pod_running_once(cluster: Cluster, api: Api, ns: str) -> bool:
     return running_containers(cluster) == set(pod_containers(pods(api, ns)))
 
 
+def rollout_state(api: Api, ns: str) -> str:
+    """What a stuck rollout looks like, for its failure message: the workloads' status, the ReplicaSets, and
+    every pod that is not Ready (phase, node, deleting, its conditions)."""
+    out = []
+    for path in (f"{APPS}/{ns}/deployments/web", f"{APPS}/{ns}/statefulsets/db"):
+        got = api.call("GET", path)
+        out.append(f"{path.rsplit('/', 2)[-2]}: {got[1].get('status') if got and got[0] == 200 else got}")
+    got = api.call("GET", f"{APPS}/{ns}/replicasets")
+    if got is not None and got[0] == 200:
+        out.append("replicasets: " + ", ".join(f"{r['metadata']['name']} {r['spec'].get('replicas')}/"
+                                              f"{r.get('status', {}).get('readyReplicas', 0)}" for r in got[1]["items"]))
+    got = api.call("GET", f"/api/v1/namespaces/{ns}/pods")
+    if got is not None and got[0] == 200:
+        out += [f"pod {p['metadata']['name']} {p['status'].get('phase')} on {p['spec'].get('nodeName')} "
+                f"deleting={bool(p['metadata'].get('deletionTimestamp'))} "
+                f"{[(c['type'], c['status']) for c in p['status'].get('conditions', [])]}"
+                for p in got[1]["items"] if not ready(p)]
+    return "; ".join(out)
+
+
 def roll(api: Api, ns: str, value: str) -> None:
     """Start a rolling update of both workloads (a new template annotation)."""
     patch = {"spec": {"template": {"metadata": {"annotations": {"chaos/round": value}}}}}
@@ -203,8 +223,11 @@ def kill_during_rollout(cluster: Cluster, s: Scene, kind: str, label: str, rng: 
     wrote = first_write(s.api, s.ns, name, t0)
     s.configmaps.add(name)
     back()
-    wait_for_sync(lambda: converged(s.api, s.ns), timeout=60 + 10 * s.replicas, interval=0.2,
-                  message=f"rollout {label} finished after the {kind} kill ({comp})")
+    try:
+        wait_for_sync(lambda: converged(s.api, s.ns), timeout=60 + 10 * s.replicas, interval=0.2,
+                      message=f"rollout {label} finished after the {kind} kill ({comp})")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; {rollout_state(s.api, s.ns)}") from None
     took = round(time.monotonic() - t0, 2)
     s.convergence[kind] = max(s.convergence.get(kind, 0.0), took)
     s.failover[kind] = max(s.failover.get(kind, 0.0), wrote)
