@@ -68,6 +68,7 @@ def main() -> int:
                       failed_requests_per_kill_type={k: summary["requests_failed"].get(k, 0)
                                                      for k in (*kills, "rollout")},
                       requests_ok=summary["requests_ok"], first_errors=summary["first_errors"],
+                      failed_requests_by_error=summary["error_kinds"],
                       max_live_web_pods=summary["max_live_web_pods"], surge_limit=summary["surge_limit"],
                       watch_events=summary["watch_events"], watcher_relists=summary["relists"])
     return report(result)

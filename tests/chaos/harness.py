@@ -261,6 +261,10 @@ class ClientLoop:
         self.stop.set()
         self.thread.join(10)
 
+    def error_kinds(self) -> dict[str, int]:
+        """How many failed requests ended in each way (the error without its time, kill type and URL)."""
+        return dict(Counter(e.split(": ", 2)[-1] for e in self.errors).most_common())
+
     def _run(self) -> None:
         i = 0
         while not self.stop.is_set():

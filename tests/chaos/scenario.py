@@ -42,7 +42,8 @@ class Scene:
     def summary(self) -> dict[str, Any]:
         return {"kills": self.kills, "worst_convergence_s": self.convergence, "worst_failover_s": self.failover,
                 "requests_ok": dict(self.client.ok), "requests_failed": dict(self.client.failed),
-                "first_errors": self.client.errors[:5], "max_live_web_pods": self.watcher.max_live.get("web"),
+                "first_errors": self.client.errors[:5], "error_kinds": self.client.error_kinds(),
+                "max_live_web_pods": self.watcher.max_live.get("web"),
                 "surge_limit": self.replicas + -(-self.replicas // 4),
                 "watch_events": len(self.watcher.events), "relists": dict(self.watcher.relists),
                 "violations": self.watcher.violations, "lost": self.watcher.lost}
