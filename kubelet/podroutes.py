@@ -63,9 +63,10 @@ def plan(nodes: list[tuple[str, str, str, str]], me: str, local_nets: list[Any],
     return direct, {cidr: p for cidr, p in peers.items() if cidr not in direct}
 
 
-def _apply(nodes: list[tuple[str, str, str, str]], me: str, backend: Backend, node_ip: str, pod_cidr: str
-           ) -> tuple[dict[str, str], str]:
-    """Set this node's routing up for `nodes`; returns (what it routes where, for the log; its VTEP MAC or "")."""
+def _apply(nodes: list[tuple[str, str, str, str]], me: str, backend: Backend, node_ip: str, pod_cidr: str,
+           cluster_cidr: str = "") -> tuple[dict[str, str], str]:
+    """Set this node's routing up for `nodes`; returns (what it routes where, for the log; its VTEP MAC or "").
+    `cluster_cidr` scopes the routes it owns (another cluster's on the same machine are not its own)."""
     with IPRoute() as ipr:
         mac, index = "", 0
         if backend.tunnels:
@@ -75,7 +76,7 @@ def _apply(nodes: list[tuple[str, str, str, str]], me: str, backend: Backend, no
         direct, peers = plan(nodes, me, local_networks(ipr), backend.kind)
         routes = {cidr: NextHop(gw) for cidr, gw in direct.items()}
         routes |= {cidr: NextHop(p.vtep, index) for cidr, p in peers.items()}
-        sync_routes(ipr, routes)
+        sync_routes(ipr, routes, cluster_cidr)
         if index:
             vxlan.sync_peers(ipr, index, peers)
     shown = {cidr: f"via {gw}" for cidr, gw in direct.items()}
@@ -91,7 +92,7 @@ async def _publish_mac(client: Any, informer: Informer, node_name: str, mac: str
 
 
 async def run_pod_routes(client: Any, node_name: str, backend: Backend = Backend(), node_ip: str = "",
-                         pod_cidr: str = "", resync: float = 30.0) -> None:
+                         pod_cidr: str = "", cluster_cidr: str = "", resync: float = 30.0) -> None:
     """Forever: on every Node change (and every `resync` seconds, in case a route was removed by hand)."""
     informer = Informer(client, NODES)
     changed = asyncio.Event()
@@ -112,7 +113,8 @@ async def run_pod_routes(client: Any, node_name: str, backend: Backend = Backend
                 continue
             nodes = [node_vxlan_info(n) for n in informer.store.list()]
             try:
-                want, mac = await asyncio.to_thread(_apply, nodes, node_name, backend, node_ip, pod_cidr)
+                want, mac = await asyncio.to_thread(_apply, nodes, node_name, backend, node_ip, pod_cidr,
+                                                    cluster_cidr)
                 if mac:
                     await _publish_mac(client, informer, node_name, mac)
             except (OSError, ApiError, ConnectionFailed) as e:

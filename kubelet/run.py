@@ -116,7 +116,8 @@ async def run_real(client: Client, config: argparse.Namespace, ready: asyncio.Ev
                            name="kubelet:eviction")
             if config.pod_routes:
                 backend = Backend(config.network_backend, config.vxlan_vni, config.vxlan_port)
-                tg.create_task(run_pod_routes(client, name, backend, node.ip, cidr), name="kubelet:pod-routes")
+                tg.create_task(run_pod_routes(client, name, backend, node.ip, cidr, config.cluster_cidr),
+                               name="kubelet:pod-routes")
     finally:
         await workers.probes.close()
         if runner is not None:

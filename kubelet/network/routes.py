@@ -3,7 +3,10 @@ address; the VXLAN backend's routes (kubelet/network/vxlan.py) go through the sa
 
 Only nodes whose address is on a directly connected subnet get a route (a next hop must be a neighbour);
 the others are reached through the default route. The routes carry their own protocol number, so the
-sync finds and removes exactly the ones it made, and never touches anyone else's.
+sync finds and removes exactly the ones it made, and never touches anyone else's. Every pkube cluster on a
+machine shares that number (a local cluster's first node is the host, so several multi-node clusters share
+its routing table), so the sync is also scoped to its cluster's pod range (`--cluster-cidr`; each home gets
+its own): another cluster's routes lie outside it and are left alone.
 """
 from __future__ import annotations
 
@@ -51,13 +54,17 @@ def local_networks(ipr: IPRoute) -> list[ipaddress.IPv4Network]:
             for a in ipr.get_addr(family=socket.AF_INET) if a["scope"] == 0]
 
 
-def sync_routes(ipr: IPRoute, want: dict[str, NextHop]) -> None:
-    """Make the routes of protocol RTPROT_PKUBE exactly `want` ({dst CIDR: next hop})."""
+def sync_routes(ipr: IPRoute, want: dict[str, NextHop], scope: str = "") -> None:
+    """Make the routes of protocol RTPROT_PKUBE exactly `want` ({dst CIDR: next hop}); with `scope` (the
+    cluster's pod range, which holds every node's pod CIDR), only among the routes to destinations inside it."""
+    inside = ipaddress.IPv4Network(scope) if scope else None
     have: dict[str, NextHop] = {}
     for r in ipr.get_routes(family=socket.AF_INET, proto=RTPROT_PKUBE):
-        if r["proto"] == RTPROT_PKUBE:
-            have[f"{r.get_attr('RTA_DST')}/{r['dst_len']}"] = NextHop(str(r.get_attr("RTA_GATEWAY")),
-                                                                     int(r.get_attr("RTA_OIF") or 0))
+        if r["proto"] != RTPROT_PKUBE or not r.get_attr("RTA_DST"):
+            continue  # (a default route is none of ours)
+        net = ipaddress.IPv4Network(f"{r.get_attr('RTA_DST')}/{r['dst_len']}")
+        if inside is None or net.subnet_of(inside):
+            have[str(net)] = NextHop(str(r.get_attr("RTA_GATEWAY")), int(r.get_attr("RTA_OIF") or 0))
     for dst, hop in have.items():
         if not _same(want.get(dst), hop):
             try:

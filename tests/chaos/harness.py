@@ -17,14 +17,16 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from pkctl.cluster.components import BY_NAME
+from pkctl.cluster.components import BY_NAME, ELECTION_LEASES
 from pkctl.cluster.procs import ProcRecord
-from tests.e2e.helpers import ROOT, Cluster
+from tests.e2e.helpers import ROOT, Cluster, etcd_leader, lease_holder
 from tests.util import wait_for_sync
 
 # One process each in the local cluster; controller-manager, scheduler, proxy and dns are members of the
@@ -33,6 +35,11 @@ from tests.util import wait_for_sync
 SUPERVISOR = "supervisor"
 KILLABLE = tuple((os.environ.get("PKUBE_CHAOS_KILLS") or
                   f"etcd,apiserver,control-plane,kubelet,{SUPERVISOR}").split(","))
+# A highly available cluster (`up --control-planes 3`) runs etcd-cpN, apiserver-cpN and control-plane-cpN (hosting
+# controller-manager and scheduler, each elected by a Lease; cp1's also hosts proxy, dns and ingress) per member.
+# Its kill types name a role; the process that plays it is found at the moment of the kill (kill_target).
+HA_KILLABLE = tuple((os.environ.get("PKUBE_CHAOS_HA_KILLS") or
+                     "apiserver,etcd-leader,controller-manager-leader,scheduler-leader").split(","))
 WATCHED = {"pods": "/api/v1", "configmaps": "/api/v1", "replicasets": "/apis/apps/v1",
            "deployments": "/apis/apps/v1", "statefulsets": "/apis/apps/v1"}
 
@@ -254,6 +261,10 @@ class ClientLoop:
         self.stop.set()
         self.thread.join(10)
 
+    def error_kinds(self) -> dict[str, int]:
+        """How many failed requests ended in each way (the error without its time, kill type and URL)."""
+        return dict(Counter(e.split(": ", 2)[-1] for e in self.errors).most_common())
+
     def _run(self) -> None:
         i = 0
         while not self.stop.is_set():
@@ -267,8 +278,20 @@ class ClientLoop:
                 self.ok[label] += 1
             except OSError as e:
                 self.failed[label] += 1
-                self.errors.append(f"{time.strftime('%H:%M:%S')} {label}: {url}: {e}")
+                self.errors.append(f"{time.strftime('%H:%M:%S')} {label}: {url}: {e}{answered(e)}")
             self.stop.wait(0.05)  # pacing, ~20 requests/s
+
+
+def answered(e: OSError) -> str:
+    """What the server that answered an HTTP error said (its Server header and the start of the body): which
+    server got a request meant for the Service's pods."""
+    if not isinstance(e, urllib.error.HTTPError):
+        return ""
+    try:
+        body = e.read(120).decode(errors="replace")
+    except OSError:
+        body = ""
+    return f" (server {e.headers.get('Server')!r}: {body!r})"
 
 
 def component_pid(cluster: Cluster, name: str) -> ProcRecord | None:
@@ -276,6 +299,52 @@ def component_pid(cluster: Cluster, name: str) -> ProcRecord | None:
         return cluster.record(name)
     except (FileNotFoundError, ValueError):
         return None
+
+
+def is_ha(cluster: Cluster) -> bool:
+    return bool(cluster.config().get("members"))
+
+
+def kill_types(cluster: Cluster) -> tuple[str, ...]:
+    return HA_KILLABLE if is_ha(cluster) else KILLABLE
+
+
+def kill_target(cluster: Cluster, kind: str, rng: random.Random) -> str:
+    """The component a kill of type `kind` SIGKILLs now. On a highly available cluster: `apiserver` is a member's
+    (chosen by `rng`: clients reach every one through the supervisor's balancer), `etcd-leader` the member that
+    leads etcd's raft, `controller-manager-leader` / `scheduler-leader` the control-plane process holding that
+    Lease; any other kind names a component (`kubelet`, `etcd-cp2`, ...). On one control plane: `kind` itself."""
+    if not is_ha(cluster):
+        return kind
+    if kind == "apiserver":
+        return f"apiserver-{rng.choice([m['name'] for m in cluster.config()['members']])}"
+    if kind == "etcd-leader":
+        return f"etcd-{etcd_leader(cluster)}"
+    if kind.endswith("-leader") and kind.removesuffix("-leader") in ELECTION_LEASES:
+        return leading_process(cluster, ELECTION_LEASES[kind.removesuffix("-leader")])
+    return kind
+
+
+def leading_process(cluster: Cluster, lease: str) -> str:
+    """The control-plane process that holds `lease` now. The holder identity is `<process>_<random>`, new at
+    each start of the process: a restarted process of the same name, still waiting for a dead holder's Lease
+    to expire, is not the leader; wait for a live one to hold it."""
+    def holder() -> str | None:
+        try:
+            identity = lease_holder(cluster, lease)
+        except OSError:
+            return None  # the API is not answering yet
+        process = identity.rsplit("_", 1)[0]
+        rec = component_pid(cluster, process) if (cluster.home / "run" / f"{process}.json").exists() else None
+        if rec is None or not rec.alive():
+            return None
+        try:
+            argv = Path(f"/proc/{rec.pid}/cmdline").read_bytes().decode().split("\0")
+        except OSError:
+            return None
+        return process if identity in argv else None
+    found: str = wait_for_sync(holder, timeout=60, interval=0.2, message=f"a live holder of the Lease {lease}")
+    return found
 
 
 def kill_component(cluster: Cluster, name: str) -> ProcRecord:

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import yaml
 
 from pkctl.cluster.procs import ProcRecord, wait_gone
-from tests.chaos.harness import Api, ClientLoop, Watcher, kill_component, revive, surge_limit
+from tests.chaos.harness import Api, ClientLoop, Watcher, kill_component, kill_target, revive, surge_limit
 from tests.e2e.helpers import EXAMPLES, Cluster, make_namespace, recorded_processes
 from tests.support.leftovers import processes_mentioning
 from tests.util import unique, wait_for_sync
@@ -35,12 +35,15 @@ class Scene:
     replicas: int
     configmaps: set[str] = field(default_factory=set)
     convergence: dict[str, float] = field(default_factory=dict)  # kill type -> worst seconds from kill to converged
+    failover: dict[str, float] = field(default_factory=dict)  # kill type -> worst seconds from kill to a write
+    killed: list[dict[str, Any]] = field(default_factory=list)  # each kill: type, process, seconds to write/converge
     kills: int = 0
 
     def summary(self) -> dict[str, Any]:
-        return {"kills": self.kills, "worst_convergence_s": self.convergence,
+        return {"kills": self.kills, "worst_convergence_s": self.convergence, "worst_failover_s": self.failover,
                 "requests_ok": dict(self.client.ok), "requests_failed": dict(self.client.failed),
-                "first_errors": self.client.errors[:5], "max_live_web_pods": self.watcher.max_live.get("web"),
+                "first_errors": self.client.errors[:5], "error_kinds": self.client.error_kinds(),
+                "max_live_web_pods": self.watcher.max_live.get("web"),
                 "surge_limit": self.replicas + -(-self.replicas // 4),
                 "watch_events": len(self.watcher.events), "relists": dict(self.watcher.relists),
                 "violations": self.watcher.violations, "lost": self.watcher.lost}
@@ -107,7 +110,9 @@ def converged(api: Api, ns: str) -> bool:
 
 
 def running_containers(cluster: Cluster) -> set[str]:
-    return {cid for cid, status in cluster.runc_containers().items() if status == "running"}
+    """The containers running on every node of the cluster, as runc reports them."""
+    return {cid for root in cluster.runc_roots for cid, status in cluster.runc_containers(root).items()
+            if status == "running"}
 
 
 def pod_containers(items: list[dict[str, Any]]) -> dict[str, str]:
@@ -121,8 +126,28 @@ def pod_containers(items: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def every_pod_running_once(cluster: Cluster, api: Api, ns: str) -> bool:
-    """The node runs exactly the containers the API reports running: none twice, none orphaned."""
+    """The nodes run exactly the containers the API reports running: none twice, none orphaned."""
     return running_containers(cluster) == set(pod_containers(pods(api, ns)))
+
+
+def rollout_state(api: Api, ns: str) -> str:
+    """What a stuck rollout looks like, for its failure message: the workloads' status, the ReplicaSets, and
+    every pod that is not Ready (phase, node, deleting, its conditions)."""
+    out = []
+    for path in (f"{APPS}/{ns}/deployments/web", f"{APPS}/{ns}/statefulsets/db"):
+        got = api.call("GET", path)
+        out.append(f"{path.rsplit('/', 2)[-2]}: {got[1].get('status') if got and got[0] == 200 else got}")
+    got = api.call("GET", f"{APPS}/{ns}/replicasets")
+    if got is not None and got[0] == 200:
+        out.append("replicasets: " + ", ".join(f"{r['metadata']['name']} {r['spec'].get('replicas')}/"
+                                              f"{r.get('status', {}).get('readyReplicas', 0)}" for r in got[1]["items"]))
+    got = api.call("GET", f"/api/v1/namespaces/{ns}/pods")
+    if got is not None and got[0] == 200:
+        out += [f"pod {p['metadata']['name']} {p['status'].get('phase')} on {p['spec'].get('nodeName')} "
+                f"deleting={bool(p['metadata'].get('deletionTimestamp'))} "
+                f"{[(c['type'], c['status']) for c in p['status'].get('conditions', [])]}"
+                for p in got[1]["items"] if not ready(p)]
+    return "; ".join(out)
 
 
 def roll(api: Api, ns: str, value: str) -> None:
@@ -166,25 +191,48 @@ def open_scene(cluster: Cluster, replicas: int) -> Iterator[Scene]:
         print("chaos:", json.dumps(scene.summary()))
 
 
-def kill_during_rollout(cluster: Cluster, s: Scene, comp: str, label: str, rng: random.Random) -> float:
-    """Start a rolling update, SIGKILL `comp` at a random moment of it, create a ConfigMap meanwhile (retried
-    through the outage), wait for the supervisor to bring `comp` back (for `cluster up` to bring the supervisor
-    back) and for the rollout to finish.
-    Returns the seconds from the kill to convergence."""
+def first_write(api: Api, ns: str, name: str, since: float, timeout: float = 90) -> float:
+    """Create ConfigMap `name`, retried every 50 ms through the outage; the seconds from `since` (the kill) to the
+    first answer that the write was taken. An attempt that got no answer may have been committed all the same:
+    a later 409 AlreadyExists for the same name then says so."""
+    body, tried = configmap(name), False
+    while True:
+        got = api.call("POST", f"/api/v1/namespaces/{ns}/configmaps", body, timeout=2)
+        if got is not None and (got[0] == 201 or (got[0] == 409 and tried)):
+            return round(time.monotonic() - since, 2)
+        if got is not None and got[0] < 500 and got[0] != 429:
+            raise AssertionError(f"create configmap {name}: {got}")
+        if time.monotonic() - since > timeout:
+            raise AssertionError(f"no write taken within {timeout} s of the kill (last answer: {got})")
+        tried = True
+        time.sleep(0.05)  # retry pacing
+
+
+def kill_during_rollout(cluster: Cluster, s: Scene, kind: str, label: str, rng: random.Random) -> float:
+    """Start a rolling update, SIGKILL the process of kill type `kind` (kill_target) at a random moment of it,
+    create a ConfigMap meanwhile (retried through the outage; the time to it is the failover), wait for the
+    supervisor to bring the process back (for `cluster up` to bring the supervisor back) and for the rollout to
+    finish. Returns the seconds from the kill to convergence."""
     roll(s.api, s.ns, label)
     time.sleep(rng.uniform(0, 4))  # the random moment of the kill inside the rollout (chaos timing, not a sync)
-    s.client.label = comp
+    s.client.label = kind
+    comp = kill_target(cluster, kind, rng)
     killed = kill_component(cluster, comp)
     t0 = time.monotonic()
     back = revive(cluster, comp, killed)
     name = unique("cm")
-    create(s.api, s.ns, configmap(name))
+    wrote = first_write(s.api, s.ns, name, t0)
     s.configmaps.add(name)
     back()
-    wait_for_sync(lambda: converged(s.api, s.ns), timeout=60 + 10 * s.replicas, interval=0.2,
-                  message=f"rollout {label} finished after the {comp} kill")
+    try:
+        wait_for_sync(lambda: converged(s.api, s.ns), timeout=60 + 10 * s.replicas, interval=0.2,
+                      message=f"rollout {label} finished after the {kind} kill ({comp})")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; {rollout_state(s.api, s.ns)}") from None
     took = round(time.monotonic() - t0, 2)
-    s.convergence[comp] = max(s.convergence.get(comp, 0.0), took)
+    s.convergence[kind] = max(s.convergence.get(kind, 0.0), took)
+    s.failover[kind] = max(s.failover.get(kind, 0.0), wrote)
+    s.killed.append({"kill": kind, "process": comp, "failover_s": wrote, "convergence_s": took})
     s.client.label = "rollout"
     s.kills += 1
     return took

@@ -75,11 +75,18 @@ class Cluster:
         """Where the cluster's kubelet keeps its runc state (`runc --root` there lists only its containers)."""
         return self.home / "runtime" / "runc"
 
-    def runc_containers(self) -> dict[str, str]:
-        """Container id → runc status, as runc itself reports them."""
-        if not self.runc_root.is_dir():
+    @property
+    def runc_roots(self) -> list[Path]:
+        """The runc state of every node of the cluster: the host's, then each extra node's (`up --nodes N`)."""
+        return [self.runc_root, *(self.home / "nodes" / w["name"] / "runtime" / "runc"
+                                  for w in self.config().get("workers") or [])]
+
+    def runc_containers(self, root: Path | None = None) -> dict[str, str]:
+        """Container id → runc status, as runc itself reports them (on the host's node, or at runc `root`)."""
+        root = root or self.runc_root
+        if not root.is_dir():
             return {}
-        p = subprocess.run(["runc", "--root", str(self.runc_root), "list", "--format", "json"],
+        p = subprocess.run(["runc", "--root", str(root), "list", "--format", "json"],
                            capture_output=True, text=True, timeout=30)
         assert p.returncode == 0, p.stderr
         return {c["id"]: c["status"] for c in json.loads(p.stdout or "null") or []}
@@ -108,6 +115,43 @@ def make_namespace(cluster: Cluster) -> str:
     code, body = cluster.api("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     assert code == 201, body
     return ns
+
+
+# Highly available clusters (`up --control-planes N`): seconds within which writes succeed again after the SIGKILL
+# of an apiserver or of the etcd leader.
+FAILOVER = 15.0
+
+
+def etcd_member(c: Cluster, member: str, path: str, timeout: float = 3) -> dict[str, Any]:
+    """A request to one etcd member's v3 JSON gateway, with the cluster's health-check client certificate."""
+    m = next(m for m in c.config()["members"] if m["name"] == member)
+    pki = c.home / "pki"
+    ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    ctx.load_cert_chain(str(pki / "etcd-healthcheck-client.crt"), str(pki / "etcd-healthcheck-client.key"))
+    req = urllib.request.Request(f"https://{m['host']}:{m['etcd_client_port']}{path}", data=b"{}", method="POST")
+    with urllib.request.urlopen(req, timeout=timeout, context=ctx) as r:
+        doc: dict[str, Any] = json.loads(r.read())
+        return doc
+
+
+def etcd_leader(c: Cluster) -> str:
+    """The name of the member that leads etcd's raft, as the first member that answers reports it."""
+    for member in (m["name"] for m in c.config()["members"]):
+        try:
+            status = etcd_member(c, member, "/v3/maintenance/status")
+            names = {m["ID"]: m["name"] for m in etcd_member(c, member, "/v3/cluster/member/list")["members"]}
+        except OSError:
+            continue  # this member is down
+        if status.get("leader") in names:
+            return names[status["leader"]]
+    raise AssertionError("no etcd member knows a leader")
+
+
+def lease_holder(c: Cluster, name: str) -> str:
+    """The holderIdentity of kube-system's Lease `name` (`<control-plane process>_<random>` in a local cluster)."""
+    code, lease = c.api(f"/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{name}")
+    assert code == 200, lease
+    return str(lease["spec"]["holderIdentity"])
 
 
 def node_state_left(c: Cluster) -> list[str]:

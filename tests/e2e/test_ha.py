@@ -7,12 +7,9 @@ healthy again for the next). Every cluster ends with `down --purge`, which must 
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
-import ssl
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -20,7 +17,8 @@ import pytest
 
 from pkctl.cluster.components import BY_NAME
 from pkctl.cluster.procs import ProcRecord
-from tests.e2e.helpers import Cluster, kubectl, local_cluster, make_namespace, no_traceback, run
+from tests.e2e.helpers import (FAILOVER, Cluster, etcd_leader, etcd_member, kubectl, lease_holder, local_cluster,
+                               make_namespace, no_traceback, run)
 from tests.util import unique, wait_for_sync
 
 pytestmark = [
@@ -30,7 +28,6 @@ pytestmark = [
 ]
 
 MEMBERS = ("cp1", "cp2", "cp3")
-FAILOVER = 15.0  # seconds within which writes must succeed again
 
 
 @pytest.fixture(scope="module")
@@ -39,36 +36,11 @@ def ha() -> Iterator[Cluster]:
         yield c
 
 
-def etcd(c: Cluster, member: str, path: str) -> dict[str, Any]:
-    """A request to one etcd member's v3 JSON gateway, with the cluster's health-check client certificate."""
-    m = next(m for m in c.config()["members"] if m["name"] == member)
-    pki = c.home / "pki"
-    ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
-    ctx.load_cert_chain(str(pki / "etcd-healthcheck-client.crt"), str(pki / "etcd-healthcheck-client.key"))
-    req = urllib.request.Request(f"https://{m['host']}:{m['etcd_client_port']}{path}", data=b"{}", method="POST")
-    with urllib.request.urlopen(req, timeout=3, context=ctx) as r:
-        doc: dict[str, Any] = json.loads(r.read())
-        return doc
-
-
-def etcd_leader(c: Cluster) -> str:
-    """The name of the member that leads etcd's raft, as the members themselves report it."""
-    status = etcd(c, "cp1", "/v3/maintenance/status")
-    names = {m["ID"]: m["name"] for m in etcd(c, "cp1", "/v3/cluster/member/list")["members"]}
-    return names[status["leader"]]
-
-
 def healthy(c: Cluster) -> bool:
     status = run("cluster", "status", "--home", str(c.home), check=False)
     if status.returncode != 0:
         print(status.stdout, status.stderr)  # shown with a failure: which member was not healthy, and why
     return status.returncode == 0
-
-
-def lease_holder(c: Cluster, name: str) -> str:
-    code, lease = c.api(f"/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{name}")
-    assert code == 200, lease
-    return str(lease["spec"]["holderIdentity"])
 
 
 def write(c: Cluster, ns: str) -> bool:
@@ -92,9 +64,9 @@ def test_three_members_form_one_etcd_cluster_and_every_component_is_healthy(ha: 
     assert "with 3 control planes" in out
     for name in [f"{kind}-{m}" for kind in ("etcd", "apiserver", "control-plane") for m in MEMBERS] + ["kubelet"]:
         assert f"✓ {name} ready" in out, out
-    lists = [{m["name"] for m in etcd(ha, member, "/v3/cluster/member/list")["members"]} for member in MEMBERS]
+    lists = [{m["name"] for m in etcd_member(ha, member, "/v3/cluster/member/list")["members"]} for member in MEMBERS]
     assert lists == [set(MEMBERS)] * 3
-    assert len({etcd(ha, m, "/v3/maintenance/status")["header"]["cluster_id"] for m in MEMBERS}) == 1
+    assert len({etcd_member(ha, m, "/v3/maintenance/status")["header"]["cluster_id"] for m in MEMBERS}) == 1
     # one process leads each Lease, and `cluster status` names it
     for lease in ("pkube-controller-manager", "kube-scheduler"):
         assert lease_holder(ha, lease).rsplit("_", 1)[0] in {f"control-plane-{m}" for m in MEMBERS}
@@ -135,7 +107,7 @@ def test_writes_resume_and_nothing_is_lost_when_the_etcd_leader_is_killed(ha: Cl
     wait_for_sync(lambda: healthy(ha), timeout=60, interval=0.5, message="the etcd member restarted")
     others = [m for m in MEMBERS if m != leader]
     assert etcd_leader(ha) in MEMBERS
-    assert {m["name"] for m in etcd(ha, others[0], "/v3/cluster/member/list")["members"]} == set(MEMBERS)
+    assert {m["name"] for m in etcd_member(ha, others[0], "/v3/cluster/member/list")["members"]} == set(MEMBERS)
 
 
 def test_another_controller_manager_takes_over_when_the_leader_is_killed(ha: Cluster) -> None:

@@ -14,7 +14,7 @@ import pytest
 from pyroute2 import IPRoute, netns
 
 from kubelet.network import vxlan
-from kubelet.network.routes import NextHop, sync_routes
+from kubelet.network.routes import RTPROT_PKUBE, NextHop, sync_routes
 from tests.util import unique
 
 pytestmark = pytest.mark.root
@@ -131,3 +131,18 @@ def test_auto_routes_a_neighbour_directly_and_tunnels_to_a_node_behind_a_router(
     with IPRoute(netns=two_nodes["a"]) as ipr:
         gw = [r.get_attr("RTA_GATEWAY") for r in ipr.get_routes(family=2, dst="10.99.2.0", dst_len=24)]
     assert gw == ["192.0.2.2"]
+
+
+def test_route_sync_leaves_another_clusters_routes_alone(two_nodes: dict[str, str]) -> None:
+    """Two multi-node clusters on one machine share the host's routing table and the routes' protocol number:
+    each kubelet's sync, scoped to its cluster's pod range, keeps the other cluster's routes (unscoped, every
+    Node update of one cluster removed the other's, and its Services sent half their requests nowhere)."""
+    def pod_routes(ipr: IPRoute) -> dict[str, str]:
+        return {f"{r.get_attr('RTA_DST')}/{r['dst_len']}": r.get_attr("RTA_GATEWAY")
+                for r in ipr.get_routes(family=2, proto=RTPROT_PKUBE) if r["proto"] == RTPROT_PKUBE}
+    with IPRoute(netns=two_nodes["a"]) as ipr:
+        ipr.route("add", dst="10.98.2.0/24", gateway="192.0.2.2", proto=RTPROT_PKUBE)  # the other cluster's
+        sync_routes(ipr, {"10.99.2.0/24": NextHop("192.0.2.2")}, "10.99.0.0/16")
+        assert pod_routes(ipr) == {"10.98.2.0/24": "192.0.2.2", "10.99.2.0/24": "192.0.2.2"}
+        sync_routes(ipr, {}, "10.99.0.0/16")  # node b left this cluster
+        assert pod_routes(ipr) == {"10.98.2.0/24": "192.0.2.2"}
