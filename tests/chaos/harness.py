@@ -135,6 +135,11 @@ def surge_limit(dep: dict[str, Any]) -> int:
     return replicas + int(surge)
 
 
+def uid_of(obj: dict[str, Any]) -> str | None:
+    uid: str | None = obj["metadata"].get("uid")
+    return uid
+
+
 @dataclass
 class Watcher:
     """Watches (list, then watch; relist on 410 or a lost connection) every WATCHED kind of one namespace,
@@ -199,7 +204,9 @@ class Watcher:
             if self.synced[kind].is_set():
                 self.relists[kind] += 1
             old = self.objects[kind]
-            for name in set(old) - set(now):
+            # gone, or replaced meanwhile by a new object of the same name (a StatefulSet pod deleted and made
+            # again between the two lists): the old one's deletion is what happened first
+            for name in [n for n in old if n not in now or uid_of(now[n]) != uid_of(old[n])]:
                 self._apply_locked(kind, "DELETED", old[name], synthetic=True)
             for name, obj in now.items():
                 self._apply_locked(kind, "MODIFIED" if name in old else "ADDED", obj, synthetic=True)
