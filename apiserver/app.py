@@ -83,6 +83,7 @@ async def _health(_: web.Request) -> web.Response:
 def build_app(config: Config, storage: Storage) -> web.Application:
     metrics = Metrics()
     cache = WatchCache(storage, config.watch_cache_max_bytes)
+    metrics.watch_cache(cache.stats)
     api = Api(storage, cache, metrics, config.watch_bookmark_interval)
     authorizer = Authorizer(PolicyCache(cache).policy, NodeGraphCache(cache))
     api.objects.pod_security = podsecurity.PodSecurity(config.pod_security_default_enforce)

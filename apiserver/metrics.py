@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Iterable, Iterator
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -18,6 +20,33 @@ RESOURCE = "pkube.resource"
 
 # Streams (Kubernetes' long-running requests besides watches): pod logs/exec/attach/port-forward, proxies.
 LONG_RUNNING = re.compile(r"/pods/[^/]+/(log|exec|attach|portforward)$|/(nodes|pods|services)/[^/]+/proxy(/|$)")
+
+
+# (resource, objects, events in the history, JSON bytes of the history) per resource: WatchCache.stats
+CacheStats = Callable[[], Iterable[tuple[str, int, int, int]]]
+
+
+class WatchCacheCollector(Collector):
+    """The watch cache's size, read when /metrics is scraped: the objects stored per resource (Kubernetes'
+    apiserver_storage_objects) and what each resource's event history holds, in events and in JSON bytes (bounded
+    by watchcache.HISTORY and --watch-cache-max-bytes)."""
+
+    def __init__(self, stats: CacheStats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        objects = GaugeMetricFamily("apiserver_storage_objects", "Number of stored objects by resource.",
+                                    labels=["resource"])
+        events = GaugeMetricFamily("pkube_watch_cache_events", "Events the watch cache's history holds by resource.",
+                                   labels=["resource"])
+        size = GaugeMetricFamily("pkube_watch_cache_bytes",
+                                 "JSON bytes of the events the watch cache's history holds by resource.",
+                                 labels=["resource"])
+        for resource, n_objects, n_events, n_bytes in self.stats():
+            objects.add_metric([resource], n_objects)
+            events.add_metric([resource], n_events)
+            size.add_metric([resource], n_bytes)
+        yield from (objects, events, size)
 
 
 def long_running(request: web.Request) -> bool:
@@ -51,6 +80,10 @@ class Metrics:
         self.allocator_repairs = Counter("pkube_allocator_repairs_total",
                                          "Allocations released (leaked) or recorded (missing) by the repair loop.",
                                          ["allocator", "action"], registry=self.registry)
+
+    def watch_cache(self, stats: CacheStats) -> None:
+        """Export the watch cache's size (WatchCacheCollector), read at each scrape."""
+        self.registry.register(WatchCacheCollector(stats))
 
     def render(self) -> web.Response:
         return web.Response(body=generate_latest(self.registry),

@@ -239,6 +239,16 @@ class WatchCache:
         # prefix → callbacks told, right after the cache changed, which key changed (None: everything was re-listed).
         self._listeners: dict[str, list[Callable[[str | None], None]]] = {}
 
+    def stats(self) -> list[tuple[str, int, int, int]]:
+        """(resource, objects, history events, history JSON bytes) per resource, the resource named as in
+        Kubernetes' metrics (`pods`, `deployments.apps`)."""
+        out = []
+        for prefix, cache in sorted(self.caches.items()):
+            group, plural = prefix[len(ROOT):].strip("/").split("/", 1)
+            name = plural if group == "core" else f"{plural}.{group}"
+            out.append((name, len(cache.objects), len(cache.history), cache.history_bytes))
+        return out
+
     def listen(self, prefix: str, callback: Callable[[str | None], None]) -> None:
         """Call `callback(key)` whenever an object under `prefix` (a resource prefix) changes in the cache, before
         any request can see the change (the CRD registry serves a CRD's kinds from then on)."""

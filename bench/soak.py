@@ -1,29 +1,41 @@
 """Soak benchmark (not CI): a local cluster with manifests/examples and a Deployment rolled over and over, while
 the RSS and open file descriptors of every process the cluster's supervisor runs are sampled from /proc.
 
-    .venv/bin/python bench/soak.py [--minutes 60] [--interval 60] [--replicas 90] [--nodes 1] [--plot FILE]
+    .venv/bin/python -m bench.soak [--minutes 60] [--interval 60] [--replicas 200] [--nodes 2] [--tail-minutes 30]
+                                   [--out DIR]
 
 * Churn: the `soak` Deployment (`--replicas` busybox pods) is restarted (`pkctl rollout restart`) as soon as its
   previous rollout finished, for the whole run: every round deletes and creates all its pods. One node holds
-  110 pods (Kubernetes' maxPods, with the examples' pods), so 200 churning pods need `--nodes 2 --replicas 200`.
+  110 pods (the kubelet's --max-pods, Kubernetes' default), with the examples' pods, so 200 churning pods need two
+  nodes (the defaults).
 * Sampling: every `--interval` seconds, each component's RSS and number of open fds, by the PIDs recorded in the
   home's supervisor state (a restarted component is followed to its new PID and counted in `restarts`); also
-  the number of pods, and how long a lookup of a Service name takes from a pod (busybox nslookup, timed in the
-  pod: a lost DNS query shows as a lookup of 2.5 s or more).
+  the number of pods; etcd's backend size (its status: dbSize, dbSizeInUse, the revision; and the db file on
+  disk); the apiserver's watch cache (its /metrics: objects stored, per resource too, and the events and JSON bytes
+  of the history, summed over resources; Events live an hour, --event-ttl, so their number grows for the first
+  hour of churn); the machine's load average (other work on the machine slows the churn and inflates RSS
+  noise); and how long a lookup of a Service name takes from a pod (busybox nslookup, timed in the pod: a lost
+  DNS query shows as a lookup of 2.5 s or more).
 * Output: one JSON document with, per component, the first/last/peak values and the least-squares slope in
-  MB/hour and fds/hour, over the whole run and over its second half (start-up growth, caches filling, is over
-  by then: "flat" is about the second); and a PNG plot of both series (`--plot`, default in the temp dir).
+  MB/hour and fds/hour, over the whole run and over its last `--tail-minutes` (start-up growth, caches filling
+  toward their bounds, is over by then: "flat" is about the tail; half the run when it is shorter than twice
+  the tail); the same for etcd's db size and the watch cache; and a PNG plot of the series. With `--out DIR`:
+  DIR/soak.json, DIR/soak.png and DIR/samples.jsonl (each sample as it is taken, to follow a run); otherwise the
+  plot goes to the temp dir.
 
 Nothing passes or fails. Uses a temporary home with its own ports, removed at the end (`cluster down --purge`).
 """
 from __future__ import annotations
 
+import json
 import os
+import ssl
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +46,7 @@ import yaml  # noqa: E402
 
 from bench.cluster import settled  # noqa: E402
 from bench.common import local_cluster, parse_flags, pkctl, report  # noqa: E402
-from pkctl.cluster.components import api_get  # noqa: E402
+from pkctl.cluster.components import api_get, etcd_client_context  # noqa: E402
 from pkctl.cluster.home import Home  # noqa: E402
 from pkctl.cluster.procs import ProcRecord  # noqa: E402
 
@@ -61,6 +73,53 @@ def open_fds(pid: int) -> int | None:
         return len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
         return None
+
+
+def etcd_status(home: Home) -> dict[str, Any]:
+    """etcd's backend figures (its maintenance status, through the JSON gateway with the health-check client
+    certificate) and the size of its db file on disk."""
+    out: dict[str, Any] = {}
+    req = urllib.request.Request(home.load_config().etcd_url + "/v3/maintenance/status", data=b"{}", method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10, context=etcd_client_context(home)) as r:
+            st = json.loads(r.read())
+        out = {"db_mb": mib(int(st["dbSize"])), "db_in_use_mb": mib(int(st["dbSizeInUse"])),
+               "revision": int(st["header"]["revision"])}
+    except (OSError, ValueError, KeyError, ssl.SSLError):
+        pass
+    files = list(home.etcd_data.rglob("member/snap/db"))
+    if files:
+        out["db_file_mb"] = mib(sum(f.stat().st_size for f in files))
+    return out
+
+
+def watch_cache(home: Home) -> dict[str, Any]:
+    """The apiserver's watch cache, summed over resources (its /metrics): objects, history events and MB."""
+    cfg = home.load_config()
+    req = urllib.request.Request(cfg.api_url + "/metrics", headers={"Authorization": f"Bearer {home.token()}"})
+    tls = ssl.create_default_context(cafile=str(home.pki.ca_cert)) if cfg.tls else None
+    try:
+        with urllib.request.urlopen(req, timeout=10, context=tls) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    sums = {"apiserver_storage_objects": 0.0, "pkube_watch_cache_events": 0.0, "pkube_watch_cache_bytes": 0.0}
+    by_resource: dict[str, int] = {}
+    for line in text.splitlines():
+        name = line.split("{", 1)[0]
+        if name in sums:
+            value = float(line.rsplit(" ", 1)[1])
+            sums[name] += value
+            if name == "apiserver_storage_objects" and value:
+                by_resource[line.split('resource="', 1)[1].split('"', 1)[0]] = int(value)
+    return {"objects": int(sums["apiserver_storage_objects"]), "history_events": int(sums["pkube_watch_cache_events"]),
+            "history_mb": mib(int(sums["pkube_watch_cache_bytes"])), "events": by_resource.get("events", 0),
+            "objects_by_resource": by_resource}
+
+
+def mib(n: int) -> float:
+    return round(n / 2**20, 1)
 
 
 def slope_per_hour(points: list[tuple[float, float]]) -> float | None:
@@ -181,40 +240,77 @@ def plot(samples: list[dict[str, Any]], names: list[str], path: str, title: str)
     import matplotlib
     matplotlib.use("Agg")  # no display
     import matplotlib.pyplot as plt
-    fig, (rss, fds) = plt.subplots(2, 1, figsize=(11, 8), sharex=True)
+    fig, (rss, fds, store) = plt.subplots(3, 1, figsize=(11, 11), sharex=True)
     for name in names:
         pts = [(s["t"] / 60, s["procs"][name]) for s in samples if name in s["procs"]]
         rss.plot([t for t, _ in pts], [v["rss_mb"] for _, v in pts], label=name, marker=".")
         fds.plot([t for t, _ in pts], [v["fds"] for _, v in pts], label=name, marker=".")
+    for label, series, key in (("etcd db size", "etcd", "db_mb"), ("etcd db in use", "etcd", "db_in_use_mb"),
+                               ("watch cache history", "watch_cache", "history_mb")):
+        pts = [(s["t"] / 60, s[series][key]) for s in samples if key in s.get(series, {})]
+        store.plot([t for t, _ in pts], [v for _, v in pts], label=label, marker=".")
+    load = store.twinx()
+    load.plot([s["t"] / 60 for s in samples], [s["load1"] for s in samples], color="grey", ls=":",
+              label="load average (1 min)")
+    load.set_ylabel("load average")
     rss.set_ylabel("RSS (MiB)")
     fds.set_ylabel("open file descriptors")
-    fds.set_xlabel("minutes")
+    store.set_ylabel("MiB")
+    store.set_xlabel("minutes")
     rss.set_title(title)
     rss.legend(fontsize="small", ncol=3)
-    rss.grid(alpha=0.3)
-    fds.grid(alpha=0.3)
+    store.legend(fontsize="small", loc="upper left")
+    load.legend(fontsize="small", loc="upper right")
+    for ax in (rss, fds, store):
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def summarise(samples: list[dict[str, Any]], name: str) -> dict[str, Any]:
+def trend(pts: list[tuple[float, float]], tail_from: float) -> dict[str, Any]:
+    """First, last and peak value, and the slope per hour over the whole run and from `tail_from` seconds on."""
+    if not pts:
+        return {}
+    return {"first": pts[0][1], "last": pts[-1][1], "peak": max(v for _, v in pts),
+            "per_hour": slope_per_hour(pts), "per_hour_tail": slope_per_hour([p for p in pts if p[0] >= tail_from])}
+
+
+def summarise(samples: list[dict[str, Any]], name: str, tail_from: float) -> dict[str, Any]:
     pts = [(s["t"], s["procs"][name]) for s in samples if name in s["procs"]]
-    half = samples[-1]["t"] / 2 if samples else 0
-    rss = [(t, v["rss_mb"]) for t, v in pts]
-    fds = [(t, float(v["fds"])) for t, v in pts]
-    return {"rss_mb_first": rss[0][1], "rss_mb_last": rss[-1][1], "rss_mb_peak": max(v for _, v in rss),
-            "fds_first": int(fds[0][1]), "fds_last": int(fds[-1][1]), "fds_peak": int(max(v for _, v in fds)),
-            "rss_mb_per_hour": slope_per_hour(rss), "fds_per_hour": slope_per_hour(fds),
-            "rss_mb_per_hour_second_half": slope_per_hour([p for p in rss if p[0] >= half]),
-            "fds_per_hour_second_half": slope_per_hour([p for p in fds if p[0] >= half])}
+    rss = trend([(t, v["rss_mb"]) for t, v in pts], tail_from)
+    fds = trend([(t, float(v["fds"])) for t, v in pts], tail_from)
+    return {"rss_mb_first": rss["first"], "rss_mb_last": rss["last"], "rss_mb_peak": rss["peak"],
+            "fds_first": int(fds["first"]), "fds_last": int(fds["last"]), "fds_peak": int(fds["peak"]),
+            "rss_mb_per_hour": rss["per_hour"], "fds_per_hour": fds["per_hour"],
+            "rss_mb_per_hour_tail": rss["per_hour_tail"], "fds_per_hour_tail": fds["per_hour_tail"]}
+
+
+def sample(home: Home, t: float, pids: dict[str, int], restarts: dict[str, int]) -> dict[str, Any]:
+    procs: dict[str, Any] = {}
+    for name, rec in supervised(home).items():
+        rss, fds = rec.rss_bytes(), open_fds(rec.pid)
+        if rss is None or fds is None:
+            continue  # exited between the state read and /proc
+        if name in pids and pids[name] != rec.pid:
+            restarts[name] = restarts.get(name, 0) + 1
+        pids[name] = rec.pid
+        procs[name] = {"rss_mb": round(rss / 2**20, 1), "fds": fds}
+    return {"t": round(t, 1), "load1": round(os.getloadavg()[0], 2), "pods": pod_count(home), "procs": procs,
+            "etcd": etcd_status(home), "watch_cache": watch_cache(home)}
 
 
 def main() -> int:
-    flags = parse_flags(__doc__, minutes=60.0, interval=60.0, replicas=90, nodes=1, plot="")
-    plot_path = flags.plot or os.path.join(tempfile.gettempdir(), f"pkube-soak-{int(time.time())}.png")
+    flags = parse_flags(__doc__, minutes=60.0, interval=60.0, replicas=200, nodes=2, tail_minutes=30.0, out="")
+    out = Path(flags.out) if flags.out else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    plot_path = str(out / "soak.png") if out else os.path.join(tempfile.gettempdir(),
+                                                                 f"pkube-soak-{int(time.time())}.png")
+    # the tail: the last --tail-minutes, or the second half of a shorter run
+    tail_s = 60 * min(flags.tail_minutes, flags.minutes / 2)
     result: dict[str, Any] = {"benchmark": "soak", "minutes": flags.minutes, "interval_s": flags.interval,
-                              "replicas": flags.replicas, "nodes": flags.nodes}
+                              "replicas": flags.replicas, "nodes": flags.nodes, "tail_minutes": tail_s / 60}
     with local_cluster("pkbench-soak-") as home:
         pkctl("cluster", "up", "--home", str(home.root), "--nodes", str(flags.nodes))
         apply_examples(home)
@@ -228,37 +324,43 @@ def main() -> int:
         began = time.monotonic()
         end = began + flags.minutes * 60
         while True:
-            t = time.monotonic() - began
-            procs: dict[str, Any] = {}
-            for name, rec in supervised(home).items():
-                rss, fds = rec.rss_bytes(), open_fds(rec.pid)
-                if rss is None or fds is None:
-                    continue  # exited between the state read and /proc
-                if name in pids and pids[name] != rec.pid:
-                    restarts[name] = restarts.get(name, 0) + 1
-                pids[name] = rec.pid
-                procs[name] = {"rss_mb": round(rss / 2**20, 1), "fds": fds}
-            samples.append({"t": round(t, 1), "pods": pod_count(home), "procs": procs})
+            samples.append(sample(home, time.monotonic() - began, pids, restarts))
+            if out:
+                with open(out / "samples.jsonl", "a") as f:
+                    f.write(json.dumps(samples[-1]) + "\n")
             if time.monotonic() + flags.interval > end + 1:
                 break
             time.sleep(max(0.0, began + len(samples) * flags.interval - time.monotonic()))
         churn.stop.set()
         churn.join(timeout=60)
         names = sorted({n for s in samples for n in s["procs"]})
+        tail_from = samples[-1]["t"] - tail_s
+        loads = [s["load1"] for s in samples]
         result.update(
             samples=len(samples), restarts=restarts,
             rollouts_finished=len(churn.rollouts), pods_created_by_churn=len(churn.rollouts) * flags.replicas,
             rollout_s=churn.rollouts, churn_error=churn.error,
             pods_sampled={"min": min((s["pods"] or 0) for s in samples),
                           "max": max((s["pods"] or 0) for s in samples)},
+            load_average_1m={"min": min(loads), "mean": round(sum(loads) / len(loads), 2), "max": max(loads)},
             dns_probe=dns_lookups(home),
-            components={n: summarise(samples, n) for n in names},
+            components={n: summarise(samples, n, tail_from) for n in names},
+            etcd={k: trend([(s["t"], float(s["etcd"][k])) for s in samples if k in s["etcd"]], tail_from)
+                  for k in ("db_mb", "db_in_use_mb", "db_file_mb", "revision")},
+            watch_cache={k: trend([(s["t"], float(s["watch_cache"][k])) for s in samples if k in s["watch_cache"]],
+                                  tail_from) for k in ("objects", "events", "history_events", "history_mb")},
             plot=plot_path)
         plot(samples, names, plot_path,
-             f"pkube soak: {flags.minutes:g} min, {flags.replicas} pods rolled continuously, sampled every "
-             f"{flags.interval:g} s")
-        result["series"] = [{"t": s["t"], "pods": s["pods"], **{f"{n}_rss_mb": v["rss_mb"] for n, v in
-                                                                  s["procs"].items()}} for s in samples]
+             f"pkube soak: {flags.minutes:g} min, {flags.replicas} pods on {flags.nodes} node(s) rolled "
+             f"continuously, sampled every {flags.interval:g} s")
+        result["series"] = [{"t": s["t"], "load1": s["load1"], "pods": s["pods"],
+                             **{f"{n}_rss_mb": v["rss_mb"] for n, v in s["procs"].items()},
+                             **{f"etcd_{k}": v for k, v in s["etcd"].items()},
+                             **{f"watch_cache_{k}": v for k, v in s["watch_cache"].items()
+                                if k != "objects_by_resource"}}
+                            for s in samples]
+    if out:
+        (out / "soak.json").write_text(json.dumps(result, indent=1))
     return report(result, indent=1)
 
 

@@ -9,6 +9,7 @@ from pklib.client import Client
 from pklib.errors import ApiError
 from pklib.resources import lookup
 from tests.support.samples import sample
+from tests.util import wait_for
 
 CM = lookup("configmaps")
 
@@ -116,6 +117,29 @@ async def test_metrics(apiserver, client: Client, namespace: str) -> None:
     assert 'apiserver_request_total{code="404",resource="configmaps",verb="GET"}' in text
     assert "apiserver_request_duration_seconds_bucket" in text
     assert "apiserver_registered_watchers" in text
+
+
+async def test_metrics_show_the_watch_cache_size(apiserver, client: Client, namespace: str) -> None:
+    """What the soak bench samples: objects stored per resource, and the events/bytes of the cache's history."""
+    async def figures() -> dict[str, float]:
+        _, text = await raw(apiserver, "GET", "/metrics")
+        out = {}
+        for name in ("apiserver_storage_objects", "pkube_watch_cache_events", "pkube_watch_cache_bytes"):
+            lines = [x for x in str(text).splitlines() if x.startswith(name + '{resource="configmaps"}')]
+            out[name] = float(lines[0].rsplit(" ", 1)[1]) if lines else 0.0
+        return out
+    before = await figures()
+    await client.create(CM, sample(CM, "sized", namespace))
+    await client.delete(CM, "sized", namespace)
+    await client.create(CM, sample(CM, "kept", namespace))
+    after: dict[str, float] = {}
+
+    async def cached() -> bool:
+        after.update(await figures())
+        return after["pkube_watch_cache_events"] >= before["pkube_watch_cache_events"] + 3
+    await wait_for(cached, timeout=10)
+    assert after["pkube_watch_cache_bytes"] > before["pkube_watch_cache_bytes"]
+    assert after["apiserver_storage_objects"] >= 1
 
 
 @pytest.mark.parametrize("method,sub,body,content_type,params,code", [

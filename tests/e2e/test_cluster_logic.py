@@ -334,6 +334,9 @@ def test_three_control_planes_get_their_own_ports_and_components(tmp_path: Path)
     cluster = etcd2[etcd2.index("--initial-cluster") + 1].split(",")
     assert cluster == [f"{m.name}=https://127.0.0.1:{m.etcd_peer_port}" for m in cfg.members]
     assert etcd2[etcd2.index("--data-dir") + 1] == str(home.etcd_data / "cp2")
+    # raft entries since the last snapshot stay in etcd's memory: kubeadm's 10,000, not etcd's 100,000
+    for etcd in (etcd2, BY_NAME["etcd"].argv(home, cfg)):
+        assert etcd[etcd.index("--snapshot-count") + 1] == "10000"
     api3 = comps["apiserver-cp3"].command(home, cfg)
     assert api3[2:4] == ["launcher", "apiserver"]
     servers = api3[api3.index("--etcd-servers") + 1].split(",")

@@ -209,3 +209,25 @@ async def test_history_is_bounded_in_bytes_and_a_watch_from_before_it_is_expired
         assert all(orjson.loads(line)["type"] == "ADDED" for line in kept)
     finally:
         await cache.stop()
+
+
+async def test_cache_size_is_exported_at_metrics(setup: tuple[MemoryStorage, WatchCache]) -> None:
+    """apiserver_storage_objects and the history's events/bytes per resource, read at each scrape."""
+    from apiserver.metrics import Metrics
+    store, cache = setup
+    metrics = Metrics()
+    metrics.watch_cache(cache.stats)
+    rev = await store.create(PREFIX + "ns/a", cm("a"))
+    rev = await store.create("/registry/apps/deployments/ns/d", cm("d"))
+    assert await cache.wait_for_revision(rev, 5)
+    rc = cache.for_prefix(PREFIX)
+    text = metrics.render().body.decode()  # type: ignore[union-attr]
+    assert 'apiserver_storage_objects{resource="configmaps"} 2.0' in text
+    assert 'apiserver_storage_objects{resource="deployments.apps"} 1.0' in text
+    assert 'pkube_watch_cache_events{resource="configmaps"} 1.0' in text
+    assert f'pkube_watch_cache_bytes{{resource="configmaps"}} {float(rc.history_bytes)}' in text
+    await store.delete(PREFIX + "ns/a")
+    assert await cache.wait_for_revision(rev + 1, 5)
+    text = metrics.render().body.decode()  # type: ignore[union-attr]
+    assert 'apiserver_storage_objects{resource="configmaps"} 1.0' in text
+    assert 'pkube_watch_cache_events{resource="configmaps"} 2.0' in text
