@@ -46,10 +46,12 @@ HEALTH_INTERVAL = 10.0  # once Running, like a Kubernetes probe's default period
 LOG_ROTATE_BYTES = 20 * 2**20  # keep one older log of this size per component
 
 
-def restart_delay(previous: float | None, ran: float) -> float:
-    """Back-off before restarting a component that ran `ran` seconds: 1 s doubling to 30 s,
-    from the start again once it had stayed up for a while."""
-    if previous is None or ran >= BACKOFF_RESET_AFTER:
+def restart_delay(previous: float | None, ran: float, was_healthy: bool = False) -> float:
+    """Back-off before restarting a component that ran `ran` seconds: 1 s doubling to 30 s while it crash-loops,
+    from the start again once it had stayed up for a while or had passed its health check (it was not
+    crash-looping, it was killed or failed later: the cluster needs it back at once; SIGKILLs of the apiserver
+    half a minute apart otherwise kept it down up to 30 s each)."""
+    if previous is None or ran >= BACKOFF_RESET_AFTER or was_healthy:
         return BACKOFF_START
     return min(previous * 2, BACKOFF_MAX)
 
@@ -85,11 +87,12 @@ class Keeper:
             began = time.monotonic()
             rc = await self._run_once()
             ran = time.monotonic() - began
+            was_healthy = self.state["state"] == "Running"  # it had passed its health check
             if rc == LAUNCHER_UNAVAILABLE and UNAVAILABLE_MARK in self._log_tail():
                 # The component's package landed but a module it imports has not (work in progress):
                 # the launcher says so; retrying cannot help until the code changes.
                 return self._not_available(self._log_tail().strip().splitlines()[-1])
-            delay = restart_delay(delay, ran)
+            delay = restart_delay(delay, ran, was_healthy)
             log.warning("%s exited with %s after %.1fs; restarting in %.0fs", self.comp.name, rc, ran, delay)
             self.publish(state="Restarting", pid=None, ticks=None, healthy=False, last_exit=rc,
                          restarts=self.state["restarts"] + 1, detail=f"exited with {rc}; restart in {delay:.0f}s")

@@ -206,6 +206,8 @@ def test_restart_backoff_doubles_to_30s_and_resets_after_a_good_run() -> None:
         delays.append(delay)
     assert delays == [1, 2, 4, 8, 16, 30, 30]
     assert restart_delay(30, ran=120) == 1
+    # one that had passed its health check was not crash-looping: it comes back at once
+    assert restart_delay(30, ran=5, was_healthy=True) == 1
 
 
 def test_merge_keeps_the_users_other_clusters_and_unmerge_removes_only_ours(tmp_path: Path) -> None:
