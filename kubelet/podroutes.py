@@ -21,7 +21,7 @@ from pklib.informer import Handler, Informer
 from pklib.resources import NODES
 
 from kubelet.network import vxlan
-from kubelet.network.routes import NextHop, desired_routes, local_networks, sync_routes
+from kubelet.network.routes import NextHop, desired_routes, links_of, local_networks, sync_routes
 from pklib.timeouts import wait_for
 
 log = logging.getLogger("kubelet.podroutes")
@@ -76,7 +76,8 @@ def _apply(nodes: list[tuple[str, str, str, str]], me: str, backend: Backend, no
         direct, peers = plan(nodes, me, local_networks(ipr), backend.kind)
         routes = {cidr: NextHop(gw) for cidr, gw in direct.items()}
         routes |= {cidr: NextHop(p.vtep, index) for cidr, p in peers.items()}
-        sync_routes(ipr, routes, cluster_cidr)
+        own = links_of(ipr, node_ip) | ({index} if index else set())
+        sync_routes(ipr, routes, cluster_cidr, own)
         if index:
             vxlan.sync_peers(ipr, index, peers)
     shown = {cidr: f"via {gw}" for cidr, gw in direct.items()}

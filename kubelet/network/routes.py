@@ -14,6 +14,7 @@ import errno
 import ipaddress
 import socket
 from dataclasses import dataclass
+from typing import Collection
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -49,21 +50,28 @@ def on_local_network(addr: ipaddress.IPv4Address, local_nets: list[ipaddress.IPv
     return any(addr in n and addr != n.network_address for n in local_nets)
 
 
+def links_of(ipr: IPRoute, address: str) -> set[int]:
+    """The interfaces that hold `address` (a node's own IP: the link to its node network)."""
+    return {a["index"] for a in ipr.get_addr(family=socket.AF_INET) if a.get_attr("IFA_ADDRESS") == address}
+
+
 def local_networks(ipr: IPRoute) -> list[ipaddress.IPv4Network]:
     return [ipaddress.IPv4Interface(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}").network
             for a in ipr.get_addr(family=socket.AF_INET) if a["scope"] == 0]
 
 
-def sync_routes(ipr: IPRoute, want: dict[str, NextHop], scope: str = "") -> None:
+def sync_routes(ipr: IPRoute, want: dict[str, NextHop], scope: str = "", links: Collection[int] = ()) -> None:
     """Make the routes of protocol RTPROT_PKUBE exactly `want` ({dst CIDR: next hop}); with `scope` (the
-    cluster's pod range, which holds every node's pod CIDR), only among the routes to destinations inside it."""
+    cluster's pod range, which holds every node's pod CIDR), only among the routes to destinations inside it
+    or through one of `links` (the cluster's own: its node network's, its VXLAN device), so that a route this
+    node made to a Node whose pod CIDR lies outside the range still goes with that Node."""
     inside = ipaddress.IPv4Network(scope) if scope else None
     have: dict[str, NextHop] = {}
     for r in ipr.get_routes(family=socket.AF_INET, proto=RTPROT_PKUBE):
         if r["proto"] != RTPROT_PKUBE or not r.get_attr("RTA_DST"):
             continue  # (a default route is none of ours)
         net = ipaddress.IPv4Network(f"{r.get_attr('RTA_DST')}/{r['dst_len']}")
-        if inside is None or net.subnet_of(inside):
+        if inside is None or net.subnet_of(inside) or int(r.get_attr("RTA_OIF") or 0) in links:
             have[str(net)] = NextHop(str(r.get_attr("RTA_GATEWAY")), int(r.get_attr("RTA_OIF") or 0))
     for dst, hop in have.items():
         if not _same(want.get(dst), hop):

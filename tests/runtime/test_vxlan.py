@@ -146,3 +146,8 @@ def test_route_sync_leaves_another_clusters_routes_alone(two_nodes: dict[str, st
         assert pod_routes(ipr) == {"10.98.2.0/24": "192.0.2.2", "10.99.2.0/24": "192.0.2.2"}
         sync_routes(ipr, {}, "10.99.0.0/16")  # node b left this cluster
         assert pod_routes(ipr) == {"10.98.2.0/24": "192.0.2.2"}
+        # a route through one of this cluster's own links (its node network, its VXLAN device) is its own even
+        # outside the pod range (a Node with a pod CIDR from elsewhere): it goes when that Node goes
+        own = {r.get_attr("RTA_OIF") for r in ipr.get_routes(family=2, dst="10.98.2.0", dst_len=24)}
+        sync_routes(ipr, {}, "10.99.0.0/16", own)
+        assert pod_routes(ipr) == {}
