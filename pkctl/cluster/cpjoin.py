@@ -223,23 +223,35 @@ def prepare_member_home(home: Home, server: str, name: str, ip: str, files: dict
 # -- etcd membership, through etcd's JSON gateway -----------------------------------------------------------
 
 
-def etcd_call(urls: list[str], path: str, body: Obj, tls: ssl.SSLContext, timeout: float = 5.0) -> Obj:
-    """POST to the first member that answers; JoinError with the last answer when none does."""
-    last = "no etcd endpoint known"
-    for url in urls:
-        req = urllib.request.Request(url + path, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout, context=tls) as r:
-                return json.loads(r.read() or b"{}")  # type: ignore[no-any-return]
-        except urllib.error.HTTPError as e:
+ETCD_RETRY = 15.0  # seconds to retry what a member answers while it is not ready (gRPC code 14, refused)
+UNAVAILABLE = 14    # gRPC's code for "try again": e.g. the JSON gateway of a member that just started
+
+
+def etcd_call(urls: list[str], path: str, body: Obj, tls: ssl.SSLContext, timeout: float = 5.0,
+              retry: float = ETCD_RETRY) -> Obj:
+    """POST to the first member that answers; JoinError with the last answer when none does. A member that is
+    not ready yet (unavailable, refusing connections: a cluster that was just started) is asked again for up to
+    `retry` seconds; any other answer is final."""
+    deadline = time.monotonic() + retry
+    while True:
+        last, transient = "no etcd endpoint known", False
+        for url in urls:
+            req = urllib.request.Request(url + path, data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
             try:
-                last = f"{url}: {json.loads(e.read()).get('error') or e.code}"
-            except ValueError:
-                last = f"{url}: HTTP {e.code}"
-        except (OSError, ValueError) as e:
-            last = f"{url}: {getattr(e, 'reason', e)}"
-    raise JoinError(f"etcd {path} failed: {last}")
+                with urllib.request.urlopen(req, timeout=timeout, context=tls) as r:
+                    return json.loads(r.read() or b"{}")  # type: ignore[no-any-return]
+            except urllib.error.HTTPError as e:
+                try:
+                    doc = json.loads(e.read())
+                    last, transient = f"{url}: {doc.get('error') or e.code}", doc.get("code") == UNAVAILABLE
+                except ValueError:
+                    last, transient = f"{url}: HTTP {e.code}", e.code == 503
+            except (OSError, ValueError) as e:
+                last, transient = f"{url}: {getattr(e, 'reason', e)}", isinstance(e, OSError)
+        if not transient or time.monotonic() > deadline:
+            raise JoinError(f"etcd {path} failed: {last}")
+        time.sleep(0.5)
 
 
 def add_learner(urls: list[str], tls: ssl.SSLContext, name: str, peer_url: str) -> tuple[str, str]:

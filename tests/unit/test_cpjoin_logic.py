@@ -78,3 +78,42 @@ def test_a_joined_member_runs_etcd_apiserver_and_elected_controllers(tmp_path: P
 def test_a_cluster_without_a_cluster_network_takes_no_control_plane_member(tmp_path: Path) -> None:
     with pytest.raises(JoinError, match="listens on loopback only.*--nodes N"):
         cpjoin.upload_certs(Home(tmp_path), ClusterConfig(2379, 2380, 6443))
+
+
+def test_etcd_calls_retry_a_member_that_is_not_ready_and_nothing_else() -> None:
+    """Right after `cluster up`, etcd's JSON gateway answers 'transport is closing' (gRPC code 14) for a
+    moment: a join asked again; an answer that is final (another code) is not asked twice."""
+    import http.server
+    import json
+    import ssl
+    import threading
+
+    from pkctl.cluster import cpjoin
+
+    answers = [(503, {"error": "transport is closing", "code": 14}), (200, {"members": [{"name": "cp1"}]}),
+               (400, {"error": "etcdserver: member not found", "code": 5})]
+    asked: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            asked.append(self.path)
+            code, doc = answers.pop(0)
+            body = json.dumps(doc).encode()
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        assert cpjoin.member_list([url], ssl.create_default_context()) == [{"name": "cp1"}]
+        assert len(asked) == 2
+        with pytest.raises(cpjoin.JoinError, match="member not found"):
+            cpjoin.etcd_call([url], "/v3/cluster/member/remove", {"ID": "1"}, ssl.create_default_context())
+        assert len(asked) == 3
+    finally:
+        server.shutdown()
