@@ -26,7 +26,6 @@ from typing import Any, Callable
 import orjson
 
 from .storage.interface import CompactedError, Entry, Storage, StorageError, WatchEvent
-from pklib.timeouts import wait_for
 
 log = logging.getLogger("apiserver.watchcache")
 
@@ -409,7 +408,7 @@ class WatchCache:
             return True
         try:
             async with self._advanced:
-                await wait_for(self._advanced.wait_for(lambda: self.revision >= revision), timeout)
+                await asyncio.wait_for(self._advanced.wait_for(lambda: self.revision >= revision), timeout)
             return True
         except asyncio.TimeoutError:
             return False

@@ -24,7 +24,6 @@ from aetcd.exceptions import ClientError, RevisionCompactedError
 from .interface import (CompactedError, Entry, KeyExistsError, KeyNotFoundError, ListResult, NoSpaceError,
                         RevisionConflictError, StorageError, ValueTooLargeError, WatchEvent, encode)
 from .leases import LeaseManager
-from pklib.timeouts import wait_for
 
 log = logging.getLogger("apiserver.storage")
 
@@ -453,7 +452,7 @@ class EtcdStorage:
 
     async def healthy(self) -> bool:
         try:
-            await wait_for(self.current_revision(), 2.0)
+            await asyncio.wait_for(self.current_revision(), 2.0)
             return True
         except (StorageError, asyncio.TimeoutError, ClientError):
             return False
