@@ -124,7 +124,7 @@ def _stop_on_signal(task: asyncio.Task[Any], grace: float) -> Callable[[int], No
     """The handler of SIGTERM/SIGINT: cancel the main task (again on every signal, and once a second after the
     first, in case a cancellation was swallowed), and exit the process if it has not ended after `grace`."""
     loop = task.get_loop()
-    stopping: list[float] = []
+    stopping = False
     log = logging.getLogger("pkube.component")
 
     def recancel() -> None:
@@ -142,10 +142,11 @@ def _stop_on_signal(task: asyncio.Task[Any], grace: float) -> Callable[[int], No
         os._exit(1)
 
     def handle(signum: int) -> None:
+        nonlocal stopping
         task.cancel()
         if stopping:
             return
-        stopping.append(loop.time())
+        stopping = True
         log.info("%s received: stopping", signal.Signals(signum).name)
         loop.call_later(1.0, recancel)
         timer = threading.Timer(grace, give_up)  # a thread: works even if the event loop is stuck
