@@ -14,6 +14,7 @@ import uvloop
 from aiohttp import web
 
 from pklib.api.timefmt import parse_duration
+from pklib.component import dump_tasks_on_sigusr1
 from pklib.flagtypes import non_negative
 from pklib.quantity import QuantityError, to_bytes
 
@@ -225,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        dump_tasks_on_sigusr1(loop)
         await run(config, None, stop)
 
     try:

@@ -221,6 +221,12 @@ class ResourceCache:
         return [ev for rev, ev in self.history if rev > revision]
 
 
+def _report_end(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        log.error("the watch cache's loop ended: this apiserver serves nothing new from now on",
+                  exc_info=task.exception())
+
+
 class WatchCache:
     def __init__(self, storage: Storage, max_bytes: int = HISTORY_BYTES):
         self.storage = storage
@@ -282,6 +288,7 @@ class WatchCache:
     async def start(self) -> None:
         await self._load()
         self._task = asyncio.create_task(self._run(), name="watchcache")
+        self._task.add_done_callback(_report_end)
         self._sweeper = asyncio.create_task(self._sweep_disconnected(), name="watchcache-clients")
 
     async def stop(self) -> None:
@@ -361,7 +368,12 @@ class WatchCache:
                     async with self._advanced:
                         self._advanced.notify_all()
             except asyncio.CancelledError:
-                raise
+                if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                    raise
+                # a cancellation nobody asked for (a library's, from below): the loop must not end of it
+                log.warning("storage watch was cancelled from below; re-listing in %.1fs", backoff)
+                relist = True
+                self._ready.clear()
             except CompactedError as e:
                 # Events we never saw are gone: start over from a full list (watchers get 410 and re-list).
                 log.warning("storage watch fell behind compaction (%s); re-listing", e)

@@ -120,6 +120,31 @@ async def close_all(*closers: Callable[[], Awaitable[Any]] | None) -> None:
 STOP_GRACE = 20.0
 
 
+def _awaiting(coro: Any) -> list[str]:
+    """Where a task's coroutine waits: its chain of awaits, outermost first (print_stack shows only the first)."""
+    where: list[str] = []
+    while coro is not None and len(where) < 40:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            where.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
+        coro = (getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+                or getattr(coro, "gi_yieldfrom", None))
+    return where
+
+
+def dump_tasks_on_sigusr1(loop: asyncio.AbstractEventLoop) -> None:
+    """`kill -USR1 PID` logs every asyncio task of the component with where it waits (Go's goroutine dump): what
+    a component that stopped making progress is stuck on."""
+    log = logging.getLogger("pkube.component")
+
+    def dump() -> None:
+        tasks = asyncio.all_tasks(loop)
+        log.warning("SIGUSR1: %d asyncio tasks", len(tasks))
+        for t in tasks:
+            log.warning("task %s:\n%s", t.get_name(), "\n".join(_awaiting(t.get_coro())))
+    loop.add_signal_handler(signal.SIGUSR1, dump)
+
+
 def _stop_on_signal(task: asyncio.Task[Any], grace: float) -> Callable[[int], None]:
     """The handler of SIGTERM/SIGINT: cancel the main task (again on every signal, and once a second after the
     first, in case a cancellation was swallowed), and exit the process if it has not ended after `grace`."""
@@ -173,6 +198,7 @@ def run_until_signalled(run: Callable[[], Coroutine[Any, Any, None]], *,
         handle = _stop_on_signal(task, stop_grace)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, handle, sig)
+        dump_tasks_on_sigusr1(loop)
         try:
             await task
         except asyncio.CancelledError:

@@ -18,7 +18,8 @@ The shape follows kube-proxy's nftables mode, reduced to what pkube needs:
   the host (their source may be 127.0.0.1, which needs `route_localnet`, or an uplink address the pod has
   no route back to on other nodes) and external traffic with policy Cluster -- and acted upon in
   postrouting, which also masquerades hairpin traffic (an endpoint reaching itself through its Service:
-  source == destination after DNAT, matched against the `hairpin` set of endpoint address pairs).
+  source == destination after DNAT, matched against the `hairpin` set of endpoint address pairs, for DNAT'ed
+  connections only).
 * Packets from any interface but `lo` to 127.0.0.0/8 that were not DNAT'ed are dropped in filter input, as
   kube-proxy does for CVE-2020-8558: `route_localnet`, needed for node ports on 127.0.0.1, must not open
   the host's loopback-only services to pods and the LAN.
@@ -276,7 +277,10 @@ def base_chains() -> dict[str, list[str]]:
         "nat-output": ["type nat hook output priority -100; policy accept;", "jump services", "jump hostports"],
         "nat-postrouting": ["type nat hook postrouting priority srcnat; policy accept;", "jump masquerading"],
         # Clear the mark before masquerading so that the packet looks untouched to anything after us.
-        "masquerading": [f"ip saddr . ip daddr @{HAIRPIN_SET} jump mark-for-masquerade",
+        # Hairpin: only connections a Service or hostPort DNAT'ed. Without `ct status dnat`, an endpoint on a host
+        # address (the API balancer on the cluster network's gateway) masqueraded every connection between
+        # that address and itself, e.g. etcd's peers on the gateway, which then could not reconnect.
+        "masquerading": [f"ct status dnat ip saddr . ip daddr @{HAIRPIN_SET} jump mark-for-masquerade",
                          f"meta mark & {mark} == 0 return", f"meta mark set meta mark ^ {mark}",
                          "masquerade fully-random"],
         "mark-for-masquerade": [f"meta mark set meta mark | {mark}"],

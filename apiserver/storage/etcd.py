@@ -71,6 +71,14 @@ class MemberStatus:
         return self.member_id == self.leader
 
 
+def _channel_closed_under_us() -> bool:
+    """True in an `except asyncio.CancelledError` around a gRPC call that nobody cancelled: another caller closed
+    the call's channel to move to the next endpoint (_reconnect), and gRPC cancels the calls still on it. That
+    cancellation must not end the caller's task (the watch cache's loop died of it): its call is retried."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() == 0
+
+
 def _details(e: Exception) -> str:
     return (e.details() or "") if isinstance(e, rpc.AioRpcError) else str(e)
 
@@ -199,6 +207,10 @@ class EtcdStorage:
             kv = client.kvstub
             try:
                 return await getattr(kv, method)(request, timeout=self._timeout)
+            except asyncio.CancelledError:
+                if not _channel_closed_under_us():
+                    raise
+                continue
             except rpc.AioRpcError as e:
                 details = e.details() or ""
                 if _COMPACTED_TEXT in details:
@@ -224,6 +236,10 @@ class EtcdStorage:
             try:
                 resp = await client.leasestub.LeaseGrant(rpc.LeaseGrantRequest(TTL=ttl), timeout=self._timeout)
                 return int(resp.ID)
+            except asyncio.CancelledError:
+                if not _channel_closed_under_us():
+                    raise
+                continue
             except rpc.AioRpcError as e:
                 details = e.details() or ""
                 if NOSPACE_TEXT in details:
@@ -417,6 +433,10 @@ class EtcdStorage:
         client = await self._connect()
         try:
             return await getattr(client.maintenancestub, method)(request, timeout=self._timeout)
+        except asyncio.CancelledError:
+            if not _channel_closed_under_us():
+                raise
+            raise StorageError(f"etcd {method} failed: its connection was closed") from None
         except rpc.AioRpcError as e:
             if e.code() == rpc.StatusCode.UNAVAILABLE:
                 await self._reconnect(client)
@@ -448,7 +468,8 @@ class EtcdStorage:
         except (ClientError, rpc.AioRpcError) as e:
             raise await self._watch_failed(client, e) from None
         finally:
-            await asyncio.shield(w.cancel())
+            if client._watcher is not None:  # None: the client was closed, which ended its watches already
+                await asyncio.shield(w.cancel())
 
     async def healthy(self) -> bool:
         try:

@@ -13,7 +13,6 @@ runs the same rounds and prints the figures.
 """
 from __future__ import annotations
 
-import os
 from typing import Iterator
 
 import pytest
@@ -30,11 +29,6 @@ pytestmark = [
     pytest.mark.skipif(not all(BY_NAME[c].available() for c in ("apiserver", "controller-manager", "scheduler",
                                                                   "kubelet", "proxy", "dns")),
                        reason="needs every component of the local cluster"),
-    # Known flaky on this tree (2 runs in 4): after the etcd leader's SIGKILL, a rollout or the next write can
-    # stall for over 90 s (the apiserver paired with the restarted member seen stuck at 'watch cache: not
-    # synced' in test_ha). Run it with PKUBE_CHAOS_HA=1 (and bench/chaos.py --control-planes 3) until fixed.
-    pytest.mark.skipif(not os.environ.get("PKUBE_CHAOS_HA"), reason="flaky after the etcd leader's kill: "
-                       "PKUBE_CHAOS_HA=1 runs it"),
 ]
 
 ROUNDS = env_int("PKUBE_CHAOS_ROUNDS", 1)

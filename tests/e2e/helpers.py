@@ -233,7 +233,8 @@ def local_cluster(*extra: str, command: tuple[str, ...] = ("up",), sysctls_kept:
     the host's previous setting is put back afterwards. `sysctls_kept`: `down` must itself have given the host
     its route_localnet and ip_forward back (assert_host_sysctls_kept). `env`: added to the environment of `up`,
     which the supervisor and every component it starts (and restarts) inherit, e.g. a fake clock
-    (tests/support/faketime.py); `down` runs without it.
+    (tests/support/faketime.py); `down` runs without it. With PKUBE_TEST_KEEP_LOGS=DIR in the environment the
+    components' logs are copied to DIR/<home name> before `down`, for debugging a failed run.
     """
     home = Path(tempfile.mkdtemp(prefix="pkt-home-"))
     forwarding = IP_FORWARD.read_text()
@@ -248,6 +249,8 @@ def local_cluster(*extra: str, command: tuple[str, ...] = ("up",), sysctls_kept:
             if (home / "config.json").exists():
                 last = Cluster(home, home / "kubeconfig", "")
                 config = last.config()
+                if os.environ.get("PKUBE_TEST_KEEP_LOGS"):  # debugging: the components' logs outlive the cluster
+                    shutil.copytree(home / "logs", Path(os.environ["PKUBE_TEST_KEEP_LOGS"]) / home.name)
                 down = run("cluster", "down", "--purge", "--home", str(home), check=False)
                 assert down.returncode == 0, f"cluster down failed:\n{down.stdout}\n{down.stderr}"
                 if sysctls_kept:

@@ -131,6 +131,32 @@ async def test_pods_reach_services_and_themselves_through_them(pclient: Client, 
     assert testnet.fetch_from(a, f"http://{ip}/") == "pod-a"
 
 
+async def test_an_endpoint_on_a_host_address_leaves_that_address_s_other_connections_alone(
+        pclient: Client, pns: str, testnet: PodNet, proxy: ProxyProcess) -> None:
+    """The `kubernetes` Service's endpoint is a host address (the API balancer on the cluster network's gateway).
+    Hairpin masquerading is for connections the Service DNAT'ed; other connections between that address and
+    itself (etcd's peers on the gateway) must keep their source (they broke when every one was masqueraded)."""
+    gw = testnet.gateway
+    with socket.create_server((gw, 0)) as service_end, socket.create_server((gw, 0)) as other:
+        svc = await make_service(pclient, pns, "on-host")
+        host_endpoint = [{"addresses": [gw], "conditions": {"ready": True}}]
+        await pclient.create(SLICES, endpoint_slice(pns, "on-host", host_endpoint, service_end.getsockname()[1]))
+        wait_rules(proxy, f"{gw} . {service_end.getsockname()[1]}", f"{gw} . {gw}")
+        # through the Service: reaches the host endpoint
+        with socket.create_connection((svc["spec"]["clusterIP"], 80), timeout=5):
+            conn, _ = service_end.accept()
+            conn.close()
+        # directly, from a chosen source port: the server sees exactly that source
+        with socket.socket() as c:
+            c.bind((gw, 0))
+            source = c.getsockname()
+            c.settimeout(5)
+            c.connect((gw, other.getsockname()[1]))
+            conn, peer = other.accept()
+            conn.close()
+        assert peer == source, f"the connection was rewritten: sent from {source}, arrived from {peer}"
+
+
 async def _none(get: Any) -> bool:
     return await get() is None
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 import os
 import argparse
 import asyncio
+import logging
+import signal
 from typing import Any, Callable, Coroutine
 
 import pytest
 
-from pklib.component import (ConfigError, LostLeadership, add_client_flags, check_flags, make_client,
+from pklib.component import (ConfigError, LostLeadership, add_client_flags, check_flags, dump_tasks_on_sigusr1,
+                             make_client,
                              run_until_signalled, serve_http)
 from pklib.errors import ConnectionFailed
 from pklib.kubeconfig import KubeconfigError
@@ -138,3 +141,27 @@ def test_a_component_that_loses_a_cancellation_still_stops_after_sigterm(swallow
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+def test_sigusr1_logs_where_every_task_waits(caplog: pytest.LogCaptureFixture) -> None:
+    async def parked(event: asyncio.Event) -> None:
+        await event.wait()
+
+    async def main() -> None:
+        event = asyncio.Event()
+        task = asyncio.create_task(parked(event), name="parked-task")
+        dump_tasks_on_sigusr1(asyncio.get_running_loop())
+        await asyncio.sleep(0)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        for _ in range(100):
+            if "parked-task" in caplog.text:
+                break
+            await asyncio.sleep(0.01)
+        event.set()
+        await task
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGUSR1)
+
+    with caplog.at_level(logging.WARNING, logger="pkube.component"):
+        asyncio.run(main())
+    dump = next(r.getMessage() for r in caplog.records if "parked-task" in r.getMessage())
+    assert "in parked" in dump and "in wait" in dump  # the chain of awaits, down to Event.wait

@@ -160,7 +160,7 @@ def test_loadbalancer_ingress_and_external_ips_are_served_on_the_service_port() 
 def test_masquerade_only_for_hairpin_host_and_external_traffic() -> None:
     r = rules.build("t", [svc("web")], eps("web", (["10.1.0.2"], [{"port": 80, "protocol": "TCP"}])))
     assert chain(r.text, "svc-ns/web/tcp/80")[0] == "fib saddr type local jump mark-for-masquerade"
-    assert chain(r.text, "masquerading")[0] == "ip saddr . ip daddr @hairpin jump mark-for-masquerade"
+    assert chain(r.text, "masquerading")[0] == "ct status dnat ip saddr . ip daddr @hairpin jump mark-for-masquerade"
     assert r.hairpin == {"10.1.0.2"} and rules.hairpin_elements(r.hairpin) == "{ 10.1.0.2 . 10.1.0.2 }"
     assert r.text.count("jump mark-for-masquerade") == 2  # nothing else marks
     assert chain(r.text, "masquerading")[-1] == "masquerade fully-random"

@@ -6,7 +6,7 @@ the API server gets from etcd.
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 import pytest
 
@@ -142,3 +142,35 @@ async def test_large_lists_beyond_grpc_default_message_size(store: Storage) -> N
     await asyncio.gather(*(store.create(f"/registry/big/{i:04d}", {"blob": blob}) for i in range(600)))
     listed = await store.list("/registry/big/")  # ~6 MB in one response
     assert len(listed.entries) == 600 and not listed.more
+
+
+async def test_a_read_in_flight_survives_another_caller_moving_to_the_next_endpoint(etcd: Any) -> None:
+    """With several etcd endpoints, a caller that finds one unavailable closes its connection and moves on; gRPC
+    cancels the calls still on that connection. Those calls must be retried on the next endpoint, not end their
+    task with a CancelledError (the apiserver's watch cache loop died of it and the apiserver stayed unready)."""
+    accepted = asyncio.Event()
+    held: list[asyncio.StreamWriter] = []
+
+    async def never_answers(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # a member that accepted the connection and hangs
+        accepted.set()
+
+    server = await asyncio.start_server(never_answers, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    prefix = "/" + unique("st")
+    writer = EtcdStorage([etcd.url], prefix)
+    store = EtcdStorage([f"http://127.0.0.1:{port}", etcd.url], prefix)
+    try:
+        await writer.create("/registry/a/kept", {"v": 1})
+        read = asyncio.create_task(store.get("/registry/a/kept"))
+        await asyncio.wait_for(accepted.wait(), 10)
+        assert not read.done()
+        await store._reconnect(store._client)  # what a caller that got UNAVAILABLE does
+        entry = await asyncio.wait_for(read, 10)
+        assert entry is not None and entry.value == {"v": 1}
+    finally:
+        for w in held:
+            w.close()
+        server.close()
+        await store.close()
+        await writer.close()
