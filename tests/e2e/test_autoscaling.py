@@ -80,7 +80,9 @@ async def test_top_nodes_and_pods(kc: Client, ns: str, kubectl: Kubectl, hpa_nod
         lines = r.stdout.splitlines()
         return lines[1].split() if r.returncode == 0 and len(lines) == 2 else None
     line = wait_for_sync(pod_line, 30, 0.5, message="kubectl top pods lists the pod")
-    assert line[0] == pod and line[1].endswith("m") and 20 <= int(line[1][:-1]) <= 60, line
+    # held to 50m by its CFS quota (5 ms per 100 ms period); a first rate over kubelet/summary.py's 0.5 s window can
+    # hold one period's quota more (+10m), and a loaded machine delays the reads a little (64m seen in CI)
+    assert line[0] == pod and line[1].endswith("m") and 20 <= int(line[1][:-1]) <= 70, line
     assert line[2].endswith("Mi")
     header = kubectl("top", "pods", "-n", ns).stdout.splitlines()[0].split()
     assert header == ["NAME", "CPU(cores)", "MEMORY(bytes)"]
