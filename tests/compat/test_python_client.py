@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 from kubernetes import client as k8s
@@ -81,11 +81,24 @@ def test_deployments_and_scale(api: k8s.ApiClient, pyns: str) -> None:
     d = apps.patch_namespaced_deployment("web", pyns, {"spec": {"template": {"spec": {"containers": [
         {"name": "web", "image": "busybox:1.37"}]}}}})
     assert d.spec.template.spec.containers[0].image == "busybox:1.37" and d.metadata.generation == 3
-    d.spec.replicas = 2
-    assert apps.replace_namespaced_deployment("web", pyns, d).spec.replicas == 2
-    d.spec.replicas = 5  # a stale resourceVersion is refused
+
+    def replace_replicas(n: int) -> Any:
+        """Read-modify-replace, again on a 409 (the deployment controller writes the status meanwhile), as
+        client-go's RetryOnConflict does."""
+        for _ in range(20):
+            fresh = apps.read_namespaced_deployment("web", pyns)
+            fresh.spec.replicas = n
+            try:
+                return apps.replace_namespaced_deployment("web", pyns, fresh)
+            except ApiException as e:
+                if e.status != 409:
+                    raise
+        raise AssertionError("20 conflicts in a row")
+    stale = apps.read_namespaced_deployment("web", pyns)
+    assert replace_replicas(2).spec.replicas == 2
+    stale.spec.replicas = 5  # a stale resourceVersion is refused
     with pytest.raises(ApiException) as err:
-        apps.replace_namespaced_deployment("web", pyns, d)
+        apps.replace_namespaced_deployment("web", pyns, stale)
     assert err.value.status == 409
     apps.delete_namespaced_deployment("web", pyns)
     assert apps.list_namespaced_deployment(pyns).items == []
