@@ -9,7 +9,8 @@ kill type. Nothing passes or fails on time.
 
 With `--control-planes 3` (and `--nodes N`: pods spread over N nodes) the cluster is highly available and the
 kill types are roles (tests/chaos/harness.py HA_KILLABLE): a member's apiserver, the etcd leader, the control-plane
-process leading controller-manager and the one leading scheduler, found at the moment of each kill. Also reported
+process leading controller-manager and the one leading scheduler, found at the moment of each kill, and (with
+--nodes 2 or more) an extra node's kubelet. Also reported
 per kill type: the worst time from the SIGKILL to the first write the API took (a ConfigMap create retried every
 50 ms through the balancer), and each kill (type, process, failover, convergence).
 

@@ -39,7 +39,7 @@ KILLABLE = tuple((os.environ.get("PKUBE_CHAOS_KILLS") or
 # controller-manager and scheduler, each elected by a Lease; cp1's also hosts proxy, dns and ingress) per member.
 # Its kill types name a role; the process that plays it is found at the moment of the kill (kill_target).
 HA_KILLABLE = tuple((os.environ.get("PKUBE_CHAOS_HA_KILLS") or
-                     "apiserver,etcd-leader,controller-manager-leader,scheduler-leader").split(","))
+                     "apiserver,etcd-leader,controller-manager-leader,scheduler-leader,worker-kubelet").split(","))
 WATCHED = {"pods": "/api/v1", "configmaps": "/api/v1", "replicasets": "/apis/apps/v1",
            "deployments": "/apis/apps/v1", "statefulsets": "/apis/apps/v1"}
 
@@ -313,20 +313,30 @@ def is_ha(cluster: Cluster) -> bool:
 
 
 def kill_types(cluster: Cluster) -> tuple[str, ...]:
-    return HA_KILLABLE if is_ha(cluster) else KILLABLE
+    if not is_ha(cluster):
+        return KILLABLE
+    if cluster.config().get("workers"):
+        return HA_KILLABLE
+    return tuple(k for k in HA_KILLABLE if k != "worker-kubelet")  # one node: no worker to kill
 
 
 def kill_target(cluster: Cluster, kind: str, rng: random.Random) -> str:
     """The component a kill of type `kind` SIGKILLs now. On a highly available cluster: `apiserver` is a member's
     (chosen by `rng`: clients reach every one through the supervisor's balancer), `etcd-leader` the member that
     leads etcd's raft, `controller-manager-leader` / `scheduler-leader` the control-plane process holding that
-    Lease; any other kind names a component (`kubelet`, `etcd-cp2`, ...). On one control plane: `kind` itself."""
+    Lease, `worker-kubelet` the kubelet (and proxy: one process) of an extra node (`up --nodes N`), chosen by `rng`;
+    any other kind names a component (`kubelet`, `etcd-cp2`, ...). On one control plane: `kind` itself."""
     if not is_ha(cluster):
         return kind
     if kind == "apiserver":
         return f"apiserver-{rng.choice([m['name'] for m in cluster.config()['members']])}"
     if kind == "etcd-leader":
         return f"etcd-{etcd_leader(cluster)}"
+    if kind == "worker-kubelet":
+        workers = [f"kubelet-{w['name']}" for w in cluster.config().get("workers") or []]
+        if not workers:
+            raise AssertionError("a worker-kubelet kill needs a cluster with extra nodes (up --nodes 2 or more)")
+        return rng.choice(workers)
     if kind.endswith("-leader") and kind.removesuffix("-leader") in ELECTION_LEASES:
         return leading_process(cluster, ELECTION_LEASES[kind.removesuffix("-leader")])
     return kind

@@ -1,7 +1,7 @@
 """Chaos on a highly available local cluster (`pkctl cluster up --control-planes 3 --nodes 2`): during a rolling
 update of a 20-replica Deployment behind a Service (and of a StatefulSet), SIGKILL in turn a member's apiserver,
-the etcd leader, the control-plane process leading controller-manager and the one leading scheduler, each at a
-seeded random moment. The independent watcher (tests/chaos/harness.py) checks on every event that nothing is
+the etcd leader, the control-plane process leading controller-manager, the one leading scheduler and the second
+node's kubelet, each at a seeded random moment. The independent watcher (tests/chaos/harness.py) checks on every event that nothing is
 deleted that the test did not delete, that a StatefulSet ordinal never lives twice and that the Deployment never
 has more than replicas + maxSurge live pods; each rollout must finish, each write made during an outage must be
 taken within FAILOVER of the SIGKILL and kept, and at the end every node runs each pod's container once.
@@ -18,7 +18,7 @@ from typing import Iterator
 import pytest
 
 from pkctl.cluster.components import BY_NAME
-from tests.chaos.harness import HA_KILLABLE, env_int, seeded_random
+from tests.chaos.harness import env_int, kill_types, seeded_random
 from tests.chaos.scenario import invariants_broken, kill_during_rollout, open_scene, pods
 from tests.e2e.helpers import FAILOVER, Cluster, local_cluster, run
 from tests.util import wait_for_sync
@@ -47,7 +47,7 @@ def test_rolling_updates_survive_sigkill_of_each_control_plane_leader(ha: Cluste
         nodes = {p["spec"].get("nodeName") for p in pods(s.api, s.ns)}
         assert len(nodes) == 2, f"the pods run on {nodes}, not spread over both nodes"
         for r in range(ROUNDS):
-            for kind in HA_KILLABLE:
+            for kind in kill_types(ha):
                 kill_during_rollout(ha, s, kind, f"{r}-{kind}", rng)
                 assert s.watcher.violations == [], f"after the {kind} kill (seed {seed}): {s.killed[-1]}"
         assert invariants_broken(ha, s) == [], f"seed {seed}"
