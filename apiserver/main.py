@@ -10,11 +10,10 @@ import signal
 import sys
 from urllib.parse import urlparse
 
-import uvloop
 from aiohttp import web
 
 from pklib.api.timefmt import parse_duration
-from pklib.component import dump_tasks_on_sigusr1
+from pklib.component import dump_tasks_on_sigusr1, run_event_loop
 from pklib.flagtypes import non_negative
 from pklib.quantity import QuantityError, to_bytes
 
@@ -230,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         await run(config, None, stop)
 
     try:
-        uvloop.run(serve())
+        run_event_loop(serve())
     except RuntimeError as e:
         print(f"pkube apiserver: {e}", file=sys.stderr)
         return 1

@@ -367,13 +367,6 @@ class WatchCache:
                     self.revision = ev.mod_revision
                     async with self._advanced:
                         self._advanced.notify_all()
-            except asyncio.CancelledError:
-                if asyncio.current_task().cancelling():  # type: ignore[union-attr]
-                    raise
-                # a cancellation nobody asked for (a library's, from below): the loop must not end of it
-                log.warning("storage watch was cancelled from below; re-listing in %.1fs", backoff)
-                relist = True
-                self._ready.clear()
             except CompactedError as e:
                 # Events we never saw are gone: start over from a full list (watchers get 410 and re-list).
                 log.warning("storage watch fell behind compaction (%s); re-listing", e)

@@ -27,12 +27,11 @@ import struct
 from pathlib import Path
 from typing import Any
 
-import uvloop
 from dnslib import QTYPE, DNSRecord
 
 from pklib.client import Client
-from pklib.component import (ConfigError, add_client_flags, make_client as _make_client, run_until_signalled,
-                             setup_logging)
+from pklib.component import (ConfigError, add_client_flags, make_client as _make_client, run_event_loop,
+                             run_until_signalled, setup_logging)
 from pklib.errors import ConnectionFailed
 from pklib.informer import Handler, InformerFactory
 from pklib.kubeconfig import KubeconfigError
@@ -306,4 +305,4 @@ def main(argv: list[str] | None = None) -> int:
     config = build_parser().parse_args(argv)
     setup_logging(config.verbose)
     return run_until_signalled(lambda: run(config, asyncio.Event()),
-                               report=REPORT, runner=uvloop.run)
+                               report=REPORT, runner=run_event_loop)

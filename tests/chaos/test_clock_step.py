@@ -107,6 +107,38 @@ def check_fake_clock(clock: FakeClock) -> None:
         reader.wait(10)
 
 
+SPAWNER = """
+import asyncio, sys, threading, time
+from pklib.component import run_event_loop
+
+def busy():  # threads that wait on condition variables (timed GIL waits) and read the clock, as a component's do
+    while True:
+        time.sleep(0)
+        time.time()
+
+for _ in range(3):
+    threading.Thread(target=busy, daemon=True).start()
+
+async def spawn(n):
+    for _ in range(n):
+        p = await asyncio.create_subprocess_exec("true")
+        await p.wait()
+    return n
+
+print(run_event_loop(spawn(int(sys.argv[1]))), flush=True)
+"""
+
+
+def test_a_component_under_the_fake_clock_keeps_spawning_processes(tmp_path: Path) -> None:
+    """A kubelet under libfaketime once hung for ever in a container start: uvloop's forked child deadlocked on
+    libfaketime's lock before exec (see pklib/component.py run_event_loop). The clock's environment runs the
+    components on the standard loop; a busy multi-threaded process must spawn 300 children."""
+    with FakeClock(tmp_path / "offset") as clock:
+        out = subprocess.run([sys.executable, "-c", SPAWNER, "300"], env={**os.environ, **clock.env()},
+                             capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2])
+    assert out.returncode == 0 and out.stdout.strip() == "300", out.stderr[-2000:]
+
+
 @pytest.fixture(scope="module")
 def clock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeClock]:
     with FakeClock(tmp_path_factory.mktemp("clock") / "offset") as c:

@@ -67,8 +67,10 @@ class FakeClock:
                 "NO_FAKE_STAT": "1"}
 
     def env(self) -> dict[str, str]:
-        """What to add to the environment of the processes that must follow this clock."""
-        return {**self._env(), "FAKETIME_SHARED": " ".join(self.shared)}
+        """What to add to the environment of the processes that must follow this clock. The components run on
+        the standard asyncio loop (PKUBE_EVENT_LOOP, pklib/component.py run_event_loop): libfaketime wraps
+        pthread_cond_init behind a lock that uvloop's forked children can find held for ever."""
+        return {**self._env(), "FAKETIME_SHARED": " ".join(self.shared), "PKUBE_EVENT_LOOP": "asyncio"}
 
     def step(self, offset: int) -> None:
         """Set the processes' wall clock `offset` seconds from the real one (atomically: a reader sees the old

@@ -11,8 +11,7 @@ from typing import Any, Callable, Coroutine
 import pytest
 
 from pklib.component import (ConfigError, LostLeadership, add_client_flags, check_flags, dump_tasks_on_sigusr1,
-                             make_client,
-                             run_until_signalled, serve_http)
+                             make_client, run_event_loop, run_until_signalled, serve_http)
 from pklib.errors import ConnectionFailed
 from pklib.kubeconfig import KubeconfigError
 
@@ -165,3 +164,16 @@ def test_sigusr1_logs_where_every_task_waits(caplog: pytest.LogCaptureFixture) -
         asyncio.run(main())
     dump = next(r.getMessage() for r in caplog.records if "parked-task" in r.getMessage())
     assert "in parked" in dump and "in wait" in dump  # the chain of awaits, down to Event.wait
+
+
+@pytest.mark.parametrize("setting, loop_module", [(None, "uvloop"), ("uvloop", "uvloop"), ("asyncio", "asyncio")])
+def test_pkube_event_loop_picks_the_loop_components_run_on(monkeypatch: pytest.MonkeyPatch, setting: str | None,
+                                                           loop_module: str) -> None:
+    if setting is None:
+        monkeypatch.delenv("PKUBE_EVENT_LOOP", raising=False)
+    else:
+        monkeypatch.setenv("PKUBE_EVENT_LOOP", setting)
+
+    async def which() -> str:
+        return type(asyncio.get_running_loop()).__module__.split(".")[0]
+    assert run_event_loop(which()) == loop_module
