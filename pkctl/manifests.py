@@ -13,9 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-import yaml
-
-from pklib import yamlsafe
 from pklib.resources import Resource, for_kind
 
 from .errors import CommandError, as_command_error
@@ -129,6 +126,8 @@ def parse(text: str, source: str) -> list[Manifest]:
         except ValueError as e:  # an integer with more digits than Python converts
             raise ManifestError(f"error parsing {source}: invalid JSON: {e}") from None
     else:
+        import yaml  # only for YAML: `delete pod x` and JSON manifests start without it
+        from pklib import yamlsafe
         try:
             docs = yamlsafe.load_all(text)  # aliases bounded: a "billion laughs" file is an error
         except yaml.MarkedYAMLError as e:

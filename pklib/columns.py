@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Callable
 
-from pklib.api import autoscaling
 from pklib.api.timefmt import parse_time
 from pklib.api.wellknown import DEFAULT_CLASS_ANNOTATION
 from pklib.resources import Resource
@@ -527,6 +526,7 @@ def _hpa_metric(metric: Obj, current: Obj | None) -> str:
 
 
 def _hpa(o: Obj, now: datetime) -> list[str]:
+    from pklib.api import autoscaling  # only HPAs: a `get pods` starts without it
     if o.get("apiVersion") == autoscaling.V1:  # the same row whichever version is listed
         o = autoscaling.to_v2(o)
     spec, status = _spec(o), _status(o)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import ssl
 import weakref
@@ -9,9 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from . import yamlsafe
 from .api.wellknown import DEFAULT_NAMESPACE
 
 DEFAULT_HOME = "/var/lib/pkube"
@@ -81,10 +79,10 @@ def load(path: str | os.PathLike[str] | None = None, context: str | None = None)
         raise KubeconfigError("no kubeconfig found: pass --kubeconfig or --server, set $KUBECONFIG, "
                               "or start a local cluster with `pkctl cluster up`")
     try:
-        doc = yamlsafe.load(p.read_text()) or {}
+        doc = parse(p.read_text()) or {}
     except OSError as e:
         raise KubeconfigError(f"cannot read kubeconfig {p}: {e.strerror}") from None
-    except yaml.YAMLError as e:
+    except ValueError as e:
         raise KubeconfigError(f"kubeconfig {p} is not valid YAML: {e}") from None
     ctx_name = context or doc.get("current-context")
     ctx = _named(doc.get("contexts"), ctx_name, "context", p)
@@ -107,6 +105,23 @@ def load(path: str | os.PathLike[str] | None = None, context: str | None = None)
                          ca_data=ca_data, insecure=bool(cluster.get("insecure-skip-tls-verify")),
                          client_cert=cert, client_key=key, namespace=ctx.get("namespace") or None,
                          client_cert_embedded=bool(user.get("client-certificate-data")))
+
+
+def parse(text: str) -> Any:
+    """A kubeconfig's document: JSON (as pkube writes its own, see write) is read without importing a YAML
+    parser, which alone takes a one-shot `pkctl get` about 12 ms; anything else is YAML (kubectl's format).
+    A YAML error is a ValueError."""
+    if text.lstrip().startswith("{"):
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass  # YAML flow style, or broken: the YAML parser says which
+    import yaml
+    from . import yamlsafe
+    try:
+        return yamlsafe.load(text)
+    except yaml.YAMLError as e:
+        raise ValueError(str(e)) from None
 
 
 def _named(items: Any, name: Any, what: str, p: Path) -> dict[str, Any]:
@@ -145,7 +160,9 @@ def build(server: str, token: str | None, name: str = "pkube", namespace: str = 
     }
 
 
-def write(path: str | os.PathLike[str], doc: dict[str, Any]) -> None:
+def write(path: str | os.PathLike[str], doc: dict[str, Any], as_json: bool = False) -> None:
+    """Write a kubeconfig in YAML, or in JSON (`as_json`: for the files pkube owns, which its CLI reads on every
+    command; kubectl reads both, as Kubernetes' loader does)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_suffix(".tmp")
@@ -153,5 +170,9 @@ def write(path: str | os.PathLike[str], doc: dict[str, Any]) -> None:
     # created private: it holds a token, and must never be readable by others, not even for an instant
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(yaml.safe_dump(doc, sort_keys=False))
+        if as_json:
+            f.write(json.dumps(doc, indent=2) + "\n")
+        else:
+            import yaml
+            f.write(yaml.safe_dump(doc, sort_keys=False))
     os.replace(tmp, p)

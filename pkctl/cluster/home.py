@@ -525,7 +525,7 @@ class Home:
         if tls:
             doc["clusters"][0]["cluster"]["certificate-authority-data"] = \
                 base64.b64encode(self.pki.ca_cert.read_bytes()).decode()
-        kubeconfig.write(path, doc)
+        kubeconfig.write(path, doc, as_json=True)
 
 
     @property

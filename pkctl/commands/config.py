@@ -151,7 +151,7 @@ def use_context(args: argparse.Namespace) -> int:
     if args.name not in {c.get("name") for c in _named(doc, "contexts")}:
         raise CommandError(f'no context exists with the name: "{args.name}"')
     doc["current-context"] = args.name
-    kubeconfig.write(path, doc)
+    kubeconfig.write(path, doc, as_json=path.read_text().lstrip().startswith("{"))  # in the format it had
     print(f'Switched to context "{args.name}".')
     return 0
 

@@ -10,7 +10,6 @@ from pklib import columns
 from pklib.errors import ApiError
 from pklib.resources import Resource
 
-from .. import gotemplate, jsonpath
 from ..connect import Connection, call
 from ..errors import CommandError, api_error_line
 from ..printers import as_list, format_rows, labels_cell, object_ref, to_json, to_yaml, utcnow, with_type
@@ -55,6 +54,7 @@ def _normalize_options(args: argparse.Namespace, targets: list[Target]) -> None:
     args.template = args.columns = args.sort_path = None
     args.label_keys = [k for arg in args.label_columns for k in arg.split(",") if k]
     if args.sort_by:
+        from .. import jsonpath  # -o/--sort-by templates only: a plain `get` starts without them
         sort_expr = args.sort_by.strip()
         if sort_expr.startswith("{") and sort_expr.endswith("}"):
             sort_expr = sort_expr[1:-1]
@@ -69,6 +69,7 @@ def _normalize_options(args: argparse.Namespace, targets: list[Target]) -> None:
         fmt, spec = FILE_FORMATS[fmt], _template_file(spec, fmt == "custom-columns-file")
     fmt = "go-template" if fmt == "template" else fmt
     if fmt in ("jsonpath", "custom-columns", "go-template"):
+        from .. import gotemplate, jsonpath
         if not has_arg or not spec:
             raise CommandError(f"{fmt} format specified but no template given")
         try:
@@ -115,6 +116,7 @@ def _template_file(path: str, columns: bool) -> str:
 
 def render_template(args: argparse.Namespace, doc: Any) -> str:
     """-o jsonpath or go-template, applied to `doc`."""
+    from .. import gotemplate, jsonpath
     if args.output == "jsonpath":
         return jsonpath.render(args.template, doc)
     try:
@@ -144,6 +146,7 @@ def get(conn: Connection, args: argparse.Namespace) -> int:
             list_rv = str((result.get("metadata") or {}).get("resourceVersion") or "") or None
             found.extend((t.res, item) for item in result.get("items") or [])
     if args.sort_path is not None:
+        from .. import jsonpath
         found.sort(key=lambda f: jsonpath.sort_key(args.sort_path, f[1]))
     single = len(targets) == 1 and len(targets[0].names) == 1
     widths = [] if args.watch_only else print_found(found, args, single, conn.namespace, targets)
@@ -180,6 +183,7 @@ def print_found(found: list[Found], args: argparse.Namespace, single: bool, name
             print(f"No resources found{where}.", file=sys.stderr)
         return []
     if out == "custom-columns":
+        from .. import jsonpath
         rows = ([] if args.no_headers else [[h for h, _ in args.columns]]) + \
             [jsonpath.column_cells(args.columns, o) for _, o in found]
         column_widths: list[int] = []
@@ -257,6 +261,7 @@ def _print_event(res: Resource, obj: dict[str, Any], args: argparse.Namespace, w
     elif args.output in ("jsonpath", "go-template"):
         sys.stdout.write(render_template(args, obj))
     elif args.output == "custom-columns":
+        from .. import jsonpath
         print(format_rows([jsonpath.column_cells(args.columns, obj)], widths)[0])
     elif args.output == "yaml":
         sys.stdout.write("---\n" + to_yaml(with_type(res, obj)))

@@ -190,5 +190,5 @@ def start_apiserver(tmp: str, etcd_url: str, extra: list[str] | None = None, tls
                ca=ca)
     from pklib import kubeconfig
     kc = os.path.join(tmp, f"kubeconfig-{port}")
-    kubeconfig.write(kc, kubeconfig.build(url, token, ca_data=ca))
+    kubeconfig.write(kc, kubeconfig.build(url, token, ca_data=ca), as_json=True)  # as a cluster home's
     return ApiServer(url, token, proc, log, kc, tokens)

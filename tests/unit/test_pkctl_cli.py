@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from pklib import kubeconfig
 from pkctl.main import main
 from tests.support.controlplane import ROOT
 from tests.util import free_port
@@ -133,3 +134,31 @@ def test_token_ttl_is_a_duration(capsys: pytest.CaptureFixture[str], tmp_path: P
     assert e.value.code == 2 and "argument --ttl: 'soon': time: invalid duration" in capsys.readouterr().err
     code, _, err = run(capsys, "cluster", "token", "list", "--home", str(tmp_path / "none"))
     assert code == 1 and err.startswith("error: no pkube cluster at"), err
+
+
+@pytest.mark.parametrize("argv", [["get", "pods", "-A"], ["get", "pod", "p", "-o", "json"], ["describe", "pod", "p"],
+                                  ["delete", "configmap", "c"], ["scale", "deploy/web", "--replicas", "1"], ["logs", "p"]])
+def test_with_the_json_kubeconfig_pkube_writes_no_verb_without_yaml_loads_a_yaml_parser(argv: list[str],
+                                                                                        tmp_path: Path) -> None:
+    """A cluster home's kubeconfig is JSON (pklib/kubeconfig.py write): reading it must not cost the YAML
+    parser's import; a verb that neither reads nor prints YAML then starts without it."""
+    kc = tmp_path / "kubeconfig"
+    kubeconfig.write(kc, kubeconfig.build(f"http://127.0.0.1:{free_port()}", "t"), as_json=True)
+    probe = ("import sys\nfrom pkctl.main import main\ncode = main(sys.argv[1:])\n"
+             "print('exit', code, 'yaml' in sys.modules)\n")
+    r = subprocess.run([sys.executable, "-c", probe, "--kubeconfig", str(kc), *argv],
+                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.stdout.splitlines()[-1].split() == ["exit", "1", "False"], r
+    assert "connect" in r.stderr.lower() or "refused" in r.stderr.lower(), r.stderr
+
+
+def test_kubeconfig_reads_json_and_yaml_alike_and_reports_a_broken_file(tmp_path: Path) -> None:
+    doc = kubeconfig.build("https://127.0.0.1:6443", "tok", namespace="team")
+    for as_json in (True, False):
+        kubeconfig.write(tmp_path / "kc", doc, as_json=as_json)
+        assert (tmp_path / "kc").read_text().startswith("{") == as_json
+        access = kubeconfig.load(tmp_path / "kc")
+        assert (access.server, access.token, access.namespace) == ("https://127.0.0.1:6443", "tok", "team")
+    (tmp_path / "kc").write_text('{"apiVersion": "v1", "clusters": [')  # JSON cut short
+    with pytest.raises(kubeconfig.KubeconfigError, match="is not valid YAML"):
+        kubeconfig.load(tmp_path / "kc")
