@@ -353,7 +353,7 @@ async def _run_until_signalled(home: Home, cfg: ClusterConfig, digest: str) -> N
         """Nodes added: the cluster network and their netns (nodes.py, in a process of its own: see above), then
         the API relays."""
         if new.workers:
-            p = await asyncio.create_subprocess_exec(sys.executable, "-m", "pkctl.cluster.nodes", "--home",
+            p = await asyncio.create_subprocess_exec(sys.executable, "-P", "-m", "pkctl.cluster.nodes", "--home",
                                                      str(home.root), stdin=asyncio.subprocess.DEVNULL,
                                                      stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
             out, _ = await p.communicate()

@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def component_argv(args: argparse.Namespace) -> list[str]:
-    argv = [sys.executable, "-m", "launcher", "dashboard", "--port", str(args.port), "--address", args.address]
+    argv = [sys.executable, "-P", "-m", "launcher", "dashboard", "--port", str(args.port), "--address", args.address]
     for flag in ("kubeconfig", "context", "server", "token"):
         value = getattr(args, flag, None)
         if value:

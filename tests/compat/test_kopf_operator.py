@@ -57,7 +57,7 @@ def group(kubectl: Kubectl) -> Iterator[str]:
 
 
 def test_kopf_operator_reacts_to_custom_resources(kubectl: Kubectl, ns: str, group: str, tmp_path: Path) -> None:
-    operator = tmp_path / "operator.py"
+    operator = tmp_path / "widget_operator.py"  # not operator.py: run from its folder, that shadows the stdlib's
     operator.write_text(OPERATOR.format(group=group))
     log = tmp_path / "kopf.log"
     proc = subprocess.Popen([sys.executable, "-m", "kopf", "run", "--standalone", "-n", ns, str(operator)],
