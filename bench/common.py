@@ -187,12 +187,13 @@ def idle_usage(procs: Mapping[str, ProcRecord], seconds: float) -> dict[str, Any
 
 def start_profiler(path: str | None, pid: int) -> subprocess.Popen[bytes] | None:
     """py-spy (the `bench` extra) sampling the apiserver while the pods are bound; the output format follows
-    the file name: .svg a flame graph, .json speedscope, anything else py-spy's raw collapsed stacks."""
+    the file name: .svg a flame graph, .json speedscope, anything else py-spy's raw collapsed stacks. PYSPY_RATE
+    sets the samples per second (py-spy's default 100 gives a short run few samples)."""
     if not path:
         return None
     fmt = {".svg": "flamegraph", ".json": "speedscope"}.get(os.path.splitext(path)[1], "raw")
     spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
-    return subprocess.Popen([spy if os.path.exists(spy) else "py-spy", "record", "--nonblocking", "--format", fmt,
+    return subprocess.Popen([spy if os.path.exists(spy) else "py-spy", "record", "--nonblocking", "--rate", os.environ.get("PYSPY_RATE", "100"), "--format", fmt,
                              "-o", path, "--pid", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

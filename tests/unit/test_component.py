@@ -4,14 +4,15 @@ from __future__ import annotations
 import os
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 from typing import Any, Callable, Coroutine
 
 import pytest
 
-from pklib.component import (ConfigError, LostLeadership, add_client_flags, check_flags, dump_tasks_on_sigusr1,
-                             make_client, run_event_loop, run_until_signalled, serve_http)
+from pklib.component import (GC_THRESHOLD, ConfigError, LostLeadership, add_client_flags, check_flags,
+                             dump_tasks_on_sigusr1, make_client, run_event_loop, run_until_signalled, serve_http)
 from pklib.errors import ConnectionFailed
 from pklib.kubeconfig import KubeconfigError
 
@@ -177,3 +178,13 @@ def test_pkube_event_loop_picks_the_loop_components_run_on(monkeypatch: pytest.M
     async def which() -> str:
         return type(asyncio.get_running_loop()).__module__.split(".")[0]
     assert run_event_loop(which()) == loop_module
+
+
+def test_components_run_with_the_tuned_gc_thresholds() -> None:
+    async def thresholds() -> tuple[int, ...]:
+        return gc.get_threshold()
+    before = gc.get_threshold()
+    try:
+        assert run_event_loop(thresholds()) == GC_THRESHOLD
+    finally:
+        gc.set_threshold(*before)
