@@ -222,6 +222,7 @@ async def _bench(args: argparse.Namespace, cp: ControlPlane) -> dict[str, Any]:
         metrics_port = free_port()
         sched = procs.start("scheduler", "scheduler", "--port", str(metrics_port))
         pids["scheduler"] = sched.pid
+        sched_profiler = start_profiler(args.profile_scheduler, sched.pid)
         cpu_before["scheduler"] = 0.0
         startup = await scheduler_startup(metrics_port, sched_start)
         await wait_until(lambda: _done(len(watch.bound), args.pods), 900, f"{args.pods} pods bound", interval=0.2)
@@ -248,6 +249,8 @@ async def _bench(args: argparse.Namespace, cp: ControlPlane) -> dict[str, Any]:
             1000 * result["scheduling"]["cpu_s_while_binding"]["apiserver"] / max(served_n, 1), 3)
         if profiler:
             result["scheduling"]["apiserver_profile"] = stop_profiler(profiler, args.profile)
+        if sched_profiler:
+            result["scheduling"]["scheduler_profile"] = stop_profiler(sched_profiler, args.profile_scheduler)
         algo = scrape(metrics_port)
         runs = algo.get("scheduler_scheduling_algorithm_duration_seconds_count") or 1
         result["scheduling"]["algorithm_ms_per_pod"] = round(
@@ -307,6 +310,8 @@ def main() -> None:
     p.add_argument("--keep-logs", action="store_true")
     p.add_argument("--binding-only", action="store_true", help="stop once the pods are bound (no Ready wait, no "
                    "Deployment): for comparing the binding phase alone")
+    p.add_argument("--profile-scheduler", metavar="FILE", help="py-spy the scheduler from its start until the last "
+                   "binding into FILE (formats as --profile)")
     p.add_argument("--profile", metavar="FILE", help="py-spy the apiserver while binding into FILE (.svg flame "
                    "graph, .json speedscope, else raw collapsed stacks); needs the `bench` extra (py-spy)")
     args = p.parse_args()

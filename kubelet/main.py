@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING
 
 from pklib import component
 from pklib.client import Client
-from pklib.component import (ConfigError, add_client_flags, check_flags, run_event_loop, run_until_signalled,
-                             setup_logging)
+from pklib.component import ConfigError, add_client_flags, check_flags, run_until_signalled, setup_logging
 from pklib.errors import ApiError, ConnectionFailed
 from pklib.quantity import QuantityError, parse_quantity
 
@@ -122,4 +121,4 @@ def main(argv: list[str] | None = None) -> int:
     if failed is not None:
         return failed
     # uvloop: an idle node agent still wakes several times a second (relist, probes), each cheaper on libuv
-    return run_until_signalled(lambda: run(config, asyncio.Event()), report=REPORT, runner=run_event_loop)
+    return run_until_signalled(lambda: run(config, asyncio.Event()), report=REPORT)

@@ -27,7 +27,7 @@ from types import ModuleType
 from aiohttp import web
 
 from launcher.main import COMPONENTS
-from pklib.component import ConfigError, run_event_loop, run_until_signalled, serve_http
+from pklib.component import ConfigError, run_until_signalled, serve_http
 from pklib.kubeconfig import KubeconfigError
 
 log = logging.getLogger("group")
@@ -156,6 +156,4 @@ def main(argv: list[str]) -> int:
     report: tuple[type[BaseException], ...] = (ConfigError, KubeconfigError)
     for m in members:
         report += tuple(t for t in m.module.REPORT if t not in report)
-    # uvloop: the DNS member answers faster on it; the others do not mind
-    return run_until_signalled(lambda: run(members, config.healthz_bind_address), report=report,
-                               runner=run_event_loop)
+    return run_until_signalled(lambda: run(members, config.healthz_bind_address), report=report)

@@ -131,8 +131,9 @@ def tune_gc() -> None:
 
 
 def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
-    """Run a component's main coroutine on uvloop (libuv: faster answers, cheaper idle wake-ups), or on the
-    standard asyncio loop with PKUBE_EVENT_LOOP=asyncio.
+    """Run a component's main coroutine (run_until_signalled's default runner) on uvloop (libuv: faster answers,
+    cheaper idle wake-ups), or on the standard asyncio loop with PKUBE_EVENT_LOOP=asyncio; with tune_gc's GC
+    thresholds either way.
 
     The switch is for running under an LD_PRELOAD library that wraps pthread_cond_* behind its own lock, as
     libfaketime does (the clock-step test): uvloop's forked child runs Python's after-fork handler before it
@@ -215,7 +216,7 @@ def _stop_on_signal(task: asyncio.Task[Any], grace: float) -> Callable[[int], No
 def run_until_signalled(run: Callable[[], Coroutine[Any, Any, None]], *,
                         report: tuple[type[BaseException], ...] = (),
                         silent: tuple[type[BaseException], ...] = (LostLeadership,),
-                        runner: Callable[[Coroutine[Any, Any, int]], int] = asyncio.run,
+                        runner: Callable[[Coroutine[Any, Any, int]], int] = run_event_loop,
                         stop_grace: float = STOP_GRACE) -> int:
     """Run `run()` until it ends (0) or SIGTERM/SIGINT cancels it (0); a component that has not stopped
     `stop_grace` seconds after the signal exits 1 (see STOP_GRACE).
