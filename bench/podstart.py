@@ -1,0 +1,173 @@
+"""From a manifest to Running pods: `pkctl apply -f` on a local cluster next to `podman kube play` of the very same
+file on this machine, in the same run: one pod, then --pods pods (issue 20's rows "apply of one pod → Running" and
+"30 pods → all Running").
+
+    .venv/bin/python bench/podstart.py [--rounds 5] [--pods 30] [--install] [--no-podman]
+
+A fresh local cluster (`pkctl cluster up`) builds pkube's busybox image; `pkctl image save` and `podman load` give
+podman the same image, and both sides run it with imagePullPolicy IfNotPresent, so neither pulls. Each pod is one
+busybox container that sleeps (and exits at once on SIGTERM, so that neither side's stop waits for a grace period).
+
+- pkube: a watch on the namespace's pods is open before `pkctl apply -f FILE` starts (a new process, as a user runs
+  it); the time is from the start of `apply` to the watch event that makes every pod of the file Running. The pods
+  are then deleted (`pkctl delete -f FILE`, which waits until they are gone), untimed.
+- podman: `podman kube play FILE` returns once every container has started; its wall time is the figure, and
+  `podman pod ps` must show every pod Running. `podman kube down FILE` removes them, untimed.
+
+Rounds alternate the sides (pkube first). Prints one JSON document: min/median/max (and every round) per side and
+size, and podman's median over pkube's. Figures only: nothing here passes or fails on time. Needs root.
+podman comes from Debian (`apt-get install -y podman`); `--install` runs that when it is missing.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.compose import IMAGE, podman_conf, summary  # noqa: E402
+from tests.chaos.harness import Api  # noqa: E402
+from tests.e2e.helpers import local_cluster, make_namespace, run  # noqa: E402
+from tests.util import unique  # noqa: E402
+
+
+def pods_file(path: Path, count: int, prefix: str) -> Path:
+    docs = [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{prefix}-{i}"}, "spec": {
+        "terminationGracePeriodSeconds": 1,
+        "containers": [{"name": "main", "image": IMAGE, "imagePullPolicy": "IfNotPresent",
+                        "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]}]}}
+            for i in range(count)]
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    return path
+
+
+class AllRunning(threading.Thread):
+    """A watch on a namespace's pods, opened by the constructor; `at` is when `count` of them were Running."""
+
+    def __init__(self, api: Api, namespace: str, count: int):
+        super().__init__(daemon=True)
+        self.count, self.at = count, 0.0
+        self.conn = api.connect(timeout=300)
+        self.conn.request("GET", f"/api/v1/namespaces/{namespace}/pods?watch=1",
+                          headers={"Authorization": f"Bearer {api.token}"})
+        self.response = self.conn.getresponse()
+        if self.response.status != 200:
+            raise RuntimeError(f"watch refused: {self.response.status} {self.response.read()[:200]!r}")
+
+    def run(self) -> None:
+        running: set[str] = set()
+        try:
+            while line := self.response.readline():
+                event = json.loads(line)
+                pod = event["object"]
+                name = pod["metadata"]["name"]
+                if event["type"] != "DELETED" and pod.get("status", {}).get("phase") == "Running":
+                    running.add(name)
+                else:
+                    running.discard(name)
+                if len(running) >= self.count:
+                    self.at = time.monotonic()
+                    return
+        except (OSError, http.client.HTTPException, ValueError):
+            return
+        finally:
+            self.conn.close()
+
+
+def pkube_round(api: Api, kubeconfig: str, namespace: str, manifest: Path, count: int) -> float:
+    watch = AllRunning(api, namespace, count)
+    watch.start()
+    began = time.monotonic()
+    run("--kubeconfig", kubeconfig, "-n", namespace, "apply", "-f", str(manifest))
+    watch.join(120)
+    if not watch.at:
+        raise RuntimeError(f"pkube: {count} pods not Running within 120 s")
+    run("--kubeconfig", kubeconfig, "-n", namespace, "delete", "-f", str(manifest), timeout=120)
+    return watch.at - began
+
+
+def podman_round(manifest: Path, count: int, prefix: str) -> float:
+    began = time.monotonic()
+    subprocess.run(["podman", "kube", "play", str(manifest)], check=True, capture_output=True, timeout=300)
+    took = time.monotonic() - began
+    states = subprocess.run(["podman", "pod", "ps", "--format", "{{.Name}} {{.Status}}"], check=True,
+                            capture_output=True, text=True).stdout.split("\n")
+    running = [s for s in states if s.endswith(" Running") and s.split()[0].startswith(prefix + "-")]
+    subprocess.run(["podman", "kube", "down", str(manifest)], capture_output=True, timeout=300)
+    if len(running) != count:
+        raise RuntimeError(f"podman: {len(running)} of {count} pods Running after `kube play`: {states}")
+    return took
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=5, help="rounds per size, each pkube then podman (default 5)")
+    p.add_argument("--pods", type=int, default=30, help="pods of the big file (default 30)")
+    p.add_argument("--install", action="store_true", help="apt-get install podman if missing")
+    p.add_argument("--no-podman", action="store_true", help="measure pkube only")
+    args = p.parse_args(argv)
+    if not args.no_podman and not shutil.which("podman"):
+        if not args.install:
+            print("bench.podstart: podman is not installed: run `apt-get install -y podman` (or pass --install)",
+                  file=sys.stderr)
+            return 1
+        subprocess.run(["apt-get", "install", "-y", "podman"], check=True)
+    sides = ["pkube"] if args.no_podman else ["pkube", "podman"]
+    sizes = {"one_pod": 1, f"{args.pods}_pods": args.pods}
+    figures: dict[str, dict[str, list[float]]] = {s: {k: [] for k in sizes} for s in sides}
+    tmp = Path(tempfile.mkdtemp(prefix="pkb-podstart-"))
+    os.environ["CONTAINERS_CONF"] = str(podman_conf(tmp / "containers.conf"))
+    loaded, version = False, ""
+    try:
+        with local_cluster() as cluster:
+            images = str(cluster.home / "images")
+            run("image", "build-busybox", "--root", images, timeout=300)
+            if "podman" in sides:
+                archive = tmp / "busybox.tar"
+                run("image", "save", "--root", images, "-o", str(archive), IMAGE, timeout=120)
+                loaded = subprocess.run(["podman", "image", "exists", IMAGE]).returncode != 0
+                subprocess.run(["podman", "load", "-i", str(archive)], check=True, capture_output=True)
+                version = subprocess.run(["podman", "--version"], capture_output=True, text=True).stdout.strip()
+            api, namespace = Api(cluster), make_namespace(cluster)
+            for size, count in sizes.items():
+                prefix = unique("pkb")
+                manifest = pods_file(tmp / f"{prefix}.yaml", count, prefix)
+                for _ in range(args.rounds):
+                    for side in sides:
+                        figures[side][size].append(
+                            pkube_round(api, str(cluster.kubeconfig), namespace, manifest, count) if side == "pkube"
+                            else podman_round(manifest, count, prefix))
+    finally:
+        if loaded:
+            subprocess.run(["podman", "rmi", "-f", IMAGE], capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    result: dict[str, Any] = {"benchmark": "podstart", "rounds": args.rounds, "cpus": os.cpu_count(),
+                              "what": "seconds from the start of `pkctl apply -f` (pkube) or `podman kube play` "
+                                      "(podman) until every pod of the file is Running"}
+    for side in sides:
+        result[side] = {size: summary(v) for size, v in figures[side].items()}
+    if "podman" in sides:
+        result["podman_version"] = version
+        result["ratio_pkube_over_podman"] = {
+            size: round(statistics.median(figures["pkube"][size]) / statistics.median(figures["podman"][size]), 2)
+            for size in sizes}
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
