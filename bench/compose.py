@@ -155,13 +155,13 @@ def host_state() -> dict[str, list[str]]:
 
 
 def remove_new_tables(tables: list[str], chains: list[str]) -> list[str]:
-    """Delete the tables the run created (`tables`, absent before it) when every chain in them is a base chain or
-    CNI's (CNI's portmap/firewall plugins leave these through iptables-nft); returns those deleted."""
+    """Delete the tables the run created (`tables`, absent before it) when every chain in them is a base chain,
+    CNI's or netavark's (their portmap/firewall rules stay behind through iptables-nft); returns those deleted."""
     removed = []
     for table in tables:
         family, name = table.split()[1:3]
         own = [c.split()[2] for c in chains if c.startswith(f"{family} {name} ")]
-        if all(c in BASE_CHAINS or c.startswith("CNI-") for c in own):
+        if all(c in BASE_CHAINS or c.startswith(("CNI-", "NETAVARK")) for c in own):
             if subprocess.run(["nft", "delete", "table", family, name]).returncode == 0:
                 removed.append(table)
     return removed

@@ -39,7 +39,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.compose import IMAGE, podman_conf, summary  # noqa: E402
+from bench.compose import IMAGE, host_state, podman_conf, remove_new_tables, summary  # noqa: E402
 from tests.chaos.harness import Api  # noqa: E402
 from tests.e2e.helpers import local_cluster, make_namespace, run  # noqa: E402
 from tests.util import unique  # noqa: E402
@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="pkb-podstart-"))
     os.environ["CONTAINERS_CONF"] = str(podman_conf(tmp / "containers.conf"))
     loaded, version = False, ""
+    before, left = host_state(), {}
     try:
         with local_cluster() as cluster:
             images = str(cluster.home / "images")
@@ -154,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if loaded:
             subprocess.run(["podman", "rmi", "-f", IMAGE], capture_output=True)
+        if "podman" in sides:  # what netavark left (its iptables-nft tables), as bench/compose.py does
+            after = host_state()
+            left = {k: [v for v in after[k] if v not in before[k]] for k in after}
+            left["nft_tables_removed_by_bench"] = remove_new_tables(left["nft_tables"], left["nft_chains"])
         shutil.rmtree(tmp, ignore_errors=True)
     result: dict[str, Any] = {"benchmark": "podstart", "rounds": args.rounds, "cpus": os.cpu_count(),
                               "what": "seconds from the start of `pkctl apply -f` (pkube) or `podman kube play` "
@@ -162,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         result[side] = {size: summary(v) for size, v in figures[side].items()}
     if "podman" in sides:
         result["podman_version"] = version
+        result["podman_left_on_host"] = left
         result["ratio_pkube_over_podman"] = {
             size: round(statistics.median(figures["pkube"][size]) / statistics.median(figures["podman"][size]), 2)
             for size in sizes}
