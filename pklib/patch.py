@@ -20,8 +20,6 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import jsonpatch
-import jsonpointer
 import orjson
 
 __all__ = ["PatchError", "PatchTooLargeError", "merge_patch", "json_patch", "strategic_merge_patch",
@@ -152,6 +150,8 @@ def json_patch(obj: Any, ops: Any) -> Any:
     for i, op in enumerate(ops):
         if not isinstance(op, dict) or "op" not in op:
             raise PatchError(f"JSON patch operation {i} must be an object with an \"op\" field")
+    import jsonpatch  # on the first JSON patch: a `pkctl apply` (a merge patch at most) starts without it
+    import jsonpointer
     doc = copy.deepcopy(obj)
     copied = 0
     try:
