@@ -3,8 +3,9 @@ Ready pods and to answers on its NodePort, then memory and idle CPU with all of 
 
     .venv/bin/python bench/cluster.py [--idle-seconds 60]
 
-Memory is the RSS of the cluster's own processes (supervisor, etcd, apiserver, kubelet, control-plane);
-the per-container monitors (conmon, ~1-2 MB each, the role of containerd-shim) are reported apart.
+Memory is the RSS of the cluster's own processes (supervisor, etcd, apiserver, kubelet, control-plane), and their
+PSS (shared library pages counted once over all of them: what they take from the machine together); the
+per-container monitors (conmon, ~1-2 MB each, the role of containerd-shim) are reported apart.
 
 Prints one JSON document. Figures only; nothing passes or fails on time. Uses a temporary
 home with its own ports, and removes it (`cluster down --purge`) at the end.

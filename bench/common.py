@@ -174,13 +174,28 @@ def cpu_times(pid: int) -> tuple[float, float]:
     return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
 
 
+def pss_bytes(pid: int) -> int:
+    """The process's proportional set size: its RSS with each page shared with other processes (libpython, libssl,
+    grpc's library in every pkube process) counted as its share only; the sum over processes is what they use."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except FileNotFoundError:
+        pass
+    return 0
+
+
 def idle_usage(procs: Mapping[str, ProcRecord], seconds: float) -> dict[str, Any]:
-    """RSS of each process and the CPU they use over `seconds` of a settled cluster (a fixed measuring window)."""
+    """RSS (and PSS) of each process and the CPU they use over `seconds` of a settled cluster (a fixed measuring
+    window)."""
     cpu0 = {n: r.cpu_seconds() or 0.0 for n, r in procs.items()}
     time.sleep(seconds)
     cpu1 = {n: r.cpu_seconds() or 0.0 for n, r in procs.items()}
     rss = {n: round((r.rss_bytes() or 0) / 2**20, 1) for n, r in procs.items()}
+    pss = {n: round(pss_bytes(r.pid) / 2**20, 1) for n, r in procs.items()}
     return {"rss_mb": rss, "rss_total_mb": round(sum(rss.values()), 1),
+            "pss_mb": pss, "pss_total_mb": round(sum(pss.values()), 1),
             "idle_cpu_percent_of_one_core": round(100 * sum(cpu1[n] - cpu0[n] for n in procs) / seconds, 2),
             "idle_cpu_percent_by_process": {n: round(100 * (cpu1[n] - cpu0[n]) / seconds, 2) for n in procs}}
 
