@@ -340,7 +340,7 @@ def test_three_control_planes_get_their_own_ports_and_components(tmp_path: Path)
     for etcd in (etcd2, BY_NAME["etcd"].argv(home, cfg)):
         assert etcd[etcd.index("--snapshot-count") + 1] == "10000"
     api3 = comps["apiserver-cp3"].command(home, cfg)
-    assert api3[2:4] == ["launcher", "apiserver"]
+    assert api3[1:5] == ["-P", "-m", "launcher", "apiserver"]  # -P: never a module from the current directory
     servers = api3[api3.index("--etcd-servers") + 1].split(",")
     assert servers[0] == cfg.members[2].etcd_url and sorted(servers) == sorted(cfg.etcd_urls)
     assert api3[api3.index("--port") + 1] == str(cfg.members[2].api_port)
