@@ -4,7 +4,7 @@ Starts its own etcd and `pkube apiserver` (the same helpers the tests use) in a
 temporary directory, prints one JSON document, and cleans up. Figures only:
 nothing here passes or fails on time.
 
-    .venv/bin/python -m bench.apiserver [--pods 10000] [--watchers 100]
+    .venv/bin/python -m bench.apiserver [--pods 10000] [--watchers 100]   # also raw etcd creates, same bodies
     .venv/bin/python -m bench.apiserver --authz [--pods 5000]   # the authorizer's cost per request
     .venv/bin/python -m bench.apiserver --sa-tokens [--pods 2000]   # static token vs service-account JWT
     .venv/bin/python -m bench.apiserver --writes [--pods 3000] [--profile FILE]   # CPU per binding / status patch
@@ -77,6 +77,27 @@ async def create_pods(s: aiohttp.ClientSession, url: str, ns: str, count: int, w
     elapsed = time.perf_counter() - start
     return {"pods": count, "clients": workers, "seconds": round(elapsed, 2), "creates_per_s": round(count / elapsed),
             "p50_ms": ms(pct(latencies, 0.5)), "p99_ms": ms(pct(latencies, 0.99))}
+
+
+async def raw_etcd_creates(etcd_url: str, count: int, workers: int) -> dict[str, Any]:
+    """The same pod bodies created straight in etcd (a transaction that creates a key only if absent, as the
+    apiserver's storage does) through the apiserver's own etcd client, `workers` at once, under a prefix of
+    their own: what the API's creates/s is measured against."""
+    from apiserver.storage.etcd import EtcdStorage
+    storage = EtcdStorage([etcd_url], prefix="/bench-raw")
+    names = iter(range(count))
+
+    async def worker() -> None:
+        for i in names:
+            await storage.create(f"/pods/bench/pod-{i:05d}", dict(POD, metadata=dict(POD["metadata"],
+                                                                                     name=f"pod-{i:05d}")))
+    try:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        elapsed = time.perf_counter() - start
+    finally:
+        await storage.close()
+    return {"creates": count, "clients": workers, "seconds": round(elapsed, 2), "creates_per_s": round(count / elapsed)}
 
 
 async def gets(s: aiohttp.ClientSession, url: str, ns: str, count: int, pods: int) -> dict[str, Any]:
@@ -169,7 +190,7 @@ async def watch_latency(s: aiohttp.ClientSession, url: str, ns: str, watchers: i
             "p50_ms": ms(pct(latencies, 0.5)), "p99_ms": ms(pct(latencies, 0.99))}
 
 
-async def bench(url: str, token: str, pods: int, watchers: int) -> dict[str, Any]:
+async def bench(url: str, token: str, pods: int, watchers: int, etcd_url: str) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=200),
                                      timeout=aiohttp.ClientTimeout(total=300)) as s:
@@ -178,7 +199,10 @@ async def bench(url: str, token: str, pods: int, watchers: int) -> dict[str, Any
                 {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
                 headers={"Content-Type": "application/json"}) as r:
             await r.read()
-        result = {"create": await create_pods(s, url, ns, pods, 32)}
+        result: dict[str, Any] = {"create": await create_pods(s, url, ns, pods, 32)}
+        result["raw_etcd_create"] = await raw_etcd_creates(etcd_url, pods, 32)
+        result["api_creates_over_raw_etcd_creates"] = round(
+            result["create"]["creates_per_s"] / result["raw_etcd_create"]["creates_per_s"], 2)
         result["get"] = await gets(s, url, ns, 2000, pods)
         result["list"] = await lists(s, url, ns, pods)
         result["watch"] = await watch_latency(s, url, ns, watchers, 100)
@@ -423,7 +447,7 @@ def main() -> int:
                                                  args.bindings))
                 result["authorize_in_process"] = authorize_cost(args.bindings)
             else:
-                result = asyncio.run(bench(server.url, server.token, args.pods, args.watchers))
+                result = asyncio.run(bench(server.url, server.token, args.pods, args.watchers, cp.etcd.url))
         finally:
             _stop(server.proc)
     result["machine"] = {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}
