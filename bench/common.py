@@ -208,8 +208,9 @@ def start_profiler(path: str | None, pid: int) -> subprocess.Popen[bytes] | None
         return None
     fmt = {".svg": "flamegraph", ".json": "speedscope"}.get(os.path.splitext(path)[1], "raw")
     spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
-    return subprocess.Popen([spy if os.path.exists(spy) else "py-spy", "record", "--nonblocking", "--rate", os.environ.get("PYSPY_RATE", "100"), "--format", fmt,
-                             "-o", path, "--pid", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen([spy if os.path.exists(spy) else "py-spy", "record", "--nonblocking",
+                             "--rate", os.environ.get("PYSPY_RATE", "100"), "--format", fmt, "-o", path,
+                             "--pid", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def stop_profiler(proc: subprocess.Popen[bytes], path: str) -> str:

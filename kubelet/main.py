@@ -16,7 +16,6 @@ import logging
 import sys
 from typing import TYPE_CHECKING
 
-
 from pklib import component
 from pklib.client import Client
 from pklib.component import ConfigError, add_client_flags, check_flags, run_until_signalled, setup_logging
@@ -120,5 +119,5 @@ def main(argv: list[str] | None = None) -> int:
     failed = check_flags(check, (ValueError,))
     if failed is not None:
         return failed
-    # uvloop: an idle node agent still wakes several times a second (relist, probes), each cheaper on libuv
+    # on uvloop (run_event_loop): an idle node agent wakes several times a second (relist, probes), each cheaper
     return run_until_signalled(lambda: run(config, asyncio.Event()), report=REPORT)

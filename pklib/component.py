@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -125,22 +126,17 @@ async def close_all(*closers: Callable[[], Awaitable[Any]] | None) -> None:
 GC_THRESHOLD = (20_000, 20, 10)
 
 
-def tune_gc() -> None:
-    import gc
-    gc.set_threshold(*GC_THRESHOLD)
-
-
 def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
     """Run a component's main coroutine (run_until_signalled's default runner) on uvloop (libuv: faster answers,
-    cheaper idle wake-ups), or on the standard asyncio loop with PKUBE_EVENT_LOOP=asyncio; with tune_gc's GC
-    thresholds either way.
+    cheaper idle wake-ups), or on the standard asyncio loop with PKUBE_EVENT_LOOP=asyncio; with GC_THRESHOLD
+    either way.
 
     The switch is for running under an LD_PRELOAD library that wraps pthread_cond_* behind its own lock, as
     libfaketime does (the clock-step test): uvloop's forked child runs Python's after-fork handler before it
     execs, which re-creates the GIL's condition variable and can block for ever on that lock if another thread
     held it at the fork, and the spawning loop then waits for that child for ever. The standard loop spawns with
     vfork and runs no handler in the child."""
-    tune_gc()
+    gc.set_threshold(*GC_THRESHOLD)
     if os.environ.get("PKUBE_EVENT_LOOP", "uvloop") == "asyncio":
         return asyncio.run(main)
     import uvloop

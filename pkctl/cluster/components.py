@@ -14,7 +14,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
+from pkctl.cluster import procs
 from pkctl.cluster.home import (CONTROLLER_MANAGER, INGRESS_CONTROLLER, KUBE_DNS, KUBE_PROXY, SCHEDULER, ClusterConfig,
                                Home, Member, Worker, node_user)
 
@@ -65,8 +65,8 @@ class Component:
         enter = ["nsenter", f"--net=/run/netns/{self.netns}", "--"] if self.netns else []
         if self.module is None:
             return [*enter, shutil.which(self.binary or self.name) or self.name, *self.argv(home, cfg)]
-        return [*enter, sys.executable, "-P", "-m", "launcher", "group" if self.members else self.launch or self.name,
-                *self.argv(home, cfg)]
+        return [*enter, *procs.python_module("launcher", "group" if self.members else self.launch or self.name,
+                                                *self.argv(home, cfg))]
 
 
 def _installed(binary: str) -> bool:
@@ -359,7 +359,7 @@ def _worker_kubelet_flags(home: Home, cfg: ClusterConfig, w: Worker) -> list[str
 
 
 def _in_worker_netns(w: Worker, argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["nsenter", f"--net=/run/netns/{w.netns}", "--", sys.executable, "-P", "-m", "launcher", *argv],
+    return subprocess.run(["nsenter", f"--net=/run/netns/{w.netns}", "--", *procs.python_module("launcher", *argv)],
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -475,7 +475,7 @@ def _cleanup_kubelet(home: Home, cfg: ClusterConfig) -> list[str]:
     (containers, netns, veths, volumes, overlay mounts), the bridge, the NAT table and the cgroup parent."""
     if not home.runtime.exists():
         return []  # this home never ran a node
-    p = subprocess.run([sys.executable, "-P", "-m", "launcher", "kubelet", "--cleanup", *_node_flags(home, cfg)],
+    p = subprocess.run(procs.python_module("launcher", "kubelet", "--cleanup", *_node_flags(home, cfg)),
                        capture_output=True, text=True, timeout=120)
     return [] if p.returncode == 0 else [f"kubelet node state: {_last_line(p)}"]
 
@@ -497,7 +497,7 @@ def _probe_proxy(home: Home, cfg: ClusterConfig, running: float) -> Health:
 
 def _cleanup_proxy(home: Home, cfg: ClusterConfig) -> list[str]:
     """The proxy leaves its nftables table in place when it stops (like kube-proxy); `down` removes it."""
-    p = subprocess.run([sys.executable, "-P", "-m", "launcher", "proxy", "--cleanup", "--table", cfg.proxy_table],
+    p = subprocess.run(procs.python_module("launcher", "proxy", "--cleanup", "--table", cfg.proxy_table),
                        capture_output=True, text=True, timeout=60)
     return [] if p.returncode == 0 else [f"nftables table {cfg.proxy_table}: {_last_line(p)}"]
 
@@ -509,7 +509,7 @@ def _dns_flags(home: Home, cfg: ClusterConfig) -> list[str]:
 def _cleanup_dns(home: Home, cfg: ClusterConfig) -> list[str]:
     """DNS adds its address to `lo` and its NOTRACK table, and removes them when it stops; a killed one cannot."""
     from pyroute2 import IPRoute  # imported here: only `down` needs netlink
-    p = subprocess.run([sys.executable, "-P", "-m", "launcher", "dns", "--cleanup", "--listen", f"{cfg.dns_ip}:53"],
+    p = subprocess.run(procs.python_module("launcher", "dns", "--cleanup", "--listen", f"{cfg.dns_ip}:53"),
                        capture_output=True, text=True, timeout=60)
     if p.returncode != 0:
         return [f"DNS NOTRACK table: {_last_line(p)}"]
@@ -536,8 +536,8 @@ def _ingress_flags(home: Home, cfg: ClusterConfig) -> list[str]:
 
 def _cleanup_ingress(home: Home, cfg: ClusterConfig) -> list[str]:
     """A killed controller leaves its nginx running; `down` stops it."""
-    p = subprocess.run([sys.executable, "-P", "-m", "launcher", "ingress", "--cleanup", "--state-dir",
-                        str(home.root / "ingress")], capture_output=True, text=True, timeout=60)
+    p = subprocess.run(procs.python_module("launcher", "ingress", "--cleanup", "--state-dir",
+                                           str(home.root / "ingress")), capture_output=True, text=True, timeout=60)
     return [] if p.returncode == 0 else [f"ingress nginx: {_last_line(p)}"]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,12 @@ def start_ticks(pid: int) -> int | None:
         return None
     return int(fields[19])
 
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    """The command line that runs `python -m module args` in this Python, with -P: never a module from the current
+    directory (root running pkctl in /tmp must not import a package another user planted there)."""
+    return [sys.executable, "-P", "-m", module, *args]
 
 @dataclass(frozen=True)
 class ProcRecord:

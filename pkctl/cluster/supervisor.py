@@ -353,8 +353,8 @@ async def _run_until_signalled(home: Home, cfg: ClusterConfig, digest: str) -> N
         """Nodes added: the cluster network and their netns (nodes.py, in a process of its own: see above), then
         the API relays."""
         if new.workers:
-            p = await asyncio.create_subprocess_exec(sys.executable, "-P", "-m", "pkctl.cluster.nodes", "--home",
-                                                     str(home.root), stdin=asyncio.subprocess.DEVNULL,
+            argv = procs.python_module("pkctl.cluster.nodes", "--home", str(home.root))
+            p = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
                                                      stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
             out, _ = await p.communicate()
             if p.returncode:

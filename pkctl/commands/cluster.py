@@ -364,7 +364,7 @@ def _print_problems(problems: list[prereq_checks.Problem]) -> None:
 def _start_supervisor(home: Home) -> subprocess.Popen[bytes]:
     with open(home.log("supervisor"), "ab") as logf:
         # A new session: the cluster outlives this command and the terminal it ran in.
-        return subprocess.Popen([sys.executable, "-P", "-m", "pkctl.cluster.supervisor", "--home", str(home.root)],
+        return subprocess.Popen(procs.python_module("pkctl.cluster.supervisor", "--home", str(home.root)),
                                 stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                                 cwd=home.root, start_new_session=True)
 

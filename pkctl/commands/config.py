@@ -9,9 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from pklib import kubeconfig, yamlsafe
+from pklib import kubeconfig
 from pklib.resources import SERVICES
 
 from ..connect import Connection, call
@@ -61,10 +59,10 @@ def kubeconfig_path(args: argparse.Namespace) -> Path:
 def load(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
     path = kubeconfig_path(args)
     try:
-        doc = yamlsafe.load(path.read_text()) or {}
+        doc = kubeconfig.parse(path.read_text()) or {}
     except OSError as e:
         raise CommandError(f"cannot read kubeconfig {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
+    except ValueError as e:
         raise CommandError(f"kubeconfig {path} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(doc, dict):
         raise CommandError(f"kubeconfig {path} is not a kubeconfig (a YAML map)")

@@ -11,9 +11,9 @@ import argparse
 import os
 import signal
 import subprocess
-import sys
 import webbrowser
 
+from pkctl.cluster.procs import python_module
 from pklib.flagtypes import int_in_range
 
 
@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def component_argv(args: argparse.Namespace) -> list[str]:
-    argv = [sys.executable, "-P", "-m", "launcher", "dashboard", "--port", str(args.port), "--address", args.address]
+    argv = python_module("launcher", "dashboard", "--port", str(args.port), "--address", args.address)
     for flag in ("kubeconfig", "context", "server", "token"):
         value = getattr(args, flag, None)
         if value:
