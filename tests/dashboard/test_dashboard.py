@@ -537,7 +537,9 @@ def test_daemonset_page_rollout_revisions_pods_and_restart(dashboard: str, brows
     open_from_list(browser, base(dashboard), "daemonsets", "DaemonSets", ns, "agent", f"DaemonSet {ns}/agent")
     until(lambda: browser.find_element("id", "rollout-status").text == 'daemon set "agent" successfully rolled out', 60,
           "rolled out", explain=lambda: browser.find_element("id", "rollout-status").text)
-    assert column(browser, "Pods", 4) == [dash_node.name] and column(browser, "Pods", 2) == ["Running"]
+    # the Pods table and the rollout status come from separate requests: either may show first
+    until(lambda: column(browser, "Pods", 4) == [dash_node.name] and column(browser, "Pods", 2) == ["Running"], 30,
+          "the pod on the page", explain=lambda: (column(browser, "Pods", 4), column(browser, "Pods", 2)))
     assert facts(browser)["Desired"] == facts(browser)["Ready"] == "1"
     until(lambda: column(browser, "Revisions", 0) == ["1"], what="revision 1")
     assert not browser.find_elements("id", f"replicas-{ns}-agent")  # a DaemonSet has no replicas to scale
