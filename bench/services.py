@@ -61,8 +61,11 @@ def slice_body(ns: str, service: str, ips: list[str]) -> dict[str, Any]:
             "ports": [{"port": 8080, "protocol": "TCP"}]}
 
 
-async def populate(c: Client, ns: str, services: int, per: int) -> None:
-    await c.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+async def populate(c: Client, ns: str, services: int, per: int, first: int = 0) -> None:
+    """Services s{first} .. s{services - 1} with an EndpointSlice of `per` endpoints each (one in ten a NodePort);
+    the namespace is created with the first of them."""
+    if first == 0:
+        await c.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     sem = asyncio.Semaphore(32)
 
     async def one(i: int) -> None:
@@ -74,7 +77,7 @@ async def populate(c: Client, ns: str, services: int, per: int) -> None:
                                       "metadata": {"name": f"s{i}", "namespace": ns}, "spec": spec})
             await c.create(ENDPOINT_SLICES, slice_body(ns, f"s{i}", [f"10.{100 + i // 250}.{i % 250}.{j + 1}"
                                                                     for j in range(per)]))
-    await asyncio.gather(*(one(i) for i in range(services)))
+    await asyncio.gather(*(one(i) for i in range(first, services)))
 
 
 def full_sync(services: list[dict[str, Any]], slices: list[dict[str, Any]]) -> dict[str, Any]:
@@ -187,7 +190,7 @@ async def endpoint_changes(c: Client, ns: str, api_kubeconfig: str, tmp: str, se
                 eps["endpoints"][0]["addresses"] = [new_ip]
                 t = time.perf_counter()
                 await c.update(ENDPOINT_SLICES, eps)
-                live = await asyncio.to_thread(monitor.wait_for, f"{new_ip} . 8080")
+                live = await asyncio.to_thread(monitor.wait_for, f"{new_ip}:8080")
                 if live is not None and n >= 0:
                     latencies.append(live - t)
                 # Pace the changes: each one should be a lone change. Changes closer together than the proxy's

@@ -68,7 +68,7 @@ async def test_clusterip_and_nodeport_reach_every_endpoint(pclient: Client, pns:
     svc = await make_service(pclient, pns, "web", type="NodePort")
     ip, node_port = svc["spec"]["clusterIP"], svc["spec"]["ports"][0]["nodePort"]
     await pclient.create(SLICES, endpoint_slice(pns, "web", ready(*pods)))
-    wait_rules(proxy, f"{ip} . tcp . 80", f"tcp . {node_port}", *(f"{p.ip} . 8080" for p in pods))
+    wait_rules(proxy, f"{ip} . tcp . 80", f"tcp . {node_port}", *(f"{p.ip}:8080" for p in pods))
 
     names = {p.name for p in pods}
     for url in (f"http://{ip}/", f"http://127.0.0.1:{node_port}/", f"http://{testnet.gateway}:{node_port}/"):
@@ -80,7 +80,7 @@ async def test_clusterip_and_nodeport_reach_every_endpoint(pclient: Client, pns:
     current = await pclient.get(SLICES, "web-a", pns)
     current["endpoints"] = ready(*pods[:2])
     await pclient.update(SLICES, current)
-    wait_rules(proxy, f"{pods[2].ip} . 8080", absent=True)
+    wait_rules(proxy, f"{pods[2].ip}:8080", absent=True)
     assert set(spread(f"http://{ip}/", 20)) == {"web-0", "web-1"}
 
     # The metrics report how long syncs and endpoint changes took.
@@ -101,7 +101,7 @@ async def test_named_target_port_resolved_per_endpoint(pclient: Client, pns: str
     # Two slices of one Service (two pod versions), merged by the proxy.
     await pclient.create(SLICES, endpoint_slice(pns, "multi", ready(old), 8080, port_name="http", suffix="v1"))
     await pclient.create(SLICES, endpoint_slice(pns, "multi", ready(new), 9090, port_name="http", suffix="v2"))
-    wait_rules(proxy, f"{old.ip} . 8080", f"{new.ip} . 9090")
+    wait_rules(proxy, f"{old.ip}:8080", f"{new.ip}:9090")
     assert set(spread(f"http://{ip}/", 30)) == {"v1", "v2"}
 
 
@@ -125,7 +125,7 @@ async def test_pods_reach_services_and_themselves_through_them(pclient: Client, 
     svc = await make_service(pclient, pns, "only-a")
     ip = svc["spec"]["clusterIP"]
     await pclient.create(SLICES, endpoint_slice(pns, "only-a", ready(a)))
-    wait_rules(proxy, f"{a.ip} . 8080")
+    wait_rules(proxy, f"{a.ip}:8080")
     assert testnet.fetch_from(b, f"http://{ip}/") == "pod-a"
     # Hairpin: without masquerading, pod-a would answer itself directly and the connection would hang.
     assert testnet.fetch_from(a, f"http://{ip}/") == "pod-a"
@@ -141,7 +141,7 @@ async def test_an_endpoint_on_a_host_address_leaves_that_address_s_other_connect
         svc = await make_service(pclient, pns, "on-host")
         host_endpoint = [{"addresses": [gw], "conditions": {"ready": True}}]
         await pclient.create(SLICES, endpoint_slice(pns, "on-host", host_endpoint, service_end.getsockname()[1]))
-        wait_rules(proxy, f"{gw} . {service_end.getsockname()[1]}", f"{gw} . {gw}")
+        wait_rules(proxy, f"{gw}:{service_end.getsockname()[1]}", f"{gw} . {gw}")
         # through the Service: reaches the host endpoint
         with socket.create_connection((svc["spec"]["clusterIP"], 80), timeout=5):
             conn, _ = service_end.accept()
@@ -180,14 +180,14 @@ async def test_udp_flows_move_when_their_endpoint_goes_away(pclient: Client, pns
     svc = await make_service(pclient, pns, "udp", ports=[{"port": 53, "protocol": "UDP", "targetPort": 5353}])
     ip = svc["spec"]["clusterIP"]
     await pclient.create(SLICES, endpoint_slice(pns, "udp", ready(a), 5353, "UDP"))
-    wait_rules(proxy, f"{ip} . udp . 53", f"{a.ip} . 5353")
+    wait_rules(proxy, f"{ip} . udp . 53", f"{a.ip}:5353")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
         client.settimeout(0.5)
         assert udp_ask(client, ip, 53) == "udp-a"
         current = await pclient.get(SLICES, "udp-a", pns)
         current["endpoints"] = ready(b)
         await pclient.update(SLICES, current)
-        wait_rules(proxy, f"{a.ip} . 5353", absent=True)
+        wait_rules(proxy, f"{a.ip}:5353", absent=True)
         # udp-a still answers, so only a deleted conntrack entry sends the same flow to udp-b.
         assert wait_for_sync(lambda: udp_ask(client, ip, 53, tries=2) == "udp-b", timeout=5,
                              message="flow moved to udp-b")
@@ -214,7 +214,7 @@ async def test_masquerade_only_where_needed_and_policy_local(
     node_port = svc["spec"]["ports"][0]["nodePort"]
     await pclient.create(SLICES, endpoint_slice(pns, "local", ready(here, node=proxy.node_name)
                                                 + ready(elsewhere, node="other-node"), 9000))
-    wait_rules(proxy, f"local-{pns}/local/tcp/80", f"{elsewhere.ip} . 9000")
+    wait_rules(proxy, f"local-{pns}/local/tcp/80", f"{elsewhere.ip}:9000")
     # An outside client (another host on the node's network: the client namespace) reaches only this node's
     # endpoint, which sees the client's own address.
     answers = {testnet.fetch_from(client, f"http://{testnet.gateway}:{node_port}/") for _ in range(10)}
@@ -269,7 +269,7 @@ async def test_restart_keeps_connections_and_ruleset_cleanup_removes_it(pclient:
                              ports=[{"port": 80, "protocol": "TCP", "targetPort": 9000}])
     ip = svc["spec"]["clusterIP"]
     await pclient.create(SLICES, endpoint_slice(pns, "keep", ready(*pods), 9000))
-    before = wait_rules(proxy, *(f"{p.ip} . 9000" for p in pods))
+    before = wait_rules(proxy, *(f"{p.ip}:9000" for p in pods))
 
     conn = http.client.HTTPConnection(ip, 80, timeout=5)
     try:

@@ -33,14 +33,25 @@ def chain(text: str, name: str) -> list[str]:
     return [line.strip() for line in m.group(1).splitlines()]
 
 
+def targets(text: str, name: str) -> list[str]:
+    """The endpoints a chain's DNAT cascade picks from, in order; asserting that each gets an equal share:
+    rule i of n takes the packet with probability 1/(n - i), the last one whatever is left."""
+    picks = [r for r in chain(text, name) if "dnat" in r]
+    for i, rule in enumerate(picks[:-1]):
+        assert f"numgen random mod {len(picks) - i} 0 dnat" in rule, rule
+    assert "numgen" not in picks[-1]
+    return [r.rsplit(" ", 1)[1] for r in picks]
+
+
 def test_clusterip_spreads_over_every_ready_endpoint_with_equal_weight() -> None:
     r = rules.build("t", [svc("web", ports=[{"port": 80, "protocol": "TCP", "targetPort": 8080}])],
                     eps("web", (["10.1.0.3", "10.1.0.2", "10.1.0.4"], [{"port": 8080, "protocol": "TCP"}])))
     assert r.elements[SERVICE_IPS] == {"10.96.0.10 . tcp . 80": "goto svc-ns/web/tcp/80"}
     assert "elements = { 10.96.0.10 . tcp . 80 : goto svc-ns/web/tcp/80 }" in r.text
-    pick = chain(r.text, "svc-ns/web/tcp/80")[-1]
-    assert pick == ("meta l4proto tcp dnat ip to numgen random mod 3 map "
-                    "{ 0 : 10.1.0.2 . 8080, 1 : 10.1.0.3 . 8080, 2 : 10.1.0.4 . 8080 }")
+    assert chain(r.text, "svc-ns/web/tcp/80")[1:] == ["meta l4proto tcp numgen random mod 3 0 dnat ip to 10.1.0.2:8080",
+                                                     "meta l4proto tcp numgen random mod 2 0 dnat ip to 10.1.0.3:8080",
+                                                     "meta l4proto tcp dnat ip to 10.1.0.4:8080"]
+    assert "{" not in r.chains["svc-ns/web/tcp/80"]  # no anonymous map: nft loads those in quadratic time
     assert not any(c.startswith("ep-") for c in r.chains)  # one chain per Service port, not per endpoint
     # The lookups never change: a Service coming or going is a map element, not a rule rewrite.
     assert chain(r.text, "services") == ["ip daddr . meta l4proto . th dport vmap @service-ips",
@@ -51,7 +62,7 @@ def test_slices_of_one_service_are_merged_and_other_services_slices_ignored() ->
     port = [{"port": 80, "protocol": "TCP"}]
     slices = eps("web", (["10.1.0.2"], port), (["10.1.0.3", "10.1.0.2"], port)) + eps("other", (["10.1.0.9"], port))
     r = rules.build("t", [svc("web")], slices)
-    assert "numgen random mod 2 map { 0 : 10.1.0.2 . 80, 1 : 10.1.0.3 . 80 }" in r.text  # 10.1.0.2 once
+    assert targets(r.text, "svc-ns/web/tcp/80") == ["10.1.0.2:80", "10.1.0.3:80"]  # 10.1.0.2 once
     assert "10.1.0.9" not in r.text
     # The same name in another namespace is another Service.
     assert "10.1.0.5" not in rules.build("t", [svc("web")], eps("web", (["10.1.0.5"], port), ns="elsewhere")).text
@@ -64,15 +75,15 @@ def test_not_ready_endpoints_get_no_traffic_and_terminating_ones_only_as_a_last_
     draining = eps("web", (["10.1.0.7"], port), ready=False, serving=True, terminating=True)[0]
     not_ready["metadata"]["name"], draining["metadata"]["name"] = "web-nr", "web-dr"
     r = rules.build("t", [svc("web")], [ready, not_ready, draining])
-    assert "numgen random mod 1 map { 0 : 10.1.0.2 . 80 }" in r.text and "10.1.0.9" not in r.text
+    assert targets(r.text, "svc-ns/web/tcp/80") == ["10.1.0.2:80"] and "10.1.0.9" not in r.text
     assert "10.1.0.7" not in r.text
     # No ready endpoint left: the serving-while-terminating one keeps connections going (kube-proxy does this).
     r = rules.build("t", [svc("web")], [not_ready, draining])
-    assert "numgen random mod 1 map { 0 : 10.1.0.7 . 80 }" in r.text
+    assert targets(r.text, "svc-ns/web/tcp/80") == ["10.1.0.7:80"]
     # Absent conditions mean ready.
     bare = eps("web", (["10.1.0.4"], port))[0]
     del bare["endpoints"][0]["conditions"]
-    assert "10.1.0.4 . 80" in rules.build("t", [svc("web")], [bare]).text
+    assert targets(rules.build("t", [svc("web")], [bare]).text, "svc-ns/web/tcp/80") == ["10.1.0.4:80"]
 
 
 def test_named_target_port_resolved_per_endpoint_slice() -> None:
@@ -80,8 +91,7 @@ def test_named_target_port_resolved_per_endpoint_slice() -> None:
     r = rules.build("t", [svc("web", ports=[{"name": "http", "port": 80, "protocol": "TCP", "targetPort": "web"}])],
                     eps("web", (["10.1.0.2"], [{"name": "http", "port": 8080, "protocol": "TCP"}]),
                         (["10.1.0.3"], [{"name": "http", "port": 9090, "protocol": "TCP"}])))
-    assert "numgen random mod 2 map { 0 : 10.1.0.2 . 8080, 1 : 10.1.0.3 . 9090 }" in \
-        chain(r.text, "svc-ns/web/tcp/http")[-1]
+    assert targets(r.text, "svc-ns/web/tcp/http") == ["10.1.0.2:8080", "10.1.0.3:9090"]
 
 
 def test_ports_are_matched_by_name_and_protocol() -> None:
@@ -89,10 +99,8 @@ def test_ports_are_matched_by_name_and_protocol() -> None:
                                             {"name": "dns-tcp", "port": 53, "protocol": "TCP"}])],
                     eps("dns", (["10.1.0.2"], [{"name": "dns", "port": 5353, "protocol": "UDP"},
                                                {"name": "dns-tcp", "port": 5354, "protocol": "TCP"}])))
-    assert "meta l4proto udp dnat ip to numgen random mod 1 map { 0 : 10.1.0.2 . 5353 }" in \
-        chain(r.text, "svc-ns/dns/udp/dns")
-    assert "meta l4proto tcp dnat ip to numgen random mod 1 map { 0 : 10.1.0.2 . 5354 }" in \
-        chain(r.text, "svc-ns/dns/tcp/dns-tcp")
+    assert "meta l4proto udp dnat ip to 10.1.0.2:5353" in chain(r.text, "svc-ns/dns/udp/dns")
+    assert "meta l4proto tcp dnat ip to 10.1.0.2:5354" in chain(r.text, "svc-ns/dns/tcp/dns-tcp")
     assert set(r.elements[SERVICE_IPS]) == {"10.96.0.10 . udp . 53", "10.96.0.10 . tcp . 53"}
 
 
@@ -134,16 +142,15 @@ def test_policy_local_uses_only_this_nodes_endpoints_and_drops_without_them() ->
     # clients keep their source address (no mark) and only reach the local endpoint.
     assert ext == ["fib saddr type local goto svc-ns/web/tcp/80", "goto local-ns/web/tcp/80"]
     local = chain(r.text, "local-ns/web/tcp/80")
-    assert local == ["meta l4proto tcp dnat ip to numgen random mod 1 map { 0 : 10.1.0.2 . 80 }"]
-    assert "numgen random mod 2" in chain(r.text, "svc-ns/web/tcp/80")[-1]  # ClusterIP still uses both
+    assert local == ["meta l4proto tcp dnat ip to 10.1.0.2:80"]
+    assert targets(r.text, "svc-ns/web/tcp/80") == ["10.1.0.2:80", "10.1.0.3:80"]  # ClusterIP still uses both
     r3 = rules.build("t", [svc("web", **spec)], slices, node_name="n3")
     assert chain(r3.text, "ext-ns/web/tcp/80")[-1] == "drop"
     # This node's endpoint terminating while n2's is ready: external clients drain to the local one.
     draining = eps("web", (["10.1.0.2"], port), node="n1", ready=False, serving=True, terminating=True)
     r = rules.build("t", [svc("web", **spec)], draining + slices[1:], node_name="n1")
-    assert chain(r.text, "local-ns/web/tcp/80") == ["meta l4proto tcp dnat ip to numgen random mod 1 map "
-                                                    "{ 0 : 10.1.0.2 . 80 }"]
-    assert "10.1.0.2" not in chain(r.text, "svc-ns/web/tcp/80")[-1]
+    assert chain(r.text, "local-ns/web/tcp/80") == ["meta l4proto tcp dnat ip to 10.1.0.2:80"]
+    assert targets(r.text, "svc-ns/web/tcp/80") == ["10.1.0.3:80"]
 
 
 def test_loadbalancer_ingress_and_external_ips_are_served_on_the_service_port() -> None:
@@ -174,7 +181,8 @@ def test_client_ip_affinity_uses_one_timed_set_per_endpoint() -> None:
     assert "timeout 60s" in r.text
     pick = chain(r.text, "svc-ns/web/tcp/80")
     assert pick[1] == f"ip saddr @{sets[0]} goto ep-ns/web/tcp/80__10.1.0.2/80"
-    assert pick[-1].startswith("numgen random mod 2")  # only when the client has no sticky endpoint
+    # only when the client has no sticky endpoint: one of the two at random
+    assert pick[3:] == ["numgen random mod 2 0 goto ep-ns/web/tcp/80__10.1.0.2/80", "goto ep-ns/web/tcp/80__10.1.0.3/80"]
     assert chain(r.text, "ep-ns/web/tcp/80__10.1.0.3/80") == [f"update @{sets[1]} {{ ip saddr }}",
                                                              "meta l4proto tcp dnat to 10.1.0.3:80"]
     default = rules.build("t", [svc("web", sessionAffinity="ClientIP")],
