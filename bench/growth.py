@@ -11,6 +11,7 @@ up to the k-th of `--services` (ClusterIP Services without selectors, each with 
 one in ten a NodePort). At every step, once the new pods are Ready:
 
 - apiserver RSS (and every other component's), after the growth;
+- steady state: each component's CPU and the apiserver's requests/s over 10 s of the grown cluster left alone;
 - LIST latency, over one keep-alive connection as a client sees it (the whole body read): every pod at once
   (`GET /api/v1/pods`), the first page as kubectl asks it (`?limit=500`), every Service;
 - GET of one pod, p50/p99 over 200 sequential requests;
@@ -24,7 +25,7 @@ one in ten a NodePort). At every step, once the new pods are Ready:
 "growth" gives, for each figure, the exponent e of figure ~ size^e between the first and the last step (size: pods,
 or Services for the Service figures; for RSS the growth above the cluster's RSS before any pod; for the scheduler
 its cost per pod, 1/throughput): e ≈ 0 is constant, 1 linear; above 1.15 it is called worse than linear. The plot
-(DIR/growth.png with --out, else in the temp dir) shows each figure against the pod count. Needs root (nftables).
+(DIR/growth.png with --out, else in the temp dir) shows each figure against its size. Needs root (nftables).
 """
 from __future__ import annotations
 
@@ -47,8 +48,9 @@ sys.path.insert(0, str(ROOT))
 
 from pklib.client import Client  # noqa: E402
 from pklib.resources import must_lookup  # noqa: E402
-from bench.common import ControlPlane, cancel_on_sigterm, control_plane, cpu_times, report, status_mib  # noqa: E402
-from bench.scheduler import PodWatch, Procs, create_many, pod, wait_until  # noqa: E402
+from bench.common import (ControlPlane, cancel_on_sigterm, control_plane, cpu_times, report, start_profiler,  # noqa: E402
+                          status_mib, stop_profiler)
+from bench.scheduler import PodWatch, Procs, api_requests, create_many, pod, scrape, wait_until  # noqa: E402
 from bench.services import full_sync, populate  # noqa: E402
 
 PODS = must_lookup("pods")
@@ -172,7 +174,27 @@ def proxy_sync(services: list[dict[str, Any]], slices: list[dict[str, Any]]) -> 
                                 "full_resync_ms_median")}
 
 
-async def measure(cp: ControlPlane, client: Client, procs: Procs, pids: dict[str, int]) -> dict[str, Any]:
+async def steady(cp: ControlPlane, pids: dict[str, int], seconds: float, profile: str | None = None) -> dict[str, Any]:
+    """Each component's CPU (% of one core) and the apiserver's requests/s over `seconds` of the grown cluster
+    left alone: the cost of its size when nothing changes (leases, node status, resyncs)."""
+    port = int(cp.api.url.rsplit(":", 1)[1])
+    before = {n: cpu_times(p)[0] for n, p in pids.items()}
+    scraped = await asyncio.to_thread(scrape, port, cp.api.token)
+    profiler = start_profiler(profile, cp.api.proc.pid)
+    t = time.monotonic()
+    await asyncio.sleep(seconds)
+    after = await asyncio.to_thread(scrape, port, cp.api.token)
+    elapsed = time.monotonic() - t
+    requests = api_requests(scraped, after)
+    return {"seconds": round(elapsed, 1), **({"apiserver_profile": stop_profiler(profiler, profile)}
+                                             if profiler and profile else {}),
+            "cpu_percent": {n: round(100 * (cpu_times(p)[0] - before[n]) / elapsed, 1) for n, p in pids.items()},
+            "apiserver_requests_per_s": {k: round(v / elapsed, 1) for k, v in requests.items()}}
+
+
+async def measure(cp: ControlPlane, client: Client, procs: Procs, pids: dict[str, int],
+                  profile: str | None = None) -> dict[str, Any]:
+    quiet = await steady(cp, pids, 10, profile)
     http = Http(cp.api.url, cp.api.token)
     try:
         lists = {
@@ -185,7 +207,7 @@ async def measure(cp: ControlPlane, client: Client, procs: Procs, pids: dict[str
         http.close()
     services = (await client.list_all(SERVICES, SVC_NS))["items"]
     slices = (await client.list_all(ENDPOINT_SLICES, SVC_NS))["items"]
-    return {"rss_mib": {name: status_mib(pid) for name, pid in pids.items()},
+    return {"rss_mib": {name: status_mib(pid) for name, pid in pids.items()}, "steady": quiet,
             **lists, "get_one_pod": one,
             "watch_create_to_event": await watch_latency(client, 20),
             "proxy_full_sync": await asyncio.to_thread(proxy_sync, services, slices)}
@@ -237,15 +259,11 @@ def plot(steps: list[dict[str, Any]], path: str) -> None:
     figures = series(steps)
     fig, axes = plt.subplots(3, 3, figsize=(14, 11))
     for ax, (name, (against, values)) in zip(axes.flat, figures.items()):
-        xs = [s["pods"] for s in steps[1:]]
-        ax.plot(xs, values, marker="o")
-        for x, s, v in zip(xs, steps[1:], values):
-            if against == "services":
-                ax.annotate(f"{s['services']} svc", (x, v), fontsize="small", textcoords="offset points",
-                            xytext=(4, 4))
+        ax.plot([s[against] for s in steps[1:]], values, marker="o")
         ax.set_title(name.replace("_", " "), fontsize="medium")
-        ax.set_xlabel("pods" + (" (Services as marked)" if against == "services" else ""))
+        ax.set_xlabel(against)
         ax.set_ylim(bottom=0)
+        ax.set_xlim(left=0)
         ax.grid(alpha=0.3)
     fig.suptitle("pkube control plane: cost against cluster size (bench.growth)")
     fig.tight_layout()
@@ -303,7 +321,8 @@ async def _bench(args: argparse.Namespace, cp: ControlPlane, procs: Procs, clien
             await add_services(client, have_svcs, want_svcs)
             step["services_step_s"] = round(time.monotonic() - t, 2)
             have_pods, have_svcs = want_pods, want_svcs
-            step.update(await measure(cp, client, procs, pids))
+            last = want_pods == pod_sizes[-1]
+            step.update(await measure(cp, client, procs, pids, args.profile if last else None))
             steps.append(step)
             print(f"bench.growth: {json.dumps(step)}", file=sys.stderr)
     finally:
@@ -328,6 +347,8 @@ def main() -> None:
     p.add_argument("--kubelets", type=int, default=2, help="hollow kubelet processes sharing the nodes")
     p.add_argument("--out", help="directory for growth.json and growth.png")
     p.add_argument("--keep-logs", action="store_true")
+    p.add_argument("--profile", metavar="FILE", help="py-spy the apiserver during the last step's steady window "
+                   "into FILE (.svg flame graph, .json speedscope, else raw collapsed stacks; the `bench` extra)")
     args = p.parse_args()
     try:
         report(asyncio.run(bench(args)))
