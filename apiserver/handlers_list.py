@@ -3,8 +3,9 @@
 - resourceVersion unset, no limit: a consistent list. Served from the watch
   cache once it has caught up with etcd's current revision (see
   WatchCache.catch_up), else read from etcd.
-- `limit`/`continue`: pages read from etcd, every page at the revision of the first
-  (the continue token carries it, with the last key returned).
+- `limit`/`continue`: every page at the revision of the first (the continue token carries it, with the
+  last key returned). A page comes from the watch cache when the cache is at exactly that revision (the
+  first page waits for the cache to catch up, as a consistent list does), else from etcd at that revision.
 - resourceVersion "0" or N: from the cache (N: once the cache has reached it), as
   Kubernetes does; `limit` is then ignored. With resourceVersionMatch=Exact: from
   etcd at exactly revision N (410 if compacted).
@@ -102,7 +103,7 @@ async def list_objects(storage: Storage, cache: WatchCache, res: Resource, names
     if match and not rv:
         raise bad_request("resourceVersionMatch is forbidden unless resourceVersion is provided")
     if token or (limit > 0 and not rv):
-        return await _list_from_store(storage, res, prefix, filters, limit, token)
+        return await _list_page(storage, cache, res, prefix, filters, limit, token)
     if rv:
         wanted = int64(rv, "resourceVersion")
         if not await cache.catch_up(RV_WAIT, wanted) or cache.revision < wanted:
@@ -114,6 +115,23 @@ async def list_objects(storage: Storage, cache: WatchCache, res: Resource, names
     items = cache.for_prefix(resource_prefix(res.group, res.plural)).items(
         prefix, None if filters.trivial else filters.matches)
     return list_body(res, [c.raw for c in items], cache.revision)
+
+
+async def _list_page(storage: Storage, cache: WatchCache, res: Resource, prefix: str, filters: Filters, limit: int,
+                     token: str) -> bytes:
+    """One page of a paginated list: from the cache when it holds the page's revision, else from etcd."""
+    if token:
+        revision, start = _decode_continue(token, prefix)
+    elif await cache.catch_up(CACHE_CATCH_UP):
+        revision, start = cache.revision, None
+    else:
+        return await _list_from_store(storage, res, prefix, filters, limit, token)
+    if cache.revision != revision:  # the cache has moved on (or never was there): only etcd keeps the past
+        return await _list_from_store(storage, res, prefix, filters, limit, token)
+    items, last = cache.for_prefix(resource_prefix(res.group, res.plural)).page(
+        prefix, start, limit, None if filters.trivial else filters.matches)
+    return list_body(res, [c.raw for c in items], revision,
+                     _encode_continue(revision, last + "\x00") if last is not None else None)
 
 
 async def _list_from_store(storage: Storage, res: Resource, prefix: str, filters: Filters, limit: int,

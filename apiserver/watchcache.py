@@ -215,6 +215,20 @@ class ResourceCache:
         found = [self.objects[k] for k in keys]
         return found if matches is None else [c for c in found if matches(c.obj)]
 
+    def page(self, key_prefix: str, start: str | None, limit: int, matches: Filter | None
+             ) -> tuple[list[Cached], str | None]:
+        """Up to `limit` matching objects from key `start` on, in key order, and the key of the last one when
+        keys are left after it (where the next page starts), else None: what a page read from etcd gives."""
+        keys = sorted(k for k in self.objects if k.startswith(key_prefix) and (start is None or k >= start))
+        found: list[Cached] = []
+        for i, key in enumerate(keys):
+            cached = self.objects[key]
+            if matches is None or matches(cached.obj):
+                found.append(cached)
+                if len(found) == limit:
+                    return found, (key if i + 1 < len(keys) else None)
+        return found, None
+
     def since(self, revision: int) -> list[Event]:
         if revision < self.oldest:
             raise TooOld(revision, self.oldest + 1)

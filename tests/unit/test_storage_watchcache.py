@@ -41,6 +41,30 @@ async def test_cache_loads_and_follows_the_store(setup: tuple[MemoryStorage, Wat
     assert orjson.loads(items[0].raw)["metadata"]["resourceVersion"] == str(rev)
 
 
+async def test_pages_in_key_order_say_where_the_next_one_starts(setup: tuple[MemoryStorage, WatchCache]) -> None:
+    store, cache = setup
+    rev = 0
+    for i in range(5):
+        rev = await store.create(PREFIX + f"ns/c{i}", cm(f"c{i}", odd=str(i % 2 == 1).lower()))
+    assert await cache.wait_for_revision(rev, 5)
+    rc = cache.for_prefix(PREFIX)
+
+    def names(items: list[watchcache.Cached]) -> list[str]:
+        return [c.obj["metadata"]["name"] for c in items]
+    first, last = rc.page(PREFIX + "ns/", None, 2, None)
+    assert names(first) == ["before", "c0"] and last == PREFIX + "ns/c0"
+    second, last = rc.page(PREFIX + "ns/", last + "\x00", 2, None)
+    assert names(second) == ["c1", "c2"] and last == PREFIX + "ns/c2"
+    third, last = rc.page(PREFIX + "ns/", last + "\x00", 2, None)
+    assert names(third) == ["c3", "c4"] and last is None  # nothing after it: no next page
+    # A filter fills the page from further on; the next page starts after the last match, not the last key read.
+    odd = lambda o: (o["metadata"].get("labels") or {}).get("odd") == "true"  # noqa: E731
+    page, last = rc.page(PREFIX + "ns/", None, 1, odd)
+    assert names(page) == ["c1"] and last == PREFIX + "ns/c1"
+    page, last = rc.page(PREFIX + "ns/", last + "\x00", 5, odd)
+    assert names(page) == ["c3"] and last is None
+
+
 async def test_history_replays_after_a_revision_and_refuses_older(setup: tuple[MemoryStorage, WatchCache]) -> None:
     store, cache = setup
     start = cache.revision
