@@ -2,7 +2,7 @@
 the RSS and open file descriptors of every process the cluster's supervisor runs are sampled from /proc.
 
     .venv/bin/python -m bench.soak [--minutes 60] [--interval 60] [--replicas 200] [--nodes 2] [--tail-minutes 30]
-                                   [--out DIR]
+                                   [--event-ttl DURATION] [--out DIR]
 
 * Churn: the `soak` Deployment (`--replicas` busybox pods) is restarted (`pkctl rollout restart`) as soon as its
   previous rollout finished, for the whole run: every round deletes and creates all its pods. One node holds
@@ -12,9 +12,10 @@ the RSS and open file descriptors of every process the cluster's supervisor runs
   home's supervisor state (a restarted component is followed to its new PID and counted in `restarts`); also
   the number of pods; etcd's backend size (its status: dbSize, dbSizeInUse, the revision; and the db file on
   disk); the apiserver's watch cache (its /metrics: objects stored, per resource too, and the events and JSON bytes
-  of the history, summed over resources; Events live an hour, --event-ttl, so their number grows for the first
-  hour of churn); the machine's load average (other work on the machine slows the churn and inflates RSS
-  noise); and how long a lookup of a Service name takes from a pod (busybox nslookup, timed in the pod: a lost
+  of the history, summed over resources; Events live an hour, so their number grows for the first hour of churn;
+  `--event-ttl`, which `cluster up` passes on, shortens that: with 10m a shorter run shows whether what follows
+  the Events' first lifetime is flat); the machine's load average (other work on the machine slows the churn and
+  inflates RSS noise); and how long a lookup of a Service name takes from a pod (busybox nslookup, timed in the pod: a lost
   DNS query shows as a lookup of 2.5 s or more).
 * Output: one JSON document with, per component, the first/last/peak values and the least-squares slope in
   MB/hour and fds/hour, over the whole run and over its last `--tail-minutes` (start-up growth, caches filling
@@ -301,7 +302,8 @@ def sample(home: Home, t: float, pids: dict[str, int], restarts: dict[str, int])
 
 
 def main() -> int:
-    flags = parse_flags(__doc__, minutes=60.0, interval=60.0, replicas=200, nodes=2, tail_minutes=30.0, out="")
+    flags = parse_flags(__doc__, minutes=60.0, interval=60.0, replicas=200, nodes=2, tail_minutes=30.0, out="",
+                        event_ttl="")
     out = Path(flags.out) if flags.out else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
@@ -310,9 +312,11 @@ def main() -> int:
     # the tail: the last --tail-minutes, or the second half of a shorter run
     tail_s = 60 * min(flags.tail_minutes, flags.minutes / 2)
     result: dict[str, Any] = {"benchmark": "soak", "minutes": flags.minutes, "interval_s": flags.interval,
-                              "replicas": flags.replicas, "nodes": flags.nodes, "tail_minutes": tail_s / 60}
+                              "replicas": flags.replicas, "nodes": flags.nodes, "tail_minutes": tail_s / 60,
+                              "event_ttl": flags.event_ttl or "1h (the default)"}
     with local_cluster("pkbench-soak-") as home:
-        pkctl("cluster", "up", "--home", str(home.root), "--nodes", str(flags.nodes))
+        pkctl("cluster", "up", "--home", str(home.root), "--nodes", str(flags.nodes),
+              *(["--event-ttl", flags.event_ttl] if flags.event_ttl else []))
         apply_examples(home)
         apply_docs(home, soak_objects(flags.replicas))
         wait(lambda: rolled_out(home, flags.replicas), 900, f"{flags.replicas} soak pods ready")

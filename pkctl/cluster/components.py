@@ -263,7 +263,8 @@ def _apiserver_flags(home: Home, cfg: ClusterConfig, member: Member | None = Non
             "--service-account-signing-key-file", str(pki.sa_key), "--service-account-key-file", str(pki.sa_pub),
             "--service-account-issuer", SERVICE_ACCOUNT_ISSUER,
             *(["--advertise-address", cfg.advertise_address, "--advertise-port", str(cfg.api_port)]
-              if cfg.advertise_address else [])]
+              if cfg.advertise_address else []),
+            *(["--event-ttl", f"{cfg.event_ttl:g}s"] if cfg.event_ttl else [])]
 
 
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"  # kubeadm's default

@@ -94,7 +94,7 @@ def shared_config(cfg: ClusterConfig) -> Obj:
     return {"serviceCIDR": cfg.service_cidr, "clusterCIDR": cfg.cluster_cidr, "nodeCIDRMaskSize": cfg.node_cidr_mask,
             "nodeMonitorGracePeriod": cfg.node_monitor_grace_period,
             "defaultUnreachableTolerationSeconds": cfg.default_unreachable_toleration_seconds,
-            "clusterSigningDuration": cfg.cluster_signing_duration,
+            "clusterSigningDuration": cfg.cluster_signing_duration, "eventTTL": cfg.event_ttl,
             "etcdEndpoints": [u.replace("//127.0.0.1:", f"//{cfg.etcd_host}:") for u in cfg.etcd_urls]}
 
 
@@ -213,6 +213,7 @@ def prepare_member_home(home: Home, server: str, name: str, ip: str, files: dict
                         node_monitor_grace_period=float(shared["nodeMonitorGracePeriod"]),
                         default_unreachable_toleration_seconds=float(shared["defaultUnreachableTolerationSeconds"]),
                         cluster_signing_duration=float(shared["clusterSigningDuration"]),
+                        event_ttl=float(shared.get("eventTTL") or 0.0),
                         etcd_peers=[u for u in shared["etcdEndpoints"] if u != member.etcd_url])
     pki.ensure(home.pki.dir, ips=[ip], service_ip=str(ipaddress.ip_network(cfg.service_cidr)[1]), etcd_ips=[ip])
     write_json(home.config_file, asdict(cfg))

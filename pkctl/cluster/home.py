@@ -187,6 +187,9 @@ class ClusterConfig:
     # Seconds a certificate the controller-manager signs lasts (`up --cluster-signing-duration`; 0: its default,
     # a year), kept for later `up`s: short ones show the kubelets renewing theirs.
     cluster_signing_duration: float = 0.0
+    # Seconds an Event lives (`up --event-ttl`, kube-apiserver's flag; 0: its default, an hour), kept for later
+    # `up`s: a short one keeps a churning cluster's Events (and etcd) small, and makes a soak reach its plateau.
+    event_ttl: float = 0.0
     # How the nodes route each other's pod CIDRs (`up --network-backend`): host-gw, vxlan or auto; and the VNI of
     # the VXLAN devices (0: not chosen yet; 1 for the default home, another per home so that two clusters' host
     # nodes never share a VXLAN device).
@@ -422,7 +425,8 @@ class Home:
                 control_planes: int | None = None, nodes: int | None = None,
                 node_monitor_grace_period: float | None = None,
                 default_unreachable_toleration_seconds: float | None = None,
-                network_backend: str | None = None, cluster_signing_duration: float | None = None) -> ClusterConfig:
+                network_backend: str | None = None, cluster_signing_duration: float | None = None,
+                event_ttl: float | None = None) -> ClusterConfig:
         """Create the layout on the first `up`; later calls reuse what was recorded (the node-loss
         timings given replace the recorded ones).
 
@@ -484,6 +488,8 @@ class Home:
             cfg.network_backend = network_backend
         if cluster_signing_duration is not None:
             cfg.cluster_signing_duration = cluster_signing_duration
+        if event_ttl is not None:
+            cfg.event_ttl = event_ttl
         if not cfg.vxlan_vni:
             cfg.vxlan_vni = 1 if default_home else private_vni(hashlib.sha256(str(self.root).encode()).digest())
         if not self.tokens_file.exists():

@@ -70,6 +70,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                     help="how long the certificates the controller-manager signs last (node client and serving "
                          "certificates; kubelets renew theirs at 70-90 %% of it), e.g. 720h (default 8760h, as "
                          "Kubernetes); kept for later `up`s")
+    up.add_argument("--event-ttl", type=_event_ttl, default=None, metavar="DURATION",
+                    help="how long Events are kept, e.g. 10m (default 1h, as Kubernetes); kept for later `up`s")
     up.set_defaults(func=cmd_up)
 
     down = csub.add_parser("down", help="stop the cluster, keeping its data unless --purge")
@@ -235,6 +237,17 @@ def _signing_duration(text: str) -> float:
     return value
 
 
+def _event_ttl(text: str) -> float:
+    """`up --event-ttl`: a Go duration (kube-apiserver's flag), at least 1s."""
+    try:
+        value = parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: Events must live at least 1s")
+    return value
+
+
 def _count(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of lines")
@@ -293,7 +306,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     cfg = _prepare(home, args.api_port, args.control_planes, args.nodes,
                    getattr(args, "node_monitor_grace_period", None),
                    getattr(args, "default_unreachable_toleration_seconds", None), getattr(args, "network_backend", None),
-                   getattr(args, "cluster_signing_duration", None))
+                   getattr(args, "cluster_signing_duration", None), getattr(args, "event_ttl", None))
     if args.merge_kubeconfig:
         try:
             kubemerge.merge(kubemerge.user_kubeconfig(), _kubeconfig_doc(home))
@@ -323,13 +336,14 @@ def _prerequisites(node_only: bool) -> list[prereq_checks.Problem]:
 
 def _prepare(home: Home, api_port: int | None, control_planes: int | None, nodes: int | None = None,
              grace: float | None = None, toleration: float | None = None,
-             network_backend: str | None = None, signing_duration: float | None = None) -> ClusterConfig:
+             network_backend: str | None = None, signing_duration: float | None = None,
+             event_ttl: float | None = None) -> ClusterConfig:
     tls = BY_NAME["apiserver"].available() and apiserver_serves_tls()
     try:
         return home.prepare(api_port, default_home=home.root == resolve(None) and api_port is None, tls=tls,
                             control_planes=control_planes, nodes=nodes, node_monitor_grace_period=grace,
                             default_unreachable_toleration_seconds=toleration, network_backend=network_backend,
-                            cluster_signing_duration=signing_duration)
+                            cluster_signing_duration=signing_duration, event_ttl=event_ttl)
     except (HomeError, OSError) as e:
         raise CommandError(str(e)) from None
 

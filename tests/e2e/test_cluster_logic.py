@@ -301,6 +301,24 @@ def test_node_loss_timings_reach_the_controller_manager_and_the_kubelets_lease(t
             flags("kubelet", cfg)["--node-lease-renew-interval"]) == ("6", "4.5", "1.5")
 
 
+def test_event_ttl_reaches_the_apiserver_and_is_kept(tmp_path: Path) -> None:
+    home = Home(tmp_path / "h")
+
+    def apiserver_flags(cfg: ClusterConfig) -> list[str]:
+        return BY_NAME["apiserver"].argv(home, cfg)
+    assert "--event-ttl" not in apiserver_flags(home.prepare(None, default_home=False, tls=False))  # its 1h
+    home.prepare(None, default_home=False, tls=False, event_ttl=600)
+    argv = apiserver_flags(home.prepare(None, default_home=False, tls=False))  # a later `up` keeps it
+    assert argv[argv.index("--event-ttl") + 1] == "600s"
+
+
+def test_bad_event_ttl_is_a_one_line_error() -> None:
+    p = subprocess.run([sys.executable, "-m", "pkctl.main", "cluster", "up", "--home", str(Path("/nonexistent-pkt")),
+                        "--event-ttl", "0s"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert "--event-ttl: '0s': Events must live at least 1s" in p.stderr, p.stderr
+
+
 def test_bad_node_loss_timing_is_a_one_line_error() -> None:
     p = subprocess.run([sys.executable, "-m", "pkctl.main", "cluster", "up", "--home", str(Path("/nonexistent-pkt")),
                         "--node-monitor-grace-period", "soon"], capture_output=True, text=True, timeout=60)
