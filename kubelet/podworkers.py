@@ -33,13 +33,12 @@ from kubelet.probes import ProbeManager
 from kubelet.pullmanager import LocalImages, PullManager
 from kubelet.recorder import Recorder
 from kubelet.relist import PodStore, Relister
-from kubelet.runtime.interface import (ContainerState, ContainerStatus, InvalidConfig, Runtime, RuntimeError_,
-                                       SandboxState, SandboxStatus)
+from kubelet.runtime.interface import ContainerState, InvalidConfig, Runtime, RuntimeError_, SandboxState
 from kubelet.shared import SharedRead
 from kubelet.status import EVICTED_REASON, StatusInputs
 from kubelet.statusmanager import StatusManager
 from kubelet.tokens import TokenManager
-from kubelet.volumes import VolumeManager
+from kubelet.volumes import VolumeManager, shows_pod_ip
 
 GOOD_RUN_RESETS_BACKOFF = 600.0   # a container that ran this long starts its CrashLoopBackOff afresh
 CONFIG_RETRY = 2.0                # a container that could not be configured is retried this often
@@ -69,6 +68,10 @@ class PodSource(Protocol):
     def synced(self) -> asyncio.Event: ...
     def add_handler(self, handler: Handler) -> None: ...
     async def run(self) -> None: ...
+
+
+async def _nothing() -> None:
+    return None
 
 
 def grace_period(pod: dict[str, Any]) -> float:
@@ -106,8 +109,10 @@ class PodWorkers:
         self._admitted: set[str] = set()                             # uids allowed to start (admission passed)
         # why a pod that has not started yet may not start here (None: it may); the eviction manager's admission
         self.admit: Callable[[dict[str, Any]], str | None] = lambda pod: None
-        # pods synced together (the periodic full sync queues them all) share one read of the runtime
-        self.runtime_listing = SharedRead(self._list_runtime)
+        # pods synced together (the periodic full sync queues them all) share one read of the runtime: of its
+        # sandboxes (state files), and of its containers (a `runc list`) once a pod has a sandbox
+        self.sandbox_listing = SharedRead(self.runtime.list_sandboxes)
+        self.container_listing = SharedRead(self.runtime.list_containers)
         handler = Handler(lambda p: self.queue.add(key_of(p)), self._pod_updated, lambda p: self.queue.add(key_of(p)))
         self.pods.add_handler(handler)
 
@@ -143,14 +148,12 @@ class PodWorkers:
 
     # --- runtime state ----------------------------------------------------------------------------------
 
-    async def _list_runtime(self) -> tuple[list[SandboxStatus], list[ContainerStatus]]:
-        return await self.runtime.list_sandboxes(), await self.runtime.list_containers()
-
     async def runtime_state(self, uid: str) -> PodRuntime:
-        all_sandboxes, all_containers = await self.runtime_listing.get()
-        sandboxes = sorted((s for s in all_sandboxes if s.config.uid == uid), key=lambda s: s.created_at)
+        sandboxes = sorted((s for s in await self.sandbox_listing.get() if s.config.uid == uid),
+                           key=lambda s: s.created_at)
         if not sandboxes:
-            return PodRuntime()
+            return PodRuntime()  # a pod new here: containers live in a sandbox, none to list
+        all_containers = await self.container_listing.get()
         newest = sandboxes[-1]
         rt = PodRuntime(sandbox_id=newest.id, sandbox_ready=newest.state == SandboxState.READY, ip=newest.ip,
                         stale_sandboxes=[s.id for s in sandboxes[:-1]])
@@ -217,16 +220,26 @@ class PodWorkers:
         if actions.kill_pod and rt.sandbox_id:
             await self._stop_all(pod, rt, grace_period(pod))
             await self.runtime.stop_sandbox(rt.sandbox_id)
+        starting = bool(actions.start_init or actions.start or actions.start_ephemeral)
+        volumes: dict[str, Path] | ConfigError | None = None
         if actions.create_sandbox:
             if rt.sandbox_id:
                 await self.runtime.remove_sandbox(rt.sandbox_id)
             self.probes.remove_pod(uid)
-            try:
-                sid = await self.runtime.run_sandbox(self.configs.sandbox_config(pod))
-            except RuntimeError_ as e:
-                self.recorder.warning(pod, "FailedCreatePodSandBox", f"Failed to create pod sandbox: {e}")
-                raise  # retried with backoff by the work queue
-            rt = PodRuntime(sandbox_id=sid, sandbox_ready=True, ip=(await self.runtime.sandbox_status(sid)).ip)
+            # Kubernetes mounts a pod's volumes before it makes the sandbox: here the two go side by side, unless a
+            # volume shows the pod's IP (downwardAPI status.podIP), which is known once the sandbox is made
+            early = starting and not shows_pod_ip(pod)
+            made, early_volumes = await asyncio.gather(
+                self.runtime.run_sandbox(self.configs.sandbox_config(pod)),
+                self._setup_volumes(pod, "") if early else _nothing(), return_exceptions=True)
+            if isinstance(made, RuntimeError_):
+                self.recorder.warning(pod, "FailedCreatePodSandBox", f"Failed to create pod sandbox: {made}")
+            for outcome in (made, early_volumes):
+                if isinstance(outcome, BaseException) and not isinstance(outcome, ConfigError):
+                    raise outcome  # retried with backoff by the work queue
+            assert isinstance(made, str)
+            volumes = early_volumes if isinstance(early_volumes, (dict, ConfigError)) else None
+            rt = PodRuntime(sandbox_id=made, sandbox_ready=True, ip=(await self.runtime.sandbox_status(made)).ip)
         else:
             for cid, why in actions.kill.items():
                 if why != "not started":
@@ -234,15 +247,15 @@ class PodWorkers:
                 await self.runtime.stop_container(cid, grace_period(pod))
             for cid in actions.remove:
                 await self.runtime.remove_container(cid)
-        if not (actions.start_init or actions.start or actions.start_ephemeral):
+        if not starting:
             return
-        try:
+        if volumes is None:
             # once per sync, before any container of it starts: containers starting together share the result
-            volumes = await self.configs.setup_volumes(pod, rt.ip)
-        except ConfigError as e:
+            volumes = await self._setup_volumes(pod, rt.ip)
+        if isinstance(volumes, ConfigError):
             for name in ([actions.start_init] if actions.start_init else actions.start + actions.start_ephemeral):
-                self._waiting[(uid, name)] = ("CreateContainerConfigError", str(e))
-            self.recorder.warning(pod, "FailedMount", f"Error: {e}")
+                self._waiting[(uid, name)] = ("CreateContainerConfigError", str(volumes))
+            self.recorder.warning(pod, "FailedMount", f"Error: {volumes}")
             self.queue.add_after(key_of(pod), CONFIG_RETRY)
             return
         if actions.start_init:
@@ -252,6 +265,12 @@ class PodWorkers:
             await asyncio.gather(*(self.start_container(pod, rt, volumes, n, init=False) for n in actions.start))
         for name in actions.start_ephemeral:
             await self.start_container(pod, rt, volumes, name, init=False)
+
+    async def _setup_volumes(self, pod: dict[str, Any], pod_ip: str) -> dict[str, Path] | ConfigError:
+        try:
+            return await self.configs.setup_volumes(pod, pod_ip)
+        except ConfigError as e:
+            return e
 
     async def _stop_all(self, pod: dict[str, Any], rt: PodRuntime, grace: float) -> None:
         running = [c for c in rt.containers if c.state in (ContainerState.RUNNING, ContainerState.CREATED)]

@@ -38,6 +38,17 @@ UMOUNT_NOFOLLOW = 8
 API_VOLUMES = ("configMap", "secret", "downwardAPI", "projected")  # content written by the kubelet
 
 
+def shows_pod_ip(pod: dict[str, Any]) -> bool:
+    """A downwardAPI volume (or projection) of the pod writes its IP: it can be filled only once the sandbox is made."""
+    for vol in pod["spec"].get("volumes") or []:
+        sources = [vol] + list((vol.get("projected") or {}).get("sources") or [])
+        for src in sources:
+            for item in (src.get("downwardAPI") or {}).get("items") or []:
+                if str((item.get("fieldRef") or {}).get("fieldPath", "")).startswith("status.podIP"):
+                    return True
+    return False
+
+
 def pod_dir(root: Path, uid: str) -> Path:
     return root / "pods" / uid
 

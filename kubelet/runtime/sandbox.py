@@ -170,14 +170,25 @@ class Sandboxes:
         state: dict[str, Any] = {"id": sandbox_id, "config": dataclasses.asdict(config), "hostname": hostname,
                                  "created_at": datetime.now(timezone.utc).isoformat(),
                                  "state": SandboxState.READY.value}
-        try:
+
+        async def network() -> None:
             if config.host_network:
                 # The node's own namespace (the kubelet's: on a node that is a netns, that one), its address.
                 state.update(ip=config.host_ip, netns=HOST_NETNS, host_network=True)
             else:
                 net = await asyncio.to_thread(self.network.setup, sandbox_id)
                 state.update(ip=net.ip, netns=net.netns)
-            uts, ipc = await hold_uts_ipc(sdir / "ns", hostname, ipc_ns=not config.host_ipc)
+
+        try:
+            # the network (netlink, in a thread) and the UTS/IPC namespaces (a process) are made side by side;
+            # both finish, failed or not, before anything is released
+            net_done, namespaces = await asyncio.gather(
+                network(), hold_uts_ipc(sdir / "ns", hostname, ipc_ns=not config.host_ipc), return_exceptions=True)
+            for outcome in (net_done, namespaces):
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            assert not isinstance(namespaces, BaseException)
+            uts, ipc = namespaces
             # no "ipc" path with hostIPC: the containers stay in the node's IPC namespace (as for the PID one)
             state.update(uts=str(uts), ipc=str(ipc) if ipc else "", host_pid=config.host_pid, host_ipc=config.host_ipc)
             if config.share_pid and not config.host_pid:

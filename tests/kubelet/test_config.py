@@ -114,6 +114,30 @@ async def test_empty_dir_shared_and_configmap_volume(node: Node, kc: Client, ns:
     await wait_for(updated, 15, 0.2, message="configMap update propagated into the volume")
 
 
+async def test_volumes_made_beside_the_sandbox_or_after_it_for_the_pod_ip(node: Node, kc: Client, ns: str) -> None:
+    # volumes are made while the sandbox is (Kubernetes mounts them before the sandbox): a missing configMap holds
+    # the container back until it exists
+    c = ctr("c", "exec sleep 3600", volumeMounts=[{"name": "conf", "mountPath": "/conf"},
+                                                  {"name": "info", "mountPath": "/info"}])
+    await kc.create(PODS, pod("beside", c, volumes=[
+        {"name": "conf", "configMap": {"name": "later"}},
+        {"name": "info", "downwardAPI": {"items": [{"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}}]),
+        ns)
+    p = await wait_pod(kc, ns, "beside", lambda p: cstatus(p, "c").get("state", {}).get("waiting", {}).get("reason")
+                       == "CreateContainerConfigError", what="CreateContainerConfigError")
+    assert 'configmap "later" not found' in cstatus(p, "c")["state"]["waiting"]["message"]
+    await kc.create(CONFIGMAPS, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "later"},
+                                 "data": {"k": "v"}}, ns)
+    p = await wait_pod(kc, ns, "beside", running, 15, "Running once the ConfigMap exists")
+    assert (await exec_in(node, p, "c", ["cat", "/conf/k", "/info/name"])).stdout.decode() == "vbeside"
+    # a file with the pod's IP waits for the sandbox, which gives the pod its IP
+    await kc.create(PODS, pod("ip-file", ctr("c", "exec sleep 3600", volumeMounts=[
+        {"name": "info", "mountPath": "/info"}]), volumes=[{"name": "info", "projected": {"sources": [
+            {"downwardAPI": {"items": [{"path": "ip", "fieldRef": {"fieldPath": "status.podIP"}}]}}]}}]), ns)
+    p = await wait_pod(kc, ns, "ip-file", running, what="ip-file Running")
+    assert (await exec_in(node, p, "c", ["cat", "/info/ip"])).stdout.decode() == p["status"]["podIP"] != ""
+
+
 async def test_pvc_backed_pod_keeps_data_across_delete_and_recreate(node: Node, kc: Client, ns: str) -> None:
     pv_name = unique("pv")
     data_dir = node.tmp / "pv-data" / pv_name

@@ -65,6 +65,19 @@ async def test_downward_api_files(tmp_path: Path) -> None:
     assert (target / "name").read_text() == "p"
 
 
+def test_only_a_volume_showing_the_pod_ip_waits_for_the_sandbox() -> None:
+    def pod(volumes: list) -> dict:
+        return {**POD, "spec": {**POD["spec"], "volumes": volumes}}
+    ip = {"path": "ip", "fieldRef": {"fieldPath": "status.podIP"}}
+    name = {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}
+    assert not volumes.shows_pod_ip(pod([{"name": "e", "emptyDir": {}}, {"name": "d", "downwardAPI": {"items": [name]}},
+                                         {"name": "t", "projected": {"sources": [{"serviceAccountToken": {}}]}}]))
+    assert volumes.shows_pod_ip(pod([{"name": "d", "downwardAPI": {"items": [name, ip]}}]))
+    ips = {**ip, "fieldRef": {"fieldPath": "status.podIPs"}}
+    assert volumes.shows_pod_ip(pod([{"name": "p", "projected": {"sources": [
+        {"configMap": {"name": "cm"}}, {"downwardAPI": {"items": [ips]}}]}}]))
+
+
 async def test_host_path_types(tmp_path: Path) -> None:
     made = tmp_path / "made/here"
     await setup(tmp_path, [{"name": "h", "hostPath": {"path": str(made), "type": "DirectoryOrCreate"}}])
