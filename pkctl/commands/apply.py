@@ -16,7 +16,6 @@ from typing import Any
 
 from pklib.api.wellknown import LAST_APPLIED_ANNOTATION
 from pklib.errors import ApiError, is_not_found
-from pklib.patch import PatchError, three_way_strategic_patch
 
 from ..connect import Connection, call
 from ..discovery import learn_kinds_of
@@ -106,6 +105,7 @@ def apply_object(conn: Connection, p: Placed, dry_run: bool = False) -> tuple[st
         except ApiError as create_error:
             raise _contextual(create_error, f'error when creating "{p.manifest.source}"') from None
         return "created", created
+    from pklib.patch import PatchError, three_way_strategic_patch  # only an update needs it
     original = last_applied_of(live)
     if original is None and not dry_run:
         print(f"Warning: resource {p.res.plural}/{p.name} is missing the {LAST_APPLIED_ANNOTATION} annotation which is "
