@@ -2,14 +2,15 @@
 file on this machine, in the same run: one pod, then --pods pods (issue 20's rows "apply of one pod → Running" and
 "30 pods → all Running").
 
-    .venv/bin/python bench/podstart.py [--rounds 5] [--pods 30] [--install] [--no-podman]
+    .venv/bin/python bench/podstart.py [--rounds 5] [--pods 30] [--install] [--no-podman] [--no-pycache]
 
 A fresh local cluster (`pkctl cluster up`) builds pkube's busybox image; `pkctl image save` and `podman load` give
 podman the same image, and both sides run it with imagePullPolicy IfNotPresent, so neither pulls. Each pod is one
 busybox container that sleeps (and exits at once on SIGTERM, so that neither side's stop waits for a grace period).
 
 - pkube: a watch on the namespace's pods is open before `pkctl apply -f FILE` starts (a new process, as a user runs
-  it); the time is from the start of `apply` to the watch event that makes every pod of the file Running. The pods
+  it, with its bytecode cache on as an installed pkctl has it: see pkctl_env; --no-pycache compiles every run); the
+  time is from the start of `apply` to the watch event that makes every pod of the file Running. The pods
   are then deleted (`pkctl delete -f FILE`, which waits until they are gone), untimed.
 - podman: `podman kube play FILE` returns once every container has started; its wall time is the figure, and
   `podman pod ps` must show every pod Running. `podman kube down FILE` removes them, untimed.
@@ -88,16 +89,27 @@ class AllRunning(threading.Thread):
             self.conn.close()
 
 
-def pkube_round(api: Api, kubeconfig: str, namespace: str, manifest: Path, count: int) -> float:
+def pkube_round(api: Api, kubeconfig: str, namespace: str, manifest: Path, count: int,
+                env: dict[str, str]) -> float:
     watch = AllRunning(api, namespace, count)
     watch.start()
     began = time.monotonic()
-    run("--kubeconfig", kubeconfig, "-n", namespace, "apply", "-f", str(manifest))
+    run("--kubeconfig", kubeconfig, "-n", namespace, "apply", "-f", str(manifest), env=env)
     watch.join(120)
     if not watch.at:
         raise RuntimeError(f"pkube: {count} pods not Running within 120 s")
-    run("--kubeconfig", kubeconfig, "-n", namespace, "delete", "-f", str(manifest), timeout=120)
+    run("--kubeconfig", kubeconfig, "-n", namespace, "delete", "-f", str(manifest), timeout=120, env=env)
     return watch.at - began
+
+
+def pkctl_env(tmp: Path, pycache: bool) -> dict[str, str]:
+    """pkctl runs with its bytecode cache on, as an installed pkctl has it (as in bench/cli.py), kept in the bench's
+    temporary directory even where PYTHONDONTWRITEBYTECODE is set: otherwise every `apply` compiles its modules."""
+    if not pycache:
+        return dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
+    return env
 
 
 def podman_round(manifest: Path, count: int, prefix: str) -> float:
@@ -119,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pods", type=int, default=30, help="pods of the big file (default 30)")
     p.add_argument("--install", action="store_true", help="apt-get install podman if missing")
     p.add_argument("--no-podman", action="store_true", help="measure pkube only")
+    p.add_argument("--no-pycache", action="store_true",
+                   help="pkctl without a bytecode cache where PYTHONDONTWRITEBYTECODE is set (compiling each run)")
     args = p.parse_args(argv)
     if not args.no_podman and not shutil.which("podman"):
         if not args.install:
@@ -144,14 +158,16 @@ def main(argv: list[str] | None = None) -> int:
                 subprocess.run(["podman", "load", "-i", str(archive)], check=True, capture_output=True)
                 version = subprocess.run(["podman", "--version"], capture_output=True, text=True).stdout.strip()
             api, namespace = Api(cluster), make_namespace(cluster)
+            env = pkctl_env(tmp, not args.no_pycache)
+            run("apply", "--help", env=env)  # untimed: fills the bytecode cache (--help imports every command)
             for size, count in sizes.items():
                 prefix = unique("pkb")
                 manifest = pods_file(tmp / f"{prefix}.yaml", count, prefix)
                 for _ in range(args.rounds):
                     for side in sides:
                         figures[side][size].append(
-                            pkube_round(api, str(cluster.kubeconfig), namespace, manifest, count) if side == "pkube"
-                            else podman_round(manifest, count, prefix))
+                            pkube_round(api, str(cluster.kubeconfig), namespace, manifest, count, env)
+                            if side == "pkube" else podman_round(manifest, count, prefix))
     finally:
         if loaded:
             subprocess.run(["podman", "rmi", "-f", IMAGE], capture_output=True)
@@ -161,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             left["nft_tables_removed_by_bench"] = remove_new_tables(left["nft_tables"], left["nft_chains"])
         shutil.rmtree(tmp, ignore_errors=True)
     result: dict[str, Any] = {"benchmark": "podstart", "rounds": args.rounds, "cpus": os.cpu_count(),
+                              "pkctl_bytecode_cache": not args.no_pycache,
                               "what": "seconds from the start of `pkctl apply -f` (pkube) or `podman kube play` "
                                       "(podman) until every pod of the file is Running"}
     for side in sides:
