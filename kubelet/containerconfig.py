@@ -2,6 +2,7 @@
 $(VAR) expansion, volume mounts, resources, security context and seccomp profile)."""
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -22,6 +23,10 @@ NamespacedGetter = Callable[[str, str, str], Awaitable[dict[str, Any] | None]]  
 ServiceLister = Callable[[str], Awaitable[list[dict[str, Any]]]]       # namespace -> its Services
 PodTokenGetter = Callable[[dict[str, Any], str, int], Awaitable[str]]  # (pod, audience, seconds) -> bound token
 MASTER_SERVICE, MASTER_SERVICE_NAMESPACE = "kubernetes", "default"
+
+
+async def _no_services() -> list[dict[str, Any]]:
+    return []
 
 
 @dataclass
@@ -169,13 +174,15 @@ class ContainerConfigBuilder:
         the API's own (`kubernetes` in `default`), as the kubelet's master services; a Service of the pod's
         namespace wins over it by name."""
         ns = pod["metadata"]["namespace"]
-        services: list[dict[str, Any]] = []
-        if pod["spec"].get("enableServiceLinks", True):
-            services = await self.services(ns)
-        if not any(s["metadata"]["name"] == MASTER_SERVICE for s in services):
-            services = [*services, *(s for s in await self.services(MASTER_SERVICE_NAMESPACE)
-                                     if s["metadata"]["name"] == MASTER_SERVICE)]
-        return services
+        links = bool(pod["spec"].get("enableServiceLinks", True))
+        # the two lists are read together (the master Service's namespace need not be read twice)
+        own, master = await asyncio.gather(
+            self.services(ns) if links else _no_services(),
+            self.services(MASTER_SERVICE_NAMESPACE) if not (links and ns == MASTER_SERVICE_NAMESPACE)
+            else _no_services())
+        if any(s["metadata"]["name"] == MASTER_SERVICE for s in own):
+            return own
+        return [*own, *(s for s in master if s["metadata"]["name"] == MASTER_SERVICE)]
 
     async def container_config(self, pod: dict[str, Any], spec: dict[str, Any], pod_ip: str,
                                volumes: dict[str, Path]) -> ContainerConfig:

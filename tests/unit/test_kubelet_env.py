@@ -62,3 +62,34 @@ def test_service_variables() -> None:
     assert e["REDIS_MAIN_PORT"] == "tcp://10.96.0.9:6379"
     assert e["REDIS_MAIN_PORT_6379_TCP_ADDR"] == "10.96.0.9"
     assert not any(k.startswith("H_") for k in e)
+
+
+async def test_service_env_sources_the_namespace_and_the_master_service(tmp_path) -> None:
+    from kubelet.containerconfig import ContainerConfigBuilder, PodConfigOptions
+    from kubelet.volumes import VolumeManager
+
+    def svc(name: str, ns: str) -> dict:
+        return {"metadata": {"name": name, "namespace": ns}}
+    listed: list[str] = []
+    by_ns = {"shop": [svc("db", "shop")], "default": [svc("kubernetes", "default"), svc("other", "default")],
+             "own": [svc("kubernetes", "own")]}
+
+    async def services(ns: str) -> list[dict]:
+        listed.append(ns)
+        return by_ns.get(ns, [])
+
+    async def nothing(ns: str, plural: str, name: str) -> None:
+        return None
+    builder = ContainerConfigBuilder(PodConfigOptions(), VolumeManager(tmp_path), lambda: "192.0.2.1", nothing,
+                                     services)
+
+    async def sources(ns: str, links: bool = True) -> list[tuple[str, str]]:
+        listed.clear()
+        pod = {"metadata": {"name": "p", "namespace": ns}, "spec": {"enableServiceLinks": links, "containers": []}}
+        return [(s["metadata"]["namespace"], s["metadata"]["name"]) for s in await builder.service_env_sources(pod)]
+    assert await sources("shop") == [("shop", "db"), ("default", "kubernetes")]
+    assert sorted(listed) == ["default", "shop"]
+    assert await sources("shop", links=False) == [("default", "kubernetes")] and listed == ["default"]
+    assert await sources("default") == [("default", "kubernetes"), ("default", "other")] and listed == ["default"]
+    assert await sources("default", links=False) == [("default", "kubernetes")] and listed == ["default"]
+    assert await sources("own") == [("own", "kubernetes")]  # the namespace's own Service of that name wins
