@@ -132,7 +132,11 @@ async def test_status_waits_until_the_pods_are_available(pk: AsyncCli, client: C
         done = await status.finish()
     assert (done.returncode, done.stderr) == (0, ""), done
     assert done.lines[-1] == 'deployment "web" successfully rolled out'
-    assert all(s.startswith('Waiting for deployment "web" rollout to finish: ') for s in done.lines[:-1]), done.lines
+    # (until the controller has seen the new Deployment, kubectl's words for it come first)
+    unseen = "Waiting for deployment spec update to be observed..."
+    assert all(s.startswith('Waiting for deployment "web" rollout to finish: ') for s in done.lines[:-1]
+               if s != unseen), done.lines
+    assert unseen not in done.lines[done.lines.index(line):], done.lines
     d = await client.get(DEPLOY, "web", namespace)
     assert d["status"]["availableReplicas"] == 3, "success is only reported once all replicas are available"
 

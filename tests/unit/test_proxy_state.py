@@ -22,7 +22,7 @@ def test_partial_transaction_covers_only_the_changed_service() -> None:
     state.replace({f"ns/s{i}": frag(f"s{i}", f"10.96.0.{i + 1}", [f"10.1.{i}.2"]) for i in range(50)})
     before, after = state.partial({"ns/s7": frag("s7", "10.96.0.8", ["10.1.7.3"])})
     script = nft.incremental(before, after) or ""
-    assert "flush chain ip t svc-ns/s7/tcp/80" in script and "10.1.7.3 . 8080" in script
+    assert "flush chain ip t svc-ns/s7/tcp/80" in script and "10.1.7.3:8080" in script
     assert "s6" not in script and "s8" not in script and "service-ips" not in script
     assert "delete element ip t hairpin { 10.1.7.2 . 10.1.7.2 }" in script
     state.update({"ns/s7": frag("s7", "10.96.0.8", ["10.1.7.3"])})
