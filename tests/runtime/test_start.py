@@ -1,6 +1,7 @@
 """Create and start with real conmon + runc: what `created` and `running` mean, and starts that cannot happen."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -48,6 +49,26 @@ async def test_command_runs_only_once_started_and_runc_agrees(runtime: RuncRunti
     with pytest.raises(RuntimeError_, match="container app cannot be started: .*already running"):
         await runtime.start_container(cid)
     assert (await runtime.container_status(cid)).state == ContainerState.RUNNING
+
+
+async def test_states_read_from_runcs_files_agree_with_runc_list(runtime: RuncRuntime, sandbox: str,
+                                                                 busybox: str) -> None:
+    created = await runtime.create_container(sandbox, ContainerConfig(name="c", image=busybox, command=["sleep", "60"]))
+    running = await runtime.create_container(sandbox, ContainerConfig(name="r", image=busybox, command=["sleep", "60"]))
+    await runtime.start_container(running)
+    done = await runtime.create_container(sandbox, ContainerConfig(name="d", image=busybox, command=["true"]))
+    await runtime.start_container(done)
+
+    async def exited() -> bool:
+        return (await runtime.container_status(done)).state == ContainerState.EXITED
+    await wait_for(exited, message="the short container's exit")
+    ours = await runtime.runc.list_states()
+    listed = json.loads(await runtime.runc.run("list", "--format", "json"))
+    theirs = {c["id"]: {"id": c["id"], "status": c["status"], "pid": c["pid"]} for c in listed}
+    assert {cid: ours[cid]["status"] for cid in (created, running, done)} == {
+        created: "created", running: "running", done: "stopped"}
+    assert ours == theirs
+    assert ours[running]["pid"] == (await runtime.container_status(running)).pid > 0 and ours[done]["pid"] == 0
 
 
 async def test_start_fails_fast_when_the_created_process_died(runtime: RuncRuntime, sandbox: str,
