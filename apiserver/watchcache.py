@@ -210,15 +210,13 @@ class ResourceCache:
         return [probe.queue.get_nowait() or b"" for _ in range(probe.queue.qsize())]
 
     def items(self, key_prefix: str, matches: Filter | None) -> list[Cached]:
-        # Key order, like a list from etcd, so that both sources agree.
-        keys = sorted(k for k in self.objects if k.startswith(key_prefix))
-        found = [self.objects[k] for k in keys]
-        return found if matches is None else [c for c in found if matches(c.obj)]
+        return self.page(key_prefix, None, 0, matches)[0]
 
     def page(self, key_prefix: str, start: str | None, limit: int, matches: Filter | None
              ) -> tuple[list[Cached], str | None]:
-        """Up to `limit` matching objects from key `start` on, in key order, and the key of the last one when
-        keys are left after it (where the next page starts), else None: what a page read from etcd gives."""
+        """Up to `limit` (0: all) matching objects from key `start` on, in key order like a list from etcd, and
+        the key of the last one when keys are left after it (where the next page starts), else None: what a page
+        read from etcd gives."""
         keys = sorted(k for k in self.objects if k.startswith(key_prefix) and (start is None or k >= start))
         found: list[Cached] = []
         for i, key in enumerate(keys):

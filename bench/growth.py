@@ -50,11 +50,11 @@ from pklib.client import Client  # noqa: E402
 from pklib.resources import must_lookup  # noqa: E402
 from bench.common import (ControlPlane, cancel_on_sigterm, control_plane, cpu_times, report, start_profiler,  # noqa: E402
                           status_mib, stop_profiler)
-from bench.scheduler import PodWatch, Procs, api_requests, create_many, pod, scrape, wait_until  # noqa: E402
+from bench.scheduler import (PodWatch, Procs, api_requests, create_many, pod, scrape, start_hollow_nodes,  # noqa: E402
+                             wait_until)
 from bench.services import full_sync, populate  # noqa: E402
 
 PODS = must_lookup("pods")
-NODES = must_lookup("nodes")
 NAMESPACES = must_lookup("namespaces")
 SERVICES = must_lookup("services")
 ENDPOINT_SLICES = must_lookup("endpointslices")
@@ -290,17 +290,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
 async def _bench(args: argparse.Namespace, cp: ControlPlane, procs: Procs, client: Client,
                  pod_sizes: list[int], svc_sizes: list[int]) -> dict[str, Any]:
     cm = procs.start("controller-manager", "controller-manager", "--cluster-cidr", "10.128.0.0/12")
-    per = -(-args.nodes // args.kubelets)
-    for k in range(args.kubelets):
-        procs.start(f"hollow-{k}", "kubelet", "--hollow", "--count", str(min(per, args.nodes - k * per)),
-                    "--name-prefix", f"hollow-{k}", "--root-dir", cp.tmp)
     sched = procs.start("scheduler", "scheduler")
-
-    async def nodes_ready() -> bool:
-        items = (await client.list_all(NODES)).get("items") or []
-        return sum(1 for n in items if (n.get("spec") or {}).get("podCIDR")) >= args.nodes
-
-    await wait_until(nodes_ready, 600, f"{args.nodes} nodes with a podCIDR", interval=1)
+    await start_hollow_nodes(procs, client, args.nodes, args.kubelets, cp.tmp)
     for ns in (NS, PROBE_NS):
         await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     await client.create(PODS, pod(0), NS)  # GET's target from the first step on; counted in the first step

@@ -187,18 +187,8 @@ async def _bench(args: argparse.Namespace, cp: ControlPlane) -> dict[str, Any]:
                               "algorithm_only_pods_per_s": round(algorithm_only(args.nodes, args.pods), 1)}
     try:
         cm = procs.start("controller-manager", "controller-manager", "--cluster-cidr", "10.128.0.0/12")
-        per = -(-args.nodes // args.kubelets)
         started = time.monotonic()
-        for k in range(args.kubelets):
-            count = min(per, args.nodes - k * per)
-            procs.start(f"hollow-{k}", "kubelet", "--hollow", "--count", str(count), "--name-prefix", f"hollow-{k}",
-                        "--root-dir", str(tmp))
-
-        async def nodes_ready() -> bool:
-            items = (await client.list_all(NODES)).get("items") or []
-            return sum(1 for n in items if (n.get("spec") or {}).get("podCIDR")) >= args.nodes
-
-        await wait_until(nodes_ready, 600, f"{args.nodes} nodes with a podCIDR", interval=2)
+        await start_hollow_nodes(procs, client, args.nodes, args.kubelets, str(tmp), interval=2)
         result["nodes_registered_s"] = round(time.monotonic() - started, 1)
 
         ns = "bench"
@@ -291,6 +281,22 @@ async def _bench(args: argparse.Namespace, cp: ControlPlane) -> dict[str, Any]:
     finally:
         await client.close()
         procs.stop_all()
+
+
+async def start_hollow_nodes(procs: Procs, client: Client, nodes: int, kubelets: int, root: str,
+                             interval: float = 1) -> None:
+    """`nodes` hollow nodes shared by `kubelets` processes (named hollow-K in `procs`); returns once every one of
+    them is registered with a podCIDR (the controller-manager gives those)."""
+    per = -(-nodes // kubelets)
+    for k in range(kubelets):
+        procs.start(f"hollow-{k}", "kubelet", "--hollow", "--count", str(min(per, nodes - k * per)),
+                    "--name-prefix", f"hollow-{k}", "--root-dir", root)
+
+    async def registered() -> bool:
+        items = (await client.list_all(NODES)).get("items") or []
+        return sum(1 for n in items if (n.get("spec") or {}).get("podCIDR")) >= nodes
+
+    await wait_until(registered, 600, f"{nodes} nodes with a podCIDR", interval=interval)
 
 
 async def _done(have: int, want: int) -> bool:

@@ -110,7 +110,7 @@ class PodWorkers:
         # why a pod that has not started yet may not start here (None: it may); the eviction manager's admission
         self.admit: Callable[[dict[str, Any]], str | None] = lambda pod: None
         # pods synced together (the periodic full sync queues them all) share one read of the runtime: of its
-        # sandboxes (state files), and of its containers (a `runc list`) once a pod has a sandbox
+        # sandboxes, and of its containers once a pod has a sandbox
         self.sandbox_listing = SharedRead(self.runtime.list_sandboxes)
         self.container_listing = SharedRead(self.runtime.list_containers)
         handler = Handler(lambda p: self.queue.add(key_of(p)), self._pod_updated, lambda p: self.queue.add(key_of(p)))

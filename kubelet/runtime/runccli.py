@@ -105,7 +105,8 @@ class Runc:
         every pod sync): the init process gone, a zombie, or another process with its PID (its start time
         differs) -> `stopped`, pid 0; its exec FIFO still there -> `created`; else `running` (pkube never pauses
         containers). A container whose state file is not written yet is left out, as runc leaves it out. Files
-        that cannot be read as runc writes them: `runc list` decides."""
+        that cannot be read as runc writes them: `runc list` decides. The root is the kubelet's own (under its
+        runtime dir), mounted into no container: nothing a pod runs can plant files there."""
         try:
             return await asyncio.to_thread(self._read_states)
         except (OSError, ValueError, KeyError, TypeError):
@@ -180,12 +181,7 @@ def _start_time(pid: int) -> int | None:
 
 def _alive(pid: int) -> bool:
     """The process exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in (b"Z", b"X")
+    return _start_time(pid) is not None
 
 
 def runc_message(err: bytes) -> str:

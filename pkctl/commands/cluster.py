@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Collection, Iterator
+from typing import Any, Callable, Collection, Iterator
 
 import yaml
 
@@ -216,36 +216,23 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _ttl(text: str) -> float:
-    try:
-        value = parse_duration(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: a token's lifetime cannot be negative")
-    return value
+def _go_duration(least: float, too_short: str) -> Callable[[str], float]:
+    """A flag's parser: a Go duration (as Kubernetes' own flags take them) of at least `least` seconds."""
+    def parse(text: str) -> float:
+        try:
+            value = parse_duration(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{text!r}: {too_short}")
+        return value
+    return parse
 
 
-def _signing_duration(text: str) -> float:
-    """`up --cluster-signing-duration`: a Go duration (the controller-manager's flag), at least 10s."""
-    try:
-        value = parse_duration(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
-    if value < 10:
-        raise argparse.ArgumentTypeError(f"{text!r}: certificates must last at least 10s")
-    return value
-
-
-def _event_ttl(text: str) -> float:
-    """`up --event-ttl`: a Go duration (kube-apiserver's flag), at least 1s."""
-    try:
-        value = parse_duration(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: Events must live at least 1s")
-    return value
+_ttl = _go_duration(0, "a token's lifetime cannot be negative")
+# `up --cluster-signing-duration` (the controller-manager's flag) and `up --event-ttl` (kube-apiserver's)
+_signing_duration = _go_duration(10, "certificates must last at least 10s")
+_event_ttl = _go_duration(1, "Events must live at least 1s")
 
 
 def _count(text: str) -> int:
