@@ -30,11 +30,15 @@ from tests.support.controlplane import (ApiServer, Etcd, _stop, make_test_pki, s
 from tests.util import free_port  # noqa: E402
 
 
-def parse_flags(doc: str | None, **defaults: float | str) -> argparse.Namespace:
-    """The benchmark's flags, one per keyword (`idle_seconds=60.0` is `--idle-seconds`, a float)."""
+def parse_flags(doc: str | None, **defaults: float | str | bool) -> argparse.Namespace:
+    """The benchmark's flags, one per keyword (`idle_seconds=60.0` is `--idle-seconds`, a float; `keep_logs=False`
+    is a switch, `--keep-logs`)."""
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     for name, default in defaults.items():
-        p.add_argument("--" + name.replace("_", "-"), type=type(default), default=default)
+        if isinstance(default, bool):
+            p.add_argument("--" + name.replace("_", "-"), action="store_true")
+        else:
+            p.add_argument("--" + name.replace("_", "-"), type=type(default), default=default)
     return p.parse_args()
 
 

@@ -2,7 +2,7 @@
 the RSS and open file descriptors of every process the cluster's supervisor runs are sampled from /proc.
 
     .venv/bin/python -m bench.soak [--minutes 60] [--interval 60] [--replicas 200] [--nodes 2] [--tail-minutes 30]
-                                   [--event-ttl DURATION] [--out DIR]
+                                   [--event-ttl DURATION] [--out DIR] [--keep-logs] [--tracemalloc FRAMES]
 
 * Churn: the `soak` Deployment (`--replicas` busybox pods) is restarted (`pkctl rollout restart`) as soon as its
   previous rollout finished, for the whole run: every round deletes and creates all its pods. One node holds
@@ -24,18 +24,29 @@ the RSS and open file descriptors of every process the cluster's supervisor runs
   DIR/soak.json, DIR/soak.png and DIR/samples.jsonl (each sample as it is taken, to follow a run); otherwise the
   plot goes to the temp dir.
 
+* Heap (with `--out`): at the start of the tail and at the end, every Python component (apiserver, control-plane,
+  kubelets) writes a heap dump (`kill -USR2`, pklib.component.dump_heap) into DIR/heap; `heap_growth` is, per
+  component, the types whose number of live objects grew most between the two. With `--tracemalloc FRAMES` the
+  components run with PKUBE_TRACEMALLOC=FRAMES (slower, and their RSS includes tracemalloc's own records) and
+  `heap_growth` also lists the allocation sites (tracebacks) whose live bytes grew most.
+* `--keep-logs` (with `--out`): the home's logs are copied to DIR/logs before the home is removed, to explain a
+  restart.
+
 Nothing passes or fails. Uses a temporary home with its own ports, removed at the end (`cluster down --purge`).
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import ssl
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -301,12 +312,65 @@ def sample(home: Home, t: float, pids: dict[str, int], restarts: dict[str, int])
             "etcd": etcd_status(home), "watch_cache": watch_cache(home)}
 
 
+# The supervised processes that answer SIGUSR2 with a heap dump (Python components; not etcd, not the supervisor).
+def dumps_heap(name: str) -> bool:
+    return name in ("apiserver", "control-plane") or name.startswith("kubelet")
+
+
+def dump_heaps(home: Home, heap_dir: Path, label: str) -> dict[str, Path]:
+    """Ask every Python component for a heap dump; wait for each (60 s) and rename it DIR/<component>-<label>.*."""
+    asked = {name: rec.pid for name, rec in supervised(home).items() if dumps_heap(name)}
+    for pid in asked.values():
+        os.kill(pid, signal.SIGUSR2)
+    got: dict[str, Path] = {}
+    deadline = time.monotonic() + 60
+    while len(got) < len(asked) and time.monotonic() < deadline:
+        for name, pid in asked.items():
+            found = sorted(heap_dir.glob(f"heap-{pid}-*.json"))
+            if name not in got and found:
+                base = heap_dir / f"{name}-{label}"
+                found[-1].rename(base.with_suffix(".json"))
+                snap = found[-1].with_suffix(".tracemalloc")
+                if snap.exists():
+                    snap.rename(base.with_suffix(".tracemalloc"))
+                got[name] = base
+        time.sleep(0.5)
+    return got
+
+
+def heap_growth(before: dict[str, Path], after: dict[str, Path], top: int = 15) -> dict[str, Any]:
+    """Per component dumped at both points: the types whose live-object count grew most, and (tracemalloc) the
+    allocation sites whose live bytes grew most (each site's traceback from the allocating line outward)."""
+    out: dict[str, Any] = {}
+    for name in sorted(before.keys() & after.keys()):
+        a = json.loads(before[name].with_suffix(".json").read_text())
+        b = json.loads(after[name].with_suffix(".json").read_text())
+        types = sorted(((n, c - a["by_type"].get(n, 0)) for n, c in b["by_type"].items()), key=lambda x: -x[1])
+        entry: dict[str, Any] = {"gc_objects": [a["gc_objects"], b["gc_objects"]],
+                                 "types_grown": {n: d for n, d in types[:top] if d > 0}}
+        if "traced_bytes" in a and "traced_bytes" in b:
+            entry["traced_mb"] = [round(a["traced_bytes"] / 2**20, 1), round(b["traced_bytes"] / 2**20, 1)]
+            old = tracemalloc.Snapshot.load(str(before[name].with_suffix(".tracemalloc")))
+            new = tracemalloc.Snapshot.load(str(after[name].with_suffix(".tracemalloc")))
+            entry["sites_grown"] = [
+                {"kb": round(d.size_diff / 1024, 1), "blocks": d.count_diff,
+                 "at": [f"{f.filename.removeprefix(str(ROOT) + '/')}:{f.lineno}" for f in reversed(d.traceback)]}
+                for d in new.compare_to(old, "traceback")[:top] if d.size_diff > 0]
+        out[name] = entry
+    return out
+
+
 def main() -> int:
     flags = parse_flags(__doc__, minutes=60.0, interval=60.0, replicas=200, nodes=2, tail_minutes=30.0, out="",
-                        event_ttl="")
+                        event_ttl="", keep_logs=False, tracemalloc=0)
     out = Path(flags.out) if flags.out else None
-    if out:
+    heap_dir = out / "heap" if out else None
+    if out and heap_dir:
         out.mkdir(parents=True, exist_ok=True)
+        heap_dir.mkdir(exist_ok=True)
+        os.environ["PKUBE_HEAP_DIR"] = str(heap_dir)  # inherited by the supervisor and its components
+        if flags.tracemalloc:
+            os.environ["PKUBE_TRACEMALLOC"] = str(flags.tracemalloc)
     plot_path = str(out / "soak.png") if out else os.path.join(tempfile.gettempdir(),
                                                                  f"pkube-soak-{int(time.time())}.png")
     # the tail: the last --tail-minutes, or the second half of a shorter run
@@ -327,14 +391,19 @@ def main() -> int:
         restarts: dict[str, int] = {}
         began = time.monotonic()
         end = began + flags.minutes * 60
+        heaps: dict[str, dict[str, Path]] = {}
         while True:
             samples.append(sample(home, time.monotonic() - began, pids, restarts))
+            if heap_dir and "tail" not in heaps and samples[-1]["t"] >= flags.minutes * 60 - tail_s - 1:
+                heaps["tail"] = dump_heaps(home, heap_dir, "tail")
             if out:
                 with open(out / "samples.jsonl", "a") as f:
                     f.write(json.dumps(samples[-1]) + "\n")
             if time.monotonic() + flags.interval > end + 1:
                 break
             time.sleep(max(0.0, began + len(samples) * flags.interval - time.monotonic()))
+        if heap_dir:
+            heaps["end"] = dump_heaps(home, heap_dir, "end")
         churn.stop.set()
         churn.join(timeout=60)
         names = sorted({n for s in samples for n in s["procs"]})
@@ -354,6 +423,11 @@ def main() -> int:
             watch_cache={k: trend([(s["t"], float(s["watch_cache"][k])) for s in samples if k in s["watch_cache"]],
                                   tail_from) for k in ("objects", "events", "history_events", "history_mb")},
             plot=plot_path)
+        if heaps.get("tail") and heaps.get("end"):
+            result["heap_growth"] = heap_growth(heaps["tail"], heaps["end"])
+        if out and flags.keep_logs:
+            shutil.copytree(home.root / "logs", out / "logs", dirs_exist_ok=True)
+            result["logs"] = str(out / "logs")
         plot(samples, names, plot_path,
              f"pkube soak: {flags.minutes:g} min, {flags.replicas} pods on {flags.nodes} node(s) rolled "
              f"continuously, sampled every {flags.interval:g} s")

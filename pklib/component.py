@@ -11,11 +11,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import logging
 import os
 import signal
 import sys
+import tempfile
 import threading
+import time
+import tracemalloc
+from collections import Counter
+from pathlib import Path
 from typing import Any, Awaitable, Callable, Coroutine, NoReturn, TypeVar
 
 from aiohttp import web
@@ -137,6 +143,9 @@ def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
     held it at the fork, and the spawning loop then waits for that child for ever. The standard loop spawns with
     vfork and runs no handler in the child."""
     gc.set_threshold(*GC_THRESHOLD)
+    frames = os.environ.get("PKUBE_TRACEMALLOC", "")
+    if frames.isdigit() and int(frames) > 0 and not tracemalloc.is_tracing():
+        tracemalloc.start(int(frames))
     if os.environ.get("PKUBE_EVENT_LOOP", "uvloop") == "asyncio":
         return asyncio.run(main)
     import uvloop
@@ -163,7 +172,7 @@ def _awaiting(coro: Any) -> list[str]:
 
 def dump_tasks_on_sigusr1(loop: asyncio.AbstractEventLoop) -> None:
     """`kill -USR1 PID` logs every asyncio task of the component with where it waits (Go's goroutine dump): what
-    a component that stopped making progress is stuck on."""
+    a component that stopped making progress is stuck on. `kill -USR2 PID` writes a heap dump (dump_heap)."""
     log = logging.getLogger("pkube.component")
 
     def dump() -> None:
@@ -172,6 +181,27 @@ def dump_tasks_on_sigusr1(loop: asyncio.AbstractEventLoop) -> None:
         for t in tasks:
             log.warning("task %s:\n%s", t.get_name(), "\n".join(_awaiting(t.get_coro())))
     loop.add_signal_handler(signal.SIGUSR1, dump)
+    loop.add_signal_handler(signal.SIGUSR2, dump_heap)
+
+
+def dump_heap() -> Path:
+    """`kill -USR2 PID` writes what the component's heap holds, to find what grows in a long run (bench.soak):
+    DIR/heap-PID-TIME.json with the number of live objects the cyclic GC tracks, by type, and, when the component
+    was started with PKUBE_TRACEMALLOC=FRAMES (tracemalloc tracing allocations with that many frames), the
+    tracemalloc snapshot beside it (DIR/heap-PID-TIME.tracemalloc, for Snapshot.load and compare_to). DIR is
+    PKUBE_HEAP_DIR, or the temp dir."""
+    log = logging.getLogger("pkube.component")
+    directory = Path(os.environ.get("PKUBE_HEAP_DIR") or tempfile.gettempdir())
+    base = directory / f"heap-{os.getpid()}-{time.time():.0f}"
+    counts = Counter(type(o).__qualname__ for o in gc.get_objects())
+    doc: dict[str, Any] = {"pid": os.getpid(), "time": time.time(), "gc_objects": sum(counts.values()),
+                           "by_type": dict(counts.most_common(300))}
+    if tracemalloc.is_tracing():
+        tracemalloc.take_snapshot().dump(str(base.with_suffix(".tracemalloc")))
+        doc["traced_bytes"] = tracemalloc.get_traced_memory()[0]
+    base.with_suffix(".json").write_text(json.dumps(doc))
+    log.warning("SIGUSR2: heap dump written to %s.json (%d objects)", base, doc["gc_objects"])
+    return base
 
 
 def _stop_on_signal(task: asyncio.Task[Any], grace: float) -> Callable[[int], None]:

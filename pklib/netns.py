@@ -32,7 +32,7 @@ def _check(ret: int, what: str) -> None:
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
-def _in_thread(fn: Callable[[], T]) -> T:
+def in_thread(fn: Callable[[], T]) -> T:
     """Run fn in a fresh thread (whose namespace changes die with it) and return its result or raise."""
     box: dict[str, object] = {}
 
@@ -42,7 +42,7 @@ def _in_thread(fn: Callable[[], T]) -> T:
         except BaseException as e:  # handed to the caller below
             box["error"] = e
 
-    t = threading.Thread(target=run, name="netns")
+    t = threading.Thread(target=run, name="namespaces")
     t.start()
     t.join()
     if "error" in box:
@@ -72,7 +72,7 @@ def create_netns(name: str) -> str:
         _check(_libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none", MS_BIND, None), f"mount {path}")
 
     try:
-        _in_thread(make)
+        in_thread(make)
     except BaseException:
         os.unlink(path)
         raise
@@ -100,7 +100,7 @@ def in_netns(path: str, fn: Callable[[], T]) -> T:
         finally:
             os.close(fd)
         return fn()
-    return _in_thread(run)
+    return in_thread(run)
 
 
 def inside(name: str, fn: Callable[[IPRoute], T]) -> T:

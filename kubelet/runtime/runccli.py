@@ -9,6 +9,8 @@ import stat
 import time
 from typing import Any
 
+import orjson
+
 from kubelet.runtime.fdwait import wait_fd
 from kubelet.runtime.interface import NotFound, RuntimeError_
 from pklib.timeouts import wait_for
@@ -121,7 +123,7 @@ class Runc:
             cdir = os.path.join(self.root, cid)
             try:
                 with open(os.path.join(cdir, "state.json"), "rb") as f:
-                    state = json.loads(f.read())
+                    state = orjson.loads(f.read())
             except FileNotFoundError:
                 continue  # being created (runc writes the file once the init exists) or being deleted
             pid = int(state["init_process_pid"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from kubelet.network.bridge import gateway_mac, keep_address
 from kubelet.network.netns import netns_path
 from kubelet.runtime.interface import ContainerConfig, DNSConfig, HostAlias, SandboxConfig
 from kubelet.runtime.runc import RuncRuntime
+from kubelet.runtime.sandbox import hold_uts_ipc, unmount
 from pklib.hostnet import delete_link
 from tests.util import unique, wait_for
 
@@ -37,6 +40,23 @@ async def fetch(rt: RuncRuntime, cid: str, url: str) -> str:
         r = await rt.exec(cid, ["wget", "-O", "-", url], timeout=10)
         return r.stdout.decode() if r.exit_code == 0 else ""
     return await wait_for(get, timeout=10, interval=0.1, message=f"{url} answering")
+
+
+async def test_held_uts_and_ipc_namespaces_are_new_and_leave_the_kubelets_own_alone(tmp_path: Path) -> None:
+    own_uts, own_ipc, own_name = os.stat("/proc/self/ns/uts").st_ino, os.stat("/proc/self/ns/ipc").st_ino, \
+        socket.gethostname()
+    uts, ipc = await hold_uts_ipc(tmp_path / "ns", "held-pod")
+    assert ipc is not None
+    try:
+        assert {os.stat(uts).st_ino, os.stat(ipc).st_ino}.isdisjoint({own_uts, own_ipc})  # nsfs inodes: new ones
+        held = subprocess.run(["nsenter", f"--uts={uts}", "hostname"], capture_output=True, text=True, check=True)
+        assert held.stdout.strip() == "held-pod"
+        # the thread that made them is gone: the kubelet (every thread of this process) kept its own
+        assert socket.gethostname() == own_name and os.stat("/proc/self/ns/uts").st_ino == own_uts
+        assert all(os.stat(f"/proc/self/task/{t}/ns/uts").st_ino == own_uts for t in os.listdir("/proc/self/task"))
+    finally:
+        unmount(uts)
+        unmount(ipc)
 
 
 async def test_containers_of_a_pod_share_localhost_and_hostname(runtime: RuncRuntime, busybox: str) -> None:

@@ -5,8 +5,11 @@ import os
 import argparse
 import asyncio
 import gc
+import json
 import logging
 import signal
+import tracemalloc
+from pathlib import Path
 from typing import Any, Callable, Coroutine
 
 import pytest
@@ -165,6 +168,40 @@ def test_sigusr1_logs_where_every_task_waits(caplog: pytest.LogCaptureFixture) -
         asyncio.run(main())
     dump = next(r.getMessage() for r in caplog.records if "parked-task" in r.getMessage())
     assert "in parked" in dump and "in wait" in dump  # the chain of awaits, down to Event.wait
+
+
+class _Kept:
+    """Objects the heap-dump test counts."""
+
+
+def test_sigusr2_writes_a_heap_dump_with_the_tracemalloc_snapshot(monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:
+    monkeypatch.setenv("PKUBE_HEAP_DIR", str(tmp_path))
+    kept = [_Kept() for _ in range(1234)]
+    started = not tracemalloc.is_tracing()
+    if started:
+        tracemalloc.start(1)
+
+    async def main() -> None:
+        dump_tasks_on_sigusr1(asyncio.get_running_loop())
+        os.kill(os.getpid(), signal.SIGUSR2)
+        for _ in range(200):
+            if list(tmp_path.glob("*.json")):
+                break
+            await asyncio.sleep(0.01)
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGUSR1)
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGUSR2)
+
+    try:
+        asyncio.run(main())
+    finally:
+        if started:
+            tracemalloc.stop()
+    [dump] = tmp_path.glob(f"heap-{os.getpid()}-*.json")
+    doc = json.loads(dump.read_text())
+    assert doc["by_type"]["_Kept"] >= len(kept) and doc["gc_objects"] >= len(kept)
+    snapshot = tracemalloc.Snapshot.load(str(dump.with_suffix(".tracemalloc")))
+    assert snapshot.statistics("filename") and doc["traced_bytes"] > 0
 
 
 @pytest.mark.parametrize("setting, loop_module", [(None, "uvloop"), ("uvloop", "uvloop"), ("asyncio", "asyncio")])
