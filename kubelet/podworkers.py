@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from pklib.client import Client
-from pklib.errors import ApiError, is_conflict, is_not_found
+from pklib.errors import ApiError, ConnectionFailed, is_conflict, is_not_found
 from pklib.events import EventRecorder
 from pklib.informer import Handler, Informer
 from pklib.objects import key_of
@@ -81,6 +81,9 @@ def grace_period(pod: dict[str, Any]) -> float:
     return float(g)
 
 
+SERVICES_SYNC_WAIT = 10.0  # a pod sync waits this long for the Service informer's first list, then is retried
+
+
 class PodWorkers:
     def __init__(self, client: Client, node_ip: str, runtime: Runtime, volumes: VolumeManager,
                  cfg: PodWorkerConfig, pods: PodSource | None = None, recorder: Recorder | None = None,
@@ -97,8 +100,11 @@ class PodWorkers:
         self.pulls = PullManager(runtime.images, self.recorder, cfg.local_images, cfg.backoff_base, cfg.backoff_max,
                                  inline=runtime.in_memory, secrets=lambda ns, name: self._get(ns, "secrets", name))
         self.tokens = TokenManager(client)
+        # Services for the pods' environment variables: from a Service informer (the kubelet's service lister in
+        # Kubernetes), not a LIST per pod start; hollow nodes pass their process's shared one
+        self.services: Informer | None = None if services else Informer(client, SERVICES)
         self.configs = ContainerConfigBuilder(cfg.pod, volumes, lambda: self.node_ip, self._get,
-                                              services or self._list_services, self.tokens.token)
+                                              services or self._services_of, self.tokens.token)
         self.status = StatusManager(client, self.pulls.image_id)
         self.relister = Relister(runtime, self.pods.store, volumes, self.queue.add, self._remove_gone_pod,
                                  cfg.relist_period, cfg.sync_frequency)
@@ -122,6 +128,8 @@ class PodWorkers:
             tg.create_task(self.recorder.run(), name="kubelet:events")
             if watch_pods:
                 tg.create_task(self.pods.run(), name="kubelet:pods")
+            if self.services is not None:
+                tg.create_task(self.services.run(), name="kubelet:services")
             await self.pods.synced.wait()
             tg.create_task(run_workers(self.queue, self.sync, self.cfg.workers, "kubelet-pods"), name="kubelet:work")
             tg.create_task(self.relister.run(), name="kubelet:relist")
@@ -143,8 +151,17 @@ class PodWorkers:
                 return None
             raise
 
-    async def _list_services(self, namespace: str) -> list[dict[str, Any]]:
-        return list((await self.client.list(SERVICES, namespace)).get("items") or [])
+    async def _services_of(self, namespace: str) -> list[dict[str, Any]]:
+        informer = self.services
+        if informer is None:
+            return []
+        if not informer.has_synced:  # a pod started before the first list would miss its Services' variables
+            try:
+                await informer.wait_synced(SERVICES_SYNC_WAIT)
+            except TimeoutError:
+                raise ConnectionFailed("the kubelet has no list of Services yet (the API server does not "
+                                       "answer?): a pod's environment variables need it") from None
+        return list(informer.store.by_index("namespace", namespace))
 
     # --- runtime state ----------------------------------------------------------------------------------
 
