@@ -228,7 +228,7 @@ class Containers:
 
     async def statuses(self, cids: list[str]) -> list[ContainerStatus]:
         """Like status() for many containers with a single runc call (a kubelet relists often)."""
-        states = await self.runc.list_states()
+        states = await self.runc.list_states(cids)
         out = []
         for cid in cids:
             try:

@@ -7,7 +7,7 @@ import os
 import shutil
 import stat
 import time
-from typing import Any
+from typing import Any, Iterable
 
 import orjson
 
@@ -24,6 +24,9 @@ class Runc:
     def __init__(self, root: str) -> None:
         self.root = root
         self.binary = RUNC
+        # container id -> ((inode, mtime, size) of its state.json, (init PID, init start time)): runc's state file
+        # is ~30 KB (the whole OCI config) and its init never changes, so each file is parsed once
+        self._inits: dict[str, tuple[tuple[int, int, int], tuple[int, int]]] = {}
 
     def argv(self, *args: str) -> list[str]:
         return [self.binary, "--root", self.root, *args]
@@ -100,8 +103,9 @@ class Runc:
         except NotFound:
             pass
 
-    async def list_states(self) -> dict[str, dict[str, Any]]:
-        """id -> {"id", "status", "pid"} of every container under this root, as `runc list` reports them.
+    async def list_states(self, ids: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+        """id -> {"id", "status", "pid"} of every container under this root (or of those of `ids` that exist), as
+        `runc list` reports them.
 
         Read from runc's own state files, by runc's rule, without starting runc (a Go binary's start, ~8 ms, on
         every pod sync): the init process gone, a zombie, or another process with its PID (its start time
@@ -109,32 +113,57 @@ class Runc:
         containers). A container whose state file is not written yet is left out, as runc leaves it out. Files
         that cannot be read as runc writes them: `runc list` decides. The root is the kubelet's own (under its
         runtime dir), mounted into no container: nothing a pod runs can plant files there."""
+        wanted = None if ids is None else set(ids)
         try:
-            return await asyncio.to_thread(self._read_states)
+            return await asyncio.to_thread(self._read_states, wanted)
         except (OSError, ValueError, KeyError, TypeError):
             out = await self.run("list", "--format", "json")
-            return {c["id"]: c for c in json.loads(out or b"null") or []}
+            return {c["id"]: c for c in json.loads(out or b"null") or [] if wanted is None or c["id"] in wanted}
 
-    def _read_states(self) -> dict[str, dict[str, Any]]:
+    def _read_states(self, wanted: set[str] | None = None) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         if not os.path.isdir(self.root):
             return out  # runc makes its root with its first container
-        for cid in os.listdir(self.root):
+        present = os.listdir(self.root)
+        for gone in set(list(self._inits)) - set(present):  # list(): one step under the GIL (lists run in threads)
+            self._inits.pop(gone, None)
+        for cid in present:
+            if wanted is not None and cid not in wanted:
+                continue
             cdir = os.path.join(self.root, cid)
-            try:
-                with open(os.path.join(cdir, "state.json"), "rb") as f:
-                    state = orjson.loads(f.read())
-            except FileNotFoundError:
+            init = self._init(cid, os.path.join(cdir, "state.json"))
+            if init is None:
                 continue  # being created (runc writes the file once the init exists) or being deleted
-            pid = int(state["init_process_pid"])
-            if pid <= 0 or _start_time(pid) != int(state["init_process_start"]):
+            pid, start = init
+            if pid <= 0 or _start_time(pid) != start:
                 status, pid = "stopped", 0
             elif os.path.exists(os.path.join(cdir, EXEC_FIFO)):
                 status = "created"
             else:
                 status = "running"
-            out[str(state["id"])] = {"id": str(state["id"]), "status": status, "pid": pid}
+            out[cid] = {"id": cid, "status": status, "pid": pid}
         return out
+
+    def _init(self, cid: str, path: str) -> tuple[int, int] | None:
+        """(init PID, its start time) from the container's state.json; parsed again only when the file changed."""
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        cached = self._inits.get(cid)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        try:
+            with open(path, "rb") as f:
+                state = orjson.loads(f.read())
+        except FileNotFoundError:
+            return None
+        if str(state["id"]) != cid:
+            raise ValueError(f"{path} is the state of {state['id']!r}")
+        init = (int(state["init_process_pid"]), int(state["init_process_start"]))
+        self._inits[cid] = (key, init)
+        return init
 
 
 async def _release_init(fd: int, pid: int, timeout: float) -> bool:

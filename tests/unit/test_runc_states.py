@@ -34,3 +34,23 @@ def test_a_live_init_is_running_or_created_and_a_reused_or_gone_pid_is_stopped(t
 
 def test_no_root_yet_means_no_containers(tmp_path: Path) -> None:
     assert asyncio.run(Runc(str(tmp_path / "absent")).list_states()) == {}
+
+
+def test_only_the_asked_containers_and_a_rewritten_state_file_is_read_again(tmp_path: Path) -> None:
+    me = os.getpid()
+    start = _start_time(me)
+    assert start is not None
+    runc = Runc(str(tmp_path))
+    write_state(tmp_path, "a", me, start)
+    write_state(tmp_path, "b", me, start, fifo=True)
+    assert set(asyncio.run(runc.list_states(["b", "not-there"]))) == {"b"}
+    assert asyncio.run(runc.list_states())["a"]["status"] == "running"
+    # the same id with another init (its file replaced: a new inode): the new file counts, not the parsed old one
+    state = tmp_path / "a" / "state.json"
+    state.unlink()
+    state.write_text(json.dumps({"id": "a", "init_process_pid": me, "init_process_start": start + 1}))
+    assert asyncio.run(runc.list_states(["a"]))["a"] == {"id": "a", "status": "stopped", "pid": 0}
+    (tmp_path / "b" / "state.json").unlink()
+    os.unlink(tmp_path / "b" / EXEC_FIFO)
+    (tmp_path / "b").rmdir()
+    assert set(asyncio.run(runc.list_states())) == {"a"}
