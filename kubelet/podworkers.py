@@ -115,10 +115,9 @@ class PodWorkers:
         self._admitted: set[str] = set()                             # uids allowed to start (admission passed)
         # why a pod that has not started yet may not start here (None: it may); the eviction manager's admission
         self.admit: Callable[[dict[str, Any]], str | None] = lambda pod: None
-        # pods synced together (the periodic full sync queues them all) share one read of the runtime: of its
-        # sandboxes, and of its containers once a pod has a sandbox
+        # pods synced together (the periodic full sync queues them all) share one read of the runtime's sandboxes;
+        # each reads only its own sandbox's containers
         self.sandbox_listing = SharedRead(self.runtime.list_sandboxes)
-        self.container_listing = SharedRead(self.runtime.list_containers)
         handler = Handler(lambda p: self.queue.add(key_of(p)), self._pod_updated, lambda p: self.queue.add(key_of(p)))
         self.pods.add_handler(handler)
 
@@ -170,11 +169,10 @@ class PodWorkers:
                            key=lambda s: s.created_at)
         if not sandboxes:
             return PodRuntime()  # a pod new here: containers live in a sandbox, none to list
-        all_containers = await self.container_listing.get()
         newest = sandboxes[-1]
         rt = PodRuntime(sandbox_id=newest.id, sandbox_ready=newest.state == SandboxState.READY, ip=newest.ip,
                         stale_sandboxes=[s.id for s in sandboxes[:-1]])
-        for c in (c for c in all_containers if c.sandbox_id == newest.id):
+        for c in await self.runtime.list_containers(newest.id):
             rt.containers.append(RuntimeContainer(
                 id=c.id, name=c.labels.get(NAME_LABEL, c.name), init=c.labels.get(INIT_LABEL) == "true",
                 attempt=int(c.labels.get(ATTEMPT_LABEL, "0")), state=c.state, exit_code=c.exit_code,

@@ -63,6 +63,7 @@ class Containers:
         self.images = images
         self.log_max_size = log_max_size
         self.log_max_files = log_max_files
+        self._sandbox_of: dict[str, str] = {}  # container id -> its sandbox's (ids())
 
     def _cdir(self, cid: str) -> Path:
         if not (len(cid) == 32 and all(c in "0123456789abcdef" for c in cid)):
@@ -79,14 +80,22 @@ class Containers:
         save_state(self._cdir(meta["id"]) / "meta.json", meta)
 
     def ids(self, sandbox_id: str | None = None) -> list[str]:
+        """The containers (of one sandbox): their directories, each one's sandbox read from its record once (it
+        never changes), so that a pod's sync does not read every container's record."""
         out = []
-        for p in sorted(self.dir.iterdir()):
-            try:
-                meta = orjson.loads((p / "meta.json").read_bytes())
-            except (FileNotFoundError, NotADirectoryError, ValueError):
-                continue  # half-created or half-removed
-            if sandbox_id is None or meta["sandbox_id"] == sandbox_id:
-                out.append(p.name)
+        names = sorted(os.listdir(self.dir))
+        for gone in set(list(self._sandbox_of)) - set(names):
+            self._sandbox_of.pop(gone, None)
+        for name in names:
+            sandbox = self._sandbox_of.get(name)
+            if sandbox is None:
+                try:
+                    sandbox = orjson.loads((self.dir / name / "meta.json").read_bytes())["sandbox_id"]
+                except (FileNotFoundError, NotADirectoryError, ValueError):
+                    continue  # half-created or half-removed
+                self._sandbox_of[name] = sandbox
+            if sandbox_id is None or sandbox == sandbox_id:
+                out.append(name)
         return out
 
     async def create(self, sandbox: dict[str, Any], config: ContainerConfig, cgroup_parent_rel: str) -> str:

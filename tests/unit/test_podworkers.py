@@ -68,9 +68,6 @@ class FakeClient:
         self.next_rv += 1
         return pod
 
-    async def list(self, res: Any, namespace: str | None = None) -> dict[str, Any]:
-        return {"items": []}
-
     async def delete(self, res: Any, name: str, namespace: str | None = None, **kw: Any) -> dict[str, Any]:
         self.deletes.append((namespace or "", name, kw))
         self.pods.items.pop(f"{namespace}/{name}", None)
@@ -100,7 +97,10 @@ class Node:
         self.workers = PodWorkers(
             self.client, "192.0.2.10", self.runtime, VolumeManager(tmp),  # type: ignore[arg-type]
             PodWorkerConfig(node_name=NODE, backoff_base=0.3, backoff_max=1.0, pod=PodConfigOptions()),
-            pods=self.pods, recorder=self.recorder)
+            pods=self.pods, recorder=self.recorder, services=self.services)
+
+    async def services(self, namespace: str) -> list[dict[str, Any]]:
+        return []  # the Service lister (the kubelet's informer, not run here)
 
     def add(self, name: str, image: str = "busybox:1.36", policy: str = "Always") -> str:
         pod = {"apiVersion": "v1", "kind": "Pod",
