@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,9 @@ from pyroute2 import IPRoute
 from kubelet.network import forwarding, nat
 from kubelet.network.bridge import delete_bridge, ensure_bridge, keep_address
 from kubelet.network.ipam import IPAM
-from kubelet.network.netns import list_netns, netns_path, setup_pod_network, teardown_pod_network
+from kubelet.network.netns import Uplink, list_netns, netns_path, setup_pod_network, teardown_pod_network
+
+UPLINK_TTL = 60.0  # seconds a pod setup trusts the bridge and MTU an earlier one saw (a gone bridge is noticed)
 
 
 @dataclass
@@ -40,6 +43,7 @@ class NodeNetwork:
         self.config = config
         self.ipam = IPAM(config.ipam_dir, config.pod_cidr)
         self.gateway = ipaddress.IPv4Interface(f"{self.ipam.gateway}/{self.ipam.network.prefixlen}")
+        self._uplink: tuple[Uplink, float] | None = None  # and when it was looked up
 
     def ensure(self) -> None:
         """Idempotent node setup: bridge with the gateway address, NAT table, forwarding."""
@@ -56,9 +60,14 @@ class NodeNetwork:
     def setup(self, sandbox_id: str) -> PodNetworkInfo:
         ns_name, veth = self.names(sandbox_id)
         ip = self.ipam.allocate(sandbox_id)
+        known = self._uplink
+        fresh = known[0] if known and time.monotonic() - known[1] < UPLINK_TTL else None
         try:
-            setup_pod_network(ns_name, veth, self.config.bridge,
-                              ipaddress.IPv4Interface(f"{ip}/{self.ipam.network.prefixlen}"), self.gateway)
+            used = setup_pod_network(ns_name, veth, self.config.bridge,
+                                     ipaddress.IPv4Interface(f"{ip}/{self.ipam.network.prefixlen}"), self.gateway,
+                                     fresh)
+            if used is not fresh:
+                self._uplink = (used, time.monotonic())
         except BaseException:
             self.teardown(sandbox_id)
             raise

@@ -106,6 +106,21 @@ async def test_pod_reaches_another_pod_by_ip_through_the_bridge(runtime: RuncRun
     assert (bridge / "address").read_text().strip() == gateway_mac(runtime.network.gateway)
 
 
+async def test_a_pod_made_after_the_bridge_was_deleted_gets_a_new_bridge(runtime: RuncRuntime) -> None:
+    first = await runtime.run_sandbox(SandboxConfig(name="first", namespace="default", uid="uid-first"))
+    await asyncio.to_thread(delete_link, runtime.config.bridge)  # (the first pod's host veth leaves it)
+    second = await runtime.run_sandbox(SandboxConfig(name="second", namespace="default", uid="uid-second"))
+    veth = runtime.network.names(second)[1]
+    assert Path(f"/sys/class/net/{veth}/master").resolve().name == runtime.config.bridge
+    bridge = Path(f"/sys/class/net/{runtime.config.bridge}")
+    assert (bridge / "operstate").exists() and (bridge / "address").read_text().strip() == gateway_mac(
+        runtime.network.gateway)
+    addrs = json.loads(subprocess.run(["ip", "-j", "-4", "addr", "show", "dev", runtime.config.bridge],
+                                      capture_output=True, text=True, check=True).stdout)
+    assert str(runtime.network.gateway.ip) in [a["local"] for a in addrs[0]["addr_info"]]
+    assert (await runtime.sandbox_status(first)).ip != (await runtime.sandbox_status(second)).ip
+
+
 def nft_rules(table: str) -> list[dict]:
     out = subprocess.run(["nft", "-j", "list", "table", "ip", table], capture_output=True, text=True, check=True)
     return [item["rule"] for item in json.loads(out.stdout)["nftables"] if "rule" in item]
