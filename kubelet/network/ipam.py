@@ -53,16 +53,19 @@ class IPAM:
             for ip, held_by in self._entries():
                 if held_by == owner:
                     return ip
-            hosts = list(self.network.hosts())[1:]  # the first host address is the gateway
+            # the pod addresses: the network's hosts but the first, the gateway (as integers: a /16 has 65,534)
+            first = int(self.network.network_address) + 2
+            count = max(0, self.network.num_addresses - 3)
             start = 0
             last = self._read(self.dir / "last_reserved")
             if last:
                 try:
-                    start = hosts.index(ipaddress.IPv4Address(last)) + 1
+                    after = int(ipaddress.IPv4Address(last)) - first + 1
+                    start = after if 0 < after <= count else 0
                 except ValueError:
                     start = 0
-            for i in range(len(hosts)):
-                ip = hosts[(start + i) % len(hosts)]
+            for i in range(count):
+                ip = ipaddress.IPv4Address(first + (start + i) % count)
                 try:
                     fd = os.open(self.dir / str(ip), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 except FileExistsError:

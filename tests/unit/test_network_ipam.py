@@ -61,3 +61,11 @@ def test_exhaustion_and_bad_cidr(tmp_path: Path) -> None:
         ipam.allocate("b")
     with pytest.raises(IPAMError, match="invalid pod CIDR"):
         IPAM(tmp_path, "10.9.0.300/24")
+
+
+def test_the_search_wraps_around_after_the_last_address(tmp_path: Path) -> None:
+    ipam = IPAM(tmp_path, "10.9.0.0/29")  # .1 the gateway, pods .2-.6 (.7 is the broadcast address)
+    got = [str(ipam.allocate(f"p{i}")) for i in range(5)]
+    assert got == ["10.9.0.2", "10.9.0.3", "10.9.0.4", "10.9.0.5", "10.9.0.6"]
+    ipam.release("p1")
+    assert str(ipam.allocate("late")) == "10.9.0.3"  # after .6, from the start again
