@@ -86,7 +86,9 @@ class WorkQueue:
         self._queue: deque[Hashable] = deque()
         self._dirty: set[Hashable] = set()
         self._processing: set[Hashable] = set()
-        self._waiting: dict[Hashable, asyncio.TimerHandle] = {}
+        # key -> (when it is due, on the loop's clock; its timer). The due time is kept here: uvloop returns a plain
+        # Handle, without when(), for a delay it rounds to 0 ms
+        self._waiting: dict[Hashable, tuple[float, asyncio.Handle]] = {}
         # Workers blocked in get(); add() wakes one synchronously (handlers are sync code).
         self._getters: deque[asyncio.Future[None]] = deque()
         self._shutting_down = False
@@ -123,10 +125,10 @@ class WorkQueue:
         due = loop.time() + delay
         pending = self._waiting.get(key)
         if pending is not None:
-            if pending.when() <= due:
+            if pending[0] <= due:
                 return
-            pending.cancel()
-        self._waiting[key] = loop.call_at(due, self._fire, key)
+            pending[1].cancel()
+        self._waiting[key] = (due, loop.call_at(due, self._fire, key))
 
     def add_rate_limited(self, key: Hashable) -> None:
         self.retries_total += 1
@@ -168,7 +170,7 @@ class WorkQueue:
 
     def shutdown(self) -> None:
         self._shutting_down = True
-        for handle in self._waiting.values():
+        for _, handle in self._waiting.values():
             handle.cancel()
         self._waiting.clear()
         self._queue.clear()

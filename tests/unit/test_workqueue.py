@@ -128,3 +128,23 @@ async def test_shutdown_releases_waiting_workers() -> None:
         await asyncio.wait_for(getter, 1)
     q.add("ignored")
     assert len(q) == 0
+
+
+def test_a_delay_uvloop_rounds_to_nothing_then_a_longer_one_on_the_loop_components_run() -> None:
+    """uvloop (the components' loop) schedules a delay under half a millisecond as call_soon, whose Handle has no
+    when(): the next add_after of that key crashed the controller-manager with AttributeError."""
+    import uvloop
+
+    async def main() -> list[str]:
+        q = WorkQueue("t")
+        q.add_after("k", 0.0001)
+        q.add_after("k", 5.0)  # the earlier pending add wins
+        got = [str(await asyncio.wait_for(q.get(), 2))]
+        q.done("k")
+        q.add_after("k", 0.0002)
+        q.add_after("k", 0.0001)
+        got.append(str(await asyncio.wait_for(q.get(), 2)))
+        q.shutdown()
+        return got
+
+    assert uvloop.run(main()) == ["k", "k"]
