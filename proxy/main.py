@@ -11,8 +11,9 @@ after a failed transaction and every --sync-period the whole table is reconciled
 full sync). The rules stay in place when the proxy stops (connections keep working across restarts, as
 with kube-proxy); `--cleanup` deletes the table, gives back `route_localnet` (see localnet.py) and exits.
 
-LoadBalancer Services get the node's address as `status.loadBalancer.ingress` (like k3s' ServiceLB on a
-single node) and are served on it.
+LoadBalancer Services get every node's address (their InternalIPs, sorted; this node's --node-ip while no Node
+has one) as `status.loadBalancer.ingress`, as k3s' ServiceLB does, and every node serves them on its own. Every
+node's proxy computes the same list from the Nodes, so several writers agree.
 """
 from __future__ import annotations
 
@@ -155,6 +156,7 @@ class ProxyServer:
         self.informers = InformerFactory(client)
         self.services = self.informers.informer(SERVICES)
         self.slices = self.informers.informer(ENDPOINTSLICES)
+        self.nodes = self.informers.informer(NODES)  # their addresses: LoadBalancer ingress
         # This node's pods, for their hostPorts (hostports.py).
         self.pods = Informer(client, PODS, field_selector=f"spec.nodeName={config.node_name}")
         self._pods_task: asyncio.Task[None] | None = None
@@ -276,23 +278,39 @@ class ProxyServer:
             # changes of a burst are gathered into the next transaction (kube-proxy's bounded-frequency runner).
             await asyncio.sleep(max(0.0, last_start + self.config.min_sync_period - loop.time()))
 
+    def loadbalancer_ingress(self) -> list[dict[str, str]]:
+        """Every node's InternalIP, sorted (the same list in every node's proxy); this node's address when no Node
+        has one (a proxy run without Nodes)."""
+        ips = sorted({a["address"] for n in self.nodes.store.list()
+                      for a in (n.get("status") or {}).get("addresses") or []
+                      if a.get("type") == "InternalIP" and a.get("address")},
+                     key=lambda ip: tuple(int(x) for x in ip.split(".")) if ip.count(".") == 3 else (256, ip))
+        if not ips and self.node_ip:
+            ips = [self.node_ip]
+        return [{"ip": ip} for ip in ips]
+
     async def loadbalancer_loop(self) -> None:
-        """Give LoadBalancer Services this node's address, through the status subresource, when it differs."""
+        """Give LoadBalancer Services the nodes' addresses, through the status subresource, when they differ."""
         wake = asyncio.Event()
         self.services.add_handler(Handler(lambda o: wake.set(), lambda o, n: wake.set()))
+        self.nodes.add_handler(Handler(lambda o: wake.set(), lambda o, n: wake.set(), lambda o: wake.set()))
         while True:
             await wake.wait()
             wake.clear()
-            if not self.node_ip:
+            ours = self.loadbalancer_ingress()
+            if not ours:
                 continue
-            ours = [{"ip": self.node_ip}]
             for svc in self.services.store.list():
                 spec, status = svc.get("spec") or {}, svc.get("status") or {}
                 current = (status.get("loadBalancer") or {}).get("ingress")
                 if spec.get("loadBalancerClass"):
                     continue  # another load balancer implementation owns it
-                # A Service that stopped being a LoadBalancer loses the address we gave it.
-                want = ours if spec.get("type") == "LoadBalancer" else (None if current == ours else current)
+                # A Service that stopped being a LoadBalancer loses the addresses we gave it (ours, or an older
+                # list of ours: only node addresses)
+                nodes = {i["ip"] for i in ours}
+                was_ours = bool(current) and all((i or {}).get("ip") in nodes for i in current or [])
+                want = ours if spec.get("type") == "LoadBalancer" else (None if current == ours or was_ours
+                                                                         else current)
                 if current == want:
                     continue
                 body = copy.deepcopy(svc)
@@ -300,6 +318,10 @@ class ProxyServer:
                 try:
                     await self.client.update_status(SERVICES, body)
                 except ApiError as e:
+                    if e.code == 403:  # a joined machine's proxy runs as its node: the `cluster up` machine's write
+                        log.info("not writing LoadBalancer status (%s); the proxies of the first machine do",
+                                 e.message)
+                        return
                     if not (is_conflict(e) or is_not_found(e)):
                         log.warning("cannot set the load balancer status of %s: %s", key_of(svc), e.message)
                     # A conflict means a newer version is on its way through the informer, which wakes us.

@@ -153,7 +153,7 @@ _NODE = [
 ]
 _NODE_PROXIER = [
     rule(("list", "watch"), LEGACY, ("services", "endpoints")),
-    # pkube's proxy also publishes its node's pods' hostPorts (what the CNI portmap plugin does in Kubernetes).
+    # pkube's proxy also publishes its node's pods' hostPorts (what the CNI portmap plugin does in Kubernetes)
     rule(("list", "watch"), LEGACY, ("pods",)),
     rule(READ, LEGACY, ("nodes",)),
     _events(),
@@ -168,6 +168,11 @@ _KUBE_DNS = [
     rule(("list", "watch"), LEGACY, ("services", "endpoints")),
     rule(("list", "watch"), DISCOVERY, ("endpointslices",)),
 ]
+# pkube's proxy is also the LoadBalancer implementation (k3s' ServiceLB): it writes the nodes' addresses into
+# LoadBalancer Services' status. Bound to system:kube-proxy only (the proxies of the machine that runs `cluster up`),
+# not to the nodes, whose identity joined machines' proxies use.
+SERVICE_LOAD_BALANCER = "pkube:service-load-balancer"
+_SERVICE_LOAD_BALANCER = [rule(("update", "patch"), LEGACY, ("services/status",))]
 CERTIFICATES = "certificates.k8s.io"
 # Bootstrap tokens' users (system:bootstrappers) may ask for a node client certificate and read their request
 # (Kubernetes' system:node-bootstrapper, which kubeadm binds to the group); a node renews its own through
@@ -218,6 +223,7 @@ def cluster_roles() -> list[Obj]:
         _role("system:kube-controller-manager", _CONTROLLER_MANAGER),
         _role("system:node", _NODE),
         _role("system:node-proxier", _NODE_PROXIER),
+        _role(SERVICE_LOAD_BALANCER, _SERVICE_LOAD_BALANCER),
         _role("system:kube-dns", _KUBE_DNS),
         _role("system:node-bootstrapper", _NODE_BOOTSTRAPPER),
         _role("system:controller:certificate-controller", _CERTIFICATE_CONTROLLER),
@@ -239,6 +245,7 @@ def cluster_role_bindings() -> list[Obj]:
         _binding("system:node-proxier", "system:node-proxier", [("User", "system:kube-proxy")]),
         # a joined node's proxy runs as the node (`pkctl cluster join` bootstraps one identity per machine)
         _binding("pkube:node-proxier:nodes", "system:node-proxier", [("Group", "system:nodes")]),
+        _binding(SERVICE_LOAD_BALANCER, SERVICE_LOAD_BALANCER, [("User", "system:kube-proxy")]),
         _binding("system:kube-dns", "system:kube-dns", [("User", "system:kube-dns")]),
         _binding("kubeadm:kubelet-bootstrap", "system:node-bootstrapper", [("Group", "system:bootstrappers")]),
         _binding("system:controller:certificate-controller", "system:controller:certificate-controller",

@@ -145,6 +145,8 @@ def test_each_component_authenticates_as_itself_with_only_what_it_uses(cluster: 
     assert _can_i(cluster, "kube-scheduler", "get", "secrets", "-A") == "no"
     assert _can_i(cluster, "kube-proxy", "watch", "endpointslices.discovery.k8s.io", "-A") == "yes"
     assert _can_i(cluster, "kube-proxy", "create", "pods", "-n", "default") == "no"
+    assert _can_i(cluster, "kube-proxy", "update", "services", "--subresource=status", "-n", "default") == "yes"
+    assert _can_i(cluster, f"node-{node}", "update", "services", "--subresource=status", "-n", "default") == "no"
     assert _can_i(cluster, "kube-dns", "list", "services", "-A") == "yes"
     assert _can_i(cluster, "kube-dns", "list", "secrets", "-A") == "no"
     assert _can_i(cluster, f"node-{node}", "list", "secrets", "-A") == "no"  # the Node authorizer: bound pods' only
@@ -169,6 +171,12 @@ def test_example_is_accepted(cluster: Cluster, example: str) -> None:
     if example == "web.yaml":
         _, web = cluster.api(f"/api/v1/namespaces/{ns}/services/web")
         assert web["spec"]["type"] == "NodePort" and web["spec"]["ports"][0]["nodePort"] == 30080
+    if example == "loadbalancer.yaml":  # the proxy, pkube's ServiceLB, gives it the node's address
+        def ingress() -> object:
+            status = cluster.api(f"/api/v1/namespaces/{ns}/services/web-lb")[1].get("status") or {}
+            return (status.get("loadBalancer") or {}).get("ingress")
+        wait_for_sync(lambda: ingress() == [{"ip": cluster.config()["node_ip"]}], timeout=20,
+                      message="the node's address as web-lb's load balancer ingress")
 
 
 @pytest.mark.parametrize("name,text,message", [
