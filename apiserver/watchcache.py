@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -33,6 +34,11 @@ ROOT = "/registry/"
 PROGRESS_PREFIX = ROOT + "progress/"  # throw-away keys that move the cache's revision forward
 NATURAL_CATCH_UP = 0.01  # how long to wait for the watch to catch up on its own before writing a marker
 HISTORY = 10_000  # events kept per resource for resuming watches
+# ... for at most this long (seconds) beyond the last HISTORY_MIN (Kubernetes' watch cache keeps about 75 s of
+# events, at least 100): a watch resumed from further back gets 410 Expired and its client lists again. Without it
+# a resource changing steadily (a Deployment's status, Events, Leases) fills all 10,000 entries over hours.
+HISTORY_AGE = 300.0
+HISTORY_MIN = 100
 HISTORY_BYTES = 32 * 1024 * 1024  # and at most this much of their JSON (--watch-cache-max-bytes)
 LOAD_PAGE = 2_000  # objects per etcd read when (re)filling the cache
 WATCHER_QUEUE = 10_000  # events a watcher may lag behind before it is dropped
@@ -86,6 +92,7 @@ class Event:
     obj: Cached
     prev: Cached | None  # the object before this event (selector transitions)
     lines: dict[str, bytes] = field(default_factory=dict)  # encoded once, shared by the watchers it is offered to
+    at: float = field(default_factory=time.monotonic)  # when the cache saw it (the history's age bound)
 
     def line(self, type_: str) -> bytes:
         encoded = self.lines.get(type_)
@@ -157,7 +164,8 @@ class TooOld(Exception):
 
 class ResourceCache:
     """One resource's current objects, and its recent events: at most HISTORY of them and at most `max_bytes`
-    of their JSON (10,000 events of 1 MiB ConfigMaps would otherwise hold 10 GiB). The oldest events go first;
+    of their JSON (10,000 events of 1 MiB ConfigMaps would otherwise hold 10 GiB), and beyond the last HISTORY_MIN
+    none older than HISTORY_AGE. The oldest events go first;
     a watch resumed from before the oldest one kept gets 410 Expired. (An event also refers to the version
     before it, which the history holds too unless it is older than the history: that is at most one more
     version per object, the size of the current objects again.)"""
@@ -190,7 +198,9 @@ class ResourceCache:
             self.history_bytes -= len(self.history[0][1].obj.raw)   # about to be pushed out by the append
         self.history.append((revision, event))
         self.history_bytes += len(cached.raw)
-        while self.history_bytes > self.max_bytes and self.history:
+        expired = event.at - HISTORY_AGE
+        while self.history and (self.history_bytes > self.max_bytes or (
+                len(self.history) > HISTORY_MIN and self.history[0][1].at < expired)):
             self.oldest, dropped = self.history.popleft()
             self.history_bytes -= len(dropped.obj.raw)
         for w in list(self.watchers):

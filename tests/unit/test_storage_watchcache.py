@@ -255,3 +255,26 @@ async def test_cache_size_is_exported_at_metrics(setup: tuple[MemoryStorage, Wat
     text = metrics.render().body.decode()  # type: ignore[union-attr]
     assert 'apiserver_storage_objects{resource="configmaps"} 1.0' in text
     assert 'pkube_watch_cache_events{resource="configmaps"} 2.0' in text
+
+
+async def test_history_older_than_its_age_goes_beyond_the_newest_hundred(
+        setup: tuple[MemoryStorage, WatchCache]) -> None:
+    """A resource that changes steadily keeps only HISTORY_AGE of events (but at least HISTORY_MIN): a watch resumed
+    from further back is TooOld (410 Expired), one from within it replays."""
+    store, cache = setup
+    rc = cache.for_prefix(PREFIX)
+    rev = first = await store.create(PREFIX + "ns/busy", cm("busy"))
+    revisions = [first]
+    for i in range(150):
+        rev = await store.update(PREFIX + "ns/busy", cm("busy", v=str(i)), rev)
+        revisions.append(rev)
+    assert await cache.wait_for_revision(rev, 5)
+    assert len(rc.history) >= 151  # young: all kept
+    for _, ev in list(rc.history)[:120]:
+        ev.at -= watchcache.HISTORY_AGE + 1  # these are older than the age now
+    rev = await store.update(PREFIX + "ns/busy", cm("busy", v="last"), rev)
+    assert await cache.wait_for_revision(rev, 5)
+    assert len(rc.history) == watchcache.HISTORY_MIN  # the old ones went, down to the newest hundred
+    with pytest.raises(TooOld):
+        rc.since(first)
+    assert len(rc.since(rev - watchcache.HISTORY_MIN + 1)) == watchcache.HISTORY_MIN - 1
