@@ -348,6 +348,9 @@ def heap_growth(before: dict[str, Path], after: dict[str, Path], top: int = 15) 
         types = sorted(((n, c - a["by_type"].get(n, 0)) for n, c in b["by_type"].items()), key=lambda x: -x[1])
         entry: dict[str, Any] = {"gc_objects": [a["gc_objects"], b["gc_objects"]],
                                  "types_grown": {n: d for n, d in types[:top] if d > 0}}
+        if "malloc" in a and "malloc" in b:  # glibc's heap: held from the system, in use, free but kept, mmapped
+            entry["malloc_mb"] = {k: [round(a["malloc"][k] / 2**20, 1), round(b["malloc"][k] / 2**20, 1)]
+                                  for k in b["malloc"]}
         if "traced_bytes" in a and "traced_bytes" in b:
             entry["traced_mb"] = [round(a["traced_bytes"] / 2**20, 1), round(b["traced_bytes"] / 2**20, 1)]
             old = tracemalloc.Snapshot.load(str(before[name].with_suffix(".tracemalloc")))

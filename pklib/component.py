@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import gc
 import json
 import logging
@@ -184,9 +185,28 @@ def dump_tasks_on_sigusr1(loop: asyncio.AbstractEventLoop) -> None:
     loop.add_signal_handler(signal.SIGUSR2, dump_heap)
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _mallinfo() -> dict[str, int]:
+    """glibc's heap: bytes the main and thread arenas hold from the system (arena), of which in use (uordblks) and
+    free but kept (fordblks), and in mmapped chunks (hblkhd): what RSS holds beyond Python's objects. Empty where
+    there is no mallinfo2 (not glibc, or older than 2.33)."""
+    try:
+        fn = ctypes.CDLL(None).mallinfo2
+    except AttributeError:
+        return {}
+    fn.restype = _MallInfo2
+    info = fn()
+    return {"arena": info.arena, "in_use": info.uordblks, "free": info.fordblks, "mmapped": info.hblkhd}
+
+
 def dump_heap() -> Path:
     """`kill -USR2 PID` writes what the component's heap holds, to find what grows in a long run (bench.soak):
-    DIR/heap-PID-TIME.json with the number of live objects the cyclic GC tracks, by type, and, when the component
+    DIR/heap-PID-TIME.json with the number of live objects the cyclic GC tracks, by type, glibc's heap figures
+    (_mallinfo), and, when the component
     was started with PKUBE_TRACEMALLOC=FRAMES (tracemalloc tracing allocations with that many frames), the
     tracemalloc snapshot beside it (DIR/heap-PID-TIME.tracemalloc, for Snapshot.load and compare_to). DIR is
     PKUBE_HEAP_DIR, or the temp dir."""
@@ -196,9 +216,13 @@ def dump_heap() -> Path:
     counts = Counter(type(o).__qualname__ for o in gc.get_objects())
     doc: dict[str, Any] = {"pid": os.getpid(), "time": time.time(), "gc_objects": sum(counts.values()),
                            "by_type": dict(counts.most_common(300))}
+    malloc = _mallinfo()
+    if malloc:
+        doc["malloc"] = malloc
     if tracemalloc.is_tracing():
         tracemalloc.take_snapshot().dump(str(base.with_suffix(".tracemalloc")))
         doc["traced_bytes"] = tracemalloc.get_traced_memory()[0]
+        doc["tracemalloc_own_bytes"] = tracemalloc.get_tracemalloc_memory()
     base.with_suffix(".json").write_text(json.dumps(doc))
     log.warning("SIGUSR2: heap dump written to %s.json (%d objects)", base, doc["gc_objects"])
     return base

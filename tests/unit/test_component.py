@@ -200,6 +200,7 @@ def test_sigusr2_writes_a_heap_dump_with_the_tracemalloc_snapshot(monkeypatch: p
     [dump] = tmp_path.glob(f"heap-{os.getpid()}-*.json")
     doc = json.loads(dump.read_text())
     assert doc["by_type"]["_Kept"] >= len(kept) and doc["gc_objects"] >= len(kept)
+    assert doc["malloc"]["arena"] >= doc["malloc"]["in_use"] > 0  # glibc's heap (this machine's libc has mallinfo2)
     snapshot = tracemalloc.Snapshot.load(str(dump.with_suffix(".tracemalloc")))
     assert snapshot.statistics("filename") and doc["traced_bytes"] > 0
 
