@@ -11,7 +11,8 @@ busybox container that sleeps (and exits at once on SIGTERM, so that neither sid
 - pkube: a watch on the namespace's pods is open before `pkctl apply -f FILE` starts (a new process, as a user runs
   it, with its bytecode cache on as an installed pkctl has it: see pkctl_env; --no-pycache compiles every run); the
   time is from the start of `apply` to the watch event that makes every pod of the file Running. The pods
-  are then deleted (`pkctl delete -f FILE`, which waits until they are gone), untimed.
+  are then deleted (`pkctl delete -f FILE`, which waits until they are gone), untimed. The same watch splits the
+  time into phases (`pkube_phases`): until the first pod's create, until every pod is bound, until every pod Running.
 - podman: `podman kube play FILE` returns once every container has started; its wall time is the figure, and
   `podman pod ps` must show every pod Running. `podman kube down FILE` removes them, untimed.
 
@@ -57,11 +58,12 @@ def pods_file(path: Path, count: int, prefix: str) -> Path:
 
 
 class AllRunning(threading.Thread):
-    """A watch on a namespace's pods, opened by the constructor; `at` is when `count` of them were Running."""
+    """A watch on a namespace's pods, opened by the constructor; `at` is when `count` of them were Running,
+    `created` when the first of them was created and `bound` when `count` of them were bound to a node."""
 
     def __init__(self, api: Api, namespace: str, count: int):
         super().__init__(daemon=True)
-        self.count, self.at = count, 0.0
+        self.count, self.at, self.created, self.bound = count, 0.0, 0.0, 0.0
         self.conn = api.connect(timeout=300)
         self.conn.request("GET", f"/api/v1/namespaces/{namespace}/pods?watch=1",
                           headers={"Authorization": f"Bearer {api.token}"})
@@ -71,11 +73,17 @@ class AllRunning(threading.Thread):
 
     def run(self) -> None:
         running: set[str] = set()
+        bound: set[str] = set()
         try:
             while line := self.response.readline():
                 event = json.loads(line)
                 pod = event["object"]
                 name = pod["metadata"]["name"]
+                self.created = self.created or time.monotonic()
+                if pod.get("spec", {}).get("nodeName"):
+                    bound.add(name)
+                    if len(bound) >= self.count and not self.bound:
+                        self.bound = time.monotonic()
                 if event["type"] != "DELETED" and pod.get("status", {}).get("phase") == "Running":
                     running.add(name)
                 else:
@@ -89,8 +97,14 @@ class AllRunning(threading.Thread):
             self.conn.close()
 
 
+# Where a pkube round's time goes: from the start of `apply` to the watch event of the first pod's create (pkctl's
+# process start, imports and requests), from there to every pod bound (the scheduler), and from there to every pod
+# Running (the kubelet: sandbox, containers, status).
+PHASES = ("apply_to_created", "created_to_bound", "bound_to_running")
+
+
 def pkube_round(api: Api, kubeconfig: str, namespace: str, manifest: Path, count: int,
-                env: dict[str, str]) -> float:
+                env: dict[str, str]) -> tuple[float, dict[str, float]]:
     watch = AllRunning(api, namespace, count)
     watch.start()
     began = time.monotonic()
@@ -99,7 +113,8 @@ def pkube_round(api: Api, kubeconfig: str, namespace: str, manifest: Path, count
     if not watch.at:
         raise RuntimeError(f"pkube: {count} pods not Running within 120 s")
     run("--kubeconfig", kubeconfig, "-n", namespace, "delete", "-f", str(manifest), timeout=120, env=env)
-    return watch.at - began
+    return watch.at - began, dict(zip(PHASES, (watch.created - began, watch.bound - watch.created,
+                                               watch.at - watch.bound)))
 
 
 def pkctl_env(tmp: Path, pycache: bool) -> dict[str, str]:
@@ -143,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     sides = ["pkube"] if args.no_podman else ["pkube", "podman"]
     sizes = {"one_pod": 1, f"{args.pods}_pods": args.pods}
     figures: dict[str, dict[str, list[float]]] = {s: {k: [] for k in sizes} for s in sides}
+    phases: dict[str, dict[str, list[float]]] = {k: {ph: [] for ph in PHASES} for k in sizes}
     tmp = Path(tempfile.mkdtemp(prefix="pkb-podstart-"))
     os.environ["CONTAINERS_CONF"] = str(podman_conf(tmp / "containers.conf"))
     loaded, version = False, ""
@@ -165,9 +181,13 @@ def main(argv: list[str] | None = None) -> int:
                 manifest = pods_file(tmp / f"{prefix}.yaml", count, prefix)
                 for _ in range(args.rounds):
                     for side in sides:
-                        figures[side][size].append(
-                            pkube_round(api, str(cluster.kubeconfig), namespace, manifest, count, env)
-                            if side == "pkube" else podman_round(manifest, count, prefix))
+                        if side == "podman":
+                            figures[side][size].append(podman_round(manifest, count, prefix))
+                            continue
+                        took, parts = pkube_round(api, str(cluster.kubeconfig), namespace, manifest, count, env)
+                        figures[side][size].append(took)
+                        for ph, v in parts.items():
+                            phases[size][ph].append(v)
     finally:
         if loaded:
             subprocess.run(["podman", "rmi", "-f", IMAGE], capture_output=True)
@@ -182,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
                                       "(podman) until every pod of the file is Running"}
     for side in sides:
         result[side] = {size: summary(v) for size, v in figures[side].items()}
+    result["pkube_phases"] = {"what": "where pkube's time goes: " + ", ".join(PHASES) + " (see PHASES)",
+                              **{size: {ph: summary(v) for ph, v in by.items()} for size, by in phases.items()}}
     if "podman" in sides:
         result["podman_version"] = version
         result["podman_left_on_host"] = left
