@@ -26,7 +26,9 @@ the RSS and open file descriptors of every process the cluster's supervisor runs
 
 * Heap (with `--out`): at the start of the tail and at the end, every Python component (apiserver, control-plane,
   kubelets) writes a heap dump (`kill -USR2`, pklib.component.dump_heap) into DIR/heap; `heap_growth` is, per
-  component, the types whose number of live objects grew most between the two. With `--tracemalloc FRAMES` the
+  component, the types whose number of live objects grew most between the two, glibc's heap (`malloc_mb`: held,
+  in use, free but kept, mmapped) and Python's small-object arenas (`pymalloc`: arenas held, MB in use and free
+  inside them; none under tracemalloc), at both points. With `--tracemalloc FRAMES` the
   components run with PKUBE_TRACEMALLOC=FRAMES (slower, and their RSS includes tracemalloc's own records) and
   `heap_growth` also lists the allocation sites (tracebacks) whose live bytes grew most.
 * `--keep-logs` (with `--out`): the home's logs are copied to DIR/logs before the home is removed, to explain a
@@ -351,6 +353,10 @@ def heap_growth(before: dict[str, Path], after: dict[str, Path], top: int = 15) 
         if "malloc" in a and "malloc" in b:  # glibc's heap: held from the system, in use, free but kept, mmapped
             entry["malloc_mb"] = {k: [round(a["malloc"][k] / 2**20, 1), round(b["malloc"][k] / 2**20, 1)]
                                   for k in b["malloc"]}
+        if "pymalloc" in a and "pymalloc" in b:  # Python's small-object arenas (mmapped; not in malloc_mb)
+            entry["pymalloc"] = {k: [a["pymalloc"][k], b["pymalloc"][k]] if k.startswith("arenas") else
+                                 [round(a["pymalloc"][k] / 2**20, 1), round(b["pymalloc"][k] / 2**20, 1)]
+                                 for k in b["pymalloc"]}
         if "traced_bytes" in a and "traced_bytes" in b:
             entry["traced_mb"] = [round(a["traced_bytes"] / 2**20, 1), round(b["traced_bytes"] / 2**20, 1)]
             old = tracemalloc.Snapshot.load(str(before[name].with_suffix(".tracemalloc")))

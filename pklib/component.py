@@ -205,6 +205,39 @@ def _mallinfo() -> dict[str, int]:
     return {"arena": info.arena, "in_use": info.uordblks, "free": info.fordblks, "mmapped": info.hblkhd}
 
 
+_PYMALLOC_FIELDS = {"# arenas allocated current": "arenas", "# arenas highwater mark": "arenas_highwater",
+                    "# bytes in allocated blocks": "in_use", "# bytes in available blocks": "free"}
+
+
+def _pymalloc() -> dict[str, int]:
+    """Python's own small-object allocator (pymalloc: objects of 512 bytes or less, in mmapped arenas that
+    mallinfo does not count): arenas held now and at most, bytes in use and free inside them. An arena goes back
+    to the system only when every object in it is gone, so a churning heap can hold many nearly empty ones.
+    Read from sys._debugmallocstats, which writes to fd 2: that is pointed at a temp file meanwhile. Empty under
+    tracemalloc (its hooks wrap the allocator, and Python then reports no arenas)."""
+    stats = getattr(sys, "_debugmallocstats", None)
+    if stats is None:
+        return {}
+    with tempfile.TemporaryFile() as f:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(f.fileno(), 2)
+            stats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        f.seek(0)
+        text = f.read().decode(errors="replace")
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        name, _, value = line.partition("=")
+        key = _PYMALLOC_FIELDS.get(name.strip())
+        if key:
+            out[key] = int(value.strip().replace(",", ""))
+    return out
+
+
 # How often a component gives glibc's free-but-kept heap pages back to the system, and from how much free heap.
 # The soak (bench.soak) showed the components' RSS growing by 15-20 MB/h while Python's objects and glibc's
 # in-use bytes were flat: glibc kept the freed memory of request and pod churn in fragmented arenas (only the
@@ -237,7 +270,7 @@ def keep_heap_trimmed(loop: asyncio.AbstractEventLoop, interval: float | None = 
 def dump_heap() -> Path:
     """`kill -USR2 PID` writes what the component's heap holds, to find what grows in a long run (bench.soak):
     DIR/heap-PID-TIME.json with the number of live objects the cyclic GC tracks, by type, glibc's heap figures
-    (_mallinfo), and, when the component
+    (_mallinfo), pymalloc's (_pymalloc), and, when the component
     was started with PKUBE_TRACEMALLOC=FRAMES (tracemalloc tracing allocations with that many frames), the
     tracemalloc snapshot beside it (DIR/heap-PID-TIME.tracemalloc, for Snapshot.load and compare_to). DIR is
     PKUBE_HEAP_DIR, or the temp dir."""
@@ -250,6 +283,9 @@ def dump_heap() -> Path:
     malloc = _mallinfo()
     if malloc:
         doc["malloc"] = malloc
+    pymalloc = _pymalloc()
+    if pymalloc:
+        doc["pymalloc"] = pymalloc
     if tracemalloc.is_tracing():
         tracemalloc.take_snapshot().dump(str(base.with_suffix(".tracemalloc")))
         doc["traced_bytes"] = tracemalloc.get_traced_memory()[0]
