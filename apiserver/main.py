@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 from aiohttp import web
 
 from pklib.api.timefmt import parse_duration
-from pklib.component import dump_tasks_on_sigusr1, run_event_loop
+from pklib.component import dump_tasks_on_sigusr1, keep_heap_trimmed, run_event_loop
 from pklib.flagtypes import non_negative
 from pklib.quantity import QuantityError, to_bytes
 
@@ -226,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         dump_tasks_on_sigusr1(loop)
+        keep_heap_trimmed(loop)
         await run(config, None, stop)
 
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ctypes
+import functools
 import gc
 import json
 import logging
@@ -173,10 +174,8 @@ def _awaiting(coro: Any) -> list[str]:
 
 def dump_tasks_on_sigusr1(loop: asyncio.AbstractEventLoop) -> None:
     """`kill -USR1 PID` logs every asyncio task of the component with where it waits (Go's goroutine dump): what
-    a component that stopped making progress is stuck on. `kill -USR2 PID` writes a heap dump (dump_heap).
-    Also keeps the heap trimmed (keep_heap_trimmed): every long-running component calls this."""
+    a component that stopped making progress is stuck on. `kill -USR2 PID` writes a heap dump (dump_heap)."""
     log = logging.getLogger("pkube.component")
-    keep_heap_trimmed(loop)
 
     def dump() -> None:
         tasks = asyncio.all_tasks(loop)
@@ -192,12 +191,18 @@ class _MallInfo2(ctypes.Structure):
                                                      "fsmblks", "uordblks", "fordblks", "keepcost")]
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    """The C library this process runs with (for glibc's mallinfo2 and malloc_trim)."""
+    return ctypes.CDLL(None)
+
+
 def _mallinfo() -> dict[str, int]:
     """glibc's heap: bytes the main and thread arenas hold from the system (arena), of which in use (uordblks) and
     free but kept (fordblks), and in mmapped chunks (hblkhd): what RSS holds beyond Python's objects. Empty where
     there is no mallinfo2 (not glibc, or older than 2.33)."""
     try:
-        fn = ctypes.CDLL(None).mallinfo2
+        fn = _libc().mallinfo2
     except AttributeError:
         return {}
     fn.restype = _MallInfo2
@@ -253,18 +258,16 @@ def trim_heap(min_free: int = TRIM_MIN_FREE) -> bool:
     info = _mallinfo()
     if info.get("free", 0) < min_free:
         return False
-    ctypes.CDLL(None).malloc_trim(ctypes.c_size_t(0))
+    _libc().malloc_trim(ctypes.c_size_t(0))
     return True
 
 
-def keep_heap_trimmed(loop: asyncio.AbstractEventLoop, interval: float | None = None) -> None:
-    """trim_heap every `interval` (TRIM_INTERVAL) seconds for as long as `loop` runs."""
-    interval = interval or TRIM_INTERVAL
-
+def keep_heap_trimmed(loop: asyncio.AbstractEventLoop) -> None:
+    """trim_heap every TRIM_INTERVAL seconds for as long as `loop` runs (every long-running component)."""
     def tick() -> None:
         trim_heap()
-        loop.call_later(interval, tick)
-    loop.call_later(interval, tick)
+        loop.call_later(TRIM_INTERVAL, tick)
+    loop.call_later(TRIM_INTERVAL, tick)
 
 
 def dump_heap() -> Path:
@@ -349,6 +352,7 @@ def run_until_signalled(run: Callable[[], Coroutine[Any, Any, None]], *,
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, handle, sig)
         dump_tasks_on_sigusr1(loop)
+        keep_heap_trimmed(loop)
         try:
             await task
         except asyncio.CancelledError:
