@@ -58,13 +58,16 @@ def add_leader_election_flags(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--leader-elect-renew-deadline", type=float, default=10.0)
     p.add_argument("--leader-elect-retry-period", type=float, default=2.0)
     p.add_argument("--leader-elect-identity", default=None, help="defaults to <hostname>_<uuid>")
+    p.add_argument("--leader-elect-predecessor", default=None,
+                   help="an identity whose process is known to have exited (its supervisor reaped it): a Lease it "
+                        "holds is taken at once instead of after its duration")
 
 
 def leader_elector(client: Client, config: argparse.Namespace, lease_name: str) -> LeaderElector:
     """An elector for the kube-system/`lease_name` Lease, timed by the --leader-elect-* flags."""
     return LeaderElector(client, lease_name, SYSTEM_NAMESPACE, config.leader_elect_identity,
                          config.leader_elect_lease_duration, config.leader_elect_renew_deadline,
-                         config.leader_elect_retry_period)
+                         config.leader_elect_retry_period, predecessor=config.leader_elect_predecessor)
 
 
 def make_client(config: argparse.Namespace, user_agent: str) -> Client:

@@ -32,12 +32,17 @@ def default_identity() -> str:
 
 class LeaderElector:
     def __init__(self, client: Client, name: str, namespace: str = SYSTEM_NAMESPACE, identity: str | None = None,
-                 lease_duration: float = 15.0, renew_deadline: float = 10.0, retry_period: float = 2.0):
+                 lease_duration: float = 15.0, renew_deadline: float = 10.0, retry_period: float = 2.0,
+                 predecessor: str | None = None):
         if not lease_duration > renew_deadline > retry_period > 0:
             raise ValueError("need lease_duration > renew_deadline > retry_period > 0")
         self.client = client
         self.name, self.namespace = name, namespace
         self.identity = identity or default_identity()
+        # The identity of this process's predecessor, which its supervisor saw exit: a Lease it still holds has no
+        # living holder, so it is taken at once (Kubernetes waits its duration out: a restarted leader has a new
+        # identity and cannot tell that the old one is dead).
+        self.predecessor = predecessor if predecessor != self.identity else None
         self.lease_duration, self.renew_deadline, self.retry_period = lease_duration, renew_deadline, retry_period
         # What we last saw of the Lease, and when (monotonic) it last changed.
         self._observed_rv: str | None = None
@@ -105,8 +110,11 @@ class LeaderElector:
             spec = lease.get("spec") or {}
             holder = spec.get("holderIdentity")
             duration = float(spec.get("leaseDurationSeconds") or self.lease_duration)
-            if holder and holder != self.identity and time.monotonic() - self._observed_at < duration:
+            if (holder and holder not in (self.identity, self.predecessor)
+                    and time.monotonic() - self._observed_at < duration):
                 return False
+            if holder and holder == self.predecessor:
+                log.info("lease %s/%s: taking it over from %s, which has exited", self.namespace, self.name, holder)
             new_spec = dict(spec)
             if holder != self.identity:
                 new_spec["acquireTime"] = now

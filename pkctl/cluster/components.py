@@ -661,7 +661,9 @@ def joined_member_components(cfg: ClusterConfig) -> tuple[Component, ...]:
 def _elected(argv: Callable[[Home, ClusterConfig], list[str]], process: str
              ) -> Callable[[Home, ClusterConfig], list[str]]:
     """argv plus leader election; the identity names the control-plane process (what `cluster status` shows),
-    new at each start, so that a restarted process waits out its predecessor's Lease like any other."""
+    new at each start, as Kubernetes' are: a process that outlived its supervisor (stopping within its grace) and
+    its successor never act as one leader. The supervisor names the identity of the process it saw exit
+    (supervisor.with_predecessors), whose Lease the restarted process then takes at once."""
     return lambda h, c: [*argv(h, c), "--leader-elect", "--leader-elect-identity", f"{process}_{uuid.uuid4().hex[:8]}"]
 
 

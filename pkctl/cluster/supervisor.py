@@ -99,7 +99,9 @@ class Keeper:
             await asyncio.sleep(delay)
 
     async def _run_once(self) -> int:
-        self.started_with = self.comp.command(self.home, self.cfg)
+        # The previous command's process (if any) has exited and was reaped here: its leader-election identities
+        # are dead for sure, and their successors may take those Leases at once.
+        self.started_with = with_predecessors(self.comp.command(self.home, self.cfg), self.started_with)
         cmd = ["setpriv", "--pdeathsig", "TERM", "--", *self.started_with]
         logf = self._open_log()
         try:
@@ -235,9 +237,33 @@ class Supervision:
         return {"started": added, "stopped": gone, "restarted": restarted}
 
 
+IDENTITY_FLAG, PREDECESSOR_FLAG = "--leader-elect-identity", "--leader-elect-predecessor"
+
+
 def _comparable(argv: list[str]) -> list[str]:
-    """A command line as far as a config change goes: leader-election identities are new at every start."""
-    return [("" if i and argv[i - 1] == "--leader-elect-identity" else a) for i, a in enumerate(argv)]
+    """A command line as far as a config change goes: leader-election identities are new at every start, and so are
+    the predecessors a restart names (with_predecessors)."""
+    kept: list[str] = []
+    for i, a in enumerate(argv):
+        before = argv[i - 1] if i else ""
+        if PREDECESSOR_FLAG not in (a, before):
+            kept.append("" if before == IDENTITY_FLAG else a)
+    return kept
+
+
+def with_predecessors(argv: list[str], exited: list[str]) -> list[str]:
+    """`argv` with `--leader-elect-predecessor OLD` after its n-th `--leader-elect-identity NEW`, where OLD is the n-th
+    identity of `exited`, the command line of the component's process that has exited (and was reaped by this
+    supervisor, so nothing runs as OLD any more). Nothing is added where the identity stays the same."""
+    dead = iter([exited[i + 1] for i, a in enumerate(exited[:-1]) if a == IDENTITY_FLAG])
+    out: list[str] = []
+    for i, a in enumerate(argv):
+        out.append(a)
+        if i and argv[i - 1] == IDENTITY_FLAG:
+            old = next(dead, None)
+            if old and old != a:
+                out += [PREDECESSOR_FLAG, old]
+    return out
 
 
 async def supervise(home: Home, cfg: ClusterConfig, components: Sequence[Component], stop: asyncio.Event,

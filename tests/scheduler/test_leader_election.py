@@ -43,3 +43,31 @@ async def holder(client: Client) -> str | None:
 
 async def holder_is(client: Client, expected: str) -> bool:
     return await holder(client) == expected
+
+
+async def test_a_successor_named_by_the_supervisor_takes_the_dead_leaders_lease_at_once(
+        cluster: Cluster, cclient: Client, cns: str) -> None:
+    """A restarted leader has a new identity; when its supervisor names the exited one
+    (--leader-elect-predecessor), the new process takes the Lease at once instead of waiting its 60 s out. One
+    that names somebody else still waits for the holder."""
+    slow = ["--leader-elect", "--leader-elect-lease-duration", "60", "--leader-elect-renew-deadline", "40",
+            "--leader-elect-retry-period", "0.5"]
+    first = cluster.start("scheduler", *slow, "--leader-elect-identity", "sched-1")
+    await wait_for(lambda: holder_is(cclient, "sched-1"), 20, message="sched-1 holding the lease")
+    first.kill()
+
+    stranger = cluster.start("scheduler", *slow, "--leader-elect-identity", "sched-x",
+                             "--leader-elect-predecessor", "sched-0")
+    async def stranger_waits() -> bool:
+        return "is held by sched-1; waiting" in stranger.log()
+    await wait_for(stranger_waits, 20, message="sched-x waiting")
+    successor = cluster.start("scheduler", *slow, "--leader-elect-identity", "sched-2",
+                              "--leader-elect-predecessor", "sched-1")
+    await wait_for(lambda: holder_is(cclient, "sched-2"), 20, message="sched-2 taking the lease from sched-1")
+    assert "taking it over from sched-1, which has exited" in successor.log()
+    comp, names = await start_hollow(cluster, cclient, 1)
+    await cclient.create(PODS, pod_body("after"), cns)
+    assert await wait_bound(cclient, cns, "after", timeout=10) in names
+    assert await holder(cclient) == "sched-2" and stranger.proc.poll() is None
+    comp.kill()
+    await delete_nodes(cclient, names)
