@@ -52,6 +52,9 @@ async def test_a_successor_named_by_the_supervisor_takes_the_dead_leaders_lease_
     that names somebody else still waits for the holder."""
     slow = ["--leader-elect", "--leader-elect-lease-duration", "60", "--leader-elect-renew-deadline", "40",
             "--leader-elect-retry-period", "0.5"]
+    for earlier in cluster.components:  # this module's cluster: a scheduler of the test before still holds the Lease
+        if earlier.name == "scheduler":
+            earlier.kill()
     first = cluster.start("scheduler", *slow, "--leader-elect-identity", "sched-1")
     await wait_for(lambda: holder_is(cclient, "sched-1"), 20, message="sched-1 holding the lease")
     first.kill()
@@ -70,4 +73,6 @@ async def test_a_successor_named_by_the_supervisor_takes_the_dead_leaders_lease_
     assert await wait_bound(cclient, cns, "after", timeout=10) in names
     assert await holder(cclient) == "sched-2" and stranger.proc.poll() is None
     comp.kill()
+    stranger.kill()
+    successor.kill()
     await delete_nodes(cclient, names)
