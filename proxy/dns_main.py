@@ -264,6 +264,13 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
             await asyncio.to_thread(local.ensure, [host for host, _ in listen])
         except LocalAddressError as e:
             raise ConfigError(str(e)) from None
+        if config.notrack:
+            # once every address is ours (the table is named after them), and before the first query can come:
+            # no query may open a conntrack flow
+            try:
+                notrack_table = await asyncio.to_thread(dns_notrack.ensure, listen)
+            except NftError as e:  # DNS still works, only exposed to the conntrack race again
+                log.warning("cannot exempt DNS traffic from conntrack: %s", e)
         server.informers.start()
         await server.informers.wait_synced()
         for host, port in listen:
@@ -275,11 +282,6 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
                 closers.append(tcp)
             except OSError as e:
                 raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
-        if config.notrack:  # once every address is ours: the table is named after them
-            try:
-                notrack_table = await asyncio.to_thread(dns_notrack.ensure, listen)
-            except NftError as e:  # DNS still works, only exposed to the conntrack race again
-                log.warning("cannot exempt DNS traffic from conntrack: %s", e)
         log.info("serving %s on %s; upstreams %s", config.cluster_domain,
                  ", ".join(f"{h}:{p}" for h, p in listen), ", ".join(f"{h}:{p}" for h, p in upstreams) or "none")
         ready.set()
