@@ -551,9 +551,9 @@ def _group_flags(home: Home, cfg: ClusterConfig, member: Member | None = None,
             flags += ["--", m.name, *m.argv(home, cfg)]
             if hosted is None and cfg.workers and m.name in ELECTED:
                 # A cluster with a cluster network may take control-plane members (`cluster join --control-plane`,
-                # cpjoin.py), whose controller-manager and scheduler elect their leader: this one takes part. Its
-                # identity is stable (one such process per home), so that a restart takes its Lease back at once.
-                flags += ["--leader-elect", "--leader-elect-identity", f"control-plane_{cfg.node_name}"]
+                # cpjoin.py), whose controller-manager and scheduler elect their leader: this one takes part, as
+                # the members do (a new identity at each start; a restart takes its predecessor's Lease at once).
+                flags += _election(f"control-plane_{cfg.node_name}")
     return flags
 
 
@@ -664,7 +664,12 @@ def _elected(argv: Callable[[Home, ClusterConfig], list[str]], process: str
     new at each start, as Kubernetes' are: a process that outlived its supervisor (stopping within its grace) and
     its successor never act as one leader. The supervisor names the identity of the process it saw exit
     (supervisor.with_predecessors), whose Lease the restarted process then takes at once."""
-    return lambda h, c: [*argv(h, c), "--leader-elect", "--leader-elect-identity", f"{process}_{uuid.uuid4().hex[:8]}"]
+    return lambda h, c: [*argv(h, c), *_election(process)]
+
+
+def _election(process: str) -> list[str]:
+    """The flags of a leader-elected controller-manager or scheduler, with an identity new at every call."""
+    return ["--leader-elect", "--leader-elect-identity", f"{process}_{uuid.uuid4().hex[:8]}"]
 
 
 # The Leases the controller-manager and the scheduler elect their leader with (controllers/main.py, scheduler/main.py).
