@@ -57,7 +57,9 @@ def add_real_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--system-reserved-memory", default="0", help="memory kept from allocatable")
     g.add_argument("--crashloop-backoff-base", type=float, default=10.0, help="first restart delay in seconds")
     g.add_argument("--crashloop-backoff-max", type=float, default=300.0, help="restart delay cap in seconds")
-    g.add_argument("--relist-period", type=float, default=1.0, help="seconds between two runtime relists")
+    g.add_argument("--relist-period", type=float, default=10.0,
+                   help="seconds between two runtime relists when nothing asks for one sooner (a container exit "
+                        "or a pod leaving the node does, at once)")
     g.add_argument("--node-status-update-frequency", type=float, default=10.0,
                    help="seconds between two computations of the node status (written only when it changed)")
     g.add_argument("--node-status-report-frequency", type=float, default=300.0,

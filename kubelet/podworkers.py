@@ -51,7 +51,7 @@ class PodWorkerConfig:
     node_name: str
     backoff_base: float = 10.0
     backoff_max: float = 300.0
-    relist_period: float = 1.0
+    relist_period: float = 10.0
     sync_frequency: float = 60.0      # every pod is synced at least this often (configMap/secret updates)
     workers: int = 16
     pod: PodConfigOptions = field(default_factory=PodConfigOptions)
@@ -118,7 +118,7 @@ class PodWorkers:
         # pods synced together (the periodic full sync queues them all) share one read of the runtime's sandboxes;
         # each reads only its own sandbox's containers
         self.sandbox_listing = SharedRead(self.runtime.list_sandboxes)
-        handler = Handler(lambda p: self.queue.add(key_of(p)), self._pod_updated, lambda p: self.queue.add(key_of(p)))
+        handler = Handler(lambda p: self.queue.add(key_of(p)), self._pod_updated, self._pod_deleted)
         self.pods.add_handler(handler)
 
     async def run(self, ready: asyncio.Event, watch_pods: bool = True) -> None:
@@ -138,6 +138,11 @@ class PodWorkers:
         """Requeue, unless the update is only the echo of our own status write (that would sync every pod twice)."""
         if not self.status.is_own_echo(old, new):
             self.queue.add(key_of(new))
+
+    def _pod_deleted(self, pod: dict[str, Any]) -> None:
+        """Gone from the API (or bound elsewhere now): the relist tears down what is left of it, now."""
+        self.queue.add(key_of(pod))
+        self.relister.wake()
 
     def _probe_failed(self, pod: dict[str, Any], container: str, message: str) -> None:
         self.recorder.warning(pod, "Unhealthy", message)

@@ -1,7 +1,11 @@
-"""The relist loop (Kubernetes' PLEG): every relist_period, compare the runtime's containers with what the
-last relist saw and requeue the pods whose containers changed state; tear down what belongs to pods that are
-gone (deleted while we were down, or bound elsewhere now); rotate container logs. Every sync_frequency, a full
-sync: every pod is requeued and orphaned volume directories are removed."""
+"""The relist loop (Kubernetes' PLEG): compare the runtime's containers with what the last relist saw and
+requeue the pods whose containers changed state; tear down what belongs to pods that are gone (deleted while we
+were down, or bound elsewhere now); rotate container logs. Every sync_frequency, a full sync: every pod is
+requeued and orphaned volume directories are removed.
+
+A relist runs at once when something woke it: a container exited (the runtime's watch_exits; Kubernetes' Evented
+PLEG gets the same from CRI events) or a pod left this node (the pod informer's deletes). Otherwise every
+relist_period, which only has to catch what no event reports (log sizes, a monitor that died without a word)."""
 from __future__ import annotations
 
 import asyncio
@@ -16,6 +20,8 @@ from kubelet.shared import call_blocking
 from kubelet.volumes import VolumeManager
 
 log = logging.getLogger("kubelet")
+
+RELIST_MIN_GAP = 0.25  # seconds from one relist to the next, however often something wakes it
 
 
 class PodStore(Protocol):
@@ -35,14 +41,21 @@ class Relister:
         self.relist_period = relist_period
         self.sync_frequency = sync_frequency
         self._snapshot: dict[str, tuple[Any, ...]] = {}   # uid -> what the relist saw last
+        self._wake = asyncio.Event()
 
     def forget(self, uid: str) -> None:
         self._snapshot.pop(uid, None)
 
+    def wake(self) -> None:
+        """Relist now (from the event loop): a container exited, or a pod left this node."""
+        self._wake.set()
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         next_full = loop.time() + self.sync_frequency
+        self.runtime.watch_exits(self.wake)
         while True:
+            self._wake.clear()  # before the relist: what happens during it wakes the next one
             full = loop.time() >= next_full
             try:
                 await self.relist()
@@ -55,7 +68,13 @@ class Relister:
                 next_full = loop.time() + self.sync_frequency
                 for key in self.pods.keys():
                     self.requeue(key)
-            await asyncio.sleep(self.relist_period)
+            # a burst of exits (a rollout stopping its pods) shares one relist per gap
+            gap = min(RELIST_MIN_GAP, self.relist_period)
+            await asyncio.sleep(gap)
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.relist_period - gap)
+            except TimeoutError:
+                pass
 
     async def relist(self) -> None:
         """Requeue pods whose containers changed state; remove what belongs to pods that are gone."""

@@ -139,6 +139,7 @@ class FakeRuntime:
         self._reserved: dict[str, str] = {}      # pod uid -> ip its next sandbox gets
         self.record_calls = record_calls
         self.rotations = 0
+        self._exit_notify: Callable[[], None] | None = None
 
     def fail(self, method: str, error: Exception) -> None:
         self._failures[method] = error
@@ -170,6 +171,8 @@ class FakeRuntime:
         c = self._container(container_id).status
         c.state, c.exit_code, c.pid, c.finished_at = ContainerState.EXITED, exit_code, 0, _now()
         c.reason = reason or ("Completed" if exit_code == 0 else "Error")
+        if self._exit_notify is not None:
+            self._exit_notify()
 
     def write_log(self, container_id: str, text: str, stream: str = "stdout") -> None:
         now = _now()
@@ -259,6 +262,9 @@ class FakeRuntime:
 
     def container_exits(self) -> dict[str, tuple[str, bool]]:
         return {cid: (c.status.sandbox_id, c.status.state == ContainerState.EXITED) for cid, c in self.containers.items()}
+
+    def watch_exits(self, notify: Callable[[], None]) -> None:
+        self._exit_notify = notify
 
     def rotate_logs(self) -> int:
         self.rotations += 1

@@ -9,7 +9,7 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import AsyncIterator, Protocol
+from typing import AsyncIterator, Callable, Protocol
 
 from images.auth import Keychain
 
@@ -301,6 +301,11 @@ class Runtime(SandboxService, ContainerService, Protocol):
 
     def container_exits(self) -> dict[str, tuple[str, bool]]:
         """Container id -> (sandbox id, exited), cheaply (no process per call): what a relist compares."""
+        ...
+
+    def watch_exits(self, notify: Callable[[], None]) -> None:
+        """From now on, call notify() (in the event loop) soon after a container exits, one that is live now or
+        one created later."""
         ...
 
     def rotate_logs(self) -> int:

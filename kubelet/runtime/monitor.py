@@ -7,12 +7,14 @@ kubelet; a new kubelet only reads these files.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from kubelet.runtime.fdwait import read_line, wait_process
 from kubelet.runtime.interface import RuntimeError_
@@ -171,6 +173,62 @@ def conmon_alive(paths: MonitorPaths) -> bool:
     except (FileNotFoundError, ValueError, ProcessLookupError):
         return False
     return Path(f"/proc/{pid}/cmdline").read_bytes().startswith(CONMON.encode())
+
+
+class ExitWatch:
+    """Tells, in the event loop, when containers end: conmon records its container's exit and then exits, so a
+    pidfd on each live container's conmon turns readable right after the exit file is written. The kubelet's relist
+    then waits for an exit instead of polling the exit files every second."""
+
+    def __init__(self, notify: Callable[[], None]) -> None:
+        self._notify = notify
+        self._fds: dict[str, int] = {}  # container id -> pidfd of its conmon
+
+    def add(self, cid: str, paths: MonitorPaths) -> None:
+        """Watch a container's conmon (again: nothing new). One that has ended already notifies at once."""
+        if cid in self._fds:
+            return
+        loop = asyncio.get_running_loop()
+        fd = _monitor_pidfd(cid, paths)
+        if fd is None:
+            loop.call_soon(self._notify)
+            return
+        self._fds[cid] = fd
+        loop.add_reader(fd, self._ended, cid)
+
+    def discard(self, cid: str) -> None:
+        fd = self._fds.pop(cid, None)
+        if fd is not None:
+            asyncio.get_running_loop().remove_reader(fd)
+            os.close(fd)
+
+    def close(self) -> None:
+        for cid in list(self._fds):
+            self.discard(cid)
+
+    def _ended(self, cid: str) -> None:
+        self.discard(cid)
+        self._notify()
+
+
+def _monitor_pidfd(cid: str, paths: MonitorPaths) -> int | None:
+    """A pidfd on the conmon of container `cid`; None when it has ended (or its exit is recorded already)."""
+    try:
+        pid = int(paths.conmon_pid.read_text())
+        fd = os.pidfd_open(pid)
+    except (OSError, ValueError):
+        return None
+    try:
+        # the pidfd pins the process: check that it is this container's conmon (not a process that got its
+        # PID later), and that the exit was not recorded before the pidfd was opened
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        mine = args[:1] == [CONMON.encode()] and b"--cid" in args and cid.encode() in args
+        if mine and read_exit(paths) is None:
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
 
 
 def reopen_log(paths: MonitorPaths) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from pklib.kubeconfig import pkube_home
 
@@ -17,7 +17,7 @@ from kubelet.runtime.interface import (ContainerConfig, ContainerState, Containe
                                        ExecStream, ImageManager, LogLine, LogOptions, NotFound, PodStats,
                                        RuntimeError_, SandboxConfig, SandboxState, SandboxStatus)
 from kubelet.runtime.logs import read_logs
-from kubelet.runtime.monitor import conmon_alive, read_exit
+from kubelet.runtime.monitor import ExitWatch, conmon_alive, read_exit
 from kubelet.runtime.runccli import Runc
 from kubelet.runtime.sandbox import Sandboxes
 
@@ -60,6 +60,7 @@ class RuncRuntime:
         self.sandboxes = Sandboxes(config.state_dir, self.network, config.cgroup_parent)
         self.containers = Containers(config.state_dir, self.runc, images, config.container_log_max_size,
                                      config.container_log_max_files)
+        self._exits: ExitWatch | None = None  # see watch_exits
 
     # --- node ---------------------------------------------------------------------------------------------
 
@@ -111,7 +112,7 @@ class RuncRuntime:
         pod_rel = self.sandboxes.cgroup_rel(state["config"]["uid"])
         dirs = stats.pod_dirs([self.containers.meta(c).get("cgroups", {}) for c in cids], pod_rel)
         for cid in cids:
-            await self.containers.remove(cid)
+            await self.remove_container(cid)
         await self.sandboxes.release(sandbox_id)
         uid = state["config"]["uid"]
         # the pod cgroup belongs to the pod: a replacement sandbox of the same pod may still be using it
@@ -140,7 +141,10 @@ class RuncRuntime:
         state = self.sandboxes.load(sandbox_id)
         if state["state"] != SandboxState.READY.value:
             raise RuntimeError_(f"sandbox {sandbox_id} is not ready")
-        return await self.containers.create(state, config, self.sandboxes.cgroup_rel(state["config"]["uid"]))
+        cid = await self.containers.create(state, config, self.sandboxes.cgroup_rel(state["config"]["uid"]))
+        if self._exits is not None:
+            self._exits.add(cid, self.containers.paths(cid))
+        return cid
 
     async def start_container(self, container_id: str) -> None:
         await self.containers.start(container_id)
@@ -149,6 +153,8 @@ class RuncRuntime:
         await self.containers.stop(container_id, timeout)
 
     async def remove_container(self, container_id: str) -> None:
+        if self._exits is not None:
+            self._exits.discard(container_id)
         await self.containers.remove(container_id)
 
     async def container_status(self, container_id: str) -> ContainerStatus:
@@ -156,6 +162,15 @@ class RuncRuntime:
 
     async def list_containers(self, sandbox_id: str | None = None) -> list[ContainerStatus]:
         return await self.containers.statuses(self.containers.ids(sandbox_id))
+
+    def watch_exits(self, notify: Callable[[], None]) -> None:
+        """notify() (in the event loop) right after any container exits, live now or created from now on: a pidfd
+        on each container's conmon (monitor.ExitWatch)."""
+        if self._exits is not None:
+            self._exits.close()
+        self._exits = ExitWatch(notify)
+        for cid in self.containers.ids():
+            self._exits.add(cid, self.containers.paths(cid))
 
     def container_exits(self) -> dict[str, tuple[str, bool]]:
         """Container id -> (sandbox id, exited), from the state files only (no runc call): lets a kubelet relist

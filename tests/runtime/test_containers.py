@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import time
 import uuid
@@ -195,6 +196,49 @@ async def test_follow_ends_when_the_container_exits(runtime: RuncRuntime, sandbo
         return [line.text async for line in runtime.logs(cid, LogOptions(follow=True))]
     assert await asyncio.wait_for(follow_all(), 15) == ["first", "last"]
     assert (await runtime.container_status(cid)).reason == "Completed"
+
+
+def pidfds() -> int:
+    """How many pidfds this process holds."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[pidfd]"
+        except OSError:
+            continue  # the listing's own fd, closed meanwhile
+    return count
+
+
+async def test_watch_exits_tells_at_once_when_a_container_ends(runtime: RuncRuntime, sandbox: str,
+                                                               busybox: str) -> None:
+    """What lets the kubelet relist on an exit instead of polling: a container live when the watch began (a
+    restarted kubelet's) and one created after both wake it, and its exit is recorded by then."""
+    before = pidfds()
+    early = await start(runtime, sandbox, ContainerConfig(name="early", image=busybox, command=["sleep", "1"]))
+    exits: list[dict[str, tuple[str, bool]]] = []
+    woken = asyncio.Event()
+
+    def notify() -> None:
+        exits.append(runtime.container_exits())
+        woken.set()
+    # a new runtime over the same state: the kubelet restarted while `early` ran
+    restarted = RuncRuntime(runtime.config, runtime.images)
+    restarted.watch_exits(notify)
+    assert pidfds() == before + 1
+    await asyncio.wait_for(woken.wait(), 10)
+    assert exits[-1][early] == (sandbox, True)
+    woken.clear()
+    late = await start(restarted, sandbox, ContainerConfig(name="late", image=busybox, command=["sleep", "0.3"]))
+    t0 = time.monotonic()
+    await asyncio.wait_for(woken.wait(), 10)
+    assert exits[-1][late] == (sandbox, True)
+    assert time.monotonic() - t0 < 5
+    # a watched container that is removed while it runs leaves no pidfd behind
+    woken.clear()
+    lasting = await start(restarted, sandbox, ContainerConfig(name="lasting", image=busybox, command=["sleep", "60"]))
+    assert pidfds() == before + 1
+    await restarted.remove_container(lasting)
+    assert pidfds() == before
 
 
 async def test_stop_sends_sigterm_first(runtime: RuncRuntime, sandbox: str, busybox: str) -> None:

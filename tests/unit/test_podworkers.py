@@ -26,6 +26,7 @@ class FakePods:
 
     def __init__(self) -> None:
         self.items: dict[str, dict[str, Any]] = {}
+        self.handlers: list[Handler] = []
         self.synced = asyncio.Event()
         self.synced.set()
 
@@ -34,7 +35,7 @@ class FakePods:
         return self
 
     def add_handler(self, handler: Handler) -> None:
-        pass
+        self.handlers.append(handler)
 
     async def run(self) -> None:
         await asyncio.Event().wait()
@@ -230,6 +231,34 @@ async def test_the_relist_requeues_a_pod_whose_container_exited_and_tears_down_p
     del node.pods.items[key]
     await node.workers.relister.relist()
     assert node.runtime.sandboxes == {}
+
+
+async def test_a_container_exit_and_a_pod_leaving_wake_the_relist_long_before_its_period(node: Node) -> None:
+    assert node.workers.relister.relist_period >= 10  # the default: the period only catches what no event tells
+    key = node.add("woken")
+    await node.workers.sync(key)
+    relist = asyncio.create_task(node.workers.relister.run())
+    try:
+        async def queue_empty() -> bool:
+            while len(node.workers.queue):  # the first relist queues the pod, as it is new to it
+                node.workers.queue.done(await node.workers.queue.get())
+            await asyncio.sleep(0.3)  # past the first relist (and its minimum gap to the next)
+            return not len(node.workers.queue)
+        await wait_for(queue_empty, 5, message="the first relist over")
+        [cid] = node.containers(ContainerState.RUNNING)
+        node.runtime.finish(cid, 0)
+        assert await asyncio.wait_for(node.workers.queue.get(), 2) == key
+        # the pod informer reports the pod deleted: its sandbox goes at once, not at the next period
+        pod = node.pods.items.pop(key)
+        for handler in node.pods.handlers:
+            if handler.on_delete:
+                handler.on_delete(pod)
+
+        async def torn_down() -> bool:
+            return node.runtime.sandboxes == {}
+        await wait_for(torn_down, 2, message="the deleted pod's sandbox removed")
+    finally:
+        relist.cancel()
 
 
 async def test_a_sync_before_the_cache_saw_our_status_write_writes_nothing_again(node: Node) -> None:
