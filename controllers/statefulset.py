@@ -30,8 +30,8 @@ from pklib.resources import CONTROLLERREVISIONS, PODS, PVCS, STATEFULSETS
 from .claims import claim
 from .history import (HASH_LABEL, POD_REVISION_LABEL, apply_revision, create_revision, delete_revisions,
                       new_revision, next_revision, renumber, sort_revisions, stale_revisions, template_patch)
-from .util import (PodOwnerController, is_pod_ready, meta, owner_reference, pod_from_template, selector_of,
-                   template_hash, write_status)
+from .util import (PodOwnerController, delete_pods, is_pod_ready, meta, owner_reference, pod_from_template,
+                   selector_of, template_hash, write_status)
 
 
 REVISION_LABEL = POD_REVISION_LABEL
@@ -221,12 +221,16 @@ class StatefulSetController(PodOwnerController):
         self.expectations.expect_creations(key, 1)
         try:
             await self.client.create(PODS, pod)
-        except ApiError as e:
+        except Exception as e:
+            # Refused, never sent, or its answer lost with the connection (an apiserver that died): either way no
+            # creation is to be waited for. One that was made after all comes back as AlreadyExists (its name is
+            # the ordinal's); waiting instead would stall the set until the expectations expire (5 min).
             self.expectations.creation_observed(key)
-            if is_already_exists(e):
+            if isinstance(e, ApiError) and is_already_exists(e):
                 return  # the cache is behind; the pod's event will bring us back
-            self.recorder.warning(sts, "FailedCreate", f"create Pod {name} in StatefulSet {set_name} failed: "
-                                  f"{e.message}")
+            if isinstance(e, ApiError):
+                self.recorder.warning(sts, "FailedCreate", f"create Pod {name} in StatefulSet {set_name} failed: "
+                                      f"{e.message}")
             raise
         self.recorder.normal(sts, "SuccessfulCreate", f"create Pod {name} in StatefulSet {set_name} successful")
 
@@ -272,13 +276,10 @@ class StatefulSetController(PodOwnerController):
                             raise
 
     async def _delete(self, sts: Obj, key: str, pod: Obj) -> None:
-        self.expectations.expect_deletions(key, [key_of(pod)])
-        try:
-            await self.client.delete(PODS, meta(pod)["name"], meta(pod)["namespace"])
-        except ApiError as e:
-            self.expectations.deletion_observed(key, key_of(pod))
-            if not is_not_found(e):
-                raise
+        # as for a creation: a deletion that failed in any way (the connection too) is not waited for
+        _, error = await delete_pods(self.client, self.expectations, key, [pod])
+        if error is not None:
+            raise error
         self.recorder.normal(sts, "SuccessfulDelete", f"delete Pod {meta(pod)['name']} in StatefulSet "
                              f"{meta(sts)['name']} successful")
 
