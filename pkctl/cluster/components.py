@@ -8,6 +8,7 @@ tests/e2e/test_cluster_logic.py checks the two agree).
 from __future__ import annotations
 
 import functools
+import http.client
 import importlib.util
 import json
 import shutil
@@ -15,15 +16,13 @@ import socket
 import ssl
 import subprocess
 import time
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from pkctl.cluster import procs
+from pkctl.cluster import keepalive, procs
 from pkctl.cluster.home import (CONTROLLER_MANAGER, INGRESS_CONTROLLER, KUBE_DNS, KUBE_PROXY, SCHEDULER, ClusterConfig,
                                Home, Member, Worker, node_user)
 
@@ -109,18 +108,15 @@ def _client_cert_context(ca_file: str, cert_file: str, key_file: str, version: i
 
 
 def _http_ok(url: str, token: str | None = None, timeout: float = 1.0, tls: ssl.SSLContext | None = None) -> Health:
-    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(req, timeout=timeout, context=tls) as r:
-            return r.status == 200, f"{url}: {r.status}"
-    except urllib.error.HTTPError as e:
-        try:  # the first line of the answer says why (an apiserver's /readyz: "etcd: not reachable")
-            why = e.read(200).decode(errors="replace").strip().splitlines()[:1]
-        except OSError:
-            why = []
-        return False, f"{url}: HTTP {e.code}" + (f" ({why[0]})" if why else "")
-    except OSError as e:
-        return False, f"{url}: {getattr(e, 'reason', e)}"
+        status, body = keepalive.get(url, {"Authorization": f"Bearer {token}"} if token else None, timeout, tls)
+    except (OSError, http.client.HTTPException) as e:
+        return False, f"{url}: {e or type(e).__name__}"
+    if status == 200:
+        return True, f"{url}: 200"
+    # the first line of the answer says why (an apiserver's /readyz: "etcd: not reachable")
+    why = body[:200].decode(errors="replace").strip().splitlines()[:1]
+    return False, f"{url}: HTTP {status}" + (f" ({why[0]})" if why else "")
 
 
 def node_client_context(home: Home) -> ssl.SSLContext:
@@ -133,21 +129,21 @@ def node_client_context(home: Home) -> ssl.SSLContext:
 def api_get(home: Home, cfg: ClusterConfig, path: str, timeout: float = 2.0) -> dict[str, Any] | None:
     """A GET against the cluster's own apiserver with the admin token (a joined node's home: as the node,
     against the cluster it joined; a joined control-plane member's: its own apiserver); None if it fails."""
+    headers: dict[str, str] = {}
     if cfg.joined and not cfg.members:
-        req = urllib.request.Request(cfg.api_url + path)
         try:
             tls: ssl.SSLContext | None = node_client_context(home)
         except (OSError, ssl.SSLError):
             return None
     else:
-        req = urllib.request.Request(cfg.api_url + path, headers={"Authorization": f"Bearer {home.token()}"})
+        headers["Authorization"] = f"Bearer {home.token()}"
         tls = _tls_context(home, cfg)
     try:
-        with urllib.request.urlopen(req, timeout=timeout, context=tls) as r:
-            doc: dict[str, Any] = json.loads(r.read())
-            return doc
-    except (OSError, ValueError):
+        status, body = keepalive.get(cfg.api_url + path, headers, timeout, tls)
+        doc: dict[str, Any] = json.loads(body)
+    except (OSError, http.client.HTTPException, ValueError):
         return None
+    return doc if 200 <= status < 300 else None
 
 
 def node_ready(node: dict[str, Any]) -> bool:
@@ -182,16 +178,13 @@ def _probe_node(home: Home, cfg: ClusterConfig, running: float, node_name: str =
     """Node Ready, and its Lease renewed by this kubelet process: after a restart the Node object
     still says Ready from the previous run, so Ready alone proves nothing."""
     node_name = node_name or cfg.node_name
-    nodes = api_get(home, cfg, "/api/v1/nodes")
-    if nodes is None:
-        return False, "cannot list nodes"
-    mine = [n for n in nodes.get("items", []) if n["metadata"]["name"] == node_name]
-    if not mine:
-        return False, f"node {node_name} not registered yet"
+    node = api_get(home, cfg, f"/api/v1/nodes/{node_name}")
+    if node is None:
+        return False, f"node {node_name} not registered yet (or the API does not answer)"
     started = time.time() - running - 1.0  # renewTime has second-level clock skew at worst on one host
-    ready = [n["metadata"]["name"] for n in mine
-             if node_ready(n) and _renewed_since(home, cfg, n["metadata"]["name"], started)]
-    return bool(ready), f"node {', '.join(ready)} Ready" if ready else "node not Ready (no fresh heartbeat)"
+    if node_ready(node) and _renewed_since(home, cfg, node_name, started):
+        return True, f"node {node_name} Ready"
+    return False, "node not Ready (no fresh heartbeat)"
 
 
 def _as(user: str, gateway: bool = False) -> Callable[[Home, ClusterConfig], list[str]]:
@@ -560,14 +553,11 @@ def _group_flags(home: Home, cfg: ClusterConfig, member: Member | None = None,
 def member_health(home: Home, cfg: ClusterConfig, member: Member | None = None) -> dict[str, bool] | None:
     """Each member's readiness from the group's verbose /healthz; None when it does not answer."""
     where = f"{member.host}:{member.control_plane_port}" if member else f"127.0.0.1:{cfg.control_plane_port}"
-    req = urllib.request.Request(f"http://{where}/healthz?verbose")
-    try:
-        with urllib.request.urlopen(req, timeout=1.0) as r:
-            text = r.read().decode()
-    except urllib.error.HTTPError as e:  # 503 while a member is not ready: the body still lists them
-        text = e.read().decode(errors="replace")
-    except OSError:
+    try:  # a 503 (a member not ready) lists them all too
+        _, body = keepalive.get(f"http://{where}/healthz?verbose")
+    except (OSError, http.client.HTTPException):
         return None
+    text = body.decode(errors="replace")
     return {line[3:].split()[0]: line.startswith("[+]") for line in text.splitlines() if line[:3] in ("[+]", "[-]")}
 
 
