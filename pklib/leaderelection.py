@@ -25,6 +25,11 @@ from .resources import LEASES
 
 log = logging.getLogger(__name__)
 
+# Seconds a successor lets pass (on its own clock, from when it first saw the Lease) before it acts in the place of
+# its dead predecessor: requests the predecessor sent just before it died may still be on their way through the
+# apiserver, and must land before the successor's caches are filled, or it would do their work a second time.
+PREDECESSOR_SETTLE = 3.0
+
 
 def default_identity() -> str:
     return f"{socket.gethostname()}_{uuid.uuid4()}"
@@ -114,6 +119,9 @@ class LeaderElector:
                     and time.monotonic() - self._observed_at < duration):
                 return False
             if holder and holder == self.predecessor:
+                settling = PREDECESSOR_SETTLE - (time.monotonic() - self._observed_at)
+                if settling > 0:
+                    await asyncio.sleep(settling)  # the write below fails on a Lease that changed meanwhile
                 log.info("lease %s/%s: taking it over from %s, which has exited", self.namespace, self.name, holder)
             new_spec = dict(spec)
             if holder != self.identity:

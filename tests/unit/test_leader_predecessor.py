@@ -1,0 +1,53 @@
+"""A successor named by its supervisor takes its dead predecessor's Lease without waiting the Lease out, but only
+after PREDECESSOR_SETTLE seconds: the predecessor's last requests may still be landing. Against a fake Lease API."""
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+import pytest
+
+from pklib import leaderelection
+from pklib.errors import ApiError
+from pklib.leaderelection import LeaderElector
+
+
+class LeaseApi:
+    def __init__(self, holder: str) -> None:
+        self.lease: dict[str, Any] = {
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "sched", "namespace": "kube-system", "resourceVersion": "1"},
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": 60, "renewTime": "2026-01-01T00:00:00.000000Z"}}
+        self.taken_at: float | None = None
+
+    async def get(self, res: Any, name: str, namespace: str | None = None) -> dict[str, Any]:
+        return copy.deepcopy(self.lease)
+
+    async def update(self, res: Any, body: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
+        if body["metadata"]["resourceVersion"] != self.lease["metadata"]["resourceVersion"]:
+            raise ApiError({"code": 409, "reason": "Conflict", "message": "the object has been modified"})
+        self.lease = copy.deepcopy(body)
+        self.lease["metadata"]["resourceVersion"] = str(int(body["metadata"]["resourceVersion"]) + 1)
+        self.taken_at = time.monotonic()
+        return copy.deepcopy(self.lease)
+
+
+async def test_the_successor_takes_the_lease_after_the_settle_time_not_the_lease_duration(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(leaderelection, "PREDECESSOR_SETTLE", 0.5)
+    api = LeaseApi("cp_old")
+    elector = LeaderElector(api, "sched", identity="cp_new", predecessor="cp_old",  # type: ignore[arg-type]
+                            lease_duration=60, renew_deadline=40, retry_period=0.2)
+    started = time.monotonic()
+    await elector.acquire()
+    assert api.lease["spec"]["holderIdentity"] == "cp_new" and elector.is_leader
+    assert api.taken_at is not None and 0.5 <= api.taken_at - started < 5
+
+
+async def test_a_candidate_naming_another_predecessor_waits_for_the_holder() -> None:
+    api = LeaseApi("cp_old")
+    elector = LeaderElector(api, "sched", identity="cp_new", predecessor="cp_other",  # type: ignore[arg-type]
+                            lease_duration=60, renew_deadline=40, retry_period=0.2)
+    assert not await elector._try_acquire_or_renew()
+    assert api.lease["spec"]["holderIdentity"] == "cp_old"
