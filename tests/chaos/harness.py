@@ -228,7 +228,8 @@ class Watcher:
         prev = store.get(name)
         if kind == "pods" and prev is not None and prev["metadata"].get("uid") != uid:
             # a StatefulSet pod (stable name) came back as a new object before the old one's deletion was seen
-            self.violations.append(f"pod {name}: new uid {uid} while {prev['metadata']['uid']} still existed")
+            self.violations.append(f"{time.strftime('%H:%M:%S')} pod {name}: new uid {uid} while "
+                                   f"{prev['metadata']['uid']} still existed")
         store[name] = obj
         if kind in ("pods", "deployments"):
             self._check_surge()
@@ -240,8 +241,8 @@ class Watcher:
                     if is_live(p) and all(p["metadata"].get("labels", {}).get(k) == v for k, v in sel.items())]
             self.max_live[dname] = max(self.max_live.get(dname, 0), len(live))
             if len(live) > surge_limit(dep):
-                self.violations.append(f"deployment {dname}: {len(live)} live pods > {surge_limit(dep)} "
-                                       f"(replicas + maxSurge): {sorted(live)}")
+                self.violations.append(f"{time.strftime('%H:%M:%S')} deployment {dname}: {len(live)} live pods > "
+                                       f"{surge_limit(dep)} (replicas + maxSurge): {sorted(live)}")
 
     def names(self, kind: str) -> set[str]:
         with self.lock:

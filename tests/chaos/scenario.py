@@ -217,6 +217,7 @@ def kill_during_rollout(cluster: Cluster, s: Scene, kind: str, label: str, rng: 
     time.sleep(rng.uniform(0, 4))  # the random moment of the kill inside the rollout (chaos timing, not a sync)
     s.client.label = kind
     comp = kill_target(cluster, kind, rng)
+    at = time.strftime("%H:%M:%S")  # to match a violation (stamped too) with the kill before it
     killed = kill_component(cluster, comp)
     t0 = time.monotonic()
     back = revive(cluster, comp, killed)
@@ -232,7 +233,7 @@ def kill_during_rollout(cluster: Cluster, s: Scene, kind: str, label: str, rng: 
     took = round(time.monotonic() - t0, 2)
     s.convergence[kind] = max(s.convergence.get(kind, 0.0), took)
     s.failover[kind] = max(s.failover.get(kind, 0.0), wrote)
-    s.killed.append({"kill": kind, "process": comp, "failover_s": wrote, "convergence_s": took})
+    s.killed.append({"kill": kind, "process": comp, "at": at, "failover_s": wrote, "convergence_s": took})
     s.client.label = "rollout"
     s.kills += 1
     return took
