@@ -42,6 +42,10 @@ from kubelet.volumes import VolumeManager, shows_pod_ip
 
 GOOD_RUN_RESETS_BACKOFF = 600.0   # a container that ran this long starts its CrashLoopBackOff afresh
 CONFIG_RETRY = 2.0                # a container that could not be configured is retried this often
+# A pod whose volumes cannot be set up yet (a claim the PV controller is binding right now, a ConfigMap applied just
+# after it) is retried after MOUNT_RETRY s, twice that the next time, and so on up to CONFIG_RETRY: Kubernetes' kubelet
+# checks a pod's mounts every 300 ms while it waits for them.
+MOUNT_RETRY = 0.3
 
 log = logging.getLogger("kubelet")
 
@@ -111,6 +115,7 @@ class PodWorkers:
         self._delays: dict[tuple[str, str], float] = {}              # (uid, container) -> CrashLoopBackOff delay
         self._waiting: dict[tuple[str, str], tuple[str, str]] = {}   # (uid, container) -> waiting reason/message
         self._refreshed: dict[str, float] = {}                       # uid -> when its API volumes were rewritten
+        self._mount_retry: dict[str, float] = {}                     # uid -> the wait before its next mount try
         self._evicted: dict[str, str] = {}                           # uid -> why the eviction manager evicted it
         self._admitted: set[str] = set()                             # uids allowed to start (admission passed)
         # why a pod that has not started yet may not start here (None: it may); the eviction manager's admission
@@ -276,8 +281,11 @@ class PodWorkers:
             for name in ([actions.start_init] if actions.start_init else actions.start + actions.start_ephemeral):
                 self._waiting[(uid, name)] = ("CreateContainerConfigError", str(volumes))
             self.recorder.warning(pod, "FailedMount", f"Error: {volumes}")
-            self.queue.add_after(key_of(pod), CONFIG_RETRY)
+            retry = self._mount_retry.get(uid, MOUNT_RETRY)
+            self._mount_retry[uid] = min(retry * 2, CONFIG_RETRY)
+            self.queue.add_after(key_of(pod), retry)
             return
+        self._mount_retry.pop(uid, None)
         if actions.start_init:
             await self.start_container(pod, rt, volumes, actions.start_init, init=True)
         if actions.start:
@@ -436,6 +444,7 @@ class PodWorkers:
         self.relister.forget(uid)
         self.status.forget(uid)
         self._refreshed.pop(uid, None)
+        self._mount_retry.pop(uid, None)
         self._evicted.pop(uid, None)
         self._admitted.discard(uid)
         self.tokens.forget(uid)

@@ -15,6 +15,7 @@ from kubelet.podworkers import PodWorkerConfig, PodWorkers
 from kubelet.runtime.fake import FakeRuntime
 from kubelet.runtime.interface import ContainerState
 from kubelet.volumes import VolumeManager
+from pklib.errors import ApiError
 from pklib.informer import Handler
 from tests.util import wait_for
 
@@ -55,7 +56,14 @@ class FakeClient:
         self.pods = pods
         self.status_patches: list[dict[str, Any]] = []
         self.deletes: list[tuple[str, str, dict[str, Any]]] = []
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}  # (plural, name) -> what a GET finds
         self.next_rv = 1
+
+    async def get(self, res: Any, name: str, namespace: str | None = None) -> dict[str, Any]:
+        found = self.objects.get((res.plural, name))
+        if found is None:
+            raise ApiError({"code": 404, "reason": "NotFound", "message": f"{res.plural} {name!r} not found"})
+        return copy.deepcopy(found)
 
     async def patch(self, res: Any, name: str, body: dict[str, Any], namespace: str | None = None,
                     subresource: str | None = None) -> dict[str, Any]:
@@ -259,6 +267,29 @@ async def test_a_container_exit_and_a_pod_leaving_wake_the_relist_long_before_it
         await wait_for(torn_down, 2, message="the deleted pod's sandbox removed")
     finally:
         relist.cancel()
+
+
+async def test_a_pod_whose_volume_is_not_there_yet_is_tried_again_soon_then_less_often(node: Node) -> None:
+    """A claim being bound, a ConfigMap applied just after the pod: the first retry comes after 0.3 s (Kubernetes'
+    kubelet checks every 300 ms), later ones back off, up to 2 s."""
+    key = node.add("mounts")
+    node.pods.items[key]["spec"]["volumes"] = [{"name": "cfg", "configMap": {"name": "late"}}]
+    loop = asyncio.get_running_loop()
+    waits = []
+    for _ in range(2):
+        await node.workers.sync(key)
+        assert _waiting_reason(node.status(key)) == "CreateContainerConfigError"
+        began = loop.time()
+        assert await asyncio.wait_for(node.workers.queue.get(), 3) == key
+        node.workers.queue.done(key)
+        waits.append(loop.time() - began)
+    assert 0.25 <= waits[0] < 1.0 and waits[1] >= 0.55, waits
+    assert ("FailedMount", 'Error: configmap "late" not found') in node.recorder.events
+    node.client.objects[("configmaps", "late")] = {"metadata": {"name": "late", "namespace": "default"},
+                                                   "data": {"k": "v"}}
+    await node.workers.sync(key)
+    assert node.status(key)["phase"] == "Running"
+    assert "uid-mounts" not in node.workers._mount_retry  # the next wait starts short again
 
 
 async def test_a_sync_before_the_cache_saw_our_status_write_writes_nothing_again(node: Node) -> None:
