@@ -5,7 +5,9 @@ hosts controller-manager, scheduler, proxy and dns, and the kubelet), each at a 
 of a Deployment behind a Service and of a StatefulSet, while the invariant watcher and the client loop of
 tests/chaos run. Prints one JSON document: rounds run, whether every invariant held (and what broke), the worst
 convergence time per kill type (kill -> supervisor restart -> rollout finished), failed client requests per
-kill type. Nothing passes or fails on time.
+kill type, and the worst time from a serving pod's deletion to its address leaving the Service's ready endpoints
+(`worst_endpoint_lag_s`, per kill type: past the pod's 2 s preStop drain, requests sent there fail). Nothing
+passes or fails on time.
 
 With `--control-planes 3` (and `--nodes N`: pods spread over N nodes) the cluster is highly available and the
 kill types are roles (tests/chaos/harness.py HA_KILLABLE): a member's apiserver, the etcd leader, the control-plane
@@ -14,7 +16,11 @@ process leading controller-manager and the one leading scheduler, found at the m
 per kill type: the worst time from the SIGKILL to the first write the API took (a ConfigMap create retried every
 50 ms through the balancer), and each kill (type, process, failover, convergence).
 
+The components' logs are copied out of the cluster's home (which goes with the benchmark) when a request failed,
+an invariant broke or a rollout stalled, or always with --keep-logs: `logs_kept_in` names the directory.
+
     .venv/bin/python -m bench.chaos [--rounds 10] [--replicas 20] [--seed N] [--control-planes 3] [--nodes 2]
+                                    [--keep-logs]
 """
 from __future__ import annotations
 
@@ -35,7 +41,7 @@ from tests.e2e.helpers import local_cluster  # noqa: E402
 
 
 def main() -> int:
-    flags = parse_flags(__doc__, rounds=10, replicas=20, seed=-1, control_planes=1, nodes=1)
+    flags = parse_flags(__doc__, rounds=10, replicas=20, seed=-1, control_planes=1, nodes=1, keep_logs=False)
     seed = flags.seed if flags.seed >= 0 else random.SystemRandom().randrange(1 << 30)
     rng = random.Random(seed)
     layout = [*(["--control-planes", str(flags.control_planes)] if flags.control_planes > 1 else []),
@@ -57,23 +63,25 @@ def main() -> int:
             except AssertionError as e:  # a rollout that never finished: reported, not raised
                 result["stopped_by"] = str(e)[:4000]
                 print(f"stopped: {e}", file=sys.stderr, flush=True)
-                # the cluster goes with the benchmark: keep its components' logs for the post-mortem
-                kept = tempfile.mkdtemp(prefix="pkbench-chaos-logs-")
-                shutil.copytree(cluster.home / "logs", kept, dirs_exist_ok=True)
-                result["logs_kept_in"] = kept
             try:
                 broken = invariants_broken(cluster, scene)
             except AssertionError as e:  # the API never answered again: reported, not raised
                 broken = [f"the final check could not run: {str(e)[:500]}"]
             summary = scene.summary()
+            if flags.keep_logs or broken or "stopped_by" in result or scene.client.errors:
+                # the cluster goes with the benchmark: keep its components' logs for the post-mortem
+                kept = tempfile.mkdtemp(prefix="pkbench-chaos-logs-")
+                shutil.copytree(cluster.home / "logs", kept, dirs_exist_ok=True)
+                result["logs_kept_in"] = kept
         result.update(rounds_run=rounds, invariants_held=not broken and "stopped_by" not in result,
                       broken=broken, worst_convergence_s=summary["worst_convergence_s"],
                       worst_failover_to_first_write_s=summary["worst_failover_s"],
                       convergence_s=per_kill, kills=scene.killed,
                       failed_requests_per_kill_type={k: summary["requests_failed"].get(k, 0)
                                                      for k in (*kills, "rollout")},
-                      requests_ok=summary["requests_ok"], first_errors=summary["first_errors"],
+                      requests_ok=summary["requests_ok"], failed_requests=scene.client.errors,
                       failed_requests_by_error=summary["error_kinds"],
+                      worst_endpoint_lag_s=summary["worst_endpoint_lag_s"],
                       max_live_web_pods=summary["max_live_web_pods"], surge_limit=summary["surge_limit"],
                       watch_events=summary["watch_events"], watcher_relists=summary["relists"])
     return report(result)

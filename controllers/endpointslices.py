@@ -60,18 +60,21 @@ async def sync_slices(client: Client, informer: Informer, svc_ns: str, svc_name:
             and (meta(s).get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY}
     wanted = {meta(s)["name"]: s for s in desired_slices(svc, subsets)} if svc is not None else {}
     for name, want in wanted.items():
-        current = ours.get(name)
-        try:
-            if current is None:
+        # A slice created a moment ago may not be in the index yet; by its key the store has it (Store.remember).
+        current = ours.get(name) or informer.store.get(f"{svc_ns}/{name}")
+        if current is None:
+            try:
                 await client.create(ENDPOINTSLICES, want)
-            elif not _same(current, want):
-                body = copy.deepcopy(current)
-                body["metadata"]["labels"] = want["metadata"]["labels"]
-                body.update({k: want[k] for k in ("addressType", "endpoints", "ports")})
-                await client.update(ENDPOINTSLICES, body)
-        except ApiError as e:
-            if not is_already_exists(e):
-                raise
+                continue
+            except ApiError as e:
+                if not is_already_exists(e):
+                    raise
+            current = await client.get(ENDPOINTSLICES, name, svc_ns)
+        if not _same(current, want):
+            body = copy.deepcopy(current)
+            body["metadata"]["labels"] = want["metadata"]["labels"]
+            body.update({k: want[k] for k in ("addressType", "endpoints", "ports")})
+            await client.update(ENDPOINTSLICES, body)
     for name in set(ours) - set(wanted):
         try:
             await client.delete(ENDPOINTSLICES, name, svc_ns)

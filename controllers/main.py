@@ -140,15 +140,22 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
         state.leading = False
 
     try:
-        if config.leader_elect:
-            elector = leader_elector(client, config, LEASE_NAME)
-            await elector.acquire()
-        state.leading = True
         informers = InformerFactory(client, config.min_resync_period or None)
+        # Each controller reads back what it (or another controller here) just wrote, before its watch event
+        # comes: a second sync in a burst then does not conflict with the first's write (pklib.informer.Store).
+        client.on_write = informers.remember
         recorder = EventRecorder(client, "controller-manager")
         ctx = ControllerContext(client, informers, recorder, config, config.concurrent_syncs)
         controllers = [cls(ctx) for cls in classes]
         state.controllers, state.informers = controllers, informers
+        if config.leader_elect:
+            elector = leader_elector(client, config, LEASE_NAME)
+            if elector.predecessor:
+                # The successor of a process that died fills its caches while it lets the predecessor's last
+                # requests land (PREDECESSOR_SETTLE): it acts as soon as it leads. A standby waits with none.
+                informers.start()
+            await elector.acquire()
+        state.leading = True
         async with asyncio.TaskGroup() as tg:
             tg.create_task(recorder.run(), name="events")
             informers.start()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
-from typing import Any, AsyncIterator, Generator, Mapping, TypeVar, cast
+from typing import Any, AsyncIterator, Callable, Generator, Mapping, TypeVar, cast
 
 import aiohttp
 
@@ -29,6 +29,9 @@ class Client:
         self._ssl = ssl
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
+        # Told of every object this client creates, updates or patches (its status too), as the server answered:
+        # the controller-manager feeds its caches with it (InformerFactory.remember).
+        self.on_write: Callable[[Resource, dict[str, Any]], None] | None = None
 
     @classmethod
     def from_kubeconfig(cls, path: str | None = None, context: str | None = None, **kw: Any) -> "Client":
@@ -110,10 +113,11 @@ class Client:
     async def create(self, res: Resource, obj: dict[str, Any], namespace: str | None = None,
                      subresource: str | None = None, name: str | None = None,
                      params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        return await self._object(rest.create(res, obj, namespace, subresource, name, params))
+        return self._wrote(res, await self._object(rest.create(res, obj, namespace, subresource, name, params)),
+                           subresource, params)
 
     async def update(self, res: Resource, obj: dict[str, Any], subresource: str | None = None) -> dict[str, Any]:
-        return await self._object(rest.update(res, obj, subresource))
+        return self._wrote(res, await self._object(rest.update(res, obj, subresource)), subresource)
 
     async def update_status(self, res: Resource, obj: dict[str, Any]) -> dict[str, Any]:
         return await self.update(res, obj, "status")
@@ -121,8 +125,17 @@ class Client:
     async def patch(self, res: Resource, name: str, patch: Any, namespace: str | None = None, *,
                     patch_type: str = "merge", subresource: str | None = None,
                     params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        return await self._object(rest.patch(res, name, patch, namespace, patch_type=patch_type,
-                                             subresource=subresource, params=params))
+        return self._wrote(res, await self._object(rest.patch(res, name, patch, namespace, patch_type=patch_type,
+                                                              subresource=subresource, params=params)),
+                           subresource, params)
+
+    def _wrote(self, res: Resource, answer: dict[str, Any], subresource: str | None,
+               params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        # Only the object itself: a binding, an eviction or a scale answers with something else; a dry run
+        # wrote nothing.
+        if self.on_write is not None and subresource in (None, "status") and not (params or {}).get("dryRun"):
+            self.on_write(res, answer)
+        return answer
 
     async def delete(self, res: Resource, name: str, namespace: str | None = None, *,
                      propagation_policy: str | None = None, grace_period_seconds: int | None = None,

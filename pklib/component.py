@@ -61,13 +61,17 @@ def add_leader_election_flags(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--leader-elect-predecessor", default=None,
                    help="an identity whose process is known to have exited (its supervisor reaped it): a Lease it "
                         "holds is taken at once instead of after its duration")
+    p.add_argument("--leader-elect-predecessor-exited", type=float, default=None, metavar="UNIX_TIME",
+                   help="when the predecessor exited (seconds since the epoch): the wait before taking its Lease "
+                        "counts from then")
 
 
 def leader_elector(client: Client, config: argparse.Namespace, lease_name: str) -> LeaderElector:
     """An elector for the kube-system/`lease_name` Lease, timed by the --leader-elect-* flags."""
     return LeaderElector(client, lease_name, SYSTEM_NAMESPACE, config.leader_elect_identity,
                          config.leader_elect_lease_duration, config.leader_elect_renew_deadline,
-                         config.leader_elect_retry_period, predecessor=config.leader_elect_predecessor)
+                         config.leader_elect_retry_period, predecessor=config.leader_elect_predecessor,
+                         predecessor_exited=config.leader_elect_predecessor_exited)
 
 
 def make_client(config: argparse.Namespace, user_agent: str) -> Client:

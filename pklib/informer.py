@@ -63,28 +63,81 @@ DEFAULT_INDEXES: dict[str, IndexFunc] = {
 }
 
 
+def revision(obj: Obj) -> int | None:
+    """An object's resourceVersion as a number (pkube's are etcd revisions), None when it has none."""
+    rv = (obj.get("metadata") or {}).get("resourceVersion")
+    try:
+        return int(rv) if rv else None
+    except ValueError:
+        return None
+
+
 class Store:
-    """Objects by key, plus inverted indexes name -> value -> keys."""
+    """Objects by key, plus inverted indexes name -> value -> keys.
+
+    What a reader gets is the watch's copy of each object, unless this process wrote a newer version itself
+    (`remember`, the server's answer to the write) that the watch has not brought yet: then it gets that one.
+    A controller that syncs again before its own write's event arrives (a burst of pod changes) thus builds on
+    what it wrote, and its next update does not conflict with its own last one (Kubernetes' MutationCache). Which
+    keys an index lists, and what the informer's handlers are told, stay the watch's alone."""
 
     def __init__(self, indexes: dict[str, IndexFunc] | None = None):
         self._items: dict[str, Obj] = {}
         self._index_funcs = dict(DEFAULT_INDEXES if indexes is None else indexes)
         self._indices: dict[str, dict[str, set[str]]] = {n: {} for n in self._index_funcs}
+        self._written: dict[str, tuple[int, Obj]] = {}  # key -> (revision, object) this process wrote
 
     def __len__(self) -> int:
         return len(self._items)
 
     def get(self, key: str) -> Obj | None:
-        return self._items.get(key)
+        obj = self._items.get(key)
+        return self._newest(key, obj) if self._written else obj
 
     def list(self) -> ObjList:
+        if self._written:
+            return [self._newest(k, o) or o for k, o in self._items.items()]
         return list(self._items.values())
 
     def keys(self) -> KeyList:
         return list(self._items)
 
     def by_index(self, index: str, value: str) -> ObjList:
-        return [self._items[k] for k in self._indices[index].get(value, ())]
+        keys = self._indices[index].get(value, ())
+        if self._written:
+            return [self._newest(k, self._items[k]) or self._items[k] for k in keys]
+        return [self._items[k] for k in keys]
+
+    def remember(self, obj: Obj) -> None:
+        """Note an object as the server answered a write of this process: newer than the watch's copy, it is
+        what readers get until the watch catches up (`caught_up`)."""
+        rv = revision(obj)
+        if rv is None:
+            return
+        key = key_of(obj)
+        cached = self._items.get(key)
+        if cached is not None and (revision(cached) or 0) >= rv:
+            return
+        if key not in self._written or self._written[key][0] < rv:
+            self._written[key] = (rv, obj)
+
+    def caught_up(self, rv: str | None) -> None:
+        """The watch (or a list) has delivered everything up to resourceVersion `rv`: what this process wrote
+        up to there is in the store, or was changed or deleted since; forget it."""
+        if not self._written or not rv:
+            return
+        try:
+            upto = int(rv)
+        except ValueError:
+            return
+        for key in [k for k, (written, _) in self._written.items() if written <= upto]:
+            del self._written[key]
+
+    def _newest(self, key: str, obj: Obj | None) -> Obj | None:
+        written = self._written.get(key)
+        if written is None or (obj is not None and (revision(obj) or 0) >= written[0]):
+            return obj
+        return written[1]
 
     def add_index(self, name: str, func: IndexFunc) -> None:
         self._index_funcs[name] = func
@@ -250,6 +303,7 @@ class Informer:
             old = self.store.put(item)
             self._dispatch("MODIFIED" if old is not None else "ADDED", old, item)
         self.resource_version = (result.get("metadata") or {}).get("resourceVersion")
+        self.store.caught_up(self.resource_version)
         self.synced.set()
 
     async def _watch(self) -> None:
@@ -272,6 +326,7 @@ class Informer:
         rv = (obj.get("metadata") or {}).get("resourceVersion")
         if etype == "BOOKMARK":
             self.resource_version = rv or self.resource_version
+            self.store.caught_up(rv)
             return
         obj.setdefault("kind", self.resource.kind)
         obj.setdefault("apiVersion", self.resource.api_version)
@@ -283,6 +338,7 @@ class Informer:
             self._dispatch("DELETED", old or obj, None)
         if rv:
             self.resource_version = rv
+            self.store.caught_up(rv)
 
     async def _resync_loop(self) -> None:
         assert self.resync_period
@@ -324,6 +380,12 @@ class InformerFactory:
 
     def all(self) -> list[Informer]:
         return list(self._informers.values())
+
+    def remember(self, resource: Resource, obj: Obj) -> None:
+        """A write's answer, for the cache of `resource` if there is one (Store.remember); a Client's `on_write`."""
+        inf = self._informers.get(resource)
+        if inf is not None:
+            inf.store.remember(obj)
 
     def start(self) -> None:
         """Start every informer requested so far that is not running yet."""

@@ -25,8 +25,8 @@ from .resources import LEASES
 
 log = logging.getLogger(__name__)
 
-# Seconds a successor lets pass (on its own clock, from when it first saw the Lease) before it acts in the place of
-# its dead predecessor: requests the predecessor sent just before it died may still be on their way through the
+# Seconds a successor lets pass (from its predecessor's exit when its supervisor tells the time, else from when it
+# first saw the Lease) before it acts in the place of its dead predecessor: requests the predecessor sent just before it died may still be on their way through the
 # apiserver, and must land before the successor's caches are filled, or it would do their work a second time.
 PREDECESSOR_SETTLE = 3.0
 
@@ -38,7 +38,7 @@ def default_identity() -> str:
 class LeaderElector:
     def __init__(self, client: Client, name: str, namespace: str = SYSTEM_NAMESPACE, identity: str | None = None,
                  lease_duration: float = 15.0, renew_deadline: float = 10.0, retry_period: float = 2.0,
-                 predecessor: str | None = None):
+                 predecessor: str | None = None, predecessor_exited: float | None = None):
         if not lease_duration > renew_deadline > retry_period > 0:
             raise ValueError("need lease_duration > renew_deadline > retry_period > 0")
         self.client = client
@@ -48,6 +48,7 @@ class LeaderElector:
         # living holder, so it is taken at once (Kubernetes waits its duration out: a restarted leader has a new
         # identity and cannot tell that the old one is dead).
         self.predecessor = predecessor if predecessor != self.identity else None
+        self.predecessor_exited = predecessor_exited  # time.time() of its exit, when known
         self.lease_duration, self.renew_deadline, self.retry_period = lease_duration, renew_deadline, retry_period
         # What we last saw of the Lease, and when (monotonic) it last changed.
         self._observed_rv: str | None = None
@@ -120,6 +121,8 @@ class LeaderElector:
                 return False
             if holder and holder == self.predecessor:
                 settling = PREDECESSOR_SETTLE - (time.monotonic() - self._observed_at)
+                if self.predecessor_exited is not None:  # the time since it died counts (a clock step: no more)
+                    settling = min(settling, PREDECESSOR_SETTLE - (time.time() - self.predecessor_exited))
                 if settling > 0:
                     await asyncio.sleep(settling)  # the write below fails on a Lease that changed meanwhile
                 log.info("lease %s/%s: taking it over from %s, which has exited", self.namespace, self.name, holder)

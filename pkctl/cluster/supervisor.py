@@ -47,11 +47,14 @@ LOG_ROTATE_BYTES = 20 * 2**20  # keep one older log of this size per component
 
 
 def restart_delay(previous: float | None, ran: float, was_healthy: bool = False) -> float:
-    """Back-off before restarting a component that ran `ran` seconds: 1 s doubling to 30 s while it crash-loops,
-    from the start again once it had stayed up for a while or had passed its health check (it was not
-    crash-looping, it was killed or failed later: the cluster needs it back at once; SIGKILLs of the apiserver
-    half a minute apart otherwise kept it down up to 30 s each)."""
-    if previous is None or ran >= BACKOFF_RESET_AFTER or was_healthy:
+    """Back-off before restarting a component that ran `ran` seconds. One that had stayed up a while or had passed
+    its health check was not crash-looping (it was killed, or failed later): the cluster needs it back, so it
+    restarts at once (a control-plane process killed mid-rollout left Services routing to deleted pods until its
+    successor ran); once more within a short run after such an immediate restart, after 1 s. One that never got
+    healthy backs off 1 s doubling to 30 s."""
+    if ran >= BACKOFF_RESET_AFTER or (was_healthy and previous != 0):
+        return 0.0
+    if was_healthy or previous is None or previous < BACKOFF_START:
         return BACKOFF_START
     return min(previous * 2, BACKOFF_MAX)
 
@@ -64,6 +67,7 @@ class Keeper:
         self.ready = asyncio.Event()
         self.proc: asyncio.subprocess.Process | None = None
         self.started_with: list[str] = []  # the command line of its process (a config change may make another)
+        self.exited_at: float | None = None  # time.time() when that process was seen to exit
         # "supervisor" tells readers this record is current, not left over from an earlier run.
         self.state: dict[str, Any] = {"name": comp.name, "supervisor": os.getpid(), "state": "Waiting",
                                       "pid": None, "ticks": None,
@@ -86,6 +90,7 @@ class Keeper:
         while True:
             began = time.monotonic()
             rc = await self._run_once()
+            self.exited_at = time.time()
             ran = time.monotonic() - began
             was_healthy = self.state["state"] == "Running"  # it had passed its health check
             if rc == LAUNCHER_UNAVAILABLE and UNAVAILABLE_MARK in self._log_tail():
@@ -101,7 +106,8 @@ class Keeper:
     async def _run_once(self) -> int:
         # The previous command's process (if any) has exited and was reaped here: its leader-election identities
         # are dead for sure, and their successors may take those Leases at once.
-        self.started_with = with_predecessors(self.comp.command(self.home, self.cfg), self.started_with)
+        self.started_with = with_predecessors(self.comp.command(self.home, self.cfg), self.started_with,
+                                              self.exited_at)
         cmd = ["setpriv", "--pdeathsig", "TERM", "--", *self.started_with]
         logf = self._open_log()
         try:
@@ -238,6 +244,7 @@ class Supervision:
 
 
 IDENTITY_FLAG, PREDECESSOR_FLAG = "--leader-elect-identity", "--leader-elect-predecessor"
+EXITED_FLAG = "--leader-elect-predecessor-exited"
 
 
 def _comparable(argv: list[str]) -> list[str]:
@@ -246,15 +253,16 @@ def _comparable(argv: list[str]) -> list[str]:
     kept: list[str] = []
     for i, a in enumerate(argv):
         before = argv[i - 1] if i else ""
-        if PREDECESSOR_FLAG not in (a, before):
+        if not {PREDECESSOR_FLAG, EXITED_FLAG} & {a, before}:
             kept.append("" if before == IDENTITY_FLAG else a)
     return kept
 
 
-def with_predecessors(argv: list[str], exited: list[str]) -> list[str]:
+def with_predecessors(argv: list[str], exited: list[str], exited_at: float | None = None) -> list[str]:
     """`argv` with `--leader-elect-predecessor OLD` after its n-th `--leader-elect-identity NEW`, where OLD is the n-th
     identity of `exited`, the command line of the component's process that has exited (and was reaped by this
-    supervisor, so nothing runs as OLD any more). Nothing is added where the identity stays the same."""
+    supervisor, so nothing runs as OLD any more), and `--leader-elect-predecessor-exited T` when it exited at
+    time.time() `exited_at`. Nothing is added where the identity stays the same."""
     dead = iter([exited[i + 1] for i, a in enumerate(exited[:-1]) if a == IDENTITY_FLAG])
     out: list[str] = []
     for i, a in enumerate(argv):
@@ -263,6 +271,8 @@ def with_predecessors(argv: list[str], exited: list[str]) -> list[str]:
             old = next(dead, None)
             if old and old != a:
                 out += [PREDECESSOR_FLAG, old]
+                if exited_at is not None:
+                    out += [EXITED_FLAG, f"{exited_at:.3f}"]
     return out
 
 

@@ -41,7 +41,11 @@ KILLABLE = tuple((os.environ.get("PKUBE_CHAOS_KILLS") or
 HA_KILLABLE = tuple((os.environ.get("PKUBE_CHAOS_HA_KILLS") or
                      "apiserver,etcd-leader,controller-manager-leader,scheduler-leader,worker-kubelet").split(","))
 WATCHED = {"pods": "/api/v1", "configmaps": "/api/v1", "replicasets": "/apis/apps/v1",
-           "deployments": "/apis/apps/v1", "statefulsets": "/apis/apps/v1"}
+           "deployments": "/apis/apps/v1", "statefulsets": "/apis/apps/v1",
+           "endpointslices": "/apis/discovery.k8s.io/v1"}
+# The Service whose endpoints the watcher follows (endpoint_lag): the one the client loop requests.
+SERVED = "web"
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
 def env_int(name: str, default: int) -> int:
@@ -153,6 +157,12 @@ class Watcher:
     max_live: dict[str, int] = field(default_factory=dict)  # deployment -> most live pods seen at once
     deleted_by_test: set[tuple[str, str]] = field(default_factory=set)
     lost: list[str] = field(default_factory=list)
+    # What the client loop is doing (the kill type in progress), to charge each endpoint lag to.
+    label: Callable[[], str] = lambda: ""
+    # Per label, the worst seconds from a serving pod's deletion (as watched) to its address leaving the ready
+    # endpoints of the Service SERVED: past the pod's preStop drain, requests still sent there fail.
+    endpoint_lag: dict[str, float] = field(default_factory=dict)
+    deleting: dict[str, tuple[float, str]] = field(default_factory=dict)  # pod IP -> (seen deleted at, label)
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
@@ -222,8 +232,10 @@ class Watcher:
         if typ == "DELETED":
             if store.get(name, {}).get("metadata", {}).get("uid") == uid:
                 del store[name]
-            if kind != "pods" and kind != "replicasets" and (kind, name) not in self.deleted_by_test:
+            if kind not in ("pods", "replicasets", "endpointslices") and (kind, name) not in self.deleted_by_test:
                 self.lost.append(f"{kind}/{name} deleted (nobody asked)")
+            if kind in ("pods", "endpointslices"):
+                self._follow_endpoints(kind, obj)
             return
         prev = store.get(name)
         if kind == "pods" and prev is not None and prev["metadata"].get("uid") != uid:
@@ -233,6 +245,27 @@ class Watcher:
         store[name] = obj
         if kind in ("pods", "deployments"):
             self._check_surge()
+        if kind in ("pods", "endpointslices"):
+            self._follow_endpoints(kind, obj)
+
+    def _served_ips(self) -> set[str]:
+        return {a for s in self.objects["endpointslices"].values()
+                if (s["metadata"].get("labels") or {}).get(SERVICE_NAME_LABEL) == SERVED
+                for e in s.get("endpoints") or [] if (e.get("conditions") or {}).get("ready", True)
+                for a in e.get("addresses") or []}
+
+    def _follow_endpoints(self, kind: str, obj: dict[str, Any]) -> None:
+        """endpoint_lag: a served pod seen deleted starts a clock that stops when its address leaves the ready
+        endpoints (at once when it had left before the pod's deletion was seen: watches of two kinds are not
+        ordered with each other)."""
+        now, served = time.monotonic(), self._served_ips()
+        ip = (obj.get("status") or {}).get("podIP")
+        if kind == "pods" and ip and ip in served and ip not in self.deleting and obj["metadata"].get(
+                "deletionTimestamp") and (obj["metadata"].get("labels") or {}).get("app") == SERVED:
+            self.deleting[ip] = (now, self.label())
+        for gone in [a for a in self.deleting if a not in served]:
+            seen, label = self.deleting.pop(gone)
+            self.endpoint_lag[label] = round(max(self.endpoint_lag.get(label, 0.0), now - seen), 2)
 
     def _check_surge(self) -> None:
         for dname, dep in self.objects["deployments"].items():

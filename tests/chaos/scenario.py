@@ -44,6 +44,7 @@ class Scene:
                 "requests_ok": dict(self.client.ok), "requests_failed": dict(self.client.failed),
                 "first_errors": self.client.errors[:5], "error_kinds": self.client.error_kinds(),
                 "max_live_web_pods": self.watcher.max_live.get("web"),
+                "worst_endpoint_lag_s": dict(self.watcher.endpoint_lag),
                 "surge_limit": self.replicas + -(-self.replicas // 4),
                 "watch_events": len(self.watcher.events), "relists": dict(self.watcher.relists),
                 "violations": self.watcher.violations, "lost": self.watcher.lost}
@@ -180,8 +181,9 @@ def open_scene(cluster: Cluster, replicas: int) -> Iterator[Scene]:
     wait_for_sync(lambda: converged(api, ns), timeout=60 + 10 * replicas, interval=0.5, message="web and db ready")
     urls = [f"http://127.0.0.1:{node_port}/", f"http://{cluster_ip}/"]
     wait_for_sync(lambda: all(answers(u) for u in urls), timeout=30, interval=0.2, message="the Service answers")
-    watcher = Watcher(api, ns).start()
-    client = ClientLoop(urls).start()
+    client = ClientLoop(urls)
+    watcher = Watcher(api, ns, label=lambda: client.label).start()
+    client.start()
     scene = Scene(ns, api, watcher, client, replicas, names)
     try:
         yield scene

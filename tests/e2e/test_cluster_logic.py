@@ -205,9 +205,12 @@ def test_restart_backoff_doubles_to_30s_and_resets_after_a_good_run() -> None:
         delay = restart_delay(delay, ran=0.5)
         delays.append(delay)
     assert delays == [1, 2, 4, 8, 16, 30, 30]
-    assert restart_delay(30, ran=120) == 1
+    assert restart_delay(30, ran=120) == 0, "one that had run a while comes back at once"
     # one that had passed its health check was not crash-looping: it comes back at once
-    assert restart_delay(30, ran=5, was_healthy=True) == 1
+    assert restart_delay(30, ran=5, was_healthy=True) == 0
+    # ... but not again and again: healthy, then dead within seconds of an immediate restart, it waits 1 s
+    assert restart_delay(0, ran=5, was_healthy=True) == 1
+    assert restart_delay(1, ran=5, was_healthy=True) == 0
 
 
 def test_merge_keeps_the_users_other_clusters_and_unmerge_removes_only_ours(tmp_path: Path) -> None:

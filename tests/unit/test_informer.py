@@ -196,3 +196,54 @@ async def test_a_watch_the_server_ends_at_shutdown_resumes_within_two_seconds(mo
     assert inf.relists == 1 and sorted(inf.store.keys()) == ["ns/a", "ns/b"]
     assert api.watch_rvs == ["10", *["11"] * 7, "12"]
     assert max(waits) <= 2.0, waits
+
+
+def test_a_write_of_this_process_is_read_back_until_the_watch_brings_it() -> None:
+    store = Store()
+    store.put(pod("a", 5, labels={"app": "web"}))
+    store.remember(pod("a", 7, node="n1", labels={"app": "web"}))  # our update, answered at revision 7
+    assert store.get("ns/a")["metadata"]["resourceVersion"] == "7"
+    assert [p["metadata"]["resourceVersion"] for p in store.by_index("label", "app=web")] == ["7"]
+    assert [p["metadata"]["resourceVersion"] for p in store.list()] == ["7"]
+    store.remember(pod("a", 6))  # an older answer (a slower request) does not replace it
+    assert store.get("ns/a")["metadata"]["resourceVersion"] == "7"
+    store.put(pod("a", 6))  # the watch is still behind: the store's copy is older than ours
+    store.caught_up("6")
+    assert store.get("ns/a")["metadata"]["resourceVersion"] == "7"
+    store.put(pod("a", 8))  # someone changed it after us: the watch's copy is the newest
+    store.caught_up("8")
+    assert store.get("ns/a")["metadata"]["resourceVersion"] == "8"
+    store.remember(pod("a", 8))  # an answer no newer than the store's adds nothing
+    assert store._written == {}
+
+
+def test_a_created_object_is_found_by_key_before_its_event_and_forgotten_once_the_watch_passes_it() -> None:
+    store = Store()
+    store.remember(pod("new", 9, labels={"app": "web"}))
+    assert store.get("ns/new")["metadata"]["resourceVersion"] == "9"
+    assert store.by_index("label", "app=web") == [], "which keys an index lists stays the watch's"
+    store.caught_up("10")  # e.g. the object was deleted again before the watch delivered it
+    assert store.get("ns/new") is None
+
+
+async def test_an_informer_forgets_a_remembered_write_once_its_event_arrives() -> None:
+    api = FakeApi()
+    api.lists = [{"metadata": {"resourceVersion": "5"}, "items": [pod("a", 5)]}]
+    inf = Informer(api, PODS)
+    seen: list[tuple[str, str]] = []
+    inf.add_handler(Handler(on_update=lambda old, new: seen.append(
+        (old["metadata"]["resourceVersion"], new["metadata"]["resourceVersion"]))))
+    factory = InformerFactory(api)
+    factory._informers[PODS] = inf
+    api.streams = [[{"type": "MODIFIED", "object": pod("a", 7, node="n1")}]]
+    task = asyncio.create_task(inf.run())
+    try:
+        await asyncio.wait_for(inf.synced.wait(), 5)
+        factory.remember(PODS, pod("a", 7, node="n1"))
+        await asyncio.wait_for(api.exhausted.wait(), 5)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert seen == [("5", "7")], "handlers are told what the watch says, not what was remembered"
+    assert inf.store._written == {}
+    assert inf.store.get("ns/a")["spec"] == {"nodeName": "n1"}

@@ -51,3 +51,28 @@ async def test_a_candidate_naming_another_predecessor_waits_for_the_holder() -> 
                             lease_duration=60, renew_deadline=40, retry_period=0.2)
     assert not await elector._try_acquire_or_renew()
     assert api.lease["spec"]["holderIdentity"] == "cp_old"
+
+
+async def test_the_settle_time_counts_from_the_predecessors_exit_when_the_supervisor_tells_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(leaderelection, "PREDECESSOR_SETTLE", 3.0)
+    api = LeaseApi("cp_old")
+    # It died 2.5 s ago (its successor took that long to start): half a second of the settle time is left.
+    elector = LeaderElector(api, "sched", identity="cp_new", predecessor="cp_old",  # type: ignore[arg-type]
+                            predecessor_exited=time.time() - 2.5, lease_duration=60, renew_deadline=40,
+                            retry_period=0.2)
+    started = time.monotonic()
+    await elector.acquire()
+    assert api.taken_at is not None and 0.4 <= api.taken_at - started < 2.0
+
+
+async def test_a_clock_stepped_back_does_not_make_the_successor_wait_longer_than_the_settle_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(leaderelection, "PREDECESSOR_SETTLE", 0.5)
+    api = LeaseApi("cp_old")
+    elector = LeaderElector(api, "sched", identity="cp_new", predecessor="cp_old",  # type: ignore[arg-type]
+                            predecessor_exited=time.time() + 3600, lease_duration=60, renew_deadline=40,
+                            retry_period=0.2)
+    started = time.monotonic()
+    await elector.acquire()
+    assert api.taken_at is not None and 0.5 <= api.taken_at - started < 3

@@ -32,3 +32,13 @@ def test_identities_and_predecessors_are_no_config_change() -> None:
     restarted = with_predecessors(argv("n1", "n2"), argv("o1", "o2"))
     assert _comparable(restarted) == _comparable(argv("z1", "z2")) == _comparable(argv("o1", "o2"))
     assert _comparable(argv("a", "b") + ["--v", "2"]) != _comparable(argv("a", "b"))
+
+
+def test_the_time_the_predecessor_exited_goes_with_its_identity_and_is_no_config_change() -> None:
+    restarted = with_predecessors(argv("n1", "n2"), argv("o1", "o2"), exited_at=1765000000.25)
+    at = restarted.index("o1")
+    assert restarted[at + 1:at + 3] == ["--leader-elect-predecessor-exited", "1765000000.250"]
+    assert restarted[restarted.index("o2") + 1:] == ["--leader-elect-predecessor-exited", "1765000000.250"]
+    assert _comparable(restarted) == _comparable(argv("z1", "z2"))
+    again = with_predecessors(argv("n3", "n4"), restarted, exited_at=1765000009.0)
+    assert again.count("--leader-elect-predecessor-exited") == 2 and "1765000000.250" not in again
