@@ -29,8 +29,8 @@ from .history import (POD_REVISION_LABEL, create_revision, delete_revisions, new
                       renumber, sort_revisions, template_patch)
 from .nodefit import placement
 from .replicaset import BURST_REPLICAS
-from .util import (PodOwnerController, available_in, int_or_percent, is_pod_available, is_pod_ready, meta,
-                   pod_from_template, random_suffix, selector_of, write_status)
+from .util import (PodOwnerController, available_in, create_owned, int_or_percent, is_pod_available, is_pod_ready,
+                   meta, pod_from_template, random_suffix, selector_of, write_status)
 
 
 HASH_LABEL = POD_REVISION_LABEL
@@ -214,7 +214,7 @@ class DaemonSetController(PodOwnerController):
         affinity.setdefault("nodeAffinity", {})["requiredDuringSchedulingIgnoredDuringExecution"] = {
             "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}]}
         spec["affinity"] = affinity
-        return await self.client.create(PODS, pod)
+        return await create_owned(self.client, PODS, pod)
 
     async def _update_status(self, ds: Obj, plan: list[tuple[str, bool, bool]], by_node: dict[str, list[Obj]],
                              current_hash: str, collisions: int) -> None:

@@ -19,8 +19,9 @@ from pklib.objects import key_of
 from pklib.resources import PODS, REPLICASETS, REPLICATIONCONTROLLERS, Resource
 
 from .claims import claim
-from .util import (PodOwnerController, available_in, controller_ref, delete_pods, is_pod_active, is_pod_ready, meta,
-                   parse_time, pod_from_template, random_suffix, selecting, selector_of, slow_start_batch, write_status)
+from .util import (PodOwnerController, available_in, controller_ref, create_owned, delete_pods, is_pod_active,
+                   is_pod_ready, meta, parse_time, pod_from_template, random_suffix, selecting, selector_of,
+                   slow_start_batch, write_status)
 
 
 BURST_REPLICAS = 500  # at most this many creates/deletes per sync, as in Kubernetes
@@ -120,7 +121,7 @@ class ReplicaSetController(PodOwnerController):
         name = meta(rs)["name"]
         pod = pod_from_template(template, rs, name=f"{name}-{random_suffix()}",
                                 generate_name=f"{name}-")
-        return await self.client.create(PODS, pod)
+        return await create_owned(self.client, PODS, pod)
 
     async def _delete(self, rs: Obj, key: str, victims: list[Obj]) -> None:
         _, first_error = await delete_pods(self.client, self.expectations, key, victims)

@@ -16,7 +16,7 @@ import orjson
 
 from pklib.client import Client
 from pklib.controller import Controller, ControllerContext, Expectations
-from pklib.errors import ApiError, is_not_found
+from pklib.errors import ApiError, ConnectionFailed, is_already_exists, is_not_found
 from pklib.informer import Informer, Obj, Store
 from pklib.objects import key_of
 from pklib.objects import controller_of as controller_ref
@@ -142,6 +142,34 @@ def int_or_percent(value: Any, total: int, round_up: bool) -> int:
         whole, rest = divmod(pct * total, 100)
         return whole + (1 if round_up and rest else 0)
     return int(text)
+
+
+# A create whose answer was lost is tried again this many times, after these delays (seconds, doubling).
+CREATE_ATTEMPTS, CREATE_RETRY = 4, 0.25
+
+
+async def create_owned(client: Client, res: Resource, obj: Obj) -> Obj:
+    """Create `obj`, named by the caller and controlled by its owner, for sure once. A request whose answer was
+    lost with its connection (an apiserver killed while it wrote) may have been carried out: the same create is
+    sent again, and AlreadyExists for an object of that name and controller says it was. A controller that instead
+    counted the creation as failed would make a second pod in its place at its next sync: one more than the
+    Deployment's replicas + maxSurge until it deletes one."""
+    owner = (controller_ref(obj) or {}).get("uid")
+    for attempt in range(CREATE_ATTEMPTS):
+        try:
+            return await client.create(res, obj)
+        except ConnectionFailed:
+            if attempt == CREATE_ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(CREATE_RETRY * 2 ** attempt)
+        except ApiError as e:
+            if not (attempt and is_already_exists(e)):
+                raise
+            existing = await client.get(res, meta(obj)["name"], meta(obj).get("namespace"))
+            if owner is None or (controller_ref(existing) or {}).get("uid") != owner:
+                raise
+            return existing
+    raise AssertionError("unreachable")
 
 
 async def slow_start_batch(count: int, create: Callable[[int], Awaitable[Any]],
