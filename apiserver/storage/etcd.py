@@ -48,8 +48,19 @@ _LEASE_GONE_TEXT = "requested lease not found"
 NOSPACE_TEXT = "database space exceeded"
 
 
+# A write waits this long for etcd's answer (etcd's own limit is 7 s: a proposal lost with a leader that died
+# was answered "request timed out" only then, and the object's controllers waited as long), then is sent again:
+# an earlier try that was carried out after all is recognised by its value (_already_written).
+WRITE_TIMEOUT = 2.0
+WRITE_ATTEMPTS = 4
+
+
 class _LeaseGone(StorageError):
     pass
+
+
+class _Unanswered(StorageError):
+    """A write that got no answer in WRITE_TIMEOUT: it may or may not have been carried out."""
 
 
 # kube-apiserver's compaction clock, shared by every apiserver of an etcd whatever its --etcd-prefix.
@@ -145,11 +156,18 @@ def _guard(txn: Any, key: bytes, target: str, value: int) -> None:
         c.mod_revision = value
 
 
-def _count_on_failure(txn: Any, key: bytes) -> None:
-    """What a failed `txn` answers: whether the key exists (a conflict or a missing object)."""
-    count = txn.failure.add().request_range
-    count.key = key
-    count.count_only = True
+def _read_on_failure(txn: Any, key: bytes) -> None:
+    """What a failed `txn` answers: the key as it is (missing, someone else's value, or ours: _already_written)."""
+    txn.failure.add().request_range.key = key
+
+
+def _already_written(resp: Any, data: bytes, retried: bool) -> int | None:
+    """The revision of a write found carried out by an earlier try whose answer was lost: the compare of the
+    try again failed on a key that holds exactly the value written (None otherwise)."""
+    if not retried or not resp.responses:
+        return None
+    kvs = resp.responses[0].response_range.kvs
+    return int(kvs[0].mod_revision) if kvs and kvs[0].value == data else None
 
 
 class EtcdStorage:
@@ -200,16 +218,21 @@ class EtcdStorage:
     def _strip(self, key: bytes) -> str:
         return ROOT + key[len(self._pb):].decode()
 
-    async def _call(self, method: str, request: Any) -> Any:
-        # With several endpoints, an unavailable member makes us move on to the next one.
+    async def _call(self, method: str, request: Any, timeout: float | None = None,
+                    retried: list[bool] | None = None) -> Any:
+        """One request; with several endpoints, an unavailable member makes us move on to the next one. A write
+        passes `retried`, which notes each time it is sent again after a try that may have been carried out;
+        its timeout then raises _Unanswered."""
         for attempt in range(len(self._servers)):
             client = await self._connect()
             kv = client.kvstub
             try:
-                return await getattr(kv, method)(request, timeout=self._timeout)
+                return await getattr(kv, method)(request, timeout=timeout or self._timeout)
             except asyncio.CancelledError:
                 if not _channel_closed_under_us():
                     raise
+                if retried is not None:
+                    retried.append(True)
                 continue
             except rpc.AioRpcError as e:
                 details = e.details() or ""
@@ -222,9 +245,13 @@ class EtcdStorage:
                 if _LEASE_GONE_TEXT in details:
                     self.leases.forget()
                     raise _LeaseGone(details) from None
+                if e.code() == rpc.StatusCode.DEADLINE_EXCEEDED and retried is not None:
+                    raise _Unanswered(details) from None
                 if e.code() == rpc.StatusCode.UNAVAILABLE and attempt + 1 < len(self._servers):
                     log.warning("etcd %s unavailable (%s); trying the next endpoint",
                                 self._servers[self._index % len(self._servers)], details)
+                    if retried is not None:
+                        retried.append(True)
                     await self._reconnect(client)
                     continue
                 raise StorageError(f"etcd {method} failed: {e.code().name}: {details}") from None
@@ -250,24 +277,32 @@ class EtcdStorage:
                 raise StorageError(f"etcd LeaseGrant failed: {e.code().name}: {details}") from None
         raise StorageError("etcd LeaseGrant failed on every endpoint")
 
-    async def _put(self, txn: Any, key: bytes, value: dict[str, Any], ttl: int) -> Any:
+    async def _put(self, txn: Any, key: bytes, data: bytes, ttl: int) -> Any:
         """Adds the put of a write to `txn` (returned); with a ttl, attached to a (shared) lease so that etcd
         deletes the key after it."""
         put = txn.success.add().request_put
         put.key = key
-        put.value = encode(value)
+        put.value = data
         if ttl > 0:
             put.lease = await self.leases.lease_for(ttl)
         return txn
 
-    async def _txn_with_lease(self, build: Any, ttl: int) -> Any:
-        """Runs the transaction `await build()` makes; once more with a new lease if the shared one just expired."""
-        try:
-            return await self._call("Txn", await build())
-        except _LeaseGone:
-            if ttl <= 0:
-                raise
-            return await self._call("Txn", await build())
+    async def _write(self, build: Any, ttl: int) -> tuple[Any, bool]:
+        """Runs the transaction `await build()` makes: once more with a new lease if the shared one just expired,
+        again when etcd leaves it unanswered. (Its answer, whether an earlier try may have been carried out.)"""
+        retried: list[bool] = []
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                try:
+                    return await self._call("Txn", await build(), WRITE_TIMEOUT, retried), bool(retried)
+                except _LeaseGone:
+                    if ttl <= 0:
+                        raise
+                    return await self._call("Txn", await build(), WRITE_TIMEOUT, retried), bool(retried)
+            except _Unanswered as e:
+                retried.append(True)
+                log.warning("etcd left a write unanswered for %.0fs (%s); sending it again", WRITE_TIMEOUT, e)
+        raise StorageError(f"etcd left a write unanswered {WRITE_ATTEMPTS} times (no leader?)")
 
     async def _reconnect(self, failed: aetcd.Client) -> None:
         """Move on to the next endpoint, unless a concurrent caller already did (`failed` is not current)."""
@@ -315,28 +350,33 @@ class EtcdStorage:
     # -- writes ------------------------------------------------------------------------------
 
     async def create(self, key: str, value: dict[str, Any], ttl: int = 0) -> int:
-        k = self._full(key)
+        k, data = self._full(key), encode(value)
 
         async def build() -> Any:
             txn = rpc.TxnRequest()
             _guard(txn, k, "create", 0)
-            return await self._put(txn, k, value, ttl)
-        resp = await self._txn_with_lease(build, ttl)
+            _read_on_failure(txn, k)
+            return await self._put(txn, k, data, ttl)
+        resp, retried = await self._write(build, ttl)
         if not resp.succeeded:
+            if (revision := _already_written(resp, data, retried)) is not None:
+                return revision
             raise KeyExistsError(key)
         return int(resp.header.revision)
 
     async def update(self, key: str, value: dict[str, Any], expected_revision: int, ttl: int = 0) -> int:
-        k = self._full(key)
+        k, data = self._full(key), encode(value)
 
         async def build() -> Any:
             txn = rpc.TxnRequest()
             _guard(txn, k, "mod", expected_revision)
-            _count_on_failure(txn, k)
-            return await self._put(txn, k, value, ttl)
-        resp = await self._txn_with_lease(build, ttl)
+            _read_on_failure(txn, k)
+            return await self._put(txn, k, data, ttl)
+        resp, retried = await self._write(build, ttl)
         if not resp.succeeded:
-            if resp.responses and resp.responses[0].response_range.count == 0:
+            if (revision := _already_written(resp, data, retried)) is not None:
+                return revision
+            if resp.responses and not resp.responses[0].response_range.kvs:
                 raise KeyNotFoundError(key)
             raise RevisionConflictError(key)
         return int(resp.header.revision)
@@ -349,10 +389,10 @@ class EtcdStorage:
         delete.prev_kv = True
         if expected_revision:
             _guard(txn, k, "mod", expected_revision)
-            _count_on_failure(txn, k)
+            _read_on_failure(txn, k)
         resp = await self._call("Txn", txn)
         if not resp.succeeded:
-            if resp.responses and resp.responses[0].response_range.count == 0:
+            if resp.responses and not resp.responses[0].response_range.kvs:
                 raise KeyNotFoundError(key)
             raise RevisionConflictError(key)
         deleted = resp.responses[0].response_delete_range

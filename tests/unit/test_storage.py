@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any, AsyncIterator
 
+import grpc
 import pytest
+from aetcd import rpc
 
 from apiserver.storage.etcd import EtcdStorage
 from apiserver.storage.interface import (CompactedError, KeyExistsError, KeyNotFoundError, RevisionConflictError,
@@ -174,3 +176,55 @@ async def test_a_read_in_flight_survives_another_caller_moving_to_the_next_endpo
         server.close()
         await store.close()
         await writer.close()
+
+
+class LostAnswers:
+    """The real etcd's Txn, whose next `lose` answers are lost after etcd carried the write out (`done`) or
+    before it got there: what a client sees of a proposal when the etcd leader dies (etcd answered "request timed
+    out" after 7 s)."""
+
+    def __init__(self, store: EtcdStorage, client: Any) -> None:
+        self.real, self.lose, self.done, self.calls = client.kvstub.Txn, 0, True, 0
+        client.kvstub.Txn = self
+
+    async def __call__(self, request: Any, timeout: float | None = None, **kw: Any) -> Any:
+        self.calls += 1
+        if self.lose and not self.done:
+            self.lose -= 1
+            raise rpc.AioRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, grpc.aio.Metadata(), grpc.aio.Metadata(),
+                                  "Deadline Exceeded")
+        resp = await self.real(request, timeout=timeout, **kw)
+        if self.lose:
+            self.lose -= 1
+            raise rpc.AioRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, grpc.aio.Metadata(), grpc.aio.Metadata(),
+                                  "Deadline Exceeded")
+        return resp
+
+
+async def test_a_write_whose_answer_was_lost_is_sent_again_and_counts_once(etcd: Any) -> None:
+    """etcd left a write unanswered: the apiserver sends it again (after WRITE_TIMEOUT, not etcd's 7 s), and when
+    the first try had been carried out, finds its own value under the key and reports that write a success, not
+    a conflict with itself."""
+    store = EtcdStorage([etcd.url], "/" + unique("st"))
+    try:
+        txn = LostAnswers(store, await store._connect())
+        txn.lose = 1
+        rev = await store.create("/registry/a/k", {"v": 1})
+        got = await store.get("/registry/a/k")
+        assert got is not None and got.value == {"v": 1} and got.mod_revision == rev and txn.calls == 2
+        txn.lose = 2
+        rev2 = await store.update("/registry/a/k", {"v": 2}, rev)
+        got = await store.get("/registry/a/k")
+        assert got is not None and got.value == {"v": 2} and got.mod_revision == rev2 > rev
+        # lost before etcd had it: the second try makes it
+        txn.lose, txn.done = 1, False
+        rev3 = await store.update("/registry/a/k", {"v": 3}, rev2)
+        assert (await store.get("/registry/a/k")).mod_revision == rev3  # type: ignore[union-attr]
+        # someone else's write in between is still a conflict, and an existing key still exists
+        txn.lose = 0
+        with pytest.raises(RevisionConflictError):
+            await store.update("/registry/a/k", {"v": 4}, rev2)
+        with pytest.raises(KeyExistsError):
+            await store.create("/registry/a/k", {"v": 1})
+    finally:
+        await store.close()
