@@ -26,8 +26,9 @@ from .resources import LEASES
 log = logging.getLogger(__name__)
 
 # Seconds a successor lets pass (from its predecessor's exit when its supervisor tells the time, else from when it
-# first saw the Lease) before it acts in the place of its dead predecessor: requests the predecessor sent just before it died may still be on their way through the
-# apiserver, and must land before the successor's caches are filled, or it would do their work a second time.
+# first saw the Lease) before it acts in the place of its dead predecessor: requests the predecessor sent just
+# before it died may still be on their way through the apiserver, and must be in the successor's caches before it
+# acts, or it would do their work a second time.
 PREDECESSOR_SETTLE = 3.0
 
 
