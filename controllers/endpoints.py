@@ -88,6 +88,7 @@ def compute_subsets(svc: Obj, pods: list[Obj]) -> list[dict[str, Any]]:
 
 class EndpointsController(Controller):
     name = "endpoints"
+    state_only = True  # Endpoints and EndpointSlices computed from Services and pods
 
     def __init__(self, ctx: ControllerContext):
         super().__init__(ctx)

@@ -148,19 +148,25 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
         ctx = ControllerContext(client, informers, recorder, config, config.concurrent_syncs)
         controllers = [cls(ctx) for cls in classes]
         state.controllers, state.informers = controllers, informers
-        if config.leader_elect:
-            elector = leader_elector(client, config, LEASE_NAME)
-            if elector.predecessor:
-                # The successor of a process that died fills its caches while it lets the predecessor's last
-                # requests land (PREDECESSOR_SETTLE): it acts as soon as it leads. A standby waits with none.
-                informers.start()
-            await elector.acquire()
-        state.leading = True
         async with asyncio.TaskGroup() as tg:
+            early: list[Controller] = []
+            if config.leader_elect:
+                elector = leader_elector(client, config, LEASE_NAME)
+                if elector.predecessor:
+                    # The successor of a process that died fills its caches while it lets the predecessor's last
+                    # requests land (PREDECESSOR_SETTLE), and runs the controllers whose writes follow from the
+                    # caches alone meanwhile; the others act once it leads. A standby waits with none.
+                    informers.start()
+                    early = [c for c in controllers if c.state_only]
+                    for c in early:
+                        tg.create_task(c.run(), name=f"controller:{c.name}")
+                await elector.acquire()
+            state.leading = True
             tg.create_task(recorder.run(), name="events")
             informers.start()
             for c in controllers:
-                tg.create_task(c.run(), name=f"controller:{c.name}")
+                if c not in early:
+                    tg.create_task(c.run(), name=f"controller:{c.name}")
             await informers.wait_synced()
             log.info("running controllers: %s", ", ".join(c.name for c in controllers))
             ready.set()

@@ -44,6 +44,11 @@ class ControllerContext:
 
 class Controller:
     name: ClassVar[str] = ""
+    # What this controller writes is a function of its caches alone (the same caches give the same writes, whoever
+    # makes them, however often): the successor of a controller-manager that died may run it while it lets its
+    # predecessor's last requests land, before it takes the Lease (controllers/main.py). Services then stop
+    # sending to pods deleted just before the death within a second or two, not after the settle time as well.
+    state_only: ClassVar[bool] = False
 
     def __init__(self, ctx: ControllerContext):
         self.ctx = ctx
