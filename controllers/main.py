@@ -155,9 +155,11 @@ async def run(config: argparse.Namespace, ready: asyncio.Event) -> None:
                 if elector.predecessor:
                     # The successor of a process that died fills its caches while it lets the predecessor's last
                     # requests land (PREDECESSOR_SETTLE), and runs the controllers whose writes follow from the
-                    # caches alone meanwhile; the others act once it leads. A standby waits with none.
+                    # caches alone meanwhile (if nobody else can lead first); the others act once it leads. A
+                    # standby waits with none.
                     informers.start()
-                    early = [c for c in controllers if c.state_only]
+                    if await elector.predecessor_holds():
+                        early = [c for c in controllers if c.state_only]
                     for c in early:
                         tg.create_task(c.run(), name=f"controller:{c.name}")
                 await elector.acquire()

@@ -17,7 +17,7 @@ import uuid
 import socket
 from typing import Any
 
-from .api.timefmt import micro_now
+from .api.timefmt import micro_now, parse_time
 from .api.wellknown import SYSTEM_NAMESPACE
 from .client import Client
 from .errors import ApiError, ConnectionFailed, is_already_exists, is_conflict, is_not_found
@@ -68,6 +68,22 @@ class LeaderElector:
             await asyncio.sleep(self.retry_period)
         self.is_leader = True
         log.info("became leader of %s/%s as %s", self.namespace, self.name, self.identity)
+
+    async def predecessor_holds(self) -> bool:
+        """Whether the Lease is held by our dead predecessor, renewed recently enough that no other candidate may
+        take it before we do (they wait its duration out from its last renewal; we take it PREDECESSOR_SETTLE
+        after the death). The predecessor ran beside us, under the same supervisor: its renewTime is on our
+        clock."""
+        try:
+            lease = await self.client.get(LEASES, self.name, self.namespace)
+        except (ApiError, ConnectionFailed):
+            return False
+        spec = lease.get("spec") or {}
+        renewed = parse_time(spec.get("renewTime"))
+        if not self.predecessor or spec.get("holderIdentity") != self.predecessor or renewed is None:
+            return False
+        left = renewed.timestamp() + float(spec.get("leaseDurationSeconds") or self.lease_duration) - time.time()
+        return left > PREDECESSOR_SETTLE + 2 * self.retry_period
 
     async def keep_renewing(self) -> None:
         """Renew until leadership is lost (then return); cancel it to stop renewing."""

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from pklib import leaderelection
+from pklib.api.timefmt import format_micro_time, now
 from pklib.errors import ApiError
 from pklib.leaderelection import LeaderElector
 
@@ -76,3 +78,17 @@ async def test_a_clock_stepped_back_does_not_make_the_successor_wait_longer_than
     started = time.monotonic()
     await elector.acquire()
     assert api.taken_at is not None and 0.5 <= api.taken_at - started < 3
+
+
+async def test_the_successor_stands_in_early_only_while_no_other_candidate_could_lead_first() -> None:
+    """Its state-only controllers run while it waits (controllers/main.py) only when the predecessor renewed the
+    Lease recently enough that nobody else may take it before the settle time is over."""
+    def elector(renewed_ago: float, holder: str = "cp_old") -> LeaderElector:
+        api = LeaseApi(holder)
+        api.lease["spec"]["renewTime"] = format_micro_time(now() - timedelta(seconds=renewed_ago))
+        api.lease["spec"]["leaseDurationSeconds"] = 15
+        return LeaderElector(api, "sched", identity="cp_new", predecessor="cp_old",  # type: ignore[arg-type]
+                             lease_duration=15, renew_deadline=10, retry_period=2)
+    assert await elector(1).predecessor_holds()
+    assert not await elector(10).predecessor_holds(), "15 s - 10 s left: a standby may take it within the settle"
+    assert not await elector(1, holder="cp_other").predecessor_holds()
