@@ -277,6 +277,14 @@ class Watcher:
                 self.violations.append(f"{time.strftime('%H:%M:%S')} deployment {dname}: {len(live)} live pods > "
                                        f"{surge_limit(dep)} (replicas + maxSurge): {sorted(live)}")
 
+    def endpoint_lags(self) -> dict[str, float]:
+        """endpoint_lag, counting the addresses still served now as lagging until now."""
+        with self.lock:
+            lags, now = dict(self.endpoint_lag), time.monotonic()
+            for seen, label in self.deleting.values():
+                lags[label] = round(max(lags.get(label, 0.0), now - seen), 2)
+            return lags
+
     def names(self, kind: str) -> set[str]:
         with self.lock:
             return set(self.objects[kind])

@@ -44,7 +44,7 @@ class Scene:
                 "requests_ok": dict(self.client.ok), "requests_failed": dict(self.client.failed),
                 "first_errors": self.client.errors[:5], "error_kinds": self.client.error_kinds(),
                 "max_live_web_pods": self.watcher.max_live.get("web"),
-                "worst_endpoint_lag_s": dict(self.watcher.endpoint_lag),
+                "worst_endpoint_lag_s": self.watcher.endpoint_lags(),
                 "surge_limit": self.replicas + -(-self.replicas // 4),
                 "watch_events": len(self.watcher.events), "relists": dict(self.watcher.relists),
                 "violations": self.watcher.violations, "lost": self.watcher.lost}

@@ -69,3 +69,10 @@ def test_the_endpoint_lag_runs_from_a_served_pods_deletion_to_its_address_leavin
     w._apply("endpointslices", "MODIFIED", web_slice())
     w._apply("pods", "MODIFIED", web_pod("b", "10.0.0.2", deleting=True))
     assert w.deleting == {} and list(w.endpoint_lag) == ["etcd-leader"]
+
+
+def test_an_address_still_served_long_after_its_pods_deletion_counts_as_lagging_until_now() -> None:
+    w = watcher()
+    w._apply("endpointslices", "ADDED", web_slice("10.0.0.1"))
+    w._apply("pods", "MODIFIED", web_pod("a", "10.0.0.1", deleting=True))
+    assert w.endpoint_lag == {} and list(w.endpoint_lags()) == [""]
