@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Iterable, Protocol
 
 import aiohttp
+import orjson
 
 from .errors import ApiError, ConnectionFailed, is_gone
 from .objects import key_of
@@ -385,7 +386,8 @@ class InformerFactory:
         """A write's answer, for the cache of `resource` if there is one (Store.remember); a Client's `on_write`."""
         inf = self._informers.get(resource)
         if inf is not None:
-            inf.store.remember(obj)
+            # A copy: the writer still holds the answer and may change it; the cache must keep the server's.
+            inf.store.remember(orjson.loads(orjson.dumps(obj)))
 
     def start(self) -> None:
         """Start every informer requested so far that is not running yet."""
