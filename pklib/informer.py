@@ -120,7 +120,8 @@ class Store:
         if cached is not None and (revision(cached) or 0) >= rv:
             return
         if key not in self._written or self._written[key][0] < rv:
-            self._written[key] = (rv, obj)
+            # A copy: the writer still holds its answer and may change it; the cache keeps the server's.
+            self._written[key] = (rv, orjson.loads(orjson.dumps(obj)))
 
     def caught_up(self, rv: str | None) -> None:
         """The watch (or a list) has delivered everything up to resourceVersion `rv`: what this process wrote
@@ -386,8 +387,7 @@ class InformerFactory:
         """A write's answer, for the cache of `resource` if there is one (Store.remember); a Client's `on_write`."""
         inf = self._informers.get(resource)
         if inf is not None:
-            # A copy: the writer still holds the answer and may change it; the cache must keep the server's.
-            inf.store.remember(orjson.loads(orjson.dumps(obj)))
+            inf.store.remember(obj)
 
     def start(self) -> None:
         """Start every informer requested so far that is not running yet."""
