@@ -677,16 +677,20 @@ def port_free(port: int) -> bool:
     return True
 
 
+PRIVATE_PORTS = range(20000, 30000)
+
+
 def pick_port(preferred: int | None, taken: set[int]) -> int:
     if preferred is not None and preferred not in taken and port_free(preferred):
         return preferred
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in taken:
+    # A random port below both the NodePort range (30000-32767) and the kernel's ephemeral range, not
+    # bind(0): the kernel hands a just-closed port out again, so two homes prepared one after the other
+    # (neither running yet) could both record it.
+    for _ in range(200):
+        port = PRIVATE_PORTS.start + secrets.randbelow(len(PRIVATE_PORTS))
+        if port not in taken and port_free(port):
             return port
-    raise HomeError("could not find a free loopback port")
+    raise HomeError(f"could not find a free loopback port in {PRIVATE_PORTS.start}-{PRIVATE_PORTS.stop - 1}")
 
 
 def config_digest(data: bytes) -> str:
