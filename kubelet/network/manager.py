@@ -11,7 +11,8 @@ from pyroute2 import IPRoute
 from kubelet.network import forwarding, nat
 from kubelet.network.bridge import delete_bridge, ensure_bridge, keep_address
 from kubelet.network.ipam import IPAM
-from kubelet.network.netns import Uplink, list_netns, netns_path, setup_pod_network, teardown_pod_network
+from kubelet.network.netns import (Uplink, create_netns, list_netns, netns_path, teardown_pod_network,
+                                   wire_pod_network)
 
 UPLINK_TTL = 60.0  # seconds a pod setup trusts the bridge and MTU an earlier one saw (a gone bridge is noticed)
 
@@ -58,20 +59,36 @@ class NodeNetwork:
         return self.config.netns_prefix + sandbox_id[:12], (self.config.veth_prefix + sandbox_id)[:15]
 
     def setup(self, sandbox_id: str) -> PodNetworkInfo:
+        """The pod's IP and its netns, wired (prepare, then wire)."""
+        info = self.prepare(sandbox_id)
+        self.wire(sandbox_id, info)
+        return info
+
+    def prepare(self, sandbox_id: str) -> PodNetworkInfo:
+        """The pod's IP and a new, empty netns (what a container can be created in); `wire` connects it."""
         ns_name, veth = self.names(sandbox_id)
         ip = self.ipam.allocate(sandbox_id)
+        try:
+            create_netns(ns_name)
+        except BaseException:
+            self.teardown(sandbox_id)
+            raise
+        return PodNetworkInfo(str(ip), ns_name, netns_path(ns_name), veth)
+
+    def wire(self, sandbox_id: str, info: PodNetworkInfo) -> None:
+        """Connect a prepared netns: veth to the bridge, address, routes. Tears the pod's network down (IP
+        included) if it fails."""
         known = self._uplink
         fresh = known[0] if known and time.monotonic() - known[1] < UPLINK_TTL else None
         try:
-            used = setup_pod_network(ns_name, veth, self.config.bridge,
-                                     ipaddress.IPv4Interface(f"{ip}/{self.ipam.network.prefixlen}"), self.gateway,
-                                     fresh)
+            used = wire_pod_network(info.netns_name, info.host_veth, self.config.bridge,
+                                    ipaddress.IPv4Interface(f"{info.ip}/{self.ipam.network.prefixlen}"),
+                                    self.gateway, fresh)
             if used is not fresh:
                 self._uplink = (used, time.monotonic())
         except BaseException:
             self.teardown(sandbox_id)
             raise
-        return PodNetworkInfo(str(ip), ns_name, netns_path(ns_name), veth)
 
     def teardown(self, sandbox_id: str) -> None:
         """Idempotent: veth, netns and the IP allocation go."""

@@ -38,13 +38,20 @@ def node_uplink(ipr: IPRoute, bridge: str, gateway: ipaddress.IPv4Interface) -> 
 
 def setup_pod_network(ns_name: str, host_veth: str, bridge: str, ip: ipaddress.IPv4Interface,
                       gateway: ipaddress.IPv4Interface, uplink: Uplink | None = None) -> Uplink:
-    """Create and wire the pod's netns. The caller tears down with `teardown_pod_network` on failure.
+    """Create and wire the pod's netns. The caller tears down with `teardown_pod_network` on failure."""
+    create_netns(ns_name)
+    return wire_pod_network(ns_name, host_veth, bridge, ip, gateway, uplink)
+
+
+def wire_pod_network(ns_name: str, host_veth: str, bridge: str, ip: ipaddress.IPv4Interface,
+                     gateway: ipaddress.IPv4Interface, uplink: Uplink | None = None) -> Uplink:
+    """Wire the pod's (new, empty) netns: loopback up, the veth pair to the bridge, eth0's address and the default
+    route. The caller tears down with `teardown_pod_network` on failure.
 
     `uplink`: the bridge and MTU as the caller last saw them (NodeNetwork keeps them), saving their lookups on
     every pod; when that bridge is gone the veth cannot join it and they are looked up (the bridge made) again.
     Returns the uplink used. The veth pair is made already joined to the bridge, up, with the MTU on both ends
     (one netlink request; the kernel removes the pair again if joining fails)."""
-    create_netns(ns_name)
     with IPRoute() as ipr:
         link = uplink or node_uplink(ipr, bridge, gateway)
 

@@ -147,6 +147,8 @@ class RuncRuntime:
         return cid
 
     async def start_container(self, container_id: str) -> None:
+        # a new sandbox's network is wired while its first containers are created: they start once it is
+        await self.sandboxes.network_ready(self.containers.meta(container_id)["sandbox_id"])
         await self.containers.start(container_id)
 
     async def stop_container(self, container_id: str, timeout: float) -> None:

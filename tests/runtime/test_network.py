@@ -7,14 +7,19 @@ import json
 import os
 import socket
 import subprocess
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pyroute2 import IPRoute
 
 from kubelet.network.bridge import gateway_mac, keep_address
 from kubelet.network.netns import netns_path
-from kubelet.runtime.interface import ContainerConfig, DNSConfig, HostAlias, SandboxConfig
+from images.store import ImageStore
+from kubelet.runtime.interface import (ContainerConfig, ContainerState, DNSConfig, HostAlias, LogOptions,
+                                       RuntimeError_, SandboxConfig, SandboxState)
 from kubelet.runtime.runc import RuncRuntime
 from kubelet.runtime.sandbox import hold_uts_ipc, unmount
 from pklib.hostnet import delete_link
@@ -110,6 +115,7 @@ async def test_a_pod_made_after_the_bridge_was_deleted_gets_a_new_bridge(runtime
     first = await runtime.run_sandbox(SandboxConfig(name="first", namespace="default", uid="uid-first"))
     await asyncio.to_thread(delete_link, runtime.config.bridge)  # (the first pod's host veth leaves it)
     second = await runtime.run_sandbox(SandboxConfig(name="second", namespace="default", uid="uid-second"))
+    await runtime.sandboxes.network_ready(second)  # wired beside the first container's creation
     veth = runtime.network.names(second)[1]
     assert Path(f"/sys/class/net/{veth}/master").resolve().name == runtime.config.bridge
     bridge = Path(f"/sys/class/net/{runtime.config.bridge}")
@@ -165,3 +171,73 @@ def test_a_bridge_made_without_its_own_mac_keeps_the_one_it_has_at_node_setup() 
     finally:
         delete_link(port)
         delete_link(bridge)
+
+
+# What a container's first instruction sees of its network: eth0's address and the default route.
+FIRST_LOOK = ["sh", "-c", "ip -4 -o addr show eth0; ip route; trap 'exit 0' TERM; while :; do sleep 1; done"]
+
+
+async def test_a_container_started_at_once_runs_only_once_its_network_is_wired(
+        runtime: RuncRuntime, busybox: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the wiring (veth, address, route) runs beside the container's creation; here it is made slow, so a start
+    # that did not wait for it would run the command in a bare namespace
+    wire = runtime.network.wire
+
+    def slow_wire(sandbox_id: str, info: Any) -> None:
+        time.sleep(0.5)
+        wire(sandbox_id, info)
+    monkeypatch.setattr(runtime.network, "wire", slow_wire)
+    sid = await runtime.run_sandbox(SandboxConfig(name="eager", namespace="default", uid="uid-eager"))
+    ip = (await runtime.sandbox_status(sid)).ip
+    assert ip  # the IP is known at once (the pod's status can show it)
+    cid = await run(runtime, sid, "first", busybox, FIRST_LOOK)
+
+    async def first_lines() -> str:
+        text = "\n".join([line.text async for line in runtime.logs(cid, LogOptions())])
+        return text if "default via" in text else ""
+    seen = await wait_for(first_lines, timeout=10, interval=0.05, message="the container's first output")
+    assert f"inet {ip}/24" in seen and f"default via {runtime.network.gateway.ip}" in seen
+
+
+async def test_a_sandbox_whose_network_cannot_be_wired_is_not_ready_and_its_container_never_starts(
+        runtime: RuncRuntime, busybox: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    wire = runtime.network.wire
+
+    def taken_name(sandbox_id: str, info: Any) -> None:
+        # a link already holds the host veth's name: the kernel refuses the pair (EEXIST)
+        with IPRoute() as ipr:
+            ipr.link("add", ifname=info.host_veth, kind="bridge")
+        wire(sandbox_id, info)
+    monkeypatch.setattr(runtime.network, "wire", taken_name)
+    sid = await runtime.run_sandbox(SandboxConfig(name="unwired", namespace="default", uid="uid-unwired"))
+    netns = (await runtime.sandbox_status(sid)).netns
+    cid = await runtime.create_container(sid, ContainerConfig(name="c", image=busybox, command=IDLE))
+    with pytest.raises(RuntimeError_, match=f"setting up the network of sandbox {sid} failed"):
+        await runtime.start_container(cid)
+    assert (await runtime.container_status(cid)).state == ContainerState.CREATED
+    assert (await runtime.sandbox_status(sid)).state == SandboxState.NOT_READY  # the pod worker makes a new one
+    # what the wiring made is gone already: the netns, the IP and the link that was in the way
+    assert not Path(netns).exists()
+    assert sid not in runtime.network.ipam.allocations().values()
+    assert not Path(f"/sys/class/net/{runtime.network.names(sid)[1]}").exists()
+    await runtime.remove_sandbox(sid)
+
+
+async def test_a_sandbox_whose_wiring_a_kubelet_stop_cut_short_is_not_ready(
+        runtime: RuncRuntime, image_store: ImageStore) -> None:
+    release = threading.Event()
+    wire = runtime.network.wire
+
+    def held(sandbox_id: str, info: Any) -> None:
+        release.wait(10)
+        wire(sandbox_id, info)
+    runtime.network.wire = held  # type: ignore[method-assign]
+    try:
+        sid = await runtime.run_sandbox(SandboxConfig(name="cut", namespace="default", uid="uid-cut"))
+        assert (await runtime.sandbox_status(sid)).state == SandboxState.READY  # being wired by this process
+        restarted = RuncRuntime(runtime.config, image_store)  # a new kubelet reads the state files
+        assert (await restarted.sandbox_status(sid)).state == SandboxState.NOT_READY
+    finally:
+        release.set()
+        runtime.network.wire = wire  # type: ignore[method-assign]
+    await runtime.remove_sandbox(sid)
