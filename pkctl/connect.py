@@ -13,7 +13,6 @@ needs a watch in the end (get -w, delete --wait) hands a coroutine to `Connectio
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
 
@@ -30,17 +29,17 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-@dataclass
 class Connection:
-    server: str
-    token: str | None
-    ssl: Any
-    # -n if given, else the context's namespace, else "default".
-    namespace: str
-    # Whether the user named the namespace with -n (then it must agree with the files' namespaces).
-    namespace_given: bool
-    _api: SyncClient | None = field(default=None, repr=False)
-    _client: "Client | None" = field(default=None, repr=False)
+    """(A plain class, not a dataclass: see pklib/rest.py on what pkctl imports.)"""
+
+    def __init__(self, server: str, token: str | None, ssl: Any, namespace: str, namespace_given: bool) -> None:
+        self.server, self.token, self.ssl = server, token, ssl
+        # -n if given, else the context's namespace, else "default".
+        self.namespace = namespace
+        # Whether the user named the namespace with -n (then it must agree with the files' namespaces).
+        self.namespace_given = namespace_given
+        self._api: SyncClient | None = None
+        self._client: "Client | None" = None
 
     @property
     def api(self) -> SyncClient:

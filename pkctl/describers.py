@@ -3,9 +3,8 @@ and status per kind, Events), aligned the way Go's tabwriter aligns kubectl's ou
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from pklib.api.qos import qos_class
 from pklib.api.wellknown import LAST_APPLIED_ANNOTATION, REVISION_ANNOTATION
@@ -576,8 +575,7 @@ def event_time(e: Obj) -> str:
                or _meta(e).get("creationTimestamp") or "")
 
 
-@dataclass
-class Related:
+class Related(NamedTuple):
     """Other objects some describers show (fetched by the command; None: not fetched)."""
     endpoints: Obj | None = None  # a Service's Endpoints
     pods: list[Obj] | None = None  # a Node's non-terminated pods

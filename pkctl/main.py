@@ -107,9 +107,33 @@ def command_of(argv: list[str]) -> str | None:
     return None
 
 
+def terminal_width() -> int:
+    """What argparse's help is wrapped to: $COLUMNS, else the terminal's width, else 80 (less 2), as
+    shutil.get_terminal_size gives argparse."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns if sys.__stdout__ else 0
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return (columns or 80) - 2
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, measuring the terminal itself: its HelpFormatter imports shutil (and zlib, bz2 and
+    lzma with it) on the first add_argument only to ask for the width, a few ms of every pkctl run.
+    Subcommands' parsers are of this class too (add_subparsers makes them of the parent's class)."""
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        return self.formatter_class(prog=self.prog, width=terminal_width())  # type: ignore[call-arg]
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser of every command, or of just `command` (what running that command needs)."""
-    parser = argparse.ArgumentParser(prog="pkctl", description="pkctl controls a pkube cluster.")
+    parser = Parser(prog="pkctl", description="pkctl controls a pkube cluster.")
     _global_options(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in [COMMANDS[command]] if command in COMMANDS else COMMAND_MODULES:

@@ -9,9 +9,8 @@ import argparse
 import copy
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from pklib.resources import Resource, for_kind
 
@@ -48,8 +47,7 @@ def add_file_flags(p: argparse.ArgumentParser, required: bool) -> None:
                    help="not supported: use `kubectl kustomize DIR | pkctl ... -f -`")
 
 
-@dataclass
-class Manifest:
+class Manifest(NamedTuple):
     source: str  # the file name as the user gave it, or STDIN
     obj: dict[str, Any]
 
@@ -166,8 +164,7 @@ def _flatten(doc: Any, source: str) -> list[Manifest]:
     return [Manifest(source, doc)]
 
 
-@dataclass
-class Placed:
+class Placed(NamedTuple):
     """A manifest resolved to its API resource and the namespace it goes to."""
     manifest: Manifest
     res: Resource

@@ -1,8 +1,7 @@
 """What users name on the command line: `KIND[,KIND] [NAME...]` or `KIND/NAME...`."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from pklib.resources import Resource, all_resources, lookup
 
@@ -12,10 +11,9 @@ if TYPE_CHECKING:
     from pklib.syncclient import SyncClient
 
 
-@dataclass
-class Target:
+class Target(NamedTuple):
     res: Resource
-    names: list[str] = field(default_factory=list)
+    names: list[str]
 
 
 class UnknownKind(CommandError):

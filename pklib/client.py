@@ -12,6 +12,7 @@ import errno
 from typing import Any, AsyncIterator, Callable, Generator, Mapping, TypeVar, cast
 
 import aiohttp
+import orjson
 
 from . import kubeconfig, rest
 from .errors import ConnectionFailed
@@ -69,10 +70,10 @@ class Client:
 
     async def send(self, req: rest.Request) -> Any:
         try:
-            async with self.session.request(req.method, self.server + req.path, params=req.query(), data=req.data(),
-                                            headers=req.header_map(),
+            async with self.session.request(req.method, self.server + req.path, params=req.query(),
+                                            data=req.data(orjson.dumps), headers=req.header_map(),
                                             timeout=aiohttp.ClientTimeout(total=req.timeout)) as resp:
-                return rest.result(resp.status, resp.content_type, await resp.read())
+                return rest.result(resp.status, resp.content_type, await resp.read(), orjson.loads)
         except aiohttp.ClientConnectionError as e:
             raise connection_failed(self.server, e) from None
         except asyncio.TimeoutError:
@@ -156,13 +157,13 @@ class Client:
             async with self.session.get(self.server + res.path(namespace), params=params,
                                         timeout=aiohttp.ClientTimeout(total=None, sock_read=None)) as resp:
                 if resp.status >= 400:  # the server's Status, raised as ApiError
-                    rest.result(resp.status, resp.content_type, await resp.read())
+                    rest.result(resp.status, resp.content_type, await resp.read(), orjson.loads)
                 buf = b""
                 async for chunk in resp.content.iter_any():
                     buf += chunk
                     while b"\n" in buf:
                         line, buf = buf.split(b"\n", 1)
-                        event = rest.watch_event(line)
+                        event = rest.watch_event(line, orjson.loads)
                         if event is not None:
                             yield event
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:

@@ -6,9 +6,8 @@ import json
 import os
 import ssl
 import weakref
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .api.wellknown import DEFAULT_NAMESPACE
 
@@ -30,8 +29,8 @@ def default_kubeconfig_path() -> Path | None:
     return None
 
 
-@dataclass
-class ClusterAccess:
+class ClusterAccess(NamedTuple):
+    """(A NamedTuple, not a dataclass: see pklib/rest.py on what pkctl imports.)"""
     server: str
     token: str | None = None
     ca_file: str | None = None

@@ -6,14 +6,15 @@ paths), so that a kind is described exactly once.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+_COMPARED = 9  # Resource's fields up to categories
 
 
-@dataclass(frozen=True)
-class Resource:
+class Resource(NamedTuple):
+    """One kind's row. Equal (and hashed) by its first nine fields; list_kind, singular_name and custom do not take
+    part. (A NamedTuple, not a dataclass: see pklib/rest.py on what pkctl imports.)"""
     group: str  # "" for core
     version: str
     kind: str
@@ -24,10 +25,19 @@ class Resource:
     subresources: tuple[str, ...] = ()
     verbs: tuple[str, ...] = ALL_VERBS
     categories: tuple[str, ...] = ()
-    list_kind: str = field(default="", compare=False)
-    singular_name: str = field(default="", compare=False)  # "" = the kind in lower case
+    list_kind: str = ""
+    singular_name: str = ""  # "" = the kind in lower case
     # Served from a CustomResourceDefinition (registered at run time), not built in.
-    custom: bool = field(default=False, compare=False)
+    custom: bool = False
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Resource) and self[:_COMPARED] == other[:_COMPARED]
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(self[:_COMPARED])
 
     @property
     def singular(self) -> str:
