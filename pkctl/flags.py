@@ -11,3 +11,16 @@ def parse_bool(value: str) -> bool:
     if v in ("false", "0", "no"):
         return False
     raise argparse.ArgumentTypeError(f"invalid boolean {value!r}")
+
+
+def output_flags(p: argparse.ArgumentParser) -> None:
+    """--dry-run and -o of the verbs that create or change objects (create, apply, run, expose), as kubectl's."""
+    p.add_argument("--dry-run", choices=["none", "client", "server"], default="none",
+                   help="client: only print the object(s), changing nothing; server: also have the server check and "
+                        "complete them, storing nothing")
+    p.add_argument("-o", "--output", choices=["yaml", "json", "name"], help="print the object(s) in this format")
+
+
+def dry_run(args: argparse.Namespace) -> tuple[dict[str, str] | None, str]:
+    """The request parameters of --dry-run=server, and what is added to the verb printed (kubectl's)."""
+    return ({"dryRun": "All"}, " (server dry run)") if args.dry_run == "server" else (None, "")

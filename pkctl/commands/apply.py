@@ -21,19 +21,21 @@ from ..connect import Connection, call
 from ..discovery import learn_kinds_of
 from ..errors import CommandError, ServerError, api_error_line
 from ..manifests import Manifest, ManifestError, Placed, add_file_flags, place, read_files
-from ..printers import kind_name
+from ..flags import output_flags
+from ..printers import as_list, kind_name, print_result, to_json, to_yaml, with_type
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("apply", help="create or update objects from files",
                        description="Create or update the objects described in files (YAML or JSON).")
     add_file_flags(p, required=True)
+    output_flags(p)
     p.set_defaults(func=command)
 
 
 def command(args: argparse.Namespace) -> int:
     manifests = read_files(args.filename, args.recursive, none_given="no objects passed to apply")
-    return call(args, lambda conn: apply_all(conn, manifests))
+    return call(args, lambda conn: apply_all(conn, manifests, args.dry_run, args.output))
 
 
 def with_last_applied(obj: dict[str, Any]) -> dict[str, Any]:
@@ -62,13 +64,21 @@ def last_applied_of(live: dict[str, Any]) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def apply_all(conn: Connection, manifests: list[Manifest]) -> int:
+def apply_all(conn: Connection, manifests: list[Manifest], dry_run: str = "none", output: str | None = None) -> int:
+    """Apply each object; print `KIND/NAME created|configured|unchanged` (kubectl's " (dry run)" or
+    " (server dry run)" added), or with -o the objects (yaml/json: several as one List, after the last)."""
     failed = False
+    suffix = {"client": " (dry run)", "server": " (server dry run)"}.get(dry_run, "")
+    printed: list[dict[str, Any]] = []
     learn_kinds_of(conn.api, [m.obj for m in manifests])
     for m in manifests:
         try:
             placed = place(m, conn.namespace, conn.namespace_given)
-            print(f"{kind_name(placed.res)}/{placed.name} {apply_one(conn, placed)}")
+            verb, obj = apply_object(conn, placed, dry_run)
+            if output in ("yaml", "json"):
+                printed.append(with_type(placed.res, obj))
+            else:
+                print_result(placed.res, obj, output, verb + suffix)
         except ManifestError as e:
             failed = True
             print(f"error: {e}", file=sys.stderr)
@@ -76,18 +86,18 @@ def apply_all(conn: Connection, manifests: list[Manifest]) -> int:
             failed = True
             print(e.line(), file=sys.stderr)
         sys.stdout.flush()
+    if printed:
+        doc = printed[0] if len(printed) == 1 else as_list(printed)
+        sys.stdout.write(to_yaml(doc) if output == "yaml" else to_json(doc))
     return 1 if failed else 0
 
 
-def apply_one(conn: Connection, p: Placed) -> str:
-    """Create or patch one object; returns created, configured or unchanged."""
-    return apply_object(conn, p)[0]
+def apply_object(conn: Connection, p: Placed, dry_run: str = "none") -> tuple[str, dict[str, Any]]:
+    """Create or patch one object: created, configured or unchanged, and the object as the server has it then.
 
-
-def apply_object(conn: Connection, p: Placed, dry_run: bool = False) -> tuple[str, dict[str, Any] | None]:
-    """Create or patch one object (with `dry_run`, only as the server's dry run, storing nothing): created,
-    configured or unchanged, and the object as the server has it then (None when unchanged)."""
-    params = {"dryRun": "All"} if dry_run else None
+    `dry_run` "server": the server's dry run, storing nothing; "client": nothing is sent but the GET, as kubectl
+    does it (a new object is returned as it would be sent, an existing one as it is)."""
+    params = {"dryRun": "All"} if dry_run == "server" else None
     if not p.name:
         if (p.obj.get("metadata") or {}).get("generateName"):
             raise CommandError(f"from {p.manifest.source}: cannot use generate name with apply")
@@ -100,14 +110,18 @@ def apply_object(conn: Connection, p: Placed, dry_run: bool = False) -> tuple[st
         if not is_not_found(e):
             raise _contextual(e, f"error when retrieving current configuration of {kind_name(p.res)}/{p.name} "
                                  f'from "{p.manifest.source}"') from None
+        if dry_run == "client":
+            return "created", modified
         try:
             created = client.create(p.res, modified, p.namespace, params=params)
         except ApiError as create_error:
             raise _contextual(create_error, f'error when creating "{p.manifest.source}"') from None
         return "created", created
+    if dry_run == "client":
+        return "configured", live  # kubectl computes no patch in a client dry run
     from pklib.patch import PatchError, three_way_strategic_patch  # only an update needs it
     original = last_applied_of(live)
-    if original is None and not dry_run:
+    if original is None and dry_run == "none":
         print(f"Warning: resource {p.res.plural}/{p.name} is missing the {LAST_APPLIED_ANNOTATION} annotation which is "
               "required by pkctl apply. The missing annotation will be patched automatically.", file=sys.stderr)
     try:
@@ -116,7 +130,7 @@ def apply_object(conn: Connection, p: Placed, dry_run: bool = False) -> tuple[st
         raise CommandError(f'from "{p.manifest.source}": cannot compute the patch for '
                            f"{kind_name(p.res)}/{p.name}: {e}") from None
     if not patch:
-        return "unchanged", None
+        return "unchanged", live
     try:
         patched = client.patch(p.res, p.name, patch, p.namespace, patch_type="strategic", params=params)
     except ApiError as e:

@@ -12,6 +12,7 @@ from pklib.resources import CRONJOBS, JOBS, NAMESPACES, Resource, for_kind
 from .. import generators
 from ..connect import Connection, call
 from ..errors import CommandError, api_error_line
+from ..flags import dry_run, output_flags
 from ..manifests import Manifest, add_file_flags, place_or_report, read_files
 from ..printers import kind_name, print_result
 from .apply import with_last_applied
@@ -36,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     deploy.add_argument("--image", action="append", default=[], help="image to run (repeat for several containers)")
     deploy.add_argument("--replicas", type=int, default=1, help="number of replicas (default 1)")
     deploy.add_argument("--port", type=int, help="port the containers expose")
-    _output_flags(deploy)
+    output_flags(deploy)
     # A command to run instead of the image's follows `--` (pkctl.main hands it over as args.after_dashes).
     deploy.set_defaults(takes_command=True, func=lambda args: generated(args, lambda: generators.deployment(
         args.name, args.image, args.replicas, args.port, args.after_dashes or None)))
@@ -47,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     job.add_argument("name", metavar="NAME")
     job.add_argument("--image", help="image to run")
     job.add_argument("--from", dest="from_", metavar="cronjob/NAME", help="the cron job to start a job from")
-    _output_flags(job)
+    output_flags(job)
     job.set_defaults(takes_command=True, func=create_job)
 
     cj = kinds.add_parser("cronjob", aliases=["cj"], help="create a cron job running an image on a schedule",
@@ -58,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cj.add_argument("--schedule", help="a schedule in the cron format, e.g. '*/5 * * * *' or @hourly")
     cj.add_argument("--restart", default="OnFailure", help="the job's pods' restart policy: OnFailure (default) "
                                                           "or Never")
-    _output_flags(cj)
+    output_flags(cj)
     cj.set_defaults(takes_command=True, func=lambda args: generated(args, lambda: generators.cronjob(
         args.name, args.image, args.schedule, args.restart, args.after_dashes or None)))
 
@@ -83,7 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     docker.add_argument("--docker-email", help="email for the registry")
     docker.add_argument("--from-file", action="append", default=[], metavar="[KEY=]PATH",
                         help="a Docker config.json, e.g. --from-file=.dockerconfigjson=$HOME/.docker/config.json")
-    _output_flags(docker)
+    output_flags(docker)
     docker.set_defaults(func=lambda args: generated(args, lambda: generators.docker_registry_secret(
         args.name, args.docker_server, args.docker_username, args.docker_password, args.docker_email,
         args.from_file)))
@@ -93,19 +94,7 @@ def _data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from-literal", action="append", default=[], metavar="KEY=VALUE", help="a key and its value")
     p.add_argument("--from-file", action="append", default=[], metavar="[KEY=]PATH",
                    help="a file (key: its name) or every file of a directory")
-    _output_flags(p)
-
-
-def _output_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dry-run", choices=["none", "client", "server"], default="none",
-                   help="client: only print the object that would be created; server: also have the server check "
-                        "and complete it, storing nothing")
-    p.add_argument("-o", "--output", choices=["yaml", "json", "name"], help="print the object in this format")
-
-
-def dry_run(args: argparse.Namespace) -> tuple[dict[str, str] | None, str]:
-    """The request parameters of --dry-run=server, and what is added to the verb printed (kubectl's)."""
-    return ({"dryRun": "All"}, " (server dry run)") if args.dry_run == "server" else (None, "")
+    output_flags(p)
 
 
 def generated(args: argparse.Namespace, build: Callable[[], dict[str, Any]]) -> int:

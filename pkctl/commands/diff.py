@@ -46,9 +46,7 @@ def diff_one(conn: Connection, p: Placed) -> list[str]:
         if not is_not_found(e):
             raise
         live = None
-    verb, merged = apply_object(conn, p, dry_run=True)
-    if verb == "unchanged":
-        merged = live
+    merged: dict[str, Any] | None = apply_object(conn, p, dry_run="server")[1]  # the live object if unchanged
     group = f"{p.res.group}." if p.res.group else ""
     name = f"{group}{p.res.version}.{p.res.kind}.{p.namespace + '.' if p.namespace else ''}{p.name}"
     lines = list(difflib.unified_diff(document(live, p), document(merged, p), f"LIVE/{name}", f"MERGED/{name}"))

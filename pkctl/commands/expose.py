@@ -11,9 +11,9 @@ from pklib.resources import SERVICES
 from .. import generators
 from ..connect import Connection, run
 from ..errors import CommandError
+from ..flags import dry_run, output_flags
 from ..targets import parse_targets
 from ..printers import print_result
-from .create import _output_flags, dry_run
 
 _EXPOSABLE = {"deployments", "replicasets", "statefulsets", "replicationcontrollers", "pods", "services"}
 
@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--name", help="the Service's name (default: the object's)")
     p.add_argument("--protocol", default="", help="TCP (default), UDP or SCTP")
     p.add_argument("--selector", help="label selector (a=b,c=d) instead of the object's")
-    _output_flags(p)
+    output_flags(p)
     p.set_defaults(func=command)
 
 

@@ -25,8 +25,8 @@ from pklib.resources import PODS
 from .. import generators
 from ..connect import Connection, run
 from ..errors import CommandError, ServerError, api_error_line
+from ..flags import dry_run, output_flags
 from ..printers import print_result
-from .create import _output_flags, dry_run
 from .logs import stream_logs
 
 ATTACH_TIMEOUT = 300.0  # seconds for the pod to start before --attach gives up (kubectl's --pod-running-timeout: 1m)
@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--rm", action="store_true", help="delete the pod once --attach ends")
     p.add_argument("-i", "--stdin", action="store_true", help="keep stdin open (needs pods/attach: not supported)")
     p.add_argument("-t", "--tty", action="store_true", help="allocate a TTY (needs pods/attach: not supported)")
-    _output_flags(p)
+    output_flags(p)
     p.set_defaults(takes_command=True, func=command)
 
 

@@ -131,3 +131,42 @@ def test_namespace_flag_must_agree_with_the_file(pkctl: Pkctl, tmp_path: Path) -
     assert out.stderr == ('error: the namespace from the provided object "other" does not match the namespace '
                           f'"{out.args[out.args.index("-n") + 1]}". You must pass \'--namespace=other\' to perform '
                           "this operation.\n")
+
+
+async def test_apply_dry_runs_store_nothing_and_say_what_would_happen(
+        pkctl: Pkctl, client: Client, namespace: str, tmp_path: Path) -> None:
+    f = tmp_path / "two.yaml"
+    f.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {k: v}\n---\n"
+                 "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\ndata: {k: v}\n")
+
+    async def stored() -> dict[str, str]:
+        listed = await client.list(CONFIGMAPS, namespace)
+        return {i["metadata"]["name"]: i["data"]["k"] for i in listed["items"] if i["metadata"]["name"] in ("a", "b")}
+
+    client_run = pkctl("apply", "-f", str(f), "--dry-run=client")
+    assert (client_run.returncode, client_run.stdout) == (0, "configmap/a created (dry run)\n"
+                                                             "configmap/b created (dry run)\n"), client_run.stderr
+    server_run = pkctl("apply", "-f", str(f), "--dry-run=server", "-o", "name")
+    assert (server_run.returncode, server_run.stdout) == (0, "configmap/a\nconfigmap/b\n"), server_run.stderr
+    assert await stored() == {}
+
+    assert pkctl("apply", "-f", str(f)).returncode == 0
+    f.write_text(f.read_text().replace("{k: v}", "{k: w}"))
+    # the server's dry run returns the patched objects (as one List with -o yaml/json) and keeps the stored ones
+    preview = pkctl("apply", "-f", str(f), "--dry-run=server", "-o", "json")
+    assert preview.returncode == 0, preview.stderr
+    listed = json.loads(preview.stdout)
+    assert listed["kind"] == "List" and [i["data"]["k"] for i in listed["items"]] == ["w", "w"]
+    assert await stored() == {"a": "v", "b": "v"}
+    # kubectl's words: a client dry run of an existing object says configured (no patch is computed)
+    assert pkctl("apply", "-f", str(f), "--dry-run=client").stdout == ("configmap/a configured (dry run)\n"
+                                                                       "configmap/b configured (dry run)\n")
+    server_changes = pkctl("apply", "-f", str(f), "--dry-run=server")
+    assert server_changes.stdout == "configmap/a configured (server dry run)\nconfigmap/b configured (server dry run)\n"
+    assert pkctl("apply", "-f", str(f)).stdout == "configmap/a configured\nconfigmap/b configured\n"
+    assert await stored() == {"a": "w", "b": "w"}
+    one = tmp_path / "one.yaml"
+    one.write_text(f.read_text().split("---\n")[0])
+    single = pkctl("apply", "-f", str(one), "--dry-run=server", "-o", "yaml")
+    assert single.returncode == 0 and single.stdout.startswith("apiVersion: v1\ndata:\n  k: w\nkind: ConfigMap\n")
+    assert pkctl("apply", "-f", str(one), "--dry-run=server").stdout == "configmap/a unchanged (server dry run)\n"
