@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from typing import AsyncIterator
 
+import orjson
 import pytest
 
+from apiserver.handlers_list import list_objects
 from apiserver.handlers_objects import Objects, object_key
 from apiserver.handlers_sub import bind
 from apiserver.status import StatusError
@@ -138,3 +140,23 @@ async def test_binding_changes_only_the_node_and_the_scheduled_condition(
     conditions = status.pop("conditions")
     assert [(c["type"], c["status"]) for c in conditions] == [("PodScheduled", "True")]
     assert status == {k: v for k, v in before.value["status"].items() if k != "conditions"}
+
+
+async def test_a_list_at_resource_version_0_is_served_from_a_lagging_cache_without_waiting(
+        frozen: tuple[MemoryStorage, Objects]) -> None:
+    """Kubernetes' "any" revision: what the cache holds now. (The cache here never catches up: waiting for it, as a
+    list at a newer revision must, would end in a 504 after RV_WAIT.)"""
+    store, objects = frozen
+    assert PODS is not None
+    cached_rv = objects.cache.revision
+    rev = await change_behind_cache(store, PODS, {"v": "2"})
+    listed = orjson.loads(await list_objects(store, objects.cache, PODS, "ns", {"resourceVersion": "0"}))
+    assert listed["metadata"]["resourceVersion"] == str(cached_rv)
+    assert [p["metadata"]["labels"] for p in listed["items"]] == [{"v": "1"}]
+    # a list of the current state (no resourceVersion) reads the store instead
+    current = orjson.loads(await list_objects(store, objects.cache, PODS, "ns", {}))
+    assert int(current["metadata"]["resourceVersion"]) >= rev
+    assert [p["metadata"]["labels"] for p in current["items"]] == [{"v": "2"}]
+    with pytest.raises(StatusError) as e:
+        await list_objects(store, objects.cache, PODS, "ns", {"resourceVersion": "0", "resourceVersionMatch": "Exact"})
+    assert e.value.code == 400
