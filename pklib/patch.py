@@ -18,9 +18,8 @@ never mutates its arguments.
 from __future__ import annotations
 
 import copy
+import sys
 from typing import Any
-
-import orjson
 
 __all__ = ["PatchError", "PatchTooLargeError", "merge_patch", "json_patch", "strategic_merge_patch",
            "three_way_strategic_patch", "merge_key_for", "MAX_JSON_PATCH_OPERATIONS", "MAX_JSON_PATCH_COPY_BYTES"]
@@ -108,12 +107,17 @@ def merge_key_for(path: tuple[str, ...]) -> str | None:
 # --- RFC 7386 / RFC 6902 ----------------------------------------------------------------
 
 def _json_copy(doc: Any) -> Any:
-    """A deep copy of a JSON document: an orjson round trip (several times faster than deepcopy), else deepcopy
-    (what orjson cannot encode: integers past 64 bits, non-string keys)."""
-    try:
-        return orjson.loads(orjson.dumps(doc))
-    except (TypeError, orjson.JSONEncodeError):
-        return copy.deepcopy(doc)
+    """A deep copy of a JSON document: an orjson round trip (several times faster than deepcopy) where orjson is
+    loaded already (every component), else deepcopy: a `pkctl apply` copies a few small documents, not worth
+    orjson's ~10 ms of imports (see pklib/rest.py). deepcopy also takes what orjson cannot encode (integers past
+    64 bits, non-string keys)."""
+    orjson = sys.modules.get("orjson")
+    if orjson is not None:
+        try:
+            return orjson.loads(orjson.dumps(doc))
+        except (TypeError, orjson.JSONEncodeError):
+            pass
+    return copy.deepcopy(doc)
 
 
 def merge_patch(obj: Any, patch: Any) -> Any:
@@ -152,6 +156,7 @@ def json_patch(obj: Any, ops: Any) -> Any:
             raise PatchError(f"JSON patch operation {i} must be an object with an \"op\" field")
     import jsonpatch  # on the first JSON patch: a `pkctl apply` (a merge patch at most) starts without it
     import jsonpointer
+    import orjson
     doc = copy.deepcopy(obj)
     copied = 0
     try:

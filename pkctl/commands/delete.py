@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pklib.errors import ApiError, is_not_found
 from pklib.resources import Resource
@@ -28,8 +27,7 @@ CASCADE = {"background": "Background", "foreground": "Foreground", "orphan": "Or
 WATCH_RETRY_SECONDS = 0.2
 
 
-@dataclass
-class Deletion:
+class Deletion(NamedTuple):
     res: Resource
     name: str
     namespace: str | None
@@ -57,8 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=command)
 
 
-@dataclass
-class Options:
+class Options(NamedTuple):
     propagation: str
     grace: int | None
     force: bool

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from pklib.client import Client
+from tests.support.controlplane import ROOT, ApiServer
 from tests.support.pkctl import kind, Pkctl
 from tests.util import unique
 
@@ -170,3 +173,17 @@ async def test_apply_dry_runs_store_nothing_and_say_what_would_happen(
     single = pkctl("apply", "-f", str(one), "--dry-run=server", "-o", "yaml")
     assert single.returncode == 0 and single.stdout.startswith("apiVersion: v1\ndata:\n  k: w\nkind: ConfigMap\n")
     assert pkctl("apply", "-f", str(one), "--dry-run=server").stdout == "configmap/a unchanged (server dry run)\n"
+
+
+def test_reapplying_a_changed_file_loads_neither_orjson_nor_dataclasses(
+        apiserver: ApiServer, namespace: str, tmp_path: Path) -> None:
+    """The edit-apply loop: an update (three-way patch) costs no more imports than a create."""
+    f = tmp_path / "cm.yaml"
+    probe = ("import sys\nfrom pkctl.main import main\ncode = main(sys.argv[1:])\n"
+             "print('exit', code, ' '.join(sorted(m for m in ('orjson', 'dataclasses', 'inspect', 'shutil') "
+             "if m in sys.modules)) or '-')\n")
+    for value, verb in (("a", "created"), ("b", "configured")):
+        f.write_text(f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: lean}}\ndata: {{k: {value}}}\n")
+        r = subprocess.run([sys.executable, "-c", probe, "--kubeconfig", apiserver.kubeconfig, "-n", namespace,
+                            "apply", "-f", str(f)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert r.stdout.splitlines() == [f"configmap/lean {verb}", "exit 0 -"], r
