@@ -106,13 +106,14 @@ async def list_objects(storage: Storage, cache: WatchCache, res: Resource, names
         return await _list_page(storage, cache, res, prefix, filters, limit, token)
     if rv:
         wanted = int64(rv, "resourceVersion")
-        if wanted == 0 and match == "Exact":
-            raise bad_request('resourceVersionMatch "Exact" is forbidden for resourceVersion "0"')
-        if wanted == 0 and not cache.ready:
-            return await _list_from_store(storage, res, prefix, filters, 0, "")
-        # resourceVersion 0 is "any": whatever the cache holds now, without waiting for it to catch up (as
-        # client-go's informers start: a list from a cache that lags a busy etcd would otherwise wait, then fail)
-        if wanted and (not await cache.catch_up(RV_WAIT, wanted) or cache.revision < wanted):
+        if wanted == 0:
+            # "any": whatever the cache holds now, without waiting for it to catch up (as client-go's informers
+            # start: a list from a cache that lags a busy etcd would otherwise wait, then fail)
+            if match == "Exact":
+                raise bad_request('resourceVersionMatch "Exact" is forbidden for resourceVersion "0"')
+            if not cache.ready:
+                return await _list_from_store(storage, res, prefix, filters, 0, "")
+        elif not await cache.catch_up(RV_WAIT, wanted) or cache.revision < wanted:
             raise timeout(f"Too large resource version: {wanted}, current: {cache.revision}")
         if match == "Exact":  # exactly that revision: only etcd keeps the past
             return await _list_from_store(storage, res, prefix, filters, limit, "", wanted)

@@ -21,6 +21,9 @@ def output_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", choices=["yaml", "json", "name"], help="print the object(s) in this format")
 
 
-def dry_run(args: argparse.Namespace) -> tuple[dict[str, str] | None, str]:
-    """The request parameters of --dry-run=server, and what is added to the verb printed (kubectl's)."""
-    return ({"dryRun": "All"}, " (server dry run)") if args.dry_run == "server" else (None, "")
+def dry_run(mode: str) -> tuple[dict[str, str] | None, str]:
+    """The request parameters of a --dry-run mode (only the server's has any), and what is added to the verb
+    printed (kubectl's)."""
+    if mode == "server":
+        return {"dryRun": "All"}, " (server dry run)"
+    return None, " (dry run)" if mode == "client" else ""

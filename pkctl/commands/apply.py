@@ -21,7 +21,7 @@ from ..connect import Connection, call
 from ..discovery import learn_kinds_of
 from ..errors import CommandError, ServerError, api_error_line
 from ..manifests import Manifest, ManifestError, Placed, add_file_flags, place, read_files
-from ..flags import output_flags
+from ..flags import dry_run as dry_run_of, output_flags
 from ..printers import as_list, kind_name, print_result, to_json, to_yaml, with_type
 
 
@@ -68,7 +68,7 @@ def apply_all(conn: Connection, manifests: list[Manifest], dry_run: str = "none"
     """Apply each object; print `KIND/NAME created|configured|unchanged` (kubectl's " (dry run)" or
     " (server dry run)" added), or with -o the objects (yaml/json: several as one List, after the last)."""
     failed = False
-    suffix = {"client": " (dry run)", "server": " (server dry run)"}.get(dry_run, "")
+    suffix = dry_run_of(dry_run)[1]
     printed: list[dict[str, Any]] = []
     learn_kinds_of(conn.api, [m.obj for m in manifests])
     for m in manifests:
@@ -97,7 +97,7 @@ def apply_object(conn: Connection, p: Placed, dry_run: str = "none") -> tuple[st
 
     `dry_run` "server": the server's dry run, storing nothing; "client": nothing is sent but the GET, as kubectl
     does it (a new object is returned as it would be sent, an existing one as it is)."""
-    params = {"dryRun": "All"} if dry_run == "server" else None
+    params = dry_run_of(dry_run)[0]
     if not p.name:
         if (p.obj.get("metadata") or {}).get("generateName"):
             raise CommandError(f"from {p.manifest.source}: cannot use generate name with apply")

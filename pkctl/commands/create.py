@@ -110,7 +110,7 @@ def generated(args: argparse.Namespace, build: Callable[[], dict[str, Any]]) -> 
         return 0
 
     def create(conn: Connection) -> int:
-        params, suffix = dry_run(args)
+        params, suffix = dry_run(args.dry_run)
         created = conn.api.create(res, obj, conn.namespace if res.namespaced else None, params=params)
         print_result(res, created, args.output, "created" + suffix)
         return 0
@@ -131,7 +131,7 @@ def create_job(args: argparse.Namespace) -> int:
         if args.dry_run == "client":
             print_result(JOBS, job, args.output, "created (dry run)")
             return 0
-        params, suffix = dry_run(args)
+        params, suffix = dry_run(args.dry_run)
         print_result(JOBS, conn.api.create(JOBS, job, conn.namespace, params=params), args.output, "created" + suffix)
         return 0
     return call(args, create)

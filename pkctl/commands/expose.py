@@ -84,7 +84,7 @@ def command(args: argparse.Namespace) -> int:
         if args.dry_run == "client":
             print_result(SERVICES, svc, args.output, "exposed (dry run)")
             return 0
-        params, suffix = dry_run(args)
+        params, suffix = dry_run(args.dry_run)
         created = await conn.client.create(SERVICES, svc, conn.namespace, params=params)
         print_result(SERVICES, created, args.output, "exposed" + suffix)
         return 0

@@ -80,7 +80,7 @@ def command(args: argparse.Namespace) -> int:
         return 0
 
     async def create(conn: Connection) -> int:
-        params, suffix = dry_run(args)
+        params, suffix = dry_run(args.dry_run)
         try:
             created = await conn.client.create(PODS, obj, conn.namespace, params=params)
         except ApiError as e:
