@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from pklib.client import Client
+from pklib.errors import ApiError
 from tests.support.controlplane import ROOT
 from tests.scheduler.cluster import LEASES, NODES, PODS, Cluster, condition, delete_nodes, pod_body, start_hollow
 from tests.util import unique, wait_for
@@ -46,7 +47,17 @@ async def test_nodes_register_with_capacity_labels_and_heartbeat(ipam: Cluster, 
         assert labels["kubernetes.io/hostname"] == names[2]
         assert labels["kubernetes.io/os"] == "linux" and labels["kubernetes.io/arch"] == "amd64"
 
-        first = {n: (await cclient.get(LEASES, n, "kube-node-lease"))["spec"]["renewTime"] for n in names}
+        async def lease_times() -> dict[str, str] | None:
+            # as a kubelet does, a hollow node is created with its Ready status and writes its Lease just after
+            times = {}
+            for n in names:
+                try:
+                    times[n] = (await cclient.get(LEASES, n, "kube-node-lease"))["spec"]["renewTime"]
+                except ApiError:
+                    return None
+            return times
+
+        first = await wait_for(lease_times, 10, message="every node's lease created")
 
         async def all_renewed() -> bool:
             for n in names:
