@@ -12,8 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import aiohttp
-
+from kubelet import httpprobe
 from kubelet.plan import PodRuntime
 from kubelet.runtime.interface import ContainerState, RuntimeError_
 from kubelet.status import ProbeView
@@ -66,19 +65,10 @@ class ProbeManager:
         self.on_change = on_change
         self.on_failure = on_failure
         self._workers: dict[tuple[str, str], _Worker] = {}   # (pod uid, container name) -> worker
-        self._session: aiohttp.ClientSession | None = None
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            # no keep-alive: every probe is a fresh connection, like the kubelet's prober
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
-        return self._session
 
     async def close(self) -> None:
         for key in list(self._workers):
             self._stop(key)
-        if self._session is not None:
-            await self._session.close()
 
     def view(self, uid: str) -> ProbeView:
         v = ProbeView()
@@ -202,21 +192,6 @@ class ProbeManager:
 
     async def _http_get(self, spec: dict[str, Any], get: dict[str, Any], pod_ip: str, timeout: float
                         ) -> tuple[bool, str]:
-        host = get.get("host") or pod_ip
-        port = _port(spec, get.get("port"))
-        path = get.get("path") or "/"
-        scheme = (get.get("scheme") or "HTTP").lower()
-        url = f"{scheme}://{host}:{port}{path if path.startswith('/') else '/' + path}"
-        headers = {h["name"]: h.get("value", "") for h in get.get("httpHeaders") or []}
-        headers.setdefault("User-Agent", "kube-probe/1.32")
-        try:
-            async with self._http().get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout),
-                                        allow_redirects=False, ssl=False) as r:
-                await r.read()
-                if 200 <= r.status < 400:
-                    return True, ""
-                return False, f"HTTP probe failed with statuscode: {r.status}"
-        except asyncio.TimeoutError:
-            return False, f'Get "{url}": context deadline exceeded'
-        except aiohttp.ClientError as e:
-            return False, f'Get "{url}": {e}'
+        headers = [(h["name"], h.get("value", "")) for h in get.get("httpHeaders") or []]
+        return await httpprobe.probe(get.get("host") or pod_ip, _port(spec, get.get("port")), get.get("path") or "/",
+                                     (get.get("scheme") or "HTTP").upper() == "HTTPS", headers, timeout)

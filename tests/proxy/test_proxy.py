@@ -50,10 +50,15 @@ def ready(*pods: Any, node: str | None = None) -> list[dict[str, Any]]:
             for pod in pods]
 
 
+def has_rule(text: str, needle: str) -> bool:
+    """`needle` in the ruleset as whole words: 10.96.0.12 is not in a rule of 10.96.0.120 (another test's Service)."""
+    return re.search(rf"(?<![\w.]){re.escape(needle)}(?!\w)", text) is not None
+
+
 def wait_rules(proxy: ProxyProcess, *needles: str, absent: bool = False) -> str:
     def ok() -> str | None:
         text = proxy.ruleset()
-        present = [n in text for n in needles]
+        present = [has_rule(text, n) for n in needles]
         return text if (not any(present) if absent else all(present)) else None
     return wait_for_sync(ok, timeout=10, message=f"ruleset {'without' if absent else 'with'} {needles}")
 
