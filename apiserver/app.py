@@ -12,7 +12,7 @@ from pklib import resources
 from pklib.api.wellknown import SYSTEM_NAMESPACES
 from pklib.api.priority import BUILTIN_CLASSES, builtin_class
 
-from . import (aggregated_discovery, auth, bodies, crds, discovery, etcdmaintenance, fieldvalidation, inflight,
+from . import (aggregated_discovery, auth, bodies, crds, discovery, etcdmaintenance, fieldvalidation,
                master_service, metrics_api, openapi, proxy_pods, repair, satokens, serviceaccounts, shutdown)
 from .admission import podsecurity
 from .authz import middleware as authz_middleware, policy as bootstrap_policy, reviews
@@ -62,7 +62,6 @@ class Config:
     allocator_repair_interval: float = repair.DEFAULT_INTERVAL
     client_ca_file: str | None = None  # with TLS: client certificates of this CA authenticate (auth.py)
     watch_cache_max_bytes: int = HISTORY_BYTES  # per resource, in the watch cache's event history
-    max_mutating_requests_inflight: int = inflight.DEFAULT_LIMIT  # 0: no limit
 
 
 @web.middleware
@@ -101,7 +100,6 @@ def build_app(config: Config, storage: Storage) -> web.Application:
         middlewares.append(auth.middleware(authenticators))
         middlewares.append(authz_middleware.middleware(authorizer))
     middlewares.append(status_middleware)
-    middlewares.append(inflight.Seats(config.max_mutating_requests_inflight).middleware())
     middlewares.append(admission_warnings)
     app = web.Application(middlewares=middlewares, client_max_size=bodies.MAX_BODY + 1)
     stopping = shutdown.install(app)

@@ -50,13 +50,7 @@ def unsupported(content_type: str, allowed: list[str]) -> StatusError:
                        f'{", ".join(allowed)} (got "{content_type}")')
 
 
-# The body once read: the in-flight limit (inflight.py) reads it before a request takes its seat.
-RAW_BODY = "pkube.raw_body"
-
-
 async def read_raw(request: web.Request) -> bytes:
-    if (kept := request.get(RAW_BODY)) is not None:
-        return bytes(kept)
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise too_large()
     data = bytearray()
@@ -65,8 +59,7 @@ async def read_raw(request: web.Request) -> bytes:
         data += chunk
         if len(data) > MAX_BODY:
             raise too_large()
-    request[RAW_BODY] = body = bytes(data)
-    return body
+    return bytes(data)
 
 
 def _check_depth(doc: Any) -> None:

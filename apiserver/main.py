@@ -17,7 +17,7 @@ from pklib.component import dump_tasks_on_sigusr1, keep_heap_trimmed, run_event_
 from pklib.flagtypes import non_negative
 from pklib.quantity import QuantityError, to_bytes
 
-from . import etcdmaintenance, inflight, kinds, repair, shutdown, watchcache
+from . import etcdmaintenance, kinds, repair, shutdown, watchcache
 from .app import Config, build_app
 from .auth import TokenFileError, load_tokens
 from .satokens import KeyFileError, load_private_key, load_public_keys
@@ -79,13 +79,8 @@ def parse_args(argv: list[str]) -> Config:
                    help="most bytes of JSON the watch cache keeps in one resource's event history (e.g. 32Mi; "
                         f"it also keeps at most {watchcache.HISTORY} events): a watch resumed from an older "
                         "resourceVersion gets 410 Expired and re-lists")
-    p.add_argument("--max-mutating-requests-inflight", type=int, default=inflight.DEFAULT_LIMIT,
-                   help="mutating requests served at once; more wait their turn, which keeps the watch cache in step "
-                        f"with etcd under a burst of writes (default {inflight.DEFAULT_LIMIT}; 0: no limit)")
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     a = p.parse_args(argv)
-    if a.max_mutating_requests_inflight < 0:
-        p.error("--max-mutating-requests-inflight must not be negative (0: no limit)")
     if a.event_ttl <= 0:
         p.error("--event-ttl must be positive")
     if a.allocator_repair_interval <= 0:
@@ -143,8 +138,7 @@ def parse_args(argv: list[str]) -> Config:
                   a.advertise_address, a.advertise_port or a.port,
                   etcd_compaction_interval=a.etcd_compaction_interval, etcd_defrag_threshold=a.etcd_defrag_threshold,
                   event_ttl=a.event_ttl, allocator_repair_interval=a.allocator_repair_interval,
-                  client_ca_file=a.client_ca_file, watch_cache_max_bytes=a.watch_cache_max_bytes,
-                  max_mutating_requests_inflight=a.max_mutating_requests_inflight)
+                  client_ca_file=a.client_ca_file, watch_cache_max_bytes=a.watch_cache_max_bytes)
 
 
 def _service_account_config(p: argparse.ArgumentParser,
