@@ -185,7 +185,8 @@ def editor(tmp_path: Path, *steps: str) -> dict[str, str]:
     script.write_text(f'#!/bin/sh\nn=$(cat {turn}); echo $((n + 1)) > {turn}\ncp "$1" {tmp_path}/seen-$n\n'
                       f'case $n in\n{cases}\nesac\n')
     script.chmod(0o755)
-    return {"KUBE_EDITOR": str(script)}
+    # TMPDIR: pkctl keeps a copy of a failed edit in the temp dir, as kubectl does; here it goes with tmp_path
+    return {"KUBE_EDITOR": str(script), "TMPDIR": str(tmp_path)}
 
 
 async def test_edit_saves_reopens_on_errors_and_cancels(apiserver: ApiServer, client: Client, namespace: str,
