@@ -44,13 +44,11 @@ async def cpu_ms_per_probe(send: Callable[[], Awaitable[bool]], count: int) -> f
 
 
 async def measure(port: int, count: int, rounds: int) -> dict[str, Any]:
-    async def up() -> bool:
-        try:
-            return (await probe("127.0.0.1", port, "/", False, [], 1))[0]
-        except OSError:
-            return False
-    for _ in range(100):
-        if await up():
+    async def with_h11() -> bool:
+        return (await probe("127.0.0.1", port, "/", False, [], 1))[0]
+
+    for _ in range(100):  # until the server answers
+        if await with_h11():
             break
         await asyncio.sleep(0.05)
 
@@ -61,9 +59,6 @@ async def measure(port: int, count: int, rounds: int) -> dict[str, Any]:
                                timeout=aiohttp.ClientTimeout(total=1), allow_redirects=False, ssl=False) as r:
             await r.read()
             return 200 <= r.status < 400
-
-    async def with_h11() -> bool:
-        return (await probe("127.0.0.1", port, "/", False, [], 1))[0]
 
     figures: dict[str, list[float]] = {"httpprobe_h11": [], "aiohttp_session": []}
     try:

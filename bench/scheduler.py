@@ -80,18 +80,23 @@ def scrape(port: int, token: str | None = None) -> dict[str, float]:
 def api_requests(before: dict[str, float], after: dict[str, float]) -> dict[str, int]:
     """Apiserver requests served between two scrapes, by `VERB resource`, most frequent first."""
     counts: dict[str, int] = {}
-    for series, value in after.items():
-        if series.startswith("apiserver_request_total{"):
-            labels = dict(part.split("=", 1) for part in series[series.index("{") + 1:-1].split(","))
-            key = f"{labels['verb'].strip(chr(34))} {labels['resource'].strip(chr(34))}"
-            counts[key] = counts.get(key, 0) + round(value - before.get(series, 0.0))
+    for series, labels, value in _requests(after):
+        key = f"{labels['verb']} {labels['resource']}"
+        counts[key] = counts.get(key, 0) + round(value - before.get(series, 0.0))
     return dict(sorted(((k, v) for k, v in counts.items() if v), key=lambda kv: -kv[1]))
+
+
+def _requests(metrics: dict[str, float]) -> list[tuple[str, dict[str, str], float]]:
+    """The apiserver_request_total series of a scrape: (series, its labels, value)."""
+    return [(series, {k: v.strip('"') for k, v in (part.split("=", 1)
+                                                    for part in series[series.index("{") + 1:-1].split(","))}, value)
+            for series, value in metrics.items() if series.startswith("apiserver_request_total{")]
 
 
 def bindings_made(metrics: dict[str, float]) -> int:
     """Successful POST pods/binding the apiserver has answered (201), from its /metrics."""
-    return round(sum(v for series, v in metrics.items() if series.startswith("apiserver_request_total{")
-                     and 'resource="pods/binding"' in series and 'code="201"' in series))
+    return round(sum(value for _, labels, value in _requests(metrics)
+                     if labels["resource"] == "pods/binding" and labels["code"] == "201"))
 
 
 async def count_bindings(port: int, token: str, out: list[tuple[float, int]]) -> None:
