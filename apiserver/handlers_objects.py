@@ -275,8 +275,8 @@ class Objects:
         self.check_identity(res, body, namespace)
         strategy = kinds.strategy_for(res)
         if strategy.terminating:
-            raise StatusError(405, "MethodNotAllowed", f"create not allowed while custom resource definition "
-                                                       f"is terminating")
+            raise StatusError(405, "MethodNotAllowed", "create not allowed while custom resource definition "
+                                                       "is terminating")
         obj = body
         to_storage(res, obj)
         obj["apiVersion"], obj["kind"] = strategy.storage_version or res.api_version, res.kind

@@ -22,6 +22,7 @@ from .app import Config, build_app
 from .auth import TokenFileError, load_tokens
 from .satokens import KeyFileError, load_private_key, load_public_keys
 from .storage.etcd import EtcdStorage, EtcdTLS
+from .storage.etcdwatch import SWITCH_INTERVAL
 from .tls import kubelet_client_context, tls_context
 
 log = logging.getLogger("apiserver")
@@ -229,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         keep_heap_trimmed(loop)
         await run(config, None, stop)
 
+    # The watch cache's etcd watch is read by a thread (storage/etcdwatch.py), which needs the GIL back quickly.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     try:
         run_event_loop(serve())
     except RuntimeError as e:

@@ -30,13 +30,13 @@ def drop_nulls(value: Any) -> None:
     """Remove null-valued fields everywhere, as Kubernetes' decode + encode does (an explicit
     `"namespace": null` means "unset"), so that defaults and rules see one form of "absent"."""
     if isinstance(value, dict):
-        for key in [k for k, v in value.items() if v is None]:
+        for key in [k for k, item in value.items() if item is None]:
             del value[key]
-        for v in value.values():
-            drop_nulls(v)
+        for item in value.values():
+            drop_nulls(item)
     elif isinstance(value, list):
-        for v in value:
-            drop_nulls(v)
+        for item in value:
+            drop_nulls(item)
 
 
 class KindStrategy:

@@ -2,8 +2,7 @@
 
 aetcd's high-level helpers cannot express ranged reads with a limit or at a
 revision, so reads and transactions build the etcd protobuf requests directly
-(`aetcd.rpc`); watches use aetcd's multiplexing watcher (one gRPC stream for all
-prefixes). Values are JSON (orjson). Every key is put under `prefix`, so that
+(`aetcd.rpc`); a watch is read by a thread of its own (etcdwatch.py). Values are JSON (orjson). Every key is put under `prefix`, so that
 several API servers (tests) can share one etcd without seeing each other.
 """
 from __future__ import annotations
@@ -19,10 +18,11 @@ import aetcd
 import grpc
 import orjson
 from aetcd import rpc, watcher
-from aetcd.exceptions import ClientError, RevisionCompactedError
+from aetcd.exceptions import ClientError
 
 from .interface import (CompactedError, Entry, KeyExistsError, KeyNotFoundError, ListResult, NoSpaceError,
                         RevisionConflictError, StorageError, ValueTooLargeError, WatchEvent, encode)
+from .etcdwatch import WatchFailed, WatchStream
 from .leases import LeaseManager
 
 log = logging.getLogger("apiserver.storage")
@@ -132,6 +132,12 @@ class _TlsClient(aetcd.Client):  # type: ignore[misc]
         self._connected.set()
 
 
+def _address(server: str) -> tuple[str, int, bool]:
+    """An etcd endpoint URL as (host, port, whether it speaks TLS)."""
+    url = urlparse(server)
+    return url.hostname or "127.0.0.1", url.port or 2379, url.scheme == "https"
+
+
 def _range_end(prefix: bytes) -> bytes:
     """The smallest key greater than every key starting with prefix (etcd's prefix range)."""
     end = bytearray(prefix)
@@ -183,15 +189,17 @@ class EtcdStorage:
         self._client: aetcd.Client | None = None
         self._index = 0
         self.leases = LeaseManager(self._grant_lease)
+        self._watches: set[WatchStream] = set()
 
     # -- connection --------------------------------------------------------------------------
 
     def _new_client(self, server: str, timeout: float | None = None) -> aetcd.Client:
-        url = urlparse(server)
-        where: dict[str, Any] = {"host": url.hostname or "127.0.0.1", "port": url.port or 2379,
-                                 "timeout": timeout or self._timeout, "options": _CHANNEL_OPTIONS}
-        return (_TlsClient(self._credentials, **where) if self._credentials is not None and url.scheme == "https"
-                else aetcd.Client(**where))
+        host, port, tls = _address(server)
+        where: dict[str, Any] = {"host": host, "port": port, "timeout": timeout or self._timeout,
+                                 "options": _CHANNEL_OPTIONS}
+        if tls and self._credentials is not None:
+            return _TlsClient(self._credentials, **where)
+        return aetcd.Client(**where)
 
     async def _connect(self) -> aetcd.Client:
         if self._client is None:
@@ -484,32 +492,40 @@ class EtcdStorage:
 
     # -- watch -------------------------------------------------------------------------------
 
+    def _watch_event(self, ev: Any) -> WatchEvent:
+        """An etcd event as the storage interface's (decoded in the watch's thread)."""
+        kv = ev.kv
+        if ev.type == rpc.Event.EventType.DELETE:
+            prev = orjson.loads(ev.prev_kv.value) if ev.HasField("prev_kv") else None
+            return WatchEvent("DELETE", self._strip(kv.key), prev, kv.mod_revision)
+        return WatchEvent("PUT", self._strip(kv.key), orjson.loads(kv.value), kv.mod_revision,
+                          is_create=kv.version == 1)
+
     async def watch(self, prefix: str, from_revision: int) -> AsyncIterator[WatchEvent]:
+        """The watch is read by a thread on its own channel (etcdwatch.WatchStream says why), to the endpoint the
+        other calls use; events come in batches, each yielded without a turn of the loop in between."""
         client = await self._connect()
+        server = self._servers[self._index % len(self._servers)]
         full = self._full(prefix)
+        create = rpc.WatchRequest(create_request=rpc.WatchCreateRequest(
+            key=full, range_end=_range_end(full), start_revision=from_revision, prev_kv=True))
+        host, port, tls = _address(server)
+        stream = WatchStream(f"{host}:{port}", self._credentials if tls else None, _CHANNEL_OPTIONS, create,
+                             self._watch_event)
+        self._watches.add(stream)
         try:
-            w = await client.watch(full, range_end=_range_end(full), start_revision=from_revision or None,
-                                   prev_kv=True)
-        except RevisionCompactedError as e:
-            raise CompactedError(e.compacted_revision) from None
-        except (ClientError, rpc.AioRpcError) as e:
-            raise await self._watch_failed(client, e) from None
-        try:
-            async for ev in w:
-                kv = ev.kv
-                if ev.kind == "DELETE":
-                    prev = orjson.loads(ev.prev_kv.value) if ev.prev_kv is not None else None
-                    yield WatchEvent("DELETE", self._strip(kv.key), prev, kv.mod_revision)
-                else:
-                    yield WatchEvent("PUT", self._strip(kv.key), orjson.loads(kv.value), kv.mod_revision,
-                                     is_create=kv.version == 1)
-        except RevisionCompactedError as e:
-            raise CompactedError(e.compacted_revision) from None
-        except (ClientError, rpc.AioRpcError) as e:
-            raise await self._watch_failed(client, e) from None
+            while True:
+                try:
+                    events = await stream.batch()
+                except WatchFailed as e:
+                    if e.code == grpc.StatusCode.UNAVAILABLE:
+                        raise await self._watch_failed(client, e) from None
+                    raise
+                for ev in events:
+                    yield ev
         finally:
-            if client._watcher is not None:  # None: the client was closed, which ended its watches already
-                await asyncio.shield(w.cancel())
+            self._watches.discard(stream)
+            stream.stop()
 
     async def healthy(self) -> bool:
         try:
@@ -519,6 +535,8 @@ class EtcdStorage:
             return False
 
     async def close(self) -> None:
+        for stream in list(self._watches):
+            stream.stop()
         if self._client is not None:
             await self._client.close()
             self._client = None

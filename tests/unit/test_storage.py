@@ -6,6 +6,7 @@ the API server gets from etcd.
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any, AsyncIterator
 
 import grpc
@@ -14,9 +15,9 @@ from aetcd import rpc
 
 from apiserver.storage.etcd import EtcdStorage
 from apiserver.storage.interface import (CompactedError, KeyExistsError, KeyNotFoundError, RevisionConflictError,
-                                         Storage, WatchEvent)
+                                         Storage, StorageError, WatchEvent)
 from apiserver.storage.memory import MemoryStorage
-from tests.util import unique
+from tests.util import free_port, unique, wait_for
 
 
 @pytest.fixture(params=["memory", "etcd"])
@@ -226,5 +227,53 @@ async def test_a_write_whose_answer_was_lost_is_sent_again_and_counts_once(etcd:
             await store.update("/registry/a/k", {"v": 4}, rev2)
         with pytest.raises(KeyExistsError):
             await store.create("/registry/a/k", {"v": 1})
+    finally:
+        await store.close()
+
+
+def _watch_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("etcd-watch") and t.is_alive()]
+
+
+async def test_an_etcd_watch_delivers_a_burst_in_order_and_closing_it_ends_its_thread(etcd: Any) -> None:
+    """The watch is read by a thread of its own (apiserver/storage/etcdwatch.py): what it hands over comes in
+    revision order, whatever the batching, and closing the watch stops that thread."""
+    store = EtcdStorage([etcd.url], "/" + unique("st"))
+    before = set(_watch_threads())
+    try:
+        start = await store.current_revision()
+        watch = store.watch("/registry/burst/", start + 1)
+        first = asyncio.ensure_future(watch.__anext__())
+        await asyncio.gather(*(store.create(f"/registry/burst/{i:03d}", {"i": i}) for i in range(300)))
+        events = [await asyncio.wait_for(first, 10)]
+        while len(events) < 300:
+            events.append(await asyncio.wait_for(watch.__anext__(), 10))
+        revisions = [ev.mod_revision for ev in events]
+        assert revisions == sorted(revisions) and len(set(revisions)) == 300
+        assert {ev.key for ev in events} == {f"/registry/burst/{i:03d}" for i in range(300)}
+        assert all(ev.type == "PUT" and ev.is_create for ev in events)
+        assert set(_watch_threads()) - before
+        await watch.aclose()
+
+        async def thread_ended() -> bool:
+            return not set(_watch_threads()) - before
+        await wait_for(thread_ended, timeout=10, message="the watch's thread to end")
+    finally:
+        await store.close()
+
+
+async def test_an_etcd_watch_on_a_member_that_is_down_moves_to_the_next_endpoint(etcd: Any) -> None:
+    """The first endpoint refuses connections: the watch fails (the watch cache resumes it after a moment) and
+    the next try watches on the next endpoint, from the same revision."""
+    prefix = "/" + unique("st")
+    store = EtcdStorage([f"http://127.0.0.1:{free_port()}", etcd.url], prefix)
+    try:
+        writer = EtcdStorage([etcd.url], prefix)
+        rev = await writer.create("/registry/m/a", {"v": 1})
+        await writer.close()
+        with pytest.raises(StorageError):
+            await asyncio.wait_for(_collect(store.watch("/registry/m/", rev), 1), 10)
+        events = await asyncio.wait_for(_collect(store.watch("/registry/m/", rev), 1), 10)
+        assert [(ev.key, ev.value) for ev in events] == [("/registry/m/a", {"v": 1})]
     finally:
         await store.close()
