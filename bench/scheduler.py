@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.scheduler [--nodes 1000] [--pods 5000] [--replicas 1000] [--kubelets 2]
                                         [--etcd-members N]
+    .venv/bin/python -m bench.scheduler --kubelets 0   # nodes as objects only, as kube-scheduler's scheduler_perf
 
 Real etcd + apiserver + controller-manager + scheduler processes and `pkube kubelet --hollow`
 processes holding the nodes; with `--etcd-members N` etcd is an N-member cluster started with the flags of
@@ -13,6 +14,11 @@ URLs (without the flag: one plain-HTTP etcd, as before). Measures:
   them late by as much as the apiserver's watch cache trails etcd);
 - time from creating a Deployment of REPLICAS to all its pods Running and Ready;
 - peak RSS (VmHWM) of the scheduler, the controller-manager, the apiserver and etcd;
+- with `--kubelets 0` the nodes are Node objects the bench writes (Ready, the hollow nodes' capacity) and nothing
+  else runs: no kubelet, no controller-manager, no lease renewals or pod status updates, which is how
+  kube-scheduler's own benchmark (scheduler_perf, the source of its CI throughput floor) measures; it implies
+  `--binding-only`. The figure then shows the scheduler and apiserver alone, not sharing the two cores with the
+  hollow nodes;
 - for comparison, the decision alone (filter + score + assume) on synthetic nodes in-process,
   and the scheduler's own algorithm time per pod from its /metrics during the run.
 """
@@ -161,12 +167,24 @@ def pod(i: int) -> Obj:
                                      "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}
 
 
-async def create_many(client: Client, ns: str, bodies: list[Obj], parallel: int = 32) -> None:
+def node_object(i: int) -> Obj:
+    """A Ready node as a hollow node registers it (its labels and capacity), for `--kubelets 0`."""
+    name = f"node-{i}"
+    capacity = {"cpu": "4", "memory": "16Gi", "pods": "110", "ephemeral-storage": "100Gi"}
+    return {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                                                  "kubernetes.io/arch": "amd64"}},
+            "status": {"capacity": capacity, "allocatable": dict(capacity),
+                       "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}}
+
+
+async def create_many(client: Client, ns: str | None, bodies: list[Obj], resource: Any = PODS,
+                      parallel: int = 32) -> None:
     sem = asyncio.Semaphore(parallel)
 
     async def one(body: Obj) -> None:
         async with sem:
-            await client.create(PODS, body, ns)
+            await client.create(resource, body, ns)
 
     await asyncio.gather(*(one(b) for b in bodies))
 
@@ -206,9 +224,13 @@ async def _bench(args: argparse.Namespace, cp: ControlPlane) -> dict[str, Any]:
                               "hollow_kubelet_processes": args.kubelets, "cpus": os.cpu_count(),
                               "algorithm_only_pods_per_s": round(algorithm_only(args.nodes, args.pods), 1)}
     try:
-        cm = procs.start("controller-manager", "controller-manager", "--cluster-cidr", "10.128.0.0/12")
         started = time.monotonic()
-        await start_hollow_nodes(procs, client, args.nodes, args.kubelets, str(tmp), interval=2)
+        cm = None
+        if args.kubelets:
+            cm = procs.start("controller-manager", "controller-manager", "--cluster-cidr", "10.128.0.0/12")
+            await start_hollow_nodes(procs, client, args.nodes, args.kubelets, str(tmp), interval=2)
+        else:
+            await create_many(client, None, [node_object(i) for i in range(args.nodes)], NODES)
         result["nodes_registered_s"] = round(time.monotonic() - started, 1)
 
         ns = "bench"
@@ -222,8 +244,8 @@ async def _bench(args: argparse.Namespace, cp: ControlPlane) -> dict[str, Any]:
 
         if cp.home and cp.cluster and len(etcds) > 1:
             result["etcd_leader"] = f"etcd-{etcd_leader(cp.home, cp.cluster)}"
-        pids = {"apiserver": api.proc.pid, **etcds, "controller_manager": cm.pid,
-                 **{name: proc.pid for name, proc in procs.procs.items() if name.startswith("hollow-")}}
+        pids = {"apiserver": api.proc.pid, **etcds, **({"controller_manager": cm.pid} if cm else {}),
+                **{name: proc.pid for name, proc in procs.procs.items() if name.startswith("hollow-")}}
         cpu_before = {name: cpu_times(pid)[0] for name, pid in pids.items()}
         api_port = int(api.url.rsplit(":", 1)[1])
         api_before = scrape(api_port, api.token)
@@ -276,7 +298,7 @@ async def _bench(args: argparse.Namespace, cp: ControlPlane) -> dict[str, Any]:
         runs = algo.get("scheduler_scheduling_algorithm_duration_seconds_count") or 1
         result["scheduling"]["algorithm_ms_per_pod"] = round(
             1000 * algo.get("scheduler_scheduling_algorithm_duration_seconds_sum", 0) / runs, 3)
-        if args.binding_only:
+        if args.binding_only or cm is None:
             return result
         await wait_until(lambda: _done(len(watch.ready), args.pods), 900, f"{args.pods} pods Ready", interval=0.5)
         result["scheduling"]["all_running_after_start_s"] = round(max(watch.ready.values()) - sched_start, 2)
@@ -339,7 +361,9 @@ def main() -> None:
     p.add_argument("--nodes", type=int, default=1000)
     p.add_argument("--pods", type=int, default=5000)
     p.add_argument("--replicas", type=int, default=1000)
-    p.add_argument("--kubelets", type=int, default=2, help="hollow kubelet processes sharing the nodes")
+    p.add_argument("--kubelets", type=int, default=2, help="hollow kubelet processes sharing the nodes; 0: the "
+                   "nodes are objects only, no kubelet or controller-manager runs (scheduler_perf's way; implies "
+                   "--binding-only)")
     p.add_argument("--deployment-timeout", type=float, default=300)
     p.add_argument("--etcd-members", type=int, default=0, metavar="N",
                    help="an etcd cluster of N members with TLS (as `pkctl cluster up --control-planes N`), the "
