@@ -35,7 +35,7 @@ from typing import Any
 
 from pklib.client import Client
 from pklib.informer import Handler, Informer, Obj
-from pklib.resources import lookup
+from pklib.resources import must_lookup
 from scheduler.algorithm import DEFAULT_WEIGHTS, schedule
 from scheduler.cache import Cache
 from scheduler.framework import pod_info
@@ -45,11 +45,10 @@ from bench.ha import etcd_leader
 from tests.support.controlplane import ROOT, _stop
 from tests.util import free_port
 
-PODS = lookup("pods")
-NODES = lookup("nodes")
-NAMESPACES = lookup("namespaces")
-DEPLOYMENTS = lookup("deployments")
-assert PODS and NODES and NAMESPACES and DEPLOYMENTS
+PODS = must_lookup("pods")
+NODES = must_lookup("nodes")
+NAMESPACES = must_lookup("namespaces")
+DEPLOYMENTS = must_lookup("deployments")
 
 
 class Procs:
