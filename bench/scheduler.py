@@ -35,7 +35,8 @@ from typing import Any
 
 from pklib.client import Client
 from pklib.informer import Handler, Informer, Obj
-from pklib.resources import must_lookup
+from pklib.resources import Resource, must_lookup
+from kubelet.hollow import HollowConfig, HollowMachine
 from scheduler.algorithm import DEFAULT_WEIGHTS, schedule
 from scheduler.cache import Cache
 from scheduler.framework import pod_info
@@ -167,17 +168,15 @@ def pod(i: int) -> Obj:
 
 
 def node_object(i: int) -> Obj:
-    """A Ready node as a hollow node registers it (its labels and capacity), for `--kubelets 0`."""
-    name = f"node-{i}"
-    capacity = {"cpu": "4", "memory": "16Gi", "pods": "110", "ephemeral-storage": "100Gi"}
-    return {"apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                                                  "kubernetes.io/arch": "amd64"}},
-            "status": {"capacity": capacity, "allocatable": dict(capacity),
+    """A Ready node with a hollow node's labels and capacity (kubelet/hollow.py), for `--kubelets 0`."""
+    machine = HollowMachine(f"node-{i}", HollowConfig())
+    capacity, allocatable = machine.capacity()
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": machine.name, "labels": machine.labels()},
+            "status": {"capacity": capacity, "allocatable": allocatable,
                        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}}
 
 
-async def create_many(client: Client, ns: str | None, bodies: list[Obj], resource: Any = PODS,
+async def create_many(client: Client, ns: str | None, bodies: list[Obj], resource: Resource = PODS,
                       parallel: int = 32) -> None:
     sem = asyncio.Semaphore(parallel)
 

@@ -2,8 +2,9 @@
 
 aetcd's high-level helpers cannot express ranged reads with a limit or at a
 revision, so reads and transactions build the etcd protobuf requests directly
-(`aetcd.rpc`); a watch is read by a thread of its own (etcdwatch.py). Values are JSON (orjson). Every key is put under `prefix`, so that
-several API servers (tests) can share one etcd without seeing each other.
+(`aetcd.rpc`); a watch is read by a thread of its own (etcdwatch.py). Values are
+JSON (orjson). Every key is put under `prefix`, so that several API servers
+(tests) can share one etcd without seeing each other.
 """
 from __future__ import annotations
 

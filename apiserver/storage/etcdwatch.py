@@ -64,8 +64,7 @@ class WatchStream:
         self._ready = asyncio.Event()
         self._stopped = False
         self._call: Any = None
-        self._thread = threading.Thread(target=self._run, name=f"etcd-watch {target}", daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._run, name=f"etcd-watch {target}", daemon=True).start()
 
     def _request_iterator(self) -> Iterator[Any]:
         while True:
@@ -91,7 +90,7 @@ class WatchStream:
                     error = StorageError(f"etcd cancelled the watch: {resp.cancel_reason or 'no reason given'}")
                     break
                 if resp.events:
-                    self._deliver([self._convert(ev) for ev in resp.events])
+                    self._hand_over([self._convert(ev) for ev in resp.events])
             else:
                 error = StorageError("etcd ended the watch stream")
         except grpc.RpcError as e:
@@ -102,17 +101,15 @@ class WatchStream:
         finally:
             self._requests.put(None)
             channel.close()
-            with self._lock:
-                self._error, self._ended = error, True
-            self._wake()
+            self._hand_over([], ended=True, error=error)
 
-    def _deliver(self, events: list[WatchEvent]) -> None:
+    def _hand_over(self, events: list[WatchEvent], ended: bool = False, error: StorageError | None = None) -> None:
+        """Adds `events` (or the end of the stream) to what batch() returns; wakes the loop unless a wake-up is
+        already on its way."""
         with self._lock:
             self._events.extend(events)
-        self._wake()
-
-    def _wake(self) -> None:
-        with self._lock:
+            if ended:
+                self._ended, self._error = True, error
             if self._woken:
                 return
             self._woken = True
