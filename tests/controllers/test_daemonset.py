@@ -124,8 +124,9 @@ async def test_daemonset_rolling_update(client: Client, namespace: str, start_ma
         assert watcher.min_ready is not None and watcher.min_ready >= 3 - 1, \
             f"maxUnavailable 1 exceeded: only {watcher.min_ready} ready daemon pods at one point"
 
-    async def updated() -> Any:
-        s = (await client.get(DS, "roll", namespace)).get("status") or {}
-        return s.get("updatedNumberScheduled") == 3 and s.get("numberAvailable") == 3
-    await wait_for(updated, message="status after rollout")
+        # Still inside the fake kubelet: the last pod of the rollout becomes Ready only while it runs.
+        async def updated() -> Any:
+            s = (await client.get(DS, "roll", namespace)).get("status") or {}
+            return s.get("updatedNumberScheduled") == 3 and s.get("numberAvailable") == 3
+        await wait_for(updated, message="status after rollout")
 
