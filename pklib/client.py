@@ -22,6 +22,13 @@ PATCH_TYPES = rest.PATCH_TYPES
 T = TypeVar("T")
 
 
+# How long an idle connection to the API is kept for the next request: Go's http.Transport default (client-go's
+# too). aiohttp's own 15 s closed the connections between a kubelet's requests of once a minute (its pods' volume
+# refresh), and every minute began with new TLS handshakes on both ends. The apiserver keeps idle connections
+# for an hour (aiohttp's server default).
+IDLE_CONNECTION_TIMEOUT = 90.0
+
+
 class Client:
     def __init__(self, server: str, token: str | None = None, ssl: Any = None,
                  user_agent: str = "pkube", connections: int = 100):
@@ -44,7 +51,8 @@ class Client:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 headers=self._headers,
-                connector=aiohttp.TCPConnector(limit=self._connections, ssl=self._ssl if self._ssl is not None else True),
+                connector=aiohttp.TCPConnector(limit=self._connections, ssl=self._ssl if self._ssl is not None else True,
+                                               keepalive_timeout=IDLE_CONNECTION_TIMEOUT),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             )
         return self._session
