@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             print("bench.podstart: podman is not installed: run `apt-get install -y podman` (or pass --install)",
                   file=sys.stderr)
             return 1
-        subprocess.run(["apt-get", "install", "-y", "podman"], check=True)
+        # apt's progress goes to stderr: stdout is the one JSON document
+        subprocess.run(["apt-get", "install", "-y", "podman"], check=True, stdout=sys.stderr)
     sides = ["pkube"] if args.no_podman else ["pkube", "podman"]
     sizes = {"one_pod": 1, f"{args.pods}_pods": args.pods}
     figures: dict[str, dict[str, list[float]]] = {s: {k: [] for k in sizes} for s in sides}

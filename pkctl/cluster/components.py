@@ -50,8 +50,6 @@ class Component:
     netns: str = ""
     # Programs it drives that must be installed for it to be used (the ingress controller's nginx).
     needs: tuple[str, ...] = ()
-    # Environment variables set for it on top of the supervisor's own.
-    env: tuple[tuple[str, str], ...] = ()
 
     def available(self) -> bool:
         if self.members:
@@ -587,11 +585,6 @@ def _cleanup_group(home: Home, cfg: ClusterConfig) -> list[str]:
     return [problem for m in MEMBERS if m.cleanup is not None and m.available() for problem in m.cleanup(home, cfg)]
 
 
-# A lone etcd member runs its Go code on one thread: idle, it used 0.45 % of a core instead of 0.63 % (four
-# etcds side by side, 150 s), and 5,000 creates from 32 clients went as fast (session 17). The members of a
-# highly available cluster keep Go's default, so that a busy leader's heartbeats are not held up.
-LONE_ETCD_ENV = (("GOMAXPROCS", "1"),)
-
 # Run inside the control-plane process, each through its own `run(config, ready)`: one Python
 # process instead of four saves ~40 MB per member (see launcher/group.py).
 MEMBERS: tuple[Component, ...] = (
@@ -607,7 +600,7 @@ GROUP = Component("control-plane", "launcher.group", None, ("apiserver",), _grou
 
 # The supervised processes, in dependency order: etcd → apiserver → kubelet, control-plane.
 COMPONENTS: tuple[Component, ...] = (
-    Component("etcd", None, "etcd", (), _etcd_flags, probe_etcd, env=LONE_ETCD_ENV),
+    Component("etcd", None, "etcd", (), _etcd_flags, probe_etcd),
     Component("apiserver", "apiserver.main", None, ("etcd",), _apiserver_flags, _probe_apiserver),
     Component("kubelet", "kubelet.main", None, ("apiserver",), _kubelet_flags, _probe_node, _cleanup_kubelet),
     GROUP,

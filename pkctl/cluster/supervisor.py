@@ -113,7 +113,7 @@ class Keeper:
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=logf, stderr=asyncio.subprocess.STDOUT,
-                cwd=self.home.root, env={**os.environ, **dict(self.comp.env)} if self.comp.env else None)
+                cwd=self.home.root)
         finally:
             logf.close()
         started = time.monotonic()

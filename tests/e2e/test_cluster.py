@@ -59,17 +59,6 @@ def test_status_shows_etcd_size_per_member_and_no_alarm(cluster: Cluster) -> Non
     assert "ALARM" not in st.stdout
 
 
-def test_the_lone_etcd_member_runs_go_on_one_thread_and_serves(cluster: Cluster) -> None:
-    """GOMAXPROCS=1 for the one-member etcd (components.LONE_ETCD_ENV: less idle CPU); the other components get
-    the supervisor's environment unchanged."""
-    def environ(name: str) -> list[bytes]:
-        return Path(f"/proc/{cluster.state(name)['pid']}/environ").read_bytes().split(b"\0")
-    assert b"GOMAXPROCS=1" in environ("etcd")
-    assert not any(v.startswith(b"GOMAXPROCS=") for v in environ("apiserver"))
-    ns = make_namespace(cluster)  # written through etcd
-    assert ns in run("--kubeconfig", str(cluster.kubeconfig), "get", "namespaces").stdout.split()
-
-
 def test_kubeconfig_works_for_pkctl(cluster: Cluster) -> None:
     ns = make_namespace(cluster)
     ours = run("--kubeconfig", str(cluster.kubeconfig), "get", "namespaces")
