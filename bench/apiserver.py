@@ -31,7 +31,7 @@ import os
 import statistics
 import sys
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import aiohttp
 import orjson
@@ -48,7 +48,7 @@ POD: dict[str, Any] = {"apiVersion": "v1", "kind": "Pod",
                                 "env": [{"name": f"E{i}", "value": str(i)} for i in range(5)]}]}}
 
 
-def pct(values: list[float], q: float) -> float:
+def pct(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
@@ -332,9 +332,9 @@ async def bench_authz(url: str, admin_token: str, user_token: str, pods: int, bi
                         _binding("bench", f"bench-rbac-{r}", BENCH_USER))
         deadline = time.monotonic() + 30
         while True:  # the authorizer reads the watch cache: wait for it to show the bindings
-            async with user.get(f"{url}/api/v1/namespaces/bench-rbac-2/pods", params={"limit": "1"}) as r:
-                await r.read()
-                if r.status == 200:
+            async with user.get(f"{url}/api/v1/namespaces/bench-rbac-2/pods", params={"limit": "1"}) as answer:
+                await answer.read()
+                if answer.status == 200:
                     break
             if time.monotonic() > deadline:
                 raise RuntimeError("the RoleBinding never took effect")

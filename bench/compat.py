@@ -19,10 +19,10 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pklib.client import Client  # noqa: E402
-from pklib.resources import lookup  # noqa: E402
+from pklib.resources import must_lookup  # noqa: E402
 from bench.common import control_plane, has_kubectl, parse_flags, report  # noqa: E402
 
-PODS, NAMESPACES = lookup("pods"), lookup("namespaces")
+PODS, NAMESPACES = must_lookup("pods"), must_lookup("namespaces")
 assert PODS and NAMESPACES
 
 

@@ -28,7 +28,6 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pklib.client import Client  # noqa: E402
 from pklib.resources import DEPLOYMENTS, HPAS, PODS  # noqa: E402
 from tests.support.controlplane import _stop, start_etcd  # noqa: E402
 from tests.support.node import BUSYBOX, Node, exec_in, pod_namespace, private_node  # noqa: E402

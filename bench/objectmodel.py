@@ -20,16 +20,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from apiserver.kinds import strategy_for  # noqa: E402
 from pklib.patch import strategic_merge_patch, three_way_strategic_patch  # noqa: E402
 from pklib.quantity import canonical  # noqa: E402
-from pklib.resources import lookup  # noqa: E402
+from pklib.resources import must_lookup  # noqa: E402
 
 CONTAINER = {"name": "app", "image": "nginx:1.27", "ports": [{"containerPort": 80, "name": "http"}],
              "env": [{"name": f"VAR_{i}", "value": str(i)} for i in range(5)],
              "resources": {"limits": {"cpu": "500m", "memory": "128Mi"}, "requests": {"cpu": "100m"}},
              "readinessProbe": {"httpGet": {"port": "http"}}}
-POD = {"apiVersion": "v1", "kind": "Pod",
+POD: dict[str, Any] = {"apiVersion": "v1", "kind": "Pod",
        "metadata": {"name": "web-1", "namespace": "default", "labels": {"app": "web", "tier": "front"}},
        "spec": {"containers": [CONTAINER]}}
-DEPLOYMENT = {"apiVersion": "apps/v1", "kind": "Deployment",
+DEPLOYMENT: dict[str, Any] = {"apiVersion": "apps/v1", "kind": "Deployment",
               "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"}},
               "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
                        "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [CONTAINER]}}}}
@@ -49,7 +49,7 @@ def rate(fn: Callable[[], Any], seconds: float) -> dict[str, float]:
 
 
 def admit(kind: str, body: dict[str, Any]) -> Callable[[], Any]:
-    strategy = strategy_for(lookup(kind))
+    strategy = strategy_for(must_lookup(kind))
 
     def run() -> Any:
         obj = copy.deepcopy(body)
@@ -66,7 +66,7 @@ def main() -> None:
     a = p.parse_args()
     bad = copy.deepcopy(POD)
     bad["spec"]["containers"][0]["ports"][0]["containerPort"] = "eighty"
-    pods = strategy_for(lookup("pods"))
+    pods = strategy_for(must_lookup("pods"))
 
     modified = copy.deepcopy(DEPLOYMENT)
     modified["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:1.28"

@@ -62,7 +62,8 @@ async def bench_parts(rt: RuncRuntime, store: ImageStore, image: str, work: Path
         paths = await hold_uts_ipc(work / "ns" / sid, "bench")
         namespaces.append(time.perf_counter() - t0)
         for p in paths:
-            unmount(p)
+            if p is not None:  # no IPC namespace of its own (hostIPC)
+                unmount(p)
         t0 = time.perf_counter()
         store.prepare_rootfs(image, sid)
         rootfs.append(time.perf_counter() - t0)
