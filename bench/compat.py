@@ -23,7 +23,6 @@ from pklib.resources import must_lookup  # noqa: E402
 from bench.common import control_plane, has_kubectl, parse_flags, report  # noqa: E402
 
 PODS, NAMESPACES = must_lookup("pods"), must_lookup("namespaces")
-assert PODS and NAMESPACES
 
 
 def pod(i: int) -> dict[str, Any]:

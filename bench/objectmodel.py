@@ -26,13 +26,15 @@ CONTAINER = {"name": "app", "image": "nginx:1.27", "ports": [{"containerPort": 8
              "env": [{"name": f"VAR_{i}", "value": str(i)} for i in range(5)],
              "resources": {"limits": {"cpu": "500m", "memory": "128Mi"}, "requests": {"cpu": "100m"}},
              "readinessProbe": {"httpGet": {"port": "http"}}}
-POD: dict[str, Any] = {"apiVersion": "v1", "kind": "Pod",
-       "metadata": {"name": "web-1", "namespace": "default", "labels": {"app": "web", "tier": "front"}},
-       "spec": {"containers": [CONTAINER]}}
-DEPLOYMENT: dict[str, Any] = {"apiVersion": "apps/v1", "kind": "Deployment",
-              "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"}},
-              "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
-                       "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [CONTAINER]}}}}
+POD: dict[str, Any] = {
+    "apiVersion": "v1", "kind": "Pod",
+    "metadata": {"name": "web-1", "namespace": "default", "labels": {"app": "web", "tier": "front"}},
+    "spec": {"containers": [CONTAINER]}}
+DEPLOYMENT: dict[str, Any] = {
+    "apiVersion": "apps/v1", "kind": "Deployment",
+    "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"}},
+    "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+             "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [CONTAINER]}}}}
 SERVICE = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": "http"}]}}
 
