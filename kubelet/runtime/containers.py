@@ -262,6 +262,8 @@ class Containers:
         elif conmon_alive(paths):
             cstate = ContainerState.RUNNING  # runc saw the exit first; conmon is about to record it
         else:
+            # conmon records the exit and then exits: it may have done both since the first look
+            exited = read_exit(paths)
             cstate = ContainerState.EXITED
         status = ContainerStatus(id=cid, sandbox_id=meta["sandbox_id"], name=meta["name"], image=meta["image"],
                                  state=cstate, pid=pid, created_at=_ts(meta["created_at"]),

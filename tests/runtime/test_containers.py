@@ -241,6 +241,25 @@ async def test_watch_exits_tells_at_once_when_a_container_ends(runtime: RuncRunt
     assert pidfds() == before
 
 
+async def test_an_exit_recorded_between_two_looks_keeps_its_code(runtime: RuncRuntime, sandbox: str, busybox: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """conmon writes the exit file and then exits. A status taken in between those two steps first finds no
+    exit file and then no conmon. It must still report the recorded code, not an unknown exit (137): a Job
+    pod that exited 3 was once shown as killed."""
+    cid = await start(runtime, sandbox, ContainerConfig(name="quick", image=busybox, command=["sh", "-c", "exit 3"]))
+    await exited(runtime, cid)
+    paths = runtime.containers.paths(cid)
+    aside = paths.exit_file.with_name("exit.aside")
+    paths.exit_file.rename(aside)  # the first look finds no record yet ...
+
+    def conmon_records_then_exits(_paths: object) -> bool:
+        aside.rename(paths.exit_file)  # ... conmon writes it and exits before the second look
+        return False
+    monkeypatch.setattr("kubelet.runtime.containers.conmon_alive", conmon_records_then_exits)
+    status = await runtime.container_status(cid)
+    assert (status.state, status.exit_code, status.reason) == (ContainerState.EXITED, 3, "Error")
+
+
 async def test_stop_sends_sigterm_first(runtime: RuncRuntime, sandbox: str, busybox: str) -> None:
     cid = await start(runtime, sandbox, ContainerConfig(
         name="polite", image=busybox,
