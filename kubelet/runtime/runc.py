@@ -141,7 +141,13 @@ class RuncRuntime:
         state = self.sandboxes.load(sandbox_id)
         if state["state"] != SandboxState.READY.value:
             raise RuntimeError_(f"sandbox {sandbox_id} is not ready")
-        cid = await self.containers.create(state, config, self.sandboxes.cgroup_rel(state["config"]["uid"]))
+        try:
+            cid = await self.containers.create(state, config, self.sandboxes.cgroup_rel(state["config"]["uid"]))
+        except RuntimeError_:
+            # the sandbox's wiring, running beside this, may have failed and removed the netns runc was to join
+            # (runc then says only "can't get final child's PID from pipe"): that failure is the one to report
+            await self.sandboxes.network_ready(sandbox_id)
+            raise
         if self._exits is not None:
             self._exits.add(cid, self.containers.paths(cid))
         return cid

@@ -202,8 +202,10 @@ async def test_a_container_started_at_once_runs_only_once_its_network_is_wired(
 async def test_a_sandbox_whose_network_cannot_be_wired_is_not_ready_and_its_container_never_starts(
         runtime: RuncRuntime, busybox: str, monkeypatch: pytest.MonkeyPatch) -> None:
     wire = runtime.network.wire
+    created = threading.Event()
 
     def taken_name(sandbox_id: str, info: Any) -> None:
+        created.wait(10)  # fails once the container exists (the other order: the test below)
         # a link already holds the host veth's name: the kernel refuses the pair (EEXIST)
         with IPRoute() as ipr:
             ipr.link("add", ifname=info.host_veth, kind="bridge")
@@ -212,6 +214,7 @@ async def test_a_sandbox_whose_network_cannot_be_wired_is_not_ready_and_its_cont
     sid = await runtime.run_sandbox(SandboxConfig(name="unwired", namespace="default", uid="uid-unwired"))
     netns = (await runtime.sandbox_status(sid)).netns
     cid = await runtime.create_container(sid, ContainerConfig(name="c", image=busybox, command=IDLE))
+    created.set()
     with pytest.raises(RuntimeError_, match=f"setting up the network of sandbox {sid} failed"):
         await runtime.start_container(cid)
     assert (await runtime.container_status(cid)).state == ContainerState.CREATED
@@ -220,6 +223,34 @@ async def test_a_sandbox_whose_network_cannot_be_wired_is_not_ready_and_its_cont
     assert not Path(netns).exists()
     assert sid not in runtime.network.ipam.allocations().values()
     assert not Path(f"/sys/class/net/{runtime.network.names(sid)[1]}").exists()
+    await runtime.remove_sandbox(sid)
+
+
+async def test_a_container_whose_sandbox_wiring_fails_while_it_is_created_reports_the_network(
+        runtime: RuncRuntime, busybox: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wiring fails (and removes the netns) while the container is being made: runc's own error would only say
+    "can't get final child's PID from pipe"; the caller learns that the sandbox's network failed, and why."""
+    wire, write_bundle = runtime.network.wire, runtime.containers._write_bundle
+    failed = threading.Event()
+
+    def taken_name(sandbox_id: str, info: Any) -> None:
+        try:
+            with IPRoute() as ipr:
+                ipr.link("add", ifname=info.host_veth, kind="bridge")
+            wire(sandbox_id, info)
+        finally:
+            failed.set()
+
+    def bundle_after_the_failure(*args: Any, **kwargs: Any) -> None:
+        failed.wait(10)
+        write_bundle(*args, **kwargs)
+    monkeypatch.setattr(runtime.network, "wire", taken_name)
+    monkeypatch.setattr(runtime.containers, "_write_bundle", bundle_after_the_failure)
+    sid = await runtime.run_sandbox(SandboxConfig(name="unwired", namespace="default", uid="uid-unwired2"))
+    with pytest.raises(RuntimeError_, match=f"setting up the network of sandbox {sid} failed: .*"):
+        await runtime.create_container(sid, ContainerConfig(name="c", image=busybox, command=IDLE))
+    assert await runtime.list_containers(sid) == []  # nothing half made
+    assert (await runtime.sandbox_status(sid)).state == SandboxState.NOT_READY
     await runtime.remove_sandbox(sid)
 
 
