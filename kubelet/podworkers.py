@@ -34,7 +34,7 @@ from kubelet.pullmanager import LocalImages, PullManager
 from kubelet.recorder import Recorder
 from kubelet.relist import PodStore, Relister
 from kubelet.runtime.interface import ContainerState, InvalidConfig, Runtime, RuntimeError_, SandboxState
-from kubelet.shared import SharedRead
+from kubelet.shared import SharedRead, SharedReads
 from kubelet.status import EVICTED_REASON, StatusInputs
 from kubelet.statusmanager import StatusManager
 from kubelet.tokens import TokenManager
@@ -123,6 +123,7 @@ class PodWorkers:
         # pods synced together (the periodic full sync queues them all) share one read of the runtime's sandboxes;
         # each reads only its own sandbox's containers
         self.sandbox_listing = SharedRead(self.runtime.list_sandboxes)
+        self._reads: SharedReads[tuple[str, str, str], dict[str, Any] | None] = SharedReads(self._fetch)
         handler = Handler(lambda p: self.queue.add(key_of(p)), self._pod_updated, self._pod_deleted)
         self.pods.add_handler(handler)
 
@@ -153,6 +154,11 @@ class PodWorkers:
         self.recorder.warning(pod, "Unhealthy", message)
 
     async def _get(self, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
+        """A ConfigMap or Secret a pod uses; pods that ask for the same one at once share one GET."""
+        return await self._reads.get((namespace, plural, name))
+
+    async def _fetch(self, key: tuple[str, str, str]) -> dict[str, Any] | None:
+        namespace, plural, name = key
         try:
             return await self.client.get(must_lookup(plural), name, namespace or None)
         except ApiError as e:

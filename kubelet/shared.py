@@ -9,10 +9,11 @@ the same read shares its result. N pods synced together then cost two reads inst
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable, Generic, TypeVar
+from typing import Any, Awaitable, Callable, Generic, Hashable, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+K = TypeVar("K", bound=Hashable)
 
 
 async def call_blocking(inline: bool, fn: Callable[..., R], *args: Any) -> R:
@@ -56,3 +57,29 @@ class SharedRead(Generic[T]):
             raise
         else:
             batch.set_result(result)
+
+    def idle(self) -> bool:
+        """No read is under way or waited for."""
+        return self._next is None and not self._one_at_a_time.locked()
+
+
+class SharedReads(Generic[K, T]):
+    """A SharedRead per key, kept while it is in use: pods synced together that read the same object (every pod
+    mounts its namespace's `kube-root-ca.crt` ConfigMap) make one request for it."""
+
+    def __init__(self, read: Callable[[K], Awaitable[T]]) -> None:
+        self._read = read
+        self._by_key: dict[K, SharedRead[T]] = {}
+
+    async def get(self, key: K) -> T:
+        shared = self._by_key.get(key)
+        if shared is None:
+            shared = self._by_key[key] = SharedRead(lambda: self._read(key))
+        try:
+            return await shared.get()
+        finally:
+            if shared.idle() and self._by_key.get(key) is shared:
+                del self._by_key[key]
+
+    def __len__(self) -> int:
+        return len(self._by_key)

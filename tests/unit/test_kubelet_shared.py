@@ -1,12 +1,12 @@
 """kubelet.shared.SharedRead: callers waiting together share one read, and nobody gets a read older than its
-request."""
+request; SharedReads: the same per key (the kubelet's reads of the ConfigMaps and Secrets its pods use)."""
 from __future__ import annotations
 
 import asyncio
 
 import pytest
 
-from kubelet.shared import Interrupted, SharedRead
+from kubelet.shared import Interrupted, SharedRead, SharedReads
 
 
 class Source:
@@ -104,3 +104,24 @@ async def test_cancelling_the_caller_doing_the_read_tells_its_waiters_to_retry()
     assert await blocker == 0
     src.version = 4
     assert await shared.get() == 4  # nothing stuck: a fresh read
+
+
+async def test_keyed_reads_share_per_key_and_keep_nothing_afterwards() -> None:
+    asked: list[str] = []
+    release = asyncio.Event()
+
+    async def read(key: str) -> str:
+        asked.append(key)
+        await release.wait()
+        return f"{key}@{len(asked)}"
+    reads: SharedReads[str, str] = SharedReads(read)
+    # seven pods refreshing their volumes at once: six read the same ConfigMap, one another
+    calls = [asyncio.create_task(reads.get("kube-root-ca.crt")) for _ in range(6)]
+    calls.append(asyncio.create_task(reads.get("app-config")))
+    await settle()
+    release.set()
+    results = await asyncio.gather(*calls)
+    assert sorted(asked) == ["app-config", "kube-root-ca.crt"]
+    assert len(set(results[:6])) == 1 and results[6].startswith("app-config@")
+    assert len(reads) == 0  # nothing is cached: the next refresh reads again
+    assert await reads.get("kube-root-ca.crt") == "kube-root-ca.crt@3"
