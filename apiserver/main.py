@@ -28,6 +28,14 @@ from .tls import kubelet_client_context, tls_context
 log = logging.getLogger("apiserver")
 
 
+class StartupError(RuntimeError):
+    """The apiserver cannot start (etcd unreachable, its port taken, a bad range): one line, exit 1."""
+
+
+# What ends the process with one `error: ...` line instead of a traceback (also used by `pkube group`).
+REPORT: tuple[type[BaseException], ...] = (StartupError,)
+
+
 def parse_args(argv: list[str]) -> Config:
     p = argparse.ArgumentParser(prog="pkube apiserver", description="The pkube API server.")
     p.add_argument("--etcd-servers", default="http://127.0.0.1:2379", help="etcd client URLs, comma-separated")
@@ -181,7 +189,7 @@ def _configure_kinds(config: Config) -> None:
         kinds.configure(service_cidr=config.service_cluster_ip_range, node_port_range=(int(lo), int(hi)),
                         event_ttl=config.event_ttl)
     except ValueError as e:
-        raise RuntimeError(str(e)) from None
+        raise StartupError(str(e)) from None
 
 
 async def run(config: Config, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
@@ -196,14 +204,17 @@ async def run(config: Config, ready: asyncio.Event | None = None, stop: asyncio.
         await asyncio.sleep(0.1)
     else:
         await storage.close()
-        raise RuntimeError(f"etcd at {','.join(config.etcd_servers)} is not reachable")
+        raise StartupError(f"etcd at {','.join(config.etcd_servers)} is not reachable")
     runner = web.AppRunner(build_app(config, storage), access_log=None, handle_signals=False,
                            shutdown_timeout=shutdown.GRACE)
     await runner.setup()
     try:
         tls = tls_context(config.tls_cert_file, config.tls_private_key_file, client_ca_file=config.client_ca_file)
         site = web.TCPSite(runner, config.bind_address, config.port, reuse_address=True, ssl_context=tls)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as e:
+            raise StartupError(f"cannot listen on {config.bind_address}:{config.port}: {e.strerror or e}") from None
         log.info("serving on %s://%s:%d (etcd %s, prefix %s)", "https" if tls else "http", config.bind_address,
                  config.port,
                  ",".join(config.etcd_servers), config.etcd_prefix)
@@ -218,6 +229,12 @@ async def run(config: Config, ready: asyncio.Event | None = None, stop: asyncio.
         await storage.close()
 
 
+def configure_process() -> None:
+    """What the process hosting an apiserver needs (run by main, and by `pkube group` for its member): the watch
+    cache's etcd watch is read by a thread (storage/etcdwatch.py), which needs the GIL back quickly."""
+    sys.setswitchinterval(SWITCH_INTERVAL)
+
+
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(sys.argv[1:] if argv is None else argv)
 
@@ -230,11 +247,10 @@ def main(argv: list[str] | None = None) -> int:
         keep_heap_trimmed(loop)
         await run(config, None, stop)
 
-    # The watch cache's etcd watch is read by a thread (storage/etcdwatch.py), which needs the GIL back quickly.
-    sys.setswitchinterval(SWITCH_INTERVAL)
+    configure_process()
     try:
         run_event_loop(serve())
-    except RuntimeError as e:
+    except RuntimeError as e:  # StartupError, or a TLS file tls.py could not load
         print(f"pkube apiserver: {e}", file=sys.stderr)
         return 1
     except OSError as e:

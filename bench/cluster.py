@@ -1,9 +1,12 @@
 """Local cluster benchmark: `pkctl cluster up` wall time (cold and warm), the web example from `apply` to
 Ready pods and to answers on its NodePort, then memory and idle CPU with all of manifests/examples running.
 
-    .venv/bin/python bench/cluster.py [--idle-seconds 60]
+    .venv/bin/python bench/cluster.py [--idle-seconds 60] [--compact]
 
-Memory is the RSS of the cluster's own processes (supervisor, etcd, apiserver, kubelet, control-plane), and their
+--compact measures `pkctl cluster up --compact`: etcd and one process hosting everything else.
+
+Memory is the RSS of the cluster's own processes (supervisor, etcd, apiserver, kubelet, control-plane, or supervisor,
+etcd and control-plane with --compact), and their
 PSS (shared library pages counted once over all of them: what they take from the machine together); the
 per-container monitors (conmon, ~1-2 MB each, the role of containerd-shim) are reported apart.
 
@@ -22,14 +25,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import idle_usage, local_cluster, parse_flags, pkctl, report  # noqa: E402
-from pkctl.cluster.components import BY_NAME, COMPONENTS, api_get  # noqa: E402
+from pkctl.cluster.components import BY_NAME, api_get, components  # noqa: E402
 from pkctl.cluster.home import Home  # noqa: E402
 from pkctl.cluster.procs import ProcRecord  # noqa: E402
 
 
 def processes(home: Home) -> dict[str, ProcRecord]:
     out = {}
-    for name in ["supervisor", *(c.name for c in COMPONENTS)]:
+    for name in ["supervisor", *(c.name for c in components(home.load_config()))]:
         rec = ProcRecord.from_state(home.read_state(name))
         if rec and rec.alive():
             out[name] = rec
@@ -74,7 +77,7 @@ def apply_examples(home: Home) -> float:
 
 
 def ready_after(home: Home) -> dict[str, Any]:
-    return {c.name: (home.read_state(c.name) or {}).get("ready_after") for c in COMPONENTS
+    return {c.name: (home.read_state(c.name) or {}).get("ready_after") for c in components(home.load_config())
             if (home.read_state(c.name) or {}).get("state") == "Running"}
 
 
@@ -109,10 +112,10 @@ def apply_web(home: Home) -> dict[str, float]:
 
 
 def main() -> int:
-    args = parse_flags(__doc__, idle_seconds=60.0)
-    result: dict[str, Any] = {"benchmark": "cluster"}
+    args = parse_flags(__doc__, idle_seconds=60.0, compact=False)
+    result: dict[str, Any] = {"benchmark": "cluster", "compact": args.compact}
     with local_cluster("pkbench-home-") as home:
-        result["up_cold_s"] = pkctl("cluster", "up", "--home", str(home.root))
+        result["up_cold_s"] = pkctl("cluster", "up", "--home", str(home.root), *(["--compact"] if args.compact else []))
         result["ready_after_cold_s"] = ready_after(home)
         result["down_s"] = pkctl("cluster", "down", "--home", str(home.root))
         result["up_warm_s"] = pkctl("cluster", "up", "--home", str(home.root))

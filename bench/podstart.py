@@ -2,7 +2,7 @@
 file on this machine, in the same run: one pod, then --pods pods (issue 20's rows "apply of one pod → Running" and
 "30 pods → all Running").
 
-    .venv/bin/python bench/podstart.py [--rounds 5] [--pods 30] [--install] [--no-podman] [--no-pycache]
+    .venv/bin/python bench/podstart.py [--rounds 5] [--pods 30] [--install] [--no-podman] [--no-pycache] [--compact]
 
 A fresh local cluster (`pkctl cluster up`) builds pkube's busybox image; `pkctl image save` and `podman load` give
 podman the same image, and both sides run it with imagePullPolicy IfNotPresent, so neither pulls. Each pod is one
@@ -148,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-podman", action="store_true", help="measure pkube only")
     p.add_argument("--no-pycache", action="store_true",
                    help="pkctl without a bytecode cache where PYTHONDONTWRITEBYTECODE is set (compiling each run)")
+    p.add_argument("--compact", action="store_true",
+                   help="the cluster made with `pkctl cluster up --compact` (the apiserver and the kubelet in one process)")
     args = p.parse_args(argv)
     if not args.no_podman and not shutil.which("podman"):
         if not args.install:
@@ -165,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     loaded, version = False, ""
     before, left = host_state(), {}
     try:
-        with local_cluster() as cluster:
+        with local_cluster(*(["--compact"] if args.compact else [])) as cluster:
             images = str(cluster.home / "images")
             run("image", "build-busybox", "--root", images, timeout=300)
             if "podman" in sides:
@@ -197,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             left = {k: [v for v in after[k] if v not in before[k]] for k in after}
             left["nft_tables_removed_by_bench"] = remove_new_tables(left["nft_tables"], left["nft_chains"])
         shutil.rmtree(tmp, ignore_errors=True)
-    result: dict[str, Any] = {"benchmark": "podstart", "rounds": args.rounds, "cpus": os.cpu_count(),
+    result: dict[str, Any] = {"benchmark": "podstart", "rounds": args.rounds, "compact": args.compact,
+                              "cpus": os.cpu_count(),
                               "pkctl_bytecode_cache": not args.no_pycache,
                               "what": "seconds from the start of `pkctl apply -f` (pkube) or `podman kube play` "
                                       "(podman) until every pod of the file is Running"}

@@ -7,7 +7,8 @@ four processes. In a multi-node setup each still runs on its own (`pkube schedul
 
 Members run as tasks of one TaskGroup through their own `run(config, ready)`: when one
 fails, the others are cancelled and the process exits, so the supervisor restarts them
-together and a member never runs half-alive unnoticed. Every log line names the member
+together and a member never runs half-alive unnoticed. In a group that hosts the apiserver
+(`pkctl cluster up --compact`) the others start once it serves. Every log line names the member
 that wrote it (`... INFO [scheduler] scheduler.queue: ...`), which lets
 `pkctl cluster logs scheduler` show one member's lines.
 
@@ -36,6 +37,10 @@ log = logging.getLogger("group")
 # started them, so a log record can name its member without the member's code knowing.
 member: ContextVar[str] = ContextVar("pkube_member", default="group")
 
+# A member the others wait for: in a group hosting the apiserver (`pkctl cluster up --compact`) they start once it
+# serves, as separate processes start once its /readyz answers.
+API_MEMBER = "apiserver"
+
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(member)s] %(name)s: %(message)s"
 
 
@@ -62,6 +67,11 @@ class Member:
             log.error("%s failed: %s", self.name, e)
             raise
         log.warning("%s stopped on its own; the rest of the group keeps running", self.name)
+
+    async def run_after(self, first: "Member") -> None:
+        """Start once `first` is ready: the members of a group hosting the apiserver need it serving."""
+        await first.ready.wait()
+        await self.run()
 
 
 def split_argv(argv: list[str]) -> tuple[list[str], list[list[str]]]:
@@ -103,9 +113,13 @@ def load_members(chunks: list[list[str]], components: dict[str, str] = COMPONENT
         if any(m.name == name for m in members):
             raise ConfigError(f"component {name!r} is given twice")
         module = importlib.import_module(components[name])
-        parser = module.build_parser()
-        parser.prog = f"pkube group -- {name}"
-        members.append(Member(name, module, parser.parse_args(flags)))
+        if hasattr(module, "parse_args"):  # the apiserver checks its flags into a Config of its own
+            config = module.parse_args(flags)
+        else:
+            parser = module.build_parser()
+            parser.prog = f"pkube group -- {name}"
+            config = parser.parse_args(flags)
+        members.append(Member(name, module, config))
     if not members:
         raise ConfigError("name at least one component after `--`, e.g. `pkube group -- scheduler --kubeconfig F`")
     return members
@@ -130,9 +144,10 @@ def health_app(members: list[Member]) -> web.Application:
 async def run(members: list[Member], healthz: tuple[str, int] | None) -> None:
     runner = await serve_http(health_app(members), *healthz, what="/healthz") if healthz else None
     try:
+        api = next((m for m in members if m.name == API_MEMBER), None)
         async with asyncio.TaskGroup() as tg:
             for m in members:
-                tg.create_task(m.run(), name=m.name)
+                tg.create_task(m.run() if api is None or m is api else m.run_after(api), name=m.name)
     finally:
         if runner is not None:
             await runner.cleanup()
@@ -155,5 +170,6 @@ def main(argv: list[str]) -> int:
         return 2
     report: tuple[type[BaseException], ...] = (ConfigError, KubeconfigError)
     for m in members:
+        getattr(m.module, "configure_process", lambda: None)()  # the apiserver's GIL switch interval
         report += tuple(t for t in m.module.REPORT if t not in report)
     return run_until_signalled(lambda: run(members, config.healthz_bind_address), report=report)

@@ -614,12 +614,37 @@ BY_NAME = {c.name: c for c in (*COMPONENTS, *MEMBERS)}
 ELECTED = ("controller-manager", "scheduler")
 
 
+def compact_components() -> tuple[Component, ...]:
+    """`up --compact`: etcd, and one process hosting everything else, the apiserver and the kubelet with the
+    control-plane members, as k3s runs its server. Each Python process costs ~39 MB before it does any work
+    (launcher/group.py), so two fewer save ~80 MB; the price is that a failure of any of them restarts them all
+    together, and that the apiserver and the kubelet share one interpreter lock."""
+    api, kubelet = BY_NAME["apiserver"], BY_NAME["kubelet"]
+    hosted = (api, kubelet, *MEMBERS)
+
+    def probe(h: Home, cf: ClusterConfig, running: float) -> Health:
+        # the apiserver's and the node's own checks, then the members' (from the process's /healthz)
+        results = {x.name: x.probe(h, cf, running) for x in (api, kubelet, GROUP)}
+        waiting = [n for n, (ok, _) in results.items() if not ok]
+        if waiting:
+            return False, "waiting for " + ", ".join(f"{n} ({results[n][1]})" for n in waiting)
+        return True, results["control-plane"][1]
+
+    def cleanup(h: Home, cf: ClusterConfig) -> list[str]:
+        return [p for x in hosted if x.cleanup is not None and x.available() for p in x.cleanup(h, cf)]
+
+    return (BY_NAME["etcd"], Component(GROUP.name, GROUP.module, None, ("etcd",),
+                                       lambda h, c: _group_flags(h, c, hosted=hosted), probe, cleanup, members=hosted))
+
+
 def components(cfg: ClusterConfig) -> tuple[Component, ...]:
-    """The supervised processes of this cluster: COMPONENTS for one control plane; with several,
-    etcd-cpN, apiserver-cpN and control-plane-cpN per member (`cluster status` and `up` list them
-    in this order), and one kubelet."""
+    """The supervised processes of this cluster: COMPONENTS for one control plane (compact_components with
+    `up --compact`); with several, etcd-cpN, apiserver-cpN and control-plane-cpN per member (`cluster status`
+    and `up` list them in this order), and one kubelet."""
     if cfg.joined:
         return joined_member_components(cfg) if cfg.members else joined_components()
+    if cfg.compact:
+        return compact_components() + worker_components(cfg, GROUP.name)
     if not cfg.members:
         return COMPONENTS + worker_components(cfg, "apiserver") if cfg.workers else COMPONENTS
     etcds = tuple(_member_component("etcd", m) for m in cfg.members)

@@ -198,6 +198,9 @@ class ClusterConfig:
     # Each node's share of the pod range, fixed once nodes are added to a running cluster (`cluster node add`):
     # the nodes already running keep their ranges. 0: computed from the number of nodes (node_cidr_mask).
     node_cidr_mask_size: int = 0
+    # One process for the apiserver, the kubelet and the control-plane members (`up --compact`, k3s' layout), kept
+    # for later `up`s; only with one control plane.
+    compact: bool = False
 
     def __post_init__(self) -> None:
         self.members = [m if isinstance(m, Member) else Member(**m) for m in self.members]
@@ -426,9 +429,9 @@ class Home:
                 node_monitor_grace_period: float | None = None,
                 default_unreachable_toleration_seconds: float | None = None,
                 network_backend: str | None = None, cluster_signing_duration: float | None = None,
-                event_ttl: float | None = None) -> ClusterConfig:
+                event_ttl: float | None = None, compact: bool | None = None) -> ClusterConfig:
         """Create the layout on the first `up`; later calls reuse what was recorded (the node-loss
-        timings given replace the recorded ones).
+        timings and the layout given replace the recorded ones).
 
         Ports: the default home prefers Kubernetes' well-known ports; any other home (tests,
         a second cluster) takes free ones, so two clusters never collide.
@@ -490,6 +493,11 @@ class Home:
             cfg.cluster_signing_duration = cluster_signing_duration
         if event_ttl is not None:
             cfg.event_ttl = event_ttl
+        if compact is not None:
+            if compact and cfg.members:
+                raise HomeError(f"the cluster at {self.root} has {len(cfg.members)} control planes, each in processes "
+                                "of its own: --compact runs a cluster with one control plane")
+            cfg.compact = compact
         if not cfg.vxlan_vni:
             cfg.vxlan_vni = 1 if default_home else private_vni(hashlib.sha256(str(self.root).encode()).digest())
         if not self.tokens_file.exists():

@@ -409,3 +409,20 @@ async def test_balancer_forwards_to_a_live_backend_and_skips_a_dead_one() -> Non
         await lb.close()
         live.close()
         await live.wait_closed()
+
+
+def test_compact_hosts_the_apiserver_and_the_kubelet_in_the_control_plane_process(tmp_path: Path) -> None:
+    home = Home(tmp_path / "h")
+    cfg = home.prepare(None, default_home=False, tls=True, compact=True)
+    assert Home(tmp_path / "h").load_config().compact  # remembered for later `up`s
+    etcd, group = components(cfg)
+    assert (etcd.name, group.name, group.after) == ("etcd", "control-plane", ("etcd",))
+    assert [m.name for m in group.members][:2] == ["apiserver", "kubelet"]
+    argv = group.command(home, cfg)
+    chunks = " ".join(argv).split(" -- ")[1:]
+    assert [c.split()[0] for c in chunks][:4] == ["apiserver", "kubelet", "controller-manager", "scheduler"]
+    assert f"--port {cfg.api_port}" in chunks[0]  # the apiserver keeps the home's API port
+    assert home.prepare(None, default_home=False, tls=True, compact=False).compact is False
+    assert components(home.load_config()) == COMPONENTS
+    with pytest.raises(HomeError, match="one control plane"):
+        Home(tmp_path / "ha").prepare(None, default_home=False, tls=True, control_planes=3, compact=True)
