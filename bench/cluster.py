@@ -1,9 +1,11 @@
 """Local cluster benchmark: `pkctl cluster up` wall time (cold and warm), the web example from `apply` to
 Ready pods and to answers on its NodePort, then memory and idle CPU with all of manifests/examples running.
 
-    .venv/bin/python bench/cluster.py [--idle-seconds 60] [--compact]
+    .venv/bin/python bench/cluster.py [--idle-seconds 60] [--compact] [--churn 30]
 
---compact measures `pkctl cluster up --compact`: etcd and one process hosting everything else.
+--compact measures `pkctl cluster up --compact`: etcd and one process hosting everything else. --churn N creates N
+more busybox pods once the examples run, waits for them to be Running and deletes them (issue 20's "after 30-pod
+churn") before memory and idle CPU are measured.
 
 Memory is the RSS of the cluster's own processes (supervisor, etcd, apiserver, kubelet, control-plane, or supervisor,
 etcd and control-plane with --compact), and their
@@ -111,8 +113,28 @@ def apply_web(home: Home) -> dict[str, float]:
     raise SystemExit(f"the web example was not Ready and serving on node port 30080 within 60 s ({out})")
 
 
+def churn(home: Home, count: int) -> float:
+    """`count` pods applied, all Running, then deleted (`pkctl delete -f` waits until they are gone); the seconds."""
+    from bench.podstart import pods_file
+    began = time.monotonic()
+    manifest = pods_file(home.root / "churn.yaml", count, "churn")
+    kubeconfig = ("--kubeconfig", str(home.kubeconfig))
+    pkctl(*kubeconfig, "apply", "-f", str(manifest))
+    deadline = began + 180
+    while True:
+        pods = (api_get(home, home.load_config(), "/api/v1/namespaces/default/pods") or {}).get("items", [])
+        if sum(p["metadata"]["name"].startswith("churn-") and p.get("status", {}).get("phase") == "Running"
+               for p in pods) == count:
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the {count} churn pods were not Running within 180 s")
+        time.sleep(0.2)
+    pkctl(*kubeconfig, "delete", "-f", str(manifest))
+    return round(time.monotonic() - began, 3)
+
+
 def main() -> int:
-    args = parse_flags(__doc__, idle_seconds=60.0, compact=False)
+    args = parse_flags(__doc__, idle_seconds=60.0, compact=False, churn=0)
     result: dict[str, Any] = {"benchmark": "cluster", "compact": args.compact}
     with local_cluster("pkbench-home-") as home:
         result["up_cold_s"] = pkctl("cluster", "up", "--home", str(home.root), *(["--compact"] if args.compact else []))
@@ -126,6 +148,8 @@ def main() -> int:
             result["apply_web_to_3_ready_s"] = web["ready"]
             result["apply_web_to_serving_nodeport_s"] = web["serving"]
             result["apply_all_examples_to_settled_s"] = apply_examples(home)
+            if args.churn:
+                result[f"churn_{args.churn}_pods_s"] = churn(home, args.churn)
             time.sleep(10)  # let start-up work (probes' first rounds, status writes) pass before measuring idle
         result.update(idle_usage(processes(home), args.idle_seconds))
         mons = monitors(home)
