@@ -118,11 +118,11 @@ def churn(home: Home, count: int) -> float:
     from bench.podstart import pods_file
     began = time.monotonic()
     manifest = pods_file(home.root / "churn.yaml", count, "churn")
-    kubeconfig = ("--kubeconfig", str(home.kubeconfig))
+    kubeconfig, cfg = ("--kubeconfig", str(home.kubeconfig)), home.load_config()
     pkctl(*kubeconfig, "apply", "-f", str(manifest))
     deadline = began + 180
     while True:
-        pods = (api_get(home, home.load_config(), "/api/v1/namespaces/default/pods") or {}).get("items", [])
+        pods = (api_get(home, cfg, "/api/v1/namespaces/default/pods") or {}).get("items", [])
         if sum(p["metadata"]["name"].startswith("churn-") and p.get("status", {}).get("phase") == "Running"
                for p in pods) == count:
             break

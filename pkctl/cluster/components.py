@@ -398,13 +398,25 @@ def _worker_group_flags(home: Home, cfg: ClusterConfig, w: Worker) -> list[str]:
     return ["--", "kubelet", *_worker_kubelet_flags(home, cfg, w), "--", "proxy", *_worker_proxy_flags(home, cfg, w)]
 
 
-def _both_ready(results: dict[str, Health]) -> Health:
-    """A node process (kubelet hosting its proxy) is ready once its kubelet's Node is Ready and its proxy
-    answers /healthz; its detail is the kubelet's."""
+def _all_ready(results: dict[str, Health], detail: str) -> Health:
+    """A process hosting several components is ready once each one's check passes (`results`, by name); `detail`
+    is what it shows then, else which are still waiting, and why."""
     waiting = [n for n, (ok, _) in results.items() if not ok]
     if waiting:
         return False, "waiting for " + ", ".join(f"{n} ({results[n][1]})" for n in waiting)
-    return True, results["kubelet"][1]
+    return True, detail
+
+
+def _cleanup_all(hosted: tuple["Component", ...]) -> Callable[[Home, ClusterConfig], list[str]]:
+    """The `down` clean-up of a process hosting several components: each available one's, in order."""
+    return lambda home, cfg: [problem for c in hosted if c.cleanup is not None and c.available()
+                              for problem in c.cleanup(home, cfg)]
+
+
+def _both_ready(results: dict[str, Health]) -> Health:
+    """A node process (kubelet hosting its proxy) is ready once its kubelet's Node is Ready and its proxy
+    answers /healthz; its detail is the kubelet's."""
+    return _all_ready(results, results["kubelet"][1])
 
 
 def _probe_worker_node(home: Home, cfg: ClusterConfig, running: float, w: Worker) -> Health:
@@ -582,7 +594,7 @@ def _member_probe(name: str, member: Member | None = None) -> Callable[[Home, Cl
 
 
 def _cleanup_group(home: Home, cfg: ClusterConfig) -> list[str]:
-    return [problem for m in MEMBERS if m.cleanup is not None and m.available() for problem in m.cleanup(home, cfg)]
+    return _cleanup_all(MEMBERS)(home, cfg)
 
 
 # Run inside the control-plane process, each through its own `run(config, ready)`: one Python
@@ -625,16 +637,11 @@ def compact_components() -> tuple[Component, ...]:
     def probe(h: Home, cf: ClusterConfig, running: float) -> Health:
         # the apiserver's and the node's own checks, then the members' (from the process's /healthz)
         results = {x.name: x.probe(h, cf, running) for x in (api, kubelet, GROUP)}
-        waiting = [n for n, (ok, _) in results.items() if not ok]
-        if waiting:
-            return False, "waiting for " + ", ".join(f"{n} ({results[n][1]})" for n in waiting)
-        return True, results["control-plane"][1]
-
-    def cleanup(h: Home, cf: ClusterConfig) -> list[str]:
-        return [p for x in hosted if x.cleanup is not None and x.available() for p in x.cleanup(h, cf)]
+        return _all_ready(results, results[GROUP.name][1])
 
     return (BY_NAME["etcd"], Component(GROUP.name, GROUP.module, None, ("etcd",),
-                                       lambda h, c: _group_flags(h, c, hosted=hosted), probe, cleanup, members=hosted))
+                                       lambda h, c: _group_flags(h, c, hosted=hosted), probe, _cleanup_all(hosted),
+                                       members=hosted))
 
 
 def components(cfg: ClusterConfig) -> tuple[Component, ...]:
@@ -727,15 +734,10 @@ def _member_group(m: Member, first: bool) -> Component:
 
     def probe(h: Home, cf: ClusterConfig, running: float) -> Health:
         results = {x.name: x.probe(h, cf, running) for x in hosted if x.available()}
-        waiting = [n for n, (ok, _) in results.items() if not ok]
-        if waiting:
-            return False, "waiting for " + ", ".join(f"{n} ({results[n][1]})" for n in waiting)
-        return True, ", ".join(results) + " ready"
+        return _all_ready(results, ", ".join(results) + " ready")
 
     return Component(f"control-plane-{m.name}", "launcher.group", None, (f"apiserver-{m.name}",),
-                     lambda h, c: _group_flags(h, c, m, hosted), probe,
-                     lambda h, c: [p for x in hosted if x.cleanup is not None and x.available() for p in x.cleanup(h, c)],
-                     members=hosted)
+                     lambda h, c: _group_flags(h, c, m, hosted), probe, _cleanup_all(hosted), members=hosted)
 
 
 def all_names(cfg: ClusterConfig) -> list[str]:
