@@ -26,7 +26,10 @@ ScoreFn = Callable[[PodInfo, Sequence[NodeInfo]], "list[float]"]
 MIN_FEASIBLE_NODES_TO_FIND = 100
 MIN_FEASIBLE_NODES_PERCENTAGE = 5
 MAX_SCORE = 100
+# Distinct pod shapes remembered per node before its memo starts afresh.
+MEMO_LIMIT = 64
 _RNG = random.Random()
+_MISS = object()
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,9 @@ class FilterPlugin:
     relevant: Callable[[PodInfo], bool] = lambda pod: True
     # Rejects only restricted nodes (cordoned or NoSchedule/NoExecute-tainted): not called for the others.
     restricted_nodes_only: bool = False
+    # Set when the outcome on a node depends only on the node's state (its allocatable, the pods on it) and
+    # this text of the pod: the outcome is then kept in NodeInfo.memo for the next pod of that shape.
+    shape: Callable[[PodInfo], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,9 @@ class ScorePlugin:
     lower_is_better: bool = False
     # A plugin that would give every node the same score cannot change the choice: skip it.
     relevant: Callable[[PodInfo], bool] = lambda pod: True
+    # As FilterPlugin.shape: the node's score depends only on its own state and this text of the pod (never set
+    # with lower_is_better, whose scores depend on the other nodes).
+    shape: Callable[[PodInfo], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -83,7 +92,7 @@ FILTERS: tuple[FilterPlugin, ...] = (
     FilterPlugin("NodeUnschedulable", nodeunschedulable.filter, restricted_nodes_only=True),
     FilterPlugin("NodeAffinity", nodeaffinity.filter, nodeaffinity.relevant),
     FilterPlugin("NodePorts", nodeports.filter, lambda pod: bool(pod.host_ports)),
-    FilterPlugin("NodeResourcesFit", noderesources.fit),
+    FilterPlugin("NodeResourcesFit", noderesources.fit, shape=noderesources.requests_shape),
     FilterPlugin("TaintToleration", tainttoleration.filter, restricted_nodes_only=True),
     FilterPlugin("VolumeBinding", volumebinding.filter, volumebinding.relevant),
     FilterPlugin("PodTopologySpread", podtopologyspread.filter, podtopologyspread.relevant),
@@ -105,8 +114,8 @@ PRE_BINDS: tuple[PreBindPlugin, ...] = (
 )
 
 SCORES: dict[str, ScorePlugin] = {p.name: p for p in (
-    ScorePlugin("least-allocated", noderesources.least_allocated),
-    ScorePlugin("balanced-allocation", noderesources.balanced_allocation),
+    ScorePlugin("least-allocated", noderesources.least_allocated, shape=noderesources.nonzero_shape),
+    ScorePlugin("balanced-allocation", noderesources.balanced_allocation, shape=noderesources.nonzero_shape),
     ScorePlugin("taint-toleration", tainttoleration.intolerable_preferences, lower_is_better=True),
     ScorePlugin("node-affinity", nodeaffinity.score, relevant=nodeaffinity.score_relevant),
     ScorePlugin("pod-topology-spread", podtopologyspread.score, relevant=podtopologyspread.score_relevant),
@@ -197,21 +206,28 @@ def schedule(pod: PodInfo, nodes: Sequence[NodeInfo], weights: dict[str, int], s
     feasible: list[NodeInfo] = []
     fns = [f.fn for f in filters]
     # Most nodes are neither cordoned nor tainted: their chain skips the plugins that could only reject such nodes.
-    plain_fns = [f.fn for f in filters if not f.restricted_nodes_only]
+    plain = [f for f in filters if not f.restricted_nodes_only]
+    plain_fns = [f.fn for f in plain]
+    # When that chain depends on the pod's shape alone (the common pod: only NodeResourcesFit applies), a node's
+    # outcome is looked up in its memo, computed once per shape and node state.
+    memo_key = _memo_key("filter", pod, [(f.name, f.shape) for f in plain])
     start %= n
     i = 0
-    # The filter chain inlined, nodes taken round from `start`: this loop runs hundreds of times per pod.
+    # Nodes taken round from `start`: this loop runs hundreds of times per pod.
     for i, node in enumerate(itertools.chain(nodes[start:], nodes[:start])):
-        for fn in fns if node.restricted else plain_fns:
-            reasons = fn(pod, node)
-            if reasons:
-                decision.reasons.update(reasons)
-                decision.failed[node.name] = reasons
-                break
+        if memo_key is None or node.restricted:
+            reasons = _rejection(fns if node.restricted else plain_fns, pod, node)
         else:
-            feasible.append(node)
-            if len(feasible) >= wanted:
-                break
+            reasons = node.memo.get(memo_key, _MISS)
+            if reasons is _MISS:
+                reasons = _remember(node, memo_key, _rejection(plain_fns, pod, node))
+        if reasons:
+            decision.reasons.update(reasons)
+            decision.failed[node.name] = reasons
+            continue
+        feasible.append(node)
+        if len(feasible) >= wanted:
+            break
     decision.evaluated = i + 1
     if not feasible:
         return decision
@@ -222,11 +238,39 @@ def schedule(pod: PodInfo, nodes: Sequence[NodeInfo], weights: dict[str, int], s
     return decision
 
 
+def _rejection(fns: list[FilterFn], pod: PodInfo, node: NodeInfo) -> list[str] | None:
+    """The first filter's reasons for rejecting the node, or None when it passes them all."""
+    for fn in fns:
+        reasons = fn(pod, node)
+        if reasons:
+            return reasons
+    return None
+
+
+def _memo_key(kind: str, pod: PodInfo, plugins: list[tuple[str, Callable[[PodInfo], str] | None]]) -> str | None:
+    """The key of the plugins' outcome in a node's memo, or None when one of them looks beyond the pod's shape."""
+    if not plugins or any(shape is None for _, shape in plugins):
+        return None
+    return kind + ";" + ";".join(f"{name}={shape(pod)}" for name, shape in plugins if shape is not None)
+
+
+def _remember(node: NodeInfo, key: str, value: Any) -> Any:
+    if len(node.memo) >= MEMO_LIMIT:
+        node.memo.clear()
+    node.memo[key] = value
+    return value
+
+
 def _best(pod: PodInfo, feasible: list[NodeInfo], weights: dict[str, int], rng: random.Random) -> str:
-    totals = [0.0] * len(feasible)
-    for name, weight in weights.items():
-        plugin = SCORES[name]
-        if weight == 0 or not plugin.relevant(pod):
+    used = [(name, weight, SCORES[name]) for name, weight in weights.items()
+            if weight and SCORES[name].relevant(pod)]
+    # The weighted sum of the plugins that score a node by its own state (the resource strategies) is kept in
+    # the node's memo; the others are added to it below.
+    by_shape = [(name, weight, plugin) for name, weight, plugin in used if plugin.shape is not None]
+    key = _memo_key("score", pod, [(f"{name}*{weight}", plugin.shape) for name, weight, plugin in by_shape])
+    totals = _memoized_scores(pod, feasible, key, by_shape) if key is not None else [0.0] * len(feasible)
+    for name, weight, plugin in used:
+        if key is not None and plugin.shape is not None:
             continue
         raw = plugin.fn(pod, feasible)
         if plugin.lower_is_better:
@@ -239,6 +283,21 @@ def _best(pod: PodInfo, feasible: list[NodeInfo], weights: dict[str, int], rng: 
     # Ties are broken at random so that equal nodes share the load.
     candidates = [i for i, t in enumerate(totals) if t == best]
     return feasible[rng.choice(candidates)].name
+
+
+def _memoized_scores(pod: PodInfo, feasible: list[NodeInfo], key: str,
+                     plugins: list[tuple[str, int, ScorePlugin]]) -> list[float]:
+    """The plugins' weighted sum on each node: from the node's memo, the nodes without it scored in one batch."""
+    memos = [node.memo.get(key) for node in feasible]
+    missing = [i for i, total in enumerate(memos) if total is None]
+    if missing:
+        nodes = [feasible[i] for i in missing]
+        sums = [0.0] * len(nodes)
+        for _, weight, plugin in plugins:
+            sums = [s + weight * r for s, r in zip(sums, plugin.fn(pod, nodes))]
+        for i, total in zip(missing, sums):
+            memos[i] = _remember(feasible[i], key, total)
+    return cast("list[float]", memos)
 
 
 def run_filters(pod: PodInfo, node: NodeInfo) -> list[str] | None:

@@ -150,8 +150,13 @@ class NodeInfo:
     # The same pods by namespace: spreading counts only the incoming pod's namespace.
     namespace_pods: dict[str, dict[str, PodInfo]] = field(default_factory=dict)
     affinity_pods: dict[str, PodInfo] = field(default_factory=dict)  # the pods with pod (anti-)affinity terms
+    # Filter and score results that depend only on this node's state and a pod's shape (its requests), keyed by
+    # the plugins and that shape (scheduler/algorithm.py): most pods of a burst look alike, and a node changes only
+    # when a pod lands on it, so a decision mostly looks these up. Emptied whenever the node or its pods change.
+    memo: dict[str, Any] = field(default_factory=dict)
 
     def set_node(self, node: dict[str, Any]) -> None:
+        self.memo.clear()
         self.node = node
         meta = node.get("metadata") or {}
         spec = node.get("spec") or {}
@@ -178,6 +183,7 @@ class NodeInfo:
     def add_pod(self, p: PodInfo) -> None:
         if p.key in self.pods:
             self.remove_pod(self.pods[p.key])
+        self.memo.clear()
         self.pods[p.key] = p
         self.requested_cpu += p.cpu
         self.requested_memory += p.memory
@@ -191,6 +197,7 @@ class NodeInfo:
     def remove_pod(self, p: PodInfo) -> None:
         if self.pods.pop(p.key, None) is None:
             return
+        self.memo.clear()
         self.requested_cpu -= p.cpu
         self.requested_memory -= p.memory
         self.nonzero_cpu -= p.nonzero_cpu

@@ -8,6 +8,16 @@ from ..framework import NodeInfo, PodInfo
 MAX_SCORE = 100
 
 
+def requests_shape(pod: PodInfo) -> str:
+    """What `fit` reads of the pod: its requests (the rest is the node's)."""
+    return f"{pod.cpu},{pod.memory}"
+
+
+def nonzero_shape(pod: PodInfo) -> str:
+    """What the scoring strategies read of the pod: its requests with Kubernetes' non-zero defaults."""
+    return f"{pod.nonzero_cpu},{pod.nonzero_memory}"
+
+
 def fit(pod: PodInfo, node: NodeInfo) -> list[str] | None:
     """Requests of the pods already on the node plus this pod must stay within allocatable."""
     too_many = len(node.pods) >= node.alloc_pods

@@ -110,3 +110,38 @@ def test_round_robin_start_wraps_and_reports_every_reason() -> None:
     full.add_pod(make_pod("other"))
     d = schedule(make_pod(cpu="8", memory="32Gi"), [full], DEFAULT_WEIGHTS)
     assert d.failed == {"full": ["Too many pods", "Insufficient cpu", "Insufficient memory"]}
+
+
+def test_a_node_is_judged_again_once_a_pod_lands_on_it_or_it_changes() -> None:
+    # The same pod shape meets the node three times; each time the node has changed since the last decision.
+    node = make_node("only", cpu="1")
+    first = make_pod("a", cpu="600m")
+    assert schedule(first, [node], DEFAULT_WEIGHTS).node == "only"
+    node.add_pod(first)
+    d = schedule(make_pod("b", cpu="600m"), [node], DEFAULT_WEIGHTS)
+    assert d.node is None and d.reasons == {"Insufficient cpu": 1}
+    node.remove_pod(first)
+    assert schedule(make_pod("c", cpu="600m"), [node], DEFAULT_WEIGHTS).node == "only"
+    node.set_node({"metadata": {"name": "only"}, "status": {"allocatable": {"cpu": "500m", "memory": "1Gi",
+                                                                           "pods": "10"}}})
+    assert schedule(make_pod("d", cpu="600m"), [node], DEFAULT_WEIGHTS).node is None
+
+
+def test_pods_of_other_shapes_get_their_own_outcome_on_an_unchanged_node() -> None:
+    small, big = make_node("small", cpu="1"), make_node("big", cpu="8")
+    for seed in range(3):
+        assert schedule(make_pod("x", cpu="2"), [small, big], DEFAULT_WEIGHTS, rng=random.Random(seed)).node == "big"
+        d = schedule(make_pod("y", cpu="9"), [small, big], DEFAULT_WEIGHTS)
+        assert d.node is None and d.reasons == {"Insufficient cpu": 2}
+
+
+def test_the_emptier_node_wins_after_the_other_took_a_pod() -> None:
+    # Equal nodes tie; once one holds a pod, the resource scores (kept per node and pod shape) must prefer the
+    # other one for every later pod of the same shape.
+    a, b = make_node("a"), make_node("b")
+    pod = make_pod("p1", cpu="1", memory="1Gi")
+    assert {schedule(pod, [a, b], DEFAULT_WEIGHTS, rng=random.Random(seed)).node for seed in range(20)} == {"a", "b"}
+    a.add_pod(make_pod("p2", cpu="1", memory="1Gi"))
+    for seed in range(5):
+        assert schedule(make_pod("p3", cpu="1", memory="1Gi"), [a, b], DEFAULT_WEIGHTS,
+                        rng=random.Random(seed)).node == "b"
