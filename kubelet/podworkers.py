@@ -34,7 +34,7 @@ from kubelet.pullmanager import LocalImages, PullManager
 from kubelet.recorder import Recorder
 from kubelet.relist import PodStore, Relister
 from kubelet.runtime.interface import ContainerState, InvalidConfig, Runtime, RuntimeError_, SandboxState
-from kubelet.shared import SharedRead, SharedReads
+from kubelet.shared import SharedReads
 from kubelet.status import EVICTED_REASON, StatusInputs
 from kubelet.statusmanager import StatusManager
 from kubelet.tokens import TokenManager
@@ -120,9 +120,6 @@ class PodWorkers:
         self._admitted: set[str] = set()                             # uids allowed to start (admission passed)
         # why a pod that has not started yet may not start here (None: it may); the eviction manager's admission
         self.admit: Callable[[dict[str, Any]], str | None] = lambda pod: None
-        # pods synced together (the periodic full sync queues them all) share one read of the runtime's sandboxes;
-        # each reads only its own sandbox's containers
-        self.sandbox_listing = SharedRead(self.runtime.list_sandboxes)
         self._reads: SharedReads[tuple[str, str, str], dict[str, Any] | None] = SharedReads(self._fetch)
         handler = Handler(lambda p: self.queue.add(key_of(p)), self._pod_updated, self._pod_deleted)
         self.pods.add_handler(handler)
@@ -181,8 +178,8 @@ class PodWorkers:
     # --- runtime state ----------------------------------------------------------------------------------
 
     async def runtime_state(self, uid: str) -> PodRuntime:
-        sandboxes = sorted((s for s in await self.sandbox_listing.get() if s.config.uid == uid),
-                           key=lambda s: s.created_at)
+        # only this pod's sandboxes and their containers are read (a burst of new pods stays linear)
+        sandboxes = sorted(await self.runtime.list_sandboxes(uid), key=lambda s: s.created_at)
         if not sandboxes:
             return PodRuntime()  # a pod new here: containers live in a sandbox, none to list
         newest = sandboxes[-1]

@@ -28,7 +28,7 @@ from kubelet.runtime.logs import rotate
 from kubelet.runtime.monitor import ConmonLaunch, MonitorPaths, conmon_alive, read_exit, reopen_log
 from kubelet.runtime.oci import SandboxRefs, build_spec
 from kubelet.runtime.runccli import Runc
-from kubelet.runtime.statefile import load_state, save_state
+from kubelet.runtime.statefile import OwnerIndex, load_state, save_state
 
 EXIT_WAIT = 10.0  # after SIGKILL, how long the kernel + conmon may take to report the exit
 LOG_MAX_SIZE = 10 * 1024 * 1024  # Kubernetes' containerLogMaxSize default (10Mi)
@@ -63,7 +63,7 @@ class Containers:
         self.images = images
         self.log_max_size = log_max_size
         self.log_max_files = log_max_files
-        self._sandbox_of: dict[str, str] = {}  # container id -> its sandbox's (ids())
+        self._index = OwnerIndex(self.dir, "meta.json", lambda meta: meta["sandbox_id"])
 
     def _cdir(self, cid: str) -> Path:
         if not (len(cid) == 32 and all(c in "0123456789abcdef" for c in cid)):
@@ -80,23 +80,8 @@ class Containers:
         save_state(self._cdir(meta["id"]) / "meta.json", meta)
 
     def ids(self, sandbox_id: str | None = None) -> list[str]:
-        """The containers (of one sandbox): their directories, each one's sandbox read from its record once (it
-        never changes), so that a pod's sync does not read every container's record."""
-        out = []
-        names = sorted(os.listdir(self.dir))
-        for gone in set(list(self._sandbox_of)) - set(names):
-            self._sandbox_of.pop(gone, None)
-        for name in names:
-            sandbox = self._sandbox_of.get(name)
-            if sandbox is None:
-                try:
-                    sandbox = orjson.loads((self.dir / name / "meta.json").read_bytes())["sandbox_id"]
-                except (FileNotFoundError, NotADirectoryError, ValueError):
-                    continue  # half-created or half-removed
-                self._sandbox_of[name] = sandbox
-            if sandbox_id is None or sandbox == sandbox_id:
-                out.append(name)
-        return out
+        """The containers (of one sandbox)."""
+        return self._index.ids(sandbox_id)
 
     async def create(self, sandbox: dict[str, Any], config: ContainerConfig, cgroup_parent_rel: str) -> str:
         cid = uuid.uuid4().hex

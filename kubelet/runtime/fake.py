@@ -221,9 +221,9 @@ class FakeRuntime:
     async def sandbox_status(self, sandbox_id: str) -> SandboxStatus:
         return replace(self._sandbox(sandbox_id))
 
-    async def list_sandboxes(self) -> list[SandboxStatus]:
+    async def list_sandboxes(self, uid: str | None = None) -> list[SandboxStatus]:
         # shallow copies (cheap: hollow nodes list often): a caller changing state does not change ours
-        return [replace(s) for s in self.sandboxes.values()]
+        return [replace(s) for s in self.sandboxes.values() if uid is None or s.config.uid == uid]
 
     # --- containers ---------------------------------------------------------------------------------------
 

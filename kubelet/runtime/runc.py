@@ -126,9 +126,9 @@ class RuncRuntime:
     async def sandbox_status(self, sandbox_id: str) -> SandboxStatus:
         return self.sandboxes.status(self.sandboxes.load(sandbox_id))
 
-    async def list_sandboxes(self) -> list[SandboxStatus]:
+    async def list_sandboxes(self, uid: str | None = None) -> list[SandboxStatus]:
         out = []
-        for sid in self.sandboxes.ids():
+        for sid in self.sandboxes.ids(uid):
             try:
                 out.append(await self.sandbox_status(sid))
             except NotFound:

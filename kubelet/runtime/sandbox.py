@@ -35,7 +35,7 @@ from pklib.netns import in_thread
 
 from kubelet.network.manager import NodeNetwork, PodNetworkInfo
 from kubelet.runtime.podfiles import DNSConfig, HostAlias, write_pod_files
-from kubelet.runtime.statefile import load_state, save_state
+from kubelet.runtime.statefile import OwnerIndex, load_state, save_state
 from kubelet.runtime.interface import (InvalidConfig, NotFound, RuntimeError_, SandboxConfig, SandboxState,
                                        SandboxStatus)
 
@@ -171,6 +171,7 @@ class Sandboxes:
         self.network = network
         self.cgroup_parent = cgroup_parent
         self._wiring: dict[str, asyncio.Task[None]] = {}  # sandbox id → its network being wired (see create)
+        self._index = OwnerIndex(self.dir, "sandbox.json", lambda state: state["config"]["uid"])
 
     def _path(self, sandbox_id: str) -> Path:
         if not re.fullmatch(r"[0-9a-f]{32}", sandbox_id):
@@ -294,8 +295,9 @@ class Sandboxes:
                     unmount(p / "ns" / ns)
                 shutil.rmtree(p, ignore_errors=True)
 
-    def ids(self) -> list[str]:
-        return sorted(p.name for p in self.dir.iterdir() if (p / "sandbox.json").exists())
+    def ids(self, uid: str | None = None) -> list[str]:
+        """The sandboxes (of the pod `uid`)."""
+        return self._index.ids(uid)
 
     def status(self, state: dict[str, Any]) -> SandboxStatus:
         ready = SandboxState(state["state"])

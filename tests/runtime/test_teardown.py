@@ -140,3 +140,21 @@ async def test_destroy_node_kills_a_process_a_crashed_runtime_left_in_a_cgroup(r
         if stray.poll() is None:
             stray.kill()
             stray.wait()
+
+
+async def test_a_pods_sandboxes_are_listed_apart_from_the_others_before_and_after_a_restart(
+        runtime: RuncRuntime, image_store: ImageStore) -> None:
+    a = await runtime.run_sandbox(SandboxConfig(name="a", namespace="default", uid="uid-a"))
+    b1 = await runtime.run_sandbox(SandboxConfig(name="b", namespace="default", uid="uid-b"))
+    b2 = await runtime.run_sandbox(SandboxConfig(name="b", namespace="default", uid="uid-b"))
+    restarted = RuncRuntime(runtime.config, image_store)  # a new kubelet reads the records again
+    for rt in (runtime, restarted):
+        assert [s.id for s in await rt.list_sandboxes("uid-a")] == [a]
+        assert sorted(s.id for s in await rt.list_sandboxes("uid-b")) == sorted([b1, b2])
+        assert {s.config.uid for s in await rt.list_sandboxes("uid-b")} == {"uid-b"}
+        assert await rt.list_sandboxes("uid-none") == []
+    await runtime.stop_sandbox(b1)
+    await runtime.remove_sandbox(b1)
+    for rt in (runtime, restarted):
+        assert [s.id for s in await rt.list_sandboxes("uid-b")] == [b2]
+        assert sorted(s.id for s in await rt.list_sandboxes()) == sorted([a, b2])
