@@ -13,6 +13,8 @@ busybox container that sleeps (and exits at once on SIGTERM, so that neither sid
   time is from the start of `apply` to the watch event that makes every pod of the file Running. The pods
   are then deleted (`pkctl delete -f FILE`, which waits until they are gone), untimed. The same watch splits the
   time into phases (`pkube_phases`): until the first pod's create, until every pod is bound, until every pod Running.
+  `pkube_cpu_s`: the CPU seconds each of the cluster's processes used in that time (its own, not its children's:
+  runc runs under conmon).
 - podman: `podman kube play FILE` returns once every container has started; its wall time is the figure, and
   `podman pod ps` must show every pod Running. `podman kube down FILE` removes them, untimed.
 
@@ -41,7 +43,10 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.cluster import processes  # noqa: E402
+from bench.common import cpu_times  # noqa: E402
 from bench.compose import IMAGE, host_state, podman_conf, remove_new_tables, summary  # noqa: E402
+from pkctl.cluster.home import Home  # noqa: E402
 from tests.chaos.harness import Api  # noqa: E402
 from tests.e2e.helpers import local_cluster, make_namespace, run  # noqa: E402
 from tests.util import unique  # noqa: E402
@@ -103,18 +108,27 @@ class AllRunning(threading.Thread):
 PHASES = ("apply_to_created", "created_to_bound", "bound_to_running")
 
 
-def pkube_round(api: Api, kubeconfig: str, namespace: str, manifest: Path, count: int,
-                env: dict[str, str]) -> tuple[float, dict[str, float]]:
+def cluster_cpu(home: Home) -> dict[str, float]:
+    """CPU seconds so far of each of the cluster's processes (its own)."""
+    return {name: cpu_times(rec.pid)[0] for name, rec in processes(home).items()}
+
+
+def pkube_round(api: Api, home: Home, namespace: str, manifest: Path, count: int,
+                env: dict[str, str]) -> tuple[float, dict[str, float], dict[str, float]]:
+    """The round's time, its phases, and the CPU seconds each cluster process used until every pod was Running."""
+    kubeconfig = str(home.kubeconfig)
     watch = AllRunning(api, namespace, count)
     watch.start()
+    cpu = cluster_cpu(home)
     began = time.monotonic()
     run("--kubeconfig", kubeconfig, "-n", namespace, "apply", "-f", str(manifest), env=env)
     watch.join(120)
     if not watch.at:
         raise RuntimeError(f"pkube: {count} pods not Running within 120 s")
+    used = {name: seconds - cpu.get(name, 0.0) for name, seconds in cluster_cpu(home).items()}
     run("--kubeconfig", kubeconfig, "-n", namespace, "delete", "-f", str(manifest), timeout=120, env=env)
     return watch.at - began, dict(zip(PHASES, (watch.created - began, watch.bound - watch.created,
-                                               watch.at - watch.bound)))
+                                               watch.at - watch.bound))), used
 
 
 def pkctl_env(tmp: Path, pycache: bool) -> dict[str, str]:
@@ -162,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = {"one_pod": 1, f"{args.pods}_pods": args.pods}
     figures: dict[str, dict[str, list[float]]] = {s: {k: [] for k in sizes} for s in sides}
     phases: dict[str, dict[str, list[float]]] = {k: {ph: [] for ph in PHASES} for k in sizes}
+    cpu: dict[str, dict[str, list[float]]] = {k: {} for k in sizes}
     tmp = Path(tempfile.mkdtemp(prefix="pkb-podstart-"))
     os.environ["CONTAINERS_CONF"] = str(podman_conf(tmp / "containers.conf"))
     loaded, version = False, ""
@@ -187,10 +202,12 @@ def main(argv: list[str] | None = None) -> int:
                         if side == "podman":
                             figures[side][size].append(podman_round(manifest, count, prefix))
                             continue
-                        took, parts = pkube_round(api, str(cluster.kubeconfig), namespace, manifest, count, env)
+                        took, parts, used = pkube_round(api, Home(cluster.home), namespace, manifest, count, env)
                         figures[side][size].append(took)
                         for ph, v in parts.items():
                             phases[size][ph].append(v)
+                        for name, v in used.items():
+                            cpu[size].setdefault(name, []).append(v)
     finally:
         if loaded:
             subprocess.run(["podman", "rmi", "-f", IMAGE], capture_output=True)
@@ -208,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         result[side] = {size: summary(v) for size, v in figures[side].items()}
     result["pkube_phases"] = {"what": "where pkube's time goes: " + ", ".join(PHASES) + " (see PHASES)",
                               **{size: {ph: summary(v) for ph, v in by.items()} for size, by in phases.items()}}
+    result["pkube_cpu_s"] = {"what": "CPU seconds each cluster process used from `apply` until every pod Running",
+                             **{size: {name: summary(v) for name, v in by.items()} for size, by in cpu.items()}}
     if "podman" in sides:
         result["podman_version"] = version
         result["podman_left_on_host"] = left
