@@ -22,8 +22,9 @@ from pklib.client import Client
 from pklib.resources import lookup
 from tests.support.controlplane import ROOT, ApiServer, Etcd, _stop, ca_context, etcd_prefix, start_apiserver
 from tests.support.kubectl import Kubectl, Stream
-from tests.support.node import Node, ctr, pod, running, wait_pod
+from tests.support.node import Node, ctr, exec_in, pod, running, wait_pod
 from tests.support.portforward import start_web
+from tests.util import wait_for
 
 pytestmark = pytest.mark.root
 
@@ -47,10 +48,17 @@ async def session(node: Node, second: ApiServer) -> AsyncIterator[aiohttp.Client
 
 
 async def test_logs_exec_and_port_forward_end_cleanly_when_the_apiserver_stops(
-        kc: Client, ns: str, second: ApiServer, session: aiohttp.ClientSession) -> None:
+        node: Node, kc: Client, ns: str, second: ApiServer, session: aiohttp.ClientSession) -> None:
     script = "i=0; while true; do echo line-$i; i=$((i+1)); sleep 0.2; done"
     await kc.create(PODS, pod("chatty", ctr("c", script)), ns)
-    await start_web(kc, ns, "web")
+    web = await start_web(kc, ns, "web")
+
+    # Running is not yet listening: the port-forward below dials port 80 at once, and a refused dial would be an
+    # error frame instead of the idle connection this test stops the apiserver under.
+    async def listening() -> bool:
+        fetched = await exec_in(node, web, "web", ["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:80/"])
+        return fetched.exit_code == 0
+    await wait_for(listening, 20, 0.1, message="web's httpd listening on port 80")
     await wait_pod(kc, ns, "chatty", running, what="chatty Running")
     base = f"{second.url}/api/v1/namespaces/{ns}/pods/chatty"
 
