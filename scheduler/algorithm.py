@@ -302,12 +302,7 @@ def _memoized_scores(pod: PodInfo, feasible: list[NodeInfo], key: str,
 
 def run_filters(pod: PodInfo, node: NodeInfo) -> list[str] | None:
     """The whole filter chain on one node (preemption's dry runs); None when the pod fits."""
-    for f in FILTERS:
-        if f.relevant(pod):
-            reasons = f.fn(pod, node)
-            if reasons:
-                return reasons
-    return None
+    return _rejection([f.fn for f in FILTERS if f.relevant(pod)], pod, node)
 
 
 class _WithNode:
