@@ -1,9 +1,13 @@
 """Container runtime benchmark: pod sandbox setup, and container create+start next to a bare `runc run -d`.
 
+Also a container's stop (SIGKILL at once) and removal, and the benchmark process's own CPU per container (create,
+start, stop, remove; runc and conmon are other processes and not counted). It runs on uvloop, as the kubelet does
+(`--loop asyncio`: the standard loop): how a helper process is spawned costs very differently on the two.
+
 Needs root. Uses its own image store, state dir, bridge, pod CIDR, nft table and cgroup parent (all unique),
 prints one JSON document and removes everything. Figures only: nothing here passes or fails on time.
 
-    .venv/bin/python -m bench.runtime [--runs 50]
+    .venv/bin/python -m bench.runtime [--runs 50] [--loop uvloop|asyncio]
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -20,6 +25,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+import uvloop
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -109,23 +116,50 @@ async def pkube_once(rt: RuncRuntime, sid: str, image: str, name: str) -> tuple[
     return time.perf_counter() - t0, cid
 
 
+def cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 async def bench_containers(rt: RuncRuntime, store: ImageStore, sid: str, image: str, work: Path,
-                           runs: int) -> tuple[list[float], list[float]]:
+                           runs: int) -> tuple[list[float], list[float], list[float], float]:
     """pkube and bare runc runs interleaved (alternating which goes first), so that load from other work on
-    the machine falls on both alike; one unmeasured warm-up of each first."""
+    the machine falls on both alike; one unmeasured warm-up of each first. Returns pkube's create+start times,
+    the bare runs' times, pkube's stop+remove times and this process's CPU seconds per pkube container."""
     _, kept = await pkube_once(rt, sid, image, "warmup")  # its bundle is the template of the bare runs
     bare_runc = BareRunc(rt, store, image, rt.containers.spec(kept), work)
     bare_runc.run_once()
-    pkube, bare = [], []
+    pkube, bare, teardown, cpu = [], [], [], 0.0
     for i in range(runs):
         if i % 2:
             bare.append(bare_runc.run_once())
+        c0 = cpu_s()
         took, cid = await pkube_once(rt, sid, image, f"c{i}")
         pkube.append(took)
+        t0 = time.perf_counter()
+        await rt.stop_container(cid, 0)
         await rt.remove_container(cid)
+        teardown.append(time.perf_counter() - t0)
+        cpu += cpu_s() - c0
         if not i % 2:
             bare.append(bare_runc.run_once())
-    return pkube, bare
+    return pkube, bare, teardown, cpu / runs
+
+
+async def bench_exec(rt: RuncRuntime, sid: str, image: str, runs: int) -> tuple[list[float], float]:
+    """An exec probe's work: `true` run in a running container (runc exec), its times and this process's CPU
+    seconds per exec."""
+    _, cid = await pkube_once(rt, sid, image, "exec")
+    await rt.exec(cid, ["true"], timeout=10)  # unmeasured warm-up
+    times, c0 = [], cpu_s()
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        result = await rt.exec(cid, ["true"], timeout=10)
+        times.append(time.perf_counter() - t0)
+        assert result.exit_code == 0, result
+    cpu = (cpu_s() - c0) / runs
+    await rt.remove_container(cid)
+    return times, cpu
 
 
 async def main(runs: int) -> dict[str, Any]:
@@ -142,7 +176,8 @@ async def main(runs: int) -> dict[str, Any]:
         sandbox = await bench_sandboxes(rt, runs)
         parts = await bench_parts(rt, store, image, work, min(runs, 20))
         sid = await rt.run_sandbox(SandboxConfig(name="bench", namespace="bench", uid="bench"))
-        pkube, bare = await bench_containers(rt, store, sid, image, work, runs)
+        pkube, bare, teardown, cpu = await bench_containers(rt, store, sid, image, work, runs)
+        execs, exec_cpu = await bench_exec(rt, sid, image, runs)
     finally:
         await rt.destroy_node()
         shutil.rmtree(work, ignore_errors=True)
@@ -154,6 +189,9 @@ async def main(runs: int) -> dict[str, Any]:
         "container_create_start": {"pkube": p, "bare_runc_run": b,
                                    "ratio_p50": round(p["p50_ms"] / b["p50_ms"], 2),
                                    "ratio_p99": round(p["p99_ms"] / b["p99_ms"], 2), "target_ratio": 1.3},
+        "container_stop_remove": summary(teardown),
+        "process_cpu_ms_per_container": round(cpu * 1000, 2),
+        "exec_true": {**summary(execs), "process_cpu_ms": round(exec_cpu * 1000, 2)},
         "load_avg_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2),
                         "cpus": os.cpu_count()},
         "note": "pkube includes the overlay rootfs mount and conmon; the bare runc runs get a rootfs mounted "
@@ -165,4 +203,8 @@ async def main(runs: int) -> dict[str, Any]:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=50)
-    print(json.dumps(asyncio.run(main(ap.parse_args().runs)), indent=2))
+    ap.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
+                    help="the event loop (the kubelet's is uvloop)")
+    args = ap.parse_args()
+    run = uvloop.run if args.loop == "uvloop" else asyncio.run
+    print(json.dumps({**run(main(args.runs)), "loop": args.loop}, indent=2))

@@ -16,11 +16,12 @@ import os
 import pty
 import signal
 import struct
+import subprocess
 import termios
 import tty as tty_mod
-from typing import AsyncIterator
+from typing import IO, AsyncIterator
 
-from kubelet.runtime.fdwait import wait_fd
+from kubelet.runtime.fdwait import read_chunk, wait_fd, wait_process
 from kubelet.runtime.interface import STDERR, STDOUT, ExecResult, ExecTimeout, RuntimeError_
 from kubelet.runtime.runccli import Runc
 from pklib.timeouts import wait_for
@@ -30,11 +31,22 @@ CHUNK = 65536
 
 
 class ExecSession:
-    """One running `runc exec` (an interface.ExecStream)."""
+    """One running `runc exec` (an interface.ExecStream). `runc exec` is started with subprocess.Popen (vfork) and
+    its pipes or pty are read in the event loop (kubelet.runtime.fdwait says why not asyncio's subprocess)."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, master: int | None) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], master: int | None) -> None:
         self.proc = proc
         self._master = master  # the pty master with a TTY; None with pipes
+        # our ends of the pipes without a TTY (non-blocking); -1 once closed
+        self._stdin = self._fd(proc.stdin)
+        self._outputs = [(STDOUT, self._fd(proc.stdout)), (STDERR, self._fd(proc.stderr))]
+
+    @staticmethod
+    def _fd(stream: IO[bytes] | None) -> int:
+        if stream is None:
+            return -1
+        os.set_blocking(stream.fileno(), False)
+        return stream.fileno()
 
     async def output(self) -> AsyncIterator[tuple[int, bytes]]:
         """(stream, chunk) pairs — STDOUT or STDERR — as the command writes them, until it closed its output."""
@@ -46,13 +58,12 @@ class ExecSession:
                 yield STDOUT, chunk
         queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
 
-        async def pump(stream: asyncio.StreamReader | None, channel: int) -> None:
-            while stream is not None and (chunk := await stream.read(CHUNK)):
+        async def pump(fd: int, channel: int) -> None:
+            while fd >= 0 and (chunk := await read_chunk(fd, CHUNK)):
                 await queue.put((channel, chunk))
             await queue.put((channel, b""))
 
-        tasks = [asyncio.create_task(pump(self.proc.stdout, STDOUT)),
-                 asyncio.create_task(pump(self.proc.stderr, STDERR))]
+        tasks = [asyncio.create_task(pump(fd, channel)) for channel, fd in self._outputs]
         try:
             open_streams = 2
             while open_streams:
@@ -67,63 +78,68 @@ class ExecSession:
 
     async def write_stdin(self, data: bytes) -> None:
         if self._master is not None:
-            await _write_pty(self._master, data)
-        elif self.proc.stdin is not None and not self.proc.stdin.is_closing():
-            self.proc.stdin.write(data)
+            await _write_all(self._master, data)
+        elif self._stdin >= 0:
             try:
-                await self.proc.stdin.drain()
+                await _write_all(self._stdin, data)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the command stopped reading: like a terminal, drop what it will never read
 
     def close_stdin(self) -> None:
         """End of input. With a TTY the terminal stays open (as in Kubernetes): the command ends it with `exit`."""
-        if self._master is None and self.proc.stdin is not None and not self.proc.stdin.is_closing():
+        if self._master is None and self._stdin >= 0 and self.proc.stdin is not None:
             self.proc.stdin.close()
+            self._stdin = -1
 
     def resize(self, width: int, height: int) -> None:
-        if self._master is None or self.proc.returncode is not None:
+        if self._master is None or self.proc.poll() is not None:
             return
         fcntl.ioctl(self._master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
         self.proc.send_signal(signal.SIGWINCH)  # runc copies our terminal's size to the container's console
 
+    @property
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
     async def wait(self) -> int:
-        code = await self.proc.wait()
+        code = await wait_process(self.proc, None)
         return code if code >= 0 else 128 - code  # killed by a signal: the shell's convention
 
     async def terminate(self) -> None:
         """runc forwards the signal to the exec'd process — SIGHUP with a terminal (an interactive shell ignores
         SIGTERM), else SIGTERM; SIGKILL runc itself if that is not enough."""
-        if self.proc.returncode is None:
+        if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGHUP if self._master is not None else signal.SIGTERM)
             try:
-                await wait_for(self.proc.wait(), KILL_GRACE)
-            except asyncio.TimeoutError:
+                await wait_process(self.proc, KILL_GRACE)
+            except TimeoutError:
                 self.proc.kill()
-                await self.proc.wait()
+                await wait_process(self.proc, None)
 
     def close(self) -> None:
         if self._master is not None:
             os.close(self._master)
             self._master = None
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+        self._stdin, self._outputs = -1, [(channel, -1) for channel, _ in self._outputs]
 
 
 async def start_exec(runc: Runc, cid: str, cmd: list[str], stdin: bool, tty: bool) -> ExecSession:
     if not cmd:
         raise RuntimeError_("exec: no command given")
     if not tty:
-        proc = await asyncio.create_subprocess_exec(
-            *runc.argv("exec", cid, *cmd),
-            stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        proc = subprocess.Popen(runc.argv("exec", cid, *cmd), stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         return ExecSession(proc, None)
     master, slave = pty.openpty()
     # the container's own console (runc's) does the line discipline; ours must pass bytes through untouched.
     # runc makes it raw too, but only after it started relaying: early output would get a second \r
     tty_mod.setraw(slave)
     try:
-        proc = await asyncio.create_subprocess_exec(*runc.argv("exec", "--tty", cid, *cmd),
-                                                    stdin=slave, stdout=slave, stderr=slave,
-                                                    start_new_session=True)
+        proc = subprocess.Popen(runc.argv("exec", "--tty", cid, *cmd), stdin=slave, stdout=slave, stderr=slave,
+                                start_new_session=True)
     except BaseException:
         os.close(master)
         raise
@@ -153,7 +169,7 @@ async def run_exec(runc: Runc, cid: str, cmd: list[str], stdin: bytes | None, tt
         await session.terminate()
         raise ExecTimeout(f"command {cmd!r} timed out after {timeout}s") from None
     finally:
-        if session.proc.returncode is None:
+        if session.running:
             await session.terminate()
         session.close()
     return ExecResult(code, bytes(out), bytes(err))
@@ -171,7 +187,8 @@ async def _read_pty(fd: int) -> bytes:
             return b""
 
 
-async def _write_pty(fd: int, data: bytes) -> None:
+async def _write_all(fd: int, data: bytes) -> None:
+    """All of `data` to a non-blocking pty master or pipe."""
     view = memoryview(data)
     while view:
         try:

@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import time
 import uuid
 from datetime import datetime, timezone
@@ -34,6 +35,7 @@ from typing import Any
 from pklib.netns import in_thread
 
 from kubelet.network.manager import NodeNetwork, PodNetworkInfo
+from kubelet.runtime.fdwait import wait_process
 from kubelet.runtime.podfiles import DNSConfig, HostAlias, write_pod_files
 from kubelet.runtime.statefile import OwnerIndex, load_state, save_state
 from kubelet.runtime.interface import (InvalidConfig, NotFound, RuntimeError_, SandboxConfig, SandboxState,
@@ -101,13 +103,18 @@ async def hold_pid_namespace(path: Path) -> None:
     `setsid --fork`: the holder is nobody's child here (nothing to reap), its own session (a kubelet stop or
     restart leaves it, as it leaves the containers); `--kill-child`: its init dies with it."""
     path.touch()
-    proc = await asyncio.create_subprocess_exec(
-        "setsid", "--fork", "unshare", f"--pid={path}", "--fork", "--kill-child", *PAUSE,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-    await proc.wait()
+    # no pipes: the holder (setsid's child) would keep them open for ever
+    proc = subprocess.Popen(["setsid", "--fork", "unshare", f"--pid={path}", "--fork", "--kill-child", *PAUSE],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        code = await wait_process(proc, 10)  # setsid's own process exits at once
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
     deadline = time.monotonic() + 5
     while not os.path.ismount(path):  # unshare binds it once its child exists
-        if proc.returncode != 0 or time.monotonic() > deadline:
+        if code != 0 or time.monotonic() > deadline:
             end_pid_namespace(path)
             raise RuntimeError_(f"creating the pod's PID namespace at {path} failed")
         await asyncio.sleep(0.01)

@@ -8,7 +8,10 @@ import time
 
 import pytest
 
-from kubelet.runtime.fdwait import read_line, wait_process
+import uvloop
+
+from kubelet.runtime.fdwait import read_line, run_process, wait_process
+from tests.util import wait_for
 
 
 @pytest.fixture
@@ -57,3 +60,38 @@ async def test_wait_process_times_out_on_a_process_that_keeps_running() -> None:
     finally:
         proc.kill()  # the process this test started
         assert await wait_process(proc, timeout=10) == -9
+
+
+# stderr well beyond a pipe's 64 KiB buffer, written before stdout is closed: reading one pipe to its end before
+# the other would leave the child blocked on the full one
+NOISY = ["sh", "-c", "head -c 200000 /dev/zero >&2; echo out; exit 4"]
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_run_process_gives_status_stdout_and_stderr_apart_on_either_loop(loop: str) -> None:
+    run = uvloop.run if loop == "uvloop" else asyncio.run  # the kubelet runs on uvloop, the tests on asyncio
+    code, out, err = run(run_process(NOISY, timeout=30))
+    assert (code, out, err) == (4, b"out\n", b"\0" * 200000)
+
+
+async def test_run_process_kills_and_reaps_a_process_past_its_timeout(tmp_path) -> None:
+    pidfile = tmp_path / "pid"
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await run_process(["sh", "-c", f"echo $$ > {pidfile}; exec sleep 30"], timeout=0.5)
+    assert time.monotonic() - t0 < 10
+    assert not os.path.exists(f"/proc/{int(pidfile.read_text())}")  # neither running nor a zombie
+
+
+async def test_run_process_kills_and_reaps_the_process_when_cancelled(tmp_path) -> None:
+    pidfile = tmp_path / "pid"
+    task = asyncio.create_task(run_process(["sh", "-c", f"echo $$ > {pidfile}.tmp; mv {pidfile}.tmp {pidfile}; "
+                                                  "exec sleep 30"], timeout=60))
+
+    async def started() -> bool:
+        return pidfile.exists()
+    await wait_for(started, message="the child's pid file")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not os.path.exists(f"/proc/{int(pidfile.read_text())}")

@@ -26,20 +26,25 @@ async def log_text(rt: RuncRuntime, cid: str) -> list[str]:
     return [line.text async for line in rt.logs(cid, LogOptions())]
 
 
+async def runc_says(rt: RuncRuntime, cid: str) -> str:
+    """The container's status from `runc state` itself (Runc.state reads runc's files instead)."""
+    return json.loads(await rt.runc.run("state", cid))["status"]
+
+
 async def test_command_runs_only_once_started_and_runc_agrees(runtime: RuncRuntime, sandbox: str,
                                                               busybox: str) -> None:
     cid = await runtime.create_container(sandbox, ContainerConfig(
         name="app", image=busybox, command=["sh", "-c", "echo started; exec sleep 3600"]))
     created = await runtime.container_status(cid)
     assert created.state == ContainerState.CREATED and created.pid > 0
-    assert (await runtime.runc.state(cid) or {}).get("status") == "created"
+    assert (await runtime.runc.state(cid) or {}).get("status") == "created" == await runc_says(runtime, cid)
     assert await log_text(runtime, cid) == []  # the init waits: nothing of the command ran
 
     await runtime.start_container(cid)
     running = await runtime.container_status(cid)
     assert (running.state, running.pid) == (ContainerState.RUNNING, created.pid)
     assert running.started_at is not None
-    assert (await runtime.runc.state(cid) or {}).get("status") == "running"
+    assert (await runtime.runc.state(cid) or {}).get("status") == "running" == await runc_says(runtime, cid)
     assert await wait_for(lambda: log_text(runtime, cid), message="the command's output") == ["started"]
     # the command replaced the shell in the container's init process
     # (the shell prints before it execs: poll, the exec follows within moments)
