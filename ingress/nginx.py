@@ -20,11 +20,14 @@ import subprocess
 import time
 from pathlib import Path
 
+from pklib.fdwait import run_process
 from pklib.files import write_atomic
 
 from .render import Rendered
 
 log = logging.getLogger("ingress.nginx")
+
+CHECK_TIMEOUT = 30.0  # seconds `nginx -t` may take to judge a configuration
 
 
 class NginxError(Exception):
@@ -142,13 +145,15 @@ class Nginx:
 
     async def check(self, conf: Path) -> str | None:
         """nginx's complaint about a configuration file, None when `nginx -t` accepts it."""
-        proc = await asyncio.create_subprocess_exec(*self._args(conf), "-t", "-q", stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.STDOUT)
-        out, _ = await proc.communicate()
-        if proc.returncode == 0:
+        try:
+            code, out, err = await run_process([*self._args(conf), "-t", "-q"], timeout=CHECK_TIMEOUT)
+        except TimeoutError:
+            return f"nginx -t gave no answer in {CHECK_TIMEOUT:g}s"
+        if code == 0:
             return None
-        lines = [ln for ln in out.decode(errors="replace").splitlines() if "[emerg]" in ln or "[alert]" in ln]
-        return "; ".join(lines) or out.decode(errors="replace").strip() or f"nginx -t exited {proc.returncode}"
+        text = (out + err).decode(errors="replace")
+        lines = [ln for ln in text.splitlines() if "[emerg]" in ln or "[alert]" in ln]
+        return "; ".join(lines) or text.strip() or f"nginx -t exited {code}"
 
     async def apply(self, rendered: Rendered) -> bool:
         """Install `rendered` if nginx accepts it and (re)load; False (live configuration untouched) if not."""

@@ -21,7 +21,7 @@ import termios
 import tty as tty_mod
 from typing import IO, AsyncIterator
 
-from kubelet.runtime.fdwait import read_chunk, wait_fd, wait_process
+from pklib.fdwait import read_chunk, wait_fd, wait_process
 from kubelet.runtime.interface import STDERR, STDOUT, ExecResult, ExecTimeout, RuntimeError_
 from kubelet.runtime.runccli import Runc
 from pklib.timeouts import wait_for
@@ -32,7 +32,7 @@ CHUNK = 65536
 
 class ExecSession:
     """One running `runc exec` (an interface.ExecStream). `runc exec` is started with subprocess.Popen (vfork) and
-    its pipes or pty are read in the event loop (kubelet.runtime.fdwait says why not asyncio's subprocess)."""
+    its pipes or pty are read in the event loop (pklib.fdwait says why not asyncio's subprocess)."""
 
     def __init__(self, proc: subprocess.Popen[bytes], master: int | None) -> None:
         self.proc = proc

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from kubelet.runtime.fdwait import read_line, wait_process
+from pklib.fdwait import read_line, wait_process
 from kubelet.runtime.interface import RuntimeError_
 from kubelet.runtime.runccli import runc_message
 
@@ -103,7 +103,7 @@ class ConmonLaunch:
         if log_size_max > 0:
             argv += ["--log-size-max", str(log_size_max)]
         try:
-            # subprocess.Popen + a pidfd to reap it, not asyncio's subprocess: see kubelet.runtime.fdwait.
+            # subprocess.Popen + a pidfd to reap it, not asyncio's subprocess: see pklib.fdwait.
             # cwd: on an OOM kill conmon also creates a file `oom` in its working directory, so that must be
             # the container's own directory, not wherever the kubelet was started.
             with open(paths.stderr, "wb") as err:

@@ -11,7 +11,7 @@ from typing import Any, Iterable
 
 import orjson
 
-from kubelet.runtime.fdwait import run_process, wait_fd
+from pklib.fdwait import run_process, wait_fd
 from kubelet.runtime.interface import NotFound, RuntimeError_
 
 RUNC = shutil.which("runc") or "/usr/sbin/runc"

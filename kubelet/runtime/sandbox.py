@@ -35,7 +35,7 @@ from typing import Any
 from pklib.netns import in_thread
 
 from kubelet.network.manager import NodeNetwork, PodNetworkInfo
-from kubelet.runtime.fdwait import wait_process
+from pklib.fdwait import wait_process
 from kubelet.runtime.podfiles import DNSConfig, HostAlias, write_pod_files
 from kubelet.runtime.statefile import OwnerIndex, load_state, save_state
 from kubelet.runtime.interface import (InvalidConfig, NotFound, RuntimeError_, SandboxConfig, SandboxState,

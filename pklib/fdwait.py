@@ -1,6 +1,7 @@
-"""Waiting in the event loop for a raw file descriptor (pipe, FIFO, pty, pidfd) to become ready.
+"""Waiting in the event loop for a raw file descriptor (pipe, FIFO, pty, pidfd) to become ready, and running helper
+processes that way.
 
-The runtime talks to its helpers over plain pipes and FIFOs (conmon's sync pipe, runc's exec FIFO, exec ptys).
+The kubelet's container runtime talks to its helpers over plain pipes and FIFOs (conmon's sync pipe, runc's exec FIFO, exec ptys).
 Waiting for them in the event loop rather than in a worker thread costs no thread per wait (a kubelet may hold
 many idle terminals) and no thread hand-off on the container start path. The same goes for a child's exit: on
 Python 3.11 asyncio's default child watcher starts a thread per subprocess (~2 ms per spawn); a pidfd does not.
@@ -8,8 +9,8 @@ Python 3.11 asyncio's default child watcher starts a thread per subprocess (~2 m
 And the spawn itself: a component on uvloop that spawns with asyncio.create_subprocess_exec gets libuv's fork, whose
 child runs Python's after-fork handler before it execs. In a kubelet-sized process that cost ~5 ms of the parent's
 CPU and ~14 ms with the event loop blocked per spawn, against 0.4 ms and 1.8 ms for subprocess.Popen, which uses
-vfork (measured in session 21). So the runtime's helpers (conmon, runc, the PID namespace holder) are started with
-Popen and reaped through a pidfd (`run_process`, `wait_process`).
+vfork (measured in session 21). So the runtime's helpers (conmon, runc, the PID namespace holder) and the ingress'
+`nginx -t` are started with Popen and reaped through a pidfd (`run_process`, `wait_process`).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Event-loop waits on raw pipes and child processes (kubelet.runtime.fdwait), with real pipes and processes."""
+"""Event-loop waits on raw pipes and child processes (pklib.fdwait), with real pipes and processes."""
 from __future__ import annotations
 
 import asyncio
@@ -10,7 +10,7 @@ import pytest
 
 import uvloop
 
-from kubelet.runtime.fdwait import read_line, run_process, wait_process
+from pklib.fdwait import read_line, run_process, wait_process
 from tests.util import wait_for
 
 
