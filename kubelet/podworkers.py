@@ -436,9 +436,8 @@ class PodWorkers:
         await self.teardown(uid)
 
     async def teardown(self, uid: str) -> None:
-        for s in await self.runtime.list_sandboxes():
-            if s.config.uid == uid:
-                await self.runtime.remove_sandbox(s.id)
+        for s in await self.runtime.list_sandboxes(uid):
+            await self.runtime.remove_sandbox(s.id)
         await asyncio.to_thread(self.volumes.teardown, uid)
         for table in (self._delays, self._waiting):
             for k in [k for k in table if k[0] == uid]:

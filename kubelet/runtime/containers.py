@@ -213,8 +213,12 @@ class Containers:
         paths = self.paths(cid)
         await self.runc.delete(cid)  # --force: kills a running container, removes its cgroups
         await self._wait_exit(cid, paths, EXIT_WAIT)  # let conmon write the log tail and exit
-        await asyncio.to_thread(self.images.release_rootfs, cid)
-        shutil.rmtree(paths.dir, ignore_errors=True)
+        await asyncio.to_thread(self._remove_files, cid, paths.dir)
+
+    def _remove_files(self, cid: str, cdir: Path) -> None:
+        """The rootfs and the container's own directory (blocking file work: runs in a worker thread)."""
+        self.images.release_rootfs(cid)
+        shutil.rmtree(cdir, ignore_errors=True)
 
     async def status(self, cid: str) -> ContainerStatus:
         self.meta(cid)

@@ -116,12 +116,12 @@ class RuncRuntime:
         await self.sandboxes.release(sandbox_id)
         uid = state["config"]["uid"]
         # the pod cgroup belongs to the pod: a replacement sandbox of the same pod may still be using it
-        if not any(self.sandboxes.load(s)["config"]["uid"] == uid for s in self.sandboxes.ids() if s != sandbox_id):
+        if not any(s != sandbox_id for s in self.sandboxes.ids(uid)):
             try:
                 cgroups.remove_tree({**cgroups.nested_dirs(pod_rel), **dirs}, pod_rel)
             except OSError as e:
                 raise RuntimeError_(f"removing the pod cgroup of sandbox {sandbox_id}: {e}") from None
-        self.sandboxes.remove(sandbox_id)
+        await asyncio.to_thread(self.sandboxes.remove, sandbox_id)  # blocking file work
 
     async def sandbox_status(self, sandbox_id: str) -> SandboxStatus:
         return self.sandboxes.status(self.sandboxes.load(sandbox_id))
