@@ -1,8 +1,8 @@
 """Waiting in the event loop for a raw file descriptor (pipe, FIFO, pty, pidfd) to become ready, and running helper
 processes that way.
 
-The kubelet's container runtime talks to its helpers over plain pipes and FIFOs (conmon's sync pipe, runc's exec FIFO, exec ptys).
-Waiting for them in the event loop rather than in a worker thread costs no thread per wait (a kubelet may hold
+The kubelet's container runtime talks to its helpers over plain pipes and FIFOs (conmon's sync pipe, runc's exec
+FIFO, exec ptys). Waiting for them in the event loop rather than in a worker thread costs no thread per wait (a kubelet may hold
 many idle terminals) and no thread hand-off on the container start path. The same goes for a child's exit: on
 Python 3.11 asyncio's default child watcher starts a thread per subprocess (~2 ms per spawn); a pidfd does not.
 
@@ -15,8 +15,10 @@ vfork (measured in session 21). So the runtime's helpers (conmon, runc, the PID 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
+from typing import Iterator
 
 
 async def wait_fd(fd: int, write: bool = False) -> None:
@@ -39,14 +41,7 @@ async def read_line(fd: int, timeout: float) -> bytes:
     """From a non-blocking pipe: up to the first newline, or what came before EOF. TimeoutError after `timeout`."""
     data = b""
     async with asyncio.timeout(timeout):
-        while b"\n" not in data:
-            try:
-                chunk = os.read(fd, 4096)
-            except BlockingIOError:
-                await wait_fd(fd)
-                continue
-            if not chunk:
-                break
+        while b"\n" not in data and (chunk := await read_chunk(fd, 4096)):
             data += chunk
     return data
 
@@ -68,25 +63,32 @@ async def read_to_eof(fd: int) -> bytes:
     return b"".join(chunks)
 
 
+@contextlib.contextmanager
+def reaped_on_error(proc: subprocess.Popen[bytes]) -> Iterator[None]:
+    """Kill and reap `proc` when the block ends with any exception (a timeout, a cancellation): no zombie, and no
+    orphan left running unwatched."""
+    try:
+        yield
+    except BaseException:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        raise
+
+
 async def run_process(argv: list[str], timeout: float) -> tuple[int, bytes, bytes]:
     """Run `argv` to its end, stdin /dev/null: (exit status, stdout, stderr). TimeoutError after `timeout`; then,
-    as on cancellation, the process is killed and reaped (no zombie, no orphan left writing into closed pipes)."""
+    as on cancellation, the process is killed and reaped."""
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
-    with proc.stdout, proc.stderr:
+    with proc.stdout, proc.stderr, reaped_on_error(proc):
         out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
         os.set_blocking(out_fd, False)
         os.set_blocking(err_fd, False)
-        try:
-            async with asyncio.timeout(timeout):
-                # both at once: a child that fills one pipe while we wait on the other would block for ever
-                out, err = await asyncio.gather(read_to_eof(out_fd), read_to_eof(err_fd))
-                status = await wait_process(proc, timeout)
-        except BaseException:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            raise
+        async with asyncio.timeout(timeout):
+            # both at once: a child that fills one pipe while we wait on the other would block for ever
+            out, err = await asyncio.gather(read_to_eof(out_fd), read_to_eof(err_fd))
+            status = await wait_process(proc, None)
     return status, out, err
 
 

@@ -21,9 +21,9 @@ import termios
 import tty as tty_mod
 from typing import IO, AsyncIterator
 
-from pklib.fdwait import read_chunk, wait_fd, wait_process
 from kubelet.runtime.interface import STDERR, STDOUT, ExecResult, ExecTimeout, RuntimeError_
 from kubelet.runtime.runccli import Runc
+from pklib.fdwait import read_chunk, wait_fd, wait_process
 from pklib.timeouts import wait_for
 
 KILL_GRACE = 2.0
@@ -36,17 +36,10 @@ class ExecSession:
 
     def __init__(self, proc: subprocess.Popen[bytes], master: int | None) -> None:
         self.proc = proc
-        self._master = master  # the pty master with a TTY; None with pipes
-        # our ends of the pipes without a TTY (non-blocking); -1 once closed
-        self._stdin = self._fd(proc.stdin)
-        self._outputs = [(STDOUT, self._fd(proc.stdout)), (STDERR, self._fd(proc.stderr))]
-
-    @staticmethod
-    def _fd(stream: IO[bytes] | None) -> int:
-        if stream is None:
-            return -1
-        os.set_blocking(stream.fileno(), False)
-        return stream.fileno()
+        self._master = master  # the pty master with a TTY; None with pipes (non-blocking, read and written here)
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                os.set_blocking(pipe.fileno(), False)
 
     async def output(self) -> AsyncIterator[tuple[int, bytes]]:
         """(stream, chunk) pairs — STDOUT or STDERR — as the command writes them, until it closed its output."""
@@ -58,12 +51,13 @@ class ExecSession:
                 yield STDOUT, chunk
         queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
 
-        async def pump(fd: int, channel: int) -> None:
-            while fd >= 0 and (chunk := await read_chunk(fd, CHUNK)):
+        async def pump(pipe: IO[bytes] | None, channel: int) -> None:
+            while pipe is not None and (chunk := await read_chunk(pipe.fileno(), CHUNK)):
                 await queue.put((channel, chunk))
             await queue.put((channel, b""))
 
-        tasks = [asyncio.create_task(pump(fd, channel)) for channel, fd in self._outputs]
+        tasks = [asyncio.create_task(pump(self.proc.stdout, STDOUT)),
+                 asyncio.create_task(pump(self.proc.stderr, STDERR))]
         try:
             open_streams = 2
             while open_streams:
@@ -79,17 +73,16 @@ class ExecSession:
     async def write_stdin(self, data: bytes) -> None:
         if self._master is not None:
             await _write_all(self._master, data)
-        elif self._stdin >= 0:
+        elif self.proc.stdin is not None and not self.proc.stdin.closed:
             try:
-                await _write_all(self._stdin, data)
+                await _write_all(self.proc.stdin.fileno(), data)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the command stopped reading: like a terminal, drop what it will never read
 
     def close_stdin(self) -> None:
         """End of input. With a TTY the terminal stays open (as in Kubernetes): the command ends it with `exit`."""
-        if self._master is None and self._stdin >= 0 and self.proc.stdin is not None:
+        if self._master is None and self.proc.stdin is not None:
             self.proc.stdin.close()
-            self._stdin = -1
 
     def resize(self, width: int, height: int) -> None:
         if self._master is None or self.proc.poll() is not None:
@@ -120,10 +113,9 @@ class ExecSession:
         if self._master is not None:
             os.close(self._master)
             self._master = None
-        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
-        self._stdin, self._outputs = -1, [(channel, -1) for channel, _ in self._outputs]
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 async def start_exec(runc: Runc, cid: str, cmd: list[str], stdin: bool, tty: bool) -> ExecSession:

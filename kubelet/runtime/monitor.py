@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from pklib.fdwait import read_line, wait_process
 from kubelet.runtime.interface import RuntimeError_
 from kubelet.runtime.runccli import runc_message
+from pklib.fdwait import read_line, wait_process
 
 CONMON = shutil.which("conmon") or "/usr/bin/conmon"
 

@@ -11,8 +11,8 @@ from typing import Any, Iterable
 
 import orjson
 
-from pklib.fdwait import run_process, wait_fd
 from kubelet.runtime.interface import NotFound, RuntimeError_
+from pklib.fdwait import run_process, wait_fd
 
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
 EXEC_FIFO = "exec.fifo"   # runc's create/start handshake, in the container's directory under --root

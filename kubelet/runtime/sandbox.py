@@ -32,10 +32,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pklib.fdwait import reaped_on_error, wait_process
 from pklib.netns import in_thread
 
 from kubelet.network.manager import NodeNetwork, PodNetworkInfo
-from pklib.fdwait import wait_process
 from kubelet.runtime.podfiles import DNSConfig, HostAlias, write_pod_files
 from kubelet.runtime.statefile import OwnerIndex, load_state, save_state
 from kubelet.runtime.interface import (InvalidConfig, NotFound, RuntimeError_, SandboxConfig, SandboxState,
@@ -106,12 +106,8 @@ async def hold_pid_namespace(path: Path) -> None:
     # no pipes: the holder (setsid's child) would keep them open for ever
     proc = subprocess.Popen(["setsid", "--fork", "unshare", f"--pid={path}", "--fork", "--kill-child", *PAUSE],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    with reaped_on_error(proc):
         code = await wait_process(proc, 10)  # setsid's own process exits at once
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
     deadline = time.monotonic() + 5
     while not os.path.ismount(path):  # unshare binds it once its child exists
         if code != 0 or time.monotonic() > deadline:
